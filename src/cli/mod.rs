@@ -1,0 +1,155 @@
+//! The command line: parse with clap, call `ops`, print text or `--json`.
+
+mod look;
+mod new;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use std::path::PathBuf;
+
+use crate::store::Workspace;
+
+#[derive(Parser, Debug)]
+#[command(name = "chainsmith", version, about = "A workbench for test PKI in IoT: chains, proof of possession, export and connection tests.", long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The workspace directory (default: the platform data directory).
+    #[arg(long, global = true, env = "CHAINSMITH_WORKSPACE", value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Print machine-readable JSON (errors too).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a workspace (one is also created on first use).
+    Init {
+        /// Where (default: --workspace or the platform data directory).
+        dir: Option<PathBuf>,
+    },
+    /// Make a root, intermediate, device or verification certificate.
+    #[command(subcommand)]
+    New(new::NewCommand),
+    /// Sign a device's CSR (PEM or DER) with a workspace CA.
+    SignCsr(new::SignCsrArgs),
+    /// The hierarchy: roots, intermediates, devices.
+    List(look::ListArgs),
+    /// Everything about one entity: fields, extensions, thumbprints, chain check, lint.
+    Show(look::ShowArgs),
+    /// Describe any certificate, chain, CSR, key or PKCS#12 file.
+    Inspect(look::InspectArgs),
+    /// Check entities for mistakes that stop devices connecting; exits 1 on errors.
+    Lint(look::LintArgs),
+}
+
+/// A failure already explained to the user; carries the exit code.
+pub struct Failed(pub i32);
+
+pub type CliResult = Result<(), anyhow::Error>;
+
+pub fn run(cli: Cli) -> i32 {
+    let json = cli.global.json;
+    let Some(command) = cli.command else {
+        use clap::CommandFactory;
+        let _ = Cli::command().print_help();
+        println!();
+        return 0;
+    };
+    let result = match command {
+        Command::Init { dir } => init(&cli.global, dir),
+        Command::New(c) => new::run(&cli.global, c),
+        Command::SignCsr(a) => new::sign_csr(&cli.global, a),
+        Command::List(a) => look::list(&cli.global, a),
+        Command::Show(a) => look::show(&cli.global, a),
+        Command::Inspect(a) => look::inspect(&cli.global, a),
+        Command::Lint(a) => look::lint(&cli.global, a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Some(Failed(code)) = e.downcast_ref::<Failed>() {
+                return *code;
+            }
+            let kind = error_kind(&e);
+            if json {
+                print_json(&serde_json::json!({ "error": { "kind": kind, "message": format!("{e:#}") } }));
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            1
+        }
+    }
+}
+
+impl std::fmt::Debug for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "failed with exit code {}", self.0)
+    }
+}
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "failed with exit code {}", self.0)
+    }
+}
+impl std::error::Error for Failed {}
+
+fn error_kind(e: &anyhow::Error) -> &'static str {
+    use crate::store::Error as S;
+    match e.downcast_ref::<S>() {
+        Some(S::NameTaken(_)) => "name-taken",
+        Some(S::NotFound { .. }) => "not-found",
+        Some(S::Busy(_)) => "busy",
+        Some(S::Damaged { .. }) => "damaged",
+        Some(S::Io { .. }) => "io",
+        Some(S::NotAWorkspace(_)) => "not-a-workspace",
+        Some(S::Pki(_)) => "invalid",
+        None => "error",
+    }
+}
+
+pub(crate) fn print_json<T: Serialize>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).expect("serialisable"));
+}
+
+pub(crate) fn warn(global: &Global, warnings: &[String]) {
+    if !global.json {
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+}
+
+impl Global {
+    pub fn workspace_dir(&self) -> PathBuf {
+        self.workspace.clone().unwrap_or_else(Workspace::default_dir)
+    }
+
+    /// The workspace, created on first use.
+    pub fn workspace(&self) -> anyhow::Result<Workspace> {
+        Ok(Workspace::open_or_create(&self.workspace_dir())?)
+    }
+
+    /// The workspace, which must exist (for read-only commands).
+    pub fn existing_workspace(&self) -> anyhow::Result<Workspace> {
+        Ok(Workspace::open(&self.workspace_dir())?)
+    }
+}
+
+fn init(global: &Global, dir: Option<PathBuf>) -> CliResult {
+    let dir = dir.unwrap_or_else(|| global.workspace_dir());
+    let ws = Workspace::init(&dir)?;
+    if global.json {
+        print_json(&serde_json::json!({ "workspace": ws.root() }));
+    } else {
+        println!("workspace ready at {}", ws.root().display());
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! chainsmith: a workbench for test PKI in IoT.
+//!
+//! The engine lives in modules that know nothing about terminals: [`pki`] makes and checks
+//! certificates, [`store`] keeps them in a workspace on disk. The CLI ([`cli`]) is a thin
+//! face over them; the TUI will be another.
+
+pub mod cli;
+pub mod ops;
+pub mod pki;
+pub mod store;

@@ -1,0 +1,390 @@
+//! Read certificates, chains, CSRs, keys and PKCS#12 files into views a person (or a
+//! script, through serde) can read. Private keys are described, never printed.
+
+use super::keys::KeyAlg;
+use super::{Error, Result, thumbprints};
+use serde::Serialize;
+use x509_parser::prelude::*;
+
+/// Everything a person needs to know about one certificate.
+#[derive(Clone, Debug, Serialize)]
+pub struct CertView {
+    pub subject: String,
+    pub cn: Option<String>,
+    pub issuer: String,
+    pub serial: String,
+    pub not_before: String,
+    pub not_after: String,
+    /// Whole days until notAfter; negative once expired.
+    pub days_left: i64,
+    pub status: Validity,
+    pub key: KeyView,
+    pub signature_algorithm: String,
+    pub is_ca: bool,
+    pub pathlen: Option<u32>,
+    pub self_signed: bool,
+    pub extensions: Vec<ExtensionView>,
+    pub sha1: String,
+    pub sha256: String,
+    #[serde(skip)]
+    pub not_before_t: ::time::OffsetDateTime,
+    #[serde(skip)]
+    pub not_after_t: ::time::OffsetDateTime,
+    #[serde(skip)]
+    pub eku_client_auth: Option<bool>,
+    #[serde(skip)]
+    pub basic_constraints_present: bool,
+    #[serde(skip)]
+    pub key_cert_sign: bool,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Validity {
+    Valid,
+    Expired,
+    NotYetValid,
+}
+
+impl Validity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Validity::Valid => "valid",
+            Validity::Expired => "expired",
+            Validity::NotYetValid => "not yet valid",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyView {
+    /// "ECDSA P-256", "RSA 2048", ...
+    pub algorithm: String,
+    pub bits: u32,
+    /// Our name for it when it is one chainsmith makes.
+    pub key_alg: Option<KeyAlg>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExtensionView {
+    pub name: String,
+    pub oid: String,
+    pub critical: bool,
+    pub value: String,
+}
+
+/// Describe a public key from its SubjectPublicKeyInfo DER.
+pub fn describe_spki(spki: &[u8]) -> KeyView {
+    use openssl::pkey::{Id, PKey};
+    let Ok(pkey) = PKey::public_key_from_der(spki) else {
+        return KeyView { algorithm: "unknown".into(), bits: 0, key_alg: None };
+    };
+    let key_alg = KeyAlg::from_openssl(&pkey);
+    let bits = pkey.bits();
+    let algorithm = match (key_alg, pkey.id()) {
+        (Some(a), _) => a.label().to_string(),
+        (None, Id::RSA) => format!("RSA {bits}"),
+        (None, Id::EC) => format!("ECDSA ({bits}-bit curve)"),
+        (None, Id::ED448) => "Ed448".to_string(),
+        (None, id) => format!("key type {}", id.as_raw()),
+    };
+    KeyView { algorithm, bits, key_alg }
+}
+
+fn oid_name(oid: &x509_parser::der_parser::oid::Oid) -> String {
+    oid2sn(oid, oid_registry()).map(str::to_string).unwrap_or_else(|_| oid.to_id_string())
+}
+
+fn colon_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect::<Vec<_>>().join(":")
+}
+
+fn describe_extension(ext: &X509Extension<'_>) -> (String, String) {
+    match ext.parsed_extension() {
+        ParsedExtension::BasicConstraints(bc) => (
+            "Basic Constraints".into(),
+            match (bc.ca, bc.path_len_constraint) {
+                (true, Some(n)) => format!("CA:TRUE, pathlen:{n}"),
+                (true, None) => "CA:TRUE".into(),
+                (false, _) => "CA:FALSE".into(),
+            },
+        ),
+        ParsedExtension::KeyUsage(ku) => ("Key Usage".into(), ku.to_string()),
+        ParsedExtension::ExtendedKeyUsage(eku) => {
+            let mut v = Vec::new();
+            if eku.any {
+                v.push("Any".to_string());
+            }
+            if eku.server_auth {
+                v.push("TLS Web Server Authentication".into());
+            }
+            if eku.client_auth {
+                v.push("TLS Web Client Authentication".into());
+            }
+            if eku.code_signing {
+                v.push("Code Signing".into());
+            }
+            if eku.email_protection {
+                v.push("E-mail Protection".into());
+            }
+            if eku.time_stamping {
+                v.push("Time Stamping".into());
+            }
+            if eku.ocsp_signing {
+                v.push("OCSP Signing".into());
+            }
+            v.extend(eku.other.iter().map(oid_name));
+            ("Extended Key Usage".into(), v.join(", "))
+        }
+        ParsedExtension::SubjectKeyIdentifier(k) => ("Subject Key Identifier".into(), colon_hex(k.0)),
+        ParsedExtension::AuthorityKeyIdentifier(a) => (
+            "Authority Key Identifier".into(),
+            a.key_identifier.as_ref().map(|k| colon_hex(k.0)).unwrap_or_else(|| "(no key id)".into()),
+        ),
+        ParsedExtension::SubjectAlternativeName(san) => (
+            "Subject Alternative Name".into(),
+            san.general_names.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(", "),
+        ),
+        ParsedExtension::CRLDistributionPoints(_) => ("CRL Distribution Points".into(), "present".into()),
+        ParsedExtension::AuthorityInfoAccess(_) => ("Authority Information Access".into(), "present".into()),
+        ParsedExtension::CertificatePolicies(p) => (
+            "Certificate Policies".into(),
+            p.iter().map(|pi| oid_name(&pi.policy_id)).collect::<Vec<_>>().join(", "),
+        ),
+        ParsedExtension::NameConstraints(_) => ("Name Constraints".into(), "present".into()),
+        _ => (oid_name(&ext.oid), format!("{} bytes", ext.value.len())),
+    }
+}
+
+fn days_between(from: ::time::OffsetDateTime, to: ::time::OffsetDateTime) -> i64 {
+    let secs = (to - from).whole_seconds();
+    secs.div_euclid(86_400)
+}
+
+impl CertView {
+    pub fn from_der(der: &[u8]) -> Result<CertView> {
+        Self::from_der_at(der, ::time::OffsetDateTime::now_utc())
+    }
+
+    /// The view as of `now` (tests and snapshots inject a fixed clock).
+    pub fn from_der_at(der: &[u8], now: ::time::OffsetDateTime) -> Result<CertView> {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| Error::parse("certificate", format!("not a DER X.509 certificate ({e})")))?;
+        let nb = cert.validity().not_before.to_datetime();
+        let na = cert.validity().not_after.to_datetime();
+        let status = if now < nb {
+            Validity::NotYetValid
+        } else if now > na {
+            Validity::Expired
+        } else {
+            Validity::Valid
+        };
+        let bc = cert.basic_constraints().ok().flatten().map(|b| b.value.clone());
+        let eku_client_auth = cert.extended_key_usage().ok().flatten().map(|e| e.value.client_auth || e.value.any);
+        let key_cert_sign = cert.key_usage().ok().flatten().map(|k| k.value.key_cert_sign()).unwrap_or(false);
+        let self_signed = cert.subject().as_raw() == cert.issuer().as_raw() && cert.verify_signature(None).is_ok();
+        let (sha1, sha256) = thumbprints(der);
+        let extensions = cert
+            .extensions()
+            .iter()
+            .map(|e| {
+                let (name, value) = describe_extension(e);
+                ExtensionView { name, oid: e.oid.to_id_string(), critical: e.critical, value }
+            })
+            .collect();
+        Ok(CertView {
+            subject: cert.subject().to_string(),
+            cn: cert.subject().iter_common_name().next().and_then(|a| a.as_str().ok()).map(str::to_string),
+            issuer: cert.issuer().to_string(),
+            serial: hex::encode_upper(cert.raw_serial()),
+            not_before: super::issue::rfc3339(nb),
+            not_after: super::issue::rfc3339(na),
+            days_left: days_between(now, na),
+            status,
+            key: describe_spki(cert.public_key().raw),
+            signature_algorithm: oid_name(&cert.signature_algorithm.algorithm),
+            is_ca: bc.as_ref().is_some_and(|b| b.ca),
+            pathlen: bc.as_ref().and_then(|b| b.path_len_constraint),
+            self_signed,
+            extensions,
+            sha1,
+            sha256,
+            not_before_t: nb,
+            not_after_t: na,
+            eku_client_auth,
+            basic_constraints_present: bc.is_some(),
+            key_cert_sign,
+        })
+    }
+
+    pub fn uses_sha1_signature(&self) -> bool {
+        let s = self.signature_algorithm.to_ascii_lowercase();
+        s.contains("sha1") || s == "sha1withrsaencryption"
+    }
+}
+
+/// Does `issuer` (DER) carry the key that signed `cert` (DER)?
+pub fn signed_by(cert: &[u8], issuer: &[u8]) -> bool {
+    let (Ok((_, c)), Ok((_, i))) = (X509Certificate::from_der(cert), X509Certificate::from_der(issuer)) else {
+        return false;
+    };
+    c.verify_signature(Some(i.public_key())).is_ok()
+}
+
+/// The SubjectPublicKeyInfo DER of a certificate.
+pub fn cert_spki(cert: &[u8]) -> Option<Vec<u8>> {
+    X509Certificate::from_der(cert).ok().map(|(_, c)| c.public_key().raw.to_vec())
+}
+
+/// One thing found in a file.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Item {
+    Certificate {
+        #[serde(flatten)]
+        view: Box<CertView>,
+        /// Whether the next certificate in the file signed this one (chain order).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signed_by_next: Option<bool>,
+    },
+    Csr {
+        subject: String,
+        cn: Option<String>,
+        key: KeyView,
+        signature_valid: bool,
+        requested_extensions: Vec<String>,
+    },
+    PrivateKey {
+        format: String,
+        key: Option<KeyView>,
+        /// SHA-256 thumbprint of the certificate in the same file this key belongs to.
+        matches_certificate: Option<String>,
+    },
+    Crl {
+        issuer: String,
+        this_update: String,
+        next_update: Option<String>,
+        revoked_serials: Vec<String>,
+    },
+}
+
+/// What a file holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileReport {
+    pub format: String,
+    pub items: Vec<Item>,
+}
+
+/// Inspect the bytes of any certificate-ish file. PKCS#12 needs `password`.
+pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport> {
+    let text = std::str::from_utf8(bytes).ok().filter(|t| t.contains("-----BEGIN "));
+    let mut certs = Vec::new();
+    let mut items = Vec::new();
+    let mut keys: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+    let format;
+    if let Some(text) = text {
+        format = "PEM".to_string();
+        let blocks = ::pem::parse_many(text).map_err(|e| Error::parse("PEM file", format!("broken PEM block ({e})")))?;
+        for b in blocks {
+            match b.tag() {
+                "CERTIFICATE" | "TRUSTED CERTIFICATE" => certs.push(b.into_contents()),
+                "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => items.push(csr_item(b.contents())?),
+                "PRIVATE KEY" => keys.push(("PKCS#8".into(), private_spki_der(b.contents()))),
+                "EC PRIVATE KEY" => keys.push(("SEC1 EC".into(), private_spki_pem(&::pem::encode(&b)))),
+                "RSA PRIVATE KEY" => keys.push(("PKCS#1 RSA".into(), private_spki_pem(&::pem::encode(&b)))),
+                "ENCRYPTED PRIVATE KEY" => keys.push(("encrypted PKCS#8".into(), None)),
+                "X509 CRL" => items.push(crl_item(b.contents())?),
+                other => {
+                    return Err(Error::parse(
+                        "PEM file",
+                        format!("block \"{other}\" is not a certificate, request, key or CRL"),
+                    ));
+                }
+            }
+        }
+    } else if let Ok((_, _)) = X509Certificate::from_der(bytes) {
+        format = "DER certificate".into();
+        certs.push(bytes.to_vec());
+    } else if X509CertificationRequest::from_der(bytes).is_ok() {
+        format = "DER certificate request".into();
+        items.push(csr_item(bytes)?);
+    } else if let Ok(p12) = openssl::pkcs12::Pkcs12::from_der(bytes) {
+        format = "PKCS#12".into();
+        let Some(pw) = password else {
+            return Err(Error::invalid("this is a PKCS#12 (PFX) file and it needs its password: pass --password P"));
+        };
+        let parsed = p12.parse2(pw).map_err(|_| {
+            Error::invalid("the PKCS#12 password is wrong (or the file uses an algorithm OpenSSL cannot read); check --password")
+        })?;
+        if let Some(c) = parsed.cert {
+            certs.push(c.to_der()?);
+        }
+        if let Some(chain) = parsed.ca {
+            for c in chain {
+                certs.push(c.to_der()?);
+            }
+        }
+        if let Some(k) = parsed.pkey {
+            keys.push(("PKCS#12 key bag".into(), k.public_key_to_der().ok()));
+        }
+    } else if let Ok(k) = openssl::pkey::PKey::private_key_from_der(bytes) {
+        format = "DER private key".into();
+        keys.push(("PKCS#8 DER".into(), k.public_key_to_der().ok()));
+    } else if let Ok((_, _)) = x509_parser::revocation_list::CertificateRevocationList::from_der(bytes) {
+        format = "DER CRL".into();
+        items.push(crl_item(bytes)?);
+    } else {
+        return Err(Error::parse(
+            "file",
+            "not a certificate, chain, CSR, private key, CRL or PKCS#12 in PEM or DER form",
+        ));
+    }
+    let n = certs.len();
+    for (i, der) in certs.iter().enumerate() {
+        let view = CertView::from_der(der)?;
+        let signed_by_next = (i + 1 < n).then(|| signed_by(der, &certs[i + 1]));
+        items.push(Item::Certificate { view: Box::new(view), signed_by_next });
+    }
+    for (fmt, spki) in keys {
+        let matches = spki.as_ref().and_then(|s| {
+            certs.iter().find(|c| cert_spki(c).as_deref() == Some(s.as_slice())).map(|c| thumbprints(c).1)
+        });
+        items.push(Item::PrivateKey { format: fmt, key: spki.as_deref().map(describe_spki), matches_certificate: matches });
+    }
+    Ok(FileReport { format, items })
+}
+
+fn private_spki_der(pkcs8: &[u8]) -> Option<Vec<u8>> {
+    openssl::pkey::PKey::private_key_from_der(pkcs8).ok()?.public_key_to_der().ok()
+}
+
+fn private_spki_pem(pem_text: &str) -> Option<Vec<u8>> {
+    openssl::pkey::PKey::private_key_from_pem(pem_text.as_bytes()).ok()?.public_key_to_der().ok()
+}
+
+fn csr_item(der: &[u8]) -> Result<Item> {
+    let (_, csr) = X509CertificationRequest::from_der(der)
+        .map_err(|e| Error::parse("CSR", format!("not a PKCS#10 request ({e})")))?;
+    let info = &csr.certification_request_info;
+    Ok(Item::Csr {
+        subject: info.subject.to_string(),
+        cn: info.subject.iter_common_name().next().and_then(|a| a.as_str().ok()).map(str::to_string),
+        key: describe_spki(info.subject_pki.raw),
+        signature_valid: csr.verify_signature().is_ok(),
+        requested_extensions: csr
+            .requested_extensions()
+            .map(|it| it.map(|e| format!("{e:?}").split('(').next().unwrap_or("?").to_string()).collect())
+            .unwrap_or_default(),
+    })
+}
+
+fn crl_item(der: &[u8]) -> Result<Item> {
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der)
+        .map_err(|e| Error::parse("CRL", e))?;
+    Ok(Item::Crl {
+        issuer: crl.issuer().to_string(),
+        this_update: super::issue::rfc3339(crl.last_update().to_datetime()),
+        next_update: crl.next_update().map(|t| super::issue::rfc3339(t.to_datetime())),
+        revoked_serials: crl.iter_revoked_certificates().map(|r| hex::encode_upper(r.raw_serial())).collect(),
+    })
+}

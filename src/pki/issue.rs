@@ -1,0 +1,432 @@
+//! Certificate profiles (DOMAIN.md "Certificate profiles that work everywhere") and issuing.
+
+use super::keys::{KeyAlg, key_alg_of, load_key_pem};
+use super::{Error, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
+};
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+use ::time::{Duration, OffsetDateTime};
+use x509_parser::prelude::*;
+
+/// How far notBefore is put in the past, to absorb clock skew between a laptop and a device.
+pub const BACKDATE: Duration = Duration::minutes(5);
+
+/// Which extended key usages a device certificate carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Eku {
+    /// TLS client authentication: what a device connecting to a hub needs.
+    #[default]
+    Client,
+    /// Client and server authentication: the profile of seed 000's CSR flow.
+    ClientServer,
+    /// Server authentication only: the local hub's own TLS certificate.
+    Server,
+}
+
+impl Eku {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Eku::Client => "client",
+            Eku::ClientServer => "client,server",
+            Eku::Server => "server",
+        }
+    }
+    fn purposes(self) -> Vec<ExtendedKeyUsagePurpose> {
+        match self {
+            Eku::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Eku::ClientServer => {
+                vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth]
+            }
+            Eku::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        }
+    }
+}
+
+impl FromStr for Eku {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let mut parts: Vec<String> =
+            s.split(',').map(|p| p.trim().to_ascii_lowercase()).filter(|p| !p.is_empty()).collect();
+        parts.sort();
+        parts.dedup();
+        let parts: Vec<&str> = parts.iter().map(|s| s.as_str()).collect();
+        match parts.as_slice() {
+            ["client"] | ["clientauth"] => Ok(Eku::Client),
+            ["client", "server"] | ["clientauth", "serverauth"] => Ok(Eku::ClientServer),
+            ["server"] | ["serverauth"] => Ok(Eku::Server),
+            _ => Err(Error::invalid(format!(
+                "EKU \"{s}\" is not supported; use client (what hubs need) or client,server"
+            ))),
+        }
+    }
+}
+
+/// A subject alternative name a user asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum San {
+    Dns(String),
+    Ip(std::net::IpAddr),
+    Uri(String),
+    Email(String),
+}
+
+impl San {
+    /// Parse `DNS:x`, `IP:1.2.3.4`, `URI:...`, `email:...`; a bare value is a DNS name.
+    pub fn parse(s: &str) -> Result<San> {
+        let s = s.trim();
+        let (kind, value) = s.split_once(':').unwrap_or(("DNS", s));
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(Error::invalid(format!("SAN \"{s}\" has no value; write it like DNS:dev1.example.com")));
+        }
+        match kind.to_ascii_uppercase().as_str() {
+            "DNS" => Ok(San::Dns(value.to_string())),
+            "IP" => value.parse().map(San::Ip).map_err(|_| {
+                Error::invalid(format!("SAN \"{s}\": \"{value}\" is not an IP address"))
+            }),
+            "URI" => Ok(San::Uri(value.to_string())),
+            "EMAIL" => Ok(San::Email(value.to_string())),
+            other => Err(Error::invalid(format!(
+                "SAN type \"{other}\" is not supported; use DNS:, IP:, URI: or email:"
+            ))),
+        }
+    }
+
+    fn to_rcgen(&self) -> Result<SanType> {
+        Ok(match self {
+            San::Dns(d) => SanType::DnsName(d.clone().try_into()?),
+            San::Ip(ip) => SanType::IpAddress(*ip),
+            San::Uri(u) => SanType::URI(u.clone().try_into()?),
+            San::Email(e) => SanType::Rfc822Name(e.clone().try_into()?),
+        })
+    }
+}
+
+/// What kind of certificate to make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// Self-signed CA; `pathlen` None means unconstrained (the default: roots with pathlen 0
+    /// block deeper chains, a trap users hit with other tools).
+    Root { pathlen: Option<u8> },
+    /// A CA under another CA; pathlen = how many CA levels may follow below it.
+    Intermediate { pathlen: Option<u8> },
+    /// A device leaf: CA:FALSE, digitalSignature + keyEncipherment, EKU clientAuth.
+    Device { eku: Eku, sans: Vec<San> },
+    /// The proof-of-possession certificate: an ordinary short-lived leaf with CN = code.
+    Verification,
+    /// A TLS server leaf (the local hub's own certificate).
+    Server { sans: Vec<San> },
+}
+
+impl Profile {
+    pub fn is_ca(&self) -> bool {
+        matches!(self, Profile::Root { .. } | Profile::Intermediate { .. })
+    }
+}
+
+/// The validity window of a new certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl Validity {
+    /// From a few minutes ago (clock skew) for `days` days.
+    pub fn days(days: u32) -> Validity {
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::now_utc());
+        let not_before = now - BACKDATE;
+        Validity { not_before, not_after: now + Duration::days(i64::from(days)) }
+    }
+
+    /// An explicit window; `not_after` before `not_before` is refused. Windows entirely in
+    /// the past or future are allowed on purpose: they make expired and not-yet-valid fixtures.
+    pub fn explicit(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<Validity> {
+        if not_after <= not_before {
+            return Err(Error::invalid(format!(
+                "not-after {} is not later than not-before {}; swap them or widen the window",
+                rfc3339(not_after),
+                rfc3339(not_before)
+            )));
+        }
+        Ok(Validity { not_before, not_after })
+    }
+
+    /// Default validity of each profile, long enough that test PKIs don't die overnight.
+    pub fn default_days(profile: &Profile) -> u32 {
+        match profile {
+            Profile::Root { .. } => 3650,
+            Profile::Intermediate { .. } => 1825,
+            Profile::Device { .. } => 365,
+            Profile::Verification => 30,
+            Profile::Server { .. } => 825,
+        }
+    }
+}
+
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&::time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// Parse an RFC 3339 timestamp from the command line.
+pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime> {
+    OffsetDateTime::parse(s.trim(), &::time::format_description::well_known::Rfc3339).map_err(|e| {
+        Error::invalid(format!(
+            "\"{s}\" is not an RFC 3339 time ({e}); write it like 2025-01-31T12:00:00Z"
+        ))
+    })
+}
+
+/// Everything needed to make one certificate.
+#[derive(Clone, Debug)]
+pub struct IssueSpec {
+    pub subject: DistinguishedName,
+    pub profile: Profile,
+    pub validity: Validity,
+}
+
+/// A CA that can sign: its certificate, key and the facts issuing checks against.
+pub struct CaHandle {
+    pub name: String,
+    pub cert_der: Vec<u8>,
+    pub cn: String,
+    /// None = unconstrained.
+    pub pathlen: Option<u32>,
+    pub not_after: OffsetDateTime,
+    pub key_alg: Option<KeyAlg>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for CaHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaHandle").field("name", &self.name).field("cn", &self.cn).finish()
+    }
+}
+
+impl CaHandle {
+    /// Build from a CA certificate (DER) and its private key (PEM). Refuses certificates
+    /// that are not CAs and keys that do not belong to the certificate.
+    pub fn new(name: &str, cert_der: Vec<u8>, key_pem: &str) -> Result<CaHandle> {
+        let key = load_key_pem(key_pem)?;
+        let (_, cert) = X509Certificate::from_der(&cert_der)
+            .map_err(|e| Error::parse(format!("certificate of \"{name}\""), e))?;
+        let bc = cert.basic_constraints().ok().flatten().map(|b| b.value.clone());
+        let Some(bc) = bc.filter(|b| b.ca) else {
+            return Err(Error::invalid(format!(
+                "\"{name}\" is not a CA (its certificate has no basicConstraints CA:TRUE) and cannot issue; pick a root or intermediate as --issuer"
+            )));
+        };
+        if cert.public_key().raw != key.subject_public_key_info().as_slice() {
+            return Err(Error::invalid(format!(
+                "the private key of \"{name}\" does not match its certificate; re-import the CA with its own key"
+            )));
+        }
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let not_after = cert.validity().not_after.to_datetime();
+        let key_alg = key_alg_of(&key);
+        let issuer = Issuer::from_ca_cert_der(&cert_der.clone().into(), key)?;
+        drop(cert);
+        Ok(CaHandle { name: name.to_string(), cert_der, cn, pathlen: bc.path_len_constraint, not_after, key_alg, issuer })
+    }
+
+    /// Can this CA sign a CA with the given pathlen (None = unconstrained)?
+    pub fn check_child_ca(&self, child_name: &str, child_pathlen: Option<u8>) -> Result<()> {
+        match self.pathlen {
+            Some(0) => Err(Error::invalid(format!(
+                "\"{}\" has pathlen 0, which allows no CA below it, so it cannot issue the intermediate \"{child_name}\"; re-issue \"{}\" with --pathlen 1 (or more), or issue \"{child_name}\" from a CA higher up",
+                self.name, self.name
+            ))),
+            Some(p) => match child_pathlen {
+                Some(c) if u32::from(c) < p => Ok(()),
+                _ => Err(Error::invalid(format!(
+                    "\"{}\" has pathlen {p}, so \"{child_name}\" may have at most pathlen {}; pass --pathlen {} or less",
+                    self.name,
+                    p - 1,
+                    p - 1
+                ))),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// The pathlen a new intermediate gets when none is asked for: one less than the parent's,
+    /// and 0 (the last CA level) under an unconstrained parent.
+    pub fn default_child_pathlen(&self) -> u8 {
+        match self.pathlen {
+            Some(p) if p > 0 => u8::try_from(p - 1).unwrap_or(u8::MAX),
+            _ => 0,
+        }
+    }
+
+    /// Sign a CRL, for the lifecycle commands.
+    pub fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+}
+
+/// A freshly made certificate.
+pub struct Issued {
+    pub cert_der: Vec<u8>,
+    pub cert_pem: String,
+    /// PKCS#8 PEM; None when the key belongs to someone else (a signed CSR).
+    pub key_pem: Option<String>,
+    pub key_alg: Option<KeyAlg>,
+    pub serial_hex: String,
+}
+
+/// 16 random bytes, positive and with a non-zero first byte, so every serial is encoded in
+/// exactly 16 bytes (DOMAIN.md: at least 64 bits of randomness).
+pub fn random_serial() -> SerialNumber {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).expect("system random source");
+    b[0] = (b[0] & 0x7f) | 0x40;
+    SerialNumber::from_slice(&b)
+}
+
+fn params_for(spec: &IssueSpec) -> Result<CertificateParams> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = spec.subject.clone();
+    p.not_before = spec.validity.not_before;
+    p.not_after = spec.validity.not_after;
+    p.serial_number = Some(random_serial());
+    p.use_authority_key_identifier_extension = true;
+    match &spec.profile {
+        Profile::Root { pathlen } | Profile::Intermediate { pathlen } => {
+            p.is_ca = IsCa::Ca(match pathlen {
+                Some(n) => BasicConstraints::Constrained(*n),
+                None => BasicConstraints::Unconstrained,
+            });
+            p.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+            ];
+            // A self-signed root's AKI would only repeat its SKI.
+            p.use_authority_key_identifier_extension = matches!(spec.profile, Profile::Intermediate { .. });
+        }
+        Profile::Device { eku, sans } => {
+            p.is_ca = IsCa::ExplicitNoCa;
+            p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+            p.extended_key_usages = eku.purposes();
+            p.subject_alt_names = sans.iter().map(San::to_rcgen).collect::<Result<_>>()?;
+        }
+        Profile::Verification => {
+            p.is_ca = IsCa::ExplicitNoCa;
+            p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        Profile::Server { sans } => {
+            p.is_ca = IsCa::ExplicitNoCa;
+            p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            p.subject_alt_names = sans.iter().map(San::to_rcgen).collect::<Result<_>>()?;
+        }
+    }
+    Ok(p)
+}
+
+fn finish(der: Vec<u8>, key_pem: Option<String>, key_alg: Option<KeyAlg>) -> Issued {
+    let serial_hex = X509Certificate::from_der(&der)
+        .map(|(_, c)| hex::encode_upper(c.raw_serial()))
+        .unwrap_or_default();
+    let cert_pem = ::pem::encode(&::pem::Pem::new("CERTIFICATE", der.clone()));
+    Issued { cert_der: der, cert_pem, key_pem, key_alg, serial_hex }
+}
+
+/// Make a certificate with a fresh key of `alg`: self-signed when `issuer` is None.
+pub fn issue(spec: &IssueSpec, alg: KeyAlg, issuer: Option<&CaHandle>) -> Result<Issued> {
+    let key = alg.generate()?;
+    issue_with_key(spec, &key, issuer).map(|mut i| {
+        i.key_pem = Some(key.serialize_pem());
+        i.key_alg = Some(alg);
+        i
+    })
+}
+
+/// Make a certificate for an existing key pair (renew without rekey, self-signed devices).
+pub fn issue_with_key(spec: &IssueSpec, key: &KeyPair, issuer: Option<&CaHandle>) -> Result<Issued> {
+    let params = params_for(spec)?;
+    let cert = match issuer {
+        Some(ca) => {
+            check_issuer_allows(spec, ca)?;
+            params.signed_by(key, &ca.issuer)?
+        }
+        None => params.self_signed(key)?,
+    };
+    Ok(finish(cert.der().to_vec(), Some(key.serialize_pem()), key_alg_of(key)))
+}
+
+/// Make a certificate for someone else's public key (a CSR, a deliberately weak key).
+pub fn issue_for_public_key(spec: &IssueSpec, spki_der: &[u8], issuer: &CaHandle) -> Result<Issued> {
+    let params = params_for(spec)?;
+    check_issuer_allows(spec, issuer)?;
+    let public = rcgen::SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| Error::parse("public key", format!("unsupported or malformed public key ({e})")))?;
+    let cert = params.signed_by(&public, &issuer.issuer)?;
+    Ok(finish(cert.der().to_vec(), None, KeyAlg::from_spki(spki_der)))
+}
+
+fn check_issuer_allows(spec: &IssueSpec, ca: &CaHandle) -> Result<()> {
+    if let Profile::Intermediate { pathlen } = &spec.profile {
+        let cn = super::subject::cn_of(&spec.subject).unwrap_or_default();
+        ca.check_child_ca(&cn, *pathlen)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::subject::cn_only;
+
+    fn spec(cn: &str, profile: Profile) -> IssueSpec {
+        let validity = Validity::days(Validity::default_days(&profile));
+        IssueSpec { subject: cn_only(cn).unwrap(), profile, validity }
+    }
+
+    #[test]
+    fn serials_are_16_positive_bytes() {
+        for _ in 0..100 {
+            let s = random_serial().to_bytes();
+            assert_eq!(s.len(), 16);
+            assert!(s[0] & 0x80 == 0 && s[0] != 0);
+        }
+    }
+
+    #[test]
+    fn chain_and_pathlen() {
+        let root = issue(&spec("Root", Profile::Root { pathlen: Some(1) }), KeyAlg::EcP256, None).unwrap();
+        let root_ca = CaHandle::new("root", root.cert_der.clone(), root.key_pem.as_deref().unwrap()).unwrap();
+        assert_eq!(root_ca.default_child_pathlen(), 0);
+        let inter = issue(&spec("Inter", Profile::Intermediate { pathlen: Some(0) }), KeyAlg::EcP384, Some(&root_ca)).unwrap();
+        let inter_ca = CaHandle::new("inter", inter.cert_der.clone(), inter.key_pem.as_deref().unwrap()).unwrap();
+        let err = issue(&spec("Deeper", Profile::Intermediate { pathlen: Some(0) }), KeyAlg::EcP256, Some(&inter_ca))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("pathlen 0") && err.contains("inter"), "{err}");
+        let dev = issue(&spec("dev1", Profile::Device { eku: Eku::Client, sans: vec![] }), KeyAlg::EcP256, Some(&inter_ca)).unwrap();
+        assert_eq!(dev.serial_hex.len(), 32);
+        let err = CaHandle::new("dev1", dev.cert_der.clone(), dev.key_pem.as_deref().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("not a CA"), "{err}");
+        let err = CaHandle::new("inter", inter.cert_der.clone(), root.key_pem.as_deref().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn eku_parsing() {
+        assert_eq!("client".parse::<Eku>().unwrap(), Eku::Client);
+        assert_eq!("server, client".parse::<Eku>().unwrap(), Eku::ClientServer);
+        assert!("codesign".parse::<Eku>().is_err());
+    }
+}

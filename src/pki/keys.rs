@@ -1,0 +1,205 @@
+//! Key algorithms: parse their names, generate keys, recognise existing ones.
+
+use super::{Error, Result};
+use rcgen::{KeyPair, RsaKeySize, SignatureAlgorithm};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyAlg {
+    #[serde(rename = "ec-p256")]
+    EcP256,
+    #[serde(rename = "ec-p384")]
+    EcP384,
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+    #[serde(rename = "ed25519")]
+    Ed25519,
+}
+
+impl KeyAlg {
+    pub const ALL: [KeyAlg; 6] = [
+        KeyAlg::EcP256,
+        KeyAlg::EcP384,
+        KeyAlg::Rsa2048,
+        KeyAlg::Rsa3072,
+        KeyAlg::Rsa4096,
+        KeyAlg::Ed25519,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlg::EcP256 => "ec-p256",
+            KeyAlg::EcP384 => "ec-p384",
+            KeyAlg::Rsa2048 => "rsa-2048",
+            KeyAlg::Rsa3072 => "rsa-3072",
+            KeyAlg::Rsa4096 => "rsa-4096",
+            KeyAlg::Ed25519 => "ed25519",
+        }
+    }
+
+    /// How a person would name it: "ECDSA P-256", "RSA 4096".
+    pub fn label(self) -> &'static str {
+        match self {
+            KeyAlg::EcP256 => "ECDSA P-256",
+            KeyAlg::EcP384 => "ECDSA P-384",
+            KeyAlg::Rsa2048 => "RSA 2048",
+            KeyAlg::Rsa3072 => "RSA 3072",
+            KeyAlg::Rsa4096 => "RSA 4096",
+            KeyAlg::Ed25519 => "Ed25519",
+        }
+    }
+
+    /// The signature this key makes when it signs a certificate.
+    pub fn signature_label(self) -> &'static str {
+        match self {
+            KeyAlg::EcP256 => "ecdsa-with-SHA256",
+            KeyAlg::EcP384 => "ecdsa-with-SHA384",
+            KeyAlg::Rsa2048 | KeyAlg::Rsa3072 | KeyAlg::Rsa4096 => "sha256WithRSAEncryption",
+            KeyAlg::Ed25519 => "Ed25519",
+        }
+    }
+
+    /// A caveat to show whenever this algorithm is chosen.
+    pub fn warning(self) -> Option<&'static str> {
+        match self {
+            KeyAlg::Ed25519 => Some(
+                "Ed25519 is not documented for Azure IoT Hub, DPS or AWS IoT; use ec-p256 for devices that must connect there",
+            ),
+            _ => None,
+        }
+    }
+
+    fn signature_algorithm(self) -> &'static SignatureAlgorithm {
+        match self {
+            KeyAlg::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyAlg::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            KeyAlg::Rsa2048 | KeyAlg::Rsa3072 | KeyAlg::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
+            KeyAlg::Ed25519 => &rcgen::PKCS_ED25519,
+        }
+    }
+
+    /// A fresh key pair. RSA-4096 takes about half a second: never call this on a draw loop.
+    pub fn generate(self) -> Result<KeyPair> {
+        let alg = self.signature_algorithm();
+        let key = match self {
+            KeyAlg::Rsa2048 => KeyPair::generate_rsa_for(alg, RsaKeySize::_2048)?,
+            KeyAlg::Rsa3072 => KeyPair::generate_rsa_for(alg, RsaKeySize::_3072)?,
+            KeyAlg::Rsa4096 => KeyPair::generate_rsa_for(alg, RsaKeySize::_4096)?,
+            _ => KeyPair::generate_for(alg)?,
+        };
+        Ok(key)
+    }
+
+    /// Recognise the algorithm of a public key (SubjectPublicKeyInfo DER).
+    pub fn from_spki(spki_der: &[u8]) -> Option<KeyAlg> {
+        let pkey = openssl::pkey::PKey::public_key_from_der(spki_der).ok()?;
+        Self::from_openssl(&pkey)
+    }
+
+    pub(crate) fn from_openssl<T: openssl::pkey::HasPublic>(
+        pkey: &openssl::pkey::PKeyRef<T>,
+    ) -> Option<KeyAlg> {
+        use openssl::nid::Nid;
+        use openssl::pkey::Id;
+        match pkey.id() {
+            Id::EC => match pkey.ec_key().ok()?.group().curve_name()? {
+                Nid::X9_62_PRIME256V1 => Some(KeyAlg::EcP256),
+                Nid::SECP384R1 => Some(KeyAlg::EcP384),
+                _ => None,
+            },
+            Id::RSA => match pkey.bits() {
+                2048 => Some(KeyAlg::Rsa2048),
+                3072 => Some(KeyAlg::Rsa3072),
+                4096 => Some(KeyAlg::Rsa4096),
+                _ => None,
+            },
+            Id::ED25519 => Some(KeyAlg::Ed25519),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for KeyAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for KeyAlg {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let norm = s.trim().to_ascii_lowercase().replace('_', "-");
+        let alg = match norm.as_str() {
+            "ec-p256" | "p256" | "p-256" | "ecdsa-p256" | "ec" | "ecdsa" | "prime256v1" => {
+                KeyAlg::EcP256
+            }
+            "ec-p384" | "p384" | "p-384" | "ecdsa-p384" | "secp384r1" => KeyAlg::EcP384,
+            "rsa-2048" | "rsa2048" | "rsa" => KeyAlg::Rsa2048,
+            "rsa-3072" | "rsa3072" => KeyAlg::Rsa3072,
+            "rsa-4096" | "rsa4096" => KeyAlg::Rsa4096,
+            "ed25519" => KeyAlg::Ed25519,
+            "rsa-1024" | "rsa1024" => {
+                return Err(Error::invalid(
+                    "key algorithm \"rsa-1024\" is too weak: hubs and OpenSSL 3 refuse it; use ec-p256 or rsa-2048 (a weak-key fixture is available through `chainsmith apply`)",
+                ));
+            }
+            _ => {
+                return Err(Error::invalid(format!(
+                    "unknown key algorithm \"{s}\"; choose one of: {}",
+                    KeyAlg::ALL.map(|a| a.as_str()).join(", ")
+                )));
+            }
+        };
+        Ok(alg)
+    }
+}
+
+/// Load a PKCS#8 (or traditional EC/RSA) private key from PEM into a signing key pair.
+pub fn load_key_pem(pem_text: &str) -> Result<KeyPair> {
+    if let Ok(k) = KeyPair::from_pem(pem_text) {
+        return Ok(k);
+    }
+    // Traditional "EC PRIVATE KEY"/"RSA PRIVATE KEY" files: convert to PKCS#8 through OpenSSL.
+    let pkey = openssl::pkey::PKey::private_key_from_pem(pem_text.as_bytes())
+        .map_err(|e| Error::parse("private key", format!("not a readable PEM private key ({e})")))?;
+    let pkcs8 = pkey.private_key_to_pem_pkcs8()?;
+    let text = String::from_utf8_lossy(&pkcs8).into_owned();
+    KeyPair::from_pem(&text).map_err(|e| Error::parse("private key", e))
+}
+
+/// The algorithm of a loaded key pair.
+pub fn key_alg_of(key: &KeyPair) -> Option<KeyAlg> {
+    KeyAlg::from_spki(&rcgen::PublicKeyData::subject_public_key_info(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for alg in KeyAlg::ALL {
+            assert_eq!(alg.as_str().parse::<KeyAlg>().unwrap(), alg);
+        }
+        assert_eq!("P-256".parse::<KeyAlg>().unwrap(), KeyAlg::EcP256);
+        let err = "dsa".parse::<KeyAlg>().unwrap_err().to_string();
+        assert!(err.contains("ec-p256, ec-p384"), "{err}");
+        assert!("rsa-1024".parse::<KeyAlg>().unwrap_err().to_string().contains("too weak"));
+    }
+
+    #[test]
+    fn generated_keys_are_recognised() {
+        for alg in [KeyAlg::EcP256, KeyAlg::EcP384, KeyAlg::Ed25519, KeyAlg::Rsa2048] {
+            let key = alg.generate().unwrap();
+            assert_eq!(key_alg_of(&key), Some(alg));
+            let reloaded = load_key_pem(&key.serialize_pem()).unwrap();
+            assert_eq!(key_alg_of(&reloaded), Some(alg));
+        }
+    }
+}

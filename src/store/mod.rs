@@ -1,0 +1,554 @@
+//! The workspace on disk.
+//!
+//! ```text
+//! WORKSPACE/
+//!   chainsmith.toml            marks the directory as a workspace
+//!   entities/NAME/cert.pem     one directory per certificate, browsable by hand
+//!   entities/NAME/key.pem      mode 0600, created so before a byte is written
+//!   entities/NAME/meta.toml    kind, issuer, thumbprints, validity
+//!   .staging/PID-N/            entities being written; renamed into entities/ when whole
+//! ```
+//!
+//! Every entity is written completely in `.staging` and then renamed into place with
+//! `RENAME_NOREPLACE` (or swapped with `RENAME_EXCHANGE` when replacing), so a `kill -9`
+//! leaves either the whole entity or nothing, two processes never overwrite each other, and
+//! there is no shared index to rewrite per certificate. A command calls `syncfs` once per
+//! batch before it reports success.
+
+pub mod meta;
+
+pub use meta::{Kind, Meta, Revocation, Slot};
+
+use rayon::prelude::*;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub const MARKER: &str = "chainsmith.toml";
+pub const ENTITIES: &str = "entities";
+const STAGING: &str = ".staging";
+const LOCK: &str = ".lock";
+pub const CERT_FILE: &str = "cert.pem";
+pub const KEY_FILE: &str = "key.pem";
+pub const META_FILE: &str = "meta.toml";
+const FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Pki(#[from] crate::pki::Error),
+    #[error("{action} {path}: {detail}")]
+    Io { action: &'static str, path: PathBuf, detail: String },
+    #[error("{path}: {what}")]
+    Damaged { path: PathBuf, what: String },
+    #[error("{} already exist{} in the workspace: {}; pick other names, or pass --force to replace them", plural(.0.len(), "entity"), if .0.len() == 1 { "s" } else { "" }, .0.join(", "))]
+    NameTaken(Vec<String>),
+    #[error("no entity named \"{name}\" in the workspace {workspace}{hint}; `chainsmith list` shows what exists")]
+    NotFound { name: String, workspace: PathBuf, hint: String },
+    #[error("the workspace {0} is busy: another chainsmith is changing it; try again in a moment")]
+    Busy(PathBuf),
+    #[error("{0}")]
+    NotAWorkspace(String),
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Turn an I/O error into one that says what to do about it.
+pub fn io_error(action: &'static str, path: &Path, e: io::Error) -> Error {
+    let detail = match e.raw_os_error() {
+        Some(c) if c == rustix::io::Errno::NOSPC.raw_os_error() => {
+            "the disk is full; free some space and run the command again (nothing was changed)".to_string()
+        }
+        Some(c) if c == rustix::io::Errno::ROFS.raw_os_error() => {
+            "the file system is read-only; choose another workspace with --workspace DIR".to_string()
+        }
+        Some(c) if c == rustix::io::Errno::ACCESS.raw_os_error() || c == rustix::io::Errno::PERM.raw_os_error() => {
+            "permission denied; check the directory's owner and mode, or choose another workspace with --workspace DIR".to_string()
+        }
+        _ => e.to_string(),
+    };
+    Error::Io { action, path: path.to_path_buf(), detail }
+}
+
+/// A certificate to be added to the workspace.
+pub struct NewEntity {
+    pub meta: Meta,
+    pub cert_pem: String,
+    pub key_pem: Option<String>,
+    /// More files for the entity directory (relative path, contents); e.g. history.
+    pub extra: Vec<(String, Vec<u8>)>,
+}
+
+/// An entity read back from disk.
+#[derive(Clone, Debug)]
+pub struct Entity {
+    pub meta: Meta,
+    pub cert_pem: String,
+    pub cert_der: Vec<u8>,
+    pub dir: PathBuf,
+}
+
+impl Entity {
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.join(CERT_FILE)
+    }
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join(KEY_FILE)
+    }
+    pub fn meta_path(&self) -> PathBuf {
+        self.dir.join(META_FILE)
+    }
+    pub fn read_key_pem(&self) -> Result<String> {
+        let p = self.key_path();
+        fs::read_to_string(&p).map_err(|e| io_error("reading", &p, e))
+    }
+}
+
+/// An entity directory that could not be read, and why; the rest of the workspace works.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Damaged {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    root: PathBuf,
+}
+
+static STAGE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Workspace {
+    /// The platform data directory (`~/.local/share/chainsmith` on Linux).
+    pub fn default_dir() -> PathBuf {
+        directories::ProjectDirs::from("", "", "chainsmith")
+            .map(|d| d.data_dir().to_path_buf())
+            .unwrap_or_else(|| PathBuf::from(".chainsmith"))
+    }
+
+    /// Open a workspace, creating it on first use.
+    pub fn open_or_create(root: &Path) -> Result<Workspace> {
+        if root.join(MARKER).is_file() {
+            return Workspace::open(root);
+        }
+        Workspace::init(root)
+    }
+
+    /// Open an existing workspace.
+    pub fn open(root: &Path) -> Result<Workspace> {
+        let marker = root.join(MARKER);
+        let text = fs::read_to_string(&marker).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::NotAWorkspace(format!(
+                    "{} is not a chainsmith workspace (no {MARKER}); create one with `chainsmith init {}`",
+                    root.display(),
+                    root.display()
+                ))
+            } else {
+                io_error("reading", &marker, e)
+            }
+        })?;
+        let format = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("format").map(|r| r.trim_start_matches([' ', '=']).trim().to_string()))
+            .and_then(|v| v.parse::<u32>().ok());
+        match format {
+            Some(FORMAT) => {}
+            Some(n) => {
+                return Err(Error::Damaged {
+                    path: marker,
+                    what: format!("workspace format {n} is newer than this chainsmith understands ({FORMAT}); upgrade chainsmith"),
+                });
+            }
+            None => {
+                return Err(Error::Damaged {
+                    path: marker,
+                    what: "not a chainsmith marker (no `format = 1` line); restore it or point --workspace elsewhere".into(),
+                });
+            }
+        }
+        let ws = Workspace { root: root.to_path_buf() };
+        ws.clean_stale_staging();
+        Ok(ws)
+    }
+
+    /// Create a workspace in `root` (which may exist, but then must be empty or already one).
+    pub fn init(root: &Path) -> Result<Workspace> {
+        if root.join(MARKER).is_file() {
+            return Workspace::open(root);
+        }
+        if root.exists() {
+            let non_empty = fs::read_dir(root).map_err(|e| io_error("reading", root, e))?.next().is_some();
+            if non_empty {
+                return Err(Error::NotAWorkspace(format!(
+                    "{} exists and is not empty; give an empty or new directory for the workspace",
+                    root.display()
+                )));
+            }
+        }
+        make_private_dir_all(root)?;
+        make_private_dir_all(&root.join(ENTITIES))?;
+        make_private_dir_all(&root.join(STAGING))?;
+        let body = format!(
+            "# A chainsmith workspace: certificates and keys live under entities/NAME/.\nformat = {FORMAT}\n"
+        );
+        write_atomic(&root.join(MARKER), body.as_bytes(), 0o644)?;
+        sync_fs(root)?;
+        Ok(Workspace { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn entities_dir(&self) -> PathBuf {
+        self.root.join(ENTITIES)
+    }
+
+    pub fn entity_dir(&self, name: &str) -> PathBuf {
+        self.root.join(ENTITIES).join(name)
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.entity_dir(name).join(META_FILE).exists()
+    }
+
+    /// Read one entity's meta and certificate.
+    pub fn load(&self, name: &str) -> Result<Entity> {
+        let dir = self.entity_dir(name);
+        if !dir.exists() {
+            return Err(self.not_found(name));
+        }
+        let meta = read_meta(&dir.join(META_FILE))?;
+        let cert_path = dir.join(CERT_FILE);
+        let cert_pem = fs::read_to_string(&cert_path).map_err(|e| io_error("reading", &cert_path, e))?;
+        let cert_der = pem::parse(&cert_pem)
+            .ok()
+            .filter(|p| p.tag() == "CERTIFICATE")
+            .map(|p| p.into_contents())
+            .ok_or_else(|| Error::Damaged {
+                path: cert_path.clone(),
+                what: "not a PEM certificate; restore it or remove the entity directory".into(),
+            })?;
+        Ok(Entity { meta, cert_pem, cert_der, dir })
+    }
+
+    fn not_found(&self, name: &str) -> Error {
+        let lower = name.to_ascii_lowercase();
+        let close: Vec<String> = self
+            .names()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n.to_ascii_lowercase() == lower || (n.len() > 2 && lower.contains(&n.to_ascii_lowercase())) || (lower.len() > 2 && n.to_ascii_lowercase().contains(&lower)))
+            .take(3)
+            .collect();
+        let hint = if close.is_empty() { String::new() } else { format!(" (did you mean {}?)", close.join(", ")) };
+        Error::NotFound { name: name.to_string(), workspace: self.root.clone(), hint }
+    }
+
+    /// Every entity name, from the directory listing (cheap: no file is opened).
+    pub fn names(&self) -> Result<Vec<String>> {
+        let dir = self.entities_dir();
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("reading", &dir, e)),
+        };
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Every entity's meta, read in parallel; unreadable ones are reported, not fatal.
+    pub fn list(&self) -> Result<(Vec<Meta>, Vec<Damaged>)> {
+        let names = self.names()?;
+        let dir = self.entities_dir();
+        let results: Vec<Result<Meta, Damaged>> = names
+            .par_iter()
+            .map(|n| {
+                let p = dir.join(n).join(META_FILE);
+                read_meta(&p).map_err(|e| Damaged { path: p, problem: e.to_string() }).and_then(|m| {
+                    if m.name == *n {
+                        Ok(m)
+                    } else {
+                        Err(Damaged {
+                            path: dir.join(n),
+                            problem: format!("meta.toml names \"{}\" but the directory is \"{n}\"; rename one to match", m.name),
+                        })
+                    }
+                })
+            })
+            .collect();
+        let mut metas = Vec::with_capacity(results.len());
+        let mut damaged = Vec::new();
+        for r in results {
+            match r {
+                Ok(m) => metas.push(m),
+                Err(d) => damaged.push(d),
+            }
+        }
+        Ok((metas, damaged))
+    }
+
+    /// Refuse names that exist already.
+    pub fn check_free(&self, names: &[String]) -> Result<()> {
+        let taken: Vec<String> = names.iter().filter(|n| self.entity_dir(n).exists()).cloned().collect();
+        if taken.is_empty() { Ok(()) } else { Err(Error::NameTaken(taken)) }
+    }
+
+    fn new_staging_dir(&self) -> Result<PathBuf> {
+        let n = STAGE_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let p = self.root.join(STAGING).join(format!("{}-{n}", std::process::id()));
+        make_private_dir_all(&p)?;
+        Ok(p)
+    }
+
+    /// Write one entity into a fresh staging directory, complete, ready to rename.
+    fn stage(&self, e: &NewEntity) -> Result<PathBuf> {
+        let dir = self.new_staging_dir()?;
+        if let Some(key) = &e.key_pem {
+            write_new(&dir.join(KEY_FILE), key.as_bytes(), 0o600)?;
+        }
+        write_new(&dir.join(CERT_FILE), e.cert_pem.as_bytes(), 0o644)?;
+        for (rel, bytes) in &e.extra {
+            let p = dir.join(rel);
+            if let Some(parent) = p.parent() {
+                make_private_dir_all(parent)?;
+            }
+            let mode = if rel.ends_with("key.pem") { 0o600 } else { 0o644 };
+            write_new(&p, bytes, mode)?;
+        }
+        // meta.toml last: its presence is what makes a staging directory look whole.
+        write_new(&dir.join(META_FILE), e.meta.to_toml().as_bytes(), 0o644)?;
+        Ok(dir)
+    }
+
+    /// Add new entities. Each lands whole or not at all; a name another process took in
+    /// the meantime is reported and the rest still land. Syncs once at the end.
+    pub fn create(&self, batch: &[NewEntity]) -> Result<()> {
+        let failures: Vec<Error> = batch
+            .par_iter()
+            .filter_map(|e| {
+                let r = self.stage(e).and_then(|staged| {
+                    let target = self.entity_dir(&e.meta.name);
+                    rename_noreplace(&staged, &target).map_err(|err| {
+                        let _ = fs::remove_dir_all(&staged);
+                        if err.kind() == io::ErrorKind::AlreadyExists
+                            || err.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error())
+                        {
+                            Error::NameTaken(vec![e.meta.name.clone()])
+                        } else {
+                            io_error("renaming into place", &target, err)
+                        }
+                    })
+                });
+                r.err()
+            })
+            .collect();
+        sync_fs(&self.root)?;
+        match failures.len() {
+            0 => Ok(()),
+            _ => {
+                let taken: Vec<String> = failures
+                    .iter()
+                    .filter_map(|f| if let Error::NameTaken(n) = f { Some(n.clone()) } else { None })
+                    .flatten()
+                    .collect();
+                if taken.len() == failures.len() {
+                    Err(Error::NameTaken(taken))
+                } else {
+                    Err(failures.into_iter().find(|f| !matches!(f, Error::NameTaken(_))).expect("a non-name failure"))
+                }
+            }
+        }
+    }
+
+    /// Replace entities atomically (renew, revoke, --force): the new directory is swapped
+    /// with the old in one `RENAME_EXCHANGE`, so readers see one or the other, never a mix.
+    /// Names that do not exist yet are simply created.
+    pub fn replace(&self, batch: &[NewEntity]) -> Result<()> {
+        let _lock = self.lock()?;
+        let result: Result<Vec<()>> = batch
+            .par_iter()
+            .map(|e| {
+                let staged = self.stage(e)?;
+                let target = self.entity_dir(&e.meta.name);
+                match rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    &staged,
+                    rustix::fs::CWD,
+                    &target,
+                    rustix::fs::RenameFlags::EXCHANGE,
+                ) {
+                    Ok(()) => {
+                        // `staged` now holds the old entity.
+                        let _ = fs::remove_dir_all(&staged);
+                        Ok(())
+                    }
+                    Err(rustix::io::Errno::NOENT) => rename_noreplace(&staged, &target).map_err(|err| io_error("renaming into place", &target, err)),
+                    Err(err) => {
+                        let _ = fs::remove_dir_all(&staged);
+                        Err(io_error("swapping into place", &target, err.into()))
+                    }
+                }
+            })
+            .collect();
+        result?;
+        sync_fs(&self.root)
+    }
+
+    /// Change an entity's meta only (revoke): copies the directory with the new meta and
+    /// swaps it in, keeping cert and key byte for byte.
+    pub fn update_meta(&self, name: &str, f: impl FnOnce(&mut Meta)) -> Result<Meta> {
+        let _lock = self.lock()?;
+        let entity = self.load(name)?;
+        let mut meta = entity.meta.clone();
+        f(&mut meta);
+        let staged = self.new_staging_dir()?;
+        copy_dir(&entity.dir, &staged)?;
+        let mp = staged.join(META_FILE);
+        fs::remove_file(&mp).map_err(|e| io_error("replacing", &mp, e))?;
+        write_new(&mp, meta.to_toml().as_bytes(), 0o644)?;
+        rustix::fs::renameat_with(rustix::fs::CWD, &staged, rustix::fs::CWD, &entity.dir, rustix::fs::RenameFlags::EXCHANGE)
+            .map_err(|e| io_error("swapping into place", &entity.dir, e.into()))?;
+        let _ = fs::remove_dir_all(&staged);
+        sync_fs(&self.root)?;
+        Ok(meta)
+    }
+
+    /// Remove an entity (its directory goes in one rename, then is deleted).
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let dir = self.entity_dir(name);
+        if !dir.exists() {
+            return Err(self.not_found(name));
+        }
+        let trash = self.new_staging_dir()?;
+        let into = trash.join("old");
+        fs::rename(&dir, &into).map_err(|e| io_error("removing", &dir, e))?;
+        let _ = fs::remove_dir_all(&trash);
+        sync_fs(&self.root)
+    }
+
+    /// An exclusive advisory lock for read-modify-write changes; waits up to 5 s, then says busy.
+    pub fn lock(&self) -> Result<WorkspaceLock> {
+        let p = self.root.join(LOCK);
+        let f = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&p).map_err(|e| io_error("opening", &p, e))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(WorkspaceLock { _file: f }),
+                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => return Err(Error::Busy(self.root.clone())),
+                Err(e) => return Err(io_error("locking", &p, e.into())),
+            }
+        }
+    }
+
+    /// Remove staging directories of processes that died (a `kill -9` mid-command).
+    fn clean_stale_staging(&self) {
+        let Ok(rd) = fs::read_dir(self.root.join(STAGING)) else { return };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').next().and_then(|p| p.parse::<i32>().ok());
+            let alive = pid.and_then(rustix::process::Pid::from_raw).is_some_and(|p| {
+                p.as_raw_nonzero().get() == std::process::id() as i32
+                    || !matches!(rustix::process::test_kill_process(p), Err(rustix::io::Errno::SRCH))
+            });
+            if !alive {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// Held while a read-modify-write change is made.
+pub struct WorkspaceLock {
+    _file: File,
+}
+
+pub fn read_meta(path: &Path) -> Result<Meta> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            Error::Damaged { path: path.to_path_buf(), what: "missing: this entity directory is incomplete; remove it".into() }
+        } else {
+            io_error("reading", path, e)
+        }
+    })?;
+    toml::from_str(&text).map_err(|e| Error::Damaged {
+        path: path.to_path_buf(),
+        what: format!("not a valid entity record ({}); restore it from a backup or remove the entity directory", e.message()),
+    })
+}
+
+pub fn make_private_dir_all(p: &Path) -> Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(p).map_err(|e| io_error("creating directory", p, e))
+}
+
+/// Create a new file with `mode` from the first byte (no window where a key is readable).
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| io_error("creating", path, e))?;
+    // The umask may have removed bits; it never adds them, but be exact.
+    f.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| io_error("setting mode of", path, e))?;
+    f.write_all(bytes).map_err(|e| io_error("writing", path, e))
+}
+
+/// Write a file atomically: a temp file beside it, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let n = STAGE_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.{}-{n}.tmp", std::process::id()));
+    let r = (|| {
+        write_new(&tmp, bytes, mode)?;
+        File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io_error("syncing", &tmp, e))?;
+        fs::rename(&tmp, path).map_err(|e| io_error("renaming into place", path, e))
+    })();
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
+}
+
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    rustix::fs::renameat_with(rustix::fs::CWD, from, rustix::fs::CWD, to, rustix::fs::RenameFlags::NOREPLACE)
+        .map_err(io::Error::from)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    for e in fs::read_dir(from).map_err(|e| io_error("reading", from, e))? {
+        let e = e.map_err(|e| io_error("reading", from, e))?;
+        let src = e.path();
+        let dst = to.join(e.file_name());
+        let md = e.metadata().map_err(|err| io_error("reading", &src, err))?;
+        if md.is_dir() {
+            make_private_dir_all(&dst)?;
+            copy_dir(&src, &dst)?;
+        } else {
+            let bytes = fs::read(&src).map_err(|err| io_error("reading", &src, err))?;
+            write_new(&dst, &bytes, md.permissions().mode() & 0o777)?;
+        }
+    }
+    Ok(())
+}
+
+/// Flush everything written to the file system holding `root`: one call per batch.
+pub fn sync_fs(root: &Path) -> Result<()> {
+    let f = File::open(root).map_err(|e| io_error("opening", root, e))?;
+    rustix::fs::syncfs(&f).map_err(|e| io_error("syncing", root, e.into()))
+}
