@@ -79,10 +79,11 @@ pub fn run(cli: Cli) -> i32 {
                 return *code;
             }
             let kind = error_kind(&e);
+            let message = error_message(&e);
             if json {
-                print_json(&serde_json::json!({ "error": { "kind": kind, "message": format!("{e:#}") } }));
+                print_json(&serde_json::json!({ "error": { "kind": kind, "message": message } }));
             } else {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {message}");
             }
             1
         }
@@ -101,6 +102,22 @@ impl std::fmt::Display for Failed {
 }
 impl std::error::Error for Failed {}
 
+/// The error and its causes, skipping causes whose words the message already contains
+/// (typed errors often repeat their source in their own message).
+fn error_message(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+    }
+    message
+}
+
 fn error_kind(e: &anyhow::Error) -> &'static str {
     use crate::store::Error as S;
     match e.downcast_ref::<S>() {
@@ -116,7 +133,10 @@ fn error_kind(e: &anyhow::Error) -> &'static str {
 }
 
 pub(crate) fn print_json<T: Serialize>(value: &T) {
-    println!("{}", serde_json::to_string_pretty(value).expect("serialisable"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serialisable")
+    );
 }
 
 pub(crate) fn warn(global: &Global, warnings: &[String]) {
@@ -129,7 +149,9 @@ pub(crate) fn warn(global: &Global, warnings: &[String]) {
 
 impl Global {
     pub fn workspace_dir(&self) -> PathBuf {
-        self.workspace.clone().unwrap_or_else(Workspace::default_dir)
+        self.workspace
+            .clone()
+            .unwrap_or_else(Workspace::default_dir)
     }
 
     /// The workspace, created on first use.

@@ -166,11 +166,35 @@ pub fn load_key_pem(pem_text: &str) -> Result<KeyPair> {
         return Ok(k);
     }
     // Traditional "EC PRIVATE KEY"/"RSA PRIVATE KEY" files: convert to PKCS#8 through OpenSSL.
-    let pkey = openssl::pkey::PKey::private_key_from_pem(pem_text.as_bytes())
-        .map_err(|e| Error::parse("private key", format!("not a readable PEM private key ({e})")))?;
+    let pkey = openssl::pkey::PKey::private_key_from_pem(pem_text.as_bytes()).map_err(|e| {
+        Error::parse(
+            "private key",
+            format!("not a readable PEM private key ({e})"),
+        )
+    })?;
     let pkcs8 = pkey.private_key_to_pem_pkcs8()?;
     let text = String::from_utf8_lossy(&pkcs8).into_owned();
     KeyPair::from_pem(&text).map_err(|e| Error::parse("private key", e))
+}
+
+/// The private key as PEM PKCS#8 that every tool reads. aws-lc writes Ed25519 keys as
+/// PKCS#8 v2 (with the public key), which OpenSSL 3.0 refuses; those are rewritten as v1.
+pub fn key_pem(key: &KeyPair) -> String {
+    const V2_PREFIX: [u8; 16] = [
+        0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    const V1_PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let der = key.serialized_der();
+    if der.len() >= 48 && der[..16] == V2_PREFIX {
+        let mut v1 = V1_PREFIX.to_vec();
+        v1.extend_from_slice(&der[16..48]);
+        return ::pem::encode(&::pem::Pem::new("PRIVATE KEY", v1));
+    }
+    key.serialize_pem()
 }
 
 /// The algorithm of a loaded key pair.
@@ -190,15 +214,29 @@ mod tests {
         assert_eq!("P-256".parse::<KeyAlg>().unwrap(), KeyAlg::EcP256);
         let err = "dsa".parse::<KeyAlg>().unwrap_err().to_string();
         assert!(err.contains("ec-p256, ec-p384"), "{err}");
-        assert!("rsa-1024".parse::<KeyAlg>().unwrap_err().to_string().contains("too weak"));
+        assert!(
+            "rsa-1024"
+                .parse::<KeyAlg>()
+                .unwrap_err()
+                .to_string()
+                .contains("too weak")
+        );
     }
 
     #[test]
     fn generated_keys_are_recognised() {
-        for alg in [KeyAlg::EcP256, KeyAlg::EcP384, KeyAlg::Ed25519, KeyAlg::Rsa2048] {
+        for alg in [
+            KeyAlg::EcP256,
+            KeyAlg::EcP384,
+            KeyAlg::Ed25519,
+            KeyAlg::Rsa2048,
+        ] {
             let key = alg.generate().unwrap();
             assert_eq!(key_alg_of(&key), Some(alg));
-            let reloaded = load_key_pem(&key.serialize_pem()).unwrap();
+            let pem = key_pem(&key);
+            openssl::pkey::PKey::private_key_from_pem(pem.as_bytes())
+                .expect("OpenSSL reads our key PEM");
+            let reloaded = load_key_pem(&pem).unwrap();
             assert_eq!(key_alg_of(&reloaded), Some(alg));
         }
     }
