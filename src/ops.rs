@@ -109,6 +109,8 @@ fn subject_for(
     })
 }
 
+/// The record of a certificate we just made. Cheap on purpose (one parse, two digests):
+/// it runs once per device in batches of thousands.
 fn meta_for(
     name: &str,
     kind: Kind,
@@ -117,19 +119,27 @@ fn meta_for(
     pathlen: Option<u32>,
     target: Option<Target>,
 ) -> Result<Meta> {
-    let view = CertView::from_der(&issued.cert_der)?;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(&issued.cert_der)
+        .map_err(|e| crate::pki::Error::parse("new certificate", e))?;
     let (sha1, sha256) = thumbprints(&issued.cert_der);
     Ok(Meta {
         format: 1,
         name: name.to_string(),
         kind,
-        cn: view.cn.clone().unwrap_or_default(),
-        subject: view.subject.clone(),
+        cn: cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        subject: cert.subject().to_string(),
         issuer: issuer.map(str::to_string),
         key_alg: issued.key_alg,
         serial: issued.serial_hex.clone(),
-        not_before: view.not_before_t,
-        not_after: view.not_after_t,
+        not_before: cert.validity().not_before.to_datetime(),
+        not_after: cert.validity().not_after.to_datetime(),
         sha1,
         sha256,
         pathlen,

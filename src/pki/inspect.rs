@@ -83,7 +83,7 @@ pub fn describe_spki(spki: &[u8]) -> KeyView {
             key_alg: None,
         };
     };
-    let key_alg = KeyAlg::from_openssl(&pkey);
+    let key_alg = KeyAlg::from_spki(spki);
     let bits = pkey.bits();
     let algorithm = match (key_alg, pkey.id()) {
         (Some(a), _) => a.label().to_string(),

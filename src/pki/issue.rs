@@ -377,10 +377,13 @@ fn params_for(spec: &IssueSpec) -> Result<CertificateParams> {
     Ok(p)
 }
 
-fn finish(der: Vec<u8>, key_pem: Option<String>, key_alg: Option<KeyAlg>) -> Issued {
-    let serial_hex = X509Certificate::from_der(&der)
-        .map(|(_, c)| hex::encode_upper(c.raw_serial()))
-        .unwrap_or_default();
+fn finish(
+    der: Vec<u8>,
+    serial: &SerialNumber,
+    key_pem: Option<String>,
+    key_alg: Option<KeyAlg>,
+) -> Issued {
+    let serial_hex = hex::encode_upper(serial.to_bytes());
     let cert_pem = ::pem::encode(&::pem::Pem::new("CERTIFICATE", der.clone()));
     Issued {
         cert_der: der,
@@ -394,11 +397,7 @@ fn finish(der: Vec<u8>, key_pem: Option<String>, key_alg: Option<KeyAlg>) -> Iss
 /// Make a certificate with a fresh key of `alg`: self-signed when `issuer` is None.
 pub fn issue(spec: &IssueSpec, alg: KeyAlg, issuer: Option<&CaHandle>) -> Result<Issued> {
     let key = alg.generate()?;
-    issue_with_key(spec, &key, issuer).map(|mut i| {
-        i.key_pem = Some(key_pem(&key));
-        i.key_alg = Some(alg);
-        i
-    })
+    issue_with_key(spec, &key, issuer)
 }
 
 /// Make a certificate for an existing key pair (renew without rekey, self-signed devices).
@@ -415,8 +414,13 @@ pub fn issue_with_key(
         }
         None => params.self_signed(key)?,
     };
+    let serial = params
+        .serial_number
+        .as_ref()
+        .expect("params_for sets a serial");
     Ok(finish(
         cert.der().to_vec(),
+        serial,
         Some(key_pem(key)),
         key_alg_of(key),
     ))
@@ -437,8 +441,13 @@ pub fn issue_for_public_key(
         )
     })?;
     let cert = params.signed_by(&public, &issuer.issuer)?;
+    let serial = params
+        .serial_number
+        .as_ref()
+        .expect("params_for sets a serial");
     Ok(finish(
         cert.der().to_vec(),
+        serial,
         None,
         KeyAlg::from_spki(spki_der),
     ))

@@ -96,30 +96,35 @@ impl KeyAlg {
         Ok(key)
     }
 
-    /// Recognise the algorithm of a public key (SubjectPublicKeyInfo DER).
+    /// Recognise the algorithm of a public key (SubjectPublicKeyInfo DER). Pure parsing, no
+    /// OpenSSL: its decoders take global locks that serialise parallel issuing.
     pub fn from_spki(spki_der: &[u8]) -> Option<KeyAlg> {
-        let pkey = openssl::pkey::PKey::public_key_from_der(spki_der).ok()?;
-        Self::from_openssl(&pkey)
-    }
-
-    pub(crate) fn from_openssl<T: openssl::pkey::HasPublic>(
-        pkey: &openssl::pkey::PKeyRef<T>,
-    ) -> Option<KeyAlg> {
-        use openssl::nid::Nid;
-        use openssl::pkey::Id;
-        match pkey.id() {
-            Id::EC => match pkey.ec_key().ok()?.group().curve_name()? {
-                Nid::X9_62_PRIME256V1 => Some(KeyAlg::EcP256),
-                Nid::SECP384R1 => Some(KeyAlg::EcP384),
-                _ => None,
-            },
-            Id::RSA => match pkey.bits() {
+        use x509_parser::prelude::FromDer;
+        use x509_parser::public_key::PublicKey;
+        let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).ok()?;
+        let alg_oid = spki.algorithm.algorithm.to_id_string();
+        match spki.parsed().ok()? {
+            PublicKey::RSA(rsa) => match rsa.key_size() {
                 2048 => Some(KeyAlg::Rsa2048),
                 3072 => Some(KeyAlg::Rsa3072),
                 4096 => Some(KeyAlg::Rsa4096),
                 _ => None,
             },
-            Id::ED25519 => Some(KeyAlg::Ed25519),
+            PublicKey::EC(_) => {
+                let curve = spki
+                    .algorithm
+                    .parameters
+                    .as_ref()?
+                    .as_oid()
+                    .ok()?
+                    .to_id_string();
+                match curve.as_str() {
+                    "1.2.840.10045.3.1.7" => Some(KeyAlg::EcP256),
+                    "1.3.132.0.34" => Some(KeyAlg::EcP384),
+                    _ => None,
+                }
+            }
+            _ if alg_oid == "1.3.101.112" => Some(KeyAlg::Ed25519),
             _ => None,
         }
     }
