@@ -84,9 +84,7 @@ pub fn run(cli: Cli) -> i32 {
             }
             let kind = error_kind(&e);
             if json {
-                print_json(
-                    &serde_json::json!({ "error": { "kind": kind, "message": format!("{e:#}") } }),
-                );
+                print_json(&serde_json::json!({ "error": { "kind": kind, "message": format!("{e:#}") } }));
             } else {
                 eprintln!("error: {e:#}");
             }
@@ -122,10 +120,7 @@ fn error_kind(e: &anyhow::Error) -> &'static str {
 }
 
 pub(crate) fn print_json<T: Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("serialisable")
-    );
+    println!("{}", serde_json::to_string_pretty(value).expect("serialisable"));
 }
 
 pub(crate) fn warn(global: &Global, warnings: &[String]) {
@@ -138,9 +133,7 @@ pub(crate) fn warn(global: &Global, warnings: &[String]) {
 
 impl Global {
     pub fn workspace_dir(&self) -> PathBuf {
-        self.workspace
-            .clone()
-            .unwrap_or_else(Workspace::default_dir)
+        self.workspace.clone().unwrap_or_else(Workspace::default_dir)
     }
 
     /// The workspace, created on first use.
