@@ -57,13 +57,16 @@ pub fn resolve_password(flag: Option<&str>, file: Option<&Path>) -> anyhow::Resu
     let pw = if let Some(p) = flag {
         Some(p.to_string())
     } else if let Some(f) = file {
-        let text = std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("cannot read the password file {}: {e}", f.display()))?;
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read the password file {}: {e}", f.display()))?;
         Some(text.lines().next().unwrap_or("").to_string())
     } else {
         std::env::var(PASSWORD_ENV).ok()
     };
     if pw.as_deref() == Some("") {
-        anyhow::bail!("the PFX password is empty; give a non-empty one with --password-file FILE or {PASSWORD_ENV}");
+        anyhow::bail!(
+            "the PFX password is empty; give a non-empty one with --password-file FILE or {PASSWORD_ENV}"
+        );
     }
     Ok(pw)
 }
@@ -73,7 +76,11 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
     let password = resolve_password(a.password.as_deref(), a.password_file.as_deref())?;
     let opts = ExportOptions {
         out_dir: a.out.clone().unwrap_or_else(|| PathBuf::from(".")),
-        formats: if a.formats.is_empty() { vec![Format::Pem] } else { a.formats.clone() },
+        formats: if a.formats.is_empty() {
+            vec![Format::Pem]
+        } else {
+            a.formats.clone()
+        },
         password,
         pfx_profile: a.pfx_profile,
         include_chain: !a.no_chain,
@@ -82,8 +89,14 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
         stdout: a.stdout,
         id_scope: a.id_scope.clone(),
     };
-    if a.stdout && matches!(opts.formats.as_slice(), [Format::Pfx] | [Format::Der]) && std::io::stdout().is_terminal() {
-        anyhow::bail!("--stdout with --format {} writes binary data; redirect it to a file or a pipe", opts.formats[0]);
+    if a.stdout
+        && matches!(opts.formats.as_slice(), [Format::Pfx] | [Format::Der])
+        && std::io::stdout().is_terminal()
+    {
+        anyhow::bail!(
+            "--stdout with --format {} writes binary data; redirect it to a file or a pipe",
+            opts.formats[0]
+        );
     }
     let report = export_entity(&ws, &a.name, &opts)?;
     if let Some(bytes) = &report.stdout {
@@ -97,7 +110,12 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
         return Ok(());
     }
     for f in &report.files {
-        println!("wrote {}  ({}, mode {:04o})", f.path.display(), f.what, f.mode);
+        println!(
+            "wrote {}  ({}, mode {:04o})",
+            f.path.display(),
+            f.what,
+            f.mode
+        );
     }
     for p in &report.pfx {
         let a = &p.algorithms;
@@ -105,7 +123,11 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
             "{}: read back with the password: {} certificate(s){}, friendly name \"{}\", {} profile",
             p.path.display(),
             p.certificates,
-            if p.has_key { " and the private key" } else { ", no key" },
+            if p.has_key {
+                " and the private key"
+            } else {
+                ", no key"
+            },
             p.friendly_name,
             p.profile
         );
@@ -116,10 +138,22 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
         };
         println!("  MAC           {mac}");
         for k in &a.key_bags {
-            println!("  key           {}{}", k.algorithm, k.iterations.map(|i| format!(", {i} iterations")).unwrap_or_default());
+            println!(
+                "  key           {}{}",
+                k.algorithm,
+                k.iterations
+                    .map(|i| format!(", {i} iterations"))
+                    .unwrap_or_default()
+            );
         }
         for c in &a.cert_bags {
-            println!("  certificates  {}{}", c.algorithm, c.iterations.map(|i| format!(", {i} iterations")).unwrap_or_default());
+            println!(
+                "  certificates  {}{}",
+                c.algorithm,
+                c.iterations
+                    .map(|i| format!(", {i} iterations"))
+                    .unwrap_or_default()
+            );
         }
     }
     if let Some(cfg) = &report.edge_config {

@@ -1,6 +1,7 @@
 //! The command line: parse with clap, call `ops`, print text or `--json`.
 
 mod export;
+mod lifecycle;
 mod look;
 mod new;
 
@@ -51,6 +52,14 @@ pub enum Command {
     Lint(look::LintArgs),
     /// Write an entity as PEM, DER, PKCS#12, the Azure SDK tool's layout or an IoT Edge snippet.
     Export(export::ExportArgs),
+    /// Bring an existing CA or certificate (PEM cert + key, or PKCS#12) into the workspace.
+    Import(lifecycle::ImportArgs),
+    /// A new certificate with the same subject (and key unless --rekey); the old one goes to history.
+    Renew(lifecycle::RenewArgs),
+    /// Mark an entity revoked (its CA's CRL lists it). Azure IoT Hub does not check CRLs.
+    Revoke(lifecycle::RevokeArgs),
+    /// A CRL signed by a CA, listing what it issued that is revoked.
+    Crl(lifecycle::CrlArgs),
 }
 
 /// A failure already explained to the user; carries the exit code.
@@ -75,6 +84,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Inspect(a) => look::inspect(&cli.global, a),
         Command::Lint(a) => look::lint(&cli.global, a),
         Command::Export(a) => export::run(&cli.global, a),
+        Command::Import(a) => lifecycle::import(&cli.global, a),
+        Command::Renew(a) => lifecycle::renew(&cli.global, a),
+        Command::Revoke(a) => lifecycle::revoke(&cli.global, a),
+        Command::Crl(a) => lifecycle::crl(&cli.global, a),
     };
     match result {
         Ok(()) => 0,

@@ -25,9 +25,9 @@ pub const AZURE_DEFAULT_PASSWORD: &str = "1234";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] store::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Pki(#[from] crate::pki::Error),
     #[error("OpenSSL: {0}")]
     OpenSsl(#[from] openssl::error::ErrorStack),
@@ -620,16 +620,31 @@ pub fn export_entity(ws: &Workspace, name: &str, opts: &ExportOptions) -> Result
         report.stdout = Some(render_stdout(&src, opts, &mut report)?);
         return Ok(report);
     }
-    let planned = plan(&src, opts, &mut report)?;
+    let mut planned = plan(&src, opts, &mut report)?;
     if !opts.force {
+        // A file that already holds exactly these bytes (a shared root exported for several
+        // devices into one directory) is left alone; any other existing file stops the export.
+        let same = |p: &Planned| std::fs::read(&p.path).is_ok_and(|b| b == p.bytes);
+        let unchanged: Vec<PathBuf> = planned
+            .iter()
+            .filter(|p| same(p))
+            .map(|p| p.path.clone())
+            .collect();
         let existing: Vec<PathBuf> = planned
             .iter()
-            .filter(|p| p.path.symlink_metadata().is_ok())
+            .filter(|p| p.path.symlink_metadata().is_ok() && !unchanged.contains(&p.path))
             .map(|p| p.path.clone())
             .collect();
         if !existing.is_empty() {
             return Err(Error::Exists(existing));
         }
+        for u in &unchanged {
+            report.notes.push(format!(
+                "{} already holds the same content: left as it is",
+                u.display()
+            ));
+        }
+        planned.retain(|p| !unchanged.contains(&p.path));
     }
     if !opts.out_dir.exists() {
         store::make_private_dir_all(&opts.out_dir)?;
