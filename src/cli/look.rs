@@ -198,12 +198,17 @@ pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
             lint::lint(c, &LintContext { device_id: None, target: None, issuers: &issuers })
         })
         .collect();
+    // For a PFX: which algorithms protect it, read from the file itself.
+    let pfx_algs = (report.format == "PKCS#12").then(|| crate::export::pfx::decode(&bytes).ok()).flatten();
     if global.json {
-        print_json(&serde_json::json!({ "file": a.file, "format": report.format, "items": report.items, "lint": findings }));
+        print_json(&serde_json::json!({ "file": a.file, "format": report.format, "items": report.items, "lint": findings, "pkcs12": pfx_algs }));
         return Ok(());
     }
     let mut o = String::new();
     let _ = writeln!(o, "{}: {}", a.file.display(), report.format);
+    if let Some(p) = &pfx_algs {
+        let _ = writeln!(o, "  Protection   {}", p.summary());
+    }
     let mut ci = 0;
     for item in &report.items {
         match item {

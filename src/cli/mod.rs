@@ -120,7 +120,16 @@ impl std::error::Error for Failed {}
 
 fn error_kind(e: &anyhow::Error) -> &'static str {
     use crate::store::Error as S;
-    match e.downcast_ref::<S>() {
+    use crate::export::Error as X;
+    let store = match e.downcast_ref::<X>() {
+        Some(X::WrongPassword(_)) => return "wrong-password",
+        Some(X::Exists(_)) => return "exists",
+        Some(X::Invalid(_)) | Some(X::Pki(_)) => return "invalid",
+        Some(X::OpenSsl(_)) => return "error",
+        Some(X::Store(s)) => Some(s),
+        None => e.downcast_ref::<S>(),
+    };
+    match store {
         Some(S::NameTaken(_)) => "name-taken",
         Some(S::NotFound { .. }) => "not-found",
         Some(S::Busy(_)) => "busy",
