@@ -5,6 +5,7 @@
 //! face over them; the TUI will be another.
 
 pub mod cli;
+pub mod export;
 pub mod ops;
 pub mod pki;
 pub mod store;

@@ -1,6 +1,8 @@
 //! Operations on a workspace: what the CLI's and the TUI's commands do, in one place.
 //! Each combines `pki` (make and check certificates) with `store` (keep them).
 
+pub mod lifecycle;
+
 use crate::pki::identity::{self, check_device_id, check_entity_name, expand_range};
 use crate::pki::inspect::CertView;
 use crate::pki::issue::{self, San, parse_rfc3339};

@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 #[derive(Args, Debug)]
-pub struct ListArgs {}
+pub struct ListArgs {
+    /// Only what expires within WINDOW (e.g. 30d, 12h, 2w), expired included, soonest first.
+    #[arg(long, value_name = "WINDOW")]
+    pub expiring: Option<String>,
+}
 
 #[derive(Args, Debug)]
 pub struct ShowArgs {
@@ -21,6 +25,9 @@ pub struct ShowArgs {
     /// Print where the entity's files are.
     #[arg(long)]
     pub paths: bool,
+    /// List the certificates this entity had before (renewals, rolled slots).
+    #[arg(long, conflicts_with_all = ["pem", "paths"])]
+    pub history: bool,
 }
 
 #[derive(Args, Debug)]
@@ -37,8 +44,11 @@ pub struct LintArgs {
     pub name: Option<String>,
 }
 
-pub fn list(global: &Global, _a: ListArgs) -> CliResult {
+pub fn list(global: &Global, a: ListArgs) -> CliResult {
     let ws = global.workspace()?;
+    if let Some(w) = &a.expiring {
+        return super::lifecycle::list_expiring(global, &ws, w);
+    }
     let (metas, damaged) = ws.list()?;
     let rows = ops::tree(metas, OffsetDateTime::now_utc());
     if global.json {
@@ -115,8 +125,16 @@ pub fn show(global: &Global, a: ShowArgs) -> CliResult {
         }
         return Ok(());
     }
+    if a.history {
+        return super::lifecycle::show_history(global, &ws, &a.name);
+    }
+    let slots = ops::lifecycle::slots(&ws, &a.name)?;
     if global.json {
-        print_json(&report);
+        let mut v = serde_json::to_value(&report)?;
+        if !slots.is_empty() {
+            v["slots"] = serde_json::to_value(&slots)?;
+        }
+        print_json(&v);
         return Ok(());
     }
     let m = &report.meta;
@@ -148,6 +166,7 @@ pub fn show(global: &Global, a: ShowArgs) -> CliResult {
             r.reason
         );
     }
+    super::lifecycle::render_slots(&mut o, &slots);
     render_findings(&mut o, &report.lint);
     let _ = writeln!(o, "  Files        {}", report.paths.cert.display());
     if let Some(k) = &report.paths.key {
@@ -225,14 +244,21 @@ pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
             )
         })
         .collect();
+    // For a PFX: which algorithms protect it, read from the file itself.
+    let pfx_algs = (report.format == "PKCS#12")
+        .then(|| crate::export::pfx::decode(&bytes).ok())
+        .flatten();
     if global.json {
         print_json(
-            &serde_json::json!({ "file": a.file, "format": report.format, "items": report.items, "lint": findings }),
+            &serde_json::json!({ "file": a.file, "format": report.format, "items": report.items, "lint": findings, "pkcs12": pfx_algs }),
         );
         return Ok(());
     }
     let mut o = String::new();
     let _ = writeln!(o, "{}: {}", a.file.display(), report.format);
+    if let Some(p) = &pfx_algs {
+        let _ = writeln!(o, "  Protection   {}", p.summary());
+    }
     let mut ci = 0;
     for item in &report.items {
         match item {

@@ -1,5 +1,7 @@
 //! The command line: parse with clap, call `ops`, print text or `--json`.
 
+mod export;
+mod lifecycle;
 mod look;
 mod new;
 
@@ -48,6 +50,16 @@ pub enum Command {
     Inspect(look::InspectArgs),
     /// Check entities for mistakes that stop devices connecting; exits 1 on errors.
     Lint(look::LintArgs),
+    /// Write an entity as PEM, DER, PKCS#12, the Azure SDK tool's layout or an IoT Edge snippet.
+    Export(export::ExportArgs),
+    /// Bring an existing CA or certificate (PEM cert + key, or PKCS#12) into the workspace.
+    Import(lifecycle::ImportArgs),
+    /// A new certificate with the same subject (and key unless --rekey); the old one goes to history.
+    Renew(lifecycle::RenewArgs),
+    /// Mark an entity revoked (its CA's CRL lists it). Azure IoT Hub does not check CRLs.
+    Revoke(lifecycle::RevokeArgs),
+    /// A CRL signed by a CA, listing what it issued that is revoked.
+    Crl(lifecycle::CrlArgs),
 }
 
 /// A failure already explained to the user; carries the exit code.
@@ -71,6 +83,11 @@ pub fn run(cli: Cli) -> i32 {
         Command::Show(a) => look::show(&cli.global, a),
         Command::Inspect(a) => look::inspect(&cli.global, a),
         Command::Lint(a) => look::lint(&cli.global, a),
+        Command::Export(a) => export::run(&cli.global, a),
+        Command::Import(a) => lifecycle::import(&cli.global, a),
+        Command::Renew(a) => lifecycle::renew(&cli.global, a),
+        Command::Revoke(a) => lifecycle::revoke(&cli.global, a),
+        Command::Crl(a) => lifecycle::crl(&cli.global, a),
     };
     match result {
         Ok(()) => 0,
@@ -119,8 +136,17 @@ fn error_message(e: &anyhow::Error) -> String {
 }
 
 fn error_kind(e: &anyhow::Error) -> &'static str {
+    use crate::export::Error as X;
     use crate::store::Error as S;
-    match e.downcast_ref::<S>() {
+    let store = match e.downcast_ref::<X>() {
+        Some(X::WrongPassword(_)) => return "wrong-password",
+        Some(X::Exists(_)) => return "exists",
+        Some(X::Invalid(_)) | Some(X::Pki(_)) => return "invalid",
+        Some(X::OpenSsl(_)) => return "error",
+        Some(X::Store(s)) => Some(s),
+        None => e.downcast_ref::<S>(),
+    };
+    match store {
         Some(S::NameTaken(_)) => "name-taken",
         Some(S::NotFound { .. }) => "not-found",
         Some(S::Busy(_)) => "busy",

@@ -166,9 +166,8 @@ pub fn run(global: &Global, cmd: NewCommand) -> CliResult {
         NewCommand::Intermediate { ca, issuer } => {
             ops::new_ca(&ws, &ca_request(&ca, Some(issuer)))?
         }
-        NewCommand::Device(d) => ops::new_devices(
-            &ws,
-            &DeviceRequest {
+        NewCommand::Device(d) => {
+            let req = DeviceRequest {
                 ids: d.ids,
                 issuer: d.issuer,
                 key: Some(d.key),
@@ -178,8 +177,13 @@ pub fn run(global: &Global, cmd: NewCommand) -> CliResult {
                 target: d.target,
                 slot: d.slot,
                 force: d.force,
-            },
-        )?,
+            };
+            // A self-signed device that exists gets its other thumbprint slot filled (or rolled).
+            match ops::lifecycle::new_slot(&ws, &req)? {
+                Some(c) => c,
+                None => ops::new_devices(&ws, &req)?,
+            }
+        }
         NewCommand::Verification {
             issuer,
             code,

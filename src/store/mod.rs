@@ -37,7 +37,7 @@ const FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
+    #[error(transparent)]
     Pki(#[from] crate::pki::Error),
     #[error("{action} {path}: {detail}")]
     Io {

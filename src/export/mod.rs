@@ -1,0 +1,732 @@
+//! Export an entity as files other tools read: PEM, DER, PKCS#12 (two profiles), the Azure
+//! IoT Node SDK tool's layout, and an IoT Edge provisioning snippet.
+//!
+//! Every file is rendered in memory first; nothing is written if any target exists (unless
+//! `force`), files holding a private key are created 0600 before their first byte, and a
+//! failure part-way removes what this call wrote. A PFX is decoded again after writing and
+//! the report names the algorithms really found in it.
+
+pub mod pfx;
+
+pub use pfx::{PfxAlgorithms, PfxProfile, Protection};
+
+use crate::ops::chain_of;
+use crate::store::{self, Entity, Kind, Workspace, write_atomic, write_new};
+use openssl::pkey::{PKey, Private};
+use openssl::symm::Cipher;
+use serde::Serialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The password the Azure IoT tutorials use for `NAME.pfx`; used by the azure layout only
+/// when no password is given, and always announced.
+pub const AZURE_DEFAULT_PASSWORD: &str = "1234";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Pki(#[from] crate::pki::Error),
+    #[error("OpenSSL: {0}")]
+    OpenSsl(#[from] openssl::error::ErrorStack),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "the password for {0} is wrong (the PKCS#12 MAC does not verify); check --password, --password-file or CHAINSMITH_PFX_PASSWORD"
+    )]
+    WrongPassword(String),
+    #[error("{} already exist{}: {}; nothing was written; pass --force to overwrite, or choose another --out", if .0.len() == 1 { "a file" } else { "files" }, if .0.len() == 1 { "s" } else { "" }, .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    Exists(Vec<PathBuf>),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// NAME.cert.pem, NAME.key.pem, NAME.chain.pem, NAME.fullchain.pem, ROOT.root.pem.
+    Pem,
+    /// NAME.cer and NAME.key.der.
+    Der,
+    /// NAME.pfx.
+    Pfx,
+    /// NAME_cert.pem, NAME_key.pem, NAME_fullchain.pem, NAME.pfx (Azure Node SDK tool layout).
+    Azure,
+    /// NAME.edge-config.toml: IoT Edge DPS X.509 provisioning.
+    Edge,
+}
+
+impl Format {
+    pub const ALL: [Format; 5] = [
+        Format::Pem,
+        Format::Der,
+        Format::Pfx,
+        Format::Azure,
+        Format::Edge,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Pem => "pem",
+            Format::Der => "der",
+            Format::Pfx => "pfx",
+            Format::Azure => "azure",
+            Format::Edge => "edge",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Format {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "pem" => Ok(Format::Pem),
+            "der" | "cer" => Ok(Format::Der),
+            "pfx" | "p12" | "pkcs12" => Ok(Format::Pfx),
+            "azure" => Ok(Format::Azure),
+            "edge" => Ok(Format::Edge),
+            _ => Err(Error::Invalid(format!(
+                "export format \"{s}\" is unknown; choose from pem, der, pfx, azure, edge"
+            ))),
+        }
+    }
+}
+
+/// How to export.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// Directory for the files (created 0700 when missing).
+    pub out_dir: PathBuf,
+    /// Formats to write (empty means pem).
+    pub formats: Vec<Format>,
+    /// PFX password. Required for `pfx`; `azure` falls back to "1234" and says so.
+    pub password: Option<String>,
+    pub pfx_profile: PfxProfile,
+    /// Put the issuers in the PFX (default true).
+    pub include_chain: bool,
+    /// Encrypt exported key files (PKCS#8, PBES2 AES-256-CBC).
+    pub key_password: Option<String>,
+    /// Overwrite existing files.
+    pub force: bool,
+    /// Render the single file of the one format into `ExportReport::stdout` instead of writing.
+    pub stdout: bool,
+    /// DPS ID scope for the edge snippet (a placeholder when None).
+    pub id_scope: Option<String>,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            out_dir: PathBuf::from("."),
+            formats: vec![Format::Pem],
+            password: None,
+            pfx_profile: PfxProfile::Modern,
+            include_chain: true,
+            key_password: None,
+            force: false,
+            stdout: false,
+            id_scope: None,
+        }
+    }
+}
+
+impl ExportOptions {
+    pub fn new(out_dir: impl Into<PathBuf>, formats: &[Format]) -> Self {
+        ExportOptions {
+            out_dir: out_dir.into(),
+            formats: formats.to_vec(),
+            ..Default::default()
+        }
+    }
+}
+
+/// One file written.
+#[derive(Clone, Debug, Serialize)]
+pub struct WrittenFile {
+    pub path: PathBuf,
+    /// "certificate", "private key (PKCS#8)", "chain (leaf + intermediates)", ...
+    pub what: String,
+    /// Unix mode, e.g. 0o600.
+    pub mode: u32,
+}
+
+/// A PFX written and read back.
+#[derive(Clone, Debug, Serialize)]
+pub struct PfxReport {
+    pub path: PathBuf,
+    pub profile: PfxProfile,
+    pub friendly_name: String,
+    /// Certificates found when opening it with the password (leaf + chain).
+    pub certificates: usize,
+    pub has_key: bool,
+    /// True when the azure layout used the tutorials' password "1234".
+    pub default_password: bool,
+    pub algorithms: PfxAlgorithms,
+}
+
+/// What an export did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ExportReport {
+    pub name: String,
+    pub files: Vec<WrittenFile>,
+    pub pfx: Vec<PfxReport>,
+    /// The edge snippet, to print as well as write.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge_config: Option<String>,
+    /// Things the user should know (default password, missing key, ...).
+    pub notes: Vec<String>,
+    /// With `stdout`: the bytes to write to standard output.
+    #[serde(skip)]
+    pub stdout: Option<Vec<u8>>,
+}
+
+struct Planned {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    mode: u32,
+    what: String,
+}
+
+/// Everything an export needs from the workspace, loaded once.
+struct Source {
+    leaf: Entity,
+    /// Issuers, nearest first, including the root when the chain reaches one.
+    issuers: Vec<Entity>,
+    key: Option<PKey<Private>>,
+}
+
+impl Source {
+    fn load(ws: &Workspace, name: &str) -> Result<Source> {
+        let mut chain = chain_of(ws, name)?;
+        let leaf = chain.remove(0);
+        let key = if leaf.meta.has_key {
+            let pem = leaf.read_key_pem()?;
+            Some(PKey::private_key_from_pem(pem.as_bytes()).map_err(|e| {
+                Error::Invalid(format!("the key of \"{name}\" in {} cannot be read ({e}); restore it or re-import the entity", leaf.key_path().display()))
+            })?)
+        } else {
+            None
+        };
+        Ok(Source {
+            leaf,
+            issuers: chain,
+            key,
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.leaf.meta.name
+    }
+
+    /// The root at the top of the chain, if the chain reaches a self-signed CA.
+    fn root(&self) -> Option<&Entity> {
+        match self.issuers.last() {
+            Some(top) if top.meta.self_signed => Some(top),
+            Some(_) => None,
+            None if self.leaf.meta.kind.is_ca() && self.leaf.meta.self_signed => Some(&self.leaf),
+            None => None,
+        }
+    }
+
+    /// Issuers below the root: what a device sends after its leaf.
+    fn intermediates(&self) -> Vec<&Entity> {
+        let root_name = self.root().map(|r| r.meta.name.clone());
+        self.issuers
+            .iter()
+            .filter(|e| Some(&e.meta.name) != root_name.as_ref())
+            .collect()
+    }
+
+    fn chain_pem(&self) -> String {
+        let mut s = self.leaf.cert_pem.clone();
+        for e in self.intermediates() {
+            s.push_str(&e.cert_pem);
+        }
+        s
+    }
+
+    fn fullchain_pem(&self) -> String {
+        let mut s = self.leaf.cert_pem.clone();
+        for e in &self.issuers {
+            s.push_str(&e.cert_pem);
+        }
+        s
+    }
+
+    fn need_key(&self, what: &str) -> Result<&PKey<Private>> {
+        self.key.as_ref().ok_or_else(|| {
+            Error::Invalid(format!(
+                "\"{}\" has no private key in the workspace (trust-only import, or a CSR whose key stays on the device), so {what} cannot be written; export --format pem for the certificates",
+                self.name()
+            ))
+        })
+    }
+
+    fn key_pem(&self, key_password: Option<&str>) -> Result<Vec<u8>> {
+        let key = self.need_key("a key file")?;
+        Ok(match key_password {
+            Some(pw) => {
+                key.private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), pw.as_bytes())?
+            }
+            None => key.private_key_to_pem_pkcs8()?,
+        })
+    }
+
+    fn key_der(&self, key_password: Option<&str>) -> Result<Vec<u8>> {
+        let key = self.need_key("a key file")?;
+        Ok(match key_password {
+            Some(pw) => {
+                key.private_key_to_pkcs8_passphrase(Cipher::aes_256_cbc(), pw.as_bytes())?
+            }
+            None => key.private_key_to_pkcs8()?,
+        })
+    }
+
+    fn pfx(&self, profile: PfxProfile, password: &str, include_chain: bool) -> Result<Vec<u8>> {
+        let key = self.need_key("a PFX")?;
+        let chain: Vec<Vec<u8>> = if include_chain {
+            self.issuers.iter().map(|e| e.cert_der.clone()).collect()
+        } else {
+            vec![]
+        };
+        pfx::build(
+            profile,
+            password,
+            self.name(),
+            &self.leaf.cert_der,
+            key,
+            &chain,
+        )
+    }
+}
+
+fn key_what(key_password: Option<&str>) -> String {
+    if key_password.is_some() {
+        "private key (encrypted PKCS#8, AES-256-CBC)".into()
+    } else {
+        "private key (PKCS#8)".into()
+    }
+}
+
+/// A `file://` URI for an absolute path, percent-encoding what a URI may not hold.
+pub fn file_uri(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    let mut out = String::from("file://");
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn edge_config(src: &Source, dir: &Path, opts: &ExportOptions) -> String {
+    let name = src.name();
+    let registration_id = if src.leaf.meta.cn.is_empty() {
+        name
+    } else {
+        &src.leaf.meta.cn
+    };
+    let cert = dir.join(format!("{name}.chain.pem"));
+    let key = dir.join(format!("{name}.key.pem"));
+    let scope = opts.id_scope.clone().unwrap_or_else(|| "<ID_SCOPE>".into());
+    let mut s = String::new();
+    s.push_str(&format!("# IoT Edge /etc/aziot/config.toml: DPS provisioning with X.509 for \"{name}\" (written by chainsmith).\n"));
+    s.push_str(
+        "# Copy the files below to the device and apply with `sudo iotedge config apply`.\n",
+    );
+    if opts.id_scope.is_none() {
+        s.push_str("# Replace <ID_SCOPE> with your DPS ID scope (Azure portal: DPS > Overview), or export with --id-scope.\n");
+    }
+    if opts.key_password.is_some() {
+        s.push_str(
+            "# The key file is encrypted (--key-password); IoT Edge needs an unencrypted key.\n",
+        );
+    }
+    s.push_str("\n[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://global.azure-devices-provisioning.net\"\n");
+    s.push_str(&format!("id_scope = {}\n\n", toml_string(&scope)));
+    s.push_str("[provisioning.attestation]\nmethod = \"x509\"\n");
+    s.push_str(&format!(
+        "registration_id = {}\n",
+        toml_string(registration_id)
+    ));
+    s.push_str("# The device's certificate followed by its intermediates: DPS needs the chain up to the enrolled CA.\n");
+    s.push_str(&format!(
+        "identity_cert = {}\n",
+        toml_string(&file_uri(&cert))
+    ));
+    s.push_str(&format!("identity_pk = {}\n", toml_string(&file_uri(&key))));
+    s
+}
+
+/// The absolute form of the output directory (it may not exist yet).
+fn absolute(dir: &Path) -> PathBuf {
+    if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|c| c.join(dir))
+            .unwrap_or_else(|_| dir.to_path_buf())
+    }
+}
+
+fn plan(src: &Source, opts: &ExportOptions, report: &mut ExportReport) -> Result<Vec<Planned>> {
+    let name = src.name().to_string();
+    let dir = absolute(&opts.out_dir);
+    let kp = opts.key_password.as_deref();
+    let mut files: Vec<Planned> = Vec::new();
+    let add = |files: &mut Vec<Planned>, file: String, bytes: Vec<u8>, mode: u32, what: &str| {
+        let path = dir.join(file);
+        if !files.iter().any(|p| p.path == path) {
+            files.push(Planned {
+                path,
+                bytes,
+                mode,
+                what: what.to_string(),
+            });
+        }
+    };
+    let mut formats = if opts.formats.is_empty() {
+        vec![Format::Pem]
+    } else {
+        opts.formats.clone()
+    };
+    formats.dedup();
+    let self_signed_leaf = src.leaf.meta.self_signed && !src.leaf.meta.kind.is_ca();
+    for f in &formats {
+        match f {
+            Format::Pem => {
+                add(
+                    &mut files,
+                    format!("{name}.cert.pem"),
+                    src.leaf.cert_pem.clone().into_bytes(),
+                    0o644,
+                    "certificate",
+                );
+                if src.key.is_some() {
+                    add(
+                        &mut files,
+                        format!("{name}.key.pem"),
+                        src.key_pem(kp)?,
+                        0o600,
+                        &key_what(kp),
+                    );
+                } else {
+                    report.notes.push(format!(
+                        "\"{name}\" has no private key in the workspace: no key file written"
+                    ));
+                }
+                add(
+                    &mut files,
+                    format!("{name}.chain.pem"),
+                    src.chain_pem().into_bytes(),
+                    0o644,
+                    "chain (leaf, then intermediates; what a device sends)",
+                );
+                add(
+                    &mut files,
+                    format!("{name}.fullchain.pem"),
+                    src.fullchain_pem().into_bytes(),
+                    0o644,
+                    "full chain (leaf up to and including the root)",
+                );
+                match src.root() {
+                    Some(root) => {
+                        add(&mut files, format!("{}.root.pem", root.meta.name), root.cert_pem.clone().into_bytes(), 0o644, "root CA certificate (trust anchor)")
+                    }
+                    None if self_signed_leaf => report.notes.push(format!(
+                        "\"{name}\" is self-signed: there is no root file; the hub trusts its thumbprint"
+                    )),
+                    None => report.notes.push(format!(
+                        "the chain of \"{name}\" stops at \"{}\", which is not self-signed: no root file written",
+                        src.issuers.last().map(|e| e.meta.name.as_str()).unwrap_or(name.as_str())
+                    )),
+                }
+            }
+            Format::Der => {
+                add(
+                    &mut files,
+                    format!("{name}.cer"),
+                    src.leaf.cert_der.clone(),
+                    0o644,
+                    "certificate (DER)",
+                );
+                if src.key.is_some() {
+                    add(
+                        &mut files,
+                        format!("{name}.key.der"),
+                        src.key_der(kp)?,
+                        0o600,
+                        &format!("{} (DER)", key_what(kp)),
+                    );
+                } else {
+                    report.notes.push(format!(
+                        "\"{name}\" has no private key in the workspace: no key file written"
+                    ));
+                }
+            }
+            Format::Pfx => {
+                let pw = opts.password.as_deref().ok_or_else(|| {
+                    Error::Invalid("a PFX needs a password: pass --password-file FILE, set CHAINSMITH_PFX_PASSWORD, or --password P".into())
+                })?;
+                add(
+                    &mut files,
+                    format!("{name}.pfx"),
+                    src.pfx(opts.pfx_profile, pw, opts.include_chain)?,
+                    0o600,
+                    &format!("PKCS#12 ({} profile)", opts.pfx_profile),
+                );
+            }
+            Format::Azure => {
+                if src.leaf.meta.kind == Kind::Verification {
+                    add(
+                        &mut files,
+                        "verification_cert.pem".into(),
+                        src.leaf.cert_pem.clone().into_bytes(),
+                        0o644,
+                        "verification certificate (upload to the hub)",
+                    );
+                    continue;
+                }
+                add(
+                    &mut files,
+                    format!("{name}_cert.pem"),
+                    src.leaf.cert_pem.clone().into_bytes(),
+                    0o644,
+                    "certificate",
+                );
+                add(
+                    &mut files,
+                    format!("{name}_key.pem"),
+                    src.key_pem(kp)?,
+                    0o600,
+                    &key_what(kp),
+                );
+                add(
+                    &mut files,
+                    format!("{name}_fullchain.pem"),
+                    src.fullchain_pem().into_bytes(),
+                    0o644,
+                    "full chain (leaf first, then issuers)",
+                );
+                let pw = match opts.password.as_deref() {
+                    Some(p) => p,
+                    None => {
+                        report.notes.push(format!(
+                            "{name}.pfx uses the Azure tutorials' password \"{AZURE_DEFAULT_PASSWORD}\"; pass --password-file or CHAINSMITH_PFX_PASSWORD for a real one"
+                        ));
+                        AZURE_DEFAULT_PASSWORD
+                    }
+                };
+                add(
+                    &mut files,
+                    format!("{name}.pfx"),
+                    src.pfx(opts.pfx_profile, pw, opts.include_chain)?,
+                    0o600,
+                    &format!("PKCS#12 ({} profile)", opts.pfx_profile),
+                );
+            }
+            Format::Edge => {
+                if src.leaf.meta.kind != Kind::Device {
+                    report.notes.push(format!(
+                        "\"{name}\" is a {} certificate; IoT Edge provisioning expects a device certificate",
+                        src.leaf.meta.kind.as_str()
+                    ));
+                }
+                // The snippet points at the chain and key, so write them too.
+                add(
+                    &mut files,
+                    format!("{name}.chain.pem"),
+                    src.chain_pem().into_bytes(),
+                    0o644,
+                    "chain (leaf, then intermediates; what a device sends)",
+                );
+                add(
+                    &mut files,
+                    format!("{name}.key.pem"),
+                    src.key_pem(kp)?,
+                    0o600,
+                    &key_what(kp),
+                );
+                let text = edge_config(src, &dir, opts);
+                add(
+                    &mut files,
+                    format!("{name}.edge-config.toml"),
+                    text.clone().into_bytes(),
+                    0o644,
+                    "IoT Edge config.toml provisioning section",
+                );
+                report.edge_config = Some(text);
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// The bytes `--stdout` prints for a single-file format.
+fn render_stdout(src: &Source, opts: &ExportOptions, report: &mut ExportReport) -> Result<Vec<u8>> {
+    let formats = if opts.formats.is_empty() {
+        vec![Format::Pem]
+    } else {
+        opts.formats.clone()
+    };
+    let [format] = formats.as_slice() else {
+        return Err(Error::Invalid(
+            "--stdout takes exactly one --format (pem, der, pfx or edge)".into(),
+        ));
+    };
+    match format {
+        Format::Pem => Ok(src.chain_pem().into_bytes()),
+        Format::Der => Ok(src.leaf.cert_der.clone()),
+        Format::Pfx => {
+            let pw = opts.password.as_deref().ok_or_else(|| {
+                Error::Invalid("a PFX needs a password: pass --password-file FILE, set CHAINSMITH_PFX_PASSWORD, or --password P".into())
+            })?;
+            src.pfx(opts.pfx_profile, pw, opts.include_chain)
+        }
+        Format::Edge => {
+            let text = edge_config(src, &absolute(&opts.out_dir), opts);
+            report.edge_config = Some(text.clone());
+            Ok(text.into_bytes())
+        }
+        Format::Azure => Err(Error::Invalid(
+            "the azure layout is several files; use --out DIR instead of --stdout".into(),
+        )),
+    }
+}
+
+/// Export one entity. See the module docs for the guarantees.
+pub fn export_entity(ws: &Workspace, name: &str, opts: &ExportOptions) -> Result<ExportReport> {
+    let src = Source::load(ws, name)?;
+    let mut report = ExportReport {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    if opts.stdout {
+        report.stdout = Some(render_stdout(&src, opts, &mut report)?);
+        return Ok(report);
+    }
+    let mut planned = plan(&src, opts, &mut report)?;
+    if !opts.force {
+        // A file that already holds exactly these bytes (a shared root exported for several
+        // devices into one directory) is left alone; any other existing file stops the export.
+        let same = |p: &Planned| std::fs::read(&p.path).is_ok_and(|b| b == p.bytes);
+        let unchanged: Vec<PathBuf> = planned
+            .iter()
+            .filter(|p| same(p))
+            .map(|p| p.path.clone())
+            .collect();
+        let existing: Vec<PathBuf> = planned
+            .iter()
+            .filter(|p| p.path.symlink_metadata().is_ok() && !unchanged.contains(&p.path))
+            .map(|p| p.path.clone())
+            .collect();
+        if !existing.is_empty() {
+            return Err(Error::Exists(existing));
+        }
+        for u in &unchanged {
+            report.notes.push(format!(
+                "{} already holds the same content: left as it is",
+                u.display()
+            ));
+        }
+        planned.retain(|p| !unchanged.contains(&p.path));
+    }
+    if !opts.out_dir.exists() {
+        store::make_private_dir_all(&opts.out_dir)?;
+    }
+    let mut written: Vec<PathBuf> = Vec::new();
+    for p in &planned {
+        let r = if opts.force {
+            write_atomic(&p.path, &p.bytes, p.mode)
+        } else {
+            write_new(&p.path, &p.bytes, p.mode)
+        };
+        if let Err(e) = r {
+            for w in &written {
+                let _ = std::fs::remove_file(w);
+            }
+            return Err(match e {
+                store::Error::Io { ref detail, .. } if detail.contains("exists") => {
+                    Error::Exists(vec![p.path.clone()])
+                }
+                other => other.into(),
+            });
+        }
+        written.push(p.path.clone());
+        report.files.push(WrittenFile {
+            path: p.path.clone(),
+            what: p.what.clone(),
+            mode: p.mode,
+        });
+    }
+    // Read every PFX back with its password and name what protects it.
+    for p in planned
+        .iter()
+        .filter(|p| p.path.extension().is_some_and(|e| e == "pfx"))
+    {
+        let bytes =
+            std::fs::read(&p.path).map_err(|e| store::io_error("reading back", &p.path, e))?;
+        let default_password = opts.password.is_none();
+        let pw = opts.password.as_deref().unwrap_or(AZURE_DEFAULT_PASSWORD);
+        let opened = pfx::open(&bytes, pw, &p.path.display().to_string())?;
+        let algorithms = pfx::decode(&bytes)?;
+        if algorithms.uses_rc2() {
+            return Err(Error::Invalid(format!(
+                "internal check failed: {} uses RC2; please report this",
+                p.path.display()
+            )));
+        }
+        report.pfx.push(PfxReport {
+            path: p.path.clone(),
+            profile: opts.pfx_profile,
+            friendly_name: name.to_string(),
+            certificates: usize::from(opened.leaf.is_some()) + opened.chain.len(),
+            has_key: opened.key.is_some(),
+            default_password,
+            algorithms,
+        });
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse() {
+        for f in Format::ALL {
+            assert_eq!(f.as_str().parse::<Format>().unwrap(), f);
+        }
+        assert!(
+            "zip"
+                .parse::<Format>()
+                .unwrap_err()
+                .to_string()
+                .contains("pem, der, pfx, azure, edge")
+        );
+    }
+
+    #[test]
+    fn file_uris_are_encoded() {
+        assert_eq!(
+            file_uri(Path::new("/a b/line-7.sensor.01.key.pem")),
+            "file:///a%20b/line-7.sensor.01.key.pem"
+        );
+    }
+}

@@ -1,0 +1,1006 @@
+//! Import, renew, self-signed slots, revoke, CRL and expiry: what happens to certificates
+//! after they are made. The CLI's `import`, `renew`, `revoke`, `crl`, `list --expiring` and
+//! `show --history` call these; so can the TUI.
+//!
+//! On disk, an entity keeps its past in its own directory:
+//! ```text
+//! entities/NAME/history/SERIAL/{cert.pem, meta.toml[, key.pem]}   every replaced certificate
+//! entities/NAME/secondary/{cert.pem, key.pem, meta.toml}          the other thumbprint slot
+//! ```
+//! (`primary/` instead when the entity was made as the secondary slot first.)
+
+use super::{Created, TreeRow, ValidityArg, chain_of, load_ca, tree};
+use crate::export::{Error, Result, pfx};
+use crate::pki::identity::check_entity_name;
+use crate::pki::inspect::{CertView, signed_by};
+use crate::pki::issue::{self, San};
+use crate::pki::{CaHandle, Eku, IssueSpec, KeyAlg, Profile, subject, thumbprints};
+use crate::store::{self, Entity, Kind, Meta, NewEntity, Revocation, Slot, Workspace};
+use openssl::pkey::{PKey, Private};
+use openssl::x509::X509;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+
+/// Said with every revocation: the hub will not notice a CRL.
+pub const HUB_DOES_NOT_CHECK_CRLS: &str = "Azure IoT Hub does not check CRLs: to cut this device off, disable it in the hub (az iot hub device-identity update --hub-name HUB --device-id ID --status disabled), or disable its enrollment in DPS";
+
+pub const HISTORY_DIR: &str = "history";
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::Invalid(msg.into())
+}
+
+// ---------------------------------------------------------------- import
+
+/// An existing CA or certificate to bring into the workspace.
+#[derive(Clone, Debug, Default)]
+pub struct ImportRequest {
+    pub files: Vec<PathBuf>,
+    pub name: String,
+    /// For PKCS#12 files and encrypted keys.
+    pub password: Option<String>,
+    pub force: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Imported {
+    pub meta: Meta,
+    /// True when no key came with the certificate: it can anchor chains but not issue.
+    pub trust_only: bool,
+    pub notes: Vec<String>,
+}
+
+#[derive(Default)]
+struct Found {
+    certs: Vec<(X509, String)>,
+    keys: Vec<(PKey<Private>, String)>,
+}
+
+fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Found) -> Result<()> {
+    let label = path.display().to_string();
+    if bytes.is_empty() {
+        return Err(invalid(format!(
+            "{label} is empty; give a PEM or DER certificate, a private key or a PKCS#12 file"
+        )));
+    }
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| t.contains("-----BEGIN "));
+    if let Some(text) = text {
+        let blocks = pem::parse_many(text)
+            .map_err(|e| invalid(format!("{label}: the PEM text is damaged ({e})")))?;
+        if blocks.is_empty() {
+            return Err(invalid(format!(
+                "{label}: the PEM text is damaged (no complete BEGIN/END block)"
+            )));
+        }
+        for b in blocks {
+            match b.tag() {
+                "CERTIFICATE" | "TRUSTED CERTIFICATE" | "X509 CERTIFICATE" => {
+                    let c = X509::from_der(b.contents()).map_err(|_| {
+                        invalid(format!(
+                            "{label}: a CERTIFICATE block is not a valid X.509 certificate"
+                        ))
+                    })?;
+                    found.certs.push((c, label.clone()));
+                }
+                "PRIVATE KEY" | "EC PRIVATE KEY" | "RSA PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => {
+                    let block = pem::encode(&b);
+                    let key = match (b.tag(), password) {
+                        ("ENCRYPTED PRIVATE KEY", None) => {
+                            return Err(invalid(format!(
+                                "the private key in {label} is encrypted; pass its password with --password (or CHAINSMITH_PFX_PASSWORD)"
+                            )));
+                        }
+                        ("ENCRYPTED PRIVATE KEY", Some(pw)) => {
+                            PKey::private_key_from_pem_passphrase(block.as_bytes(), pw.as_bytes())
+                                .map_err(|_| {
+                                Error::WrongPassword(format!("the encrypted key in {label}"))
+                            })?
+                        }
+                        _ => PKey::private_key_from_pem(block.as_bytes()).map_err(|e| {
+                            invalid(format!("{label}: the private key cannot be read ({e})"))
+                        })?,
+                    };
+                    found.keys.push((key, label.clone()));
+                }
+                "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => {
+                    return Err(invalid(format!(
+                        "{label} holds a certificate request, not a certificate; sign it with `chainsmith sign-csr {label} --issuer CA`"
+                    )));
+                }
+                other => {
+                    return Err(invalid(format!(
+                        "{label} holds a \"{other}\" PEM block; import takes certificates, private keys and PKCS#12 files"
+                    )));
+                }
+            }
+        }
+        return Ok(());
+    }
+    if let Ok(c) = X509::from_der(bytes) {
+        found.certs.push((c, label));
+        return Ok(());
+    }
+    if let Ok(k) = PKey::private_key_from_der(bytes) {
+        found.keys.push((k, label));
+        return Ok(());
+    }
+    if openssl::pkcs12::Pkcs12::from_der(bytes).is_ok() {
+        let Some(pw) = password else {
+            return Err(invalid(format!(
+                "{label} is a PKCS#12 (PFX) file and needs its password: pass --password P, or set CHAINSMITH_PFX_PASSWORD"
+            )));
+        };
+        let opened = pfx::open(bytes, pw, &label)?;
+        if let Some(c) = opened.leaf {
+            found.certs.push((c, label.clone()));
+        }
+        for c in opened.chain {
+            found.certs.push((c, label.clone()));
+        }
+        if let Some(k) = opened.key {
+            found.keys.push((k, label));
+        }
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "{label} is not a certificate, private key or PKCS#12 file (neither PEM nor DER); nothing was imported"
+    )))
+}
+
+fn describe(c: &X509) -> String {
+    let der = c.to_der().unwrap_or_default();
+    CertView::from_der(&der)
+        .map(|v| v.subject)
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Bring a certificate (with or without its key) into the workspace under `req.name`.
+pub fn import(ws: &Workspace, req: &ImportRequest) -> Result<Imported> {
+    check_entity_name(&req.name)?;
+    if req.files.is_empty() {
+        return Err(invalid(
+            "no file given; pass the certificate and key files (PEM, DER) or a PKCS#12 file",
+        ));
+    }
+    if !req.force {
+        ws.check_free(std::slice::from_ref(&req.name))?;
+    }
+    let mut found = Found::default();
+    for f in &req.files {
+        let bytes = std::fs::read(f).map_err(|e| store::io_error("reading", f, e))?;
+        read_input(f, &bytes, req.password.as_deref(), &mut found)?;
+    }
+    if found.keys.len() > 1 {
+        return Err(invalid(format!(
+            "{} private keys were given ({}); import one certificate with its one key at a time",
+            found.keys.len(),
+            found
+                .keys
+                .iter()
+                .map(|k| k.1.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if found.certs.is_empty() {
+        return Err(invalid(
+            "no certificate in the input: a key alone cannot be imported; add the certificate file",
+        ));
+    }
+    let key = found.keys.pop();
+    let index = match &key {
+        Some((k, klabel)) => found.certs.iter().position(|(c, _)| c.public_key().map(|p| p.public_eq(k)).unwrap_or(false)).ok_or_else(|| {
+            invalid(format!(
+                "the private key in {klabel} does not belong to the certificate {} (from {}); give the key that was made with this certificate",
+                describe(&found.certs[0].0),
+                found.certs[0].1
+            ))
+        })?,
+        None => 0,
+    };
+    let (leaf, _) = found.certs.remove(index);
+    let der = leaf.to_der()?;
+    let view = CertView::from_der(&der)?;
+    let mut notes = Vec::new();
+    if !found.certs.is_empty() {
+        notes.push(format!(
+            "{} other certificate(s) in the input were not imported; import each CA you need under its own name",
+            found.certs.len()
+        ));
+    }
+    let key_pem = match &key {
+        Some((k, _)) => Some(String::from_utf8_lossy(&k.private_key_to_pem_pkcs8()?).into_owned()),
+        None => None,
+    };
+    let kind = if view.is_ca {
+        if view.self_signed {
+            Kind::Root
+        } else {
+            Kind::Intermediate
+        }
+    } else {
+        Kind::Device
+    };
+    if kind.is_ca() {
+        if let Some(kp) = &key_pem {
+            // Make sure it can really issue: the same checks `new --issuer` will make.
+            CaHandle::new(&req.name, der.clone(), kp)?;
+        }
+    }
+    // Link to the workspace CA that signed it, so chains and CRLs work.
+    let mut issuer = None;
+    if !view.self_signed {
+        let (metas, _) = ws.list()?;
+        for m in metas
+            .iter()
+            .filter(|m| m.kind.is_ca() && m.name != req.name)
+        {
+            if let Ok(e) = ws.load(&m.name) {
+                if signed_by(&der, &e.cert_der) {
+                    issuer = Some(m.name.clone());
+                    break;
+                }
+            }
+        }
+        match &issuer {
+            Some(i) => notes.push(format!("issued by \"{i}\" in this workspace: linked")),
+            None => notes.push(format!(
+                "its issuer ({}) is not in this workspace; import it too to check whole chains",
+                view.issuer
+            )),
+        }
+    }
+    let trust_only = key_pem.is_none();
+    if trust_only {
+        notes.push(format!(
+            "no private key given: \"{}\" is trust-only (it can anchor chains, not issue); import it again with its key to sign",
+            req.name
+        ));
+    }
+    if !kind.is_ca() {
+        notes.push(format!(
+            "\"{}\" is not a CA (no basicConstraints CA:TRUE), so it cannot issue",
+            req.name
+        ));
+    }
+    let (sha1, sha256) = thumbprints(&der);
+    let meta = Meta {
+        format: 1,
+        name: req.name.clone(),
+        kind,
+        cn: view.cn.clone().unwrap_or_default(),
+        subject: view.subject.clone(),
+        issuer,
+        key_alg: KeyAlg::from_spki(&leaf.public_key()?.public_key_to_der()?),
+        serial: view.serial.replace(':', "").to_ascii_uppercase(),
+        not_before: view.not_before_t,
+        not_after: view.not_after_t,
+        sha1,
+        sha256,
+        pathlen: view.pathlen,
+        target: None,
+        has_key: !trust_only,
+        self_signed: view.self_signed,
+        slot: None,
+        code: None,
+        revoked: None,
+        created: OffsetDateTime::now_utc(),
+    };
+    let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", der));
+    let entity = NewEntity {
+        meta: meta.clone(),
+        cert_pem,
+        key_pem,
+        extra: vec![],
+    };
+    if req.force {
+        ws.replace(&[entity])?;
+    } else {
+        ws.create(&[entity])?;
+    }
+    Ok(Imported {
+        meta,
+        trust_only,
+        notes,
+    })
+}
+
+// ---------------------------------------------------------------- history helpers
+
+/// Every file of an entity directory except its current cert, key and meta (history, slots),
+/// as (relative path, bytes); `skip_dir` leaves one top-level subdirectory out.
+fn extras_of(dir: &Path, skip_dir: Option<&str>) -> Result<Vec<(String, Vec<u8>)>> {
+    fn walk(base: &Path, rel: &str, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+        let dir = if rel.is_empty() {
+            base.to_path_buf()
+        } else {
+            base.join(rel)
+        };
+        for e in std::fs::read_dir(&dir).map_err(|e| store::io_error("reading", &dir, e))? {
+            let e = e.map_err(|e| store::io_error("reading", &dir, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let r = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &r, out)?;
+            } else {
+                out.push((
+                    r,
+                    std::fs::read(&p).map_err(|e| store::io_error("reading", &p, e))?,
+                ));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| store::io_error("reading", dir, e))? {
+        let e = e.map_err(|e| store::io_error("reading", dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_dir() && Some(name.as_str()) != skip_dir {
+            walk(dir, &name, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+/// The files that put the current certificate of `entity` into its history.
+fn history_entry(entity: &Entity, with_key: bool) -> Result<Vec<(String, Vec<u8>)>> {
+    let base = format!("{HISTORY_DIR}/{}", entity.meta.serial);
+    let mut v = vec![
+        (
+            format!("{base}/{}", store::CERT_FILE),
+            entity.cert_pem.clone().into_bytes(),
+        ),
+        (
+            format!("{base}/{}", store::META_FILE),
+            entity.meta.to_toml().into_bytes(),
+        ),
+    ];
+    if with_key && entity.meta.has_key {
+        v.push((
+            format!("{base}/{}", store::KEY_FILE),
+            entity.read_key_pem()?.into_bytes(),
+        ));
+    }
+    Ok(v)
+}
+
+/// Past certificates of an entity, oldest first.
+pub fn history(ws: &Workspace, name: &str) -> Result<Vec<Meta>> {
+    let entity = ws.load(name)?;
+    let dir = entity.dir.join(HISTORY_DIR);
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            out.push(store::read_meta(&e.path().join(store::META_FILE))?);
+        }
+    }
+    out.sort_by_key(|m| (m.not_before, m.created));
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- renew
+
+#[derive(Clone, Debug, Default)]
+pub struct RenewRequest {
+    pub name: String,
+    pub days: Option<u32>,
+    /// A fresh key (of the same algorithm unless `key` says otherwise).
+    pub rekey: bool,
+    pub key: Option<KeyAlg>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Renewed {
+    pub old: Meta,
+    pub new: Meta,
+    pub rekeyed: bool,
+    pub notes: Vec<String>,
+}
+
+/// The profile of an existing certificate: kind from meta, EKU and SANs from the certificate.
+fn profile_of(meta: &Meta, der: &[u8]) -> Result<Profile> {
+    use x509_parser::prelude::*;
+    Ok(match meta.kind {
+        Kind::Root => Profile::Root {
+            pathlen: meta.pathlen.map(|p| u8::try_from(p).unwrap_or(u8::MAX)),
+        },
+        Kind::Intermediate => Profile::Intermediate {
+            pathlen: meta.pathlen.map(|p| u8::try_from(p).unwrap_or(u8::MAX)),
+        },
+        Kind::Verification => Profile::Verification,
+        Kind::Device => {
+            let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
+                crate::pki::Error::parse(format!("certificate of \"{}\"", meta.name), e)
+            })?;
+            let eku = match cert.extended_key_usage().ok().flatten().map(|e| e.value) {
+                Some(e) if e.client_auth && e.server_auth => Eku::ClientServer,
+                Some(e) if e.server_auth && !e.client_auth => Eku::Server,
+                _ => Eku::Client,
+            };
+            let mut sans = Vec::new();
+            if let Ok(Some(san)) = cert.subject_alternative_name() {
+                for n in &san.value.general_names {
+                    match n {
+                        GeneralName::DNSName(d) => sans.push(San::Dns(d.to_string())),
+                        GeneralName::RFC822Name(e) => sans.push(San::Email(e.to_string())),
+                        GeneralName::URI(u) => sans.push(San::Uri(u.to_string())),
+                        GeneralName::IPAddress(ip) => match ip.len() {
+                            4 => sans.push(San::Ip(std::net::IpAddr::from(
+                                <[u8; 4]>::try_from(*ip).unwrap_or_default(),
+                            ))),
+                            16 => sans.push(San::Ip(std::net::IpAddr::from(
+                                <[u8; 16]>::try_from(*ip).unwrap_or_default(),
+                            ))),
+                            _ => {}
+                        },
+                        _ => {}
+                    }
+                }
+            }
+            Profile::Device { eku, sans }
+        }
+    })
+}
+
+fn subject_of(der: &[u8]) -> Result<rcgen::DistinguishedName> {
+    use x509_parser::prelude::*;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| crate::pki::Error::parse("certificate", e))?;
+    Ok(subject::from_x509_name(cert.subject())?)
+}
+
+fn meta_from(old: &Meta, issued: &issue::Issued) -> Result<Meta> {
+    let view = CertView::from_der(&issued.cert_der)?;
+    let (sha1, sha256) = thumbprints(&issued.cert_der);
+    Ok(Meta {
+        serial: issued.serial_hex.clone(),
+        not_before: view.not_before_t,
+        not_after: view.not_after_t,
+        sha1,
+        sha256,
+        has_key: issued.key_pem.is_some() || old.has_key,
+        key_alg: issued.key_alg.or(old.key_alg),
+        revoked: None,
+        created: OffsetDateTime::now_utc(),
+        ..old.clone()
+    })
+}
+
+/// A new certificate for the same subject, same profile and (unless `rekey`) the same key.
+/// The old certificate moves to `history/SERIAL/`.
+pub fn renew(ws: &Workspace, req: &RenewRequest) -> Result<Renewed> {
+    let entity = ws.load(&req.name)?;
+    let old = entity.meta.clone();
+    let ca = match &old.issuer {
+        Some(i) if !old.self_signed => Some(load_ca(ws, i)?),
+        _ => None,
+    };
+    if old.self_signed && !old.has_key {
+        return Err(invalid(format!(
+            "\"{}\" is self-signed and trust-only (no private key here), so chainsmith cannot re-sign it; import it with its key",
+            req.name
+        )));
+    }
+    let profile = profile_of(&old, &entity.cert_der)?;
+    let validity = ValidityArg {
+        days: req.days,
+        ..Default::default()
+    }
+    .resolve(&profile)?;
+    let spec = IssueSpec {
+        subject: subject_of(&entity.cert_der)?,
+        profile,
+        validity,
+    };
+    let mut notes = Vec::new();
+    let rekey = req.rekey || req.key.is_some();
+    let issued = if rekey {
+        let alg = req.key.or(old.key_alg).unwrap_or(KeyAlg::EcP256);
+        issue::issue(&spec, alg, ca.as_ref())?
+    } else if old.has_key {
+        let key = crate::pki::keys::load_key_pem(&entity.read_key_pem()?)?;
+        issue::issue_with_key(&spec, &key, ca.as_ref())?
+    } else {
+        // A signed CSR: the key lives on the device; certify the same public key again.
+        let ca = ca
+            .as_ref()
+            .ok_or_else(|| invalid(format!("\"{}\" has no issuer to renew it", req.name)))?;
+        let spki = crate::pki::inspect::cert_spki(&entity.cert_der)
+            .ok_or_else(|| invalid("the certificate's public key cannot be read"))?;
+        let mut i = issue::issue_for_public_key(&spec, &spki, ca)?;
+        i.key_pem = None;
+        i
+    };
+    if let Some(ca) = &ca {
+        if validity.not_after > ca.not_after {
+            notes.push(format!(
+                "the new certificate is valid until {} but \"{}\" expires earlier ({})",
+                issue::rfc3339(validity.not_after),
+                ca.name,
+                issue::rfc3339(ca.not_after)
+            ));
+        }
+    }
+    let new = meta_from(&old, &issued)?;
+    let mut extra = extras_of(&entity.dir, None)?;
+    extra.extend(history_entry(&entity, rekey)?);
+    let key_pem = match (rekey, issued.key_pem) {
+        (true, k) => k,
+        (false, _) if old.has_key => Some(entity.read_key_pem()?),
+        (false, _) => None,
+    };
+    ws.replace(&[NewEntity {
+        meta: new.clone(),
+        cert_pem: issued.cert_pem,
+        key_pem,
+        extra,
+    }])?;
+    match (old.kind, old.self_signed) {
+        (Kind::Device, true) => notes.push(format!(
+            "the thumbprint changed: update the {} thumbprint of \"{}\" in the hub to {} (SHA-1) / {} (SHA-256)",
+            match old.slot { Some(Slot::Secondary) => "secondary", _ => "primary" },
+            old.name,
+            new.sha1,
+            new.sha256
+        )),
+        (Kind::Device, false) => notes.push("same CA, same subject: the hub needs no change (no re-registration)".into()),
+        (k, _) if k.is_ca() && rekey => notes.push(
+            "this CA has a new key: certificates it issued before no longer chain to it; re-issue them, and re-upload and re-verify the CA in the hub".into(),
+        ),
+        (k, _) if k.is_ca() => notes.push("same key and subject: certificates this CA issued still chain to it".into()),
+        _ => {}
+    }
+    Ok(Renewed {
+        old,
+        new,
+        rekeyed: rekey,
+        notes,
+    })
+}
+
+// ---------------------------------------------------------------- self-signed slots
+
+/// One thumbprint slot of a self-signed device.
+#[derive(Clone, Debug, Serialize)]
+pub struct SlotView {
+    pub slot: Slot,
+    pub sha1: String,
+    pub sha256: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    pub dir: PathBuf,
+}
+
+fn slot_dir_name(s: Slot) -> &'static str {
+    match s {
+        Slot::Primary => "primary",
+        Slot::Secondary => "secondary",
+    }
+}
+
+fn other(s: Slot) -> Slot {
+    match s {
+        Slot::Primary => Slot::Secondary,
+        Slot::Secondary => Slot::Primary,
+    }
+}
+
+/// Both slots of a self-signed device (empty for other entities).
+pub fn slots(ws: &Workspace, name: &str) -> Result<Vec<SlotView>> {
+    let e = ws.load(name)?;
+    if !(e.meta.self_signed && e.meta.kind == Kind::Device) {
+        return Ok(vec![]);
+    }
+    let main = e.meta.slot.unwrap_or(Slot::Primary);
+    let od = e.dir.join(slot_dir_name(other(main)));
+    if e.meta.slot.is_none() && !od.exists() {
+        return Ok(vec![]);
+    }
+    let mut v = vec![SlotView {
+        slot: main,
+        sha1: e.meta.sha1.clone(),
+        sha256: e.meta.sha256.clone(),
+        not_after: e.meta.not_after,
+        dir: e.dir.clone(),
+    }];
+    if od.join(store::META_FILE).exists() {
+        let m = store::read_meta(&od.join(store::META_FILE))?;
+        v.push(SlotView {
+            slot: other(main),
+            sha1: m.sha1,
+            sha256: m.sha256,
+            not_after: m.not_after,
+            dir: od,
+        });
+    }
+    v.sort_by_key(|s| s.slot != Slot::Primary);
+    Ok(v)
+}
+
+/// `new device ID --self-signed --slot S` when ID already exists: fill (or, with `force`,
+/// roll) slot S and keep the other one working.
+/// Returns None when the device does not exist yet (the ordinary `new device` path applies).
+pub fn new_slot(ws: &Workspace, req: &super::DeviceRequest) -> Result<Option<Created>> {
+    let (Some(slot), [id]) = (req.slot, req.ids.as_slice()) else {
+        return Ok(None);
+    };
+    if req.issuer.is_some() || !ws.exists(id) {
+        return Ok(None);
+    }
+    let entity = ws.load(id)?;
+    if !(entity.meta.self_signed && entity.meta.kind == Kind::Device) {
+        if req.force {
+            return Ok(None);
+        }
+        return Err(store::Error::NameTaken(vec![id.clone()]).into());
+    }
+    let main = entity.meta.slot.unwrap_or(Slot::Primary);
+    let key = req.key.unwrap_or(KeyAlg::EcP256);
+    let profile = Profile::Device {
+        eku: req.eku,
+        sans: req
+            .sans
+            .iter()
+            .map(|s| San::parse(s))
+            .collect::<Result<_, _>>()?,
+    };
+    let validity = req.validity.resolve(&profile)?;
+    let spec = IssueSpec {
+        subject: subject::cn_only(id)?,
+        profile,
+        validity,
+    };
+    let issued = issue::issue(&spec, key, None)?;
+    let mut meta = meta_from(&entity.meta, &issued)?;
+    meta.slot = Some(slot);
+    meta.key_alg = Some(key);
+    let mut warnings: Vec<String> = key.warning().map(str::to_string).into_iter().collect();
+    if slot == main {
+        if !req.force {
+            return Err(invalid(format!(
+                "the {} slot of \"{id}\" is taken; pass --force to roll it (the {} slot keeps working meanwhile)",
+                slot_dir_name(slot),
+                slot_dir_name(other(slot))
+            )));
+        }
+        let mut extra = extras_of(&entity.dir, None)?;
+        extra.extend(history_entry(&entity, true)?);
+        ws.replace(&[NewEntity {
+            meta: meta.clone(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+            extra,
+        }])?;
+    } else {
+        let sub = slot_dir_name(slot);
+        let sub_dir = entity.dir.join(sub);
+        if sub_dir.join(store::META_FILE).exists() && !req.force {
+            return Err(invalid(format!(
+                "the {sub} slot of \"{id}\" is taken; pass --force to roll it (the {} slot keeps working meanwhile)",
+                slot_dir_name(main)
+            )));
+        }
+        let mut extra = extras_of(&entity.dir, Some(sub))?;
+        if sub_dir.join(store::META_FILE).exists() {
+            // The replaced slot certificate goes to history as well.
+            let old_meta = store::read_meta(&sub_dir.join(store::META_FILE))?;
+            let base = format!("{HISTORY_DIR}/{}", old_meta.serial);
+            for f in [store::CERT_FILE, store::KEY_FILE, store::META_FILE] {
+                if let Ok(b) = std::fs::read(sub_dir.join(f)) {
+                    extra.push((format!("{base}/{f}"), b));
+                }
+            }
+        }
+        extra.push((
+            format!("{sub}/{}", store::CERT_FILE),
+            issued.cert_pem.clone().into_bytes(),
+        ));
+        if let Some(k) = &issued.key_pem {
+            extra.push((format!("{sub}/{}", store::KEY_FILE), k.clone().into_bytes()));
+        }
+        extra.push((
+            format!("{sub}/{}", store::META_FILE),
+            meta.to_toml().into_bytes(),
+        ));
+        let main_key = if entity.meta.has_key {
+            Some(entity.read_key_pem()?)
+        } else {
+            None
+        };
+        let mut main_meta = entity.meta.clone();
+        main_meta.slot = Some(main);
+        ws.replace(&[NewEntity {
+            meta: main_meta,
+            cert_pem: entity.cert_pem.clone(),
+            key_pem: main_key,
+            extra,
+        }])?;
+    }
+    warnings.push(format!(
+        "\"{id}\" now holds both thumbprint slots; `chainsmith show {id}` lists them"
+    ));
+    Ok(Some(Created {
+        entities: vec![meta],
+        warnings,
+        file: None,
+    }))
+}
+
+// ---------------------------------------------------------------- revoke and CRL
+
+pub const REASONS: [&str; 10] = [
+    "unspecified",
+    "keyCompromise",
+    "cACompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "certificateHold",
+    "removeFromCRL",
+    "privilegeWithdrawn",
+    "aACompromise",
+];
+
+/// The RFC 5280 reason name for what the user typed (case and dashes ignored).
+pub fn parse_reason(s: &str) -> Result<&'static str> {
+    let norm = |x: &str| x.to_ascii_lowercase().replace(['-', '_', ' '], "");
+    REASONS
+        .iter()
+        .copied()
+        .find(|r| norm(r) == norm(s))
+        .ok_or_else(|| {
+            invalid(format!(
+                "revocation reason \"{s}\" is not one of RFC 5280's: {}",
+                REASONS.join(", ")
+            ))
+        })
+}
+
+fn rcgen_reason(r: &str) -> rcgen::RevocationReason {
+    use rcgen::RevocationReason as R;
+    match r {
+        "keyCompromise" => R::KeyCompromise,
+        "cACompromise" => R::CaCompromise,
+        "affiliationChanged" => R::AffiliationChanged,
+        "superseded" => R::Superseded,
+        "cessationOfOperation" => R::CessationOfOperation,
+        "certificateHold" => R::CertificateHold,
+        "removeFromCRL" => R::RemoveFromCrl,
+        "privilegeWithdrawn" => R::PrivilegeWithdrawn,
+        "aACompromise" => R::AaCompromise,
+        _ => R::Unspecified,
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Revoked {
+    pub meta: Meta,
+    /// What to tell the user: the hub note, and how to publish a CRL.
+    pub message: String,
+}
+
+/// Mark an entity revoked. The CRL (`crl`) of its issuer lists it from then on.
+pub fn revoke(ws: &Workspace, name: &str, reason: &str) -> Result<Revoked> {
+    let reason = parse_reason(reason)?;
+    let current = ws.load(name)?;
+    if let Some(r) = &current.meta.revoked {
+        return Err(invalid(format!(
+            "\"{name}\" was already revoked on {} ({}); {HUB_DOES_NOT_CHECK_CRLS}",
+            issue::rfc3339(r.at),
+            r.reason
+        )));
+    }
+    let meta = ws.update_meta(name, |m| {
+        m.revoked = Some(Revocation {
+            at: OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap_or(OffsetDateTime::now_utc()),
+            reason: reason.to_string(),
+        });
+    })?;
+    let crl_hint = match (&meta.issuer, meta.self_signed) {
+        (Some(i), false) => {
+            format!("publish a new CRL with `chainsmith crl {i} --out {i}.crl.pem`")
+        }
+        _ => "it is self-signed, so no CA's CRL can list it: delete its thumbprint from the hub"
+            .to_string(),
+    };
+    let message = format!(
+        "revoked \"{name}\" (serial {}, reason {reason}); {crl_hint}. {HUB_DOES_NOT_CHECK_CRLS}.",
+        meta.serial
+    );
+    Ok(Revoked { meta, message })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RevokedEntry {
+    pub name: String,
+    pub serial: String,
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Crl {
+    pub issuer: String,
+    #[serde(skip)]
+    pub pem: String,
+    #[serde(skip)]
+    pub der: Vec<u8>,
+    pub number: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub this_update: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_update: OffsetDateTime,
+    pub revoked: Vec<RevokedEntry>,
+    pub note: &'static str,
+}
+
+/// Revoked certificates `ca` issued: current entities and replaced ones kept in history.
+pub fn revoked_by(ws: &Workspace, ca: &str) -> Result<Vec<RevokedEntry>> {
+    let (metas, _) = ws.list()?;
+    let mut out = Vec::new();
+    let mut push = |m: &Meta, name: &str| {
+        if let (Some(r), Some(i)) = (&m.revoked, &m.issuer) {
+            if i == ca && !m.self_signed {
+                out.push(RevokedEntry {
+                    name: name.to_string(),
+                    serial: m.serial.clone(),
+                    reason: r.reason.clone(),
+                    at: r.at,
+                });
+            }
+        }
+    };
+    for m in &metas {
+        push(m, &m.name);
+        if let Ok(rd) = std::fs::read_dir(ws.entity_dir(&m.name).join(HISTORY_DIR)) {
+            for e in rd.flatten() {
+                if let Ok(h) = store::read_meta(&e.path().join(store::META_FILE)) {
+                    push(&h, &m.name);
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.at, &a.serial).cmp(&(b.at, &b.serial)));
+    out.dedup_by(|a, b| a.serial == b.serial);
+    Ok(out)
+}
+
+/// A CRL signed by `ca` listing every certificate it issued that is revoked.
+pub fn crl(ws: &Workspace, ca_name: &str, days: Option<u32>) -> Result<Crl> {
+    let ca = load_ca(ws, ca_name)?;
+    let revoked = revoked_by(ws, ca_name)?;
+    let days = days.unwrap_or(30);
+    if days == 0 {
+        return Err(invalid("--days must be at least 1 (the CRL's nextUpdate)"));
+    }
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(OffsetDateTime::now_utc());
+    let this_update = now - issue::BACKDATE;
+    let next_update = now + Duration::days(i64::from(days));
+    // A CRL number that grows with time keeps successive CRLs ordered without shared state.
+    let number = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    let revoked_certs = revoked
+        .iter()
+        .map(|r| {
+            let serial = hex::decode(&r.serial).map_err(|_| {
+                invalid(format!(
+                    "serial \"{}\" of \"{}\" in meta.toml is not hex",
+                    r.serial, r.name
+                ))
+            })?;
+            Ok(rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(&serial),
+                revocation_time: r.at,
+                reason_code: Some(rcgen_reason(&r.reason)),
+                invalidity_date: None,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let params = rcgen::CertificateRevocationListParams {
+        this_update,
+        next_update,
+        crl_number: rcgen::SerialNumber::from_slice(&number.to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let signed = params
+        .signed_by(ca.issuer())
+        .map_err(crate::pki::Error::from)?;
+    let pem = signed.pem().map_err(crate::pki::Error::from)?;
+    Ok(Crl {
+        issuer: ca_name.to_string(),
+        der: signed.der().to_vec(),
+        pem,
+        number: number.to_string(),
+        this_update,
+        next_update,
+        revoked,
+        note: HUB_DOES_NOT_CHECK_CRLS,
+    })
+}
+
+// ---------------------------------------------------------------- expiry
+
+/// Parse a window like `30d`, `12h`, `2w` or a bare number of days.
+pub fn parse_window(s: &str) -> Result<Duration> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 = num.parse().map_err(|_| {
+        invalid(format!(
+            "expiry window \"{s}\" is not a number with a unit; write it like 30d, 12h or 2w"
+        ))
+    })?;
+    Ok(match unit {
+        "" | "d" | "day" | "days" => Duration::days(n),
+        "h" | "hour" | "hours" => Duration::hours(n),
+        "w" | "week" | "weeks" => Duration::weeks(n),
+        "m" | "min" | "minutes" => Duration::minutes(n),
+        "y" | "year" | "years" => Duration::days(n * 365),
+        _ => {
+            return Err(invalid(format!(
+                "expiry window \"{s}\" has an unknown unit \"{unit}\"; use d, h, w or y (e.g. 30d)"
+            )));
+        }
+    })
+}
+
+/// Entities whose certificate ends within `window` from `now` (already expired included),
+/// soonest first.
+pub fn expiring(ws: &Workspace, window: Duration, now: OffsetDateTime) -> Result<Vec<TreeRow>> {
+    let (metas, _) = ws.list()?;
+    let limit = now + window;
+    let mut rows: Vec<TreeRow> = tree(metas, now)
+        .into_iter()
+        .filter(|r| r.meta.not_after <= limit)
+        .map(|mut r| {
+            r.depth = 0;
+            r
+        })
+        .collect();
+    rows.sort_by(|a, b| (a.meta.not_after, &a.meta.name).cmp(&(b.meta.not_after, &b.meta.name)));
+    Ok(rows)
+}
+
+/// The issuers of an entity (nearest first), for showing a renewed chain.
+pub fn issuers_of(ws: &Workspace, name: &str) -> Result<Vec<String>> {
+    Ok(chain_of(ws, name)?
+        .into_iter()
+        .skip(1)
+        .map(|e| e.meta.name)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_and_reasons() {
+        assert_eq!(parse_window("30d").unwrap(), Duration::days(30));
+        assert_eq!(parse_window("2w").unwrap(), Duration::days(14));
+        assert_eq!(parse_window("12").unwrap(), Duration::days(12));
+        assert!(parse_window("soon").is_err());
+        assert!(parse_window("3x").unwrap_err().to_string().contains("unit"));
+        assert_eq!(parse_reason("key-compromise").unwrap(), "keyCompromise");
+        assert_eq!(parse_reason("Superseded").unwrap(), "superseded");
+        assert!(
+            parse_reason("bored")
+                .unwrap_err()
+                .to_string()
+                .contains("keyCompromise")
+        );
+    }
+}
