@@ -4,6 +4,7 @@
 //! certificates, [`store`] keeps them in a workspace on disk. The CLI ([`cli`]) is a thin
 //! face over them; the TUI will be another.
 
+pub mod azure;
 pub mod cli;
 pub mod ops;
 pub mod pki;
