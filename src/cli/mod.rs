@@ -1,5 +1,6 @@
 //! The command line: parse with clap, call `ops`, print text or `--json`.
 
+mod hub;
 mod look;
 mod new;
 
@@ -48,6 +49,9 @@ pub enum Command {
     Inspect(look::InspectArgs),
     /// Check entities for mistakes that stop devices connecting; exits 1 on errors.
     Lint(look::LintArgs),
+    /// The embedded local IoT Hub: registry, server, twin, C2D, methods.
+    #[command(subcommand)]
+    Hub(hub::HubCommand),
 }
 
 /// A failure already explained to the user; carries the exit code.
@@ -71,6 +75,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Show(a) => look::show(&cli.global, a),
         Command::Inspect(a) => look::inspect(&cli.global, a),
         Command::Lint(a) => look::lint(&cli.global, a),
+        Command::Hub(c) => hub::run(&cli.global, c),
     };
     match result {
         Ok(()) => 0,
@@ -80,7 +85,9 @@ pub fn run(cli: Cli) -> i32 {
             }
             let kind = error_kind(&e);
             if json {
-                print_json(&serde_json::json!({ "error": { "kind": kind, "message": format!("{e:#}") } }));
+                print_json(
+                    &serde_json::json!({ "error": { "kind": kind, "message": format!("{e:#}") } }),
+                );
             } else {
                 eprintln!("error: {e:#}");
             }
@@ -116,7 +123,10 @@ fn error_kind(e: &anyhow::Error) -> &'static str {
 }
 
 pub(crate) fn print_json<T: Serialize>(value: &T) {
-    println!("{}", serde_json::to_string_pretty(value).expect("serialisable"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serialisable")
+    );
 }
 
 pub(crate) fn warn(global: &Global, warnings: &[String]) {
@@ -129,7 +139,9 @@ pub(crate) fn warn(global: &Global, warnings: &[String]) {
 
 impl Global {
     pub fn workspace_dir(&self) -> PathBuf {
-        self.workspace.clone().unwrap_or_else(Workspace::default_dir)
+        self.workspace
+            .clone()
+            .unwrap_or_else(Workspace::default_dir)
     }
 
     /// The workspace, created on first use.
