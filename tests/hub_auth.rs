@@ -176,7 +176,14 @@ async fn each_refusal_reason_is_named() {
 
     // Disabled, then enabled again: no restart needed.
     fx.store.set_enabled("sensor-7", false).unwrap();
-    expect_refused(&fx, &hub, &mut ev, good(), "device sensor-7: device disabled").await;
+    expect_refused(
+        &fx,
+        &hub,
+        &mut ev,
+        good(),
+        "device sensor-7: device disabled",
+    )
+    .await;
     fx.store.set_enabled("sensor-7", true).unwrap();
     expect_accepted(&fx, &hub, &mut ev, good()).await;
 
@@ -218,7 +225,13 @@ async fn each_refusal_reason_is_named() {
     let sha1 = fx.ws.load("selfie").unwrap().meta.sha1;
     fx.store.remove_device("selfie").unwrap();
     fx.store
-        .add_device("selfie", Auth::SelfSigned, Some(&"0".repeat(64)), Some(&sha1), None)
+        .add_device(
+            "selfie",
+            Auth::SelfSigned,
+            Some(&"0".repeat(64)),
+            Some(&sha1),
+            None,
+        )
         .unwrap();
     expect_accepted(&fx, &hub, &mut ev, selfie_attempt()).await;
 

@@ -63,9 +63,11 @@ async fn azure_python_sdk_full_round() {
         }
     }
     let find = |steps: &[serde_json::Value], s: &str| {
-        steps.iter().find(|v| v["step"] == s).cloned().unwrap_or_else(|| {
-            panic!("SDK never reached {s:?}; steps {steps:?}")
-        })
+        steps
+            .iter()
+            .find(|v| v["step"] == s)
+            .cloned()
+            .unwrap_or_else(|| panic!("SDK never reached {s:?}; steps {steps:?}"))
     };
     // The twin the SDK got holds what we set, and the reported patch is in the second GET.
     assert_eq!(find(&steps, "twin")["twin"]["desired"]["interval"], 5);

@@ -66,7 +66,10 @@ impl Fixture {
         for n in names {
             pem.push_str(&self.ws.load(n).expect("entity").cert_pem);
         }
-        let p = self.dir.path().join(format!("{}-chain.pem", names.join("+")));
+        let p = self
+            .dir
+            .path()
+            .join(format!("{}-chain.pem", names.join("+")));
         std::fs::write(&p, pem).expect("write chain");
         p
     }
@@ -130,7 +133,10 @@ pub fn client_config(trust_pem: &[u8], id: Option<&Identity>) -> Arc<rustls::Cli
         .with_root_certificates(roots);
     let c = match id {
         Some(id) => b
-            .with_client_auth_cert(id.certs.clone(), PrivateKeyDer::Pkcs8(id.key.clone().into()))
+            .with_client_auth_cert(
+                id.certs.clone(),
+                PrivateKeyDer::Pkcs8(id.key.clone().into()),
+            )
             .expect("client cert"),
         None => b.with_no_client_auth(),
     };
@@ -148,7 +154,10 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn tls(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::io::Result<Client> {
+    pub async fn tls(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<Client> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let conn = tokio_rustls::TlsConnector::from(config);
