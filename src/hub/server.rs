@@ -518,6 +518,16 @@ async fn connection(
     // CONNECT, within what is left of the 10 s.
     let mut buf = BytesMut::with_capacity(4096);
     let connect = loop {
+        if buf.first().is_some_and(|b| *b != 0x10) {
+            sh.emit(HubEvent::Dropped {
+                peer,
+                reason: format!(
+                    "first bytes are not an MQTT CONNECT (0x{:02x}); closed",
+                    buf[0]
+                ),
+            });
+            return;
+        }
         match Packet::read(&mut buf, MAX_PACKET) {
             Ok(Packet::Connect(c)) => break c,
             Ok(other) => {
