@@ -4,8 +4,10 @@
 //! certificates, [`store`] keeps them in a workspace on disk. The CLI ([`cli`]) is a thin
 //! face over them; the TUI will be another.
 
+pub mod azure;
 pub mod cli;
 pub mod export;
+pub mod hub;
 pub mod ops;
 pub mod pki;
 pub mod store;

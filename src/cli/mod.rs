@@ -1,6 +1,7 @@
 //! The command line: parse with clap, call `ops`, print text or `--json`.
 
 mod export;
+mod hub;
 mod lifecycle;
 mod look;
 mod new;
@@ -60,6 +61,9 @@ pub enum Command {
     Revoke(lifecycle::RevokeArgs),
     /// A CRL signed by a CA, listing what it issued that is revoked.
     Crl(lifecycle::CrlArgs),
+    /// The embedded local IoT Hub: registry, server, twin, C2D, methods.
+    #[command(subcommand)]
+    Hub(hub::HubCommand),
 }
 
 /// A failure already explained to the user; carries the exit code.
@@ -88,6 +92,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Renew(a) => lifecycle::renew(&cli.global, a),
         Command::Revoke(a) => lifecycle::revoke(&cli.global, a),
         Command::Crl(a) => lifecycle::crl(&cli.global, a),
+        Command::Hub(c) => hub::run(&cli.global, c),
     };
     match result {
         Ok(()) => 0,
