@@ -1,5 +1,6 @@
 //! The command line: parse with clap, call `ops`, print text or `--json`.
 
+mod connect;
 mod look;
 mod new;
 
@@ -48,6 +49,8 @@ pub enum Command {
     Inspect(look::InspectArgs),
     /// Check entities for mistakes that stop devices connecting; exits 1 on errors.
     Lint(look::LintArgs),
+    /// Connect a device over mutual TLS: every step, every round trip, and why it failed.
+    Connect(connect::ConnectArgs),
 }
 
 /// A failure already explained to the user; carries the exit code.
@@ -71,6 +74,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Show(a) => look::show(&cli.global, a),
         Command::Inspect(a) => look::inspect(&cli.global, a),
         Command::Lint(a) => look::lint(&cli.global, a),
+        Command::Connect(a) => connect::run(&cli.global, a),
     };
     match result {
         Ok(()) => 0,

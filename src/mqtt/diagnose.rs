@@ -141,12 +141,28 @@ pub fn connack_text(code: u8) -> String {
     format!("{code} ({})", connack_meaning(code))
 }
 
+/// The server certificate's names as a person writes them: `DNS:broker.example, IP:127.0.0.1`.
 fn sans_of(der: &[u8]) -> Option<String> {
-    let view = crate::pki::inspect::CertView::from_der(der).ok()?;
-    view.extensions
-        .into_iter()
-        .find(|e| e.name.contains("Alternative"))
-        .map(|e| e.value)
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    let names: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .map(|n| match n {
+            GeneralName::DNSName(d) => format!("DNS:{d}"),
+            GeneralName::IPAddress(b) if b.len() == 4 => {
+                format!("IP:{}", std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+            }
+            GeneralName::IPAddress(b) if b.len() == 16 => {
+                let a: [u8; 16] = (*b).try_into().unwrap_or([0; 16]);
+                format!("IP:{}", std::net::Ipv6Addr::from(a))
+            }
+            other => other.to_string(),
+        })
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
 }
 
 /// The likely causes when Azure IoT Hub refuses a device, most likely first.
@@ -330,6 +346,11 @@ fn server_cert(ce: &CertificateError, cx: &Context<'_>) -> Diagnosis {
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
             d("server-not-yet-valid", format!("the server's certificate \"{subject}\" is not valid yet"), "check this machine's clock, or re-issue the broker's certificate with an earlier start".into())
         }
+        other if format!("{other:?}").contains("CaUsedAsEndEntity") => d(
+            "server-cert-is-ca",
+            format!("the server's certificate \"{subject}\" is a CA certificate (CA:TRUE) used as a TLS server certificate, which TLS clients refuse"),
+            "re-issue the broker's certificate as a leaf (basicConstraints CA:FALSE, EKU serverAuth) under that CA".into(),
+        ),
         other => d("server-cert", format!("the server's certificate \"{subject}\" did not verify: {other:?}"), "check the broker's certificate with `chainsmith inspect` and re-issue it".into()),
     }
 }
