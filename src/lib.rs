@@ -7,6 +7,7 @@
 pub mod azure;
 pub mod cli;
 pub mod mqtt;
+pub mod hub;
 pub mod ops;
 pub mod pki;
 pub mod store;

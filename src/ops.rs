@@ -6,7 +6,9 @@ use crate::pki::inspect::CertView;
 use crate::pki::issue::{self, San, parse_rfc3339};
 use crate::pki::lint::{self, Finding, LintContext};
 use crate::pki::verify::{ChainCheck, Purpose, verify_chain};
-use crate::pki::{CaHandle, Eku, IssueSpec, KeyAlg, Profile, Target, Validity, subject, thumbprints};
+use crate::pki::{
+    CaHandle, Eku, IssueSpec, KeyAlg, Profile, Target, Validity, subject, thumbprints,
+};
 use crate::store::{Entity, Error, Kind, Meta, NewEntity, Result, Slot, Workspace};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -23,7 +25,10 @@ pub struct ValidityArg {
 
 impl ValidityArg {
     pub fn days(days: u32) -> Self {
-        ValidityArg { days: Some(days), ..Default::default() }
+        ValidityArg {
+            days: Some(days),
+            ..Default::default()
+        }
     }
 
     pub fn resolve(&self, profile: &Profile) -> Result<Validity> {
@@ -32,7 +37,10 @@ impl ValidityArg {
             return Err(crate::pki::Error::invalid("--days must be at least 1; for an expired fixture use --not-after with a past time").into());
         }
         if self.days.is_some() && (self.not_before.is_some() || self.not_after.is_some()) {
-            return Err(crate::pki::Error::invalid("give either --days or --not-before/--not-after, not both").into());
+            return Err(crate::pki::Error::invalid(
+                "give either --days or --not-before/--not-after, not both",
+            )
+            .into());
         }
         let nb = self.not_before.as_deref().map(parse_rfc3339).transpose()?;
         let na = self.not_after.as_deref().map(parse_rfc3339).transpose()?;
@@ -40,7 +48,8 @@ impl ValidityArg {
             (None, None) => Validity::days(days),
             (Some(nb), None) => Validity::explicit(nb, nb + time::Duration::days(i64::from(days)))?,
             (None, Some(na)) => {
-                let nb = (OffsetDateTime::now_utc() - issue::BACKDATE).min(na - time::Duration::days(i64::from(days)));
+                let nb = (OffsetDateTime::now_utc() - issue::BACKDATE)
+                    .min(na - time::Duration::days(i64::from(days)));
                 Validity::explicit(nb, na)?
             }
             (Some(nb), Some(na)) => Validity::explicit(nb, na)?,
@@ -60,7 +69,11 @@ pub struct Created {
 /// Load a CA that can issue, with errors for every way it cannot.
 pub fn load_ca(ws: &Workspace, name: &str) -> Result<CaHandle> {
     let entity = ws.load(name).map_err(|e| match e {
-        Error::NotFound { name, workspace, hint } => Error::NotFound {
+        Error::NotFound {
+            name,
+            workspace,
+            hint,
+        } => Error::NotFound {
             name: name.clone(),
             workspace,
             hint: format!("{hint} to use as issuer; create it with `chainsmith new root {name}`"),
@@ -84,7 +97,11 @@ pub fn load_ca(ws: &Workspace, name: &str) -> Result<CaHandle> {
     Ok(CaHandle::new(name, entity.cert_der, &key)?)
 }
 
-fn subject_for(name: &str, cn: Option<&str>, subject_text: Option<&str>) -> Result<rcgen::DistinguishedName> {
+fn subject_for(
+    name: &str,
+    cn: Option<&str>,
+    subject_text: Option<&str>,
+) -> Result<rcgen::DistinguishedName> {
     Ok(match (cn, subject_text) {
         (_, Some(s)) => subject::parse_subject(s)?,
         (Some(cn), None) => subject::cn_only(cn)?,
@@ -92,7 +109,14 @@ fn subject_for(name: &str, cn: Option<&str>, subject_text: Option<&str>) -> Resu
     })
 }
 
-fn meta_for(name: &str, kind: Kind, issued: &issue::Issued, issuer: Option<&str>, pathlen: Option<u32>, target: Option<Target>) -> Result<Meta> {
+fn meta_for(
+    name: &str,
+    kind: Kind,
+    issued: &issue::Issued,
+    issuer: Option<&str>,
+    pathlen: Option<u32>,
+    target: Option<Target>,
+) -> Result<Meta> {
     let view = CertView::from_der(&issued.cert_der)?;
     let (sha1, sha256) = thumbprints(&issued.cert_der);
     Ok(Meta {
@@ -150,19 +174,35 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
     let mut warnings: Vec<String> = req.key.warning().map(str::to_string).into_iter().collect();
     let (issued, kind, pathlen) = match &req.issuer {
         None => {
-            let profile = Profile::Root { pathlen: req.pathlen };
-            let spec = IssueSpec { subject, validity: req.validity.resolve(&profile)?, profile };
+            let profile = Profile::Root {
+                pathlen: req.pathlen,
+            };
+            let spec = IssueSpec {
+                subject,
+                validity: req.validity.resolve(&profile)?,
+                profile,
+            };
             (issue::issue(&spec, req.key, None)?, Kind::Root, req.pathlen)
         }
         Some(issuer) => {
             if issuer == &req.name {
-                return Err(crate::pki::Error::invalid(format!("\"{}\" cannot issue itself; pick its parent CA as --issuer", req.name)).into());
+                return Err(crate::pki::Error::invalid(format!(
+                    "\"{}\" cannot issue itself; pick its parent CA as --issuer",
+                    req.name
+                ))
+                .into());
             }
             let ca = load_ca(ws, issuer)?;
             let pathlen = req.pathlen.unwrap_or_else(|| ca.default_child_pathlen());
             ca.check_child_ca(&req.name, Some(pathlen))?;
-            let profile = Profile::Intermediate { pathlen: Some(pathlen) };
-            let spec = IssueSpec { subject, validity: req.validity.resolve(&profile)?, profile };
+            let profile = Profile::Intermediate {
+                pathlen: Some(pathlen),
+            };
+            let spec = IssueSpec {
+                subject,
+                validity: req.validity.resolve(&profile)?,
+                profile,
+            };
             if spec.validity.not_after > ca.not_after {
                 warnings.push(format!(
                     "\"{}\" is valid until {} but its issuer \"{issuer}\" expires earlier ({}); the chain stops verifying when \"{issuer}\" expires",
@@ -171,12 +211,36 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
                     issue::rfc3339(ca.not_after)
                 ));
             }
-            (issue::issue(&spec, req.key, Some(&ca))?, Kind::Intermediate, Some(pathlen))
+            (
+                issue::issue(&spec, req.key, Some(&ca))?,
+                Kind::Intermediate,
+                Some(pathlen),
+            )
         }
     };
-    let meta = meta_for(&req.name, kind, &issued, req.issuer.as_deref(), pathlen.map(u32::from), None)?;
-    let entities = store(ws, vec![NewEntity { meta, cert_pem: issued.cert_pem, key_pem: issued.key_pem, extra: vec![] }], req.force)?;
-    Ok(Created { entities, warnings, file: None })
+    let meta = meta_for(
+        &req.name,
+        kind,
+        &issued,
+        req.issuer.as_deref(),
+        pathlen.map(u32::from),
+        None,
+    )?;
+    let entities = store(
+        ws,
+        vec![NewEntity {
+            meta,
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+            extra: vec![],
+        }],
+        req.force,
+    )?;
+    Ok(Created {
+        entities,
+        warnings,
+        file: None,
+    })
 }
 
 /// Devices, CA-signed or self-signed (`issuer` None).
@@ -201,7 +265,10 @@ pub fn expand_ids(patterns: &[String], target: Target) -> Result<(Vec<String>, V
         ids.extend(expand_range(p)?);
     }
     if ids.is_empty() {
-        return Err(crate::pki::Error::invalid("no device id given; pass one or more ids, or a range like dev-{001..100}").into());
+        return Err(crate::pki::Error::invalid(
+            "no device id given; pass one or more ids, or a range like dev-{001..100}",
+        )
+        .into());
     }
     let mut warnings = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -212,7 +279,9 @@ pub fn expand_ids(patterns: &[String], target: Target) -> Result<(Vec<String>, V
         }
         check_entity_name(id)?;
         if !seen.insert(id.as_str()) {
-            return Err(crate::pki::Error::invalid(format!("device id \"{id}\" is given twice")).into());
+            return Err(
+                crate::pki::Error::invalid(format!("device id \"{id}\" is given twice")).into(),
+            );
         }
     }
     Ok((ids, warnings))
@@ -225,7 +294,11 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
     }
     let key = req.key.unwrap_or(KeyAlg::EcP256);
     warnings.extend(key.warning().map(str::to_string));
-    let sans: Vec<San> = req.sans.iter().map(|s| San::parse(s)).collect::<Result<_, _>>()?;
+    let sans: Vec<San> = req
+        .sans
+        .iter()
+        .map(|s| San::parse(s))
+        .collect::<Result<_, _>>()?;
     let ca = req.issuer.as_deref().map(|i| load_ca(ws, i)).transpose()?;
     let profile = Profile::Device { eku: req.eku, sans };
     let validity = req.validity.resolve(&profile)?;
@@ -242,36 +315,87 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
     let batch: Vec<NewEntity> = ids
         .par_iter()
         .map(|id| {
-            let spec = IssueSpec { subject: subject::cn_only(id)?, profile: profile.clone(), validity };
+            let spec = IssueSpec {
+                subject: subject::cn_only(id)?,
+                profile: profile.clone(),
+                validity,
+            };
             let issued = issue::issue(&spec, key, ca.as_ref())?;
-            let mut meta = meta_for(id, Kind::Device, &issued, req.issuer.as_deref(), None, Some(req.target))?;
+            let mut meta = meta_for(
+                id,
+                Kind::Device,
+                &issued,
+                req.issuer.as_deref(),
+                None,
+                Some(req.target),
+            )?;
             meta.slot = req.slot;
-            Ok(NewEntity { meta, cert_pem: issued.cert_pem, key_pem: issued.key_pem, extra: vec![] })
+            Ok(NewEntity {
+                meta,
+                cert_pem: issued.cert_pem,
+                key_pem: issued.key_pem,
+                extra: vec![],
+            })
         })
         .collect::<Result<_>>()?;
     let entities = store(ws, batch, req.force)?;
-    Ok(Created { entities, warnings, file: None })
+    Ok(Created {
+        entities,
+        warnings,
+        file: None,
+    })
 }
 
 /// The proof-of-possession certificate for a hub's verification code.
-pub fn new_verification(ws: &Workspace, issuer: &str, code: &str, out: &Path, days: Option<u32>) -> Result<Created> {
+pub fn new_verification(
+    ws: &Workspace,
+    issuer: &str,
+    code: &str,
+    out: &Path,
+    days: Option<u32>,
+) -> Result<Created> {
     identity::check_verification_code(code)?;
     let ca = load_ca(ws, issuer)?;
     let profile = Profile::Verification;
-    let validity = ValidityArg { days, ..Default::default() }.resolve(&profile)?;
-    let spec = IssueSpec { subject: subject::cn_only(code)?, profile, validity };
+    let validity = ValidityArg {
+        days,
+        ..Default::default()
+    }
+    .resolve(&profile)?;
+    let spec = IssueSpec {
+        subject: subject::cn_only(code)?,
+        profile,
+        validity,
+    };
     let issued = issue::issue(&spec, KeyAlg::EcP256, Some(&ca))?;
     // Check our own work the way the hub will: the signature must verify with the CA's key.
     if !crate::pki::inspect::signed_by(&issued.cert_der, &ca.cert_der) {
         return Err(crate::pki::Error::invalid(format!("internal check failed: the verification certificate does not verify against \"{issuer}\"")).into());
     }
-    let short: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
+    let short: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
     let name = format!("verify-{issuer}-{short}");
     let mut meta = meta_for(&name, Kind::Verification, &issued, Some(issuer), None, None)?;
     meta.code = Some(code.to_string());
     crate::store::write_atomic(out, issued.cert_pem.as_bytes(), 0o644)?;
-    let entities = store(ws, vec![NewEntity { meta, cert_pem: issued.cert_pem, key_pem: issued.key_pem, extra: vec![] }], true)?;
-    Ok(Created { entities, warnings: vec![], file: Some(out.to_path_buf()) })
+    let entities = store(
+        ws,
+        vec![NewEntity {
+            meta,
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+            extra: vec![],
+        }],
+        true,
+    )?;
+    Ok(Created {
+        entities,
+        warnings: vec![],
+        file: Some(out.to_path_buf()),
+    })
 }
 
 /// Sign a device's CSR with a workspace CA.
@@ -299,7 +423,10 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
     if let Some(cn) = &csr.cn {
         match check_device_id(cn, req.target) {
             Ok(w) => warnings.extend(w),
-            Err(e) => warnings.push(format!("the CSR's CN does not fit {} rules: {e}", req.target)),
+            Err(e) => warnings.push(format!(
+                "the CSR's CN does not fit {} rules: {e}",
+                req.target
+            )),
         }
         if cn != &name {
             warnings.push(format!("the CSR's CN \"{cn}\" differs from the name \"{name}\"; the hub will expect device id \"{cn}\""));
@@ -315,12 +442,39 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
         ws.check_free(std::slice::from_ref(&name))?;
     }
     let ca = load_ca(ws, &req.issuer)?;
-    let profile = Profile::Device { eku: req.eku, sans: vec![] };
-    let spec = IssueSpec { subject: csr.subject, validity: req.validity.resolve(&profile)?, profile };
+    let profile = Profile::Device {
+        eku: req.eku,
+        sans: vec![],
+    };
+    let spec = IssueSpec {
+        subject: csr.subject,
+        validity: req.validity.resolve(&profile)?,
+        profile,
+    };
     let issued = issue::issue_for_public_key(&spec, &csr.spki_der, &ca)?;
-    let meta = meta_for(&name, Kind::Device, &issued, Some(&req.issuer), None, Some(req.target))?;
-    let entities = store(ws, vec![NewEntity { meta, cert_pem: issued.cert_pem, key_pem: None, extra: vec![] }], req.force)?;
-    Ok(Created { entities, warnings, file: None })
+    let meta = meta_for(
+        &name,
+        Kind::Device,
+        &issued,
+        Some(&req.issuer),
+        None,
+        Some(req.target),
+    )?;
+    let entities = store(
+        ws,
+        vec![NewEntity {
+            meta,
+            cert_pem: issued.cert_pem,
+            key_pem: None,
+            extra: vec![],
+        }],
+        req.force,
+    )?;
+    Ok(Created {
+        entities,
+        warnings,
+        file: None,
+    })
 }
 
 /// The entity and its issuers up to the root (or the first missing link).
@@ -330,7 +484,9 @@ pub fn chain_of(ws: &Workspace, name: &str) -> Result<Vec<Entity>> {
         if chain.len() > 32 || chain.iter().any(|e| e.meta.name == issuer) {
             return Err(Error::Damaged {
                 path: ws.entity_dir(name),
-                what: format!("the issuer links loop back to \"{issuer}\"; fix the issuer in meta.toml"),
+                what: format!(
+                    "the issuer links loop back to \"{issuer}\"; fix the issuer in meta.toml"
+                ),
             });
         }
         chain.push(ws.load(&issuer)?);
@@ -373,14 +529,27 @@ pub fn report(ws: &Workspace, name: &str) -> Result<Report> {
     let chain = chain_of(ws, name)?;
     let entity = &chain[0];
     let view = CertView::from_der(&entity.cert_der)?;
-    let issuer_views: Vec<CertView> = chain[1..].iter().map(|e| CertView::from_der(&e.cert_der)).collect::<Result<_, _>>()?;
+    let issuer_views: Vec<CertView> = chain[1..]
+        .iter()
+        .map(|e| CertView::from_der(&e.cert_der))
+        .collect::<Result<_, _>>()?;
     let top = chain.last().expect("chain has the entity");
     let (roots, intermediates): (Vec<Vec<u8>>, Vec<Vec<u8>>) = if chain.len() == 1 {
         (vec![entity.cert_der.clone()], vec![])
     } else {
-        (vec![top.cert_der.clone()], chain[1..chain.len() - 1].iter().map(|e| e.cert_der.clone()).collect())
+        (
+            vec![top.cert_der.clone()],
+            chain[1..chain.len() - 1]
+                .iter()
+                .map(|e| e.cert_der.clone())
+                .collect(),
+        )
     };
-    let purpose = if entity.meta.kind == Kind::Device && view.eku_client_auth == Some(true) { Purpose::SslClient } else { Purpose::Any };
+    let purpose = if entity.meta.kind == Kind::Device && view.eku_client_auth == Some(true) {
+        Purpose::SslClient
+    } else {
+        Purpose::Any
+    };
     let partial = !top.meta.self_signed && top.meta.kind != Kind::Root;
     let chain_check = verify_chain(&entity.cert_der, &intermediates, &roots, purpose, partial)?;
     let ctx = LintContext {
@@ -423,19 +592,33 @@ pub fn tree(metas: Vec<Meta>, now: OffsetDateTime) -> Vec<TreeRow> {
     let names: std::collections::HashSet<String> = metas.iter().map(|m| m.name.clone()).collect();
     let mut children: HashMap<Option<String>, Vec<Meta>> = HashMap::new();
     for m in metas {
-        let parent = m.issuer.clone().filter(|i| names.contains(i) && i != &m.name);
+        let parent = m
+            .issuer
+            .clone()
+            .filter(|i| names.contains(i) && i != &m.name);
         children.entry(parent).or_default().push(m);
     }
     for v in children.values_mut() {
         v.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     }
     let mut out = Vec::with_capacity(names.len());
-    let mut stack: Vec<(usize, Meta)> = children.remove(&None).unwrap_or_default().into_iter().rev().map(|m| (0, m)).collect();
+    let mut stack: Vec<(usize, Meta)> = children
+        .remove(&None)
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .map(|m| (0, m))
+        .collect();
     while let Some((depth, m)) = stack.pop() {
         if let Some(kids) = children.remove(&Some(m.name.clone())) {
             stack.extend(kids.into_iter().rev().map(|k| (depth + 1, k)));
         }
-        out.push(TreeRow { depth, days_left: m.days_left(now), status: m.status(now), meta: m });
+        out.push(TreeRow {
+            depth,
+            days_left: m.days_left(now),
+            status: m.status(now),
+            meta: m,
+        });
     }
     out
 }

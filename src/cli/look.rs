@@ -42,14 +42,25 @@ pub fn list(global: &Global, _a: ListArgs) -> CliResult {
     let (metas, damaged) = ws.list()?;
     let rows = ops::tree(metas, OffsetDateTime::now_utc());
     if global.json {
-        print_json(&serde_json::json!({ "workspace": ws.root(), "entities": rows, "damaged": damaged }));
+        print_json(
+            &serde_json::json!({ "workspace": ws.root(), "entities": rows, "damaged": damaged }),
+        );
         return Ok(());
     }
     let mut out = String::with_capacity(rows.len() * 80);
     if rows.is_empty() {
-        let _ = writeln!(out, "the workspace {} is empty; start with `chainsmith new root NAME`", ws.root().display());
+        let _ = writeln!(
+            out,
+            "the workspace {} is empty; start with `chainsmith new root NAME`",
+            ws.root().display()
+        );
     }
-    let width = rows.iter().map(|r| r.depth * 2 + r.meta.name.chars().count()).max().unwrap_or(0).min(48);
+    let width = rows
+        .iter()
+        .map(|r| r.depth * 2 + r.meta.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(48);
     for r in &rows {
         let label = format!("{}{}", "  ".repeat(r.depth), r.meta.name);
         let alg = r.meta.key_alg.map(|a| a.as_str()).unwrap_or("-");
@@ -76,7 +87,11 @@ pub fn list(global: &Global, _a: ListArgs) -> CliResult {
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n - 1).collect::<String>()) }
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
 }
 
 pub fn show(global: &Global, a: ShowArgs) -> CliResult {
@@ -106,19 +121,32 @@ pub fn show(global: &Global, a: ShowArgs) -> CliResult {
     }
     let m = &report.meta;
     let mut o = String::new();
-    let via = m.issuer.as_deref().map(|i| format!("issued by {i}")).unwrap_or_else(|| "self-signed".into());
+    let via = m
+        .issuer
+        .as_deref()
+        .map(|i| format!("issued by {i}"))
+        .unwrap_or_else(|| "self-signed".into());
     let _ = writeln!(o, "{} ({}, {via})", m.name, m.kind.as_str());
     render_cert(&mut o, &report.certificate);
     let chain = report.chain.join(" → ");
     match &report.chain_check.error {
-        None => { let _ = writeln!(o, "  Chain        {chain}: verifies (OpenSSL, X509_STRICT)"); }
-        Some(e) => { let _ = writeln!(o, "  Chain        {chain}: DOES NOT VERIFY: {e}"); }
+        None => {
+            let _ = writeln!(o, "  Chain        {chain}: verifies (OpenSSL, X509_STRICT)");
+        }
+        Some(e) => {
+            let _ = writeln!(o, "  Chain        {chain}: DOES NOT VERIFY: {e}");
+        }
     }
     if let Some(code) = &m.code {
         let _ = writeln!(o, "  Code         {code}");
     }
     if let Some(r) = &m.revoked {
-        let _ = writeln!(o, "  Revoked      {} ({})", crate::pki::issue::rfc3339(r.at), r.reason);
+        let _ = writeln!(
+            o,
+            "  Revoked      {} ({})",
+            crate::pki::issue::rfc3339(r.at),
+            r.reason
+        );
     }
     render_findings(&mut o, &report.lint);
     let _ = writeln!(o, "  Files        {}", report.paths.cert.display());
@@ -139,7 +167,11 @@ pub(crate) fn render_cert(o: &mut String, v: &CertView) {
         crate::pki::inspect::Validity::NotYetValid => "NOT YET VALID".to_string(),
         crate::pki::inspect::Validity::Valid => format!("{} days left", v.days_left),
     };
-    let _ = writeln!(o, "  Valid        {} → {} ({left})", v.not_before, v.not_after);
+    let _ = writeln!(
+        o,
+        "  Valid        {} → {} ({left})",
+        v.not_before, v.not_after
+    );
     let _ = writeln!(o, "  Key          {}", v.key.algorithm);
     let _ = writeln!(o, "  Signature    {}", v.signature_algorithm);
     let _ = writeln!(o, "  Extensions");
@@ -163,24 +195,40 @@ pub(crate) fn render_findings(o: &mut String, findings: &[Finding]) {
 }
 
 pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
-    let bytes = std::fs::read(&a.file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
+    let bytes = std::fs::read(&a.file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
     let report: FileReport = inspect_bytes(&bytes, a.password.as_deref())
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
     let certs: Vec<&CertView> = report
         .items
         .iter()
-        .filter_map(|i| if let Item::Certificate { view, .. } = i { Some(view.as_ref()) } else { None })
+        .filter_map(|i| {
+            if let Item::Certificate { view, .. } = i {
+                Some(view.as_ref())
+            } else {
+                None
+            }
+        })
         .collect();
     let findings: Vec<Vec<Finding>> = certs
         .iter()
         .enumerate()
         .map(|(i, c)| {
             let issuers: Vec<CertView> = certs[i + 1..].iter().map(|c| (*c).clone()).collect();
-            lint::lint(c, &LintContext { device_id: None, target: None, issuers: &issuers })
+            lint::lint(
+                c,
+                &LintContext {
+                    device_id: None,
+                    target: None,
+                    issuers: &issuers,
+                },
+            )
         })
         .collect();
     if global.json {
-        print_json(&serde_json::json!({ "file": a.file, "format": report.format, "items": report.items, "lint": findings }));
+        print_json(
+            &serde_json::json!({ "file": a.file, "format": report.format, "items": report.items, "lint": findings }),
+        );
         return Ok(());
     }
     let mut o = String::new();
@@ -188,25 +236,55 @@ pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
     let mut ci = 0;
     for item in &report.items {
         match item {
-            Item::Certificate { view, signed_by_next } => {
-                let _ = writeln!(o, "certificate {}{}", ci + 1, if view.is_ca { " (CA)" } else { "" });
+            Item::Certificate {
+                view,
+                signed_by_next,
+            } => {
+                let _ = writeln!(
+                    o,
+                    "certificate {}{}",
+                    ci + 1,
+                    if view.is_ca { " (CA)" } else { "" }
+                );
                 render_cert(&mut o, view);
                 if let Some(s) = signed_by_next {
-                    let _ = writeln!(o, "  Signed by next certificate in file: {}", if *s { "yes" } else { "NO (chain out of order or broken)" });
+                    let _ = writeln!(
+                        o,
+                        "  Signed by next certificate in file: {}",
+                        if *s {
+                            "yes"
+                        } else {
+                            "NO (chain out of order or broken)"
+                        }
+                    );
                 }
                 render_findings(&mut o, &findings[ci]);
                 ci += 1;
             }
-            Item::Csr { subject, key, signature_valid, requested_extensions, .. } => {
+            Item::Csr {
+                subject,
+                key,
+                signature_valid,
+                requested_extensions,
+                ..
+            } => {
                 let _ = writeln!(o, "certificate request");
                 let _ = writeln!(o, "  Subject      {subject}");
                 let _ = writeln!(o, "  Key          {}", key.algorithm);
-                let _ = writeln!(o, "  Signature    {}", if *signature_valid { "valid" } else { "INVALID" });
+                let _ = writeln!(
+                    o,
+                    "  Signature    {}",
+                    if *signature_valid { "valid" } else { "INVALID" }
+                );
                 if !requested_extensions.is_empty() {
                     let _ = writeln!(o, "  Requests     {}", requested_extensions.join(", "));
                 }
             }
-            Item::PrivateKey { format, key, matches_certificate } => {
+            Item::PrivateKey {
+                format,
+                key,
+                matches_certificate,
+            } => {
                 let _ = writeln!(o, "private key ({format}; contents not shown)");
                 if let Some(k) = key {
                     let _ = writeln!(o, "  Key          {}", k.algorithm);
@@ -215,7 +293,12 @@ pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
                     let _ = writeln!(o, "  Belongs to   certificate with SHA-256 {m}");
                 }
             }
-            Item::Crl { issuer, this_update, next_update, revoked_serials } => {
+            Item::Crl {
+                issuer,
+                this_update,
+                next_update,
+                revoked_serials,
+            } => {
                 let _ = writeln!(o, "CRL");
                 let _ = writeln!(o, "  Issuer       {issuer}");
                 let _ = writeln!(o, "  This update  {this_update}");
@@ -245,17 +328,30 @@ pub fn lint(global: &Global, a: LintArgs) -> CliResult {
         let r = ops::report(&ws, n)?;
         let mut findings = r.lint;
         if !r.chain_check.ok {
-            findings.insert(0, Finding {
-                severity: lint::Severity::Error,
-                code: "chain",
-                message: format!("chain {} does not verify: {}", r.chain.join(" → "), r.chain_check.error.unwrap_or_default()),
-            });
+            findings.insert(
+                0,
+                Finding {
+                    severity: lint::Severity::Error,
+                    code: "chain",
+                    message: format!(
+                        "chain {} does not verify: {}",
+                        r.chain.join(" → "),
+                        r.chain_check.error.unwrap_or_default()
+                    ),
+                },
+            );
         }
-        errors += findings.iter().filter(|f| f.severity == lint::Severity::Error).count();
+        errors += findings
+            .iter()
+            .filter(|f| f.severity == lint::Severity::Error)
+            .count();
         all.push((n.clone(), findings));
     }
     if global.json {
-        let v: Vec<_> = all.iter().map(|(n, f)| serde_json::json!({ "name": n, "findings": f })).collect();
+        let v: Vec<_> = all
+            .iter()
+            .map(|(n, f)| serde_json::json!({ "name": n, "findings": f }))
+            .collect();
         print_json(&serde_json::json!({ "entities": v, "errors": errors }));
     } else {
         for (n, findings) in &all {

@@ -1,6 +1,7 @@
 //! The command line: parse with clap, call `ops`, print text or `--json`.
 
 mod connect;
+mod hub;
 mod look;
 mod new;
 
@@ -51,6 +52,9 @@ pub enum Command {
     Lint(look::LintArgs),
     /// Connect a device over mutual TLS: every step, every round trip, and why it failed.
     Connect(connect::ConnectArgs),
+    /// The embedded local IoT Hub: registry, server, twin, C2D, methods.
+    #[command(subcommand)]
+    Hub(hub::HubCommand),
 }
 
 /// A failure already explained to the user; carries the exit code.
@@ -75,6 +79,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Inspect(a) => look::inspect(&cli.global, a),
         Command::Lint(a) => look::lint(&cli.global, a),
         Command::Connect(a) => connect::run(&cli.global, a),
+        Command::Hub(c) => hub::run(&cli.global, c),
     };
     match result {
         Ok(()) => 0,
@@ -84,7 +89,9 @@ pub fn run(cli: Cli) -> i32 {
             }
             let kind = error_kind(&e);
             if json {
-                print_json(&serde_json::json!({ "error": { "kind": kind, "message": format!("{e:#}") } }));
+                print_json(
+                    &serde_json::json!({ "error": { "kind": kind, "message": format!("{e:#}") } }),
+                );
             } else {
                 eprintln!("error: {e:#}");
             }
@@ -120,7 +127,10 @@ fn error_kind(e: &anyhow::Error) -> &'static str {
 }
 
 pub(crate) fn print_json<T: Serialize>(value: &T) {
-    println!("{}", serde_json::to_string_pretty(value).expect("serialisable"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serialisable")
+    );
 }
 
 pub(crate) fn warn(global: &Global, warnings: &[String]) {
@@ -133,7 +143,9 @@ pub(crate) fn warn(global: &Global, warnings: &[String]) {
 
 impl Global {
     pub fn workspace_dir(&self) -> PathBuf {
-        self.workspace.clone().unwrap_or_else(Workspace::default_dir)
+        self.workspace
+            .clone()
+            .unwrap_or_else(Workspace::default_dir)
     }
 
     /// The workspace, created on first use.

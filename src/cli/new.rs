@@ -22,7 +22,11 @@ pub struct ValidityArgs {
 
 impl From<&ValidityArgs> for ValidityArg {
     fn from(v: &ValidityArgs) -> Self {
-        ValidityArg { days: v.days, not_before: v.not_before.clone(), not_after: v.not_after.clone() }
+        ValidityArg {
+            days: v.days,
+            not_before: v.not_before.clone(),
+            not_after: v.not_after.clone(),
+        }
     }
 }
 
@@ -85,7 +89,11 @@ pub struct DeviceArgs {
     #[arg(required = true, value_name = "ID")]
     pub ids: Vec<String>,
     /// The CA that signs them.
-    #[arg(long, required_unless_present = "self_signed", conflicts_with = "self_signed")]
+    #[arg(
+        long,
+        required_unless_present = "self_signed",
+        conflicts_with = "self_signed"
+    )]
     pub issuer: Option<String>,
     /// Self-signed, for individual enrollment (the hub stores its thumbprint).
     #[arg(long)]
@@ -155,7 +163,9 @@ pub fn run(global: &Global, cmd: NewCommand) -> CliResult {
     let ws = global.workspace()?;
     let created = match cmd {
         NewCommand::Root(a) => ops::new_ca(&ws, &ca_request(&a, None))?,
-        NewCommand::Intermediate { ca, issuer } => ops::new_ca(&ws, &ca_request(&ca, Some(issuer)))?,
+        NewCommand::Intermediate { ca, issuer } => {
+            ops::new_ca(&ws, &ca_request(&ca, Some(issuer)))?
+        }
         NewCommand::Device(d) => ops::new_devices(
             &ws,
             &DeviceRequest {
@@ -170,19 +180,32 @@ pub fn run(global: &Global, cmd: NewCommand) -> CliResult {
                 force: d.force,
             },
         )?,
-        NewCommand::Verification { issuer, code, out, days } => ops::new_verification(&ws, &issuer, &code, &out, days)?,
+        NewCommand::Verification {
+            issuer,
+            code,
+            out,
+            days,
+        } => ops::new_verification(&ws, &issuer, &code, &out, days)?,
     };
     print_created(global, &ws, &created);
     Ok(())
 }
 
 pub fn sign_csr(global: &Global, a: SignCsrArgs) -> CliResult {
-    let bytes = std::fs::read(&a.file).map_err(|e| anyhow::anyhow!("cannot read CSR {}: {e}", a.file.display()))?;
+    let bytes = std::fs::read(&a.file)
+        .map_err(|e| anyhow::anyhow!("cannot read CSR {}: {e}", a.file.display()))?;
     let ws = global.workspace()?;
     let created = ops::sign_csr(
         &ws,
         &bytes,
-        &CsrRequest { issuer: a.issuer, name: a.name, validity: (&a.validity).into(), eku: a.eku, target: a.target, force: a.force },
+        &CsrRequest {
+            issuer: a.issuer,
+            name: a.name,
+            validity: (&a.validity).into(),
+            eku: a.eku,
+            target: a.target,
+            force: a.force,
+        },
     )?;
     print_created(global, &ws, &created);
     Ok(())
@@ -196,15 +219,30 @@ fn print_created(global: &Global, ws: &crate::store::Workspace, c: &Created) {
     }
     let many = c.entities.len() > 20;
     for m in c.entities.iter().take(if many { 3 } else { usize::MAX }) {
-        let issuer = m.issuer.as_deref().map(|i| format!(" issued by {i}")).unwrap_or_else(|| " self-signed".into());
-        println!("created {} {} (CN={}){issuer}, valid until {}", m.kind.as_str(), m.name, m.cn, crate::pki::issue::rfc3339(m.not_after));
+        let issuer = m
+            .issuer
+            .as_deref()
+            .map(|i| format!(" issued by {i}"))
+            .unwrap_or_else(|| " self-signed".into());
+        println!(
+            "created {} {} (CN={}){issuer}, valid until {}",
+            m.kind.as_str(),
+            m.name,
+            m.cn,
+            crate::pki::issue::rfc3339(m.not_after)
+        );
         if m.self_signed && m.kind == crate::store::Kind::Device {
             println!("  SHA-1 thumbprint    {}", m.sha1);
             println!("  SHA-256 thumbprint  {}", m.sha256);
         }
     }
     if many {
-        println!("... and {} more ({} in all) under {}", c.entities.len() - 3, c.entities.len(), ws.entities_dir().display());
+        println!(
+            "... and {} more ({} in all) under {}",
+            c.entities.len() - 3,
+            c.entities.len(),
+            ws.entities_dir().display()
+        );
     } else if let Some(m) = c.entities.first().filter(|_| c.file.is_none()) {
         println!("files in {}", ws.entity_dir(&m.name).display());
     }

@@ -18,7 +18,8 @@ pub struct ParsedCsr {
 pub fn csr_der(bytes: &[u8]) -> Result<Vec<u8>> {
     if let Ok(text) = std::str::from_utf8(bytes) {
         if text.contains("-----BEGIN") {
-            let blocks = ::pem::parse_many(text).map_err(|e| Error::parse("CSR", format!("broken PEM ({e})")))?;
+            let blocks = ::pem::parse_many(text)
+                .map_err(|e| Error::parse("CSR", format!("broken PEM ({e})")))?;
             return blocks
                 .into_iter()
                 .find(|b| b.tag() == "CERTIFICATE REQUEST" || b.tag() == "NEW CERTIFICATE REQUEST")
@@ -32,7 +33,10 @@ pub fn csr_der(bytes: &[u8]) -> Result<Vec<u8>> {
 pub fn parse_csr(bytes: &[u8]) -> Result<ParsedCsr> {
     let der = csr_der(bytes)?;
     let (_, csr) = X509CertificationRequest::from_der(&der).map_err(|e| {
-        Error::parse("CSR", format!("not a PKCS#10 certificate request ({e}); give a PEM or DER CSR"))
+        Error::parse(
+            "CSR",
+            format!("not a PKCS#10 certificate request ({e}); give a PEM or DER CSR"),
+        )
     })?;
     csr.verify_signature().map_err(|_| {
         Error::invalid(
@@ -41,10 +45,29 @@ pub fn parse_csr(bytes: &[u8]) -> Result<ParsedCsr> {
     })?;
     let info = &csr.certification_request_info;
     let subject = super::subject::from_x509_name(&info.subject)?;
-    let cn = info.subject.iter_common_name().next().and_then(|a| a.as_str().ok()).map(str::to_string);
+    let cn = info
+        .subject
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_string);
     let ignored_extensions = csr
         .requested_extensions()
-        .map(|exts| exts.map(|e| format!("{e:?}").split('(').next().unwrap_or("extension").to_string()).collect())
+        .map(|exts| {
+            exts.map(|e| {
+                format!("{e:?}")
+                    .split('(')
+                    .next()
+                    .unwrap_or("extension")
+                    .to_string()
+            })
+            .collect()
+        })
         .unwrap_or_default();
-    Ok(ParsedCsr { subject, cn, spki_der: info.subject_pki.raw.to_vec(), ignored_extensions })
+    Ok(ParsedCsr {
+        subject,
+        cn,
+        spki_der: info.subject_pki.raw.to_vec(),
+        ignored_extensions,
+    })
 }

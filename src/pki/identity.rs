@@ -101,7 +101,9 @@ pub fn check_device_id(id: &str, target: Target) -> Result<Vec<String>> {
         ))
     };
     if id.is_empty() {
-        return Err(Error::invalid("device id is empty; give the id the device connects with"));
+        return Err(Error::invalid(
+            "device id is empty; give the id the device connects with",
+        ));
     }
     let len = id.chars().count();
     if len > MAX_CN {
@@ -117,16 +119,18 @@ pub fn check_device_id(id: &str, target: Target) -> Result<Vec<String>> {
     for (pos, c) in id.chars().enumerate() {
         let ok = match target {
             Target::Hub => {
-                c.is_ascii_alphanumeric() || "-.+%_#*?!(),=@$'".contains(c) || {
-                    if c == ':' || c == ';' {
-                        warnings.push(format!(
+                c.is_ascii_alphanumeric()
+                    || "-.+%_#*?!(),=@$'".contains(c)
+                    || {
+                        if c == ':' || c == ';' {
+                            warnings.push(format!(
                             "device id \"{id}\" contains '{c}': some Microsoft pages allow it, others do not; prefer letters, digits, - and ."
                         ));
-                        true
-                    } else {
-                        false
+                            true
+                        } else {
+                            false
+                        }
                     }
-                }
             }
             Target::Dps => c.is_ascii_alphanumeric() || "-._:".contains(c),
             Target::Central => c.is_ascii_alphanumeric() || c == '-',
@@ -175,7 +179,11 @@ pub fn check_verification_code(code: &str) -> Result<()> {
             code.chars().count()
         )));
     }
-    if let Some((pos, c)) = code.chars().enumerate().find(|(_, c)| !c.is_ascii_graphic()) {
+    if let Some((pos, c)) = code
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !c.is_ascii_graphic())
+    {
         return Err(Error::invalid(format!(
             "verification code \"{code}\" has {} at position {}; codes are printable characters only (Azure's are 48 hex characters)",
             char_name(c),
@@ -218,13 +226,25 @@ pub fn expand_range(pattern: &str) -> Result<Vec<String>> {
             "id range \"{pattern}\" {why}; write it like dev-{{001..500}} (inclusive, ascending)"
         ))
     };
-    let close = pattern[open..].find('}').map(|i| i + open).ok_or_else(|| bad("has no closing '}'"))?;
-    let (prefix, inner, suffix) = (&pattern[..open], &pattern[open + 1..close], &pattern[close + 1..]);
+    let close = pattern[open..]
+        .find('}')
+        .map(|i| i + open)
+        .ok_or_else(|| bad("has no closing '}'"))?;
+    let (prefix, inner, suffix) = (
+        &pattern[..open],
+        &pattern[open + 1..close],
+        &pattern[close + 1..],
+    );
     if suffix.contains('{') {
         return Err(bad("has more than one range"));
     }
-    let (a, b) = inner.split_once("..").ok_or_else(|| bad("needs '..' between the bounds"))?;
-    let parse = |s: &str| s.parse::<u64>().map_err(|_| bad(&format!("has a bound \"{s}\" that is not a number")));
+    let (a, b) = inner
+        .split_once("..")
+        .ok_or_else(|| bad("needs '..' between the bounds"))?;
+    let parse = |s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| bad(&format!("has a bound \"{s}\" that is not a number")))
+    };
     let (lo, hi) = (parse(a)?, parse(b)?);
     if lo > hi {
         return Err(bad("counts downwards"));
@@ -232,8 +252,14 @@ pub fn expand_range(pattern: &str) -> Result<Vec<String>> {
     if hi - lo >= 1_000_000 {
         return Err(bad("has more than 1,000,000 ids"));
     }
-    let width = if a.len() > 1 && a.starts_with('0') { a.len() } else { 0 };
-    Ok((lo..=hi).map(|n| format!("{prefix}{n:0width$}{suffix}")).collect())
+    let width = if a.len() > 1 && a.starts_with('0') {
+        a.len()
+    } else {
+        0
+    };
+    Ok((lo..=hi)
+        .map(|n| format!("{prefix}{n:0width$}{suffix}"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -242,27 +268,50 @@ mod tests {
 
     #[test]
     fn hub_rules_name_the_bad_character() {
-        let err = check_device_id("dev 01", Target::Hub).unwrap_err().to_string();
+        let err = check_device_id("dev 01", Target::Hub)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("a space at position 4"), "{err}");
         assert!(err.contains("letters, digits and -"), "{err}");
-        assert!(check_device_id("dev-01.a_b(c)!$'", Target::Hub).unwrap().is_empty());
+        assert!(
+            check_device_id("dev-01.a_b(c)!$'", Target::Hub)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(check_device_id("dev#1", Target::Hub).unwrap().len(), 1);
         assert_eq!(check_device_id("dev:1", Target::Hub).unwrap().len(), 1);
-        assert!(check_device_id(&"a".repeat(65), Target::Hub).unwrap_err().to_string().contains("at most 64"));
+        assert!(
+            check_device_id(&"a".repeat(65), Target::Hub)
+                .unwrap_err()
+                .to_string()
+                .contains("at most 64")
+        );
     }
 
     #[test]
     fn dps_and_central_rules() {
         assert!(check_device_id("reg.1:a", Target::Dps).is_ok());
-        assert!(check_device_id("reg.", Target::Dps).unwrap_err().to_string().contains("ends with '.'"));
+        assert!(
+            check_device_id("reg.", Target::Dps)
+                .unwrap_err()
+                .to_string()
+                .contains("ends with '.'")
+        );
         assert!(check_device_id("reg!", Target::Dps).is_err());
         assert!(check_device_id("a-b", Target::Central).is_ok());
-        assert!(check_device_id("a.b", Target::Central).unwrap_err().to_string().contains("'.'"));
+        assert!(
+            check_device_id("a.b", Target::Central)
+                .unwrap_err()
+                .to_string()
+                .contains("'.'")
+        );
     }
 
     #[test]
     fn codes() {
-        assert!(check_verification_code("75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3").is_ok());
+        assert!(
+            check_verification_code("75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3").is_ok()
+        );
         assert!(check_verification_code("").is_err());
         assert!(check_verification_code("a b").is_err());
         assert!(check_verification_code(&"A".repeat(65)).is_err());
@@ -270,7 +319,10 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(expand_range("dev-{001..003}").unwrap(), ["dev-001", "dev-002", "dev-003"]);
+        assert_eq!(
+            expand_range("dev-{001..003}").unwrap(),
+            ["dev-001", "dev-002", "dev-003"]
+        );
         assert_eq!(expand_range("s{9..11}x").unwrap(), ["s9x", "s10x", "s11x"]);
         assert_eq!(expand_range("plain").unwrap(), ["plain"]);
         assert!(expand_range("d{3..1}").is_err());

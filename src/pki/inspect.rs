@@ -77,7 +77,11 @@ pub struct ExtensionView {
 pub fn describe_spki(spki: &[u8]) -> KeyView {
     use openssl::pkey::{Id, PKey};
     let Ok(pkey) = PKey::public_key_from_der(spki) else {
-        return KeyView { algorithm: "unknown".into(), bits: 0, key_alg: None };
+        return KeyView {
+            algorithm: "unknown".into(),
+            bits: 0,
+            key_alg: None,
+        };
     };
     let key_alg = KeyAlg::from_openssl(&pkey);
     let bits = pkey.bits();
@@ -88,15 +92,24 @@ pub fn describe_spki(spki: &[u8]) -> KeyView {
         (None, Id::ED448) => "Ed448".to_string(),
         (None, id) => format!("key type {}", id.as_raw()),
     };
-    KeyView { algorithm, bits, key_alg }
+    KeyView {
+        algorithm,
+        bits,
+        key_alg,
+    }
 }
 
 fn oid_name(oid: &x509_parser::der_parser::oid::Oid) -> String {
-    oid2sn(oid, oid_registry()).map(str::to_string).unwrap_or_else(|_| oid.to_id_string())
+    oid2sn(oid, oid_registry())
+        .map(str::to_string)
+        .unwrap_or_else(|_| oid.to_id_string())
 }
 
 fn colon_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect::<Vec<_>>().join(":")
+    b.iter()
+        .map(|x| format!("{x:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn describe_extension(ext: &X509Extension<'_>) -> (String, String) {
@@ -136,20 +149,36 @@ fn describe_extension(ext: &X509Extension<'_>) -> (String, String) {
             v.extend(eku.other.iter().map(oid_name));
             ("Extended Key Usage".into(), v.join(", "))
         }
-        ParsedExtension::SubjectKeyIdentifier(k) => ("Subject Key Identifier".into(), colon_hex(k.0)),
+        ParsedExtension::SubjectKeyIdentifier(k) => {
+            ("Subject Key Identifier".into(), colon_hex(k.0))
+        }
         ParsedExtension::AuthorityKeyIdentifier(a) => (
             "Authority Key Identifier".into(),
-            a.key_identifier.as_ref().map(|k| colon_hex(k.0)).unwrap_or_else(|| "(no key id)".into()),
+            a.key_identifier
+                .as_ref()
+                .map(|k| colon_hex(k.0))
+                .unwrap_or_else(|| "(no key id)".into()),
         ),
         ParsedExtension::SubjectAlternativeName(san) => (
             "Subject Alternative Name".into(),
-            san.general_names.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(", "),
+            san.general_names
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
         ),
-        ParsedExtension::CRLDistributionPoints(_) => ("CRL Distribution Points".into(), "present".into()),
-        ParsedExtension::AuthorityInfoAccess(_) => ("Authority Information Access".into(), "present".into()),
+        ParsedExtension::CRLDistributionPoints(_) => {
+            ("CRL Distribution Points".into(), "present".into())
+        }
+        ParsedExtension::AuthorityInfoAccess(_) => {
+            ("Authority Information Access".into(), "present".into())
+        }
         ParsedExtension::CertificatePolicies(p) => (
             "Certificate Policies".into(),
-            p.iter().map(|pi| oid_name(&pi.policy_id)).collect::<Vec<_>>().join(", "),
+            p.iter()
+                .map(|pi| oid_name(&pi.policy_id))
+                .collect::<Vec<_>>()
+                .join(", "),
         ),
         ParsedExtension::NameConstraints(_) => ("Name Constraints".into(), "present".into()),
         _ => (oid_name(&ext.oid), format!("{} bytes", ext.value.len())),
@@ -168,8 +197,9 @@ impl CertView {
 
     /// The view as of `now` (tests and snapshots inject a fixed clock).
     pub fn from_der_at(der: &[u8], now: ::time::OffsetDateTime) -> Result<CertView> {
-        let (_, cert) = X509Certificate::from_der(der)
-            .map_err(|e| Error::parse("certificate", format!("not a DER X.509 certificate ({e})")))?;
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
+            Error::parse("certificate", format!("not a DER X.509 certificate ({e})"))
+        })?;
         let nb = cert.validity().not_before.to_datetime();
         let na = cert.validity().not_after.to_datetime();
         let status = if now < nb {
@@ -179,22 +209,46 @@ impl CertView {
         } else {
             Validity::Valid
         };
-        let bc = cert.basic_constraints().ok().flatten().map(|b| b.value.clone());
-        let eku_client_auth = cert.extended_key_usage().ok().flatten().map(|e| e.value.client_auth || e.value.any);
-        let key_cert_sign = cert.key_usage().ok().flatten().map(|k| k.value.key_cert_sign()).unwrap_or(false);
-        let self_signed = cert.subject().as_raw() == cert.issuer().as_raw() && cert.verify_signature(None).is_ok();
+        let bc = cert
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .map(|b| b.value.clone());
+        let eku_client_auth = cert
+            .extended_key_usage()
+            .ok()
+            .flatten()
+            .map(|e| e.value.client_auth || e.value.any);
+        let key_cert_sign = cert
+            .key_usage()
+            .ok()
+            .flatten()
+            .map(|k| k.value.key_cert_sign())
+            .unwrap_or(false);
+        let self_signed = cert.subject().as_raw() == cert.issuer().as_raw()
+            && cert.verify_signature(None).is_ok();
         let (sha1, sha256) = thumbprints(der);
         let extensions = cert
             .extensions()
             .iter()
             .map(|e| {
                 let (name, value) = describe_extension(e);
-                ExtensionView { name, oid: e.oid.to_id_string(), critical: e.critical, value }
+                ExtensionView {
+                    name,
+                    oid: e.oid.to_id_string(),
+                    critical: e.critical,
+                    value,
+                }
             })
             .collect();
         Ok(CertView {
             subject: cert.subject().to_string(),
-            cn: cert.subject().iter_common_name().next().and_then(|a| a.as_str().ok()).map(str::to_string),
+            cn: cert
+                .subject()
+                .iter_common_name()
+                .next()
+                .and_then(|a| a.as_str().ok())
+                .map(str::to_string),
             issuer: cert.issuer().to_string(),
             serial: hex::encode_upper(cert.raw_serial()),
             not_before: super::issue::rfc3339(nb),
@@ -225,7 +279,10 @@ impl CertView {
 
 /// Does `issuer` (DER) carry the key that signed `cert` (DER)?
 pub fn signed_by(cert: &[u8], issuer: &[u8]) -> bool {
-    let (Ok((_, c)), Ok((_, i))) = (X509Certificate::from_der(cert), X509Certificate::from_der(issuer)) else {
+    let (Ok((_, c)), Ok((_, i))) = (
+        X509Certificate::from_der(cert),
+        X509Certificate::from_der(issuer),
+    ) else {
         return false;
     };
     c.verify_signature(Some(i.public_key())).is_ok()
@@ -233,7 +290,9 @@ pub fn signed_by(cert: &[u8], issuer: &[u8]) -> bool {
 
 /// The SubjectPublicKeyInfo DER of a certificate.
 pub fn cert_spki(cert: &[u8]) -> Option<Vec<u8>> {
-    X509Certificate::from_der(cert).ok().map(|(_, c)| c.public_key().raw.to_vec())
+    X509Certificate::from_der(cert)
+        .ok()
+        .map(|(_, c)| c.public_key().raw.to_vec())
 }
 
 /// One thing found in a file.
@@ -277,21 +336,30 @@ pub struct FileReport {
 
 /// Inspect the bytes of any certificate-ish file. PKCS#12 needs `password`.
 pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport> {
-    let text = std::str::from_utf8(bytes).ok().filter(|t| t.contains("-----BEGIN "));
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| t.contains("-----BEGIN "));
     let mut certs = Vec::new();
     let mut items = Vec::new();
     let mut keys: Vec<(String, Option<Vec<u8>>)> = Vec::new();
     let format;
     if let Some(text) = text {
         format = "PEM".to_string();
-        let blocks = ::pem::parse_many(text).map_err(|e| Error::parse("PEM file", format!("broken PEM block ({e})")))?;
+        let blocks = ::pem::parse_many(text)
+            .map_err(|e| Error::parse("PEM file", format!("broken PEM block ({e})")))?;
         for b in blocks {
             match b.tag() {
                 "CERTIFICATE" | "TRUSTED CERTIFICATE" => certs.push(b.into_contents()),
-                "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => items.push(csr_item(b.contents())?),
+                "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => {
+                    items.push(csr_item(b.contents())?)
+                }
                 "PRIVATE KEY" => keys.push(("PKCS#8".into(), private_spki_der(b.contents()))),
-                "EC PRIVATE KEY" => keys.push(("SEC1 EC".into(), private_spki_pem(&::pem::encode(&b)))),
-                "RSA PRIVATE KEY" => keys.push(("PKCS#1 RSA".into(), private_spki_pem(&::pem::encode(&b)))),
+                "EC PRIVATE KEY" => {
+                    keys.push(("SEC1 EC".into(), private_spki_pem(&::pem::encode(&b))))
+                }
+                "RSA PRIVATE KEY" => {
+                    keys.push(("PKCS#1 RSA".into(), private_spki_pem(&::pem::encode(&b))))
+                }
                 "ENCRYPTED PRIVATE KEY" => keys.push(("encrypted PKCS#8".into(), None)),
                 "X509 CRL" => items.push(crl_item(b.contents())?),
                 other => {
@@ -311,7 +379,9 @@ pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport>
     } else if let Ok(p12) = openssl::pkcs12::Pkcs12::from_der(bytes) {
         format = "PKCS#12".into();
         let Some(pw) = password else {
-            return Err(Error::invalid("this is a PKCS#12 (PFX) file and it needs its password: pass --password P"));
+            return Err(Error::invalid(
+                "this is a PKCS#12 (PFX) file and it needs its password: pass --password P",
+            ));
         };
         let parsed = p12.parse2(pw).map_err(|_| {
             Error::invalid("the PKCS#12 password is wrong (or the file uses an algorithm OpenSSL cannot read); check --password")
@@ -330,7 +400,9 @@ pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport>
     } else if let Ok(k) = openssl::pkey::PKey::private_key_from_der(bytes) {
         format = "DER private key".into();
         keys.push(("PKCS#8 DER".into(), k.public_key_to_der().ok()));
-    } else if let Ok((_, _)) = x509_parser::revocation_list::CertificateRevocationList::from_der(bytes) {
+    } else if let Ok((_, _)) =
+        x509_parser::revocation_list::CertificateRevocationList::from_der(bytes)
+    {
         format = "DER CRL".into();
         items.push(crl_item(bytes)?);
     } else {
@@ -343,23 +415,39 @@ pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport>
     for (i, der) in certs.iter().enumerate() {
         let view = CertView::from_der(der)?;
         let signed_by_next = (i + 1 < n).then(|| signed_by(der, &certs[i + 1]));
-        items.push(Item::Certificate { view: Box::new(view), signed_by_next });
+        items.push(Item::Certificate {
+            view: Box::new(view),
+            signed_by_next,
+        });
     }
     for (fmt, spki) in keys {
         let matches = spki.as_ref().and_then(|s| {
-            certs.iter().find(|c| cert_spki(c).as_deref() == Some(s.as_slice())).map(|c| thumbprints(c).1)
+            certs
+                .iter()
+                .find(|c| cert_spki(c).as_deref() == Some(s.as_slice()))
+                .map(|c| thumbprints(c).1)
         });
-        items.push(Item::PrivateKey { format: fmt, key: spki.as_deref().map(describe_spki), matches_certificate: matches });
+        items.push(Item::PrivateKey {
+            format: fmt,
+            key: spki.as_deref().map(describe_spki),
+            matches_certificate: matches,
+        });
     }
     Ok(FileReport { format, items })
 }
 
 fn private_spki_der(pkcs8: &[u8]) -> Option<Vec<u8>> {
-    openssl::pkey::PKey::private_key_from_der(pkcs8).ok()?.public_key_to_der().ok()
+    openssl::pkey::PKey::private_key_from_der(pkcs8)
+        .ok()?
+        .public_key_to_der()
+        .ok()
 }
 
 fn private_spki_pem(pem_text: &str) -> Option<Vec<u8>> {
-    openssl::pkey::PKey::private_key_from_pem(pem_text.as_bytes()).ok()?.public_key_to_der().ok()
+    openssl::pkey::PKey::private_key_from_pem(pem_text.as_bytes())
+        .ok()?
+        .public_key_to_der()
+        .ok()
 }
 
 fn csr_item(der: &[u8]) -> Result<Item> {
@@ -368,12 +456,26 @@ fn csr_item(der: &[u8]) -> Result<Item> {
     let info = &csr.certification_request_info;
     Ok(Item::Csr {
         subject: info.subject.to_string(),
-        cn: info.subject.iter_common_name().next().and_then(|a| a.as_str().ok()).map(str::to_string),
+        cn: info
+            .subject
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .map(str::to_string),
         key: describe_spki(info.subject_pki.raw),
         signature_valid: csr.verify_signature().is_ok(),
         requested_extensions: csr
             .requested_extensions()
-            .map(|it| it.map(|e| format!("{e:?}").split('(').next().unwrap_or("?").to_string()).collect())
+            .map(|it| {
+                it.map(|e| {
+                    format!("{e:?}")
+                        .split('(')
+                        .next()
+                        .unwrap_or("?")
+                        .to_string()
+                })
+                .collect()
+            })
             .unwrap_or_default(),
     })
 }
@@ -384,7 +486,12 @@ fn crl_item(der: &[u8]) -> Result<Item> {
     Ok(Item::Crl {
         issuer: crl.issuer().to_string(),
         this_update: super::issue::rfc3339(crl.last_update().to_datetime()),
-        next_update: crl.next_update().map(|t| super::issue::rfc3339(t.to_datetime())),
-        revoked_serials: crl.iter_revoked_certificates().map(|r| hex::encode_upper(r.raw_serial())).collect(),
+        next_update: crl
+            .next_update()
+            .map(|t| super::issue::rfc3339(t.to_datetime())),
+        revoked_serials: crl
+            .iter_revoked_certificates()
+            .map(|r| hex::encode_upper(r.raw_serial()))
+            .collect(),
     })
 }

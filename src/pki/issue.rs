@@ -2,13 +2,13 @@
 
 use super::keys::{KeyAlg, key_alg_of, load_key_pem};
 use super::{Error, Result};
+use ::time::{Duration, OffsetDateTime};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, Issuer,
     KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
 };
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
-use ::time::{Duration, OffsetDateTime};
 use x509_parser::prelude::*;
 
 /// How far notBefore is put in the past, to absorb clock skew between a laptop and a device.
@@ -39,7 +39,10 @@ impl Eku {
         match self {
             Eku::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
             Eku::ClientServer => {
-                vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth]
+                vec![
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                ]
             }
             Eku::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
         }
@@ -49,8 +52,11 @@ impl Eku {
 impl FromStr for Eku {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let mut parts: Vec<String> =
-            s.split(',').map(|p| p.trim().to_ascii_lowercase()).filter(|p| !p.is_empty()).collect();
+        let mut parts: Vec<String> = s
+            .split(',')
+            .map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect();
         parts.sort();
         parts.dedup();
         let parts: Vec<&str> = parts.iter().map(|s| s.as_str()).collect();
@@ -81,7 +87,9 @@ impl San {
         let (kind, value) = s.split_once(':').unwrap_or(("DNS", s));
         let value = value.trim();
         if value.is_empty() {
-            return Err(Error::invalid(format!("SAN \"{s}\" has no value; write it like DNS:dev1.example.com")));
+            return Err(Error::invalid(format!(
+                "SAN \"{s}\" has no value; write it like DNS:dev1.example.com"
+            )));
         }
         match kind.to_ascii_uppercase().as_str() {
             "DNS" => Ok(San::Dns(value.to_string())),
@@ -138,9 +146,14 @@ pub struct Validity {
 impl Validity {
     /// From a few minutes ago (clock skew) for `days` days.
     pub fn days(days: u32) -> Validity {
-        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::now_utc());
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or(OffsetDateTime::now_utc());
         let not_before = now - BACKDATE;
-        Validity { not_before, not_after: now + Duration::days(i64::from(days)) }
+        Validity {
+            not_before,
+            not_after: now + Duration::days(i64::from(days)),
+        }
     }
 
     /// An explicit window; `not_after` before `not_before` is refused. Windows entirely in
@@ -153,7 +166,10 @@ impl Validity {
                 rfc3339(not_before)
             )));
         }
-        Ok(Validity { not_before, not_after })
+        Ok(Validity {
+            not_before,
+            not_after,
+        })
     }
 
     /// Default validity of each profile, long enough that test PKIs don't die overnight.
@@ -169,7 +185,8 @@ impl Validity {
 }
 
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&::time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
+    t.format(&::time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 /// Parse an RFC 3339 timestamp from the command line.
@@ -203,7 +220,10 @@ pub struct CaHandle {
 
 impl std::fmt::Debug for CaHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CaHandle").field("name", &self.name).field("cn", &self.cn).finish()
+        f.debug_struct("CaHandle")
+            .field("name", &self.name)
+            .field("cn", &self.cn)
+            .finish()
     }
 }
 
@@ -214,7 +234,11 @@ impl CaHandle {
         let key = load_key_pem(key_pem)?;
         let (_, cert) = X509Certificate::from_der(&cert_der)
             .map_err(|e| Error::parse(format!("certificate of \"{name}\""), e))?;
-        let bc = cert.basic_constraints().ok().flatten().map(|b| b.value.clone());
+        let bc = cert
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .map(|b| b.value.clone());
         let Some(bc) = bc.filter(|b| b.ca) else {
             return Err(Error::invalid(format!(
                 "\"{name}\" is not a CA (its certificate has no basicConstraints CA:TRUE) and cannot issue; pick a root or intermediate as --issuer"
@@ -236,7 +260,15 @@ impl CaHandle {
         let key_alg = key_alg_of(&key);
         let issuer = Issuer::from_ca_cert_der(&cert_der.clone().into(), key)?;
         drop(cert);
-        Ok(CaHandle { name: name.to_string(), cert_der, cn, pathlen: bc.path_len_constraint, not_after, key_alg, issuer })
+        Ok(CaHandle {
+            name: name.to_string(),
+            cert_der,
+            cn,
+            pathlen: bc.path_len_constraint,
+            not_after,
+            key_alg,
+            issuer,
+        })
     }
 
     /// Can this CA sign a CA with the given pathlen (None = unconstrained)?
@@ -312,22 +344,32 @@ fn params_for(spec: &IssueSpec) -> Result<CertificateParams> {
                 KeyUsagePurpose::CrlSign,
             ];
             // A self-signed root's AKI would only repeat its SKI.
-            p.use_authority_key_identifier_extension = matches!(spec.profile, Profile::Intermediate { .. });
+            p.use_authority_key_identifier_extension =
+                matches!(spec.profile, Profile::Intermediate { .. });
         }
         Profile::Device { eku, sans } => {
             p.is_ca = IsCa::ExplicitNoCa;
-            p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+            p.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
             p.extended_key_usages = eku.purposes();
             p.subject_alt_names = sans.iter().map(San::to_rcgen).collect::<Result<_>>()?;
         }
         Profile::Verification => {
             p.is_ca = IsCa::ExplicitNoCa;
-            p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+            p.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         }
         Profile::Server { sans } => {
             p.is_ca = IsCa::ExplicitNoCa;
-            p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+            p.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             p.subject_alt_names = sans.iter().map(San::to_rcgen).collect::<Result<_>>()?;
         }
@@ -340,7 +382,13 @@ fn finish(der: Vec<u8>, key_pem: Option<String>, key_alg: Option<KeyAlg>) -> Iss
         .map(|(_, c)| hex::encode_upper(c.raw_serial()))
         .unwrap_or_default();
     let cert_pem = ::pem::encode(&::pem::Pem::new("CERTIFICATE", der.clone()));
-    Issued { cert_der: der, cert_pem, key_pem, key_alg, serial_hex }
+    Issued {
+        cert_der: der,
+        cert_pem,
+        key_pem,
+        key_alg,
+        serial_hex,
+    }
 }
 
 /// Make a certificate with a fresh key of `alg`: self-signed when `issuer` is None.
@@ -354,7 +402,11 @@ pub fn issue(spec: &IssueSpec, alg: KeyAlg, issuer: Option<&CaHandle>) -> Result
 }
 
 /// Make a certificate for an existing key pair (renew without rekey, self-signed devices).
-pub fn issue_with_key(spec: &IssueSpec, key: &KeyPair, issuer: Option<&CaHandle>) -> Result<Issued> {
+pub fn issue_with_key(
+    spec: &IssueSpec,
+    key: &KeyPair,
+    issuer: Option<&CaHandle>,
+) -> Result<Issued> {
     let params = params_for(spec)?;
     let cert = match issuer {
         Some(ca) => {
@@ -363,17 +415,33 @@ pub fn issue_with_key(spec: &IssueSpec, key: &KeyPair, issuer: Option<&CaHandle>
         }
         None => params.self_signed(key)?,
     };
-    Ok(finish(cert.der().to_vec(), Some(key.serialize_pem()), key_alg_of(key)))
+    Ok(finish(
+        cert.der().to_vec(),
+        Some(key.serialize_pem()),
+        key_alg_of(key),
+    ))
 }
 
 /// Make a certificate for someone else's public key (a CSR, a deliberately weak key).
-pub fn issue_for_public_key(spec: &IssueSpec, spki_der: &[u8], issuer: &CaHandle) -> Result<Issued> {
+pub fn issue_for_public_key(
+    spec: &IssueSpec,
+    spki_der: &[u8],
+    issuer: &CaHandle,
+) -> Result<Issued> {
     let params = params_for(spec)?;
     check_issuer_allows(spec, issuer)?;
-    let public = rcgen::SubjectPublicKeyInfo::from_der(spki_der)
-        .map_err(|e| Error::parse("public key", format!("unsupported or malformed public key ({e})")))?;
+    let public = rcgen::SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| {
+        Error::parse(
+            "public key",
+            format!("unsupported or malformed public key ({e})"),
+        )
+    })?;
     let cert = params.signed_by(&public, &issuer.issuer)?;
-    Ok(finish(cert.der().to_vec(), None, KeyAlg::from_spki(spki_der)))
+    Ok(finish(
+        cert.der().to_vec(),
+        None,
+        KeyAlg::from_spki(spki_der),
+    ))
 }
 
 fn check_issuer_allows(spec: &IssueSpec, ca: &CaHandle) -> Result<()> {
@@ -391,7 +459,11 @@ mod tests {
 
     fn spec(cn: &str, profile: Profile) -> IssueSpec {
         let validity = Validity::days(Validity::default_days(&profile));
-        IssueSpec { subject: cn_only(cn).unwrap(), profile, validity }
+        IssueSpec {
+            subject: cn_only(cn).unwrap(),
+            profile,
+            validity,
+        }
     }
 
     #[test]
@@ -405,21 +477,68 @@ mod tests {
 
     #[test]
     fn chain_and_pathlen() {
-        let root = issue(&spec("Root", Profile::Root { pathlen: Some(1) }), KeyAlg::EcP256, None).unwrap();
-        let root_ca = CaHandle::new("root", root.cert_der.clone(), root.key_pem.as_deref().unwrap()).unwrap();
+        let root = issue(
+            &spec("Root", Profile::Root { pathlen: Some(1) }),
+            KeyAlg::EcP256,
+            None,
+        )
+        .unwrap();
+        let root_ca = CaHandle::new(
+            "root",
+            root.cert_der.clone(),
+            root.key_pem.as_deref().unwrap(),
+        )
+        .unwrap();
         assert_eq!(root_ca.default_child_pathlen(), 0);
-        let inter = issue(&spec("Inter", Profile::Intermediate { pathlen: Some(0) }), KeyAlg::EcP384, Some(&root_ca)).unwrap();
-        let inter_ca = CaHandle::new("inter", inter.cert_der.clone(), inter.key_pem.as_deref().unwrap()).unwrap();
-        let err = issue(&spec("Deeper", Profile::Intermediate { pathlen: Some(0) }), KeyAlg::EcP256, Some(&inter_ca))
-            .err()
-            .unwrap()
-            .to_string();
+        let inter = issue(
+            &spec("Inter", Profile::Intermediate { pathlen: Some(0) }),
+            KeyAlg::EcP384,
+            Some(&root_ca),
+        )
+        .unwrap();
+        let inter_ca = CaHandle::new(
+            "inter",
+            inter.cert_der.clone(),
+            inter.key_pem.as_deref().unwrap(),
+        )
+        .unwrap();
+        let err = issue(
+            &spec("Deeper", Profile::Intermediate { pathlen: Some(0) }),
+            KeyAlg::EcP256,
+            Some(&inter_ca),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("pathlen 0") && err.contains("inter"), "{err}");
-        let dev = issue(&spec("dev1", Profile::Device { eku: Eku::Client, sans: vec![] }), KeyAlg::EcP256, Some(&inter_ca)).unwrap();
+        let dev = issue(
+            &spec(
+                "dev1",
+                Profile::Device {
+                    eku: Eku::Client,
+                    sans: vec![],
+                },
+            ),
+            KeyAlg::EcP256,
+            Some(&inter_ca),
+        )
+        .unwrap();
         assert_eq!(dev.serial_hex.len(), 32);
-        let err = CaHandle::new("dev1", dev.cert_der.clone(), dev.key_pem.as_deref().unwrap()).unwrap_err().to_string();
+        let err = CaHandle::new(
+            "dev1",
+            dev.cert_der.clone(),
+            dev.key_pem.as_deref().unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("not a CA"), "{err}");
-        let err = CaHandle::new("inter", inter.cert_der.clone(), root.key_pem.as_deref().unwrap()).unwrap_err().to_string();
+        let err = CaHandle::new(
+            "inter",
+            inter.cert_der.clone(),
+            root.key_pem.as_deref().unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("does not match"), "{err}");
     }
 

@@ -166,8 +166,12 @@ pub fn load_key_pem(pem_text: &str) -> Result<KeyPair> {
         return Ok(k);
     }
     // Traditional "EC PRIVATE KEY"/"RSA PRIVATE KEY" files: convert to PKCS#8 through OpenSSL.
-    let pkey = openssl::pkey::PKey::private_key_from_pem(pem_text.as_bytes())
-        .map_err(|e| Error::parse("private key", format!("not a readable PEM private key ({e})")))?;
+    let pkey = openssl::pkey::PKey::private_key_from_pem(pem_text.as_bytes()).map_err(|e| {
+        Error::parse(
+            "private key",
+            format!("not a readable PEM private key ({e})"),
+        )
+    })?;
     let pkcs8 = pkey.private_key_to_pem_pkcs8()?;
     let text = String::from_utf8_lossy(&pkcs8).into_owned();
     KeyPair::from_pem(&text).map_err(|e| Error::parse("private key", e))
@@ -190,12 +194,23 @@ mod tests {
         assert_eq!("P-256".parse::<KeyAlg>().unwrap(), KeyAlg::EcP256);
         let err = "dsa".parse::<KeyAlg>().unwrap_err().to_string();
         assert!(err.contains("ec-p256, ec-p384"), "{err}");
-        assert!("rsa-1024".parse::<KeyAlg>().unwrap_err().to_string().contains("too weak"));
+        assert!(
+            "rsa-1024"
+                .parse::<KeyAlg>()
+                .unwrap_err()
+                .to_string()
+                .contains("too weak")
+        );
     }
 
     #[test]
     fn generated_keys_are_recognised() {
-        for alg in [KeyAlg::EcP256, KeyAlg::EcP384, KeyAlg::Ed25519, KeyAlg::Rsa2048] {
+        for alg in [
+            KeyAlg::EcP256,
+            KeyAlg::EcP384,
+            KeyAlg::Ed25519,
+            KeyAlg::Rsa2048,
+        ] {
             let key = alg.generate().unwrap();
             assert_eq!(key_alg_of(&key), Some(alg));
             let reloaded = load_key_pem(&key.serialize_pem()).unwrap();

@@ -35,7 +35,10 @@ impl Error {
         Error::Invalid(msg.into())
     }
     pub fn parse(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {
-        Error::Parse { what: what.into(), detail: detail.to_string() }
+        Error::Parse {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
     }
 }
 

@@ -46,13 +46,19 @@ pub fn parse_subject(text: &str) -> Result<DistinguishedName> {
         })?;
         let key = key.trim().to_ascii_uppercase();
         let value = value.trim();
-        let ty = KNOWN.iter().find(|(k, _)| *k == key).map(|(_, t)| t.clone()).ok_or_else(|| {
-            Error::invalid(format!(
-                "subject attribute \"{key}\" is not supported; use CN, O, OU, C, ST or L"
-            ))
-        })?;
+        let ty = KNOWN
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "subject attribute \"{key}\" is not supported; use CN, O, OU, C, ST or L"
+                ))
+            })?;
         if value.is_empty() {
-            return Err(Error::invalid(format!("subject attribute {key} has an empty value")));
+            return Err(Error::invalid(format!(
+                "subject attribute {key} has an empty value"
+            )));
         }
         if key == "C" && (value.len() != 2 || !value.chars().all(|c| c.is_ascii_alphabetic())) {
             return Err(Error::invalid(format!(
@@ -68,7 +74,11 @@ pub fn parse_subject(text: &str) -> Result<DistinguishedName> {
                 )));
             }
         }
-        let value = if key == "C" { DnValue::PrintableString(value.to_ascii_uppercase().try_into()?) } else { DnValue::Utf8String(value.to_string()) };
+        let value = if key == "C" {
+            DnValue::PrintableString(value.to_ascii_uppercase().try_into()?)
+        } else {
+            DnValue::Utf8String(value.to_string())
+        };
         dn.push(ty, value);
     }
     if !has_cn {
@@ -149,9 +159,29 @@ mod tests {
 
     #[test]
     fn rejects_with_reasons() {
-        assert!(parse_subject("O=x").unwrap_err().to_string().contains("no CN"));
-        assert!(parse_subject("CN=x,C=USA").unwrap_err().to_string().contains("two-letter"));
-        assert!(parse_subject("CN=x,FOO=y").unwrap_err().to_string().contains("FOO"));
-        assert!(parse_subject("CNx").unwrap_err().to_string().contains("no '='"));
+        assert!(
+            parse_subject("O=x")
+                .unwrap_err()
+                .to_string()
+                .contains("no CN")
+        );
+        assert!(
+            parse_subject("CN=x,C=USA")
+                .unwrap_err()
+                .to_string()
+                .contains("two-letter")
+        );
+        assert!(
+            parse_subject("CN=x,FOO=y")
+                .unwrap_err()
+                .to_string()
+                .contains("FOO")
+        );
+        assert!(
+            parse_subject("CNx")
+                .unwrap_err()
+                .to_string()
+                .contains("no '='")
+        );
     }
 }

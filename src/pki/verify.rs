@@ -2,8 +2,8 @@
 
 use super::Result;
 use openssl::stack::Stack;
-use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509PurposeId;
+use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509, X509StoreContext};
 use serde::Serialize;
@@ -61,5 +61,9 @@ pub fn verify_chain(
         let e = c.error();
         Ok((ok, e.as_raw(), e.error_string().to_string()))
     })?;
-    Ok(ChainCheck { ok, error: (!ok).then_some(text), code })
+    Ok(ChainCheck {
+        ok,
+        error: (!ok).then_some(text),
+        code,
+    })
 }

@@ -40,13 +40,23 @@ pub enum Error {
     #[error("{0}")]
     Pki(#[from] crate::pki::Error),
     #[error("{action} {path}: {detail}")]
-    Io { action: &'static str, path: PathBuf, detail: String },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
     #[error("{path}: {what}")]
     Damaged { path: PathBuf, what: String },
     #[error("{} already exist{} in the workspace: {}; pick other names, or pass --force to replace them", plural(.0.len(), "entity"), if .0.len() == 1 { "s" } else { "" }, .0.join(", "))]
     NameTaken(Vec<String>),
-    #[error("no entity named \"{name}\" in the workspace {workspace}{hint}; `chainsmith list` shows what exists")]
-    NotFound { name: String, workspace: PathBuf, hint: String },
+    #[error(
+        "no entity named \"{name}\" in the workspace {workspace}{hint}; `chainsmith list` shows what exists"
+    )]
+    NotFound {
+        name: String,
+        workspace: PathBuf,
+        hint: String,
+    },
     #[error("the workspace {0} is busy: another chainsmith is changing it; try again in a moment")]
     Busy(PathBuf),
     #[error("{0}")]
@@ -54,7 +64,11 @@ pub enum Error {
 }
 
 fn plural(n: usize, word: &str) -> String {
-    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -73,7 +87,11 @@ pub fn io_error(action: &'static str, path: &Path, e: io::Error) -> Error {
         }
         _ => e.to_string(),
     };
-    Error::Io { action, path: path.to_path_buf(), detail }
+    Error::Io {
+        action,
+        path: path.to_path_buf(),
+        detail,
+    }
 }
 
 /// A certificate to be added to the workspace.
@@ -156,14 +174,20 @@ impl Workspace {
         })?;
         let format = text
             .lines()
-            .find_map(|l| l.trim().strip_prefix("format").map(|r| r.trim_start_matches([' ', '=']).trim().to_string()))
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("format")
+                    .map(|r| r.trim_start_matches([' ', '=']).trim().to_string())
+            })
             .and_then(|v| v.parse::<u32>().ok());
         match format {
             Some(FORMAT) => {}
             Some(n) => {
                 return Err(Error::Damaged {
                     path: marker,
-                    what: format!("workspace format {n} is newer than this chainsmith understands ({FORMAT}); upgrade chainsmith"),
+                    what: format!(
+                        "workspace format {n} is newer than this chainsmith understands ({FORMAT}); upgrade chainsmith"
+                    ),
                 });
             }
             None => {
@@ -173,7 +197,9 @@ impl Workspace {
                 });
             }
         }
-        let ws = Workspace { root: root.to_path_buf() };
+        let ws = Workspace {
+            root: root.to_path_buf(),
+        };
         ws.clean_stale_staging();
         Ok(ws)
     }
@@ -184,7 +210,10 @@ impl Workspace {
             return Workspace::open(root);
         }
         if root.exists() {
-            let non_empty = fs::read_dir(root).map_err(|e| io_error("reading", root, e))?.next().is_some();
+            let non_empty = fs::read_dir(root)
+                .map_err(|e| io_error("reading", root, e))?
+                .next()
+                .is_some();
             if non_empty {
                 return Err(Error::NotAWorkspace(format!(
                     "{} exists and is not empty; give an empty or new directory for the workspace",
@@ -200,7 +229,9 @@ impl Workspace {
         );
         write_atomic(&root.join(MARKER), body.as_bytes(), 0o644)?;
         sync_fs(root)?;
-        Ok(Workspace { root: root.to_path_buf() })
+        Ok(Workspace {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -227,7 +258,8 @@ impl Workspace {
         }
         let meta = read_meta(&dir.join(META_FILE))?;
         let cert_path = dir.join(CERT_FILE);
-        let cert_pem = fs::read_to_string(&cert_path).map_err(|e| io_error("reading", &cert_path, e))?;
+        let cert_pem =
+            fs::read_to_string(&cert_path).map_err(|e| io_error("reading", &cert_path, e))?;
         let cert_der = pem::parse(&cert_pem)
             .ok()
             .filter(|p| p.tag() == "CERTIFICATE")
@@ -236,7 +268,12 @@ impl Workspace {
                 path: cert_path.clone(),
                 what: "not a PEM certificate; restore it or remove the entity directory".into(),
             })?;
-        Ok(Entity { meta, cert_pem, cert_der, dir })
+        Ok(Entity {
+            meta,
+            cert_pem,
+            cert_der,
+            dir,
+        })
     }
 
     fn not_found(&self, name: &str) -> Error {
@@ -245,11 +282,23 @@ impl Workspace {
             .names()
             .unwrap_or_default()
             .into_iter()
-            .filter(|n| n.to_ascii_lowercase() == lower || (n.len() > 2 && lower.contains(&n.to_ascii_lowercase())) || (lower.len() > 2 && n.to_ascii_lowercase().contains(&lower)))
+            .filter(|n| {
+                n.to_ascii_lowercase() == lower
+                    || (n.len() > 2 && lower.contains(&n.to_ascii_lowercase()))
+                    || (lower.len() > 2 && n.to_ascii_lowercase().contains(&lower))
+            })
             .take(3)
             .collect();
-        let hint = if close.is_empty() { String::new() } else { format!(" (did you mean {}?)", close.join(", ")) };
-        Error::NotFound { name: name.to_string(), workspace: self.root.clone(), hint }
+        let hint = if close.is_empty() {
+            String::new()
+        } else {
+            format!(" (did you mean {}?)", close.join(", "))
+        };
+        Error::NotFound {
+            name: name.to_string(),
+            workspace: self.root.clone(),
+            hint,
+        }
     }
 
     /// Every entity name, from the directory listing (cheap: no file is opened).
@@ -302,13 +351,24 @@ impl Workspace {
 
     /// Refuse names that exist already.
     pub fn check_free(&self, names: &[String]) -> Result<()> {
-        let taken: Vec<String> = names.iter().filter(|n| self.entity_dir(n).exists()).cloned().collect();
-        if taken.is_empty() { Ok(()) } else { Err(Error::NameTaken(taken)) }
+        let taken: Vec<String> = names
+            .iter()
+            .filter(|n| self.entity_dir(n).exists())
+            .cloned()
+            .collect();
+        if taken.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::NameTaken(taken))
+        }
     }
 
     fn new_staging_dir(&self) -> Result<PathBuf> {
         let n = STAGE_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let p = self.root.join(STAGING).join(format!("{}-{n}", std::process::id()));
+        let p = self
+            .root
+            .join(STAGING)
+            .join(format!("{}-{n}", std::process::id()));
         make_private_dir_all(&p)?;
         Ok(p)
     }
@@ -325,7 +385,11 @@ impl Workspace {
             if let Some(parent) = p.parent() {
                 make_private_dir_all(parent)?;
             }
-            let mode = if rel.ends_with("key.pem") { 0o600 } else { 0o644 };
+            let mode = if rel.ends_with("key.pem") {
+                0o600
+            } else {
+                0o644
+            };
             write_new(&p, bytes, mode)?;
         }
         // meta.toml last: its presence is what makes a staging directory look whole.
@@ -344,7 +408,8 @@ impl Workspace {
                     rename_noreplace(&staged, &target).map_err(|err| {
                         let _ = fs::remove_dir_all(&staged);
                         if err.kind() == io::ErrorKind::AlreadyExists
-                            || err.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error())
+                            || err.raw_os_error()
+                                == Some(rustix::io::Errno::NOTEMPTY.raw_os_error())
                         {
                             Error::NameTaken(vec![e.meta.name.clone()])
                         } else {
@@ -361,13 +426,22 @@ impl Workspace {
             _ => {
                 let taken: Vec<String> = failures
                     .iter()
-                    .filter_map(|f| if let Error::NameTaken(n) = f { Some(n.clone()) } else { None })
+                    .filter_map(|f| {
+                        if let Error::NameTaken(n) = f {
+                            Some(n.clone())
+                        } else {
+                            None
+                        }
+                    })
                     .flatten()
                     .collect();
                 if taken.len() == failures.len() {
                     Err(Error::NameTaken(taken))
                 } else {
-                    Err(failures.into_iter().find(|f| !matches!(f, Error::NameTaken(_))).expect("a non-name failure"))
+                    Err(failures
+                        .into_iter()
+                        .find(|f| !matches!(f, Error::NameTaken(_)))
+                        .expect("a non-name failure"))
                 }
             }
         }
@@ -395,7 +469,8 @@ impl Workspace {
                         let _ = fs::remove_dir_all(&staged);
                         Ok(())
                     }
-                    Err(rustix::io::Errno::NOENT) => rename_noreplace(&staged, &target).map_err(|err| io_error("renaming into place", &target, err)),
+                    Err(rustix::io::Errno::NOENT) => rename_noreplace(&staged, &target)
+                        .map_err(|err| io_error("renaming into place", &target, err)),
                     Err(err) => {
                         let _ = fs::remove_dir_all(&staged);
                         Err(io_error("swapping into place", &target, err.into()))
@@ -419,8 +494,14 @@ impl Workspace {
         let mp = staged.join(META_FILE);
         fs::remove_file(&mp).map_err(|e| io_error("replacing", &mp, e))?;
         write_new(&mp, meta.to_toml().as_bytes(), 0o644)?;
-        rustix::fs::renameat_with(rustix::fs::CWD, &staged, rustix::fs::CWD, &entity.dir, rustix::fs::RenameFlags::EXCHANGE)
-            .map_err(|e| io_error("swapping into place", &entity.dir, e.into()))?;
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &staged,
+            rustix::fs::CWD,
+            &entity.dir,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| io_error("swapping into place", &entity.dir, e.into()))?;
         let _ = fs::remove_dir_all(&staged);
         sync_fs(&self.root)?;
         Ok(meta)
@@ -442,7 +523,13 @@ impl Workspace {
     /// An exclusive advisory lock for read-modify-write changes; waits up to 5 s, then says busy.
     pub fn lock(&self) -> Result<WorkspaceLock> {
         let p = self.root.join(LOCK);
-        let f = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&p).map_err(|e| io_error("opening", &p, e))?;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&p)
+            .map_err(|e| io_error("opening", &p, e))?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
@@ -458,14 +545,21 @@ impl Workspace {
 
     /// Remove staging directories of processes that died (a `kill -9` mid-command).
     fn clean_stale_staging(&self) {
-        let Ok(rd) = fs::read_dir(self.root.join(STAGING)) else { return };
+        let Ok(rd) = fs::read_dir(self.root.join(STAGING)) else {
+            return;
+        };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let pid = name.split('-').next().and_then(|p| p.parse::<i32>().ok());
-            let alive = pid.and_then(rustix::process::Pid::from_raw).is_some_and(|p| {
-                p.as_raw_nonzero().get() == std::process::id() as i32
-                    || !matches!(rustix::process::test_kill_process(p), Err(rustix::io::Errno::SRCH))
-            });
+            let alive = pid
+                .and_then(rustix::process::Pid::from_raw)
+                .is_some_and(|p| {
+                    p.as_raw_nonzero().get() == std::process::id() as i32
+                        || !matches!(
+                            rustix::process::test_kill_process(p),
+                            Err(rustix::io::Errno::SRCH)
+                        )
+                });
             if !alive {
                 let _ = fs::remove_dir_all(e.path());
             }
@@ -481,7 +575,10 @@ pub struct WorkspaceLock {
 pub fn read_meta(path: &Path) -> Result<Meta> {
     let text = fs::read_to_string(path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
-            Error::Damaged { path: path.to_path_buf(), what: "missing: this entity directory is incomplete; remove it".into() }
+            Error::Damaged {
+                path: path.to_path_buf(),
+                what: "missing: this entity directory is incomplete; remove it".into(),
+            }
         } else {
             io_error("reading", path, e)
         }
@@ -493,7 +590,11 @@ pub fn read_meta(path: &Path) -> Result<Meta> {
 }
 
 pub fn make_private_dir_all(p: &Path) -> Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(p).map_err(|e| io_error("creating directory", p, e))
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .map_err(|e| io_error("creating directory", p, e))
 }
 
 /// Create a new file with `mode` from the first byte (no window where a key is readable).
@@ -505,18 +606,24 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .open(path)
         .map_err(|e| io_error("creating", path, e))?;
     // The umask may have removed bits; it never adds them, but be exact.
-    f.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| io_error("setting mode of", path, e))?;
+    f.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| io_error("setting mode of", path, e))?;
     f.write_all(bytes).map_err(|e| io_error("writing", path, e))
 }
 
 /// Write a file atomically: a temp file beside it, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let n = STAGE_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.{}-{n}.tmp", std::process::id()));
     let r = (|| {
         write_new(&tmp, bytes, mode)?;
-        File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io_error("syncing", &tmp, e))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_error("syncing", &tmp, e))?;
         fs::rename(&tmp, path).map_err(|e| io_error("renaming into place", path, e))
     })();
     if r.is_err() {
@@ -526,8 +633,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    rustix::fs::renameat_with(rustix::fs::CWD, from, rustix::fs::CWD, to, rustix::fs::RenameFlags::NOREPLACE)
-        .map_err(io::Error::from)
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .map_err(io::Error::from)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
