@@ -128,7 +128,7 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
         .build()
         .context("starting the async runtime")?;
     let ok = runtime.block_on(async move {
-        let (mut test, _local) = if a.to == "local" {
+        let (mut test, local) = if a.to == "local" {
             local_test(global, identity, &a).await?
         } else {
             let endpoint = Endpoint::parse(&a.to).map_err(|e| anyhow!("--to {e}"))?;
@@ -140,7 +140,7 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
             let mut test = ConnectionTest::new(identity, endpoint, flavor);
             // A broker given with --ca is trusted through it alone; without --ca, the system store.
             test.system_roots = test.endpoint.peer == PeerKind::AzureHub || extra_ca.is_empty();
-            (test, None::<()>)
+            (test, None)
         };
         test.extra_ca.extend(extra_ca);
         test.count = a.count;
@@ -148,20 +148,78 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
         test.qos = a.qos;
         test.timeout = a.timeout;
         test.strict = a.strict;
-        anyhow::Ok(drive(global.json, test).await)
+        let ok = drive(global.json, test).await;
+        if let Some(LocalHub { handle: Some(hub) }) = local {
+            hub.shutdown().await;
+        }
+        anyhow::Ok(ok)
     })?;
     if ok { Ok(()) } else { Err(Failed(1).into()) }
 }
 
-/// The local hub: a running `hub serve`, or one started in-process.
+/// The local hub: a running `hub serve` (its control socket answers) on the configured port,
+/// or the same hub started in-process (with C2D echo) for the length of the test.
+pub struct LocalHub {
+    pub handle: Option<crate::hub::HubHandle>,
+}
+
 async fn local_test(
-    _global: &Global,
-    _identity: Identity,
-    _a: &ConnectArgs,
-) -> anyhow::Result<(ConnectionTest, Option<()>)> {
-    bail!(
-        "--to local needs the local hub, which this build does not have yet; connect to a broker with --to mqtts://HOST:PORT --ca FILE"
-    )
+    global: &Global,
+    identity: Identity,
+    a: &ConnectArgs,
+) -> anyhow::Result<(ConnectionTest, Option<LocalHub>)> {
+    use crate::hub::{Hub, HubConfig, HubStore};
+    use crate::mqtt::local::HubWatch;
+    let ws = global.existing_workspace()?;
+    let store = HubStore::open(ws.root())?;
+    let flavor = a.flavor.unwrap_or(Flavor::Azure);
+    let (endpoint, watch, handle, echo) = match HubWatch::running(&store.control_path()).await {
+        Some(watch) => {
+            let port = crate::azure::MQTT_PORT;
+            (
+                Endpoint {
+                    host: "127.0.0.1".into(),
+                    port,
+                    peer: PeerKind::LocalHub,
+                },
+                watch,
+                None,
+                false,
+            )
+        }
+        None => {
+            let config = HubConfig {
+                port: 0,
+                echo: true,
+                ..HubConfig::default()
+            };
+            let hub = Hub::start(ws.root(), config)
+                .await
+                .context("starting the local hub in-process")?;
+            let watch = HubWatch::in_process(&hub);
+            let ep = Endpoint {
+                host: hub.addr.ip().to_string(),
+                port: hub.addr.port(),
+                peer: PeerKind::LocalHub,
+            };
+            (ep, watch, Some(hub), true)
+        }
+    };
+    let trust = std::fs::read_to_string(store.trust_path()).with_context(|| {
+        format!(
+            "reading the local hub's trust anchor {}",
+            store.trust_path().display()
+        )
+    })?;
+    let mut test = ConnectionTest::new(identity, endpoint, flavor);
+    test.extra_ca = pem::parse_many(trust.as_bytes())?
+        .into_iter()
+        .map(|b| b.into_contents())
+        .collect();
+    test.system_roots = false;
+    test.c2d_echo = echo && flavor == Flavor::Azure;
+    test.hub = Some(watch);
+    Ok((test, Some(LocalHub { handle })))
 }
 
 /// Run the test and print its events as they come; true when everything came back.
@@ -340,6 +398,15 @@ impl Printer {
                 "✗ message {message_id:<4} {} round trip did not come back within the timeout",
                 kind.as_str()
             ),
+            Event::HubRecorded { recorded, missing } => {
+                if missing.is_empty() {
+                    println!("✓ local hub recorded all {recorded} message(s)");
+                } else {
+                    println!(
+                        "✗ local hub recorded {recorded} message(s); missing message ids {missing:?}"
+                    );
+                }
+            }
             Event::Disconnected { ms } => line(
                 true,
                 "disconnect",

@@ -32,7 +32,7 @@ pub enum FailureKind {
     /// CONNACK with a refusal code; the local hub's exact reason when it runs in-process.
     Connack {
         code: u8,
-        hub_reason: Option<String>,
+        hub_reason: Option<super::HubRefusal>,
     },
     SubscribeRefused(String),
     /// The peer spoke something that is not MQTT 3.1.1.
@@ -266,7 +266,7 @@ pub fn diagnose(f: &Failure, cx: &Context<'_>) -> Diagnosis {
             };
             d("closed", format!("{at} closed the connection {when} without giving a reason"), fix, String::new())
         }
-        FailureKind::Connack { code, hub_reason } => connack(*code, hub_reason.as_deref(), cx),
+        FailureKind::Connack { code, hub_reason } => connack(*code, hub_reason.as_ref(), cx),
         FailureKind::SubscribeRefused(topic) => d(
             "subscribe-refused",
             format!("{at} refused the subscription to \"{topic}\""),
@@ -525,7 +525,7 @@ fn client_refused(a: AlertDescription, step: Step, cx: &Context<'_>) -> Diagnosi
     d(code, cause, fix)
 }
 
-fn connack(code: u8, hub_reason: Option<&str>, cx: &Context<'_>) -> Diagnosis {
+fn connack(code: u8, hub_reason: Option<&super::HubRefusal>, cx: &Context<'_>) -> Diagnosis {
     let id = cx.identity;
     let ep = cx.endpoint;
     let detail = format!("CONNACK return code {}", connack_text(code));
@@ -536,25 +536,17 @@ fn connack(code: u8, hub_reason: Option<&str>, cx: &Context<'_>) -> Diagnosis {
         detail: detail.clone(),
     };
     let c = format!("connack-{code}");
-    if let Some(reason) = hub_reason {
-        // The local hub knows exactly why; its reason already names the fix.
-        let (cause, fix) = reason
-            .split_once(" — ")
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .unwrap_or_else(|| {
-                (
-                    reason.to_string(),
-                    "fix what the hub names and connect again".to_string(),
-                )
-            });
+    if let Some(r) = hub_reason {
+        // The local hub knows exactly why; say it, and the fix for that reason.
         return d(
-            c,
+            format!("hub-{}", r.kind),
             format!(
-                "the local hub refused \"{}\" ({}): {cause}",
+                "the local hub refused \"{}\" ({}): {}",
                 id.device_id,
-                connack_text(code)
+                connack_text(code),
+                r.reason
             ),
-            fix,
+            hub_fix(&r.kind, id),
         );
     }
     match (ep.peer, code) {
@@ -575,6 +567,30 @@ fn connack(code: u8, hub_reason: Option<&str>, cx: &Context<'_>) -> Diagnosis {
                 id.leaf().view.cn.clone().unwrap_or_default()
             ),
         ),
+    }
+}
+
+/// The fix for each of the local hub's refusal kinds (`crate::hub::Refusal::kind`).
+fn hub_fix(kind: &str, id: &Identity) -> String {
+    let dev = &id.device_id;
+    let root = id
+        .root()
+        .map(|r| r.name.clone())
+        .unwrap_or_else(|| id.leaf_issuer_name());
+    let (sha1, _) = crate::pki::thumbprints(&id.leaf().der);
+    match kind {
+        "no-certificate" => "connect with a client certificate: a workspace device, or --cert FILE --key FILE".into(),
+        "bad-certificate" => "send a DER X.509 certificate (check the --cert file with `chainsmith inspect`)".into(),
+        "username" | "username-mismatch" => format!("use client id \"{dev}\" and username {{host}}/{dev}/?api-version={} (chainsmith sends these with --flavor azure)", crate::azure::API_VERSION),
+        "unknown-device" => format!("register it: `chainsmith hub device add {dev} --auth ca` (or `--auth self-signed --from {dev}`)"),
+        "disabled" => format!("enable it: `chainsmith hub device enable {dev}`"),
+        "cn-mismatch" => format!("issue the device certificate with CN = \"{dev}\" exactly (case-sensitive): `chainsmith new device {dev} --issuer CA`"),
+        "expired" | "not-yet-valid" => format!("renew it: `chainsmith new device {dev} --issuer {} --force` (the hub needs no change for CA-signed devices)", id.leaf_issuer_name()),
+        "unverified" => format!("prove possession: `chainsmith new verification --issuer {root} --code CODE` with the code from `chainsmith hub ca list`, then `chainsmith hub ca verify {root} --cert verification_cert.pem` (or add it with --verified)"),
+        "missing-intermediate" => "send the intermediates after the leaf (workspace devices send them; for files, append them to the --cert file), or register the intermediate with the hub".into(),
+        "unknown-root" => format!("upload the CA: `chainsmith hub ca add {root}` and verify it (or `--verified`)"),
+        "thumbprint" => format!("register the device's thumbprint {sha1} as primary or secondary: `chainsmith hub device add {dev} --auth self-signed --from {dev}`"),
+        _ => "fix what the hub names and connect again".into(),
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod diagnose;
 pub mod identity;
+pub mod local;
 mod session;
 pub mod stats;
 mod tls;
@@ -162,14 +163,31 @@ pub struct ConnectionTest {
     /// The host name for the Azure username when it differs from the host dialled (the
     /// local hub's configured name).
     pub hub_hostname: Option<String>,
-    /// Where to ask why a CONNECT was refused (the in-process local hub knows).
-    pub refusal_reason: Option<Arc<dyn RefusalReasons>>,
+    /// The local hub, when the test can see inside it: refusal reasons, recorded messages.
+    pub hub: Option<Arc<dyn HubView>>,
 }
 
-/// A peer that can say why it refused a device (the local hub running in-process).
-pub trait RefusalReasons: Send + Sync + std::fmt::Debug {
-    /// The reason for the most recent refusal of `device_id`, "cause — fix" when the peer knows both.
-    fn reason<'a>(&'a self, device_id: &'a str) -> futures::future::BoxFuture<'a, Option<String>>;
+/// Why the local hub refused a device: its refusal kind and exact sentence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HubRefusal {
+    pub kind: String,
+    pub reason: String,
+}
+
+/// What the test can ask the local hub (implemented by [`local::HubWatch`]).
+pub trait HubView: Send + Sync + std::fmt::Debug {
+    /// Why the hub refused `device_id` (waits briefly for the hub's event).
+    fn refusal<'a>(
+        &'a self,
+        device_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Option<HubRefusal>>;
+    /// Which of `ids` (telemetry message ids) the hub has not recorded, after waiting up to `wait`.
+    fn missing<'a>(
+        &'a self,
+        device_id: &'a str,
+        ids: &'a [u32],
+        wait: Duration,
+    ) -> futures::future::BoxFuture<'a, Vec<u32>>;
 }
 
 impl ConnectionTest {
@@ -190,7 +208,7 @@ impl ConnectionTest {
             twin: flavor == Flavor::Azure,
             per_message_events: true,
             hub_hostname: None,
-            refusal_reason: None,
+            hub: None,
         }
     }
 }
@@ -328,6 +346,11 @@ pub enum Event {
         message_id: u32,
         kind: RoundTripKind,
     },
+    /// The local hub's own record: which messages it received as telemetry.
+    HubRecorded {
+        recorded: u32,
+        missing: Vec<u32>,
+    },
     Disconnected {
         ms: f64,
     },
@@ -383,6 +406,9 @@ pub struct Summary {
     pub ack_latency: Option<LatencyStats>,
     /// Round-trip latency.
     pub round_trip_latency: Option<LatencyStats>,
+    /// Messages the local hub recorded (when the test can see inside it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub_recorded: Option<u32>,
     pub total_ms: f64,
     /// Set when the test stopped early.
     #[serde(skip_serializing_if = "Option::is_none")]

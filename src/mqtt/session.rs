@@ -32,8 +32,7 @@ pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
     let mut summary = s.summary(&test);
     summary.total_ms = ms(started.elapsed());
     if let Err(f) = result {
-        let lookup = test.refusal_reason.as_ref();
-        let f = match (f.kind, lookup) {
+        let f = match (f.kind, test.hub.as_ref()) {
             (
                 FailureKind::Connack {
                     code,
@@ -44,7 +43,7 @@ pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
                 f.step,
                 FailureKind::Connack {
                     code,
-                    hub_reason: lookup.reason(&test.identity.device_id).await,
+                    hub_reason: lookup.refusal(&test.identity.device_id).await,
                 },
             ),
             (kind, _) => Failure::new(f.step, kind),
@@ -81,6 +80,7 @@ struct State {
     lost: u32,
     ack_ms: Vec<f64>,
     rt_ms: Vec<f64>,
+    hub_recorded: Option<u32>,
 }
 
 impl State {
@@ -91,7 +91,10 @@ impl State {
             self.acked == self.sent
         };
         Summary {
-            ok: self.sent == test.count && all_acked && self.rt_seen == self.rt_expected,
+            ok: self.sent == test.count
+                && all_acked
+                && self.rt_seen == self.rt_expected
+                && self.hub_recorded.is_none_or(|n| n == self.sent),
             sent: self.sent,
             acked: self.acked,
             round_trips_expected: self.rt_expected,
@@ -99,6 +102,7 @@ impl State {
             lost: self.lost,
             ack_latency: super::LatencyStats::from_ms(&self.ack_ms),
             round_trip_latency: super::LatencyStats::from_ms(&self.rt_ms),
+            hub_recorded: self.hub_recorded,
             total_ms: 0.0,
             failed_step: None,
         }
@@ -630,6 +634,15 @@ async fn run_inner(
             emit(tx, Event::RoundTripMissing { message_id, kind }).await;
         }
         s.lost += u32::from(lost);
+    }
+
+    // The local hub's own record of the telemetry.
+    if let Some(hub) = &test.hub {
+        let ids: Vec<u32> = (0..s.sent).collect();
+        let missing = hub.missing(&id.device_id, &ids, limit).await;
+        let recorded = s.sent - missing.len() as u32;
+        s.hub_recorded = Some(recorded);
+        emit(tx, Event::HubRecorded { recorded, missing }).await;
     }
 
     // Clean disconnect.
