@@ -579,17 +579,61 @@ fn hub_fix(kind: &str, id: &Identity) -> String {
         .unwrap_or_else(|| id.leaf_issuer_name());
     let (sha1, _) = crate::pki::thumbprints(&id.leaf().der);
     match kind {
-        "no-certificate" => "connect with a client certificate: a workspace device, or --cert FILE --key FILE".into(),
-        "bad-certificate" => "send a DER X.509 certificate (check the --cert file with `chainsmith inspect`)".into(),
-        "username" | "username-mismatch" => format!("use client id \"{dev}\" and username {{host}}/{dev}/?api-version={} (chainsmith sends these with --flavor azure)", crate::azure::API_VERSION),
-        "unknown-device" => format!("register it: `chainsmith hub device add {dev} --auth ca` (or `--auth self-signed --from {dev}`)"),
+        "no-certificate" => {
+            "connect with a client certificate: a workspace device, or --cert FILE --key FILE"
+                .into()
+        }
+        "bad-certificate" => {
+            "send a DER X.509 certificate (check the --cert file with `chainsmith inspect`)".into()
+        }
+        "username" | "username-mismatch" => format!(
+            "use client id \"{dev}\" and username {{host}}/{dev}/?api-version={} (chainsmith sends these with --flavor azure)",
+            crate::azure::API_VERSION
+        ),
+        "unknown-device" => format!(
+            "register it: `chainsmith hub device add {dev} --auth ca` (or `--auth self-signed --from {dev}`)"
+        ),
         "disabled" => format!("enable it: `chainsmith hub device enable {dev}`"),
-        "cn-mismatch" => format!("issue the device certificate with CN = \"{dev}\" exactly (case-sensitive): `chainsmith new device {dev} --issuer CA`"),
-        "expired" | "not-yet-valid" => format!("renew it: `chainsmith new device {dev} --issuer {} --force` (the hub needs no change for CA-signed devices)", id.leaf_issuer_name()),
-        "unverified" => format!("prove possession: `chainsmith new verification --issuer {root} --code CODE` with the code from `chainsmith hub ca list`, then `chainsmith hub ca verify {root} --cert verification_cert.pem` (or add it with --verified)"),
-        "missing-intermediate" => "send the intermediates after the leaf (workspace devices send them; for files, append them to the --cert file), or register the intermediate with the hub".into(),
-        "unknown-root" => format!("upload the CA: `chainsmith hub ca add {root}` and verify it (or `--verified`)"),
-        "thumbprint" => format!("register the device's thumbprint {sha1} as primary or secondary: `chainsmith hub device add {dev} --auth self-signed --from {dev}`"),
+        "cn-mismatch" => format!(
+            "issue the device certificate with CN = \"{dev}\" exactly (case-sensitive): `chainsmith new device {dev} --issuer CA`"
+        ),
+        "expired" | "not-yet-valid" => format!(
+            "renew it: `chainsmith new device {dev} --issuer {} --force` (the hub needs no change for CA-signed devices)",
+            id.leaf_issuer_name()
+        ),
+        "unverified" => format!(
+            "prove possession: `chainsmith new verification --issuer {root} --code CODE` with the code from `chainsmith hub ca list`, then `chainsmith hub ca verify {root} --cert verification_cert.pem` (or add it with --verified)"
+        ),
+        "missing-intermediate"
+            if id.missing_intermediates().is_empty()
+                && id.root().is_some()
+                && !id.sent.iter().any(|c| c.view.self_signed) =>
+        {
+            format!(
+                "\"{root}\" is a root (devices never send it), so the hub does not know it: upload and verify it with `chainsmith hub ca add {root}` (or `--verified`)"
+            )
+        }
+        "missing-intermediate" => {
+            let names: Vec<String> = id
+                .missing_intermediates()
+                .iter()
+                .map(|c| format!("\"{}\"", c.name))
+                .collect();
+            let which = if names.is_empty() {
+                "the intermediates".to_string()
+            } else {
+                names.join(", ")
+            };
+            format!(
+                "send {which} after the leaf (workspace devices send them; for files, append them to the --cert file), or register the intermediate with the hub"
+            )
+        }
+        "unknown-root" => {
+            format!("upload the CA: `chainsmith hub ca add {root}` and verify it (or `--verified`)")
+        }
+        "thumbprint" => format!(
+            "register the device's thumbprint {sha1} as primary or secondary: `chainsmith hub device add {dev} --auth self-signed --from {dev}`"
+        ),
         _ => "fix what the hub names and connect again".into(),
     }
 }
