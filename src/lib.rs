@@ -8,6 +8,7 @@ pub mod azure;
 pub mod cli;
 pub mod export;
 pub mod hub;
+pub mod mqtt;
 pub mod ops;
 pub mod pki;
 pub mod store;

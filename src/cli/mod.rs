@@ -1,5 +1,6 @@
 //! The command line: parse with clap, call `ops`, print text or `--json`.
 
+mod connect;
 mod export;
 mod hub;
 mod lifecycle;
@@ -61,6 +62,8 @@ pub enum Command {
     Revoke(lifecycle::RevokeArgs),
     /// A CRL signed by a CA, listing what it issued that is revoked.
     Crl(lifecycle::CrlArgs),
+    /// Connect a device over mutual TLS: every step, every round trip, and why it failed.
+    Connect(connect::ConnectArgs),
     /// The embedded local IoT Hub: registry, server, twin, C2D, methods.
     #[command(subcommand)]
     Hub(hub::HubCommand),
@@ -93,6 +96,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Revoke(a) => lifecycle::revoke(&cli.global, a),
         Command::Crl(a) => lifecycle::crl(&cli.global, a),
         Command::Hub(c) => hub::run(&cli.global, c),
+        Command::Connect(a) => connect::run(&cli.global, a),
     };
     match result {
         Ok(()) => 0,
