@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod export;
+pub mod fixtures;
 pub mod ops;
 pub mod pki;
 pub mod store;

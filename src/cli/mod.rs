@@ -1,5 +1,6 @@
 //! The command line: parse with clap, call `ops`, print text or `--json`.
 
+mod apply;
 mod export;
 mod lifecycle;
 mod look;
@@ -60,6 +61,8 @@ pub enum Command {
     Revoke(lifecycle::RevokeArgs),
     /// A CRL signed by a CA, listing what it issued that is revoked.
     Crl(lifecycle::CrlArgs),
+    /// Build a whole test PKI from a spec file, idempotently (negative fixtures included).
+    Apply(apply::ApplyArgs),
 }
 
 /// A failure already explained to the user; carries the exit code.
@@ -88,6 +91,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Renew(a) => lifecycle::renew(&cli.global, a),
         Command::Revoke(a) => lifecycle::revoke(&cli.global, a),
         Command::Crl(a) => lifecycle::crl(&cli.global, a),
+        Command::Apply(a) => apply::run(&cli.global, a),
     };
     match result {
         Ok(()) => 0,
