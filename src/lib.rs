@@ -7,6 +7,7 @@
 pub mod azure;
 pub mod cli;
 pub mod export;
+pub mod fixtures;
 pub mod hub;
 pub mod mqtt;
 pub mod ops;

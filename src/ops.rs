@@ -113,7 +113,7 @@ fn subject_for(
 
 /// The record of a certificate we just made. Cheap on purpose (one parse, two digests):
 /// it runs once per device in batches of thousands.
-fn meta_for(
+pub fn meta_for(
     name: &str,
     kind: Kind,
     issued: &issue::Issued,
@@ -152,6 +152,8 @@ fn meta_for(
         code: None,
         revoked: None,
         created: OffsetDateTime::now_utc(),
+        spec_hash: None,
+        fixture: None,
     })
 }
 
@@ -299,6 +301,40 @@ pub fn expand_ids(patterns: &[String], target: Target) -> Result<(Vec<String>, V
     Ok((ids, warnings))
 }
 
+/// One device certificate with a fresh key (CN = id), ready to store: what `new device` and
+/// `apply` both make, on every core (call it from a rayon iterator).
+pub fn device_entity(
+    id: &str,
+    ca: Option<&CaHandle>,
+    key: KeyAlg,
+    profile: &Profile,
+    validity: Validity,
+    target: Target,
+    slot: Option<Slot>,
+) -> Result<NewEntity> {
+    let spec = IssueSpec {
+        subject: subject::cn_only(id)?,
+        profile: profile.clone(),
+        validity,
+    };
+    let issued = issue::issue(&spec, key, ca)?;
+    let mut meta = meta_for(
+        id,
+        Kind::Device,
+        &issued,
+        ca.map(|c| c.name.as_str()),
+        None,
+        Some(target),
+    )?;
+    meta.slot = slot;
+    Ok(NewEntity {
+        meta,
+        cert_pem: issued.cert_pem,
+        key_pem: issued.key_pem,
+        extra: vec![],
+    })
+}
+
 pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
     let (ids, mut warnings) = expand_ids(&req.ids, req.target)?;
     if !req.force {
@@ -327,27 +363,15 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
     let batch: Vec<NewEntity> = ids
         .par_iter()
         .map(|id| {
-            let spec = IssueSpec {
-                subject: subject::cn_only(id)?,
-                profile: profile.clone(),
-                validity,
-            };
-            let issued = issue::issue(&spec, key, ca.as_ref())?;
-            let mut meta = meta_for(
+            device_entity(
                 id,
-                Kind::Device,
-                &issued,
-                req.issuer.as_deref(),
-                None,
-                Some(req.target),
-            )?;
-            meta.slot = req.slot;
-            Ok(NewEntity {
-                meta,
-                cert_pem: issued.cert_pem,
-                key_pem: issued.key_pem,
-                extra: vec![],
-            })
+                ca.as_ref(),
+                key,
+                &profile,
+                validity,
+                req.target,
+                req.slot,
+            )
         })
         .collect::<Result<_>>()?;
     let entities = store(ws, batch, req.force)?;

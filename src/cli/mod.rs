@@ -1,5 +1,6 @@
 //! The command line: parse with clap, call `ops`, print text or `--json`.
 
+mod apply;
 mod connect;
 mod export;
 mod hub;
@@ -62,6 +63,8 @@ pub enum Command {
     Revoke(lifecycle::RevokeArgs),
     /// A CRL signed by a CA, listing what it issued that is revoked.
     Crl(lifecycle::CrlArgs),
+    /// Build a whole test PKI from a spec file, idempotently (negative fixtures included).
+    Apply(apply::ApplyArgs),
     /// Connect a device over mutual TLS: every step, every round trip, and why it failed.
     Connect(connect::ConnectArgs),
     /// The embedded local IoT Hub: registry, server, twin, C2D, methods.
@@ -97,6 +100,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Crl(a) => lifecycle::crl(&cli.global, a),
         Command::Hub(c) => hub::run(&cli.global, c),
         Command::Connect(a) => connect::run(&cli.global, a),
+        Command::Apply(a) => apply::run(&cli.global, a),
     };
     match result {
         Ok(()) => 0,

@@ -288,6 +288,8 @@ pub fn import(ws: &Workspace, req: &ImportRequest) -> Result<Imported> {
         code: None,
         revoked: None,
         created: OffsetDateTime::now_utc(),
+        spec_hash: None,
+        fixture: None,
     };
     let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", der));
     let entity = NewEntity {

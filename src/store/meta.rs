@@ -79,6 +79,14 @@ pub struct Meta {
     pub revoked: Option<Revocation>,
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
+    /// Set by `chainsmith apply`: a hash of the spec entry that made this entity, so a second
+    /// apply compares instead of re-issuing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<String>,
+    /// Set by `chainsmith apply` on negative fixtures: the failure this certificate is made
+    /// to provoke (`expired`, `weak_key`, ...). Such certificates are broken on purpose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixture: Option<String>,
 }
 
 impl Meta {

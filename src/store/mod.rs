@@ -451,7 +451,13 @@ impl Workspace {
     /// with the old in one `RENAME_EXCHANGE`, so readers see one or the other, never a mix.
     /// Names that do not exist yet are simply created.
     pub fn replace(&self, batch: &[NewEntity]) -> Result<()> {
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
+        self.replace_locked(&lock, batch)
+    }
+
+    /// `replace` for a caller that already holds the workspace lock (a read-compare-write
+    /// such as `apply`, which must not let another process change the workspace between).
+    pub fn replace_locked(&self, _lock: &WorkspaceLock, batch: &[NewEntity]) -> Result<()> {
         let result: Result<Vec<()>> = batch
             .par_iter()
             .map(|e| {
