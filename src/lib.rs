@@ -8,3 +8,4 @@ pub mod cli;
 pub mod ops;
 pub mod pki;
 pub mod store;
+pub mod tui;

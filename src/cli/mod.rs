@@ -2,6 +2,7 @@
 
 mod look;
 mod new;
+mod tui;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -48,6 +49,10 @@ pub enum Command {
     Inspect(look::InspectArgs),
     /// Check entities for mistakes that stop devices connecting; exits 1 on errors.
     Lint(look::LintArgs),
+    /// The interactive workbench (also what `chainsmith` with no arguments opens).
+    Tui(tui::TuiArgs),
+    /// The guided workshop: the seed tutorial step by step, checked against your workspace.
+    Guide(tui::GuideArgs),
 }
 
 /// A failure already explained to the user; carries the exit code.
@@ -57,12 +62,8 @@ pub type CliResult = Result<(), anyhow::Error>;
 
 pub fn run(cli: Cli) -> i32 {
     let json = cli.global.json;
-    let Some(command) = cli.command else {
-        use clap::CommandFactory;
-        let _ = Cli::command().print_help();
-        println!();
-        return 0;
-    };
+    // No subcommand: the TUI.
+    let command = cli.command.unwrap_or(Command::Tui(tui::TuiArgs::default()));
     let result = match command {
         Command::Init { dir } => init(&cli.global, dir),
         Command::New(c) => new::run(&cli.global, c),
@@ -71,6 +72,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Show(a) => look::show(&cli.global, a),
         Command::Inspect(a) => look::inspect(&cli.global, a),
         Command::Lint(a) => look::lint(&cli.global, a),
+        Command::Tui(a) => tui::tui(&cli.global, a),
+        Command::Guide(a) => tui::guide(&cli.global, a),
     };
     match result {
         Ok(()) => 0,
