@@ -37,7 +37,8 @@ const FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
+    // Transparent: `{:#}` in the CLI would otherwise print the message twice.
+    #[error(transparent)]
     Pki(#[from] crate::pki::Error),
     #[error("{action} {path}: {detail}")]
     Io { action: &'static str, path: PathBuf, detail: String },

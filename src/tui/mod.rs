@@ -122,6 +122,17 @@ pub fn perform(ws: &Workspace, cmd: Command) -> Option<Action> {
     }
 }
 
+/// Run `first` and every command that follows from it to completion, synchronously: how
+/// tests and benches drive the app without a loop or a terminal.
+pub fn settle(app: &mut App, ws: &Workspace, first: Option<Command>) {
+    let mut queue: std::collections::VecDeque<Command> = first.into_iter().collect();
+    while let Some(c) = queue.pop_front() {
+        if let Some(a) = perform(ws, c) {
+            queue.extend(app.update(a));
+        }
+    }
+}
+
 /// The OSC 52 sequence that puts `text` on the terminal's clipboard.
 pub fn osc52(text: &str) -> String {
     use base64::Engine;
