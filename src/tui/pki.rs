@@ -209,7 +209,7 @@ pub fn render_details(f: &mut Frame, area: Rect, app: &App) {
                 vec![Line::raw(format!("{spin} checking {}…", row.meta.name))]
             }
             Some(Err(e)) => vec![Line::styled(format!("✗ {e}"), t.bad())],
-            Some(Ok(r)) => details_lines(t, r, app.now, area.width.saturating_sub(16)),
+            Some(Ok(r)) => details_lines(t, r, app.now, area.width.saturating_sub(2)),
         },
     };
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((p.detail_scroll, 0)).block(block), area);
@@ -242,7 +242,7 @@ pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> V
     out.push(field(t, "Serial", c.serial.clone()));
     out.push(field(t, "Not before", c.not_before.clone()));
     out.push(field(t, "Not after", c.not_after.clone()));
-    let bar_width = (width as usize).clamp(10, 30);
+    let bar_width = (width as usize).saturating_sub(30).clamp(6, 30);
     let (bar, frac) = time_bar(m.not_before, m.not_after, now, bar_width);
     let days = m.days_left(now);
     let bar_style = if frac <= 0.0 {
