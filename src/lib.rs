@@ -13,3 +13,4 @@ pub mod mqtt;
 pub mod ops;
 pub mod pki;
 pub mod store;
+pub mod tui;

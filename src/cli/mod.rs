@@ -7,6 +7,7 @@ mod hub;
 mod lifecycle;
 mod look;
 mod new;
+mod tui;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -63,6 +64,10 @@ pub enum Command {
     Revoke(lifecycle::RevokeArgs),
     /// A CRL signed by a CA, listing what it issued that is revoked.
     Crl(lifecycle::CrlArgs),
+    /// The interactive workbench (also what `chainsmith` with no arguments opens).
+    Tui(tui::TuiArgs),
+    /// The guided workshop: the seed tutorial step by step, checked against your workspace.
+    Guide(tui::GuideArgs),
     /// Build a whole test PKI from a spec file, idempotently (negative fixtures included).
     Apply(apply::ApplyArgs),
     /// Connect a device over mutual TLS: every step, every round trip, and why it failed.
@@ -79,12 +84,8 @@ pub type CliResult = Result<(), anyhow::Error>;
 
 pub fn run(cli: Cli) -> i32 {
     let json = cli.global.json;
-    let Some(command) = cli.command else {
-        use clap::CommandFactory;
-        let _ = Cli::command().print_help();
-        println!();
-        return 0;
-    };
+    // No subcommand: the TUI.
+    let command = cli.command.unwrap_or(Command::Tui(tui::TuiArgs::default()));
     let result = match command {
         Command::Init { dir } => init(&cli.global, dir),
         Command::New(c) => new::run(&cli.global, c),
@@ -101,6 +102,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Hub(c) => hub::run(&cli.global, c),
         Command::Connect(a) => connect::run(&cli.global, a),
         Command::Apply(a) => apply::run(&cli.global, a),
+        Command::Tui(a) => tui::tui(&cli.global, a),
+        Command::Guide(a) => tui::guide(&cli.global, a),
     };
     match result {
         Ok(()) => 0,
