@@ -167,6 +167,37 @@ fn crl_marks_the_revoked_device_and_not_its_sibling() {
     );
     let err = w.fails(&["revoke", "dev-b", "--reason", "bored"]);
     assert!(err.contains("keyCompromise"), "{err}");
+    // Renewing the revoked device keeps its old serial on the CRL; the new one is good.
+    let old_serial = w.json(&["show", "dev-a"])["meta"]["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.ok(&["renew", "dev-a", "--rekey"]);
+    let crl = w.json(&["crl", "inter"]);
+    let serials: Vec<&str> = crl["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["serial"].as_str().unwrap())
+        .collect();
+    assert_eq!(serials, [old_serial.as_str()]);
+    std::fs::write(w.path("inter2.crl.pem"), crl["pem"].as_str().unwrap()).unwrap();
+    w.ok(&["export", "dev-a", "--out", "o3"]);
+    let (ok, text) = openssl(
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "../o/acme.root.pem",
+            "-untrusted",
+            "dev-a.chain.pem",
+            "-CRLfile",
+            "../inter2.crl.pem",
+            "dev-a.cert.pem",
+        ],
+        &w.path("o3"),
+    );
+    assert!(ok, "the renewed certificate is not revoked: {text}");
 }
 
 #[test]

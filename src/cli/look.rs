@@ -183,8 +183,18 @@ pub(crate) fn render_findings(o: &mut String, findings: &[Finding]) {
 
 pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
     let bytes = std::fs::read(&a.file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
-    let report: FileReport = inspect_bytes(&bytes, a.password.as_deref())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    let report: FileReport = match inspect_bytes(&bytes, a.password.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            // A PFX that will not open: say whether the password or the algorithm is the cause.
+            if let (Ok(algs), Some(pw)) = (crate::export::pfx::decode(&bytes), a.password.as_deref()) {
+                if let Err(pe) = crate::export::pfx::open(&bytes, pw, &a.file.display().to_string()) {
+                    anyhow::bail!("{pe}\n  Protection   {}", algs.summary());
+                }
+            }
+            anyhow::bail!("{}: {e}", a.file.display());
+        }
+    };
     let certs: Vec<&CertView> = report
         .items
         .iter()
