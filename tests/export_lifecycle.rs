@@ -489,6 +489,35 @@ fn self_signed_device_holds_both_thumbprint_slots() {
     assert_eq!(slots[1]["sha1"].as_str().unwrap(), secondary);
     let hist = w.json(&["show", "thermo-1", "--history"]);
     assert_eq!(hist["history"][0]["sha1"].as_str().unwrap(), primary);
+    // Export each slot: the files carry the device id, the thumbprints differ.
+    w.ok(&["export", "thermo-1", "--out", "p"]);
+    w.ok(&["export", "thermo-1", "--slot", "secondary", "--out", "s"]);
+    assert_eq!(sha1_of(&w.path("p/thermo-1.cert.pem")), rolled);
+    assert_eq!(sha1_of(&w.path("s/thermo-1.cert.pem")), secondary);
+    let (ok, text) = openssl(
+        &[
+            "verify",
+            "-CAfile",
+            "thermo-1.cert.pem",
+            "thermo-1.cert.pem",
+        ],
+        &w.path("s"),
+    );
+    assert!(ok, "{text}");
+    let (_, cert_pub) = openssl(
+        &["x509", "-in", "thermo-1.cert.pem", "-noout", "-pubkey"],
+        &w.path("s"),
+    );
+    let (_, key_pub) = openssl(
+        &["pkey", "-in", "thermo-1.key.pem", "-pubout"],
+        &w.path("s"),
+    );
+    assert_eq!(
+        cert_pub, key_pub,
+        "the exported secondary key belongs to the secondary certificate"
+    );
+    let err = w.fails(&["export", "dev-none", "--slot", "secondary", "--out", "z"]);
+    assert!(err.contains("dev-none"), "{err}");
     // Each slot's certificate and key belong together.
     let dir = w.path("ws/entities/thermo-1/secondary");
     let (_, a) = openssl(&["x509", "-in", "cert.pem", "-noout", "-pubkey"], &dir);

@@ -1,7 +1,7 @@
 //! `export`: a thin face over `crate::export`.
 
 use super::{CliResult, Global, print_json};
-use crate::export::{ExportOptions, Format, PfxProfile, export_entity};
+use crate::export::{ExportOptions, Format, PfxProfile, export_entity, export_slot};
 use clap::Args;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -39,6 +39,9 @@ pub struct ExportArgs {
     /// Write the one file of a single-file format to standard output (pem: leaf + intermediates).
     #[arg(long, conflicts_with = "force")]
     pub stdout: bool,
+    /// For a self-signed device with two thumbprint slots: which one (default: the main one).
+    #[arg(long, value_name = "SLOT", value_parser = parse_slot)]
+    pub slot: Option<crate::store::Slot>,
     /// DPS ID scope for the edge snippet.
     #[arg(long, value_name = "SCOPE")]
     pub id_scope: Option<String>,
@@ -46,6 +49,14 @@ pub struct ExportArgs {
 
 fn parse_format(s: &str) -> Result<Format, String> {
     s.parse().map_err(|e: crate::export::Error| e.to_string())
+}
+
+fn parse_slot(s: &str) -> Result<crate::store::Slot, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "primary" => Ok(crate::store::Slot::Primary),
+        "secondary" => Ok(crate::store::Slot::Secondary),
+        _ => Err(format!("slot \"{s}\" must be primary or secondary")),
+    }
 }
 
 fn parse_profile(s: &str) -> Result<PfxProfile, String> {
@@ -98,7 +109,10 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
             opts.formats[0]
         );
     }
-    let report = export_entity(&ws, &a.name, &opts)?;
+    let report = match a.slot {
+        Some(slot) => export_slot(&ws, &a.name, slot, &opts)?,
+        None => export_entity(&ws, &a.name, &opts)?,
+    };
     if let Some(bytes) = &report.stdout {
         let mut out = std::io::stdout().lock();
         out.write_all(bytes)?;
