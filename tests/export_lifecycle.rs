@@ -563,3 +563,67 @@ fn list_expiring_shows_what_ends_within_the_window() {
     let err = w.fails(&["list", "--expiring", "soonish"]);
     assert!(err.contains("30d"), "{err}");
 }
+
+#[test]
+fn crl_of_an_imported_openssl_ca_is_accepted_by_openssl() {
+    // A CA made by the openssl CLI (SHA-1 subject key identifier, not ours).
+    let w = Ws::new();
+    let dir = w.dir.path();
+    let (ok, text) = openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "corp.key",
+            "-out",
+            "corp.crt",
+            "-subj",
+            "/O=Corp/CN=Corp Root",
+            "-days",
+            "100",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+        dir,
+    );
+    assert!(ok, "{text}");
+    w.ok(&["import", "corp.crt", "corp.key", "--name", "corp"]);
+    w.ok(&["new", "device", "m1", "m2", "--issuer", "corp"]);
+    w.ok(&["revoke", "m1", "--reason", "superseded"]);
+    w.ok(&["crl", "corp", "--out", "corp.crl.pem"]);
+    w.ok(&["export", "m1", "--out", "o"]);
+    w.ok(&["export", "m2", "--out", "o"]);
+    let (ok, text) = openssl(
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "../corp.crt",
+            "-CRLfile",
+            "../corp.crl.pem",
+            "m1.cert.pem",
+        ],
+        &w.path("o"),
+    );
+    assert!(!ok && text.contains("certificate revoked"), "{text}");
+    let (ok, text) = openssl(
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "../corp.crt",
+            "-CRLfile",
+            "../corp.crl.pem",
+            "m2.cert.pem",
+        ],
+        &w.path("o"),
+    );
+    assert!(ok, "{text}");
+}
