@@ -409,6 +409,13 @@ fn plan(src: &Source, opts: &ExportOptions, report: &mut ExportReport) -> Result
         opts.formats.clone()
     };
     formats.dedup();
+    if let Some(r) = &src.leaf.meta.revoked {
+        report.notes.push(format!(
+            "\"{name}\" is revoked ({}); {}",
+            r.reason,
+            crate::ops::lifecycle::HUB_DOES_NOT_CHECK_CRLS
+        ));
+    }
     let self_signed_leaf = src.leaf.meta.self_signed && !src.leaf.meta.kind.is_ca();
     for f in &formats {
         match f {
