@@ -259,6 +259,13 @@ fn pfx_import_round_trip_issues_devices_that_openssl_verifies() {
     ]);
     assert!(pem_out.contains("with its private key"), "{pem_out}");
     company.ok(&["new", "device", "d2", "--issuer", "company-pem"]);
+    // Its issuer lives in the vendor's workspace: renewing it here must not self-sign it.
+    let err = company.fails(&["renew", "company"]);
+    assert!(
+        err.contains("not in this workspace") && err.contains("CN=acme"),
+        "{err}"
+    );
+    company.ok(&["renew", "plant-3.robot-7"]);
 }
 
 #[test]

@@ -154,8 +154,13 @@ pub struct WrittenFile {
     pub path: PathBuf,
     /// "certificate", "private key (PKCS#8)", "chain (leaf + intermediates)", ...
     pub what: String,
-    /// Unix mode, e.g. 0o600.
+    /// Unix mode, e.g. 0o600 (JSON: the octal string "0600").
+    #[serde(serialize_with = "octal")]
     pub mode: u32,
+}
+
+fn octal<S: serde::Serializer>(mode: &u32, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
 }
 
 /// A PFX written and read back.

@@ -481,6 +481,15 @@ pub fn renew(ws: &Workspace, req: &RenewRequest) -> Result<Renewed> {
     let old = entity.meta.clone();
     let ca = match &old.issuer {
         Some(i) if !old.self_signed => Some(load_ca(ws, i)?),
+        None if !old.self_signed => {
+            let issuer = CertView::from_der(&entity.cert_der)
+                .map(|v| v.issuer)
+                .unwrap_or_default();
+            return Err(invalid(format!(
+                "\"{}\" was issued by a CA that is not in this workspace ({issuer}); renew it there, or import that CA with its key (`chainsmith import CA.pem CA.key --name NAME`) first",
+                req.name
+            )));
+        }
         _ => None,
     };
     if old.self_signed && !old.has_key {
