@@ -229,7 +229,7 @@ pub async fn drive(json: bool, test: ConnectionTest) -> bool {
     let mut printer = Printer::default();
     while let Some(event) = rx.recv().await {
         if json {
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string(&event)
                     .unwrap_or_else(|e| format!("{{\"event\":\"error\",\"message\":\"{e}\"}}"))
@@ -252,7 +252,7 @@ struct Printer;
 
 fn line(ok: bool, label: &str, ms: f64, rest: &str) {
     let mark = if ok { "✓" } else { "✗" };
-    println!("{mark} {label:<14} {ms:>9.1} ms  {rest}");
+    say!("{mark} {label:<14} {ms:>9.1} ms  {rest}");
 }
 
 impl Printer {
@@ -276,17 +276,17 @@ impl Printer {
                     Flavor::Azure => "azure",
                     Flavor::Generic => "generic",
                 };
-                println!(
+                say!(
                     "connect {device} -> {endpoint} ({peer}, {flavor} flavor, {count} message(s), QoS {qos})"
                 );
             }
             Event::Lint { findings } => {
                 if findings.is_empty() {
-                    println!("✓ pre-flight lint: no findings");
+                    say!("✓ pre-flight lint: no findings");
                 } else {
-                    println!("! pre-flight lint:");
+                    say!("! pre-flight lint:");
                     for f in findings {
-                        println!("    {} {}: {}", f.severity.as_str(), f.code, f.message);
+                        say!("    {} {}: {}", f.severity.as_str(), f.code, f.message);
                     }
                 }
             }
@@ -300,7 +300,7 @@ impl Printer {
                     &format!("{}, {}", facts.version, facts.cipher_suite),
                 );
                 if let Some(s) = &facts.server_cert {
-                    println!(
+                    say!(
                         "    server: {} issued by {}, valid until {}{}",
                         s.subject,
                         s.issuer,
@@ -313,18 +313,18 @@ impl Printer {
                     );
                 }
                 if facts.client_cert_requested {
-                    println!(
+                    say!(
                         "    client chain sent: {}",
                         facts.client_chain_sent.join("  <-  ")
                     );
                     if !facts.acceptable_cas.is_empty() {
-                        println!(
+                        say!(
                             "    server accepts client certificates from: {}",
                             facts.acceptable_cas.join("; ")
                         );
                     }
                 } else {
-                    println!("    the server did not ask for a client certificate");
+                    say!("    the server did not ask for a client certificate");
                 }
             }
             Event::Connack {
@@ -376,10 +376,10 @@ impl Printer {
                 } else {
                     ""
                 };
-                println!("  message {message_id:<4} {ack}  {payload}{alert}");
+                say!("  message {message_id:<4} {ack}  {payload}{alert}");
             }
             Event::AckMissing { message_id } => {
-                println!("✗ message {message_id:<4} no PUBACK within the timeout")
+                say!("✗ message {message_id:<4} no PUBACK within the timeout")
             }
             Event::RoundTrip {
                 message_id,
@@ -392,17 +392,17 @@ impl Printer {
                     RoundTripKind::Twin => "twin GET -> response",
                     RoundTripKind::C2d => "C2D echo",
                 };
-                println!("  message {message_id:<4} round trip {ms:.2} ms  {what}, {detail}");
+                say!("  message {message_id:<4} round trip {ms:.2} ms  {what}, {detail}");
             }
-            Event::RoundTripMissing { message_id, kind } => println!(
+            Event::RoundTripMissing { message_id, kind } => say!(
                 "✗ message {message_id:<4} {} round trip did not come back within the timeout",
                 kind.as_str()
             ),
             Event::HubRecorded { recorded, missing } => {
                 if missing.is_empty() {
-                    println!("✓ local hub recorded all {recorded} message(s)");
+                    say!("✓ local hub recorded all {recorded} message(s)");
                 } else {
-                    println!(
+                    say!(
                         "✗ local hub recorded {recorded} message(s); missing message ids {missing:?}"
                     );
                 }
@@ -414,15 +414,15 @@ impl Printer {
                 "clean (DISCONNECT + TLS close_notify)",
             ),
             Event::Failed { step, diagnosis } => {
-                println!("✗ {} failed", step.label());
-                println!("    cause: {}", diagnosis.cause);
-                println!("    fix:   {}", diagnosis.fix);
+                say!("✗ {} failed", step.label());
+                say!("    cause: {}", diagnosis.cause);
+                say!("    fix:   {}", diagnosis.fix);
                 if !diagnosis.detail.is_empty() {
-                    println!("    ({})", diagnosis.detail);
+                    say!("    ({})", diagnosis.detail);
                 }
             }
             Event::Summary(s) => {
-                println!(
+                say!(
                     "{} summary: {} sent, {} acknowledged, {}/{} round trips, {} lost, {:.0} ms in all",
                     if s.ok { "✓" } else { "✗" },
                     s.sent,
@@ -433,10 +433,10 @@ impl Printer {
                     s.total_ms
                 );
                 if let Some(l) = &s.ack_latency {
-                    println!("    PUBACK latency:     {l}");
+                    say!("    PUBACK latency:     {l}");
                 }
                 if let Some(l) = &s.round_trip_latency {
-                    println!("    round-trip latency: {l}");
+                    say!("    round-trip latency: {l}");
                 }
             }
         }

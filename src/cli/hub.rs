@@ -158,7 +158,7 @@ pub fn run(global: &Global, c: HubCommand) -> CliResult {
             if global.json {
                 print_json(&serde_json::json!({ "trust": p }));
             } else {
-                println!("{}", p.display());
+                say!("{}", p.display());
             }
             Ok(())
         }
@@ -181,7 +181,7 @@ pub fn run(global: &Global, c: HubCommand) -> CliResult {
             if global.json {
                 print_json(&v);
             } else {
-                println!(
+                say!(
                     "sent to {}: message id {}",
                     a.id,
                     v["message_id"].as_str().unwrap_or("")
@@ -206,8 +206,8 @@ pub fn run(global: &Global, c: HubCommand) -> CliResult {
             if global.json {
                 print_json(&v);
             } else {
-                println!("status {}", v["status"]);
-                println!("{}", v["payload"]);
+                say!("status {}", v["status"]);
+                say!("{}", v["payload"]);
             }
             Ok(())
         }
@@ -243,11 +243,11 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
             if global.json {
                 print_json(&ca_json(&ca));
             } else if verified {
-                println!("CA \"{name}\" ({}) uploaded, verified", ca.cn);
+                say!("CA \"{name}\" ({}) uploaded, verified", ca.cn);
             } else {
-                println!("CA \"{name}\" ({}) uploaded, unverified", ca.cn);
-                println!("verification code: {}", ca.code);
-                println!(
+                say!("CA \"{name}\" ({}) uploaded, unverified", ca.cn);
+                say!("verification code: {}", ca.code);
+                say!(
                     "prove possession: chainsmith new verification --issuer {name} --code {} ; chainsmith hub ca verify {name} --cert FILE",
                     ca.code
                 );
@@ -260,7 +260,7 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
             if global.json {
                 print_json(&ca_json(&ca));
             } else {
-                println!("CA \"{name}\" is verified");
+                say!("CA \"{name}\" is verified");
             }
         }
         CaCommand::List => {
@@ -268,18 +268,18 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
             if global.json {
                 print_json(&reg.cas.iter().map(ca_json).collect::<Vec<_>>());
             } else if reg.cas.is_empty() {
-                println!("no CAs uploaded; add one with `chainsmith hub ca add NAME`");
+                say!("no CAs uploaded; add one with `chainsmith hub ca add NAME`");
             } else {
                 for c in &reg.cas {
                     let state = if c.verified { "verified" } else { "unverified" };
-                    println!("{:<24} {:<10} CN={}  code {}", c.name, state, c.cn, c.code);
+                    say!("{:<24} {:<10} CN={}  code {}", c.name, state, c.cn, c.code);
                 }
             }
         }
         CaCommand::Remove { name } => {
             store.remove_ca(&name)?;
             if !global.json {
-                println!("CA \"{name}\" removed from the hub");
+                say!("CA \"{name}\" removed from the hub");
             } else {
                 print_json(&serde_json::json!({ "removed": name }));
             }
@@ -300,11 +300,11 @@ fn device(global: &Global, store: &HubStore, c: DeviceCommand) -> CliResult {
         if global.json {
             print_json(d);
         } else {
-            println!("device {}", d.id);
-            println!("  auth      {}", d.auth.as_str());
-            println!("  enabled   {}", d.enabled);
-            println!("  primary   {}", d.primary.as_deref().unwrap_or("-"));
-            println!("  secondary {}", d.secondary.as_deref().unwrap_or("-"));
+            say!("device {}", d.id);
+            say!("  auth      {}", d.auth.as_str());
+            say!("  enabled   {}", d.enabled);
+            say!("  primary   {}", d.primary.as_deref().unwrap_or("-"));
+            say!("  secondary {}", d.secondary.as_deref().unwrap_or("-"));
         }
     };
     match c {
@@ -334,12 +334,12 @@ fn device(global: &Global, store: &HubStore, c: DeviceCommand) -> CliResult {
             if global.json {
                 print_json(&reg.devices);
             } else if reg.devices.is_empty() {
-                println!(
+                say!(
                     "no devices registered; add one with `chainsmith hub device add ID --auth ca`"
                 );
             } else {
                 for d in &reg.devices {
-                    println!(
+                    say!(
                         "{:<32} {:<12} {}",
                         d.id,
                         d.auth.as_str(),
@@ -356,7 +356,7 @@ fn device(global: &Global, store: &HubStore, c: DeviceCommand) -> CliResult {
             if global.json {
                 print_json(&serde_json::json!({ "removed": id }));
             } else {
-                println!("device \"{id}\" removed from the hub");
+                say!("device \"{id}\" removed from the hub");
             }
         }
     }
@@ -386,7 +386,7 @@ fn twin(global: &Global, store: &HubStore, a: TwinArgs) -> CliResult {
     if global.json {
         print_json(&t.document());
     } else {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&t.document()).unwrap_or_default()
         );
@@ -413,14 +413,14 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
         let ctl = tokio::spawn(control::serve(hub.clone(), control_path.clone()));
         let print = move |e: &HubEvent| {
             if json {
-                println!("{}", serde_json::to_string(e).unwrap_or_default());
+                say!("{}", serde_json::to_string(e).unwrap_or_default());
             } else {
-                println!("{}", e.line());
+                say!("{}", e.line());
             }
         };
         print(&HubEvent::Listening { addr });
         if !json {
-            println!("trust: {}", HubStore::open(&root)?.trust_path().display());
+            say!("trust: {}", HubStore::open(&root)?.trust_path().display());
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
@@ -497,8 +497,8 @@ fn print_telemetry(v: &serde_json::Value, json: bool) {
         "properties": { "system": system, "application": app },
     }});
     if json {
-        println!("{}", serde_json::to_string(&ev).unwrap_or_default());
+        say!("{}", serde_json::to_string(&ev).unwrap_or_default());
     } else {
-        println!("{}", serde_json::to_string_pretty(&ev).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&ev).unwrap_or_default());
     }
 }

@@ -1,5 +1,15 @@
 //! The command line: parse with clap, call `ops`, print text or `--json`.
 
+/// `println!` for the CLI faces: a closed pipe ends the program quietly instead of panicking.
+macro_rules! say {
+    () => {
+        $crate::cli::out("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod apply;
 mod connect;
 mod export;
@@ -175,10 +185,27 @@ fn error_kind(e: &anyhow::Error) -> &'static str {
 }
 
 pub(crate) fn print_json<T: Serialize>(value: &T) {
-    println!(
-        "{}",
+    out(&format!(
+        "{}\n",
         serde_json::to_string_pretty(value).expect("serialisable")
-    );
+    ));
+}
+
+/// Write to standard output. A reader that went away (`chainsmith list | head`) ends the
+/// program quietly, as it does for other Unix tools, instead of a panic from `println!`.
+pub(crate) fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
 }
 
 pub(crate) fn warn(global: &Global, warnings: &[String]) {
@@ -213,7 +240,7 @@ fn init(global: &Global, dir: Option<PathBuf>) -> CliResult {
     if global.json {
         print_json(&serde_json::json!({ "workspace": ws.root() }));
     } else {
-        println!("workspace ready at {}", ws.root().display());
+        say!("workspace ready at {}", ws.root().display());
     }
     Ok(())
 }

@@ -39,7 +39,7 @@ pub fn guide(global: &Global, a: GuideArgs) -> CliResult {
                 .collect();
             super::print_json(&serde_json::json!({ "steps": steps }));
         } else {
-            print!("{}", tui::guide::text_report(&rows));
+            super::out(&tui::guide::text_report(&rows));
         }
         return Ok(());
     }
