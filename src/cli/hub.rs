@@ -102,6 +102,8 @@ pub struct TwinArgs {
 pub enum LogFormat {
     Text,
     Json,
+    /// No per-event log (benchmarks); `hub monitor` still works.
+    Off,
 }
 
 #[derive(Args, Debug)]
@@ -397,6 +399,7 @@ fn twin(global: &Global, store: &HubStore, a: TwinArgs) -> CliResult {
 fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
     let rt = runtime()?;
     let json = a.log == LogFormat::Json || global.json;
+    let quiet = a.log == LogFormat::Off;
     let root = store.ws.root().to_path_buf();
     let control_path = store.control_path();
     rt.block_on(async move {
@@ -426,7 +429,8 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
         loop {
             tokio::select! {
                 e = events.recv() => match e {
-                    Ok(e) => print(&e),
+                    Ok(e) if !quiet || matches!(e, HubEvent::Listening { .. }) => print(&e),
+                    Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         eprintln!("warning: log fell behind, {n} events skipped");
                     }
