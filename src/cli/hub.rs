@@ -182,9 +182,15 @@ pub fn run(global: &Global, c: HubCommand) -> CliResult {
             let v = one_request(&store, &req)?;
             if global.json {
                 print_json(&v);
-            } else {
+            } else if v["delivered"] == true {
                 println!(
                     "sent to {}: message id {}",
+                    a.id,
+                    v["message_id"].as_str().unwrap_or("")
+                );
+            } else {
+                println!(
+                    "queued for {} (not connected or not subscribed to C2D; delivered when it subscribes): message id {}",
                     a.id,
                     v["message_id"].as_str().unwrap_or("")
                 );
@@ -402,6 +408,13 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
     let quiet = a.log == LogFormat::Off;
     let root = store.ws.root().to_path_buf();
     let control_path = store.control_path();
+    if std::os::unix::net::UnixStream::connect(&control_path).is_ok() {
+        bail!(
+            "a hub is already running for the workspace {} (control socket {}); stop it first or use another --workspace",
+            root.display(),
+            control_path.display()
+        );
+    }
     rt.block_on(async move {
         let config = HubConfig {
             bind: a.bind,

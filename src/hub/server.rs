@@ -219,13 +219,18 @@ struct SessionHandle {
     subs: Arc<Mutex<Vec<(String, QoS, DeviceSubscription)>>>,
 }
 
+/// Queued C2D messages per device: (topic, body).
+type C2dQueue = HashMap<String, VecDeque<(String, Vec<u8>)>>;
+/// Method calls waiting for their answer, by `$rid`: (status, payload).
+type Pending = HashMap<String, oneshot::Sender<(u16, Vec<u8>)>>;
+
 struct Shared {
     store: HubStore,
     config: HubConfig,
     events: broadcast::Sender<HubEvent>,
     sessions: Mutex<HashMap<String, SessionHandle>>,
-    c2d_queue: Mutex<HashMap<String, VecDeque<(String, Vec<u8>)>>>,
-    pending: Mutex<HashMap<String, oneshot::Sender<(u16, Vec<u8>)>>>,
+    c2d_queue: Mutex<C2dQueue>,
+    pending: Mutex<Pending>,
     next_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
 }
@@ -339,13 +344,13 @@ impl HubHandle {
     }
 
     /// Send a cloud-to-device message; queued (up to 50) while the device is offline or not
-    /// subscribed. Returns the message id.
+    /// subscribed. Returns the message id and whether it went out now (false: queued).
     pub fn c2d(
         &self,
         device: &str,
         body: &[u8],
         props: &[(String, String)],
-    ) -> Result<String, HubError> {
+    ) -> Result<(String, bool), HubError> {
         self.shared.store.device(device)?;
         let mid = format!("c2d-{}", self.shared.id());
         let mut p = Properties::new().with(azure::sys::MESSAGE_ID, mid.clone());
@@ -363,7 +368,7 @@ impl HubHandle {
             message_id: mid.clone(),
             delivered,
         });
-        Ok(mid)
+        Ok((mid, delivered))
     }
 
     /// Invoke a direct method and wait for the device's answer: (status, payload).
@@ -581,8 +586,8 @@ async fn connection(
             &chain,
             OffsetDateTime::now_utc(),
         ),
-        Ok(Err(e)) => Err(auth::Refusal::Username {
-            reason: format!("hub registry unreadable: {e}"),
+        Ok(Err(e)) => Err(auth::Refusal::Registry {
+            detail: e.to_string(),
         }),
         Err(_) => return,
     };
