@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::auth;
-use super::registry::{HubStore, RegistryError};
+use super::registry::{HubStore, Registry, RegistryError};
 use crate::azure::{self, DevicePublish, DeviceSubscription, Properties};
 
 /// No CONNECT this long after the TCP accept: close.
@@ -233,6 +233,33 @@ struct Shared {
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    /// The registry as last read, keyed by the file's (inode, size, mtime): every CONNECT
+    /// checks the file and re-reads it when it changed.
+    registry: Mutex<Option<(RegistryKey, Arc<Registry>)>>,
+}
+
+type RegistryKey = (u64, u64, Option<std::time::SystemTime>);
+
+/// The registry as it is on disk now (re-parsed only when the file changed).
+async fn current_registry(sh: &Arc<Shared>) -> Result<Result<Arc<Registry>, RegistryError>, ()> {
+    let sh2 = sh.clone();
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::MetadataExt;
+        let key = std::fs::metadata(sh2.store.registry_path())
+            .map(|m| (m.ino(), m.size(), m.modified().ok()))
+            .unwrap_or((0, 0, None));
+        if let Some((k, r)) = sh2.registry.lock().expect("registry").as_ref()
+            && *k == key
+            && key.0 != 0
+        {
+            return Ok(r.clone());
+        }
+        let reg = Arc::new(sh2.store.load()?);
+        *sh2.registry.lock().expect("registry") = Some((key, reg.clone()));
+        Ok(reg)
+    })
+    .await
+    .map_err(|_| ())
 }
 
 impl Shared {
@@ -281,6 +308,7 @@ impl Hub {
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             shutdown: stop_rx,
+            registry: Mutex::new(None),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let sh = shared.clone();
@@ -576,8 +604,7 @@ async fn connection(
 
     let device = connect.client_id.clone();
     let username = connect.login.as_ref().map(|l| l.username.clone());
-    let store = sh.store.clone();
-    let reg = tokio::task::spawn_blocking(move || store.load()).await;
+    let reg = current_registry(&sh).await;
     let verdict = match reg {
         Ok(Ok(reg)) => auth::authenticate(
             &reg,
