@@ -339,8 +339,7 @@ impl Hub {
     }
 }
 
-/// A running hub. Dropping it without `shutdown` leaves the accept task running until the
-/// runtime ends.
+/// A running hub. Dropping it stops the hub too (without waiting); `shutdown` waits.
 pub struct HubHandle {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
@@ -486,6 +485,12 @@ impl HubHandle {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+impl Drop for HubHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
     }
 }
 
