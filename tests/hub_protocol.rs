@@ -287,3 +287,36 @@ async fn twin_desired_methods_and_echo() {
     assert!(!rid.is_empty());
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_12_and_13_request_a_client_certificate() {
+    let (fx, hub) = setup(false, &["d1"]).await;
+    let chain = fx.chain_file(&["d1", "line2"]);
+    for (flag, proto) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
+        let out = tokio::process::Command::new("openssl")
+            .args(["s_client", flag, "-connect", &hub.addr.to_string()])
+            .arg("-CAfile")
+            .arg(fx.trust_file())
+            .arg("-cert")
+            .arg(&chain)
+            .arg("-key")
+            .arg(fx.key_file("d1"))
+            .args(["-servername", "localhost", "-verify_return_error"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("openssl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(proto), "{flag}: {text}");
+        // The server asked for a client certificate and verified the server chain.
+        assert!(
+            text.contains("Requested Signature Algorithms"),
+            "{flag}: {text}"
+        );
+        assert!(
+            text.contains("Verify return code: 0 (ok)"),
+            "{flag}: {text}"
+        );
+    }
+    hub.shutdown().await;
+}

@@ -91,6 +91,7 @@ async fn bad_clients_never_stop_good_ones() {
                 pkid = pkid.wrapping_add(1).max(1);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            good // kept open: it must still be connected at the end
         })
     };
 
@@ -276,7 +277,7 @@ async fn bad_clients_never_stop_good_ones() {
 
     // The good device never missed a PUBACK and is still connected.
     stop.store(true, Ordering::Relaxed);
-    good_task.await.unwrap();
+    let _good = good_task.await.unwrap();
     assert!(
         sent.load(Ordering::Relaxed) > 50,
         "good device sent only {}",
