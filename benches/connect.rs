@@ -50,7 +50,10 @@ async fn run(test: ConnectionTest) -> Summary {
 
 fn report(label: &str, s: &Summary) {
     let rt = s.round_trip_latency.expect("round trips");
-    let ack = s.ack_latency.map(|a| format!("PUBACK p50 {:.3} ms p99 {:.3} ms", a.p50_ms, a.p99_ms)).unwrap_or_default();
+    let ack = s
+        .ack_latency
+        .map(|a| format!("PUBACK p50 {:.3} ms p99 {:.3} ms", a.p50_ms, a.p99_ms))
+        .unwrap_or_default();
     println!(
         "{label:<44} {:>6} msgs  round trip p50 {:>7.3} ms  p99 {:>7.3} ms  max {:>7.3} ms  ({ack}; {} lost; {:.0} msg/s)",
         s.sent,
@@ -63,15 +66,30 @@ fn report(label: &str, s: &Summary) {
 }
 
 fn main() {
-    let count: u32 = std::env::var("CONNECT_BENCH_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let count: u32 = std::env::var("CONNECT_BENCH_COUNT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let tmp = tempfile::tempdir().expect("tmp");
     let ws = Workspace::init(&tmp.path().join("ws")).expect("workspace");
     ca(&ws, "Bench Root", None);
     ca(&ws, "Bench Line", Some("Bench Root"));
-    ops::new_devices(&ws, &DeviceRequest { ids: vec!["bench-1".into()], issuer: Some("Bench Line".into()), ..Default::default() }).expect("device");
+    ops::new_devices(
+        &ws,
+        &DeviceRequest {
+            ids: vec!["bench-1".into()],
+            issuer: Some("Bench Line".into()),
+            ..Default::default()
+        },
+    )
+    .expect("device");
     let identity = Identity::from_workspace(&ws, "bench-1").expect("identity");
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         // The local hub, in-process, with echo.
         let store = HubStore::open(ws.root()).expect("hub store");

@@ -697,6 +697,156 @@ mod tests {
         }
     }
 
+    /// Root "Contoso Root" -> device "sensor-7", as the workspace would hold them.
+    fn identity() -> Identity {
+        use crate::mqtt::identity::ChainCert;
+        use crate::pki::{CaHandle, IssueSpec, KeyAlg, Profile, Validity, issue, subject};
+        let root_spec = IssueSpec {
+            subject: subject::cn_only("Contoso Root").unwrap(),
+            profile: Profile::Root { pathlen: None },
+            validity: Validity::days(30),
+        };
+        let root = issue::issue(&root_spec, KeyAlg::EcP256, None).unwrap();
+        let ca = CaHandle::new(
+            "Contoso Root",
+            root.cert_der.clone(),
+            root.key_pem.as_deref().unwrap(),
+        )
+        .unwrap();
+        let dev_spec = IssueSpec {
+            subject: subject::cn_only("sensor-7").unwrap(),
+            profile: Profile::Device {
+                eku: Default::default(),
+                sans: vec![],
+            },
+            validity: Validity::days(30),
+        };
+        let dev = issue::issue(&dev_spec, KeyAlg::EcP256, Some(&ca)).unwrap();
+        let cc = |name: &str, der: Vec<u8>| ChainCert {
+            name: name.into(),
+            view: crate::pki::inspect::CertView::from_der(&der).unwrap(),
+            der,
+        };
+        Identity {
+            device_id: "sensor-7".into(),
+            source: "test".into(),
+            sent: vec![cc("sensor-7", dev.cert_der)],
+            above: vec![cc("Contoso Root", root.cert_der)],
+            key_pem: dev.key_pem.unwrap(),
+            target: None,
+        }
+    }
+
+    fn run(kind: FailureKind, step: Step, to: &str) -> Diagnosis {
+        let id = identity();
+        let ep = Endpoint::parse(to).unwrap();
+        let cx = Context {
+            identity: &id,
+            endpoint: &ep,
+            server_cert: None,
+            acceptable_cas: &[],
+            timeout: Duration::from_secs(10),
+        };
+        diagnose(&Failure::new(step, kind), &cx)
+    }
+
+    #[test]
+    fn azure_connack_5_gives_the_checklist_in_order() {
+        let d = run(
+            FailureKind::Connack {
+                code: 5,
+                hub_reason: None,
+            },
+            Step::MqttConnect,
+            "myhub.azure-devices.net",
+        );
+        assert_eq!(d.code, "connack-5");
+        assert!(d.cause.contains("gives no reason"), "{}", d.cause);
+        let order = [
+            "(1) device \"sensor-7\" exists in hub myhub.azure-devices.net",
+            "(2)",
+            "\"X.509 CA signed\"",
+            "Contoso Root",
+            "(3)",
+            "(4)",
+            "(5)",
+        ];
+        let mut at = 0;
+        for needle in order {
+            let i = d.fix[at..]
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle:?} missing or out of order in {}", d.fix));
+            at += i;
+        }
+    }
+
+    #[test]
+    fn unknown_ca_from_azure_names_the_root_to_register() {
+        let d = run(
+            FailureKind::Alert(AlertDescription::UnknownCA),
+            Step::MqttConnect,
+            "myhub.azure-devices.net",
+        );
+        assert_eq!(d.code, "unknown-ca");
+        assert!(
+            d.cause
+                .contains("does not trust the CA that issued \"sensor-7\""),
+            "{}",
+            d.cause
+        );
+        assert!(
+            d.fix
+                .contains("register and verify \"Contoso Root\" on the hub"),
+            "{}",
+            d.fix
+        );
+        assert!(d.detail.contains("unknown_ca"));
+    }
+
+    #[test]
+    fn timeouts_say_which_step_and_what_to_check() {
+        let d = run(
+            FailureKind::Timeout(Duration::from_secs(10)),
+            Step::TcpConnect,
+            "myhub.azure-devices.net",
+        );
+        assert!(
+            d.cause
+                .contains("port 8883 is blocked by a firewall or the host is wrong"),
+            "{}",
+            d.cause
+        );
+        let d = run(
+            FailureKind::Timeout(Duration::from_secs(10)),
+            Step::MqttConnect,
+            "mqtts://b.example:8883",
+        );
+        assert!(d.cause.contains("no CONNACK within 10 s"), "{}", d.cause);
+    }
+
+    #[test]
+    fn local_hub_reason_is_the_cause() {
+        let r = crate::mqtt::HubRefusal {
+            kind: "disabled".into(),
+            reason: "device sensor-7: device disabled".into(),
+        };
+        let d = run(
+            FailureKind::Connack {
+                code: 5,
+                hub_reason: Some(r),
+            },
+            Step::MqttConnect,
+            "mqtts://127.0.0.1:1",
+        );
+        assert_eq!(d.code, "hub-disabled");
+        assert!(
+            d.cause.ends_with("device sensor-7: device disabled"),
+            "{}",
+            d.cause
+        );
+        assert!(d.fix.contains("chainsmith hub device enable sensor-7"));
+    }
+
     #[test]
     fn connack_texts() {
         assert_eq!(connack_text(5), "5 (not authorized)");
