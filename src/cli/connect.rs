@@ -211,7 +211,10 @@ async fn local_test(
             store.trust_path().display()
         )
     })?;
+    let registry = store.load()?;
+    let preflight = crate::mqtt::local::hub_preflight(&identity, &registry);
     let mut test = ConnectionTest::new(identity, endpoint, flavor);
+    test.preflight_extra = preflight;
     test.extra_ca = pem::parse_many(trust.as_bytes())?
         .into_iter()
         .map(|b| b.into_contents())

@@ -163,6 +163,8 @@ pub struct ConnectionTest {
     /// The host name for the Azure username when it differs from the host dialled (the
     /// local hub's configured name).
     pub hub_hostname: Option<String>,
+    /// More pre-flight findings from what the target is known to trust (the local hub's registry).
+    pub preflight_extra: Vec<Finding>,
     /// The local hub, when the test can see inside it: refusal reasons, recorded messages.
     pub hub: Option<Arc<dyn HubView>>,
 }
@@ -208,6 +210,7 @@ impl ConnectionTest {
             twin: flavor == Flavor::Azure,
             per_message_events: true,
             hub_hostname: None,
+            preflight_extra: vec![],
             hub: None,
         }
     }

@@ -227,7 +227,9 @@ async fn run_inner(
     .await;
 
     // Pre-flight lint.
-    let findings = id.preflight();
+    let mut findings = id.preflight();
+    findings.extend(test.preflight_extra.iter().cloned());
+    findings.sort_by_key(|f| f.severity);
     let errors = findings
         .iter()
         .filter(|f| f.severity == crate::pki::lint::Severity::Error)
