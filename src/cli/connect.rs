@@ -229,7 +229,7 @@ async fn local_test(
 pub async fn drive(json: bool, test: ConnectionTest) -> bool {
     let (tx, mut rx) = tokio::sync::mpsc::channel(256);
     let task = tokio::spawn(mqtt::run(test, tx));
-    let mut printer = Printer::default();
+    let mut printer = Printer;
     while let Some(event) = rx.recv().await {
         if json {
             println!(
