@@ -104,6 +104,8 @@ pub struct Context<'a> {
     pub endpoint: &'a Endpoint,
     pub server_cert: Option<&'a [u8]>,
     pub acceptable_cas: &'a [String],
+    /// The pre-flight findings: against a running hub, its registry's view explains a refusal.
+    pub preflight: &'a [crate::pki::lint::Finding],
     pub timeout: Duration,
 }
 
@@ -551,11 +553,22 @@ fn connack(code: u8, hub_reason: Option<&super::HubRefusal>, cx: &Context<'_>) -
     }
     match (ep.peer, code) {
         (PeerKind::AzureHub, 4 | 5) => d(c, format!("IoT Hub {} refused device \"{}\" ({}) and gives no reason", ep.host, id.device_id, connack_text(code)), azure_checklist(id, ep)),
-        (PeerKind::LocalHub, _) => d(
-            c,
-            format!("the local hub refused \"{}\" ({})", id.device_id, connack_text(code)),
-            "run the test with the hub in-process (`chainsmith connect DEVICE` with no running hub) to see its exact reason, or read the `hub serve` log".into(),
-        ),
+        (PeerKind::LocalHub, _) => {
+            // A running `hub serve` does not tell this process why; its registry on disk does.
+            let likely = cx.preflight.iter().find(|f| f.severity == crate::pki::lint::Severity::Error);
+            match likely {
+                Some(f) => d(
+                    c,
+                    format!("the local hub refused \"{}\" ({}); its registry shows why: {}", id.device_id, connack_text(code), f.message),
+                    "fix that (the hub re-reads its registry on every CONNECT) and connect again; the `hub serve` log has the hub's own sentence".into(),
+                ),
+                None => d(
+                    c,
+                    format!("the local hub refused \"{}\" ({})", id.device_id, connack_text(code)),
+                    "read the `hub serve` log for the exact reason, or stop it and run `chainsmith connect DEVICE`, which starts the hub in-process and reports it".into(),
+                ),
+            }
+        }
         (_, 2) => d(c, format!("{} rejected the client id \"{}\"", ep.display(), id.device_id), "use a client id the broker allows (MQTT 3.1.1 brokers may limit length and characters)".into()),
         (_, 3) => d(c, format!("{} is up but the MQTT service is unavailable", ep.display()), "try again later; check the broker's log".into()),
         (_, 1) => d(c, format!("{} does not speak MQTT 3.1.1", ep.display()), "use a broker that accepts MQTT 3.1.1 (protocol level 4)".into()),
@@ -745,6 +758,7 @@ mod tests {
             endpoint: &ep,
             server_cert: None,
             acceptable_cas: &[],
+            preflight: &[],
             timeout: Duration::from_secs(10),
         };
         diagnose(&Failure::new(step, kind), &cx)

@@ -53,6 +53,7 @@ pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
             endpoint: &test.endpoint,
             server_cert: s.server_cert.as_deref(),
             acceptable_cas: &s.acceptable_cas,
+            preflight: &s.findings,
             timeout: test.timeout,
         };
         let diagnosis = diagnose::diagnose(&f, &cx);
@@ -73,6 +74,7 @@ pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
 struct State {
     server_cert: Option<Vec<u8>>,
     acceptable_cas: Vec<String>,
+    findings: Vec<crate::pki::lint::Finding>,
     sent: u32,
     acked: u32,
     rt_seen: u32,
@@ -235,6 +237,7 @@ async fn run_inner(
         .filter(|f| f.severity == crate::pki::lint::Severity::Error)
         .count();
     let strict_stop = test.strict && has_errors(&findings);
+    s.findings = findings.clone();
     emit(tx, Event::Lint { findings }).await;
     if strict_stop {
         return Err(Failure::new(Step::Lint, FailureKind::LintErrors(errors)));
