@@ -39,6 +39,9 @@ pub struct ConnectArgs {
     /// Limit for each network step and for each message's acknowledgement and round trips.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Only this TLS version: 1.2 or 1.3 (default: whichever the peer prefers).
+    #[arg(long, value_name = "VERSION")]
+    pub tls_version: Option<crate::mqtt::TlsVersion>,
     /// Do not connect when the pre-flight lint finds errors.
     #[arg(long)]
     pub strict: bool,
@@ -148,6 +151,7 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
         test.qos = a.qos;
         test.timeout = a.timeout;
         test.strict = a.strict;
+        test.tls_version = a.tls_version;
         let ok = drive(global.json, test).await;
         if let Some(LocalHub { handle: Some(hub) }) = local {
             hub.shutdown().await;

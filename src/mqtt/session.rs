@@ -251,9 +251,14 @@ async fn run_inner(
             )),
         ));
     }
-    let (config, server_name, recorder) =
-        super::tls::client_config(id, &test.extra_ca, test.system_roots, &ep.host)
-            .map_err(|e| Failure::new(Step::TlsHandshake, FailureKind::Setup(e.to_string())))?;
+    let (config, server_name, recorder) = super::tls::client_config(
+        id,
+        &test.extra_ca,
+        test.system_roots,
+        &ep.host,
+        test.tls_version,
+    )
+    .map_err(|e| Failure::new(Step::TlsHandshake, FailureKind::Setup(e.to_string())))?;
 
     // Resolve.
     let t = Instant::now();
