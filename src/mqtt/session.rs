@@ -502,7 +502,15 @@ async fn run_inner(
     let verbose = test.per_message_events;
     for message_id in 0..test.count {
         if message_id > 0 && !test.interval.is_zero() {
-            tokio::time::sleep(test.interval).await;
+            // Long pauses: keep the session alive with PINGREQ (IoT Hub drops idle devices).
+            let half = Duration::from_secs(keep_alive / 2);
+            let mut left = test.interval;
+            while left > half {
+                tokio::time::sleep(half).await;
+                left -= half;
+                step(Step::Telemetry, limit, conn.send(&Packet::PingReq)).await?;
+            }
+            tokio::time::sleep(left).await;
         }
         let (payload, alert) = telemetry(&id.device_id, message_id);
         let mut props = azure::Properties::new();
