@@ -295,7 +295,12 @@ async fn bad_clients_never_stop_good_ones() {
     while open_fds() > fds_before + 2 && t0.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(open_fds() <= fds_before + 2, "fds {} -> {}", fds_before, open_fds());
+    assert!(
+        open_fds() <= fds_before + 2,
+        "fds {} -> {}",
+        fds_before,
+        open_fds()
+    );
     // And the hub said why it dropped the silent client.
     let mut saw_timeout = false;
     while let Ok(e) = ev.try_recv() {
@@ -308,5 +313,7 @@ async fn bad_clients_never_stop_good_ones() {
 }
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
