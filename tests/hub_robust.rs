@@ -68,6 +68,7 @@ async fn bad_clients_never_stop_good_ones() {
         .await
         .unwrap();
     assert!(ack.is_some());
+    let fds_before = open_fds();
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let good_task = {
@@ -289,6 +290,17 @@ async fn bad_clients_never_stop_good_ones() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(hub.connected(), vec!["good".to_string()]);
+    // No leaked sockets either (hub and clients share this process).
+    let t0 = std::time::Instant::now();
+    while open_fds() > fds_before + 2 && t0.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        open_fds() <= fds_before + 2,
+        "fds {} -> {}",
+        fds_before,
+        open_fds()
+    );
     // And the hub said why it dropped the silent client.
     let mut saw_timeout = false;
     while let Ok(e) = ev.try_recv() {
@@ -298,4 +310,10 @@ async fn bad_clients_never_stop_good_ones() {
     }
     assert!(saw_timeout);
     hub.shutdown().await;
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }

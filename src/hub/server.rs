@@ -567,7 +567,11 @@ async fn connection(
             return;
         }
         match Packet::read(&mut buf, MAX_PACKET) {
-            Ok(Packet::Connect(c)) => break c,
+            Ok(Packet::Connect(c)) if c.protocol == rumqttc::mqttbytes::Protocol::V4 => break c,
+            Ok(Packet::Connect(_)) => {
+                refuse_protocol(&sh, &mut tls, peer, "5").await;
+                return;
+            }
             Ok(other) => {
                 sh.emit(HubEvent::Dropped {
                     peer,
@@ -576,6 +580,14 @@ async fn connection(
                 return;
             }
             Err(mqttbytes::Error::InsufficientBytes(_)) => {}
+            Err(mqttbytes::Error::InvalidProtocolLevel(level)) => {
+                refuse_protocol(&sh, &mut tls, peer, &level.to_string()).await;
+                return;
+            }
+            Err(mqttbytes::Error::InvalidProtocol) => {
+                refuse_protocol(&sh, &mut tls, peer, "3 (MQIsdp)").await;
+                return;
+            }
             Err(e) => {
                 sh.emit(HubEvent::Dropped {
                     peer,
@@ -730,6 +742,25 @@ async fn connection(
         }
     }
     sh.emit(HubEvent::Disconnected { device, reason });
+}
+
+/// CONNECT of another MQTT version: CONNACK 1 (unacceptable protocol version), then close.
+async fn refuse_protocol(
+    sh: &Shared,
+    tls: &mut tokio_rustls::server::TlsStream<TcpStream>,
+    peer: SocketAddr,
+    level: &str,
+) {
+    let mut out = BytesMut::new();
+    let _ = ConnAck::new(ConnectReturnCode::RefusedProtocolVersion, false).write(&mut out);
+    let _ = tls.write_all(&out).await;
+    let _ = tls.flush().await;
+    sh.emit(HubEvent::Dropped {
+        peer,
+        reason: format!(
+            "CONNECT with MQTT protocol level {level}; IoT Hub speaks MQTT 3.1.1 (level 4): CONNACK 1"
+        ),
+    });
 }
 
 fn packet_name(p: &Packet) -> &'static str {
