@@ -81,8 +81,9 @@ fn mask(app: &mut App, ws: &Workspace) {
                 e.value = "[KEY-ID]".into();
             }
         }
+        let date = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ").unwrap();
         for f in &mut rep.lint {
-            f.message = f.message.replace(&root, "[WS]");
+            f.message = date.replace_all(&f.message.replace(&root, "[WS]"), "[DATE]").into_owned();
         }
         let p = &mut rep.paths;
         for path in [&mut p.cert, &mut p.meta, &mut p.dir].into_iter().chain(p.key.as_mut()) {

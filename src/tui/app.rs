@@ -587,7 +587,7 @@ impl App {
                     }
                     Tab::Guide if m.row > a.body.y => {
                         let pos = (m.row - a.body.y - 1) as usize;
-                        if pos < STEPS.len() && m.column < a.body.x + 34 {
+                        if pos < STEPS.len() && m.column < a.body.x + super::guide::LIST_WIDTH {
                             self.guide.selected = pos;
                             self.guide.scroll = 0;
                         }

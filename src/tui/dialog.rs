@@ -437,7 +437,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
                 f.render_widget(Clear, r);
                 let [body, foot] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(r.inner(ratatui::layout::Margin::new(1, 1)));
                 f.render_widget(frame(t, "Verification certificate"), r);
-                f.render_widget(Paragraph::new(lines), body);
+                f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), body);
                 f.render_widget(Paragraph::new(Line::styled("y copy PEM (OSC 52) · ↑↓ scroll · Esc close", t.dim())), foot);
             } else {
                 let r = centered(area, 72, lines.len() as u16 + 4);
