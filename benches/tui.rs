@@ -26,24 +26,61 @@ fn ms(d: Duration) -> String {
 fn stats(mut v: Vec<Duration>) -> String {
     v.sort();
     let mean = v.iter().sum::<Duration>() / v.len() as u32;
-    format!("mean {}, p99 {}, max {}", ms(mean), ms(v[v.len() * 99 / 100]), ms(*v.last().unwrap()))
+    format!(
+        "mean {}, p99 {}, max {}",
+        ms(mean),
+        ms(v[v.len() * 99 / 100]),
+        ms(*v.last().unwrap())
+    )
 }
 
 fn main() {
-    let n: usize = std::env::var("CHAINSMITH_BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let n: usize = std::env::var("CHAINSMITH_BENCH_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     let dir = std::env::var_os("CHAINSMITH_BENCH_WS")
         .map(Into::into)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/tui-bench-ws-{n}")));
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("target/tui-bench-ws-{n}"))
+        });
     let ws = Workspace::open_or_create(&dir).unwrap();
     if ws.names().unwrap().len() < n + 1 {
         let t = Instant::now();
         if !ws.exists("bench-root") {
-            ops::new_ca(&ws, &CaRequest { name: "bench-root".into(), cn: None, subject: None, key: KeyAlg::EcP256, validity: ValidityArg::default(), pathlen: None, issuer: None, force: false }).unwrap();
+            ops::new_ca(
+                &ws,
+                &CaRequest {
+                    name: "bench-root".into(),
+                    cn: None,
+                    subject: None,
+                    key: KeyAlg::EcP256,
+                    validity: ValidityArg::default(),
+                    pathlen: None,
+                    issuer: None,
+                    force: false,
+                },
+            )
+            .unwrap();
         }
         let width = n.to_string().len();
         let pattern = format!("d-{{{:0width$}..{n}}}", 1);
-        ops::new_devices(&ws, &DeviceRequest { ids: vec![pattern], issuer: Some("bench-root".into()), force: true, ..Default::default() }).unwrap();
-        println!("made the workspace: root + {n} devices in {:.1} s ({})", t.elapsed().as_secs_f64(), dir.display());
+        ops::new_devices(
+            &ws,
+            &DeviceRequest {
+                ids: vec![pattern],
+                issuer: Some("bench-root".into()),
+                force: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        println!(
+            "made the workspace: root + {n} devices in {:.1} s ({})",
+            t.elapsed().as_secs_f64(),
+            dir.display()
+        );
     }
     println!("workspace: {} ({} entities)", dir.display(), n + 1);
     let size = (120u16, 40u16);
@@ -52,11 +89,19 @@ fn main() {
     // First frame: what the user sees before the list has been read.
     let t = Instant::now();
     let ws = Workspace::open(&dir).unwrap();
-    let mut app = App::new(ws.root().to_path_buf(), Theme::from_env(), OffsetDateTime::now_utc(), size);
+    let mut app = App::new(
+        ws.root().to_path_buf(),
+        Theme::from_env(),
+        OffsetDateTime::now_utc(),
+        size,
+    );
     let first = app.start();
     term.draw(|f| ui::render(f, &app)).unwrap();
     let first_frame = t.elapsed();
-    println!("time to first frame (open workspace, draw \"reading…\"):   {}", ms(first_frame));
+    println!(
+        "time to first frame (open workspace, draw \"reading…\"):   {}",
+        ms(first_frame)
+    );
 
     // The list, read in the background in the app (here on this thread, timed).
     let t = Instant::now();
@@ -68,33 +113,63 @@ fn main() {
     let t3 = Instant::now();
     term.draw(|f| ui::render(f, &app)).unwrap();
     let frame = t3.elapsed();
-    println!("list read (Workspace::list + tree, {} rows):            {}", app.pki.rows.len(), ms(read));
-    println!("apply the list in update (filter index):                 {}", ms(apply));
-    println!("first full frame with the tree:                          {}", ms(frame));
-    println!("open → tree on screen:                                   {}", ms(first_frame + read + apply + frame));
+    println!(
+        "list read (Workspace::list + tree, {} rows):            {}",
+        app.pki.rows.len(),
+        ms(read)
+    );
+    println!(
+        "apply the list in update (filter index):                 {}",
+        ms(apply)
+    );
+    println!(
+        "first full frame with the tree:                          {}",
+        ms(frame)
+    );
+    println!(
+        "open → tree on screen:                                   {}",
+        ms(first_frame + read + apply + frame)
+    );
     let t = Instant::now();
     if let Some(Command::LoadReport(name)) = next {
         let r = perform(&ws, Command::LoadReport(name)).unwrap();
         app.update(r);
     }
-    println!("one report (ops::report, off the draw loop):             {}", ms(t.elapsed()));
+    println!(
+        "one report (ops::report, off the draw loop):             {}",
+        ms(t.elapsed())
+    );
 
     // Scrolling: one key + one frame, 2000 times, then page jumps.
     let mut frames = Vec::new();
     for i in 0..2000 {
         let t = Instant::now();
-        app.update(key(if i % 500 < 400 { KeyCode::Down } else { KeyCode::PageDown }));
+        app.update(key(if i % 500 < 400 {
+            KeyCode::Down
+        } else {
+            KeyCode::PageDown
+        }));
         term.draw(|f| ui::render(f, &app)).unwrap();
         frames.push(t.elapsed());
     }
-    println!("scroll, key + frame (2000 frames):                       {}", stats(frames));
+    println!(
+        "scroll, key + frame (2000 frames):                       {}",
+        stats(frames)
+    );
     let t = Instant::now();
     app.update(key(KeyCode::End));
     term.draw(|f| ui::render(f, &app)).unwrap();
-    println!("End (jump to row {}) + frame:                         {}", app.pki.selected, ms(t.elapsed()));
+    println!(
+        "End (jump to row {}) + frame:                         {}",
+        app.pki.selected,
+        ms(t.elapsed())
+    );
 
     // Filtering: each keystroke refilters every row.
-    app.update(Action::Key(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE)));
+    app.update(Action::Key(KeyEvent::new(
+        KeyCode::Char('/'),
+        KeyModifiers::NONE,
+    )));
     let mut frames = Vec::new();
     for c in "d-0999".chars() {
         let t = Instant::now();
@@ -102,7 +177,12 @@ fn main() {
         term.draw(|f| ui::render(f, &app)).unwrap();
         frames.push(t.elapsed());
     }
-    println!("filter keystroke + frame over {} rows (6 keys):      {}  ({} match)", app.pki.rows.len(), stats(frames), app.pki.visible.len());
+    println!(
+        "filter keystroke + frame over {} rows (6 keys):      {}  ({} match)",
+        app.pki.rows.len(),
+        stats(frames),
+        app.pki.visible.len()
+    );
 
     // A burst of 1000 hub events drained in one go, then one frame.
     app.update(key(KeyCode::Esc));
@@ -121,5 +201,8 @@ fn main() {
     let first = rx.try_recv().unwrap();
     chainsmith::tui::drain(&mut app, first, &mut rx);
     term.draw(|f| ui::render(f, &app)).unwrap();
-    println!("1000 hub events: drain + 1 frame:                        {}", ms(t.elapsed()));
+    println!(
+        "1000 hub events: drain + 1 frame:                        {}",
+        ms(t.elapsed())
+    );
 }

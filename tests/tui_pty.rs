@@ -24,7 +24,14 @@ struct Tui {
 
 impl Tui {
     fn start(ws: &Path, args: &[&str], env: &[(&str, &str)]) -> Tui {
-        let pair = native_pty_system().openpty(PtySize { rows: 30, cols: 100, pixel_width: 0, pixel_height: 0 }).unwrap();
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: 30,
+                cols: 100,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_chainsmith"));
         cmd.arg("--workspace");
         cmd.arg(ws);
@@ -53,7 +60,13 @@ impl Tui {
                 r.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        Tui { parser, raw, writer, child, master: pair.master }
+        Tui {
+            parser,
+            raw,
+            writer,
+            child,
+            master: pair.master,
+        }
     }
 
     fn screen(&self) -> String {
@@ -88,7 +101,11 @@ impl Tui {
                 std::thread::sleep(Duration::from_millis(200));
                 return st.exit_code();
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "the TUI did not exit; screen:\n{}", self.screen());
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the TUI did not exit; screen:\n{}",
+                self.screen()
+            );
             std::thread::sleep(Duration::from_millis(30));
         }
     }
@@ -99,11 +116,20 @@ impl Tui {
         let s = p.screen();
         assert!(!s.alternate_screen(), "still on the alternate screen");
         assert!(!s.hide_cursor(), "the cursor is still hidden");
-        assert_eq!(s.mouse_protocol_mode(), vt100::MouseProtocolMode::None, "mouse reporting left on");
+        assert_eq!(
+            s.mouse_protocol_mode(),
+            vt100::MouseProtocolMode::None,
+            "mouse reporting left on"
+        );
         assert!(!s.bracketed_paste(), "bracketed paste left on");
         let tio = self.master.get_termios().expect("termios");
         use nix::sys::termios::LocalFlags;
-        assert!(tio.local_flags.contains(LocalFlags::ECHO | LocalFlags::ICANON), "raw mode left on: {:?}", tio.local_flags);
+        assert!(
+            tio.local_flags
+                .contains(LocalFlags::ECHO | LocalFlags::ICANON),
+            "raw mode left on: {:?}",
+            tio.local_flags
+        );
     }
 }
 
@@ -117,7 +143,10 @@ fn seed_flow_root_intermediate_device_verification_then_quit_restores_the_termin
     t.wait_for("The workspace is empty");
     {
         let p = t.parser.lock().unwrap();
-        assert!(p.screen().alternate_screen(), "the TUI runs on the alternate screen");
+        assert!(
+            p.screen().alternate_screen(),
+            "the TUI runs on the alternate screen"
+        );
     }
     // Root.
     t.send("n");
@@ -156,18 +185,35 @@ fn seed_flow_root_intermediate_device_verification_then_quit_restores_the_termin
     assert!(out.exists());
     // openssl: the certificate is CN=code, signed by int1's key.
     let int_pem = ws.join("entities/int1/cert.pem");
-    let v = Proc::new("openssl").args(["verify", "-partial_chain", "-CAfile"]).arg(&int_pem).arg(&out).output().unwrap();
+    let v = Proc::new("openssl")
+        .args(["verify", "-partial_chain", "-CAfile"])
+        .arg(&int_pem)
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
-    let subj = Proc::new("openssl").args(["x509", "-noout", "-subject", "-in"]).arg(&out).output().unwrap();
+    let subj = Proc::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in"])
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&subj.stdout).contains(CODE));
     // y: the PEM goes to the clipboard through OSC 52.
     t.send("y");
     t.wait_for("OSC 52");
-    assert!(t.raw.lock().unwrap().windows(7).any(|w| w == b"\x1b]52;c;"), "no OSC 52 sequence written");
+    assert!(
+        t.raw.lock().unwrap().windows(7).any(|w| w == b"\x1b]52;c;"),
+        "no OSC 52 sequence written"
+    );
     t.send(ESC);
     t.wait_for("verify-int1-");
     // Every entity made through the keys is on disk, as the CLI sees it.
-    let list = Proc::new(env!("CARGO_BIN_EXE_chainsmith")).arg("--workspace").arg(&ws).arg("list").output().unwrap();
+    let list = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .arg("--workspace")
+        .arg(&ws)
+        .arg("list")
+        .output()
+        .unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
     for n in ["root1", "int1", "dev1", "verify-int1-"] {
         assert!(list.contains(n), "{list}");
@@ -182,10 +228,24 @@ fn resize_below_the_minimum_says_so_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = Tui::start(&dir.path().join("ws"), &[], &[]);
     t.wait_for("The workspace is empty");
-    t.master.resize(PtySize { rows: 12, cols: 50, pixel_width: 0, pixel_height: 0 }).unwrap();
+    t.master
+        .resize(PtySize {
+            rows: 12,
+            cols: 50,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
     t.parser.lock().unwrap().set_size(12, 50);
     t.wait_for("terminal too small");
-    t.master.resize(PtySize { rows: 24, cols: 80, pixel_width: 0, pixel_height: 0 }).unwrap();
+    t.master
+        .resize(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
     t.parser.lock().unwrap().set_size(24, 80);
     t.wait_for("The workspace is empty");
     t.send("?");
@@ -203,7 +263,16 @@ fn no_color_draws_without_colours_and_keeps_symbols() {
     let st = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
         .arg("--workspace")
         .arg(&ws)
-        .args(["new", "device", "old", "--self-signed", "--not-before", "2019-01-01T00:00:00Z", "--not-after", "2020-01-01T00:00:00Z"])
+        .args([
+            "new",
+            "device",
+            "old",
+            "--self-signed",
+            "--not-before",
+            "2019-01-01T00:00:00Z",
+            "--not-after",
+            "2020-01-01T00:00:00Z",
+        ])
         .status()
         .unwrap();
     assert!(st.success());
@@ -219,7 +288,9 @@ fn no_color_draws_without_colours_and_keeps_symbols() {
             for r in 0..30 {
                 for c in 0..100 {
                     if let Some(cell) = s.cell(r, c) {
-                        if cell.fgcolor() != vt100::Color::Default || cell.bgcolor() != vt100::Color::Default {
+                        if cell.fgcolor() != vt100::Color::Default
+                            || cell.bgcolor() != vt100::Color::Default
+                        {
                             n += 1;
                         }
                     }
@@ -251,10 +322,17 @@ fn guide_subcommand_opens_the_workshop() {
 #[test]
 fn a_panic_in_a_background_task_restores_the_terminal_and_exits_with_the_message() {
     let dir = tempfile::tempdir().unwrap();
-    let mut t = Tui::start(&dir.path().join("ws"), &["tui"], &[("CHAINSMITH_TUI_TEST_PANIC", "1"), ("RUST_BACKTRACE", "0")]);
+    let mut t = Tui::start(
+        &dir.path().join("ws"),
+        &["tui"],
+        &[("CHAINSMITH_TUI_TEST_PANIC", "1"), ("RUST_BACKTRACE", "0")],
+    );
     let code = t.wait_exit();
     assert_eq!(code, 101);
     t.assert_restored();
     let s = t.screen();
-    assert!(s.contains("test panic in a background task"), "the message is shown on the normal screen:\n{s}");
+    assert!(
+        s.contains("test panic in a background task"),
+        "the message is shown on the normal screen:\n{s}"
+    );
 }

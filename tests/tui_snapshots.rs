@@ -30,7 +30,16 @@ fn typed(app: &mut App, s: &str) {
 }
 
 fn ca(ws: &Workspace, name: &str, issuer: Option<&str>) {
-    let req = CaRequest { name: name.into(), cn: None, subject: None, key: KeyAlg::EcP256, validity: ValidityArg::default(), pathlen: None, issuer: issuer.map(Into::into), force: false };
+    let req = CaRequest {
+        name: name.into(),
+        cn: None,
+        subject: None,
+        key: KeyAlg::EcP256,
+        validity: ValidityArg::default(),
+        pathlen: None,
+        issuer: issuer.map(Into::into),
+        force: false,
+    };
     ops::new_ca(ws, &req).unwrap();
 }
 
@@ -42,18 +51,44 @@ fn fixture() -> (tempfile::TempDir, Workspace) {
     ca(&ws, "contoso-root", None);
     ca(&ws, "contoso-int", Some("contoso-root"));
     let dev = |ids: &str, validity: ValidityArg, issuer: Option<&str>| {
-        ops::new_devices(&ws, &DeviceRequest { ids: vec![ids.into()], issuer: issuer.map(Into::into), validity, ..Default::default() }).unwrap();
+        ops::new_devices(
+            &ws,
+            &DeviceRequest {
+                ids: vec![ids.into()],
+                issuer: issuer.map(Into::into),
+                validity,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     };
     dev("dev-{01..03}", ValidityArg::default(), Some("contoso-int"));
     dev(
         "old-dev",
-        ValidityArg { days: None, not_before: Some("2019-01-01T00:00:00Z".into()), not_after: Some("2020-01-01T00:00:00Z".into()) },
+        ValidityArg {
+            days: None,
+            not_before: Some("2019-01-01T00:00:00Z".into()),
+            not_after: Some("2020-01-01T00:00:00Z".into()),
+        },
         Some("contoso-int"),
     );
     dev("lost-dev", ValidityArg::default(), Some("contoso-int"));
-    ws.update_meta("lost-dev", |m| m.revoked = Some(Revocation { at: NOW, reason: "keyCompromise".into() })).unwrap();
+    ws.update_meta("lost-dev", |m| {
+        m.revoked = Some(Revocation {
+            at: NOW,
+            reason: "keyCompromise".into(),
+        })
+    })
+    .unwrap();
     dev("lab-dev", ValidityArg::default(), None);
-    ops::new_verification(&ws, "contoso-int", "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3", &ws.root().join("v.pem"), None).unwrap();
+    ops::new_verification(
+        &ws,
+        "contoso-int",
+        "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3",
+        &ws.root().join("v.pem"),
+        None,
+    )
+    .unwrap();
     (dir, ws)
 }
 
@@ -63,6 +98,7 @@ fn mask(app: &mut App, ws: &Workspace) {
     app.pki.load_took = None;
     app.ws_root = "/home/you/.local/share/chainsmith".into();
     let root = ws.root().display().to_string();
+    let date = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ").unwrap();
     for r in &mut app.pki.rows {
         mask_meta(&mut r.meta);
         r.days_left = r.meta.days_left(NOW);
@@ -81,12 +117,16 @@ fn mask(app: &mut App, ws: &Workspace) {
                 e.value = "[KEY-ID]".into();
             }
         }
-        let date = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ").unwrap();
         for f in &mut rep.lint {
-            f.message = date.replace_all(&f.message.replace(&root, "[WS]"), "[DATE]").into_owned();
+            f.message = date
+                .replace_all(&f.message.replace(&root, "[WS]"), "[DATE]")
+                .into_owned();
         }
         let p = &mut rep.paths;
-        for path in [&mut p.cert, &mut p.meta, &mut p.dir].into_iter().chain(p.key.as_mut()) {
+        for path in [&mut p.cert, &mut p.meta, &mut p.dir]
+            .into_iter()
+            .chain(p.key.as_mut())
+        {
             *path = path.display().to_string().replace(&root, "[WS]").into();
         }
     }
@@ -95,12 +135,13 @@ fn mask(app: &mut App, ws: &Workspace) {
 fn mask_meta(m: &mut chainsmith::store::Meta) {
     if m.not_after.year() > 2021 {
         m.not_before = NOW - time::Duration::days(30);
-        m.not_after = m.not_before + time::Duration::days(match m.kind {
-            chainsmith::store::Kind::Root => 3650,
-            chainsmith::store::Kind::Intermediate => 1825,
-            chainsmith::store::Kind::Verification => 30,
-            chainsmith::store::Kind::Device => 365,
-        });
+        m.not_after = m.not_before
+            + time::Duration::days(match m.kind {
+                chainsmith::store::Kind::Root => 3650,
+                chainsmith::store::Kind::Intermediate => 1825,
+                chainsmith::store::Kind::Verification => 30,
+                chainsmith::store::Kind::Device => 365,
+            });
     }
 }
 
@@ -113,9 +154,17 @@ fn app_on(ws: &Workspace, size: (u16, u16)) -> App {
 }
 
 fn select(app: &mut App, ws: &Workspace, name: &str) {
-    let pos = app.pki.visible.iter().position(|&i| app.pki.rows[i].meta.name == name).expect(name);
+    let pos = app
+        .pki
+        .visible
+        .iter()
+        .position(|&i| app.pki.rows[i].meta.name == name)
+        .expect(name);
     app.pki.selected = pos;
-    let c = app.pki.want_report().map(chainsmith::tui::Command::LoadReport);
+    let c = app
+        .pki
+        .want_report()
+        .map(chainsmith::tui::Command::LoadReport);
     settle(app, ws, c);
     mask(app, ws);
 }
@@ -164,7 +213,15 @@ fn pki_tree_and_details_80x24() {
 fn pki_details_of_each_kind_120x40() {
     let (_d, ws) = fixture();
     let mut app = app_on(&ws, (120, 40));
-    for name in ["contoso-root", "contoso-int", "dev-01", "old-dev", "lost-dev", "lab-dev", "verify-contoso-int-75B86466DA34"] {
+    for name in [
+        "contoso-root",
+        "contoso-int",
+        "dev-01",
+        "old-dev",
+        "lost-dev",
+        "lab-dev",
+        "verify-contoso-int-75B86466DA34",
+    ] {
         select(&mut app, &ws, name);
         insta::assert_snapshot!(format!("pki_details_{name}"), screen(&app));
     }
@@ -186,7 +243,12 @@ fn pki_filter() {
 fn loading_and_empty_workspace() {
     let dir = tempfile::tempdir().unwrap();
     let ws = Workspace::open_or_create(&dir.path().join("ws")).unwrap();
-    let mut app = App::new("/home/you/.local/share/chainsmith".into(), Theme::plain(), NOW, (80, 24));
+    let mut app = App::new(
+        "/home/you/.local/share/chainsmith".into(),
+        Theme::plain(),
+        NOW,
+        (80, 24),
+    );
     let c = app.start();
     insta::assert_snapshot!("loading", screen(&app));
     settle(&mut app, &ws, c);
@@ -271,7 +333,9 @@ fn verify_dialog_input_and_result() {
     if let Some(chainsmith::tui::dialog::Dialog::Verify(v)) = &mut app.dialog {
         v.code = "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3".into();
         v.result = Some(chainsmith::tui::dialog::VerifyResult {
-            path: "/home/you/.local/share/chainsmith/verification/contoso-int_verification_cert.pem".into(),
+            path:
+                "/home/you/.local/share/chainsmith/verification/contoso-int_verification_cert.pem"
+                    .into(),
             entity: "verify-contoso-int-75B86466DA34".into(),
             pem,
             scroll: 0,
@@ -310,37 +374,76 @@ fn hub_and_connect_tabs_render_engine_events() {
     app.update(Action::Hub(hub::HubAction::Started { port: 8883 }));
     app.update(Action::Hub(hub::HubAction::Registry {
         cas: vec![
-            hub::HubCa { name: "contoso-int".into(), verified: true, code: None },
-            hub::HubCa { name: "other-root".into(), verified: false, code: Some("75B8…BDDB3".into()) },
+            hub::HubCa {
+                name: "contoso-int".into(),
+                verified: true,
+                code: None,
+            },
+            hub::HubCa {
+                name: "other-root".into(),
+                verified: false,
+                code: Some("75B8…BDDB3".into()),
+            },
         ],
         devices: vec![
-            hub::HubDevice { id: "dev-01".into(), enabled: true, auth: "X.509 CA signed".into() },
-            hub::HubDevice { id: "lost-dev".into(), enabled: false, auth: "X.509 CA signed".into() },
+            hub::HubDevice {
+                id: "dev-01".into(),
+                enabled: true,
+                auth: "X.509 CA signed".into(),
+            },
+            hub::HubDevice {
+                id: "lost-dev".into(),
+                enabled: false,
+                auth: "X.509 CA signed".into(),
+            },
         ],
     }));
     let events = [
-        (hub::LogKind::Connected, "dev-01", "connected (TLS 1.3, chain dev-01 → contoso-int)"),
-        (hub::LogKind::Telemetry, "dev-01", "devices/dev-01/messages/events/ {\"temperature\":27}"),
+        (
+            hub::LogKind::Connected,
+            "dev-01",
+            "connected (TLS 1.3, chain dev-01 → contoso-int)",
+        ),
+        (
+            hub::LogKind::Telemetry,
+            "dev-01",
+            "devices/dev-01/messages/events/ {\"temperature\":27}",
+        ),
         (hub::LogKind::Twin, "dev-01", "reported PATCH → 204"),
-        (hub::LogKind::Refused, "lost-dev", "not authorized: device is disabled in the registry"),
+        (
+            hub::LogKind::Refused,
+            "lost-dev",
+            "not authorized: device is disabled in the registry",
+        ),
     ];
     for (kind, device, text) in events {
-        app.update(Action::Hub(hub::HubAction::Event(hub::LogLine { at: NOW, kind, device: device.into(), text: text.into() })));
+        app.update(Action::Hub(hub::HubAction::Event(hub::LogLine {
+            at: NOW,
+            kind,
+            device: device.into(),
+            text: text.into(),
+        })));
     }
     app.update(ch('2'));
     insta::assert_snapshot!("hub_with_events", screen(&app));
     app.connect.device = Some("dev-01".into());
     for (name, ms) in [("DNS", 1), ("TCP", 2), ("TLS", 14), ("CONNECT", 3)] {
-        app.update(Action::Connect(connect::ConnectAction::Step(connect::Step {
-            name: name.into(),
-            state: connect::StepState::Ok,
-            took: Some(Duration::from_millis(ms)),
-            detail: String::new(),
-        })));
+        app.update(Action::Connect(connect::ConnectAction::Step(
+            connect::Step {
+                name: name.into(),
+                state: connect::StepState::Ok,
+                took: Some(Duration::from_millis(ms)),
+                detail: String::new(),
+            },
+        )));
     }
     for i in 0..5u64 {
-        app.update(Action::Connect(connect::ConnectAction::Message(format!("→ message {i}"))));
-        app.update(Action::Connect(connect::ConnectAction::RoundTrip(Duration::from_micros(300 + i * 50))));
+        app.update(Action::Connect(connect::ConnectAction::Message(format!(
+            "→ message {i}"
+        ))));
+        app.update(Action::Connect(connect::ConnectAction::RoundTrip(
+            Duration::from_micros(300 + i * 50),
+        )));
     }
     app.update(ch('3'));
     insta::assert_snapshot!("connect_with_events", screen(&app));
@@ -369,15 +472,29 @@ fn no_color_keeps_the_symbols_and_drops_the_colours() {
         app.theme = theme;
         let t = draw(&app);
         let buf = t.backend().buffer();
-        let colours: Vec<Color> = buf.content.iter().flat_map(|c| [c.fg, c.bg]).filter(|c| *c != Color::Reset).collect();
+        let colours: Vec<Color> = buf
+            .content
+            .iter()
+            .flat_map(|c| [c.fg, c.bg])
+            .filter(|c| *c != Color::Reset)
+            .collect();
         let s = screen(&app);
-        assert!(s.contains("✗ expired") && s.contains("⊘ revoked") && s.contains("✎"), "{s}");
+        assert!(
+            s.contains("✗ expired") && s.contains("⊘ revoked") && s.contains("✎"),
+            "{s}"
+        );
         if theme.color {
             assert!(colours.contains(&Color::Red), "expired is red with colour");
         } else {
-            assert!(colours.is_empty(), "NO_COLOR: no colours at all, got {colours:?}");
+            assert!(
+                colours.is_empty(),
+                "NO_COLOR: no colours at all, got {colours:?}"
+            );
         }
         // Only named colours: they follow the terminal's palette on light and dark backgrounds.
-        assert!(colours.iter().all(|c| !matches!(c, Color::Rgb(..) | Color::Indexed(_) | Color::White | Color::Black)));
+        assert!(colours.iter().all(|c| !matches!(
+            c,
+            Color::Rgb(..) | Color::Indexed(_) | Color::White | Color::Black
+        )));
     }
 }

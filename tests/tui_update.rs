@@ -21,7 +21,12 @@ fn typed(app: &mut App, s: &str) -> Vec<Command> {
     s.chars().filter_map(|c| app.update(ch(c))).collect()
 }
 fn mouse(kind: MouseEventKind, column: u16, row: u16) -> Action {
-    Action::Mouse(MouseEvent { kind, column, row, modifiers: KeyModifiers::NONE })
+    Action::Mouse(MouseEvent {
+        kind,
+        column,
+        row,
+        modifiers: KeyModifiers::NONE,
+    })
 }
 
 fn ws() -> (tempfile::TempDir, Workspace) {
@@ -31,21 +36,48 @@ fn ws() -> (tempfile::TempDir, Workspace) {
 }
 
 fn root(ws: &Workspace, name: &str) {
-    let req = CaRequest { name: name.into(), cn: None, subject: None, key: KeyAlg::EcP256, validity: ValidityArg::default(), pathlen: None, issuer: None, force: false };
+    let req = CaRequest {
+        name: name.into(),
+        cn: None,
+        subject: None,
+        key: KeyAlg::EcP256,
+        validity: ValidityArg::default(),
+        pathlen: None,
+        issuer: None,
+        force: false,
+    };
     ops::new_ca(ws, &req).unwrap();
 }
 fn intermediate(ws: &Workspace, name: &str, issuer: &str) {
-    let req = CaRequest { name: name.into(), cn: None, subject: None, key: KeyAlg::EcP256, validity: ValidityArg::default(), pathlen: None, issuer: Some(issuer.into()), force: false };
+    let req = CaRequest {
+        name: name.into(),
+        cn: None,
+        subject: None,
+        key: KeyAlg::EcP256,
+        validity: ValidityArg::default(),
+        pathlen: None,
+        issuer: Some(issuer.into()),
+        force: false,
+    };
     ops::new_ca(ws, &req).unwrap();
 }
 fn devices(ws: &Workspace, ids: &str, issuer: &str) {
-    let req = DeviceRequest { ids: vec![ids.into()], issuer: Some(issuer.into()), ..Default::default() };
+    let req = DeviceRequest {
+        ids: vec![ids.into()],
+        issuer: Some(issuer.into()),
+        ..Default::default()
+    };
     ops::new_devices(ws, &req).unwrap();
 }
 
 /// An app over `ws`, list and first report loaded.
 fn app_on(ws: &Workspace) -> App {
-    let mut app = App::new(ws.root().to_path_buf(), Theme::plain(), OffsetDateTime::now_utc(), (100, 30));
+    let mut app = App::new(
+        ws.root().to_path_buf(),
+        Theme::plain(),
+        OffsetDateTime::now_utc(),
+        (100, 30),
+    );
     let first = app.start();
     settle(&mut app, ws, first);
     app
@@ -62,14 +94,21 @@ fn number_keys_and_g_switch_tabs_and_help_opens_and_closes() {
     assert_eq!(app.tab, Tab::Connect);
     let c = app.update(ch('g'));
     assert_eq!(app.tab, Tab::Guide);
-    assert!(matches!(c, Some(Command::LoadList)), "entering the guide re-reads the workspace to check the steps");
+    assert!(
+        matches!(c, Some(Command::LoadList)),
+        "entering the guide re-reads the workspace to check the steps"
+    );
     app.update(ch('1'));
     assert_eq!(app.tab, Tab::Pki);
     app.update(ch('?'));
     assert!(app.help);
     app.update(ch('2'));
     assert!(!app.help, "any key closes help");
-    assert_eq!(app.tab, Tab::Pki, "the key that closes help does nothing else");
+    assert_eq!(
+        app.tab,
+        Tab::Pki,
+        "the key that closes help does nothing else"
+    );
     app.update(ch('q'));
     assert!(app.quit);
 }
@@ -91,7 +130,10 @@ fn ctrl_c_quits_even_in_a_form() {
     let (_d, ws) = ws();
     let mut app = app_on(&ws);
     app.update(ch('n'));
-    app.update(Action::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
+    app.update(Action::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::CONTROL,
+    )));
     assert!(app.quit);
 }
 
@@ -119,9 +161,15 @@ fn mouse_clicks_switch_tabs_and_select_rows_and_wheel_scrolls() {
     }
     assert_eq!(app.pki.selected, 40, "the wheel stops at the last row");
     let h = 30 - 2 - 2; // tabs + status, tree borders
-    assert!(app.pki.offset + h > app.pki.selected && app.pki.offset <= app.pki.selected, "the selection stays in view");
+    assert!(
+        app.pki.offset + h > app.pki.selected && app.pki.offset <= app.pki.selected,
+        "the selection stays in view"
+    );
     app.update(mouse(MouseEventKind::ScrollDown, 80, 10));
-    assert_eq!(app.pki.detail_scroll, 3, "the wheel over the details scrolls them");
+    assert_eq!(
+        app.pki.detail_scroll, 3,
+        "the wheel over the details scrolls them"
+    );
 }
 
 #[test]
@@ -142,7 +190,12 @@ fn reports_load_one_at_a_time_and_the_newest_wish_wins() {
     let (_d, ws) = ws();
     root(&ws, "r");
     devices(&ws, "d-{1..5}", "r");
-    let mut app = App::new(ws.root().to_path_buf(), Theme::plain(), OffsetDateTime::now_utc(), (100, 30));
+    let mut app = App::new(
+        ws.root().to_path_buf(),
+        Theme::plain(),
+        OffsetDateTime::now_utc(),
+        (100, 30),
+    );
     let c = app.start();
     assert!(matches!(c, Some(Command::LoadList)));
     let listed = perform(&ws, c.unwrap()).unwrap();
@@ -161,7 +214,10 @@ fn reports_load_one_at_a_time_and_the_newest_wish_wins() {
     assert!(!app.pki.reports.contains_key("d-1"));
     // Coming back to a cached report starts no job.
     app.update(key(KeyCode::Home));
-    assert!(app.update(key(KeyCode::Down)).is_some(), "d-1 was never loaded");
+    assert!(
+        app.update(key(KeyCode::Down)).is_some(),
+        "d-1 was never loaded"
+    );
 }
 
 #[test]
@@ -188,20 +244,34 @@ fn new_root_form_creates_it_off_the_loop_and_selects_it() {
     let (_d, ws) = ws();
     let mut app = app_on(&ws);
     app.update(ch('n'));
-    let Some(Dialog::New(form)) = &app.dialog else { panic!("n opens the form") };
-    assert_eq!(form.kind, NewKind::Root, "an empty workspace starts with a root");
+    let Some(Dialog::New(form)) = &app.dialog else {
+        panic!("n opens the form")
+    };
+    assert_eq!(
+        form.kind,
+        NewKind::Root,
+        "an empty workspace starts with a root"
+    );
     typed(&mut app, "my-root");
     let cmd = app.update(key(KeyCode::Enter));
-    let Some(Command::Create(CreateRequest::Ca(req))) = &cmd else { panic!("Enter submits: {cmd:?}") };
+    let Some(Command::Create(CreateRequest::Ca(req))) = &cmd else {
+        panic!("Enter submits: {cmd:?}")
+    };
     assert_eq!(req.name, "my-root");
     assert!(req.issuer.is_none());
     // The work has not happened: update only asked for it, and the form shows a spinner.
     assert!(!ws.exists("my-root"));
-    let Some(Dialog::New(form)) = &app.dialog else { panic!() };
+    let Some(Dialog::New(form)) = &app.dialog else {
+        panic!()
+    };
     assert!(form.busy.is_some());
     let s0 = app.spinner;
     app.update(Action::Tick(OffsetDateTime::now_utc()));
-    assert_eq!(app.spinner, s0 + 1, "the spinner turns while the key is generated");
+    assert_eq!(
+        app.spinner,
+        s0 + 1,
+        "the spinner turns while the key is generated"
+    );
     settle(&mut app, &ws, cmd);
     assert!(app.dialog.is_none());
     assert!(ws.exists("my-root"));
@@ -220,7 +290,9 @@ fn rsa_4096_request_returns_at_once() {
         app.update(key(KeyCode::Right));
     }
     let cmd = app.update(key(KeyCode::Enter));
-    let Some(Command::Create(CreateRequest::Ca(req))) = &cmd else { panic!("{cmd:?}") };
+    let Some(Command::Create(CreateRequest::Ca(req))) = &cmd else {
+        panic!("{cmd:?}")
+    };
     assert_eq!(req.key, KeyAlg::Rsa4096);
     // While it runs, the UI still takes keys: help opens and closes.
     app.update(ch('x'));
@@ -236,12 +308,20 @@ fn intermediate_and_device_forms_default_to_the_selected_ca() {
     let mut app = app_on(&ws);
     app.update(key(KeyCode::Down)); // select "i"
     app.update(ch('n'));
-    let Some(Dialog::New(form)) = &app.dialog else { panic!() };
-    assert_eq!(form.kind, NewKind::Device, "with a CA selected, n starts a device under it");
+    let Some(Dialog::New(form)) = &app.dialog else {
+        panic!()
+    };
+    assert_eq!(
+        form.kind,
+        NewKind::Device,
+        "with a CA selected, n starts a device under it"
+    );
     assert_eq!(form.cas[form.issuer], "i");
     typed(&mut app, "dev1");
     let cmd = app.update(key(KeyCode::Enter));
-    let Some(Command::Create(CreateRequest::Devices(req))) = &cmd else { panic!() };
+    let Some(Command::Create(CreateRequest::Devices(req))) = &cmd else {
+        panic!()
+    };
     assert_eq!(req.issuer.as_deref(), Some("i"));
     settle(&mut app, &ws, cmd);
     assert_eq!(ws.load("dev1").unwrap().meta.issuer.as_deref(), Some("i"));
@@ -250,7 +330,9 @@ fn intermediate_and_device_forms_default_to_the_selected_ca() {
     app.update(ch('n'));
     app.update(key(KeyCode::Up));
     app.update(key(KeyCode::Left));
-    let Some(Dialog::New(form)) = &app.dialog else { panic!() };
+    let Some(Dialog::New(form)) = &app.dialog else {
+        panic!()
+    };
     assert_eq!(form.kind, NewKind::Intermediate);
     app.update(key(KeyCode::Down));
     typed(&mut app, "i2");
@@ -269,7 +351,9 @@ fn form_validation_says_what_the_cli_says() {
     let mut app = app_on(&ws);
     app.update(ch('n'));
     typed(&mut app, "dev 01");
-    let Some(Dialog::New(form)) = &app.dialog else { panic!() };
+    let Some(Dialog::New(form)) = &app.dialog else {
+        panic!()
+    };
     let tui_error = form.error.clone().expect("inline error");
     let out = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
         .args(["--workspace"])
@@ -294,14 +378,19 @@ fn form_validation_says_what_the_cli_says() {
         app.update(key(KeyCode::Backspace));
     }
     app.update(ch('0'));
-    let Some(Dialog::New(form)) = &app.dialog else { panic!() };
+    let Some(Dialog::New(form)) = &app.dialog else {
+        panic!()
+    };
     let out = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
         .args(["--workspace"])
         .arg(d.path().join("ws"))
         .args(["new", "device", "x", "--issuer", "r", "--days", "0"])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), format!("error: {}", form.error.clone().unwrap()));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!("error: {}", form.error.clone().unwrap())
+    );
 }
 
 #[test]
@@ -319,9 +408,14 @@ fn engine_errors_stay_in_the_form() {
     typed(&mut app, "r");
     let cmd = app.update(key(KeyCode::Enter));
     settle(&mut app, &ws, cmd);
-    let Some(Dialog::New(form)) = &app.dialog else { panic!("the form stays open") };
+    let Some(Dialog::New(form)) = &app.dialog else {
+        panic!("the form stays open")
+    };
     let e = form.error.clone().unwrap();
-    assert!(e.contains("already exists") && e.contains("\"r\"") || e.contains("r"), "{e}");
+    assert!(
+        e.contains("already exists") && e.contains("\"r\"") || e.contains("r"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -334,31 +428,62 @@ fn verification_certificate_for_a_code_verifies_with_openssl_and_copies() {
     assert!(matches!(app.dialog, Some(Dialog::Verify(_))));
     app.update(Action::Paste(format!(" {code}\n")));
     let cmd = app.update(key(KeyCode::Enter));
-    let Some(Command::MakeVerification { issuer, code: c, out }) = &cmd else { panic!("{cmd:?}") };
+    let Some(Command::MakeVerification {
+        issuer,
+        code: c,
+        out,
+    }) = &cmd
+    else {
+        panic!("{cmd:?}")
+    };
     assert_eq!(issuer, "r");
     assert_eq!(c, code);
     let out = out.clone();
     settle(&mut app, &ws, cmd);
-    let Some(Dialog::Verify(v)) = &app.dialog else { panic!() };
+    let Some(Dialog::Verify(v)) = &app.dialog else {
+        panic!()
+    };
     let res = v.result.as_ref().expect("result shown");
     assert_eq!(res.path, out);
     assert!(res.pem.starts_with("-----BEGIN CERTIFICATE-----"));
     // openssl, as an independent checker: CN = code, signed by the root.
     let root_pem = ws.entity_dir("r").join("cert.pem");
-    let v = Proc::new("openssl").args(["verify", "-CAfile"]).arg(&root_pem).arg(&out).output().unwrap();
+    let v = Proc::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&root_pem)
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
-    let s = Proc::new("openssl").args(["x509", "-noout", "-subject", "-in"]).arg(&out).output().unwrap();
+    let s = Proc::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in"])
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&s.stdout).contains(code));
     // y copies the PEM with OSC 52.
     let c = app.update(ch('y'));
-    let Some(Command::Copy(text)) = c else { panic!() };
+    let Some(Command::Copy(text)) = c else {
+        panic!()
+    };
     assert_eq!(text, res_pem(&app));
     let osc = chainsmith::tui::osc52(&text);
     assert!(osc.starts_with("\x1b]52;c;") && osc.ends_with('\x07'));
     use base64::Engine;
     let b64 = &osc[7..osc.len() - 1];
-    assert_eq!(base64::engine::general_purpose::STANDARD.decode(b64).unwrap(), text.as_bytes());
-    assert!(app.pki.rows.iter().any(|r| r.meta.kind == Kind::Verification), "the tree shows the verification certificate");
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+        text.as_bytes()
+    );
+    assert!(
+        app.pki
+            .rows
+            .iter()
+            .any(|r| r.meta.kind == Kind::Verification),
+        "the tree shows the verification certificate"
+    );
 }
 
 fn res_pem(app: &App) -> String {
@@ -377,12 +502,22 @@ fn v_on_a_device_explains_and_bad_codes_are_refused_inline() {
     app.update(key(KeyCode::End));
     app.update(ch('v'));
     assert!(app.dialog.is_none());
-    assert!(app.status.as_ref().unwrap().1.contains("\"d1\" is a device"));
+    assert!(
+        app.status
+            .as_ref()
+            .unwrap()
+            .1
+            .contains("\"d1\" is a device")
+    );
     app.update(key(KeyCode::Home));
     app.update(ch('v'));
     typed(&mut app, "has space");
-    let Some(Dialog::Verify(v)) = &app.dialog else { panic!() };
-    let expected = chainsmith::pki::identity::check_verification_code("has space").unwrap_err().to_string();
+    let Some(Dialog::Verify(v)) = &app.dialog else {
+        panic!()
+    };
+    let expected = chainsmith::pki::identity::check_verification_code("has space")
+        .unwrap_err()
+        .to_string();
     assert_eq!(v.error.as_deref(), Some(expected.as_str()));
     assert!(app.update(key(KeyCode::Enter)).is_none());
 }
@@ -411,7 +546,11 @@ fn delete_asks_then_removes() {
     settle(&mut app, &ws, c);
     app.update(key(KeyCode::Home));
     app.update(ch('d'));
-    assert!(matches!(&app.dialog, Some(Dialog::ConfirmDelete { children: 0, .. }) | Some(Dialog::ConfirmDelete { children: 1, .. })));
+    assert!(matches!(
+        &app.dialog,
+        Some(Dialog::ConfirmDelete { children: 0, .. })
+            | Some(Dialog::ConfirmDelete { children: 1, .. })
+    ));
 }
 
 #[test]
@@ -430,7 +569,10 @@ fn a_burst_of_hub_events_is_handled_in_one_drain() {
     }
     let first = rx.try_recv().unwrap();
     chainsmith::tui::drain(&mut app, first, &mut rx);
-    assert!(rx.try_recv().is_err(), "one drain (one frame) takes the whole burst");
+    assert!(
+        rx.try_recv().is_err(),
+        "one drain (one frame) takes the whole burst"
+    );
     assert_eq!(app.hub.log.len(), hub::LOG_CAP);
     assert_eq!(app.hub.dropped, 500);
     assert_eq!(app.hub.log.back().unwrap().text, "message 1499");
@@ -444,7 +586,13 @@ fn hub_and_connect_say_they_are_not_in_this_build() {
     let mut app = app_on(&ws);
     app.update(ch('2'));
     app.update(ch('s'));
-    assert!(app.status.as_ref().unwrap().1.contains("not available in this build"));
+    assert!(
+        app.status
+            .as_ref()
+            .unwrap()
+            .1
+            .contains("not available in this build")
+    );
     assert!(app.hub.running.is_none(), "no fake hub");
     app.update(ch('1'));
     app.update(key(KeyCode::End));
@@ -452,7 +600,13 @@ fn hub_and_connect_say_they_are_not_in_this_build() {
     assert_eq!(app.tab, Tab::Connect);
     assert_eq!(app.connect.device.as_deref(), Some("d1"));
     app.update(key(KeyCode::Enter));
-    assert!(app.status.as_ref().unwrap().1.contains("not available in this build"));
+    assert!(
+        app.status
+            .as_ref()
+            .unwrap()
+            .1
+            .contains("not available in this build")
+    );
     assert!(app.connect.steps.is_empty(), "no fake steps");
 }
 
@@ -461,7 +615,8 @@ fn guide_steps_check_the_real_workspace() {
     use chainsmith::tui::guide::{STEPS, StepStatus, status};
     let (_d, ws) = ws();
     let rows = |ws: &Workspace| ops::tree(ws.list().unwrap().0, OffsetDateTime::now_utc());
-    let st = |ws: &Workspace, id: &str| status(STEPS.iter().find(|s| s.id == id).unwrap(), &rows(ws));
+    let st =
+        |ws: &Workspace, id: &str| status(STEPS.iter().find(|s| s.id == id).unwrap(), &rows(ws));
     assert_eq!(st(&ws, "root"), StepStatus::Todo);
     root(&ws, "r");
     assert!(matches!(st(&ws, "root"), StepStatus::Done(_)));
@@ -476,13 +631,20 @@ fn guide_steps_check_the_real_workspace() {
     devices(&ws, "dev1", "i");
     assert!(matches!(st(&ws, "device"), StepStatus::Done(_)));
     for id in ["hub-ca", "register", "connect", "renew", "disable"] {
-        assert!(matches!(st(&ws, id), StepStatus::Unavailable(_)), "{id} needs an engine this build lacks");
+        assert!(
+            matches!(st(&ws, id), StepStatus::Unavailable(_)),
+            "{id} needs an engine this build lacks"
+        );
     }
     // Every lesson has its what-and-why and both command sets.
     for s in &STEPS {
         let l = s.lesson();
         assert!(!l.title.is_empty() && l.why.len() > 80, "{}", s.id);
-        assert!(!l.openssl.is_empty() && l.az.contains("az") || l.az.starts_with('#'), "{}", s.id);
+        assert!(
+            !l.openssl.is_empty() && l.az.contains("az") || l.az.starts_with('#'),
+            "{}",
+            s.id
+        );
     }
 }
 
@@ -521,7 +683,11 @@ fn guide_text_subcommand_prints_steps_with_status() {
 #[test]
 fn no_arguments_without_a_terminal_explains_instead_of_printing_garbage() {
     let (d, _ws) = ws();
-    let out = Proc::new(env!("CARGO_BIN_EXE_chainsmith")).arg("--workspace").arg(d.path().join("ws")).output().unwrap();
+    let out = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .arg("--workspace")
+        .arg(d.path().join("ws"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("the TUI needs a terminal"));
 }

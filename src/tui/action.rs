@@ -16,15 +16,25 @@ pub enum Action {
     /// The clock moved (the loop's tick); spinners advance, "days left" follow.
     Tick(OffsetDateTime),
     /// The workspace list was read (in the background).
-    Listed { rows: Vec<TreeRow>, damaged: usize, took: Duration },
+    Listed {
+        rows: Vec<TreeRow>,
+        damaged: usize,
+        took: Duration,
+    },
     ListFailed(String),
     /// `ops::report` for one entity finished.
-    ReportLoaded { name: String, report: Result<Box<Report>, String> },
+    ReportLoaded {
+        name: String,
+        report: Result<Box<Report>, String>,
+    },
     /// A new root / intermediate / device finished (key generation and all).
     Created(Result<Created, String>),
     /// A verification certificate was made: the result and its PEM text.
     Verified(Result<(Created, String), String>),
-    Deleted { name: String, result: Result<(), String> },
+    Deleted {
+        name: String,
+        result: Result<(), String>,
+    },
     /// From the local hub engine (not in this build; see `hub`).
     Hub(super::hub::HubAction),
     /// From the connection test engine (not in this build; see `connect`).
@@ -46,7 +56,11 @@ impl CreateRequest {
             CreateRequest::Ca(r) => format!(
                 "generating {} key and issuing {} \"{}\"",
                 r.key.label(),
-                if r.issuer.is_some() { "intermediate" } else { "root" },
+                if r.issuer.is_some() {
+                    "intermediate"
+                } else {
+                    "root"
+                },
                 r.name
             ),
             CreateRequest::Devices(r) => format!(
@@ -73,9 +87,12 @@ pub enum Command {
     LoadList,
     LoadReport(String),
     Create(CreateRequest),
-    MakeVerification { issuer: String, code: String, out: PathBuf },
+    MakeVerification {
+        issuer: String,
+        code: String,
+        out: PathBuf,
+    },
     Delete(String),
     /// Put text on the clipboard with OSC 52 (written to the terminal by the loop).
     Copy(String),
 }
-

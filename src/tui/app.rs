@@ -4,13 +4,17 @@
 
 use super::action::{Action, Command};
 use super::connect::ConnectState;
-use super::dialog::{Dialog, FormOutcome, NewForm, NewKind, VerifyDialog, VerifyResult, verification_out};
+use super::dialog::{
+    Dialog, FormOutcome, NewForm, NewKind, VerifyDialog, VerifyResult, verification_out,
+};
 use super::guide::{GuideState, STEPS};
 use super::hub::HubState;
 use super::pki::PkiState;
 use super::theme::Theme;
 use super::ui;
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
 use std::path::PathBuf;
 use time::OffsetDateTime;
 
@@ -44,11 +48,23 @@ pub enum Level {
 
 /// Every key, for the help overlay and the docs.
 pub const KEYMAP: &[(&str, &str, &str)] = &[
-    ("anywhere", "1 2 3 4", "tab: PKI, Hub, Connect, Guide (or click it)"),
+    (
+        "anywhere",
+        "1 2 3 4",
+        "tab: PKI, Hub, Connect, Guide (or click it)",
+    ),
     ("anywhere", "g", "guided workshop (tab 4)"),
     ("anywhere", "?", "this help (any key closes it)"),
-    ("anywhere", "q  Ctrl-C", "quit (q asks while a hub or test runs)"),
-    ("PKI", "↑ ↓ j k", "move in the tree (wheel too; click selects)"),
+    (
+        "anywhere",
+        "q  Ctrl-C",
+        "quit (q asks while a hub or test runs)",
+    ),
+    (
+        "PKI",
+        "↑ ↓ j k",
+        "move in the tree (wheel too; click selects)",
+    ),
     ("PKI", "PgUp PgDn Home End", "page / jump in the tree"),
     ("PKI", "J K", "scroll the details (wheel over them too)"),
     ("PKI", "/", "filter by name or CN (Enter keeps, Esc clears)"),
@@ -56,13 +72,33 @@ pub const KEYMAP: &[(&str, &str, &str)] = &[
     ("PKI", "v", "verification certificate for a hub's code"),
     ("PKI", "d", "delete the selected entity (asks first)"),
     ("PKI", "c", "connection test for the selected device"),
-    ("PKI", "e i r x", "export import renew revoke: not in this build"),
+    (
+        "PKI",
+        "e i r x",
+        "export import renew revoke: not in this build",
+    ),
     ("forms", "Tab ↑ ↓", "next / previous field"),
-    ("forms", "← → Space", "change a choice (kind, issuer, key, EKU...)"),
+    (
+        "forms",
+        "← → Space",
+        "change a choice (kind, issuer, key, EKU...)",
+    ),
     ("forms", "Enter  Esc", "create / cancel"),
-    ("verify", "y", "copy the PEM (OSC 52); the file path is shown"),
-    ("Hub", "s  v", "start/stop hub, proof of possession (no engine)"),
-    ("Connect", "Enter  t", "start test, change target (no engine yet)"),
+    (
+        "verify",
+        "y",
+        "copy the PEM (OSC 52); the file path is shown",
+    ),
+    (
+        "Hub",
+        "s  v",
+        "start/stop hub, proof of possession (no engine)",
+    ),
+    (
+        "Connect",
+        "Enter  t",
+        "start test, change target (no engine yet)",
+    ),
     ("Guide", "↑ ↓  J K", "pick a step, scroll its text"),
 ];
 
@@ -151,7 +187,9 @@ impl App {
                 }
                 // The guide checks the real workspace: re-read it now and then while it is shown,
                 // so steps done with the CLI in another terminal tick off too.
-                let stale = self.last_list.is_none_or(|t| (now - t).whole_seconds() >= 3);
+                let stale = self
+                    .last_list
+                    .is_none_or(|t| (now - t).whole_seconds() >= 3);
                 if self.tab == Tab::Guide && stale && !self.list_inflight {
                     self.last_list = Some(now);
                     return self.request_list();
@@ -164,7 +202,11 @@ impl App {
                 self.pki.scroll_into_view(hgt);
                 None
             }
-            Action::Listed { rows, damaged, took } => {
+            Action::Listed {
+                rows,
+                damaged,
+                took,
+            } => {
                 self.list_inflight = false;
                 self.last_list = Some(self.now);
                 self.pki.damaged = damaged;
@@ -174,7 +216,10 @@ impl App {
                 let h = self.tree_height();
                 self.pki.scroll_into_view(h);
                 if damaged > 0 {
-                    self.say(Level::Warn, format!("{damaged} damaged entities skipped; `chainsmith list` names them"));
+                    self.say(
+                        Level::Warn,
+                        format!("{damaged} damaged entities skipped; `chainsmith list` names them"),
+                    );
                 }
                 if std::mem::take(&mut self.list_queued) {
                     return self.request_list();
@@ -187,7 +232,10 @@ impl App {
                 self.pki.load_error = Some(e);
                 None
             }
-            Action::ReportLoaded { name, report } => self.pki.report_loaded(name, report).map(Command::LoadReport),
+            Action::ReportLoaded { name, report } => self
+                .pki
+                .report_loaded(name, report)
+                .map(Command::LoadReport),
             Action::Created(result) => {
                 let Some(Dialog::New(form)) = &mut self.dialog else {
                     return self.request_list();
@@ -195,10 +243,16 @@ impl App {
                 form.busy = None;
                 match result {
                     Ok(created) => {
-                        let names: Vec<&str> = created.entities.iter().map(|m| m.name.as_str()).collect();
-                        let first = created.entities.first().map(|m| (m.kind.as_str(), m.name.clone()));
+                        let names: Vec<&str> =
+                            created.entities.iter().map(|m| m.name.as_str()).collect();
+                        let first = created
+                            .entities
+                            .first()
+                            .map(|m| (m.kind.as_str(), m.name.clone()));
                         let mut msg = match &first {
-                            Some((kind, _)) if names.len() == 1 => format!("created {kind} {}", names[0]),
+                            Some((kind, _)) if names.len() == 1 => {
+                                format!("created {kind} {}", names[0])
+                            }
                             _ => format!("created {} entities", names.len()),
                         };
                         for w in &created.warnings {
@@ -207,7 +261,14 @@ impl App {
                         self.pki.reselect = first.map(|(_, n)| n);
                         self.pki.filter.clear();
                         self.dialog = None;
-                        self.say(if created.warnings.is_empty() { Level::Ok } else { Level::Warn }, msg);
+                        self.say(
+                            if created.warnings.is_empty() {
+                                Level::Ok
+                            } else {
+                                Level::Warn
+                            },
+                            msg,
+                        );
                         self.request_list()
                     }
                     Err(e) => {
@@ -217,13 +278,24 @@ impl App {
                 }
             }
             Action::Verified(result) => {
-                let Some(Dialog::Verify(v)) = &mut self.dialog else { return None };
+                let Some(Dialog::Verify(v)) = &mut self.dialog else {
+                    return None;
+                };
                 v.busy = false;
                 match result {
                     Ok((created, pem)) => {
-                        let entity = created.entities.first().map(|m| m.name.clone()).unwrap_or_default();
+                        let entity = created
+                            .entities
+                            .first()
+                            .map(|m| m.name.clone())
+                            .unwrap_or_default();
                         let path = created.file.clone().unwrap_or_default();
-                        v.result = Some(VerifyResult { path, entity, pem, scroll: 0 });
+                        v.result = Some(VerifyResult {
+                            path,
+                            entity,
+                            pem,
+                            scroll: 0,
+                        });
                         self.request_list()
                     }
                     Err(e) => {
@@ -317,7 +389,9 @@ impl App {
         match self.tab {
             Tab::Pki => self.pki_key(k),
             Tab::Hub => {
-                if matches!(k.code, KeyCode::Char('s') | KeyCode::Char('v')) && !super::hub::AVAILABLE {
+                if matches!(k.code, KeyCode::Char('s') | KeyCode::Char('v'))
+                    && !super::hub::AVAILABLE
+                {
                     self.say(Level::Warn, "the local hub is not available in this build");
                 }
                 None
@@ -333,7 +407,10 @@ impl App {
                         };
                     }
                     KeyCode::Enter | KeyCode::Char('s') if !super::connect::AVAILABLE => {
-                        self.say(Level::Warn, "the connection test is not available in this build");
+                        self.say(
+                            Level::Warn,
+                            "the connection test is not available in this build",
+                        );
                     }
                     _ => {}
                 }
@@ -411,7 +488,11 @@ impl App {
             }
             KeyCode::Char('n') => {
                 let cas = self.issuing_cas();
-                let sel = self.pki.selected_row().filter(|r| r.meta.kind.is_ca()).map(|r| r.meta.name.clone());
+                let sel = self
+                    .pki
+                    .selected_row()
+                    .filter(|r| r.meta.kind.is_ca())
+                    .map(|r| r.meta.name.clone());
                 let kind = if cas.is_empty() {
                     NewKind::Root
                 } else if sel.is_some() {
@@ -432,7 +513,11 @@ impl App {
                             "v makes a verification certificate for a CA; \"{}\" is a {}{}: select a root or intermediate with its key",
                             r.meta.name,
                             r.meta.kind.as_str(),
-                            if r.meta.kind.is_ca() { " without its private key" } else { "" }
+                            if r.meta.kind.is_ca() {
+                                " without its private key"
+                            } else {
+                                ""
+                            }
                         );
                         self.say(Level::Warn, msg);
                     }
@@ -464,7 +549,10 @@ impl App {
                     'r' => "renew",
                     _ => "revoke",
                 };
-                self.say(Level::Warn, format!("{what} is not available in this build"));
+                self.say(
+                    Level::Warn,
+                    format!("{what} is not available in this build"),
+                );
                 return None;
             }
             _ => return None,
@@ -474,7 +562,12 @@ impl App {
 
     /// CAs that can issue: roots and intermediates with their key.
     pub fn issuing_cas(&self) -> Vec<String> {
-        self.pki.rows.iter().filter(|r| r.meta.kind.is_ca() && r.meta.has_key).map(|r| r.meta.name.clone()).collect()
+        self.pki
+            .rows
+            .iter()
+            .filter(|r| r.meta.kind.is_ca() && r.meta.has_key)
+            .map(|r| r.meta.name.clone())
+            .collect()
     }
 
     fn dialog_key(&mut self, k: KeyEvent) -> Option<Command> {
@@ -499,11 +592,18 @@ impl App {
                         KeyCode::Char('y') => {
                             let pem = res.pem.clone();
                             let path = res.path.display().to_string();
-                            self.say(Level::Ok, format!("PEM sent to the clipboard (OSC 52); the file is {path}"));
+                            self.say(
+                                Level::Ok,
+                                format!("PEM sent to the clipboard (OSC 52); the file is {path}"),
+                            );
                             return Some(Command::Copy(pem));
                         }
-                        KeyCode::Down | KeyCode::Char('j') => res.scroll = res.scroll.saturating_add(1),
-                        KeyCode::Up | KeyCode::Char('k') => res.scroll = res.scroll.saturating_sub(1),
+                        KeyCode::Down | KeyCode::Char('j') => {
+                            res.scroll = res.scroll.saturating_add(1)
+                        }
+                        KeyCode::Up | KeyCode::Char('k') => {
+                            res.scroll = res.scroll.saturating_sub(1)
+                        }
                         KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => self.dialog = None,
                         _ => {}
                     }
@@ -518,7 +618,11 @@ impl App {
                                 v.busy = true;
                                 v.error = None;
                                 let out = verification_out(&self.ws_root, &v.issuer);
-                                return Some(Command::MakeVerification { issuer: v.issuer.clone(), code, out });
+                                return Some(Command::MakeVerification {
+                                    issuer: v.issuer.clone(),
+                                    code,
+                                    out,
+                                });
                             }
                             Err(e) => v.error = Some(e.to_string()),
                         }
@@ -559,7 +663,9 @@ impl App {
 
     fn mouse(&mut self, m: MouseEvent) -> Option<Command> {
         let a = ui::areas(self.size);
-        let inside = |r: ratatui::layout::Rect| m.column >= r.x && m.column < r.x + r.width && m.row >= r.y && m.row < r.y + r.height;
+        let inside = |r: ratatui::layout::Rect| {
+            m.column >= r.x && m.column < r.x + r.width && m.row >= r.y && m.row < r.y + r.height
+        };
         match m.kind {
             MouseEventKind::Down(MouseButton::Left) => {
                 if self.help {
@@ -570,7 +676,10 @@ impl App {
                     return None;
                 }
                 if m.row == a.tabs.y {
-                    if let Some((tab, _)) = ui::tab_ranges().into_iter().find(|(_, r)| r.contains(&m.column)) {
+                    if let Some((tab, _)) = ui::tab_ranges()
+                        .into_iter()
+                        .find(|(_, r)| r.contains(&m.column))
+                    {
                         self.tab = tab;
                         return self.entered_tab();
                     }
@@ -597,7 +706,11 @@ impl App {
                 None
             }
             MouseEventKind::ScrollDown | MouseEventKind::ScrollUp => {
-                let d: isize = if m.kind == MouseEventKind::ScrollDown { 3 } else { -3 };
+                let d: isize = if m.kind == MouseEventKind::ScrollDown {
+                    3
+                } else {
+                    -3
+                };
                 if self.dialog.is_some() || self.tab != Tab::Pki {
                     return None;
                 }

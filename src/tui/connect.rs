@@ -111,17 +111,31 @@ impl ConnectState {
 pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
     let c = &app.connect;
-    let [head, body, chart] = Layout::vertical([Constraint::Length(5), Constraint::Min(3), Constraint::Length(5)]).areas(area);
-    let device = c.device.clone().unwrap_or_else(|| "none: select a device on the PKI tab and press c".into());
+    let [head, body, chart] = Layout::vertical([
+        Constraint::Length(5),
+        Constraint::Min(3),
+        Constraint::Length(5),
+    ])
+    .areas(area);
+    let device = c
+        .device
+        .clone()
+        .unwrap_or_else(|| "none: select a device on the PKI tab and press c".into());
     let head_lines = vec![
         Line::from(vec![Span::styled("Device  ", t.title()), Span::raw(device)]),
-        Line::from(vec![Span::styled("Target  ", t.title()), Span::raw(c.target.label())]),
+        Line::from(vec![
+            Span::styled("Target  ", t.title()),
+            Span::raw(c.target.label()),
+        ]),
         Line::from(vec![
             Span::styled("Counts  ", t.title()),
             Span::raw(format!("{} sent, {} acknowledged", c.sent, c.acked)),
         ]),
     ];
-    f.render_widget(Paragraph::new(head_lines).block(block(t, "Connection test")), head);
+    f.render_widget(
+        Paragraph::new(head_lines).block(block(t, "Connection test")),
+        head,
+    );
     let mut lines = Vec::new();
     if !AVAILABLE {
         lines.push(Line::styled("⚠ not available in this build", t.warn()));
@@ -133,8 +147,14 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             StepState::Ok => ("✓", t.ok()),
             StepState::Failed => ("✗", t.bad()),
         };
-        let took = s.took.map(|d| format!(" {} ms", d.as_millis())).unwrap_or_default();
-        lines.push(Line::from(vec![Span::styled(format!("{sym} "), style), Span::raw(format!("{}{took}  {}", s.name, s.detail))]));
+        let took = s
+            .took
+            .map(|d| format!(" {} ms", d.as_millis()))
+            .unwrap_or_default();
+        lines.push(Line::from(vec![
+            Span::styled(format!("{sym} "), style),
+            Span::raw(format!("{}{took}  {}", s.name, s.detail)),
+        ]));
     }
     if let Some(d) = &c.diagnosis {
         lines.push(Line::styled(format!("✗ diagnosis: {d}"), t.bad()));
@@ -142,10 +162,22 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     for m in c.log.iter().rev().take(body.height as usize).rev() {
         lines.push(Line::raw(m.clone()));
     }
-    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block(t, "Steps and messages")), body);
-    f.render_widget(Sparkline::default().data(&c.round_trips).block(block(t, "Round trips (µs)")), chart);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block(t, "Steps and messages")),
+        body,
+    );
+    f.render_widget(
+        Sparkline::default()
+            .data(&c.round_trips)
+            .block(block(t, "Round trips (µs)")),
+        chart,
+    );
 }
 
 fn block(t: Theme, title: &str) -> Block<'static> {
-    Block::default().borders(Borders::ALL).title(Span::styled(format!(" {title} "), t.title()))
+    Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(format!(" {title} "), t.title()))
 }

@@ -23,7 +23,12 @@ pub enum NewKind {
 }
 
 impl NewKind {
-    pub const ALL: [NewKind; 4] = [NewKind::Root, NewKind::Intermediate, NewKind::Device, NewKind::SelfSignedDevice];
+    pub const ALL: [NewKind; 4] = [
+        NewKind::Root,
+        NewKind::Intermediate,
+        NewKind::Device,
+        NewKind::SelfSignedDevice,
+    ];
     pub fn label(self) -> &'static str {
         match self {
             NewKind::Root => "root CA",
@@ -36,7 +41,10 @@ impl NewKind {
         match self {
             NewKind::Root => Profile::Root { pathlen: None },
             NewKind::Intermediate => Profile::Intermediate { pathlen: None },
-            NewKind::Device | NewKind::SelfSignedDevice => Profile::Device { eku: Eku::Client, sans: vec![] },
+            NewKind::Device | NewKind::SelfSignedDevice => Profile::Device {
+                eku: Eku::Client,
+                sans: vec![],
+            },
         }
     }
 }
@@ -67,7 +75,10 @@ impl Field {
         }
     }
     fn is_choice(self) -> bool {
-        matches!(self, Field::Kind | Field::Issuer | Field::Key | Field::Eku | Field::Target)
+        matches!(
+            self,
+            Field::Kind | Field::Issuer | Field::Key | Field::Eku | Field::Target
+        )
     }
 }
 
@@ -94,7 +105,9 @@ pub struct NewForm {
 
 impl NewForm {
     pub fn new(kind: NewKind, cas: Vec<String>, preferred_issuer: Option<&str>) -> NewForm {
-        let issuer = preferred_issuer.and_then(|p| cas.iter().position(|c| c == p)).unwrap_or(0);
+        let issuer = preferred_issuer
+            .and_then(|p| cas.iter().position(|c| c == p))
+            .unwrap_or(0);
         let mut f = NewForm {
             kind,
             name: String::new(),
@@ -123,10 +136,38 @@ impl NewForm {
 
     pub fn fields(&self) -> Vec<Field> {
         match self.kind {
-            NewKind::Root => vec![Field::Kind, Field::Name, Field::Key, Field::Days, Field::Pathlen],
-            NewKind::Intermediate => vec![Field::Kind, Field::Name, Field::Issuer, Field::Key, Field::Days, Field::Pathlen],
-            NewKind::Device => vec![Field::Kind, Field::Name, Field::Issuer, Field::Key, Field::Days, Field::Eku, Field::Target],
-            NewKind::SelfSignedDevice => vec![Field::Kind, Field::Name, Field::Key, Field::Days, Field::Eku, Field::Target],
+            NewKind::Root => vec![
+                Field::Kind,
+                Field::Name,
+                Field::Key,
+                Field::Days,
+                Field::Pathlen,
+            ],
+            NewKind::Intermediate => vec![
+                Field::Kind,
+                Field::Name,
+                Field::Issuer,
+                Field::Key,
+                Field::Days,
+                Field::Pathlen,
+            ],
+            NewKind::Device => vec![
+                Field::Kind,
+                Field::Name,
+                Field::Issuer,
+                Field::Key,
+                Field::Days,
+                Field::Eku,
+                Field::Target,
+            ],
+            NewKind::SelfSignedDevice => vec![
+                Field::Kind,
+                Field::Name,
+                Field::Key,
+                Field::Days,
+                Field::Eku,
+                Field::Target,
+            ],
         }
     }
 
@@ -138,7 +179,11 @@ impl NewForm {
         match f {
             Field::Kind => self.kind.label().into(),
             Field::Name => self.name.clone(),
-            Field::Issuer => self.cas.get(self.issuer).cloned().unwrap_or_else(|| "(no CA with a key: make a root first)".into()),
+            Field::Issuer => self
+                .cas
+                .get(self.issuer)
+                .cloned()
+                .unwrap_or_else(|| "(no CA with a key: make a root first)".into()),
             Field::Key => KeyAlg::ALL[self.key].as_str().into(),
             Field::Days => self.days.clone(),
             Field::Pathlen => {
@@ -158,11 +203,18 @@ impl NewForm {
 
     fn cycle(&mut self, f: Field, d: isize) {
         fn step(i: usize, n: usize, d: isize) -> usize {
-            if n == 0 { 0 } else { (i as isize + d).rem_euclid(n as isize) as usize }
+            if n == 0 {
+                0
+            } else {
+                (i as isize + d).rem_euclid(n as isize) as usize
+            }
         }
         match f {
             Field::Kind => {
-                let i = NewKind::ALL.iter().position(|k| *k == self.kind).unwrap_or(0);
+                let i = NewKind::ALL
+                    .iter()
+                    .position(|k| *k == self.kind)
+                    .unwrap_or(0);
                 self.set_kind(NewKind::ALL[step(i, 4, d)]);
             }
             Field::Issuer => self.issuer = step(self.issuer, self.cas.len(), d),
@@ -205,13 +257,16 @@ impl NewForm {
     pub fn request(&self) -> Result<(CreateRequest, Vec<String>), String> {
         let key = KeyAlg::ALL[self.key];
         let mut warnings: Vec<String> = key.warning().map(str::to_string).into_iter().collect();
-        let days: u32 = self
-            .days
-            .trim()
-            .parse()
-            .map_err(|_| format!("days \"{}\" is not a whole number; give the validity in days, e.g. 365", self.days))?;
+        let days: u32 = self.days.trim().parse().map_err(|_| {
+            format!(
+                "days \"{}\" is not a whole number; give the validity in days, e.g. 365",
+                self.days
+            )
+        })?;
         let validity = ValidityArg::days(days);
-        validity.resolve(&self.kind.profile()).map_err(|e| e.to_string())?;
+        validity
+            .resolve(&self.kind.profile())
+            .map_err(|e| e.to_string())?;
         let pathlen = if self.pathlen.trim().is_empty() {
             None
         } else {
@@ -220,16 +275,21 @@ impl NewForm {
             })?)
         };
         let issuer = match self.kind {
-            NewKind::Intermediate | NewKind::Device => Some(
-                self.cas.get(self.issuer).cloned().ok_or("no CA with a private key to issue from; make a root first (n, kind root CA)")?,
-            ),
+            NewKind::Intermediate | NewKind::Device => {
+                Some(self.cas.get(self.issuer).cloned().ok_or(
+                    "no CA with a private key to issue from; make a root first (n, kind root CA)",
+                )?)
+            }
             _ => None,
         };
         let req = match self.kind {
             NewKind::Root | NewKind::Intermediate => {
                 identity::check_entity_name(&self.name).map_err(|e| e.to_string())?;
                 if issuer.as_deref() == Some(self.name.as_str()) {
-                    return Err(format!("\"{}\" cannot issue itself; pick its parent CA as --issuer", self.name));
+                    return Err(format!(
+                        "\"{}\" cannot issue itself; pick its parent CA as --issuer",
+                        self.name
+                    ));
                 }
                 CreateRequest::Ca(CaRequest {
                     name: self.name.clone(),
@@ -244,7 +304,8 @@ impl NewForm {
             }
             NewKind::Device | NewKind::SelfSignedDevice => {
                 let target = Target::ALL[self.target];
-                let (_, w) = ops::expand_ids(std::slice::from_ref(&self.name), target).map_err(|e| e.to_string())?;
+                let (_, w) = ops::expand_ids(std::slice::from_ref(&self.name), target)
+                    .map_err(|e| e.to_string())?;
                 warnings.extend(w);
                 CreateRequest::Devices(DeviceRequest {
                     ids: vec![self.name.clone()],
@@ -335,16 +396,30 @@ pub struct VerifyResult {
 
 impl VerifyDialog {
     pub fn new(issuer: String) -> Self {
-        VerifyDialog { issuer, code: String::new(), error: None, busy: false, result: None }
+        VerifyDialog {
+            issuer,
+            code: String::new(),
+            error: None,
+            busy: false,
+            result: None,
+        }
     }
     pub fn validate_inline(&mut self) {
-        self.error = if self.code.is_empty() { None } else { identity::check_verification_code(&self.code).err().map(|e| e.to_string()) };
+        self.error = if self.code.is_empty() {
+            None
+        } else {
+            identity::check_verification_code(&self.code)
+                .err()
+                .map(|e| e.to_string())
+        };
     }
 }
 
 /// Where the TUI writes verification certificates: beside the workspace's entities.
 pub fn verification_out(ws_root: &std::path::Path, issuer: &str) -> PathBuf {
-    ws_root.join("verification").join(format!("{issuer}_verification_cert.pem"))
+    ws_root
+        .join("verification")
+        .join(format!("{issuer}_verification_cert.pem"))
 }
 
 #[derive(Clone, Debug)]
@@ -357,13 +432,19 @@ pub enum Dialog {
 
 /// A centred rectangle `w`×`h` (clamped to the area).
 pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
-    let [v] = Layout::vertical([Constraint::Length(h.min(area.height))]).flex(Flex::Center).areas(area);
-    let [r] = Layout::horizontal([Constraint::Length(w.min(area.width))]).flex(Flex::Center).areas(v);
+    let [v] = Layout::vertical([Constraint::Length(h.min(area.height))])
+        .flex(Flex::Center)
+        .areas(area);
+    let [r] = Layout::horizontal([Constraint::Length(w.min(area.width))])
+        .flex(Flex::Center)
+        .areas(v);
     r
 }
 
 fn frame(t: Theme, title: &str) -> Block<'static> {
-    Block::default().borders(Borders::ALL).title(Span::styled(format!(" {title} "), t.title()))
+    Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(format!(" {title} "), t.title()))
 }
 
 pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
@@ -375,10 +456,24 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
             for (i, fl) in form.fields().iter().enumerate() {
                 let focused = i == form.focus;
                 let value = form.value(*fl);
-                let shown = if fl.is_choice() { format!("‹ {value} ›") } else if focused { format!("{value}▏") } else { value };
+                let shown = if fl.is_choice() {
+                    format!("‹ {value} ›")
+                } else if focused {
+                    format!("{value}▏")
+                } else {
+                    value
+                };
                 let marker = if focused { "▶ " } else { "  " };
-                let style = if focused { t.selected() } else { ratatui::style::Style::new() };
-                lines.push(Line::from(vec![Span::raw(marker), Span::styled(format!("{:<9}", fl.label()), t.title()), Span::styled(shown, style)]));
+                let style = if focused {
+                    t.selected()
+                } else {
+                    ratatui::style::Style::new()
+                };
+                lines.push(Line::from(vec![
+                    Span::raw(marker),
+                    Span::styled(format!("{:<9}", fl.label()), t.title()),
+                    Span::styled(shown, style),
+                ]));
             }
             lines.push(Line::raw(""));
             if let Some(b) = &form.busy {
@@ -387,7 +482,9 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
                 lines.push(Line::styled(format!("✗ {e}"), t.bad()));
             } else if form.name.is_empty() {
                 let hint = match form.kind {
-                    NewKind::Device | NewKind::SelfSignedDevice => "type the device id (CN = id), or a range like dev-{001..100}",
+                    NewKind::Device | NewKind::SelfSignedDevice => {
+                        "type the device id (CN = id), or a range like dev-{001..100}"
+                    }
                     _ => "type a name for the CA",
                 };
                 lines.push(Line::styled(format!("· {hint}"), t.dim()));
@@ -397,35 +494,64 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
             for w in &form.warnings {
                 lines.push(Line::styled(format!("! {w}"), t.warn()));
             }
-            lines.push(Line::styled("Tab/↑↓ field · ←→ choose · Enter create · Esc cancel", t.dim()));
+            lines.push(Line::styled(
+                "Tab/↑↓ field · ←→ choose · Enter create · Esc cancel",
+                t.dim(),
+            ));
             let h = lines.len() as u16 + 2;
             let r = centered(area, 72, h);
             f.render_widget(Clear, r);
-            f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(frame(t, "New certificate")), r);
+            f.render_widget(
+                Paragraph::new(lines)
+                    .wrap(Wrap { trim: false })
+                    .block(frame(t, "New certificate")),
+                r,
+            );
         }
         Dialog::Verify(v) => {
-            let mut lines = vec![
-                Line::from(vec![Span::styled("CA       ", t.title()), Span::raw(v.issuer.clone())]),
-            ];
+            let mut lines = vec![Line::from(vec![
+                Span::styled("CA       ", t.title()),
+                Span::raw(v.issuer.clone()),
+            ])];
             match &v.result {
                 None => {
-                    lines.push(Line::from(vec![Span::styled("Code     ", t.title()), Span::styled(format!("{}▏", v.code), t.selected())]));
+                    lines.push(Line::from(vec![
+                        Span::styled("Code     ", t.title()),
+                        Span::styled(format!("{}▏", v.code), t.selected()),
+                    ]));
                     lines.push(Line::raw(""));
                     if v.busy {
-                        lines.push(Line::styled(format!("{spin} making the verification certificate…"), t.accent()));
+                        lines.push(Line::styled(
+                            format!("{spin} making the verification certificate…"),
+                            t.accent(),
+                        ));
                     } else if let Some(e) = &v.error {
                         lines.push(Line::styled(format!("✗ {e}"), t.bad()));
                     } else {
-                        lines.push(Line::styled("· paste or type the code the hub shows for this CA", t.dim()));
+                        lines.push(Line::styled(
+                            "· paste or type the code the hub shows for this CA",
+                            t.dim(),
+                        ));
                     }
                     lines.push(Line::styled("Enter make certificate · Esc cancel", t.dim()));
                 }
                 Some(res) => {
-                    lines.push(Line::from(vec![Span::styled("Code     ", t.title()), Span::raw(v.code.clone())]));
-                    lines.push(Line::from(vec![Span::styled("✓ ", t.ok()), Span::raw("verification certificate written to")]));
+                    lines.push(Line::from(vec![
+                        Span::styled("Code     ", t.title()),
+                        Span::raw(v.code.clone()),
+                    ]));
+                    lines.push(Line::from(vec![
+                        Span::styled("✓ ", t.ok()),
+                        Span::raw("verification certificate written to"),
+                    ]));
                     lines.push(Line::raw(format!("  {}", res.path.display())));
-                    lines.push(Line::raw(format!("  (entity {} in the workspace)", res.entity)));
-                    lines.push(Line::raw("Upload it to the hub to finish verifying the CA."));
+                    lines.push(Line::raw(format!(
+                        "  (entity {} in the workspace)",
+                        res.entity
+                    )));
+                    lines.push(Line::raw(
+                        "Upload it to the hub to finish verifying the CA.",
+                    ));
                     lines.push(Line::raw(""));
                     for l in res.pem.lines().skip(res.scroll as usize) {
                         lines.push(Line::styled(l.to_string(), t.dim()));
@@ -435,18 +561,32 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
             if v.result.is_some() {
                 let r = centered(area, 72, area.height.saturating_sub(2));
                 f.render_widget(Clear, r);
-                let [body, foot] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(r.inner(ratatui::layout::Margin::new(1, 1)));
+                let [body, foot] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)])
+                    .areas(r.inner(ratatui::layout::Margin::new(1, 1)));
                 f.render_widget(frame(t, "Verification certificate"), r);
                 f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), body);
-                f.render_widget(Paragraph::new(Line::styled("y copy PEM (OSC 52) · ↑↓ scroll · Esc close", t.dim())), foot);
+                f.render_widget(
+                    Paragraph::new(Line::styled(
+                        "y copy PEM (OSC 52) · ↑↓ scroll · Esc close",
+                        t.dim(),
+                    )),
+                    foot,
+                );
             } else {
                 let r = centered(area, 72, lines.len() as u16 + 4);
                 f.render_widget(Clear, r);
-                f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(frame(t, "Verify a CA (proof of possession)")), r);
+                f.render_widget(
+                    Paragraph::new(lines)
+                        .wrap(Wrap { trim: false })
+                        .block(frame(t, "Verify a CA (proof of possession)")),
+                    r,
+                );
             }
         }
         Dialog::ConfirmDelete { name, children } => {
-            let mut lines = vec![Line::raw(format!("Delete \"{name}\" and its key from the workspace?"))];
+            let mut lines = vec![Line::raw(format!(
+                "Delete \"{name}\" and its key from the workspace?"
+            ))];
             if *children > 0 {
                 lines.push(Line::styled(
                     format!("! {children} certificate(s) issued by it stay, but lose their issuer in the tree"),
@@ -454,16 +594,35 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
                 ));
             }
             lines.push(Line::raw(""));
-            lines.push(Line::from(vec![Span::styled("y", t.key()), Span::raw(" delete   "), Span::styled("n", t.key()), Span::raw("/Esc keep")]));
+            lines.push(Line::from(vec![
+                Span::styled("y", t.key()),
+                Span::raw(" delete   "),
+                Span::styled("n", t.key()),
+                Span::raw("/Esc keep"),
+            ]));
             let r = centered(area, 64, lines.len() as u16 + 4);
             f.render_widget(Clear, r);
-            f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(frame(t, "Delete")), r);
+            f.render_widget(
+                Paragraph::new(lines)
+                    .wrap(Wrap { trim: false })
+                    .block(frame(t, "Delete")),
+                r,
+            );
         }
         Dialog::Message { title, text } => {
-            let lines: Vec<Line> = text.lines().map(|l| Line::raw(l.to_string())).chain([Line::styled("Esc close", t.dim())]).collect();
+            let lines: Vec<Line> = text
+                .lines()
+                .map(|l| Line::raw(l.to_string()))
+                .chain([Line::styled("Esc close", t.dim())])
+                .collect();
             let r = centered(area, 72, lines.len() as u16 + 4);
             f.render_widget(Clear, r);
-            f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(frame(t, title)), r);
+            f.render_widget(
+                Paragraph::new(lines)
+                    .wrap(Wrap { trim: false })
+                    .block(frame(t, title)),
+                r,
+            );
         }
     }
 }

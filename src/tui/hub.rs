@@ -17,8 +17,7 @@ use time::OffsetDateTime;
 /// Whether this build has the local hub engine.
 pub const AVAILABLE: bool = false;
 /// Why the tab is empty, in the user's words.
-pub const UNAVAILABLE: &str =
-    "The local hub is not available in this build: its engine (the `hub` branch) is not merged yet. Use a real IoT Hub with the verification certificate from the PKI tab (v), or Mosquitto for a connection test.";
+pub const UNAVAILABLE: &str = "The local hub is not available in this build: its engine (the `hub` branch) is not merged yet. Use a real IoT Hub with the verification certificate from the PKI tab (v), or Mosquitto for a connection test.";
 
 /// How many log lines the tab keeps; older ones are dropped and counted.
 pub const LOG_CAP: usize = 1000;
@@ -59,11 +58,16 @@ pub struct LogLine {
 /// What the hub engine reports.
 #[derive(Clone, Debug)]
 pub enum HubAction {
-    Started { port: u16 },
+    Started {
+        port: u16,
+    },
     Stopped,
     Failed(String),
     /// The registry as it is now (after add CA / verify / register / disable).
-    Registry { cas: Vec<HubCa>, devices: Vec<HubDevice> },
+    Registry {
+        cas: Vec<HubCa>,
+        devices: Vec<HubDevice>,
+    },
     Event(LogLine),
 }
 
@@ -80,7 +84,10 @@ pub struct HubState {
 
 impl HubState {
     pub fn new() -> Self {
-        HubState { port: 8883, ..Default::default() }
+        HubState {
+            port: 8883,
+            ..Default::default()
+        }
     }
 
     pub fn apply(&mut self, a: HubAction) {
@@ -113,27 +120,55 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
     let hub = &app.hub;
     let [top, log_area] = Layout::vertical([Constraint::Length(8), Constraint::Min(3)]).areas(area);
-    let [cas_area, dev_area] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
+    let [cas_area, dev_area] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
     let status = match hub.running {
-        Some(p) => Line::from(vec![Span::styled("● ", t.ok()), Span::raw(format!("running on 127.0.0.1:{p}"))]),
+        Some(p) => Line::from(vec![
+            Span::styled("● ", t.ok()),
+            Span::raw(format!("running on 127.0.0.1:{p}")),
+        ]),
         None => Line::from(vec![Span::styled("○ ", t.dim()), Span::raw("stopped")]),
     };
     let mut ca_lines = vec![status];
     for ca in &hub.cas {
-        let (sym, style) = if ca.verified { ("✓ Verified  ", t.ok()) } else { ("? Unverified", t.warn()) };
-        let code = ca.code.as_deref().map(|c| format!("  code {c}")).unwrap_or_default();
-        ca_lines.push(Line::from(vec![Span::styled(sym, style), Span::raw(format!(" {}{code}", ca.name))]));
+        let (sym, style) = if ca.verified {
+            ("✓ Verified  ", t.ok())
+        } else {
+            ("? Unverified", t.warn())
+        };
+        let code = ca
+            .code
+            .as_deref()
+            .map(|c| format!("  code {c}"))
+            .unwrap_or_default();
+        ca_lines.push(Line::from(vec![
+            Span::styled(sym, style),
+            Span::raw(format!(" {}{code}", ca.name)),
+        ]));
     }
-    f.render_widget(Paragraph::new(ca_lines).block(block(t, "Hub · CAs")), cas_area);
+    f.render_widget(
+        Paragraph::new(ca_lines).block(block(t, "Hub · CAs")),
+        cas_area,
+    );
     let dev_lines: Vec<Line> = hub
         .devices
         .iter()
         .map(|d| {
-            let (sym, style) = if d.enabled { ("✓ enabled ", t.ok()) } else { ("⊘ disabled", t.bad()) };
-            Line::from(vec![Span::styled(sym, style), Span::raw(format!(" {}  {}", d.id, d.auth))])
+            let (sym, style) = if d.enabled {
+                ("✓ enabled ", t.ok())
+            } else {
+                ("⊘ disabled", t.bad())
+            };
+            Line::from(vec![
+                Span::styled(sym, style),
+                Span::raw(format!(" {}  {}", d.id, d.auth)),
+            ])
         })
         .collect();
-    f.render_widget(Paragraph::new(dev_lines).block(block(t, "Devices")), dev_area);
+    f.render_widget(
+        Paragraph::new(dev_lines).block(block(t, "Devices")),
+        dev_area,
+    );
     let mut lines: Vec<Line> = Vec::new();
     if !AVAILABLE {
         lines.push(Line::styled("⚠ not available in this build", t.warn()));
@@ -143,7 +178,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         lines.push(Line::styled(format!("✗ {e}"), t.bad()));
     }
     let height = log_area.height.saturating_sub(2) as usize;
-    let skip = hub.log.len().saturating_sub(height.saturating_sub(lines.len()));
+    let skip = hub
+        .log
+        .len()
+        .saturating_sub(height.saturating_sub(lines.len()));
     for l in hub.log.iter().skip(skip) {
         let (sym, style) = match l.kind {
             LogKind::Connected => ("→", t.ok()),
@@ -158,9 +196,16 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             Span::raw(format!("{} {} {}", super::clock(l.at), l.device, l.text)),
         ]));
     }
-    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block(t, "Event log")), log_area);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block(t, "Event log")),
+        log_area,
+    );
 }
 
 fn block(t: Theme, title: &str) -> Block<'static> {
-    Block::default().borders(Borders::ALL).title(Span::styled(format!(" {title} "), t.title()))
+    Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(format!(" {title} "), t.title()))
 }

@@ -23,9 +23,14 @@ pub use app::{App, Tab};
 
 use crate::ops;
 use crate::store::Workspace;
-use crossterm::event::{DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event, EventStream};
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
+    EventStream,
+};
 use crossterm::execute;
-use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode};
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
 use futures::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::{Backend, CrosstermBackend};
@@ -46,7 +51,13 @@ pub fn clock(t: OffsetDateTime) -> String {
 /// Safe to call more than once.
 pub fn restore_terminal() {
     let _ = disable_raw_mode();
-    let _ = execute!(io::stdout(), DisableBracketedPaste, DisableMouseCapture, LeaveAlternateScreen, crossterm::cursor::Show);
+    let _ = execute!(
+        io::stdout(),
+        DisableBracketedPaste,
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
 }
 
 /// Owns the terminal's raw/alternate state; dropping it restores the terminal.
@@ -56,7 +67,12 @@ impl TerminalGuard {
     pub fn enter() -> io::Result<TerminalGuard> {
         enable_raw_mode()?;
         let guard = TerminalGuard;
-        execute!(io::stdout(), EnterAlternateScreen, EnableMouseCapture, EnableBracketedPaste)?;
+        execute!(
+            io::stdout(),
+            EnterAlternateScreen,
+            EnableMouseCapture,
+            EnableBracketedPaste
+        )?;
         Ok(guard)
     }
 }
@@ -87,13 +103,19 @@ pub fn perform(ws: &Workspace, cmd: Command) -> Option<Action> {
             Some(match ws.list() {
                 Ok((metas, damaged)) => {
                     let rows = ops::tree(metas, OffsetDateTime::now_utc());
-                    Action::Listed { rows, damaged: damaged.len(), took: t.elapsed() }
+                    Action::Listed {
+                        rows,
+                        damaged: damaged.len(),
+                        took: t.elapsed(),
+                    }
                 }
                 Err(e) => Action::ListFailed(e.to_string()),
             })
         }
         Command::LoadReport(name) => {
-            let report = ops::report(ws, &name).map(Box::new).map_err(|e| e.to_string());
+            let report = ops::report(ws, &name)
+                .map(Box::new)
+                .map_err(|e| e.to_string());
             Some(Action::ReportLoaded { name, report })
         }
         Command::Create(req) => {
@@ -106,10 +128,13 @@ pub fn perform(ws: &Workspace, cmd: Command) -> Option<Action> {
         Command::MakeVerification { issuer, code, out } => {
             let r = (|| -> Result<_, String> {
                 if let Some(dir) = out.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 }
-                let created = ops::new_verification(ws, &issuer, &code, &out, None).map_err(|e| e.to_string())?;
-                let pem = std::fs::read_to_string(&out).map_err(|e| format!("cannot read back {}: {e}", out.display()))?;
+                let created = ops::new_verification(ws, &issuer, &code, &out, None)
+                    .map_err(|e| e.to_string())?;
+                let pem = std::fs::read_to_string(&out)
+                    .map_err(|e| format!("cannot read back {}: {e}", out.display()))?;
                 Ok((created, pem))
             })();
             Some(Action::Verified(r))
@@ -136,7 +161,10 @@ pub fn settle(app: &mut App, ws: &Workspace, first: Option<Command>) {
 /// The OSC 52 sequence that puts `text` on the terminal's clipboard.
 pub fn osc52(text: &str) -> String {
     use base64::Engine;
-    format!("\x1b]52;c;{}\x07", base64::engine::general_purpose::STANDARD.encode(text))
+    format!(
+        "\x1b]52;c;{}\x07",
+        base64::engine::general_purpose::STANDARD.encode(text)
+    )
 }
 
 /// Start a command off the draw loop; its result comes back over `tx`.
@@ -157,7 +185,11 @@ fn spawn(ws: &Arc<Workspace>, tx: &mpsc::UnboundedSender<Action>, cmd: Command) 
 }
 
 /// Handle one action and everything already queued behind it, so a burst costs one frame.
-pub fn drain(app: &mut App, first: Action, rx: &mut mpsc::UnboundedReceiver<Action>) -> Vec<Command> {
+pub fn drain(
+    app: &mut App,
+    first: Action,
+    rx: &mut mpsc::UnboundedReceiver<Action>,
+) -> Vec<Command> {
     let mut cmds: Vec<Command> = app.update(first).into_iter().collect();
     while let Ok(a) = rx.try_recv() {
         cmds.extend(app.update(a));
@@ -169,10 +201,14 @@ pub fn drain(app: &mut App, first: Action, rx: &mut mpsc::UnboundedReceiver<Acti
 pub fn run(ws_root: &std::path::Path, tab: Tab) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
-        anyhow::bail!("the TUI needs a terminal; use the subcommands (`chainsmith --help`) in scripts");
+        anyhow::bail!(
+            "the TUI needs a terminal; use the subcommands (`chainsmith --help`) in scripts"
+        );
     }
     let ws = Workspace::open_or_create(ws_root)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     install_panic_hook();
     let guard = TerminalGuard::enter()?;
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
@@ -183,9 +219,18 @@ pub fn run(ws_root: &std::path::Path, tab: Tab) -> anyhow::Result<()> {
     result
 }
 
-async fn event_loop<B: Backend>(terminal: &mut Terminal<B>, ws: Arc<Workspace>, tab: Tab) -> anyhow::Result<()> {
+async fn event_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    ws: Arc<Workspace>,
+    tab: Tab,
+) -> anyhow::Result<()> {
     let size = terminal.size()?;
-    let mut app = App::new(ws.root().to_path_buf(), theme::Theme::from_env(), OffsetDateTime::now_utc(), (size.width, size.height));
+    let mut app = App::new(
+        ws.root().to_path_buf(),
+        theme::Theme::from_env(),
+        OffsetDateTime::now_utc(),
+        (size.width, size.height),
+    );
     app.tab = tab;
     let (tx, mut rx) = mpsc::unbounded_channel::<Action>();
     if let Some(c) = app.start() {

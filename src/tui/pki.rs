@@ -44,7 +44,9 @@ pub struct PkiState {
 
 impl PkiState {
     pub fn selected_row(&self) -> Option<&TreeRow> {
-        self.visible.get(self.selected).and_then(|&i| self.rows.get(i))
+        self.visible
+            .get(self.selected)
+            .and_then(|&i| self.rows.get(i))
     }
 
     pub fn selected_name(&self) -> Option<String> {
@@ -58,7 +60,11 @@ impl PkiState {
         self.reports.clear();
         self.apply_filter();
         if let Some(name) = keep {
-            if let Some(pos) = self.visible.iter().position(|&i| self.rows[i].meta.name == name) {
+            if let Some(pos) = self
+                .visible
+                .iter()
+                .position(|&i| self.rows[i].meta.name == name)
+            {
                 self.selected = pos;
             }
         }
@@ -73,7 +79,10 @@ impl PkiState {
             self.rows
                 .iter()
                 .enumerate()
-                .filter(|(_, r)| r.meta.name.to_lowercase().contains(&needle) || r.meta.cn.to_lowercase().contains(&needle))
+                .filter(|(_, r)| {
+                    r.meta.name.to_lowercase().contains(&needle)
+                        || r.meta.cn.to_lowercase().contains(&needle)
+                })
                 .map(|(i, _)| i)
                 .collect()
         };
@@ -119,7 +128,11 @@ impl PkiState {
     }
 
     /// A report arrived; returns the next one to load, if the selection moved meanwhile.
-    pub fn report_loaded(&mut self, name: String, report: Result<Box<Report>, String>) -> Option<String> {
+    pub fn report_loaded(
+        &mut self,
+        name: String,
+        report: Result<Box<Report>, String>,
+    ) -> Option<String> {
         if self.reports.len() >= REPORT_CACHE {
             self.reports.clear();
         }
@@ -130,7 +143,10 @@ impl PkiState {
     }
 
     pub fn children_of(&self, name: &str) -> usize {
-        self.rows.iter().filter(|r| r.meta.issuer.as_deref() == Some(name)).count()
+        self.rows
+            .iter()
+            .filter(|r| r.meta.issuer.as_deref() == Some(name))
+            .count()
     }
 }
 
@@ -140,7 +156,13 @@ pub fn render_tree(f: &mut Frame, area: Rect, app: &App) {
     let p = &app.pki;
     let height = area.height.saturating_sub(2) as usize;
     let title = if p.filtering || !p.filter.is_empty() {
-        format!(" Tree · filter /{}{} · {}/{} ", p.filter, if p.filtering { "▏" } else { "" }, p.visible.len(), p.rows.len())
+        format!(
+            " Tree · filter /{}{} · {}/{} ",
+            p.filter,
+            if p.filtering { "▏" } else { "" },
+            p.visible.len(),
+            p.rows.len()
+        )
     } else {
         format!(" Tree · {} ", p.rows.len())
     };
@@ -162,7 +184,9 @@ pub fn render_tree(f: &mut Frame, area: Rect, app: &App) {
         let r = &p.rows[i];
         lines.push(tree_line(t, r, pos == p.selected, width));
     }
-    let block = Block::default().borders(Borders::ALL).title(Span::styled(title, t.title()));
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(title, t.title()));
     f.render_widget(Paragraph::new(lines).block(block), area);
 }
 
@@ -176,7 +200,10 @@ fn tree_line(t: Theme, r: &TreeRow, selected: bool, width: usize) -> Line<'stati
     let (sym, style) = t.status(r.status);
     let mut spans = vec![
         Span::raw(indent),
-        Span::styled(format!("{} ", kind_symbol(r.meta.kind, r.meta.self_signed)), kind_style),
+        Span::styled(
+            format!("{} ", kind_symbol(r.meta.kind, r.meta.self_signed)),
+            kind_style,
+        ),
         Span::raw(r.meta.name.clone()),
         Span::raw(" "),
         Span::styled(sym, style),
@@ -190,7 +217,8 @@ fn tree_line(t: Theme, r: &TreeRow, selected: bool, width: usize) -> Line<'stati
     let mut line = Line::from(spans);
     if selected {
         let used: usize = line.width();
-        line.spans.push(Span::raw(" ".repeat(width.saturating_sub(used))));
+        line.spans
+            .push(Span::raw(" ".repeat(width.saturating_sub(used))));
         line = line.style(t.selected());
     }
     line
@@ -200,7 +228,9 @@ fn tree_line(t: Theme, r: &TreeRow, selected: bool, width: usize) -> Line<'stati
 pub fn render_details(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
     let p = &app.pki;
-    let block = Block::default().borders(Borders::ALL).title(Span::styled(" Details ", t.title()));
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(" Details ", t.title()));
     let lines = match p.selected_row() {
         None => vec![Line::raw("Nothing selected.")],
         Some(row) => match p.reports.get(&row.meta.name) {
@@ -212,19 +242,40 @@ pub fn render_details(f: &mut Frame, area: Rect, app: &App) {
             Some(Ok(r)) => details_lines(t, r, app.now, area.width.saturating_sub(2)),
         },
     };
-    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((p.detail_scroll, 0)).block(block), area);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .scroll((p.detail_scroll, 0))
+            .block(block),
+        area,
+    );
 }
 
 fn field(t: Theme, name: &str, value: impl Into<String>) -> Line<'static> {
-    Line::from(vec![Span::styled(format!("{name:<12}"), t.title()), Span::raw(value.into())])
+    Line::from(vec![
+        Span::styled(format!("{name:<12}"), t.title()),
+        Span::raw(value.into()),
+    ])
 }
 
 /// A bar of the time left: full when new, empty when expired.
-pub fn time_bar(not_before: OffsetDateTime, not_after: OffsetDateTime, now: OffsetDateTime, width: usize) -> (String, f64) {
+pub fn time_bar(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    now: OffsetDateTime,
+    width: usize,
+) -> (String, f64) {
     let total = (not_after - not_before).as_seconds_f64().max(1.0);
     let left = ((not_after - now).as_seconds_f64() / total).clamp(0.0, 1.0);
     let filled = (left * width as f64).round() as usize;
-    (format!("{}{}", "█".repeat(filled), "░".repeat(width.saturating_sub(filled))), left)
+    (
+        format!(
+            "{}{}",
+            "█".repeat(filled),
+            "░".repeat(width.saturating_sub(filled))
+        ),
+        left,
+    )
 }
 
 pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> Vec<Line<'static>> {
@@ -233,8 +284,15 @@ pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> V
     let mut out = Vec::new();
     let (sym, style) = t.status(m.status(now));
     out.push(Line::from(vec![
-        Span::styled(format!("{} {} ", kind_symbol(m.kind, m.self_signed), m.name), t.title()),
-        Span::raw(format!("({}{})  ", m.kind.as_str(), if m.self_signed { ", self-signed" } else { "" })),
+        Span::styled(
+            format!("{} {} ", kind_symbol(m.kind, m.self_signed), m.name),
+            t.title(),
+        ),
+        Span::raw(format!(
+            "({}{})  ",
+            m.kind.as_str(),
+            if m.self_signed { ", self-signed" } else { "" }
+        )),
         Span::styled(format!("{sym} {}", m.status(now)), style),
     ]));
     out.push(field(t, "Subject", c.subject.clone()));
@@ -257,7 +315,14 @@ pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> V
         Span::styled(bar, bar_style),
         Span::raw(format!(" {days} days ({:.0}%)", frac * 100.0)),
     ]));
-    out.push(field(t, "Key", format!("{} ({} bits), signed {}", c.key.algorithm, c.key.bits, c.signature_algorithm)));
+    out.push(field(
+        t,
+        "Key",
+        format!(
+            "{} ({} bits), signed {}",
+            c.key.algorithm, c.key.bits, c.signature_algorithm
+        ),
+    ));
     if let Some(code) = &m.code {
         out.push(field(t, "Code", code.clone()));
     }
@@ -266,22 +331,38 @@ pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> V
     }
     out.push(Line::styled("Extensions", t.title()));
     for e in &c.extensions {
-        out.push(Line::raw(format!("  {}{}: {}", e.name, if e.critical { " (critical)" } else { "" }, e.value)));
+        out.push(Line::raw(format!(
+            "  {}{}: {}",
+            e.name,
+            if e.critical { " (critical)" } else { "" },
+            e.value
+        )));
     }
     out.push(field(t, "SHA-1", c.sha1.clone()));
     out.push(field(t, "SHA-256", c.sha256.clone()));
     let chain = r.chain.join(" → ");
     if r.chain_check.ok {
-        out.push(Line::from(vec![Span::styled(format!("{:<12}", "Chain"), t.title()), Span::styled("✓ ", t.ok()), Span::raw(format!("verifies: {chain}"))]));
+        out.push(Line::from(vec![
+            Span::styled(format!("{:<12}", "Chain"), t.title()),
+            Span::styled("✓ ", t.ok()),
+            Span::raw(format!("verifies: {chain}")),
+        ]));
     } else {
         out.push(Line::from(vec![
             Span::styled(format!("{:<12}", "Chain"), t.title()),
-            Span::styled(format!("✗ {}", r.chain_check.error.clone().unwrap_or_default()), t.bad()),
+            Span::styled(
+                format!("✗ {}", r.chain_check.error.clone().unwrap_or_default()),
+                t.bad(),
+            ),
             Span::raw(format!("  ({chain})")),
         ]));
     }
     if r.lint.is_empty() {
-        out.push(Line::from(vec![Span::styled(format!("{:<12}", "Lint"), t.title()), Span::styled("✓ ", t.ok()), Span::raw("no findings")]));
+        out.push(Line::from(vec![
+            Span::styled(format!("{:<12}", "Lint"), t.title()),
+            Span::styled("✓ ", t.ok()),
+            Span::raw("no findings"),
+        ]));
     } else {
         out.push(Line::styled("Lint", t.title()));
         for fnd in &r.lint {

@@ -25,10 +25,22 @@ pub struct Areas {
 
 pub fn areas((w, h): (u16, u16)) -> Areas {
     let full = Rect::new(0, 0, w, h);
-    let [tabs, body, status] = Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(1)]).areas(full);
+    let [tabs, body, status] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(full);
     let tree_w = (w * 2 / 5).max(28).min(w);
-    let [tree, details] = Layout::horizontal([Constraint::Length(tree_w), Constraint::Min(0)]).areas(body);
-    Areas { tabs, body, status, tree, details }
+    let [tree, details] =
+        Layout::horizontal([Constraint::Length(tree_w), Constraint::Min(0)]).areas(body);
+    Areas {
+        tabs,
+        body,
+        status,
+        tree,
+        details,
+    }
 }
 
 /// The columns each tab title covers on the top row.
@@ -51,7 +63,10 @@ pub fn render(f: &mut Frame, app: &App) {
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         let msg = vec![
             Line::styled("terminal too small", t.bad()),
-            Line::raw(format!("{}×{} here; chainsmith needs at least {MIN_WIDTH}×{MIN_HEIGHT}.", area.width, area.height)),
+            Line::raw(format!(
+                "{}×{} here; chainsmith needs at least {MIN_WIDTH}×{MIN_HEIGHT}.",
+                area.width, area.height
+            )),
             Line::raw("Enlarge the window, or press q to quit."),
         ];
         f.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), area);
@@ -64,7 +79,11 @@ pub fn render(f: &mut Frame, app: &App) {
         if i > 0 {
             spans.push(Span::styled("│", t.dim()));
         }
-        let style = if *tab == app.tab { t.selected().add_modifier(ratatui::style::Modifier::BOLD) } else { t.dim() };
+        let style = if *tab == app.tab {
+            t.selected().add_modifier(ratatui::style::Modifier::BOLD)
+        } else {
+            t.dim()
+        };
         spans.push(Span::styled(format!(" {} ", tab.title()), style));
     }
     spans.push(Span::styled("  chainsmith · ? help", t.dim()));
@@ -88,12 +107,23 @@ pub fn render(f: &mut Frame, app: &App) {
                 Level::Warn => ("!", t.warn()),
                 Level::Error => ("✗", t.bad()),
             };
-            Line::from(vec![Span::styled(format!("{sym} "), style), Span::raw(text.clone())])
+            Line::from(vec![
+                Span::styled(format!("{sym} "), style),
+                Span::raw(text.clone()),
+            ])
         }
         None => {
-            let took = app.pki.load_took.map(|d| format!(" · read in {} ms", d.as_millis())).unwrap_or_default();
+            let took = app
+                .pki
+                .load_took
+                .map(|d| format!(" · read in {} ms", d.as_millis()))
+                .unwrap_or_default();
             Line::styled(
-                format!("{} · {} entities{took} · n new · v verify · d delete · / filter · q quit", app.ws_root.display(), app.pki.rows.len()),
+                format!(
+                    "{} · {} entities{took} · n new · v verify · d delete · / filter · q quit",
+                    app.ws_root.display(),
+                    app.pki.rows.len()
+                ),
                 t.dim(),
             )
         }
@@ -125,7 +155,11 @@ fn render_help(f: &mut Frame, area: Rect, app: &App) {
     let r = dialog::centered(area, 96.min(area.width), h);
     f.render_widget(Clear, r);
     f.render_widget(
-        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(Span::styled(" Keys (any key closes) ", t.title()))),
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(Span::styled(" Keys (any key closes) ", t.title())),
+        ),
         r,
     );
 }
