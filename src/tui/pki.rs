@@ -40,6 +40,8 @@ pub struct PkiState {
     pub detail_scroll: u16,
     /// After a change, select this entity once the list is read again.
     pub reselect: Option<String>,
+    /// The rows come from the list cache; the real read is running.
+    pub cached: bool,
 }
 
 impl PkiState {
@@ -155,6 +157,11 @@ pub fn render_tree(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
     let p = &app.pki;
     let height = area.height.saturating_sub(2) as usize;
+    let cached = if p.cached {
+        " (cached, re-reading…)"
+    } else {
+        ""
+    };
     let title = if p.filtering || !p.filter.is_empty() {
         format!(
             " Tree · filter /{}{} · {}/{} ",
@@ -164,7 +171,7 @@ pub fn render_tree(f: &mut Frame, area: Rect, app: &App) {
             p.rows.len()
         )
     } else {
-        format!(" Tree · {} ", p.rows.len())
+        format!(" Tree · {}{cached} ", p.rows.len())
     };
     let mut lines: Vec<Line> = Vec::with_capacity(height);
     if !p.loaded {
