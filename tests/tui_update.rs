@@ -735,3 +735,18 @@ fn large_workspaces_paint_from_the_list_cache_then_the_real_read_replaces_it() {
     let _ = app_on(&ws);
     assert!(!cache.exists());
 }
+
+#[test]
+fn closing_the_form_while_the_key_is_generated_still_reports_the_result() {
+    let (_d, ws) = ws();
+    let mut app = app_on(&ws);
+    app.update(ch('n'));
+    typed(&mut app, "r1");
+    let cmd = app.update(key(KeyCode::Enter));
+    app.update(key(KeyCode::Esc));
+    assert!(app.dialog.is_none());
+    settle(&mut app, &ws, cmd);
+    assert!(ws.exists("r1"));
+    assert_eq!(app.status.as_ref().unwrap().1, "created r1");
+    assert_eq!(app.pki.rows.len(), 1);
+}

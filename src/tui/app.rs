@@ -256,6 +256,15 @@ impl App {
                 .map(Command::LoadReport),
             Action::Created(result) => {
                 let Some(Dialog::New(form)) = &mut self.dialog else {
+                    // The form was closed while the key was generated: say how it ended.
+                    match &result {
+                        Ok(c) => {
+                            let names: Vec<&str> =
+                                c.entities.iter().map(|m| m.name.as_str()).collect();
+                            self.say(Level::Ok, format!("created {}", names.join(", ")));
+                        }
+                        Err(e) => self.say(Level::Error, e.clone()),
+                    }
                     return self.request_list();
                 };
                 form.busy = None;
