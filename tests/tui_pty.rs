@@ -336,3 +336,66 @@ fn a_panic_in_a_background_task_restores_the_terminal_and_exits_with_the_message
         "the message is shown on the normal screen:\n{s}"
     );
 }
+
+/// RSA-4096 key generation runs off the draw loop: a key pressed right after Enter is handled
+/// and drawn (the form's focus moves) while the key is still being made, i.e. before key.pem
+/// exists. A loop that made keys inline would only draw the focus move after writing the key.
+#[test]
+fn rsa_4096_key_generation_keeps_the_ui_responding() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let mut t = Tui::start(&ws, &[], &[]);
+    t.wait_for("The workspace is empty");
+    let mut responded_first = 0;
+    for attempt in 0..3 {
+        let name = format!("big-{attempt}");
+        t.send("n");
+        t.wait_for("New certificate");
+        if attempt > 0 {
+            // A CA is selected, so the form starts on "device": two to the right is "root CA".
+            t.send(UP);
+            t.send("\x1b[C");
+            t.send("\x1b[C");
+            t.wait_for("‹ root CA ›");
+            t.send("\t");
+        }
+        t.send(&name);
+        t.send("\t");
+        for _ in 0..4 {
+            t.send("\x1b[C");
+        }
+        let s = t.wait_for("‹ rsa-4096 ›");
+        assert!(s.contains("▶ Key"), "{s}");
+        t.raw.lock().unwrap().clear();
+        // Enter, then at once Tab: the focus marker moves to Days.
+        t.writer.write_all(b"\r\t").unwrap();
+        t.writer.flush().unwrap();
+        let s = t.wait_for("▶ Days");
+        let key_written = ws.join("entities").join(&name).join("key.pem").exists();
+        assert!(s.contains("generating RSA 4096 key") || key_written, "{s}");
+        if !key_written {
+            responded_first += 1;
+        }
+        t.wait_for(&format!("created root {name}"));
+    }
+    // RSA-4096 takes hundreds of milliseconds; a frame takes one. Allow one lucky fast prime.
+    assert!(
+        responded_first >= 2,
+        "the UI answered before the key was written only {responded_first} of 3 times"
+    );
+    let key = std::fs::read_to_string(ws.join("entities/big-0/key.pem")).unwrap();
+    let out = Proc::new("openssl")
+        .args(["pkey", "-noout", "-text"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(key.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4096 bit"));
+    t.send("q");
+    assert_eq!(t.wait_exit(), 0);
+    t.assert_restored();
+}

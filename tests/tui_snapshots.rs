@@ -98,6 +98,7 @@ fn mask(app: &mut App, ws: &Workspace) {
     app.pki.load_took = None;
     app.ws_root = "/home/you/.local/share/chainsmith".into();
     let root = ws.root().display().to_string();
+    let date = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ").unwrap();
     for r in &mut app.pki.rows {
         mask_meta(&mut r.meta);
         r.days_left = r.meta.days_left(NOW);
@@ -117,7 +118,9 @@ fn mask(app: &mut App, ws: &Workspace) {
             }
         }
         for f in &mut rep.lint {
-            f.message = f.message.replace(&root, "[WS]");
+            f.message = date
+                .replace_all(&f.message.replace(&root, "[WS]"), "[DATE]")
+                .into_owned();
         }
         let p = &mut rep.paths;
         for path in [&mut p.cert, &mut p.meta, &mut p.dir]

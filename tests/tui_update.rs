@@ -197,7 +197,7 @@ fn reports_load_one_at_a_time_and_the_newest_wish_wins() {
         (100, 30),
     );
     let c = app.start();
-    assert!(matches!(c, Some(Command::LoadList)));
+    assert!(matches!(c, Some(Command::OpenList)));
     let listed = perform(&ws, c.unwrap()).unwrap();
     let first = app.update(listed);
     assert!(matches!(&first, Some(Command::LoadReport(n)) if n == "r"));
@@ -690,4 +690,63 @@ fn no_arguments_without_a_terminal_explains_instead_of_printing_garbage() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("the TUI needs a terminal"));
+}
+
+#[test]
+fn large_workspaces_paint_from_the_list_cache_then_the_real_read_replaces_it() {
+    use chainsmith::tui::{CACHE_MIN, list_cache_path, perform_each};
+    use std::os::unix::fs::PermissionsExt;
+    let (_d, ws) = ws();
+    root(&ws, "r");
+    devices(&ws, &format!("d-{{1..{CACHE_MIN}}}"), "r");
+    let app = app_on(&ws);
+    assert_eq!(app.pki.rows.len(), CACHE_MIN + 1);
+    assert!(!app.pki.cached);
+    let cache = list_cache_path(&ws);
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Something changes behind the TUI's back (the CLI in another terminal).
+    ws.remove("d-1").unwrap();
+    let mut app = App::new(
+        ws.root().to_path_buf(),
+        Theme::plain(),
+        OffsetDateTime::now_utc(),
+        (100, 30),
+    );
+    let mut seen = Vec::new();
+    perform_each(&ws, app.start().unwrap(), &mut |a| seen.push(a));
+    assert_eq!(seen.len(), 2, "the cached list, then the real one");
+    app.update(seen.remove(0));
+    assert!(app.pki.cached && app.list_inflight);
+    assert_eq!(
+        app.pki.rows.len(),
+        CACHE_MIN + 1,
+        "the cache paints at once"
+    );
+    app.update(seen.remove(0));
+    assert!(!app.pki.cached && !app.list_inflight);
+    assert_eq!(app.pki.rows.len(), CACHE_MIN, "the real read wins");
+    // Small workspaces keep no cache.
+    for i in 2..=CACHE_MIN {
+        ws.remove(&format!("d-{i}")).unwrap();
+    }
+    let _ = app_on(&ws);
+    assert!(!cache.exists());
+}
+
+#[test]
+fn closing_the_form_while_the_key_is_generated_still_reports_the_result() {
+    let (_d, ws) = ws();
+    let mut app = app_on(&ws);
+    app.update(ch('n'));
+    typed(&mut app, "r1");
+    let cmd = app.update(key(KeyCode::Enter));
+    app.update(key(KeyCode::Esc));
+    assert!(app.dialog.is_none());
+    settle(&mut app, &ws, cmd);
+    assert!(ws.exists("r1"));
+    assert_eq!(app.status.as_ref().unwrap().1, "created r1");
+    assert_eq!(app.pki.rows.len(), 1);
 }

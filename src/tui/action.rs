@@ -20,6 +20,8 @@ pub enum Action {
         rows: Vec<TreeRow>,
         damaged: usize,
         took: Duration,
+        /// From the TUI's list cache, shown at once while the real read runs.
+        cached: bool,
     },
     ListFailed(String),
     /// `ops::report` for one entity finished.
@@ -84,6 +86,8 @@ impl DefaultAlg for Option<crate::pki::KeyAlg> {
 /// A side effect for the loop to run off the draw path; its result comes back as an [`Action`].
 #[derive(Clone, Debug)]
 pub enum Command {
+    /// The first read: the cached list at once (large workspaces), then the real one.
+    OpenList,
     LoadList,
     LoadReport(String),
     Create(CreateRequest),

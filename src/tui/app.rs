@@ -147,7 +147,16 @@ impl App {
 
     /// The first command: read the workspace.
     pub fn start(&mut self) -> Option<Command> {
-        self.request_list()
+        self.list_inflight = true;
+        Some(Command::OpenList)
+    }
+
+    /// How often the guide re-reads the workspace: every 3 s, less often when a read is slow
+    /// (a 100,000-entity workspace takes seconds to read).
+    pub fn refresh_every(&self) -> time::Duration {
+        let took = self.pki.load_took.unwrap_or_default();
+        time::Duration::seconds(3)
+            .max(time::Duration::try_from(took * 10).unwrap_or(time::Duration::MAX))
     }
 
     fn request_list(&mut self) -> Option<Command> {
@@ -189,7 +198,7 @@ impl App {
                 // so steps done with the CLI in another terminal tick off too.
                 let stale = self
                     .last_list
-                    .is_none_or(|t| (now - t).whole_seconds() >= 3);
+                    .is_none_or(|t| (now - t) >= self.refresh_every());
                 if self.tab == Tab::Guide && stale && !self.list_inflight {
                     self.last_list = Some(now);
                     return self.request_list();
@@ -206,7 +215,16 @@ impl App {
                 rows,
                 damaged,
                 took,
+                cached,
             } => {
+                self.pki.cached = cached;
+                if cached {
+                    // The real read is still running: show the cache, keep waiting for it.
+                    self.pki.set_rows(rows);
+                    let h = self.tree_height();
+                    self.pki.scroll_into_view(h);
+                    return None;
+                }
                 self.list_inflight = false;
                 self.last_list = Some(self.now);
                 self.pki.damaged = damaged;
@@ -238,6 +256,15 @@ impl App {
                 .map(Command::LoadReport),
             Action::Created(result) => {
                 let Some(Dialog::New(form)) = &mut self.dialog else {
+                    // The form was closed while the key was generated: say how it ended.
+                    match &result {
+                        Ok(c) => {
+                            let names: Vec<&str> =
+                                c.entities.iter().map(|m| m.name.as_str()).collect();
+                            self.say(Level::Ok, format!("created {}", names.join(", ")));
+                        }
+                        Err(e) => self.say(Level::Error, e.clone()),
+                    }
                     return self.request_list();
                 };
                 form.busy = None;
@@ -696,7 +723,7 @@ impl App {
                     }
                     Tab::Guide if m.row > a.body.y => {
                         let pos = (m.row - a.body.y - 1) as usize;
-                        if pos < STEPS.len() && m.column < a.body.x + 34 {
+                        if pos < STEPS.len() && m.column < a.body.x + super::guide::LIST_WIDTH {
                             self.guide.selected = pos;
                             self.guide.scroll = 0;
                         }

@@ -564,7 +564,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
                 let [body, foot] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)])
                     .areas(r.inner(ratatui::layout::Margin::new(1, 1)));
                 f.render_widget(frame(t, "Verification certificate"), r);
-                f.render_widget(Paragraph::new(lines), body);
+                f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), body);
                 f.render_widget(
                     Paragraph::new(Line::styled(
                         "y copy PEM (OSC 52) · ↑↓ scroll · Esc close",

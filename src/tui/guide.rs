@@ -10,6 +10,9 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
+/// Width of the step list (the mouse handler needs it too).
+pub const LIST_WIDTH: u16 = 40;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Needs {
     Workspace,
@@ -183,7 +186,7 @@ pub fn text_report(rows: &[TreeRow]) -> String {
 pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
     let [list, body] =
-        Layout::horizontal([Constraint::Length(34), Constraint::Min(20)]).areas(area);
+        Layout::horizontal([Constraint::Length(LIST_WIDTH), Constraint::Min(20)]).areas(area);
     let mut lines = Vec::new();
     for (i, s) in STEPS.iter().enumerate() {
         let (sym, style) = match status(s, &app.pki.rows) {

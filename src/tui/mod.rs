@@ -94,36 +94,86 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// Run a command to completion (in a blocking thread in the app; directly in tests).
-/// Returns the action that reports its result.
+/// Workspaces with at least this many entities keep a list cache for a fast first paint.
+pub const CACHE_MIN: usize = 1000;
+
+/// The TUI's own data in the workspace.
+pub fn list_cache_path(ws: &Workspace) -> std::path::PathBuf {
+    ws.root().join("tui").join("list-cache.json")
+}
+
+fn read_list_cache(ws: &Workspace) -> Option<Vec<crate::store::Meta>> {
+    let bytes = std::fs::read(list_cache_path(ws)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn write_list_cache(ws: &Workspace, metas: &[crate::store::Meta]) {
+    let path = list_cache_path(ws);
+    if metas.len() < CACHE_MIN {
+        let _ = std::fs::remove_file(&path);
+        return;
+    }
+    // Best effort: a cache that cannot be written only costs the next start its fast paint.
+    if let (Some(dir), Ok(json)) = (path.parent(), serde_json::to_vec(metas)) {
+        if crate::store::make_private_dir_all(dir).is_ok() {
+            let _ = crate::store::write_atomic(&path, &json, 0o600);
+        }
+    }
+}
+
+/// Run a command to completion (in a blocking thread in the app; directly in tests) and
+/// return the action that reports its result (the last one, for commands that report twice).
 pub fn perform(ws: &Workspace, cmd: Command) -> Option<Action> {
+    let mut last = None;
+    perform_each(ws, cmd, &mut |a| last = Some(a));
+    last
+}
+
+/// Run a command, reporting each result as it comes.
+pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) {
     match cmd {
+        Command::OpenList => {
+            let t = Instant::now();
+            if let Some(metas) = read_list_cache(ws) {
+                let rows = ops::tree(metas, OffsetDateTime::now_utc());
+                emit(Action::Listed {
+                    rows,
+                    damaged: 0,
+                    took: t.elapsed(),
+                    cached: true,
+                });
+            }
+            perform_each(ws, Command::LoadList, emit);
+        }
         Command::LoadList => {
             let t = Instant::now();
-            Some(match ws.list() {
+            match ws.list() {
                 Ok((metas, damaged)) => {
+                    let keep = (metas.len() >= CACHE_MIN).then(|| metas.clone());
                     let rows = ops::tree(metas, OffsetDateTime::now_utc());
-                    Action::Listed {
+                    emit(Action::Listed {
                         rows,
                         damaged: damaged.len(),
                         took: t.elapsed(),
-                    }
+                        cached: false,
+                    });
+                    write_list_cache(ws, keep.as_deref().unwrap_or(&[]));
                 }
-                Err(e) => Action::ListFailed(e.to_string()),
-            })
+                Err(e) => emit(Action::ListFailed(e.to_string())),
+            }
         }
         Command::LoadReport(name) => {
             let report = ops::report(ws, &name)
                 .map(Box::new)
                 .map_err(|e| e.to_string());
-            Some(Action::ReportLoaded { name, report })
+            emit(Action::ReportLoaded { name, report });
         }
         Command::Create(req) => {
             let r = match &req {
                 CreateRequest::Ca(r) => ops::new_ca(ws, r),
                 CreateRequest::Devices(r) => ops::new_devices(ws, r),
             };
-            Some(Action::Created(r.map_err(|e| e.to_string())))
+            emit(Action::Created(r.map_err(|e| e.to_string())));
         }
         Command::MakeVerification { issuer, code, out } => {
             let r = (|| -> Result<_, String> {
@@ -137,13 +187,13 @@ pub fn perform(ws: &Workspace, cmd: Command) -> Option<Action> {
                     .map_err(|e| format!("cannot read back {}: {e}", out.display()))?;
                 Ok((created, pem))
             })();
-            Some(Action::Verified(r))
+            emit(Action::Verified(r));
         }
         Command::Delete(name) => {
             let result = ws.remove(&name).map_err(|e| e.to_string());
-            Some(Action::Deleted { name, result })
+            emit(Action::Deleted { name, result });
         }
-        Command::Copy(_) => None,
+        Command::Copy(_) => {}
     }
 }
 
@@ -152,7 +202,9 @@ pub fn perform(ws: &Workspace, cmd: Command) -> Option<Action> {
 pub fn settle(app: &mut App, ws: &Workspace, first: Option<Command>) {
     let mut queue: std::collections::VecDeque<Command> = first.into_iter().collect();
     while let Some(c) = queue.pop_front() {
-        if let Some(a) = perform(ws, c) {
+        let mut actions = Vec::new();
+        perform_each(ws, c, &mut |a| actions.push(a));
+        for a in actions {
             queue.extend(app.update(a));
         }
     }
@@ -178,9 +230,9 @@ fn spawn(ws: &Arc<Workspace>, tx: &mpsc::UnboundedSender<Action>, cmd: Command) 
     let ws = Arc::clone(ws);
     let tx = tx.clone();
     tokio::task::spawn_blocking(move || {
-        if let Some(a) = perform(&ws, cmd) {
+        perform_each(&ws, cmd, &mut |a| {
             let _ = tx.send(a);
-        }
+        });
     });
 }
 

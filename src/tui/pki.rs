@@ -40,6 +40,8 @@ pub struct PkiState {
     pub detail_scroll: u16,
     /// After a change, select this entity once the list is read again.
     pub reselect: Option<String>,
+    /// The rows come from the list cache; the real read is running.
+    pub cached: bool,
 }
 
 impl PkiState {
@@ -155,6 +157,11 @@ pub fn render_tree(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
     let p = &app.pki;
     let height = area.height.saturating_sub(2) as usize;
+    let cached = if p.cached {
+        " (cached, re-reading…)"
+    } else {
+        ""
+    };
     let title = if p.filtering || !p.filter.is_empty() {
         format!(
             " Tree · filter /{}{} · {}/{} ",
@@ -164,7 +171,7 @@ pub fn render_tree(f: &mut Frame, area: Rect, app: &App) {
             p.rows.len()
         )
     } else {
-        format!(" Tree · {} ", p.rows.len())
+        format!(" Tree · {}{cached} ", p.rows.len())
     };
     let mut lines: Vec<Line> = Vec::with_capacity(height);
     if !p.loaded {
@@ -251,11 +258,48 @@ pub fn render_details(f: &mut Frame, area: Rect, app: &App) {
     );
 }
 
-fn field(t: Theme, name: &str, value: impl Into<String>) -> Line<'static> {
-    Line::from(vec![
-        Span::styled(format!("{name:<12}"), t.title()),
-        Span::raw(value.into()),
-    ])
+/// `text` cut into lines of at most `width` columns, at spaces where it can, anywhere in a long word.
+pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    let mut lines = vec![String::new()];
+    for word in text.split(' ') {
+        let cur = lines.last_mut().expect("one line");
+        let cur_len = cur.chars().count();
+        let wlen = word.chars().count();
+        if cur_len > 0 && cur_len + 1 + wlen <= width {
+            cur.push(' ');
+            cur.push_str(word);
+            continue;
+        }
+        if cur_len > 0 {
+            lines.push(String::new());
+        }
+        let chars: Vec<char> = word.chars().collect();
+        for (i, chunk) in chars.chunks(width).enumerate() {
+            if i > 0 {
+                lines.push(String::new());
+            }
+            lines.last_mut().expect("one line").extend(chunk);
+        }
+    }
+    lines
+}
+
+/// A labelled value; continuation lines are indented under the value, not the label.
+fn field(t: Theme, width: u16, name: &str, value: impl Into<String>) -> Vec<Line<'static>> {
+    let value = value.into();
+    wrap_words(&value, (width as usize).saturating_sub(12))
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let label = if i == 0 {
+                format!("{name:<12}")
+            } else {
+                " ".repeat(12)
+            };
+            Line::from(vec![Span::styled(label, t.title()), Span::raw(part)])
+        })
+        .collect()
 }
 
 /// A bar of the time left: full when new, empty when expired.
@@ -295,11 +339,11 @@ pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> V
         )),
         Span::styled(format!("{sym} {}", m.status(now)), style),
     ]));
-    out.push(field(t, "Subject", c.subject.clone()));
-    out.push(field(t, "Issuer", c.issuer.clone()));
-    out.push(field(t, "Serial", c.serial.clone()));
-    out.push(field(t, "Not before", c.not_before.clone()));
-    out.push(field(t, "Not after", c.not_after.clone()));
+    out.extend(field(t, width, "Subject", c.subject.clone()));
+    out.extend(field(t, width, "Issuer", c.issuer.clone()));
+    out.extend(field(t, width, "Serial", c.serial.clone()));
+    out.extend(field(t, width, "Not before", c.not_before.clone()));
+    out.extend(field(t, width, "Not after", c.not_after.clone()));
     let bar_width = (width as usize).saturating_sub(30).clamp(6, 30);
     let (bar, frac) = time_bar(m.not_before, m.not_after, now, bar_width);
     let days = m.days_left(now);
@@ -315,8 +359,9 @@ pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> V
         Span::styled(bar, bar_style),
         Span::raw(format!(" {days} days ({:.0}%)", frac * 100.0)),
     ]));
-    out.push(field(
+    out.extend(field(
         t,
+        width,
         "Key",
         format!(
             "{} ({} bits), signed {}",
@@ -324,22 +369,31 @@ pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> V
         ),
     ));
     if let Some(code) = &m.code {
-        out.push(field(t, "Code", code.clone()));
+        out.extend(field(t, width, "Code", code.clone()));
     }
     if let Some(target) = m.target {
-        out.push(field(t, "Target", target.as_str()));
+        out.extend(field(t, width, "Target", target.as_str()));
     }
     out.push(Line::styled("Extensions", t.title()));
     for e in &c.extensions {
-        out.push(Line::raw(format!(
-            "  {}{}: {}",
+        let text = format!(
+            "{}{}: {}",
             e.name,
             if e.critical { " (critical)" } else { "" },
             e.value
-        )));
+        );
+        for (i, part) in wrap_words(&text, (width as usize).saturating_sub(4))
+            .into_iter()
+            .enumerate()
+        {
+            out.push(Line::raw(format!(
+                "{}{part}",
+                if i == 0 { "  " } else { "    " }
+            )));
+        }
     }
-    out.push(field(t, "SHA-1", c.sha1.clone()));
-    out.push(field(t, "SHA-256", c.sha256.clone()));
+    out.extend(field(t, width, "SHA-1", c.sha1.clone()));
+    out.extend(field(t, width, "SHA-256", c.sha256.clone()));
     let chain = r.chain.join(" → ");
     if r.chain_check.ok {
         out.push(Line::from(vec![
@@ -384,4 +438,35 @@ pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> V
     }
     out.push(Line::raw(format!("  meta  {}", r.paths.meta.display())));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_words_breaks_at_spaces_and_splits_long_words() {
+        assert_eq!(
+            wrap_words("ECDSA P-256 (256 bits), signed ecdsa-with-SHA256", 24),
+            vec!["ECDSA P-256 (256 bits),", "signed ecdsa-with-SHA256"]
+        );
+        let hex = "A".repeat(20);
+        assert_eq!(wrap_words(&hex, 8), vec!["AAAAAAAA", "AAAAAAAA", "AAAA"]);
+        assert_eq!(wrap_words("", 10), vec![""]);
+    }
+
+    #[test]
+    fn time_bar_is_full_when_new_and_empty_when_expired() {
+        let nb = time::macros::datetime!(2026-01-01 0:00 UTC);
+        let na = time::macros::datetime!(2026-01-11 0:00 UTC);
+        assert_eq!(time_bar(nb, na, nb, 10).0, "██████████");
+        assert_eq!(
+            time_bar(nb, na, time::macros::datetime!(2026-01-06 0:00 UTC), 10).0,
+            "█████░░░░░"
+        );
+        assert_eq!(
+            time_bar(nb, na, time::macros::datetime!(2027-01-01 0:00 UTC), 10),
+            ("░░░░░░░░░░".to_string(), 0.0)
+        );
+    }
 }

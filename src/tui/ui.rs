@@ -120,9 +120,9 @@ pub fn render(f: &mut Frame, app: &App) {
                 .unwrap_or_default();
             Line::styled(
                 format!(
-                    "{} · {} entities{took} · n new · v verify · d delete · / filter · q quit",
-                    app.ws_root.display(),
-                    app.pki.rows.len()
+                    "n new · v verify · d delete · / filter · q quit · {} entities{took} · {}",
+                    app.pki.rows.len(),
+                    app.ws_root.display()
                 ),
                 t.dim(),
             )
