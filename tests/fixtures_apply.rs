@@ -367,3 +367,26 @@ fn check_only_reads_the_spec() {
         .stdout(predicates::str::contains("OK, 27 entries"));
     assert!(!ws.exists());
 }
+
+#[test]
+fn spec_errors_in_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("bad.toml");
+    std::fs::write(&spec, "[[ca]]\nname = \"r\"\n[[ca]]\nname = \"r\"\n").unwrap();
+    let out = cs(&tmp.path().join("ws"))
+        .arg("--json")
+        .arg("apply")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "spec");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(":4: field `name`"),
+        "{v}"
+    );
+}
