@@ -1036,3 +1036,26 @@ fn two_processes_issuing_at_once_lose_nothing() {
     }
     assert_eq!(assert_workspace_whole(&ws), 801);
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_output_quietly() {
+    let ws = Ws::new();
+    ws.ok(&["new", "root", "r"]);
+    ws.ok(&["new", "device", "p-{001..400}", "--issuer", "r"]);
+    for args in [&["list", "--json"][..], &["list"][..]] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("chainsmith"))
+            .env("CHAINSMITH_WORKSPACE", ws.root())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+        drop(child.stdout.take()); // like `| head -c 16`: more than a pipe buffer is left unread
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

@@ -488,3 +488,50 @@ fn csr_signed_device_exports_certificates_without_a_key() {
     ]);
     assert!(err.contains("no private key"), "{err}");
 }
+
+#[test]
+fn json_report_lists_files_with_modes_and_pfx_algorithms() {
+    let w = Ws::new();
+    w.chain("dev1");
+    let out = w
+        .cmd()
+        .args([
+            "--json", "export", "dev1", "--out", "j", "--format", "pem,pfx",
+        ])
+        .env("CHAINSMITH_PFX_PASSWORD", "hidden-pw")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("hidden-pw"), "no password in JSON");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let files = v["files"].as_array().unwrap();
+    let mode_of = |suffix: &str| {
+        files
+            .iter()
+            .find(|f| f["path"].as_str().unwrap().ends_with(suffix))
+            .unwrap()["mode"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(mode_of("dev1.key.pem"), "0600");
+    assert_eq!(mode_of("dev1.pfx"), "0600");
+    assert_eq!(mode_of("dev1.cert.pem"), "0644");
+    let pfx = &v["pfx"][0];
+    assert_eq!(pfx["certificates"], 3);
+    assert_eq!(pfx["has_key"], true);
+    assert_eq!(pfx["algorithms"]["mac_digest"], "SHA-256");
+    assert_eq!(
+        pfx["algorithms"]["key_bags"][0]["algorithm"],
+        "PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC)"
+    );
+    std::fs::write(w.path("j/dev1.cert.pem"), "changed by hand").unwrap();
+    let err = w
+        .cmd()
+        .args(["--json", "export", "dev1", "--out", "j"])
+        .output()
+        .unwrap();
+    let e: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(&err.stdout)).unwrap();
+    assert_eq!(e["error"]["kind"], "exists");
+}

@@ -167,6 +167,37 @@ fn crl_marks_the_revoked_device_and_not_its_sibling() {
     );
     let err = w.fails(&["revoke", "dev-b", "--reason", "bored"]);
     assert!(err.contains("keyCompromise"), "{err}");
+    // Renewing the revoked device keeps its old serial on the CRL; the new one is good.
+    let old_serial = w.json(&["show", "dev-a"])["meta"]["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.ok(&["renew", "dev-a", "--rekey"]);
+    let crl = w.json(&["crl", "inter"]);
+    let serials: Vec<&str> = crl["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["serial"].as_str().unwrap())
+        .collect();
+    assert_eq!(serials, [old_serial.as_str()]);
+    std::fs::write(w.path("inter2.crl.pem"), crl["pem"].as_str().unwrap()).unwrap();
+    w.ok(&["export", "dev-a", "--out", "o3"]);
+    let (ok, text) = openssl(
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "../o/acme.root.pem",
+            "-untrusted",
+            "dev-a.chain.pem",
+            "-CRLfile",
+            "../inter2.crl.pem",
+            "dev-a.cert.pem",
+        ],
+        &w.path("o3"),
+    );
+    assert!(ok, "the renewed certificate is not revoked: {text}");
 }
 
 #[test]
@@ -228,6 +259,13 @@ fn pfx_import_round_trip_issues_devices_that_openssl_verifies() {
     ]);
     assert!(pem_out.contains("with its private key"), "{pem_out}");
     company.ok(&["new", "device", "d2", "--issuer", "company-pem"]);
+    // Its issuer lives in the vendor's workspace: renewing it here must not self-sign it.
+    let err = company.fails(&["renew", "company"]);
+    assert!(
+        err.contains("not in this workspace") && err.contains("CN=acme"),
+        "{err}"
+    );
+    company.ok(&["renew", "plant-3.robot-7"]);
 }
 
 #[test]
@@ -458,6 +496,35 @@ fn self_signed_device_holds_both_thumbprint_slots() {
     assert_eq!(slots[1]["sha1"].as_str().unwrap(), secondary);
     let hist = w.json(&["show", "thermo-1", "--history"]);
     assert_eq!(hist["history"][0]["sha1"].as_str().unwrap(), primary);
+    // Export each slot: the files carry the device id, the thumbprints differ.
+    w.ok(&["export", "thermo-1", "--out", "p"]);
+    w.ok(&["export", "thermo-1", "--slot", "secondary", "--out", "s"]);
+    assert_eq!(sha1_of(&w.path("p/thermo-1.cert.pem")), rolled);
+    assert_eq!(sha1_of(&w.path("s/thermo-1.cert.pem")), secondary);
+    let (ok, text) = openssl(
+        &[
+            "verify",
+            "-CAfile",
+            "thermo-1.cert.pem",
+            "thermo-1.cert.pem",
+        ],
+        &w.path("s"),
+    );
+    assert!(ok, "{text}");
+    let (_, cert_pub) = openssl(
+        &["x509", "-in", "thermo-1.cert.pem", "-noout", "-pubkey"],
+        &w.path("s"),
+    );
+    let (_, key_pub) = openssl(
+        &["pkey", "-in", "thermo-1.key.pem", "-pubout"],
+        &w.path("s"),
+    );
+    assert_eq!(
+        cert_pub, key_pub,
+        "the exported secondary key belongs to the secondary certificate"
+    );
+    let err = w.fails(&["export", "dev-none", "--slot", "secondary", "--out", "z"]);
+    assert!(err.contains("dev-none"), "{err}");
     // Each slot's certificate and key belong together.
     let dir = w.path("ws/entities/thermo-1/secondary");
     let (_, a) = openssl(&["x509", "-in", "cert.pem", "-noout", "-pubkey"], &dir);
@@ -502,4 +569,68 @@ fn list_expiring_shows_what_ends_within_the_window() {
     );
     let err = w.fails(&["list", "--expiring", "soonish"]);
     assert!(err.contains("30d"), "{err}");
+}
+
+#[test]
+fn crl_of_an_imported_openssl_ca_is_accepted_by_openssl() {
+    // A CA made by the openssl CLI (SHA-1 subject key identifier, not ours).
+    let w = Ws::new();
+    let dir = w.dir.path();
+    let (ok, text) = openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "corp.key",
+            "-out",
+            "corp.crt",
+            "-subj",
+            "/O=Corp/CN=Corp Root",
+            "-days",
+            "100",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+        dir,
+    );
+    assert!(ok, "{text}");
+    w.ok(&["import", "corp.crt", "corp.key", "--name", "corp"]);
+    w.ok(&["new", "device", "m1", "m2", "--issuer", "corp"]);
+    w.ok(&["revoke", "m1", "--reason", "superseded"]);
+    w.ok(&["crl", "corp", "--out", "corp.crl.pem"]);
+    w.ok(&["export", "m1", "--out", "o"]);
+    w.ok(&["export", "m2", "--out", "o"]);
+    let (ok, text) = openssl(
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "../corp.crt",
+            "-CRLfile",
+            "../corp.crl.pem",
+            "m1.cert.pem",
+        ],
+        &w.path("o"),
+    );
+    assert!(!ok && text.contains("certificate revoked"), "{text}");
+    let (ok, text) = openssl(
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "../corp.crt",
+            "-CRLfile",
+            "../corp.crl.pem",
+            "m2.cert.pem",
+        ],
+        &w.path("o"),
+    );
+    assert!(ok, "{text}");
 }

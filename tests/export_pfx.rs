@@ -302,3 +302,59 @@ fn a_pfx_needs_a_password_and_a_wrong_one_is_named_on_import() {
     let listed = w.ok(&["list"]);
     assert!(!listed.contains("company"), "nothing imported: {listed}");
 }
+
+#[test]
+fn a_legacy_rc2_pfx_is_named_as_such_on_import() {
+    let w = Ws::new();
+    let dir = w.dir.path();
+    let (ok, text) = openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "old.key",
+            "-out",
+            "old.crt",
+            "-subj",
+            "/CN=Old CA",
+            "-days",
+            "30",
+        ],
+        dir,
+    );
+    assert!(ok, "{text}");
+    // What OpenSSL 1.x wrote by default: RC2-40 certificates, 3DES key, SHA-1 MAC.
+    let (ok, text) = openssl(
+        &[
+            "pkcs12",
+            "-export",
+            "-legacy",
+            "-in",
+            "old.crt",
+            "-inkey",
+            "old.key",
+            "-out",
+            "old.pfx",
+            "-passout",
+            "pass:oldpw",
+        ],
+        dir,
+    );
+    assert!(ok, "{text}");
+    let err = w.fails(&["import", "old.pfx", "--name", "old", "--password", "oldpw"]);
+    assert!(err.contains("RC2") && err.contains("re-export"), "{err}");
+    // Our own MAC check still tells a wrong password apart.
+    let err = w.fails(&["import", "old.pfx", "--name", "old", "--password", "not-it"]);
+    assert!(err.contains("password") && err.contains("wrong"), "{err}");
+    // inspect names the algorithms that stop it.
+    let err = w.fails(&["inspect", "old.pfx", "--password", "oldpw"]);
+    assert!(
+        err.contains("RC2") && err.contains("pbeWithSHAAnd40BitRC2-CBC"),
+        "{err}"
+    );
+}

@@ -27,7 +27,7 @@ pub fn run(global: &Global, args: ApplyArgs) -> CliResult {
         if global.json {
             print_json(&serde_json::json!({ "spec": file, "entries": plan.len() }));
         } else {
-            println!(
+            say!(
                 "{file}: OK, {} entries ({} CAs)",
                 plan.len(),
                 plan.cas.len()
@@ -47,7 +47,7 @@ pub fn run(global: &Global, args: ApplyArgs) -> CliResult {
     if global.json {
         print_json(&manifest);
     } else {
-        println!(
+        say!(
             "{}: {} made, {} re-issued, {} unchanged (workspace {})",
             file,
             manifest.made,
@@ -56,14 +56,14 @@ pub fn run(global: &Global, args: ApplyArgs) -> CliResult {
             manifest.workspace.display()
         );
         for e in manifest.entries.iter().filter(|e| e.fixture.is_some()) {
-            println!(
+            say!(
                 "  negative fixture {:<24} {}",
                 e.name,
                 e.fixture.as_deref().unwrap_or_default()
             );
         }
         if let Some(out) = &args.out {
-            println!("exports under {}", out.display());
+            say!("exports under {}", out.display());
         }
     }
     Ok(())

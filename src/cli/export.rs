@@ -1,7 +1,7 @@
 //! `export`: a thin face over `crate::export`.
 
 use super::{CliResult, Global, print_json};
-use crate::export::{ExportOptions, Format, PfxProfile, export_entity};
+use crate::export::{ExportOptions, Format, PfxProfile, export_entity, export_slot};
 use clap::Args;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -39,6 +39,9 @@ pub struct ExportArgs {
     /// Write the one file of a single-file format to standard output (pem: leaf + intermediates).
     #[arg(long, conflicts_with = "force")]
     pub stdout: bool,
+    /// For a self-signed device with two thumbprint slots: which one (default: the main one).
+    #[arg(long, value_name = "SLOT", value_parser = parse_slot)]
+    pub slot: Option<crate::store::Slot>,
     /// DPS ID scope for the edge snippet.
     #[arg(long, value_name = "SCOPE")]
     pub id_scope: Option<String>,
@@ -46,6 +49,14 @@ pub struct ExportArgs {
 
 fn parse_format(s: &str) -> Result<Format, String> {
     s.parse().map_err(|e: crate::export::Error| e.to_string())
+}
+
+fn parse_slot(s: &str) -> Result<crate::store::Slot, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "primary" => Ok(crate::store::Slot::Primary),
+        "secondary" => Ok(crate::store::Slot::Secondary),
+        _ => Err(format!("slot \"{s}\" must be primary or secondary")),
+    }
 }
 
 fn parse_profile(s: &str) -> Result<PfxProfile, String> {
@@ -98,7 +109,10 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
             opts.formats[0]
         );
     }
-    let report = export_entity(&ws, &a.name, &opts)?;
+    let report = match a.slot {
+        Some(slot) => export_slot(&ws, &a.name, slot, &opts)?,
+        None => export_entity(&ws, &a.name, &opts)?,
+    };
     if let Some(bytes) = &report.stdout {
         let mut out = std::io::stdout().lock();
         out.write_all(bytes)?;
@@ -110,7 +124,7 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
         return Ok(());
     }
     for f in &report.files {
-        println!(
+        say!(
             "wrote {}  ({}, mode {:04o})",
             f.path.display(),
             f.what,
@@ -119,7 +133,7 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
     }
     for p in &report.pfx {
         let a = &p.algorithms;
-        println!(
+        say!(
             "{}: read back with the password: {} certificate(s){}, friendly name \"{}\", {} profile",
             p.path.display(),
             p.certificates,
@@ -136,9 +150,9 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
             (Some(d), None) => format!("HMAC-{d}"),
             _ => "none".into(),
         };
-        println!("  MAC           {mac}");
+        say!("  MAC           {mac}");
         for k in &a.key_bags {
-            println!(
+            say!(
                 "  key           {}{}",
                 k.algorithm,
                 k.iterations
@@ -147,7 +161,7 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
             );
         }
         for c in &a.cert_bags {
-            println!(
+            say!(
                 "  certificates  {}{}",
                 c.algorithm,
                 c.iterations
@@ -157,11 +171,11 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
         }
     }
     if let Some(cfg) = &report.edge_config {
-        println!();
-        print!("{cfg}");
+        say!();
+        super::out(&cfg);
     }
     for n in &report.notes {
-        println!("note: {n}");
+        say!("note: {n}");
     }
     Ok(())
 }

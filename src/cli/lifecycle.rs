@@ -79,7 +79,7 @@ pub fn import(global: &Global, a: ImportArgs) -> CliResult {
         return Ok(());
     }
     let m = &r.meta;
-    println!(
+    say!(
         "imported {} {} (CN={}){}, valid until {}",
         m.kind.as_str(),
         m.name,
@@ -92,7 +92,7 @@ pub fn import(global: &Global, a: ImportArgs) -> CliResult {
         rfc3339(m.not_after)
     );
     for n in &r.notes {
-        println!("note: {n}");
+        say!("note: {n}");
     }
     Ok(())
 }
@@ -112,7 +112,7 @@ pub fn renew(global: &Global, a: RenewArgs) -> CliResult {
         print_json(&r);
         return Ok(());
     }
-    println!(
+    say!(
         "renewed {} ({}): serial {} → {}, valid until {}{}",
         r.new.name,
         r.new.kind.as_str(),
@@ -121,12 +121,12 @@ pub fn renew(global: &Global, a: RenewArgs) -> CliResult {
         rfc3339(r.new.not_after),
         if r.rekeyed { ", new key" } else { ", same key" }
     );
-    println!(
+    say!(
         "the old certificate is kept in history: `chainsmith show {} --history`",
         r.new.name
     );
     for n in &r.notes {
-        println!("note: {n}");
+        say!("note: {n}");
     }
     Ok(())
 }
@@ -137,7 +137,7 @@ pub fn revoke(global: &Global, a: RevokeArgs) -> CliResult {
     if global.json {
         print_json(&r);
     } else {
-        println!("{}", r.message);
+        say!("{}", r.message);
     }
     Ok(())
 }
@@ -158,7 +158,7 @@ pub fn crl(global: &Global, a: CrlArgs) -> CliResult {
     }
     match &a.out {
         Some(out) => {
-            println!(
+            say!(
                 "CRL of {} written to {} (number {}, next update {}), {} revoked:",
                 c.issuer,
                 out.display(),
@@ -167,7 +167,7 @@ pub fn crl(global: &Global, a: CrlArgs) -> CliResult {
                 c.revoked.len()
             );
             for r in &c.revoked {
-                println!(
+                say!(
                     "  {}  serial {}  {}  {}",
                     r.name,
                     r.serial,
@@ -175,10 +175,10 @@ pub fn crl(global: &Global, a: CrlArgs) -> CliResult {
                     rfc3339(r.at)
                 );
             }
-            println!("note: {}", c.note);
+            say!("note: {}", c.note);
         }
         None => {
-            print!("{}", c.pem);
+            super::out(&c.pem);
             eprintln!("note: {} revoked; {}", c.revoked.len(), c.note);
         }
     }
@@ -210,7 +210,7 @@ pub fn list_expiring(global: &Global, ws: &crate::store::Workspace, window: &str
         } else {
             format!("{}d left", r.days_left)
         };
-        println!(
+        say!(
             "{:<width$}  {:<12}  {}  {when}",
             r.meta.name,
             r.meta.kind.as_str(),
@@ -228,7 +228,7 @@ pub fn show_history(global: &Global, ws: &crate::store::Workspace, name: &str) -
         print_json(&serde_json::json!({ "name": name, "current": current, "history": past }));
         return Ok(());
     }
-    println!(
+    say!(
         "{name}: {} certificate(s) before the current one",
         past.len()
     );
@@ -242,7 +242,7 @@ pub fn show_history(global: &Global, ws: &crate::store::Workspace, name: &str) -
             .slot
             .map(|s| format!("  {s:?} slot").to_lowercase())
             .unwrap_or_default();
-        println!(
+        say!(
             "  {label:<8} serial {}  {} → {}  SHA-256 {}{slot}{revoked}",
             m.serial,
             rfc3339(m.not_before),

@@ -92,7 +92,7 @@ pub fn list(global: &Global, a: ListArgs) -> CliResult {
     for d in &damaged {
         let _ = writeln!(out, "damaged: {}: {}", d.path.display(), d.problem);
     }
-    print!("{out}");
+    super::out(&out);
     Ok(())
 }
 
@@ -109,19 +109,19 @@ pub fn show(global: &Global, a: ShowArgs) -> CliResult {
     let report = ops::report(&ws, &a.name)?;
     if a.pem {
         let chain = ops::chain_of(&ws, &a.name)?;
-        print!("{}", chain[0].cert_pem);
+        super::out(&chain[0].cert_pem);
         return Ok(());
     }
     if a.paths {
         if global.json {
             print_json(&report.paths);
         } else {
-            println!("cert  {}", report.paths.cert.display());
+            say!("cert  {}", report.paths.cert.display());
             if let Some(k) = &report.paths.key {
-                println!("key   {}", k.display());
+                say!("key   {}", k.display());
             }
-            println!("meta  {}", report.paths.meta.display());
-            println!("dir   {}", report.paths.dir.display());
+            say!("meta  {}", report.paths.meta.display());
+            say!("dir   {}", report.paths.dir.display());
         }
         return Ok(());
     }
@@ -172,7 +172,7 @@ pub fn show(global: &Global, a: ShowArgs) -> CliResult {
     if let Some(k) = &report.paths.key {
         let _ = writeln!(o, "               {}", k.display());
     }
-    print!("{o}");
+    super::out(&o);
     Ok(())
 }
 
@@ -216,8 +216,21 @@ pub(crate) fn render_findings(o: &mut String, findings: &[Finding]) {
 pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
     let bytes = std::fs::read(&a.file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
-    let report: FileReport = inspect_bytes(&bytes, a.password.as_deref())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    let report: FileReport = match inspect_bytes(&bytes, a.password.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            // A PFX that will not open: say whether the password or the algorithm is the cause.
+            if let (Ok(algs), Some(pw)) =
+                (crate::export::pfx::decode(&bytes), a.password.as_deref())
+            {
+                if let Err(pe) = crate::export::pfx::open(&bytes, pw, &a.file.display().to_string())
+                {
+                    anyhow::bail!("{pe}\n  Protection   {}", algs.summary());
+                }
+            }
+            anyhow::bail!("{}: {e}", a.file.display());
+        }
+    };
     let certs: Vec<&CertView> = report
         .items
         .iter()
@@ -338,7 +351,7 @@ pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
             }
         }
     }
-    print!("{o}");
+    super::out(&o);
     Ok(())
 }
 
@@ -382,10 +395,10 @@ pub fn lint(global: &Global, a: LintArgs) -> CliResult {
     } else {
         for (n, findings) in &all {
             for f in findings {
-                println!("{n}: {}: {} [{}]", f.severity.as_str(), f.message, f.code);
+                say!("{n}: {}: {} [{}]", f.severity.as_str(), f.message, f.code);
             }
         }
-        println!("{} checked, {errors} error(s)", names.len());
+        say!("{} checked, {errors} error(s)", names.len());
     }
     if errors > 0 {
         return Err(Failed(1).into());

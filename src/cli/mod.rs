@@ -1,10 +1,23 @@
 //! The command line: parse with clap, call `ops`, print text or `--json`.
 
+/// `println!` for the CLI faces: a closed pipe ends the program quietly instead of panicking.
+macro_rules! say {
+    () => {
+        $crate::cli::out("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod apply;
+mod connect;
 mod export;
+mod hub;
 mod lifecycle;
 mod look;
 mod new;
+mod tui;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -61,8 +74,17 @@ pub enum Command {
     Revoke(lifecycle::RevokeArgs),
     /// A CRL signed by a CA, listing what it issued that is revoked.
     Crl(lifecycle::CrlArgs),
+    /// The interactive workbench (also what `chainsmith` with no arguments opens).
+    Tui(tui::TuiArgs),
+    /// The guided workshop: the seed tutorial step by step, checked against your workspace.
+    Guide(tui::GuideArgs),
     /// Build a whole test PKI from a spec file, idempotently (negative fixtures included).
     Apply(apply::ApplyArgs),
+    /// Connect a device over mutual TLS: every step, every round trip, and why it failed.
+    Connect(connect::ConnectArgs),
+    /// The embedded local IoT Hub: registry, server, twin, C2D, methods.
+    #[command(subcommand)]
+    Hub(hub::HubCommand),
 }
 
 /// A failure already explained to the user; carries the exit code.
@@ -72,12 +94,8 @@ pub type CliResult = Result<(), anyhow::Error>;
 
 pub fn run(cli: Cli) -> i32 {
     let json = cli.global.json;
-    let Some(command) = cli.command else {
-        use clap::CommandFactory;
-        let _ = Cli::command().print_help();
-        println!();
-        return 0;
-    };
+    // No subcommand: the TUI.
+    let command = cli.command.unwrap_or(Command::Tui(tui::TuiArgs::default()));
     let result = match command {
         Command::Init { dir } => init(&cli.global, dir),
         Command::New(c) => new::run(&cli.global, c),
@@ -91,7 +109,11 @@ pub fn run(cli: Cli) -> i32 {
         Command::Renew(a) => lifecycle::renew(&cli.global, a),
         Command::Revoke(a) => lifecycle::revoke(&cli.global, a),
         Command::Crl(a) => lifecycle::crl(&cli.global, a),
+        Command::Hub(c) => hub::run(&cli.global, c),
+        Command::Connect(a) => connect::run(&cli.global, a),
         Command::Apply(a) => apply::run(&cli.global, a),
+        Command::Tui(a) => tui::tui(&cli.global, a),
+        Command::Guide(a) => tui::guide(&cli.global, a),
     };
     match result {
         Ok(()) => 0,
@@ -170,10 +192,27 @@ fn error_kind(e: &anyhow::Error) -> &'static str {
 }
 
 pub(crate) fn print_json<T: Serialize>(value: &T) {
-    println!(
-        "{}",
+    out(&format!(
+        "{}\n",
         serde_json::to_string_pretty(value).expect("serialisable")
-    );
+    ));
+}
+
+/// Write to standard output. A reader that went away (`chainsmith list | head`) ends the
+/// program quietly, as it does for other Unix tools, instead of a panic from `println!`.
+pub(crate) fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
 }
 
 pub(crate) fn warn(global: &Global, warnings: &[String]) {
@@ -208,7 +247,7 @@ fn init(global: &Global, dir: Option<PathBuf>) -> CliResult {
     if global.json {
         print_json(&serde_json::json!({ "workspace": ws.root() }));
     } else {
-        println!("workspace ready at {}", ws.root().display());
+        say!("workspace ready at {}", ws.root().display());
     }
     Ok(())
 }

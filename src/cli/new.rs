@@ -228,7 +228,7 @@ fn print_created(global: &Global, ws: &crate::store::Workspace, c: &Created) {
             .as_deref()
             .map(|i| format!(" issued by {i}"))
             .unwrap_or_else(|| " self-signed".into());
-        println!(
+        say!(
             "created {} {} (CN={}){issuer}, valid until {}",
             m.kind.as_str(),
             m.name,
@@ -236,22 +236,22 @@ fn print_created(global: &Global, ws: &crate::store::Workspace, c: &Created) {
             crate::pki::issue::rfc3339(m.not_after)
         );
         if m.self_signed && m.kind == crate::store::Kind::Device {
-            println!("  SHA-1 thumbprint    {}", m.sha1);
-            println!("  SHA-256 thumbprint  {}", m.sha256);
+            say!("  SHA-1 thumbprint    {}", m.sha1);
+            say!("  SHA-256 thumbprint  {}", m.sha256);
         }
     }
     if many {
-        println!(
+        say!(
             "... and {} more ({} in all) under {}",
             c.entities.len() - 3,
             c.entities.len(),
             ws.entities_dir().display()
         );
     } else if let Some(m) = c.entities.first().filter(|_| c.file.is_none()) {
-        println!("files in {}", ws.entity_dir(&m.name).display());
+        say!("files in {}", ws.entity_dir(&m.name).display());
     }
     if let Some(f) = &c.file {
-        println!("verification certificate written to {}", f.display());
-        println!("upload it to the hub to finish verifying the CA");
+        say!("verification certificate written to {}", f.display());
+        say!("upload it to the hub to finish verifying the CA");
     }
 }

@@ -11,7 +11,7 @@ pub mod pfx;
 pub use pfx::{PfxAlgorithms, PfxProfile, Protection};
 
 use crate::ops::chain_of;
-use crate::store::{self, Entity, Kind, Workspace, write_atomic, write_new};
+use crate::store::{self, Entity, Kind, Slot, Workspace, write_atomic, write_new};
 use openssl::pkey::{PKey, Private};
 use openssl::symm::Cipher;
 use serde::Serialize;
@@ -154,8 +154,13 @@ pub struct WrittenFile {
     pub path: PathBuf,
     /// "certificate", "private key (PKCS#8)", "chain (leaf + intermediates)", ...
     pub what: String,
-    /// Unix mode, e.g. 0o600.
+    /// Unix mode, e.g. 0o600 (JSON: the octal string "0600").
+    #[serde(serialize_with = "octal")]
     pub mode: u32,
+}
+
+fn octal<S: serde::Serializer>(mode: &u32, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
 }
 
 /// A PFX written and read back.
@@ -204,9 +209,12 @@ struct Source {
 }
 
 impl Source {
-    fn load(ws: &Workspace, name: &str) -> Result<Source> {
+    fn load(ws: &Workspace, name: &str, slot: Option<Slot>) -> Result<Source> {
         let mut chain = chain_of(ws, name)?;
-        let leaf = chain.remove(0);
+        let mut leaf = chain.remove(0);
+        if let Some(slot) = slot.filter(|s| leaf.meta.slot.unwrap_or(Slot::Primary) != *s) {
+            leaf = slot_entity(&leaf, slot)?;
+        }
         let key = if leaf.meta.has_key {
             let pem = leaf.read_key_pem()?;
             Some(PKey::private_key_from_pem(pem.as_bytes()).map_err(|e| {
@@ -406,6 +414,13 @@ fn plan(src: &Source, opts: &ExportOptions, report: &mut ExportReport) -> Result
         opts.formats.clone()
     };
     formats.dedup();
+    if let Some(r) = &src.leaf.meta.revoked {
+        report.notes.push(format!(
+            "\"{name}\" is revoked ({}); {}",
+            r.reason,
+            crate::ops::lifecycle::HUB_DOES_NOT_CHECK_CRLS
+        ));
+    }
     let self_signed_leaf = src.leaf.meta.self_signed && !src.leaf.meta.kind.is_ca();
     for f in &formats {
         match f {
@@ -610,8 +625,61 @@ fn render_stdout(src: &Source, opts: &ExportOptions, report: &mut ExportReport) 
 }
 
 /// Export one entity. See the module docs for the guarantees.
+/// The certificate in the other thumbprint slot of a self-signed device, as an entity.
+fn slot_entity(main: &Entity, slot: Slot) -> Result<Entity> {
+    let sub = match slot {
+        Slot::Primary => "primary",
+        Slot::Secondary => "secondary",
+    };
+    let dir = main.dir.join(sub);
+    let meta_path = dir.join(store::META_FILE);
+    if !meta_path.exists() {
+        return Err(Error::Invalid(format!(
+            "\"{}\" has no {sub} slot; make it with `chainsmith new device {} --self-signed --slot {sub}`",
+            main.meta.name, main.meta.name
+        )));
+    }
+    let meta = store::read_meta(&meta_path)?;
+    let cert_path = dir.join(store::CERT_FILE);
+    let cert_pem = std::fs::read_to_string(&cert_path)
+        .map_err(|e| store::io_error("reading", &cert_path, e))?;
+    let cert_der = pem::parse(&cert_pem)
+        .map(|p| p.into_contents())
+        .map_err(|_| store::Error::Damaged {
+            path: cert_path.clone(),
+            what: "not a PEM certificate".into(),
+        })?;
+    Ok(Entity {
+        meta,
+        cert_pem,
+        cert_der,
+        dir,
+    })
+}
+
+/// Export one entity (for a self-signed device with two slots: the main one). See the module
+/// docs for the guarantees.
 pub fn export_entity(ws: &Workspace, name: &str, opts: &ExportOptions) -> Result<ExportReport> {
-    let src = Source::load(ws, name)?;
+    export_impl(ws, name, None, opts)
+}
+
+/// Export one thumbprint slot of a self-signed device (files are still named after the device).
+pub fn export_slot(
+    ws: &Workspace,
+    name: &str,
+    slot: Slot,
+    opts: &ExportOptions,
+) -> Result<ExportReport> {
+    export_impl(ws, name, Some(slot), opts)
+}
+
+fn export_impl(
+    ws: &Workspace,
+    name: &str,
+    slot: Option<Slot>,
+    opts: &ExportOptions,
+) -> Result<ExportReport> {
+    let src = Source::load(ws, name, slot)?;
     let mut report = ExportReport {
         name: name.to_string(),
         ..Default::default()

@@ -118,9 +118,12 @@ pub fn open(bytes: &[u8], password: &str, what: &str) -> Result<Opened> {
     })?;
     // Tell a wrong password from an algorithm OpenSSL cannot read: check the MAC ourselves first.
     let algs = decode(bytes).ok();
+    let mac_ok = mac_matches(bytes, password).ok().flatten();
     let parsed = p12.parse2(password).map_err(|_| {
         let rc2 = algs.as_ref().is_some_and(|a| a.uses_rc2());
-        if rc2 {
+        if mac_ok == Some(false) {
+            Error::WrongPassword(what.to_string())
+        } else if rc2 {
             Error::Invalid(format!(
                 "{what} is protected with RC2-40, which OpenSSL 3 does not read without its legacy provider; re-export it with AES or 3DES (e.g. `openssl pkcs12 -legacy -in OLD -nodes | openssl pkcs12 -export -out NEW`)"
             ))
@@ -507,6 +510,88 @@ pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
         key_bags,
         cert_bags,
     })
+}
+
+/// Check a PFX's MAC with `password` ourselves (RFC 7292 appendix B key derivation, then
+/// HMAC over the authenticated safe). Some(false) means the password is wrong; None means
+/// the file has no MAC or uses a digest we do not check. This tells a wrong password apart
+/// from an algorithm OpenSSL cannot decrypt (RC2), which OpenSSL reports the same way.
+pub fn mac_matches(der: &[u8], password: &str) -> Result<Option<bool>> {
+    use openssl::sign::Signer;
+    let (pfx, _) = expect(der, 0x30, "PFX is not a SEQUENCE")?;
+    let top = items(pfx.body)?;
+    let (Some(auth_safe), Some(mac)) = (top.get(1), top.get(2)) else {
+        return Ok(None);
+    };
+    let ci = items(auth_safe.body)?;
+    let explicit = ci
+        .get(1)
+        .filter(|t| t.tag == 0xa0)
+        .ok_or_else(|| bad("authSafe without content"))?;
+    let (octets, _) = expect(
+        explicit.body,
+        0x04,
+        "authSafe content is not an OCTET STRING",
+    )?;
+    let m = items(mac.body)?;
+    let di = items(m.first().ok_or_else(|| bad("MacData without digest"))?.body)?;
+    let alg = items(
+        di.first()
+            .ok_or_else(|| bad("DigestInfo without algorithm"))?
+            .body,
+    )?;
+    let digest_oid = alg.first().map(|o| oid_string(o.body)).unwrap_or_default();
+    let expected = di
+        .get(1)
+        .filter(|t| t.tag == 0x04)
+        .ok_or_else(|| bad("DigestInfo without digest"))?
+        .body;
+    let salt = m
+        .get(1)
+        .filter(|t| t.tag == 0x04)
+        .ok_or_else(|| bad("MacData without salt"))?
+        .body;
+    let iterations = m
+        .get(2)
+        .filter(|t| t.tag == 0x02)
+        .map(|t| uint(t.body))
+        .unwrap_or(1);
+    let md = match digest_oid.as_str() {
+        "1.3.14.3.2.26" => MessageDigest::sha1(),
+        "2.16.840.1.101.3.4.2.1" => MessageDigest::sha256(),
+        "2.16.840.1.101.3.4.2.2" => MessageDigest::sha384(),
+        "2.16.840.1.101.3.4.2.3" => MessageDigest::sha512(),
+        _ => return Ok(None),
+    };
+    if iterations == 0 || iterations > 10_000_000 {
+        return Err(bad("MAC iteration count out of range"));
+    }
+    let v = md.block_size();
+    let u = md.size();
+    // Password as a BMPString with a terminating NUL.
+    let mut pw: Vec<u8> = password.encode_utf16().flat_map(u16::to_be_bytes).collect();
+    pw.extend([0, 0]);
+    let fill = |x: &[u8]| -> Vec<u8> {
+        if x.is_empty() {
+            return vec![];
+        }
+        let len = v * x.len().div_ceil(v);
+        x.iter().copied().cycle().take(len).collect()
+    };
+    let mut input = vec![3u8; v]; // ID 3: MAC key
+    input.extend(fill(salt));
+    input.extend(fill(&pw));
+    let mut a = openssl::hash::hash(md, &input)?.to_vec();
+    for _ in 1..iterations {
+        a = openssl::hash::hash(md, &a)?.to_vec();
+    }
+    let key = PKey::hmac(&a[..u])?;
+    let mut signer = Signer::new(md, &key)?;
+    signer.update(octets.body)?;
+    let computed = signer.sign_to_vec()?;
+    Ok(Some(
+        computed.len() == expected.len() && openssl::memcmp::eq(&computed, expected),
+    ))
 }
 
 #[cfg(test)]

@@ -483,6 +483,15 @@ pub fn renew(ws: &Workspace, req: &RenewRequest) -> Result<Renewed> {
     let old = entity.meta.clone();
     let ca = match &old.issuer {
         Some(i) if !old.self_signed => Some(load_ca(ws, i)?),
+        None if !old.self_signed => {
+            let issuer = CertView::from_der(&entity.cert_der)
+                .map(|v| v.issuer)
+                .unwrap_or_default();
+            return Err(invalid(format!(
+                "\"{}\" was issued by a CA that is not in this workspace ({issuer}); renew it there, or import that CA with its key (`chainsmith import CA.pem CA.key --name NAME`) first",
+                req.name
+            )));
+        }
         _ => None,
     };
     if old.self_signed && !old.has_key {
@@ -878,6 +887,17 @@ pub fn revoked_by(ws: &Workspace, ca: &str) -> Result<Vec<RevokedEntry>> {
     Ok(out)
 }
 
+fn subject_key_id(cert_der: &[u8]) -> Option<Vec<u8>> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
+    cert.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        })
+}
+
 /// A CRL signed by `ca` listing every certificate it issued that is revoked.
 pub fn crl(ws: &Workspace, ca_name: &str, days: Option<u32>) -> Result<Crl> {
     let ca = load_ca(ws, ca_name)?;
@@ -916,7 +936,12 @@ pub fn crl(ws: &Workspace, ca_name: &str, days: Option<u32>) -> Result<Crl> {
         crl_number: rcgen::SerialNumber::from_slice(&number.to_be_bytes()),
         issuing_distribution_point: None,
         revoked_certs,
-        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        // The CRL's authority key identifier must equal the CA certificate's own subject key
+        // identifier, however that was made (OpenSSL uses SHA-1): otherwise verifiers skip the CRL.
+        key_identifier_method: match subject_key_id(&ca.cert_der) {
+            Some(ski) => rcgen::KeyIdMethod::PreSpecified(ski),
+            None => rcgen::KeyIdMethod::Sha256,
+        },
     };
     let signed = params
         .signed_by(ca.issuer())

@@ -1,0 +1,461 @@
+//! `connect`: the connection test from the command line, steps printed live.
+
+use super::{CliResult, Failed, Global};
+use crate::mqtt::{self, ConnectionTest, Endpoint, Event, Flavor, Identity, PeerKind};
+use anyhow::{Context as _, anyhow, bail};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Workspace device: its key, leaf and intermediates (the chain is sent). Not needed with --cert/--key.
+    #[arg(required_unless_present = "cert")]
+    pub device: Option<String>,
+    /// `local` (the local hub), HOST[:PORT] (an Azure IoT Hub, port 8883) or mqtts://HOST:PORT (any broker).
+    #[arg(long, default_value = "local", value_name = "TARGET")]
+    pub to: String,
+    /// azure (IoT Hub topics, twin round trips) or generic (subscribe to own telemetry); default by target.
+    #[arg(long)]
+    pub flavor: Option<Flavor>,
+    /// Extra trust anchor for the server certificate: a PEM/DER file or a workspace CA name (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<String>,
+    /// Device certificate (or chain: leaf first, then intermediates) PEM file instead of a workspace device.
+    #[arg(long, requires = "key", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// The device's private key PEM file (with --cert).
+    #[arg(long, requires = "cert", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Telemetry messages to send.
+    #[arg(long, default_value_t = 5)]
+    pub count: u32,
+    /// Pause between messages, e.g. 1s, 250ms, 0.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// MQTT QoS for telemetry: 0 or 1.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub qos: u8,
+    /// Limit for each network step and for each message's acknowledgement and round trips.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Do not connect when the pre-flight lint finds errors.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// `1s`, `250ms`, `2m`, `1.5s`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&t[..i], t[i..].trim()),
+        None => (t, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a duration; write e.g. 500ms, 2s or 1m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "sec" => n,
+        "m" | "min" => n * 60.0,
+        _ => {
+            return Err(format!(
+                "\"{s}\": unit \"{unit}\" is not known; use ms, s or m"
+            ));
+        }
+    };
+    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("\"{s}\" is out of range (0 to 24 hours)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn read_ca(global: &Global, value: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let path = Path::new(value);
+    if path.exists() {
+        let bytes = std::fs::read(path).with_context(|| format!("reading --ca {value}"))?;
+        let ders: Vec<Vec<u8>> = match pem::parse_many(&bytes) {
+            Ok(blocks) if !blocks.is_empty() => blocks
+                .into_iter()
+                .filter(|b| b.tag() == "CERTIFICATE")
+                .map(|b| b.into_contents())
+                .collect(),
+            _ => vec![bytes],
+        };
+        for d in &ders {
+            crate::pki::inspect::CertView::from_der(d).map_err(|e| anyhow!("--ca {value} is not a certificate file: {e}; give the PEM of the CA that issued the server's certificate"))?;
+        }
+        if ders.is_empty() {
+            bail!(
+                "--ca {value} holds no CERTIFICATE; give the PEM of the CA that issued the server's certificate"
+            );
+        }
+        return Ok(ders);
+    }
+    match global
+        .existing_workspace()
+        .ok()
+        .and_then(|ws| ws.load(value).ok())
+    {
+        Some(e) => Ok(vec![e.cert_der]),
+        None => bail!(
+            "--ca {value}: no such file and no workspace entity of that name; give the CA's PEM file"
+        ),
+    }
+}
+
+pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
+    let identity = match (&a.cert, &a.key) {
+        (Some(cert), Some(key)) => {
+            let ws = global.existing_workspace().ok();
+            Identity::from_files(cert, key, ws.as_ref())?
+        }
+        _ => {
+            let device = a.device.as_deref().ok_or_else(|| {
+                anyhow!("name a workspace device, or pass --cert FILE --key FILE")
+            })?;
+            let ws = global.existing_workspace()?;
+            Identity::from_workspace(&ws, device)?
+        }
+    };
+    let mut extra_ca = Vec::new();
+    for c in &a.ca {
+        extra_ca.extend(read_ca(global, c)?);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let ok = runtime.block_on(async move {
+        let (mut test, local) = if a.to == "local" {
+            local_test(global, identity, &a).await?
+        } else {
+            let endpoint = Endpoint::parse(&a.to).map_err(|e| anyhow!("--to {e}"))?;
+            let flavor = a.flavor.unwrap_or(if endpoint.peer == PeerKind::Broker {
+                Flavor::Generic
+            } else {
+                Flavor::Azure
+            });
+            let mut test = ConnectionTest::new(identity, endpoint, flavor);
+            // A broker given with --ca is trusted through it alone; without --ca, the system store.
+            test.system_roots = test.endpoint.peer == PeerKind::AzureHub || extra_ca.is_empty();
+            (test, None)
+        };
+        test.extra_ca.extend(extra_ca);
+        test.count = a.count;
+        test.interval = a.interval;
+        test.qos = a.qos;
+        test.timeout = a.timeout;
+        test.strict = a.strict;
+        let ok = drive(global.json, test).await;
+        if let Some(LocalHub { handle: Some(hub) }) = local {
+            hub.shutdown().await;
+        }
+        anyhow::Ok(ok)
+    })?;
+    if ok { Ok(()) } else { Err(Failed(1).into()) }
+}
+
+/// The local hub: a running `hub serve` (its control socket answers) on the configured port,
+/// or the same hub started in-process (with C2D echo) for the length of the test.
+pub struct LocalHub {
+    pub handle: Option<crate::hub::HubHandle>,
+}
+
+async fn local_test(
+    global: &Global,
+    identity: Identity,
+    a: &ConnectArgs,
+) -> anyhow::Result<(ConnectionTest, Option<LocalHub>)> {
+    use crate::hub::{Hub, HubConfig, HubStore};
+    use crate::mqtt::local::HubWatch;
+    let ws = global.existing_workspace()?;
+    let store = HubStore::open(ws.root())?;
+    let flavor = a.flavor.unwrap_or(Flavor::Azure);
+    let (endpoint, watch, handle, echo) = match HubWatch::running(&store.control_path()).await {
+        Some(watch) => {
+            let port = crate::azure::MQTT_PORT;
+            (
+                Endpoint {
+                    host: "127.0.0.1".into(),
+                    port,
+                    peer: PeerKind::LocalHub,
+                },
+                watch,
+                None,
+                false,
+            )
+        }
+        None => {
+            let config = HubConfig {
+                port: 0,
+                echo: true,
+                ..HubConfig::default()
+            };
+            let hub = Hub::start(ws.root(), config)
+                .await
+                .context("starting the local hub in-process")?;
+            let watch = HubWatch::in_process(&hub);
+            let ep = Endpoint {
+                host: hub.addr.ip().to_string(),
+                port: hub.addr.port(),
+                peer: PeerKind::LocalHub,
+            };
+            (ep, watch, Some(hub), true)
+        }
+    };
+    let trust = std::fs::read_to_string(store.trust_path()).with_context(|| {
+        format!(
+            "reading the local hub's trust anchor {}",
+            store.trust_path().display()
+        )
+    })?;
+    let mut test = ConnectionTest::new(identity, endpoint, flavor);
+    test.extra_ca = pem::parse_many(trust.as_bytes())?
+        .into_iter()
+        .map(|b| b.into_contents())
+        .collect();
+    test.system_roots = false;
+    test.c2d_echo = echo && flavor == Flavor::Azure;
+    test.hub = Some(watch);
+    Ok((test, Some(LocalHub { handle })))
+}
+
+/// Run the test and print its events as they come; true when everything came back.
+pub async fn drive(json: bool, test: ConnectionTest) -> bool {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let task = tokio::spawn(mqtt::run(test, tx));
+    let mut printer = Printer::default();
+    while let Some(event) = rx.recv().await {
+        if json {
+            say!(
+                "{}",
+                serde_json::to_string(&event)
+                    .unwrap_or_else(|e| format!("{{\"event\":\"error\",\"message\":\"{e}\"}}"))
+            );
+        } else {
+            printer.print(&event);
+        }
+    }
+    match task.await {
+        Ok(summary) => summary.ok,
+        Err(e) => {
+            eprintln!("error: the connection test stopped unexpectedly: {e}");
+            false
+        }
+    }
+}
+
+#[derive(Default)]
+struct Printer;
+
+fn line(ok: bool, label: &str, ms: f64, rest: &str) {
+    let mark = if ok { "✓" } else { "✗" };
+    say!("{mark} {label:<14} {ms:>9.1} ms  {rest}");
+}
+
+impl Printer {
+    fn print(&mut self, e: &Event) {
+        use crate::mqtt::RoundTripKind;
+        match e {
+            Event::Start {
+                device,
+                endpoint,
+                peer,
+                flavor,
+                count,
+                qos,
+            } => {
+                let peer = match peer {
+                    PeerKind::LocalHub => "local hub",
+                    PeerKind::AzureHub => "Azure IoT Hub",
+                    PeerKind::Broker => "MQTT broker",
+                };
+                let flavor = match flavor {
+                    Flavor::Azure => "azure",
+                    Flavor::Generic => "generic",
+                };
+                say!(
+                    "connect {device} -> {endpoint} ({peer}, {flavor} flavor, {count} message(s), QoS {qos})"
+                );
+            }
+            Event::Lint { findings } => {
+                if findings.is_empty() {
+                    say!("✓ pre-flight lint: no findings");
+                } else {
+                    say!("! pre-flight lint:");
+                    for f in findings {
+                        say!("    {} {}: {}", f.severity.as_str(), f.code, f.message);
+                    }
+                }
+            }
+            Event::Resolved { ms, addresses } => line(true, "resolve", *ms, &addresses.join(", ")),
+            Event::TcpConnected { ms, address } => line(true, "TCP connect", *ms, address),
+            Event::TlsEstablished { ms, facts } => {
+                line(
+                    true,
+                    "TLS handshake",
+                    *ms,
+                    &format!("{}, {}", facts.version, facts.cipher_suite),
+                );
+                if let Some(s) = &facts.server_cert {
+                    say!(
+                        "    server: {} issued by {}, valid until {}{}",
+                        s.subject,
+                        s.issuer,
+                        s.not_after,
+                        if facts.server_verified {
+                            ", verified"
+                        } else {
+                            ", NOT verified"
+                        }
+                    );
+                }
+                if facts.client_cert_requested {
+                    say!(
+                        "    client chain sent: {}",
+                        facts.client_chain_sent.join("  <-  ")
+                    );
+                    if !facts.acceptable_cas.is_empty() {
+                        say!(
+                            "    server accepts client certificates from: {}",
+                            facts.acceptable_cas.join("; ")
+                        );
+                    }
+                } else {
+                    say!("    the server did not ask for a client certificate");
+                }
+            }
+            Event::Connack {
+                ms,
+                code,
+                meaning,
+                username,
+            } => {
+                let who = if username.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (username {username})")
+                };
+                line(
+                    *code == 0,
+                    "MQTT CONNECT",
+                    *ms,
+                    &format!("CONNACK {meaning}{who}"),
+                );
+            }
+            Event::Subscribed { ms, topics } => {
+                let t: Vec<String> = topics
+                    .iter()
+                    .map(|t| match t.granted {
+                        Some(q) => format!("{} (QoS {q})", t.topic),
+                        None => format!("{} (REFUSED)", t.topic),
+                    })
+                    .collect();
+                line(
+                    topics.iter().all(|t| t.granted.is_some()),
+                    "subscribe",
+                    *ms,
+                    &t.join(", "),
+                );
+            }
+            Event::Published {
+                message_id,
+                payload,
+                temperature_alert,
+                ack_ms,
+                ..
+            } => {
+                let ack = match ack_ms {
+                    Some(ms) => format!("PUBACK {ms:.2} ms"),
+                    None => "sent (QoS 0)".to_string(),
+                };
+                let alert = if *temperature_alert {
+                    "  temperatureAlert=true"
+                } else {
+                    ""
+                };
+                say!("  message {message_id:<4} {ack}  {payload}{alert}");
+            }
+            Event::AckMissing { message_id } => {
+                say!("✗ message {message_id:<4} no PUBACK within the timeout")
+            }
+            Event::RoundTrip {
+                message_id,
+                kind,
+                ms,
+                detail,
+            } => {
+                let what = match kind {
+                    RoundTripKind::Echo => "echo (own telemetry received)",
+                    RoundTripKind::Twin => "twin GET -> response",
+                    RoundTripKind::C2d => "C2D echo",
+                };
+                say!("  message {message_id:<4} round trip {ms:.2} ms  {what}, {detail}");
+            }
+            Event::RoundTripMissing { message_id, kind } => say!(
+                "✗ message {message_id:<4} {} round trip did not come back within the timeout",
+                kind.as_str()
+            ),
+            Event::HubRecorded { recorded, missing } => {
+                if missing.is_empty() {
+                    say!("✓ local hub recorded all {recorded} message(s)");
+                } else {
+                    say!(
+                        "✗ local hub recorded {recorded} message(s); missing message ids {missing:?}"
+                    );
+                }
+            }
+            Event::Disconnected { ms } => line(
+                true,
+                "disconnect",
+                *ms,
+                "clean (DISCONNECT + TLS close_notify)",
+            ),
+            Event::Failed { step, diagnosis } => {
+                say!("✗ {} failed", step.label());
+                say!("    cause: {}", diagnosis.cause);
+                say!("    fix:   {}", diagnosis.fix);
+                if !diagnosis.detail.is_empty() {
+                    say!("    ({})", diagnosis.detail);
+                }
+            }
+            Event::Summary(s) => {
+                say!(
+                    "{} summary: {} sent, {} acknowledged, {}/{} round trips, {} lost, {:.0} ms in all",
+                    if s.ok { "✓" } else { "✗" },
+                    s.sent,
+                    s.acked,
+                    s.round_trips_seen,
+                    s.round_trips_expected,
+                    s.lost,
+                    s.total_ms
+                );
+                if let Some(l) = &s.ack_latency {
+                    say!("    PUBACK latency:     {l}");
+                }
+                if let Some(l) = &s.round_trip_latency {
+                    say!("    round-trip latency: {l}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3h").unwrap_err().contains("unit"));
+    }
+}

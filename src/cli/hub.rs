@@ -1,0 +1,504 @@
+//! `chainsmith hub …`: the embedded local IoT Hub (registry, server, control).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::{CliResult, Global, print_json, warn};
+use crate::hub::control::{self, Request};
+use crate::hub::{Auth, Hub, HubConfig, HubEvent, HubStore};
+
+#[derive(Subcommand, Debug)]
+pub enum HubCommand {
+    /// CAs uploaded to the hub (as in the portal's "Certificates" page).
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Devices registered with the hub.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Show a device twin; --set-desired patches its desired properties.
+    Twin(TwinArgs),
+    /// Print the path of the PEM clients must trust to reach the hub.
+    Trust,
+    /// Run the hub in the foreground until Ctrl-C.
+    Serve(ServeArgs),
+    /// Stream telemetry received by the running hub (like `az iot hub monitor-events`).
+    Monitor(MonitorArgs),
+    /// Send a cloud-to-device message through the running hub.
+    C2d(C2dArgs),
+    /// Invoke a direct method on a device connected to the running hub.
+    Method(MethodArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaCommand {
+    /// Upload a workspace CA (root or intermediate); prints a verification code unless --verified.
+    Add {
+        name: String,
+        /// Mark it verified on upload (skips proof of possession).
+        #[arg(long)]
+        verified: bool,
+    },
+    /// Proof of possession: a certificate with CN = the code, signed by the CA.
+    Verify {
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+    },
+    List,
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AuthArg {
+    Ca,
+    SelfSigned,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// Register a device: --auth ca (chain to a verified CA) or self-signed (thumbprints).
+    Add {
+        id: String,
+        #[arg(long, value_enum)]
+        auth: AuthArg,
+        /// SHA-1 or SHA-256 thumbprint (hex).
+        #[arg(long)]
+        primary: Option<String>,
+        #[arg(long)]
+        secondary: Option<String>,
+        /// Take the thumbprint from this workspace device.
+        #[arg(long, value_name = "NAME")]
+        from: Option<String>,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    Enable {
+        id: String,
+    },
+    Disable {
+        id: String,
+    },
+    Remove {
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TwinArgs {
+    pub id: String,
+    /// A JSON object merged into the desired properties (null deletes a key).
+    #[arg(long, value_name = "JSON")]
+    pub set_desired: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    #[arg(long, default_value_t = 8883)]
+    pub port: u16,
+    /// Answer every telemetry message with a C2D message carrying its message id.
+    #[arg(long)]
+    pub echo: bool,
+    /// An extra DNS name or IP for the server certificate.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub log: LogFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct MonitorArgs {
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct C2dArgs {
+    pub id: String,
+    pub message: String,
+    /// Application property k=v (repeatable).
+    #[arg(long = "prop", value_name = "K=V")]
+    pub props: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MethodArgs {
+    pub id: String,
+    pub name: String,
+    #[arg(long, value_name = "JSON")]
+    pub payload: Option<String>,
+    /// Seconds to wait for the device's answer.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+pub fn run(global: &Global, c: HubCommand) -> CliResult {
+    let store = HubStore::new(global.workspace()?);
+    match c {
+        HubCommand::Ca(c) => ca(global, &store, c),
+        HubCommand::Device(c) => device(global, &store, c),
+        HubCommand::Twin(a) => twin(global, &store, a),
+        HubCommand::Trust => {
+            store.ensure_tls_ca()?;
+            let p = store.trust_path();
+            if global.json {
+                print_json(&serde_json::json!({ "trust": p }));
+            } else {
+                say!("{}", p.display());
+            }
+            Ok(())
+        }
+        HubCommand::Serve(a) => serve(global, &store, a),
+        HubCommand::Monitor(a) => monitor(global, &store, a),
+        HubCommand::C2d(a) => {
+            let mut props = Vec::new();
+            for p in &a.props {
+                let (k, v) = p
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--prop {p:?} has no '='; write it as key=value"))?;
+                props.push((k.to_string(), v.to_string()));
+            }
+            let req = Request::C2d {
+                device: a.id.clone(),
+                body: a.message,
+                props,
+            };
+            let v = one_request(&store, &req)?;
+            if global.json {
+                print_json(&v);
+            } else {
+                say!(
+                    "sent to {}: message id {}",
+                    a.id,
+                    v["message_id"].as_str().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+        HubCommand::Method(a) => {
+            let payload = match &a.payload {
+                Some(p) => serde_json::from_str(p).with_context(|| {
+                    format!("--payload {p:?} is not JSON; quote it like '{{\"delay\": 5}}'")
+                })?,
+                None => serde_json::Value::Null,
+            };
+            let req = Request::Method {
+                device: a.id.clone(),
+                name: a.name.clone(),
+                payload,
+                timeout: a.timeout,
+            };
+            let v = one_request(&store, &req)?;
+            if global.json {
+                print_json(&v);
+            } else {
+                say!("status {}", v["status"]);
+                say!("{}", v["payload"]);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn one_request(store: &HubStore, req: &Request) -> anyhow::Result<serde_json::Value> {
+    let rt = runtime()?;
+    let mut answer = None;
+    rt.block_on(control::request(&store.control_path(), req, |v| {
+        answer = Some(v);
+        false
+    }))?;
+    let v =
+        answer.ok_or_else(|| anyhow!("the hub closed the control channel without answering"))?;
+    if let Some(e) = v.get("error") {
+        bail!("{}", e.as_str().unwrap_or("hub error"));
+    }
+    Ok(v["ok"].clone())
+}
+
+fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
+    match c {
+        CaCommand::Add { name, verified } => {
+            let ca = store.add_ca(&name, verified)?;
+            if global.json {
+                print_json(&ca_json(&ca));
+            } else if verified {
+                say!("CA \"{name}\" ({}) uploaded, verified", ca.cn);
+            } else {
+                say!("CA \"{name}\" ({}) uploaded, unverified", ca.cn);
+                say!("verification code: {}", ca.code);
+                say!(
+                    "prove possession: chainsmith new verification --issuer {name} --code {} ; chainsmith hub ca verify {name} --cert FILE",
+                    ca.code
+                );
+            }
+        }
+        CaCommand::Verify { name, cert } => {
+            let bytes = std::fs::read(&cert)
+                .with_context(|| format!("cannot read {}; check the path", cert.display()))?;
+            let ca = store.verify_ca(&name, &bytes)?;
+            if global.json {
+                print_json(&ca_json(&ca));
+            } else {
+                say!("CA \"{name}\" is verified");
+            }
+        }
+        CaCommand::List => {
+            let reg = store.load()?;
+            if global.json {
+                print_json(&reg.cas.iter().map(ca_json).collect::<Vec<_>>());
+            } else if reg.cas.is_empty() {
+                say!("no CAs uploaded; add one with `chainsmith hub ca add NAME`");
+            } else {
+                for c in &reg.cas {
+                    let state = if c.verified { "verified" } else { "unverified" };
+                    say!("{:<24} {:<10} CN={}  code {}", c.name, state, c.cn, c.code);
+                }
+            }
+        }
+        CaCommand::Remove { name } => {
+            store.remove_ca(&name)?;
+            if !global.json {
+                say!("CA \"{name}\" removed from the hub");
+            } else {
+                print_json(&serde_json::json!({ "removed": name }));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ca_json(c: &crate::hub::HubCa) -> serde_json::Value {
+    serde_json::json!({
+        "name": c.name, "cn": c.cn, "verified": c.verified, "code": c.code,
+        "added": crate::pki::issue::rfc3339(c.added),
+    })
+}
+
+fn device(global: &Global, store: &HubStore, c: DeviceCommand) -> CliResult {
+    let show = |d: &crate::hub::HubDevice| {
+        if global.json {
+            print_json(d);
+        } else {
+            say!("device {}", d.id);
+            say!("  auth      {}", d.auth.as_str());
+            say!("  enabled   {}", d.enabled);
+            say!("  primary   {}", d.primary.as_deref().unwrap_or("-"));
+            say!("  secondary {}", d.secondary.as_deref().unwrap_or("-"));
+        }
+    };
+    match c {
+        DeviceCommand::Add {
+            id,
+            auth,
+            primary,
+            secondary,
+            from,
+        } => {
+            let auth = match auth {
+                AuthArg::Ca => Auth::Ca,
+                AuthArg::SelfSigned => Auth::SelfSigned,
+            };
+            let (d, warnings) = store.add_device(
+                &id,
+                auth,
+                primary.as_deref(),
+                secondary.as_deref(),
+                from.as_deref(),
+            )?;
+            warn(global, &warnings);
+            show(&d);
+        }
+        DeviceCommand::List => {
+            let reg = store.load()?;
+            if global.json {
+                print_json(&reg.devices);
+            } else if reg.devices.is_empty() {
+                say!(
+                    "no devices registered; add one with `chainsmith hub device add ID --auth ca`"
+                );
+            } else {
+                for d in &reg.devices {
+                    say!(
+                        "{:<32} {:<12} {}",
+                        d.id,
+                        d.auth.as_str(),
+                        if d.enabled { "enabled" } else { "disabled" }
+                    );
+                }
+            }
+        }
+        DeviceCommand::Show { id } => show(&store.device(&id)?),
+        DeviceCommand::Enable { id } => show(&store.set_enabled(&id, true)?),
+        DeviceCommand::Disable { id } => show(&store.set_enabled(&id, false)?),
+        DeviceCommand::Remove { id } => {
+            store.remove_device(&id)?;
+            if global.json {
+                print_json(&serde_json::json!({ "removed": id }));
+            } else {
+                say!("device \"{id}\" removed from the hub");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn twin(global: &Global, store: &HubStore, a: TwinArgs) -> CliResult {
+    store.device(&a.id)?;
+    if let Some(patch) = &a.set_desired {
+        let patch: serde_json::Value = serde_json::from_str(patch).with_context(|| {
+            format!("--set-desired {patch:?} is not JSON; write e.g. '{{\"interval\": 5}}'")
+        })?;
+        let req = Request::Desired {
+            device: a.id.clone(),
+            patch: patch.clone(),
+        };
+        // Through the running hub when there is one (it pushes the patch), else on disk.
+        match one_request(store, &req) {
+            Ok(_) => {}
+            Err(e) if e.downcast_ref::<control::ControlError>().is_some() => {
+                store.patch_desired(&a.id, &patch)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let t = store.load_twin(&a.id)?;
+    if global.json {
+        print_json(&t.document());
+    } else {
+        say!(
+            "{}",
+            serde_json::to_string_pretty(&t.document()).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
+    let rt = runtime()?;
+    let json = a.log == LogFormat::Json || global.json;
+    let root = store.ws.root().to_path_buf();
+    let control_path = store.control_path();
+    rt.block_on(async move {
+        let config = HubConfig {
+            bind: a.bind,
+            port: a.port,
+            echo: a.echo,
+            hostname: a.hostname,
+        };
+        let hub = Hub::start(&root, config).await?;
+        let mut events = hub.events();
+        let addr = hub.addr;
+        let hub = std::sync::Arc::new(hub);
+        let ctl = tokio::spawn(control::serve(hub.clone(), control_path.clone()));
+        let print = move |e: &HubEvent| {
+            if json {
+                say!("{}", serde_json::to_string(e).unwrap_or_default());
+            } else {
+                say!("{}", e.line());
+            }
+        };
+        print(&HubEvent::Listening { addr });
+        if !json {
+            say!("trust: {}", HubStore::open(&root)?.trust_path().display());
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Ok(e) => print(&e),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        eprintln!("warning: log fell behind, {n} events skipped");
+                    }
+                    Err(_) => break,
+                },
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+            }
+        }
+        ctl.abort();
+        let _ = std::fs::remove_file(&control_path);
+        if let Ok(hub) = std::sync::Arc::try_unwrap(hub) {
+            hub.shutdown().await;
+        }
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+fn monitor(global: &Global, store: &HubStore, a: MonitorArgs) -> CliResult {
+    let rt = runtime()?;
+    let req = Request::Monitor {
+        device: a.device.clone(),
+    };
+    let json = global.json;
+    if !json {
+        eprintln!("Starting event monitor, use ctrl-c to stop...");
+    }
+    rt.block_on(control::request(&store.control_path(), &req, |v| {
+        print_telemetry(&v, json);
+        true
+    }))?;
+    Ok(())
+}
+
+/// Print one telemetry event the way `az iot hub monitor-events --properties all` does.
+fn print_telemetry(v: &serde_json::Value, json: bool) {
+    let props = v["properties"].as_array().cloned().unwrap_or_default();
+    let mut system = serde_json::Map::new();
+    let mut app = serde_json::Map::new();
+    for p in props {
+        let (k, val) = (p[0].as_str().unwrap_or("").to_string(), p[1].clone());
+        let sys_name = match k.as_str() {
+            "$.mid" => Some("message_id"),
+            "$.cid" => Some("correlation_id"),
+            "$.ct" => Some("content_type"),
+            "$.ce" => Some("content_encoding"),
+            "$.uid" => Some("user_id"),
+            _ => None,
+        };
+        match sys_name {
+            Some(s) => {
+                system.insert(s.into(), val);
+            }
+            None => {
+                app.insert(k, val);
+            }
+        }
+    }
+    let payload = v["payload"]
+        .as_str()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        .unwrap_or_else(|| v["payload"].clone());
+    let ev = serde_json::json!({ "event": {
+        "origin": v["device"],
+        "module": "",
+        "payload": payload,
+        "annotations": { "iothub-connection-device-id": v["device"], "iothub-enqueuedtime": v["enqueued"] },
+        "properties": { "system": system, "application": app },
+    }});
+    if json {
+        say!("{}", serde_json::to_string(&ev).unwrap_or_default());
+    } else {
+        say!("{}", serde_json::to_string_pretty(&ev).unwrap_or_default());
+    }
+}

@@ -1,0 +1,47 @@
+//! `tui` and `guide`: open the workbench (and `chainsmith` with no arguments does too).
+
+use super::{CliResult, Global};
+use crate::tui::{self, Tab};
+use clap::Args;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct TuiArgs {}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GuideArgs {
+    /// Print the workshop steps, their status in this workspace and the equivalent
+    /// openssl / az commands, instead of opening the TUI.
+    #[arg(long)]
+    pub text: bool,
+}
+
+pub fn tui(global: &Global, _a: TuiArgs) -> CliResult {
+    tui::run(&global.workspace_dir(), Tab::Pki)
+}
+
+pub fn guide(global: &Global, a: GuideArgs) -> CliResult {
+    if a.text || global.json {
+        let ws = global.workspace()?;
+        let (metas, _) = ws.list()?;
+        let rows = crate::ops::tree(metas, time::OffsetDateTime::now_utc());
+        if global.json {
+            let steps: Vec<_> = tui::guide::STEPS
+                .iter()
+                .map(|s| {
+                    let l = s.lesson();
+                    let (status, detail) = match tui::guide::status(s, &rows) {
+                        tui::guide::StepStatus::Done(d) => ("done", d),
+                        tui::guide::StepStatus::Todo => ("todo", String::new()),
+                        tui::guide::StepStatus::Unavailable(w) => ("unavailable", w.to_string()),
+                    };
+                    serde_json::json!({ "id": s.id, "title": l.title, "status": status, "detail": detail, "openssl": l.openssl, "az": l.az })
+                })
+                .collect();
+            super::print_json(&serde_json::json!({ "steps": steps }));
+        } else {
+            super::out(&tui::guide::text_report(&rows));
+        }
+        return Ok(());
+    }
+    tui::run(&global.workspace_dir(), Tab::Guide)
+}

@@ -1,0 +1,182 @@
+//! The local control channel of a running `hub serve`: a Unix socket at `WS/hub/control.sock`
+//! (mode 0600). Each client sends one JSON request line; the hub answers with one JSON line
+//! (`{"ok": …}` or `{"error": "…"}`), or, for `monitor`, one line per event until the client
+//! hangs up.
+//!
+//! Requests:
+//! - `{"op":"c2d","device":"d1","body":"text","props":[["k","v"]]}` → `{"ok":{"message_id":"…"}}`
+//! - `{"op":"method","device":"d1","name":"reboot","payload":{…},"timeout":30}` →
+//!   `{"ok":{"status":200,"payload":…}}`
+//! - `{"op":"desired","device":"d1","patch":{…}}` → `{"ok":{"version":N}}`
+//! - `{"op":"monitor","device":null}` → a stream of `HubEvent` JSON lines
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::server::{HubEvent, HubHandle};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    C2d {
+        device: String,
+        body: String,
+        #[serde(default)]
+        props: Vec<(String, String)>,
+    },
+    Method {
+        device: String,
+        name: String,
+        #[serde(default)]
+        payload: serde_json::Value,
+        #[serde(default = "default_timeout")]
+        timeout: u64,
+    },
+    Desired {
+        device: String,
+        patch: serde_json::Value,
+    },
+    Monitor {
+        #[serde(default)]
+        device: Option<String>,
+    },
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+/// Serve the control socket for `hub` until the task is dropped.
+pub async fn serve(
+    hub: std::sync::Arc<HubHandle>,
+    path: std::path::PathBuf,
+) -> std::io::Result<()> {
+    let path = path.as_path();
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let _ = client(hub, stream).await;
+        });
+    }
+}
+
+async fn client(hub: std::sync::Arc<HubHandle>, stream: UnixStream) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    let Some(line) = lines.next_line().await? else {
+        return Ok(());
+    };
+    let req: Request = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = serde_json::json!({ "error": format!("bad request: {e}") });
+            w.write_all(format!("{msg}\n").as_bytes()).await?;
+            return Ok(());
+        }
+    };
+    let answer = match req {
+        Request::Monitor { device } => {
+            let mut rx = hub.events();
+            loop {
+                match rx.recv().await {
+                    Ok(e) => {
+                        let matches = match (&device, &e) {
+                            (None, _) => true,
+                            (Some(d), HubEvent::Telemetry { device, .. }) => d == device,
+                            (Some(_), _) => false,
+                        };
+                        if matches && matches!(e, HubEvent::Telemetry { .. }) {
+                            let line = serde_json::to_string(&e).unwrap_or_default();
+                            w.write_all(format!("{line}\n").as_bytes()).await?;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return Ok(()),
+                }
+            }
+        }
+        Request::C2d {
+            device,
+            body,
+            props,
+        } => hub
+            .c2d(&device, body.as_bytes(), &props)
+            .map(|mid| serde_json::json!({ "message_id": mid })),
+        Request::Method {
+            device,
+            name,
+            payload,
+            timeout,
+        } => hub
+            .method(
+                &device,
+                &name,
+                payload.to_string().as_bytes(),
+                Duration::from_secs(timeout),
+            )
+            .await
+            .map(|(status, body)| {
+                let payload = serde_json::from_slice::<serde_json::Value>(&body)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned().into());
+                serde_json::json!({ "status": status, "payload": payload })
+            }),
+        Request::Desired { device, patch } => hub
+            .set_desired(&device, &patch)
+            .await
+            .map(|v| serde_json::json!({ "version": v })),
+    };
+    let msg = match answer {
+        Ok(v) => serde_json::json!({ "ok": v }),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
+    w.write_all(format!("{msg}\n").as_bytes()).await?;
+    Ok(())
+}
+
+/// Send one request to the hub running for this workspace. `on_line` gets every answer line;
+/// it returns false to stop reading.
+pub async fn request(
+    path: &Path,
+    req: &Request,
+    mut on_line: impl FnMut(serde_json::Value) -> bool,
+) -> Result<(), ControlError> {
+    let mut s = UnixStream::connect(path)
+        .await
+        .map_err(|e| ControlError::NotRunning(path.display().to_string(), e.to_string()))?;
+    let line = serde_json::to_string(req).expect("serialisable");
+    s.write_all(format!("{line}\n").as_bytes())
+        .await
+        .map_err(|e| ControlError::Io(e.to_string()))?;
+    let mut lines = BufReader::new(s).lines();
+    while let Some(l) = lines
+        .next_line()
+        .await
+        .map_err(|e| ControlError::Io(e.to_string()))?
+    {
+        let v: serde_json::Value =
+            serde_json::from_str(&l).map_err(|e| ControlError::Io(e.to_string()))?;
+        if !on_line(v) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(
+        "no hub is running for this workspace (cannot reach {0}: {1}); start one with `chainsmith hub serve`"
+    )]
+    NotRunning(String, String),
+    #[error("control channel: {0}")]
+    Io(String),
+}

@@ -1,0 +1,24 @@
+//! The embedded local IoT Hub: registry ([`registry`]), TLS ([`tls`]), IoT Hub's X.509
+//! authentication rules ([`auth`]), the MQTT server ([`server`]) and the local control
+//! channel a running `hub serve` offers other processes ([`control`]).
+//!
+//! The CLI, the TUI and the connection test run the same [`Hub`]:
+//! ```no_run
+//! # async fn f() -> Result<(), chainsmith::hub::HubError> {
+//! use chainsmith::hub::{Hub, HubConfig};
+//! let hub = Hub::start(std::path::Path::new("/tmp/ws"), HubConfig { port: 0, ..Default::default() }).await?;
+//! let mut events = hub.events();
+//! println!("listening on {}", hub.addr);
+//! hub.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod control;
+pub mod registry;
+pub mod server;
+pub mod tls;
+
+pub use auth::Refusal;
+pub use registry::{Auth, HubCa, HubDevice, HubStore, Registry, RegistryError, Twin};
+pub use server::{Hub, HubConfig, HubError, HubEvent, HubHandle};

@@ -1,0 +1,531 @@
+//! The hub's registry, kept in the workspace under `WS/hub/`:
+//!
+//! - `registry.json`: uploaded CAs (verified flag, current verification code) and devices
+//!   (auth type, thumbprints, enabled). Written atomically under the workspace lock.
+//! - `twins/{deviceId}.json`: each device's twin (desired/reported with versions).
+//! - `tls/`: the hub-internal TLS CA and server certificate (see `tls.rs`).
+//!
+//! The server re-reads `registry.json` on every CONNECT, so changes need no restart.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use time::OffsetDateTime;
+
+use crate::pki::{self, Target};
+use crate::store::{self, Kind, Workspace};
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(
+        "\"{0}\" is not a CA in the workspace; `hub ca add` takes a root or intermediate (see `chainsmith list`)"
+    )]
+    NotACa(String),
+    #[error(
+        "CA \"{0}\" is already registered with the hub; remove it first with `chainsmith hub ca remove {0}`"
+    )]
+    CaTaken(String),
+    #[error("CA \"{0}\" is not registered with the hub; add it with `chainsmith hub ca add {0}`")]
+    UnknownCa(String),
+    #[error(
+        "device \"{0}\" is already registered; remove it first with `chainsmith hub device remove {0}`"
+    )]
+    DeviceTaken(String),
+    #[error(
+        "device \"{0}\" is not registered with the hub; add it with `chainsmith hub device add {0} --auth ca|self-signed`"
+    )]
+    UnknownDevice(String),
+    #[error(
+        "thumbprint {0:?} is neither SHA-1 (40 hex digits) nor SHA-256 (64 hex digits); copy it from `chainsmith show DEVICE`"
+    )]
+    Thumbprint(String),
+    #[error(
+        "self-signed device \"{0}\" needs a thumbprint: pass --primary THUMBPRINT, or --from NAME to take it from a workspace device"
+    )]
+    NoThumbprint(String),
+    #[error(
+        "--from \"{0}\" is a {1}, not a device certificate; pick a device from `chainsmith list`"
+    )]
+    FromNotDevice(String, &'static str),
+    #[error(transparent)]
+    Pki(#[from] pki::Error),
+    #[error("{path}: {what}; fix or remove the file")]
+    Damaged { path: PathBuf, what: String },
+    #[error("proof of possession refused for CA \"{ca}\": {reason}")]
+    Proof { ca: String, reason: String },
+    #[error("twin patch {0:?} is not a JSON object; pass e.g. '{{\"interval\": 5}}'")]
+    Patch(String),
+}
+
+pub type Result<T> = std::result::Result<T, RegistryError>;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HubCa {
+    /// Workspace entity name.
+    pub name: String,
+    pub cn: String,
+    pub cert_pem: String,
+    pub verified: bool,
+    /// The current verification code (48 hex digits); a new one on each `add`.
+    pub code: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub added: OffsetDateTime,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Auth {
+    Ca,
+    SelfSigned,
+}
+
+impl Auth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Auth::Ca => "ca",
+            Auth::SelfSigned => "self-signed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HubDevice {
+    pub id: String,
+    pub auth: Auth,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary: Option<String>,
+    pub enabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub added: OffsetDateTime,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Registry {
+    #[serde(default)]
+    pub cas: Vec<HubCa>,
+    #[serde(default)]
+    pub devices: Vec<HubDevice>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Twin {
+    pub desired: serde_json::Value,
+    pub reported: serde_json::Value,
+}
+
+impl Default for Twin {
+    fn default() -> Self {
+        Twin {
+            desired: serde_json::json!({ "$version": 1 }),
+            reported: serde_json::json!({ "$version": 1 }),
+        }
+    }
+}
+
+impl Twin {
+    pub fn desired_version(&self) -> u64 {
+        self.desired["$version"].as_u64().unwrap_or(1)
+    }
+    pub fn reported_version(&self) -> u64 {
+        self.reported["$version"].as_u64().unwrap_or(1)
+    }
+    /// The document a device gets for `$iothub/twin/GET`.
+    pub fn document(&self) -> serde_json::Value {
+        serde_json::json!({ "desired": self.desired, "reported": self.reported })
+    }
+}
+
+/// Merge a JSON patch (null deletes) into `doc`, as twin PATCHes do.
+pub fn merge(doc: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (doc.as_object_mut(), patch.as_object()) {
+        (Some(d), Some(p)) => {
+            for (k, v) in p {
+                if k.starts_with('$') {
+                    continue;
+                }
+                if v.is_null() {
+                    d.remove(k);
+                } else if v.is_object() && d.get(k).is_some_and(|x| x.is_object()) {
+                    merge(d.get_mut(k).expect("present"), v);
+                } else {
+                    d.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        _ => *doc = patch.clone(),
+    }
+}
+
+/// Normalise a thumbprint: upper hex, colons and spaces removed, 40 or 64 digits.
+pub fn normalize_thumbprint(t: &str) -> Result<String> {
+    let s: String = t
+        .chars()
+        .filter(|c| *c != ':' && !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s)
+    } else {
+        Err(RegistryError::Thumbprint(t.to_string()))
+    }
+}
+
+/// A fresh 48-hex-digit verification code, like Azure's.
+pub fn new_code() -> String {
+    let mut b = [0u8; 24];
+    aws_lc_rs::rand::fill(&mut b).expect("system random source");
+    pki::hex_upper(&b)
+}
+
+/// Where the hub keeps its files.
+#[derive(Clone, Debug)]
+pub struct HubStore {
+    pub ws: Workspace,
+}
+
+impl HubStore {
+    pub fn new(ws: Workspace) -> Self {
+        HubStore { ws }
+    }
+    pub fn open(root: &Path) -> Result<Self> {
+        Ok(HubStore::new(Workspace::open_or_create(root)?))
+    }
+    pub fn dir(&self) -> PathBuf {
+        self.ws.root().join("hub")
+    }
+    pub fn registry_path(&self) -> PathBuf {
+        self.dir().join("registry.json")
+    }
+    pub fn twin_path(&self, id: &str) -> PathBuf {
+        // Device ids may hold characters that are awkward in file names: encode.
+        self.dir()
+            .join("twins")
+            .join(format!("{}.json", crate::azure::url_encode(id)))
+    }
+    /// The control socket of a running `hub serve`.
+    pub fn control_path(&self) -> PathBuf {
+        self.dir().join("control.sock")
+    }
+
+    fn ensure_dirs(&self) -> Result<()> {
+        store::make_private_dir_all(&self.dir().join("twins"))?;
+        Ok(())
+    }
+
+    /// The registry as it is on disk now (empty when none yet).
+    pub fn load(&self) -> Result<Registry> {
+        let p = self.registry_path();
+        match std::fs::read(&p) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RegistryError::Damaged {
+                path: p,
+                what: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry::default()),
+            Err(e) => Err(store::io_error("reading", &p, e).into()),
+        }
+    }
+
+    /// Read-modify-write the registry under the workspace lock, atomically.
+    pub fn modify<T>(&self, f: impl FnOnce(&mut Registry) -> Result<T>) -> Result<T> {
+        self.ensure_dirs()?;
+        let _lock = self.ws.lock()?;
+        let mut reg = self.load()?;
+        let out = f(&mut reg)?;
+        let text = serde_json::to_vec_pretty(&reg).expect("serialisable");
+        store::write_atomic(&self.registry_path(), &text, 0o600)?;
+        Ok(out)
+    }
+
+    pub fn load_twin(&self, id: &str) -> Result<Twin> {
+        let p = self.twin_path(id);
+        match std::fs::read(&p) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RegistryError::Damaged {
+                path: p,
+                what: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Twin::default()),
+            Err(e) => Err(store::io_error("reading", &p, e).into()),
+        }
+    }
+
+    pub fn modify_twin<T>(&self, id: &str, f: impl FnOnce(&mut Twin) -> T) -> Result<T> {
+        self.ensure_dirs()?;
+        let _lock = self.ws.lock()?;
+        let mut twin = self.load_twin(id)?;
+        let out = f(&mut twin);
+        let text = serde_json::to_vec_pretty(&twin).expect("serialisable");
+        store::write_atomic(&self.twin_path(id), &text, 0o600)?;
+        Ok(out)
+    }
+
+    /// Apply a desired-properties patch; returns (new version, the patch as pushed to devices).
+    pub fn patch_desired(
+        &self,
+        id: &str,
+        patch: &serde_json::Value,
+    ) -> Result<(u64, serde_json::Value)> {
+        if !patch.is_object() {
+            return Err(RegistryError::Patch(patch.to_string()));
+        }
+        self.device(id)?;
+        self.modify_twin(id, |t| {
+            merge(&mut t.desired, patch);
+            let v = t.desired_version() + 1;
+            t.desired["$version"] = v.into();
+            let mut pushed = patch.clone();
+            pushed["$version"] = v.into();
+            (v, pushed)
+        })
+    }
+
+    /// Apply a reported-properties patch from a device; returns the new version.
+    pub fn patch_reported(&self, id: &str, patch: &serde_json::Value) -> Result<u64> {
+        if !patch.is_object() {
+            return Err(RegistryError::Patch(patch.to_string()));
+        }
+        self.modify_twin(id, |t| {
+            merge(&mut t.reported, patch);
+            let v = t.reported_version() + 1;
+            t.reported["$version"] = v.into();
+            v
+        })
+    }
+
+    pub fn device(&self, id: &str) -> Result<HubDevice> {
+        self.load()?
+            .devices
+            .into_iter()
+            .find(|d| d.id == id)
+            .ok_or_else(|| RegistryError::UnknownDevice(id.to_string()))
+    }
+
+    // ------------------------------------------------------------ CAs
+
+    /// Upload a workspace CA. Returns the registered entry (with its verification code).
+    pub fn add_ca(&self, name: &str, verified: bool) -> Result<HubCa> {
+        let entity = self.ws.load(name)?;
+        if !entity.meta.kind.is_ca() {
+            return Err(RegistryError::NotACa(name.to_string()));
+        }
+        let ca = HubCa {
+            name: name.to_string(),
+            cn: entity.meta.cn.clone(),
+            cert_pem: entity.cert_pem.clone(),
+            verified,
+            code: new_code(),
+            added: OffsetDateTime::now_utc(),
+        };
+        self.modify(|r| {
+            if r.cas.iter().any(|c| c.name == name) {
+                return Err(RegistryError::CaTaken(name.to_string()));
+            }
+            r.cas.push(ca.clone());
+            Ok(ca)
+        })
+    }
+
+    /// Proof of possession: `cert_bytes` must be a certificate with CN = the current code,
+    /// signed by the CA's key.
+    pub fn verify_ca(&self, name: &str, cert_bytes: &[u8]) -> Result<HubCa> {
+        let reg = self.load()?;
+        let ca = reg
+            .cas
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| RegistryError::UnknownCa(name.to_string()))?
+            .clone();
+        let refuse = |reason: String| RegistryError::Proof {
+            ca: name.to_string(),
+            reason,
+        };
+        let text = String::from_utf8_lossy(cert_bytes);
+        if text.contains("PRIVATE KEY") {
+            return Err(refuse(
+                "the file contains a private key; upload only the verification certificate (never a key)".into(),
+            ));
+        }
+        let der = if text.contains("-----BEGIN") {
+            pem::parse_many(cert_bytes)
+                .ok()
+                .and_then(|blocks| blocks.into_iter().find(|b| b.tag() == "CERTIFICATE"))
+                .map(|b| b.into_contents())
+        } else {
+            Some(cert_bytes.to_vec())
+        };
+        let view = der.as_deref().and_then(|d| {
+            pki::inspect::CertView::from_der(d)
+                .ok()
+                .map(|v| (d.to_vec(), v))
+        });
+        let Some((der, view)) = view else {
+            return Err(refuse(
+                "the file is not a certificate (PEM or DER); pass the verification certificate made with `chainsmith new verification`".into(),
+            ));
+        };
+        let cn = view.cn.clone().unwrap_or_default();
+        if cn != ca.code {
+            return Err(refuse(format!(
+                "wrong code: the certificate's CN is \"{cn}\" but the current verification code is {}; make a new verification certificate with that code",
+                ca.code
+            )));
+        }
+        let ca_der = pem_to_der(&ca.cert_pem).unwrap_or_default();
+        if !pki::inspect::signed_by(&der, &ca_der) {
+            let other = self.ws.list().ok().and_then(|(metas, _)| {
+                metas.into_iter().filter(|m| m.kind.is_ca()).find(|m| {
+                    self.ws
+                        .load(&m.name)
+                        .is_ok_and(|e| pki::inspect::signed_by(&der, &e.cert_der))
+                })
+            });
+            return Err(refuse(match other {
+                Some(m) => format!(
+                    "the certificate is signed by \"{}\", another CA, not by \"{name}\"; sign it with --issuer {name}",
+                    m.name
+                ),
+                None => format!(
+                    "the certificate is not signed by \"{name}\"'s key (nor by any CA in the workspace); sign it with --issuer {name}"
+                ),
+            }));
+        }
+        self.modify(|r| {
+            let c = r
+                .cas
+                .iter_mut()
+                .find(|c| c.name == name)
+                .ok_or_else(|| RegistryError::UnknownCa(name.to_string()))?;
+            c.verified = true;
+            Ok(c.clone())
+        })
+    }
+
+    pub fn remove_ca(&self, name: &str) -> Result<()> {
+        self.modify(|r| {
+            let before = r.cas.len();
+            r.cas.retain(|c| c.name != name);
+            if r.cas.len() == before {
+                return Err(RegistryError::UnknownCa(name.to_string()));
+            }
+            Ok(())
+        })
+    }
+
+    // ------------------------------------------------------------ devices
+
+    /// Register a device. `from` takes the thumbprints of a workspace device
+    /// (primary = its SHA-256; for `ca` auth thumbprints are kept but unused).
+    pub fn add_device(
+        &self,
+        id: &str,
+        auth: Auth,
+        primary: Option<&str>,
+        secondary: Option<&str>,
+        from: Option<&str>,
+    ) -> Result<(HubDevice, Vec<String>)> {
+        let warnings = pki::identity::check_device_id(id, Target::Hub)?;
+        let mut primary = primary.map(normalize_thumbprint).transpose()?;
+        let secondary = secondary.map(normalize_thumbprint).transpose()?;
+        if let Some(name) = from {
+            let e = self.ws.load(name)?;
+            if e.meta.kind != Kind::Device {
+                return Err(RegistryError::FromNotDevice(
+                    name.to_string(),
+                    e.meta.kind.as_str(),
+                ));
+            }
+            if primary.is_none() {
+                primary = Some(e.meta.sha256.clone());
+            }
+        }
+        if auth == Auth::SelfSigned && primary.is_none() && secondary.is_none() {
+            return Err(RegistryError::NoThumbprint(id.to_string()));
+        }
+        let dev = HubDevice {
+            id: id.to_string(),
+            auth,
+            primary,
+            secondary,
+            enabled: true,
+            added: OffsetDateTime::now_utc(),
+        };
+        self.modify(|r| {
+            if r.devices.iter().any(|d| d.id == id) {
+                return Err(RegistryError::DeviceTaken(id.to_string()));
+            }
+            r.devices.push(dev.clone());
+            Ok(())
+        })?;
+        Ok((dev, warnings))
+    }
+
+    pub fn set_enabled(&self, id: &str, enabled: bool) -> Result<HubDevice> {
+        self.modify(|r| {
+            let d = r
+                .devices
+                .iter_mut()
+                .find(|d| d.id == id)
+                .ok_or_else(|| RegistryError::UnknownDevice(id.to_string()))?;
+            d.enabled = enabled;
+            Ok(d.clone())
+        })
+    }
+
+    pub fn remove_device(&self, id: &str) -> Result<()> {
+        self.modify(|r| {
+            let before = r.devices.len();
+            r.devices.retain(|d| d.id != id);
+            if r.devices.len() == before {
+                return Err(RegistryError::UnknownDevice(id.to_string()));
+            }
+            Ok(())
+        })?;
+        let _ = std::fs::remove_file(self.twin_path(id));
+        Ok(())
+    }
+}
+
+pub fn pem_to_der(pem_text: &str) -> Option<Vec<u8>> {
+    pem::parse(pem_text).ok().map(|p| p.into_contents())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thumbprints_normalise() {
+        let t = "ab:cd".repeat(10).replace("ab:cdab", "ab:cd:ab");
+        assert!(normalize_thumbprint(&t).is_err() || normalize_thumbprint(&t).is_ok());
+        assert_eq!(
+            normalize_thumbprint(&"a".repeat(40)).unwrap(),
+            "A".repeat(40)
+        );
+        assert!(normalize_thumbprint(&"a".repeat(64)).is_ok());
+        assert!(normalize_thumbprint("abc").is_err());
+        assert!(normalize_thumbprint(&"g".repeat(40)).is_err());
+    }
+
+    #[test]
+    fn codes_are_48_hex() {
+        let c = new_code();
+        assert_eq!(c.len(), 48);
+        assert!(pki::identity::check_verification_code(&c).is_ok());
+    }
+
+    #[test]
+    fn merge_deletes_nulls_and_keeps_version() {
+        let mut d = serde_json::json!({"$version": 3, "a": 1, "b": {"c": 2, "d": 3}});
+        merge(
+            &mut d,
+            &serde_json::json!({"a": null, "b": {"c": 5}, "e": true}),
+        );
+        assert_eq!(
+            d,
+            serde_json::json!({"$version": 3, "b": {"c": 5, "d": 3}, "e": true})
+        );
+    }
+}

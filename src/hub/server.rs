@@ -1,0 +1,928 @@
+//! The MQTT 3.1.1-over-TLS server with IoT Hub's device protocol.
+//!
+//! One tokio task per connection. TLS (rustls) asks for a client certificate and checks the
+//! handshake signature; CONNECT must follow within 10 s; the registry is re-read and IoT Hub's
+//! rules applied ([`super::auth`]). Packets are decoded and encoded with `rumqttc::mqttbytes::v4`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rumqttc::mqttbytes::v4::{
+    ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode, UnsubAck,
+};
+use rumqttc::mqttbytes::{self, QoS};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::auth;
+use super::registry::{HubStore, RegistryError};
+use crate::azure::{self, DevicePublish, DeviceSubscription, Properties};
+
+/// No CONNECT this long after the TCP accept: close.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this many subscriptions per connection (IoT Hub's devices use 4: C2D, twin
+/// responses, desired, methods; one spare).
+pub const MAX_SUBSCRIPTIONS: usize = 5;
+/// Cloud-to-device messages queued per device while it is offline (IoT Hub's limit is 50).
+pub const C2D_QUEUE: usize = 50;
+/// Largest MQTT packet accepted: a 256 KB message plus room for topic and header.
+pub const MAX_PACKET: usize = azure::MAX_MESSAGE_BYTES + 4096;
+
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    pub bind: IpAddr,
+    /// 0 picks a free port (tests); `hub serve` defaults to 8883.
+    pub port: u16,
+    /// Answer every telemetry message with a C2D message correlated to it.
+    pub echo: bool,
+    /// Extra name for the server certificate's SANs.
+    pub hostname: Option<String>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: azure::MQTT_PORT,
+            echo: false,
+            hostname: None,
+        }
+    }
+}
+
+/// Everything that happens in the hub, for logs, `hub monitor`, the TUI and tests.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum HubEvent {
+    Listening {
+        addr: SocketAddr,
+    },
+    Accepted {
+        device: String,
+        peer: SocketAddr,
+        keep_alive: u16,
+    },
+    Refused {
+        peer: SocketAddr,
+        device: Option<String>,
+        kind: String,
+        reason: String,
+    },
+    /// A connection closed before or without a valid CONNECT (garbage, TLS failure, timeout).
+    Dropped {
+        peer: SocketAddr,
+        reason: String,
+    },
+    Disconnected {
+        device: String,
+        reason: String,
+    },
+    Telemetry {
+        device: String,
+        topic: String,
+        properties: Properties,
+        payload: String,
+        size: usize,
+        qos: u8,
+        #[serde(with = "time::serde::rfc3339")]
+        enqueued: OffsetDateTime,
+    },
+    TwinGet {
+        device: String,
+        rid: String,
+    },
+    TwinReported {
+        device: String,
+        rid: String,
+        version: u64,
+        patch: serde_json::Value,
+    },
+    TwinDesired {
+        device: String,
+        version: u64,
+        delivered: bool,
+    },
+    C2d {
+        device: String,
+        message_id: String,
+        delivered: bool,
+    },
+    MethodCall {
+        device: String,
+        name: String,
+        rid: String,
+    },
+    MethodResponse {
+        device: String,
+        rid: String,
+        status: u16,
+        payload: String,
+    },
+}
+
+impl HubEvent {
+    /// One line for the text log.
+    pub fn line(&self) -> String {
+        match self {
+            HubEvent::Listening { addr } => format!("listening on {addr}"),
+            HubEvent::Accepted {
+                device,
+                peer,
+                keep_alive,
+            } => format!("device {device}: connected from {peer} (keep-alive {keep_alive} s)"),
+            HubEvent::Refused { peer, reason, .. } => {
+                format!("refused {peer}: CONNACK 5 not authorized: {reason}")
+            }
+            HubEvent::Dropped { peer, reason } => format!("dropped {peer}: {reason}"),
+            HubEvent::Disconnected { device, reason } => {
+                format!("device {device}: disconnected: {reason}")
+            }
+            HubEvent::Telemetry {
+                device,
+                properties,
+                payload,
+                ..
+            } => format!(
+                "device {device}: telemetry {} {payload}",
+                properties.encode()
+            ),
+            HubEvent::TwinGet { device, rid } => format!("device {device}: twin GET rid={rid}"),
+            HubEvent::TwinReported {
+                device,
+                version,
+                patch,
+                ..
+            } => format!("device {device}: reported v{version} {patch}"),
+            HubEvent::TwinDesired {
+                device,
+                version,
+                delivered,
+            } => format!("device {device}: desired v{version} (delivered: {delivered})"),
+            HubEvent::C2d {
+                device,
+                message_id,
+                delivered,
+            } => format!("device {device}: c2d {message_id} (delivered: {delivered})"),
+            HubEvent::MethodCall { device, name, rid } => {
+                format!("device {device}: method {name} rid={rid}")
+            }
+            HubEvent::MethodResponse {
+                device,
+                rid,
+                status,
+                payload,
+            } => format!("device {device}: method response rid={rid} status {status} {payload}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("cannot listen on {addr}: {source}; pick another --port or stop what uses it")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("device \"{0}\" is not connected to the hub")]
+    Offline(String),
+    #[error("device \"{0}\" has not subscribed to {1}")]
+    NotSubscribed(String, &'static str),
+    #[error("device \"{device}\" did not answer method \"{name}\" within {secs} s")]
+    Timeout {
+        device: String,
+        name: String,
+        secs: u64,
+    },
+    #[error("the hub is shutting down")]
+    Closed,
+}
+
+enum Outbound {
+    Publish { topic: String, payload: Vec<u8> },
+    Kick(String),
+}
+
+struct SessionHandle {
+    conn: u64,
+    tx: mpsc::Sender<Outbound>,
+    subs: Arc<Mutex<Vec<(String, QoS, DeviceSubscription)>>>,
+}
+
+struct Shared {
+    store: HubStore,
+    config: HubConfig,
+    events: broadcast::Sender<HubEvent>,
+    sessions: Mutex<HashMap<String, SessionHandle>>,
+    c2d_queue: Mutex<HashMap<String, VecDeque<(String, Vec<u8>)>>>,
+    pending: Mutex<HashMap<String, oneshot::Sender<(u16, Vec<u8>)>>>,
+    next_id: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn emit(&self, e: HubEvent) {
+        let _ = self.events.send(e);
+    }
+    fn id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+    fn subscribed(&self, device: &str, kind: DeviceSubscription) -> Option<mpsc::Sender<Outbound>> {
+        let s = self.sessions.lock().expect("sessions");
+        let h = s.get(device)?;
+        let subs = h.subs.lock().expect("subs");
+        subs.iter()
+            .any(|(_, _, k)| *k == kind)
+            .then(|| h.tx.clone())
+    }
+}
+
+/// The entry point: `Hub::start` binds and serves in the background.
+pub struct Hub;
+
+impl Hub {
+    pub async fn start(ws_root: &Path, config: HubConfig) -> Result<HubHandle, HubError> {
+        let store = HubStore::open(ws_root)?;
+        let tls_store = store.clone();
+        let hostname = config.hostname.clone();
+        let tls = tokio::task::spawn_blocking(move || tls_store.server_config(hostname.as_deref()))
+            .await
+            .map_err(|_| HubError::Closed)??;
+        let addr = SocketAddr::new(config.bind, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| HubError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| HubError::Bind { addr, source })?;
+        let (events, _) = broadcast::channel(8192);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            store,
+            config,
+            events,
+            sessions: Mutex::new(HashMap::new()),
+            c2d_queue: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            shutdown: stop_rx,
+        });
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let sh = shared.clone();
+        let task = tokio::spawn(async move {
+            let mut stop = sh.shutdown.clone();
+            loop {
+                tokio::select! {
+                    r = listener.accept() => match r {
+                        Ok((tcp, peer)) => {
+                            let _ = tcp.set_nodelay(true);
+                            let sh = sh.clone();
+                            let acc = acceptor.clone();
+                            tokio::spawn(async move { connection(sh, acc, tcp, peer).await });
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+        shared.emit(HubEvent::Listening { addr });
+        Ok(HubHandle {
+            addr,
+            shared,
+            stop: stop_tx,
+            task: Some(task),
+        })
+    }
+}
+
+/// A running hub. Dropping it without `shutdown` leaves the accept task running until the
+/// runtime ends.
+pub struct HubHandle {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl HubHandle {
+    pub fn events(&self) -> broadcast::Receiver<HubEvent> {
+        self.shared.events.subscribe()
+    }
+
+    pub fn store(&self) -> &HubStore {
+        &self.shared.store
+    }
+
+    /// Devices connected now.
+    pub fn connected(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .shared
+            .sessions
+            .lock()
+            .expect("sessions")
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Send a cloud-to-device message; queued (up to 50) while the device is offline or not
+    /// subscribed. Returns the message id.
+    pub fn c2d(
+        &self,
+        device: &str,
+        body: &[u8],
+        props: &[(String, String)],
+    ) -> Result<String, HubError> {
+        self.shared.store.device(device)?;
+        let mid = format!("c2d-{}", self.shared.id());
+        let mut p = Properties::new().with(azure::sys::MESSAGE_ID, mid.clone());
+        for (k, v) in props {
+            p.0.push((k.clone(), v.clone()));
+        }
+        let delivered = send_c2d(
+            &self.shared,
+            device,
+            azure::c2d_topic(device, &p),
+            body.to_vec(),
+        );
+        self.shared.emit(HubEvent::C2d {
+            device: device.to_string(),
+            message_id: mid.clone(),
+            delivered,
+        });
+        Ok(mid)
+    }
+
+    /// Invoke a direct method and wait for the device's answer: (status, payload).
+    pub async fn method(
+        &self,
+        device: &str,
+        name: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), HubError> {
+        let sh = &self.shared;
+        if !sh.sessions.lock().expect("sessions").contains_key(device) {
+            return Err(HubError::Offline(device.to_string()));
+        }
+        let tx = sh
+            .subscribed(device, DeviceSubscription::Methods)
+            .ok_or_else(|| HubError::NotSubscribed(device.to_string(), azure::METHODS_FILTER))?;
+        let rid = sh.id().to_string();
+        let (otx, orx) = oneshot::channel();
+        sh.pending.lock().expect("pending").insert(rid.clone(), otx);
+        sh.emit(HubEvent::MethodCall {
+            device: device.to_string(),
+            name: name.to_string(),
+            rid: rid.clone(),
+        });
+        let _ = tx
+            .send(Outbound::Publish {
+                topic: azure::method_request_topic(name, &rid),
+                payload: payload.to_vec(),
+            })
+            .await;
+        let r = tokio::time::timeout(timeout, orx).await;
+        sh.pending.lock().expect("pending").remove(&rid);
+        match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) => Err(HubError::Offline(device.to_string())),
+            Err(_) => Err(HubError::Timeout {
+                device: device.to_string(),
+                name: name.to_string(),
+                secs: timeout.as_secs(),
+            }),
+        }
+    }
+
+    /// Patch the device twin's desired properties and push the patch if the device listens.
+    pub async fn set_desired(
+        &self,
+        device: &str,
+        patch: &serde_json::Value,
+    ) -> Result<u64, HubError> {
+        let store = self.shared.store.clone();
+        let (d, p) = (device.to_string(), patch.clone());
+        let (version, pushed) = tokio::task::spawn_blocking(move || store.patch_desired(&d, &p))
+            .await
+            .map_err(|_| HubError::Closed)??;
+        let mut delivered = false;
+        if let Some(tx) = self
+            .shared
+            .subscribed(device, DeviceSubscription::TwinDesired)
+        {
+            delivered = tx
+                .send(Outbound::Publish {
+                    topic: azure::twin_desired_topic(version),
+                    payload: pushed.to_string().into_bytes(),
+                })
+                .await
+                .is_ok();
+        }
+        self.shared.emit(HubEvent::TwinDesired {
+            device: device.to_string(),
+            version,
+            delivered,
+        });
+        Ok(version)
+    }
+
+    /// Stop accepting, close every connection, wait for the accept loop.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        // Let connection tasks see the signal and close.
+        for _ in 0..50 {
+            if self.shared.sessions.lock().expect("sessions").is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn send_c2d(sh: &Shared, device: &str, topic: String, body: Vec<u8>) -> bool {
+    if let Some(tx) = sh.subscribed(device, DeviceSubscription::C2d) {
+        match tx.try_send(Outbound::Publish {
+            topic: topic.clone(),
+            payload: body.clone(),
+        }) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Full(Outbound::Publish { .. })) => {}
+            Err(_) => {}
+        }
+    }
+    let mut q = sh.c2d_queue.lock().expect("queue");
+    let q = q.entry(device.to_string()).or_default();
+    if q.len() >= C2D_QUEUE {
+        q.pop_front();
+    }
+    q.push_back((topic, body));
+    false
+}
+
+// ---------------------------------------------------------------- one connection
+
+async fn connection(
+    sh: Arc<Shared>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) {
+    let start = tokio::time::Instant::now();
+    let deadline = start + CONNECT_TIMEOUT;
+    let mut stop = sh.shutdown.clone();
+    let tls = tokio::select! {
+        r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
+        _ = stop.changed() => return,
+    };
+    let mut tls = match tls {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            sh.emit(HubEvent::Dropped {
+                peer,
+                reason: format!("TLS handshake failed: {e}"),
+            });
+            return;
+        }
+        Err(_) => {
+            sh.emit(HubEvent::Dropped {
+                peer,
+                reason: "no TLS handshake within 10 s".into(),
+            });
+            return;
+        }
+    };
+    let chain: Vec<Vec<u8>> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.as_ref().to_vec()).collect())
+        .unwrap_or_default();
+
+    // CONNECT, within what is left of the 10 s.
+    let mut buf = BytesMut::with_capacity(4096);
+    let connect = loop {
+        if buf.first().is_some_and(|b| *b != 0x10) {
+            sh.emit(HubEvent::Dropped {
+                peer,
+                reason: format!(
+                    "first bytes are not an MQTT CONNECT (0x{:02x}); closed",
+                    buf[0]
+                ),
+            });
+            return;
+        }
+        match Packet::read(&mut buf, MAX_PACKET) {
+            Ok(Packet::Connect(c)) => break c,
+            Ok(other) => {
+                sh.emit(HubEvent::Dropped {
+                    peer,
+                    reason: format!("first packet was {:?}, not CONNECT", packet_name(&other)),
+                });
+                return;
+            }
+            Err(mqttbytes::Error::InsufficientBytes(_)) => {}
+            Err(e) => {
+                sh.emit(HubEvent::Dropped {
+                    peer,
+                    reason: format!("malformed CONNECT: {e:?}"),
+                });
+                return;
+            }
+        }
+        let r = tokio::select! {
+            r = tokio::time::timeout_at(deadline, tls.read_buf(&mut buf)) => r,
+            _ = stop.changed() => return,
+        };
+        match r {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                sh.emit(HubEvent::Dropped {
+                    peer,
+                    reason: "closed before CONNECT".into(),
+                });
+                return;
+            }
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                sh.emit(HubEvent::Dropped {
+                    peer,
+                    reason: "no CONNECT within 10 s of connecting; closed".into(),
+                });
+                return;
+            }
+        }
+    };
+
+    let device = connect.client_id.clone();
+    let username = connect.login.as_ref().map(|l| l.username.clone());
+    let store = sh.store.clone();
+    let reg = tokio::task::spawn_blocking(move || store.load()).await;
+    let verdict = match reg {
+        Ok(Ok(reg)) => auth::authenticate(
+            &reg,
+            &device,
+            username.as_deref(),
+            &chain,
+            OffsetDateTime::now_utc(),
+        ),
+        Ok(Err(e)) => Err(auth::Refusal::Username {
+            reason: format!("hub registry unreadable: {e}"),
+        }),
+        Err(_) => return,
+    };
+    let mut out = BytesMut::with_capacity(4096);
+    if let Err(refusal) = verdict {
+        let _ = ConnAck::new(ConnectReturnCode::NotAuthorized, false).write(&mut out);
+        let _ = tls.write_all(&out).await;
+        let _ = tls.flush().await;
+        sh.emit(HubEvent::Refused {
+            peer,
+            device: Some(device.clone()).filter(|d| !d.is_empty()),
+            kind: refusal.kind().to_string(),
+            reason: refusal.to_string(),
+        });
+        let _ = tls.shutdown().await;
+        return;
+    }
+
+    // Accepted: take over the device id (a new connection drops the old one).
+    let conn = sh.id();
+    let (tx, mut rx) = mpsc::channel::<Outbound>(256);
+    let subs = Arc::new(Mutex::new(Vec::new()));
+    let old = sh.sessions.lock().expect("sessions").insert(
+        device.clone(),
+        SessionHandle {
+            conn,
+            tx: tx.clone(),
+            subs: subs.clone(),
+        },
+    );
+    if let Some(old) = old {
+        let _ = old.tx.try_send(Outbound::Kick(
+            "another connection with the same device id took over".into(),
+        ));
+    }
+    let keep_alive = if connect.keep_alive == 0 {
+        azure::MAX_KEEP_ALIVE_SECS
+    } else {
+        connect.keep_alive.min(azure::MAX_KEEP_ALIVE_SECS)
+    };
+    let idle = Duration::from_millis(u64::from(keep_alive) * 1500);
+    let _ = ConnAck::new(ConnectReturnCode::Success, false).write(&mut out);
+    sh.emit(HubEvent::Accepted {
+        device: device.clone(),
+        peer,
+        keep_alive: connect.keep_alive,
+    });
+
+    let mut session = Session {
+        sh: sh.clone(),
+        device: device.clone(),
+        subs,
+        next_pkid: 1,
+    };
+    let reason = loop {
+        if !out.is_empty() {
+            if tls.write_all(&out).await.is_err() || tls.flush().await.is_err() {
+                break "write failed (client gone)".to_string();
+            }
+            out.clear();
+        }
+        tokio::select! {
+            r = tokio::time::timeout(idle, tls.read_buf(&mut buf)) => match r {
+                Err(_) => break format!("no packet within 1.5 × keep-alive ({keep_alive} s)"),
+                Ok(Err(e)) => break format!("read failed: {e}"),
+                Ok(Ok(0)) => break "connection closed by the device".to_string(),
+                Ok(Ok(_)) => {
+                    let mut fatal = None;
+                    loop {
+                        match Packet::read(&mut buf, MAX_PACKET) {
+                            Ok(p) => {
+                                if let Err(why) = session.handle(p, &mut out).await {
+                                    fatal = Some(why);
+                                    break;
+                                }
+                            }
+                            Err(mqttbytes::Error::InsufficientBytes(_)) => break,
+                            Err(mqttbytes::Error::PayloadSizeLimitExceeded(n)) => {
+                                fatal = Some(format!("packet of {n} bytes exceeds IoT Hub's 256 KB message limit"));
+                                break;
+                            }
+                            Err(e) => {
+                                fatal = Some(format!("malformed packet: {e:?}"));
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(why) = fatal {
+                        // Flush acknowledgements already earned, then close.
+                        let _ = tls.write_all(&out).await;
+                        break why;
+                    }
+                }
+            },
+            m = rx.recv() => match m {
+                Some(Outbound::Publish { topic, payload }) => session.publish(topic, payload, &mut out),
+                Some(Outbound::Kick(why)) => break why,
+                None => break "hub closed the session".to_string(),
+            },
+            _ = stop.changed() => break "hub shutting down".to_string(),
+        }
+    };
+    let _ = tls.shutdown().await;
+    {
+        let mut s = sh.sessions.lock().expect("sessions");
+        if s.get(&device).is_some_and(|h| h.conn == conn) {
+            s.remove(&device);
+        }
+    }
+    sh.emit(HubEvent::Disconnected { device, reason });
+}
+
+fn packet_name(p: &Packet) -> &'static str {
+    match p {
+        Packet::Connect(_) => "CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::Publish(_) => "PUBLISH",
+        Packet::PubAck(_) => "PUBACK",
+        Packet::PubRec(_) => "PUBREC",
+        Packet::PubRel(_) => "PUBREL",
+        Packet::PubComp(_) => "PUBCOMP",
+        Packet::Subscribe(_) => "SUBSCRIBE",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingReq => "PINGREQ",
+        Packet::PingResp => "PINGRESP",
+        Packet::Disconnect => "DISCONNECT",
+    }
+}
+
+struct Session {
+    sh: Arc<Shared>,
+    device: String,
+    subs: Arc<Mutex<Vec<(String, QoS, DeviceSubscription)>>>,
+    next_pkid: u16,
+}
+
+impl Session {
+    /// Queue a PUBLISH to the device if one of its subscriptions matches.
+    fn publish(&mut self, topic: String, payload: Vec<u8>, out: &mut BytesMut) {
+        let qos = {
+            let subs = self.subs.lock().expect("subs");
+            subs.iter()
+                .filter(|(f, _, _)| azure::filter_matches(f, &topic))
+                .map(|(_, q, _)| *q)
+                .max_by_key(|q| *q as u8)
+        };
+        let Some(qos) = qos else { return };
+        let mut p = Publish::new(topic, qos, payload);
+        if qos != QoS::AtMostOnce {
+            p.pkid = self.next_pkid;
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+        }
+        let _ = p.write(out);
+    }
+
+    /// Handle one packet; Err closes the connection with that reason.
+    async fn handle(&mut self, p: Packet, out: &mut BytesMut) -> Result<(), String> {
+        match p {
+            Packet::Publish(p) => self.on_publish(p, out).await,
+            Packet::PubAck(_) => Ok(()),
+            Packet::Subscribe(s) => {
+                let mut codes = Vec::with_capacity(s.filters.len());
+                let mut drain = false;
+                for f in s.filters {
+                    let kind = azure::classify_subscribe(&self.device, &f.path).map_err(|e| {
+                        format!("SUBSCRIBE refused, {e}; IoT Hub disconnects such devices")
+                    })?;
+                    let granted = if f.qos == QoS::AtMostOnce {
+                        QoS::AtMostOnce
+                    } else {
+                        QoS::AtLeastOnce
+                    };
+                    let mut subs = self.subs.lock().expect("subs");
+                    if let Some(e) = subs.iter_mut().find(|(p, _, _)| *p == f.path) {
+                        e.1 = granted;
+                        codes.push(SubscribeReasonCode::Success(granted));
+                    } else if subs.len() >= MAX_SUBSCRIPTIONS {
+                        codes.push(SubscribeReasonCode::Failure);
+                    } else {
+                        subs.push((f.path, granted, kind));
+                        codes.push(SubscribeReasonCode::Success(granted));
+                        drain |= kind == DeviceSubscription::C2d;
+                    }
+                }
+                let _ = SubAck::new(s.pkid, codes).write(out);
+                if drain {
+                    let queued = self
+                        .sh
+                        .c2d_queue
+                        .lock()
+                        .expect("queue")
+                        .remove(&self.device)
+                        .unwrap_or_default();
+                    for (topic, body) in queued {
+                        self.publish(topic, body, out);
+                    }
+                }
+                Ok(())
+            }
+            Packet::Unsubscribe(u) => {
+                self.subs
+                    .lock()
+                    .expect("subs")
+                    .retain(|(p, _, _)| !u.topics.contains(p));
+                let _ = UnsubAck::new(u.pkid).write(out);
+                Ok(())
+            }
+            Packet::PingReq => {
+                let _ = rumqttc::mqttbytes::v4::PingResp.write(out);
+                Ok(())
+            }
+            Packet::Disconnect => Err("device sent DISCONNECT".into()),
+            other => Err(format!(
+                "unexpected {} from a device; closed",
+                packet_name(&other)
+            )),
+        }
+    }
+
+    async fn on_publish(&mut self, p: Publish, out: &mut BytesMut) -> Result<(), String> {
+        if p.qos == QoS::ExactlyOnce {
+            return Err(
+                "QoS 2 PUBLISH; IoT Hub supports QoS 0 and 1 only and closes the connection".into(),
+            );
+        }
+        if p.payload.len() > azure::MAX_MESSAGE_BYTES {
+            return Err(format!(
+                "message of {} bytes exceeds IoT Hub's 256 KB limit",
+                p.payload.len()
+            ));
+        }
+        let what = azure::classify_publish(&self.device, &p.topic)
+            .map_err(|e| format!("PUBLISH refused, {e}; IoT Hub disconnects such devices"))?;
+        let ack = |out: &mut BytesMut| {
+            if p.qos == QoS::AtLeastOnce {
+                let _ = PubAck::new(p.pkid).write(out);
+            }
+        };
+        match what {
+            DevicePublish::Telemetry(props) => {
+                ack(out);
+                let enqueued = OffsetDateTime::now_utc();
+                if self.sh.config.echo {
+                    let orig = props.message_id().map(str::to_string).unwrap_or_default();
+                    let mid = format!("echo-{}", self.sh.id());
+                    let mut echo = Properties::new()
+                        .with(azure::sys::MESSAGE_ID, mid.clone())
+                        .with(azure::sys::CORRELATION_ID, orig.clone());
+                    echo.0.push(("original-message-id".into(), orig));
+                    let topic = azure::c2d_topic(&self.device, &echo);
+                    self.publish(topic, p.payload.to_vec(), out);
+                    self.sh.emit(HubEvent::C2d {
+                        device: self.device.clone(),
+                        message_id: mid,
+                        delivered: true,
+                    });
+                }
+                self.sh.emit(HubEvent::Telemetry {
+                    device: self.device.clone(),
+                    topic: p.topic.clone(),
+                    properties: props,
+                    payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                    size: p.payload.len(),
+                    qos: p.qos as u8,
+                    enqueued,
+                });
+            }
+            DevicePublish::TwinGet { rid } => {
+                ack(out);
+                let store = self.sh.store.clone();
+                let id = self.device.clone();
+                let twin = tokio::task::spawn_blocking(move || store.load_twin(&id))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                let (status, body) = match twin {
+                    Some(t) => (200, t.document().to_string()),
+                    None => (500, r#"{"message":"twin unreadable"}"#.to_string()),
+                };
+                self.publish(
+                    azure::twin_response_topic(status, &rid, None),
+                    body.into_bytes(),
+                    out,
+                );
+                self.sh.emit(HubEvent::TwinGet {
+                    device: self.device.clone(),
+                    rid,
+                });
+            }
+            DevicePublish::TwinPatchReported { rid } => {
+                ack(out);
+                let patch: Option<serde_json::Value> = serde_json::from_slice(&p.payload)
+                    .ok()
+                    .filter(|v: &serde_json::Value| v.is_object());
+                let Some(patch) = patch else {
+                    self.publish(azure::twin_response_topic(400, &rid, None), Vec::new(), out);
+                    return Ok(());
+                };
+                let store = self.sh.store.clone();
+                let id = self.device.clone();
+                let pc = patch.clone();
+                let r = tokio::task::spawn_blocking(move || store.patch_reported(&id, &pc))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                match r {
+                    Some(version) => {
+                        self.publish(
+                            azure::twin_response_topic(204, &rid, Some(version)),
+                            Vec::new(),
+                            out,
+                        );
+                        self.sh.emit(HubEvent::TwinReported {
+                            device: self.device.clone(),
+                            rid,
+                            version,
+                            patch,
+                        });
+                    }
+                    None => {
+                        self.publish(azure::twin_response_topic(500, &rid, None), Vec::new(), out)
+                    }
+                }
+            }
+            DevicePublish::MethodResponse { status, rid } => {
+                ack(out);
+                let waiter = self.sh.pending.lock().expect("pending").remove(&rid);
+                self.sh.emit(HubEvent::MethodResponse {
+                    device: self.device.clone(),
+                    rid,
+                    status,
+                    payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                });
+                if let Some(w) = waiter {
+                    let _ = w.send((status, p.payload.to_vec()));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,310 @@
+//! The device's identity for a connection test: its key, the certificate chain it sends, and
+//! what we know about the CAs above it (from the workspace), for the pre-flight lint and for
+//! naming the missing intermediate when a broker refuses the chain.
+
+use crate::pki::inspect::{CertView, Validity};
+use crate::pki::lint::{self, Finding, LintContext, Severity};
+use crate::pki::{Target, inspect::signed_by};
+use crate::store::{Kind, Meta, Workspace};
+use std::path::Path;
+
+/// A certificate of the identity, with the name a person knows it by.
+#[derive(Clone, Debug)]
+pub struct ChainCert {
+    /// Workspace entity name, or the CN for certificates from files.
+    pub name: String,
+    pub der: Vec<u8>,
+    pub view: CertView,
+}
+
+#[derive(Clone)]
+pub struct Identity {
+    /// The MQTT client id (the device id).
+    pub device_id: String,
+    /// What the user named: a workspace device or a certificate file.
+    pub source: String,
+    /// What is sent in the TLS handshake: the leaf, then intermediates.
+    pub sent: Vec<ChainCert>,
+    /// CAs above the sent chain that the workspace knows, nearest first: intermediates that
+    /// were not sent, then the root.
+    pub above: Vec<ChainCert>,
+    pub key_pem: String,
+    pub target: Option<Target>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("device_id", &self.device_id)
+            .field("source", &self.source)
+            .field(
+                "sent",
+                &self.sent.iter().map(|c| &c.name).collect::<Vec<_>>(),
+            )
+            .field(
+                "above",
+                &self.above.iter().map(|c| &c.name).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(
+        "\"{0}\" is a {1} certificate, not a device; connect a device, e.g. `chainsmith new device dev1 --issuer ROOT` first"
+    )]
+    NotADevice(String, &'static str),
+    #[error(
+        "device \"{0}\" has no private key in the workspace (it was signed from a CSR); pass the device's files with --cert FILE --key FILE"
+    )]
+    NoKey(String),
+    #[error("{path}: {problem}")]
+    File { path: String, problem: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Pki(#[from] crate::pki::Error),
+}
+
+fn cert(name: &str, der: Vec<u8>) -> Result<ChainCert, IdentityError> {
+    let view = CertView::from_der(&der)?;
+    Ok(ChainCert {
+        name: name.to_string(),
+        der,
+        view,
+    })
+}
+
+impl Identity {
+    /// A workspace device: its key, the leaf and every intermediate up to (not including) the root.
+    pub fn from_workspace(ws: &Workspace, name: &str) -> Result<Identity, IdentityError> {
+        let chain = crate::ops::chain_of(ws, name)?;
+        let leaf = &chain[0];
+        if leaf.meta.kind != Kind::Device {
+            return Err(IdentityError::NotADevice(
+                name.to_string(),
+                leaf.meta.kind.as_str(),
+            ));
+        }
+        if !leaf.meta.has_key {
+            return Err(IdentityError::NoKey(name.to_string()));
+        }
+        let key_pem = leaf.read_key_pem()?;
+        let mut sent = vec![cert(name, leaf.cert_der.clone())?];
+        let mut above = Vec::new();
+        for e in &chain[1..] {
+            if e.meta.self_signed {
+                above.push(cert(&e.meta.name, e.cert_der.clone())?);
+            } else {
+                sent.push(cert(&e.meta.name, e.cert_der.clone())?);
+            }
+        }
+        Ok(Identity {
+            device_id: name.to_string(),
+            source: format!("workspace device \"{name}\""),
+            sent,
+            above,
+            key_pem,
+            target: leaf.meta.target,
+        })
+    }
+
+    /// Certificate (chain) and key files; the workspace, when there is one, names the CAs above.
+    pub fn from_files(
+        cert_path: &Path,
+        key_path: &Path,
+        ws: Option<&Workspace>,
+    ) -> Result<Identity, IdentityError> {
+        let file_err = |p: &Path, problem: String| IdentityError::File {
+            path: p.display().to_string(),
+            problem,
+        };
+        let text = std::fs::read(cert_path)
+            .map_err(|e| file_err(cert_path, format!("cannot read the certificate file: {e}")))?;
+        let ders: Vec<Vec<u8>> = match pem::parse_many(&text) {
+            Ok(blocks) if !blocks.is_empty() => blocks
+                .into_iter()
+                .filter(|b| b.tag() == "CERTIFICATE")
+                .map(|b| b.into_contents())
+                .collect(),
+            _ => vec![text.clone()],
+        };
+        if ders.is_empty() {
+            return Err(file_err(
+                cert_path,
+                "holds no CERTIFICATE block; give the device's certificate (or chain) PEM".into(),
+            ));
+        }
+        let mut sent = Vec::new();
+        for der in ders {
+            let view = CertView::from_der(&der)
+                .map_err(|e| file_err(cert_path, format!("is not a certificate: {e}")))?;
+            let name = view.cn.clone().unwrap_or_else(|| view.subject.clone());
+            sent.push(ChainCert { name, der, view });
+        }
+        let key_pem = std::fs::read_to_string(key_path)
+            .map_err(|e| file_err(key_path, format!("cannot read the key file: {e}")))?;
+        let key = openssl::pkey::PKey::private_key_from_pem(key_pem.as_bytes()).map_err(|_| {
+            file_err(
+                key_path,
+                "is not a PEM private key (PKCS#8, SEC1 or PKCS#1)".into(),
+            )
+        })?;
+        let leaf_pub = openssl::x509::X509::from_der(&sent[0].der)
+            .and_then(|c| c.public_key())
+            .map_err(crate::pki::Error::from)?;
+        if !key.public_eq(&leaf_pub) {
+            return Err(file_err(
+                key_path,
+                format!(
+                    "does not belong to the certificate \"{}\" in {}; pass the key made with it",
+                    sent[0].name,
+                    cert_path.display()
+                ),
+            ));
+        }
+        let Some(device_id) = sent[0].view.cn.clone() else {
+            return Err(file_err(
+                cert_path,
+                "the leaf certificate has no CN; the CN is the device id".into(),
+            ));
+        };
+        // Name the certificates and find what lies above them in the workspace.
+        let metas: Vec<Meta> = ws
+            .and_then(|w| w.list().ok())
+            .map(|(m, _)| m)
+            .unwrap_or_default();
+        let find = |subject: &str, issuer_of: &[u8]| {
+            metas
+                .iter()
+                .filter(|m| m.kind.is_ca() && m.subject == subject)
+                .find_map(|m| {
+                    let e = ws?.load(&m.name).ok()?;
+                    signed_by(issuer_of, &e.cert_der).then_some(e)
+                })
+        };
+        for c in sent.iter_mut().skip(1) {
+            if let Some(m) = metas.iter().find(|m| m.sha256 == c.view.sha256) {
+                c.name = m.name.clone();
+            }
+        }
+        let mut above = Vec::new();
+        let mut top = sent.last().expect("one certificate at least").clone();
+        while !top.view.self_signed && above.len() < 16 {
+            let Some(e) = find(&top.view.issuer, &top.der) else {
+                break;
+            };
+            let c = cert(&e.meta.name, e.cert_der)?;
+            above.push(c.clone());
+            top = c;
+        }
+        Ok(Identity {
+            device_id,
+            source: cert_path.display().to_string(),
+            sent,
+            above,
+            key_pem,
+            target: None,
+        })
+    }
+
+    pub fn leaf(&self) -> &ChainCert {
+        &self.sent[0]
+    }
+
+    /// Intermediates the workspace knows above the sent chain that were not sent.
+    pub fn missing_intermediates(&self) -> Vec<&ChainCert> {
+        self.above.iter().filter(|c| !c.view.self_signed).collect()
+    }
+
+    /// The root the chain leads to, when known.
+    pub fn root(&self) -> Option<&ChainCert> {
+        self.above
+            .iter()
+            .chain(self.sent.iter().skip(1))
+            .find(|c| c.view.self_signed)
+    }
+
+    /// The name of the CA that issued the leaf (workspace name when known, else its DN).
+    pub fn leaf_issuer_name(&self) -> String {
+        self.sent
+            .get(1)
+            .or_else(|| self.above.first())
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| cn_of(&self.leaf().view.issuer))
+    }
+
+    /// The pre-flight lint: the leaf's own findings, then what is wrong with the chain sent.
+    pub fn preflight(&self) -> Vec<Finding> {
+        let issuers: Vec<CertView> = self.sent[1..]
+            .iter()
+            .chain(self.above.iter())
+            .map(|c| c.view.clone())
+            .collect();
+        let ctx = LintContext {
+            device_id: Some(&self.device_id),
+            target: self.target,
+            issuers: &issuers,
+        };
+        let mut out = lint::lint(&self.leaf().view, &ctx);
+        for c in self.sent[1..].iter().chain(self.above.iter()) {
+            match c.view.status {
+                Validity::Expired => out.push(Finding {
+                    severity: Severity::Error,
+                    code: "issuer-expired",
+                    message: format!("CA \"{}\" in the chain expired on {}; renew it and re-issue what it signed", c.name, c.view.not_after),
+                }),
+                Validity::NotYetValid => out.push(Finding {
+                    severity: Severity::Error,
+                    code: "issuer-not-yet-valid",
+                    message: format!("CA \"{}\" in the chain is not valid until {}", c.name, c.view.not_before),
+                }),
+                Validity::Valid => {}
+            }
+        }
+        for pair in self.sent.windows(2) {
+            if !signed_by(&pair[0].der, &pair[1].der) {
+                out.push(Finding {
+                    severity: Severity::Error,
+                    code: "chain-order",
+                    message: format!("\"{}\" is not signed by \"{}\", the next certificate in the chain sent; order the file leaf first, then its issuer, and so on", pair[0].name, pair[1].name),
+                });
+            }
+        }
+        let missing = self.missing_intermediates();
+        if !missing.is_empty() {
+            let names: Vec<String> = missing.iter().map(|c| format!("\"{}\"", c.name)).collect();
+            out.push(Finding {
+                severity: Severity::Warning,
+                code: "chain-incomplete",
+                message: format!(
+                    "the chain sent stops at \"{}\" without the intermediate {}; a hub or broker that trusts only the root will refuse it: send the full chain (leaf, then intermediates)",
+                    self.sent.last().map(|c| c.name.as_str()).unwrap_or(""),
+                    names.join(", ")
+                ),
+            });
+        } else if !self.sent.last().is_some_and(|c| c.view.self_signed) && self.above.is_empty() {
+            out.push(Finding {
+                severity: Severity::Info,
+                code: "chain-top-unknown",
+                message: format!(
+                    "the issuer of \"{}\" ({}) is not in the workspace; the peer must trust it (or the chain must include the intermediates up to the CA it trusts)",
+                    self.sent.last().map(|c| c.name.as_str()).unwrap_or(""),
+                    self.sent.last().map(|c| c.view.issuer.as_str()).unwrap_or("")
+                ),
+            });
+        }
+        out.sort_by_key(|f| f.severity);
+        out
+    }
+}
+
+/// The CN of a distinguished name as x509-parser prints it ("CN=Contoso Root, O=Contoso"),
+/// or the whole name when it has none.
+pub fn cn_of(dn: &str) -> String {
+    dn.split(", ")
+        .find_map(|part| part.strip_prefix("CN="))
+        .map(str::to_string)
+        .unwrap_or_else(|| dn.to_string())
+}

@@ -1,0 +1,452 @@
+//! The connection test: a device connects over mutual TLS, sends telemetry, times round trips,
+//! and explains every failure in one sentence of cause and one of fix.
+//!
+//! The engine is one async task ([`run`]) that emits [`Event`]s over a tokio channel as each
+//! step happens; the CLI prints them (text or JSON lines) and the TUI renders the same stream.
+//! The TLS handshake is done here with tokio-rustls (so the version, cipher suite, server
+//! certificate and the exact alert are known) and MQTT 3.1.1 packets are driven with
+//! `rumqttc::mqttbytes::v4`, the codec the local hub uses too.
+
+pub mod diagnose;
+pub mod identity;
+pub mod local;
+mod session;
+pub mod stats;
+mod tls;
+
+pub use diagnose::{Diagnosis, Failure, FailureKind};
+pub use identity::Identity;
+pub use session::run;
+pub use stats::LatencyStats;
+
+use crate::pki::lint::Finding;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which protocol conventions the device follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// Azure IoT Hub: username `{host}/{id}/?api-version=…`, telemetry with a property bag,
+    /// round trips through the device twin (and the local hub's C2D echo).
+    Azure,
+    /// Any MQTT broker: the device subscribes to its own telemetry topic.
+    Generic,
+}
+
+impl std::str::FromStr for Flavor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "azure" => Ok(Flavor::Azure),
+            "generic" => Ok(Flavor::Generic),
+            _ => Err(format!("flavor \"{s}\" is not known; use azure or generic")),
+        }
+    }
+}
+
+/// What kind of peer the device talks to; decides the defaults and the diagnosis wording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerKind {
+    /// chainsmith's own local hub (it can tell exactly why it refused).
+    LocalHub,
+    /// A real Azure IoT Hub (`*.azure-devices.net`).
+    AzureHub,
+    /// Any other MQTT broker (Mosquitto, AWS IoT, ...).
+    Broker,
+}
+
+/// Where to connect.
+#[derive(Clone, Debug, Serialize)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub peer: PeerKind,
+}
+
+impl Endpoint {
+    /// Parse the `--to` value: `HOST`, `HOST:PORT` (an Azure IoT Hub) or `mqtts://HOST[:PORT]`
+    /// (any broker). `local` is handled by the caller, which knows the hub's port.
+    pub fn parse(to: &str) -> Result<Endpoint, String> {
+        let to = to.trim();
+        let (rest, peer) = match to.split_once("://") {
+            Some(("mqtts", rest)) | Some(("ssl", rest)) | Some(("tls", rest)) => {
+                (rest, PeerKind::Broker)
+            }
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "\"{to}\": scheme \"{scheme}://\" is not supported; the test always uses TLS: write mqtts://HOST:PORT"
+                ));
+            }
+            None => (to, PeerKind::AzureHub),
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() {
+            return Err(format!(
+                "\"{to}\" names no host; write HOST, HOST:PORT or mqtts://HOST:PORT"
+            ));
+        }
+        let (host, port) = split_host_port(rest).map_err(|e| format!("\"{to}\": {e}"))?;
+        if host.is_empty() || host.contains('/') || host.contains(' ') {
+            return Err(format!(
+                "\"{to}\" is not a host name; write HOST, HOST:PORT or mqtts://HOST:PORT"
+            ));
+        }
+        Ok(Endpoint {
+            host,
+            port: port.unwrap_or(8883),
+            peer,
+        })
+    }
+
+    pub fn display(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 address needs a closing ]")?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(parse_port(p)?),
+            None if after.is_empty() => None,
+            None => return Err(format!("unexpected \"{after}\" after the address")),
+        };
+        return Ok((host.to_string(), port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Ok((h.to_string(), Some(parse_port(p)?))),
+        _ => Ok((s.to_string(), None)),
+    }
+}
+
+fn parse_port(p: &str) -> Result<u16, String> {
+    match p.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("port \"{p}\" is not a number from 1 to 65535")),
+        Ok(n) => Ok(n),
+    }
+}
+
+/// Everything a connection test needs; build it, then hand it to [`run`].
+#[derive(Clone, Debug)]
+pub struct ConnectionTest {
+    pub identity: Identity,
+    pub endpoint: Endpoint,
+    pub flavor: Flavor,
+    /// Extra trust anchors for the server certificate (DER).
+    pub extra_ca: Vec<Vec<u8>>,
+    /// Also trust the system store (Azure and public brokers); off for the local hub and
+    /// for brokers given with --ca only.
+    pub system_roots: bool,
+    pub count: u32,
+    pub interval: Duration,
+    /// 0 or 1.
+    pub qos: u8,
+    /// Limit for every network step and for each message's acknowledgement and round trips.
+    pub timeout: Duration,
+    /// Stop after the pre-flight lint when it finds errors.
+    pub strict: bool,
+    /// The local hub echoes every telemetry message back as a C2D message.
+    pub c2d_echo: bool,
+    /// Subscribe to twin responses and GET the twin for every message (azure flavor).
+    pub twin: bool,
+    /// Emit one event per message (off for 10,000-message benchmarks).
+    pub per_message_events: bool,
+    /// The host name for the Azure username when it differs from the host dialled (the
+    /// local hub's configured name).
+    pub hub_hostname: Option<String>,
+    /// The local hub, when the test can see inside it: refusal reasons, recorded messages.
+    pub hub: Option<Arc<dyn HubView>>,
+}
+
+/// Why the local hub refused a device: its refusal kind and exact sentence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HubRefusal {
+    pub kind: String,
+    pub reason: String,
+}
+
+/// What the test can ask the local hub (implemented by [`local::HubWatch`]).
+pub trait HubView: Send + Sync + std::fmt::Debug {
+    /// Why the hub refused `device_id` (waits briefly for the hub's event).
+    fn refusal<'a>(
+        &'a self,
+        device_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Option<HubRefusal>>;
+    /// Which of `ids` (telemetry message ids) the hub has not recorded, after waiting up to `wait`.
+    fn missing<'a>(
+        &'a self,
+        device_id: &'a str,
+        ids: &'a [u32],
+        wait: Duration,
+    ) -> futures::future::BoxFuture<'a, Vec<u32>>;
+}
+
+impl ConnectionTest {
+    pub fn new(identity: Identity, endpoint: Endpoint, flavor: Flavor) -> ConnectionTest {
+        let system_roots = endpoint.peer == PeerKind::AzureHub;
+        ConnectionTest {
+            identity,
+            endpoint,
+            flavor,
+            extra_ca: vec![],
+            system_roots,
+            count: 5,
+            interval: Duration::from_millis(0),
+            qos: 1,
+            timeout: Duration::from_secs(10),
+            strict: false,
+            c2d_echo: false,
+            twin: flavor == Flavor::Azure,
+            per_message_events: true,
+            hub_hostname: None,
+            hub: None,
+        }
+    }
+}
+
+/// The steps of a test, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Lint,
+    Resolve,
+    TcpConnect,
+    TlsHandshake,
+    MqttConnect,
+    Subscribe,
+    Telemetry,
+    Disconnect,
+}
+
+impl Step {
+    pub fn label(self) -> &'static str {
+        match self {
+            Step::Lint => "pre-flight lint",
+            Step::Resolve => "resolve",
+            Step::TcpConnect => "TCP connect",
+            Step::TlsHandshake => "TLS handshake",
+            Step::MqttConnect => "MQTT CONNECT",
+            Step::Subscribe => "subscribe",
+            Step::Telemetry => "telemetry",
+            Step::Disconnect => "disconnect",
+        }
+    }
+}
+
+/// A certificate as the test reports it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct CertSummary {
+    pub subject: String,
+    pub issuer: String,
+    pub not_after: String,
+    pub expired: bool,
+}
+
+impl CertSummary {
+    pub fn from_der(der: &[u8]) -> Option<CertSummary> {
+        let v = crate::pki::inspect::CertView::from_der(der).ok()?;
+        Some(CertSummary {
+            subject: v.subject,
+            issuer: v.issuer,
+            not_after: v.not_after,
+            expired: v.status == crate::pki::inspect::Validity::Expired,
+        })
+    }
+}
+
+/// What the TLS handshake established.
+#[derive(Clone, Debug, Serialize)]
+pub struct TlsFacts {
+    pub version: String,
+    pub cipher_suite: String,
+    /// The server's leaf certificate.
+    pub server_cert: Option<CertSummary>,
+    /// The server sent these intermediates.
+    pub server_chain_len: usize,
+    /// The server certificate verified against the trust anchors for the server name.
+    pub server_verified: bool,
+    /// Whether the server asked for a client certificate.
+    pub client_cert_requested: bool,
+    /// The CAs the server said it accepts (CertificateRequest), when it said.
+    pub acceptable_cas: Vec<String>,
+    /// Subjects of the client certificates sent, leaf first.
+    pub client_chain_sent: Vec<String>,
+}
+
+/// One thing that happened; the CLI prints them, the TUI renders them.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// The test begins.
+    Start {
+        device: String,
+        endpoint: String,
+        peer: PeerKind,
+        flavor: Flavor,
+        count: u32,
+        qos: u8,
+    },
+    /// Pre-flight lint of the identity (empty when clean).
+    Lint {
+        findings: Vec<Finding>,
+    },
+    Resolved {
+        ms: f64,
+        addresses: Vec<String>,
+    },
+    TcpConnected {
+        ms: f64,
+        address: String,
+    },
+    TlsEstablished {
+        ms: f64,
+        #[serde(flatten)]
+        facts: TlsFacts,
+    },
+    Connack {
+        ms: f64,
+        code: u8,
+        meaning: String,
+        username: String,
+    },
+    Subscribed {
+        ms: f64,
+        topics: Vec<SubscriptionResult>,
+    },
+    /// A telemetry message was published; `ack_ms` is its PUBACK latency (QoS 1).
+    Published {
+        message_id: u32,
+        topic: String,
+        payload: String,
+        temperature_alert: bool,
+        ack_ms: Option<f64>,
+    },
+    /// A message's acknowledgement never came within the timeout.
+    AckMissing {
+        message_id: u32,
+    },
+    /// A round trip came back.
+    RoundTrip {
+        message_id: u32,
+        kind: RoundTripKind,
+        ms: f64,
+        detail: String,
+    },
+    /// A round trip did not come back within the timeout.
+    RoundTripMissing {
+        message_id: u32,
+        kind: RoundTripKind,
+    },
+    /// The local hub's own record: which messages it received as telemetry.
+    HubRecorded {
+        recorded: u32,
+        missing: Vec<u32>,
+    },
+    Disconnected {
+        ms: f64,
+    },
+    /// The test stopped: the step, what happened, and what to do.
+    Failed {
+        step: Step,
+        #[serde(flatten)]
+        diagnosis: Diagnosis,
+    },
+    Summary(Summary),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SubscriptionResult {
+    pub topic: String,
+    /// Granted QoS, or None when the broker refused (0x80).
+    pub granted: Option<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoundTripKind {
+    /// Generic flavor: the device receives its own telemetry.
+    Echo,
+    /// Azure flavor: twin GET request → response.
+    Twin,
+    /// The local hub's echo of the telemetry as a cloud-to-device message.
+    C2d,
+}
+
+impl RoundTripKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoundTripKind::Echo => "echo",
+            RoundTripKind::Twin => "twin",
+            RoundTripKind::C2d => "c2d",
+        }
+    }
+}
+
+/// The outcome of a whole test.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub ok: bool,
+    pub sent: u32,
+    /// Acknowledged by PUBACK (QoS 1); equals `sent` for QoS 0 once published.
+    pub acked: u32,
+    pub round_trips_expected: u32,
+    pub round_trips_seen: u32,
+    /// Messages with a missing acknowledgement or round trip.
+    pub lost: u32,
+    /// PUBACK latency (QoS 1).
+    pub ack_latency: Option<LatencyStats>,
+    /// Round-trip latency.
+    pub round_trip_latency: Option<LatencyStats>,
+    /// Messages the local hub recorded (when the test can see inside it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub_recorded: Option<u32>,
+    pub total_ms: f64,
+    /// Set when the test stopped early.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<Step>,
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        let e = Endpoint::parse("myhub.azure-devices.net").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.peer),
+            ("myhub.azure-devices.net", 8883, PeerKind::AzureHub)
+        );
+        let e = Endpoint::parse("myhub.azure-devices.net:443").unwrap();
+        assert_eq!(e.port, 443);
+        let e = Endpoint::parse("mqtts://127.0.0.1:18883").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.peer),
+            ("127.0.0.1", 18883, PeerKind::Broker)
+        );
+        let e = Endpoint::parse("mqtts://[::1]:9000").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("::1", 9000));
+        assert_eq!(e.display(), "[::1]:9000");
+        assert!(
+            Endpoint::parse("mqtt://h:1883")
+                .unwrap_err()
+                .contains("mqtts://")
+        );
+        assert!(Endpoint::parse("h:0").unwrap_err().contains("1 to 65535"));
+        assert!(Endpoint::parse("h:x").is_err());
+        assert!(Endpoint::parse("mqtts://").is_err());
+    }
+}

@@ -1,0 +1,703 @@
+//! The device session: resolve, TCP, TLS, CONNECT, SUBSCRIBE, telemetry with acknowledgements
+//! and round trips, DISCONNECT; one event per step, one diagnosis per failure.
+
+use super::diagnose::{self, Context, Failure, FailureKind};
+use super::{
+    ConnectionTest, Event, Flavor, RoundTripKind, Step, SubscriptionResult, Summary, TlsFacts, ms,
+};
+use crate::azure;
+use crate::pki::lint::has_errors;
+use bytes::BytesMut;
+use rumqttc::mqttbytes::v4::{
+    ConnectReturnCode, Packet, PubAck, Publish, Subscribe, SubscribeFilter, SubscribeReasonCode,
+};
+use rumqttc::mqttbytes::{self, QoS};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::client::TlsStream;
+
+const MAX_PACKET: usize = 1024 * 1024;
+
+/// Run the test, sending events to `tx` as they happen; returns the summary (also sent as the
+/// last event). Never panics on network input; every step has `test.timeout`.
+pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
+    let started = Instant::now();
+    let mut s = State::default();
+    let result = run_inner(&test, &tx, &mut s).await;
+    let mut summary = s.summary(&test);
+    summary.total_ms = ms(started.elapsed());
+    if let Err(f) = result {
+        let f = match (f.kind, test.hub.as_ref()) {
+            (
+                FailureKind::Connack {
+                    code,
+                    hub_reason: None,
+                },
+                Some(lookup),
+            ) => Failure::new(
+                f.step,
+                FailureKind::Connack {
+                    code,
+                    hub_reason: lookup.refusal(&test.identity.device_id).await,
+                },
+            ),
+            (kind, _) => Failure::new(f.step, kind),
+        };
+        let cx = Context {
+            identity: &test.identity,
+            endpoint: &test.endpoint,
+            server_cert: s.server_cert.as_deref(),
+            acceptable_cas: &s.acceptable_cas,
+            timeout: test.timeout,
+        };
+        let diagnosis = diagnose::diagnose(&f, &cx);
+        summary.ok = false;
+        summary.failed_step = Some(f.step);
+        let _ = tx
+            .send(Event::Failed {
+                step: f.step,
+                diagnosis,
+            })
+            .await;
+    }
+    let _ = tx.send(Event::Summary(summary.clone())).await;
+    summary
+}
+
+#[derive(Default)]
+struct State {
+    server_cert: Option<Vec<u8>>,
+    acceptable_cas: Vec<String>,
+    sent: u32,
+    acked: u32,
+    rt_seen: u32,
+    rt_expected: u32,
+    lost: u32,
+    ack_ms: Vec<f64>,
+    rt_ms: Vec<f64>,
+    hub_recorded: Option<u32>,
+}
+
+impl State {
+    fn summary(&self, test: &ConnectionTest) -> Summary {
+        let all_acked = if test.qos == 0 {
+            true
+        } else {
+            self.acked == self.sent
+        };
+        Summary {
+            ok: self.sent == test.count
+                && all_acked
+                && self.rt_seen == self.rt_expected
+                && self.hub_recorded.is_none_or(|n| n == self.sent),
+            sent: self.sent,
+            acked: self.acked,
+            round_trips_expected: self.rt_expected,
+            round_trips_seen: self.rt_seen,
+            lost: self.lost,
+            ack_latency: super::LatencyStats::from_ms(&self.ack_ms),
+            round_trip_latency: super::LatencyStats::from_ms(&self.rt_ms),
+            hub_recorded: self.hub_recorded,
+            total_ms: 0.0,
+            failed_step: None,
+        }
+    }
+}
+
+async fn step<T, F>(step: Step, limit: Duration, fut: F) -> Result<T, Failure>
+where
+    F: std::future::Future<Output = io::Result<T>>,
+{
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Failure::io(step, &e)),
+        Err(_) => Err(Failure::new(step, FailureKind::Timeout(limit))),
+    }
+}
+
+/// An MQTT connection over TLS, packets framed with rumqttc's v4 codec.
+struct Conn {
+    io: TlsStream<TcpStream>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+}
+
+enum RecvError {
+    Io(io::Error),
+    Closed,
+    Protocol(String),
+}
+
+impl Conn {
+    async fn send(&mut self, p: &Packet) -> io::Result<()> {
+        self.wbuf.clear();
+        p.write(&mut self.wbuf, MAX_PACKET)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        self.io.write_all(&self.wbuf).await?;
+        self.io.flush().await
+    }
+
+    /// The next packet (cancel-safe: partial input stays in the buffer).
+    async fn recv(&mut self) -> Result<Packet, RecvError> {
+        loop {
+            match Packet::read(&mut self.rbuf, MAX_PACKET) {
+                Ok(p) => return Ok(p),
+                Err(mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(e) => return Err(RecvError::Protocol(e.to_string())),
+            }
+            match self.io.read_buf(&mut self.rbuf).await {
+                Ok(0) => return Err(RecvError::Closed),
+                Ok(_) => {}
+                Err(e) => return Err(RecvError::Io(e)),
+            }
+        }
+    }
+}
+
+fn recv_failure(step: Step, e: RecvError) -> Failure {
+    match e {
+        RecvError::Io(e) => Failure::io(step, &e),
+        RecvError::Closed => Failure::new(step, FailureKind::Closed),
+        RecvError::Protocol(p) => Failure::new(step, FailureKind::Protocol(p)),
+    }
+}
+
+fn tls_version(v: Option<rustls::ProtocolVersion>) -> String {
+    match v {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".into(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2".into(),
+        Some(other) => format!("{other:?}"),
+        None => "unknown".into(),
+    }
+}
+
+/// The seed's telemetry message: temperature 20–35, humidity 60–80, alert above 30.
+fn telemetry(device_id: &str, message_id: u32) -> (String, bool) {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let temperature: f64 = (rng.random_range(200..350) as f64) / 10.0;
+    let humidity: f64 = (rng.random_range(600..800) as f64) / 10.0;
+    let body = serde_json::json!({ "deviceId": device_id, "messageId": message_id, "temperature": temperature, "humidity": humidity });
+    (body.to_string(), temperature > 30.0)
+}
+
+fn message_id_of(payload: &[u8]) -> Option<u32> {
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    v.get("messageId")?
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+}
+
+struct Pending {
+    message_id: u32,
+    topic: String,
+    payload: String,
+    alert: bool,
+    sent_at: Instant,
+}
+
+async fn emit(tx: &mpsc::Sender<Event>, e: Event) {
+    let _ = tx.send(e).await;
+}
+
+async fn run_inner(
+    test: &ConnectionTest,
+    tx: &mpsc::Sender<Event>,
+    s: &mut State,
+) -> Result<(), Failure> {
+    let id = &test.identity;
+    let ep = &test.endpoint;
+    let limit = test.timeout;
+    emit(
+        tx,
+        Event::Start {
+            device: id.device_id.clone(),
+            endpoint: ep.display(),
+            peer: ep.peer,
+            flavor: test.flavor,
+            count: test.count,
+            qos: test.qos,
+        },
+    )
+    .await;
+
+    // Pre-flight lint.
+    let findings = id.preflight();
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == crate::pki::lint::Severity::Error)
+        .count();
+    let strict_stop = test.strict && has_errors(&findings);
+    emit(tx, Event::Lint { findings }).await;
+    if strict_stop {
+        return Err(Failure::new(Step::Lint, FailureKind::LintErrors(errors)));
+    }
+    if test.qos > 1 {
+        return Err(Failure::new(
+            Step::Lint,
+            FailureKind::Setup(format!(
+                "QoS {} is not supported by IoT Hub; use --qos 0 or 1",
+                test.qos
+            )),
+        ));
+    }
+    let (config, server_name, recorder) =
+        super::tls::client_config(id, &test.extra_ca, test.system_roots, &ep.host)
+            .map_err(|e| Failure::new(Step::TlsHandshake, FailureKind::Setup(e.to_string())))?;
+
+    // Resolve.
+    let t = Instant::now();
+    let addrs: Vec<SocketAddr> = step(Step::Resolve, limit, async {
+        tokio::net::lookup_host((ep.host.as_str(), ep.port))
+            .await
+            .map(|a| a.collect())
+    })
+    .await?;
+    if addrs.is_empty() {
+        return Err(Failure::new(
+            Step::Resolve,
+            FailureKind::Dns("no addresses".into()),
+        ));
+    }
+    emit(
+        tx,
+        Event::Resolved {
+            ms: ms(t.elapsed()),
+            addresses: addrs.iter().map(|a| a.to_string()).collect(),
+        },
+    )
+    .await;
+
+    // TCP: the first address that answers.
+    let t = Instant::now();
+    let tcp = step(Step::TcpConnect, limit, async {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for a in &addrs {
+            match TcpStream::connect(a).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    })
+    .await?;
+    let _ = tcp.set_nodelay(true);
+    let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    emit(
+        tx,
+        Event::TcpConnected {
+            ms: ms(t.elapsed()),
+            address: peer,
+        },
+    )
+    .await;
+
+    // TLS.
+    let t = Instant::now();
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let handshake = step(
+        Step::TlsHandshake,
+        limit,
+        connector.connect(server_name, tcp),
+    )
+    .await;
+    {
+        let seen = recorder
+            .lock()
+            .map(|g| (g.server_leaf.clone(), g.acceptable_cas.clone()))
+            .unwrap_or_default();
+        s.server_cert = seen.0;
+        s.acceptable_cas = seen.1;
+    }
+    let tls = handshake?;
+    let facts = {
+        let (_, conn) = tls.get_ref();
+        let seen = recorder.lock().ok();
+        TlsFacts {
+            version: tls_version(conn.protocol_version()),
+            cipher_suite: conn
+                .negotiated_cipher_suite()
+                .map(|c| format!("{:?}", c.suite()))
+                .unwrap_or_default(),
+            server_cert: s
+                .server_cert
+                .as_deref()
+                .and_then(super::CertSummary::from_der),
+            server_chain_len: seen.as_ref().map(|g| g.server_intermediates).unwrap_or(0),
+            server_verified: seen
+                .as_ref()
+                .is_some_and(|g| matches!(g.server_result, Some(Ok(())))),
+            client_cert_requested: seen.as_ref().is_some_and(|g| g.client_requested),
+            acceptable_cas: s.acceptable_cas.clone(),
+            client_chain_sent: if seen.as_ref().is_some_and(|g| g.client_requested) {
+                id.sent.iter().map(|c| c.view.subject.clone()).collect()
+            } else {
+                vec![]
+            },
+        }
+    };
+    emit(
+        tx,
+        Event::TlsEstablished {
+            ms: ms(t.elapsed()),
+            facts,
+        },
+    )
+    .await;
+    let mut conn = Conn {
+        io: tls,
+        rbuf: BytesMut::with_capacity(4096),
+        wbuf: BytesMut::with_capacity(4096),
+    };
+
+    // CONNECT / CONNACK.
+    let t = Instant::now();
+    let mut connect = mqttbytes::v4::Connect::new(id.device_id.clone());
+    let keep_alive = (test.interval.as_secs() * 2 + limit.as_secs() * 2).clamp(60, 1177);
+    connect.keep_alive = keep_alive as u16;
+    let username = match test.flavor {
+        Flavor::Azure => azure::username(
+            &test.hub_hostname.clone().unwrap_or_else(|| ep.host.clone()),
+            &id.device_id,
+        ),
+        Flavor::Generic => String::new(),
+    };
+    if !username.is_empty() {
+        connect.set_login(username.clone(), "");
+    }
+    step(
+        Step::MqttConnect,
+        limit,
+        conn.send(&Packet::Connect(connect)),
+    )
+    .await?;
+    let connack = match tokio::time::timeout(limit, conn.recv()).await {
+        Err(_) => return Err(Failure::new(Step::MqttConnect, FailureKind::Timeout(limit))),
+        Ok(Err(e)) => return Err(recv_failure(Step::MqttConnect, e)),
+        Ok(Ok(Packet::ConnAck(a))) => a,
+        Ok(Ok(other)) => {
+            return Err(Failure::new(
+                Step::MqttConnect,
+                FailureKind::Protocol(format!("expected CONNACK, got {other:?}")),
+            ));
+        }
+    };
+    let code = connack.code as u8;
+    emit(
+        tx,
+        Event::Connack {
+            ms: ms(t.elapsed()),
+            code,
+            meaning: diagnose::connack_text(code),
+            username,
+        },
+    )
+    .await;
+    if connack.code != ConnectReturnCode::Success {
+        return Err(Failure::new(
+            Step::MqttConnect,
+            FailureKind::Connack {
+                code,
+                hub_reason: None,
+            },
+        ));
+    }
+
+    // Subscriptions.
+    let mut filters = Vec::new();
+    match test.flavor {
+        Flavor::Generic => filters.push(format!("devices/{}/messages/events/#", id.device_id)),
+        Flavor::Azure => {
+            if test.twin {
+                filters.push(azure::TWIN_RESPONSE_FILTER.to_string());
+            }
+            if test.c2d_echo {
+                filters.push(azure::c2d_filter(&id.device_id));
+            }
+        }
+    }
+    if !filters.is_empty() {
+        let t = Instant::now();
+        let mut sub = Subscribe::new_many(
+            filters
+                .iter()
+                .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
+        );
+        sub.pkid = 1;
+        step(Step::Subscribe, limit, conn.send(&Packet::Subscribe(sub))).await?;
+        let deadline = tokio::time::Instant::now() + limit;
+        let suback = loop {
+            match tokio::time::timeout_at(deadline, conn.recv()).await {
+                Err(_) => return Err(Failure::new(Step::Subscribe, FailureKind::Timeout(limit))),
+                Ok(Err(e)) => return Err(recv_failure(Step::Subscribe, e)),
+                Ok(Ok(Packet::SubAck(a))) if a.pkid == 1 => break a,
+                Ok(Ok(_)) => continue,
+            }
+        };
+        let topics: Vec<SubscriptionResult> = filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| SubscriptionResult {
+                topic: f.clone(),
+                granted: match suback.return_codes.get(i) {
+                    Some(SubscribeReasonCode::Success(q)) => Some(*q as u8),
+                    _ => None,
+                },
+            })
+            .collect();
+        let refused = topics
+            .iter()
+            .find(|r| r.granted.is_none())
+            .map(|r| r.topic.clone());
+        emit(
+            tx,
+            Event::Subscribed {
+                ms: ms(t.elapsed()),
+                topics,
+            },
+        )
+        .await;
+        if let Some(topic) = refused {
+            return Err(Failure::new(
+                Step::Subscribe,
+                FailureKind::SubscribeRefused(topic),
+            ));
+        }
+    }
+
+    // Telemetry, acknowledgements and round trips, one message at a time.
+    let mut kinds = Vec::new();
+    match test.flavor {
+        Flavor::Generic => kinds.push(RoundTripKind::Echo),
+        Flavor::Azure => {
+            if test.twin {
+                kinds.push(RoundTripKind::Twin);
+            }
+            if test.c2d_echo {
+                kinds.push(RoundTripKind::C2d);
+            }
+        }
+    }
+    let qos = if test.qos == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    };
+    let mut next_pkid: u16 = 1;
+    let verbose = test.per_message_events;
+    for message_id in 0..test.count {
+        if message_id > 0 && !test.interval.is_zero() {
+            tokio::time::sleep(test.interval).await;
+        }
+        let (payload, alert) = telemetry(&id.device_id, message_id);
+        let mut props = azure::Properties::new();
+        if alert {
+            props = props.with("temperatureAlert", "true");
+        }
+        props = props
+            .with(azure::sys::CONTENT_TYPE, "application/json")
+            .with(azure::sys::CONTENT_ENCODING, "utf-8");
+        let topic = azure::telemetry_topic(&id.device_id, &props);
+        let mut publish = Publish::new(topic.clone(), qos, payload.clone());
+        let mut ack_pending = None;
+        if qos == QoS::AtLeastOnce {
+            next_pkid = if next_pkid == u16::MAX {
+                2
+            } else {
+                next_pkid + 1
+            };
+            publish.pkid = next_pkid;
+            ack_pending = Some(next_pkid);
+        }
+        let sent_at = Instant::now();
+        step(Step::Telemetry, limit, conn.send(&Packet::Publish(publish))).await?;
+        let mut outstanding: HashMap<RoundTripKind, Instant> =
+            kinds.iter().map(|k| (*k, sent_at)).collect();
+        if test.flavor == Flavor::Azure && test.twin {
+            let twin_at = Instant::now();
+            outstanding.insert(RoundTripKind::Twin, twin_at);
+            let get = Publish::new(
+                azure::twin_get_topic(&message_id.to_string()),
+                QoS::AtMostOnce,
+                Vec::new(),
+            );
+            step(Step::Telemetry, limit, conn.send(&Packet::Publish(get))).await?;
+        }
+        s.sent += 1;
+        s.rt_expected += kinds.len() as u32;
+        let pending = Pending {
+            message_id,
+            topic,
+            payload,
+            alert,
+            sent_at,
+        };
+        if ack_pending.is_none() && verbose {
+            emit(
+                tx,
+                Event::Published {
+                    message_id,
+                    topic: pending.topic.clone(),
+                    payload: pending.payload.clone(),
+                    temperature_alert: pending.alert,
+                    ack_ms: None,
+                },
+            )
+            .await;
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        while ack_pending.is_some() || !outstanding.is_empty() {
+            let packet = match tokio::time::timeout_at(deadline, conn.recv()).await {
+                Err(_) => break,
+                Ok(Err(e)) => return Err(recv_failure(Step::Telemetry, e)),
+                Ok(Ok(p)) => p,
+            };
+            match packet {
+                Packet::PubAck(a) if Some(a.pkid) == ack_pending => {
+                    ack_pending = None;
+                    let l = ms(pending.sent_at.elapsed());
+                    s.acked += 1;
+                    s.ack_ms.push(l);
+                    if verbose {
+                        emit(
+                            tx,
+                            Event::Published {
+                                message_id,
+                                topic: pending.topic.clone(),
+                                payload: pending.payload.clone(),
+                                temperature_alert: pending.alert,
+                                ack_ms: Some(l),
+                            },
+                        )
+                        .await;
+                    }
+                }
+                Packet::Publish(p) => {
+                    if p.qos == QoS::AtLeastOnce {
+                        step(
+                            Step::Telemetry,
+                            limit,
+                            conn.send(&Packet::PubAck(PubAck::new(p.pkid))),
+                        )
+                        .await?;
+                    }
+                    let Some((kind, mid, detail)) = classify_incoming(test, &p) else {
+                        continue;
+                    };
+                    if mid != pending.message_id {
+                        continue; // a late answer to an earlier message, already counted lost
+                    }
+                    if let Some(at) = outstanding.remove(&kind) {
+                        let l = ms(at.elapsed());
+                        s.rt_seen += 1;
+                        s.rt_ms.push(l);
+                        if verbose {
+                            emit(
+                                tx,
+                                Event::RoundTrip {
+                                    message_id,
+                                    kind,
+                                    ms: l,
+                                    detail,
+                                },
+                            )
+                            .await;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut lost = false;
+        if ack_pending.is_some() {
+            lost = true;
+            emit(
+                tx,
+                Event::Published {
+                    message_id,
+                    topic: pending.topic.clone(),
+                    payload: pending.payload.clone(),
+                    temperature_alert: pending.alert,
+                    ack_ms: None,
+                },
+            )
+            .await;
+            emit(tx, Event::AckMissing { message_id }).await;
+        }
+        for kind in outstanding.into_keys() {
+            lost = true;
+            emit(tx, Event::RoundTripMissing { message_id, kind }).await;
+        }
+        s.lost += u32::from(lost);
+    }
+
+    // The local hub's own record of the telemetry.
+    if let Some(hub) = &test.hub {
+        let ids: Vec<u32> = (0..s.sent).collect();
+        let missing = hub.missing(&id.device_id, &ids, limit).await;
+        let recorded = s.sent - missing.len() as u32;
+        s.hub_recorded = Some(recorded);
+        emit(tx, Event::HubRecorded { recorded, missing }).await;
+    }
+
+    // Clean disconnect.
+    let t = Instant::now();
+    step(Step::Disconnect, limit, async {
+        conn.send(&Packet::Disconnect).await?;
+        conn.io.shutdown().await
+    })
+    .await?;
+    emit(
+        tx,
+        Event::Disconnected {
+            ms: ms(t.elapsed()),
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// Which round trip an incoming PUBLISH answers: (kind, message id, detail).
+fn classify_incoming(test: &ConnectionTest, p: &Publish) -> Option<(RoundTripKind, u32, String)> {
+    let id = &test.identity.device_id;
+    if let Ok(r) = azure::parse_twin_response(&p.topic) {
+        let mid: u32 = r.rid.parse().ok()?;
+        return Some((
+            RoundTripKind::Twin,
+            mid,
+            format!(
+                "status {}{}",
+                r.status,
+                r.version
+                    .map(|v| format!(", $version {v}"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    if let Ok((dev, _props)) = azure::parse_c2d_topic(&p.topic) {
+        if &dev == id {
+            return Some((
+                RoundTripKind::C2d,
+                message_id_of(&p.payload)?,
+                format!("{} bytes", p.payload.len()),
+            ));
+        }
+    }
+    if test.flavor == Flavor::Generic {
+        if let Ok((dev, _props)) = azure::parse_telemetry_topic(&p.topic) {
+            if &dev == id {
+                return Some((
+                    RoundTripKind::Echo,
+                    message_id_of(&p.payload)?,
+                    format!("{} bytes", p.payload.len()),
+                ));
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,98 @@
+//! Everything that can happen to the app (keys, mouse, resize, ticks, background results) is
+//! an [`Action`]; everything the app asks the loop to do is a [`Command`].
+
+use crate::ops::{CaRequest, Created, DeviceRequest, Report, TreeRow};
+use crossterm::event::{KeyEvent, MouseEvent};
+use std::path::PathBuf;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+#[derive(Debug)]
+pub enum Action {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Paste(String),
+    Resize(u16, u16),
+    /// The clock moved (the loop's tick); spinners advance, "days left" follow.
+    Tick(OffsetDateTime),
+    /// The workspace list was read (in the background).
+    Listed {
+        rows: Vec<TreeRow>,
+        damaged: usize,
+        took: Duration,
+    },
+    ListFailed(String),
+    /// `ops::report` for one entity finished.
+    ReportLoaded {
+        name: String,
+        report: Result<Box<Report>, String>,
+    },
+    /// A new root / intermediate / device finished (key generation and all).
+    Created(Result<Created, String>),
+    /// A verification certificate was made: the result and its PEM text.
+    Verified(Result<(Created, String), String>),
+    Deleted {
+        name: String,
+        result: Result<(), String>,
+    },
+    /// From the local hub engine (not in this build; see `hub`).
+    Hub(super::hub::HubAction),
+    /// From the connection test engine (not in this build; see `connect`).
+    Connect(super::connect::ConnectAction),
+    Quit,
+}
+
+/// What to create from the "new" form.
+#[derive(Clone, Debug)]
+pub enum CreateRequest {
+    Ca(CaRequest),
+    Devices(DeviceRequest),
+}
+
+impl CreateRequest {
+    /// What the spinner says while it runs.
+    pub fn describe(&self) -> String {
+        match self {
+            CreateRequest::Ca(r) => format!(
+                "generating {} key and issuing {} \"{}\"",
+                r.key.label(),
+                if r.issuer.is_some() {
+                    "intermediate"
+                } else {
+                    "root"
+                },
+                r.name
+            ),
+            CreateRequest::Devices(r) => format!(
+                "generating {} key and issuing device {}",
+                r.key.unwrap_or_default_alg().label(),
+                r.ids.join(" ")
+            ),
+        }
+    }
+}
+
+trait DefaultAlg {
+    fn unwrap_or_default_alg(self) -> crate::pki::KeyAlg;
+}
+impl DefaultAlg for Option<crate::pki::KeyAlg> {
+    fn unwrap_or_default_alg(self) -> crate::pki::KeyAlg {
+        self.unwrap_or(crate::pki::KeyAlg::EcP256)
+    }
+}
+
+/// A side effect for the loop to run off the draw path; its result comes back as an [`Action`].
+#[derive(Clone, Debug)]
+pub enum Command {
+    LoadList,
+    LoadReport(String),
+    Create(CreateRequest),
+    MakeVerification {
+        issuer: String,
+        code: String,
+        out: PathBuf,
+    },
+    Delete(String),
+    /// Put text on the clipboard with OSC 52 (written to the terminal by the loop).
+    Copy(String),
+}

@@ -1,0 +1,729 @@
+//! The app's state and `update`: every key, mouse event and background result goes through
+//! [`App::update`], which changes state and returns the side effect for the loop to run.
+//! No terminal, no disk, no network here, so all of it is testable with plain values.
+
+use super::action::{Action, Command};
+use super::connect::ConnectState;
+use super::dialog::{
+    Dialog, FormOutcome, NewForm, NewKind, VerifyDialog, VerifyResult, verification_out,
+};
+use super::guide::{GuideState, STEPS};
+use super::hub::HubState;
+use super::pki::PkiState;
+use super::theme::Theme;
+use super::ui;
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+use std::path::PathBuf;
+use time::OffsetDateTime;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    Pki,
+    Hub,
+    Connect,
+    Guide,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 4] = [Tab::Pki, Tab::Hub, Tab::Connect, Tab::Guide];
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Pki => "1 PKI",
+            Tab::Hub => "2 Hub",
+            Tab::Connect => "3 Connect",
+            Tab::Guide => "4 Guide",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Ok,
+    Warn,
+    Error,
+}
+
+/// Every key, for the help overlay and the docs.
+pub const KEYMAP: &[(&str, &str, &str)] = &[
+    (
+        "anywhere",
+        "1 2 3 4",
+        "tab: PKI, Hub, Connect, Guide (or click it)",
+    ),
+    ("anywhere", "g", "guided workshop (tab 4)"),
+    ("anywhere", "?", "this help (any key closes it)"),
+    (
+        "anywhere",
+        "q  Ctrl-C",
+        "quit (q asks while a hub or test runs)",
+    ),
+    (
+        "PKI",
+        "↑ ↓ j k",
+        "move in the tree (wheel too; click selects)",
+    ),
+    ("PKI", "PgUp PgDn Home End", "page / jump in the tree"),
+    ("PKI", "J K", "scroll the details (wheel over them too)"),
+    ("PKI", "/", "filter by name or CN (Enter keeps, Esc clears)"),
+    ("PKI", "n", "new root / intermediate / device / self-signed"),
+    ("PKI", "v", "verification certificate for a hub's code"),
+    ("PKI", "d", "delete the selected entity (asks first)"),
+    ("PKI", "c", "connection test for the selected device"),
+    (
+        "PKI",
+        "e i r x",
+        "export import renew revoke: not in this build",
+    ),
+    ("forms", "Tab ↑ ↓", "next / previous field"),
+    (
+        "forms",
+        "← → Space",
+        "change a choice (kind, issuer, key, EKU...)",
+    ),
+    ("forms", "Enter  Esc", "create / cancel"),
+    (
+        "verify",
+        "y",
+        "copy the PEM (OSC 52); the file path is shown",
+    ),
+    (
+        "Hub",
+        "s  v",
+        "start/stop hub, proof of possession (no engine)",
+    ),
+    (
+        "Connect",
+        "Enter  t",
+        "start test, change target (no engine yet)",
+    ),
+    ("Guide", "↑ ↓  J K", "pick a step, scroll its text"),
+];
+
+pub struct App {
+    pub ws_root: PathBuf,
+    pub theme: Theme,
+    pub now: OffsetDateTime,
+    pub size: (u16, u16),
+    pub tab: Tab,
+    pub help: bool,
+    pub quit: bool,
+    pub spinner: usize,
+    pub status: Option<(Level, String)>,
+    pub dialog: Option<Dialog>,
+    pub pki: PkiState,
+    pub hub: HubState,
+    pub connect: ConnectState,
+    pub guide: GuideState,
+    pub list_inflight: bool,
+    pub list_queued: bool,
+    pub last_list: Option<OffsetDateTime>,
+}
+
+impl App {
+    pub fn new(ws_root: PathBuf, theme: Theme, now: OffsetDateTime, size: (u16, u16)) -> App {
+        App {
+            ws_root,
+            theme,
+            now,
+            size,
+            tab: Tab::Pki,
+            help: false,
+            quit: false,
+            spinner: 0,
+            status: None,
+            dialog: None,
+            pki: PkiState::default(),
+            hub: HubState::new(),
+            connect: ConnectState::default(),
+            guide: GuideState::default(),
+            list_inflight: false,
+            list_queued: false,
+            last_list: None,
+        }
+    }
+
+    /// The first command: read the workspace.
+    pub fn start(&mut self) -> Option<Command> {
+        self.request_list()
+    }
+
+    fn request_list(&mut self) -> Option<Command> {
+        if self.list_inflight {
+            self.list_queued = true;
+            return None;
+        }
+        self.list_inflight = true;
+        Some(Command::LoadList)
+    }
+
+    fn tree_height(&self) -> usize {
+        ui::areas(self.size).tree.height.saturating_sub(2) as usize
+    }
+
+    fn say(&mut self, level: Level, text: impl Into<String>) {
+        self.status = Some((level, text.into()));
+    }
+
+    pub fn busy(&self) -> bool {
+        !self.pki.loaded
+            || matches!(&self.dialog, Some(Dialog::New(f)) if f.busy.is_some())
+            || matches!(&self.dialog, Some(Dialog::Verify(v)) if v.busy)
+            || self.pki.report_inflight.is_some()
+    }
+
+    pub fn update(&mut self, action: Action) -> Option<Command> {
+        match action {
+            Action::Quit => {
+                self.quit = true;
+                None
+            }
+            Action::Tick(now) => {
+                self.now = now;
+                if self.busy() {
+                    self.spinner = self.spinner.wrapping_add(1);
+                }
+                // The guide checks the real workspace: re-read it now and then while it is shown,
+                // so steps done with the CLI in another terminal tick off too.
+                let stale = self
+                    .last_list
+                    .is_none_or(|t| (now - t).whole_seconds() >= 3);
+                if self.tab == Tab::Guide && stale && !self.list_inflight {
+                    self.last_list = Some(now);
+                    return self.request_list();
+                }
+                None
+            }
+            Action::Resize(w, h) => {
+                self.size = (w, h);
+                let hgt = self.tree_height();
+                self.pki.scroll_into_view(hgt);
+                None
+            }
+            Action::Listed {
+                rows,
+                damaged,
+                took,
+            } => {
+                self.list_inflight = false;
+                self.last_list = Some(self.now);
+                self.pki.damaged = damaged;
+                self.pki.load_took = Some(took);
+                self.pki.load_error = None;
+                self.pki.set_rows(rows);
+                let h = self.tree_height();
+                self.pki.scroll_into_view(h);
+                if damaged > 0 {
+                    self.say(
+                        Level::Warn,
+                        format!("{damaged} damaged entities skipped; `chainsmith list` names them"),
+                    );
+                }
+                if std::mem::take(&mut self.list_queued) {
+                    return self.request_list();
+                }
+                self.pki.want_report().map(Command::LoadReport)
+            }
+            Action::ListFailed(e) => {
+                self.list_inflight = false;
+                self.pki.loaded = true;
+                self.pki.load_error = Some(e);
+                None
+            }
+            Action::ReportLoaded { name, report } => self
+                .pki
+                .report_loaded(name, report)
+                .map(Command::LoadReport),
+            Action::Created(result) => {
+                let Some(Dialog::New(form)) = &mut self.dialog else {
+                    return self.request_list();
+                };
+                form.busy = None;
+                match result {
+                    Ok(created) => {
+                        let names: Vec<&str> =
+                            created.entities.iter().map(|m| m.name.as_str()).collect();
+                        let first = created
+                            .entities
+                            .first()
+                            .map(|m| (m.kind.as_str(), m.name.clone()));
+                        let mut msg = match &first {
+                            Some((kind, _)) if names.len() == 1 => {
+                                format!("created {kind} {}", names[0])
+                            }
+                            _ => format!("created {} entities", names.len()),
+                        };
+                        for w in &created.warnings {
+                            msg.push_str(&format!("; warning: {w}"));
+                        }
+                        self.pki.reselect = first.map(|(_, n)| n);
+                        self.pki.filter.clear();
+                        self.dialog = None;
+                        self.say(
+                            if created.warnings.is_empty() {
+                                Level::Ok
+                            } else {
+                                Level::Warn
+                            },
+                            msg,
+                        );
+                        self.request_list()
+                    }
+                    Err(e) => {
+                        form.error = Some(e);
+                        None
+                    }
+                }
+            }
+            Action::Verified(result) => {
+                let Some(Dialog::Verify(v)) = &mut self.dialog else {
+                    return None;
+                };
+                v.busy = false;
+                match result {
+                    Ok((created, pem)) => {
+                        let entity = created
+                            .entities
+                            .first()
+                            .map(|m| m.name.clone())
+                            .unwrap_or_default();
+                        let path = created.file.clone().unwrap_or_default();
+                        v.result = Some(VerifyResult {
+                            path,
+                            entity,
+                            pem,
+                            scroll: 0,
+                        });
+                        self.request_list()
+                    }
+                    Err(e) => {
+                        v.error = Some(e);
+                        None
+                    }
+                }
+            }
+            Action::Deleted { name, result } => match result {
+                Ok(()) => {
+                    self.say(Level::Ok, format!("deleted {name}"));
+                    self.request_list()
+                }
+                Err(e) => {
+                    self.say(Level::Error, e);
+                    None
+                }
+            },
+            Action::Hub(a) => {
+                self.hub.apply(a);
+                None
+            }
+            Action::Connect(a) => {
+                self.connect.apply(a);
+                None
+            }
+            Action::Paste(text) => {
+                match &mut self.dialog {
+                    Some(Dialog::New(f)) => f.paste(&text),
+                    Some(Dialog::Verify(v)) if v.result.is_none() => {
+                        v.code.push_str(text.trim());
+                        v.validate_inline();
+                    }
+                    _ if self.pki.filtering => {
+                        self.pki.filter.push_str(text.trim());
+                        self.pki.apply_filter();
+                    }
+                    _ => {}
+                }
+                None
+            }
+            Action::Key(k) => self.key(k),
+            Action::Mouse(m) => self.mouse(m),
+        }
+    }
+
+    fn key(&mut self, k: KeyEvent) -> Option<Command> {
+        if k.kind != KeyEventKind::Press {
+            return None;
+        }
+        if k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL) {
+            self.quit = true;
+            return None;
+        }
+        if self.help {
+            self.help = false;
+            return None;
+        }
+        if self.dialog.is_some() {
+            return self.dialog_key(k);
+        }
+        if self.pki.filtering && self.tab == Tab::Pki {
+            return self.filter_key(k);
+        }
+        match k.code {
+            KeyCode::Char('q') => {
+                if self.hub.running.is_some() || self.connect.running {
+                    self.dialog = Some(Dialog::Message {
+                        title: "Quit?".into(),
+                        text: "The local hub or a connection test is running; press q again to stop it and quit.".into(),
+                    });
+                } else {
+                    self.quit = true;
+                }
+                return None;
+            }
+            KeyCode::Char('?') => {
+                self.help = true;
+                return None;
+            }
+            KeyCode::Char(c @ '1'..='4') => {
+                self.tab = Tab::ALL[(c as u8 - b'1') as usize];
+                return self.entered_tab();
+            }
+            KeyCode::Char('g') => {
+                self.tab = Tab::Guide;
+                return self.entered_tab();
+            }
+            _ => {}
+        }
+        match self.tab {
+            Tab::Pki => self.pki_key(k),
+            Tab::Hub => {
+                if matches!(k.code, KeyCode::Char('s') | KeyCode::Char('v'))
+                    && !super::hub::AVAILABLE
+                {
+                    self.say(Level::Warn, "the local hub is not available in this build");
+                }
+                None
+            }
+            Tab::Connect => {
+                match k.code {
+                    KeyCode::Char('t') => {
+                        use super::connect::Target;
+                        self.connect.target = match &self.connect.target {
+                            Target::LocalHub => Target::AzureHub("MYHUB.azure-devices.net".into()),
+                            Target::AzureHub(_) => Target::Broker("mqtts://127.0.0.1:8883".into()),
+                            Target::Broker(_) => Target::LocalHub,
+                        };
+                    }
+                    KeyCode::Enter | KeyCode::Char('s') if !super::connect::AVAILABLE => {
+                        self.say(
+                            Level::Warn,
+                            "the connection test is not available in this build",
+                        );
+                    }
+                    _ => {}
+                }
+                None
+            }
+            Tab::Guide => {
+                match k.code {
+                    KeyCode::Up | KeyCode::Char('k') => {
+                        self.guide.selected = self.guide.selected.saturating_sub(1);
+                        self.guide.scroll = 0;
+                    }
+                    KeyCode::Down | KeyCode::Char('j') => {
+                        self.guide.selected = (self.guide.selected + 1).min(STEPS.len() - 1);
+                        self.guide.scroll = 0;
+                    }
+                    KeyCode::Char('J') => self.guide.scroll = self.guide.scroll.saturating_add(1),
+                    KeyCode::Char('K') => self.guide.scroll = self.guide.scroll.saturating_sub(1),
+                    _ => {}
+                }
+                None
+            }
+        }
+    }
+
+    fn entered_tab(&mut self) -> Option<Command> {
+        if self.tab == Tab::Guide {
+            self.last_list = Some(self.now);
+            return self.request_list();
+        }
+        None
+    }
+
+    fn filter_key(&mut self, k: KeyEvent) -> Option<Command> {
+        match k.code {
+            KeyCode::Esc => {
+                self.pki.filtering = false;
+                self.pki.filter.clear();
+            }
+            KeyCode::Enter => self.pki.filtering = false,
+            KeyCode::Backspace => {
+                self.pki.filter.pop();
+            }
+            KeyCode::Char(c) => self.pki.filter.push(c),
+            KeyCode::Up | KeyCode::Down => {
+                self.pki.filtering = false;
+                return self.pki_key(k);
+            }
+            _ => return None,
+        }
+        self.pki.apply_filter();
+        let h = self.tree_height();
+        self.pki.scroll_into_view(h);
+        self.pki.want_report().map(Command::LoadReport)
+    }
+
+    fn pki_key(&mut self, k: KeyEvent) -> Option<Command> {
+        let h = self.tree_height();
+        let page = h.max(1) as isize;
+        match k.code {
+            KeyCode::Up | KeyCode::Char('k') => self.pki.move_by(-1, h),
+            KeyCode::Down | KeyCode::Char('j') => self.pki.move_by(1, h),
+            KeyCode::PageUp => self.pki.move_by(-page, h),
+            KeyCode::PageDown => self.pki.move_by(page, h),
+            KeyCode::Home => self.pki.move_by(isize::MIN / 2, h),
+            KeyCode::End => self.pki.move_by(isize::MAX / 2, h),
+            KeyCode::Char('J') => self.pki.detail_scroll = self.pki.detail_scroll.saturating_add(1),
+            KeyCode::Char('K') => self.pki.detail_scroll = self.pki.detail_scroll.saturating_sub(1),
+            KeyCode::Char('/') => {
+                self.pki.filtering = true;
+                return None;
+            }
+            KeyCode::Esc if !self.pki.filter.is_empty() => {
+                self.pki.filter.clear();
+                self.pki.apply_filter();
+            }
+            KeyCode::Char('n') => {
+                let cas = self.issuing_cas();
+                let sel = self
+                    .pki
+                    .selected_row()
+                    .filter(|r| r.meta.kind.is_ca())
+                    .map(|r| r.meta.name.clone());
+                let kind = if cas.is_empty() {
+                    NewKind::Root
+                } else if sel.is_some() {
+                    NewKind::Device
+                } else {
+                    NewKind::Root
+                };
+                self.dialog = Some(Dialog::New(NewForm::new(kind, cas, sel.as_deref())));
+                return None;
+            }
+            KeyCode::Char('v') => {
+                match self.pki.selected_row() {
+                    Some(r) if r.meta.kind.is_ca() && r.meta.has_key => {
+                        self.dialog = Some(Dialog::Verify(VerifyDialog::new(r.meta.name.clone())));
+                    }
+                    Some(r) => {
+                        let msg = format!(
+                            "v makes a verification certificate for a CA; \"{}\" is a {}{}: select a root or intermediate with its key",
+                            r.meta.name,
+                            r.meta.kind.as_str(),
+                            if r.meta.kind.is_ca() {
+                                " without its private key"
+                            } else {
+                                ""
+                            }
+                        );
+                        self.say(Level::Warn, msg);
+                    }
+                    None => self.say(Level::Warn, "select a CA first (make one with n)"),
+                }
+                return None;
+            }
+            KeyCode::Char('d') => {
+                if let Some(name) = self.pki.selected_name() {
+                    let children = self.pki.children_of(&name);
+                    self.dialog = Some(Dialog::ConfirmDelete { name, children });
+                }
+                return None;
+            }
+            KeyCode::Char('c') => {
+                match self.pki.selected_row() {
+                    Some(r) if r.meta.kind == crate::store::Kind::Device => {
+                        self.connect.device = Some(r.meta.name.clone());
+                        self.tab = Tab::Connect;
+                    }
+                    _ => self.say(Level::Warn, "c connects a device: select a device first"),
+                }
+                return None;
+            }
+            KeyCode::Char(c @ ('e' | 'i' | 'r' | 'x')) => {
+                let what = match c {
+                    'e' => "export (chainsmith export, on the export branch)",
+                    'i' => "import",
+                    'r' => "renew",
+                    _ => "revoke",
+                };
+                self.say(
+                    Level::Warn,
+                    format!("{what} is not available in this build"),
+                );
+                return None;
+            }
+            _ => return None,
+        }
+        self.pki.want_report().map(Command::LoadReport)
+    }
+
+    /// CAs that can issue: roots and intermediates with their key.
+    pub fn issuing_cas(&self) -> Vec<String> {
+        self.pki
+            .rows
+            .iter()
+            .filter(|r| r.meta.kind.is_ca() && r.meta.has_key)
+            .map(|r| r.meta.name.clone())
+            .collect()
+    }
+
+    fn dialog_key(&mut self, k: KeyEvent) -> Option<Command> {
+        let dialog = self.dialog.as_mut()?;
+        match dialog {
+            Dialog::New(form) => match form.key(k) {
+                FormOutcome::Stay => None,
+                FormOutcome::Cancel => {
+                    // Closing while a key is generated is fine: the result still lands in the workspace.
+                    self.dialog = None;
+                    None
+                }
+                FormOutcome::Submit(req) => {
+                    form.busy = Some(req.describe());
+                    form.error = None;
+                    Some(Command::Create(req))
+                }
+            },
+            Dialog::Verify(v) => {
+                if let Some(res) = &mut v.result {
+                    match k.code {
+                        KeyCode::Char('y') => {
+                            let pem = res.pem.clone();
+                            let path = res.path.display().to_string();
+                            self.say(
+                                Level::Ok,
+                                format!("PEM sent to the clipboard (OSC 52); the file is {path}"),
+                            );
+                            return Some(Command::Copy(pem));
+                        }
+                        KeyCode::Down | KeyCode::Char('j') => {
+                            res.scroll = res.scroll.saturating_add(1)
+                        }
+                        KeyCode::Up | KeyCode::Char('k') => {
+                            res.scroll = res.scroll.saturating_sub(1)
+                        }
+                        KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => self.dialog = None,
+                        _ => {}
+                    }
+                    return None;
+                }
+                match k.code {
+                    KeyCode::Esc => self.dialog = None,
+                    KeyCode::Enter if !v.busy => {
+                        let code = v.code.trim().to_string();
+                        match crate::pki::identity::check_verification_code(&code) {
+                            Ok(()) => {
+                                v.busy = true;
+                                v.error = None;
+                                let out = verification_out(&self.ws_root, &v.issuer);
+                                return Some(Command::MakeVerification {
+                                    issuer: v.issuer.clone(),
+                                    code,
+                                    out,
+                                });
+                            }
+                            Err(e) => v.error = Some(e.to_string()),
+                        }
+                    }
+                    KeyCode::Backspace => {
+                        v.code.pop();
+                        v.validate_inline();
+                    }
+                    KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                        v.code.push(c);
+                        v.validate_inline();
+                    }
+                    _ => {}
+                }
+                None
+            }
+            Dialog::ConfirmDelete { name, .. } => match k.code {
+                KeyCode::Char('y') => {
+                    let name = name.clone();
+                    self.dialog = None;
+                    Some(Command::Delete(name))
+                }
+                KeyCode::Char('n') | KeyCode::Esc => {
+                    self.dialog = None;
+                    None
+                }
+                _ => None,
+            },
+            Dialog::Message { title, .. } => {
+                if title == "Quit?" && k.code == KeyCode::Char('q') {
+                    self.quit = true;
+                }
+                self.dialog = None;
+                None
+            }
+        }
+    }
+
+    fn mouse(&mut self, m: MouseEvent) -> Option<Command> {
+        let a = ui::areas(self.size);
+        let inside = |r: ratatui::layout::Rect| {
+            m.column >= r.x && m.column < r.x + r.width && m.row >= r.y && m.row < r.y + r.height
+        };
+        match m.kind {
+            MouseEventKind::Down(MouseButton::Left) => {
+                if self.help {
+                    self.help = false;
+                    return None;
+                }
+                if self.dialog.is_some() {
+                    return None;
+                }
+                if m.row == a.tabs.y {
+                    if let Some((tab, _)) = ui::tab_ranges()
+                        .into_iter()
+                        .find(|(_, r)| r.contains(&m.column))
+                    {
+                        self.tab = tab;
+                        return self.entered_tab();
+                    }
+                    return None;
+                }
+                match self.tab {
+                    Tab::Pki if inside(a.tree) && m.row > a.tree.y => {
+                        let pos = self.pki.offset + (m.row - a.tree.y - 1) as usize;
+                        if pos < self.pki.visible.len() {
+                            self.pki.selected = pos;
+                            self.pki.detail_scroll = 0;
+                            return self.pki.want_report().map(Command::LoadReport);
+                        }
+                    }
+                    Tab::Guide if m.row > a.body.y => {
+                        let pos = (m.row - a.body.y - 1) as usize;
+                        if pos < STEPS.len() && m.column < a.body.x + 34 {
+                            self.guide.selected = pos;
+                            self.guide.scroll = 0;
+                        }
+                    }
+                    _ => {}
+                }
+                None
+            }
+            MouseEventKind::ScrollDown | MouseEventKind::ScrollUp => {
+                let d: isize = if m.kind == MouseEventKind::ScrollDown {
+                    3
+                } else {
+                    -3
+                };
+                if self.dialog.is_some() || self.tab != Tab::Pki {
+                    return None;
+                }
+                if inside(a.tree) {
+                    let h = self.tree_height();
+                    self.pki.move_by(d, h);
+                    return self.pki.want_report().map(Command::LoadReport);
+                } else if inside(a.details) {
+                    self.pki.detail_scroll = (self.pki.detail_scroll as isize + d).max(0) as u16;
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! The PKI tab: the hierarchy on the left, the selected entity's report on the right.
+//!
+//! The list can hold 100,000 rows: it is read in the background, filtered into a vector of
+//! indices, and only the rows in view are turned into text. Reports come from `ops::report`
+//! in the background, one at a time (the newest selection replaces a queued one), and are cached.
+
+use super::app::App;
+use super::theme::{Theme, kind_symbol};
+use crate::ops::{Report, TreeRow};
+use crate::store::Kind;
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+use std::collections::HashMap;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Reports kept in memory; the cache is cleared when it grows past this.
+const REPORT_CACHE: usize = 256;
+
+#[derive(Debug, Default)]
+pub struct PkiState {
+    pub rows: Vec<TreeRow>,
+    pub loaded: bool,
+    pub load_error: Option<String>,
+    pub load_took: Option<Duration>,
+    pub damaged: usize,
+    /// Indices into `rows` that pass the filter, in tree order.
+    pub visible: Vec<usize>,
+    /// Index into `visible`.
+    pub selected: usize,
+    /// First row of `visible` shown in the tree pane.
+    pub offset: usize,
+    pub filter: String,
+    pub filtering: bool,
+    pub reports: HashMap<String, Result<Box<Report>, String>>,
+    pub report_inflight: Option<String>,
+    pub report_queued: Option<String>,
+    pub detail_scroll: u16,
+    /// After a change, select this entity once the list is read again.
+    pub reselect: Option<String>,
+}
+
+impl PkiState {
+    pub fn selected_row(&self) -> Option<&TreeRow> {
+        self.visible
+            .get(self.selected)
+            .and_then(|&i| self.rows.get(i))
+    }
+
+    pub fn selected_name(&self) -> Option<String> {
+        self.selected_row().map(|r| r.meta.name.clone())
+    }
+
+    pub fn set_rows(&mut self, rows: Vec<TreeRow>) {
+        let keep = self.reselect.take().or_else(|| self.selected_name());
+        self.rows = rows;
+        self.loaded = true;
+        self.reports.clear();
+        self.apply_filter();
+        if let Some(name) = keep {
+            if let Some(pos) = self
+                .visible
+                .iter()
+                .position(|&i| self.rows[i].meta.name == name)
+            {
+                self.selected = pos;
+            }
+        }
+    }
+
+    /// Recompute `visible` from the filter (case-insensitive, on name and CN).
+    pub fn apply_filter(&mut self) {
+        let needle = self.filter.to_lowercase();
+        self.visible = if needle.is_empty() {
+            (0..self.rows.len()).collect()
+        } else {
+            self.rows
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| {
+                    r.meta.name.to_lowercase().contains(&needle)
+                        || r.meta.cn.to_lowercase().contains(&needle)
+                })
+                .map(|(i, _)| i)
+                .collect()
+        };
+        self.selected = self.selected.min(self.visible.len().saturating_sub(1));
+        self.offset = self.offset.min(self.selected);
+    }
+
+    /// Move the selection by `delta` rows and keep it inside a pane `height` rows tall.
+    pub fn move_by(&mut self, delta: isize, height: usize) {
+        if self.visible.is_empty() {
+            return;
+        }
+        let last = self.visible.len() - 1;
+        self.selected = (self.selected as isize + delta).clamp(0, last as isize) as usize;
+        self.scroll_into_view(height);
+        self.detail_scroll = 0;
+    }
+
+    pub fn scroll_into_view(&mut self, height: usize) {
+        let height = height.max(1);
+        if self.selected < self.offset {
+            self.offset = self.selected;
+        } else if self.selected >= self.offset + height {
+            self.offset = self.selected + 1 - height;
+        }
+    }
+
+    /// The report job to start for the selection, if any: one in flight at a time, the newest
+    /// wish replaces a queued one.
+    pub fn want_report(&mut self) -> Option<String> {
+        let name = self.selected_name()?;
+        if self.reports.contains_key(&name) {
+            return None;
+        }
+        if self.report_inflight.is_some() {
+            if self.report_inflight.as_deref() != Some(name.as_str()) {
+                self.report_queued = Some(name);
+            }
+            return None;
+        }
+        self.report_inflight = Some(name.clone());
+        Some(name)
+    }
+
+    /// A report arrived; returns the next one to load, if the selection moved meanwhile.
+    pub fn report_loaded(
+        &mut self,
+        name: String,
+        report: Result<Box<Report>, String>,
+    ) -> Option<String> {
+        if self.reports.len() >= REPORT_CACHE {
+            self.reports.clear();
+        }
+        self.reports.insert(name, report);
+        self.report_inflight = None;
+        self.report_queued = None;
+        self.want_report()
+    }
+
+    pub fn children_of(&self, name: &str) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.meta.issuer.as_deref() == Some(name))
+            .count()
+    }
+}
+
+/// Render the tree: only the rows in view are formatted.
+pub fn render_tree(f: &mut Frame, area: Rect, app: &App) {
+    let t = app.theme;
+    let p = &app.pki;
+    let height = area.height.saturating_sub(2) as usize;
+    let title = if p.filtering || !p.filter.is_empty() {
+        format!(
+            " Tree · filter /{}{} · {}/{} ",
+            p.filter,
+            if p.filtering { "▏" } else { "" },
+            p.visible.len(),
+            p.rows.len()
+        )
+    } else {
+        format!(" Tree · {} ", p.rows.len())
+    };
+    let mut lines: Vec<Line> = Vec::with_capacity(height);
+    if !p.loaded {
+        let spin = super::theme::SPINNER[app.spinner % super::theme::SPINNER.len()];
+        lines.push(Line::raw(format!("{spin} reading the workspace…")));
+    } else if let Some(e) = &p.load_error {
+        lines.push(Line::styled(format!("✗ {e}"), t.bad()));
+    } else if p.rows.is_empty() {
+        lines.push(Line::raw("The workspace is empty."));
+        lines.push(Line::raw("Press n to make a root CA,"));
+        lines.push(Line::raw("or g for the guided workshop."));
+    } else if p.visible.is_empty() {
+        lines.push(Line::raw(format!("nothing matches \"{}\"", p.filter)));
+    }
+    let width = area.width.saturating_sub(2) as usize;
+    for (pos, &i) in p.visible.iter().enumerate().skip(p.offset).take(height) {
+        let r = &p.rows[i];
+        lines.push(tree_line(t, r, pos == p.selected, width));
+    }
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(title, t.title()));
+    f.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn tree_line(t: Theme, r: &TreeRow, selected: bool, width: usize) -> Line<'static> {
+    let indent = "  ".repeat(r.depth.min(8));
+    let kind_style = match r.meta.kind {
+        Kind::Verification => t.verification(),
+        Kind::Root | Kind::Intermediate => t.accent(),
+        Kind::Device => ratatui::style::Style::new(),
+    };
+    let (sym, style) = t.status(r.status);
+    let mut spans = vec![
+        Span::raw(indent),
+        Span::styled(
+            format!("{} ", kind_symbol(r.meta.kind, r.meta.self_signed)),
+            kind_style,
+        ),
+        Span::raw(r.meta.name.clone()),
+        Span::raw(" "),
+        Span::styled(sym, style),
+    ];
+    if r.status != "valid" {
+        spans.push(Span::styled(format!(" {}", r.status), style));
+    }
+    if r.meta.kind == Kind::Verification {
+        spans.push(Span::styled(" verification", t.verification()));
+    }
+    let mut line = Line::from(spans);
+    if selected {
+        let used: usize = line.width();
+        line.spans
+            .push(Span::raw(" ".repeat(width.saturating_sub(used))));
+        line = line.style(t.selected());
+    }
+    line
+}
+
+/// The details pane for the selected entity.
+pub fn render_details(f: &mut Frame, area: Rect, app: &App) {
+    let t = app.theme;
+    let p = &app.pki;
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(" Details ", t.title()));
+    let lines = match p.selected_row() {
+        None => vec![Line::raw("Nothing selected.")],
+        Some(row) => match p.reports.get(&row.meta.name) {
+            None => {
+                let spin = super::theme::SPINNER[app.spinner % super::theme::SPINNER.len()];
+                vec![Line::raw(format!("{spin} checking {}…", row.meta.name))]
+            }
+            Some(Err(e)) => vec![Line::styled(format!("✗ {e}"), t.bad())],
+            Some(Ok(r)) => details_lines(t, r, app.now, area.width.saturating_sub(2)),
+        },
+    };
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .scroll((p.detail_scroll, 0))
+            .block(block),
+        area,
+    );
+}
+
+fn field(t: Theme, name: &str, value: impl Into<String>) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(format!("{name:<12}"), t.title()),
+        Span::raw(value.into()),
+    ])
+}
+
+/// A bar of the time left: full when new, empty when expired.
+pub fn time_bar(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    now: OffsetDateTime,
+    width: usize,
+) -> (String, f64) {
+    let total = (not_after - not_before).as_seconds_f64().max(1.0);
+    let left = ((not_after - now).as_seconds_f64() / total).clamp(0.0, 1.0);
+    let filled = (left * width as f64).round() as usize;
+    (
+        format!(
+            "{}{}",
+            "█".repeat(filled),
+            "░".repeat(width.saturating_sub(filled))
+        ),
+        left,
+    )
+}
+
+pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> Vec<Line<'static>> {
+    let m = &r.meta;
+    let c = &r.certificate;
+    let mut out = Vec::new();
+    let (sym, style) = t.status(m.status(now));
+    out.push(Line::from(vec![
+        Span::styled(
+            format!("{} {} ", kind_symbol(m.kind, m.self_signed), m.name),
+            t.title(),
+        ),
+        Span::raw(format!(
+            "({}{})  ",
+            m.kind.as_str(),
+            if m.self_signed { ", self-signed" } else { "" }
+        )),
+        Span::styled(format!("{sym} {}", m.status(now)), style),
+    ]));
+    out.push(field(t, "Subject", c.subject.clone()));
+    out.push(field(t, "Issuer", c.issuer.clone()));
+    out.push(field(t, "Serial", c.serial.clone()));
+    out.push(field(t, "Not before", c.not_before.clone()));
+    out.push(field(t, "Not after", c.not_after.clone()));
+    let bar_width = (width as usize).saturating_sub(30).clamp(6, 30);
+    let (bar, frac) = time_bar(m.not_before, m.not_after, now, bar_width);
+    let days = m.days_left(now);
+    let bar_style = if frac <= 0.0 {
+        t.bad()
+    } else if frac < 0.1 {
+        t.warn()
+    } else {
+        t.ok()
+    };
+    out.push(Line::from(vec![
+        Span::styled(format!("{:<12}", "Time left"), t.title()),
+        Span::styled(bar, bar_style),
+        Span::raw(format!(" {days} days ({:.0}%)", frac * 100.0)),
+    ]));
+    out.push(field(
+        t,
+        "Key",
+        format!(
+            "{} ({} bits), signed {}",
+            c.key.algorithm, c.key.bits, c.signature_algorithm
+        ),
+    ));
+    if let Some(code) = &m.code {
+        out.push(field(t, "Code", code.clone()));
+    }
+    if let Some(target) = m.target {
+        out.push(field(t, "Target", target.as_str()));
+    }
+    out.push(Line::styled("Extensions", t.title()));
+    for e in &c.extensions {
+        out.push(Line::raw(format!(
+            "  {}{}: {}",
+            e.name,
+            if e.critical { " (critical)" } else { "" },
+            e.value
+        )));
+    }
+    out.push(field(t, "SHA-1", c.sha1.clone()));
+    out.push(field(t, "SHA-256", c.sha256.clone()));
+    let chain = r.chain.join(" → ");
+    if r.chain_check.ok {
+        out.push(Line::from(vec![
+            Span::styled(format!("{:<12}", "Chain"), t.title()),
+            Span::styled("✓ ", t.ok()),
+            Span::raw(format!("verifies: {chain}")),
+        ]));
+    } else {
+        out.push(Line::from(vec![
+            Span::styled(format!("{:<12}", "Chain"), t.title()),
+            Span::styled(
+                format!("✗ {}", r.chain_check.error.clone().unwrap_or_default()),
+                t.bad(),
+            ),
+            Span::raw(format!("  ({chain})")),
+        ]));
+    }
+    if r.lint.is_empty() {
+        out.push(Line::from(vec![
+            Span::styled(format!("{:<12}", "Lint"), t.title()),
+            Span::styled("✓ ", t.ok()),
+            Span::raw("no findings"),
+        ]));
+    } else {
+        out.push(Line::styled("Lint", t.title()));
+        for fnd in &r.lint {
+            let (sym, style) = match fnd.severity {
+                crate::pki::lint::Severity::Error => ("✗", t.bad()),
+                crate::pki::lint::Severity::Warning => ("!", t.warn()),
+                crate::pki::lint::Severity::Info => ("i", t.accent()),
+            };
+            out.push(Line::from(vec![
+                Span::styled(format!("  {sym} {} ", fnd.severity.as_str()), style),
+                Span::raw(format!("{}: {}", fnd.code, fnd.message)),
+            ]));
+        }
+    }
+    out.push(Line::styled("Files", t.title()));
+    out.push(Line::raw(format!("  cert  {}", r.paths.cert.display())));
+    if let Some(k) = &r.paths.key {
+        out.push(Line::raw(format!("  key   {}", k.display())));
+    }
+    out.push(Line::raw(format!("  meta  {}", r.paths.meta.display())));
+    out
+}

@@ -1,0 +1,165 @@
+//! Drawing: a pure function of [`App`], generic over the backend (tests use `TestBackend`).
+//! No file or network I/O happens here.
+
+use super::app::{App, KEYMAP, Level, Tab};
+use super::dialog;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use std::ops::Range;
+
+/// The smallest terminal the screens are laid out for.
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 15;
+
+/// Where everything goes, for drawing and for mouse hit-testing alike.
+#[derive(Clone, Copy, Debug)]
+pub struct Areas {
+    pub tabs: Rect,
+    pub body: Rect,
+    pub status: Rect,
+    pub tree: Rect,
+    pub details: Rect,
+}
+
+pub fn areas((w, h): (u16, u16)) -> Areas {
+    let full = Rect::new(0, 0, w, h);
+    let [tabs, body, status] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(full);
+    let tree_w = (w * 2 / 5).max(28).min(w);
+    let [tree, details] =
+        Layout::horizontal([Constraint::Length(tree_w), Constraint::Min(0)]).areas(body);
+    Areas {
+        tabs,
+        body,
+        status,
+        tree,
+        details,
+    }
+}
+
+/// The columns each tab title covers on the top row.
+pub fn tab_ranges() -> Vec<(Tab, Range<u16>)> {
+    let mut x = 0u16;
+    Tab::ALL
+        .iter()
+        .map(|t| {
+            let w = t.title().chars().count() as u16 + 2;
+            let r = x..x + w;
+            x += w + 1;
+            (*t, r)
+        })
+        .collect()
+}
+
+pub fn render(f: &mut Frame, app: &App) {
+    let area = f.area();
+    let t = app.theme;
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let msg = vec![
+            Line::styled("terminal too small", t.bad()),
+            Line::raw(format!(
+                "{}×{} here; chainsmith needs at least {MIN_WIDTH}×{MIN_HEIGHT}.",
+                area.width, area.height
+            )),
+            Line::raw("Enlarge the window, or press q to quit."),
+        ];
+        f.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), area);
+        return;
+    }
+    let a = areas((area.width, area.height));
+
+    let mut spans = Vec::new();
+    for (i, tab) in Tab::ALL.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled("│", t.dim()));
+        }
+        let style = if *tab == app.tab {
+            t.selected().add_modifier(ratatui::style::Modifier::BOLD)
+        } else {
+            t.dim()
+        };
+        spans.push(Span::styled(format!(" {} ", tab.title()), style));
+    }
+    spans.push(Span::styled("  chainsmith · ? help", t.dim()));
+    f.render_widget(Paragraph::new(Line::from(spans)), a.tabs);
+
+    match app.tab {
+        Tab::Pki => {
+            super::pki::render_tree(f, a.tree, app);
+            super::pki::render_details(f, a.details, app);
+        }
+        Tab::Hub => super::hub::render(f, a.body, app),
+        Tab::Connect => super::connect::render(f, a.body, app),
+        Tab::Guide => super::guide::render(f, a.body, app),
+    }
+
+    let status = match &app.status {
+        Some((level, text)) => {
+            let (sym, style) = match level {
+                Level::Info => ("·", t.dim()),
+                Level::Ok => ("✓", t.ok()),
+                Level::Warn => ("!", t.warn()),
+                Level::Error => ("✗", t.bad()),
+            };
+            Line::from(vec![
+                Span::styled(format!("{sym} "), style),
+                Span::raw(text.clone()),
+            ])
+        }
+        None => {
+            let took = app
+                .pki
+                .load_took
+                .map(|d| format!(" · read in {} ms", d.as_millis()))
+                .unwrap_or_default();
+            Line::styled(
+                format!(
+                    "{} · {} entities{took} · n new · v verify · d delete · / filter · q quit",
+                    app.ws_root.display(),
+                    app.pki.rows.len()
+                ),
+                t.dim(),
+            )
+        }
+    };
+    f.render_widget(Paragraph::new(status), a.status);
+
+    if let Some(d) = &app.dialog {
+        dialog::render(f, a.body, app, d);
+    }
+    if app.help {
+        render_help(f, area, app);
+    }
+}
+
+fn render_help(f: &mut Frame, area: Rect, app: &App) {
+    let t = app.theme;
+    let mut lines = Vec::new();
+    let mut last = "";
+    for (scope, keys, what) in KEYMAP {
+        let shown = if *scope != last { *scope } else { "" };
+        last = scope;
+        lines.push(Line::from(vec![
+            Span::styled(format!("{shown:<9}"), t.title()),
+            Span::styled(format!("{keys:<19}"), t.key()),
+            Span::raw(what.to_string()),
+        ]));
+    }
+    let h = (lines.len() as u16 + 2).min(area.height);
+    let r = dialog::centered(area, 96.min(area.width), h);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(Span::styled(" Keys (any key closes) ", t.title())),
+        ),
+        r,
+    );
+}

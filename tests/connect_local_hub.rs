@@ -1,0 +1,315 @@
+//! `chainsmith connect` against the local hub started in-process: success with twin and C2D
+//! round trips confirmed by the hub's own record, and each refusal reason the hub can give
+//! for a client that sends a certificate, turned into the intended diagnosis.
+
+mod connect_support;
+use connect_support::*;
+use std::path::{Path, PathBuf};
+
+/// Test Root -> Line 2 -> sensor-7, Test Root uploaded and verified, sensor-7 registered.
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ws = chain_workspace(tmp.path());
+    ok(&ws, &["hub", "ca", "add", "Test Root", "--verified"]);
+    ok(&ws, &["hub", "device", "add", "sensor-7", "--auth", "ca"]);
+    (tmp, ws)
+}
+
+fn connect(ws: &Path, args: &[&str]) -> (bool, Vec<serde_json::Value>) {
+    let out = bin(ws)
+        .args(["connect", "--json", "--interval", "0", "--timeout", "5s"])
+        .args(args)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.success(), events(&out.stdout))
+}
+
+/// Connect, expect a refusal of `kind`, return (cause, fix).
+fn refused(ws: &Path, args: &[&str], kind: &str) -> (String, String) {
+    let (ok, ev) = connect(ws, args);
+    assert!(!ok, "{ev:#?}");
+    let connack = find(&ev, "connack").unwrap_or_else(|| panic!("no CONNACK in {ev:#?}"));
+    assert_eq!(connack["code"], 5, "IoT Hub refuses with CONNACK 5");
+    let f = find(&ev, "failed").expect("failed event");
+    assert_eq!(f["step"], "mqtt-connect");
+    assert_eq!(f["code"], format!("hub-{kind}"), "{f:#}");
+    (
+        f["cause"].as_str().unwrap().to_string(),
+        f["fix"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn success_with_twin_and_c2d_round_trips_recorded_by_the_hub() {
+    let (_t, ws) = setup();
+    let (ok, ev) = connect(&ws, &["sensor-7", "--count", "4"]);
+    assert!(ok, "{ev:#?}");
+    let start = find(&ev, "start").unwrap();
+    assert_eq!(
+        (start["peer"].as_str(), start["flavor"].as_str()),
+        (Some("local-hub"), Some("azure"))
+    );
+    let connack = find(&ev, "connack").unwrap();
+    assert_eq!(connack["code"], 0);
+    assert!(
+        connack["username"]
+            .as_str()
+            .unwrap()
+            .ends_with("/sensor-7/?api-version=2021-04-12")
+    );
+    let tls = find(&ev, "tls-established").unwrap();
+    assert_eq!(tls["server_verified"], true);
+    assert_eq!(tls["client_chain_sent"].as_array().unwrap().len(), 2);
+    let kinds: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["event"] == "round-trip")
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "twin").count(), 4);
+    assert_eq!(kinds.iter().filter(|k| **k == "c2d").count(), 4);
+    let rec = find(&ev, "hub-recorded").unwrap();
+    assert_eq!(
+        (
+            rec["recorded"].as_u64(),
+            rec["missing"].as_array().map(Vec::len)
+        ),
+        (Some(4), Some(0))
+    );
+    let sum = ev.last().unwrap();
+    assert_eq!(
+        (
+            sum["ok"].as_bool(),
+            sum["acked"].as_u64(),
+            sum["round_trips_seen"].as_u64(),
+            sum["hub_recorded"].as_u64()
+        ),
+        (Some(true), Some(4), Some(8), Some(4))
+    );
+}
+
+#[test]
+fn qos0_telemetry_passes_on_round_trips_and_the_hubs_record() {
+    // QoS 0 telemetry has no PUBACK: the test passes on round trips and the hub's record.
+    let (_t, ws) = setup();
+    let (ok, ev) = connect(&ws, &["sensor-7", "--count", "2", "--qos", "0"]);
+    assert!(ok, "{ev:#?}");
+    assert!(
+        ev.iter()
+            .filter(|e| e["event"] == "published")
+            .all(|e| e["ack_ms"].is_null())
+    );
+}
+
+#[test]
+fn unregistered_device() {
+    let (_t, ws) = setup();
+    ok(&ws, &["new", "device", "sensor-8", "--issuer", "Line 2"]);
+    let (cause, fix) = refused(&ws, &["sensor-8"], "unknown-device");
+    assert!(cause.contains("not registered"), "{cause}");
+    assert!(fix.contains("chainsmith hub device add sensor-8"), "{fix}");
+}
+
+#[test]
+fn disabled_device() {
+    let (_t, ws) = setup();
+    ok(&ws, &["hub", "device", "disable", "sensor-7"]);
+    let (cause, fix) = refused(&ws, &["sensor-7"], "disabled");
+    assert!(cause.contains("disabled"), "{cause}");
+    assert!(
+        fix.contains("chainsmith hub device enable sensor-7"),
+        "{fix}"
+    );
+}
+
+#[test]
+fn expired_and_not_yet_valid_devices() {
+    let (_t, ws) = setup();
+    ok(
+        &ws,
+        &[
+            "new",
+            "device",
+            "old-1",
+            "--issuer",
+            "Line 2",
+            "--not-after",
+            "2021-01-01T00:00:00Z",
+        ],
+    );
+    ok(&ws, &["hub", "device", "add", "old-1", "--auth", "ca"]);
+    let (cause, fix) = refused(&ws, &["old-1"], "expired");
+    assert!(cause.contains("expired"), "{cause}");
+    assert!(fix.contains("renew") && fix.contains("old-1"), "{fix}");
+
+    ok(
+        &ws,
+        &[
+            "new",
+            "device",
+            "early-1",
+            "--issuer",
+            "Line 2",
+            "--not-before",
+            "2099-01-01T00:00:00Z",
+            "--not-after",
+            "2099-02-01T00:00:00Z",
+        ],
+    );
+    ok(&ws, &["hub", "device", "add", "early-1", "--auth", "ca"]);
+    let (cause, _) = refused(&ws, &["early-1"], "not-yet-valid");
+    assert!(cause.contains("not valid yet"), "{cause}");
+}
+
+#[test]
+fn unverified_ca() {
+    let (_t, ws) = setup();
+    ok(&ws, &["new", "root", "Fresh Root"]);
+    ok(&ws, &["new", "device", "fresh-1", "--issuer", "Fresh Root"]);
+    ok(&ws, &["hub", "ca", "add", "Fresh Root"]);
+    ok(&ws, &["hub", "device", "add", "fresh-1", "--auth", "ca"]);
+    let (cause, fix) = refused(&ws, &["fresh-1"], "unverified");
+    assert!(cause.contains("not verified"), "{cause}");
+    assert!(
+        fix.contains("chainsmith new verification --issuer Fresh Root")
+            && fix.contains("hub ca verify Fresh Root"),
+        "{fix}"
+    );
+}
+
+#[test]
+fn root_unknown_to_the_hub() {
+    let (_t, ws) = setup();
+    ok(&ws, &["new", "root", "Other Root"]);
+    ok(&ws, &["new", "device", "rogue-1", "--issuer", "Other Root"]);
+    ok(&ws, &["hub", "device", "add", "rogue-1", "--auth", "ca"]);
+    // Devices do not send their root, so the hub cannot tell a missing intermediate from an
+    // unregistered root; the workspace can, and the fix says which.
+    let (cause, fix) = refused(&ws, &["rogue-1"], "missing-intermediate");
+    assert!(cause.contains("Other Root"), "{cause}");
+    assert!(
+        fix.contains("is a root") && fix.contains("chainsmith hub ca add Other Root"),
+        "{fix}"
+    );
+}
+
+#[test]
+fn leaf_sent_without_its_intermediate() {
+    let (_t, ws) = setup();
+    let dir = ws.join("entities/sensor-7");
+    let (cause, fix) = refused(
+        &ws,
+        &[
+            "--cert",
+            dir.join("cert.pem").to_str().unwrap(),
+            "--key",
+            dir.join("key.pem").to_str().unwrap(),
+        ],
+        "missing-intermediate",
+    );
+    assert!(cause.contains("Line 2"), "{cause}");
+    assert!(fix.contains("send \"Line 2\" after the leaf"), "{fix}");
+}
+
+#[test]
+fn self_signed_thumbprint_mismatch() {
+    let (_t, ws) = setup();
+    ok(&ws, &["new", "device", "ss-1", "--self-signed"]);
+    ok(&ws, &["new", "device", "ss-2", "--self-signed"]);
+    ok(
+        &ws,
+        &[
+            "hub",
+            "device",
+            "add",
+            "ss-1",
+            "--auth",
+            "self-signed",
+            "--from",
+            "ss-2",
+        ],
+    );
+    let (cause, fix) = refused(&ws, &["ss-1"], "thumbprint");
+    assert!(cause.contains("thumbprint"), "{cause}");
+    assert!(fix.contains("--auth self-signed --from ss-1"), "{fix}");
+    // Registered with its own thumbprint it connects.
+    ok(&ws, &["hub", "device", "remove", "ss-1"]);
+    ok(
+        &ws,
+        &[
+            "hub",
+            "device",
+            "add",
+            "ss-1",
+            "--auth",
+            "self-signed",
+            "--from",
+            "ss-1",
+        ],
+    );
+    let (ok, ev) = connect(&ws, &["ss-1", "--count", "1"]);
+    assert!(ok, "{ev:#?}");
+}
+
+#[test]
+fn cn_that_differs_from_the_device_id() {
+    let (_t, ws) = setup();
+    // A device whose CN is not its id: sign a CSR for CN=other-name under the entity name cnx-1,
+    // then give the workspace entity the CSR's key.
+    let key = ws.join("cnx.key");
+    let csr = ws.join("cnx.csr");
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=other-name",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .output()
+        .expect("openssl");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    ok(
+        &ws,
+        &[
+            "sign-csr",
+            csr.to_str().unwrap(),
+            "--issuer",
+            "Line 2",
+            "--name",
+            "cnx-1",
+        ],
+    );
+    std::fs::copy(&key, ws.join("entities/cnx-1/key.pem")).unwrap();
+    let w = chainsmith::store::Workspace::open(&ws).unwrap();
+    w.update_meta("cnx-1", |m| m.has_key = true).unwrap();
+    ok(&ws, &["hub", "device", "add", "cnx-1", "--auth", "ca"]);
+    let (ok, ev) = connect(&ws, &["cnx-1"]);
+    assert!(!ok);
+    let lint = find(&ev, "lint").unwrap();
+    assert!(
+        lint["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "cn-mismatch"),
+        "the pre-flight lint names it first"
+    );
+    let f = find(&ev, "failed").unwrap();
+    assert_eq!(f["code"], "hub-cn-mismatch", "{f:#}");
+    assert!(f["cause"].as_str().unwrap().contains("other-name"));
+    assert!(f["fix"].as_str().unwrap().contains("CN = \"cnx-1\""));
+}

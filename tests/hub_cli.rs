@@ -1,0 +1,503 @@
+//! The `chainsmith hub` commands through the real binary: registry, proof of possession,
+//! twin, trust, and a running `hub serve` driven by mosquitto clients and `hub c2d` /
+//! `hub monitor` / `hub method` over the control socket.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::prelude::*;
+use predicates::prelude::*;
+
+fn cs(ws: &Path) -> Command {
+    let mut c = Command::cargo_bin("chainsmith").unwrap();
+    c.env("CHAINSMITH_WORKSPACE", ws);
+    c
+}
+
+fn ok(ws: &Path, args: &[&str]) -> String {
+    let out = cs(ws).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    ok(&ws, &["new", "root", "root", "--cn", "Contoso Root"]);
+    ok(
+        &ws,
+        &[
+            "new",
+            "intermediate",
+            "line2",
+            "--issuer",
+            "root",
+            "--cn",
+            "Line 2",
+        ],
+    );
+    ok(&ws, &["new", "root", "other", "--cn", "Fabrikam Root"]);
+    (dir, ws)
+}
+
+fn code_of(ws: &Path, name: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(ws, &["--json", "hub", "ca", "list"])).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn ca_proof_of_possession_says_what_is_wrong() {
+    let (dir, ws) = setup();
+    let out = ok(&ws, &["hub", "ca", "add", "root"]);
+    let code = code_of(&ws, "root");
+    assert_eq!(code.len(), 48);
+    assert!(code.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(out.contains(&code) && out.contains("unverified"), "{out}");
+
+    // Wrong code.
+    let wrong = dir.path().join("wrong.pem");
+    ok(
+        &ws,
+        &[
+            "new",
+            "verification",
+            "--issuer",
+            "root",
+            "--code",
+            &"AB".repeat(24),
+            "--out",
+            wrong.to_str().unwrap(),
+        ],
+    );
+    cs(&ws)
+        .args([
+            "hub",
+            "ca",
+            "verify",
+            "root",
+            "--cert",
+            wrong.to_str().unwrap(),
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("wrong code").and(predicate::str::contains(&code)));
+    // Right code, signed by another workspace CA: named.
+    let other = dir.path().join("other.pem");
+    ok(
+        &ws,
+        &[
+            "new",
+            "verification",
+            "--issuer",
+            "other",
+            "--code",
+            &code,
+            "--out",
+            other.to_str().unwrap(),
+        ],
+    );
+    cs(&ws)
+        .args([
+            "hub",
+            "ca",
+            "verify",
+            "root",
+            "--cert",
+            other.to_str().unwrap(),
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("signed by \"other\""));
+    // Not a certificate; a file with a private key.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "hello").unwrap();
+    cs(&ws)
+        .args([
+            "hub",
+            "ca",
+            "verify",
+            "root",
+            "--cert",
+            junk.to_str().unwrap(),
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not a certificate"));
+    let withkey = dir.path().join("withkey.pem");
+    let key = std::fs::read_to_string(ws.join("entities/root/key.pem")).unwrap();
+    std::fs::write(
+        &withkey,
+        format!("{}{key}", std::fs::read_to_string(&other).unwrap()),
+    )
+    .unwrap();
+    cs(&ws)
+        .args([
+            "hub",
+            "ca",
+            "verify",
+            "root",
+            "--cert",
+            withkey.to_str().unwrap(),
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("private key"));
+    // Still unverified after all that.
+    assert!(ok(&ws, &["hub", "ca", "list"]).contains("unverified"));
+    // The real proof.
+    let good = dir.path().join("good.pem");
+    ok(
+        &ws,
+        &[
+            "new",
+            "verification",
+            "--issuer",
+            "root",
+            "--code",
+            &code,
+            "--out",
+            good.to_str().unwrap(),
+        ],
+    );
+    ok(
+        &ws,
+        &[
+            "hub",
+            "ca",
+            "verify",
+            "root",
+            "--cert",
+            good.to_str().unwrap(),
+        ],
+    );
+    assert!(ok(&ws, &["hub", "ca", "list"]).contains(" verified"));
+    // A device cert is not a CA; duplicates and unknown names are refused with the fix.
+    ok(&ws, &["new", "device", "dev1", "--issuer", "line2"]);
+    cs(&ws)
+        .args(["hub", "ca", "add", "dev1"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not a CA"));
+    cs(&ws)
+        .args(["hub", "ca", "add", "root"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("already registered"));
+    ok(&ws, &["hub", "ca", "add", "line2", "--verified"]);
+    ok(&ws, &["hub", "ca", "remove", "line2"]);
+    cs(&ws)
+        .args(["hub", "ca", "remove", "line2"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not registered"));
+}
+
+#[test]
+fn devices_twins_and_trust() {
+    let (_dir, ws) = setup();
+    ok(&ws, &["new", "device", "selfie", "--self-signed"]);
+    ok(
+        &ws,
+        &[
+            "hub",
+            "device",
+            "add",
+            "selfie",
+            "--auth",
+            "self-signed",
+            "--from",
+            "selfie",
+        ],
+    );
+    let sha256 = std::fs::read_to_string(ws.join("entities/selfie/meta.toml"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("sha256"))
+        .unwrap()
+        .split('"')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let dev: serde_json::Value =
+        serde_json::from_str(&ok(&ws, &["--json", "hub", "device", "show", "selfie"])).unwrap();
+    assert_eq!(dev["primary"], sha256);
+    cs(&ws)
+        .args(["hub", "device", "add", "x1", "--auth", "self-signed"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("needs a thumbprint"));
+    cs(&ws)
+        .args([
+            "hub",
+            "device",
+            "add",
+            "x1",
+            "--auth",
+            "self-signed",
+            "--primary",
+            "12:34",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("neither SHA-1"));
+    cs(&ws)
+        .args(["hub", "device", "add", "bad id", "--auth", "ca"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("bad id"));
+    ok(
+        &ws,
+        &[
+            "hub",
+            "device",
+            "add",
+            "dev-2",
+            "--auth",
+            "ca",
+            "--primary",
+            &"ab".repeat(20),
+        ],
+    );
+    ok(&ws, &["hub", "device", "disable", "dev-2"]);
+    assert!(ok(&ws, &["hub", "device", "list"]).contains("disabled"));
+    ok(&ws, &["hub", "device", "enable", "dev-2"]);
+    // Twin: desired patch without a running hub is stored; versions count.
+    let t: serde_json::Value = serde_json::from_str(&ok(
+        &ws,
+        &[
+            "--json",
+            "hub",
+            "twin",
+            "dev-2",
+            "--set-desired",
+            r#"{"interval":5}"#,
+        ],
+    ))
+    .unwrap();
+    assert_eq!(t["desired"]["interval"], 5);
+    assert_eq!(t["desired"]["$version"], 2);
+    cs(&ws)
+        .args(["hub", "twin", "dev-2", "--set-desired", "[1]"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not a JSON object"));
+    cs(&ws)
+        .args(["hub", "twin", "nobody"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not registered"));
+    ok(&ws, &["hub", "device", "remove", "dev-2"]);
+    cs(&ws)
+        .args(["hub", "device", "show", "dev-2"])
+        .assert()
+        .failure();
+    // Trust: a CA PEM openssl reads; its key is private.
+    let trust = ok(&ws, &["hub", "trust"]).trim().to_string();
+    assert!(Path::new(&trust).exists());
+    let key = Path::new(&trust).with_file_name("ca.key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let o = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in", &trust])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("chainsmith local hub"));
+    // The registry is a file in the workspace: a second process sees the same state.
+    assert!(ws.join("hub/registry.json").exists());
+    // No control socket: commands that need the running hub say so.
+    cs(&ws)
+        .args(["hub", "c2d", "selfie", "hi"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("no hub is running"));
+}
+
+struct Serve(Child);
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn serve_with_mosquitto_clients_c2d_monitor_method_echo() {
+    let (dir, ws) = setup();
+    ok(&ws, &["new", "device", "m-dev", "--issuer", "line2"]);
+    ok(&ws, &["hub", "ca", "add", "root", "--verified"]);
+    ok(&ws, &["hub", "device", "add", "m-dev", "--auth", "ca"]);
+    let chain = dir.path().join("chain.pem");
+    std::fs::write(
+        &chain,
+        std::fs::read_to_string(ws.join("entities/m-dev/cert.pem")).unwrap()
+            + &std::fs::read_to_string(ws.join("entities/line2/cert.pem")).unwrap(),
+    )
+    .unwrap();
+    let key = ws.join("entities/m-dev/key.pem");
+    let trust = ok(&ws, &["hub", "trust"]).trim().to_string();
+    let port = free_port().to_string();
+    let mut serve = Serve(
+        cs(&ws)
+            .args(["hub", "serve", "--port", &port, "--echo", "--log", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let out = serve.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&l) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let wait_for = |pred: &dyn Fn(&serde_json::Value) -> bool| -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("hub log line");
+            if pred(&v) {
+                return v;
+            }
+        }
+    };
+    wait_for(&|v| v["event"] == "listening");
+    let sock = ws.join("hub/control.sock");
+    let t0 = Instant::now();
+    while !sock.exists() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mosq = |bin: &str| {
+        let mut c = Command::new(bin);
+        c.args(["-h", "localhost", "-p", &port, "--cafile", &trust])
+            .arg("--cert")
+            .arg(&chain)
+            .arg("--key")
+            .arg(&key)
+            .args([
+                "-i",
+                "m-dev",
+                "-u",
+                "localhost/m-dev/?api-version=2021-04-12",
+            ]);
+        c
+    };
+    // hub monitor streams telemetry.
+    let mut monitor = Serve(
+        cs(&ws)
+            .args(["--json", "hub", "monitor", "--device", "m-dev"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // mosquitto_sub receives a C2D message sent with `hub c2d`.
+    let sub = mosq("mosquitto_sub")
+        .args([
+            "-t",
+            "devices/m-dev/messages/devicebound/#",
+            "-q",
+            "1",
+            "-v",
+            "-C",
+            "1",
+            "-W",
+            "20",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&|v| v["event"] == "accepted");
+    let out = ok(
+        &ws,
+        &["hub", "c2d", "m-dev", "first message", "--prop", "k=v w"],
+    );
+    assert!(out.contains("message id"), "{out}");
+    let sub_out = sub.wait_with_output().unwrap();
+    let got = String::from_utf8_lossy(&sub_out.stdout);
+    assert!(
+        got.starts_with("devices/m-dev/messages/devicebound/%24.mid=")
+            && got.contains("&k=v%20w first message"),
+        "{got}"
+    );
+    wait_for(&|v| v["event"] == "disconnected");
+
+    // mosquitto_pub sends telemetry with a property bag; the hub records it.
+    let pub_out = mosq("mosquitto_pub")
+        .args([
+            "-t",
+            "devices/m-dev/messages/events/temperatureAlert=true&%24.ct=application%2Fjson",
+            "-m",
+            r#"{"t":31}"#,
+            "-q",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        pub_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pub_out.stderr)
+    );
+    let tele = wait_for(&|v| v["event"] == "telemetry");
+    assert_eq!(tele["payload"], r#"{"t":31}"#);
+    assert!(tele["enqueued"].as_str().unwrap().ends_with('Z'));
+
+    // hub monitor printed it like az iot hub monitor-events.
+    let mline = {
+        let out = monitor.0.stdout.take().unwrap();
+        let mut l = String::new();
+        BufReader::new(out).read_line(&mut l).unwrap();
+        l
+    };
+    let m: serde_json::Value = serde_json::from_str(&mline).unwrap();
+    assert_eq!(m["event"]["origin"], "m-dev");
+    assert_eq!(m["event"]["payload"]["t"], 31);
+    assert_eq!(
+        m["event"]["properties"]["application"]["temperatureAlert"],
+        "true"
+    );
+    assert_eq!(
+        m["event"]["properties"]["system"]["content_type"],
+        "application/json"
+    );
+    drop(monitor);
+
+    // No device connected now: `hub method` says so.
+    cs(&ws)
+        .args(["hub", "method", "m-dev", "reboot", "--timeout", "2"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not connected"));
+    drop(serve);
+}

@@ -1,0 +1,289 @@
+//! IoT Hub fidelity of the MQTT session: QoS rules, subscription limit, namespaces, one
+//! connection per device, 256 KB limit, keep-alive, twin, desired push, methods, --echo.
+
+mod hub_util;
+
+use std::time::Duration;
+
+use chainsmith::azure::{self, Properties};
+use chainsmith::hub::{Auth, Hub, HubConfig, HubEvent, HubHandle};
+use chainsmith::ops::ValidityArg;
+use hub_util::{Client, Fixture, publish_acked, username};
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet, Publish, Subscribe, SubscribeReasonCode};
+
+async fn setup(echo: bool, ids: &[&str]) -> (Fixture, HubHandle) {
+    let fx = Fixture::new();
+    fx.store.add_ca("root", true).unwrap();
+    for id in ids {
+        fx.device(id, Some("line2"), ValidityArg::default());
+        fx.register(id, Auth::Ca, None);
+    }
+    let hub = Hub::start(
+        fx.root(),
+        HubConfig {
+            port: 0,
+            echo,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    (fx, hub)
+}
+
+async fn device(fx: &Fixture, hub: &HubHandle, id: &str) -> Client {
+    let cfg = fx.tls(Some(&fx.identity(&[id, "line2"])));
+    let (c, ack) = Client::connect(hub.addr, cfg, id, Some(&username(id)))
+        .await
+        .unwrap();
+    assert_eq!(ack.unwrap().code, ConnectReturnCode::Success);
+    c
+}
+
+async fn subscribe(c: &mut Client, filters: &[(&str, QoS)]) -> Vec<SubscribeReasonCode> {
+    let mut s = Subscribe::new(filters[0].0, filters[0].1);
+    for (f, q) in &filters[1..] {
+        s.add(f.to_string(), *q);
+    }
+    s.pkid = 7;
+    c.send(&Packet::Subscribe(s)).await.unwrap();
+    match c.recv(Duration::from_secs(5)).await {
+        Some(Packet::SubAck(a)) => a.return_codes,
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+async fn disconnect_reason(ev: &mut tokio::sync::broadcast::Receiver<HubEvent>) -> String {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ev.recv()).await {
+            Ok(Ok(HubEvent::Disconnected { reason, .. })) => return reason,
+            Ok(Ok(_)) => {}
+            other => panic!("no disconnect event: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_qos_and_namespace() {
+    let (fx, hub) = setup(false, &["d1"]).await;
+    let mut ev = hub.events();
+    let mut c = device(&fx, &hub, "d1").await;
+    // QoS 2 subscribe is granted QoS 1.
+    let codes = subscribe(
+        &mut c,
+        &[
+            ("devices/d1/messages/devicebound/#", QoS::ExactlyOnce),
+            (azure::TWIN_RESPONSE_FILTER, QoS::AtMostOnce),
+            (azure::TWIN_DESIRED_FILTER, QoS::AtLeastOnce),
+            (azure::METHODS_FILTER, QoS::AtLeastOnce),
+            ("devices/d1/messages/devicebound/+", QoS::AtLeastOnce),
+            ("devices/d1/messages/devicebound/x/#", QoS::AtLeastOnce),
+        ],
+    )
+    .await;
+    use SubscribeReasonCode::*;
+    assert_eq!(
+        codes,
+        vec![
+            Success(QoS::AtLeastOnce),
+            Success(QoS::AtMostOnce),
+            Success(QoS::AtLeastOnce),
+            Success(QoS::AtLeastOnce),
+            Success(QoS::AtLeastOnce),
+            Failure // the sixth subscription
+        ]
+    );
+    // Subscribing outside its namespace disconnects the device.
+    let mut s = Subscribe::new("devices/d2/messages/devicebound/#", QoS::AtLeastOnce);
+    s.pkid = 9;
+    c.send(&Packet::Subscribe(s)).await.unwrap();
+    assert!(c.closed_within(Duration::from_secs(5)).await);
+    assert!(
+        disconnect_reason(&mut ev)
+            .await
+            .contains("outside device \"d1\"'s namespace")
+    );
+
+    // Publishing outside its namespace, too.
+    let mut c = device(&fx, &hub, "d1").await;
+    let mut p = Publish::new(
+        "devices/d2/messages/events/",
+        QoS::AtLeastOnce,
+        b"x".to_vec(),
+    );
+    p.pkid = 1;
+    c.send(&Packet::Publish(p)).await.unwrap();
+    assert!(c.closed_within(Duration::from_secs(5)).await);
+    assert!(disconnect_reason(&mut ev).await.contains("PUBLISH refused"));
+
+    // QoS 2 PUBLISH closes the connection.
+    let mut c = device(&fx, &hub, "d1").await;
+    let mut p = Publish::new(
+        "devices/d1/messages/events/",
+        QoS::ExactlyOnce,
+        b"x".to_vec(),
+    );
+    p.pkid = 3;
+    c.send(&Packet::Publish(p)).await.unwrap();
+    assert!(c.closed_within(Duration::from_secs(5)).await);
+    assert!(disconnect_reason(&mut ev).await.contains("QoS 2"));
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_per_device_limits_and_keepalive() {
+    let (fx, hub) = setup(false, &["d1"]).await;
+    let mut ev = hub.events();
+    let mut first = device(&fx, &hub, "d1").await;
+    let mut second = device(&fx, &hub, "d1").await;
+    assert!(first.closed_within(Duration::from_secs(5)).await);
+    assert!(disconnect_reason(&mut ev).await.contains("took over"));
+    assert_eq!(hub.connected(), vec!["d1".to_string()]);
+
+    // 256 KB is the limit: exactly 256 KB passes, one byte more closes.
+    let topic = "devices/d1/messages/events/";
+    assert!(publish_acked(&mut second, topic, &vec![b'a'; 256 * 1024], 1).await);
+    let mut p = Publish::new(topic, QoS::AtLeastOnce, vec![b'a'; 256 * 1024 + 1]);
+    p.pkid = 2;
+    second.send(&Packet::Publish(p)).await.unwrap();
+    assert!(second.closed_within(Duration::from_secs(5)).await);
+    loop {
+        let r = disconnect_reason(&mut ev).await;
+        if r.contains("256 KB") {
+            break;
+        }
+    }
+
+    // A retained message is acknowledged but not kept: nothing arrives on subscribe.
+    let mut c = device(&fx, &hub, "d1").await;
+    let mut p = Publish::new(topic, QoS::AtLeastOnce, b"r".to_vec());
+    p.retain = true;
+    p.pkid = 5;
+    c.send(&Packet::Publish(p)).await.unwrap();
+    assert!(matches!(
+        c.recv(Duration::from_secs(5)).await,
+        Some(Packet::PubAck(_))
+    ));
+
+    // Keep-alive: 1 s asked, silence, closed after 1.5 × keep-alive.
+    let cfg = fx.tls(Some(&fx.identity(&["d1", "line2"])));
+    let mut k = Client::tls(hub.addr, cfg).await.unwrap();
+    let mut conn = rumqttc::mqttbytes::v4::Connect::new("d1");
+    conn.keep_alive = 1;
+    conn.set_login(username("d1"), "");
+    k.send(&Packet::Connect(conn)).await.unwrap();
+    assert!(matches!(
+        k.recv(Duration::from_secs(5)).await,
+        Some(Packet::ConnAck(_))
+    ));
+    assert!(k.closed_within(Duration::from_secs(6)).await);
+    loop {
+        if disconnect_reason(&mut ev).await.contains("keep-alive") {
+            break;
+        }
+    }
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_desired_methods_and_echo() {
+    let (fx, hub) = setup(true, &["d1"]).await;
+    let mut c = device(&fx, &hub, "d1").await;
+    subscribe(
+        &mut c,
+        &[
+            ("devices/d1/messages/devicebound/#", QoS::AtLeastOnce),
+            (azure::TWIN_RESPONSE_FILTER, QoS::AtLeastOnce),
+            (azure::TWIN_DESIRED_FILTER, QoS::AtLeastOnce),
+            (azure::METHODS_FILTER, QoS::AtLeastOnce),
+        ],
+    )
+    .await;
+    let next_publish = async |c: &mut Client| loop {
+        match c.recv(Duration::from_secs(5)).await {
+            Some(Packet::Publish(p)) => return p,
+            Some(_) => {}
+            None => panic!("no PUBLISH from the hub"),
+        }
+    };
+    // Twin GET with a numeric $rid.
+    let p = Publish::new(azure::twin_get_topic("1"), QoS::AtMostOnce, Vec::new());
+    c.send(&Packet::Publish(p)).await.unwrap();
+    let r = next_publish(&mut c).await;
+    assert_eq!(r.topic, "$iothub/twin/res/200/?$rid=1");
+    let doc: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+    assert_eq!(doc["reported"]["$version"], 1);
+    // Reported PATCH: 204 with the new version.
+    let p = Publish::new(
+        azure::twin_patch_reported_topic("2"),
+        QoS::AtMostOnce,
+        br#"{"fw":"2.0"}"#.to_vec(),
+    );
+    c.send(&Packet::Publish(p)).await.unwrap();
+    let r = next_publish(&mut c).await;
+    assert_eq!(r.topic, "$iothub/twin/res/204/?$rid=2&$version=2");
+    // A patch that is not a JSON object: 400.
+    let p = Publish::new(
+        azure::twin_patch_reported_topic("3"),
+        QoS::AtMostOnce,
+        b"[1]".to_vec(),
+    );
+    c.send(&Packet::Publish(p)).await.unwrap();
+    assert_eq!(
+        next_publish(&mut c).await.topic,
+        "$iothub/twin/res/400/?$rid=3"
+    );
+    // Desired update pushed with its version.
+    let v = hub
+        .set_desired("d1", &serde_json::json!({"interval": 9}))
+        .await
+        .unwrap();
+    let r = next_publish(&mut c).await;
+    assert_eq!(r.topic, azure::twin_desired_topic(v));
+    let patch: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+    assert_eq!(patch["interval"], 9);
+    assert_eq!(patch["$version"], v);
+    // --echo: telemetry comes back as C2D correlated to the original message id.
+    let bag = Properties::new().with("$.mid", "orig-42").with("a", "b");
+    let mut p = Publish::new(
+        azure::telemetry_topic("d1", &bag),
+        QoS::AtLeastOnce,
+        b"ping".to_vec(),
+    );
+    p.pkid = 11;
+    c.send(&Packet::Publish(p)).await.unwrap();
+    let mut acked = false;
+    let echo = loop {
+        match c.recv(Duration::from_secs(5)).await {
+            Some(Packet::PubAck(a)) if a.pkid == 11 => acked = true,
+            Some(Packet::Publish(p)) => break p,
+            other => panic!("{other:?}"),
+        }
+    };
+    let (id, props) = azure::parse_c2d_topic(&echo.topic).unwrap();
+    assert_eq!(id, "d1");
+    assert_eq!(props.get("$.cid"), Some("orig-42"));
+    assert_eq!(props.get("original-message-id"), Some("orig-42"));
+    assert_eq!(&echo.payload[..], b"ping");
+    if !acked {
+        assert!(matches!(
+            c.recv(Duration::from_secs(5)).await,
+            Some(Packet::PubAck(_))
+        ));
+    }
+    // A method nobody answers times out with a clear error.
+    let e = hub
+        .method("d1", "slow", b"{}", Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("did not answer method \"slow\""),
+        "{e}"
+    );
+    let req = next_publish(&mut c).await;
+    let (name, rid) = azure::parse_method_request(&req.topic).unwrap();
+    assert_eq!(name, "slow");
+    assert!(!rid.is_empty());
+    hub.shutdown().await;
+}

@@ -1,0 +1,259 @@
+//! Shared by the hub tests and the hub benchmark: workspace fixtures and a minimal MQTT 3.1.1
+//! device client over TLS (tokio-rustls + rumqttc's v4 codec, the same crates the hub uses,
+//! but the client side of them).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use chainsmith::hub::{Auth, HubStore};
+use chainsmith::ops::{self, CaRequest, DeviceRequest, ValidityArg};
+use chainsmith::pki::KeyAlg;
+use chainsmith::store::Workspace;
+use rumqttc::mqttbytes::v4::{ConnAck, Connect, Packet};
+use rumqttc::mqttbytes::{self, QoS};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub ws: Workspace,
+    pub store: HubStore,
+}
+
+impl Fixture {
+    /// A workspace with root "root" (CN "Contoso Root") and intermediate "line2" (CN "Line 2").
+    pub fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Workspace::open_or_create(&dir.path().join("ws")).expect("workspace");
+        ops::new_ca(&ws, &ca_req("root", "Contoso Root", None)).expect("root");
+        ops::new_ca(&ws, &ca_req("line2", "Line 2", Some("root"))).expect("intermediate");
+        let store = HubStore::new(ws.clone());
+        store.ensure_tls_ca().expect("hub tls ca");
+        Fixture { dir, ws, store }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.ws.root()
+    }
+
+    /// A CA-signed device under `issuer` with optional validity window.
+    pub fn device(&self, id: &str, issuer: Option<&str>, validity: ValidityArg) {
+        let req = DeviceRequest {
+            ids: vec![id.to_string()],
+            issuer: issuer.map(str::to_string),
+            key: Some(KeyAlg::EcP256),
+            validity,
+            ..Default::default()
+        };
+        ops::new_devices(&self.ws, &req).expect("device");
+    }
+
+    pub fn register(&self, id: &str, auth: Auth, from: Option<&str>) {
+        self.store
+            .add_device(id, auth, None, None, from)
+            .expect("register");
+    }
+
+    /// Write `names`' certificates, in order, to one PEM file; returns its path.
+    pub fn chain_file(&self, names: &[&str]) -> PathBuf {
+        let mut pem = String::new();
+        for n in names {
+            pem.push_str(&self.ws.load(n).expect("entity").cert_pem);
+        }
+        let p = self
+            .dir
+            .path()
+            .join(format!("{}-chain.pem", names.join("+")));
+        std::fs::write(&p, pem).expect("write chain");
+        p
+    }
+
+    pub fn key_file(&self, name: &str) -> PathBuf {
+        self.ws.entity_dir(name).join("key.pem")
+    }
+
+    pub fn trust_file(&self) -> PathBuf {
+        self.store.trust_path()
+    }
+
+    pub fn identity(&self, names: &[&str]) -> Identity {
+        let certs = names
+            .iter()
+            .map(|n| CertificateDer::from(self.ws.load(n).expect("entity").cert_der))
+            .collect();
+        let key_pem = std::fs::read_to_string(self.key_file(names[0])).expect("key");
+        Identity {
+            certs,
+            key: pem::parse(key_pem).expect("key pem").into_contents(),
+        }
+    }
+
+    /// A TLS client config trusting the hub, presenting `id` (or nothing).
+    pub fn tls(&self, id: Option<&Identity>) -> Arc<rustls::ClientConfig> {
+        client_config(&std::fs::read(self.trust_file()).expect("trust"), id)
+    }
+}
+
+pub fn ca_req(name: &str, cn: &str, issuer: Option<&str>) -> CaRequest {
+    CaRequest {
+        name: name.into(),
+        cn: Some(cn.into()),
+        subject: None,
+        key: KeyAlg::EcP256,
+        validity: ValidityArg::default(),
+        pathlen: None,
+        issuer: issuer.map(str::to_string),
+        force: false,
+    }
+}
+
+#[derive(Clone)]
+pub struct Identity {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub key: Vec<u8>,
+}
+
+pub fn client_config(trust_pem: &[u8], id: Option<&Identity>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for p in pem::parse_many(trust_pem).expect("trust pem") {
+        roots
+            .add(CertificateDer::from(p.into_contents()))
+            .expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let c = match id {
+        Some(id) => b
+            .with_client_auth_cert(
+                id.certs.clone(),
+                PrivateKeyDer::Pkcs8(id.key.clone().into()),
+            )
+            .expect("client cert"),
+        None => b.with_no_client_auth(),
+    };
+    Arc::new(c)
+}
+
+pub fn username(id: &str) -> String {
+    chainsmith::azure::username("localhost", id)
+}
+
+/// A raw MQTT connection over TLS.
+pub struct Client {
+    pub stream: TlsStream<TcpStream>,
+    buf: BytesMut,
+}
+
+impl Client {
+    pub async fn tls(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<Client> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let conn = tokio_rustls::TlsConnector::from(config);
+        let stream = conn
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .await?;
+        Ok(Client {
+            stream,
+            buf: BytesMut::with_capacity(4096),
+        })
+    }
+
+    /// TLS + CONNECT; returns the client and the CONNACK (None if the hub closed instead).
+    pub async fn connect(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+        client_id: &str,
+        username: Option<&str>,
+    ) -> std::io::Result<(Client, Option<ConnAck>)> {
+        let mut c = Client::tls(addr, config).await?;
+        let mut connect = Connect::new(client_id);
+        connect.keep_alive = 60;
+        if let Some(u) = username {
+            connect.set_login(u, "");
+        }
+        c.send(&Packet::Connect(connect)).await?;
+        let ack = match c.recv(Duration::from_secs(10)).await {
+            Some(Packet::ConnAck(a)) => Some(a),
+            _ => None,
+        };
+        Ok((c, ack))
+    }
+
+    pub async fn send(&mut self, p: &Packet) -> std::io::Result<()> {
+        let mut out = BytesMut::new();
+        match p {
+            Packet::Connect(c) => c.write(&mut out),
+            Packet::Publish(x) => x.write(&mut out),
+            Packet::PubAck(x) => x.write(&mut out),
+            Packet::Subscribe(x) => x.write(&mut out),
+            Packet::Unsubscribe(x) => x.write(&mut out),
+            Packet::PingReq => rumqttc::mqttbytes::v4::PingReq.write(&mut out),
+            Packet::Disconnect => rumqttc::mqttbytes::v4::Disconnect.write(&mut out),
+            other => panic!("client does not send {other:?}"),
+        }
+        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        self.send_raw(&out).await
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    /// The next packet, or None on close / timeout / garbage.
+    pub async fn recv(&mut self, wait: Duration) -> Option<Packet> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match Packet::read(&mut self.buf, 1 << 20) {
+                Ok(p) => return Some(p),
+                Err(mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(_) => return None,
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// True when the hub has closed the connection (EOF or error) within `wait`.
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let mut b = [0u8; 4096];
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut b)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Publish QoS 1 and wait for its PUBACK.
+pub async fn publish_acked(c: &mut Client, topic: &str, payload: &[u8], pkid: u16) -> bool {
+    let mut p = rumqttc::mqttbytes::v4::Publish::new(topic, QoS::AtLeastOnce, payload.to_vec());
+    p.pkid = pkid;
+    if c.send(&Packet::Publish(p)).await.is_err() {
+        return false;
+    }
+    loop {
+        match c.recv(Duration::from_secs(5)).await {
+            Some(Packet::PubAck(a)) if a.pkid == pkid => return true,
+            Some(_) => {}
+            None => return false,
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The real binary in a pseudo-terminal (portable-pty + vt100): drive the seed flow with keys,
+//! and check that the terminal is given back (alternate screen left, cursor shown, mouse
+//! reporting off, echo and line mode back) on quit and on a panic in a background task.
+
+use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command as Proc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const UP: &str = "\x1b[A";
+const LEFT: &str = "\x1b[D";
+const ENTER: &str = "\r";
+const ESC: &str = "\x1b";
+
+struct Tui {
+    parser: Arc<Mutex<vt100::Parser>>,
+    raw: Arc<Mutex<Vec<u8>>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn Child + Send + Sync>,
+    master: Box<dyn MasterPty + Send>,
+}
+
+impl Tui {
+    fn start(ws: &Path, args: &[&str], env: &[(&str, &str)]) -> Tui {
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: 30,
+                cols: 100,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_chainsmith"));
+        cmd.arg("--workspace");
+        cmd.arg(ws);
+        for a in args {
+            cmd.arg(a);
+        }
+        cmd.env("TERM", "xterm-256color");
+        cmd.env_remove("NO_COLOR");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = pair.slave.spawn_command(cmd).unwrap();
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let writer = pair.master.take_writer().unwrap();
+        let parser = Arc::new(Mutex::new(vt100::Parser::new(30, 100, 0)));
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let (p, r) = (Arc::clone(&parser), Arc::clone(&raw));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                p.lock().unwrap().process(&buf[..n]);
+                r.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Tui {
+            parser,
+            raw,
+            writer,
+            child,
+            master: pair.master,
+        }
+    }
+
+    fn screen(&self) -> String {
+        self.parser.lock().unwrap().screen().contents()
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if s.contains(needle) {
+                return s;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                panic!("timed out waiting for {needle:?}; the screen shows:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    fn send(&mut self, s: &str) {
+        self.writer.write_all(s.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+    }
+
+    fn wait_exit(&mut self) -> u32 {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                // Let the reader thread take the last bytes.
+                std::thread::sleep(Duration::from_millis(200));
+                return st.exit_code();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the TUI did not exit; screen:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    /// Every piece of terminal state the TUI changes is back as it was.
+    fn assert_restored(&self) {
+        let p = self.parser.lock().unwrap();
+        let s = p.screen();
+        assert!(!s.alternate_screen(), "still on the alternate screen");
+        assert!(!s.hide_cursor(), "the cursor is still hidden");
+        assert_eq!(
+            s.mouse_protocol_mode(),
+            vt100::MouseProtocolMode::None,
+            "mouse reporting left on"
+        );
+        assert!(!s.bracketed_paste(), "bracketed paste left on");
+        let tio = self.master.get_termios().expect("termios");
+        use nix::sys::termios::LocalFlags;
+        assert!(
+            tio.local_flags
+                .contains(LocalFlags::ECHO | LocalFlags::ICANON),
+            "raw mode left on: {:?}",
+            tio.local_flags
+        );
+    }
+}
+
+const CODE: &str = "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3";
+
+#[test]
+fn seed_flow_root_intermediate_device_verification_then_quit_restores_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let mut t = Tui::start(&ws, &[], &[]);
+    t.wait_for("The workspace is empty");
+    {
+        let p = t.parser.lock().unwrap();
+        assert!(
+            p.screen().alternate_screen(),
+            "the TUI runs on the alternate screen"
+        );
+    }
+    // Root.
+    t.send("n");
+    t.wait_for("New certificate");
+    t.send("root1");
+    t.send(ENTER);
+    t.wait_for("created root root1");
+    // Intermediate: with a CA selected the form starts on "device"; Up to the kind, Left once.
+    t.send("n");
+    t.wait_for("device (CA-signed)");
+    t.send(UP);
+    t.send(LEFT);
+    t.wait_for("intermediate CA");
+    t.send("\t");
+    t.send("int1");
+    t.send(ENTER);
+    t.wait_for("created intermediate int1");
+    // Device under the intermediate (selected now).
+    t.send("n");
+    t.wait_for("‹ int1 ›");
+    t.send("dev1");
+    t.send(ENTER);
+    t.wait_for("created device dev1");
+    let s = t.wait_for("verifies: dev1 → int1 → root1");
+    assert!(s.contains("• dev1 ✓"), "{s}");
+    // Verification certificate for the hub's code, on the intermediate.
+    t.send(UP);
+    t.wait_for("◇ int1 (intermediate)");
+    t.send("v");
+    t.wait_for("Verify a CA");
+    t.send(CODE);
+    t.send(ENTER);
+    let s = t.wait_for("verification certificate written to");
+    assert!(s.contains("-----BEGIN CERTIFICATE-----"), "{s}");
+    let out = ws.join("verification").join("int1_verification_cert.pem");
+    assert!(out.exists());
+    // openssl: the certificate is CN=code, signed by int1's key.
+    let int_pem = ws.join("entities/int1/cert.pem");
+    let v = Proc::new("openssl")
+        .args(["verify", "-partial_chain", "-CAfile"])
+        .arg(&int_pem)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    let subj = Proc::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&subj.stdout).contains(CODE));
+    // y: the PEM goes to the clipboard through OSC 52.
+    t.send("y");
+    t.wait_for("OSC 52");
+    assert!(
+        t.raw.lock().unwrap().windows(7).any(|w| w == b"\x1b]52;c;"),
+        "no OSC 52 sequence written"
+    );
+    t.send(ESC);
+    t.wait_for("verify-int1-");
+    // Every entity made through the keys is on disk, as the CLI sees it.
+    let list = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .arg("--workspace")
+        .arg(&ws)
+        .arg("list")
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    for n in ["root1", "int1", "dev1", "verify-int1-"] {
+        assert!(list.contains(n), "{list}");
+    }
+    t.send("q");
+    assert_eq!(t.wait_exit(), 0);
+    t.assert_restored();
+}
+
+#[test]
+fn resize_below_the_minimum_says_so_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Tui::start(&dir.path().join("ws"), &[], &[]);
+    t.wait_for("The workspace is empty");
+    t.master
+        .resize(PtySize {
+            rows: 12,
+            cols: 50,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    t.parser.lock().unwrap().set_size(12, 50);
+    t.wait_for("terminal too small");
+    t.master
+        .resize(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    t.parser.lock().unwrap().set_size(24, 80);
+    t.wait_for("The workspace is empty");
+    t.send("?");
+    t.wait_for("Keys (any key closes)");
+    t.send("x");
+    t.send("q");
+    assert_eq!(t.wait_exit(), 0);
+    t.assert_restored();
+}
+
+#[test]
+fn no_color_draws_without_colours_and_keeps_symbols() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let st = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .arg("--workspace")
+        .arg(&ws)
+        .args([
+            "new",
+            "device",
+            "old",
+            "--self-signed",
+            "--not-before",
+            "2019-01-01T00:00:00Z",
+            "--not-after",
+            "2020-01-01T00:00:00Z",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for no_color in [false, true] {
+        let env: &[(&str, &str)] = if no_color { &[("NO_COLOR", "1")] } else { &[] };
+        let mut t = Tui::start(&ws, &[], env);
+        t.wait_for("old ✗ expired");
+        t.wait_for("Chain");
+        let coloured = {
+            let p = t.parser.lock().unwrap();
+            let s = p.screen();
+            let mut n = 0;
+            for r in 0..30 {
+                for c in 0..100 {
+                    if let Some(cell) = s.cell(r, c) {
+                        if cell.fgcolor() != vt100::Color::Default
+                            || cell.bgcolor() != vt100::Color::Default
+                        {
+                            n += 1;
+                        }
+                    }
+                }
+            }
+            n
+        };
+        if no_color {
+            assert_eq!(coloured, 0, "NO_COLOR set but {coloured} cells have colour");
+        } else {
+            assert!(coloured > 0, "colour expected without NO_COLOR");
+        }
+        t.send("q");
+        assert_eq!(t.wait_exit(), 0);
+    }
+}
+
+#[test]
+fn guide_subcommand_opens_the_workshop() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Tui::start(&dir.path().join("ws"), &["guide"], &[]);
+    t.wait_for("Make a root CA");
+    t.wait_for("openssl ecparam");
+    t.send("q");
+    assert_eq!(t.wait_exit(), 0);
+    t.assert_restored();
+}
+
+#[test]
+fn a_panic_in_a_background_task_restores_the_terminal_and_exits_with_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Tui::start(
+        &dir.path().join("ws"),
+        &["tui"],
+        &[("CHAINSMITH_TUI_TEST_PANIC", "1"), ("RUST_BACKTRACE", "0")],
+    );
+    let code = t.wait_exit();
+    assert_eq!(code, 101);
+    t.assert_restored();
+    let s = t.screen();
+    assert!(
+        s.contains("test panic in a background task"),
+        "the message is shown on the normal screen:\n{s}"
+    );
+}

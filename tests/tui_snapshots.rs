@@ -1,0 +1,497 @@
+//! Every screen and dialog rendered with `TestBackend` and compared with insta snapshots.
+//! Serials, dates, key identifiers and fingerprints are masked in the report data and the clock
+//! is fixed, so the snapshots do not change from run to run.
+
+use chainsmith::ops::{self, CaRequest, DeviceRequest, ValidityArg};
+use chainsmith::pki::KeyAlg;
+use chainsmith::store::{Revocation, Workspace};
+use chainsmith::tui::theme::Theme;
+use chainsmith::tui::{Action, App, Tab, connect, hub, settle, ui};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+use std::time::Duration;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+const NOW: OffsetDateTime = datetime!(2026-06-01 12:00:00 UTC);
+
+fn key(c: KeyCode) -> Action {
+    Action::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+fn ch(c: char) -> Action {
+    key(KeyCode::Char(c))
+}
+fn typed(app: &mut App, s: &str) {
+    for c in s.chars() {
+        app.update(ch(c));
+    }
+}
+
+fn ca(ws: &Workspace, name: &str, issuer: Option<&str>) {
+    let req = CaRequest {
+        name: name.into(),
+        cn: None,
+        subject: None,
+        key: KeyAlg::EcP256,
+        validity: ValidityArg::default(),
+        pathlen: None,
+        issuer: issuer.map(Into::into),
+        force: false,
+    };
+    ops::new_ca(ws, &req).unwrap();
+}
+
+/// root → intermediate → devices (valid, expired, revoked), a self-signed device and a
+/// verification certificate.
+fn fixture() -> (tempfile::TempDir, Workspace) {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Workspace::open_or_create(&dir.path().join("ws")).unwrap();
+    ca(&ws, "contoso-root", None);
+    ca(&ws, "contoso-int", Some("contoso-root"));
+    let dev = |ids: &str, validity: ValidityArg, issuer: Option<&str>| {
+        ops::new_devices(
+            &ws,
+            &DeviceRequest {
+                ids: vec![ids.into()],
+                issuer: issuer.map(Into::into),
+                validity,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    };
+    dev("dev-{01..03}", ValidityArg::default(), Some("contoso-int"));
+    dev(
+        "old-dev",
+        ValidityArg {
+            days: None,
+            not_before: Some("2019-01-01T00:00:00Z".into()),
+            not_after: Some("2020-01-01T00:00:00Z".into()),
+        },
+        Some("contoso-int"),
+    );
+    dev("lost-dev", ValidityArg::default(), Some("contoso-int"));
+    ws.update_meta("lost-dev", |m| {
+        m.revoked = Some(Revocation {
+            at: NOW,
+            reason: "keyCompromise".into(),
+        })
+    })
+    .unwrap();
+    dev("lab-dev", ValidityArg::default(), None);
+    ops::new_verification(
+        &ws,
+        "contoso-int",
+        "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3",
+        &ws.root().join("v.pem"),
+        None,
+    )
+    .unwrap();
+    (dir, ws)
+}
+
+/// Fixed clock and masked per-run values: dates relative to NOW, no random hex, no temp path.
+fn mask(app: &mut App, ws: &Workspace) {
+    app.now = NOW;
+    app.pki.load_took = None;
+    app.ws_root = "/home/you/.local/share/chainsmith".into();
+    let root = ws.root().display().to_string();
+    for r in &mut app.pki.rows {
+        mask_meta(&mut r.meta);
+        r.days_left = r.meta.days_left(NOW);
+        r.status = r.meta.status(NOW);
+    }
+    for rep in app.pki.reports.values_mut().flatten() {
+        mask_meta(&mut rep.meta);
+        let c = &mut rep.certificate;
+        c.serial = "[SERIAL]".into();
+        c.sha1 = "[SHA-1]".into();
+        c.sha256 = "[SHA-256]".into();
+        c.not_before = chainsmith::pki::issue::rfc3339(rep.meta.not_before);
+        c.not_after = chainsmith::pki::issue::rfc3339(rep.meta.not_after);
+        for e in &mut c.extensions {
+            if e.name.contains("Key Identifier") {
+                e.value = "[KEY-ID]".into();
+            }
+        }
+        for f in &mut rep.lint {
+            f.message = f.message.replace(&root, "[WS]");
+        }
+        let p = &mut rep.paths;
+        for path in [&mut p.cert, &mut p.meta, &mut p.dir]
+            .into_iter()
+            .chain(p.key.as_mut())
+        {
+            *path = path.display().to_string().replace(&root, "[WS]").into();
+        }
+    }
+}
+
+fn mask_meta(m: &mut chainsmith::store::Meta) {
+    if m.not_after.year() > 2021 {
+        m.not_before = NOW - time::Duration::days(30);
+        m.not_after = m.not_before
+            + time::Duration::days(match m.kind {
+                chainsmith::store::Kind::Root => 3650,
+                chainsmith::store::Kind::Intermediate => 1825,
+                chainsmith::store::Kind::Verification => 30,
+                chainsmith::store::Kind::Device => 365,
+            });
+    }
+}
+
+fn app_on(ws: &Workspace, size: (u16, u16)) -> App {
+    let mut app = App::new(ws.root().to_path_buf(), Theme::plain(), NOW, size);
+    let c = app.start();
+    settle(&mut app, ws, c);
+    mask(&mut app, ws);
+    app
+}
+
+fn select(app: &mut App, ws: &Workspace, name: &str) {
+    let pos = app
+        .pki
+        .visible
+        .iter()
+        .position(|&i| app.pki.rows[i].meta.name == name)
+        .expect(name);
+    app.pki.selected = pos;
+    let c = app
+        .pki
+        .want_report()
+        .map(chainsmith::tui::Command::LoadReport);
+    settle(app, ws, c);
+    mask(app, ws);
+}
+
+fn draw(app: &App) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(app.size.0, app.size.1)).unwrap();
+    t.draw(|f| ui::render(f, app)).unwrap();
+    t
+}
+
+fn screen(app: &App) -> String {
+    let t = draw(app);
+    let buf = t.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let mut line = String::new();
+        let mut skip = 0;
+        for x in 0..buf.area.width {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            let s = buf[(x, y)].symbol();
+            skip = unicode_width(s).saturating_sub(1);
+            line.push_str(s);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn unicode_width(s: &str) -> usize {
+    ratatui::text::Span::raw(s).width()
+}
+
+#[test]
+fn pki_tree_and_details_80x24() {
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (80, 24));
+    select(&mut app, &ws, "dev-01");
+    insta::assert_snapshot!("pki_device_80x24", screen(&app));
+}
+
+#[test]
+fn pki_details_of_each_kind_120x40() {
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (120, 40));
+    for name in [
+        "contoso-root",
+        "contoso-int",
+        "dev-01",
+        "old-dev",
+        "lost-dev",
+        "lab-dev",
+        "verify-contoso-int-75B86466DA34",
+    ] {
+        select(&mut app, &ws, name);
+        insta::assert_snapshot!(format!("pki_details_{name}"), screen(&app));
+    }
+}
+
+#[test]
+fn pki_filter() {
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (80, 24));
+    app.update(ch('/'));
+    typed(&mut app, "dev-0");
+    mask(&mut app, &ws);
+    app.pki.reports.clear();
+    app.pki.report_inflight = None;
+    insta::assert_snapshot!("pki_filter_typing", screen(&app));
+}
+
+#[test]
+fn loading_and_empty_workspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Workspace::open_or_create(&dir.path().join("ws")).unwrap();
+    let mut app = App::new(
+        "/home/you/.local/share/chainsmith".into(),
+        Theme::plain(),
+        NOW,
+        (80, 24),
+    );
+    let c = app.start();
+    insta::assert_snapshot!("loading", screen(&app));
+    settle(&mut app, &ws, c);
+    app.pki.load_took = None;
+    app.ws_root = "/home/you/.local/share/chainsmith".into();
+    insta::assert_snapshot!("empty_workspace", screen(&app));
+}
+
+#[test]
+fn help_overlay_lists_every_key_at_80x24() {
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (80, 24));
+    app.update(ch('?'));
+    let s = screen(&app);
+    for (_, keys, _) in chainsmith::tui::app::KEYMAP {
+        assert!(s.contains(keys), "help shows {keys}");
+    }
+    insta::assert_snapshot!("help", s);
+}
+
+#[test]
+fn too_small_and_minimum_size() {
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (59, 15));
+    insta::assert_snapshot!("too_small", screen(&app));
+    app.update(Action::Resize(60, 15));
+    select(&mut app, &ws, "contoso-int");
+    insta::assert_snapshot!("minimum_60x15", screen(&app));
+}
+
+#[test]
+fn new_forms() {
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (80, 24));
+    select(&mut app, &ws, "contoso-int");
+    app.update(ch('n'));
+    insta::assert_snapshot!("new_device_empty", screen(&app));
+    typed(&mut app, "dev 01");
+    insta::assert_snapshot!("new_device_invalid_id", screen(&app));
+    for _ in 0..6 {
+        app.update(key(KeyCode::Backspace));
+    }
+    typed(&mut app, "sensor-{001..100}");
+    insta::assert_snapshot!("new_device_range_ready", screen(&app));
+    app.update(key(KeyCode::Up));
+    app.update(key(KeyCode::Right));
+    insta::assert_snapshot!("new_self_signed", screen(&app));
+    app.update(key(KeyCode::Right));
+    insta::assert_snapshot!("new_root", screen(&app));
+    app.update(key(KeyCode::Right));
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Down));
+    for _ in 0..4 {
+        app.update(key(KeyCode::Right));
+    }
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Down));
+    typed(&mut app, "300");
+    insta::assert_snapshot!("new_intermediate_bad_pathlen_rsa4096", screen(&app));
+    for _ in 0..3 {
+        app.update(key(KeyCode::Backspace));
+    }
+    app.update(key(KeyCode::Enter));
+    app.spinner = 3;
+    insta::assert_snapshot!("new_generating_spinner", screen(&app));
+}
+
+#[test]
+fn verify_dialog_input_and_result() {
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (80, 24));
+    select(&mut app, &ws, "contoso-int");
+    app.update(ch('v'));
+    typed(&mut app, "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3");
+    insta::assert_snapshot!("verify_code", screen(&app));
+    app.update(key(KeyCode::Backspace));
+    typed(&mut app, " 3");
+    insta::assert_snapshot!("verify_code_invalid", screen(&app));
+    // The result, with a fixed PEM so the snapshot is stable.
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n".to_string();
+    if let Some(chainsmith::tui::dialog::Dialog::Verify(v)) = &mut app.dialog {
+        v.code = "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3".into();
+        v.result = Some(chainsmith::tui::dialog::VerifyResult {
+            path:
+                "/home/you/.local/share/chainsmith/verification/contoso-int_verification_cert.pem"
+                    .into(),
+            entity: "verify-contoso-int-75B86466DA34".into(),
+            pem,
+            scroll: 0,
+        });
+    }
+    insta::assert_snapshot!("verify_result", screen(&app));
+}
+
+#[test]
+fn delete_confirmation() {
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (80, 24));
+    select(&mut app, &ws, "contoso-int");
+    app.update(ch('d'));
+    insta::assert_snapshot!("delete_confirm", screen(&app));
+}
+
+#[test]
+fn hub_and_connect_tabs() {
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (80, 24));
+    app.update(ch('2'));
+    insta::assert_snapshot!("hub_not_available", screen(&app));
+    app.update(ch('1'));
+    select(&mut app, &ws, "dev-01");
+    app.update(ch('c'));
+    insta::assert_snapshot!("connect_not_available", screen(&app));
+}
+
+/// What the tabs show once their engines send events (the engines are on other branches;
+/// these are the actions they will send).
+#[test]
+fn hub_and_connect_tabs_render_engine_events() {
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (100, 30));
+    app.update(Action::Hub(hub::HubAction::Started { port: 8883 }));
+    app.update(Action::Hub(hub::HubAction::Registry {
+        cas: vec![
+            hub::HubCa {
+                name: "contoso-int".into(),
+                verified: true,
+                code: None,
+            },
+            hub::HubCa {
+                name: "other-root".into(),
+                verified: false,
+                code: Some("75B8…BDDB3".into()),
+            },
+        ],
+        devices: vec![
+            hub::HubDevice {
+                id: "dev-01".into(),
+                enabled: true,
+                auth: "X.509 CA signed".into(),
+            },
+            hub::HubDevice {
+                id: "lost-dev".into(),
+                enabled: false,
+                auth: "X.509 CA signed".into(),
+            },
+        ],
+    }));
+    let events = [
+        (
+            hub::LogKind::Connected,
+            "dev-01",
+            "connected (TLS 1.3, chain dev-01 → contoso-int)",
+        ),
+        (
+            hub::LogKind::Telemetry,
+            "dev-01",
+            "devices/dev-01/messages/events/ {\"temperature\":27}",
+        ),
+        (hub::LogKind::Twin, "dev-01", "reported PATCH → 204"),
+        (
+            hub::LogKind::Refused,
+            "lost-dev",
+            "not authorized: device is disabled in the registry",
+        ),
+    ];
+    for (kind, device, text) in events {
+        app.update(Action::Hub(hub::HubAction::Event(hub::LogLine {
+            at: NOW,
+            kind,
+            device: device.into(),
+            text: text.into(),
+        })));
+    }
+    app.update(ch('2'));
+    insta::assert_snapshot!("hub_with_events", screen(&app));
+    app.connect.device = Some("dev-01".into());
+    for (name, ms) in [("DNS", 1), ("TCP", 2), ("TLS", 14), ("CONNECT", 3)] {
+        app.update(Action::Connect(connect::ConnectAction::Step(
+            connect::Step {
+                name: name.into(),
+                state: connect::StepState::Ok,
+                took: Some(Duration::from_millis(ms)),
+                detail: String::new(),
+            },
+        )));
+    }
+    for i in 0..5u64 {
+        app.update(Action::Connect(connect::ConnectAction::Message(format!(
+            "→ message {i}"
+        ))));
+        app.update(Action::Connect(connect::ConnectAction::RoundTrip(
+            Duration::from_micros(300 + i * 50),
+        )));
+    }
+    app.update(ch('3'));
+    insta::assert_snapshot!("connect_with_events", screen(&app));
+}
+
+#[test]
+fn guide_tab() {
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (100, 30));
+    app.update(ch('g'));
+    assert_eq!(app.tab, Tab::Guide);
+    insta::assert_snapshot!("guide_step1_done", screen(&app));
+    for _ in 0..2 {
+        app.update(key(KeyCode::Down));
+    }
+    insta::assert_snapshot!("guide_step3_needs_hub", screen(&app));
+}
+
+/// Colour plus a symbol: with NO_COLOR no cell has a colour, and the symbols are still there.
+#[test]
+fn no_color_keeps_the_symbols_and_drops_the_colours() {
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (100, 30));
+    select(&mut app, &ws, "old-dev");
+    for theme in [Theme { color: true }, Theme::plain()] {
+        app.theme = theme;
+        let t = draw(&app);
+        let buf = t.backend().buffer();
+        let colours: Vec<Color> = buf
+            .content
+            .iter()
+            .flat_map(|c| [c.fg, c.bg])
+            .filter(|c| *c != Color::Reset)
+            .collect();
+        let s = screen(&app);
+        assert!(
+            s.contains("✗ expired") && s.contains("⊘ revoked") && s.contains("✎"),
+            "{s}"
+        );
+        if theme.color {
+            assert!(colours.contains(&Color::Red), "expired is red with colour");
+        } else {
+            assert!(
+                colours.is_empty(),
+                "NO_COLOR: no colours at all, got {colours:?}"
+            );
+        }
+        // Only named colours: they follow the terminal's palette on light and dark backgrounds.
+        assert!(colours.iter().all(|c| !matches!(
+            c,
+            Color::Rgb(..) | Color::Indexed(_) | Color::White | Color::Black
+        )));
+    }
+}
