@@ -390,3 +390,47 @@ fn spec_errors_in_json() {
         "{v}"
     );
 }
+
+#[test]
+fn exports_follow_their_settings_and_come_back_when_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    let out = tmp.path().join("out");
+    let spec = tmp.path().join("spec.toml");
+    let text = "[[ca]]\nname = \"root\"\n[[device]]\nid = \"d1\"\nissuer = \"root\"\nexport = { formats = [\"pfx\", \"pem\"], password = \"first\" }\n";
+    std::fs::write(&spec, text).unwrap();
+    let o = out.to_str().unwrap();
+    apply_json(&ws, &spec, &["--out", o]);
+    let pfx = out.join("d1.pfx");
+    let opens = |pw: &str| {
+        std::process::Command::new("openssl")
+            .args(["pkcs12", "-info", "-noout", "-passin"])
+            .arg(format!("pass:{pw}"))
+            .arg("-in")
+            .arg(&pfx)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(opens("first"));
+    // A new password only: the certificate stays, the PFX is written again.
+    std::fs::write(&spec, text.replace("first", "second")).unwrap();
+    let m = apply_json(&ws, &spec, &["--out", o]);
+    assert_eq!(m["unchanged"], 2, "{m}");
+    assert!(opens("second") && !opens("first"));
+    // A deleted export comes back; the others keep their bytes.
+    let before = std::fs::read(out.join("d1.cert.pem")).unwrap();
+    std::fs::remove_file(out.join("d1.key.pem")).unwrap();
+    let m = apply_json(&ws, &spec, &["--out", o]);
+    assert!(out.join("d1.key.pem").is_file(), "{m}");
+    assert_eq!(std::fs::read(out.join("d1.cert.pem")).unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(out.join("d1.key.pem"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+}
