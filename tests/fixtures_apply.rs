@@ -434,3 +434,39 @@ fn exports_follow_their_settings_and_come_back_when_deleted() {
         0o600
     );
 }
+
+#[test]
+fn entities_made_by_hand_are_replaced_only_with_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    cs(&ws).args(["new", "root", "root"]).assert().success();
+    let by_hand = std::fs::read(ws.join("entities/root/cert.pem")).unwrap();
+    let spec = tmp.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        "[[ca]]\nname = \"root\"\n[[device]]\nid = \"d1\"\nissuer = \"root\"\n",
+    )
+    .unwrap();
+    let out = cs(&ws).arg("apply").arg(&spec).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not made by `apply` (root)") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(ws.join("entities/root/cert.pem")).unwrap(),
+        by_hand
+    );
+    assert!(!ws.join("entities/d1").exists());
+    let m = apply_json(&ws, &spec, &["--force"]);
+    assert_eq!(
+        (m["reissued"].as_u64(), m["made"].as_u64()),
+        (Some(1), Some(1)),
+        "{m}"
+    );
+    assert_ne!(
+        std::fs::read(ws.join("entities/root/cert.pem")).unwrap(),
+        by_hand
+    );
+}

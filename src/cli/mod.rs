@@ -169,6 +169,7 @@ fn error_kind(e: &anyhow::Error) -> &'static str {
         Some(F::Spec(_)) => return "spec",
         Some(F::Export { .. }) => return "export",
         Some(F::Pki(_)) => return "invalid",
+        Some(F::NotOurs { .. }) => return "name-taken",
         Some(F::Store(_)) | Some(F::Entry { .. }) | None => {}
     }
     let store = match e.downcast_ref::<X>() {
