@@ -1,1 +1,176 @@
-fn main() {}
+//! Round-trip latency of the connection test, 10,000 messages each, in one run:
+//! - the local hub (in-process): telemetry -> C2D echo, and twin GET -> response;
+//! - a real Mosquitto broker (set_tcp_nodelay true): publish -> receive own telemetry.
+//!
+//! One message at a time (publish, wait for PUBACK and the round trip, then the next), so
+//! these are latencies, not throughput. Run: `cargo bench --bench connect` (release).
+//! `CONNECT_BENCH_COUNT=N` changes the number of messages.
+
+use chainsmith::hub::{Auth, Hub, HubConfig, HubStore};
+use chainsmith::mqtt::{self, ConnectionTest, Endpoint, Flavor, Identity, PeerKind, Summary};
+use chainsmith::ops::{self, CaRequest, DeviceRequest, ValidityArg};
+use chainsmith::pki::issue::{self, San};
+use chainsmith::pki::{IssueSpec, KeyAlg, Profile, Validity, subject};
+use chainsmith::store::Workspace;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn ca(ws: &Workspace, name: &str, issuer: Option<&str>) {
+    ops::new_ca(
+        ws,
+        &CaRequest {
+            name: name.into(),
+            cn: None,
+            subject: None,
+            key: KeyAlg::EcP256,
+            validity: ValidityArg::default(),
+            pathlen: None,
+            issuer: issuer.map(str::to_string),
+            force: false,
+        },
+    )
+    .expect("ca");
+}
+
+async fn run(test: ConnectionTest) -> Summary {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let task = tokio::spawn(mqtt::run(test, tx));
+    let mut failed = None;
+    while let Some(e) = rx.recv().await {
+        if let mqtt::Event::Failed { diagnosis, .. } = e {
+            failed = Some(diagnosis);
+        }
+    }
+    let summary = task.await.expect("test task");
+    if let Some(d) = failed {
+        panic!("benchmark connection failed: {} / {}", d.cause, d.fix);
+    }
+    summary
+}
+
+fn report(label: &str, s: &Summary) {
+    let rt = s.round_trip_latency.expect("round trips");
+    let ack = s
+        .ack_latency
+        .map(|a| format!("PUBACK p50 {:.3} ms p99 {:.3} ms", a.p50_ms, a.p99_ms))
+        .unwrap_or_default();
+    println!(
+        "{label:<44} {:>6} msgs  round trip p50 {:>7.3} ms  p99 {:>7.3} ms  max {:>7.3} ms  ({ack}; {} lost; {:.0} msg/s)",
+        s.sent,
+        rt.p50_ms,
+        rt.p99_ms,
+        rt.max_ms,
+        s.lost,
+        f64::from(s.sent) / (s.total_ms / 1000.0)
+    );
+}
+
+fn main() {
+    let count: u32 = std::env::var("CONNECT_BENCH_COUNT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ws = Workspace::init(&tmp.path().join("ws")).expect("workspace");
+    ca(&ws, "Bench Root", None);
+    ca(&ws, "Bench Line", Some("Bench Root"));
+    ops::new_devices(
+        &ws,
+        &DeviceRequest {
+            ids: vec!["bench-1".into()],
+            issuer: Some("Bench Line".into()),
+            ..Default::default()
+        },
+    )
+    .expect("device");
+    let identity = Identity::from_workspace(&ws, "bench-1").expect("identity");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        // The local hub, in-process, with echo.
+        let store = HubStore::open(ws.root()).expect("hub store");
+        store.add_ca("Bench Root", true).expect("hub ca");
+        store.add_device("bench-1", Auth::Ca, None, None, None).expect("hub device");
+        let hub = Hub::start(ws.root(), HubConfig { port: 0, echo: true, ..HubConfig::default() }).await.expect("hub");
+        let trust = std::fs::read(store.trust_path()).expect("trust");
+        let hub_ca: Vec<Vec<u8>> = pem::parse_many(&trust).expect("pem").into_iter().map(|b| b.into_contents()).collect();
+        let local = |twin: bool, c2d: bool| {
+            let ep = Endpoint { host: hub.addr.ip().to_string(), port: hub.addr.port(), peer: PeerKind::LocalHub };
+            let mut t = ConnectionTest::new(identity.clone(), ep, Flavor::Azure);
+            t.extra_ca = hub_ca.clone();
+            t.system_roots = false;
+            t.twin = twin;
+            t.c2d_echo = c2d;
+            t.count = count;
+            t.interval = Duration::ZERO;
+            t.per_message_events = false;
+            t
+        };
+        // Warm up TLS and the hub once.
+        let mut warm = local(true, true);
+        warm.count = 50;
+        run(warm).await;
+        let c2d = run(local(false, true)).await;
+        let twin = run(local(true, false)).await;
+        hub.shutdown().await;
+
+        // Mosquitto with mutual TLS, nodelay, on a free port.
+        let dir = tmp.path();
+        let root = ops::load_ca(&ws, "Bench Root").expect("root");
+        let spec = IssueSpec {
+            subject: subject::cn_only("bench broker").expect("cn"),
+            profile: Profile::Server { sans: vec![San::Ip("127.0.0.1".parse().expect("ip"))] },
+            validity: Validity::days(2),
+        };
+        let server = issue::issue(&spec, KeyAlg::EcP256, Some(&root)).expect("server cert");
+        std::fs::write(dir.join("server.pem"), &server.cert_pem).expect("write");
+        chainsmith::store::write_new(&dir.join("server.key"), server.key_pem.as_deref().unwrap_or_default().as_bytes(), 0o600).expect("key");
+        let root_pem = ws.load("Bench Root").expect("root").cert_path();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let user = if rustix::process::geteuid().is_root() { "user root\n" } else { "" };
+        let conf = format!(
+            "{user}persistence false\nlog_dest none\nlistener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false\nset_tcp_nodelay true\nmax_queued_messages 100000\n",
+            root_pem.display(),
+            dir.join("server.pem").display(),
+            dir.join("server.key").display()
+        );
+        std::fs::write(dir.join("mosquitto.conf"), conf).expect("conf");
+        let mosquitto = Command::new("mosquitto").arg("-c").arg(dir.join("mosquitto.conf")).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+        let mut mosquitto = match mosquitto {
+            Ok(c) => c,
+            Err(e) => {
+                report("local hub: telemetry -> C2D echo", &c2d);
+                report("local hub: twin GET -> response", &twin);
+                println!("mosquitto: not run ({e}); install it with apt-get install mosquitto");
+                return;
+            }
+        };
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ep = Endpoint { host: "127.0.0.1".into(), port, peer: PeerKind::Broker };
+        let mut t = ConnectionTest::new(identity.clone(), ep, Flavor::Generic);
+        t.extra_ca = vec![ws.load("Bench Root").expect("root").cert_der];
+        t.system_roots = false;
+        t.count = 50;
+        t.interval = Duration::ZERO;
+        t.per_message_events = false;
+        run(t.clone()).await;
+        t.count = count;
+        let mosq = run(t).await;
+        let _ = mosquitto.kill();
+        let _ = mosquitto.wait();
+
+        println!("connection-test round trips, {count} messages each, QoS 1, one in flight, loopback:");
+        report("local hub: telemetry -> C2D echo", &c2d);
+        report("local hub: twin GET -> response", &twin);
+        report("mosquitto 2 (nodelay): publish -> own topic", &mosq);
+    });
+}

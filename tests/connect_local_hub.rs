@@ -26,10 +26,27 @@ fn connect(ws: &Path, args: &[&str]) -> (bool, Vec<serde_json::Value>) {
     (out.status.success(), events(&out.stdout))
 }
 
-/// Connect, expect a refusal of `kind`, return (cause, fix).
-fn refused(ws: &Path, args: &[&str], kind: &str) -> (String, String) {
+/// The codes of the pre-flight findings.
+fn lint_codes(ev: &[serde_json::Value]) -> Vec<String> {
+    find(ev, "lint").expect("lint event")["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Connect, expect a refusal of `kind` (and the pre-flight finding `lint` first), return (cause, fix).
+fn refused(ws: &Path, args: &[&str], kind: &str, lint: Option<&str>) -> (String, String) {
     let (ok, ev) = connect(ws, args);
     assert!(!ok, "{ev:#?}");
+    if let Some(code) = lint {
+        assert!(
+            lint_codes(&ev).iter().any(|c| c == code),
+            "pre-flight should find {code}: {:?}",
+            lint_codes(&ev)
+        );
+    }
     let connack = find(&ev, "connack").unwrap_or_else(|| panic!("no CONNACK in {ev:#?}"));
     assert_eq!(connack["code"], 5, "IoT Hub refuses with CONNACK 5");
     let f = find(&ev, "failed").expect("failed event");
@@ -46,6 +63,7 @@ fn success_with_twin_and_c2d_round_trips_recorded_by_the_hub() {
     let (_t, ws) = setup();
     let (ok, ev) = connect(&ws, &["sensor-7", "--count", "4"]);
     assert!(ok, "{ev:#?}");
+    assert!(lint_codes(&ev).is_empty(), "{:?}", lint_codes(&ev));
     let start = find(&ev, "start").unwrap();
     assert_eq!(
         (start["peer"].as_str(), start["flavor"].as_str()),
@@ -106,7 +124,12 @@ fn qos0_telemetry_passes_on_round_trips_and_the_hubs_record() {
 fn unregistered_device() {
     let (_t, ws) = setup();
     ok(&ws, &["new", "device", "sensor-8", "--issuer", "Line 2"]);
-    let (cause, fix) = refused(&ws, &["sensor-8"], "unknown-device");
+    let (cause, fix) = refused(
+        &ws,
+        &["sensor-8"],
+        "unknown-device",
+        Some("hub-device-unregistered"),
+    );
     assert!(cause.contains("not registered"), "{cause}");
     assert!(fix.contains("chainsmith hub device add sensor-8"), "{fix}");
 }
@@ -115,7 +138,7 @@ fn unregistered_device() {
 fn disabled_device() {
     let (_t, ws) = setup();
     ok(&ws, &["hub", "device", "disable", "sensor-7"]);
-    let (cause, fix) = refused(&ws, &["sensor-7"], "disabled");
+    let (cause, fix) = refused(&ws, &["sensor-7"], "disabled", Some("hub-device-disabled"));
     assert!(cause.contains("disabled"), "{cause}");
     assert!(
         fix.contains("chainsmith hub device enable sensor-7"),
@@ -139,7 +162,7 @@ fn expired_and_not_yet_valid_devices() {
         ],
     );
     ok(&ws, &["hub", "device", "add", "old-1", "--auth", "ca"]);
-    let (cause, fix) = refused(&ws, &["old-1"], "expired");
+    let (cause, fix) = refused(&ws, &["old-1"], "expired", Some("expired"));
     assert!(cause.contains("expired"), "{cause}");
     assert!(fix.contains("renew") && fix.contains("old-1"), "{fix}");
 
@@ -158,7 +181,7 @@ fn expired_and_not_yet_valid_devices() {
         ],
     );
     ok(&ws, &["hub", "device", "add", "early-1", "--auth", "ca"]);
-    let (cause, _) = refused(&ws, &["early-1"], "not-yet-valid");
+    let (cause, _) = refused(&ws, &["early-1"], "not-yet-valid", Some("not-yet-valid"));
     assert!(cause.contains("not valid yet"), "{cause}");
 }
 
@@ -169,7 +192,7 @@ fn unverified_ca() {
     ok(&ws, &["new", "device", "fresh-1", "--issuer", "Fresh Root"]);
     ok(&ws, &["hub", "ca", "add", "Fresh Root"]);
     ok(&ws, &["hub", "device", "add", "fresh-1", "--auth", "ca"]);
-    let (cause, fix) = refused(&ws, &["fresh-1"], "unverified");
+    let (cause, fix) = refused(&ws, &["fresh-1"], "unverified", Some("ca-unverified"));
     assert!(cause.contains("not verified"), "{cause}");
     assert!(
         fix.contains("chainsmith new verification --issuer Fresh Root")
@@ -186,7 +209,12 @@ fn root_unknown_to_the_hub() {
     ok(&ws, &["hub", "device", "add", "rogue-1", "--auth", "ca"]);
     // Devices do not send their root, so the hub cannot tell a missing intermediate from an
     // unregistered root; the workspace can, and the fix says which.
-    let (cause, fix) = refused(&ws, &["rogue-1"], "missing-intermediate");
+    let (cause, fix) = refused(
+        &ws,
+        &["rogue-1"],
+        "missing-intermediate",
+        Some("ca-not-trusted"),
+    );
     assert!(cause.contains("Other Root"), "{cause}");
     assert!(
         fix.contains("is a root") && fix.contains("chainsmith hub ca add Other Root"),
@@ -207,6 +235,7 @@ fn leaf_sent_without_its_intermediate() {
             dir.join("key.pem").to_str().unwrap(),
         ],
         "missing-intermediate",
+        Some("chain-short-of-trusted-ca"),
     );
     assert!(cause.contains("Line 2"), "{cause}");
     assert!(fix.contains("send \"Line 2\" after the leaf"), "{fix}");
@@ -230,7 +259,7 @@ fn self_signed_thumbprint_mismatch() {
             "ss-2",
         ],
     );
-    let (cause, fix) = refused(&ws, &["ss-1"], "thumbprint");
+    let (cause, fix) = refused(&ws, &["ss-1"], "thumbprint", Some("hub-thumbprint"));
     assert!(cause.contains("thumbprint"), "{cause}");
     assert!(fix.contains("--auth self-signed --from ss-1"), "{fix}");
     // Registered with its own thumbprint it connects.

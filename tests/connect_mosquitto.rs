@@ -379,3 +379,70 @@ fn nothing_listening_is_connection_refused() {
         "{cause}"
     );
 }
+
+#[test]
+fn with_tls_1_2_the_refusal_comes_during_the_handshake() {
+    // TLS 1.2: the broker checks the client certificate inside the handshake, so the alert
+    // arrives at the handshake step (with TLS 1.3 it arrives while waiting for CONNACK).
+    // (Mosquitto 2's tls_version only sets a minimum, so the client insists on 1.2.)
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = chain_workspace(tmp.path());
+    let root_pem = ws.join("entities/Test Root/cert.pem");
+    let (cert, key) = server_cert(&ws, "Test Root", tmp.path());
+    let broker = mosquitto_with(tmp.path(), &root_pem, &cert, &key, "");
+    ok(&ws, &["new", "root", "Other Root"]);
+    ok(&ws, &["new", "device", "rogue-2", "--issuer", "Other Root"]);
+    let to = format!("mqtts://127.0.0.1:{}", broker.port);
+    let out = bin(&ws)
+        .args([
+            "connect",
+            "--json",
+            "rogue-2",
+            "--tls-version",
+            "1.2",
+            "--count",
+            "1",
+            "--to",
+            &to,
+            "--ca",
+        ])
+        .arg(&root_pem)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let ev = events(&out.stdout);
+    assert!(find(&ev, "tls-established").is_none(), "{ev:#?}");
+    let f = find(&ev, "failed").unwrap();
+    assert_eq!(
+        (f["step"].as_str(), f["code"].as_str()),
+        (Some("tls-handshake"), Some("unknown-ca")),
+        "{f:#}"
+    );
+    assert!(
+        f["detail"]
+            .as_str()
+            .unwrap()
+            .contains("during the TLS handshake")
+    );
+
+    // And a good device over TLS 1.2 reports the version it negotiated.
+    let out = bin(&ws)
+        .args([
+            "connect",
+            "--json",
+            "sensor-7",
+            "--tls-version",
+            "1.2",
+            "--count",
+            "1",
+            "--to",
+            &to,
+            "--ca",
+        ])
+        .arg(&root_pem)
+        .output()
+        .unwrap();
+    let ev = events(&out.stdout);
+    assert!(out.status.success(), "{ev:#?}");
+    assert_eq!(find(&ev, "tls-established").unwrap()["version"], "TLS 1.2");
+}

@@ -493,6 +493,29 @@ fn serve_with_mosquitto_clients_c2d_monitor_method_echo() {
     );
     drop(monitor);
 
+    // A desired patch while the hub runs goes through it (and would be pushed).
+    let t: serde_json::Value = serde_json::from_str(&ok(
+        &ws,
+        &[
+            "--json",
+            "hub",
+            "twin",
+            "m-dev",
+            "--set-desired",
+            r#"{"interval":7}"#,
+        ],
+    ))
+    .unwrap();
+    assert_eq!(t["desired"]["interval"], 7);
+    let d = wait_for(&|v| v["event"] == "twin-desired");
+    assert_eq!(d["version"], 2);
+    // A second hub on the same workspace is refused.
+    cs(&ws)
+        .args(["hub", "serve", "--port", "0"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("already running"));
+
     // No device connected now: `hub method` says so.
     cs(&ws)
         .args(["hub", "method", "m-dev", "reboot", "--timeout", "2"])

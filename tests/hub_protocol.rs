@@ -287,3 +287,71 @@ async fn twin_desired_methods_and_echo() {
     assert!(!rid.is_empty());
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_12_and_13_request_a_client_certificate() {
+    let (fx, hub) = setup(false, &["d1"]).await;
+    let chain = fx.chain_file(&["d1", "line2"]);
+    for (flag, proto) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
+        let out = tokio::process::Command::new("openssl")
+            .args(["s_client", flag, "-connect", &hub.addr.to_string()])
+            .arg("-CAfile")
+            .arg(fx.trust_file())
+            .arg("-cert")
+            .arg(&chain)
+            .arg("-key")
+            .arg(fx.key_file("d1"))
+            .args(["-servername", "localhost", "-verify_return_error"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("openssl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(proto), "{flag}: {text}");
+        // The server asked for a client certificate and verified the server chain.
+        assert!(
+            text.contains("Requested Signature Algorithms"),
+            "{flag}: {text}"
+        );
+        assert!(
+            text.contains("Verify return code: 0 (ok)"),
+            "{flag}: {text}"
+        );
+    }
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_5_connect_gets_connack_1() {
+    let (fx, hub) = setup(false, &["d1"]).await;
+    let cfg = fx.tls(Some(&fx.identity(&["d1", "line2"])));
+    let mut c = Client::tls(hub.addr, cfg).await.unwrap();
+    // CONNECT, protocol name "MQTT", level 5, clean start, keep-alive 60, no properties, id "d1".
+    c.send_raw(&[
+        0x10, 15, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 2, b'd', b'1',
+    ])
+    .await
+    .unwrap();
+    let mut b = [0u8; 4];
+    let n = tokio::io::AsyncReadExt::read(&mut c.stream, &mut b)
+        .await
+        .unwrap();
+    assert_eq!(
+        &b[..n],
+        &[0x20, 2, 0, 1],
+        "CONNACK 1 (unacceptable protocol version)"
+    );
+    // MQTT 3.1 ("MQIsdp", level 3) too.
+    let cfg = fx.tls(Some(&fx.identity(&["d1", "line2"])));
+    let mut c = Client::tls(hub.addr, cfg).await.unwrap();
+    c.send_raw(&[
+        0x10, 16, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0x02, 0, 60, 0, 2, b'd', b'1',
+    ])
+    .await
+    .unwrap();
+    let n = tokio::io::AsyncReadExt::read(&mut c.stream, &mut b)
+        .await
+        .unwrap();
+    assert_eq!(&b[..n], &[0x20, 2, 0, 1]);
+    hub.shutdown().await;
+}

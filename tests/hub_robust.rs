@@ -68,6 +68,7 @@ async fn bad_clients_never_stop_good_ones() {
         .await
         .unwrap();
     assert!(ack.is_some());
+    let fds_before = open_fds();
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let good_task = {
@@ -91,6 +92,7 @@ async fn bad_clients_never_stop_good_ones() {
                 pkid = pkid.wrapping_add(1).max(1);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            good // kept open: it must still be connected at the end
         })
     };
 
@@ -276,7 +278,7 @@ async fn bad_clients_never_stop_good_ones() {
 
     // The good device never missed a PUBACK and is still connected.
     stop.store(true, Ordering::Relaxed);
-    good_task.await.unwrap();
+    let _good = good_task.await.unwrap();
     assert!(
         sent.load(Ordering::Relaxed) > 50,
         "good device sent only {}",
@@ -288,6 +290,17 @@ async fn bad_clients_never_stop_good_ones() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(hub.connected(), vec!["good".to_string()]);
+    // No leaked sockets either (hub and clients share this process).
+    let t0 = std::time::Instant::now();
+    while open_fds() > fds_before + 2 && t0.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        open_fds() <= fds_before + 2,
+        "fds {} -> {}",
+        fds_before,
+        open_fds()
+    );
     // And the hub said why it dropped the silent client.
     let mut saw_timeout = false;
     while let Ok(e) = ev.try_recv() {
@@ -297,4 +310,10 @@ async fn bad_clients_never_stop_good_ones() {
     }
     assert!(saw_timeout);
     hub.shutdown().await;
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }

@@ -39,6 +39,9 @@ pub struct ConnectArgs {
     /// Limit for each network step and for each message's acknowledgement and round trips.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Only this TLS version: 1.2 or 1.3 (default: whichever the peer prefers).
+    #[arg(long, value_name = "VERSION")]
+    pub tls_version: Option<crate::mqtt::TlsVersion>,
     /// Do not connect when the pre-flight lint finds errors.
     #[arg(long)]
     pub strict: bool,
@@ -148,6 +151,7 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
         test.qos = a.qos;
         test.timeout = a.timeout;
         test.strict = a.strict;
+        test.tls_version = a.tls_version;
         let ok = drive(global.json, test).await;
         if let Some(LocalHub { handle: Some(hub) }) = local {
             hub.shutdown().await;
@@ -211,7 +215,10 @@ async fn local_test(
             store.trust_path().display()
         )
     })?;
+    let registry = store.load()?;
+    let preflight = crate::mqtt::local::hub_preflight(&identity, &registry);
     let mut test = ConnectionTest::new(identity, endpoint, flavor);
+    test.preflight_extra = preflight;
     test.extra_ca = pem::parse_many(trust.as_bytes())?
         .into_iter()
         .map(|b| b.into_contents())
@@ -226,7 +233,7 @@ async fn local_test(
 pub async fn drive(json: bool, test: ConnectionTest) -> bool {
     let (tx, mut rx) = tokio::sync::mpsc::channel(256);
     let task = tokio::spawn(mqtt::run(test, tx));
-    let mut printer = Printer::default();
+    let mut printer = Printer;
     while let Some(event) = rx.recv().await {
         if json {
             say!(

@@ -102,6 +102,8 @@ pub struct TwinArgs {
 pub enum LogFormat {
     Text,
     Json,
+    /// No per-event log (benchmarks); `hub monitor` still works.
+    Off,
 }
 
 #[derive(Args, Debug)]
@@ -180,9 +182,15 @@ pub fn run(global: &Global, c: HubCommand) -> CliResult {
             let v = one_request(&store, &req)?;
             if global.json {
                 print_json(&v);
-            } else {
+            } else if v["delivered"] == true {
                 say!(
                     "sent to {}: message id {}",
+                    a.id,
+                    v["message_id"].as_str().unwrap_or("")
+                );
+            } else {
+                say!(
+                    "queued for {} (not connected or not subscribed to C2D; delivered when it subscribes): message id {}",
                     a.id,
                     v["message_id"].as_str().unwrap_or("")
                 );
@@ -397,8 +405,16 @@ fn twin(global: &Global, store: &HubStore, a: TwinArgs) -> CliResult {
 fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
     let rt = runtime()?;
     let json = a.log == LogFormat::Json || global.json;
+    let quiet = a.log == LogFormat::Off;
     let root = store.ws.root().to_path_buf();
     let control_path = store.control_path();
+    if std::os::unix::net::UnixStream::connect(&control_path).is_ok() {
+        bail!(
+            "a hub is already running for the workspace {} (control socket {}); stop it first or use another --workspace",
+            root.display(),
+            control_path.display()
+        );
+    }
     rt.block_on(async move {
         let config = HubConfig {
             bind: a.bind,
@@ -426,7 +442,8 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
         loop {
             tokio::select! {
                 e = events.recv() => match e {
-                    Ok(e) => print(&e),
+                    Ok(e) if !quiet || matches!(e, HubEvent::Listening { .. }) => print(&e),
+                    Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         eprintln!("warning: log fell behind, {n} events skipped");
                     }

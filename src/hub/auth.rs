@@ -58,6 +58,8 @@ pub enum Refusal {
     UnknownRoot { device: String, cn: String },
     #[error("device {device}: thumbprint matches neither slot")]
     Thumbprint { device: String },
+    #[error("hub registry unreadable: {detail}")]
+    Registry { detail: String },
 }
 
 impl Refusal {
@@ -77,6 +79,7 @@ impl Refusal {
             Refusal::MissingIntermediate { .. } => "missing-intermediate",
             Refusal::UnknownRoot { .. } => "unknown-root",
             Refusal::Thumbprint { .. } => "thumbprint",
+            Refusal::Registry { .. } => "registry",
         }
     }
 }

@@ -108,9 +108,9 @@ async fn client(hub: std::sync::Arc<HubHandle>, stream: UnixStream) -> std::io::
             device,
             body,
             props,
-        } => hub
-            .c2d(&device, body.as_bytes(), &props)
-            .map(|mid| serde_json::json!({ "message_id": mid })),
+        } => hub.c2d(&device, body.as_bytes(), &props).map(
+            |(mid, delivered)| serde_json::json!({ "message_id": mid, "delivered": delivered }),
+        ),
         Request::Method {
             device,
             name,

@@ -498,8 +498,8 @@ mod tests {
 
     #[test]
     fn thumbprints_normalise() {
-        let t = "ab:cd".repeat(10).replace("ab:cdab", "ab:cd:ab");
-        assert!(normalize_thumbprint(&t).is_err() || normalize_thumbprint(&t).is_ok());
+        let colons = "AB:".repeat(19) + "AB";
+        assert_eq!(normalize_thumbprint(&colons).unwrap(), "AB".repeat(20));
         assert_eq!(
             normalize_thumbprint(&"a".repeat(40)).unwrap(),
             "A".repeat(40)

@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::auth;
-use super::registry::{HubStore, RegistryError};
+use super::registry::{HubStore, Registry, RegistryError};
 use crate::azure::{self, DevicePublish, DeviceSubscription, Properties};
 
 /// No CONNECT this long after the TCP accept: close.
@@ -219,15 +219,47 @@ struct SessionHandle {
     subs: Arc<Mutex<Vec<(String, QoS, DeviceSubscription)>>>,
 }
 
+/// Queued C2D messages per device: (topic, body).
+type C2dQueue = HashMap<String, VecDeque<(String, Vec<u8>)>>;
+/// Method calls waiting for their answer, by `$rid`: (status, payload).
+type Pending = HashMap<String, oneshot::Sender<(u16, Vec<u8>)>>;
+
 struct Shared {
     store: HubStore,
     config: HubConfig,
     events: broadcast::Sender<HubEvent>,
     sessions: Mutex<HashMap<String, SessionHandle>>,
-    c2d_queue: Mutex<HashMap<String, VecDeque<(String, Vec<u8>)>>>,
-    pending: Mutex<HashMap<String, oneshot::Sender<(u16, Vec<u8>)>>>,
+    c2d_queue: Mutex<C2dQueue>,
+    pending: Mutex<Pending>,
     next_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    /// The registry as last read, keyed by the file's (inode, size, mtime): every CONNECT
+    /// checks the file and re-reads it when it changed.
+    registry: Mutex<Option<(RegistryKey, Arc<Registry>)>>,
+}
+
+type RegistryKey = (u64, u64, Option<std::time::SystemTime>);
+
+/// The registry as it is on disk now (re-parsed only when the file changed).
+async fn current_registry(sh: &Arc<Shared>) -> Result<Result<Arc<Registry>, RegistryError>, ()> {
+    let sh2 = sh.clone();
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::MetadataExt;
+        let key = std::fs::metadata(sh2.store.registry_path())
+            .map(|m| (m.ino(), m.size(), m.modified().ok()))
+            .unwrap_or((0, 0, None));
+        if let Some((k, r)) = sh2.registry.lock().expect("registry").as_ref()
+            && *k == key
+            && key.0 != 0
+        {
+            return Ok(r.clone());
+        }
+        let reg = Arc::new(sh2.store.load()?);
+        *sh2.registry.lock().expect("registry") = Some((key, reg.clone()));
+        Ok(reg)
+    })
+    .await
+    .map_err(|_| ())
 }
 
 impl Shared {
@@ -276,6 +308,7 @@ impl Hub {
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             shutdown: stop_rx,
+            registry: Mutex::new(None),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let sh = shared.clone();
@@ -306,8 +339,7 @@ impl Hub {
     }
 }
 
-/// A running hub. Dropping it without `shutdown` leaves the accept task running until the
-/// runtime ends.
+/// A running hub. Dropping it stops the hub too (without waiting); `shutdown` waits.
 pub struct HubHandle {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
@@ -339,13 +371,13 @@ impl HubHandle {
     }
 
     /// Send a cloud-to-device message; queued (up to 50) while the device is offline or not
-    /// subscribed. Returns the message id.
+    /// subscribed. Returns the message id and whether it went out now (false: queued).
     pub fn c2d(
         &self,
         device: &str,
         body: &[u8],
         props: &[(String, String)],
-    ) -> Result<String, HubError> {
+    ) -> Result<(String, bool), HubError> {
         self.shared.store.device(device)?;
         let mid = format!("c2d-{}", self.shared.id());
         let mut p = Properties::new().with(azure::sys::MESSAGE_ID, mid.clone());
@@ -363,7 +395,7 @@ impl HubHandle {
             message_id: mid.clone(),
             delivered,
         });
-        Ok(mid)
+        Ok((mid, delivered))
     }
 
     /// Invoke a direct method and wait for the device's answer: (status, payload).
@@ -456,6 +488,12 @@ impl HubHandle {
     }
 }
 
+impl Drop for HubHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
 fn send_c2d(sh: &Shared, device: &str, topic: String, body: Vec<u8>) -> bool {
     if let Some(tx) = sh.subscribed(device, DeviceSubscription::C2d) {
         match tx.try_send(Outbound::Publish {
@@ -529,7 +567,11 @@ async fn connection(
             return;
         }
         match Packet::read(&mut buf, MAX_PACKET) {
-            Ok(Packet::Connect(c)) => break c,
+            Ok(Packet::Connect(c)) if c.protocol == rumqttc::mqttbytes::Protocol::V4 => break c,
+            Ok(Packet::Connect(_)) => {
+                refuse_protocol(&sh, &mut tls, peer, "5").await;
+                return;
+            }
             Ok(other) => {
                 sh.emit(HubEvent::Dropped {
                     peer,
@@ -538,6 +580,14 @@ async fn connection(
                 return;
             }
             Err(mqttbytes::Error::InsufficientBytes(_)) => {}
+            Err(mqttbytes::Error::InvalidProtocolLevel(level)) => {
+                refuse_protocol(&sh, &mut tls, peer, &level.to_string()).await;
+                return;
+            }
+            Err(mqttbytes::Error::InvalidProtocol) => {
+                refuse_protocol(&sh, &mut tls, peer, "3 (MQIsdp)").await;
+                return;
+            }
             Err(e) => {
                 sh.emit(HubEvent::Dropped {
                     peer,
@@ -571,8 +621,7 @@ async fn connection(
 
     let device = connect.client_id.clone();
     let username = connect.login.as_ref().map(|l| l.username.clone());
-    let store = sh.store.clone();
-    let reg = tokio::task::spawn_blocking(move || store.load()).await;
+    let reg = current_registry(&sh).await;
     let verdict = match reg {
         Ok(Ok(reg)) => auth::authenticate(
             &reg,
@@ -581,8 +630,8 @@ async fn connection(
             &chain,
             OffsetDateTime::now_utc(),
         ),
-        Ok(Err(e)) => Err(auth::Refusal::Username {
-            reason: format!("hub registry unreadable: {e}"),
+        Ok(Err(e)) => Err(auth::Refusal::Registry {
+            detail: e.to_string(),
         }),
         Err(_) => return,
     };
@@ -693,6 +742,25 @@ async fn connection(
         }
     }
     sh.emit(HubEvent::Disconnected { device, reason });
+}
+
+/// CONNECT of another MQTT version: CONNACK 1 (unacceptable protocol version), then close.
+async fn refuse_protocol(
+    sh: &Shared,
+    tls: &mut tokio_rustls::server::TlsStream<TcpStream>,
+    peer: SocketAddr,
+    level: &str,
+) {
+    let mut out = BytesMut::new();
+    let _ = ConnAck::new(ConnectReturnCode::RefusedProtocolVersion, false).write(&mut out);
+    let _ = tls.write_all(&out).await;
+    let _ = tls.flush().await;
+    sh.emit(HubEvent::Dropped {
+        peer,
+        reason: format!(
+            "CONNECT with MQTT protocol level {level}; IoT Hub speaks MQTT 3.1.1 (level 4): CONNACK 1"
+        ),
+    });
 }
 
 fn packet_name(p: &Packet) -> &'static str {

@@ -104,6 +104,8 @@ pub struct Context<'a> {
     pub endpoint: &'a Endpoint,
     pub server_cert: Option<&'a [u8]>,
     pub acceptable_cas: &'a [String],
+    /// The pre-flight findings: against a running hub, its registry's view explains a refusal.
+    pub preflight: &'a [crate::pki::lint::Finding],
     pub timeout: Duration,
 }
 
@@ -551,11 +553,22 @@ fn connack(code: u8, hub_reason: Option<&super::HubRefusal>, cx: &Context<'_>) -
     }
     match (ep.peer, code) {
         (PeerKind::AzureHub, 4 | 5) => d(c, format!("IoT Hub {} refused device \"{}\" ({}) and gives no reason", ep.host, id.device_id, connack_text(code)), azure_checklist(id, ep)),
-        (PeerKind::LocalHub, _) => d(
-            c,
-            format!("the local hub refused \"{}\" ({})", id.device_id, connack_text(code)),
-            "run the test with the hub in-process (`chainsmith connect DEVICE` with no running hub) to see its exact reason, or read the `hub serve` log".into(),
-        ),
+        (PeerKind::LocalHub, _) => {
+            // A running `hub serve` does not tell this process why; its registry on disk does.
+            let likely = cx.preflight.iter().find(|f| f.severity == crate::pki::lint::Severity::Error);
+            match likely {
+                Some(f) => d(
+                    c,
+                    format!("the local hub refused \"{}\" ({}); its registry shows why: {}", id.device_id, connack_text(code), f.message),
+                    "fix that (the hub re-reads its registry on every CONNECT) and connect again; the `hub serve` log has the hub's own sentence".into(),
+                ),
+                None => d(
+                    c,
+                    format!("the local hub refused \"{}\" ({})", id.device_id, connack_text(code)),
+                    "read the `hub serve` log for the exact reason, or stop it and run `chainsmith connect DEVICE`, which starts the hub in-process and reports it".into(),
+                ),
+            }
+        }
         (_, 2) => d(c, format!("{} rejected the client id \"{}\"", ep.display(), id.device_id), "use a client id the broker allows (MQTT 3.1.1 brokers may limit length and characters)".into()),
         (_, 3) => d(c, format!("{} is up but the MQTT service is unavailable", ep.display()), "try again later; check the broker's log".into()),
         (_, 1) => d(c, format!("{} does not speak MQTT 3.1.1", ep.display()), "use a broker that accepts MQTT 3.1.1 (protocol level 4)".into()),
@@ -695,6 +708,157 @@ mod tests {
                 FailureKind::Dns(_)
             ));
         }
+    }
+
+    /// Root "Contoso Root" -> device "sensor-7", as the workspace would hold them.
+    fn identity() -> Identity {
+        use crate::mqtt::identity::ChainCert;
+        use crate::pki::{CaHandle, IssueSpec, KeyAlg, Profile, Validity, issue, subject};
+        let root_spec = IssueSpec {
+            subject: subject::cn_only("Contoso Root").unwrap(),
+            profile: Profile::Root { pathlen: None },
+            validity: Validity::days(30),
+        };
+        let root = issue::issue(&root_spec, KeyAlg::EcP256, None).unwrap();
+        let ca = CaHandle::new(
+            "Contoso Root",
+            root.cert_der.clone(),
+            root.key_pem.as_deref().unwrap(),
+        )
+        .unwrap();
+        let dev_spec = IssueSpec {
+            subject: subject::cn_only("sensor-7").unwrap(),
+            profile: Profile::Device {
+                eku: Default::default(),
+                sans: vec![],
+            },
+            validity: Validity::days(30),
+        };
+        let dev = issue::issue(&dev_spec, KeyAlg::EcP256, Some(&ca)).unwrap();
+        let cc = |name: &str, der: Vec<u8>| ChainCert {
+            name: name.into(),
+            view: crate::pki::inspect::CertView::from_der(&der).unwrap(),
+            der,
+        };
+        Identity {
+            device_id: "sensor-7".into(),
+            source: "test".into(),
+            sent: vec![cc("sensor-7", dev.cert_der)],
+            above: vec![cc("Contoso Root", root.cert_der)],
+            key_pem: dev.key_pem.unwrap(),
+            target: None,
+        }
+    }
+
+    fn run(kind: FailureKind, step: Step, to: &str) -> Diagnosis {
+        let id = identity();
+        let ep = Endpoint::parse(to).unwrap();
+        let cx = Context {
+            identity: &id,
+            endpoint: &ep,
+            server_cert: None,
+            acceptable_cas: &[],
+            preflight: &[],
+            timeout: Duration::from_secs(10),
+        };
+        diagnose(&Failure::new(step, kind), &cx)
+    }
+
+    #[test]
+    fn azure_connack_5_gives_the_checklist_in_order() {
+        let d = run(
+            FailureKind::Connack {
+                code: 5,
+                hub_reason: None,
+            },
+            Step::MqttConnect,
+            "myhub.azure-devices.net",
+        );
+        assert_eq!(d.code, "connack-5");
+        assert!(d.cause.contains("gives no reason"), "{}", d.cause);
+        let order = [
+            "(1) device \"sensor-7\" exists in hub myhub.azure-devices.net",
+            "(2)",
+            "\"X.509 CA signed\"",
+            "Contoso Root",
+            "(3)",
+            "(4)",
+            "(5)",
+        ];
+        let mut at = 0;
+        for needle in order {
+            let i = d.fix[at..]
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle:?} missing or out of order in {}", d.fix));
+            at += i;
+        }
+    }
+
+    #[test]
+    fn unknown_ca_from_azure_names_the_root_to_register() {
+        let d = run(
+            FailureKind::Alert(AlertDescription::UnknownCA),
+            Step::MqttConnect,
+            "myhub.azure-devices.net",
+        );
+        assert_eq!(d.code, "unknown-ca");
+        assert!(
+            d.cause
+                .contains("does not trust the CA that issued \"sensor-7\""),
+            "{}",
+            d.cause
+        );
+        assert!(
+            d.fix
+                .contains("register and verify \"Contoso Root\" on the hub"),
+            "{}",
+            d.fix
+        );
+        assert!(d.detail.contains("unknown_ca"));
+    }
+
+    #[test]
+    fn timeouts_say_which_step_and_what_to_check() {
+        let d = run(
+            FailureKind::Timeout(Duration::from_secs(10)),
+            Step::TcpConnect,
+            "myhub.azure-devices.net",
+        );
+        assert!(
+            d.cause
+                .contains("port 8883 is blocked by a firewall or the host is wrong"),
+            "{}",
+            d.cause
+        );
+        let d = run(
+            FailureKind::Timeout(Duration::from_secs(10)),
+            Step::MqttConnect,
+            "mqtts://b.example:8883",
+        );
+        assert!(d.cause.contains("no CONNACK within 10 s"), "{}", d.cause);
+    }
+
+    #[test]
+    fn local_hub_reason_is_the_cause() {
+        let r = crate::mqtt::HubRefusal {
+            kind: "disabled".into(),
+            reason: "device sensor-7: device disabled".into(),
+        };
+        let d = run(
+            FailureKind::Connack {
+                code: 5,
+                hub_reason: Some(r),
+            },
+            Step::MqttConnect,
+            "mqtts://127.0.0.1:1",
+        );
+        assert_eq!(d.code, "hub-disabled");
+        assert!(
+            d.cause.ends_with("device sensor-7: device disabled"),
+            "{}",
+            d.cause
+        );
+        assert!(d.fix.contains("chainsmith hub device enable sensor-7"));
     }
 
     #[test]

@@ -300,6 +300,72 @@ impl Identity {
     }
 }
 
+/// A CA the target is known to trust (the local hub's registry).
+#[derive(Clone, Debug)]
+pub struct TrustedCa {
+    pub name: String,
+    pub der: Vec<u8>,
+    /// Proof of possession done (IoT Hub refuses chains to unverified CAs).
+    pub verified: bool,
+}
+
+impl Identity {
+    /// Pre-flight against what the target trusts: the chain sent must reach a trusted,
+    /// verified CA, with every intermediate below that CA sent.
+    pub fn against_trusted(&self, trusted: &[TrustedCa], target: &str) -> Vec<Finding> {
+        let mut out = Vec::new();
+        if self.leaf().view.self_signed {
+            return out;
+        }
+        let matches = |c: &ChainCert| trusted.iter().find(|t| t.der == c.der);
+        // The sent certificates above the leaf, then what the workspace knows above them.
+        let sent_cas = self.sent[1..].iter().map(|c| (c, true));
+        let above = self.above.iter().map(|c| (c, false));
+        let mut unsent_below: Vec<&ChainCert> = Vec::new();
+        for (c, was_sent) in sent_cas.chain(above) {
+            if let Some(t) = matches(c) {
+                if !unsent_below.is_empty() {
+                    let names: Vec<String> = unsent_below
+                        .iter()
+                        .map(|c| format!("\"{}\"", c.name))
+                        .collect();
+                    out.push(Finding {
+                        severity: Severity::Error,
+                        code: "chain-short-of-trusted-ca",
+                        message: format!("{target} trusts \"{}\", but {} between it and \"{}\" is not sent; send the chain up to \"{}\"", t.name, names.join(", "), self.leaf().name, t.name),
+                    });
+                }
+                if !t.verified {
+                    out.push(Finding {
+                        severity: Severity::Error,
+                        code: "ca-unverified",
+                        message: format!("{target} has \"{}\" but it is not verified; IoT Hub refuses devices under an unverified CA: prove possession with a verification certificate", t.name),
+                    });
+                }
+                return out;
+            }
+            if !was_sent && !c.view.self_signed {
+                unsent_below.push(c);
+            }
+        }
+        let names: Vec<String> = self.sent[1..]
+            .iter()
+            .chain(self.above.iter())
+            .map(|c| format!("\"{}\"", c.name))
+            .collect();
+        out.push(Finding {
+            severity: Severity::Error,
+            code: "ca-not-trusted",
+            message: if names.is_empty() {
+                format!("{target} trusts none of the CAs above \"{}\" (issuer {}); register its CA", self.leaf().name, self.leaf().view.issuer)
+            } else {
+                format!("{target} trusts none of the CAs above \"{}\" ({}); register and verify one of them", self.leaf().name, names.join(", "))
+            },
+        });
+        out
+    }
+}
+
 /// The CN of a distinguished name as x509-parser prints it ("CN=Contoso Root, O=Contoso"),
 /// or the whole name when it has none.
 pub fn cn_of(dn: &str) -> String {

@@ -175,3 +175,59 @@ impl HubView for HubWatch {
         })
     }
 }
+
+/// Pre-flight findings from the local hub's registry: the device is registered and enabled,
+/// its thumbprint matches (self-signed), and its chain reaches a registered, verified CA.
+pub fn hub_preflight(
+    identity: &super::Identity,
+    registry: &crate::hub::Registry,
+) -> Vec<crate::pki::lint::Finding> {
+    use crate::hub::Auth;
+    use crate::pki::lint::{Finding, Severity};
+    let dev = &identity.device_id;
+    let mut out = Vec::new();
+    let Some(d) = registry.devices.iter().find(|d| &d.id == dev) else {
+        out.push(Finding {
+            severity: Severity::Error,
+            code: "hub-device-unregistered",
+            message: format!("device \"{dev}\" is not registered with the local hub; `chainsmith hub device add {dev} --auth ca`"),
+        });
+        return out;
+    };
+    if !d.enabled {
+        out.push(Finding { severity: Severity::Error, code: "hub-device-disabled", message: format!("device \"{dev}\" is disabled in the local hub; `chainsmith hub device enable {dev}`") });
+    }
+    match d.auth {
+        Auth::SelfSigned => {
+            let (sha1, sha256) = crate::pki::thumbprints(&identity.leaf().der);
+            let known = [d.primary.as_deref(), d.secondary.as_deref()];
+            if !known
+                .iter()
+                .flatten()
+                .any(|t| t.eq_ignore_ascii_case(&sha1) || t.eq_ignore_ascii_case(&sha256))
+            {
+                out.push(Finding {
+                    severity: Severity::Error,
+                    code: "hub-thumbprint",
+                    message: format!("the local hub knows device \"{dev}\" by thumbprints that are not this certificate's ({sha256}); `chainsmith hub device add {dev} --auth self-signed --from {dev}` after removing it"),
+                });
+            }
+        }
+        Auth::Ca => {
+            let trusted: Vec<super::identity::TrustedCa> = registry
+                .cas
+                .iter()
+                .filter_map(|c| {
+                    let der = pem::parse(&c.cert_pem).ok()?.into_contents();
+                    Some(super::identity::TrustedCa {
+                        name: c.name.clone(),
+                        der,
+                        verified: c.verified,
+                    })
+                })
+                .collect();
+            out.extend(identity.against_trusted(&trusted, "the local hub"));
+        }
+    }
+    out
+}

@@ -46,6 +46,33 @@ impl std::str::FromStr for Flavor {
     }
 }
 
+/// A TLS version to insist on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    V1_2,
+    #[serde(rename = "1.3")]
+    V1_3,
+}
+
+impl std::str::FromStr for TlsVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s
+            .trim()
+            .trim_start_matches("TLS")
+            .trim_start_matches("tls")
+            .trim()
+        {
+            "1.2" | "12" => Ok(TlsVersion::V1_2),
+            "1.3" | "13" => Ok(TlsVersion::V1_3),
+            _ => Err(format!(
+                "TLS version \"{s}\" is not supported; use 1.2 or 1.3 (IoT Hub requires 1.2 or later)"
+            )),
+        }
+    }
+}
+
 /// What kind of peer the device talks to; decides the defaults and the diagnosis wording.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -163,6 +190,10 @@ pub struct ConnectionTest {
     /// The host name for the Azure username when it differs from the host dialled (the
     /// local hub's configured name).
     pub hub_hostname: Option<String>,
+    /// Only this TLS version (default: 1.2 or 1.3, whichever the peer prefers).
+    pub tls_version: Option<TlsVersion>,
+    /// More pre-flight findings from what the target is known to trust (the local hub's registry).
+    pub preflight_extra: Vec<Finding>,
     /// The local hub, when the test can see inside it: refusal reasons, recorded messages.
     pub hub: Option<Arc<dyn HubView>>,
 }
@@ -208,6 +239,8 @@ impl ConnectionTest {
             twin: flavor == Flavor::Azure,
             per_message_events: true,
             hub_hostname: None,
+            tls_version: None,
+            preflight_extra: vec![],
             hub: None,
         }
     }

@@ -53,6 +53,7 @@ pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
             endpoint: &test.endpoint,
             server_cert: s.server_cert.as_deref(),
             acceptable_cas: &s.acceptable_cas,
+            preflight: &s.findings,
             timeout: test.timeout,
         };
         let diagnosis = diagnose::diagnose(&f, &cx);
@@ -73,6 +74,7 @@ pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
 struct State {
     server_cert: Option<Vec<u8>>,
     acceptable_cas: Vec<String>,
+    findings: Vec<crate::pki::lint::Finding>,
     sent: u32,
     acked: u32,
     rt_seen: u32,
@@ -227,12 +229,15 @@ async fn run_inner(
     .await;
 
     // Pre-flight lint.
-    let findings = id.preflight();
+    let mut findings = id.preflight();
+    findings.extend(test.preflight_extra.iter().cloned());
+    findings.sort_by_key(|f| f.severity);
     let errors = findings
         .iter()
         .filter(|f| f.severity == crate::pki::lint::Severity::Error)
         .count();
     let strict_stop = test.strict && has_errors(&findings);
+    s.findings = findings.clone();
     emit(tx, Event::Lint { findings }).await;
     if strict_stop {
         return Err(Failure::new(Step::Lint, FailureKind::LintErrors(errors)));
@@ -246,9 +251,14 @@ async fn run_inner(
             )),
         ));
     }
-    let (config, server_name, recorder) =
-        super::tls::client_config(id, &test.extra_ca, test.system_roots, &ep.host)
-            .map_err(|e| Failure::new(Step::TlsHandshake, FailureKind::Setup(e.to_string())))?;
+    let (config, server_name, recorder) = super::tls::client_config(
+        id,
+        &test.extra_ca,
+        test.system_roots,
+        &ep.host,
+        test.tls_version,
+    )
+    .map_err(|e| Failure::new(Step::TlsHandshake, FailureKind::Setup(e.to_string())))?;
 
     // Resolve.
     let t = Instant::now();
@@ -492,7 +502,15 @@ async fn run_inner(
     let verbose = test.per_message_events;
     for message_id in 0..test.count {
         if message_id > 0 && !test.interval.is_zero() {
-            tokio::time::sleep(test.interval).await;
+            // Long pauses: keep the session alive with PINGREQ (IoT Hub drops idle devices).
+            let half = Duration::from_secs(keep_alive / 2);
+            let mut left = test.interval;
+            while left > half {
+                tokio::time::sleep(half).await;
+                left -= half;
+                step(Step::Telemetry, limit, conn.send(&Packet::PingReq)).await?;
+            }
+            tokio::time::sleep(left).await;
         }
         let (payload, alert) = telemetry(&id.device_id, message_id);
         let mut props = azure::Properties::new();

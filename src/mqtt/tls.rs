@@ -42,6 +42,9 @@ pub enum TlsSetupError {
     Other(String),
 }
 
+static ONLY_12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+static ONLY_13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
@@ -52,6 +55,7 @@ pub(crate) fn client_config(
     extra_ca: &[Vec<u8>],
     system_roots: bool,
     host: &str,
+    version: Option<super::TlsVersion>,
 ) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>, Recorder), TlsSetupError> {
     let provider = provider();
     let mut roots = RootCertStore::empty();
@@ -81,7 +85,11 @@ pub(crate) fn client_config(
     let certified = CertifiedKey::from_der(chain, key, &provider)
         .map_err(|e| TlsSetupError::Key(e.to_string()))?;
     let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(match version {
+            None => rustls::DEFAULT_VERSIONS,
+            Some(super::TlsVersion::V1_2) => ONLY_12,
+            Some(super::TlsVersion::V1_3) => ONLY_13,
+        })
         .map_err(|e| TlsSetupError::Other(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(RecordingVerifier {

@@ -93,6 +93,17 @@ pub fn mosquitto_available() -> bool {
 
 /// Start Mosquitto with mutual TLS: trusts `cafile` for clients, presents the server cert.
 pub fn mosquitto(dir: &Path, cafile: &Path, cert: &Path, key: &Path) -> Mosquitto {
+    mosquitto_with(dir, cafile, cert, key, "")
+}
+
+/// Same, with extra lines for the listener (e.g. `tls_version tlsv1.2`).
+pub fn mosquitto_with(
+    dir: &Path,
+    cafile: &Path,
+    cert: &Path,
+    key: &Path,
+    extra: &str,
+) -> Mosquitto {
     assert!(
         mosquitto_available(),
         "mosquitto is not installed (apt-get install mosquitto); the connect tests need a real broker"
@@ -107,7 +118,7 @@ pub fn mosquitto(dir: &Path, cafile: &Path, cert: &Path, key: &Path) -> Mosquitt
     std::fs::write(
         &conf,
         format!(
-            "{root}persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nlistener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false\nset_tcp_nodelay true\n",
+            "{root}persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nlistener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false\nset_tcp_nodelay true\n{extra}",
             cafile.display(),
             cert.display(),
             key.display()
