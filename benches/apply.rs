@@ -214,4 +214,19 @@ fn main() {
         u.cpu.as_secs_f64(),
         u.cpu.as_secs_f64() / u.wall.as_secs_f64(),
     );
+    // The same on one thread: the wall-time ratio is what the second core bought.
+    let one = measured(
+        Command::new(bin())
+            .env("RAYON_NUM_THREADS", "1")
+            .arg("--workspace")
+            .arg(tmp.path().join("rsa1"))
+            .arg("apply")
+            .arg(&rsa_spec),
+    );
+    println!(
+        "100 RSA-2048 devices on 1 thread (RAYON_NUM_THREADS=1): {:.2} s wall, {:.2} s CPU; all cores vs one: {:.2}x faster",
+        one.wall.as_secs_f64(),
+        one.cpu.as_secs_f64(),
+        one.wall.as_secs_f64() / u.wall.as_secs_f64()
+    );
 }
