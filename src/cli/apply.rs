@@ -13,6 +13,9 @@ pub struct ApplyArgs {
     /// Write each entry's exports (its `export = {...}` table) under DIR, with stable names.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace entities of the same names that `apply` did not make (imported or made by hand).
+    #[arg(long)]
+    pub force: bool,
     /// Only check the spec; make nothing.
     #[arg(long)]
     pub check: bool,
@@ -42,6 +45,7 @@ pub fn run(global: &Global, args: ApplyArgs) -> CliResult {
         &text,
         &ApplyOptions {
             out: args.out.clone(),
+            force: args.force,
         },
     )?;
     if global.json {

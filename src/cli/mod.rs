@@ -163,7 +163,15 @@ fn error_message(e: &anyhow::Error) -> String {
 
 fn error_kind(e: &anyhow::Error) -> &'static str {
     use crate::export::Error as X;
+    use crate::fixtures::apply::Error as F;
     use crate::store::Error as S;
+    match e.downcast_ref::<F>() {
+        Some(F::Spec(_)) => return "spec",
+        Some(F::Export { .. }) => return "export",
+        Some(F::Pki(_)) => return "invalid",
+        Some(F::NotOurs { .. }) => return "name-taken",
+        Some(F::Store(_)) | Some(F::Entry { .. }) | None => {}
+    }
     let store = match e.downcast_ref::<X>() {
         Some(X::WrongPassword(_)) => return "wrong-password",
         Some(X::Exists(_)) => return "exists",
