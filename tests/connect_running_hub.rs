@@ -1,7 +1,7 @@
 //! `chainsmith connect` (default `--to local`) while `chainsmith hub serve` runs for the
-//! workspace: it dials the running hub on its configured port (8883, the port IoT Hub
-//! clients use, so this one test takes that fixed port), confirms each message through the
-//! hub's monitor stream, and explains a refusal from the hub's registry.
+//! workspace: it dials the running hub on the port the hub reports through its control
+//! socket (`{"op":"status"}`), confirms each message through the hub's monitor stream, and
+//! quotes the hub's own refusal reason (`{"op":"refusals"}`).
 
 mod connect_support;
 use connect_support::*;
@@ -22,20 +22,12 @@ fn running_hub_serve_is_used_and_confirms_every_message() {
     let ws = chain_workspace(tmp.path());
     ok(&ws, &["hub", "ca", "add", "Test Root", "--verified"]);
     ok(&ws, &["hub", "device", "add", "sensor-7", "--auth", "ca"]);
-    // Another test (the Azure SDK one) may hold 8883 for a moment: wait for it.
-    let start = Instant::now();
-    while std::net::TcpListener::bind("127.0.0.1:8883").is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "port 8883 stays busy; this test needs it for `hub serve`"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let port = free_port();
     let exe = assert_cmd::cargo::cargo_bin("chainsmith");
     let serve = std::process::Command::new(exe)
         .arg("--workspace")
         .arg(&ws)
-        .args(["hub", "serve", "--port", "8883"])
+        .args(["hub", "serve", "--port", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -65,7 +57,10 @@ fn running_hub_serve_is_used_and_confirms_every_message() {
         .unwrap();
     let ev = events(&out.stdout);
     assert!(out.status.success(), "{ev:#?}");
-    assert_eq!(find(&ev, "start").unwrap()["endpoint"], "127.0.0.1:8883");
+    assert_eq!(
+        find(&ev, "start").unwrap()["endpoint"],
+        format!("127.0.0.1:{port}")
+    );
     assert_eq!(find(&ev, "hub-recorded").unwrap()["recorded"], 3);
     assert_eq!(
         ev.iter()
@@ -82,10 +77,10 @@ fn running_hub_serve_is_used_and_confirms_every_message() {
     assert_eq!(out.status.code(), Some(1));
     let ev = events(&out.stdout);
     let f = find(&ev, "failed").unwrap();
-    assert_eq!(f["code"], "connack-5");
+    assert_eq!(f["code"], "hub-unknown-device");
     let cause = f["cause"].as_str().unwrap();
     assert!(
-        cause.contains("its registry shows why") && cause.contains("not registered"),
+        cause.contains("the local hub refused \"sensor-9\"") && cause.contains("not registered"),
         "{cause}"
     );
 }

@@ -161,8 +161,9 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
     if ok { Ok(()) } else { Err(Failed(1).into()) }
 }
 
-/// The local hub: a running `hub serve` (its control socket answers) on the configured port,
-/// or the same hub started in-process (with C2D echo) for the length of the test.
+/// The local hub: a running `hub serve` (its control socket answers; dialled on the address,
+/// port and echo setting its `status` reports), or the same hub started in-process (with C2D
+/// echo) for the length of the test.
 pub struct LocalHub {
     pub handle: Option<crate::hub::HubHandle>,
 }
@@ -178,17 +179,26 @@ async fn local_test(
     let store = HubStore::open(ws.root())?;
     let flavor = a.flavor.unwrap_or(Flavor::Azure);
     let (endpoint, watch, handle, echo) = match HubWatch::running(&store.control_path()).await {
-        Some(watch) => {
-            let port = crate::azure::MQTT_PORT;
+        Some((watch, status)) => {
+            // Dial where the hub says it listens (loopback when it is bound to every
+            // interface); a hub too old to answer `status` is assumed on 8883, without echo.
+            let (ip, port, echo) = match &status {
+                Some(s) => (loopback_for(s.addr.ip()), s.port, s.echo),
+                None => (
+                    std::net::IpAddr::from([127, 0, 0, 1]),
+                    crate::azure::MQTT_PORT,
+                    false,
+                ),
+            };
             (
                 Endpoint {
-                    host: "127.0.0.1".into(),
+                    host: ip.to_string(),
                     port,
                     peer: PeerKind::LocalHub,
                 },
                 watch,
                 None,
-                false,
+                echo,
             )
         }
         None => {
@@ -227,6 +237,16 @@ async fn local_test(
     test.c2d_echo = echo && flavor == Flavor::Azure;
     test.hub = Some(watch);
     Ok((test, Some(LocalHub { handle })))
+}
+
+/// The address to dial for a hub bound to `ip`: the loopback of the same family when it is
+/// bound to every interface (`0.0.0.0`, `::`).
+fn loopback_for(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        other => other,
+    }
 }
 
 /// Run the test and print its events as they come; true when everything came back.

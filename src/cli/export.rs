@@ -172,7 +172,7 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
     }
     if let Some(cfg) = &report.edge_config {
         say!();
-        super::out(&cfg);
+        super::out(cfg);
     }
     for n in &report.notes {
         say!("note: {n}");

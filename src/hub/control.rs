@@ -9,6 +9,10 @@
 //!   `{"ok":{"status":200,"payload":…}}`
 //! - `{"op":"desired","device":"d1","patch":{…}}` → `{"ok":{"version":N}}`
 //! - `{"op":"monitor","device":null}` → a stream of `HubEvent` JSON lines
+//! - `{"op":"status"}` → `{"ok":HubStatus}`: listening address and port, echo, hostname,
+//!   connected devices, the last refusal's `seq` and the last 100 refusals
+//! - `{"op":"refusals","device":"d1","since":7}` → `{"ok":[RefusalRecord…]}`: remembered
+//!   refusals with `seq > since` (default 0), of that device when given
 
 use std::path::Path;
 use std::time::Duration;
@@ -43,6 +47,13 @@ pub enum Request {
     Monitor {
         #[serde(default)]
         device: Option<String>,
+    },
+    Status,
+    Refusals {
+        #[serde(default)]
+        device: Option<String>,
+        #[serde(default)]
+        since: u64,
     },
 }
 
@@ -129,6 +140,10 @@ async fn client(hub: std::sync::Arc<HubHandle>, stream: UnixStream) -> std::io::
                     .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned().into());
                 serde_json::json!({ "status": status, "payload": payload })
             }),
+        Request::Status => Ok(serde_json::to_value(hub.status()).unwrap_or_default()),
+        Request::Refusals { device, since } => {
+            Ok(serde_json::to_value(hub.refusals(device.as_deref(), since)).unwrap_or_default())
+        }
         Request::Desired { device, patch } => hub
             .set_desired(&device, &patch)
             .await
@@ -171,6 +186,48 @@ pub async fn request(
     Ok(())
 }
 
+/// Send one request and return its single answer: the `ok` value, or the hub's `error`.
+pub async fn call(path: &Path, req: &Request) -> Result<serde_json::Value, ControlError> {
+    let mut answer = None;
+    request(path, req, |v| {
+        answer = Some(v);
+        false
+    })
+    .await?;
+    let mut v =
+        answer.ok_or_else(|| ControlError::Io("the hub closed without answering".into()))?;
+    if let Some(ok) = v.get_mut("ok") {
+        return Ok(ok.take());
+    }
+    let msg = v
+        .get("error")
+        .and_then(|e| e.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string());
+    Err(ControlError::Hub(msg))
+}
+
+/// `{"op":"status"}` of the hub running for this workspace. A hub too old to know the op
+/// answers with an error ([`ControlError::Hub`]).
+pub async fn status(path: &Path) -> Result<super::HubStatus, ControlError> {
+    let v = call(path, &Request::Status).await?;
+    serde_json::from_value(v).map_err(|e| ControlError::Io(format!("status answer: {e}")))
+}
+
+/// `{"op":"refusals"}`: remembered refusals after `since`, of `device` when given.
+pub async fn refusals(
+    path: &Path,
+    device: Option<&str>,
+    since: u64,
+) -> Result<Vec<super::RefusalRecord>, ControlError> {
+    let req = Request::Refusals {
+        device: device.map(str::to_string),
+        since,
+    };
+    let v = call(path, &req).await?;
+    serde_json::from_value(v).map_err(|e| ControlError::Io(format!("refusals answer: {e}")))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error(
@@ -179,4 +236,6 @@ pub enum ControlError {
     NotRunning(String, String),
     #[error("control channel: {0}")]
     Io(String),
+    #[error("the running hub answered: {0}")]
+    Hub(String),
 }

@@ -21,4 +21,4 @@ pub mod tls;
 
 pub use auth::Refusal;
 pub use registry::{Auth, HubCa, HubDevice, HubStore, Registry, RegistryError, Twin};
-pub use server::{Hub, HubConfig, HubError, HubEvent, HubHandle};
+pub use server::{Hub, HubConfig, HubError, HubEvent, HubHandle, HubStatus, RefusalRecord};

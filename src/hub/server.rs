@@ -36,6 +36,43 @@ pub const MAX_SUBSCRIPTIONS: usize = 5;
 pub const C2D_QUEUE: usize = 50;
 /// Largest MQTT packet accepted: a 256 KB message plus room for topic and header.
 pub const MAX_PACKET: usize = azure::MAX_MESSAGE_BYTES + 4096;
+/// Refusals a hub remembers for [`HubHandle::status`] and [`HubHandle::refusals`] (oldest dropped).
+pub const REFUSAL_RING: usize = 100;
+
+/// One CONNACK 5 the hub sent, as `{"op":"status"}` and `{"op":"refusals"}` report it.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RefusalRecord {
+    /// Increases by one per refusal since the hub started: ask for `since` the last one seen.
+    pub seq: u64,
+    /// The client id of the CONNECT (absent when it was empty).
+    pub device: Option<String>,
+    pub peer: SocketAddr,
+    /// [`auth::Refusal::kind`], e.g. `device-disabled`, `cn-mismatch`.
+    pub kind: String,
+    /// The hub's own sentence, as its log prints it.
+    pub reason: String,
+    /// When the hub refused (RFC 3339, UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+}
+
+/// What a running hub says about itself (`{"op":"status"}`).
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct HubStatus {
+    /// The address the hub listens on (as bound: `0.0.0.0` when bound to every interface).
+    pub addr: SocketAddr,
+    pub port: u16,
+    /// Whether every telemetry message is answered with a C2D echo (`--echo`).
+    pub echo: bool,
+    /// `--hostname`: the extra server-certificate name, when given.
+    pub hostname: Option<String>,
+    /// Devices connected now.
+    pub connected: Vec<String>,
+    /// Highest refusal `seq` so far (0: none yet).
+    pub last_refusal: u64,
+    /// The most recent refusals, oldest first (at most [`REFUSAL_RING`]).
+    pub refusals: Vec<RefusalRecord>,
+}
 
 #[derive(Clone, Debug)]
 pub struct HubConfig {
@@ -236,6 +273,8 @@ struct Shared {
     /// The registry as last read, keyed by the file's (inode, size, mtime): every CONNECT
     /// checks the file and re-reads it when it changed.
     registry: Mutex<Option<(RegistryKey, Arc<Registry>)>>,
+    /// The last [`REFUSAL_RING`] refusals and the highest seq handed out.
+    refusals: Mutex<(VecDeque<RefusalRecord>, u64)>,
 }
 
 type RegistryKey = (u64, u64, Option<std::time::SystemTime>);
@@ -263,6 +302,28 @@ async fn current_registry(sh: &Arc<Shared>) -> Result<Result<Arc<Registry>, Regi
 }
 
 impl Shared {
+    fn remember_refusal(
+        &self,
+        peer: SocketAddr,
+        device: Option<String>,
+        kind: &str,
+        reason: String,
+    ) {
+        let mut r = self.refusals.lock().expect("refusals");
+        r.1 += 1;
+        let rec = RefusalRecord {
+            seq: r.1,
+            device,
+            peer,
+            kind: kind.to_string(),
+            reason,
+            time: OffsetDateTime::now_utc(),
+        };
+        if r.0.len() >= REFUSAL_RING {
+            r.0.pop_front();
+        }
+        r.0.push_back(rec);
+    }
     fn emit(&self, e: HubEvent) {
         let _ = self.events.send(e);
     }
@@ -309,6 +370,7 @@ impl Hub {
             next_id: AtomicU64::new(1),
             shutdown: stop_rx,
             registry: Mutex::new(None),
+            refusals: Mutex::new((VecDeque::with_capacity(REFUSAL_RING), 0)),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let sh = shared.clone();
@@ -368,6 +430,33 @@ impl HubHandle {
             .collect();
         v.sort();
         v
+    }
+
+    /// Where the hub listens, whether it echoes, and its recent refusals.
+    pub fn status(&self) -> HubStatus {
+        let (refusals, last_refusal) = {
+            let r = self.shared.refusals.lock().expect("refusals");
+            (r.0.iter().cloned().collect(), r.1)
+        };
+        HubStatus {
+            addr: self.addr,
+            port: self.addr.port(),
+            echo: self.shared.config.echo,
+            hostname: self.shared.config.hostname.clone(),
+            connected: self.connected(),
+            last_refusal,
+            refusals,
+        }
+    }
+
+    /// Remembered refusals with `seq > since`, of `device` when given (oldest first).
+    pub fn refusals(&self, device: Option<&str>, since: u64) -> Vec<RefusalRecord> {
+        let r = self.shared.refusals.lock().expect("refusals");
+        r.0.iter()
+            .filter(|x| x.seq > since)
+            .filter(|x| device.is_none_or(|d| x.device.as_deref() == Some(d)))
+            .cloned()
+            .collect()
     }
 
     /// Send a cloud-to-device message; queued (up to 50) while the device is offline or not
@@ -637,6 +726,14 @@ async fn connection(
     };
     let mut out = BytesMut::with_capacity(4096);
     if let Err(refusal) = verdict {
+        // Remember the reason before the CONNACK goes out, so a client that asks the control
+        // channel right after CONNACK 5 finds it.
+        sh.remember_refusal(
+            peer,
+            Some(device.clone()).filter(|d| !d.is_empty()),
+            refusal.kind(),
+            refusal.to_string(),
+        );
         let _ = ConnAck::new(ConnectReturnCode::NotAuthorized, false).write(&mut out);
         let _ = tls.write_all(&out).await;
         let _ = tls.flush().await;

@@ -1,12 +1,13 @@
 //! Watching the local hub during a test: which messages it recorded, and why it refused a
-//! device. Fed by the hub's event channel when the hub runs in-process, or by the control
-//! socket's monitor stream of a running `hub serve` (telemetry only).
+//! device. Fed by the hub's event channel when the hub runs in-process, or, for a running
+//! `hub serve`, by its control socket: the monitor stream (telemetry) and the `refusals` op
+//! (the hub's own refusal sentence).
 
 use super::{HubRefusal, HubView};
-use crate::hub::{HubEvent, HubHandle};
+use crate::hub::{HubEvent, HubHandle, HubStatus};
 use futures::future::BoxFuture;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -23,8 +24,11 @@ struct Seen {
 pub struct HubWatch {
     seen: Mutex<Seen>,
     changed: Notify,
-    /// Whether refusals are visible (in-process) or not (a running `hub serve`).
+    /// Whether refusals arrive as events (in-process).
     sees_refusals: bool,
+    /// A running `hub serve` that answers `{"op":"refusals"}`: its control socket and the
+    /// last refusal seq before this test, so older refusals do not count.
+    ask: Option<(PathBuf, u64)>,
 }
 
 impl HubWatch {
@@ -48,11 +52,23 @@ impl HubWatch {
         watch
     }
 
-    /// Watch a running `hub serve` through its control socket (telemetry only).
-    pub async fn running(control: &Path) -> Option<Arc<HubWatch>> {
+    /// Watch a running `hub serve` through its control socket, with its status (address,
+    /// port, echo) when it answers `{"op":"status"}`. None: no hub answers on `control`.
+    /// A hub too old for `status` gives `Some((watch, None))`: telemetry only, no refusals.
+    pub async fn running(control: &Path) -> Option<(Arc<HubWatch>, Option<HubStatus>)> {
         // Probe first: a stale socket file of a stopped hub does not count.
         tokio::net::UnixStream::connect(control).await.ok()?;
-        let watch = Arc::new(HubWatch::default());
+        let status = match crate::hub::control::status(control).await {
+            Ok(s) => Some(s),
+            Err(crate::hub::control::ControlError::Hub(_)) => None,
+            Err(_) => return None,
+        };
+        let watch = Arc::new(HubWatch {
+            ask: status
+                .as_ref()
+                .map(|s| (control.to_path_buf(), s.last_refusal)),
+            ..Default::default()
+        });
         let w = watch.clone();
         let path = control.to_path_buf();
         tokio::spawn(async move {
@@ -67,7 +83,31 @@ impl HubWatch {
         });
         // Give the monitor a moment to subscribe before the device publishes.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        Some(watch)
+        Some((watch, status))
+    }
+
+    /// Ask the running hub why it refused `device_id` since the test began (polls briefly:
+    /// the hub records the reason before it sends CONNACK 5, so the first ask normally hits).
+    async fn ask_refusal(control: &Path, since: u64, device_id: &str) -> Option<HubRefusal> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            if let Ok(list) = crate::hub::control::refusals(control, None, since).await {
+                let hit = list
+                    .iter()
+                    .rev()
+                    .find(|r| r.device.as_deref().is_none_or(|d| d == device_id));
+                if let Some(r) = hit {
+                    return Some(HubRefusal {
+                        kind: r.kind.clone(),
+                        reason: r.reason.clone(),
+                    });
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn record(&self, device: &str, payload: &str) {
@@ -123,6 +163,9 @@ struct TelemetryLine {
 impl HubView for HubWatch {
     fn refusal<'a>(&'a self, device_id: &'a str) -> BoxFuture<'a, Option<HubRefusal>> {
         Box::pin(async move {
+            if let Some((control, since)) = &self.ask {
+                return Self::ask_refusal(control, *since, device_id).await;
+            }
             if !self.sees_refusals {
                 return None;
             }
@@ -230,4 +273,42 @@ pub fn hub_preflight(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// A control socket that answers every request the way a hub from before `status`
+    /// does (`bad request: unknown variant`), and one where nothing listens.
+    #[tokio::test]
+    async fn older_or_absent_hub_gives_no_status_and_no_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        assert!(HubWatch::running(&path).await.is_none());
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (r, mut w) = s.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    if let Ok(Some(line)) = lines.next_line().await {
+                        if line.contains("monitor") {
+                            // Hold the stream open, as a hub's monitor does.
+                            let _ = lines.next_line().await;
+                            return;
+                        }
+                        let _ = w
+                            .write_all(b"{\"error\":\"bad request: unknown variant `status`\"}\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        let (watch, status) = HubWatch::running(&path).await.expect("a hub answers");
+        assert!(status.is_none());
+        assert!(watch.ask.is_none());
+        assert_eq!(watch.refusal("d1").await, None);
+    }
 }
