@@ -186,6 +186,24 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
     }
     let subject = subject_for(&req.name, req.cn.as_deref(), req.subject.as_deref())?;
     let mut warnings: Vec<String> = req.key.warning().map(str::to_string).into_iter().collect();
+    if req.force && ws.exists(&req.name) {
+        let (metas, _) = ws.list()?;
+        let children: Vec<&str> = metas
+            .iter()
+            .filter(|m| m.issuer.as_deref() == Some(req.name.as_str()) && m.name != req.name)
+            .map(|m| m.name.as_str())
+            .collect();
+        if !children.is_empty() {
+            warnings.push(format!(
+                "\"{}\" was replaced with a new key: the {} certificate(s) it issued ({}{}) no longer verify; `chainsmith renew {}` keeps the key instead, or re-issue them",
+                req.name,
+                children.len(),
+                children.iter().take(3).copied().collect::<Vec<_>>().join(", "),
+                if children.len() > 3 { ", ..." } else { "" },
+                req.name
+            ));
+        }
+    }
     let (issued, kind, pathlen) = match &req.issuer {
         None => {
             let profile = Profile::Root {
@@ -391,6 +409,17 @@ pub fn new_verification(
     days: Option<u32>,
 ) -> Result<Created> {
     identity::check_verification_code(code)?;
+    if let Some(dir) = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.is_dir())
+    {
+        return Err(crate::pki::Error::invalid(format!(
+            "cannot write {}: the directory {} does not exist; create it or choose another --out",
+            out.display(),
+            dir.display()
+        ))
+        .into());
+    }
     let ca = load_ca(ws, issuer)?;
     let profile = Profile::Verification;
     let validity = ValidityArg {
@@ -408,15 +437,25 @@ pub fn new_verification(
     if !crate::pki::inspect::signed_by(&issued.cert_der, &ca.cert_der) {
         return Err(crate::pki::Error::invalid(format!("internal check failed: the verification certificate does not verify against \"{issuer}\"")).into());
     }
-    let short: String = code
+    // The whole code goes into the name, so two codes never share an entity; a code may hold
+    // characters a file name cannot.
+    let safe_code: String = code
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(12)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-._".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    let name = format!("verify-{issuer}-{short}");
+    let mut name = format!("verify-{issuer}-{safe_code}");
+    name.truncate(128);
     let mut meta = meta_for(&name, Kind::Verification, &issued, Some(issuer), None, None)?;
     meta.code = Some(code.to_string());
-    crate::store::write_atomic(out, issued.cert_pem.as_bytes(), 0o644)?;
+    let cert_pem = issued.cert_pem.clone();
+    // The same code again replaces its own entity (a re-run); the entity is stored before the
+    // file is written, so a failure never leaves a file the workspace does not know.
     let entities = store(
         ws,
         vec![NewEntity {
@@ -427,6 +466,8 @@ pub fn new_verification(
         }],
         true,
     )?;
+    // Like the Azure tools, the file is rewritten on every run: it holds only a certificate.
+    crate::store::write_atomic(out, cert_pem.as_bytes(), 0o644)?;
     Ok(Created {
         entities,
         warnings: vec![],

@@ -654,7 +654,32 @@ fn bad_input_gets_errors_that_say_what_to_do() {
     fs::create_dir(&foreign).unwrap();
     fs::write(foreign.join("notes.txt"), "mine").unwrap();
     let err = ws.fail(&["list", "--workspace", foreign.to_str().unwrap()]);
+    assert!(
+        err.contains("not a chainsmith workspace") && err.contains("chainsmith init"),
+        "{err}"
+    );
+    let err = ws.fail(&["new", "root", "r", "--workspace", foreign.to_str().unwrap()]);
     assert!(err.contains("not empty"), "{err}");
+    // Looking at a workspace that does not exist neither fails nor creates it.
+    let missing = ws.dir.path().join("missing");
+    let out = ws.ok(&["list", "--workspace", missing.to_str().unwrap()]);
+    assert!(out.contains("no workspace at"), "{out}");
+    assert!(!missing.exists());
+    // Usage errors are JSON too with --json.
+    let out = ws
+        .cmd()
+        .args(["--json", "new", "root", "x", "--key", "bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON usage error");
+    assert_eq!(v["error"]["kind"], "usage");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown key algorithm")
+    );
     assert_eq!(
         fs::read_to_string(foreign.join("notes.txt")).unwrap(),
         "mine"
@@ -896,6 +921,28 @@ fn damaged_files_are_named_and_the_rest_stays_usable() {
         "{err}"
     );
     ws.ok(&["new", "device", "c", "--issuer", "r"]);
+    // lint over the whole workspace names the damaged entity and still checks the others.
+    ws.ok(&[
+        "new",
+        "device",
+        "late",
+        "--issuer",
+        "r",
+        "--not-after",
+        "2021-01-01T00:00:00Z",
+    ]);
+    let out = ws.cmd().args(["lint"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("a: error:") && text.contains("[damaged]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("late: error:") && text.contains("[expired]"),
+        "checked past the damage: {text}"
+    );
+    assert!(text.contains("6 checked"), "{text}");
     fs::write(ws.root().join("chainsmith.toml"), "garbage").unwrap();
     let err = ws.fail(&["list"]);
     assert!(
@@ -1058,4 +1105,81 @@ fn a_reader_that_closes_the_pipe_early_ends_output_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn review_findings_stay_fixed() {
+    let ws = Ws::new();
+    ws.ok(&["new", "root", "r"]);
+    // IP SANs read like OpenSSL prints them.
+    ws.ok(&[
+        "new",
+        "device",
+        "d1",
+        "--issuer",
+        "r",
+        "--san",
+        "IP:127.0.0.1,IP:::1",
+    ]);
+    let show = ws.ok(&["show", "d1"]);
+    assert!(
+        show.contains("IP Address:127.0.0.1, IP Address:::1"),
+        "{show}"
+    );
+
+    // Replacing a CA that issued certificates says what that breaks.
+    let out = ws
+        .cmd()
+        .args(["new", "root", "r", "--force"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no longer verify")
+            && stderr.contains("d1")
+            && stderr.contains("chainsmith renew r"),
+        "{stderr}"
+    );
+
+    // Two codes sharing a long prefix get two verification entities.
+    let a = "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3";
+    let b = "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB4";
+    ws.ok(&[
+        "new",
+        "verification",
+        "--issuer",
+        "r",
+        "--code",
+        a,
+        "--out",
+        "a.pem",
+    ]);
+    ws.ok(&[
+        "new",
+        "verification",
+        "--issuer",
+        "r",
+        "--code",
+        b,
+        "--out",
+        "b.pem",
+    ]);
+    assert!(ws.root().join(format!("entities/verify-r-{a}")).is_dir());
+    assert!(ws.root().join(format!("entities/verify-r-{b}")).is_dir());
+    // A missing output directory is named, and nothing is stored for it.
+    let err = ws.fail(&[
+        "new",
+        "verification",
+        "--issuer",
+        "r",
+        "--code",
+        "C0DE",
+        "--out",
+        "nodir/v.pem",
+    ]);
+    assert!(err.contains("the directory nodir does not exist"), "{err}");
+    assert!(!ws.root().join("entities/verify-r-C0DE").exists());
+    let err = ws.fail(&["new", "root", "x", "--cn", ""]);
+    assert!(err.contains("CN is empty") && err.contains("--cn"), "{err}");
 }

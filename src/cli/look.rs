@@ -45,7 +45,20 @@ pub struct LintArgs {
 }
 
 pub fn list(global: &Global, a: ListArgs) -> CliResult {
-    let ws = global.workspace()?;
+    // Looking does not create: a mistyped --workspace should not leave a new directory behind.
+    let dir = global.workspace_dir();
+    if !dir.exists() {
+        if global.json {
+            print_json(&serde_json::json!({ "workspace": dir, "entities": [], "damaged": [] }));
+        } else {
+            say!(
+                "no workspace at {} yet; start with `chainsmith new root NAME` (or `chainsmith init`)",
+                dir.display()
+            );
+        }
+        return Ok(());
+    }
+    let ws = global.existing_workspace()?;
     if let Some(w) = &a.expiring {
         return super::lifecycle::list_expiring(global, &ws, w);
     }
@@ -357,6 +370,7 @@ pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
 
 pub fn lint(global: &Global, a: LintArgs) -> CliResult {
     let ws = global.existing_workspace()?;
+    let a_single_name = a.name.is_some();
     let names = match a.name {
         Some(n) => vec![n],
         None => ws.names()?,
@@ -364,7 +378,23 @@ pub fn lint(global: &Global, a: LintArgs) -> CliResult {
     let mut all = Vec::new();
     let mut errors = 0;
     for n in &names {
-        let r = ops::report(&ws, n)?;
+        // A damaged entity is one finding; the rest of the workspace is still linted.
+        let r = match ops::report(&ws, n) {
+            Ok(r) => r,
+            Err(e) if a_single_name => return Err(e.into()),
+            Err(e) => {
+                errors += 1;
+                all.push((
+                    n.clone(),
+                    vec![Finding {
+                        severity: lint::Severity::Error,
+                        code: "damaged",
+                        message: e.to_string(),
+                    }],
+                ));
+                continue;
+            }
+        };
         let mut findings = r.lint;
         if !r.chain_check.ok {
             findings.insert(

@@ -92,6 +92,27 @@ pub struct Failed(pub i32);
 
 pub type CliResult = Result<(), anyhow::Error>;
 
+/// A command line clap could not parse. With `--json` anywhere on it, the error is JSON on
+/// standard output like every other error; otherwise clap's own text (help and version too).
+pub fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    let wants_json = std::env::args().any(|a| a == "--json");
+    let is_info = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if wants_json && !is_info {
+        let message = e.render().to_string();
+        let message = message.trim().trim_start_matches("error: ").to_string();
+        print_json(&serde_json::json!({ "error": { "kind": "usage", "message": message } }));
+        return 2;
+    }
+    let _ = e.print();
+    e.exit_code()
+}
+
 pub fn run(cli: Cli) -> i32 {
     let json = cli.global.json;
     // No subcommand: the TUI.

@@ -105,6 +105,35 @@ fn oid_name(oid: &x509_parser::der_parser::oid::Oid) -> String {
         .unwrap_or_else(|_| oid.to_id_string())
 }
 
+/// Signature algorithms built on SHA-1 (OID, the name OpenSSL prints).
+const SHA1_SIGNATURES: [(&str, &str); 4] = [
+    ("1.2.840.113549.1.1.5", "sha1WithRSAEncryption"),
+    ("1.2.840.10045.4.1", "ecdsa-with-SHA1"),
+    ("1.2.840.10040.4.3", "dsa_with_SHA1"),
+    ("1.3.14.3.2.29", "sha1WithRSA"),
+];
+
+/// The signature algorithm as OpenSSL names it; x509-parser's registry lacks some (ECDSA).
+fn signature_name(oid: &x509_parser::der_parser::oid::Oid) -> String {
+    let id = oid.to_id_string();
+    let known = [
+        ("1.2.840.10045.4.3.2", "ecdsa-with-SHA256"),
+        ("1.2.840.10045.4.3.3", "ecdsa-with-SHA384"),
+        ("1.2.840.10045.4.3.4", "ecdsa-with-SHA512"),
+        ("1.2.840.113549.1.1.11", "sha256WithRSAEncryption"),
+        ("1.2.840.113549.1.1.12", "sha384WithRSAEncryption"),
+        ("1.2.840.113549.1.1.13", "sha512WithRSAEncryption"),
+        ("1.2.840.113549.1.1.10", "rsassaPss"),
+        ("1.3.101.112", "ED25519"),
+    ];
+    known
+        .iter()
+        .chain(SHA1_SIGNATURES.iter())
+        .find(|(o, _)| *o == id)
+        .map(|(_, n)| n.to_string())
+        .unwrap_or_else(|| oid_name(oid))
+}
+
 fn colon_hex(b: &[u8]) -> String {
     b.iter()
         .map(|x| format!("{x:02X}"))
@@ -163,7 +192,7 @@ fn describe_extension(ext: &X509Extension<'_>) -> (String, String) {
             "Subject Alternative Name".into(),
             san.general_names
                 .iter()
-                .map(|g| g.to_string())
+                .map(general_name)
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
@@ -182,6 +211,27 @@ fn describe_extension(ext: &X509Extension<'_>) -> (String, String) {
         ),
         ParsedExtension::NameConstraints(_) => ("Name Constraints".into(), "present".into()),
         _ => (oid_name(&ext.oid), format!("{} bytes", ext.value.len())),
+    }
+}
+
+/// A SAN entry as OpenSSL prints it: `DNS:x`, `IP Address:127.0.0.1`, `URI:...`.
+fn general_name(g: &GeneralName<'_>) -> String {
+    match g {
+        GeneralName::DNSName(d) => format!("DNS:{d}"),
+        GeneralName::RFC822Name(e) => format!("email:{e}"),
+        GeneralName::URI(u) => format!("URI:{u}"),
+        GeneralName::IPAddress(b) => match b.len() {
+            4 => format!(
+                "IP Address:{}",
+                std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3])
+            ),
+            16 => {
+                let a: [u8; 16] = (*b).try_into().unwrap_or([0; 16]);
+                format!("IP Address:{}", std::net::Ipv6Addr::from(a))
+            }
+            _ => format!("IP Address:{}", hex::encode(b)),
+        },
+        other => other.to_string(),
     }
 }
 
@@ -256,7 +306,7 @@ impl CertView {
             days_left: days_between(now, na),
             status,
             key: describe_spki(cert.public_key().raw),
-            signature_algorithm: oid_name(&cert.signature_algorithm.algorithm),
+            signature_algorithm: signature_name(&cert.signature_algorithm.algorithm),
             is_ca: bc.as_ref().is_some_and(|b| b.ca),
             pathlen: bc.as_ref().and_then(|b| b.path_len_constraint),
             self_signed,
@@ -272,8 +322,9 @@ impl CertView {
     }
 
     pub fn uses_sha1_signature(&self) -> bool {
-        let s = self.signature_algorithm.to_ascii_lowercase();
-        s.contains("sha1") || s == "sha1withrsaencryption"
+        SHA1_SIGNATURES.iter().any(|(oid, name)| {
+            self.signature_algorithm == *oid || self.signature_algorithm == *name
+        })
     }
 }
 

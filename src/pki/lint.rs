@@ -238,3 +238,225 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity == Severity::Error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::{PKey, Private};
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
+    use openssl::x509::{X509, X509NameBuilder};
+
+    /// A certificate made by OpenSSL, so it can have every flaw our profiles refuse to make.
+    struct Cert<'a> {
+        cn: &'a str,
+        key: PKey<Private>,
+        signer: Option<&'a PKey<Private>>,
+        digest: MessageDigest,
+        days: (i64, i64),
+        ca: Option<Option<u32>>,
+        ku_cert_sign: bool,
+        eku: Option<&'a str>,
+    }
+
+    fn ec() -> PKey<Private> {
+        PKey::from_ec_key(
+            EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    impl<'a> Cert<'a> {
+        fn leaf(cn: &'a str) -> Self {
+            Cert {
+                cn,
+                key: ec(),
+                signer: None,
+                digest: MessageDigest::sha256(),
+                days: (-1, 365),
+                ca: None,
+                ku_cert_sign: false,
+                eku: Some("clientAuth"),
+            }
+        }
+        fn view(&self) -> CertView {
+            let mut b = X509::builder().unwrap();
+            b.set_version(2).unwrap();
+            b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap())
+                .unwrap();
+            let mut name = X509NameBuilder::new().unwrap();
+            name.append_entry_by_nid(Nid::COMMONNAME, self.cn).unwrap();
+            let name = name.build();
+            b.set_subject_name(&name).unwrap();
+            b.set_issuer_name(&name).unwrap();
+            b.set_pubkey(&self.key).unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            b.set_not_before(&Asn1Time::from_unix(now + self.days.0 * 86_400).unwrap())
+                .unwrap();
+            b.set_not_after(&Asn1Time::from_unix(now + self.days.1 * 86_400).unwrap())
+                .unwrap();
+            match self.ca {
+                Some(pathlen) => {
+                    let mut bc = BasicConstraints::new();
+                    bc.critical().ca();
+                    if let Some(p) = pathlen {
+                        bc.pathlen(p);
+                    }
+                    b.append_extension(bc.build().unwrap()).unwrap();
+                }
+                None => b
+                    .append_extension(BasicConstraints::new().critical().build().unwrap())
+                    .unwrap(),
+            }
+            let mut ku = KeyUsage::new();
+            ku.digital_signature();
+            if self.ku_cert_sign {
+                ku.key_cert_sign();
+            }
+            b.append_extension(ku.build().unwrap()).unwrap();
+            match self.eku {
+                Some("clientAuth") => b
+                    .append_extension(ExtendedKeyUsage::new().client_auth().build().unwrap())
+                    .unwrap(),
+                Some(_) => b
+                    .append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap())
+                    .unwrap(),
+                None => {}
+            }
+            b.sign(self.signer.unwrap_or(&self.key), self.digest)
+                .unwrap();
+            CertView::from_der(&b.build().to_der().unwrap()).unwrap()
+        }
+    }
+
+    fn codes(v: &CertView, ctx: &LintContext<'_>) -> Vec<&'static str> {
+        lint(v, ctx).into_iter().map(|f| f.code).collect()
+    }
+
+    fn device_ctx(id: &str) -> LintContext<'_> {
+        LintContext {
+            device_id: Some(id),
+            target: Some(Target::Hub),
+            issuers: &[],
+        }
+    }
+
+    #[test]
+    fn a_good_device_has_no_findings() {
+        assert!(codes(&Cert::leaf("dev1").view(), &device_ctx("dev1")).is_empty());
+    }
+
+    #[test]
+    fn each_rule_fires_on_its_flaw() {
+        let mut c = Cert::leaf("dev1");
+        c.days = (-60, -30);
+        assert_eq!(codes(&c.view(), &device_ctx("dev1")), ["expired"]);
+        c.days = (10, 40);
+        assert_eq!(codes(&c.view(), &device_ctx("dev1")), ["not-yet-valid"]);
+        c.days = (-1, 10);
+        assert_eq!(codes(&c.view(), &device_ctx("dev1")), ["expires-soon"]);
+
+        // OpenSSL refuses to encode such a CN, so lengthen it in the view.
+        let mut v = Cert::leaf("dev1").view();
+        v.cn = Some("d".repeat(65));
+        assert!(codes(&v, &LintContext::default()).contains(&"cn-too-long"));
+
+        let mut c = Cert::leaf("dev1");
+        c.key = PKey::from_rsa(Rsa::generate(1024).unwrap()).unwrap();
+        assert_eq!(codes(&c.view(), &device_ctx("dev1")), ["weak-key"]);
+
+        let mut c = Cert::leaf("dev1");
+        c.digest = MessageDigest::sha1();
+        assert_eq!(codes(&c.view(), &device_ctx("dev1")), ["sha1-signature"]);
+
+        let mut c = Cert::leaf("dev1");
+        c.eku = Some("serverAuth");
+        assert_eq!(codes(&c.view(), &device_ctx("dev1")), ["no-client-auth"]);
+        c.eku = None;
+        assert_eq!(codes(&c.view(), &device_ctx("dev1")), ["no-eku"]);
+
+        assert_eq!(
+            codes(&Cert::leaf("dev-01").view(), &device_ctx("dev-1")),
+            ["cn-mismatch"]
+        );
+        assert_eq!(
+            codes(&Cert::leaf("dev 1").view(), &device_ctx("dev 1")),
+            ["device-id-rule"]
+        );
+
+        let mut c = Cert::leaf("dev1");
+        c.ca = Some(None);
+        c.ku_cert_sign = true;
+        assert!(codes(&c.view(), &device_ctx("dev1")).contains(&"device-is-ca"));
+        c.ku_cert_sign = false;
+        assert!(codes(&c.view(), &LintContext::default()).contains(&"ca-without-keycertsign"));
+
+        let mut c = Cert::leaf("dev1");
+        c.key = PKey::generate_ed25519().unwrap();
+        c.digest = MessageDigest::null();
+        assert_eq!(codes(&c.view(), &device_ctx("dev1")), ["ed25519-on-azure"]);
+        let generic = LintContext {
+            target: Some(Target::Generic),
+            ..device_ctx("dev1")
+        };
+        assert!(codes(&c.view(), &generic).is_empty());
+    }
+
+    #[test]
+    fn chain_rules_look_at_the_issuers() {
+        let ca_key = ec();
+        let mut ca = Cert::leaf("Short CA");
+        ca.ca = Some(Some(0));
+        ca.ku_cert_sign = true;
+        ca.days = (-1, 100);
+        let ca_key_copy =
+            PKey::private_key_from_der(&ca_key.private_key_to_der().unwrap()).unwrap();
+        ca.key = ca_key;
+        let ca_view = ca.view();
+
+        // A leaf that outlives its issuer.
+        let mut leaf = Cert::leaf("dev1");
+        leaf.signer = Some(&ca_key_copy);
+        leaf.days = (-1, 365);
+        let issuers = [ca_view.clone()];
+        let ctx = LintContext {
+            device_id: Some("dev1"),
+            target: Some(Target::Hub),
+            issuers: &issuers,
+        };
+        assert_eq!(codes(&leaf.view(), &ctx), ["outlives-issuer"]);
+
+        // A CA under a pathlen-0 CA exceeds the path length.
+        let mut sub = Cert::leaf("Sub CA");
+        sub.ca = Some(None);
+        sub.ku_cert_sign = true;
+        sub.eku = None;
+        sub.signer = Some(&ca_key_copy);
+        sub.days = (-1, 50);
+        let ctx = LintContext {
+            device_id: None,
+            target: None,
+            issuers: &issuers,
+        };
+        assert_eq!(codes(&sub.view(), &ctx), ["pathlen-exceeded"]);
+
+        // An issuer that is not a CA.
+        let mut not_ca = Cert::leaf("Not A CA");
+        not_ca.days = (-1, 400);
+        let issuers = [not_ca.view()];
+        let ctx = LintContext {
+            device_id: Some("dev1"),
+            target: Some(Target::Hub),
+            issuers: &issuers,
+        };
+        assert!(codes(&Cert::leaf("dev1").view(), &ctx).contains(&"issuer-not-ca"));
+    }
+}
