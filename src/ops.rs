@@ -84,7 +84,7 @@ pub fn load_ca(ws: &Workspace, name: &str) -> Result<CaHandle> {
     })?;
     if !entity.meta.kind.is_ca() {
         return Err(crate::pki::Error::invalid(format!(
-            "\"{name}\" is a {} certificate, not a CA, so it cannot issue; pick a root or intermediate as --issuer",
+            "\"{name}\" is a {} certificate, not a CA, so it cannot issue or sign a CRL; name a root or intermediate CA instead",
             entity.meta.kind.as_str()
         ))
         .into());

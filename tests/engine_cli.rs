@@ -865,6 +865,9 @@ fn list_show_inspect_and_lint() {
     assert!(err.contains("is wrong"), "{err}");
     let err = ws.fail(&["inspect", "good.pfx"]);
     assert!(err.contains("--password"), "{err}");
+    fs::write(d.join("pw.txt"), "1234\n").unwrap();
+    let out = ws.ok(&["inspect", "good.pfx", "--password-file", "pw.txt"]);
+    assert!(out.contains("CN=good"), "{out}");
     fs::write(d.join("junk.bin"), [0u8, 1, 2, 3]).unwrap();
     let err = ws.fail(&["inspect", "junk.bin"]);
     assert!(err.contains("not a certificate"), "{err}");

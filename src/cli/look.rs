@@ -34,8 +34,16 @@ pub struct ShowArgs {
 pub struct InspectArgs {
     pub file: PathBuf,
     /// Password of a PKCS#12 file.
-    #[arg(long, env = "CHAINSMITH_PFX_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CHAINSMITH_PFX_PASSWORD",
+        hide_env_values = true,
+        conflicts_with = "password_file"
+    )]
     pub password: Option<String>,
+    /// Read the PKCS#12 password from a file (its first line), keeping it out of argv.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -229,12 +237,22 @@ pub(crate) fn render_findings(o: &mut String, findings: &[Finding]) {
 pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
     let bytes = std::fs::read(&a.file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
-    let report: FileReport = match inspect_bytes(&bytes, a.password.as_deref()) {
+    let password = match &a.password_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("cannot read the password file {}: {e}", f.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+        ),
+        None => a.password.clone(),
+    };
+    let report: FileReport = match inspect_bytes(&bytes, password.as_deref()) {
         Ok(r) => r,
         Err(e) => {
             // A PFX that will not open: say whether the password or the algorithm is the cause.
-            if let (Ok(algs), Some(pw)) =
-                (crate::export::pfx::decode(&bytes), a.password.as_deref())
+            if let (Ok(algs), Some(pw)) = (crate::export::pfx::decode(&bytes), password.as_deref())
             {
                 if let Err(pe) = crate::export::pfx::open(&bytes, pw, &a.file.display().to_string())
                 {
