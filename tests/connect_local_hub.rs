@@ -342,3 +342,43 @@ fn cn_that_differs_from_the_device_id() {
     assert!(f["cause"].as_str().unwrap().contains("other-name"));
     assert!(f["fix"].as_str().unwrap().contains("CN = \"cnx-1\""));
 }
+
+#[test]
+fn telemetry_is_in_the_seed_format_with_the_alert_property_on_every_message() {
+    // DOMAIN.md §5: {"deviceId":"dev1","messageId":0,"temperature":27,"humidity":71}, integers,
+    // keys in that order, and temperatureAlert = "true" above 30, "false" otherwise — always sent.
+    let (_t, ws) = setup();
+    let (ok, ev) = connect(&ws, &["sensor-7", "--count", "6"]);
+    assert!(ok, "{ev:#?}");
+    let published: Vec<&serde_json::Value> =
+        ev.iter().filter(|e| e["event"] == "published").collect();
+    assert_eq!(published.len(), 6, "{ev:#?}");
+    for (i, p) in published.iter().enumerate() {
+        let payload = p["payload"].as_str().unwrap();
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        let t = v["temperature"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("integer temperature: {payload}"));
+        let h = v["humidity"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("integer humidity: {payload}"));
+        assert_eq!(
+            payload,
+            format!(
+                r#"{{"deviceId":"sensor-7","messageId":{i},"temperature":{t},"humidity":{h}}}"#
+            )
+        );
+        assert!(
+            (20..=35).contains(&t) && (60..=80).contains(&h),
+            "{payload}"
+        );
+        let alert = t > 30;
+        let topic = p["topic"].as_str().unwrap();
+        assert!(
+            topic.starts_with("devices/sensor-7/messages/events/")
+                && topic.contains(&format!("temperatureAlert={alert}")),
+            "{topic} for {payload}"
+        );
+        assert_eq!(p["temperature_alert"], alert);
+    }
+}
