@@ -377,7 +377,13 @@ async fn echo_reports_queued_until_the_device_subscribes_to_devicebound() {
     assert!(publish_acked(&mut c, &topic, b"one", 3).await);
     let e = next_c2d(&mut ev).await;
     assert!(
-        matches!(e, HubEvent::C2d { delivered: false, .. }),
+        matches!(
+            e,
+            HubEvent::C2d {
+                delivered: false,
+                ..
+            }
+        ),
         "{e:?}"
     );
     let line = e.line();
@@ -402,7 +408,16 @@ async fn echo_reports_queued_until_the_device_subscribes_to_devicebound() {
     // Subscribed now: the next echo goes out at once and says so.
     assert!(publish_acked(&mut c, &topic, b"two", 4).await);
     let e = next_c2d(&mut ev).await;
-    assert!(matches!(e, HubEvent::C2d { delivered: true, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            HubEvent::C2d {
+                delivered: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(e.line().ends_with(" delivered"), "{}", e.line());
     hub.shutdown().await;
 }
