@@ -60,6 +60,9 @@ fn connect(ws: &Path, device: &str, count: &str) -> (Option<i32>, Vec<serde_json
             "connect",
             "--json",
             device,
+            // Spelled out, as the docs show it (connect_running_hub.rs covers the default).
+            "--to",
+            "local",
             "--count",
             count,
             "--interval",

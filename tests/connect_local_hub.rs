@@ -164,7 +164,12 @@ fn expired_and_not_yet_valid_devices() {
     ok(&ws, &["hub", "device", "add", "old-1", "--auth", "ca"]);
     let (cause, fix) = refused(&ws, &["old-1"], "expired", Some("expired"));
     assert!(cause.contains("expired"), "{cause}");
-    assert!(fix.contains("renew") && fix.contains("old-1"), "{fix}");
+    // The lifecycle command, not re-creating the device: pasted as it is, it fixes it.
+    assert!(fix.contains("`chainsmith renew old-1`"), "{fix}");
+    assert!(!fix.contains("--force"), "{fix}");
+    run_quoted_command(&ws, &fix);
+    let (renewed, ev) = connect(&ws, &["old-1", "--count", "1"]);
+    assert!(renewed, "{ev:#?}");
 
     ok(
         &ws,
@@ -241,6 +246,18 @@ fn leaf_sent_without_its_intermediate() {
     assert!(fix.contains("send \"Line 2\" after the leaf"), "{fix}");
 }
 
+/// Run the first `chainsmith …` command quoted in a diagnosis, as a user would paste it.
+fn run_quoted_command(ws: &Path, text: &str) {
+    let cmd = text
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find(|c| c.starts_with("chainsmith "))
+        .unwrap_or_else(|| panic!("no command in {text:?}"));
+    let args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
+    ok(ws, &args);
+}
+
 #[test]
 fn self_signed_thumbprint_mismatch() {
     let (_t, ws) = setup();
@@ -260,25 +277,70 @@ fn self_signed_thumbprint_mismatch() {
         ],
     );
     let (cause, fix) = refused(&ws, &["ss-1"], "thumbprint", Some("hub-thumbprint"));
-    assert!(cause.contains("thumbprint"), "{cause}");
-    assert!(fix.contains("--auth self-signed --from ss-1"), "{fix}");
-    // Registered with its own thumbprint it connects.
-    ok(&ws, &["hub", "device", "remove", "ss-1"]);
+    assert!(cause.contains("thumbprint matches neither slot"), "{cause}");
+    // The hub's own reason names a command too.
+    assert!(
+        cause.contains("chainsmith hub device update ss-1 --secondary "),
+        "{cause}"
+    );
+    assert!(
+        fix.contains("`chainsmith hub device update ss-1 --from ss-1`"),
+        "{fix}"
+    );
+    // The fix, pasted as it is, makes the device connect.
+    run_quoted_command(&ws, &fix);
+    let (ok, ev) = connect(&ws, &["ss-1", "--count", "1"]);
+    assert!(ok, "{ev:#?}");
+}
+
+#[test]
+fn rolling_one_slot_of_a_two_slot_device() {
+    // Both slots registered from the workspace device; roll the primary in the workspace:
+    // the hub refuses the new certificate until the pasted fix updates the slots.
+    let (_t, ws) = setup();
+    ok(&ws, &["new", "device", "duo-1", "--self-signed"]);
+    ok(
+        &ws,
+        &[
+            "new",
+            "device",
+            "duo-1",
+            "--self-signed",
+            "--slot",
+            "secondary",
+        ],
+    );
     ok(
         &ws,
         &[
             "hub",
             "device",
             "add",
-            "ss-1",
+            "duo-1",
             "--auth",
             "self-signed",
             "--from",
-            "ss-1",
+            "duo-1",
         ],
     );
-    let (ok, ev) = connect(&ws, &["ss-1", "--count", "1"]);
-    assert!(ok, "{ev:#?}");
+    let (ok1, ev) = connect(&ws, &["duo-1", "--count", "1"]);
+    assert!(ok1, "{ev:#?}");
+    ok(
+        &ws,
+        &[
+            "new",
+            "device",
+            "duo-1",
+            "--self-signed",
+            "--slot",
+            "primary",
+            "--force",
+        ],
+    );
+    let (_, fix) = refused(&ws, &["duo-1"], "thumbprint", Some("hub-thumbprint"));
+    run_quoted_command(&ws, &fix);
+    let (ok2, ev) = connect(&ws, &["duo-1", "--count", "1"]);
+    assert!(ok2, "{ev:#?}");
 }
 
 #[test]
@@ -341,4 +403,44 @@ fn cn_that_differs_from_the_device_id() {
     assert_eq!(f["code"], "hub-cn-mismatch", "{f:#}");
     assert!(f["cause"].as_str().unwrap().contains("other-name"));
     assert!(f["fix"].as_str().unwrap().contains("CN = \"cnx-1\""));
+}
+
+#[test]
+fn telemetry_is_in_the_seed_format_with_the_alert_property_on_every_message() {
+    // DOMAIN.md §5: {"deviceId":"dev1","messageId":0,"temperature":27,"humidity":71}, integers,
+    // keys in that order, and temperatureAlert = "true" above 30, "false" otherwise — always sent.
+    let (_t, ws) = setup();
+    let (ok, ev) = connect(&ws, &["sensor-7", "--count", "6"]);
+    assert!(ok, "{ev:#?}");
+    let published: Vec<&serde_json::Value> =
+        ev.iter().filter(|e| e["event"] == "published").collect();
+    assert_eq!(published.len(), 6, "{ev:#?}");
+    for (i, p) in published.iter().enumerate() {
+        let payload = p["payload"].as_str().unwrap();
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        let t = v["temperature"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("integer temperature: {payload}"));
+        let h = v["humidity"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("integer humidity: {payload}"));
+        assert_eq!(
+            payload,
+            format!(
+                r#"{{"deviceId":"sensor-7","messageId":{i},"temperature":{t},"humidity":{h}}}"#
+            )
+        );
+        assert!(
+            (20..=35).contains(&t) && (60..=80).contains(&h),
+            "{payload}"
+        );
+        let alert = t > 30;
+        let topic = p["topic"].as_str().unwrap();
+        assert!(
+            topic.starts_with("devices/sensor-7/messages/events/")
+                && topic.contains(&format!("temperatureAlert={alert}")),
+            "{topic} for {payload}"
+        );
+        assert_eq!(p["temperature_alert"], alert);
+    }
 }

@@ -221,7 +221,7 @@ fn expired_device_is_diagnosed() {
         cause.contains("device certificate \"old-1\"") && cause.contains("expired on"),
         "{cause}"
     );
-    assert!(fix.contains("renew"), "{fix}");
+    assert!(fix.contains("`chainsmith renew old-1`"), "{fix}");
 }
 
 #[test]

@@ -260,19 +260,26 @@ fn devices_twins_and_trust() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("bad id"));
-    ok(
-        &ws,
-        &[
-            "hub",
-            "device",
-            "add",
-            "dev-2",
-            "--auth",
-            "ca",
-            "--primary",
-            &"ab".repeat(20),
-        ],
-    );
+    // --auth ca takes no thumbprints: refused, naming the fix, nothing registered.
+    let ab = "ab".repeat(20);
+    for extra in [
+        ["--primary", ab.as_str()],
+        ["--secondary", ab.as_str()],
+        ["--from", "selfie"],
+    ] {
+        cs(&ws)
+            .args(["hub", "device", "add", "dev-2", "--auth", "ca"])
+            .args(extra)
+            .assert()
+            .failure()
+            .stderr(
+                predicate::str::contains("dev-2")
+                    .and(predicate::str::contains("takes no thumbprints"))
+                    .and(predicate::str::contains("--auth self-signed")),
+            );
+    }
+    assert!(!ok(&ws, &["hub", "device", "list"]).contains("dev-2"));
+    ok(&ws, &["hub", "device", "add", "dev-2", "--auth", "ca"]);
     ok(&ws, &["hub", "device", "disable", "dev-2"]);
     assert!(ok(&ws, &["hub", "device", "list"]).contains("disabled"));
     ok(&ws, &["hub", "device", "enable", "dev-2"]);
@@ -522,5 +529,275 @@ fn serve_with_mosquitto_clients_c2d_monitor_method_echo() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("not connected"));
+    // The same with --json: the running hub's own error kinds come through.
+    for (args, kind) in [
+        (
+            vec!["hub", "method", "m-dev", "reboot", "--timeout", "2"],
+            "device-offline",
+        ),
+        (vec!["hub", "c2d", "ghost", "hi"], "not-registered"),
+        (vec!["hub", "serve", "--port", "0"], "hub-running"),
+    ] {
+        let out = cs(&ws).arg("--json").args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["error"]["kind"], kind, "{args:?}: {v}");
+    }
     drop(serve);
+}
+
+/// `show NAME --json`'s thumbprint slots: (primary SHA-256, secondary SHA-256, secondary SHA-1).
+fn slots(ws: &Path, name: &str) -> (String, String, String) {
+    let v: serde_json::Value = serde_json::from_str(&ok(ws, &["--json", "show", name])).unwrap();
+    let s = v["slots"].as_array().unwrap();
+    let of = |slot: &str, key: &str| {
+        s.iter().find(|x| x["slot"] == slot).unwrap()[key]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    (
+        of("primary", "sha256"),
+        of("secondary", "sha256"),
+        of("secondary", "sha1"),
+    )
+}
+
+fn hub_device(ws: &Path, id: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(ws, &["--json", "hub", "device", "show", id])).unwrap()
+}
+
+#[test]
+fn from_takes_both_slots_and_update_rolls_one() {
+    let (_dir, ws) = setup();
+    ok(&ws, &["new", "device", "duo", "--self-signed"]);
+    ok(
+        &ws,
+        &[
+            "new",
+            "device",
+            "duo",
+            "--self-signed",
+            "--slot",
+            "secondary",
+        ],
+    );
+    let (p, s, _) = slots(&ws, "duo");
+    ok(
+        &ws,
+        &[
+            "hub",
+            "device",
+            "add",
+            "duo",
+            "--auth",
+            "self-signed",
+            "--from",
+            "duo",
+        ],
+    );
+    let d = hub_device(&ws, "duo");
+    assert_eq!(
+        (d["primary"].as_str(), d["secondary"].as_str()),
+        (Some(p.as_str()), Some(s.as_str()))
+    );
+
+    // Roll the secondary in the workspace, then in the hub by hand: the primary is untouched.
+    ok(
+        &ws,
+        &[
+            "new",
+            "device",
+            "duo",
+            "--self-signed",
+            "--slot",
+            "secondary",
+            "--force",
+        ],
+    );
+    let (p2, s2, s2_sha1) = slots(&ws, "duo");
+    assert_eq!(p2, p);
+    assert_ne!(s2, s);
+    let lower_colons: String = s2_sha1
+        .to_ascii_lowercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":");
+    ok(
+        &ws,
+        &[
+            "hub",
+            "device",
+            "update",
+            "duo",
+            "--secondary",
+            &lower_colons,
+        ],
+    );
+    let d = hub_device(&ws, "duo");
+    assert_eq!(
+        (d["primary"].as_str(), d["secondary"].as_str()),
+        (Some(p.as_str()), Some(s2_sha1.as_str()))
+    );
+    // --from mirrors the workspace device's slots again.
+    ok(&ws, &["hub", "device", "update", "duo", "--from", "duo"]);
+    let d = hub_device(&ws, "duo");
+    assert_eq!(
+        (d["primary"].as_str(), d["secondary"].as_str()),
+        (Some(p.as_str()), Some(s2.as_str()))
+    );
+    // --from a one-certificate device: its SHA-256 as primary, the secondary cleared.
+    ok(&ws, &["new", "device", "solo", "--self-signed"]);
+    ok(&ws, &["hub", "device", "update", "duo", "--from", "solo"]);
+    let d = hub_device(&ws, "duo");
+    assert!(
+        d["primary"]
+            .as_str()
+            .is_some_and(|t| t.len() == 64 && t != p)
+    );
+    assert!(d.get("secondary").is_none_or(|v| v.is_null()), "{d}");
+
+    // Mistakes: clear errors, nothing changed.
+    cs(&ws)
+        .args(["hub", "device", "update", "duo"])
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains("nothing to update")
+                .and(predicate::str::contains("--secondary")),
+        );
+    cs(&ws)
+        .args([
+            "hub",
+            "device",
+            "update",
+            "ghost",
+            "--primary",
+            &"ab".repeat(20),
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not registered"));
+    cs(&ws)
+        .args(["hub", "device", "update", "duo", "--primary", "12:34"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("neither SHA-1"));
+    ok(&ws, &["hub", "device", "add", "casey", "--auth", "ca"]);
+    cs(&ws)
+        .args([
+            "hub",
+            "device",
+            "update",
+            "casey",
+            "--primary",
+            &"ab".repeat(20),
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("takes no thumbprints"));
+    assert!(
+        hub_device(&ws, "casey")
+            .get("primary")
+            .is_none_or(|v| v.is_null())
+    );
+}
+
+/// `--json` errors of the hub commands: `{"error": {"kind", "message"}}` with a specific kind.
+#[test]
+fn json_errors_have_specific_kinds() {
+    let (_dir, ws) = setup();
+    let hex = "ab".repeat(20);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["hub", "device", "show", "ghost"], "not-registered"),
+        (
+            vec![
+                "hub",
+                "device",
+                "add",
+                "x",
+                "--auth",
+                "ca",
+                "--primary",
+                &hex,
+            ],
+            "thumbprint-with-ca",
+        ),
+        (
+            vec!["hub", "device", "add", "x", "--auth", "self-signed"],
+            "no-thumbprint",
+        ),
+        (
+            vec![
+                "hub",
+                "device",
+                "add",
+                "x",
+                "--auth",
+                "self-signed",
+                "--primary",
+                "12",
+            ],
+            "bad-thumbprint",
+        ),
+        (
+            vec![
+                "hub",
+                "device",
+                "add",
+                "x",
+                "--auth",
+                "self-signed",
+                "--from",
+                "root",
+            ],
+            "not-a-device",
+        ),
+        (
+            vec![
+                "hub",
+                "device",
+                "add",
+                "x",
+                "--auth",
+                "self-signed",
+                "--from",
+                "nope",
+            ],
+            "not-found",
+        ),
+        (vec!["hub", "ca", "add", "nope"], "not-found"),
+        (vec!["hub", "ca", "remove", "root"], "not-registered"),
+        (vec!["hub", "c2d", "x", "hi"], "hub-not-running"),
+        (
+            vec!["hub", "method", "x", "m", "--payload", "{bad"],
+            "invalid-json",
+        ),
+    ];
+    for (args, kind) in cases {
+        let out = cs(&ws).arg("--json").args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        assert_eq!(v["error"]["kind"], kind, "{args:?}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
+    }
+    ok(&ws, &["hub", "ca", "add", "root"]);
+    let out = cs(&ws)
+        .args(["--json", "hub", "ca", "add", "root"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "already-registered", "{v}");
 }

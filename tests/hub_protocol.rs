@@ -355,3 +355,69 @@ async fn mqtt_5_connect_gets_connack_1() {
     assert_eq!(&b[..n], &[0x20, 2, 0, 1]);
     hub.shutdown().await;
 }
+
+/// The next `C2d` event the hub reports.
+async fn next_c2d(ev: &mut tokio::sync::broadcast::Receiver<HubEvent>) -> HubEvent {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ev.recv()).await {
+            Ok(Ok(e @ HubEvent::C2d { .. })) => return e,
+            Ok(Ok(_)) => {}
+            other => panic!("no C2D event: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_reports_queued_until_the_device_subscribes_to_devicebound() {
+    let (fx, hub) = setup(true, &["d1"]).await;
+    let mut ev = hub.events();
+    let mut c = device(&fx, &hub, "d1").await;
+    // Telemetry from a device that never subscribed to devicebound: the echo is queued.
+    let topic = azure::telemetry_topic("d1", &Properties::new().with("$.mid", "m-1"));
+    assert!(publish_acked(&mut c, &topic, b"one", 3).await);
+    let e = next_c2d(&mut ev).await;
+    assert!(
+        matches!(
+            e,
+            HubEvent::C2d {
+                delivered: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let line = e.line();
+    assert!(
+        line.contains("queued") && line.contains("not subscribed") && !line.contains("delivered"),
+        "{line}"
+    );
+    // Subscribing delivers the queued echo.
+    subscribe(
+        &mut c,
+        &[("devices/d1/messages/devicebound/#", QoS::AtLeastOnce)],
+    )
+    .await;
+    let queued = loop {
+        match c.recv(Duration::from_secs(5)).await {
+            Some(Packet::Publish(p)) => break p,
+            Some(_) => {}
+            None => panic!("the queued echo never came"),
+        }
+    };
+    assert_eq!(&queued.payload[..], b"one");
+    // Subscribed now: the next echo goes out at once and says so.
+    assert!(publish_acked(&mut c, &topic, b"two", 4).await);
+    let e = next_c2d(&mut ev).await;
+    assert!(
+        matches!(
+            e,
+            HubEvent::C2d {
+                delivered: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.line().ends_with(" delivered"), "{}", e.line());
+    hub.shutdown().await;
+}

@@ -398,12 +398,9 @@ impl Printer {
                     Some(ms) => format!("PUBACK {ms:.2} ms"),
                     None => "sent (QoS 0)".to_string(),
                 };
-                let alert = if *temperature_alert {
-                    "  temperatureAlert=true"
-                } else {
-                    ""
-                };
-                say!("  message {message_id:<4} {ack}  {payload}{alert}");
+                say!(
+                    "  message {message_id:<4} {ack}  {payload}  temperatureAlert={temperature_alert}"
+                );
             }
             Event::AckMissing { message_id } => {
                 say!("✗ message {message_id:<4} no PUBACK within the timeout")

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::{CliResult, Global, print_json, warn};
@@ -71,7 +71,21 @@ pub enum DeviceCommand {
         primary: Option<String>,
         #[arg(long)]
         secondary: Option<String>,
-        /// Take the thumbprint from this workspace device.
+        /// Take the thumbprints from this workspace device (both slots when it holds two).
+        #[arg(long, value_name = "NAME")]
+        from: Option<String>,
+    },
+    /// Change a self-signed device's thumbprints: roll one slot with --primary or --secondary,
+    /// or mirror a workspace device's slots with --from.
+    Update {
+        id: String,
+        /// SHA-1 or SHA-256 thumbprint (hex) for the primary slot.
+        #[arg(long)]
+        primary: Option<String>,
+        /// SHA-1 or SHA-256 thumbprint (hex) for the secondary slot.
+        #[arg(long)]
+        secondary: Option<String>,
+        /// Take both slots from this workspace device (a slot it does not hold is cleared).
         #[arg(long, value_name = "NAME")]
         from: Option<String>,
     },
@@ -148,7 +162,63 @@ pub struct MethodArgs {
     pub timeout: u64,
 }
 
+/// A refusal the running hub answered over the control channel, with its kind.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct HubAnswer {
+    pub kind: String,
+    pub message: String,
+}
+
+/// The `--json` kind of a hub command's error: the hub's own kinds, else the CLI's.
+fn error_kind(e: &anyhow::Error) -> String {
+    if let Some(r) = e.downcast_ref::<crate::hub::RegistryError>() {
+        return r.kind().into();
+    }
+    if let Some(h) = e.downcast_ref::<crate::hub::HubError>() {
+        return h.kind().into();
+    }
+    if let Some(c) = e.downcast_ref::<control::ControlError>() {
+        return c.kind().into();
+    }
+    if let Some(a) = e.downcast_ref::<HubAnswer>() {
+        return a.kind.clone();
+    }
+    if let Some(k) = e.downcast_ref::<UsageError>() {
+        return k.0.into();
+    }
+    super::error_kind(e).into()
+}
+
+/// A mistake in the command line the hub commands catch themselves.
+#[derive(Debug)]
+struct UsageError(&'static str, String);
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+impl std::error::Error for UsageError {}
+
+fn usage(kind: &'static str, message: String) -> anyhow::Error {
+    UsageError(kind, message).into()
+}
+
 pub fn run(global: &Global, c: HubCommand) -> CliResult {
+    match run_command(global, c) {
+        // With --json the hub prints its own error kinds (`cli::run` would say "error").
+        Err(e) if global.json && e.downcast_ref::<super::Failed>().is_none() => {
+            print_json(&serde_json::json!({ "error": {
+                "kind": error_kind(&e),
+                "message": super::error_message(&e),
+            } }));
+            Err(super::Failed(1).into())
+        }
+        r => r,
+    }
+}
+
+fn run_command(global: &Global, c: HubCommand) -> CliResult {
     let store = HubStore::new(global.workspace()?);
     match c {
         HubCommand::Ca(c) => ca(global, &store, c),
@@ -169,9 +239,12 @@ pub fn run(global: &Global, c: HubCommand) -> CliResult {
         HubCommand::C2d(a) => {
             let mut props = Vec::new();
             for p in &a.props {
-                let (k, v) = p
-                    .split_once('=')
-                    .ok_or_else(|| anyhow!("--prop {p:?} has no '='; write it as key=value"))?;
+                let (k, v) = p.split_once('=').ok_or_else(|| {
+                    usage(
+                        "invalid",
+                        format!("--prop {p:?} has no '='; write it as key=value"),
+                    )
+                })?;
                 props.push((k.to_string(), v.to_string()));
             }
             let req = Request::C2d {
@@ -199,8 +272,13 @@ pub fn run(global: &Global, c: HubCommand) -> CliResult {
         }
         HubCommand::Method(a) => {
             let payload = match &a.payload {
-                Some(p) => serde_json::from_str(p).with_context(|| {
-                    format!("--payload {p:?} is not JSON; quote it like '{{\"delay\": 5}}'")
+                Some(p) => serde_json::from_str(p).map_err(|e| {
+                    usage(
+                        "invalid-json",
+                        format!(
+                            "--payload {p:?} is not JSON ({e}); quote it like '{{\"delay\": 5}}'"
+                        ),
+                    )
                 })?,
                 None => serde_json::Value::Null,
             };
@@ -239,7 +317,11 @@ fn one_request(store: &HubStore, req: &Request) -> anyhow::Result<serde_json::Va
     let v =
         answer.ok_or_else(|| anyhow!("the hub closed the control channel without answering"))?;
     if let Some(e) = v.get("error") {
-        bail!("{}", e.as_str().unwrap_or("hub error"));
+        return Err(HubAnswer {
+            kind: v["kind"].as_str().unwrap_or("hub-error").to_string(),
+            message: e.as_str().unwrap_or("hub error").to_string(),
+        }
+        .into());
     }
     Ok(v["ok"].clone())
 }
@@ -262,8 +344,12 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
             }
         }
         CaCommand::Verify { name, cert } => {
-            let bytes = std::fs::read(&cert)
-                .with_context(|| format!("cannot read {}; check the path", cert.display()))?;
+            let bytes = std::fs::read(&cert).map_err(|e| {
+                usage(
+                    "io",
+                    format!("cannot read {}: {e}; check the path", cert.display()),
+                )
+            })?;
             let ca = store.verify_ca(&name, &bytes)?;
             if global.json {
                 print_json(&ca_json(&ca));
@@ -337,6 +423,17 @@ fn device(global: &Global, store: &HubStore, c: DeviceCommand) -> CliResult {
             warn(global, &warnings);
             show(&d);
         }
+        DeviceCommand::Update {
+            id,
+            primary,
+            secondary,
+            from,
+        } => show(&store.update_device(
+            &id,
+            primary.as_deref(),
+            secondary.as_deref(),
+            from.as_deref(),
+        )?),
         DeviceCommand::List => {
             let reg = store.load()?;
             if global.json {
@@ -374,8 +471,13 @@ fn device(global: &Global, store: &HubStore, c: DeviceCommand) -> CliResult {
 fn twin(global: &Global, store: &HubStore, a: TwinArgs) -> CliResult {
     store.device(&a.id)?;
     if let Some(patch) = &a.set_desired {
-        let patch: serde_json::Value = serde_json::from_str(patch).with_context(|| {
-            format!("--set-desired {patch:?} is not JSON; write e.g. '{{\"interval\": 5}}'")
+        let patch: serde_json::Value = serde_json::from_str(patch).map_err(|e| {
+            usage(
+                "invalid-json",
+                format!(
+                    "--set-desired {patch:?} is not JSON ({e}); write e.g. '{{\"interval\": 5}}'"
+                ),
+            )
         })?;
         let req = Request::Desired {
             device: a.id.clone(),
@@ -409,11 +511,14 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
     let root = store.ws.root().to_path_buf();
     let control_path = store.control_path();
     if std::os::unix::net::UnixStream::connect(&control_path).is_ok() {
-        bail!(
-            "a hub is already running for the workspace {} (control socket {}); stop it first or use another --workspace",
-            root.display(),
-            control_path.display()
-        );
+        return Err(usage(
+            "hub-running",
+            format!(
+                "a hub is already running for the workspace {} (control socket {}); stop it first or use another --workspace",
+                root.display(),
+                control_path.display()
+            ),
+        ));
     }
     rt.block_on(async move {
         let config = HubConfig {

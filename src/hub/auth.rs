@@ -56,8 +56,10 @@ pub enum Refusal {
     MissingIntermediate { device: String, cn: String },
     #[error("device {device}: chain ends at root \"{cn}\", which is not registered with the hub")]
     UnknownRoot { device: String, cn: String },
-    #[error("device {device}: thumbprint matches neither slot")]
-    Thumbprint { device: String },
+    #[error(
+        "device {device}: thumbprint matches neither slot (the certificate's SHA-1 is {sha1}); put it in a slot with `chainsmith hub device update {device} --secondary {sha1}` (or --primary, or --from NAME for a workspace device)"
+    )]
+    Thumbprint { device: String, sha1: String },
     #[error("hub registry unreadable: {detail}")]
     Registry { detail: String },
 }
@@ -185,7 +187,10 @@ pub fn authenticate(
             if matches(&dev.primary) || matches(&dev.secondary) {
                 Ok(dev.clone())
             } else {
-                Err(Refusal::Thumbprint { device })
+                Err(Refusal::Thumbprint {
+                    device,
+                    sha1: sha1.to_string(),
+                })
             }
         }
         Auth::Ca => {

@@ -151,7 +151,7 @@ async fn client(hub: std::sync::Arc<HubHandle>, stream: UnixStream) -> std::io::
     };
     let msg = match answer {
         Ok(v) => serde_json::json!({ "ok": v }),
-        Err(e) => serde_json::json!({ "error": e.to_string() }),
+        Err(e) => serde_json::json!({ "error": e.to_string(), "kind": e.kind() }),
     };
     w.write_all(format!("{msg}\n").as_bytes()).await?;
     Ok(())
@@ -238,4 +238,15 @@ pub enum ControlError {
     Io(String),
     #[error("the running hub answered: {0}")]
     Hub(String),
+}
+
+impl ControlError {
+    /// A short machine-friendly name for `--json` errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ControlError::NotRunning(..) => "hub-not-running",
+            ControlError::Io(_) => "io",
+            ControlError::Hub(_) => "hub-error",
+        }
+    }
 }

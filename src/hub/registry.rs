@@ -49,6 +49,16 @@ pub enum RegistryError {
         "--from \"{0}\" is a {1}, not a device certificate; pick a device from `chainsmith list`"
     )]
     FromNotDevice(String, &'static str),
+    #[error(
+        "device \"{0}\" uses --auth ca, which takes no thumbprints (the hub checks its chain up to a verified CA instead); drop --primary/--secondary/--from, or register it with --auth self-signed"
+    )]
+    ThumbprintWithCa(String),
+    #[error(
+        "nothing to update for device \"{0}\"; pass --primary THUMBPRINT, --secondary THUMBPRINT or --from NAME"
+    )]
+    NothingToUpdate(String),
+    #[error(transparent)]
+    Slots(#[from] crate::export::Error),
     #[error(transparent)]
     Pki(#[from] pki::Error),
     #[error("{path}: {what}; fix or remove the file")]
@@ -57,6 +67,41 @@ pub enum RegistryError {
     Proof { ca: String, reason: String },
     #[error("twin patch {0:?} is not a JSON object; pass e.g. '{{\"interval\": 5}}'")]
     Patch(String),
+}
+
+impl RegistryError {
+    /// A short machine-friendly name for `--json` errors (`{"error": {"kind": …}}`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RegistryError::Store(s) => store_kind(s),
+            RegistryError::NotACa(_) => "not-a-ca",
+            RegistryError::CaTaken(_) | RegistryError::DeviceTaken(_) => "already-registered",
+            RegistryError::UnknownCa(_) | RegistryError::UnknownDevice(_) => "not-registered",
+            RegistryError::Thumbprint(_) => "bad-thumbprint",
+            RegistryError::NoThumbprint(_) => "no-thumbprint",
+            RegistryError::FromNotDevice(..) => "not-a-device",
+            RegistryError::ThumbprintWithCa(_) => "thumbprint-with-ca",
+            RegistryError::NothingToUpdate(_) => "nothing-to-update",
+            RegistryError::Slots(crate::export::Error::Store(s)) => store_kind(s),
+            RegistryError::Slots(_) | RegistryError::Pki(_) => "invalid",
+            RegistryError::Damaged { .. } => "damaged",
+            RegistryError::Proof { .. } => "proof-refused",
+            RegistryError::Patch(_) => "bad-patch",
+        }
+    }
+}
+
+/// The kinds `chainsmith` gives store errors elsewhere (`cli::error_kind`).
+fn store_kind(e: &store::Error) -> &'static str {
+    match e {
+        store::Error::NameTaken(_) => "name-taken",
+        store::Error::NotFound { .. } => "not-found",
+        store::Error::Busy(_) => "busy",
+        store::Error::Damaged { .. } => "damaged",
+        store::Error::Io { .. } => "io",
+        store::Error::NotAWorkspace(_) => "not-a-workspace",
+        store::Error::Pki(_) => "invalid",
+    }
 }
 
 pub type Result<T> = std::result::Result<T, RegistryError>;
@@ -416,8 +461,33 @@ impl HubStore {
 
     // ------------------------------------------------------------ devices
 
-    /// Register a device. `from` takes the thumbprints of a workspace device
-    /// (primary = its SHA-256; for `ca` auth thumbprints are kept but unused).
+    /// The SHA-256 thumbprints of a workspace device's slots, (primary, secondary). A
+    /// self-signed device may hold both (`new device ID --self-signed --slot secondary`), or
+    /// only the one it was made as; any other device has one certificate: the primary.
+    pub fn workspace_thumbprints(&self, name: &str) -> Result<(Option<String>, Option<String>)> {
+        let e = self.ws.load(name)?;
+        if e.meta.kind != Kind::Device {
+            return Err(RegistryError::FromNotDevice(
+                name.to_string(),
+                e.meta.kind.as_str(),
+            ));
+        }
+        let slots = crate::ops::lifecycle::slots(&self.ws, name)?;
+        if slots.is_empty() {
+            return Ok((Some(e.meta.sha256.clone()), None));
+        }
+        let of = |want: store::Slot| {
+            slots
+                .iter()
+                .find(|s| s.slot == want)
+                .map(|s| s.sha256.clone())
+        };
+        Ok((of(store::Slot::Primary), of(store::Slot::Secondary)))
+    }
+
+    /// Register a device. `from` takes the thumbprints of a workspace device: both slots of a
+    /// self-signed device that holds two, else its certificate's SHA-256 as primary; explicit
+    /// `primary`/`secondary` win over `from`. `ca` devices take no thumbprints.
     pub fn add_device(
         &self,
         id: &str,
@@ -427,20 +497,10 @@ impl HubStore {
         from: Option<&str>,
     ) -> Result<(HubDevice, Vec<String>)> {
         let warnings = pki::identity::check_device_id(id, Target::Hub)?;
-        let mut primary = primary.map(normalize_thumbprint).transpose()?;
-        let secondary = secondary.map(normalize_thumbprint).transpose()?;
-        if let Some(name) = from {
-            let e = self.ws.load(name)?;
-            if e.meta.kind != Kind::Device {
-                return Err(RegistryError::FromNotDevice(
-                    name.to_string(),
-                    e.meta.kind.as_str(),
-                ));
-            }
-            if primary.is_none() {
-                primary = Some(e.meta.sha256.clone());
-            }
+        if auth == Auth::Ca && (primary.is_some() || secondary.is_some() || from.is_some()) {
+            return Err(RegistryError::ThumbprintWithCa(id.to_string()));
         }
+        let (primary, secondary) = self.slots_from(primary, secondary, from)?;
         if auth == Auth::SelfSigned && primary.is_none() && secondary.is_none() {
             return Err(RegistryError::NoThumbprint(id.to_string()));
         }
@@ -460,6 +520,58 @@ impl HubStore {
             Ok(())
         })?;
         Ok((dev, warnings))
+    }
+
+    /// The slots `--primary`, `--secondary` and `--from` name: `None` for a slot none names.
+    fn slots_from(
+        &self,
+        primary: Option<&str>,
+        secondary: Option<&str>,
+        from: Option<&str>,
+    ) -> Result<(Option<String>, Option<String>)> {
+        let primary = primary.map(normalize_thumbprint).transpose()?;
+        let secondary = secondary.map(normalize_thumbprint).transpose()?;
+        match from {
+            Some(name) => {
+                let (p, s) = self.workspace_thumbprints(name)?;
+                Ok((primary.or(p), secondary.or(s)))
+            }
+            None => Ok((primary, secondary)),
+        }
+    }
+
+    /// Change a self-signed device's thumbprints, one slot at a time (roll the secondary,
+    /// switch, roll the primary). `from` mirrors a workspace device's slots (a slot it does not
+    /// hold is cleared); explicit `primary`/`secondary` replace just that slot.
+    pub fn update_device(
+        &self,
+        id: &str,
+        primary: Option<&str>,
+        secondary: Option<&str>,
+        from: Option<&str>,
+    ) -> Result<HubDevice> {
+        if primary.is_none() && secondary.is_none() && from.is_none() {
+            return Err(RegistryError::NothingToUpdate(id.to_string()));
+        }
+        if self.device(id)?.auth == Auth::Ca {
+            return Err(RegistryError::ThumbprintWithCa(id.to_string()));
+        }
+        let (p, s) = self.slots_from(primary, secondary, from)?;
+        self.modify(|r| {
+            let d = r
+                .devices
+                .iter_mut()
+                .find(|d| d.id == id)
+                .ok_or_else(|| RegistryError::UnknownDevice(id.to_string()))?;
+            if from.is_some() {
+                d.primary = p;
+                d.secondary = s;
+            } else {
+                d.primary = p.or(d.primary.take());
+                d.secondary = s.or(d.secondary.take());
+            }
+            Ok(d.clone())
+        })
     }
 
     pub fn set_enabled(&self, id: &str, enabled: bool) -> Result<HubDevice> {

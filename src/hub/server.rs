@@ -208,7 +208,15 @@ impl HubEvent {
                 device,
                 message_id,
                 delivered,
-            } => format!("device {device}: c2d {message_id} (delivered: {delivered})"),
+            } => {
+                if *delivered {
+                    format!("device {device}: c2d {message_id} delivered")
+                } else {
+                    format!(
+                        "device {device}: c2d {message_id} queued (not subscribed to devices/{device}/messages/devicebound/#; sent when it subscribes)"
+                    )
+                }
+            }
             HubEvent::MethodCall { device, name, rid } => {
                 format!("device {device}: method {name} rid={rid}")
             }
@@ -243,6 +251,20 @@ pub enum HubError {
     },
     #[error("the hub is shutting down")]
     Closed,
+}
+
+impl HubError {
+    /// A short machine-friendly name for `--json` errors and control-channel answers.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HubError::Registry(r) => r.kind(),
+            HubError::Bind { .. } => "bind",
+            HubError::Offline(_) => "device-offline",
+            HubError::NotSubscribed(..) => "not-subscribed",
+            HubError::Timeout { .. } => "timeout",
+            HubError::Closed => "hub-closed",
+        }
+    }
 }
 
 enum Outbound {
@@ -594,13 +616,18 @@ fn send_c2d(sh: &Shared, device: &str, topic: String, body: Vec<u8>) -> bool {
             Err(_) => {}
         }
     }
+    queue_c2d(sh, device, topic, body);
+    false
+}
+
+/// Keep a C2D message (up to [`C2D_QUEUE`] per device) until the device subscribes.
+fn queue_c2d(sh: &Shared, device: &str, topic: String, body: Vec<u8>) {
     let mut q = sh.c2d_queue.lock().expect("queue");
     let q = q.entry(device.to_string()).or_default();
     if q.len() >= C2D_QUEUE {
         q.pop_front();
     }
     q.push_back((topic, body));
-    false
 }
 
 // ---------------------------------------------------------------- one connection
@@ -824,7 +851,9 @@ async fn connection(
                 }
             },
             m = rx.recv() => match m {
-                Some(Outbound::Publish { topic, payload }) => session.publish(topic, payload, &mut out),
+                Some(Outbound::Publish { topic, payload }) => {
+                    session.publish(topic, payload, &mut out);
+                }
                 Some(Outbound::Kick(why)) => break why,
                 None => break "hub closed the session".to_string(),
             },
@@ -887,8 +916,9 @@ struct Session {
 }
 
 impl Session {
-    /// Queue a PUBLISH to the device if one of its subscriptions matches.
-    fn publish(&mut self, topic: String, payload: Vec<u8>, out: &mut BytesMut) {
+    /// Queue a PUBLISH to the device if one of its subscriptions matches; false when none does
+    /// (nothing is sent).
+    fn publish(&mut self, topic: String, payload: Vec<u8>, out: &mut BytesMut) -> bool {
         let qos = {
             let subs = self.subs.lock().expect("subs");
             subs.iter()
@@ -896,13 +926,14 @@ impl Session {
                 .map(|(_, q, _)| *q)
                 .max_by_key(|q| *q as u8)
         };
-        let Some(qos) = qos else { return };
+        let Some(qos) = qos else { return false };
         let mut p = Publish::new(topic, qos, payload);
         if qos != QoS::AtMostOnce {
             p.pkid = self.next_pkid;
             self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
         }
         let _ = p.write(out);
+        true
     }
 
     /// Handle one packet; Err closes the connection with that reason.
@@ -1000,11 +1031,16 @@ impl Session {
                         .with(azure::sys::CORRELATION_ID, orig.clone());
                     echo.0.push(("original-message-id".into(), orig));
                     let topic = azure::c2d_topic(&self.device, &echo);
-                    self.publish(topic, p.payload.to_vec(), out);
+                    // Only a device subscribed to devicebound gets it now; otherwise it is
+                    // queued like any C2D message and goes out when the device subscribes.
+                    let delivered = self.publish(topic.clone(), p.payload.to_vec(), out);
+                    if !delivered {
+                        queue_c2d(&self.sh, &self.device, topic, p.payload.to_vec());
+                    }
                     self.sh.emit(HubEvent::C2d {
                         device: self.device.clone(),
                         message_id: mid,
-                        delivered: true,
+                        delivered,
                     });
                 }
                 self.sh.emit(HubEvent::Telemetry {
@@ -1070,7 +1106,7 @@ impl Session {
                         });
                     }
                     None => {
-                        self.publish(azure::twin_response_topic(500, &rid, None), Vec::new(), out)
+                        self.publish(azure::twin_response_topic(500, &rid, None), Vec::new(), out);
                     }
                 }
             }

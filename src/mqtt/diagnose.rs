@@ -418,15 +418,7 @@ fn client_refused(a: AlertDescription, step: Step, cx: &Context<'_>) -> Diagnosi
             _ => ("expired on", &c.view.not_after),
         };
         let fix = if is_leaf {
-            format!(
-                "renew it: `chainsmith new device {} --issuer {} --force` (the hub needs no change for CA-signed devices)",
-                c.name,
-                id.sent
-                    .get(1)
-                    .or(id.above.first())
-                    .map(|i| i.name.as_str())
-                    .unwrap_or("CA")
-            )
+            renew_fix(id)
         } else {
             format!(
                 "renew \"{}\" and re-issue the certificates under it",
@@ -583,6 +575,21 @@ fn connack(code: u8, hub_reason: Option<&super::HubRefusal>, cx: &Context<'_>) -
     }
 }
 
+/// How to renew an expired (or not yet valid) device certificate: `chainsmith renew NAME`
+/// for a workspace device (same key and profile, issuer and thumbprint slots kept).
+fn renew_fix(id: &Identity) -> String {
+    match id.workspace_name() {
+        Some(name) => format!(
+            "renew it: `chainsmith renew {name}` (the hub needs no change for CA-signed devices; for self-signed ones, then `chainsmith hub device update {} --from {name}`)",
+            id.device_id
+        ),
+        None => format!(
+            "renew the certificate in {} (a workspace device renews with `chainsmith renew NAME`); the hub needs no change for CA-signed devices",
+            id.source
+        ),
+    }
+}
+
 /// The fix for each of the local hub's refusal kinds (`crate::hub::Refusal::kind`).
 fn hub_fix(kind: &str, id: &Identity) -> String {
     let dev = &id.device_id;
@@ -610,10 +617,7 @@ fn hub_fix(kind: &str, id: &Identity) -> String {
         "cn-mismatch" => format!(
             "issue the device certificate with CN = \"{dev}\" exactly (case-sensitive): `chainsmith new device {dev} --issuer CA`"
         ),
-        "expired" | "not-yet-valid" => format!(
-            "renew it: `chainsmith new device {dev} --issuer {} --force` (the hub needs no change for CA-signed devices)",
-            id.leaf_issuer_name()
-        ),
+        "expired" | "not-yet-valid" => renew_fix(id),
         "unverified" => format!(
             "prove possession: `chainsmith new verification --issuer {root} --code CODE` with the code from `chainsmith hub ca list`, then `chainsmith hub ca verify {root} --cert verification_cert.pem` (or add it with --verified)"
         ),
@@ -644,9 +648,14 @@ fn hub_fix(kind: &str, id: &Identity) -> String {
         "unknown-root" => {
             format!("upload the CA: `chainsmith hub ca add {root}` and verify it (or `--verified`)")
         }
-        "thumbprint" => format!(
-            "register the device's thumbprint {sha1} as primary or secondary: `chainsmith hub device add {dev} --auth self-signed --from {dev}`"
-        ),
+        "thumbprint" => match id.workspace_name() {
+            Some(name) => format!(
+                "register this certificate's thumbprint {sha1} in a slot: `chainsmith hub device update {dev} --from {name}` (takes both of {name}'s slots), or `--secondary {sha1}` to roll just one"
+            ),
+            None => format!(
+                "register this certificate's thumbprint {sha1} in a slot: `chainsmith hub device update {dev} --secondary {sha1}` (or --primary to replace the other slot)"
+            ),
+        },
         _ => "fix what the hub names and connect again".into(),
     }
 }

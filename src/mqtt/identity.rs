@@ -32,6 +32,15 @@ pub struct Identity {
     pub target: Option<Target>,
 }
 
+impl Identity {
+    /// The workspace device this identity was loaded from (`None` for `--cert/--key` files).
+    pub fn workspace_name(&self) -> Option<&str> {
+        self.source
+            .strip_prefix("workspace device \"")
+            .and_then(|s| s.strip_suffix('"'))
+    }
+}
+
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")

@@ -252,7 +252,10 @@ pub fn hub_preflight(
                 out.push(Finding {
                     severity: Severity::Error,
                     code: "hub-thumbprint",
-                    message: format!("the local hub knows device \"{dev}\" by thumbprints that are not this certificate's ({sha256}); `chainsmith hub device add {dev} --auth self-signed --from {dev}` after removing it"),
+                    message: format!("the local hub knows device \"{dev}\" by thumbprints that are not this certificate's ({sha256}); {}", match identity.workspace_name() {
+                        Some(name) => format!("`chainsmith hub device update {dev} --from {name}`"),
+                        None => format!("`chainsmith hub device update {dev} --secondary {sha1}`"),
+                    }),
                 });
             }
         }

@@ -178,14 +178,37 @@ fn tls_version(v: Option<rustls::ProtocolVersion>) -> String {
     }
 }
 
-/// The seed's telemetry message: temperature 20–35, humidity 60–80, alert above 30.
+/// The seed's telemetry message (DOMAIN.md §5), byte for byte:
+/// `{"deviceId":"dev1","messageId":0,"temperature":27,"humidity":71}` — integer temperature
+/// 20–35 and humidity 60–80, keys in that order; the alert is set above 30.
 fn telemetry(device_id: &str, message_id: u32) -> (String, bool) {
     use rand::Rng;
     let mut rng = rand::rng();
-    let temperature: f64 = (rng.random_range(200..350) as f64) / 10.0;
-    let humidity: f64 = (rng.random_range(600..800) as f64) / 10.0;
-    let body = serde_json::json!({ "deviceId": device_id, "messageId": message_id, "temperature": temperature, "humidity": humidity });
-    (body.to_string(), temperature > 30.0)
+    let temperature: u32 = rng.random_range(20..=35);
+    let humidity: u32 = rng.random_range(60..=80);
+    (
+        telemetry_body(device_id, message_id, temperature, humidity),
+        temperature > 30,
+    )
+}
+
+/// The seed body with its keys in the seed's order (a struct serializes fields in order).
+pub fn telemetry_body(device_id: &str, message_id: u32, temperature: u32, humidity: u32) -> String {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body<'a> {
+        device_id: &'a str,
+        message_id: u32,
+        temperature: u32,
+        humidity: u32,
+    }
+    serde_json::to_string(&Body {
+        device_id,
+        message_id,
+        temperature,
+        humidity,
+    })
+    .expect("a struct of strings and integers serializes")
 }
 
 fn message_id_of(payload: &[u8]) -> Option<u32> {
@@ -513,11 +536,9 @@ async fn run_inner(
             tokio::time::sleep(left).await;
         }
         let (payload, alert) = telemetry(&id.device_id, message_id);
-        let mut props = azure::Properties::new();
-        if alert {
-            props = props.with("temperatureAlert", "true");
-        }
-        props = props
+        // The seed sends the application property on every message, "true" or "false".
+        let props = azure::Properties::new()
+            .with("temperatureAlert", if alert { "true" } else { "false" })
             .with(azure::sys::CONTENT_TYPE, "application/json")
             .with(azure::sys::CONTENT_ENCODING, "utf-8");
         let topic = azure::telemetry_topic(&id.device_id, &props);
