@@ -183,6 +183,9 @@ fn error_message(e: &anyhow::Error) -> String {
 }
 
 fn error_kind(e: &anyhow::Error) -> &'static str {
+    if let Some(r) = e.downcast_ref::<crate::hub::RegistryError>() {
+        return r.kind();
+    }
     use crate::export::Error as X;
     use crate::fixtures::apply::Error as F;
     use crate::store::Error as S;
