@@ -119,8 +119,13 @@ fn positive_entries_pass() {
         x509(&["-subject"], &fx.cert("verify-contoso-inter"))
             .contains("CN = 75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3")
     );
-    for s in ["thermo-ss-primary", "thermo-ss-secondary"] {
-        let c = fx.cert(s);
+    // Both slots live in the one entity "thermo-ss" (the secondary in its secondary/ dir).
+    for s in [
+        fx.cert("thermo-ss"),
+        fx.p("thermo-ss", "secondary/cert.pem"),
+    ] {
+        let c = s.clone();
+        let s = s.display();
         let (ok, out) = run(Command::new("openssl")
             .args(["verify", "-purpose", "sslclient", "-CAfile"])
             .arg(&c)
