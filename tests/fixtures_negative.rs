@@ -120,19 +120,23 @@ fn positive_entries_pass() {
             .contains("CN = 75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3")
     );
     // Both slots live in the one entity "thermo-ss" (the secondary in its secondary/ dir).
-    for s in [
+    let slots = [
         fx.cert("thermo-ss"),
         fx.p("thermo-ss", "secondary/cert.pem"),
-    ] {
-        let c = s.clone();
-        let s = s.display();
+    ];
+    for c in &slots {
         let (ok, out) = run(Command::new("openssl")
             .args(["verify", "-purpose", "sslclient", "-CAfile"])
-            .arg(&c)
-            .arg(&c));
-        assert!(ok, "{s}: {out}");
-        assert!(x509(&["-subject"], &c).contains("CN = thermo-ss"));
+            .arg(c)
+            .arg(c));
+        assert!(ok, "{}: {out}", c.display());
+        assert!(x509(&["-subject"], c).contains("CN = thermo-ss"));
     }
+    assert_ne!(
+        x509(&["-fingerprint"], &slots[0]),
+        x509(&["-fingerprint"], &slots[1]),
+        "two slots, two certificates"
+    );
 }
 
 #[test]
