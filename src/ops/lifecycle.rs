@@ -637,7 +637,7 @@ pub fn slots(ws: &Workspace, name: &str) -> Result<Vec<SlotView>> {
 }
 
 /// The layout of a self-signed device holding both thumbprint slots: `main` is the entity
-/// itself (its `slot` set to the other one of `second`'s), and `second` (a certificate for the
+/// itself (its `slot` set to the one `second` does not hold), and `second` (a certificate for the
 /// same id, its `meta.slot` saying which slot) goes into `main`'s `primary/` or `secondary/`
 /// subdirectory as cert.pem, key.pem and meta.toml. `new_slot` and `chainsmith apply` both
 /// store what this returns.
