@@ -109,7 +109,7 @@ fn apply_twice_changes_nothing_and_edits_reissue_only_what_changed() {
     let spec = tmp.path().join("spec.toml");
     std::fs::write(&spec, SPEC).unwrap();
     let m = apply_json(&ws, &spec, &["--out", out.to_str().unwrap()]);
-    assert_eq!(m["made"], 14, "{m}");
+    assert_eq!(m["made"], 13, "{m}");
     let before = snapshot(&ws.join("entities"));
     let out_before = snapshot(&out);
     assert!(!out_before.is_empty());
@@ -122,7 +122,7 @@ fn apply_twice_changes_nothing_and_edits_reissue_only_what_changed() {
             m["reissued"].as_u64(),
             m["unchanged"].as_u64()
         ),
-        (Some(0), Some(0), Some(14))
+        (Some(0), Some(0), Some(13))
     );
     assert_eq!(snapshot(&ws.join("entities")), before);
     assert_eq!(snapshot(&out), out_before);
@@ -211,7 +211,7 @@ fn manifest_paths_exist_and_thumbprints_match_openssl() {
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fixtures/example.toml");
     let m = apply_json(&ws, &spec, &["--out", out.to_str().unwrap()]);
     let entries = m["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 27);
+    assert_eq!(entries.len(), 26);
     let mut exports = 0;
     for e in entries {
         for (what, p) in e["paths"].as_object().unwrap() {
@@ -262,11 +262,167 @@ fn manifest_paths_exist_and_thumbprints_match_openssl() {
         assert!(e["not_after"].as_str().unwrap().ends_with('Z'));
     }
     assert!(exports >= 20, "exports listed: {exports}");
-    // The self-signed device's two slots share the device id as CN.
-    for slot in ["thermo-ss-primary", "thermo-ss-secondary"] {
-        let e = entries.iter().find(|e| e["name"] == slot).unwrap();
-        assert_eq!(e["cn"], "thermo-ss");
+    // The self-signed device with two slots is one entity, as `new device --slot` makes it:
+    // the manifest lists both slots, their files and thumbprints, and their exports.
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e["name"].as_str().unwrap().starts_with("thermo-ss-"))
+    );
+    let e = entries.iter().find(|e| e["name"] == "thermo-ss").unwrap();
+    assert_eq!(e["cn"], "thermo-ss");
+    let slots = e["slots"].as_array().unwrap();
+    let names: Vec<&str> = slots.iter().map(|s| s["slot"].as_str().unwrap()).collect();
+    assert_eq!(names, ["primary", "secondary"]);
+    assert_eq!(slots[0]["sha1"], e["sha1"]);
+    assert_ne!(slots[0]["sha1"], slots[1]["sha1"]);
+    let colonless = |s: String| s.replace(':', "");
+    let ents = ws.join("entities");
+    for (s, dir) in slots
+        .iter()
+        .zip([ents.join("thermo-ss"), ents.join("thermo-ss/secondary")])
+    {
+        let cert = Path::new(s["paths"]["cert"].as_str().unwrap());
+        let key = Path::new(s["paths"]["key"].as_str().unwrap());
+        assert_eq!(cert, dir.join("cert.pem"));
+        assert_eq!(key, dir.join("key.pem"));
+        assert_eq!(
+            std::fs::metadata(key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            colonless(openssl_field(&["-fingerprint", "-sha1"], cert)),
+            s["sha1"].as_str().unwrap()
+        );
+        assert_eq!(
+            colonless(openssl_field(&["-fingerprint", "-sha256"], cert)),
+            s["sha256"].as_str().unwrap()
+        );
+        assert_eq!(openssl_field(&["-subject"], cert), "CN = thermo-ss");
+        // Each slot's export is of that slot's certificate.
+        let exported: Vec<&str> = s["exports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        let pem = exported
+            .iter()
+            .find(|p| p.ends_with("thermo-ss.cert.pem"))
+            .unwrap();
+        assert_eq!(
+            colonless(openssl_field(&["-fingerprint", "-sha1"], Path::new(pem))),
+            s["sha1"].as_str().unwrap(),
+            "{pem}"
+        );
+        assert!(exported.iter().any(|p| p.ends_with("thermo-ss.pfx")));
     }
+    assert_eq!(
+        slots[1]["exports"][0].as_str().unwrap(),
+        out.join("secondary/thermo-ss.cert.pem").to_str().unwrap()
+    );
+
+    // `lint` passes it (CN = entity name = device id) and `show` lists both slots with the
+    // thumbprints OpenSSL computes.
+    cs(&ws).args(["lint", "thermo-ss"]).assert().success();
+    let out = cs(&ws)
+        .args(["--json", "show", "thermo-ss"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let show: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown = show["slots"].as_array().unwrap();
+    assert_eq!(shown.len(), 2, "{show}");
+    for (s, cert) in shown.iter().zip([
+        ents.join("thermo-ss/cert.pem"),
+        ents.join("thermo-ss/secondary/cert.pem"),
+    ]) {
+        assert_eq!(
+            colonless(openssl_field(&["-fingerprint", "-sha1"], &cert)),
+            s["sha1"].as_str().unwrap()
+        );
+        assert_eq!(
+            colonless(openssl_field(&["-fingerprint", "-sha256"], &cert)),
+            s["sha256"].as_str().unwrap()
+        );
+    }
+}
+
+/// The relative path of every file in an entity directory, and the keys of its meta files.
+fn layout(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = snapshot(dir)
+        .into_iter()
+        .flat_map(|(p, bytes)| {
+            let p = p.display().to_string();
+            let mut lines = vec![p.clone()];
+            if p.ends_with("meta.toml") {
+                let t: toml::Table = toml::from_str(&String::from_utf8(bytes).unwrap()).unwrap();
+                lines.extend(t.iter().filter(|(k, _)| *k != "spec_hash").map(|(k, v)| {
+                    match k.as_str() {
+                        // Values that differ by nature: the id, and what each issuing draws.
+                        "name" | "cn" | "subject" | "serial" | "not_before" | "not_after"
+                        | "sha1" | "sha256" | "created" => format!("{p}: {k}"),
+                        _ => format!("{p}: {k} = {v}"),
+                    }
+                }));
+            }
+            lines
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn slot_devices_are_one_entity_like_new_device_makes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    let spec = tmp.path().join("spec.toml");
+    // The order of the list does not matter: the primary is the entity's own certificate.
+    let text = "[[ca]]\nname = \"root\"\n[[device]]\nid = \"d1\"\nissuer = \"root\"\n[[device]]\nid = \"ss\"\nslots = [\"secondary\", \"primary\"]\n";
+    std::fs::write(&spec, text).unwrap();
+    let m = apply_json(&ws, &spec, &[]);
+    assert_eq!(m["made"], 3, "{m}");
+
+    // The same device made by hand, the way the lifecycle commands make it.
+    let by_hand = tmp.path().join("hand");
+    for slot in ["primary", "secondary"] {
+        cs(&by_hand)
+            .args(["new", "device", "ss", "--self-signed", "--slot", slot])
+            .assert()
+            .success();
+    }
+    assert_eq!(
+        layout(&ws.join("entities/ss")),
+        layout(&by_hand.join("entities/ss"))
+    );
+    assert!(ws.join("entities/ss/secondary/cert.pem").is_file());
+    assert!(!ws.join("entities/ss-primary").exists());
+
+    // Apply again: byte for byte the same. Change the slot device: it alone is re-issued,
+    // both of its slots, and nothing else.
+    let before = snapshot(&ws.join("entities"));
+    let m = apply_json(&ws, &spec, &[]);
+    assert_eq!(m["unchanged"], 3, "{m}");
+    assert_eq!(snapshot(&ws.join("entities")), before);
+    std::fs::write(&spec, format!("{text}days = 30\n")).unwrap();
+    let m = apply_json(&ws, &spec, &[]);
+    assert_eq!(
+        (m["reissued"].as_u64(), m["unchanged"].as_u64()),
+        (Some(1), Some(2)),
+        "{m}"
+    );
+    let after = snapshot(&ws.join("entities"));
+    assert_eq!(changed(&before, &after), ["ss"]);
+    for f in ["ss/cert.pem", "ss/secondary/cert.pem"] {
+        assert_ne!(before.get(Path::new(f)), after.get(Path::new(f)), "{f}");
+    }
+    // A lost secondary slot is made again.
+    std::fs::remove_dir_all(ws.join("entities/ss/secondary")).unwrap();
+    let m = apply_json(&ws, &spec, &[]);
+    assert_eq!(m["reissued"], 1, "{m}");
+    assert!(ws.join("entities/ss/secondary/meta.toml").is_file());
+    cs(&ws).args(["lint", "ss"]).assert().success();
 }
 
 fn spec_error(text: &str) -> (String, PathBuf) {
@@ -364,7 +520,7 @@ fn check_only_reads_the_spec() {
         .arg(&spec)
         .assert()
         .success()
-        .stdout(predicates::str::contains("OK, 27 entries"));
+        .stdout(predicates::str::contains("OK, 26 entries"));
     assert!(!ws.exists());
 }
 

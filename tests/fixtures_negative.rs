@@ -119,15 +119,24 @@ fn positive_entries_pass() {
         x509(&["-subject"], &fx.cert("verify-contoso-inter"))
             .contains("CN = 75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3")
     );
-    for s in ["thermo-ss-primary", "thermo-ss-secondary"] {
-        let c = fx.cert(s);
+    // Both slots live in the one entity "thermo-ss" (the secondary in its secondary/ dir).
+    let slots = [
+        fx.cert("thermo-ss"),
+        fx.p("thermo-ss", "secondary/cert.pem"),
+    ];
+    for c in &slots {
         let (ok, out) = run(Command::new("openssl")
             .args(["verify", "-purpose", "sslclient", "-CAfile"])
-            .arg(&c)
-            .arg(&c));
-        assert!(ok, "{s}: {out}");
-        assert!(x509(&["-subject"], &c).contains("CN = thermo-ss"));
+            .arg(c)
+            .arg(c));
+        assert!(ok, "{}: {out}", c.display());
+        assert!(x509(&["-subject"], c).contains("CN = thermo-ss"));
     }
+    assert_ne!(
+        x509(&["-fingerprint"], &slots[0]),
+        x509(&["-fingerprint"], &slots[1]),
+        "two slots, two certificates"
+    );
 }
 
 #[test]

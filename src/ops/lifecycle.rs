@@ -636,6 +636,30 @@ pub fn slots(ws: &Workspace, name: &str) -> Result<Vec<SlotView>> {
     Ok(v)
 }
 
+/// The layout of a self-signed device holding both thumbprint slots: `main` is the entity
+/// itself (its `slot` set to the one `second` does not hold), and `second` (a certificate for the
+/// same id, its `meta.slot` saying which slot) goes into `main`'s `primary/` or `secondary/`
+/// subdirectory as cert.pem, key.pem and meta.toml. `new_slot` and `chainsmith apply` both
+/// store what this returns.
+pub fn with_other_slot(mut main: NewEntity, second: &NewEntity) -> NewEntity {
+    let slot = second.meta.slot.unwrap_or(Slot::Secondary);
+    let sub = slot_dir_name(slot);
+    main.extra.push((
+        format!("{sub}/{}", store::CERT_FILE),
+        second.cert_pem.clone().into_bytes(),
+    ));
+    if let Some(k) = &second.key_pem {
+        main.extra
+            .push((format!("{sub}/{}", store::KEY_FILE), k.clone().into_bytes()));
+    }
+    main.extra.push((
+        format!("{sub}/{}", store::META_FILE),
+        second.meta.to_toml().into_bytes(),
+    ));
+    main.meta.slot = Some(other(slot));
+    main
+}
+
 /// `new device ID --self-signed --slot S` when ID already exists: fill (or, with `force`,
 /// roll) slot S and keep the other one working.
 /// Returns None when the device does not exist yet (the ordinary `new device` path applies).
@@ -710,30 +734,24 @@ pub fn new_slot(ws: &Workspace, req: &super::DeviceRequest) -> Result<Option<Cre
                 }
             }
         }
-        extra.push((
-            format!("{sub}/{}", store::CERT_FILE),
-            issued.cert_pem.clone().into_bytes(),
-        ));
-        if let Some(k) = &issued.key_pem {
-            extra.push((format!("{sub}/{}", store::KEY_FILE), k.clone().into_bytes()));
-        }
-        extra.push((
-            format!("{sub}/{}", store::META_FILE),
-            meta.to_toml().into_bytes(),
-        ));
         let main_key = if entity.meta.has_key {
             Some(entity.read_key_pem()?)
         } else {
             None
         };
-        let mut main_meta = entity.meta.clone();
-        main_meta.slot = Some(main);
-        ws.replace(&[NewEntity {
-            meta: main_meta,
+        let main_entity = NewEntity {
+            meta: entity.meta.clone(),
             cert_pem: entity.cert_pem.clone(),
             key_pem: main_key,
             extra,
-        }])?;
+        };
+        let slot_entity = NewEntity {
+            meta: meta.clone(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+            extra: vec![],
+        };
+        ws.replace(&[with_other_slot(main_entity, &slot_entity)])?;
     }
     warnings.push(format!(
         "\"{id}\" now holds both thumbprint slots; `chainsmith show {id}` lists them"
