@@ -220,7 +220,7 @@ fn pki_details_of_each_kind_120x40() {
         "old-dev",
         "lost-dev",
         "lab-dev",
-        "verify-contoso-int-75B86466DA34",
+        "verify-contoso-int-75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3",
     ] {
         select(&mut app, &ws, name);
         insta::assert_snapshot!(format!("pki_details_{name}"), screen(&app));
@@ -336,7 +336,7 @@ fn verify_dialog_input_and_result() {
             path:
                 "/home/you/.local/share/chainsmith/verification/contoso-int_verification_cert.pem"
                     .into(),
-            entity: "verify-contoso-int-75B86466DA34".into(),
+            entity: "verify-contoso-int-75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3".into(),
             pem,
             scroll: 0,
         });
