@@ -639,22 +639,7 @@ fn slot_entity(main: &Entity, slot: Slot) -> Result<Entity> {
             main.meta.name, main.meta.name
         )));
     }
-    let meta = store::read_meta(&meta_path)?;
-    let cert_path = dir.join(store::CERT_FILE);
-    let cert_pem = std::fs::read_to_string(&cert_path)
-        .map_err(|e| store::io_error("reading", &cert_path, e))?;
-    let cert_der = pem::parse(&cert_pem)
-        .map(|p| p.into_contents())
-        .map_err(|_| store::Error::Damaged {
-            path: cert_path.clone(),
-            what: "not a PEM certificate".into(),
-        })?;
-    Ok(Entity {
-        meta,
-        cert_pem,
-        cert_der,
-        dir,
-    })
+    Ok(Entity::read_dir(dir)?)
 }
 
 /// Export one entity (for a self-signed device with two slots: the main one). See the module

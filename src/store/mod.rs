@@ -113,6 +113,28 @@ pub struct Entity {
 }
 
 impl Entity {
+    /// Read the entity (or a slot of one) stored in `dir`: its meta and certificate.
+    pub fn read_dir(dir: PathBuf) -> Result<Entity> {
+        let meta = read_meta(&dir.join(META_FILE))?;
+        let cert_path = dir.join(CERT_FILE);
+        let cert_pem =
+            fs::read_to_string(&cert_path).map_err(|e| io_error("reading", &cert_path, e))?;
+        let cert_der = pem::parse(&cert_pem)
+            .ok()
+            .filter(|p| p.tag() == "CERTIFICATE")
+            .map(|p| p.into_contents())
+            .ok_or_else(|| Error::Damaged {
+                path: cert_path.clone(),
+                what: "not a PEM certificate; restore it or remove the entity directory".into(),
+            })?;
+        Ok(Entity {
+            meta,
+            cert_pem,
+            cert_der,
+            dir,
+        })
+    }
+
     pub fn cert_path(&self) -> PathBuf {
         self.dir.join(CERT_FILE)
     }
@@ -256,24 +278,7 @@ impl Workspace {
         if !dir.exists() {
             return Err(self.not_found(name));
         }
-        let meta = read_meta(&dir.join(META_FILE))?;
-        let cert_path = dir.join(CERT_FILE);
-        let cert_pem =
-            fs::read_to_string(&cert_path).map_err(|e| io_error("reading", &cert_path, e))?;
-        let cert_der = pem::parse(&cert_pem)
-            .ok()
-            .filter(|p| p.tag() == "CERTIFICATE")
-            .map(|p| p.into_contents())
-            .ok_or_else(|| Error::Damaged {
-                path: cert_path.clone(),
-                what: "not a PEM certificate; restore it or remove the entity directory".into(),
-            })?;
-        Ok(Entity {
-            meta,
-            cert_pem,
-            cert_der,
-            dir,
-        })
+        Entity::read_dir(dir)
     }
 
     fn not_found(&self, name: &str) -> Error {
