@@ -358,15 +358,14 @@ fn hub_and_connect_tabs() {
     let (_d, ws) = fixture();
     let mut app = app_on(&ws, (80, 24));
     app.update(ch('2'));
-    insta::assert_snapshot!("hub_not_available", screen(&app));
+    insta::assert_snapshot!("hub_stopped", screen(&app));
     app.update(ch('1'));
     select(&mut app, &ws, "dev-01");
     app.update(ch('c'));
-    insta::assert_snapshot!("connect_not_available", screen(&app));
+    insta::assert_snapshot!("connect_ready", screen(&app));
 }
 
-/// What the tabs show once their engines send events (the engines are on other branches;
-/// these are the actions they will send).
+/// What the tabs show from the actions their engines send.
 #[test]
 fn hub_and_connect_tabs_render_engine_events() {
     let (_d, ws) = fixture();
@@ -459,7 +458,7 @@ fn guide_tab() {
     for _ in 0..2 {
         app.update(key(KeyCode::Down));
     }
-    insta::assert_snapshot!("guide_step3_needs_hub", screen(&app));
+    insta::assert_snapshot!("guide_step3_hub_todo", screen(&app));
 }
 
 /// Colour plus a symbol: with NO_COLOR no cell has a colour, and the symbols are still there.
@@ -498,3 +497,15 @@ fn no_color_keeps_the_symbols_and_drops_the_colours() {
         )));
     }
 }
+
+/// The connection test as the engine reports it: steps with durations, TLS details, the
+/// message log, the round-trip sparkline, counters; then a failure with its diagnosis box.
+#[test]
+fn connect_engine_events_and_diagnosis() {
+    use chainsmith::mqtt::{
+        CertSummary, Diagnosis, Event, RoundTripKind, Step, Summary, TlsFacts,
+    };
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (80, 24));
+    select(&mut app, &ws, "dev-01");
+    app.update(ch('c
