@@ -336,7 +336,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let c = &app.connect;
     let diag_h = if c.diagnosis.is_some() { 5 } else { 0 };
     let [head, body, diag, chart] = Layout::vertical([
-        Constraint::Length(4 + c.tls.len().min(2) as u16),
+        Constraint::Length(5 + c.tls.len().min(2) as u16),
         Constraint::Min(3),
         Constraint::Length(diag_h),
         Constraint::Length(4),

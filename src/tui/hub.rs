@@ -281,12 +281,14 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     if let Some(e) = &hub.error {
         lines.push(Line::styled(format!("✗ {e}"), t.bad()));
     }
+    // The newest events that fit, counting the rows wrapped lines take (only the visible
+    // tail is formatted, so a 1,000-line log costs no more than a screenful).
     let height = log_area.height.saturating_sub(2) as usize;
-    let skip = hub
-        .log
-        .len()
-        .saturating_sub(height.saturating_sub(lines.len()));
-    for l in hub.log.iter().skip(skip) {
+    let width = log_area.width.saturating_sub(2).max(1) as usize;
+    let rows = |l: &Line| l.width().max(1).div_ceil(width);
+    let mut left = height.saturating_sub(lines.iter().map(rows).sum());
+    let mut tail = Vec::new();
+    for l in hub.log.iter().rev() {
         let (sym, style) = match l.kind {
             LogKind::Connected => ("→", t.ok()),
             LogKind::Refused => ("✗", t.bad()),
@@ -295,15 +297,22 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             LogKind::C2d => ("↓", t.accent()),
             LogKind::Info => ("·", t.dim()),
         };
-        lines.push(Line::from(vec![
+        let line = Line::from(vec![
             Span::styled(format!("{sym} "), style),
             Span::raw(if l.device.is_empty() {
                 format!("{} {}", super::clock(l.at), l.text)
             } else {
                 format!("{} {}: {}", super::clock(l.at), l.device, l.text)
             }),
-        ]));
+        ]);
+        let r = rows(&line);
+        if r > left {
+            break;
+        }
+        left -= r;
+        tail.push(line);
     }
+    lines.extend(tail.into_iter().rev());
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
