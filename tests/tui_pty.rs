@@ -137,7 +137,8 @@ impl Tui {
 const CODE: &str = "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3";
 
 #[test]
-fn seed_flow_root_intermediate_device_verification_export_hub_connect_then_quit_restores_the_terminal() {
+fn seed_flow_root_intermediate_device_verification_export_hub_connect_then_quit_restores_the_terminal()
+ {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");
     let mut t = Tui::start(&ws, &[], &[]);
@@ -245,7 +246,10 @@ fn seed_flow_root_intermediate_device_verification_export_hub_connect_then_quit_
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("CN = dev1") || String::from_utf8_lossy(&o.stdout).contains("CN=dev1"));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("CN = dev1")
+            || String::from_utf8_lossy(&o.stdout).contains("CN=dev1")
+    );
     t.send(ESC);
     // The local hub in-process on a free port chosen in the TUI (not 8883).
     let port = free_port();

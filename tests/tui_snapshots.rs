@@ -498,7 +498,6 @@ fn no_color_keeps_the_symbols_and_drops_the_colours() {
     }
 }
 
-
 /// The connection test as the engine reports it: steps with durations, TLS details, the
 /// message log, the round-trip sparkline, counters; then a failure with its diagnosis box.
 #[test]
@@ -619,7 +618,9 @@ fn hub_proof_and_form_dialogs() {
         at: NOW,
         kind: hub::LogKind::Refused,
         device: "dev-02".into(),
-        text: "refused 127.0.0.1:PORT: CONNACK 5 not authorized: device \"dev-02\" is not registered".into(),
+        text:
+            "refused 127.0.0.1:PORT: CONNACK 5 not authorized: device \"dev-02\" is not registered"
+                .into(),
     }])));
     app.update(ch('2'));
     insta::assert_snapshot!("hub_after_proof", screen(&app));

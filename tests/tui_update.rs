@@ -633,7 +633,10 @@ fn hub_keys_start_stop_and_prove_through_commands() {
     assert!(app.hub.devices[0].enabled);
     assert_eq!(app.hub.devices[0].auth, "X.509 CA signed");
     let c = app.update(ch('o'));
-    assert!(matches!(&c, Some(Command::HubEnable { enabled: false, .. })));
+    assert!(matches!(
+        &c,
+        Some(Command::HubEnable { enabled: false, .. })
+    ));
     settle(&mut app, &ws, c);
     assert!(!app.hub.devices[0].enabled);
     app.update(ch('1'));
@@ -645,9 +648,18 @@ fn hub_keys_start_stop_and_prove_through_commands() {
     settle(&mut app, &ws, c);
     assert!(!app.hub.proving);
     assert_eq!(app.hub.cas.len(), 1);
-    assert!(app.hub.cas[0].verified, "{:?} {:?}", app.hub.proof, app.hub.error);
+    assert!(
+        app.hub.cas[0].verified,
+        "{:?} {:?}",
+        app.hub.proof, app.hub.error
+    );
     assert!(app.hub.proof.iter().any(|p| p.contains("added CA")));
-    assert!(app.hub.proof.iter().any(|p| p.contains("hub verification code")));
+    assert!(
+        app.hub
+            .proof
+            .iter()
+            .any(|p| p.contains("hub verification code"))
+    );
     assert!(app.hub.proof.last().unwrap().contains("Verified"));
     // The hub's own registry agrees (the same file the CLI reads).
     let reg = chainsmith::hub::HubStore::open(ws.root())
@@ -745,7 +757,10 @@ fn connect_runs_one_test_at_a_time_and_fills_state_from_engine_events() {
             detail: String::new(),
         }));
     }
-    assert_eq!((app.connect.sent, app.connect.acked, app.connect.rt_seen), (3, 3, 3));
+    assert_eq!(
+        (app.connect.sent, app.connect.acked, app.connect.rt_seen),
+        (3, 3, 3)
+    );
     assert_eq!(app.connect.round_trips, vec![2500, 2500, 2500]);
     assert!(app.connect.log.iter().any(|l| l.contains("c2d round trip")));
     assert_eq!(app.connect.steps[0].name, "TCP connect");
@@ -762,12 +777,21 @@ fn connect_runs_one_test_at_a_time_and_fills_state_from_engine_events() {
     // A failure fills the diagnosis box; a test that cannot start says why.
     let c = app.update(key(KeyCode::Enter));
     assert!(c.is_some());
-    assert!(app.connect.steps.is_empty() && app.connect.sent == 0, "a new test starts clean");
+    assert!(
+        app.connect.steps.is_empty() && app.connect.sent == 0,
+        "a new test starts clean"
+    );
     app.update(Action::Connect(ConnectAction::Ended(Err(
         "starting the local hub: cannot listen".into(),
     ))));
     assert!(!app.connect.running);
-    assert!(app.connect.diagnosis.as_deref().unwrap().contains("cannot listen"));
+    assert!(
+        app.connect
+            .diagnosis
+            .as_deref()
+            .unwrap()
+            .contains("cannot listen")
+    );
 }
 
 #[test]
@@ -905,7 +929,9 @@ fn guide_steps_check_the_real_workspace() {
     store.add_ca("i", false).unwrap();
     assert!(matches!(st(&ws, "hub-ca"), StepStatus::Done(d) if d.contains("Unverified")));
     chainsmith::tui::hub_prove(&ws, "i").unwrap();
-    assert!(matches!(st(&ws, "verify"), StepStatus::Done(d) if d.contains("Verified in the local hub")));
+    assert!(
+        matches!(st(&ws, "verify"), StepStatus::Done(d) if d.contains("Verified in the local hub"))
+    );
     store
         .add_device("dev1", chainsmith::hub::Auth::Ca, None, None, None)
         .unwrap();

@@ -49,24 +49,68 @@ pub enum Level {
 
 /// Every key, for the help overlay and the docs.
 pub const KEYMAP: &[(&str, &str, &str)] = &[
-    ("anywhere", "1 2 3 4", "tab: PKI, Hub, Connect, Guide (or click it)"),
+    (
+        "anywhere",
+        "1 2 3 4",
+        "tab: PKI, Hub, Connect, Guide (or click it)",
+    ),
     ("anywhere", "g  ?", "guided workshop (tab 4), this help"),
-    ("anywhere", "q  Ctrl-C", "quit (q asks while a hub or test runs)"),
-    ("PKI", "↑ ↓ j k PgUp PgDn", "move / page in the tree (Home End, wheel, click)"),
+    (
+        "anywhere",
+        "q  Ctrl-C",
+        "quit (q asks while a hub or test runs)",
+    ),
+    (
+        "PKI",
+        "↑ ↓ j k PgUp PgDn",
+        "move / page in the tree (Home End, wheel, click)",
+    ),
     ("PKI", "J K", "scroll the details (wheel over them too)"),
     ("PKI", "/", "filter by name or CN (Enter keeps, Esc clears)"),
     ("PKI", "n", "new root / intermediate / device / self-signed"),
     ("PKI", "v", "verification certificate for a hub's code"),
-    ("PKI", "d  c", "delete (asks first), connection test of a device"),
-    ("PKI", "e", "export: formats, PFX password (masked), directory"),
-    ("PKI", "i  r  x", "import, renew, revoke (Azure ignores CRLs)"),
-    ("forms", "Tab ↑ ↓ ← → Space", "field, choice, toggle a format"),
+    (
+        "PKI",
+        "d  c",
+        "delete (asks first), connection test of a device",
+    ),
+    (
+        "PKI",
+        "e",
+        "export: formats, PFX password (masked), directory",
+    ),
+    (
+        "PKI",
+        "i  r  x",
+        "import, renew, revoke (Azure ignores CRLs)",
+    ),
+    (
+        "forms",
+        "Tab ↑ ↓ ← → Space",
+        "field, choice, toggle a format",
+    ),
     ("forms", "Enter  Esc", "run / cancel"),
-    ("verify", "y", "copy the PEM (OSC 52); the file path is shown"),
+    (
+        "verify",
+        "y",
+        "copy the PEM (OSC 52); the file path is shown",
+    ),
     ("Hub", "s  p", "start / stop the in-process hub, its port"),
-    ("Hub", "v", "prove the PKI-selected CA: add, code, cert, verify"),
-    ("Hub", "a  o", "register the PKI-selected device, turn it on/off"),
-    ("Connect", "Enter  t", "run the test (one at a time), type the target"),
+    (
+        "Hub",
+        "v",
+        "prove the PKI-selected CA: add, code, cert, verify",
+    ),
+    (
+        "Hub",
+        "a  o",
+        "register the PKI-selected device, turn it on/off",
+    ),
+    (
+        "Connect",
+        "Enter  t",
+        "run the test (one at a time), type the target",
+    ),
     ("Guide", "↑ ↓  J K", "pick a step, scroll its text"),
 ];
 
@@ -301,7 +345,9 @@ impl App {
                 if self.hub.running.is_some() {
                     Some(Command::StopHub)
                 } else {
-                    Some(Command::StartHub { port: self.hub.port })
+                    Some(Command::StartHub {
+                        port: self.hub.port,
+                    })
                 }
             }
             KeyCode::Char('p') => {

@@ -216,8 +216,12 @@ impl ConnectState {
                     },
                 }));
                 for f in findings {
-                    self.log
-                        .push(format!("! {} {}: {}", f.severity.as_str(), f.code, f.message));
+                    self.log.push(format!(
+                        "! {} {}: {}",
+                        f.severity.as_str(),
+                        f.code,
+                        f.message
+                    ));
                 }
             }
             E::Resolved { ms, addresses } => self.step("resolve", true, ms, addresses.join(", ")),
@@ -289,8 +293,10 @@ impl ConnectState {
             }
             E::RoundTripMissing { message_id, kind } => {
                 self.lost += 1;
-                self.log
-                    .push(format!("✗ #{message_id} {} round trip missing", kind.as_str()));
+                self.log.push(format!(
+                    "✗ #{message_id} {} round trip missing",
+                    kind.as_str()
+                ));
             }
             E::HubRecorded { recorded, missing } => self.log.push(if missing.is_empty() {
                 format!("✓ local hub recorded all {recorded} message(s)")
@@ -348,7 +354,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         .unwrap_or_else(|| "none: select a device on the PKI tab and press c".into());
     let state = if c.running {
         Span::styled(
-            format!("  {} running", super::theme::SPINNER[app.spinner % super::theme::SPINNER.len()]),
+            format!(
+                "  {} running",
+                super::theme::SPINNER[app.spinner % super::theme::SPINNER.len()]
+            ),
             t.warn(),
         )
     } else {

@@ -426,8 +426,14 @@ pub fn verification_out(ws_root: &std::path::Path, issuer: &str) -> PathBuf {
 pub enum Dialog {
     New(NewForm),
     Verify(VerifyDialog),
-    ConfirmDelete { name: String, children: usize },
-    Message { title: String, text: String },
+    ConfirmDelete {
+        name: String,
+        children: usize,
+    },
+    Message {
+        title: String,
+        text: String,
+    },
     /// Export, import, renew, revoke, connect target, hub port.
     Form(super::forms::Form),
 }
@@ -665,7 +671,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
                     t.dim(),
                 ));
             }
-            let r = centered(area, 76, lines.len() as u16 + 6);
+            let r = centered(area, 76, lines.len() as u16 + 3);
             f.render_widget(Clear, r);
             f.render_widget(
                 Paragraph::new(lines)

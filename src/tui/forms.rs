@@ -89,7 +89,13 @@ pub enum Outcome {
 
 /// Export formats offered, in order, with the engine's format and PFX profile.
 pub const EXPORT_FORMATS: [&str; 7] = [
-    "pem", "der", "pfx", "pfx-compat", "azure", "edge", "chain-in-pfx",
+    "pem",
+    "der",
+    "pfx",
+    "pfx-compat",
+    "azure",
+    "edge",
+    "chain-in-pfx",
 ];
 
 impl Form {
@@ -213,14 +219,24 @@ impl Form {
     }
 
     pub fn choice(&self, label: &str) -> usize {
-        match self.fields.iter().find(|f| f.label == label).map(|f| &f.kind) {
+        match self
+            .fields
+            .iter()
+            .find(|f| f.label == label)
+            .map(|f| &f.kind)
+        {
             Some(FieldKind::Choice(_, i)) => *i,
             _ => 0,
         }
     }
 
     pub fn toggled(&self, label: &str) -> Vec<&'static str> {
-        match self.fields.iter().find(|f| f.label == label).map(|f| &f.kind) {
+        match self
+            .fields
+            .iter()
+            .find(|f| f.label == label)
+            .map(|f| &f.kind)
+        {
             Some(FieldKind::Toggles(o, _)) => {
                 o.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect()
             }
@@ -310,7 +326,9 @@ impl Form {
             }
         }
         if formats.is_empty() {
-            return Err("choose at least one format (Space toggles the one under the cursor)".into());
+            return Err(
+                "choose at least one format (Space toggles the one under the cursor)".into(),
+            );
         }
         let dir = self.value("To dir").trim();
         if dir.is_empty() {

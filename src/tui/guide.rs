@@ -126,8 +126,16 @@ pub struct Facts {
 pub fn facts_from_disk(ws: &crate::store::Workspace, rows: &[TreeRow]) -> Facts {
     let mut f = Facts::default();
     if let Ok(reg) = crate::hub::HubStore::open(ws.root()).and_then(|s| s.load()) {
-        f.hub_cas = reg.cas.iter().map(|c| (c.name.clone(), c.verified)).collect();
-        f.hub_devices = reg.devices.iter().map(|d| (d.id.clone(), d.enabled)).collect();
+        f.hub_cas = reg
+            .cas
+            .iter()
+            .map(|c| (c.name.clone(), c.verified))
+            .collect();
+        f.hub_devices = reg
+            .devices
+            .iter()
+            .map(|d| (d.id.clone(), d.enabled))
+            .collect();
     }
     f.renewed = renewed(ws, rows);
     f
@@ -138,9 +146,7 @@ pub fn renewed(ws: &crate::store::Workspace, rows: &[TreeRow]) -> Vec<String> {
     rows.iter()
         .filter(|r| r.meta.kind == Kind::Device)
         .take(2000)
-        .filter(|r| {
-            crate::ops::lifecycle::history(ws, &r.meta.name).is_ok_and(|h| !h.is_empty())
-        })
+        .filter(|r| crate::ops::lifecycle::history(ws, &r.meta.name).is_ok_and(|h| !h.is_empty()))
         .map(|r| r.meta.name.clone())
         .collect()
 }

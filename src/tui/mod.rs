@@ -237,7 +237,11 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                         rn.old.serial,
                         rn.new.serial,
                         crate::pki::issue::rfc3339(rn.new.not_after),
-                        if rn.rekeyed { ", new key" } else { ", same key" }
+                        if rn.rekeyed {
+                            ", new key"
+                        } else {
+                            ", same key"
+                        }
                     )];
                     lines.extend(rn.notes);
                     lines
@@ -283,8 +287,8 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             emit(hub_registry(ws));
         }
         Command::HubEnable { device, enabled } => {
-            let r = crate::hub::HubStore::open(ws.root())
-                .and_then(|s| s.set_enabled(&device, enabled));
+            let r =
+                crate::hub::HubStore::open(ws.root()).and_then(|s| s.set_enabled(&device, enabled));
             if let Err(e) = r {
                 emit(Action::Hub(hub::HubAction::Error(e.to_string())));
             }
@@ -328,7 +332,8 @@ pub fn hub_prove(ws: &Workspace, ca: &str) -> Result<Vec<String>, String> {
     steps.push(format!("hub verification code {}", entry.code));
     let out = dialog::verification_out(ws.root(), ca);
     if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     ops::new_verification(ws, ca, &entry.code, &out, None).map_err(|e| e.to_string())?;
     steps.push(format!("verification certificate {}", out.display()));
@@ -502,12 +507,7 @@ async fn run_test(
 }
 
 /// Start a command off the draw loop; its result comes back over `tx`.
-fn spawn(
-    ws: &Arc<Workspace>,
-    engines: &Engines,
-    tx: &mpsc::UnboundedSender<Action>,
-    cmd: Command,
-) {
+fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Action>, cmd: Command) {
     if let Command::Copy(text) = &cmd {
         let mut out = io::stdout();
         let _ = out.write_all(osc52(text).as_bytes());
