@@ -294,6 +294,22 @@ fn seed_flow_root_intermediate_device_verification_export_hub_connect_then_quit_
     t.send("2");
     t.wait_for("telemetry");
     t.wait_for("dev1: disconnected: device sent DISCONNECT");
+    // Disable dev1 on the hub (o), connect again: the hub refuses it with its exact reason,
+    // in the diagnosis box and in the hub's log.
+    t.send("o");
+    t.wait_for("⊘ disabled dev1");
+    t.send("3");
+    t.send(ENTER);
+    let s = t.wait_for("Diagnosis");
+    assert!(s.contains("disabled"), "{s}");
+    t.send("2");
+    t.wait_for("CONNACK 5 not authorized");
+    // The workshop's hub steps read that real state.
+    t.send("4");
+    let s = t.wait_for("✓ 9. Disable it");
+    for step in ["✓ 3.", "✓ 4.", "✓ 5.", "✓ 6.", "✓ 7."] {
+        assert!(s.contains(step), "{step}:\n{s}");
+    }
     // q asks while the hub runs; q again quits and stops it.
     t.send("q");
     t.wait_for("Quit?");

@@ -1064,3 +1064,53 @@ fn closing_the_form_while_the_key_is_generated_still_reports_the_result() {
     assert_eq!(app.status.as_ref().unwrap().1, "created r1");
     assert_eq!(app.pki.rows.len(), 1);
 }
+
+#[test]
+fn hub_events_become_log_lines_with_the_exact_refusal_reason() {
+    use chainsmith::hub::HubEvent;
+    let at = OffsetDateTime::now_utc();
+    let e = HubEvent::Refused {
+        peer: "127.0.0.1:5000".parse().unwrap(),
+        device: Some("d1".into()),
+        kind: "device-disabled".into(),
+        reason: "device \"d1\" is disabled in the registry".into(),
+    };
+    let l = hub::log_line(&e, at);
+    assert_eq!(l.kind, hub::LogKind::Refused);
+    assert_eq!(l.device, "d1");
+    assert!(
+        l.text
+            .contains("CONNACK 5 not authorized: device \"d1\" is disabled"),
+        "{}",
+        l.text
+    );
+    let e = HubEvent::C2d {
+        device: "d1".into(),
+        message_id: "m1".into(),
+        delivered: true,
+    };
+    let l = hub::log_line(&e, at);
+    assert_eq!(
+        (l.kind, l.text.as_str()),
+        (hub::LogKind::C2d, "c2d m1 (delivered: true)")
+    );
+    // A burst arrives as one action and lands in one update.
+    let mut app = App::new("/nonexistent".into(), Theme::plain(), at, (80, 24));
+    let burst: Vec<_> = (0..1000)
+        .map(|i| hub::LogLine {
+            at,
+            kind: hub::LogKind::Telemetry,
+            device: "d1".into(),
+            text: format!("m{i}"),
+        })
+        .collect();
+    app.update(Action::Hub(hub::HubAction::Events(burst)));
+    assert_eq!(app.hub.log.len(), 1000);
+    // A registry error does not stop a running hub.
+    app.update(Action::Hub(hub::HubAction::Started { port: 1 }));
+    app.update(Action::Hub(hub::HubAction::Error(
+        "registry damaged".into(),
+    )));
+    assert_eq!(app.hub.running, Some(1));
+    assert_eq!(app.hub.error.as_deref(), Some("registry damaged"));
+}

@@ -671,7 +671,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
                     t.dim(),
                 ));
             }
-            let r = centered(area, 76, lines.len() as u16 + 3);
+            // Tall enough for the wrapped lines (file lists run long), at most the screen.
+            let inner = area.width.min(76).saturating_sub(2).max(1) as usize;
+            let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+            let r = centered(area, 76, rows as u16 + 2);
             f.render_widget(Clear, r);
             f.render_widget(
                 Paragraph::new(lines)
