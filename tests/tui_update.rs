@@ -671,6 +671,13 @@ fn hub_keys_start_stop_and_prove_through_commands() {
     let c = app.update(ch('v'));
     settle(&mut app, &ws, c);
     assert!(app.hub.proof[0].contains("already Verified"));
+    // While the tab is shown the registry is re-read every few seconds (CLI changes show).
+    let later = app.now + time::Duration::seconds(4);
+    assert!(matches!(
+        app.update(Action::Tick(later)),
+        Some(Command::HubRegistry)
+    ));
+    assert!(app.update(Action::Tick(later)).is_none());
     // Quit asks while the hub runs.
     app.update(Action::Hub(hub::HubAction::Started { port: 18883 }));
     app.update(ch('q'));

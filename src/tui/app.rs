@@ -426,6 +426,16 @@ impl App {
                     self.last_list = Some(now);
                     return self.request_list();
                 }
+                // The Hub tab re-reads the registry the same way.
+                if self.tab == Tab::Hub
+                    && self
+                        .hub
+                        .last_read
+                        .is_none_or(|t| (now - t) >= time::Duration::seconds(3))
+                {
+                    self.hub.last_read = Some(now);
+                    return Some(Command::HubRegistry);
+                }
                 // ...and the hub registry and renewals, on the tick after.
                 let facts_stale = self
                     .guide
@@ -703,6 +713,7 @@ impl App {
 
     fn entered_tab(&mut self) -> Option<Command> {
         if self.tab == Tab::Hub {
+            self.hub.last_read = Some(self.now);
             return Some(Command::HubRegistry);
         }
         if self.tab == Tab::Guide {

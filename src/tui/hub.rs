@@ -146,6 +146,9 @@ pub struct HubState {
     pub proving: bool,
     /// The last proof of possession's steps.
     pub proof: Vec<String>,
+    /// When the registry was last asked for (re-read every few seconds while the tab is shown,
+    /// so `chainsmith hub ...` changes from another terminal show up).
+    pub last_read: Option<OffsetDateTime>,
 }
 
 impl HubState {
