@@ -368,6 +368,7 @@ pub fn osc52(text: &str) -> String {
 /// What the loop owns besides the app: the in-process hub while it runs.
 #[derive(Default, Clone)]
 pub struct Engines {
+    /// The Hub tab's hub (None while stopped).
     hub: Arc<tokio::sync::Mutex<Option<crate::hub::HubHandle>>>,
 }
 
@@ -418,8 +419,12 @@ fn forward_hub_events(
     });
 }
 
-/// Run the connection test for `device` against `target`, sending its events back.
-async fn run_test(
+/// Run the connection test for `device` against `target`, sending its events back as
+/// `Action::Connect(ConnectAction::Engine(..))`. The local hub target uses the hub of the Hub
+/// tab when it runs (else one started for the test, as `connect --to local` does); a broker or
+/// an IoT Hub host trusts the system store plus the workspace's roots (a test broker's server
+/// certificate is usually issued by one of them).
+pub async fn run_test(
     ws_root: std::path::PathBuf,
     engines: Engines,
     device: String,
@@ -486,7 +491,16 @@ async fn run_test(
             } else {
                 Flavor::Azure
             };
-            ConnectionTest::new(identity, endpoint, flavor)
+            let mut t = ConnectionTest::new(identity, endpoint, flavor);
+            t.system_roots = true;
+            if let Ok((metas, _)) = ws.list() {
+                for m in metas.iter().filter(|m| m.kind == crate::store::Kind::Root) {
+                    if let Ok(e) = ws.load(&m.name) {
+                        t.extra_ca.push(e.cert_der);
+                    }
+                }
+            }
+            t
         }
     };
     test.count = connect::COUNT;
