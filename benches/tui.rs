@@ -207,4 +207,40 @@ fn main() {
         "1000 hub events: drain + 1 frame:                        {}",
         ms(t.elapsed())
     );
+    // The same burst as the loop's forwarder sends it: one batch action.
+    let batch: Vec<hub::LogLine> = (0..1000)
+        .map(|i| hub::LogLine {
+            at: OffsetDateTime::now_utc(),
+            kind: hub::LogKind::Telemetry,
+            device: "dev1".into(),
+            text: format!("batched message {i}"),
+        })
+        .collect();
+    let t = Instant::now();
+    app.update(Action::Hub(hub::HubAction::Events(batch)));
+    term.draw(|f| ui::render(f, &app)).unwrap();
+    println!(
+        "1000 hub events as one batch + 1 frame:                  {}",
+        ms(t.elapsed())
+    );
+    // A connection test's 1,000 round trips on the Connect tab (log, sparkline), one frame.
+    use chainsmith::mqtt::{Event, RoundTripKind};
+    use chainsmith::tui::connect::ConnectAction;
+    app.update(key(KeyCode::Char('3')));
+    let t = Instant::now();
+    for i in 0..1000u32 {
+        app.update(Action::Connect(ConnectAction::Engine(Box::new(
+            Event::RoundTrip {
+                message_id: i,
+                kind: RoundTripKind::C2d,
+                ms: 0.5,
+                detail: String::new(),
+            },
+        ))));
+    }
+    term.draw(|f| ui::render(f, &app)).unwrap();
+    println!(
+        "1000 round-trip events + 1 Connect frame:                {}",
+        ms(t.elapsed())
+    );
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 const UP: &str = "\x1b[A";
 const LEFT: &str = "\x1b[D";
+const RIGHT: &str = "\x1b[C";
 const ENTER: &str = "\r";
 const ESC: &str = "\x1b";
 
@@ -136,7 +137,8 @@ impl Tui {
 const CODE: &str = "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3";
 
 #[test]
-fn seed_flow_root_intermediate_device_verification_then_quit_restores_the_terminal() {
+fn seed_flow_root_intermediate_device_verification_export_hub_connect_then_quit_restores_the_terminal()
+ {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");
     let mut t = Tui::start(&ws, &[], &[]);
@@ -218,9 +220,112 @@ fn seed_flow_root_intermediate_device_verification_then_quit_restores_the_termin
     for n in ["root1", "int1", "dev1", "verify-int1-"] {
         assert!(list.contains(n), "{list}");
     }
+    // Export dev1 as a PFX (password typed masked) into a directory of our choice.
+    t.send("/dev1");
+    t.send(ENTER);
+    t.wait_for("• dev1 (device)");
+    t.send("e");
+    t.wait_for("Export dev1");
+    t.send(RIGHT);
+    t.send(RIGHT);
+    t.send(" ");
+    t.send("\t");
+    t.send("pw-123");
+    let s = t.wait_for("••••••");
+    assert!(!s.contains("pw-123"), "the password is masked:\n{s}");
+    t.send("\t");
+    t.send(&"\x7f".repeat(200));
+    let out_dir = dir.path().join("exported");
+    t.send(out_dir.to_str().unwrap());
+    t.send(ENTER);
+    t.wait_for("dev1.pfx");
+    let pfx = out_dir.join("dev1.pfx");
+    let o = Proc::new("openssl")
+        .args(["pkcs12", "-nokeys", "-passin", "pass:pw-123", "-in"])
+        .arg(&pfx)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("CN = dev1")
+            || String::from_utf8_lossy(&o.stdout).contains("CN=dev1")
+    );
+    t.send(ESC);
+    // The local hub in-process on a free port chosen in the TUI (not 8883).
+    let port = free_port();
+    t.send(ESC); // clear the filter
+    t.send("/int1");
+    t.send(ENTER);
+    t.wait_for("◇ int1 (intermediate)");
+    t.send("2");
+    t.wait_for("Hub · CAs");
+    t.send("p");
+    t.wait_for("Local hub port");
+    t.send(&"\x7f".repeat(6));
+    t.send(&port.to_string());
+    t.send(ENTER);
+    t.send("s");
+    t.wait_for(&format!("running on 127.0.0.1:{port}"));
+    // v: the whole proof of possession for the PKI-selected CA.
+    t.send("v");
+    t.wait_for("CA \"int1\" is Verified");
+    t.wait_for("✓ Verified   int1");
+    // Register dev1 with the hub.
+    t.send("1");
+    t.send(ESC);
+    t.send("/dev1");
+    t.send(ENTER);
+    t.wait_for("• dev1 (device)");
+    t.send("2");
+    t.send("a");
+    t.wait_for("dev1  X.509 CA signed");
+    // c on the device, Enter: the test against the running hub, round trips acknowledged.
+    t.send("1");
+    t.send("c");
+    t.wait_for("Device  dev1");
+    t.send(ENTER);
+    // Azure flavor against the local hub: a C2D echo and a twin GET per message.
+    let s = t.wait_for("5 sent, 5 acknowledged, 10 round trips, 0 lost");
+    assert!(s.contains("✓ 5 sent, 5 acknowledged, 10/10 round"), "{s}");
+    assert!(s.contains("✓ TLS handshake"), "{s}");
+    assert!(s.contains("c2d round trip"), "{s}");
+    assert!(s.contains("Round trips last"), "{s}");
+    // The hub's event log saw the connection and the telemetry.
+    t.send("2");
+    t.wait_for("telemetry");
+    t.wait_for("dev1: disconnected: device sent DISCONNECT");
+    // Disable dev1 on the hub (o), connect again: the hub refuses it with its exact reason,
+    // in the diagnosis box and in the hub's log.
+    t.send("o");
+    t.wait_for("⊘ disabled dev1");
+    t.send("3");
+    t.send(ENTER);
+    let s = t.wait_for("Diagnosis");
+    assert!(s.contains("disabled"), "{s}");
+    t.send("2");
+    t.wait_for("CONNACK 5 not authorized");
+    // The workshop's hub steps read that real state.
+    t.send("4");
+    let s = t.wait_for("✓ 9. Disable it");
+    for step in ["✓ 3.", "✓ 4.", "✓ 5.", "✓ 6.", "✓ 7."] {
+        assert!(s.contains(step), "{step}:\n{s}");
+    }
+    // q asks while the hub runs; q again quits and stops it.
+    t.send("q");
+    t.wait_for("Quit?");
     t.send("q");
     assert_eq!(t.wait_exit(), 0);
     t.assert_restored();
+    // The hub is gone with the TUI: its port is free again.
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]

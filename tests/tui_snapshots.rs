@@ -358,15 +358,14 @@ fn hub_and_connect_tabs() {
     let (_d, ws) = fixture();
     let mut app = app_on(&ws, (80, 24));
     app.update(ch('2'));
-    insta::assert_snapshot!("hub_not_available", screen(&app));
+    insta::assert_snapshot!("hub_stopped", screen(&app));
     app.update(ch('1'));
     select(&mut app, &ws, "dev-01");
     app.update(ch('c'));
-    insta::assert_snapshot!("connect_not_available", screen(&app));
+    insta::assert_snapshot!("connect_ready", screen(&app));
 }
 
-/// What the tabs show once their engines send events (the engines are on other branches;
-/// these are the actions they will send).
+/// What the tabs show from the actions their engines send.
 #[test]
 fn hub_and_connect_tabs_render_engine_events() {
     let (_d, ws) = fixture();
@@ -459,7 +458,7 @@ fn guide_tab() {
     for _ in 0..2 {
         app.update(key(KeyCode::Down));
     }
-    insta::assert_snapshot!("guide_step3_needs_hub", screen(&app));
+    insta::assert_snapshot!("guide_step3_hub_todo", screen(&app));
 }
 
 /// Colour plus a symbol: with NO_COLOR no cell has a colour, and the symbols are still there.
@@ -497,4 +496,166 @@ fn no_color_keeps_the_symbols_and_drops_the_colours() {
             Color::Rgb(..) | Color::Indexed(_) | Color::White | Color::Black
         )));
     }
+}
+
+/// The connection test as the engine reports it: steps with durations, TLS details, the
+/// message log, the round-trip sparkline, counters; then a failure with its diagnosis box.
+#[test]
+fn connect_engine_events_and_diagnosis() {
+    use chainsmith::mqtt::{CertSummary, Diagnosis, Event, RoundTripKind, Step, Summary, TlsFacts};
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (80, 24));
+    select(&mut app, &ws, "dev-01");
+    app.update(ch('c'));
+    app.connect.begin();
+    let ev = |e: Event| Action::Connect(connect::ConnectAction::Engine(Box::new(e)));
+    let evs = vec![
+        Event::Lint { findings: vec![] },
+        Event::Resolved {
+            ms: 0.1,
+            addresses: vec!["127.0.0.1".into()],
+        },
+        Event::TcpConnected {
+            ms: 0.3,
+            address: "127.0.0.1:PORT".into(),
+        },
+        Event::TlsEstablished {
+            ms: 4.2,
+            facts: TlsFacts {
+                version: "TLSv1.3".into(),
+                cipher_suite: "TLS13_AES_256_GCM_SHA384".into(),
+                server_cert: Some(CertSummary {
+                    subject: "CN=localhost".into(),
+                    issuer: "CN=chainsmith local hub".into(),
+                    not_after: "DATE".into(),
+                    expired: false,
+                }),
+                server_chain_len: 0,
+                server_verified: true,
+                client_cert_requested: true,
+                acceptable_cas: vec![],
+                client_chain_sent: vec!["CN=dev-01".into(), "CN=contoso-int".into()],
+            },
+        },
+        Event::Connack {
+            ms: 1.0,
+            code: 0,
+            meaning: "accepted".into(),
+            username: String::new(),
+        },
+        Event::Subscribed {
+            ms: 0.5,
+            topics: vec![],
+        },
+    ];
+    for e in evs {
+        app.update(ev(e));
+    }
+    for i in 1..=5u32 {
+        app.update(ev(Event::Published {
+            message_id: i,
+            topic: "t".into(),
+            payload: format!("{{\"messageId\":{i}}}"),
+            temperature_alert: false,
+            ack_ms: Some(1.0),
+        }));
+        app.update(ev(Event::RoundTrip {
+            message_id: i,
+            kind: RoundTripKind::C2d,
+            ms: 1.0 + i as f64,
+            detail: String::new(),
+        }));
+    }
+    app.update(ev(Event::Disconnected { ms: 0.2 }));
+    app.update(ev(Event::Summary(Summary {
+        ok: true,
+        sent: 5,
+        acked: 5,
+        round_trips_expected: 5,
+        round_trips_seen: 5,
+        ..Default::default()
+    })));
+    insta::assert_snapshot!("connect_passed", screen(&app));
+    app.connect.begin();
+    app.update(ev(Event::TcpConnected {
+        ms: 0.3,
+        address: "127.0.0.1:PORT".into(),
+    }));
+    app.update(ev(Event::Failed {
+        step: Step::MqttConnect,
+        diagnosis: Diagnosis {
+            code: "connack-5".into(),
+            cause: "the hub refused dev-01: device is disabled".into(),
+            fix: "chainsmith hub device enable dev-01".into(),
+            detail: String::new(),
+        },
+    }));
+    app.update(ev(Event::Summary(Summary::default())));
+    insta::assert_snapshot!("connect_failed_diagnosis", screen(&app));
+}
+
+/// The hub tab after the proof of possession, and every form dialog.
+#[test]
+fn hub_proof_and_form_dialogs() {
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (80, 24));
+    app.update(Action::Hub(hub::HubAction::Started { port: 18883 }));
+    app.update(Action::Hub(hub::HubAction::Proved(Ok(vec![
+        "added CA \"contoso-int\" to the hub (Unverified)".into(),
+        "hub verification code CODE".into(),
+        "verification certificate /ws/verification/contoso-int_verification_cert.pem".into(),
+        "hub verified the proof: CA \"contoso-int\" is Verified".into(),
+    ]))));
+    app.update(Action::Hub(hub::HubAction::Registry {
+        cas: vec![hub::HubCa {
+            name: "contoso-int".into(),
+            verified: true,
+            code: None,
+        }],
+        devices: vec![],
+    }));
+    app.update(Action::Hub(hub::HubAction::Events(vec![hub::LogLine {
+        at: NOW,
+        kind: hub::LogKind::Refused,
+        device: "dev-02".into(),
+        text:
+            "refused 127.0.0.1:PORT: CONNACK 5 not authorized: device \"dev-02\" is not registered"
+                .into(),
+    }])));
+    app.update(ch('2'));
+    insta::assert_snapshot!("hub_after_proof", screen(&app));
+    app.update(ch('p'));
+    insta::assert_snapshot!("dialog_hub_port", screen(&app));
+    app.update(key(KeyCode::Esc));
+    app.update(ch('1'));
+    select(&mut app, &ws, "dev-01");
+    app.update(ch('e'));
+    app.update(key(KeyCode::Right));
+    app.update(key(KeyCode::Right));
+    app.update(ch(' '));
+    app.update(key(KeyCode::Tab));
+    typed(&mut app, "secret");
+    // The destination is under the (masked) workspace path.
+    insta::assert_snapshot!("dialog_export", screen(&app));
+    if let Some(chainsmith::tui::dialog::Dialog::Form(f)) = &mut app.dialog {
+        f.result = Some(vec![
+            "600  /out/dev-01.pfx  (PKCS#12 modern)".into(),
+            "644  /out/dev-01.cert.pem  (certificate)".into(),
+        ]);
+    }
+    insta::assert_snapshot!("dialog_export_done", screen(&app));
+    app.update(key(KeyCode::Esc));
+    app.update(ch('x'));
+    insta::assert_snapshot!("dialog_revoke", screen(&app));
+    app.update(key(KeyCode::Esc));
+    app.update(ch('r'));
+    insta::assert_snapshot!("dialog_renew", screen(&app));
+    app.update(key(KeyCode::Esc));
+    app.update(ch('i'));
+    typed(&mut app, "/tmp/device.pfx");
+    insta::assert_snapshot!("dialog_import", screen(&app));
+    app.update(key(KeyCode::Esc));
+    app.update(ch('c'));
+    app.update(ch('t'));
+    insta::assert_snapshot!("dialog_target", screen(&app));
 }

@@ -579,44 +579,342 @@ fn a_burst_of_hub_events_is_handled_in_one_drain() {
 }
 
 #[test]
-fn hub_and_connect_say_they_are_not_in_this_build() {
+fn hub_keys_start_stop_and_prove_through_commands() {
     let (_d, ws) = ws();
     root(&ws, "r");
     devices(&ws, "d1", "r");
     let mut app = app_on(&ws);
-    app.update(ch('2'));
-    app.update(ch('s'));
+    // Entering the tab reads the hub registry (empty: no CA yet).
+    let c = app.update(ch('2'));
+    assert!(matches!(c, Some(Command::HubRegistry)));
+    settle(&mut app, &ws, c);
+    assert!(app.hub.cas.is_empty() && app.hub.error.is_none());
+    // Port choice, checked.
+    app.update(ch('p'));
+    app.update(key(KeyCode::Backspace));
+    typed(&mut app, "99999");
+    app.update(key(KeyCode::Enter));
     assert!(
-        app.status
-            .as_ref()
-            .unwrap()
-            .1
-            .contains("not available in this build")
+        matches!(&app.dialog, Some(Dialog::Form(f)) if f.error.as_deref().unwrap().contains("0 to 65535"))
     );
-    assert!(app.hub.running.is_none(), "no fake hub");
+    app.update(key(KeyCode::Esc));
+    app.update(ch('p'));
+    for _ in 0..5 {
+        app.update(key(KeyCode::Backspace));
+    }
+    typed(&mut app, "18883");
+    app.update(key(KeyCode::Enter));
+    assert!(app.dialog.is_none());
+    assert_eq!(app.hub.port, 18883);
+    // s asks the loop to start the hub on that port; a second s while starting does nothing.
+    assert!(matches!(
+        app.update(ch('s')),
+        Some(Command::StartHub { port: 18883 })
+    ));
+    assert!(app.update(ch('s')).is_none());
+    // Started: the registry is read again.
+    let c = app.update(Action::Hub(hub::HubAction::Started { port: 18883 }));
+    assert!(matches!(c, Some(Command::HubRegistry)));
+    assert_eq!(app.hub.running, Some(18883));
+    assert!(matches!(app.update(ch('s')), Some(Command::StopHub)));
+    app.update(Action::Hub(hub::HubAction::Stopped));
+    assert!(app.hub.running.is_none());
+    // v with a device selected says what it needs; with the root selected it runs the whole
+    // proof of possession against the hub registry.
+    app.update(ch('1'));
+    app.update(key(KeyCode::End));
+    app.update(ch('2'));
+    assert!(app.update(ch('v')).is_none());
+    assert!(app.status.as_ref().unwrap().1.contains("select a root"));
+    let c = app.update(ch('a'));
+    assert!(matches!(&c, Some(Command::HubRegister { device }) if device == "d1"));
+    settle(&mut app, &ws, c);
+    assert_eq!(app.hub.devices.len(), 1);
+    assert!(app.hub.devices[0].enabled);
+    assert_eq!(app.hub.devices[0].auth, "X.509 CA signed");
+    let c = app.update(ch('o'));
+    assert!(matches!(
+        &c,
+        Some(Command::HubEnable { enabled: false, .. })
+    ));
+    settle(&mut app, &ws, c);
+    assert!(!app.hub.devices[0].enabled);
+    app.update(ch('1'));
+    app.update(key(KeyCode::Home));
+    app.update(ch('2'));
+    let c = app.update(ch('v'));
+    assert!(matches!(&c, Some(Command::HubProve { ca }) if ca == "r"));
+    assert!(app.hub.proving);
+    settle(&mut app, &ws, c);
+    assert!(!app.hub.proving);
+    assert_eq!(app.hub.cas.len(), 1);
+    assert!(
+        app.hub.cas[0].verified,
+        "{:?} {:?}",
+        app.hub.proof, app.hub.error
+    );
+    assert!(app.hub.proof.iter().any(|p| p.contains("added CA")));
+    assert!(
+        app.hub
+            .proof
+            .iter()
+            .any(|p| p.contains("hub verification code"))
+    );
+    assert!(app.hub.proof.last().unwrap().contains("Verified"));
+    // The hub's own registry agrees (the same file the CLI reads).
+    let reg = chainsmith::hub::HubStore::open(ws.root())
+        .unwrap()
+        .load()
+        .unwrap();
+    assert!(reg.cas[0].verified);
+    // Proving again says so instead of failing.
+    let c = app.update(ch('v'));
+    settle(&mut app, &ws, c);
+    assert!(app.hub.proof[0].contains("already Verified"));
+    // While the tab is shown the registry is re-read every few seconds (CLI changes show).
+    let later = app.now + time::Duration::seconds(4);
+    assert!(matches!(
+        app.update(Action::Tick(later)),
+        Some(Command::HubRegistry)
+    ));
+    assert!(app.update(Action::Tick(later)).is_none());
+    // Quit asks while the hub runs.
+    app.update(Action::Hub(hub::HubAction::Started { port: 18883 }));
+    app.update(ch('q'));
+    assert!(!app.quit);
+    app.update(ch('q'));
+    assert!(app.quit);
+}
+
+#[test]
+fn connect_runs_one_test_at_a_time_and_fills_state_from_engine_events() {
+    use chainsmith::mqtt::{Event, RoundTripKind, Summary};
+    use chainsmith::tui::connect::{ConnectAction, Target};
+    let (_d, ws) = ws();
+    root(&ws, "r");
+    devices(&ws, "d1", "r");
+    let mut app = app_on(&ws);
+    app.update(ch('3'));
+    assert!(app.update(key(KeyCode::Enter)).is_none());
+    assert!(app.status.as_ref().unwrap().1.contains("select a device"));
     app.update(ch('1'));
     app.update(key(KeyCode::End));
     app.update(ch('c'));
     assert_eq!(app.tab, Tab::Connect);
-    assert_eq!(app.connect.device.as_deref(), Some("d1"));
+    // Target typed in, checked with the CLI's parser.
+    app.update(ch('t'));
+    for _ in 0..5 {
+        app.update(key(KeyCode::Backspace));
+    }
+    typed(&mut app, "mqtt://h:1883");
     app.update(key(KeyCode::Enter));
     assert!(
-        app.status
-            .as_ref()
-            .unwrap()
-            .1
-            .contains("not available in this build")
+        matches!(&app.dialog, Some(Dialog::Form(f)) if f.error.as_deref().unwrap().contains("mqtts://"))
     );
-    assert!(app.connect.steps.is_empty(), "no fake steps");
+    for _ in 0..13 {
+        app.update(key(KeyCode::Backspace));
+    }
+    typed(&mut app, "mqtts://127.0.0.1:18884");
+    app.update(key(KeyCode::Enter));
+    assert_eq!(
+        app.connect.target,
+        Target::Broker("mqtts://127.0.0.1:18884".into())
+    );
+    app.update(ch('t'));
+    for _ in 0..30 {
+        app.update(key(KeyCode::Backspace));
+    }
+    typed(&mut app, "myhub.azure-devices.net");
+    app.update(key(KeyCode::Enter));
+    assert_eq!(
+        app.connect.target,
+        Target::AzureHub("myhub.azure-devices.net".into())
+    );
+    app.update(ch('t'));
+    for _ in 0..30 {
+        app.update(key(KeyCode::Backspace));
+    }
+    typed(&mut app, "local");
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.connect.target, Target::LocalHub);
+    let c = app.update(key(KeyCode::Enter));
+    assert!(
+        matches!(&c, Some(Command::RunTest { device, target: Target::LocalHub }) if device == "d1")
+    );
+    assert!(app.connect.running);
+    assert!(app.update(key(KeyCode::Enter)).is_none(), "one at a time");
+    assert!(app.status.as_ref().unwrap().1.contains("one at a time"));
+    let ev = |e: Event| Action::Connect(ConnectAction::Engine(Box::new(e)));
+    app.update(ev(Event::TcpConnected {
+        ms: 0.4,
+        address: "127.0.0.1:1".into(),
+    }));
+    for i in 1..=3u32 {
+        app.update(ev(Event::Published {
+            message_id: i,
+            topic: "t".into(),
+            payload: "{}".into(),
+            temperature_alert: false,
+            ack_ms: Some(1.5),
+        }));
+        app.update(ev(Event::RoundTrip {
+            message_id: i,
+            kind: RoundTripKind::C2d,
+            ms: 2.5,
+            detail: String::new(),
+        }));
+    }
+    assert_eq!(
+        (app.connect.sent, app.connect.acked, app.connect.rt_seen),
+        (3, 3, 3)
+    );
+    assert_eq!(app.connect.round_trips, vec![2500, 2500, 2500]);
+    assert!(app.connect.log.iter().any(|l| l.contains("c2d round trip")));
+    assert_eq!(app.connect.steps[0].name, "TCP connect");
+    app.update(ev(Event::Summary(Summary {
+        ok: true,
+        sent: 3,
+        acked: 3,
+        round_trips_expected: 3,
+        round_trips_seen: 3,
+        ..Default::default()
+    })));
+    assert!(!app.connect.running);
+    assert_eq!(app.connect.passed.as_deref(), Some("d1"));
+    // A failure fills the diagnosis box; a test that cannot start says why.
+    let c = app.update(key(KeyCode::Enter));
+    assert!(c.is_some());
+    assert!(
+        app.connect.steps.is_empty() && app.connect.sent == 0,
+        "a new test starts clean"
+    );
+    app.update(Action::Connect(ConnectAction::Ended(Err(
+        "starting the local hub: cannot listen".into(),
+    ))));
+    assert!(!app.connect.running);
+    assert!(
+        app.connect
+            .diagnosis
+            .as_deref()
+            .unwrap()
+            .contains("cannot listen")
+    );
+}
+
+#[test]
+fn export_renew_revoke_import_dialogs_run_the_engine() {
+    let (d, ws) = ws();
+    root(&ws, "r");
+    devices(&ws, "d1", "r");
+    let mut app = app_on(&ws);
+    app.update(key(KeyCode::End));
+    // e: PFX needs a password; typed masked; files listed.
+    app.update(ch('e'));
+    let Some(Dialog::Form(f)) = &app.dialog else {
+        panic!("export form")
+    };
+    assert_eq!(f.title, "Export d1");
+    app.update(key(KeyCode::Right));
+    app.update(key(KeyCode::Right));
+    app.update(ch(' ')); // pfx
+    assert!(app.update(key(KeyCode::Enter)).is_none());
+    assert!(
+        matches!(&app.dialog, Some(Dialog::Form(f)) if f.error.as_deref().unwrap().contains("password"))
+    );
+    app.update(key(KeyCode::Tab));
+    typed(&mut app, "s3cret");
+    let Some(Dialog::Form(f)) = &app.dialog else {
+        panic!()
+    };
+    assert_eq!(f.fields[1].shown(), "••••••");
+    app.update(key(KeyCode::Tab));
+    for _ in 0..300 {
+        app.update(key(KeyCode::Backspace));
+    }
+    let out = d.path().join("out");
+    typed(&mut app, out.to_str().unwrap());
+    let c = app.update(key(KeyCode::Enter));
+    assert!(matches!(&c, Some(Command::Export { name, .. }) if name == "d1"));
+    settle(&mut app, &ws, c);
+    let Some(Dialog::Form(f)) = &app.dialog else {
+        panic!()
+    };
+    let res = f.result.as_ref().expect("files listed");
+    assert!(res.iter().any(|l| l.contains("d1.pfx")), "{res:?}");
+    assert!(out.join("d1.pfx").exists() && out.join("d1.cert.pem").exists());
+    // The PFX opens with the password (openssl as the oracle).
+    let o = Proc::new("openssl")
+        .args(["pkcs12", "-in"])
+        .arg(out.join("d1.pfx"))
+        .args(["-passin", "pass:s3cret", "-nokeys"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    app.update(key(KeyCode::Esc));
+    assert!(app.dialog.is_none());
+    // r renews: new serial, old one in the history.
+    let before = ws.load("d1").unwrap().meta.serial;
+    app.update(ch('r'));
+    let c = app.update(key(KeyCode::Enter));
+    assert!(matches!(&c, Some(Command::Renew(r)) if r.name == "d1" && !r.rekey));
+    settle(&mut app, &ws, c);
+    assert_ne!(ws.load("d1").unwrap().meta.serial, before);
+    assert_eq!(ops::lifecycle::history(&ws, "d1").unwrap().len(), 1);
+    app.update(key(KeyCode::Esc));
+    // x revokes with the Azure-ignores-CRLs note shown before and after.
+    app.update(ch('x'));
+    let Some(Dialog::Form(f)) = &app.dialog else {
+        panic!()
+    };
+    assert!(f.note.as_deref().unwrap().contains("does not check CRLs"));
+    app.update(key(KeyCode::Right));
+    let c = app.update(key(KeyCode::Enter));
+    assert!(matches!(&c, Some(Command::Revoke { reason, .. }) if reason == "key-compromise"));
+    settle(&mut app, &ws, c);
+    assert!(ws.load("d1").unwrap().meta.revoked.is_some());
+    let Some(Dialog::Form(f)) = &app.dialog else {
+        panic!()
+    };
+    assert!(f.result.as_ref().unwrap()[0].contains("does not check CRLs"));
+    app.update(key(KeyCode::Esc));
+    // i imports the exported PFX under a new name.
+    app.update(ch('i'));
+    typed(&mut app, out.join("d1.pfx").to_str().unwrap());
+    app.update(key(KeyCode::Tab));
+    app.update(key(KeyCode::Tab));
+    typed(&mut app, "d1-copy");
+    app.update(key(KeyCode::Tab));
+    typed(&mut app, "wrong");
+    let c = app.update(key(KeyCode::Enter));
+    settle(&mut app, &ws, c);
+    let Some(Dialog::Form(f)) = &app.dialog else {
+        panic!()
+    };
+    assert!(f.error.is_some(), "a wrong password is an error");
+    for _ in 0..5 {
+        app.update(key(KeyCode::Backspace));
+    }
+    typed(&mut app, "s3cret");
+    let c = app.update(key(KeyCode::Enter));
+    settle(&mut app, &ws, c);
+    let Some(Dialog::Form(f)) = &app.dialog else {
+        panic!()
+    };
+    assert!(f.error.is_none(), "{:?}", f.error);
+    assert!(f.result.as_ref().unwrap()[0].contains("d1-copy"));
+    assert!(ws.load("d1-copy").unwrap().meta.has_key);
 }
 
 #[test]
 fn guide_steps_check_the_real_workspace() {
-    use chainsmith::tui::guide::{STEPS, StepStatus, status};
+    use chainsmith::tui::guide::{STEPS, StepStatus, facts_from_disk, status};
     let (_d, ws) = ws();
     let rows = |ws: &Workspace| ops::tree(ws.list().unwrap().0, OffsetDateTime::now_utc());
-    let st =
-        |ws: &Workspace, id: &str| status(STEPS.iter().find(|s| s.id == id).unwrap(), &rows(ws));
+    let st = |ws: &Workspace, id: &str| {
+        let r = rows(ws);
+        let facts = facts_from_disk(ws, &r);
+        status(STEPS.iter().find(|s| s.id == id).unwrap(), &r, &facts)
+    };
     assert_eq!(st(&ws, "root"), StepStatus::Todo);
     root(&ws, "r");
     assert!(matches!(st(&ws, "root"), StepStatus::Done(_)));
@@ -630,12 +928,35 @@ fn guide_steps_check_the_real_workspace() {
     assert_eq!(st(&ws, "device"), StepStatus::Todo);
     devices(&ws, "dev1", "i");
     assert!(matches!(st(&ws, "device"), StepStatus::Done(_)));
+    // Hub steps read the hub registry.
     for id in ["hub-ca", "register", "connect", "renew", "disable"] {
-        assert!(
-            matches!(st(&ws, id), StepStatus::Unavailable(_)),
-            "{id} needs an engine this build lacks"
-        );
+        assert_eq!(st(&ws, id), StepStatus::Todo, "{id}");
     }
+    let store = chainsmith::hub::HubStore::open(ws.root()).unwrap();
+    store.add_ca("i", false).unwrap();
+    assert!(matches!(st(&ws, "hub-ca"), StepStatus::Done(d) if d.contains("Unverified")));
+    chainsmith::tui::hub_prove(&ws, "i").unwrap();
+    assert!(
+        matches!(st(&ws, "verify"), StepStatus::Done(d) if d.contains("Verified in the local hub"))
+    );
+    store
+        .add_device("dev1", chainsmith::hub::Auth::Ca, None, None, None)
+        .unwrap();
+    assert!(matches!(st(&ws, "register"), StepStatus::Done(_)));
+    ops::lifecycle::renew(
+        &ws,
+        &ops::lifecycle::RenewRequest {
+            name: "dev1".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(st(&ws, "renew"), StepStatus::Done(d) if d.contains("dev1")));
+    assert_eq!(st(&ws, "disable"), StepStatus::Todo);
+    store.set_enabled("dev1", false).unwrap();
+    assert!(matches!(st(&ws, "disable"), StepStatus::Done(_)));
+    // "connect" needs a passed test: the TUI's own state.
+    assert_eq!(st(&ws, "connect"), StepStatus::Todo);
     // Every lesson has its what-and-why and both command sets.
     for s in &STEPS {
         let l = s.lesson();
@@ -677,7 +998,7 @@ fn guide_text_subcommand_prints_steps_with_status() {
     assert!(s.contains("✓ 1. Make a root CA (done: root \"r\")"), "{s}");
     assert!(s.contains("· 2. Make an intermediate CA (to do)"), "{s}");
     assert!(s.contains("az iot hub certificate verify"), "{s}");
-    assert!(s.contains("not in this build"), "{s}");
+    assert!(s.contains("· 3. "), "{s}");
 }
 
 #[test]
@@ -749,4 +1070,54 @@ fn closing_the_form_while_the_key_is_generated_still_reports_the_result() {
     assert!(ws.exists("r1"));
     assert_eq!(app.status.as_ref().unwrap().1, "created r1");
     assert_eq!(app.pki.rows.len(), 1);
+}
+
+#[test]
+fn hub_events_become_log_lines_with_the_exact_refusal_reason() {
+    use chainsmith::hub::HubEvent;
+    let at = OffsetDateTime::now_utc();
+    let e = HubEvent::Refused {
+        peer: "127.0.0.1:5000".parse().unwrap(),
+        device: Some("d1".into()),
+        kind: "device-disabled".into(),
+        reason: "device \"d1\" is disabled in the registry".into(),
+    };
+    let l = hub::log_line(&e, at);
+    assert_eq!(l.kind, hub::LogKind::Refused);
+    assert_eq!(l.device, "d1");
+    assert!(
+        l.text
+            .contains("CONNACK 5 not authorized: device \"d1\" is disabled"),
+        "{}",
+        l.text
+    );
+    let e = HubEvent::C2d {
+        device: "d1".into(),
+        message_id: "m1".into(),
+        delivered: true,
+    };
+    let l = hub::log_line(&e, at);
+    assert_eq!(
+        (l.kind, l.text.as_str()),
+        (hub::LogKind::C2d, "c2d m1 (delivered: true)")
+    );
+    // A burst arrives as one action and lands in one update.
+    let mut app = App::new("/nonexistent".into(), Theme::plain(), at, (80, 24));
+    let burst: Vec<_> = (0..1000)
+        .map(|i| hub::LogLine {
+            at,
+            kind: hub::LogKind::Telemetry,
+            device: "d1".into(),
+            text: format!("m{i}"),
+        })
+        .collect();
+    app.update(Action::Hub(hub::HubAction::Events(burst)));
+    assert_eq!(app.hub.log.len(), 1000);
+    // A registry error does not stop a running hub.
+    app.update(Action::Hub(hub::HubAction::Started { port: 1 }));
+    app.update(Action::Hub(hub::HubAction::Error(
+        "registry damaged".into(),
+    )));
+    assert_eq!(app.hub.running, Some(1));
+    assert_eq!(app.hub.error.as_deref(), Some("registry damaged"));
 }

@@ -24,12 +24,13 @@ pub fn guide(global: &Global, a: GuideArgs) -> CliResult {
         let ws = global.workspace()?;
         let (metas, _) = ws.list()?;
         let rows = crate::ops::tree(metas, time::OffsetDateTime::now_utc());
+        let facts = tui::guide::facts_from_disk(&ws, &rows);
         if global.json {
             let steps: Vec<_> = tui::guide::STEPS
                 .iter()
                 .map(|s| {
                     let l = s.lesson();
-                    let (status, detail) = match tui::guide::status(s, &rows) {
+                    let (status, detail) = match tui::guide::status(s, &rows, &facts) {
                         tui::guide::StepStatus::Done(d) => ("done", d),
                         tui::guide::StepStatus::Todo => ("todo", String::new()),
                         tui::guide::StepStatus::Unavailable(w) => ("unavailable", w.to_string()),
@@ -39,7 +40,7 @@ pub fn guide(global: &Global, a: GuideArgs) -> CliResult {
                 .collect();
             super::print_json(&serde_json::json!({ "steps": steps }));
         } else {
-            super::out(&tui::guide::text_report(&rows));
+            super::out(&tui::guide::text_report(&rows, &facts));
         }
         return Ok(());
     }

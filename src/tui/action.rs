@@ -37,9 +37,13 @@ pub enum Action {
         name: String,
         result: Result<(), String>,
     },
-    /// From the local hub engine (not in this build; see `hub`).
+    /// An export / import / renew / revoke finished: the lines to show (files written, notes).
+    FormDone(Result<Vec<String>, String>),
+    /// Devices with a renewal in their history (for the guide).
+    Renewed(Vec<String>),
+    /// From the in-process local hub (see `hub`).
     Hub(super::hub::HubAction),
-    /// From the connection test engine (not in this build; see `connect`).
+    /// From the connection test engine (see `connect`).
     Connect(super::connect::ConnectAction),
     Quit,
 }
@@ -99,4 +103,41 @@ pub enum Command {
     Delete(String),
     /// Put text on the clipboard with OSC 52 (written to the terminal by the loop).
     Copy(String),
+    Export {
+        name: String,
+        opts: crate::export::ExportOptions,
+    },
+    Import(crate::ops::lifecycle::ImportRequest),
+    Renew(crate::ops::lifecycle::RenewRequest),
+    Revoke {
+        name: String,
+        reason: String,
+    },
+    /// Start the local hub in-process (async; the loop owns its handle).
+    StartHub {
+        port: u16,
+    },
+    StopHub,
+    /// Re-read the hub registry (CAs, devices).
+    HubRegistry,
+    /// Proof of possession against the local hub: add the CA → code → verification
+    /// certificate (`ops::new_verification`) → verify.
+    HubProve {
+        ca: String,
+    },
+    /// Register a workspace device with the hub (CA auth, or self-signed by thumbprint).
+    HubRegister {
+        device: String,
+    },
+    HubEnable {
+        device: String,
+        enabled: bool,
+    },
+    /// Re-read what the guide checks besides entities: hub registry, renewals.
+    GuideFacts,
+    /// Run the connection test (async; its events come back as `Action::Connect`).
+    RunTest {
+        device: String,
+        target: super::connect::Target,
+    },
 }

@@ -7,6 +7,7 @@ use super::connect::ConnectState;
 use super::dialog::{
     Dialog, FormOutcome, NewForm, NewKind, VerifyDialog, VerifyResult, verification_out,
 };
+use super::forms::{Form, Outcome, Purpose};
 use super::guide::{GuideState, STEPS};
 use super::hub::HubState;
 use super::pki::PkiState;
@@ -53,8 +54,7 @@ pub const KEYMAP: &[(&str, &str, &str)] = &[
         "1 2 3 4",
         "tab: PKI, Hub, Connect, Guide (or click it)",
     ),
-    ("anywhere", "g", "guided workshop (tab 4)"),
-    ("anywhere", "?", "this help (any key closes it)"),
+    ("anywhere", "g  ?", "guided workshop (tab 4), this help"),
     (
         "anywhere",
         "q  Ctrl-C",
@@ -62,42 +62,54 @@ pub const KEYMAP: &[(&str, &str, &str)] = &[
     ),
     (
         "PKI",
-        "↑ ↓ j k",
-        "move in the tree (wheel too; click selects)",
+        "↑ ↓ j k PgUp PgDn",
+        "move / page in the tree (Home End, wheel, click)",
     ),
-    ("PKI", "PgUp PgDn Home End", "page / jump in the tree"),
     ("PKI", "J K", "scroll the details (wheel over them too)"),
     ("PKI", "/", "filter by name or CN (Enter keeps, Esc clears)"),
     ("PKI", "n", "new root / intermediate / device / self-signed"),
     ("PKI", "v", "verification certificate for a hub's code"),
-    ("PKI", "d", "delete the selected entity (asks first)"),
-    ("PKI", "c", "connection test for the selected device"),
     (
         "PKI",
-        "e i r x",
-        "export import renew revoke: not in this build",
+        "d  c",
+        "delete (asks first), connection test of a device",
     ),
-    ("forms", "Tab ↑ ↓", "next / previous field"),
+    (
+        "PKI",
+        "e",
+        "export: formats, PFX password (masked), directory",
+    ),
+    (
+        "PKI",
+        "i  r  x",
+        "import, renew, revoke (Azure ignores CRLs)",
+    ),
     (
         "forms",
-        "← → Space",
-        "change a choice (kind, issuer, key, EKU...)",
+        "Tab ↑ ↓ ← → Space",
+        "field, choice, toggle a format",
     ),
-    ("forms", "Enter  Esc", "create / cancel"),
+    ("forms", "Enter  Esc", "run / cancel"),
     (
         "verify",
         "y",
         "copy the PEM (OSC 52); the file path is shown",
     ),
+    ("Hub", "s  p", "start / stop the in-process hub, its port"),
     (
         "Hub",
-        "s  v",
-        "start/stop hub, proof of possession (no engine)",
+        "v",
+        "prove the PKI-selected CA: add, code, cert, verify",
+    ),
+    (
+        "Hub",
+        "a  o",
+        "register the PKI-selected device, turn it on/off",
     ),
     (
         "Connect",
         "Enter  t",
-        "start test, change target (no engine yet)",
+        "run the test (one at a time), type the target",
     ),
     ("Guide", "↑ ↓  J K", "pick a step, scroll its text"),
 ];
@@ -181,6 +193,217 @@ impl App {
             || matches!(&self.dialog, Some(Dialog::New(f)) if f.busy.is_some())
             || matches!(&self.dialog, Some(Dialog::Verify(v)) if v.busy)
             || self.pki.report_inflight.is_some()
+            || matches!(&self.dialog, Some(Dialog::Form(f)) if f.busy.is_some())
+            || self.hub.proving
+            || self.hub.pending
+            || self.connect.running
+    }
+
+    /// What the guide checks besides the entities: hub registry, last test, renewals.
+    pub fn guide_facts(&self) -> super::guide::Facts {
+        super::guide::Facts {
+            hub_cas: self
+                .hub
+                .cas
+                .iter()
+                .map(|c| (c.name.clone(), c.verified))
+                .collect(),
+            hub_devices: self
+                .hub
+                .devices
+                .iter()
+                .map(|d| (d.id.clone(), d.enabled))
+                .collect(),
+            connected: self.connect.passed.clone(),
+            renewed: self.guide.renewed.clone(),
+        }
+    }
+
+    fn selected_device(&self) -> Option<String> {
+        self.pki
+            .selected_row()
+            .filter(|r| r.meta.kind == crate::store::Kind::Device)
+            .map(|r| r.meta.name.clone())
+    }
+
+    fn start_test(&mut self) -> Option<Command> {
+        if self.connect.running {
+            self.say(Level::Warn, "a test is running; one at a time");
+            return None;
+        }
+        let Some(device) = self.connect.device.clone() else {
+            self.say(
+                Level::Warn,
+                "select a device on the PKI tab and press c first",
+            );
+            return None;
+        };
+        self.connect.begin();
+        Some(Command::RunTest {
+            device,
+            target: self.connect.target.clone(),
+        })
+    }
+
+    fn submit_form(&mut self) -> Option<Command> {
+        let Some(Dialog::Form(form)) = &mut self.dialog else {
+            return None;
+        };
+        let cmd = match &form.purpose {
+            Purpose::Export { name } => match form.export_options() {
+                Ok(opts) => Command::Export {
+                    name: name.clone(),
+                    opts,
+                },
+                Err(e) => {
+                    form.error = Some(e);
+                    return None;
+                }
+            },
+            Purpose::Import => match form.import_request() {
+                Ok(r) => Command::Import(r),
+                Err(e) => {
+                    form.error = Some(e);
+                    return None;
+                }
+            },
+            Purpose::Renew { name } => {
+                let days = form.value("Days").trim();
+                let days = if days.is_empty() {
+                    None
+                } else {
+                    match days.parse::<u32>() {
+                        Ok(d) if d > 0 => Some(d),
+                        _ => {
+                            form.error = Some(format!(
+                                "days \"{days}\" is not a whole number above 0; leave it empty for the profile's default"
+                            ));
+                            return None;
+                        }
+                    }
+                };
+                Command::Renew(crate::ops::lifecycle::RenewRequest {
+                    name: name.clone(),
+                    days,
+                    rekey: form.choice("Key") == 1,
+                    key: None,
+                })
+            }
+            Purpose::Revoke { name } => {
+                let reason = match &form.fields[0].kind {
+                    super::forms::FieldKind::Choice(o, i) => o[*i].to_string(),
+                    _ => "unspecified".into(),
+                };
+                Command::Revoke {
+                    name: name.clone(),
+                    reason,
+                }
+            }
+            Purpose::Target => match super::connect::Target::parse(form.value("Target")) {
+                Ok(t) => {
+                    self.connect.target = t;
+                    self.dialog = None;
+                    return None;
+                }
+                Err(e) => {
+                    form.error = Some(e);
+                    return None;
+                }
+            },
+            Purpose::HubPort => match form.value("Port").trim().parse::<u16>() {
+                Ok(p) => {
+                    self.hub.port = p;
+                    self.dialog = None;
+                    return None;
+                }
+                Err(_) => {
+                    form.error = Some(format!(
+                        "port \"{}\" is not a number from 0 to 65535",
+                        form.value("Port").trim()
+                    ));
+                    return None;
+                }
+            },
+        };
+        form.busy = Some(match &cmd {
+            Command::Export { name, .. } => format!("exporting {name}"),
+            Command::Import(r) => format!("importing {}", r.name),
+            Command::Renew(r) => format!("renewing {}", r.name),
+            _ => "revoking".into(),
+        });
+        form.error = None;
+        Some(cmd)
+    }
+
+    fn hub_key(&mut self, k: KeyEvent) -> Option<Command> {
+        match k.code {
+            KeyCode::Char('s') => {
+                if self.hub.pending {
+                    return None;
+                }
+                self.hub.pending = true;
+                if self.hub.running.is_some() {
+                    Some(Command::StopHub)
+                } else {
+                    Some(Command::StartHub {
+                        port: self.hub.port,
+                    })
+                }
+            }
+            KeyCode::Char('p') => {
+                self.dialog = Some(Dialog::Form(Form::hub_port(self.hub.port)));
+                None
+            }
+            KeyCode::Char('v') => {
+                let ca = self
+                    .pki
+                    .selected_row()
+                    .filter(|r| r.meta.kind.is_ca() && r.meta.has_key)
+                    .map(|r| r.meta.name.clone());
+                match ca {
+                    Some(ca) if !self.hub.proving => {
+                        self.hub.proving = true;
+                        self.hub.proof.clear();
+                        Some(Command::HubProve { ca })
+                    }
+                    Some(_) => None,
+                    None => {
+                        self.say(
+                            Level::Warn,
+                            "v proves a CA to the hub: select a root or intermediate (with its key) on the PKI tab first",
+                        );
+                        None
+                    }
+                }
+            }
+            KeyCode::Char('a') => match self.selected_device() {
+                Some(device) => Some(Command::HubRegister { device }),
+                None => {
+                    self.say(
+                        Level::Warn,
+                        "a registers a device: select one on the PKI tab first",
+                    );
+                    None
+                }
+            },
+            KeyCode::Char('o') => {
+                let dev = self.selected_device();
+                match dev.and_then(|d| self.hub.devices.iter().find(|x| x.id == d)) {
+                    Some(d) => Some(Command::HubEnable {
+                        device: d.id.clone(),
+                        enabled: !d.enabled,
+                    }),
+                    None => {
+                        self.say(
+                            Level::Warn,
+                            "o turns a registered device on/off: select it on the PKI tab (register it with a)",
+                        );
+                        None
+                    }
+                }
+            }
+            _ => None,
+        }
     }
 
     pub fn update(&mut self, action: Action) -> Option<Command> {
@@ -202,6 +425,25 @@ impl App {
                 if self.tab == Tab::Guide && stale && !self.list_inflight {
                     self.last_list = Some(now);
                     return self.request_list();
+                }
+                // The Hub tab re-reads the registry the same way.
+                if self.tab == Tab::Hub
+                    && self
+                        .hub
+                        .last_read
+                        .is_none_or(|t| (now - t) >= time::Duration::seconds(3))
+                {
+                    self.hub.last_read = Some(now);
+                    return Some(Command::HubRegistry);
+                }
+                // ...and the hub registry and renewals, on the tick after.
+                let facts_stale = self
+                    .guide
+                    .last_facts
+                    .is_none_or(|t| (now - t) >= self.refresh_every());
+                if self.tab == Tab::Guide && facts_stale && self.pki.loaded {
+                    self.guide.last_facts = Some(now);
+                    return Some(Command::GuideFacts);
                 }
                 None
             }
@@ -341,9 +583,34 @@ impl App {
                     None
                 }
             },
-            Action::Hub(a) => {
-                self.hub.apply(a);
+            Action::FormDone(result) => {
+                let Some(Dialog::Form(form)) = &mut self.dialog else {
+                    match result {
+                        Ok(lines) => self.say(Level::Ok, lines.join("; ")),
+                        Err(e) => self.say(Level::Error, e),
+                    }
+                    return self.request_list();
+                };
+                form.busy = None;
+                match result {
+                    Ok(lines) => {
+                        form.result = Some(lines);
+                        self.request_list()
+                    }
+                    Err(e) => {
+                        form.error = Some(e);
+                        None
+                    }
+                }
+            }
+            Action::Renewed(names) => {
+                self.guide.renewed = names;
                 None
+            }
+            Action::Hub(a) => {
+                let started = matches!(a, super::hub::HubAction::Started { .. });
+                self.hub.apply(a);
+                started.then_some(Command::HubRegistry)
             }
             Action::Connect(a) => {
                 self.connect.apply(a);
@@ -352,6 +619,7 @@ impl App {
             Action::Paste(text) => {
                 match &mut self.dialog {
                     Some(Dialog::New(f)) => f.paste(&text),
+                    Some(Dialog::Form(f)) => f.paste(&text),
                     Some(Dialog::Verify(v)) if v.result.is_none() => {
                         v.code.push_str(text.trim());
                         v.validate_inline();
@@ -415,34 +683,15 @@ impl App {
         }
         match self.tab {
             Tab::Pki => self.pki_key(k),
-            Tab::Hub => {
-                if matches!(k.code, KeyCode::Char('s') | KeyCode::Char('v'))
-                    && !super::hub::AVAILABLE
-                {
-                    self.say(Level::Warn, "the local hub is not available in this build");
+            Tab::Hub => self.hub_key(k),
+            Tab::Connect => match k.code {
+                KeyCode::Char('t') => {
+                    self.dialog = Some(Dialog::Form(Form::target(&self.connect.target.to_arg())));
+                    None
                 }
-                None
-            }
-            Tab::Connect => {
-                match k.code {
-                    KeyCode::Char('t') => {
-                        use super::connect::Target;
-                        self.connect.target = match &self.connect.target {
-                            Target::LocalHub => Target::AzureHub("MYHUB.azure-devices.net".into()),
-                            Target::AzureHub(_) => Target::Broker("mqtts://127.0.0.1:8883".into()),
-                            Target::Broker(_) => Target::LocalHub,
-                        };
-                    }
-                    KeyCode::Enter | KeyCode::Char('s') if !super::connect::AVAILABLE => {
-                        self.say(
-                            Level::Warn,
-                            "the connection test is not available in this build",
-                        );
-                    }
-                    _ => {}
-                }
-                None
-            }
+                KeyCode::Enter | KeyCode::Char('s') => self.start_test(),
+                _ => None,
+            },
             Tab::Guide => {
                 match k.code {
                     KeyCode::Up | KeyCode::Char('k') => {
@@ -463,6 +712,10 @@ impl App {
     }
 
     fn entered_tab(&mut self) -> Option<Command> {
+        if self.tab == Tab::Hub {
+            self.hub.last_read = Some(self.now);
+            return Some(Command::HubRegistry);
+        }
         if self.tab == Tab::Guide {
             self.last_list = Some(self.now);
             return self.request_list();
@@ -562,24 +815,30 @@ impl App {
             KeyCode::Char('c') => {
                 match self.pki.selected_row() {
                     Some(r) if r.meta.kind == crate::store::Kind::Device => {
-                        self.connect.device = Some(r.meta.name.clone());
+                        if !self.connect.running {
+                            self.connect.device = Some(r.meta.name.clone());
+                        }
                         self.tab = Tab::Connect;
                     }
                     _ => self.say(Level::Warn, "c connects a device: select a device first"),
                 }
                 return None;
             }
-            KeyCode::Char(c @ ('e' | 'i' | 'r' | 'x')) => {
-                let what = match c {
-                    'e' => "export (chainsmith export, on the export branch)",
-                    'i' => "import",
-                    'r' => "renew",
-                    _ => "revoke",
-                };
-                self.say(
-                    Level::Warn,
-                    format!("{what} is not available in this build"),
-                );
+            KeyCode::Char('i') => {
+                self.dialog = Some(Dialog::Form(Form::import()));
+                return None;
+            }
+            KeyCode::Char(c @ ('e' | 'r' | 'x')) => {
+                match self.pki.selected_name() {
+                    Some(name) => {
+                        self.dialog = Some(Dialog::Form(match c {
+                            'e' => Form::export(&name, &self.ws_root),
+                            'r' => Form::renew(&name),
+                            _ => Form::revoke(&name),
+                        }))
+                    }
+                    None => self.say(Level::Warn, "select a certificate first"),
+                }
                 return None;
             }
             _ => return None,
@@ -666,6 +925,14 @@ impl App {
                 }
                 None
             }
+            Dialog::Form(form) => match form.key(k) {
+                Outcome::Stay => None,
+                Outcome::Cancel => {
+                    self.dialog = None;
+                    None
+                }
+                Outcome::Submit => self.submit_form(),
+            },
             Dialog::ConfirmDelete { name, .. } => match k.code {
                 KeyCode::Char('y') => {
                     let name = name.clone();

@@ -1,9 +1,9 @@
 //! The Connect tab: pick a device and a target, run the connection test, watch its steps,
 //! round trips and diagnosis live.
 //!
-//! The connection-test engine (an async test emitting events) lives on another branch. The
-//! state below is what its events fill in; until it is merged the tab shows the chosen device
-//! and target and says the test is not available in this build.
+//! `Command::RunTest` starts `crate::mqtt::run` in a tokio task (with the in-process local hub
+//! when the target is the local hub); its events come back as `ConnectAction::Engine` and fill
+//! the state below. One test at a time.
 
 use super::app::App;
 use super::theme::Theme;
@@ -13,8 +13,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Sparkline, Wrap};
 use std::time::Duration;
 
-pub const AVAILABLE: bool = false;
-pub const UNAVAILABLE: &str = "The connection test is not available in this build: its engine (the `connect` branch) is not merged yet. Meanwhile `mosquitto_pub --cert DEVICE/cert.pem --key DEVICE/key.pem --cafile ROOT/cert.pem` tests a device against a broker.";
+pub const AVAILABLE: bool = true;
+/// Messages a test from the TUI sends.
+pub const COUNT: u32 = 5;
+/// Log lines kept.
+pub const LOG_CAP: usize = 500;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -24,6 +27,28 @@ pub enum Target {
 }
 
 impl Target {
+    /// What the user typed: `local`, an IoT Hub host (`HOST[:PORT]`) or `mqtts://HOST:PORT`;
+    /// checked with the same parser as `connect --to`.
+    pub fn parse(s: &str) -> Result<Target, String> {
+        let s = s.trim();
+        if s.is_empty() || s == "local" {
+            return Ok(Target::LocalHub);
+        }
+        let e = crate::mqtt::Endpoint::parse(s)?;
+        Ok(match e.peer {
+            crate::mqtt::PeerKind::Broker => Target::Broker(s.to_string()),
+            _ => Target::AzureHub(s.to_string()),
+        })
+    }
+
+    /// The `--to` value for the same target.
+    pub fn to_arg(&self) -> String {
+        match self {
+            Target::LocalHub => "local".into(),
+            Target::AzureHub(h) | Target::Broker(h) => h.clone(),
+        }
+    }
+
     pub fn label(&self) -> String {
         match self {
             Target::LocalHub => "local hub (in-process)".into(),
@@ -56,6 +81,10 @@ pub enum ConnectAction {
     RoundTrip(Duration),
     Diagnosis(String),
     Finished,
+    /// An event of the connection test engine.
+    Engine(Box<crate::mqtt::Event>),
+    /// The test task ended; Err when it could not start (no device, hub failed...).
+    Ended(Result<(), String>),
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +98,13 @@ pub struct ConnectState {
     pub sent: u64,
     pub acked: u64,
     pub diagnosis: Option<String>,
+    /// TLS version, suite and server certificate of the last handshake.
+    pub tls: Vec<String>,
+    pub rt_seen: u64,
+    pub lost: u64,
+    pub summary: Option<String>,
+    /// The device of the last test that passed (the guide's "connect" step).
+    pub passed: Option<String>,
 }
 
 impl Default for ConnectState {
@@ -83,6 +119,11 @@ impl Default for ConnectState {
             sent: 0,
             acked: 0,
             diagnosis: None,
+            tls: vec![],
+            rt_seen: 0,
+            lost: 0,
+            summary: None,
+            passed: None,
         }
     }
 }
@@ -104,6 +145,194 @@ impl ConnectState {
             }
             ConnectAction::Diagnosis(d) => self.diagnosis = Some(d),
             ConnectAction::Finished => self.running = false,
+            ConnectAction::Engine(e) => self.engine(*e),
+            ConnectAction::Ended(r) => {
+                self.running = false;
+                if let Err(e) = r {
+                    self.diagnosis = Some(e);
+                }
+            }
+        }
+        if self.log.len() > LOG_CAP {
+            let extra = self.log.len() - LOG_CAP;
+            self.log.drain(..extra);
+        }
+    }
+
+    /// Clear the last run's results for a new test.
+    pub fn begin(&mut self) {
+        let (device, target, passed) = (
+            self.device.clone(),
+            self.target.clone(),
+            self.passed.clone(),
+        );
+        *self = ConnectState {
+            device,
+            target,
+            passed,
+            running: true,
+            ..Default::default()
+        };
+    }
+
+    fn step(&mut self, name: &str, ok: bool, ms: f64, detail: String) {
+        self.apply(ConnectAction::Step(Step {
+            name: name.into(),
+            state: if ok { StepState::Ok } else { StepState::Failed },
+            took: Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0)),
+            detail,
+        }));
+    }
+
+    fn engine(&mut self, e: crate::mqtt::Event) {
+        use crate::mqtt::Event as E;
+        match e {
+            E::Start {
+                device,
+                endpoint,
+                count,
+                qos,
+                ..
+            } => self.log.push(format!(
+                "connect {device} → {endpoint}, {count} message(s), QoS {qos}"
+            )),
+            E::Lint { findings } => {
+                let errors = findings
+                    .iter()
+                    .filter(|f| f.severity == crate::pki::lint::Severity::Error)
+                    .count();
+                self.apply(ConnectAction::Step(Step {
+                    name: "pre-flight lint".into(),
+                    state: if errors == 0 {
+                        StepState::Ok
+                    } else {
+                        StepState::Failed
+                    },
+                    took: None,
+                    detail: if findings.is_empty() {
+                        "no findings".into()
+                    } else {
+                        format!("{} finding(s)", findings.len())
+                    },
+                }));
+                for f in findings {
+                    self.log.push(format!(
+                        "! {} {}: {}",
+                        f.severity.as_str(),
+                        f.code,
+                        f.message
+                    ));
+                }
+            }
+            E::Resolved { ms, addresses } => self.step("resolve", true, ms, addresses.join(", ")),
+            E::TcpConnected { ms, address } => self.step("TCP connect", true, ms, address),
+            E::TlsEstablished { ms, facts } => {
+                self.step(
+                    "TLS handshake",
+                    true,
+                    ms,
+                    format!("{}, {}", facts.version, facts.cipher_suite),
+                );
+                self.tls = vec![format!("{} {}", facts.version, facts.cipher_suite)];
+                if let Some(s) = &facts.server_cert {
+                    self.tls.push(format!(
+                        "server {} ({}), until {}",
+                        s.subject,
+                        if facts.server_verified {
+                            "verified"
+                        } else {
+                            "NOT verified"
+                        },
+                        s.not_after
+                    ));
+                }
+                if !facts.client_chain_sent.is_empty() {
+                    self.tls
+                        .push(format!("sent {}", facts.client_chain_sent.join(" ← ")));
+                }
+            }
+            E::Connack {
+                ms, code, meaning, ..
+            } => self.step("MQTT CONNECT", code == 0, ms, format!("CONNACK {meaning}")),
+            E::Subscribed { ms, topics } => {
+                let ok = topics.iter().all(|t| t.granted.is_some());
+                self.step("subscribe", ok, ms, format!("{} topic(s)", topics.len()));
+            }
+            E::Published {
+                message_id,
+                payload,
+                ack_ms,
+                ..
+            } => {
+                self.sent += 1;
+                let ack = match ack_ms {
+                    Some(ms) => {
+                        self.acked += 1;
+                        format!("PUBACK {ms:.1} ms")
+                    }
+                    None => "sent (QoS 0)".into(),
+                };
+                self.log.push(format!("↑ #{message_id} {ack} {payload}"));
+            }
+            E::AckMissing { message_id } => {
+                self.lost += 1;
+                self.log.push(format!("✗ #{message_id} no PUBACK"));
+            }
+            E::RoundTrip {
+                message_id,
+                kind,
+                ms,
+                ..
+            } => {
+                self.rt_seen += 1;
+                self.round_trips.push((ms * 1000.0).round() as u64);
+                self.log.push(format!(
+                    "↓ #{message_id} {} round trip {ms:.1} ms",
+                    kind.as_str()
+                ));
+            }
+            E::RoundTripMissing { message_id, kind } => {
+                self.lost += 1;
+                self.log.push(format!(
+                    "✗ #{message_id} {} round trip missing",
+                    kind.as_str()
+                ));
+            }
+            E::HubRecorded { recorded, missing } => self.log.push(if missing.is_empty() {
+                format!("✓ local hub recorded all {recorded} message(s)")
+            } else {
+                format!("✗ local hub recorded {recorded}; missing {missing:?}")
+            }),
+            E::Disconnected { ms } => self.step("disconnect", true, ms, "clean".into()),
+            E::Failed { step, diagnosis } => {
+                self.apply(ConnectAction::Step(Step {
+                    name: step.label().into(),
+                    state: StepState::Failed,
+                    took: None,
+                    detail: diagnosis.code.clone(),
+                }));
+                self.diagnosis = Some(format!(
+                    "{} failed: {}\nfix: {}",
+                    step.label(),
+                    diagnosis.cause,
+                    diagnosis.fix
+                ));
+            }
+            E::Summary(s) => {
+                self.summary = Some(format!(
+                    "{} {} sent, {} acknowledged, {}/{} round trips, {} lost",
+                    if s.ok { "✓" } else { "✗" },
+                    s.sent,
+                    s.acked,
+                    s.round_trips_seen,
+                    s.round_trips_expected,
+                    s.lost
+                ));
+                if s.ok {
+                    self.passed = self.device.clone();
+                }
+                self.running = false;
+            }
         }
     }
 }
@@ -111,36 +340,60 @@ impl ConnectState {
 pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
     let c = &app.connect;
-    let [head, body, chart] = Layout::vertical([
-        Constraint::Length(5),
+    let diag_h = if c.diagnosis.is_some() { 5 } else { 0 };
+    let [head, body, diag, chart] = Layout::vertical([
+        Constraint::Length(5 + c.tls.len().min(2) as u16),
         Constraint::Min(3),
-        Constraint::Length(5),
+        Constraint::Length(diag_h),
+        Constraint::Length(4),
     ])
     .areas(area);
     let device = c
         .device
         .clone()
         .unwrap_or_else(|| "none: select a device on the PKI tab and press c".into());
-    let head_lines = vec![
-        Line::from(vec![Span::styled("Device  ", t.title()), Span::raw(device)]),
+    let state = if c.running {
+        Span::styled(
+            format!(
+                "  {} running",
+                super::theme::SPINNER[app.spinner % super::theme::SPINNER.len()]
+            ),
+            t.warn(),
+        )
+    } else {
+        Span::styled("  Enter start · t target", t.dim())
+    };
+    let mut head_lines = vec![
+        Line::from(vec![
+            Span::styled("Device  ", t.title()),
+            Span::raw(device),
+            state,
+        ]),
         Line::from(vec![
             Span::styled("Target  ", t.title()),
             Span::raw(c.target.label()),
         ]),
-        Line::from(vec![
-            Span::styled("Counts  ", t.title()),
-            Span::raw(format!("{} sent, {} acknowledged", c.sent, c.acked)),
-        ]),
     ];
+    for (i, l) in c.tls.iter().take(2).enumerate() {
+        head_lines.push(Line::from(vec![
+            Span::styled(if i == 0 { "TLS     " } else { "        " }, t.title()),
+            Span::raw(l.clone()),
+        ]));
+    }
+    head_lines.push(Line::from(vec![
+        Span::styled("Counts  ", t.title()),
+        Span::raw(format!(
+            "{} sent, {} acknowledged, {} round trips, {} lost",
+            c.sent, c.acked, c.rt_seen, c.lost
+        )),
+    ]));
     f.render_widget(
         Paragraph::new(head_lines).block(block(t, "Connection test")),
         head,
     );
+    let [steps_area, log_area] =
+        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(body);
     let mut lines = Vec::new();
-    if !AVAILABLE {
-        lines.push(Line::styled("⚠ not available in this build", t.warn()));
-        lines.push(Line::raw(UNAVAILABLE));
-    }
     for s in &c.steps {
         let (sym, style) = match s.state {
             StepState::Running => ("…", t.warn()),
@@ -149,29 +402,54 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         };
         let took = s
             .took
-            .map(|d| format!(" {} ms", d.as_millis()))
+            .map(|d| format!(" {:.1} ms", d.as_secs_f64() * 1000.0))
             .unwrap_or_default();
         lines.push(Line::from(vec![
             Span::styled(format!("{sym} "), style),
             Span::raw(format!("{}{took}  {}", s.name, s.detail)),
         ]));
     }
-    if let Some(d) = &c.diagnosis {
-        lines.push(Line::styled(format!("✗ diagnosis: {d}"), t.bad()));
-    }
-    for m in c.log.iter().rev().take(body.height as usize).rev() {
-        lines.push(Line::raw(m.clone()));
+    if let Some(sm) = &c.summary {
+        lines.push(Line::raw(sm.clone()));
     }
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
-            .block(block(t, "Steps and messages")),
-        body,
+            .block(block(t, "Steps")),
+        steps_area,
     );
+    let shown = log_area.height.saturating_sub(2) as usize;
+    let log: Vec<Line> = c
+        .log
+        .iter()
+        .skip(c.log.len().saturating_sub(shown))
+        .map(|m| Line::raw(m.clone()))
+        .collect();
+    f.render_widget(Paragraph::new(log).block(block(t, "Messages")), log_area);
+    if let Some(d) = &c.diagnosis {
+        f.render_widget(
+            Paragraph::new(
+                d.lines()
+                    .map(|l| Line::styled(l.to_string(), t.bad()))
+                    .collect::<Vec<_>>(),
+            )
+            .wrap(Wrap { trim: false })
+            .block(block(t, "Diagnosis")),
+            diag,
+        );
+    }
+    let last = c
+        .round_trips
+        .last()
+        .map(|us| format!(" last {:.1} ms", *us as f64 / 1000.0))
+        .unwrap_or_default();
+    let width = chart.width.saturating_sub(2) as usize;
+    let data = &c.round_trips[c.round_trips.len().saturating_sub(width)..];
     f.render_widget(
         Sparkline::default()
-            .data(&c.round_trips)
-            .block(block(t, "Round trips (µs)")),
+            .data(data)
+            .style(t.accent())
+            .block(block(t, &format!("Round trips{last}"))),
         chart,
     );
 }

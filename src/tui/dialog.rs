@@ -426,8 +426,16 @@ pub fn verification_out(ws_root: &std::path::Path, issuer: &str) -> PathBuf {
 pub enum Dialog {
     New(NewForm),
     Verify(VerifyDialog),
-    ConfirmDelete { name: String, children: usize },
-    Message { title: String, text: String },
+    ConfirmDelete {
+        name: String,
+        children: usize,
+    },
+    Message {
+        title: String,
+        text: String,
+    },
+    /// Export, import, renew, revoke, connect target, hub port.
+    Form(super::forms::Form),
 }
 
 /// A centred rectangle `w`×`h` (clamped to the area).
@@ -606,6 +614,72 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
                 Paragraph::new(lines)
                     .wrap(Wrap { trim: false })
                     .block(frame(t, "Delete")),
+                r,
+            );
+        }
+        Dialog::Form(form) => {
+            let mut lines = Vec::new();
+            for (i, fl) in form.fields.iter().enumerate() {
+                let focused = i == form.focus && form.result.is_none();
+                let mut shown = fl.shown();
+                if focused
+                    && matches!(
+                        fl.kind,
+                        super::forms::FieldKind::Text | super::forms::FieldKind::Secret
+                    )
+                {
+                    shown.push('▏');
+                }
+                lines.push(Line::from(vec![
+                    Span::raw(if focused { "▶ " } else { "  " }),
+                    Span::styled(format!("{:<9}", fl.label), t.title()),
+                    Span::styled(
+                        shown,
+                        if focused {
+                            t.selected()
+                        } else {
+                            ratatui::style::Style::new()
+                        },
+                    ),
+                ]));
+                if focused {
+                    if let super::forms::FieldKind::Toggles(o, c) = &fl.kind {
+                        lines.push(Line::styled(
+                            format!("           Space toggles {} · ←→ moves", o[*c].0),
+                            t.dim(),
+                        ));
+                    }
+                }
+            }
+            if let Some(n) = &form.note {
+                lines.push(Line::styled(format!("! {n}"), t.warn()));
+            }
+            lines.push(Line::raw(""));
+            if let Some(b) = &form.busy {
+                lines.push(Line::styled(format!("{spin} {b}…"), t.accent()));
+            } else if let Some(e) = &form.error {
+                lines.push(Line::styled(format!("✗ {e}"), t.bad()));
+            }
+            if let Some(res) = &form.result {
+                for r in res {
+                    lines.push(Line::styled(format!("✓ {r}"), t.ok()));
+                }
+                lines.push(Line::styled("any key closes", t.dim()));
+            } else {
+                lines.push(Line::styled(
+                    "Tab/↑↓ field · ←→ choose · Enter run · Esc cancel",
+                    t.dim(),
+                ));
+            }
+            // Tall enough for the wrapped lines (file lists run long), at most the screen.
+            let inner = area.width.min(76).saturating_sub(2).max(1) as usize;
+            let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+            let r = centered(area, 76, rows as u16 + 2);
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(lines)
+                    .wrap(Wrap { trim: false })
+                    .block(frame(t, &form.title)),
                 r,
             );
         }

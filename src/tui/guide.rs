@@ -108,41 +108,103 @@ pub enum StepStatus {
     Unavailable(&'static str),
 }
 
-/// Check a step from the workspace's entities.
-pub fn status(step: &Step, rows: &[TreeRow]) -> StepStatus {
+/// What the guide knows beyond the workspace's entities: the local hub's registry, the
+/// last connection test's outcome, and which devices were renewed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The hub's CAs: (name, verified).
+    pub hub_cas: Vec<(String, bool)>,
+    /// The hub's devices: (id, enabled).
+    pub hub_devices: Vec<(String, bool)>,
+    /// The device whose connection test passed (this session).
+    pub connected: Option<String>,
+    /// Devices with a renewal in their history.
+    pub renewed: Vec<String>,
+}
+
+/// The facts on disk: the hub registry and the devices' histories (no connection test).
+pub fn facts_from_disk(ws: &crate::store::Workspace, rows: &[TreeRow]) -> Facts {
+    let mut f = Facts::default();
+    if let Ok(reg) = crate::hub::HubStore::open(ws.root()).and_then(|s| s.load()) {
+        f.hub_cas = reg
+            .cas
+            .iter()
+            .map(|c| (c.name.clone(), c.verified))
+            .collect();
+        f.hub_devices = reg
+            .devices
+            .iter()
+            .map(|d| (d.id.clone(), d.enabled))
+            .collect();
+    }
+    f.renewed = renewed(ws, rows);
+    f
+}
+
+/// Devices with at least one past certificate (checked for the first 2,000 devices).
+pub fn renewed(ws: &crate::store::Workspace, rows: &[TreeRow]) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.meta.kind == Kind::Device)
+        .take(2000)
+        .filter(|r| crate::ops::lifecycle::history(ws, &r.meta.name).is_ok_and(|h| !h.is_empty()))
+        .map(|r| r.meta.name.clone())
+        .collect()
+}
+
+/// Check a step from the workspace's entities and the facts.
+pub fn status(step: &Step, rows: &[TreeRow], facts: &Facts) -> StepStatus {
     let find = |pred: &dyn Fn(&TreeRow) -> bool| {
         rows.iter().find(|r| pred(r)).map(|r| r.meta.name.clone())
     };
-    match step.needs {
-        Needs::Hub if !super::hub::AVAILABLE => {
-            return StepStatus::Unavailable("needs the local hub, not in this build");
-        }
-        Needs::Connect if !super::connect::AVAILABLE => {
-            return StepStatus::Unavailable("needs the connection test, not in this build");
-        }
-        Needs::Renew => return StepStatus::Unavailable("needs renew (r), not in this build"),
-        _ => {}
-    }
     let found = match step.id {
         "root" => {
             find(&|r| r.meta.kind == Kind::Root && r.meta.has_key).map(|n| format!("root \"{n}\""))
         }
         "intermediate" => find(&|r| r.meta.kind == Kind::Intermediate && r.meta.has_key)
             .map(|n| format!("intermediate \"{n}\"")),
-        "verify" => rows
+        "hub-ca" => facts.hub_cas.first().map(|(n, v)| {
+            format!(
+                "CA \"{n}\" is in the local hub ({})",
+                if *v { "Verified" } else { "Unverified" }
+            )
+        }),
+        "verify" => facts
+            .hub_cas
             .iter()
-            .find(|r| r.meta.kind == Kind::Verification)
-            .map(|r| {
-                format!(
-                    "verification certificate for {} (code {})",
-                    r.meta.issuer.as_deref().unwrap_or("?"),
-                    r.meta.code.as_deref().unwrap_or("?")
-                )
+            .find(|(_, v)| *v)
+            .map(|(n, _)| format!("CA \"{n}\" is Verified in the local hub"))
+            .or_else(|| {
+                rows.iter()
+                    .find(|r| r.meta.kind == Kind::Verification)
+                    .map(|r| {
+                        format!(
+                            "verification certificate for {} (code {})",
+                            r.meta.issuer.as_deref().unwrap_or("?"),
+                            r.meta.code.as_deref().unwrap_or("?")
+                        )
+                    })
             }),
+        "register" => facts
+            .hub_devices
+            .first()
+            .map(|(d, _)| format!("device \"{d}\" is registered in the local hub")),
         "device" => {
             find(&|r| r.meta.kind == Kind::Device && !r.meta.self_signed && r.meta.issuer.is_some())
                 .map(|n| format!("device \"{n}\""))
         }
+        "connect" => facts
+            .connected
+            .as_ref()
+            .map(|d| format!("\"{d}\" connected and its messages came back")),
+        "renew" => facts
+            .renewed
+            .first()
+            .map(|d| format!("\"{d}\" was renewed (its old certificate is in its history)")),
+        "disable" => facts
+            .hub_devices
+            .iter()
+            .find(|(_, e)| !*e)
+            .map(|(d, _)| format!("device \"{d}\" is disabled in the local hub")),
         _ => None,
     };
     found.map(StepStatus::Done).unwrap_or(StepStatus::Todo)
@@ -152,14 +214,17 @@ pub fn status(step: &Step, rows: &[TreeRow]) -> StepStatus {
 pub struct GuideState {
     pub selected: usize,
     pub scroll: u16,
+    /// Devices with a renewal in their history (read in the background).
+    pub renewed: Vec<String>,
+    pub last_facts: Option<time::OffsetDateTime>,
 }
 
 /// The guide as plain text, for `chainsmith guide --text`.
-pub fn text_report(rows: &[TreeRow]) -> String {
+pub fn text_report(rows: &[TreeRow], facts: &Facts) -> String {
     let mut out = String::new();
     for (i, s) in STEPS.iter().enumerate() {
         let l = s.lesson();
-        let st = status(s, rows);
+        let st = status(s, rows, facts);
         let (mark, note) = match &st {
             StepStatus::Done(d) => ("✓", format!("done: {d}")),
             StepStatus::Todo => ("·", "to do".to_string()),
@@ -187,9 +252,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
     let [list, body] =
         Layout::horizontal([Constraint::Length(LIST_WIDTH), Constraint::Min(20)]).areas(area);
+    let facts = app.guide_facts();
     let mut lines = Vec::new();
     for (i, s) in STEPS.iter().enumerate() {
-        let (sym, style) = match status(s, &app.pki.rows) {
+        let (sym, style) = match status(s, &app.pki.rows, &facts) {
             StepStatus::Done(_) => ("✓", t.ok()),
             StepStatus::Todo => ("·", t.accent()),
             StepStatus::Unavailable(_) => ("⧗", t.dim()),
@@ -220,7 +286,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let step = &STEPS[app.guide.selected.min(STEPS.len() - 1)];
     let l = step.lesson();
     let mut out = vec![Line::styled(l.title.to_string(), t.title())];
-    out.push(match status(step, &app.pki.rows) {
+    out.push(match status(step, &app.pki.rows, &facts) {
         StepStatus::Done(d) => Line::styled(format!("✓ done: {d}"), t.ok()),
         StepStatus::Todo => {
             Line::styled("· not done yet: the check reads your workspace", t.accent())

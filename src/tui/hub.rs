@@ -1,9 +1,8 @@
 //! The Hub tab: the local hub running in-process, its CAs, devices and a live event log.
 //!
-//! The hub engine (`Hub::start` and its event channel) lives on another branch. This module
-//! holds the state and actions it will feed, so plugging it in means: send `Action::Hub(..)`
-//! from a task that reads the hub's event channel, and run `HubCommand`s against `Hub`.
-//! Until then the tab says so instead of showing invented data.
+//! The hub runs in-process (`crate::hub::Hub::start`, started by the loop for
+//! `Command::StartHub`); a task forwards its event channel as `Action::Hub(HubAction::Event)`,
+//! and registry changes (add CA, verify, register, disable) come back as `HubAction::Registry`.
 
 use super::app::App;
 use super::theme::Theme;
@@ -15,9 +14,7 @@ use std::collections::VecDeque;
 use time::OffsetDateTime;
 
 /// Whether this build has the local hub engine.
-pub const AVAILABLE: bool = false;
-/// Why the tab is empty, in the user's words.
-pub const UNAVAILABLE: &str = "The local hub is not available in this build: its engine (the `hub` branch) is not merged yet. Use a real IoT Hub with the verification certificate from the PKI tab (v), or Mosquitto for a connection test.";
+pub const AVAILABLE: bool = true;
 
 /// How many log lines the tab keeps; older ones are dropped and counted.
 pub const LOG_CAP: usize = 1000;
@@ -63,12 +60,75 @@ pub enum HubAction {
     },
     Stopped,
     Failed(String),
+    /// Something went wrong that does not stop the hub (a registry change refused).
+    Error(String),
     /// The registry as it is now (after add CA / verify / register / disable).
     Registry {
         cas: Vec<HubCa>,
         devices: Vec<HubDevice>,
     },
     Event(LogLine),
+    /// Several events at once (a burst read from the channel in one go).
+    Events(Vec<LogLine>),
+    /// The proof-of-possession flow (`v` on the Hub tab) finished: what it did, or why not.
+    Proved(Result<Vec<String>, String>),
+}
+
+/// The TUI's view of a registry.
+pub fn from_registry(r: &crate::hub::Registry) -> (Vec<HubCa>, Vec<HubDevice>) {
+    let cas = r
+        .cas
+        .iter()
+        .map(|c| HubCa {
+            name: c.name.clone(),
+            verified: c.verified,
+            code: (!c.verified).then(|| c.code.clone()),
+        })
+        .collect();
+    let devices = r
+        .devices
+        .iter()
+        .map(|d| HubDevice {
+            id: d.id.clone(),
+            enabled: d.enabled,
+            auth: match d.auth {
+                crate::hub::Auth::Ca => "X.509 CA signed".into(),
+                crate::hub::Auth::SelfSigned => "X.509 self-signed".into(),
+            },
+        })
+        .collect();
+    (cas, devices)
+}
+
+/// One hub event as a log line (kind, device, text).
+pub fn log_line(e: &crate::hub::HubEvent, at: OffsetDateTime) -> LogLine {
+    use crate::hub::HubEvent as E;
+    let (kind, device) = match e {
+        E::Listening { .. } => (LogKind::Info, String::new()),
+        E::Accepted { device, .. } => (LogKind::Connected, device.clone()),
+        E::Refused { device, .. } => (LogKind::Refused, device.clone().unwrap_or_default()),
+        E::Dropped { .. } => (LogKind::Refused, String::new()),
+        E::Disconnected { device, .. } => (LogKind::Info, device.clone()),
+        E::Telemetry { device, .. } => (LogKind::Telemetry, device.clone()),
+        E::TwinGet { device, .. }
+        | E::TwinReported { device, .. }
+        | E::TwinDesired { device, .. } => (LogKind::Twin, device.clone()),
+        E::C2d { device, .. } => (LogKind::C2d, device.clone()),
+        E::MethodCall { device, .. } | E::MethodResponse { device, .. } => {
+            (LogKind::Info, device.clone())
+        }
+    };
+    let line = e.line();
+    let text = line
+        .strip_prefix(&format!("device {device}: "))
+        .map(str::to_string)
+        .unwrap_or(line);
+    LogLine {
+        at,
+        kind,
+        device,
+        text,
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -80,6 +140,15 @@ pub struct HubState {
     pub log: VecDeque<LogLine>,
     pub dropped: u64,
     pub error: Option<String>,
+    /// A start or stop is on its way.
+    pub pending: bool,
+    /// The proof-of-possession flow is running.
+    pub proving: bool,
+    /// The last proof of possession's steps.
+    pub proof: Vec<String>,
+    /// When the registry was last asked for (re-read every few seconds while the tab is shown,
+    /// so `chainsmith hub ...` changes from another terminal show up).
+    pub last_read: Option<OffsetDateTime>,
 }
 
 impl HubState {
@@ -94,16 +163,38 @@ impl HubState {
         match a {
             HubAction::Started { port } => {
                 self.running = Some(port);
+                self.pending = false;
                 self.error = None;
             }
-            HubAction::Stopped => self.running = None,
+            HubAction::Stopped => {
+                self.running = None;
+                self.pending = false;
+            }
             HubAction::Failed(e) => {
                 self.running = None;
+                self.pending = false;
                 self.error = Some(e);
+            }
+            HubAction::Error(e) => self.error = Some(e),
+            HubAction::Events(lines) => {
+                for l in lines {
+                    self.apply(HubAction::Event(l));
+                }
+            }
+            HubAction::Proved(r) => {
+                self.proving = false;
+                match r {
+                    Ok(steps) => {
+                        self.proof = steps;
+                        self.error = None;
+                    }
+                    Err(e) => self.error = Some(e),
+                }
             }
             HubAction::Registry { cas, devices } => {
                 self.cas = cas;
                 self.devices = devices;
+                self.error = None;
             }
             HubAction::Event(line) => {
                 if self.log.len() == LOG_CAP {
@@ -122,12 +213,23 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let [top, log_area] = Layout::vertical([Constraint::Length(8), Constraint::Min(3)]).areas(area);
     let [cas_area, dev_area] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
-    let status = match hub.running {
-        Some(p) => Line::from(vec![
+    let status = match (hub.running, hub.pending) {
+        (_, true) => Line::from(vec![
+            Span::styled("… ", t.warn()),
+            Span::raw(if hub.running.is_some() {
+                "stopping"
+            } else {
+                "starting"
+            }),
+        ]),
+        (Some(p), false) => Line::from(vec![
             Span::styled("● ", t.ok()),
             Span::raw(format!("running on 127.0.0.1:{p}")),
         ]),
-        None => Line::from(vec![Span::styled("○ ", t.dim()), Span::raw("stopped")]),
+        (None, false) => Line::from(vec![
+            Span::styled("○ ", t.dim()),
+            Span::raw(format!("stopped · s starts on port {}", hub.port)),
+        ]),
     };
     let mut ca_lines = vec![status];
     for ca in &hub.cas {
@@ -170,19 +272,26 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         dev_area,
     );
     let mut lines: Vec<Line> = Vec::new();
-    if !AVAILABLE {
-        lines.push(Line::styled("⚠ not available in this build", t.warn()));
-        lines.push(Line::raw(UNAVAILABLE));
+    if hub.proving {
+        lines.push(Line::styled(
+            "… proof of possession: add CA → code → verification certificate → verify",
+            t.warn(),
+        ));
+    }
+    for p in &hub.proof {
+        lines.push(Line::styled(format!("✓ {p}"), t.ok()));
     }
     if let Some(e) = &hub.error {
         lines.push(Line::styled(format!("✗ {e}"), t.bad()));
     }
+    // The newest events that fit, counting the rows wrapped lines take (only the visible
+    // tail is formatted, so a 1,000-line log costs no more than a screenful).
     let height = log_area.height.saturating_sub(2) as usize;
-    let skip = hub
-        .log
-        .len()
-        .saturating_sub(height.saturating_sub(lines.len()));
-    for l in hub.log.iter().skip(skip) {
+    let width = log_area.width.saturating_sub(2).max(1) as usize;
+    let rows = |l: &Line| l.width().max(1).div_ceil(width);
+    let mut left = height.saturating_sub(lines.iter().map(rows).sum());
+    let mut tail = Vec::new();
+    for l in hub.log.iter().rev() {
         let (sym, style) = match l.kind {
             LogKind::Connected => ("→", t.ok()),
             LogKind::Refused => ("✗", t.bad()),
@@ -191,15 +300,34 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             LogKind::C2d => ("↓", t.accent()),
             LogKind::Info => ("·", t.dim()),
         };
-        lines.push(Line::from(vec![
+        let line = Line::from(vec![
             Span::styled(format!("{sym} "), style),
-            Span::raw(format!("{} {} {}", super::clock(l.at), l.device, l.text)),
-        ]));
+            Span::raw(if l.device.is_empty() {
+                format!("{} {}", super::clock(l.at), l.text)
+            } else {
+                format!("{} {}: {}", super::clock(l.at), l.device, l.text)
+            }),
+        ]);
+        let r = rows(&line);
+        if r > left {
+            break;
+        }
+        left -= r;
+        tail.push(line);
     }
+    lines.extend(tail.into_iter().rev());
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
-            .block(block(t, "Event log")),
+            .block(block(
+                t,
+                &if hub.dropped > 0 {
+                    format!("Event log ({} older dropped)", hub.dropped)
+                } else {
+                    "Event log · s start/stop · p port · v prove CA · a register · o on/off"
+                        .to_string()
+                },
+            )),
         log_area,
     );
 }

@@ -12,6 +12,7 @@ pub mod action;
 pub mod app;
 pub mod connect;
 pub mod dialog;
+pub mod forms;
 pub mod guide;
 pub mod hub;
 pub mod pki;
@@ -194,7 +195,152 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             emit(Action::Deleted { name, result });
         }
         Command::Copy(_) => {}
+        Command::Export { name, opts } => {
+            let r = crate::export::export_entity(ws, &name, &opts)
+                .map(|rep| {
+                    let mut lines: Vec<String> = rep
+                        .files
+                        .iter()
+                        .map(|f| format!("{:o}  {}  ({})", f.mode, f.path.display(), f.what))
+                        .collect();
+                    lines.extend(rep.notes);
+                    lines
+                })
+                .map_err(|e| e.to_string());
+            emit(Action::FormDone(r));
+        }
+        Command::Import(req) => {
+            let r = ops::lifecycle::import(ws, &req)
+                .map(|i| {
+                    let mut lines = vec![format!(
+                        "imported {} \"{}\"{}",
+                        i.meta.kind.as_str(),
+                        i.meta.name,
+                        if i.trust_only {
+                            " (no key: trust anchor only)"
+                        } else {
+                            ""
+                        }
+                    )];
+                    lines.extend(i.notes);
+                    lines
+                })
+                .map_err(|e| e.to_string());
+            emit(Action::FormDone(r));
+        }
+        Command::Renew(req) => {
+            let r = ops::lifecycle::renew(ws, &req)
+                .map(|rn| {
+                    let mut lines = vec![format!(
+                        "renewed \"{}\": serial {} → {}, valid until {}{}",
+                        rn.new.name,
+                        rn.old.serial,
+                        rn.new.serial,
+                        crate::pki::issue::rfc3339(rn.new.not_after),
+                        if rn.rekeyed {
+                            ", new key"
+                        } else {
+                            ", same key"
+                        }
+                    )];
+                    lines.extend(rn.notes);
+                    lines
+                })
+                .map_err(|e| e.to_string());
+            emit(Action::FormDone(r));
+        }
+        Command::Revoke { name, reason } => {
+            let r = ops::lifecycle::revoke(ws, &name, &reason)
+                .map(|rv| vec![rv.message])
+                .map_err(|e| e.to_string());
+            emit(Action::FormDone(r));
+        }
+        Command::HubRegistry => emit(hub_registry(ws)),
+        Command::GuideFacts => {
+            emit(hub_registry(ws));
+            let rows = match ws.list() {
+                Ok((metas, _)) if metas.len() <= 5000 => {
+                    ops::tree(metas, OffsetDateTime::now_utc())
+                }
+                _ => vec![],
+            };
+            emit(Action::Renewed(guide::renewed(ws, &rows)));
+        }
+        Command::HubProve { ca } => {
+            emit(Action::Hub(hub::HubAction::Proved(hub_prove(ws, &ca))));
+            emit(hub_registry(ws));
+        }
+        Command::HubRegister { device } => {
+            let r = (|| {
+                let store = crate::hub::HubStore::open(ws.root())?;
+                let e = ws.load(&device)?;
+                let auth = if e.meta.self_signed {
+                    crate::hub::Auth::SelfSigned
+                } else {
+                    crate::hub::Auth::Ca
+                };
+                store.add_device(&device, auth, None, None, Some(&device))
+            })();
+            if let Err(e) = r {
+                emit(Action::Hub(hub::HubAction::Error(e.to_string())));
+            }
+            emit(hub_registry(ws));
+        }
+        Command::HubEnable { device, enabled } => {
+            let r =
+                crate::hub::HubStore::open(ws.root()).and_then(|s| s.set_enabled(&device, enabled));
+            if let Err(e) = r {
+                emit(Action::Hub(hub::HubAction::Error(e.to_string())));
+            }
+            emit(hub_registry(ws));
+        }
+        // Async: run by the loop (`spawn`), which owns the hub handle.
+        Command::StartHub { .. } | Command::StopHub | Command::RunTest { .. } => {}
     }
+}
+
+/// The hub registry as the Hub tab shows it.
+pub fn hub_registry(ws: &Workspace) -> Action {
+    match crate::hub::HubStore::open(ws.root()).and_then(|s| s.load()) {
+        Ok(r) => {
+            let (cas, devices) = hub::from_registry(&r);
+            Action::Hub(hub::HubAction::Registry { cas, devices })
+        }
+        Err(e) => Action::Hub(hub::HubAction::Error(e.to_string())),
+    }
+}
+
+/// The whole proof of possession against the local hub's registry, as the steps it took.
+pub fn hub_prove(ws: &Workspace, ca: &str) -> Result<Vec<String>, String> {
+    let store = crate::hub::HubStore::open(ws.root()).map_err(|e| e.to_string())?;
+    let reg = store.load().map_err(|e| e.to_string())?;
+    let mut steps = Vec::new();
+    let entry = match reg.cas.iter().find(|c| c.name == ca) {
+        Some(c) if c.verified => {
+            return Ok(vec![format!("CA \"{ca}\" is already Verified in the hub")]);
+        }
+        Some(c) => {
+            steps.push(format!("CA \"{ca}\" is in the hub, Unverified"));
+            c.clone()
+        }
+        None => {
+            let c = store.add_ca(ca, false).map_err(|e| e.to_string())?;
+            steps.push(format!("added CA \"{ca}\" to the hub (Unverified)"));
+            c
+        }
+    };
+    steps.push(format!("hub verification code {}", entry.code));
+    let out = dialog::verification_out(ws.root(), ca);
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    ops::new_verification(ws, ca, &entry.code, &out, None).map_err(|e| e.to_string())?;
+    steps.push(format!("verification certificate {}", out.display()));
+    let bytes = std::fs::read(&out).map_err(|e| format!("cannot read {}: {e}", out.display()))?;
+    store.verify_ca(ca, &bytes).map_err(|e| e.to_string())?;
+    steps.push(format!("hub verified the proof: CA \"{ca}\" is Verified"));
+    Ok(steps)
 }
 
 /// Run `first` and every command that follows from it to completion, synchronously: how
@@ -219,13 +365,217 @@ pub fn osc52(text: &str) -> String {
     )
 }
 
+/// What the loop owns besides the app: the in-process hub while it runs.
+#[derive(Default, Clone)]
+pub struct Engines {
+    /// The Hub tab's hub (None while stopped).
+    hub: Arc<tokio::sync::Mutex<Option<crate::hub::HubHandle>>>,
+}
+
+impl Engines {
+    /// Stop the hub (on quit), waiting for it to close its connections.
+    pub async fn shutdown(&self) {
+        if let Some(h) = self.hub.lock().await.take() {
+            h.shutdown().await;
+        }
+    }
+}
+
+/// Forward the hub's events as actions: whatever has queued up is sent as one batch, so a
+/// burst of 1,000 events is a handful of actions and frames.
+fn forward_hub_events(
+    mut rx: tokio::sync::broadcast::Receiver<crate::hub::HubEvent>,
+    tx: mpsc::UnboundedSender<Action>,
+) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    tokio::spawn(async move {
+        loop {
+            let first = match rx.recv().await {
+                Ok(e) => e,
+                Err(RecvError::Lagged(n)) => {
+                    let _ = tx.send(Action::Hub(hub::HubAction::Event(hub::LogLine {
+                        at: OffsetDateTime::now_utc(),
+                        kind: hub::LogKind::Info,
+                        device: String::new(),
+                        text: format!("{n} events skipped (the log could not keep up)"),
+                    })));
+                    continue;
+                }
+                Err(RecvError::Closed) => break,
+            };
+            let now = OffsetDateTime::now_utc();
+            let mut batch = vec![hub::log_line(&first, now)];
+            loop {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(hub::log_line(&e, now)),
+                    Err(TryRecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+            if tx.send(Action::Hub(hub::HubAction::Events(batch))).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// Run the connection test for `device` against `target`, sending its events back as
+/// `Action::Connect(ConnectAction::Engine(..))`. The local hub target uses the hub of the Hub
+/// tab when it runs (else one started for the test, as `connect --to local` does); a broker or
+/// an IoT Hub host trusts the system store plus the workspace's roots (a test broker's server
+/// certificate is usually issued by one of them).
+pub async fn run_test(
+    ws_root: std::path::PathBuf,
+    engines: Engines,
+    device: String,
+    target: connect::Target,
+    tx: mpsc::UnboundedSender<Action>,
+) -> Result<(), String> {
+    use crate::mqtt::{ConnectionTest, Endpoint, Flavor, Identity, PeerKind};
+    let ws = Workspace::open(&ws_root).map_err(|e| e.to_string())?;
+    let identity = Identity::from_workspace(&ws, &device).map_err(|e| e.to_string())?;
+    let mut own_hub = None;
+    let mut test = match &target {
+        connect::Target::LocalHub => {
+            let store = crate::hub::HubStore::open(&ws_root).map_err(|e| e.to_string())?;
+            let guard = engines.hub.lock().await;
+            let (addr, watch) = match guard.as_ref() {
+                Some(h) => (h.addr, crate::mqtt::local::HubWatch::in_process(h)),
+                None => {
+                    // No hub on the Hub tab: one for the length of the test, as `connect --to local` does.
+                    let config = crate::hub::HubConfig {
+                        port: 0,
+                        echo: true,
+                        ..Default::default()
+                    };
+                    let h = crate::hub::Hub::start(&ws_root, config)
+                        .await
+                        .map_err(|e| format!("starting the local hub: {e}"))?;
+                    let w = crate::mqtt::local::HubWatch::in_process(&h);
+                    let a = h.addr;
+                    own_hub = Some(h);
+                    (a, w)
+                }
+            };
+            // Both the Hub tab's hub and a test's own hub echo telemetry as C2D.
+            drop(guard);
+            let trust = std::fs::read_to_string(store.trust_path()).map_err(|e| {
+                format!(
+                    "reading the local hub's trust anchor {}: {e}",
+                    store.trust_path().display()
+                )
+            })?;
+            let registry = store.load().map_err(|e| e.to_string())?;
+            let preflight = crate::mqtt::local::hub_preflight(&identity, &registry);
+            let endpoint = Endpoint {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                peer: PeerKind::LocalHub,
+            };
+            let mut t = ConnectionTest::new(identity, endpoint, Flavor::Azure);
+            t.preflight_extra = preflight;
+            t.extra_ca = pem::parse_many(trust.as_bytes())
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|b| b.into_contents())
+                .collect();
+            t.system_roots = false;
+            t.c2d_echo = true;
+            t.hub = Some(watch);
+            t
+        }
+        connect::Target::AzureHub(to) | connect::Target::Broker(to) => {
+            let endpoint = Endpoint::parse(to)?;
+            let flavor = if endpoint.peer == PeerKind::Broker {
+                Flavor::Generic
+            } else {
+                Flavor::Azure
+            };
+            let mut t = ConnectionTest::new(identity, endpoint, flavor);
+            t.system_roots = true;
+            if let Ok((metas, _)) = ws.list() {
+                for m in metas.iter().filter(|m| m.kind == crate::store::Kind::Root) {
+                    if let Ok(e) = ws.load(&m.name) {
+                        t.extra_ca.push(e.cert_der);
+                    }
+                }
+            }
+            t
+        }
+    };
+    test.count = connect::COUNT;
+    test.interval = Duration::from_millis(300);
+    let (etx, mut erx) = mpsc::channel(256);
+    let task = tokio::spawn(crate::mqtt::run(test, etx));
+    while let Some(e) = erx.recv().await {
+        let _ = tx.send(Action::Connect(connect::ConnectAction::Engine(Box::new(e))));
+    }
+    let r = task
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("the connection test stopped unexpectedly: {e}"));
+    if let Some(h) = own_hub {
+        h.shutdown().await;
+    }
+    r
+}
+
 /// Start a command off the draw loop; its result comes back over `tx`.
-fn spawn(ws: &Arc<Workspace>, tx: &mpsc::UnboundedSender<Action>, cmd: Command) {
+fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Action>, cmd: Command) {
     if let Command::Copy(text) = &cmd {
         let mut out = io::stdout();
         let _ = out.write_all(osc52(text).as_bytes());
         let _ = out.flush();
         return;
+    }
+    match cmd {
+        Command::StartHub { port } => {
+            let (engines, tx, root) = (engines.clone(), tx.clone(), ws.root().to_path_buf());
+            tokio::spawn(async move {
+                let mut slot = engines.hub.lock().await;
+                if let Some(h) = slot.as_ref() {
+                    let _ = tx.send(Action::Hub(hub::HubAction::Started {
+                        port: h.addr.port(),
+                    }));
+                    return;
+                }
+                let config = crate::hub::HubConfig {
+                    port,
+                    echo: true,
+                    ..Default::default()
+                };
+                match crate::hub::Hub::start(&root, config).await {
+                    Ok(h) => {
+                        forward_hub_events(h.events(), tx.clone());
+                        let _ = tx.send(Action::Hub(hub::HubAction::Started {
+                            port: h.addr.port(),
+                        }));
+                        *slot = Some(h);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Action::Hub(hub::HubAction::Failed(e.to_string())));
+                    }
+                }
+            });
+            return;
+        }
+        Command::StopHub => {
+            let (engines, tx) = (engines.clone(), tx.clone());
+            tokio::spawn(async move {
+                engines.shutdown().await;
+                let _ = tx.send(Action::Hub(hub::HubAction::Stopped));
+            });
+            return;
+        }
+        Command::RunTest { device, target } => {
+            let (engines, tx, root) = (engines.clone(), tx.clone(), ws.root().to_path_buf());
+            tokio::spawn(async move {
+                let r = run_test(root, engines, device, target, tx.clone()).await;
+                let _ = tx.send(Action::Connect(connect::ConnectAction::Ended(r)));
+            });
+            return;
+        }
+        _ => {}
     }
     let ws = Arc::clone(ws);
     let tx = tx.clone();
@@ -285,8 +635,9 @@ async fn event_loop<B: Backend>(
     );
     app.tab = tab;
     let (tx, mut rx) = mpsc::unbounded_channel::<Action>();
+    let engines = Engines::default();
     if let Some(c) = app.start() {
-        spawn(&ws, &tx, c);
+        spawn(&ws, &engines, &tx, c);
     }
     if std::env::var_os("CHAINSMITH_TUI_TEST_PANIC").is_some() {
         // For the terminal-restore test: a background task that panics.
@@ -310,13 +661,14 @@ async fn event_loop<B: Backend>(
             _ = tick.tick() => Action::Tick(OffsetDateTime::now_utc()),
         };
         for c in drain(&mut app, first, &mut rx) {
-            spawn(&ws, &tx, c);
+            spawn(&ws, &engines, &tx, c);
         }
         if app.quit {
             break;
         }
         terminal.draw(|f| ui::render(f, &app))?;
     }
+    engines.shutdown().await;
     Ok(())
 }
 

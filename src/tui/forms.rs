@@ -1,0 +1,374 @@
+//! Small forms for the actions that only collect a few values and call one engine function:
+//! export, import, renew, revoke, the connect target and the hub port. One generic form
+//! (text, masked text, a choice, a set of toggles) so each is a list of fields and a purpose.
+
+use crate::export::{ExportOptions, Format, PfxProfile};
+use crate::ops::lifecycle::ImportRequest;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    Text,
+    /// Typed masked (passwords).
+    Secret,
+    /// One of the options; the index is the choice.
+    Choice(Vec<&'static str>, usize),
+    /// Any of the options; the cursor is the option Space toggles.
+    Toggles(Vec<(&'static str, bool)>, usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub label: &'static str,
+    pub kind: FieldKind,
+    pub value: String,
+}
+
+impl Field {
+    fn text(label: &'static str, value: impl Into<String>) -> Field {
+        Field {
+            label,
+            kind: FieldKind::Text,
+            value: value.into(),
+        }
+    }
+    fn secret(label: &'static str) -> Field {
+        Field {
+            label,
+            kind: FieldKind::Secret,
+            value: String::new(),
+        }
+    }
+
+    /// How the field shows: secrets as bullets, choices and toggles with their marks.
+    pub fn shown(&self) -> String {
+        match &self.kind {
+            FieldKind::Text => self.value.clone(),
+            FieldKind::Secret => "•".repeat(self.value.chars().count()),
+            FieldKind::Choice(opts, i) => format!("‹ {} ›", opts[*i]),
+            FieldKind::Toggles(opts, _) => opts
+                .iter()
+                .map(|(o, on)| format!("[{}] {o}", if *on { "x" } else { " " }))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// What the form is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Export { name: String },
+    Import,
+    Renew { name: String },
+    Revoke { name: String },
+    Target,
+    HubPort,
+}
+
+#[derive(Clone, Debug)]
+pub struct Form {
+    pub purpose: Purpose,
+    pub title: String,
+    pub fields: Vec<Field>,
+    pub focus: usize,
+    /// A note shown under the fields (the Azure-ignores-CRL note for revoke).
+    pub note: Option<String>,
+    pub error: Option<String>,
+    pub busy: Option<String>,
+    /// Lines to show once done (the files written); any key closes.
+    pub result: Option<Vec<String>>,
+}
+
+pub enum Outcome {
+    Stay,
+    Cancel,
+    Submit,
+}
+
+/// Export formats offered, in order, with the engine's format and PFX profile.
+pub const EXPORT_FORMATS: [&str; 7] = [
+    "pem",
+    "der",
+    "pfx",
+    "pfx-compat",
+    "azure",
+    "edge",
+    "chain-in-pfx",
+];
+
+impl Form {
+    fn new(purpose: Purpose, title: impl Into<String>, fields: Vec<Field>) -> Form {
+        Form {
+            purpose,
+            title: title.into(),
+            fields,
+            focus: 0,
+            note: None,
+            error: None,
+            busy: None,
+            result: None,
+        }
+    }
+
+    pub fn export(name: &str, ws_root: &Path) -> Form {
+        let opts: Vec<(&'static str, bool)> = EXPORT_FORMATS
+            .iter()
+            .map(|f| (*f, matches!(*f, "pem" | "chain-in-pfx")))
+            .collect();
+        Form::new(
+            Purpose::Export { name: name.into() },
+            format!("Export {name}"),
+            vec![
+                Field {
+                    label: "Formats",
+                    kind: FieldKind::Toggles(opts, 0),
+                    value: String::new(),
+                },
+                Field::secret("Password"),
+                Field::text(
+                    "To dir",
+                    ws_root.join("export").join(name).display().to_string(),
+                ),
+            ],
+        )
+    }
+
+    pub fn import() -> Form {
+        Form::new(
+            Purpose::Import,
+            "Import a certificate",
+            vec![
+                Field::text("File", ""),
+                Field::text("Key file", ""),
+                Field::text("Name", ""),
+                Field::secret("Password"),
+            ],
+        )
+    }
+
+    pub fn renew(name: &str) -> Form {
+        Form::new(
+            Purpose::Renew { name: name.into() },
+            format!("Renew {name}"),
+            vec![
+                Field::text("Days", ""),
+                Field {
+                    label: "Key",
+                    kind: FieldKind::Choice(vec!["keep (same key)", "new key"], 0),
+                    value: String::new(),
+                },
+            ],
+        )
+    }
+
+    pub fn revoke(name: &str) -> Form {
+        let mut f = Form::new(
+            Purpose::Revoke { name: name.into() },
+            format!("Revoke {name}"),
+            vec![Field {
+                label: "Reason",
+                kind: FieldKind::Choice(
+                    vec![
+                        "unspecified",
+                        "key-compromise",
+                        "ca-compromise",
+                        "affiliation-changed",
+                        "superseded",
+                        "cessation-of-operation",
+                    ],
+                    0,
+                ),
+                value: String::new(),
+            }],
+        );
+        f.note = Some(crate::ops::lifecycle::HUB_DOES_NOT_CHECK_CRLS.to_string());
+        f
+    }
+
+    pub fn target(current: &str) -> Form {
+        Form::new(
+            Purpose::Target,
+            "Connection target",
+            vec![Field::text("Target", current)],
+        )
+        .with_note("local (the in-process hub), an IoT Hub host like MYHUB.azure-devices.net, or mqtts://HOST:PORT")
+    }
+
+    pub fn hub_port(current: u16) -> Form {
+        Form::new(
+            Purpose::HubPort,
+            "Local hub port",
+            vec![Field::text("Port", current.to_string())],
+        )
+        .with_note("1-65535 (IoT Hub devices use 8883); 0 picks a free port")
+    }
+
+    fn with_note(mut self, n: &str) -> Form {
+        self.note = Some(n.into());
+        self
+    }
+
+    pub fn value(&self, label: &str) -> &str {
+        self.fields
+            .iter()
+            .find(|f| f.label == label)
+            .map(|f| f.value.as_str())
+            .unwrap_or("")
+    }
+
+    pub fn choice(&self, label: &str) -> usize {
+        match self
+            .fields
+            .iter()
+            .find(|f| f.label == label)
+            .map(|f| &f.kind)
+        {
+            Some(FieldKind::Choice(_, i)) => *i,
+            _ => 0,
+        }
+    }
+
+    pub fn toggled(&self, label: &str) -> Vec<&'static str> {
+        match self
+            .fields
+            .iter()
+            .find(|f| f.label == label)
+            .map(|f| &f.kind)
+        {
+            Some(FieldKind::Toggles(o, _)) => {
+                o.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect()
+            }
+            _ => vec![],
+        }
+    }
+
+    pub fn paste(&mut self, text: &str) {
+        if let Some(f) = self.fields.get_mut(self.focus) {
+            if matches!(f.kind, FieldKind::Text | FieldKind::Secret) {
+                f.value.push_str(text.trim_end_matches(['\r', '\n']));
+            }
+        }
+    }
+
+    pub fn key(&mut self, k: KeyEvent) -> Outcome {
+        if self.result.is_some() {
+            return Outcome::Cancel;
+        }
+        if self.busy.is_some() {
+            return if k.code == KeyCode::Esc {
+                Outcome::Cancel
+            } else {
+                Outcome::Stay
+            };
+        }
+        let n = self.fields.len();
+        let field = &mut self.fields[self.focus];
+        match k.code {
+            KeyCode::Esc => return Outcome::Cancel,
+            KeyCode::Enter => return Outcome::Submit,
+            KeyCode::Tab | KeyCode::Down => self.focus = (self.focus + 1) % n,
+            KeyCode::BackTab | KeyCode::Up => self.focus = (self.focus + n - 1) % n,
+            KeyCode::Left | KeyCode::Right => {
+                let fwd = k.code == KeyCode::Right;
+                match &mut field.kind {
+                    FieldKind::Choice(o, i) => {
+                        *i = if fwd {
+                            (*i + 1) % o.len()
+                        } else {
+                            (*i + o.len() - 1) % o.len()
+                        }
+                    }
+                    FieldKind::Toggles(o, c) => {
+                        *c = if fwd {
+                            (*c + 1) % o.len()
+                        } else {
+                            (*c + o.len() - 1) % o.len()
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            KeyCode::Char(' ') if matches!(field.kind, FieldKind::Toggles(..)) => {
+                if let FieldKind::Toggles(o, c) = &mut field.kind {
+                    o[*c].1 = !o[*c].1;
+                }
+            }
+            KeyCode::Backspace => {
+                field.value.pop();
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                if matches!(field.kind, FieldKind::Text | FieldKind::Secret) {
+                    field.value.push(c);
+                }
+            }
+            _ => {}
+        }
+        self.error = None;
+        Outcome::Stay
+    }
+
+    /// The export options the form describes, checked.
+    pub fn export_options(&self) -> Result<ExportOptions, String> {
+        let on = self.toggled("Formats");
+        let mut formats = Vec::new();
+        for (name, f) in [
+            ("pem", Format::Pem),
+            ("der", Format::Der),
+            ("pfx", Format::Pfx),
+            ("pfx-compat", Format::Pfx),
+            ("azure", Format::Azure),
+            ("edge", Format::Edge),
+        ] {
+            if on.contains(&name) && !formats.contains(&f) {
+                formats.push(f);
+            }
+        }
+        if formats.is_empty() {
+            return Err(
+                "choose at least one format (Space toggles the one under the cursor)".into(),
+            );
+        }
+        let dir = self.value("To dir").trim();
+        if dir.is_empty() {
+            return Err("give a destination directory".into());
+        }
+        let mut o = ExportOptions::new(PathBuf::from(dir), &formats);
+        let pw = self.value("Password");
+        o.password = (!pw.is_empty()).then(|| pw.to_string());
+        o.pfx_profile = if on.contains(&"pfx-compat") {
+            PfxProfile::Compat
+        } else {
+            PfxProfile::Modern
+        };
+        o.include_chain = on.contains(&"chain-in-pfx");
+        if formats.contains(&Format::Pfx) && o.password.is_none() {
+            return Err("a PFX needs a password: type one (it is shown masked)".into());
+        }
+        Ok(o)
+    }
+
+    pub fn import_request(&self) -> Result<ImportRequest, String> {
+        let file = self.value("File").trim();
+        let name = self.value("Name").trim();
+        if file.is_empty() {
+            return Err("give the file to import (PEM, DER or PFX)".into());
+        }
+        if name.is_empty() {
+            return Err("give a workspace name for it".into());
+        }
+        let mut files = vec![PathBuf::from(file)];
+        let key = self.value("Key file").trim();
+        if !key.is_empty() {
+            files.push(PathBuf::from(key));
+        }
+        let pw = self.value("Password");
+        Ok(ImportRequest {
+            files,
+            name: name.to_string(),
+            password: (!pw.is_empty()).then(|| pw.to_string()),
+            force: false,
+        })
+    }
+}
