@@ -1,4 +1,4 @@
-//! Every negative fixture of the example spec fails the way docs/fixtures.md says, checked by
+//! Every negative fixture of the example spec fails the way the README says, checked by
 //! the `openssl` CLI; the positive entries beside them pass the same checks.
 
 use std::path::{Path, PathBuf};

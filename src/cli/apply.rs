@@ -1,4 +1,4 @@
-//! `apply SPEC.toml`: build the PKI a spec describes (docs/fixtures.md).
+//! `apply SPEC.toml`: build the PKI a spec describes (README, "Fixture factory").
 
 use super::{CliResult, Global, print_json};
 use crate::fixtures::{self, ApplyOptions};
