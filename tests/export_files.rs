@@ -1,76 +1,10 @@
 //! `chainsmith export`: PEM / DER / azure / edge layouts checked with the openssl CLI.
 
-use assert_cmd::Command;
+mod common;
+use common::{Ws, openssl};
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use tempfile::TempDir;
-
-struct Ws {
-    dir: TempDir,
-}
-
-impl Ws {
-    fn new() -> Ws {
-        Ws {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn ws(&self) -> PathBuf {
-        self.dir.path().join("ws")
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("chainsmith").unwrap();
-        c.env("CHAINSMITH_WORKSPACE", self.ws())
-            .env_remove("CHAINSMITH_PFX_PASSWORD")
-            .current_dir(self.dir.path());
-        c
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "chainsmith {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().unwrap();
-        assert!(
-            !out.status.success(),
-            "chainsmith {args:?} should fail: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-    /// root "acme" → intermediate "inter" → device ID
-    fn chain(&self, id: &str) {
-        self.ok(&["new", "root", "acme"]);
-        self.ok(&["new", "intermediate", "inter", "--issuer", "acme"]);
-        self.ok(&["new", "device", id, "--issuer", "inter"]);
-    }
-}
-
-fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI is installed");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use std::path::Path;
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p)

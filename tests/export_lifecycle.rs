@@ -1,81 +1,9 @@
 //! Import, renew, thumbprint slots, revoke + CRL, expiry: checked with the openssl CLI.
 
-use assert_cmd::Command;
-use std::path::{Path, PathBuf};
-use tempfile::TempDir;
+mod common;
+use common::{Ws, openssl};
 
-struct Ws {
-    dir: TempDir,
-    name: &'static str,
-}
-
-impl Ws {
-    fn new() -> Ws {
-        Ws {
-            dir: tempfile::tempdir().unwrap(),
-            name: "ws",
-        }
-    }
-    fn other(&self) -> Ws {
-        // A second workspace sharing the temp dir (the "company" side of an import).
-        Ws {
-            dir: tempfile::tempdir_in(self.dir.path()).unwrap(),
-            name: "ws2",
-        }
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("chainsmith").unwrap();
-        c.env("CHAINSMITH_WORKSPACE", self.path(self.name))
-            .env_remove("CHAINSMITH_PFX_PASSWORD")
-            .current_dir(self.dir.path());
-        c
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "chainsmith {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().unwrap();
-        assert!(
-            !out.status.success(),
-            "chainsmith {args:?} should fail: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!err.contains("panicked"), "{err}");
-        err
-    }
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&a)).unwrap()
-    }
-}
-
-fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI is installed");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use std::path::Path;
 
 fn sha1_of(cert: &Path) -> String {
     let (ok, text) = openssl(

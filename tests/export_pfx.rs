@@ -1,70 +1,10 @@
 //! PKCS#12 profiles, checked with two independent readers: the openssl 3 CLI (without
 //! -legacy) and Python's `cryptography`.
 
-use assert_cmd::Command;
-use std::path::{Path, PathBuf};
-use tempfile::TempDir;
+mod common;
+use common::{Ws, openssl};
 
-struct Ws {
-    dir: TempDir,
-}
-
-impl Ws {
-    fn new() -> Ws {
-        let w = Ws {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        w.ok(&["new", "root", "acme"]);
-        w.ok(&["new", "intermediate", "inter", "--issuer", "acme"]);
-        w.ok(&["new", "device", "dev-01", "--issuer", "inter"]);
-        w
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("chainsmith").unwrap();
-        c.env("CHAINSMITH_WORKSPACE", self.path("ws"))
-            .env_remove("CHAINSMITH_PFX_PASSWORD")
-            .current_dir(self.dir.path());
-        c
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "chainsmith {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-    }
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().unwrap();
-        assert!(
-            !out.status.success(),
-            "chainsmith {args:?} should fail: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
-
-fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI is installed");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use std::path::Path;
 
 /// `openssl pkcs12 -info` without -legacy: what algorithms it names.
 fn openssl_info(file: &Path, password: &str) -> String {
@@ -129,9 +69,9 @@ fn python_load(pfx: &Path, password: &str, leaf_pem: &Path) -> String {
 
 #[test]
 fn modern_profile_is_aes256_pbes2_with_sha256_mac() {
-    let w = Ws::new();
+    let w = pfx_ws();
     std::fs::write(w.path("pw.txt"), "s3cret-pfx\n").unwrap();
-    let report = w.ok(&[
+    let report = w.ok_all(&[
         "export",
         "dev-01",
         "--out",
@@ -179,7 +119,7 @@ fn modern_profile_is_aes256_pbes2_with_sha256_mac() {
 
 #[test]
 fn compat_profile_is_3des_with_sha1_mac_and_few_iterations() {
-    let w = Ws::new();
+    let w = pfx_ws();
     let out = w
         .cmd()
         .args([
@@ -241,8 +181,8 @@ fn compat_profile_is_3des_with_sha1_mac_and_few_iterations() {
 
 #[test]
 fn no_chain_leaves_only_the_leaf() {
-    let w = Ws::new();
-    w.ok(&[
+    let w = pfx_ws();
+    w.ok_all(&[
         "export",
         "dev-01",
         "--out",
@@ -264,14 +204,14 @@ fn no_chain_leaves_only_the_leaf() {
 
 #[test]
 fn a_pfx_needs_a_password_and_a_wrong_one_is_named_on_import() {
-    let w = Ws::new();
+    let w = pfx_ws();
     let err = w.fails(&["export", "dev-01", "--out", "o", "--format", "pfx"]);
     assert!(
         err.contains("needs a password") && err.contains("CHAINSMITH_PFX_PASSWORD"),
         "{err}"
     );
     assert!(!w.path("o").exists(), "nothing written");
-    w.ok(&[
+    w.ok_all(&[
         "export",
         "inter",
         "--out",
@@ -299,13 +239,13 @@ fn a_pfx_needs_a_password_and_a_wrong_one_is_named_on_import() {
         err.contains("PKCS#12") && err.contains("--password"),
         "{err}"
     );
-    let listed = w.ok(&["list"]);
+    let listed = w.ok_all(&["list"]);
     assert!(!listed.contains("company"), "nothing imported: {listed}");
 }
 
 #[test]
 fn a_legacy_rc2_pfx_is_named_as_such_on_import() {
-    let w = Ws::new();
+    let w = pfx_ws();
     let dir = w.dir.path();
     let (ok, text) = openssl(
         &[
@@ -357,4 +297,11 @@ fn a_legacy_rc2_pfx_is_named_as_such_on_import() {
         err.contains("RC2") && err.contains("pbeWithSHAAnd40BitRC2-CBC"),
         "{err}"
     );
+}
+
+/// The chain every PFX test exports: acme → inter → dev-01.
+fn pfx_ws() -> Ws {
+    let w = Ws::new();
+    w.chain("dev-01");
+    w
 }
