@@ -1099,7 +1099,7 @@ fn hub_events_become_log_lines_with_the_exact_refusal_reason() {
     let l = hub::log_line(&e, at);
     assert_eq!(
         (l.kind, l.text.as_str()),
-        (hub::LogKind::C2d, "c2d m1 (delivered: true)")
+        (hub::LogKind::C2d, "c2d m1 delivered")
     );
     // A burst arrives as one action and lands in one update.
     let mut app = App::new("/nonexistent".into(), Theme::plain(), at, (80, 24));

@@ -274,12 +274,19 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             let r = (|| {
                 let store = crate::hub::HubStore::open(ws.root())?;
                 let e = ws.load(&device)?;
-                let auth = if e.meta.self_signed {
-                    crate::hub::Auth::SelfSigned
+                // Thumbprints come from the workspace for self-signed devices only: the hub
+                // refuses them for CA-signed ones, whose chain is what it checks.
+                if e.meta.self_signed {
+                    store.add_device(
+                        &device,
+                        crate::hub::Auth::SelfSigned,
+                        None,
+                        None,
+                        Some(&device),
+                    )
                 } else {
-                    crate::hub::Auth::Ca
-                };
-                store.add_device(&device, auth, None, None, Some(&device))
+                    store.add_device(&device, crate::hub::Auth::Ca, None, None, None)
+                }
             })();
             if let Err(e) = r {
                 emit(Action::Hub(hub::HubAction::Error(e.to_string())));
