@@ -720,22 +720,12 @@ fn connect_runs_one_test_at_a_time_and_fills_state_from_engine_events() {
         app.connect.target,
         Target::Broker("mqtts://127.0.0.1:18884".into())
     );
-    app.update(ch('t'));
-    for _ in 0..30 {
-        app.update(key(KeyCode::Backspace));
-    }
-    typed(&mut app, "myhub.azure-devices.net");
-    app.update(key(KeyCode::Enter));
+    retype_target(&mut app, "myhub.azure-devices.net");
     assert_eq!(
         app.connect.target,
         Target::AzureHub("myhub.azure-devices.net".into())
     );
-    app.update(ch('t'));
-    for _ in 0..30 {
-        app.update(key(KeyCode::Backspace));
-    }
-    typed(&mut app, "local");
-    app.update(key(KeyCode::Enter));
+    retype_target(&mut app, "local");
     assert_eq!(app.connect.target, Target::LocalHub);
     let c = app.update(key(KeyCode::Enter));
     assert!(
@@ -1120,4 +1110,14 @@ fn hub_events_become_log_lines_with_the_exact_refusal_reason() {
     )));
     assert_eq!(app.hub.running, Some(1));
     assert_eq!(app.hub.error.as_deref(), Some("registry damaged"));
+}
+
+/// `t` on the Connect tab, clear the field, type a new target, Enter.
+fn retype_target(app: &mut App, target: &str) {
+    app.update(ch('t'));
+    for _ in 0..30 {
+        app.update(key(KeyCode::Backspace));
+    }
+    typed(app, target);
+    app.update(key(KeyCode::Enter));
 }
