@@ -7,7 +7,7 @@
 //! so RSS is theirs alone. `cargo bench --bench hub` (release).
 //! Knobs: HUB_BENCH_DEVICES (1000), HUB_BENCH_MESSAGES (20), HUB_BENCH_RATE (2000).
 
-#[path = "../tests/hub_util/mod.rs"]
+#[path = "../tests/suite/hub_util/mod.rs"]
 mod hub_util;
 
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! echo when the hub runs with `--echo`, and quotes the hub's own refusal sentence.
 //! Real binaries throughout: the hub in a child process, connect as a second one.
 
-mod connect_support;
+use crate::connect_support;
 use connect_support::*;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

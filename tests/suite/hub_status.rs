@@ -2,7 +2,7 @@
 //! `refusals()` report — the same data the control ops `status` and `refusals` serve.
 //! Real TLS clients are refused by a real in-process hub.
 
-mod hub_util;
+use crate::hub_util;
 
 use chainsmith::hub::{Auth, Hub, HubConfig, server::REFUSAL_RING};
 use chainsmith::ops::ValidityArg;

@@ -1,7 +1,7 @@
 //! PKCS#12 profiles, checked with two independent readers: the openssl 3 CLI (without
 //! -legacy) and Python's `cryptography`.
 
-mod common;
+use crate::common;
 use common::{Ws, openssl};
 
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! round trips confirmed by the hub's own record, and each refusal reason the hub can give
 //! for a client that sends a certificate, turned into the intended diagnosis.
 
-mod connect_support;
+use crate::connect_support;
 use connect_support::*;
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! socket (`{"op":"status"}`), confirms each message through the hub's monitor stream, and
 //! quotes the hub's own refusal reason (`{"op":"refusals"}`).
 
-mod connect_support;
+use crate::connect_support;
 use connect_support::*;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! What the export, import and lifecycle tests share: a temporary workspace driven through the
 //! real binary, and the `openssl` CLI as the independent checker.
-#![allow(dead_code)] // each test file uses a different part
+#![allow(dead_code)] // each area uses a different part
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Every refusal reason of IoT Hub's X.509 rules, seen from the client (mosquitto_pub gets
 //! CONNACK 5 "not authorised") and in the hub's events (the exact reason).
 
-mod hub_util;
+use crate::hub_util;
 
 use std::net::SocketAddr;
 use std::path::Path;

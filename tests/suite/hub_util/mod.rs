@@ -1,7 +1,7 @@
 //! Shared by the hub tests and the hub benchmark: workspace fixtures and a minimal MQTT 3.1.1
 //! device client over TLS (tokio-rustls + rumqttc's v4 codec, the same crates the hub uses,
 //! but the client side of them).
-#![allow(dead_code)]
+#![allow(dead_code)] // each area uses a different part
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

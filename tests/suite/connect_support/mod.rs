@@ -1,6 +1,6 @@
 //! Shared by the connect tests: a workspace with a chain made by the real binary, and a real
 //! Mosquitto broker on 127.0.0.1 with mutual TLS, started and stopped by the test.
-#![allow(dead_code)]
+#![allow(dead_code)] // each area uses a different part
 
 use assert_cmd::Command;
 use chainsmith::pki::issue::{self, San};

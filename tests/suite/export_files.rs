@@ -1,6 +1,6 @@
 //! `chainsmith export`: PEM / DER / azure / edge layouts checked with the openssl CLI.
 
-mod common;
+use crate::common;
 use common::{Ws, openssl};
 
 use std::os::unix::fs::PermissionsExt;

@@ -2,7 +2,7 @@
 //! telemetry with custom properties, twin GET, reported PATCH, C2D and a direct method.
 //! The SDK always dials port 8883, so this one test binds 127.0.0.1:8883.
 
-mod hub_util;
+use crate::hub_util;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

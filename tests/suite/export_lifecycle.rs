@@ -1,6 +1,6 @@
 //! Import, renew, thumbprint slots, revoke + CRL, expiry: checked with the openssl CLI.
 
-mod common;
+use crate::common;
 use common::{Ws, openssl};
 
 use std::path::Path;

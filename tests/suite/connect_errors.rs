@@ -1,7 +1,7 @@
 //! Failures before any broker speaks: a peer that accepts TCP and stays silent (timeout at
 //! the TLS handshake), a name that does not resolve, bad arguments.
 
-mod connect_support;
+use crate::connect_support;
 use connect_support::*;
 
 fn ws() -> (tempfile::TempDir, std::path::PathBuf) {

@@ -1,7 +1,7 @@
 //! `chainsmith connect` against a real Mosquitto broker (mutual TLS, require_certificate,
 //! use_identity_as_username) started by the test on 127.0.0.1.
 
-mod connect_support;
+use crate::connect_support;
 use connect_support::*;
 
 struct Setup {

@@ -4,7 +4,7 @@
 //! (started for the test when the Hub tab's is not running), before and after the device is
 //! disabled.
 
-mod connect_support;
+use crate::connect_support;
 use chainsmith::store::Workspace;
 use chainsmith::tui::connect::{ConnectAction, Target};
 use chainsmith::tui::theme::Theme;

@@ -2,7 +2,7 @@
 //! vanishing mid-publish, a reconnect storm, random and mutated packets. A good device keeps
 //! publishing (and getting PUBACKs) throughout, and no session leaks.
 
-mod hub_util;
+use crate::hub_util;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

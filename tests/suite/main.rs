@@ -1,0 +1,28 @@
+//! The integration suite: one test binary, a module per area (each relinking the whole crate per
+//! file cost more build time than every test together).
+
+mod common;
+mod connect_support;
+mod hub_util;
+
+mod connect_errors;
+mod connect_hub_status;
+mod connect_local_hub;
+mod connect_mosquitto;
+mod connect_running_hub;
+mod engine_cli;
+mod export_files;
+mod export_lifecycle;
+mod export_pfx;
+mod fixtures_apply;
+mod fixtures_negative;
+mod hub_auth;
+mod hub_cli;
+mod hub_protocol;
+mod hub_robust;
+mod hub_sdk;
+mod hub_status;
+mod tui_connect;
+mod tui_pty;
+mod tui_snapshots;
+mod tui_update;
