@@ -400,13 +400,16 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
     })
 }
 
-/// The proof-of-possession certificate for a hub's verification code.
+/// The proof-of-possession certificate for a hub's verification code, written to `out`; an
+/// existing `out` (the certificate for an earlier code, or a user's file) is replaced only
+/// with `replace_out`.
 pub fn new_verification(
     ws: &Workspace,
     issuer: &str,
     code: &str,
     out: &Path,
     days: Option<u32>,
+    replace_out: bool,
 ) -> Result<Created> {
     identity::check_verification_code(code)?;
     if let Some(dir) = out
@@ -454,6 +457,8 @@ pub fn new_verification(
     let mut meta = meta_for(&name, Kind::Verification, &issued, Some(issuer), None, None)?;
     meta.code = Some(code.to_string());
     let cert_pem = issued.cert_pem.clone();
+    // Refuse before anything is stored: the file is the user's until they say otherwise.
+    crate::store::refuse_overwrite([(out, cert_pem.as_bytes())], replace_out)?;
     // The same code again replaces its own entity (a re-run); the entity is stored before the
     // file is written, so a failure never leaves a file the workspace does not know.
     let entities = store(
@@ -466,8 +471,7 @@ pub fn new_verification(
         }],
         true,
     )?;
-    // Like the Azure tools, the file is rewritten on every run: it holds only a certificate.
-    crate::store::write_atomic(out, cert_pem.as_bytes(), 0o644)?;
+    crate::store::write_user_file(out, cert_pem.as_bytes(), 0o644, replace_out)?;
     Ok(Created {
         entities,
         warnings: vec![],
@@ -560,7 +564,7 @@ pub fn chain_of(ws: &Workspace, name: &str) -> Result<Vec<Entity>> {
     while let Some(issuer) = chain.last().and_then(|e| e.meta.issuer.clone()) {
         if chain.len() > 32 || chain.iter().any(|e| e.meta.name == issuer) {
             return Err(Error::Damaged {
-                path: ws.entity_dir(name),
+                path: chain[0].dir.clone(),
                 what: format!(
                     "the issuer links loop back to \"{issuer}\"; fix the issuer in meta.toml"
                 ),

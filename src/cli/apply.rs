@@ -13,7 +13,8 @@ pub struct ApplyArgs {
     /// Write each entry's exports (its `export = {...}` table) under DIR, with stable names.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Replace entities of the same names that `apply` did not make (imported or made by hand).
+    /// Replace entities of the same names that `apply` did not make (imported or made by hand),
+    /// and files under --out that hold something else than apply wrote there.
     #[arg(long)]
     pub force: bool,
     /// Only check the spec; make nothing.

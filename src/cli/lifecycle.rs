@@ -60,6 +60,9 @@ pub struct CrlArgs {
     /// Days until nextUpdate (default 30).
     #[arg(long)]
     pub days: Option<u32>,
+    /// Replace the --out file when it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn import(global: &Global, a: ImportArgs) -> CliResult {
@@ -146,7 +149,7 @@ pub fn crl(global: &Global, a: CrlArgs) -> CliResult {
     let ws = global.workspace()?;
     let c = lifecycle::crl(&ws, &a.ca, a.days)?;
     if let Some(out) = &a.out {
-        crate::store::write_atomic(out, c.pem.as_bytes(), 0o644)?;
+        crate::store::write_user_file(out, c.pem.as_bytes(), 0o644, a.force)?;
     }
     if global.json {
         let mut v = serde_json::to_value(&c)?;

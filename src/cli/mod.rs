@@ -145,7 +145,13 @@ pub fn run(cli: Cli) -> i32 {
             let kind = error_kind(&e);
             let message = error_message(&e);
             if json {
-                print_json(&serde_json::json!({ "error": { "kind": kind, "message": message } }));
+                let mut v = serde_json::json!({ "error": { "kind": kind, "message": message } });
+                // A batch that raced another process: which names are whose, for scripts.
+                if let Some(crate::store::Error::Raced { made, taken }) = e.downcast_ref() {
+                    v["error"]["made"] = serde_json::json!(made);
+                    v["error"]["taken"] = serde_json::json!(taken);
+                }
+                print_json(&v);
             } else {
                 eprintln!("error: {message}");
             }
@@ -198,22 +204,12 @@ fn error_kind(e: &anyhow::Error) -> &'static str {
     }
     let store = match e.downcast_ref::<X>() {
         Some(X::WrongPassword(_)) => return "wrong-password",
-        Some(X::Exists(_)) => return "exists",
         Some(X::Invalid(_)) | Some(X::Pki(_)) => return "invalid",
         Some(X::OpenSsl(_)) => return "error",
         Some(X::Store(s)) => Some(s),
         None => e.downcast_ref::<S>(),
     };
-    match store {
-        Some(S::NameTaken(_)) => "name-taken",
-        Some(S::NotFound { .. }) => "not-found",
-        Some(S::Busy(_)) => "busy",
-        Some(S::Damaged { .. }) => "damaged",
-        Some(S::Io { .. }) => "io",
-        Some(S::NotAWorkspace(_)) => "not-a-workspace",
-        Some(S::Pki(_)) => "invalid",
-        None => "error",
-    }
+    store.map_or("error", S::kind)
 }
 
 pub(crate) fn print_json<T: Serialize>(value: &T) {

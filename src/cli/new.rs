@@ -80,6 +80,9 @@ pub enum NewCommand {
         out: PathBuf,
         #[arg(long)]
         days: Option<u32>,
+        /// Replace the --out file when it exists (a certificate for an earlier code).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -189,7 +192,8 @@ pub fn run(global: &Global, cmd: NewCommand) -> CliResult {
             code,
             out,
             days,
-        } => ops::new_verification(&ws, &issuer, &code, &out, days)?,
+            force,
+        } => ops::new_verification(&ws, &issuer, &code, &out, days, force)?,
     };
     print_created(global, &ws, &created);
     Ok(())
@@ -247,8 +251,13 @@ fn print_created(global: &Global, ws: &crate::store::Workspace, c: &Created) {
             c.entities.len(),
             ws.entities_dir().display()
         );
-    } else if let Some(m) = c.entities.first().filter(|_| c.file.is_none()) {
-        say!("files in {}", ws.entity_dir(&m.name).display());
+    } else if let Some(d) = c
+        .entities
+        .first()
+        .filter(|_| c.file.is_none())
+        .and_then(|m| ws.dir_of(&m.name).ok())
+    {
+        say!("files in {}", d.display());
     }
     if let Some(f) = &c.file {
         say!("verification certificate written to {}", f.display());

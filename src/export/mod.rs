@@ -37,8 +37,6 @@ pub enum Error {
         "the password for {0} is wrong (the PKCS#12 MAC does not verify); check --password, --password-file or CHAINSMITH_PFX_PASSWORD"
     )]
     WrongPassword(String),
-    #[error("{} already exist{}: {}; nothing was written; pass --force to overwrite, or choose another --out", if .0.len() == 1 { "a file" } else { "files" }, if .0.len() == 1 { "s" } else { "" }, .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
-    Exists(Vec<PathBuf>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -624,7 +622,6 @@ fn render_stdout(src: &Source, opts: &ExportOptions, report: &mut ExportReport) 
     }
 }
 
-/// Export one entity. See the module docs for the guarantees.
 /// The certificate in the other thumbprint slot of a self-signed device, as an entity.
 fn slot_entity(main: &Entity, slot: Slot) -> Result<Entity> {
     let sub = match slot {
@@ -673,24 +670,80 @@ fn export_impl(
         report.stdout = Some(render_stdout(&src, opts, &mut report)?);
         return Ok(report);
     }
-    let mut planned = plan(&src, opts, &mut report)?;
-    if !opts.force {
-        // A file that already holds exactly these bytes (a shared root exported for several
-        // devices into one directory) is left alone; any other existing file stops the export.
-        let same = |p: &Planned| std::fs::read(&p.path).is_ok_and(|b| b == p.bytes);
-        let unchanged: Vec<PathBuf> = planned
+    let planned = plan(&src, opts, &mut report)?;
+    Prepared {
+        planned,
+        report,
+        opts: opts.clone(),
+    }
+    .write(opts.force)
+}
+
+/// An export rendered in memory, not written yet: a caller exporting many entities (`apply`)
+/// checks every target of every export before it writes any.
+pub struct Prepared {
+    planned: Vec<Planned>,
+    report: ExportReport,
+    opts: ExportOptions,
+}
+
+/// Render an export (see `export_entity`, `export_slot`) without writing anything.
+pub fn prepare(
+    ws: &Workspace,
+    name: &str,
+    slot: Option<Slot>,
+    opts: &ExportOptions,
+) -> Result<Prepared> {
+    let src = Source::load(ws, name, slot)?;
+    let mut report = ExportReport {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    let planned = plan(&src, opts, &mut report)?;
+    Ok(Prepared {
+        planned,
+        report,
+        opts: opts.clone(),
+    })
+}
+
+impl Prepared {
+    /// Every file the export would write, with its bytes.
+    pub fn targets(&self) -> impl Iterator<Item = (&Path, &[u8])> {
+        self.planned
             .iter()
-            .filter(|p| same(p))
-            .map(|p| p.path.clone())
-            .collect();
-        let existing: Vec<PathBuf> = planned
-            .iter()
-            .filter(|p| p.path.symlink_metadata().is_ok() && !unchanged.contains(&p.path))
-            .map(|p| p.path.clone())
-            .collect();
-        if !existing.is_empty() {
-            return Err(Error::Exists(existing));
-        }
+            .map(|p| (p.path.as_path(), p.bytes.as_slice()))
+    }
+
+    /// Write the files: without `force` under `store::refuse_overwrite`'s rule, with it
+    /// replacing whatever is there.
+    pub fn write(self, force: bool) -> Result<ExportReport> {
+        let Prepared {
+            mut planned,
+            mut report,
+            opts,
+        } = self;
+        let opts = &opts;
+        let name = report.name.clone();
+        write_planned(&mut planned, &mut report, opts, force)?;
+        readback_pfx(&planned, &mut report, opts, &name)?;
+        Ok(report)
+    }
+}
+
+fn write_planned(
+    planned: &mut Vec<Planned>,
+    report: &mut ExportReport,
+    opts: &ExportOptions,
+    force: bool,
+) -> Result<()> {
+    if !force {
+        let unchanged = store::refuse_overwrite(
+            planned
+                .iter()
+                .map(|p| (p.path.as_path(), p.bytes.as_slice())),
+            false,
+        )?;
         for u in &unchanged {
             report.notes.push(format!(
                 "{} already holds the same content: left as it is",
@@ -703,8 +756,8 @@ fn export_impl(
         store::make_private_dir_all(&opts.out_dir)?;
     }
     let mut written: Vec<PathBuf> = Vec::new();
-    for p in &planned {
-        let r = if opts.force {
+    for p in planned.iter() {
+        let r = if force {
             write_atomic(&p.path, &p.bytes, p.mode)
         } else {
             write_new(&p.path, &p.bytes, p.mode)
@@ -715,7 +768,7 @@ fn export_impl(
             }
             return Err(match e {
                 store::Error::Io { ref detail, .. } if detail.contains("exists") => {
-                    Error::Exists(vec![p.path.clone()])
+                    store::Error::Exists(vec![p.path.clone()]).into()
                 }
                 other => other.into(),
             });
@@ -727,7 +780,16 @@ fn export_impl(
             mode: p.mode,
         });
     }
-    // Read every PFX back with its password and name what protects it.
+    Ok(())
+}
+
+/// Read every PFX back with its password and name what protects it.
+fn readback_pfx(
+    planned: &[Planned],
+    report: &mut ExportReport,
+    opts: &ExportOptions,
+    name: &str,
+) -> Result<()> {
     for p in planned
         .iter()
         .filter(|p| p.path.extension().is_some_and(|e| e == "pfx"))
@@ -754,7 +816,7 @@ fn export_impl(
             algorithms,
         });
     }
-    Ok(report)
+    Ok(())
 }
 
 #[cfg(test)]

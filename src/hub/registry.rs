@@ -93,15 +93,7 @@ impl RegistryError {
 
 /// The kinds `chainsmith` gives store errors elsewhere (`cli::error_kind`).
 fn store_kind(e: &store::Error) -> &'static str {
-    match e {
-        store::Error::NameTaken(_) => "name-taken",
-        store::Error::NotFound { .. } => "not-found",
-        store::Error::Busy(_) => "busy",
-        store::Error::Damaged { .. } => "damaged",
-        store::Error::Io { .. } => "io",
-        store::Error::NotAWorkspace(_) => "not-a-workspace",
-        store::Error::Pki(_) => "invalid",
-    }
+    e.kind()
 }
 
 pub type Result<T> = std::result::Result<T, RegistryError>;

@@ -892,7 +892,8 @@ pub fn revoked_by(ws: &Workspace, ca: &str) -> Result<Vec<RevokedEntry>> {
     };
     for m in &metas {
         push(m, &m.name);
-        if let Ok(rd) = std::fs::read_dir(ws.entity_dir(&m.name).join(HISTORY_DIR)) {
+        let history = ws.dir_of(&m.name).map(|d| d.join(HISTORY_DIR));
+        if let Some(rd) = history.ok().and_then(|h| std::fs::read_dir(h).ok()) {
             for e in rd.flatten() {
                 if let Ok(h) = store::read_meta(&e.path().join(store::META_FILE)) {
                     push(&h, &m.name);

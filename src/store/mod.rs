@@ -16,8 +16,10 @@
 //! batch before it reports success.
 
 pub mod meta;
+mod name;
 
 pub use meta::{Kind, Meta, Revocation, Slot};
+pub use name::EntityName;
 
 use rayon::prelude::*;
 use std::fs::{self, File, OpenOptions};
@@ -29,6 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const MARKER: &str = "chainsmith.toml";
 pub const ENTITIES: &str = "entities";
 const STAGING: &str = ".staging";
+/// The embedded hub's registry and twins (owned by `hub::HubStore`).
+const HUB: &str = "hub";
 const LOCK: &str = ".lock";
 pub const CERT_FILE: &str = "cert.pem";
 pub const KEY_FILE: &str = "key.pem";
@@ -61,6 +65,50 @@ pub enum Error {
     Busy(PathBuf),
     #[error("{0}")]
     NotAWorkspace(String),
+    /// Another process created some of the names of a batch at the same time: this one
+    /// made `made`, the other had already taken `taken` (its certificates, not ours).
+    #[error("made {} of {} ({}); the other {} had been created meanwhile by another process ({}): those are its certificates, not this command's; `chainsmith show NAME` shows their issuer and key", .made.len(), .made.len() + .taken.len(), short_list(.made), .taken.len(), short_list(.taken))]
+    Raced {
+        made: Vec<String>,
+        taken: Vec<String>,
+    },
+    #[error("{} already exist{}: {}; nothing was written; pass --force to overwrite, or choose another --out", if .0.len() == 1 { "a file" } else { "files" }, if .0.len() == 1 { "s" } else { "" }, .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    Exists(Vec<PathBuf>),
+    /// A workspace directory another user could change (ssh's rule for `~/.ssh`).
+    #[error(
+        "{path} {problem}, so another user could replace the certificates and keys in it; {fix}"
+    )]
+    Unsafe {
+        path: PathBuf,
+        problem: String,
+        fix: String,
+    },
+}
+
+impl Error {
+    /// A stable word for scripts (`--json` error kinds).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NameTaken(_) => "name-taken",
+            Error::Raced { .. } => "raced",
+            Error::NotFound { .. } => "not-found",
+            Error::Busy(_) => "busy",
+            Error::Damaged { .. } => "damaged",
+            Error::Io { .. } => "io",
+            Error::NotAWorkspace(_) => "not-a-workspace",
+            Error::Unsafe { .. } => "unsafe-workspace",
+            Error::Exists(_) => "exists",
+            Error::Pki(_) => "invalid",
+        }
+    }
+}
+
+fn short_list(names: &[String]) -> String {
+    let mut s = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        s.push_str(", ...");
+    }
+    s
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -117,8 +165,7 @@ impl Entity {
     pub fn read_dir(dir: PathBuf) -> Result<Entity> {
         let meta = read_meta(&dir.join(META_FILE))?;
         let cert_path = dir.join(CERT_FILE);
-        let cert_pem =
-            fs::read_to_string(&cert_path).map_err(|e| io_error("reading", &cert_path, e))?;
+        let cert_pem = read_own_file(&cert_path)?;
         let cert_der = pem::parse(&cert_pem)
             .ok()
             .filter(|p| p.tag() == "CERTIFICATE")
@@ -145,8 +192,7 @@ impl Entity {
         self.dir.join(META_FILE)
     }
     pub fn read_key_pem(&self) -> Result<String> {
-        let p = self.key_path();
-        fs::read_to_string(&p).map_err(|e| io_error("reading", &p, e))
+        read_own_file(&self.key_path())
     }
 }
 
@@ -182,6 +228,7 @@ impl Workspace {
 
     /// Open an existing workspace.
     pub fn open(root: &Path) -> Result<Workspace> {
+        check_private(root, true)?;
         let marker = root.join(MARKER);
         let text = fs::read_to_string(&marker).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
@@ -219,6 +266,12 @@ impl Workspace {
                 });
             }
         }
+        for sub in [ENTITIES, HUB, STAGING] {
+            let p = root.join(sub);
+            if p.symlink_metadata().is_ok() {
+                check_private(&p, false)?;
+            }
+        }
         let ws = Workspace {
             root: root.to_path_buf(),
         };
@@ -232,6 +285,8 @@ impl Workspace {
             return Workspace::open(root);
         }
         if root.exists() {
+            // Before looking inside: a directory another user can write to may change under us.
+            check_private(root, true)?;
             let non_empty = fs::read_dir(root)
                 .map_err(|e| io_error("reading", root, e))?
                 .next()
@@ -264,21 +319,36 @@ impl Workspace {
         self.root.join(ENTITIES)
     }
 
-    pub fn entity_dir(&self, name: &str) -> PathBuf {
-        self.root.join(ENTITIES).join(name)
+    /// The one way from a name to a path: only a checked [`EntityName`] is joined.
+    pub fn entity_dir(&self, name: &EntityName) -> PathBuf {
+        self.root.join(ENTITIES).join(name.as_str())
+    }
+
+    /// Check a name given for lookup with the rules names are created with.
+    pub fn resolve(&self, name: &str) -> Result<EntityName> {
+        Ok(EntityName::new(name)?)
+    }
+
+    /// `entity_dir` for a name not checked yet.
+    pub fn dir_of(&self, name: &str) -> Result<PathBuf> {
+        Ok(self.entity_dir(&self.resolve(name)?))
     }
 
     pub fn exists(&self, name: &str) -> bool {
-        self.entity_dir(name).join(META_FILE).exists()
+        self.dir_of(name)
+            .is_ok_and(|d| d.join(META_FILE).symlink_metadata().is_ok())
     }
 
-    /// Read one entity's meta and certificate.
+    /// Read one entity's meta and certificate. The name must follow the creation rules and
+    /// its directory must be a real directory (not a link to one elsewhere).
     pub fn load(&self, name: &str) -> Result<Entity> {
-        let dir = self.entity_dir(name);
-        if !dir.exists() {
-            return Err(self.not_found(name));
+        let name = self.resolve(name)?;
+        let dir = self.entity_dir(&name);
+        match real_dir(&dir) {
+            Err(Error::Io { .. }) if dir.symlink_metadata().is_err() => Err(self.not_found(&name)),
+            Err(e) => Err(e),
+            Ok(()) => Entity::read_dir(dir),
         }
-        Entity::read_dir(dir)
     }
 
     fn not_found(&self, name: &str) -> Error {
@@ -330,6 +400,13 @@ impl Workspace {
         let results: Vec<Result<Meta, Damaged>> = names
             .par_iter()
             .map(|n| {
+                real_dir(&dir.join(n)).map_err(|e| Damaged {
+                    path: dir.join(n),
+                    problem: match e {
+                        Error::Damaged { what, .. } => what,
+                        other => other.to_string(),
+                    },
+                })?;
                 let p = dir.join(n).join(META_FILE);
                 read_meta(&p).map_err(|e| Damaged { path: p, problem: e.to_string() }).and_then(|m| {
                     if m.name == *n {
@@ -356,11 +433,13 @@ impl Workspace {
 
     /// Refuse names that exist already.
     pub fn check_free(&self, names: &[String]) -> Result<()> {
-        let taken: Vec<String> = names
-            .iter()
-            .filter(|n| self.entity_dir(n).exists())
-            .cloned()
-            .collect();
+        let mut taken = Vec::new();
+        for n in names {
+            // Anything at the path counts, a dangling link too: the rename would fail on it.
+            if self.dir_of(n)?.symlink_metadata().is_ok() {
+                taken.push(n.clone());
+            }
+        }
         if taken.is_empty() {
             Ok(())
         } else {
@@ -408,8 +487,8 @@ impl Workspace {
         let failures: Vec<Error> = batch
             .par_iter()
             .filter_map(|e| {
-                let r = self.stage(e).and_then(|staged| {
-                    let target = self.entity_dir(&e.meta.name);
+                let r = self.dir_of(&e.meta.name).and_then(|target| {
+                    let staged = self.stage(e)?;
                     rename_noreplace(&staged, &target).map_err(|err| {
                         let _ = fs::remove_dir_all(&staged);
                         if err.kind() == io::ErrorKind::AlreadyExists
@@ -440,7 +519,15 @@ impl Workspace {
                     })
                     .flatten()
                     .collect();
-                if taken.len() == failures.len() {
+                if taken.len() == failures.len() && taken.len() < batch.len() {
+                    let lost: std::collections::HashSet<&String> = taken.iter().collect();
+                    let made = batch
+                        .iter()
+                        .map(|e| e.meta.name.clone())
+                        .filter(|n| !lost.contains(n))
+                        .collect();
+                    Err(Error::Raced { made, taken })
+                } else if taken.len() == failures.len() {
                     Err(Error::NameTaken(taken))
                 } else {
                     Err(failures
@@ -466,8 +553,12 @@ impl Workspace {
         let result: Result<Vec<()>> = batch
             .par_iter()
             .map(|e| {
+                let target = self.dir_of(&e.meta.name)?;
+                // Swapping with a link would put the entity outside the workspace.
+                if target.symlink_metadata().is_ok() {
+                    real_dir(&target)?;
+                }
                 let staged = self.stage(e)?;
-                let target = self.entity_dir(&e.meta.name);
                 match rustix::fs::renameat_with(
                     rustix::fs::CWD,
                     &staged,
@@ -520,8 +611,8 @@ impl Workspace {
 
     /// Remove an entity (its directory goes in one rename, then is deleted).
     pub fn remove(&self, name: &str) -> Result<()> {
-        let dir = self.entity_dir(name);
-        if !dir.exists() {
+        let dir = self.dir_of(name)?;
+        if dir.symlink_metadata().is_err() {
             return Err(self.not_found(name));
         }
         let trash = self.new_staging_dir()?;
@@ -584,20 +675,108 @@ pub struct WorkspaceLock {
 }
 
 pub fn read_meta(path: &Path) -> Result<Meta> {
-    let text = fs::read_to_string(path).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            Error::Damaged {
-                path: path.to_path_buf(),
-                what: "missing: this entity directory is incomplete; remove it".into(),
-            }
-        } else {
-            io_error("reading", path, e)
-        }
+    let text = read_own_file(path).map_err(|e| match e {
+        Error::Io { .. } if path.symlink_metadata().is_err() => Error::Damaged {
+            path: path.to_path_buf(),
+            what: "missing: this entity directory is incomplete; remove it".into(),
+        },
+        other => other,
     })?;
     toml::from_str(&text).map_err(|e| Error::Damaged {
         path: path.to_path_buf(),
         what: format!("not a valid entity record ({}); restore it from a backup or remove the entity directory", e.message()),
     })
+}
+
+/// Refuse a workspace directory that is not ours alone, the way ssh treats `~/.ssh`: owned
+/// by another user (root excepted), writable by group or others, or (below the root) a link.
+/// The root may be a link (a workspace kept elsewhere: `is_root`); the directories inside may not.
+fn check_private(dir: &Path, is_root: bool) -> Result<()> {
+    let md = if is_root {
+        dir.metadata()
+    } else {
+        dir.symlink_metadata()
+    }
+    .map_err(|e| io_error("reading", dir, e))?;
+    let unsafe_dir = |problem: String, fix: String| Error::Unsafe {
+        path: dir.to_path_buf(),
+        problem,
+        fix,
+    };
+    if md.file_type().is_symlink() {
+        return Err(unsafe_dir(
+            "is a symbolic link".into(),
+            format!(
+                "remove the link and run the command again, or restore {} as a directory",
+                dir.display()
+            ),
+        ));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let owner = std::os::unix::fs::MetadataExt::uid(&md);
+    if owner != me && owner != 0 {
+        return Err(unsafe_dir(
+            format!("is owned by user {owner}, not by you (user {me})"),
+            "use a workspace directory of your own (--workspace DIR), or have it handed to you with `chown`".into(),
+        ));
+    }
+    let mode = md.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+            (true, true) => "group and others",
+            (true, false) => "its group",
+            _ => "others",
+        };
+        return Err(unsafe_dir(
+            format!("is writable by {who} (mode {mode:04o})"),
+            format!("run `chmod 700 {}` and check what is inside", dir.display()),
+        ));
+    }
+    Ok(())
+}
+
+const LINK_HINT: &str = "entity files must be real files and directories inside the workspace, not links to elsewhere; remove the link";
+
+/// Check that an entity directory is a directory and not a symbolic link to one.
+fn real_dir(dir: &Path) -> Result<()> {
+    let md = dir
+        .symlink_metadata()
+        .map_err(|e| io_error("reading", dir, e))?;
+    if md.file_type().is_symlink() {
+        return Err(Error::Damaged {
+            path: dir.to_path_buf(),
+            what: format!("is a symbolic link; {LINK_HINT}"),
+        });
+    }
+    if !md.is_dir() {
+        return Err(Error::Damaged {
+            path: dir.to_path_buf(),
+            what: "is not a directory; remove it".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Read a file of an entity, refusing a symbolic link in its place (`O_NOFOLLOW`), so a
+/// planted link cannot make the workspace read or sign with a key from elsewhere.
+fn read_own_file(path: &Path) -> Result<String> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                Error::Damaged {
+                    path: path.to_path_buf(),
+                    what: format!("is a symbolic link; {LINK_HINT}"),
+                }
+            } else {
+                io_error("reading", path, e)
+            }
+        })?;
+    let mut text = String::new();
+    io::Read::read_to_string(&mut f, &mut text).map_err(|e| io_error("reading", path, e))?;
+    Ok(text)
 }
 
 pub fn make_private_dir_all(p: &Path) -> Result<()> {
@@ -620,6 +799,51 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     f.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(|e| io_error("setting mode of", path, e))?;
     f.write_all(bytes).map_err(|e| io_error("writing", path, e))
+}
+
+/// The rule for every file chainsmith writes where a user's files live (`export`, `crl`, the
+/// verification certificate, `apply`'s exports): if any target exists and holds other bytes,
+/// nothing is written and the error names them all, unless `force`. A target that already
+/// holds exactly these bytes (a shared root exported for several devices into one directory)
+/// is left alone: its path is returned so the caller skips it.
+pub fn refuse_overwrite<'a>(
+    targets: impl IntoIterator<Item = (&'a Path, &'a [u8])>,
+    force: bool,
+) -> Result<Vec<PathBuf>> {
+    let mut unchanged = Vec::new();
+    let mut existing = Vec::new();
+    for (path, bytes) in targets {
+        if std::fs::read(path).is_ok_and(|b| b == bytes) {
+            unchanged.push(path.to_path_buf());
+        } else if path.symlink_metadata().is_ok() && !force {
+            existing.push(path.to_path_buf());
+        }
+    }
+    if existing.is_empty() {
+        Ok(unchanged)
+    } else {
+        Err(Error::Exists(existing))
+    }
+}
+
+/// Write one file under [`refuse_overwrite`]'s rule: a new file is created (0600 keys from
+/// the first byte), `force` replaces atomically, identical bytes are left alone.
+pub fn write_user_file(path: &Path, bytes: &[u8], mode: u32, force: bool) -> Result<()> {
+    if !refuse_overwrite([(path, bytes)], force)?.is_empty() {
+        return Ok(());
+    }
+    let r = if force {
+        write_atomic(path, bytes, mode)
+    } else {
+        write_new(path, bytes, mode)
+    };
+    r.map_err(|e| match e {
+        // Created by someone else between the check and the write.
+        Error::Io { ref detail, .. } if detail.contains("exists") => {
+            Error::Exists(vec![path.to_path_buf()])
+        }
+        other => other,
+    })
 }
 
 /// Write a file atomically: a temp file beside it, fsync, rename.

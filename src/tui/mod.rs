@@ -182,7 +182,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                     std::fs::create_dir_all(dir)
                         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 }
-                let created = ops::new_verification(ws, &issuer, &code, &out, None)
+                let created = ops::new_verification(ws, &issuer, &code, &out, None, true)
                     .map_err(|e| e.to_string())?;
                 let pem = std::fs::read_to_string(&out)
                     .map_err(|e| format!("cannot read back {}: {e}", out.display()))?;
@@ -342,7 +342,7 @@ pub fn hub_prove(ws: &Workspace, ca: &str) -> Result<Vec<String>, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    ops::new_verification(ws, ca, &entry.code, &out, None).map_err(|e| e.to_string())?;
+    ops::new_verification(ws, ca, &entry.code, &out, None, true).map_err(|e| e.to_string())?;
     steps.push(format!("verification certificate {}", out.display()));
     let bytes = std::fs::read(&out).map_err(|e| format!("cannot read {}: {e}", out.display()))?;
     store.verify_ca(ca, &bytes).map_err(|e| e.to_string())?;

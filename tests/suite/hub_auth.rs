@@ -138,7 +138,7 @@ async fn each_refusal_reason_is_named() {
     // Proof of possession done while the hub runs: the next connection is accepted.
     let code = fx.store.load().unwrap().cas[0].code.clone();
     let ver = fx.dir.path().join("ver.pem");
-    chainsmith::ops::new_verification(&fx.ws, "root", &code, &ver, None).unwrap();
+    chainsmith::ops::new_verification(&fx.ws, "root", &code, &ver, None, false).unwrap();
     fx.store
         .verify_ca("root", &std::fs::read(&ver).unwrap())
         .unwrap();

@@ -22,6 +22,7 @@ mod hub_protocol;
 mod hub_robust;
 mod hub_sdk;
 mod hub_status;
+mod names_lookup;
 mod tui_connect;
 mod tui_pty;
 mod tui_snapshots;

@@ -87,6 +87,7 @@ fn fixture() -> (tempfile::TempDir, Workspace) {
         "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3",
         &ws.root().join("v.pem"),
         None,
+        false,
     )
     .unwrap();
     (dir, ws)

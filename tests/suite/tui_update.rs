@@ -447,7 +447,7 @@ fn verification_certificate_for_a_code_verifies_with_openssl_and_copies() {
     assert_eq!(res.path, out);
     assert!(res.pem.starts_with("-----BEGIN CERTIFICATE-----"));
     // openssl, as an independent checker: CN = code, signed by the root.
-    let root_pem = ws.entity_dir("r").join("cert.pem");
+    let root_pem = ws.dir_of("r").unwrap().join("cert.pem");
     let v = Proc::new("openssl")
         .args(["verify", "-CAfile"])
         .arg(&root_pem)
@@ -913,7 +913,7 @@ fn guide_steps_check_the_real_workspace() {
     assert!(matches!(st(&ws, "intermediate"), StepStatus::Done(_)));
     assert_eq!(st(&ws, "verify"), StepStatus::Todo);
     let out = ws.root().join("v.pem");
-    ops::new_verification(&ws, "i", "ABC123", &out, None).unwrap();
+    ops::new_verification(&ws, "i", "ABC123", &out, None, false).unwrap();
     assert!(matches!(st(&ws, "verify"), StepStatus::Done(d) if d.contains("ABC123")));
     assert_eq!(st(&ws, "device"), StepStatus::Todo);
     devices(&ws, "dev1", "i");

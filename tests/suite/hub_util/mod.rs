@@ -75,7 +75,7 @@ impl Fixture {
     }
 
     pub fn key_file(&self, name: &str) -> PathBuf {
-        self.ws.entity_dir(name).join("key.pem")
+        self.ws.dir_of(name).unwrap().join("key.pem")
     }
 
     pub fn trust_file(&self) -> PathBuf {
