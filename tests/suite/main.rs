@@ -27,3 +27,4 @@ mod tui_connect;
 mod tui_pty;
 mod tui_snapshots;
 mod tui_update;
+mod workspace_trust;
