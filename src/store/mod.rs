@@ -347,7 +347,20 @@ impl Workspace {
         match real_dir(&dir) {
             Err(Error::Io { .. }) if dir.symlink_metadata().is_err() => Err(self.not_found(&name)),
             Err(e) => Err(e),
-            Ok(()) => Entity::read_dir(dir),
+            Ok(()) => {
+                // A file of the entity that links elsewhere would be read, copied (revoke,
+                // renew) or signed with as if it were the entity's own.
+                let rd = fs::read_dir(&dir).map_err(|e| io_error("reading", &dir, e))?;
+                for e in rd.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_symlink()) {
+                        return Err(Error::Damaged {
+                            path: e.path(),
+                            what: format!("is a symbolic link; {LINK_HINT}"),
+                        });
+                    }
+                }
+                Entity::read_dir(dir)
+            }
         }
     }
 
@@ -884,6 +897,12 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         let src = e.path();
         let dst = to.join(e.file_name());
         let md = e.metadata().map_err(|err| io_error("reading", &src, err))?;
+        if md.file_type().is_symlink() {
+            return Err(Error::Damaged {
+                path: src,
+                what: format!("is a symbolic link; {LINK_HINT}"),
+            });
+        }
         if md.is_dir() {
             make_private_dir_all(&dst)?;
             copy_dir(&src, &dst)?;

@@ -189,6 +189,9 @@ fn a_key_file_linked_from_elsewhere_is_not_used() {
         vec!["new", "device", "zz", "--issuer", "lk"],
         vec!["export", "lk", "--out", "exp"],
         vec!["renew", "lk"],
+        vec!["revoke", "lk"],
+        vec!["show", "lk"],
+        vec!["hub", "ca", "add", "lk", "--verified"],
     ] {
         let err = s.ws.fails(&args);
         assert!(err.contains("symbolic link"), "{args:?}: {err}");
