@@ -23,6 +23,7 @@ mod hub_robust;
 mod hub_sdk;
 mod hub_status;
 mod tui_connect;
+mod tui_newcomer;
 mod tui_pty;
 mod tui_snapshots;
 mod tui_update;
