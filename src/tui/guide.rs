@@ -368,7 +368,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         lines.push(line);
     }
     let title = match (app.pki.loaded, compact) {
-        (_, true) => " ",
+        (_, true) => "",
         (true, false) => " Workshop ",
         (false, false) => " Workshop (reading the workspace…) ",
     };
