@@ -578,12 +578,14 @@ impl App {
                             .map(|m| m.name.clone())
                             .unwrap_or_default();
                         let path = created.file.clone().unwrap_or_default();
+                        let said = format!("verification certificate {}", path.display());
                         v.result = Some(VerifyResult {
                             path,
                             entity,
                             pem,
                             scroll: 0,
                         });
+                        self.say(Level::Ok, said);
                         self.request_list()
                     }
                     Err(e) => {
@@ -611,13 +613,24 @@ impl App {
                     return self.request_list();
                 };
                 form.busy = None;
+                // The status bar says how it ended too, so it outlives the dialog.
+                let said = match (&result, &form.purpose) {
+                    (Ok(_), Purpose::Export { name }) => (
+                        Level::Ok,
+                        format!("exported {name}; the dialog lists the files written"),
+                    ),
+                    (Ok(lines), _) => (Level::Ok, lines.first().cloned().unwrap_or_default()),
+                    (Err(e), _) => (Level::Error, e.clone()),
+                };
                 match result {
                     Ok(lines) => {
                         form.result = Some(lines);
+                        self.say(said.0, said.1);
                         self.request_list()
                     }
                     Err(e) => {
                         form.error = Some(e);
+                        self.say(said.0, said.1);
                         None
                     }
                 }

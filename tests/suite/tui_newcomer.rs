@@ -683,3 +683,20 @@ fn export_formats_keep_each_option_whole_at_80x24() {
     }
     insta::assert_snapshot!("export_formats_80x24", text);
 }
+
+#[test]
+fn a_finished_dialog_leaves_its_own_status_line() {
+    let (_d, ws) = chain();
+    let mut app = app_on(&ws, (100, 30));
+    app.status = Some((
+        chainsmith::tui::app::Level::Ok,
+        "created device dev1".into(),
+    ));
+    select(&mut app, &ws, "dev1");
+    // r, Enter: renew dev1 with the defaults; Esc closes the result.
+    press(&mut app, &ws, &[ch('r'), key(KeyCode::Enter)]);
+    let status = app.status.clone().unwrap().1;
+    assert!(status.starts_with("renewed \"dev1\""), "{status}");
+    press(&mut app, &ws, &[key(KeyCode::Esc)]);
+    assert!(app.status.clone().unwrap().1.starts_with("renewed"));
+}
