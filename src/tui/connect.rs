@@ -373,8 +373,13 @@ fn tail_wrapped<'a>(
 ) -> Vec<Line<'a>> {
     let mut out: Vec<Line> = Vec::new();
     for (text, style) in items.rev() {
-        let wrapped = super::ui::wrap_hanging(&text, width, 2);
+        let mut wrapped = super::ui::wrap_hanging(&text, width, 2);
         if out.len() + wrapped.len() > rows {
+            // The newest line is shown even when cut, never left out.
+            if out.is_empty() {
+                wrapped.truncate(rows);
+                out.extend(wrapped.into_iter().rev().map(|l| Line::styled(l, style)));
+            }
             break;
         }
         for l in wrapped.into_iter().rev() {
@@ -403,15 +408,16 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         4
     };
     let head_full = 5 + c.tls.len().min(2) as u16;
-    let steps_min = 4;
+    // Room for the header's first line and the failing step, at the least.
+    let (head_min, steps_min) = (3, 3);
     let diag_h = if diag.is_empty() {
         0
     } else {
-        (diag.len() as u16 + 2).min(area.height.saturating_sub(chart_h + steps_min + 3))
+        (diag.len() as u16 + 2).min(area.height.saturating_sub(chart_h + steps_min + head_min))
     };
     let head_h = head_full
         .min(area.height.saturating_sub(diag_h + chart_h + steps_min))
-        .max(3);
+        .max(head_min);
     let [head, body, diag_area, chart] = Layout::vertical([
         Constraint::Length(head_h),
         Constraint::Min(3),
@@ -462,8 +468,14 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         Paragraph::new(head_lines).block(block(t, "Connection test")),
         head,
     );
-    let [steps_area, log_area] =
-        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(body);
+    // After a failure the steps matter more than the messages.
+    let failed = c.steps.iter().any(|s| s.state == StepState::Failed);
+    let steps_pct = if failed { 60 } else { 45 };
+    let [steps_area, log_area] = Layout::horizontal([
+        Constraint::Percentage(steps_pct),
+        Constraint::Percentage(100 - steps_pct),
+    ])
+    .areas(body);
     let mut steps: Vec<(String, ratatui::style::Style)> = c
         .steps
         .iter()
@@ -480,7 +492,8 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             (format!("{sym} {}{took}  {}", s.name, s.detail), style)
         })
         .collect();
-    if let Some(sm) = &c.summary {
+    // After a failure the counts in the header say it all: the failing step keeps the last row.
+    if let Some(sm) = c.summary.as_ref().filter(|_| !failed) {
         steps.push((sm.clone(), ratatui::style::Style::new()));
     }
     let rows = |r: Rect| r.height.saturating_sub(2) as usize;

@@ -660,6 +660,22 @@ fn connect_failure_at_80x24_with_every_step_keeps_the_failing_step_and_diagnosis
         assert!(boxed.contains(&words(line)), "{line:?}:\n{text}");
     }
     insta::assert_snapshot!("connect_disabled_80x24", text);
+    // At the minimum size too.
+    app.update(Action::Resize(60, 15));
+    let screen = rows(&app);
+    let text = screen.join("\n");
+    assert!(text.contains("✗ MQTT CONNECT"), "{text}");
+    let boxed = words(
+        &screen
+            .iter()
+            .map(|r| r.trim_start_matches('│').trim_end_matches('│'))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    for line in app.connect.diagnosis.as_deref().unwrap().lines() {
+        assert!(boxed.contains(&words(line)), "{line:?}:\n{text}");
+    }
+    insta::assert_snapshot!("connect_disabled_60x15", text);
 }
 
 #[test]
