@@ -112,6 +112,15 @@ pub fn render(f: &mut Frame, app: &App) {
                 Span::raw(text.clone()),
             ])
         }
+        // A dialog or the filter takes the keys: the tab's keys do nothing meanwhile.
+        None if app.dialog.is_some() => Line::styled(
+            "the dialog lists its keys · Esc closes it · Ctrl-C quits",
+            t.dim(),
+        ),
+        None if app.pki.filtering && app.tab == Tab::Pki => Line::styled(
+            "type to filter · Enter keeps it · Esc clears it · ↑↓ move",
+            t.dim(),
+        ),
         None => {
             let mut text = format!("{} · ? help · q quit", footer_keys(app.tab));
             if app.tab == Tab::Pki {

@@ -427,6 +427,18 @@ fn footer_lists_only_the_keys_of_the_focused_tab() {
         }
         assert!(f.contains("? help") && f.contains("q quit"), "{f:?}");
     }
+    // A dialog or the filter takes the keys: the footer says so instead of the tab's keys.
+    app.update(ch('1'));
+    app.update(ch('/'));
+    let f = footer(&app);
+    assert!(
+        f.contains("type to filter") && !f.contains("n new"),
+        "{f:?}"
+    );
+    app.update(key(KeyCode::Esc));
+    app.update(ch('i'));
+    let f = footer(&app);
+    assert!(f.contains("Esc closes it") && !f.contains("n new"), "{f:?}");
 }
 
 #[test]
