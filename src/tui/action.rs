@@ -139,5 +139,7 @@ pub enum Command {
     RunTest {
         device: String,
         target: super::connect::Target,
+        /// The Hub tab's port, for the hub the test starts when none runs.
+        hub_port: u16,
     },
 }

@@ -112,6 +112,11 @@ pub const KEYMAP: &[(&str, &str, &str)] = &[
         "run the test (one at a time), type the target",
     ),
     ("Guide", "↑ ↓  J K", "pick a step, scroll its text"),
+    (
+        "Guide",
+        "y  Y",
+        "copy the step's openssl / az commands (OSC 52)",
+    ),
 ];
 
 pub struct App {
@@ -121,6 +126,8 @@ pub struct App {
     pub size: (u16, u16),
     pub tab: Tab,
     pub help: bool,
+    /// First help row shown (the overlay scrolls when the terminal is short).
+    pub help_scroll: u16,
     pub quit: bool,
     pub spinner: usize,
     pub status: Option<(Level, String)>,
@@ -143,6 +150,7 @@ impl App {
             size,
             tab: Tab::Pki,
             help: false,
+            help_scroll: 0,
             quit: false,
             spinner: 0,
             status: None,
@@ -186,6 +194,11 @@ impl App {
 
     fn say(&mut self, level: Level, text: impl Into<String>) {
         self.status = Some((level, text.into()));
+    }
+
+    /// Below the minimum size only the "terminal too small" notice is drawn.
+    pub fn too_small(&self) -> bool {
+        self.size.0 < ui::MIN_WIDTH || self.size.1 < ui::MIN_HEIGHT
     }
 
     pub fn busy(&self) -> bool {
@@ -239,9 +252,14 @@ impl App {
             return None;
         };
         self.connect.begin();
+        self.say(
+            Level::Info,
+            format!("testing {device} against {}…", self.connect.target.label()),
+        );
         Some(Command::RunTest {
             device,
             target: self.connect.target.clone(),
+            hub_port: self.hub.port,
         })
     }
 
@@ -449,6 +467,7 @@ impl App {
             }
             Action::Resize(w, h) => {
                 self.size = (w, h);
+                self.help_scroll = self.help_scroll.min(ui::help_max_scroll(self.size));
                 let hgt = self.tree_height();
                 self.pki.scroll_into_view(hgt);
                 None
@@ -559,12 +578,14 @@ impl App {
                             .map(|m| m.name.clone())
                             .unwrap_or_default();
                         let path = created.file.clone().unwrap_or_default();
+                        let said = format!("verification certificate {}", path.display());
                         v.result = Some(VerifyResult {
                             path,
                             entity,
                             pem,
                             scroll: 0,
                         });
+                        self.say(Level::Ok, said);
                         self.request_list()
                     }
                     Err(e) => {
@@ -592,13 +613,24 @@ impl App {
                     return self.request_list();
                 };
                 form.busy = None;
+                // The status bar says how it ended too, so it outlives the dialog.
+                let said = match (&result, &form.purpose) {
+                    (Ok(_), Purpose::Export { name }) => (
+                        Level::Ok,
+                        format!("exported {name}; the dialog lists the files written"),
+                    ),
+                    (Ok(lines), _) => (Level::Ok, lines.first().cloned().unwrap_or_default()),
+                    (Err(e), _) => (Level::Error, e.clone()),
+                };
                 match result {
                     Ok(lines) => {
                         form.result = Some(lines);
+                        self.say(said.0, said.1);
                         self.request_list()
                     }
                     Err(e) => {
                         form.error = Some(e);
+                        self.say(said.0, said.1);
                         None
                     }
                 }
@@ -608,14 +640,73 @@ impl App {
                 None
             }
             Action::Hub(a) => {
-                let started = matches!(a, super::hub::HubAction::Started { .. });
+                use super::hub::{HubAction as H, LogKind};
+                // Every hub action leaves a line in the event log and in the status bar.
+                let notes: Vec<(Level, String)> = match &a {
+                    H::Started { port } => {
+                        vec![(Level::Ok, format!("local hub running on 127.0.0.1:{port}"))]
+                    }
+                    H::Stopped => vec![(Level::Info, "local hub stopped".into())],
+                    H::Failed(e) => {
+                        vec![(Level::Error, format!("the local hub did not start: {e}"))]
+                    }
+                    // A registry that cannot be read is re-read every few seconds: say it once.
+                    H::Error(e) if self.hub.error.as_deref() != Some(e) => {
+                        vec![(Level::Error, e.clone())]
+                    }
+                    H::Done(m) => vec![(Level::Ok, m.clone())],
+                    H::Proved(Ok(steps)) => steps.iter().map(|s| (Level::Ok, s.clone())).collect(),
+                    H::Proved(Err(e)) => {
+                        vec![(Level::Error, format!("proof of possession failed: {e}"))]
+                    }
+                    _ => vec![],
+                };
+                let started = matches!(a, H::Started { .. });
                 self.hub.apply(a);
+                for (level, text) in notes {
+                    let kind = match level {
+                        Level::Ok => LogKind::Changed,
+                        Level::Error | Level::Warn => LogKind::Refused,
+                        Level::Info => LogKind::Info,
+                    };
+                    self.hub.note(self.now, kind, text.clone());
+                    self.say(level, text);
+                }
                 started.then_some(Command::HubRegistry)
             }
             Action::Connect(a) => {
+                let was_running = self.connect.running;
                 self.connect.apply(a);
+                if was_running && !self.connect.running {
+                    let c = &self.connect;
+                    let device = c.device.clone().unwrap_or_default();
+                    match (&c.diagnosis, &c.summary) {
+                        (Some(d), _) => {
+                            // The box on the tab has room for the whole diagnosis; one line here.
+                            let first = d.lines().next().unwrap_or_default();
+                            let msg = match first.split_once(" failed:") {
+                                Some((what, _)) => {
+                                    format!("{device}: {what} failed; the Diagnosis box says why")
+                                }
+                                None => format!("{device}: {first}"),
+                            };
+                            self.say(Level::Error, msg);
+                        }
+                        (None, Some(sm)) => {
+                            let level = if c.passed.as_deref() == Some(device.as_str()) {
+                                Level::Ok
+                            } else {
+                                Level::Error
+                            };
+                            let sm = sm.trim_start_matches(['✓', '✗', ' ']).to_string();
+                            self.say(level, format!("{device}: {sm}"));
+                        }
+                        (None, None) => self.say(Level::Info, format!("{device}: test ended")),
+                    }
+                }
                 None
             }
+            Action::Paste(_) if self.too_small() => None,
             Action::Paste(text) => {
                 match &mut self.dialog {
                     Some(Dialog::New(f)) => f.paste(&text),
@@ -645,8 +736,31 @@ impl App {
             self.quit = true;
             return None;
         }
+        if self.too_small() {
+            // Nothing is drawn but the "too small" notice: a key must not act unseen. q quits
+            // at once (a running hub is stopped on the way out), as the notice says.
+            if k.code == KeyCode::Char('q') {
+                self.quit = true;
+            }
+            return None;
+        }
         if self.help {
-            self.help = false;
+            let last = ui::help_max_scroll(self.size);
+            match k.code {
+                KeyCode::Down | KeyCode::Char('j') => {
+                    self.help_scroll = (self.help_scroll + 1).min(last)
+                }
+                KeyCode::Up | KeyCode::Char('k') => {
+                    self.help_scroll = self.help_scroll.saturating_sub(1)
+                }
+                KeyCode::PageDown | KeyCode::Char(' ') => {
+                    self.help_scroll = (self.help_scroll + ui::help_page(self.size)).min(last)
+                }
+                KeyCode::PageUp => {
+                    self.help_scroll = self.help_scroll.saturating_sub(ui::help_page(self.size))
+                }
+                _ => self.help = false,
+            }
             return None;
         }
         if self.dialog.is_some() {
@@ -669,6 +783,7 @@ impl App {
             }
             KeyCode::Char('?') => {
                 self.help = true;
+                self.help_scroll = 0;
                 return None;
             }
             KeyCode::Char(c @ '1'..='4') => {
@@ -704,6 +819,24 @@ impl App {
                     }
                     KeyCode::Char('J') => self.guide.scroll = self.guide.scroll.saturating_add(1),
                     KeyCode::Char('K') => self.guide.scroll = self.guide.scroll.saturating_sub(1),
+                    // Copy the step's commands whole: what the pane shows wraps to its width.
+                    KeyCode::Char(c @ ('y' | 'Y')) => {
+                        let n = self.guide.selected.min(STEPS.len() - 1);
+                        let l = STEPS[n].lesson();
+                        let (what, section) = if c == 'y' {
+                            ("openssl", l.openssl)
+                        } else {
+                            ("Azure CLI", l.az)
+                        };
+                        self.say(
+                            Level::Ok,
+                            format!(
+                                "step {}'s {what} commands sent to the clipboard (OSC 52)",
+                                n + 1
+                            ),
+                        );
+                        return Some(Command::Copy(super::guide::section_text(section)));
+                    }
                     _ => {}
                 }
                 None
@@ -712,6 +845,8 @@ impl App {
     }
 
     fn entered_tab(&mut self) -> Option<Command> {
+        // The last action's line belonged to the tab left; the footer shows this tab's keys.
+        self.status = None;
         if self.tab == Tab::Hub {
             self.hub.last_read = Some(self.now);
             return Some(Command::HubRegistry);
@@ -956,6 +1091,9 @@ impl App {
     }
 
     fn mouse(&mut self, m: MouseEvent) -> Option<Command> {
+        if self.too_small() {
+            return None;
+        }
         let a = ui::areas(self.size);
         let inside = |r: ratatui::layout::Rect| {
             m.column >= r.x && m.column < r.x + r.width && m.row >= r.y && m.row < r.y + r.height
@@ -990,7 +1128,9 @@ impl App {
                     }
                     Tab::Guide if m.row > a.body.y => {
                         let pos = (m.row - a.body.y - 1) as usize;
-                        if pos < STEPS.len() && m.column < a.body.x + super::guide::LIST_WIDTH {
+                        if pos < STEPS.len()
+                            && m.column < a.body.x + super::guide::list_width(self.size.0)
+                        {
                             self.guide.selected = pos;
                             self.guide.scroll = 0;
                         }

@@ -87,6 +87,23 @@ pub enum ConnectAction {
     Ended(Result<(), String>),
 }
 
+/// The TUI's own fix for a refusal it has a key for (the engine's diagnosis speaks CLI, as
+/// it should: the face adds its hint). `code` is the diagnosis code (`hub-disabled`, ...).
+pub fn key_fix(code: &str, device: &str) -> Option<String> {
+    Some(match code {
+        "hub-disabled" => {
+            format!("press o on the Hub tab with \"{device}\" selected on the PKI tab to enable it")
+        }
+        "hub-unknown-device" => format!(
+            "press a on the Hub tab with \"{device}\" selected on the PKI tab to register it"
+        ),
+        "hub-unverified" => {
+            "select the device's CA on the PKI tab and press v on the Hub tab to verify it".into()
+        }
+        _ => return None,
+    })
+}
+
 #[derive(Clone, Debug)]
 pub struct ConnectState {
     pub device: Option<String>,
@@ -311,12 +328,22 @@ impl ConnectState {
                     took: None,
                     detail: diagnosis.code.clone(),
                 }));
-                self.diagnosis = Some(format!(
-                    "{} failed: {}\nfix: {}",
-                    step.label(),
-                    diagnosis.cause,
-                    diagnosis.fix
-                ));
+                let device = self.device.clone().unwrap_or_default();
+                self.diagnosis = Some(match key_fix(&diagnosis.code, &device) {
+                    // The key first, then the CLI's own fix (the engine's wording).
+                    Some(keys) => format!(
+                        "{} failed: {}\nfix: {keys}\nor: {}",
+                        step.label(),
+                        diagnosis.cause,
+                        diagnosis.fix
+                    ),
+                    None => format!(
+                        "{} failed: {}\nfix: {}",
+                        step.label(),
+                        diagnosis.cause,
+                        diagnosis.fix
+                    ),
+                });
             }
             E::Summary(s) => {
                 self.summary = Some(format!(
@@ -337,15 +364,65 @@ impl ConnectState {
     }
 }
 
+/// The newest lines that fit in `rows`, each wrapped to `width` with a hanging indent: the
+/// end of a log (the failing step, the last message) is what must stay in view.
+fn tail_wrapped<'a>(
+    items: impl DoubleEndedIterator<Item = (String, ratatui::style::Style)>,
+    width: usize,
+    rows: usize,
+) -> Vec<Line<'a>> {
+    let mut out: Vec<Line> = Vec::new();
+    for (text, style) in items.rev() {
+        let mut wrapped = super::ui::wrap_hanging(&text, width, 2);
+        if out.len() + wrapped.len() > rows {
+            // The newest line is shown even when cut, never left out.
+            if out.is_empty() {
+                wrapped.truncate(rows);
+                out.extend(wrapped.into_iter().rev().map(|l| Line::styled(l, style)));
+            }
+            break;
+        }
+        for l in wrapped.into_iter().rev() {
+            out.push(Line::styled(l, style));
+        }
+    }
+    out.reverse();
+    out
+}
+
 pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
     let c = &app.connect;
-    let diag_h = if c.diagnosis.is_some() { 5 } else { 0 };
-    let [head, body, diag, chart] = Layout::vertical([
-        Constraint::Length(5 + c.tls.len().min(2) as u16),
+    let inner_w = area.width.saturating_sub(2) as usize;
+    // The diagnosis is shown whole, wrapped; the sparkline gives way to it when there is
+    // nothing to chart, and the header shrinks before the steps do.
+    let diag: Vec<String> = c
+        .diagnosis
+        .iter()
+        .flat_map(|d| d.lines())
+        .flat_map(|l| super::ui::wrap_hanging(l, inner_w, 2))
+        .collect();
+    let chart_h = if c.diagnosis.is_some() && c.round_trips.is_empty() {
+        0
+    } else {
+        4
+    };
+    let head_full = 5 + c.tls.len().min(2) as u16;
+    // Room for the header's first line and the failing step, at the least.
+    let (head_min, steps_min) = (3, 3);
+    let diag_h = if diag.is_empty() {
+        0
+    } else {
+        (diag.len() as u16 + 2).min(area.height.saturating_sub(chart_h + steps_min + head_min))
+    };
+    let head_h = head_full
+        .min(area.height.saturating_sub(diag_h + chart_h + steps_min))
+        .max(head_min);
+    let [head, body, diag_area, chart] = Layout::vertical([
+        Constraint::Length(head_h),
         Constraint::Min(3),
         Constraint::Length(diag_h),
-        Constraint::Length(4),
+        Constraint::Length(chart_h),
     ])
     .areas(area);
     let device = c
@@ -391,67 +468,88 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         Paragraph::new(head_lines).block(block(t, "Connection test")),
         head,
     );
-    let [steps_area, log_area] =
-        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(body);
-    let mut lines = Vec::new();
-    for s in &c.steps {
-        let (sym, style) = match s.state {
-            StepState::Running => ("…", t.warn()),
-            StepState::Ok => ("✓", t.ok()),
-            StepState::Failed => ("✗", t.bad()),
-        };
-        let took = s
-            .took
-            .map(|d| format!(" {:.1} ms", d.as_secs_f64() * 1000.0))
-            .unwrap_or_default();
-        lines.push(Line::from(vec![
-            Span::styled(format!("{sym} "), style),
-            Span::raw(format!("{}{took}  {}", s.name, s.detail)),
-        ]));
+    // After a failure the steps matter more than the messages.
+    let failed = c.steps.iter().any(|s| s.state == StepState::Failed);
+    let steps_pct = if failed { 60 } else { 45 };
+    let [steps_area, log_area] = Layout::horizontal([
+        Constraint::Percentage(steps_pct),
+        Constraint::Percentage(100 - steps_pct),
+    ])
+    .areas(body);
+    let mut steps: Vec<(String, ratatui::style::Style)> = c
+        .steps
+        .iter()
+        .map(|s| {
+            let (sym, style) = match s.state {
+                StepState::Running => ("…", t.warn()),
+                StepState::Ok => ("✓", t.ok()),
+                StepState::Failed => ("✗", t.bad()),
+            };
+            let took = s
+                .took
+                .map(|d| format!(" {:.1} ms", d.as_secs_f64() * 1000.0))
+                .unwrap_or_default();
+            (format!("{sym} {}{took}  {}", s.name, s.detail), style)
+        })
+        .collect();
+    // After a failure the counts in the header say it all: the failing step keeps the last row.
+    if let Some(sm) = c.summary.as_ref().filter(|_| !failed) {
+        steps.push((sm.clone(), ratatui::style::Style::new()));
     }
-    if let Some(sm) = &c.summary {
-        lines.push(Line::raw(sm.clone()));
-    }
+    let rows = |r: Rect| r.height.saturating_sub(2) as usize;
+    let width = |r: Rect| r.width.saturating_sub(2) as usize;
     f.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(block(t, "Steps")),
+        Paragraph::new(tail_wrapped(
+            steps.into_iter(),
+            width(steps_area),
+            rows(steps_area),
+        ))
+        .wrap(Wrap { trim: false })
+        .block(block(t, "Steps")),
         steps_area,
     );
-    let shown = log_area.height.saturating_sub(2) as usize;
-    let log: Vec<Line> = c
-        .log
-        .iter()
-        .skip(c.log.len().saturating_sub(shown))
-        .map(|m| Line::raw(m.clone()))
-        .collect();
-    f.render_widget(Paragraph::new(log).block(block(t, "Messages")), log_area);
-    if let Some(d) = &c.diagnosis {
+    let log = tail_wrapped(
+        c.log
+            .iter()
+            .skip(c.log.len().saturating_sub(rows(log_area)))
+            .map(|m| (m.clone(), ratatui::style::Style::new())),
+        width(log_area),
+        rows(log_area),
+    );
+    f.render_widget(
+        Paragraph::new(log)
+            .wrap(Wrap { trim: false })
+            .block(block(t, "Messages")),
+        log_area,
+    );
+    if !diag.is_empty() {
         f.render_widget(
             Paragraph::new(
-                d.lines()
-                    .map(|l| Line::styled(l.to_string(), t.bad()))
+                diag.into_iter()
+                    .map(|l| Line::styled(l, t.bad()))
                     .collect::<Vec<_>>(),
             )
             .wrap(Wrap { trim: false })
             .block(block(t, "Diagnosis")),
-            diag,
+            diag_area,
         );
     }
-    let last = c
-        .round_trips
-        .last()
-        .map(|us| format!(" last {:.1} ms", *us as f64 / 1000.0))
-        .unwrap_or_default();
-    let width = chart.width.saturating_sub(2) as usize;
-    let data = &c.round_trips[c.round_trips.len().saturating_sub(width)..];
-    f.render_widget(
-        Sparkline::default()
-            .data(data)
-            .style(t.accent())
-            .block(block(t, &format!("Round trips{last}"))),
-        chart,
-    );
+    if chart_h > 0 {
+        let last = c
+            .round_trips
+            .last()
+            .map(|us| format!(" last {:.1} ms", *us as f64 / 1000.0))
+            .unwrap_or_default();
+        let width = chart.width.saturating_sub(2) as usize;
+        let data = &c.round_trips[c.round_trips.len().saturating_sub(width)..];
+        f.render_widget(
+            Sparkline::default()
+                .data(data)
+                .style(t.accent())
+                .block(block(t, &format!("Round trips{last}"))),
+            chart,
+        );
+    }
 }
 
 fn block(t: Theme, title: &str) -> Block<'static> {

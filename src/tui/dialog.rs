@@ -619,29 +619,53 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
         }
         Dialog::Form(form) => {
             let mut lines = Vec::new();
+            let inner = area.width.min(76).saturating_sub(2).max(1) as usize;
             for (i, fl) in form.fields.iter().enumerate() {
                 let focused = i == form.focus && form.result.is_none();
-                let mut shown = fl.shown();
-                if focused
-                    && matches!(
-                        fl.kind,
-                        super::forms::FieldKind::Text | super::forms::FieldKind::Secret
-                    )
-                {
-                    shown.push('▏');
+                let style = if focused {
+                    t.selected()
+                } else {
+                    ratatui::style::Style::new()
+                };
+                // Toggles break between options, never inside "[x] chain-in-pfx".
+                let rows: Vec<String> = match &fl.kind {
+                    super::forms::FieldKind::Toggles(opts, _) => {
+                        let items: Vec<String> = opts
+                            .iter()
+                            .map(|(o, on)| format!("[{}] {o}", if *on { "x" } else { " " }))
+                            .collect();
+                        let room = inner.saturating_sub(11).max(12);
+                        let mut rows = vec![String::new()];
+                        for it in items {
+                            let last = rows.last_mut().expect("one row");
+                            if !last.is_empty()
+                                && last.chars().count() + 1 + it.chars().count() > room
+                            {
+                                rows.push(it);
+                            } else {
+                                if !last.is_empty() {
+                                    last.push(' ');
+                                }
+                                last.push_str(&it);
+                            }
+                        }
+                        rows
+                    }
+                    super::forms::FieldKind::Text | super::forms::FieldKind::Secret if focused => {
+                        vec![format!("{}▏", fl.shown())]
+                    }
+                    _ => vec![fl.shown()],
+                };
+                for (n, row) in rows.into_iter().enumerate() {
+                    lines.push(Line::from(vec![
+                        Span::raw(if focused && n == 0 { "▶ " } else { "  " }),
+                        Span::styled(
+                            format!("{:<9}", if n == 0 { fl.label } else { "" }),
+                            t.title(),
+                        ),
+                        Span::styled(row, style),
+                    ]));
                 }
-                lines.push(Line::from(vec![
-                    Span::raw(if focused { "▶ " } else { "  " }),
-                    Span::styled(format!("{:<9}", fl.label), t.title()),
-                    Span::styled(
-                        shown,
-                        if focused {
-                            t.selected()
-                        } else {
-                            ratatui::style::Style::new()
-                        },
-                    ),
-                ]));
                 if focused {
                     if let super::forms::FieldKind::Toggles(o, c) = &fl.kind {
                         lines.push(Line::styled(
@@ -672,7 +696,6 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
                 ));
             }
             // Tall enough for the wrapped lines (file lists run long), at most the screen.
-            let inner = area.width.min(76).saturating_sub(2).max(1) as usize;
             let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
             let r = centered(area, 76, rows as u16 + 2);
             f.render_widget(Clear, r);

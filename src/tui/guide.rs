@@ -10,8 +10,12 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
-/// Width of the step list (the mouse handler needs it too).
-pub const LIST_WIDTH: u16 = 40;
+/// Width of the step list on a terminal `width` columns wide (the mouse handler needs it
+/// too): titles when there is room, else only the marks and numbers, so the lesson keeps
+/// 55 columns on a 60-column terminal.
+pub fn list_width(width: u16) -> u16 {
+    if width >= 100 { 40 } else { 5 }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Needs {
@@ -48,15 +52,17 @@ pub const STEPS: [Step; 9] = [
         text: include_str!("../../assets/guide/04-verify.txt"),
         needs: Needs::Workspace,
     },
-    Step {
-        id: "register",
-        text: include_str!("../../assets/guide/05-register.txt"),
-        needs: Needs::Hub,
-    },
+    // The certificate comes before the registration: `a` on the Hub tab registers the device
+    // selected on the PKI tab, so the id is picked once, as the certificate's CN.
     Step {
         id: "device",
-        text: include_str!("../../assets/guide/06-device.txt"),
+        text: include_str!("../../assets/guide/05-device.txt"),
         needs: Needs::Workspace,
+    },
+    Step {
+        id: "register",
+        text: include_str!("../../assets/guide/06-register.txt"),
+        needs: Needs::Hub,
     },
     Step {
         id: "connect",
@@ -248,10 +254,97 @@ pub fn text_report(rows: &[TreeRow], facts: &Facts) -> String {
     out
 }
 
+/// Each command of a lesson section as one line (joining `\` continuations).
+pub fn commands(section: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for line in section.lines() {
+        match line.trim_end().strip_suffix('\\') {
+            Some(head) => {
+                cur.push_str(head.trim_end());
+                cur.push(' ');
+            }
+            None => {
+                cur.push_str(line.trim());
+                out.push(std::mem::take(&mut cur));
+            }
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out.retain(|c| !c.is_empty());
+    out
+}
+
+/// The shell words of a command, quotes kept (split at spaces outside quotes and `<(...)`).
+pub fn shell_words(cmd: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let (mut quote, mut depth) = (None::<char>, 0u32);
+    for c in cmd.chars() {
+        match (quote, c) {
+            (Some(q), _) if c == q => quote = None,
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => depth = depth.saturating_sub(1),
+            (None, ' ') if depth == 0 => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+/// A command laid out for `width` columns so that what is shown can be pasted: lines break
+/// between arguments and end with ` \`, continuation lines are indented; a comment wraps as
+/// comment lines. (A word wider than the pane still gets a line of its own.)
+pub fn wrap_command(cmd: &str, width: usize) -> Vec<String> {
+    if let Some(text) = cmd.strip_prefix('#') {
+        return super::ui::wrap_words(text, width.saturating_sub(2).max(10))
+            .into_iter()
+            .map(|l| format!("# {l}"))
+            .collect();
+    }
+    let mut lines: Vec<String> = Vec::new();
+    // (indent, text) of the line being filled; continuation lines are indented by two
+    // unless a long word needs the room.
+    let mut line: (usize, String) = (0, String::new());
+    for w in shell_words(cmd) {
+        let wlen = w.chars().count();
+        // Keep room for the trailing backslash a break would add.
+        if !line.1.is_empty() && line.0 + line.1.chars().count() + 1 + wlen + 2 > width {
+            lines.push(format!("{}{} \\", " ".repeat(line.0), line.1));
+            line = (if 2 + wlen + 2 > width { 0 } else { 2 }, String::new());
+        }
+        if !line.1.is_empty() {
+            line.1.push(' ');
+        }
+        line.1.push_str(&w);
+    }
+    lines.push(format!("{}{}", " ".repeat(line.0), line.1));
+    lines
+}
+
+/// The commands of a lesson section as text to paste (what `y` / `Y` copy).
+pub fn section_text(section: &str) -> String {
+    commands(section).into_iter().map(|c| c + "\n").collect()
+}
+
 pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
+    let list_w = list_width(area.width);
+    let compact = list_w < 40;
     let [list, body] =
-        Layout::horizontal([Constraint::Length(LIST_WIDTH), Constraint::Min(20)]).areas(area);
+        Layout::horizontal([Constraint::Length(list_w), Constraint::Min(20)]).areas(area);
     let facts = app.guide_facts();
     let mut lines = Vec::new();
     for (i, s) in STEPS.iter().enumerate() {
@@ -260,19 +353,24 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             StepStatus::Todo => ("·", t.accent()),
             StepStatus::Unavailable(_) => ("⧗", t.dim()),
         };
+        let label = if compact {
+            format!("{}", i + 1)
+        } else {
+            format!("{}. {}", i + 1, s.lesson().title)
+        };
         let mut line = Line::from(vec![
             Span::styled(format!("{sym} "), style),
-            Span::raw(format!("{}. {}", i + 1, s.lesson().title)),
+            Span::raw(label),
         ]);
         if i == app.guide.selected {
             line = line.style(t.selected());
         }
         lines.push(line);
     }
-    let title = if app.pki.loaded {
-        " Workshop "
-    } else {
-        " Workshop (reading the workspace…) "
+    let title = match (app.pki.loaded, compact) {
+        (_, true) => "",
+        (true, false) => " Workshop ",
+        (false, false) => " Workshop (reading the workspace…) ",
     };
     f.render_widget(
         Paragraph::new(lines).block(
@@ -295,19 +393,22 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     });
     out.push(Line::raw(""));
     out.push(Line::raw(l.why.to_string()));
-    out.push(Line::raw(""));
-    out.push(Line::styled("With openssl", t.title()));
-    out.extend(
-        l.openssl
-            .lines()
-            .map(|s| Line::styled(format!("  {s}"), t.accent())),
-    );
-    out.push(Line::raw(""));
-    out.push(Line::styled("With the Azure CLI", t.title()));
-    out.extend(
-        l.az.lines()
-            .map(|s| Line::styled(format!("  {s}"), t.accent())),
-    );
+    // Commands are laid out here, not by the paragraph's wrap, so every shown line pastes.
+    let inner = body.width.saturating_sub(2) as usize;
+    for (head, section) in [
+        ("With openssl · y copies", l.openssl),
+        ("With the Azure CLI · Y copies", l.az),
+    ] {
+        out.push(Line::raw(""));
+        out.push(Line::styled(head, t.title()));
+        for cmd in commands(section) {
+            out.extend(
+                wrap_command(&cmd, inner)
+                    .into_iter()
+                    .map(|s| Line::styled(s, t.accent())),
+            );
+        }
+    }
     f.render_widget(
         Paragraph::new(out)
             .wrap(Wrap { trim: false })

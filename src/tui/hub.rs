@@ -42,6 +42,8 @@ pub enum LogKind {
     Twin,
     C2d,
     Info,
+    /// Something the user did here (start, register, enable, proof): it succeeded.
+    Changed,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +74,8 @@ pub enum HubAction {
     Events(Vec<LogLine>),
     /// The proof-of-possession flow (`v` on the Hub tab) finished: what it did, or why not.
     Proved(Result<Vec<String>, String>),
+    /// A registry change asked for on this tab (register, enable, disable) was made.
+    Done(String),
 }
 
 /// The TUI's view of a registry.
@@ -159,6 +163,16 @@ impl HubState {
         }
     }
 
+    /// A line in the event log for something the user did (not an event of the hub itself).
+    pub fn note(&mut self, at: OffsetDateTime, kind: LogKind, text: String) {
+        self.apply(HubAction::Event(LogLine {
+            at,
+            kind,
+            device: String::new(),
+            text,
+        }));
+    }
+
     pub fn apply(&mut self, a: HubAction) {
         match a {
             HubAction::Started { port } => {
@@ -181,6 +195,7 @@ impl HubState {
                     self.apply(HubAction::Event(l));
                 }
             }
+            HubAction::Done(_) => self.error = None,
             HubAction::Proved(r) => {
                 self.proving = false;
                 match r {
@@ -278,12 +293,6 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             t.warn(),
         ));
     }
-    for p in &hub.proof {
-        lines.push(Line::styled(format!("✓ {p}"), t.ok()));
-    }
-    if let Some(e) = &hub.error {
-        lines.push(Line::styled(format!("✗ {e}"), t.bad()));
-    }
     // The newest events that fit, counting the rows wrapped lines take (only the visible
     // tail is formatted, so a 1,000-line log costs no more than a screenful).
     let height = log_area.height.saturating_sub(2) as usize;
@@ -299,6 +308,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             LogKind::Twin => ("⇅", t.accent()),
             LogKind::C2d => ("↓", t.accent()),
             LogKind::Info => ("·", t.dim()),
+            LogKind::Changed => ("✓", t.ok()),
         };
         let line = Line::from(vec![
             Span::styled(format!("{sym} "), style),
@@ -324,8 +334,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
                 &if hub.dropped > 0 {
                     format!("Event log ({} older dropped)", hub.dropped)
                 } else {
-                    "Event log · s start/stop · p port · v prove CA · a register · o on/off"
-                        .to_string()
+                    "Event log".to_string()
                 },
             )),
         log_area,

@@ -277,28 +277,41 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                 // Thumbprints come from the workspace for self-signed devices only: the hub
                 // refuses them for CA-signed ones, whose chain is what it checks.
                 if e.meta.self_signed {
-                    store.add_device(
-                        &device,
-                        crate::hub::Auth::SelfSigned,
-                        None,
-                        None,
-                        Some(&device),
-                    )
+                    store
+                        .add_device(
+                            &device,
+                            crate::hub::Auth::SelfSigned,
+                            None,
+                            None,
+                            Some(&device),
+                        )
+                        .map(|_| "X.509 self-signed, by its thumbprint")
                 } else {
-                    store.add_device(&device, crate::hub::Auth::Ca, None, None, None)
+                    store
+                        .add_device(&device, crate::hub::Auth::Ca, None, None, None)
+                        .map(|_| "X.509 CA signed")
                 }
             })();
-            if let Err(e) = r {
-                emit(Action::Hub(hub::HubAction::Error(e.to_string())));
-            }
+            emit(Action::Hub(match r {
+                Ok(auth) => hub::HubAction::Done(format!(
+                    "registered device \"{device}\" with the hub ({auth})"
+                )),
+                Err(e) => hub::HubAction::Error(e.to_string()),
+            }));
             emit(hub_registry(ws));
         }
         Command::HubEnable { device, enabled } => {
             let r =
                 crate::hub::HubStore::open(ws.root()).and_then(|s| s.set_enabled(&device, enabled));
-            if let Err(e) = r {
-                emit(Action::Hub(hub::HubAction::Error(e.to_string())));
-            }
+            emit(Action::Hub(match r {
+                Ok(_) if enabled => {
+                    hub::HubAction::Done(format!("enabled device \"{device}\" in the hub"))
+                }
+                Ok(_) => hub::HubAction::Done(format!(
+                    "disabled device \"{device}\" in the hub: it is refused from its next connection"
+                )),
+                Err(e) => hub::HubAction::Error(e.to_string()),
+            }));
             emit(hub_registry(ws));
         }
         // Async: run by the loop (`spawn`), which owns the hub handle.
@@ -380,6 +393,11 @@ pub struct Engines {
 }
 
 impl Engines {
+    /// Where the Hub tab's hub listens, if it runs.
+    pub async fn hub_addr(&self) -> Option<std::net::SocketAddr> {
+        self.hub.lock().await.as_ref().map(|h| h.addr)
+    }
+
     /// Stop the hub (on quit), waiting for it to close its connections.
     pub async fn shutdown(&self) {
         if let Some(h) = self.hub.lock().await.take() {
@@ -436,35 +454,50 @@ pub async fn run_test(
     engines: Engines,
     device: String,
     target: connect::Target,
+    hub_port: u16,
     tx: mpsc::UnboundedSender<Action>,
 ) -> Result<(), String> {
     use crate::mqtt::{ConnectionTest, Endpoint, Flavor, Identity, PeerKind};
     let ws = Workspace::open(&ws_root).map_err(|e| e.to_string())?;
     let identity = Identity::from_workspace(&ws, &device).map_err(|e| e.to_string())?;
-    let mut own_hub = None;
     let mut test = match &target {
         connect::Target::LocalHub => {
             let store = crate::hub::HubStore::open(&ws_root).map_err(|e| e.to_string())?;
-            let guard = engines.hub.lock().await;
-            let (addr, watch) = match guard.as_ref() {
-                Some(h) => (h.addr, crate::mqtt::local::HubWatch::in_process(h)),
-                None => {
-                    // No hub on the Hub tab: one for the length of the test, as `connect --to local` does.
-                    let config = crate::hub::HubConfig {
-                        port: 0,
-                        echo: true,
-                        ..Default::default()
-                    };
-                    let h = crate::hub::Hub::start(&ws_root, config)
-                        .await
-                        .map_err(|e| format!("starting the local hub: {e}"))?;
-                    let w = crate::mqtt::local::HubWatch::in_process(&h);
-                    let a = h.addr;
-                    own_hub = Some(h);
-                    (a, w)
-                }
+            // One hub, one truth: the test uses the Hub tab's hub, starting it when it is
+            // stopped, so the Hub tab shows it running and logs the test's connection.
+            let mut guard = engines.hub.lock().await;
+            if guard.is_none() {
+                let h = match start_hub(&ws_root, hub_port).await {
+                    Ok(h) => h,
+                    // The Hub tab's port is taken (a local Mosquitto on 8883, say): a free one.
+                    Err(first) if hub_port != 0 => {
+                        let h = start_hub(&ws_root, 0).await.map_err(|e| {
+                            format!("starting the local hub: {first}; on a free port: {e}")
+                        })?;
+                        let _ = tx.send(Action::Hub(hub::HubAction::Event(hub::LogLine {
+                            at: OffsetDateTime::now_utc(),
+                            kind: hub::LogKind::Info,
+                            device: String::new(),
+                            text: format!(
+                                "port {hub_port} is taken ({first}); the hub listens on free port {}",
+                                h.addr.port()
+                            ),
+                        })));
+                        h
+                    }
+                    Err(e) => return Err(format!("starting the local hub: {e}")),
+                };
+                forward_hub_events(h.events(), tx.clone());
+                let _ = tx.send(Action::Hub(hub::HubAction::Started {
+                    port: h.addr.port(),
+                }));
+                *guard = Some(h);
+            }
+            let Some(h) = guard.as_ref() else {
+                return Err("the local hub stopped as the test began".into());
             };
-            // Both the Hub tab's hub and a test's own hub echo telemetry as C2D.
+            let (addr, watch) = (h.addr, crate::mqtt::local::HubWatch::in_process(h));
+            // The Hub tab's hub echoes telemetry as C2D.
             drop(guard);
             let trust = std::fs::read_to_string(store.trust_path()).map_err(|e| {
                 format!(
@@ -517,14 +550,22 @@ pub async fn run_test(
     while let Some(e) = erx.recv().await {
         let _ = tx.send(Action::Connect(connect::ConnectAction::Engine(Box::new(e))));
     }
-    let r = task
-        .await
+    task.await
         .map(|_| ())
-        .map_err(|e| format!("the connection test stopped unexpectedly: {e}"));
-    if let Some(h) = own_hub {
-        h.shutdown().await;
-    }
-    r
+        .map_err(|e| format!("the connection test stopped unexpectedly: {e}"))
+}
+
+/// The in-process hub as the Hub tab runs it (C2D echo on).
+async fn start_hub(
+    root: &std::path::Path,
+    port: u16,
+) -> Result<crate::hub::HubHandle, crate::hub::HubError> {
+    let config = crate::hub::HubConfig {
+        port,
+        echo: true,
+        ..Default::default()
+    };
+    crate::hub::Hub::start(root, config).await
 }
 
 /// Start a command off the draw loop; its result comes back over `tx`.
@@ -546,12 +587,7 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
                     }));
                     return;
                 }
-                let config = crate::hub::HubConfig {
-                    port,
-                    echo: true,
-                    ..Default::default()
-                };
-                match crate::hub::Hub::start(&root, config).await {
+                match start_hub(&root, port).await {
                     Ok(h) => {
                         forward_hub_events(h.events(), tx.clone());
                         let _ = tx.send(Action::Hub(hub::HubAction::Started {
@@ -574,10 +610,14 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
             });
             return;
         }
-        Command::RunTest { device, target } => {
+        Command::RunTest {
+            device,
+            target,
+            hub_port,
+        } => {
             let (engines, tx, root) = (engines.clone(), tx.clone(), ws.root().to_path_buf());
             tokio::spawn(async move {
-                let r = run_test(root, engines, device, target, tx.clone()).await;
+                let r = run_test(root, engines, device, target, hub_port, tx.clone()).await;
                 let _ = tx.send(Action::Connect(connect::ConnectAction::Ended(r)));
             });
             return;

@@ -112,20 +112,30 @@ pub fn render(f: &mut Frame, app: &App) {
                 Span::raw(text.clone()),
             ])
         }
+        // A dialog or the filter takes the keys: the tab's keys do nothing meanwhile.
+        None if app.dialog.is_some() => Line::styled(
+            "the dialog lists its keys · Esc closes it · Ctrl-C quits",
+            t.dim(),
+        ),
+        None if app.pki.filtering && app.tab == Tab::Pki => Line::styled(
+            "type to filter · Enter keeps it · Esc clears it · ↑↓ move",
+            t.dim(),
+        ),
         None => {
-            let took = app
-                .pki
-                .load_took
-                .map(|d| format!(" · read in {} ms", d.as_millis()))
-                .unwrap_or_default();
-            Line::styled(
-                format!(
-                    "n new · v verify · d delete · / filter · q quit · {} entities{took} · {}",
+            let mut text = format!("{} · ? help · q quit", footer_keys(app.tab));
+            if app.tab == Tab::Pki {
+                let took = app
+                    .pki
+                    .load_took
+                    .map(|d| format!(" · read in {} ms", d.as_millis()))
+                    .unwrap_or_default();
+                text.push_str(&format!(
+                    " · {} entities{took} · {}",
                     app.pki.rows.len(),
                     app.ws_root.display()
-                ),
-                t.dim(),
-            )
+                ));
+            }
+            Line::styled(text, t.dim())
         }
     };
     f.render_widget(Paragraph::new(status), a.status);
@@ -138,27 +148,133 @@ pub fn render(f: &mut Frame, app: &App) {
     }
 }
 
-fn render_help(f: &mut Frame, area: Rect, app: &App) {
-    let t = app.theme;
-    let mut lines = Vec::new();
+/// The keys that act on `tab` (the footer names no key that does nothing there).
+pub fn footer_keys(tab: Tab) -> &'static str {
+    match tab {
+        Tab::Pki => "n new · v verify · e export · c connect · d delete · / filter",
+        Tab::Hub => "s start/stop · p port · v prove CA · a register · o on/off",
+        Tab::Connect => "Enter run · t target",
+        Tab::Guide => "↑↓ step · J K scroll · y copy commands",
+    }
+}
+
+/// Columns of the help overlay before the description.
+const HELP_SCOPE: usize = 9;
+const HELP_KEYS: usize = 19;
+
+/// The help box for a terminal of `size`: its rectangle and its inner text width.
+fn help_box((w, h): (u16, u16)) -> (Rect, usize) {
+    let area = Rect::new(0, 0, w, h);
+    let rows = help_rows(96.min(w).saturating_sub(2) as usize).len() as u16;
+    let r = dialog::centered(area, 96.min(w), (rows + 2).min(h));
+    (r, r.width.saturating_sub(2) as usize)
+}
+
+/// Every key as overlay rows (scope, keys, one line of the description), the descriptions
+/// wrapped at word boundaries to the width left for them.
+fn help_rows(inner: usize) -> Vec<(String, String, String)> {
+    let desc_w = inner.saturating_sub(HELP_SCOPE + HELP_KEYS).max(10);
+    let mut rows = Vec::new();
     let mut last = "";
     for (scope, keys, what) in KEYMAP {
         let shown = if *scope != last { *scope } else { "" };
         last = scope;
-        lines.push(Line::from(vec![
-            Span::styled(format!("{shown:<9}"), t.title()),
-            Span::styled(format!("{keys:<19}"), t.key()),
-            Span::raw(what.to_string()),
-        ]));
+        for (i, part) in wrap_words(what, desc_w).into_iter().enumerate() {
+            let (s, k) = if i == 0 { (shown, *keys) } else { ("", "") };
+            rows.push((s.to_string(), k.to_string(), part));
+        }
     }
-    let h = (lines.len() as u16 + 2).min(area.height);
-    let r = dialog::centered(area, 96.min(area.width), h);
+    rows
+}
+
+/// Greedy word wrap (a word longer than the width gets a line of its own).
+pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let w = word.chars().count();
+        if !line.is_empty() && line.chars().count() + 1 + w > width {
+            out.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() || out.is_empty() {
+        out.push(line);
+    }
+    out
+}
+
+/// Word wrap with a hanging indent: lines after the first start with `indent` spaces.
+pub fn wrap_hanging(text: &str, width: usize, indent: usize) -> Vec<String> {
+    let width = width.max(indent + 10);
+    let mut out: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let lead = if out.is_empty() { 0 } else { indent };
+        if !line.is_empty() && lead + line.chars().count() + 1 + word.chars().count() > width {
+            out.push(format!("{}{line}", " ".repeat(lead)));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    let lead = if out.is_empty() { 0 } else { indent };
+    out.push(format!("{}{line}", " ".repeat(lead)));
+    out
+}
+
+/// How many help rows fit at once.
+pub fn help_page(size: (u16, u16)) -> u16 {
+    help_box(size).0.height.saturating_sub(2).max(1)
+}
+
+/// The last first-row the help can scroll to.
+pub fn help_max_scroll(size: (u16, u16)) -> u16 {
+    let (_, inner) = help_box(size);
+    (help_rows(inner).len() as u16).saturating_sub(help_page(size))
+}
+
+fn render_help(f: &mut Frame, area: Rect, app: &App) {
+    let t = app.theme;
+    let (r, inner) = help_box((area.width, area.height));
+    let rows = help_rows(inner);
+    let page = help_page((area.width, area.height));
+    let first = app
+        .help_scroll
+        .min(help_max_scroll((area.width, area.height)));
+    let lines: Vec<Line> = rows
+        .iter()
+        .skip(first as usize)
+        .take(page as usize)
+        .map(|(scope, keys, what)| {
+            Line::from(vec![
+                Span::styled(format!("{scope:<HELP_SCOPE$}"), t.title()),
+                Span::styled(format!("{keys:<HELP_KEYS$}"), t.key()),
+                Span::raw(what.clone()),
+            ])
+        })
+        .collect();
+    let title = if rows.len() <= page as usize {
+        " Keys (any key closes) ".to_string()
+    } else {
+        format!(
+            " Keys {}–{} of {} · ↑↓ PgDn scroll · other keys close ",
+            first + 1,
+            (first + page).min(rows.len() as u16),
+            rows.len()
+        )
+    };
     f.render_widget(Clear, r);
     f.render_widget(
         Paragraph::new(lines).block(
             Block::default()
                 .borders(Borders::ALL)
-                .title(Span::styled(" Keys (any key closes) ", t.title())),
+                .title(Span::styled(title, t.title())),
         ),
         r,
     );

@@ -24,6 +24,7 @@ mod hub_sdk;
 mod hub_status;
 mod names_lookup;
 mod tui_connect;
+mod tui_newcomer;
 mod tui_pty;
 mod tui_snapshots;
 mod tui_update;

@@ -32,7 +32,7 @@ fn run(ws: &std::path::Path, device: &str, target: Target) -> App {
     let root = ws.to_path_buf();
     let device = device.to_string();
     let r = rt.block_on(async move {
-        let r = run_test(root, Engines::default(), device, target, tx.clone()).await;
+        let r = run_test(root, Engines::default(), device, target, 0, tx.clone()).await;
         drop(tx);
         r
     });

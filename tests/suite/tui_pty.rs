@@ -361,6 +361,52 @@ fn resize_below_the_minimum_says_so_and_recovers() {
     t.assert_restored();
 }
 
+/// What a newcomer typed at 50×12, unseen: `1 n blind Enter` used to create a root CA named
+/// "blind". While the terminal is too small only q (and Ctrl-C) act.
+#[test]
+fn too_small_takes_no_keys_but_q() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let mut t = Tui::start(&ws, &[], &[]);
+    t.wait_for("The workspace is empty");
+    let resize = |t: &Tui, rows: u16, cols: u16| {
+        t.master
+            .resize(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        t.parser.lock().unwrap().set_size(rows, cols);
+    };
+    resize(&t, 12, 50);
+    t.wait_for("terminal too small");
+    t.send("1");
+    t.send("n");
+    t.send("blind");
+    t.send(ENTER);
+    std::thread::sleep(Duration::from_millis(500));
+    resize(&t, 24, 80);
+    let s = t.wait_for("The workspace is empty");
+    assert!(!s.contains("New certificate"), "{s}");
+    let list = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .arg("--workspace")
+        .arg(&ws)
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains("blind"),
+        "created unseen"
+    );
+    resize(&t, 12, 50);
+    t.wait_for("terminal too small");
+    t.send("q");
+    assert_eq!(t.wait_exit(), 0);
+    t.assert_restored();
+}
+
 #[test]
 fn no_color_draws_without_colours_and_keeps_symbols() {
     let dir = tempfile::tempdir().unwrap();

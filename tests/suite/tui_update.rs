@@ -729,7 +729,7 @@ fn connect_runs_one_test_at_a_time_and_fills_state_from_engine_events() {
     assert_eq!(app.connect.target, Target::LocalHub);
     let c = app.update(key(KeyCode::Enter));
     assert!(
-        matches!(&c, Some(Command::RunTest { device, target: Target::LocalHub }) if device == "d1")
+        matches!(&c, Some(Command::RunTest { device, target: Target::LocalHub, .. }) if device == "d1")
     );
     assert!(app.connect.running);
     assert!(app.update(key(KeyCode::Enter)).is_none(), "one at a time");
