@@ -392,6 +392,12 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
             )
         })
         .collect::<Result<_>>()?;
+    let mut batch: Vec<NewEntity> = batch;
+    if req.force {
+        for e in &mut batch {
+            lifecycle::keep_replaced(ws, e)?;
+        }
+    }
     let entities = store(ws, batch, req.force)?;
     Ok(Created {
         entities,
@@ -470,7 +476,9 @@ pub fn new_verification(
     crate::store::write_atomic(out, cert_pem.as_bytes(), 0o644)?;
     Ok(Created {
         entities,
-        warnings: vec![],
+        warnings: identity::verification_code_warning(code)
+            .into_iter()
+            .collect(),
         file: Some(out.to_path_buf()),
     })
 }
@@ -484,6 +492,10 @@ pub struct CsrRequest {
     pub eku: Eku,
     pub target: Target,
     pub force: bool,
+    /// subjectAltNames to put in, as `new device --san` takes them.
+    pub sans: Vec<String>,
+    /// Copy the CSR's own DNS, IP and URI names, after checking them.
+    pub keep_san: bool,
 }
 
 pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Created> {
@@ -509,20 +521,53 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
             warnings.push(format!("the CSR's CN \"{cn}\" differs from the name \"{name}\"; the hub will expect device id \"{cn}\""));
         }
     }
-    if !csr.ignored_extensions.is_empty() {
+    let mut sans: Vec<San> = req
+        .sans
+        .iter()
+        .map(|s| San::parse(s))
+        .collect::<Result<_, _>>()?;
+    let mut ignored = csr.ignored_extensions.clone();
+    if req.keep_san {
+        ignored.retain(|e| e != "SubjectAlternativeName");
+        for san in &csr.sans {
+            if let San::Dns(d) = san
+                && Some(d) == csr.cn.as_ref()
+            {
+                check_device_id(d, req.target)?;
+            }
+            crate::pki::csr::check_requested_san(san, csr.cn.as_deref())?;
+            if !sans.contains(san) {
+                sans.push(san.clone());
+            }
+        }
+        if !csr.other_sans.is_empty() {
+            warnings.push(format!(
+                "the CSR's other subjectAltNames were not copied (only DNS, IP and URI are): {}",
+                csr.other_sans.join(", ")
+            ));
+        }
+    } else if !csr.sans.is_empty() {
+        warnings.push(format!(
+            "the CSR asks for subjectAltName {}; not copied: pass --keep-san to copy it, or --san to set names",
+            csr.sans
+                .iter()
+                .map(crate::pki::csr::san_text)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        ignored.retain(|e| e != "SubjectAlternativeName");
+    }
+    if !ignored.is_empty() {
         warnings.push(format!(
             "the CSR asked for extensions ({}); they were ignored: CA flag, key usage and EKU come from chainsmith's device profile",
-            csr.ignored_extensions.join(", ")
+            ignored.join(", ")
         ));
     }
     if !req.force {
         ws.check_free(std::slice::from_ref(&name))?;
     }
     let ca = load_ca(ws, &req.issuer)?;
-    let profile = Profile::Device {
-        eku: req.eku,
-        sans: vec![],
-    };
+    let profile = Profile::Device { eku: req.eku, sans };
     let spec = IssueSpec {
         subject: csr.subject,
         validity: req.validity.resolve(&profile)?,
@@ -537,16 +582,16 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
         None,
         Some(req.target),
     )?;
-    let entities = store(
-        ws,
-        vec![NewEntity {
-            meta,
-            cert_pem: issued.cert_pem,
-            key_pem: None,
-            extra: vec![],
-        }],
-        req.force,
-    )?;
+    let mut entity = NewEntity {
+        meta,
+        cert_pem: issued.cert_pem,
+        key_pem: None,
+        extra: vec![],
+    };
+    if req.force {
+        lifecycle::keep_replaced(ws, &mut entity)?;
+    }
+    let entities = store(ws, vec![entity], req.force)?;
     Ok(Created {
         entities,
         warnings,

@@ -48,6 +48,10 @@ pub struct RevokeArgs {
     /// superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise.
     #[arg(long, default_value = "unspecified")]
     pub reason: String,
+    /// Disable every local-hub device whose credential is this certificate (by CN for
+    /// CA-authenticated devices, by thumbprint for self-signed ones); a running hub drops it.
+    #[arg(long)]
+    pub disable_on_hub: bool,
 }
 
 #[derive(Args, Debug)]
@@ -133,7 +137,14 @@ pub fn renew(global: &Global, a: RenewArgs) -> CliResult {
 
 pub fn revoke(global: &Global, a: RevokeArgs) -> CliResult {
     let ws = global.workspace()?;
-    let r = lifecycle::revoke(&ws, &a.name, &a.reason)?;
+    let r = lifecycle::revoke(
+        &ws,
+        &lifecycle::RevokeRequest {
+            name: a.name,
+            reason: a.reason,
+            disable_on_hub: a.disable_on_hub,
+        },
+    )?;
     if global.json {
         print_json(&r);
     } else {

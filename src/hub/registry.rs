@@ -154,6 +154,46 @@ pub struct Registry {
     pub cas: Vec<HubCa>,
     #[serde(default)]
     pub devices: Vec<HubDevice>,
+    /// Certificates revoked in this workspace (`chainsmith revoke`). Like IoT Hub, the hub does
+    /// not refuse them (it checks no CRL); it only warns when one connects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<RevokedCert>,
+}
+
+/// A workspace certificate that `chainsmith revoke` marked, as the hub remembers it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RevokedCert {
+    /// SHA-256 thumbprint (upper hex) of the certificate.
+    pub sha256: String,
+    /// The workspace entity it belongs (or belonged) to.
+    pub name: String,
+    pub serial: String,
+    /// RFC 5280 reason name.
+    pub reason: String,
+}
+
+impl Registry {
+    /// The revocation recorded for this certificate (DER), if any.
+    pub fn revoked_cert(&self, der: &[u8]) -> Option<&RevokedCert> {
+        if self.revoked.is_empty() {
+            return None;
+        }
+        let (_, sha256) = pki::thumbprints(der);
+        self.revoked
+            .iter()
+            .find(|r| r.sha256.eq_ignore_ascii_case(&sha256))
+    }
+}
+
+/// A hub device `disable_credential` turned off, and why it matched.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DisabledDevice {
+    pub id: String,
+    pub auth: Auth,
+    /// "CN" for a CA-authenticated device, "primary thumbprint" / "secondary thumbprint".
+    pub matched: String,
+    /// False when it was disabled already.
+    pub was_enabled: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -583,6 +623,53 @@ impl HubStore {
                 .ok_or_else(|| RegistryError::UnknownDevice(id.to_string()))?;
             d.enabled = enabled;
             Ok(d.clone())
+        })
+    }
+
+    /// Disable every device whose credential is this certificate: a CA-authenticated device
+    /// whose id is the certificate's CN (any certificate with that CN under a verified CA
+    /// opens it), a self-signed device holding its SHA-1 or SHA-256 in a slot.
+    pub fn disable_credential(
+        &self,
+        cn: &str,
+        sha1: &str,
+        sha256: &str,
+    ) -> Result<Vec<DisabledDevice>> {
+        self.modify(|r| {
+            let mut out = Vec::new();
+            for d in r.devices.iter_mut() {
+                let slot = |t: &Option<String>| {
+                    t.as_deref().is_some_and(|t| {
+                        t.eq_ignore_ascii_case(sha1) || t.eq_ignore_ascii_case(sha256)
+                    })
+                };
+                let matched = match d.auth {
+                    Auth::Ca if d.id == cn => "CN",
+                    Auth::SelfSigned if slot(&d.primary) => "primary thumbprint",
+                    Auth::SelfSigned if slot(&d.secondary) => "secondary thumbprint",
+                    _ => continue,
+                };
+                out.push(DisabledDevice {
+                    id: d.id.clone(),
+                    auth: d.auth,
+                    matched: matched.to_string(),
+                    was_enabled: d.enabled,
+                });
+                d.enabled = false;
+            }
+            Ok(out)
+        })
+    }
+
+    /// Remember revoked certificates so a running hub can warn when one connects.
+    pub fn note_revoked(&self, certs: Vec<RevokedCert>) -> Result<()> {
+        self.modify(|r| {
+            for c in certs {
+                if !r.revoked.iter().any(|x| x.sha256 == c.sha256) {
+                    r.revoked.push(c);
+                }
+            }
+            Ok(())
         })
     }
 

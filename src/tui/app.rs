@@ -290,13 +290,16 @@ impl App {
                 })
             }
             Purpose::Revoke { name } => {
-                let reason = match &form.fields[0].kind {
-                    super::forms::FieldKind::Choice(o, i) => o[*i].to_string(),
-                    _ => "unspecified".into(),
+                let choice = |i: usize| match form.fields.get(i).map(|f| &f.kind) {
+                    Some(super::forms::FieldKind::Choice(o, i)) => Some(o[*i]),
+                    _ => None,
                 };
+                let reason = choice(0).unwrap_or("unspecified").to_string();
+                let disable_on_hub = choice(1).is_some_and(|c| c.starts_with("yes"));
                 Command::Revoke {
                     name: name.clone(),
                     reason,
+                    disable_on_hub,
                 }
             }
             Purpose::Target => match super::connect::Target::parse(form.value("Target")) {
@@ -834,7 +837,7 @@ impl App {
                         self.dialog = Some(Dialog::Form(match c {
                             'e' => Form::export(&name, &self.ws_root),
                             'r' => Form::renew(&name),
-                            _ => Form::revoke(&name),
+                            _ => Form::revoke(&name, self.hub.devices.iter().any(|d| d.id == name)),
                         }))
                     }
                     None => self.say(Level::Warn, "select a certificate first"),

@@ -163,25 +163,34 @@ impl Form {
         )
     }
 
-    pub fn revoke(name: &str) -> Form {
+    /// `registered`: a hub device has this name, so disabling it is the default (IoT Hub and
+    /// the local hub check no CRL: disabling is what cuts the device off).
+    pub fn revoke(name: &str, registered: bool) -> Form {
         let mut f = Form::new(
             Purpose::Revoke { name: name.into() },
             format!("Revoke {name}"),
-            vec![Field {
-                label: "Reason",
-                kind: FieldKind::Choice(
-                    vec![
-                        "unspecified",
-                        "key-compromise",
-                        "ca-compromise",
-                        "affiliation-changed",
-                        "superseded",
-                        "cessation-of-operation",
-                    ],
-                    0,
-                ),
-                value: String::new(),
-            }],
+            vec![
+                Field {
+                    label: "Reason",
+                    kind: FieldKind::Choice(
+                        vec![
+                            "unspecified",
+                            "key-compromise",
+                            "ca-compromise",
+                            "affiliation-changed",
+                            "superseded",
+                            "cessation-of-operation",
+                        ],
+                        0,
+                    ),
+                    value: String::new(),
+                },
+                Field {
+                    label: "Disable on hub",
+                    kind: FieldKind::Choice(vec!["yes", "no"], usize::from(!registered)),
+                    value: String::new(),
+                },
+            ],
         );
         f.note = Some(crate::ops::lifecycle::HUB_DOES_NOT_CHECK_CRLS.to_string());
         f
