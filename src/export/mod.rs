@@ -885,6 +885,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn node_camelcase_matches_npm_camelcase_4_1_0() {
+        // Each right-hand side printed by node with npm camelcase 4.1.0 itself.
+        for (input, want) in [
+            ("sample-device-01", "sampleDevice01"),
+            ("sampleDevice01", "sampleDevice01"),
+            ("dev1", "dev1"),
+            ("Test Root Cert", "testRootCert"),
+            ("EZCA Test Root", "ezcaTestRoot"),
+            ("device_01", "device01"),
+            ("my.device.7", "myDevice7"),
+            ("ABC-def", "abcDef"),
+            ("XMLHttpRequest", "xmlHttpRequest"),
+            ("a--b", "aB"),
+            ("x_", "x"),
+            ("_lead", "lead"),
+            ("dev-{001}", "dev-{001}"),
+            ("Dev 01 A", "dev01A"),
+            ("sensor-7", "sensor7"),
+            ("A", "a"),
+            ("a-_#b", "a_#b"),
+            ("foo-#bar", "foo-#bar"),
+            ("HTTPServer2", "httpServer2"),
+        ] {
+            assert_eq!(node_camelcase(input), want, "{input}");
+        }
+    }
+
+    #[test]
     fn formats_parse() {
         for f in Format::ALL {
             assert_eq!(f.as_str().parse::<Format>().unwrap(), f);

@@ -22,6 +22,8 @@ mod hub_protocol;
 mod hub_robust;
 mod hub_sdk;
 mod hub_status;
+mod lifecycle_hub;
+mod lifecycle_keys;
 mod tui_connect;
 mod tui_pty;
 mod tui_snapshots;

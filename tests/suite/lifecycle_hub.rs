@@ -1,0 +1,305 @@
+//! Lifecycle meets the hub (issue 14): revoking disables the device in the local hub and drops
+//! it, a revoked certificate that still connects is logged, a compromised key stays dead, and
+//! EZCA's guide runs as written. The device is the official Azure IoT Python SDK.
+//!
+//! The SDK dials port 8883 only (no port option), which other tests and a local Mosquitto hold
+//! too: each SDK test runs again in its own network namespace ([`own_netns`], the same scheme as
+//! helper clock's `isolated::in_own_netns`, which it can be swapped for), and [`SdkHub::start`]
+//! is the one place that binds the port.
+
+use crate::hub_util::Fixture;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chainsmith::hub::{Auth, Hub, HubConfig, HubEvent, HubHandle, control};
+use chainsmith::ops::ValidityArg;
+use tokio::sync::broadcast;
+
+const INSIDE: &str = "CHAINSMITH_TEST_NETNS";
+
+/// Run `test` again in a child of this test binary inside a new network namespace (loopback
+/// only: 127.0.0.1:8883 is free there). True in that child: run the body. In the parent: false
+/// once the child passed; a failing child fails the test.
+fn own_netns(test: &str) -> bool {
+    if std::env::var(INSIDE).as_deref() == Ok(test) {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .arg(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(INSIDE, test)
+        .output()
+        .expect("unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test} in its own network namespace:\n{stdout}\n{stderr}"
+    );
+    false
+}
+
+/// The local hub on 127.0.0.1:8883 with its control socket, as `hub serve` runs it.
+struct SdkHub {
+    hub: Option<Arc<HubHandle>>,
+    ctl: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl SdkHub {
+    async fn start(fx: &Fixture) -> SdkHub {
+        let config = HubConfig {
+            port: 8883,
+            ..Default::default()
+        };
+        let hub = Hub::start(fx.root(), config)
+            .await
+            .expect("127.0.0.1:8883 is free in this network namespace");
+        let hub = Arc::new(hub);
+        let ctl = tokio::spawn(control::serve(hub.clone(), fx.store.control_path()));
+        SdkHub {
+            hub: Some(hub),
+            ctl,
+        }
+    }
+    fn events(&self) -> broadcast::Receiver<HubEvent> {
+        self.hub.as_ref().expect("running").events()
+    }
+    async fn stop(mut self) {
+        self.ctl.abort();
+        let _ = (&mut self.ctl).await;
+        if let Some(h) = self.hub.take().and_then(|h| Arc::try_unwrap(h).ok()) {
+            h.shutdown().await;
+        }
+    }
+}
+
+fn script() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lifecycle_sdk_device.py")
+}
+
+fn sdk_command(fx: &Fixture, id: &str, chain: &Path, key: &Path, mode: &str) -> Command {
+    let mut c = Command::new("python3");
+    c.arg(script())
+        .arg(id)
+        .arg(chain)
+        .arg(key)
+        .arg(fx.trust_file())
+        .arg(mode);
+    c
+}
+
+/// Connect once with the SDK and send a message: (connected, what it printed).
+async fn sdk_once(fx: &Fixture, id: &str, chain: &Path, key: &Path) -> (bool, String) {
+    let mut c = sdk_command(fx, id, chain, key, "once");
+    let out = tokio::task::spawn_blocking(move || c.output().expect("python3"))
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success() && text.contains("\"sent\""), text)
+}
+
+/// An SDK device that stays connected until dropped.
+struct Holder(std::process::Child);
+
+impl Holder {
+    async fn connect(fx: &Fixture, id: &str, chain: &Path, key: &Path) -> Holder {
+        use std::io::{BufRead, BufReader};
+        let mut child = sdk_command(fx, id, chain, key, "hold")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let stdout = child.stdout.take().unwrap();
+        let first = tokio::task::spawn_blocking(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.contains("\"sent\"") || l.contains("\"error\""))
+        })
+        .await
+        .unwrap();
+        assert!(
+            first.as_deref().is_some_and(|l| l.contains("sent")),
+            "the SDK device did not connect: {first:?}"
+        );
+        Holder(child)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Run the chainsmith binary on the fixture's workspace, off the runtime's workers.
+async fn cli(fx: &Fixture, args: &[&str]) -> (bool, String) {
+    let mut c = assert_cmd::Command::cargo_bin("chainsmith").unwrap();
+    c.env("CHAINSMITH_WORKSPACE", fx.root()).args(args);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("panicked"), "{text}");
+    (out.status.success(), text)
+}
+
+async fn cli_ok(fx: &Fixture, args: &[&str]) -> String {
+    let (ok, text) = cli(fx, args).await;
+    assert!(ok, "chainsmith {args:?} failed: {text}");
+    text
+}
+
+/// The first event `pick` accepts within 20 s.
+async fn wait_for<T>(
+    rx: &mut broadcast::Receiver<HubEvent>,
+    mut pick: impl FnMut(&HubEvent) -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(e)) => {
+                if let Some(t) = pick(&e) {
+                    return Some(t);
+                }
+            }
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            _ => return None,
+        }
+    }
+}
+
+fn ca_device(fx: &Fixture, id: &str) -> PathBuf {
+    fx.device(id, Some("line2"), ValidityArg::default());
+    fx.register(id, Auth::Ca, None);
+    fx.chain_file(&[id, "line2"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_disable_on_hub_drops_and_refuses_the_sdk_device() {
+    if !own_netns("lifecycle_hub::revoke_disable_on_hub_drops_and_refuses_the_sdk_device") {
+        return;
+    }
+    let fx = Fixture::new();
+    fx.store.add_ca("root", true).unwrap();
+    let chain = ca_device(&fx, "rev-dev");
+    fx.device("bystander", Some("line2"), ValidityArg::default());
+    fx.register("bystander", Auth::Ca, None);
+    let hub = SdkHub::start(&fx).await;
+    let mut events = hub.events();
+
+    let holder = Holder::connect(&fx, "rev-dev", &chain, &fx.key_file("rev-dev")).await;
+    let out = cli_ok(&fx, &["revoke", "rev-dev", "--disable-on-hub"]).await;
+    assert!(
+        out.contains("Disabled hub device \"rev-dev\" (ca auth, by CN)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the running hub dropped its connection"),
+        "{out}"
+    );
+    // The connected device was dropped by the running hub...
+    let why = wait_for(&mut events, |e| match e {
+        HubEvent::Disconnected { device, reason } if device == "rev-dev" => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(why.is_some_and(|r| r.contains("revoked")));
+    drop(holder);
+    // ...and the SDK cannot come back: CONNACK 5, the hub's reason "device disabled".
+    let (ok, text) = sdk_once(&fx, "rev-dev", &chain, &fx.key_file("rev-dev")).await;
+    assert!(!ok, "a disabled device connected: {text}");
+    let kind = wait_for(&mut events, |e| match e {
+        HubEvent::Refused { device, kind, .. } if device.as_deref() == Some("rev-dev") => {
+            Some(kind.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(kind.as_deref(), Some("disabled"));
+    // Only the device whose credential it was: another device of the same CA is untouched.
+    assert!(fx.store.device("bystander").unwrap().enabled);
+    assert!(!fx.store.device("rev-dev").unwrap().enabled);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_certificate_connects_like_on_iot_hub_but_the_hub_warns() {
+    if !own_netns("lifecycle_hub::a_revoked_certificate_connects_like_on_iot_hub_but_the_hub_warns")
+    {
+        return;
+    }
+    let fx = Fixture::new();
+    fx.store.add_ca("root", true).unwrap();
+    let chain = ca_device(&fx, "rev-warn");
+    let out = cli_ok(&fx, &["revoke", "rev-warn"]).await;
+    // Without --disable-on-hub it says how to cut the device off, here and in Azure.
+    assert!(out.contains("--disable-on-hub"), "{out}");
+    assert!(out.contains("az iot hub device-identity update"), "{out}");
+    let hub = SdkHub::start(&fx).await;
+    let mut events = hub.events();
+    let (ok, text) = sdk_once(&fx, "rev-warn", &chain, &fx.key_file("rev-warn")).await;
+    assert!(ok, "IoT Hub checks no CRL, nor does the local hub: {text}");
+    let warning = wait_for(&mut events, |e| match e {
+        HubEvent::RevokedCertificate { device, .. } if device == "rev-warn" => Some(e.line()),
+        _ => None,
+    })
+    .await
+    .expect("a warning event for the revoked certificate");
+    assert!(warning.contains("revoked in this workspace"), "{warning}");
+    assert!(
+        warning.contains("chainsmith hub device disable rev-warn"),
+        "{warning}"
+    );
+    hub.stop().await;
+}
+
+#[test]
+fn revoke_disables_a_self_signed_device_by_thumbprint_only() {
+    let fx = Fixture::new();
+    let req = chainsmith::ops::DeviceRequest {
+        ids: vec!["selfie".into()],
+        issuer: None,
+        ..Default::default()
+    };
+    chainsmith::ops::new_devices(&fx.ws, &req).unwrap();
+    fx.register("selfie", Auth::SelfSigned, Some("selfie"));
+    // A self-signed device holding another certificate is left alone.
+    fx.store
+        .add_device(
+            "other",
+            Auth::SelfSigned,
+            Some(&"AB".repeat(32)),
+            None,
+            None,
+        )
+        .unwrap();
+    let r = chainsmith::ops::lifecycle::revoke(
+        &fx.ws,
+        &chainsmith::ops::lifecycle::RevokeRequest {
+            name: "selfie".into(),
+            reason: "superseded".into(),
+            disable_on_hub: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(r.disabled.len(), 1, "{:?}", r.disabled);
+    assert_eq!(r.disabled[0].id, "selfie");
+    assert_eq!(r.disabled[0].matched, "primary thumbprint");
+    assert!(
+        r.message.contains("Disabled hub device \"selfie\""),
+        "{}",
+        r.message
+    );
+    assert!(!fx.store.device("selfie").unwrap().enabled);
+    assert!(fx.store.device("other").unwrap().enabled);
+}
