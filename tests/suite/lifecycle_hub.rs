@@ -303,3 +303,71 @@ fn revoke_disables_a_self_signed_device_by_thumbprint_only() {
     assert!(!fx.store.device("selfie").unwrap().enabled);
     assert!(fx.store.device("other").unwrap().enabled);
 }
+
+/// `export NAME --format pem` into `dir`: the chain a device sends and its key.
+async fn exported(fx: &Fixture, name: &str, dir: &str) -> (PathBuf, PathBuf) {
+    let out = fx.dir.path().join(dir);
+    let o = out.to_str().unwrap().to_string();
+    cli_ok(fx, &["export", name, "--out", &o, "--force"]).await;
+    (
+        out.join(format!("{name}.chain.pem")),
+        out.join(format!("{name}.key.pem")),
+    )
+}
+
+/// EZCA's guide (seed 000) as written: the CA is trusted by the hub, devices are registered
+/// "X.509 CA signed" before their certificates exist, a renewal needs no re-registration,
+/// a revoked certificate's device is disabled (IoT Hub ignores CRLs), and after the issuing CA
+/// is renewed with a new key every device still connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ezca_guide_flow_with_the_python_sdk() {
+    if !own_netns("lifecycle_hub::ezca_guide_flow_with_the_python_sdk") {
+        return;
+    }
+    let fx = Fixture::new();
+    // Establish trust: upload the CA, "set certificate status to verified".
+    cli_ok(&fx, &["hub", "ca", "add", "root", "--verified"]).await;
+    // Register before issuing.
+    for id in ["ezca-1", "ezca-2"] {
+        cli_ok(&fx, &["hub", "device", "add", id, "--auth", "ca"]).await;
+        cli_ok(&fx, &["new", "device", id, "--issuer", "line2"]).await;
+    }
+    let hub = SdkHub::start(&fx).await;
+    let (chain1, key1) = exported(&fx, "ezca-1", "e1").await;
+    let (chain2, key2) = exported(&fx, "ezca-2", "e2").await;
+    for (id, chain, key) in [("ezca-1", &chain1, &key1), ("ezca-2", &chain2, &key2)] {
+        let (ok, text) = sdk_once(&fx, id, chain, key).await;
+        assert!(ok, "{id}: {text}");
+    }
+
+    // Renew without re-registering.
+    let out = cli_ok(&fx, &["renew", "ezca-1"]).await;
+    assert!(out.contains("no re-registration"), "{out}");
+    let (chain1r, key1r) = exported(&fx, "ezca-1", "e1r").await;
+    let (ok, text) = sdk_once(&fx, "ezca-1", &chain1r, &key1r).await;
+    assert!(ok, "renewed ezca-1: {text}");
+
+    // Revoke, and the device is refused.
+    cli_ok(&fx, &["revoke", "ezca-2", "--disable-on-hub"]).await;
+    let (ok, text) = sdk_once(&fx, "ezca-2", &chain2, &key2).await;
+    assert!(!ok, "revoked ezca-2 connected: {text}");
+
+    // Renew the issuing CA with a new key: the device still holding its chain from before
+    // connects, so does one renewed under the new CA certificate, and a new device.
+    cli_ok(&fx, &["renew", "line2", "--rekey"]).await;
+    let (ok, text) = sdk_once(&fx, "ezca-1", &chain1r, &key1r).await;
+    assert!(
+        ok,
+        "ezca-1 with its chain from before the CA re-key: {text}"
+    );
+    cli_ok(&fx, &["renew", "ezca-1"]).await;
+    let (chain1n, key1n) = exported(&fx, "ezca-1", "e1n").await;
+    let (ok, text) = sdk_once(&fx, "ezca-1", &chain1n, &key1n).await;
+    assert!(ok, "ezca-1 renewed under the re-keyed CA: {text}");
+    cli_ok(&fx, &["hub", "device", "add", "ezca-3", "--auth", "ca"]).await;
+    cli_ok(&fx, &["new", "device", "ezca-3", "--issuer", "line2"]).await;
+    let (chain3, key3) = exported(&fx, "ezca-3", "e3").await;
+    let (ok, text) = sdk_once(&fx, "ezca-3", &chain3, &key3).await;
+    assert!(ok, "new device under the re-keyed CA: {text}");
+    hub.stop().await;
+}
