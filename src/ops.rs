@@ -611,9 +611,50 @@ pub fn chain_of(ws: &Workspace, name: &str) -> Result<Vec<Entity>> {
                 ),
             });
         }
-        chain.push(ws.load(&issuer)?);
+        let child = chain.last().expect("chain has the entity").cert_der.clone();
+        chain.push(signing_certificate(ws.load(&issuer)?, &child));
     }
     Ok(chain)
+}
+
+/// The certificate of `issuer` that really signed `child`: its current one, or, when the CA was
+/// re-keyed since, the one in its history whose subject key identifier is the child's authority
+/// key identifier and whose key verifies the child's signature. Names alone cannot tell them
+/// apart: every certificate of a CA has the same subject.
+fn signing_certificate(issuer: Entity, child: &[u8]) -> Entity {
+    use crate::pki::inspect::signed_by;
+    if signed_by(child, &issuer.cert_der) {
+        return issuer;
+    }
+    let akid = key_ids(child).1;
+    let Ok(rd) = std::fs::read_dir(issuer.dir.join(lifecycle::HISTORY_DIR)) else {
+        return issuer;
+    };
+    rd.flatten()
+        .filter_map(|e| Entity::read_dir(e.path()).ok())
+        .find(|old| {
+            (akid.is_none() || key_ids(&old.cert_der).0 == akid) && signed_by(child, &old.cert_der)
+        })
+        .unwrap_or(issuer)
+}
+
+/// (subject key identifier, authority key identifier) of a certificate.
+fn key_ids(der: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    use x509_parser::prelude::*;
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return (None, None);
+    };
+    let (mut ski, mut aki) = (None, None);
+    for e in cert.extensions() {
+        match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => ski = Some(k.0.to_vec()),
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                aki = a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => {}
+        }
+    }
+    (ski, aki)
 }
 
 /// Everything `show` prints about an entity.
@@ -680,6 +721,21 @@ pub fn report(ws: &Workspace, name: &str) -> Result<Report> {
         issuers: &issuer_views,
     };
     let mut findings = lint::lint(&view, &ctx);
+    // A CA re-keyed since this was issued: say which of its certificates the chain carries.
+    for pair in chain.windows(2) {
+        let (child, issuer) = (&pair[0], &pair[1]);
+        if issuer.dir.parent().and_then(|p| p.file_name()) == Some(lifecycle::HISTORY_DIR.as_ref())
+        {
+            findings.push(Finding {
+                severity: lint::Severity::Info,
+                code: "earlier-ca-certificate",
+                message: format!(
+                    "\"{}\" was issued by an earlier certificate of \"{}\" (serial {}, SHA-256 {}, kept in its history, found by key identifier and signature): its chain carries that one; a hub must hold it too",
+                    child.meta.name, issuer.meta.name, issuer.meta.serial, issuer.meta.sha256
+                ),
+            });
+        }
+    }
     if let Some(r) = &entity.meta.revoked {
         findings.insert(0, Finding {
             severity: lint::Severity::Warning,

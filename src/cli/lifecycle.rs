@@ -39,6 +39,13 @@ pub struct RenewArgs {
     /// Algorithm of the fresh key (implies --rekey; default: the current one's).
     #[arg(long)]
     pub key: Option<KeyAlg>,
+    /// For a CA: upload the new certificate to the local hub beside the earlier ones
+    /// (unverified: prove possession with the code it prints).
+    #[arg(long)]
+    pub upload_to_hub: bool,
+    /// With --upload-to-hub: mark it verified on upload (as the portal's checkbox does).
+    #[arg(long, requires = "upload_to_hub")]
+    pub verified: bool,
 }
 
 #[derive(Args, Debug)]
@@ -110,6 +117,8 @@ pub fn renew(global: &Global, a: RenewArgs) -> CliResult {
             days: a.days,
             rekey: a.rekey,
             key: a.key,
+            upload_to_hub: a.upload_to_hub,
+            verified: a.verified,
         },
     )?;
     if global.json {

@@ -24,7 +24,7 @@ pub enum RegistryError {
     )]
     NotACa(String),
     #[error(
-        "CA \"{0}\" is already registered with the hub; remove it first with `chainsmith hub ca remove {0}`"
+        "this certificate of CA \"{0}\" is already registered with the hub; remove it first with `chainsmith hub ca remove {0}` (a renewed certificate of the CA is added beside it)"
     )]
     CaTaken(String),
     #[error("CA \"{0}\" is not registered with the hub; add it with `chainsmith hub ca add {0}`")]
@@ -106,6 +106,10 @@ fn store_kind(e: &store::Error) -> &'static str {
 
 pub type Result<T> = std::result::Result<T, RegistryError>;
 
+/// One uploaded CA certificate. A CA may hold several (EZCA's guide: "if you have multiple
+/// locations of the same CA, you must add all the certificates"; a renewed or re-keyed CA):
+/// entries share the name, each with its own verification state and code, told apart by
+/// [`HubCa::thumbprint`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HubCa {
     /// Workspace entity name.
@@ -172,7 +176,28 @@ pub struct RevokedCert {
     pub reason: String,
 }
 
+impl HubCa {
+    /// SHA-256 thumbprint (upper hex) of the certificate: how several certificates of one CA
+    /// are told apart.
+    pub fn thumbprint(&self) -> String {
+        pem_to_der(&self.cert_pem)
+            .map(|d| pki::thumbprints(&d).1)
+            .unwrap_or_default()
+    }
+}
+
 impl Registry {
+    /// A registered CA certificate whose subject is `name` (DER), when none of them signed the
+    /// certificate in hand: it was issued by another certificate of that CA (before a re-key).
+    pub fn ca_named(&self, name_der: &[u8]) -> Option<&HubCa> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        self.cas.iter().find(|c| {
+            self::pem_to_der(&c.cert_pem).is_some_and(|d| {
+                X509Certificate::from_der(&d).is_ok_and(|(_, x)| x.subject().as_raw() == name_der)
+            })
+        })
+    }
+
     /// The revocation recorded for this certificate (DER), if any.
     pub fn revoked_cert(&self, der: &[u8]) -> Option<&RevokedCert> {
         if self.revoked.is_empty() {
@@ -405,7 +430,10 @@ impl HubStore {
             added: OffsetDateTime::now_utc(),
         };
         self.modify(|r| {
-            if r.cas.iter().any(|c| c.name == name) {
+            if r.cas
+                .iter()
+                .any(|c| c.name == name && c.cert_pem == ca.cert_pem)
+            {
                 return Err(RegistryError::CaTaken(name.to_string()));
             }
             r.cas.push(ca.clone());
@@ -417,12 +445,10 @@ impl HubStore {
     /// signed by the CA's key.
     pub fn verify_ca(&self, name: &str, cert_bytes: &[u8]) -> Result<HubCa> {
         let reg = self.load()?;
-        let ca = reg
-            .cas
-            .iter()
-            .find(|c| c.name == name)
-            .ok_or_else(|| RegistryError::UnknownCa(name.to_string()))?
-            .clone();
+        let mine: Vec<&HubCa> = reg.cas.iter().filter(|c| c.name == name).collect();
+        if mine.is_empty() {
+            return Err(RegistryError::UnknownCa(name.to_string()));
+        }
         let refuse = |reason: String| RegistryError::Proof {
             ca: name.to_string(),
             reason,
@@ -452,12 +478,26 @@ impl HubStore {
             ));
         };
         let cn = view.cn.clone().unwrap_or_default();
-        if cn != ca.code {
-            return Err(refuse(format!(
-                "wrong code: the certificate's CN is \"{cn}\" but the current verification code is {}; make a new verification certificate with that code",
-                ca.code
-            )));
-        }
+        // With several certificates of one CA, the code says which one is being proved.
+        let Some(ca) = mine.iter().find(|c| c.code == cn).map(|c| (*c).clone()) else {
+            let codes: Vec<&str> = mine
+                .iter()
+                .filter(|c| !c.verified)
+                .map(|c| c.code.as_str())
+                .collect();
+            return Err(refuse(match codes.as_slice() {
+                [] => format!(
+                    "wrong code: the certificate's CN is \"{cn}\", and every certificate of \"{name}\" is verified already"
+                ),
+                [one] => format!(
+                    "wrong code: the certificate's CN is \"{cn}\" but the current verification code is {one}; make a new verification certificate with that code"
+                ),
+                many => format!(
+                    "wrong code: the certificate's CN is \"{cn}\" but the codes of \"{name}\"'s unverified certificates are {}; make a new verification certificate with one of them",
+                    many.join(", ")
+                ),
+            }));
+        };
         let ca_der = pem_to_der(&ca.cert_pem).unwrap_or_default();
         if !pki::inspect::signed_by(&der, &ca_der) {
             let other = self.ws.list().ok().and_then(|(metas, _)| {
@@ -481,7 +521,7 @@ impl HubStore {
             let c = r
                 .cas
                 .iter_mut()
-                .find(|c| c.name == name)
+                .find(|c| c.name == name && c.cert_pem == ca.cert_pem)
                 .ok_or_else(|| RegistryError::UnknownCa(name.to_string()))?;
             c.verified = true;
             Ok(c.clone())

@@ -454,6 +454,10 @@ pub struct RenewRequest {
     /// A fresh key (of the same algorithm unless `key` says otherwise).
     pub rekey: bool,
     pub key: Option<KeyAlg>,
+    /// For a CA: upload the new certificate to the local hub beside the ones it holds
+    /// (unverified until its proof of possession, unless `verified`).
+    pub upload_to_hub: bool,
+    pub verified: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -462,6 +466,8 @@ pub struct Renewed {
     pub new: Meta,
     pub rekeyed: bool,
     pub notes: Vec<String>,
+    /// The hub entry of the uploaded certificate (`upload_to_hub`), with its verification code.
+    pub uploaded: Option<crate::hub::HubCa>,
 }
 
 /// The profile of an existing certificate: kind from meta, EKU and SANs from the certificate.
@@ -639,17 +645,72 @@ pub fn renew(ws: &Workspace, req: &RenewRequest) -> Result<Renewed> {
         )),
         (Kind::Device, false) => notes.push("same CA, same subject: the hub needs no change (no re-registration)".into()),
         (k, _) if k.is_ca() && rekey => notes.push(
-            "this CA has a new key: certificates it issued before no longer chain to it; re-issue them, and re-upload and re-verify the CA in the hub".into(),
+            "this CA has a new key: certificates it issued before chain to its earlier certificate (kept in its history), not to the new one".into(),
         ),
         (k, _) if k.is_ca() => notes.push("same key and subject: certificates this CA issued still chain to it".into()),
         _ => {}
     }
+    let uploaded = upload_renewed_ca(ws, req, &old, rekey, &mut notes)?;
     Ok(Renewed {
         old,
         new,
         rekeyed: rekey,
         notes,
+        uploaded,
     })
+}
+
+/// After renewing a CA: upload the new certificate to the local hub when asked (it keeps the
+/// earlier ones, so devices issued under them still connect), or say that the hub holds only
+/// the earlier certificate.
+fn upload_renewed_ca(
+    ws: &Workspace,
+    req: &RenewRequest,
+    old: &Meta,
+    rekey: bool,
+    notes: &mut Vec<String>,
+) -> Result<Option<crate::hub::HubCa>> {
+    let name = &req.name;
+    if !old.kind.is_ca() {
+        if req.upload_to_hub {
+            return Err(invalid(format!(
+                "\"{name}\" is a {}, not a CA: only a CA certificate is uploaded to the hub",
+                old.kind.as_str()
+            )));
+        }
+        return Ok(None);
+    }
+    let hub = crate::hub::HubStore::new(ws.clone());
+    let hub_err = |e: crate::hub::RegistryError| invalid(e.to_string());
+    if !req.upload_to_hub {
+        let registered = hub
+            .load()
+            .map_err(hub_err)?
+            .cas
+            .iter()
+            .any(|c| &c.name == name);
+        if registered && rekey {
+            notes.push(format!(
+                "the local hub holds only \"{name}\"'s earlier certificate: devices issued under the new one are refused until it is uploaded (`chainsmith hub ca add {name}`, or renew with --upload-to-hub)"
+            ));
+        }
+        return Ok(None);
+    }
+    let ca = hub.add_ca(name, req.verified).map_err(hub_err)?;
+    notes.push(if ca.verified {
+        format!(
+            "uploaded to the local hub beside its earlier certificate(s), verified (SHA-256 {})",
+            ca.thumbprint()
+        )
+    } else {
+        format!(
+            "uploaded to the local hub beside its earlier certificate(s), unverified (SHA-256 {}); verification code {}: chainsmith new verification --issuer {name} --code {} ; chainsmith hub ca verify {name} --cert FILE",
+            ca.thumbprint(),
+            ca.code,
+            ca.code
+        )
+    });
+    Ok(Some(ca))
 }
 
 // ---------------------------------------------------------------- self-signed slots

@@ -287,6 +287,7 @@ impl App {
                     days,
                     rekey: form.choice("Key") == 1,
                     key: None,
+                    ..Default::default()
                 })
             }
             Purpose::Revoke { name } => {

@@ -371,3 +371,129 @@ async fn ezca_guide_flow_with_the_python_sdk() {
     assert!(ok, "new device under the re-keyed CA: {text}");
     hub.stop().await;
 }
+
+/// The code `hub ca add` / `renew --upload-to-hub` printed.
+fn code_in(text: &str) -> String {
+    let at = text.find("verification code").expect("a verification code") + 17;
+    text[at..]
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .find(|w| w.len() == 48)
+        .expect("48 hex digits")
+        .to_string()
+}
+
+/// A CA with several certificates (issue 14): the issuing CA is registered, re-keyed, and its
+/// new certificate uploaded beside the earlier one; devices of either connect, the export of a
+/// device issued before the re-key carries the CA certificate that signed it, and a hub that
+/// no longer holds that certificate says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_keeps_all_its_certificates_in_the_hub() {
+    if !own_netns("lifecycle_hub::a_ca_keeps_all_its_certificates_in_the_hub") {
+        return;
+    }
+    let fx = Fixture::new();
+    cli_ok(&fx, &["hub", "ca", "add", "line2", "--verified"]).await;
+    for id in ["old-1", "new-1", "new-2"] {
+        cli_ok(&fx, &["hub", "device", "add", id, "--auth", "ca"]).await;
+    }
+    cli_ok(&fx, &["new", "device", "old-1", "--issuer", "line2"]).await;
+    let out = cli_ok(&fx, &["renew", "line2", "--rekey"]).await;
+    assert!(
+        out.contains("holds only \"line2\"'s earlier certificate"),
+        "{out}"
+    );
+    // The new certificate goes in beside the old one, unverified, with its own code.
+    let out = cli_ok(&fx, &["hub", "ca", "add", "line2"]).await;
+    let code = code_in(&out);
+    let list = cli_ok(&fx, &["hub", "ca", "list"]).await;
+    assert_eq!(list.matches("line2").count(), 2, "{list}");
+    assert!(
+        list.contains("verified") && list.contains("unverified"),
+        "{list}"
+    );
+    cli_ok(&fx, &["new", "device", "new-1", "--issuer", "line2"]).await;
+
+    // Exported after the re-key, old-1's chain still carries the certificate that signed it,
+    // and show says which one that is.
+    let show = cli_ok(&fx, &["show", "old-1"]).await;
+    assert!(show.contains("earlier certificate of \"line2\""), "{show}");
+    let (old_chain, old_key) = exported(&fx, "old-1", "old1").await;
+    let (new_chain, new_key) = exported(&fx, "new-1", "new1").await;
+
+    let hub = SdkHub::start(&fx).await;
+    let mut events = hub.events();
+    let (ok, text) = sdk_once(&fx, "old-1", &old_chain, &old_key).await;
+    assert!(ok, "old-1: {text}");
+    let (ok, text) = sdk_once(&fx, "new-1", &new_chain, &new_key).await;
+    assert!(
+        !ok,
+        "new-1 connected under an unverified certificate: {text}"
+    );
+    let kind = wait_for(&mut events, |e| match e {
+        HubEvent::Refused { device, kind, .. } if device.as_deref() == Some("new-1") => {
+            Some(kind.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(kind.as_deref(), Some("unverified"));
+    // Proof of possession for the new certificate, by its code.
+    let ver = fx.dir.path().join("ver.pem");
+    let ver = ver.to_str().unwrap();
+    cli_ok(
+        &fx,
+        &[
+            "new",
+            "verification",
+            "--issuer",
+            "line2",
+            "--code",
+            &code,
+            "--out",
+            ver,
+        ],
+    )
+    .await;
+    cli_ok(&fx, &["hub", "ca", "verify", "line2", "--cert", ver]).await;
+    let (ok, text) = sdk_once(&fx, "new-1", &new_chain, &new_key).await;
+    assert!(ok, "new-1 after proof of possession: {text}");
+
+    // A hub that holds only the current certificate names the real cause for old-1.
+    cli_ok(&fx, &["hub", "ca", "remove", "line2"]).await;
+    cli_ok(&fx, &["hub", "ca", "add", "line2", "--verified"]).await;
+    let (ok, text) = sdk_once(&fx, "old-1", &old_chain, &old_key).await;
+    assert!(!ok, "{text}");
+    let reason = wait_for(&mut events, |e| match e {
+        HubEvent::Refused {
+            device,
+            kind,
+            reason,
+            ..
+        } if device.as_deref() == Some("old-1") => Some((kind.clone(), reason.clone())),
+        _ => None,
+    })
+    .await
+    .expect("old-1 refused");
+    assert_eq!(reason.0, "earlier-ca-certificate", "{reason:?}");
+    assert!(
+        reason.1.contains(
+            "issued by an earlier certificate of CA \"line2\" that the hub no longer holds"
+        ),
+        "{reason:?}"
+    );
+
+    // renew --upload-to-hub --verified: re-key again, the hub takes the new certificate at once.
+    let out = cli_ok(
+        &fx,
+        &["renew", "line2", "--rekey", "--upload-to-hub", "--verified"],
+    )
+    .await;
+    assert!(out.contains("uploaded to the local hub"), "{out}");
+    cli_ok(&fx, &["new", "device", "new-2", "--issuer", "line2"]).await;
+    let (chain2, key2) = exported(&fx, "new-2", "new2").await;
+    let (ok, text) = sdk_once(&fx, "new-2", &chain2, &key2).await;
+    assert!(ok, "new-2: {text}");
+    let (ok, text) = sdk_once(&fx, "new-1", &new_chain, &new_key).await;
+    assert!(ok, "new-1 under the certificate before: {text}");
+    hub.stop().await;
+}
