@@ -1082,8 +1082,11 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
             " \"{name}\" is a {}, not a device credential: no hub device was disabled (remove it from the hub with `chainsmith hub ca remove {name}`).",
             meta.kind.as_str()
         ));
+        message.push_str(&format!(" {HUB_DOES_NOT_CHECK_CRLS}."));
     } else if req.disable_on_hub && disabled.is_empty() {
-        message.push_str(" No hub device uses this certificate: nothing to disable.");
+        message.push_str(&format!(
+            " No local-hub device uses this certificate: nothing to disable. {HUB_DOES_NOT_CHECK_CRLS}."
+        ));
     } else if req.disable_on_hub {
         for d in &disabled {
             message.push_str(&format!(
@@ -1103,7 +1106,7 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
                 }
             ));
         }
-        message.push_str(" In Azure do the same: az iot hub device-identity update --hub-name HUB --device-id ID --status disabled.");
+        message.push_str(&format!(" {HUB_DOES_NOT_CHECK_CRLS}."));
     } else {
         message.push_str(&format!(" {HUB_DOES_NOT_CHECK_CRLS}; for the local hub: `chainsmith revoke {name} --disable-on-hub` or `chainsmith hub device disable ID`."));
     }

@@ -296,7 +296,7 @@ impl App {
                     _ => None,
                 };
                 let reason = choice(0).unwrap_or("unspecified").to_string();
-                let disable_on_hub = choice(1).is_some_and(|c| c.starts_with("yes"));
+                let disable_on_hub = choice(1).is_some_and(|c| c.starts_with("disable"));
                 Command::Revoke {
                     name: name.clone(),
                     reason,
@@ -838,7 +838,7 @@ impl App {
                         self.dialog = Some(Dialog::Form(match c {
                             'e' => Form::export(&name, &self.ws_root),
                             'r' => Form::renew(&name),
-                            _ => Form::revoke(&name, self.hub.devices.iter().any(|d| d.id == name)),
+                            _ => Form::revoke(&name),
                         }))
                     }
                     None => self.say(Level::Warn, "select a certificate first"),

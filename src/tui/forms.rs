@@ -163,9 +163,10 @@ impl Form {
         )
     }
 
-    /// `registered`: a hub device has this name, so disabling it is the default (IoT Hub and
-    /// the local hub check no CRL: disabling is what cuts the device off).
-    pub fn revoke(name: &str, registered: bool) -> Form {
+    /// Disabling the device in the hub is the default: IoT Hub and the local hub check no CRL,
+    /// so disabling is what cuts a registered device off (an unregistered one is left alone,
+    /// and the result says so).
+    pub fn revoke(name: &str) -> Form {
         let mut f = Form::new(
             Purpose::Revoke { name: name.into() },
             format!("Revoke {name}"),
@@ -186,8 +187,8 @@ impl Form {
                     value: String::new(),
                 },
                 Field {
-                    label: "Disable on hub",
-                    kind: FieldKind::Choice(vec!["yes", "no"], usize::from(!registered)),
+                    label: "On hub",
+                    kind: FieldKind::Choice(vec!["disable the device", "leave it enabled"], 0),
                     value: String::new(),
                 },
             ],

@@ -497,3 +497,54 @@ async fn a_ca_keeps_all_its_certificates_in_the_hub() {
     assert!(ok, "new-1 under the certificate before: {text}");
     hub.stop().await;
 }
+
+/// The TUI's revoke dialog offers the same choice, on by default for a registered device, and
+/// the engine then disables it in the hub.
+#[test]
+fn tui_revoke_dialog_disables_a_registered_device_by_default() {
+    use chainsmith::tui::theme::Theme;
+    use chainsmith::tui::{Action, App, Command, dialog::Dialog, settle};
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let key = |c: KeyCode| Action::Key(KeyEvent::new(c, KeyModifiers::NONE));
+    let fx = Fixture::new();
+    fx.device("tui-reg", Some("line2"), ValidityArg::default());
+    fx.register("tui-reg", Auth::Ca, None);
+    let mut app = App::new(
+        fx.root().to_path_buf(),
+        Theme::plain(),
+        time::OffsetDateTime::now_utc(),
+        (100, 30),
+    );
+    let first = app.start();
+    settle(&mut app, &fx.ws, first);
+    // The device is the last row; End selects it, x opens the revoke dialog.
+    app.update(key(KeyCode::End));
+    app.update(key(KeyCode::Char('x')));
+    let Some(Dialog::Form(f)) = &app.dialog else {
+        panic!("revoke dialog")
+    };
+    assert_eq!(f.title, "Revoke tui-reg");
+    assert!(
+        f.fields[1].shown().contains("disable the device"),
+        "{:?}",
+        f.fields[1]
+    );
+    let c = app.update(key(KeyCode::Enter));
+    assert!(
+        matches!(
+            &c,
+            Some(Command::Revoke {
+                disable_on_hub: true,
+                ..
+            })
+        ),
+        "{c:?}"
+    );
+    settle(&mut app, &fx.ws, c);
+    assert!(!fx.store.device("tui-reg").unwrap().enabled);
+    let Some(Dialog::Form(f)) = &app.dialog else {
+        panic!()
+    };
+    let lines = f.result.as_ref().unwrap().join("\n");
+    assert!(lines.contains("Disabled hub device \"tui-reg\""), "{lines}");
+}
