@@ -146,7 +146,15 @@ fn main() {
     });
     let revoked = 100;
     for i in 0..revoked {
-        lifecycle::revoke(&ws, &format!("dev-{:03}", i + 101), "superseded").unwrap();
+        lifecycle::revoke(
+            &ws,
+            &lifecycle::RevokeRequest {
+                name: format!("dev-{:03}", i + 101),
+                reason: "superseded".into(),
+                disable_on_hub: false,
+            },
+        )
+        .unwrap();
     }
     time(
         &format!("crl over {devices} devices, {revoked} revoked (scan + sign)"),

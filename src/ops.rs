@@ -392,6 +392,12 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
             )
         })
         .collect::<Result<_>>()?;
+    let mut batch: Vec<NewEntity> = batch;
+    if req.force {
+        for e in &mut batch {
+            lifecycle::keep_replaced(ws, e)?;
+        }
+    }
     let entities = store(ws, batch, req.force)?;
     Ok(Created {
         entities,
@@ -474,7 +480,9 @@ pub fn new_verification(
     crate::store::write_user_file(out, cert_pem.as_bytes(), 0o644, replace_out)?;
     Ok(Created {
         entities,
-        warnings: vec![],
+        warnings: identity::verification_code_warning(code)
+            .into_iter()
+            .collect(),
         file: Some(out.to_path_buf()),
     })
 }
@@ -488,6 +496,10 @@ pub struct CsrRequest {
     pub eku: Eku,
     pub target: Target,
     pub force: bool,
+    /// subjectAltNames to put in, as `new device --san` takes them.
+    pub sans: Vec<String>,
+    /// Copy the CSR's own DNS, IP and URI names, after checking them.
+    pub keep_san: bool,
 }
 
 pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Created> {
@@ -513,20 +525,53 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
             warnings.push(format!("the CSR's CN \"{cn}\" differs from the name \"{name}\"; the hub will expect device id \"{cn}\""));
         }
     }
-    if !csr.ignored_extensions.is_empty() {
+    let mut sans: Vec<San> = req
+        .sans
+        .iter()
+        .map(|s| San::parse(s))
+        .collect::<Result<_, _>>()?;
+    let mut ignored = csr.ignored_extensions.clone();
+    if req.keep_san {
+        ignored.retain(|e| e != "SubjectAlternativeName");
+        for san in &csr.sans {
+            if let San::Dns(d) = san
+                && Some(d) == csr.cn.as_ref()
+            {
+                check_device_id(d, req.target)?;
+            }
+            crate::pki::csr::check_requested_san(san, csr.cn.as_deref())?;
+            if !sans.contains(san) {
+                sans.push(san.clone());
+            }
+        }
+        if !csr.other_sans.is_empty() {
+            warnings.push(format!(
+                "the CSR's other subjectAltNames were not copied (only DNS, IP and URI are): {}",
+                csr.other_sans.join(", ")
+            ));
+        }
+    } else if !csr.sans.is_empty() {
+        warnings.push(format!(
+            "the CSR asks for subjectAltName {}; not copied: pass --keep-san to copy it, or --san to set names",
+            csr.sans
+                .iter()
+                .map(crate::pki::csr::san_text)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        ignored.retain(|e| e != "SubjectAlternativeName");
+    }
+    if !ignored.is_empty() {
         warnings.push(format!(
             "the CSR asked for extensions ({}); they were ignored: CA flag, key usage and EKU come from chainsmith's device profile",
-            csr.ignored_extensions.join(", ")
+            ignored.join(", ")
         ));
     }
     if !req.force {
         ws.check_free(std::slice::from_ref(&name))?;
     }
     let ca = load_ca(ws, &req.issuer)?;
-    let profile = Profile::Device {
-        eku: req.eku,
-        sans: vec![],
-    };
+    let profile = Profile::Device { eku: req.eku, sans };
     let spec = IssueSpec {
         subject: csr.subject,
         validity: req.validity.resolve(&profile)?,
@@ -541,16 +586,16 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
         None,
         Some(req.target),
     )?;
-    let entities = store(
-        ws,
-        vec![NewEntity {
-            meta,
-            cert_pem: issued.cert_pem,
-            key_pem: None,
-            extra: vec![],
-        }],
-        req.force,
-    )?;
+    let mut entity = NewEntity {
+        meta,
+        cert_pem: issued.cert_pem,
+        key_pem: None,
+        extra: vec![],
+    };
+    if req.force {
+        lifecycle::keep_replaced(ws, &mut entity)?;
+    }
+    let entities = store(ws, vec![entity], req.force)?;
     Ok(Created {
         entities,
         warnings,
@@ -570,9 +615,50 @@ pub fn chain_of(ws: &Workspace, name: &str) -> Result<Vec<Entity>> {
                 ),
             });
         }
-        chain.push(ws.load(&issuer)?);
+        let child = chain.last().expect("chain has the entity").cert_der.clone();
+        chain.push(signing_certificate(ws.load(&issuer)?, &child));
     }
     Ok(chain)
+}
+
+/// The certificate of `issuer` that really signed `child`: its current one, or, when the CA was
+/// re-keyed since, the one in its history whose subject key identifier is the child's authority
+/// key identifier and whose key verifies the child's signature. Names alone cannot tell them
+/// apart: every certificate of a CA has the same subject.
+fn signing_certificate(issuer: Entity, child: &[u8]) -> Entity {
+    use crate::pki::inspect::signed_by;
+    if signed_by(child, &issuer.cert_der) {
+        return issuer;
+    }
+    let akid = key_ids(child).1;
+    let Ok(rd) = std::fs::read_dir(issuer.dir.join(lifecycle::HISTORY_DIR)) else {
+        return issuer;
+    };
+    rd.flatten()
+        .filter_map(|e| Entity::read_dir(e.path()).ok())
+        .find(|old| {
+            (akid.is_none() || key_ids(&old.cert_der).0 == akid) && signed_by(child, &old.cert_der)
+        })
+        .unwrap_or(issuer)
+}
+
+/// (subject key identifier, authority key identifier) of a certificate.
+fn key_ids(der: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    use x509_parser::prelude::*;
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return (None, None);
+    };
+    let (mut ski, mut aki) = (None, None);
+    for e in cert.extensions() {
+        match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => ski = Some(k.0.to_vec()),
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                aki = a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => {}
+        }
+    }
+    (ski, aki)
 }
 
 /// Everything `show` prints about an entity.
@@ -639,6 +725,21 @@ pub fn report(ws: &Workspace, name: &str) -> Result<Report> {
         issuers: &issuer_views,
     };
     let mut findings = lint::lint(&view, &ctx);
+    // A CA re-keyed since this was issued: say which of its certificates the chain carries.
+    for pair in chain.windows(2) {
+        let (child, issuer) = (&pair[0], &pair[1]);
+        if issuer.dir.parent().and_then(|p| p.file_name()) == Some(lifecycle::HISTORY_DIR.as_ref())
+        {
+            findings.push(Finding {
+                severity: lint::Severity::Info,
+                code: "earlier-ca-certificate",
+                message: format!(
+                    "\"{}\" was issued by an earlier certificate of \"{}\" (serial {}, SHA-256 {}, kept in its history, found by key identifier and signature): its chain carries that one; a hub must hold it too",
+                    child.meta.name, issuer.meta.name, issuer.meta.serial, issuer.meta.sha256
+                ),
+            });
+        }
+    }
     if let Some(r) = &entity.meta.revoked {
         findings.insert(0, Finding {
             severity: lint::Severity::Warning,

@@ -45,6 +45,14 @@ pub struct ExportArgs {
     /// DPS ID scope for the edge snippet.
     #[arg(long, value_name = "SCOPE")]
     pub id_scope: Option<String>,
+    /// File names of the azure layout: exact (the device id as is, default) or node-sdk
+    /// (the CN camelCased as the Azure Node SDK's create_test_cert.js does: sampleDevice01_cert.pem).
+    #[arg(long, value_name = "NAMES", default_value = "exact", value_parser = parse_names)]
+    pub names: crate::export::AzureNames,
+}
+
+fn parse_names(s: &str) -> Result<crate::export::AzureNames, String> {
+    s.parse().map_err(|e: crate::export::Error| e.to_string())
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -99,6 +107,7 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
         force: a.force,
         stdout: a.stdout,
         id_scope: a.id_scope.clone(),
+        names: a.names,
     };
     if a.stdout
         && matches!(opts.formats.as_slice(), [Format::Pfx] | [Format::Der])

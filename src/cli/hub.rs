@@ -366,7 +366,14 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
             } else {
                 for c in &reg.cas {
                     let state = if c.verified { "verified" } else { "unverified" };
-                    say!("{:<24} {:<10} CN={}  code {}", c.name, state, c.cn, c.code);
+                    say!(
+                        "{:<24} {:<10} CN={}  SHA-256 {}  code {}",
+                        c.name,
+                        state,
+                        c.cn,
+                        c.thumbprint(),
+                        c.code
+                    );
                 }
             }
         }
@@ -385,6 +392,7 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
 fn ca_json(c: &crate::hub::HubCa) -> serde_json::Value {
     serde_json::json!({
         "name": c.name, "cn": c.cn, "verified": c.verified, "code": c.code,
+        "sha256": c.thumbprint(),
         "added": crate::pki::issue::rfc3339(c.added),
     })
 }

@@ -39,6 +39,13 @@ pub struct RenewArgs {
     /// Algorithm of the fresh key (implies --rekey; default: the current one's).
     #[arg(long)]
     pub key: Option<KeyAlg>,
+    /// For a CA: upload the new certificate to the local hub beside the earlier ones
+    /// (unverified: prove possession with the code it prints).
+    #[arg(long)]
+    pub upload_to_hub: bool,
+    /// With --upload-to-hub: mark it verified on upload (as the portal's checkbox does).
+    #[arg(long, requires = "upload_to_hub")]
+    pub verified: bool,
 }
 
 #[derive(Args, Debug)]
@@ -48,6 +55,10 @@ pub struct RevokeArgs {
     /// superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise.
     #[arg(long, default_value = "unspecified")]
     pub reason: String,
+    /// Disable every local-hub device whose credential is this certificate (by CN for
+    /// CA-authenticated devices, by thumbprint for self-signed ones); a running hub drops it.
+    #[arg(long)]
+    pub disable_on_hub: bool,
 }
 
 #[derive(Args, Debug)]
@@ -109,6 +120,8 @@ pub fn renew(global: &Global, a: RenewArgs) -> CliResult {
             days: a.days,
             rekey: a.rekey,
             key: a.key,
+            upload_to_hub: a.upload_to_hub,
+            verified: a.verified,
         },
     )?;
     if global.json {
@@ -136,7 +149,14 @@ pub fn renew(global: &Global, a: RenewArgs) -> CliResult {
 
 pub fn revoke(global: &Global, a: RevokeArgs) -> CliResult {
     let ws = global.workspace()?;
-    let r = lifecycle::revoke(&ws, &a.name, &a.reason)?;
+    let r = lifecycle::revoke(
+        &ws,
+        &lifecycle::RevokeRequest {
+            name: a.name,
+            reason: a.reason,
+            disable_on_hub: a.disable_on_hub,
+        },
+    )?;
     if global.json {
         print_json(&r);
     } else {

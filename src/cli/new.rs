@@ -72,7 +72,7 @@ pub enum NewCommand {
         /// The CA being verified (root or intermediate).
         #[arg(long)]
         issuer: String,
-        /// The code the hub shows.
+        /// The code the hub shows; `-` reads it from standard input (`az … | chainsmith …`).
         #[arg(long)]
         code: String,
         /// Where to write the certificate.
@@ -147,6 +147,12 @@ pub struct SignCsrArgs {
     pub target: Target,
     #[arg(long)]
     pub force: bool,
+    /// subjectAltName to add (DNS:x, IP:1.2.3.4, URI:…, email:…), as on `new device`; may repeat.
+    #[arg(long, value_name = "SAN")]
+    pub san: Vec<String>,
+    /// Copy the CSR's own DNS, IP and URI subjectAltNames (each checked first).
+    #[arg(long)]
+    pub keep_san: bool,
 }
 
 fn ca_request(a: &CaArgs, issuer: Option<String>) -> CaRequest {
@@ -193,10 +199,41 @@ pub fn run(global: &Global, cmd: NewCommand) -> CliResult {
             out,
             days,
             force,
-        } => ops::new_verification(&ws, &issuer, &code, &out, days, force)?,
+        } => {
+            let code = if code == "-" {
+                code_from_stdin()?
+            } else {
+                code
+            };
+            ops::new_verification(&ws, &issuer, &code, &out, days, force)?
+        }
     };
     print_created(global, &ws, &created);
     Ok(())
+}
+
+/// `--code -`: the first non-empty line of standard input, trimmed (a pipe from `az` or the
+/// clipboard brings a newline, sometimes quotes).
+fn code_from_stdin() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut text)
+        .map_err(|e| {
+            anyhow::anyhow!("cannot read the verification code from standard input: {e}")
+        })?;
+    let code = text
+        .lines()
+        .map(|l| l.trim().trim_matches('"'))
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    if code.is_empty() {
+        anyhow::bail!(
+            "--code - read nothing from standard input; pipe the code in (e.g. `echo CODE | chainsmith new verification --issuer CA --code -`)"
+        );
+    }
+    Ok(code.to_string())
 }
 
 pub fn sign_csr(global: &Global, a: SignCsrArgs) -> CliResult {
@@ -213,6 +250,8 @@ pub fn sign_csr(global: &Global, a: SignCsrArgs) -> CliResult {
             eku: a.eku,
             target: a.target,
             force: a.force,
+            sans: a.san,
+            keep_san: a.keep_san,
         },
     )?;
     print_created(global, &ws, &created);

@@ -118,6 +118,111 @@ pub struct ExportOptions {
     pub stdout: bool,
     /// DPS ID scope for the edge snippet (a placeholder when None).
     pub id_scope: Option<String>,
+    /// How the `azure` layout names its files.
+    pub names: AzureNames,
+}
+
+/// File names of the `azure` layout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AzureNames {
+    /// NAME = the entity name (the device id) exactly: `sample-device-01_cert.pem`.
+    #[default]
+    Exact,
+    /// What the Azure IoT Node SDK's `provisioning/tools/create_test_cert.js` writes: the
+    /// certificate's CN through npm `camelcase` 4.1: `sampleDevice01_cert.pem`. Guides built on
+    /// that tool (IoT Central's) name these files.
+    NodeSdk,
+}
+
+impl std::str::FromStr for AzureNames {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "exact" | "id" => Ok(AzureNames::Exact),
+            "node-sdk" | "node" => Ok(AzureNames::NodeSdk),
+            _ => Err(Error::Invalid(format!(
+                "file names \"{s}\" are unknown; choose exact (the device id as is) or node-sdk (create_test_cert.js's camelCase)"
+            ))),
+        }
+    }
+}
+
+/// npm `camelcase` 4.1.0, the version `create_test_cert.js` depends on (`^4.1.0`), step for
+/// step: trim; one character is lower-cased; all lower-case letters and digits stay; with
+/// upper case, a `-` goes before each case change (`preserveCamelCase`); then leading `_ . -
+/// space` go, everything is lower-cased, and each run of them with the word character after it
+/// becomes that character upper-cased (a run at the end just goes).
+pub fn node_camelcase(input: &str) -> String {
+    let s: Vec<char> = input.trim().chars().collect();
+    if s.is_empty() {
+        return String::new();
+    }
+    if s.len() == 1 {
+        return s[0].to_lowercase().collect();
+    }
+    if s.iter()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
+        return s.into_iter().collect();
+    }
+    let lower = |c: char| c.to_lowercase().collect::<String>() == c.to_string();
+    let upper = |c: char| c.to_uppercase().collect::<String>() == c.to_string();
+    let mut s = s;
+    if s.iter().any(|c| !lower(*c)) {
+        // preserveCamelCase
+        let (mut last_lower, mut last_upper, mut last_last_upper) = (false, false, false);
+        let mut i = 0;
+        while i < s.len() {
+            let c = s[i];
+            if last_lower && c.is_ascii_alphabetic() && upper(c) {
+                s.insert(i, '-');
+                last_lower = false;
+                last_last_upper = last_upper;
+                last_upper = true;
+                i += 1;
+            } else if last_upper && last_last_upper && c.is_ascii_alphabetic() && lower(c) {
+                s.insert(i - 1, '-');
+                last_last_upper = last_upper;
+                last_upper = false;
+                last_lower = true;
+            } else {
+                last_lower = lower(c);
+                last_last_upper = last_upper;
+                last_upper = upper(c);
+            }
+            i += 1;
+        }
+    }
+    let sep = |c: char| matches!(c, '_' | '.' | '-' | ' ');
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let start = s.iter().position(|c| !sep(*c)).unwrap_or(s.len());
+    let s: Vec<char> = s[start..].iter().flat_map(|c| c.to_lowercase()).collect();
+    // /[_.\- ]+(\w|$)/g with the regex engine's backtracking: the longest run that is
+    // followed by a word character or the end.
+    let mut out = String::new();
+    let mut i = 0;
+    'scan: while i < s.len() {
+        if sep(s[i]) {
+            let mut end = i;
+            while end < s.len() && sep(s[end]) {
+                end += 1;
+            }
+            for k in (i + 1..=end).rev() {
+                if k == s.len() {
+                    break 'scan;
+                }
+                if word(s[k]) {
+                    out.extend(s[k].to_uppercase());
+                    i = k + 1;
+                    continue 'scan;
+                }
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
 }
 
 impl Default for ExportOptions {
@@ -132,6 +237,7 @@ impl Default for ExportOptions {
             force: false,
             stdout: false,
             id_scope: None,
+            names: AzureNames::Exact,
         }
     }
 }
@@ -505,6 +611,23 @@ fn plan(src: &Source, opts: &ExportOptions, report: &mut ExportReport) -> Result
                 );
             }
             Format::Azure => {
+                let name = match opts.names {
+                    AzureNames::Exact => name.clone(),
+                    AzureNames::NodeSdk => {
+                        let cn = if src.leaf.meta.cn.is_empty() {
+                            &src.leaf.meta.name
+                        } else {
+                            &src.leaf.meta.cn
+                        };
+                        node_camelcase(cn)
+                    }
+                };
+                if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                    return Err(Error::Invalid(format!(
+                        "the Node SDK tool's file name for \"{}\" would be \"{name}\", which is not a safe file name; export with the exact names instead",
+                        src.leaf.meta.name
+                    )));
+                }
                 if src.leaf.meta.kind == Kind::Verification {
                     add(
                         &mut files,
@@ -822,6 +945,34 @@ fn readback_pfx(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_camelcase_matches_npm_camelcase_4_1_0() {
+        // Each right-hand side printed by node with npm camelcase 4.1.0 itself.
+        for (input, want) in [
+            ("sample-device-01", "sampleDevice01"),
+            ("sampleDevice01", "sampleDevice01"),
+            ("dev1", "dev1"),
+            ("Test Root Cert", "testRootCert"),
+            ("EZCA Test Root", "ezcaTestRoot"),
+            ("device_01", "device01"),
+            ("my.device.7", "myDevice7"),
+            ("ABC-def", "abcDef"),
+            ("XMLHttpRequest", "xmlHttpRequest"),
+            ("a--b", "aB"),
+            ("x_", "x"),
+            ("_lead", "lead"),
+            ("dev-{001}", "dev-{001}"),
+            ("Dev 01 A", "dev01A"),
+            ("sensor-7", "sensor7"),
+            ("A", "a"),
+            ("a-_#b", "a_#b"),
+            ("foo-#bar", "foo-#bar"),
+            ("HTTPServer2", "httpServer2"),
+        ] {
+            assert_eq!(node_camelcase(input), want, "{input}");
+        }
+    }
 
     #[test]
     fn formats_parse() {

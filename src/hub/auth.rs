@@ -56,6 +56,12 @@ pub enum Refusal {
     MissingIntermediate { device: String, cn: String },
     #[error("device {device}: chain ends at root \"{cn}\", which is not registered with the hub")]
     UnknownRoot { device: String, cn: String },
+    /// The issuer's name is a registered CA's, but no certificate the hub holds for it signed
+    /// the device's chain: a CA renewed with a new key whose earlier certificate was removed.
+    #[error(
+        "device {device}: issued by an earlier certificate of CA \"{ca}\" that the hub no longer holds (same name, another key); upload that certificate too (`chainsmith hub ca add` keeps several per CA), or renew the device under the current one"
+    )]
+    EarlierCaCertificate { device: String, ca: String },
     #[error(
         "device {device}: thumbprint matches neither slot (the certificate's SHA-1 is {sha1}); put it in a slot with `chainsmith hub device update {device} --secondary {sha1}` (or --primary, or --from NAME for a workspace device)"
     )]
@@ -80,6 +86,7 @@ impl Refusal {
             Refusal::Unverified { .. } => "unverified",
             Refusal::MissingIntermediate { .. } => "missing-intermediate",
             Refusal::UnknownRoot { .. } => "unknown-root",
+            Refusal::EarlierCaCertificate { .. } => "earlier-ca-certificate",
             Refusal::Thumbprint { .. } => "thumbprint",
             Refusal::Registry { .. } => "registry",
         }
@@ -230,6 +237,17 @@ pub fn authenticate(
                         current = i
                     }
                     _ => {
+                        // The issuer, or a CA certificate the device sent, has the name of a
+                        // registered CA but is not one the hub holds.
+                        let named = std::iter::once(cur.cert.issuer().as_raw())
+                            .chain(certs[1..].iter().map(|c| c.cert.subject().as_raw()))
+                            .find_map(|n| reg.ca_named(n));
+                        if let Some(ca) = named {
+                            return Err(Refusal::EarlierCaCertificate {
+                                device,
+                                ca: ca.name.clone(),
+                            });
+                        }
                         let issuer_cn = cn_of(cur.cert.issuer());
                         return Err(if cur.cert.subject() == cur.cert.issuer() {
                             Refusal::UnknownRoot {

@@ -11,6 +11,8 @@
 //! - `{"op":"monitor","device":null}` → a stream of `HubEvent` JSON lines
 //! - `{"op":"status"}` → `{"ok":HubStatus}`: listening address and port, echo, hostname,
 //!   connected devices, the last refusal's `seq` and the last 100 refusals
+//! - `{"op":"kick","device":"d1","reason":"…"}` → `{"ok":{"connected":true}}`: close the
+//!   device's connection (it was just disabled); `connected` says whether it was online
 //! - `{"op":"refusals","device":"d1","since":7}` → `{"ok":[RefusalRecord…]}`: remembered
 //!   refusals with `seq > since` (default 0), of that device when given
 
@@ -49,6 +51,12 @@ pub enum Request {
         device: Option<String>,
     },
     Status,
+    /// Close a device's connection (after it was disabled in the registry).
+    Kick {
+        device: String,
+        #[serde(default)]
+        reason: String,
+    },
     Refusals {
         #[serde(default)]
         device: Option<String>,
@@ -141,6 +149,9 @@ async fn client(hub: std::sync::Arc<HubHandle>, stream: UnixStream) -> std::io::
                 serde_json::json!({ "status": status, "payload": payload })
             }),
         Request::Status => Ok(serde_json::to_value(hub.status()).unwrap_or_default()),
+        Request::Kick { device, reason } => {
+            Ok(serde_json::json!({ "connected": hub.kick(&device, &reason) }))
+        }
         Request::Refusals { device, since } => {
             Ok(serde_json::to_value(hub.refusals(device.as_deref(), since)).unwrap_or_default())
         }
@@ -226,6 +237,40 @@ pub async fn refusals(
     };
     let v = call(path, &req).await?;
     serde_json::from_value(v).map_err(|e| ControlError::Io(format!("refusals answer: {e}")))
+}
+
+/// `{"op":"kick"}` without an async runtime (the CLI's `revoke`, the TUI's revoke command):
+/// `Ok(None)` when no hub is running for the workspace, else whether the device was connected.
+pub fn kick_blocking(
+    path: &Path,
+    device: &str,
+    reason: &str,
+) -> Result<Option<bool>, ControlError> {
+    use std::io::{BufRead, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(path) else {
+        return Ok(None);
+    };
+    let io = |e: std::io::Error| ControlError::Io(e.to_string());
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(io)?;
+    let req = Request::Kick {
+        device: device.to_string(),
+        reason: reason.to_string(),
+    };
+    let line = serde_json::to_string(&req).expect("serialisable");
+    s.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
+    let mut answer = String::new();
+    std::io::BufReader::new(s)
+        .read_line(&mut answer)
+        .map_err(io)?;
+    let v: serde_json::Value =
+        serde_json::from_str(&answer).map_err(|e| ControlError::Io(e.to_string()))?;
+    match v.get("ok") {
+        Some(ok) => Ok(Some(ok["connected"].as_bool().unwrap_or(false))),
+        None => Err(ControlError::Hub(
+            v["error"].as_str().unwrap_or("no answer").to_string(),
+        )),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

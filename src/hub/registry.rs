@@ -24,7 +24,7 @@ pub enum RegistryError {
     )]
     NotACa(String),
     #[error(
-        "CA \"{0}\" is already registered with the hub; remove it first with `chainsmith hub ca remove {0}`"
+        "this certificate of CA \"{0}\" is already registered with the hub; remove it first with `chainsmith hub ca remove {0}` (a renewed certificate of the CA is added beside it)"
     )]
     CaTaken(String),
     #[error("CA \"{0}\" is not registered with the hub; add it with `chainsmith hub ca add {0}`")]
@@ -98,6 +98,10 @@ fn store_kind(e: &store::Error) -> &'static str {
 
 pub type Result<T> = std::result::Result<T, RegistryError>;
 
+/// One uploaded CA certificate. A CA may hold several (EZCA's guide: "if you have multiple
+/// locations of the same CA, you must add all the certificates"; a renewed or re-keyed CA):
+/// entries share the name, each with its own verification state and code, told apart by
+/// [`HubCa::thumbprint`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HubCa {
     /// Workspace entity name.
@@ -146,6 +150,67 @@ pub struct Registry {
     pub cas: Vec<HubCa>,
     #[serde(default)]
     pub devices: Vec<HubDevice>,
+    /// Certificates revoked in this workspace (`chainsmith revoke`). Like IoT Hub, the hub does
+    /// not refuse them (it checks no CRL); it only warns when one connects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<RevokedCert>,
+}
+
+/// A workspace certificate that `chainsmith revoke` marked, as the hub remembers it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RevokedCert {
+    /// SHA-256 thumbprint (upper hex) of the certificate.
+    pub sha256: String,
+    /// The workspace entity it belongs (or belonged) to.
+    pub name: String,
+    pub serial: String,
+    /// RFC 5280 reason name.
+    pub reason: String,
+}
+
+impl HubCa {
+    /// SHA-256 thumbprint (upper hex) of the certificate: how several certificates of one CA
+    /// are told apart.
+    pub fn thumbprint(&self) -> String {
+        pem_to_der(&self.cert_pem)
+            .map(|d| pki::thumbprints(&d).1)
+            .unwrap_or_default()
+    }
+}
+
+impl Registry {
+    /// A registered CA certificate whose subject is `name` (DER), when none of them signed the
+    /// certificate in hand: it was issued by another certificate of that CA (before a re-key).
+    pub fn ca_named(&self, name_der: &[u8]) -> Option<&HubCa> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        self.cas.iter().find(|c| {
+            self::pem_to_der(&c.cert_pem).is_some_and(|d| {
+                X509Certificate::from_der(&d).is_ok_and(|(_, x)| x.subject().as_raw() == name_der)
+            })
+        })
+    }
+
+    /// The revocation recorded for this certificate (DER), if any.
+    pub fn revoked_cert(&self, der: &[u8]) -> Option<&RevokedCert> {
+        if self.revoked.is_empty() {
+            return None;
+        }
+        let (_, sha256) = pki::thumbprints(der);
+        self.revoked
+            .iter()
+            .find(|r| r.sha256.eq_ignore_ascii_case(&sha256))
+    }
+}
+
+/// A hub device `disable_credential` turned off, and why it matched.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DisabledDevice {
+    pub id: String,
+    pub auth: Auth,
+    /// "CN" for a CA-authenticated device, "primary thumbprint" / "secondary thumbprint".
+    pub matched: String,
+    /// False when it was disabled already.
+    pub was_enabled: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -357,7 +422,10 @@ impl HubStore {
             added: OffsetDateTime::now_utc(),
         };
         self.modify(|r| {
-            if r.cas.iter().any(|c| c.name == name) {
+            if r.cas
+                .iter()
+                .any(|c| c.name == name && c.cert_pem == ca.cert_pem)
+            {
                 return Err(RegistryError::CaTaken(name.to_string()));
             }
             r.cas.push(ca.clone());
@@ -369,12 +437,10 @@ impl HubStore {
     /// signed by the CA's key.
     pub fn verify_ca(&self, name: &str, cert_bytes: &[u8]) -> Result<HubCa> {
         let reg = self.load()?;
-        let ca = reg
-            .cas
-            .iter()
-            .find(|c| c.name == name)
-            .ok_or_else(|| RegistryError::UnknownCa(name.to_string()))?
-            .clone();
+        let mine: Vec<&HubCa> = reg.cas.iter().filter(|c| c.name == name).collect();
+        if mine.is_empty() {
+            return Err(RegistryError::UnknownCa(name.to_string()));
+        }
         let refuse = |reason: String| RegistryError::Proof {
             ca: name.to_string(),
             reason,
@@ -404,12 +470,26 @@ impl HubStore {
             ));
         };
         let cn = view.cn.clone().unwrap_or_default();
-        if cn != ca.code {
-            return Err(refuse(format!(
-                "wrong code: the certificate's CN is \"{cn}\" but the current verification code is {}; make a new verification certificate with that code",
-                ca.code
-            )));
-        }
+        // With several certificates of one CA, the code says which one is being proved.
+        let Some(ca) = mine.iter().find(|c| c.code == cn).map(|c| (*c).clone()) else {
+            let codes: Vec<&str> = mine
+                .iter()
+                .filter(|c| !c.verified)
+                .map(|c| c.code.as_str())
+                .collect();
+            return Err(refuse(match codes.as_slice() {
+                [] => format!(
+                    "wrong code: the certificate's CN is \"{cn}\", and every certificate of \"{name}\" is verified already"
+                ),
+                [one] => format!(
+                    "wrong code: the certificate's CN is \"{cn}\" but the current verification code is {one}; make a new verification certificate with that code"
+                ),
+                many => format!(
+                    "wrong code: the certificate's CN is \"{cn}\" but the codes of \"{name}\"'s unverified certificates are {}; make a new verification certificate with one of them",
+                    many.join(", ")
+                ),
+            }));
+        };
         let ca_der = pem_to_der(&ca.cert_pem).unwrap_or_default();
         if !pki::inspect::signed_by(&der, &ca_der) {
             let other = self.ws.list().ok().and_then(|(metas, _)| {
@@ -433,7 +513,7 @@ impl HubStore {
             let c = r
                 .cas
                 .iter_mut()
-                .find(|c| c.name == name)
+                .find(|c| c.name == name && c.cert_pem == ca.cert_pem)
                 .ok_or_else(|| RegistryError::UnknownCa(name.to_string()))?;
             c.verified = true;
             Ok(c.clone())
@@ -575,6 +655,53 @@ impl HubStore {
                 .ok_or_else(|| RegistryError::UnknownDevice(id.to_string()))?;
             d.enabled = enabled;
             Ok(d.clone())
+        })
+    }
+
+    /// Disable every device whose credential is this certificate: a CA-authenticated device
+    /// whose id is the certificate's CN (any certificate with that CN under a verified CA
+    /// opens it), a self-signed device holding its SHA-1 or SHA-256 in a slot.
+    pub fn disable_credential(
+        &self,
+        cn: &str,
+        sha1: &str,
+        sha256: &str,
+    ) -> Result<Vec<DisabledDevice>> {
+        self.modify(|r| {
+            let mut out = Vec::new();
+            for d in r.devices.iter_mut() {
+                let slot = |t: &Option<String>| {
+                    t.as_deref().is_some_and(|t| {
+                        t.eq_ignore_ascii_case(sha1) || t.eq_ignore_ascii_case(sha256)
+                    })
+                };
+                let matched = match d.auth {
+                    Auth::Ca if d.id == cn => "CN",
+                    Auth::SelfSigned if slot(&d.primary) => "primary thumbprint",
+                    Auth::SelfSigned if slot(&d.secondary) => "secondary thumbprint",
+                    _ => continue,
+                };
+                out.push(DisabledDevice {
+                    id: d.id.clone(),
+                    auth: d.auth,
+                    matched: matched.to_string(),
+                    was_enabled: d.enabled,
+                });
+                d.enabled = false;
+            }
+            Ok(out)
+        })
+    }
+
+    /// Remember revoked certificates so a running hub can warn when one connects.
+    pub fn note_revoked(&self, certs: Vec<RevokedCert>) -> Result<()> {
+        self.modify(|r| {
+            for c in certs {
+                if !r.revoked.iter().any(|x| x.sha256 == c.sha256) {
+                    r.revoked.push(c);
+                }
+            }
+            Ok(())
         })
     }
 

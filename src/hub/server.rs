@@ -123,6 +123,14 @@ pub enum HubEvent {
         device: String,
         reason: String,
     },
+    /// A device connected with a certificate revoked in this workspace. IoT Hub does not check
+    /// CRLs and neither does this hub: it lets the device in and says how to cut it off.
+    RevokedCertificate {
+        device: String,
+        name: String,
+        serial: String,
+        reason: String,
+    },
     Telemetry {
         device: String,
         topic: String,
@@ -183,6 +191,14 @@ impl HubEvent {
             HubEvent::Disconnected { device, reason } => {
                 format!("device {device}: disconnected: {reason}")
             }
+            HubEvent::RevokedCertificate {
+                device,
+                name,
+                serial,
+                reason,
+            } => format!(
+                "device {device}: WARNING: connected with certificate serial {serial} of \"{name}\", revoked in this workspace ({reason}); like IoT Hub, this hub checks no CRL: disable the device (`chainsmith hub device disable {device}`, or revoke with --disable-on-hub)"
+            ),
             HubEvent::Telemetry {
                 device,
                 properties,
@@ -452,6 +468,19 @@ impl HubHandle {
             .collect();
         v.sort();
         v
+    }
+
+    /// Close a device's connection (it was disabled, as IoT Hub closes a disabled device's
+    /// connection). Returns whether it was connected.
+    pub fn kick(&self, device: &str, reason: &str) -> bool {
+        let s = self.shared.sessions.lock().expect("sessions");
+        match s.get(device) {
+            Some(h) => {
+                let _ = h.tx.try_send(Outbound::Kick(reason.to_string()));
+                true
+            }
+            None => false,
+        }
     }
 
     /// Where the hub listens, whether it echoes, and its recent refusals.
@@ -738,14 +767,18 @@ async fn connection(
     let device = connect.client_id.clone();
     let username = connect.login.as_ref().map(|l| l.username.clone());
     let reg = current_registry(&sh).await;
+    let mut revoked = None;
     let verdict = match reg {
-        Ok(Ok(reg)) => auth::authenticate(
-            &reg,
-            &device,
-            username.as_deref(),
-            &chain,
-            OffsetDateTime::now_utc(),
-        ),
+        Ok(Ok(reg)) => {
+            revoked = chain.first().and_then(|d| reg.revoked_cert(d)).cloned();
+            auth::authenticate(
+                &reg,
+                &device,
+                username.as_deref(),
+                &chain,
+                OffsetDateTime::now_utc(),
+            )
+        }
         Ok(Err(e)) => Err(auth::Refusal::Registry {
             detail: e.to_string(),
         }),
@@ -803,6 +836,14 @@ async fn connection(
         peer,
         keep_alive: connect.keep_alive,
     });
+    if let Some(r) = revoked {
+        sh.emit(HubEvent::RevokedCertificate {
+            device: device.clone(),
+            name: r.name,
+            serial: r.serial,
+            reason: r.reason,
+        });
+    }
 
     let mut session = Session {
         sh: sh.clone(),

@@ -11,6 +11,7 @@
 
 use super::{Created, TreeRow, ValidityArg, chain_of, load_ca, tree};
 use crate::export::{Error, Result, pfx};
+use crate::hub::registry::DisabledDevice;
 use crate::pki::identity::check_entity_name;
 use crate::pki::inspect::{CertView, signed_by};
 use crate::pki::issue::{self, San};
@@ -85,25 +86,22 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
                     })?;
                     found.certs.push((c, label.clone()));
                 }
-                "PRIVATE KEY" | "EC PRIVATE KEY" | "RSA PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => {
+                "PRIVATE KEY"
+                | "EC PRIVATE KEY"
+                | "RSA PRIVATE KEY"
+                | "DSA PRIVATE KEY"
+                | "ENCRYPTED PRIVATE KEY" => {
+                    // PKCS#8 (PBES1/PBES2) says so in its label; OpenSSL's traditional format
+                    // (`genrsa -aes256`, `ec -des3`, certGen.sh on OpenSSL 1.x) in a header.
+                    let encrypted = b.tag() == "ENCRYPTED PRIVATE KEY"
+                        || b.headers()
+                            .get("Proc-Type")
+                            .is_some_and(|v| v.contains("ENCRYPTED"));
                     let block = pem::encode(&b);
-                    let key = match (b.tag(), password) {
-                        ("ENCRYPTED PRIVATE KEY", None) => {
-                            return Err(invalid(format!(
-                                "the private key in {label} is encrypted; pass its password with --password (or CHAINSMITH_PFX_PASSWORD)"
-                            )));
-                        }
-                        ("ENCRYPTED PRIVATE KEY", Some(pw)) => {
-                            PKey::private_key_from_pem_passphrase(block.as_bytes(), pw.as_bytes())
-                                .map_err(|_| {
-                                Error::WrongPassword(format!("the encrypted key in {label}"))
-                            })?
-                        }
-                        _ => PKey::private_key_from_pem(block.as_bytes()).map_err(|e| {
-                            invalid(format!("{label}: the private key cannot be read ({e})"))
-                        })?,
-                    };
-                    found.keys.push((key, label.clone()));
+                    found.keys.push((
+                        read_key_pem(&block, encrypted, password, &label)?,
+                        label.clone(),
+                    ));
                 }
                 "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => {
                     return Err(invalid(format!(
@@ -121,6 +119,12 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
     }
     if let Ok(c) = X509::from_der(bytes) {
         found.certs.push((c, label));
+        return Ok(());
+    }
+    if let Some(pw) = password
+        && let Ok(k) = PKey::private_key_from_pkcs8_passphrase(bytes, pw.as_bytes())
+    {
+        found.keys.push((k, label));
         return Ok(());
     }
     if let Ok(k) = PKey::private_key_from_der(bytes) {
@@ -148,6 +152,34 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
     Err(invalid(format!(
         "{label} is not a certificate, private key or PKCS#12 file (neither PEM nor DER); nothing was imported"
     )))
+}
+
+/// One PEM private key, in any format OpenSSL writes. OpenSSL would ask for a missing
+/// passphrase on the terminal; the callback answers for it, so nothing ever prompts.
+fn read_key_pem(
+    block: &str,
+    encrypted: bool,
+    password: Option<&str>,
+    label: &str,
+) -> Result<PKey<Private>> {
+    match (encrypted, password) {
+        (true, None) => Err(invalid(format!(
+            "the private key in {label} is encrypted; pass its password with --password (or CHAINSMITH_PFX_PASSWORD)"
+        ))),
+        (true, Some(pw)) => PKey::private_key_from_pem_callback(block.as_bytes(), |buf| {
+            let pw = pw.as_bytes();
+            if pw.len() > buf.len() {
+                return Err(openssl::error::ErrorStack::get());
+            }
+            buf[..pw.len()].copy_from_slice(pw);
+            Ok(pw.len())
+        })
+        .map_err(|_| Error::WrongPassword(format!("the encrypted key in {label}"))),
+        (false, _) => PKey::private_key_from_pem_callback(block.as_bytes(), |_| {
+            Err(openssl::error::ErrorStack::get())
+        })
+        .map_err(|e| invalid(format!("{label}: the private key cannot be read ({e})"))),
+    }
 }
 
 fn describe(c: &X509) -> String {
@@ -374,6 +406,31 @@ fn history_entry(entity: &Entity, with_key: bool) -> Result<Vec<(String, Vec<u8>
     Ok(v)
 }
 
+/// `new ... --force` over an existing entity: its certificate (and key) go to the new entity's
+/// history like a renewal's, with the history and slots it already had, so a replaced
+/// certificate can still be listed and revoked.
+pub fn keep_replaced(ws: &Workspace, new: &mut NewEntity) -> store::Result<()> {
+    if !ws.exists(&new.meta.name) {
+        return Ok(());
+    }
+    let old = ws.load(&new.meta.name)?;
+    let kept = extras_of(&old.dir, None).and_then(|mut v| {
+        v.extend(history_entry(&old, true)?);
+        Ok(v)
+    });
+    match kept {
+        Ok(v) => {
+            new.extra.extend(v);
+            Ok(())
+        }
+        Err(Error::Store(e)) => Err(e),
+        Err(e) => Err(store::Error::Damaged {
+            path: old.dir,
+            what: e.to_string(),
+        }),
+    }
+}
+
 /// Past certificates of an entity, oldest first.
 pub fn history(ws: &Workspace, name: &str) -> Result<Vec<Meta>> {
     let entity = ws.load(name)?;
@@ -397,6 +454,10 @@ pub struct RenewRequest {
     /// A fresh key (of the same algorithm unless `key` says otherwise).
     pub rekey: bool,
     pub key: Option<KeyAlg>,
+    /// For a CA: upload the new certificate to the local hub beside the ones it holds
+    /// (unverified until its proof of possession, unless `verified`).
+    pub upload_to_hub: bool,
+    pub verified: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -405,6 +466,8 @@ pub struct Renewed {
     pub new: Meta,
     pub rekeyed: bool,
     pub notes: Vec<String>,
+    /// The hub entry of the uploaded certificate (`upload_to_hub`), with its verification code.
+    pub uploaded: Option<crate::hub::HubCa>,
 }
 
 /// The profile of an existing certificate: kind from meta, EKU and SANs from the certificate.
@@ -513,6 +576,24 @@ pub fn renew(ws: &Workspace, req: &RenewRequest) -> Result<Renewed> {
     };
     let mut notes = Vec::new();
     let rekey = req.rekey || req.key.is_some();
+    if !rekey && let Some(m) = compromised(&entity) {
+        let at = m
+            .revoked
+            .as_ref()
+            .map(|r| issue::rfc3339(r.at))
+            .unwrap_or_default();
+        return Err(invalid(if old.has_key || old.self_signed {
+            format!(
+                "the key of \"{}\" is compromised (certificate serial {} was revoked for keyCompromise on {at}); a renewal with the same key would be compromised too: renew with a new key (`chainsmith renew {} --rekey`)",
+                req.name, m.serial, req.name
+            )
+        } else {
+            format!(
+                "the key of \"{}\" is compromised (certificate serial {} was revoked for keyCompromise on {at}), and it lives on the device: have the device make a new key and CSR, and sign that (`chainsmith sign-csr NEW.csr --issuer CA --force`)",
+                req.name, m.serial
+            )
+        }));
+    }
     let issued = if rekey {
         let alg = req.key.or(old.key_alg).unwrap_or(KeyAlg::EcP256);
         issue::issue(&spec, alg, ca.as_ref())?
@@ -564,17 +645,72 @@ pub fn renew(ws: &Workspace, req: &RenewRequest) -> Result<Renewed> {
         )),
         (Kind::Device, false) => notes.push("same CA, same subject: the hub needs no change (no re-registration)".into()),
         (k, _) if k.is_ca() && rekey => notes.push(
-            "this CA has a new key: certificates it issued before no longer chain to it; re-issue them, and re-upload and re-verify the CA in the hub".into(),
+            "this CA has a new key: certificates it issued before chain to its earlier certificate (kept in its history), not to the new one".into(),
         ),
         (k, _) if k.is_ca() => notes.push("same key and subject: certificates this CA issued still chain to it".into()),
         _ => {}
     }
+    let uploaded = upload_renewed_ca(ws, req, &old, rekey, &mut notes)?;
     Ok(Renewed {
         old,
         new,
         rekeyed: rekey,
         notes,
+        uploaded,
     })
+}
+
+/// After renewing a CA: upload the new certificate to the local hub when asked (it keeps the
+/// earlier ones, so devices issued under them still connect), or say that the hub holds only
+/// the earlier certificate.
+fn upload_renewed_ca(
+    ws: &Workspace,
+    req: &RenewRequest,
+    old: &Meta,
+    rekey: bool,
+    notes: &mut Vec<String>,
+) -> Result<Option<crate::hub::HubCa>> {
+    let name = &req.name;
+    if !old.kind.is_ca() {
+        if req.upload_to_hub {
+            return Err(invalid(format!(
+                "\"{name}\" is a {}, not a CA: only a CA certificate is uploaded to the hub",
+                old.kind.as_str()
+            )));
+        }
+        return Ok(None);
+    }
+    let hub = crate::hub::HubStore::new(ws.clone());
+    let hub_err = |e: crate::hub::RegistryError| invalid(e.to_string());
+    if !req.upload_to_hub {
+        let registered = hub
+            .load()
+            .map_err(hub_err)?
+            .cas
+            .iter()
+            .any(|c| &c.name == name);
+        if registered && rekey {
+            notes.push(format!(
+                "the local hub holds only \"{name}\"'s earlier certificate: devices issued under the new one are refused until it is uploaded (`chainsmith hub ca add {name}`, or renew with --upload-to-hub)"
+            ));
+        }
+        return Ok(None);
+    }
+    let ca = hub.add_ca(name, req.verified).map_err(hub_err)?;
+    notes.push(if ca.verified {
+        format!(
+            "uploaded to the local hub beside its earlier certificate(s), verified (SHA-256 {})",
+            ca.thumbprint()
+        )
+    } else {
+        format!(
+            "uploaded to the local hub beside its earlier certificate(s), unverified (SHA-256 {}); verification code {}: chainsmith new verification --issuer {name} --code {} ; chainsmith hub ca verify {name} --cert FILE",
+            ca.thumbprint(),
+            ca.code,
+            ca.code
+        )
+    });
+    Ok(Some(ca))
 }
 
 // ---------------------------------------------------------------- self-signed slots
@@ -809,16 +945,47 @@ fn rcgen_reason(r: &str) -> rcgen::RevocationReason {
     }
 }
 
+/// What to revoke, and whether to cut the device off in the local hub too.
+#[derive(Clone, Debug, Default)]
+pub struct RevokeRequest {
+    pub name: String,
+    /// RFC 5280 reason as the user typed it (see [`parse_reason`]).
+    pub reason: String,
+    /// Disable every hub device whose credential is the revoked certificate (by CN for
+    /// CA-authenticated devices, by thumbprint for self-signed ones) and drop its connection
+    /// from a running hub.
+    pub disable_on_hub: bool,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Revoked {
     pub meta: Meta,
+    /// Earlier certificates of the entity revoked with it: those in its history carrying the
+    /// same key, when the reason is keyCompromise.
+    pub also_revoked: Vec<Meta>,
+    /// Hub devices disabled (with `disable_on_hub`).
+    pub disabled: Vec<DisabledDevice>,
+    /// Of those, the ones a running hub was holding a connection for and dropped.
+    pub dropped: Vec<String>,
     /// What to tell the user: the hub note, and how to publish a CRL.
     pub message: String,
 }
 
-/// Mark an entity revoked. The CRL (`crl`) of its issuer lists it from then on.
-pub fn revoke(ws: &Workspace, name: &str, reason: &str) -> Result<Revoked> {
-    let reason = parse_reason(reason)?;
+fn revocation_now(reason: &str) -> Revocation {
+    Revocation {
+        at: OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or(OffsetDateTime::now_utc()),
+        reason: reason.to_string(),
+    }
+}
+
+/// Mark an entity revoked. The CRL (`crl`) of its issuer lists it from then on. With
+/// keyCompromise, every certificate in its history that carries the same key is revoked too
+/// (a renewal keeps the key by default), and `renew` without a new key is refused afterwards.
+pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
+    let name = req.name.as_str();
+    let reason = parse_reason(&req.reason)?;
     let current = ws.load(name)?;
     if let Some(r) = &current.meta.revoked {
         return Err(invalid(format!(
@@ -827,14 +994,67 @@ pub fn revoke(ws: &Workspace, name: &str, reason: &str) -> Result<Revoked> {
             r.reason
         )));
     }
-    let meta = ws.update_meta(name, |m| {
-        m.revoked = Some(Revocation {
-            at: OffsetDateTime::now_utc()
-                .replace_nanosecond(0)
-                .unwrap_or(OffsetDateTime::now_utc()),
-            reason: reason.to_string(),
-        });
-    })?;
+    let revocation = revocation_now(reason);
+    let mut meta = current.meta.clone();
+    meta.revoked = Some(revocation.clone());
+    // The whole entity is rewritten in one swap: its current meta and the history entries
+    // revoked with it.
+    let spki = crate::pki::inspect::cert_spki(&current.cert_der);
+    let mut extra = extras_of(&current.dir, None)?;
+    let mut also_revoked = Vec::new();
+    if reason == "keyCompromise" {
+        for (path, bytes) in extra.iter_mut() {
+            let Some(dir) = path
+                .strip_prefix(&format!("{HISTORY_DIR}/"))
+                .and_then(|p| p.strip_suffix(&format!("/{}", store::META_FILE)))
+            else {
+                continue;
+            };
+            let hdir = current.dir.join(HISTORY_DIR).join(dir);
+            let Ok(cert) = std::fs::read_to_string(hdir.join(store::CERT_FILE)) else {
+                continue;
+            };
+            let same_key = crate::hub::registry::pem_to_der(&cert)
+                .and_then(|d| crate::pki::inspect::cert_spki(&d))
+                .is_some_and(|k| Some(&k) == spki.as_ref());
+            let mut old = store::read_meta(&hdir.join(store::META_FILE))?;
+            if same_key && old.revoked.is_none() {
+                old.revoked = Some(revocation.clone());
+                *bytes = old.to_toml().into_bytes();
+                also_revoked.push(old);
+            }
+        }
+    }
+    let key_pem = if current.meta.has_key {
+        Some(current.read_key_pem()?)
+    } else {
+        None
+    };
+    ws.replace(&[NewEntity {
+        meta: meta.clone(),
+        cert_pem: current.cert_pem.clone(),
+        key_pem,
+        extra,
+    }])?;
+    let hub = crate::hub::HubStore::new(ws.clone());
+    let gone: Vec<&Meta> = std::iter::once(&meta).chain(&also_revoked).collect();
+    hub.note_revoked(
+        gone.iter()
+            .map(|m| crate::hub::registry::RevokedCert {
+                sha256: m.sha256.clone(),
+                name: name.to_string(),
+                serial: m.serial.clone(),
+                reason: reason.to_string(),
+            })
+            .collect(),
+    )
+    .map_err(|e| invalid(e.to_string()))?;
+    let (disabled, dropped) = if req.disable_on_hub && meta.kind == Kind::Device {
+        disable_on_hub(&hub, &gone)?
+    } else {
+        (vec![], vec![])
+    };
+
     let crl_hint = match (&meta.issuer, meta.self_signed) {
         (Some(i), false) => {
             format!("publish a new CRL with `chainsmith crl {i} --out {i}.crl.pem`")
@@ -842,11 +1062,112 @@ pub fn revoke(ws: &Workspace, name: &str, reason: &str) -> Result<Revoked> {
         _ => "it is self-signed, so no CA's CRL can list it: delete its thumbprint from the hub"
             .to_string(),
     };
-    let message = format!(
-        "revoked \"{name}\" (serial {}, reason {reason}); {crl_hint}. {HUB_DOES_NOT_CHECK_CRLS}.",
+    let mut message = format!(
+        "revoked \"{name}\" (serial {}, reason {reason}); {crl_hint}.",
         meta.serial
     );
-    Ok(Revoked { meta, message })
+    if !also_revoked.is_empty() {
+        message.push_str(&format!(
+            " The key is compromised: also revoked {} earlier certificate(s) with the same key (serial {}); a renewal must make a new key (`chainsmith renew {name} --rekey`).",
+            also_revoked.len(),
+            also_revoked
+                .iter()
+                .map(|m| m.serial.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if req.disable_on_hub && meta.kind != Kind::Device {
+        message.push_str(&format!(
+            " \"{name}\" is a {}, not a device credential: no hub device was disabled (remove it from the hub with `chainsmith hub ca remove {name}`).",
+            meta.kind.as_str()
+        ));
+        message.push_str(&format!(" {HUB_DOES_NOT_CHECK_CRLS}."));
+    } else if req.disable_on_hub && disabled.is_empty() {
+        message.push_str(&format!(
+            " No local-hub device uses this certificate: nothing to disable. {HUB_DOES_NOT_CHECK_CRLS}."
+        ));
+    } else if req.disable_on_hub {
+        for d in &disabled {
+            message.push_str(&format!(
+                " Disabled hub device \"{}\" ({} auth, by {}){}{}.",
+                d.id,
+                d.auth.as_str(),
+                d.matched,
+                if d.was_enabled {
+                    ""
+                } else {
+                    ", already disabled"
+                },
+                if dropped.contains(&d.id) {
+                    "; the running hub dropped its connection"
+                } else {
+                    ""
+                }
+            ));
+        }
+        message.push_str(&format!(" {HUB_DOES_NOT_CHECK_CRLS}."));
+    } else {
+        message.push_str(&format!(" {HUB_DOES_NOT_CHECK_CRLS}; for the local hub: `chainsmith revoke {name} --disable-on-hub` or `chainsmith hub device disable ID`."));
+    }
+    Ok(Revoked {
+        meta,
+        also_revoked,
+        disabled,
+        dropped,
+        message,
+    })
+}
+
+/// Disable the hub devices whose credential is one of `certs`, and drop their connections from
+/// a running hub (IoT Hub closes a disabled device's connection as well).
+fn disable_on_hub(
+    hub: &crate::hub::HubStore,
+    certs: &[&Meta],
+) -> Result<(Vec<DisabledDevice>, Vec<String>)> {
+    let mut disabled: Vec<DisabledDevice> = Vec::new();
+    for m in certs {
+        for d in hub
+            .disable_credential(&m.cn, &m.sha1, &m.sha256)
+            .map_err(|e| invalid(e.to_string()))?
+        {
+            if !disabled.iter().any(|x| x.id == d.id) {
+                disabled.push(d);
+            }
+        }
+    }
+    let mut dropped = Vec::new();
+    for d in &disabled {
+        let why = "device disabled: its certificate was revoked";
+        // No running hub is fine: the registry on disk already refuses the next CONNECT.
+        if let Ok(Some(true)) = crate::hub::control::kick_blocking(&hub.control_path(), &d.id, why)
+        {
+            dropped.push(d.id.clone());
+        }
+    }
+    Ok((disabled, dropped))
+}
+
+/// The keyCompromise revocation that covers `entity`'s current key, if any: of its current
+/// certificate or of one in its history with the same public key.
+fn compromised(entity: &Entity) -> Option<Meta> {
+    let is_kc = |m: &Meta| {
+        m.revoked
+            .as_ref()
+            .is_some_and(|r| r.reason == "keyCompromise")
+    };
+    if is_kc(&entity.meta) {
+        return Some(entity.meta.clone());
+    }
+    let spki = crate::pki::inspect::cert_spki(&entity.cert_der)?;
+    let rd = std::fs::read_dir(entity.dir.join(HISTORY_DIR)).ok()?;
+    rd.flatten().find_map(|e| {
+        let m = store::read_meta(&e.path().join(store::META_FILE)).ok()?;
+        let cert = std::fs::read_to_string(e.path().join(store::CERT_FILE)).ok()?;
+        let k = crate::hub::registry::pem_to_der(&cert)
+            .and_then(|d| crate::pki::inspect::cert_spki(&d))?;
+        (is_kc(&m) && k == spki).then_some(m)
+    })
 }
 
 #[derive(Clone, Debug, Serialize)]

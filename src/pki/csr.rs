@@ -12,6 +12,10 @@ pub struct ParsedCsr {
     pub spki_der: Vec<u8>,
     /// Extensions the request asked for and we did not honour, to tell the user.
     pub ignored_extensions: Vec<String>,
+    /// The DNS, IP and URI names of its subjectAltName (copied only with `--keep-san`).
+    pub sans: Vec<super::issue::San>,
+    /// Other subjectAltName entries (email, directory names, …), never copied.
+    pub other_sans: Vec<String>,
 }
 
 /// Turn PEM or DER bytes into the DER of a CSR.
@@ -64,10 +68,92 @@ pub fn parse_csr(bytes: &[u8]) -> Result<ParsedCsr> {
             .collect()
         })
         .unwrap_or_default();
+    let (sans, other_sans) = requested_sans(&csr);
     Ok(ParsedCsr {
         subject,
         cn,
         spki_der: info.subject_pki.raw.to_vec(),
         ignored_extensions,
+        sans,
+        other_sans,
     })
+}
+
+/// The subjectAltName a request asks for: (DNS/IP/URI names, everything else described).
+fn requested_sans(csr: &X509CertificationRequest<'_>) -> (Vec<super::issue::San>, Vec<String>) {
+    use super::issue::San;
+    let (mut keep, mut other) = (Vec::new(), Vec::new());
+    for ext in csr.requested_extensions().into_iter().flatten() {
+        let ParsedExtension::SubjectAlternativeName(san) = ext else {
+            continue;
+        };
+        for n in &san.general_names {
+            match n {
+                GeneralName::DNSName(d) => keep.push(San::Dns(d.to_string())),
+                GeneralName::URI(u) => keep.push(San::Uri(u.to_string())),
+                GeneralName::IPAddress(ip) => match <[u8; 4]>::try_from(*ip) {
+                    Ok(v4) => keep.push(San::Ip(v4.into())),
+                    Err(_) => match <[u8; 16]>::try_from(*ip) {
+                        Ok(v6) => keep.push(San::Ip(v6.into())),
+                        Err(_) => other.push(format!("IP of {} bytes", ip.len())),
+                    },
+                },
+                GeneralName::RFC822Name(e) => other.push(format!("email:{e}")),
+                n => other.push(format!("{n:?}").chars().take(60).collect()),
+            }
+        }
+    }
+    (keep, other)
+}
+
+/// A SAN as `--san` takes it: `DNS:x`, `IP:1.2.3.4`, `URI:…`, `email:…`.
+pub fn san_text(san: &super::issue::San) -> String {
+    use super::issue::San;
+    match san {
+        San::Dns(d) => format!("DNS:{d}"),
+        San::Ip(ip) => format!("IP:{ip}"),
+        San::Uri(u) => format!("URI:{u}"),
+        San::Email(e) => format!("email:{e}"),
+    }
+}
+
+/// Check a name the CSR asked for before it goes into a device certificate: a DNS name is the
+/// device id itself (checked by the target's id rules by the caller) or a host name (RFC 1123
+/// labels, no wildcard: a device is one host); a URI needs a scheme; all ASCII.
+pub fn check_requested_san(san: &super::issue::San, device_id: Option<&str>) -> Result<()> {
+    use super::issue::San;
+    match san {
+        San::Dns(d) if Some(d.as_str()) == device_id => Ok(()),
+        San::Dns(d) => {
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            };
+            if d.len() <= 253 && d.trim_end_matches('.').split('.').all(label_ok) {
+                Ok(())
+            } else {
+                Err(Error::invalid(format!(
+                    "the CSR asks for DNS name {d:?}, which is neither the device id nor a host name (letters, digits and - in dot-separated labels, no wildcard)"
+                )))
+            }
+        }
+        San::Uri(u) => {
+            let scheme = u.split_once(':').map(|(s, _)| s).unwrap_or("");
+            let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+            if scheme_ok && u.is_ascii() && !u.chars().any(|c| c.is_ascii_control() || c == ' ') {
+                Ok(())
+            } else {
+                Err(Error::invalid(format!(
+                    "the CSR asks for URI {u:?}, which is not an absolute URI (scheme:rest, ASCII, no spaces)"
+                )))
+            }
+        }
+        San::Ip(_) | San::Email(_) => Ok(()),
+    }
 }

@@ -193,6 +193,17 @@ pub fn check_verification_code(code: &str) -> Result<()> {
     Ok(())
 }
 
+/// IoT Hub and DPS show 48 hex characters today. Another shape is accepted (other services
+/// use other codes) but worth a second look: a code copied in part is the usual mistake.
+pub fn verification_code_warning(code: &str) -> Option<String> {
+    let hex48 = code.len() == 48 && code.bytes().all(|b| b.is_ascii_hexdigit());
+    (!hex48).then(|| {
+        format!(
+            "verification code \"{code}\" is not 48 hex characters, the shape IoT Hub and DPS show; check that you copied the whole code (made anyway: other services use other shapes)"
+        )
+    })
+}
+
 /// Names of workspace entities are directory names: anything a device id may be, but no
 /// path separators, no leading dot, nothing empty.
 pub fn check_entity_name(name: &str) -> Result<()> {

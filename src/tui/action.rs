@@ -112,6 +112,8 @@ pub enum Command {
     Revoke {
         name: String,
         reason: String,
+        /// Disable the hub devices that use the certificate (and drop them from the Hub tab's hub).
+        disable_on_hub: bool,
     },
     /// Start the local hub in-process (async; the loop owns its handle).
     StartHub {

@@ -305,16 +305,20 @@ impl App {
                     days,
                     rekey: form.choice("Key") == 1,
                     key: None,
+                    ..Default::default()
                 })
             }
             Purpose::Revoke { name } => {
-                let reason = match &form.fields[0].kind {
-                    super::forms::FieldKind::Choice(o, i) => o[*i].to_string(),
-                    _ => "unspecified".into(),
+                let choice = |i: usize| match form.fields.get(i).map(|f| &f.kind) {
+                    Some(super::forms::FieldKind::Choice(o, i)) => Some(o[*i]),
+                    _ => None,
                 };
+                let reason = choice(0).unwrap_or("unspecified").to_string();
+                let disable_on_hub = choice(1).is_some_and(|c| c.starts_with("disable"));
                 Command::Revoke {
                     name: name.clone(),
                     reason,
+                    disable_on_hub,
                 }
             }
             Purpose::Target => match super::connect::Target::parse(form.value("Target")) {

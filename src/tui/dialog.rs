@@ -382,6 +382,8 @@ pub struct VerifyDialog {
     pub issuer: String,
     pub code: String,
     pub error: Option<String>,
+    /// The code is not the shape IoT Hub shows (48 hex): made anyway, but said.
+    pub warning: Option<String>,
     pub busy: bool,
     pub result: Option<VerifyResult>,
 }
@@ -400,6 +402,7 @@ impl VerifyDialog {
             issuer,
             code: String::new(),
             error: None,
+            warning: None,
             busy: false,
             result: None,
         }
@@ -411,6 +414,11 @@ impl VerifyDialog {
             identity::check_verification_code(&self.code)
                 .err()
                 .map(|e| e.to_string())
+        };
+        self.warning = if self.code.is_empty() || self.error.is_some() {
+            None
+        } else {
+            identity::verification_code_warning(&self.code)
         };
     }
 }
@@ -535,6 +543,8 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
                         ));
                     } else if let Some(e) = &v.error {
                         lines.push(Line::styled(format!("✗ {e}"), t.bad()));
+                    } else if let Some(w) = &v.warning {
+                        lines.push(Line::styled(format!("⚠ {w}"), t.warn()));
                     } else {
                         lines.push(Line::styled(
                             "· paste or type the code the hub shows for this CA",

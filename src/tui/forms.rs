@@ -163,25 +163,35 @@ impl Form {
         )
     }
 
+    /// Disabling the device in the hub is the default: IoT Hub and the local hub check no CRL,
+    /// so disabling is what cuts a registered device off (an unregistered one is left alone,
+    /// and the result says so).
     pub fn revoke(name: &str) -> Form {
         let mut f = Form::new(
             Purpose::Revoke { name: name.into() },
             format!("Revoke {name}"),
-            vec![Field {
-                label: "Reason",
-                kind: FieldKind::Choice(
-                    vec![
-                        "unspecified",
-                        "key-compromise",
-                        "ca-compromise",
-                        "affiliation-changed",
-                        "superseded",
-                        "cessation-of-operation",
-                    ],
-                    0,
-                ),
-                value: String::new(),
-            }],
+            vec![
+                Field {
+                    label: "Reason",
+                    kind: FieldKind::Choice(
+                        vec![
+                            "unspecified",
+                            "key-compromise",
+                            "ca-compromise",
+                            "affiliation-changed",
+                            "superseded",
+                            "cessation-of-operation",
+                        ],
+                        0,
+                    ),
+                    value: String::new(),
+                },
+                Field {
+                    label: "On hub",
+                    kind: FieldKind::Choice(vec!["disable the device", "leave it enabled"], 0),
+                    value: String::new(),
+                },
+            ],
         );
         f.note = Some(crate::ops::lifecycle::HUB_DOES_NOT_CHECK_CRLS.to_string());
         f

@@ -113,6 +113,8 @@ pub fn log_line(e: &crate::hub::HubEvent, at: OffsetDateTime) -> LogLine {
         E::Refused { device, .. } => (LogKind::Refused, device.clone().unwrap_or_default()),
         E::Dropped { .. } => (LogKind::Refused, String::new()),
         E::Disconnected { device, .. } => (LogKind::Info, device.clone()),
+        // Let in, as IoT Hub would, but worth the eye: shown as a refusal-coloured line.
+        E::RevokedCertificate { device, .. } => (LogKind::Refused, device.clone()),
         E::Telemetry { device, .. } => (LogKind::Telemetry, device.clone()),
         E::TwinGet { device, .. }
         | E::TwinReported { device, .. }

@@ -249,8 +249,17 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                 .map_err(|e| e.to_string());
             emit(Action::FormDone(r));
         }
-        Command::Revoke { name, reason } => {
-            let r = ops::lifecycle::revoke(ws, &name, &reason)
+        Command::Revoke {
+            name,
+            reason,
+            disable_on_hub,
+        } => {
+            let req = ops::lifecycle::RevokeRequest {
+                name,
+                reason,
+                disable_on_hub,
+            };
+            let r = ops::lifecycle::revoke(ws, &req)
                 .map(|rv| vec![rv.message])
                 .map_err(|e| e.to_string());
             emit(Action::FormDone(r));
@@ -619,6 +628,44 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
             tokio::spawn(async move {
                 let r = run_test(root, engines, device, target, hub_port, tx.clone()).await;
                 let _ = tx.send(Action::Connect(connect::ConnectAction::Ended(r)));
+            });
+            return;
+        }
+        Command::Revoke {
+            name,
+            reason,
+            disable_on_hub: true,
+        } => {
+            // The Hub tab's hub has no control socket: drop the disabled devices here.
+            let (engines, tx, ws) = (engines.clone(), tx.clone(), Arc::clone(ws));
+            tokio::spawn(async move {
+                let req = ops::lifecycle::RevokeRequest {
+                    name,
+                    reason,
+                    disable_on_hub: true,
+                };
+                let r = tokio::task::spawn_blocking(move || ops::lifecycle::revoke(&ws, &req))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                let r = match r {
+                    Ok(rv) => {
+                        let mut lines = vec![rv.message];
+                        if let Some(h) = engines.hub.lock().await.as_ref() {
+                            for d in &rv.disabled {
+                                if h.kick(&d.id, "device disabled: its certificate was revoked") {
+                                    lines.push(format!(
+                                        "the Hub tab's hub dropped the connection of \"{}\"",
+                                        d.id
+                                    ));
+                                }
+                            }
+                        }
+                        Ok(lines)
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = tx.send(Action::FormDone(r));
             });
             return;
         }

@@ -22,6 +22,8 @@ mod hub_protocol;
 mod hub_robust;
 mod hub_sdk;
 mod hub_status;
+mod lifecycle_hub;
+mod lifecycle_keys;
 mod names_lookup;
 mod tui_connect;
 mod tui_newcomer;
