@@ -434,6 +434,9 @@ pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport>
                 "this is a PKCS#12 (PFX) file and it needs its password: pass --password P",
             ));
         };
+        // Refuse a stalling iteration count before any key derivation.
+        crate::export::pfx::check_iterations(bytes, "this PKCS#12 file")
+            .map_err(|e| Error::invalid(e.to_string()))?;
         let parsed = p12.parse2(pw).map_err(|_| {
             Error::invalid("the PKCS#12 password is wrong (or the file uses an algorithm OpenSSL cannot read); check --password")
         })?;
@@ -471,12 +474,14 @@ pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport>
             signed_by_next,
         });
     }
+    // Each certificate's key once, not once per private key.
+    let spkis: Vec<Option<Vec<u8>>> = certs.iter().map(|c| cert_spki(c)).collect();
     for (fmt, spki) in keys {
         let matches = spki.as_ref().and_then(|s| {
-            certs
+            spkis
                 .iter()
-                .find(|c| cert_spki(c).as_deref() == Some(s.as_slice()))
-                .map(|c| thumbprints(c).1)
+                .position(|c| c.as_deref() == Some(s.as_slice()))
+                .map(|i| thumbprints(&certs[i]).1)
         });
         items.push(Item::PrivateKey {
             format: fmt,
@@ -485,6 +490,49 @@ pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport>
         });
     }
     Ok(FileReport { format, items })
+}
+
+/// How far above a certificate [`lint_certificates`] follows its chain: OpenSSL's default
+/// verify depth. Keeps a file of thousands of chained certificates linear to lint.
+pub const MAX_CHAIN_DEPTH: usize = 100;
+
+/// Lint every certificate of a file. The issuers of a certificate are the certificates after it
+/// for as long as each signed the one before (the chain order files use), at most
+/// [`MAX_CHAIN_DEPTH`]; unrelated certificates in one bundle are not each other's issuers.
+/// Linear in the number of certificates.
+pub fn lint_certificates(report: &FileReport) -> Vec<Vec<super::lint::Finding>> {
+    let mut views = Vec::new();
+    let mut signed = Vec::new();
+    for item in &report.items {
+        if let Item::Certificate {
+            view,
+            signed_by_next,
+        } = item
+        {
+            views.push(view.as_ref().clone());
+            signed.push(signed_by_next.unwrap_or(false));
+        }
+    }
+    // run[i]: how many certificates after i continue its chain, counted from the end.
+    let mut run = vec![0usize; views.len()];
+    for i in (0..views.len()).rev() {
+        if signed[i] {
+            run[i] = 1 + run.get(i + 1).copied().unwrap_or(0);
+        }
+    }
+    (0..views.len())
+        .map(|i| {
+            let end = i + 1 + run[i].min(MAX_CHAIN_DEPTH);
+            super::lint::lint(
+                &views[i],
+                &super::lint::LintContext {
+                    device_id: None,
+                    target: None,
+                    issuers: &views[i + 1..end],
+                },
+            )
+        })
+        .collect()
 }
 
 fn private_spki_der(pkcs8: &[u8]) -> Option<Vec<u8>> {
