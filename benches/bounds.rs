@@ -3,7 +3,8 @@
 //! 1. A flood of 1,000 TLS connections without a client certificate, each starting a 255 KB
 //!    CONNECT, against `chainsmith hub serve` (its own process, so RSS is the hub's alone):
 //!    the hub's RSS before, at its peak during, and 10 s after the flood, and the PUBACK
-//!    latency of a legitimate device publishing every 10 ms throughout.
+//!    latency of a legitimate device publishing every 10 ms throughout. Then a slow flood:
+//!    1,000 connections that each send 4 KB of a CONNECT and hold it (the pre-auth cap bites).
 //! 2. `chainsmith inspect` of bundles of 1k, 2k, 4k and 8k certificates (was quadratic:
 //!    1.4 / 3.6 / 17.6 / 77 s).
 //! 3. `chainsmith inspect --password` of a 2 KB PFX whose MAC asks for 2^31 - 1 iterations
@@ -86,7 +87,10 @@ fn varint(mut n: usize) -> Vec<u8> {
     }
 }
 
-fn flood() {
+/// `slow`: instead of a 255 KB CONNECT, announce one of 8,000 bytes (under the cap), send
+/// 4 KB of it and hold: these stay until the 10 s CONNECT deadline, so the cap on
+/// connections waiting to authenticate is what bounds them.
+fn flood(slow: bool) {
     let n = env("BOUNDS_FLOOD", 1000);
     let kb = env("BOUNDS_FLOOD_KB", 255);
     let fx = Fixture::new();
@@ -161,10 +165,14 @@ fn flood() {
                     return (false, None);
                 };
                 drop(permit);
-                let body = kb * 1024;
+                let (body, send) = if slow {
+                    (8000, 4096)
+                } else {
+                    (kb * 1024, kb * 1024 - 1)
+                };
                 let mut bytes = vec![0x10];
                 bytes.extend(varint(body));
-                bytes.extend(vec![0u8; body - 1]);
+                bytes.extend(vec![0u8; send]);
                 let sent_all = c.send_raw(&bytes).await.is_ok();
                 // Hold it until the hub closes it or 12 s pass.
                 let closed = c.closed_within(Duration::from_secs(12)).await;
@@ -198,15 +206,21 @@ fn flood() {
         let rss_after = status_mb(pid, "VmRSS:");
         let hwm = status_mb(pid, "VmHWM:");
 
-        println!(
-            "flood: {n} TLS connections without a client certificate, each a {kb} KB CONNECT (127.0.0.1)"
-        );
+        if slow {
+            println!(
+                "slow flood: {n} TLS connections without a client certificate, each 4 KB into an 8,000-byte CONNECT, held (127.0.0.1)"
+            );
+        } else {
+            println!(
+                "flood: {n} TLS connections without a client certificate, each a {kb} KB CONNECT (127.0.0.1)"
+            );
+        }
         println!("  hub RSS before                 {rss_before:>8.1} MB");
         println!("  hub RSS peak during (sampled)  {peak:>8.1} MB   (VmHWM {hwm:.1} MB)");
         println!("  hub RSS when the flood ended   {rss_end:>8.1} MB");
         println!("  hub RSS 10 s after             {rss_after:>8.1} MB");
         println!(
-            "  flood connections: {closed_by_hub} closed by the hub, {held} held past 12 s, {tls_failed} refused before TLS ({flood_secs:.1} s)"
+            "  flood connections: {closed_by_hub} closed by the hub, {held} held past 12 s, {tls_failed} closed before TLS completed ({flood_secs:.1} s)"
         );
         println!(
             "  good device during the flood: {} PUBACKs, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, lost {lost}",
@@ -292,7 +306,8 @@ fn inspect_and_pfx() {
 fn main() {
     let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     if only.as_deref().is_none_or(|o| o == "flood") {
-        flood();
+        flood(false);
+        flood(true);
     }
     if only.as_deref().is_none_or(|o| o == "inspect") {
         inspect_and_pfx();
