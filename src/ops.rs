@@ -46,12 +46,23 @@ impl ValidityArg {
         }
         let nb = self.not_before.as_deref().map(parse_rfc3339).transpose()?;
         let na = self.not_after.as_deref().map(parse_rfc3339).transpose()?;
+        // Every given time is checked before any arithmetic on it, so no sum can overflow.
+        for (what, t) in [("not-before", nb), ("not-after", na)] {
+            if let Some(t) = t {
+                issue::check_x509_time(what, t)?;
+            }
+        }
         Ok(match (nb, na) {
-            (None, None) => Validity::days(days),
-            (Some(nb), None) => Validity::explicit(nb, nb + time::Duration::days(i64::from(days)))?,
+            (None, None) => Validity::try_days(days)?,
+            (Some(nb), None) => {
+                Validity::explicit(nb, issue::days_after("a certificate", nb, days)?)?
+            }
             (None, Some(na)) => {
-                let nb = (OffsetDateTime::now_utc() - issue::BACKDATE)
-                    .min(na - time::Duration::days(i64::from(days)));
+                let back = na
+                    .checked_sub(time::Duration::days(i64::from(days)))
+                    .unwrap_or(issue::EARLIEST)
+                    .max(issue::EARLIEST);
+                let nb = (OffsetDateTime::now_utc() - issue::BACKDATE).min(back);
                 Validity::explicit(nb, na)?
             }
             (Some(nb), Some(na)) => Validity::explicit(nb, na)?,

@@ -3,7 +3,7 @@
 use super::{CliResult, Failed, Global, print_json};
 use crate::ops;
 use crate::pki::inspect::{CertView, FileReport, Item, inspect_bytes};
-use crate::pki::lint::{self, Finding, LintContext};
+use crate::pki::lint::{self, Finding};
 use clap::Args;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -262,32 +262,7 @@ pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
             anyhow::bail!("{}: {e}", a.file.display());
         }
     };
-    let certs: Vec<&CertView> = report
-        .items
-        .iter()
-        .filter_map(|i| {
-            if let Item::Certificate { view, .. } = i {
-                Some(view.as_ref())
-            } else {
-                None
-            }
-        })
-        .collect();
-    let findings: Vec<Vec<Finding>> = certs
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let issuers: Vec<CertView> = certs[i + 1..].iter().map(|c| (*c).clone()).collect();
-            lint::lint(
-                c,
-                &LintContext {
-                    device_id: None,
-                    target: None,
-                    issuers: &issuers,
-                },
-            )
-        })
-        .collect();
+    let findings = crate::pki::inspect::lint_certificates(&report);
     // For a PFX: which algorithms protect it, read from the file itself.
     let pfx_algs = (report.format == "PKCS#12")
         .then(|| crate::export::pfx::decode(&bytes).ok())

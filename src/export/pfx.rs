@@ -109,6 +109,55 @@ pub struct Opened {
     pub chain: Vec<X509>,
 }
 
+/// The most key-derivation iterations chainsmith will run for one part of a PKCS#12 file or
+/// an encrypted PKCS#8 key. OpenSSL writes 2,048, Windows reads at most 600,000; a count far
+/// above this only makes opening the file take minutes.
+pub const MAX_ITERATIONS: u64 = 2_000_000;
+
+fn too_many(what: &str, part: &str, n: u64) -> Error {
+    Error::Invalid(format!(
+        "{what} asks for {n} key-derivation iterations ({part}); chainsmith refuses more than {MAX_ITERATIONS} (OpenSSL writes 2048, Windows reads at most 600000), so the file is damaged or made to stall whoever opens it; re-export it with an ordinary count"
+    ))
+}
+
+/// Refuse a PFX whose MAC or bag encryption asks for more than [`MAX_ITERATIONS`]
+/// iterations, before any password work. The counts are read from the file's structure.
+pub fn check_iterations(der: &[u8], what: &str) -> Result<()> {
+    let algs = decode(der)?;
+    if let Some(n) = algs.mac_iterations.filter(|n| *n > MAX_ITERATIONS) {
+        return Err(too_many(what, "MAC", n));
+    }
+    for (part, bags) in [("key", &algs.key_bags), ("certificates", &algs.cert_bags)] {
+        if let Some(n) = bags
+            .iter()
+            .filter_map(|b| b.iterations)
+            .find(|n| *n > MAX_ITERATIONS)
+        {
+            return Err(too_many(what, part, n));
+        }
+    }
+    Ok(())
+}
+
+/// The same for an encrypted PKCS#8 key (`ENCRYPTED PRIVATE KEY`, DER):
+/// EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData }.
+/// Bytes of another shape pass: OpenSSL's own parser reports them, and DER input of unknown
+/// kind is tried as several formats in turn.
+pub fn check_pkcs8_iterations(der: &[u8], what: &str) -> Result<()> {
+    let iterations = || -> Result<Option<u64>> {
+        let (epki, _) = expect(der, 0x30, "EncryptedPrivateKeyInfo is not a SEQUENCE")?;
+        let e = items(epki.body)?;
+        let alg = e
+            .first()
+            .ok_or_else(|| bad("encrypted key without algorithm"))?;
+        Ok(protection(alg.body)?.iterations)
+    };
+    match iterations() {
+        Ok(Some(n)) if n > MAX_ITERATIONS => Err(too_many(what, "key", n)),
+        _ => Ok(()),
+    }
+}
+
 /// Open a PFX with its password; a wrong password is a clear error, not an OpenSSL stack.
 pub fn open(bytes: &[u8], password: &str, what: &str) -> Result<Opened> {
     let p12 = Pkcs12::from_der(bytes).map_err(|_| {
@@ -116,6 +165,7 @@ pub fn open(bytes: &[u8], password: &str, what: &str) -> Result<Opened> {
             "{what} is not a PKCS#12 (PFX) file, or it is damaged"
         ))
     })?;
+    check_iterations(bytes, what)?;
     // Tell a wrong password from an algorithm OpenSSL cannot read: check the MAC ourselves first.
     let algs = decode(bytes).ok();
     let mac_ok = mac_matches(bytes, password).ok().flatten();
@@ -288,10 +338,14 @@ fn oid_string(body: &[u8]) -> String {
         .join(".")
 }
 
+/// A DER INTEGER as u64; one too long to fit counts as u64::MAX (only counts are read).
 fn uint(body: &[u8]) -> u64 {
-    body.iter()
-        .take(8)
-        .fold(0u64, |a, b| (a << 8) | u64::from(*b))
+    let first = body.iter().position(|b| *b != 0).unwrap_or(body.len());
+    let digits = &body[first..];
+    if digits.len() > 8 {
+        return u64::MAX;
+    }
+    digits.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b))
 }
 
 const OID_DATA: &str = "1.2.840.113549.1.7.1";
@@ -563,7 +617,7 @@ pub fn mac_matches(der: &[u8], password: &str) -> Result<Option<bool>> {
         "2.16.840.1.101.3.4.2.3" => MessageDigest::sha512(),
         _ => return Ok(None),
     };
-    if iterations == 0 || iterations > 10_000_000 {
+    if iterations == 0 || iterations > MAX_ITERATIONS {
         return Err(bad("MAC iteration count out of range"));
     }
     let v = md.block_size();

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::server::{HubEvent, HubHandle};
@@ -65,6 +65,10 @@ pub enum Request {
     },
 }
 
+/// The longest request line the hub reads. The largest real request is a C2D body (IoT Hub:
+/// 64 KB) or a method payload (128 KB), which JSON escaping can grow a few times over.
+pub const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+
 fn default_timeout() -> u64 {
     30
 }
@@ -90,11 +94,23 @@ pub async fn serve(
 
 async fn client(hub: std::sync::Arc<HubHandle>, stream: UnixStream) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    let Some(line) = lines.next_line().await? else {
+    // One byte more than the cap tells an over-long line from one that just fits.
+    let mut line = Vec::new();
+    BufReader::new(r.take(MAX_REQUEST_BYTES + 1))
+        .read_until(b'\n', &mut line)
+        .await?;
+    if line.is_empty() {
         return Ok(());
-    };
-    let req: Request = match serde_json::from_str(&line) {
+    }
+    if line.len() as u64 > MAX_REQUEST_BYTES {
+        let msg = serde_json::json!({ "error": format!(
+            "request is longer than {} MiB; the control channel takes one JSON request per line, at most that long",
+            MAX_REQUEST_BYTES / (1024 * 1024)
+        ), "kind": "too-large" });
+        w.write_all(format!("{msg}\n").as_bytes()).await?;
+        return Ok(());
+    }
+    let req: Request = match serde_json::from_slice(&line) {
         Ok(r) => r,
         Err(e) => {
             let msg = serde_json::json!({ "error": format!("bad request: {e}") });

@@ -36,6 +36,13 @@ pub const MAX_SUBSCRIPTIONS: usize = 5;
 pub const C2D_QUEUE: usize = 50;
 /// Largest MQTT packet accepted: a 256 KB message plus room for topic and header.
 pub const MAX_PACKET: usize = azure::MAX_MESSAGE_BYTES + 4096;
+/// Bytes a connection may send before its CONNECT is complete. An IoT Hub CONNECT holds a
+/// client id (at most 128), a username (about 300) and at most a SAS token, so 8 KiB is ample,
+/// and a peer nobody has authenticated yet cannot make the hub hold more.
+pub const MAX_CONNECT_BYTES: usize = 8 * 1024;
+/// Connections between TCP accept and an accepted CONNECT (TLS handshake included) the hub
+/// holds at once; more are closed at accept, so a flood cannot grow memory without bound.
+pub const MAX_UNAUTHENTICATED: usize = 256;
 /// Refusals a hub remembers for [`HubHandle::status`] and [`HubHandle::refusals`] (oldest dropped).
 pub const REFUSAL_RING: usize = 100;
 
@@ -313,6 +320,10 @@ struct Shared {
     registry: Mutex<Option<(RegistryKey, Arc<Registry>)>>,
     /// The last [`REFUSAL_RING`] refusals and the highest seq handed out.
     refusals: Mutex<(VecDeque<RefusalRecord>, u64)>,
+    /// One permit per connection not yet authenticated ([`MAX_UNAUTHENTICATED`]).
+    unauthenticated: Arc<tokio::sync::Semaphore>,
+    /// Connections closed by that cap since the last log line about it, and when that was.
+    over_cap: Mutex<(u64, Option<tokio::time::Instant>)>,
 }
 
 type RegistryKey = (u64, u64, Option<std::time::SystemTime>);
@@ -409,6 +420,8 @@ impl Hub {
             shutdown: stop_rx,
             registry: Mutex::new(None),
             refusals: Mutex::new((VecDeque::with_capacity(REFUSAL_RING), 0)),
+            unauthenticated: Arc::new(tokio::sync::Semaphore::new(MAX_UNAUTHENTICATED)),
+            over_cap: Mutex::new((0, None)),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let sh = shared.clone();
@@ -418,10 +431,15 @@ impl Hub {
                 tokio::select! {
                     r = listener.accept() => match r {
                         Ok((tcp, peer)) => {
+                            let Ok(permit) = sh.unauthenticated.clone().try_acquire_owned() else {
+                                drop(tcp);
+                                over_cap(&sh, peer);
+                                continue;
+                            };
                             let _ = tcp.set_nodelay(true);
                             let sh = sh.clone();
                             let acc = acceptor.clone();
-                            tokio::spawn(async move { connection(sh, acc, tcp, peer).await });
+                            tokio::spawn(async move { connection(sh, acc, tcp, peer, permit).await });
                         }
                         Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                     },
@@ -659,13 +677,37 @@ fn queue_c2d(sh: &Shared, device: &str, topic: String, body: Vec<u8>) {
     q.push_back((topic, body));
 }
 
+/// A connection closed because [`MAX_UNAUTHENTICATED`] others are waiting to authenticate:
+/// one log line per second at most, counting the ones closed since the last.
+fn over_cap(sh: &Shared, peer: SocketAddr) {
+    let closed = {
+        let mut c = sh.over_cap.lock().expect("over_cap");
+        c.0 += 1;
+        let now = tokio::time::Instant::now();
+        if c.1.is_some_and(|t| now < t + Duration::from_secs(1)) {
+            return;
+        }
+        c.1 = Some(now);
+        std::mem::take(&mut c.0)
+    };
+    sh.emit(HubEvent::Dropped {
+        peer,
+        reason: format!(
+            "{MAX_UNAUTHENTICATED} connections are already waiting to authenticate (the hub's cap); closed {closed} new connection(s) at accept"
+        ),
+    });
+}
+
 // ---------------------------------------------------------------- one connection
 
+/// `unauthenticated` is this connection's share of [`MAX_UNAUTHENTICATED`], held until the
+/// CONNECT is accepted.
 async fn connection(
     sh: Arc<Shared>,
     acceptor: tokio_rustls::TlsAcceptor,
     tcp: TcpStream,
     peer: SocketAddr,
+    unauthenticated: tokio::sync::OwnedSemaphorePermit,
 ) {
     let start = tokio::time::Instant::now();
     let deadline = start + CONNECT_TIMEOUT;
@@ -698,7 +740,7 @@ async fn connection(
         .map(|c| c.iter().map(|c| c.as_ref().to_vec()).collect())
         .unwrap_or_default();
 
-    // CONNECT, within what is left of the 10 s.
+    // CONNECT, within what is left of the 10 s and at most MAX_CONNECT_BYTES.
     let mut buf = BytesMut::with_capacity(4096);
     let connect = loop {
         if buf.first().is_some_and(|b| *b != 0x10) {
@@ -711,7 +753,7 @@ async fn connection(
             });
             return;
         }
-        match Packet::read(&mut buf, MAX_PACKET) {
+        match Packet::read(&mut buf, MAX_CONNECT_BYTES) {
             Ok(Packet::Connect(c)) if c.protocol == rumqttc::mqttbytes::Protocol::V4 => break c,
             Ok(Packet::Connect(_)) => {
                 refuse_protocol(&sh, &mut tls, peer, "5").await;
@@ -724,7 +766,18 @@ async fn connection(
                 });
                 return;
             }
-            Err(mqttbytes::Error::InsufficientBytes(_)) => {}
+            Err(mqttbytes::Error::InsufficientBytes(_)) if buf.len() < MAX_CONNECT_BYTES => {}
+            Err(mqttbytes::Error::InsufficientBytes(_))
+            | Err(mqttbytes::Error::PayloadSizeLimitExceeded(_)) => {
+                sh.emit(HubEvent::Dropped {
+                    peer,
+                    reason: format!(
+                        "CONNECT is larger than {} KiB, the most accepted before authentication; closed",
+                        MAX_CONNECT_BYTES / 1024
+                    ),
+                });
+                return;
+            }
             Err(mqttbytes::Error::InvalidProtocolLevel(level)) => {
                 refuse_protocol(&sh, &mut tls, peer, &level.to_string()).await;
                 return;
@@ -808,6 +861,7 @@ async fn connection(
     }
 
     // Accepted: take over the device id (a new connection drops the old one).
+    drop(unauthenticated);
     let conn = sh.id();
     let (tx, mut rx) = mpsc::channel::<Outbound>(256);
     let subs = Arc::new(Mutex::new(Vec::new()));

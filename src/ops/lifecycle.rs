@@ -98,6 +98,13 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
                             .get("Proc-Type")
                             .is_some_and(|v| v.contains("ENCRYPTED"));
                     let block = pem::encode(&b);
+                    if b.tag() == "ENCRYPTED PRIVATE KEY" && password.is_some() {
+                        // Refuse a key that asks for billions of PBKDF2 rounds before the work.
+                        pfx::check_pkcs8_iterations(
+                            b.contents(),
+                            &format!("the encrypted key in {label}"),
+                        )?;
+                    }
                     found.keys.push((
                         read_key_pem(&block, encrypted, password, &label)?,
                         label.clone(),
@@ -120,6 +127,9 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
     if let Ok(c) = X509::from_der(bytes) {
         found.certs.push((c, label));
         return Ok(());
+    }
+    if password.is_some() {
+        pfx::check_pkcs8_iterations(bytes, &format!("the encrypted key in {label}"))?;
     }
     if let Some(pw) = password
         && let Ok(k) = PKey::private_key_from_pkcs8_passphrase(bytes, pw.as_bytes())
@@ -1250,7 +1260,7 @@ pub fn crl(ws: &Workspace, ca_name: &str, days: Option<u32>) -> Result<Crl> {
         .replace_nanosecond(0)
         .unwrap_or(OffsetDateTime::now_utc());
     let this_update = now - issue::BACKDATE;
-    let next_update = now + Duration::days(i64::from(days));
+    let next_update = issue::days_after("a CRL", now, days)?;
     // A CRL number that grows with time keeps successive CRLs ordered without shared state.
     let number = u64::try_from(now.unix_timestamp()).unwrap_or(0);
     let revoked_certs = revoked
@@ -1301,34 +1311,58 @@ pub fn crl(ws: &Workspace, ca_name: &str, days: Option<u32>) -> Result<Crl> {
 
 // ---------------------------------------------------------------- expiry
 
-/// Parse a window like `30d`, `12h`, `2w` or a bare number of days.
+/// The longest expiry window: past 9999-12-31 there is nothing left to expire.
+pub const MAX_WINDOW_DAYS: i64 = 3_660_000;
+
+/// Parse a window like `30d`, `12h`, `2w` or a bare number of days, up to
+/// [`MAX_WINDOW_DAYS`] (about 10,000 years, more than X.509 time can span).
 pub fn parse_window(s: &str) -> Result<Duration> {
     let t = s.trim().to_ascii_lowercase();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: i64 = num.parse().map_err(|_| {
+    let not_a_number = || {
         invalid(format!(
             "expiry window \"{s}\" is not a number with a unit; write it like 30d, 12h or 2w"
         ))
-    })?;
-    Ok(match unit {
-        "" | "d" | "day" | "days" => Duration::days(n),
-        "h" | "hour" | "hours" => Duration::hours(n),
-        "w" | "week" | "weeks" => Duration::weeks(n),
-        "m" | "min" | "minutes" => Duration::minutes(n),
-        "y" | "year" | "years" => Duration::days(n * 365),
+    };
+    if num.is_empty() {
+        return Err(not_a_number());
+    }
+    // Digits only, so a failed parse means too many of them.
+    let n: i64 = num.parse().unwrap_or(i64::MAX);
+    let minutes_per_unit: i64 = match unit {
+        "" | "d" | "day" | "days" => 24 * 60,
+        "h" | "hour" | "hours" => 60,
+        "w" | "week" | "weeks" => 7 * 24 * 60,
+        "m" | "min" | "minutes" => 1,
+        "y" | "year" | "years" => 365 * 24 * 60,
         _ => {
             return Err(invalid(format!(
                 "expiry window \"{s}\" has an unknown unit \"{unit}\"; use d, h, w or y (e.g. 30d)"
             )));
         }
-    })
+    };
+    match n.checked_mul(minutes_per_unit) {
+        Some(m) if m <= MAX_WINDOW_DAYS * 24 * 60 => Ok(Duration::minutes(m)),
+        _ => Err(invalid(format!(
+            "expiry window \"{s}\" is longer than {MAX_WINDOW_DAYS} days, beyond 9999-12-31T23:59:59Z, the latest time X.509 can express; use a shorter window"
+        ))),
+    }
 }
 
 /// Entities whose certificate ends within `window` from `now` (already expired included),
 /// soonest first.
 pub fn expiring(ws: &Workspace, window: Duration, now: OffsetDateTime) -> Result<Vec<TreeRow>> {
     let (metas, _) = ws.list()?;
-    let limit = now + window;
+    let limit = now
+        .checked_add(window)
+        .filter(|l| *l <= issue::LATEST)
+        .ok_or_else(|| {
+            invalid(format!(
+                "an expiry window of {} days from now reaches past 9999-12-31T23:59:59Z, the latest time X.509 can express; every certificate expires before that, so use at most {} days",
+                window.whole_days(),
+                (issue::LATEST - now).whole_days().max(0)
+            ))
+        })?;
     let mut rows: Vec<TreeRow> = tree(metas, now)
         .into_iter()
         .filter(|r| r.meta.not_after <= limit)

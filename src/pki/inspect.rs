@@ -76,6 +76,23 @@ pub struct ExtensionView {
 /// Describe a public key from its SubjectPublicKeyInfo DER.
 pub fn describe_spki(spki: &[u8]) -> KeyView {
     use openssl::pkey::{Id, PKey};
+    // The keys chainsmith knows need no OpenSSL decoder, whose per-call cost dominated
+    // inspecting a large bundle. Bits as OpenSSL counts them (Ed25519: 253).
+    if let Some(a) = KeyAlg::from_spki(spki) {
+        let bits = match a {
+            KeyAlg::EcP256 => 256,
+            KeyAlg::EcP384 => 384,
+            KeyAlg::Rsa2048 => 2048,
+            KeyAlg::Rsa3072 => 3072,
+            KeyAlg::Rsa4096 => 4096,
+            KeyAlg::Ed25519 => 253,
+        };
+        return KeyView {
+            algorithm: a.label().to_string(),
+            bits,
+            key_alg: Some(a),
+        };
+    }
     let Ok(pkey) = PKey::public_key_from_der(spki) else {
         return KeyView {
             algorithm: "unknown".into(),
@@ -339,6 +356,23 @@ pub fn signed_by(cert: &[u8], issuer: &[u8]) -> bool {
     c.verify_signature(Some(i.public_key())).is_ok()
 }
 
+/// Is `next` the issuer of `cert` in a chain: its subject is `cert`'s issuer name (RFC 5280
+/// name chaining) and its key verifies the signature. The name check comes first, so a bundle
+/// of unrelated certificates costs no signature verification.
+fn chains_to(cert: &[u8], next: &[u8]) -> bool {
+    let (Ok((_, c)), Ok((_, n))) = (
+        X509Certificate::from_der(cert),
+        X509Certificate::from_der(next),
+    ) else {
+        return false;
+    };
+    let names_chain = c.issuer().as_raw() == n.subject().as_raw()
+        || c.issuer()
+            .to_string()
+            .eq_ignore_ascii_case(&n.subject().to_string());
+    names_chain && c.verify_signature(Some(n.public_key())).is_ok()
+}
+
 /// The SubjectPublicKeyInfo DER of a certificate.
 pub fn cert_spki(cert: &[u8]) -> Option<Vec<u8>> {
     X509Certificate::from_der(cert)
@@ -434,6 +468,9 @@ pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport>
                 "this is a PKCS#12 (PFX) file and it needs its password: pass --password P",
             ));
         };
+        // Refuse a stalling iteration count before any key derivation.
+        crate::export::pfx::check_iterations(bytes, "this PKCS#12 file")
+            .map_err(|e| Error::invalid(e.to_string()))?;
         let parsed = p12.parse2(pw).map_err(|_| {
             Error::invalid("the PKCS#12 password is wrong (or the file uses an algorithm OpenSSL cannot read); check --password")
         })?;
@@ -465,18 +502,20 @@ pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport>
     let n = certs.len();
     for (i, der) in certs.iter().enumerate() {
         let view = CertView::from_der(der)?;
-        let signed_by_next = (i + 1 < n).then(|| signed_by(der, &certs[i + 1]));
+        let signed_by_next = (i + 1 < n).then(|| chains_to(der, &certs[i + 1]));
         items.push(Item::Certificate {
             view: Box::new(view),
             signed_by_next,
         });
     }
+    // Each certificate's key once, not once per private key.
+    let spkis: Vec<Option<Vec<u8>>> = certs.iter().map(|c| cert_spki(c)).collect();
     for (fmt, spki) in keys {
         let matches = spki.as_ref().and_then(|s| {
-            certs
+            spkis
                 .iter()
-                .find(|c| cert_spki(c).as_deref() == Some(s.as_slice()))
-                .map(|c| thumbprints(c).1)
+                .position(|c| c.as_deref() == Some(s.as_slice()))
+                .map(|i| thumbprints(&certs[i]).1)
         });
         items.push(Item::PrivateKey {
             format: fmt,
@@ -485,6 +524,49 @@ pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport>
         });
     }
     Ok(FileReport { format, items })
+}
+
+/// How far above a certificate [`lint_certificates`] follows its chain: OpenSSL's default
+/// verify depth. Keeps a file of thousands of chained certificates linear to lint.
+pub const MAX_CHAIN_DEPTH: usize = 100;
+
+/// Lint every certificate of a file. The issuers of a certificate are the certificates after it
+/// for as long as each signed the one before (the chain order files use), at most
+/// [`MAX_CHAIN_DEPTH`]; unrelated certificates in one bundle are not each other's issuers.
+/// Linear in the number of certificates.
+pub fn lint_certificates(report: &FileReport) -> Vec<Vec<super::lint::Finding>> {
+    let mut views = Vec::new();
+    let mut signed = Vec::new();
+    for item in &report.items {
+        if let Item::Certificate {
+            view,
+            signed_by_next,
+        } = item
+        {
+            views.push(view.as_ref().clone());
+            signed.push(signed_by_next.unwrap_or(false));
+        }
+    }
+    // run[i]: how many certificates after i continue its chain, counted from the end.
+    let mut run = vec![0usize; views.len()];
+    for i in (0..views.len()).rev() {
+        if signed[i] {
+            run[i] = 1 + run.get(i + 1).copied().unwrap_or(0);
+        }
+    }
+    (0..views.len())
+        .map(|i| {
+            let end = i + 1 + run[i].min(MAX_CHAIN_DEPTH);
+            super::lint::lint(
+                &views[i],
+                &super::lint::LintContext {
+                    device_id: None,
+                    target: None,
+                    issuers: &views[i + 1..end],
+                },
+            )
+        })
+        .collect()
 }
 
 fn private_spki_der(pkcs8: &[u8]) -> Option<Vec<u8>> {

@@ -143,33 +143,94 @@ pub struct Validity {
     pub not_after: OffsetDateTime,
 }
 
+/// The earliest time chainsmith writes into a certificate or CRL: RFC 5280 encodes 1950–2049 as
+/// UTCTime, and earlier dates only confuse verifiers.
+pub const EARLIEST: OffsetDateTime = ::time::macros::datetime!(1950-01-01 00:00:00 UTC);
+/// The latest time X.509 can express: RFC 5280's GeneralizedTime 99991231235959Z (from 2050 on).
+pub const LATEST: OffsetDateTime = ::time::macros::datetime!(9999-12-31 23:59:59 UTC);
+
+/// Refuse a time X.509 cannot carry, naming the limit.
+pub fn check_x509_time(what: &str, t: OffsetDateTime) -> Result<()> {
+    if t < EARLIEST {
+        return Err(Error::invalid(format!(
+            "{what} {} is before 1950-01-01T00:00:00Z, the earliest time chainsmith writes (RFC 5280 UTCTime starts in 1950); pick a later time",
+            rfc3339(t)
+        )));
+    }
+    if t > LATEST {
+        return Err(Error::invalid(format!(
+            "{what} {} is after 9999-12-31T23:59:59Z, the latest time X.509 can express (RFC 5280 GeneralizedTime); pick an earlier time",
+            rfc3339(t)
+        )));
+    }
+    Ok(())
+}
+
+/// `start` plus `days` days, refused (never a panic) when it would pass 9999-12-31T23:59:59Z.
+pub fn days_after(what: &str, start: OffsetDateTime, days: u32) -> Result<OffsetDateTime> {
+    let end = start
+        .checked_add(Duration::days(i64::from(days)))
+        .filter(|t| *t <= LATEST);
+    end.ok_or_else(|| {
+        let most = (LATEST - start).whole_days().max(0);
+        Error::invalid(format!(
+            "{days} days from {} ends after 9999-12-31T23:59:59Z, the latest time X.509 can express (RFC 5280 GeneralizedTime); {what} may last at most {most} days",
+            rfc3339(start.replace_nanosecond(0).unwrap_or(start))
+        ))
+    })
+}
+
+/// Now, to the second (certificates carry whole seconds).
+fn now_seconds() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
+}
+
 impl Validity {
-    /// From a few minutes ago (clock skew) for `days` days.
+    /// From a few minutes ago (clock skew) for `days` days. For the fixed windows in code: it
+    /// stops at the X.509 limit instead of failing; a user's number goes through
+    /// [`Validity::try_days`].
     pub fn days(days: u32) -> Validity {
-        let now = OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .unwrap_or(OffsetDateTime::now_utc());
-        let not_before = now - BACKDATE;
-        Validity {
-            not_before,
-            not_after: now + Duration::days(i64::from(days)),
-        }
+        Validity::try_days(days).unwrap_or(Validity {
+            not_before: now_seconds() - BACKDATE,
+            not_after: LATEST,
+        })
     }
 
-    /// An explicit window; `not_after` before `not_before` is refused. Windows entirely in
-    /// the past or future are allowed on purpose: they make expired and not-yet-valid fixtures.
-    pub fn explicit(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<Validity> {
-        if not_after <= not_before {
-            return Err(Error::invalid(format!(
-                "not-after {} is not later than not-before {}; swap them or widen the window",
-                rfc3339(not_after),
-                rfc3339(not_before)
-            )));
-        }
+    /// From a few minutes ago for `days` days, refusing a window that ends past
+    /// 9999-12-31T23:59:59Z.
+    pub fn try_days(days: u32) -> Result<Validity> {
+        let now = now_seconds();
         Ok(Validity {
+            not_before: now - BACKDATE,
+            not_after: days_after("a certificate", now, days)?,
+        })
+    }
+
+    /// An explicit window; `not_after` before `not_before` is refused, and so is a time outside
+    /// what X.509 can carry (1950 to 9999-12-31T23:59:59Z). Windows entirely in the past or
+    /// future are allowed on purpose: they make expired and not-yet-valid fixtures.
+    pub fn explicit(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<Validity> {
+        let v = Validity {
             not_before,
             not_after,
-        })
+        };
+        v.check()?;
+        Ok(v)
+    }
+
+    /// The window is ordered and within the X.509 time limits.
+    pub fn check(&self) -> Result<()> {
+        check_x509_time("not-before", self.not_before)?;
+        check_x509_time("not-after", self.not_after)?;
+        if self.not_after <= self.not_before {
+            return Err(Error::invalid(format!(
+                "not-after {} is not later than not-before {}; swap them or widen the window",
+                rfc3339(self.not_after),
+                rfc3339(self.not_before)
+            )));
+        }
+        Ok(())
     }
 
     /// Default validity of each profile, long enough that test PKIs don't die overnight.
@@ -326,6 +387,7 @@ pub fn random_serial() -> SerialNumber {
 }
 
 fn params_for(spec: &IssueSpec) -> Result<CertificateParams> {
+    spec.validity.check()?;
     let mut p = CertificateParams::default();
     p.distinguished_name = spec.subject.clone();
     p.not_before = spec.validity.not_before;

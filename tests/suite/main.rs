@@ -3,8 +3,11 @@
 
 mod common;
 mod connect_support;
+mod der_edit;
 mod hub_util;
 
+mod bounds_numbers;
+mod bounds_work;
 mod connect_errors;
 mod connect_hub_status;
 mod connect_local_hub;

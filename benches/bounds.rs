@@ -1,0 +1,315 @@
+//! Issue 11, item 5: what hostile input costs, in figures.
+//!
+//! 1. A flood of 1,000 TLS connections without a client certificate, each starting a 255 KB
+//!    CONNECT, against `chainsmith hub serve` (its own process, so RSS is the hub's alone):
+//!    the hub's RSS before, at its peak during, and 10 s after the flood, and the PUBACK
+//!    latency of a legitimate device publishing every 10 ms throughout. Then a slow flood:
+//!    1,000 connections that each send 4 KB of a CONNECT and hold it (the pre-auth cap bites).
+//! 2. `chainsmith inspect` of bundles of 1k, 2k, 4k and 8k certificates (was quadratic:
+//!    1.4 / 3.6 / 17.6 / 77 s).
+//! 3. `chainsmith inspect --password` of a 2 KB PFX whose MAC asks for 2^31 - 1 iterations
+//!    (was minutes).
+//!
+//! `cargo bench --bench bounds` (release). Knobs: BOUNDS_FLOOD (1000), BOUNDS_FLOOD_KB (255).
+//! The flood targets only 127.0.0.1.
+
+#[path = "../tests/suite/hub_util/mod.rs"]
+mod hub_util;
+
+#[path = "../tests/suite/der_edit/mod.rs"]
+mod der_edit;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chainsmith::export::pfx::{self, PfxProfile};
+use chainsmith::hub::Auth;
+use chainsmith::ops::ValidityArg;
+use chainsmith::pki::issue::{self, IssueSpec};
+use chainsmith::pki::{KeyAlg, Profile, Validity, subject};
+use hub_util::{Client, Fixture, publish_acked, username};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn status_mb(pid: u32, field: &str) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn varint(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let mut b = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if n == 0 {
+            return out;
+        }
+    }
+}
+
+/// `slow`: instead of a 255 KB CONNECT, announce one of 8,000 bytes (under the cap), send
+/// 4 KB of it and hold: these stay until the 10 s CONNECT deadline, so the cap on
+/// connections waiting to authenticate is what bounds them.
+fn flood(slow: bool) {
+    let n = env("BOUNDS_FLOOD", 1000);
+    let kb = env("BOUNDS_FLOOD_KB", 255);
+    let fx = Fixture::new();
+    fx.store.add_ca("root", true).unwrap();
+    fx.device("good", Some("line2"), ValidityArg::default());
+    fx.register("good", Auth::Ca, None);
+    let port = free_port();
+    let hub = Proc(
+        Command::new(env!("CARGO_BIN_EXE_chainsmith"))
+            .env("CHAINSMITH_WORKSPACE", fx.root())
+            .args(["hub", "serve", "--port", &port.to_string(), "--log", "off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = hub.0.id();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let good_cfg = fx.tls(Some(&fx.identity(&["good", "line2"])));
+        let (mut good, ack) = Client::connect(addr, good_cfg, "good", Some(&username("good")))
+            .await
+            .unwrap();
+        assert!(ack.is_some(), "the good device connects");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let rss_before = status_mb(pid, "VmRSS:");
+
+        // The legitimate device publishes every 10 ms while the flood runs.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let good_task = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut lat, mut lost) = (Vec::new(), 0usize);
+                let mut pkid = 1u16;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = Instant::now();
+                    if publish_acked(&mut good, "devices/good/messages/events/", b"{}", pkid).await {
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    } else {
+                        lost += 1;
+                        break;
+                    }
+                    pkid = pkid.wrapping_add(1).max(1);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                (lat, lost)
+            })
+        };
+
+        // The flood: no client certificate, a CONNECT announcing `kb` KB, then all of it
+        // but the last byte, then hold the connection open.
+        let flood_start = Instant::now();
+        let sem = Arc::new(tokio::sync::Semaphore::new(128));
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let cfg = fx.tls(None);
+            let sem = sem.clone();
+            tasks.push(tokio::spawn(async move {
+                let permit = sem.acquire_owned().await.unwrap();
+                let Ok(mut c) = Client::tls(addr, cfg).await else {
+                    return (false, None);
+                };
+                drop(permit);
+                let (body, send) = if slow {
+                    (8000, 4096)
+                } else {
+                    (kb * 1024, kb * 1024 - 1)
+                };
+                let mut bytes = vec![0x10];
+                bytes.extend(varint(body));
+                bytes.extend(vec![0u8; send]);
+                let sent_all = c.send_raw(&bytes).await.is_ok();
+                // Hold it until the hub closes it or 12 s pass.
+                let closed = c.closed_within(Duration::from_secs(12)).await;
+                (sent_all, Some(closed))
+            }));
+        }
+        // Sample the hub's RSS while the flood runs.
+        let sampler = tokio::spawn(async move {
+            let mut peak = 0f64;
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(14) {
+                peak = peak.max(status_mb(pid, "VmRSS:"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            peak
+        });
+        let (mut tls_failed, mut closed_by_hub, mut held) = (0usize, 0usize, 0usize);
+        for t in tasks {
+            match t.await.unwrap() {
+                (_, None) => tls_failed += 1,
+                (_, Some(true)) => closed_by_hub += 1,
+                (_, Some(false)) => held += 1,
+            }
+        }
+        let flood_secs = flood_start.elapsed().as_secs_f64();
+        let peak = sampler.await.unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut lat, lost) = good_task.await.unwrap();
+        let rss_end = status_mb(pid, "VmRSS:");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let rss_after = status_mb(pid, "VmRSS:");
+        let hwm = status_mb(pid, "VmHWM:");
+
+        if slow {
+            println!(
+                "slow flood: {n} TLS connections without a client certificate, each 4 KB into an 8,000-byte CONNECT, held (127.0.0.1)"
+            );
+        } else {
+            println!(
+                "flood: {n} TLS connections without a client certificate, each a {kb} KB CONNECT (127.0.0.1)"
+            );
+        }
+        println!("  hub RSS before                 {rss_before:>8.1} MB");
+        println!("  hub RSS peak during (sampled)  {peak:>8.1} MB   (VmHWM {hwm:.1} MB)");
+        println!("  hub RSS when the flood ended   {rss_end:>8.1} MB");
+        println!("  hub RSS 10 s after             {rss_after:>8.1} MB");
+        println!(
+            "  flood connections: {closed_by_hub} closed by the hub, {held} held past 12 s, {tls_failed} closed before TLS completed ({flood_secs:.1} s)"
+        );
+        println!(
+            "  good device during the flood: {} PUBACKs, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, lost {lost}",
+            lat.len(),
+            pct(&mut lat, 0.50),
+            pct(&mut lat, 0.99),
+            pct(&mut lat, 1.0)
+        );
+    });
+    drop(hub);
+}
+
+fn bundle(ws: &std::path::Path, n: usize) -> std::path::PathBuf {
+    // One key for all (key generation is not what is measured); distinct subjects.
+    let key = KeyAlg::EcP256.generate().unwrap();
+    let mut pem = String::new();
+    for i in 0..n {
+        let spec = IssueSpec {
+            subject: subject::cn_only(&format!("bundle-{i:05}")).unwrap(),
+            profile: Profile::Device {
+                eku: Default::default(),
+                sans: vec![],
+            },
+            validity: Validity::days(365),
+        };
+        pem.push_str(&issue::issue_with_key(&spec, &key, None).unwrap().cert_pem);
+    }
+    let p = ws.join(format!("bundle-{n}.pem"));
+    std::fs::write(&p, pem).unwrap();
+    p
+}
+
+fn run_cli(dir: &std::path::Path, args: &[&str]) -> (f64, bool) {
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .env("CHAINSMITH_WORKSPACE", dir.join("ws"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (t.elapsed().as_secs_f64(), out.status.success())
+}
+
+fn inspect_and_pfx() {
+    let dir = tempfile::tempdir().unwrap();
+    println!("inspect of a PEM bundle of self-signed certificates (text output, whole process):");
+    for n in [1000usize, 2000, 4000, 8000] {
+        let p = bundle(dir.path(), n);
+        let (secs, ok) = run_cli(dir.path(), &["inspect", p.to_str().unwrap()]);
+        let (jsecs, jok) = run_cli(dir.path(), &["--json", "inspect", p.to_str().unwrap()]);
+        println!(
+            "  {n:>5} certificates: {secs:>6.2} s text, {jsecs:>6.2} s --json{}",
+            if ok && jok { "" } else { "  (FAILED)" }
+        );
+    }
+
+    let spec = IssueSpec {
+        subject: subject::cn_only("pfx-dev").unwrap(),
+        profile: Profile::Device {
+            eku: Default::default(),
+            sans: vec![],
+        },
+        validity: Validity::days(30),
+    };
+    let issued = issue::issue(&spec, KeyAlg::EcP256, None).unwrap();
+    let key =
+        openssl::pkey::PKey::private_key_from_pem(issued.key_pem.unwrap().as_bytes()).unwrap();
+    let good = pfx::build(PfxProfile::Modern, "pw", "x", &issued.cert_der, &key, &[]).unwrap();
+    let evil = der_edit::stall_pfx_mac(&good);
+    std::fs::write(dir.path().join("evil.pfx"), &evil).unwrap();
+    std::fs::write(dir.path().join("good.pfx"), &good).unwrap();
+    let (secs, ok) = run_cli(dir.path(), &["inspect", "evil.pfx", "--password", "pw"]);
+    println!(
+        "PFX of {} bytes with 2^31-1 MAC iterations: `inspect --password` refused in {:.3} s (exit {})",
+        evil.len(),
+        secs,
+        if ok { "0, NOT refused" } else { "1" }
+    );
+    let (gsecs, _) = run_cli(dir.path(), &["inspect", "good.pfx", "--password", "pw"]);
+    println!("  (the same file with OpenSSL's 2048 iterations opens in {gsecs:.3} s)");
+}
+
+fn main() {
+    let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    if only.as_deref().is_none_or(|o| o == "flood") {
+        flood(false);
+        flood(true);
+    }
+    if only.as_deref().is_none_or(|o| o == "inspect") {
+        inspect_and_pfx();
+    }
+}

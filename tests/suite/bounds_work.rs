@@ -1,0 +1,329 @@
+//! Issue 11, item 5: what an input may cost is bounded. Before authentication a hub connection
+//! may send only a small CONNECT and only so many may wait; the control socket reads a bounded
+//! line; `inspect` of a large bundle does linear work; a PKCS#12 file or encrypted key asking for
+//! billions of key-derivation iterations is refused before any of them run. The figures (RSS,
+//! times) are in `cargo bench --bench bounds`; these tests check the caps' behaviour.
+
+use crate::common::Ws;
+use crate::der_edit::{bump_iterations, der_encode, der_parse, stall_pfx_mac};
+use crate::hub_util::{Client, Fixture, publish_acked, username};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chainsmith::export::pfx::{self, PfxProfile};
+use chainsmith::hub::server::{MAX_CONNECT_BYTES, MAX_UNAUTHENTICATED};
+use chainsmith::hub::{Auth, Hub, HubConfig, HubEvent, HubHandle};
+use chainsmith::ops::ValidityArg;
+use chainsmith::pki::{IssueSpec, KeyAlg, Profile, Validity, issue, subject};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+
+async fn hub_with_good_device(fx: &Fixture) -> HubHandle {
+    fx.store.add_ca("root", true).unwrap();
+    fx.device("good", Some("line2"), ValidityArg::default());
+    fx.register("good", Auth::Ca, None);
+    Hub::start(
+        fx.root(),
+        HubConfig {
+            port: 0,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// The good device connects (retrying while the hub frees slots) and gets a PUBACK.
+async fn good_device_works(fx: &Fixture, hub: &HubHandle) {
+    let cfg = fx.tls(Some(&fx.identity(&["good", "line2"])));
+    for _ in 0..50 {
+        if let Ok((mut c, Some(ack))) =
+            Client::connect(hub.addr, cfg.clone(), "good", Some(&username("good"))).await
+        {
+            if ack.code == rumqttc::mqttbytes::v4::ConnectReturnCode::Success {
+                assert!(publish_acked(&mut c, "devices/good/messages/events/", b"ok", 1).await);
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the good device could not connect");
+}
+
+/// An event whose Dropped reason contains `needle`, within a few seconds.
+async fn dropped_with(ev: &mut tokio::sync::broadcast::Receiver<HubEvent>, needle: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, ev.recv()).await {
+            Ok(Ok(HubEvent::Dropped { reason, .. })) if reason.contains(needle) => return reason,
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            _ => panic!("no Dropped event mentioning \"{needle}\""),
+        }
+    }
+}
+
+/// MQTT remaining-length encoding.
+fn varint(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let mut b = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if n == 0 {
+            return out;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_connect_is_refused_before_authentication() {
+    let fx = Fixture::new();
+    let hub = hub_with_good_device(&fx).await;
+    let mut ev = hub.events();
+    let addr = hub.addr;
+    // Clients without a certificate, each announcing a 255 KB CONNECT and sending 64 KB of it
+    // (or sending 64 KB of one that never says its length is over): the hub must close them
+    // now, not hold the bytes until its 10 s CONNECT deadline.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let cfg = fx.tls(None);
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::tls(addr, cfg).await.unwrap();
+            let mut head = vec![0x10];
+            head.extend(varint(if i % 2 == 0 { 255 * 1024 } else { 100 }));
+            let _ = c.send_raw(&head).await;
+            // The odd ones declared 100 bytes: their "CONNECT" is garbage but the point is the
+            // even ones; both kinds must be closed promptly.
+            let _ = c.send_raw(&vec![0u8; 64 * 1024]).await;
+            c.closed_within(Duration::from_secs(5)).await
+        }));
+    }
+    for t in tasks {
+        assert!(
+            t.await.unwrap(),
+            "a connection kept sending an unfinished CONNECT and stayed open"
+        );
+    }
+    let reason = dropped_with(&mut ev, "before authentication").await;
+    assert!(
+        reason.contains(&format!("{} KiB", MAX_CONNECT_BYTES / 1024)),
+        "{reason}"
+    );
+    good_device_works(&fx, &hub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_connections_are_capped_with_a_log_line() {
+    let fx = Fixture::new();
+    let hub = hub_with_good_device(&fx).await;
+    let mut ev = hub.events();
+    let addr = hub.addr;
+    let mut held = Vec::new();
+    for _ in 0..MAX_UNAUTHENTICATED {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // The hub accepts in order, so these all hold a slot before the next one arrives.
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    let mut b = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut b))
+        .await
+        .map(|r| matches!(r, Ok(0) | Err(_)))
+        .unwrap_or(false);
+    assert!(
+        closed,
+        "connection {} was kept although {MAX_UNAUTHENTICATED} wait to authenticate",
+        MAX_UNAUTHENTICATED + 1
+    );
+    let reason = dropped_with(&mut ev, "waiting to authenticate").await;
+    assert!(
+        reason.contains(&MAX_UNAUTHENTICATED.to_string()),
+        "{reason}"
+    );
+    // Once they go, a device gets in again.
+    for mut t in held {
+        let _ = t.shutdown().await;
+    }
+    good_device_works(&fx, &hub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_socket_refuses_an_overlong_line() {
+    let fx = Fixture::new();
+    let hub = Arc::new(hub_with_good_device(&fx).await);
+    let path = fx.dir.path().join("control.sock");
+    let server = tokio::spawn(chainsmith::hub::control::serve(hub.clone(), path.clone()));
+    for _ in 0..100 {
+        if UnixStream::connect(&path).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = UnixStream::connect(&path).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    // 3 MiB and no newline, the connection kept open.
+    let writer = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..48 {
+            if w.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        w
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), r.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the hub kept reading an endless request line");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.contains("longer than 1 MiB"), "{answer}");
+    drop(writer.await);
+    // The hub still answers ordinary requests.
+    let status = chainsmith::hub::control::status(&path).await.unwrap();
+    assert_eq!(status.port, hub.addr.port());
+    server.abort();
+}
+
+fn cert_pem_of(ws: &Ws, name: &str) -> String {
+    std::fs::read_to_string(ws.ws().join("entities").join(name).join("cert.pem")).unwrap()
+}
+
+#[test]
+fn inspect_does_not_treat_a_bundle_as_one_long_chain() {
+    let ws = Ws::new();
+    ws.ok(&["init"]);
+    ws.ok(&["new", "device", "b-{01..30}", "--self-signed"]);
+    let bundle: String = (1..=30)
+        .map(|i| cert_pem_of(&ws, &format!("b-{i:02}")))
+        .collect();
+    std::fs::write(ws.path("bundle.pem"), bundle).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&ws.ok(&["--json", "inspect", "bundle.pem"])).unwrap();
+    let lint = v["lint"].as_array().unwrap();
+    assert_eq!(lint.len(), 30);
+    let issuer_findings = lint
+        .iter()
+        .flat_map(|f| f.as_array().unwrap())
+        .filter(|f| f["code"] == "issuer-not-ca")
+        .count();
+    // Unrelated certificates are not each other's issuers (before: 435 findings, and work
+    // quadratic in the bundle size).
+    assert_eq!(issuer_findings, 0, "{lint:?}");
+
+    // A real chain is still read as one.
+    ws.ok(&["new", "root", "r"]);
+    ws.ok(&["new", "device", "d", "--issuer", "r"]);
+    let chain = cert_pem_of(&ws, "d") + &cert_pem_of(&ws, "r");
+    std::fs::write(ws.path("chain.pem"), chain).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&ws.ok(&["--json", "inspect", "chain.pem"])).unwrap();
+    assert_eq!(v["items"][0]["signed_by_next"], true, "{v}");
+    assert_eq!(v["lint"].as_array().unwrap().len(), 2, "{v}");
+}
+
+fn self_signed() -> (Vec<u8>, String, openssl::pkey::PKey<openssl::pkey::Private>) {
+    let spec = IssueSpec {
+        subject: subject::cn_only("pfx-dev").unwrap(),
+        profile: Profile::Device {
+            eku: Default::default(),
+            sans: vec![],
+        },
+        validity: Validity::days(30),
+    };
+    let issued = issue::issue(&spec, KeyAlg::EcP256, None).unwrap();
+    let key =
+        openssl::pkey::PKey::private_key_from_pem(issued.key_pem.unwrap().as_bytes()).unwrap();
+    (issued.cert_der, issued.cert_pem, key)
+}
+
+/// A PFX made as OpenSSL makes them, then its MAC iteration count set to 2^31 - 1.
+fn stalling_pfx() -> Vec<u8> {
+    let (cert, _, key) = self_signed();
+    stall_pfx_mac(&pfx::build(PfxProfile::Modern, "pw", "x", &cert, &key, &[]).unwrap())
+}
+
+#[test]
+fn a_pfx_asking_for_billions_of_iterations_is_refused_before_the_work() {
+    let ws = Ws::new();
+    ws.ok(&["init"]);
+    let evil = stalling_pfx();
+    assert!(evil.len() < 4096);
+    std::fs::write(ws.path("evil.pfx"), &evil).unwrap();
+    // The engine reads the counts from the structure alone.
+    let e = pfx::check_iterations(&evil, "evil.pfx")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2147483647") && e.contains("2000000"), "{e}");
+    for args in [
+        vec!["inspect", "evil.pfx", "--password", "pw"],
+        vec!["import", "evil.pfx", "--password", "pw", "--name", "evil"],
+    ] {
+        // The timeout only stops a hung run; the assertion is about the message.
+        let out = ws
+            .cmd()
+            .args(&args)
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("iterations") && err.contains("2147483647"),
+            "{args:?}: {err}"
+        );
+    }
+    // An ordinary file still opens.
+    let (cert, _, key) = self_signed();
+    let good = pfx::build(PfxProfile::Compat, "pw", "x", &cert, &key, &[]).unwrap();
+    std::fs::write(ws.path("good.pfx"), &good).unwrap();
+    ws.ok(&["inspect", "good.pfx", "--password", "pw"]);
+}
+
+#[test]
+fn an_encrypted_key_asking_for_billions_of_iterations_is_refused() {
+    let ws = Ws::new();
+    ws.ok(&["init"]);
+    let (_, cert_pem, key) = self_signed();
+    let enc = key
+        .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), b"pw")
+        .unwrap();
+    let der = pem::parse(&enc).unwrap().into_contents();
+    let mut tree = der_parse(&der);
+    assert!(bump_iterations(&mut tree[0]), "PBKDF2 with 2048 iterations");
+    let evil = pem::encode(&pem::Pem::new("ENCRYPTED PRIVATE KEY", der_encode(&tree)));
+    std::fs::write(ws.path("c.pem"), &cert_pem).unwrap();
+    std::fs::write(ws.path("k.pem"), &evil).unwrap();
+    let out = ws
+        .cmd()
+        .args([
+            "import",
+            "c.pem",
+            "k.pem",
+            "--password",
+            "pw",
+            "--name",
+            "k",
+        ])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("iterations") && err.contains("2147483647"),
+        "{err}"
+    );
+    // The same key with OpenSSL's count imports.
+    std::fs::write(ws.path("k.pem"), &enc).unwrap();
+    ws.ok(&[
+        "import",
+        "c.pem",
+        "k.pem",
+        "--password",
+        "pw",
+        "--name",
+        "k",
+    ]);
+}
