@@ -33,7 +33,8 @@ impl ValidityArg {
         }
     }
 
-    pub fn resolve(&self, profile: &Profile) -> Result<Validity> {
+    /// The window this argument means, with `now` as the start when none is given.
+    pub fn resolve(&self, profile: &Profile, now: OffsetDateTime) -> Result<Validity> {
         let days = self.days.unwrap_or_else(|| Validity::default_days(profile));
         if days == 0 {
             return Err(crate::pki::Error::invalid("--days must be at least 1; for an expired fixture use --not-after with a past time").into());
@@ -47,11 +48,10 @@ impl ValidityArg {
         let nb = self.not_before.as_deref().map(parse_rfc3339).transpose()?;
         let na = self.not_after.as_deref().map(parse_rfc3339).transpose()?;
         Ok(match (nb, na) {
-            (None, None) => Validity::days(days),
+            (None, None) => Validity::days_from(now, days),
             (Some(nb), None) => Validity::explicit(nb, nb + time::Duration::days(i64::from(days)))?,
             (None, Some(na)) => {
-                let nb = (OffsetDateTime::now_utc() - issue::BACKDATE)
-                    .min(na - time::Duration::days(i64::from(days)));
+                let nb = (now - issue::BACKDATE).min(na - time::Duration::days(i64::from(days)));
                 Validity::explicit(nb, na)?
             }
             (Some(nb), Some(na)) => Validity::explicit(nb, na)?,
@@ -211,7 +211,7 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
             };
             let spec = IssueSpec {
                 subject,
-                validity: req.validity.resolve(&profile)?,
+                validity: req.validity.resolve(&profile, ws.now())?,
                 profile,
             };
             (issue::issue(&spec, req.key, None)?, Kind::Root, req.pathlen)
@@ -232,7 +232,7 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
             };
             let spec = IssueSpec {
                 subject,
-                validity: req.validity.resolve(&profile)?,
+                validity: req.validity.resolve(&profile, ws.now())?,
                 profile,
             };
             if spec.validity.not_after > ca.not_after {
@@ -367,7 +367,7 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
         .collect::<Result<_, _>>()?;
     let ca = req.issuer.as_deref().map(|i| load_ca(ws, i)).transpose()?;
     let profile = Profile::Device { eku: req.eku, sans };
-    let validity = req.validity.resolve(&profile)?;
+    let validity = req.validity.resolve(&profile, ws.now())?;
     if let Some(ca) = &ca {
         if validity.not_after > ca.not_after {
             warnings.push(format!(
@@ -426,7 +426,7 @@ pub fn new_verification(
         days,
         ..Default::default()
     }
-    .resolve(&profile)?;
+    .resolve(&profile, ws.now())?;
     let spec = IssueSpec {
         subject: subject::cn_only(code)?,
         profile,
@@ -525,7 +525,7 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
     };
     let spec = IssueSpec {
         subject: csr.subject,
-        validity: req.validity.resolve(&profile)?,
+        validity: req.validity.resolve(&profile, ws.now())?,
         profile,
     };
     let issued = issue::issue_for_public_key(&spec, &csr.spki_der, &ca)?;
@@ -605,10 +605,11 @@ pub fn paths_of(entity: &Entity) -> Paths {
 pub fn report(ws: &Workspace, name: &str) -> Result<Report> {
     let chain = chain_of(ws, name)?;
     let entity = &chain[0];
-    let view = CertView::from_der(&entity.cert_der)?;
+    let now = ws.now();
+    let view = CertView::from_der_at(&entity.cert_der, now)?;
     let issuer_views: Vec<CertView> = chain[1..]
         .iter()
-        .map(|e| CertView::from_der(&e.cert_der))
+        .map(|e| CertView::from_der_at(&e.cert_der, now))
         .collect::<Result<_, _>>()?;
     let top = chain.last().expect("chain has the entity");
     let (roots, intermediates): (Vec<Vec<u8>>, Vec<Vec<u8>>) = if chain.len() == 1 {
@@ -628,7 +629,14 @@ pub fn report(ws: &Workspace, name: &str) -> Result<Report> {
         Purpose::Any
     };
     let partial = !top.meta.self_signed && top.meta.kind != Kind::Root;
-    let chain_check = verify_chain(&entity.cert_der, &intermediates, &roots, purpose, partial)?;
+    let chain_check = verify_chain(
+        &entity.cert_der,
+        &intermediates,
+        &roots,
+        purpose,
+        partial,
+        now,
+    )?;
     let ctx = LintContext {
         device_id: (entity.meta.kind == Kind::Device).then_some(entity.meta.name.as_str()),
         target: entity.meta.target,

@@ -7,7 +7,6 @@ use crate::pki::lint::{self, Finding, LintContext};
 use clap::Args;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use time::OffsetDateTime;
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
@@ -71,7 +70,7 @@ pub fn list(global: &Global, a: ListArgs) -> CliResult {
         return super::lifecycle::list_expiring(global, &ws, w);
     }
     let (metas, damaged) = ws.list()?;
-    let rows = ops::tree(metas, OffsetDateTime::now_utc());
+    let rows = ops::tree(metas, ws.now());
     if global.json {
         print_json(
             &serde_json::json!({ "workspace": ws.root(), "entities": rows, "damaged": damaged }),

@@ -257,13 +257,20 @@ impl Global {
 
     /// The workspace, created on first use.
     pub fn workspace(&self) -> anyhow::Result<Workspace> {
-        Ok(Workspace::open_or_create(&self.workspace_dir())?)
+        Ok(Workspace::open_or_create(&self.workspace_dir())?.with_clock(clock()?))
     }
 
     /// The workspace, which must exist (for read-only commands).
     pub fn existing_workspace(&self) -> anyhow::Result<Workspace> {
-        Ok(Workspace::open(&self.workspace_dir())?)
+        Ok(Workspace::open(&self.workspace_dir())?.with_clock(clock()?))
     }
+}
+
+/// The clock every command uses: the system's, unless `CHAINSMITH_NOW` fixes it. An
+/// environment variable rather than a flag because it exists for tests and reproducible
+/// output (every subprocess of a test inherits it), not for everyday use.
+pub(crate) fn clock() -> anyhow::Result<crate::clock::Clock> {
+    crate::clock::Clock::from_env().map_err(anyhow::Error::msg)
 }
 
 fn init(global: &Global, dir: Option<PathBuf>) -> CliResult {

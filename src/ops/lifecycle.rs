@@ -505,7 +505,7 @@ pub fn renew(ws: &Workspace, req: &RenewRequest) -> Result<Renewed> {
         days: req.days,
         ..Default::default()
     }
-    .resolve(&profile)?;
+    .resolve(&profile, ws.now())?;
     let spec = IssueSpec {
         subject: subject_of(&entity.cert_der)?,
         profile,
@@ -687,7 +687,7 @@ pub fn new_slot(ws: &Workspace, req: &super::DeviceRequest) -> Result<Option<Cre
             .map(|s| San::parse(s))
             .collect::<Result<_, _>>()?,
     };
-    let validity = req.validity.resolve(&profile)?;
+    let validity = req.validity.resolve(&profile, ws.now())?;
     let spec = IssueSpec {
         subject: subject::cn_only(id)?,
         profile,
@@ -829,9 +829,7 @@ pub fn revoke(ws: &Workspace, name: &str, reason: &str) -> Result<Revoked> {
     }
     let meta = ws.update_meta(name, |m| {
         m.revoked = Some(Revocation {
-            at: OffsetDateTime::now_utc()
-                .replace_nanosecond(0)
-                .unwrap_or(OffsetDateTime::now_utc()),
+            at: ws.now().replace_nanosecond(0).unwrap_or(ws.now()),
             reason: reason.to_string(),
         });
     })?;
@@ -924,9 +922,8 @@ pub fn crl(ws: &Workspace, ca_name: &str, days: Option<u32>) -> Result<Crl> {
     if days == 0 {
         return Err(invalid("--days must be at least 1 (the CRL's nextUpdate)"));
     }
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or(OffsetDateTime::now_utc());
+    let now = ws.now();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
     let this_update = now - issue::BACKDATE;
     let next_update = now + Duration::days(i64::from(days));
     // A CRL number that grows with time keeps successive CRLs ordered without shared state.

@@ -146,9 +146,12 @@ pub struct Validity {
 impl Validity {
     /// From a few minutes ago (clock skew) for `days` days.
     pub fn days(days: u32) -> Validity {
-        let now = OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .unwrap_or(OffsetDateTime::now_utc());
+        Validity::days_from(crate::clock::Clock::System.now(), days)
+    }
+
+    /// From a few minutes before `now` (clock skew) for `days` days.
+    pub fn days_from(now: OffsetDateTime, days: u32) -> Validity {
+        let now = now.replace_nanosecond(0).unwrap_or(now);
         let not_before = now - BACKDATE;
         Validity {
             not_before,

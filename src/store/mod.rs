@@ -19,12 +19,14 @@ pub mod meta;
 
 pub use meta::{Kind, Meta, Revocation, Slot};
 
+use crate::clock::Clock;
 use rayon::prelude::*;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use time::OffsetDateTime;
 
 pub const MARKER: &str = "chainsmith.toml";
 pub const ENTITIES: &str = "entities";
@@ -160,6 +162,8 @@ pub struct Damaged {
 #[derive(Clone, Debug)]
 pub struct Workspace {
     root: PathBuf,
+    /// "Now" for everything done in this workspace (tests fix it).
+    clock: Clock,
 }
 
 static STAGE_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -221,6 +225,7 @@ impl Workspace {
         }
         let ws = Workspace {
             root: root.to_path_buf(),
+            clock: Clock::System,
         };
         ws.clean_stale_staging();
         Ok(ws)
@@ -253,11 +258,27 @@ impl Workspace {
         sync_fs(root)?;
         Ok(Workspace {
             root: root.to_path_buf(),
+            clock: Clock::System,
         })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The same workspace, seen with `clock` as "now".
+    pub fn with_clock(mut self, clock: Clock) -> Workspace {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// "Now" by this workspace's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
     }
 
     pub fn entities_dir(&self) -> PathBuf {
