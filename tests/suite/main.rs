@@ -4,7 +4,9 @@
 mod common;
 mod connect_support;
 mod hub_util;
+mod isolated;
 
+mod clock;
 mod connect_errors;
 mod connect_hub_status;
 mod connect_local_hub;
