@@ -69,6 +69,27 @@ pub struct Created {
 }
 
 /// Load a CA that can issue, with errors for every way it cannot.
+/// Which CAs the workspace has, for an error that refused a non-CA as issuer.
+fn cas_hint(ws: &Workspace) -> String {
+    let mut cas: Vec<String> = ws
+        .list()
+        .map(|(metas, _)| metas)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.kind.is_ca() && m.has_key)
+        .map(|m| m.name)
+        .collect();
+    cas.sort();
+    match cas.len() {
+        0 => "this workspace has no CA yet; make one with `chainsmith new root NAME`".into(),
+        n if n <= 10 => format!("the CAs here are {}", cas.join(", ")),
+        n => format!(
+            "the CAs here include {} ({n} in all; `chainsmith list` shows them)",
+            cas[..10].join(", ")
+        ),
+    }
+}
+
 pub fn load_ca(ws: &Workspace, name: &str) -> Result<CaHandle> {
     let entity = ws.load(name).map_err(|e| match e {
         Error::NotFound {
@@ -84,8 +105,9 @@ pub fn load_ca(ws: &Workspace, name: &str) -> Result<CaHandle> {
     })?;
     if !entity.meta.kind.is_ca() {
         return Err(crate::pki::Error::invalid(format!(
-            "\"{name}\" is a {} certificate, not a CA, so it cannot issue or sign a CRL; name a root or intermediate CA instead",
-            entity.meta.kind.as_str()
+            "\"{name}\" is a {} certificate, not a CA, so it cannot issue certificates or sign CRLs; {}",
+            entity.meta.kind.as_str(),
+            cas_hint(ws)
         ))
         .into());
     }

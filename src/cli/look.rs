@@ -85,12 +85,20 @@ pub fn list(global: &Global, a: ListArgs) -> CliResult {
             ws.root().display()
         );
     }
+    // As wide as the longest name: verification certificates carry a 48-character code.
     let width = rows
         .iter()
         .map(|r| r.depth * 2 + r.meta.name.chars().count())
         .max()
         .unwrap_or(0)
-        .min(48);
+        .max("NAME".len());
+    if !rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<12}  {:<9}  {:>7}  CN",
+            "NAME", "KIND", "KEY", "DAYS"
+        );
+    }
     for r in &rows {
         let label = format!("{}{}", "  ".repeat(r.depth), r.meta.name);
         let alg = r.meta.key_alg.map(|a| a.as_str()).unwrap_or("-");

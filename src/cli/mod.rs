@@ -36,8 +36,10 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// The workspace directory (default: the platform data directory).
-    #[arg(long, global = true, env = "CHAINSMITH_WORKSPACE", value_name = "DIR")]
+    /// The workspace directory (default: $CHAINSMITH_WORKSPACE, else the platform data directory).
+    // Not clap's `env =`: clap counts an environment value as given on the command line and
+    // then prints `--workspace <DIR>` in every usage line as if it were required.
+    #[arg(long, global = true, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
     /// Print machine-readable JSON (errors too).
     #[arg(long, global = true)]
@@ -252,6 +254,11 @@ impl Global {
     pub fn workspace_dir(&self) -> PathBuf {
         self.workspace
             .clone()
+            .or_else(|| {
+                std::env::var_os("CHAINSMITH_WORKSPACE")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(Workspace::default_dir)
     }
 

@@ -49,7 +49,7 @@ pub enum Error {
     },
     #[error("{path}: {what}")]
     Damaged { path: PathBuf, what: String },
-    #[error("{} already exist{} in the workspace: {}; pick other names, or pass --force to replace them", plural(.0.len(), "entity"), if .0.len() == 1 { "s" } else { "" }, .0.join(", "))]
+    #[error("{} already exist{} in the workspace: {}; pick other names, or pass --force to replace them", plural(.0.len(), "entity", "entities"), if .0.len() == 1 { "s" } else { "" }, .0.join(", "))]
     NameTaken(Vec<String>),
     #[error(
         "no entity named \"{name}\" in the workspace {workspace}{hint}; `chainsmith list` shows what exists"
@@ -65,11 +65,11 @@ pub enum Error {
     NotAWorkspace(String),
 }
 
-fn plural(n: usize, word: &str) -> String {
+fn plural(n: usize, one: &str, many: &str) -> String {
     if n == 1 {
-        format!("1 {word}")
+        format!("1 {one}")
     } else {
-        format!("{n} {word}s")
+        format!("{n} {many}")
     }
 }
 

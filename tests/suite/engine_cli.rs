@@ -747,9 +747,10 @@ fn list_show_inspect_and_lint() {
     let list = ws.ok(&["list"]);
     let lines: Vec<&str> = list.lines().collect();
     assert!(
-        lines[0].starts_with("root")
-            && lines[1].starts_with("  inter")
-            && lines[2].starts_with("    "),
+        lines[0].starts_with("NAME")
+            && lines[1].starts_with("root")
+            && lines[2].starts_with("  inter")
+            && lines[3].starts_with("    "),
         "{list}"
     );
     assert!(

@@ -6,6 +6,7 @@ mod connect_support;
 mod hub_util;
 mod isolated;
 
+mod cli_details;
 mod clock;
 mod connect_errors;
 mod connect_hub_status;
