@@ -83,6 +83,17 @@ pub fn with_clock_ahead(test: &str, filters: &[&str], days: u32, env: &[(&str, S
     if inside(test) {
         return true;
     }
+    if let Some(outer) = std::env::var_os("FAKETIME") {
+        // libfaketime does not nest: an inner offset replaces the outer one.
+        skip(
+            test,
+            &format!(
+                "already running under faketime (FAKETIME={}); an inner offset would replace it",
+                outer.to_string_lossy()
+            ),
+        );
+        return false;
+    }
     let probe = Command::new("faketime")
         .args(["-f", &format!("+{days}d"), "true"])
         .output();
