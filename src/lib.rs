@@ -6,6 +6,7 @@
 
 pub mod azure;
 pub mod cli;
+pub mod clock;
 pub mod export;
 pub mod fixtures;
 pub mod hub;

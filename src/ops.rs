@@ -33,7 +33,8 @@ impl ValidityArg {
         }
     }
 
-    pub fn resolve(&self, profile: &Profile) -> Result<Validity> {
+    /// The window this argument means, with `now` as the start when none is given.
+    pub fn resolve(&self, profile: &Profile, now: OffsetDateTime) -> Result<Validity> {
         let days = self.days.unwrap_or_else(|| Validity::default_days(profile));
         if days == 0 {
             return Err(crate::pki::Error::invalid("--days must be at least 1; for an expired fixture use --not-after with a past time").into());
@@ -53,7 +54,7 @@ impl ValidityArg {
             }
         }
         Ok(match (nb, na) {
-            (None, None) => Validity::try_days(days)?,
+            (None, None) => Validity::try_days_from(now, days)?,
             (Some(nb), None) => {
                 Validity::explicit(nb, issue::days_after("a certificate", nb, days)?)?
             }
@@ -62,7 +63,7 @@ impl ValidityArg {
                     .checked_sub(time::Duration::days(i64::from(days)))
                     .unwrap_or(issue::EARLIEST)
                     .max(issue::EARLIEST);
-                let nb = (OffsetDateTime::now_utc() - issue::BACKDATE).min(back);
+                let nb = (now - issue::BACKDATE).min(back);
                 Validity::explicit(nb, na)?
             }
             (Some(nb), Some(na)) => Validity::explicit(nb, na)?,
@@ -80,6 +81,27 @@ pub struct Created {
 }
 
 /// Load a CA that can issue, with errors for every way it cannot.
+/// Which CAs the workspace has, for an error that refused a non-CA as issuer.
+fn cas_hint(ws: &Workspace) -> String {
+    let mut cas: Vec<String> = ws
+        .list()
+        .map(|(metas, _)| metas)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.kind.is_ca() && m.has_key)
+        .map(|m| m.name)
+        .collect();
+    cas.sort();
+    match cas.len() {
+        0 => "this workspace has no CA yet; make one with `chainsmith new root NAME`".into(),
+        n if n <= 10 => format!("the CAs here are {}", cas.join(", ")),
+        n => format!(
+            "the CAs here include {} ({n} in all; `chainsmith list` shows them)",
+            cas[..10].join(", ")
+        ),
+    }
+}
+
 pub fn load_ca(ws: &Workspace, name: &str) -> Result<CaHandle> {
     let entity = ws.load(name).map_err(|e| match e {
         Error::NotFound {
@@ -95,8 +117,9 @@ pub fn load_ca(ws: &Workspace, name: &str) -> Result<CaHandle> {
     })?;
     if !entity.meta.kind.is_ca() {
         return Err(crate::pki::Error::invalid(format!(
-            "\"{name}\" is a {} certificate, not a CA, so it cannot issue or sign a CRL; name a root or intermediate CA instead",
-            entity.meta.kind.as_str()
+            "\"{name}\" is a {} certificate, not a CA, so it cannot issue certificates or sign CRLs; {}",
+            entity.meta.kind.as_str(),
+            cas_hint(ws)
         ))
         .into());
     }
@@ -222,7 +245,7 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
             };
             let spec = IssueSpec {
                 subject,
-                validity: req.validity.resolve(&profile)?,
+                validity: req.validity.resolve(&profile, ws.now())?,
                 profile,
             };
             (issue::issue(&spec, req.key, None)?, Kind::Root, req.pathlen)
@@ -243,7 +266,7 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
             };
             let spec = IssueSpec {
                 subject,
-                validity: req.validity.resolve(&profile)?,
+                validity: req.validity.resolve(&profile, ws.now())?,
                 profile,
             };
             if spec.validity.not_after > ca.not_after {
@@ -378,7 +401,7 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
         .collect::<Result<_, _>>()?;
     let ca = req.issuer.as_deref().map(|i| load_ca(ws, i)).transpose()?;
     let profile = Profile::Device { eku: req.eku, sans };
-    let validity = req.validity.resolve(&profile)?;
+    let validity = req.validity.resolve(&profile, ws.now())?;
     if let Some(ca) = &ca {
         if validity.not_after > ca.not_after {
             warnings.push(format!(
@@ -446,7 +469,7 @@ pub fn new_verification(
         days,
         ..Default::default()
     }
-    .resolve(&profile)?;
+    .resolve(&profile, ws.now())?;
     let spec = IssueSpec {
         subject: subject::cn_only(code)?,
         profile,
@@ -585,7 +608,7 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
     let profile = Profile::Device { eku: req.eku, sans };
     let spec = IssueSpec {
         subject: csr.subject,
-        validity: req.validity.resolve(&profile)?,
+        validity: req.validity.resolve(&profile, ws.now())?,
         profile,
     };
     let issued = issue::issue_for_public_key(&spec, &csr.spki_der, &ca)?;
@@ -706,10 +729,11 @@ pub fn paths_of(entity: &Entity) -> Paths {
 pub fn report(ws: &Workspace, name: &str) -> Result<Report> {
     let chain = chain_of(ws, name)?;
     let entity = &chain[0];
-    let view = CertView::from_der(&entity.cert_der)?;
+    let now = ws.now();
+    let view = CertView::from_der_at(&entity.cert_der, now)?;
     let issuer_views: Vec<CertView> = chain[1..]
         .iter()
-        .map(|e| CertView::from_der(&e.cert_der))
+        .map(|e| CertView::from_der_at(&e.cert_der, now))
         .collect::<Result<_, _>>()?;
     let top = chain.last().expect("chain has the entity");
     let (roots, intermediates): (Vec<Vec<u8>>, Vec<Vec<u8>>) = if chain.len() == 1 {
@@ -729,7 +753,14 @@ pub fn report(ws: &Workspace, name: &str) -> Result<Report> {
         Purpose::Any
     };
     let partial = !top.meta.self_signed && top.meta.kind != Kind::Root;
-    let chain_check = verify_chain(&entity.cert_der, &intermediates, &roots, purpose, partial)?;
+    let chain_check = verify_chain(
+        &entity.cert_der,
+        &intermediates,
+        &roots,
+        purpose,
+        partial,
+        now,
+    )?;
     let ctx = LintContext {
         device_id: (entity.meta.kind == Kind::Device).then_some(entity.meta.name.as_str()),
         target: entity.meta.target,

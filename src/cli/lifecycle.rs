@@ -211,8 +211,7 @@ pub fn crl(global: &Global, a: CrlArgs) -> CliResult {
 /// `list --expiring WINDOW`: what ends within the window; stdout stays empty when nothing does.
 pub fn list_expiring(global: &Global, ws: &crate::store::Workspace, window: &str) -> CliResult {
     let d = lifecycle::parse_window(window)?;
-    let now = time::OffsetDateTime::now_utc();
-    let rows = lifecycle::expiring(ws, d, now)?;
+    let rows = lifecycle::expiring(ws, d, ws.now())?;
     if global.json {
         print_json(&serde_json::json!({ "window": window, "entities": rows }));
         return Ok(());

@@ -7,7 +7,6 @@ use crate::pki::lint::{self, Finding};
 use clap::Args;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use time::OffsetDateTime;
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
@@ -71,7 +70,7 @@ pub fn list(global: &Global, a: ListArgs) -> CliResult {
         return super::lifecycle::list_expiring(global, &ws, w);
     }
     let (metas, damaged) = ws.list()?;
-    let rows = ops::tree(metas, OffsetDateTime::now_utc());
+    let rows = ops::tree(metas, ws.now());
     if global.json {
         print_json(
             &serde_json::json!({ "workspace": ws.root(), "entities": rows, "damaged": damaged }),
@@ -86,12 +85,20 @@ pub fn list(global: &Global, a: ListArgs) -> CliResult {
             ws.root().display()
         );
     }
+    // As wide as the longest name: verification certificates carry a 48-character code.
     let width = rows
         .iter()
         .map(|r| r.depth * 2 + r.meta.name.chars().count())
         .max()
         .unwrap_or(0)
-        .min(48);
+        .max("NAME".len());
+    if !rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<12}  {:<9}  {:>7}  CN",
+            "NAME", "KIND", "KEY", "DAYS"
+        );
+    }
     for r in &rows {
         let label = format!("{}{}", "  ".repeat(r.depth), r.meta.name);
         let alg = r.meta.key_alg.map(|a| a.as_str()).unwrap_or("-");

@@ -36,8 +36,10 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// The workspace directory (default: the platform data directory).
-    #[arg(long, global = true, env = "CHAINSMITH_WORKSPACE", value_name = "DIR")]
+    /// The workspace directory (default: $CHAINSMITH_WORKSPACE, else the platform data directory).
+    // Not clap's `env =`: clap counts an environment value as given on the command line and
+    // then prints `--workspace <DIR>` in every usage line as if it were required.
+    #[arg(long, global = true, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
     /// Print machine-readable JSON (errors too).
     #[arg(long, global = true)]
@@ -248,18 +250,30 @@ impl Global {
     pub fn workspace_dir(&self) -> PathBuf {
         self.workspace
             .clone()
+            .or_else(|| {
+                std::env::var_os("CHAINSMITH_WORKSPACE")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(Workspace::default_dir)
     }
 
     /// The workspace, created on first use.
     pub fn workspace(&self) -> anyhow::Result<Workspace> {
-        Ok(Workspace::open_or_create(&self.workspace_dir())?)
+        Ok(Workspace::open_or_create(&self.workspace_dir())?.with_clock(clock()?))
     }
 
     /// The workspace, which must exist (for read-only commands).
     pub fn existing_workspace(&self) -> anyhow::Result<Workspace> {
-        Ok(Workspace::open(&self.workspace_dir())?)
+        Ok(Workspace::open(&self.workspace_dir())?.with_clock(clock()?))
     }
+}
+
+/// The clock every command uses: the system's, unless `CHAINSMITH_NOW` fixes it. An
+/// environment variable rather than a flag because it exists for tests and reproducible
+/// output (every subprocess of a test inherits it), not for everyday use.
+pub(crate) fn clock() -> anyhow::Result<crate::clock::Clock> {
+    crate::clock::Clock::from_env().map_err(anyhow::Error::msg)
 }
 
 fn init(global: &Global, dir: Option<PathBuf>) -> CliResult {

@@ -16,14 +16,14 @@ pub struct GuideArgs {
 }
 
 pub fn tui(global: &Global, _a: TuiArgs) -> CliResult {
-    tui::run(&global.workspace_dir(), Tab::Pki)
+    tui::run(&global.workspace_dir(), Tab::Pki, super::clock()?)
 }
 
 pub fn guide(global: &Global, a: GuideArgs) -> CliResult {
     if a.text || global.json {
         let ws = global.workspace()?;
         let (metas, _) = ws.list()?;
-        let rows = crate::ops::tree(metas, time::OffsetDateTime::now_utc());
+        let rows = crate::ops::tree(metas, ws.now());
         let facts = tui::guide::facts_from_disk(&ws, &rows);
         if global.json {
             let steps: Vec<_> = tui::guide::STEPS
@@ -44,5 +44,5 @@ pub fn guide(global: &Global, a: GuideArgs) -> CliResult {
         }
         return Ok(());
     }
-    tui::run(&global.workspace_dir(), Tab::Guide)
+    tui::run(&global.workspace_dir(), Tab::Guide, super::clock()?)
 }

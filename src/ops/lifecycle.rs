@@ -578,7 +578,7 @@ pub fn renew(ws: &Workspace, req: &RenewRequest) -> Result<Renewed> {
         days: req.days,
         ..Default::default()
     }
-    .resolve(&profile)?;
+    .resolve(&profile, ws.now())?;
     let spec = IssueSpec {
         subject: subject_of(&entity.cert_der)?,
         profile,
@@ -833,7 +833,7 @@ pub fn new_slot(ws: &Workspace, req: &super::DeviceRequest) -> Result<Option<Cre
             .map(|s| San::parse(s))
             .collect::<Result<_, _>>()?,
     };
-    let validity = req.validity.resolve(&profile)?;
+    let validity = req.validity.resolve(&profile, ws.now())?;
     let spec = IssueSpec {
         subject: subject::cn_only(id)?,
         profile,
@@ -981,11 +981,9 @@ pub struct Revoked {
     pub message: String,
 }
 
-fn revocation_now(reason: &str) -> Revocation {
+fn revocation_now(now: OffsetDateTime, reason: &str) -> Revocation {
     Revocation {
-        at: OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .unwrap_or(OffsetDateTime::now_utc()),
+        at: now.replace_nanosecond(0).unwrap_or(now),
         reason: reason.to_string(),
     }
 }
@@ -1004,7 +1002,7 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
             r.reason
         )));
     }
-    let revocation = revocation_now(reason);
+    let revocation = revocation_now(ws.now(), reason);
     let mut meta = current.meta.clone();
     meta.revoked = Some(revocation.clone());
     // The whole entity is rewritten in one swap: its current meta and the history entries
@@ -1256,9 +1254,8 @@ pub fn crl(ws: &Workspace, ca_name: &str, days: Option<u32>) -> Result<Crl> {
     if days == 0 {
         return Err(invalid("--days must be at least 1 (the CRL's nextUpdate)"));
     }
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or(OffsetDateTime::now_utc());
+    let now = ws.now();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
     let this_update = now - issue::BACKDATE;
     let next_update = issue::days_after("a CRL", now, days)?;
     // A CRL number that grows with time keeps successive CRLs ordered without shared state.

@@ -180,27 +180,29 @@ pub fn days_after(what: &str, start: OffsetDateTime, days: u32) -> Result<Offset
     })
 }
 
-/// Now, to the second (certificates carry whole seconds).
-fn now_seconds() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(0).unwrap_or(now)
-}
-
 impl Validity {
     /// From a few minutes ago (clock skew) for `days` days. For the fixed windows in code: it
     /// stops at the X.509 limit instead of failing; a user's number goes through
     /// [`Validity::try_days`].
     pub fn days(days: u32) -> Validity {
-        Validity::try_days(days).unwrap_or(Validity {
-            not_before: now_seconds() - BACKDATE,
+        Validity::days_from(crate::clock::Clock::System.now(), days)
+    }
+
+    /// From a few minutes before `now` (clock skew) for `days` days, stopping at the X.509
+    /// limit instead of failing (fixed windows in code; a user's number goes through
+    /// [`Validity::try_days_from`]).
+    pub fn days_from(now: OffsetDateTime, days: u32) -> Validity {
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        Validity::try_days_from(now, days).unwrap_or(Validity {
+            not_before: now - BACKDATE,
             not_after: LATEST,
         })
     }
 
-    /// From a few minutes ago for `days` days, refusing a window that ends past
+    /// From a few minutes before `now` for `days` days, refusing a window that ends past
     /// 9999-12-31T23:59:59Z.
-    pub fn try_days(days: u32) -> Result<Validity> {
-        let now = now_seconds();
+    pub fn try_days_from(now: OffsetDateTime, days: u32) -> Result<Validity> {
+        let now = now.replace_nanosecond(0).unwrap_or(now);
         Ok(Validity {
             not_before: now - BACKDATE,
             not_after: days_after("a certificate", now, days)?,

@@ -252,6 +252,9 @@ mod tests {
     use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
     use openssl::x509::{X509, X509NameBuilder};
 
+    /// The tests' clock: certificates are made and judged relative to it, never to today.
+    const NOW: ::time::OffsetDateTime = ::time::macros::datetime!(2026-06-01 12:00:00 UTC);
+
     /// A certificate made by OpenSSL, so it can have every flaw our profiles refuse to make.
     struct Cert<'a> {
         cn: &'a str,
@@ -295,10 +298,7 @@ mod tests {
             b.set_subject_name(&name).unwrap();
             b.set_issuer_name(&name).unwrap();
             b.set_pubkey(&self.key).unwrap();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs() as i64;
+            let now = NOW.unix_timestamp();
             b.set_not_before(&Asn1Time::from_unix(now + self.days.0 * 86_400).unwrap())
                 .unwrap();
             b.set_not_after(&Asn1Time::from_unix(now + self.days.1 * 86_400).unwrap())
@@ -333,7 +333,7 @@ mod tests {
             }
             b.sign(self.signer.unwrap_or(&self.key), self.digest)
                 .unwrap();
-            CertView::from_der(&b.build().to_der().unwrap()).unwrap()
+            CertView::from_der_at(&b.build().to_der().unwrap(), NOW).unwrap()
         }
     }
 

@@ -4,7 +4,7 @@ use super::Result;
 use openssl::stack::Stack;
 use openssl::x509::X509PurposeId;
 use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::verify::X509VerifyFlags;
+use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
 use openssl::x509::{X509, X509StoreContext};
 use serde::Serialize;
 
@@ -27,13 +27,14 @@ pub enum Purpose {
 
 /// Verify `leaf` (DER) against `roots` (trusted, DER), with `intermediates` as untrusted
 /// helpers, in X509_STRICT mode. `partial` trusts a non-self-signed anchor (a verified
-/// intermediate on a hub).
+/// intermediate on a hub). Dates are checked as of `at`.
 pub fn verify_chain(
     leaf: &[u8],
     intermediates: &[Vec<u8>],
     roots: &[Vec<u8>],
     purpose: Purpose,
     partial: bool,
+    at: ::time::OffsetDateTime,
 ) -> Result<ChainCheck> {
     let leaf = X509::from_der(leaf)?;
     let mut store = X509StoreBuilder::new()?;
@@ -45,6 +46,10 @@ pub fn verify_chain(
         flags |= X509VerifyFlags::PARTIAL_CHAIN;
     }
     store.set_flags(flags)?;
+    // Validity windows are checked as of `at` (the workspace's clock), not OpenSSL's own now.
+    let mut param = X509VerifyParam::new()?;
+    param.set_time(at.unix_timestamp() as _);
+    store.set_param(&param)?;
     match purpose {
         Purpose::SslClient => store.set_purpose(X509PurposeId::SSL_CLIENT)?,
         Purpose::SslServer => store.set_purpose(X509PurposeId::SSL_SERVER)?,

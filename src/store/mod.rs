@@ -21,12 +21,14 @@ mod name;
 pub use meta::{Kind, Meta, Revocation, Slot};
 pub use name::EntityName;
 
+use crate::clock::Clock;
 use rayon::prelude::*;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use time::OffsetDateTime;
 
 pub const MARKER: &str = "chainsmith.toml";
 pub const ENTITIES: &str = "entities";
@@ -51,7 +53,7 @@ pub enum Error {
     },
     #[error("{path}: {what}")]
     Damaged { path: PathBuf, what: String },
-    #[error("{} already exist{} in the workspace: {}; pick other names, or pass --force to replace them", plural(.0.len(), "entity"), if .0.len() == 1 { "s" } else { "" }, .0.join(", "))]
+    #[error("{} already exist{} in the workspace: {}; pick other names, or pass --force to replace them", plural(.0.len(), "entity", "entities"), if .0.len() == 1 { "s" } else { "" }, .0.join(", "))]
     NameTaken(Vec<String>),
     #[error(
         "no entity named \"{name}\" in the workspace {workspace}{hint}; `chainsmith list` shows what exists"
@@ -111,11 +113,11 @@ fn short_list(names: &[String]) -> String {
     s
 }
 
-fn plural(n: usize, word: &str) -> String {
+fn plural(n: usize, one: &str, many: &str) -> String {
     if n == 1 {
-        format!("1 {word}")
+        format!("1 {one}")
     } else {
-        format!("{n} {word}s")
+        format!("{n} {many}")
     }
 }
 
@@ -206,6 +208,8 @@ pub struct Damaged {
 #[derive(Clone, Debug)]
 pub struct Workspace {
     root: PathBuf,
+    /// "Now" for everything done in this workspace (tests fix it).
+    clock: Clock,
 }
 
 static STAGE_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -274,6 +278,7 @@ impl Workspace {
         }
         let ws = Workspace {
             root: root.to_path_buf(),
+            clock: Clock::System,
         };
         ws.clean_stale_staging();
         Ok(ws)
@@ -308,11 +313,27 @@ impl Workspace {
         sync_fs(root)?;
         Ok(Workspace {
             root: root.to_path_buf(),
+            clock: Clock::System,
         })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The same workspace, seen with `clock` as "now".
+    pub fn with_clock(mut self, clock: Clock) -> Workspace {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// "Now" by this workspace's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
     }
 
     pub fn entities_dir(&self) -> PathBuf {

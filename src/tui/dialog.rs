@@ -265,7 +265,7 @@ impl NewForm {
         })?;
         let validity = ValidityArg::days(days);
         validity
-            .resolve(&self.kind.profile())
+            .resolve(&self.kind.profile(), crate::clock::Clock::System.now())
             .map_err(|e| e.to_string())?;
         let pathlen = if self.pathlen.trim().is_empty() {
             None

@@ -136,7 +136,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
         Command::OpenList => {
             let t = Instant::now();
             if let Some(metas) = read_list_cache(ws) {
-                let rows = ops::tree(metas, OffsetDateTime::now_utc());
+                let rows = ops::tree(metas, ws.now());
                 emit(Action::Listed {
                     rows,
                     damaged: 0,
@@ -151,7 +151,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             match ws.list() {
                 Ok((metas, damaged)) => {
                     let keep = (metas.len() >= CACHE_MIN).then(|| metas.clone());
-                    let rows = ops::tree(metas, OffsetDateTime::now_utc());
+                    let rows = ops::tree(metas, ws.now());
                     emit(Action::Listed {
                         rows,
                         damaged: damaged.len(),
@@ -268,9 +268,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
         Command::GuideFacts => {
             emit(hub_registry(ws));
             let rows = match ws.list() {
-                Ok((metas, _)) if metas.len() <= 5000 => {
-                    ops::tree(metas, OffsetDateTime::now_utc())
-                }
+                Ok((metas, _)) if metas.len() <= 5000 => ops::tree(metas, ws.now()),
                 _ => vec![],
             };
             emit(Action::Renewed(guide::renewed(ws, &rows)));
@@ -694,14 +692,14 @@ pub fn drain(
 }
 
 /// Open the TUI on `ws_root` at `tab`; returns when the user quits.
-pub fn run(ws_root: &std::path::Path, tab: Tab) -> anyhow::Result<()> {
+pub fn run(ws_root: &std::path::Path, tab: Tab, clock: crate::clock::Clock) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
         anyhow::bail!(
             "the TUI needs a terminal; use the subcommands (`chainsmith --help`) in scripts"
         );
     }
-    let ws = Workspace::open_or_create(ws_root)?;
+    let ws = Workspace::open_or_create(ws_root)?.with_clock(clock.running());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -724,7 +722,7 @@ async fn event_loop<B: Backend>(
     let mut app = App::new(
         ws.root().to_path_buf(),
         theme::Theme::from_env(),
-        OffsetDateTime::now_utc(),
+        ws.now(),
         (size.width, size.height),
     );
     app.tab = tab;
@@ -752,7 +750,7 @@ async fn event_loop<B: Backend>(
                 None => break,
             },
             Some(a) = rx.recv() => a,
-            _ = tick.tick() => Action::Tick(OffsetDateTime::now_utc()),
+            _ = tick.tick() => Action::Tick(ws.now()),
         };
         for c in drain(&mut app, first, &mut rx) {
             spawn(&ws, &engines, &tx, c);

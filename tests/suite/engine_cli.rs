@@ -8,12 +8,22 @@ use std::process::Command as Proc;
 
 struct Ws {
     dir: tempfile::TempDir,
+    /// CHAINSMITH_NOW for every command, when the test pins the clock.
+    now: Option<&'static str>,
 }
 
 impl Ws {
     fn new() -> Ws {
         Ws {
             dir: tempfile::tempdir().unwrap(),
+            now: None,
+        }
+    }
+    /// A workspace whose commands all run at `now` (RFC 3339).
+    fn at(now: &'static str) -> Ws {
+        Ws {
+            now: Some(now),
+            ..Ws::new()
         }
     }
     fn root(&self) -> PathBuf {
@@ -23,6 +33,9 @@ impl Ws {
         let mut c = Command::cargo_bin("chainsmith").unwrap();
         c.env("CHAINSMITH_WORKSPACE", self.root())
             .current_dir(self.dir.path());
+        if let Some(now) = self.now {
+            c.env("CHAINSMITH_NOW", now);
+        }
         c
     }
     /// Run, expect success, return stdout.
@@ -235,34 +248,28 @@ fn every_key_algorithm_builds_a_chain_openssl_verifies() {
 
 #[test]
 fn not_before_is_backdated_and_defaults_are_long() {
-    let ws = Ws::new();
+    let ws = Ws::at("2026-06-01T12:00:00Z");
     ws.ok(&["new", "root", "r"]);
     ws.ok(&["new", "device", "d", "--issuer", "r"]);
     let v: serde_json::Value = serde_json::from_str(&ws.ok(&["show", "d", "--json"])).unwrap();
-    let days = v["certificate"]["days_left"].as_i64().unwrap();
-    assert!(
-        (363..=365).contains(&days),
-        "device default is one year, got {days}"
+    assert_eq!(
+        v["certificate"]["days_left"], 365,
+        "device default is one year"
     );
+    assert_eq!(v["meta"]["not_before"], "2026-06-01T11:55:00Z");
     let v: serde_json::Value = serde_json::from_str(&ws.ok(&["show", "r", "--json"])).unwrap();
-    assert!(v["certificate"]["days_left"].as_i64().unwrap() > 3600);
-    // Valid right now even with a clock a few minutes behind.
+    assert_eq!(v["certificate"]["days_left"], 3650);
+    // Valid at issuance even with a clock a few minutes behind.
+    let issued = time::macros::datetime!(2026-06-01 12:00:00 UTC).unix_timestamp();
     let (ok, msg) = openssl(&[
         "verify",
         "-attime",
-        &(now() - 120).to_string(),
+        &(issued - 120).to_string(),
         "-CAfile",
         ws.cert("r").to_str().unwrap(),
         ws.cert("d").to_str().unwrap(),
     ]);
     assert!(ok, "{msg}");
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 #[test]
@@ -747,9 +754,10 @@ fn list_show_inspect_and_lint() {
     let list = ws.ok(&["list"]);
     let lines: Vec<&str> = list.lines().collect();
     assert!(
-        lines[0].starts_with("root")
-            && lines[1].starts_with("  inter")
-            && lines[2].starts_with("    "),
+        lines[0].starts_with("NAME")
+            && lines[1].starts_with("root")
+            && lines[2].starts_with("  inter")
+            && lines[3].starts_with("    "),
         "{list}"
     );
     assert!(

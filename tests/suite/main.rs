@@ -5,9 +5,12 @@ mod common;
 mod connect_support;
 mod der_edit;
 mod hub_util;
+mod isolated;
 
 mod bounds_numbers;
 mod bounds_work;
+mod cli_details;
+mod clock;
 mod connect_errors;
 mod connect_hub_status;
 mod connect_local_hub;

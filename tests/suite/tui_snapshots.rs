@@ -2,6 +2,7 @@
 //! Serials, dates, key identifiers and fingerprints are masked in the report data and the clock
 //! is fixed, so the snapshots do not change from run to run.
 
+use chainsmith::clock::Clock;
 use chainsmith::ops::{self, CaRequest, DeviceRequest, ValidityArg};
 use chainsmith::pki::KeyAlg;
 use chainsmith::store::{Revocation, Workspace};
@@ -47,7 +48,11 @@ fn ca(ws: &Workspace, name: &str, issuer: Option<&str>) {
 /// verification certificate.
 fn fixture() -> (tempfile::TempDir, Workspace) {
     let dir = tempfile::tempdir().unwrap();
-    let ws = Workspace::open_or_create(&dir.path().join("ws")).unwrap();
+    // Issued the day before NOW, looked at NOW (both fixed): nothing on screen depends on the
+    // day the test runs, and the 30-day verification certificate shows its expiry warning.
+    let ws = Workspace::open_or_create(&dir.path().join("ws"))
+        .unwrap()
+        .with_clock(Clock::Fixed(NOW - time::Duration::days(1)));
     ca(&ws, "contoso-root", None);
     ca(&ws, "contoso-int", Some("contoso-root"));
     let dev = |ids: &str, validity: ValidityArg, issuer: Option<&str>| {
@@ -90,7 +95,7 @@ fn fixture() -> (tempfile::TempDir, Workspace) {
         false,
     )
     .unwrap();
-    (dir, ws)
+    (dir, ws.with_clock(Clock::Fixed(NOW)))
 }
 
 /// Fixed clock and masked per-run values: dates relative to NOW, no random hex, no temp path.
@@ -243,7 +248,9 @@ fn pki_filter() {
 #[test]
 fn loading_and_empty_workspace() {
     let dir = tempfile::tempdir().unwrap();
-    let ws = Workspace::open_or_create(&dir.path().join("ws")).unwrap();
+    let ws = Workspace::open_or_create(&dir.path().join("ws"))
+        .unwrap()
+        .with_clock(Clock::Fixed(NOW));
     let mut app = App::new(
         "/home/you/.local/share/chainsmith".into(),
         Theme::plain(),

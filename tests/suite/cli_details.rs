@@ -1,0 +1,134 @@
+//! Small things a newcomer meets on the command line: usage lines, `list`'s columns, the
+//! wrong-issuer error, plurals, and the example spec's pointer to its documentation.
+
+use crate::common::Ws;
+
+/// With CHAINSMITH_WORKSPACE set, usage lines do not show `--workspace <DIR>` as if required;
+/// the flag still wins over the variable.
+#[test]
+fn usage_lines_do_not_demand_the_workspace_the_environment_gives() {
+    let w = Ws::new();
+    let out = w.cmd().args(["show"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("Usage: chainsmith show"), "{err}");
+    assert!(!err.contains("--workspace <DIR>"), "{err}");
+
+    w.ok(&["new", "root", "in-env"]);
+    let other = w.path("other");
+    w.ok(&[
+        "--workspace",
+        other.to_str().unwrap(),
+        "new",
+        "root",
+        "in-flag",
+    ]);
+    assert!(w.ok(&["list"]).contains("in-env"));
+    let listed = w.ok(&["list", "--workspace", other.to_str().unwrap()]);
+    assert!(
+        listed.contains("in-flag") && !listed.contains("in-env"),
+        "{listed}"
+    );
+}
+
+/// `list` has a header row, and every column starts at the same place on every line, even
+/// with a verification certificate's 67-character name.
+#[test]
+fn list_has_a_header_and_columns_that_stay_aligned() {
+    let w = Ws::new();
+    w.chain("dev-1");
+    let code = "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3";
+    w.ok(&["new", "verification", "--issuer", "inter", "--code", code]);
+    let list = w.ok(&["list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    let header = lines[0];
+    assert!(header.starts_with("NAME "), "{list}");
+    let col = |name: &str| {
+        header
+            .find(name)
+            .unwrap_or_else(|| panic!("{name}: {list}"))
+    };
+    let (kind, key, days, cn) = (col("KIND"), col("KEY"), col("DAYS"), col("CN"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("verify-inter-{code}"))),
+        "{list}"
+    );
+    assert_eq!(lines.len(), 5, "{list}");
+    for l in &lines[1..] {
+        let kind_word = &l[kind..].split(' ').next().unwrap();
+        assert!(
+            ["root", "intermediate", "device", "verification"].contains(kind_word),
+            "KIND column moved: {l:?}\n{list}"
+        );
+        assert!(l[..kind].ends_with("  "), "{l:?}\n{list}");
+        assert!(
+            l[key..].starts_with("ec-p256"),
+            "KEY column moved: {l:?}\n{list}"
+        );
+        // DAYS is right-aligned, ending with `d` under the header's last letter.
+        assert_eq!(
+            &l[days + 3..days + 4],
+            "d",
+            "DAYS column moved: {l:?}\n{list}"
+        );
+        assert!(
+            l[..cn].ends_with("  ") && !l[cn..].starts_with(' '),
+            "{l:?}\n{list}"
+        );
+    }
+}
+
+/// A device given as issuer: say it is not a CA and name the CAs that exist.
+#[test]
+fn a_device_as_issuer_is_not_a_ca_and_the_cas_are_named() {
+    let w = Ws::new();
+    w.ok(&["new", "root", "contoso-root"]);
+    w.ok(&["new", "intermediate", "line-2", "--issuer", "contoso-root"]);
+    w.ok(&["new", "device", "sensor-001", "--issuer", "line-2"]);
+    let err = w.fails(&["new", "device", "sensor-002", "--issuer", "sensor-001"]);
+    assert!(
+        err.contains("\"sensor-001\" is a device certificate, not a CA")
+            && err.contains("the CAs here are contoso-root, line-2"),
+        "{err}"
+    );
+    assert!(!err.contains("sign a CRL;"), "{err}");
+
+    let w = Ws::new();
+    w.ok(&["new", "device", "lab", "--self-signed"]);
+    let err = w.fails(&["new", "device", "d", "--issuer", "lab"]);
+    assert!(
+        err.contains("not a CA") && err.contains("no CA yet") && err.contains("new root"),
+        "{err}"
+    );
+}
+
+#[test]
+fn counts_read_as_english() {
+    let w = Ws::new();
+    w.ok(&["new", "root", "r"]);
+    w.ok(&["new", "device", "p-{1..3}", "--issuer", "r"]);
+    let err = w.fails(&["new", "device", "p-{1..3}", "--issuer", "r"]);
+    assert!(err.contains("3 entities already exist"), "{err}");
+    let err = w.fails(&["new", "device", "p-1", "--issuer", "r"]);
+    assert!(err.contains("1 entity already exists"), "{err}");
+}
+
+/// The example spec points at documentation that exists.
+#[test]
+fn the_example_spec_points_at_the_readme() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let spec = std::fs::read_to_string(format!("{root}/assets/fixtures/example.toml")).unwrap();
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    assert!(!spec.contains("docs/"), "points at a docs/ file");
+    let section = spec
+        .split("README.md, section \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the spec names its README section");
+    assert!(
+        readme.lines().any(|l| l == format!("## {section}")),
+        "README has no section {section:?}"
+    );
+}

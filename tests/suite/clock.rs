@@ -1,0 +1,116 @@
+//! "Now" is an input: snapshots, lint and the CLI's day counts do not depend on the day the suite
+//! runs. The proof runs the snapshot tests (and these) again with the system clock a year ahead.
+
+use crate::common::Ws;
+use crate::isolated;
+use time::OffsetDateTime;
+
+/// In the child: the earliest time its system clock may show if faketime really moved it.
+const MOVED_AFTER: &str = "CHAINSMITH_TEST_CLOCK_AFTER";
+const NOW: &str = "2026-06-01T12:00:00Z";
+
+#[test]
+fn snapshots_do_not_depend_on_the_date() {
+    const NAME: &str = "clock::snapshots_do_not_depend_on_the_date";
+    if isolated::inside(NAME) {
+        let after: i64 = std::env::var(MOVED_AFTER).unwrap().parse().unwrap();
+        assert!(
+            OffsetDateTime::now_utc().unix_timestamp() >= after,
+            "the child's system clock was not moved a year ahead"
+        );
+        return;
+    }
+    let after = (OffsetDateTime::now_utc() + time::Duration::days(364)).unix_timestamp();
+    // Every snapshot compares with the same .snap files; INSTA_UPDATE=no in the child.
+    isolated::with_clock_ahead(
+        NAME,
+        &["tui_snapshots::", "clock::"],
+        365,
+        &[(MOVED_AFTER, after.to_string())],
+    );
+}
+
+/// `CHAINSMITH_NOW` fixes what every command measures against: new windows, days left, lint,
+/// `list --expiring`; a value that is not a time is refused by name.
+#[test]
+fn the_cli_measures_against_chainsmith_now() {
+    let w = Ws::new();
+    let run = |args: &[&str]| {
+        let out = w
+            .cmd()
+            .env("CHAINSMITH_NOW", NOW)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (code, out, err) = run(args);
+        assert_eq!(code, Some(0), "{args:?}: {out}{err}");
+        out
+    };
+    ok(&[
+        "new",
+        "root",
+        "r",
+        "--not-before",
+        "2026-01-01T00:00:00Z",
+        "--not-after",
+        "2036-01-01T00:00:00Z",
+    ]);
+    ok(&["new", "device", "fresh", "--issuer", "r"]);
+    ok(&[
+        "new",
+        "device",
+        "old",
+        "--issuer",
+        "r",
+        "--not-before",
+        "2019-01-01T00:00:00Z",
+        "--not-after",
+        "2020-01-01T00:00:00Z",
+    ]);
+
+    // A new window starts five minutes before "now" and lasts exactly the default year.
+    let v: serde_json::Value = serde_json::from_str(&ok(&["show", "fresh", "--json"])).unwrap();
+    assert_eq!(v["meta"]["not_before"], "2026-06-01T11:55:00Z", "{v:#}");
+    assert_eq!(v["meta"]["not_after"], "2027-06-01T12:00:00Z", "{v:#}");
+    assert_eq!(v["certificate"]["days_left"], 365);
+    let v: serde_json::Value = serde_json::from_str(&ok(&["list", "--json"])).unwrap();
+    let days = |name: &str| {
+        v["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()["days_left"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!((days("r"), days("fresh"), days("old")), (3500, 365, -2344));
+
+    let (code, out, _) = run(&["lint", "old"]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("\"old\" expired 2344 days ago"), "{out}");
+    let out = ok(&["list", "--expiring", "400d"]);
+    assert!(out.contains("fresh") && out.contains("old"), "{out}");
+    let out = ok(&["list", "--expiring", "300d"]);
+    assert!(!out.contains("fresh") && out.contains("old"), "{out}");
+
+    let out = w
+        .cmd()
+        .env("CHAINSMITH_NOW", "next tuesday")
+        .args(["list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("CHAINSMITH_NOW=\"next tuesday\"") && err.contains("RFC 3339"),
+        "{err}"
+    );
+}
