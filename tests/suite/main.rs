@@ -5,6 +5,7 @@ mod common;
 mod connect_support;
 mod hub_util;
 
+mod chain_corpus;
 mod connect_errors;
 mod connect_hub_status;
 mod connect_local_hub;
