@@ -229,12 +229,7 @@ fn make_with_key(s: &Spec, k: PKey<Private>, by: Option<&Made>) -> Made {
         let eku = match s.eku {
             Eku::Absent => None,
             Eku::Client => Some(ExtendedKeyUsage::new().client_auth().build()),
-            Eku::ClientServer => Some(
-                ExtendedKeyUsage::new()
-                    .client_auth()
-                    .server_auth()
-                    .build(),
-            ),
+            Eku::ClientServer => Some(ExtendedKeyUsage::new().client_auth().server_auth().build()),
             Eku::Server => Some(ExtendedKeyUsage::new().server_auth().build()),
             Eku::CodeSigning => Some(ExtendedKeyUsage::new().code_signing().build()),
         };
@@ -334,11 +329,15 @@ fn hub_verdict(c: &Case) -> (bool, String) {
     let at = time::OffsetDateTime::from_unix_timestamp(AT).unwrap();
     match verify_device_chain(&anchors, &chain, at) {
         Ok(v) => (true, format!("accepted ({} certificates)", v.chain.len())),
-        Err(e) => (false, format!("refused: {e} [{:?}, code {}]", e.kind, e.code)),
+        Err(e) => (
+            false,
+            format!("refused: {e} [{:?}, code {}]", e.kind, e.code),
+        ),
     }
 }
 
 /// The corpus: a PKI (root, two intermediate levels, devices) and its crafted variants.
+#[rustfmt::skip] // one chain per line reads as a table
 fn corpus() -> Vec<Case> {
     let mut v = Vec::new();
     let root = make(&ca("Corpus Root"), None);
@@ -533,7 +532,10 @@ fn hub_and_openssl_agree_on_every_chain() {
         if let Some(e) = c.expect
             && e != hub_ok
         {
-            why.push(format!("expected {}", if e { "accepted" } else { "refused" }));
+            why.push(format!(
+                "expected {}",
+                if e { "accepted" } else { "refused" }
+            ));
         }
         if !why.is_empty() {
             failures.push(format!(
@@ -571,7 +573,11 @@ fn stricter_than_openssl_defaults() {
         let (hub_ok, _) = hub_verdict(&c);
         let (default_ok, _) = openssl_verdict(dir.path(), &c, &default_args);
         if hub_ok != default_ok {
-            assert!(!hub_ok, "\"{}\": the hub accepts what OpenSSL refuses", c.name);
+            assert!(
+                !hub_ok,
+                "\"{}\": the hub accepts what OpenSSL refuses",
+                c.name
+            );
             differ.push(c.name);
         }
     }
@@ -586,7 +592,11 @@ fn stricter_than_openssl_defaults() {
     for c in corpus() {
         let (hub_ok, _) = hub_verdict(&c);
         if hub_ok != openssl_verdict(dir.path(), &c, &level1).0 {
-            assert!(!hub_ok, "\"{}\": the hub accepts what level 1 refuses", c.name);
+            assert!(
+                !hub_ok,
+                "\"{}\": the hub accepts what level 1 refuses",
+                c.name
+            );
             differ_level1.push(c.name);
         }
     }
@@ -647,11 +657,23 @@ async fn forged_chain_is_refused_at_connect() {
         ..s
     };
     let forged = make(&rel(dev("other-1")), Some(&good));
-    let server_only = make(&rel(Spec { eku: Eku::Server, ..dev("other-1") }), Some(&line2));
+    let server_only = make(
+        &rel(Spec {
+            eku: Eku::Server,
+            ..dev("other-1")
+        }),
+        Some(&line2),
+    );
 
-    let hub = Hub::start(fx.root(), HubConfig { port: 0, ..Default::default() })
-        .await
-        .unwrap();
+    let hub = Hub::start(
+        fx.root(),
+        HubConfig {
+            port: 0,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let mut events = hub.events();
     let identity = |chain: &[&X509], key: &PKey<Private>| Identity {
         certs: chain
@@ -661,14 +683,27 @@ async fn forged_chain_is_refused_at_connect() {
         key: key.private_key_to_pkcs8().unwrap(),
     };
     let attempts = [
-        ("other-1", identity(&[&forged.cert, &good.cert, &line2.cert], &forged.key), Err(r#"device other-1: issuer "good-1""#)),
-        ("other-1", identity(&[&server_only.cert, &line2.cert], &server_only.key), Err(r#"device other-1: certificate "other-1" is not for client authentication"#)),
-        ("good-1", identity(&[&good.cert, &line2.cert], &good.key), Ok(())),
+        (
+            "other-1",
+            identity(&[&forged.cert, &good.cert, &line2.cert], &forged.key),
+            Err(r#"device other-1: issuer "good-1""#),
+        ),
+        (
+            "other-1",
+            identity(&[&server_only.cert, &line2.cert], &server_only.key),
+            Err(r#"device other-1: certificate "other-1" is not for client authentication"#),
+        ),
+        (
+            "good-1",
+            identity(&[&good.cert, &line2.cert], &good.key),
+            Ok(()),
+        ),
     ];
     for (device, id, want) in attempts {
-        let (_c, ack) = Client::connect(hub.addr, fx.tls(Some(&id)), device, Some(&username(device)))
-            .await
-            .unwrap();
+        let (_c, ack) =
+            Client::connect(hub.addr, fx.tls(Some(&id)), device, Some(&username(device)))
+                .await
+                .unwrap();
         let code = ack.expect("CONNACK").code;
         let verdict = loop {
             match tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
