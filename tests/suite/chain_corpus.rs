@@ -730,3 +730,67 @@ async fn forged_chain_is_refused_at_connect() {
     }
     hub.shutdown().await;
 }
+
+/// The connection test's pre-flight runs the same verifier: the forged chain is an error
+/// before any connection, against the local hub's registry and against the workspace's root.
+#[test]
+fn preflight_refuses_the_forged_chain() {
+    use crate::hub_util::Fixture;
+    use chainsmith::mqtt::Identity;
+
+    let fx = Fixture::new();
+    fx.device("good-1", Some("line2"), ValidityArg::default());
+    fx.device("other-1", Some("line2"), ValidityArg::default());
+    fx.store.add_ca("root", true).unwrap();
+    fx.register("other-1", Auth::Ca, None);
+    let good_key =
+        PKey::private_key_from_pem(&std::fs::read(fx.key_file("good-1")).unwrap()).unwrap();
+    let good = Made {
+        cert: X509::from_der(&fx.ws.load("good-1").unwrap().cert_der).unwrap(),
+        key: good_key,
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let forged = make(
+        &Spec {
+            from: (now - AT) / DAY - 1,
+            to: (now - AT) / DAY + 30,
+            ..dev("other-1")
+        },
+        Some(&good),
+    );
+    let line2 = X509::from_der(&fx.ws.load("line2").unwrap().cert_der).unwrap();
+    let chain = fx.dir.path().join("forged.chain.pem");
+    std::fs::write(
+        &chain,
+        pem_of(&[forged.cert.clone(), good.cert.clone(), line2]),
+    )
+    .unwrap();
+    let key = fx.dir.path().join("forged.key");
+    std::fs::write(&key, forged.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+
+    let id = Identity::from_files(&chain, &key, Some(&fx.ws)).unwrap();
+    let own = id.preflight();
+    assert!(
+        own.iter()
+            .any(|f| f.code == "chain-refused" && f.message.contains("\"good-1\"")),
+        "{own:#?}"
+    );
+    let hub = chainsmith::mqtt::local::hub_preflight(&id, &fx.store.load().unwrap());
+    assert!(
+        hub.iter().any(|f| f.code == "hub-chain-refused"
+            && f.message.contains(r#"device other-1: issuer "good-1""#)),
+        "{hub:#?}"
+    );
+
+    // The honest chain of other-1 has neither finding.
+    let honest = Identity::from_workspace(&fx.ws, "other-1").unwrap();
+    let mut all = honest.preflight();
+    all.extend(chainsmith::mqtt::local::hub_preflight(
+        &honest,
+        &fx.store.load().unwrap(),
+    ));
+    assert!(
+        !all.iter().any(|f| f.code.contains("chain-refused")),
+        "{all:#?}"
+    );
+}
