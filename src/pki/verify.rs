@@ -362,3 +362,29 @@ pub fn verify_chain(
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One store per second of verification time, whatever the number of handshakes in it.
+    #[test]
+    fn the_store_is_built_once_per_second() {
+        let anchors = TrustAnchors::new(std::iter::empty::<Vec<u8>>()).unwrap();
+        let a = anchors.device_store(1_906_502_400).unwrap();
+        let b = anchors.device_store(1_906_502_400).unwrap();
+        let c = anchors.device_store(1_906_502_401).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+    }
+
+    #[test]
+    fn an_empty_or_garbage_chain_is_malformed() {
+        let anchors = TrustAnchors::new(std::iter::empty::<Vec<u8>>()).unwrap();
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let e = verify_device_chain(&anchors, &[], at).unwrap_err();
+        assert_eq!(e.kind, ChainErrorKind::Malformed);
+        let e = verify_device_chain(&anchors, &[b"junk".to_vec()], at).unwrap_err();
+        assert_eq!(e.kind, ChainErrorKind::Malformed);
+    }
+}
