@@ -10,6 +10,9 @@ use x509_parser::prelude::*;
 use super::registry::{Auth, HubDevice, Registry, pem_to_der};
 use crate::azure;
 use crate::pki;
+use crate::pki::verify::{
+    ChainError, ChainErrorKind, TrustAnchors, VerifiedChain, verify_device_chain,
+};
 
 /// Why a CONNECT was refused. `Display` is the sentence the hub logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -62,6 +65,32 @@ pub enum Refusal {
         "device {device}: issued by an earlier certificate of CA \"{ca}\" that the hub no longer holds (same name, another key); upload that certificate too (`chainsmith hub ca add` keeps several per CA), or renew the device under the current one"
     )]
     EarlierCaCertificate { device: String, ca: String },
+    #[error("device {device}: issuer \"{cn}\" is not a CA (its basicConstraints lack CA:TRUE)")]
+    NotCa { device: String, cn: String },
+    #[error(
+        "device {device}: issuer \"{cn}\" may not sign certificates (its keyUsage lacks keyCertSign)"
+    )]
+    NoCertSign { device: String, cn: String },
+    #[error("device {device}: the chain has more CAs below \"{cn}\" than its pathlen allows")]
+    PathLen { device: String, cn: String },
+    #[error(
+        "device {device}: certificate \"{cn}\" is not for client authentication (its extendedKeyUsage lacks clientAuth)"
+    )]
+    NotClientAuth { device: String, cn: String },
+    #[error(
+        "device {device}: certificate \"{cn}\" uses weak cryptography ({reason}); IoT Hub needs RSA 2048+ or ECC keys and SHA-256+ signatures"
+    )]
+    Weak {
+        device: String,
+        cn: String,
+        reason: String,
+    },
+    #[error("device {device}: chain refused at \"{cn}\": {reason}")]
+    Chain {
+        device: String,
+        cn: String,
+        reason: String,
+    },
     #[error(
         "device {device}: thumbprint matches neither slot (the certificate's SHA-1 is {sha1}); put it in a slot with `chainsmith hub device update {device} --secondary {sha1}` (or --primary, or --from NAME for a workspace device)"
     )]
@@ -87,15 +116,16 @@ impl Refusal {
             Refusal::MissingIntermediate { .. } => "missing-intermediate",
             Refusal::UnknownRoot { .. } => "unknown-root",
             Refusal::EarlierCaCertificate { .. } => "earlier-ca-certificate",
+            Refusal::NotCa { .. } => "issuer-not-ca",
+            Refusal::NoCertSign { .. } => "issuer-cannot-sign",
+            Refusal::PathLen { .. } => "pathlen-exceeded",
+            Refusal::NotClientAuth { .. } => "not-client-auth",
+            Refusal::Weak { .. } => "weak-crypto",
+            Refusal::Chain { .. } => "chain",
             Refusal::Thumbprint { .. } => "thumbprint",
             Refusal::Registry { .. } => "registry",
         }
     }
-}
-
-struct Parsed<'a> {
-    der: &'a [u8],
-    cert: X509Certificate<'a>,
 }
 
 fn cn_of(name: &X509Name<'_>) -> String {
@@ -121,9 +151,11 @@ pub fn ago(d: ::time::Duration) -> String {
 }
 
 /// Apply IoT Hub's rules. `chain` is what the client sent in TLS, leaf first.
-/// Returns the device record on success.
+/// `trust` is [`HubTrust::new`] of the same registry (cached by the caller). Returns the
+/// device record on success.
 pub fn authenticate(
     reg: &Registry,
+    trust: &HubTrust,
     client_id: &str,
     username: Option<&str>,
     chain: &[Vec<u8>],
@@ -154,13 +186,9 @@ pub fn authenticate(
     if chain.is_empty() {
         return Err(Refusal::NoCertificate);
     }
-    let mut certs = Vec::with_capacity(chain.len());
-    for der in chain {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| Refusal::BadCertificate {
-            detail: e.to_string(),
-        })?;
-        certs.push(Parsed { der, cert });
-    }
+    let (_, leaf) = X509Certificate::from_der(&chain[0]).map_err(|e| Refusal::BadCertificate {
+        detail: e.to_string(),
+    })?;
     let now_asn1 = ASN1Time::from(now);
     let check_time = |c: &X509Certificate<'_>| -> Result<(), Refusal> {
         let cn = cn_of(c.subject());
@@ -181,11 +209,10 @@ pub fn authenticate(
         }
         Ok(())
     };
-    let leaf = &certs[0];
     match dev.auth {
         Auth::SelfSigned => {
-            check_time(&leaf.cert)?;
-            let (sha1, sha256) = pki::thumbprints(leaf.der);
+            check_time(&leaf)?;
+            let (sha1, sha256) = pki::thumbprints(&chain[0]);
             let matches = |slot: &Option<String>| {
                 slot.as_deref().is_some_and(|t| {
                     t.eq_ignore_ascii_case(&sha1) || t.eq_ignore_ascii_case(&sha256)
@@ -201,100 +228,146 @@ pub fn authenticate(
             }
         }
         Auth::Ca => {
-            let cn = cn_of(leaf.cert.subject());
+            let cn = cn_of(leaf.subject());
             if cn != client_id {
                 return Err(Refusal::CnMismatch { device, cn });
             }
-            let cas: Vec<(Vec<u8>, &super::registry::HubCa)> = reg
-                .cas
-                .iter()
-                .filter_map(|c| pem_to_der(&c.cert_pem).map(|d| (d, c)))
-                .collect();
-            // Walk up from the leaf: each step is either a registered CA (stop) or a sent cert.
-            let mut current = 0usize;
-            for _ in 0..=certs.len() {
-                let cur = &certs[current];
-                check_time(&cur.cert)?;
-                // The sent certificate itself may be a registered CA.
-                if current > 0
-                    && let Some((_, ca)) = cas.iter().find(|(d, _)| d.as_slice() == cur.der)
-                {
-                    return finish(ca, dev, &device, now_asn1, &cas);
-                }
-                if let Some((_, ca)) = cas
-                    .iter()
-                    .find(|(d, _)| pki::inspect::signed_by(cur.der, d))
-                {
-                    return finish(ca, dev, &device, now_asn1, &cas);
-                }
-                let next = certs.iter().enumerate().find(|(i, c)| {
-                    *i != current
-                        && c.cert.subject() == cur.cert.issuer()
-                        && pki::inspect::signed_by(cur.der, c.der)
-                });
-                match next {
-                    Some((i, c)) if i != current && c.cert.subject() != cur.cert.subject() => {
-                        current = i
+            trust
+                .verify(&device, chain, now)
+                .map(|_| dev.clone())
+                .map_err(|r| match r {
+                    Refusal::MissingIntermediate { .. } | Refusal::UnknownRoot { .. } => {
+                        earlier_ca_certificate(reg, &device, chain).unwrap_or(r)
                     }
-                    _ => {
-                        // The issuer, or a CA certificate the device sent, has the name of a
-                        // registered CA but is not one the hub holds.
-                        let named = std::iter::once(cur.cert.issuer().as_raw())
-                            .chain(certs[1..].iter().map(|c| c.cert.subject().as_raw()))
-                            .find_map(|n| reg.ca_named(n));
-                        if let Some(ca) = named {
-                            return Err(Refusal::EarlierCaCertificate {
-                                device,
-                                ca: ca.name.clone(),
-                            });
-                        }
-                        let issuer_cn = cn_of(cur.cert.issuer());
-                        return Err(if cur.cert.subject() == cur.cert.issuer() {
-                            Refusal::UnknownRoot {
-                                device,
-                                cn: issuer_cn,
-                            }
-                        } else {
-                            Refusal::MissingIntermediate {
-                                device,
-                                cn: issuer_cn,
-                            }
-                        });
-                    }
-                }
-            }
-            Err(Refusal::BadCertificate {
-                detail: "the sent chain loops".into(),
-            })
+                    r => r,
+                })
         }
     }
 }
 
-fn finish(
-    ca: &super::registry::HubCa,
-    dev: &HubDevice,
-    device: &str,
-    now: ASN1Time,
-    _cas: &[(Vec<u8>, &super::registry::HubCa)],
-) -> Result<HubDevice, Refusal> {
-    if !ca.verified {
-        return Err(Refusal::Unverified {
-            device: device.to_string(),
-            cn: ca.cn.clone(),
+/// The registry's CAs as the chain check sees them: the verified ones are OpenSSL trust
+/// anchors (root or intermediate, partial chains allowed, as on IoT Hub); the unverified ones
+/// only explain a refusal. Built once per registry version.
+#[derive(Debug)]
+pub struct HubTrust {
+    anchors: TrustAnchors,
+    /// Every registered CA: (DER, CN, verified).
+    registered: Vec<(Vec<u8>, String, bool)>,
+}
+
+impl HubTrust {
+    pub fn new(reg: &Registry) -> HubTrust {
+        let registered: Vec<(Vec<u8>, String, bool)> = reg
+            .cas
+            .iter()
+            .filter_map(|c| pem_to_der(&c.cert_pem).map(|d| (d, c.cn.clone(), c.verified)))
+            .collect();
+        // A CA whose certificate OpenSSL cannot read anchors nothing (as before: skipped).
+        let verified = registered
+            .iter()
+            .filter(|(d, _, v)| *v && openssl::x509::X509::from_der(d).is_ok())
+            .map(|(d, _, _)| d);
+        let anchors = TrustAnchors::new(verified).unwrap_or_else(|_| {
+            TrustAnchors::new(std::iter::empty::<Vec<u8>>()).expect("no anchors")
         });
+        HubTrust {
+            anchors,
+            registered,
+        }
     }
-    if let Some(der) = pem_to_der(&ca.cert_pem)
-        && let Ok((_, c)) = X509Certificate::from_der(&der)
-        && c.validity().not_after < now
-    {
-        return Err(Refusal::Expired {
-            device: device.to_string(),
-            cn: ca.cn.clone(),
-            ago: format!(
-                "{} ago",
-                ago(now.to_datetime() - c.validity().not_after.to_datetime())
-            ),
-        });
+
+    /// The chain check of a CA-signed device: OpenSSL's verdict with the hub's anchors at
+    /// `now`, a refusal in IoT Hub's words. The connection test's pre-flight calls it too.
+    pub fn verify(
+        &self,
+        device: &str,
+        chain: &[Vec<u8>],
+        now: OffsetDateTime,
+    ) -> Result<VerifiedChain, Refusal> {
+        verify_device_chain(&self.anchors, chain, now).map_err(|e| self.refusal(device, &e, now))
     }
-    Ok(dev.clone())
+
+    /// The registered but unverified CA that is `cert` or issued it.
+    fn unverified_for(&self, cert: &[u8]) -> Option<&str> {
+        self.registered
+            .iter()
+            .filter(|(_, _, v)| !v)
+            .find(|(d, _, _)| d.as_slice() == cert || pki::inspect::signed_by(cert, d))
+            .map(|(_, cn, _)| cn.as_str())
+    }
+
+    /// IoT Hub's sentence for OpenSSL's verdict.
+    fn refusal(&self, device: &str, e: &ChainError, now: OffsetDateTime) -> Refusal {
+        let device = device.to_string();
+        let cert = e.cert.as_deref().unwrap_or_default();
+        let parsed = X509Certificate::from_der(cert).ok().map(|(_, c)| c);
+        let cn = e.subject_cn.clone();
+        match e.kind {
+            ChainErrorKind::Expired => Refusal::Expired {
+                device,
+                cn,
+                ago: parsed
+                    .map(|c| format!("{} ago", ago(now - c.validity().not_after.to_datetime())))
+                    .unwrap_or_default(),
+            },
+            ChainErrorKind::NotYetValid => Refusal::NotYetValid {
+                device,
+                cn,
+                when: parsed
+                    .map(|c| pki::issue::rfc3339(c.validity().not_before.to_datetime()))
+                    .unwrap_or_default(),
+            },
+            ChainErrorKind::IssuerNotFound | ChainErrorKind::UntrustedSelfSigned => {
+                if let Some(ca) = self.unverified_for(cert) {
+                    Refusal::Unverified {
+                        device,
+                        cn: ca.to_string(),
+                    }
+                } else if e.cert_is_self_signed() {
+                    Refusal::UnknownRoot { device, cn }
+                } else {
+                    Refusal::MissingIntermediate {
+                        device,
+                        cn: e.issuer_cn.clone(),
+                    }
+                }
+            }
+            ChainErrorKind::NotCa => Refusal::NotCa { device, cn },
+            ChainErrorKind::NoCertSign => Refusal::NoCertSign { device, cn },
+            ChainErrorKind::PathLen => Refusal::PathLen { device, cn },
+            ChainErrorKind::Purpose => Refusal::NotClientAuth { device, cn },
+            ChainErrorKind::WeakKey | ChainErrorKind::WeakSignature => Refusal::Weak {
+                device,
+                cn,
+                reason: e.text.clone(),
+            },
+            ChainErrorKind::Malformed => Refusal::BadCertificate {
+                detail: e.text.clone(),
+            },
+            ChainErrorKind::BadSignature | ChainErrorKind::Other => Refusal::Chain {
+                device,
+                cn,
+                reason: e.text.clone(),
+            },
+        }
+    }
+}
+
+/// A chain that stops at a name the hub knows, signed by none of the certificates it holds for
+/// that name: the CA was renewed with a new key and the certificate that issued this device is
+/// gone from the hub. Said as such, instead of blaming the root.
+fn earlier_ca_certificate(reg: &Registry, device: &str, chain: &[Vec<u8>]) -> Option<Refusal> {
+    let certs: Vec<X509Certificate> = chain
+        .iter()
+        .filter_map(|d| X509Certificate::from_der(d).ok().map(|(_, c)| c))
+        .collect();
+    let names = certs
+        .iter()
+        .map(|c| c.issuer().as_raw())
+        .chain(certs.iter().skip(1).map(|c| c.subject().as_raw()));
+    let ca = names.into_iter().find_map(|n| reg.ca_named(n))?;
+    Some(Refusal::EarlierCaCertificate {
+        device: device.to_string(),
+        ca: ca.name.clone(),
+    })
 }

@@ -317,7 +317,8 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
     /// The registry as last read, keyed by the file's (inode, size, mtime): every CONNECT
     /// checks the file and re-reads it when it changed.
-    registry: Mutex<Option<(RegistryKey, Arc<Registry>)>>,
+    /// The chain check's trust anchors are built with it, once per registry version.
+    registry: Mutex<Option<(RegistryKey, RegistryNow)>>,
     /// The last [`REFUSAL_RING`] refusals and the highest seq handed out.
     refusals: Mutex<(VecDeque<RefusalRecord>, u64)>,
     /// One permit per connection not yet authenticated ([`MAX_UNAUTHENTICATED`]).
@@ -327,9 +328,10 @@ struct Shared {
 }
 
 type RegistryKey = (u64, u64, Option<std::time::SystemTime>);
+type RegistryNow = (Arc<Registry>, Arc<auth::HubTrust>);
 
 /// The registry as it is on disk now (re-parsed only when the file changed).
-async fn current_registry(sh: &Arc<Shared>) -> Result<Result<Arc<Registry>, RegistryError>, ()> {
+async fn current_registry(sh: &Arc<Shared>) -> Result<Result<RegistryNow, RegistryError>, ()> {
     let sh2 = sh.clone();
     tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::MetadataExt;
@@ -343,8 +345,9 @@ async fn current_registry(sh: &Arc<Shared>) -> Result<Result<Arc<Registry>, Regi
             return Ok(r.clone());
         }
         let reg = Arc::new(sh2.store.load()?);
-        *sh2.registry.lock().expect("registry") = Some((key, reg.clone()));
-        Ok(reg)
+        let trust = Arc::new(auth::HubTrust::new(&reg));
+        *sh2.registry.lock().expect("registry") = Some((key, (reg.clone(), trust.clone())));
+        Ok((reg, trust))
     })
     .await
     .map_err(|_| ())
@@ -822,10 +825,11 @@ async fn connection(
     let reg = current_registry(&sh).await;
     let mut revoked = None;
     let verdict = match reg {
-        Ok(Ok(reg)) => {
+        Ok(Ok((reg, trust))) => {
             revoked = chain.first().and_then(|d| reg.revoked_cert(d)).cloned();
             auth::authenticate(
                 &reg,
+                &trust,
                 &device,
                 username.as_deref(),
                 &chain,

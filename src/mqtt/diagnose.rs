@@ -656,6 +656,18 @@ fn hub_fix(kind: &str, id: &Identity) -> String {
                 "register this certificate's thumbprint {sha1} in a slot: `chainsmith hub device update {dev} --secondary {sha1}` (or --primary to replace the other slot)"
             ),
         },
+        "issuer-not-ca" | "issuer-cannot-sign" => format!(
+            "issue \"{dev}\" from a CA: `chainsmith new device {dev} --issuer CA --force`; a device certificate can never sign another one"
+        ),
+        "pathlen-exceeded" => {
+            "re-issue the CA the hub names with a larger --pathlen, or issue the device from a CA nearer the root".into()
+        }
+        "not-client-auth" => format!(
+            "re-issue the device certificate with extendedKeyUsage clientAuth: `chainsmith new device {dev} --issuer CA --force`"
+        ),
+        "weak-crypto" => {
+            "re-issue the certificate the hub names with an EC P-256 (default) or RSA 2048+ key and a SHA-256 signature".into()
+        }
         _ => "fix what the hub names and connect again".into(),
     }
 }

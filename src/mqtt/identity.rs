@@ -281,6 +281,9 @@ impl Identity {
                 });
             }
         }
+        if let Some(f) = self.chain_verdict() {
+            out.push(f);
+        }
         let missing = self.missing_intermediates();
         if !missing.is_empty() {
             let names: Vec<String> = missing.iter().map(|c| format!("\"{}\"", c.name)).collect();
@@ -306,6 +309,42 @@ impl Identity {
         }
         out.sort_by_key(|f| f.severity);
         out
+    }
+}
+
+impl Identity {
+    /// The hub's chain check with the root the workspace knows as the anchor, over what is
+    /// sent plus the intermediates the workspace knows: finds a device used as an issuer, a
+    /// CA without keyCertSign, pathlen, EKU and weak crypto before any peer is asked. Validity
+    /// and a missing intermediate have their own findings above, so they are not repeated.
+    fn chain_verdict(&self) -> Option<Finding> {
+        use crate::pki::verify::{ChainErrorKind, TrustAnchors, verify_device_chain};
+        let root = self.root()?;
+        let anchors = TrustAnchors::new([&root.der]).ok()?;
+        let chain: Vec<Vec<u8>> = self
+            .sent
+            .iter()
+            .chain(self.above.iter())
+            .map(|c| c.der.clone())
+            .collect();
+        let e = verify_device_chain(&anchors, &chain, ::time::OffsetDateTime::now_utc()).err()?;
+        if matches!(
+            e.kind,
+            ChainErrorKind::Expired | ChainErrorKind::NotYetValid | ChainErrorKind::IssuerNotFound
+        ) {
+            return None;
+        }
+        Some(Finding {
+            severity: Severity::Error,
+            code: "chain-refused",
+            message: format!(
+                "the chain of \"{}\" does not verify to \"{}\" (as `openssl verify -x509_strict -purpose sslclient` judges it): {} at \"{}\"",
+                self.leaf().name,
+                root.name,
+                e.text,
+                e.subject_cn
+            ),
+        })
     }
 }
 

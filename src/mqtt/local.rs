@@ -272,7 +272,22 @@ pub fn hub_preflight(
                     })
                 })
                 .collect();
-            out.extend(identity.against_trusted(&trusted, "the local hub"));
+            let walk = identity.against_trusted(&trusted, "the local hub");
+            // The walk explains a chain that does not reach a verified CA; the hub's own
+            // verifier finds everything else it would refuse (a device used as an issuer, a
+            // CA without keyCertSign, pathlen, EKU, weak keys or digests).
+            if !crate::pki::lint::has_errors(&walk) {
+                let sent: Vec<Vec<u8>> = identity.sent.iter().map(|c| c.der.clone()).collect();
+                let trust = crate::hub::auth::HubTrust::new(registry);
+                if let Err(r) = trust.verify(dev, &sent, ::time::OffsetDateTime::now_utc()) {
+                    out.push(Finding {
+                        severity: Severity::Error,
+                        code: "hub-chain-refused",
+                        message: format!("the local hub will refuse the chain: {r}"),
+                    });
+                }
+            }
+            out.extend(walk);
         }
     }
     out

@@ -11,6 +11,7 @@ mod bounds_numbers;
 mod bounds_work;
 mod cli_details;
 mod clock;
+mod chain_corpus;
 mod connect_errors;
 mod connect_hub_status;
 mod connect_local_hub;
