@@ -3,11 +3,11 @@
 //! EZCA's guide runs as written. The device is the official Azure IoT Python SDK.
 //!
 //! The SDK dials port 8883 only (no port option), which other tests and a local Mosquitto hold
-//! too: each SDK test runs again in its own network namespace ([`own_netns`], the same scheme as
-//! helper clock's `isolated::in_own_netns`, which it can be swapped for), and [`SdkHub::start`]
-//! is the one place that binds the port.
+//! too: each SDK test runs again in its own network namespace (`isolated::in_own_netns`), and
+//! [`SdkHub::start`] is the one place that binds the port.
 
 use crate::hub_util::Fixture;
+use crate::isolated;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,32 +17,6 @@ use std::time::Duration;
 use chainsmith::hub::{Auth, Hub, HubConfig, HubEvent, HubHandle, control};
 use chainsmith::ops::ValidityArg;
 use tokio::sync::broadcast;
-
-const INSIDE: &str = "CHAINSMITH_TEST_NETNS";
-
-/// Run `test` again in a child of this test binary inside a new network namespace (loopback
-/// only: 127.0.0.1:8883 is free there). True in that child: run the body. In the parent: false
-/// once the child passed; a failing child fails the test.
-fn own_netns(test: &str) -> bool {
-    if std::env::var(INSIDE).as_deref() == Ok(test) {
-        return true;
-    }
-    let exe = std::env::current_exe().expect("the test binary");
-    let out = Command::new("unshare")
-        .args(["-n", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
-        .arg(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(INSIDE, test)
-        .output()
-        .expect("unshare (util-linux)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("test result: ok. 1 passed"),
-        "{test} in its own network namespace:\n{stdout}\n{stderr}"
-    );
-    false
-}
 
 /// The local hub on 127.0.0.1:8883 with its control socket, as `hub serve` runs it.
 struct SdkHub {
@@ -186,7 +160,7 @@ fn ca_device(fx: &Fixture, id: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_disable_on_hub_drops_and_refuses_the_sdk_device() {
-    if !own_netns("lifecycle_hub::revoke_disable_on_hub_drops_and_refuses_the_sdk_device") {
+    if !isolated::in_own_netns("lifecycle_hub::revoke_disable_on_hub_drops_and_refuses_the_sdk_device") {
         return;
     }
     let fx = Fixture::new();
@@ -234,7 +208,7 @@ async fn revoke_disable_on_hub_drops_and_refuses_the_sdk_device() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_certificate_connects_like_on_iot_hub_but_the_hub_warns() {
-    if !own_netns("lifecycle_hub::a_revoked_certificate_connects_like_on_iot_hub_but_the_hub_warns")
+    if !isolated::in_own_netns("lifecycle_hub::a_revoked_certificate_connects_like_on_iot_hub_but_the_hub_warns")
     {
         return;
     }
@@ -321,7 +295,7 @@ async fn exported(fx: &Fixture, name: &str, dir: &str) -> (PathBuf, PathBuf) {
 /// is renewed with a new key every device still connects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ezca_guide_flow_with_the_python_sdk() {
-    if !own_netns("lifecycle_hub::ezca_guide_flow_with_the_python_sdk") {
+    if !isolated::in_own_netns("lifecycle_hub::ezca_guide_flow_with_the_python_sdk") {
         return;
     }
     let fx = Fixture::new();
@@ -388,7 +362,7 @@ fn code_in(text: &str) -> String {
 /// no longer holds that certificate says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ca_keeps_all_its_certificates_in_the_hub() {
-    if !own_netns("lifecycle_hub::a_ca_keeps_all_its_certificates_in_the_hub") {
+    if !isolated::in_own_netns("lifecycle_hub::a_ca_keeps_all_its_certificates_in_the_hub") {
         return;
     }
     let fx = Fixture::new();
