@@ -13,6 +13,8 @@
 //! `cargo bench --bench bounds` (release). Knobs: BOUNDS_FLOOD (1000), BOUNDS_FLOOD_KB (255).
 //! The flood targets only 127.0.0.1.
 
+#![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
+
 #[path = "../tests/suite/hub_util/mod.rs"]
 mod hub_util;
 

@@ -6,6 +6,8 @@
 //! these are latencies, not throughput. Run: `cargo bench --bench connect` (release).
 //! `CONNECT_BENCH_COUNT=N` changes the number of messages.
 
+#![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
+
 use chainsmith::hub::{Auth, Hub, HubConfig, HubStore};
 use chainsmith::mqtt::{self, ConnectionTest, Endpoint, Flavor, Identity, PeerKind, Summary};
 use chainsmith::ops::{self, CaRequest, DeviceRequest, ValidityArg};

@@ -3,6 +3,8 @@
 //!
 //! Run: `cargo bench --bench export` (release). Prints one line per figure.
 
+#![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
+
 use chainsmith::export::{ExportOptions, Format, PfxProfile, export_entity, pfx};
 use chainsmith::ops::lifecycle::{self, ImportRequest};
 use chainsmith::ops::{CaRequest, DeviceRequest, ValidityArg, new_ca, new_devices};

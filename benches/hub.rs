@@ -7,6 +7,8 @@
 //! so RSS is theirs alone. `cargo bench --bench hub` (release).
 //! Knobs: HUB_BENCH_DEVICES (1000), HUB_BENCH_MESSAGES (20), HUB_BENCH_RATE (2000).
 
+#![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
+
 #[path = "../tests/suite/hub_util/mod.rs"]
 mod hub_util;
 

@@ -6,6 +6,8 @@
 //! times a smaller sample instead, and the output then says the rate is from a sample.
 //! Also: one RSA-4096 root, and `list` over a 100,000-entity workspace (CHAINSMITH_BENCH_LIST_N).
 
+#![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;

@@ -4,6 +4,8 @@
 //! The workspace is made once (root + N devices, default 100,000) and kept in
 //! `target/tui-bench-ws-N` (or `CHAINSMITH_BENCH_WS`); `CHAINSMITH_BENCH_N` changes N.
 
+#![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
+
 use chainsmith::ops::{self, CaRequest, DeviceRequest, ValidityArg};
 use chainsmith::pki::KeyAlg;
 use chainsmith::store::Workspace;

@@ -160,7 +160,9 @@ fn ca_device(fx: &Fixture, id: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_disable_on_hub_drops_and_refuses_the_sdk_device() {
-    if !isolated::in_own_netns("lifecycle_hub::revoke_disable_on_hub_drops_and_refuses_the_sdk_device") {
+    if !isolated::in_own_netns(
+        "lifecycle_hub::revoke_disable_on_hub_drops_and_refuses_the_sdk_device",
+    ) {
         return;
     }
     let fx = Fixture::new();
@@ -208,8 +210,9 @@ async fn revoke_disable_on_hub_drops_and_refuses_the_sdk_device() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_certificate_connects_like_on_iot_hub_but_the_hub_warns() {
-    if !isolated::in_own_netns("lifecycle_hub::a_revoked_certificate_connects_like_on_iot_hub_but_the_hub_warns")
-    {
+    if !isolated::in_own_netns(
+        "lifecycle_hub::a_revoked_certificate_connects_like_on_iot_hub_but_the_hub_warns",
+    ) {
         return;
     }
     let fx = Fixture::new();

@@ -1,6 +1,8 @@
 //! The integration suite: one test binary, a module per area (each relinking the whole crate per
 //! file cost more build time than every test together).
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 mod connect_support;
 mod der_edit;
@@ -9,9 +11,9 @@ mod isolated;
 
 mod bounds_numbers;
 mod bounds_work;
+mod chain_corpus;
 mod cli_details;
 mod clock;
-mod chain_corpus;
 mod connect_errors;
 mod connect_hub_status;
 mod connect_local_hub;
