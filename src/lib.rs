@@ -13,4 +13,5 @@ pub mod mqtt;
 pub mod ops;
 pub mod pki;
 pub mod store;
+pub mod text;
 pub mod tui;

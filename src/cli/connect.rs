@@ -256,11 +256,7 @@ pub async fn drive(json: bool, test: ConnectionTest) -> bool {
     let mut printer = Printer;
     while let Some(event) = rx.recv().await {
         if json {
-            say!(
-                "{}",
-                serde_json::to_string(&event)
-                    .unwrap_or_else(|e| format!("{{\"event\":\"error\",\"message\":\"{e}\"}}"))
-            );
+            super::print_json_line(&event);
         } else {
             printer.print(&event);
         }
@@ -268,7 +264,7 @@ pub async fn drive(json: bool, test: ConnectionTest) -> bool {
     match task.await {
         Ok(summary) => summary.ok,
         Err(e) => {
-            eprintln!("error: the connection test stopped unexpectedly: {e}");
+            complain!("error: the connection test stopped unexpectedly: {e}");
             false
         }
     }

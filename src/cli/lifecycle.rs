@@ -179,7 +179,7 @@ pub fn crl(global: &Global, a: CrlArgs) -> CliResult {
         }
         None => {
             super::out(&c.pem);
-            eprintln!("note: {} revoked; {}", c.revoked.len(), c.note);
+            complain!("note: {} revoked; {}", c.revoked.len(), c.note);
         }
     }
     Ok(())
@@ -195,7 +195,7 @@ pub fn list_expiring(global: &Global, ws: &crate::store::Workspace, window: &str
         return Ok(());
     }
     if rows.is_empty() {
-        eprintln!("nothing expires within {window}");
+        complain!("nothing expires within {window}");
         return Ok(());
     }
     let width = rows

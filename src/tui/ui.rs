@@ -58,6 +58,23 @@ pub fn tab_ranges() -> Vec<(Tab, Range<u16>)> {
 }
 
 pub fn render(f: &mut Frame, app: &App) {
+    draw(f, app);
+    escape_cells(f.buffer_mut());
+}
+
+/// The last word before a frame reaches the terminal. Screens escape certificate and peer text
+/// where it becomes a span (so widths are right); a cell that still holds a control or bidi
+/// character (text a screen did not escape) shows it escaped instead of the terminal obeying it.
+fn escape_cells(buf: &mut ratatui::buffer::Buffer) {
+    for cell in buf.content.iter_mut() {
+        if cell.symbol().chars().any(crate::text::is_unsafe) {
+            let shown = crate::text::escape_controls(cell.symbol()).into_owned();
+            cell.set_symbol(&shown);
+        }
+    }
+}
+
+fn draw(f: &mut Frame, app: &App) {
     let area = f.area();
     let t = app.theme;
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
