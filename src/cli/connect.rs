@@ -325,8 +325,8 @@ impl Printer {
                 if let Some(s) = &facts.server_cert {
                     say!(
                         "    server: {} issued by {}, valid until {}{}",
-                        s.subject,
-                        s.issuer,
+                        crate::text::escape_controls(&s.subject),
+                        crate::text::escape_controls(&s.issuer),
                         s.not_after,
                         if facts.server_verified {
                             ", verified"
@@ -343,7 +343,7 @@ impl Printer {
                     if !facts.acceptable_cas.is_empty() {
                         say!(
                             "    server accepts client certificates from: {}",
-                            facts.acceptable_cas.join("; ")
+                            crate::text::escape_controls(&facts.acceptable_cas.join("; "))
                         );
                     }
                 } else {

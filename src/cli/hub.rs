@@ -366,7 +366,8 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
             } else {
                 for c in &reg.cas {
                     let state = if c.verified { "verified" } else { "unverified" };
-                    say!("{:<24} {:<10} CN={}  code {}", c.name, state, c.cn, c.code);
+                    let cn = crate::text::escape_controls(&c.cn);
+                    say!("{:<24} {:<10} CN={cn}  code {}", c.name, state, c.code);
                 }
             }
         }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// Title, screen clear + OSC 52 clipboard, DCS, C1 CSI, DEL, NUL, bidi: one per DN attribute.
 const CN: &str = "ca\x1b]0;pwned\x07";
 const O: &str = "org\x1b[2J\x1b]52;c;cHduZWQ=\x07";
-const OU: &str = "dcs\x1bP+q544e\x1b\\ c1\u{9b}31m del\x7f nul\0";
+const OU: &str = "dcs\x1bP+q544e\x1b\\ c1\u{9b}31m del\x7f nul\0\n  Chain        forged\r";
 const L: &str = "bidi\u{202e}exe.txt\u{2066}\u{2069}\u{200f}\u{061c}";
 /// Ordinary non-ASCII text passes unchanged.
 const ST: &str = "Zürich 日本";
@@ -147,6 +147,16 @@ fn inspect_shows_controls_escaped_and_json_keeps_them() {
         assert!(out.contains(r"\x9b31m"), "{f}: {out}");
         assert!(out.contains(r"bidi\u{202e}exe.txt"), "{f}: {out}");
         assert!(out.contains(ST), "{f}: {out}");
+        // A newline in a single-line field cannot forge the next line.
+        assert!(
+            out.contains(r"nul\0\n  Chain        forged\r"),
+            "{f}: {out}"
+        );
+        assert!(
+            !out.lines()
+                .any(|l| l.trim_start().starts_with("Chain        forged")),
+            "{out}"
+        );
         // --json: the exact strings.
         let v = ws.json(&["inspect", f]);
         let subject = v["items"][0]["subject"]
@@ -300,7 +310,7 @@ fn hub_serve_and_monitor_show_peer_text_escaped() {
         let (_c, ack) = Client::connect(
             addr,
             fx.tls(None),
-            "\x1b]0;pwned-by-remote\x07\u{9b}2J\u{202e}",
+            "\x1b]0;pwned-by-remote\x07\u{9b}2J\u{202e}\ndevice forged: connected",
             Some("u\x1bP+q\x1b\\\n"),
         )
         .await
@@ -337,6 +347,11 @@ fn hub_serve_and_monitor_show_peer_text_escaped() {
     for (what, l) in [("serve", serve), ("monitor", monitor)] {
         let all = l.finish();
         assert_clean(what, &all);
+        let all = String::from_utf8_lossy(&all);
+        assert!(
+            !all.lines().any(|l| l.starts_with("device forged")),
+            "{what}: {all}"
+        );
     }
 }
 
@@ -416,11 +431,8 @@ fn tui_shows_certificate_controls_escaped() {
 
     let ws = Ws::new();
     corpus(ws.dir.path());
-    text(
-        &ws,
-        &["import", "evil-ca.pem", "evil-ca.key", "--name", "evil"],
-    );
-    text(&ws, &["new", "device", "dev-1", "--issuer", "evil"]);
+    ws.ok(&["import", "evil-ca.pem", "evil-ca.key", "--name", "evil"]);
+    ws.ok(&["new", "device", "dev-1", "--issuer", "evil"]);
 
     let pair = native_pty_system()
         .openpty(PtySize {
