@@ -407,7 +407,12 @@ pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> V
         out.push(Line::from(vec![
             Span::styled(format!("{:<12}", "Chain"), t.title()),
             Span::styled(
-                format!("✗ {}", r.chain_check.error.clone().unwrap_or_default()),
+                format!(
+                    "✗ {}",
+                    crate::text::escape_controls(
+                        r.chain_check.error.as_deref().unwrap_or_default()
+                    )
+                ),
                 t.bad(),
             ),
             Span::raw(format!("  ({chain})")),
@@ -429,7 +434,11 @@ pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> V
             };
             out.push(Line::from(vec![
                 Span::styled(format!("  {sym} {} ", fnd.severity.as_str()), style),
-                Span::raw(format!("{}: {}", fnd.code, fnd.message)),
+                Span::raw(format!(
+                    "{}: {}",
+                    fnd.code,
+                    crate::text::escape_controls(&fnd.message)
+                )),
             ]));
         }
     }

@@ -180,3 +180,24 @@ fn render_help(f: &mut Frame, area: Rect, app: &App) {
         r,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::buffer::Buffer;
+    use ratatui::widgets::Widget;
+
+    /// Text a screen forgot to escape: a span renders controls into cells as they are (ratatui
+    /// filters them only in `set_string`); the last pass shows them escaped.
+    #[test]
+    fn cells_holding_controls_are_escaped() {
+        let mut buf = Buffer::empty(Rect::new(0, 0, 40, 1));
+        Line::raw("a\x1b]0;t\x07\u{9b}\u{202e}é").render(buf.area, &mut buf);
+        assert!(buf.content.iter().any(|c| c.symbol().contains('\x1b')));
+        escape_cells(&mut buf);
+        let shown: String = buf.content.iter().map(|c| c.symbol()).collect();
+        assert!(!shown.chars().any(crate::text::is_unsafe), "{shown:?}");
+        assert!(shown.starts_with("a\\e]0;t\\a"), "{shown:?}");
+        assert!(shown.contains('é'), "{shown:?}");
+    }
+}

@@ -523,3 +523,22 @@ fn tui_shows_certificate_controls_escaped() {
     });
     assert_eq!(bad, None, "a C1 or bidi control reached the pty");
 }
+
+/// The Hub tab's log: a refused client's id becomes the line's device column and text.
+#[test]
+fn tui_hub_log_lines_escape_peer_text() {
+    use chainsmith::hub::HubEvent;
+    let id = "\x1b]0;pwned-by-remote\x07\u{9b}\u{202e}\n";
+    let e = HubEvent::Refused {
+        peer: "127.0.0.1:9".parse().unwrap(),
+        device: Some(id.into()),
+        kind: "unknown-device".into(),
+        reason: format!("device {id} is not registered"),
+    };
+    let l = chainsmith::tui::hub::log_line(&e, time::macros::datetime!(2030-01-01 0:00 UTC));
+    for s in [&l.device, &l.text, &e.line()] {
+        assert_clean("hub log line", s.as_bytes());
+        assert!(!s.contains('\n'), "{s:?}");
+        assert!(s.contains(r"\e]0;pwned-by-remote\a\x9b\u{202e}\n"), "{s:?}");
+    }
+}
