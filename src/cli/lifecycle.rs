@@ -178,7 +178,7 @@ pub fn crl(global: &Global, a: CrlArgs) -> CliResult {
             say!("note: {}", c.note);
         }
         None => {
-            super::out(&c.pem);
+            super::out_pem(&c.pem);
             complain!("note: {} revoked; {}", c.revoked.len(), c.note);
         }
     }

@@ -132,7 +132,7 @@ pub fn show(global: &Global, a: ShowArgs) -> CliResult {
     let report = ops::report(&ws, &a.name)?;
     if a.pem {
         let chain = ops::chain_of(&ws, &a.name)?;
-        super::out(&chain[0].cert_pem);
+        super::out_pem(&chain[0].cert_pem);
         return Ok(());
     }
     if a.paths {

@@ -251,6 +251,19 @@ pub(crate) fn out(text: &str) {
     out_raw(&crate::text::escape_layout(text));
 }
 
+/// PEM on standard output, byte for byte (its CRLF line ends included) when it is plain
+/// PEM text, as it is meant for files and pipes; escaped like [`out`] if it holds anything else.
+pub(crate) fn out_pem(pem: &str) {
+    if pem
+        .bytes()
+        .all(|b| b == b'\r' || b == b'\n' || (0x20..0x7f).contains(&b))
+    {
+        out_raw(pem);
+    } else {
+        out(pem);
+    }
+}
+
 /// Text for a person on standard error (errors, warnings, progress), escaped like [`out`].
 pub(crate) fn err(text: &str) {
     use std::io::Write;
