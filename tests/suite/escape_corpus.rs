@@ -214,6 +214,26 @@ fn workspace_commands_and_errors_escape() {
     text(&ws, &["new", "root", "r", "--cn", "x\x1b]0;cn\x07"]);
     text(&ws, &["show", "r"]);
     text(&ws, &["list", "--expiring", "3\x1b[2Jd"]);
+    text(
+        &ws,
+        &[
+            "import",
+            "evil.pfx",
+            "--name",
+            "from-pfx",
+            "--password",
+            "1234",
+        ],
+    );
+    text(&ws, &["show", "from-pfx"]);
+    // clap's own errors quote the argument.
+    let (ok, _) = text(&ws, &["show", "evil", "--bogus\x1b]0;t\x07\u{9b}\u{202e}"]);
+    assert!(!ok);
+    let (ok, _) = text(
+        &ws,
+        &["renew", "evil", "--days", "1\x1b]0;t\x07\u{9b}\u{202e}"],
+    );
+    assert!(!ok);
     // --json keeps what the certificate says.
     let v = ws.json(&["show", "evil"]);
     assert!(v.to_string().contains(r"ca\u001b]0;pwned\u0007"), "{v}");
