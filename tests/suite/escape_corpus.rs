@@ -172,7 +172,11 @@ fn inspect_shows_controls_escaped_and_json_keeps_them() {
     assert!(out.contains(r"san\e]0;dns\a.example"), "{out}");
     // The label in an error message, and a PFX's friendly name.
     let (ok, out) = text(&ws, &["inspect", "evil-label.pem"]);
-    assert!(!ok || !out.is_empty(), "{out}");
+    assert!(!ok && out.contains(r#"block "\e]0;x\a \x9b2J""#), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&run(&ws, &["--json", "inspect", "evil-label.pem"]).1).unwrap();
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(m.contains("\x1b]0;x\x07 \u{9b}2J"), "{m:?}");
     text(&ws, &["inspect", "evil.pfx", "--password", "1234"]);
     text(&ws, &["inspect", "evil.pfx", "--password", "wrong"]);
     // A file name is text from elsewhere too.
@@ -246,7 +250,8 @@ fn workspace_commands_and_errors_escape() {
          [[ca]]\nname = \"b\\u001b]0;n\\u0007\"\n",
     )
     .unwrap();
-    text(&ws, &["apply", "evil.toml"]);
+    let (ok, out) = text(&ws, &["apply", "evil.toml"]);
+    assert!(!ok && out.contains(r#"name "b\e]0;n\a""#), "{out}");
     std::fs::write(
         &spec,
         "[[ca]]\nname = \"spec-ca\"\ncn = \"spec\\u001b]0;t\\u0007\\u009b\\u202e\"\n\n\
@@ -259,8 +264,8 @@ fn workspace_commands_and_errors_escape() {
         "\"k\\u001b[2J\" = 1\n[[ca]]\nname = \"\\u001b]52;c;eA==\\u0007\"\n",
     )
     .unwrap();
-    let (ok, _) = text(&ws, &["apply", "evil.toml"]);
-    assert!(!ok);
+    let (ok, out) = text(&ws, &["apply", "evil.toml"]);
+    assert!(!ok && out.contains(r"`k\e[2J`"), "{out}");
     std::fs::write(
         &spec,
         "[[ca]]\nname = \"spec-ca\"\ncn = \"spec\\u001b]0;t\\u0007\"\n",
