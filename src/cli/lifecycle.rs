@@ -83,7 +83,7 @@ pub fn import(global: &Global, a: ImportArgs) -> CliResult {
         "imported {} {} (CN={}){}, valid until {}",
         m.kind.as_str(),
         m.name,
-        m.cn,
+        crate::text::escape_controls(&m.cn),
         if r.trust_only {
             " as trust-only"
         } else {

@@ -109,7 +109,7 @@ pub fn list(global: &Global, a: ListArgs) -> CliResult {
             r.meta.kind.as_str(),
             alg,
             r.days_left,
-            truncate(&r.meta.cn, 24),
+            truncate(&one_line(&r.meta.cn), 24),
         );
     }
     for d in &damaged {

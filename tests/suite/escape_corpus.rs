@@ -215,8 +215,14 @@ fn workspace_commands_and_errors_escape() {
         &ws,
         &["new", "device", "d\x1b[2J\u{202e}", "--issuer", "evil"],
     );
-    text(&ws, &["new", "root", "r", "--cn", "x\x1b]0;cn\x07"]);
+    let (_, out) = text(
+        &ws,
+        &["new", "root", "r", "--cn", "x\x1b]0;cn\x07\nfake-row"],
+    );
+    assert!(out.contains(r"CN=x\e]0;cn\a\nfake-row"), "{out}");
     text(&ws, &["show", "r"]);
+    let (_, out) = text(&ws, &["list"]);
+    assert!(!out.lines().any(|l| l.starts_with("fake-row")), "{out}");
     text(&ws, &["list", "--expiring", "3\x1b[2Jd"]);
     text(
         &ws,
