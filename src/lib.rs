@@ -20,4 +20,5 @@ pub mod mqtt;
 pub mod ops;
 pub mod pki;
 pub mod store;
+pub mod text;
 pub mod tui;

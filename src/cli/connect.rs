@@ -256,11 +256,7 @@ pub async fn drive(json: bool, test: ConnectionTest) -> bool {
     let mut printer = Printer;
     while let Some(event) = rx.recv().await {
         if json {
-            say!(
-                "{}",
-                serde_json::to_string(&event)
-                    .unwrap_or_else(|e| format!("{{\"event\":\"error\",\"message\":\"{e}\"}}"))
-            );
+            super::print_json_line(&event);
         } else {
             printer.print(&event);
         }
@@ -268,7 +264,7 @@ pub async fn drive(json: bool, test: ConnectionTest) -> bool {
     match task.await {
         Ok(summary) => summary.ok,
         Err(e) => {
-            eprintln!("error: the connection test stopped unexpectedly: {e}");
+            complain!("error: the connection test stopped unexpectedly: {e}");
             false
         }
     }
@@ -329,8 +325,8 @@ impl Printer {
                 if let Some(s) = &facts.server_cert {
                     say!(
                         "    server: {} issued by {}, valid until {}{}",
-                        s.subject,
-                        s.issuer,
+                        crate::text::escape_controls(&s.subject),
+                        crate::text::escape_controls(&s.issuer),
                         s.not_after,
                         if facts.server_verified {
                             ", verified"
@@ -347,7 +343,7 @@ impl Printer {
                     if !facts.acceptable_cas.is_empty() {
                         say!(
                             "    server accepts client certificates from: {}",
-                            facts.acceptable_cas.join("; ")
+                            crate::text::escape_controls(&facts.acceptable_cas.join("; "))
                         );
                     }
                 } else {

@@ -366,11 +366,11 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
             } else {
                 for c in &reg.cas {
                     let state = if c.verified { "verified" } else { "unverified" };
+                    let cn = crate::text::escape_controls(&c.cn);
                     say!(
-                        "{:<24} {:<10} CN={}  SHA-256 {}  code {}",
+                        "{:<24} {:<10} CN={cn}  SHA-256 {}  code {}",
                         c.name,
                         state,
-                        c.cn,
                         c.thumbprint(),
                         c.code
                     );
@@ -542,7 +542,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
         let ctl = tokio::spawn(control::serve(hub.clone(), control_path.clone()));
         let print = move |e: &HubEvent| {
             if json {
-                say!("{}", serde_json::to_string(e).unwrap_or_default());
+                super::print_json_line(e);
             } else {
                 say!("{}", e.line());
             }
@@ -558,7 +558,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
                     Ok(e) if !quiet || matches!(e, HubEvent::Listening { .. }) => print(&e),
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        eprintln!("warning: log fell behind, {n} events skipped");
+                        complain!("warning: log fell behind, {n} events skipped");
                     }
                     Err(_) => break,
                 },
@@ -582,7 +582,7 @@ fn monitor(global: &Global, store: &HubStore, a: MonitorArgs) -> CliResult {
     };
     let json = global.json;
     if !json {
-        eprintln!("Starting event monitor, use ctrl-c to stop...");
+        complain!("Starting event monitor, use ctrl-c to stop...");
     }
     rt.block_on(control::request(&store.control_path(), &req, |v| {
         print_telemetry(&v, json);
@@ -627,7 +627,7 @@ fn print_telemetry(v: &serde_json::Value, json: bool) {
         "properties": { "system": system, "application": app },
     }});
     if json {
-        say!("{}", serde_json::to_string(&ev).unwrap_or_default());
+        super::print_json_line(&ev);
     } else {
         say!("{}", serde_json::to_string_pretty(&ev).unwrap_or_default());
     }

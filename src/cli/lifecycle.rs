@@ -97,7 +97,7 @@ pub fn import(global: &Global, a: ImportArgs) -> CliResult {
         "imported {} {} (CN={}){}, valid until {}",
         m.kind.as_str(),
         m.name,
-        m.cn,
+        crate::text::escape_controls(&m.cn),
         if r.trust_only {
             " as trust-only"
         } else {
@@ -201,8 +201,8 @@ pub fn crl(global: &Global, a: CrlArgs) -> CliResult {
             say!("note: {}", c.note);
         }
         None => {
-            super::out(&c.pem);
-            eprintln!("note: {} revoked; {}", c.revoked.len(), c.note);
+            super::out_pem(&c.pem);
+            complain!("note: {} revoked; {}", c.revoked.len(), c.note);
         }
     }
     Ok(())
@@ -217,7 +217,7 @@ pub fn list_expiring(global: &Global, ws: &crate::store::Workspace, window: &str
         return Ok(());
     }
     if rows.is_empty() {
-        eprintln!("nothing expires within {window}");
+        complain!("nothing expires within {window}");
         return Ok(());
     }
     let width = rows

@@ -4,6 +4,8 @@ use super::{CliResult, Failed, Global, print_json};
 use crate::ops;
 use crate::pki::inspect::{CertView, FileReport, Item, inspect_bytes};
 use crate::pki::lint::{self, Finding};
+// Certificate text on a line of its own: a newline in a CN must not forge the next line.
+use crate::text::escape_controls as one_line;
 use clap::Args;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -114,7 +116,7 @@ pub fn list(global: &Global, a: ListArgs) -> CliResult {
             r.meta.kind.as_str(),
             alg,
             r.days_left,
-            truncate(&r.meta.cn, 24),
+            truncate(&one_line(&r.meta.cn), 24),
         );
     }
     for d in &damaged {
@@ -137,7 +139,7 @@ pub fn show(global: &Global, a: ShowArgs) -> CliResult {
     let report = ops::report(&ws, &a.name)?;
     if a.pem {
         let chain = ops::chain_of(&ws, &a.name)?;
-        super::out(&chain[0].cert_pem);
+        super::out_pem(&chain[0].cert_pem);
         return Ok(());
     }
     if a.paths {
@@ -206,8 +208,8 @@ pub fn show(global: &Global, a: ShowArgs) -> CliResult {
 
 /// The text view of one certificate, shared by `show` and `inspect`.
 pub(crate) fn render_cert(o: &mut String, v: &CertView) {
-    let _ = writeln!(o, "  Subject      {}", v.subject);
-    let _ = writeln!(o, "  Issuer       {}", v.issuer);
+    let _ = writeln!(o, "  Subject      {}", one_line(&v.subject));
+    let _ = writeln!(o, "  Issuer       {}", one_line(&v.issuer));
     let _ = writeln!(o, "  Serial       {}", v.serial);
     let left = match v.status {
         crate::pki::inspect::Validity::Expired => format!("EXPIRED {} days ago", -v.days_left),
@@ -224,7 +226,7 @@ pub(crate) fn render_cert(o: &mut String, v: &CertView) {
     let _ = writeln!(o, "  Extensions");
     for e in &v.extensions {
         let crit = if e.critical { " (critical)" } else { "" };
-        let _ = writeln!(o, "    {}{crit}: {}", e.name, e.value);
+        let _ = writeln!(o, "    {}{crit}: {}", e.name, one_line(&e.value));
     }
     let _ = writeln!(o, "  SHA-1        {}", v.sha1);
     let _ = writeln!(o, "  SHA-256      {}", v.sha256);
@@ -321,7 +323,7 @@ pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
                 ..
             } => {
                 let _ = writeln!(o, "certificate request");
-                let _ = writeln!(o, "  Subject      {subject}");
+                let _ = writeln!(o, "  Subject      {}", one_line(subject));
                 let _ = writeln!(o, "  Key          {}", key.algorithm);
                 let _ = writeln!(
                     o,
@@ -329,7 +331,8 @@ pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
                     if *signature_valid { "valid" } else { "INVALID" }
                 );
                 if !requested_extensions.is_empty() {
-                    let _ = writeln!(o, "  Requests     {}", requested_extensions.join(", "));
+                    let requests = requested_extensions.join(", ");
+                    let _ = writeln!(o, "  Requests     {}", one_line(&requests));
                 }
             }
             Item::PrivateKey {
@@ -352,7 +355,7 @@ pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
                 revoked_serials,
             } => {
                 let _ = writeln!(o, "CRL");
-                let _ = writeln!(o, "  Issuer       {issuer}");
+                let _ = writeln!(o, "  Issuer       {}", one_line(issuer));
                 let _ = writeln!(o, "  This update  {this_update}");
                 if let Some(n) = next_update {
                     let _ = writeln!(o, "  Next update  {n}");

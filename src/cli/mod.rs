@@ -10,6 +10,13 @@ macro_rules! say {
     };
 }
 
+/// `eprintln!` for the CLI faces: through [`err`], so peer-chosen text is escaped.
+macro_rules! complain {
+    ($($arg:tt)*) => {
+        $crate::cli::err(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod apply;
 mod connect;
 mod export;
@@ -111,7 +118,13 @@ pub fn usage_error(e: clap::Error) -> i32 {
         print_json(&serde_json::json!({ "error": { "kind": "usage", "message": message } }));
         return 2;
     }
-    let _ = e.print();
+    if is_info {
+        let _ = e.print();
+    } else {
+        // clap quotes the offending argument, which a script may have taken from a file or a
+        // peer: plain text through the escaper (clap's colours are lost on errors only).
+        err(&e.render().to_string());
+    }
     e.exit_code()
 }
 
@@ -155,7 +168,7 @@ pub fn run(cli: Cli) -> i32 {
                 }
                 print_json(&v);
             } else {
-                eprintln!("error: {message}");
+                err(&format!("error: {message}\n"));
             }
             1
         }
@@ -215,15 +228,52 @@ fn error_kind(e: &anyhow::Error) -> &'static str {
 }
 
 pub(crate) fn print_json<T: Serialize>(value: &T) {
-    out(&format!(
+    out_raw(&format!(
         "{}\n",
         serde_json::to_string_pretty(value).expect("serialisable")
     ));
 }
 
-/// Write to standard output. A reader that went away (`chainsmith list | head`) ends the
-/// program quietly, as it does for other Unix tools, instead of a panic from `println!`.
+/// One JSON value on one line (`hub serve --log json`, `hub monitor --json`), exact.
+pub(crate) fn print_json_line<T: Serialize>(value: &T) {
+    out_raw(&format!(
+        "{}\n",
+        serde_json::to_string(value).expect("serialisable")
+    ));
+}
+
+/// Text for a person on standard output. Every text line of the CLI comes through here, so
+/// this is where control characters from certificates, files and peers are made visible
+/// (newline and tab stay: they are our layout).
 pub(crate) fn out(text: &str) {
+    out_raw(&crate::text::escape_layout(text));
+}
+
+/// PEM on standard output, byte for byte (its CRLF line ends included) when it is plain
+/// PEM text, as it is meant for files and pipes; escaped like [`out`] if it holds anything else.
+pub(crate) fn out_pem(pem: &str) {
+    if pem
+        .bytes()
+        .all(|b| b == b'\r' || b == b'\n' || (0x20..0x7f).contains(&b))
+    {
+        out_raw(pem);
+    } else {
+        out(pem);
+    }
+}
+
+/// Text for a person on standard error (errors, warnings, progress), escaped like [`out`].
+pub(crate) fn err(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(crate::text::escape_layout(text).as_bytes());
+}
+
+/// Write to standard output as is (JSON, which escapes for itself). A reader that went away
+/// (`chainsmith list | head`) ends the program quietly, as it does for other Unix tools,
+/// instead of a panic from `println!`.
+fn out_raw(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout
@@ -241,7 +291,7 @@ pub(crate) fn out(text: &str) {
 pub(crate) fn warn(global: &Global, warnings: &[String]) {
     if !global.json {
         for w in warnings {
-            eprintln!("warning: {w}");
+            complain!("warning: {w}");
         }
     }
 }

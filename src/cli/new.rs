@@ -275,7 +275,7 @@ fn print_created(global: &Global, ws: &crate::store::Workspace, c: &Created) {
             "created {} {} (CN={}){issuer}, valid until {}",
             m.kind.as_str(),
             m.name,
-            m.cn,
+            crate::text::escape_controls(&m.cn),
             crate::pki::issue::rfc3339(m.not_after)
         );
         if m.self_signed && m.kind == crate::store::Kind::Device {

@@ -182,8 +182,14 @@ pub enum HubEvent {
 }
 
 impl HubEvent {
-    /// One line for the text log.
+    /// One line for the text log. Client ids, payloads and property bags are the peer's
+    /// choice: escaped, newlines included, so a peer can neither steer the terminal nor forge
+    /// a log line.
     pub fn line(&self) -> String {
+        crate::text::escape_controls(&self.raw_line()).into_owned()
+    }
+
+    fn raw_line(&self) -> String {
         match self {
             HubEvent::Listening { addr } => format!("listening on {addr}"),
             HubEvent::Accepted {

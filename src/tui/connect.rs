@@ -254,7 +254,7 @@ impl ConnectState {
                 if let Some(s) = &facts.server_cert {
                     self.tls.push(format!(
                         "server {} ({}), until {}",
-                        s.subject,
+                        crate::text::escape_controls(&s.subject),
                         if facts.server_verified {
                             "verified"
                         } else {
@@ -289,6 +289,7 @@ impl ConnectState {
                     }
                     None => "sent (QoS 0)".into(),
                 };
+                let payload = crate::text::escape_controls(&payload);
                 self.log.push(format!("↑ #{message_id} {ack} {payload}"));
             }
             E::AckMissing { message_id } => {

@@ -124,6 +124,8 @@ pub fn log_line(e: &crate::hub::HubEvent, at: OffsetDateTime) -> LogLine {
             (LogKind::Info, device.clone())
         }
     };
+    // The client id is the peer's choice; e.line() is escaped the same way.
+    let device = crate::text::escape_controls(&device).into_owned();
     let line = e.line();
     let text = line
         .strip_prefix(&format!("device {device}: "))

@@ -287,7 +287,8 @@ pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
 
 /// A labelled value; continuation lines are indented under the value, not the label.
 fn field(t: Theme, width: u16, name: &str, value: impl Into<String>) -> Vec<Line<'static>> {
-    let value = value.into();
+    // Certificate text: escaped before wrapping, so the widths are those of what is shown.
+    let value = crate::text::escape_controls(&value.into()).into_owned();
     wrap_words(&value, (width as usize).saturating_sub(12))
         .into_iter()
         .enumerate()
@@ -382,6 +383,7 @@ pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> V
             if e.critical { " (critical)" } else { "" },
             e.value
         );
+        let text = crate::text::escape_controls(&text);
         for (i, part) in wrap_words(&text, (width as usize).saturating_sub(4))
             .into_iter()
             .enumerate()
@@ -405,7 +407,12 @@ pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> V
         out.push(Line::from(vec![
             Span::styled(format!("{:<12}", "Chain"), t.title()),
             Span::styled(
-                format!("✗ {}", r.chain_check.error.clone().unwrap_or_default()),
+                format!(
+                    "✗ {}",
+                    crate::text::escape_controls(
+                        r.chain_check.error.as_deref().unwrap_or_default()
+                    )
+                ),
                 t.bad(),
             ),
             Span::raw(format!("  ({chain})")),
@@ -427,7 +434,11 @@ pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> V
             };
             out.push(Line::from(vec![
                 Span::styled(format!("  {sym} {} ", fnd.severity.as_str()), style),
-                Span::raw(format!("{}: {}", fnd.code, fnd.message)),
+                Span::raw(format!(
+                    "{}: {}",
+                    fnd.code,
+                    crate::text::escape_controls(&fnd.message)
+                )),
             ]));
         }
     }

@@ -58,6 +58,23 @@ pub fn tab_ranges() -> Vec<(Tab, Range<u16>)> {
 }
 
 pub fn render(f: &mut Frame, app: &App) {
+    draw(f, app);
+    escape_cells(f.buffer_mut());
+}
+
+/// The last word before a frame reaches the terminal. Screens escape certificate and peer text
+/// where it becomes a span (so widths are right); a cell that still holds a control or bidi
+/// character (text a screen did not escape) shows it escaped instead of the terminal obeying it.
+fn escape_cells(buf: &mut ratatui::buffer::Buffer) {
+    for cell in buf.content.iter_mut() {
+        if cell.symbol().chars().any(crate::text::is_unsafe) {
+            let shown = crate::text::escape_controls(cell.symbol()).into_owned();
+            cell.set_symbol(&shown);
+        }
+    }
+}
+
+fn draw(f: &mut Frame, app: &App) {
     let area = f.area();
     let t = app.theme;
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
@@ -278,4 +295,25 @@ fn render_help(f: &mut Frame, area: Rect, app: &App) {
         ),
         r,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::buffer::Buffer;
+    use ratatui::widgets::Widget;
+
+    /// Text a screen forgot to escape: a span renders controls into cells as they are (ratatui
+    /// filters them only in `set_string`); the last pass shows them escaped.
+    #[test]
+    fn cells_holding_controls_are_escaped() {
+        let mut buf = Buffer::empty(Rect::new(0, 0, 40, 1));
+        Line::raw("a\x1b]0;t\x07\u{9b}\u{202e}é").render(buf.area, &mut buf);
+        assert!(buf.content.iter().any(|c| c.symbol().contains('\x1b')));
+        escape_cells(&mut buf);
+        let shown: String = buf.content.iter().map(|c| c.symbol()).collect();
+        assert!(!shown.chars().any(crate::text::is_unsafe), "{shown:?}");
+        assert!(shown.starts_with("a\\e]0;t\\a"), "{shown:?}");
+        assert!(shown.contains('é'), "{shown:?}");
+    }
 }

@@ -20,6 +20,7 @@ mod connect_local_hub;
 mod connect_mosquitto;
 mod connect_running_hub;
 mod engine_cli;
+mod escape_corpus;
 mod export_files;
 mod export_lifecycle;
 mod export_pfx;
