@@ -6,8 +6,8 @@
 //! dialog splitting "[x] chain-in-pfx".
 
 use crate::connect_support::chain_workspace;
-use chainsmith::ops::{self, CaRequest, DeviceRequest, ValidityArg};
-use chainsmith::pki::KeyAlg;
+use crate::tui_snapshots::{NOW, ca, ch, key};
+use chainsmith::ops::{self, DeviceRequest};
 use chainsmith::store::Workspace;
 use chainsmith::tui::connect::ConnectAction;
 use chainsmith::tui::guide::{self, STEPS};
@@ -16,31 +16,6 @@ use chainsmith::tui::{Action, App, Command, Engines, Tab, run_test, settle, ui};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use time::OffsetDateTime;
-use time::macros::datetime;
-
-const NOW: OffsetDateTime = datetime!(2026-06-01 12:00:00 UTC);
-
-fn key(c: KeyCode) -> Action {
-    Action::Key(KeyEvent::new(c, KeyModifiers::NONE))
-}
-fn ch(c: char) -> Action {
-    key(KeyCode::Char(c))
-}
-
-fn ca(ws: &Workspace, name: &str, issuer: Option<&str>) {
-    let req = CaRequest {
-        name: name.into(),
-        cn: None,
-        subject: None,
-        key: KeyAlg::EcP256,
-        validity: ValidityArg::default(),
-        pathlen: None,
-        issuer: issuer.map(Into::into),
-        force: false,
-    };
-    ops::new_ca(ws, &req).unwrap();
-}
 
 /// root → intermediate → dev1.
 fn chain() -> (tempfile::TempDir, Workspace) {

@@ -16,12 +16,13 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-const NOW: OffsetDateTime = datetime!(2026-06-01 12:00:00 UTC);
+/// The fixed "now" of every TUI screen test.
+pub(crate) const NOW: OffsetDateTime = datetime!(2026-06-01 12:00:00 UTC);
 
-fn key(c: KeyCode) -> Action {
+pub(crate) fn key(c: KeyCode) -> Action {
     Action::Key(KeyEvent::new(c, KeyModifiers::NONE))
 }
-fn ch(c: char) -> Action {
+pub(crate) fn ch(c: char) -> Action {
     key(KeyCode::Char(c))
 }
 fn typed(app: &mut App, s: &str) {
@@ -30,7 +31,8 @@ fn typed(app: &mut App, s: &str) {
     }
 }
 
-fn ca(ws: &Workspace, name: &str, issuer: Option<&str>) {
+/// A CA with every default, for screens that only need one to exist.
+pub(crate) fn ca(ws: &Workspace, name: &str, issuer: Option<&str>) {
     let req = CaRequest {
         name: name.into(),
         cn: None,
