@@ -2,6 +2,7 @@
 //! Each combines `pki` (make and check certificates) with `store` (keep them).
 
 pub mod lifecycle;
+pub use lifecycle::new_devices_or_slot;
 
 use crate::pki::identity::{self, check_device_id, check_entity_name, expand_range};
 use crate::pki::inspect::CertView;

@@ -171,10 +171,12 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
         }
         Command::Create(req) => {
             let r = match &req {
-                CreateRequest::Ca(r) => ops::new_ca(ws, r),
-                CreateRequest::Devices(r) => ops::new_devices(ws, r),
+                CreateRequest::Ca(r) => ops::new_ca(ws, r).map_err(|e| e.to_string()),
+                CreateRequest::Devices(r) => {
+                    ops::new_devices_or_slot(ws, r).map_err(|e| e.to_string())
+                }
             };
-            emit(Action::Created(r.map_err(|e| e.to_string())));
+            emit(Action::Created(r));
         }
         Command::MakeVerification { issuer, code, out } => {
             let r = (|| -> Result<_, String> {
