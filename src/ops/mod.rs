@@ -441,6 +441,14 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
     })
 }
 
+/// Where proof of possession writes the verification certificate of CA `issuer`: beside the
+/// workspace's entities, one file per CA (a new code replaces the old certificate).
+pub fn verification_out(ws_root: &Path, issuer: &str) -> PathBuf {
+    ws_root
+        .join("verification")
+        .join(format!("{issuer}_verification_cert.pem"))
+}
+
 /// The proof-of-possession certificate for a hub's verification code, written to `out`; an
 /// existing `out` (the certificate for an earlier code, or a user's file) is replaced only
 /// with `replace_out`.
