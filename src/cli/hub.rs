@@ -47,6 +47,11 @@ pub enum CaCommand {
         #[arg(long, value_name = "FILE")]
         cert: PathBuf,
     },
+    /// Proof of possession in one step: add the CA if needed, make the verification certificate
+    /// for the hub's code (under WS/verification/), verify it. As the TUI's Hub tab does.
+    Prove {
+        name: String,
+    },
     List,
     Remove {
         name: String,
@@ -355,6 +360,16 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
                 print_json(&ca_json(&ca));
             } else {
                 say!("CA \"{name}\" is verified");
+            }
+        }
+        CaCommand::Prove { name } => {
+            let steps = store.prove(&name)?;
+            if global.json {
+                print_json(&serde_json::json!({ "name": name, "steps": steps }));
+            } else {
+                for step in &steps {
+                    say!("{}", crate::text::escape_controls(step));
+                }
             }
         }
         CaCommand::List => {

@@ -162,7 +162,12 @@ pub fn run(cli: Cli) -> i32 {
             if json {
                 let mut v = serde_json::json!({ "error": { "kind": kind, "message": message } });
                 // A batch that raced another process: which names are whose, for scripts.
-                if let Some(crate::store::Error::Raced { made, taken }) = e.downcast_ref() {
+                // (Lifecycle calls such as `ops::new_devices_or_slot` carry it inside theirs.)
+                let store = match e.downcast_ref::<crate::export::Error>() {
+                    Some(crate::export::Error::Store(s)) => Some(s),
+                    _ => e.downcast_ref::<crate::store::Error>(),
+                };
+                if let Some(crate::store::Error::Raced { made, taken }) = store {
                     v["error"]["made"] = serde_json::json!(made);
                     v["error"]["taken"] = serde_json::json!(taken);
                 }

@@ -187,11 +187,7 @@ pub fn run(global: &Global, cmd: NewCommand) -> CliResult {
                 slot: d.slot,
                 force: d.force,
             };
-            // A self-signed device that exists gets its other thumbprint slot filled (or rolled).
-            match ops::lifecycle::new_slot(&ws, &req)? {
-                Some(c) => c,
-                None => ops::new_devices(&ws, &req)?,
-            }
+            ops::new_devices_or_slot(&ws, &req)?
         }
         NewCommand::Verification {
             issuer,

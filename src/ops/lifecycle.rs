@@ -806,10 +806,20 @@ pub fn with_other_slot(mut main: NewEntity, second: &NewEntity) -> NewEntity {
     main
 }
 
+/// New devices, or, for one self-signed device that already exists and a `slot` in the
+/// request, its other thumbprint slot filled (or, with `force`, rolled). Every face creates
+/// devices through this, so the CLI and the TUI make the same choice.
+pub fn new_devices_or_slot(ws: &Workspace, req: &super::DeviceRequest) -> Result<Created> {
+    match new_slot(ws, req)? {
+        Some(c) => Ok(c),
+        None => Ok(super::new_devices(ws, req)?),
+    }
+}
+
 /// `new device ID --self-signed --slot S` when ID already exists: fill (or, with `force`,
 /// roll) slot S and keep the other one working.
 /// Returns None when the device does not exist yet (the ordinary `new device` path applies).
-pub fn new_slot(ws: &Workspace, req: &super::DeviceRequest) -> Result<Option<Created>> {
+fn new_slot(ws: &Workspace, req: &super::DeviceRequest) -> Result<Option<Created>> {
     let (Some(slot), [id]) = (req.slot, req.ids.as_slice()) else {
         return Ok(None);
     };

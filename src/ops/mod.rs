@@ -2,6 +2,7 @@
 //! Each combines `pki` (make and check certificates) with `store` (keep them).
 
 pub mod lifecycle;
+pub use lifecycle::new_devices_or_slot;
 
 use crate::pki::identity::{self, check_device_id, check_entity_name, expand_range};
 use crate::pki::inspect::CertView;
@@ -438,6 +439,14 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
         warnings,
         file: None,
     })
+}
+
+/// Where proof of possession writes the verification certificate of CA `issuer`: beside the
+/// workspace's entities, one file per CA (a new code replaces the old certificate).
+pub fn verification_out(ws_root: &Path, issuer: &str) -> PathBuf {
+    ws_root
+        .join("verification")
+        .join(format!("{issuer}_verification_cert.pem"))
 }
 
 /// The proof-of-possession certificate for a hub's verification code, written to `out`; an

@@ -423,12 +423,8 @@ impl VerifyDialog {
     }
 }
 
-/// Where the TUI writes verification certificates: beside the workspace's entities.
-pub fn verification_out(ws_root: &std::path::Path, issuer: &str) -> PathBuf {
-    ws_root
-        .join("verification")
-        .join(format!("{issuer}_verification_cert.pem"))
-}
+/// Where the TUI writes verification certificates: where the engine's proof of possession does.
+pub use crate::ops::verification_out;
 
 #[derive(Clone, Debug)]
 pub enum Dialog {

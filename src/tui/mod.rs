@@ -171,10 +171,12 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
         }
         Command::Create(req) => {
             let r = match &req {
-                CreateRequest::Ca(r) => ops::new_ca(ws, r),
-                CreateRequest::Devices(r) => ops::new_devices(ws, r),
+                CreateRequest::Ca(r) => ops::new_ca(ws, r).map_err(|e| e.to_string()),
+                CreateRequest::Devices(r) => {
+                    ops::new_devices_or_slot(ws, r).map_err(|e| e.to_string())
+                }
             };
-            emit(Action::Created(r.map_err(|e| e.to_string())));
+            emit(Action::Created(r));
         }
         Command::MakeVerification { issuer, code, out } => {
             let r = (|| -> Result<_, String> {
@@ -337,37 +339,12 @@ pub fn hub_registry(ws: &Workspace) -> Action {
     }
 }
 
-/// The whole proof of possession against the local hub's registry, as the steps it took.
+/// The whole proof of possession against the local hub's registry (`HubStore::prove`), as
+/// the steps it took.
 pub fn hub_prove(ws: &Workspace, ca: &str) -> Result<Vec<String>, String> {
-    let store = crate::hub::HubStore::open(ws.root()).map_err(|e| e.to_string())?;
-    let reg = store.load().map_err(|e| e.to_string())?;
-    let mut steps = Vec::new();
-    let entry = match reg.cas.iter().find(|c| c.name == ca) {
-        Some(c) if c.verified => {
-            return Ok(vec![format!("CA \"{ca}\" is already Verified in the hub")]);
-        }
-        Some(c) => {
-            steps.push(format!("CA \"{ca}\" is in the hub, Unverified"));
-            c.clone()
-        }
-        None => {
-            let c = store.add_ca(ca, false).map_err(|e| e.to_string())?;
-            steps.push(format!("added CA \"{ca}\" to the hub (Unverified)"));
-            c
-        }
-    };
-    steps.push(format!("hub verification code {}", entry.code));
-    let out = dialog::verification_out(ws.root(), ca);
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    ops::new_verification(ws, ca, &entry.code, &out, None, true).map_err(|e| e.to_string())?;
-    steps.push(format!("verification certificate {}", out.display()));
-    let bytes = std::fs::read(&out).map_err(|e| format!("cannot read {}: {e}", out.display()))?;
-    store.verify_ca(ca, &bytes).map_err(|e| e.to_string())?;
-    steps.push(format!("hub verified the proof: CA \"{ca}\" is Verified"));
-    Ok(steps)
+    crate::hub::HubStore::open(ws.root())
+        .and_then(|s| s.prove(ca))
+        .map_err(|e| e.to_string())
 }
 
 /// Run `first` and every command that follows from it to completion, synchronously: how

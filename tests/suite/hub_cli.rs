@@ -801,3 +801,45 @@ fn json_errors_have_specific_kinds() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["error"]["kind"], "already-registered", "{v}");
 }
+
+/// `hub ca prove` is the TUI's one-step proof of possession (`HubStore::prove`): add, make the
+/// verification certificate for the hub's code, verify; a second run leaves a Verified CA alone.
+#[test]
+fn ca_prove_adds_makes_the_certificate_and_verifies_in_one_step() {
+    let (_d, ws) = setup();
+    let out = ok(&ws, &["hub", "ca", "prove", "line2"]);
+    assert!(out.contains("added CA \"line2\""), "{out}");
+    assert!(out.contains("is Verified"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&ws, &["--json", "hub", "ca", "list"])).unwrap();
+    let line2 = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "line2")
+        .unwrap();
+    assert_eq!(line2["verified"], true);
+    // The certificate it made: CN = the hub's code, signed by line2 (checked by openssl).
+    let code = code_of(&ws, "line2");
+    let cert = ws.join("verification/line2_verification_cert.pem");
+    let subject = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&subject.stdout).contains(&code));
+    let verify = Command::new("openssl")
+        .args(["verify", "-partial_chain", "-CAfile"])
+        .arg(ws.join("entities/line2/cert.pem"))
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{verify:?}");
+    let again = ok(&ws, &["--json", "hub", "ca", "prove", "line2"]);
+    assert!(again.contains("already Verified"), "{again}");
+    cs(&ws)
+        .args(["hub", "ca", "prove", "device-none"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("device-none"));
+}

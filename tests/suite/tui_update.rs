@@ -1121,3 +1121,37 @@ fn retype_target(app: &mut App, target: &str) {
     typed(app, target);
     app.update(key(KeyCode::Enter));
 }
+
+/// The TUI creates devices through the same engine call as `new device`: a second request with
+/// a slot for an existing self-signed device fills its other thumbprint slot (as
+/// export_lifecycle::self_signed_device_holds_both_thumbprint_slots does through the CLI)
+/// instead of refusing the taken name.
+#[test]
+fn create_fills_the_other_slot_of_a_self_signed_device_like_the_cli() {
+    use chainsmith::store::Slot;
+    let (_d, ws) = ws();
+    let create = |slot: Slot| {
+        Command::Create(CreateRequest::Devices(DeviceRequest {
+            ids: vec!["thermo-1".into()],
+            slot: Some(slot),
+            ..Default::default()
+        }))
+    };
+    for slot in [Slot::Primary, Slot::Secondary] {
+        match perform(&ws, create(slot)) {
+            Some(Action::Created(Ok(c))) => assert_eq!(c.entities.len(), 1),
+            other => panic!("the {slot:?} slot was not created: {other:?}"),
+        }
+    }
+    let slots = ops::lifecycle::slots(&ws, "thermo-1").unwrap();
+    assert_eq!(
+        slots.iter().map(|s| s.slot).collect::<Vec<_>>(),
+        [Slot::Primary, Slot::Secondary]
+    );
+    assert_ne!(slots[0].sha1, slots[1].sha1);
+    // A taken slot is refused, as on the CLI, and names the slot.
+    match perform(&ws, create(Slot::Secondary)) {
+        Some(Action::Created(Err(e))) => assert!(e.contains("secondary slot"), "{e}"),
+        other => panic!("a taken slot was accepted: {other:?}"),
+    }
+}
