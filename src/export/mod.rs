@@ -10,8 +10,7 @@ pub mod pfx;
 
 pub use pfx::{PfxAlgorithms, PfxProfile, Protection};
 
-use crate::ops::chain_of;
-use crate::store::{self, Entity, Kind, Slot, Workspace, write_atomic, write_new};
+use crate::store::{self, Entity, Kind, Slot, Workspace, chain_of, write_atomic, write_new};
 use openssl::pkey::{PKey, Private};
 use openssl::symm::Cipher;
 use serde::Serialize;
@@ -522,7 +521,7 @@ fn plan(src: &Source, opts: &ExportOptions, report: &mut ExportReport) -> Result
         report.notes.push(format!(
             "\"{name}\" is revoked ({}); {}",
             r.reason,
-            crate::ops::lifecycle::HUB_DOES_NOT_CHECK_CRLS
+            crate::azure::HUB_DOES_NOT_CHECK_CRLS
         ));
     }
     let self_signed_leaf = src.leaf.meta.self_signed && !src.leaf.meta.kind.is_ca();

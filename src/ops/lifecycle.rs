@@ -9,24 +9,22 @@
 //! ```
 //! (`primary/` instead when the entity was made as the secondary slot first.)
 
-use super::{Created, TreeRow, ValidityArg, chain_of, load_ca, tree};
+use super::{Created, TreeRow, ValidityArg, load_ca, tree};
+use crate::azure::HUB_DOES_NOT_CHECK_CRLS;
 use crate::export::{Error, Result, pfx};
 use crate::hub::registry::DisabledDevice;
 use crate::pki::identity::check_entity_name;
 use crate::pki::inspect::{CertView, signed_by};
 use crate::pki::issue::{self, San};
 use crate::pki::{CaHandle, Eku, IssueSpec, KeyAlg, Profile, subject, thumbprints};
-use crate::store::{self, Entity, Kind, Meta, NewEntity, Revocation, Slot, Workspace};
+use crate::store::{
+    self, Entity, HISTORY_DIR, Kind, Meta, NewEntity, Revocation, Slot, Workspace, chain_of,
+};
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
-
-/// Said with every revocation: the hub will not notice a CRL.
-pub const HUB_DOES_NOT_CHECK_CRLS: &str = "Azure IoT Hub does not check CRLs: to cut this device off, disable it in the hub (az iot hub device-identity update --hub-name HUB --device-id ID --status disabled), or disable its enrollment in DPS";
-
-pub const HISTORY_DIR: &str = "history";
 
 fn invalid(msg: impl Into<String>) -> Error {
     Error::Invalid(msg.into())
