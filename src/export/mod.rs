@@ -27,7 +27,7 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] store::Error),
     #[error(transparent)]
-    Pki(#[from] crate::pki::Error),
+    Pki(crate::pki::Error),
     #[error("OpenSSL: {0}")]
     OpenSsl(#[from] openssl::error::ErrorStack),
     #[error("{0}")]
@@ -39,6 +39,16 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::pki::Error> for Error {
+    /// A wrong PFX password keeps its own kind (`wrong-password`) whichever module found it.
+    fn from(e: crate::pki::Error) -> Self {
+        match e {
+            crate::pki::Error::WrongPassword(what) => Error::WrongPassword(what),
+            other => Error::Pki(other),
+        }
+    }
+}
 
 /// What to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
