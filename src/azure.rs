@@ -21,6 +21,9 @@
 
 use thiserror::Error;
 
+/// Said with every revocation: the hub will not notice a CRL.
+pub const HUB_DOES_NOT_CHECK_CRLS: &str = "Azure IoT Hub does not check CRLs: to cut this device off, disable it in the hub (az iot hub device-identity update --hub-name HUB --device-id ID --status disabled), or disable its enrollment in DPS";
+
 /// The api-version IoT Hub's current SDKs put in the username.
 pub const API_VERSION: &str = "2021-04-12";
 /// The TLS/MQTT port IoT Hub listens on.

@@ -138,7 +138,7 @@ pub fn show(global: &Global, a: ShowArgs) -> CliResult {
     let ws = global.existing_workspace()?;
     let report = ops::report(&ws, &a.name)?;
     if a.pem {
-        let chain = ops::chain_of(&ws, &a.name)?;
+        let chain = crate::store::chain_of(&ws, &a.name)?;
         super::out_pem(&chain[0].cert_pem);
         return Ok(());
     }

@@ -10,8 +10,7 @@ pub mod pfx;
 
 pub use pfx::{PfxAlgorithms, PfxProfile, Protection};
 
-use crate::ops::chain_of;
-use crate::store::{self, Entity, Kind, Slot, Workspace, write_atomic, write_new};
+use crate::store::{self, Entity, Kind, Slot, Workspace, chain_of, write_atomic, write_new};
 use openssl::pkey::{PKey, Private};
 use openssl::symm::Cipher;
 use serde::Serialize;
@@ -28,7 +27,7 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] store::Error),
     #[error(transparent)]
-    Pki(#[from] crate::pki::Error),
+    Pki(crate::pki::Error),
     #[error("OpenSSL: {0}")]
     OpenSsl(#[from] openssl::error::ErrorStack),
     #[error("{0}")]
@@ -40,6 +39,16 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::pki::Error> for Error {
+    /// A wrong PFX password keeps its own kind (`wrong-password`) whichever module found it.
+    fn from(e: crate::pki::Error) -> Self {
+        match e {
+            crate::pki::Error::WrongPassword(what) => Error::WrongPassword(what),
+            other => Error::Pki(other),
+        }
+    }
+}
 
 /// What to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -522,7 +531,7 @@ fn plan(src: &Source, opts: &ExportOptions, report: &mut ExportReport) -> Result
         report.notes.push(format!(
             "\"{name}\" is revoked ({}); {}",
             r.reason,
-            crate::ops::lifecycle::HUB_DOES_NOT_CHECK_CRLS
+            crate::azure::HUB_DOES_NOT_CHECK_CRLS
         ));
     }
     let self_signed_leaf = src.leaf.meta.self_signed && !src.leaf.meta.kind.is_ca();

@@ -88,7 +88,7 @@ fn cert(name: &str, der: Vec<u8>) -> Result<ChainCert, IdentityError> {
 impl Identity {
     /// A workspace device: its key, the leaf and every intermediate up to (not including) the root.
     pub fn from_workspace(ws: &Workspace, name: &str) -> Result<Identity, IdentityError> {
-        let chain = crate::ops::chain_of(ws, name)?;
+        let chain = crate::store::chain_of(ws, name)?;
         let leaf = &chain[0];
         if leaf.meta.kind != Kind::Device {
             return Err(IdentityError::NotADevice(

@@ -9,24 +9,23 @@
 //! ```
 //! (`primary/` instead when the entity was made as the secondary slot first.)
 
-use super::{Created, TreeRow, ValidityArg, chain_of, load_ca, tree};
-use crate::export::{Error, Result, pfx};
+use super::{Created, TreeRow, ValidityArg, load_ca, tree};
+use crate::azure::HUB_DOES_NOT_CHECK_CRLS;
+use crate::export::{Error, Result};
 use crate::hub::registry::DisabledDevice;
 use crate::pki::identity::check_entity_name;
 use crate::pki::inspect::{CertView, signed_by};
 use crate::pki::issue::{self, San};
+use crate::pki::pkcs12;
 use crate::pki::{CaHandle, Eku, IssueSpec, KeyAlg, Profile, subject, thumbprints};
-use crate::store::{self, Entity, Kind, Meta, NewEntity, Revocation, Slot, Workspace};
+use crate::store::{
+    self, Entity, HISTORY_DIR, Kind, Meta, NewEntity, Revocation, Slot, Workspace, chain_of,
+};
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
-
-/// Said with every revocation: the hub will not notice a CRL.
-pub const HUB_DOES_NOT_CHECK_CRLS: &str = "Azure IoT Hub does not check CRLs: to cut this device off, disable it in the hub (az iot hub device-identity update --hub-name HUB --device-id ID --status disabled), or disable its enrollment in DPS";
-
-pub const HISTORY_DIR: &str = "history";
 
 fn invalid(msg: impl Into<String>) -> Error {
     Error::Invalid(msg.into())
@@ -100,7 +99,7 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
                     let block = pem::encode(&b);
                     if b.tag() == "ENCRYPTED PRIVATE KEY" && password.is_some() {
                         // Refuse a key that asks for billions of PBKDF2 rounds before the work.
-                        pfx::check_pkcs8_iterations(
+                        pkcs12::check_pkcs8_iterations(
                             b.contents(),
                             &format!("the encrypted key in {label}"),
                         )?;
@@ -129,7 +128,7 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
         return Ok(());
     }
     if password.is_some() {
-        pfx::check_pkcs8_iterations(bytes, &format!("the encrypted key in {label}"))?;
+        pkcs12::check_pkcs8_iterations(bytes, &format!("the encrypted key in {label}"))?;
     }
     if let Some(pw) = password
         && let Ok(k) = PKey::private_key_from_pkcs8_passphrase(bytes, pw.as_bytes())
@@ -147,7 +146,7 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
                 "{label} is a PKCS#12 (PFX) file and needs its password: pass --password P, or set CHAINSMITH_PFX_PASSWORD"
             )));
         };
-        let opened = pfx::open(bytes, pw, &label)?;
+        let opened = pkcs12::open(bytes, pw, &label)?;
         if let Some(c) = opened.leaf {
             found.certs.push((c, label.clone()));
         }

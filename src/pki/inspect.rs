@@ -469,7 +469,7 @@ pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport>
             ));
         };
         // Refuse a stalling iteration count before any key derivation.
-        crate::export::pfx::check_iterations(bytes, "this PKCS#12 file")
+        super::pkcs12::check_iterations(bytes, "this PKCS#12 file")
             .map_err(|e| Error::invalid(e.to_string()))?;
         let parsed = p12.parse2(pw).map_err(|_| {
             Error::invalid("the PKCS#12 password is wrong (or the file uses an algorithm OpenSSL cannot read); check --password")

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod issue;
 pub mod keys;
 pub mod lint;
+pub mod pkcs12;
 pub mod subject;
 pub mod verify;
 
@@ -28,6 +29,10 @@ pub enum Error {
     Rcgen(#[from] rcgen::Error),
     #[error("OpenSSL: {0}")]
     OpenSsl(#[from] openssl::error::ErrorStack),
+    #[error(
+        "the password for {0} is wrong (the PKCS#12 MAC does not verify); check --password, --password-file or CHAINSMITH_PFX_PASSWORD"
+    )]
+    WrongPassword(String),
 }
 
 impl Error {

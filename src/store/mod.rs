@@ -15,9 +15,11 @@
 //! there is no shared index to rewrite per certificate. A command calls `syncfs` once per
 //! batch before it reports success.
 
+mod chain;
 pub mod meta;
 mod name;
 
+pub use chain::{HISTORY_DIR, chain_of};
 pub use meta::{Kind, Meta, Revocation, Slot};
 pub use name::EntityName;
 

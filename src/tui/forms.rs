@@ -193,7 +193,7 @@ impl Form {
                 },
             ],
         );
-        f.note = Some(crate::ops::lifecycle::HUB_DOES_NOT_CHECK_CRLS.to_string());
+        f.note = Some(crate::azure::HUB_DOES_NOT_CHECK_CRLS.to_string());
         f
     }
 
