@@ -131,8 +131,12 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
         .build()
         .context("starting the async runtime")?;
     let ok = runtime.block_on(async move {
-        let (mut test, local) = if a.to == "local" {
-            local_test(global, identity, &a).await?
+        let (mut test, started) = if a.to == "local" {
+            let ws = global.existing_workspace()?;
+            let flavor = a.flavor.unwrap_or(Flavor::Azure);
+            let source = crate::mqtt::local::HubSource::RunningOrStart;
+            let p = crate::mqtt::local::prepare(ws.root(), identity, flavor, source).await?;
+            (p.test, p.started)
         } else {
             let endpoint = Endpoint::parse(&a.to).map_err(|e| anyhow!("--to {e}"))?;
             let flavor = a.flavor.unwrap_or(if endpoint.peer == PeerKind::Broker {
@@ -153,100 +157,12 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
         test.strict = a.strict;
         test.tls_version = a.tls_version;
         let ok = drive(global.json, test).await;
-        if let Some(LocalHub { handle: Some(hub) }) = local {
+        if let Some(hub) = started {
             hub.shutdown().await;
         }
         anyhow::Ok(ok)
     })?;
     if ok { Ok(()) } else { Err(Failed(1).into()) }
-}
-
-/// The local hub: a running `hub serve` (its control socket answers; dialled on the address,
-/// port and echo setting its `status` reports), or the same hub started in-process (with C2D
-/// echo) for the length of the test.
-pub struct LocalHub {
-    pub handle: Option<crate::hub::HubHandle>,
-}
-
-async fn local_test(
-    global: &Global,
-    identity: Identity,
-    a: &ConnectArgs,
-) -> anyhow::Result<(ConnectionTest, Option<LocalHub>)> {
-    use crate::hub::{Hub, HubConfig, HubStore};
-    use crate::mqtt::local::HubWatch;
-    let ws = global.existing_workspace()?;
-    let store = HubStore::open(ws.root())?;
-    let flavor = a.flavor.unwrap_or(Flavor::Azure);
-    let (endpoint, watch, handle, echo) = match HubWatch::running(&store.control_path()).await {
-        Some((watch, status)) => {
-            // Dial where the hub says it listens (loopback when it is bound to every
-            // interface); a hub too old to answer `status` is assumed on 8883, without echo.
-            let (ip, port, echo) = match &status {
-                Some(s) => (loopback_for(s.addr.ip()), s.port, s.echo),
-                None => (
-                    std::net::IpAddr::from([127, 0, 0, 1]),
-                    crate::azure::MQTT_PORT,
-                    false,
-                ),
-            };
-            (
-                Endpoint {
-                    host: ip.to_string(),
-                    port,
-                    peer: PeerKind::LocalHub,
-                },
-                watch,
-                None,
-                echo,
-            )
-        }
-        None => {
-            let config = HubConfig {
-                port: 0,
-                echo: true,
-                ..HubConfig::default()
-            };
-            let hub = Hub::start(ws.root(), config)
-                .await
-                .context("starting the local hub in-process")?;
-            let watch = HubWatch::in_process(&hub);
-            let ep = Endpoint {
-                host: hub.addr.ip().to_string(),
-                port: hub.addr.port(),
-                peer: PeerKind::LocalHub,
-            };
-            (ep, watch, Some(hub), true)
-        }
-    };
-    let trust = std::fs::read_to_string(store.trust_path()).with_context(|| {
-        format!(
-            "reading the local hub's trust anchor {}",
-            store.trust_path().display()
-        )
-    })?;
-    let registry = store.load()?;
-    let preflight = crate::mqtt::local::hub_preflight(&identity, &registry);
-    let mut test = ConnectionTest::new(identity, endpoint, flavor);
-    test.preflight_extra = preflight;
-    test.extra_ca = pem::parse_many(trust.as_bytes())?
-        .into_iter()
-        .map(|b| b.into_contents())
-        .collect();
-    test.system_roots = false;
-    test.c2d_echo = echo && flavor == Flavor::Azure;
-    test.hub = Some(watch);
-    Ok((test, Some(LocalHub { handle })))
-}
-
-/// The address to dial for a hub bound to `ip`: the loopback of the same family when it is
-/// bound to every interface (`0.0.0.0`, `::`).
-fn loopback_for(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        other => other,
-    }
 }
 
 /// Run the test and print its events as they come; true when everything came back.

@@ -219,6 +219,106 @@ impl HubView for HubWatch {
     }
 }
 
+/// Where the local hub of a connection test comes from.
+pub enum HubSource<'a> {
+    /// A running `hub serve` whose control socket answers (dialled on the address, port and
+    /// echo setting its `status` reports); else the same hub started in-process, with C2D
+    /// echo, for the length of the test (the CLI's `connect --to local`).
+    RunningOrStart,
+    /// A hub already running in this process, echoing telemetry as C2D (the TUI's Hub tab).
+    InProcess(&'a HubHandle),
+}
+
+/// A connection test set up against the local hub, and the hub started for it (stop it when
+/// the test is over).
+pub struct Prepared {
+    pub test: super::ConnectionTest,
+    pub started: Option<HubHandle>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Registry(#[from] crate::hub::RegistryError),
+    #[error("starting the local hub in-process: {0}")]
+    Start(crate::hub::HubError),
+    #[error("reading the local hub's trust anchor {path}: {detail}")]
+    Trust { path: PathBuf, detail: String },
+}
+
+/// Set up a connection test against the workspace's local hub: where to dial, the hub's
+/// trust anchor (and only it: never the system store), the pre-flight findings from its
+/// registry, C2D echo when the hub echoes, and a watch on the hub's record and refusals.
+/// One function for both faces, so the CLI and the TUI test the same thing.
+pub async fn prepare(
+    ws_root: &Path,
+    identity: super::Identity,
+    flavor: super::Flavor,
+    source: HubSource<'_>,
+) -> Result<Prepared, PrepareError> {
+    use super::{ConnectionTest, Endpoint, Flavor, PeerKind};
+    use crate::hub::{Hub, HubConfig, HubStore};
+    let store = HubStore::open(ws_root)?;
+    let (addr, watch, started, echo): (std::net::SocketAddr, Arc<HubWatch>, _, bool) = match source
+    {
+        HubSource::InProcess(h) => (h.addr, HubWatch::in_process(h), None, true),
+        HubSource::RunningOrStart => match HubWatch::running(&store.control_path()).await {
+            Some((watch, status)) => {
+                // Dial where the hub says it listens (loopback when it is bound to every
+                // interface); a hub too old to answer `status` is assumed on 8883, without echo.
+                let (addr, echo) = match &status {
+                    Some(s) => ((loopback_for(s.addr.ip()), s.port).into(), s.echo),
+                    None => (([127, 0, 0, 1], crate::azure::MQTT_PORT).into(), false),
+                };
+                (addr, watch, None, echo)
+            }
+            None => {
+                let config = HubConfig {
+                    port: 0,
+                    echo: true,
+                    ..HubConfig::default()
+                };
+                let hub = Hub::start(ws_root, config)
+                    .await
+                    .map_err(PrepareError::Start)?;
+                (hub.addr, HubWatch::in_process(&hub), Some(hub), true)
+            }
+        },
+    };
+    let trust_path = store.trust_path();
+    let trust = std::fs::read_to_string(&trust_path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| pem::parse_many(t.as_bytes()).map_err(|e| e.to_string()))
+        .map_err(|detail| PrepareError::Trust {
+            path: trust_path.clone(),
+            detail,
+        })?;
+    let registry = store.load()?;
+    let endpoint = Endpoint {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        peer: PeerKind::LocalHub,
+    };
+    let preflight = hub_preflight(&identity, &registry);
+    let mut test = ConnectionTest::new(identity, endpoint, flavor);
+    test.preflight_extra = preflight;
+    test.extra_ca = trust.into_iter().map(|b| b.into_contents()).collect();
+    test.system_roots = false;
+    test.c2d_echo = echo && flavor == Flavor::Azure;
+    test.hub = Some(watch);
+    Ok(Prepared { test, started })
+}
+
+/// The address to dial for a hub bound to `ip`: the loopback of the same family when it is
+/// bound to every interface (`0.0.0.0`, `::`).
+pub fn loopback_for(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        other => other,
+    }
+}
+
 /// Pre-flight findings from the local hub's registry: the device is registered and enabled,
 /// its thumbprint matches (self-signed), and its chain reaches a registered, verified CA.
 pub fn hub_preflight(

@@ -71,7 +71,7 @@ pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
 }
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     server_cert: Option<Vec<u8>>,
     acceptable_cas: Vec<String>,
     findings: Vec<crate::pki::lint::Finding>,
@@ -122,9 +122,13 @@ where
     }
 }
 
-/// An MQTT connection over TLS, packets framed with rumqttc's v4 codec.
+/// A byte stream a session runs over: TLS, or a WebSocket over TLS.
+pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// An MQTT connection, packets framed with rumqttc's v4 codec.
 struct Conn {
-    io: TlsStream<TcpStream>,
+    io: Box<dyn Io>,
     rbuf: BytesMut,
     wbuf: BytesMut,
 }
@@ -136,6 +140,14 @@ enum RecvError {
 }
 
 impl Conn {
+    fn new(io: Box<dyn Io>) -> Conn {
+        Conn {
+            io,
+            rbuf: BytesMut::with_capacity(4096),
+            wbuf: BytesMut::with_capacity(4096),
+        }
+    }
+
     async fn send(&mut self, p: &Packet) -> io::Result<()> {
         self.wbuf.clear();
         p.write(&mut self.wbuf, MAX_PACKET)
@@ -218,12 +230,26 @@ fn message_id_of(payload: &[u8]) -> Option<u32> {
         .and_then(|n| u32::try_from(n).ok())
 }
 
-struct Pending {
-    message_id: u32,
-    topic: String,
-    payload: String,
-    alert: bool,
-    sent_at: Instant,
+/// A telemetry message in flight.
+pub(crate) struct Pending {
+    pub message_id: u32,
+    /// The MQTT topic with its property bag (what the event shows for every transport).
+    pub topic: String,
+    pub payload: String,
+    pub alert: bool,
+    pub sent_at: Instant,
+}
+
+impl Pending {
+    fn event(&self, ack_ms: Option<f64>) -> Event {
+        Event::Published {
+            message_id: self.message_id,
+            topic: self.topic.clone(),
+            payload: self.payload.clone(),
+            temperature_alert: self.alert,
+            ack_ms,
+        }
+    }
 }
 
 async fn emit(tx: &mpsc::Sender<Event>, e: Event) {
@@ -235,24 +261,39 @@ async fn run_inner(
     tx: &mpsc::Sender<Event>,
     s: &mut State,
 ) -> Result<(), Failure> {
-    let id = &test.identity;
-    let ep = &test.endpoint;
-    let limit = test.timeout;
+    announce(test, tx).await;
+    preflight(test, tx, s).await?;
+    let tls = open_tls(test, tx, s).await?;
+    let mut conn = Conn::new(Box::new(tls));
+    let keep_alive = mqtt_connect(test, tx, &mut conn).await?;
+    subscribe(test, tx, &mut conn).await?;
+    telemetry_loop(test, tx, s, &mut conn, keep_alive).await?;
+    hub_record(test, tx, s).await;
+    disconnect(test, tx, &mut conn).await
+}
+
+async fn announce(test: &ConnectionTest, tx: &mpsc::Sender<Event>) {
     emit(
         tx,
         Event::Start {
-            device: id.device_id.clone(),
-            endpoint: ep.display(),
-            peer: ep.peer,
+            device: test.identity.device_id.clone(),
+            endpoint: test.endpoint.display(),
+            peer: test.endpoint.peer,
             flavor: test.flavor,
             count: test.count,
             qos: test.qos,
         },
     )
     .await;
+}
 
-    // Pre-flight lint.
-    let mut findings = id.preflight();
+/// The pre-flight lint of the identity (and what the target is known to trust).
+async fn preflight(
+    test: &ConnectionTest,
+    tx: &mpsc::Sender<Event>,
+    s: &mut State,
+) -> Result<(), Failure> {
+    let mut findings = test.identity.preflight();
     findings.extend(test.preflight_extra.iter().cloned());
     findings.sort_by_key(|f| f.severity);
     let errors = findings
@@ -274,16 +315,59 @@ async fn run_inner(
             )),
         ));
     }
+    Ok(())
+}
+
+/// Resolve, dial the first address that answers, and complete the TLS handshake: the part
+/// every transport shares (MQTT, AMQP, and both over WebSockets ride on this stream).
+pub(crate) async fn open_tls(
+    test: &ConnectionTest,
+    tx: &mpsc::Sender<Event>,
+    s: &mut State,
+) -> Result<TlsStream<TcpStream>, Failure> {
     let (config, server_name, recorder) = super::tls::client_config(
-        id,
+        &test.identity,
         &test.extra_ca,
         test.system_roots,
-        &ep.host,
+        &test.endpoint.host,
         test.tls_version,
     )
     .map_err(|e| Failure::new(Step::TlsHandshake, FailureKind::Setup(e.to_string())))?;
+    let tcp = dial(test, tx).await?;
 
-    // Resolve.
+    let t = Instant::now();
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let handshake = step(
+        Step::TlsHandshake,
+        test.timeout,
+        connector.connect(server_name, tcp),
+    )
+    .await;
+    {
+        let seen = recorder
+            .lock()
+            .map(|g| (g.server_leaf.clone(), g.acceptable_cas.clone()))
+            .unwrap_or_default();
+        s.server_cert = seen.0;
+        s.acceptable_cas = seen.1;
+    }
+    let tls = handshake?;
+    let facts = tls_facts(test, s, &tls, &recorder);
+    emit(
+        tx,
+        Event::TlsEstablished {
+            ms: ms(t.elapsed()),
+            facts,
+        },
+    )
+    .await;
+    Ok(tls)
+}
+
+/// Resolve the endpoint and connect TCP to the first address that answers.
+async fn dial(test: &ConnectionTest, tx: &mpsc::Sender<Event>) -> Result<TcpStream, Failure> {
+    let ep = &test.endpoint;
+    let limit = test.timeout;
     let t = Instant::now();
     let addrs: Vec<SocketAddr> = step(Step::Resolve, limit, async {
         tokio::net::lookup_host((ep.host.as_str(), ep.port))
@@ -306,7 +390,6 @@ async fn run_inner(
     )
     .await;
 
-    // TCP: the first address that answers.
     let t = Instant::now();
     let tcp = step(Step::TcpConnect, limit, async {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
@@ -329,73 +412,64 @@ async fn run_inner(
         },
     )
     .await;
+    Ok(tcp)
+}
 
-    // TLS.
-    let t = Instant::now();
-    let connector = tokio_rustls::TlsConnector::from(config);
-    let handshake = step(
-        Step::TlsHandshake,
-        limit,
-        connector.connect(server_name, tcp),
-    )
-    .await;
-    {
-        let seen = recorder
-            .lock()
-            .map(|g| (g.server_leaf.clone(), g.acceptable_cas.clone()))
-            .unwrap_or_default();
-        s.server_cert = seen.0;
-        s.acceptable_cas = seen.1;
-    }
-    let tls = handshake?;
-    let facts = {
-        let (_, conn) = tls.get_ref();
-        let seen = recorder.lock().ok();
-        TlsFacts {
-            version: tls_version(conn.protocol_version()),
-            cipher_suite: conn
-                .negotiated_cipher_suite()
-                .map(|c| format!("{:?}", c.suite()))
-                .unwrap_or_default(),
-            server_cert: s
-                .server_cert
-                .as_deref()
-                .and_then(super::CertSummary::from_der),
-            server_chain_len: seen.as_ref().map(|g| g.server_intermediates).unwrap_or(0),
-            server_verified: seen
-                .as_ref()
-                .is_some_and(|g| matches!(g.server_result, Some(Ok(())))),
-            client_cert_requested: seen.as_ref().is_some_and(|g| g.client_requested),
-            acceptable_cas: s.acceptable_cas.clone(),
-            client_chain_sent: if seen.as_ref().is_some_and(|g| g.client_requested) {
-                id.sent.iter().map(|c| c.view.subject.clone()).collect()
-            } else {
-                vec![]
-            },
-        }
-    };
-    emit(
-        tx,
-        Event::TlsEstablished {
-            ms: ms(t.elapsed()),
-            facts,
+fn tls_facts(
+    test: &ConnectionTest,
+    s: &State,
+    tls: &TlsStream<TcpStream>,
+    recorder: &super::tls::Recorder,
+) -> TlsFacts {
+    let (_, conn) = tls.get_ref();
+    let seen = recorder.lock().ok();
+    let requested = seen.as_ref().is_some_and(|g| g.client_requested);
+    TlsFacts {
+        version: tls_version(conn.protocol_version()),
+        cipher_suite: conn
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite()))
+            .unwrap_or_default(),
+        server_cert: s
+            .server_cert
+            .as_deref()
+            .and_then(super::CertSummary::from_der),
+        server_chain_len: seen.as_ref().map(|g| g.server_intermediates).unwrap_or(0),
+        server_verified: seen
+            .as_ref()
+            .is_some_and(|g| matches!(g.server_result, Some(Ok(())))),
+        client_cert_requested: requested,
+        acceptable_cas: s.acceptable_cas.clone(),
+        client_chain_sent: if requested {
+            test.identity
+                .sent
+                .iter()
+                .map(|c| c.view.subject.clone())
+                .collect()
+        } else {
+            vec![]
         },
-    )
-    .await;
-    let mut conn = Conn {
-        io: tls,
-        rbuf: BytesMut::with_capacity(4096),
-        wbuf: BytesMut::with_capacity(4096),
-    };
+    }
+}
 
-    // CONNECT / CONNACK.
+/// CONNECT / CONNACK; returns the keep-alive in seconds.
+async fn mqtt_connect(
+    test: &ConnectionTest,
+    tx: &mpsc::Sender<Event>,
+    conn: &mut Conn,
+) -> Result<u64, Failure> {
+    let id = &test.identity;
+    let limit = test.timeout;
     let t = Instant::now();
     let mut connect = mqttbytes::v4::Connect::new(id.device_id.clone());
     let keep_alive = (test.interval.as_secs() * 2 + limit.as_secs() * 2).clamp(60, 1177);
     connect.keep_alive = keep_alive as u16;
     let username = match test.flavor {
         Flavor::Azure => azure::username(
-            &test.hub_hostname.clone().unwrap_or_else(|| ep.host.clone()),
+            &test
+                .hub_hostname
+                .clone()
+                .unwrap_or_else(|| test.endpoint.host.clone()),
             &id.device_id,
         ),
         Flavor::Generic => String::new(),
@@ -440,8 +514,17 @@ async fn run_inner(
             },
         ));
     }
+    Ok(keep_alive)
+}
 
-    // Subscriptions.
+/// SUBSCRIBE to what the round trips answer on (twin responses, C2D, a broker's echo).
+async fn subscribe(
+    test: &ConnectionTest,
+    tx: &mpsc::Sender<Event>,
+    conn: &mut Conn,
+) -> Result<(), Failure> {
+    let id = &test.identity;
+    let limit = test.timeout;
     let mut filters = Vec::new();
     match test.flavor {
         Flavor::Generic => filters.push(format!("devices/{}/messages/events/#", id.device_id)),
@@ -454,56 +537,60 @@ async fn run_inner(
             }
         }
     }
-    if !filters.is_empty() {
-        let t = Instant::now();
-        let mut sub = Subscribe::new_many(
-            filters
-                .iter()
-                .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
-        );
-        sub.pkid = 1;
-        step(Step::Subscribe, limit, conn.send(&Packet::Subscribe(sub))).await?;
-        let deadline = tokio::time::Instant::now() + limit;
-        let suback = loop {
-            match tokio::time::timeout_at(deadline, conn.recv()).await {
-                Err(_) => return Err(Failure::new(Step::Subscribe, FailureKind::Timeout(limit))),
-                Ok(Err(e)) => return Err(recv_failure(Step::Subscribe, e)),
-                Ok(Ok(Packet::SubAck(a))) if a.pkid == 1 => break a,
-                Ok(Ok(_)) => continue,
-            }
-        };
-        let topics: Vec<SubscriptionResult> = filters
-            .iter()
-            .enumerate()
-            .map(|(i, f)| SubscriptionResult {
-                topic: f.clone(),
-                granted: match suback.return_codes.get(i) {
-                    Some(SubscribeReasonCode::Success(q)) => Some(*q as u8),
-                    _ => None,
-                },
-            })
-            .collect();
-        let refused = topics
-            .iter()
-            .find(|r| r.granted.is_none())
-            .map(|r| r.topic.clone());
-        emit(
-            tx,
-            Event::Subscribed {
-                ms: ms(t.elapsed()),
-                topics,
-            },
-        )
-        .await;
-        if let Some(topic) = refused {
-            return Err(Failure::new(
-                Step::Subscribe,
-                FailureKind::SubscribeRefused(topic),
-            ));
-        }
+    if filters.is_empty() {
+        return Ok(());
     }
+    let t = Instant::now();
+    let mut sub = Subscribe::new_many(
+        filters
+            .iter()
+            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
+    );
+    sub.pkid = 1;
+    step(Step::Subscribe, limit, conn.send(&Packet::Subscribe(sub))).await?;
+    let deadline = tokio::time::Instant::now() + limit;
+    let suback = loop {
+        match tokio::time::timeout_at(deadline, conn.recv()).await {
+            Err(_) => return Err(Failure::new(Step::Subscribe, FailureKind::Timeout(limit))),
+            Ok(Err(e)) => return Err(recv_failure(Step::Subscribe, e)),
+            Ok(Ok(Packet::SubAck(a))) if a.pkid == 1 => break a,
+            Ok(Ok(_)) => continue,
+        }
+    };
+    let topics: Vec<SubscriptionResult> = filters
+        .iter()
+        .enumerate()
+        .map(|(i, f)| SubscriptionResult {
+            topic: f.clone(),
+            granted: match suback.return_codes.get(i) {
+                Some(SubscribeReasonCode::Success(q)) => Some(*q as u8),
+                _ => None,
+            },
+        })
+        .collect();
+    let refused = topics
+        .iter()
+        .find(|r| r.granted.is_none())
+        .map(|r| r.topic.clone());
+    emit(
+        tx,
+        Event::Subscribed {
+            ms: ms(t.elapsed()),
+            topics,
+        },
+    )
+    .await;
+    match refused {
+        Some(topic) => Err(Failure::new(
+            Step::Subscribe,
+            FailureKind::SubscribeRefused(topic),
+        )),
+        None => Ok(()),
+    }
+}
 
-    // Telemetry, acknowledgements and round trips, one message at a time.
+/// The round trips each message expects for this test.
+pub(crate) fn round_trip_kinds(test: &ConnectionTest) -> Vec<RoundTripKind> {
     let mut kinds = Vec::new();
     match test.flavor {
         Flavor::Generic => kinds.push(RoundTripKind::Echo),
@@ -516,13 +603,19 @@ async fn run_inner(
             }
         }
     }
-    let qos = if test.qos == 0 {
-        QoS::AtMostOnce
-    } else {
-        QoS::AtLeastOnce
-    };
+    kinds
+}
+
+/// Telemetry, acknowledgements and round trips, one message at a time.
+async fn telemetry_loop(
+    test: &ConnectionTest,
+    tx: &mpsc::Sender<Event>,
+    s: &mut State,
+    conn: &mut Conn,
+    keep_alive: u64,
+) -> Result<(), Failure> {
+    let kinds = round_trip_kinds(test);
     let mut next_pkid: u16 = 1;
-    let verbose = test.per_message_events;
     for message_id in 0..test.count {
         if message_id > 0 && !test.interval.is_zero() {
             // Long pauses: keep the session alive with PINGREQ (IoT Hub drops idle devices).
@@ -531,162 +624,137 @@ async fn run_inner(
             while left > half {
                 tokio::time::sleep(half).await;
                 left -= half;
-                step(Step::Telemetry, limit, conn.send(&Packet::PingReq)).await?;
+                step(Step::Telemetry, test.timeout, conn.send(&Packet::PingReq)).await?;
             }
             tokio::time::sleep(left).await;
         }
-        let (payload, alert) = telemetry(&id.device_id, message_id);
-        // The seed sends the application property on every message, "true" or "false".
-        let props = azure::Properties::new()
-            .with("temperatureAlert", if alert { "true" } else { "false" })
-            .with(azure::sys::CONTENT_TYPE, "application/json")
-            .with(azure::sys::CONTENT_ENCODING, "utf-8");
-        let topic = azure::telemetry_topic(&id.device_id, &props);
-        let mut publish = Publish::new(topic.clone(), qos, payload.clone());
-        let mut ack_pending = None;
-        if qos == QoS::AtLeastOnce {
-            next_pkid = if next_pkid == u16::MAX {
-                2
-            } else {
-                next_pkid + 1
-            };
-            publish.pkid = next_pkid;
-            ack_pending = Some(next_pkid);
-        }
-        let sent_at = Instant::now();
-        step(Step::Telemetry, limit, conn.send(&Packet::Publish(publish))).await?;
-        let mut outstanding: HashMap<RoundTripKind, Instant> =
-            kinds.iter().map(|k| (*k, sent_at)).collect();
-        if test.flavor == Flavor::Azure && test.twin {
-            let twin_at = Instant::now();
-            outstanding.insert(RoundTripKind::Twin, twin_at);
-            let get = Publish::new(
-                azure::twin_get_topic(&message_id.to_string()),
-                QoS::AtMostOnce,
-                Vec::new(),
-            );
-            step(Step::Telemetry, limit, conn.send(&Packet::Publish(get))).await?;
-        }
-        s.sent += 1;
-        s.rt_expected += kinds.len() as u32;
-        let pending = Pending {
-            message_id,
-            topic,
-            payload,
-            alert,
-            sent_at,
-        };
-        if ack_pending.is_none() && verbose {
-            emit(
-                tx,
-                Event::Published {
-                    message_id,
-                    topic: pending.topic.clone(),
-                    payload: pending.payload.clone(),
-                    temperature_alert: pending.alert,
-                    ack_ms: None,
-                },
-            )
-            .await;
-        }
-        let deadline = tokio::time::Instant::now() + limit;
-        while ack_pending.is_some() || !outstanding.is_empty() {
-            let packet = match tokio::time::timeout_at(deadline, conn.recv()).await {
-                Err(_) => break,
-                Ok(Err(e)) => return Err(recv_failure(Step::Telemetry, e)),
-                Ok(Ok(p)) => p,
-            };
-            match packet {
-                Packet::PubAck(a) if Some(a.pkid) == ack_pending => {
-                    ack_pending = None;
-                    let l = ms(pending.sent_at.elapsed());
-                    s.acked += 1;
-                    s.ack_ms.push(l);
-                    if verbose {
-                        emit(
-                            tx,
-                            Event::Published {
-                                message_id,
-                                topic: pending.topic.clone(),
-                                payload: pending.payload.clone(),
-                                temperature_alert: pending.alert,
-                                ack_ms: Some(l),
-                            },
-                        )
-                        .await;
-                    }
-                }
-                Packet::Publish(p) => {
-                    if p.qos == QoS::AtLeastOnce {
-                        step(
-                            Step::Telemetry,
-                            limit,
-                            conn.send(&Packet::PubAck(PubAck::new(p.pkid))),
-                        )
-                        .await?;
-                    }
-                    let Some((kind, mid, detail)) = classify_incoming(test, &p) else {
-                        continue;
-                    };
-                    if mid != pending.message_id {
-                        continue; // a late answer to an earlier message, already counted lost
-                    }
-                    if let Some(at) = outstanding.remove(&kind) {
-                        let l = ms(at.elapsed());
-                        s.rt_seen += 1;
-                        s.rt_ms.push(l);
-                        if verbose {
-                            emit(
-                                tx,
-                                Event::RoundTrip {
-                                    message_id,
-                                    kind,
-                                    ms: l,
-                                    detail,
-                                },
-                            )
-                            .await;
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        let mut lost = false;
-        if ack_pending.is_some() {
-            lost = true;
-            emit(
-                tx,
-                Event::Published {
-                    message_id,
-                    topic: pending.topic.clone(),
-                    payload: pending.payload.clone(),
-                    temperature_alert: pending.alert,
-                    ack_ms: None,
-                },
-            )
-            .await;
-            emit(tx, Event::AckMissing { message_id }).await;
-        }
-        for kind in outstanding.into_keys() {
-            lost = true;
-            emit(tx, Event::RoundTripMissing { message_id, kind }).await;
-        }
-        s.lost += u32::from(lost);
+        one_message(test, tx, s, conn, &kinds, message_id, &mut next_pkid).await?;
     }
+    Ok(())
+}
 
-    // The local hub's own record of the telemetry.
+/// One seed message (DOMAIN.md §5) with the application property the seed sets on every
+/// message, "true" or "false".
+pub(crate) fn seed_message(device_id: &str, message_id: u32) -> Pending {
+    let (payload, alert) = telemetry(device_id, message_id);
+    let props = azure::Properties::new()
+        .with("temperatureAlert", if alert { "true" } else { "false" })
+        .with(azure::sys::CONTENT_TYPE, "application/json")
+        .with(azure::sys::CONTENT_ENCODING, "utf-8");
+    Pending {
+        message_id,
+        topic: azure::telemetry_topic(device_id, &props),
+        payload,
+        alert,
+        sent_at: Instant::now(),
+    }
+}
+
+/// Publish one message (and a twin GET), then wait for its PUBACK and round trips.
+async fn one_message(
+    test: &ConnectionTest,
+    tx: &mpsc::Sender<Event>,
+    s: &mut State,
+    conn: &mut Conn,
+    kinds: &[RoundTripKind],
+    message_id: u32,
+    next_pkid: &mut u16,
+) -> Result<(), Failure> {
+    let limit = test.timeout;
+    let qos = if test.qos == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    };
+    let mut pending = seed_message(&test.identity.device_id, message_id);
+    let mut publish = Publish::new(pending.topic.clone(), qos, pending.payload.clone());
+    let mut ack_pending = None;
+    if qos == QoS::AtLeastOnce {
+        *next_pkid = if *next_pkid == u16::MAX {
+            2
+        } else {
+            *next_pkid + 1
+        };
+        publish.pkid = *next_pkid;
+        ack_pending = Some(*next_pkid);
+    }
+    pending.sent_at = Instant::now();
+    step(Step::Telemetry, limit, conn.send(&Packet::Publish(publish))).await?;
+    let mut outstanding: HashMap<RoundTripKind, Instant> =
+        kinds.iter().map(|k| (*k, pending.sent_at)).collect();
+    if test.flavor == Flavor::Azure && test.twin {
+        outstanding.insert(RoundTripKind::Twin, Instant::now());
+        let get = Publish::new(
+            azure::twin_get_topic(&message_id.to_string()),
+            QoS::AtMostOnce,
+            Vec::new(),
+        );
+        step(Step::Telemetry, limit, conn.send(&Packet::Publish(get))).await?;
+    }
+    s.sent += 1;
+    s.rt_expected += kinds.len() as u32;
+    if ack_pending.is_none() && test.per_message_events {
+        emit(tx, pending.event(None)).await;
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    while ack_pending.is_some() || !outstanding.is_empty() {
+        let packet = match tokio::time::timeout_at(deadline, conn.recv()).await {
+            Err(_) => break,
+            Ok(Err(e)) => return Err(recv_failure(Step::Telemetry, e)),
+            Ok(Ok(p)) => p,
+        };
+        match packet {
+            Packet::PubAck(a) if Some(a.pkid) == ack_pending => {
+                ack_pending = None;
+                s.acked(tx, test, &pending).await;
+            }
+            Packet::Publish(p) => {
+                if p.qos == QoS::AtLeastOnce {
+                    step(
+                        Step::Telemetry,
+                        limit,
+                        conn.send(&Packet::PubAck(PubAck::new(p.pkid))),
+                    )
+                    .await?;
+                }
+                let Some((kind, mid, detail)) = classify_incoming(test, &p) else {
+                    continue;
+                };
+                if mid == message_id {
+                    // (a late answer to an earlier message was already counted lost)
+                    s.round_trip(tx, test, &mut outstanding, message_id, kind, detail)
+                        .await;
+                }
+            }
+            _ => {}
+        }
+    }
+    s.settle(tx, &pending, ack_pending.is_some(), outstanding)
+        .await;
+    Ok(())
+}
+
+/// The local hub's own record of the telemetry.
+pub(crate) async fn hub_record(test: &ConnectionTest, tx: &mpsc::Sender<Event>, s: &mut State) {
     if let Some(hub) = &test.hub {
         let ids: Vec<u32> = (0..s.sent).collect();
-        let missing = hub.missing(&id.device_id, &ids, limit).await;
+        let missing = hub
+            .missing(&test.identity.device_id, &ids, test.timeout)
+            .await;
         let recorded = s.sent - missing.len() as u32;
         s.hub_recorded = Some(recorded);
         emit(tx, Event::HubRecorded { recorded, missing }).await;
     }
+}
 
-    // Clean disconnect.
+/// Clean disconnect.
+async fn disconnect(
+    test: &ConnectionTest,
+    tx: &mpsc::Sender<Event>,
+    conn: &mut Conn,
+) -> Result<(), Failure> {
     let t = Instant::now();
-    step(Step::Disconnect, limit, async {
+    step(Step::Disconnect, test.timeout, async {
         conn.send(&Packet::Disconnect).await?;
         conn.io.shutdown().await
     })
@@ -699,6 +767,86 @@ async fn run_inner(
     )
     .await;
     Ok(())
+}
+
+impl State {
+    /// A message's acknowledgement came back.
+    pub(crate) async fn acked(
+        &mut self,
+        tx: &mpsc::Sender<Event>,
+        test: &ConnectionTest,
+        pending: &Pending,
+    ) {
+        let l = ms(pending.sent_at.elapsed());
+        self.acked += 1;
+        self.ack_ms.push(l);
+        if test.per_message_events {
+            emit(tx, pending.event(Some(l))).await;
+        }
+    }
+
+    /// A round trip of `kind` came back for the message in flight.
+    pub(crate) async fn round_trip(
+        &mut self,
+        tx: &mpsc::Sender<Event>,
+        test: &ConnectionTest,
+        outstanding: &mut HashMap<RoundTripKind, Instant>,
+        message_id: u32,
+        kind: RoundTripKind,
+        detail: String,
+    ) {
+        if let Some(at) = outstanding.remove(&kind) {
+            let l = ms(at.elapsed());
+            self.rt_seen += 1;
+            self.rt_ms.push(l);
+            if test.per_message_events {
+                emit(
+                    tx,
+                    Event::RoundTrip {
+                        message_id,
+                        kind,
+                        ms: l,
+                        detail,
+                    },
+                )
+                .await;
+            }
+        }
+    }
+
+    /// The message's wait is over: report what never came.
+    pub(crate) async fn settle(
+        &mut self,
+        tx: &mpsc::Sender<Event>,
+        pending: &Pending,
+        ack_missing: bool,
+        outstanding: HashMap<RoundTripKind, Instant>,
+    ) {
+        let mut lost = false;
+        if ack_missing {
+            lost = true;
+            emit(tx, pending.event(None)).await;
+            emit(
+                tx,
+                Event::AckMissing {
+                    message_id: pending.message_id,
+                },
+            )
+            .await;
+        }
+        for kind in outstanding.into_keys() {
+            lost = true;
+            emit(
+                tx,
+                Event::RoundTripMissing {
+                    message_id: pending.message_id,
+                    kind,
+                },
+            )
+            .await;
+        }
+        self.lost += u32::from(lost);
+    }
 }
 
 /// Which round trip an incoming PUBLISH answers: (kind, message id, detail).

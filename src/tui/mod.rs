@@ -446,7 +446,6 @@ pub async fn run_test(
     let identity = Identity::from_workspace(&ws, &device).map_err(|e| e.to_string())?;
     let mut test = match &target {
         connect::Target::LocalHub => {
-            let store = crate::hub::HubStore::open(&ws_root).map_err(|e| e.to_string())?;
             // One hub, one truth: the test uses the Hub tab's hub, starting it when it is
             // stopped, so the Hub tab shows it running and logs the test's connection.
             let mut guard = engines.hub.lock().await;
@@ -480,33 +479,11 @@ pub async fn run_test(
             let Some(h) = guard.as_ref() else {
                 return Err("the local hub stopped as the test began".into());
             };
-            let (addr, watch) = (h.addr, crate::mqtt::local::HubWatch::in_process(h));
-            // The Hub tab's hub echoes telemetry as C2D.
-            drop(guard);
-            let trust = std::fs::read_to_string(store.trust_path()).map_err(|e| {
-                format!(
-                    "reading the local hub's trust anchor {}: {e}",
-                    store.trust_path().display()
-                )
-            })?;
-            let registry = store.load().map_err(|e| e.to_string())?;
-            let preflight = crate::mqtt::local::hub_preflight(&identity, &registry);
-            let endpoint = Endpoint {
-                host: addr.ip().to_string(),
-                port: addr.port(),
-                peer: PeerKind::LocalHub,
-            };
-            let mut t = ConnectionTest::new(identity, endpoint, Flavor::Azure);
-            t.preflight_extra = preflight;
-            t.extra_ca = pem::parse_many(trust.as_bytes())
+            let source = crate::mqtt::local::HubSource::InProcess(h);
+            crate::mqtt::local::prepare(&ws_root, identity, Flavor::Azure, source)
+                .await
                 .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|b| b.into_contents())
-                .collect();
-            t.system_roots = false;
-            t.c2d_echo = true;
-            t.hub = Some(watch);
-            t
+                .test
         }
         connect::Target::AzureHub(to) | connect::Target::Broker(to) => {
             let endpoint = Endpoint::parse(to)?;
