@@ -1,6 +1,7 @@
 """A device on the official Azure IoT Python SDK, driven by tests/hub_sdk.rs.
 
-argv: device_id cert_file key_file trust_pem_file
+argv: device_id cert_file key_file trust_pem_file [websockets]
+(with "websockets": MQTT over WebSockets on 443, tests/suite/transport_sdk.rs)
 Prints one JSON line per step; the Rust side sends the C2D message and invokes the
 method after "ready", and this script exits 0 once both arrived.
 """
@@ -17,12 +18,14 @@ def say(**kv):
 
 def main():
     device_id, cert, key, trust = sys.argv[1:5]
+    websockets = sys.argv[5:6] == ["websockets"]
     client = IoTHubDeviceClient.create_from_x509_certificate(
         x509=X509(cert_file=cert, key_file=key),
         hostname="localhost",
         device_id=device_id,
         server_verification_cert=open(trust).read(),
         connection_retry=False,
+        websockets=websockets,
     )
     got_c2d = threading.Event()
     got_method = threading.Event()

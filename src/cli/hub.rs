@@ -137,6 +137,13 @@ pub struct ServeArgs {
     /// An extra DNS name or IP for the server certificate.
     #[arg(long)]
     pub hostname: Option<String>,
+    /// AMQP over TLS (IoT Hub's 5671); 0 turns it off.
+    #[arg(long, default_value_t = crate::hub::amqp_iothub::AMQP_PORT)]
+    pub amqp_port: u16,
+    /// MQTT and AMQP over WebSockets at /$iothub/websocket (IoT Hub's 443); 0 turns it off.
+    /// Default: 443 when the hub may bind it, else a free port (printed).
+    #[arg(long)]
+    pub ws_port: Option<u16>,
     #[arg(long, value_enum, default_value = "text")]
     pub log: LogFormat,
 }
@@ -544,13 +551,32 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
         ));
     }
     rt.block_on(async move {
-        let config = HubConfig {
+        let on = |p: u16| (p != 0).then_some(p);
+        let mut config = HubConfig {
             bind: a.bind,
             port: a.port,
             echo: a.echo,
             hostname: a.hostname,
+            amqp_port: on(a.amqp_port),
+            ws_port: on(a.ws_port.unwrap_or(crate::hub::ws::WS_PORT)),
         };
-        let hub = Hub::start(&root, config).await?;
+        let hub = match Hub::start(&root, config.clone()).await {
+            // 443 needs root or CAP_NET_BIND_SERVICE (or is taken): a free port instead.
+            Err(crate::hub::HubError::Bind { addr, source })
+                if a.ws_port.is_none() && addr.port() == crate::hub::ws::WS_PORT =>
+            {
+                config.ws_port = Some(0);
+                let hub = Hub::start(&root, config).await?;
+                if let Some(ws) = hub.ws_addr {
+                    complain!(
+                        "note: cannot listen on port 443 ({source}); MQTT and AMQP over WebSockets are on port {} instead (SDKs dial 443: run as root, grant CAP_NET_BIND_SERVICE, or pass --ws-port)",
+                        ws.port()
+                    );
+                }
+                hub
+            }
+            r => r?,
+        };
         let mut events = hub.events();
         let addr = hub.addr;
         let hub = std::sync::Arc::new(hub);

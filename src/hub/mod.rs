@@ -13,11 +13,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod amqp;
+pub mod amqp_iothub;
 pub mod auth;
 pub mod control;
 pub mod registry;
 pub mod server;
 pub mod tls;
+pub mod ws;
 
 pub use auth::Refusal;
 pub use registry::{Auth, HubCa, HubDevice, HubStore, Registry, RegistryError, Twin};

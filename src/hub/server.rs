@@ -75,6 +75,12 @@ pub struct HubStatus {
     pub hostname: Option<String>,
     /// Devices connected now.
     pub connected: Vec<String>,
+    /// The AMQP port, when AMQP is on.
+    #[serde(default)]
+    pub amqp_port: Option<u16>,
+    /// The WebSocket port (MQTT and AMQP over WebSockets), when on.
+    #[serde(default)]
+    pub ws_port: Option<u16>,
     /// Highest refusal `seq` so far (0: none yet).
     pub last_refusal: u64,
     /// The most recent refusals, oldest first (at most [`REFUSAL_RING`]).
@@ -90,6 +96,11 @@ pub struct HubConfig {
     pub echo: bool,
     /// Extra name for the server certificate's SANs.
     pub hostname: Option<String>,
+    /// AMQP over TLS: `None` off, `Some(0)` a free port; `hub serve` defaults to 5671.
+    pub amqp_port: Option<u16>,
+    /// MQTT and AMQP over WebSockets (`/$iothub/websocket`): `None` off, `Some(0)` a free
+    /// port; `hub serve` defaults to 443 when it may bind it.
+    pub ws_port: Option<u16>,
 }
 
 impl Default for HubConfig {
@@ -99,6 +110,8 @@ impl Default for HubConfig {
             port: azure::MQTT_PORT,
             echo: false,
             hostname: None,
+            amqp_port: None,
+            ws_port: None,
         }
     }
 }
@@ -108,6 +121,11 @@ impl Default for HubConfig {
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum HubEvent {
     Listening {
+        addr: SocketAddr,
+    },
+    /// Another transport's listener (AMQP, WebSockets).
+    ListeningFor {
+        transport: &'static str,
         addr: SocketAddr,
     },
     Accepted {
@@ -192,6 +210,9 @@ impl HubEvent {
     fn raw_line(&self) -> String {
         match self {
             HubEvent::Listening { addr } => format!("listening on {addr}"),
+            HubEvent::ListeningFor { transport, addr } => {
+                format!("listening for {transport} on {addr}")
+            }
             HubEvent::Accepted {
                 device,
                 peer,
@@ -296,12 +317,12 @@ impl HubError {
     }
 }
 
-enum Outbound {
+pub(super) enum Outbound {
     Publish { topic: String, payload: Vec<u8> },
     Kick(String),
 }
 
-struct SessionHandle {
+pub(super) struct SessionHandle {
     conn: u64,
     tx: mpsc::Sender<Outbound>,
     subs: Arc<Mutex<Vec<(String, QoS, DeviceSubscription)>>>,
@@ -312,15 +333,15 @@ type C2dQueue = HashMap<String, VecDeque<(String, Vec<u8>)>>;
 /// Method calls waiting for their answer, by `$rid`: (status, payload).
 type Pending = HashMap<String, oneshot::Sender<(u16, Vec<u8>)>>;
 
-struct Shared {
-    store: HubStore,
+pub(super) struct Shared {
+    pub(super) store: HubStore,
     config: HubConfig,
     events: broadcast::Sender<HubEvent>,
     sessions: Mutex<HashMap<String, SessionHandle>>,
     c2d_queue: Mutex<C2dQueue>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
-    shutdown: watch::Receiver<bool>,
+    pub(super) shutdown: watch::Receiver<bool>,
     /// The registry as last read, keyed by the file's (inode, size, mtime): every CONNECT
     /// checks the file and re-reads it when it changed.
     /// The chain check's trust anchors are built with it, once per registry version.
@@ -328,7 +349,7 @@ struct Shared {
     /// The last [`REFUSAL_RING`] refusals and the highest seq handed out.
     refusals: Mutex<(VecDeque<RefusalRecord>, u64)>,
     /// One permit per connection not yet authenticated ([`MAX_UNAUTHENTICATED`]).
-    unauthenticated: Arc<tokio::sync::Semaphore>,
+    pub(super) unauthenticated: Arc<tokio::sync::Semaphore>,
     /// Connections closed by that cap since the last log line about it, and when that was.
     over_cap: Mutex<(u64, Option<tokio::time::Instant>)>,
 }
@@ -382,7 +403,7 @@ impl Shared {
         }
         r.0.push_back(rec);
     }
-    fn emit(&self, e: HubEvent) {
+    pub(super) fn emit(&self, e: HubEvent) {
         let _ = self.events.send(e);
     }
     fn id(&self) -> u64 {
@@ -416,6 +437,11 @@ impl Hub {
         let addr = listener
             .local_addr()
             .map_err(|source| HubError::Bind { addr, source })?;
+        // Bound before anything runs, so a taken port fails the start as a whole.
+        let amqp = bind_extra(config.bind, config.amqp_port)?;
+        let ws = bind_extra(config.bind, config.ws_port)?;
+        let amqp_addr = amqp.as_ref().and_then(|l| l.local_addr().ok());
+        let ws_addr = ws.as_ref().and_then(|l| l.local_addr().ok());
         let (events, _) = broadcast::channel(8192);
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -433,6 +459,7 @@ impl Hub {
             over_cap: Mutex::new((0, None)),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let extra_acceptor = acceptor.clone();
         let sh = shared.clone();
         let task = tokio::spawn(async move {
             let mut stop = sh.shutdown.clone();
@@ -457,21 +484,47 @@ impl Hub {
             }
         });
         shared.emit(HubEvent::Listening { addr });
+        let mut listeners = Vec::new();
+        for (l, transport) in [(amqp, Transport::Amqp), (ws, Transport::WebSocket)] {
+            if let Some(l) = l {
+                if let Ok(a) = l.local_addr() {
+                    shared.emit(HubEvent::ListeningFor {
+                        transport: transport.name(),
+                        addr: a,
+                    });
+                }
+                listeners.push(tokio::spawn(listen(
+                    shared.clone(),
+                    l,
+                    extra_acceptor.clone(),
+                    transport,
+                )));
+            }
+        }
         Ok(HubHandle {
             addr,
+            amqp_addr,
+            ws_addr,
             shared,
             stop: stop_tx,
             task: Some(task),
+            listeners,
         })
     }
 }
 
 /// A running hub. Dropping it stops the hub too (without waiting); `shutdown` waits.
 pub struct HubHandle {
+    /// The MQTT listener.
     pub addr: SocketAddr,
+    /// The AMQP listener, when on.
+    pub amqp_addr: Option<SocketAddr>,
+    /// The WebSocket listener (MQTT and AMQP over WebSockets), when on.
+    pub ws_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+    listeners: Vec<JoinHandle<()>>,
 }
 
 impl HubHandle {
@@ -521,6 +574,8 @@ impl HubHandle {
             port: self.addr.port(),
             echo: self.shared.config.echo,
             hostname: self.shared.config.hostname.clone(),
+            amqp_port: self.amqp_addr.map(|a| a.port()),
+            ws_port: self.ws_addr.map(|a| a.port()),
             connected: self.connected(),
             last_refusal,
             refusals,
@@ -645,6 +700,9 @@ impl HubHandle {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+        for l in self.listeners.drain(..) {
+            let _ = l.await;
+        }
         // Let connection tasks see the signal and close.
         for _ in 0..50 {
             if self.shared.sessions.lock().expect("sessions").is_empty() {
@@ -707,6 +765,177 @@ fn over_cap(sh: &Shared, peer: SocketAddr) {
     });
 }
 
+// ------------------------------------------------ rules every transport shares
+
+/// Decide whether `device`, presenting `chain` from `peer`, may connect (the same verifier,
+/// registry and refusal sentences for every transport). A refusal is remembered for the
+/// control socket and logged before the caller tells the device.
+pub(super) async fn admit(
+    sh: &Arc<Shared>,
+    peer: SocketAddr,
+    device: &str,
+    username: Option<&str>,
+    chain: &[Vec<u8>],
+) -> Result<Option<super::registry::RevokedCert>, auth::Refusal> {
+    let verdict = match current_registry(sh).await {
+        Ok(Ok((reg, trust))) => auth::authenticate(
+            &reg,
+            &trust,
+            device,
+            username,
+            chain,
+            OffsetDateTime::now_utc(),
+        )
+        .map(|_| chain.first().and_then(|d| reg.revoked_cert(d)).cloned()),
+        Ok(Err(e)) => Err(auth::Refusal::Registry {
+            detail: e.to_string(),
+        }),
+        Err(_) => Err(auth::Refusal::Registry {
+            detail: "the registry could not be read".into(),
+        }),
+    };
+    if let Err(refusal) = &verdict {
+        let dev = Some(device.to_string()).filter(|d| !d.is_empty());
+        sh.remember_refusal(peer, dev.clone(), refusal.kind(), refusal.to_string());
+        sh.emit(HubEvent::Refused {
+            peer,
+            device: dev,
+            kind: refusal.kind().to_string(),
+            reason: refusal.to_string(),
+        });
+    }
+    verdict
+}
+
+/// The listeners besides MQTT's.
+#[derive(Clone, Copy)]
+enum Transport {
+    Amqp,
+    WebSocket,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Amqp => "AMQP",
+            Transport::WebSocket => "MQTT and AMQP over WebSockets",
+        }
+    }
+}
+
+/// Bind a listener when its port is configured (`Some(0)`: a free port).
+fn bind_extra(ip: IpAddr, port: Option<u16>) -> Result<Option<TcpListener>, HubError> {
+    let Some(port) = port else { return Ok(None) };
+    let addr = SocketAddr::new(ip, port);
+    std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|_| l))
+        .and_then(TcpListener::from_std)
+        .map(Some)
+        .map_err(|source| HubError::Bind { addr, source })
+}
+
+/// Accept connections for `transport` until the hub stops: the same cap on unauthenticated
+/// connections and the same TLS (client certificate requested) as MQTT.
+async fn listen(
+    sh: Arc<Shared>,
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    transport: Transport,
+) {
+    let mut stop = sh.shutdown.clone();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let Ok(permit) = sh.unauthenticated.clone().try_acquire_owned() else {
+            drop(tcp);
+            over_cap(&sh, peer);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let (sh, acc) = (sh.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            let Some((tls, chain)) = tls_accept(&sh, &acc, tcp, peer).await else {
+                return;
+            };
+            match transport {
+                Transport::Amqp => super::amqp::connection(sh, tls, chain, peer, permit).await,
+                Transport::WebSocket => super::ws::connection(sh, tls, chain, peer, permit).await,
+            }
+        });
+    }
+}
+
+/// The TLS handshake within [`CONNECT_TIMEOUT`]: the stream and the client's chain.
+async fn tls_accept(
+    sh: &Arc<Shared>,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Vec<Vec<u8>>)> {
+    let mut stop = sh.shutdown.clone();
+    let r = tokio::select! {
+        r = tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(tcp)) => r,
+        _ = stop.changed() => return None,
+    };
+    let reason = match r {
+        Ok(Ok(tls)) => {
+            let chain = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.iter().map(|c| c.as_ref().to_vec()).collect())
+                .unwrap_or_default();
+            return Some((tls, chain));
+        }
+        Ok(Err(e)) => format!("TLS handshake failed: {e}"),
+        Err(_) => "no TLS handshake within 10 s".into(),
+    };
+    sh.emit(HubEvent::Dropped { peer, reason });
+    None
+}
+
+/// One connection per device id across transports, as IoT Hub does: the new connection takes
+/// over and the old one (MQTT or AMQP) is told to close. Returns the connection id, the
+/// session's outbound queue and its subscription list.
+pub(super) fn take_over(
+    sh: &Shared,
+    device: &str,
+) -> (u64, mpsc::Receiver<Outbound>, Subscriptions) {
+    let conn = sh.id();
+    let (tx, rx) = mpsc::channel::<Outbound>(256);
+    let subs: Subscriptions = Arc::new(Mutex::new(Vec::new()));
+    let old = sh.sessions.lock().expect("sessions").insert(
+        device.to_string(),
+        SessionHandle {
+            conn,
+            tx,
+            subs: subs.clone(),
+        },
+    );
+    if let Some(old) = old {
+        let _ = old.tx.try_send(Outbound::Kick(
+            "another connection with the same device id took over".into(),
+        ));
+    }
+    (conn, rx, subs)
+}
+
+/// The connection `conn` of `device` ended: forget it unless another one took over.
+pub(super) fn release(sh: &Shared, device: &str, conn: u64) {
+    let mut s = sh.sessions.lock().expect("sessions");
+    if s.get(device).is_some_and(|h| h.conn == conn) {
+        s.remove(device);
+    }
+}
+
 // ---------------------------------------------------------------- one connection
 
 /// `unauthenticated` is this connection's share of [`MAX_UNAUTHENTICATED`], held until the
@@ -719,35 +948,25 @@ async fn connection(
     unauthenticated: tokio::sync::OwnedSemaphorePermit,
 ) {
     let start = tokio::time::Instant::now();
+    if let Some((tls, chain)) = tls_accept(&sh, &acceptor, tcp, peer).await {
+        mqtt_connection(sh, tls, chain, peer, unauthenticated, start).await;
+    }
+}
+
+/// An MQTT connection on an authenticated-TLS stream (TCP+TLS, or a WebSocket over TLS):
+/// CONNECT within 10 s of `start`, then the device session.
+pub(super) async fn mqtt_connection<S>(
+    sh: Arc<Shared>,
+    mut tls: S,
+    chain: Vec<Vec<u8>>,
+    peer: SocketAddr,
+    unauthenticated: tokio::sync::OwnedSemaphorePermit,
+    start: tokio::time::Instant,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let deadline = start + CONNECT_TIMEOUT;
     let mut stop = sh.shutdown.clone();
-    let tls = tokio::select! {
-        r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
-        _ = stop.changed() => return,
-    };
-    let mut tls = match tls {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            sh.emit(HubEvent::Dropped {
-                peer,
-                reason: format!("TLS handshake failed: {e}"),
-            });
-            return;
-        }
-        Err(_) => {
-            sh.emit(HubEvent::Dropped {
-                peer,
-                reason: "no TLS handshake within 10 s".into(),
-            });
-            return;
-        }
-    };
-    let chain: Vec<Vec<u8>> = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|c| c.iter().map(|c| c.as_ref().to_vec()).collect())
-        .unwrap_or_default();
 
     // CONNECT, within what is left of the 10 s and at most MAX_CONNECT_BYTES.
     let mut buf = BytesMut::with_capacity(4096);
@@ -976,9 +1195,9 @@ async fn connection(
 }
 
 /// CONNECT of another MQTT version: CONNACK 1 (unacceptable protocol version), then close.
-async fn refuse_protocol(
+async fn refuse_protocol<S: tokio::io::AsyncWrite + Unpin>(
     sh: &Shared,
-    tls: &mut tokio_rustls::server::TlsStream<TcpStream>,
+    tls: &mut S,
     peer: SocketAddr,
     level: &str,
 ) {
@@ -1013,17 +1232,30 @@ fn packet_name(p: &Packet) -> &'static str {
     }
 }
 
-struct Session {
+/// A device's session with the hub: IoT Hub's device protocol, spoken in MQTT packets (the
+/// AMQP transport translates its links to and from them, see [`super::amqp_iothub`]).
+pub(super) struct Session {
     sh: Arc<Shared>,
     device: String,
-    subs: Arc<Mutex<Vec<(String, QoS, DeviceSubscription)>>>,
+    subs: Subscriptions,
     next_pkid: u16,
 }
 
+type Subscriptions = Arc<Mutex<Vec<(String, QoS, DeviceSubscription)>>>;
+
 impl Session {
+    pub(super) fn new(sh: Arc<Shared>, device: String, subs: Subscriptions) -> Session {
+        Session {
+            sh,
+            device,
+            subs,
+            next_pkid: 1,
+        }
+    }
+
     /// Queue a PUBLISH to the device if one of its subscriptions matches; false when none does
     /// (nothing is sent).
-    fn publish(&mut self, topic: String, payload: Vec<u8>, out: &mut BytesMut) -> bool {
+    pub(super) fn publish(&mut self, topic: String, payload: Vec<u8>, out: &mut BytesMut) -> bool {
         let qos = {
             let subs = self.subs.lock().expect("subs");
             subs.iter()
@@ -1042,7 +1274,7 @@ impl Session {
     }
 
     /// Handle one packet; Err closes the connection with that reason.
-    async fn handle(&mut self, p: Packet, out: &mut BytesMut) -> Result<(), String> {
+    pub(super) async fn handle(&mut self, p: Packet, out: &mut BytesMut) -> Result<(), String> {
         match p {
             Packet::Publish(p) => self.on_publish(p, out).await,
             Packet::PubAck(_) => Ok(()),

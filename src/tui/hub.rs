@@ -108,7 +108,7 @@ pub fn from_registry(r: &crate::hub::Registry) -> (Vec<HubCa>, Vec<HubDevice>) {
 pub fn log_line(e: &crate::hub::HubEvent, at: OffsetDateTime) -> LogLine {
     use crate::hub::HubEvent as E;
     let (kind, device) = match e {
-        E::Listening { .. } => (LogKind::Info, String::new()),
+        E::Listening { .. } | E::ListeningFor { .. } => (LogKind::Info, String::new()),
         E::Accepted { device, .. } => (LogKind::Connected, device.clone()),
         E::Refused { device, .. } => (LogKind::Refused, device.clone().unwrap_or_default()),
         E::Dropped { .. } => (LogKind::Refused, String::new()),

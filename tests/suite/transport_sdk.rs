@@ -1,0 +1,222 @@
+//! The official device SDKs over every transport but plain MQTT, against the local hub: the
+//! Node SDK's `Amqp`, `AmqpWs` and `MqttWs` transports and the Python SDK with
+//! `websockets=True`, each with X.509: connect, telemetry with properties, twin get and
+//! reported patch, C2D and a direct method. The SDKs dial fixed ports (5671, 443), so each
+//! test runs in its own network namespace.
+
+use crate::{hub_util, isolated};
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chainsmith::hub::{Auth, Hub, HubConfig, HubEvent, HubHandle};
+use chainsmith::ops::ValidityArg;
+use hub_util::Fixture;
+
+const NODE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
+
+fn sdk_hub_config() -> HubConfig {
+    HubConfig {
+        port: 8883,
+        amqp_port: Some(5671),
+        ws_port: Some(443),
+        ..Default::default()
+    }
+}
+
+/// A registered CA-signed device with a desired property set; returns its chain file.
+fn fixture(id: &str) -> (Fixture, std::path::PathBuf) {
+    let fx = Fixture::new();
+    fx.store.add_ca("root", true).unwrap();
+    fx.device(id, Some("line2"), ValidityArg::default());
+    fx.register(id, Auth::Ca, None);
+    fx.store
+        .patch_desired(id, &serde_json::json!({"interval": 5}))
+        .unwrap();
+    let chain = fx.chain_file(&[id, "line2"]);
+    (fx, chain)
+}
+
+/// JSON lines of a child's stdout, as they come.
+fn lines(
+    child: &mut std::process::Child,
+) -> tokio::sync::mpsc::UnboundedReceiver<serde_json::Value> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    rx
+}
+
+async fn next(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) -> Option<serde_json::Value> {
+    tokio::time::timeout(Duration::from_secs(40), rx.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Drive the scenario: wait for "ready", send C2D and call a method, wait for "done"; then
+/// check what the SDK and the hub saw.
+async fn scenario(
+    hub: HubHandle,
+    fx: &Fixture,
+    id: &str,
+    mut child: std::process::Child,
+    twin_has_version: bool,
+) {
+    let mut events = hub.events();
+    let mut rx = lines(&mut child);
+    let mut steps = Vec::new();
+    while let Some(v) = next(&mut rx).await {
+        let step = v["step"].as_str().unwrap_or("").to_string();
+        steps.push(v);
+        if step == "ready" || step == "error" {
+            break;
+        }
+    }
+    let find = |steps: &[serde_json::Value], s: &str| {
+        steps
+            .iter()
+            .find(|v| v["step"] == s)
+            .cloned()
+            .unwrap_or_else(|| panic!("SDK never reached {s:?}; steps {steps:?}"))
+    };
+    let twin = find(&steps, "twin");
+    assert_eq!(twin["twin"]["desired"]["interval"], 5, "{twin}");
+    if twin_has_version {
+        assert_eq!(twin["twin"]["desired"]["$version"], 2);
+    }
+    hub.c2d(
+        id,
+        b"hello device",
+        &[("color".to_string(), "blue sky/1".to_string())],
+    )
+    .unwrap();
+    let (status, payload) = hub
+        .method(id, "reboot", br#"{"delay":2}"#, Duration::from_secs(20))
+        .await
+        .expect("method answered");
+    assert_eq!(status, 200);
+    let payload: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(payload["rebooted"], true);
+    assert_eq!(payload["echo"]["delay"], 2);
+    while let Some(v) = next(&mut rx).await {
+        let done = v["step"] == "done";
+        steps.push(v);
+        if done {
+            break;
+        }
+    }
+    let c2d = find(&steps, "c2d");
+    assert_eq!(c2d["data"], "hello device");
+    assert_eq!(c2d["props"]["color"], "blue sky/1");
+    assert_eq!(find(&steps, "done")["ok"], true);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "device exited {status:?}");
+
+    let mut telemetry = Vec::new();
+    let mut reported = false;
+    while let Ok(e) = events.try_recv() {
+        match e {
+            HubEvent::Telemetry { properties, .. } => telemetry.push(properties),
+            HubEvent::TwinReported { patch, .. } => reported = patch["nested"]["x"] == 1,
+            _ => {}
+        }
+    }
+    assert_eq!(telemetry.len(), 3, "{telemetry:?}");
+    let p = &telemetry[2];
+    assert_eq!(p.message_id(), Some("msg-2"));
+    assert_eq!(p.content_type(), Some("application/json"));
+    assert_eq!(p.content_encoding(), Some("utf-8"));
+    assert_eq!(p.get("temperatureAlert"), Some("true"));
+    assert_eq!(p.get("slash/and space"), Some("a&b=c"));
+    assert!(reported);
+    assert_eq!(fx.store.load_twin(id).unwrap().reported["nested"]["x"], 1);
+    hub.shutdown().await;
+}
+
+fn node(transport: &str, fx: &Fixture, id: &str, chain: &std::path::Path) -> std::process::Child {
+    Command::new("node")
+        .current_dir(NODE_DIR)
+        .arg("transport_device.js")
+        .arg(transport)
+        .arg(id)
+        .arg(chain)
+        .arg(fx.key_file(id))
+        .arg(fx.trust_file())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node")
+}
+
+async fn node_round(test: &str, transport: &str) {
+    if !isolated::in_own_netns(test) {
+        return;
+    }
+    let id = "node-dev-1";
+    let (fx, chain) = fixture(id);
+    let hub = Hub::start(fx.root(), sdk_hub_config())
+        .await
+        .expect("ports free in this namespace");
+    let child = node(transport, &fx, id, &chain);
+    scenario(hub, &fx, id, child, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_sdk_amqp_full_round() {
+    node_round("transport_sdk::node_sdk_amqp_full_round", "Amqp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_sdk_amqp_ws_full_round() {
+    node_round("transport_sdk::node_sdk_amqp_ws_full_round", "AmqpWs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_sdk_mqtt_ws_full_round() {
+    node_round("transport_sdk::node_sdk_mqtt_ws_full_round", "MqttWs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_websockets_full_round() {
+    if !isolated::in_own_netns("transport_sdk::python_sdk_websockets_full_round") {
+        return;
+    }
+    let id = "py-ws-1";
+    let (fx, chain) = fixture(id);
+    let hub = Hub::start(
+        fx.root(),
+        HubConfig {
+            // Nothing on 8883: the SDK must use the WebSocket on 443.
+            port: 0,
+            ws_port: Some(443),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("443 free in this namespace");
+    let child = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/hub_sdk_device.py"
+        ))
+        .arg(id)
+        .arg(&chain)
+        .arg(fx.key_file(id))
+        .arg(fx.trust_file())
+        .arg("websockets")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    scenario(hub, &fx, id, child, true).await;
+}
