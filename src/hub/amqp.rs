@@ -319,14 +319,6 @@ async fn decide(
         Err(refusal) => {
             let why = refusal.to_string();
             *admitted = Admission::Refused(why.clone());
-            // IoT Hub closes a connection whose device it refuses; the link error carries
-            // the reason first, so the SDK reports it.
-            let close = state.close.clone();
-            let why2 = why.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                let _ = close.send(why2).await;
-            });
             Err((AmqpError::UnauthorizedAccess, why))
         }
         Ok(revoked) => {

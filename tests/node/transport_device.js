@@ -20,8 +20,9 @@ client.setOptions({
   ca: fs.readFileSync(trust, 'utf8'),
 });
 
-const fail = (err) => {
-  say({ step: 'error', name: err && (err.name || err.constructor.name), message: String(err && err.message) });
+const fail = (err, where) => {
+  say({ step: 'error', where, name: err && err.constructor && err.constructor.name, message: String(err && err.message),
+    detail: err && err.amqpError ? String(err.amqpError.description) : undefined });
   client.close(() => process.exit(2));
   setTimeout(() => process.exit(2), 2000);
 };
@@ -40,7 +41,7 @@ async function main() {
     say({ step: 'c2d', data: msg.data.toString(), props, message_id: msg.messageId });
     client.complete(msg, () => { gotC2d = true; finish(); });
   });
-  client.on('error', fail);
+  client.on('error', (e) => say({ step: 'client-error', text: String(e && e.message) }));
   try {
     await client.open();
     say({ step: 'connected' });
@@ -66,7 +67,7 @@ async function main() {
     say({ step: 'patched' });
     say({ step: 'ready' });
   } catch (err) {
-    fail(err);
+    fail(err, 'operation');
   }
   setTimeout(() => { say({ step: 'done', ok: false }); process.exit(3); }, 40000);
 }

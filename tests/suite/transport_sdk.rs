@@ -220,3 +220,78 @@ async fn python_sdk_websockets_full_round() {
         .expect("python3");
     scenario(hub, &fx, id, child, true).await;
 }
+
+/// Refusals over AMQP reach the Node SDK as `UnauthorizedError` and it stops (no retrying
+/// forever); the hub logs the reason, as for MQTT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_sdk_amqp_refusals_stop_with_unauthorized_and_the_hub_says_why() {
+    if !isolated::in_own_netns(
+        "transport_sdk::node_sdk_amqp_refusals_stop_with_unauthorized_and_the_hub_says_why",
+    ) {
+        return;
+    }
+    let (fx, _) = fixture("good-1");
+    fx.device("unreg-1", Some("line2"), ValidityArg::default());
+    fx.device("off-1", Some("line2"), ValidityArg::default());
+    fx.register("off-1", Auth::Ca, None);
+    fx.store.set_enabled("off-1", false).unwrap();
+    chainsmith::ops::new_ca(&fx.ws, &hub_util::ca_req("other", "Other Root", None)).unwrap();
+    fx.device("rogue-1", Some("other"), ValidityArg::default());
+    fx.register("rogue-1", Auth::Ca, None);
+    let hub = Hub::start(fx.root(), sdk_hub_config())
+        .await
+        .expect("ports free");
+    let mut events = hub.events();
+    for (id, issuer, kind) in [
+        ("unreg-1", "line2", "unknown-device"),
+        ("off-1", "line2", "disabled"),
+        ("rogue-1", "other", ""),
+    ] {
+        let chain = fx.chain_file(&[id, issuer]);
+        let mut child = node("Amqp", &fx, id, &chain);
+        let mut rx = lines(&mut child);
+        let mut error = None;
+        while let Some(v) = next(&mut rx).await {
+            if v["step"] == "error" {
+                error = Some(v);
+                break;
+            }
+        }
+        let error = error.unwrap_or_else(|| panic!("{id}: the SDK never reported an error"));
+        assert_eq!(error["name"], "UnauthorizedError", "{id}: {error}");
+        // It stops: the process ends on its own.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                assert_eq!(s.code(), Some(2), "{id}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id}: the SDK kept going"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let refused = loop {
+            match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+                Ok(Ok(HubEvent::Refused {
+                    device,
+                    kind,
+                    reason,
+                    ..
+                })) if device.as_deref() == Some(id) => break (kind, reason),
+                Ok(Ok(_)) => continue,
+                other => panic!("{id}: no refusal logged: {other:?}"),
+            }
+        };
+        if !kind.is_empty() {
+            assert_eq!(refused.0, kind, "{id}: {refused:?}");
+        }
+        assert!(refused.1.contains(id), "{id}: {refused:?}");
+        assert!(
+            error["detail"].as_str().unwrap_or("").contains(&refused.1),
+            "{id}: the SDK's error carries the hub's sentence: {error} vs {refused:?}"
+        );
+    }
+    hub.shutdown().await;
+}
