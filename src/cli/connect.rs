@@ -45,6 +45,9 @@ pub struct ConnectArgs {
     /// Do not connect when the pre-flight lint finds errors.
     #[arg(long)]
     pub strict: bool,
+    /// mqtt (8883), mqtt-ws (MQTT over WebSockets, 443), amqp (5671) or amqp-ws (443).
+    #[arg(long, default_value = "mqtt", value_name = "TRANSPORT")]
+    pub transport: crate::mqtt::Transport,
 }
 
 /// `1s`, `250ms`, `2m`, `1.5s`, or a bare number of seconds.
@@ -135,16 +138,32 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
             let ws = global.existing_workspace()?;
             let flavor = a.flavor.unwrap_or(Flavor::Azure);
             let source = crate::mqtt::local::HubSource::RunningOrStart;
-            let p = crate::mqtt::local::prepare(ws.root(), identity, flavor, source).await?;
+            let p = crate::mqtt::local::prepare(ws.root(), identity, flavor, source, a.transport)
+                .await
+                .map_err(|e| match e {
+                    crate::mqtt::local::PrepareError::TransportOff(what) => anyhow!(
+                        "--transport {}: {e}; restart `chainsmith hub serve` with {}",
+                        a.transport.as_str(),
+                        if what == "AMQP" {
+                            "--amqp-port 5671"
+                        } else {
+                            "--ws-port 443"
+                        }
+                    ),
+                    e => e.into(),
+                })?;
             (p.test, p.started)
         } else {
-            let endpoint = Endpoint::parse(&a.to).map_err(|e| anyhow!("--to {e}"))?;
+            let endpoint =
+                Endpoint::parse_for(&a.to, a.transport).map_err(|e| anyhow!("--to {e}"))?;
             let flavor = a.flavor.unwrap_or(if endpoint.peer == PeerKind::Broker {
                 Flavor::Generic
             } else {
                 Flavor::Azure
             });
             let mut test = ConnectionTest::new(identity, endpoint, flavor);
+            test.transport = a.transport;
+            test.ws_path = Endpoint::ws_path(&a.to);
             // A broker given with --ca is trusted through it alone; without --ca, the system store.
             test.system_roots = test.endpoint.peer == PeerKind::AzureHub || extra_ca.is_empty();
             (test, None)
@@ -202,6 +221,7 @@ impl Printer {
                 device,
                 endpoint,
                 peer,
+                transport,
                 flavor,
                 count,
                 qos,
@@ -215,8 +235,9 @@ impl Printer {
                     Flavor::Azure => "azure",
                     Flavor::Generic => "generic",
                 };
+                let transport = transport.as_str();
                 say!(
-                    "connect {device} -> {endpoint} ({peer}, {flavor} flavor, {count} message(s), QoS {qos})"
+                    "connect {device} -> {endpoint} ({peer}, {transport}, {flavor} flavor, {count} message(s), QoS {qos})"
                 );
             }
             Event::Lint { findings } => {
@@ -229,6 +250,7 @@ impl Printer {
                     }
                 }
             }
+            Event::StepDone { step, ms, detail } => line(true, step.label(), *ms, detail),
             Event::Resolved { ms, addresses } => line(true, "resolve", *ms, &addresses.join(", ")),
             Event::TcpConnected { ms, address } => line(true, "TCP connect", *ms, address),
             Event::TlsEstablished { ms, facts } => {

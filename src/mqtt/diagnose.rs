@@ -278,6 +278,19 @@ pub fn diagnose(f: &Failure, cx: &Context<'_>) -> Diagnosis {
             },
             String::new(),
         ),
+        FailureKind::Protocol(detail)
+            if matches!(
+                f.step,
+                Step::WebSocketUpgrade | Step::AmqpOpen | Step::LinkAttach
+            ) =>
+        {
+            d(
+                "protocol",
+                format!("{at} did not complete the {}: {detail}", f.step.label()),
+                "check that the port serves this transport (IoT Hub: MQTT on 8883, AMQP on 5671, MQTT and AMQP over WebSockets on 443 at /$iothub/websocket; the local hub prints its ports when it starts)".into(),
+                detail.clone(),
+            )
+        }
         FailureKind::Protocol(detail) => d(
             "protocol",
             format!("{at} answered with something that is not MQTT 3.1.1: {detail}"),

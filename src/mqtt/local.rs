@@ -244,6 +244,8 @@ pub enum PrepareError {
     Start(crate::hub::HubError),
     #[error("reading the local hub's trust anchor {path}: {detail}")]
     Trust { path: PathBuf, detail: String },
+    #[error("the running local hub does not listen for {0}")]
+    TransportOff(&'static str),
 }
 
 /// Set up a connection test against the workspace's local hub: where to dial, the hub's
@@ -255,33 +257,62 @@ pub async fn prepare(
     identity: super::Identity,
     flavor: super::Flavor,
     source: HubSource<'_>,
+    transport: super::Transport,
 ) -> Result<Prepared, PrepareError> {
     use super::{ConnectionTest, Endpoint, Flavor, PeerKind};
     use crate::hub::{Hub, HubConfig, HubStore};
     let store = HubStore::open(ws_root)?;
+    use super::Transport as T;
+    // The port of the transport's listener: MQTT, AMQP, or the WebSocket one.
+    let of_handle = |h: &HubHandle| match transport {
+        T::Mqtt => Some(h.addr),
+        T::Amqp => h.amqp_addr,
+        T::MqttWs | T::AmqpWs => h.ws_addr,
+    };
+    let off = || {
+        PrepareError::TransportOff(if transport.websocket() {
+            "WebSockets"
+        } else {
+            "AMQP"
+        })
+    };
     let (addr, watch, started, echo): (std::net::SocketAddr, Arc<HubWatch>, _, bool) = match source
     {
-        HubSource::InProcess(h) => (h.addr, HubWatch::in_process(h), None, true),
+        HubSource::InProcess(h) => (
+            of_handle(h).ok_or_else(off)?,
+            HubWatch::in_process(h),
+            None,
+            true,
+        ),
         HubSource::RunningOrStart => match HubWatch::running(&store.control_path()).await {
             Some((watch, status)) => {
                 // Dial where the hub says it listens (loopback when it is bound to every
                 // interface); a hub too old to answer `status` is assumed on 8883, without echo.
-                let (addr, echo) = match &status {
-                    Some(s) => ((loopback_for(s.addr.ip()), s.port).into(), s.echo),
-                    None => (([127, 0, 0, 1], crate::azure::MQTT_PORT).into(), false),
+                let (ip, port, echo) = match &status {
+                    Some(s) => (loopback_for(s.addr.ip()), Some(s.port), s.echo),
+                    None => ([127, 0, 0, 1].into(), Some(crate::azure::MQTT_PORT), false),
                 };
+                let port = match transport {
+                    T::Mqtt => port,
+                    T::Amqp => status.as_ref().and_then(|s| s.amqp_port),
+                    T::MqttWs | T::AmqpWs => status.as_ref().and_then(|s| s.ws_port),
+                };
+                let addr = (ip, port.ok_or_else(off)?).into();
                 (addr, watch, None, echo)
             }
             None => {
                 let config = HubConfig {
                     port: 0,
                     echo: true,
+                    amqp_port: transport.amqp().then_some(0),
+                    ws_port: transport.websocket().then_some(0),
                     ..HubConfig::default()
                 };
                 let hub = Hub::start(ws_root, config)
                     .await
                     .map_err(PrepareError::Start)?;
-                (hub.addr, HubWatch::in_process(&hub), Some(hub), true)
+                let addr = of_handle(&hub).ok_or_else(off)?;
+                (addr, HubWatch::in_process(&hub), Some(hub), true)
             }
         },
     };
@@ -306,6 +337,7 @@ pub async fn prepare(
     test.system_roots = false;
     test.c2d_echo = echo && flavor == Flavor::Azure;
     test.hub = Some(watch);
+    test.transport = transport;
     Ok(Prepared { test, started })
 }
 

@@ -7,6 +7,7 @@
 //! certificate and the exact alert are known) and MQTT 3.1.1 packets are driven with
 //! `rumqttc::mqttbytes::v4`, the codec the local hub uses too.
 
+mod amqp;
 pub mod diagnose;
 pub mod identity;
 pub mod local;
@@ -43,6 +44,64 @@ impl std::str::FromStr for Flavor {
             "generic" => Ok(Flavor::Generic),
             _ => Err(format!("flavor \"{s}\" is not known; use azure or generic")),
         }
+    }
+}
+
+/// How the device reaches the hub or broker: what the device SDKs offer with X.509.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// MQTT 3.1.1 over TLS (8883).
+    #[default]
+    Mqtt,
+    /// MQTT over a WebSocket over TLS (443, `/$iothub/websocket`, subprotocol `mqtt`).
+    MqttWs,
+    /// AMQP 1.0 over TLS (5671).
+    Amqp,
+    /// AMQP over a WebSocket over TLS (443, subprotocol `AMQPWSB10`).
+    AmqpWs,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 4] = [
+        Transport::Mqtt,
+        Transport::MqttWs,
+        Transport::Amqp,
+        Transport::AmqpWs,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Mqtt => "mqtt",
+            Transport::MqttWs => "mqtt-ws",
+            Transport::Amqp => "amqp",
+            Transport::AmqpWs => "amqp-ws",
+        }
+    }
+    /// The port IoT Hub serves this transport on.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Mqtt => crate::azure::MQTT_PORT,
+            Transport::Amqp => crate::hub::amqp_iothub::AMQP_PORT,
+            Transport::MqttWs | Transport::AmqpWs => crate::hub::ws::WS_PORT,
+        }
+    }
+    pub fn websocket(self) -> bool {
+        matches!(self, Transport::MqttWs | Transport::AmqpWs)
+    }
+    pub fn amqp(self) -> bool {
+        matches!(self, Transport::Amqp | Transport::AmqpWs)
+    }
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Transport::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                format!("transport \"{s}\" is not known; use mqtt, mqtt-ws, amqp or amqp-ws")
+            })
     }
 }
 
@@ -102,9 +161,14 @@ impl Endpoint {
             Some(("mqtts", rest)) | Some(("ssl", rest)) | Some(("tls", rest)) => {
                 (rest, PeerKind::Broker)
             }
+            // A broker's WebSocket listener: the path is the test's `ws_path` (see `ws_path`).
+            Some(("wss", rest)) => (
+                rest.split_once('/').map_or(rest, |(h, _)| h),
+                PeerKind::Broker,
+            ),
             Some((scheme, _)) => {
                 return Err(format!(
-                    "\"{to}\": scheme \"{scheme}://\" is not supported; the test always uses TLS: write mqtts://HOST:PORT"
+                    "\"{to}\": scheme \"{scheme}://\" is not supported; the test always uses TLS: write mqtts://HOST:PORT (or wss://HOST:PORT/PATH for MQTT over WebSockets)"
                 ));
             }
             None => (to, PeerKind::AzureHub),
@@ -126,6 +190,35 @@ impl Endpoint {
             port: port.unwrap_or(8883),
             peer,
         })
+    }
+
+    /// [`Endpoint::parse`] for a transport: without a port, the transport's (IoT Hub's 8883,
+    /// 5671 or 443); a broker is tested over MQTT only (plain or over WebSockets).
+    pub fn parse_for(to: &str, transport: Transport) -> Result<Endpoint, String> {
+        let mut e = Endpoint::parse(to)?;
+        if transport.amqp() && e.peer == PeerKind::Broker {
+            return Err(format!(
+                "\"{to}\": transport {} speaks IoT Hub's AMQP device protocol; test a broker with mqtt or mqtt-ws",
+                transport.as_str()
+            ));
+        }
+        let rest = to.trim().split_once("://").map_or(to.trim(), |(_, r)| r);
+        let hostport = rest.split('/').next().unwrap_or("");
+        let has_port = match hostport.rsplit_once(':') {
+            Some((h, p)) => !p.is_empty() && (!h.contains(':') || h.ends_with(']')),
+            None => false,
+        };
+        if !has_port {
+            e.port = transport.default_port();
+        }
+        Ok(e)
+    }
+
+    /// The path of a `wss://HOST:PORT/PATH` target (None for other forms).
+    pub fn ws_path(to: &str) -> Option<String> {
+        let rest = to.trim().strip_prefix("wss://")?;
+        let (_, path) = rest.split_once('/')?;
+        Some(format!("/{path}"))
     }
 
     pub fn display(&self) -> String {
@@ -196,6 +289,9 @@ pub struct ConnectionTest {
     pub preflight_extra: Vec<Finding>,
     /// The local hub, when the test can see inside it: refusal reasons, recorded messages.
     pub hub: Option<Arc<dyn HubView>>,
+    pub transport: Transport,
+    /// The WebSocket path (default: IoT Hub's `/$iothub/websocket`; a broker's from its URL).
+    pub ws_path: Option<String>,
 }
 
 /// Why the local hub refused a device: its refusal kind and exact sentence.
@@ -242,6 +338,8 @@ impl ConnectionTest {
             tls_version: None,
             preflight_extra: vec![],
             hub: None,
+            transport: Transport::Mqtt,
+            ws_path: None,
         }
     }
 }
@@ -254,6 +352,9 @@ pub enum Step {
     Resolve,
     TcpConnect,
     TlsHandshake,
+    WebSocketUpgrade,
+    AmqpOpen,
+    LinkAttach,
     MqttConnect,
     Subscribe,
     Telemetry,
@@ -267,6 +368,9 @@ impl Step {
             Step::Resolve => "resolve",
             Step::TcpConnect => "TCP connect",
             Step::TlsHandshake => "TLS handshake",
+            Step::WebSocketUpgrade => "WebSocket upgrade",
+            Step::AmqpOpen => "AMQP open",
+            Step::LinkAttach => "AMQP link attach",
             Step::MqttConnect => "MQTT CONNECT",
             Step::Subscribe => "subscribe",
             Step::Telemetry => "telemetry",
@@ -324,6 +428,7 @@ pub enum Event {
         device: String,
         endpoint: String,
         peer: PeerKind,
+        transport: Transport,
         flavor: Flavor,
         count: u32,
         qos: u8,
@@ -344,6 +449,13 @@ pub enum Event {
         ms: f64,
         #[serde(flatten)]
         facts: TlsFacts,
+    },
+    /// A transport's own step went through: the WebSocket upgrade, the AMQP open (SASL and
+    /// Open), the AMQP link attach.
+    StepDone {
+        step: Step,
+        ms: f64,
+        detail: String,
     },
     Connack {
         ms: f64,
@@ -458,6 +570,25 @@ mod tests {
 
     #[test]
     fn endpoints() {
+        let e = Endpoint::parse_for("myhub.azure-devices.net", Transport::Amqp).unwrap();
+        assert_eq!(e.port, 5671);
+        let e = Endpoint::parse_for("myhub.azure-devices.net", Transport::MqttWs).unwrap();
+        assert_eq!(e.port, 443);
+        let e = Endpoint::parse_for("myhub.azure-devices.net:8443", Transport::AmqpWs).unwrap();
+        assert_eq!(e.port, 8443);
+        let e = Endpoint::parse_for("wss://127.0.0.1:9001/mqtt", Transport::MqttWs).unwrap();
+        assert_eq!((e.port, e.peer), (9001, PeerKind::Broker));
+        assert_eq!(
+            Endpoint::ws_path("wss://127.0.0.1:9001/mqtt").as_deref(),
+            Some("/mqtt")
+        );
+        assert!(
+            Endpoint::parse_for("mqtts://b:1", Transport::Amqp)
+                .unwrap_err()
+                .contains("mqtt-ws")
+        );
+        assert_eq!("amqp-ws".parse::<Transport>(), Ok(Transport::AmqpWs));
+        assert!("http".parse::<Transport>().unwrap_err().contains("mqtt-ws"));
         let e = Endpoint::parse("myhub.azure-devices.net").unwrap();
         assert_eq!(
             (e.host.as_str(), e.port, e.peer),

@@ -75,10 +75,10 @@ pub(crate) struct State {
     server_cert: Option<Vec<u8>>,
     acceptable_cas: Vec<String>,
     findings: Vec<crate::pki::lint::Finding>,
-    sent: u32,
+    pub(crate) sent: u32,
     acked: u32,
     rt_seen: u32,
-    rt_expected: u32,
+    pub(crate) rt_expected: u32,
     lost: u32,
     ack_ms: Vec<f64>,
     rt_ms: Vec<f64>,
@@ -111,7 +111,7 @@ impl State {
     }
 }
 
-async fn step<T, F>(step: Step, limit: Duration, fut: F) -> Result<T, Failure>
+pub(crate) async fn step<T, F>(step: Step, limit: Duration, fut: F) -> Result<T, Failure>
 where
     F: std::future::Future<Output = io::Result<T>>,
 {
@@ -123,8 +123,14 @@ where
 }
 
 /// A byte stream a session runs over: TLS, or a WebSocket over TLS.
-pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+pub(crate) trait Io:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug + 'static
+{
+}
+impl<T> Io for T where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug + 'static
+{
+}
 
 /// An MQTT connection, packets framed with rumqttc's v4 codec.
 struct Conn {
@@ -223,7 +229,7 @@ pub fn telemetry_body(device_id: &str, message_id: u32, temperature: u32, humidi
     .expect("a struct of strings and integers serializes")
 }
 
-fn message_id_of(payload: &[u8]) -> Option<u32> {
+pub(crate) fn message_id_of(payload: &[u8]) -> Option<u32> {
     let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
     v.get("messageId")?
         .as_u64()
@@ -252,7 +258,7 @@ impl Pending {
     }
 }
 
-async fn emit(tx: &mpsc::Sender<Event>, e: Event) {
+pub(crate) async fn emit(tx: &mpsc::Sender<Event>, e: Event) {
     let _ = tx.send(e).await;
 }
 
@@ -264,12 +270,79 @@ async fn run_inner(
     announce(test, tx).await;
     preflight(test, tx, s).await?;
     let tls = open_tls(test, tx, s).await?;
-    let mut conn = Conn::new(Box::new(tls));
+    let io: Box<dyn Io> = if test.transport.websocket() {
+        Box::new(websocket(test, tx, tls).await?)
+    } else {
+        Box::new(tls)
+    };
+    if test.transport.amqp() {
+        return super::amqp::session(test, tx, s, io).await;
+    }
+    let mut conn = Conn::new(io);
     let keep_alive = mqtt_connect(test, tx, &mut conn).await?;
     subscribe(test, tx, &mut conn).await?;
     telemetry_loop(test, tx, s, &mut conn, keep_alive).await?;
     hub_record(test, tx, s).await;
     disconnect(test, tx, &mut conn).await
+}
+
+/// The WebSocket upgrade over TLS: IoT Hub's path (or the broker's) and the transport's
+/// subprotocol, which the server must agree to.
+async fn websocket(
+    test: &ConnectionTest,
+    tx: &mpsc::Sender<Event>,
+    tls: TlsStream<TcpStream>,
+) -> Result<crate::hub::ws::WsIo<TlsStream<TcpStream>>, Failure> {
+    use crate::hub::ws;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let path = test.ws_path.clone().unwrap_or_else(|| ws::PATH.to_string());
+    let sub = if test.transport.amqp() {
+        ws::AMQP_SUBPROTOCOL
+    } else {
+        ws::MQTT_SUBPROTOCOL
+    };
+    let fail = |kind| Failure::new(Step::WebSocketUpgrade, kind);
+    let url = format!("wss://{}{path}", test.endpoint.display());
+    let mut req = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| fail(FailureKind::Setup(format!("WebSocket URL {url}: {e}"))))?;
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        tokio_tungstenite::tungstenite::http::HeaderValue::from_static(sub),
+    );
+    let t = Instant::now();
+    let upgrade = tokio_tungstenite::client_async_with_config(req, tls, Some(ws::config()));
+    let (stream, resp) = match tokio::time::timeout(test.timeout, upgrade).await {
+        Err(_) => return Err(fail(FailureKind::Timeout(test.timeout))),
+        Ok(Err(e)) => {
+            return Err(fail(FailureKind::Protocol(format!(
+                "the WebSocket upgrade at {path} was refused: {e}"
+            ))));
+        }
+        Ok(Ok(x)) => x,
+    };
+    let agreed = resp
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !agreed.eq_ignore_ascii_case(sub) {
+        return Err(fail(FailureKind::Protocol(format!(
+            "the server did not agree to the WebSocket subprotocol \"{sub}\" (it answered \"{}\")",
+            crate::text::escape_controls(agreed)
+        ))));
+    }
+    emit(
+        tx,
+        Event::StepDone {
+            step: Step::WebSocketUpgrade,
+            ms: ms(t.elapsed()),
+            detail: format!("{path}, subprotocol {sub}"),
+        },
+    )
+    .await;
+    Ok(ws::WsIo::new(stream))
 }
 
 async fn announce(test: &ConnectionTest, tx: &mpsc::Sender<Event>) {
@@ -279,6 +352,7 @@ async fn announce(test: &ConnectionTest, tx: &mpsc::Sender<Event>) {
             device: test.identity.device_id.clone(),
             endpoint: test.endpoint.display(),
             peer: test.endpoint.peer,
+            transport: test.transport,
             flavor: test.flavor,
             count: test.count,
             qos: test.qos,

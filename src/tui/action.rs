@@ -141,6 +141,7 @@ pub enum Command {
     RunTest {
         device: String,
         target: super::connect::Target,
+        transport: crate::mqtt::Transport,
         /// The Hub tab's port, for the hub the test starts when none runs.
         hub_port: u16,
     },

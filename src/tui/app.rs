@@ -259,6 +259,7 @@ impl App {
         Some(Command::RunTest {
             device,
             target: self.connect.target.clone(),
+            transport: self.connect.transport,
             hub_port: self.hub.port,
         })
     }
@@ -324,6 +325,9 @@ impl App {
             Purpose::Target => match super::connect::Target::parse(form.value("Target")) {
                 Ok(t) => {
                     self.connect.target = t;
+                    self.connect.transport = crate::mqtt::Transport::ALL[form
+                        .choice("Protocol")
+                        .min(crate::mqtt::Transport::ALL.len() - 1)];
                     self.dialog = None;
                     return None;
                 }
@@ -805,7 +809,12 @@ impl App {
             Tab::Hub => self.hub_key(k),
             Tab::Connect => match k.code {
                 KeyCode::Char('t') => {
-                    self.dialog = Some(Dialog::Form(Form::target(&self.connect.target.to_arg())));
+                    let transport = crate::mqtt::Transport::ALL
+                        .iter()
+                        .position(|t| *t == self.connect.transport)
+                        .unwrap_or(0);
+                    let form = Form::target(&self.connect.target.to_arg(), transport);
+                    self.dialog = Some(Dialog::Form(form));
                     None
                 }
                 KeyCode::Enter | KeyCode::Char('s') => self.start_test(),

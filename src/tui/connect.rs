@@ -108,6 +108,9 @@ pub fn key_fix(code: &str, device: &str) -> Option<String> {
 pub struct ConnectState {
     pub device: Option<String>,
     pub target: Target,
+    pub transport: crate::mqtt::Transport,
+    /// The last summary per transport, in the order first run: compared when there are several.
+    pub compare: Vec<(crate::mqtt::Transport, String)>,
     pub running: bool,
     pub steps: Vec<Step>,
     pub log: Vec<String>,
@@ -129,6 +132,8 @@ impl Default for ConnectState {
         ConnectState {
             device: None,
             target: Target::LocalHub,
+            transport: crate::mqtt::Transport::Mqtt,
+            compare: vec![],
             running: false,
             steps: vec![],
             log: vec![],
@@ -183,9 +188,12 @@ impl ConnectState {
             self.target.clone(),
             self.passed.clone(),
         );
+        let compare = std::mem::take(&mut self.compare);
         *self = ConnectState {
             device,
             target,
+            transport: self.transport,
+            compare,
             passed,
             running: true,
             ..Default::default()
@@ -241,6 +249,7 @@ impl ConnectState {
                     ));
                 }
             }
+            E::StepDone { step, ms, detail } => self.step(step.label(), true, ms, detail),
             E::Resolved { ms, addresses } => self.step("resolve", true, ms, addresses.join(", ")),
             E::TcpConnected { ms, address } => self.step("TCP connect", true, ms, address),
             E::TlsEstablished { ms, facts } => {
@@ -359,6 +368,27 @@ impl ConnectState {
                 if s.ok {
                     self.passed = self.device.clone();
                 }
+                let line = format!(
+                    "{} {}/{} acked{}, {}/{} round trips{}, {:.0} ms",
+                    if s.ok { "✓" } else { "✗" },
+                    s.acked,
+                    s.sent,
+                    s.ack_latency
+                        .as_ref()
+                        .map(|l| format!(" (p50 {:.1} ms)", l.p50_ms))
+                        .unwrap_or_default(),
+                    s.round_trips_seen,
+                    s.round_trips_expected,
+                    s.round_trip_latency
+                        .as_ref()
+                        .map(|l| format!(" (p50 {:.1} ms)", l.p50_ms))
+                        .unwrap_or_default(),
+                    s.total_ms
+                );
+                match self.compare.iter_mut().find(|(t, _)| *t == self.transport) {
+                    Some(e) => e.1 = line,
+                    None => self.compare.push((self.transport, line)),
+                }
                 self.running = false;
             }
         }
@@ -408,7 +438,12 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     } else {
         4
     };
-    let head_full = 5 + c.tls.len().min(2) as u16;
+    let compared = if c.compare.len() > 1 {
+        c.compare.len() as u16
+    } else {
+        0
+    };
+    let head_full = 5 + c.tls.len().min(2) as u16 + compared;
     // Room for the header's first line and the failing step, at the least.
     let (head_min, steps_min) = (3, 3);
     let diag_h = if diag.is_empty() {
@@ -449,7 +484,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         ]),
         Line::from(vec![
             Span::styled("Target  ", t.title()),
-            Span::raw(c.target.label()),
+            Span::raw(match c.transport {
+                crate::mqtt::Transport::Mqtt => c.target.label(),
+                other => format!("{} over {}", c.target.label(), other.as_str()),
+            }),
         ]),
     ];
     for (i, l) in c.tls.iter().take(2).enumerate() {
@@ -465,6 +503,15 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             c.sent, c.acked, c.rt_seen, c.lost
         )),
     ]));
+    // Several transports run: one line each, to compare.
+    if c.compare.len() > 1 {
+        for (i, (tr, l)) in c.compare.iter().enumerate() {
+            head_lines.push(Line::from(vec![
+                Span::styled(if i == 0 { "Compare " } else { "        " }, t.title()),
+                Span::raw(format!("{:<8} {l}", tr.as_str())),
+            ]));
+        }
+    }
     f.render_widget(
         Paragraph::new(head_lines).block(block(t, "Connection test")),
         head,

@@ -197,13 +197,22 @@ impl Form {
         f
     }
 
-    pub fn target(current: &str) -> Form {
+    /// The target and the transport (`mqtt`, `mqtt-ws`, `amqp`, `amqp-ws`; index into
+    /// [`crate::mqtt::Transport::ALL`]).
+    pub fn target(current: &str, transport: usize) -> Form {
         Form::new(
             Purpose::Target,
             "Connection target",
-            vec![Field::text("Target", current)],
+            vec![
+                Field::text("Target", current),
+                Field {
+                    label: "Protocol",
+                    kind: FieldKind::Choice(vec!["mqtt", "mqtt-ws", "amqp", "amqp-ws"], transport),
+                    value: String::new(),
+                },
+            ],
         )
-        .with_note("local (the in-process hub), an IoT Hub host like MYHUB.azure-devices.net, or mqtts://HOST:PORT")
+        .with_note("local, an IoT Hub host like MYHUB.azure-devices.net, mqtts://HOST:PORT or wss://HOST:PORT/PATH")
     }
 
     pub fn hub_port(current: u16) -> Form {

@@ -433,14 +433,27 @@ fn forward_hub_events(
 /// tab when it runs (else one started for the test, as `connect --to local` does); a broker or
 /// an IoT Hub host trusts the system store plus the workspace's roots (a test broker's server
 /// certificate is usually issued by one of them).
+/// One connection test the Connect tab asked for.
+pub struct TestRequest {
+    pub device: String,
+    pub target: connect::Target,
+    pub transport: crate::mqtt::Transport,
+    /// The Hub tab's port, for the hub the test starts when none runs.
+    pub hub_port: u16,
+}
+
 pub async fn run_test(
     ws_root: std::path::PathBuf,
     engines: Engines,
-    device: String,
-    target: connect::Target,
-    hub_port: u16,
+    req: TestRequest,
     tx: mpsc::UnboundedSender<Action>,
 ) -> Result<(), String> {
+    let TestRequest {
+        device,
+        target,
+        transport,
+        hub_port,
+    } = req;
     use crate::mqtt::{ConnectionTest, Endpoint, Flavor, Identity, PeerKind};
     let ws = Workspace::open(&ws_root).map_err(|e| e.to_string())?;
     let identity = Identity::from_workspace(&ws, &device).map_err(|e| e.to_string())?;
@@ -480,19 +493,21 @@ pub async fn run_test(
                 return Err("the local hub stopped as the test began".into());
             };
             let source = crate::mqtt::local::HubSource::InProcess(h);
-            crate::mqtt::local::prepare(&ws_root, identity, Flavor::Azure, source)
+            crate::mqtt::local::prepare(&ws_root, identity, Flavor::Azure, source, transport)
                 .await
                 .map_err(|e| e.to_string())?
                 .test
         }
         connect::Target::AzureHub(to) | connect::Target::Broker(to) => {
-            let endpoint = Endpoint::parse(to)?;
+            let endpoint = Endpoint::parse_for(to, transport)?;
             let flavor = if endpoint.peer == PeerKind::Broker {
                 Flavor::Generic
             } else {
                 Flavor::Azure
             };
             let mut t = ConnectionTest::new(identity, endpoint, flavor);
+            t.transport = transport;
+            t.ws_path = Endpoint::ws_path(to);
             t.system_roots = true;
             if let Ok((metas, _)) = ws.list() {
                 for m in metas.iter().filter(|m| m.kind == crate::store::Kind::Root) {
@@ -521,9 +536,12 @@ async fn start_hub(
     root: &std::path::Path,
     port: u16,
 ) -> Result<crate::hub::HubHandle, crate::hub::HubError> {
+    // AMQP and WebSockets on free ports, so every transport can be tested from the Connect tab.
     let config = crate::hub::HubConfig {
         port,
         echo: true,
+        amqp_port: Some(0),
+        ws_port: Some(0),
         ..Default::default()
     };
     crate::hub::Hub::start(root, config).await
@@ -574,11 +592,18 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
         Command::RunTest {
             device,
             target,
+            transport,
             hub_port,
         } => {
             let (engines, tx, root) = (engines.clone(), tx.clone(), ws.root().to_path_buf());
             tokio::spawn(async move {
-                let r = run_test(root, engines, device, target, hub_port, tx.clone()).await;
+                let test = TestRequest {
+                    device,
+                    target,
+                    transport,
+                    hub_port,
+                };
+                let r = run_test(root, engines, test, tx.clone()).await;
                 let _ = tx.send(Action::Connect(connect::ConnectAction::Ended(r)));
             });
             return;

@@ -8,7 +8,7 @@ use crate::connect_support;
 use chainsmith::store::Workspace;
 use chainsmith::tui::connect::{ConnectAction, Target};
 use chainsmith::tui::theme::Theme;
-use chainsmith::tui::{Action, App, Engines, run_test};
+use chainsmith::tui::{Action, App, Engines, TestRequest, run_test};
 use connect_support::*;
 use time::OffsetDateTime;
 
@@ -20,6 +20,12 @@ fn run(ws: &std::path::Path, device: &str, target: Target) -> App {
         OffsetDateTime::now_utc(),
         (100, 30),
     );
+    run_on(&mut app, ws, device, target);
+    app
+}
+
+/// The same, on an existing app (its transport and earlier results kept).
+fn run_on(app: &mut App, ws: &std::path::Path, device: &str, target: Target) {
     app.connect.device = Some(device.into());
     app.connect.target = target.clone();
     app.connect.begin();
@@ -31,8 +37,15 @@ fn run(ws: &std::path::Path, device: &str, target: Target) -> App {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let root = ws.to_path_buf();
     let device = device.to_string();
+    let transport = app.connect.transport;
     let r = rt.block_on(async move {
-        let r = run_test(root, Engines::default(), device, target, 0, tx.clone()).await;
+        let req = TestRequest {
+            device,
+            target,
+            transport,
+            hub_port: 0,
+        };
+        let r = run_test(root, Engines::default(), req, tx.clone()).await;
         drop(tx);
         r
     });
@@ -51,7 +64,6 @@ fn run(ws: &std::path::Path, device: &str, target: Target) -> App {
         app.connect.diagnosis.get_or_insert(d);
     }
     app.connect.running = false;
-    app
 }
 
 #[test]
@@ -110,4 +122,78 @@ fn a_device_that_does_not_exist_ends_with_a_message_not_a_panic() {
     let app = run(&ws, "nope", Target::LocalHub);
     let d = app.connect.diagnosis.expect("why it could not start");
     assert!(d.contains("nope"), "{d}");
+}
+
+/// `t` picks the transport in the target form; after tests over two transports the Connect
+/// tab compares them, one line each.
+#[test]
+fn t_picks_the_transport_and_the_summary_compares_transports() {
+    use chainsmith::mqtt::Transport;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let tmp = tempfile::tempdir().unwrap();
+    let ws_root = chain_workspace(tmp.path());
+    let ws = Workspace::open(&ws_root).unwrap();
+    chainsmith::tui::hub_prove(&ws, "Line 2").unwrap();
+    let store = chainsmith::hub::HubStore::open(&ws_root).unwrap();
+    store
+        .add_device("sensor-7", chainsmith::hub::Auth::Ca, None, None, None)
+        .unwrap();
+    let mut app = App::new(
+        ws_root.clone(),
+        Theme::plain(),
+        OffsetDateTime::now_utc(),
+        (100, 30),
+    );
+    app.tab = chainsmith::tui::Tab::Connect;
+    let key = |c| Action::Key(KeyEvent::new(c, KeyModifiers::NONE));
+    app.update(key(KeyCode::Char('t')));
+    // Target field, then the transport choice: two steps right (mqtt -> mqtt-ws -> amqp).
+    app.update(key(KeyCode::Tab));
+    app.update(key(KeyCode::Right));
+    app.update(key(KeyCode::Right));
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.connect.transport, Transport::Amqp);
+    run_on(&mut app, &ws_root, "sensor-7", Target::LocalHub);
+    assert!(
+        app.connect.diagnosis.is_none(),
+        "{:?}\n{:?}",
+        app.connect.diagnosis,
+        app.connect.log
+    );
+    assert!(
+        app.connect
+            .steps
+            .iter()
+            .any(|s| s.name == "AMQP link attach"),
+        "{:?}",
+        app.connect.steps
+    );
+    assert_eq!(app.connect.compare.len(), 1);
+    app.connect.transport = Transport::MqttWs;
+    run_on(&mut app, &ws_root, "sensor-7", Target::LocalHub);
+    assert!(
+        app.connect
+            .steps
+            .iter()
+            .any(|s| s.name == "WebSocket upgrade")
+    );
+    let c = &app.connect.compare;
+    assert_eq!(
+        c.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+        vec![Transport::Amqp, Transport::MqttWs]
+    );
+    assert!(c.iter().all(|(_, l)| l.starts_with("✓ 5/5 acked")), "{c:?}");
+    // Drawn: one Compare line per transport.
+    let backend = ratatui::backend::TestBackend::new(100, 30);
+    let mut term = ratatui::Terminal::new(backend).unwrap();
+    term.draw(|f| chainsmith::tui::ui::render(f, &app)).unwrap();
+    let screen: String = term
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    assert!(screen.contains("Compare amqp"), "{screen}");
+    assert!(screen.contains("mqtt-ws  ✓ 5/5 acked"), "{screen}");
 }

@@ -462,6 +462,7 @@ fn run_like_the_loop(app: &mut App, rt: &tokio::runtime::Runtime, engines: &Engi
     let Some(Command::RunTest {
         device,
         target,
+        transport,
         hub_port,
     }) = cmd
     else {
@@ -470,7 +471,13 @@ fn run_like_the_loop(app: &mut App, rt: &tokio::runtime::Runtime, engines: &Engi
     let root = app.ws_root.clone();
     let engines = engines.clone();
     let r = rt.block_on(async move {
-        let r = run_test(root, engines, device, target, hub_port, tx.clone()).await;
+        let req = chainsmith::tui::TestRequest {
+            device,
+            target,
+            transport,
+            hub_port,
+        };
+        let r = run_test(root, engines, req, tx.clone()).await;
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         r
     });

@@ -1,0 +1,117 @@
+//! `chainsmith connect --transport mqtt|mqtt-ws|amqp|amqp-ws` against the local hub started
+//! in-process: each transport reports its steps and passes with twin and C2D round trips the
+//! hub confirms; a refusal over AMQP gets the hub's reason and the same diagnosis as MQTT.
+
+use crate::connect_support;
+use connect_support::*;
+use std::path::{Path, PathBuf};
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ws = chain_workspace(tmp.path());
+    ok(&ws, &["hub", "ca", "add", "Test Root", "--verified"]);
+    ok(&ws, &["hub", "device", "add", "sensor-7", "--auth", "ca"]);
+    (tmp, ws)
+}
+
+fn connect(ws: &Path, args: &[&str]) -> (bool, Vec<serde_json::Value>) {
+    let out = bin(ws)
+        .args(["connect", "--json", "--interval", "0", "--timeout", "5s"])
+        .args(args)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.success(), events(&out.stdout))
+}
+
+fn steps_done(ev: &[serde_json::Value]) -> Vec<String> {
+    ev.iter()
+        .filter(|e| e["event"] == "step-done")
+        .map(|e| e["step"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn passes_with_round_trips(transport: &str, own_steps: &[&str]) {
+    let (_t, ws) = setup();
+    let (ok, ev) = connect(&ws, &["sensor-7", "--count", "3", "--transport", transport]);
+    assert!(ok, "{transport}: {ev:#?}");
+    assert_eq!(find(&ev, "start").unwrap()["transport"], transport);
+    assert_eq!(steps_done(&ev), own_steps, "{transport}");
+    assert_eq!(
+        find(&ev, "tls-established").unwrap()["server_verified"],
+        true
+    );
+    let sum = ev.last().unwrap();
+    assert_eq!(
+        (
+            sum["ok"].as_bool(),
+            sum["acked"].as_u64(),
+            sum["round_trips_seen"].as_u64(),
+            sum["hub_recorded"].as_u64()
+        ),
+        (Some(true), Some(3), Some(6), Some(3)),
+        "{transport}: {ev:#?}"
+    );
+    assert!(find(&ev, "disconnected").is_some());
+}
+
+#[test]
+fn mqtt_over_websockets_passes() {
+    passes_with_round_trips("mqtt-ws", &["web-socket-upgrade"]);
+}
+
+#[test]
+fn amqp_passes() {
+    passes_with_round_trips("amqp", &["amqp-open", "link-attach"]);
+}
+
+#[test]
+fn amqp_over_websockets_passes() {
+    passes_with_round_trips(
+        "amqp-ws",
+        &["web-socket-upgrade", "amqp-open", "link-attach"],
+    );
+}
+
+#[test]
+fn mqtt_is_still_the_default() {
+    passes_with_round_trips("mqtt", &[]);
+}
+
+#[test]
+fn unregistered_device_over_amqp_gets_the_hubs_reason() {
+    let (_t, ws) = setup();
+    ok(&ws, &["new", "device", "sensor-8", "--issuer", "Line 2"]);
+    let (ok, ev) = connect(&ws, &["sensor-8", "--transport", "amqp"]);
+    assert!(!ok, "{ev:#?}");
+    let f = find(&ev, "failed").expect("failed event");
+    assert_eq!(f["step"], "link-attach", "{f:#}");
+    assert_eq!(f["code"], "hub-unknown-device", "{f:#}");
+    assert!(
+        f["fix"]
+            .as_str()
+            .unwrap()
+            .contains("hub device add sensor-8"),
+        "{f:#}"
+    );
+}
+
+#[test]
+fn amqp_to_a_broker_is_refused_with_the_reason() {
+    let (_t, ws) = setup();
+    let out = bin(&ws)
+        .args([
+            "connect",
+            "sensor-7",
+            "--to",
+            "mqtts://127.0.0.1:1",
+            "--transport",
+            "amqp",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mqtt-ws"), "{err}");
+}
