@@ -33,6 +33,9 @@ use super::server::{
 };
 use crate::azure;
 
+/// How long the hub waits for the peer's Close after its own before it drops the connection.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Largest AMQP frame the hub accepts; larger messages arrive in several transfer frames.
 pub const MAX_FRAME: u32 = 64 * 1024;
 
@@ -62,12 +65,32 @@ impl SaslAcceptor for TlsCertificateSasl {
     }
 }
 
+/// Ends a connection whose AMQP engine would wait forever (a peer that never answers the
+/// hub's Close): its stream then reads and writes as aborted.
+#[derive(Clone, Debug, Default)]
+struct Kill(Arc<(std::sync::atomic::AtomicBool, futures::task::AtomicWaker)>);
+
+impl Kill {
+    fn kill(&self) {
+        self.0.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.1.wake();
+    }
+    fn check(&self, cx: &mut Context<'_>) -> Option<std::io::Error> {
+        self.0.1.register(cx.waker());
+        self.0
+            .0
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| std::io::Error::from(std::io::ErrorKind::ConnectionAborted))
+    }
+}
+
 /// A stream whose first bytes were already read (the protocol header, to pick SASL or not).
 #[derive(Debug)]
 struct Prefixed<S> {
     head: Vec<u8>,
     at: usize,
     inner: S,
+    kill: Kill,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
@@ -76,6 +99,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if let Some(e) = self.kill.check(cx) {
+            return Poll::Ready(Err(e));
+        }
         if self.at < self.head.len() {
             let n = buf.remaining().min(self.head.len() - self.at);
             let at = self.at;
@@ -93,6 +119,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if let Some(e) = self.kill.check(cx) {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -132,10 +161,12 @@ pub(super) async fn connection<S>(
             ));
         }
     };
+    let kill = Kill::default();
     let stream = Prefixed {
         head: head.to_vec(),
         at: 0,
         inner: stream,
+        kill: kill.clone(),
     };
     let builder = || {
         ConnectionAcceptor::builder()
@@ -156,8 +187,8 @@ pub(super) async fn connection<S>(
         Ok(Err(e)) => return dropped(format!("AMQP open failed: {e}")),
         Err(_) => return dropped("AMQP open (SASL, Open) not complete within 10 s; closed".into()),
     };
-    drop(unauthenticated);
-    serve(sh, conn, chain, peer).await;
+    serve(sh, conn, chain, peer, unauthenticated, deadline).await;
+    kill.kill();
 }
 
 /// What the links of one connection share: who it is (decided at the first attach).
@@ -168,6 +199,8 @@ struct ConnState {
     admitted: Mutex<Admission>,
     /// The device session asks the connection to close (taken over, disabled, hub stopping).
     close: mpsc::Sender<String>,
+    /// This connection's share of the cap on unauthenticated connections, until admitted.
+    unauthenticated: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 enum Admission {
@@ -188,11 +221,15 @@ enum ToSession {
     Closed(String),
 }
 
+/// `unauthenticated` is held until a device link is admitted, which must happen by
+/// `deadline` (the same 10 s an MQTT client has for its CONNECT).
 async fn serve(
     sh: Arc<Shared>,
     mut conn: ListenerConnectionHandle,
     chain: Vec<Vec<u8>>,
     peer: SocketAddr,
+    unauthenticated: tokio::sync::OwnedSemaphorePermit,
+    deadline: tokio::time::Instant,
 ) {
     let (close_tx, mut close_rx) = mpsc::channel(4);
     let state = Arc::new(ConnState {
@@ -201,17 +238,21 @@ async fn serve(
         chain,
         admitted: Mutex::new(Admission::Pending),
         close: close_tx,
+        unauthenticated: std::sync::Mutex::new(Some(unauthenticated)),
     });
+    let mut waiting = true;
     let mut stop = sh.shutdown.clone();
     enum Next {
         Session(Option<fe2o3_amqp::acceptor::IncomingSession>),
         Close(String),
+        Deadline,
     }
     let reason = loop {
         let next = tokio::select! {
             s = conn.next_incoming_session() => Next::Session(s),
             Some(why) = close_rx.recv() => Next::Close(why),
             _ = stop.changed() => Next::Close("hub shutting down".into()),
+            _ = tokio::time::sleep_until(deadline), if waiting => Next::Deadline,
         };
         match next {
             Next::Session(Some(incoming)) => {
@@ -226,14 +267,28 @@ async fn serve(
                 }
             }
             Next::Session(None) => break "connection closed by the device".to_string(),
+            Next::Deadline => {
+                waiting = false;
+                if matches!(*state.admitted.lock().await, Admission::Device(..)) {
+                    continue;
+                }
+                let why = "no device link attached within 10 s of connecting; closed".to_string();
+                sh.emit(HubEvent::Dropped {
+                    peer,
+                    reason: why.clone(),
+                });
+                let err = AmqpErr::new(AmqpError::UnauthorizedAccess, Some(why.clone()), None);
+                let _ = tokio::time::timeout(CLOSE_WAIT, conn.close_with_error(err)).await;
+                break why;
+            }
             Next::Close(why) => {
                 let err = AmqpErr::new(AmqpError::UnauthorizedAccess, Some(why.clone()), None);
-                let _ = conn.close_with_error(err).await;
+                let _ = tokio::time::timeout(CLOSE_WAIT, conn.close_with_error(err)).await;
                 break why;
             }
         }
     };
-    let _ = conn.close().await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, conn.close()).await;
     if let Admission::Device(_, tx) = &*state.admitted.lock().await {
         let _ = tx.send(ToSession::Closed(reason)).await;
     }
@@ -322,6 +377,9 @@ async fn decide(
             Err((AmqpError::UnauthorizedAccess, why))
         }
         Ok(revoked) => {
+            if let Ok(mut p) = state.unauthenticated.lock() {
+                p.take();
+            }
             let (conn_id, outbound, subs) = take_over(sh, &device);
             sh.emit(HubEvent::Accepted {
                 device: device.clone(),

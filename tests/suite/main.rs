@@ -36,6 +36,7 @@ mod lifecycle_hub;
 mod lifecycle_keys;
 mod names_lookup;
 mod transport_connect;
+mod transport_robust;
 mod transport_sdk;
 mod tui_connect;
 mod tui_newcomer;
