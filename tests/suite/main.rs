@@ -35,6 +35,7 @@ mod hub_status;
 mod lifecycle_hub;
 mod lifecycle_keys;
 mod names_lookup;
+mod transport_aedes;
 mod transport_connect;
 mod transport_robust;
 mod transport_sdk;
