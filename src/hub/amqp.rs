@@ -33,6 +33,10 @@ use super::server::{
 };
 use crate::azure;
 
+/// Deliveries of one C2D message before it is dead-lettered (IoT Hub's default maximum
+/// delivery count).
+pub const MAX_DELIVERY_COUNT: usize = 10;
+
 /// How long the hub waits for the peer's Close after its own before it drops the connection.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -317,7 +321,7 @@ async fn session_links(state: Arc<ConnState>, mut session: ListenerSessionHandle
         let verdict = decide(&state, address.as_deref().unwrap_or(""), device_sends).await;
         match verdict {
             Ok((kind, device, to_session)) => {
-                tokio::spawn(run_link(link, kind, device, to_session));
+                tokio::spawn(run_link(link, kind, state.sh.clone(), device, to_session));
             }
             Err((condition, why)) => {
                 let err = AmqpErr::new(condition, Some(why), None);
@@ -501,12 +505,13 @@ fn route(device: &str, out: &mut BytesMut, routes: &HashMap<LinkKind, mpsc::Send
 async fn run_link(
     link: LinkEndpoint,
     kind: LinkKind,
+    sh: Arc<Shared>,
     device: String,
     to_session: mpsc::Sender<ToSession>,
 ) {
     match link {
         LinkEndpoint::Receiver(r) => device_sends(r, kind, device, to_session).await,
-        LinkEndpoint::Sender(s) => hub_sends(s, kind, to_session).await,
+        LinkEndpoint::Sender(s) => hub_sends(s, kind, sh, device, to_session).await,
     }
 }
 
@@ -571,16 +576,53 @@ async fn device_sends(
 
 /// A link the hub sends on: C2D (settled by the device: accept = complete, reject,
 /// release/modify = abandon), twin responses and desired updates, method requests.
-async fn hub_sends(mut s: fe2o3_amqp::Sender, kind: LinkKind, to_session: mpsc::Sender<ToSession>) {
+async fn hub_sends(
+    mut s: fe2o3_amqp::Sender,
+    kind: LinkKind,
+    sh: Arc<Shared>,
+    device: String,
+    to_session: mpsc::Sender<ToSession>,
+) {
     let (tx, mut rx) = mpsc::channel::<Out>(64);
     if to_session.send(ToSession::Route(kind, tx)).await.is_err() {
         return;
     }
-    while let Some(msg) = rx.recv().await {
-        match s.send(msg).await {
-            Ok(Outcome::Accepted(_)) | Ok(_) => {}
-            Err(_) => break,
+    'messages: while let Some(msg) = rx.recv().await {
+        let message_id = msg
+            .properties
+            .as_ref()
+            .and_then(|p| p.message_id.as_ref())
+            .map(proto::id_text)
+            .unwrap_or_default();
+        for _ in 0..MAX_DELIVERY_COUNT {
+            let outcome = match s.send(msg.clone()).await {
+                Ok(o) => o,
+                Err(_) => break 'messages,
+            };
+            if kind != LinkKind::C2d {
+                continue 'messages;
+            }
+            let settled = match outcome {
+                Outcome::Accepted(_) => "completed",
+                Outcome::Rejected(_) => "rejected",
+                Outcome::Released(_) | Outcome::Modified(_) => "abandoned",
+                #[allow(unreachable_patterns)]
+                _ => "settled",
+            };
+            sh.emit(HubEvent::C2dSettled {
+                device: device.clone(),
+                message_id: message_id.clone(),
+                outcome: settled,
+            });
+            if settled != "abandoned" {
+                continue 'messages;
+            }
         }
+        sh.emit(HubEvent::C2dSettled {
+            device: device.clone(),
+            message_id,
+            outcome: "dead-lettered",
+        });
     }
     let _ = s.close().await;
 }

@@ -186,6 +186,14 @@ pub enum HubEvent {
         message_id: String,
         delivered: bool,
     },
+    /// How an AMQP device settled a C2D message: `completed` (accepted), `rejected`,
+    /// `abandoned` (released or modified: delivered again), or `dead-lettered` (abandoned
+    /// [`super::amqp::MAX_DELIVERY_COUNT`] times, as IoT Hub's maximum delivery count).
+    C2dSettled {
+        device: String,
+        message_id: String,
+        outcome: &'static str,
+    },
     MethodCall {
         device: String,
         name: String,
@@ -254,6 +262,11 @@ impl HubEvent {
                 version,
                 delivered,
             } => format!("device {device}: desired v{version} (delivered: {delivered})"),
+            HubEvent::C2dSettled {
+                device,
+                message_id,
+                outcome,
+            } => format!("device {device}: c2d {message_id} {outcome}"),
             HubEvent::C2d {
                 device,
                 message_id,

@@ -119,7 +119,7 @@ pub fn log_line(e: &crate::hub::HubEvent, at: OffsetDateTime) -> LogLine {
         E::TwinGet { device, .. }
         | E::TwinReported { device, .. }
         | E::TwinDesired { device, .. } => (LogKind::Twin, device.clone()),
-        E::C2d { device, .. } => (LogKind::C2d, device.clone()),
+        E::C2d { device, .. } | E::C2dSettled { device, .. } => (LogKind::C2d, device.clone()),
         E::MethodCall { device, .. } | E::MethodResponse { device, .. } => {
             (LogKind::Info, device.clone())
         }

@@ -38,6 +38,9 @@ async function main() {
   client.on('message', (msg) => {
     const props = {};
     for (const p of msg.properties.propertyList) props[p.key] = p.value;
+    // A `settle` property asks for reject or abandon (AMQP settles them; MQTT cannot).
+    if (props.settle === 'reject') return client.reject(msg, () => {});
+    if (props.settle === 'abandon') return client.abandon(msg, () => {});
     say({ step: 'c2d', data: msg.data.toString(), props, message_id: msg.messageId });
     client.complete(msg, () => { gotC2d = true; finish(); });
   });

@@ -71,6 +71,7 @@ async fn scenario(
     id: &str,
     mut child: std::process::Child,
     twin_has_version: bool,
+    amqp: bool,
 ) {
     let mut events = hub.events();
     let mut rx = lines(&mut child);
@@ -93,6 +94,14 @@ async fn scenario(
     assert_eq!(twin["twin"]["desired"]["interval"], 5, "{twin}");
     if twin_has_version {
         assert_eq!(twin["twin"]["desired"]["$version"], 2);
+    }
+    let mut rejected_id = None;
+    let mut abandoned_id = None;
+    if amqp {
+        // Settlement over AMQP: a rejected and an abandoned message before the completed one.
+        let settle = |how: &str| vec![("settle".to_string(), how.to_string())];
+        rejected_id = Some(hub.c2d(id, b"no", &settle("reject")).unwrap().0);
+        abandoned_id = Some(hub.c2d(id, b"later", &settle("abandon")).unwrap().0);
     }
     hub.c2d(
         id,
@@ -124,8 +133,14 @@ async fn scenario(
 
     let mut telemetry = Vec::new();
     let mut reported = false;
+    let mut settled = Vec::new();
     while let Ok(e) = events.try_recv() {
         match e {
+            HubEvent::C2dSettled {
+                message_id,
+                outcome,
+                ..
+            } => settled.push((message_id, outcome)),
             HubEvent::Telemetry { properties, .. } => telemetry.push(properties),
             HubEvent::TwinReported { patch, .. } => reported = patch["nested"]["x"] == 1,
             _ => {}
@@ -140,6 +155,22 @@ async fn scenario(
     assert_eq!(p.get("slash/and space"), Some("a&b=c"));
     assert!(reported);
     assert_eq!(fx.store.load_twin(id).unwrap().reported["nested"]["x"], 1);
+    if amqp {
+        let count = |mid: &Option<String>, o: &str| {
+            settled
+                .iter()
+                .filter(|(m, x)| Some(m) == mid.as_ref() && *x == o)
+                .count()
+        };
+        assert_eq!(count(&rejected_id, "rejected"), 1, "{settled:?}");
+        // Abandoned: delivered again, up to IoT Hub's maximum delivery count, then dead-lettered.
+        assert_eq!(count(&abandoned_id, "abandoned"), 10, "{settled:?}");
+        assert_eq!(count(&abandoned_id, "dead-lettered"), 1, "{settled:?}");
+        assert!(
+            settled.iter().any(|(_, o)| *o == "completed"),
+            "{settled:?}"
+        );
+    }
     hub.shutdown().await;
 }
 
@@ -168,7 +199,7 @@ async fn node_round(test: &str, transport: &str) {
         .await
         .expect("ports free in this namespace");
     let child = node(transport, &fx, id, &chain);
-    scenario(hub, &fx, id, child, false).await;
+    scenario(hub, &fx, id, child, false, transport.starts_with("Amqp")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +249,7 @@ async fn python_sdk_websockets_full_round() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("python3");
-    scenario(hub, &fx, id, child, true).await;
+    scenario(hub, &fx, id, child, true, false).await;
 }
 
 /// Refusals over AMQP reach the Node SDK as `UnauthorizedError` and it stops (no retrying
