@@ -5,11 +5,18 @@
 //! One message at a time (publish, wait for PUBACK and the round trip, then the next), so
 //! these are latencies, not throughput. Run: `cargo bench --bench connect` (release).
 //! `CONNECT_BENCH_COUNT=N` changes the number of messages.
+//!
+//! Then every transport of the local hub side by side (mqtt, mqtt-ws, amqp, amqp-ws):
+//! handshakes/s (sequential whole connections: TCP, TLS with client certificate, WebSocket
+//! upgrade, CONNECT or AMQP open + link attach, clean close; `CONNECT_BENCH_HANDSHAKES`, 200)
+//! and messages/s (QoS 1 / settled telemetry, one in flight, acknowledgement only).
 
 #![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
 
 use chainsmith::hub::{Auth, Hub, HubConfig, HubStore};
-use chainsmith::mqtt::{self, ConnectionTest, Endpoint, Flavor, Identity, PeerKind, Summary};
+use chainsmith::mqtt::{
+    self, ConnectionTest, Endpoint, Flavor, Identity, PeerKind, Summary, Transport,
+};
 use chainsmith::ops::{self, CaRequest, DeviceRequest, ValidityArg};
 use chainsmith::pki::issue::{self, San};
 use chainsmith::pki::{IssueSpec, KeyAlg, Profile, Validity, subject};
@@ -97,7 +104,7 @@ fn main() {
         let store = HubStore::open(ws.root()).expect("hub store");
         store.add_ca("Bench Root", true).expect("hub ca");
         store.add_device("bench-1", Auth::Ca, None, None, None).expect("hub device");
-        let hub = Hub::start(ws.root(), HubConfig { port: 0, echo: true, ..HubConfig::default() }).await.expect("hub");
+        let hub = Hub::start(ws.root(), HubConfig { port: 0, echo: true, amqp_port: Some(0), ws_port: Some(0), ..HubConfig::default() }).await.expect("hub");
         let trust = std::fs::read(store.trust_path()).expect("trust");
         let hub_ca: Vec<Vec<u8>> = pem::parse_many(&trust).expect("pem").into_iter().map(|b| b.into_contents()).collect();
         let local = |twin: bool, c2d: bool| {
@@ -118,7 +125,44 @@ fn main() {
         run(warm).await;
         let c2d = run(local(false, true)).await;
         let twin = run(local(true, false)).await;
+
+        // Every transport: handshakes/s and messages/s.
+        let handshakes: u32 = std::env::var("CONNECT_BENCH_HANDSHAKES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+        let mut rows = Vec::new();
+        for transport in Transport::ALL {
+            let port = match transport {
+                Transport::Mqtt => hub.addr.port(),
+                Transport::Amqp => hub.amqp_addr.expect("amqp").port(),
+                Transport::MqttWs | Transport::AmqpWs => hub.ws_addr.expect("ws").port(),
+            };
+            let plain = |n: u32| {
+                let mut t = local(false, false);
+                t.endpoint.port = port;
+                t.transport = transport;
+                t.count = n;
+                t
+            };
+            run(plain(20)).await; // warm up
+            let started = std::time::Instant::now();
+            for _ in 0..handshakes {
+                run(plain(0)).await;
+            }
+            let hs = f64::from(handshakes) / started.elapsed().as_secs_f64();
+            let msgs = run(plain(count)).await;
+            let per_s = f64::from(msgs.sent) / (msgs.total_ms / 1000.0);
+            let ack = msgs.ack_latency.expect("acks");
+            rows.push(format!(
+                "  {:<8} {hs:>8.0} handshakes/s  {per_s:>8.0} msg/s  ack p50 {:.3} ms p99 {:.3} ms",
+                transport.as_str(),
+                ack.p50_ms,
+                ack.p99_ms
+            ));
+        }
         hub.shutdown().await;
+        println!("local hub per transport ({handshakes} sequential connections; {count} QoS 1 messages, one in flight):");
+        for r in &rows {
+            println!("{r}");
+        }
 
         // Mosquitto with mutual TLS, nodelay, on a free port.
         let dir = tmp.path();

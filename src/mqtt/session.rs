@@ -56,7 +56,10 @@ pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
             preflight: &s.findings,
             timeout: test.timeout,
         };
-        let diagnosis = diagnose::diagnose(&f, &cx);
+        let mut diagnosis = diagnose::diagnose(&f, &cx);
+        if let Some(note) = websocket_preview_note(&test, f.step) {
+            diagnosis.fix.push_str(note);
+        }
         summary.ok = false;
         summary.failed_step = Some(f.step);
         let _ = tx
@@ -68,6 +71,21 @@ pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
     }
     let _ = tx.send(Event::Summary(summary.clone())).await;
     summary
+}
+
+/// Azure IoT Hub serves MQTT and AMQP over WebSockets to X.509 CA-signed devices only in
+/// preview ("not yet generally available, preview mode must be enabled", Microsoft's X.509
+/// docs); thumbprint devices are GA. Said where a CA-signed device fails to get in that way.
+fn websocket_preview_note(test: &ConnectionTest, step: Step) -> Option<&'static str> {
+    let ca_signed = !test.identity.leaf().view.self_signed;
+    (test.transport.websocket()
+        && test.endpoint.peer == super::PeerKind::AzureHub
+        && ca_signed
+        && step >= Step::TlsHandshake
+        && step <= Step::MqttConnect)
+        .then_some(
+            "; note: on Azure IoT Hub, MQTT and AMQP over WebSockets for X.509 CA-signed devices are a preview that must be enabled on the hub (thumbprint devices are GA): try --transport mqtt or amqp to tell",
+        )
 }
 
 #[derive(Default)]

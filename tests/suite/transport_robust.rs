@@ -271,3 +271,51 @@ async fn a_new_connection_takes_over_across_transports() {
     assert_eq!(took_over, 2, "one takeover each way");
     hub.shutdown().await;
 }
+
+/// A CA-signed device refused over WebSockets by what the test takes for Azure IoT Hub gets
+/// the note that Azure serves WebSockets to CA-signed devices only in preview.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_refusal_at_an_azure_hub_mentions_the_ca_preview() {
+    use chainsmith::mqtt::{ConnectionTest, Endpoint, Event, PeerKind};
+    let fx = Fixture::new();
+    fx.store.add_ca("root", true).unwrap();
+    fx.device("good", Some("line2"), ValidityArg::default()); // not registered: refused
+    let hub = Hub::start(
+        fx.root(),
+        HubConfig {
+            port: 0,
+            ws_port: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ep = Endpoint {
+        host: "127.0.0.1".into(),
+        port: hub.ws_addr.unwrap().port(),
+        peer: PeerKind::AzureHub,
+    };
+    let identity = Identity::from_workspace(&fx.ws, "good").unwrap();
+    let mut test = ConnectionTest::new(identity, ep, Flavor::Azure);
+    test.transport = Transport::MqttWs;
+    test.system_roots = false;
+    let trust = std::fs::read(fx.trust_file()).unwrap();
+    test.extra_ca = pem::parse_many(&trust)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.into_contents())
+        .collect();
+    test.timeout = Duration::from_secs(5);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let task = tokio::spawn(chainsmith::mqtt::run(test, tx));
+    let mut fix = None;
+    while let Some(e) = rx.recv().await {
+        if let Event::Failed { diagnosis, .. } = e {
+            fix = Some(diagnosis.fix);
+        }
+    }
+    assert!(!task.await.unwrap().ok);
+    let fix = fix.expect("a diagnosis");
+    assert!(fix.contains("preview"), "{fix}");
+    hub.shutdown().await;
+}
