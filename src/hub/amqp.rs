@@ -314,11 +314,13 @@ async fn session_links(state: Arc<ConnState>, mut session: ListenerSessionHandle
         } else {
             attach.source.as_ref().and_then(|s| s.address.clone())
         };
+        // Decide before the Attach is answered: a device that sees its link attached is
+        // admitted (and owns its device id) already.
+        let verdict = decide(&state, address.as_deref().unwrap_or(""), device_sends).await;
         let link = match acceptor.accept_incoming_attach(attach, &mut session).await {
             Ok(l) => l,
             Err(_) => continue,
         };
-        let verdict = decide(&state, address.as_deref().unwrap_or(""), device_sends).await;
         match verdict {
             Ok((kind, device, to_session)) => {
                 tokio::spawn(run_link(link, kind, state.sh.clone(), device, to_session));
