@@ -137,9 +137,10 @@ pub struct ServeArgs {
     /// An extra DNS name or IP for the server certificate.
     #[arg(long)]
     pub hostname: Option<String>,
-    /// AMQP over TLS (IoT Hub's 5671); 0 turns it off.
-    #[arg(long, default_value_t = crate::hub::amqp_iothub::AMQP_PORT)]
-    pub amqp_port: u16,
+    /// AMQP over TLS; 0 turns it off. Default: IoT Hub's 5671, or a free port (printed) when
+    /// 5671 is taken.
+    #[arg(long)]
+    pub amqp_port: Option<u16>,
     /// MQTT and AMQP over WebSockets at /$iothub/websocket (IoT Hub's 443); 0 turns it off.
     /// Default: 443 when the hub may bind it, else a free port (printed).
     #[arg(long)]
@@ -552,31 +553,59 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
     }
     rt.block_on(async move {
         let on = |p: u16| (p != 0).then_some(p);
+        let amqp_default = crate::hub::amqp_iothub::AMQP_PORT;
+        let ws_default = crate::hub::ws::WS_PORT;
         let mut config = HubConfig {
             bind: a.bind,
             port: a.port,
             echo: a.echo,
             hostname: a.hostname,
-            amqp_port: on(a.amqp_port),
-            ws_port: on(a.ws_port.unwrap_or(crate::hub::ws::WS_PORT)),
+            amqp_port: on(a.amqp_port.unwrap_or(amqp_default)),
+            ws_port: on(a.ws_port.unwrap_or(ws_default)),
         };
-        let hub = match Hub::start(&root, config.clone()).await {
-            // 443 needs root or CAP_NET_BIND_SERVICE (or is taken): a free port instead.
-            Err(crate::hub::HubError::Bind { addr, source })
-                if a.ws_port.is_none() && addr.port() == crate::hub::ws::WS_PORT =>
-            {
-                config.ws_port = Some(0);
-                let hub = Hub::start(&root, config).await?;
-                if let Some(ws) = hub.ws_addr {
-                    complain!(
-                        "note: cannot listen on port 443 ({source}); MQTT and AMQP over WebSockets are on port {} instead (SDKs dial 443: run as root, grant CAP_NET_BIND_SERVICE, or pass --ws-port)",
-                        ws.port()
-                    );
+        // A default port that cannot be bound (443 needs root or CAP_NET_BIND_SERVICE; 5671 or
+        // 443 may be taken by another hub): a free port instead, and a note. A port the user
+        // gave is never replaced.
+        let mut notes = Vec::new();
+        let hub = loop {
+            match Hub::start(&root, config.clone()).await {
+                Err(crate::hub::HubError::Bind { addr, source })
+                    if a.amqp_port.is_none()
+                        && config.amqp_port == Some(amqp_default)
+                        && addr.port() == amqp_default =>
+                {
+                    config.amqp_port = Some(0);
+                    notes.push(("AMQP", amqp_default, source.to_string(), "--amqp-port"));
                 }
-                hub
+                Err(crate::hub::HubError::Bind { addr, source })
+                    if a.ws_port.is_none()
+                        && config.ws_port == Some(ws_default)
+                        && addr.port() == ws_default =>
+                {
+                    config.ws_port = Some(0);
+                    notes.push((
+                        "MQTT and AMQP over WebSockets",
+                        ws_default,
+                        source.to_string(),
+                        "--ws-port",
+                    ));
+                }
+                r => break r?,
             }
-            r => r?,
         };
+        for (what, port, why, flag) in notes {
+            let now = if flag == "--amqp-port" {
+                hub.amqp_addr
+            } else {
+                hub.ws_addr
+            };
+            if let Some(now) = now {
+                complain!(
+                    "note: cannot listen on port {port} ({why}); {what} on port {} instead (the SDKs dial {port}: free it, run as root or with CAP_NET_BIND_SERVICE, run them in their own network namespace, or pass {flag})",
+                    now.port()
+                );
+            }
+        }
         let mut events = hub.events();
         let addr = hub.addr;
         let hub = std::sync::Arc::new(hub);

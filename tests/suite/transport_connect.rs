@@ -115,3 +115,70 @@ fn amqp_to_a_broker_is_refused_with_the_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("mqtt-ws"), "{err}");
 }
+
+struct Serve(std::process::Child);
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(ws: &Path, args: &[&str]) -> (Serve, std::process::ChildStderr) {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("chainsmith"))
+        .arg("--workspace")
+        .arg(ws)
+        .args(["hub", "serve", "--port", "0"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let control = ws.join("hub/control.sock");
+    let start = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&control).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "hub serve did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (Serve(child), stderr)
+}
+
+/// `hub serve` defaults to 5671 and 443; when they are taken it listens on free ports and
+/// says so, and `connect --transport` dials the ports the running hub reports. With
+/// `--amqp-port 0` AMQP is off and `connect --transport amqp` says how to turn it on.
+#[test]
+fn hub_serve_ports_fall_back_and_connect_follows_the_running_hub() {
+    if !crate::isolated::in_own_netns(
+        "transport_connect::hub_serve_ports_fall_back_and_connect_follows_the_running_hub",
+    ) {
+        return;
+    }
+    let _amqp = std::net::TcpListener::bind("127.0.0.1:5671").unwrap();
+    let _ws = std::net::TcpListener::bind("127.0.0.1:443").unwrap();
+    let (_t, ws) = setup();
+    let (hub, stderr) = serve(&ws, &[]);
+    for t in ["amqp", "amqp-ws", "mqtt-ws"] {
+        let (ok, ev) = connect(&ws, &["sensor-7", "--count", "2", "--transport", t]);
+        assert!(ok, "{t}: {ev:#?}");
+    }
+    drop(hub);
+    let notes = std::io::read_to_string(stderr).unwrap();
+    assert!(notes.contains("cannot listen on port 5671"), "{notes}");
+    assert!(notes.contains("cannot listen on port 443"), "{notes}");
+
+    let (_hub, _stderr) = serve(&ws, &["--amqp-port", "0"]);
+    let out = bin(&ws)
+        .args(["connect", "sensor-7", "--transport", "amqp"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not listen for AMQP") && err.contains("--amqp-port 5671"),
+        "{err}"
+    );
+}
