@@ -20,8 +20,9 @@ pub enum HubCommand {
     Device(DeviceCommand),
     /// Show a device twin; --set-desired patches its desired properties.
     Twin(TwinArgs),
-    /// Print the path of the PEM clients must trust to reach the hub.
-    Trust,
+    /// Print the path of the PEM clients must trust to reach the hub; --install adds it to
+    /// the system trust store (Debian's update-ca-certificates) for samples that pass none.
+    Trust(TrustArgs),
     /// Run the hub in the foreground until Ctrl-C.
     Serve(ServeArgs),
     /// Stream telemetry received by the running hub (like `az iot hub monitor-events`).
@@ -229,16 +230,7 @@ fn run_command(global: &Global, c: HubCommand) -> CliResult {
         HubCommand::Ca(c) => ca(global, &store, c),
         HubCommand::Device(c) => device(global, &store, c),
         HubCommand::Twin(a) => twin(global, &store, a),
-        HubCommand::Trust => {
-            store.ensure_tls_ca()?;
-            let p = store.trust_path();
-            if global.json {
-                print_json(&serde_json::json!({ "trust": p }));
-            } else {
-                say!("{}", p.display());
-            }
-            Ok(())
-        }
+        HubCommand::Trust(a) => trust(global, &store, a),
         HubCommand::Serve(a) => serve(global, &store, a),
         HubCommand::Monitor(a) => monitor(global, &store, a),
         HubCommand::C2d(a) => {
@@ -646,4 +638,66 @@ fn print_telemetry(v: &serde_json::Value, json: bool) {
     } else {
         say!("{}", serde_json::to_string_pretty(&ev).unwrap_or_default());
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrustArgs {
+    /// Add the hub's CA to the system trust store (/usr/local/share/ca-certificates, then
+    /// update-ca-certificates), so samples that pass no server certificate connect. Needs root.
+    #[arg(long, conflicts_with = "uninstall")]
+    install: bool,
+    /// Remove this workspace's hub CA from the system trust store again.
+    #[arg(long)]
+    uninstall: bool,
+    /// Install into the trust store of another file tree (a container image, a chroot)
+    /// instead of this system's.
+    #[arg(long, value_name = "DIR")]
+    system_root: Option<PathBuf>,
+}
+
+fn trust(global: &Global, store: &HubStore, a: TrustArgs) -> CliResult {
+    use crate::hub::system_trust::SystemTrust;
+    store.ensure_tls_ca()?;
+    let path = store.trust_path();
+    let system = match &a.system_root {
+        Some(root) => SystemTrust::under(root),
+        None => SystemTrust::default(),
+    };
+    let change = if a.install {
+        Some(system.install(store)?)
+    } else if a.uninstall {
+        Some(system.uninstall(store)?)
+    } else {
+        None
+    };
+    let installed = system.is_installed(store)?;
+    if global.json {
+        print_json(&serde_json::json!({
+            "trust": path,
+            "system": { "installed": installed, "file": system.file_for(store)?, "bundle": system.bundle(),
+                        "changed": change.as_ref().map(|c| c.changed) },
+        }));
+        return Ok(());
+    }
+    match (change, a.install) {
+        (None, _) => say!("{}", path.display()),
+        (Some(c), true) if c.changed => say!(
+            "added the hub's CA to the system trust store: {}\nclients that use the system's CAs now trust the hub ({} rebuilt); undo with `chainsmith hub trust --uninstall`",
+            c.file.display(),
+            c.bundle.display()
+        ),
+        (Some(c), true) => say!(
+            "the hub's CA is already in the system trust store ({}); bundle refreshed",
+            c.file.display()
+        ),
+        (Some(c), false) if c.changed => say!(
+            "removed the hub's CA from the system trust store ({}); {} rebuilt",
+            c.file.display(),
+            c.bundle.display()
+        ),
+        (Some(_), false) => {
+            say!("the hub's CA was not in the system trust store; nothing to remove")
+        }
+    }
+    Ok(())
 }

@@ -209,6 +209,9 @@ fn error_message(e: &anyhow::Error) -> String {
 }
 
 fn error_kind(e: &anyhow::Error) -> &'static str {
+    if let Some(t) = e.downcast_ref::<crate::hub::system_trust::SystemTrustError>() {
+        return t.kind();
+    }
     if let Some(r) = e.downcast_ref::<crate::hub::RegistryError>() {
         return r.kind();
     }

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod control;
 pub mod registry;
 pub mod server;
+pub mod system_trust;
 pub mod tls;
 
 pub use auth::Refusal;

@@ -32,6 +32,7 @@ mod hub_protocol;
 mod hub_robust;
 mod hub_sdk;
 mod hub_status;
+mod hub_trust_system;
 mod lifecycle_hub;
 mod lifecycle_keys;
 mod names_lookup;
