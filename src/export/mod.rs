@@ -10,6 +10,7 @@ pub mod pfx;
 
 pub use pfx::{PfxAlgorithms, PfxProfile, Protection};
 
+use crate::error::Remedy;
 use crate::store::{self, Entity, Kind, Slot, Workspace, chain_of, write_atomic, write_new};
 use openssl::pkey::{PKey, Private};
 use openssl::symm::Cipher;
@@ -28,14 +29,53 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(transparent)]
     Pki(crate::pki::Error),
-    #[error("OpenSSL: {0}")]
-    OpenSsl(#[from] openssl::error::ErrorStack),
     #[error("{0}")]
     Invalid(String),
-    #[error(
-        "the password for {0} is wrong (the PKCS#12 MAC does not verify); check --password, --password-file or CHAINSMITH_PFX_PASSWORD"
-    )]
+    #[error("the password for {0} is wrong (the PKCS#12 MAC does not verify); check the password")]
     WrongPassword(String),
+    #[error("a PFX needs a password")]
+    PasswordNeeded,
+    #[error(
+        "\"{name}\" has no private key in the workspace (trust-only import, or a CSR whose key stays on the device), so {what} cannot be written; export its certificates only (PEM)"
+    )]
+    NoKey { name: String, what: String },
+    #[error("writing to standard output takes exactly one format (pem, der, pfx or edge)")]
+    OneFormat,
+    #[error(
+        "the azure layout is several files; write them into a directory, not to standard output"
+    )]
+    SeveralFiles,
+}
+
+impl Error {
+    /// A short machine-friendly name for `--json` errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Store(s) => s.kind(),
+            Error::Pki(p) => p.kind(),
+            Error::WrongPassword(_) => "wrong-password",
+            _ => "invalid",
+        }
+    }
+
+    /// What would fix it, for a face to turn into its own hint.
+    pub fn remedy(&self) -> Option<Remedy> {
+        match self {
+            Error::Store(s) => s.remedy(),
+            Error::Pki(p) => p.remedy(),
+            Error::WrongPassword(_) | Error::PasswordNeeded => Some(Remedy::Password),
+            Error::NoKey { .. } => Some(Remedy::CertificatesOnly),
+            Error::OneFormat => Some(Remedy::OneFormat),
+            Error::SeveralFiles => Some(Remedy::OutDir),
+            Error::Invalid(_) => None,
+        }
+    }
+}
+
+impl From<openssl::error::ErrorStack> for Error {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        Error::Pki(e.into())
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -383,11 +423,9 @@ impl Source {
     }
 
     fn need_key(&self, what: &str) -> Result<&PKey<Private>> {
-        self.key.as_ref().ok_or_else(|| {
-            Error::Invalid(format!(
-                "\"{}\" has no private key in the workspace (trust-only import, or a CSR whose key stays on the device), so {what} cannot be written; export --format pem for the certificates",
-                self.name()
-            ))
+        self.key.as_ref().ok_or_else(|| Error::NoKey {
+            name: self.name().to_string(),
+            what: what.to_string(),
         })
     }
 
@@ -608,9 +646,7 @@ fn plan(src: &Source, opts: &ExportOptions, report: &mut ExportReport) -> Result
                 }
             }
             Format::Pfx => {
-                let pw = opts.password.as_deref().ok_or_else(|| {
-                    Error::Invalid("a PFX needs a password: pass --password-file FILE, set CHAINSMITH_PFX_PASSWORD, or --password P".into())
-                })?;
+                let pw = opts.password.as_deref().ok_or(Error::PasswordNeeded)?;
                 add(
                     &mut files,
                     format!("{name}.pfx"),
@@ -730,17 +766,13 @@ fn render_stdout(src: &Source, opts: &ExportOptions, report: &mut ExportReport) 
         opts.formats.clone()
     };
     let [format] = formats.as_slice() else {
-        return Err(Error::Invalid(
-            "--stdout takes exactly one --format (pem, der, pfx or edge)".into(),
-        ));
+        return Err(Error::OneFormat);
     };
     match format {
         Format::Pem => Ok(src.chain_pem().into_bytes()),
         Format::Der => Ok(src.leaf.cert_der.clone()),
         Format::Pfx => {
-            let pw = opts.password.as_deref().ok_or_else(|| {
-                Error::Invalid("a PFX needs a password: pass --password-file FILE, set CHAINSMITH_PFX_PASSWORD, or --password P".into())
-            })?;
+            let pw = opts.password.as_deref().ok_or(Error::PasswordNeeded)?;
             src.pfx(opts.pfx_profile, pw, opts.include_chain)
         }
         Format::Edge => {
@@ -748,9 +780,7 @@ fn render_stdout(src: &Source, opts: &ExportOptions, report: &mut ExportReport) 
             report.edge_config = Some(text.clone());
             Ok(text.into_bytes())
         }
-        Format::Azure => Err(Error::Invalid(
-            "the azure layout is several files; use --out DIR instead of --stdout".into(),
-        )),
+        Format::Azure => Err(Error::SeveralFiles),
     }
 }
 
@@ -764,8 +794,8 @@ fn slot_entity(main: &Entity, slot: Slot) -> Result<Entity> {
     let meta_path = dir.join(store::META_FILE);
     if !meta_path.exists() {
         return Err(Error::Invalid(format!(
-            "\"{}\" has no {sub} slot; make it with `chainsmith new device {} --self-signed --slot {sub}`",
-            main.meta.name, main.meta.name
+            "\"{}\" has no {sub} slot; make a self-signed certificate for it in that slot first",
+            main.meta.name
         )));
     }
     Ok(Entity::read_dir(dir)?)

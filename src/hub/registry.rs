@@ -73,7 +73,7 @@ impl RegistryError {
     /// A short machine-friendly name for `--json` errors (`{"error": {"kind": …}}`).
     pub fn kind(&self) -> &'static str {
         match self {
-            RegistryError::Store(s) => store_kind(s),
+            RegistryError::Store(s) => s.kind(),
             RegistryError::NotACa(_) => "not-a-ca",
             RegistryError::CaTaken(_) | RegistryError::DeviceTaken(_) => "already-registered",
             RegistryError::UnknownCa(_) | RegistryError::UnknownDevice(_) => "not-registered",
@@ -82,18 +82,13 @@ impl RegistryError {
             RegistryError::FromNotDevice(..) => "not-a-device",
             RegistryError::ThumbprintWithCa(_) => "thumbprint-with-ca",
             RegistryError::NothingToUpdate(_) => "nothing-to-update",
-            RegistryError::Slots(crate::export::Error::Store(s)) => store_kind(s),
+            RegistryError::Slots(crate::export::Error::Store(s)) => s.kind(),
             RegistryError::Slots(_) | RegistryError::Pki(_) => "invalid",
             RegistryError::Damaged { .. } => "damaged",
             RegistryError::Proof { .. } => "proof-refused",
             RegistryError::Patch(_) => "bad-patch",
         }
     }
-}
-
-/// The kinds `chainsmith` gives store errors elsewhere (`cli::error_kind`).
-fn store_kind(e: &store::Error) -> &'static str {
-    e.kind()
 }
 
 pub type Result<T> = std::result::Result<T, RegistryError>;
@@ -578,7 +573,7 @@ impl HubStore {
                 e.meta.kind.as_str(),
             ));
         }
-        let slots = crate::ops::lifecycle::slots(&self.ws, name)?;
+        let slots = store::slots(&self.ws, name)?;
         if slots.is_empty() {
             return Ok((Some(e.meta.sha256.clone()), None));
         }

@@ -204,7 +204,7 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
                     Severity::Error,
                     "pathlen-exceeded",
                     format!(
-                        "CA \"{iname}\" has pathlen {p} but {cas_below} CA level(s) sit below it on the way to \"{name}\"; re-issue \"{iname}\" with --pathlen {cas_below}"
+                        "CA \"{iname}\" has pathlen {p} but {cas_below} CA level(s) sit below it on the way to \"{name}\"; re-issue \"{iname}\" with pathlen {cas_below}"
                     ),
                 );
             }

@@ -266,7 +266,7 @@ impl NewForm {
         let validity = ValidityArg::days(days);
         validity
             .resolve(&self.kind.profile(), crate::clock::Clock::System.now())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| super::forms::error_text(&e))?;
         let pathlen = if self.pathlen.trim().is_empty() {
             None
         } else {
@@ -284,10 +284,11 @@ impl NewForm {
         };
         let req = match self.kind {
             NewKind::Root | NewKind::Intermediate => {
-                identity::check_entity_name(&self.name).map_err(|e| e.to_string())?;
+                identity::check_entity_name(&self.name)
+                    .map_err(|e| super::forms::error_text(&e))?;
                 if issuer.as_deref() == Some(self.name.as_str()) {
                     return Err(format!(
-                        "\"{}\" cannot issue itself; pick its parent CA as --issuer",
+                        "\"{}\" cannot issue itself; pick its parent CA in the Issuer field",
                         self.name
                     ));
                 }
@@ -305,7 +306,7 @@ impl NewForm {
             NewKind::Device | NewKind::SelfSignedDevice => {
                 let target = Target::ALL[self.target];
                 let (_, w) = ops::expand_ids(std::slice::from_ref(&self.name), target)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| super::forms::error_text(&e))?;
                 warnings.extend(w);
                 CreateRequest::Devices(DeviceRequest {
                     ids: vec![self.name.clone()],

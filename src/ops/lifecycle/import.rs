@@ -90,7 +90,7 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
                 }
                 "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => {
                     return Err(invalid(format!(
-                        "{label} holds a certificate request, not a certificate; sign it with `chainsmith sign-csr {label} --issuer CA`"
+                        "{label} holds a certificate request, not a certificate; sign it with a CA instead"
                     )));
                 }
                 other => {
@@ -121,8 +121,8 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
     }
     if openssl::pkcs12::Pkcs12::from_der(bytes).is_ok() {
         let Some(pw) = password else {
-            return Err(invalid(format!(
-                "{label} is a PKCS#12 (PFX) file and needs its password: pass --password P, or set CHAINSMITH_PFX_PASSWORD"
+            return Err(Error::Password(format!(
+                "{label} is a PKCS#12 (PFX) file and needs its password"
             )));
         };
         let opened = pkcs12::open(bytes, pw, &label)?;
@@ -151,8 +151,8 @@ fn read_key_pem(
     label: &str,
 ) -> Result<PKey<Private>> {
     match (encrypted, password) {
-        (true, None) => Err(invalid(format!(
-            "the private key in {label} is encrypted; pass its password with --password (or CHAINSMITH_PFX_PASSWORD)"
+        (true, None) => Err(Error::Password(format!(
+            "the private key in {label} is encrypted; give its password"
         ))),
         (true, Some(pw)) => PKey::private_key_from_pem_callback(block.as_bytes(), |buf| {
             let pw = pw.as_bytes();

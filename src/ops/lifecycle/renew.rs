@@ -2,7 +2,7 @@
 
 use super::history::{extras_of, history_entry};
 use super::revoke::compromised;
-use super::{Result, invalid};
+use super::{Error, Result, invalid};
 use crate::ops::{ValidityArg, load_ca};
 use crate::pki::inspect::CertView;
 use crate::pki::issue::{self, San};
@@ -114,8 +114,8 @@ pub fn renew(ws: &Workspace, req: &RenewRequest) -> Result<Renewed> {
             let issuer = CertView::from_der(&entity.cert_der)
                 .map(|v| v.issuer)
                 .unwrap_or_default();
-            return Err(invalid(format!(
-                "\"{}\" was issued by a CA that is not in this workspace ({issuer}); renew it there, or import that CA with its key (`chainsmith import CA.pem CA.key --name NAME`) first",
+            return Err(Error::ForeignIssuer(format!(
+                "\"{}\" was issued by a CA that is not in this workspace ({issuer}); renew it there, or import that CA with its key first",
                 req.name
             )));
         }
@@ -146,17 +146,12 @@ pub fn renew(ws: &Workspace, req: &RenewRequest) -> Result<Renewed> {
             .as_ref()
             .map(|r| issue::rfc3339(r.at))
             .unwrap_or_default();
-        return Err(invalid(if old.has_key || old.self_signed {
-            format!(
-                "the key of \"{}\" is compromised (certificate serial {} was revoked for keyCompromise on {at}); a renewal with the same key would be compromised too: renew with a new key (`chainsmith renew {} --rekey`)",
-                req.name, m.serial, req.name
-            )
-        } else {
-            format!(
-                "the key of \"{}\" is compromised (certificate serial {} was revoked for keyCompromise on {at}), and it lives on the device: have the device make a new key and CSR, and sign that (`chainsmith sign-csr NEW.csr --issuer CA --force`)",
-                req.name, m.serial
-            )
-        }));
+        return Err(Error::Compromised {
+            name: req.name.clone(),
+            serial: m.serial.clone(),
+            at,
+            on_device: !(old.has_key || old.self_signed),
+        });
     }
     let issued = if rekey {
         let alg = req.key.or(old.key_alg).unwrap_or(KeyAlg::EcP256);

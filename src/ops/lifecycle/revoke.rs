@@ -1,7 +1,7 @@
 //! Revocation and CRLs.
 
 use super::history::extras_of;
-use super::{Result, invalid};
+use super::{Error, Result, invalid};
 use crate::azure::HUB_DOES_NOT_CHECK_CRLS;
 use crate::hub::registry::DisabledDevice;
 use crate::ops::load_ca;
@@ -351,7 +351,7 @@ pub fn crl(ws: &Workspace, ca_name: &str, days: Option<u32>) -> Result<Crl> {
     let revoked = revoked_by(ws, ca_name)?;
     let days = days.unwrap_or(30);
     if days == 0 {
-        return Err(invalid("--days must be at least 1 (the CRL's nextUpdate)"));
+        return Err(Error::CrlDays);
     }
     let now = ws.now();
     let now = now.replace_nanosecond(0).unwrap_or(now);

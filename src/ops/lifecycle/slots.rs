@@ -2,71 +2,12 @@
 
 use super::history::{extras_of, history_entry};
 use super::renew::meta_from;
-use super::{Result, invalid};
+use super::{Error, Result};
 use crate::ops::Created;
 use crate::pki::issue::{self, San};
 use crate::pki::{IssueSpec, KeyAlg, Profile, subject};
 use crate::store::{self, HISTORY_DIR, Kind, NewEntity, Slot, Workspace};
-use serde::Serialize;
-use std::path::PathBuf;
-use time::OffsetDateTime;
-
-/// One thumbprint slot of a self-signed device.
-#[derive(Clone, Debug, Serialize)]
-pub struct SlotView {
-    pub slot: Slot,
-    pub sha1: String,
-    pub sha256: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_after: OffsetDateTime,
-    pub dir: PathBuf,
-}
-
-fn slot_dir_name(s: Slot) -> &'static str {
-    match s {
-        Slot::Primary => "primary",
-        Slot::Secondary => "secondary",
-    }
-}
-
-fn other(s: Slot) -> Slot {
-    match s {
-        Slot::Primary => Slot::Secondary,
-        Slot::Secondary => Slot::Primary,
-    }
-}
-
-/// Both slots of a self-signed device (empty for other entities).
-pub fn slots(ws: &Workspace, name: &str) -> Result<Vec<SlotView>> {
-    let e = ws.load(name)?;
-    if !(e.meta.self_signed && e.meta.kind == Kind::Device) {
-        return Ok(vec![]);
-    }
-    let main = e.meta.slot.unwrap_or(Slot::Primary);
-    let od = e.dir.join(slot_dir_name(other(main)));
-    if e.meta.slot.is_none() && !od.exists() {
-        return Ok(vec![]);
-    }
-    let mut v = vec![SlotView {
-        slot: main,
-        sha1: e.meta.sha1.clone(),
-        sha256: e.meta.sha256.clone(),
-        not_after: e.meta.not_after,
-        dir: e.dir.clone(),
-    }];
-    if od.join(store::META_FILE).exists() {
-        let m = store::read_meta(&od.join(store::META_FILE))?;
-        v.push(SlotView {
-            slot: other(main),
-            sha1: m.sha1,
-            sha256: m.sha256,
-            not_after: m.not_after,
-            dir: od,
-        });
-    }
-    v.sort_by_key(|s| s.slot != Slot::Primary);
-    Ok(v)
-}
+pub use crate::store::{SlotView, slots};
 
 /// The layout of a self-signed device holding both thumbprint slots: `main` is the entity
 /// itself (its `slot` set to the one `second` does not hold), and `second` (a certificate for the
@@ -75,7 +16,7 @@ pub fn slots(ws: &Workspace, name: &str) -> Result<Vec<SlotView>> {
 /// store what this returns.
 pub fn with_other_slot(mut main: NewEntity, second: &NewEntity) -> NewEntity {
     let slot = second.meta.slot.unwrap_or(Slot::Secondary);
-    let sub = slot_dir_name(slot);
+    let sub = slot.dir_name();
     main.extra.push((
         format!("{sub}/{}", store::CERT_FILE),
         second.cert_pem.clone().into_bytes(),
@@ -88,7 +29,7 @@ pub fn with_other_slot(mut main: NewEntity, second: &NewEntity) -> NewEntity {
         format!("{sub}/{}", store::META_FILE),
         second.meta.to_toml().into_bytes(),
     ));
-    main.meta.slot = Some(other(slot));
+    main.meta.slot = Some(slot.other());
     main
 }
 
@@ -142,11 +83,10 @@ fn new_slot(ws: &Workspace, req: &crate::ops::DeviceRequest) -> Result<Option<Cr
     let mut warnings: Vec<String> = key.warning().map(str::to_string).into_iter().collect();
     if slot == main {
         if !req.force {
-            return Err(invalid(format!(
-                "the {} slot of \"{id}\" is taken; pass --force to roll it (the {} slot keeps working meanwhile)",
-                slot_dir_name(slot),
-                slot_dir_name(other(slot))
-            )));
+            return Err(Error::SlotTaken {
+                id: id.clone(),
+                slot,
+            });
         }
         let mut extra = extras_of(&entity.dir, None)?;
         extra.extend(history_entry(&entity, true)?);
@@ -157,13 +97,13 @@ fn new_slot(ws: &Workspace, req: &crate::ops::DeviceRequest) -> Result<Option<Cr
             extra,
         }])?;
     } else {
-        let sub = slot_dir_name(slot);
+        let sub = slot.dir_name();
         let sub_dir = entity.dir.join(sub);
         if sub_dir.join(store::META_FILE).exists() && !req.force {
-            return Err(invalid(format!(
-                "the {sub} slot of \"{id}\" is taken; pass --force to roll it (the {} slot keeps working meanwhile)",
-                slot_dir_name(main)
-            )));
+            return Err(Error::SlotTaken {
+                id: id.clone(),
+                slot,
+            });
         }
         let mut extra = extras_of(&entity.dir, Some(sub))?;
         if sub_dir.join(store::META_FILE).exists() {
