@@ -1,9 +1,7 @@
 //! What the engine's errors share: a [`Remedy`], the fix an error's message already states in
 //! domain words, as a typed value so that each face can add its own hint (the CLI names the
-//! flag, the TUI the field or key); and [`kind_of`] / [`remedy_of`], which find them on any
-//! engine error, so a face needs no ladder of its own.
-
-use std::error::Error as StdError;
+//! flag, the TUI the field or key), and the [`Classified`] trait every engine error enum
+//! implements. This module depends on no other: every engine module may use it.
 
 /// The fix for an engine error, as a face can act on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,60 +40,11 @@ pub enum Remedy {
     CertificatesOnly,
 }
 
-/// The `--json` kind of an engine error found anywhere in `e` (itself or a source).
-pub fn kind_of(e: &(dyn StdError + 'static)) -> Option<&'static str> {
-    walk(e, |e| {
-        if let Some(x) = e.downcast_ref::<crate::hub::RegistryError>() {
-            return Some(x.kind());
-        }
-        if let Some(x) = e.downcast_ref::<crate::fixtures::apply::Error>() {
-            return Some(x.kind());
-        }
-        if let Some(x) = e.downcast_ref::<crate::ops::lifecycle::Error>() {
-            return Some(x.kind());
-        }
-        if let Some(x) = e.downcast_ref::<crate::export::Error>() {
-            return Some(x.kind());
-        }
-        if let Some(x) = e.downcast_ref::<crate::store::Error>() {
-            return Some(x.kind());
-        }
-        e.downcast_ref::<crate::pki::Error>()
-            .map(crate::pki::Error::kind)
-    })
-}
-
-/// The remedy of an engine error found anywhere in `e` (itself or a source).
-pub fn remedy_of(e: &(dyn StdError + 'static)) -> Option<Remedy> {
-    walk(e, |e| {
-        if let Some(x) = e.downcast_ref::<crate::fixtures::apply::Error>() {
-            return x.remedy();
-        }
-        if let Some(x) = e.downcast_ref::<crate::ops::lifecycle::Error>() {
-            return x.remedy();
-        }
-        if let Some(x) = e.downcast_ref::<crate::export::Error>() {
-            return x.remedy();
-        }
-        if let Some(x) = e.downcast_ref::<crate::store::Error>() {
-            return x.remedy();
-        }
-        e.downcast_ref::<crate::pki::Error>()
-            .and_then(crate::pki::Error::remedy)
-    })
-}
-
-/// The first answer `f` gives for `e` or one of its sources.
-fn walk<T>(
-    e: &(dyn StdError + 'static),
-    f: impl Fn(&(dyn StdError + 'static)) -> Option<T>,
-) -> Option<T> {
-    let mut cur = Some(e);
-    while let Some(e) = cur {
-        if let Some(t) = f(e) {
-            return Some(t);
-        }
-        cur = e.source();
-    }
-    None
+/// What every engine error enum offers a face: a stable kind for `--json` and its remedy.
+/// (Each enum also has them as inherent methods, so callers need not import this trait.)
+pub trait Classified: std::error::Error {
+    /// A short machine-friendly name for `--json` errors.
+    fn kind(&self) -> &'static str;
+    /// What would fix it, for a face to turn into its own hint.
+    fn remedy(&self) -> Option<Remedy>;
 }

@@ -30,6 +30,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use std::path::PathBuf;
 
+use crate::error::Classified;
 use crate::store::Workspace;
 
 #[derive(Parser, Debug)]
@@ -208,9 +209,32 @@ fn error_message(e: &anyhow::Error) -> String {
     message
 }
 
+/// The engine error at one link of a chain, as the trait every engine error enum implements.
+fn classified<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Classified> {
+    use crate::{export, fixtures, ops, pki, store};
+    // The outer types first: each delegates to the errors it wraps.
+    let c: &dyn Classified = if let Some(x) = e.downcast_ref::<fixtures::apply::Error>() {
+        x
+    } else if let Some(x) = e.downcast_ref::<ops::lifecycle::Error>() {
+        x
+    } else if let Some(x) = e.downcast_ref::<export::Error>() {
+        x
+    } else if let Some(x) = e.downcast_ref::<store::Error>() {
+        x
+    } else {
+        e.downcast_ref::<pki::Error>()?
+    };
+    Some(c)
+}
+
 /// The `--json` kind: the engine error's own `kind()`, wherever it sits in the chain.
 fn error_kind(e: &anyhow::Error) -> &'static str {
-    e.chain().find_map(crate::error::kind_of).unwrap_or("error")
+    if let Some(r) = e.downcast_ref::<crate::hub::RegistryError>() {
+        return r.kind();
+    }
+    e.chain()
+        .find_map(|c| classified(c).map(Classified::kind))
+        .unwrap_or("error")
 }
 
 /// The workspace error inside an engine error (a lifecycle or export error wraps it
@@ -230,7 +254,7 @@ fn store_error<'a>(c: &'a (dyn std::error::Error + 'static)) -> Option<&'a crate
 /// CLI names the flag that does it.
 fn flag_hint(e: &anyhow::Error) -> Option<&'static str> {
     use crate::error::Remedy as R;
-    Some(match e.chain().find_map(crate::error::remedy_of)? {
+    Some(match e.chain().find_map(|c| classified(c)?.remedy())? {
         R::Replace => "pass --force to replace",
         R::Overwrite => "pass --force to overwrite, or choose another --out",
         R::Password => {

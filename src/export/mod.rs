@@ -72,6 +72,15 @@ impl Error {
     }
 }
 
+impl crate::error::Classified for Error {
+    fn kind(&self) -> &'static str {
+        Error::kind(self)
+    }
+    fn remedy(&self) -> Option<Remedy> {
+        Error::remedy(self)
+    }
+}
+
 impl From<openssl::error::ErrorStack> for Error {
     fn from(e: openssl::error::ErrorStack) -> Self {
         Error::Pki(e.into())

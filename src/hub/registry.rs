@@ -515,40 +515,6 @@ impl HubStore {
         })
     }
 
-    /// The whole proof of possession for workspace CA `ca`: upload it unverified if the hub
-    /// does not have it, make the verification certificate for the hub's code (at
-    /// `ops::verification_out`), and have the hub check it. Returns the steps taken, for a face
-    /// to show; a CA that is Verified already is left alone.
-    pub fn prove(&self, ca: &str) -> Result<Vec<String>> {
-        let reg = self.load()?;
-        let mut steps = Vec::new();
-        let entry = match reg.cas.iter().find(|c| c.name == ca) {
-            Some(c) if c.verified => {
-                return Ok(vec![format!("CA \"{ca}\" is already Verified in the hub")]);
-            }
-            Some(c) => {
-                steps.push(format!("CA \"{ca}\" is in the hub, Unverified"));
-                c.clone()
-            }
-            None => {
-                let c = self.add_ca(ca, false)?;
-                steps.push(format!("added CA \"{ca}\" to the hub (Unverified)"));
-                c
-            }
-        };
-        steps.push(format!("hub verification code {}", entry.code));
-        let out = crate::ops::verification_out(self.ws.root(), ca);
-        if let Some(dir) = out.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| store::io_error("cannot create", dir, e))?;
-        }
-        crate::ops::new_verification(&self.ws, ca, &entry.code, &out, None, true)?;
-        steps.push(format!("verification certificate {}", out.display()));
-        let bytes = std::fs::read(&out).map_err(|e| store::io_error("cannot read", &out, e))?;
-        self.verify_ca(ca, &bytes)?;
-        steps.push(format!("hub verified the proof: CA \"{ca}\" is Verified"));
-        Ok(steps)
-    }
-
     pub fn remove_ca(&self, name: &str) -> Result<()> {
         self.modify(|r| {
             let before = r.cas.len();

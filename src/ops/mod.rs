@@ -2,7 +2,9 @@
 //! Each combines `pki` (make and check certificates) with `store` (keep them).
 
 pub mod lifecycle;
+mod prove;
 pub use lifecycle::new_devices_or_slot;
+pub use prove::hub_prove;
 
 use crate::pki::identity::{self, check_device_id, check_entity_name, expand_range};
 use crate::pki::inspect::CertView;

@@ -109,6 +109,15 @@ impl Error {
     }
 }
 
+impl crate::error::Classified for Error {
+    fn kind(&self) -> &'static str {
+        Error::kind(self)
+    }
+    fn remedy(&self) -> Option<Remedy> {
+        Error::remedy(self)
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Upper-case hex without separators: the form Azure shows thumbprints in.

@@ -148,6 +148,15 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     }
 }
 
+impl crate::error::Classified for Error {
+    fn kind(&self) -> &'static str {
+        Error::kind(self)
+    }
+    fn remedy(&self) -> Option<Remedy> {
+        Error::remedy(self)
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Turn an I/O error into one that says what to do about it.

@@ -385,9 +385,9 @@ impl Form {
 
 /// An engine error as the TUI shows it: the engine's message (the fix in domain words), and,
 /// where the TUI can do that fix, the field or key that does it.
-pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_text(e: &impl crate::error::Classified) -> String {
     use crate::error::Remedy as R;
-    let hint = crate::error::remedy_of(e).and_then(|r| match r {
+    let hint = e.remedy().and_then(|r| match r {
         R::Replace => Some("d on the PKI tab deletes the one there; or pick another name"),
         R::Password => Some("fill in the Password field"),
         R::Issuer => Some("choose another in the Issuer field"),

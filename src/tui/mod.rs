@@ -339,11 +339,11 @@ pub fn hub_registry(ws: &Workspace) -> Action {
     }
 }
 
-/// The whole proof of possession against the local hub's registry (`HubStore::prove`), as
+/// The whole proof of possession against the local hub's registry (`ops::hub_prove`), as
 /// the steps it took.
 pub fn hub_prove(ws: &Workspace, ca: &str) -> Result<Vec<String>, String> {
     crate::hub::HubStore::open(ws.root())
-        .and_then(|s| s.prove(ca))
+        .and_then(|s| ops::hub_prove(&s, ca))
         .map_err(|e| e.to_string())
 }
 
