@@ -13,6 +13,7 @@
 pub mod azure;
 pub mod cli;
 pub mod clock;
+pub mod error;
 pub mod export;
 pub mod fixtures;
 pub mod hub;

@@ -355,7 +355,7 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
             }
         }
         CaCommand::Prove { name } => {
-            let steps = store.prove(&name)?;
+            let steps = crate::ops::hub_prove(store, &name)?;
             if global.json {
                 print_json(&serde_json::json!({ "name": name, "steps": steps }));
             } else {

@@ -268,7 +268,7 @@ pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
                     anyhow::bail!("{pe}\n  Protection   {}", algs.summary());
                 }
             }
-            anyhow::bail!("{}: {e}", a.file.display());
+            return Err(anyhow::Error::new(e).context(a.file.display().to_string()));
         }
     };
     let findings = crate::pki::inspect::lint_certificates(&report);

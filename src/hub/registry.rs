@@ -73,7 +73,7 @@ impl RegistryError {
     /// A short machine-friendly name for `--json` errors (`{"error": {"kind": …}}`).
     pub fn kind(&self) -> &'static str {
         match self {
-            RegistryError::Store(s) => store_kind(s),
+            RegistryError::Store(s) => s.kind(),
             RegistryError::NotACa(_) => "not-a-ca",
             RegistryError::CaTaken(_) | RegistryError::DeviceTaken(_) => "already-registered",
             RegistryError::UnknownCa(_) | RegistryError::UnknownDevice(_) => "not-registered",
@@ -82,18 +82,13 @@ impl RegistryError {
             RegistryError::FromNotDevice(..) => "not-a-device",
             RegistryError::ThumbprintWithCa(_) => "thumbprint-with-ca",
             RegistryError::NothingToUpdate(_) => "nothing-to-update",
-            RegistryError::Slots(crate::export::Error::Store(s)) => store_kind(s),
+            RegistryError::Slots(crate::export::Error::Store(s)) => s.kind(),
             RegistryError::Slots(_) | RegistryError::Pki(_) => "invalid",
             RegistryError::Damaged { .. } => "damaged",
             RegistryError::Proof { .. } => "proof-refused",
             RegistryError::Patch(_) => "bad-patch",
         }
     }
-}
-
-/// The kinds `chainsmith` gives store errors elsewhere (`cli::error_kind`).
-fn store_kind(e: &store::Error) -> &'static str {
-    e.kind()
 }
 
 pub type Result<T> = std::result::Result<T, RegistryError>;
@@ -520,40 +515,6 @@ impl HubStore {
         })
     }
 
-    /// The whole proof of possession for workspace CA `ca`: upload it unverified if the hub
-    /// does not have it, make the verification certificate for the hub's code (at
-    /// `ops::verification_out`), and have the hub check it. Returns the steps taken, for a face
-    /// to show; a CA that is Verified already is left alone.
-    pub fn prove(&self, ca: &str) -> Result<Vec<String>> {
-        let reg = self.load()?;
-        let mut steps = Vec::new();
-        let entry = match reg.cas.iter().find(|c| c.name == ca) {
-            Some(c) if c.verified => {
-                return Ok(vec![format!("CA \"{ca}\" is already Verified in the hub")]);
-            }
-            Some(c) => {
-                steps.push(format!("CA \"{ca}\" is in the hub, Unverified"));
-                c.clone()
-            }
-            None => {
-                let c = self.add_ca(ca, false)?;
-                steps.push(format!("added CA \"{ca}\" to the hub (Unverified)"));
-                c
-            }
-        };
-        steps.push(format!("hub verification code {}", entry.code));
-        let out = crate::ops::verification_out(self.ws.root(), ca);
-        if let Some(dir) = out.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| store::io_error("cannot create", dir, e))?;
-        }
-        crate::ops::new_verification(&self.ws, ca, &entry.code, &out, None, true)?;
-        steps.push(format!("verification certificate {}", out.display()));
-        let bytes = std::fs::read(&out).map_err(|e| store::io_error("cannot read", &out, e))?;
-        self.verify_ca(ca, &bytes)?;
-        steps.push(format!("hub verified the proof: CA \"{ca}\" is Verified"));
-        Ok(steps)
-    }
-
     pub fn remove_ca(&self, name: &str) -> Result<()> {
         self.modify(|r| {
             let before = r.cas.len();
@@ -578,7 +539,7 @@ impl HubStore {
                 e.meta.kind.as_str(),
             ));
         }
-        let slots = crate::ops::lifecycle::slots(&self.ws, name)?;
+        let slots = store::slots(&self.ws, name)?;
         if slots.is_empty() {
             return Ok((Some(e.meta.sha256.clone()), None));
         }

@@ -2,7 +2,9 @@
 //! Each combines `pki` (make and check certificates) with `store` (keep them).
 
 pub mod lifecycle;
+mod prove;
 pub use lifecycle::new_devices_or_slot;
+pub use prove::hub_prove;
 
 use crate::pki::identity::{self, check_device_id, check_entity_name, expand_range};
 use crate::pki::inspect::CertView;
@@ -38,11 +40,11 @@ impl ValidityArg {
     pub fn resolve(&self, profile: &Profile, now: OffsetDateTime) -> Result<Validity> {
         let days = self.days.unwrap_or_else(|| Validity::default_days(profile));
         if days == 0 {
-            return Err(crate::pki::Error::invalid("--days must be at least 1; for an expired fixture use --not-after with a past time").into());
+            return Err(crate::pki::Error::Validity("a validity of 0 days is empty: give at least 1 day; for an expired fixture give a not-after time in the past".into()).into());
         }
         if self.days.is_some() && self.not_before.is_some() && self.not_after.is_some() {
-            return Err(crate::pki::Error::invalid(
-                "--days, --not-before and --not-after together over-determine the window; drop one",
+            return Err(crate::pki::Error::Validity(
+                "a length in days, a not-before and a not-after together over-determine the window; drop one".into(),
             )
             .into());
         }
@@ -253,8 +255,8 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
         }
         Some(issuer) => {
             if issuer == &req.name {
-                return Err(crate::pki::Error::invalid(format!(
-                    "\"{}\" cannot issue itself; pick its parent CA as --issuer",
+                return Err(crate::pki::Error::Issuer(format!(
+                    "\"{}\" cannot issue itself; pick its parent CA as the issuer",
                     req.name
                 ))
                 .into());
@@ -465,12 +467,10 @@ pub fn new_verification(
         .parent()
         .filter(|d| !d.as_os_str().is_empty() && !d.is_dir())
     {
-        return Err(crate::pki::Error::invalid(format!(
-            "cannot write {}: the directory {} does not exist; create it or choose another --out",
-            out.display(),
-            dir.display()
-        ))
-        .into());
+        return Err(Error::MissingDir {
+            file: out.to_path_buf(),
+            dir: dir.to_path_buf(),
+        });
     }
     let ca = load_ca(ws, issuer)?;
     let profile = Profile::Verification;
@@ -551,7 +551,7 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
         (Some(n), _) => n.clone(),
         (None, Some(cn)) => cn.clone(),
         (None, None) => {
-            return Err(crate::pki::Error::invalid("the CSR's subject has no CN; pass --name NAME, and make device CSRs with CN = the device id").into());
+            return Err(crate::pki::Error::CsrWithoutCn.into());
         }
     };
     check_entity_name(&name)?;

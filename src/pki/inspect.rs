@@ -464,15 +464,15 @@ pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport>
     } else if let Ok(p12) = openssl::pkcs12::Pkcs12::from_der(bytes) {
         format = "PKCS#12".into();
         let Some(pw) = password else {
-            return Err(Error::invalid(
-                "this is a PKCS#12 (PFX) file and it needs its password: pass --password P",
+            return Err(Error::Password(
+                "this is a PKCS#12 (PFX) file and it needs its password".into(),
             ));
         };
         // Refuse a stalling iteration count before any key derivation.
         super::pkcs12::check_iterations(bytes, "this PKCS#12 file")
             .map_err(|e| Error::invalid(e.to_string()))?;
         let parsed = p12.parse2(pw).map_err(|_| {
-            Error::invalid("the PKCS#12 password is wrong (or the file uses an algorithm OpenSSL cannot read); check --password")
+            Error::Password("the PKCS#12 password is wrong (or the file uses an algorithm OpenSSL cannot read); check the password".into())
         })?;
         if let Some(c) = parsed.cert {
             certs.push(c.to_der()?);

@@ -303,8 +303,8 @@ impl CaHandle {
             .flatten()
             .map(|b| b.value.clone());
         let Some(bc) = bc.filter(|b| b.ca) else {
-            return Err(Error::invalid(format!(
-                "\"{name}\" is not a CA (its certificate has no basicConstraints CA:TRUE) and cannot issue; pick a root or intermediate as --issuer"
+            return Err(Error::Issuer(format!(
+                "\"{name}\" is not a CA (its certificate has no basicConstraints CA:TRUE) and cannot issue; pick a root or intermediate CA as the issuer"
             )));
         };
         if cert.public_key().raw != key.subject_public_key_info().as_slice() {
@@ -337,14 +337,14 @@ impl CaHandle {
     /// Can this CA sign a CA with the given pathlen (None = unconstrained)?
     pub fn check_child_ca(&self, child_name: &str, child_pathlen: Option<u8>) -> Result<()> {
         match self.pathlen {
-            Some(0) => Err(Error::invalid(format!(
-                "\"{}\" has pathlen 0, which allows no CA below it, so it cannot issue the intermediate \"{child_name}\"; re-issue \"{}\" with --pathlen 1 (or more), or issue \"{child_name}\" from a CA higher up",
+            Some(0) => Err(Error::Pathlen(format!(
+                "\"{}\" has pathlen 0, which allows no CA below it, so it cannot issue the intermediate \"{child_name}\"; re-issue \"{}\" with pathlen 1 (or more), or issue \"{child_name}\" from a CA higher up",
                 self.name, self.name
             ))),
             Some(p) => match child_pathlen {
                 Some(c) if u32::from(c) < p => Ok(()),
-                _ => Err(Error::invalid(format!(
-                    "\"{}\" has pathlen {p}, so \"{child_name}\" may have at most pathlen {}; pass --pathlen {} or less",
+                _ => Err(Error::Pathlen(format!(
+                    "\"{}\" has pathlen {p}, so \"{child_name}\" may have at most pathlen {}; give it pathlen {} or less",
                     self.name,
                     p - 1,
                     p - 1

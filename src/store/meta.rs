@@ -35,6 +35,24 @@ pub enum Slot {
     Secondary,
 }
 
+impl Slot {
+    /// The subdirectory of a self-signed device that holds this slot when the entity itself
+    /// holds the other.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Slot::Primary => "primary",
+            Slot::Secondary => "secondary",
+        }
+    }
+
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::Primary => Slot::Secondary,
+            Slot::Secondary => Slot::Primary,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {
     #[serde(with = "time::serde::rfc3339")]

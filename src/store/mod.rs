@@ -18,12 +18,15 @@
 mod chain;
 pub mod meta;
 mod name;
+mod slots;
 
 pub use chain::{HISTORY_DIR, chain_of};
 pub use meta::{Kind, Meta, Revocation, Slot};
 pub use name::EntityName;
+pub use slots::{SlotView, slots};
 
 use crate::clock::Clock;
+use crate::error::Remedy;
 use rayon::prelude::*;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -52,10 +55,12 @@ pub enum Error {
         action: &'static str,
         path: PathBuf,
         detail: String,
+        /// Set when another workspace directory would avoid the problem.
+        remedy: Option<Remedy>,
     },
     #[error("{path}: {what}")]
     Damaged { path: PathBuf, what: String },
-    #[error("{} already exist{} in the workspace: {}; pick other names, or pass --force to replace them", plural(.0.len(), "entity", "entities"), if .0.len() == 1 { "s" } else { "" }, .0.join(", "))]
+    #[error("{} already exist{} in the workspace: {}; pick other names, or replace them", plural(.0.len(), "entity", "entities"), if .0.len() == 1 { "s" } else { "" }, .0.join(", "))]
     NameTaken(Vec<String>),
     #[error(
         "no entity named \"{name}\" in the workspace {workspace}{hint}; `chainsmith list` shows what exists"
@@ -76,8 +81,14 @@ pub enum Error {
         made: Vec<String>,
         taken: Vec<String>,
     },
-    #[error("{} already exist{}: {}; nothing was written; pass --force to overwrite, or choose another --out", if .0.len() == 1 { "a file" } else { "files" }, if .0.len() == 1 { "s" } else { "" }, .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    #[error("{} already exist{}: {}; nothing was written; overwrite them, or write elsewhere", if .0.len() == 1 { "a file" } else { "files" }, if .0.len() == 1 { "s" } else { "" }, .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     Exists(Vec<PathBuf>),
+    #[error(
+        "cannot write {}: the directory {} does not exist; create it or choose another directory",
+        .file.display(),
+        .dir.display()
+    )]
+    MissingDir { file: PathBuf, dir: PathBuf },
     /// A workspace directory another user could change (ssh's rule for `~/.ssh`).
     #[error(
         "{path} {problem}, so another user could replace the certificates and keys in it; {fix}"
@@ -102,7 +113,21 @@ impl Error {
             Error::NotAWorkspace(_) => "not-a-workspace",
             Error::Unsafe { .. } => "unsafe-workspace",
             Error::Exists(_) => "exists",
-            Error::Pki(_) => "invalid",
+            Error::MissingDir { .. } => "invalid",
+            Error::Pki(p) => p.kind(),
+        }
+    }
+
+    /// What would fix it, for a face to turn into its own hint.
+    pub fn remedy(&self) -> Option<Remedy> {
+        match self {
+            Error::NameTaken(_) => Some(Remedy::Replace),
+            Error::Exists(_) => Some(Remedy::Overwrite),
+            Error::MissingDir { .. } => Some(Remedy::OutDir),
+            Error::Unsafe { .. } => Some(Remedy::Workspace),
+            Error::Io { remedy, .. } => *remedy,
+            Error::Pki(p) => p.remedy(),
+            _ => None,
         }
     }
 }
@@ -123,26 +148,36 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     }
 }
 
+impl crate::error::Classified for Error {
+    fn kind(&self) -> &'static str {
+        Error::kind(self)
+    }
+    fn remedy(&self) -> Option<Remedy> {
+        Error::remedy(self)
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Turn an I/O error into one that says what to do about it.
 pub fn io_error(action: &'static str, path: &Path, e: io::Error) -> Error {
-    let detail = match e.raw_os_error() {
+    let (detail, remedy) = match e.raw_os_error() {
         Some(c) if c == rustix::io::Errno::NOSPC.raw_os_error() => {
-            "the disk is full; free some space and run the command again (nothing was changed)".to_string()
+            ("the disk is full; free some space and run the command again (nothing was changed)".to_string(), None)
         }
         Some(c) if c == rustix::io::Errno::ROFS.raw_os_error() => {
-            "the file system is read-only; choose another workspace with --workspace DIR".to_string()
+            ("the file system is read-only; choose another workspace directory".to_string(), Some(Remedy::Workspace))
         }
         Some(c) if c == rustix::io::Errno::ACCESS.raw_os_error() || c == rustix::io::Errno::PERM.raw_os_error() => {
-            "permission denied; check the directory's owner and mode, or choose another workspace with --workspace DIR".to_string()
+            ("permission denied; check the directory's owner and mode, or choose another workspace directory".to_string(), Some(Remedy::Workspace))
         }
-        _ => e.to_string(),
+        _ => (e.to_string(), None),
     };
     Error::Io {
         action,
         path: path.to_path_buf(),
         detail,
+        remedy,
     }
 }
 
@@ -268,7 +303,7 @@ impl Workspace {
             None => {
                 return Err(Error::Damaged {
                     path: marker,
-                    what: "not a chainsmith marker (no `format = 1` line); restore it or point --workspace elsewhere".into(),
+                    what: "not a chainsmith marker (no `format = 1` line); restore it or use another workspace directory".into(),
                 });
             }
         }
@@ -753,7 +788,7 @@ fn check_private(dir: &Path, is_root: bool) -> Result<()> {
     if owner != me && owner != 0 {
         return Err(unsafe_dir(
             format!("is owned by user {owner}, not by you (user {me})"),
-            "use a workspace directory of your own (--workspace DIR), or have it handed to you with `chown`".into(),
+            "use a workspace directory of your own, or have it handed to you with `chown`".into(),
         ));
     }
     let mode = md.permissions().mode() & 0o7777;

@@ -171,9 +171,9 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
         }
         Command::Create(req) => {
             let r = match &req {
-                CreateRequest::Ca(r) => ops::new_ca(ws, r).map_err(|e| e.to_string()),
+                CreateRequest::Ca(r) => ops::new_ca(ws, r).map_err(|e| forms::error_text(&e)),
                 CreateRequest::Devices(r) => {
-                    ops::new_devices_or_slot(ws, r).map_err(|e| e.to_string())
+                    ops::new_devices_or_slot(ws, r).map_err(|e| forms::error_text(&e))
                 }
             };
             emit(Action::Created(r));
@@ -185,7 +185,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 }
                 let created = ops::new_verification(ws, &issuer, &code, &out, None, true)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| forms::error_text(&e))?;
                 let pem = std::fs::read_to_string(&out)
                     .map_err(|e| format!("cannot read back {}: {e}", out.display()))?;
                 Ok((created, pem))
@@ -208,7 +208,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                     lines.extend(rep.notes);
                     lines
                 })
-                .map_err(|e| e.to_string());
+                .map_err(|e| forms::error_text(&e));
             emit(Action::FormDone(r));
         }
         Command::Import(req) => {
@@ -227,7 +227,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                     lines.extend(i.notes);
                     lines
                 })
-                .map_err(|e| e.to_string());
+                .map_err(|e| forms::error_text(&e));
             emit(Action::FormDone(r));
         }
         Command::Renew(req) => {
@@ -248,7 +248,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                     lines.extend(rn.notes);
                     lines
                 })
-                .map_err(|e| e.to_string());
+                .map_err(|e| forms::error_text(&e));
             emit(Action::FormDone(r));
         }
         Command::Revoke {
@@ -263,7 +263,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             };
             let r = ops::lifecycle::revoke(ws, &req)
                 .map(|rv| vec![rv.message])
-                .map_err(|e| e.to_string());
+                .map_err(|e| forms::error_text(&e));
             emit(Action::FormDone(r));
         }
         Command::HubRegistry => emit(hub_registry(ws)),
@@ -339,11 +339,11 @@ pub fn hub_registry(ws: &Workspace) -> Action {
     }
 }
 
-/// The whole proof of possession against the local hub's registry (`HubStore::prove`), as
+/// The whole proof of possession against the local hub's registry (`ops::hub_prove`), as
 /// the steps it took.
 pub fn hub_prove(ws: &Workspace, ca: &str) -> Result<Vec<String>, String> {
     crate::hub::HubStore::open(ws.root())
-        .and_then(|s| s.prove(ca))
+        .and_then(|s| ops::hub_prove(&s, ca))
         .map_err(|e| e.to_string())
 }
 

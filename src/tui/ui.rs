@@ -108,12 +108,19 @@ fn draw(f: &mut Frame, app: &App) {
 
     match app.tab {
         Tab::Pki => {
-            super::pki::render_tree(f, a.tree, app);
-            super::pki::render_details(f, a.details, app);
+            super::pki::render_tree(f, a.tree, &app.pki, app.theme, app.spinner);
+            super::pki::render_details(f, a.details, &app.pki, app.theme, app.spinner, app.now);
         }
         Tab::Hub => super::hub::render(f, a.body, app),
         Tab::Connect => super::connect::render(f, a.body, app),
-        Tab::Guide => super::guide::render(f, a.body, app),
+        Tab::Guide => super::guide::render(
+            f,
+            a.body,
+            &app.guide,
+            &app.pki,
+            &app.guide_facts(),
+            app.theme,
+        ),
     }
 
     let status = match &app.status {
@@ -158,7 +165,7 @@ fn draw(f: &mut Frame, app: &App) {
     f.render_widget(Paragraph::new(status), a.status);
 
     if let Some(d) = &app.dialog {
-        dialog::render(f, a.body, app, d);
+        dialog::render(f, a.body, d, app.theme, app.spinner);
     }
     if app.help {
         render_help(f, area, app);

@@ -387,10 +387,25 @@ fn form_validation_says_what_the_cli_says() {
         .args(["new", "device", "x", "--issuer", "r", "--days", "0"])
         .output()
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim(),
-        format!("error: {}", form.error.clone().unwrap())
+    // The engine says what is wrong and the fix in domain words; each face adds its own hint:
+    // the CLI names the flag, the TUI the field.
+    let engine = ValidityArg::days(0)
+        .resolve(
+            &chainsmith::pki::Profile::Verification,
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(!engine.contains("--"), "{engine}");
+    let cli = String::from_utf8_lossy(&out.stderr);
+    let tui = form.error.clone().unwrap();
+    assert!(
+        cli.trim().starts_with(&format!("error: {engine} (")),
+        "{cli}"
     );
+    assert!(cli.contains("--days"), "{cli}");
+    assert!(tui.starts_with(&format!("{engine} (")), "{tui}");
+    assert!(tui.contains("Days field") && !tui.contains("--"), "{tui}");
 }
 
 #[test]
