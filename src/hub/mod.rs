@@ -15,6 +15,8 @@
 
 pub mod auth;
 pub mod control;
+pub mod dps;
+mod dps_server;
 pub mod registry;
 pub mod server;
 pub mod tls;
