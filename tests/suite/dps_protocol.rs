@@ -678,3 +678,178 @@ async fn csr_without_issuing_ca_is_refused() {
     );
     hub.shutdown().await;
 }
+
+/// `chainsmith hub dps …` through the real binary with --json: the ID scope is made once and
+/// kept, DPS's CA list with proof of possession, groups, enrollments, registrations, and
+/// errors that name the problem.
+#[test]
+fn cli_dps_commands_with_json() {
+    let ws = crate::common::Ws::new();
+    ws.chain("sample-device-01");
+    ws.ok(&["new", "device", "selfie", "--self-signed"]);
+    let show = ws.json(&["hub", "dps", "show"]);
+    let scope = show["id_scope"].as_str().unwrap().to_string();
+    assert!(scope.starts_with("0ne") && scope.len() == 11, "{scope}");
+    assert_eq!(
+        ws.json(&["hub", "dps", "show"])["id_scope"],
+        scope,
+        "the scope changed"
+    );
+
+    let ca = ws.json(&["hub", "dps", "ca", "add", "acme"]);
+    assert_eq!(ca["verified"], false);
+    let code = ca["code"].as_str().unwrap().to_string();
+    // A group on a CA DPS does not hold is refused with the fix.
+    let err = ws.fails(&["hub", "dps", "group", "add", "G", "--ca", "inter"]);
+    assert!(err.contains("not in DPS's certificate list"), "{err}");
+    let v = ws.path("v.pem");
+    ws.ok(&[
+        "new",
+        "verification",
+        "--issuer",
+        "acme",
+        "--code",
+        &code,
+        "--out",
+        v.to_str().unwrap(),
+    ]);
+    let ca = ws.json(&[
+        "hub",
+        "dps",
+        "ca",
+        "verify",
+        "acme",
+        "--cert",
+        v.to_str().unwrap(),
+    ]);
+    assert_eq!(ca["verified"], true);
+    // The hub's own list is untouched: DPS keeps its own.
+    assert_eq!(ws.json(&["hub", "ca", "list"]).as_array().unwrap().len(), 0);
+    ws.ok(&["hub", "dps", "ca", "add", "inter", "--verified"]);
+    assert_eq!(
+        ws.json(&["hub", "dps", "ca", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let g = ws.json(&[
+        "hub",
+        "dps",
+        "group",
+        "add",
+        "MyX509Group",
+        "--ca",
+        "acme",
+        "--secondary",
+        "inter",
+        "--edge",
+    ]);
+    assert_eq!(g["primary"], "acme");
+    assert_eq!(g["secondary"], "inter");
+    assert_eq!(g["edge"], true);
+    assert_eq!(g["enabled"], true);
+    let g = ws.json(&[
+        "hub",
+        "dps",
+        "group",
+        "add",
+        "Off",
+        "--ca",
+        "inter",
+        "--disable",
+    ]);
+    assert_eq!(g["enabled"], false);
+    let e = ws.json(&[
+        "hub",
+        "dps",
+        "enroll",
+        "selfie",
+        "--from",
+        "selfie",
+        "--device-id",
+        "selfie-dev",
+    ]);
+    assert_eq!(e["device_id"], "selfie-dev");
+    assert_eq!(e["primary"].as_str().unwrap().len(), 64);
+    let list = ws.json(&["hub", "dps", "list"]);
+    assert_eq!(list["groups"].as_array().unwrap().len(), 2);
+    assert_eq!(list["individuals"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        ws.json(&["hub", "dps", "disable", "selfie"])["disabled"],
+        "individual selfie"
+    );
+    assert_eq!(
+        ws.json(&["hub", "dps", "enable", "Off"])["enabled"],
+        "group Off"
+    );
+    assert_eq!(
+        ws.json(&["hub", "dps", "remove", "Off"])["removed"],
+        "group Off"
+    );
+    // A CA a group uses cannot be removed.
+    let err = ws.fails(&["hub", "dps", "ca", "remove", "acme"]);
+    assert!(err.contains("MyX509Group"), "{err}");
+    assert_eq!(
+        ws.json(&["hub", "dps", "registrations"]),
+        serde_json::json!([])
+    );
+    let err = ws.fails(&["--json", "hub", "dps", "registration", "nobody", "--delete"]);
+    assert!(err.is_empty() || !err.contains("panicked"));
+    let err = ws.fails(&["hub", "dps", "group", "add", "bad name", "--ca", "acme"]);
+    assert!(err.contains("bad name"), "{err}");
+    let err = ws.fails(&["hub", "serve", "--id-scope", "0ne 12", "--port", "0"]);
+    assert!(err.contains("--id-scope"), "{err}");
+}
+
+/// `serve --id-scope` (Hub::start_with_scope): DPS answers to the given scope, not the
+/// workspace's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_scope_override() {
+    let fx = Fixture::new();
+    fx.device("scoped-1", Some("line2"), ValidityArg::default());
+    fx.store.dps_add_ca("line2", true).unwrap();
+    fx.store.dps_add_group(group("lines", "line2")).unwrap();
+    let own = fx.store.dps_id_scope().unwrap();
+    let hub = Hub::start_with_scope(
+        fx.root(),
+        HubConfig {
+            port: 0,
+            ..Default::default()
+        },
+        Some("0ne00C0FFEE".into()),
+    )
+    .await
+    .unwrap();
+    let id = fx.identity(&["scoped-1", "line2"]);
+    let refused = register(
+        hub.addr,
+        &fx,
+        &id,
+        "scoped-1",
+        &own,
+        wire::API_VERSION,
+        body("scoped-1"),
+    )
+    .await;
+    assert!(refused.is_none(), "the workspace's scope was accepted");
+    let out = register(
+        hub.addr,
+        &fx,
+        &id,
+        "scoped-1",
+        "0ne00C0FFEE",
+        wire::API_VERSION,
+        body("scoped-1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(
+        fx.store.dps_id_scope().unwrap(),
+        own,
+        "the override was stored"
+    );
+    hub.shutdown().await;
+}
