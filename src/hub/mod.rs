@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod control;
 pub mod dps;
+pub mod dps_client;
 mod dps_server;
 pub mod registry;
 pub mod server;

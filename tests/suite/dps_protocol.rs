@@ -853,3 +853,80 @@ async fn id_scope_override() {
     );
     hub.shutdown().await;
 }
+
+/// `connect DEVICE --dps` shows the DPS steps and then the usual hub test; `--csr` does it with
+/// a fresh key and the certificate DPS issues; a device no enrollment takes fails with DPS's
+/// reason and a non-zero exit.
+#[test]
+fn connect_with_dps_and_csr() {
+    let ws = crate::common::Ws::new();
+    ws.chain("dev-9");
+    ws.ok(&["new", "device", "nobody-9", "--issuer", "inter"]);
+    ws.ok(&["hub", "dps", "ca", "add", "inter", "--verified"]);
+    ws.ok(&[
+        "hub",
+        "dps",
+        "group",
+        "add",
+        "G",
+        "--ca",
+        "inter",
+        "--issue-from",
+        "inter",
+    ]);
+    let out = ws.ok(&[
+        "connect",
+        "dev-9",
+        "--dps",
+        "--count",
+        "1",
+        "--interval",
+        "0",
+    ]);
+    for step in [
+        "dps CONNECT",
+        "dps register",
+        "dps poll",
+        "dps assigned",
+        "MQTT CONNECT",
+        "summary: 1 sent, 1 acknowledged",
+    ] {
+        assert!(out.contains(step), "no {step:?} in:\n{out}");
+    }
+    let out = ws.ok(&[
+        "connect",
+        "dev-9",
+        "--dps",
+        "--csr",
+        "--count",
+        "1",
+        "--interval",
+        "0",
+    ]);
+    assert!(out.contains("api-version=2025-07-01-preview"), "{out}");
+    assert!(out.contains("reprovisionedToInitialAssignment"), "{out}");
+    assert!(out.contains("issued chain"), "{out}");
+    assert!(out.contains("summary: 1 sent, 1 acknowledged"), "{out}");
+    // The key DPS never saw is the device's, kept private.
+    use std::os::unix::fs::PermissionsExt;
+    let key = ws.ws().join("hub/dps-issued/dev-9_key.pem");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    ws.ok(&["hub", "dps", "disable", "G"]);
+    let err = ws.fails(&["connect", "nobody-9", "--dps", "--count", "1"]);
+    assert!(
+        err.contains("403") && err.contains("\"G\" is disabled"),
+        "{err}"
+    );
+    let err = ws.fails(&[
+        "connect",
+        "nobody-9",
+        "--dps",
+        "--to",
+        "example.azure-devices.net",
+    ]);
+    assert!(err.contains("--dps"), "{err}");
+}
