@@ -7,6 +7,8 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod dps;
+
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
     /// Workspace device: its key, leaf and intermediates (the chain is sent). Not needed with --cert/--key.
@@ -45,6 +47,16 @@ pub struct ConnectArgs {
     /// Do not connect when the pre-flight lint finds errors.
     #[arg(long)]
     pub strict: bool,
+    /// Provision through the local DPS first (showing its steps), then test the assigned hub.
+    #[arg(long)]
+    pub dps: bool,
+    /// With --dps: the ID scope to register with (default: the workspace's, `hub dps show`).
+    #[arg(long, requires = "dps", value_name = "SCOPE")]
+    pub id_scope: Option<String>,
+    /// With --dps: register with a CSR for a fresh key (api-version 2025-07-01-preview) and test
+    /// the hub with the certificate DPS issues.
+    #[arg(long, requires = "dps")]
+    pub csr: bool,
 }
 
 /// `1s`, `250ms`, `2m`, `1.5s`, or a bare number of seconds.
@@ -130,6 +142,12 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if a.dps && a.to != "local" {
+        bail!(
+            "--dps provisions through the local DPS; drop --to {} (or use --to local)",
+            a.to
+        );
+    }
     let ok = runtime.block_on(async move {
         let (mut test, local) = if a.to == "local" {
             local_test(global, identity, &a).await?
@@ -225,6 +243,15 @@ async fn local_test(
             store.trust_path().display()
         )
     })?;
+    let identity = if a.dps {
+        let anchors = pem::parse_many(trust.as_bytes())?
+            .into_iter()
+            .map(|b| b.into_contents())
+            .collect();
+        dps::provision(global.json, &ws, &store, &endpoint, identity, anchors, a).await?
+    } else {
+        identity
+    };
     let registry = store.load()?;
     let preflight = crate::mqtt::local::hub_preflight(&identity, &registry);
     let mut test = ConnectionTest::new(identity, endpoint, flavor);

@@ -10,6 +10,8 @@ use super::{CliResult, Global, print_json, warn};
 use crate::hub::control::{self, Request};
 use crate::hub::{Auth, Hub, HubConfig, HubEvent, HubStore};
 
+mod dps;
+
 #[derive(Subcommand, Debug)]
 pub enum HubCommand {
     /// CAs uploaded to the hub (as in the portal's "Certificates" page).
@@ -31,6 +33,9 @@ pub enum HubCommand {
     C2d(C2dArgs),
     /// Invoke a direct method on a device connected to the running hub.
     Method(MethodArgs),
+    /// The local Device Provisioning Service, served by `hub serve` on the same port.
+    #[command(subcommand)]
+    Dps(dps::DpsCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,6 +145,9 @@ pub struct ServeArgs {
     pub hostname: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub log: LogFormat,
+    /// The ID scope DPS answers to, instead of the workspace's own (`hub dps show`).
+    #[arg(long, value_name = "SCOPE")]
+    pub id_scope: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -206,7 +214,7 @@ impl std::fmt::Display for UsageError {
 }
 impl std::error::Error for UsageError {}
 
-fn usage(kind: &'static str, message: String) -> anyhow::Error {
+pub(super) fn usage(kind: &'static str, message: String) -> anyhow::Error {
     UsageError(kind, message).into()
 }
 
@@ -230,6 +238,7 @@ fn run_command(global: &Global, c: HubCommand) -> CliResult {
         HubCommand::Ca(c) => ca(global, &store, c),
         HubCommand::Device(c) => device(global, &store, c),
         HubCommand::Twin(a) => twin(global, &store, a),
+        HubCommand::Dps(c) => dps::run(global, &store, c),
         HubCommand::Trust(a) => trust(global, &store, a),
         HubCommand::Serve(a) => serve(global, &store, a),
         HubCommand::Monitor(a) => monitor(global, &store, a),
@@ -396,7 +405,7 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
     Ok(())
 }
 
-fn ca_json(c: &crate::hub::HubCa) -> serde_json::Value {
+pub(super) fn ca_json(c: &crate::hub::HubCa) -> serde_json::Value {
     serde_json::json!({
         "name": c.name, "cn": c.cn, "verified": c.verified, "code": c.code,
         "sha256": c.thumbprint(),
@@ -535,6 +544,14 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
             ),
         ));
     }
+    if let Some(s) = &a.id_scope {
+        crate::azure::dps::check_id_scope(s)
+            .map_err(|e| usage("invalid", format!("--id-scope: {e}")))?;
+    }
+    let scope = match &a.id_scope {
+        Some(s) => s.clone(),
+        None => store.dps_id_scope()?,
+    };
     rt.block_on(async move {
         let config = HubConfig {
             bind: a.bind,
@@ -542,7 +559,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
             echo: a.echo,
             hostname: a.hostname,
         };
-        let hub = Hub::start(&root, config).await?;
+        let hub = Hub::start_with_scope(&root, config, a.id_scope).await?;
         let mut events = hub.events();
         let addr = hub.addr;
         let hub = std::sync::Arc::new(hub);
@@ -557,6 +574,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
         print(&HubEvent::Listening { addr });
         if !json {
             say!("trust: {}", HubStore::open(&root)?.trust_path().display());
+            say!("DPS ID scope: {scope} (same address and port)");
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {

@@ -15,6 +15,9 @@
 
 pub mod auth;
 pub mod control;
+pub mod dps;
+pub mod dps_client;
+mod dps_server;
 pub mod registry;
 pub mod server;
 pub mod system_trust;

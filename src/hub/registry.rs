@@ -67,6 +67,22 @@ pub enum RegistryError {
     Proof { ca: String, reason: String },
     #[error("twin patch {0:?} is not a JSON object; pass e.g. '{{\"interval\": 5}}'")]
     Patch(String),
+    #[error("this certificate of CA \"{0}\" is already in DPS's certificate list")]
+    DpsCaTaken(String),
+    #[error(
+        "CA \"{0}\" is not in DPS's certificate list (DPS keeps its own, apart from the hub's)"
+    )]
+    DpsUnknownCa(String),
+    #[error(
+        "CA \"{0}\" is the certificate of enrollment group \"{1}\"; remove or change the group first"
+    )]
+    DpsCaInUse(String, String),
+    #[error("no enrollment group or individual enrollment is named \"{0}\"")]
+    DpsUnknownEnrollment(String),
+    #[error("DPS has no registration \"{0}\"")]
+    DpsUnknownRegistration(String),
+    #[error("enrollment group name {0:?} is not 1-128 letters, digits, '-', '.' or '_'")]
+    DpsGroupName(String),
 }
 
 impl RegistryError {
@@ -87,6 +103,12 @@ impl RegistryError {
             RegistryError::Damaged { .. } => "damaged",
             RegistryError::Proof { .. } => "proof-refused",
             RegistryError::Patch(_) => "bad-patch",
+            RegistryError::DpsCaTaken(_) => "already-registered",
+            RegistryError::DpsUnknownCa(_)
+            | RegistryError::DpsUnknownEnrollment(_)
+            | RegistryError::DpsUnknownRegistration(_) => "not-registered",
+            RegistryError::DpsCaInUse(..) => "in-use",
+            RegistryError::DpsGroupName(_) => "invalid",
         }
     }
 }
@@ -404,18 +426,7 @@ impl HubStore {
 
     /// Upload a workspace CA. Returns the registered entry (with its verification code).
     pub fn add_ca(&self, name: &str, verified: bool) -> Result<HubCa> {
-        let entity = self.ws.load(name)?;
-        if !entity.meta.kind.is_ca() {
-            return Err(RegistryError::NotACa(name.to_string()));
-        }
-        let ca = HubCa {
-            name: name.to_string(),
-            cn: entity.meta.cn.clone(),
-            cert_pem: entity.cert_pem.clone(),
-            verified,
-            code: new_code(),
-            added: OffsetDateTime::now_utc(),
-        };
+        let ca = self.ca_entry(name, verified)?;
         self.modify(|r| {
             if r.cas
                 .iter()
@@ -432,10 +443,48 @@ impl HubStore {
     /// signed by the CA's key.
     pub fn verify_ca(&self, name: &str, cert_bytes: &[u8]) -> Result<HubCa> {
         let reg = self.load()?;
-        let mine: Vec<&HubCa> = reg.cas.iter().filter(|c| c.name == name).collect();
-        if mine.is_empty() {
+        if !reg.cas.iter().any(|c| c.name == name) {
             return Err(RegistryError::UnknownCa(name.to_string()));
         }
+        let ca = self.check_proof(name, &reg.cas, cert_bytes)?;
+        self.modify(|r| {
+            let c = r
+                .cas
+                .iter_mut()
+                .find(|c| c.name == name && c.cert_pem == ca.cert_pem)
+                .ok_or_else(|| RegistryError::UnknownCa(name.to_string()))?;
+            c.verified = true;
+            Ok(c.clone())
+        })
+    }
+
+    /// A registry entry for workspace CA `name` with a fresh verification code: what the hub
+    /// and DPS certificate lists both hold.
+    pub(crate) fn ca_entry(&self, name: &str, verified: bool) -> Result<HubCa> {
+        let entity = self.ws.load(name)?;
+        if !entity.meta.kind.is_ca() {
+            return Err(RegistryError::NotACa(name.to_string()));
+        }
+        Ok(HubCa {
+            name: name.to_string(),
+            cn: entity.meta.cn.clone(),
+            cert_pem: entity.cert_pem.clone(),
+            verified,
+            code: new_code(),
+            added: OffsetDateTime::now_utc(),
+        })
+    }
+
+    /// Proof of possession against a certificate list (the hub's or DPS's): `cert_bytes` must
+    /// be a certificate with CN = the current code of one of `name`'s entries in `cas`, signed
+    /// by that CA's key. Returns the entry it proves (the caller marks it verified).
+    pub(crate) fn check_proof(
+        &self,
+        name: &str,
+        cas: &[HubCa],
+        cert_bytes: &[u8],
+    ) -> Result<HubCa> {
+        let mine: Vec<&HubCa> = cas.iter().filter(|c| c.name == name).collect();
         let refuse = |reason: String| RegistryError::Proof {
             ca: name.to_string(),
             reason,
@@ -504,15 +553,7 @@ impl HubStore {
                 ),
             }));
         }
-        self.modify(|r| {
-            let c = r
-                .cas
-                .iter_mut()
-                .find(|c| c.name == name && c.cert_pem == ca.cert_pem)
-                .ok_or_else(|| RegistryError::UnknownCa(name.to_string()))?;
-            c.verified = true;
-            Ok(c.clone())
-        })
+        Ok(ca)
     }
 
     pub fn remove_ca(&self, name: &str) -> Result<()> {

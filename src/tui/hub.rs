@@ -123,6 +123,21 @@ pub fn log_line(e: &crate::hub::HubEvent, at: OffsetDateTime) -> LogLine {
         E::MethodCall { device, .. } | E::MethodResponse { device, .. } => {
             (LogKind::Info, device.clone())
         }
+        E::DpsRefused {
+            registration_id, ..
+        } => (LogKind::Refused, registration_id.clone()),
+        E::DpsAssigned {
+            registration_id, ..
+        } => (LogKind::Connected, registration_id.clone()),
+        E::DpsConnected {
+            registration_id, ..
+        }
+        | E::DpsRegistering {
+            registration_id, ..
+        }
+        | E::DpsDisconnected {
+            registration_id, ..
+        } => (LogKind::Info, registration_id.clone()),
     };
     // The client id is the peer's choice; e.line() is escaped the same way.
     let device = crate::text::escape_controls(&device).into_owned();

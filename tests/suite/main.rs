@@ -19,6 +19,8 @@ mod connect_hub_status;
 mod connect_local_hub;
 mod connect_mosquitto;
 mod connect_running_hub;
+mod dps_protocol;
+mod dps_sdk;
 mod engine_cli;
 mod escape_corpus;
 mod export_files;
