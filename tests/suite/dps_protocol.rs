@@ -236,7 +236,9 @@ async fn refusals_have_dps_status_topics_bodies_and_exact_reasons() {
     let hub = hub(&fx).await;
     let mut events = hub.events();
 
-    let cases: [(&str, &[&str], &str, u16, u32, &str); 4] = [
+    // (who, chain names, registration id, status, error code, the hub's kind)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a str, u16, u32, &'a str);
+    let cases: [Case; 4] = [
         (
             "stranger-1",
             &["stranger-1", "other"],
