@@ -452,6 +452,15 @@ impl HubStore {
                 format!("DPS state unreadable: {e}"),
             )
         };
+        // The id becomes a hub device id and a file-name part: DPS's rules, checked here.
+        if let Err(e) = pki::identity::check_device_id(registration_id, Target::Dps) {
+            return Err(DpsRefusal::new(
+                400,
+                code::BAD_REQUEST,
+                "bad-registration-id",
+                format!("registration {registration_id:?}: {e}"),
+            ));
+        }
         if !req.registration_id.eq_ignore_ascii_case(registration_id) {
             return Err(DpsRefusal::new(
                 400,
