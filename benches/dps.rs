@@ -46,7 +46,10 @@ fn main() {
         },
     )
     .unwrap();
-    eprintln!("setup: {n} device certificates in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "setup: {n} device certificates in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     fx.store.dps_add_ca("line2", true).unwrap();
     fx.store
         .dps_add_group(Group {

@@ -155,6 +155,9 @@ impl DpsRefusal {
     }
 }
 
+/// Signs a CSR: (issuing CA, registration id, CSR DER) → the chain (DER, leaf first), or why not.
+pub type IssueFn<'a> = dyn Fn(&str, &str, &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> + 'a;
+
 /// A successful registration: the registration state the device gets.
 #[derive(Clone, Debug)]
 pub struct Assigned {
@@ -439,7 +442,7 @@ impl HubStore {
         req: &wire::RegisterRequest,
         assigned_hub: &str,
         now: OffsetDateTime,
-        issue: &dyn Fn(&str, &str, &[u8]) -> std::result::Result<Vec<Vec<u8>>, String>,
+        issue: &IssueFn<'_>,
     ) -> std::result::Result<Assigned, DpsRefusal> {
         let internal = |e: RegistryError| {
             DpsRefusal::new(
@@ -449,6 +452,15 @@ impl HubStore {
                 format!("DPS state unreadable: {e}"),
             )
         };
+        // The id becomes a hub device id and a file-name part: DPS's rules, checked here.
+        if let Err(e) = pki::identity::check_device_id(registration_id, Target::Dps) {
+            return Err(DpsRefusal::new(
+                400,
+                code::BAD_REQUEST,
+                "bad-registration-id",
+                format!("registration {registration_id:?}: {e}"),
+            ));
+        }
         if !req.registration_id.eq_ignore_ascii_case(registration_id) {
             return Err(DpsRefusal::new(
                 400,

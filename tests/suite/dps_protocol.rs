@@ -236,7 +236,9 @@ async fn refusals_have_dps_status_topics_bodies_and_exact_reasons() {
     let hub = hub(&fx).await;
     let mut events = hub.events();
 
-    let cases: [(&str, &[&str], &str, u16, u32, &str); 4] = [
+    // (who, chain names, registration id, status, error code, the hub's kind)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a str, u16, u32, &'a str);
+    let cases: [Case; 4] = [
         (
             "stranger-1",
             &["stranger-1", "other"],
@@ -929,4 +931,31 @@ fn connect_with_dps_and_csr() {
         "example.azure-devices.net",
     ]);
     assert!(err.contains("--dps"), "{err}");
+}
+
+/// A registration id outside DPS's rules is refused (400) before anything reaches the hub,
+/// even when the certificate's CN matches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_id_outside_dps_rules_is_refused() {
+    let fx = Fixture::new();
+    fx.device("dev(1)", Some("line2"), ValidityArg::default());
+    fx.store.dps_add_ca("line2", true).unwrap();
+    fx.store.dps_add_group(group("lines", "line2")).unwrap();
+    let scope = fx.store.dps_id_scope().unwrap();
+    let hub = hub(&fx).await;
+    let id = fx.identity(&["dev(1)", "line2"]);
+    let out = register(
+        hub.addr,
+        &fx,
+        &id,
+        "dev(1)",
+        &scope,
+        wire::API_VERSION,
+        body("dev(1)"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, 400, "{out:?}");
+    assert!(fx.store.device("dev(1)").is_err());
+    hub.shutdown().await;
 }
