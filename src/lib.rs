@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod export;
 pub mod fixtures;
+pub mod fleet;
 pub mod hub;
 pub mod mqtt;
 pub mod ops;
