@@ -157,8 +157,9 @@ impl Report {
     }
 }
 
-/// Combine the reports of separate runs (the shards of one fleet): counts add, histograms
-/// merge exactly and their percentiles are recomputed, rates are over the longest run.
+/// Combine the reports of separate runs (the shards of one fleet, run side by side): counts
+/// and rates add, histograms merge exactly and their percentiles are recomputed, times are
+/// the longest shard's.
 pub fn merge(reports: &[(String, Report)]) -> Result<Report, FleetError> {
     let Some((_, first)) = reports.first() else {
         return Err(FleetError::Report("no reports to merge".into()));
@@ -172,7 +173,7 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, FleetError> {
         ..Default::default()
     };
     let (mut hs, mut ack, mut rt) = (new_histogram(), new_histogram(), new_histogram());
-    let mut ramp_hs = 0u64;
+    let (mut hs_rate, mut msg_rate, mut any_ramp) = (0.0, 0.0, false);
     let mut seen_shards = std::collections::HashSet::new();
     for (name, r) in reports {
         for s in &r.shards {
@@ -206,8 +207,13 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, FleetError> {
         out.elapsed_s = out.elapsed_s.max(r.elapsed_s);
         if let Some(t) = r.ramp_up_s {
             out.ramp_up_s = Some(out.ramp_up_s.unwrap_or(0.0).max(t));
-            ramp_hs += r.devices - r.failed.min(r.devices);
         }
+        // Shards run side by side: their rates add up.
+        if let Some(h) = r.handshakes_per_s_ramp {
+            hs_rate += h;
+            any_ramp = true;
+        }
+        msg_rate += r.messages_per_s;
         if r.stopped != "completed" {
             out.stopped = r.stopped.clone();
         }
@@ -239,15 +245,8 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, FleetError> {
         ack: Latency::of(&ack),
         round_trip: Latency::of(&rt),
     };
-    out.handshakes_per_s_ramp = out
-        .ramp_up_s
-        .filter(|t| *t > 0.0)
-        .map(|t| ramp_hs as f64 / t);
-    out.messages_per_s = if out.elapsed_s > 0.0 {
-        out.messages.sent as f64 / out.elapsed_s
-    } else {
-        0.0
-    };
+    out.handshakes_per_s_ramp = any_ramp.then_some(hs_rate);
+    out.messages_per_s = msg_rate;
     Ok(out)
 }
 

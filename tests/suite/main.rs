@@ -26,6 +26,7 @@ mod export_lifecycle;
 mod export_pfx;
 mod fixtures_apply;
 mod fixtures_negative;
+mod fleet;
 mod hub_auth;
 mod hub_cli;
 mod hub_protocol;
