@@ -7,6 +7,7 @@ use super::connect::ConnectState;
 use super::dialog::{
     Dialog, FormOutcome, NewForm, NewKind, VerifyDialog, VerifyResult, verification_out,
 };
+use super::fleet::FleetState;
 use super::forms::{Form, Outcome, Purpose};
 use super::guide::{GuideState, STEPS};
 use super::hub::HubState;
@@ -108,8 +109,8 @@ pub const KEYMAP: &[(&str, &str, &str)] = &[
     ),
     (
         "Connect",
-        "Enter  t",
-        "run the test (one at a time), type the target",
+        "Enter  t  f",
+        "run the test, type the target, fleet view",
     ),
     ("Guide", "↑ ↓  J K", "pick a step, scroll its text"),
     (
@@ -135,6 +136,7 @@ pub struct App {
     pub pki: PkiState,
     pub hub: HubState,
     pub connect: ConnectState,
+    pub fleet: FleetState,
     pub guide: GuideState,
     pub list_inflight: bool,
     pub list_queued: bool,
@@ -158,6 +160,7 @@ impl App {
             pki: PkiState::default(),
             hub: HubState::new(),
             connect: ConnectState::default(),
+            fleet: FleetState::default(),
             guide: GuideState::default(),
             list_inflight: false,
             list_queued: false,
@@ -237,6 +240,47 @@ impl App {
             .selected_row()
             .filter(|r| r.meta.kind == crate::store::Kind::Device)
             .map(|r| r.meta.name.clone())
+    }
+
+    /// The Fleet view's keys: Enter runs the typed range or the PKI selection (a CA: every
+    /// device under it), s stops, r types a range.
+    fn fleet_key(&mut self, k: KeyEvent) -> Option<Command> {
+        use super::fleet::Intent;
+        match self.fleet.key(k)? {
+            Intent::Stop => Some(Command::StopFleet),
+            Intent::Start => {
+                let range = self.fleet.range.trim().to_string();
+                let (patterns, issuer, label) = if !range.is_empty() {
+                    (vec![range.clone()], None, range)
+                } else {
+                    match self.pki.selected_row().map(|r| &r.meta) {
+                        Some(m) if m.kind.is_ca() => (
+                            vec![],
+                            Some(m.name.clone()),
+                            format!("every device under {}", m.name),
+                        ),
+                        Some(m) if m.kind == crate::store::Kind::Device => {
+                            (vec![m.name.clone()], None, m.name.clone())
+                        }
+                        _ => {
+                            self.say(
+                                Level::Warn,
+                                "select a CA or a device on the PKI tab, or press r and type a range",
+                            );
+                            return None;
+                        }
+                    }
+                };
+                self.say(Level::Info, format!("fleet: starting {label}…"));
+                self.fleet.begin(label);
+                Some(Command::RunFleet {
+                    patterns,
+                    issuer,
+                    target: self.connect.target.clone(),
+                    hub_port: self.hub.port,
+                })
+            }
+        }
     }
 
     fn start_test(&mut self) -> Option<Command> {
@@ -479,6 +523,18 @@ impl App {
             Action::Connect(a) => self.on_connect(a),
             Action::Paste(_) if self.too_small() => None,
             Action::Paste(text) => self.on_paste(text),
+            Action::Fleet(a) => {
+                let ended = matches!(a, super::fleet::FleetAction::Ended(_));
+                self.fleet.apply(a);
+                if ended {
+                    match (&self.fleet.error, &self.fleet.summary) {
+                        (Some(e), _) => self.say(Level::Error, format!("fleet: {e}")),
+                        (None, Some(s)) => self.say(Level::Ok, format!("fleet: {s}")),
+                        _ => {}
+                    }
+                }
+                None
+            }
             Action::Key(k) => self.key(k),
             Action::Mouse(m) => self.mouse(m),
         }
@@ -804,9 +860,12 @@ impl App {
         if self.pki.filtering && self.tab == Tab::Pki {
             return self.filter_key(k);
         }
+        if self.fleet.editing && self.tab == Tab::Connect {
+            return self.fleet_key(k);
+        }
         match k.code {
             KeyCode::Char('q') => {
-                if self.hub.running.is_some() || self.connect.running {
+                if self.hub.running.is_some() || self.connect.running || self.fleet.running {
                     self.dialog = Some(Dialog::Message {
                         title: "Quit?".into(),
                         text: "The local hub or a connection test is running; press q again to stop it and quit.".into(),
@@ -834,6 +893,11 @@ impl App {
         match self.tab {
             Tab::Pki => self.pki_key(k),
             Tab::Hub => self.hub_key(k),
+            Tab::Connect if k.code == KeyCode::Char('f') && !self.fleet.editing => {
+                self.fleet.shown = !self.fleet.shown;
+                None
+            }
+            Tab::Connect if self.fleet.shown => self.fleet_key(k),
             Tab::Connect => match k.code {
                 KeyCode::Char('t') => {
                     self.dialog = Some(Dialog::Form(Form::target(&self.connect.target.to_arg())));
