@@ -555,3 +555,47 @@ fn export_shards_writes_one_mountable_workspace_per_shard_without_ca_keys() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
 }
+
+#[test]
+fn storm_drops_every_device_and_all_come_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = fleet_ws(tmp.path(), 60, &[]);
+    let hub = Serve::start(&ws);
+    let rp = tmp.path().join("s.json");
+    let out = fleet(
+        &ws,
+        &[
+            "--issuer",
+            ROOT,
+            "--messages",
+            "2",
+            "--storm",
+            "--json",
+            "--report",
+            rp.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&rp);
+    let s = &r["storm"];
+    assert_eq!(
+        (
+            s["devices"].as_u64(),
+            s["back"].as_u64(),
+            s["failed"].as_u64()
+        ),
+        (Some(60), Some(60), Some(0)),
+        "{s:#?}"
+    );
+    assert!(s["time_to_all_back_s"].as_f64().is_some());
+    assert_eq!(r["handshakes"], 120);
+    assert_eq!(r["connected"], 60);
+    // The hub saw every device twice: dropped without DISCONNECT, then back.
+    assert_eq!(hub.events("accepted").len(), 120);
+    let ev = events(&out.stdout);
+    assert!(find(&ev, "storm-begin").is_some() && find(&ev, "storm-end").is_some());
+}
