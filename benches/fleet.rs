@@ -94,6 +94,8 @@ struct Run {
     peer_rss: f64,
     peer_cpu: f64,
     wall: f64,
+    /// (event, seconds, fleet CPU s, peer CPU s) at start, ramped-up, storm-begin, storm-end, stopping.
+    marks: Vec<(String, f64, f64, f64)>,
 }
 
 /// Run `fleet run ARGS` to its end, sampling its RSS and the peer's (pid) RSS and CPU.
@@ -104,12 +106,36 @@ fn fleet(ws: &Path, args: &[&str], report: &Path, peer: u32) -> Run {
     let mut child = cs(ws)
         .args(["fleet", "run"])
         .args(args)
+        .arg("--json")
         .arg("--report")
         .arg(report)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    // CPU of both processes at each phase change, read as the fleet announces it.
+    let (pid, stdout) = (child.id(), child.stdout.take().unwrap());
+    let marks = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let cpu = |p: u32| proc_stat(p).map(|s| s.1).unwrap_or(f64::NAN);
+        let mut marks = vec![("start".to_string(), 0.0, cpu(pid), cpu(peer))];
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            let e = v["event"].as_str().unwrap_or_default();
+            if ["ramped-up", "storm-begin", "storm-end", "stopping"].contains(&e) {
+                marks.push((
+                    e.to_string(),
+                    t.elapsed().as_secs_f64(),
+                    cpu(pid),
+                    cpu(peer),
+                ));
+            }
+        }
+        marks
+    });
     let (mut fleet_rss, mut peer_rss) = (0f64, 0f64);
     loop {
         if let Some((r, _)) = proc_stat(child.id()) {
@@ -124,6 +150,7 @@ fn fleet(ws: &Path, args: &[&str], report: &Path, peer: u32) -> Run {
         std::thread::sleep(Duration::from_millis(250));
     }
     let wall = t.elapsed().as_secs_f64();
+    let marks = marks.join().unwrap();
     let report = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
     Run {
         report,
@@ -132,6 +159,7 @@ fn fleet(ws: &Path, args: &[&str], report: &Path, peer: u32) -> Run {
         peer_rss,
         peer_cpu: proc_stat(peer).map(|s| s.1).unwrap_or(0.0) - peer0,
         wall,
+        marks,
     }
 }
 
@@ -171,6 +199,22 @@ fn print_run(label: &str, peer: &str, r: &Run) {
         for (k, g) in fl {
             println!("   failures {k}: {} (e.g. {})", g["count"], g["example"]);
         }
+    }
+    for w in r.marks.windows(2) {
+        let ((_, t0, f0, p0), (to, t1, f1, p1)) = (&w[0], &w[1]);
+        let phase = match to.as_str() {
+            "ramped-up" => "ramp-up",
+            "storm-begin" => "steady",
+            "storm-end" => "storm",
+            _ => "until stop",
+        };
+        let dt = (t1 - t0).max(1e-9);
+        println!(
+            "   CPU during {phase:<10} ({:>5.1} s): {peer} {:>3.0}%, fleet {:>3.0}% of one core",
+            dt,
+            100.0 * (p1 - p0) / dt,
+            100.0 * (f1 - f0) / dt
+        );
     }
     println!(
         "   RSS: {peer} {:.0} MB, fleet {:.0} MB;  CPU share: {peer} {:.0}%, fleet {:.0}% of one core ({:.1} s / {:.1} s over {:.1} s)",
@@ -228,6 +272,7 @@ fn main() {
         .unwrap_or(if n >= 5000 { 60 } else { 20 });
     // Children (hub, Mosquitto, Node) inherit the raised limit.
     chainsmith::fleet::raise_open_files(n as u64 + 1000).unwrap();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let tmp = tempfile::tempdir().unwrap();
     let ws = tmp.path().join("ws");
     let t = Instant::now();

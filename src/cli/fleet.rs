@@ -57,7 +57,7 @@ pub struct RunArgs {
     /// MQTT QoS for telemetry: 0 or 1.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub qos: u8,
-    /// Once every device is up, drop all connections at once and reconnect them.
+    /// 10 s after every device is up, drop all connections at once and reconnect them.
     #[arg(long)]
     pub storm: bool,
     /// Limit for every network step, acknowledgement and round trip.

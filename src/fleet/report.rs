@@ -132,6 +132,7 @@ pub struct Report {
     /// Until every device had connected or failed.
     pub ramp_up_s: Option<f64>,
     pub handshakes_per_s_ramp: Option<f64>,
+    /// Between ramp-up and the storm (or the stop).
     pub messages_per_s: f64,
     pub failures: BTreeMap<String, FailureGroup>,
     pub latency: Latencies,

@@ -95,7 +95,8 @@ pub struct Plan {
     pub load: Load,
     pub duration: Option<Duration>,
     pub qos: u8,
-    /// Drop and reconnect every device at once, `storm_after` after ramp-up.
+    /// Drop and reconnect every device at once, `storm_after` after ramp-up (the steady
+    /// state measured before it).
     pub storm: bool,
     pub storm_after: Duration,
     /// Every network step, acknowledgement and round trip.
@@ -122,7 +123,7 @@ impl Plan {
             duration: None,
             qos: 1,
             storm: false,
-            storm_after: Duration::from_secs(2),
+            storm_after: Duration::from_secs(10),
             timeout: Duration::from_secs(10),
             round_trip: RoundTrip::None,
             in_flight: 200,
@@ -361,6 +362,7 @@ async fn drive(
     let mut storm_at: Option<Instant> = None;
     let mut storm_began: Option<(Instant, u64)> = None;
     let mut storm_report: Option<StormReport> = None;
+    let mut storm_steady: Option<(f64, u64)> = None;
     let mut stop = stop_tx.subscribe();
     let mut ticker = tokio::time::interval(
         plan.tick
@@ -397,6 +399,7 @@ async fn drive(
             storm_at = None;
             let c = sh.live.connected.load(Relaxed);
             storm_began = Some((now, c));
+            storm_steady = Some((t0.elapsed().as_secs_f64(), sh.live.sent.load(Relaxed)));
             phase = Phase::Storm;
             let _ = events.send(FleetEvent::StormBegin { devices: c });
             storm_tx.send_modify(|g| *g += 1);
@@ -439,6 +442,8 @@ async fn drive(
     });
     let stop_t = t0.elapsed().as_secs_f64();
     let sent_at_stop = sh.live.sent.load(Relaxed);
+    // Steady state ends where the storm begins.
+    let (steady_end_t, steady_end_sent) = storm_steady.unwrap_or((stop_t, sent_at_stop));
     figures.send_replace(sampler.sample(&sh.live, n, stop_t, Phase::Stopping));
     stop_tx.send_replace(true);
     // Devices stop within their own timeouts (drain, DISCONNECT); keep the figures moving.
@@ -465,7 +470,7 @@ async fn drive(
     let live = &sh.live;
     let failed = live.failed.load(Relaxed);
     let steady = ramp
-        .map(|(t, _)| (sent_at_stop.saturating_sub(ramp_sent), stop_t - t))
+        .map(|(t, _)| (steady_end_sent.saturating_sub(ramp_sent), steady_end_t - t))
         .filter(|(_, s)| *s > 0.5);
     Report {
         format: FORMAT,
