@@ -317,11 +317,15 @@ fn main() {
         })
         .unwrap();
     println!(
-        "fleet bench: {n} devices (P-256, CA-signed) made and registered in {:.1} s; {secs} s per fleet run; {} cores",
+        "fleet bench: {n} devices (P-256, CA-signed) made and registered in {:.1} s; {secs} s per fleet run; {} cores; load average before: {}",
         t.elapsed().as_secs_f64(),
         std::thread::available_parallelism()
             .map(|p| p.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let duration = format!("{secs}s");
 
