@@ -16,6 +16,7 @@ pub mod clock;
 pub mod error;
 pub mod export;
 pub mod fixtures;
+pub mod fleet;
 pub mod hub;
 pub mod mqtt;
 pub mod ops;

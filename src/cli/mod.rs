@@ -20,6 +20,7 @@ macro_rules! complain {
 mod apply;
 mod connect;
 mod export;
+mod fleet;
 mod hub;
 mod lifecycle;
 mod look;
@@ -95,6 +96,9 @@ pub enum Command {
     /// The embedded local IoT Hub: registry, server, twin, C2D, methods.
     #[command(subcommand)]
     Hub(hub::HubCommand),
+    /// Many devices at once against a hub or broker: live figures, reports, shards.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 /// A failure already explained to the user; carries the exit code.
@@ -147,6 +151,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Revoke(a) => lifecycle::revoke(&cli.global, a),
         Command::Crl(a) => lifecycle::crl(&cli.global, a),
         Command::Hub(c) => hub::run(&cli.global, c),
+        Command::Fleet(c) => fleet::run(&cli.global, c),
         Command::Connect(a) => connect::run(&cli.global, a),
         Command::Apply(a) => apply::run(&cli.global, a),
         Command::Tui(a) => tui::tui(&cli.global, a),

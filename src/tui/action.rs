@@ -45,6 +45,8 @@ pub enum Action {
     Hub(super::hub::HubAction),
     /// From the connection test engine (see `connect`).
     Connect(super::connect::ConnectAction),
+    /// The Fleet view's run.
+    Fleet(super::fleet::FleetAction),
     Quit,
 }
 
@@ -144,4 +146,12 @@ pub enum Command {
         /// The Hub tab's port, for the hub the test starts when none runs.
         hub_port: u16,
     },
+    /// Many devices at once: ranges/names, or every device under `issuer`.
+    RunFleet {
+        patterns: Vec<String>,
+        issuer: Option<String>,
+        target: super::connect::Target,
+        hub_port: u16,
+    },
+    StopFleet,
 }

@@ -12,6 +12,7 @@ pub mod action;
 pub mod app;
 pub mod connect;
 pub mod dialog;
+pub mod fleet;
 pub mod forms;
 pub mod guide;
 pub mod hub;
@@ -324,7 +325,11 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             emit(hub_registry(ws));
         }
         // Async: run by the loop (`spawn`), which owns the hub handle.
-        Command::StartHub { .. } | Command::StopHub | Command::RunTest { .. } => {}
+        Command::StartHub { .. }
+        | Command::StopHub
+        | Command::RunTest { .. }
+        | Command::RunFleet { .. }
+        | Command::StopFleet => {}
     }
 }
 
@@ -374,6 +379,8 @@ pub fn osc52(text: &str) -> String {
 pub struct Engines {
     /// The Hub tab's hub (None while stopped).
     hub: Arc<tokio::sync::Mutex<Option<crate::hub::HubHandle>>>,
+    /// The Fleet view's run (None while none runs).
+    fleet: Arc<tokio::sync::Mutex<Option<crate::fleet::run::Control>>>,
 }
 
 impl Engines {
@@ -603,6 +610,37 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
             tokio::spawn(async move {
                 let r = run_test(root, engines, device, target, hub_port, tx.clone()).await;
                 let _ = tx.send(Action::Connect(connect::ConnectAction::Ended(r)));
+            });
+            return;
+        }
+        Command::RunFleet {
+            patterns,
+            issuer,
+            target,
+            hub_port,
+        } => {
+            let (engines, tx, root) = (engines.clone(), tx.clone(), ws.root().to_path_buf());
+            tokio::spawn(async move {
+                let r = fleet::run(
+                    root,
+                    engines,
+                    patterns,
+                    issuer,
+                    target,
+                    hub_port,
+                    tx.clone(),
+                )
+                .await;
+                let _ = tx.send(Action::Fleet(fleet::FleetAction::Ended(r)));
+            });
+            return;
+        }
+        Command::StopFleet => {
+            let engines = engines.clone();
+            tokio::spawn(async move {
+                if let Some(c) = engines.fleet.lock().await.as_ref() {
+                    c.stop();
+                }
             });
             return;
         }

@@ -112,6 +112,13 @@ fn draw(f: &mut Frame, app: &App) {
             super::pki::render_details(f, a.details, &app.pki, app.theme, app.spinner, app.now);
         }
         Tab::Hub => super::hub::render(f, a.body, app),
+        Tab::Connect if app.fleet.shown => super::fleet::render(
+            f,
+            a.body,
+            &app.fleet,
+            &app.connect.target.label(),
+            app.theme,
+        ),
         Tab::Connect => super::connect::render(f, a.body, app),
         Tab::Guide => super::guide::render(
             f,
@@ -177,7 +184,7 @@ pub fn footer_keys(tab: Tab) -> &'static str {
     match tab {
         Tab::Pki => "n new · v verify · e export · c connect · d delete · / filter",
         Tab::Hub => "s start/stop · p port · v prove CA · a register · o on/off",
-        Tab::Connect => "Enter run · t target",
+        Tab::Connect => "Enter run · t target · f fleet",
         Tab::Guide => "↑↓ step · J K scroll · y copy commands",
     }
 }

@@ -28,6 +28,8 @@ mod export_lifecycle;
 mod export_pfx;
 mod fixtures_apply;
 mod fixtures_negative;
+mod fleet;
+mod fleet_tui;
 mod hub_auth;
 mod hub_cli;
 mod hub_protocol;
