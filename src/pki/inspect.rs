@@ -17,7 +17,7 @@ pub struct CertView {
     pub not_after: String,
     /// Whole days until notAfter; negative once expired.
     pub days_left: i64,
-    pub status: Validity,
+    pub status: ValidityStatus,
     pub key: KeyView,
     pub signature_algorithm: String,
     pub is_ca: bool,
@@ -40,18 +40,18 @@ pub struct CertView {
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
-pub enum Validity {
+pub enum ValidityStatus {
     Valid,
     Expired,
     NotYetValid,
 }
 
-impl Validity {
+impl ValidityStatus {
     pub fn as_str(self) -> &'static str {
         match self {
-            Validity::Valid => "valid",
-            Validity::Expired => "expired",
-            Validity::NotYetValid => "not yet valid",
+            ValidityStatus::Valid => "valid",
+            ValidityStatus::Expired => "expired",
+            ValidityStatus::NotYetValid => "not yet valid",
         }
     }
 }
@@ -270,11 +270,11 @@ impl CertView {
         let nb = cert.validity().not_before.to_datetime();
         let na = cert.validity().not_after.to_datetime();
         let status = if now < nb {
-            Validity::NotYetValid
+            ValidityStatus::NotYetValid
         } else if now > na {
-            Validity::Expired
+            ValidityStatus::Expired
         } else {
-            Validity::Valid
+            ValidityStatus::Valid
         };
         let bc = cert
             .basic_constraints()

@@ -1,7 +1,7 @@
 //! Lint: the mistakes that make devices fail to connect, found before they connect.
 
 use super::identity::{MAX_CN, Target, check_device_id};
-use super::inspect::{CertView, Validity};
+use super::inspect::{CertView, ValidityStatus};
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,7 +70,7 @@ impl Findings {
 /// Expired, not yet valid, expiring soon.
 fn validity(out: &mut Findings, cert: &CertView, name: &str) {
     match cert.status {
-        Validity::Expired => out.push(
+        ValidityStatus::Expired => out.push(
             Severity::Error,
             "expired",
             format!(
@@ -78,7 +78,7 @@ fn validity(out: &mut Findings, cert: &CertView, name: &str) {
                 -cert.days_left, cert.not_after
             ),
         ),
-        Validity::NotYetValid => out.push(
+        ValidityStatus::NotYetValid => out.push(
             Severity::Error,
             "not-yet-valid",
             format!(
@@ -86,7 +86,7 @@ fn validity(out: &mut Findings, cert: &CertView, name: &str) {
                 cert.not_before
             ),
         ),
-        Validity::Valid if cert.days_left < 30 => out.push(
+        ValidityStatus::Valid if cert.days_left < 30 => out.push(
             Severity::Warning,
             "expires-soon",
             format!(
@@ -94,7 +94,7 @@ fn validity(out: &mut Findings, cert: &CertView, name: &str) {
                 cert.days_left, cert.not_after
             ),
         ),
-        Validity::Valid => {}
+        ValidityStatus::Valid => {}
     }
 }
 

@@ -54,7 +54,7 @@ pub fn check_iterations(der: &[u8], what: &str) -> Result<()> {
 /// kind is tried as several formats in turn.
 pub fn check_pkcs8_iterations(der: &[u8], what: &str) -> Result<()> {
     let iterations = || -> Result<Option<u64>> {
-        let (epki, _) = expect(der, 0x30, "EncryptedPrivateKeyInfo is not a SEQUENCE")?;
+        let (epki, _) = tlv_tagged(der, 0x30, "EncryptedPrivateKeyInfo is not a SEQUENCE")?;
         let e = items(epki.body)?;
         let alg = e
             .first()
@@ -204,7 +204,8 @@ fn tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8])> {
     ))
 }
 
-fn expect<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<(Tlv<'a>, &'a [u8])> {
+/// The TLV at the start of `input`, which must carry `tag` (else the error says `what`), and the rest.
+fn tlv_tagged<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<(Tlv<'a>, &'a [u8])> {
     let (t, rest) = tlv(input)?;
     if t.tag != tag {
         return Err(bad(what));
@@ -374,7 +375,7 @@ fn protection(alg_id: &[u8]) -> Result<Protection> {
 /// Walk a PFX's ASN.1 and name its MAC and the encryption of its key and certificate bags.
 /// Needs no password: the algorithm identifiers are stored in the clear.
 pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
-    let (pfx, _) = expect(der, 0x30, "PFX is not a SEQUENCE")?;
+    let (pfx, _) = tlv_tagged(der, 0x30, "PFX is not a SEQUENCE")?;
     let top = items(pfx.body)?;
     let auth_safe = top.get(1).ok_or_else(|| bad("no authSafe"))?;
     // MacData ::= SEQUENCE { mac DigestInfo, macSalt OCTET STRING, iterations INTEGER DEFAULT 1 }
@@ -402,12 +403,12 @@ pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
         .get(1)
         .filter(|t| t.tag == 0xa0)
         .ok_or_else(|| bad("authSafe without content"))?;
-    let (octets, _) = expect(
+    let (octets, _) = tlv_tagged(
         explicit.body,
         0x04,
         "authSafe content is not an OCTET STRING",
     )?;
-    let (safe, _) = expect(octets.body, 0x30, "AuthenticatedSafe is not a SEQUENCE")?;
+    let (safe, _) = tlv_tagged(octets.body, 0x30, "AuthenticatedSafe is not a SEQUENCE")?;
     let mut key_bags = Vec::new();
     let mut cert_bags = Vec::new();
     for content in items(safe.body)? {
@@ -418,8 +419,8 @@ pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
             .filter(|t| t.tag == 0xa0)
             .ok_or_else(|| bad("ContentInfo without content"))?;
         if oid == OID_DATA {
-            let (octets, _) = expect(inner.body, 0x04, "data is not an OCTET STRING")?;
-            let (bags, _) = expect(octets.body, 0x30, "SafeContents is not a SEQUENCE")?;
+            let (octets, _) = tlv_tagged(inner.body, 0x04, "data is not an OCTET STRING")?;
+            let (bags, _) = tlv_tagged(octets.body, 0x30, "SafeContents is not a SEQUENCE")?;
             let mut has_cert = false;
             for bag in items(bags.body)? {
                 let b = items(bag.body)?;
@@ -428,7 +429,7 @@ pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
                     OID_SHROUDED_KEY_BAG => {
                         let value = b.get(1).ok_or_else(|| bad("key bag without value"))?;
                         let (epki, _) =
-                            expect(value.body, 0x30, "shrouded key bag is not a SEQUENCE")?;
+                            tlv_tagged(value.body, 0x30, "shrouded key bag is not a SEQUENCE")?;
                         let e = items(epki.body)?;
                         let alg = e
                             .first()
@@ -450,7 +451,7 @@ pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
             }
         } else if oid == OID_ENCRYPTED_DATA {
             // EncryptedData ::= SEQUENCE { version, EncryptedContentInfo SEQUENCE { type, alg, [0] data } }
-            let (ed, _) = expect(inner.body, 0x30, "EncryptedData is not a SEQUENCE")?;
+            let (ed, _) = tlv_tagged(inner.body, 0x30, "EncryptedData is not a SEQUENCE")?;
             let e = items(ed.body)?;
             let eci = e
                 .get(1)
@@ -481,7 +482,7 @@ pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
 /// from an algorithm OpenSSL cannot decrypt (RC2), which OpenSSL reports the same way.
 pub fn mac_matches(der: &[u8], password: &str) -> Result<Option<bool>> {
     use openssl::sign::Signer;
-    let (pfx, _) = expect(der, 0x30, "PFX is not a SEQUENCE")?;
+    let (pfx, _) = tlv_tagged(der, 0x30, "PFX is not a SEQUENCE")?;
     let top = items(pfx.body)?;
     let (Some(auth_safe), Some(mac)) = (top.get(1), top.get(2)) else {
         return Ok(None);
@@ -491,7 +492,7 @@ pub fn mac_matches(der: &[u8], password: &str) -> Result<Option<bool>> {
         .get(1)
         .filter(|t| t.tag == 0xa0)
         .ok_or_else(|| bad("authSafe without content"))?;
-    let (octets, _) = expect(
+    let (octets, _) = tlv_tagged(
         explicit.body,
         0x04,
         "authSafe content is not an OCTET STRING",
