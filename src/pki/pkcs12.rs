@@ -1,5 +1,5 @@
 //! PKCS#12 (PFX) read back: open a file with its password, and tell which algorithms protect
-//! it by walking its ASN.1 (RFC 7292) ourselves, so a report names what is really in the file
+//! it by walking its ASN.1 (RFC 7292; asn1-rs reads each element), so a report names what is really in the file
 //! rather than what was asked for. Bytes in, bytes out: `export` builds PFX files and `import`,
 //! `inspect` and `export` read them with this.
 
@@ -9,6 +9,7 @@ use openssl::pkcs12::Pkcs12;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use serde::Serialize;
+use x509_parser::asn1_rs::{Any, FromDer, Oid};
 
 /// What a PFX holds once opened with its password.
 pub struct Opened {
@@ -160,7 +161,7 @@ impl PfxAlgorithms {
     }
 }
 
-// ---- a minimal DER reader: enough of RFC 7292 to name the algorithms ----
+// ---- DER elements as the walk below needs them: identifier octet and content ----
 
 struct Tlv<'a> {
     tag: u8,
@@ -171,36 +172,25 @@ fn bad(what: &str) -> Error {
     Error::Invalid(format!("the PKCS#12 structure is malformed ({what})"))
 }
 
-/// Read one TLV from the front of `input`; returns it and the rest.
+/// Read one element from the front of `input` (asn1-rs reads its header and definite length);
+/// returns it, with its identifier octet, and the rest.
 fn tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8])> {
-    let (&tag, rest) = input.split_first().ok_or_else(|| bad("unexpected end"))?;
-    if tag & 0x1f == 0x1f {
-        return Err(bad("multi-byte tag"));
-    }
-    let (&l0, rest) = rest.split_first().ok_or_else(|| bad("no length"))?;
-    let (len, rest) = if l0 < 0x80 {
-        (usize::from(l0), rest)
-    } else if l0 == 0x80 {
-        return Err(bad("indefinite length (BER); re-encode the file as DER"));
-    } else {
-        let n = usize::from(l0 & 0x7f);
-        if n > 4 || rest.len() < n {
-            return Err(bad("length too long"));
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |a, b| (a << 8) | usize::from(*b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return Err(bad("length beyond the end"));
-    }
+    let (rest, any) = Any::from_der(input).map_err(|e| match input.get(1) {
+        Some(0x80) => bad("indefinite length (BER); re-encode the file as DER"),
+        _ => bad(&format!("not DER: {e}")),
+    })?;
+    let h = &any.header;
+    let number = u8::try_from(h.tag().0)
+        .ok()
+        .filter(|n| *n < 0x1f)
+        .ok_or_else(|| bad("multi-byte tag"))?;
+    let tag = (h.class() as u8) << 6 | u8::from(h.is_constructed()) << 5 | number;
     Ok((
         Tlv {
             tag,
-            body: &rest[..len],
+            body: any.data,
         },
-        &rest[len..],
+        rest,
     ))
 }
 
@@ -225,27 +215,9 @@ fn items(body: &[u8]) -> Result<Vec<Tlv<'_>>> {
     Ok(out)
 }
 
+/// An OBJECT IDENTIFIER's content in dotted form.
 fn oid_string(body: &[u8]) -> String {
-    let mut parts: Vec<u64> = Vec::new();
-    let mut acc: u64 = 0;
-    for (i, b) in body.iter().enumerate() {
-        acc = (acc << 7) | u64::from(b & 0x7f);
-        if b & 0x80 == 0 {
-            if parts.is_empty() && i < 8 {
-                let first = (acc / 40).min(2);
-                parts.push(first);
-                parts.push(acc - first * 40);
-            } else {
-                parts.push(acc);
-            }
-            acc = 0;
-        }
-    }
-    parts
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(".")
+    Oid::new(std::borrow::Cow::Borrowed(body)).to_id_string()
 }
 
 /// A DER INTEGER as u64; one too long to fit counts as u64::MAX (only counts are read).
