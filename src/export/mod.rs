@@ -547,11 +547,11 @@ fn edge_config(src: &Source, dir: &Path, opts: &ExportOptions) -> String {
         "# Copy the files below to the device and apply with `sudo iotedge config apply`.\n",
     );
     if opts.id_scope.is_none() {
-        s.push_str("# Replace <ID_SCOPE> with your DPS ID scope (Azure portal: DPS > Overview), or export with --id-scope.\n");
+        s.push_str("# Replace <ID_SCOPE> with your DPS ID scope (Azure portal: DPS > Overview), or give the ID scope when exporting.\n");
     }
     if opts.key_password.is_some() {
         s.push_str(
-            "# The key file is encrypted (--key-password); IoT Edge needs an unencrypted key.\n",
+            "# The key file is encrypted (a key password was given); IoT Edge needs an unencrypted key.\n",
         );
     }
     s.push_str("\n[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://global.azure-devices-provisioning.net\"\n");
@@ -782,7 +782,7 @@ fn plan_azure(
         Some(p) => p,
         None => {
             report.notes.push(format!(
-                    "{name}.pfx uses the Azure tutorials' password \"{AZURE_DEFAULT_PASSWORD}\"; pass --password-file or CHAINSMITH_PFX_PASSWORD for a real one"
+                    "{name}.pfx uses the Azure tutorials' password \"{AZURE_DEFAULT_PASSWORD}\"; give a password of your own for a real one"
                 ));
             AZURE_DEFAULT_PASSWORD
         }
