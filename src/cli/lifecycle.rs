@@ -161,8 +161,24 @@ pub fn revoke(global: &Global, a: RevokeArgs) -> CliResult {
         print_json(&r);
     } else {
         say!("{}", r.message);
+        for step in &r.next {
+            say!("next: {}", next_command(step));
+        }
     }
     Ok(())
+}
+
+/// The CLI's command for a step a revocation leaves to the user.
+fn next_command(step: &lifecycle::NextStep) -> String {
+    use lifecycle::NextStep as N;
+    match step {
+        N::PublishCrl { ca } => format!("`chainsmith crl {ca} --out {ca}.crl.pem`"),
+        N::Rekey { name } => format!("`chainsmith renew {name} --rekey`"),
+        N::RemoveHubCa { name } => format!("`chainsmith hub ca remove {name}`"),
+        N::DisableOnHub { name } => format!(
+            "`chainsmith revoke {name} --disable-on-hub` or `chainsmith hub device disable ID`"
+        ),
+    }
 }
 
 pub fn crl(global: &Global, a: CrlArgs) -> CliResult {

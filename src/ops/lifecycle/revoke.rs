@@ -76,8 +76,36 @@ pub struct Revoked {
     pub disabled: Vec<DisabledDevice>,
     /// Of those, the ones a running hub was holding a connection for and dropped.
     pub dropped: Vec<String>,
-    /// What to tell the user: the hub note, and how to publish a CRL.
+    /// What to tell the user, in domain words: the hub note, and what to do next.
     pub message: String,
+    /// The steps the message recommends, for a face to offer as its own commands or keys.
+    pub next: Vec<NextStep>,
+}
+
+/// A step a revocation leaves to the user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum NextStep {
+    /// Publish a new CRL of this CA.
+    PublishCrl {
+        /// The issuing CA.
+        ca: String,
+    },
+    /// Renew with a new key (the old one is compromised).
+    Rekey {
+        /// The entity.
+        name: String,
+    },
+    /// Remove this CA from the local hub (revoking a CA disables no device).
+    RemoveHubCa {
+        /// The CA.
+        name: String,
+    },
+    /// Disable the device on the local hub, where revocation alone changes nothing.
+    DisableOnHub {
+        /// The entity.
+        name: String,
+    },
 }
 
 fn revocation_now(now: OffsetDateTime, reason: &str) -> Revocation {
@@ -162,9 +190,11 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
         (vec![], vec![])
     };
 
+    let mut next = Vec::new();
     let crl_hint = match (&meta.issuer, meta.self_signed) {
         (Some(i), false) => {
-            format!("publish a new CRL with `chainsmith crl {i} --out {i}.crl.pem`")
+            next.push(NextStep::PublishCrl { ca: i.clone() });
+            format!("publish a new CRL of \"{i}\"")
         }
         _ => "it is self-signed, so no CA's CRL can list it: delete its thumbprint from the hub"
             .to_string(),
@@ -175,7 +205,7 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
     );
     if !also_revoked.is_empty() {
         message.push_str(&format!(
-            " The key is compromised: also revoked {} earlier certificate(s) with the same key (serial {}); a renewal must make a new key (`chainsmith renew {name} --rekey`).",
+            " The key is compromised: also revoked {} earlier certificate(s) with the same key (serial {}); a renewal must make a new key.",
             also_revoked.len(),
             also_revoked
                 .iter()
@@ -184,9 +214,13 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
                 .join(", ")
         ));
     }
+    if !also_revoked.is_empty() {
+        next.push(NextStep::Rekey { name: name.to_string() });
+    }
     if req.disable_on_hub && meta.kind != Kind::Device {
+        next.push(NextStep::RemoveHubCa { name: name.to_string() });
         message.push_str(&format!(
-            " \"{name}\" is a {}, not a device credential: no hub device was disabled (remove it from the hub with `chainsmith hub ca remove {name}`).",
+            " \"{name}\" is a {}, not a device credential: no hub device was disabled (remove the CA from the hub instead).",
             meta.kind.as_str()
         ));
         message.push_str(&format!(" {HUB_DOES_NOT_CHECK_CRLS}."));
@@ -215,7 +249,10 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
         }
         message.push_str(&format!(" {HUB_DOES_NOT_CHECK_CRLS}."));
     } else {
-        message.push_str(&format!(" {HUB_DOES_NOT_CHECK_CRLS}; for the local hub: `chainsmith revoke {name} --disable-on-hub` or `chainsmith hub device disable ID`."));
+        next.push(NextStep::DisableOnHub { name: name.to_string() });
+        message.push_str(&format!(
+            " {HUB_DOES_NOT_CHECK_CRLS}; on the local hub, disable the device there too."
+        ));
     }
     Ok(Revoked {
         meta,
@@ -223,6 +260,7 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
         disabled,
         dropped,
         message,
+        next,
     })
 }
 
