@@ -144,6 +144,9 @@ pub fn renew(global: &Global, a: RenewArgs) -> CliResult {
     for n in &r.notes {
         say!("note: {n}");
     }
+    for step in &r.next {
+        say!("next: {}", next_command(step));
+    }
     Ok(())
 }
 
@@ -168,7 +171,7 @@ pub fn revoke(global: &Global, a: RevokeArgs) -> CliResult {
     Ok(())
 }
 
-/// The CLI's command for a step a revocation leaves to the user.
+/// The CLI's command for a step a lifecycle call leaves to the user.
 fn next_command(step: &lifecycle::NextStep) -> String {
     use lifecycle::NextStep as N;
     match step {
@@ -177,6 +180,12 @@ fn next_command(step: &lifecycle::NextStep) -> String {
         N::RemoveHubCa { name } => format!("`chainsmith hub ca remove {name}`"),
         N::DisableOnHub { name } => format!(
             "`chainsmith revoke {name} --disable-on-hub` or `chainsmith hub device disable ID`"
+        ),
+        N::UploadCa { name } => {
+            format!("`chainsmith hub ca add {name}`, or renew with --upload-to-hub")
+        }
+        N::ProveCa { name, code } => format!(
+            "`chainsmith new verification --issuer {name} --code {code}` ; `chainsmith hub ca verify {name} --cert FILE` (or `chainsmith hub ca prove {name}`)"
         ),
     }
 }

@@ -1,7 +1,7 @@
 //! Revocation and CRLs.
 
 use super::history::extras_of;
-use super::{Error, Result, invalid};
+use super::{Error, NextStep, Result, invalid};
 use crate::azure::HUB_DOES_NOT_CHECK_CRLS;
 use crate::hub::registry::DisabledDevice;
 use crate::ops::load_ca;
@@ -80,32 +80,6 @@ pub struct Revoked {
     pub message: String,
     /// The steps the message recommends, for a face to offer as its own commands or keys.
     pub next: Vec<NextStep>,
-}
-
-/// A step a revocation leaves to the user.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "step", rename_all = "kebab-case")]
-pub enum NextStep {
-    /// Publish a new CRL of this CA.
-    PublishCrl {
-        /// The issuing CA.
-        ca: String,
-    },
-    /// Renew with a new key (the old one is compromised).
-    Rekey {
-        /// The entity.
-        name: String,
-    },
-    /// Remove this CA from the local hub (revoking a CA disables no device).
-    RemoveHubCa {
-        /// The CA.
-        name: String,
-    },
-    /// Disable the device on the local hub, where revocation alone changes nothing.
-    DisableOnHub {
-        /// The entity.
-        name: String,
-    },
 }
 
 fn revocation_now(now: OffsetDateTime, reason: &str) -> Revocation {
@@ -215,10 +189,14 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
         ));
     }
     if !also_revoked.is_empty() {
-        next.push(NextStep::Rekey { name: name.to_string() });
+        next.push(NextStep::Rekey {
+            name: name.to_string(),
+        });
     }
     if req.disable_on_hub && meta.kind != Kind::Device {
-        next.push(NextStep::RemoveHubCa { name: name.to_string() });
+        next.push(NextStep::RemoveHubCa {
+            name: name.to_string(),
+        });
         message.push_str(&format!(
             " \"{name}\" is a {}, not a device credential: no hub device was disabled (remove the CA from the hub instead).",
             meta.kind.as_str()
@@ -249,7 +227,9 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
         }
         message.push_str(&format!(" {HUB_DOES_NOT_CHECK_CRLS}."));
     } else {
-        next.push(NextStep::DisableOnHub { name: name.to_string() });
+        next.push(NextStep::DisableOnHub {
+            name: name.to_string(),
+        });
         message.push_str(&format!(
             " {HUB_DOES_NOT_CHECK_CRLS}; on the local hub, disable the device there too."
         ));
