@@ -171,8 +171,8 @@ pub fn revoke(global: &Global, a: RevokeArgs) -> CliResult {
     Ok(())
 }
 
-/// The CLI's command for a step a lifecycle call leaves to the user.
-fn next_command(step: &lifecycle::NextStep) -> String {
+/// The CLI's command (or flags) for a step an engine call leaves to the user.
+pub(crate) fn next_command(step: &lifecycle::NextStep) -> String {
     use lifecycle::NextStep as N;
     match step {
         N::PublishCrl { ca } => format!("`chainsmith crl {ca} --out {ca}.crl.pem`"),
@@ -181,6 +181,7 @@ fn next_command(step: &lifecycle::NextStep) -> String {
         N::DisableOnHub { name } => format!(
             "`chainsmith revoke {name} --disable-on-hub` or `chainsmith hub device disable ID`"
         ),
+        N::CsrSans => "--keep-san copies the CSR's names, --san NAME sets them".to_string(),
         N::UploadCa { name } => {
             format!("`chainsmith hub ca add {name}`, or renew with --upload-to-hub")
         }

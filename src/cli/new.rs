@@ -256,6 +256,11 @@ pub fn sign_csr(global: &Global, a: SignCsrArgs) -> CliResult {
 
 fn print_created(global: &Global, ws: &crate::store::Workspace, c: &Created) {
     warn(global, &c.warnings);
+    if !global.json {
+        for step in &c.next {
+            complain!("hint: {}", super::lifecycle::next_command(step));
+        }
+    }
     if global.json {
         print_json(c);
         return;

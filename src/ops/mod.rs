@@ -74,11 +74,55 @@ impl ValidityArg {
     }
 }
 
+/// A step an engine call leaves to the user: the engine says it in words and lists it as
+/// this value, and each face offers it as its own command or key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum NextStep {
+    /// Publish a new CRL of this CA.
+    PublishCrl {
+        /// The issuing CA.
+        ca: String,
+    },
+    /// Renew with a new key (the old one is compromised).
+    Rekey {
+        /// The entity.
+        name: String,
+    },
+    /// Remove this CA from the local hub (revoking a CA disables no device).
+    RemoveHubCa {
+        /// The CA.
+        name: String,
+    },
+    /// Disable the device on the local hub, where revocation alone changes nothing.
+    DisableOnHub {
+        /// The entity.
+        name: String,
+    },
+    /// Copy the subject alternative names a CSR asks for, or set names explicitly.
+    CsrSans,
+    /// Upload the CA's new certificate to the local hub.
+    UploadCa {
+        /// The CA.
+        name: String,
+    },
+    /// Prove possession of the CA's new certificate for the hub's verification code.
+    ProveCa {
+        /// The CA.
+        name: String,
+        /// The hub's verification code.
+        code: String,
+    },
+}
+
 /// What a command made, for printing.
 #[derive(Clone, Debug, Serialize)]
 pub struct Created {
     pub entities: Vec<Meta>,
     pub warnings: Vec<String>,
+    /// The steps the warnings recommend, for a face to offer as its own commands or keys.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub next: Vec<NextStep>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
 }
@@ -308,6 +352,7 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
     Ok(Created {
         entities,
         warnings,
+        next: vec![],
         file: None,
     })
 }
@@ -439,6 +484,7 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
     Ok(Created {
         entities,
         warnings,
+        next: vec![],
         file: None,
     })
 }
@@ -526,6 +572,7 @@ pub fn new_verification(
         warnings: identity::verification_code_warning(code)
             .into_iter()
             .collect(),
+        next: vec![],
         file: Some(out.to_path_buf()),
     })
 }
@@ -556,6 +603,7 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
     };
     check_entity_name(&name)?;
     let mut warnings = Vec::new();
+    let mut next = Vec::new();
     if let Some(cn) = &csr.cn {
         match check_device_id(cn, req.target) {
             Ok(w) => warnings.extend(w),
@@ -595,7 +643,7 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
         }
     } else if !csr.sans.is_empty() {
         warnings.push(format!(
-            "the CSR asks for subjectAltName {}; not copied: pass --keep-san to copy it, or --san to set names",
+            "the CSR asks for subjectAltName {}; not copied: copy it, or set names",
             csr.sans
                 .iter()
                 .map(crate::pki::csr::san_text)
@@ -603,6 +651,7 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
                 .join(", ")
         ));
         ignored.retain(|e| e != "SubjectAlternativeName");
+        next.push(NextStep::CsrSans);
     }
     if !ignored.is_empty() {
         warnings.push(format!(
@@ -642,6 +691,7 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
     Ok(Created {
         entities,
         warnings,
+        next,
         file: None,
     })
 }

@@ -25,7 +25,6 @@ pub use slots::*;
 
 use crate::error::Remedy;
 use crate::store::{self, Slot};
-use serde::Serialize;
 
 /// What can go wrong after a certificate is made; each message says the fix in domain words,
 /// and [`Error::remedy`] gives it to the faces as a value.
@@ -72,44 +71,7 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A step a lifecycle call leaves to the user: the engine says it in words and lists it as
-/// this value, and each face offers it as its own command or key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "step", rename_all = "kebab-case")]
-pub enum NextStep {
-    /// Publish a new CRL of this CA.
-    PublishCrl {
-        /// The issuing CA.
-        ca: String,
-    },
-    /// Renew with a new key (the old one is compromised).
-    Rekey {
-        /// The entity.
-        name: String,
-    },
-    /// Remove this CA from the local hub (revoking a CA disables no device).
-    RemoveHubCa {
-        /// The CA.
-        name: String,
-    },
-    /// Disable the device on the local hub, where revocation alone changes nothing.
-    DisableOnHub {
-        /// The entity.
-        name: String,
-    },
-    /// Upload the CA's new certificate to the local hub.
-    UploadCa {
-        /// The CA.
-        name: String,
-    },
-    /// Prove possession of the CA's new certificate for the hub's verification code.
-    ProveCa {
-        /// The CA.
-        name: String,
-        /// The hub's verification code.
-        code: String,
-    },
-}
+pub use super::NextStep;
 
 impl From<crate::pki::Error> for Error {
     /// A wrong PFX password keeps its own kind (`wrong-password`) whichever module found it.
