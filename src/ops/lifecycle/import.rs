@@ -15,18 +15,24 @@ use time::OffsetDateTime;
 /// An existing CA or certificate to bring into the workspace.
 #[derive(Clone, Debug, Default)]
 pub struct ImportRequest {
+    /// The files to read: certificates, keys (PEM or DER) and PKCS#12.
     pub files: Vec<PathBuf>,
+    /// The entity name to import under.
     pub name: String,
     /// For PKCS#12 files and encrypted keys.
     pub password: Option<String>,
+    /// Replace an entity of that name.
     pub force: bool,
 }
 
+/// What an import made.
 #[derive(Clone, Debug, Serialize)]
 pub struct Imported {
+    /// The imported entity.
     pub meta: Meta,
     /// True when no key came with the certificate: it can anchor chains but not issue.
     pub trust_only: bool,
+    /// What the user should know (linked issuer, certificates left out, ...).
     pub notes: Vec<String>,
 }
 

@@ -11,24 +11,34 @@ use crate::store::{Kind, Meta, NewEntity, Slot, Workspace};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+/// A certificate to renew, and how.
 #[derive(Clone, Debug, Default)]
 pub struct RenewRequest {
+    /// The entity.
     pub name: String,
+    /// Validity in days (the profile's default when None).
     pub days: Option<u32>,
     /// A fresh key (of the same algorithm unless `key` says otherwise).
     pub rekey: bool,
+    /// The algorithm of the new key (with `rekey`).
     pub key: Option<KeyAlg>,
     /// For a CA: upload the new certificate to the local hub beside the ones it holds
     /// (unverified until its proof of possession, unless `verified`).
     pub upload_to_hub: bool,
+    /// Upload it as Verified, skipping the proof of possession.
     pub verified: bool,
 }
 
+/// What a renewal did.
 #[derive(Clone, Debug, Serialize)]
 pub struct Renewed {
+    /// The certificate before.
     pub old: Meta,
+    /// The certificate now.
     pub new: Meta,
+    /// Whether the key is new.
     pub rekeyed: bool,
+    /// What the user should know.
     pub notes: Vec<String>,
     /// The steps the notes recommend, for a face to offer as its own commands or keys.
     pub next: Vec<super::NextStep>,

@@ -10,6 +10,7 @@ use crate::store::{self, Entity, HISTORY_DIR, Kind, Meta, NewEntity, Revocation,
 use serde::Serialize;
 use time::OffsetDateTime;
 
+/// The RFC 5280 reason names `revoke` takes.
 pub const REASONS: [&str; 10] = [
     "unspecified",
     "keyCompromise",
@@ -57,6 +58,7 @@ fn rcgen_reason(r: &str) -> rcgen::RevocationReason {
 /// What to revoke, and whether to cut the device off in the local hub too.
 #[derive(Clone, Debug, Default)]
 pub struct RevokeRequest {
+    /// The entity.
     pub name: String,
     /// RFC 5280 reason as the user typed it (see [`parse_reason`]).
     pub reason: String,
@@ -66,8 +68,10 @@ pub struct RevokeRequest {
     pub disable_on_hub: bool,
 }
 
+/// What a revocation did.
 #[derive(Clone, Debug, Serialize)]
 pub struct Revoked {
+    /// The revoked certificate.
     pub meta: Meta,
     /// Earlier certificates of the entity revoked with it: those in its history carrying the
     /// same key, when the reason is keyCompromise.
@@ -295,28 +299,42 @@ pub(super) fn compromised(entity: &Entity) -> Option<Meta> {
     })
 }
 
+/// One certificate a CRL lists.
 #[derive(Clone, Debug, Serialize)]
 pub struct RevokedEntry {
+    /// Its entity.
     pub name: String,
+    /// Its serial, upper-case hex.
     pub serial: String,
+    /// The RFC 5280 reason.
     pub reason: String,
+    /// When it was revoked.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
 }
 
+/// A CRL made from the workspace.
 #[derive(Clone, Debug, Serialize)]
 pub struct Crl {
+    /// The CA that signs it.
     pub issuer: String,
+    /// The CRL, PEM.
     #[serde(skip)]
     pub pem: String,
+    /// The CRL, DER.
     #[serde(skip)]
     pub der: Vec<u8>,
+    /// Its CRL number.
     pub number: String,
+    /// Its thisUpdate.
     #[serde(with = "time::serde::rfc3339")]
     pub this_update: OffsetDateTime,
+    /// Its nextUpdate.
     #[serde(with = "time::serde::rfc3339")]
     pub next_update: OffsetDateTime,
+    /// What it lists.
     pub revoked: Vec<RevokedEntry>,
+    /// That IoT Hub does not check CRLs.
     pub note: &'static str,
 }
 
