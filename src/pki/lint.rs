@@ -4,15 +4,20 @@ use super::identity::{MAX_CN, Target, check_device_id};
 use super::inspect::{CertView, ValidityStatus};
 use serde::Serialize;
 
+/// How bad a finding is.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// The certificate will be refused.
     Error,
+    /// Likely to cause trouble.
     Warning,
+    /// Worth knowing.
     Info,
 }
 
 impl Severity {
+    /// The word the CLI prints.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Error => "error",
@@ -22,11 +27,14 @@ impl Severity {
     }
 }
 
+/// One lint finding.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Finding {
+    /// How bad.
     pub severity: Severity,
     /// A stable identifier scripts can match on.
     pub code: &'static str,
+    /// What is wrong, and the fix.
     pub message: String,
 }
 
@@ -263,6 +271,7 @@ fn chain(out: &mut Findings, cert: &CertView, ctx: &LintContext<'_>, name: &str)
     }
 }
 
+/// Whether any finding is an error.
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity == Severity::Error)
 }

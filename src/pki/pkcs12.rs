@@ -13,7 +13,9 @@ use x509_parser::asn1_rs::{Any, FromDer, Oid};
 
 /// What a PFX holds once opened with its password.
 pub struct Opened {
+    /// The private key.
     pub key: Option<PKey<Private>>,
+    /// The certificate the key belongs to.
     pub leaf: Option<X509>,
     /// The other certificates, in file order.
     pub chain: Vec<X509>,
@@ -116,6 +118,7 @@ pub struct Protection {
 pub struct PfxAlgorithms {
     /// MAC digest ("SHA-256", "SHA-1"), None when the file has no MAC.
     pub mac_digest: Option<String>,
+    /// MAC iterations.
     pub mac_iterations: Option<u64>,
     /// Protection of each shrouded key bag.
     pub key_bags: Vec<Protection>,
@@ -125,6 +128,7 @@ pub struct PfxAlgorithms {
 }
 
 impl PfxAlgorithms {
+    /// Whether any part uses RC2 (OpenSSL 3 reads it only with its legacy provider).
     pub fn uses_rc2(&self) -> bool {
         self.key_bags
             .iter()
