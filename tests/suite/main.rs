@@ -20,6 +20,7 @@ mod connect_local_hub;
 mod connect_mosquitto;
 mod connect_running_hub;
 mod engine_cli;
+mod engine_errors;
 mod escape_corpus;
 mod export_files;
 mod export_lifecycle;
