@@ -191,12 +191,39 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-    }
-    if !also_revoked.is_empty() {
         next.push(NextStep::Rekey {
             name: name.to_string(),
         });
     }
+    hub_note(
+        name,
+        &meta,
+        req,
+        &disabled,
+        &dropped,
+        &mut message,
+        &mut next,
+    );
+    Ok(Revoked {
+        meta,
+        also_revoked,
+        disabled,
+        dropped,
+        message,
+        next,
+    })
+}
+
+/// What a revocation means for the hub: what was disabled, or how to cut the device off.
+fn hub_note(
+    name: &str,
+    meta: &Meta,
+    req: &RevokeRequest,
+    disabled: &[DisabledDevice],
+    dropped: &[String],
+    message: &mut String,
+    next: &mut Vec<NextStep>,
+) {
     if req.disable_on_hub && meta.kind != Kind::Device {
         next.push(NextStep::RemoveHubCa {
             name: name.to_string(),
@@ -211,7 +238,7 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
             " No local-hub device uses this certificate: nothing to disable. {HUB_DOES_NOT_CHECK_CRLS}."
         ));
     } else if req.disable_on_hub {
-        for d in &disabled {
+        for d in disabled {
             message.push_str(&format!(
                 " Disabled hub device \"{}\" ({} auth, by {}){}{}.",
                 d.id,
@@ -238,14 +265,6 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
             " {HUB_DOES_NOT_CHECK_CRLS}; on the local hub, disable the device there too."
         ));
     }
-    Ok(Revoked {
-        meta,
-        also_revoked,
-        disabled,
-        dropped,
-        message,
-        next,
-    })
 }
 
 /// Disable the hub devices whose credential is one of `certs`, and drop their connections from
