@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Export an entity as files other tools read: PEM, DER, PKCS#12 (two profiles), the Azure
 //! IoT Node SDK tool's layout, and an IoT Edge provisioning snippet.
 //!
@@ -23,24 +24,38 @@ use std::str::FromStr;
 /// when no password is given, and always announced.
 pub const AZURE_DEFAULT_PASSWORD: &str = "1234";
 
+/// What can go wrong in an export; each message says the fix in domain words.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Reading the entity or writing the files.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// Encoding the key or the PFX.
     #[error(transparent)]
     Pki(crate::pki::Error),
+    /// A request that cannot be met as given.
     #[error("{0}")]
     Invalid(String),
+    /// The PFX password does not open the file (its name in the message).
     #[error("the password for {0} is wrong (the PKCS#12 MAC does not verify); check the password")]
     WrongPassword(String),
+    /// A PFX was asked for without a password.
     #[error("a PFX needs a password")]
     PasswordNeeded,
+    /// A file that needs the private key, for an entity that has none here.
     #[error(
         "\"{name}\" has no private key in the workspace (trust-only import, or a CSR whose key stays on the device), so {what} cannot be written; export its certificates only (PEM)"
     )]
-    NoKey { name: String, what: String },
+    NoKey {
+        /// The entity.
+        name: String,
+        /// The file that needs the key.
+        what: String,
+    },
+    /// Standard output takes a single format.
     #[error("writing to standard output takes exactly one format (pem, der, pfx or edge)")]
     OneFormat,
+    /// The azure layout cannot go to standard output.
     #[error(
         "the azure layout is several files; write them into a directory, not to standard output"
     )]
@@ -87,6 +102,7 @@ impl From<openssl::error::ErrorStack> for Error {
     }
 }
 
+/// An export's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<crate::pki::Error> for Error {
@@ -116,6 +132,7 @@ pub enum Format {
 }
 
 impl Format {
+    /// Every format, in the order menus list them.
     pub const ALL: [Format; 5] = [
         Format::Pem,
         Format::Der,
@@ -123,6 +140,7 @@ impl Format {
         Format::Azure,
         Format::Edge,
     ];
+    /// The name the CLI and the manifest use.
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Pem => "pem",
@@ -165,6 +183,7 @@ pub struct ExportOptions {
     pub formats: Vec<Format>,
     /// PFX password. Required for `pfx`; `azure` falls back to "1234" and says so.
     pub password: Option<String>,
+    /// Which algorithms protect the PFX.
     pub pfx_profile: PfxProfile,
     /// Put the issuers in the PFX (default true).
     pub include_chain: bool,
@@ -301,6 +320,7 @@ impl Default for ExportOptions {
 }
 
 impl ExportOptions {
+    /// Options for `formats` into `out_dir`, everything else at its default.
     pub fn new(out_dir: impl Into<PathBuf>, formats: &[Format]) -> Self {
         ExportOptions {
             out_dir: out_dir.into(),
@@ -313,6 +333,7 @@ impl ExportOptions {
 /// One file written.
 #[derive(Clone, Debug, Serialize)]
 pub struct WrittenFile {
+    /// Where it was written.
     pub path: PathBuf,
     /// "certificate", "private key (PKCS#8)", "chain (leaf + intermediates)", ...
     pub what: String,
@@ -328,22 +349,30 @@ fn octal<S: serde::Serializer>(mode: &u32, s: S) -> std::result::Result<S::Ok, S
 /// A PFX written and read back.
 #[derive(Clone, Debug, Serialize)]
 pub struct PfxReport {
+    /// Where it was written.
     pub path: PathBuf,
+    /// The profile asked for.
     pub profile: PfxProfile,
+    /// The friendly name stored with the key and certificate.
     pub friendly_name: String,
     /// Certificates found when opening it with the password (leaf + chain).
     pub certificates: usize,
+    /// Whether it holds the private key.
     pub has_key: bool,
     /// True when the azure layout used the tutorials' password "1234".
     pub default_password: bool,
+    /// The algorithms found in the file when read back.
     pub algorithms: PfxAlgorithms,
 }
 
 /// What an export did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ExportReport {
+    /// The entity exported.
     pub name: String,
+    /// Every file written.
     pub files: Vec<WrittenFile>,
+    /// Each PFX written, as read back.
     pub pfx: Vec<PfxReport>,
     /// The edge snippet, to print as well as write.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -518,11 +547,11 @@ fn edge_config(src: &Source, dir: &Path, opts: &ExportOptions) -> String {
         "# Copy the files below to the device and apply with `sudo iotedge config apply`.\n",
     );
     if opts.id_scope.is_none() {
-        s.push_str("# Replace <ID_SCOPE> with your DPS ID scope (Azure portal: DPS > Overview), or export with --id-scope.\n");
+        s.push_str("# Replace <ID_SCOPE> with your DPS ID scope (Azure portal: DPS > Overview), or give the ID scope when exporting.\n");
     }
     if opts.key_password.is_some() {
         s.push_str(
-            "# The key file is encrypted (--key-password); IoT Edge needs an unencrypted key.\n",
+            "# The key file is encrypted (a key password was given); IoT Edge needs an unencrypted key.\n",
         );
     }
     s.push_str("\n[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://global.azure-devices-provisioning.net\"\n");
@@ -753,7 +782,7 @@ fn plan_azure(
         Some(p) => p,
         None => {
             report.notes.push(format!(
-                    "{name}.pfx uses the Azure tutorials' password \"{AZURE_DEFAULT_PASSWORD}\"; pass --password-file or CHAINSMITH_PFX_PASSWORD for a real one"
+                    "{name}.pfx uses the Azure tutorials' password \"{AZURE_DEFAULT_PASSWORD}\"; give a password of your own for a real one"
                 ));
             AZURE_DEFAULT_PASSWORD
         }

@@ -1,18 +1,23 @@
 //! Lint: the mistakes that make devices fail to connect, found before they connect.
 
 use super::identity::{MAX_CN, Target, check_device_id};
-use super::inspect::{CertView, Validity};
+use super::inspect::{CertView, ValidityStatus};
 use serde::Serialize;
 
+/// How bad a finding is.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// The certificate will be refused.
     Error,
+    /// Likely to cause trouble.
     Warning,
+    /// Worth knowing.
     Info,
 }
 
 impl Severity {
+    /// The word the CLI prints.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Error => "error",
@@ -22,11 +27,14 @@ impl Severity {
     }
 }
 
+/// One lint finding.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Finding {
+    /// How bad.
     pub severity: Severity,
     /// A stable identifier scripts can match on.
     pub code: &'static str,
+    /// What is wrong, and the fix.
     pub message: String,
 }
 
@@ -70,7 +78,7 @@ impl Findings {
 /// Expired, not yet valid, expiring soon.
 fn validity(out: &mut Findings, cert: &CertView, name: &str) {
     match cert.status {
-        Validity::Expired => out.push(
+        ValidityStatus::Expired => out.push(
             Severity::Error,
             "expired",
             format!(
@@ -78,7 +86,7 @@ fn validity(out: &mut Findings, cert: &CertView, name: &str) {
                 -cert.days_left, cert.not_after
             ),
         ),
-        Validity::NotYetValid => out.push(
+        ValidityStatus::NotYetValid => out.push(
             Severity::Error,
             "not-yet-valid",
             format!(
@@ -86,7 +94,7 @@ fn validity(out: &mut Findings, cert: &CertView, name: &str) {
                 cert.not_before
             ),
         ),
-        Validity::Valid if cert.days_left < 30 => out.push(
+        ValidityStatus::Valid if cert.days_left < 30 => out.push(
             Severity::Warning,
             "expires-soon",
             format!(
@@ -94,7 +102,7 @@ fn validity(out: &mut Findings, cert: &CertView, name: &str) {
                 cert.days_left, cert.not_after
             ),
         ),
-        Validity::Valid => {}
+        ValidityStatus::Valid => {}
     }
 }
 
@@ -263,6 +271,7 @@ fn chain(out: &mut Findings, cert: &CertView, ctx: &LintContext<'_>, name: &str)
     }
 }
 
+/// Whether any finding is an error.
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity == Severity::Error)
 }

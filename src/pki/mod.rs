@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Keys, certificate profiles, issuing, CSRs, chain checks and lint.
 //!
 //! Nothing here touches the terminal or the workspace: every function takes bytes or
@@ -23,16 +24,24 @@ use crate::error::Remedy;
 /// Everything that can go wrong in the engine, each message naming the value and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A value that cannot be used, named in the message with the fix.
     #[error("{0}")]
     Invalid(String),
+    /// Bytes that do not parse as what they should be.
     #[error("{what}: {detail}")]
-    Parse { what: String, detail: String },
+    Parse {
+        /// What was read.
+        what: String,
+        /// The parser's words.
+        detail: String,
+    },
     /// The chosen issuer cannot issue this certificate (not a CA, or the certificate itself).
     #[error("{0}")]
     Issuer(String),
     /// A CA's path length does not allow the chain asked for.
     #[error("{0}")]
     Pathlen(String),
+    /// A certificate without a CN.
     #[error("CN is empty; give a name such as \"Contoso Root\" (or none, to use the entity name)")]
     EmptyCn,
     /// A validity window that is empty or over-determined.
@@ -44,11 +53,15 @@ pub enum Error {
     #[error(
         "the CSR's subject has no CN; name the entity, and make device CSRs with CN = the device id"
     )]
+    /// A CSR whose subject has no CN.
     CsrWithoutCn,
+    /// The PFX password does not open the file (its name in the message).
     #[error("the password for {0} is wrong (the PKCS#12 MAC does not verify); check the password")]
     WrongPassword(String),
+    /// rcgen could not make the certificate.
     #[error("certificate generation failed: {0}")]
     Generation(Backend),
+    /// OpenSSL refused an operation.
     #[error("OpenSSL: {0}")]
     OpenSsl(Backend),
 }
@@ -77,9 +90,11 @@ impl From<openssl::error::ErrorStack> for Error {
 }
 
 impl Error {
+    /// An [`Error::Invalid`].
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::Invalid(msg.into())
     }
+    /// An [`Error::Parse`].
     pub fn parse(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {
         Error::Parse {
             what: what.into(),
@@ -118,6 +133,7 @@ impl crate::error::Classified for Error {
     }
 }
 
+/// A pki result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Upper-case hex without separators: the form Azure shows thumbprints in.

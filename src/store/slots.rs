@@ -10,11 +10,16 @@ use time::OffsetDateTime;
 /// One thumbprint slot of a self-signed device.
 #[derive(Clone, Debug, Serialize)]
 pub struct SlotView {
+    /// Which slot.
     pub slot: Slot,
+    /// Its SHA-1 thumbprint.
     pub sha1: String,
+    /// Its SHA-256 thumbprint.
     pub sha256: String,
+    /// End of its validity window.
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
+    /// The directory holding its files.
     pub dir: PathBuf,
 }
 

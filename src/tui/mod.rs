@@ -746,13 +746,6 @@ async fn event_loop<B: Backend>(
     if let Some(c) = app.start() {
         spawn(&ws, &engines, &tx, c);
     }
-    if std::env::var_os("CHAINSMITH_TUI_TEST_PANIC").is_some() {
-        // For the terminal-restore test: a background task that panics.
-        tokio::spawn(async {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            panic!("test panic in a background task");
-        });
-    }
     terminal.draw(|f| ui::render(f, &app))?;
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(TICK);

@@ -22,6 +22,7 @@ mod connect_running_hub;
 mod dps_protocol;
 mod dps_sdk;
 mod engine_cli;
+mod engine_errors;
 mod escape_corpus;
 mod export_files;
 mod export_lifecycle;

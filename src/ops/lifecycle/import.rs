@@ -15,20 +15,29 @@ use time::OffsetDateTime;
 /// An existing CA or certificate to bring into the workspace.
 #[derive(Clone, Debug, Default)]
 pub struct ImportRequest {
+    /// The files to read: certificates, keys (PEM or DER) and PKCS#12.
     pub files: Vec<PathBuf>,
+    /// The entity name to import under.
     pub name: String,
     /// For PKCS#12 files and encrypted keys.
     pub password: Option<String>,
+    /// Replace an entity of that name.
     pub force: bool,
 }
 
+/// What an import made.
 #[derive(Clone, Debug, Serialize)]
 pub struct Imported {
+    /// The imported entity.
     pub meta: Meta,
     /// True when no key came with the certificate: it can anchor chains but not issue.
     pub trust_only: bool,
+    /// What the user should know (linked issuer, certificates left out, ...).
     pub notes: Vec<String>,
 }
+
+/// A private key and the input it came from.
+type LabelledKey = (PKey<Private>, String);
 
 #[derive(Default)]
 struct Found {
@@ -177,22 +186,9 @@ fn describe(c: &X509) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Bring a certificate (with or without its key) into the workspace under `req.name`.
-pub fn import(ws: &Workspace, req: &ImportRequest) -> Result<Imported> {
-    check_entity_name(&req.name)?;
-    if req.files.is_empty() {
-        return Err(invalid(
-            "no file given; pass the certificate and key files (PEM, DER) or a PKCS#12 file",
-        ));
-    }
-    if !req.force {
-        ws.check_free(std::slice::from_ref(&req.name))?;
-    }
-    let mut found = Found::default();
-    for f in &req.files {
-        let bytes = std::fs::read(f).map_err(|e| store::io_error("reading", f, e))?;
-        read_input(f, &bytes, req.password.as_deref(), &mut found)?;
-    }
+/// The certificate to import out of everything read: the one the key belongs to, or the first
+/// when there is no key; the others stay in `found`.
+fn pick_leaf(found: &mut Found) -> Result<(X509, Option<LabelledKey>)> {
     if found.keys.len() > 1 {
         return Err(invalid(format!(
             "{} private keys were given ({}); import one certificate with its one key at a time",
@@ -222,6 +218,39 @@ pub fn import(ws: &Workspace, req: &ImportRequest) -> Result<Imported> {
         None => 0,
     };
     let (leaf, _) = found.certs.remove(index);
+    Ok((leaf, key))
+}
+
+/// The workspace CA (other than `name`) whose key signed `der`, if any.
+fn workspace_issuer(ws: &Workspace, name: &str, der: &[u8]) -> Result<Option<String>> {
+    let (metas, _) = ws.list()?;
+    for m in metas.iter().filter(|m| m.kind.is_ca() && m.name != name) {
+        if let Ok(e) = ws.load(&m.name)
+            && signed_by(der, &e.cert_der)
+        {
+            return Ok(Some(m.name.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// Bring a certificate (with or without its key) into the workspace under `req.name`.
+pub fn import(ws: &Workspace, req: &ImportRequest) -> Result<Imported> {
+    check_entity_name(&req.name)?;
+    if req.files.is_empty() {
+        return Err(invalid(
+            "no file given; pass the certificate and key files (PEM, DER) or a PKCS#12 file",
+        ));
+    }
+    if !req.force {
+        ws.check_free(std::slice::from_ref(&req.name))?;
+    }
+    let mut found = Found::default();
+    for f in &req.files {
+        let bytes = std::fs::read(f).map_err(|e| store::io_error("reading", f, e))?;
+        read_input(f, &bytes, req.password.as_deref(), &mut found)?;
+    }
+    let (leaf, key) = pick_leaf(&mut found)?;
     let der = leaf.to_der()?;
     let view = CertView::from_der(&der)?;
     let mut notes = Vec::new();
@@ -253,18 +282,7 @@ pub fn import(ws: &Workspace, req: &ImportRequest) -> Result<Imported> {
     // Link to the workspace CA that signed it, so chains and CRLs work.
     let mut issuer = None;
     if !view.self_signed {
-        let (metas, _) = ws.list()?;
-        for m in metas
-            .iter()
-            .filter(|m| m.kind.is_ca() && m.name != req.name)
-        {
-            if let Ok(e) = ws.load(&m.name) {
-                if signed_by(&der, &e.cert_der) {
-                    issuer = Some(m.name.clone());
-                    break;
-                }
-            }
-        }
+        issuer = workspace_issuer(ws, &req.name, &der)?;
         match &issuer {
             Some(i) => notes.push(format!("issued by \"{i}\" in this workspace: linked")),
             None => notes.push(format!(

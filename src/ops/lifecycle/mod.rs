@@ -30,23 +30,33 @@ use crate::store::{self, Slot};
 /// and [`Error::remedy`] gives it to the faces as a value.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Reading or writing the workspace.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// Making or checking a certificate.
     #[error(transparent)]
     Pki(crate::pki::Error),
+    /// A request that cannot be met as given.
     #[error("{0}")]
     Invalid(String),
     /// A password is missing for an encrypted key or a PKCS#12 file.
     #[error("{0}")]
     Password(String),
+    /// The password does not open the file (its name in the message).
     #[error("the password for {0} is wrong (the PKCS#12 MAC does not verify); check the password")]
     WrongPassword(String),
+    /// The thumbprint slot asked for is taken.
     #[error(
         "the {} slot of \"{id}\" is taken; replace it to roll it (the {} slot keeps working meanwhile)",
         .slot.dir_name(),
         .slot.other().dir_name()
     )]
-    SlotTaken { id: String, slot: Slot },
+    SlotTaken {
+        /// The device.
+        id: String,
+        /// The slot asked for.
+        slot: Slot,
+    },
     /// The issuer of a certificate to renew is not in the workspace.
     #[error("{0}")]
     ForeignIssuer(String),
@@ -58,18 +68,26 @@ pub enum Error {
             "; a renewal with the same key would be compromised too: renew with a new key"
         }
     )]
+    /// Renewing with a key that was revoked for keyCompromise.
     Compromised {
+        /// The entity.
         name: String,
+        /// The serial of the certificate revoked for the compromise.
         serial: String,
+        /// When it was revoked (RFC 3339).
         at: String,
         /// The key was never here (a signed CSR).
         on_device: bool,
     },
+    /// A CRL asked to be valid for zero days.
     #[error("a CRL must be valid for at least 1 day (its nextUpdate)")]
     CrlDays,
 }
 
+/// A lifecycle result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub use super::NextStep;
 
 impl From<crate::pki::Error> for Error {
     /// A wrong PFX password keeps its own kind (`wrong-password`) whichever module found it.

@@ -11,25 +11,37 @@ use crate::store::{Kind, Meta, NewEntity, Slot, Workspace};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+/// A certificate to renew, and how.
 #[derive(Clone, Debug, Default)]
 pub struct RenewRequest {
+    /// The entity.
     pub name: String,
+    /// Validity in days (the profile's default when None).
     pub days: Option<u32>,
     /// A fresh key (of the same algorithm unless `key` says otherwise).
     pub rekey: bool,
+    /// The algorithm of the new key (with `rekey`).
     pub key: Option<KeyAlg>,
     /// For a CA: upload the new certificate to the local hub beside the ones it holds
     /// (unverified until its proof of possession, unless `verified`).
     pub upload_to_hub: bool,
+    /// Upload it as Verified, skipping the proof of possession.
     pub verified: bool,
 }
 
+/// What a renewal did.
 #[derive(Clone, Debug, Serialize)]
 pub struct Renewed {
+    /// The certificate before.
     pub old: Meta,
+    /// The certificate now.
     pub new: Meta,
+    /// Whether the key is new.
     pub rekeyed: bool,
+    /// What the user should know.
     pub notes: Vec<String>,
+    /// The steps the notes recommend, for a face to offer as its own commands or keys.
+    pub next: Vec<super::NextStep>,
     /// The hub entry of the uploaded certificate (`upload_to_hub`), with its verification code.
     pub uploaded: Option<crate::hub::HubCa>,
 }
@@ -209,12 +221,14 @@ pub fn renew(ws: &Workspace, req: &RenewRequest) -> Result<Renewed> {
         (k, _) if k.is_ca() => notes.push("same key and subject: certificates this CA issued still chain to it".into()),
         _ => {}
     }
-    let uploaded = upload_renewed_ca(ws, req, &old, rekey, &mut notes)?;
+    let mut next = Vec::new();
+    let uploaded = upload_renewed_ca(ws, req, &old, rekey, &mut notes, &mut next)?;
     Ok(Renewed {
         old,
         new,
         rekeyed: rekey,
         notes,
+        next,
         uploaded,
     })
 }
@@ -228,6 +242,7 @@ fn upload_renewed_ca(
     old: &Meta,
     rekey: bool,
     notes: &mut Vec<String>,
+    next: &mut Vec<super::NextStep>,
 ) -> Result<Option<crate::hub::HubCa>> {
     let name = &req.name;
     if !old.kind.is_ca() {
@@ -250,8 +265,9 @@ fn upload_renewed_ca(
             .any(|c| &c.name == name);
         if registered && rekey {
             notes.push(format!(
-                "the local hub holds only \"{name}\"'s earlier certificate: devices issued under the new one are refused until it is uploaded (`chainsmith hub ca add {name}`, or renew with --upload-to-hub)"
+                "the local hub holds only \"{name}\"'s earlier certificate: devices issued under the new one are refused until it is uploaded"
             ));
+            next.push(super::NextStep::UploadCa { name: name.clone() });
         }
         return Ok(None);
     }
@@ -262,10 +278,13 @@ fn upload_renewed_ca(
             ca.thumbprint()
         )
     } else {
+        next.push(super::NextStep::ProveCa {
+            name: name.clone(),
+            code: ca.code.clone(),
+        });
         format!(
-            "uploaded to the local hub beside its earlier certificate(s), unverified (SHA-256 {}); verification code {}: chainsmith new verification --issuer {name} --code {} ; chainsmith hub ca verify {name} --cert FILE",
+            "uploaded to the local hub beside its earlier certificate(s), unverified (SHA-256 {}); verification code {}: prove possession with a verification certificate for that code",
             ca.thumbprint(),
-            ca.code,
             ca.code
         )
     });

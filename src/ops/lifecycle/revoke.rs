@@ -1,7 +1,7 @@
 //! Revocation and CRLs.
 
 use super::history::extras_of;
-use super::{Error, Result, invalid};
+use super::{Error, NextStep, Result, invalid};
 use crate::azure::HUB_DOES_NOT_CHECK_CRLS;
 use crate::hub::registry::DisabledDevice;
 use crate::ops::load_ca;
@@ -10,6 +10,7 @@ use crate::store::{self, Entity, HISTORY_DIR, Kind, Meta, NewEntity, Revocation,
 use serde::Serialize;
 use time::OffsetDateTime;
 
+/// The RFC 5280 reason names `revoke` takes.
 pub const REASONS: [&str; 10] = [
     "unspecified",
     "keyCompromise",
@@ -57,6 +58,7 @@ fn rcgen_reason(r: &str) -> rcgen::RevocationReason {
 /// What to revoke, and whether to cut the device off in the local hub too.
 #[derive(Clone, Debug, Default)]
 pub struct RevokeRequest {
+    /// The entity.
     pub name: String,
     /// RFC 5280 reason as the user typed it (see [`parse_reason`]).
     pub reason: String,
@@ -66,8 +68,10 @@ pub struct RevokeRequest {
     pub disable_on_hub: bool,
 }
 
+/// What a revocation did.
 #[derive(Clone, Debug, Serialize)]
 pub struct Revoked {
+    /// The revoked certificate.
     pub meta: Meta,
     /// Earlier certificates of the entity revoked with it: those in its history carrying the
     /// same key, when the reason is keyCompromise.
@@ -76,8 +80,10 @@ pub struct Revoked {
     pub disabled: Vec<DisabledDevice>,
     /// Of those, the ones a running hub was holding a connection for and dropped.
     pub dropped: Vec<String>,
-    /// What to tell the user: the hub note, and how to publish a CRL.
+    /// What to tell the user, in domain words: the hub note, and what to do next.
     pub message: String,
+    /// The steps the message recommends, for a face to offer as its own commands or keys.
+    pub next: Vec<NextStep>,
 }
 
 fn revocation_now(now: OffsetDateTime, reason: &str) -> Revocation {
@@ -162,9 +168,11 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
         (vec![], vec![])
     };
 
+    let mut next = Vec::new();
     let crl_hint = match (&meta.issuer, meta.self_signed) {
         (Some(i), false) => {
-            format!("publish a new CRL with `chainsmith crl {i} --out {i}.crl.pem`")
+            next.push(NextStep::PublishCrl { ca: i.clone() });
+            format!("publish a new CRL of \"{i}\"")
         }
         _ => "it is self-signed, so no CA's CRL can list it: delete its thumbprint from the hub"
             .to_string(),
@@ -175,7 +183,7 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
     );
     if !also_revoked.is_empty() {
         message.push_str(&format!(
-            " The key is compromised: also revoked {} earlier certificate(s) with the same key (serial {}); a renewal must make a new key (`chainsmith renew {name} --rekey`).",
+            " The key is compromised: also revoked {} earlier certificate(s) with the same key (serial {}); a renewal must make a new key.",
             also_revoked.len(),
             also_revoked
                 .iter()
@@ -183,10 +191,45 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+        next.push(NextStep::Rekey {
+            name: name.to_string(),
+        });
     }
+    hub_note(
+        name,
+        &meta,
+        req,
+        &disabled,
+        &dropped,
+        &mut message,
+        &mut next,
+    );
+    Ok(Revoked {
+        meta,
+        also_revoked,
+        disabled,
+        dropped,
+        message,
+        next,
+    })
+}
+
+/// What a revocation means for the hub: what was disabled, or how to cut the device off.
+fn hub_note(
+    name: &str,
+    meta: &Meta,
+    req: &RevokeRequest,
+    disabled: &[DisabledDevice],
+    dropped: &[String],
+    message: &mut String,
+    next: &mut Vec<NextStep>,
+) {
     if req.disable_on_hub && meta.kind != Kind::Device {
+        next.push(NextStep::RemoveHubCa {
+            name: name.to_string(),
+        });
         message.push_str(&format!(
-            " \"{name}\" is a {}, not a device credential: no hub device was disabled (remove it from the hub with `chainsmith hub ca remove {name}`).",
+            " \"{name}\" is a {}, not a device credential: no hub device was disabled (remove the CA from the hub instead).",
             meta.kind.as_str()
         ));
         message.push_str(&format!(" {HUB_DOES_NOT_CHECK_CRLS}."));
@@ -195,7 +238,7 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
             " No local-hub device uses this certificate: nothing to disable. {HUB_DOES_NOT_CHECK_CRLS}."
         ));
     } else if req.disable_on_hub {
-        for d in &disabled {
+        for d in disabled {
             message.push_str(&format!(
                 " Disabled hub device \"{}\" ({} auth, by {}){}{}.",
                 d.id,
@@ -215,15 +258,13 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest) -> Result<Revoked> {
         }
         message.push_str(&format!(" {HUB_DOES_NOT_CHECK_CRLS}."));
     } else {
-        message.push_str(&format!(" {HUB_DOES_NOT_CHECK_CRLS}; for the local hub: `chainsmith revoke {name} --disable-on-hub` or `chainsmith hub device disable ID`."));
+        next.push(NextStep::DisableOnHub {
+            name: name.to_string(),
+        });
+        message.push_str(&format!(
+            " {HUB_DOES_NOT_CHECK_CRLS}; on the local hub, disable the device there too."
+        ));
     }
-    Ok(Revoked {
-        meta,
-        also_revoked,
-        disabled,
-        dropped,
-        message,
-    })
 }
 
 /// Disable the hub devices whose credential is one of `certs`, and drop their connections from
@@ -277,28 +318,42 @@ pub(super) fn compromised(entity: &Entity) -> Option<Meta> {
     })
 }
 
+/// One certificate a CRL lists.
 #[derive(Clone, Debug, Serialize)]
 pub struct RevokedEntry {
+    /// Its entity.
     pub name: String,
+    /// Its serial, upper-case hex.
     pub serial: String,
+    /// The RFC 5280 reason.
     pub reason: String,
+    /// When it was revoked.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
 }
 
+/// A CRL made from the workspace.
 #[derive(Clone, Debug, Serialize)]
 pub struct Crl {
+    /// The CA that signs it.
     pub issuer: String,
+    /// The CRL, PEM.
     #[serde(skip)]
     pub pem: String,
+    /// The CRL, DER.
     #[serde(skip)]
     pub der: Vec<u8>,
+    /// Its CRL number.
     pub number: String,
+    /// Its thisUpdate.
     #[serde(with = "time::serde::rfc3339")]
     pub this_update: OffsetDateTime,
+    /// Its nextUpdate.
     #[serde(with = "time::serde::rfc3339")]
     pub next_update: OffsetDateTime,
+    /// What it lists.
     pub revoked: Vec<RevokedEntry>,
+    /// That IoT Hub does not check CRLs.
     pub note: &'static str,
 }
 

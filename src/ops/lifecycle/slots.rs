@@ -141,6 +141,7 @@ fn new_slot(ws: &Workspace, req: &crate::ops::DeviceRequest) -> Result<Option<Cr
     Ok(Some(Created {
         entities: vec![meta],
         warnings,
+        next: vec![],
         file: None,
     }))
 }
