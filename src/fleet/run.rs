@@ -414,6 +414,7 @@ async fn drive(
                         devices: c,
                         back,
                         failed,
+                        still_reconnecting: 0,
                         retries: sh.live.storm_retries.load(Relaxed),
                         time_to_all_back_s: Some(s),
                     });
@@ -458,10 +459,12 @@ async fn drive(
     let elapsed_s = t0.elapsed().as_secs_f64();
     figures.send_replace(sampler.sample(&sh.live, n, elapsed_s, Phase::Done));
     if let (Some((at, c)), None) = (storm_began, &storm_report) {
+        let (back, failed) = (sh.storm_back.load(Relaxed), sh.storm_failed.load(Relaxed));
         storm_report = Some(StormReport {
             devices: c,
-            back: sh.storm_back.load(Relaxed),
-            failed: sh.storm_failed.load(Relaxed),
+            back,
+            failed,
+            still_reconnecting: c.saturating_sub(back + failed),
             retries: sh.live.storm_retries.load(Relaxed),
             time_to_all_back_s: None,
         });
@@ -544,12 +547,10 @@ async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
         sh.live.connecting.fetch_sub(1, Relaxed);
         drop(permit);
         let conn = match result {
+            // Stopped while connecting: a storm device still on its way back is not a failure.
             None => {
                 if first {
                     sh.attempted.fetch_add(1, Relaxed);
-                }
-                if in_storm {
-                    sh.storm_failed.fetch_add(1, Relaxed);
                 }
                 return;
             }
@@ -565,7 +566,7 @@ async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
                         .mul_f64(0.5 + rand::random::<f64>());
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => continue,
-                        _ = until_true(&mut stop) => { sh.storm_failed.fetch_add(1, Relaxed); return; }
+                        _ = until_true(&mut stop) => return,
                     }
                 }
                 if in_storm {
