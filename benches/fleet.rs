@@ -191,8 +191,13 @@ fn print_run(label: &str, peer: &str, r: &Run) {
     );
     if let Some(s) = j.get("storm").filter(|s| !s.is_null()) {
         println!(
-            "   storm: {} dropped, {} back, {} failed, {} retries, all back in {} s",
-            s["devices"], s["back"], s["failed"], s["retries"], s["time_to_all_back_s"]
+            "   storm: {} dropped, {} back, {} gave up, {} still reconnecting at the stop, {} retries, all back in {} s",
+            s["devices"],
+            s["back"],
+            s["failed"],
+            s["still_reconnecting"],
+            s["retries"],
+            s["time_to_all_back_s"]
         );
     }
     if let Some(fl) = j["failures"].as_object().filter(|m| !m.is_empty()) {

@@ -591,10 +591,11 @@ fn print_summary(r: &Report) {
     }
     if let Some(s) = &r.storm {
         say!(
-            "    storm: {} dropped, {} back, {} failed, {} retries, all back in {}",
+            "    storm: {} dropped, {} back, {} gave up, {} still reconnecting at the stop, {} retries, all back in {}",
             s.devices,
             s.back,
             s.failed,
+            s.still_reconnecting,
             s.retries,
             s.time_to_all_back_s
                 .map(|t| format!("{t:.1} s"))

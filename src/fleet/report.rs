@@ -80,6 +80,9 @@ pub struct StormReport {
     pub back: u64,
     /// Of those, given up on after retries.
     pub failed: u64,
+    /// Of those, still retrying when the run stopped.
+    #[serde(default)]
+    pub still_reconnecting: u64,
     /// Attempts that failed and were retried.
     pub retries: u64,
     /// From the drop until the last device was back (or given up on).
@@ -233,6 +236,7 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, FleetError> {
             o.devices += s.devices;
             o.back += s.back;
             o.failed += s.failed;
+            o.still_reconnecting += s.still_reconnecting;
             o.retries += s.retries;
             o.time_to_all_back_s = match (o.time_to_all_back_s, s.time_to_all_back_s) {
                 (Some(a), Some(b)) => Some(a.max(b)),

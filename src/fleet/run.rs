@@ -283,22 +283,31 @@ pub(crate) async fn until_past(rx: &mut watch::Receiver<u64>, seen: u64) {
 /// Storm reconnects: attempts per device before it counts as failed.
 const STORM_ATTEMPTS: u32 = 8;
 
-async fn drive(
-    plan: Plan,
-    figures: watch::Sender<Figures>,
-    events: mpsc::UnboundedSender<FleetEvent>,
-    stop_tx: Arc<watch::Sender<bool>>,
-    storm_tx: Arc<watch::Sender<u64>>,
-) -> Report {
-    let t0 = Instant::now();
-    let n = plan.devices.len() as u64;
-    let _ = events.send(FleetEvent::Start {
-        devices: n,
-        target: plan.endpoint.display(),
-        flavor: plan.flavor,
-        qos: plan.qos,
-        shard: plan.shard.map(|s| s.to_string()),
-    });
+/// When the phases of a run began and ended, for its report.
+#[derive(Default)]
+struct Marks {
+    /// Ramp-up over: (seconds, handshakes by then).
+    ramp: Option<(f64, u64)>,
+    ramp_sent: u64,
+    /// (when, devices connected) as the storm began.
+    storm_began: Option<(Instant, u64)>,
+    storm_report: Option<StormReport>,
+    /// (seconds, messages sent) as the storm began: steady state ends there.
+    storm_steady: Option<(f64, u64)>,
+    steady_end_t: f64,
+    steady_end_sent: u64,
+    stopped: &'static str,
+    elapsed_s: f64,
+}
+
+/// Resolve the target once and build what the devices share.
+async fn prepare(
+    plan: &Plan,
+    events: &mpsc::UnboundedSender<FleetEvent>,
+    stop_tx: &watch::Sender<bool>,
+    storm_tx: &watch::Sender<u64>,
+    t0: Instant,
+) -> (Arc<Shared>, FailureKind) {
     let server_name = rustls::pki_types::ServerName::try_from(plan.endpoint.host.clone())
         .unwrap_or_else(|_| {
             rustls::pki_types::ServerName::try_from("invalid.invalid").expect("a valid name")
@@ -340,6 +349,26 @@ async fn drive(
         t0,
         connect_rate: plan.connect_rate,
     });
+    (sh, resolve_failure)
+}
+
+async fn drive(
+    plan: Plan,
+    figures: watch::Sender<Figures>,
+    events: mpsc::UnboundedSender<FleetEvent>,
+    stop_tx: Arc<watch::Sender<bool>>,
+    storm_tx: Arc<watch::Sender<u64>>,
+) -> Report {
+    let t0 = Instant::now();
+    let n = plan.devices.len() as u64;
+    let _ = events.send(FleetEvent::Start {
+        devices: n,
+        target: plan.endpoint.display(),
+        flavor: plan.flavor,
+        qos: plan.qos,
+        shard: plan.shard.map(|s| s.to_string()),
+    });
+    let (sh, resolve_failure) = prepare(&plan, &events, &stop_tx, &storm_tx, t0).await;
     let mut devices = tokio::task::JoinSet::new();
     if sh.addrs.is_empty() {
         // Nothing to dial: every device fails the same way, explained once per device.
@@ -357,12 +386,8 @@ async fn drive(
 
     let mut sampler = Sampler::default();
     let mut phase = Phase::RampUp;
-    let mut ramp: Option<(f64, u64)> = None;
-    let mut ramp_sent = 0u64;
+    let mut m = Marks::default();
     let mut storm_at: Option<Instant> = None;
-    let mut storm_began: Option<(Instant, u64)> = None;
-    let mut storm_report: Option<StormReport> = None;
-    let mut storm_steady: Option<(f64, u64)> = None;
     let mut stop = stop_tx.subscribe();
     let mut ticker = tokio::time::interval(
         plan.tick
@@ -381,10 +406,10 @@ async fn drive(
             break "duration";
         }
         let attempted = sh.attempted.load(Relaxed);
-        if ramp.is_none() && attempted >= n {
+        if m.ramp.is_none() && attempted >= n {
             let s = t0.elapsed().as_secs_f64();
-            ramp = Some((s, sh.live.handshakes.load(Relaxed)));
-            ramp_sent = sh.live.sent.load(Relaxed);
+            m.ramp = Some((s, sh.live.handshakes.load(Relaxed)));
+            m.ramp_sent = sh.live.sent.load(Relaxed);
             phase = Phase::Steady;
             let _ = events.send(FleetEvent::RampedUp {
                 s,
@@ -395,25 +420,26 @@ async fn drive(
                 storm_at = Some(now + plan.storm_after);
             }
         }
-        if storm_at.is_some_and(|t| now >= t) && storm_began.is_none() {
+        if storm_at.is_some_and(|t| now >= t) && m.storm_began.is_none() {
             storm_at = None;
             let c = sh.live.connected.load(Relaxed);
-            storm_began = Some((now, c));
-            storm_steady = Some((t0.elapsed().as_secs_f64(), sh.live.sent.load(Relaxed)));
+            m.storm_began = Some((now, c));
+            m.storm_steady = Some((t0.elapsed().as_secs_f64(), sh.live.sent.load(Relaxed)));
             phase = Phase::Storm;
             let _ = events.send(FleetEvent::StormBegin { devices: c });
             storm_tx.send_modify(|g| *g += 1);
         }
-        if let Some((at, c)) = storm_began {
-            if storm_report.is_none() {
+        if let Some((at, c)) = m.storm_began {
+            if m.storm_report.is_none() {
                 let back = sh.storm_back.load(Relaxed);
                 let failed = sh.storm_failed.load(Relaxed);
                 if back + failed >= c {
                     let s = at.elapsed().as_secs_f64();
-                    storm_report = Some(StormReport {
+                    m.storm_report = Some(StormReport {
                         devices: c,
                         back,
                         failed,
+                        still_reconnecting: 0,
                         retries: sh.live.storm_retries.load(Relaxed),
                         time_to_all_back_s: Some(s),
                     });
@@ -422,14 +448,14 @@ async fn drive(
                 }
             }
         }
-        let storm_over = !plan.storm || storm_report.is_some();
+        let storm_over = !plan.storm || m.storm_report.is_some();
         if let Load::Messages(_) = plan.load {
             let done = sh.finished.load(Relaxed) + sh.live.failed.load(Relaxed);
-            if ramp.is_some() && done >= n && storm_over {
+            if m.ramp.is_some() && done >= n && storm_over {
                 break "completed";
             }
         }
-        if ramp.is_some() && sh.live.failed.load(Relaxed) >= n {
+        if m.ramp.is_some() && sh.live.failed.load(Relaxed) >= n {
             break "completed";
         }
         if now >= last_figures + plan.tick {
@@ -443,7 +469,7 @@ async fn drive(
     let stop_t = t0.elapsed().as_secs_f64();
     let sent_at_stop = sh.live.sent.load(Relaxed);
     // Steady state ends where the storm begins.
-    let (steady_end_t, steady_end_sent) = storm_steady.unwrap_or((stop_t, sent_at_stop));
+    (m.steady_end_t, m.steady_end_sent) = m.storm_steady.unwrap_or((stop_t, sent_at_stop));
     figures.send_replace(sampler.sample(&sh.live, n, stop_t, Phase::Stopping));
     stop_tx.send_replace(true);
     // Devices stop within their own timeouts (drain, DISCONNECT); keep the figures moving.
@@ -457,20 +483,35 @@ async fn drive(
     }
     let elapsed_s = t0.elapsed().as_secs_f64();
     figures.send_replace(sampler.sample(&sh.live, n, elapsed_s, Phase::Done));
-    if let (Some((at, c)), None) = (storm_began, &storm_report) {
-        storm_report = Some(StormReport {
+    if let (Some((_, c)), None) = (m.storm_began, &m.storm_report) {
+        let (back, failed) = (sh.storm_back.load(Relaxed), sh.storm_failed.load(Relaxed));
+        m.storm_report = Some(StormReport {
             devices: c,
-            back: sh.storm_back.load(Relaxed),
-            failed: sh.storm_failed.load(Relaxed),
+            back,
+            failed,
+            still_reconnecting: c.saturating_sub(back + failed),
             retries: sh.live.storm_retries.load(Relaxed),
             time_to_all_back_s: None,
         });
-        let _ = at;
     }
+    m.elapsed_s = elapsed_s;
+    m.stopped = stopped;
+    report(&plan, &sh, &m)
+}
+
+/// What a run measured, once every device has stopped.
+fn report(plan: &Plan, sh: &Shared, m: &Marks) -> Report {
+    let n = plan.devices.len() as u64;
     let live = &sh.live;
     let failed = live.failed.load(Relaxed);
-    let steady = ramp
-        .map(|(t, _)| (steady_end_sent.saturating_sub(ramp_sent), steady_end_t - t))
+    let steady = m
+        .ramp
+        .map(|(t, _)| {
+            (
+                m.steady_end_sent.saturating_sub(m.ramp_sent),
+                m.steady_end_t - t,
+            )
+        })
         .filter(|(_, s)| *s > 0.5);
     Report {
         format: FORMAT,
@@ -493,13 +534,13 @@ async fn drive(
             round_trips: live.round_trips.load(Relaxed),
             round_trips_lost: live.round_trips_lost.load(Relaxed),
         },
-        stopped: stopped.into(),
-        elapsed_s,
-        ramp_up_s: ramp.map(|r| r.0),
-        handshakes_per_s_ramp: ramp.filter(|r| r.0 > 0.0).map(|(t, h)| h as f64 / t),
+        stopped: m.stopped.into(),
+        elapsed_s: m.elapsed_s,
+        ramp_up_s: m.ramp.map(|r| r.0),
+        handshakes_per_s_ramp: m.ramp.filter(|r| r.0 > 0.0).map(|(t, h)| h as f64 / t),
         messages_per_s: match steady {
             Some((sent, s)) => sent as f64 / s,
-            None if elapsed_s > 0.0 => live.sent.load(Relaxed) as f64 / elapsed_s,
+            None if m.elapsed_s > 0.0 => live.sent.load(Relaxed) as f64 / m.elapsed_s,
             None => 0.0,
         },
         failures: live.failures.lock().map(|f| f.clone()).unwrap_or_default(),
@@ -508,7 +549,7 @@ async fn drive(
             ack: Live::latency(&live.ack_us),
             round_trip: Live::latency(&live.round_trip_us),
         },
-        storm: storm_report,
+        storm: m.storm_report.clone(),
     }
 }
 
@@ -544,12 +585,10 @@ async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
         sh.live.connecting.fetch_sub(1, Relaxed);
         drop(permit);
         let conn = match result {
+            // Stopped while connecting: a storm device still on its way back is not a failure.
             None => {
                 if first {
                     sh.attempted.fetch_add(1, Relaxed);
-                }
-                if in_storm {
-                    sh.storm_failed.fetch_add(1, Relaxed);
                 }
                 return;
             }
@@ -565,7 +604,7 @@ async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
                         .mul_f64(0.5 + rand::random::<f64>());
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => continue,
-                        _ = until_true(&mut stop) => { sh.storm_failed.fetch_add(1, Relaxed); return; }
+                        _ = until_true(&mut stop) => return,
                     }
                 }
                 if in_storm {

@@ -592,6 +592,7 @@ fn storm_drops_every_device_and_all_come_back() {
         "{s:#?}"
     );
     assert!(s["time_to_all_back_s"].as_f64().is_some());
+    assert_eq!(s["still_reconnecting"], 0);
     assert_eq!(r["handshakes"], 120);
     assert_eq!(r["connected"], 60);
     // The hub saw every device twice: dropped without DISCONNECT, then back.
