@@ -318,6 +318,39 @@ impl HubStore {
         })
     }
 
+    /// An enrollment group for workspace CA `ca` in one step (the TUI's key): DPS's proof of
+    /// possession first when DPS does not hold the CA Verified, then a group named after the CA
+    /// with it as primary. A group that already holds the CA is left as it is (its secondary
+    /// would be lost by replacing it). Returns the steps taken, for a face to show.
+    pub fn dps_group_from_ca(&self, ca: &str) -> Result<Vec<String>> {
+        let mut steps = self.dps_prove(ca)?;
+        let st = self.dps_load()?;
+        if let Some(g) = st
+            .groups
+            .iter()
+            .find(|g| g.primary == ca || g.secondary.as_deref() == Some(ca))
+        {
+            steps.push(format!(
+                "enrollment group \"{}\" already holds CA \"{ca}\"",
+                g.name
+            ));
+            return Ok(steps);
+        }
+        self.dps_add_group(Group {
+            name: ca.to_string(),
+            primary: ca.to_string(),
+            secondary: None,
+            edge: false,
+            enabled: true,
+            issue_from: None,
+            added: OffsetDateTime::now_utc(),
+        })?;
+        steps.push(format!(
+            "added enrollment group \"{ca}\" (primary CA \"{ca}\")"
+        ));
+        Ok(steps)
+    }
+
     /// Add an individual enrollment (thumbprints from `from`, a workspace device, or given).
     #[allow(clippy::too_many_arguments)]
     pub fn dps_enroll(

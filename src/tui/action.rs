@@ -137,6 +137,19 @@ pub enum Command {
         device: String,
         enabled: bool,
     },
+    /// DPS's proof of possession for a workspace CA (`HubStore::dps_prove`).
+    DpsProve {
+        ca: String,
+    },
+    /// An enrollment group from a workspace CA, proving it to DPS first if needed
+    /// (`HubStore::dps_group_from_ca`).
+    DpsGroup {
+        ca: String,
+    },
+    /// An individual enrollment for a workspace device (its thumbprints).
+    DpsEnroll {
+        device: String,
+    },
     /// Re-read what the guide checks besides entities: hub registry, renewals.
     GuideFacts,
     /// Run the connection test (async; its events come back as `Action::Connect`).

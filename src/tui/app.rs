@@ -96,16 +96,20 @@ pub const KEYMAP: &[(&str, &str, &str)] = &[
         "y",
         "copy the PEM (OSC 52); the file path is shown",
     ),
-    ("Hub", "s  p", "start / stop the in-process hub, its port"),
     (
         "Hub",
-        "v",
-        "prove the PKI-selected CA: add, code, cert, verify",
+        "s  p  a  o",
+        "hub start/stop, port; register the device, on/off",
     ),
     (
         "Hub",
-        "a  o",
-        "register the PKI-selected device, turn it on/off",
+        "v  V",
+        "prove the PKI-selected CA to the hub / to DPS",
+    ),
+    (
+        "Hub",
+        "G  e",
+        "DPS group from the PKI CA, enroll the PKI device",
     ),
     (
         "Connect",
@@ -211,6 +215,7 @@ impl App {
             || self.pki.report_inflight.is_some()
             || matches!(&self.dialog, Some(Dialog::Form(f)) if f.busy.is_some())
             || self.hub.proving
+            || self.hub.dps_busy
             || self.hub.pending
             || self.connect.running
     }
@@ -442,6 +447,50 @@ impl App {
                     }
                 }
             }
+            KeyCode::Char('V') | KeyCode::Char('G') => {
+                let group = k.code == KeyCode::Char('G');
+                let ca = self
+                    .pki
+                    .selected_row()
+                    .filter(|r| r.meta.kind.is_ca() && r.meta.has_key)
+                    .map(|r| r.meta.name.clone());
+                match ca {
+                    Some(_) if self.hub.dps_busy => None,
+                    Some(ca) => {
+                        self.hub.dps_busy = true;
+                        Some(if group {
+                            Command::DpsGroup { ca }
+                        } else {
+                            Command::DpsProve { ca }
+                        })
+                    }
+                    None => {
+                        self.say(
+                            Level::Warn,
+                            if group {
+                                "G adds a DPS enrollment group: select a root or intermediate (with its key) on the PKI tab first"
+                            } else {
+                                "V proves a CA to DPS: select a root or intermediate (with its key) on the PKI tab first"
+                            },
+                        );
+                        None
+                    }
+                }
+            }
+            KeyCode::Char('e') => match self.selected_device() {
+                Some(_) if self.hub.dps_busy => None,
+                Some(device) => {
+                    self.hub.dps_busy = true;
+                    Some(Command::DpsEnroll { device })
+                }
+                None => {
+                    self.say(
+                        Level::Warn,
+                        "e enrolls a device in DPS: select one on the PKI tab first",
+                    );
+                    None
+                }
+            },
             KeyCode::Char('a') => match self.selected_device() {
                 Some(device) => Some(Command::HubRegister { device }),
                 None => {
@@ -751,6 +800,8 @@ impl App {
             H::Proved(Err(e)) => {
                 vec![(Level::Error, format!("proof of possession failed: {e}"))]
             }
+            H::DpsDone(Ok(steps)) => steps.iter().map(|s| (Level::Ok, s.clone())).collect(),
+            H::DpsDone(Err(e)) => vec![(Level::Error, format!("DPS refused: {e}"))],
             _ => vec![],
         };
         let started = matches!(a, H::Started { .. });

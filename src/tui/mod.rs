@@ -267,7 +267,40 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                 .map_err(|e| forms::error_text(&e));
             emit(Action::FormDone(r));
         }
-        Command::HubRegistry => emit(hub_registry(ws)),
+        Command::HubRegistry => {
+            emit(hub_registry(ws));
+            emit(dps_state(ws));
+        }
+        Command::DpsProve { ca } => {
+            let r = crate::hub::HubStore::open(ws.root()).and_then(|s| s.dps_prove(&ca));
+            emit(Action::Hub(hub::HubAction::DpsDone(
+                r.map_err(|e| e.to_string()),
+            )));
+            emit(dps_state(ws));
+        }
+        Command::DpsGroup { ca } => {
+            let r = crate::hub::HubStore::open(ws.root()).and_then(|s| s.dps_group_from_ca(&ca));
+            emit(Action::Hub(hub::HubAction::DpsDone(
+                r.map_err(|e| e.to_string()),
+            )));
+            emit(dps_state(ws));
+        }
+        Command::DpsEnroll { device } => {
+            let r = crate::hub::HubStore::open(ws.root())
+                .and_then(|s| s.dps_enroll(&device, None, Some(&device), None, None, false, None));
+            let r = r
+                .map(|(ind, warnings)| {
+                    let mut steps = vec![format!(
+                        "enrolled \"{}\" individually in DPS (its certificate's thumbprint)",
+                        ind.registration_id
+                    )];
+                    steps.extend(warnings);
+                    steps
+                })
+                .map_err(|e| e.to_string());
+            emit(Action::Hub(hub::HubAction::DpsDone(r)));
+            emit(dps_state(ws));
+        }
         Command::GuideFacts => {
             emit(hub_registry(ws));
             let rows = match ws.list() {
@@ -340,6 +373,14 @@ pub fn hub_registry(ws: &Workspace) -> Action {
             let (cas, devices) = hub::from_registry(&r);
             Action::Hub(hub::HubAction::Registry { cas, devices })
         }
+        Err(e) => Action::Hub(hub::HubAction::Error(e.to_string())),
+    }
+}
+
+/// DPS's state as the Hub tab shows it.
+pub fn dps_state(ws: &Workspace) -> Action {
+    match crate::hub::HubStore::open(ws.root()).and_then(|s| s.dps_load()) {
+        Ok(st) => Action::Hub(hub::HubAction::Dps(Box::new(st))),
         Err(e) => Action::Hub(hub::HubAction::Error(e.to_string())),
     }
 }

@@ -183,7 +183,9 @@ fn draw(f: &mut Frame, app: &App) {
 pub fn footer_keys(tab: Tab) -> &'static str {
     match tab {
         Tab::Pki => "n new · v verify · e export · c connect · d delete · / filter",
-        Tab::Hub => "s start/stop · p port · v prove CA · a register · o on/off",
+        Tab::Hub => {
+            "s start/stop · p port · v V prove hub/DPS · a register · o on/off · G DPS group · e enroll"
+        }
         Tab::Connect => "Enter run · t target · f fleet",
         Tab::Guide => "↑↓ step · J K scroll · y copy commands",
     }

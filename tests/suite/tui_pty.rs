@@ -588,3 +588,43 @@ fn rsa_4096_key_generation_keeps_the_ui_responding() {
     assert_eq!(t.wait_exit(), 0);
     t.assert_restored();
 }
+
+/// The real TUI adds a DPS enrollment group from a CA with keys alone: select the root on the
+/// PKI tab, 2 for the Hub tab, G (proof of possession for DPS, then the group), and the group
+/// is listed, verified, in the DPS panel and in DPS's own file (what `hub dps list` reads).
+#[test]
+fn hub_tab_adds_a_dps_group_from_the_selected_ca_with_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let made = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .arg("--workspace")
+        .arg(&ws)
+        .args(["new", "root", "dpsroot"])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut t = Tui::start(&ws, &[], &[]);
+    t.wait_for("dpsroot");
+    t.send("2");
+    t.wait_for("no DPS enrollment yet");
+    t.send("G");
+    let s = t.wait_for("group dpsroot");
+    assert!(s.contains("✓ Verified   CA dpsroot"), "{s}");
+    assert!(s.contains("DPS · ID scope 0ne"), "{s}");
+    t.wait_for("added enrollment group \"dpsroot\"");
+    t.send("q");
+    assert_eq!(t.wait_exit(), 0);
+    t.assert_restored();
+    let list = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .arg("--workspace")
+        .arg(&ws)
+        .args(["hub", "dps", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("dpsroot"), "{list}");
+}
