@@ -19,6 +19,8 @@
 //! A `$rid` is whatever the device chose: the C SDK counts (`1`, `2`, …), the Python SDK
 //! sends UUIDs. It is echoed back verbatim.
 
+pub mod dps;
+
 use thiserror::Error;
 
 /// Said with every revocation: the hub will not notice a CRL.

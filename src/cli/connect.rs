@@ -7,6 +7,8 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod dps;
+
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
     /// Workspace device: its key, leaf and intermediates (the chain is sent). Not needed with --cert/--key.
@@ -48,6 +50,16 @@ pub struct ConnectArgs {
     /// mqtt (8883), mqtt-ws (MQTT over WebSockets, 443), amqp (5671) or amqp-ws (443).
     #[arg(long, default_value = "mqtt", value_name = "TRANSPORT")]
     pub transport: crate::mqtt::Transport,
+    /// Provision through the local DPS first (showing its steps), then test the assigned hub.
+    #[arg(long)]
+    pub dps: bool,
+    /// With --dps: the ID scope to register with (default: the workspace's, `hub dps show`).
+    #[arg(long, requires = "dps", value_name = "SCOPE")]
+    pub id_scope: Option<String>,
+    /// With --dps: register with a CSR for a fresh key (api-version 2025-07-01-preview) and test
+    /// the hub with the certificate DPS issues.
+    #[arg(long, requires = "dps")]
+    pub csr: bool,
 }
 
 /// `1s`, `250ms`, `2m`, `1.5s`, or a bare number of seconds.
@@ -133,6 +145,17 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if a.dps && a.transport != crate::mqtt::Transport::Mqtt {
+        bail!(
+            "--dps: the local DPS answers over MQTT; provision with --transport mqtt (the default)"
+        );
+    }
+    if a.dps && a.to != "local" {
+        bail!(
+            "--dps provisions through the local DPS; drop --to {} (or use --to local)",
+            a.to
+        );
+    }
     let ok = runtime.block_on(async move {
         let (mut test, started) = if a.to == "local" {
             let ws = global.existing_workspace()?;
@@ -152,7 +175,27 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
                     ),
                     e => e.into(),
                 })?;
-            (p.test, p.started)
+            let mut test = p.test;
+            if a.dps {
+                // Provision at the same listener first; the hub test then runs as the assigned
+                // device (with the issued certificate after --csr), its pre-flight re-read.
+                let store = crate::hub::HubStore::open(ws.root())?;
+                let identity = test.identity.clone();
+                let anchors = test.extra_ca.clone();
+                test.identity = dps::provision(
+                    global.json,
+                    &ws,
+                    &store,
+                    &test.endpoint,
+                    identity,
+                    anchors,
+                    &a,
+                )
+                .await?;
+                test.preflight_extra =
+                    crate::mqtt::local::hub_preflight(&test.identity, &store.load()?);
+            }
+            (test, p.started)
         } else {
             let endpoint =
                 Endpoint::parse_for(&a.to, a.transport).map_err(|e| anyhow!("--to {e}"))?;

@@ -10,6 +10,8 @@ use super::{CliResult, Global, print_json, warn};
 use crate::hub::control::{self, Request};
 use crate::hub::{Auth, Hub, HubConfig, HubEvent, HubStore};
 
+mod dps;
+
 #[derive(Subcommand, Debug)]
 pub enum HubCommand {
     /// CAs uploaded to the hub (as in the portal's "Certificates" page).
@@ -20,8 +22,9 @@ pub enum HubCommand {
     Device(DeviceCommand),
     /// Show a device twin; --set-desired patches its desired properties.
     Twin(TwinArgs),
-    /// Print the path of the PEM clients must trust to reach the hub.
-    Trust,
+    /// Print the path of the PEM clients must trust to reach the hub; --install adds it to
+    /// the system trust store (Debian's update-ca-certificates) for samples that pass none.
+    Trust(TrustArgs),
     /// Run the hub in the foreground until Ctrl-C.
     Serve(ServeArgs),
     /// Stream telemetry received by the running hub (like `az iot hub monitor-events`).
@@ -30,6 +33,9 @@ pub enum HubCommand {
     C2d(C2dArgs),
     /// Invoke a direct method on a device connected to the running hub.
     Method(MethodArgs),
+    /// The local Device Provisioning Service, served by `hub serve` on the same port.
+    #[command(subcommand)]
+    Dps(dps::DpsCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -147,6 +153,9 @@ pub struct ServeArgs {
     pub ws_port: Option<u16>,
     #[arg(long, value_enum, default_value = "text")]
     pub log: LogFormat,
+    /// The ID scope DPS answers to, instead of the workspace's own (`hub dps show`).
+    #[arg(long, value_name = "SCOPE")]
+    pub id_scope: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -213,7 +222,7 @@ impl std::fmt::Display for UsageError {
 }
 impl std::error::Error for UsageError {}
 
-fn usage(kind: &'static str, message: String) -> anyhow::Error {
+pub(super) fn usage(kind: &'static str, message: String) -> anyhow::Error {
     UsageError(kind, message).into()
 }
 
@@ -237,16 +246,8 @@ fn run_command(global: &Global, c: HubCommand) -> CliResult {
         HubCommand::Ca(c) => ca(global, &store, c),
         HubCommand::Device(c) => device(global, &store, c),
         HubCommand::Twin(a) => twin(global, &store, a),
-        HubCommand::Trust => {
-            store.ensure_tls_ca()?;
-            let p = store.trust_path();
-            if global.json {
-                print_json(&serde_json::json!({ "trust": p }));
-            } else {
-                say!("{}", p.display());
-            }
-            Ok(())
-        }
+        HubCommand::Dps(c) => dps::run(global, &store, c),
+        HubCommand::Trust(a) => trust(global, &store, a),
         HubCommand::Serve(a) => serve(global, &store, a),
         HubCommand::Monitor(a) => monitor(global, &store, a),
         HubCommand::C2d(a) => {
@@ -371,7 +372,7 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
             }
         }
         CaCommand::Prove { name } => {
-            let steps = store.prove(&name)?;
+            let steps = crate::ops::hub_prove(store, &name)?;
             if global.json {
                 print_json(&serde_json::json!({ "name": name, "steps": steps }));
             } else {
@@ -412,7 +413,7 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
     Ok(())
 }
 
-fn ca_json(c: &crate::hub::HubCa) -> serde_json::Value {
+pub(super) fn ca_json(c: &crate::hub::HubCa) -> serde_json::Value {
     serde_json::json!({
         "name": c.name, "cn": c.cn, "verified": c.verified, "code": c.code,
         "sha256": c.thumbprint(),
@@ -551,6 +552,14 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
             ),
         ));
     }
+    if let Some(s) = &a.id_scope {
+        crate::azure::dps::check_id_scope(s)
+            .map_err(|e| usage("invalid", format!("--id-scope: {e}")))?;
+    }
+    let scope = match &a.id_scope {
+        Some(s) => s.clone(),
+        None => store.dps_id_scope()?,
+    };
     rt.block_on(async move {
         let on = |p: u16| (p != 0).then_some(p);
         let amqp_default = crate::hub::amqp_iothub::AMQP_PORT;
@@ -568,7 +577,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
         // gave is never replaced.
         let mut notes = Vec::new();
         let hub = loop {
-            match Hub::start(&root, config.clone()).await {
+            match Hub::start_with_scope(&root, config.clone(), a.id_scope.clone()).await {
                 Err(crate::hub::HubError::Bind { addr, source })
                     if a.amqp_port.is_none()
                         && config.amqp_port == Some(amqp_default)
@@ -620,6 +629,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
         print(&HubEvent::Listening { addr });
         if !json {
             say!("trust: {}", HubStore::open(&root)?.trust_path().display());
+            say!("DPS ID scope: {scope} (same address and port)");
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
@@ -701,4 +711,66 @@ fn print_telemetry(v: &serde_json::Value, json: bool) {
     } else {
         say!("{}", serde_json::to_string_pretty(&ev).unwrap_or_default());
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrustArgs {
+    /// Add the hub's CA to the system trust store (/usr/local/share/ca-certificates, then
+    /// update-ca-certificates), so samples that pass no server certificate connect. Needs root.
+    #[arg(long, conflicts_with = "uninstall")]
+    install: bool,
+    /// Remove this workspace's hub CA from the system trust store again.
+    #[arg(long)]
+    uninstall: bool,
+    /// Install into the trust store of another file tree (a container image, a chroot)
+    /// instead of this system's.
+    #[arg(long, value_name = "DIR")]
+    system_root: Option<PathBuf>,
+}
+
+fn trust(global: &Global, store: &HubStore, a: TrustArgs) -> CliResult {
+    use crate::hub::system_trust::SystemTrust;
+    store.ensure_tls_ca()?;
+    let path = store.trust_path();
+    let system = match &a.system_root {
+        Some(root) => SystemTrust::under(root),
+        None => SystemTrust::default(),
+    };
+    let change = if a.install {
+        Some(system.install(store)?)
+    } else if a.uninstall {
+        Some(system.uninstall(store)?)
+    } else {
+        None
+    };
+    let installed = system.is_installed(store)?;
+    if global.json {
+        print_json(&serde_json::json!({
+            "trust": path,
+            "system": { "installed": installed, "file": system.file_for(store)?, "bundle": system.bundle(),
+                        "changed": change.as_ref().map(|c| c.changed) },
+        }));
+        return Ok(());
+    }
+    match (change, a.install) {
+        (None, _) => say!("{}", path.display()),
+        (Some(c), true) if c.changed => say!(
+            "added the hub's CA to the system trust store: {}\nclients that use the system's CAs now trust the hub ({} rebuilt); undo with `chainsmith hub trust --uninstall`",
+            c.file.display(),
+            c.bundle.display()
+        ),
+        (Some(c), true) => say!(
+            "the hub's CA is already in the system trust store ({}); bundle refreshed",
+            c.file.display()
+        ),
+        (Some(c), false) if c.changed => say!(
+            "removed the hub's CA from the system trust store ({}); {} rebuilt",
+            c.file.display(),
+            c.bundle.display()
+        ),
+        (Some(_), false) => {
+            say!("the hub's CA was not in the system trust store; nothing to remove")
+        }
+    }
+    Ok(())
 }

@@ -144,6 +144,9 @@ pub fn renew(global: &Global, a: RenewArgs) -> CliResult {
     for n in &r.notes {
         say!("note: {n}");
     }
+    for step in &r.next {
+        say!("next: {}", next_command(step));
+    }
     Ok(())
 }
 
@@ -161,8 +164,31 @@ pub fn revoke(global: &Global, a: RevokeArgs) -> CliResult {
         print_json(&r);
     } else {
         say!("{}", r.message);
+        for step in &r.next {
+            say!("next: {}", next_command(step));
+        }
     }
     Ok(())
+}
+
+/// The CLI's command (or flags) for a step an engine call leaves to the user.
+pub(crate) fn next_command(step: &lifecycle::NextStep) -> String {
+    use lifecycle::NextStep as N;
+    match step {
+        N::PublishCrl { ca } => format!("`chainsmith crl {ca} --out {ca}.crl.pem`"),
+        N::Rekey { name } => format!("`chainsmith renew {name} --rekey`"),
+        N::RemoveHubCa { name } => format!("`chainsmith hub ca remove {name}`"),
+        N::DisableOnHub { name } => format!(
+            "`chainsmith revoke {name} --disable-on-hub` or `chainsmith hub device disable ID`"
+        ),
+        N::CsrSans => "--keep-san copies the CSR's names, --san NAME sets them".to_string(),
+        N::UploadCa { name } => {
+            format!("`chainsmith hub ca add {name}`, or renew with --upload-to-hub")
+        }
+        N::ProveCa { name, code } => format!(
+            "`chainsmith new verification --issuer {name} --code {code}` ; `chainsmith hub ca verify {name} --cert FILE` (or `chainsmith hub ca prove {name}`)"
+        ),
+    }
 }
 
 pub fn crl(global: &Global, a: CrlArgs) -> CliResult {

@@ -212,9 +212,11 @@ pub(crate) fn render_cert(o: &mut String, v: &CertView) {
     let _ = writeln!(o, "  Issuer       {}", one_line(&v.issuer));
     let _ = writeln!(o, "  Serial       {}", v.serial);
     let left = match v.status {
-        crate::pki::inspect::Validity::Expired => format!("EXPIRED {} days ago", -v.days_left),
-        crate::pki::inspect::Validity::NotYetValid => "NOT YET VALID".to_string(),
-        crate::pki::inspect::Validity::Valid => format!("{} days left", v.days_left),
+        crate::pki::inspect::ValidityStatus::Expired => {
+            format!("EXPIRED {} days ago", -v.days_left)
+        }
+        crate::pki::inspect::ValidityStatus::NotYetValid => "NOT YET VALID".to_string(),
+        crate::pki::inspect::ValidityStatus::Valid => format!("{} days left", v.days_left),
     };
     let _ = writeln!(
         o,
@@ -268,7 +270,7 @@ pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
                     anyhow::bail!("{pe}\n  Protection   {}", algs.summary());
                 }
             }
-            anyhow::bail!("{}: {e}", a.file.display());
+            return Err(anyhow::Error::new(e).context(a.file.display().to_string()));
         }
     };
     let findings = crate::pki::inspect::lint_certificates(&report);

@@ -20,6 +20,7 @@ macro_rules! complain {
 mod apply;
 mod connect;
 mod export;
+mod fleet;
 mod hub;
 mod lifecycle;
 mod look;
@@ -30,6 +31,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use std::path::PathBuf;
 
+use crate::error::Classified;
 use crate::store::Workspace;
 
 #[derive(Parser, Debug)]
@@ -94,6 +96,9 @@ pub enum Command {
     /// The embedded local IoT Hub: registry, server, twin, C2D, methods.
     #[command(subcommand)]
     Hub(hub::HubCommand),
+    /// Many devices at once against a hub or broker: live figures, reports, shards.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 /// A failure already explained to the user; carries the exit code.
@@ -146,6 +151,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Revoke(a) => lifecycle::revoke(&cli.global, a),
         Command::Crl(a) => lifecycle::crl(&cli.global, a),
         Command::Hub(c) => hub::run(&cli.global, c),
+        Command::Fleet(c) => fleet::run(&cli.global, c),
         Command::Connect(a) => connect::run(&cli.global, a),
         Command::Apply(a) => apply::run(&cli.global, a),
         Command::Tui(a) => tui::tui(&cli.global, a),
@@ -158,15 +164,15 @@ pub fn run(cli: Cli) -> i32 {
                 return *code;
             }
             let kind = error_kind(&e);
-            let message = error_message(&e);
+            let mut message = error_message(&e);
+            if let Some(hint) = flag_hint(&e) {
+                message.push_str(&format!(" ({hint})"));
+            }
             if json {
                 let mut v = serde_json::json!({ "error": { "kind": kind, "message": message } });
                 // A batch that raced another process: which names are whose, for scripts.
                 // (Lifecycle calls such as `ops::new_devices_or_slot` carry it inside theirs.)
-                let store = match e.downcast_ref::<crate::export::Error>() {
-                    Some(crate::export::Error::Store(s)) => Some(s),
-                    _ => e.downcast_ref::<crate::store::Error>(),
-                };
+                let store = e.chain().find_map(store_error);
                 if let Some(crate::store::Error::Raced { made, taken }) = store {
                     v["error"]["made"] = serde_json::json!(made);
                     v["error"]["taken"] = serde_json::json!(taken);
@@ -208,28 +214,76 @@ fn error_message(e: &anyhow::Error) -> String {
     message
 }
 
+/// The engine error at one link of a chain, as the trait every engine error enum implements.
+fn classified<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Classified> {
+    use crate::{export, fixtures, ops, pki, store};
+    // The outer types first: each delegates to the errors it wraps.
+    let c: &dyn Classified = if let Some(x) = e.downcast_ref::<fixtures::apply::Error>() {
+        x
+    } else if let Some(x) = e.downcast_ref::<ops::lifecycle::Error>() {
+        x
+    } else if let Some(x) = e.downcast_ref::<export::Error>() {
+        x
+    } else if let Some(x) = e.downcast_ref::<store::Error>() {
+        x
+    } else {
+        e.downcast_ref::<pki::Error>()?
+    };
+    Some(c)
+}
+
+/// The `--json` kind: the engine error's own `kind()`, wherever it sits in the chain.
 fn error_kind(e: &anyhow::Error) -> &'static str {
+    if let Some(t) = e.downcast_ref::<crate::hub::system_trust::SystemTrustError>() {
+        return t.kind();
+    }
     if let Some(r) = e.downcast_ref::<crate::hub::RegistryError>() {
         return r.kind();
     }
-    use crate::export::Error as X;
-    use crate::fixtures::apply::Error as F;
-    use crate::store::Error as S;
-    match e.downcast_ref::<F>() {
-        Some(F::Spec(_)) => return "spec",
-        Some(F::Export { .. }) => return "export",
-        Some(F::Pki(_)) => return "invalid",
-        Some(F::NotOurs { .. }) => return "name-taken",
-        Some(F::Store(_)) | Some(F::Entry { .. }) | None => {}
+    e.chain()
+        .find_map(|c| classified(c).map(Classified::kind))
+        .unwrap_or("error")
+}
+
+/// The workspace error inside an engine error (a lifecycle or export error wraps it
+/// transparently, so it is not one of the chain's sources).
+fn store_error<'a>(c: &'a (dyn std::error::Error + 'static)) -> Option<&'a crate::store::Error> {
+    match (
+        c.downcast_ref::<crate::ops::lifecycle::Error>(),
+        c.downcast_ref::<crate::export::Error>(),
+    ) {
+        (Some(crate::ops::lifecycle::Error::Store(s)), _)
+        | (_, Some(crate::export::Error::Store(s))) => Some(s),
+        _ => c.downcast_ref::<crate::store::Error>(),
     }
-    let store = match e.downcast_ref::<X>() {
-        Some(X::WrongPassword(_)) => return "wrong-password",
-        Some(X::Invalid(_)) | Some(X::Pki(_)) => return "invalid",
-        Some(X::OpenSsl(_)) => return "error",
-        Some(X::Store(s)) => Some(s),
-        None => e.downcast_ref::<S>(),
-    };
-    store.map_or("error", S::kind)
+}
+
+/// The CLI's hint for an engine error's remedy: the engine says the fix in domain words, the
+/// CLI names the flag that does it.
+fn flag_hint(e: &anyhow::Error) -> Option<&'static str> {
+    use crate::error::Remedy as R;
+    Some(match e.chain().find_map(|c| classified(c)?.remedy())? {
+        R::Replace => "pass --force to replace",
+        R::Overwrite => "pass --force to overwrite, or choose another --out",
+        R::Password => {
+            "give it with --password-file FILE, CHAINSMITH_PFX_PASSWORD, or --password P"
+        }
+        R::Issuer => "choose it with --issuer",
+        R::Pathlen => "set it with --pathlen",
+        R::CommonName => "give it with --cn NAME, or leave --cn out",
+        R::Validity => {
+            "--days N (at least 1), --not-before, --not-after: give at most two; an expired fixture takes a past --not-after"
+        }
+        R::CrlDays => "--days N, at least 1",
+        R::Workspace => "--workspace DIR chooses another",
+        R::OutDir => "--out DIR chooses it",
+        R::Name => "pass --name NAME",
+        R::OneFormat => "--stdout takes exactly one --format",
+        R::Rekey => "renew with --rekey",
+        R::SignCsr => "`chainsmith sign-csr NEW.csr --issuer CA --force`",
+        R::ImportIssuer => "`chainsmith import CA.pem CA.key --name NAME`",
+        R::CertificatesOnly => "--format pem",
+    })
 }
 
 pub(crate) fn print_json<T: Serialize>(value: &T) {

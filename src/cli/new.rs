@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
-pub struct ValidityArgs {
+pub struct ValidityFlags {
     /// Days of validity (defaults: root 3650, intermediate 1825, device 365, verification 30).
     #[arg(long)]
     pub days: Option<u32>,
@@ -20,8 +20,8 @@ pub struct ValidityArgs {
     pub not_after: Option<String>,
 }
 
-impl From<&ValidityArgs> for ValidityArg {
-    fn from(v: &ValidityArgs) -> Self {
+impl From<&ValidityFlags> for ValidityArg {
+    fn from(v: &ValidityFlags) -> Self {
         ValidityArg {
             days: v.days,
             not_before: v.not_before.clone(),
@@ -44,7 +44,7 @@ pub struct CaArgs {
     #[arg(long, default_value = "ec-p256")]
     pub key: KeyAlg,
     #[command(flatten)]
-    pub validity: ValidityArgs,
+    pub validity: ValidityFlags,
     /// How many CA levels may follow below this one (roots: unconstrained by default).
     #[arg(long)]
     pub pathlen: Option<u8>,
@@ -107,7 +107,7 @@ pub struct DeviceArgs {
     #[arg(long, default_value = "ec-p256")]
     pub key: KeyAlg,
     #[command(flatten)]
-    pub validity: ValidityArgs,
+    pub validity: ValidityFlags,
     /// client (what hubs need) or client,server (the seed's CSR profile).
     #[arg(long, default_value = "client")]
     pub eku: Eku,
@@ -140,7 +140,7 @@ pub struct SignCsrArgs {
     #[arg(long)]
     pub name: Option<String>,
     #[command(flatten)]
-    pub validity: ValidityArgs,
+    pub validity: ValidityFlags,
     #[arg(long, default_value = "client")]
     pub eku: Eku,
     #[arg(long, default_value = "hub")]
@@ -256,6 +256,11 @@ pub fn sign_csr(global: &Global, a: SignCsrArgs) -> CliResult {
 
 fn print_created(global: &Global, ws: &crate::store::Workspace, c: &Created) {
     warn(global, &c.warnings);
+    if !global.json {
+        for step in &c.next {
+            complain!("hint: {}", super::lifecycle::next_command(step));
+        }
+    }
     if global.json {
         print_json(c);
         return;

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Export an entity as files other tools read: PEM, DER, PKCS#12 (two profiles), the Azure
 //! IoT Node SDK tool's layout, and an IoT Edge provisioning snippet.
 //!
@@ -10,6 +11,7 @@ pub mod pfx;
 
 pub use pfx::{PfxAlgorithms, PfxProfile, Protection};
 
+use crate::error::Remedy;
 use crate::store::{self, Entity, Kind, Slot, Workspace, chain_of, write_atomic, write_new};
 use openssl::pkey::{PKey, Private};
 use openssl::symm::Cipher;
@@ -22,22 +24,85 @@ use std::str::FromStr;
 /// when no password is given, and always announced.
 pub const AZURE_DEFAULT_PASSWORD: &str = "1234";
 
+/// What can go wrong in an export; each message says the fix in domain words.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Reading the entity or writing the files.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// Encoding the key or the PFX.
     #[error(transparent)]
     Pki(crate::pki::Error),
-    #[error("OpenSSL: {0}")]
-    OpenSsl(#[from] openssl::error::ErrorStack),
+    /// A request that cannot be met as given.
     #[error("{0}")]
     Invalid(String),
-    #[error(
-        "the password for {0} is wrong (the PKCS#12 MAC does not verify); check --password, --password-file or CHAINSMITH_PFX_PASSWORD"
-    )]
+    /// The PFX password does not open the file (its name in the message).
+    #[error("the password for {0} is wrong (the PKCS#12 MAC does not verify); check the password")]
     WrongPassword(String),
+    /// A PFX was asked for without a password.
+    #[error("a PFX needs a password")]
+    PasswordNeeded,
+    /// A file that needs the private key, for an entity that has none here.
+    #[error(
+        "\"{name}\" has no private key in the workspace (trust-only import, or a CSR whose key stays on the device), so {what} cannot be written; export its certificates only (PEM)"
+    )]
+    NoKey {
+        /// The entity.
+        name: String,
+        /// The file that needs the key.
+        what: String,
+    },
+    /// Standard output takes a single format.
+    #[error("writing to standard output takes exactly one format (pem, der, pfx or edge)")]
+    OneFormat,
+    /// The azure layout cannot go to standard output.
+    #[error(
+        "the azure layout is several files; write them into a directory, not to standard output"
+    )]
+    SeveralFiles,
 }
 
+impl Error {
+    /// A short machine-friendly name for `--json` errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Store(s) => s.kind(),
+            Error::Pki(p) => p.kind(),
+            Error::WrongPassword(_) => "wrong-password",
+            _ => "invalid",
+        }
+    }
+
+    /// What would fix it, for a face to turn into its own hint.
+    pub fn remedy(&self) -> Option<Remedy> {
+        match self {
+            Error::Store(s) => s.remedy(),
+            Error::Pki(p) => p.remedy(),
+            Error::WrongPassword(_) | Error::PasswordNeeded => Some(Remedy::Password),
+            Error::NoKey { .. } => Some(Remedy::CertificatesOnly),
+            Error::OneFormat => Some(Remedy::OneFormat),
+            Error::SeveralFiles => Some(Remedy::OutDir),
+            Error::Invalid(_) => None,
+        }
+    }
+}
+
+impl crate::error::Classified for Error {
+    fn kind(&self) -> &'static str {
+        Error::kind(self)
+    }
+    fn remedy(&self) -> Option<Remedy> {
+        Error::remedy(self)
+    }
+}
+
+impl From<openssl::error::ErrorStack> for Error {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        Error::Pki(e.into())
+    }
+}
+
+/// An export's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<crate::pki::Error> for Error {
@@ -67,6 +132,7 @@ pub enum Format {
 }
 
 impl Format {
+    /// Every format, in the order menus list them.
     pub const ALL: [Format; 5] = [
         Format::Pem,
         Format::Der,
@@ -74,6 +140,7 @@ impl Format {
         Format::Azure,
         Format::Edge,
     ];
+    /// The name the CLI and the manifest use.
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Pem => "pem",
@@ -116,6 +183,7 @@ pub struct ExportOptions {
     pub formats: Vec<Format>,
     /// PFX password. Required for `pfx`; `azure` falls back to "1234" and says so.
     pub password: Option<String>,
+    /// Which algorithms protect the PFX.
     pub pfx_profile: PfxProfile,
     /// Put the issuers in the PFX (default true).
     pub include_chain: bool,
@@ -252,6 +320,7 @@ impl Default for ExportOptions {
 }
 
 impl ExportOptions {
+    /// Options for `formats` into `out_dir`, everything else at its default.
     pub fn new(out_dir: impl Into<PathBuf>, formats: &[Format]) -> Self {
         ExportOptions {
             out_dir: out_dir.into(),
@@ -264,6 +333,7 @@ impl ExportOptions {
 /// One file written.
 #[derive(Clone, Debug, Serialize)]
 pub struct WrittenFile {
+    /// Where it was written.
     pub path: PathBuf,
     /// "certificate", "private key (PKCS#8)", "chain (leaf + intermediates)", ...
     pub what: String,
@@ -279,22 +349,30 @@ fn octal<S: serde::Serializer>(mode: &u32, s: S) -> std::result::Result<S::Ok, S
 /// A PFX written and read back.
 #[derive(Clone, Debug, Serialize)]
 pub struct PfxReport {
+    /// Where it was written.
     pub path: PathBuf,
+    /// The profile asked for.
     pub profile: PfxProfile,
+    /// The friendly name stored with the key and certificate.
     pub friendly_name: String,
     /// Certificates found when opening it with the password (leaf + chain).
     pub certificates: usize,
+    /// Whether it holds the private key.
     pub has_key: bool,
     /// True when the azure layout used the tutorials' password "1234".
     pub default_password: bool,
+    /// The algorithms found in the file when read back.
     pub algorithms: PfxAlgorithms,
 }
 
 /// What an export did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ExportReport {
+    /// The entity exported.
     pub name: String,
+    /// Every file written.
     pub files: Vec<WrittenFile>,
+    /// Each PFX written, as read back.
     pub pfx: Vec<PfxReport>,
     /// The edge snippet, to print as well as write.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -383,11 +461,9 @@ impl Source {
     }
 
     fn need_key(&self, what: &str) -> Result<&PKey<Private>> {
-        self.key.as_ref().ok_or_else(|| {
-            Error::Invalid(format!(
-                "\"{}\" has no private key in the workspace (trust-only import, or a CSR whose key stays on the device), so {what} cannot be written; export --format pem for the certificates",
-                self.name()
-            ))
+        self.key.as_ref().ok_or_else(|| Error::NoKey {
+            name: self.name().to_string(),
+            what: what.to_string(),
         })
     }
 
@@ -471,11 +547,11 @@ fn edge_config(src: &Source, dir: &Path, opts: &ExportOptions) -> String {
         "# Copy the files below to the device and apply with `sudo iotedge config apply`.\n",
     );
     if opts.id_scope.is_none() {
-        s.push_str("# Replace <ID_SCOPE> with your DPS ID scope (Azure portal: DPS > Overview), or export with --id-scope.\n");
+        s.push_str("# Replace <ID_SCOPE> with your DPS ID scope (Azure portal: DPS > Overview), or give the ID scope when exporting.\n");
     }
     if opts.key_password.is_some() {
         s.push_str(
-            "# The key file is encrypted (--key-password); IoT Edge needs an unencrypted key.\n",
+            "# The key file is encrypted (a key password was given); IoT Edge needs an unencrypted key.\n",
         );
     }
     s.push_str("\n[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://global.azure-devices-provisioning.net\"\n");
@@ -505,21 +581,32 @@ fn absolute(dir: &Path) -> PathBuf {
     }
 }
 
-fn plan(src: &Source, opts: &ExportOptions, report: &mut ExportReport) -> Result<Vec<Planned>> {
-    let name = src.name().to_string();
-    let dir = absolute(&opts.out_dir);
-    let kp = opts.key_password.as_deref();
-    let mut files: Vec<Planned> = Vec::new();
-    let add = |files: &mut Vec<Planned>, file: String, bytes: Vec<u8>, mode: u32, what: &str| {
-        let path = dir.join(file);
-        if !files.iter().any(|p| p.path == path) {
-            files.push(Planned {
+/// The files of one export, each path once (formats share some: pem and edge both write the
+/// chain and key).
+struct Files {
+    dir: PathBuf,
+    list: Vec<Planned>,
+}
+
+impl Files {
+    fn add(&mut self, file: String, bytes: Vec<u8>, mode: u32, what: &str) {
+        let path = self.dir.join(file);
+        if !self.list.iter().any(|p| p.path == path) {
+            self.list.push(Planned {
                 path,
                 bytes,
                 mode,
                 what: what.to_string(),
             });
         }
+    }
+}
+
+fn plan(src: &Source, opts: &ExportOptions, report: &mut ExportReport) -> Result<Vec<Planned>> {
+    let name = src.name().to_string();
+    let mut files = Files {
+        dir: absolute(&opts.out_dir),
+        list: Vec::new(),
     };
     let mut formats = if opts.formats.is_empty() {
         vec![Format::Pem]
@@ -534,192 +621,218 @@ fn plan(src: &Source, opts: &ExportOptions, report: &mut ExportReport) -> Result
             crate::azure::HUB_DOES_NOT_CHECK_CRLS
         ));
     }
-    let self_signed_leaf = src.leaf.meta.self_signed && !src.leaf.meta.kind.is_ca();
     for f in &formats {
         match f {
-            Format::Pem => {
-                add(
-                    &mut files,
-                    format!("{name}.cert.pem"),
-                    src.leaf.cert_pem.clone().into_bytes(),
-                    0o644,
-                    "certificate",
-                );
-                if src.key.is_some() {
-                    add(
-                        &mut files,
-                        format!("{name}.key.pem"),
-                        src.key_pem(kp)?,
-                        0o600,
-                        &key_what(kp),
-                    );
-                } else {
-                    report.notes.push(format!(
-                        "\"{name}\" has no private key in the workspace: no key file written"
-                    ));
-                }
-                add(
-                    &mut files,
-                    format!("{name}.chain.pem"),
-                    src.chain_pem().into_bytes(),
-                    0o644,
-                    "chain (leaf, then intermediates; what a device sends)",
-                );
-                add(
-                    &mut files,
-                    format!("{name}.fullchain.pem"),
-                    src.fullchain_pem().into_bytes(),
-                    0o644,
-                    "full chain (leaf up to and including the root)",
-                );
-                match src.root() {
-                    Some(root) => {
-                        add(&mut files, format!("{}.root.pem", root.meta.name), root.cert_pem.clone().into_bytes(), 0o644, "root CA certificate (trust anchor)")
-                    }
-                    None if self_signed_leaf => report.notes.push(format!(
-                        "\"{name}\" is self-signed: there is no root file; the hub trusts its thumbprint"
-                    )),
-                    None => report.notes.push(format!(
-                        "the chain of \"{name}\" stops at \"{}\", which is not self-signed: no root file written",
-                        src.issuers.last().map(|e| e.meta.name.as_str()).unwrap_or(name.as_str())
-                    )),
-                }
-            }
-            Format::Der => {
-                add(
-                    &mut files,
-                    format!("{name}.cer"),
-                    src.leaf.cert_der.clone(),
-                    0o644,
-                    "certificate (DER)",
-                );
-                if src.key.is_some() {
-                    add(
-                        &mut files,
-                        format!("{name}.key.der"),
-                        src.key_der(kp)?,
-                        0o600,
-                        &format!("{} (DER)", key_what(kp)),
-                    );
-                } else {
-                    report.notes.push(format!(
-                        "\"{name}\" has no private key in the workspace: no key file written"
-                    ));
-                }
-            }
+            Format::Pem => plan_pem(src, opts, report, &mut files)?,
+            Format::Der => plan_der(src, opts, report, &mut files)?,
             Format::Pfx => {
-                let pw = opts.password.as_deref().ok_or_else(|| {
-                    Error::Invalid("a PFX needs a password: pass --password-file FILE, set CHAINSMITH_PFX_PASSWORD, or --password P".into())
-                })?;
-                add(
-                    &mut files,
+                let pw = opts.password.as_deref().ok_or(Error::PasswordNeeded)?;
+                files.add(
                     format!("{name}.pfx"),
                     src.pfx(opts.pfx_profile, pw, opts.include_chain)?,
                     0o600,
                     &format!("PKCS#12 ({} profile)", opts.pfx_profile),
                 );
             }
-            Format::Azure => {
-                let name = match opts.names {
-                    AzureNames::Exact => name.clone(),
-                    AzureNames::NodeSdk => {
-                        let cn = if src.leaf.meta.cn.is_empty() {
-                            &src.leaf.meta.name
-                        } else {
-                            &src.leaf.meta.cn
-                        };
-                        node_camelcase(cn)
-                    }
-                };
-                if name.is_empty() || name.contains('/') || name.starts_with('.') {
-                    return Err(Error::Invalid(format!(
-                        "the Node SDK tool's file name for \"{}\" would be \"{name}\", which is not a safe file name; export with the exact names instead",
-                        src.leaf.meta.name
-                    )));
-                }
-                if src.leaf.meta.kind == Kind::Verification {
-                    add(
-                        &mut files,
-                        "verification_cert.pem".into(),
-                        src.leaf.cert_pem.clone().into_bytes(),
-                        0o644,
-                        "verification certificate (upload to the hub)",
-                    );
-                    continue;
-                }
-                add(
-                    &mut files,
-                    format!("{name}_cert.pem"),
-                    src.leaf.cert_pem.clone().into_bytes(),
-                    0o644,
-                    "certificate",
-                );
-                add(
-                    &mut files,
-                    format!("{name}_key.pem"),
-                    src.key_pem(kp)?,
-                    0o600,
-                    &key_what(kp),
-                );
-                add(
-                    &mut files,
-                    format!("{name}_fullchain.pem"),
-                    src.fullchain_pem().into_bytes(),
-                    0o644,
-                    "full chain (leaf first, then issuers)",
-                );
-                let pw = match opts.password.as_deref() {
-                    Some(p) => p,
-                    None => {
-                        report.notes.push(format!(
-                            "{name}.pfx uses the Azure tutorials' password \"{AZURE_DEFAULT_PASSWORD}\"; pass --password-file or CHAINSMITH_PFX_PASSWORD for a real one"
-                        ));
-                        AZURE_DEFAULT_PASSWORD
-                    }
-                };
-                add(
-                    &mut files,
-                    format!("{name}.pfx"),
-                    src.pfx(opts.pfx_profile, pw, opts.include_chain)?,
-                    0o600,
-                    &format!("PKCS#12 ({} profile)", opts.pfx_profile),
-                );
-            }
-            Format::Edge => {
-                if src.leaf.meta.kind != Kind::Device {
-                    report.notes.push(format!(
-                        "\"{name}\" is a {} certificate; IoT Edge provisioning expects a device certificate",
-                        src.leaf.meta.kind.as_str()
-                    ));
-                }
-                // The snippet points at the chain and key, so write them too.
-                add(
-                    &mut files,
-                    format!("{name}.chain.pem"),
-                    src.chain_pem().into_bytes(),
-                    0o644,
-                    "chain (leaf, then intermediates; what a device sends)",
-                );
-                add(
-                    &mut files,
-                    format!("{name}.key.pem"),
-                    src.key_pem(kp)?,
-                    0o600,
-                    &key_what(kp),
-                );
-                let text = edge_config(src, &dir, opts);
-                add(
-                    &mut files,
-                    format!("{name}.edge-config.toml"),
-                    text.clone().into_bytes(),
-                    0o644,
-                    "IoT Edge config.toml provisioning section",
-                );
-                report.edge_config = Some(text);
-            }
+            Format::Azure => plan_azure(src, opts, report, &mut files)?,
+            Format::Edge => plan_edge(src, opts, report, &mut files)?,
         }
     }
-    Ok(files)
+    Ok(files.list)
+}
+
+/// `pem`: certificate, key, chain, full chain and the root.
+fn plan_pem(
+    src: &Source,
+    opts: &ExportOptions,
+    report: &mut ExportReport,
+    files: &mut Files,
+) -> Result<()> {
+    let name = src.name().to_string();
+    let kp = opts.key_password.as_deref();
+    let self_signed_leaf = src.leaf.meta.self_signed && !src.leaf.meta.kind.is_ca();
+    files.add(
+        format!("{name}.cert.pem"),
+        src.leaf.cert_pem.clone().into_bytes(),
+        0o644,
+        "certificate",
+    );
+    if src.key.is_some() {
+        files.add(
+            format!("{name}.key.pem"),
+            src.key_pem(kp)?,
+            0o600,
+            &key_what(kp),
+        );
+    } else {
+        report.notes.push(format!(
+            "\"{name}\" has no private key in the workspace: no key file written"
+        ));
+    }
+    files.add(
+        format!("{name}.chain.pem"),
+        src.chain_pem().into_bytes(),
+        0o644,
+        "chain (leaf, then intermediates; what a device sends)",
+    );
+    files.add(
+        format!("{name}.fullchain.pem"),
+        src.fullchain_pem().into_bytes(),
+        0o644,
+        "full chain (leaf up to and including the root)",
+    );
+    match src.root() {
+            Some(root) => {
+                files.add(format!("{}.root.pem", root.meta.name), root.cert_pem.clone().into_bytes(), 0o644, "root CA certificate (trust anchor)")
+            }
+            None if self_signed_leaf => report.notes.push(format!(
+                "\"{name}\" is self-signed: there is no root file; the hub trusts its thumbprint"
+            )),
+            None => report.notes.push(format!(
+                "the chain of \"{name}\" stops at \"{}\", which is not self-signed: no root file written",
+                src.issuers.last().map(|e| e.meta.name.as_str()).unwrap_or(name.as_str())
+            )),
+        }
+    Ok(())
+}
+
+/// `der`: certificate and key.
+fn plan_der(
+    src: &Source,
+    opts: &ExportOptions,
+    report: &mut ExportReport,
+    files: &mut Files,
+) -> Result<()> {
+    let name = src.name().to_string();
+    let kp = opts.key_password.as_deref();
+    files.add(
+        format!("{name}.cer"),
+        src.leaf.cert_der.clone(),
+        0o644,
+        "certificate (DER)",
+    );
+    if src.key.is_some() {
+        files.add(
+            format!("{name}.key.der"),
+            src.key_der(kp)?,
+            0o600,
+            &format!("{} (DER)", key_what(kp)),
+        );
+    } else {
+        report.notes.push(format!(
+            "\"{name}\" has no private key in the workspace: no key file written"
+        ));
+    }
+    Ok(())
+}
+
+/// `azure`: the Azure IoT Node SDK tool's layout.
+fn plan_azure(
+    src: &Source,
+    opts: &ExportOptions,
+    report: &mut ExportReport,
+    files: &mut Files,
+) -> Result<()> {
+    let kp = opts.key_password.as_deref();
+    let name = match opts.names {
+        AzureNames::Exact => src.name().to_string(),
+        AzureNames::NodeSdk => {
+            let cn = if src.leaf.meta.cn.is_empty() {
+                &src.leaf.meta.name
+            } else {
+                &src.leaf.meta.cn
+            };
+            node_camelcase(cn)
+        }
+    };
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(Error::Invalid(format!(
+            "the Node SDK tool's file name for \"{}\" would be \"{name}\", which is not a safe file name; export with the exact names instead",
+            src.leaf.meta.name
+        )));
+    }
+    if src.leaf.meta.kind == Kind::Verification {
+        files.add(
+            "verification_cert.pem".into(),
+            src.leaf.cert_pem.clone().into_bytes(),
+            0o644,
+            "verification certificate (upload to the hub)",
+        );
+        return Ok(());
+    }
+    files.add(
+        format!("{name}_cert.pem"),
+        src.leaf.cert_pem.clone().into_bytes(),
+        0o644,
+        "certificate",
+    );
+    files.add(
+        format!("{name}_key.pem"),
+        src.key_pem(kp)?,
+        0o600,
+        &key_what(kp),
+    );
+    files.add(
+        format!("{name}_fullchain.pem"),
+        src.fullchain_pem().into_bytes(),
+        0o644,
+        "full chain (leaf first, then issuers)",
+    );
+    let pw = match opts.password.as_deref() {
+        Some(p) => p,
+        None => {
+            report.notes.push(format!(
+                    "{name}.pfx uses the Azure tutorials' password \"{AZURE_DEFAULT_PASSWORD}\"; give a password of your own for a real one"
+                ));
+            AZURE_DEFAULT_PASSWORD
+        }
+    };
+    files.add(
+        format!("{name}.pfx"),
+        src.pfx(opts.pfx_profile, pw, opts.include_chain)?,
+        0o600,
+        &format!("PKCS#12 ({} profile)", opts.pfx_profile),
+    );
+    Ok(())
+}
+
+/// `edge`: the IoT Edge provisioning snippet, with the chain and key it points at.
+fn plan_edge(
+    src: &Source,
+    opts: &ExportOptions,
+    report: &mut ExportReport,
+    files: &mut Files,
+) -> Result<()> {
+    let name = src.name().to_string();
+    let kp = opts.key_password.as_deref();
+    if src.leaf.meta.kind != Kind::Device {
+        report.notes.push(format!(
+            "\"{name}\" is a {} certificate; IoT Edge provisioning expects a device certificate",
+            src.leaf.meta.kind.as_str()
+        ));
+    }
+    // The snippet points at the chain and key, so write them too.
+    files.add(
+        format!("{name}.chain.pem"),
+        src.chain_pem().into_bytes(),
+        0o644,
+        "chain (leaf, then intermediates; what a device sends)",
+    );
+    files.add(
+        format!("{name}.key.pem"),
+        src.key_pem(kp)?,
+        0o600,
+        &key_what(kp),
+    );
+    let text = edge_config(src, &files.dir, opts);
+    files.add(
+        format!("{name}.edge-config.toml"),
+        text.clone().into_bytes(),
+        0o644,
+        "IoT Edge config.toml provisioning section",
+    );
+    report.edge_config = Some(text);
+    Ok(())
 }
 
 /// The bytes `--stdout` prints for a single-file format.
@@ -730,17 +843,13 @@ fn render_stdout(src: &Source, opts: &ExportOptions, report: &mut ExportReport) 
         opts.formats.clone()
     };
     let [format] = formats.as_slice() else {
-        return Err(Error::Invalid(
-            "--stdout takes exactly one --format (pem, der, pfx or edge)".into(),
-        ));
+        return Err(Error::OneFormat);
     };
     match format {
         Format::Pem => Ok(src.chain_pem().into_bytes()),
         Format::Der => Ok(src.leaf.cert_der.clone()),
         Format::Pfx => {
-            let pw = opts.password.as_deref().ok_or_else(|| {
-                Error::Invalid("a PFX needs a password: pass --password-file FILE, set CHAINSMITH_PFX_PASSWORD, or --password P".into())
-            })?;
+            let pw = opts.password.as_deref().ok_or(Error::PasswordNeeded)?;
             src.pfx(opts.pfx_profile, pw, opts.include_chain)
         }
         Format::Edge => {
@@ -748,9 +857,7 @@ fn render_stdout(src: &Source, opts: &ExportOptions, report: &mut ExportReport) 
             report.edge_config = Some(text.clone());
             Ok(text.into_bytes())
         }
-        Format::Azure => Err(Error::Invalid(
-            "the azure layout is several files; use --out DIR instead of --stdout".into(),
-        )),
+        Format::Azure => Err(Error::SeveralFiles),
     }
 }
 
@@ -764,8 +871,8 @@ fn slot_entity(main: &Entity, slot: Slot) -> Result<Entity> {
     let meta_path = dir.join(store::META_FILE);
     if !meta_path.exists() {
         return Err(Error::Invalid(format!(
-            "\"{}\" has no {sub} slot; make it with `chainsmith new device {} --self-signed --slot {sub}`",
-            main.meta.name, main.meta.name
+            "\"{}\" has no {sub} slot; make a self-signed certificate for it in that slot first",
+            main.meta.name
         )));
     }
     Ok(Entity::read_dir(dir)?)

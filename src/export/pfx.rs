@@ -31,6 +31,7 @@ pub enum PfxProfile {
 }
 
 impl PfxProfile {
+    /// The name the CLI and the manifest use.
     pub fn as_str(self) -> &'static str {
         match self {
             PfxProfile::Modern => "modern",

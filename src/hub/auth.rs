@@ -247,7 +247,12 @@ pub fn authenticate(
 
 /// The registry's CAs as the chain check sees them: the verified ones are OpenSSL trust
 /// anchors (root or intermediate, partial chains allowed, as on IoT Hub); the unverified ones
-/// only explain a refusal. Built once per registry version.
+/// only explain a refusal. So a verified root admits devices under an intermediate that was
+/// uploaded but never verified, as IoT Hub does: "an X.509 CA certificate can authenticate any
+/// device that has the CA in its certificate chain of trust" (Microsoft Learn, "Authenticate
+/// identities with third-party X.509 certificates", iot-hub/authenticate-authorize-x509; test
+/// `hub_auth::verified_root_admits_devices_under_an_unverified_intermediate`).
+/// Built once per registry version.
 #[derive(Debug)]
 pub struct HubTrust {
     anchors: TrustAnchors,

@@ -17,8 +17,12 @@ pub mod amqp;
 pub mod amqp_iothub;
 pub mod auth;
 pub mod control;
+pub mod dps;
+pub mod dps_client;
+mod dps_server;
 pub mod registry;
 pub mod server;
+pub mod system_trust;
 pub mod tls;
 pub mod ws;
 

@@ -67,13 +67,29 @@ pub enum RegistryError {
     Proof { ca: String, reason: String },
     #[error("twin patch {0:?} is not a JSON object; pass e.g. '{{\"interval\": 5}}'")]
     Patch(String),
+    #[error("this certificate of CA \"{0}\" is already in DPS's certificate list")]
+    DpsCaTaken(String),
+    #[error(
+        "CA \"{0}\" is not in DPS's certificate list (DPS keeps its own, apart from the hub's)"
+    )]
+    DpsUnknownCa(String),
+    #[error(
+        "CA \"{0}\" is the certificate of enrollment group \"{1}\"; remove or change the group first"
+    )]
+    DpsCaInUse(String, String),
+    #[error("no enrollment group or individual enrollment is named \"{0}\"")]
+    DpsUnknownEnrollment(String),
+    #[error("DPS has no registration \"{0}\"")]
+    DpsUnknownRegistration(String),
+    #[error("enrollment group name {0:?} is not 1-128 letters, digits, '-', '.' or '_'")]
+    DpsGroupName(String),
 }
 
 impl RegistryError {
     /// A short machine-friendly name for `--json` errors (`{"error": {"kind": …}}`).
     pub fn kind(&self) -> &'static str {
         match self {
-            RegistryError::Store(s) => store_kind(s),
+            RegistryError::Store(s) => s.kind(),
             RegistryError::NotACa(_) => "not-a-ca",
             RegistryError::CaTaken(_) | RegistryError::DeviceTaken(_) => "already-registered",
             RegistryError::UnknownCa(_) | RegistryError::UnknownDevice(_) => "not-registered",
@@ -82,18 +98,19 @@ impl RegistryError {
             RegistryError::FromNotDevice(..) => "not-a-device",
             RegistryError::ThumbprintWithCa(_) => "thumbprint-with-ca",
             RegistryError::NothingToUpdate(_) => "nothing-to-update",
-            RegistryError::Slots(crate::export::Error::Store(s)) => store_kind(s),
+            RegistryError::Slots(crate::export::Error::Store(s)) => s.kind(),
             RegistryError::Slots(_) | RegistryError::Pki(_) => "invalid",
             RegistryError::Damaged { .. } => "damaged",
             RegistryError::Proof { .. } => "proof-refused",
             RegistryError::Patch(_) => "bad-patch",
+            RegistryError::DpsCaTaken(_) => "already-registered",
+            RegistryError::DpsUnknownCa(_)
+            | RegistryError::DpsUnknownEnrollment(_)
+            | RegistryError::DpsUnknownRegistration(_) => "not-registered",
+            RegistryError::DpsCaInUse(..) => "in-use",
+            RegistryError::DpsGroupName(_) => "invalid",
         }
     }
-}
-
-/// The kinds `chainsmith` gives store errors elsewhere (`cli::error_kind`).
-fn store_kind(e: &store::Error) -> &'static str {
-    e.kind()
 }
 
 pub type Result<T> = std::result::Result<T, RegistryError>;
@@ -409,18 +426,7 @@ impl HubStore {
 
     /// Upload a workspace CA. Returns the registered entry (with its verification code).
     pub fn add_ca(&self, name: &str, verified: bool) -> Result<HubCa> {
-        let entity = self.ws.load(name)?;
-        if !entity.meta.kind.is_ca() {
-            return Err(RegistryError::NotACa(name.to_string()));
-        }
-        let ca = HubCa {
-            name: name.to_string(),
-            cn: entity.meta.cn.clone(),
-            cert_pem: entity.cert_pem.clone(),
-            verified,
-            code: new_code(),
-            added: OffsetDateTime::now_utc(),
-        };
+        let ca = self.ca_entry(name, verified)?;
         self.modify(|r| {
             if r.cas
                 .iter()
@@ -437,10 +443,48 @@ impl HubStore {
     /// signed by the CA's key.
     pub fn verify_ca(&self, name: &str, cert_bytes: &[u8]) -> Result<HubCa> {
         let reg = self.load()?;
-        let mine: Vec<&HubCa> = reg.cas.iter().filter(|c| c.name == name).collect();
-        if mine.is_empty() {
+        if !reg.cas.iter().any(|c| c.name == name) {
             return Err(RegistryError::UnknownCa(name.to_string()));
         }
+        let ca = self.check_proof(name, &reg.cas, cert_bytes)?;
+        self.modify(|r| {
+            let c = r
+                .cas
+                .iter_mut()
+                .find(|c| c.name == name && c.cert_pem == ca.cert_pem)
+                .ok_or_else(|| RegistryError::UnknownCa(name.to_string()))?;
+            c.verified = true;
+            Ok(c.clone())
+        })
+    }
+
+    /// A registry entry for workspace CA `name` with a fresh verification code: what the hub
+    /// and DPS certificate lists both hold.
+    pub(crate) fn ca_entry(&self, name: &str, verified: bool) -> Result<HubCa> {
+        let entity = self.ws.load(name)?;
+        if !entity.meta.kind.is_ca() {
+            return Err(RegistryError::NotACa(name.to_string()));
+        }
+        Ok(HubCa {
+            name: name.to_string(),
+            cn: entity.meta.cn.clone(),
+            cert_pem: entity.cert_pem.clone(),
+            verified,
+            code: new_code(),
+            added: OffsetDateTime::now_utc(),
+        })
+    }
+
+    /// Proof of possession against a certificate list (the hub's or DPS's): `cert_bytes` must
+    /// be a certificate with CN = the current code of one of `name`'s entries in `cas`, signed
+    /// by that CA's key. Returns the entry it proves (the caller marks it verified).
+    pub(crate) fn check_proof(
+        &self,
+        name: &str,
+        cas: &[HubCa],
+        cert_bytes: &[u8],
+    ) -> Result<HubCa> {
+        let mine: Vec<&HubCa> = cas.iter().filter(|c| c.name == name).collect();
         let refuse = |reason: String| RegistryError::Proof {
             ca: name.to_string(),
             reason,
@@ -509,49 +553,7 @@ impl HubStore {
                 ),
             }));
         }
-        self.modify(|r| {
-            let c = r
-                .cas
-                .iter_mut()
-                .find(|c| c.name == name && c.cert_pem == ca.cert_pem)
-                .ok_or_else(|| RegistryError::UnknownCa(name.to_string()))?;
-            c.verified = true;
-            Ok(c.clone())
-        })
-    }
-
-    /// The whole proof of possession for workspace CA `ca`: upload it unverified if the hub
-    /// does not have it, make the verification certificate for the hub's code (at
-    /// `ops::verification_out`), and have the hub check it. Returns the steps taken, for a face
-    /// to show; a CA that is Verified already is left alone.
-    pub fn prove(&self, ca: &str) -> Result<Vec<String>> {
-        let reg = self.load()?;
-        let mut steps = Vec::new();
-        let entry = match reg.cas.iter().find(|c| c.name == ca) {
-            Some(c) if c.verified => {
-                return Ok(vec![format!("CA \"{ca}\" is already Verified in the hub")]);
-            }
-            Some(c) => {
-                steps.push(format!("CA \"{ca}\" is in the hub, Unverified"));
-                c.clone()
-            }
-            None => {
-                let c = self.add_ca(ca, false)?;
-                steps.push(format!("added CA \"{ca}\" to the hub (Unverified)"));
-                c
-            }
-        };
-        steps.push(format!("hub verification code {}", entry.code));
-        let out = crate::ops::verification_out(self.ws.root(), ca);
-        if let Some(dir) = out.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| store::io_error("cannot create", dir, e))?;
-        }
-        crate::ops::new_verification(&self.ws, ca, &entry.code, &out, None, true)?;
-        steps.push(format!("verification certificate {}", out.display()));
-        let bytes = std::fs::read(&out).map_err(|e| store::io_error("cannot read", &out, e))?;
-        self.verify_ca(ca, &bytes)?;
-        steps.push(format!("hub verified the proof: CA \"{ca}\" is Verified"));
-        Ok(steps)
+        Ok(ca)
     }
 
     pub fn remove_ca(&self, name: &str) -> Result<()> {
@@ -578,7 +580,7 @@ impl HubStore {
                 e.meta.kind.as_str(),
             ));
         }
-        let slots = crate::ops::lifecycle::slots(&self.ws, name)?;
+        let slots = store::slots(&self.ws, name)?;
         if slots.is_empty() {
             return Ok((Some(e.meta.sha256.clone()), None));
         }

@@ -205,6 +205,40 @@ pub enum HubEvent {
         status: u16,
         payload: String,
     },
+    /// A device connected to DPS (CONNECT with a DPS username, accepted).
+    DpsConnected {
+        registration_id: String,
+        peer: SocketAddr,
+        api_version: String,
+    },
+    /// A register request answered 202 (assigning).
+    DpsRegistering {
+        registration_id: String,
+        operation_id: String,
+    },
+    /// DPS assigned a device to the hub.
+    DpsAssigned {
+        registration_id: String,
+        device_id: String,
+        assigned_hub: String,
+        substatus: String,
+        enrollment: String,
+        /// A certificate was issued from the request's CSR.
+        issued: bool,
+    },
+    /// DPS refused a registration (or a poll): the status and error code it answered.
+    DpsRefused {
+        registration_id: String,
+        peer: SocketAddr,
+        status: u16,
+        error_code: u32,
+        kind: String,
+        reason: String,
+    },
+    DpsDisconnected {
+        registration_id: String,
+        reason: String,
+    },
 }
 
 impl HubEvent {
@@ -289,6 +323,45 @@ impl HubEvent {
                 status,
                 payload,
             } => format!("device {device}: method response rid={rid} status {status} {payload}"),
+            HubEvent::DpsConnected {
+                registration_id,
+                peer,
+                api_version,
+            } => {
+                format!("dps {registration_id}: connected from {peer} (api-version {api_version})")
+            }
+            HubEvent::DpsRegistering {
+                registration_id,
+                operation_id,
+            } => {
+                format!("dps {registration_id}: register: 202 assigning, operation {operation_id}")
+            }
+            HubEvent::DpsAssigned {
+                registration_id,
+                device_id,
+                assigned_hub,
+                substatus,
+                enrollment,
+                issued,
+            } => format!(
+                "dps {registration_id}: assigned device {device_id} to {assigned_hub} ({substatus}, {enrollment}{})",
+                if *issued {
+                    ", certificate issued from CSR"
+                } else {
+                    ""
+                }
+            ),
+            HubEvent::DpsRefused {
+                registration_id,
+                status,
+                error_code,
+                reason,
+                ..
+            } => format!("dps {registration_id}: refused {status} ({error_code}): {reason}"),
+            HubEvent::DpsDisconnected {
+                registration_id,
+                reason,
+            } => format!("dps {registration_id}: disconnected: {reason}"),
         }
     }
 }
@@ -348,13 +421,17 @@ type Pending = HashMap<String, oneshot::Sender<(u16, Vec<u8>)>>;
 
 pub(super) struct Shared {
     pub(super) store: HubStore,
-    config: HubConfig,
+    pub(super) config: HubConfig,
     events: broadcast::Sender<HubEvent>,
     sessions: Mutex<HashMap<String, SessionHandle>>,
     c2d_queue: Mutex<C2dQueue>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     pub(super) shutdown: watch::Receiver<bool>,
+    /// `serve --id-scope`: the ID scope DPS answers to instead of the workspace's.
+    pub(super) id_scope: Option<String>,
+    /// DPS operations (register answers) a device may poll, by operation id.
+    pub(super) dps_ops: Mutex<super::dps_server::Operations>,
     /// The registry as last read, keyed by the file's (inode, size, mtime): every CONNECT
     /// checks the file and re-reads it when it changed.
     /// The chain check's trust anchors are built with it, once per registry version.
@@ -394,7 +471,7 @@ async fn current_registry(sh: &Arc<Shared>) -> Result<Result<RegistryNow, Regist
 }
 
 impl Shared {
-    fn remember_refusal(
+    pub(super) fn remember_refusal(
         &self,
         peer: SocketAddr,
         device: Option<String>,
@@ -419,7 +496,7 @@ impl Shared {
     pub(super) fn emit(&self, e: HubEvent) {
         let _ = self.events.send(e);
     }
-    fn id(&self) -> u64 {
+    pub(super) fn id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
     fn subscribed(&self, device: &str, kind: DeviceSubscription) -> Option<mpsc::Sender<Outbound>> {
@@ -437,6 +514,16 @@ pub struct Hub;
 
 impl Hub {
     pub async fn start(ws_root: &Path, config: HubConfig) -> Result<HubHandle, HubError> {
+        Hub::start_with_scope(ws_root, config, None).await
+    }
+
+    /// [`Hub::start`], with DPS answering to `id_scope` instead of the workspace's own
+    /// (`serve --id-scope`).
+    pub async fn start_with_scope(
+        ws_root: &Path,
+        config: HubConfig,
+        id_scope: Option<String>,
+    ) -> Result<HubHandle, HubError> {
         let store = HubStore::open(ws_root)?;
         let tls_store = store.clone();
         let hostname = config.hostname.clone();
@@ -466,6 +553,8 @@ impl Hub {
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             shutdown: stop_rx,
+            id_scope,
+            dps_ops: Mutex::new(Default::default()),
             registry: Mutex::new(None),
             refusals: Mutex::new((VecDeque::with_capacity(REFUSAL_RING), 0)),
             unauthenticated: Arc::new(tokio::sync::Semaphore::new(MAX_UNAUTHENTICATED)),
@@ -952,7 +1041,8 @@ pub(super) fn release(sh: &Shared, device: &str, conn: u64) {
 // ---------------------------------------------------------------- one connection
 
 /// `unauthenticated` is this connection's share of [`MAX_UNAUTHENTICATED`], held until the
-/// CONNECT is accepted.
+/// CONNECT is accepted. Steps: TLS, CONNECT, then by the username either DPS's protocol
+/// ([`super::dps_server`]) or the hub's: authenticate, serve the device session.
 async fn connection(
     sh: Arc<Shared>,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -966,160 +1056,192 @@ async fn connection(
     }
 }
 
-/// An MQTT connection on an authenticated-TLS stream (TCP+TLS, or a WebSocket over TLS):
-/// CONNECT within 10 s of `start`, then the device session.
-pub(super) async fn mqtt_connection<S>(
+/// A stream a device speaks MQTT on: TCP+TLS, or a WebSocket over TLS.
+pub(super) trait DeviceStream:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
+{
+}
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> DeviceStream for S {}
+
+/// An MQTT connection on an authenticated-TLS stream: CONNECT within 10 s of `start`, then by
+/// the username either DPS's protocol ([`super::dps_server`]) or the hub's: authenticate,
+/// serve the device session.
+pub(super) async fn mqtt_connection<S: DeviceStream>(
     sh: Arc<Shared>,
     mut tls: S,
     chain: Vec<Vec<u8>>,
     peer: SocketAddr,
     unauthenticated: tokio::sync::OwnedSemaphorePermit,
     start: tokio::time::Instant,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
+) {
     let deadline = start + CONNECT_TIMEOUT;
     let mut stop = sh.shutdown.clone();
-
-    // CONNECT, within what is left of the 10 s and at most MAX_CONNECT_BYTES.
     let mut buf = BytesMut::with_capacity(4096);
-    let connect = loop {
+    let Some(connect) = read_connect(&sh, &mut tls, &mut buf, peer, deadline, &mut stop).await
+    else {
+        return;
+    };
+    let username = connect.login.as_ref().map(|l| l.username.clone());
+    if username.as_deref().is_some_and(azure::dps::is_dps_username) {
+        let conn = super::dps_server::DpsConn {
+            tls,
+            buf,
+            peer,
+            chain,
+            stop,
+        };
+        super::dps_server::serve(sh, conn, connect, unauthenticated).await;
+        return;
+    }
+    let Some(revoked) = authenticate(&sh, &mut tls, &connect, &chain, peer).await else {
+        return;
+    };
+    drop(unauthenticated);
+    device_session(sh, tls, buf, connect, peer, revoked, stop).await;
+}
+
+/// CONNECT, within what is left of the 10 s and at most MAX_CONNECT_BYTES. None: the
+/// connection was dropped (and said why).
+async fn read_connect<S: DeviceStream>(
+    sh: &Shared,
+    tls: &mut S,
+    buf: &mut BytesMut,
+    peer: SocketAddr,
+    deadline: tokio::time::Instant,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<rumqttc::mqttbytes::v4::Connect> {
+    let drop_with = |reason: String| {
+        sh.emit(HubEvent::Dropped { peer, reason });
+        None
+    };
+    loop {
         if buf.first().is_some_and(|b| *b != 0x10) {
-            sh.emit(HubEvent::Dropped {
-                peer,
-                reason: format!(
-                    "first bytes are not an MQTT CONNECT (0x{:02x}); closed",
-                    buf[0]
-                ),
-            });
-            return;
+            return drop_with(format!(
+                "first bytes are not an MQTT CONNECT (0x{:02x}); closed",
+                buf[0]
+            ));
         }
-        match Packet::read(&mut buf, MAX_CONNECT_BYTES) {
-            Ok(Packet::Connect(c)) if c.protocol == rumqttc::mqttbytes::Protocol::V4 => break c,
+        match Packet::read(buf, MAX_CONNECT_BYTES) {
+            Ok(Packet::Connect(c)) if c.protocol == rumqttc::mqttbytes::Protocol::V4 => {
+                return Some(c);
+            }
             Ok(Packet::Connect(_)) => {
-                refuse_protocol(&sh, &mut tls, peer, "5").await;
-                return;
+                refuse_protocol(sh, tls, peer, "5").await;
+                return None;
             }
             Ok(other) => {
-                sh.emit(HubEvent::Dropped {
-                    peer,
-                    reason: format!("first packet was {:?}, not CONNECT", packet_name(&other)),
-                });
-                return;
+                return drop_with(format!(
+                    "first packet was {:?}, not CONNECT",
+                    packet_name(&other)
+                ));
             }
             Err(mqttbytes::Error::InsufficientBytes(_)) if buf.len() < MAX_CONNECT_BYTES => {}
             Err(mqttbytes::Error::InsufficientBytes(_))
             | Err(mqttbytes::Error::PayloadSizeLimitExceeded(_)) => {
-                sh.emit(HubEvent::Dropped {
-                    peer,
-                    reason: format!(
-                        "CONNECT is larger than {} KiB, the most accepted before authentication; closed",
-                        MAX_CONNECT_BYTES / 1024
-                    ),
-                });
-                return;
+                return drop_with(format!(
+                    "CONNECT is larger than {} KiB, the most accepted before authentication; closed",
+                    MAX_CONNECT_BYTES / 1024
+                ));
             }
             Err(mqttbytes::Error::InvalidProtocolLevel(level)) => {
-                refuse_protocol(&sh, &mut tls, peer, &level.to_string()).await;
-                return;
+                refuse_protocol(sh, tls, peer, &level.to_string()).await;
+                return None;
             }
             Err(mqttbytes::Error::InvalidProtocol) => {
-                refuse_protocol(&sh, &mut tls, peer, "3 (MQIsdp)").await;
-                return;
+                refuse_protocol(sh, tls, peer, "3 (MQIsdp)").await;
+                return None;
             }
-            Err(e) => {
-                sh.emit(HubEvent::Dropped {
-                    peer,
-                    reason: format!("malformed CONNECT: {e:?}"),
-                });
-                return;
-            }
+            Err(e) => return drop_with(format!("malformed CONNECT: {e:?}")),
         }
         let r = tokio::select! {
-            r = tokio::time::timeout_at(deadline, tls.read_buf(&mut buf)) => r,
-            _ = stop.changed() => return,
+            r = tokio::time::timeout_at(deadline, tls.read_buf(buf)) => r,
+            _ = stop.changed() => return None,
         };
         match r {
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                sh.emit(HubEvent::Dropped {
-                    peer,
-                    reason: "closed before CONNECT".into(),
-                });
-                return;
-            }
+            Ok(Ok(0)) | Ok(Err(_)) => return drop_with("closed before CONNECT".into()),
             Ok(Ok(_)) => {}
-            Err(_) => {
-                sh.emit(HubEvent::Dropped {
-                    peer,
-                    reason: "no CONNECT within 10 s of connecting; closed".into(),
-                });
-                return;
-            }
+            Err(_) => return drop_with("no CONNECT within 10 s of connecting; closed".into()),
         }
-    };
+    }
+}
 
-    let device = connect.client_id.clone();
-    let username = connect.login.as_ref().map(|l| l.username.clone());
-    let reg = current_registry(&sh).await;
+/// IoT Hub's rules for a device CONNECT. On refusal: CONNACK 5, the reason remembered and
+/// emitted, None. On success: the revocation to warn about, if any.
+async fn authenticate<S: DeviceStream>(
+    sh: &Arc<Shared>,
+    tls: &mut S,
+    connect: &rumqttc::mqttbytes::v4::Connect,
+    chain: &[Vec<u8>],
+    peer: SocketAddr,
+) -> Option<Option<super::registry::RevokedCert>> {
+    let device = &connect.client_id;
+    let username = connect.login.as_ref().map(|l| l.username.as_str());
     let mut revoked = None;
-    let verdict = match reg {
+    let verdict = match current_registry(sh).await {
         Ok(Ok((reg, trust))) => {
             revoked = chain.first().and_then(|d| reg.revoked_cert(d)).cloned();
             auth::authenticate(
                 &reg,
                 &trust,
-                &device,
-                username.as_deref(),
-                &chain,
+                device,
+                username,
+                chain,
                 OffsetDateTime::now_utc(),
             )
         }
         Ok(Err(e)) => Err(auth::Refusal::Registry {
             detail: e.to_string(),
         }),
-        Err(_) => return,
+        Err(_) => return None,
     };
-    let mut out = BytesMut::with_capacity(4096);
-    if let Err(refusal) = verdict {
-        // Remember the reason before the CONNACK goes out, so a client that asks the control
-        // channel right after CONNACK 5 finds it.
-        sh.remember_refusal(
-            peer,
-            Some(device.clone()).filter(|d| !d.is_empty()),
-            refusal.kind(),
-            refusal.to_string(),
-        );
-        let _ = ConnAck::new(ConnectReturnCode::NotAuthorized, false).write(&mut out);
-        let _ = tls.write_all(&out).await;
-        let _ = tls.flush().await;
-        sh.emit(HubEvent::Refused {
-            peer,
-            device: Some(device.clone()).filter(|d| !d.is_empty()),
-            kind: refusal.kind().to_string(),
-            reason: refusal.to_string(),
-        });
-        let _ = tls.shutdown().await;
-        return;
+    match verdict {
+        Ok(_) => Some(revoked),
+        Err(refusal) => {
+            let device = Some(device.clone()).filter(|d| !d.is_empty());
+            refuse_connect(sh, tls, peer, device, refusal.kind(), refusal.to_string()).await;
+            None
+        }
     }
+}
 
-    // Accepted: take over the device id (a new connection drops the old one).
-    drop(unauthenticated);
-    let conn = sh.id();
-    let (tx, mut rx) = mpsc::channel::<Outbound>(256);
-    let subs = Arc::new(Mutex::new(Vec::new()));
-    let old = sh.sessions.lock().expect("sessions").insert(
-        device.clone(),
-        SessionHandle {
-            conn,
-            tx: tx.clone(),
-            subs: subs.clone(),
-        },
-    );
-    if let Some(old) = old {
-        let _ = old.tx.try_send(Outbound::Kick(
-            "another connection with the same device id took over".into(),
-        ));
-    }
+/// CONNACK 5 with the reason remembered (before the CONNACK goes out, so a client that asks
+/// the control channel right after finds it) and emitted; then close.
+pub(super) async fn refuse_connect<S: DeviceStream>(
+    sh: &Shared,
+    tls: &mut S,
+    peer: SocketAddr,
+    device: Option<String>,
+    kind: &str,
+    reason: String,
+) {
+    sh.remember_refusal(peer, device.clone(), kind, reason.clone());
+    let mut out = BytesMut::new();
+    let _ = ConnAck::new(ConnectReturnCode::NotAuthorized, false).write(&mut out);
+    let _ = tls.write_all(&out).await;
+    let _ = tls.flush().await;
+    sh.emit(HubEvent::Refused {
+        peer,
+        device,
+        kind: kind.to_string(),
+        reason,
+    });
+    let _ = tls.shutdown().await;
+}
+
+/// An accepted device: take over its id (a new connection drops the old one), CONNACK 0,
+/// then packets both ways until one side closes.
+async fn device_session<S: DeviceStream>(
+    sh: Arc<Shared>,
+    mut tls: S,
+    mut buf: BytesMut,
+    connect: rumqttc::mqttbytes::v4::Connect,
+    peer: SocketAddr,
+    revoked: Option<super::registry::RevokedCert>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let device = connect.client_id.clone();
+    let mut out = BytesMut::with_capacity(4096);
+    let (conn, mut rx, subs) = take_over(&sh, &device);
     let keep_alive = if connect.keep_alive == 0 {
         azure::MAX_KEEP_ALIVE_SECS
     } else {
@@ -1141,12 +1263,7 @@ pub(super) async fn mqtt_connection<S>(
         });
     }
 
-    let mut session = Session {
-        sh: sh.clone(),
-        device: device.clone(),
-        subs,
-        next_pkid: 1,
-    };
+    let mut session = Session::new(sh.clone(), device.clone(), subs);
     let reason = loop {
         if !out.is_empty() {
             if tls.write_all(&out).await.is_err() || tls.flush().await.is_err() {
@@ -1160,27 +1277,7 @@ pub(super) async fn mqtt_connection<S>(
                 Ok(Err(e)) => break format!("read failed: {e}"),
                 Ok(Ok(0)) => break "connection closed by the device".to_string(),
                 Ok(Ok(_)) => {
-                    let mut fatal = None;
-                    loop {
-                        match Packet::read(&mut buf, MAX_PACKET) {
-                            Ok(p) => {
-                                if let Err(why) = session.handle(p, &mut out).await {
-                                    fatal = Some(why);
-                                    break;
-                                }
-                            }
-                            Err(mqttbytes::Error::InsufficientBytes(_)) => break,
-                            Err(mqttbytes::Error::PayloadSizeLimitExceeded(n)) => {
-                                fatal = Some(format!("packet of {n} bytes exceeds IoT Hub's 256 KB message limit"));
-                                break;
-                            }
-                            Err(e) => {
-                                fatal = Some(format!("malformed packet: {e:?}"));
-                                break;
-                            }
-                        }
-                    }
-                    if let Some(why) = fatal {
+                    if let Err(why) = session.drain(&mut buf, &mut out).await {
                         // Flush acknowledgements already earned, then close.
                         let _ = tls.write_all(&out).await;
                         break why;
@@ -1198,13 +1295,21 @@ pub(super) async fn mqtt_connection<S>(
         }
     };
     let _ = tls.shutdown().await;
-    {
-        let mut s = sh.sessions.lock().expect("sessions");
-        if s.get(&device).is_some_and(|h| h.conn == conn) {
-            s.remove(&device);
-        }
-    }
+    release(&sh, &device, conn);
     sh.emit(HubEvent::Disconnected { device, reason });
+}
+
+/// Read every whole packet in `buf`: Err(reason) when one is fatal (too large, malformed, or
+/// one the device may not send).
+pub(super) fn next_packet(buf: &mut BytesMut) -> Result<Option<Packet>, String> {
+    match Packet::read(buf, MAX_PACKET) {
+        Ok(p) => Ok(Some(p)),
+        Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
+        Err(mqttbytes::Error::PayloadSizeLimitExceeded(n)) => Err(format!(
+            "packet of {n} bytes exceeds IoT Hub's 256 KB message limit"
+        )),
+        Err(e) => Err(format!("malformed packet: {e:?}")),
+    }
 }
 
 /// CONNECT of another MQTT version: CONNACK 1 (unacceptable protocol version), then close.
@@ -1226,7 +1331,7 @@ async fn refuse_protocol<S: tokio::io::AsyncWrite + Unpin>(
     });
 }
 
-fn packet_name(p: &Packet) -> &'static str {
+pub(super) fn packet_name(p: &Packet) -> &'static str {
     match p {
         Packet::Connect(_) => "CONNECT",
         Packet::ConnAck(_) => "CONNACK",
@@ -1264,6 +1369,14 @@ impl Session {
             subs,
             next_pkid: 1,
         }
+    }
+
+    /// Handle every whole packet in `buf`.
+    async fn drain(&mut self, buf: &mut BytesMut, out: &mut BytesMut) -> Result<(), String> {
+        while let Some(p) = next_packet(buf)? {
+            self.handle(p, out).await?;
+        }
+        Ok(())
     }
 
     /// Queue a PUBLISH to the device if one of its subscriptions matches; false when none does

@@ -416,7 +416,7 @@ fn client_refused(a: AlertDescription, step: Step, cx: &Context<'_>) -> Diagnosi
     let expired = id
         .sent
         .iter()
-        .find(|c| c.view.status != crate::pki::inspect::Validity::Valid);
+        .find(|c| c.view.status != crate::pki::inspect::ValidityStatus::Valid);
     if let Some(c) = expired {
         let is_leaf = std::ptr::eq(c, id.leaf());
         let what = if is_leaf {
@@ -425,7 +425,7 @@ fn client_refused(a: AlertDescription, step: Step, cx: &Context<'_>) -> Diagnosi
             format!("CA certificate \"{}\" in the chain sent", c.name)
         };
         let (state, date) = match c.view.status {
-            crate::pki::inspect::Validity::NotYetValid => {
+            crate::pki::inspect::ValidityStatus::NotYetValid => {
                 ("is not valid until", &c.view.not_before)
             }
             _ => ("expired on", &c.view.not_after),

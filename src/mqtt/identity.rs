@@ -2,7 +2,7 @@
 //! what we know about the CAs above it (from the workspace), for the pre-flight lint and for
 //! naming the missing intermediate when a broker refuses the chain.
 
-use crate::pki::inspect::{CertView, Validity};
+use crate::pki::inspect::{CertView, ValidityStatus};
 use crate::pki::lint::{self, Finding, LintContext, Severity};
 use crate::pki::{Target, inspect::signed_by};
 use crate::store::{Kind, Meta, Workspace};
@@ -259,17 +259,17 @@ impl Identity {
         let mut out = lint::lint(&self.leaf().view, &ctx);
         for c in self.sent[1..].iter().chain(self.above.iter()) {
             match c.view.status {
-                Validity::Expired => out.push(Finding {
+                ValidityStatus::Expired => out.push(Finding {
                     severity: Severity::Error,
                     code: "issuer-expired",
                     message: format!("CA \"{}\" in the chain expired on {}; renew it and re-issue what it signed", c.name, c.view.not_after),
                 }),
-                Validity::NotYetValid => out.push(Finding {
+                ValidityStatus::NotYetValid => out.push(Finding {
                     severity: Severity::Error,
                     code: "issuer-not-yet-valid",
                     message: format!("CA \"{}\" in the chain is not valid until {}", c.name, c.view.not_before),
                 }),
-                Validity::Valid => {}
+                ValidityStatus::Valid => {}
             }
         }
         for pair in self.sent.windows(2) {

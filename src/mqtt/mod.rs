@@ -395,7 +395,7 @@ impl CertSummary {
             subject: v.subject,
             issuer: v.issuer,
             not_after: v.not_after,
-            expired: v.status == crate::pki::inspect::Validity::Expired,
+            expired: v.status == crate::pki::inspect::ValidityStatus::Expired,
         })
     }
 }

@@ -1,8 +1,11 @@
+#![warn(missing_docs)]
 //! Operations on a workspace: what the CLI's and the TUI's commands do, in one place.
 //! Each combines `pki` (make and check certificates) with `store` (keep them).
 
 pub mod lifecycle;
+mod prove;
 pub use lifecycle::new_devices_or_slot;
+pub use prove::hub_prove;
 
 use crate::pki::identity::{self, check_device_id, check_entity_name, expand_range};
 use crate::pki::inspect::CertView;
@@ -21,12 +24,16 @@ use time::OffsetDateTime;
 /// How long a new certificate is valid, as the user asked.
 #[derive(Clone, Debug, Default)]
 pub struct ValidityArg {
+    /// Validity in days from now (or from `not_before`).
     pub days: Option<u32>,
+    /// Start, RFC 3339.
     pub not_before: Option<String>,
+    /// End, RFC 3339.
     pub not_after: Option<String>,
 }
 
 impl ValidityArg {
+    /// Just a length in days.
     pub fn days(days: u32) -> Self {
         ValidityArg {
             days: Some(days),
@@ -38,11 +45,11 @@ impl ValidityArg {
     pub fn resolve(&self, profile: &Profile, now: OffsetDateTime) -> Result<Validity> {
         let days = self.days.unwrap_or_else(|| Validity::default_days(profile));
         if days == 0 {
-            return Err(crate::pki::Error::invalid("--days must be at least 1; for an expired fixture use --not-after with a past time").into());
+            return Err(crate::pki::Error::Validity("a validity of 0 days is empty: give at least 1 day; for an expired fixture give a not-after time in the past".into()).into());
         }
         if self.days.is_some() && self.not_before.is_some() && self.not_after.is_some() {
-            return Err(crate::pki::Error::invalid(
-                "--days, --not-before and --not-after together over-determine the window; drop one",
+            return Err(crate::pki::Error::Validity(
+                "a length in days, a not-before and a not-after together over-determine the window; drop one".into(),
             )
             .into());
         }
@@ -72,16 +79,62 @@ impl ValidityArg {
     }
 }
 
+/// A step an engine call leaves to the user: the engine says it in words and lists it as
+/// this value, and each face offers it as its own command or key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum NextStep {
+    /// Publish a new CRL of this CA.
+    PublishCrl {
+        /// The issuing CA.
+        ca: String,
+    },
+    /// Renew with a new key (the old one is compromised).
+    Rekey {
+        /// The entity.
+        name: String,
+    },
+    /// Remove this CA from the local hub (revoking a CA disables no device).
+    RemoveHubCa {
+        /// The CA.
+        name: String,
+    },
+    /// Disable the device on the local hub, where revocation alone changes nothing.
+    DisableOnHub {
+        /// The entity.
+        name: String,
+    },
+    /// Copy the subject alternative names a CSR asks for, or set names explicitly.
+    CsrSans,
+    /// Upload the CA's new certificate to the local hub.
+    UploadCa {
+        /// The CA.
+        name: String,
+    },
+    /// Prove possession of the CA's new certificate for the hub's verification code.
+    ProveCa {
+        /// The CA.
+        name: String,
+        /// The hub's verification code.
+        code: String,
+    },
+}
+
 /// What a command made, for printing.
 #[derive(Clone, Debug, Serialize)]
 pub struct Created {
+    /// What was made.
     pub entities: Vec<Meta>,
+    /// What the user should know.
     pub warnings: Vec<String>,
+    /// The steps the warnings recommend, for a face to offer as its own commands or keys.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub next: Vec<NextStep>,
+    /// The file written (verification certificates).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
 }
 
-/// Load a CA that can issue, with errors for every way it cannot.
 /// Which CAs the workspace has, for an error that refused a non-CA as issuer.
 fn cas_hint(ws: &Workspace) -> String {
     let mut cas: Vec<String> = ws
@@ -103,6 +156,7 @@ fn cas_hint(ws: &Workspace) -> String {
     }
 }
 
+/// Load a CA that can issue, with errors for every way it cannot.
 pub fn load_ca(ws: &Workspace, name: &str) -> Result<CaHandle> {
     let entity = ws.load(name).map_err(|e| match e {
         Error::NotFound {
@@ -204,16 +258,25 @@ fn store(ws: &Workspace, batch: Vec<NewEntity>, force: bool) -> Result<Vec<Meta>
 /// A CA (root when `issuer` is None) as the user described it.
 #[derive(Clone, Debug)]
 pub struct CaRequest {
+    /// The entity name.
     pub name: String,
+    /// The CN (the name when None).
     pub cn: Option<String>,
+    /// A whole subject instead of a CN.
     pub subject: Option<String>,
+    /// The key algorithm.
     pub key: KeyAlg,
+    /// How long it is valid.
     pub validity: ValidityArg,
+    /// The path length (one less than the issuer's when None).
     pub pathlen: Option<u8>,
+    /// The issuing CA (a root when None).
     pub issuer: Option<String>,
+    /// Replace an entity of that name.
     pub force: bool,
 }
 
+/// Make a root or intermediate CA.
 pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
     check_entity_name(&req.name)?;
     if !req.force {
@@ -253,8 +316,8 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
         }
         Some(issuer) => {
             if issuer == &req.name {
-                return Err(crate::pki::Error::invalid(format!(
-                    "\"{}\" cannot issue itself; pick its parent CA as --issuer",
+                return Err(crate::pki::Error::Issuer(format!(
+                    "\"{}\" cannot issue itself; pick its parent CA as the issuer",
                     req.name
                 ))
                 .into());
@@ -306,6 +369,7 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
     Ok(Created {
         entities,
         warnings,
+        next: vec![],
         file: None,
     })
 }
@@ -315,13 +379,21 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
 pub struct DeviceRequest {
     /// Ids or ranges like `dev-{001..500}`.
     pub ids: Vec<String>,
+    /// The issuing CA (self-signed devices when None).
     pub issuer: Option<String>,
+    /// The key algorithm (the default when None).
     pub key: Option<KeyAlg>,
+    /// How long they are valid.
     pub validity: ValidityArg,
+    /// Client, or client and server authentication.
     pub eku: Eku,
+    /// Subject alternative names.
     pub sans: Vec<String>,
+    /// Whose identity rules the ids must follow.
     pub target: Target,
+    /// For a self-signed device: the thumbprint slot.
     pub slot: Option<Slot>,
+    /// Replace entities of those names.
     pub force: bool,
 }
 
@@ -388,6 +460,7 @@ pub fn device_entity(
     })
 }
 
+/// Make devices (ranges expanded) under a CA, or self-signed.
 pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
     let (ids, mut warnings) = expand_ids(&req.ids, req.target)?;
     if !req.force {
@@ -437,6 +510,7 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
     Ok(Created {
         entities,
         warnings,
+        next: vec![],
         file: None,
     })
 }
@@ -465,12 +539,10 @@ pub fn new_verification(
         .parent()
         .filter(|d| !d.as_os_str().is_empty() && !d.is_dir())
     {
-        return Err(crate::pki::Error::invalid(format!(
-            "cannot write {}: the directory {} does not exist; create it or choose another --out",
-            out.display(),
-            dir.display()
-        ))
-        .into());
+        return Err(Error::MissingDir {
+            file: out.to_path_buf(),
+            dir: dir.to_path_buf(),
+        });
     }
     let ca = load_ca(ws, issuer)?;
     let profile = Profile::Verification;
@@ -526,6 +598,7 @@ pub fn new_verification(
         warnings: identity::verification_code_warning(code)
             .into_iter()
             .collect(),
+        next: vec![],
         file: Some(out.to_path_buf()),
     })
 }
@@ -533,11 +606,17 @@ pub fn new_verification(
 /// Sign a device's CSR with a workspace CA.
 #[derive(Clone, Debug, Default)]
 pub struct CsrRequest {
+    /// The signing CA.
     pub issuer: String,
+    /// The entity name (the CSR's CN when None).
     pub name: Option<String>,
+    /// How long it is valid.
     pub validity: ValidityArg,
+    /// Client, or client and server authentication.
     pub eku: Eku,
+    /// Whose identity rules the CN must follow.
     pub target: Target,
+    /// Replace an entity of that name.
     pub force: bool,
     /// subjectAltNames to put in, as `new device --san` takes them.
     pub sans: Vec<String>,
@@ -545,17 +624,19 @@ pub struct CsrRequest {
     pub keep_san: bool,
 }
 
+/// Sign a device's CSR: subject and key from the request, profile from chainsmith.
 pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Created> {
     let csr = crate::pki::csr::parse_csr(csr_bytes)?;
     let name = match (&req.name, &csr.cn) {
         (Some(n), _) => n.clone(),
         (None, Some(cn)) => cn.clone(),
         (None, None) => {
-            return Err(crate::pki::Error::invalid("the CSR's subject has no CN; pass --name NAME, and make device CSRs with CN = the device id").into());
+            return Err(crate::pki::Error::CsrWithoutCn.into());
         }
     };
     check_entity_name(&name)?;
     let mut warnings = Vec::new();
+    let mut next = Vec::new();
     if let Some(cn) = &csr.cn {
         match check_device_id(cn, req.target) {
             Ok(w) => warnings.extend(w),
@@ -595,7 +676,7 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
         }
     } else if !csr.sans.is_empty() {
         warnings.push(format!(
-            "the CSR asks for subjectAltName {}; not copied: pass --keep-san to copy it, or --san to set names",
+            "the CSR asks for subjectAltName {}; not copied: copy it, or set names",
             csr.sans
                 .iter()
                 .map(crate::pki::csr::san_text)
@@ -603,6 +684,7 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
                 .join(", ")
         ));
         ignored.retain(|e| e != "SubjectAlternativeName");
+        next.push(NextStep::CsrSans);
     }
     if !ignored.is_empty() {
         warnings.push(format!(
@@ -642,6 +724,7 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
     Ok(Created {
         entities,
         warnings,
+        next,
         file: None,
     })
 }
@@ -649,25 +732,37 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
 /// Everything `show` prints about an entity.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// The entity.
     pub name: String,
+    /// Its meta.toml.
     pub meta: Meta,
+    /// Its certificate, decoded.
     pub certificate: CertView,
     /// Entity names from this one up to the root.
     pub chain: Vec<String>,
+    /// The chain judged as OpenSSL would.
     pub chain_check: ChainCheck,
+    /// Lint findings.
     pub lint: Vec<Finding>,
+    /// Where its files lie.
     pub paths: Paths,
 }
 
+/// Where an entity's files lie.
 #[derive(Clone, Debug, Serialize)]
 pub struct Paths {
+    /// Its directory.
     pub dir: PathBuf,
+    /// Its certificate.
     pub cert: PathBuf,
+    /// Its private key, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// Its meta.toml.
     pub meta: PathBuf,
 }
 
+/// The paths of an entity's files.
 pub fn paths_of(entity: &Entity) -> Paths {
     Paths {
         dir: entity.dir.clone(),
@@ -677,6 +772,7 @@ pub fn paths_of(entity: &Entity) -> Paths {
     }
 }
 
+/// Everything `show` prints about an entity.
 pub fn report(ws: &Workspace, name: &str) -> Result<Report> {
     let chain = crate::store::chain_of(ws, name)?;
     let entity = &chain[0];
@@ -755,10 +851,14 @@ pub fn report(ws: &Workspace, name: &str) -> Result<Report> {
 /// One node of the hierarchy for `list` and the TUI's tree.
 #[derive(Clone, Debug, Serialize)]
 pub struct TreeRow {
+    /// How deep in the tree (0 for roots).
     pub depth: usize,
+    /// The entity.
     #[serde(flatten)]
     pub meta: Meta,
+    /// Days until it expires (negative once expired).
     pub days_left: i64,
+    /// "valid", "expired", "not yet valid" or "revoked" (`Meta::status`).
     pub status: &'static str,
 }
 

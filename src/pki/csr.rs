@@ -6,9 +6,13 @@ use super::{Error, Result};
 use rcgen::DistinguishedName;
 use x509_parser::prelude::*;
 
+/// A certificate request, read and checked.
 pub struct ParsedCsr {
+    /// The subject it asks for.
     pub subject: DistinguishedName,
+    /// Its CN.
     pub cn: Option<String>,
+    /// Its public key (SubjectPublicKeyInfo, DER).
     pub spki_der: Vec<u8>,
     /// Extensions the request asked for and we did not honour, to tell the user.
     pub ignored_extensions: Vec<String>,
@@ -34,6 +38,7 @@ pub fn csr_der(bytes: &[u8]) -> Result<Vec<u8>> {
     Ok(bytes.to_vec())
 }
 
+/// Read a CSR (PEM or DER) and check its signature.
 pub fn parse_csr(bytes: &[u8]) -> Result<ParsedCsr> {
     let der = csr_der(bytes)?;
     let (_, csr) = X509CertificationRequest::from_der(&der).map_err(|e| {

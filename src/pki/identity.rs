@@ -22,8 +22,10 @@ pub enum Target {
 }
 
 impl Target {
+    /// Every target, in the order menus list them.
     pub const ALL: [Target; 4] = [Target::Hub, Target::Dps, Target::Central, Target::Generic];
 
+    /// The name the CLI and spec files use.
     pub fn as_str(self) -> &'static str {
         match self {
             Target::Hub => "hub",

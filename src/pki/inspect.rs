@@ -9,67 +9,99 @@ use x509_parser::prelude::*;
 /// Everything a person needs to know about one certificate.
 #[derive(Clone, Debug, Serialize)]
 pub struct CertView {
+    /// Subject, one line.
     pub subject: String,
+    /// Subject CN.
     pub cn: Option<String>,
+    /// Issuer, one line.
     pub issuer: String,
+    /// Serial number, hex.
     pub serial: String,
+    /// Start of validity, RFC 3339.
     pub not_before: String,
+    /// End of validity, RFC 3339.
     pub not_after: String,
     /// Whole days until notAfter; negative once expired.
     pub days_left: i64,
-    pub status: Validity,
+    /// Within its window or not.
+    pub status: ValidityStatus,
+    /// Its public key.
     pub key: KeyView,
+    /// Its signature algorithm.
     pub signature_algorithm: String,
+    /// basicConstraints CA:TRUE.
     pub is_ca: bool,
+    /// Path length constraint.
     pub pathlen: Option<u32>,
+    /// Its own issuer, by name and signature.
     pub self_signed: bool,
+    /// Every extension.
     pub extensions: Vec<ExtensionView>,
+    /// SHA-1 thumbprint, upper-case hex.
     pub sha1: String,
+    /// SHA-256 thumbprint, upper-case hex.
     pub sha256: String,
+    /// Start of validity.
     #[serde(skip)]
     pub not_before_t: ::time::OffsetDateTime,
+    /// End of validity.
     #[serde(skip)]
     pub not_after_t: ::time::OffsetDateTime,
+    /// Whether the EKU allows clientAuth (None without an EKU).
     #[serde(skip)]
     pub eku_client_auth: Option<bool>,
+    /// Whether basicConstraints is present.
     #[serde(skip)]
     pub basic_constraints_present: bool,
+    /// Whether keyUsage is present and allows keyCertSign.
     #[serde(skip)]
     pub key_cert_sign: bool,
 }
 
+/// Where now lies against a certificate's validity window.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
-pub enum Validity {
+pub enum ValidityStatus {
+    /// Within its window.
     Valid,
+    /// After its window.
     Expired,
+    /// Before its window.
     NotYetValid,
 }
 
-impl Validity {
+impl ValidityStatus {
+    /// The words `show` uses.
     pub fn as_str(self) -> &'static str {
         match self {
-            Validity::Valid => "valid",
-            Validity::Expired => "expired",
-            Validity::NotYetValid => "not yet valid",
+            ValidityStatus::Valid => "valid",
+            ValidityStatus::Expired => "expired",
+            ValidityStatus::NotYetValid => "not yet valid",
         }
     }
 }
 
+/// A public key, described.
 #[derive(Clone, Debug, Serialize)]
 pub struct KeyView {
     /// "ECDSA P-256", "RSA 2048", ...
     pub algorithm: String,
+    /// Key size in bits.
     pub bits: u32,
     /// Our name for it when it is one chainsmith makes.
     pub key_alg: Option<KeyAlg>,
 }
 
+/// One extension, described.
 #[derive(Clone, Debug, Serialize)]
 pub struct ExtensionView {
+    /// Its name.
     pub name: String,
+    /// Its OID.
     pub oid: String,
+    /// Whether it is critical.
     pub critical: bool,
+    /// Its value, as text.
     pub value: String,
 }
 
@@ -258,6 +290,7 @@ fn days_between(from: ::time::OffsetDateTime, to: ::time::OffsetDateTime) -> i64
 }
 
 impl CertView {
+    /// Decode a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<CertView> {
         Self::from_der_at(der, ::time::OffsetDateTime::now_utc())
     }
@@ -270,11 +303,11 @@ impl CertView {
         let nb = cert.validity().not_before.to_datetime();
         let na = cert.validity().not_after.to_datetime();
         let status = if now < nb {
-            Validity::NotYetValid
+            ValidityStatus::NotYetValid
         } else if now > na {
-            Validity::Expired
+            ValidityStatus::Expired
         } else {
-            Validity::Valid
+            ValidityStatus::Valid
         };
         let bc = cert
             .basic_constraints()
@@ -338,6 +371,7 @@ impl CertView {
         })
     }
 
+    /// Whether it is signed with SHA-1.
     pub fn uses_sha1_signature(&self) -> bool {
         SHA1_SIGNATURES.iter().any(|(oid, name)| {
             self.signature_algorithm == *oid || self.signature_algorithm == *name
@@ -384,30 +418,46 @@ pub fn cert_spki(cert: &[u8]) -> Option<Vec<u8>> {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Item {
+    /// A certificate.
     Certificate {
+        /// The certificate, decoded.
         #[serde(flatten)]
         view: Box<CertView>,
         /// Whether the next certificate in the file signed this one (chain order).
         #[serde(skip_serializing_if = "Option::is_none")]
         signed_by_next: Option<bool>,
     },
+    /// A certificate request.
     Csr {
+        /// Subject, one line.
         subject: String,
+        /// Subject CN.
         cn: Option<String>,
+        /// Its public key.
         key: KeyView,
+        /// Whether its signature verifies.
         signature_valid: bool,
+        /// Extensions it asks for.
         requested_extensions: Vec<String>,
     },
+    /// A private key.
     PrivateKey {
+        /// PKCS#8, PKCS#1, SEC1, encrypted, ...
         format: String,
+        /// The key, described (None while encrypted).
         key: Option<KeyView>,
         /// SHA-256 thumbprint of the certificate in the same file this key belongs to.
         matches_certificate: Option<String>,
     },
+    /// A CRL.
     Crl {
+        /// Issuer, one line.
         issuer: String,
+        /// thisUpdate, RFC 3339.
         this_update: String,
+        /// nextUpdate, RFC 3339.
         next_update: Option<String>,
+        /// Serials it lists, hex.
         revoked_serials: Vec<String>,
     },
 }
@@ -415,7 +465,9 @@ pub enum Item {
 /// What a file holds.
 #[derive(Clone, Debug, Serialize)]
 pub struct FileReport {
+    /// PEM, DER, PKCS#12, ...
     pub format: String,
+    /// What it holds, in file order.
     pub items: Vec<Item>,
 }
 
@@ -464,15 +516,15 @@ pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport>
     } else if let Ok(p12) = openssl::pkcs12::Pkcs12::from_der(bytes) {
         format = "PKCS#12".into();
         let Some(pw) = password else {
-            return Err(Error::invalid(
-                "this is a PKCS#12 (PFX) file and it needs its password: pass --password P",
+            return Err(Error::Password(
+                "this is a PKCS#12 (PFX) file and it needs its password".into(),
             ));
         };
         // Refuse a stalling iteration count before any key derivation.
         super::pkcs12::check_iterations(bytes, "this PKCS#12 file")
             .map_err(|e| Error::invalid(e.to_string()))?;
         let parsed = p12.parse2(pw).map_err(|_| {
-            Error::invalid("the PKCS#12 password is wrong (or the file uses an algorithm OpenSSL cannot read); check --password")
+            Error::Password("the PKCS#12 password is wrong (or the file uses an algorithm OpenSSL cannot read); check the password".into())
         })?;
         if let Some(c) = parsed.cert {
             certs.push(c.to_der()?);

@@ -28,6 +28,7 @@ pub enum Eku {
 }
 
 impl Eku {
+    /// The name the CLI and spec files use.
     pub fn as_str(self) -> &'static str {
         match self {
             Eku::Client => "client",
@@ -74,9 +75,13 @@ impl FromStr for Eku {
 /// A subject alternative name a user asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum San {
+    /// A DNS name.
     Dns(String),
+    /// An IP address.
     Ip(std::net::IpAddr),
+    /// A URI.
     Uri(String),
+    /// An e-mail address.
     Email(String),
 }
 
@@ -119,18 +124,33 @@ impl San {
 pub enum Profile {
     /// Self-signed CA; `pathlen` None means unconstrained (the default: roots with pathlen 0
     /// block deeper chains, a trap users hit with other tools).
-    Root { pathlen: Option<u8> },
+    Root {
+        /// The path length constraint.
+        pathlen: Option<u8>,
+    },
     /// A CA under another CA; pathlen = how many CA levels may follow below it.
-    Intermediate { pathlen: Option<u8> },
+    Intermediate {
+        /// The path length constraint.
+        pathlen: Option<u8>,
+    },
     /// A device leaf: CA:FALSE, digitalSignature + keyEncipherment, EKU clientAuth.
-    Device { eku: Eku, sans: Vec<San> },
+    Device {
+        /// Client, or client and server authentication.
+        eku: Eku,
+        /// Subject alternative names.
+        sans: Vec<San>,
+    },
     /// The proof-of-possession certificate: an ordinary short-lived leaf with CN = code.
     Verification,
     /// A TLS server leaf (the local hub's own certificate).
-    Server { sans: Vec<San> },
+    Server {
+        /// Subject alternative names.
+        sans: Vec<San>,
+    },
 }
 
 impl Profile {
+    /// Whether the profile makes a CA.
     pub fn is_ca(&self) -> bool {
         matches!(self, Profile::Root { .. } | Profile::Intermediate { .. })
     }
@@ -139,7 +159,9 @@ impl Profile {
 /// The validity window of a new certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Validity {
+    /// Start.
     pub not_before: OffsetDateTime,
+    /// End.
     pub not_after: OffsetDateTime,
 }
 
@@ -247,6 +269,7 @@ impl Validity {
     }
 }
 
+/// A time as RFC 3339 text.
 pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&::time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
@@ -264,19 +287,27 @@ pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime> {
 /// Everything needed to make one certificate.
 #[derive(Clone, Debug)]
 pub struct IssueSpec {
+    /// The subject.
     pub subject: DistinguishedName,
+    /// Its profile.
     pub profile: Profile,
+    /// Its validity window.
     pub validity: Validity,
 }
 
 /// A CA that can sign: its certificate, key and the facts issuing checks against.
 pub struct CaHandle {
+    /// The entity name.
     pub name: String,
+    /// Its certificate, DER.
     pub cert_der: Vec<u8>,
+    /// Its CN.
     pub cn: String,
     /// None = unconstrained.
     pub pathlen: Option<u32>,
+    /// End of its validity.
     pub not_after: OffsetDateTime,
+    /// Its key's algorithm.
     pub key_alg: Option<KeyAlg>,
     issuer: Issuer<'static, KeyPair>,
 }
@@ -303,8 +334,8 @@ impl CaHandle {
             .flatten()
             .map(|b| b.value.clone());
         let Some(bc) = bc.filter(|b| b.ca) else {
-            return Err(Error::invalid(format!(
-                "\"{name}\" is not a CA (its certificate has no basicConstraints CA:TRUE) and cannot issue; pick a root or intermediate as --issuer"
+            return Err(Error::Issuer(format!(
+                "\"{name}\" is not a CA (its certificate has no basicConstraints CA:TRUE) and cannot issue; pick a root or intermediate CA as the issuer"
             )));
         };
         if cert.public_key().raw != key.subject_public_key_info().as_slice() {
@@ -337,14 +368,14 @@ impl CaHandle {
     /// Can this CA sign a CA with the given pathlen (None = unconstrained)?
     pub fn check_child_ca(&self, child_name: &str, child_pathlen: Option<u8>) -> Result<()> {
         match self.pathlen {
-            Some(0) => Err(Error::invalid(format!(
-                "\"{}\" has pathlen 0, which allows no CA below it, so it cannot issue the intermediate \"{child_name}\"; re-issue \"{}\" with --pathlen 1 (or more), or issue \"{child_name}\" from a CA higher up",
+            Some(0) => Err(Error::Pathlen(format!(
+                "\"{}\" has pathlen 0, which allows no CA below it, so it cannot issue the intermediate \"{child_name}\"; re-issue \"{}\" with pathlen 1 (or more), or issue \"{child_name}\" from a CA higher up",
                 self.name, self.name
             ))),
             Some(p) => match child_pathlen {
                 Some(c) if u32::from(c) < p => Ok(()),
-                _ => Err(Error::invalid(format!(
-                    "\"{}\" has pathlen {p}, so \"{child_name}\" may have at most pathlen {}; pass --pathlen {} or less",
+                _ => Err(Error::Pathlen(format!(
+                    "\"{}\" has pathlen {p}, so \"{child_name}\" may have at most pathlen {}; give it pathlen {} or less",
                     self.name,
                     p - 1,
                     p - 1
@@ -371,11 +402,15 @@ impl CaHandle {
 
 /// A freshly made certificate.
 pub struct Issued {
+    /// The certificate, DER.
     pub cert_der: Vec<u8>,
+    /// The certificate, PEM.
     pub cert_pem: String,
     /// PKCS#8 PEM; None when the key belongs to someone else (a signed CSR).
     pub key_pem: Option<String>,
+    /// The key's algorithm.
     pub key_alg: Option<KeyAlg>,
+    /// The serial, upper-case hex.
     pub serial_hex: String,
 }
 

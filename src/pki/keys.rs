@@ -6,23 +6,31 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// A key algorithm chainsmith makes keys of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KeyAlg {
+    /// ECDSA P-256 (the default).
     #[serde(rename = "ec-p256")]
     EcP256,
+    /// ECDSA P-384 (signs with SHA-384).
     #[serde(rename = "ec-p384")]
     EcP384,
+    /// RSA 2048.
     #[serde(rename = "rsa-2048")]
     Rsa2048,
+    /// RSA 3072.
     #[serde(rename = "rsa-3072")]
     Rsa3072,
+    /// RSA 4096.
     #[serde(rename = "rsa-4096")]
     Rsa4096,
+    /// Ed25519 (not documented for Azure or AWS: allowed, with a warning).
     #[serde(rename = "ed25519")]
     Ed25519,
 }
 
 impl KeyAlg {
+    /// Every algorithm, in the order menus list them.
     pub const ALL: [KeyAlg; 6] = [
         KeyAlg::EcP256,
         KeyAlg::EcP384,
@@ -32,6 +40,7 @@ impl KeyAlg {
         KeyAlg::Ed25519,
     ];
 
+    /// The name the CLI and spec files use.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyAlg::EcP256 => "ec-p256",

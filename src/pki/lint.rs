@@ -1,18 +1,23 @@
 //! Lint: the mistakes that make devices fail to connect, found before they connect.
 
 use super::identity::{MAX_CN, Target, check_device_id};
-use super::inspect::{CertView, Validity};
+use super::inspect::{CertView, ValidityStatus};
 use serde::Serialize;
 
+/// How bad a finding is.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// The certificate will be refused.
     Error,
+    /// Likely to cause trouble.
     Warning,
+    /// Worth knowing.
     Info,
 }
 
 impl Severity {
+    /// The word the CLI prints.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Error => "error",
@@ -22,11 +27,14 @@ impl Severity {
     }
 }
 
+/// One lint finding.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Finding {
+    /// How bad.
     pub severity: Severity,
     /// A stable identifier scripts can match on.
     pub code: &'static str,
+    /// What is wrong, and the fix.
     pub message: String,
 }
 
@@ -43,18 +51,34 @@ pub struct LintContext<'a> {
 
 /// All findings for one certificate, errors first.
 pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let mut push = |severity, code, message: String| {
-        out.push(Finding {
+    let name = cert.cn.clone().unwrap_or_else(|| cert.subject.clone());
+    let mut out = Findings(Vec::new());
+    validity(&mut out, cert, &name);
+    subject_and_key(&mut out, cert, &name);
+    usage(&mut out, cert, &name);
+    device(&mut out, cert, ctx, &name);
+    chain(&mut out, cert, ctx, &name);
+    let mut out = out.0;
+    out.sort_by_key(|f| f.severity);
+    out
+}
+
+struct Findings(Vec<Finding>);
+
+impl Findings {
+    fn push(&mut self, severity: Severity, code: &'static str, message: String) {
+        self.0.push(Finding {
             severity,
             code,
             message,
-        })
-    };
-    let name = cert.cn.clone().unwrap_or_else(|| cert.subject.clone());
+        });
+    }
+}
 
+/// Expired, not yet valid, expiring soon.
+fn validity(out: &mut Findings, cert: &CertView, name: &str) {
     match cert.status {
-        Validity::Expired => push(
+        ValidityStatus::Expired => out.push(
             Severity::Error,
             "expired",
             format!(
@@ -62,7 +86,7 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
                 -cert.days_left, cert.not_after
             ),
         ),
-        Validity::NotYetValid => push(
+        ValidityStatus::NotYetValid => out.push(
             Severity::Error,
             "not-yet-valid",
             format!(
@@ -70,7 +94,7 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
                 cert.not_before
             ),
         ),
-        Validity::Valid if cert.days_left < 30 => push(
+        ValidityStatus::Valid if cert.days_left < 30 => out.push(
             Severity::Warning,
             "expires-soon",
             format!(
@@ -78,18 +102,22 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
                 cert.days_left, cert.not_after
             ),
         ),
-        Validity::Valid => {}
+        ValidityStatus::Valid => {}
     }
+}
+
+/// The CN, the key and the signature algorithm.
+fn subject_and_key(out: &mut Findings, cert: &CertView, name: &str) {
     if let Some(cn) = &cert.cn {
         if cn.chars().count() > MAX_CN {
-            push(
+            out.push(
                 Severity::Error,
                 "cn-too-long",
                 format!("CN \"{cn}\" is longer than {MAX_CN} characters (RFC 5280)"),
             );
         }
     } else {
-        push(
+        out.push(
             Severity::Warning,
             "no-cn",
             format!(
@@ -99,7 +127,7 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
         );
     }
     if cert.key.algorithm.starts_with("RSA") && cert.key.bits < 2048 {
-        push(
+        out.push(
             Severity::Error,
             "weak-key",
             format!(
@@ -109,7 +137,7 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
         );
     }
     if cert.uses_sha1_signature() {
-        push(
+        out.push(
             Severity::Error,
             "sha1-signature",
             format!(
@@ -118,10 +146,13 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
             ),
         );
     }
+}
 
+/// What a CA or a leaf must be allowed to do.
+fn usage(out: &mut Findings, cert: &CertView, name: &str) {
     if cert.is_ca {
         if !cert.key_cert_sign {
-            push(
+            out.push(
                 Severity::Error,
                 "ca-without-keycertsign",
                 format!(
@@ -131,7 +162,7 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
         }
     } else {
         if !cert.basic_constraints_present {
-            push(
+            out.push(
                 Severity::Warning,
                 "no-basic-constraints",
                 format!("\"{name}\" has no basicConstraints; mark leaves CA:FALSE (critical)"),
@@ -139,23 +170,27 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
         }
         match cert.eku_client_auth {
             Some(true) => {}
-            Some(false) => push(
+            Some(false) => out.push(
                 Severity::Error,
                 "no-client-auth",
                 format!(
                     "\"{name}\" has an EKU without clientAuth: a hub will refuse it as a TLS client certificate"
                 ),
             ),
-            None => push(
+            None => out.push(
                 Severity::Warning,
                 "no-eku",
                 format!("\"{name}\" has no extendedKeyUsage; DPS and some brokers want clientAuth"),
             ),
         }
     }
+}
+
+/// The device id and the identity rules of the target.
+fn device(out: &mut Findings, cert: &CertView, ctx: &LintContext<'_>, name: &str) {
     if let Some(id) = ctx.device_id {
         if cert.is_ca {
-            push(
+            out.push(
                 Severity::Error,
                 "device-is-ca",
                 format!(
@@ -164,7 +199,7 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
             );
         }
         match &cert.cn {
-            Some(cn) if cn != id => push(
+            Some(cn) if cn != id => out.push(
                 Severity::Error,
                 "cn-mismatch",
                 format!(
@@ -178,11 +213,11 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
         match check_device_id(cn, target) {
             Ok(warnings) => warnings
                 .into_iter()
-                .for_each(|w| push(Severity::Warning, "device-id-rule", w)),
-            Err(e) => push(Severity::Error, "device-id-rule", e.to_string()),
+                .for_each(|w| out.push(Severity::Warning, "device-id-rule", w)),
+            Err(e) => out.push(Severity::Error, "device-id-rule", e.to_string()),
         }
         if cert.key.key_alg == Some(super::KeyAlg::Ed25519) && target != Target::Generic {
-            push(
+            out.push(
                 Severity::Warning,
                 "ed25519-on-azure",
                 format!(
@@ -191,7 +226,10 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
             );
         }
     }
+}
 
+/// The issuers: path lengths, CA flags, validity windows.
+fn chain(out: &mut Findings, cert: &CertView, ctx: &LintContext<'_>, name: &str) {
     // Path length: the CA at distance k above the leaf has k-1 CAs below it (not counting
     // the leaf when the certificate is not a CA itself).
     let below_first = usize::from(cert.is_ca);
@@ -200,17 +238,17 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
         if let Some(p) = issuer.pathlen {
             if cas_below > p as usize {
                 let iname = issuer.cn.clone().unwrap_or_default();
-                push(
+                out.push(
                     Severity::Error,
                     "pathlen-exceeded",
                     format!(
-                        "CA \"{iname}\" has pathlen {p} but {cas_below} CA level(s) sit below it on the way to \"{name}\"; re-issue \"{iname}\" with --pathlen {cas_below}"
+                        "CA \"{iname}\" has pathlen {p} but {cas_below} CA level(s) sit below it on the way to \"{name}\"; re-issue \"{iname}\" with pathlen {cas_below}"
                     ),
                 );
             }
         }
         if !issuer.is_ca {
-            push(
+            out.push(
                 Severity::Error,
                 "issuer-not-ca",
                 format!("issuer \"{}\" is not a CA", issuer.subject),
@@ -219,7 +257,7 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
     }
     if let Some(parent) = ctx.issuers.first() {
         if parent.not_after_t < cert.not_after_t {
-            push(
+            out.push(
                 Severity::Warning,
                 "outlives-issuer",
                 format!(
@@ -231,10 +269,9 @@ pub fn lint(cert: &CertView, ctx: &LintContext<'_>) -> Vec<Finding> {
             );
         }
     }
-    out.sort_by_key(|f| f.severity);
-    out
 }
 
+/// Whether any finding is an error.
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity == Severity::Error)
 }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Keys, certificate profiles, issuing, CSRs, chain checks and lint.
 //!
 //! Nothing here touches the terminal or the workspace: every function takes bytes or
@@ -18,35 +19,121 @@ pub use identity::Target;
 pub use issue::{CaHandle, Eku, IssueSpec, Issued, Profile, Validity};
 pub use keys::KeyAlg;
 
+use crate::error::Remedy;
+
 /// Everything that can go wrong in the engine, each message naming the value and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A value that cannot be used, named in the message with the fix.
     #[error("{0}")]
     Invalid(String),
+    /// Bytes that do not parse as what they should be.
     #[error("{what}: {detail}")]
-    Parse { what: String, detail: String },
-    #[error("certificate generation failed: {0}")]
-    Rcgen(#[from] rcgen::Error),
-    #[error("OpenSSL: {0}")]
-    OpenSsl(#[from] openssl::error::ErrorStack),
+    Parse {
+        /// What was read.
+        what: String,
+        /// The parser's words.
+        detail: String,
+    },
+    /// The chosen issuer cannot issue this certificate (not a CA, or the certificate itself).
+    #[error("{0}")]
+    Issuer(String),
+    /// A CA's path length does not allow the chain asked for.
+    #[error("{0}")]
+    Pathlen(String),
+    /// A certificate without a CN.
+    #[error("CN is empty; give a name such as \"Contoso Root\" (or none, to use the entity name)")]
+    EmptyCn,
+    /// A validity window that is empty or over-determined.
+    #[error("{0}")]
+    Validity(String),
+    /// A password is missing, or cannot open the file.
+    #[error("{0}")]
+    Password(String),
     #[error(
-        "the password for {0} is wrong (the PKCS#12 MAC does not verify); check --password, --password-file or CHAINSMITH_PFX_PASSWORD"
+        "the CSR's subject has no CN; name the entity, and make device CSRs with CN = the device id"
     )]
+    /// A CSR whose subject has no CN.
+    CsrWithoutCn,
+    /// The PFX password does not open the file (its name in the message).
+    #[error("the password for {0} is wrong (the PKCS#12 MAC does not verify); check the password")]
     WrongPassword(String),
+    /// rcgen could not make the certificate.
+    #[error("certificate generation failed: {0}")]
+    Generation(Backend),
+    /// OpenSSL refused an operation.
+    #[error("OpenSSL: {0}")]
+    OpenSsl(Backend),
+}
+
+/// An error from the cryptography libraries underneath (rcgen, OpenSSL), kept as their text so
+/// that their types are no part of this API.
+#[derive(Debug)]
+pub struct Backend(String);
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<rcgen::Error> for Error {
+    fn from(e: rcgen::Error) -> Self {
+        Error::Generation(Backend(e.to_string()))
+    }
+}
+
+impl From<openssl::error::ErrorStack> for Error {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        Error::OpenSsl(Backend(e.to_string()))
+    }
 }
 
 impl Error {
+    /// An [`Error::Invalid`].
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::Invalid(msg.into())
     }
+    /// An [`Error::Parse`].
     pub fn parse(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {
         Error::Parse {
             what: what.into(),
             detail: detail.to_string(),
         }
     }
+
+    /// A short machine-friendly name for `--json` errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::WrongPassword(_) => "wrong-password",
+            _ => "invalid",
+        }
+    }
+
+    /// What would fix it, for a face to turn into its own hint.
+    pub fn remedy(&self) -> Option<Remedy> {
+        match self {
+            Error::Issuer(_) => Some(Remedy::Issuer),
+            Error::Pathlen(_) => Some(Remedy::Pathlen),
+            Error::EmptyCn => Some(Remedy::CommonName),
+            Error::CsrWithoutCn => Some(Remedy::Name),
+            Error::Validity(_) => Some(Remedy::Validity),
+            Error::Password(_) | Error::WrongPassword(_) => Some(Remedy::Password),
+            _ => None,
+        }
+    }
 }
 
+impl crate::error::Classified for Error {
+    fn kind(&self) -> &'static str {
+        Error::kind(self)
+    }
+    fn remedy(&self) -> Option<Remedy> {
+        Error::remedy(self)
+    }
+}
+
+/// A pki result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Upper-case hex without separators: the form Azure shows thumbprints in.

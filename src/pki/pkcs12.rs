@@ -1,5 +1,5 @@
 //! PKCS#12 (PFX) read back: open a file with its password, and tell which algorithms protect
-//! it by walking its ASN.1 (RFC 7292) ourselves, so a report names what is really in the file
+//! it by walking its ASN.1 (RFC 7292; asn1-rs reads each element), so a report names what is really in the file
 //! rather than what was asked for. Bytes in, bytes out: `export` builds PFX files and `import`,
 //! `inspect` and `export` read them with this.
 
@@ -9,10 +9,13 @@ use openssl::pkcs12::Pkcs12;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use serde::Serialize;
+use x509_parser::asn1_rs::{Any, FromDer, Oid};
 
 /// What a PFX holds once opened with its password.
 pub struct Opened {
+    /// The private key.
     pub key: Option<PKey<Private>>,
+    /// The certificate the key belongs to.
     pub leaf: Option<X509>,
     /// The other certificates, in file order.
     pub chain: Vec<X509>,
@@ -54,7 +57,7 @@ pub fn check_iterations(der: &[u8], what: &str) -> Result<()> {
 /// kind is tried as several formats in turn.
 pub fn check_pkcs8_iterations(der: &[u8], what: &str) -> Result<()> {
     let iterations = || -> Result<Option<u64>> {
-        let (epki, _) = expect(der, 0x30, "EncryptedPrivateKeyInfo is not a SEQUENCE")?;
+        let (epki, _) = tlv_tagged(der, 0x30, "EncryptedPrivateKeyInfo is not a SEQUENCE")?;
         let e = items(epki.body)?;
         let alg = e
             .first()
@@ -115,6 +118,7 @@ pub struct Protection {
 pub struct PfxAlgorithms {
     /// MAC digest ("SHA-256", "SHA-1"), None when the file has no MAC.
     pub mac_digest: Option<String>,
+    /// MAC iterations.
     pub mac_iterations: Option<u64>,
     /// Protection of each shrouded key bag.
     pub key_bags: Vec<Protection>,
@@ -124,6 +128,7 @@ pub struct PfxAlgorithms {
 }
 
 impl PfxAlgorithms {
+    /// Whether any part uses RC2 (OpenSSL 3 reads it only with its legacy provider).
     pub fn uses_rc2(&self) -> bool {
         self.key_bags
             .iter()
@@ -160,7 +165,7 @@ impl PfxAlgorithms {
     }
 }
 
-// ---- a minimal DER reader: enough of RFC 7292 to name the algorithms ----
+// ---- DER elements as the walk below needs them: identifier octet and content ----
 
 struct Tlv<'a> {
     tag: u8,
@@ -171,40 +176,30 @@ fn bad(what: &str) -> Error {
     Error::Invalid(format!("the PKCS#12 structure is malformed ({what})"))
 }
 
-/// Read one TLV from the front of `input`; returns it and the rest.
+/// Read one element from the front of `input` (asn1-rs reads its header and definite length);
+/// returns it, with its identifier octet, and the rest.
 fn tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8])> {
-    let (&tag, rest) = input.split_first().ok_or_else(|| bad("unexpected end"))?;
-    if tag & 0x1f == 0x1f {
-        return Err(bad("multi-byte tag"));
-    }
-    let (&l0, rest) = rest.split_first().ok_or_else(|| bad("no length"))?;
-    let (len, rest) = if l0 < 0x80 {
-        (usize::from(l0), rest)
-    } else if l0 == 0x80 {
-        return Err(bad("indefinite length (BER); re-encode the file as DER"));
-    } else {
-        let n = usize::from(l0 & 0x7f);
-        if n > 4 || rest.len() < n {
-            return Err(bad("length too long"));
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |a, b| (a << 8) | usize::from(*b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return Err(bad("length beyond the end"));
-    }
+    let (rest, any) = Any::from_der(input).map_err(|e| match input.get(1) {
+        Some(0x80) => bad("indefinite length (BER); re-encode the file as DER"),
+        _ => bad(&format!("not DER: {e}")),
+    })?;
+    let h = &any.header;
+    let number = u8::try_from(h.tag().0)
+        .ok()
+        .filter(|n| *n < 0x1f)
+        .ok_or_else(|| bad("multi-byte tag"))?;
+    let tag = (h.class() as u8) << 6 | u8::from(h.is_constructed()) << 5 | number;
     Ok((
         Tlv {
             tag,
-            body: &rest[..len],
+            body: any.data,
         },
-        &rest[len..],
+        rest,
     ))
 }
 
-fn expect<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<(Tlv<'a>, &'a [u8])> {
+/// The TLV at the start of `input`, which must carry `tag` (else the error says `what`), and the rest.
+fn tlv_tagged<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<(Tlv<'a>, &'a [u8])> {
     let (t, rest) = tlv(input)?;
     if t.tag != tag {
         return Err(bad(what));
@@ -224,27 +219,9 @@ fn items(body: &[u8]) -> Result<Vec<Tlv<'_>>> {
     Ok(out)
 }
 
+/// An OBJECT IDENTIFIER's content in dotted form.
 fn oid_string(body: &[u8]) -> String {
-    let mut parts: Vec<u64> = Vec::new();
-    let mut acc: u64 = 0;
-    for (i, b) in body.iter().enumerate() {
-        acc = (acc << 7) | u64::from(b & 0x7f);
-        if b & 0x80 == 0 {
-            if parts.is_empty() && i < 8 {
-                let first = (acc / 40).min(2);
-                parts.push(first);
-                parts.push(acc - first * 40);
-            } else {
-                parts.push(acc);
-            }
-            acc = 0;
-        }
-    }
-    parts
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(".")
+    Oid::new(std::borrow::Cow::Borrowed(body)).to_id_string()
 }
 
 /// A DER INTEGER as u64; one too long to fit counts as u64::MAX (only counts are read).
@@ -374,7 +351,7 @@ fn protection(alg_id: &[u8]) -> Result<Protection> {
 /// Walk a PFX's ASN.1 and name its MAC and the encryption of its key and certificate bags.
 /// Needs no password: the algorithm identifiers are stored in the clear.
 pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
-    let (pfx, _) = expect(der, 0x30, "PFX is not a SEQUENCE")?;
+    let (pfx, _) = tlv_tagged(der, 0x30, "PFX is not a SEQUENCE")?;
     let top = items(pfx.body)?;
     let auth_safe = top.get(1).ok_or_else(|| bad("no authSafe"))?;
     // MacData ::= SEQUENCE { mac DigestInfo, macSalt OCTET STRING, iterations INTEGER DEFAULT 1 }
@@ -402,12 +379,12 @@ pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
         .get(1)
         .filter(|t| t.tag == 0xa0)
         .ok_or_else(|| bad("authSafe without content"))?;
-    let (octets, _) = expect(
+    let (octets, _) = tlv_tagged(
         explicit.body,
         0x04,
         "authSafe content is not an OCTET STRING",
     )?;
-    let (safe, _) = expect(octets.body, 0x30, "AuthenticatedSafe is not a SEQUENCE")?;
+    let (safe, _) = tlv_tagged(octets.body, 0x30, "AuthenticatedSafe is not a SEQUENCE")?;
     let mut key_bags = Vec::new();
     let mut cert_bags = Vec::new();
     for content in items(safe.body)? {
@@ -418,8 +395,8 @@ pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
             .filter(|t| t.tag == 0xa0)
             .ok_or_else(|| bad("ContentInfo without content"))?;
         if oid == OID_DATA {
-            let (octets, _) = expect(inner.body, 0x04, "data is not an OCTET STRING")?;
-            let (bags, _) = expect(octets.body, 0x30, "SafeContents is not a SEQUENCE")?;
+            let (octets, _) = tlv_tagged(inner.body, 0x04, "data is not an OCTET STRING")?;
+            let (bags, _) = tlv_tagged(octets.body, 0x30, "SafeContents is not a SEQUENCE")?;
             let mut has_cert = false;
             for bag in items(bags.body)? {
                 let b = items(bag.body)?;
@@ -428,7 +405,7 @@ pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
                     OID_SHROUDED_KEY_BAG => {
                         let value = b.get(1).ok_or_else(|| bad("key bag without value"))?;
                         let (epki, _) =
-                            expect(value.body, 0x30, "shrouded key bag is not a SEQUENCE")?;
+                            tlv_tagged(value.body, 0x30, "shrouded key bag is not a SEQUENCE")?;
                         let e = items(epki.body)?;
                         let alg = e
                             .first()
@@ -450,7 +427,7 @@ pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
             }
         } else if oid == OID_ENCRYPTED_DATA {
             // EncryptedData ::= SEQUENCE { version, EncryptedContentInfo SEQUENCE { type, alg, [0] data } }
-            let (ed, _) = expect(inner.body, 0x30, "EncryptedData is not a SEQUENCE")?;
+            let (ed, _) = tlv_tagged(inner.body, 0x30, "EncryptedData is not a SEQUENCE")?;
             let e = items(ed.body)?;
             let eci = e
                 .get(1)
@@ -481,7 +458,7 @@ pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
 /// from an algorithm OpenSSL cannot decrypt (RC2), which OpenSSL reports the same way.
 pub fn mac_matches(der: &[u8], password: &str) -> Result<Option<bool>> {
     use openssl::sign::Signer;
-    let (pfx, _) = expect(der, 0x30, "PFX is not a SEQUENCE")?;
+    let (pfx, _) = tlv_tagged(der, 0x30, "PFX is not a SEQUENCE")?;
     let top = items(pfx.body)?;
     let (Some(auth_safe), Some(mac)) = (top.get(1), top.get(2)) else {
         return Ok(None);
@@ -491,7 +468,7 @@ pub fn mac_matches(der: &[u8], password: &str) -> Result<Option<bool>> {
         .get(1)
         .filter(|t| t.tag == 0xa0)
         .ok_or_else(|| bad("authSafe without content"))?;
-    let (octets, _) = expect(
+    let (octets, _) = tlv_tagged(
         explicit.body,
         0x04,
         "authSafe content is not an OCTET STRING",

@@ -92,9 +92,7 @@ pub fn parse_subject(text: &str) -> Result<DistinguishedName> {
 /// A subject with only a CN.
 pub fn cn_only(cn: &str) -> Result<DistinguishedName> {
     if cn.is_empty() {
-        return Err(Error::invalid(
-            "CN is empty; give a name such as --cn \"Contoso Root\" (or leave --cn out to use the entity name)",
-        ));
+        return Err(Error::EmptyCn);
     }
     if cn.chars().count() > super::identity::MAX_CN {
         return Err(Error::invalid(format!(

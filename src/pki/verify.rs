@@ -18,8 +18,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+/// A chain check's verdict, as `openssl verify` gives it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct ChainCheck {
+    /// Whether the chain verifies.
     pub ok: bool,
     /// OpenSSL's words when it fails ("certificate has expired", ...).
     pub error: Option<String>,
@@ -30,8 +32,11 @@ pub struct ChainCheck {
 /// What the chain is checked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
+    /// No purpose check.
     Any,
+    /// A TLS client certificate (devices).
     SslClient,
+    /// A TLS server certificate.
     SslServer,
 }
 
@@ -166,7 +171,9 @@ fn build_store(anchors: &[X509], policy: &Policy, at: Option<i64>) -> Result<X50
 pub enum ChainErrorKind {
     /// The chain is empty or a certificate is not DER X.509.
     Malformed,
+    /// A certificate past its window.
     Expired,
+    /// A certificate before its window.
     NotYetValid,
     /// The certificate's issuer is neither sent nor an anchor.
     IssuerNotFound,
@@ -176,11 +183,15 @@ pub enum ChainErrorKind {
     NotCa,
     /// An issuer whose keyUsage lacks keyCertSign.
     NoCertSign,
+    /// A CA's path length is exceeded.
     PathLen,
     /// The leaf's (or a CA's) EKU does not allow clientAuth.
     Purpose,
+    /// A key too weak for OpenSSL's security level.
     WeakKey,
+    /// A signature digest too weak (SHA-1, MD5).
     WeakSignature,
+    /// A signature that does not verify.
     BadSignature,
     /// Any other RFC 5280 rule OpenSSL's strict mode enforces (OpenSSL's words say which).
     Other,
@@ -211,6 +222,7 @@ impl ChainErrorKind {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{text} (\"{subject_cn}\", depth {depth})")]
 pub struct ChainError {
+    /// What the refusal is about.
     pub kind: ChainErrorKind,
     /// OpenSSL's verify code (`openssl verify` prints it as "error N").
     pub code: i32,
@@ -222,6 +234,7 @@ pub struct ChainError {
     pub cert: Option<Vec<u8>>,
     /// Its subject CN and its issuer's CN (the whole DN when there is no CN).
     pub subject_cn: String,
+    /// The issuer's CN.
     pub issuer_cn: String,
 }
 
@@ -249,6 +262,7 @@ impl ChainError {
 /// A chain that verified: leaf first, the trust anchor last.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedChain {
+    /// The chain, DER.
     pub chain: Vec<Vec<u8>>,
     /// Which of the anchors it ends at.
     pub anchor: usize,

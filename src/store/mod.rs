@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The workspace on disk.
 //!
 //! ```text
@@ -18,12 +19,15 @@
 mod chain;
 pub mod meta;
 mod name;
+mod slots;
 
 pub use chain::{HISTORY_DIR, chain_of};
 pub use meta::{Kind, Meta, Revocation, Slot};
 pub use name::EntityName;
+pub use slots::{SlotView, slots};
 
 use crate::clock::Clock;
+use crate::error::Remedy;
 use rayon::prelude::*;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -32,59 +36,103 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use time::OffsetDateTime;
 
+/// The file that marks a directory as a workspace.
 pub const MARKER: &str = "chainsmith.toml";
+/// The directory that holds one directory per entity.
 pub const ENTITIES: &str = "entities";
 const STAGING: &str = ".staging";
 /// The embedded hub's registry and twins (owned by `hub::HubStore`).
 const HUB: &str = "hub";
 const LOCK: &str = ".lock";
+/// An entity's certificate.
 pub const CERT_FILE: &str = "cert.pem";
+/// An entity's private key (0600).
 pub const KEY_FILE: &str = "key.pem";
+/// An entity's meta.toml.
 pub const META_FILE: &str = "meta.toml";
 const FORMAT: u32 = 1;
 
+/// What can go wrong with the workspace on disk; each message names the path and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A certificate or key in the workspace that does not parse or check.
     #[error(transparent)]
     Pki(#[from] crate::pki::Error),
+    /// Reading or writing a file failed.
     #[error("{action} {path}: {detail}")]
     Io {
+        /// What was being done, e.g. "reading".
         action: &'static str,
+        /// The file or directory.
         path: PathBuf,
+        /// The cause, with what to do about it.
         detail: String,
+        /// Set when another workspace directory would avoid the problem.
+        remedy: Option<Remedy>,
     },
+    /// A workspace file that cannot be used as it is.
     #[error("{path}: {what}")]
-    Damaged { path: PathBuf, what: String },
-    #[error("{} already exist{} in the workspace: {}; pick other names, or pass --force to replace them", plural(.0.len(), "entity", "entities"), if .0.len() == 1 { "s" } else { "" }, .0.join(", "))]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// Names that exist already (replacing them is the fix).
+    #[error("{} already exist{} in the workspace: {}; pick other names, or replace them", plural(.0.len(), "entity", "entities"), if .0.len() == 1 { "s" } else { "" }, .0.join(", "))]
     NameTaken(Vec<String>),
     #[error(
         "no entity named \"{name}\" in the workspace {workspace}{hint}; `chainsmith list` shows what exists"
     )]
+    /// No entity of that name.
     NotFound {
+        /// The name looked up.
         name: String,
+        /// The workspace looked in.
         workspace: PathBuf,
+        /// Similar names, or what to create.
         hint: String,
     },
+    /// Another process holds the workspace lock.
     #[error("the workspace {0} is busy: another chainsmith is changing it; try again in a moment")]
     Busy(PathBuf),
+    /// The directory is not a workspace (the message says why).
     #[error("{0}")]
     NotAWorkspace(String),
     /// Another process created some of the names of a batch at the same time: this one
     /// made `made`, the other had already taken `taken` (its certificates, not ours).
     #[error("made {} of {} ({}); the other {} had been created meanwhile by another process ({}): those are its certificates, not this command's; `chainsmith show NAME` shows their issuer and key", .made.len(), .made.len() + .taken.len(), short_list(.made), .taken.len(), short_list(.taken))]
     Raced {
+        /// The names this process made.
         made: Vec<String>,
+        /// The names the other process had taken.
         taken: Vec<String>,
     },
-    #[error("{} already exist{}: {}; nothing was written; pass --force to overwrite, or choose another --out", if .0.len() == 1 { "a file" } else { "files" }, if .0.len() == 1 { "s" } else { "" }, .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    /// Files outside the workspace that exist (overwriting them is the fix).
+    #[error("{} already exist{}: {}; nothing was written; overwrite them, or write elsewhere", if .0.len() == 1 { "a file" } else { "files" }, if .0.len() == 1 { "s" } else { "" }, .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     Exists(Vec<PathBuf>),
+    /// The directory of a file to write does not exist.
+    #[error(
+        "cannot write {}: the directory {} does not exist; create it or choose another directory",
+        .file.display(),
+        .dir.display()
+    )]
+    MissingDir {
+        /// The file to write.
+        file: PathBuf,
+        /// Its directory, which does not exist.
+        dir: PathBuf,
+    },
     /// A workspace directory another user could change (ssh's rule for `~/.ssh`).
     #[error(
         "{path} {problem}, so another user could replace the certificates and keys in it; {fix}"
     )]
     Unsafe {
+        /// The directory.
         path: PathBuf,
+        /// What is wrong with it.
         problem: String,
+        /// What to do about it.
         fix: String,
     },
 }
@@ -102,7 +150,21 @@ impl Error {
             Error::NotAWorkspace(_) => "not-a-workspace",
             Error::Unsafe { .. } => "unsafe-workspace",
             Error::Exists(_) => "exists",
-            Error::Pki(_) => "invalid",
+            Error::MissingDir { .. } => "invalid",
+            Error::Pki(p) => p.kind(),
+        }
+    }
+
+    /// What would fix it, for a face to turn into its own hint.
+    pub fn remedy(&self) -> Option<Remedy> {
+        match self {
+            Error::NameTaken(_) => Some(Remedy::Replace),
+            Error::Exists(_) => Some(Remedy::Overwrite),
+            Error::MissingDir { .. } => Some(Remedy::OutDir),
+            Error::Unsafe { .. } => Some(Remedy::Workspace),
+            Error::Io { remedy, .. } => *remedy,
+            Error::Pki(p) => p.remedy(),
+            _ => None,
         }
     }
 }
@@ -123,33 +185,47 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     }
 }
 
+impl crate::error::Classified for Error {
+    fn kind(&self) -> &'static str {
+        Error::kind(self)
+    }
+    fn remedy(&self) -> Option<Remedy> {
+        Error::remedy(self)
+    }
+}
+
+/// A workspace result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Turn an I/O error into one that says what to do about it.
 pub fn io_error(action: &'static str, path: &Path, e: io::Error) -> Error {
-    let detail = match e.raw_os_error() {
+    let (detail, remedy) = match e.raw_os_error() {
         Some(c) if c == rustix::io::Errno::NOSPC.raw_os_error() => {
-            "the disk is full; free some space and run the command again (nothing was changed)".to_string()
+            ("the disk is full; free some space and run the command again (nothing was changed)".to_string(), None)
         }
         Some(c) if c == rustix::io::Errno::ROFS.raw_os_error() => {
-            "the file system is read-only; choose another workspace with --workspace DIR".to_string()
+            ("the file system is read-only; choose another workspace directory".to_string(), Some(Remedy::Workspace))
         }
         Some(c) if c == rustix::io::Errno::ACCESS.raw_os_error() || c == rustix::io::Errno::PERM.raw_os_error() => {
-            "permission denied; check the directory's owner and mode, or choose another workspace with --workspace DIR".to_string()
+            ("permission denied; check the directory's owner and mode, or choose another workspace directory".to_string(), Some(Remedy::Workspace))
         }
-        _ => e.to_string(),
+        _ => (e.to_string(), None),
     };
     Error::Io {
         action,
         path: path.to_path_buf(),
         detail,
+        remedy,
     }
 }
 
 /// A certificate to be added to the workspace.
 pub struct NewEntity {
+    /// Its meta.toml.
     pub meta: Meta,
+    /// The certificate, PEM.
     pub cert_pem: String,
+    /// The private key, PEM (None for trust-only entities and signed CSRs).
     pub key_pem: Option<String>,
     /// More files for the entity directory (relative path, contents); e.g. history.
     pub extra: Vec<(String, Vec<u8>)>,
@@ -158,9 +234,13 @@ pub struct NewEntity {
 /// An entity read back from disk.
 #[derive(Clone, Debug)]
 pub struct Entity {
+    /// Its meta.toml.
     pub meta: Meta,
+    /// The certificate, PEM.
     pub cert_pem: String,
+    /// The certificate, DER.
     pub cert_der: Vec<u8>,
+    /// Its directory.
     pub dir: PathBuf,
 }
 
@@ -186,15 +266,19 @@ impl Entity {
         })
     }
 
+    /// Where its certificate lies.
     pub fn cert_path(&self) -> PathBuf {
         self.dir.join(CERT_FILE)
     }
+    /// Where its private key lies.
     pub fn key_path(&self) -> PathBuf {
         self.dir.join(KEY_FILE)
     }
+    /// Where its meta.toml lies.
     pub fn meta_path(&self) -> PathBuf {
         self.dir.join(META_FILE)
     }
+    /// Its private key, PEM (an error for a trust-only entity).
     pub fn read_key_pem(&self) -> Result<String> {
         read_own_file(&self.key_path())
     }
@@ -203,10 +287,13 @@ impl Entity {
 /// An entity directory that could not be read, and why; the rest of the workspace works.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Damaged {
+    /// The entity directory.
     pub path: PathBuf,
+    /// Why it could not be read.
     pub problem: String,
 }
 
+/// A workspace directory: entities, the hub registry and a lock, with the clock its operations use.
 #[derive(Clone, Debug)]
 pub struct Workspace {
     root: PathBuf,
@@ -268,7 +355,7 @@ impl Workspace {
             None => {
                 return Err(Error::Damaged {
                     path: marker,
-                    what: "not a chainsmith marker (no `format = 1` line); restore it or point --workspace elsewhere".into(),
+                    what: "not a chainsmith marker (no `format = 1` line); restore it or use another workspace directory".into(),
                 });
             }
         }
@@ -319,6 +406,7 @@ impl Workspace {
         })
     }
 
+    /// The workspace directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -329,6 +417,7 @@ impl Workspace {
         self
     }
 
+    /// The clock its operations read "now" from.
     pub fn clock(&self) -> Clock {
         self.clock
     }
@@ -338,6 +427,7 @@ impl Workspace {
         self.clock.now()
     }
 
+    /// Where the entity directories are.
     pub fn entities_dir(&self) -> PathBuf {
         self.root.join(ENTITIES)
     }
@@ -357,6 +447,7 @@ impl Workspace {
         Ok(self.entity_dir(&self.resolve(name)?))
     }
 
+    /// Whether an entity of that name exists.
     pub fn exists(&self, name: &str) -> bool {
         self.dir_of(name)
             .is_ok_and(|d| d.join(META_FILE).symlink_metadata().is_ok())
@@ -710,6 +801,7 @@ pub struct WorkspaceLock {
     _file: File,
 }
 
+/// Read a meta.toml.
 pub fn read_meta(path: &Path) -> Result<Meta> {
     let text = read_own_file(path).map_err(|e| match e {
         Error::Io { .. } if path.symlink_metadata().is_err() => Error::Damaged {
@@ -753,7 +845,7 @@ fn check_private(dir: &Path, is_root: bool) -> Result<()> {
     if owner != me && owner != 0 {
         return Err(unsafe_dir(
             format!("is owned by user {owner}, not by you (user {me})"),
-            "use a workspace directory of your own (--workspace DIR), or have it handed to you with `chown`".into(),
+            "use a workspace directory of your own, or have it handed to you with `chown`".into(),
         ));
     }
     let mode = md.permissions().mode() & 0o7777;
@@ -815,6 +907,7 @@ fn read_own_file(path: &Path) -> Result<String> {
     Ok(text)
 }
 
+/// Create a directory and its missing parents, each 0700.
 pub fn make_private_dir_all(p: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)

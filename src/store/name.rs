@@ -8,6 +8,7 @@
 use crate::pki::identity::check_entity_name;
 use std::fmt;
 
+/// An entity name that has passed the name check.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EntityName(String);
 
@@ -19,6 +20,7 @@ impl EntityName {
         Ok(EntityName(name.to_string()))
     }
 
+    /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }

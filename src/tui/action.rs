@@ -45,6 +45,8 @@ pub enum Action {
     Hub(super::hub::HubAction),
     /// From the connection test engine (see `connect`).
     Connect(super::connect::ConnectAction),
+    /// The Fleet view's run.
+    Fleet(super::fleet::FleetAction),
     Quit,
 }
 
@@ -135,6 +137,19 @@ pub enum Command {
         device: String,
         enabled: bool,
     },
+    /// DPS's proof of possession for a workspace CA (`HubStore::dps_prove`).
+    DpsProve {
+        ca: String,
+    },
+    /// An enrollment group from a workspace CA, proving it to DPS first if needed
+    /// (`HubStore::dps_group_from_ca`).
+    DpsGroup {
+        ca: String,
+    },
+    /// An individual enrollment for a workspace device (its thumbprints).
+    DpsEnroll {
+        device: String,
+    },
     /// Re-read what the guide checks besides entities: hub registry, renewals.
     GuideFacts,
     /// Run the connection test (async; its events come back as `Action::Connect`).
@@ -145,4 +160,12 @@ pub enum Command {
         /// The Hub tab's port, for the hub the test starts when none runs.
         hub_port: u16,
     },
+    /// Many devices at once: ranges/names, or every device under `issuer`.
+    RunFleet {
+        patterns: Vec<String>,
+        issuer: Option<String>,
+        target: super::connect::Target,
+        hub_port: u16,
+    },
+    StopFleet,
 }

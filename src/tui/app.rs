@@ -7,6 +7,7 @@ use super::connect::ConnectState;
 use super::dialog::{
     Dialog, FormOutcome, NewForm, NewKind, VerifyDialog, VerifyResult, verification_out,
 };
+use super::fleet::FleetState;
 use super::forms::{Form, Outcome, Purpose};
 use super::guide::{GuideState, STEPS};
 use super::hub::HubState;
@@ -95,21 +96,25 @@ pub const KEYMAP: &[(&str, &str, &str)] = &[
         "y",
         "copy the PEM (OSC 52); the file path is shown",
     ),
-    ("Hub", "s  p", "start / stop the in-process hub, its port"),
     (
         "Hub",
-        "v",
-        "prove the PKI-selected CA: add, code, cert, verify",
+        "s  p  a  o",
+        "hub start/stop, port; register the device, on/off",
     ),
     (
         "Hub",
-        "a  o",
-        "register the PKI-selected device, turn it on/off",
+        "v  V",
+        "prove the PKI-selected CA to the hub / to DPS",
+    ),
+    (
+        "Hub",
+        "G  e",
+        "DPS group from the PKI CA, enroll the PKI device",
     ),
     (
         "Connect",
-        "Enter  t",
-        "run the test (one at a time), type the target",
+        "Enter  t  f",
+        "run the test, type the target, fleet view",
     ),
     ("Guide", "↑ ↓  J K", "pick a step, scroll its text"),
     (
@@ -135,6 +140,7 @@ pub struct App {
     pub pki: PkiState,
     pub hub: HubState,
     pub connect: ConnectState,
+    pub fleet: FleetState,
     pub guide: GuideState,
     pub list_inflight: bool,
     pub list_queued: bool,
@@ -158,6 +164,7 @@ impl App {
             pki: PkiState::default(),
             hub: HubState::new(),
             connect: ConnectState::default(),
+            fleet: FleetState::default(),
             guide: GuideState::default(),
             list_inflight: false,
             list_queued: false,
@@ -208,6 +215,7 @@ impl App {
             || self.pki.report_inflight.is_some()
             || matches!(&self.dialog, Some(Dialog::Form(f)) if f.busy.is_some())
             || self.hub.proving
+            || self.hub.dps_busy
             || self.hub.pending
             || self.connect.running
     }
@@ -237,6 +245,47 @@ impl App {
             .selected_row()
             .filter(|r| r.meta.kind == crate::store::Kind::Device)
             .map(|r| r.meta.name.clone())
+    }
+
+    /// The Fleet view's keys: Enter runs the typed range or the PKI selection (a CA: every
+    /// device under it), s stops, r types a range.
+    fn fleet_key(&mut self, k: KeyEvent) -> Option<Command> {
+        use super::fleet::Intent;
+        match self.fleet.key(k)? {
+            Intent::Stop => Some(Command::StopFleet),
+            Intent::Start => {
+                let range = self.fleet.range.trim().to_string();
+                let (patterns, issuer, label) = if !range.is_empty() {
+                    (vec![range.clone()], None, range)
+                } else {
+                    match self.pki.selected_row().map(|r| &r.meta) {
+                        Some(m) if m.kind.is_ca() => (
+                            vec![],
+                            Some(m.name.clone()),
+                            format!("every device under {}", m.name),
+                        ),
+                        Some(m) if m.kind == crate::store::Kind::Device => {
+                            (vec![m.name.clone()], None, m.name.clone())
+                        }
+                        _ => {
+                            self.say(
+                                Level::Warn,
+                                "select a CA or a device on the PKI tab, or press r and type a range",
+                            );
+                            return None;
+                        }
+                    }
+                };
+                self.say(Level::Info, format!("fleet: starting {label}…"));
+                self.fleet.begin(label);
+                Some(Command::RunFleet {
+                    patterns,
+                    issuer,
+                    target: self.connect.target.clone(),
+                    hub_port: self.hub.port,
+                })
+            }
+        }
     }
 
     fn start_test(&mut self) -> Option<Command> {
@@ -402,6 +451,50 @@ impl App {
                     }
                 }
             }
+            KeyCode::Char('V') | KeyCode::Char('G') => {
+                let group = k.code == KeyCode::Char('G');
+                let ca = self
+                    .pki
+                    .selected_row()
+                    .filter(|r| r.meta.kind.is_ca() && r.meta.has_key)
+                    .map(|r| r.meta.name.clone());
+                match ca {
+                    Some(_) if self.hub.dps_busy => None,
+                    Some(ca) => {
+                        self.hub.dps_busy = true;
+                        Some(if group {
+                            Command::DpsGroup { ca }
+                        } else {
+                            Command::DpsProve { ca }
+                        })
+                    }
+                    None => {
+                        self.say(
+                            Level::Warn,
+                            if group {
+                                "G adds a DPS enrollment group: select a root or intermediate (with its key) on the PKI tab first"
+                            } else {
+                                "V proves a CA to DPS: select a root or intermediate (with its key) on the PKI tab first"
+                            },
+                        );
+                        None
+                    }
+                }
+            }
+            KeyCode::Char('e') => match self.selected_device() {
+                Some(_) if self.hub.dps_busy => None,
+                Some(device) => {
+                    self.hub.dps_busy = true;
+                    Some(Command::DpsEnroll { device })
+                }
+                None => {
+                    self.say(
+                        Level::Warn,
+                        "e enrolls a device in DPS: select one on the PKI tab first",
+                    );
+                    None
+                }
+            },
             KeyCode::Char('a') => match self.selected_device() {
                 Some(device) => Some(Command::HubRegister { device }),
                 None => {
@@ -438,41 +531,7 @@ impl App {
                 self.quit = true;
                 None
             }
-            Action::Tick(now) => {
-                self.now = now;
-                if self.busy() {
-                    self.spinner = self.spinner.wrapping_add(1);
-                }
-                // The guide checks the real workspace: re-read it now and then while it is shown,
-                // so steps done with the CLI in another terminal tick off too.
-                let stale = self
-                    .last_list
-                    .is_none_or(|t| (now - t) >= self.refresh_every());
-                if self.tab == Tab::Guide && stale && !self.list_inflight {
-                    self.last_list = Some(now);
-                    return self.request_list();
-                }
-                // The Hub tab re-reads the registry the same way.
-                if self.tab == Tab::Hub
-                    && self
-                        .hub
-                        .last_read
-                        .is_none_or(|t| (now - t) >= time::Duration::seconds(3))
-                {
-                    self.hub.last_read = Some(now);
-                    return Some(Command::HubRegistry);
-                }
-                // ...and the hub registry and renewals, on the tick after.
-                let facts_stale = self
-                    .guide
-                    .last_facts
-                    .is_none_or(|t| (now - t) >= self.refresh_every());
-                if self.tab == Tab::Guide && facts_stale && self.pki.loaded {
-                    self.guide.last_facts = Some(now);
-                    return Some(Command::GuideFacts);
-                }
-                None
-            }
+            Action::Tick(now) => self.on_tick(now),
             Action::Resize(w, h) => {
                 self.size = (w, h);
                 self.help_scroll = self.help_scroll.min(ui::help_max_scroll(self.size));
@@ -485,34 +544,7 @@ impl App {
                 damaged,
                 took,
                 cached,
-            } => {
-                self.pki.cached = cached;
-                if cached {
-                    // The real read is still running: show the cache, keep waiting for it.
-                    self.pki.set_rows(rows);
-                    let h = self.tree_height();
-                    self.pki.scroll_into_view(h);
-                    return None;
-                }
-                self.list_inflight = false;
-                self.last_list = Some(self.now);
-                self.pki.damaged = damaged;
-                self.pki.load_took = Some(took);
-                self.pki.load_error = None;
-                self.pki.set_rows(rows);
-                let h = self.tree_height();
-                self.pki.scroll_into_view(h);
-                if damaged > 0 {
-                    self.say(
-                        Level::Warn,
-                        format!("{damaged} damaged entities skipped; `chainsmith list` names them"),
-                    );
-                }
-                if std::mem::take(&mut self.list_queued) {
-                    return self.request_list();
-                }
-                self.pki.want_report().map(Command::LoadReport)
-            }
+            } => self.on_listed(rows, damaged, took, cached),
             Action::ListFailed(e) => {
                 self.list_inflight = false;
                 self.pki.loaded = true;
@@ -523,85 +555,8 @@ impl App {
                 .pki
                 .report_loaded(name, report)
                 .map(Command::LoadReport),
-            Action::Created(result) => {
-                let Some(Dialog::New(form)) = &mut self.dialog else {
-                    // The form was closed while the key was generated: say how it ended.
-                    match &result {
-                        Ok(c) => {
-                            let names: Vec<&str> =
-                                c.entities.iter().map(|m| m.name.as_str()).collect();
-                            self.say(Level::Ok, format!("created {}", names.join(", ")));
-                        }
-                        Err(e) => self.say(Level::Error, e.clone()),
-                    }
-                    return self.request_list();
-                };
-                form.busy = None;
-                match result {
-                    Ok(created) => {
-                        let names: Vec<&str> =
-                            created.entities.iter().map(|m| m.name.as_str()).collect();
-                        let first = created
-                            .entities
-                            .first()
-                            .map(|m| (m.kind.as_str(), m.name.clone()));
-                        let mut msg = match &first {
-                            Some((kind, _)) if names.len() == 1 => {
-                                format!("created {kind} {}", names[0])
-                            }
-                            _ => format!("created {} entities", names.len()),
-                        };
-                        for w in &created.warnings {
-                            msg.push_str(&format!("; warning: {w}"));
-                        }
-                        self.pki.reselect = first.map(|(_, n)| n);
-                        self.pki.filter.clear();
-                        self.dialog = None;
-                        self.say(
-                            if created.warnings.is_empty() {
-                                Level::Ok
-                            } else {
-                                Level::Warn
-                            },
-                            msg,
-                        );
-                        self.request_list()
-                    }
-                    Err(e) => {
-                        form.error = Some(e);
-                        None
-                    }
-                }
-            }
-            Action::Verified(result) => {
-                let Some(Dialog::Verify(v)) = &mut self.dialog else {
-                    return None;
-                };
-                v.busy = false;
-                match result {
-                    Ok((created, pem)) => {
-                        let entity = created
-                            .entities
-                            .first()
-                            .map(|m| m.name.clone())
-                            .unwrap_or_default();
-                        let path = created.file.clone().unwrap_or_default();
-                        let said = format!("verification certificate {}", path.display());
-                        v.result = Some(VerifyResult {
-                            path,
-                            entity,
-                            pem,
-                            scroll: 0,
-                        });
-                        self.say(Level::Ok, said);
-                        self.request_list()
-                    }
-                    Err(e) => {
-                        v.error = Some(e);
-                        None
-                    }
-                }
-            }
+            Action::Created(result) => self.on_created(result),
+            Action::Verified(result) => self.on_verified(result),
             Action::Deleted { name, result } => match result {
                 Ok(()) => {
                     self.say(Level::Ok, format!("deleted {name}"));
@@ -612,128 +567,311 @@ impl App {
                     None
                 }
             },
-            Action::FormDone(result) => {
-                let Some(Dialog::Form(form)) = &mut self.dialog else {
-                    match result {
-                        Ok(lines) => self.say(Level::Ok, lines.join("; ")),
-                        Err(e) => self.say(Level::Error, e),
-                    }
-                    return self.request_list();
-                };
-                form.busy = None;
-                // The status bar says how it ended too, so it outlives the dialog.
-                let said = match (&result, &form.purpose) {
-                    (Ok(_), Purpose::Export { name }) => (
-                        Level::Ok,
-                        format!("exported {name}; the dialog lists the files written"),
-                    ),
-                    (Ok(lines), _) => (Level::Ok, lines.first().cloned().unwrap_or_default()),
-                    (Err(e), _) => (Level::Error, e.clone()),
-                };
-                match result {
-                    Ok(lines) => {
-                        form.result = Some(lines);
-                        self.say(said.0, said.1);
-                        self.request_list()
-                    }
-                    Err(e) => {
-                        form.error = Some(e);
-                        self.say(said.0, said.1);
-                        None
-                    }
-                }
-            }
+            Action::FormDone(result) => self.on_form_done(result),
             Action::Renewed(names) => {
                 self.guide.renewed = names;
                 None
             }
-            Action::Hub(a) => {
-                use super::hub::{HubAction as H, LogKind};
-                // Every hub action leaves a line in the event log and in the status bar.
-                let notes: Vec<(Level, String)> = match &a {
-                    H::Started { port } => {
-                        vec![(Level::Ok, format!("local hub running on 127.0.0.1:{port}"))]
-                    }
-                    H::Stopped => vec![(Level::Info, "local hub stopped".into())],
-                    H::Failed(e) => {
-                        vec![(Level::Error, format!("the local hub did not start: {e}"))]
-                    }
-                    // A registry that cannot be read is re-read every few seconds: say it once.
-                    H::Error(e) if self.hub.error.as_deref() != Some(e) => {
-                        vec![(Level::Error, e.clone())]
-                    }
-                    H::Done(m) => vec![(Level::Ok, m.clone())],
-                    H::Proved(Ok(steps)) => steps.iter().map(|s| (Level::Ok, s.clone())).collect(),
-                    H::Proved(Err(e)) => {
-                        vec![(Level::Error, format!("proof of possession failed: {e}"))]
-                    }
-                    _ => vec![],
-                };
-                let started = matches!(a, H::Started { .. });
-                self.hub.apply(a);
-                for (level, text) in notes {
-                    let kind = match level {
-                        Level::Ok => LogKind::Changed,
-                        Level::Error | Level::Warn => LogKind::Refused,
-                        Level::Info => LogKind::Info,
-                    };
-                    self.hub.note(self.now, kind, text.clone());
-                    self.say(level, text);
-                }
-                started.then_some(Command::HubRegistry)
-            }
-            Action::Connect(a) => {
-                let was_running = self.connect.running;
-                self.connect.apply(a);
-                if was_running && !self.connect.running {
-                    let c = &self.connect;
-                    let device = c.device.clone().unwrap_or_default();
-                    match (&c.diagnosis, &c.summary) {
-                        (Some(d), _) => {
-                            // The box on the tab has room for the whole diagnosis; one line here.
-                            let first = d.lines().next().unwrap_or_default();
-                            let msg = match first.split_once(" failed:") {
-                                Some((what, _)) => {
-                                    format!("{device}: {what} failed; the Diagnosis box says why")
-                                }
-                                None => format!("{device}: {first}"),
-                            };
-                            self.say(Level::Error, msg);
-                        }
-                        (None, Some(sm)) => {
-                            let level = if c.passed.as_deref() == Some(device.as_str()) {
-                                Level::Ok
-                            } else {
-                                Level::Error
-                            };
-                            let sm = sm.trim_start_matches(['✓', '✗', ' ']).to_string();
-                            self.say(level, format!("{device}: {sm}"));
-                        }
-                        (None, None) => self.say(Level::Info, format!("{device}: test ended")),
-                    }
-                }
-                None
-            }
+            Action::Hub(a) => self.on_hub(a),
+            Action::Connect(a) => self.on_connect(a),
             Action::Paste(_) if self.too_small() => None,
-            Action::Paste(text) => {
-                match &mut self.dialog {
-                    Some(Dialog::New(f)) => f.paste(&text),
-                    Some(Dialog::Form(f)) => f.paste(&text),
-                    Some(Dialog::Verify(v)) if v.result.is_none() => {
-                        v.code.push_str(text.trim());
-                        v.validate_inline();
+            Action::Paste(text) => self.on_paste(text),
+            Action::Fleet(a) => {
+                let ended = matches!(a, super::fleet::FleetAction::Ended(_));
+                self.fleet.apply(a);
+                if ended {
+                    match (&self.fleet.error, &self.fleet.summary) {
+                        (Some(e), _) => self.say(Level::Error, format!("fleet: {e}")),
+                        (None, Some(s)) => self.say(Level::Ok, format!("fleet: {s}")),
+                        _ => {}
                     }
-                    _ if self.pki.filtering => {
-                        self.pki.filter.push_str(text.trim());
-                        self.pki.apply_filter();
-                    }
-                    _ => {}
                 }
                 None
             }
             Action::Key(k) => self.key(k),
             Action::Mouse(m) => self.mouse(m),
         }
+    }
+
+    /// Advance the clock; re-read what the shown tab watches when it is stale.
+    fn on_tick(&mut self, now: OffsetDateTime) -> Option<Command> {
+        self.now = now;
+        if self.busy() {
+            self.spinner = self.spinner.wrapping_add(1);
+        }
+        // The guide checks the real workspace: re-read it now and then while it is shown,
+        // so steps done with the CLI in another terminal tick off too.
+        let stale = self
+            .last_list
+            .is_none_or(|t| (now - t) >= self.refresh_every());
+        if self.tab == Tab::Guide && stale && !self.list_inflight {
+            self.last_list = Some(now);
+            return self.request_list();
+        }
+        // The Hub tab re-reads the registry the same way.
+        if self.tab == Tab::Hub
+            && self
+                .hub
+                .last_read
+                .is_none_or(|t| (now - t) >= time::Duration::seconds(3))
+        {
+            self.hub.last_read = Some(now);
+            return Some(Command::HubRegistry);
+        }
+        // ...and the hub registry and renewals, on the tick after.
+        let facts_stale = self
+            .guide
+            .last_facts
+            .is_none_or(|t| (now - t) >= self.refresh_every());
+        if self.tab == Tab::Guide && facts_stale && self.pki.loaded {
+            self.guide.last_facts = Some(now);
+            return Some(Command::GuideFacts);
+        }
+        None
+    }
+
+    /// The workspace was read (or its cache, while the real read runs).
+    fn on_listed(
+        &mut self,
+        rows: Vec<crate::ops::TreeRow>,
+        damaged: usize,
+        took: std::time::Duration,
+        cached: bool,
+    ) -> Option<Command> {
+        self.pki.cached = cached;
+        if cached {
+            // The real read is still running: show the cache, keep waiting for it.
+            self.pki.set_rows(rows);
+            let h = self.tree_height();
+            self.pki.scroll_into_view(h);
+            return None;
+        }
+        self.list_inflight = false;
+        self.last_list = Some(self.now);
+        self.pki.damaged = damaged;
+        self.pki.load_took = Some(took);
+        self.pki.load_error = None;
+        self.pki.set_rows(rows);
+        let h = self.tree_height();
+        self.pki.scroll_into_view(h);
+        if damaged > 0 {
+            self.say(
+                Level::Warn,
+                format!("{damaged} damaged entities skipped; `chainsmith list` names them"),
+            );
+        }
+        if std::mem::take(&mut self.list_queued) {
+            return self.request_list();
+        }
+        self.pki.want_report().map(Command::LoadReport)
+    }
+
+    /// A key was generated and the certificate issued (or not).
+    fn on_created(&mut self, result: Result<crate::ops::Created, String>) -> Option<Command> {
+        let Some(Dialog::New(form)) = &mut self.dialog else {
+            // The form was closed while the key was generated: say how it ended.
+            match &result {
+                Ok(c) => {
+                    let names: Vec<&str> = c.entities.iter().map(|m| m.name.as_str()).collect();
+                    self.say(Level::Ok, format!("created {}", names.join(", ")));
+                }
+                Err(e) => self.say(Level::Error, e.clone()),
+            }
+            return self.request_list();
+        };
+        form.busy = None;
+        match result {
+            Ok(created) => {
+                let names: Vec<&str> = created.entities.iter().map(|m| m.name.as_str()).collect();
+                let first = created
+                    .entities
+                    .first()
+                    .map(|m| (m.kind.as_str(), m.name.clone()));
+                let mut msg = match &first {
+                    Some((kind, _)) if names.len() == 1 => {
+                        format!("created {kind} {}", names[0])
+                    }
+                    _ => format!("created {} entities", names.len()),
+                };
+                for w in &created.warnings {
+                    msg.push_str(&format!("; warning: {w}"));
+                }
+                self.pki.reselect = first.map(|(_, n)| n);
+                self.pki.filter.clear();
+                self.dialog = None;
+                self.say(
+                    if created.warnings.is_empty() {
+                        Level::Ok
+                    } else {
+                        Level::Warn
+                    },
+                    msg,
+                );
+                self.request_list()
+            }
+            Err(e) => {
+                form.error = Some(e);
+                None
+            }
+        }
+    }
+
+    /// The verification certificate was made (or not).
+    fn on_verified(
+        &mut self,
+        result: Result<(crate::ops::Created, String), String>,
+    ) -> Option<Command> {
+        let Some(Dialog::Verify(v)) = &mut self.dialog else {
+            return None;
+        };
+        v.busy = false;
+        match result {
+            Ok((created, pem)) => {
+                let entity = created
+                    .entities
+                    .first()
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default();
+                let path = created.file.clone().unwrap_or_default();
+                let said = format!("verification certificate {}", path.display());
+                v.result = Some(VerifyResult {
+                    path,
+                    entity,
+                    pem,
+                    scroll: 0,
+                });
+                self.say(Level::Ok, said);
+                self.request_list()
+            }
+            Err(e) => {
+                v.error = Some(e);
+                None
+            }
+        }
+    }
+
+    /// An export, import, renew or revoke finished.
+    fn on_form_done(&mut self, result: Result<Vec<String>, String>) -> Option<Command> {
+        let Some(Dialog::Form(form)) = &mut self.dialog else {
+            match result {
+                Ok(lines) => self.say(Level::Ok, lines.join("; ")),
+                Err(e) => self.say(Level::Error, e),
+            }
+            return self.request_list();
+        };
+        form.busy = None;
+        // The status bar says how it ended too, so it outlives the dialog.
+        let said = match (&result, &form.purpose) {
+            (Ok(_), Purpose::Export { name }) => (
+                Level::Ok,
+                format!("exported {name}; the dialog lists the files written"),
+            ),
+            (Ok(lines), _) => (Level::Ok, lines.first().cloned().unwrap_or_default()),
+            (Err(e), _) => (Level::Error, e.clone()),
+        };
+        match result {
+            Ok(lines) => {
+                form.result = Some(lines);
+                self.say(said.0, said.1);
+                self.request_list()
+            }
+            Err(e) => {
+                form.error = Some(e);
+                self.say(said.0, said.1);
+                None
+            }
+        }
+    }
+
+    /// What the local hub did.
+    fn on_hub(&mut self, a: super::hub::HubAction) -> Option<Command> {
+        use super::hub::{HubAction as H, LogKind};
+        // Every hub action leaves a line in the event log and in the status bar.
+        let notes: Vec<(Level, String)> = match &a {
+            H::Started { port } => {
+                vec![(Level::Ok, format!("local hub running on 127.0.0.1:{port}"))]
+            }
+            H::Stopped => vec![(Level::Info, "local hub stopped".into())],
+            H::Failed(e) => {
+                vec![(Level::Error, format!("the local hub did not start: {e}"))]
+            }
+            // A registry that cannot be read is re-read every few seconds: say it once.
+            H::Error(e) if self.hub.error.as_deref() != Some(e) => {
+                vec![(Level::Error, e.clone())]
+            }
+            H::Done(m) => vec![(Level::Ok, m.clone())],
+            H::Proved(Ok(steps)) => steps.iter().map(|s| (Level::Ok, s.clone())).collect(),
+            H::Proved(Err(e)) => {
+                vec![(Level::Error, format!("proof of possession failed: {e}"))]
+            }
+            H::DpsDone(Ok(steps)) => steps.iter().map(|s| (Level::Ok, s.clone())).collect(),
+            H::DpsDone(Err(e)) => vec![(Level::Error, format!("DPS refused: {e}"))],
+            _ => vec![],
+        };
+        let started = matches!(a, H::Started { .. });
+        self.hub.apply(a);
+        for (level, text) in notes {
+            let kind = match level {
+                Level::Ok => LogKind::Changed,
+                Level::Error | Level::Warn => LogKind::Refused,
+                Level::Info => LogKind::Info,
+            };
+            self.hub.note(self.now, kind, text.clone());
+            self.say(level, text);
+        }
+        started.then_some(Command::HubRegistry)
+    }
+
+    /// A step of the connection test.
+    fn on_connect(&mut self, a: super::connect::ConnectAction) -> Option<Command> {
+        let was_running = self.connect.running;
+        self.connect.apply(a);
+        if was_running && !self.connect.running {
+            let c = &self.connect;
+            let device = c.device.clone().unwrap_or_default();
+            match (&c.diagnosis, &c.summary) {
+                (Some(d), _) => {
+                    // The box on the tab has room for the whole diagnosis; one line here.
+                    let first = d.lines().next().unwrap_or_default();
+                    let msg = match first.split_once(" failed:") {
+                        Some((what, _)) => {
+                            format!("{device}: {what} failed; the Diagnosis box says why")
+                        }
+                        None => format!("{device}: {first}"),
+                    };
+                    self.say(Level::Error, msg);
+                }
+                (None, Some(sm)) => {
+                    let level = if c.passed.as_deref() == Some(device.as_str()) {
+                        Level::Ok
+                    } else {
+                        Level::Error
+                    };
+                    let sm = sm.trim_start_matches(['✓', '✗', ' ']).to_string();
+                    self.say(level, format!("{device}: {sm}"));
+                }
+                (None, None) => self.say(Level::Info, format!("{device}: test ended")),
+            }
+        }
+        None
+    }
+
+    /// Pasted text goes to the open form or the filter.
+    fn on_paste(&mut self, text: String) -> Option<Command> {
+        match &mut self.dialog {
+            Some(Dialog::New(f)) => f.paste(&text),
+            Some(Dialog::Form(f)) => f.paste(&text),
+            Some(Dialog::Verify(v)) if v.result.is_none() => {
+                v.code.push_str(text.trim());
+                v.validate_inline();
+            }
+            _ if self.pki.filtering => {
+                self.pki.filter.push_str(text.trim());
+                self.pki.apply_filter();
+            }
+            _ => {}
+        }
+        None
     }
 
     fn key(&mut self, k: KeyEvent) -> Option<Command> {
@@ -777,9 +915,12 @@ impl App {
         if self.pki.filtering && self.tab == Tab::Pki {
             return self.filter_key(k);
         }
+        if self.fleet.editing && self.tab == Tab::Connect {
+            return self.fleet_key(k);
+        }
         match k.code {
             KeyCode::Char('q') => {
-                if self.hub.running.is_some() || self.connect.running {
+                if self.hub.running.is_some() || self.connect.running || self.fleet.running {
                     self.dialog = Some(Dialog::Message {
                         title: "Quit?".into(),
                         text: "The local hub or a connection test is running; press q again to stop it and quit.".into(),
@@ -807,6 +948,11 @@ impl App {
         match self.tab {
             Tab::Pki => self.pki_key(k),
             Tab::Hub => self.hub_key(k),
+            Tab::Connect if k.code == KeyCode::Char('f') && !self.fleet.editing => {
+                self.fleet.shown = !self.fleet.shown;
+                None
+            }
+            Tab::Connect if self.fleet.shown => self.fleet_key(k),
             Tab::Connect => match k.code {
                 KeyCode::Char('t') => {
                     let transport = crate::mqtt::Transport::ALL

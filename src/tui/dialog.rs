@@ -2,7 +2,6 @@
 //! Validation calls the same `pki`/`ops` functions as the CLI, so the messages are the same.
 
 use super::action::CreateRequest;
-use super::app::App;
 use super::theme::{SPINNER, Theme};
 use crate::ops::{self, CaRequest, DeviceRequest, ValidityArg};
 use crate::pki::issue::Profile;
@@ -266,7 +265,7 @@ impl NewForm {
         let validity = ValidityArg::days(days);
         validity
             .resolve(&self.kind.profile(), crate::clock::Clock::System.now())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| super::forms::error_text(&e))?;
         let pathlen = if self.pathlen.trim().is_empty() {
             None
         } else {
@@ -284,10 +283,11 @@ impl NewForm {
         };
         let req = match self.kind {
             NewKind::Root | NewKind::Intermediate => {
-                identity::check_entity_name(&self.name).map_err(|e| e.to_string())?;
+                identity::check_entity_name(&self.name)
+                    .map_err(|e| super::forms::error_text(&e))?;
                 if issuer.as_deref() == Some(self.name.as_str()) {
                     return Err(format!(
-                        "\"{}\" cannot issue itself; pick its parent CA as --issuer",
+                        "\"{}\" cannot issue itself; pick its parent CA in the Issuer field",
                         self.name
                     ));
                 }
@@ -305,7 +305,7 @@ impl NewForm {
             NewKind::Device | NewKind::SelfSignedDevice => {
                 let target = Target::ALL[self.target];
                 let (_, w) = ops::expand_ids(std::slice::from_ref(&self.name), target)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| super::forms::error_text(&e))?;
                 warnings.extend(w);
                 CreateRequest::Devices(DeviceRequest {
                     ids: vec![self.name.clone()],
@@ -459,273 +459,286 @@ fn frame(t: Theme, title: &str) -> Block<'static> {
         .title(Span::styled(format!(" {title} "), t.title()))
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog) {
-    let t = app.theme;
-    let spin = SPINNER[app.spinner % SPINNER.len()];
+/// Draw dialog `d` over `area`; `spinner` is the frame counter of the busy spinner.
+pub fn render(f: &mut Frame, area: Rect, d: &Dialog, t: Theme, spinner: usize) {
+    let spin = SPINNER[spinner % SPINNER.len()];
     match d {
-        Dialog::New(form) => {
-            let mut lines = Vec::new();
-            for (i, fl) in form.fields().iter().enumerate() {
-                let focused = i == form.focus;
-                let value = form.value(*fl);
-                let shown = if fl.is_choice() {
-                    format!("‹ {value} ›")
-                } else if focused {
-                    format!("{value}▏")
-                } else {
-                    value
-                };
-                let marker = if focused { "▶ " } else { "  " };
-                let style = if focused {
-                    t.selected()
-                } else {
-                    ratatui::style::Style::new()
-                };
-                lines.push(Line::from(vec![
-                    Span::raw(marker),
-                    Span::styled(format!("{:<9}", fl.label()), t.title()),
-                    Span::styled(shown, style),
-                ]));
+        Dialog::New(form) => render_new(f, area, form, t, spin),
+        Dialog::Verify(v) => render_verify(f, area, v, t, spin),
+        Dialog::ConfirmDelete { name, children } => render_delete(f, area, name, *children, t),
+        Dialog::Form(form) => render_form(f, area, form, t, spin),
+        Dialog::Message { title, text } => render_message(f, area, title, text, t),
+    }
+}
+
+/// The new-certificate form: its fields, then the state line (busy, error, hint or ready).
+fn render_new(f: &mut Frame, area: Rect, form: &NewForm, t: Theme, spin: &str) {
+    let mut lines = Vec::new();
+    for (i, fl) in form.fields().iter().enumerate() {
+        let focused = i == form.focus;
+        let value = form.value(*fl);
+        let shown = if fl.is_choice() {
+            format!("‹ {value} ›")
+        } else if focused {
+            format!("{value}▏")
+        } else {
+            value
+        };
+        let marker = if focused { "▶ " } else { "  " };
+        let style = if focused {
+            t.selected()
+        } else {
+            ratatui::style::Style::new()
+        };
+        lines.push(Line::from(vec![
+            Span::raw(marker),
+            Span::styled(format!("{:<9}", fl.label()), t.title()),
+            Span::styled(shown, style),
+        ]));
+    }
+    lines.push(Line::raw(""));
+    if let Some(b) = &form.busy {
+        lines.push(Line::styled(format!("{spin} {b}…"), t.accent()));
+    } else if let Some(e) = &form.error {
+        lines.push(Line::styled(format!("✗ {e}"), t.bad()));
+    } else if form.name.is_empty() {
+        let hint = match form.kind {
+            NewKind::Device | NewKind::SelfSignedDevice => {
+                "type the device id (CN = id), or a range like dev-{001..100}"
             }
-            lines.push(Line::raw(""));
-            if let Some(b) = &form.busy {
-                lines.push(Line::styled(format!("{spin} {b}…"), t.accent()));
-            } else if let Some(e) = &form.error {
-                lines.push(Line::styled(format!("✗ {e}"), t.bad()));
-            } else if form.name.is_empty() {
-                let hint = match form.kind {
-                    NewKind::Device | NewKind::SelfSignedDevice => {
-                        "type the device id (CN = id), or a range like dev-{001..100}"
-                    }
-                    _ => "type a name for the CA",
-                };
-                lines.push(Line::styled(format!("· {hint}"), t.dim()));
-            } else {
-                lines.push(Line::styled("✓ ready: Enter creates it", t.ok()));
-            }
-            for w in &form.warnings {
-                lines.push(Line::styled(format!("! {w}"), t.warn()));
-            }
-            lines.push(Line::styled(
-                "Tab/↑↓ field · ←→ choose · Enter create · Esc cancel",
-                t.dim(),
-            ));
-            let h = lines.len() as u16 + 2;
-            let r = centered(area, 72, h);
-            f.render_widget(Clear, r);
-            f.render_widget(
-                Paragraph::new(lines)
-                    .wrap(Wrap { trim: false })
-                    .block(frame(t, "New certificate")),
-                r,
-            );
-        }
-        Dialog::Verify(v) => {
-            let mut lines = vec![Line::from(vec![
-                Span::styled("CA       ", t.title()),
-                Span::raw(v.issuer.clone()),
-            ])];
-            match &v.result {
-                None => {
-                    lines.push(Line::from(vec![
-                        Span::styled("Code     ", t.title()),
-                        Span::styled(format!("{}▏", v.code), t.selected()),
-                    ]));
-                    lines.push(Line::raw(""));
-                    if v.busy {
-                        lines.push(Line::styled(
-                            format!("{spin} making the verification certificate…"),
-                            t.accent(),
-                        ));
-                    } else if let Some(e) = &v.error {
-                        lines.push(Line::styled(format!("✗ {e}"), t.bad()));
-                    } else if let Some(w) = &v.warning {
-                        lines.push(Line::styled(format!("⚠ {w}"), t.warn()));
-                    } else {
-                        lines.push(Line::styled(
-                            "· paste or type the code the hub shows for this CA",
-                            t.dim(),
-                        ));
-                    }
-                    lines.push(Line::styled("Enter make certificate · Esc cancel", t.dim()));
-                }
-                Some(res) => {
-                    lines.push(Line::from(vec![
-                        Span::styled("Code     ", t.title()),
-                        Span::raw(v.code.clone()),
-                    ]));
-                    lines.push(Line::from(vec![
-                        Span::styled("✓ ", t.ok()),
-                        Span::raw("verification certificate written to"),
-                    ]));
-                    lines.push(Line::raw(format!("  {}", res.path.display())));
-                    lines.push(Line::raw(format!(
-                        "  (entity {} in the workspace)",
-                        res.entity
-                    )));
-                    lines.push(Line::raw(
-                        "Upload it to the hub to finish verifying the CA.",
-                    ));
-                    lines.push(Line::raw(""));
-                    for l in res.pem.lines().skip(res.scroll as usize) {
-                        lines.push(Line::styled(l.to_string(), t.dim()));
-                    }
-                }
-            }
-            if v.result.is_some() {
-                let r = centered(area, 72, area.height.saturating_sub(2));
-                f.render_widget(Clear, r);
-                let [body, foot] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)])
-                    .areas(r.inner(ratatui::layout::Margin::new(1, 1)));
-                f.render_widget(frame(t, "Verification certificate"), r);
-                f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), body);
-                f.render_widget(
-                    Paragraph::new(Line::styled(
-                        "y copy PEM (OSC 52) · ↑↓ scroll · Esc close",
-                        t.dim(),
-                    )),
-                    foot,
-                );
-            } else {
-                let r = centered(area, 72, lines.len() as u16 + 4);
-                f.render_widget(Clear, r);
-                f.render_widget(
-                    Paragraph::new(lines)
-                        .wrap(Wrap { trim: false })
-                        .block(frame(t, "Verify a CA (proof of possession)")),
-                    r,
-                );
-            }
-        }
-        Dialog::ConfirmDelete { name, children } => {
-            let mut lines = vec![Line::raw(format!(
-                "Delete \"{name}\" and its key from the workspace?"
-            ))];
-            if *children > 0 {
-                lines.push(Line::styled(
-                    format!("! {children} certificate(s) issued by it stay, but lose their issuer in the tree"),
-                    t.warn(),
-                ));
-            }
-            lines.push(Line::raw(""));
+            _ => "type a name for the CA",
+        };
+        lines.push(Line::styled(format!("· {hint}"), t.dim()));
+    } else {
+        lines.push(Line::styled("✓ ready: Enter creates it", t.ok()));
+    }
+    for w in &form.warnings {
+        lines.push(Line::styled(format!("! {w}"), t.warn()));
+    }
+    lines.push(Line::styled(
+        "Tab/↑↓ field · ←→ choose · Enter create · Esc cancel",
+        t.dim(),
+    ));
+    let h = lines.len() as u16 + 2;
+    let r = centered(area, 72, h);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(frame(t, "New certificate")),
+        r,
+    );
+}
+
+/// Proof of possession: the code being typed, or the certificate made for it.
+fn render_verify(f: &mut Frame, area: Rect, v: &VerifyDialog, t: Theme, spin: &str) {
+    let mut lines = vec![Line::from(vec![
+        Span::styled("CA       ", t.title()),
+        Span::raw(v.issuer.clone()),
+    ])];
+    match &v.result {
+        None => {
             lines.push(Line::from(vec![
-                Span::styled("y", t.key()),
-                Span::raw(" delete   "),
-                Span::styled("n", t.key()),
-                Span::raw("/Esc keep"),
+                Span::styled("Code     ", t.title()),
+                Span::styled(format!("{}▏", v.code), t.selected()),
             ]));
-            let r = centered(area, 64, lines.len() as u16 + 4);
-            f.render_widget(Clear, r);
-            f.render_widget(
-                Paragraph::new(lines)
-                    .wrap(Wrap { trim: false })
-                    .block(frame(t, "Delete")),
-                r,
-            );
-        }
-        Dialog::Form(form) => {
-            let mut lines = Vec::new();
-            let inner = area.width.min(76).saturating_sub(2).max(1) as usize;
-            for (i, fl) in form.fields.iter().enumerate() {
-                let focused = i == form.focus && form.result.is_none();
-                let style = if focused {
-                    t.selected()
-                } else {
-                    ratatui::style::Style::new()
-                };
-                // Toggles break between options, never inside "[x] chain-in-pfx".
-                let rows: Vec<String> = match &fl.kind {
-                    super::forms::FieldKind::Toggles(opts, _) => {
-                        let items: Vec<String> = opts
-                            .iter()
-                            .map(|(o, on)| format!("[{}] {o}", if *on { "x" } else { " " }))
-                            .collect();
-                        let room = inner.saturating_sub(11).max(12);
-                        let mut rows = vec![String::new()];
-                        for it in items {
-                            let last = rows.last_mut().expect("one row");
-                            if !last.is_empty()
-                                && last.chars().count() + 1 + it.chars().count() > room
-                            {
-                                rows.push(it);
-                            } else {
-                                if !last.is_empty() {
-                                    last.push(' ');
-                                }
-                                last.push_str(&it);
-                            }
-                        }
-                        rows
-                    }
-                    super::forms::FieldKind::Text | super::forms::FieldKind::Secret if focused => {
-                        vec![format!("{}▏", fl.shown())]
-                    }
-                    _ => vec![fl.shown()],
-                };
-                for (n, row) in rows.into_iter().enumerate() {
-                    lines.push(Line::from(vec![
-                        Span::raw(if focused && n == 0 { "▶ " } else { "  " }),
-                        Span::styled(
-                            format!("{:<9}", if n == 0 { fl.label } else { "" }),
-                            t.title(),
-                        ),
-                        Span::styled(row, style),
-                    ]));
-                }
-                if focused {
-                    if let super::forms::FieldKind::Toggles(o, c) = &fl.kind {
-                        lines.push(Line::styled(
-                            format!("           Space toggles {} · ←→ moves", o[*c].0),
-                            t.dim(),
-                        ));
-                    }
-                }
-            }
-            if let Some(n) = &form.note {
-                lines.push(Line::styled(format!("! {n}"), t.warn()));
-            }
             lines.push(Line::raw(""));
-            if let Some(b) = &form.busy {
-                lines.push(Line::styled(format!("{spin} {b}…"), t.accent()));
-            } else if let Some(e) = &form.error {
+            if v.busy {
+                lines.push(Line::styled(
+                    format!("{spin} making the verification certificate…"),
+                    t.accent(),
+                ));
+            } else if let Some(e) = &v.error {
                 lines.push(Line::styled(format!("✗ {e}"), t.bad()));
-            }
-            if let Some(res) = &form.result {
-                for r in res {
-                    lines.push(Line::styled(format!("✓ {r}"), t.ok()));
-                }
-                lines.push(Line::styled("any key closes", t.dim()));
+            } else if let Some(w) = &v.warning {
+                lines.push(Line::styled(format!("⚠ {w}"), t.warn()));
             } else {
                 lines.push(Line::styled(
-                    "Tab/↑↓ field · ←→ choose · Enter run · Esc cancel",
+                    "· paste or type the code the hub shows for this CA",
                     t.dim(),
                 ));
             }
-            // Tall enough for the wrapped lines (file lists run long), at most the screen.
-            let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
-            let r = centered(area, 76, rows as u16 + 2);
-            f.render_widget(Clear, r);
-            f.render_widget(
-                Paragraph::new(lines)
-                    .wrap(Wrap { trim: false })
-                    .block(frame(t, &form.title)),
-                r,
-            );
+            lines.push(Line::styled("Enter make certificate · Esc cancel", t.dim()));
         }
-        Dialog::Message { title, text } => {
-            let lines: Vec<Line> = text
-                .lines()
-                .map(|l| Line::raw(l.to_string()))
-                .chain([Line::styled("Esc close", t.dim())])
-                .collect();
-            let r = centered(area, 72, lines.len() as u16 + 4);
-            f.render_widget(Clear, r);
-            f.render_widget(
-                Paragraph::new(lines)
-                    .wrap(Wrap { trim: false })
-                    .block(frame(t, title)),
-                r,
-            );
+        Some(res) => {
+            lines.push(Line::from(vec![
+                Span::styled("Code     ", t.title()),
+                Span::raw(v.code.clone()),
+            ]));
+            lines.push(Line::from(vec![
+                Span::styled("✓ ", t.ok()),
+                Span::raw("verification certificate written to"),
+            ]));
+            lines.push(Line::raw(format!("  {}", res.path.display())));
+            lines.push(Line::raw(format!(
+                "  (entity {} in the workspace)",
+                res.entity
+            )));
+            lines.push(Line::raw(
+                "Upload it to the hub to finish verifying the CA.",
+            ));
+            lines.push(Line::raw(""));
+            for l in res.pem.lines().skip(res.scroll as usize) {
+                lines.push(Line::styled(l.to_string(), t.dim()));
+            }
         }
     }
+    if v.result.is_some() {
+        let r = centered(area, 72, area.height.saturating_sub(2));
+        f.render_widget(Clear, r);
+        let [body, foot] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)])
+            .areas(r.inner(ratatui::layout::Margin::new(1, 1)));
+        f.render_widget(frame(t, "Verification certificate"), r);
+        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), body);
+        f.render_widget(
+            Paragraph::new(Line::styled(
+                "y copy PEM (OSC 52) · ↑↓ scroll · Esc close",
+                t.dim(),
+            )),
+            foot,
+        );
+    } else {
+        let r = centered(area, 72, lines.len() as u16 + 4);
+        f.render_widget(Clear, r);
+        f.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(frame(t, "Verify a CA (proof of possession)")),
+            r,
+        );
+    }
+}
+
+fn render_delete(f: &mut Frame, area: Rect, name: &str, children: usize, t: Theme) {
+    let mut lines = vec![Line::raw(format!(
+        "Delete \"{name}\" and its key from the workspace?"
+    ))];
+    if children > 0 {
+        lines.push(Line::styled(
+            format!(
+                "! {children} certificate(s) issued by it stay, but lose their issuer in the tree"
+            ),
+            t.warn(),
+        ));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::from(vec![
+        Span::styled("y", t.key()),
+        Span::raw(" delete   "),
+        Span::styled("n", t.key()),
+        Span::raw("/Esc keep"),
+    ]));
+    let r = centered(area, 64, lines.len() as u16 + 4);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(frame(t, "Delete")),
+        r,
+    );
+}
+
+/// A generic form (export, import, renew, revoke, ...): fields, then its note, state and result.
+fn render_form(f: &mut Frame, area: Rect, form: &super::forms::Form, t: Theme, spin: &str) {
+    let mut lines = Vec::new();
+    let inner = area.width.min(76).saturating_sub(2).max(1) as usize;
+    for (i, fl) in form.fields.iter().enumerate() {
+        let focused = i == form.focus && form.result.is_none();
+        let style = if focused {
+            t.selected()
+        } else {
+            ratatui::style::Style::new()
+        };
+        // Toggles break between options, never inside "[x] chain-in-pfx".
+        let rows: Vec<String> = match &fl.kind {
+            super::forms::FieldKind::Toggles(opts, _) => {
+                let items: Vec<String> = opts
+                    .iter()
+                    .map(|(o, on)| format!("[{}] {o}", if *on { "x" } else { " " }))
+                    .collect();
+                let room = inner.saturating_sub(11).max(12);
+                let mut rows = vec![String::new()];
+                for it in items {
+                    let last = rows.last_mut().expect("one row");
+                    if !last.is_empty() && last.chars().count() + 1 + it.chars().count() > room {
+                        rows.push(it);
+                    } else {
+                        if !last.is_empty() {
+                            last.push(' ');
+                        }
+                        last.push_str(&it);
+                    }
+                }
+                rows
+            }
+            super::forms::FieldKind::Text | super::forms::FieldKind::Secret if focused => {
+                vec![format!("{}▏", fl.shown())]
+            }
+            _ => vec![fl.shown()],
+        };
+        for (n, row) in rows.into_iter().enumerate() {
+            lines.push(Line::from(vec![
+                Span::raw(if focused && n == 0 { "▶ " } else { "  " }),
+                Span::styled(
+                    format!("{:<9}", if n == 0 { fl.label } else { "" }),
+                    t.title(),
+                ),
+                Span::styled(row, style),
+            ]));
+        }
+        if focused {
+            if let super::forms::FieldKind::Toggles(o, c) = &fl.kind {
+                lines.push(Line::styled(
+                    format!("           Space toggles {} · ←→ moves", o[*c].0),
+                    t.dim(),
+                ));
+            }
+        }
+    }
+    if let Some(n) = &form.note {
+        lines.push(Line::styled(format!("! {n}"), t.warn()));
+    }
+    lines.push(Line::raw(""));
+    if let Some(b) = &form.busy {
+        lines.push(Line::styled(format!("{spin} {b}…"), t.accent()));
+    } else if let Some(e) = &form.error {
+        lines.push(Line::styled(format!("✗ {e}"), t.bad()));
+    }
+    if let Some(res) = &form.result {
+        for r in res {
+            lines.push(Line::styled(format!("✓ {r}"), t.ok()));
+        }
+        lines.push(Line::styled("any key closes", t.dim()));
+    } else {
+        lines.push(Line::styled(
+            "Tab/↑↓ field · ←→ choose · Enter run · Esc cancel",
+            t.dim(),
+        ));
+    }
+    // Tall enough for the wrapped lines (file lists run long), at most the screen.
+    let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+    let r = centered(area, 76, rows as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(frame(t, &form.title)),
+        r,
+    );
+}
+
+fn render_message(f: &mut Frame, area: Rect, title: &str, text: &str, t: Theme) {
+    let lines: Vec<Line> = text
+        .lines()
+        .map(|l| Line::raw(l.to_string()))
+        .chain([Line::styled("Esc close", t.dim())])
+        .collect();
+    let r = centered(area, 72, lines.len() as u16 + 4);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(frame(t, title)),
+        r,
+    );
 }

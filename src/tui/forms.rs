@@ -391,3 +391,27 @@ impl Form {
         })
     }
 }
+
+/// An engine error as the TUI shows it: the engine's message (the fix in domain words), and,
+/// where the TUI can do that fix, the field or key that does it.
+pub fn error_text(e: &impl crate::error::Classified) -> String {
+    use crate::error::Remedy as R;
+    let hint = e.remedy().and_then(|r| match r {
+        R::Replace => Some("d on the PKI tab deletes the one there; or pick another name"),
+        R::Password => Some("fill in the Password field"),
+        R::Issuer => Some("choose another in the Issuer field"),
+        R::Pathlen => Some("set the Pathlen field"),
+        R::CommonName | R::Name => Some("fill in the Name field"),
+        R::Validity | R::CrlDays => Some("set the Days field to 1 or more"),
+        R::Rekey => Some("choose a key in the Key field for a new one"),
+        R::ImportIssuer => Some("i on the PKI tab imports it"),
+        R::CertificatesOnly => Some("choose pem in Formats"),
+        R::Overwrite | R::OutDir => Some("choose another directory in To dir"),
+        R::Workspace => Some("start chainsmith with another workspace"),
+        R::OneFormat | R::SignCsr => None,
+    });
+    match hint {
+        Some(h) => format!("{e} ({h})"),
+        None => e.to_string(),
+    }
+}

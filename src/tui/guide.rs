@@ -2,7 +2,7 @@
 //! (not a button press), with its what-and-why and the equivalent `openssl` and `az` commands.
 //! Lesson texts live in `assets/guide/` and are compiled in.
 
-use super::app::App;
+use super::theme::Theme;
 use crate::ops::TreeRow;
 use crate::store::Kind;
 use ratatui::Frame;
@@ -339,16 +339,23 @@ pub fn section_text(section: &str) -> String {
     commands(section).into_iter().map(|c| c + "\n").collect()
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App) {
-    let t = app.theme;
+/// The guide tab: its steps, each marked from the PKI tab's rows and `facts`, and the
+/// selected step's text.
+pub fn render(
+    f: &mut Frame,
+    area: Rect,
+    g: &GuideState,
+    pki: &super::pki::PkiState,
+    facts: &Facts,
+    t: Theme,
+) {
     let list_w = list_width(area.width);
     let compact = list_w < 40;
     let [list, body] =
         Layout::horizontal([Constraint::Length(list_w), Constraint::Min(20)]).areas(area);
-    let facts = app.guide_facts();
     let mut lines = Vec::new();
     for (i, s) in STEPS.iter().enumerate() {
-        let (sym, style) = match status(s, &app.pki.rows, &facts) {
+        let (sym, style) = match status(s, &pki.rows, facts) {
             StepStatus::Done(_) => ("✓", t.ok()),
             StepStatus::Todo => ("·", t.accent()),
             StepStatus::Unavailable(_) => ("⧗", t.dim()),
@@ -362,12 +369,12 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             Span::styled(format!("{sym} "), style),
             Span::raw(label),
         ]);
-        if i == app.guide.selected {
+        if i == g.selected {
             line = line.style(t.selected());
         }
         lines.push(line);
     }
-    let title = match (app.pki.loaded, compact) {
+    let title = match (pki.loaded, compact) {
         (_, true) => "",
         (true, false) => " Workshop ",
         (false, false) => " Workshop (reading the workspace…) ",
@@ -381,10 +388,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         list,
     );
 
-    let step = &STEPS[app.guide.selected.min(STEPS.len() - 1)];
+    let step = &STEPS[g.selected.min(STEPS.len() - 1)];
     let l = step.lesson();
     let mut out = vec![Line::styled(l.title.to_string(), t.title())];
-    out.push(match status(step, &app.pki.rows, &facts) {
+    out.push(match status(step, &pki.rows, facts) {
         StepStatus::Done(d) => Line::styled(format!("✓ done: {d}"), t.ok()),
         StepStatus::Todo => {
             Line::styled("· not done yet: the check reads your workspace", t.accent())
@@ -412,9 +419,9 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     f.render_widget(
         Paragraph::new(out)
             .wrap(Wrap { trim: false })
-            .scroll((app.guide.scroll, 0))
+            .scroll((g.scroll, 0))
             .block(Block::default().borders(Borders::ALL).title(Span::styled(
-                format!(" Step {} of {} ", app.guide.selected + 1, STEPS.len()),
+                format!(" Step {} of {} ", g.selected + 1, STEPS.len()),
                 t.title(),
             ))),
         body,

@@ -76,6 +76,11 @@ pub enum HubAction {
     Proved(Result<Vec<String>, String>),
     /// A registry change asked for on this tab (register, enable, disable) was made.
     Done(String),
+    /// DPS's state as it is now (ID scope, certificates, enrollments, registrations).
+    Dps(Box<crate::hub::dps::DpsState>),
+    /// A DPS change asked for on this tab (group from a CA, individual enrollment, proof of
+    /// possession) finished: the steps it took, or why not.
+    DpsDone(Result<Vec<String>, String>),
 }
 
 /// The TUI's view of a registry.
@@ -123,14 +128,33 @@ pub fn log_line(e: &crate::hub::HubEvent, at: OffsetDateTime) -> LogLine {
         E::MethodCall { device, .. } | E::MethodResponse { device, .. } => {
             (LogKind::Info, device.clone())
         }
+        E::DpsRefused {
+            registration_id, ..
+        } => (LogKind::Refused, registration_id.clone()),
+        E::DpsAssigned {
+            registration_id, ..
+        } => (LogKind::Connected, registration_id.clone()),
+        E::DpsConnected {
+            registration_id, ..
+        }
+        | E::DpsRegistering {
+            registration_id, ..
+        }
+        | E::DpsDisconnected {
+            registration_id, ..
+        } => (LogKind::Info, registration_id.clone()),
     };
     // The client id is the peer's choice; e.line() is escaped the same way.
     let device = crate::text::escape_controls(&device).into_owned();
     let line = e.line();
-    let text = line
-        .strip_prefix(&format!("device {device}: "))
-        .map(str::to_string)
-        .unwrap_or(line);
+    let text = if let Some(rest) = line.strip_prefix(&format!("device {device}: ")) {
+        rest.to_string()
+    } else if let Some(rest) = line.strip_prefix(&format!("dps {device}: ")) {
+        // DPS events say so: the registration id is already in the device column.
+        format!("DPS {rest}")
+    } else {
+        line
+    };
     LogLine {
         at,
         kind,
@@ -154,6 +178,10 @@ pub struct HubState {
     pub proving: bool,
     /// The last proof of possession's steps.
     pub proof: Vec<String>,
+    /// DPS beside the hub, as last read (None before the first read).
+    pub dps: Option<crate::hub::dps::DpsState>,
+    /// A DPS change (G, e, V) is running.
+    pub dps_busy: bool,
     /// When the registry was last asked for (re-read every few seconds while the tab is shown,
     /// so `chainsmith hub ...` changes from another terminal show up).
     pub last_read: Option<OffsetDateTime>,
@@ -200,6 +228,14 @@ impl HubState {
                 }
             }
             HubAction::Done(_) => self.error = None,
+            HubAction::Dps(st) => self.dps = Some(*st),
+            HubAction::DpsDone(r) => {
+                self.dps_busy = false;
+                match r {
+                    Ok(_) => self.error = None,
+                    Err(e) => self.error = Some(e),
+                }
+            }
             HubAction::Proved(r) => {
                 self.proving = false;
                 match r {
@@ -229,7 +265,20 @@ impl HubState {
 pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
     let hub = &app.hub;
-    let [top, log_area] = Layout::vertical([Constraint::Length(8), Constraint::Min(3)]).areas(area);
+    // An empty DPS takes one line, so the event log keeps its room on small screens.
+    let dps_empty = hub.dps.as_ref().is_none_or(|d| {
+        d.cas.is_empty()
+            && d.groups.is_empty()
+            && d.individuals.is_empty()
+            && d.registrations.is_empty()
+    }) && !hub.dps_busy;
+    let [top, dps_area, log_area] = Layout::vertical([
+        Constraint::Length(8),
+        Constraint::Length(if dps_empty { 3 } else { 9 }),
+        Constraint::Min(3),
+    ])
+    .areas(area);
+    render_dps(f, dps_area, hub, t);
     let [cas_area, dev_area] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
     let status = match (hub.running, hub.pending) {
@@ -264,7 +313,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             .unwrap_or_default();
         ca_lines.push(Line::from(vec![
             Span::styled(sym, style),
-            Span::raw(format!(" {}{code}", ca.name)),
+            Span::raw(format!(" {}{code}", esc(&ca.name))),
         ]));
     }
     f.render_widget(
@@ -282,7 +331,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             };
             Line::from(vec![
                 Span::styled(sym, style),
-                Span::raw(format!(" {}  {}", d.id, d.auth)),
+                Span::raw(format!(" {}  {}", esc(&d.id), d.auth)),
             ])
         })
         .collect();
@@ -343,6 +392,144 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             )),
         log_area,
     );
+}
+
+/// DPS beside the hub: its ID scope, its own CA list, the enrollments and the registrations.
+/// Every name comes from `dps.json` (a file another tool may have written): escaped.
+fn render_dps(f: &mut Frame, area: Rect, hub: &HubState, t: Theme) {
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+    let enabled = |on: bool| {
+        if on {
+            Span::styled("✓ enabled ", t.ok())
+        } else {
+            Span::styled("⊘ disabled", t.bad())
+        }
+    };
+    let mut lines = Vec::new();
+    if hub.dps_busy {
+        lines.push(Line::styled("… DPS is working", t.warn()));
+    }
+    let title = match &hub.dps {
+        Some(st) if !st.id_scope.is_empty() => format!("DPS · ID scope {}", esc(&st.id_scope)),
+        _ => "DPS · ID scope made on first use".to_string(),
+    };
+    let empty = crate::hub::dps::DpsState::default();
+    let st = hub.dps.as_ref().unwrap_or(&empty);
+    for ca in &st.cas {
+        let (sym, style) = if ca.verified {
+            ("✓ Verified  ", t.ok())
+        } else {
+            ("? Unverified", t.warn())
+        };
+        let code = if ca.verified {
+            String::new()
+        } else {
+            format!("  code {}", esc(&ca.code))
+        };
+        lines.push(Line::from(vec![
+            Span::styled(sym, style),
+            Span::raw(format!(" CA {}{code}", esc(&ca.name))),
+        ]));
+    }
+    for g in &st.groups {
+        let secondary = g
+            .secondary
+            .as_deref()
+            .map(|s| format!(" / {}", esc(s)))
+            .unwrap_or_default();
+        lines.push(Line::from(vec![
+            enabled(g.enabled),
+            Span::raw(format!(
+                " group {}  CA {}{secondary}{}",
+                esc(&g.name),
+                esc(&g.primary),
+                if g.edge { "  edge" } else { "" }
+            )),
+        ]));
+    }
+    for i in &st.individuals {
+        let short = |tp: &Option<String>| {
+            tp.as_deref()
+                .map(|x| esc(&x.chars().take(8).collect::<String>()).into_owned() + "…")
+        };
+        let prints: Vec<String> = [short(&i.primary), short(&i.secondary)]
+            .into_iter()
+            .flatten()
+            .collect();
+        let device = if i.device_id().eq_ignore_ascii_case(&i.registration_id) {
+            String::new()
+        } else {
+            format!(" → {}", esc(i.device_id()))
+        };
+        lines.push(Line::from(vec![
+            enabled(i.enabled),
+            Span::raw(format!(
+                " individual {}{device}  {}",
+                esc(&i.registration_id),
+                if prints.is_empty() {
+                    "issued from CSR".to_string()
+                } else {
+                    format!("thumbprint {}", prints.join(" / "))
+                }
+            )),
+        ]));
+    }
+    if st.cas.is_empty() && st.groups.is_empty() && st.individuals.is_empty() {
+        lines.push(Line::styled(
+            "no DPS enrollment yet · G adds a group",
+            t.dim(),
+        ));
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block(t, &title)),
+        left,
+    );
+    let regs: Vec<Line> = if st.registrations.is_empty() {
+        vec![Line::styled("no device has registered yet", t.dim())]
+    } else {
+        st.registrations
+            .iter()
+            .flat_map(|r| {
+                let style = if r.status == "assigned" {
+                    t.ok()
+                } else {
+                    t.warn()
+                };
+                [
+                    Line::from(vec![
+                        Span::styled(format!("{} ", esc(&r.status)), style),
+                        Span::raw(format!(
+                            "{} → {}",
+                            esc(&r.registration_id),
+                            esc(&r.device_id)
+                        )),
+                    ]),
+                    Line::styled(
+                        format!(
+                            "  {} · {} {}",
+                            esc(&r.substatus),
+                            r.updated.date(),
+                            super::clock(r.updated)
+                        ),
+                        t.dim(),
+                    ),
+                ]
+            })
+            .collect()
+    };
+    f.render_widget(
+        Paragraph::new(regs)
+            .wrap(Wrap { trim: false })
+            .block(block(t, "DPS registrations")),
+        right,
+    );
+}
+
+fn esc(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::text::escape_controls(s)
 }
 
 fn block(t: Theme, title: &str) -> Block<'static> {

@@ -12,6 +12,7 @@ pub mod action;
 pub mod app;
 pub mod connect;
 pub mod dialog;
+pub mod fleet;
 pub mod forms;
 pub mod guide;
 pub mod hub;
@@ -171,9 +172,9 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
         }
         Command::Create(req) => {
             let r = match &req {
-                CreateRequest::Ca(r) => ops::new_ca(ws, r).map_err(|e| e.to_string()),
+                CreateRequest::Ca(r) => ops::new_ca(ws, r).map_err(|e| forms::error_text(&e)),
                 CreateRequest::Devices(r) => {
-                    ops::new_devices_or_slot(ws, r).map_err(|e| e.to_string())
+                    ops::new_devices_or_slot(ws, r).map_err(|e| forms::error_text(&e))
                 }
             };
             emit(Action::Created(r));
@@ -185,7 +186,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 }
                 let created = ops::new_verification(ws, &issuer, &code, &out, None, true)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| forms::error_text(&e))?;
                 let pem = std::fs::read_to_string(&out)
                     .map_err(|e| format!("cannot read back {}: {e}", out.display()))?;
                 Ok((created, pem))
@@ -208,7 +209,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                     lines.extend(rep.notes);
                     lines
                 })
-                .map_err(|e| e.to_string());
+                .map_err(|e| forms::error_text(&e));
             emit(Action::FormDone(r));
         }
         Command::Import(req) => {
@@ -227,7 +228,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                     lines.extend(i.notes);
                     lines
                 })
-                .map_err(|e| e.to_string());
+                .map_err(|e| forms::error_text(&e));
             emit(Action::FormDone(r));
         }
         Command::Renew(req) => {
@@ -248,7 +249,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                     lines.extend(rn.notes);
                     lines
                 })
-                .map_err(|e| e.to_string());
+                .map_err(|e| forms::error_text(&e));
             emit(Action::FormDone(r));
         }
         Command::Revoke {
@@ -263,10 +264,43 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             };
             let r = ops::lifecycle::revoke(ws, &req)
                 .map(|rv| vec![rv.message])
-                .map_err(|e| e.to_string());
+                .map_err(|e| forms::error_text(&e));
             emit(Action::FormDone(r));
         }
-        Command::HubRegistry => emit(hub_registry(ws)),
+        Command::HubRegistry => {
+            emit(hub_registry(ws));
+            emit(dps_state(ws));
+        }
+        Command::DpsProve { ca } => {
+            let r = crate::hub::HubStore::open(ws.root()).and_then(|s| s.dps_prove(&ca));
+            emit(Action::Hub(hub::HubAction::DpsDone(
+                r.map_err(|e| e.to_string()),
+            )));
+            emit(dps_state(ws));
+        }
+        Command::DpsGroup { ca } => {
+            let r = crate::hub::HubStore::open(ws.root()).and_then(|s| s.dps_group_from_ca(&ca));
+            emit(Action::Hub(hub::HubAction::DpsDone(
+                r.map_err(|e| e.to_string()),
+            )));
+            emit(dps_state(ws));
+        }
+        Command::DpsEnroll { device } => {
+            let r = crate::hub::HubStore::open(ws.root())
+                .and_then(|s| s.dps_enroll(&device, None, Some(&device), None, None, false, None));
+            let r = r
+                .map(|(ind, warnings)| {
+                    let mut steps = vec![format!(
+                        "enrolled \"{}\" individually in DPS (its certificate's thumbprint)",
+                        ind.registration_id
+                    )];
+                    steps.extend(warnings);
+                    steps
+                })
+                .map_err(|e| e.to_string());
+            emit(Action::Hub(hub::HubAction::DpsDone(r)));
+            emit(dps_state(ws));
+        }
         Command::GuideFacts => {
             emit(hub_registry(ws));
             let rows = match ws.list() {
@@ -324,7 +358,11 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             emit(hub_registry(ws));
         }
         // Async: run by the loop (`spawn`), which owns the hub handle.
-        Command::StartHub { .. } | Command::StopHub | Command::RunTest { .. } => {}
+        Command::StartHub { .. }
+        | Command::StopHub
+        | Command::RunTest { .. }
+        | Command::RunFleet { .. }
+        | Command::StopFleet => {}
     }
 }
 
@@ -339,11 +377,19 @@ pub fn hub_registry(ws: &Workspace) -> Action {
     }
 }
 
-/// The whole proof of possession against the local hub's registry (`HubStore::prove`), as
+/// DPS's state as the Hub tab shows it.
+pub fn dps_state(ws: &Workspace) -> Action {
+    match crate::hub::HubStore::open(ws.root()).and_then(|s| s.dps_load()) {
+        Ok(st) => Action::Hub(hub::HubAction::Dps(Box::new(st))),
+        Err(e) => Action::Hub(hub::HubAction::Error(e.to_string())),
+    }
+}
+
+/// The whole proof of possession against the local hub's registry (`ops::hub_prove`), as
 /// the steps it took.
 pub fn hub_prove(ws: &Workspace, ca: &str) -> Result<Vec<String>, String> {
     crate::hub::HubStore::open(ws.root())
-        .and_then(|s| s.prove(ca))
+        .and_then(|s| ops::hub_prove(&s, ca))
         .map_err(|e| e.to_string())
 }
 
@@ -374,6 +420,8 @@ pub fn osc52(text: &str) -> String {
 pub struct Engines {
     /// The Hub tab's hub (None while stopped).
     hub: Arc<tokio::sync::Mutex<Option<crate::hub::HubHandle>>>,
+    /// The Fleet view's run (None while none runs).
+    fleet: Arc<tokio::sync::Mutex<Option<crate::fleet::run::Control>>>,
 }
 
 impl Engines {
@@ -608,6 +656,37 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
             });
             return;
         }
+        Command::RunFleet {
+            patterns,
+            issuer,
+            target,
+            hub_port,
+        } => {
+            let (engines, tx, root) = (engines.clone(), tx.clone(), ws.root().to_path_buf());
+            tokio::spawn(async move {
+                let r = fleet::run(
+                    root,
+                    engines,
+                    patterns,
+                    issuer,
+                    target,
+                    hub_port,
+                    tx.clone(),
+                )
+                .await;
+                let _ = tx.send(Action::Fleet(fleet::FleetAction::Ended(r)));
+            });
+            return;
+        }
+        Command::StopFleet => {
+            let engines = engines.clone();
+            tokio::spawn(async move {
+                if let Some(c) = engines.fleet.lock().await.as_ref() {
+                    c.stop();
+                }
+            });
+            return;
+        }
         Command::Revoke {
             name,
             reason,
@@ -709,13 +788,6 @@ async fn event_loop<B: Backend>(
     let engines = Engines::default();
     if let Some(c) = app.start() {
         spawn(&ws, &engines, &tx, c);
-    }
-    if std::env::var_os("CHAINSMITH_TUI_TEST_PANIC").is_some() {
-        // For the terminal-restore test: a background task that panics.
-        tokio::spawn(async {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            panic!("test panic in a background task");
-        });
     }
     terminal.draw(|f| ui::render(f, &app))?;
     let mut events = EventStream::new();

@@ -4,7 +4,6 @@
 //! indices, and only the rows in view are turned into text. Reports come from `ops::report`
 //! in the background, one at a time (the newest selection replaces a queued one), and are cached.
 
-use super::app::App;
 use super::theme::{Theme, kind_symbol};
 use crate::ops::{Report, TreeRow};
 use crate::store::Kind;
@@ -153,9 +152,8 @@ impl PkiState {
 }
 
 /// Render the tree: only the rows in view are formatted.
-pub fn render_tree(f: &mut Frame, area: Rect, app: &App) {
-    let t = app.theme;
-    let p = &app.pki;
+/// The certificate tree of the PKI tab; `spinner` is the frame counter of the busy spinner.
+pub fn render_tree(f: &mut Frame, area: Rect, p: &PkiState, t: Theme, spinner: usize) {
     let height = area.height.saturating_sub(2) as usize;
     let cached = if p.cached {
         " (cached, re-reading…)"
@@ -175,7 +173,7 @@ pub fn render_tree(f: &mut Frame, area: Rect, app: &App) {
     };
     let mut lines: Vec<Line> = Vec::with_capacity(height);
     if !p.loaded {
-        let spin = super::theme::SPINNER[app.spinner % super::theme::SPINNER.len()];
+        let spin = super::theme::SPINNER[spinner % super::theme::SPINNER.len()];
         lines.push(Line::raw(format!("{spin} reading the workspace…")));
     } else if let Some(e) = &p.load_error {
         lines.push(Line::styled(format!("✗ {e}"), t.bad()));
@@ -232,9 +230,15 @@ fn tree_line(t: Theme, r: &TreeRow, selected: bool, width: usize) -> Line<'stati
 }
 
 /// The details pane for the selected entity.
-pub fn render_details(f: &mut Frame, area: Rect, app: &App) {
-    let t = app.theme;
-    let p = &app.pki;
+/// The details pane of the PKI tab, with days left counted from `now`.
+pub fn render_details(
+    f: &mut Frame,
+    area: Rect,
+    p: &PkiState,
+    t: Theme,
+    spinner: usize,
+    now: OffsetDateTime,
+) {
     let block = Block::default()
         .borders(Borders::ALL)
         .title(Span::styled(" Details ", t.title()));
@@ -242,11 +246,11 @@ pub fn render_details(f: &mut Frame, area: Rect, app: &App) {
         None => vec![Line::raw("Nothing selected.")],
         Some(row) => match p.reports.get(&row.meta.name) {
             None => {
-                let spin = super::theme::SPINNER[app.spinner % super::theme::SPINNER.len()];
+                let spin = super::theme::SPINNER[spinner % super::theme::SPINNER.len()];
                 vec![Line::raw(format!("{spin} checking {}…", row.meta.name))]
             }
             Some(Err(e)) => vec![Line::styled(format!("✗ {e}"), t.bad())],
-            Some(Ok(r)) => details_lines(t, r, app.now, area.width.saturating_sub(2)),
+            Some(Ok(r)) => details_lines(t, r, now, area.width.saturating_sub(2)),
         },
     };
     f.render_widget(

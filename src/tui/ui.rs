@@ -108,12 +108,26 @@ fn draw(f: &mut Frame, app: &App) {
 
     match app.tab {
         Tab::Pki => {
-            super::pki::render_tree(f, a.tree, app);
-            super::pki::render_details(f, a.details, app);
+            super::pki::render_tree(f, a.tree, &app.pki, app.theme, app.spinner);
+            super::pki::render_details(f, a.details, &app.pki, app.theme, app.spinner, app.now);
         }
         Tab::Hub => super::hub::render(f, a.body, app),
+        Tab::Connect if app.fleet.shown => super::fleet::render(
+            f,
+            a.body,
+            &app.fleet,
+            &app.connect.target.label(),
+            app.theme,
+        ),
         Tab::Connect => super::connect::render(f, a.body, app),
-        Tab::Guide => super::guide::render(f, a.body, app),
+        Tab::Guide => super::guide::render(
+            f,
+            a.body,
+            &app.guide,
+            &app.pki,
+            &app.guide_facts(),
+            app.theme,
+        ),
     }
 
     let status = match &app.status {
@@ -158,7 +172,7 @@ fn draw(f: &mut Frame, app: &App) {
     f.render_widget(Paragraph::new(status), a.status);
 
     if let Some(d) = &app.dialog {
-        dialog::render(f, a.body, app, d);
+        dialog::render(f, a.body, d, app.theme, app.spinner);
     }
     if app.help {
         render_help(f, area, app);
@@ -169,8 +183,10 @@ fn draw(f: &mut Frame, app: &App) {
 pub fn footer_keys(tab: Tab) -> &'static str {
     match tab {
         Tab::Pki => "n new · v verify · e export · c connect · d delete · / filter",
-        Tab::Hub => "s start/stop · p port · v prove CA · a register · o on/off",
-        Tab::Connect => "Enter run · t target",
+        Tab::Hub => {
+            "s start/stop · p port · v V prove hub/DPS · a register · o on/off · G DPS group · e enroll"
+        }
+        Tab::Connect => "Enter run · t target · f fleet",
         Tab::Guide => "↑↓ step · J K scroll · y copy commands",
     }
 }

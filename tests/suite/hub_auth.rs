@@ -312,3 +312,51 @@ async fn each_refusal_reason_is_named() {
     .await;
     hub.shutdown().await;
 }
+
+/// Root registered and verified, its intermediate uploaded but never verified: IoT Hub accepts the
+/// device, because "an X.509 CA certificate can authenticate any device that has the CA in its
+/// certificate chain of trust" and the device "has an X.509 certificate with the verified X.509 CA
+/// in its certificate chain of trust" (Microsoft Learn, "Authenticate identities with third-party
+/// X.509 certificates", articles/iot-hub/authenticate-authorize-x509.md, sections "Types of
+/// certificate authentication" and "Register the X.509 CA certificate to IoT Hub"). An unverified
+/// CA only explains a refusal when nothing verified is in the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_root_admits_devices_under_an_unverified_intermediate() {
+    let fx = Fixture::new();
+    fx.device("sensor-7", Some("line2"), ValidityArg::default());
+    fx.store.add_ca("root", true).unwrap();
+    fx.store.add_ca("line2", false).unwrap();
+    fx.register("sensor-7", Auth::Ca, None);
+    let hub = Hub::start(
+        fx.root(),
+        HubConfig {
+            port: 0,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut ev = hub.events();
+    let chain = fx.chain_file(&["sensor-7", "line2"]);
+    let key = fx.key_file("sensor-7");
+    let attempt = || Attempt {
+        client_id: "sensor-7",
+        username: username("sensor-7"),
+        cert: Some(&chain),
+        key: Some(&key),
+    };
+    expect_accepted(&fx, &hub, &mut ev, attempt()).await;
+
+    // Without the verified root the same chain is refused, and the reason names the
+    // intermediate that still awaits its proof of possession.
+    fx.store.remove_ca("root").unwrap();
+    expect_refused(
+        &fx,
+        &hub,
+        &mut ev,
+        attempt(),
+        r#"chain ends at "Line 2", which is registered but not verified"#,
+    )
+    .await;
+    hub.shutdown().await;
+}

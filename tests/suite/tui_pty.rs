@@ -25,6 +25,17 @@ struct Tui {
 
 impl Tui {
     fn start(ws: &Path, args: &[&str], env: &[(&str, &str)]) -> Tui {
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_chainsmith"));
+        cmd.arg("--workspace");
+        cmd.arg(ws);
+        for a in args {
+            cmd.arg(a);
+        }
+        Tui::spawn(cmd, env)
+    }
+
+    /// Any program in the pseudo-terminal.
+    fn spawn(mut cmd: CommandBuilder, env: &[(&str, &str)]) -> Tui {
         let pair = native_pty_system()
             .openpty(PtySize {
                 rows: 30,
@@ -33,12 +44,6 @@ impl Tui {
                 pixel_height: 0,
             })
             .unwrap();
-        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_chainsmith"));
-        cmd.arg("--workspace");
-        cmd.arg(ws);
-        for a in args {
-            cmd.arg(a);
-        }
         cmd.env("TERM", "xterm-256color");
         cmd.env_remove("NO_COLOR");
         for (k, v) in env {
@@ -470,13 +475,46 @@ fn guide_subcommand_opens_the_workshop() {
     t.assert_restored();
 }
 
+/// The TUI's panic hook, installed as `tui::run` installs it, with the terminal in the TUI's
+/// state, then a tokio task that panics: run by `a_panic_in_a_background_task_...` in a
+/// pseudo-terminal (this test binary again, filtered to this test). The binary itself has no
+/// switch that makes it panic.
+#[test]
+#[ignore = "a child process of a_panic_in_a_background_task_restores_the_terminal_and_exits_with_the_message"]
+fn panic_hook_child() {
+    if std::env::var_os("CHAINSMITH_PANIC_HOOK_CHILD").is_none() {
+        return;
+    }
+    chainsmith::tui::install_panic_hook();
+    let _guard = chainsmith::tui::TerminalGuard::enter().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            panic!("test panic in a background task");
+        });
+        tokio::time::sleep(Duration::from_secs(15)).await;
+    });
+}
+
 #[test]
 fn a_panic_in_a_background_task_restores_the_terminal_and_exits_with_the_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut t = Tui::start(
-        &dir.path().join("ws"),
-        &["tui"],
-        &[("CHAINSMITH_TUI_TEST_PANIC", "1"), ("RUST_BACKTRACE", "0")],
+    let mut cmd = CommandBuilder::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        "tui_pty::panic_hook_child",
+        "--nocapture",
+    ]);
+    let mut t = Tui::spawn(
+        cmd,
+        &[
+            ("CHAINSMITH_PANIC_HOOK_CHILD", "1"),
+            ("RUST_BACKTRACE", "0"),
+        ],
     );
     let code = t.wait_exit();
     assert_eq!(code, 101);
@@ -549,4 +587,44 @@ fn rsa_4096_key_generation_keeps_the_ui_responding() {
     t.send("q");
     assert_eq!(t.wait_exit(), 0);
     t.assert_restored();
+}
+
+/// The real TUI adds a DPS enrollment group from a CA with keys alone: select the root on the
+/// PKI tab, 2 for the Hub tab, G (proof of possession for DPS, then the group), and the group
+/// is listed, verified, in the DPS panel and in DPS's own file (what `hub dps list` reads).
+#[test]
+fn hub_tab_adds_a_dps_group_from_the_selected_ca_with_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let made = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .arg("--workspace")
+        .arg(&ws)
+        .args(["new", "root", "dpsroot"])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut t = Tui::start(&ws, &[], &[]);
+    t.wait_for("dpsroot");
+    t.send("2");
+    t.wait_for("no DPS enrollment yet");
+    t.send("G");
+    let s = t.wait_for("group dpsroot");
+    assert!(s.contains("✓ Verified   CA dpsroot"), "{s}");
+    assert!(s.contains("DPS · ID scope 0ne"), "{s}");
+    t.wait_for("added enrollment group \"dpsroot\"");
+    t.send("q");
+    assert_eq!(t.wait_exit(), 0);
+    t.assert_restored();
+    let list = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .arg("--workspace")
+        .arg(&ws)
+        .args(["hub", "dps", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("dpsroot"), "{list}");
 }

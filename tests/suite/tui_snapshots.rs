@@ -669,3 +669,93 @@ fn hub_proof_and_form_dialogs() {
     app.update(ch('t'));
     insta::assert_snapshot!("dialog_target", screen(&app));
 }
+
+/// The Hub tab with DPS beside the hub: ID scope, DPS's CAs, enrollments, registrations and
+/// live DPS events with their exact refusals; names from `dps.json` or a peer are escaped.
+#[test]
+fn hub_tab_with_dps_state() {
+    use chainsmith::hub::HubEvent;
+    use chainsmith::hub::dps::{DpsState, Group, Individual, Registration};
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (100, 30));
+    let dps_ca = |name: &str, verified: bool| chainsmith::hub::HubCa {
+        name: name.into(),
+        cn: name.into(),
+        cert_pem: String::new(),
+        verified,
+        code: "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3".into(),
+        added: NOW,
+    };
+    let reg = |rid: &str, substatus: &str| Registration {
+        registration_id: rid.into(),
+        device_id: rid.into(),
+        assigned_hub: "localhost".into(),
+        status: "assigned".into(),
+        substatus: substatus.into(),
+        created: NOW - time::Duration::minutes(5),
+        updated: NOW,
+        etag: "\"1\"".into(),
+        payload: None,
+        enrollment: "group contoso-root".into(),
+    };
+    let st = DpsState {
+        id_scope: "0ne0000AB12".into(),
+        cas: vec![dps_ca("contoso-root", true), dps_ca("contoso-int", false)],
+        groups: vec![Group {
+            name: "contoso-root".into(),
+            primary: "contoso-root".into(),
+            secondary: Some("contoso-int".into()),
+            edge: false,
+            enabled: true,
+            issue_from: None,
+            added: NOW,
+        }],
+        individuals: vec![Individual {
+            registration_id: "mytestselfcertprimary".into(),
+            device_id: None,
+            primary: Some("0A1B2C3D4E5F".into()),
+            secondary: Some("FFEEDDCCBBAA".into()),
+            from: Some("lab-dev".into()),
+            edge: false,
+            enabled: false,
+            issue_from: None,
+            added: NOW,
+        }],
+        registrations: vec![
+            reg("sample-device-01", "initialAssignment"),
+            reg(
+                "evil\u{1b}]0;pwned\u{7}",
+                "reprovisionedToInitialAssignment",
+            ),
+        ],
+    };
+    app.update(Action::Hub(hub::HubAction::Dps(Box::new(st))));
+    let peer = "127.0.0.1:50000".parse().unwrap();
+    for e in [
+        HubEvent::DpsAssigned {
+            registration_id: "sample-device-01".into(),
+            device_id: "sample-device-01".into(),
+            assigned_hub: "localhost".into(),
+            substatus: "initialAssignment".into(),
+            enrollment: "group contoso-root".into(),
+            issued: false,
+        },
+        HubEvent::DpsRefused {
+            registration_id: "mytestselfcertprimary".into(),
+            peer,
+            status: 401,
+            error_code: 401002,
+            kind: "disabled".into(),
+            reason: "individual enrollment \"mytestselfcertprimary\" is disabled".into(),
+        },
+    ] {
+        app.update(Action::Hub(hub::HubAction::Event(hub::log_line(&e, NOW))));
+    }
+    app.update(ch('2'));
+    let s = screen(&app);
+    assert!(
+        !s.contains('\u{1b}') && s.contains("evil\\e]0;pwned\\a"),
+        "{s}"
+    );
+    insta::assert_snapshot!("hub_with_dps", s);
+}

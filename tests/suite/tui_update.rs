@@ -387,10 +387,25 @@ fn form_validation_says_what_the_cli_says() {
         .args(["new", "device", "x", "--issuer", "r", "--days", "0"])
         .output()
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim(),
-        format!("error: {}", form.error.clone().unwrap())
+    // The engine says what is wrong and the fix in domain words; each face adds its own hint:
+    // the CLI names the flag, the TUI the field.
+    let engine = ValidityArg::days(0)
+        .resolve(
+            &chainsmith::pki::Profile::Verification,
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(!engine.contains("--"), "{engine}");
+    let cli = String::from_utf8_lossy(&out.stderr);
+    let tui = form.error.clone().unwrap();
+    assert!(
+        cli.trim().starts_with(&format!("error: {engine} (")),
+        "{cli}"
     );
+    assert!(cli.contains("--days"), "{cli}");
+    assert!(tui.starts_with(&format!("{engine} (")), "{tui}");
+    assert!(tui.contains("Days field") && !tui.contains("--"), "{tui}");
 }
 
 #[test]
@@ -1154,4 +1169,109 @@ fn create_fills_the_other_slot_of_a_self_signed_device_like_the_cli() {
         Some(Action::Created(Err(e))) => assert!(e.contains("secondary slot"), "{e}"),
         other => panic!("a taken slot was accepted: {other:?}"),
     }
+}
+
+/// The Hub tab's DPS keys: G adds a group from the PKI-selected CA (proving it to DPS first),
+/// V proves only, e enrolls the selected device; each runs as a command and the tab shows
+/// what DPS's own file (the one `chainsmith hub dps` reads) now holds.
+#[test]
+fn dps_keys_add_a_group_prove_and_enroll() {
+    let (_d, ws) = ws();
+    root(&ws, "r");
+    root(&ws, "r2");
+    devices(&ws, "d1", "r");
+    let mut app = app_on(&ws);
+    let c = app.update(ch('2'));
+    settle(&mut app, &ws, c);
+    assert!(app.hub.dps.as_ref().is_some_and(|d| d.groups.is_empty()));
+    // A device selected: G and V say what they need and run nothing.
+    pick(&mut app, "d1");
+    assert!(app.update(ch('G')).is_none());
+    assert!(app.status.as_ref().unwrap().1.contains("select a root"));
+    assert!(app.update(ch('V')).is_none());
+    // e enrolls the selected device individually, by its certificate's thumbprint.
+    let c = app.update(ch('e'));
+    assert!(matches!(&c, Some(Command::DpsEnroll { device }) if device == "d1"));
+    assert!(app.hub.dps_busy);
+    // One DPS job at a time.
+    assert!(app.update(ch('e')).is_none());
+    settle(&mut app, &ws, c);
+    assert!(!app.hub.dps_busy);
+    let dps = app.hub.dps.as_ref().unwrap();
+    assert_eq!(dps.individuals.len(), 1);
+    assert_eq!(dps.individuals[0].registration_id, "d1");
+    assert!(dps.individuals[0].primary.is_some());
+    // G on the root: DPS's proof of possession first (the CA is not in DPS yet), then the group.
+    pick(&mut app, "r");
+    let c = app.update(ch('G'));
+    assert!(matches!(&c, Some(Command::DpsGroup { ca }) if ca == "r"));
+    settle(&mut app, &ws, c);
+    let dps = app.hub.dps.as_ref().unwrap();
+    assert!(!dps.id_scope.is_empty());
+    assert_eq!(dps.cas.len(), 1);
+    assert!(dps.cas[0].verified, "{:?}", app.hub.error);
+    assert_eq!(dps.groups.len(), 1);
+    assert_eq!(
+        (dps.groups[0].name.as_str(), dps.groups[0].primary.as_str()),
+        ("r", "r")
+    );
+    let log: Vec<&str> = app.hub.log.iter().map(|l| l.text.as_str()).collect();
+    assert!(
+        log.iter().any(|l| l.contains("DPS verification code")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("added enrollment group \"r\"")),
+        "{log:?}"
+    );
+    // The hub's own CA list is untouched: DPS keeps its own.
+    let store = chainsmith::hub::HubStore::open(ws.root()).unwrap();
+    assert!(store.load().unwrap().cas.is_empty());
+    assert_eq!(store.dps_load().unwrap().groups.len(), 1);
+    // G again leaves the group as it is.
+    let c = app.update(ch('G'));
+    settle(&mut app, &ws, c);
+    assert!(
+        app.hub
+            .log
+            .back()
+            .unwrap()
+            .text
+            .contains("already holds CA")
+    );
+    // V on another root proves it to DPS without a group.
+    pick(&mut app, "r2");
+    let sel = "r2".to_string();
+    let c = app.update(ch('V'));
+    assert!(matches!(&c, Some(Command::DpsProve { ca }) if *ca == sel));
+    settle(&mut app, &ws, c);
+    let dps = app.hub.dps.as_ref().unwrap();
+    assert!(dps.cas.iter().any(|c| c.name == sel && c.verified));
+    assert_eq!(dps.groups.len(), 1);
+    // An engine refusal reaches the tab as an error, and the job is over.
+    app.update(Action::Hub(hub::HubAction::DpsDone(Err(
+        "no such CA".into()
+    ))));
+    assert_eq!(app.hub.error.as_deref(), Some("no such CA"));
+    assert!(
+        app.status
+            .as_ref()
+            .unwrap()
+            .1
+            .contains("DPS refused: no such CA")
+    );
+}
+
+/// Select `name` in the PKI tree (as a click would) and come back to the Hub tab.
+fn pick(app: &mut App, name: &str) {
+    app.update(ch('1'));
+    let pos = app
+        .pki
+        .visible
+        .iter()
+        .position(|&i| app.pki.rows[i].meta.name == name)
+        .expect(name);
+    app.pki.selected = pos;
+    app.update(ch('2'));
 }

@@ -1,0 +1,445 @@
+//! The Device Provisioning Service's MQTT device protocol: the exact strings and JSON shapes.
+//!
+//! Sources: Microsoft's "Communicate with DPS using the MQTT protocol" page and the SDKs'
+//! provisioning transports (azure-iot-sdk-python
+//! `azure/iot/device/provisioning/pipeline/mqtt_topic_provisioning.py` and `constant.py`,
+//! Node `azure-iot-provisioning-device-mqtt/dist/mqtt.js`):
+//!
+//! | what              | string                                                                  |
+//! |-------------------|-------------------------------------------------------------------------|
+//! | client id         | the registration id                                                     |
+//! | username          | `{idScope}/registrations/{registrationId}/api-version=2019-03-31[&ClientVersion=…]` (no `?`) |
+//! | subscribe         | `$dps/registrations/res/#`                                              |
+//! | register          | `$dps/registrations/PUT/iotdps-register/?$rid={rid}`                    |
+//! | poll              | `$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={id}` |
+//! | response          | `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={s}]`         |
+//!
+//! The SDKs read a response's status from the topic: below 300 is an answer (`202` +
+//! `"status":"assigning"`, then `200` + `"status":"assigned"`), 300–428 a failure whose body is
+//! DPS's error JSON, 429 and up "try again after `retry-after`".
+
+use serde::{Deserialize, Serialize};
+
+use super::{AzureError, check_rid, url_decode};
+
+/// The filter every SDK subscribes to before registering.
+pub const RESPONSE_FILTER: &str = "$dps/registrations/res/#";
+/// The api-version the Python (`PROVISIONING_API_VERSION`) and Node
+/// (`ProvisioningDeviceConstants.apiVersion`) SDKs send.
+pub const API_VERSION: &str = "2019-03-31";
+/// The api-version of the 2021 GA service API (the C and .NET SDKs' newer releases).
+pub const API_VERSION_2021: &str = "2021-06-01";
+/// The certificate-management preview: the register body may carry `csr` and the answer
+/// `issuedCertificateChain`.
+pub const API_VERSION_CSR: &str = "2025-07-01-preview";
+/// The earlier certificate-issuance preview (Python SDK's preview branch,
+/// `samples/cert-mgmt/certificate_issuance.py`): `clientCertificateCsr` → `issuedClientCertificate`.
+pub const API_VERSION_CSR_2021: &str = "2021-11-01-preview";
+/// api-versions the local DPS accepts in the username.
+pub const API_VERSIONS: [&str; 4] = [
+    API_VERSION,
+    API_VERSION_2021,
+    API_VERSION_CSR_2021,
+    API_VERSION_CSR,
+];
+/// The global device endpoint the SDK samples pass as `provisioning_host`.
+pub const GLOBAL_ENDPOINT: &str = "global.azure-devices-provisioning.net";
+/// Seconds a device is told to wait before polling (real DPS says 3; the Python SDK waits its
+/// own 2 s after the register answer and honours this only for polls).
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+const REGISTER_PREFIX: &str = "$dps/registrations/PUT/iotdps-register/?";
+const STATUS_PREFIX: &str = "$dps/registrations/GET/iotdps-get-operationstatus/?";
+const RESPONSE_PREFIX: &str = "$dps/registrations/res/";
+
+/// A parsed DPS MQTT username.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username {
+    pub id_scope: String,
+    pub registration_id: String,
+    pub api_version: Option<String>,
+    /// Every query parameter, decoded, in order (`api-version`, `ClientVersion`, …).
+    pub params: Vec<(String, String)>,
+}
+
+/// `{idScope}/registrations/{registrationId}/api-version={api}`.
+pub fn username(id_scope: &str, registration_id: &str, api_version: &str) -> String {
+    format!("{id_scope}/registrations/{registration_id}/api-version={api_version}")
+}
+
+/// Whether a CONNECT username is DPS's (its second segment is `registrations` and it has no
+/// `?`), as opposed to IoT Hub's `{host}/{deviceId}/?api-version=…`.
+pub fn is_dps_username(s: &str) -> bool {
+    !s.contains('?') && s.split('/').nth(1) == Some("registrations")
+}
+
+/// Parse `{idScope}/registrations/{registrationId}/api-version=…&ClientVersion=…`.
+pub fn parse_username(s: &str) -> Result<Username, AzureError> {
+    let bad = || AzureError::Username(s.to_string());
+    let mut it = s.splitn(4, '/');
+    let (Some(scope), Some("registrations"), Some(reg), Some(query)) =
+        (it.next(), it.next(), it.next(), it.next())
+    else {
+        return Err(bad());
+    };
+    if scope.is_empty() || reg.is_empty() || query.contains('/') {
+        return Err(bad());
+    }
+    let mut params = Vec::new();
+    for part in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        params.push((
+            url_decode(k, "username parameter")?,
+            url_decode(v, "username parameter")?,
+        ));
+    }
+    let api_version = params
+        .iter()
+        .find(|(k, _)| k == "api-version")
+        .map(|(_, v)| v.clone());
+    Ok(Username {
+        id_scope: scope.to_string(),
+        registration_id: url_decode(reg, "registration id")?,
+        api_version,
+        params,
+    })
+}
+
+/// `$dps/registrations/PUT/iotdps-register/?$rid={rid}`.
+pub fn register_topic(rid: &str) -> String {
+    format!("{REGISTER_PREFIX}$rid={rid}")
+}
+
+/// `$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={id}`.
+pub fn status_topic(rid: &str, operation_id: &str) -> String {
+    format!("{STATUS_PREFIX}$rid={rid}&operationId={operation_id}")
+}
+
+/// `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={s}]`.
+pub fn response_topic(status: u16, rid: &str, retry_after: Option<u32>) -> String {
+    match retry_after {
+        Some(s) => format!("{RESPONSE_PREFIX}{status}/?$rid={rid}&retry-after={s}"),
+        None => format!("{RESPONSE_PREFIX}{status}/?$rid={rid}"),
+    }
+}
+
+/// What a device publishes to DPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Register { rid: String },
+    Status { rid: String, operation_id: String },
+}
+
+fn query(q: &str) -> impl Iterator<Item = (&str, &str)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+/// Classify a device PUBLISH topic. Anything else is not DPS's protocol.
+pub fn parse_request(topic: &str) -> Result<Request, AzureError> {
+    let expected = "$dps/registrations/PUT/iotdps-register/?$rid={rid} or $dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={id}";
+    let bad = || AzureError::Topic {
+        topic: topic.to_string(),
+        expected,
+    };
+    let get = |q: &str, key: &str| {
+        query(q)
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+    };
+    if let Some(q) = topic.strip_prefix(REGISTER_PREFIX) {
+        let rid = get(q, "$rid").ok_or_else(bad)?;
+        return Ok(Request::Register {
+            rid: check_rid(&rid)?.to_string(),
+        });
+    }
+    if let Some(q) = topic.strip_prefix(STATUS_PREFIX) {
+        let rid = get(q, "$rid").ok_or_else(bad)?;
+        let op = get(q, "operationId").ok_or_else(bad)?;
+        let operation_id = url_decode(&op, "operationId")?;
+        return Ok(Request::Status {
+            rid: check_rid(&rid)?.to_string(),
+            operation_id,
+        });
+    }
+    Err(bad())
+}
+
+/// A parsed response topic: (status, rid, retry-after seconds).
+pub fn parse_response_topic(topic: &str) -> Result<(u16, String, Option<u32>), AzureError> {
+    let bad = || AzureError::Topic {
+        topic: topic.to_string(),
+        expected: "$dps/registrations/res/{status}/?$rid={rid}",
+    };
+    let rest = topic.strip_prefix(RESPONSE_PREFIX).ok_or_else(bad)?;
+    let (status, q) = rest.split_once("/?").ok_or_else(bad)?;
+    let status = status
+        .parse()
+        .map_err(|_| AzureError::Status(status.to_string()))?;
+    let mut rid = None;
+    let mut retry = None;
+    for (k, v) in query(q) {
+        match k {
+            "$rid" => rid = Some(v.to_string()),
+            "retry-after" => retry = v.parse().ok(),
+            _ => {}
+        }
+    }
+    Ok((status, rid.ok_or_else(bad)?, retry))
+}
+
+// ---------------------------------------------------------------- JSON bodies
+
+/// The register body: `{"registrationId":…,"payload":{…}}`; with the certificate-management
+/// preview also `"csr"` (2025-07-01-preview) or `"clientCertificateCsr"` (2021-11-01-preview),
+/// base64 DER PKCS#10.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterRequest {
+    pub registration_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "clientCertificateCsr"
+    )]
+    pub csr: Option<String>,
+}
+
+/// `registrationState` of an operation answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationState {
+    pub registration_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_date_time_utc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_hub: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substatus: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated_date_time_utc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    /// Base64 DER certificates, leaf first (2025-07-01-preview; the 2021 preview's
+    /// `issuedClientCertificate` is read as the same).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "issuedClientCertificate"
+    )]
+    pub issued_certificate_chain: Option<Vec<String>>,
+}
+
+/// The 202 and 200 answers: `{"operationId","status","registrationState"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationResponse {
+    pub operation_id: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_state: Option<RegistrationState>,
+}
+
+/// Substatus of a first assignment.
+pub const INITIAL_ASSIGNMENT: &str = "initialAssignment";
+/// Substatus when a device registers again and keeps its data.
+pub const REPROVISIONED_TO_INITIAL: &str = "reprovisionedToInitialAssignment";
+
+/// DPS's error body: `{"errorCode":401002,"trackingId":…,"message":…,"timestampUtc":…}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    pub error_code: u32,
+    pub tracking_id: String,
+    pub message: String,
+    pub timestamp_utc: String,
+}
+
+/// Error codes as DPS sends them: the HTTP status times 1000 plus a detail. Only codes seen in
+/// DPS answers are used: 401002 (attestation failed: "Unauthorized", the code the SDKs'
+/// issue threads show for a refused X.509 or key), 404201/404202 (resource not found; the
+/// azure-docs issue #57082 reports both), 400004 (argument invalid). DPS publishes no 403
+/// detail code; the local DPS keeps 403's detail at 000 and the topic status says 403.
+pub mod code {
+    pub const BAD_REQUEST: u32 = 400004;
+    pub const UNAUTHORIZED: u32 = 401002;
+    pub const FORBIDDEN: u32 = 403000;
+    pub const NOT_FOUND: u32 = 404201;
+    pub const OPERATION_NOT_FOUND: u32 = 404202;
+}
+
+// ---------------------------------------------------------------- names
+
+/// A fresh ID scope shaped like DPS's: `0ne` and 8 upper-case hex digits.
+pub fn new_id_scope() -> String {
+    let mut b = [0u8; 4];
+    aws_lc_rs::rand::fill(&mut b).expect("system random source");
+    format!("0ne{}", crate::pki::hex_upper(&b))
+}
+
+/// Whether `s` is a usable ID scope: 1–32 letters and digits (DPS's own are `0ne` + 8 hex).
+pub fn check_id_scope(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 32 || !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "ID scope {s:?} is not 1–32 letters and digits; DPS's look like 0ne00A1B2C3"
+        ));
+    }
+    Ok(())
+}
+
+/// A fresh operation id, shaped like DPS's (`4.{16 hex}.{uuid}`).
+pub fn new_operation_id() -> String {
+    let mut b = [0u8; 24];
+    aws_lc_rs::rand::fill(&mut b).expect("system random source");
+    let h = hex::encode(b);
+    format!(
+        "4.{}.{}-{}-{}-{}-{}",
+        &h[..16],
+        &h[16..24],
+        &h[24..28],
+        &h[28..32],
+        &h[32..36],
+        &h[36..48]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_of_the_sdks_parse() {
+        // Python: urlencode(quote_via=quote) of api-version and ClientVersion.
+        let py = "0ne00TEST01/registrations/sample-device-01/api-version=2019-03-31&ClientVersion=azure-iot-device%2F2.14.0";
+        assert!(is_dps_username(py));
+        let u = parse_username(py).unwrap();
+        assert_eq!(u.id_scope, "0ne00TEST01");
+        assert_eq!(u.registration_id, "sample-device-01");
+        assert_eq!(u.api_version.as_deref(), Some(API_VERSION));
+        assert_eq!(u.params[1].1, "azure-iot-device/2.14.0");
+        // Node: encodeURIComponent(userAgent).
+        let node = "0ne00ABCDEF/registrations/dev1/api-version=2019-03-31&ClientVersion=azure-iot-provisioning-device%2F1.9.1";
+        assert_eq!(parse_username(node).unwrap().registration_id, "dev1");
+        assert_eq!(
+            username("0ne00ABCDEF", "dev1", API_VERSION_CSR),
+            "0ne00ABCDEF/registrations/dev1/api-version=2025-07-01-preview"
+        );
+        // IoT Hub's usernames are not DPS's.
+        assert!(!is_dps_username(
+            "myhub.azure-devices.net/dev1/?api-version=2021-04-12"
+        ));
+        assert!(parse_username("scope/devices/dev1/api-version=1").is_err());
+        assert!(parse_username("scope/registrations/").is_err());
+    }
+
+    #[test]
+    fn topics_match_the_documented_examples() {
+        assert_eq!(RESPONSE_FILTER, "$dps/registrations/res/#");
+        assert_eq!(
+            register_topic("1"),
+            "$dps/registrations/PUT/iotdps-register/?$rid=1"
+        );
+        assert_eq!(
+            status_topic(
+                "2",
+                "4.0123456789abcdef.01234567-89ab-cdef-0123-456789abcdef"
+            ),
+            "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId=4.0123456789abcdef.01234567-89ab-cdef-0123-456789abcdef"
+        );
+        assert_eq!(
+            response_topic(202, "1", Some(3)),
+            "$dps/registrations/res/202/?$rid=1&retry-after=3"
+        );
+        assert_eq!(
+            response_topic(200, "2", None),
+            "$dps/registrations/res/200/?$rid=2"
+        );
+        assert_eq!(
+            parse_response_topic("$dps/registrations/res/202/?$rid=1&retry-after=3").unwrap(),
+            (202, "1".to_string(), Some(3))
+        );
+        let uuid = "0b1e7e4c-8d2f-4c3a-9f3e-0d6c5b4a3f21";
+        assert_eq!(
+            parse_request(&register_topic(uuid)).unwrap(),
+            Request::Register { rid: uuid.into() }
+        );
+        assert_eq!(
+            parse_request(&status_topic("7", "4.ab.cd")).unwrap(),
+            Request::Status {
+                rid: "7".into(),
+                operation_id: "4.ab.cd".into()
+            }
+        );
+        assert!(parse_request("$dps/registrations/PUT/iotdps-register/").is_err());
+        assert!(parse_request("devices/d/messages/events/").is_err());
+    }
+
+    #[test]
+    fn bodies_have_the_documented_shapes() {
+        let r: RegisterRequest = serde_json::from_str(
+            r#"{"registrationId":"sample-device-01","payload":{"modelId":"dtmi:com:example:Thermostat;1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.registration_id, "sample-device-01");
+        assert_eq!(
+            r.payload.unwrap()["modelId"],
+            "dtmi:com:example:Thermostat;1"
+        );
+        let old: RegisterRequest =
+            serde_json::from_str(r#"{"registrationId":"d","clientCertificateCsr":"AAA"}"#).unwrap();
+        assert_eq!(old.csr.as_deref(), Some("AAA"));
+
+        let assigning = OperationResponse {
+            operation_id: "4.x".into(),
+            status: "assigning".into(),
+            registration_state: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&assigning).unwrap(),
+            serde_json::json!({"operationId":"4.x","status":"assigning"})
+        );
+        let assigned: OperationResponse = serde_json::from_str(
+            r#"{"operationId":"4.x","status":"assigned","registrationState":{"registrationId":"d","createdDateTimeUtc":"2026-01-01T00:00:00Z","assignedHub":"localhost","deviceId":"d","status":"assigned","substatus":"initialAssignment","lastUpdatedDateTimeUtc":"2026-01-01T00:00:00Z","etag":"IjAwMCI=","payload":{"a":1}}}"#,
+        )
+        .unwrap();
+        let s = assigned.registration_state.unwrap();
+        assert_eq!(s.assigned_hub.as_deref(), Some("localhost"));
+        assert_eq!(s.substatus.as_deref(), Some(INITIAL_ASSIGNMENT));
+        let e = ErrorBody {
+            error_code: code::UNAUTHORIZED,
+            tracking_id: "t".into(),
+            message: "m".into(),
+            timestamp_utc: "2026-01-01T00:00:00Z".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"errorCode":401002,"trackingId":"t","message":"m","timestampUtc":"2026-01-01T00:00:00Z"})
+        );
+    }
+
+    #[test]
+    fn scopes_and_operation_ids() {
+        let s = new_id_scope();
+        assert_eq!(s.len(), 11);
+        assert!(s.starts_with("0ne"));
+        assert!(
+            s[3..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+        );
+        assert!(check_id_scope(&s).is_ok());
+        assert!(check_id_scope("0ne 1").is_err());
+        assert!(check_id_scope("").is_err());
+        let op = new_operation_id();
+        assert!(op.starts_with("4."));
+        assert!(check_rid(&op.replace('.', "-")).is_ok());
+    }
+}

@@ -1,0 +1,659 @@
+//! `fleet`: many devices at once (`run`), reports of shards combined (`merge`), and each
+//! shard's certificates as a bundle for an orchestrator (`export-shards`).
+
+use super::{CliResult, Failed, Global};
+use crate::fleet::{self, Figures, FleetEvent, Load, Plan, Report, RoundTrip, Shard};
+use crate::mqtt::{Endpoint, Flavor, PeerKind};
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Args, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Subcommand, Debug)]
+pub enum FleetCommand {
+    /// Drive many devices at once, each with its own certificate, key and MQTT session.
+    Run(RunArgs),
+    /// Combine the reports of shards into one summary (histograms merged exactly).
+    Merge(MergeArgs),
+    /// Write each shard's device certificates and keys as a small workspace a pod can mount.
+    ExportShards(ExportShardsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct Selection {
+    /// Workspace devices and ranges like sensor-{00001..10000}.
+    pub devices: Vec<String>,
+    /// Every device issued under this CA (directly or through intermediates).
+    #[arg(long, value_name = "CA")]
+    pub issuer: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub select: Selection,
+    /// `local` (the local hub), HOST[:PORT] (an Azure IoT Hub) or mqtts://HOST:PORT (any broker).
+    #[arg(long, default_value = "local", value_name = "TARGET")]
+    pub to: String,
+    /// The transport: mqtt (MQTT over TLS, port 8883).
+    #[arg(long, default_value = "mqtt")]
+    pub transport: String,
+    /// Trust anchor for the server certificate: a PEM file or a workspace CA (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<String>,
+    /// New connections per second during ramp-up, e.g. 200/s.
+    #[arg(long, default_value = "100/s", value_parser = parse_connect_rate)]
+    pub connect_rate: f64,
+    /// Telemetry per device, e.g. 1/s or 0.2/s, until --duration or Ctrl-C.
+    #[arg(long, value_parser = parse_message_rate, conflicts_with = "messages")]
+    pub rate: Option<f64>,
+    /// Messages per device, each acknowledged before the next (default 5); the run ends when all are done.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub messages: Option<u32>,
+    /// Stop after this long, e.g. 30s or 5m.
+    #[arg(long, value_parser = parse_run_duration)]
+    pub duration: Option<Duration>,
+    /// MQTT QoS for telemetry: 0 or 1.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub qos: u8,
+    /// 10 s after every device is up, drop all connections at once and reconnect them.
+    #[arg(long)]
+    pub storm: bool,
+    /// Limit for every network step, acknowledgement and round trip.
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// Write the report (JSON, with mergeable histograms) here.
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Overwrite the --report file.
+    #[arg(long)]
+    pub force: bool,
+    /// Run only the K-th of N equal slices of the devices, e.g. 2/8.
+    #[arg(long, value_name = "K/N", conflicts_with = "shard_from_env")]
+    pub shard: Option<Shard>,
+    /// The shard from the environment: JOB_COMPLETION_INDEX (0-based, as a Kubernetes
+    /// Indexed Job sets it) of CHAINSMITH_SHARDS shards.
+    #[arg(long)]
+    pub shard_from_env: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Reports written by `fleet run --report`.
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub reports: Vec<PathBuf>,
+    /// Also write the merged report here.
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Overwrite the --report file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportShardsArgs {
+    #[command(flatten)]
+    pub select: Selection,
+    /// Directory for the bundles (shard-1 … shard-N).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Number of shards.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=fleet::select::MAX_SHARDS as i64))]
+    pub shards: u32,
+}
+
+pub fn run(global: &Global, c: FleetCommand) -> CliResult {
+    match c {
+        FleetCommand::Run(a) => run_fleet(global, a),
+        FleetCommand::Merge(a) => merge(global, a),
+        FleetCommand::ExportShards(a) => export_shards(global, a),
+    }
+}
+
+fn parse_rate(s: &str, what: &str, lo: f64, hi: f64) -> Result<f64, String> {
+    let t = s.trim();
+    let (num, per) = match t.split_once('/') {
+        Some((n, unit)) => (n.trim(), unit.trim()),
+        None => (t, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a rate; write e.g. 10/s or 30/min"))?;
+    let per_s = match per {
+        "s" | "sec" => n,
+        "m" | "min" => n / 60.0,
+        _ => {
+            return Err(format!(
+                "\"{s}\": unit \"/{per}\" is not known; use /s or /min"
+            ));
+        }
+    };
+    if !per_s.is_finite() || per_s < lo || per_s > hi {
+        return Err(format!(
+            "{what} \"{s}\" is out of range ({lo} to {hi} per second)"
+        ));
+    }
+    Ok(per_s)
+}
+
+fn parse_connect_rate(s: &str) -> Result<f64, String> {
+    parse_rate(s, "connect rate", 0.01, 100_000.0)
+}
+
+fn parse_message_rate(s: &str) -> Result<f64, String> {
+    parse_rate(s, "message rate", 0.001, 1_000.0)
+}
+
+fn parse_run_duration(s: &str) -> Result<Duration, String> {
+    let d = super::connect::parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("duration \"{s}\" is zero; give e.g. 30s"));
+    }
+    Ok(d)
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = super::connect::parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(600) {
+        return Err(format!("timeout \"{s}\" is out of range (100ms to 10m)"));
+    }
+    Ok(d)
+}
+
+/// The selected device names, sliced to the shard.
+fn selection(
+    ws: &crate::store::Workspace,
+    s: &Selection,
+    shard: Option<Shard>,
+) -> anyhow::Result<Vec<String>> {
+    let names = fleet::select(ws, &s.devices, s.issuer.as_deref())
+        .map_err(|e| with_hint(e, "pass DEVICES… or --issuer CA"))?;
+    Ok(match shard {
+        Some(sh) => sh.slice(&names).to_vec(),
+        None => names,
+    })
+}
+
+fn with_hint(e: fleet::FleetError, hint: &str) -> anyhow::Error {
+    match e {
+        fleet::FleetError::Selection(m) => anyhow!("{m} ({hint})"),
+        other => other.into(),
+    }
+}
+
+/// A --report target that is free (or --force): checked before the run, so an hour of
+/// figures is not lost to a name clash at the end.
+fn check_report_path(path: &Path, force: bool) -> anyhow::Result<()> {
+    if path.exists() && !force {
+        bail!(
+            "--report {} exists; pass --force to overwrite it or give another file",
+            path.display()
+        );
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            bail!(
+                "--report {}: the directory {} does not exist",
+                path.display(),
+                parent.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn write_report(path: &Path, report: &Report, force: bool) -> anyhow::Result<()> {
+    crate::store::write_user_file(path, report.to_json().as_bytes(), 0o644, force)
+        .with_context(|| format!("writing the report {}", path.display()))
+}
+
+fn read_ca(global: &Global, value: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let path = Path::new(value);
+    if path.is_file() {
+        let bytes = std::fs::read(path).with_context(|| format!("reading --ca {value}"))?;
+        let ders: Vec<Vec<u8>> = pem::parse_many(&bytes)
+            .map_err(|e| anyhow!("--ca {value} is not PEM: {e}"))?
+            .into_iter()
+            .filter(|b| b.tag() == "CERTIFICATE")
+            .map(|b| b.into_contents())
+            .collect();
+        if ders.is_empty() {
+            bail!(
+                "--ca {value} holds no CERTIFICATE; give the PEM of the CA that issued the server's certificate"
+            );
+        }
+        return Ok(ders);
+    }
+    match global
+        .existing_workspace()
+        .ok()
+        .and_then(|ws| ws.load(value).ok())
+    {
+        Some(e) => Ok(vec![e.cert_der]),
+        None => bail!(
+            "--ca {value}: no such file and no workspace entity of that name; give the CA's PEM file"
+        ),
+    }
+}
+
+/// Where `--to` points, with what the target needs (trust, flavor, the local hub).
+struct Target {
+    endpoint: Endpoint,
+    flavor: Flavor,
+    extra_ca: Vec<Vec<u8>>,
+    system_roots: bool,
+    round_trip: RoundTrip,
+    hub: Option<std::sync::Arc<dyn crate::mqtt::HubView>>,
+    /// The hub started in-process for this run (no `hub serve` was running).
+    own_hub: Option<crate::hub::HubHandle>,
+}
+
+async fn target(global: &Global, a: &RunArgs) -> anyhow::Result<Target> {
+    let mut extra_ca = Vec::new();
+    for c in &a.ca {
+        extra_ca.extend(read_ca(global, c)?);
+    }
+    if a.to != "local" {
+        let endpoint = Endpoint::parse(&a.to).map_err(|e| anyhow!("--to {e}"))?;
+        let broker = endpoint.peer == PeerKind::Broker;
+        return Ok(Target {
+            system_roots: !broker || extra_ca.is_empty(),
+            flavor: if broker {
+                Flavor::Generic
+            } else {
+                Flavor::Azure
+            },
+            round_trip: if broker {
+                RoundTrip::Echo
+            } else {
+                RoundTrip::None
+            },
+            endpoint,
+            extra_ca,
+            hub: None,
+            own_hub: None,
+        });
+    }
+    use crate::hub::{Hub, HubConfig, HubStore};
+    let ws = global.existing_workspace()?;
+    let store = HubStore::open(ws.root())?;
+    let control = store.control_path();
+    let running = if tokio::net::UnixStream::connect(&control).await.is_ok() {
+        crate::hub::control::status(&control).await.ok()
+    } else {
+        None
+    };
+    let (endpoint, echo, hub, own_hub): (_, _, std::sync::Arc<dyn crate::mqtt::HubView>, _) =
+        match running {
+            Some(s) => {
+                let ip = match s.addr.ip() {
+                    std::net::IpAddr::V4(v) if v.is_unspecified() => {
+                        std::net::Ipv4Addr::LOCALHOST.into()
+                    }
+                    std::net::IpAddr::V6(v) if v.is_unspecified() => {
+                        std::net::Ipv6Addr::LOCALHOST.into()
+                    }
+                    ip => ip,
+                };
+                let view = fleet::run::ControlRefusals {
+                    control: control.clone(),
+                    since: s.last_refusal,
+                };
+                (
+                    Endpoint {
+                        host: ip.to_string(),
+                        port: s.port,
+                        peer: PeerKind::LocalHub,
+                    },
+                    s.echo,
+                    std::sync::Arc::new(view),
+                    None,
+                )
+            }
+            None => {
+                let config = HubConfig {
+                    port: 0,
+                    echo: true,
+                    ..HubConfig::default()
+                };
+                let h = Hub::start(ws.root(), config)
+                    .await
+                    .context("starting the local hub in-process")?;
+                let watch = crate::mqtt::local::HubWatch::in_process(&h);
+                (
+                    Endpoint {
+                        host: h.addr.ip().to_string(),
+                        port: h.addr.port(),
+                        peer: PeerKind::LocalHub,
+                    },
+                    true,
+                    watch,
+                    Some(h),
+                )
+            }
+        };
+    let trust = std::fs::read_to_string(store.trust_path()).with_context(|| {
+        format!(
+            "reading the local hub's trust anchor {}",
+            store.trust_path().display()
+        )
+    })?;
+    extra_ca.extend(
+        pem::parse_many(trust.as_bytes())?
+            .into_iter()
+            .map(|b| b.into_contents()),
+    );
+    Ok(Target {
+        endpoint,
+        flavor: Flavor::Azure,
+        extra_ca,
+        system_roots: false,
+        round_trip: if echo {
+            RoundTrip::C2d
+        } else {
+            RoundTrip::None
+        },
+        hub: Some(hub),
+        own_hub,
+    })
+}
+
+fn run_fleet(global: &Global, a: RunArgs) -> CliResult {
+    if a.transport != "mqtt" {
+        bail!(
+            "--transport {} is not available in fleet mode yet; use --transport mqtt (MQTT over TLS)",
+            a.transport
+        );
+    }
+    let shard = if a.shard_from_env {
+        Some(
+            Shard::from_env(|k| std::env::var(k).ok(), None)
+                .map_err(|e| anyhow!("--shard-from-env: {e}"))?,
+        )
+    } else {
+        a.shard
+    };
+    if let Some(p) = &a.report {
+        check_report_path(p, a.force)?;
+    }
+    let ws = global.existing_workspace()?;
+    let names = selection(&ws, &a.select, shard)?;
+    fleet::raise_open_files(names.len() as u64)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let json = global.json;
+    let report = runtime.block_on(async {
+        let t = target(global, &a).await?;
+        let devices = {
+            let (ca, sys) = (t.extra_ca.clone(), t.system_roots);
+            let ws = ws.clone();
+            tokio::task::spawn_blocking(move || fleet::load_devices(&ws, &names, &ca, sys))
+                .await
+                .context("loading the devices")??
+        };
+        let mut plan = Plan::new(devices, t.endpoint.clone(), t.flavor);
+        plan.connect_rate = a.connect_rate;
+        plan.load = match (a.rate, a.messages) {
+            (Some(r), _) => Load::Rate(r),
+            (None, Some(m)) => Load::Messages(m),
+            (None, None) => Load::Messages(5),
+        };
+        plan.duration = a.duration;
+        plan.qos = a.qos;
+        plan.storm = a.storm;
+        plan.timeout = a.timeout;
+        plan.round_trip = t.round_trip;
+        plan.hub = t.hub.clone();
+        plan.shard = shard;
+        let report = watch_run(json, fleet::start(plan)).await;
+        if let Some(h) = t.own_hub {
+            h.shutdown().await;
+        }
+        anyhow::Ok(report)
+    })?;
+    if let Some(p) = &a.report {
+        write_report(p, &report, a.force)?;
+    }
+    if json {
+        super::print_json_line(&serde_json::json!({"event": "summary", "report": report}));
+    } else {
+        print_summary(&report);
+        if let Some(p) = &a.report {
+            say!("report written to {}", p.display());
+        }
+    }
+    match report.stopped.as_str() {
+        "interrupted" => Err(Failed(130).into()),
+        _ if report.failed > 0 => Err(Failed(1).into()),
+        _ => Ok(()),
+    }
+}
+
+/// Print events and progress until the run ends; Ctrl-C stops the run cleanly.
+async fn watch_run(json: bool, mut run: fleet::FleetRun) -> Report {
+    let control = run.control();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            control.stop();
+        }
+    });
+    let tty = !json && std::io::stderr().is_terminal();
+    let mut figures = run.figures.clone();
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut events_open = true;
+    loop {
+        tokio::select! {
+            e = run.events.recv(), if events_open => match e {
+                Some(e) => print_event(json, tty, &e),
+                None => events_open = false,
+            },
+            _ = every.tick() => {
+                let f = figures.borrow_and_update().clone();
+                if json {
+                    super::print_json_line(&progress_json(&f));
+                } else if tty {
+                    super::err(&format!("\r\x1b[K{}", progress_line(&f)));
+                }
+                if f.phase == fleet::Phase::Done {
+                    break;
+                }
+            }
+        }
+    }
+    ctrl_c.abort();
+    if tty {
+        super::err("\r\x1b[K");
+    }
+    while let Ok(e) = run.events.try_recv() {
+        print_event(json, false, &e);
+    }
+    run.finish().await
+}
+
+fn progress_json(f: &Figures) -> serde_json::Value {
+    serde_json::json!({
+        "event": "progress",
+        "phase": f.phase,
+        "elapsed_s": f.elapsed_s,
+        "connected": f.connected,
+        "connecting": f.connecting,
+        "failed": f.failed,
+        "handshakes_per_s": f.handshakes_per_s,
+        "messages_per_s": f.messages_per_s,
+        "sent": f.sent,
+        "acked": f.acked,
+        "ack": f.ack,
+        "round_trip": f.round_trip,
+    })
+}
+
+/// One line for a terminal.
+pub fn progress_line(f: &Figures) -> String {
+    format!(
+        "{:>6.1}s {:<8} connected {}/{}  connecting {}  failed {}  {:.0} handshakes/s  {:.0} msg/s  ack p50 {:.2} p99 {:.2} ms",
+        f.elapsed_s,
+        f.phase.label(),
+        f.connected,
+        f.devices,
+        f.connecting,
+        f.failed,
+        f.handshakes_per_s,
+        f.messages_per_s,
+        f.ack.p50_ms,
+        f.ack.p99_ms
+    )
+}
+
+fn print_event(json: bool, tty: bool, e: &FleetEvent) {
+    if json {
+        super::print_json_line(e);
+        return;
+    }
+    let clear = if tty { "\r\x1b[K" } else { "" };
+    if tty {
+        super::err(clear);
+    }
+    match e {
+        FleetEvent::Start {
+            devices,
+            target,
+            qos,
+            shard,
+            ..
+        } => say!(
+            "fleet: {devices} device(s) -> {target}, QoS {qos}{}",
+            shard
+                .as_ref()
+                .map(|s| format!(", shard {s}"))
+                .unwrap_or_default()
+        ),
+        FleetEvent::RampedUp {
+            s,
+            connected,
+            failed,
+        } => {
+            say!("ramp-up done in {s:.1} s: {connected} connected, {failed} failed")
+        }
+        FleetEvent::DeviceFailed { .. } => {} // grouped in the summary
+        FleetEvent::StormBegin { devices } => {
+            say!("storm: dropping {devices} connection(s) at once")
+        }
+        FleetEvent::StormEnd { s, back, failed } => {
+            say!("storm: all back in {s:.1} s ({back} back, {failed} failed)")
+        }
+        FleetEvent::Stopping { reason } => say!("stopping ({reason})"),
+    }
+}
+
+fn print_summary(r: &Report) {
+    let mark = if r.failed == 0 { "✓" } else { "✗" };
+    say!(
+        "{mark} {} device(s): {} connected, {} failed; {} handshake(s) in {:.1} s ({})",
+        r.devices,
+        r.connected,
+        r.failed,
+        r.handshakes,
+        r.elapsed_s,
+        r.stopped
+    );
+    if let (Some(t), Some(h)) = (r.ramp_up_s, r.handshakes_per_s_ramp) {
+        say!("    ramp-up: {t:.1} s, {h:.0} handshakes/s");
+    }
+    let m = &r.messages;
+    say!(
+        "    messages: {} sent, {} acknowledged, {} without PUBACK; {} round trips, {} lost; {:.0} msg/s",
+        m.sent,
+        m.acked,
+        m.ack_lost,
+        m.round_trips,
+        m.round_trips_lost,
+        r.messages_per_s
+    );
+    for (name, l) in [
+        ("handshake", &r.latency.handshake),
+        ("PUBACK", &r.latency.ack),
+        ("round trip", &r.latency.round_trip),
+    ] {
+        if l.count > 0 {
+            say!(
+                "    {name:<10} p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} samples)",
+                l.p50_ms,
+                l.p90_ms,
+                l.p99_ms,
+                l.max_ms,
+                l.count
+            );
+        }
+    }
+    if let Some(s) = &r.storm {
+        say!(
+            "    storm: {} dropped, {} back, {} gave up, {} still reconnecting at the stop, {} retries, all back in {}",
+            s.devices,
+            s.back,
+            s.failed,
+            s.still_reconnecting,
+            s.retries,
+            s.time_to_all_back_s
+                .map(|t| format!("{t:.1} s"))
+                .unwrap_or_else(|| "— (not all came back)".into())
+        );
+    }
+    for (kind, g) in &r.failures {
+        say!("  ✗ {kind}: {} device(s), e.g. {}", g.count, g.example);
+        say!("      cause: {}", g.cause);
+        say!("      fix:   {}", g.fix);
+    }
+}
+
+fn merge(global: &Global, a: MergeArgs) -> CliResult {
+    if let Some(p) = &a.report {
+        check_report_path(p, a.force)?;
+    }
+    let mut reports = Vec::new();
+    for p in &a.reports {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("reading the report {}", p.display()))?;
+        reports.push((
+            p.display().to_string(),
+            Report::from_json(&p.display().to_string(), &text)?,
+        ));
+    }
+    let merged = fleet::merge(&reports)?;
+    if let Some(p) = &a.report {
+        write_report(p, &merged, a.force)?;
+    }
+    if global.json {
+        super::print_json(&merged);
+    } else {
+        say!("merged {} report(s)", reports.len());
+        print_summary(&merged);
+    }
+    Ok(())
+}
+
+fn export_shards(global: &Global, a: ExportShardsArgs) -> CliResult {
+    let ws = global.existing_workspace()?;
+    let names = selection(&ws, &a.select, None)?;
+    let bundles = fleet::bundle::export_shards(&ws, &names, &a.out, a.shards)?;
+    if global.json {
+        super::print_json(&serde_json::json!({ "bundles": bundles }));
+    } else {
+        for b in &bundles {
+            say!(
+                "shard {}: {} device(s) in {}",
+                b.shard,
+                b.devices,
+                b.dir.display()
+            );
+        }
+        say!(
+            "run one per pod: chainsmith --workspace {}/shard-$((JOB_COMPLETION_INDEX+1)) fleet run --issuer CA --to HUB --report report.json (see assets/fleet-job.yaml)",
+            a.out.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,51 @@
+#![warn(missing_docs)]
+//! What the engine's errors share: a [`Remedy`], the fix an error's message already states in
+//! domain words, as a typed value so that each face can add its own hint (the CLI names the
+//! flag, the TUI the field or key), and the [`Classified`] trait every engine error enum
+//! implements. This module depends on no other: every engine module may use it.
+
+/// The fix for an engine error, as a face can act on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remedy {
+    /// Replace the entities (or the slot) that already exist.
+    Replace,
+    /// Overwrite the files that already exist, or write elsewhere.
+    Overwrite,
+    /// Give the password of the PKCS#12 file or key (or a correct one).
+    Password,
+    /// Pick another issuing CA.
+    Issuer,
+    /// Give the new CA another path length.
+    Pathlen,
+    /// Give the certificate a common name.
+    CommonName,
+    /// Give a validity window that is not empty and not over-determined.
+    Validity,
+    /// Give the CRL a validity of at least one day.
+    CrlDays,
+    /// Use another workspace directory.
+    Workspace,
+    /// Write into another (existing) directory.
+    OutDir,
+    /// Name the entity explicitly.
+    Name,
+    /// Write one format only when writing to standard output.
+    OneFormat,
+    /// Renew with a new key.
+    Rekey,
+    /// Sign a certificate request (made on the device) instead.
+    SignCsr,
+    /// Bring the issuing CA into the workspace with its key first.
+    ImportIssuer,
+    /// Export the certificates only (PEM), since there is no key.
+    CertificatesOnly,
+}
+
+/// What every engine error enum offers a face: a stable kind for `--json` and its remedy.
+/// (Each enum also has them as inherent methods, so callers need not import this trait.)
+pub trait Classified: std::error::Error {
+    /// A short machine-friendly name for `--json` errors.
+    fn kind(&self) -> &'static str;
+    /// What would fix it, for a face to turn into its own hint.
+    fn remedy(&self) -> Option<Remedy>;
+}

@@ -1,0 +1,87 @@
+//! `export-shards`: each shard's devices as a small workspace a pod can mount: the devices'
+//! certificates and keys, and the certificates (never the keys) of the CAs above them.
+
+use super::{FleetError, Shard};
+use crate::store::{NewEntity, Workspace};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// One written bundle.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Bundle {
+    pub shard: Shard,
+    pub dir: PathBuf,
+    pub devices: usize,
+}
+
+/// The directory of shard K of N under `out`: `shard-K` (K counts from 1).
+pub fn bundle_dir(out: &Path, shard: Shard) -> PathBuf {
+    out.join(format!("shard-{}", shard.index))
+}
+
+/// Write `count` bundles of `names` (sliced as `fleet run --shard K/N` slices them).
+/// Refuses a bundle directory that exists and is not empty.
+pub fn export_shards(
+    ws: &Workspace,
+    names: &[String],
+    out: &Path,
+    count: u32,
+) -> Result<Vec<Bundle>, FleetError> {
+    let shards: Vec<Shard> = (1..=count)
+        .map(|k| Shard::new(k, count).map_err(FleetError::Selection))
+        .collect::<Result<_, _>>()?;
+    for s in &shards {
+        let dir = bundle_dir(out, *s);
+        if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(FleetError::Selection(format!(
+                "{} exists and is not empty; give --out a new directory (bundles are never overwritten)",
+                dir.display()
+            )));
+        }
+    }
+    crate::store::make_private_dir_all(out).map_err(FleetError::Store)?;
+    let mut written = Vec::new();
+    for s in shards {
+        let slice = s.slice(names);
+        let dir = bundle_dir(out, s);
+        let bundle = Workspace::init(&dir).map_err(FleetError::Store)?;
+        let mut batch = Vec::new();
+        let mut cas = BTreeSet::new();
+        for name in slice {
+            let chain = crate::store::chain_of(ws, name).map_err(FleetError::Store)?;
+            let leaf = &chain[0];
+            if leaf.meta.kind != crate::store::Kind::Device || !leaf.meta.has_key {
+                return Err(FleetError::Device {
+                    device: name.clone(),
+                    problem: "is not a device with a key in the workspace".into(),
+                });
+            }
+            batch.push(NewEntity {
+                meta: leaf.meta.clone(),
+                cert_pem: leaf.cert_pem.clone(),
+                key_pem: Some(leaf.read_key_pem().map_err(FleetError::Store)?),
+                extra: vec![],
+            });
+            for ca in &chain[1..] {
+                if cas.insert(ca.meta.name.clone()) {
+                    let mut meta = ca.meta.clone();
+                    // The pod signs nothing: the CA's key stays in the workspace.
+                    meta.has_key = false;
+                    batch.push(NewEntity {
+                        meta,
+                        cert_pem: ca.cert_pem.clone(),
+                        key_pem: None,
+                        extra: vec![],
+                    });
+                }
+            }
+        }
+        bundle.create(&batch).map_err(FleetError::Store)?;
+        written.push(Bundle {
+            shard: s,
+            dir,
+            devices: slice.len(),
+        });
+    }
+    Ok(written)
+}

@@ -1,0 +1,84 @@
+//! Fleet mode: many X.509 devices at once against a hub or broker, each with its own
+//! certificate, key and MQTT session, speaking the connection test's protocol (Azure topics
+//! for a hub, plain topics for a broker) and explained by its diagnosis.
+//!
+//! - [`select`]: which devices (names, ranges, every device under a CA) and the K-th of N
+//!   shards of them;
+//! - [`run`]: the runner on tokio: a controlled connect rate, telemetry at a rate or a count,
+//!   an optional reconnect storm, a clean stop, a timeout on every network step;
+//! - [`figures`]: live counts and HDR histograms, published on a watch channel so a face
+//!   reads them whenever it draws;
+//! - [`report`]: the JSON report with serialized histograms, and [`report::merge`].
+//!
+//! No printing here: the CLI (`chainsmith fleet`) and the TUI's Fleet view are the faces.
+
+pub mod bundle;
+pub mod figures;
+pub mod report;
+pub mod run;
+pub mod select;
+mod session;
+mod tls;
+
+pub use figures::{Figures, Phase};
+pub use report::{Report, merge};
+pub use run::{FleetDevice, FleetEvent, FleetRun, Load, Plan, RoundTrip, load_devices, start};
+pub use select::{Shard, select};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("{0}")]
+    Selection(String),
+    #[error("device \"{device}\": {problem}")]
+    Device { device: String, problem: String },
+    #[error("{0}")]
+    Report(String),
+    #[error("{0}")]
+    Limit(String),
+    #[error(transparent)]
+    Store(crate::store::Error),
+}
+
+impl FleetError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FleetError::Selection(_) => "fleet-selection",
+            FleetError::Device { .. } => "fleet-device",
+            FleetError::Report(_) => "fleet-report",
+            FleetError::Limit(_) => "open-files",
+            FleetError::Store(e) => e.kind(),
+        }
+    }
+}
+
+/// Make room for `devices` connections in this process's open-file limit (one socket per
+/// device, plus room for the runtime and files): raise the soft limit up to the hard one.
+/// Returns the limit now in force.
+pub fn raise_open_files(devices: u64) -> Result<u64, FleetError> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let need = devices.saturating_add(256);
+    let now = getrlimit(Resource::Nofile);
+    let soft = now.current.unwrap_or(u64::MAX);
+    if soft >= need {
+        return Ok(soft);
+    }
+    let hard = now.maximum.unwrap_or(u64::MAX);
+    if hard < need {
+        return Err(FleetError::Limit(format!(
+            "{devices} devices need about {need} open files, but this process may open at most {hard} (hard limit); raise it (ulimit -Hn, /etc/security/limits.conf, LimitNOFILE=) or split the fleet into shards on several processes or machines"
+        )));
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(need),
+            maximum: now.maximum,
+        },
+    )
+    .map_err(|e| {
+        FleetError::Limit(format!(
+            "raising the open-file limit from {soft} to {need} failed ({e}); raise it with ulimit -n or split the fleet into shards"
+        ))
+    })?;
+    Ok(need)
+}

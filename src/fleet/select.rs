@@ -1,0 +1,238 @@
+//! Which devices a fleet drives: names, ranges (`sensor-{00001..10000}`) and every device
+//! under a CA, then the K-th of N equal slices of that list for a shard.
+
+use super::FleetError;
+use crate::store::{Kind, Workspace};
+use std::collections::{HashMap, HashSet};
+
+/// The most devices one fleet run takes (a range alone may name a million).
+pub const MAX_DEVICES: usize = 1_000_000;
+/// The most shards a fleet may be cut into.
+pub const MAX_SHARDS: u32 = 10_000;
+
+/// The device names: each pattern expanded (ranges), then every device issued under
+/// `issuer` (directly or through intermediates), sorted; duplicates dropped, first kept.
+pub fn select(
+    ws: &Workspace,
+    patterns: &[String],
+    issuer: Option<&str>,
+) -> Result<Vec<String>, FleetError> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for p in patterns {
+        let ids = crate::pki::identity::expand_range(p)
+            .map_err(|e| FleetError::Selection(e.to_string()))?;
+        for id in ids {
+            if out.len() >= MAX_DEVICES {
+                return Err(too_many());
+            }
+            if seen.insert(id.clone()) {
+                out.push(id);
+            }
+        }
+    }
+    if let Some(ca) = issuer {
+        for id in under(ws, ca)? {
+            if out.len() >= MAX_DEVICES {
+                return Err(too_many());
+            }
+            if seen.insert(id.clone()) {
+                out.push(id);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(FleetError::Selection(
+            "no devices selected: name devices, a range like sensor-{00001..10000}, or a CA whose devices to take".into(),
+        ));
+    }
+    Ok(out)
+}
+
+fn too_many() -> FleetError {
+    FleetError::Selection(format!(
+        "more than {MAX_DEVICES} devices selected; run shards of the fleet instead"
+    ))
+}
+
+/// Every device with a key whose issuer chain reaches `ca`, sorted by name.
+pub fn under(ws: &Workspace, ca: &str) -> Result<Vec<String>, FleetError> {
+    let (metas, _damaged) = ws.list().map_err(FleetError::Store)?;
+    let Some(top) = metas.iter().find(|m| m.name == ca) else {
+        // load names the close matches
+        return Err(match ws.load(ca) {
+            Err(e) => FleetError::Store(e),
+            Ok(_) => FleetError::Selection(format!("no CA named \"{ca}\" in the workspace")),
+        });
+    };
+    if !top.kind.is_ca() {
+        return Err(FleetError::Selection(format!(
+            "\"{ca}\" is a {} certificate, not a CA; name the CA whose devices to take",
+            top.kind.as_str()
+        )));
+    }
+    let issuer: HashMap<&str, &str> = metas
+        .iter()
+        .filter_map(|m| Some((m.name.as_str(), m.issuer.as_deref()?)))
+        .collect();
+    let mut out: Vec<String> = metas
+        .iter()
+        .filter(|m| m.kind == Kind::Device && m.has_key)
+        .filter(|m| {
+            let mut at = m.name.as_str();
+            for _ in 0..32 {
+                match issuer.get(at) {
+                    Some(&i) if i == ca => return true,
+                    Some(&i) => at = i,
+                    None => return false,
+                }
+            }
+            false
+        })
+        .map(|m| m.name.clone())
+        .collect();
+    out.sort();
+    if out.is_empty() {
+        return Err(FleetError::Selection(format!(
+            "CA \"{ca}\" has no devices with a key under it; make some with `new device ID --issuer {ca}`"
+        )));
+    }
+    Ok(out)
+}
+
+/// The K-th of N equal, contiguous slices of a device list (K counts from 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("shard \"{s}\" is not K/N; write e.g. 2/8 for the second of 8 shards");
+        let (k, n) = s.trim().split_once('/').ok_or_else(bad)?;
+        let k: u32 = k.trim().parse().map_err(|_| bad())?;
+        let n: u32 = n.trim().parse().map_err(|_| bad())?;
+        Shard::new(k, n)
+    }
+}
+
+impl Shard {
+    pub fn new(index: u32, count: u32) -> Result<Shard, String> {
+        if count == 0 || count > MAX_SHARDS {
+            return Err(format!(
+                "shard count {count} is out of range; use 1 to {MAX_SHARDS}"
+            ));
+        }
+        if index == 0 || index > count {
+            return Err(format!(
+                "shard {index} of {count} does not exist; shards count from 1 to {count}"
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The shard an orchestrator names: `JOB_COMPLETION_INDEX` (0-based, as a Kubernetes
+    /// Indexed Job sets it) and the shard count (`CHAINSMITH_SHARDS`, or `count` when given).
+    pub fn from_env(
+        get: impl Fn(&str) -> Option<String>,
+        count: Option<u32>,
+    ) -> Result<Shard, String> {
+        let index = get("JOB_COMPLETION_INDEX").ok_or(
+            "JOB_COMPLETION_INDEX is not set; a Kubernetes Indexed Job sets it (or pass --shard K/N)",
+        )?;
+        let index: u32 = index
+            .trim()
+            .parse()
+            .map_err(|_| format!("JOB_COMPLETION_INDEX \"{index}\" is not a number from 0"))?;
+        let count = match count {
+            Some(c) => c,
+            None => {
+                let c = get("CHAINSMITH_SHARDS").ok_or(
+                    "CHAINSMITH_SHARDS is not set; set it to the Job's completions (the shard count)",
+                )?;
+                c.trim().parse().map_err(|_| {
+                    format!("CHAINSMITH_SHARDS \"{c}\" is not a number from 1 to {MAX_SHARDS}")
+                })?
+            }
+        };
+        Shard::new(index.saturating_add(1), count)
+    }
+
+    /// This shard's slice: items `[len*(K-1)/N, len*K/N)`, so the slices cover the list
+    /// exactly once and differ in length by at most one.
+    pub fn range(&self, len: usize) -> std::ops::Range<usize> {
+        let at = |k: u32| (len as u128 * k as u128 / self.count as u128) as usize;
+        at(self.index - 1)..at(self.index)
+    }
+
+    pub fn slice<'a, T>(&self, items: &'a [T]) -> &'a [T] {
+        &items[self.range(items.len())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_cover_the_list_exactly_once() {
+        for len in [0usize, 1, 7, 100, 10_001] {
+            for n in [1u32, 2, 3, 8, 13] {
+                let mut next = 0;
+                for k in 1..=n {
+                    let r = Shard::new(k, n).unwrap().range(len);
+                    assert_eq!(r.start, next);
+                    assert!(r.len() <= len / n as usize + 1);
+                    next = r.end;
+                }
+                assert_eq!(next, len);
+            }
+        }
+    }
+
+    #[test]
+    fn shard_parsing_checks_ranges() {
+        assert_eq!(
+            "2/8".parse::<Shard>().unwrap(),
+            Shard { index: 2, count: 8 }
+        );
+        assert!("0/8".parse::<Shard>().unwrap_err().contains("count from 1"));
+        assert!(
+            "9/8"
+                .parse::<Shard>()
+                .unwrap_err()
+                .contains("does not exist")
+        );
+        assert!("1/0".parse::<Shard>().unwrap_err().contains("out of range"));
+        assert!(
+            "1/99999"
+                .parse::<Shard>()
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!("x".parse::<Shard>().unwrap_err().contains("K/N"));
+        let env = |k: &str| match k {
+            "JOB_COMPLETION_INDEX" => Some("3".to_string()),
+            "CHAINSMITH_SHARDS" => Some("4".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            Shard::from_env(env, None).unwrap(),
+            Shard { index: 4, count: 4 }
+        );
+        assert!(Shard::from_env(env, Some(3)).is_err());
+        assert!(
+            Shard::from_env(|_| None, None)
+                .unwrap_err()
+                .contains("JOB_COMPLETION_INDEX")
+        );
+    }
+}

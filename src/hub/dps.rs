@@ -1,0 +1,811 @@
+//! The local Device Provisioning Service's state and decisions, kept beside the hub registry
+//! in `WS/hub/dps.json`: the ID scope, DPS's own certificate list (a CA verified on the hub is
+//! not thereby verified here, as in Azure), enrollment groups, individual enrollments and
+//! registrations.
+//!
+//! [`HubStore::dps_register`] is the whole decision for one register request: which enrollment
+//! the device's certificate matches (an individual enrollment for its registration id wins over
+//! any group, as in DPS), the refusal in DPS's words when none does, and on success the device
+//! created or updated in the hub registry so it connects to the assigned hub at once. Chains
+//! are checked by the hub's OpenSSL-based verifier ([`super::auth::HubTrust`]).
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::auth::{self, HubTrust, Refusal};
+use super::registry::{
+    Auth, HubCa, HubDevice, HubStore, Registry, RegistryError, Result, normalize_thumbprint,
+    pem_to_der,
+};
+use crate::azure::dps::{self as wire, code};
+use crate::pki::{self, Target};
+use crate::store;
+
+/// An enrollment group: devices whose chain ends at one of its CAs (primary or secondary, as
+/// IoT Central's device connection groups hold two) and whose CN is their registration id.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    /// Names of CAs in DPS's certificate list.
+    pub primary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary: Option<String>,
+    /// IoT Edge devices.
+    #[serde(default)]
+    pub edge: bool,
+    pub enabled: bool,
+    /// A workspace CA that signs the CSRs of this group's devices (certificate management).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue_from: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub added: OffsetDateTime,
+}
+
+/// An individual enrollment: one registration id and the thumbprints of its certificates.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Individual {
+    pub registration_id: String,
+    /// The hub device id when it differs from the registration id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary: Option<String>,
+    /// The workspace device the thumbprints were taken from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub edge: bool,
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue_from: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub added: OffsetDateTime,
+}
+
+impl Individual {
+    pub fn device_id(&self) -> &str {
+        self.device_id.as_deref().unwrap_or(&self.registration_id)
+    }
+}
+
+/// A device DPS assigned, as `hub dps registrations` lists it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Registration {
+    pub registration_id: String,
+    pub device_id: String,
+    pub assigned_hub: String,
+    pub status: String,
+    pub substatus: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated: OffsetDateTime,
+    pub etag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    /// `group NAME` or `individual REGID`.
+    pub enrollment: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DpsState {
+    /// Made once (`0ne` + 8 hex) and kept.
+    #[serde(default)]
+    pub id_scope: String,
+    #[serde(default)]
+    pub cas: Vec<HubCa>,
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    #[serde(default)]
+    pub individuals: Vec<Individual>,
+    #[serde(default)]
+    pub registrations: Vec<Registration>,
+}
+
+impl DpsState {
+    pub fn individual(&self, registration_id: &str) -> Option<&Individual> {
+        self.individuals
+            .iter()
+            .find(|i| i.registration_id.eq_ignore_ascii_case(registration_id))
+    }
+    pub fn registration(&self, registration_id: &str) -> Option<&Registration> {
+        self.registrations
+            .iter()
+            .find(|r| r.registration_id.eq_ignore_ascii_case(registration_id))
+    }
+    /// DPS's certificate list in the shape the hub's chain check takes.
+    fn as_registry(&self, only: Option<&[&str]>) -> Registry {
+        Registry {
+            cas: self
+                .cas
+                .iter()
+                .filter(|c| only.is_none_or(|o| o.contains(&c.name.as_str())))
+                .cloned()
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Why DPS refused a registration: the status of the response topic, DPS's error code, a
+/// short kind and the exact reason (the error body's `message` and the hub log's line).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{reason}")]
+pub struct DpsRefusal {
+    pub status: u16,
+    pub error_code: u32,
+    pub kind: String,
+    pub reason: String,
+}
+
+impl DpsRefusal {
+    fn new(status: u16, error_code: u32, kind: &str, reason: String) -> Self {
+        DpsRefusal {
+            status,
+            error_code,
+            kind: kind.to_string(),
+            reason,
+        }
+    }
+    fn unauthorized(r: Refusal) -> Self {
+        Self::new(401, code::UNAUTHORIZED, r.kind(), r.to_string())
+    }
+}
+
+/// Signs a CSR: (issuing CA, registration id, CSR DER) → the chain (DER, leaf first), or why not.
+pub type IssueFn<'a> = dyn Fn(&str, &str, &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> + 'a;
+
+/// A successful registration: the registration state the device gets.
+#[derive(Clone, Debug)]
+pub struct Assigned {
+    pub state: wire::RegistrationState,
+    pub enrollment: String,
+}
+
+impl HubStore {
+    pub fn dps_path(&self) -> std::path::PathBuf {
+        self.dir().join("dps.json")
+    }
+
+    /// DPS's state as it is on disk (empty when none yet; the ID scope is made by
+    /// [`HubStore::dps_id_scope`]).
+    pub fn dps_load(&self) -> Result<DpsState> {
+        let p = self.dps_path();
+        match std::fs::read(&p) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RegistryError::Damaged {
+                path: p,
+                what: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DpsState::default()),
+            Err(e) => Err(store::io_error("reading", &p, e).into()),
+        }
+    }
+
+    /// Read-modify-write DPS's state under the workspace lock, atomically; makes the ID scope
+    /// the first time.
+    pub fn dps_modify<T>(&self, f: impl FnOnce(&mut DpsState) -> Result<T>) -> Result<T> {
+        store::make_private_dir_all(&self.dir())?;
+        let _lock = self.ws.lock()?;
+        let mut st = self.dps_load()?;
+        if st.id_scope.is_empty() {
+            st.id_scope = wire::new_id_scope();
+        }
+        let out = f(&mut st)?;
+        let text = serde_json::to_vec_pretty(&st).expect("serialisable");
+        store::write_atomic(&self.dps_path(), &text, 0o600)?;
+        Ok(out)
+    }
+
+    /// The workspace's ID scope, made (and kept) the first time it is asked for.
+    pub fn dps_id_scope(&self) -> Result<String> {
+        let st = self.dps_load()?;
+        if !st.id_scope.is_empty() {
+            return Ok(st.id_scope);
+        }
+        self.dps_modify(|s| Ok(s.id_scope.clone()))
+    }
+
+    // ------------------------------------------------------------ DPS's certificates
+
+    /// Upload a workspace CA to DPS's list (unverified unless `verified`: self-attested).
+    pub fn dps_add_ca(&self, name: &str, verified: bool) -> Result<HubCa> {
+        let ca = self.ca_entry(name, verified)?;
+        self.dps_modify(|s| {
+            if s.cas
+                .iter()
+                .any(|c| c.name == name && c.cert_pem == ca.cert_pem)
+            {
+                return Err(RegistryError::DpsCaTaken(name.to_string()));
+            }
+            s.cas.push(ca.clone());
+            Ok(ca)
+        })
+    }
+
+    /// Proof of possession for DPS, by the same check as the hub's ([`HubStore::verify_ca`]).
+    pub fn dps_verify_ca(&self, name: &str, cert_bytes: &[u8]) -> Result<HubCa> {
+        let st = self.dps_load()?;
+        if !st.cas.iter().any(|c| c.name == name) {
+            return Err(RegistryError::DpsUnknownCa(name.to_string()));
+        }
+        let ca = self.check_proof(name, &st.cas, cert_bytes)?;
+        self.dps_modify(|s| {
+            let c = s
+                .cas
+                .iter_mut()
+                .find(|c| c.name == name && c.cert_pem == ca.cert_pem)
+                .ok_or_else(|| RegistryError::DpsUnknownCa(name.to_string()))?;
+            c.verified = true;
+            Ok(c.clone())
+        })
+    }
+
+    /// The whole proof of possession for DPS in one step (the TUI's key, `hub dps ca prove`):
+    /// add the CA if needed, make the verification certificate for DPS's code, verify it.
+    pub fn dps_prove(&self, ca: &str) -> Result<Vec<String>> {
+        let st = self.dps_load()?;
+        let mut steps = Vec::new();
+        let entry = match st.cas.iter().find(|c| c.name == ca) {
+            Some(c) if c.verified => {
+                return Ok(vec![format!("CA \"{ca}\" is already Verified in DPS")]);
+            }
+            Some(c) => c.clone(),
+            None => {
+                let c = self.dps_add_ca(ca, false)?;
+                steps.push(format!("added CA \"{ca}\" to DPS (Unverified)"));
+                c
+            }
+        };
+        steps.push(format!("DPS verification code {}", entry.code));
+        let out = crate::ops::verification_out(self.ws.root(), ca);
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| store::io_error("cannot create", dir, e))?;
+        }
+        crate::ops::new_verification(&self.ws, ca, &entry.code, &out, None, true)?;
+        steps.push(format!("verification certificate {}", out.display()));
+        let bytes = std::fs::read(&out).map_err(|e| store::io_error("cannot read", &out, e))?;
+        self.dps_verify_ca(ca, &bytes)?;
+        steps.push(format!("DPS verified the proof: CA \"{ca}\" is Verified"));
+        Ok(steps)
+    }
+
+    pub fn dps_remove_ca(&self, name: &str) -> Result<()> {
+        self.dps_modify(|s| {
+            if let Some(g) = s
+                .groups
+                .iter()
+                .find(|g| g.primary == name || g.secondary.as_deref() == Some(name))
+            {
+                return Err(RegistryError::DpsCaInUse(name.to_string(), g.name.clone()));
+            }
+            let before = s.cas.len();
+            s.cas.retain(|c| c.name != name);
+            if s.cas.len() == before {
+                return Err(RegistryError::DpsUnknownCa(name.to_string()));
+            }
+            Ok(())
+        })
+    }
+
+    // ------------------------------------------------------------ enrollments
+
+    /// Add an enrollment group, or change one: its CAs must be in DPS's list.
+    pub fn dps_add_group(&self, group: Group) -> Result<Group> {
+        check_name(&group.name)?;
+        if let Some(ca) = &group.issue_from {
+            self.issuing_ca(ca)?;
+        }
+        self.dps_modify(|s| {
+            for ca in std::iter::once(&group.primary).chain(group.secondary.as_ref()) {
+                if !s.cas.iter().any(|c| &c.name == ca) {
+                    return Err(RegistryError::DpsUnknownCa(ca.clone()));
+                }
+            }
+            match s.groups.iter_mut().find(|g| g.name == group.name) {
+                Some(g) => {
+                    let added = g.added;
+                    *g = Group {
+                        added,
+                        ..group.clone()
+                    };
+                }
+                None => s.groups.push(group.clone()),
+            }
+            Ok(group)
+        })
+    }
+
+    /// An enrollment group for workspace CA `ca` in one step (the TUI's key): DPS's proof of
+    /// possession first when DPS does not hold the CA Verified, then a group named after the CA
+    /// with it as primary. A group that already holds the CA is left as it is (its secondary
+    /// would be lost by replacing it). Returns the steps taken, for a face to show.
+    pub fn dps_group_from_ca(&self, ca: &str) -> Result<Vec<String>> {
+        let mut steps = self.dps_prove(ca)?;
+        let st = self.dps_load()?;
+        if let Some(g) = st
+            .groups
+            .iter()
+            .find(|g| g.primary == ca || g.secondary.as_deref() == Some(ca))
+        {
+            steps.push(format!(
+                "enrollment group \"{}\" already holds CA \"{ca}\"",
+                g.name
+            ));
+            return Ok(steps);
+        }
+        self.dps_add_group(Group {
+            name: ca.to_string(),
+            primary: ca.to_string(),
+            secondary: None,
+            edge: false,
+            enabled: true,
+            issue_from: None,
+            added: OffsetDateTime::now_utc(),
+        })?;
+        steps.push(format!(
+            "added enrollment group \"{ca}\" (primary CA \"{ca}\")"
+        ));
+        Ok(steps)
+    }
+
+    /// Add an individual enrollment (thumbprints from `from`, a workspace device, or given).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dps_enroll(
+        &self,
+        registration_id: &str,
+        device_id: Option<&str>,
+        from: Option<&str>,
+        primary: Option<&str>,
+        secondary: Option<&str>,
+        edge: bool,
+        issue_from: Option<&str>,
+    ) -> Result<(Individual, Vec<String>)> {
+        let mut warnings = pki::identity::check_device_id(registration_id, Target::Dps)?;
+        if let Some(d) = device_id {
+            warnings.extend(pki::identity::check_device_id(d, Target::Hub)?);
+        }
+        if let Some(ca) = issue_from {
+            self.issuing_ca(ca)?;
+        }
+        let (mut p, mut s) = match from {
+            Some(name) => self.workspace_thumbprints(name)?,
+            None => (None, None),
+        };
+        if let Some(t) = primary {
+            p = Some(normalize_thumbprint(t)?);
+        }
+        if let Some(t) = secondary {
+            s = Some(normalize_thumbprint(t)?);
+        }
+        if p.is_none() && s.is_none() && issue_from.is_none() {
+            return Err(RegistryError::NoThumbprint(registration_id.to_string()));
+        }
+        let ind = Individual {
+            registration_id: registration_id.to_string(),
+            device_id: device_id.map(str::to_string),
+            primary: p,
+            secondary: s,
+            from: from.map(str::to_string),
+            edge,
+            enabled: true,
+            issue_from: issue_from.map(str::to_string),
+            added: OffsetDateTime::now_utc(),
+        };
+        self.dps_modify(|st| {
+            st.individuals
+                .retain(|i| !i.registration_id.eq_ignore_ascii_case(registration_id));
+            st.individuals.push(ind.clone());
+            Ok(())
+        })?;
+        Ok((ind, warnings))
+    }
+
+    /// Enable or disable an enrollment: a group by name, else an individual enrollment by
+    /// registration id. Returns what it changed ("group NAME" / "individual REGID").
+    pub fn dps_set_enabled(&self, name: &str, enabled: bool) -> Result<String> {
+        self.dps_modify(|s| {
+            if let Some(g) = s.groups.iter_mut().find(|g| g.name == name) {
+                g.enabled = enabled;
+                return Ok(format!("group {name}"));
+            }
+            if let Some(i) = s
+                .individuals
+                .iter_mut()
+                .find(|i| i.registration_id.eq_ignore_ascii_case(name))
+            {
+                i.enabled = enabled;
+                return Ok(format!("individual {}", i.registration_id));
+            }
+            Err(RegistryError::DpsUnknownEnrollment(name.to_string()))
+        })
+    }
+
+    /// Remove an enrollment (group by name, else individual by registration id).
+    pub fn dps_remove_enrollment(&self, name: &str) -> Result<String> {
+        self.dps_modify(|s| {
+            if let Some(i) = s.groups.iter().position(|g| g.name == name) {
+                s.groups.remove(i);
+                return Ok(format!("group {name}"));
+            }
+            if let Some(i) = s
+                .individuals
+                .iter()
+                .position(|i| i.registration_id.eq_ignore_ascii_case(name))
+            {
+                let ind = s.individuals.remove(i);
+                return Ok(format!("individual {}", ind.registration_id));
+            }
+            Err(RegistryError::DpsUnknownEnrollment(name.to_string()))
+        })
+    }
+
+    /// Delete a registration record (the device stays in the hub; registering again starts
+    /// over with `initialAssignment`).
+    pub fn dps_delete_registration(&self, registration_id: &str) -> Result<Registration> {
+        self.dps_modify(|s| {
+            let i = s
+                .registrations
+                .iter()
+                .position(|r| r.registration_id.eq_ignore_ascii_case(registration_id))
+                .ok_or_else(|| RegistryError::DpsUnknownRegistration(registration_id.into()))?;
+            Ok(s.registrations.remove(i))
+        })
+    }
+
+    fn issuing_ca(&self, name: &str) -> Result<()> {
+        let e = self.ws.load(name)?;
+        if !e.meta.kind.is_ca() {
+            return Err(RegistryError::NotACa(name.to_string()));
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ registration
+
+    /// One register request from `registration_id`, whose TLS chain is `chain` (leaf first):
+    /// decide, and on success record the registration and create or update the device in the
+    /// hub registry. `issue` signs a CSR when the request carries one.
+    pub fn dps_register(
+        &self,
+        registration_id: &str,
+        chain: &[Vec<u8>],
+        req: &wire::RegisterRequest,
+        assigned_hub: &str,
+        now: OffsetDateTime,
+        issue: &IssueFn<'_>,
+    ) -> std::result::Result<Assigned, DpsRefusal> {
+        let internal = |e: RegistryError| {
+            DpsRefusal::new(
+                500,
+                500000,
+                "registry",
+                format!("DPS state unreadable: {e}"),
+            )
+        };
+        // The id becomes a hub device id and a file-name part: DPS's rules, checked here.
+        if let Err(e) = pki::identity::check_device_id(registration_id, Target::Dps) {
+            return Err(DpsRefusal::new(
+                400,
+                code::BAD_REQUEST,
+                "bad-registration-id",
+                format!("registration {registration_id:?}: {e}"),
+            ));
+        }
+        if !req.registration_id.eq_ignore_ascii_case(registration_id) {
+            return Err(DpsRefusal::new(
+                400,
+                code::BAD_REQUEST,
+                "registration-id-mismatch",
+                format!(
+                    "registration {registration_id}: the register body names \"{}\" but the connection is for \"{registration_id}\"",
+                    req.registration_id
+                ),
+            ));
+        }
+        let st = self.dps_load().map_err(internal)?;
+        let m = decide(&st, registration_id, chain, now)?;
+        let issued = match (&req.csr, &m.issue_from) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(DpsRefusal::new(
+                    400,
+                    code::BAD_REQUEST,
+                    "csr-not-enabled",
+                    format!(
+                        "registration {registration_id}: the request carries a CSR but {} names no issuing CA; add one with --issue-from CA",
+                        m.enrollment
+                    ),
+                ));
+            }
+            (Some(csr), Some(ca)) => {
+                use base64::Engine;
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(csr.trim())
+                    .map_err(|e| {
+                        DpsRefusal::new(
+                            400,
+                            code::BAD_REQUEST,
+                            "bad-csr",
+                            format!("registration {registration_id}: csr is not base64 DER ({e})"),
+                        )
+                    })?;
+                let chain = issue(ca, registration_id, &der).map_err(|why| {
+                    DpsRefusal::new(
+                        400,
+                        code::BAD_REQUEST,
+                        "bad-csr",
+                        format!("registration {registration_id}: {why}"),
+                    )
+                })?;
+                Some(chain)
+            }
+        };
+        self.assign(registration_id, &m, req, assigned_hub, now, issued)
+            .map_err(internal)
+    }
+
+    /// Record a decided registration in DPS and the hub registry.
+    fn assign(
+        &self,
+        registration_id: &str,
+        m: &Match,
+        req: &wire::RegisterRequest,
+        assigned_hub: &str,
+        now: OffsetDateTime,
+        issued: Option<Vec<Vec<u8>>>,
+    ) -> Result<Assigned> {
+        // The hub first: the device must be able to connect the moment DPS answers.
+        self.modify(|r| {
+            for ca in &m.hub_cas {
+                match r.cas.iter_mut().find(|c| c.cert_pem == ca.cert_pem) {
+                    Some(c) => c.verified = true,
+                    None => r.cas.push(HubCa {
+                        verified: true,
+                        ..ca.clone()
+                    }),
+                }
+            }
+            let (primary, secondary) = match m.auth {
+                Auth::Ca => (None, None),
+                Auth::SelfSigned => (m.primary.clone(), m.secondary.clone()),
+            };
+            match r.devices.iter_mut().find(|d| d.id == m.device_id) {
+                Some(d) => {
+                    d.auth = m.auth;
+                    d.primary = primary;
+                    d.secondary = secondary;
+                    d.enabled = true;
+                }
+                None => r.devices.push(HubDevice {
+                    id: m.device_id.clone(),
+                    auth: m.auth,
+                    primary,
+                    secondary,
+                    enabled: true,
+                    added: now,
+                }),
+            }
+            Ok(())
+        })?;
+        let etag = {
+            use base64::Engine;
+            let mut b = [0u8; 16];
+            aws_lc_rs::rand::fill(&mut b).expect("system random source");
+            base64::engine::general_purpose::STANDARD.encode(format!("\"{}\"", hex::encode(b)))
+        };
+        let rec = self.dps_modify(|s| {
+            let (created, substatus) = match s.registration(registration_id) {
+                Some(old) => (old.created, wire::REPROVISIONED_TO_INITIAL),
+                None => (now, wire::INITIAL_ASSIGNMENT),
+            };
+            let rec = Registration {
+                registration_id: registration_id.to_string(),
+                device_id: m.device_id.clone(),
+                assigned_hub: assigned_hub.to_string(),
+                status: "assigned".into(),
+                substatus: substatus.into(),
+                created,
+                updated: now,
+                etag,
+                payload: req.payload.clone(),
+                enrollment: m.enrollment.clone(),
+            };
+            s.registrations
+                .retain(|r| !r.registration_id.eq_ignore_ascii_case(registration_id));
+            s.registrations.push(rec.clone());
+            Ok(rec)
+        })?;
+        let b64 = |d: &Vec<u8>| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(d)
+        };
+        Ok(Assigned {
+            state: wire::RegistrationState {
+                registration_id: rec.registration_id.clone(),
+                created_date_time_utc: Some(pki::issue::rfc3339(rec.created)),
+                assigned_hub: Some(rec.assigned_hub.clone()),
+                device_id: Some(rec.device_id.clone()),
+                status: rec.status.clone(),
+                substatus: Some(rec.substatus.clone()),
+                last_updated_date_time_utc: Some(pki::issue::rfc3339(rec.updated)),
+                etag: Some(rec.etag.clone()),
+                payload: rec.payload.clone(),
+                issued_certificate_chain: issued.map(|c| c.iter().map(b64).collect()),
+            },
+            enrollment: rec.enrollment,
+        })
+    }
+}
+
+/// An enrollment a device matched, and what the hub must hold for it.
+#[derive(Debug)]
+struct Match {
+    enrollment: String,
+    device_id: String,
+    auth: Auth,
+    primary: Option<String>,
+    secondary: Option<String>,
+    /// The group's verified DPS CAs, uploaded (verified) to the hub on assignment.
+    hub_cas: Vec<HubCa>,
+    issue_from: Option<String>,
+}
+
+fn cn_of(der: &[u8]) -> Option<String> {
+    let (_, c) = X509Certificate::from_der(der).ok()?;
+    c.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_string)
+}
+
+/// DPS's decision for one device: an individual enrollment for the registration id wins;
+/// else the group whose CA the chain ends at.
+fn decide(
+    st: &DpsState,
+    registration_id: &str,
+    chain: &[Vec<u8>],
+    now: OffsetDateTime,
+) -> std::result::Result<Match, DpsRefusal> {
+    let who = format!("registration {registration_id}");
+    let leaf = chain
+        .first()
+        .ok_or_else(|| DpsRefusal::unauthorized(Refusal::NoCertificate))?;
+    let cn = cn_of(leaf).ok_or_else(|| {
+        DpsRefusal::unauthorized(Refusal::BadCertificate {
+            detail: "no readable subject CN".into(),
+        })
+    })?;
+    if !cn.eq_ignore_ascii_case(registration_id) {
+        return Err(DpsRefusal::new(
+            401,
+            code::UNAUTHORIZED,
+            "cn-mismatch",
+            format!(
+                "{who}: certificate CN \"{cn}\" is not the registration id \"{registration_id}\"; DPS takes the registration id from the CN"
+            ),
+        ));
+    }
+    if let Some(ind) = st.individual(registration_id) {
+        if !ind.enabled {
+            return Err(DpsRefusal::new(
+                403,
+                code::FORBIDDEN,
+                "enrollment-disabled",
+                format!(
+                    "{who}: individual enrollment \"{}\" is disabled",
+                    ind.registration_id
+                ),
+            ));
+        }
+        // Only the validity window and the thumbprint: the certificate itself is enrolled.
+        let reg = Registry {
+            devices: vec![HubDevice {
+                id: registration_id.to_string(),
+                auth: Auth::SelfSigned,
+                primary: ind.primary.clone(),
+                secondary: ind.secondary.clone(),
+                enabled: true,
+                added: ind.added,
+            }],
+            ..Default::default()
+        };
+        let user = crate::azure::username("dps", registration_id);
+        auth::authenticate(
+            &reg,
+            &HubTrust::new(&reg),
+            registration_id,
+            Some(&user),
+            chain,
+            now,
+        )
+        .map_err(|r| match r {
+            Refusal::Thumbprint { sha1, .. } => DpsRefusal::new(
+                401,
+                code::UNAUTHORIZED,
+                "thumbprint",
+                format!(
+                    "{who}: the certificate (SHA-1 {sha1}) is neither the primary nor the secondary certificate of individual enrollment \"{}\"",
+                    ind.registration_id
+                ),
+            ),
+            r => DpsRefusal::unauthorized(r),
+        })?;
+        return Ok(Match {
+            enrollment: format!("individual {}", ind.registration_id),
+            device_id: ind.device_id().to_string(),
+            auth: Auth::SelfSigned,
+            primary: ind.primary.clone(),
+            secondary: ind.secondary.clone(),
+            hub_cas: Vec::new(),
+            issue_from: ind.issue_from.clone(),
+        });
+    }
+    for g in &st.groups {
+        let names: Vec<&str> = std::iter::once(g.primary.as_str())
+            .chain(g.secondary.as_deref())
+            .collect();
+        let reg = st.as_registry(Some(&names));
+        if HubTrust::new(&reg)
+            .verify(registration_id, chain, now)
+            .is_err()
+        {
+            continue;
+        }
+        if !g.enabled {
+            return Err(DpsRefusal::new(
+                403,
+                code::FORBIDDEN,
+                "enrollment-disabled",
+                format!("{who}: enrollment group \"{}\" is disabled", g.name),
+            ));
+        }
+        return Ok(Match {
+            enrollment: format!("group {}", g.name),
+            device_id: registration_id.to_string(),
+            auth: Auth::Ca,
+            primary: None,
+            secondary: None,
+            hub_cas: reg.cas.into_iter().filter(|c| c.verified).collect(),
+            issue_from: g.issue_from.clone(),
+        });
+    }
+    // No enrollment: say why in the chain check's own words against all of DPS's CAs.
+    let all = st.as_registry(None);
+    match HubTrust::new(&all).verify(registration_id, chain, now) {
+        Err(r) => Err(DpsRefusal::unauthorized(r)),
+        Ok(v) => {
+            let anchor = v.chain.last().cloned().unwrap_or_default();
+            let ca = all
+                .cas
+                .iter()
+                .find(|c| pem_to_der(&c.cert_pem).is_some_and(|d| d == anchor))
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
+            Err(DpsRefusal::new(
+                401,
+                code::UNAUTHORIZED,
+                "no-enrollment",
+                format!(
+                    "{who}: no enrollment: the chain ends at DPS's verified CA \"{ca}\" but no enrollment group uses it, and there is no individual enrollment \"{registration_id}\""
+                ),
+            ))
+        }
+    }
+}
+
+/// Enrollment group names: letters, digits, `- . _`, at most 128 (what DPS's portal takes).
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 128
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    {
+        return Err(RegistryError::DpsGroupName(name.to_string()));
+    }
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! The device side of DPS over MQTT, as the SDKs speak it: TLS with the device's chain,
+//! CONNECT with the DPS username, SUBSCRIBE `$dps/registrations/res/#`, register, poll until
+//! assigned. `connect --dps` shows each step; the DPS benchmark drives many of them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::azure::dps as wire;
+
+/// One step of a provisioning, as `connect --dps` prints it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Step {
+    pub step: String,
+    /// Milliseconds since the provisioning began.
+    pub ms: f64,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// What a device needs to provision.
+#[derive(Clone)]
+pub struct Device {
+    pub registration_id: String,
+    /// Leaf first, then intermediates (DER).
+    pub chain: Vec<Vec<u8>>,
+    pub key_pem: String,
+    /// Trust anchors for the server certificate (DER).
+    pub trust: Vec<Vec<u8>>,
+}
+
+/// A TLS client configuration for `d` (reused across registrations by the benchmark).
+pub fn tls_config(d: &Device) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in &d.trust {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| format!("server trust anchor: {e}"))?;
+    }
+    let block = pem::parse(d.key_pem.as_bytes()).map_err(|e| format!("device key: {e}"))?;
+    let key = match block.tag() {
+        "EC PRIVATE KEY" => PrivateKeyDer::Sec1(block.into_contents().into()),
+        "RSA PRIVATE KEY" => PrivateKeyDer::Pkcs1(block.into_contents().into()),
+        _ => PrivateKeyDer::Pkcs8(block.into_contents().into()),
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let c = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            d.chain.iter().cloned().map(CertificateDer::from).collect(),
+            key,
+        )
+        .map_err(|e| format!("device certificate and key: {e}"))?;
+    Ok(Arc::new(c))
+}
+
+/// Provision `d` through the DPS at `addr` (TLS name `host`): the registration state on
+/// success, the reason (with DPS's status and error body) otherwise. `on_step` sees each step.
+#[allow(clippy::too_many_arguments)]
+pub async fn provision(
+    addr: SocketAddr,
+    host: &str,
+    config: Arc<rustls::ClientConfig>,
+    d: &Device,
+    id_scope: &str,
+    api_version: &str,
+    request: &wire::RegisterRequest,
+    timeout: Duration,
+    poll_delay: Option<Duration>,
+    on_step: &mut (dyn FnMut(Step) + Send),
+) -> Result<wire::RegistrationState, String> {
+    let t0 = Instant::now();
+    let mut say = |step: &str, ok: bool, detail: String| {
+        on_step(Step {
+            step: step.to_string(),
+            ms: t0.elapsed().as_secs_f64() * 1000.0,
+            ok,
+            detail,
+        })
+    };
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("TCP connect to {addr}: no answer within {timeout:?}"))?
+        .map_err(|e| format!("TCP connect to {addr}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    say("TCP connect", true, addr.to_string());
+    let name = ServerName::try_from(host.to_string()).map_err(|_| format!("bad host {host:?}"))?;
+    let mut tls = tokio::time::timeout(
+        timeout,
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| "TLS handshake: no answer".to_string())?
+    .map_err(|e| format!("TLS handshake: {e}"))?;
+    say(
+        "TLS handshake",
+        true,
+        format!("{} certificate(s) sent", d.chain.len()),
+    );
+
+    let mut conn = Conn {
+        buf: BytesMut::with_capacity(4096),
+        timeout,
+    };
+    let user = wire::username(id_scope, &d.registration_id, api_version);
+    let mut connect = Connect::new(d.registration_id.clone());
+    connect.keep_alive = 60;
+    connect.set_login(user.clone(), "");
+    conn.send(&mut tls, |o| connect.write(o)).await?;
+    match conn.recv(&mut tls).await {
+        Some(Packet::ConnAck(a)) if a.code == ConnectReturnCode::Success => {
+            say("CONNECT", true, format!("username {user}"));
+        }
+        other => {
+            let why = match other {
+                Some(Packet::ConnAck(a)) => format!("CONNACK {:?}", a.code),
+                _ => "the connection closed before CONNACK".into(),
+            };
+            say("CONNECT", false, why.clone());
+            return Err(format!(
+                "DPS refused the CONNECT ({why}); the hub log says why"
+            ));
+        }
+    }
+    let mut sub = Subscribe::new(wire::RESPONSE_FILTER, QoS::AtLeastOnce);
+    sub.pkid = 1;
+    conn.send(&mut tls, |o| sub.write(o)).await?;
+    let body = serde_json::to_vec(request).expect("serialisable");
+    let mut rid = 1u32;
+    let mut p = Publish::new(
+        wire::register_topic(&rid.to_string()),
+        QoS::AtLeastOnce,
+        body,
+    );
+    p.pkid = 2;
+    conn.send(&mut tls, |o| p.write(o)).await?;
+    let mut pkid = 3u16;
+    let mut polls = 0u32;
+    loop {
+        let pkt = conn
+            .recv(&mut tls)
+            .await
+            .ok_or_else(|| "DPS closed the connection or did not answer".to_string())?;
+        let Packet::Publish(p) = pkt else { continue };
+        if p.qos == QoS::AtLeastOnce {
+            let ack = PubAck::new(p.pkid);
+            conn.send(&mut tls, |o| ack.write(o)).await?;
+        }
+        let (status, _, retry) = wire::parse_response_topic(&p.topic).map_err(|e| e.to_string())?;
+        let what = if polls == 0 { "register" } else { "poll" };
+        if status >= 300 {
+            let text = String::from_utf8_lossy(&p.payload).into_owned();
+            say(what, false, format!("{status} {text}"));
+            let reason = serde_json::from_slice::<wire::ErrorBody>(&p.payload)
+                .map(|e| format!("{status} ({}): {}", e.error_code, e.message))
+                .unwrap_or(format!("{status}: {text}"));
+            return Err(format!("DPS refused the registration: {reason}"));
+        }
+        let op: wire::OperationResponse =
+            serde_json::from_slice(&p.payload).map_err(|e| format!("DPS answer: {e}"))?;
+        say(
+            what,
+            true,
+            format!("{status} {} (operation {})", op.status, op.operation_id),
+        );
+        if op.status == "assigned" {
+            let st = op
+                .registration_state
+                .ok_or("an assigned answer without registrationState")?;
+            say(
+                "assigned",
+                true,
+                format!(
+                    "device {} on {} ({})",
+                    st.device_id.as_deref().unwrap_or("?"),
+                    st.assigned_hub.as_deref().unwrap_or("?"),
+                    st.substatus.as_deref().unwrap_or("?")
+                ),
+            );
+            let _ = tls.shutdown().await;
+            return Ok(st);
+        }
+        if polls >= 30 {
+            return Err("still assigning after 30 polls".into());
+        }
+        // Poll as the SDKs do, after retry-after (capped: this is a local test), unless the
+        // caller (the benchmark) polls at once.
+        let wait = poll_delay.unwrap_or_else(|| {
+            Duration::from_secs(u64::from(retry.unwrap_or(wire::RETRY_AFTER_SECS).min(5)))
+        });
+        tokio::time::sleep(wait).await;
+        polls += 1;
+        rid += 1;
+        let mut q = Publish::new(
+            wire::status_topic(&rid.to_string(), &op.operation_id),
+            QoS::AtLeastOnce,
+            b" ".to_vec(),
+        );
+        q.pkid = pkid;
+        pkid = pkid.wrapping_add(1).max(1);
+        conn.send(&mut tls, |o| q.write(o)).await?;
+    }
+}
+
+struct Conn {
+    buf: BytesMut,
+    timeout: Duration,
+}
+
+type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+impl Conn {
+    async fn send(
+        &mut self,
+        tls: &mut Tls,
+        write: impl FnOnce(&mut BytesMut) -> Result<usize, rumqttc::mqttbytes::Error>,
+    ) -> Result<(), String> {
+        let mut out = BytesMut::new();
+        write(&mut out).map_err(|e| format!("encoding: {e:?}"))?;
+        tls.write_all(&out)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        tls.flush().await.map_err(|e| format!("write: {e}"))
+    }
+
+    async fn recv(&mut self, tls: &mut Tls) -> Option<Packet> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            match Packet::read(&mut self.buf, 1 << 20) {
+                Ok(p) => return Some(p),
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(_) => return None,
+            }
+            match tokio::time::timeout_at(deadline, tls.read_buf(&mut self.buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// A fresh P-256 key and a PKCS#10 CSR with CN = `registration_id`: (key PEM, CSR DER).
+pub fn fresh_csr(registration_id: &str) -> Result<(String, Vec<u8>), String> {
+    let key =
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+    let mut params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, registration_id);
+    let csr = params.serialize_request(&key).map_err(|e| e.to_string())?;
+    Ok((key.serialize_pem(), csr.der().to_vec()))
+}

@@ -1,0 +1,80 @@
+//! Expiry windows and issuers.
+
+use super::{Result, invalid};
+use crate::ops::{TreeRow, tree};
+use crate::pki::issue::{self};
+use crate::store::{Workspace, chain_of};
+use time::{Duration, OffsetDateTime};
+
+/// The longest expiry window: past 9999-12-31 there is nothing left to expire.
+pub const MAX_WINDOW_DAYS: i64 = 3_660_000;
+
+/// Parse a window like `30d`, `12h`, `2w` or a bare number of days, up to
+/// [`MAX_WINDOW_DAYS`] (about 10,000 years, more than X.509 time can span).
+pub fn parse_window(s: &str) -> Result<Duration> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let not_a_number = || {
+        invalid(format!(
+            "expiry window \"{s}\" is not a number with a unit; write it like 30d, 12h or 2w"
+        ))
+    };
+    if num.is_empty() {
+        return Err(not_a_number());
+    }
+    // Digits only, so a failed parse means too many of them.
+    let n: i64 = num.parse().unwrap_or(i64::MAX);
+    let minutes_per_unit: i64 = match unit {
+        "" | "d" | "day" | "days" => 24 * 60,
+        "h" | "hour" | "hours" => 60,
+        "w" | "week" | "weeks" => 7 * 24 * 60,
+        "m" | "min" | "minutes" => 1,
+        "y" | "year" | "years" => 365 * 24 * 60,
+        _ => {
+            return Err(invalid(format!(
+                "expiry window \"{s}\" has an unknown unit \"{unit}\"; use d, h, w or y (e.g. 30d)"
+            )));
+        }
+    };
+    match n.checked_mul(minutes_per_unit) {
+        Some(m) if m <= MAX_WINDOW_DAYS * 24 * 60 => Ok(Duration::minutes(m)),
+        _ => Err(invalid(format!(
+            "expiry window \"{s}\" is longer than {MAX_WINDOW_DAYS} days, beyond 9999-12-31T23:59:59Z, the latest time X.509 can express; use a shorter window"
+        ))),
+    }
+}
+
+/// Entities whose certificate ends within `window` from `now` (already expired included),
+/// soonest first.
+pub fn expiring(ws: &Workspace, window: Duration, now: OffsetDateTime) -> Result<Vec<TreeRow>> {
+    let (metas, _) = ws.list()?;
+    let limit = now
+        .checked_add(window)
+        .filter(|l| *l <= issue::LATEST)
+        .ok_or_else(|| {
+            invalid(format!(
+                "an expiry window of {} days from now reaches past 9999-12-31T23:59:59Z, the latest time X.509 can express; every certificate expires before that, so use at most {} days",
+                window.whole_days(),
+                (issue::LATEST - now).whole_days().max(0)
+            ))
+        })?;
+    let mut rows: Vec<TreeRow> = tree(metas, now)
+        .into_iter()
+        .filter(|r| r.meta.not_after <= limit)
+        .map(|mut r| {
+            r.depth = 0;
+            r
+        })
+        .collect();
+    rows.sort_by(|a, b| (a.meta.not_after, &a.meta.name).cmp(&(b.meta.not_after, &b.meta.name)));
+    Ok(rows)
+}
+
+/// The issuers of an entity (nearest first), for showing a renewed chain.
+pub fn issuers_of(ws: &Workspace, name: &str) -> Result<Vec<String>> {
+    Ok(chain_of(ws, name)?
+        .into_iter()
+        .skip(1)
+        .map(|e| e.meta.name)
+        .collect())
+}

@@ -1,0 +1,366 @@
+//! The Fleet view on the Connect tab (`f`): many devices at once (the CA or device selected
+//! on the PKI tab, or a typed range), with live counters, a connected-devices gauge, a
+//! messages/s sparkline and the acknowledgement latency histogram.
+//!
+//! The run is `crate::fleet` on a tokio task; its figures arrive as [`FleetAction::Figures`]
+//! a few times a second, so a frame only draws the last snapshot and never waits on 10,000
+//! devices.
+
+use super::theme::Theme;
+use crate::fleet::{Figures, Report};
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Borders, Gauge, Paragraph, Sparkline};
+
+/// Telemetry per device in a run from the TUI (until `s` stops it).
+pub const RATE: f64 = 1.0;
+/// New connections per second during ramp-up.
+pub const CONNECT_RATE: f64 = 500.0;
+
+/// What the fleet engine reports to the app.
+#[derive(Clone, Debug)]
+pub enum FleetAction {
+    Started { devices: usize },
+    Figures(Box<Figures>),
+    Ended(Result<Box<Report>, String>),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FleetState {
+    /// The Connect tab shows the fleet instead of the single test.
+    pub shown: bool,
+    pub running: bool,
+    /// A typed range (`sensor-{00001..10000}`); empty: the PKI tab's selection.
+    pub range: String,
+    pub editing: bool,
+    /// What the last run drives, as the user knows it.
+    pub label: String,
+    pub figures: Figures,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What a key asks of the app.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Intent {
+    Start,
+    Stop,
+}
+
+impl FleetState {
+    pub fn key(&mut self, k: KeyEvent) -> Option<Intent> {
+        if self.editing {
+            match k.code {
+                KeyCode::Enter | KeyCode::Esc => self.editing = false,
+                KeyCode::Backspace => {
+                    self.range.pop();
+                }
+                KeyCode::Char(c) if !c.is_control() && self.range.len() < 200 => self.range.push(c),
+                _ => {}
+            }
+            return None;
+        }
+        match k.code {
+            KeyCode::Enter if !self.running => Some(Intent::Start),
+            KeyCode::Char('s') if self.running => Some(Intent::Stop),
+            KeyCode::Char('r') if !self.running => {
+                self.editing = true;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    pub fn apply(&mut self, a: FleetAction) {
+        match a {
+            FleetAction::Started { devices } => {
+                self.figures.devices = devices as u64;
+            }
+            FleetAction::Figures(f) => self.figures = *f,
+            FleetAction::Ended(r) => {
+                self.running = false;
+                match r {
+                    Ok(r) => {
+                        self.summary = Some(format!(
+                            "{} device(s): {} connected, {} failed; {} messages, {} acknowledged ({})",
+                            r.devices,
+                            r.connected,
+                            r.failed,
+                            r.messages.sent,
+                            r.messages.acked,
+                            r.stopped
+                        ))
+                    }
+                    Err(e) => self.error = Some(e),
+                }
+            }
+        }
+    }
+
+    pub fn begin(&mut self, label: String) {
+        self.running = true;
+        self.label = label;
+        self.figures = Figures::default();
+        self.summary = None;
+        self.error = None;
+    }
+}
+
+fn esc(s: &str) -> String {
+    crate::text::escape_controls(s).into_owned()
+}
+
+pub fn render(f: &mut Frame, area: Rect, s: &FleetState, target: &str, t: Theme) {
+    let fig = &s.figures;
+    let [head, gauge, mid, fails] = Layout::vertical([
+        Constraint::Length(6),
+        Constraint::Length(3),
+        Constraint::Min(6),
+        Constraint::Length(4),
+    ])
+    .areas(area);
+    let state = if s.running {
+        Span::styled(format!("running · {}", fig.phase.label()), t.warn())
+    } else if s.error.is_some() {
+        Span::styled("failed", t.bad())
+    } else if s.summary.is_some() {
+        Span::styled("done", t.ok())
+    } else {
+        Span::styled("ready", t.dim())
+    };
+    let devices = if s.editing {
+        format!("{}▏", esc(&s.range))
+    } else if !s.range.is_empty() {
+        esc(&s.range)
+    } else if !s.label.is_empty() {
+        esc(&s.label)
+    } else {
+        "the PKI tab's selection (a CA: every device under it), or r to type a range".into()
+    };
+    let mut lines = vec![
+        Line::from(vec![Span::styled("Devices  ", t.dim()), Span::raw(devices)]),
+        Line::from(vec![
+            Span::styled("Target   ", t.dim()),
+            Span::raw(esc(target)),
+            Span::raw("   "),
+            state,
+        ]),
+        Line::from(format!(
+            "connected {}  connecting {}  failed {}  ·  {:.0} s",
+            fig.connected, fig.connecting, fig.failed, fig.elapsed_s
+        )),
+        Line::from(format!(
+            "{:.0} handshakes/s  ·  {:.0} msg/s  ·  {} sent, {} acked",
+            fig.handshakes_per_s, fig.messages_per_s, fig.sent, fig.acked
+        )),
+    ];
+    if let Some(e) = &s.error {
+        lines.push(Line::styled(esc(e), t.bad()));
+    } else if let Some(sm) = &s.summary {
+        lines.push(Line::styled(esc(sm), t.ok()));
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" Fleet · Enter run · s stop · r range · f single test "),
+        ),
+        head,
+    );
+    let ratio = if fig.devices == 0 {
+        0.0
+    } else {
+        (fig.connected as f64 / fig.devices as f64).clamp(0.0, 1.0)
+    };
+    f.render_widget(
+        Gauge::default()
+            .block(Block::default().borders(Borders::ALL).title(" Connected "))
+            .gauge_style(t.ok())
+            .ratio(ratio)
+            .label(format!("{}/{}", fig.connected, fig.devices)),
+        gauge,
+    );
+    let [spark, hist] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(mid);
+    f.render_widget(
+        Sparkline::default()
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title(format!(" Messages/s (now {:.0}) ", fig.messages_per_s)),
+            )
+            .data(&fig.rate_history)
+            .style(t.accent()),
+        spark,
+    );
+    let bars: Vec<Bar> = fig
+        .ack_buckets
+        .iter()
+        .map(|(ms, n)| {
+            Bar::default()
+                .value(*n)
+                .text_value(String::new())
+                .label(Line::from(if *ms < 1.0 {
+                    format!("{ms}")
+                } else {
+                    format!("{ms:.0}")
+                }))
+        })
+        .collect();
+    f.render_widget(
+        BarChart::default()
+            .block(Block::default().borders(Borders::ALL).title(format!(
+                " PUBACK ms  p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} ",
+                fig.ack.p50_ms, fig.ack.p90_ms, fig.ack.p99_ms, fig.ack.max_ms
+            )))
+            .bar_width(3)
+            .bar_gap(1)
+            .data(BarGroup::default().bars(&bars)),
+        hist,
+    );
+    let fl: Vec<Line> = if fig.failures.is_empty() {
+        vec![Line::styled("no failures", t.dim())]
+    } else {
+        fig.failures
+            .iter()
+            .map(|(k, n, ex)| {
+                Line::from(vec![
+                    Span::styled(format!("✗ {}", esc(k)), t.bad()),
+                    Span::raw(format!(": {n} device(s), e.g. {}", esc(ex))),
+                ])
+            })
+            .collect()
+    };
+    f.render_widget(
+        Paragraph::new(fl).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" Failures by diagnosis "),
+        ),
+        fails,
+    );
+}
+
+/// Run a fleet from the TUI: the devices, the target (the Hub tab's hub for `local`, started
+/// when stopped), figures forwarded as actions until the run ends.
+pub(super) async fn run(
+    ws_root: std::path::PathBuf,
+    engines: super::Engines,
+    patterns: Vec<String>,
+    issuer: Option<String>,
+    target: super::connect::Target,
+    hub_port: u16,
+    tx: tokio::sync::mpsc::UnboundedSender<super::Action>,
+) -> Result<Box<Report>, String> {
+    use crate::fleet::{Load, Plan, RoundTrip};
+    use crate::mqtt::{Endpoint, Flavor, PeerKind};
+    let ws = crate::store::Workspace::open(&ws_root).map_err(|e| e.to_string())?;
+    let (endpoint, flavor, extra_ca, system_roots, round_trip, hub): (
+        _,
+        _,
+        Vec<Vec<u8>>,
+        _,
+        _,
+        Option<std::sync::Arc<dyn crate::mqtt::HubView>>,
+    ) = match &target {
+        super::connect::Target::LocalHub => {
+            let mut guard = engines.hub.lock().await;
+            if guard.is_none() {
+                let h = super::start_hub(&ws_root, hub_port)
+                    .await
+                    .map_err(|e| format!("starting the local hub: {e}"))?;
+                super::forward_hub_events(h.events(), tx.clone());
+                let _ = tx.send(super::Action::Hub(super::hub::HubAction::Started {
+                    port: h.addr.port(),
+                }));
+                *guard = Some(h);
+            }
+            let Some(h) = guard.as_ref() else {
+                return Err("the local hub stopped as the fleet began".into());
+            };
+            let watch = crate::mqtt::local::HubWatch::in_process(h);
+            let endpoint = Endpoint {
+                host: h.addr.ip().to_string(),
+                port: h.addr.port(),
+                peer: PeerKind::LocalHub,
+            };
+            drop(guard);
+            let store = crate::hub::HubStore::open(&ws_root).map_err(|e| e.to_string())?;
+            let trust = std::fs::read_to_string(store.trust_path()).map_err(|e| e.to_string())?;
+            let cas = pem::parse_many(trust.as_bytes())
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|b| b.into_contents())
+                .collect();
+            (
+                endpoint,
+                Flavor::Azure,
+                cas,
+                false,
+                RoundTrip::C2d,
+                Some(watch as _),
+            )
+        }
+        super::connect::Target::AzureHub(to) | super::connect::Target::Broker(to) => {
+            let endpoint = Endpoint::parse(to)?;
+            let broker = endpoint.peer == PeerKind::Broker;
+            // As the single test does: the workspace's roots besides the system store.
+            let mut cas = Vec::new();
+            if let Ok((metas, _)) = ws.list() {
+                for m in metas.iter().filter(|m| m.kind == crate::store::Kind::Root) {
+                    if let Ok(e) = ws.load(&m.name) {
+                        cas.push(e.cert_der);
+                    }
+                }
+            }
+            (
+                endpoint,
+                if broker {
+                    Flavor::Generic
+                } else {
+                    Flavor::Azure
+                },
+                cas,
+                true,
+                if broker {
+                    RoundTrip::Echo
+                } else {
+                    RoundTrip::None
+                },
+                None,
+            )
+        }
+    };
+    let devices = tokio::task::spawn_blocking(move || {
+        let names = crate::fleet::select(&ws, &patterns, issuer.as_deref())?;
+        crate::fleet::raise_open_files(names.len() as u64)?;
+        crate::fleet::load_devices(&ws, &names, &extra_ca, system_roots)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let _ = tx.send(super::Action::Fleet(FleetAction::Started {
+        devices: devices.len(),
+    }));
+    let mut plan = Plan::new(devices, endpoint, flavor);
+    plan.connect_rate = CONNECT_RATE;
+    plan.load = Load::Rate(RATE);
+    plan.round_trip = round_trip;
+    plan.hub = hub;
+    let run = crate::fleet::start(plan);
+    *engines.fleet.lock().await = Some(run.control());
+    let mut figures = run.figures.clone();
+    while figures.changed().await.is_ok() {
+        let f = figures.borrow_and_update().clone();
+        let done = f.phase == crate::fleet::Phase::Done;
+        let _ = tx.send(super::Action::Fleet(FleetAction::Figures(Box::new(f))));
+        if done {
+            break;
+        }
+    }
+    let report = run.finish().await;
+    *engines.fleet.lock().await = None;
+    Ok(Box::new(report))
+}

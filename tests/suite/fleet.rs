@@ -1,0 +1,602 @@
+//! `chainsmith fleet`: small fleets (50–200 devices) against the local hub (`hub serve`,
+//! started by the test on a free port) and a real Mosquitto, shards merged, clean stops.
+
+use crate::connect_support::*;
+use chainsmith::hub::{Auth, HubStore};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ROOT: &str = "Fleet Root";
+
+/// A workspace with `n` devices d-001… under "Fleet Root", the root uploaded verified to the
+/// local hub and every device registered, those in `disabled` disabled.
+pub fn fleet_ws(dir: &Path, n: usize, disabled: &[&str]) -> PathBuf {
+    let ws = dir.join("ws");
+    ok(&ws, &["new", "root", ROOT]);
+    ok(
+        &ws,
+        &[
+            "new",
+            "device",
+            &format!("d-{{001..{n:03}}}"),
+            "--issuer",
+            ROOT,
+        ],
+    );
+    ok(&ws, &["hub", "ca", "add", ROOT, "--verified"]);
+    let store = HubStore::open(&ws).unwrap();
+    for i in 1..=n {
+        store
+            .add_device(&format!("d-{i:03}"), Auth::Ca, None, None, None)
+            .unwrap();
+    }
+    for d in disabled {
+        store.set_enabled(d, false).unwrap();
+    }
+    ws
+}
+
+/// `hub serve --echo --log json` for the workspace; its log is the hub's own count.
+pub struct Serve {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    pub fn start(ws: &Path) -> Serve {
+        let port = free_port();
+        let log = ws.with_file_name(format!("hub-{port}.log"));
+        let exe = assert_cmd::cargo::cargo_bin("chainsmith");
+        let child = std::process::Command::new(exe)
+            .arg("--workspace")
+            .arg(ws)
+            .args(["hub", "serve", "--echo", "--log", "json", "--port"])
+            .arg(port.to_string())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let control = ws.join("hub/control.sock");
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&control).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "hub serve did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Serve { child, log }
+    }
+
+    /// The hub's events so far, by kind.
+    pub fn events(&self, kind: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["event"] == kind)
+            .collect()
+    }
+}
+
+pub fn report(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn fleet(ws: &Path, args: &[&str]) -> std::process::Output {
+    bin(ws)
+        .args(["fleet", "run", "--connect-rate", "500/s", "--timeout", "5s"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The count of an exact histogram serialized in a report (decoded, not its `count` field).
+fn hdr_len(latency: &serde_json::Value) -> u64 {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(latency["hdr"].as_str().unwrap())
+        .unwrap();
+    let h: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .unwrap();
+    h.len()
+}
+
+#[test]
+fn local_hub_counts_match_the_hub_and_disabled_devices_are_grouped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disabled = ["d-007", "d-050", "d-051", "d-099", "d-120"];
+    let ws = fleet_ws(tmp.path(), 120, &disabled);
+    let hub = Serve::start(&ws);
+    let out_path = tmp.path().join("r.json");
+    let out = fleet(
+        &ws,
+        &[
+            "--issuer",
+            ROOT,
+            "--messages",
+            "3",
+            "--json",
+            "--report",
+            out_path.to_str().unwrap(),
+        ],
+    );
+    // Failed devices make the exit code 1; the report says why.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&out_path);
+    assert_eq!(r["devices"], 120);
+    assert_eq!(r["connected"], 115);
+    assert_eq!(r["failed"], 5);
+    assert_eq!(r["stopped"], "completed");
+    let f = r["failures"].as_object().unwrap();
+    assert_eq!(f.keys().collect::<Vec<_>>(), ["disabled"], "{f:#?}");
+    assert_eq!(f["disabled"]["count"], 5);
+    assert!(disabled.contains(&f["disabled"]["example"].as_str().unwrap()));
+    assert!(
+        f["disabled"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("hub device enable")
+    );
+    let m = &r["messages"];
+    assert_eq!(
+        (m["sent"].as_u64(), m["acked"].as_u64()),
+        (Some(345), Some(345))
+    );
+    // The hub echoes every message as C2D: each round trip came back.
+    assert_eq!(m["round_trips"], 345);
+    assert_eq!(hdr_len(&r["latency"]["ack"]), 345);
+    assert_eq!(r["latency"]["ack"]["count"], 345);
+    assert_eq!(hdr_len(&r["latency"]["round_trip"]), 345);
+    assert_eq!(hdr_len(&r["latency"]["handshake"]), 115);
+    // The hub's own record: every device, every message, every refusal, every clean stop.
+    let accepted = hub.events("accepted");
+    assert_eq!(accepted.len(), 115);
+    assert_eq!(hub.events("telemetry").len(), 345);
+    let refused = hub.events("refused");
+    assert_eq!(refused.len(), 5);
+    assert!(refused.iter().all(|e| e["kind"] == "disabled"));
+    let start = Instant::now();
+    while hub.events("disconnected").len() < 115 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gone = hub.events("disconnected");
+    assert_eq!(gone.len(), 115);
+    assert!(
+        gone.iter().all(|e| e["reason"] == "device sent DISCONNECT"),
+        "{gone:#?}"
+    );
+    // The JSON stream: a start, failure events for the disabled, a summary.
+    let ev = events(&out.stdout);
+    assert_eq!(find(&ev, "start").unwrap()["devices"], 120);
+    assert_eq!(
+        ev.iter().filter(|e| e["event"] == "device-failed").count(),
+        5
+    );
+    assert_eq!(ev.last().unwrap()["event"], "summary");
+}
+
+#[test]
+fn shard_processes_merge_exactly_to_the_single_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = fleet_ws(tmp.path(), 90, &["d-002", "d-045", "d-089"]);
+    let _hub = Serve::start(&ws);
+    let single = tmp.path().join("single.json");
+    let out = fleet(
+        &ws,
+        &[
+            "d-{001..090}",
+            "--messages",
+            "2",
+            "--report",
+            single.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    // Three shard processes at once; the third takes its shard from the environment.
+    let mut children = Vec::new();
+    let mut paths = Vec::new();
+    for k in 1..=3 {
+        let p = tmp.path().join(format!("shard-{k}.json"));
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("chainsmith"));
+        c.arg("--workspace")
+            .arg(&ws)
+            .args([
+                "fleet",
+                "run",
+                "d-{001..090}",
+                "--messages",
+                "2",
+                "--timeout",
+                "5s",
+            ])
+            .args(["--report", p.to_str().unwrap()]);
+        if k == 3 {
+            c.arg("--shard-from-env")
+                .env("JOB_COMPLETION_INDEX", "2")
+                .env("CHAINSMITH_SHARDS", "3");
+        } else {
+            c.args(["--shard", &format!("{k}/3")]);
+        }
+        children.push(c.stdout(Stdio::null()).spawn().unwrap());
+        paths.push(p);
+    }
+    for mut c in children {
+        c.wait().unwrap();
+    }
+    let merged = tmp.path().join("merged.json");
+    let mut args = vec!["fleet", "merge", "--report", merged.to_str().unwrap()];
+    args.extend(paths.iter().map(|p| p.to_str().unwrap()));
+    ok(&ws, &args);
+    let (s, m) = (report(&single), report(&merged));
+    for key in ["devices", "connected", "failed", "handshakes"] {
+        assert_eq!(s[key], m[key], "{key}");
+    }
+    assert_eq!(s["messages"], m["messages"]);
+    assert_eq!(s["failures"]["disabled"]["count"], 3);
+    assert_eq!(m["failures"]["disabled"]["count"], 3);
+    for h in ["handshake", "ack", "round_trip"] {
+        assert_eq!(s["latency"][h]["count"], m["latency"][h]["count"], "{h}");
+        assert_eq!(
+            hdr_len(&m["latency"][h]),
+            m["latency"][h]["count"].as_u64().unwrap()
+        );
+    }
+    assert_eq!(m["shards"].as_array().unwrap().len(), 3);
+    assert_eq!(m["runs"], 3);
+    // Each shard once: merging a shard twice is refused.
+    let twice = bin(&ws)
+        .args(["fleet", "merge"])
+        .arg(&paths[0])
+        .arg(&paths[0])
+        .output()
+        .unwrap();
+    assert!(!twice.status.success());
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("more than one report"));
+    // And the merged report is not overwritten without --force.
+    let again = bin(&ws)
+        .args(["fleet", "merge", "--report", merged.to_str().unwrap()])
+        .arg(&paths[0])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+}
+
+#[test]
+fn duration_stops_on_time_and_sigint_stops_cleanly_with_a_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = fleet_ws(tmp.path(), 50, &[]);
+    let hub = Serve::start(&ws);
+    let r1 = tmp.path().join("d.json");
+    let out = fleet(
+        &ws,
+        &[
+            "--issuer",
+            ROOT,
+            "--rate",
+            "2/s",
+            "--duration",
+            "2s",
+            "--report",
+            r1.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&r1);
+    assert_eq!(r["stopped"], "duration");
+    let elapsed = r["elapsed_s"].as_f64().unwrap();
+    // Stops at the duration, then at most one timeout (5 s) draining acknowledgements.
+    assert!((2.0..7.0).contains(&elapsed), "{elapsed}");
+    assert_eq!(r["connected"], 50);
+    assert!(r["messages"]["sent"].as_u64().unwrap() > 0);
+    assert_eq!(r["messages"]["sent"], r["messages"]["acked"]);
+
+    // No duration: runs until SIGINT, then disconnects every device and writes the report.
+    let r2 = tmp.path().join("i.json");
+    let exe = assert_cmd::cargo::cargo_bin("chainsmith");
+    let mut child = std::process::Command::new(exe)
+        .arg("--workspace")
+        .arg(&ws)
+        .args([
+            "fleet", "run", "--issuer", ROOT, "--rate", "1/s", "--json", "--report",
+        ])
+        .arg(&r2)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let l = lines.next().expect("the run ended before ramp-up").unwrap();
+        if l.contains("\"ramped-up\"") {
+            break;
+        }
+    }
+    let before = hub.events("disconnected").len();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(rest.iter().any(|l| l.contains("\"summary\"")), "{rest:#?}");
+    let r = report(&r2);
+    assert_eq!(r["stopped"], "interrupted");
+    assert_eq!(r["connected"], 50);
+    assert_eq!(r["failed"], 0);
+    let start = Instant::now();
+    while hub.events("disconnected").len() < before + 50
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gone = hub.events("disconnected");
+    assert_eq!(gone.len(), before + 50);
+    assert!(
+        gone[before..]
+            .iter()
+            .all(|e| e["reason"] == "device sent DISCONNECT")
+    );
+}
+
+#[test]
+fn mosquitto_fleet_all_connect_with_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    ok(&ws, &["new", "root", ROOT]);
+    ok(&ws, &["new", "intermediate", "Line", "--issuer", ROOT]);
+    ok(&ws, &["new", "device", "m-{001..080}", "--issuer", "Line"]);
+    let root_pem = ws.join(format!("entities/{ROOT}/cert.pem"));
+    let (cert, key) = server_cert(&ws, ROOT, tmp.path());
+    let broker = mosquitto(tmp.path(), &root_pem, &cert, &key);
+    let to = format!("mqtts://127.0.0.1:{}", broker.port);
+    let rp = tmp.path().join("m.json");
+    let out = fleet(
+        &ws,
+        &[
+            "--issuer",
+            ROOT,
+            "--to",
+            &to,
+            "--ca",
+            root_pem.to_str().unwrap(),
+            "--messages",
+            "2",
+            "--report",
+            rp.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&rp);
+    assert_eq!(
+        (r["devices"].as_u64(), r["connected"].as_u64()),
+        (Some(80), Some(80))
+    );
+    assert_eq!(r["flavor"], "generic");
+    let m = &r["messages"];
+    assert_eq!(
+        (m["sent"].as_u64(), m["acked"].as_u64()),
+        (Some(160), Some(160))
+    );
+    // Each device subscribed to its own topic: every message came back.
+    assert_eq!(m["round_trips"], 160);
+    assert_eq!(hdr_len(&r["latency"]["round_trip"]), 160);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("80 connected, 0 failed"), "{text}");
+
+    // A broker that does not trust the devices' CA: every device fails as unknown-ca, explained.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    ok(&ws, &["new", "root", "Other Root"]);
+    let other_root = ws.join("entities/Other Root/cert.pem");
+    let (c2, k2) = server_cert(&ws, ROOT, &other);
+    let strict = mosquitto(&other, &other_root, &c2, &k2);
+    let out = fleet(
+        &ws,
+        &[
+            "m-{001..020}",
+            "--to",
+            &format!("mqtts://127.0.0.1:{}", strict.port),
+            "--ca",
+            root_pem.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let ev = events(&out.stdout);
+    let sum = &ev.last().unwrap()["report"];
+    assert_eq!(sum["failed"], 20);
+    let kinds: Vec<&String> = sum["failures"].as_object().unwrap().keys().collect();
+    assert_eq!(kinds.len(), 1, "{kinds:?}");
+    assert!(
+        ["unknown-ca", "client-cert-refused", "closed"].contains(&kinds[0].as_str()),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn numbers_and_names_are_checked_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    ok(&ws, &["new", "root", ROOT]);
+    ok(&ws, &["new", "device", "d-1", "--issuer", ROOT]);
+    let existing = tmp.path().join("r.json");
+    std::fs::write(&existing, "keep me").unwrap();
+    for (args, says) in [
+        (vec!["d-1", "--connect-rate", "0/s"], "out of range"),
+        (vec!["d-1", "--connect-rate", "fast"], "not a rate"),
+        (vec!["d-1", "--rate", "5000/s"], "out of range"),
+        (vec!["d-1", "--messages", "0"], "0"),
+        (vec!["d-1", "--qos", "2"], "2"),
+        (vec!["d-1", "--shard", "0/3"], "count from 1"),
+        (vec!["d-1", "--shard", "4/3"], "does not exist"),
+        (vec!["d-1", "--timeout", "20m"], "out of range"),
+        (vec!["d-1", "--duration", "0"], "zero"),
+        (vec!["d-1", "--transport", "amqp"], "--transport mqtt"),
+        (vec!["d-1", "--shard-from-env"], "JOB_COMPLETION_INDEX"),
+        (
+            vec!["d-1", "--report", existing.to_str().unwrap()],
+            "--force",
+        ),
+        (vec!["nope-{1..3}"], "nope-1"),
+        (vec!["--issuer", "d-1"], "not a CA"),
+        (vec![], "no devices selected"),
+    ] {
+        let out = bin(&ws)
+            .args(["fleet", "run"])
+            .args(&args)
+            .env_remove("JOB_COMPLETION_INDEX")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me");
+}
+
+#[test]
+fn export_shards_writes_one_mountable_workspace_per_shard_without_ca_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    ok(&ws, &["new", "root", ROOT]);
+    ok(&ws, &["new", "intermediate", "Line", "--issuer", ROOT]);
+    ok(&ws, &["new", "device", "e-{01..10}", "--issuer", "Line"]);
+    let out = tmp.path().join("bundles");
+    ok(
+        &ws,
+        &[
+            "fleet",
+            "export-shards",
+            "--issuer",
+            ROOT,
+            "--out",
+            out.to_str().unwrap(),
+            "--shards",
+            "3",
+        ],
+    );
+    let mut all = Vec::new();
+    for k in 1..=3 {
+        let dir = out.join(format!("shard-{k}"));
+        let listed = bin(&dir).args(["list", "--json"]).output().unwrap();
+        assert!(listed.status.success());
+        let w = chainsmith::store::Workspace::open(&dir).unwrap();
+        let (metas, damaged) = w.list().unwrap();
+        assert!(damaged.is_empty());
+        for m in &metas {
+            let key = dir.join(format!("entities/{}/key.pem", m.name));
+            if m.kind.is_ca() {
+                assert!(!m.has_key && !key.exists(), "CA {} key in a bundle", m.name);
+            } else {
+                use std::os::unix::fs::PermissionsExt;
+                assert_eq!(
+                    std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+                    0o600
+                );
+                all.push(m.name.clone());
+            }
+        }
+        // The same slice `fleet run --shard k/3` takes.
+        let expect: Vec<String> = chainsmith::fleet::Shard::new(k, 3)
+            .unwrap()
+            .slice(&(1..=10).map(|i| format!("e-{i:02}")).collect::<Vec<_>>())
+            .to_vec();
+        let mut got: Vec<String> = metas
+            .iter()
+            .filter(|m| !m.kind.is_ca())
+            .map(|m| m.name.clone())
+            .collect();
+        got.sort();
+        assert_eq!(got, expect);
+    }
+    assert_eq!(all.len(), 10);
+    // Never over an existing bundle.
+    let again = bin(&ws)
+        .args([
+            "fleet",
+            "export-shards",
+            "--issuer",
+            ROOT,
+            "--out",
+            out.to_str().unwrap(),
+            "--shards",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+}
+
+#[test]
+fn storm_drops_every_device_and_all_come_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = fleet_ws(tmp.path(), 60, &[]);
+    let hub = Serve::start(&ws);
+    let rp = tmp.path().join("s.json");
+    let out = fleet(
+        &ws,
+        &[
+            "--issuer",
+            ROOT,
+            "--messages",
+            "2",
+            "--storm",
+            "--json",
+            "--report",
+            rp.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&rp);
+    let s = &r["storm"];
+    assert_eq!(
+        (
+            s["devices"].as_u64(),
+            s["back"].as_u64(),
+            s["failed"].as_u64()
+        ),
+        (Some(60), Some(60), Some(0)),
+        "{s:#?}"
+    );
+    assert!(s["time_to_all_back_s"].as_f64().is_some());
+    assert_eq!(s["still_reconnecting"], 0);
+    assert_eq!(r["handshakes"], 120);
+    assert_eq!(r["connected"], 60);
+    // The hub saw every device twice: dropped without DISCONNECT, then back.
+    assert_eq!(hub.events("accepted").len(), 120);
+    let ev = events(&out.stdout);
+    assert!(find(&ev, "storm-begin").is_some() && find(&ev, "storm-end").is_some());
+}

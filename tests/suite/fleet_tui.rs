@@ -1,0 +1,235 @@
+//! The TUI's Fleet view (Connect tab, `f`): its keys and commands without a terminal, a
+//! snapshot at a fixed clock, and a live run of 50 devices in the real TUI in a pty.
+
+use crate::connect_support::free_port;
+use crate::fleet::{ROOT, fleet_ws};
+use chainsmith::fleet::{Figures, Phase, figures::Percentiles};
+use chainsmith::tui::fleet::FleetAction;
+use chainsmith::tui::theme::Theme;
+use chainsmith::tui::{Action, App, Command, Tab, ui};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use time::macros::datetime;
+
+fn key(app: &mut App, c: KeyCode) -> Option<Command> {
+    app.update(Action::Key(KeyEvent::new(c, KeyModifiers::NONE)))
+}
+
+fn typed(app: &mut App, s: &str) {
+    for c in s.chars() {
+        assert!(key(app, KeyCode::Char(c)).is_none());
+    }
+}
+
+fn app() -> App {
+    let mut app = App::new(
+        std::env::temp_dir().join("chainsmith-fleet-tui-none"),
+        Theme::plain(),
+        datetime!(2026-06-01 12:00:00 UTC),
+        (100, 30),
+    );
+    app.tab = Tab::Connect;
+    app
+}
+
+#[test]
+fn fleet_keys_take_a_typed_range_and_stop_a_run() {
+    let mut app = app();
+    assert!(key(&mut app, KeyCode::Char('f')).is_none());
+    assert!(app.fleet.shown);
+    // Nothing selected on the PKI tab and no range: it says what to do, runs nothing.
+    assert!(key(&mut app, KeyCode::Enter).is_none());
+    assert!(app.status.as_ref().unwrap().1.contains("type a range"));
+    // r, a range with digits (not tab switches) and q (not quit), Enter, Enter.
+    key(&mut app, KeyCode::Char('r'));
+    typed(&mut app, "q-{001..050}");
+    assert_eq!(app.tab, Tab::Connect);
+    assert!(!app.quit);
+    key(&mut app, KeyCode::Enter);
+    match key(&mut app, KeyCode::Enter) {
+        Some(Command::RunFleet {
+            patterns, issuer, ..
+        }) => {
+            assert_eq!(patterns, ["q-{001..050}"]);
+            assert_eq!(issuer, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(app.fleet.running);
+    // One run at a time; s stops it.
+    assert!(key(&mut app, KeyCode::Enter).is_none());
+    assert!(matches!(
+        key(&mut app, KeyCode::Char('s')),
+        Some(Command::StopFleet)
+    ));
+    let mut f = Figures {
+        devices: 50,
+        connected: 50,
+        ..Default::default()
+    };
+    f.phase = Phase::Done;
+    app.update(Action::Fleet(FleetAction::Figures(Box::new(f))));
+    assert_eq!(app.fleet.figures.connected, 50);
+    app.update(Action::Fleet(FleetAction::Ended(Err("boom".into()))));
+    assert!(!app.fleet.running);
+    assert!(app.status.as_ref().unwrap().1.contains("boom"));
+    // f goes back to the single test.
+    key(&mut app, KeyCode::Char('f'));
+    assert!(!app.fleet.shown);
+}
+
+#[test]
+fn fleet_view_live_snapshot() {
+    let mut app = app();
+    app.fleet.shown = true;
+    app.fleet.begin("every device under Fleet Root".into());
+    app.update(Action::Fleet(FleetAction::Figures(Box::new(Figures {
+        phase: Phase::Steady,
+        elapsed_s: 12.5,
+        devices: 10_000,
+        connected: 9_990,
+        connecting: 0,
+        failed: 10,
+        handshakes: 9_990,
+        handshakes_per_s: 0.0,
+        sent: 98_000,
+        acked: 97_990,
+        messages_per_s: 9_950.0,
+        ack: Percentiles {
+            count: 97_990,
+            p50_ms: 0.41,
+            p90_ms: 1.2,
+            p99_ms: 3.9,
+            max_ms: 12.0,
+        },
+        round_trip: Percentiles::default(),
+        failures: vec![("disabled".into(), 10, "d-00042\u{1b}[31m".into())],
+        rate_history: (0..60).map(|i| (i * 170) as u64).collect(),
+        ack_buckets: vec![
+            (0.25, 100),
+            (0.5, 40_000),
+            (1.0, 50_000),
+            (2.0, 7_000),
+            (4.0, 890),
+        ],
+    }))));
+    let mut t = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    t.draw(|f| ui::render(f, &app)).unwrap();
+    let buf = t.backend().buffer();
+    let mut screen = String::new();
+    for y in 0..buf.area.height {
+        let mut line = String::new();
+        for x in 0..buf.area.width {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        screen.push_str(line.trim_end());
+        screen.push('\n');
+    }
+    // The device name from the peer is escaped, never sent to the terminal raw.
+    assert!(!screen.contains('\u{1b}'));
+    assert!(screen.contains("9990/10000"), "{screen}");
+    insta::assert_snapshot!("fleet_view_live", screen);
+}
+
+/// The real binary in a pty: the Hub tab's hub on a free port, then 50 devices from the Fleet
+/// view, all connected, stopped with s; the terminal is given back on quit.
+#[test]
+fn fleet_view_runs_fifty_devices_live_in_the_real_tui() {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    let dir = tempfile::tempdir().unwrap();
+    let ws = fleet_ws(dir.path(), 50, &[]);
+    let _ = ROOT;
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: 30,
+            cols: 100,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_chainsmith"));
+    cmd.arg("--workspace");
+    cmd.arg(&ws);
+    cmd.env("TERM", "xterm-256color");
+    let mut child = pair.slave.spawn_command(cmd).unwrap();
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let mut writer = pair.master.take_writer().unwrap();
+    let parser = Arc::new(Mutex::new(vt100::Parser::new(30, 100, 0)));
+    let p = Arc::clone(&parser);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            p.lock().unwrap().process(&buf[..n]);
+        }
+    });
+    let screen = || parser.lock().unwrap().screen().contents();
+    let wait_for = |needle: &str| {
+        let start = Instant::now();
+        loop {
+            let s = screen();
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {needle:?}; the screen shows:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    };
+    let mut send = |s: &str| {
+        writer.write_all(s.as_bytes()).unwrap();
+        writer.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+    };
+    wait_for(ROOT);
+    let port = free_port();
+    send("2");
+    wait_for("Hub · CAs");
+    send("p");
+    wait_for("Local hub port");
+    send(&"\x7f".repeat(6));
+    send(&port.to_string());
+    send("\r");
+    send("s");
+    wait_for(&format!("running on 127.0.0.1:{port}"));
+    send("3");
+    send("f");
+    wait_for("Fleet · Enter run");
+    send("r");
+    send("d-{001..050}");
+    send("\r");
+    send("\r");
+    let s = wait_for("50/50");
+    assert!(s.contains("connected 50"), "{s}");
+    // Telemetry flows while it runs (1 message/s per device), acknowledged.
+    let start = Instant::now();
+    while !screen().contains("acked") || screen().contains(" 0 acked") {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", screen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    send("s");
+    let s = wait_for("fleet: 50 device(s): 50 connected, 0 failed");
+    assert!(s.contains("interrupted"), "{s}");
+    send("q");
+    send("q");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", screen());
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let p = parser.lock().unwrap();
+    assert!(
+        !p.screen().alternate_screen(),
+        "still on the alternate screen"
+    );
+}
