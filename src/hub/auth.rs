@@ -33,9 +33,7 @@ pub enum Refusal {
         client_id: String,
         username_device: String,
     },
-    #[error(
-        "device {device}: not registered with the hub; add it with `chainsmith hub device add {device} --auth ca|self-signed`"
-    )]
+    #[error("device {device}: not registered with the hub; register it, by CA or as self-signed")]
     UnknownDevice { device: String },
     #[error("device {device}: device disabled")]
     Disabled { device: String },
@@ -62,7 +60,7 @@ pub enum Refusal {
     /// The issuer's name is a registered CA's, but no certificate the hub holds for it signed
     /// the device's chain: a CA renewed with a new key whose earlier certificate was removed.
     #[error(
-        "device {device}: issued by an earlier certificate of CA \"{ca}\" that the hub no longer holds (same name, another key); upload that certificate too (`chainsmith hub ca add` keeps several per CA), or renew the device under the current one"
+        "device {device}: issued by an earlier certificate of CA \"{ca}\" that the hub no longer holds (same name, another key); register that certificate too (the hub keeps several per CA), or renew the device under the current one"
     )]
     EarlierCaCertificate { device: String, ca: String },
     #[error("device {device}: issuer \"{cn}\" is not a CA (its basicConstraints lack CA:TRUE)")]
@@ -92,7 +90,7 @@ pub enum Refusal {
         reason: String,
     },
     #[error(
-        "device {device}: thumbprint matches neither slot (the certificate's SHA-1 is {sha1}); put it in a slot with `chainsmith hub device update {device} --secondary {sha1}` (or --primary, or --from NAME for a workspace device)"
+        "device {device}: thumbprint matches neither slot (the certificate's SHA-1 is {sha1}); put that thumbprint in one of the device's slots (or take both from the workspace device)"
     )]
     Thumbprint { device: String, sha1: String },
     #[error("hub registry unreadable: {detail}")]
@@ -125,6 +123,30 @@ impl Refusal {
             Refusal::Thumbprint { .. } => "thumbprint",
             Refusal::Registry { .. } => "registry",
         }
+    }
+
+    /// The fix a face can name for the refusals whose fix is a registry change (the
+    /// connection test's diagnosis spells out the others).
+    pub fn remedy(&self) -> Option<crate::error::Remedy> {
+        use crate::error::Remedy;
+        match self {
+            Refusal::UnknownDevice { .. } => Some(Remedy::RegisterDevice),
+            Refusal::Thumbprint { .. } => Some(Remedy::Thumbprints),
+            Refusal::UnknownRoot { .. } | Refusal::EarlierCaCertificate { .. } => {
+                Some(Remedy::RegisterCa)
+            }
+            Refusal::Unverified { .. } => Some(Remedy::VerificationCertificate),
+            _ => None,
+        }
+    }
+}
+
+impl crate::error::Classified for Refusal {
+    fn kind(&self) -> &'static str {
+        Refusal::kind(self)
+    }
+    fn remedy(&self) -> Option<crate::error::Remedy> {
+        Refusal::remedy(self)
     }
 }
 

@@ -289,14 +289,16 @@ pub fn kick_blocking(
     }
 }
 
+/// Why the running hub could not be asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error(
-        "no hub is running for this workspace (cannot reach {0}: {1}); start one with `chainsmith hub serve`"
-    )]
+    /// No hub answers at the workspace's control address (the address, the error).
+    #[error("no hub is running for this workspace (cannot reach {0}: {1}); start the hub first")]
     NotRunning(String, String),
+    /// The control channel broke mid-request.
     #[error("control channel: {0}")]
     Io(String),
+    /// The hub answered with an error.
     #[error("the running hub answered: {0}")]
     Hub(String),
 }
@@ -309,5 +311,22 @@ impl ControlError {
             ControlError::Io(_) => "io",
             ControlError::Hub(_) => "hub-error",
         }
+    }
+
+    /// What would fix it, for a face to turn into its own hint.
+    pub fn remedy(&self) -> Option<crate::error::Remedy> {
+        match self {
+            ControlError::NotRunning(..) => Some(crate::error::Remedy::StartHub),
+            ControlError::Io(_) | ControlError::Hub(_) => None,
+        }
+    }
+}
+
+impl crate::error::Classified for ControlError {
+    fn kind(&self) -> &'static str {
+        ControlError::kind(self)
+    }
+    fn remedy(&self) -> Option<crate::error::Remedy> {
+        ControlError::remedy(self)
     }
 }

@@ -482,7 +482,7 @@ impl HubStore {
                     code::BAD_REQUEST,
                     "csr-not-enabled",
                     format!(
-                        "registration {registration_id}: the request carries a CSR but {} names no issuing CA; add one with --issue-from CA",
+                        "registration {registration_id}: the request carries a CSR but {} names no issuing CA; give the enrollment an issuing CA",
                         m.enrollment
                     ),
                 ));
