@@ -63,8 +63,6 @@ pub enum Remedy {
     HubCaFile,
     /// Start the local hub.
     StartHub,
-    /// Give the enrollment an issuing CA.
-    IssuingCa,
 }
 
 /// What every engine error enum offers a face: a stable kind for `--json` and its remedy.

@@ -304,7 +304,6 @@ fn flag_hint(e: &anyhow::Error) -> Option<&'static str> {
         }
         R::HubCaFile => "`chainsmith hub trust` prints the hub's CA file",
         R::StartHub => "`chainsmith hub serve` starts it",
-        R::IssuingCa => "--issue-from CA",
     })
 }
 

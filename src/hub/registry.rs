@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The hub's registry, kept in the workspace under `WS/hub/`:
 //!
 //! - `registry.json`: uploaded CAs (verified flag, current verification code) and devices
@@ -190,23 +191,31 @@ pub type Result<T> = std::result::Result<T, RegistryError>;
 pub struct HubCa {
     /// Workspace entity name.
     pub name: String,
+    /// Its common name.
     pub cn: String,
+    /// The certificate, PEM.
     pub cert_pem: String,
+    /// Proof of possession done (or it was added verified).
     pub verified: bool,
     /// The current verification code (48 hex digits); a new one on each `add`.
     pub code: String,
+    /// When it was added.
     #[serde(with = "time::serde::rfc3339")]
     pub added: OffsetDateTime,
 }
 
+/// How a device authenticates.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Auth {
+    /// By a chain up to a verified CA.
     Ca,
+    /// By the thumbprint of its own certificate.
     SelfSigned,
 }
 
 impl Auth {
+    /// The name IoT Hub uses (`ca`, `self-signed`).
     pub fn as_str(self) -> &'static str {
         match self {
             Auth::Ca => "ca",
@@ -215,23 +224,33 @@ impl Auth {
     }
 }
 
+/// A registered device.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HubDevice {
+    /// The device id.
     pub id: String,
+    /// How it authenticates.
     pub auth: Auth,
+    /// Primary thumbprint (self-signed devices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<String>,
+    /// Secondary thumbprint (self-signed devices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary: Option<String>,
+    /// A disabled device is refused.
     pub enabled: bool,
+    /// When it was registered.
     #[serde(with = "time::serde::rfc3339")]
     pub added: OffsetDateTime,
 }
 
+/// The hub's registry (`registry.json`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Registry {
+    /// Uploaded CA certificates.
     #[serde(default)]
     pub cas: Vec<HubCa>,
+    /// Registered devices.
     #[serde(default)]
     pub devices: Vec<HubDevice>,
     /// Certificates revoked in this workspace (`chainsmith revoke`). Like IoT Hub, the hub does
@@ -247,6 +266,7 @@ pub struct RevokedCert {
     pub sha256: String,
     /// The workspace entity it belongs (or belonged) to.
     pub name: String,
+    /// Its serial number (hex).
     pub serial: String,
     /// RFC 5280 reason name.
     pub reason: String,
@@ -289,7 +309,9 @@ impl Registry {
 /// A hub device `disable_credential` turned off, and why it matched.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DisabledDevice {
+    /// The device id.
     pub id: String,
+    /// How it authenticates.
     pub auth: Auth,
     /// "CN" for a CA-authenticated device, "primary thumbprint" / "secondary thumbprint".
     pub matched: String,
@@ -297,9 +319,12 @@ pub struct DisabledDevice {
     pub was_enabled: bool,
 }
 
+/// A device twin: desired and reported properties, each with its `$version`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Twin {
+    /// What the back end wants.
     pub desired: serde_json::Value,
+    /// What the device reported.
     pub reported: serde_json::Value,
 }
 
@@ -313,9 +338,11 @@ impl Default for Twin {
 }
 
 impl Twin {
+    /// The desired properties' `$version`.
     pub fn desired_version(&self) -> u64 {
         self.desired["$version"].as_u64().unwrap_or(1)
     }
+    /// The reported properties' `$version`.
     pub fn reported_version(&self) -> u64 {
         self.reported["$version"].as_u64().unwrap_or(1)
     }
@@ -370,22 +397,28 @@ pub fn new_code() -> String {
 /// Where the hub keeps its files.
 #[derive(Clone, Debug)]
 pub struct HubStore {
+    /// The workspace the hub lives in.
     pub ws: Workspace,
 }
 
 impl HubStore {
+    /// The hub of a workspace.
     pub fn new(ws: Workspace) -> Self {
         HubStore { ws }
     }
+    /// The hub of the workspace at `root` (made if need be).
     pub fn open(root: &Path) -> Result<Self> {
         Ok(HubStore::new(Workspace::open_or_create(root)?))
     }
+    /// `WS/hub/`.
     pub fn dir(&self) -> PathBuf {
         self.ws.root().join("hub")
     }
+    /// `WS/hub/registry.json`.
     pub fn registry_path(&self) -> PathBuf {
         self.dir().join("registry.json")
     }
+    /// A device's twin file (the id encoded for the file name).
     pub fn twin_path(&self, id: &str) -> PathBuf {
         // Device ids may hold characters that are awkward in file names: encode.
         self.dir()
@@ -426,6 +459,7 @@ impl HubStore {
         Ok(out)
     }
 
+    /// A device's twin (a fresh one if it has none yet).
     pub fn load_twin(&self, id: &str) -> Result<Twin> {
         let p = self.twin_path(id);
         match std::fs::read(&p) {
@@ -438,6 +472,7 @@ impl HubStore {
         }
     }
 
+    /// Change a twin under the workspace lock and write it back.
     pub fn modify_twin<T>(&self, id: &str, f: impl FnOnce(&mut Twin) -> T) -> Result<T> {
         self.ensure_dirs()?;
         let _lock = self.ws.lock()?;
@@ -481,6 +516,7 @@ impl HubStore {
         })
     }
 
+    /// A registered device.
     pub fn device(&self, id: &str) -> Result<HubDevice> {
         self.load()?
             .devices
@@ -623,6 +659,7 @@ impl HubStore {
         Ok(ca)
     }
 
+    /// Remove every certificate of a CA from the hub.
     pub fn remove_ca(&self, name: &str) -> Result<()> {
         self.modify(|r| {
             let before = r.cas.len();
@@ -749,6 +786,7 @@ impl HubStore {
         })
     }
 
+    /// Turn a device on or off.
     pub fn set_enabled(&self, id: &str, enabled: bool) -> Result<HubDevice> {
         self.modify(|r| {
             let d = r
@@ -808,6 +846,7 @@ impl HubStore {
         })
     }
 
+    /// Remove a device and its twin.
     pub fn remove_device(&self, id: &str) -> Result<()> {
         self.modify(|r| {
             let before = r.devices.len();
@@ -822,6 +861,7 @@ impl HubStore {
     }
 }
 
+/// The DER of the first PEM block, if it parses.
 pub fn pem_to_der(pem_text: &str) -> Option<Vec<u8>> {
     pem::parse(pem_text).ok().map(|p| p.into_contents())
 }

@@ -413,8 +413,7 @@ pub fn error_text(e: &impl crate::error::Classified) -> String {
         | R::Thumbprints
         | R::CopyThumbprint
         | R::NoThumbprints
-        | R::HubCaFile
-        | R::IssuingCa => None,
+        | R::HubCaFile => None,
     });
     match hint {
         Some(h) => format!("{e} ({h})"),
