@@ -300,7 +300,7 @@ fn flag_hint(e: &anyhow::Error) -> Option<&'static str> {
         R::CopyThumbprint => "`chainsmith show DEVICE` prints it",
         R::NoThumbprints => "drop --primary/--secondary/--from, or pass --auth self-signed",
         R::VerificationCertificate => {
-            "`chainsmith new verification --issuer CA --code CODE` makes one; `chainsmith hub ca prove CA` does the whole proof"
+            "`chainsmith new verification --issuer CA --code CODE` makes one; `chainsmith hub ca prove CA` (or `hub dps ca prove CA`) does the whole proof"
         }
         R::HubCaFile => "`chainsmith hub trust` prints the hub's CA file",
         R::StartHub => "`chainsmith hub serve` starts it",
