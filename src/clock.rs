@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! "Now" is an input. Every engine function that compares a certificate's dates with the present
 //! (days left, expired, lint, `list --expiring`, the TUI) asks the workspace's [`Clock`], so a
 //! test or a reproducible run can fix the time instead of depending on the day it runs.
@@ -20,12 +21,15 @@ pub enum Clock {
     /// `start`, then running on from the moment `since`: a long-lived session (the TUI) on a
     /// fixed clock still sees time pass, so its periodic refreshes go on.
     Running {
+        /// The time the clock started at.
         start: OffsetDateTime,
+        /// The moment it started.
         since: std::time::Instant,
     },
 }
 
 impl Clock {
+    /// The current time by this clock.
     pub fn now(&self) -> OffsetDateTime {
         match self {
             Clock::System => OffsetDateTime::now_utc(),

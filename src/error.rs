@@ -39,6 +39,30 @@ pub enum Remedy {
     ImportIssuer,
     /// Export the certificates only (PEM), since there is no key.
     CertificatesOnly,
+    /// Pick a root or intermediate CA of the workspace.
+    PickCa,
+    /// Pick a device of the workspace.
+    PickDevice,
+    /// Register the CA with the hub (or DPS) first.
+    RegisterCa,
+    /// Register the device with the hub first.
+    RegisterDevice,
+    /// Remove the CA's certificate from the hub (or DPS) first.
+    UnregisterCa,
+    /// Remove the device from the hub first.
+    UnregisterDevice,
+    /// Give a self-signed device its thumbprints, or a workspace device to take them from.
+    Thumbprints,
+    /// Take the thumbprint from the device's certificate.
+    CopyThumbprint,
+    /// A device authenticated by CA takes no thumbprints: give none, or make it self-signed.
+    NoThumbprints,
+    /// Make a verification certificate with the CA's current code, signed by the CA's key.
+    VerificationCertificate,
+    /// Give the sample the hub's CA file instead of the system trust store.
+    HubCaFile,
+    /// Start the local hub.
+    StartHub,
 }
 
 /// What every engine error enum offers a face: a stable kind for `--json` and its remedy.

@@ -232,7 +232,7 @@ pub fn run(global: &Global, c: HubCommand) -> CliResult {
         Err(e) if global.json && e.downcast_ref::<super::Failed>().is_none() => {
             print_json(&serde_json::json!({ "error": {
                 "kind": error_kind(&e),
-                "message": super::error_message(&e),
+                "message": super::hinted_message(&e),
             } }));
             Err(super::Failed(1).into())
         }

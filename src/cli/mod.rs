@@ -164,10 +164,7 @@ pub fn run(cli: Cli) -> i32 {
                 return *code;
             }
             let kind = error_kind(&e);
-            let mut message = error_message(&e);
-            if let Some(hint) = flag_hint(&e) {
-                message.push_str(&format!(" ({hint})"));
-            }
+            let message = hinted_message(&e);
             if json {
                 let mut v = serde_json::json!({ "error": { "kind": kind, "message": message } });
                 // A batch that raced another process: which names are whose, for scripts.
@@ -214,11 +211,26 @@ fn error_message(e: &anyhow::Error) -> String {
     message
 }
 
+/// The error's message with the CLI's hint for its remedy, as both `error:` and `--json` say it.
+fn hinted_message(e: &anyhow::Error) -> String {
+    let mut message = error_message(e);
+    if let Some(hint) = flag_hint(e) {
+        message.push_str(&format!(" ({hint})"));
+    }
+    message
+}
+
 /// The engine error at one link of a chain, as the trait every engine error enum implements.
 fn classified<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Classified> {
-    use crate::{export, fixtures, ops, pki, store};
+    use crate::{export, fixtures, hub, ops, pki, store};
     // The outer types first: each delegates to the errors it wraps.
     let c: &dyn Classified = if let Some(x) = e.downcast_ref::<fixtures::apply::Error>() {
+        x
+    } else if let Some(x) = e.downcast_ref::<hub::system_trust::SystemTrustError>() {
+        x
+    } else if let Some(x) = e.downcast_ref::<hub::RegistryError>() {
+        x
+    } else if let Some(x) = e.downcast_ref::<hub::control::ControlError>() {
         x
     } else if let Some(x) = e.downcast_ref::<ops::lifecycle::Error>() {
         x
@@ -234,12 +246,6 @@ fn classified<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Cl
 
 /// The `--json` kind: the engine error's own `kind()`, wherever it sits in the chain.
 fn error_kind(e: &anyhow::Error) -> &'static str {
-    if let Some(t) = e.downcast_ref::<crate::hub::system_trust::SystemTrustError>() {
-        return t.kind();
-    }
-    if let Some(r) = e.downcast_ref::<crate::hub::RegistryError>() {
-        return r.kind();
-    }
     e.chain()
         .find_map(|c| classified(c).map(Classified::kind))
         .unwrap_or("error")
@@ -283,6 +289,21 @@ fn flag_hint(e: &anyhow::Error) -> Option<&'static str> {
         R::SignCsr => "`chainsmith sign-csr NEW.csr --issuer CA --force`",
         R::ImportIssuer => "`chainsmith import CA.pem CA.key --name NAME`",
         R::CertificatesOnly => "--format pem",
+        R::PickCa | R::PickDevice => "`chainsmith list` shows the workspace's entities",
+        R::RegisterCa => "`chainsmith hub ca add CA` registers it",
+        R::RegisterDevice => "`chainsmith hub device add ID --auth ca|self-signed` registers it",
+        R::UnregisterCa => "`chainsmith hub ca remove CA` removes it",
+        R::UnregisterDevice => "`chainsmith hub device remove ID` removes it",
+        R::Thumbprints => {
+            "pass --primary THUMBPRINT, --secondary THUMBPRINT, or --from NAME to take them from a workspace device"
+        }
+        R::CopyThumbprint => "`chainsmith show DEVICE` prints it",
+        R::NoThumbprints => "drop --primary/--secondary/--from, or pass --auth self-signed",
+        R::VerificationCertificate => {
+            "`chainsmith new verification --issuer CA --code CODE` makes one; `chainsmith hub ca prove CA` (or `hub dps ca prove CA`) does the whole proof"
+        }
+        R::HubCaFile => "`chainsmith hub trust` prints the hub's CA file",
+        R::StartHub => "`chainsmith hub serve` starts it",
     })
 }
 

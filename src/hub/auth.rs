@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! IoT Hub's X.509 authentication rules, applied at CONNECT, with the exact reason for a refusal.
 //!
 //! Azure answers every one of these with CONNACK 5 "not authorized"; the local hub sends the
@@ -18,85 +19,182 @@ use crate::pki::verify::{
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Refusal {
+    /// The TLS handshake carried no client certificate.
     #[error(
         "no client certificate was sent in the TLS handshake; IoT Hub X.509 devices must present their certificate"
     )]
     NoCertificate,
+    /// The client certificate does not parse.
     #[error("client certificate is not X.509 DER: {detail}")]
-    BadCertificate { detail: String },
+    BadCertificate {
+        /// What is wrong.
+        detail: String,
+    },
+    /// The MQTT username is not IoT Hub's form.
     #[error("{reason}")]
-    Username { reason: String },
+    Username {
+        /// Why.
+        reason: String,
+    },
+    /// The username and the client id name different devices.
     #[error(
         "username names device \"{username_device}\" but the client id is \"{client_id}\"; both must be the device id"
     )]
     UsernameMismatch {
+        /// The MQTT client id.
         client_id: String,
+        /// The device the username names.
         username_device: String,
     },
-    #[error(
-        "device {device}: not registered with the hub; add it with `chainsmith hub device add {device} --auth ca|self-signed`"
-    )]
-    UnknownDevice { device: String },
+    /// The device is not in the registry.
+    #[error("device {device}: not registered with the hub; register it, by CA or as self-signed")]
+    UnknownDevice {
+        /// The device id.
+        device: String,
+    },
+    /// The device is disabled.
     #[error("device {device}: device disabled")]
-    Disabled { device: String },
+    Disabled {
+        /// The device id.
+        device: String,
+    },
+    /// The leaf's CN is not the device id.
     #[error("device {device}: leaf CN \"{cn}\" != device id \"{device}\"")]
-    CnMismatch { device: String, cn: String },
+    CnMismatch {
+        /// The device id.
+        device: String,
+        /// The CN of the certificate concerned.
+        cn: String,
+    },
+    /// The certificate has expired.
     #[error("device {device}: certificate expired {ago} (\"{cn}\")")]
     Expired {
+        /// The device id.
         device: String,
+        /// The CN of the certificate concerned.
         cn: String,
+        /// How long ago it expired.
         ago: String,
     },
+    /// The certificate is not valid yet.
     #[error("device {device}: certificate not valid yet, starts {when} (\"{cn}\")")]
     NotYetValid {
+        /// The device id.
         device: String,
+        /// The CN of the certificate concerned.
         cn: String,
+        /// When it starts.
         when: String,
     },
+    /// The chain ends at a registered CA that is not verified.
     #[error("device {device}: chain ends at \"{cn}\", which is registered but not verified")]
-    Unverified { device: String, cn: String },
+    Unverified {
+        /// The device id.
+        device: String,
+        /// The CN of the certificate concerned.
+        cn: String,
+    },
+    /// An intermediate was neither sent nor registered.
     #[error("device {device}: intermediate \"{cn}\" not sent and not registered")]
-    MissingIntermediate { device: String, cn: String },
+    MissingIntermediate {
+        /// The device id.
+        device: String,
+        /// The CN of the certificate concerned.
+        cn: String,
+    },
+    /// The chain ends at a root the hub does not hold.
     #[error("device {device}: chain ends at root \"{cn}\", which is not registered with the hub")]
-    UnknownRoot { device: String, cn: String },
+    UnknownRoot {
+        /// The device id.
+        device: String,
+        /// The CN of the certificate concerned.
+        cn: String,
+    },
     /// The issuer's name is a registered CA's, but no certificate the hub holds for it signed
     /// the device's chain: a CA renewed with a new key whose earlier certificate was removed.
     #[error(
-        "device {device}: issued by an earlier certificate of CA \"{ca}\" that the hub no longer holds (same name, another key); upload that certificate too (`chainsmith hub ca add` keeps several per CA), or renew the device under the current one"
+        "device {device}: issued by an earlier certificate of CA \"{ca}\" that the hub no longer holds (same name, another key); register that certificate too (the hub keeps several per CA), or renew the device under the current one"
     )]
-    EarlierCaCertificate { device: String, ca: String },
+    EarlierCaCertificate {
+        /// The device id.
+        device: String,
+        /// The CA's name.
+        ca: String,
+    },
+    /// An issuer is not a CA.
     #[error("device {device}: issuer \"{cn}\" is not a CA (its basicConstraints lack CA:TRUE)")]
-    NotCa { device: String, cn: String },
+    NotCa {
+        /// The device id.
+        device: String,
+        /// The CN of the certificate concerned.
+        cn: String,
+    },
+    /// An issuer may not sign certificates.
     #[error(
         "device {device}: issuer \"{cn}\" may not sign certificates (its keyUsage lacks keyCertSign)"
     )]
-    NoCertSign { device: String, cn: String },
+    NoCertSign {
+        /// The device id.
+        device: String,
+        /// The CN of the certificate concerned.
+        cn: String,
+    },
+    /// The chain is longer than a CA's pathlen allows.
     #[error("device {device}: the chain has more CAs below \"{cn}\" than its pathlen allows")]
-    PathLen { device: String, cn: String },
+    PathLen {
+        /// The device id.
+        device: String,
+        /// The CN of the certificate concerned.
+        cn: String,
+    },
+    /// A certificate is not for client authentication.
     #[error(
         "device {device}: certificate \"{cn}\" is not for client authentication (its extendedKeyUsage lacks clientAuth)"
     )]
-    NotClientAuth { device: String, cn: String },
+    NotClientAuth {
+        /// The device id.
+        device: String,
+        /// The CN of the certificate concerned.
+        cn: String,
+    },
+    /// A certificate uses cryptography IoT Hub refuses.
     #[error(
         "device {device}: certificate \"{cn}\" uses weak cryptography ({reason}); IoT Hub needs RSA 2048+ or ECC keys and SHA-256+ signatures"
     )]
     Weak {
+        /// The device id.
         device: String,
+        /// The CN of the certificate concerned.
         cn: String,
+        /// Why.
         reason: String,
     },
+    /// The chain was refused for another reason.
     #[error("device {device}: chain refused at \"{cn}\": {reason}")]
     Chain {
+        /// The device id.
         device: String,
+        /// The CN of the certificate concerned.
         cn: String,
+        /// Why.
         reason: String,
     },
+    /// A self-signed device's thumbprint matches neither slot.
     #[error(
-        "device {device}: thumbprint matches neither slot (the certificate's SHA-1 is {sha1}); put it in a slot with `chainsmith hub device update {device} --secondary {sha1}` (or --primary, or --from NAME for a workspace device)"
+        "device {device}: thumbprint matches neither slot (the certificate's SHA-1 is {sha1}); put that thumbprint in one of the device's slots (or take both from the workspace device)"
     )]
-    Thumbprint { device: String, sha1: String },
+    Thumbprint {
+        /// The device id.
+        device: String,
+        /// The certificate's SHA-1 thumbprint.
+        sha1: String,
+    },
+    /// The registry could not be read.
     #[error("hub registry unreadable: {detail}")]
-    Registry { detail: String },
+    Registry {
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 impl Refusal {
@@ -125,6 +223,30 @@ impl Refusal {
             Refusal::Thumbprint { .. } => "thumbprint",
             Refusal::Registry { .. } => "registry",
         }
+    }
+
+    /// The fix a face can name for the refusals whose fix is a registry change (the
+    /// connection test's diagnosis spells out the others).
+    pub fn remedy(&self) -> Option<crate::error::Remedy> {
+        use crate::error::Remedy;
+        match self {
+            Refusal::UnknownDevice { .. } => Some(Remedy::RegisterDevice),
+            Refusal::Thumbprint { .. } => Some(Remedy::Thumbprints),
+            Refusal::UnknownRoot { .. } | Refusal::EarlierCaCertificate { .. } => {
+                Some(Remedy::RegisterCa)
+            }
+            Refusal::Unverified { .. } => Some(Remedy::VerificationCertificate),
+            _ => None,
+        }
+    }
+}
+
+impl crate::error::Classified for Refusal {
+    fn kind(&self) -> &'static str {
+        Refusal::kind(self)
+    }
+    fn remedy(&self) -> Option<crate::error::Remedy> {
+        Refusal::remedy(self)
     }
 }
 
@@ -261,6 +383,7 @@ pub struct HubTrust {
 }
 
 impl HubTrust {
+    /// The trust anchors and registered CAs of a registry, ready for the chain check.
     pub fn new(reg: &Registry) -> HubTrust {
         let registered: Vec<(Vec<u8>, String, bool)> = reg
             .cas

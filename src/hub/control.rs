@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The local control channel of a running `hub serve`: a Unix socket at `WS/hub/control.sock`
 //! (mode 0600). Each client sends one JSON request line; the hub answers with one JSON line
 //! (`{"ok": …}` or `{"error": "…"}`), or, for `monitor`, one line per event until the client
@@ -25,41 +26,62 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::server::{HubEvent, HubHandle};
 
+/// A request over the control channel: one JSON line, `op` names it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Request {
+    /// Send a cloud-to-device message.
     C2d {
+        /// The device id.
         device: String,
+        /// The message body.
         body: String,
+        /// Application properties.
         #[serde(default)]
         props: Vec<(String, String)>,
     },
+    /// Call a direct method.
     Method {
+        /// The device id.
         device: String,
+        /// The method name.
         name: String,
+        /// The payload.
         #[serde(default)]
         payload: serde_json::Value,
+        /// Seconds to wait for the answer.
         #[serde(default = "default_timeout")]
         timeout: u64,
     },
+    /// Patch the desired properties of a twin.
     Desired {
+        /// The device id.
         device: String,
+        /// The patch (a JSON object).
         patch: serde_json::Value,
     },
+    /// Stream the hub's events.
     Monitor {
+        /// Only this device's.
         #[serde(default)]
         device: Option<String>,
     },
+    /// The hub's status.
     Status,
     /// Close a device's connection (after it was disabled in the registry).
     Kick {
+        /// The device id.
         device: String,
+        /// Why, for the hub's log.
         #[serde(default)]
         reason: String,
     },
+    /// The refusals the hub remembers.
     Refusals {
+        /// Only this device's.
         #[serde(default)]
         device: Option<String>,
+        /// Only those after this sequence number.
         #[serde(default)]
         since: u64,
     },
@@ -289,14 +311,16 @@ pub fn kick_blocking(
     }
 }
 
+/// Why the running hub could not be asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error(
-        "no hub is running for this workspace (cannot reach {0}: {1}); start one with `chainsmith hub serve`"
-    )]
+    /// No hub answers at the workspace's control address (the address, the error).
+    #[error("no hub is running for this workspace (cannot reach {0}: {1}); start the hub first")]
     NotRunning(String, String),
+    /// The control channel broke mid-request.
     #[error("control channel: {0}")]
     Io(String),
+    /// The hub answered with an error.
     #[error("the running hub answered: {0}")]
     Hub(String),
 }
@@ -309,5 +333,22 @@ impl ControlError {
             ControlError::Io(_) => "io",
             ControlError::Hub(_) => "hub-error",
         }
+    }
+
+    /// What would fix it, for a face to turn into its own hint.
+    pub fn remedy(&self) -> Option<crate::error::Remedy> {
+        match self {
+            ControlError::NotRunning(..) => Some(crate::error::Remedy::StartHub),
+            ControlError::Io(_) | ControlError::Hub(_) => None,
+        }
+    }
+}
+
+impl crate::error::Classified for ControlError {
+    fn kind(&self) -> &'static str {
+        ControlError::kind(self)
+    }
+    fn remedy(&self) -> Option<crate::error::Remedy> {
+        ControlError::remedy(self)
     }
 }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The local Device Provisioning Service's state and decisions, kept beside the hub registry
 //! in `WS/hub/dps.json`: the ID scope, DPS's own certificate list (a CA verified on the hub is
 //! not thereby verified here, as in Azure), enrollment groups, individual enrollments and
@@ -26,18 +27,22 @@ use crate::store;
 /// IoT Central's device connection groups hold two) and whose CN is their registration id.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Group {
+    /// The group's name.
     pub name: String,
     /// Names of CAs in DPS's certificate list.
     pub primary: String,
+    /// A second CA of DPS's certificate list, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary: Option<String>,
     /// IoT Edge devices.
     #[serde(default)]
     pub edge: bool,
+    /// Devices of a disabled group are refused.
     pub enabled: bool,
     /// A workspace CA that signs the CSRs of this group's devices (certificate management).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issue_from: Option<String>,
+    /// When it was made.
     #[serde(with = "time::serde::rfc3339")]
     pub added: OffsetDateTime,
 }
@@ -45,27 +50,35 @@ pub struct Group {
 /// An individual enrollment: one registration id and the thumbprints of its certificates.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Individual {
+    /// The registration id.
     pub registration_id: String,
     /// The hub device id when it differs from the registration id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// The primary thumbprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<String>,
+    /// The secondary thumbprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary: Option<String>,
     /// The workspace device the thumbprints were taken from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// An IoT Edge device.
     #[serde(default)]
     pub edge: bool,
+    /// A disabled enrollment is refused.
     pub enabled: bool,
+    /// A workspace CA that signs this device's CSR.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issue_from: Option<String>,
+    /// When it was made.
     #[serde(with = "time::serde::rfc3339")]
     pub added: OffsetDateTime,
 }
 
 impl Individual {
+    /// The hub device id it is assigned as.
     pub fn device_id(&self) -> &str {
         self.device_id.as_deref().unwrap_or(&self.registration_id)
     }
@@ -74,43 +87,59 @@ impl Individual {
 /// A device DPS assigned, as `hub dps registrations` lists it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Registration {
+    /// The registration id.
     pub registration_id: String,
+    /// The hub device id.
     pub device_id: String,
+    /// The hub it was assigned to.
     pub assigned_hub: String,
+    /// `assigned`, as DPS says it.
     pub status: String,
+    /// `initialAssignment` or `reprovisionedToInitialAssignment`.
     pub substatus: String,
+    /// When it was first assigned.
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
+    /// When it last registered.
     #[serde(with = "time::serde::rfc3339")]
     pub updated: OffsetDateTime,
+    /// Changes with every registration.
     pub etag: String,
+    /// The payload the device sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
     /// `group NAME` or `individual REGID`.
     pub enrollment: String,
 }
 
+/// Everything the local DPS keeps (`WS/hub/dps.json`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct DpsState {
     /// Made once (`0ne` + 8 hex) and kept.
     #[serde(default)]
     pub id_scope: String,
+    /// DPS's certificate list, apart from the hub's.
     #[serde(default)]
     pub cas: Vec<HubCa>,
+    /// Enrollment groups.
     #[serde(default)]
     pub groups: Vec<Group>,
+    /// Individual enrollments.
     #[serde(default)]
     pub individuals: Vec<Individual>,
+    /// Devices assigned.
     #[serde(default)]
     pub registrations: Vec<Registration>,
 }
 
 impl DpsState {
+    /// The individual enrollment of a registration id (case-insensitive, as DPS compares).
     pub fn individual(&self, registration_id: &str) -> Option<&Individual> {
         self.individuals
             .iter()
             .find(|i| i.registration_id.eq_ignore_ascii_case(registration_id))
     }
+    /// The registration of a registration id (case-insensitive).
     pub fn registration(&self, registration_id: &str) -> Option<&Registration> {
         self.registrations
             .iter()
@@ -135,9 +164,13 @@ impl DpsState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{reason}")]
 pub struct DpsRefusal {
+    /// The status code of the response.
     pub status: u16,
+    /// DPS's error code.
     pub error_code: u32,
+    /// A short kind, for logs and tests.
     pub kind: String,
+    /// The reason, as the device gets it.
     pub reason: String,
 }
 
@@ -161,11 +194,14 @@ pub type IssueFn<'a> = dyn Fn(&str, &str, &[u8]) -> std::result::Result<Vec<Vec<
 /// A successful registration: the registration state the device gets.
 #[derive(Clone, Debug)]
 pub struct Assigned {
+    /// The registration state the device gets.
     pub state: wire::RegistrationState,
+    /// `group NAME` or `individual REGID`.
     pub enrollment: String,
 }
 
 impl HubStore {
+    /// Where DPS's state is kept.
     pub fn dps_path(&self) -> std::path::PathBuf {
         self.dir().join("dps.json")
     }
@@ -272,6 +308,7 @@ impl HubStore {
         Ok(steps)
     }
 
+    /// Remove a CA from DPS's certificate list (refused while a group uses it).
     pub fn dps_remove_ca(&self, name: &str) -> Result<()> {
         self.dps_modify(|s| {
             if let Some(g) = s
@@ -515,7 +552,7 @@ impl HubStore {
                     code::BAD_REQUEST,
                     "csr-not-enabled",
                     format!(
-                        "registration {registration_id}: the request carries a CSR but {} names no issuing CA; add one with --issue-from CA",
+                        "registration {registration_id}: the request carries a CSR but {} names no issuing CA; give the enrollment an issuing CA",
                         m.enrollment
                     ),
                 ));

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The hub's registry, kept in the workspace under `WS/hub/`:
 //!
 //! - `registry.json`: uploaded CAs (verified flag, current verification code) and devices
@@ -12,75 +13,105 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use time::OffsetDateTime;
 
+use crate::error::{Classified, Remedy};
 use crate::pki::{self, Target};
 use crate::store::{self, Kind, Workspace};
 
+/// What went wrong with the hub's (or DPS's) registry. Each message says the problem and its
+/// fix in domain words; [`RegistryError::remedy`] gives the fix as a value for a face's hint.
 #[derive(Debug, Error)]
 pub enum RegistryError {
+    /// The workspace could not be read or written.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// The named entity is not a CA.
     #[error(
-        "\"{0}\" is not a CA in the workspace; `hub ca add` takes a root or intermediate (see `chainsmith list`)"
+        "\"{0}\" is not a CA in the workspace; the hub takes a root or intermediate CA of the workspace"
     )]
     NotACa(String),
+    /// This certificate of the CA is registered already.
     #[error(
-        "this certificate of CA \"{0}\" is already registered with the hub; remove it first with `chainsmith hub ca remove {0}` (a renewed certificate of the CA is added beside it)"
+        "this certificate of CA \"{0}\" is already registered with the hub; remove it from the hub first (a renewed certificate of the CA is added beside it)"
     )]
     CaTaken(String),
-    #[error("CA \"{0}\" is not registered with the hub; add it with `chainsmith hub ca add {0}`")]
+    /// The CA is not registered.
+    #[error("CA \"{0}\" is not registered with the hub; register it with the hub first")]
     UnknownCa(String),
-    #[error(
-        "device \"{0}\" is already registered; remove it first with `chainsmith hub device remove {0}`"
-    )]
+    /// The device is registered already.
+    #[error("device \"{0}\" is already registered; remove it from the hub first")]
     DeviceTaken(String),
+    /// The device is not registered.
     #[error(
-        "device \"{0}\" is not registered with the hub; add it with `chainsmith hub device add {0} --auth ca|self-signed`"
+        "device \"{0}\" is not registered with the hub; register it first, by CA or as self-signed"
     )]
     UnknownDevice(String),
+    /// A thumbprint that is neither SHA-1 nor SHA-256 hex.
     #[error(
-        "thumbprint {0:?} is neither SHA-1 (40 hex digits) nor SHA-256 (64 hex digits); copy it from `chainsmith show DEVICE`"
+        "thumbprint {0:?} is neither SHA-1 (40 hex digits) nor SHA-256 (64 hex digits); copy it from the device certificate's details"
     )]
     Thumbprint(String),
+    /// A self-signed device with no thumbprint.
     #[error(
-        "self-signed device \"{0}\" needs a thumbprint: pass --primary THUMBPRINT, or --from NAME to take it from a workspace device"
+        "self-signed device \"{0}\" needs a thumbprint: give its primary thumbprint, or a workspace device to take it from"
     )]
     NoThumbprint(String),
+    /// The workspace entity to take thumbprints from is not a device.
     #[error(
-        "--from \"{0}\" is a {1}, not a device certificate; pick a device from `chainsmith list`"
+        "\"{0}\" is a {1}, not a device certificate; take the thumbprints from a device of the workspace"
     )]
     FromNotDevice(String, &'static str),
+    /// Thumbprints given for a device authenticated by CA.
     #[error(
-        "device \"{0}\" uses --auth ca, which takes no thumbprints (the hub checks its chain up to a verified CA instead); drop --primary/--secondary/--from, or register it with --auth self-signed"
+        "device \"{0}\" authenticates by CA, which takes no thumbprints (the hub checks its chain up to a verified CA instead); give no thumbprints, or register it as self-signed"
     )]
     ThumbprintWithCa(String),
+    /// An update that changes nothing.
     #[error(
-        "nothing to update for device \"{0}\"; pass --primary THUMBPRINT, --secondary THUMBPRINT or --from NAME"
+        "nothing to update for device \"{0}\"; give a primary or secondary thumbprint, or a workspace device to take them from"
     )]
     NothingToUpdate(String),
-    #[error(transparent)]
-    Slots(#[from] crate::export::Error),
+    /// A certificate or name the PKI refused.
     #[error(transparent)]
     Pki(#[from] pki::Error),
+    /// A registry file that does not parse.
     #[error("{path}: {what}; fix or remove the file")]
-    Damaged { path: PathBuf, what: String },
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong in it.
+        what: String,
+    },
+    /// Proof of possession refused, with the reason and its fix.
     #[error("proof of possession refused for CA \"{ca}\": {reason}")]
-    Proof { ca: String, reason: String },
-    #[error("twin patch {0:?} is not a JSON object; pass e.g. '{{\"interval\": 5}}'")]
+    Proof {
+        /// The CA being proved.
+        ca: String,
+        /// Why, and what would fix it.
+        reason: String,
+    },
+    /// A twin patch that is not a JSON object.
+    #[error("twin patch {0:?} is not a JSON object; give one, e.g. '{{\"interval\": 5}}'")]
     Patch(String),
+    /// This certificate of the CA is in DPS's list already.
     #[error("this certificate of CA \"{0}\" is already in DPS's certificate list")]
     DpsCaTaken(String),
+    /// The CA is not in DPS's list.
     #[error(
         "CA \"{0}\" is not in DPS's certificate list (DPS keeps its own, apart from the hub's)"
     )]
     DpsUnknownCa(String),
+    /// The CA is an enrollment group's certificate.
     #[error(
         "CA \"{0}\" is the certificate of enrollment group \"{1}\"; remove or change the group first"
     )]
     DpsCaInUse(String, String),
+    /// No enrollment of that name.
     #[error("no enrollment group or individual enrollment is named \"{0}\"")]
     DpsUnknownEnrollment(String),
+    /// No registration of that id.
     #[error("DPS has no registration \"{0}\"")]
     DpsUnknownRegistration(String),
+    /// An enrollment group name DPS does not allow.
     #[error("enrollment group name {0:?} is not 1-128 letters, digits, '-', '.' or '_'")]
     DpsGroupName(String),
 }
@@ -98,8 +129,7 @@ impl RegistryError {
             RegistryError::FromNotDevice(..) => "not-a-device",
             RegistryError::ThumbprintWithCa(_) => "thumbprint-with-ca",
             RegistryError::NothingToUpdate(_) => "nothing-to-update",
-            RegistryError::Slots(crate::export::Error::Store(s)) => s.kind(),
-            RegistryError::Slots(_) | RegistryError::Pki(_) => "invalid",
+            RegistryError::Pki(_) => "invalid",
             RegistryError::Damaged { .. } => "damaged",
             RegistryError::Proof { .. } => "proof-refused",
             RegistryError::Patch(_) => "bad-patch",
@@ -111,8 +141,46 @@ impl RegistryError {
             RegistryError::DpsGroupName(_) => "invalid",
         }
     }
+
+    /// What would fix it, for a face to turn into its own hint.
+    pub fn remedy(&self) -> Option<Remedy> {
+        match self {
+            RegistryError::Store(s) => s.remedy(),
+            RegistryError::Pki(p) => p.remedy(),
+            RegistryError::NotACa(_) => Some(Remedy::PickCa),
+            RegistryError::CaTaken(_) => Some(Remedy::UnregisterCa),
+            RegistryError::DeviceTaken(_) => Some(Remedy::UnregisterDevice),
+            RegistryError::UnknownCa(_) => Some(Remedy::RegisterCa),
+            RegistryError::UnknownDevice(_) => Some(Remedy::RegisterDevice),
+            RegistryError::Thumbprint(_) => Some(Remedy::CopyThumbprint),
+            RegistryError::NoThumbprint(_) | RegistryError::NothingToUpdate(_) => {
+                Some(Remedy::Thumbprints)
+            }
+            RegistryError::FromNotDevice(..) => Some(Remedy::PickDevice),
+            RegistryError::ThumbprintWithCa(_) => Some(Remedy::NoThumbprints),
+            RegistryError::Proof { .. } => Some(Remedy::VerificationCertificate),
+            RegistryError::Damaged { .. }
+            | RegistryError::Patch(_)
+            | RegistryError::DpsCaTaken(_)
+            | RegistryError::DpsUnknownCa(_)
+            | RegistryError::DpsCaInUse(..)
+            | RegistryError::DpsUnknownEnrollment(_)
+            | RegistryError::DpsUnknownRegistration(_)
+            | RegistryError::DpsGroupName(_) => None,
+        }
+    }
 }
 
+impl Classified for RegistryError {
+    fn kind(&self) -> &'static str {
+        RegistryError::kind(self)
+    }
+    fn remedy(&self) -> Option<Remedy> {
+        RegistryError::remedy(self)
+    }
+}
+
+/// The registry's result.
 pub type Result<T> = std::result::Result<T, RegistryError>;
 
 /// One uploaded CA certificate. A CA may hold several (EZCA's guide: "if you have multiple
@@ -123,23 +191,31 @@ pub type Result<T> = std::result::Result<T, RegistryError>;
 pub struct HubCa {
     /// Workspace entity name.
     pub name: String,
+    /// Its common name.
     pub cn: String,
+    /// The certificate, PEM.
     pub cert_pem: String,
+    /// Proof of possession done (or it was added verified).
     pub verified: bool,
     /// The current verification code (48 hex digits); a new one on each `add`.
     pub code: String,
+    /// When it was added.
     #[serde(with = "time::serde::rfc3339")]
     pub added: OffsetDateTime,
 }
 
+/// How a device authenticates.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Auth {
+    /// By a chain up to a verified CA.
     Ca,
+    /// By the thumbprint of its own certificate.
     SelfSigned,
 }
 
 impl Auth {
+    /// The name IoT Hub uses (`ca`, `self-signed`).
     pub fn as_str(self) -> &'static str {
         match self {
             Auth::Ca => "ca",
@@ -148,23 +224,33 @@ impl Auth {
     }
 }
 
+/// A registered device.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HubDevice {
+    /// The device id.
     pub id: String,
+    /// How it authenticates.
     pub auth: Auth,
+    /// Primary thumbprint (self-signed devices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<String>,
+    /// Secondary thumbprint (self-signed devices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary: Option<String>,
+    /// A disabled device is refused.
     pub enabled: bool,
+    /// When it was registered.
     #[serde(with = "time::serde::rfc3339")]
     pub added: OffsetDateTime,
 }
 
+/// The hub's registry (`registry.json`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Registry {
+    /// Uploaded CA certificates.
     #[serde(default)]
     pub cas: Vec<HubCa>,
+    /// Registered devices.
     #[serde(default)]
     pub devices: Vec<HubDevice>,
     /// Certificates revoked in this workspace (`chainsmith revoke`). Like IoT Hub, the hub does
@@ -180,6 +266,7 @@ pub struct RevokedCert {
     pub sha256: String,
     /// The workspace entity it belongs (or belonged) to.
     pub name: String,
+    /// Its serial number (hex).
     pub serial: String,
     /// RFC 5280 reason name.
     pub reason: String,
@@ -222,7 +309,9 @@ impl Registry {
 /// A hub device `disable_credential` turned off, and why it matched.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DisabledDevice {
+    /// The device id.
     pub id: String,
+    /// How it authenticates.
     pub auth: Auth,
     /// "CN" for a CA-authenticated device, "primary thumbprint" / "secondary thumbprint".
     pub matched: String,
@@ -230,9 +319,12 @@ pub struct DisabledDevice {
     pub was_enabled: bool,
 }
 
+/// A device twin: desired and reported properties, each with its `$version`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Twin {
+    /// What the back end wants.
     pub desired: serde_json::Value,
+    /// What the device reported.
     pub reported: serde_json::Value,
 }
 
@@ -246,9 +338,11 @@ impl Default for Twin {
 }
 
 impl Twin {
+    /// The desired properties' `$version`.
     pub fn desired_version(&self) -> u64 {
         self.desired["$version"].as_u64().unwrap_or(1)
     }
+    /// The reported properties' `$version`.
     pub fn reported_version(&self) -> u64 {
         self.reported["$version"].as_u64().unwrap_or(1)
     }
@@ -303,22 +397,28 @@ pub fn new_code() -> String {
 /// Where the hub keeps its files.
 #[derive(Clone, Debug)]
 pub struct HubStore {
+    /// The workspace the hub lives in.
     pub ws: Workspace,
 }
 
 impl HubStore {
+    /// The hub of a workspace.
     pub fn new(ws: Workspace) -> Self {
         HubStore { ws }
     }
+    /// The hub of the workspace at `root` (made if need be).
     pub fn open(root: &Path) -> Result<Self> {
         Ok(HubStore::new(Workspace::open_or_create(root)?))
     }
+    /// `WS/hub/`.
     pub fn dir(&self) -> PathBuf {
         self.ws.root().join("hub")
     }
+    /// `WS/hub/registry.json`.
     pub fn registry_path(&self) -> PathBuf {
         self.dir().join("registry.json")
     }
+    /// A device's twin file (the id encoded for the file name).
     pub fn twin_path(&self, id: &str) -> PathBuf {
         // Device ids may hold characters that are awkward in file names: encode.
         self.dir()
@@ -359,6 +459,7 @@ impl HubStore {
         Ok(out)
     }
 
+    /// A device's twin (a fresh one if it has none yet).
     pub fn load_twin(&self, id: &str) -> Result<Twin> {
         let p = self.twin_path(id);
         match std::fs::read(&p) {
@@ -371,6 +472,7 @@ impl HubStore {
         }
     }
 
+    /// Change a twin under the workspace lock and write it back.
     pub fn modify_twin<T>(&self, id: &str, f: impl FnOnce(&mut Twin) -> T) -> Result<T> {
         self.ensure_dirs()?;
         let _lock = self.ws.lock()?;
@@ -414,6 +516,7 @@ impl HubStore {
         })
     }
 
+    /// A registered device.
     pub fn device(&self, id: &str) -> Result<HubDevice> {
         self.load()?
             .devices
@@ -510,7 +613,7 @@ impl HubStore {
         });
         let Some((der, view)) = view else {
             return Err(refuse(
-                "the file is not a certificate (PEM or DER); pass the verification certificate made with `chainsmith new verification`".into(),
+                "the file is not a certificate (PEM or DER); give the verification certificate made with the CA's current code".into(),
             ));
         };
         let cn = view.cn.clone().unwrap_or_default();
@@ -545,17 +648,18 @@ impl HubStore {
             });
             return Err(refuse(match other {
                 Some(m) => format!(
-                    "the certificate is signed by \"{}\", another CA, not by \"{name}\"; sign it with --issuer {name}",
+                    "the certificate is signed by \"{}\", another CA, not by \"{name}\"; sign it with \"{name}\"'s key",
                     m.name
                 ),
                 None => format!(
-                    "the certificate is not signed by \"{name}\"'s key (nor by any CA in the workspace); sign it with --issuer {name}"
+                    "the certificate is not signed by \"{name}\"'s key (nor by any CA in the workspace); sign it with \"{name}\"'s key"
                 ),
             }));
         }
         Ok(ca)
     }
 
+    /// Remove every certificate of a CA from the hub.
     pub fn remove_ca(&self, name: &str) -> Result<()> {
         self.modify(|r| {
             let before = r.cas.len();
@@ -682,6 +786,7 @@ impl HubStore {
         })
     }
 
+    /// Turn a device on or off.
     pub fn set_enabled(&self, id: &str, enabled: bool) -> Result<HubDevice> {
         self.modify(|r| {
             let d = r
@@ -741,6 +846,7 @@ impl HubStore {
         })
     }
 
+    /// Remove a device and its twin.
     pub fn remove_device(&self, id: &str) -> Result<()> {
         self.modify(|r| {
             let before = r.devices.len();
@@ -755,6 +861,7 @@ impl HubStore {
     }
 }
 
+/// The DER of the first PEM block, if it parses.
 pub fn pem_to_der(pem_text: &str) -> Option<Vec<u8>> {
     pem::parse(pem_text).ok().map(|p| p.into_contents())
 }

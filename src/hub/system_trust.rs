@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The hub's server CA in the operating system's trust store, for samples that never pass a
 //! server certificate and trust only the system's CAs (the IoT Central sample, for one).
 //!
@@ -17,6 +18,7 @@ use std::process::Command;
 use thiserror::Error;
 
 use super::registry::{HubStore, RegistryError};
+use crate::error::{Classified, Remedy};
 
 /// Where a Debian-style trust store keeps its files.
 #[derive(Debug, Clone)]
@@ -44,24 +46,36 @@ pub struct TrustChange {
     pub changed: bool,
 }
 
+/// Why the system trust store could not be changed, with the way out in domain words.
 #[derive(Debug, Error)]
 pub enum SystemTrustError {
+    /// The hub's files could not be read.
     #[error(transparent)]
     Hub(#[from] RegistryError),
+    /// The store's directories are not writable (they belong to root).
     #[error(
-        "cannot write {dir}: {source}; the system trust store belongs to root: run the same command as root (sudo), or give your sample the hub's CA file that `chainsmith hub trust` prints"
+        "cannot write {dir}: {source}; the system trust store belongs to root: do it again as root (sudo), or give your sample the hub's CA file instead"
     )]
     NotWritable {
+        /// The directory.
         dir: PathBuf,
+        /// The error writing there.
         #[source]
         source: std::io::Error,
     },
+    /// `update-ca-certificates` is missing (not Debian or Ubuntu).
     #[error(
-        "update-ca-certificates was not found or could not run ({0}); this works on Debian and Ubuntu (package ca-certificates); elsewhere give your sample the hub's CA file that `chainsmith hub trust` prints"
+        "update-ca-certificates was not found or could not run ({0}); this works on Debian and Ubuntu (package ca-certificates); elsewhere give your sample the hub's CA file instead"
     )]
     NoUpdateTool(std::io::Error),
+    /// `update-ca-certificates` ran and failed.
     #[error("update-ca-certificates failed ({status}): {stderr}")]
-    UpdateFailed { status: String, stderr: String },
+    UpdateFailed {
+        /// Its exit status.
+        status: String,
+        /// What it printed on standard error.
+        stderr: String,
+    },
 }
 
 impl SystemTrustError {
@@ -73,6 +87,26 @@ impl SystemTrustError {
             SystemTrustError::NoUpdateTool(_) => "unsupported",
             SystemTrustError::UpdateFailed { .. } => "system-trust",
         }
+    }
+
+    /// What would fix it, for a face to turn into its own hint.
+    pub fn remedy(&self) -> Option<Remedy> {
+        match self {
+            SystemTrustError::Hub(e) => e.remedy(),
+            SystemTrustError::NotWritable { .. } | SystemTrustError::NoUpdateTool(_) => {
+                Some(Remedy::HubCaFile)
+            }
+            SystemTrustError::UpdateFailed { .. } => None,
+        }
+    }
+}
+
+impl Classified for SystemTrustError {
+    fn kind(&self) -> &'static str {
+        SystemTrustError::kind(self)
+    }
+    fn remedy(&self) -> Option<Remedy> {
+        SystemTrustError::remedy(self)
     }
 }
 

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The hub's TLS: a hub-internal CA kept in `WS/hub/tls/` (made on first use; `hub trust`
 //! prints its path), a server certificate issued from it at every start (SANs `localhost`,
 //! `127.0.0.1`, `::1` and `--hostname`), and a client-certificate verifier that *requests*
@@ -21,6 +22,7 @@ use crate::store;
 const CA_CN: &str = "chainsmith local hub TLS CA";
 
 impl HubStore {
+    /// `WS/hub/tls/`: the hub's own TLS CA and server certificate.
     pub fn tls_dir(&self) -> PathBuf {
         self.dir().join("tls")
     }

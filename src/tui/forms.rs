@@ -408,7 +408,21 @@ pub fn error_text(e: &impl crate::error::Classified) -> String {
         R::CertificatesOnly => Some("choose pem in Formats"),
         R::Overwrite | R::OutDir => Some("choose another directory in To dir"),
         R::Workspace => Some("start chainsmith with another workspace"),
-        R::OneFormat | R::SignCsr => None,
+        R::RegisterDevice => Some("a on the Hub tab registers the device selected on the PKI tab"),
+        R::RegisterCa | R::VerificationCertificate => {
+            Some("v on the Hub tab proves the CA selected on the PKI tab")
+        }
+        R::StartHub => Some("s on the Hub tab starts it"),
+        R::OneFormat
+        | R::SignCsr
+        | R::PickCa
+        | R::PickDevice
+        | R::UnregisterCa
+        | R::UnregisterDevice
+        | R::Thumbprints
+        | R::CopyThumbprint
+        | R::NoThumbprints
+        | R::HubCaFile => None,
     });
     match hint {
         Some(h) => format!("{e} ({h})"),

@@ -339,7 +339,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                 Ok(auth) => hub::HubAction::Done(format!(
                     "registered device \"{device}\" with the hub ({auth})"
                 )),
-                Err(e) => hub::HubAction::Error(e.to_string()),
+                Err(e) => hub::HubAction::Error(forms::error_text(&e)),
             }));
             emit(hub_registry(ws));
         }
@@ -353,7 +353,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                 Ok(_) => hub::HubAction::Done(format!(
                     "disabled device \"{device}\" in the hub: it is refused from its next connection"
                 )),
-                Err(e) => hub::HubAction::Error(e.to_string()),
+                Err(e) => hub::HubAction::Error(forms::error_text(&e)),
             }));
             emit(hub_registry(ws));
         }
@@ -373,7 +373,7 @@ pub fn hub_registry(ws: &Workspace) -> Action {
             let (cas, devices) = hub::from_registry(&r);
             Action::Hub(hub::HubAction::Registry { cas, devices })
         }
-        Err(e) => Action::Hub(hub::HubAction::Error(e.to_string())),
+        Err(e) => Action::Hub(hub::HubAction::Error(forms::error_text(&e))),
     }
 }
 
@@ -390,7 +390,7 @@ pub fn dps_state(ws: &Workspace) -> Action {
 pub fn hub_prove(ws: &Workspace, ca: &str) -> Result<Vec<String>, String> {
     crate::hub::HubStore::open(ws.root())
         .and_then(|s| ops::hub_prove(&s, ca))
-        .map_err(|e| e.to_string())
+        .map_err(|e| forms::error_text(&e))
 }
 
 /// Run `first` and every command that follows from it to completion, synchronously: how

@@ -675,7 +675,7 @@ async fn csr_without_issuing_ca_is_refused() {
         out.body["message"]
             .as_str()
             .unwrap()
-            .contains("--issue-from"),
+            .contains("names no issuing CA; give the enrollment an issuing CA"),
         "{out:?}"
     );
     hub.shutdown().await;

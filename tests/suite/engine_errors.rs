@@ -167,3 +167,176 @@ fn no_import_cycle_between_engine_modules() {
     assert!(!deps["export"].contains("ops"), "{deps:?}");
     assert!(!deps["pki"].contains("export"), "{deps:?}");
 }
+
+#[test]
+fn hub_errors_carry_kind_and_remedy_and_name_no_flag() {
+    use chainsmith::hub::{Auth, HubStore, control::ControlError, system_trust::SystemTrust};
+    let w = Ws::new();
+    let ws = Workspace::open_or_create(&w.ws()).unwrap();
+    ops::new_ca(&ws, &root("r")).unwrap();
+    let hub = HubStore::open(&w.ws()).unwrap();
+
+    let unknown = hub.remove_device("d1").unwrap_err();
+    check(&unknown, "not-registered", Remedy::RegisterDevice);
+    let with_ca = hub
+        .add_device("d1", Auth::Ca, None, None, Some("r"))
+        .unwrap_err();
+    check(&with_ca, "thumbprint-with-ca", Remedy::NoThumbprints);
+    let none = hub
+        .add_device("d1", Auth::SelfSigned, None, None, None)
+        .unwrap_err();
+    check(&none, "no-thumbprint", Remedy::Thumbprints);
+    let not_device = hub
+        .add_device("d1", Auth::SelfSigned, None, None, Some("r"))
+        .unwrap_err();
+    check(&not_device, "not-a-device", Remedy::PickDevice);
+    hub.add_ca("r", false).unwrap();
+    check(
+        &hub.add_ca("r", false).unwrap_err(),
+        "already-registered",
+        Remedy::UnregisterCa,
+    );
+    let proof = hub.verify_ca("r", b"not a certificate").unwrap_err();
+    check(&proof, "proof-refused", Remedy::VerificationCertificate);
+
+    check(
+        &ControlError::NotRunning("hub.sock".into(), "refused".into()),
+        "hub-not-running",
+        Remedy::StartHub,
+    );
+    // A file where the store's directories should be: nobody can write there.
+    std::fs::write(w.path("not-a-dir"), "x").unwrap();
+    let trust = SystemTrust::under(&w.path("not-a-dir"))
+        .install(&hub)
+        .unwrap_err();
+    check(&trust, "permission", Remedy::HubCaFile);
+
+    // The Hub tab's words: the engine's, plus the key that does the fix.
+    let tui = chainsmith::tui::forms::error_text(&unknown);
+    assert!(
+        tui.contains("a on the Hub tab") && !tui.contains("--"),
+        "{tui}"
+    );
+}
+
+#[test]
+fn the_hub_cli_adds_the_command_to_the_engines_words() {
+    let w = Ws::new();
+    let err = w.fails(&["hub", "device", "remove", "d1"]);
+    assert!(
+        err.contains("register it first, by CA or as self-signed")
+            && err.contains("(`chainsmith hub device add ID --auth ca|self-signed` registers it)"),
+        "{err}"
+    );
+    let out = w
+        .cmd()
+        .args([
+            "--json",
+            "hub",
+            "device",
+            "add",
+            "d1",
+            "--auth",
+            "self-signed",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "no-thumbprint", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--primary THUMBPRINT"),
+        "{v}"
+    );
+}
+
+/// The string literals of a source file's non-test code (comments, char literals and
+/// lifetimes skipped), each with the line it starts on.
+fn string_literals(text: &str) -> Vec<(usize, String)> {
+    let code: Vec<char> = text
+        .split("#[cfg(test)]")
+        .next()
+        .unwrap_or("")
+        .chars()
+        .collect();
+    let (mut out, mut line, mut i) = (Vec::new(), 1, 0);
+    while i < code.len() {
+        match code[i] {
+            '\n' => line += 1,
+            '/' if code.get(i + 1) == Some(&'/') => {
+                while i < code.len() && code[i] != '\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            // '"', '\'' and '\\': a char literal; 'a: a lifetime.
+            '\'' if code.get(i + 1) == Some(&'\\') => i += 3,
+            '\'' if code.get(i + 2) == Some(&'\'') => i += 2,
+            '"' => {
+                let (start, mut lit) = (line, String::new());
+                i += 1;
+                while i < code.len() && code[i] != '"' {
+                    if code[i] == '\\' {
+                        lit.push(code[i]);
+                        i += 1;
+                    }
+                    if code[i] == '\n' {
+                        line += 1;
+                    }
+                    lit.push(code[i]);
+                    i += 1;
+                }
+                out.push((start, lit));
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Issue 12: no CLI flag and no `chainsmith …` command line in the hub's engine messages.
+/// The only flags there are the ones the system trust store passes to
+/// `update-ca-certificates` (`.arg("--fresh")`), which are that tool's, not ours.
+#[test]
+fn hub_engine_sources_name_no_flag_and_no_command() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/hub");
+    let mut found = Vec::new();
+    for f in ["registry", "dps", "system_trust", "control", "auth"] {
+        let path = src.join(format!("{f}.rs"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (n, lit) in string_literals(&text) {
+            if lines[n - 1].trim_start().starts_with(".arg(")
+                || lines[n - 1].trim_start().starts_with("cmd.arg(")
+            {
+                continue;
+            }
+            let flag = lit
+                .match_indices("--")
+                .any(|(i, _)| lit[i + 2..].starts_with(|c: char| c.is_ascii_lowercase()));
+            if flag || lit.contains("chainsmith ") {
+                found.push(format!("src/hub/{f}.rs:{n}: {lit}"));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "engine messages naming a flag or command:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_source_check_sees_a_flag() {
+    let lits = string_literals(
+        "fn f<'a>() {\n    // \"--comment\"\n    let c = ('\"', '\\'');\n    e(\"one \\\"quoted\\\"\n and --issue-from CA\");\n}\n#[cfg(test)]\nx(\"--test\");",
+    );
+    assert_eq!(
+        lits,
+        vec![(4, "one \\\"quoted\\\"\n and --issue-from CA".to_string())]
+    );
+}
