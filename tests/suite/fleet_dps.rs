@@ -158,3 +158,42 @@ fn dps_against_a_broker_needs_an_id_scope() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--id-scope"));
 }
+
+/// A reconnect storm reconnects to the hub with the assigned id; nothing registers again.
+#[test]
+fn storm_reconnects_without_provisioning_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    ok(&ws, &["new", "root", "Storm Root"]);
+    ok(
+        &ws,
+        &["new", "device", "t-{01..15}", "--issuer", "Storm Root"],
+    );
+    ok(
+        &ws,
+        &["hub", "dps", "ca", "add", "Storm Root", "--verified"],
+    );
+    ok(
+        &ws,
+        &["hub", "dps", "group", "add", "G", "--ca", "Storm Root"],
+    );
+    let hub = Serve::start(&ws);
+    let out_path = tmp.path().join("r.json");
+    let out = bin(&ws)
+        .args(["fleet", "run", "--issuer", "Storm Root", "--dps", "--storm"])
+        .args(["--rate", "1/s", "--duration", "18s", "--report"])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&out_path);
+    assert_eq!(r["provisioned"], 15, "{r:#}");
+    assert_eq!(r["storm"]["back"], 15, "{r:#}");
+    assert_eq!(r["handshakes"], 30, "{r:#}");
+    assert_eq!(hub.events("dps-assigned").len(), 15);
+    assert_eq!(hub.events("dps-connected").len(), 15);
+}
