@@ -893,3 +893,29 @@ impl HubView for ControlRefusals {
         Box::pin(async move { ids.to_vec() })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::dps_kind;
+
+    #[test]
+    fn dps_failures_are_grouped_by_dps_status() {
+        for (reason, kind) in [
+            (
+                "DPS refused the registration: 401 (401002): unknown certificate",
+                "dps-unauthorized",
+            ),
+            (
+                "DPS refused the registration: 403 (403000): disabled",
+                "dps-forbidden",
+            ),
+            ("DPS refused the registration: 404: {}", "dps-not-found"),
+            ("DPS refused the registration: 500: oops", "dps-refused"),
+            ("DPS refused the CONNECT (CONNACK 5)", "dps-connect-refused"),
+            ("TLS handshake: no answer", "dps-timeout"),
+            ("TCP connect to 127.0.0.1:1: refused", "dps-failed"),
+        ] {
+            assert_eq!(dps_kind(reason), kind, "{reason}");
+        }
+    }
+}

@@ -104,8 +104,7 @@ fn group_enrollment_provisions_every_device_and_refusals_are_grouped() {
     let last = stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["event"] == "progress")
-        .last()
+        .rfind(|e| e["event"] == "progress")
         .expect("a progress line");
     assert_eq!(last["provisioned"], 40, "{last:#}");
     // DPS's own record: every enabled device registered, once.
