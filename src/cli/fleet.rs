@@ -661,8 +661,9 @@ fn print_summary(r: &Report) {
     }
     for (kind, g) in &r.failures {
         say!("  ✗ {kind}: {} device(s), e.g. {}", g.count, g.example);
-        say!("      cause: {}", g.cause);
-        say!("      fix:   {}", g.fix);
+        // The cause can carry a peer's words (DPS's message).
+        say!("      cause: {}", crate::text::escape_controls(&g.cause));
+        say!("      fix:   {}", crate::text::escape_controls(&g.fix));
     }
 }
 
