@@ -76,6 +76,14 @@ pub struct RunArgs {
     /// Indexed Job sets it) of CHAINSMITH_SHARDS shards.
     #[arg(long)]
     pub shard_from_env: bool,
+    /// Provision each device through DPS first (its own certificate, polling until assigned,
+    /// as `connect --dps`), then connect with the assigned device id; once per device.
+    #[arg(long)]
+    pub dps: bool,
+    /// With --dps: the ID scope (default for --to local: the workspace's, `hub dps show`;
+    /// required for other targets, which provision at global.azure-devices-provisioning.net).
+    #[arg(long, requires = "dps", value_name = "SCOPE")]
+    pub id_scope: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -247,6 +255,8 @@ struct Target {
     hub: Option<std::sync::Arc<dyn crate::mqtt::HubView>>,
     /// The hub started in-process for this run (no `hub serve` was running).
     own_hub: Option<crate::hub::HubHandle>,
+    /// With --dps: where and with which ID scope the devices provision.
+    dps: Option<fleet::DpsPlan>,
 }
 
 async fn target(global: &Global, a: &RunArgs) -> anyhow::Result<Target> {
@@ -269,6 +279,15 @@ async fn target(global: &Global, a: &RunArgs) -> anyhow::Result<Target> {
             } else {
                 RoundTrip::None
             },
+            dps: a
+                .id_scope
+                .clone()
+                .filter(|_| a.dps)
+                .map(|id_scope| fleet::DpsPlan {
+                    id_scope,
+                    host: AZURE_DPS_HOST.into(),
+                    port: 8883,
+                }),
             endpoint,
             extra_ca,
             hub: None,
@@ -344,7 +363,19 @@ async fn target(global: &Global, a: &RunArgs) -> anyhow::Result<Target> {
             .into_iter()
             .map(|b| b.into_contents()),
     );
+    let dps = match (a.dps, &a.id_scope) {
+        (false, _) => None,
+        (true, scope) => Some(fleet::DpsPlan {
+            id_scope: match scope {
+                Some(s) => s.clone(),
+                None => store.dps_id_scope()?,
+            },
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+        }),
+    };
     Ok(Target {
+        dps,
         endpoint,
         flavor: Flavor::Azure,
         extra_ca,
@@ -359,7 +390,22 @@ async fn target(global: &Global, a: &RunArgs) -> anyhow::Result<Target> {
     })
 }
 
+/// Azure's global DPS endpoint, where devices provision when the target is not the local hub.
+const AZURE_DPS_HOST: &str = "global.azure-devices-provisioning.net";
+
 fn run_fleet(global: &Global, a: RunArgs) -> CliResult {
+    if a.dps {
+        match &a.id_scope {
+            Some(s) => {
+                crate::azure::dps::check_id_scope(s).map_err(|e| anyhow!("--id-scope: {e}"))?
+            }
+            None if a.to != "local" => bail!(
+                "--dps with --to {} needs --id-scope SCOPE (the DPS instance's ID scope, e.g. 0ne00ABCDEF); only the local hub has a default (`hub dps show`)",
+                crate::text::escape_controls(&a.to)
+            ),
+            None => {}
+        }
+    }
     if a.transport != "mqtt" {
         bail!(
             "--transport {} is not available in fleet mode yet; use --transport mqtt (MQTT over TLS)",
@@ -409,6 +455,7 @@ fn run_fleet(global: &Global, a: RunArgs) -> CliResult {
         plan.round_trip = t.round_trip;
         plan.hub = t.hub.clone();
         plan.shard = shard;
+        plan.dps = t.dps.clone();
         let report = watch_run(json, fleet::start(plan)).await;
         if let Some(h) = t.own_hub {
             h.shutdown().await;
@@ -482,6 +529,7 @@ fn progress_json(f: &Figures) -> serde_json::Value {
         "connected": f.connected,
         "connecting": f.connecting,
         "failed": f.failed,
+        "provisioned": f.provisioned,
         "handshakes_per_s": f.handshakes_per_s,
         "messages_per_s": f.messages_per_s,
         "sent": f.sent,
@@ -493,8 +541,13 @@ fn progress_json(f: &Figures) -> serde_json::Value {
 
 /// One line for a terminal.
 pub fn progress_line(f: &Figures) -> String {
+    let provisioned = if f.provisioned > 0 {
+        format!("  provisioned {}", f.provisioned)
+    } else {
+        String::new()
+    };
     format!(
-        "{:>6.1}s {:<8} connected {}/{}  connecting {}  failed {}  {:.0} handshakes/s  {:.0} msg/s  ack p50 {:.2} p99 {:.2} ms",
+        "{:>6.1}s {:<8} connected {}/{}  connecting {}  failed {}{provisioned}  {:.0} handshakes/s  {:.0} msg/s  ack p50 {:.2} p99 {:.2} ms",
         f.elapsed_s,
         f.phase.label(),
         f.connected,
@@ -573,7 +626,11 @@ fn print_summary(r: &Report) {
         m.round_trips_lost,
         r.messages_per_s
     );
+    if r.provisioned > 0 || r.latency.provision.count > 0 {
+        say!("    provisioned through DPS: {}", r.provisioned);
+    }
     for (name, l) in [
+        ("provision", &r.latency.provision),
         ("handshake", &r.latency.handshake),
         ("PUBACK", &r.latency.ack),
         ("round trip", &r.latency.round_trip),
@@ -604,8 +661,9 @@ fn print_summary(r: &Report) {
     }
     for (kind, g) in &r.failures {
         say!("  ✗ {kind}: {} device(s), e.g. {}", g.count, g.example);
-        say!("      cause: {}", g.cause);
-        say!("      fix:   {}", g.fix);
+        // The cause can carry a peer's words (DPS's message).
+        say!("      cause: {}", crate::text::escape_controls(&g.cause));
+        say!("      fix:   {}", crate::text::escape_controls(&g.fix));
     }
 }
 

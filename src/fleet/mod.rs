@@ -22,7 +22,9 @@ mod tls;
 
 pub use figures::{Figures, Phase};
 pub use report::{Report, merge};
-pub use run::{FleetDevice, FleetEvent, FleetRun, Load, Plan, RoundTrip, load_devices, start};
+pub use run::{
+    DpsPlan, FleetDevice, FleetEvent, FleetRun, Load, Plan, RoundTrip, load_devices, start,
+};
 pub use select::{Shard, select};
 
 #[derive(Debug, thiserror::Error)]

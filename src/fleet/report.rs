@@ -109,6 +109,9 @@ pub struct Latencies {
     pub ack: Latency,
     /// Telemetry to its echo (broker) or C2D echo (local hub).
     pub round_trip: Latency,
+    /// DPS registration until assigned (`--dps`): TLS, CONNECT, register, polls.
+    #[serde(default)]
+    pub provision: Latency,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -126,6 +129,9 @@ pub struct Report {
     pub connected: u64,
     /// Devices that ended failed.
     pub failed: u64,
+    /// Devices assigned by DPS (`--dps`; each provisions once, not again on a storm).
+    #[serde(default)]
+    pub provisioned: u64,
     /// Successful handshakes (reconnects included).
     pub handshakes: u64,
     pub messages: Messages,
@@ -177,6 +183,7 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, FleetError> {
         ..Default::default()
     };
     let (mut hs, mut ack, mut rt) = (new_histogram(), new_histogram(), new_histogram());
+    let mut prov = new_histogram();
     let (mut hs_rate, mut msg_rate, mut any_ramp) = (0.0, 0.0, false);
     let mut seen_shards = std::collections::HashSet::new();
     for (name, r) in reports {
@@ -197,11 +204,13 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, FleetError> {
         add(&mut hs, &r.latency.handshake, "handshake")?;
         add(&mut ack, &r.latency.ack, "ack")?;
         add(&mut rt, &r.latency.round_trip, "round-trip")?;
+        add(&mut prov, &r.latency.provision, "provisioning")?;
         out.shards.extend(r.shards.iter().copied());
         out.runs += r.runs.max(1);
         out.devices += r.devices;
         out.connected += r.connected;
         out.failed += r.failed;
+        out.provisioned += r.provisioned;
         out.handshakes += r.handshakes;
         out.messages.sent += r.messages.sent;
         out.messages.acked += r.messages.acked;
@@ -249,6 +258,7 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, FleetError> {
         handshake: Latency::of(&hs),
         ack: Latency::of(&ack),
         round_trip: Latency::of(&rt),
+        provision: Latency::of(&prov),
     };
     out.handshakes_per_s_ramp = any_ramp.then_some(hs_rate);
     out.messages_per_s = msg_rate;
@@ -283,8 +293,10 @@ mod tests {
             devices: values.len() as u64 + failed,
             connected: values.len() as u64,
             failed,
+            provisioned: values.len() as u64,
             latency: Latencies {
                 ack: Latency::of(&h),
+                provision: Latency::of(&h),
                 ..Default::default()
             },
             failures,
@@ -305,6 +317,8 @@ mod tests {
             all.record(*v).unwrap();
         }
         assert_eq!(m.latency.ack, Latency::of(&all));
+        assert_eq!(m.latency.provision, Latency::of(&all));
+        assert_eq!(m.provisioned, 1500);
         assert_eq!(m.failures["disabled"].count, 5);
         assert_eq!(m.failures["disabled"].example, "dev-1");
         assert_eq!((m.devices, m.connected, m.failed), (1505, 1500, 5));

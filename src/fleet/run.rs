@@ -109,6 +109,17 @@ pub struct Plan {
     pub shard: Option<Shard>,
     /// How often the figures are refreshed.
     pub tick: Duration,
+    /// Provision each device through DPS first (once, not again on a storm reconnect).
+    pub dps: Option<DpsPlan>,
+}
+
+/// Where and how devices provision with `--dps`.
+#[derive(Clone, Debug)]
+pub struct DpsPlan {
+    pub id_scope: String,
+    /// The DPS endpoint (the local hub's own address for the local DPS).
+    pub host: String,
+    pub port: u16,
 }
 
 impl Plan {
@@ -130,6 +141,7 @@ impl Plan {
             hub: None,
             shard: None,
             tick: Duration::from_millis(250),
+            dps: None,
         }
     }
 }
@@ -191,6 +203,8 @@ pub(crate) struct Shared {
     pub storm_dropped: AtomicU64,
     pub storm_back: AtomicU64,
     pub storm_failed: AtomicU64,
+    /// DPS: (ID scope, its address, its TLS name).
+    dps: Option<(String, Option<SocketAddr>, String)>,
     hub: Option<Arc<dyn HubView>>,
     events: mpsc::UnboundedSender<FleetEvent>,
     gate: Semaphore,
@@ -322,7 +336,22 @@ async fn prepare(
         Ok(Err(e)) => (vec![], FailureKind::Dns(e.to_string())),
         Err(_) => (vec![], FailureKind::Timeout(plan.timeout)),
     };
+    let dps = match &plan.dps {
+        None => None,
+        Some(p) => {
+            let addr = tokio::time::timeout(
+                plan.timeout,
+                tokio::net::lookup_host((p.host.as_str(), p.port)),
+            )
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .and_then(|mut a| a.next());
+            Some((p.id_scope.clone(), addr, p.host.clone()))
+        }
+    };
     let sh = Arc::new(Shared {
+        dps,
         addrs,
         server_name,
         endpoint: plan.endpoint.clone(),
@@ -526,6 +555,7 @@ fn report(plan: &Plan, sh: &Shared, m: &Marks) -> Report {
         devices: n,
         connected: live.ever_connected.load(Relaxed),
         failed,
+        provisioned: live.provisioned.load(Relaxed),
         handshakes: live.handshakes.load(Relaxed),
         messages: Messages {
             sent: live.sent.load(Relaxed),
@@ -548,6 +578,7 @@ fn report(plan: &Plan, sh: &Shared, m: &Marks) -> Report {
             handshake: Live::latency(&live.handshake_us),
             ack: Live::latency(&live.ack_us),
             round_trip: Live::latency(&live.round_trip_us),
+            provision: Live::latency(&live.provision_us),
         },
         storm: m.storm_report.clone(),
     }
@@ -562,6 +593,16 @@ async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
         _ = tokio::time::sleep_until(slot) => {}
         _ = until_true(&mut stop) => { sh.attempted.fetch_add(1, Relaxed); return; }
     }
+    let id = match &sh.dps {
+        None => d.id.clone(),
+        Some(_) => match provision(&sh, &d).await {
+            Some(id) => id,
+            None => {
+                sh.attempted.fetch_add(1, Relaxed);
+                return;
+            }
+        },
+    };
     let mut progress = Progress::default();
     let mut first = true;
     let mut in_storm = false;
@@ -579,7 +620,7 @@ async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
         sh.live.connecting.fetch_add(1, Relaxed);
         let t = Instant::now();
         let result = tokio::select! {
-            r = session::connect(&sh, &d.id, d.config.clone()) => Some(r),
+            r = session::connect(&sh, &id, d.config.clone()) => Some(r),
             _ = until_true(&mut stop) => None,
         };
         sh.live.connecting.fetch_sub(1, Relaxed);
@@ -629,7 +670,7 @@ async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
             sh.storm_back.fetch_add(1, Relaxed);
         }
         attempt = 0;
-        let end = session::session(&sh, &d.id, conn, &mut progress, storm_seen).await;
+        let end = session::session(&sh, &id, conn, &mut progress, storm_seen).await;
         sh.live.connected.fetch_sub(1, Relaxed);
         match end {
             End::Stopped => return,
@@ -644,6 +685,115 @@ async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
             }
         }
     }
+}
+
+/// Provision `d` through DPS (its own certificate, polling until assigned, as `connect --dps`
+/// does): the assigned device id, or None when it failed (counted) or the run stopped.
+async fn provision(sh: &Shared, d: &FleetDevice) -> Option<String> {
+    use crate::azure::dps as wire;
+    use crate::hub::dps_client;
+    let (scope, addr, host) = sh.dps.as_ref()?;
+    let mut stop = sh.stop.clone();
+    let _permit = tokio::select! {
+        p = sh.gate.acquire() => p.ok(),
+        _ = until_true(&mut stop) => return None,
+    };
+    let Some(addr) = *addr else {
+        fail_dps(sh, d, format!("the DPS host {host} did not resolve")).await;
+        return None;
+    };
+    let device = dps_client::Device {
+        registration_id: d.id.clone(),
+        chain: d.identity.sent.iter().map(|c| c.der.clone()).collect(),
+        key_pem: String::new(), // the TLS configuration below already holds the key
+        trust: vec![],
+    };
+    let request = wire::RegisterRequest {
+        registration_id: d.id.clone(),
+        payload: None,
+        csr: None,
+    };
+    sh.live.connecting.fetch_add(1, Relaxed);
+    let t = Instant::now();
+    let mut quiet = |_| {};
+    let r = tokio::select! {
+        r = dps_client::provision(
+            addr, host, d.config.clone(), &device, scope, wire::API_VERSION, &request,
+            sh.timeout, None, &mut quiet,
+        ) => Some(r),
+        _ = until_true(&mut stop) => None,
+    };
+    sh.live.connecting.fetch_sub(1, Relaxed);
+    match r? {
+        Ok(st) => {
+            record(&sh.live.provision_us, t.elapsed());
+            sh.live.provisioned.fetch_add(1, Relaxed);
+            Some(st.device_id.unwrap_or_else(|| d.id.clone()))
+        }
+        Err(e) => {
+            fail_dps(sh, d, e).await;
+            None
+        }
+    }
+}
+
+/// The kind a DPS failure is grouped under, from DPS's status when it answered one.
+pub fn dps_kind(reason: &str) -> &'static str {
+    match crate::hub::dps_client::refused_status(reason) {
+        Some(400) => "dps-bad-request",
+        Some(401) => "dps-unauthorized",
+        Some(403) => "dps-forbidden",
+        Some(404) => "dps-not-found",
+        Some(429) => "dps-throttled",
+        Some(_) => "dps-refused",
+        None if reason.starts_with("DPS refused the CONNECT") => "dps-connect-refused",
+        None if reason.contains("no answer") || reason.contains("did not answer") => "dps-timeout",
+        None => "dps-failed",
+    }
+}
+
+/// Count a device whose provisioning failed: DPS's message is the cause, with the local hub's
+/// own reason when it has one.
+async fn fail_dps(sh: &Shared, d: &FleetDevice, reason: String) {
+    let kind = dps_kind(&reason).to_string();
+    let hub_says = match sh.hub.as_ref() {
+        Some(hub) => hub.refusal(&d.id).await,
+        None => None,
+    };
+    let cause = match hub_says {
+        Some(r) if !reason.contains(&r.reason) => {
+            format!("{reason}; the hub log says: {} ({})", r.reason, r.kind)
+        }
+        _ => reason,
+    };
+    let fix = match kind.as_str() {
+        "dps-unauthorized" => {
+            "enroll the device (`hub dps enroll`) or its CA in a group (`hub dps group add --ca`), and verify that CA with DPS (`hub dps ca prove`)"
+        }
+        "dps-forbidden" => "enable the enrollment (`hub dps enable NAME`)",
+        "dps-not-found" => "check the ID scope (`hub dps show`) and the enrollment",
+        "dps-connect-refused" => "check --id-scope against `hub dps show` (the hub log says why)",
+        "dps-timeout" => "check that DPS is reachable, or raise --timeout",
+        _ => "see the cause; `connect DEVICE --dps` shows each step",
+    };
+    if let Ok(mut g) = sh.live.failures.lock() {
+        g.entry(kind.clone())
+            .or_insert_with(|| FailureGroup {
+                count: 0,
+                example: d.id.clone(),
+                cause: cause.clone(),
+                fix: fix.to_string(),
+            })
+            .count += 1;
+    }
+    sh.live.failed.fetch_add(1, Relaxed);
+    let _ = sh.events.send(FleetEvent::DeviceFailed {
+        device: d.id.clone(),
+        kind,
+        // DPS's registration is an MQTT exchange before the hub's CONNECT.
+        step: Step::MqttConnect,
+        cause,
+    });
 }
 
 /// The diagnosis kind a failure is grouped under: the connection test's code, with the
@@ -741,5 +891,31 @@ impl HubView for ControlRefusals {
         _wait: Duration,
     ) -> futures::future::BoxFuture<'a, Vec<u32>> {
         Box::pin(async move { ids.to_vec() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dps_kind;
+
+    #[test]
+    fn dps_failures_are_grouped_by_dps_status() {
+        for (reason, kind) in [
+            (
+                "DPS refused the registration: 401 (401002): unknown certificate",
+                "dps-unauthorized",
+            ),
+            (
+                "DPS refused the registration: 403 (403000): disabled",
+                "dps-forbidden",
+            ),
+            ("DPS refused the registration: 404: {}", "dps-not-found"),
+            ("DPS refused the registration: 500: oops", "dps-refused"),
+            ("DPS refused the CONNECT (CONNACK 5)", "dps-connect-refused"),
+            ("TLS handshake: no answer", "dps-timeout"),
+            ("TCP connect to 127.0.0.1:1: refused", "dps-failed"),
+        ] {
+            assert_eq!(dps_kind(reason), kind, "{reason}");
+        }
     }
 }

@@ -164,7 +164,7 @@ pub async fn provision(
             let reason = serde_json::from_slice::<wire::ErrorBody>(&p.payload)
                 .map(|e| format!("{status} ({}): {}", e.error_code, e.message))
                 .unwrap_or(format!("{status}: {text}"));
-            return Err(format!("DPS refused the registration: {reason}"));
+            return Err(format!("{REFUSED}{reason}"));
         }
         let op: wire::OperationResponse =
             serde_json::from_slice(&p.payload).map_err(|e| format!("DPS answer: {e}"))?;
@@ -211,6 +211,17 @@ pub async fn provision(
         conn.send(&mut tls, |o| q.write(o)).await?;
     }
 }
+
+/// DPS's status in a reason [`provision`] returned for a refused registration (401, 403, …).
+pub fn refused_status(reason: &str) -> Option<u16> {
+    let rest = reason.strip_prefix(REFUSED)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+const REFUSED: &str = "DPS refused the registration: ";
 
 struct Conn {
     buf: BytesMut,

@@ -94,6 +94,7 @@ fn fleet_view_live_snapshot() {
         connected: 9_990,
         connecting: 0,
         failed: 10,
+        provisioned: 0,
         handshakes: 9_990,
         handshakes_per_s: 0.0,
         sent: 98_000,

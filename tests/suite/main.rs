@@ -30,6 +30,7 @@ mod export_pfx;
 mod fixtures_apply;
 mod fixtures_negative;
 mod fleet;
+mod fleet_dps;
 mod fleet_tui;
 mod hub_auth;
 mod hub_cli;
