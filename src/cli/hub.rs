@@ -565,6 +565,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
         let amqp_default = crate::hub::amqp_iothub::AMQP_PORT;
         let ws_default = crate::hub::ws::WS_PORT;
         let mut config = HubConfig {
+            csr_signer: Some(crate::ops::dps_csr_signer()),
             bind: a.bind,
             port: a.port,
             echo: a.echo,

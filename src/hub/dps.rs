@@ -21,7 +21,8 @@ use super::registry::{
 };
 use crate::azure::dps::{self as wire, code};
 use crate::pki::{self, Target};
-use crate::store;
+use crate::store::{self, Workspace};
+use std::sync::Arc;
 
 /// An enrollment group: devices whose chain ends at one of its CAs (primary or secondary, as
 /// IoT Central's device connection groups hold two) and whose CN is their registration id.
@@ -279,35 +280,6 @@ impl HubStore {
         })
     }
 
-    /// The whole proof of possession for DPS in one step (the TUI's key, `hub dps ca prove`):
-    /// add the CA if needed, make the verification certificate for DPS's code, verify it.
-    pub fn dps_prove(&self, ca: &str) -> Result<Vec<String>> {
-        let st = self.dps_load()?;
-        let mut steps = Vec::new();
-        let entry = match st.cas.iter().find(|c| c.name == ca) {
-            Some(c) if c.verified => {
-                return Ok(vec![format!("CA \"{ca}\" is already Verified in DPS")]);
-            }
-            Some(c) => c.clone(),
-            None => {
-                let c = self.dps_add_ca(ca, false)?;
-                steps.push(format!("added CA \"{ca}\" to DPS (Unverified)"));
-                c
-            }
-        };
-        steps.push(format!("DPS verification code {}", entry.code));
-        let out = crate::ops::verification_out(self.ws.root(), ca);
-        if let Some(dir) = out.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| store::io_error("cannot create", dir, e))?;
-        }
-        crate::ops::new_verification(&self.ws, ca, &entry.code, &out, None, true)?;
-        steps.push(format!("verification certificate {}", out.display()));
-        let bytes = std::fs::read(&out).map_err(|e| store::io_error("cannot read", &out, e))?;
-        self.dps_verify_ca(ca, &bytes)?;
-        steps.push(format!("DPS verified the proof: CA \"{ca}\" is Verified"));
-        Ok(steps)
-    }
-
     /// Remove a CA from DPS's certificate list (refused while a group uses it).
     pub fn dps_remove_ca(&self, name: &str) -> Result<()> {
         self.dps_modify(|s| {
@@ -353,39 +325,6 @@ impl HubStore {
             }
             Ok(group)
         })
-    }
-
-    /// An enrollment group for workspace CA `ca` in one step (the TUI's key): DPS's proof of
-    /// possession first when DPS does not hold the CA Verified, then a group named after the CA
-    /// with it as primary. A group that already holds the CA is left as it is (its secondary
-    /// would be lost by replacing it). Returns the steps taken, for a face to show.
-    pub fn dps_group_from_ca(&self, ca: &str) -> Result<Vec<String>> {
-        let mut steps = self.dps_prove(ca)?;
-        let st = self.dps_load()?;
-        if let Some(g) = st
-            .groups
-            .iter()
-            .find(|g| g.primary == ca || g.secondary.as_deref() == Some(ca))
-        {
-            steps.push(format!(
-                "enrollment group \"{}\" already holds CA \"{ca}\"",
-                g.name
-            ));
-            return Ok(steps);
-        }
-        self.dps_add_group(Group {
-            name: ca.to_string(),
-            primary: ca.to_string(),
-            secondary: None,
-            edge: false,
-            enabled: true,
-            issue_from: None,
-            added: OffsetDateTime::now_utc(),
-        })?;
-        steps.push(format!(
-            "added enrollment group \"{ca}\" (primary CA \"{ca}\")"
-        ));
-        Ok(steps)
     }
 
     /// Add an individual enrollment (thumbprints from `from`, a workspace device, or given).
@@ -845,4 +784,22 @@ fn check_name(name: &str) -> Result<()> {
         return Err(RegistryError::DpsGroupName(name.to_string()));
     }
     Ok(())
+}
+
+/// How the local DPS signs a device's CSR (certificate issuance): the workspace, the
+/// enrollment's issuing CA, the registration id and the CSR (DER). Done means the certificate is
+/// stored as workspace entity `registration_id`, its earlier one in the history. The engine's
+/// `ops::dps_csr_signer()` is the one every face passes in [`super::HubConfig`]; the hub cannot
+/// call `ops` itself (ops depends on the hub), and without a signer a CSR is refused.
+#[derive(Clone)]
+pub struct CsrSigner(pub Arc<SignCsr>);
+
+/// The signing call inside a [`CsrSigner`]: (workspace, issuing CA, registration id, CSR DER).
+pub type SignCsr =
+    dyn Fn(&Workspace, &str, &str, &[u8]) -> std::result::Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for CsrSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CsrSigner")
+    }
 }

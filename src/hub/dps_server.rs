@@ -349,8 +349,11 @@ impl Session {
             .hostname
             .clone()
             .unwrap_or_else(|| "localhost".into());
+        let signer = self.sh.config.csr_signer.clone();
         let decided = tokio::task::spawn_blocking(move || {
-            let issue = |ca: &str, regid: &str, csr: &[u8]| issue_from_csr(&store, ca, regid, csr);
+            let issue = |ca: &str, regid: &str, csr: &[u8]| {
+                issue_from_csr(&store, signer.as_ref(), ca, regid, csr)
+            };
             store.dps_register(
                 &regid,
                 &chain,
@@ -439,6 +442,7 @@ impl Session {
 /// history), and return the chain: leaf, then the issuers up to the root.
 fn issue_from_csr(
     store: &HubStore,
+    signer: Option<&super::dps::CsrSigner>,
     ca: &str,
     registration_id: &str,
     csr: &[u8],
@@ -453,14 +457,13 @@ fn issue_from_csr(
             ));
         }
     }
-    let req = crate::ops::CsrRequest {
-        issuer: ca.to_string(),
-        name: Some(registration_id.to_string()),
-        target: crate::pki::Target::Dps,
-        force: true,
-        ..Default::default()
+    let Some(signer) = signer else {
+        return Err(
+            "this hub was started without a certificate issuer, so it cannot sign CSRs; start it from chainsmith (the CLI or the TUI), which gives it one"
+                .to_string(),
+        );
     };
-    crate::ops::sign_csr(&store.ws, csr, &req).map_err(|e| e.to_string())?;
+    (signer.0)(&store.ws, ca, registration_id, csr)?;
     let mut chain = Vec::new();
     let mut next = Some(registration_id.to_string());
     while let Some(name) = next.take() {

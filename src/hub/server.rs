@@ -101,6 +101,8 @@ pub struct HubConfig {
     /// MQTT and AMQP over WebSockets (`/$iothub/websocket`): `None` off, `Some(0)` a free
     /// port; `hub serve` defaults to 443 when it may bind it.
     pub ws_port: Option<u16>,
+    /// DPS's certificate issuance (`ops::dps_csr_signer()`); without it a CSR is refused.
+    pub csr_signer: Option<super::dps::CsrSigner>,
 }
 
 impl Default for HubConfig {
@@ -112,6 +114,7 @@ impl Default for HubConfig {
             hostname: None,
             amqp_port: None,
             ws_port: None,
+            csr_signer: None,
         }
     }
 }

@@ -302,6 +302,7 @@ pub async fn prepare(
             }
             None => {
                 let config = HubConfig {
+                    csr_signer: Some(crate::ops::dps_csr_signer()),
                     port: 0,
                     echo: true,
                     amqp_port: transport.amqp().then_some(0),

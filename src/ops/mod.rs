@@ -5,7 +5,7 @@
 pub mod lifecycle;
 mod prove;
 pub use lifecycle::new_devices_or_slot;
-pub use prove::hub_prove;
+pub use prove::{dps_csr_signer, dps_group_from_ca, dps_prove, hub_prove};
 
 use crate::pki::identity::{self, check_device_id, check_entity_name, expand_range};
 use crate::pki::inspect::CertView;

@@ -137,12 +137,12 @@ pub enum Command {
         device: String,
         enabled: bool,
     },
-    /// DPS's proof of possession for a workspace CA (`HubStore::dps_prove`).
+    /// DPS's proof of possession for a workspace CA (`ops::dps_prove`).
     DpsProve {
         ca: String,
     },
     /// An enrollment group from a workspace CA, proving it to DPS first if needed
-    /// (`HubStore::dps_group_from_ca`).
+    /// (`ops::dps_group_from_ca`).
     DpsGroup {
         ca: String,
     },

@@ -272,14 +272,16 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             emit(dps_state(ws));
         }
         Command::DpsProve { ca } => {
-            let r = crate::hub::HubStore::open(ws.root()).and_then(|s| s.dps_prove(&ca));
+            let r =
+                crate::hub::HubStore::open(ws.root()).and_then(|s| crate::ops::dps_prove(&s, &ca));
             emit(Action::Hub(hub::HubAction::DpsDone(
                 r.map_err(|e| e.to_string()),
             )));
             emit(dps_state(ws));
         }
         Command::DpsGroup { ca } => {
-            let r = crate::hub::HubStore::open(ws.root()).and_then(|s| s.dps_group_from_ca(&ca));
+            let r = crate::hub::HubStore::open(ws.root())
+                .and_then(|s| crate::ops::dps_group_from_ca(&s, &ca));
             emit(Action::Hub(hub::HubAction::DpsDone(
                 r.map_err(|e| e.to_string()),
             )));
@@ -586,6 +588,7 @@ async fn start_hub(
 ) -> Result<crate::hub::HubHandle, crate::hub::HubError> {
     // AMQP and WebSockets on free ports, so every transport can be tested from the Connect tab.
     let config = crate::hub::HubConfig {
+        csr_signer: Some(crate::ops::dps_csr_signer()),
         port,
         echo: true,
         amqp_port: Some(0),

@@ -33,6 +33,8 @@ async fn hub(fx: &Fixture) -> HubHandle {
         fx.root(),
         HubConfig {
             port: 0,
+            // DPS's certificate issuance, as every face passes it.
+            csr_signer: Some(chainsmith::ops::dps_csr_signer()),
             ..Default::default()
         },
     )
@@ -117,7 +119,7 @@ fn body(regid: &str) -> serde_json::Value {
 async fn group_registration_then_reregistration_then_hub() {
     let fx = Fixture::new();
     fx.device("sample-device-01", Some("line2"), ValidityArg::default());
-    fx.store.dps_prove("line2").unwrap();
+    chainsmith::ops::dps_prove(&fx.store, "line2").unwrap();
     fx.store
         .dps_add_group(group("MyX509Group", "line2"))
         .unwrap();
@@ -477,7 +479,7 @@ fn dps_keeps_its_own_certificate_list() {
     fx.store
         .verify_ca("line2", &std::fs::read(&out).unwrap())
         .unwrap();
-    fx.store.dps_prove("line2").unwrap();
+    chainsmith::ops::dps_prove(&fx.store, "line2").unwrap();
     assert!(
         fx.store
             .dps_load()
