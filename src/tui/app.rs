@@ -119,16 +119,10 @@ pub const KEYMAP: &[(&str, &str, &str)] = &[
     ("Guide", "↑ ↓  J K", "pick a step, scroll its text"),
     (
         "Guide",
-        "y  Y",
-        "copy the step's openssl (or chainsmith) / az commands (OSC 52)",
-    ),
-    (
-        "Guide",
-        "t",
-        "switch track: IoT Hub tutorial / IoT Central via DPS",
+        "y  Y  t",
+        "copy the step's commands (OSC 52), switch track",
     ),
 ];
-
 pub struct App {
     pub ws_root: PathBuf,
     pub theme: Theme,
