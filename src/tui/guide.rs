@@ -462,10 +462,10 @@ pub struct GuideState {
     pub last_facts: Option<time::OffsetDateTime>,
 }
 
-/// The guide as plain text, for `chainsmith guide --text`.
-pub fn text_report(rows: &[TreeRow], facts: &Facts) -> String {
+/// A track of the guide as plain text, for `chainsmith guide --text [--central]`.
+pub fn text_report(track: Track, rows: &[TreeRow], facts: &Facts) -> String {
     let mut out = String::new();
-    for (i, s) in STEPS.iter().enumerate() {
+    for (i, s) in track.steps().iter().enumerate() {
         let l = s.lesson();
         let st = status(s, rows, facts);
         let (mark, note) = match &st {
@@ -479,7 +479,7 @@ pub fn text_report(rows: &[TreeRow], facts: &Facts) -> String {
             l.title,
             l.why
         ));
-        out.push_str("   openssl:\n");
+        out.push_str(&format!("   {}:\n", track.tool()));
         for line in l.openssl.lines() {
             out.push_str(&format!("     {line}\n"));
         }

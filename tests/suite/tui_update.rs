@@ -1007,6 +1007,41 @@ fn guide_text_subcommand_prints_steps_with_status() {
 }
 
 #[test]
+fn guide_text_central_prints_the_dps_track_with_status() {
+    let (d, ws) = ws();
+    root(&ws, "mytestrootcert");
+    chainsmith::hub::HubStore::open(ws.root())
+        .unwrap()
+        .dps_prove("mytestrootcert")
+        .unwrap();
+    let run = |args: &[&str]| {
+        let out = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
+            .arg("--workspace")
+            .arg(d.path().join("ws"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let s = run(&["guide", "--text", "--central"]);
+    assert!(s.contains("✓ 3. Prove possession of the CA to DPS (done: CA \"mytestrootcert\" is Verified in DPS)"), "{s}");
+    assert!(
+        s.contains("· 4. Create the enrollment group (to do)"),
+        "{s}"
+    );
+    assert!(
+        s.contains("   chainsmith:\n") && s.contains("az iot dps enrollment-group create"),
+        "{s}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&run(&["--json", "guide", "--central"])).unwrap();
+    assert_eq!(j["steps"].as_array().unwrap().len(), 11);
+    assert_eq!(j["steps"][2]["status"], "done");
+    assert_eq!(j["steps"][2]["tool"], "chainsmith");
+}
+
+#[test]
 fn no_arguments_without_a_terminal_explains_instead_of_printing_garbage() {
     let (d, _ws) = ws();
     let out = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
