@@ -13,6 +13,9 @@ pub struct GuideArgs {
     /// openssl / az commands, instead of opening the TUI.
     #[arg(long)]
     pub text: bool,
+    /// With --text or --json: the IoT Central track (DPS; chainsmith / az iot dps commands).
+    #[arg(long)]
+    pub central: bool,
 }
 
 pub fn tui(global: &Global, _a: TuiArgs) -> CliResult {
@@ -25,8 +28,14 @@ pub fn guide(global: &Global, a: GuideArgs) -> CliResult {
         let (metas, _) = ws.list()?;
         let rows = crate::ops::tree(metas, ws.now());
         let facts = tui::guide::facts_from_disk(&ws, &rows);
+        let track = if a.central {
+            tui::guide::Track::Central
+        } else {
+            tui::guide::Track::Hub
+        };
         if global.json {
-            let steps: Vec<_> = tui::guide::STEPS
+            let steps: Vec<_> = track
+                .steps()
                 .iter()
                 .map(|s| {
                     let l = s.lesson();
@@ -35,12 +44,12 @@ pub fn guide(global: &Global, a: GuideArgs) -> CliResult {
                         tui::guide::StepStatus::Todo => ("todo", String::new()),
                         tui::guide::StepStatus::Unavailable(w) => ("unavailable", w.to_string()),
                     };
-                    serde_json::json!({ "id": s.id, "title": l.title, "status": status, "detail": detail, "openssl": l.openssl, "az": l.az })
+                    serde_json::json!({ "id": s.id, "title": l.title, "status": status, "detail": detail, "tool": track.tool(), "openssl": l.openssl, "az": l.az })
                 })
                 .collect();
             super::print_json(&serde_json::json!({ "steps": steps }));
         } else {
-            super::out(&tui::guide::text_report(&rows, &facts));
+            super::out(&tui::guide::text_report(track, &rows, &facts));
         }
         return Ok(());
     }

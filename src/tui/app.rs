@@ -9,7 +9,7 @@ use super::dialog::{
 };
 use super::fleet::FleetState;
 use super::forms::{Form, Outcome, Purpose};
-use super::guide::{GuideState, STEPS};
+use super::guide::GuideState;
 use super::hub::HubState;
 use super::pki::PkiState;
 use super::theme::Theme;
@@ -119,11 +119,10 @@ pub const KEYMAP: &[(&str, &str, &str)] = &[
     ("Guide", "↑ ↓  J K", "pick a step, scroll its text"),
     (
         "Guide",
-        "y  Y",
-        "copy the step's openssl / az commands (OSC 52)",
+        "y  Y  t",
+        "copy the step's commands (OSC 52), switch track",
     ),
 ];
-
 pub struct App {
     pub ws_root: PathBuf,
     pub theme: Theme,
@@ -237,6 +236,7 @@ impl App {
                 .collect(),
             connected: self.connect.passed.clone(),
             renewed: self.guide.renewed.clone(),
+            dps: self.hub.dps.clone().unwrap_or_default(),
         }
     }
 
@@ -973,17 +973,29 @@ impl App {
                         self.guide.scroll = 0;
                     }
                     KeyCode::Down | KeyCode::Char('j') => {
-                        self.guide.selected = (self.guide.selected + 1).min(STEPS.len() - 1);
+                        let n = self.guide.track.steps().len();
+                        self.guide.selected = (self.guide.selected + 1).min(n - 1);
                         self.guide.scroll = 0;
+                    }
+                    // The other tutorial: its steps start from the first.
+                    KeyCode::Char('t') => {
+                        self.guide.track = self.guide.track.other();
+                        self.guide.selected = 0;
+                        self.guide.scroll = 0;
+                        self.say(
+                            Level::Ok,
+                            format!("guide: the {} track", self.guide.track.title()),
+                        );
                     }
                     KeyCode::Char('J') => self.guide.scroll = self.guide.scroll.saturating_add(1),
                     KeyCode::Char('K') => self.guide.scroll = self.guide.scroll.saturating_sub(1),
                     // Copy the step's commands whole: what the pane shows wraps to its width.
                     KeyCode::Char(c @ ('y' | 'Y')) => {
-                        let n = self.guide.selected.min(STEPS.len() - 1);
-                        let l = STEPS[n].lesson();
+                        let steps = self.guide.track.steps();
+                        let n = self.guide.selected.min(steps.len() - 1);
+                        let l = steps[n].lesson();
                         let (what, section) = if c == 'y' {
-                            ("openssl", l.openssl)
+                            (self.guide.track.tool(), l.openssl)
                         } else {
                             ("Azure CLI", l.az)
                         };
@@ -1287,7 +1299,7 @@ impl App {
                     }
                     Tab::Guide if m.row > a.body.y => {
                         let pos = (m.row - a.body.y - 1) as usize;
-                        if pos < STEPS.len()
+                        if pos < self.guide.track.steps().len()
                             && m.column < a.body.x + super::guide::list_width(self.size.0)
                         {
                             self.guide.selected = pos;

@@ -1,6 +1,8 @@
-//! The guided workshop: the seed tutorial as steps, each checked against the real workspace
-//! (not a button press), with its what-and-why and the equivalent `openssl` and `az` commands.
-//! Lesson texts live in `assets/guide/` and are compiled in.
+//! The guided workshop: two tracks of steps, each checked against the real workspace (not a
+//! button press), with its what-and-why and the equivalent commands. The first track follows
+//! the seed IoT Hub tutorial (`openssl` and `az iot hub`), the second the IoT Central X.509
+//! guide through DPS (`chainsmith` and `az iot dps`). Lesson texts live in `assets/guide/` and
+//! are compiled in.
 
 use super::theme::Theme;
 use crate::ops::TreeRow;
@@ -23,7 +25,54 @@ pub enum Needs {
     Hub,
     Connect,
     Renew,
+    Dps,
 }
+
+/// Which tutorial the guide follows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Track {
+    /// The seed IoT Hub tutorial: a CA chain registered on the hub.
+    #[default]
+    Hub,
+    /// The IoT Central X.509 guide: every device provisions through DPS.
+    Central,
+}
+
+impl Track {
+    pub fn steps(self) -> &'static [Step] {
+        match self {
+            Track::Hub => &STEPS,
+            Track::Central => &CENTRAL_STEPS,
+        }
+    }
+
+    pub fn other(self) -> Track {
+        match self {
+            Track::Hub => Track::Central,
+            Track::Central => Track::Hub,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Track::Hub => "IoT Hub",
+            Track::Central => "IoT Central (DPS)",
+        }
+    }
+
+    /// The tool of a lesson's first command section.
+    pub fn tool(self) -> &'static str {
+        match self {
+            Track::Hub => "openssl",
+            Track::Central => "chainsmith",
+        }
+    }
+}
+
+/// The device the IoT Central guide provisions through its enrollment group.
+pub const CENTRAL_DEVICE: &str = "sample-device-01";
+/// The IoT Central guide's self-signed devices: the individual enrollment's two certificates.
+pub const CENTRAL_SELF_SIGNED: [&str; 2] = ["mytestselfcertprimary", "mytestselfcertsecondary"];
 
 pub struct Step {
     pub id: &'static str,
@@ -81,10 +130,71 @@ pub const STEPS: [Step; 9] = [
     },
 ];
 
+/// The IoT Central guide through the local DPS: group enrollment, individual enrollment, and
+/// rolling the group's certificates.
+pub const CENTRAL_STEPS: [Step; 11] = [
+    Step {
+        id: "c-root",
+        text: include_str!("../../assets/guide/central-01-root.txt"),
+        needs: Needs::Workspace,
+    },
+    Step {
+        id: "c-device",
+        text: include_str!("../../assets/guide/central-02-device.txt"),
+        needs: Needs::Workspace,
+    },
+    Step {
+        id: "c-verify",
+        text: include_str!("../../assets/guide/central-03-verify.txt"),
+        needs: Needs::Dps,
+    },
+    Step {
+        id: "c-group",
+        text: include_str!("../../assets/guide/central-04-group.txt"),
+        needs: Needs::Dps,
+    },
+    Step {
+        id: "c-provision",
+        text: include_str!("../../assets/guide/central-05-provision.txt"),
+        needs: Needs::Dps,
+    },
+    Step {
+        id: "c-telemetry",
+        text: include_str!("../../assets/guide/central-06-telemetry.txt"),
+        needs: Needs::Connect,
+    },
+    Step {
+        id: "c-selfsigned",
+        text: include_str!("../../assets/guide/central-07-selfsigned.txt"),
+        needs: Needs::Workspace,
+    },
+    Step {
+        id: "c-enroll",
+        text: include_str!("../../assets/guide/central-08-enroll.txt"),
+        needs: Needs::Dps,
+    },
+    Step {
+        id: "c-individual",
+        text: include_str!("../../assets/guide/central-09-individual.txt"),
+        needs: Needs::Dps,
+    },
+    Step {
+        id: "c-secondary",
+        text: include_str!("../../assets/guide/central-10-secondary.txt"),
+        needs: Needs::Dps,
+    },
+    Step {
+        id: "c-roll",
+        text: include_str!("../../assets/guide/central-11-roll.txt"),
+        needs: Needs::Dps,
+    },
+];
+
 /// A lesson split into its parts.
 pub struct Lesson<'a> {
     pub title: &'a str,
     pub why: &'a str,
+    /// The first command section: `openssl` (IoT Hub track) or `chainsmith` (Central track).
     pub openssl: &'a str,
     pub az: &'a str,
 }
@@ -94,6 +204,7 @@ impl Step {
         let (head, rest) = self
             .text
             .split_once("\n--- openssl\n")
+            .or_else(|| self.text.split_once("\n--- chainsmith\n"))
             .unwrap_or((self.text, ""));
         let (openssl, az) = rest.split_once("--- az\n").unwrap_or((rest, ""));
         let (title, why) = head.split_once('\n').unwrap_or((head, ""));
@@ -115,8 +226,8 @@ pub enum StepStatus {
 }
 
 /// What the guide knows beyond the workspace's entities: the local hub's registry, the
-/// last connection test's outcome, and which devices were renewed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// last connection test's outcome, which devices were renewed, and the local DPS's state.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Facts {
     /// The hub's CAs: (name, verified).
     pub hub_cas: Vec<(String, bool)>,
@@ -126,6 +237,8 @@ pub struct Facts {
     pub connected: Option<String>,
     /// Devices with a renewal in their history.
     pub renewed: Vec<String>,
+    /// The local DPS (`dps.json`, read through the engine).
+    pub dps: crate::hub::dps::DpsState,
 }
 
 /// The facts on disk: the hub registry and the devices' histories (no connection test).
@@ -142,6 +255,9 @@ pub fn facts_from_disk(ws: &crate::store::Workspace, rows: &[TreeRow]) -> Facts 
             .iter()
             .map(|d| (d.id.clone(), d.enabled))
             .collect();
+    }
+    if let Ok(st) = crate::hub::HubStore::open(ws.root()).and_then(|s| s.dps_load()) {
+        f.dps = st;
     }
     f.renewed = renewed(ws, rows);
     f
@@ -211,13 +327,134 @@ pub fn status(step: &Step, rows: &[TreeRow], facts: &Facts) -> StepStatus {
             .iter()
             .find(|(_, e)| !*e)
             .map(|(d, _)| format!("device \"{d}\" is disabled in the local hub")),
-        _ => None,
+        id => central_status(id, rows, facts),
     };
     found.map(StepStatus::Done).unwrap_or(StepStatus::Todo)
 }
 
+/// The Central track's checks: workspace entities and the local DPS's state.
+fn central_status(id: &str, rows: &[TreeRow], facts: &Facts) -> Option<String> {
+    let dps = &facts.dps;
+    let device = |name: &str| {
+        rows.iter()
+            .find(|r| r.meta.kind == Kind::Device && r.meta.name == name)
+    };
+    // A CA's DPS entry (names may repeat: one entry per certificate): verified, and when added.
+    let dps_ca = |name: &str| {
+        dps.cas
+            .iter()
+            .filter(|c| c.name == name)
+            .max_by_key(|c| (c.verified, c.added))
+    };
+    let verified = |name: &str| dps_ca(name).is_some_and(|c| c.verified);
+    let assigned = |by: &'static str| {
+        dps.registrations
+            .iter()
+            .filter(move |r| r.status == "assigned" && r.enrollment.starts_with(by))
+    };
+    match id {
+        "c-root" => rows
+            .iter()
+            .find(|r| r.meta.kind == Kind::Root && r.meta.has_key)
+            .map(|r| format!("root \"{}\"", r.meta.name)),
+        "c-device" => device(CENTRAL_DEVICE)
+            .filter(|r| !r.meta.self_signed && r.meta.issuer.is_some())
+            .map(|r| {
+                format!(
+                    "device \"{CENTRAL_DEVICE}\" issued by \"{}\"",
+                    r.meta.issuer.as_deref().unwrap_or("?")
+                )
+            }),
+        "c-verify" => dps
+            .cas
+            .iter()
+            .find(|c| c.verified)
+            .map(|c| format!("CA \"{}\" is Verified in DPS", c.name)),
+        "c-group" => dps
+            .groups
+            .iter()
+            .find(|g| g.enabled && verified(&g.primary))
+            .map(|g| {
+                format!(
+                    "enrollment group \"{}\" (primary CA \"{}\", Verified)",
+                    g.name, g.primary
+                )
+            }),
+        "c-provision" => assigned("group ")
+            .find(|r| r.registration_id == CENTRAL_DEVICE)
+            .map(|r| {
+                format!(
+                    "\"{}\" assigned to {} by {}",
+                    r.registration_id, r.assigned_hub, r.enrollment
+                )
+            }),
+        "c-telemetry" => facts.connected.as_ref().and_then(|d| {
+            dps.registrations
+                .iter()
+                .any(|r| r.status == "assigned" && &r.device_id == d)
+                .then(|| {
+                    format!("\"{d}\" (provisioned by DPS) connected and its messages came back")
+                })
+        }),
+        "c-selfsigned" => CENTRAL_SELF_SIGNED
+            .iter()
+            .all(|n| device(n).is_some_and(|r| r.meta.self_signed))
+            .then(|| {
+                format!(
+                    "self-signed devices \"{}\" and \"{}\"",
+                    CENTRAL_SELF_SIGNED[0], CENTRAL_SELF_SIGNED[1]
+                )
+            }),
+        "c-enroll" => dps
+            .individuals
+            .iter()
+            .find(|i| i.enabled && i.primary.is_some())
+            .map(|i| {
+                format!(
+                    "individual enrollment \"{}\" ({})",
+                    i.registration_id,
+                    if i.secondary.is_some() {
+                        "primary and secondary thumbprints"
+                    } else {
+                        "primary thumbprint only"
+                    }
+                )
+            }),
+        "c-individual" => assigned("individual ").next().map(|r| {
+            format!(
+                "\"{}\" assigned to {} by its individual enrollment",
+                r.registration_id, r.assigned_hub
+            )
+        }),
+        "c-secondary" => dps
+            .groups
+            .iter()
+            .find_map(|g| g.secondary.as_ref().filter(|s| verified(s)).map(|s| (g, s)))
+            .map(|(g, s)| {
+                format!(
+                    "enrollment group \"{}\" has secondary CA \"{s}\" (Verified)",
+                    g.name
+                )
+            }),
+        // Rolled: the group's primary is now a CA that DPS took in after the group was made
+        // (the secondary promoted, or a new primary), and it is Verified.
+        "c-roll" => dps.groups.iter().find_map(|g| {
+            dps_ca(&g.primary)
+                .filter(|c| c.verified && c.added > g.added)
+                .map(|_| {
+                    format!(
+                        "enrollment group \"{}\" rolled to primary CA \"{}\"",
+                        g.name, g.primary
+                    )
+                })
+        }),
+        _ => None,
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct GuideState {
+    pub track: Track,
     pub selected: usize,
     pub scroll: u16,
     /// Devices with a renewal in their history (read in the background).
@@ -225,10 +462,10 @@ pub struct GuideState {
     pub last_facts: Option<time::OffsetDateTime>,
 }
 
-/// The guide as plain text, for `chainsmith guide --text`.
-pub fn text_report(rows: &[TreeRow], facts: &Facts) -> String {
+/// A track of the guide as plain text, for `chainsmith guide --text [--central]`.
+pub fn text_report(track: Track, rows: &[TreeRow], facts: &Facts) -> String {
     let mut out = String::new();
-    for (i, s) in STEPS.iter().enumerate() {
+    for (i, s) in track.steps().iter().enumerate() {
         let l = s.lesson();
         let st = status(s, rows, facts);
         let (mark, note) = match &st {
@@ -242,7 +479,7 @@ pub fn text_report(rows: &[TreeRow], facts: &Facts) -> String {
             l.title,
             l.why
         ));
-        out.push_str("   openssl:\n");
+        out.push_str(&format!("   {}:\n", track.tool()));
         for line in l.openssl.lines() {
             out.push_str(&format!("     {line}\n"));
         }
@@ -353,8 +590,9 @@ pub fn render(
     let compact = list_w < 40;
     let [list, body] =
         Layout::horizontal([Constraint::Length(list_w), Constraint::Min(20)]).areas(area);
+    let steps = g.track.steps();
     let mut lines = Vec::new();
-    for (i, s) in STEPS.iter().enumerate() {
+    for (i, s) in steps.iter().enumerate() {
         let (sym, style) = match status(s, &pki.rows, facts) {
             StepStatus::Done(_) => ("✓", t.ok()),
             StepStatus::Todo => ("·", t.accent()),
@@ -375,9 +613,11 @@ pub fn render(
         lines.push(line);
     }
     let title = match (pki.loaded, compact) {
-        (_, true) => "",
-        (true, false) => " Workshop ",
-        (false, false) => " Workshop (reading the workspace…) ",
+        (_, true) => String::new(),
+        // The first track keeps its plain title; the second names itself.
+        (true, false) if g.track == Track::Hub => " Workshop ".to_string(),
+        (true, false) => format!(" Workshop · {} ", g.track.title()),
+        (false, false) => " Workshop (reading the workspace…) ".to_string(),
     };
     f.render_widget(
         Paragraph::new(lines).block(
@@ -388,7 +628,7 @@ pub fn render(
         list,
     );
 
-    let step = &STEPS[g.selected.min(STEPS.len() - 1)];
+    let step = &steps[g.selected.min(steps.len() - 1)];
     let l = step.lesson();
     let mut out = vec![Line::styled(l.title.to_string(), t.title())];
     out.push(match status(step, &pki.rows, facts) {
@@ -402,12 +642,13 @@ pub fn render(
     out.push(Line::raw(l.why.to_string()));
     // Commands are laid out here, not by the paragraph's wrap, so every shown line pastes.
     let inner = body.width.saturating_sub(2) as usize;
+    let first = format!("With {} · y copies", g.track.tool());
     for (head, section) in [
-        ("With openssl · y copies", l.openssl),
+        (first.as_str(), l.openssl),
         ("With the Azure CLI · Y copies", l.az),
     ] {
         out.push(Line::raw(""));
-        out.push(Line::styled(head, t.title()));
+        out.push(Line::styled(head.to_string(), t.title()));
         for cmd in commands(section) {
             out.extend(
                 wrap_command(&cmd, inner)
@@ -421,7 +662,7 @@ pub fn render(
             .wrap(Wrap { trim: false })
             .scroll((g.scroll, 0))
             .block(Block::default().borders(Borders::ALL).title(Span::styled(
-                format!(" Step {} of {} ", g.selected + 1, STEPS.len()),
+                format!(" Step {} of {} ", g.selected + 1, steps.len()),
                 t.title(),
             ))),
         body,

@@ -305,6 +305,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
         }
         Command::GuideFacts => {
             emit(hub_registry(ws));
+            emit(dps_state(ws));
             let rows = match ws.list() {
                 Ok((metas, _)) if metas.len() <= 5000 => ops::tree(metas, ws.now()),
                 _ => vec![],

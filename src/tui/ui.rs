@@ -187,7 +187,7 @@ pub fn footer_keys(tab: Tab) -> &'static str {
             "s start/stop · p port · v V prove hub/DPS · a register · o on/off · G DPS group · e enroll"
         }
         Tab::Connect => "Enter run · t target · f fleet",
-        Tab::Guide => "↑↓ step · J K scroll · y copy commands",
+        Tab::Guide => "↑↓ step · J K scroll · y copy · t track",
     }
 }
 

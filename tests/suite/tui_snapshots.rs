@@ -471,6 +471,23 @@ fn guide_tab() {
     insta::assert_snapshot!("guide_step3_hub_todo", screen(&app));
 }
 
+/// The IoT Central track (`t`): its steps marked from the workspace and the local DPS's
+/// state (the root proved to DPS), the step's chainsmith and `az iot dps` commands.
+#[test]
+fn guide_central_track() {
+    let (_d, ws) = fixture();
+    let mut app = app_on(&ws, (100, 30));
+    app.update(ch('g'));
+    app.update(ch('t'));
+    let store = chainsmith::hub::HubStore::open(ws.root()).unwrap();
+    store.dps_prove("contoso-root").unwrap();
+    app.update(chainsmith::tui::dps_state(&ws));
+    for _ in 0..2 {
+        app.update(key(KeyCode::Down));
+    }
+    insta::assert_snapshot!("guide_central_verify_done", screen(&app));
+}
+
 /// Colour plus a symbol: with NO_COLOR no cell has a colour, and the symbols are still there.
 #[test]
 fn no_color_keeps_the_symbols_and_drops_the_colours() {

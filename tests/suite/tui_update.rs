@@ -1007,6 +1007,41 @@ fn guide_text_subcommand_prints_steps_with_status() {
 }
 
 #[test]
+fn guide_text_central_prints_the_dps_track_with_status() {
+    let (d, ws) = ws();
+    root(&ws, "mytestrootcert");
+    chainsmith::hub::HubStore::open(ws.root())
+        .unwrap()
+        .dps_prove("mytestrootcert")
+        .unwrap();
+    let run = |args: &[&str]| {
+        let out = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
+            .arg("--workspace")
+            .arg(d.path().join("ws"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let s = run(&["guide", "--text", "--central"]);
+    assert!(s.contains("✓ 3. Prove possession of the CA to DPS (done: CA \"mytestrootcert\" is Verified in DPS)"), "{s}");
+    assert!(
+        s.contains("· 4. Create the enrollment group (to do)"),
+        "{s}"
+    );
+    assert!(
+        s.contains("   chainsmith:\n") && s.contains("az iot dps enrollment-group create"),
+        "{s}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&run(&["--json", "guide", "--central"])).unwrap();
+    assert_eq!(j["steps"].as_array().unwrap().len(), 11);
+    assert_eq!(j["steps"][2]["status"], "done");
+    assert_eq!(j["steps"][2]["tool"], "chainsmith");
+}
+
+#[test]
 fn no_arguments_without_a_terminal_explains_instead_of_printing_garbage() {
     let (d, _ws) = ws();
     let out = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
@@ -1274,4 +1309,193 @@ fn pick(app: &mut App, name: &str) {
         .expect(name);
     app.pki.selected = pos;
     app.update(ch('2'));
+}
+
+/// The IoT Central track: `t` switches to it (and back), and each step ticks off from the
+/// real state: workspace entities, `dps.json` through the engine, the connection test's result.
+#[test]
+fn guide_central_track_switches_with_t_and_checks_dps_state() {
+    use chainsmith::tui::guide::{CENTRAL_STEPS, StepStatus, Track, status};
+    let (_d, ws) = ws();
+    let mut app = app_on(&ws);
+    let c = app.update(ch('g'));
+    settle(&mut app, &ws, c);
+    assert_eq!(app.guide.track, Track::Hub);
+    app.update(key(KeyCode::Down));
+    assert_eq!(app.guide.selected, 1);
+    app.update(ch('t'));
+    assert_eq!(app.guide.track, Track::Central);
+    assert_eq!(
+        app.guide.selected, 0,
+        "the other track starts at its first step"
+    );
+    for _ in 0..20 {
+        app.update(key(KeyCode::Down));
+    }
+    assert_eq!(
+        app.guide.selected,
+        CENTRAL_STEPS.len() - 1,
+        "↓ stops at the last step"
+    );
+    app.update(ch('t'));
+    assert_eq!(app.guide.track, Track::Hub);
+    app.update(ch('t'));
+
+    // The app's own facts, as the Guide tab draws them: re-read on the tick, off the draw.
+    let mut now = app.now;
+    let mut st = |app: &mut App, id: &str| {
+        now += time::Duration::seconds(10);
+        let c = app.update(Action::Tick(now));
+        settle(app, &ws, c);
+        let c = app.update(Action::Tick(now + time::Duration::seconds(1)));
+        settle(app, &ws, c);
+        let step = CENTRAL_STEPS.iter().find(|s| s.id == id).unwrap();
+        status(step, &app.pki.rows, &app.guide_facts())
+    };
+    let done = |s: StepStatus, want: &str| matches!(&s, StepStatus::Done(d) if d.contains(want));
+    for s in &CENTRAL_STEPS {
+        assert_eq!(st(&mut app, s.id), StepStatus::Todo, "{}", s.id);
+    }
+
+    // 1. Group enrollment.
+    root(&ws, "mytestrootcert");
+    assert!(done(st(&mut app, "c-root"), "mytestrootcert"));
+    devices(&ws, "not-the-guide-device", "mytestrootcert");
+    assert_eq!(st(&mut app, "c-device"), StepStatus::Todo, "the guide's id");
+    devices(&ws, "sample-device-01", "mytestrootcert");
+    assert!(done(st(&mut app, "c-device"), "sample-device-01"));
+    let store = chainsmith::hub::HubStore::open(ws.root()).unwrap();
+    store.dps_add_ca("mytestrootcert", false).unwrap();
+    assert_eq!(
+        st(&mut app, "c-verify"),
+        StepStatus::Todo,
+        "added, not proved"
+    );
+    store.dps_prove("mytestrootcert").unwrap();
+    assert!(done(st(&mut app, "c-verify"), "Verified in DPS"));
+    store
+        .dps_add_group(chainsmith::hub::dps::Group {
+            name: "MyX509Group".into(),
+            primary: "mytestrootcert".into(),
+            secondary: None,
+            edge: false,
+            enabled: true,
+            issue_from: None,
+            added: OffsetDateTime::now_utc(),
+        })
+        .unwrap();
+    assert!(done(st(&mut app, "c-group"), "MyX509Group"));
+    let register = |regid: &str| {
+        let chain = vec![ws.load(regid).unwrap().cert_der];
+        let req = chainsmith::azure::dps::RegisterRequest {
+            registration_id: regid.into(),
+            payload: None,
+            csr: None,
+        };
+        store
+            .dps_register(
+                regid,
+                &chain,
+                &req,
+                "localhost",
+                OffsetDateTime::now_utc(),
+                &|_, _, _| Err("no issuance".into()),
+            )
+            .unwrap();
+    };
+    register("not-the-guide-device");
+    assert_eq!(
+        st(&mut app, "c-provision"),
+        StepStatus::Todo,
+        "the guide's device"
+    );
+    register("sample-device-01");
+    assert!(done(st(&mut app, "c-provision"), "group MyX509Group"));
+    // Telemetry: the connection test of the provisioned device passed (the TUI's own state,
+    // as for the first track's connect step).
+    app.connect.passed = Some("dev-never-provisioned".into());
+    assert_eq!(st(&mut app, "c-telemetry"), StepStatus::Todo);
+    app.connect.passed = Some("sample-device-01".into());
+    assert!(done(st(&mut app, "c-telemetry"), "provisioned by DPS"));
+
+    // 2. Individual enrollment.
+    let selfsigned = |id: &str| {
+        ops::new_devices(
+            &ws,
+            &DeviceRequest {
+                ids: vec![id.into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    };
+    selfsigned("mytestselfcertprimary");
+    assert_eq!(st(&mut app, "c-selfsigned"), StepStatus::Todo, "both");
+    selfsigned("mytestselfcertsecondary");
+    assert!(done(
+        st(&mut app, "c-selfsigned"),
+        "mytestselfcertsecondary"
+    ));
+    let secondary = ws.load("mytestselfcertsecondary").unwrap().meta.sha256;
+    store
+        .dps_enroll(
+            "mytestselfcertprimary",
+            None,
+            Some("mytestselfcertprimary"),
+            None,
+            Some(&secondary),
+            false,
+            None,
+        )
+        .unwrap();
+    assert!(done(st(&mut app, "c-enroll"), "primary and secondary"));
+    assert_eq!(st(&mut app, "c-individual"), StepStatus::Todo);
+    register("mytestselfcertprimary");
+    assert!(done(st(&mut app, "c-individual"), "mytestselfcertprimary"));
+
+    // 3. Rolling the group's certificates.
+    assert_eq!(st(&mut app, "c-secondary"), StepStatus::Todo);
+    assert_eq!(st(&mut app, "c-roll"), StepStatus::Todo);
+    root(&ws, "mytestrootcert2");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    store.dps_add_ca("mytestrootcert2", false).unwrap();
+    let group = |primary: &str, secondary: &str| {
+        store
+            .dps_add_group(chainsmith::hub::dps::Group {
+                name: "MyX509Group".into(),
+                primary: primary.into(),
+                secondary: Some(secondary.into()),
+                edge: false,
+                enabled: true,
+                issue_from: None,
+                added: OffsetDateTime::now_utc(),
+            })
+            .unwrap();
+    };
+    group("mytestrootcert", "mytestrootcert2");
+    assert_eq!(
+        st(&mut app, "c-secondary"),
+        StepStatus::Todo,
+        "not verified yet"
+    );
+    store.dps_prove("mytestrootcert2").unwrap();
+    assert!(done(st(&mut app, "c-secondary"), "mytestrootcert2"));
+    assert_eq!(
+        st(&mut app, "c-roll"),
+        StepStatus::Todo,
+        "primary unchanged"
+    );
+    group("mytestrootcert2", "mytestrootcert");
+    assert!(done(
+        st(&mut app, "c-roll"),
+        "rolled to primary CA \"mytestrootcert2\""
+    ));
+
+    // Every lesson has its what-and-why and both command sets.
+    for s in &CENTRAL_STEPS {
+        let l = s.lesson();
+        assert!(!l.title.is_empty() && l.why.len() > 80, "{}", s.id);
+        assert!(l.openssl.contains("chainsmith"), "{}", s.id);
+        assert!(l.az.contains("az ") || l.az.starts_with('#'), "{}", s.id);
+    }
 }
