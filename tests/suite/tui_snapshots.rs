@@ -480,7 +480,7 @@ fn guide_central_track() {
     app.update(ch('g'));
     app.update(ch('t'));
     let store = chainsmith::hub::HubStore::open(ws.root()).unwrap();
-    store.dps_prove("contoso-root").unwrap();
+    chainsmith::ops::dps_prove(&store, "contoso-root").unwrap();
     app.update(chainsmith::tui::dps_state(&ws));
     for _ in 0..2 {
         app.update(key(KeyCode::Down));

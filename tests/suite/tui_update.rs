@@ -1010,10 +1010,11 @@ fn guide_text_subcommand_prints_steps_with_status() {
 fn guide_text_central_prints_the_dps_track_with_status() {
     let (d, ws) = ws();
     root(&ws, "mytestrootcert");
-    chainsmith::hub::HubStore::open(ws.root())
-        .unwrap()
-        .dps_prove("mytestrootcert")
-        .unwrap();
+    chainsmith::ops::dps_prove(
+        &chainsmith::hub::HubStore::open(ws.root()).unwrap(),
+        "mytestrootcert",
+    )
+    .unwrap();
     let run = |args: &[&str]| {
         let out = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
             .arg("--workspace")
@@ -1371,7 +1372,7 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
         StepStatus::Todo,
         "added, not proved"
     );
-    store.dps_prove("mytestrootcert").unwrap();
+    chainsmith::ops::dps_prove(&store, "mytestrootcert").unwrap();
     assert!(done(st(&mut app, "c-verify"), "Verified in DPS"));
     store
         .dps_add_group(chainsmith::hub::dps::Group {
@@ -1478,7 +1479,7 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
         StepStatus::Todo,
         "not verified yet"
     );
-    store.dps_prove("mytestrootcert2").unwrap();
+    chainsmith::ops::dps_prove(&store, "mytestrootcert2").unwrap();
     assert!(done(st(&mut app, "c-secondary"), "mytestrootcert2"));
     assert_eq!(
         st(&mut app, "c-roll"),
