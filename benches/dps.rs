@@ -116,7 +116,7 @@ fn main() {
                     };
                     let mut connected = 0.0;
                     let mut assigned = 0.0;
-                    let mut on = |s: dps_client::Step| match s.step.as_str() {
+                    let mut on = |s: dps_client::ProvisionStep| match s.step.as_str() {
                         "CONNECT" => connected = s.ms,
                         "assigned" => assigned = s.ms,
                         _ => {}

@@ -18,7 +18,7 @@ use crate::azure::dps as wire;
 
 /// One step of a provisioning, as `connect --dps` prints it.
 #[derive(Clone, Debug, Serialize)]
-pub struct Step {
+pub struct ProvisionStep {
     pub step: String,
     /// Milliseconds since the provisioning began.
     pub ms: f64,
@@ -77,11 +77,11 @@ pub async fn provision(
     request: &wire::RegisterRequest,
     timeout: Duration,
     poll_delay: Option<Duration>,
-    on_step: &mut (dyn FnMut(Step) + Send),
+    on_step: &mut (dyn FnMut(ProvisionStep) + Send),
 ) -> Result<wire::RegistrationState, String> {
     let t0 = Instant::now();
     let mut say = |step: &str, ok: bool, detail: String| {
-        on_step(Step {
+        on_step(ProvisionStep {
             step: step.to_string(),
             ms: t0.elapsed().as_secs_f64() * 1000.0,
             ok,

@@ -39,7 +39,7 @@ pub enum Track {
 }
 
 impl Track {
-    pub fn steps(self) -> &'static [Step] {
+    pub fn steps(self) -> &'static [GuideStep] {
         match self {
             Track::Hub => &STEPS,
             Track::Central => &CENTRAL_STEPS,
@@ -74,56 +74,58 @@ pub const CENTRAL_DEVICE: &str = "sample-device-01";
 /// The IoT Central guide's self-signed devices: the individual enrollment's two certificates.
 pub const CENTRAL_SELF_SIGNED: [&str; 2] = ["mytestselfcertprimary", "mytestselfcertsecondary"];
 
-pub struct Step {
+/// One step of a guide track: its lesson text and what its check needs (the parsed text is a
+/// [`Lesson`]).
+pub struct GuideStep {
     pub id: &'static str,
     pub text: &'static str,
     pub needs: Needs,
 }
 
-pub const STEPS: [Step; 9] = [
-    Step {
+pub const STEPS: [GuideStep; 9] = [
+    GuideStep {
         id: "root",
         text: include_str!("../../assets/guide/01-root.txt"),
         needs: Needs::Workspace,
     },
-    Step {
+    GuideStep {
         id: "intermediate",
         text: include_str!("../../assets/guide/02-intermediate.txt"),
         needs: Needs::Workspace,
     },
-    Step {
+    GuideStep {
         id: "hub-ca",
         text: include_str!("../../assets/guide/03-hub-ca.txt"),
         needs: Needs::Hub,
     },
-    Step {
+    GuideStep {
         id: "verify",
         text: include_str!("../../assets/guide/04-verify.txt"),
         needs: Needs::Workspace,
     },
     // The certificate comes before the registration: `a` on the Hub tab registers the device
     // selected on the PKI tab, so the id is picked once, as the certificate's CN.
-    Step {
+    GuideStep {
         id: "device",
         text: include_str!("../../assets/guide/05-device.txt"),
         needs: Needs::Workspace,
     },
-    Step {
+    GuideStep {
         id: "register",
         text: include_str!("../../assets/guide/06-register.txt"),
         needs: Needs::Hub,
     },
-    Step {
+    GuideStep {
         id: "connect",
         text: include_str!("../../assets/guide/07-connect.txt"),
         needs: Needs::Connect,
     },
-    Step {
+    GuideStep {
         id: "renew",
         text: include_str!("../../assets/guide/08-renew.txt"),
         needs: Needs::Renew,
     },
-    Step {
+    GuideStep {
         id: "disable",
         text: include_str!("../../assets/guide/09-disable.txt"),
         needs: Needs::Hub,
@@ -132,58 +134,58 @@ pub const STEPS: [Step; 9] = [
 
 /// The IoT Central guide through the local DPS: group enrollment, individual enrollment, and
 /// rolling the group's certificates.
-pub const CENTRAL_STEPS: [Step; 11] = [
-    Step {
+pub const CENTRAL_STEPS: [GuideStep; 11] = [
+    GuideStep {
         id: "c-root",
         text: include_str!("../../assets/guide/central-01-root.txt"),
         needs: Needs::Workspace,
     },
-    Step {
+    GuideStep {
         id: "c-device",
         text: include_str!("../../assets/guide/central-02-device.txt"),
         needs: Needs::Workspace,
     },
-    Step {
+    GuideStep {
         id: "c-verify",
         text: include_str!("../../assets/guide/central-03-verify.txt"),
         needs: Needs::Dps,
     },
-    Step {
+    GuideStep {
         id: "c-group",
         text: include_str!("../../assets/guide/central-04-group.txt"),
         needs: Needs::Dps,
     },
-    Step {
+    GuideStep {
         id: "c-provision",
         text: include_str!("../../assets/guide/central-05-provision.txt"),
         needs: Needs::Dps,
     },
-    Step {
+    GuideStep {
         id: "c-telemetry",
         text: include_str!("../../assets/guide/central-06-telemetry.txt"),
         needs: Needs::Connect,
     },
-    Step {
+    GuideStep {
         id: "c-selfsigned",
         text: include_str!("../../assets/guide/central-07-selfsigned.txt"),
         needs: Needs::Workspace,
     },
-    Step {
+    GuideStep {
         id: "c-enroll",
         text: include_str!("../../assets/guide/central-08-enroll.txt"),
         needs: Needs::Dps,
     },
-    Step {
+    GuideStep {
         id: "c-individual",
         text: include_str!("../../assets/guide/central-09-individual.txt"),
         needs: Needs::Dps,
     },
-    Step {
+    GuideStep {
         id: "c-secondary",
         text: include_str!("../../assets/guide/central-10-secondary.txt"),
         needs: Needs::Dps,
     },
-    Step {
+    GuideStep {
         id: "c-roll",
         text: include_str!("../../assets/guide/central-11-roll.txt"),
         needs: Needs::Dps,
@@ -199,7 +201,7 @@ pub struct Lesson<'a> {
     pub az: &'a str,
 }
 
-impl Step {
+impl GuideStep {
     pub fn lesson(&self) -> Lesson<'static> {
         let (head, rest) = self
             .text
@@ -274,7 +276,7 @@ pub fn renewed(ws: &crate::store::Workspace, rows: &[TreeRow]) -> Vec<String> {
 }
 
 /// Check a step from the workspace's entities and the facts.
-pub fn status(step: &Step, rows: &[TreeRow], facts: &Facts) -> StepStatus {
+pub fn status(step: &GuideStep, rows: &[TreeRow], facts: &Facts) -> StepStatus {
     let find = |pred: &dyn Fn(&TreeRow) -> bool| {
         rows.iter().find(|r| pred(r)).map(|r| r.meta.name.clone())
     };

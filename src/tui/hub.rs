@@ -19,15 +19,17 @@ pub const AVAILABLE: bool = true;
 /// How many log lines the tab keeps; older ones are dropped and counted.
 pub const LOG_CAP: usize = 1000;
 
+/// A CA as the Hub tab lists it (the registry's [`crate::hub::HubCa`], reduced to what is shown).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HubCa {
+pub struct CaRow {
     pub name: String,
     pub verified: bool,
     pub code: Option<String>,
 }
 
+/// A device as the Hub tab lists it (the registry's [`crate::hub::HubDevice`], reduced).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HubDevice {
+pub struct DeviceRow {
     pub id: String,
     pub enabled: bool,
     /// "X.509 CA signed" or "X.509 self-signed".
@@ -66,8 +68,8 @@ pub enum HubAction {
     Error(String),
     /// The registry as it is now (after add CA / verify / register / disable).
     Registry {
-        cas: Vec<HubCa>,
-        devices: Vec<HubDevice>,
+        cas: Vec<CaRow>,
+        devices: Vec<DeviceRow>,
     },
     Event(LogLine),
     /// Several events at once (a burst read from the channel in one go).
@@ -84,11 +86,11 @@ pub enum HubAction {
 }
 
 /// The TUI's view of a registry.
-pub fn from_registry(r: &crate::hub::Registry) -> (Vec<HubCa>, Vec<HubDevice>) {
+pub fn from_registry(r: &crate::hub::Registry) -> (Vec<CaRow>, Vec<DeviceRow>) {
     let cas = r
         .cas
         .iter()
-        .map(|c| HubCa {
+        .map(|c| CaRow {
             name: c.name.clone(),
             verified: c.verified,
             code: (!c.verified).then(|| c.code.clone()),
@@ -97,7 +99,7 @@ pub fn from_registry(r: &crate::hub::Registry) -> (Vec<HubCa>, Vec<HubDevice>) {
     let devices = r
         .devices
         .iter()
-        .map(|d| HubDevice {
+        .map(|d| DeviceRow {
             id: d.id.clone(),
             enabled: d.enabled,
             auth: match d.auth {
@@ -167,8 +169,8 @@ pub fn log_line(e: &crate::hub::HubEvent, at: OffsetDateTime) -> LogLine {
 pub struct HubState {
     pub running: Option<u16>,
     pub port: u16,
-    pub cas: Vec<HubCa>,
-    pub devices: Vec<HubDevice>,
+    pub cas: Vec<CaRow>,
+    pub devices: Vec<DeviceRow>,
     pub log: VecDeque<LogLine>,
     pub dropped: u64,
     pub error: Option<String>,

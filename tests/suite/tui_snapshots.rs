@@ -383,24 +383,24 @@ fn hub_and_connect_tabs_render_engine_events() {
     app.update(Action::Hub(hub::HubAction::Started { port: 8883 }));
     app.update(Action::Hub(hub::HubAction::Registry {
         cas: vec![
-            hub::HubCa {
+            hub::CaRow {
                 name: "contoso-int".into(),
                 verified: true,
                 code: None,
             },
-            hub::HubCa {
+            hub::CaRow {
                 name: "other-root".into(),
                 verified: false,
                 code: Some("75B8…BDDB3".into()),
             },
         ],
         devices: vec![
-            hub::HubDevice {
+            hub::DeviceRow {
                 id: "dev-01".into(),
                 enabled: true,
                 auth: "X.509 CA signed".into(),
             },
-            hub::HubDevice {
+            hub::DeviceRow {
                 id: "lost-dev".into(),
                 enabled: false,
                 auth: "X.509 CA signed".into(),
@@ -634,7 +634,7 @@ fn hub_proof_and_form_dialogs() {
         "hub verified the proof: CA \"contoso-int\" is Verified".into(),
     ]))));
     app.update(Action::Hub(hub::HubAction::Registry {
-        cas: vec![hub::HubCa {
+        cas: vec![hub::CaRow {
             name: "contoso-int".into(),
             verified: true,
             code: None,

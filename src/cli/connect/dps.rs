@@ -10,7 +10,7 @@ use anyhow::{Context as _, anyhow, bail};
 use super::ConnectArgs;
 use crate::azure::dps as wire;
 use crate::hub::HubStore;
-use crate::hub::dps_client::{self, Step};
+use crate::hub::dps_client::{self, ProvisionStep};
 use crate::mqtt::{Endpoint, Identity};
 use crate::store::Workspace;
 
@@ -72,7 +72,7 @@ pub async fn provision(
         );
     }
     let config = dps_client::tls_config(&device).map_err(|e| anyhow!(e))?;
-    let mut show = |s: Step| {
+    let mut show = |s: ProvisionStep| {
         if json {
             super::super::print_json_line(&serde_json::json!({ "event": "dps", "step": s }));
         } else {
