@@ -7,72 +7,28 @@ use super::figures::record;
 use super::run::{Load, RoundTrip, Shared};
 use crate::azure;
 use crate::mqtt::diagnose::{Failure, FailureKind};
+use crate::mqtt::session::recv_failure;
 use crate::mqtt::{Flavor, Step};
-use bytes::BytesMut;
+use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
     Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe, SubscribeFilter,
     SubscribeReasonCode,
 };
-use rumqttc::mqttbytes::{self, QoS};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 
-const MAX_PACKET: usize = 1024 * 1024;
 /// Keep-alive announced in CONNECT; a PINGREQ goes out after half of it without traffic.
 const KEEP_ALIVE: u16 = 60;
 
-pub(crate) struct Conn {
-    io: TlsStream<TcpStream>,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
-}
-
-pub(crate) enum RecvError {
-    Io(io::Error),
-    Closed,
-    Protocol(String),
-}
-
-impl Conn {
-    async fn send(&mut self, p: &Packet) -> io::Result<()> {
-        self.wbuf.clear();
-        p.write(&mut self.wbuf, MAX_PACKET)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        self.io.write_all(&self.wbuf).await?;
-        self.io.flush().await
-    }
-
-    /// The next packet (cancel-safe: partial input stays in the buffer).
-    async fn recv(&mut self) -> Result<Packet, RecvError> {
-        loop {
-            match Packet::read(&mut self.rbuf, MAX_PACKET) {
-                Ok(p) => return Ok(p),
-                Err(mqttbytes::Error::InsufficientBytes(_)) => {}
-                Err(e) => return Err(RecvError::Protocol(e.to_string())),
-            }
-            match self.io.read_buf(&mut self.rbuf).await {
-                Ok(0) => return Err(RecvError::Closed),
-                Ok(_) => {}
-                Err(e) => return Err(RecvError::Io(e)),
-            }
-        }
-    }
-}
-
-fn recv_failure(step: Step, e: RecvError) -> Failure {
-    match e {
-        RecvError::Io(e) => Failure::io(step, &e),
-        RecvError::Closed => Failure::new(step, FailureKind::Closed),
-        RecvError::Protocol(p) => Failure::new(step, FailureKind::Protocol(p)),
-    }
-}
+/// A device's MQTT connection: the connection test's framing over this device's TLS stream.
+pub(crate) type Conn = crate::mqtt::session::Conn<TlsStream<TcpStream>>;
 
 async fn step<T, F>(step: Step, limit: Duration, fut: F) -> Result<T, Failure>
 where
@@ -120,11 +76,7 @@ pub(crate) async fn connect(
         connector.connect(sh.server_name.clone(), tcp),
     )
     .await?;
-    let mut conn = Conn {
-        io: tls,
-        rbuf: BytesMut::with_capacity(512),
-        wbuf: BytesMut::with_capacity(512),
-    };
+    let mut conn = Conn::with_capacity(tls, 512);
     let mut connect = Connect::new(id.to_string());
     connect.keep_alive = KEEP_ALIVE;
     connect.clean_session = true;

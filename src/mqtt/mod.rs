@@ -11,7 +11,7 @@ mod amqp;
 pub mod diagnose;
 pub mod identity;
 pub mod local;
-mod session;
+pub(crate) mod session;
 pub mod stats;
 mod tls;
 

@@ -150,29 +150,31 @@ impl<T> Io for T where
 {
 }
 
-/// An MQTT connection, packets framed with rumqttc's v4 codec.
-struct Conn {
-    io: Box<dyn Io>,
+/// An MQTT connection, packets framed with rumqttc's v4 codec: the connection test's (over a
+/// boxed TLS or WebSocket stream) and each fleet device's (over TLS).
+pub(crate) struct Conn<S = Box<dyn Io>> {
+    pub(crate) io: S,
     rbuf: BytesMut,
     wbuf: BytesMut,
 }
 
-enum RecvError {
+pub(crate) enum RecvError {
     Io(io::Error),
     Closed,
     Protocol(String),
 }
 
-impl Conn {
-    fn new(io: Box<dyn Io>) -> Conn {
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Conn<S> {
+    /// Buffers of `capacity` bytes each way (a fleet keeps them small).
+    pub(crate) fn with_capacity(io: S, capacity: usize) -> Conn<S> {
         Conn {
             io,
-            rbuf: BytesMut::with_capacity(4096),
-            wbuf: BytesMut::with_capacity(4096),
+            rbuf: BytesMut::with_capacity(capacity),
+            wbuf: BytesMut::with_capacity(capacity),
         }
     }
 
-    async fn send(&mut self, p: &Packet) -> io::Result<()> {
+    pub(crate) async fn send(&mut self, p: &Packet) -> io::Result<()> {
         self.wbuf.clear();
         p.write(&mut self.wbuf, MAX_PACKET)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -181,7 +183,7 @@ impl Conn {
     }
 
     /// The next packet (cancel-safe: partial input stays in the buffer).
-    async fn recv(&mut self) -> Result<Packet, RecvError> {
+    pub(crate) async fn recv(&mut self) -> Result<Packet, RecvError> {
         loop {
             match Packet::read(&mut self.rbuf, MAX_PACKET) {
                 Ok(p) => return Ok(p),
@@ -197,7 +199,7 @@ impl Conn {
     }
 }
 
-fn recv_failure(step: Step, e: RecvError) -> Failure {
+pub(crate) fn recv_failure(step: Step, e: RecvError) -> Failure {
     match e {
         RecvError::Io(e) => Failure::io(step, &e),
         RecvError::Closed => Failure::new(step, FailureKind::Closed),
@@ -296,7 +298,7 @@ async fn run_inner(
     if test.transport.amqp() {
         return super::amqp::session(test, tx, s, io).await;
     }
-    let mut conn = Conn::new(io);
+    let mut conn = Conn::with_capacity(io, 4096);
     let keep_alive = mqtt_connect(test, tx, &mut conn).await?;
     subscribe(test, tx, &mut conn).await?;
     telemetry_loop(test, tx, s, &mut conn, keep_alive).await?;
