@@ -221,62 +221,11 @@ impl ConnectState {
             } => self.log.push(format!(
                 "connect {device} → {endpoint}, {count} message(s), QoS {qos}"
             )),
-            E::Lint { findings } => {
-                let errors = findings
-                    .iter()
-                    .filter(|f| f.severity == crate::pki::lint::Severity::Error)
-                    .count();
-                self.apply(ConnectAction::Step(Step {
-                    name: "pre-flight lint".into(),
-                    state: if errors == 0 {
-                        StepState::Ok
-                    } else {
-                        StepState::Failed
-                    },
-                    took: None,
-                    detail: if findings.is_empty() {
-                        "no findings".into()
-                    } else {
-                        format!("{} finding(s)", findings.len())
-                    },
-                }));
-                for f in findings {
-                    self.log.push(format!(
-                        "! {} {}: {}",
-                        f.severity.as_str(),
-                        f.code,
-                        f.message
-                    ));
-                }
-            }
+            E::Lint { findings } => self.lint(findings),
             E::StepDone { step, ms, detail } => self.step(step.label(), true, ms, detail),
             E::Resolved { ms, addresses } => self.step("resolve", true, ms, addresses.join(", ")),
             E::TcpConnected { ms, address } => self.step("TCP connect", true, ms, address),
-            E::TlsEstablished { ms, facts } => {
-                self.step(
-                    "TLS handshake",
-                    true,
-                    ms,
-                    format!("{}, {}", facts.version, facts.cipher_suite),
-                );
-                self.tls = vec![format!("{} {}", facts.version, facts.cipher_suite)];
-                if let Some(s) = &facts.server_cert {
-                    self.tls.push(format!(
-                        "server {} ({}), until {}",
-                        crate::text::escape_controls(&s.subject),
-                        if facts.server_verified {
-                            "verified"
-                        } else {
-                            "NOT verified"
-                        },
-                        s.not_after
-                    ));
-                }
-                if !facts.client_chain_sent.is_empty() {
-                    self.tls
-                        .push(format!("sent {}", facts.client_chain_sent.join(" ← ")));
-                }
-            }
+            E::TlsEstablished { ms, facts } => self.tls_established(ms, facts),
             E::Connack {
                 ms, code, meaning, ..
             } => self.step("MQTT CONNECT", code == 0, ms, format!("CONNACK {meaning}")),
@@ -331,67 +280,130 @@ impl ConnectState {
                 format!("✗ local hub recorded {recorded}; missing {missing:?}")
             }),
             E::Disconnected { ms } => self.step("disconnect", true, ms, "clean".into()),
-            E::Failed { step, diagnosis } => {
-                self.apply(ConnectAction::Step(Step {
-                    name: step.label().into(),
-                    state: StepState::Failed,
-                    took: None,
-                    detail: diagnosis.code.clone(),
-                }));
-                let device = self.device.clone().unwrap_or_default();
-                self.diagnosis = Some(match key_fix(&diagnosis.code, &device) {
-                    // The key first, then the CLI's own fix (the engine's wording).
-                    Some(keys) => format!(
-                        "{} failed: {}\nfix: {keys}\nor: {}",
-                        step.label(),
-                        diagnosis.cause,
-                        diagnosis.fix
-                    ),
-                    None => format!(
-                        "{} failed: {}\nfix: {}",
-                        step.label(),
-                        diagnosis.cause,
-                        diagnosis.fix
-                    ),
-                });
-            }
-            E::Summary(s) => {
-                self.summary = Some(format!(
-                    "{} {} sent, {} acknowledged, {}/{} round trips, {} lost",
-                    if s.ok { "✓" } else { "✗" },
-                    s.sent,
-                    s.acked,
-                    s.round_trips_seen,
-                    s.round_trips_expected,
-                    s.lost
-                ));
-                if s.ok {
-                    self.passed = self.device.clone();
-                }
-                let line = format!(
-                    "{} {}/{} acked{}, {}/{} round trips{}, {:.0} ms",
-                    if s.ok { "✓" } else { "✗" },
-                    s.acked,
-                    s.sent,
-                    s.ack_latency
-                        .as_ref()
-                        .map(|l| format!(" (p50 {:.1} ms)", l.p50_ms))
-                        .unwrap_or_default(),
-                    s.round_trips_seen,
-                    s.round_trips_expected,
-                    s.round_trip_latency
-                        .as_ref()
-                        .map(|l| format!(" (p50 {:.1} ms)", l.p50_ms))
-                        .unwrap_or_default(),
-                    s.total_ms
-                );
-                match self.compare.iter_mut().find(|(t, _)| *t == self.transport) {
-                    Some(e) => e.1 = line,
-                    None => self.compare.push((self.transport, line)),
-                }
-                self.running = false;
-            }
+            E::Failed { step, diagnosis } => self.failed(step, diagnosis),
+            E::Summary(s) => self.finished(s),
         }
+    }
+
+    /// The pre-flight lint as a step, its findings in the log.
+    fn lint(&mut self, findings: Vec<crate::pki::lint::Finding>) {
+        let errors = findings
+            .iter()
+            .filter(|f| f.severity == crate::pki::lint::Severity::Error)
+            .count();
+        self.apply(ConnectAction::Step(Step {
+            name: "pre-flight lint".into(),
+            state: if errors == 0 {
+                StepState::Ok
+            } else {
+                StepState::Failed
+            },
+            took: None,
+            detail: if findings.is_empty() {
+                "no findings".into()
+            } else {
+                format!("{} finding(s)", findings.len())
+            },
+        }));
+        for f in findings {
+            self.log.push(format!(
+                "! {} {}: {}",
+                f.severity.as_str(),
+                f.code,
+                f.message
+            ));
+        }
+    }
+
+    /// The handshake as a step, and the TLS facts the panel shows.
+    fn tls_established(&mut self, ms: f64, facts: crate::mqtt::TlsFacts) {
+        self.step(
+            "TLS handshake",
+            true,
+            ms,
+            format!("{}, {}", facts.version, facts.cipher_suite),
+        );
+        self.tls = vec![format!("{} {}", facts.version, facts.cipher_suite)];
+        if let Some(s) = &facts.server_cert {
+            self.tls.push(format!(
+                "server {} ({}), until {}",
+                crate::text::escape_controls(&s.subject),
+                if facts.server_verified {
+                    "verified"
+                } else {
+                    "NOT verified"
+                },
+                s.not_after
+            ));
+        }
+        if !facts.client_chain_sent.is_empty() {
+            self.tls
+                .push(format!("sent {}", facts.client_chain_sent.join(" ← ")));
+        }
+    }
+
+    /// The failing step, and the diagnosis with the key that fixes it first when there is one.
+    fn failed(&mut self, step: crate::mqtt::Step, diagnosis: crate::mqtt::Diagnosis) {
+        self.apply(ConnectAction::Step(Step {
+            name: step.label().into(),
+            state: StepState::Failed,
+            took: None,
+            detail: diagnosis.code.clone(),
+        }));
+        let device = self.device.clone().unwrap_or_default();
+        self.diagnosis = Some(match key_fix(&diagnosis.code, &device) {
+            // The key first, then the CLI's own fix (the engine's wording).
+            Some(keys) => format!(
+                "{} failed: {}\nfix: {keys}\nor: {}",
+                step.label(),
+                diagnosis.cause,
+                diagnosis.fix
+            ),
+            None => format!(
+                "{} failed: {}\nfix: {}",
+                step.label(),
+                diagnosis.cause,
+                diagnosis.fix
+            ),
+        });
+    }
+
+    /// The summary line, and this transport's row in the comparison; the run is over.
+    fn finished(&mut self, s: crate::mqtt::Summary) {
+        self.summary = Some(format!(
+            "{} {} sent, {} acknowledged, {}/{} round trips, {} lost",
+            if s.ok { "✓" } else { "✗" },
+            s.sent,
+            s.acked,
+            s.round_trips_seen,
+            s.round_trips_expected,
+            s.lost
+        ));
+        if s.ok {
+            self.passed = self.device.clone();
+        }
+        let line = format!(
+            "{} {}/{} acked{}, {}/{} round trips{}, {:.0} ms",
+            if s.ok { "✓" } else { "✗" },
+            s.acked,
+            s.sent,
+            s.ack_latency
+                .as_ref()
+                .map(|l| format!(" (p50 {:.1} ms)", l.p50_ms))
+                .unwrap_or_default(),
+            s.round_trips_seen,
+            s.round_trips_expected,
+            s.round_trip_latency
+                .as_ref()
+                .map(|l| format!(" (p50 {:.1} ms)", l.p50_ms))
+                .unwrap_or_default(),
+            s.total_ms
+        );
+        match self.compare.iter_mut().find(|(t, _)| *t == self.transport) {
+            Some(e) => e.1 = line,
+            None => self.compare.push((self.transport, line)),
+        }
+        self.running = false;
     }
 }
 
