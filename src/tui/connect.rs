@@ -473,6 +473,47 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(chart_h),
     ])
     .areas(area);
+    let head_lines = header_lines(app);
+    f.render_widget(
+        Paragraph::new(head_lines).block(block(t, "Connection test")),
+        head,
+    );
+    render_steps_and_log(f, body, c, t);
+    if !diag.is_empty() {
+        f.render_widget(
+            Paragraph::new(
+                diag.into_iter()
+                    .map(|l| Line::styled(l, t.bad()))
+                    .collect::<Vec<_>>(),
+            )
+            .wrap(Wrap { trim: false })
+            .block(block(t, "Diagnosis")),
+            diag_area,
+        );
+    }
+    if chart_h > 0 {
+        let last = c
+            .round_trips
+            .last()
+            .map(|us| format!(" last {:.1} ms", *us as f64 / 1000.0))
+            .unwrap_or_default();
+        let width = chart.width.saturating_sub(2) as usize;
+        let data = &c.round_trips[c.round_trips.len().saturating_sub(width)..];
+        f.render_widget(
+            Sparkline::default()
+                .data(data)
+                .style(t.accent())
+                .block(block(t, &format!("Round trips{last}"))),
+            chart,
+        );
+    }
+}
+
+/// The header: the device and its state, the target, the TLS facts, the counts, and one line per
+/// transport when several ran.
+fn header_lines(app: &App) -> Vec<Line<'static>> {
+    let t = app.theme;
+    let c = &app.connect;
     let device = c
         .device
         .clone()
@@ -524,10 +565,11 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             ]));
         }
     }
-    f.render_widget(
-        Paragraph::new(head_lines).block(block(t, "Connection test")),
-        head,
-    );
+    head_lines
+}
+
+/// The steps beside the message log; after a failure the steps get more of the width.
+fn render_steps_and_log(f: &mut Frame, body: Rect, c: &ConnectState, t: Theme) {
     // After a failure the steps matter more than the messages.
     let failed = c.steps.iter().any(|s| s.state == StepState::Failed);
     let steps_pct = if failed { 60 } else { 45 };
@@ -582,34 +624,6 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             .block(block(t, "Messages")),
         log_area,
     );
-    if !diag.is_empty() {
-        f.render_widget(
-            Paragraph::new(
-                diag.into_iter()
-                    .map(|l| Line::styled(l, t.bad()))
-                    .collect::<Vec<_>>(),
-            )
-            .wrap(Wrap { trim: false })
-            .block(block(t, "Diagnosis")),
-            diag_area,
-        );
-    }
-    if chart_h > 0 {
-        let last = c
-            .round_trips
-            .last()
-            .map(|us| format!(" last {:.1} ms", *us as f64 / 1000.0))
-            .unwrap_or_default();
-        let width = chart.width.saturating_sub(2) as usize;
-        let data = &c.round_trips[c.round_trips.len().saturating_sub(width)..];
-        f.render_widget(
-            Sparkline::default()
-                .data(data)
-                .style(t.accent())
-                .block(block(t, &format!("Round trips{last}"))),
-            chart,
-        );
-    }
 }
 
 fn block(t: Theme, title: &str) -> Block<'static> {
