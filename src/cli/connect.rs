@@ -268,21 +268,7 @@ impl Printer {
                 flavor,
                 count,
                 qos,
-            } => {
-                let peer = match peer {
-                    PeerKind::LocalHub => "local hub",
-                    PeerKind::AzureHub => "Azure IoT Hub",
-                    PeerKind::Broker => "MQTT broker",
-                };
-                let flavor = match flavor {
-                    Flavor::Azure => "azure",
-                    Flavor::Generic => "generic",
-                };
-                let transport = transport.as_str();
-                say!(
-                    "connect {device} -> {endpoint} ({peer}, {transport}, {flavor} flavor, {count} message(s), QoS {qos})"
-                );
-            }
+            } => print_start(device, endpoint, peer, transport, flavor, *count, *qos),
             Event::Lint { findings } => {
                 if findings.is_empty() {
                     say!("✓ pre-flight lint: no findings");
@@ -296,41 +282,7 @@ impl Printer {
             Event::StepDone { step, ms, detail } => line(true, step.label(), *ms, detail),
             Event::Resolved { ms, addresses } => line(true, "resolve", *ms, &addresses.join(", ")),
             Event::TcpConnected { ms, address } => line(true, "TCP connect", *ms, address),
-            Event::TlsEstablished { ms, facts } => {
-                line(
-                    true,
-                    "TLS handshake",
-                    *ms,
-                    &format!("{}, {}", facts.version, facts.cipher_suite),
-                );
-                if let Some(s) = &facts.server_cert {
-                    say!(
-                        "    server: {} issued by {}, valid until {}{}",
-                        crate::text::escape_controls(&s.subject),
-                        crate::text::escape_controls(&s.issuer),
-                        s.not_after,
-                        if facts.server_verified {
-                            ", verified"
-                        } else {
-                            ", NOT verified"
-                        }
-                    );
-                }
-                if facts.client_cert_requested {
-                    say!(
-                        "    client chain sent: {}",
-                        facts.client_chain_sent.join("  <-  ")
-                    );
-                    if !facts.acceptable_cas.is_empty() {
-                        say!(
-                            "    server accepts client certificates from: {}",
-                            crate::text::escape_controls(&facts.acceptable_cas.join("; "))
-                        );
-                    }
-                } else {
-                    say!("    the server did not ask for a client certificate");
-                }
-            }
+            Event::TlsEstablished { ms, facts } => print_tls(*ms, facts),
             Event::Connack {
                 ms,
                 code,
@@ -422,25 +374,90 @@ impl Printer {
                     say!("    ({})", diagnosis.detail);
                 }
             }
-            Event::Summary(s) => {
-                say!(
-                    "{} summary: {} sent, {} acknowledged, {}/{} round trips, {} lost, {:.0} ms in all",
-                    if s.ok { "✓" } else { "✗" },
-                    s.sent,
-                    s.acked,
-                    s.round_trips_seen,
-                    s.round_trips_expected,
-                    s.lost,
-                    s.total_ms
-                );
-                if let Some(l) = &s.ack_latency {
-                    say!("    PUBACK latency:     {l}");
-                }
-                if let Some(l) = &s.round_trip_latency {
-                    say!("    round-trip latency: {l}");
-                }
-            }
+            Event::Summary(s) => print_summary(s),
         }
+    }
+}
+
+/// The opening line: which device goes where, how, and how many messages.
+fn print_start(
+    device: &str,
+    endpoint: &str,
+    peer: &PeerKind,
+    transport: &mqtt::Transport,
+    flavor: &Flavor,
+    count: u32,
+    qos: u8,
+) {
+    let peer = match peer {
+        PeerKind::LocalHub => "local hub",
+        PeerKind::AzureHub => "Azure IoT Hub",
+        PeerKind::Broker => "MQTT broker",
+    };
+    let flavor = match flavor {
+        Flavor::Azure => "azure",
+        Flavor::Generic => "generic",
+    };
+    let transport = transport.as_str();
+    say!(
+        "connect {device} -> {endpoint} ({peer}, {transport}, {flavor} flavor, {count} message(s), QoS {qos})"
+    );
+}
+
+/// The TLS handshake's line and what each side showed the other.
+fn print_tls(ms: f64, facts: &mqtt::TlsFacts) {
+    line(
+        true,
+        "TLS handshake",
+        ms,
+        &format!("{}, {}", facts.version, facts.cipher_suite),
+    );
+    if let Some(s) = &facts.server_cert {
+        say!(
+            "    server: {} issued by {}, valid until {}{}",
+            crate::text::escape_controls(&s.subject),
+            crate::text::escape_controls(&s.issuer),
+            s.not_after,
+            if facts.server_verified {
+                ", verified"
+            } else {
+                ", NOT verified"
+            }
+        );
+    }
+    if facts.client_cert_requested {
+        say!(
+            "    client chain sent: {}",
+            facts.client_chain_sent.join("  <-  ")
+        );
+        if !facts.acceptable_cas.is_empty() {
+            say!(
+                "    server accepts client certificates from: {}",
+                crate::text::escape_controls(&facts.acceptable_cas.join("; "))
+            );
+        }
+    } else {
+        say!("    the server did not ask for a client certificate");
+    }
+}
+
+/// The closing summary and the latency figures.
+fn print_summary(s: &mqtt::Summary) {
+    say!(
+        "{} summary: {} sent, {} acknowledged, {}/{} round trips, {} lost, {:.0} ms in all",
+        if s.ok { "✓" } else { "✗" },
+        s.sent,
+        s.acked,
+        s.round_trips_seen,
+        s.round_trips_expected,
+        s.lost,
+        s.total_ms
+    );
+    if let Some(l) = &s.ack_latency {
+        say!("    PUBACK latency:     {l}");
+    }
+    if let Some(l) = &s.round_trip_latency {
+        say!("    round-trip latency: {l}");
     }
 }
 

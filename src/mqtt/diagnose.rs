@@ -413,36 +413,8 @@ fn client_refused(a: AlertDescription, step: Step, cx: &Context<'_>) -> Diagnosi
         );
     }
     // Which certificate is out of date, if any: ours first, then each CA we sent.
-    let expired = id
-        .sent
-        .iter()
-        .find(|c| c.view.status != crate::pki::inspect::ValidityStatus::Valid);
-    if let Some(c) = expired {
-        let is_leaf = std::ptr::eq(c, id.leaf());
-        let what = if is_leaf {
-            format!("device certificate \"{}\"", c.name)
-        } else {
-            format!("CA certificate \"{}\" in the chain sent", c.name)
-        };
-        let (state, date) = match c.view.status {
-            crate::pki::inspect::ValidityStatus::NotYetValid => {
-                ("is not valid until", &c.view.not_before)
-            }
-            _ => ("expired on", &c.view.not_after),
-        };
-        let fix = if is_leaf {
-            renew_fix(id)
-        } else {
-            format!(
-                "renew \"{}\" and re-issue the certificates under it",
-                c.name
-            )
-        };
-        return d(
-            "expired",
-            format!("{who} refused {what}: it {state} {date}"),
-            fix,
-        );
+    if let Some((cause, fix)) = expired_in_chain(id, who) {
+        return d("expired", cause, fix);
     }
     if a == AlertDescription::CertificateExpired {
         return d(
@@ -496,6 +468,50 @@ fn client_refused(a: AlertDescription, step: Step, cx: &Context<'_>) -> Diagnosi
             },
         );
     }
+    let (code, cause, fix) = untrusted_ca(a, who, &root, cx);
+    d(code, cause, fix)
+}
+
+/// The first certificate sent that is out of date by this machine's clock, as a refusal's cause
+/// and fix.
+fn expired_in_chain(id: &Identity, who: &str) -> Option<(String, String)> {
+    let c = id
+        .sent
+        .iter()
+        .find(|c| c.view.status != crate::pki::inspect::ValidityStatus::Valid)?;
+    let is_leaf = std::ptr::eq(c, id.leaf());
+    let what = if is_leaf {
+        format!("device certificate \"{}\"", c.name)
+    } else {
+        format!("CA certificate \"{}\" in the chain sent", c.name)
+    };
+    let (state, date) = match c.view.status {
+        crate::pki::inspect::ValidityStatus::NotYetValid => {
+            ("is not valid until", &c.view.not_before)
+        }
+        _ => ("expired on", &c.view.not_after),
+    };
+    let fix = if is_leaf {
+        renew_fix(id)
+    } else {
+        format!(
+            "renew \"{}\" and re-issue the certificates under it",
+            c.name
+        )
+    };
+    Some((format!("{who} refused {what}: it {state} {date}"), fix))
+}
+
+/// The peer does not trust the CA that issued the device: the code, cause and fix, naming what the
+/// peer accepts when it said.
+fn untrusted_ca(
+    a: AlertDescription,
+    who: &str,
+    root: &str,
+    cx: &Context<'_>,
+) -> (&'static str, String, String) {
+    let id = cx.identity;
+    let dev = &id.leaf().name;
     let issuer = id.leaf_issuer_name();
     let hint = if cx.acceptable_cas.is_empty() {
         String::new()
@@ -518,7 +534,7 @@ fn client_refused(a: AlertDescription, step: Step, cx: &Context<'_>) -> Diagnosi
         "{who} does not trust the CA that issued \"{dev}\"{hint} (alert {})",
         alert_name(a)
     );
-    let fix = match ep.peer {
+    let fix = match cx.endpoint.peer {
         PeerKind::Broker => format!(
             "add \"{root}\" to the broker's cafile, or issue \"{dev}\" under a CA the broker trusts"
         ),
@@ -529,7 +545,7 @@ fn client_refused(a: AlertDescription, step: Step, cx: &Context<'_>) -> Diagnosi
             "register and verify \"{root}\" on the hub (chainsmith new verification --issuer {root} --code CODE), then connect again"
         ),
     };
-    d(code, cause, fix)
+    (code, cause, fix)
 }
 
 fn connack(code: u8, hub_reason: Option<&super::HubRefusal>, cx: &Context<'_>) -> Diagnosis {

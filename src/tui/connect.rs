@@ -221,62 +221,11 @@ impl ConnectState {
             } => self.log.push(format!(
                 "connect {device} → {endpoint}, {count} message(s), QoS {qos}"
             )),
-            E::Lint { findings } => {
-                let errors = findings
-                    .iter()
-                    .filter(|f| f.severity == crate::pki::lint::Severity::Error)
-                    .count();
-                self.apply(ConnectAction::Step(Step {
-                    name: "pre-flight lint".into(),
-                    state: if errors == 0 {
-                        StepState::Ok
-                    } else {
-                        StepState::Failed
-                    },
-                    took: None,
-                    detail: if findings.is_empty() {
-                        "no findings".into()
-                    } else {
-                        format!("{} finding(s)", findings.len())
-                    },
-                }));
-                for f in findings {
-                    self.log.push(format!(
-                        "! {} {}: {}",
-                        f.severity.as_str(),
-                        f.code,
-                        f.message
-                    ));
-                }
-            }
+            E::Lint { findings } => self.lint(findings),
             E::StepDone { step, ms, detail } => self.step(step.label(), true, ms, detail),
             E::Resolved { ms, addresses } => self.step("resolve", true, ms, addresses.join(", ")),
             E::TcpConnected { ms, address } => self.step("TCP connect", true, ms, address),
-            E::TlsEstablished { ms, facts } => {
-                self.step(
-                    "TLS handshake",
-                    true,
-                    ms,
-                    format!("{}, {}", facts.version, facts.cipher_suite),
-                );
-                self.tls = vec![format!("{} {}", facts.version, facts.cipher_suite)];
-                if let Some(s) = &facts.server_cert {
-                    self.tls.push(format!(
-                        "server {} ({}), until {}",
-                        crate::text::escape_controls(&s.subject),
-                        if facts.server_verified {
-                            "verified"
-                        } else {
-                            "NOT verified"
-                        },
-                        s.not_after
-                    ));
-                }
-                if !facts.client_chain_sent.is_empty() {
-                    self.tls
-                        .push(format!("sent {}", facts.client_chain_sent.join(" ← ")));
-                }
-            }
+            E::TlsEstablished { ms, facts } => self.tls_established(ms, facts),
             E::Connack {
                 ms, code, meaning, ..
             } => self.step("MQTT CONNECT", code == 0, ms, format!("CONNACK {meaning}")),
@@ -331,67 +280,130 @@ impl ConnectState {
                 format!("✗ local hub recorded {recorded}; missing {missing:?}")
             }),
             E::Disconnected { ms } => self.step("disconnect", true, ms, "clean".into()),
-            E::Failed { step, diagnosis } => {
-                self.apply(ConnectAction::Step(Step {
-                    name: step.label().into(),
-                    state: StepState::Failed,
-                    took: None,
-                    detail: diagnosis.code.clone(),
-                }));
-                let device = self.device.clone().unwrap_or_default();
-                self.diagnosis = Some(match key_fix(&diagnosis.code, &device) {
-                    // The key first, then the CLI's own fix (the engine's wording).
-                    Some(keys) => format!(
-                        "{} failed: {}\nfix: {keys}\nor: {}",
-                        step.label(),
-                        diagnosis.cause,
-                        diagnosis.fix
-                    ),
-                    None => format!(
-                        "{} failed: {}\nfix: {}",
-                        step.label(),
-                        diagnosis.cause,
-                        diagnosis.fix
-                    ),
-                });
-            }
-            E::Summary(s) => {
-                self.summary = Some(format!(
-                    "{} {} sent, {} acknowledged, {}/{} round trips, {} lost",
-                    if s.ok { "✓" } else { "✗" },
-                    s.sent,
-                    s.acked,
-                    s.round_trips_seen,
-                    s.round_trips_expected,
-                    s.lost
-                ));
-                if s.ok {
-                    self.passed = self.device.clone();
-                }
-                let line = format!(
-                    "{} {}/{} acked{}, {}/{} round trips{}, {:.0} ms",
-                    if s.ok { "✓" } else { "✗" },
-                    s.acked,
-                    s.sent,
-                    s.ack_latency
-                        .as_ref()
-                        .map(|l| format!(" (p50 {:.1} ms)", l.p50_ms))
-                        .unwrap_or_default(),
-                    s.round_trips_seen,
-                    s.round_trips_expected,
-                    s.round_trip_latency
-                        .as_ref()
-                        .map(|l| format!(" (p50 {:.1} ms)", l.p50_ms))
-                        .unwrap_or_default(),
-                    s.total_ms
-                );
-                match self.compare.iter_mut().find(|(t, _)| *t == self.transport) {
-                    Some(e) => e.1 = line,
-                    None => self.compare.push((self.transport, line)),
-                }
-                self.running = false;
-            }
+            E::Failed { step, diagnosis } => self.failed(step, diagnosis),
+            E::Summary(s) => self.finished(s),
         }
+    }
+
+    /// The pre-flight lint as a step, its findings in the log.
+    fn lint(&mut self, findings: Vec<crate::pki::lint::Finding>) {
+        let errors = findings
+            .iter()
+            .filter(|f| f.severity == crate::pki::lint::Severity::Error)
+            .count();
+        self.apply(ConnectAction::Step(Step {
+            name: "pre-flight lint".into(),
+            state: if errors == 0 {
+                StepState::Ok
+            } else {
+                StepState::Failed
+            },
+            took: None,
+            detail: if findings.is_empty() {
+                "no findings".into()
+            } else {
+                format!("{} finding(s)", findings.len())
+            },
+        }));
+        for f in findings {
+            self.log.push(format!(
+                "! {} {}: {}",
+                f.severity.as_str(),
+                f.code,
+                f.message
+            ));
+        }
+    }
+
+    /// The handshake as a step, and the TLS facts the panel shows.
+    fn tls_established(&mut self, ms: f64, facts: crate::mqtt::TlsFacts) {
+        self.step(
+            "TLS handshake",
+            true,
+            ms,
+            format!("{}, {}", facts.version, facts.cipher_suite),
+        );
+        self.tls = vec![format!("{} {}", facts.version, facts.cipher_suite)];
+        if let Some(s) = &facts.server_cert {
+            self.tls.push(format!(
+                "server {} ({}), until {}",
+                crate::text::escape_controls(&s.subject),
+                if facts.server_verified {
+                    "verified"
+                } else {
+                    "NOT verified"
+                },
+                s.not_after
+            ));
+        }
+        if !facts.client_chain_sent.is_empty() {
+            self.tls
+                .push(format!("sent {}", facts.client_chain_sent.join(" ← ")));
+        }
+    }
+
+    /// The failing step, and the diagnosis with the key that fixes it first when there is one.
+    fn failed(&mut self, step: crate::mqtt::Step, diagnosis: crate::mqtt::Diagnosis) {
+        self.apply(ConnectAction::Step(Step {
+            name: step.label().into(),
+            state: StepState::Failed,
+            took: None,
+            detail: diagnosis.code.clone(),
+        }));
+        let device = self.device.clone().unwrap_or_default();
+        self.diagnosis = Some(match key_fix(&diagnosis.code, &device) {
+            // The key first, then the CLI's own fix (the engine's wording).
+            Some(keys) => format!(
+                "{} failed: {}\nfix: {keys}\nor: {}",
+                step.label(),
+                diagnosis.cause,
+                diagnosis.fix
+            ),
+            None => format!(
+                "{} failed: {}\nfix: {}",
+                step.label(),
+                diagnosis.cause,
+                diagnosis.fix
+            ),
+        });
+    }
+
+    /// The summary line, and this transport's row in the comparison; the run is over.
+    fn finished(&mut self, s: crate::mqtt::Summary) {
+        self.summary = Some(format!(
+            "{} {} sent, {} acknowledged, {}/{} round trips, {} lost",
+            if s.ok { "✓" } else { "✗" },
+            s.sent,
+            s.acked,
+            s.round_trips_seen,
+            s.round_trips_expected,
+            s.lost
+        ));
+        if s.ok {
+            self.passed = self.device.clone();
+        }
+        let line = format!(
+            "{} {}/{} acked{}, {}/{} round trips{}, {:.0} ms",
+            if s.ok { "✓" } else { "✗" },
+            s.acked,
+            s.sent,
+            s.ack_latency
+                .as_ref()
+                .map(|l| format!(" (p50 {:.1} ms)", l.p50_ms))
+                .unwrap_or_default(),
+            s.round_trips_seen,
+            s.round_trips_expected,
+            s.round_trip_latency
+                .as_ref()
+                .map(|l| format!(" (p50 {:.1} ms)", l.p50_ms))
+                .unwrap_or_default(),
+            s.total_ms
+        );
+        match self.compare.iter_mut().find(|(t, _)| *t == self.transport) {
+            Some(e) => e.1 = line,
+            None => self.compare.push((self.transport, line)),
+        }
+        self.running = false;
     }
 }
 
@@ -461,6 +473,47 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(chart_h),
     ])
     .areas(area);
+    let head_lines = header_lines(app);
+    f.render_widget(
+        Paragraph::new(head_lines).block(block(t, "Connection test")),
+        head,
+    );
+    render_steps_and_log(f, body, c, t);
+    if !diag.is_empty() {
+        f.render_widget(
+            Paragraph::new(
+                diag.into_iter()
+                    .map(|l| Line::styled(l, t.bad()))
+                    .collect::<Vec<_>>(),
+            )
+            .wrap(Wrap { trim: false })
+            .block(block(t, "Diagnosis")),
+            diag_area,
+        );
+    }
+    if chart_h > 0 {
+        let last = c
+            .round_trips
+            .last()
+            .map(|us| format!(" last {:.1} ms", *us as f64 / 1000.0))
+            .unwrap_or_default();
+        let width = chart.width.saturating_sub(2) as usize;
+        let data = &c.round_trips[c.round_trips.len().saturating_sub(width)..];
+        f.render_widget(
+            Sparkline::default()
+                .data(data)
+                .style(t.accent())
+                .block(block(t, &format!("Round trips{last}"))),
+            chart,
+        );
+    }
+}
+
+/// The header: the device and its state, the target, the TLS facts, the counts, and one line per
+/// transport when several ran.
+fn header_lines(app: &App) -> Vec<Line<'static>> {
+    let t = app.theme;
+    let c = &app.connect;
     let device = c
         .device
         .clone()
@@ -512,10 +565,11 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             ]));
         }
     }
-    f.render_widget(
-        Paragraph::new(head_lines).block(block(t, "Connection test")),
-        head,
-    );
+    head_lines
+}
+
+/// The steps beside the message log; after a failure the steps get more of the width.
+fn render_steps_and_log(f: &mut Frame, body: Rect, c: &ConnectState, t: Theme) {
     // After a failure the steps matter more than the messages.
     let failed = c.steps.iter().any(|s| s.state == StepState::Failed);
     let steps_pct = if failed { 60 } else { 45 };
@@ -570,34 +624,6 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             .block(block(t, "Messages")),
         log_area,
     );
-    if !diag.is_empty() {
-        f.render_widget(
-            Paragraph::new(
-                diag.into_iter()
-                    .map(|l| Line::styled(l, t.bad()))
-                    .collect::<Vec<_>>(),
-            )
-            .wrap(Wrap { trim: false })
-            .block(block(t, "Diagnosis")),
-            diag_area,
-        );
-    }
-    if chart_h > 0 {
-        let last = c
-            .round_trips
-            .last()
-            .map(|us| format!(" last {:.1} ms", *us as f64 / 1000.0))
-            .unwrap_or_default();
-        let width = chart.width.saturating_sub(2) as usize;
-        let data = &c.round_trips[c.round_trips.len().saturating_sub(width)..];
-        f.render_widget(
-            Sparkline::default()
-                .data(data)
-                .style(t.accent())
-                .block(block(t, &format!("Round trips{last}"))),
-            chart,
-        );
-    }
 }
 
 fn block(t: Theme, title: &str) -> Block<'static> {

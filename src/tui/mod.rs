@@ -147,23 +147,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             }
             perform_each(ws, Command::LoadList, emit);
         }
-        Command::LoadList => {
-            let t = Instant::now();
-            match ws.list() {
-                Ok((metas, damaged)) => {
-                    let keep = (metas.len() >= CACHE_MIN).then(|| metas.clone());
-                    let rows = ops::tree(metas, ws.now());
-                    emit(Action::Listed {
-                        rows,
-                        damaged: damaged.len(),
-                        took: t.elapsed(),
-                        cached: false,
-                    });
-                    write_list_cache(ws, keep.as_deref().unwrap_or(&[]));
-                }
-                Err(e) => emit(Action::ListFailed(e.to_string())),
-            }
-        }
+        Command::LoadList => load_list(ws, emit),
         Command::LoadReport(name) => {
             let report = ops::report(ws, &name)
                 .map(Box::new)
@@ -180,78 +164,16 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             emit(Action::Created(r));
         }
         Command::MakeVerification { issuer, code, out } => {
-            let r = (|| -> Result<_, String> {
-                if let Some(dir) = out.parent() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                }
-                let created = ops::new_verification(ws, &issuer, &code, &out, None, true)
-                    .map_err(|e| forms::error_text(&e))?;
-                let pem = std::fs::read_to_string(&out)
-                    .map_err(|e| format!("cannot read back {}: {e}", out.display()))?;
-                Ok((created, pem))
-            })();
-            emit(Action::Verified(r));
+            make_verification(ws, issuer, code, out, emit)
         }
         Command::Delete(name) => {
             let result = ws.remove(&name).map_err(|e| e.to_string());
             emit(Action::Deleted { name, result });
         }
         Command::Copy(_) => {}
-        Command::Export { name, opts } => {
-            let r = crate::export::export_entity(ws, &name, &opts)
-                .map(|rep| {
-                    let mut lines: Vec<String> = rep
-                        .files
-                        .iter()
-                        .map(|f| format!("{:o}  {}  ({})", f.mode, f.path.display(), f.what))
-                        .collect();
-                    lines.extend(rep.notes);
-                    lines
-                })
-                .map_err(|e| forms::error_text(&e));
-            emit(Action::FormDone(r));
-        }
-        Command::Import(req) => {
-            let r = ops::lifecycle::import(ws, &req)
-                .map(|i| {
-                    let mut lines = vec![format!(
-                        "imported {} \"{}\"{}",
-                        i.meta.kind.as_str(),
-                        i.meta.name,
-                        if i.trust_only {
-                            " (no key: trust anchor only)"
-                        } else {
-                            ""
-                        }
-                    )];
-                    lines.extend(i.notes);
-                    lines
-                })
-                .map_err(|e| forms::error_text(&e));
-            emit(Action::FormDone(r));
-        }
-        Command::Renew(req) => {
-            let r = ops::lifecycle::renew(ws, &req)
-                .map(|rn| {
-                    let mut lines = vec![format!(
-                        "renewed \"{}\": serial {} → {}, valid until {}{}",
-                        rn.new.name,
-                        rn.old.serial,
-                        rn.new.serial,
-                        crate::pki::issue::rfc3339(rn.new.not_after),
-                        if rn.rekeyed {
-                            ", new key"
-                        } else {
-                            ", same key"
-                        }
-                    )];
-                    lines.extend(rn.notes);
-                    lines
-                })
-                .map_err(|e| forms::error_text(&e));
-            emit(Action::FormDone(r));
-        }
+        Command::Export { name, opts } => export_entity(ws, name, opts, emit),
+        Command::Import(req) => import_entity(ws, req, emit),
+        Command::Renew(req) => renew_entity(ws, req, emit),
         Command::Revoke {
             name,
             reason,
@@ -287,22 +209,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             )));
             emit(dps_state(ws));
         }
-        Command::DpsEnroll { device } => {
-            let r = crate::hub::HubStore::open(ws.root())
-                .and_then(|s| s.dps_enroll(&device, None, Some(&device), None, None, false, None));
-            let r = r
-                .map(|(ind, warnings)| {
-                    let mut steps = vec![format!(
-                        "enrolled \"{}\" individually in DPS (its certificate's thumbprint)",
-                        ind.registration_id
-                    )];
-                    steps.extend(warnings);
-                    steps
-                })
-                .map_err(|e| e.to_string());
-            emit(Action::Hub(hub::HubAction::DpsDone(r)));
-            emit(dps_state(ws));
-        }
+        Command::DpsEnroll { device } => dps_enroll(ws, device, emit),
         Command::GuideFacts => {
             emit(hub_registry(ws));
             emit(dps_state(ws));
@@ -316,50 +223,8 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             emit(Action::Hub(hub::HubAction::Proved(hub_prove(ws, &ca))));
             emit(hub_registry(ws));
         }
-        Command::HubRegister { device } => {
-            let r = (|| {
-                let store = crate::hub::HubStore::open(ws.root())?;
-                let e = ws.load(&device)?;
-                // Thumbprints come from the workspace for self-signed devices only: the hub
-                // refuses them for CA-signed ones, whose chain is what it checks.
-                if e.meta.self_signed {
-                    store
-                        .add_device(
-                            &device,
-                            crate::hub::Auth::SelfSigned,
-                            None,
-                            None,
-                            Some(&device),
-                        )
-                        .map(|_| "X.509 self-signed, by its thumbprint")
-                } else {
-                    store
-                        .add_device(&device, crate::hub::Auth::Ca, None, None, None)
-                        .map(|_| "X.509 CA signed")
-                }
-            })();
-            emit(Action::Hub(match r {
-                Ok(auth) => hub::HubAction::Done(format!(
-                    "registered device \"{device}\" with the hub ({auth})"
-                )),
-                Err(e) => hub::HubAction::Error(forms::error_text(&e)),
-            }));
-            emit(hub_registry(ws));
-        }
-        Command::HubEnable { device, enabled } => {
-            let r =
-                crate::hub::HubStore::open(ws.root()).and_then(|s| s.set_enabled(&device, enabled));
-            emit(Action::Hub(match r {
-                Ok(_) if enabled => {
-                    hub::HubAction::Done(format!("enabled device \"{device}\" in the hub"))
-                }
-                Ok(_) => hub::HubAction::Done(format!(
-                    "disabled device \"{device}\" in the hub: it is refused from its next connection"
-                )),
-                Err(e) => hub::HubAction::Error(forms::error_text(&e)),
-            }));
-            emit(hub_registry(ws));
-        }
+        Command::HubRegister { device } => hub_register(ws, device, emit),
+        Command::HubEnable { device, enabled } => hub_enable(ws, device, enabled, emit),
         // Async: run by the loop (`spawn`), which owns the hub handle.
         Command::StartHub { .. }
         | Command::StopHub
@@ -367,6 +232,175 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
         | Command::RunFleet { .. }
         | Command::StopFleet => {}
     }
+}
+
+/// Fetch the list from disk, and keep it in the cache when it is large enough to need one.
+fn load_list(ws: &Workspace, emit: &mut dyn FnMut(Action)) {
+    let t = Instant::now();
+    match ws.list() {
+        Ok((metas, damaged)) => {
+            let keep = (metas.len() >= CACHE_MIN).then(|| metas.clone());
+            let rows = ops::tree(metas, ws.now());
+            emit(Action::Listed {
+                rows,
+                damaged: damaged.len(),
+                took: t.elapsed(),
+                cached: false,
+            });
+            write_list_cache(ws, keep.as_deref().unwrap_or(&[]));
+        }
+        Err(e) => emit(Action::ListFailed(e.to_string())),
+    }
+}
+
+/// Issue the verification certificate for a hub's code and read it back to show.
+fn make_verification(
+    ws: &Workspace,
+    issuer: String,
+    code: String,
+    out: std::path::PathBuf,
+    emit: &mut dyn FnMut(Action),
+) {
+    let r = (|| -> Result<_, String> {
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let created = ops::new_verification(ws, &issuer, &code, &out, None, true)
+            .map_err(|e| forms::error_text(&e))?;
+        let pem = std::fs::read_to_string(&out)
+            .map_err(|e| format!("cannot read back {}: {e}", out.display()))?;
+        Ok((created, pem))
+    })();
+    emit(Action::Verified(r));
+}
+
+/// Export an entity; the form lists the files written, with their modes.
+fn export_entity(
+    ws: &Workspace,
+    name: String,
+    opts: crate::export::ExportOptions,
+    emit: &mut dyn FnMut(Action),
+) {
+    let r = crate::export::export_entity(ws, &name, &opts)
+        .map(|rep| {
+            let mut lines: Vec<String> = rep
+                .files
+                .iter()
+                .map(|f| format!("{:o}  {}  ({})", f.mode, f.path.display(), f.what))
+                .collect();
+            lines.extend(rep.notes);
+            lines
+        })
+        .map_err(|e| forms::error_text(&e));
+    emit(Action::FormDone(r));
+}
+
+/// Import a certificate (and key) into the workspace.
+fn import_entity(ws: &Workspace, req: ops::lifecycle::ImportRequest, emit: &mut dyn FnMut(Action)) {
+    let r = ops::lifecycle::import(ws, &req)
+        .map(|i| {
+            let mut lines = vec![format!(
+                "imported {} \"{}\"{}",
+                i.meta.kind.as_str(),
+                i.meta.name,
+                if i.trust_only {
+                    " (no key: trust anchor only)"
+                } else {
+                    ""
+                }
+            )];
+            lines.extend(i.notes);
+            lines
+        })
+        .map_err(|e| forms::error_text(&e));
+    emit(Action::FormDone(r));
+}
+
+/// Renew a certificate; the form shows the old and new serials.
+fn renew_entity(ws: &Workspace, req: ops::lifecycle::RenewRequest, emit: &mut dyn FnMut(Action)) {
+    let r = ops::lifecycle::renew(ws, &req)
+        .map(|rn| {
+            let mut lines = vec![format!(
+                "renewed \"{}\": serial {} → {}, valid until {}{}",
+                rn.new.name,
+                rn.old.serial,
+                rn.new.serial,
+                crate::pki::issue::rfc3339(rn.new.not_after),
+                if rn.rekeyed {
+                    ", new key"
+                } else {
+                    ", same key"
+                }
+            )];
+            lines.extend(rn.notes);
+            lines
+        })
+        .map_err(|e| forms::error_text(&e));
+    emit(Action::FormDone(r));
+}
+
+/// Enroll a workspace device individually in the local DPS.
+fn dps_enroll(ws: &Workspace, device: String, emit: &mut dyn FnMut(Action)) {
+    let r = crate::hub::HubStore::open(ws.root())
+        .and_then(|s| s.dps_enroll(&device, None, Some(&device), None, None, false, None));
+    let r = r
+        .map(|(ind, warnings)| {
+            let mut steps = vec![format!(
+                "enrolled \"{}\" individually in DPS (its certificate's thumbprint)",
+                ind.registration_id
+            )];
+            steps.extend(warnings);
+            steps
+        })
+        .map_err(|e| e.to_string());
+    emit(Action::Hub(hub::HubAction::DpsDone(r)));
+    emit(dps_state(ws));
+}
+
+/// Register a workspace device with the local hub.
+fn hub_register(ws: &Workspace, device: String, emit: &mut dyn FnMut(Action)) {
+    let r = (|| {
+        let store = crate::hub::HubStore::open(ws.root())?;
+        let e = ws.load(&device)?;
+        // Thumbprints come from the workspace for self-signed devices only: the hub
+        // refuses them for CA-signed ones, whose chain is what it checks.
+        if e.meta.self_signed {
+            store
+                .add_device(
+                    &device,
+                    crate::hub::Auth::SelfSigned,
+                    None,
+                    None,
+                    Some(&device),
+                )
+                .map(|_| "X.509 self-signed, by its thumbprint")
+        } else {
+            store
+                .add_device(&device, crate::hub::Auth::Ca, None, None, None)
+                .map(|_| "X.509 CA signed")
+        }
+    })();
+    emit(Action::Hub(match r {
+        Ok(auth) => hub::HubAction::Done(format!(
+            "registered device \"{device}\" with the hub ({auth})"
+        )),
+        Err(e) => hub::HubAction::Error(forms::error_text(&e)),
+    }));
+    emit(hub_registry(ws));
+}
+
+/// Enable or disable a device in the local hub's registry.
+fn hub_enable(ws: &Workspace, device: String, enabled: bool, emit: &mut dyn FnMut(Action)) {
+    let r = crate::hub::HubStore::open(ws.root()).and_then(|s| s.set_enabled(&device, enabled));
+    emit(Action::Hub(match r {
+        Ok(_) if enabled => hub::HubAction::Done(format!("enabled device \"{device}\" in the hub")),
+        Ok(_) => hub::HubAction::Done(format!(
+            "disabled device \"{device}\" in the hub: it is refused from its next connection"
+        )),
+        Err(e) => hub::HubAction::Error(forms::error_text(&e)),
+    }));
+    emit(hub_registry(ws));
 }
 
 /// The hub registry as the Hub tab shows it.
