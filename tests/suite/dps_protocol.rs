@@ -24,7 +24,8 @@ pub fn group(name: &str, ca: &str) -> Group {
         edge: false,
         enabled: true,
         issue_from: None,
-        added: time::OffsetDateTime::now_utc(),
+        // When the group was made matters to nothing these tests check: a fixed day.
+        added: time::macros::datetime!(2026-01-01 0:00 UTC),
     }
 }
 
@@ -213,6 +214,8 @@ async fn group_registration_then_reregistration_then_hub() {
 async fn refusals_have_dps_status_topics_bodies_and_exact_reasons() {
     let fx = Fixture::new();
     let day = 86_400;
+    // The hub judges expiry by the system clock (it takes no injected clock yet), so the
+    // expired certificate's window is placed relative to the real now: true on any day.
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let rfc = |t: i64| {
         chainsmith::pki::issue::rfc3339(time::OffsetDateTime::from_unix_timestamp(t).unwrap())

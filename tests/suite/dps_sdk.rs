@@ -224,6 +224,8 @@ async fn python_sees_each_refusal() {
         return;
     }
     let fx = Fixture::new();
+    // The hub judges expiry by the system clock (it takes no injected clock yet), so the
+    // expired certificate's window is placed relative to the real now: true on any day.
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let rfc = |t: i64| {
         chainsmith::pki::issue::rfc3339(time::OffsetDateTime::from_unix_timestamp(t).unwrap())
