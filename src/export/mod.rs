@@ -900,22 +900,16 @@ fn export_impl(
     slot: Option<Slot>,
     opts: &ExportOptions,
 ) -> Result<ExportReport> {
-    let src = Source::load(ws, name, slot)?;
-    let mut report = ExportReport {
-        name: name.to_string(),
-        ..Default::default()
-    };
     if opts.stdout {
+        let src = Source::load(ws, name, slot)?;
+        let mut report = ExportReport {
+            name: name.to_string(),
+            ..Default::default()
+        };
         report.stdout = Some(render_stdout(&src, opts, &mut report)?);
         return Ok(report);
     }
-    let planned = plan(&src, opts, &mut report)?;
-    Prepared {
-        planned,
-        report,
-        opts: opts.clone(),
-    }
-    .write(opts.force)
+    prepare(ws, name, slot, opts)?.write(opts.force)
 }
 
 /// An export rendered in memory, not written yet: a caller exporting many entities (`apply`)
