@@ -63,6 +63,24 @@ pub enum Remedy {
     HubCaFile,
     /// Start the local hub.
     StartHub,
+    /// List the workspace's entities to see what exists.
+    ListEntities,
+    /// Make a root CA of that name to issue with (the error names it).
+    MakeRoot,
+    /// Create a workspace in that directory (the error names it).
+    InitWorkspace,
+    /// Look at the entities' details: their issuer, key and thumbprint slots.
+    ShowEntity,
+    /// Make the weak key as a negative fixture from a spec (the only place chainsmith makes one).
+    WeakKeyFixture,
+    /// Listen on another port, or stop what uses this one.
+    Port,
+    /// Issue devices (with their keys) under the CA first (the error names it).
+    IssueDevices,
+    /// Name the shard (the K-th of N) explicitly.
+    Shard,
+    /// Write into a new or empty directory: nothing there is ever overwritten.
+    NewOutDir,
 }
 
 /// What every engine error enum offers a face: a stable kind for `--json` and its remedy.

@@ -414,10 +414,7 @@ fn run_fleet(global: &Global, a: RunArgs) -> CliResult {
         );
     }
     let shard = if a.shard_from_env {
-        Some(
-            Shard::from_env(|k| std::env::var(k).ok(), None)
-                .map_err(|e| anyhow!("--shard-from-env: {e}"))?,
-        )
+        Some(Shard::from_env(|k| std::env::var(k).ok(), None).context("--shard-from-env")?)
     } else {
         a.shard
     };
@@ -665,7 +662,25 @@ fn print_summary(r: &Report) {
         // The cause can carry a peer's words (DPS's message).
         say!("      cause: {}", crate::text::escape_controls(&g.cause));
         say!("      fix:   {}", crate::text::escape_controls(&g.fix));
+        if let Some(how) = dps_fix_commands(kind) {
+            say!("             ({how})");
+        }
     }
+}
+
+/// The commands for a DPS failure's fix (the engine says the fix in domain words).
+fn dps_fix_commands(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "dps-unauthorized" => {
+            "`chainsmith hub dps enroll ID --from DEVICE`, `chainsmith hub dps group add NAME --ca CA`, `chainsmith hub dps ca prove CA`"
+        }
+        "dps-forbidden" => "`chainsmith hub dps enable NAME`",
+        "dps-not-found" => "`chainsmith hub dps show` prints the ID scope",
+        "dps-connect-refused" => "check --id-scope against `chainsmith hub dps show`",
+        "dps-timeout" => "raise --timeout",
+        k if k.starts_with("dps-") => "`chainsmith connect DEVICE --dps` shows each step",
+        _ => return None,
+    })
 }
 
 fn merge(global: &Global, a: MergeArgs) -> CliResult {

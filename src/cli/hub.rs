@@ -184,6 +184,23 @@ pub struct MethodArgs {
     pub timeout: u64,
 }
 
+/// A hub event as `hub serve` prints it: the engine's line, and the command for the fix the
+/// line states in words.
+pub fn hub_log_line(e: &HubEvent) -> String {
+    let mut line = e.line();
+    match e {
+        HubEvent::RevokedCertificate { device, .. } => line.push_str(&format!(
+            " (`chainsmith hub device disable {}`, or revoke with --disable-on-hub)",
+            crate::text::escape_controls(device)
+        )),
+        HubEvent::Refused { kind, .. } if kind == "dps-id-scope" => {
+            line.push_str(" (`chainsmith hub dps show` prints this DPS's)")
+        }
+        _ => {}
+    }
+    line
+}
+
 /// A refusal the running hub answered over the control channel, with its kind.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -624,7 +641,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
             if json {
                 super::print_json_line(e);
             } else {
-                say!("{}", e.line());
+                say!("{}", hub_log_line(e));
             }
         };
         print(&HubEvent::Listening { addr });

@@ -37,7 +37,7 @@ pub struct RenewArgs {
     #[arg(long)]
     pub rekey: bool,
     /// Algorithm of the fresh key (implies --rekey; default: the current one's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse_key_alg)]
     pub key: Option<KeyAlg>,
     /// For a CA: upload the new certificate to the local hub beside the earlier ones
     /// (unverified: prove possession with the code it prints).
@@ -188,6 +188,8 @@ pub(crate) fn next_command(step: &lifecycle::NextStep) -> String {
         N::ProveCa { name, code } => format!(
             "`chainsmith new verification --issuer {name} --code {code}` ; `chainsmith hub ca verify {name} --cert FILE` (or `chainsmith hub ca prove {name}`)"
         ),
+        N::KeepKey { name } => format!("`chainsmith renew {name}` keeps the key instead"),
+        N::Show { name } => format!("`chainsmith show {name}` lists them"),
     }
 }
 

@@ -27,6 +27,8 @@ mod look;
 mod new;
 mod tui;
 
+pub use hub::hub_log_line;
+
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -222,9 +224,13 @@ fn hinted_message(e: &anyhow::Error) -> String {
 
 /// The engine error at one link of a chain, as the trait every engine error enum implements.
 fn classified<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Classified> {
-    use crate::{export, fixtures, hub, ops, pki, store};
+    use crate::{export, fixtures, fleet, hub, ops, pki, store};
     // The outer types first: each delegates to the errors it wraps.
     let c: &dyn Classified = if let Some(x) = e.downcast_ref::<fixtures::apply::Error>() {
+        x
+    } else if let Some(x) = e.downcast_ref::<fleet::FleetError>() {
+        x
+    } else if let Some(x) = e.downcast_ref::<hub::HubError>() {
         x
     } else if let Some(x) = e.downcast_ref::<hub::system_trust::SystemTrustError>() {
         x
@@ -266,9 +272,48 @@ fn store_error<'a>(c: &'a (dyn std::error::Error + 'static)) -> Option<&'a crate
 
 /// The CLI's hint for an engine error's remedy: the engine says the fix in domain words, the
 /// CLI names the flag that does it.
-fn flag_hint(e: &anyhow::Error) -> Option<&'static str> {
+fn flag_hint(e: &anyhow::Error) -> Option<String> {
+    let remedy = e.chain().find_map(|c| classified(c)?.remedy())?;
+    Some(remedy_hint(remedy, e))
+}
+
+/// The CLI's words for a remedy: the flag or command that does it, with the name the error
+/// carries where the command needs one (the issuer to create, the directory to make a
+/// workspace in, the CA to issue devices under).
+fn remedy_hint(remedy: crate::error::Remedy, e: &anyhow::Error) -> String {
     use crate::error::Remedy as R;
-    Some(match e.chain().find_map(|c| classified(c)?.remedy())? {
+    use crate::{fleet::FleetError, store::Error as S};
+    let named =
+        e.chain().find_map(
+            |c| match (remedy, store_error(c), c.downcast_ref::<FleetError>()) {
+                (R::MakeRoot, Some(S::NoIssuer { name, .. }), _) => Some(format!(
+                    "`chainsmith new root {name}` creates it; `chainsmith list` shows what exists"
+                )),
+                (R::InitWorkspace, Some(S::NoWorkspace(dir)), _) => {
+                    Some(format!("`chainsmith init {}` creates one", dir.display()))
+                }
+                (R::IssueDevices, _, Some(FleetError::NoDevicesUnder(ca))) => Some(format!(
+                    "`chainsmith new device ID --issuer {ca}` makes some"
+                )),
+                _ => None,
+            },
+        );
+    named.unwrap_or_else(|| static_hint(remedy).to_string())
+}
+
+/// `--key`: the engine's words, and the CLI's hint where the engine names a fix.
+pub(crate) fn parse_key_alg(s: &str) -> Result<crate::pki::KeyAlg, String> {
+    s.parse::<crate::pki::KeyAlg>()
+        .map_err(|e| match e.remedy() {
+            Some(r) => format!("{e} ({})", static_hint(r)),
+            None => e.to_string(),
+        })
+}
+
+/// The CLI's words for a remedy whose flag or command needs no name from the error.
+fn static_hint(remedy: crate::error::Remedy) -> &'static str {
+    use crate::error::Remedy as R;
+    match remedy {
         R::Replace => "pass --force to replace",
         R::Overwrite => "pass --force to overwrite, or choose another --out",
         R::Password => {
@@ -304,7 +349,17 @@ fn flag_hint(e: &anyhow::Error) -> Option<&'static str> {
         }
         R::HubCaFile => "`chainsmith hub trust` prints the hub's CA file",
         R::StartHub => "`chainsmith hub serve` starts it",
-    })
+        R::ListEntities => "`chainsmith list` shows what exists",
+        R::ShowEntity => "`chainsmith show NAME` shows their issuer and key",
+        R::WeakKeyFixture => "`chainsmith apply SPEC` applies it",
+        R::Port => "pick another with --port (or --amqp-port, --ws-port)",
+        R::Shard => "pass --shard K/N",
+        R::NewOutDir => "give --out a new directory",
+        // Without the name the error carries (`remedy_hint` puts it in).
+        R::MakeRoot => "`chainsmith new root NAME` makes one",
+        R::InitWorkspace => "`chainsmith init DIR` creates one",
+        R::IssueDevices => "`chainsmith new device ID --issuer CA` makes some",
+    }
 }
 
 pub(crate) fn print_json<T: Serialize>(value: &T) {

@@ -41,7 +41,7 @@ pub struct CaArgs {
     #[arg(long)]
     pub subject: Option<String>,
     /// Key algorithm: ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096, ed25519.
-    #[arg(long, default_value = "ec-p256")]
+    #[arg(long, default_value = "ec-p256", value_parser = super::parse_key_alg)]
     pub key: KeyAlg,
     #[command(flatten)]
     pub validity: ValidityFlags,
@@ -104,7 +104,7 @@ pub struct DeviceArgs {
     /// Thumbprint slot of a self-signed device.
     #[arg(long, value_parser = parse_slot, requires = "self_signed")]
     pub slot: Option<Slot>,
-    #[arg(long, default_value = "ec-p256")]
+    #[arg(long, default_value = "ec-p256", value_parser = super::parse_key_alg)]
     pub key: KeyAlg,
     #[command(flatten)]
     pub validity: ValidityFlags,

@@ -33,10 +33,7 @@ pub fn export_shards(
     for s in &shards {
         let dir = bundle_dir(out, *s);
         if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
-            return Err(FleetError::Selection(format!(
-                "{} exists and is not empty; give --out a new directory (bundles are never overwritten)",
-                dir.display()
-            )));
+            return Err(FleetError::BundleDirNotEmpty(dir));
         }
     }
     crate::store::make_private_dir_all(out).map_err(FleetError::Store)?;

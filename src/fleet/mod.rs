@@ -39,17 +39,58 @@ pub enum FleetError {
     Limit(String),
     #[error(transparent)]
     Store(crate::store::Error),
+    /// A CA chosen as the fleet's selection that has no devices with keys under it.
+    #[error("CA \"{0}\" has no devices with a key under it; issue some devices under it first")]
+    NoDevicesUnder(String),
+    /// A bundle directory that holds files already (bundles are never overwritten).
+    #[error(
+        "{} exists and is not empty; write the bundles to a new directory (they are never overwritten)",
+        .0.display()
+    )]
+    BundleDirNotEmpty(std::path::PathBuf),
+    /// The shard was to come from the environment, and the orchestrator's index is not there.
+    #[error(
+        "JOB_COMPLETION_INDEX is not set; a Kubernetes Indexed Job sets it (or name the shard, K of N, yourself)"
+    )]
+    NoShardIndex,
 }
 
 impl FleetError {
     pub fn kind(&self) -> &'static str {
         match self {
-            FleetError::Selection(_) => "fleet-selection",
+            FleetError::Selection(_) | FleetError::NoDevicesUnder(_) | FleetError::NoShardIndex => {
+                "fleet-selection"
+            }
             FleetError::Device { .. } => "fleet-device",
             FleetError::Report(_) => "fleet-report",
             FleetError::Limit(_) => "open-files",
             FleetError::Store(e) => e.kind(),
+            FleetError::BundleDirNotEmpty(_) => "exists",
         }
+    }
+
+    /// What would fix it, for a face to turn into its own hint.
+    pub fn remedy(&self) -> Option<crate::error::Remedy> {
+        use crate::error::Remedy;
+        match self {
+            FleetError::Store(e) => e.remedy(),
+            FleetError::NoDevicesUnder(_) => Some(Remedy::IssueDevices),
+            FleetError::BundleDirNotEmpty(_) => Some(Remedy::NewOutDir),
+            FleetError::NoShardIndex => Some(Remedy::Shard),
+            FleetError::Selection(_)
+            | FleetError::Device { .. }
+            | FleetError::Report(_)
+            | FleetError::Limit(_) => None,
+        }
+    }
+}
+
+impl crate::error::Classified for FleetError {
+    fn kind(&self) -> &'static str {
+        FleetError::kind(self)
+    }
+    fn remedy(&self) -> Option<crate::error::Remedy> {
+        FleetError::remedy(self)
     }
 }
 

@@ -766,15 +766,16 @@ async fn fail_dps(sh: &Shared, d: &FleetDevice, reason: String) {
         }
         _ => reason,
     };
+    // Domain words: a face adds its commands by the kind (the CLI's fleet report does).
     let fix = match kind.as_str() {
         "dps-unauthorized" => {
-            "enroll the device (`hub dps enroll`) or its CA in a group (`hub dps group add --ca`), and verify that CA with DPS (`hub dps ca prove`)"
+            "enroll the device in DPS, or its CA in an enrollment group, and prove possession of that CA to DPS"
         }
-        "dps-forbidden" => "enable the enrollment (`hub dps enable NAME`)",
-        "dps-not-found" => "check the ID scope (`hub dps show`) and the enrollment",
-        "dps-connect-refused" => "check --id-scope against `hub dps show` (the hub log says why)",
-        "dps-timeout" => "check that DPS is reachable, or raise --timeout",
-        _ => "see the cause; `connect DEVICE --dps` shows each step",
+        "dps-forbidden" => "enable the device's enrollment",
+        "dps-not-found" => "check the ID scope and the enrollment",
+        "dps-connect-refused" => "check the ID scope against this DPS's (the hub log says why)",
+        "dps-timeout" => "check that DPS is reachable, or allow a longer timeout",
+        _ => "see the cause; a connection test through DPS shows each step",
     };
     if let Ok(mut g) = sh.live.failures.lock() {
         g.entry(kind.clone())

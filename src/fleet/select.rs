@@ -93,9 +93,7 @@ pub fn under(ws: &Workspace, ca: &str) -> Result<Vec<String>, FleetError> {
         .collect();
     out.sort();
     if out.is_empty() {
-        return Err(FleetError::Selection(format!(
-            "CA \"{ca}\" has no devices with a key under it; make some with `new device ID --issuer {ca}`"
-        )));
+        return Err(FleetError::NoDevicesUnder(ca.to_string()));
     }
     Ok(out)
 }
@@ -144,10 +142,17 @@ impl Shard {
     pub fn from_env(
         get: impl Fn(&str) -> Option<String>,
         count: Option<u32>,
+    ) -> Result<Shard, FleetError> {
+        let index = get("JOB_COMPLETION_INDEX").ok_or(FleetError::NoShardIndex)?;
+        Self::from_index(index, get, count).map_err(FleetError::Selection)
+    }
+
+    /// [`Shard::from_env`] once the index is known.
+    fn from_index(
+        index: String,
+        get: impl Fn(&str) -> Option<String>,
+        count: Option<u32>,
     ) -> Result<Shard, String> {
-        let index = get("JOB_COMPLETION_INDEX").ok_or(
-            "JOB_COMPLETION_INDEX is not set; a Kubernetes Indexed Job sets it (or pass --shard K/N)",
-        )?;
         let index: u32 = index
             .trim()
             .parse()
@@ -232,6 +237,7 @@ mod tests {
         assert!(
             Shard::from_env(|_| None, None)
                 .unwrap_err()
+                .to_string()
                 .contains("JOB_COMPLETION_INDEX")
         );
     }

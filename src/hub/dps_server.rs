@@ -134,7 +134,7 @@ fn check_connect(
         return Err((
             "dps-id-scope",
             format!(
-                "registration {client_id}: ID scope \"{}\" is not this DPS's (\"{scope}\"; `chainsmith hub dps show`)",
+                "registration {client_id}: ID scope \"{}\" is not this DPS's (\"{scope}\")",
                 u.id_scope
             ),
         ));

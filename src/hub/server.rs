@@ -276,7 +276,7 @@ impl HubEvent {
                 serial,
                 reason,
             } => format!(
-                "device {device}: WARNING: connected with certificate serial {serial} of \"{name}\", revoked in this workspace ({reason}); like IoT Hub, this hub checks no CRL: disable the device (`chainsmith hub device disable {device}`, or revoke with --disable-on-hub)"
+                "device {device}: WARNING: connected with certificate serial {serial} of \"{name}\", revoked in this workspace ({reason}); like IoT Hub, this hub checks no CRL: disable the device on the hub (a revocation can do that too)"
             ),
             HubEvent::Telemetry {
                 device,
@@ -373,7 +373,7 @@ impl HubEvent {
 pub enum HubError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("cannot listen on {addr}: {source}; pick another --port or stop what uses it")]
+    #[error("cannot listen on {addr}: {source}; listen on another port, or stop what uses it")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
@@ -403,6 +403,24 @@ impl HubError {
             HubError::Timeout { .. } => "timeout",
             HubError::Closed => "hub-closed",
         }
+    }
+
+    /// What would fix it, for a face to turn into its own hint.
+    pub fn remedy(&self) -> Option<crate::error::Remedy> {
+        match self {
+            HubError::Registry(r) => r.remedy(),
+            HubError::Bind { .. } => Some(crate::error::Remedy::Port),
+            _ => None,
+        }
+    }
+}
+
+impl crate::error::Classified for HubError {
+    fn kind(&self) -> &'static str {
+        HubError::kind(self)
+    }
+    fn remedy(&self) -> Option<crate::error::Remedy> {
+        HubError::remedy(self)
     }
 }
 

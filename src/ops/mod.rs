@@ -118,6 +118,17 @@ pub enum NextStep {
         /// The hub's verification code.
         code: String,
     },
+    /// Renew the CA rather than replace it: a renewal keeps the key, so what it issued
+    /// still verifies.
+    KeepKey {
+        /// The CA.
+        name: String,
+    },
+    /// Look at the entity's details (its thumbprint slots, issuer and key).
+    Show {
+        /// The entity.
+        name: String,
+    },
 }
 
 /// What a command made, for printing.
@@ -135,8 +146,8 @@ pub struct Created {
     pub file: Option<PathBuf>,
 }
 
-/// Which CAs the workspace has, for an error that refused a non-CA as issuer.
-fn cas_hint(ws: &Workspace) -> String {
+/// Which CAs (with keys) the workspace has, for an error that refused a non-CA as issuer.
+fn issuing_cas(ws: &Workspace) -> Vec<String> {
     let mut cas: Vec<String> = ws
         .list()
         .map(|(metas, _)| metas)
@@ -146,14 +157,7 @@ fn cas_hint(ws: &Workspace) -> String {
         .map(|m| m.name)
         .collect();
     cas.sort();
-    match cas.len() {
-        0 => "this workspace has no CA yet; make one with `chainsmith new root NAME`".into(),
-        n if n <= 10 => format!("the CAs here are {}", cas.join(", ")),
-        n => format!(
-            "the CAs here include {} ({n} in all; `chainsmith list` shows them)",
-            cas[..10].join(", ")
-        ),
-    }
+    cas
 }
 
 /// Load a CA that can issue, with errors for every way it cannot.
@@ -163,20 +167,19 @@ pub fn load_ca(ws: &Workspace, name: &str) -> Result<CaHandle> {
             name,
             workspace,
             hint,
-        } => Error::NotFound {
-            name: name.clone(),
+        } => Error::NoIssuer {
+            name,
             workspace,
-            hint: format!("{hint} to use as issuer; create it with `chainsmith new root {name}`"),
+            hint,
         },
         other => other,
     })?;
     if !entity.meta.kind.is_ca() {
-        return Err(crate::pki::Error::invalid(format!(
-            "\"{name}\" is a {} certificate, not a CA, so it cannot issue certificates or sign CRLs; {}",
-            entity.meta.kind.as_str(),
-            cas_hint(ws)
-        ))
-        .into());
+        return Err(Error::NotACa {
+            name: name.to_string(),
+            kind: entity.meta.kind.as_str(),
+            cas: issuing_cas(ws),
+        });
     }
     if !entity.meta.has_key {
         return Err(crate::pki::Error::invalid(format!(
@@ -284,6 +287,7 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
     }
     let subject = subject_for(&req.name, req.cn.as_deref(), req.subject.as_deref())?;
     let mut warnings: Vec<String> = req.key.warning().map(str::to_string).into_iter().collect();
+    let mut next = Vec::new();
     if req.force && ws.exists(&req.name) {
         let (metas, _) = ws.list()?;
         let children: Vec<&str> = metas
@@ -293,13 +297,15 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
             .collect();
         if !children.is_empty() {
             warnings.push(format!(
-                "\"{}\" was replaced with a new key: the {} certificate(s) it issued ({}{}) no longer verify; `chainsmith renew {}` keeps the key instead, or re-issue them",
+                "\"{}\" was replaced with a new key: the {} certificate(s) it issued ({}{}) no longer verify; re-issue them (a renewal keeps the key instead)",
                 req.name,
                 children.len(),
                 children.iter().take(3).copied().collect::<Vec<_>>().join(", "),
                 if children.len() > 3 { ", ..." } else { "" },
-                req.name
             ));
+            next.push(NextStep::KeepKey {
+                name: req.name.clone(),
+            });
         }
     }
     let (issued, kind, pathlen) = match &req.issuer {
@@ -369,7 +375,7 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
     Ok(Created {
         entities,
         warnings,
-        next: vec![],
+        next,
         file: None,
     })
 }

@@ -159,9 +159,7 @@ impl FromStr for KeyAlg {
             "rsa-4096" | "rsa4096" => KeyAlg::Rsa4096,
             "ed25519" => KeyAlg::Ed25519,
             "rsa-1024" | "rsa1024" => {
-                return Err(Error::invalid(
-                    "key algorithm \"rsa-1024\" is too weak: hubs and OpenSSL 3 refuse it; use ec-p256 or rsa-2048 (a weak-key fixture is available through `chainsmith apply`)",
-                ));
+                return Err(Error::WeakKey);
             }
             _ => {
                 return Err(Error::invalid(format!(

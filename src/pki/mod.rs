@@ -64,6 +64,11 @@ pub enum Error {
     /// OpenSSL refused an operation.
     #[error("OpenSSL: {0}")]
     OpenSsl(Backend),
+    /// RSA-1024, which no hub accepts: chainsmith makes such a key only as a negative fixture.
+    #[error(
+        "key algorithm \"rsa-1024\" is too weak: hubs and OpenSSL 3 refuse it; use ec-p256 or rsa-2048 (for a negative test, a spec's weak_key fixture makes one)"
+    )]
+    WeakKey,
 }
 
 /// An error from the cryptography libraries underneath (rcgen, OpenSSL), kept as their text so
@@ -119,6 +124,7 @@ impl Error {
             Error::CsrWithoutCn => Some(Remedy::Name),
             Error::Validity(_) => Some(Remedy::Validity),
             Error::Password(_) | Error::WrongPassword(_) => Some(Remedy::Password),
+            Error::WeakKey => Some(Remedy::WeakKeyFixture),
             _ => None,
         }
     }

@@ -82,7 +82,7 @@ pub enum Error {
     #[error("{} already exist{} in the workspace: {}; pick other names, or replace them", plural(.0.len(), "entity", "entities"), if .0.len() == 1 { "s" } else { "" }, .0.join(", "))]
     NameTaken(Vec<String>),
     #[error(
-        "no entity named \"{name}\" in the workspace {workspace}{hint}; `chainsmith list` shows what exists"
+        "no entity named \"{name}\" in the workspace {workspace}{hint}; list the workspace's entities to see what exists"
     )]
     /// No entity of that name.
     NotFound {
@@ -101,7 +101,7 @@ pub enum Error {
     NotAWorkspace(String),
     /// Another process created some of the names of a batch at the same time: this one
     /// made `made`, the other had already taken `taken` (its certificates, not ours).
-    #[error("made {} of {} ({}); the other {} had been created meanwhile by another process ({}): those are its certificates, not this command's; `chainsmith show NAME` shows their issuer and key", .made.len(), .made.len() + .taken.len(), short_list(.made), .taken.len(), short_list(.taken))]
+    #[error("made {} of {} ({}); the other {} had been created meanwhile by another process ({}): those are its certificates, not this command's; look at their issuer and key before using them", .made.len(), .made.len() + .taken.len(), short_list(.made), .taken.len(), short_list(.taken))]
     Raced {
         /// The names this process made.
         made: Vec<String>,
@@ -135,6 +135,35 @@ pub enum Error {
         /// What to do about it.
         fix: String,
     },
+    /// No entity of that name to issue with (making it as a root CA is one fix).
+    #[error(
+        "no entity named \"{name}\" in the workspace {workspace}{hint} to use as issuer; make a root CA of that name, or list the workspace's entities to see what exists"
+    )]
+    NoIssuer {
+        /// The issuer's name.
+        name: String,
+        /// The workspace looked in.
+        workspace: PathBuf,
+        /// Similar names.
+        hint: String,
+    },
+    /// A directory without the workspace marker (creating a workspace there is the fix).
+    #[error(
+        "{} is not a chainsmith workspace (no {}); create a workspace there",
+        .0.display(),
+        MARKER
+    )]
+    NoWorkspace(PathBuf),
+    /// The entity named as issuer (or CRL signer) is not a CA.
+    #[error("\"{name}\" is a {kind} certificate, not a CA, so it cannot issue certificates or sign CRLs; {}", cas_list(.cas))]
+    NotACa {
+        /// The entity.
+        name: String,
+        /// Its kind ("device", ...).
+        kind: &'static str,
+        /// The workspace's CAs that have a key, sorted.
+        cas: Vec<String>,
+    },
 }
 
 impl Error {
@@ -143,14 +172,14 @@ impl Error {
         match self {
             Error::NameTaken(_) => "name-taken",
             Error::Raced { .. } => "raced",
-            Error::NotFound { .. } => "not-found",
+            Error::NotFound { .. } | Error::NoIssuer { .. } => "not-found",
             Error::Busy(_) => "busy",
             Error::Damaged { .. } => "damaged",
             Error::Io { .. } => "io",
-            Error::NotAWorkspace(_) => "not-a-workspace",
+            Error::NotAWorkspace(_) | Error::NoWorkspace(_) => "not-a-workspace",
             Error::Unsafe { .. } => "unsafe-workspace",
             Error::Exists(_) => "exists",
-            Error::MissingDir { .. } => "invalid",
+            Error::MissingDir { .. } | Error::NotACa { .. } => "invalid",
             Error::Pki(p) => p.kind(),
         }
     }
@@ -164,8 +193,26 @@ impl Error {
             Error::Unsafe { .. } => Some(Remedy::Workspace),
             Error::Io { remedy, .. } => *remedy,
             Error::Pki(p) => p.remedy(),
+            Error::NotFound { .. } => Some(Remedy::ListEntities),
+            Error::NoIssuer { .. } => Some(Remedy::MakeRoot),
+            Error::Raced { .. } => Some(Remedy::ShowEntity),
+            Error::NoWorkspace(_) => Some(Remedy::InitWorkspace),
+            Error::NotACa { cas, .. } if cas.is_empty() => Some(Remedy::MakeRoot),
+            Error::NotACa { .. } => Some(Remedy::PickCa),
             _ => None,
         }
+    }
+}
+
+/// The CAs an issuer could be picked from, as [`Error::NotACa`] says them.
+fn cas_list(cas: &[String]) -> String {
+    match cas.len() {
+        0 => "this workspace has no CA yet; make a root CA first".into(),
+        n if n <= 10 => format!("the CAs here are {}", cas.join(", ")),
+        n => format!(
+            "the CAs here include {} ({n} in all; list the workspace's entities to see them)",
+            cas[..10].join(", ")
+        ),
     }
 }
 
@@ -325,11 +372,7 @@ impl Workspace {
         let marker = root.join(MARKER);
         let text = fs::read_to_string(&marker).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
-                Error::NotAWorkspace(format!(
-                    "{} is not a chainsmith workspace (no {MARKER}); create one with `chainsmith init {}`",
-                    root.display(),
-                    root.display()
-                ))
+                Error::NoWorkspace(root.to_path_buf())
             } else {
                 io_error("reading", &marker, e)
             }

@@ -340,7 +340,7 @@ pub(super) async fn run(
     })
     .await
     .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| super::forms::error_text(&e))?;
     let _ = tx.send(super::Action::Fleet(FleetAction::Started {
         devices: devices.len(),
     }));

@@ -413,6 +413,8 @@ pub fn error_text(e: &impl crate::error::Classified) -> String {
             Some("v on the Hub tab proves the CA selected on the PKI tab")
         }
         R::StartHub => Some("s on the Hub tab starts it"),
+        R::MakeRoot => Some("n on the PKI tab makes one"),
+        R::IssueDevices => Some("n on the PKI tab makes devices"),
         R::OneFormat
         | R::SignCsr
         | R::PickCa
@@ -422,7 +424,14 @@ pub fn error_text(e: &impl crate::error::Classified) -> String {
         | R::Thumbprints
         | R::CopyThumbprint
         | R::NoThumbprints
-        | R::HubCaFile => None,
+        | R::HubCaFile
+        | R::ListEntities
+        | R::InitWorkspace
+        | R::ShowEntity
+        | R::WeakKeyFixture
+        | R::Port
+        | R::Shard
+        | R::NewOutDir => None,
     });
     match hint {
         Some(h) => format!("{e} ({h})"),

@@ -148,7 +148,11 @@ pub fn log_line(e: &crate::hub::HubEvent, at: OffsetDateTime) -> LogLine {
     };
     // The client id is the peer's choice; e.line() is escaped the same way.
     let device = crate::text::escape_controls(&device).into_owned();
-    let line = e.line();
+    let mut line = e.line();
+    // The engine says the fix in words; the Hub tab adds its key.
+    if matches!(e, E::RevokedCertificate { .. }) {
+        line.push_str(" (o on the Hub tab turns it off)");
+    }
     let text = if let Some(rest) = line.strip_prefix(&format!("device {device}: ")) {
         rest.to_string()
     } else if let Some(rest) = line.strip_prefix(&format!("dps {device}: ")) {

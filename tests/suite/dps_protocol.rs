@@ -371,7 +371,26 @@ async fn refusals_have_dps_status_topics_bodies_and_exact_reasons() {
         .await
         .unwrap();
     assert_eq!(ack.unwrap().code, ConnectReturnCode::NotAuthorized);
-    let kinds: Vec<String> = hub.refusals(None, 0).into_iter().map(|r| r.kind).collect();
+    let refusals = hub.refusals(None, 0);
+    // The hub's reason says what is wrong in its words; `hub serve` adds the command.
+    let scope_refusal = refusals
+        .iter()
+        .find(|r| r.kind == "dps-id-scope")
+        .expect("the wrong ID scope refused");
+    assert!(
+        scope_refusal.reason.contains("is not this DPS's")
+            && !scope_refusal.reason.contains("chainsmith"),
+        "{}",
+        scope_refusal.reason
+    );
+    let printed = chainsmith::cli::hub_log_line(&chainsmith::hub::HubEvent::Refused {
+        peer: scope_refusal.peer,
+        device: scope_refusal.device.clone(),
+        kind: scope_refusal.kind.clone(),
+        reason: scope_refusal.reason.clone(),
+    });
+    assert!(printed.contains("(`chainsmith hub dps show`"), "{printed}");
+    let kinds: Vec<String> = refusals.into_iter().map(|r| r.kind).collect();
     assert!(kinds.contains(&"dps-id-scope".to_string()), "{kinds:?}");
     assert!(
         kinds.contains(&"dps-username-mismatch".to_string()),

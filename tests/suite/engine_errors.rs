@@ -340,3 +340,284 @@ fn the_source_check_sees_a_flag() {
         vec![(4, "one \\\"quoted\\\"\n and --issue-from CA".to_string())]
     );
 }
+
+/// Issue 12, the rest of the engine (store, ops, pki, hub, fleet): each error says its fix in
+/// domain words and carries the remedy the faces turn into a flag, a command or a key.
+#[test]
+fn the_rest_of_the_engine_names_no_flag_or_command() {
+    use chainsmith::fleet::{FleetError, Shard};
+    use chainsmith::store::Error as S;
+    let w = Ws::new();
+    let ws = Workspace::open_or_create(&w.ws()).unwrap();
+
+    // No CA yet, and a self-signed device named as issuer: make a root.
+    w.ok(&["new", "device", "lab", "--self-signed"]);
+    let Err(no_ca) = ops::load_ca(&ws, "lab") else {
+        panic!("a device cannot issue");
+    };
+    check(&no_ca, "invalid", Remedy::MakeRoot);
+    assert!(no_ca.to_string().contains("no CA yet"), "{no_ca}");
+
+    ops::new_ca(&ws, &root("r")).unwrap();
+    w.ok(&["new", "device", "d-1", "--issuer", "r"]);
+    let Err(not_ca) = ops::load_ca(&ws, "d-1") else {
+        panic!("a device cannot issue");
+    };
+    check(&not_ca, "invalid", Remedy::PickCa);
+    let Err(missing) = ops::load_ca(&ws, "nope") else {
+        panic!("no such issuer");
+    };
+    check(&missing, "not-found", Remedy::MakeRoot);
+    assert!(matches!(&missing, S::NoIssuer { name, .. } if name == "nope"));
+    let Err(unknown) = ws.load("nope") else {
+        panic!("no such entity");
+    };
+    check(&unknown, "not-found", Remedy::ListEntities);
+
+    std::fs::create_dir(w.path("empty")).unwrap();
+    let Err(not_ws) = Workspace::open(&w.path("empty")) else {
+        panic!("no marker");
+    };
+    check(&not_ws, "not-a-workspace", Remedy::InitWorkspace);
+    let raced = S::Raced {
+        made: vec!["a".into()],
+        taken: vec!["b".into()],
+    };
+    check(&raced, "raced", Remedy::ShowEntity);
+
+    let weak = "rsa-1024".parse::<KeyAlg>().unwrap_err();
+    check(&weak, "invalid", Remedy::WeakKeyFixture);
+
+    let bind = chainsmith::hub::HubError::Bind {
+        addr: "127.0.0.1:8883".parse().unwrap(),
+        source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    };
+    check(&bind, "bind", Remedy::Port);
+
+    // The fleet: a CA without devices, a shard the environment does not name, a bundle
+    // directory that is not empty.
+    ops::new_ca(&ws, &root("empty-ca")).unwrap();
+    let none = chainsmith::fleet::select(&ws, &[], Some("empty-ca")).unwrap_err();
+    check(&none, "fleet-selection", Remedy::IssueDevices);
+    let shard = Shard::from_env(|_| None, None).unwrap_err();
+    check(&shard, "fleet-selection", Remedy::Shard);
+    std::fs::create_dir_all(w.path("bundles/shard-1")).unwrap();
+    std::fs::write(w.path("bundles/shard-1/x"), "keep").unwrap();
+    let names = vec!["d-1".to_string()];
+    let full =
+        chainsmith::fleet::bundle::export_shards(&ws, &names, &w.path("bundles"), 1).unwrap_err();
+    check(&full, "exists", Remedy::NewOutDir);
+    assert!(matches!(full, FleetError::BundleDirNotEmpty(_)));
+
+    // Steps left to the user are values, their words name no command.
+    let mut replace = root("r");
+    replace.force = true;
+    let created = ops::new_ca(&ws, &replace).unwrap();
+    assert!(
+        created
+            .next
+            .contains(&ops::NextStep::KeepKey { name: "r".into() }),
+        "{:?}",
+        created.next
+    );
+    assert!(!created.warnings.is_empty());
+    for text in &created.warnings {
+        assert!(
+            !text.contains("--") && !text.contains("chainsmith") && !text.contains('`'),
+            "{text}"
+        );
+    }
+
+    // The TUI adds its key where it has one.
+    let tui = chainsmith::tui::forms::error_text(&missing);
+    assert!(
+        tui.contains("n on the PKI tab") && !tui.contains("--"),
+        "{tui}"
+    );
+
+    // A hub log line (hub serve prints it, the Hub tab shows it): words in the engine, the
+    // command from `hub serve`, the key from the Hub tab.
+    let revoked = chainsmith::hub::HubEvent::RevokedCertificate {
+        device: "d-1".into(),
+        name: "d-1".into(),
+        serial: "01".into(),
+        reason: "keyCompromise".into(),
+    };
+    let line = revoked.line();
+    assert!(
+        line.contains("disable the device on the hub")
+            && !line.contains("chainsmith")
+            && !line.contains("--"),
+        "{line}"
+    );
+    let cli = chainsmith::cli::hub_log_line(&revoked);
+    assert!(
+        cli.contains("(`chainsmith hub device disable d-1`, or revoke with --disable-on-hub)"),
+        "{cli}"
+    );
+    let tab = chainsmith::tui::hub::log_line(&revoked, ::time::OffsetDateTime::UNIX_EPOCH);
+    assert!(
+        tab.text.contains("(o on the Hub tab turns it off)") && !tab.text.contains("--"),
+        "{}",
+        tab.text
+    );
+}
+
+/// The CLI puts the flag or command (with the real names) after the engine's words, in
+/// `error:` and in `--json`'s message, and `--json`'s kind is the engine's.
+#[test]
+fn the_cli_adds_its_commands_to_the_rest_of_the_engine() {
+    let w = Ws::new();
+    let json_error = |args: &[&str]| -> serde_json::Value {
+        let out = w.cmd().arg("--json").args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["error"].clone()
+    };
+
+    w.ok(&["new", "device", "lab", "--self-signed"]);
+    let err = w.fails(&["new", "device", "d", "--issuer", "lab"]);
+    assert!(
+        err.contains("make a root CA first (`chainsmith new root NAME` makes one)"),
+        "{err}"
+    );
+    w.ok(&["new", "root", "r"]);
+    let err = w.fails(&["new", "device", "d", "--issuer", "nope"]);
+    assert!(
+        err.contains("make a root CA of that name")
+            && err.contains(
+                "(`chainsmith new root nope` creates it; `chainsmith list` shows what exists)"
+            ),
+        "{err}"
+    );
+    let err = w.fails(&["show", "nope"]);
+    assert!(
+        err.contains(
+            "list the workspace's entities to see what exists (`chainsmith list` shows what exists)"
+        ),
+        "{err}"
+    );
+    let e = json_error(&["show", "nope"]);
+    assert_eq!(e["kind"], "not-found", "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("`chainsmith list`"),
+        "{e}"
+    );
+
+    std::fs::create_dir(w.path("empty")).unwrap();
+    let empty = w.path("empty");
+    let out = w
+        .cmd()
+        .args(["--workspace", empty.to_str().unwrap(), "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("create a workspace there")
+            && err.contains(&format!(
+                "(`chainsmith init {}` creates one)",
+                empty.display()
+            )),
+        "{err}"
+    );
+
+    let err = w.fails(&["new", "root", "weak", "--key", "rsa-1024"]);
+    assert!(
+        err.contains("weak_key fixture makes one") && err.contains("`chainsmith apply SPEC`"),
+        "{err}"
+    );
+
+    // The fleet's selection, shard and bundle errors.
+    w.ok(&["new", "device", "d-1", "--issuer", "r"]);
+    w.ok(&["new", "root", "bare"]);
+    let err = w.fails(&["fleet", "run", "--issuer", "bare"]);
+    assert!(
+        err.contains("issue some devices under it first (`chainsmith new device ID --issuer bare` makes some)"),
+        "{err}"
+    );
+    let e = json_error(&["fleet", "run", "--issuer", "bare"]);
+    assert_eq!(e["kind"], "fleet-selection", "{e}");
+    let out = w
+        .cmd()
+        .args(["--json", "fleet", "run", "d-1", "--shard-from-env"])
+        .env_remove("JOB_COMPLETION_INDEX")
+        .output()
+        .unwrap();
+    let e = &serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["error"];
+    assert_eq!(e["kind"], "fleet-selection", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("name the shard, K of N, yourself")
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("(pass --shard K/N)"),
+        "{e}"
+    );
+    let bundles = w.path("bundles");
+    let args = [
+        "fleet",
+        "export-shards",
+        "--issuer",
+        "r",
+        "--out",
+        bundles.to_str().unwrap(),
+        "--shards",
+        "1",
+    ];
+    w.ok(&args);
+    let e = json_error(&args);
+    assert_eq!(e["kind"], "exists", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("write the bundles to a new directory")
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("(give --out a new directory)"),
+        "{e}"
+    );
+
+    // Replacing a CA that issued: the hint names the renewal that keeps the key.
+    let out = w
+        .cmd()
+        .args(["new", "root", "r", "--force"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no longer verify; re-issue them")
+            && err.contains("hint: `chainsmith renew r` keeps the key instead"),
+        "{err}"
+    );
+}
+
+/// `hub serve` on a port another process holds: the engine says to listen elsewhere, the CLI
+/// names the flag.
+#[test]
+fn hub_serve_on_a_taken_port_names_the_flag() {
+    let w = Ws::new();
+    w.ok(&["new", "root", "r"]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = w
+        .cmd()
+        .args(["--json", "hub", "serve", "--port", &port])
+        .args(["--amqp-port", "0", "--ws-port", "0"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "bind", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("listen on another port, or stop what uses it")
+            && message.contains("(pick another with --port"),
+        "{message}"
+    );
+}

@@ -607,7 +607,7 @@ fn entities_made_by_hand_are_replaced_only_with_force() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("not made by `apply` (root)") && err.contains("--force"),
+        err.contains("not made by applying a spec (root)") && err.contains("--force"),
         "{err}"
     );
     assert_eq!(

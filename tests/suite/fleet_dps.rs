@@ -100,6 +100,26 @@ fn group_enrollment_provisions_every_device_and_refusals_are_grouped() {
     assert_eq!(f["dps-unauthorized"]["count"], 3, "{f:#}");
     let cause = f["dps-unauthorized"]["cause"].as_str().unwrap();
     assert!(cause.contains("401"), "{cause}");
+    // The report's fix is the engine's words; the CLI's summary adds the commands.
+    for kind in ["dps-forbidden", "dps-unauthorized"] {
+        let fix = f[kind]["fix"].as_str().unwrap();
+        assert!(
+            !fix.contains('`') && !fix.contains("--") && !fix.contains("hub dps"),
+            "{fix}"
+        );
+    }
+    let merged = bin(&ws)
+        .args(["fleet", "merge"])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&merged.stdout);
+    assert!(
+        text.contains("fix:   enable the device's enrollment")
+            && text.contains("(`chainsmith hub dps enable NAME`)")
+            && text.contains("`chainsmith hub dps enroll ID --from DEVICE`"),
+        "{text}"
+    );
     // The live figures counted the provisioning too.
     let last = stdout
         .lines()

@@ -226,16 +226,26 @@ async fn a_revoked_certificate_connects_like_on_iot_hub_but_the_hub_warns() {
     let mut events = hub.events();
     let (ok, text) = sdk_once(&fx, "rev-warn", &chain, &fx.key_file("rev-warn")).await;
     assert!(ok, "IoT Hub checks no CRL, nor does the local hub: {text}");
-    let warning = wait_for(&mut events, |e| match e {
-        HubEvent::RevokedCertificate { device, .. } if device == "rev-warn" => Some(e.line()),
+    let event = wait_for(&mut events, |e| match e {
+        HubEvent::RevokedCertificate { device, .. } if device == "rev-warn" => Some(e.clone()),
         _ => None,
     })
     .await
     .expect("a warning event for the revoked certificate");
-    assert!(warning.contains("revoked in this workspace"), "{warning}");
+    // The engine's line says the fix in words; `hub serve` adds the command.
+    let warning = event.line();
     assert!(
-        warning.contains("chainsmith hub device disable rev-warn"),
+        warning.contains("revoked in this workspace")
+            && warning.contains("disable the device on the hub")
+            && !warning.contains("chainsmith")
+            && !warning.contains("--"),
         "{warning}"
+    );
+    let printed = chainsmith::cli::hub_log_line(&event);
+    assert!(
+        printed.contains("chainsmith hub device disable rev-warn")
+            && printed.contains("--disable-on-hub"),
+        "{printed}"
     );
     hub.stop().await;
 }

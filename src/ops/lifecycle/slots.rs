@@ -3,7 +3,7 @@
 use super::history::{extras_of, history_entry};
 use super::renew::meta_from;
 use super::{Error, Result};
-use crate::ops::Created;
+use crate::ops::{Created, NextStep};
 use crate::pki::issue::{self, San};
 use crate::pki::{IssueSpec, KeyAlg, Profile, subject};
 use crate::store::{self, HISTORY_DIR, Kind, NewEntity, Slot, Workspace};
@@ -136,12 +136,12 @@ fn new_slot(ws: &Workspace, req: &crate::ops::DeviceRequest) -> Result<Option<Cr
         ws.replace(&[with_other_slot(main_entity, &slot_entity)])?;
     }
     warnings.push(format!(
-        "\"{id}\" now holds both thumbprint slots; `chainsmith show {id}` lists them"
+        "\"{id}\" now holds both thumbprint slots; its details list them"
     ));
     Ok(Some(Created {
         entities: vec![meta],
         warnings,
-        next: vec![],
+        next: vec![NextStep::Show { name: id.clone() }],
         file: None,
     }))
 }
