@@ -349,7 +349,7 @@ fn static_hint(remedy: crate::error::Remedy) -> &'static str {
         }
         R::HubCaFile => "`chainsmith hub trust` prints the hub's CA file",
         R::StartHub => "`chainsmith hub serve` starts it",
-        R::ListEntities => "`chainsmith list` shows what exists",
+        R::ListEntities => "`chainsmith list` shows them",
         R::ShowEntity => "`chainsmith show NAME` shows their issuer and key",
         R::WeakKeyFixture => "`chainsmith apply SPEC` applies it",
         R::Port => "pick another with --port (or --amqp-port, --ws-port)",

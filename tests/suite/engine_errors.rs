@@ -492,7 +492,7 @@ fn the_cli_adds_its_commands_to_the_rest_of_the_engine() {
     let err = w.fails(&["show", "nope"]);
     assert!(
         err.contains(
-            "list the workspace's entities to see what exists (`chainsmith list` shows what exists)"
+            "list the workspace's entities to see what exists (`chainsmith list` shows them)"
         ),
         "{err}"
     );
