@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The embedded local IoT Hub: registry ([`registry`]), TLS ([`tls`]), IoT Hub's X.509
 //! authentication rules ([`auth`]), the MQTT server ([`server`]) and the local control
 //! channel a running `hub serve` offers other processes ([`control`]).
@@ -14,7 +15,7 @@
 //! ```
 
 pub mod amqp;
-pub mod amqp_iothub;
+pub(crate) mod amqp_iothub;
 pub mod auth;
 pub mod control;
 pub mod dps;
