@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 /// One written bundle.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Bundle {
+    /// Which shard (K of N) the bundle holds.
     pub shard: Shard,
+    /// The bundle's directory: a workspace of its own (`shard-K`).
     pub dir: PathBuf,
+    /// How many devices were written into it.
     pub devices: usize,
 }
 

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Fleet mode: many X.509 devices at once against a hub or broker, each with its own
 //! certificate, key and MQTT session, speaking the connection test's protocol (Azure topics
 //! for a hub, plain topics for a broker) and explained by its diagnosis.
@@ -27,21 +28,34 @@ pub use run::{
 };
 pub use select::{Shard, select};
 
+/// Why a fleet could not be selected, loaded, run or reported.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
+    /// The device selection or shard is wrong: an unknown name or CA, an empty range, a
+    /// shard index outside 1..=N.
     #[error("{0}")]
     Selection(String),
+    /// One selected device cannot take part (not a device, no key, a bad chain).
     #[error("device \"{device}\": {problem}")]
-    Device { device: String, problem: String },
+    Device {
+        /// The workspace device.
+        device: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A report file is not a fleet report, has another format version, or reports do not merge.
     #[error("{0}")]
     Report(String),
+    /// The process's open-file limit is below what the fleet's connections need.
     #[error("{0}")]
     Limit(String),
+    /// Reading the workspace failed.
     #[error(transparent)]
     Store(crate::store::Error),
 }
 
 impl FleetError {
+    /// A short machine-friendly name for `--json` errors.
     pub fn kind(&self) -> &'static str {
         match self {
             FleetError::Selection(_) => "fleet-selection",

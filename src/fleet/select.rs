@@ -103,7 +103,9 @@ pub fn under(ws: &Workspace, ca: &str) -> Result<Vec<String>, FleetError> {
 /// The K-th of N equal, contiguous slices of a device list (K counts from 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Shard {
+    /// K: which slice, 1..=`count`.
     pub index: u32,
+    /// N: how many slices, 1..=[`MAX_SHARDS`].
     pub count: u32,
 }
 
@@ -125,6 +127,7 @@ impl std::str::FromStr for Shard {
 }
 
 impl Shard {
+    /// Shard `index` of `count`, range-checked (K from 1 to N, N from 1 to [`MAX_SHARDS`]).
     pub fn new(index: u32, count: u32) -> Result<Shard, String> {
         if count == 0 || count > MAX_SHARDS {
             return Err(format!(
@@ -173,6 +176,7 @@ impl Shard {
         at(self.index - 1)..at(self.index)
     }
 
+    /// The items of this shard (see [`Shard::range`]).
     pub fn slice<'a, T>(&self, items: &'a [T]) -> &'a [T] {
         &items[self.range(items.len())]
     }
