@@ -507,7 +507,7 @@ pub fn parse_method_request(topic: &str) -> Result<(String, String), AzureError>
 }
 
 /// (status, rid) of a method response.
-pub fn parse_method_response(topic: &str) -> Result<(u16, String), AzureError> {
+fn parse_method_response(topic: &str) -> Result<(u16, String), AzureError> {
     const EXP: &str = "$iothub/methods/res/{status}/?$rid={rid}";
     let err = || AzureError::Topic {
         topic: topic.to_string(),

@@ -34,7 +34,7 @@ pub const API_VERSION_2021: &str = "2021-06-01";
 pub const API_VERSION_CSR: &str = "2025-07-01-preview";
 /// The earlier certificate-issuance preview (Python SDK's preview branch,
 /// `samples/cert-mgmt/certificate_issuance.py`): `clientCertificateCsr` → `issuedClientCertificate`.
-pub const API_VERSION_CSR_2021: &str = "2021-11-01-preview";
+const API_VERSION_CSR_2021: &str = "2021-11-01-preview";
 /// api-versions the local DPS accepts in the username.
 pub const API_VERSIONS: [&str; 4] = [
     API_VERSION,

@@ -18,7 +18,7 @@ pub struct Bundle {
 }
 
 /// The directory of shard K of N under `out`: `shard-K` (K counts from 1).
-pub fn bundle_dir(out: &Path, shard: Shard) -> PathBuf {
+fn bundle_dir(out: &Path, shard: Shard) -> PathBuf {
     out.join(format!("shard-{}", shard.index))
 }
 

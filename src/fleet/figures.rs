@@ -179,7 +179,7 @@ pub struct Figures {
 }
 
 /// How many ticks of history [`Figures::rate_history`] keeps.
-pub const HISTORY: usize = 120;
+const HISTORY: usize = 120;
 
 /// Turns the live counters into snapshots, with rates over the last tick.
 #[derive(Debug, Default)]

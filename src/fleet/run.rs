@@ -780,7 +780,7 @@ async fn provision(sh: &Shared, d: &FleetDevice) -> Option<String> {
 }
 
 /// The kind a DPS failure is grouped under, from DPS's status when it answered one.
-pub fn dps_kind(reason: &str) -> &'static str {
+fn dps_kind(reason: &str) -> &'static str {
     match crate::hub::dps_client::refused_status(reason) {
         Some(400) => "dps-bad-request",
         Some(401) => "dps-unauthorized",
@@ -840,7 +840,7 @@ async fn fail_dps(sh: &Shared, d: &FleetDevice, reason: String) {
 
 /// The diagnosis kind a failure is grouped under: the connection test's code, with the
 /// local hub's refusal kinds as they are (`disabled`, `unknown-device`, ...).
-pub fn group_of(code: &str) -> String {
+fn group_of(code: &str) -> String {
     match code {
         "connack-3" => "throttled".into(),
         c => c.strip_prefix("hub-").unwrap_or(c).to_string(),

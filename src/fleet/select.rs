@@ -6,7 +6,7 @@ use crate::store::{Kind, Workspace};
 use std::collections::{HashMap, HashSet};
 
 /// The most devices one fleet run takes (a range alone may name a million).
-pub const MAX_DEVICES: usize = 1_000_000;
+const MAX_DEVICES: usize = 1_000_000;
 /// The most shards a fleet may be cut into.
 pub const MAX_SHARDS: u32 = 10_000;
 

@@ -31,9 +31,9 @@ use crate::azure::{self, DevicePublish, DeviceSubscription, Properties};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this many subscriptions per connection (IoT Hub's devices use 4: C2D, twin
 /// responses, desired, methods; one spare).
-pub const MAX_SUBSCRIPTIONS: usize = 5;
+const MAX_SUBSCRIPTIONS: usize = 5;
 /// Cloud-to-device messages queued per device while it is offline (IoT Hub's limit is 50).
-pub const C2D_QUEUE: usize = 50;
+const C2D_QUEUE: usize = 50;
 /// Largest MQTT packet accepted: a 256 KB message plus room for topic and header.
 pub const MAX_PACKET: usize = azure::MAX_MESSAGE_BYTES + 4096;
 /// Bytes a connection may send before its CONNECT is complete. An IoT Hub CONNECT holds a

@@ -356,7 +356,7 @@ pub async fn prepare(
 
 /// The address to dial for a hub bound to `ip`: the loopback of the same family when it is
 /// bound to every interface (`0.0.0.0`, `::`).
-pub fn loopback_for(ip: std::net::IpAddr) -> std::net::IpAddr {
+fn loopback_for(ip: std::net::IpAddr) -> std::net::IpAddr {
     match ip {
         std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),

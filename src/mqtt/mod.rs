@@ -83,7 +83,7 @@ impl Transport {
         }
     }
     /// The port IoT Hub serves this transport on.
-    pub fn default_port(self) -> u16 {
+    fn default_port(self) -> u16 {
         match self {
             Transport::Mqtt => crate::azure::MQTT_PORT,
             Transport::Amqp => crate::hub::amqp_iothub::AMQP_PORT,
