@@ -3,8 +3,8 @@
 //! certificate, key and MQTT session, speaking the connection test's protocol (Azure topics
 //! for a hub, plain topics for a broker) and explained by its diagnosis.
 //!
-//! - [`select`]: which devices (names, ranges, every device under a CA) and the K-th of N
-//!   shards of them;
+//! - [`select`](mod@select): which devices (names, ranges, every device under a CA) and
+//!   the K-th of N shards of them;
 //! - [`run`]: the runner on tokio: a controlled connect rate, telemetry at a rate or a count,
 //!   an optional reconnect storm, a clean stop, a timeout on every network step;
 //! - [`figures`]: live counts and HDR histograms, published on a watch channel so a face
