@@ -211,7 +211,8 @@ pub fn parse_response_topic(topic: &str) -> Result<(u16, String, Option<u32>), A
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterRequest {
-    /// `registrationId`: must equal the username's and the certificate's CN.
+    /// `registrationId`: the username's registration id again (DPS compares without case)
+    /// and the certificate's CN.
     pub registration_id: String,
     /// `payload`: custom JSON the device sends; DPS hands it to custom allocation and echoes
     /// it in `registrationState.payload`.

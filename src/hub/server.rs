@@ -141,7 +141,7 @@ pub enum HubEvent {
     },
     /// A device passed authentication: CONNACK 0 (MQTT) or an opened connection (AMQP).
     Accepted {
-        /// The device id (MQTT client id, or the certificate's CN over AMQP).
+        /// The device id (the MQTT client id; over AMQP, the id in the link address).
         device: String,
         /// The TCP address it connected from.
         peer: SocketAddr,
@@ -171,8 +171,9 @@ pub enum HubEvent {
     Disconnected {
         /// The device id.
         device: String,
-        /// Why: DISCONNECT, keep-alive timeout, kicked, a newer connection with the same id, a
-        /// protocol violation, or the hub shutting down.
+        /// Why: the device closed, no packet within 1.5 × keep-alive, a read failure, a kick
+        /// (disabled, or a newer connection with the same id), a protocol violation, or the
+        /// hub shutting down.
         reason: String,
     },
     /// A device connected with a certificate revoked in this workspace. IoT Hub does not check
@@ -469,7 +470,8 @@ pub enum HubError {
         /// The operating system's reason.
         source: std::io::Error,
     },
-    /// A C2D message or method call named a device with no open connection.
+    /// A direct method was called on a device with no open connection (or it went away
+    /// before answering).
     #[error("device \"{0}\" is not connected to the hub")]
     Offline(String),
     /// A method call went to a device that has not subscribed to the topic filter it needs

@@ -520,7 +520,8 @@ pub enum Event {
         /// What it did: the path and subprotocol, the SASL mechanism, the links attached.
         detail: String,
     },
-    /// The broker accepted the MQTT CONNECT (CONNACK 0).
+    /// The broker answered the MQTT CONNECT (any return code; a refusal is followed by
+    /// [`Event::Failed`]).
     Connack {
         /// How long the step took, in milliseconds.
         ms: f64,
@@ -564,7 +565,7 @@ pub enum Event {
         kind: RoundTripKind,
         /// Milliseconds from the request to its answer.
         ms: f64,
-        /// What came back (the topic or status of the answer).
+        /// What came back: the twin answer's status and version, or the echo's size in bytes.
         detail: String,
     },
     /// A round trip did not come back within the timeout.
