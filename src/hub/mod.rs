@@ -14,7 +14,7 @@
 //! # Ok(()) }
 //! ```
 
-pub mod amqp;
+pub(crate) mod amqp;
 pub(crate) mod amqp_iothub;
 pub mod auth;
 pub mod control;
@@ -25,7 +25,7 @@ pub mod registry;
 pub mod server;
 pub mod system_trust;
 pub mod tls;
-pub mod ws;
+pub(crate) mod ws;
 
 pub use auth::Refusal;
 pub use registry::{Auth, HubCa, HubDevice, HubStore, Registry, RegistryError, Twin};

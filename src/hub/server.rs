@@ -246,7 +246,7 @@ pub enum HubEvent {
     },
     /// How an AMQP device settled a C2D message: `completed` (accepted), `rejected`,
     /// `abandoned` (released or modified: delivered again), or `dead-lettered` (abandoned
-    /// [`super::amqp::MAX_DELIVERY_COUNT`] times, as IoT Hub's maximum delivery count).
+    /// 10 times, IoT Hub's maximum delivery count).
     C2dSettled {
         /// The device id.
         device: String,
