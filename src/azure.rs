@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Azure IoT Hub's MQTT device protocol: the exact strings, in one place.
 //!
 //! Both faces of chainsmith's MQTT use this module: the embedded hub (`hub`) parses what a
@@ -43,35 +44,60 @@ pub const METHODS_FILTER: &str = "$iothub/methods/POST/#";
 
 /// Well-known system properties in a property bag.
 pub mod sys {
+    /// Message id: the device's (telemetry) or the service's (C2D) id for a message.
     pub const MESSAGE_ID: &str = "$.mid";
+    /// Correlation id: on a C2D answer, the message id it answers.
     pub const CORRELATION_ID: &str = "$.cid";
+    /// User id: who sent the message (the service's name for the sender).
     pub const USER_ID: &str = "$.uid";
+    /// Destination: on C2D, `/devices/{id}/messages/devicebound`.
     pub const TO: &str = "$.to";
+    /// Content type of the body, e.g. `application/json` (IoT Hub routing reads it).
     pub const CONTENT_TYPE: &str = "$.ct";
+    /// Content encoding of the body, e.g. `utf-8` (IoT Hub routing reads it).
     pub const CONTENT_ENCODING: &str = "$.ce";
-    pub const EXPIRY: &str = "$.exp";
-    pub const CREATION_TIME: &str = "iothub-creation-time-utc";
 }
 
+/// A string of IoT Hub's MQTT protocol (username, topic, property bag) that does not parse.
+/// Each message quotes the value and shows the form IoT Hub expects.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum AzureError {
+    /// The CONNECT username is not `{host}/{deviceId}/?api-version=…`.
     #[error(
         "username {0:?} is not `{{host}}/{{deviceId}}/?api-version=...`; IoT Hub devices send e.g. `myhub.azure-devices.net/dev1/?api-version={API_VERSION}`"
     )]
     Username(String),
+    /// A `%` not followed by two hex digits in a URL-encoded string.
     #[error("{what} {value:?} has a bad %-escape; encode '%' as %25")]
-    Escape { what: &'static str, value: String },
+    Escape {
+        /// Which part it was in (`property name`, `device id`, …).
+        what: &'static str,
+        /// The encoded string as received.
+        value: String,
+    },
+    /// A URL-encoded string that decodes to bytes that are not UTF-8.
     #[error("{what} {value:?} is not UTF-8 after URL-decoding")]
-    Utf8 { what: &'static str, value: String },
+    Utf8 {
+        /// Which part it was in (`property name`, `device id`, …).
+        what: &'static str,
+        /// The encoded string as received.
+        value: String,
+    },
+    /// A topic that does not have the shape its prefix promises.
     #[error("topic {topic:?} is not {expected}")]
     Topic {
+        /// The topic as received.
         topic: String,
+        /// The form IoT Hub uses, e.g. `$iothub/twin/res/{status}/?$rid={rid}`.
         expected: &'static str,
     },
+    /// A `$rid` (request id) that is empty or has other characters than letters, digits, `-`.
     #[error("$rid {0:?} is empty or contains characters other than letters, digits and '-'")]
     Rid(String),
+    /// The status segment of a twin or method response topic is not a number.
     #[error("status {0:?} in topic is not a number")]
     Status(String),
+    /// The `$version` of a twin topic is not a number.
     #[error("$version {0:?} in topic is not a number")]
     Version(String),
 }
@@ -140,25 +166,31 @@ pub fn url_decode(s: &str, what: &'static str) -> Result<String, AzureError> {
 pub struct Properties(pub Vec<(String, String)>);
 
 impl Properties {
+    /// An empty bag.
     pub fn new() -> Self {
         Self::default()
     }
+    /// The bag with one more property appended (a builder; order is kept on the wire).
     pub fn with(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
         self.0.push((k.into(), v.into()));
         self
     }
+    /// The first value of `key` (system or application property), if present.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+    /// `$.mid`: the message id.
     pub fn message_id(&self) -> Option<&str> {
         self.get(sys::MESSAGE_ID)
     }
+    /// `$.ct`: the body's content type.
     pub fn content_type(&self) -> Option<&str> {
         self.get(sys::CONTENT_TYPE)
     }
+    /// `$.ce`: the body's content encoding.
     pub fn content_encoding(&self) -> Option<&str> {
         self.get(sys::CONTENT_ENCODING)
     }
@@ -169,6 +201,7 @@ impl Properties {
             .filter(|(k, _)| !k.starts_with("$."))
             .map(|(k, v)| (k.as_str(), v.as_str()))
     }
+    /// Whether the bag has no property at all.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -208,7 +241,9 @@ impl Properties {
 /// A parsed IoT Hub MQTT username.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username {
+    /// The hub host name the device dialled, e.g. `myhub.azure-devices.net`.
     pub host: String,
+    /// The device id (or `deviceId/moduleId` for a module), URL-decoded.
     pub device_id: String,
     /// `api-version`, when given.
     pub api_version: Option<String>,
@@ -377,10 +412,13 @@ pub fn parse_c2d_topic(topic: &str) -> Result<(String, Properties), AzureError> 
 
 // ---------------------------------------------------------------- twin
 
+/// `$iothub/twin/GET/?$rid={rid}`: a device asks for its whole twin (published empty).
 pub fn twin_get_topic(rid: &str) -> String {
     format!("$iothub/twin/GET/?$rid={rid}")
 }
 
+/// `$iothub/twin/PATCH/properties/reported/?$rid={rid}`: a device updates reported
+/// properties (the body is a JSON merge patch; the hub answers 204).
 pub fn twin_patch_reported_topic(rid: &str) -> String {
     format!("$iothub/twin/PATCH/properties/reported/?$rid={rid}")
 }
@@ -398,13 +436,18 @@ pub fn twin_desired_topic(version: u64) -> String {
     format!("$iothub/twin/PATCH/properties/desired/?$version={version}")
 }
 
+/// The hub's answer to a twin request, from its topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TwinResponse {
+    /// HTTP-like status: 200 for a GET, 204 for a reported PATCH, 4xx for a refusal.
     pub status: u16,
+    /// The request id of the request it answers.
     pub rid: String,
+    /// `$version`: the reported properties' version after a PATCH (absent on a GET answer).
     pub version: Option<u64>,
 }
 
+/// Parse `$iothub/twin/res/{status}/?$rid={rid}[&$version={v}]`.
 pub fn parse_twin_response(topic: &str) -> Result<TwinResponse, AzureError> {
     const EXP: &str = "$iothub/twin/res/{status}/?$rid={rid}";
     let err = || AzureError::Topic {
@@ -435,10 +478,13 @@ pub fn parse_twin_desired_topic(topic: &str) -> Result<u64, AzureError> {
 
 // ---------------------------------------------------------------- direct methods
 
+/// `$iothub/methods/POST/{name}/?$rid={rid}`: the hub calls a direct method on a device.
 pub fn method_request_topic(name: &str, rid: &str) -> String {
     format!("$iothub/methods/POST/{name}/?$rid={rid}")
 }
 
+/// `$iothub/methods/res/{status}/?$rid={rid}`: the device's answer to a method call (the
+/// status is the device's choice, HTTP-like).
 pub fn method_response_topic(status: u16, rid: &str) -> String {
     format!("$iothub/methods/res/{status}/?$rid={rid}")
 }
@@ -461,7 +507,7 @@ pub fn parse_method_request(topic: &str) -> Result<(String, String), AzureError>
 }
 
 /// (status, rid) of a method response.
-pub fn parse_method_response(topic: &str) -> Result<(u16, String), AzureError> {
+fn parse_method_response(topic: &str) -> Result<(u16, String), AzureError> {
     const EXP: &str = "$iothub/methods/res/{status}/?$rid={rid}";
     let err = || AzureError::Topic {
         topic: topic.to_string(),
@@ -477,17 +523,39 @@ pub fn parse_method_response(topic: &str) -> Result<(u16, String), AzureError> {
 /// Something a device published, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DevicePublish {
+    /// `devices/{id}/messages/events/{bag}`: telemetry, with its property bag.
     Telemetry(Properties),
-    TwinGet { rid: String },
-    TwinPatchReported { rid: String },
-    MethodResponse { status: u16, rid: String },
+    /// `$iothub/twin/GET/?$rid=…`: the device asks for its twin.
+    TwinGet {
+        /// The request id the answer must carry back.
+        rid: String,
+    },
+    /// `$iothub/twin/PATCH/properties/reported/?$rid=…`: a reported-properties patch.
+    TwinPatchReported {
+        /// The request id the answer must carry back.
+        rid: String,
+    },
+    /// `$iothub/methods/res/{status}/?$rid=…`: the answer to a direct method.
+    MethodResponse {
+        /// The status the device answered (HTTP-like).
+        status: u16,
+        /// The request id of the call it answers.
+        rid: String,
+    },
 }
 
 /// Why a device's PUBLISH or SUBSCRIBE is refused (IoT Hub disconnects it).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum NamespaceError {
+    /// A topic or filter that belongs to another device or to no device topic at all.
     #[error("topic {topic:?} is outside device {device:?}'s namespace")]
-    Foreign { topic: String, device: String },
+    Foreign {
+        /// The topic or filter as sent.
+        topic: String,
+        /// The device that sent it.
+        device: String,
+    },
+    /// A topic in the device's namespace that does not parse.
     #[error("{0}")]
     Malformed(#[from] AzureError),
 }
@@ -529,9 +597,13 @@ pub fn classify_publish(device_id: &str, topic: &str) -> Result<DevicePublish, N
 /// What a subscribe filter is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceSubscription {
+    /// `devices/{id}/messages/devicebound/#`: cloud-to-device messages.
     C2d,
+    /// `$iothub/twin/res/#`: answers to twin requests.
     TwinResponses,
+    /// `$iothub/twin/PATCH/properties/desired/#`: desired-property pushes.
     TwinDesired,
+    /// `$iothub/methods/POST/#`: direct method calls.
     Methods,
 }
 

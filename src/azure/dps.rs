@@ -34,7 +34,7 @@ pub const API_VERSION_2021: &str = "2021-06-01";
 pub const API_VERSION_CSR: &str = "2025-07-01-preview";
 /// The earlier certificate-issuance preview (Python SDK's preview branch,
 /// `samples/cert-mgmt/certificate_issuance.py`): `clientCertificateCsr` → `issuedClientCertificate`.
-pub const API_VERSION_CSR_2021: &str = "2021-11-01-preview";
+const API_VERSION_CSR_2021: &str = "2021-11-01-preview";
 /// api-versions the local DPS accepts in the username.
 pub const API_VERSIONS: [&str; 4] = [
     API_VERSION,
@@ -55,8 +55,11 @@ const RESPONSE_PREFIX: &str = "$dps/registrations/res/";
 /// A parsed DPS MQTT username.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username {
+    /// The DPS instance's ID scope, e.g. `0ne00000A0A`.
     pub id_scope: String,
+    /// The device's registration id (also its MQTT client id).
     pub registration_id: String,
+    /// `api-version`, when given (`2019-03-31`; the certificate previews use later ones).
     pub api_version: Option<String>,
     /// Every query parameter, decoded, in order (`api-version`, `ClientVersion`, …).
     pub params: Vec<(String, String)>,
@@ -126,8 +129,19 @@ pub fn response_topic(status: u16, rid: &str, retry_after: Option<u32>) -> Strin
 /// What a device publishes to DPS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Register { rid: String },
-    Status { rid: String, operation_id: String },
+    /// `$dps/registrations/PUT/iotdps-register/?$rid=…`: start a registration.
+    Register {
+        /// The request id the answer must carry back.
+        rid: String,
+    },
+    /// `$dps/registrations/GET/iotdps-get-operationstatus/?$rid=…&operationId=…`: poll a
+    /// registration that was answered 202.
+    Status {
+        /// The request id the answer must carry back.
+        rid: String,
+        /// The `operationId` of the 202 answer being polled.
+        operation_id: String,
+    },
 }
 
 fn query(q: &str) -> impl Iterator<Item = (&str, &str)> {
@@ -197,9 +211,15 @@ pub fn parse_response_topic(topic: &str) -> Result<(u16, String, Option<u32>), A
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterRequest {
+    /// `registrationId`: the username's registration id again (DPS compares without case)
+    /// and the certificate's CN.
     pub registration_id: String,
+    /// `payload`: custom JSON the device sends; DPS hands it to custom allocation and echoes
+    /// it in `registrationState.payload`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
+    /// `csr` (or `clientCertificateCsr`): base64 DER PKCS#10 request for a certificate to be
+    /// issued at registration (certificate-management preview).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -212,20 +232,29 @@ pub struct RegisterRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationState {
+    /// `registrationId`: the registration this state belongs to.
     pub registration_id: String,
+    /// `createdDateTimeUtc`: when the registration id first registered (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_date_time_utc: Option<String>,
+    /// `assignedHub`: the IoT hub host name the device must connect to now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigned_hub: Option<String>,
+    /// `deviceId`: the device id DPS created in that hub.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// `status`: `assigned`, `assigning`, `failed` or `disabled`.
     pub status: String,
+    /// `substatus`: why this assignment ([`INITIAL_ASSIGNMENT`], [`REPROVISIONED_TO_INITIAL`], …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub substatus: Option<String>,
+    /// `lastUpdatedDateTimeUtc`: when this state last changed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated_date_time_utc: Option<String>,
+    /// `etag`: the version of this registration record, opaque to the device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// `payload`: the request's payload, returned (custom allocation may replace it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
     /// Base64 DER certificates, leaf first (2025-07-01-preview; the 2021 preview's
@@ -242,8 +271,11 @@ pub struct RegistrationState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationResponse {
+    /// `operationId`: what the device polls with while the answer is `assigning`.
     pub operation_id: String,
+    /// `status`: `assigning` (202: poll again after `retry-after`) or `assigned` (200).
     pub status: String,
+    /// `registrationState`: the outcome, present once assigned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_state: Option<RegistrationState>,
 }
@@ -257,9 +289,13 @@ pub const REPROVISIONED_TO_INITIAL: &str = "reprovisionedToInitialAssignment";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
+    /// `errorCode`: HTTP status × 1000 + a detail (see [`code`]).
     pub error_code: u32,
+    /// `trackingId`: an id to quote in a support request (a fresh one per error).
     pub tracking_id: String,
+    /// `message`: the service's sentence (the local DPS says exactly what was wrong).
     pub message: String,
+    /// `timestampUtc`: when the error happened (RFC 3339).
     pub timestamp_utc: String,
 }
 
@@ -269,10 +305,13 @@ pub struct ErrorBody {
 /// azure-docs issue #57082 reports both), 400004 (argument invalid). DPS publishes no 403
 /// detail code; the local DPS keeps 403's detail at 000 and the topic status says 403.
 pub mod code {
+    /// 400004: an argument is invalid (a malformed request or body).
     pub const BAD_REQUEST: u32 = 400004;
+    /// 401002: attestation failed (no enrollment accepts this certificate).
     pub const UNAUTHORIZED: u32 = 401002;
+    /// 403000: forbidden (a disabled enrollment or registration).
     pub const FORBIDDEN: u32 = 403000;
-    pub const NOT_FOUND: u32 = 404201;
+    /// 404202: the polled operation id is unknown.
     pub const OPERATION_NOT_FOUND: u32 = 404202;
 }
 

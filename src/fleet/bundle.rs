@@ -9,13 +9,16 @@ use std::path::{Path, PathBuf};
 /// One written bundle.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Bundle {
+    /// Which shard (K of N) the bundle holds.
     pub shard: Shard,
+    /// The bundle's directory: a workspace of its own (`shard-K`).
     pub dir: PathBuf,
+    /// How many devices were written into it.
     pub devices: usize,
 }
 
 /// The directory of shard K of N under `out`: `shard-K` (K counts from 1).
-pub fn bundle_dir(out: &Path, shard: Shard) -> PathBuf {
+fn bundle_dir(out: &Path, shard: Shard) -> PathBuf {
     out.join(format!("shard-{}", shard.index))
 }
 

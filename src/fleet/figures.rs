@@ -84,15 +84,20 @@ impl Live {
 /// p50/p90/p99/max in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Percentiles {
+    /// Number of samples.
     pub count: u64,
+    /// Median.
     pub p50_ms: f64,
+    /// 90th percentile.
     pub p90_ms: f64,
+    /// 99th percentile.
     pub p99_ms: f64,
+    /// Slowest sample.
     pub max_ms: f64,
 }
 
 impl Percentiles {
-    pub fn of(h: &Histogram<u64>) -> Percentiles {
+    fn of(h: &Histogram<u64>) -> Percentiles {
         let ms = |us: u64| us as f64 / 1000.0;
         Percentiles {
             count: h.len(),
@@ -108,15 +113,21 @@ impl Percentiles {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
+    /// Devices are connecting, at the plan's connect rate.
     #[default]
     RampUp,
+    /// Every device has connected or failed; telemetry flows.
     Steady,
+    /// The reconnect storm: every connected device was dropped and reconnects at once.
     Storm,
+    /// Stop was asked (or the duration ran out): devices disconnect.
     Stopping,
+    /// Every device has stopped; the report is ready.
     Done,
 }
 
 impl Phase {
+    /// The phase's name on screen and in JSON (`ramp-up`, `steady`, …).
     pub fn label(self) -> &'static str {
         match self {
             Phase::RampUp => "ramp-up",
@@ -131,20 +142,33 @@ impl Phase {
 /// A snapshot of a run, a few times a second.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Figures {
+    /// Where the run is.
     pub phase: Phase,
+    /// Seconds since the run started.
     pub elapsed_s: f64,
+    /// Devices in the run.
     pub devices: u64,
+    /// Devices connected now.
     pub connected: u64,
+    /// Devices between dialling and CONNACK now.
     pub connecting: u64,
+    /// Devices that gave up (their failure is in `failures`).
     pub failed: u64,
     /// Devices assigned by DPS so far (`--dps`).
     pub provisioned: u64,
+    /// Completed connects (TCP, TLS, CONNACK) so far, reconnects included.
     pub handshakes: u64,
+    /// Handshakes per second over the last tick.
     pub handshakes_per_s: f64,
+    /// Telemetry messages published so far.
     pub sent: u64,
+    /// Of those, acknowledged by PUBACK (QoS 1).
     pub acked: u64,
+    /// Messages published per second over the last tick.
     pub messages_per_s: f64,
+    /// PUBACK latency so far.
     pub ack: Percentiles,
+    /// Round-trip latency so far (echo or C2D).
     pub round_trip: Percentiles,
     /// Failures by diagnosis kind: (kind, count, example device).
     pub failures: Vec<(String, u64, String)>,
@@ -155,7 +179,7 @@ pub struct Figures {
 }
 
 /// How many ticks of history [`Figures::rate_history`] keeps.
-pub const HISTORY: usize = 120;
+const HISTORY: usize = 120;
 
 /// Turns the live counters into snapshots, with rates over the last tick.
 #[derive(Debug, Default)]

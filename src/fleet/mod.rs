@@ -1,9 +1,10 @@
+#![warn(missing_docs)]
 //! Fleet mode: many X.509 devices at once against a hub or broker, each with its own
 //! certificate, key and MQTT session, speaking the connection test's protocol (Azure topics
 //! for a hub, plain topics for a broker) and explained by its diagnosis.
 //!
-//! - [`select`]: which devices (names, ranges, every device under a CA) and the K-th of N
-//!   shards of them;
+//! - [`select`](mod@select): which devices (names, ranges, every device under a CA) and
+//!   the K-th of N shards of them;
 //! - [`run`]: the runner on tokio: a controlled connect rate, telemetry at a rate or a count,
 //!   an optional reconnect storm, a clean stop, a timeout on every network step;
 //! - [`figures`]: live counts and HDR histograms, published on a watch channel so a face
@@ -27,16 +28,28 @@ pub use run::{
 };
 pub use select::{Shard, select};
 
+/// Why a fleet could not be selected, loaded, run or reported.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
+    /// The device selection or shard is wrong: an unknown name or CA, an empty range, a
+    /// shard index outside 1..=N.
     #[error("{0}")]
     Selection(String),
+    /// One selected device cannot take part (not a device, no key, a bad chain).
     #[error("device \"{device}\": {problem}")]
-    Device { device: String, problem: String },
+    Device {
+        /// The workspace device.
+        device: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A report file is not a fleet report, has another format version, or reports do not merge.
     #[error("{0}")]
     Report(String),
+    /// The process's open-file limit is below what the fleet's connections need.
     #[error("{0}")]
     Limit(String),
+    /// Reading the workspace failed.
     #[error(transparent)]
     Store(crate::store::Error),
     /// A CA chosen as the fleet's selection that has no devices with keys under it.
@@ -56,6 +69,7 @@ pub enum FleetError {
 }
 
 impl FleetError {
+    /// A short machine-friendly name for `--json` errors.
     pub fn kind(&self) -> &'static str {
         match self {
             FleetError::Selection(_) | FleetError::NoDevicesUnder(_) | FleetError::NoShardIndex => {

@@ -21,17 +21,23 @@ pub fn new_histogram() -> Histogram<u64> {
 /// A histogram and its figures in milliseconds; `hdr` holds the exact histogram.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Latency {
+    /// Number of samples.
     pub count: u64,
+    /// Median.
     pub p50_ms: f64,
+    /// 90th percentile.
     pub p90_ms: f64,
+    /// 99th percentile.
     pub p99_ms: f64,
+    /// Slowest sample.
     pub max_ms: f64,
     /// HDR histogram (V2 deflate encoding, base64), microseconds.
     pub hdr: String,
 }
 
 impl Latency {
-    pub fn of(h: &Histogram<u64>) -> Latency {
+    /// The figures and the serialized form of a microsecond histogram.
+    pub(crate) fn of(h: &Histogram<u64>) -> Latency {
         let mut buf = Vec::new();
         let hdr = match V2DeflateSerializer::new().serialize(h, &mut buf) {
             Ok(_) => base64::engine::general_purpose::STANDARD.encode(&buf),
@@ -48,7 +54,8 @@ impl Latency {
         }
     }
 
-    pub fn histogram(&self) -> Result<Histogram<u64>, String> {
+    /// Decode `hdr` back into the histogram (empty when there is none).
+    fn histogram(&self) -> Result<Histogram<u64>, String> {
         if self.hdr.is_empty() {
             return Ok(new_histogram());
         }
@@ -65,9 +72,13 @@ impl Latency {
 /// One diagnosis kind: how many devices failed so, and one of them.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FailureGroup {
+    /// Devices that failed with this diagnosis.
     pub count: u64,
+    /// One of them (a device id).
     pub example: String,
+    /// The diagnosis's cause sentence, for the example.
     pub cause: String,
+    /// The diagnosis's fix sentence, for the example.
     pub fix: String,
 }
 
@@ -89,18 +100,22 @@ pub struct StormReport {
     pub time_to_all_back_s: Option<f64>,
 }
 
+/// Telemetry counts over the whole run.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Messages {
+    /// Messages published.
     pub sent: u64,
     /// Acknowledged by PUBACK (QoS 1).
     pub acked: u64,
     /// QoS 1 messages with no PUBACK within the timeout.
     pub ack_lost: u64,
+    /// Round trips that came back (echo or C2D).
     pub round_trips: u64,
     /// Round trips that did not come back within the timeout.
     pub round_trips_lost: u64,
 }
 
+/// The run's latency histograms.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Latencies {
     /// TCP connect + TLS handshake + CONNACK.
@@ -114,16 +129,22 @@ pub struct Latencies {
     pub provision: Latency,
 }
 
+/// What one fleet run (or a merge of several) measured: the JSON file `fleet --report` writes.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Report {
+    /// Report format version ([`FORMAT`]).
     pub format: u32,
+    /// `host:port` the fleet connected to.
     pub target: String,
+    /// `azure` or `generic`.
     pub flavor: String,
+    /// The QoS telemetry was published with (0 or 1).
     pub qos: u8,
     /// The shards this report covers (empty: one unsharded run).
     pub shards: Vec<Shard>,
     /// How many runs were merged into it.
     pub runs: u32,
+    /// Devices in the run(s).
     pub devices: u64,
     /// Devices that connected at least once.
     pub connected: u64,
@@ -134,26 +155,35 @@ pub struct Report {
     pub provisioned: u64,
     /// Successful handshakes (reconnects included).
     pub handshakes: u64,
+    /// Telemetry counts.
     pub messages: Messages,
     /// How the run ended: `completed`, `duration` or `interrupted`.
     pub stopped: String,
+    /// The run's length in seconds (the longest shard's, merged).
     pub elapsed_s: f64,
     /// Until every device had connected or failed.
     pub ramp_up_s: Option<f64>,
+    /// Handshakes per second during ramp-up.
     pub handshakes_per_s_ramp: Option<f64>,
     /// Between ramp-up and the storm (or the stop).
     pub messages_per_s: f64,
+    /// Failed devices grouped by diagnosis kind.
     pub failures: BTreeMap<String, FailureGroup>,
+    /// Latency histograms.
     pub latency: Latencies,
+    /// The reconnect storm's outcome, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storm: Option<StormReport>,
 }
 
 impl Report {
+    /// The report as pretty-printed JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report serializes")
     }
 
+    /// Read a report; `name` (its file) is named in the error when it is not a report of
+    /// this [`FORMAT`].
     pub fn from_json(name: &str, text: &str) -> Result<Report, FleetError> {
         let r: Report = serde_json::from_str(text)
             .map_err(|e| FleetError::Report(format!("{name} is not a fleet report: {e}")))?;

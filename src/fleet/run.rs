@@ -20,7 +20,9 @@ use tokio::time::Instant;
 /// One simulated device: its identity (for the diagnosis) and its TLS configuration.
 #[derive(Clone)]
 pub struct FleetDevice {
+    /// The device id (MQTT client id).
     pub id: String,
+    /// Its certificate chain and key, as the connection test knows them.
     pub identity: Arc<Identity>,
     config: Arc<rustls::ClientConfig>,
 }
@@ -76,6 +78,7 @@ pub enum Load {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RoundTrip {
+    /// No round trips: only PUBACKs are timed.
     None,
     /// A broker: the device subscribes to its own telemetry topic.
     Echo,
@@ -85,27 +88,36 @@ pub enum RoundTrip {
 
 /// Everything a fleet run needs.
 pub struct Plan {
+    /// The devices, each with its own TLS configuration.
     pub devices: Vec<FleetDevice>,
+    /// The hub or broker they all connect to.
     pub endpoint: Endpoint,
+    /// Azure topics (a hub) or plain ones (a broker).
     pub flavor: Flavor,
     /// The hub name for the Azure username when it differs from the host dialled.
     pub hub_hostname: Option<String>,
     /// New connections per second during ramp-up.
     pub connect_rate: f64,
+    /// What each device sends.
     pub load: Load,
+    /// Stop after this long (`None`: when the message counts are done, or on stop).
     pub duration: Option<Duration>,
+    /// Telemetry QoS, 0 or 1.
     pub qos: u8,
     /// Drop and reconnect every device at once, `storm_after` after ramp-up (the steady
     /// state measured before it).
     pub storm: bool,
+    /// How long after ramp-up the storm fires.
     pub storm_after: Duration,
     /// Every network step, acknowledgement and round trip.
     pub timeout: Duration,
+    /// How round trips are timed.
     pub round_trip: RoundTrip,
     /// Handshakes in flight at once during ramp-up.
     pub in_flight: usize,
     /// The local hub, which can say why it refused a device.
     pub hub: Option<Arc<dyn HubView>>,
+    /// Which shard of the fleet this run is, for the report.
     pub shard: Option<Shard>,
     /// How often the figures are refreshed.
     pub tick: Duration,
@@ -116,13 +128,18 @@ pub struct Plan {
 /// Where and how devices provision with `--dps`.
 #[derive(Clone, Debug)]
 pub struct DpsPlan {
+    /// The DPS instance's ID scope (in each device's DPS username).
     pub id_scope: String,
     /// The DPS endpoint (the local hub's own address for the local DPS).
     pub host: String,
+    /// The DPS port (8883 for Azure's).
     pub port: u16,
 }
 
 impl Plan {
+    /// A plan with the defaults: 100 connects a second, 200 handshakes in flight, 5 messages
+    /// per device at QoS 1, 10 s per network step, no storm, no round trips, figures every
+    /// 250 ms.
     pub fn new(devices: Vec<FleetDevice>, endpoint: Endpoint, flavor: Flavor) -> Plan {
         Plan {
             devices,
@@ -150,34 +167,57 @@ impl Plan {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum FleetEvent {
+    /// The run begins.
     Start {
+        /// Devices in the run.
         devices: u64,
+        /// `host:port` they connect to.
         target: String,
+        /// Azure or generic topics.
         flavor: Flavor,
+        /// Telemetry QoS.
         qos: u8,
+        /// `K/N` when the run is one shard of a fleet.
         #[serde(skip_serializing_if = "Option::is_none")]
         shard: Option<String>,
     },
+    /// Every device has made its first connect attempt.
     RampedUp {
+        /// Seconds since the start.
         s: f64,
+        /// Devices connected at that moment.
         connected: u64,
+        /// Devices failed by then.
         failed: u64,
     },
+    /// A device gave up, with the connection test's diagnosis.
     DeviceFailed {
+        /// The device id.
         device: String,
+        /// The diagnosis kind (failures are grouped by it).
         kind: String,
+        /// The step that failed.
         step: Step,
+        /// The diagnosis's cause sentence.
         cause: String,
     },
+    /// The reconnect storm fired: every connected device was dropped.
     StormBegin {
+        /// Devices connected when it fired.
         devices: u64,
     },
+    /// Every dropped device is back or has given up.
     StormEnd {
+        /// Seconds from the drop until then.
         s: f64,
+        /// Devices back connected.
         back: u64,
+        /// Devices that gave up.
         failed: u64,
     },
+    /// The run is stopping.
     Stopping {
+        /// `completed`, `duration` or `interrupted`.
         reason: String,
     },
 }
@@ -214,7 +254,9 @@ pub(crate) struct Shared {
 
 /// A run in progress: read its figures, stop it, await its report.
 pub struct FleetRun {
+    /// The latest [`Figures`], refreshed every [`Plan::tick`]; read whenever a face draws.
     pub figures: watch::Receiver<Figures>,
+    /// [`FleetEvent`]s in order, for logs and `--json`.
     pub events: mpsc::UnboundedReceiver<FleetEvent>,
     stop: Arc<watch::Sender<bool>>,
     storm: Arc<watch::Sender<u64>>,
@@ -229,23 +271,23 @@ pub struct Control {
 }
 
 impl Control {
+    /// Stop the run: devices disconnect and the report is written (`stopped: interrupted`).
     pub fn stop(&self) {
         self.stop.send_replace(true);
     }
+    /// Fire a reconnect storm now: every connected device is dropped and reconnects.
     pub fn storm(&self) {
         self.storm.send_modify(|g| *g += 1);
     }
 }
 
 impl FleetRun {
+    /// A handle that stops the run or fires a storm, usable after `self` is awaited.
     pub fn control(&self) -> Control {
         Control {
             stop: self.stop.clone(),
             storm: self.storm.clone(),
         }
-    }
-    pub fn stop(&self) {
-        self.stop.send_replace(true);
     }
     /// The report, once every device has stopped.
     pub async fn finish(self) -> Report {
@@ -738,7 +780,7 @@ async fn provision(sh: &Shared, d: &FleetDevice) -> Option<String> {
 }
 
 /// The kind a DPS failure is grouped under, from DPS's status when it answered one.
-pub fn dps_kind(reason: &str) -> &'static str {
+fn dps_kind(reason: &str) -> &'static str {
     match crate::hub::dps_client::refused_status(reason) {
         Some(400) => "dps-bad-request",
         Some(401) => "dps-unauthorized",
@@ -799,7 +841,7 @@ async fn fail_dps(sh: &Shared, d: &FleetDevice, reason: String) {
 
 /// The diagnosis kind a failure is grouped under: the connection test's code, with the
 /// local hub's refusal kinds as they are (`disabled`, `unknown-device`, ...).
-pub fn group_of(code: &str) -> String {
+fn group_of(code: &str) -> String {
     match code {
         "connack-3" => "throttled".into(),
         c => c.strip_prefix("hub-").unwrap_or(c).to_string(),
@@ -856,6 +898,7 @@ async fn fail(sh: &Shared, d: &FleetDevice, f: Failure) {
 /// A running `hub serve` asked through its control socket why it refused a device.
 #[derive(Debug)]
 pub struct ControlRefusals {
+    /// The running hub's control socket (`WS/hub/control.sock`).
     pub control: std::path::PathBuf,
     /// Refusals before the run (by seq) do not count.
     pub since: u64,

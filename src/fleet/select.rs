@@ -6,7 +6,7 @@ use crate::store::{Kind, Workspace};
 use std::collections::{HashMap, HashSet};
 
 /// The most devices one fleet run takes (a range alone may name a million).
-pub const MAX_DEVICES: usize = 1_000_000;
+const MAX_DEVICES: usize = 1_000_000;
 /// The most shards a fleet may be cut into.
 pub const MAX_SHARDS: u32 = 10_000;
 
@@ -101,7 +101,9 @@ pub fn under(ws: &Workspace, ca: &str) -> Result<Vec<String>, FleetError> {
 /// The K-th of N equal, contiguous slices of a device list (K counts from 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Shard {
+    /// K: which slice, 1..=`count`.
     pub index: u32,
+    /// N: how many slices, 1..=[`MAX_SHARDS`].
     pub count: u32,
 }
 
@@ -123,6 +125,7 @@ impl std::str::FromStr for Shard {
 }
 
 impl Shard {
+    /// Shard `index` of `count`, range-checked (K from 1 to N, N from 1 to [`MAX_SHARDS`]).
     pub fn new(index: u32, count: u32) -> Result<Shard, String> {
         if count == 0 || count > MAX_SHARDS {
             return Err(format!(
@@ -178,6 +181,7 @@ impl Shard {
         at(self.index - 1)..at(self.index)
     }
 
+    /// The items of this shard (see [`Shard::range`]).
     pub fn slice<'a, T>(&self, items: &'a [T]) -> &'a [T] {
         &items[self.range(items.len())]
     }

@@ -4,8 +4,8 @@
 //! refusal sentences as MQTT; a refused link is detached with `amqp:unauthorized-access` and
 //! the hub's sentence, which the SDKs report as an unauthorized error and do not retry.
 //!
-//! Each admitted connection runs the hub's device [`Session`] (the MQTT device protocol)
-//! in one task; links translate to and from it ([`super::amqp_iothub`]).
+//! Each admitted connection runs the hub's device `Session` (the MQTT device protocol)
+//! in one task; links translate to and from it (`hub::amqp_iothub`, crate-internal).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -35,26 +35,34 @@ pub const API_VERSION_PROPERTY: &str = "com.microsoft:api-version";
 pub const METHOD_NAME: &str = "IoThub-methodname";
 /// Application property with the status on a method response.
 pub const METHOD_STATUS: &str = "IoThub-status";
-/// Twin message annotations.
+/// Twin message annotation: the operation (`GET`, `PATCH`, `PUT`, `DELETE`).
 pub const TWIN_OPERATION: &str = "operation";
+/// Twin message annotation: the resource the operation acts on (see `RESOURCE_*`).
 pub const TWIN_RESOURCE: &str = "resource";
+/// Twin message annotation on an answer: the HTTP-like status (200, 204, 4xx).
 pub const TWIN_STATUS: &str = "status";
+/// Twin message annotation on an answer: the twin's version after the operation.
 pub const TWIN_VERSION: &str = "version";
-/// Twin resources: reported properties, and the desired-updates subscription (PUT enables,
-/// DELETE disables).
+/// Twin resource: reported properties (PATCH).
 pub const RESOURCE_REPORTED: &str = "/properties/reported";
+/// Twin resource: the desired-updates subscription (PUT enables, DELETE disables).
 pub const RESOURCE_DESIRED_NOTIFICATIONS: &str = "/notifications/twin/properties/desired";
 
 /// What a link address names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinkKind {
+    /// `/devices/{id}/messages/events`: device-to-cloud messages.
     Telemetry,
+    /// `/devices/{id}/messages/devicebound`: cloud-to-device messages.
     C2d,
+    /// `/devices/{id}/twin`: twin requests and answers.
     Twin,
+    /// `/devices/{id}/methods/devicebound`: direct method calls and answers.
     Methods,
 }
 
 impl LinkKind {
+    /// The link's name for messages, with its address suffix.
     pub fn as_str(self) -> &'static str {
         match self {
             LinkKind::Telemetry => "telemetry (messages/events)",
@@ -156,6 +164,7 @@ fn integer(v: &SimpleValue) -> Option<i64> {
     }
 }
 
+/// An AMQP message id (string, ulong, UUID or binary) as the text IoT Hub puts in `$.mid`.
 pub fn id_text(id: &MessageId) -> String {
     match id {
         MessageId::String(s) => s.clone(),
@@ -288,11 +297,16 @@ pub fn twin_request_topic(m: &Message<Body<Value>>) -> Result<(String, TwinOp), 
     }
 }
 
+/// What a twin request on the twin link asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TwinOp {
+    /// `GET` with no resource: the whole twin.
     Get,
+    /// `PATCH /properties/reported`: update reported properties.
     PatchReported,
+    /// `PUT /notifications/twin/properties/desired`: push desired updates from now on.
     SubscribeDesired,
+    /// `DELETE /notifications/twin/properties/desired`: stop pushing desired updates.
     UnsubscribeDesired,
 }
 

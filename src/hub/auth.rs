@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! IoT Hub's X.509 authentication rules, applied at CONNECT, with the exact reason for a refusal.
 //!
 //! Azure answers every one of these with CONNACK 5 "not authorized"; the local hub sends the

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The local control channel of a running `hub serve`: a Unix socket at `WS/hub/control.sock`
 //! (mode 0600). Each client sends one JSON request line; the hub answers with one JSON line
 //! (`{"ok": …}` or `{"error": "…"}`), or, for `monitor`, one line per event until the client

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The local Device Provisioning Service's state and decisions, kept beside the hub registry
 //! in `WS/hub/dps.json`: the ID scope, DPS's own certificate list (a CA verified on the hub is
 //! not thereby verified here, as in Azure), enrollment groups, individual enrollments and

@@ -19,19 +19,24 @@ use crate::azure::dps as wire;
 /// One step of a provisioning, as `connect --dps` prints it.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProvisionStep {
+    /// The step's name: `TCP connect`, `TLS handshake`, `CONNECT`, `register` or `poll`.
     pub step: String,
     /// Milliseconds since the provisioning began.
     pub ms: f64,
+    /// Whether the step succeeded.
     pub ok: bool,
+    /// What happened: the address, certificates sent, the username, or DPS's answer.
     pub detail: String,
 }
 
 /// What a device needs to provision.
 #[derive(Clone)]
 pub struct Device {
+    /// The DPS registration id (MQTT client id; DPS's rules: letters, digits, `- . _ :`).
     pub registration_id: String,
     /// Leaf first, then intermediates (DER).
     pub chain: Vec<Vec<u8>>,
+    /// The leaf's private key (PEM).
     pub key_pem: String,
     /// Trust anchors for the server certificate (DER).
     pub trust: Vec<Vec<u8>>,

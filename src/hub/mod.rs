@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The embedded local IoT Hub: registry ([`registry`]), TLS ([`tls`]), IoT Hub's X.509
 //! authentication rules ([`auth`]), the MQTT server ([`server`]) and the local control
 //! channel a running `hub serve` offers other processes ([`control`]).
@@ -13,8 +14,8 @@
 //! # Ok(()) }
 //! ```
 
-pub mod amqp;
-pub mod amqp_iothub;
+pub(crate) mod amqp;
+pub(crate) mod amqp_iothub;
 pub mod auth;
 pub mod control;
 pub mod dps;
@@ -24,7 +25,7 @@ pub mod registry;
 pub mod server;
 pub mod system_trust;
 pub mod tls;
-pub mod ws;
+pub(crate) mod ws;
 
 pub use auth::Refusal;
 pub use registry::{Auth, HubCa, HubDevice, HubStore, Registry, RegistryError, Twin};

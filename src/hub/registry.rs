@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The hub's registry, kept in the workspace under `WS/hub/`:
 //!
 //! - `registry.json`: uploaded CAs (verified flag, current verification code) and devices

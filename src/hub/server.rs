@@ -31,9 +31,9 @@ use crate::azure::{self, DevicePublish, DeviceSubscription, Properties};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this many subscriptions per connection (IoT Hub's devices use 4: C2D, twin
 /// responses, desired, methods; one spare).
-pub const MAX_SUBSCRIPTIONS: usize = 5;
+const MAX_SUBSCRIPTIONS: usize = 5;
 /// Cloud-to-device messages queued per device while it is offline (IoT Hub's limit is 50).
-pub const C2D_QUEUE: usize = 50;
+const C2D_QUEUE: usize = 50;
 /// Largest MQTT packet accepted: a 256 KB message plus room for topic and header.
 pub const MAX_PACKET: usize = azure::MAX_MESSAGE_BYTES + 4096;
 /// Bytes a connection may send before its CONNECT is complete. An IoT Hub CONNECT holds a
@@ -53,6 +53,7 @@ pub struct RefusalRecord {
     pub seq: u64,
     /// The client id of the CONNECT (absent when it was empty).
     pub device: Option<String>,
+    /// The TCP address the refused connection came from.
     pub peer: SocketAddr,
     /// [`auth::Refusal::kind`], e.g. `device-disabled`, `cn-mismatch`.
     pub kind: String,
@@ -68,6 +69,7 @@ pub struct RefusalRecord {
 pub struct HubStatus {
     /// The address the hub listens on (as bound: `0.0.0.0` when bound to every interface).
     pub addr: SocketAddr,
+    /// The MQTT port actually bound (the one picked when 0 was asked for).
     pub port: u16,
     /// Whether every telemetry message is answered with a C2D echo (`--echo`).
     pub echo: bool,
@@ -87,8 +89,10 @@ pub struct HubStatus {
     pub refusals: Vec<RefusalRecord>,
 }
 
+/// How to start a hub: where it listens, which transports are on, how it answers.
 #[derive(Clone, Debug)]
 pub struct HubConfig {
+    /// The address every listener binds (default 127.0.0.1; `0.0.0.0` lets other machines in).
     pub bind: IpAddr,
     /// 0 picks a free port (tests); `hub serve` defaults to 8883.
     pub port: u16,
@@ -123,123 +127,206 @@ impl Default for HubConfig {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum HubEvent {
+    /// The MQTT listener is bound and accepting.
     Listening {
+        /// The bound address (with the real port when 0 was asked for).
         addr: SocketAddr,
     },
     /// Another transport's listener (AMQP, WebSockets).
     ListeningFor {
+        /// `amqp` or `websocket`.
         transport: &'static str,
+        /// The bound address.
         addr: SocketAddr,
     },
+    /// A device passed authentication: CONNACK 0 (MQTT) or an opened connection (AMQP).
     Accepted {
+        /// The device id (the MQTT client id; over AMQP, the id in the link address).
         device: String,
+        /// The TCP address it connected from.
         peer: SocketAddr,
+        /// The MQTT keep-alive the device asked for, in seconds (0 over AMQP: none).
         keep_alive: u16,
     },
+    /// A CONNECT was refused with CONNACK 5 "not authorized" (over AMQP: the link detached
+    /// with `amqp:unauthorized-access`); IoT Hub gives no reason, this hub does.
     Refused {
+        /// The TCP address the refused connection came from.
         peer: SocketAddr,
+        /// The client id it claimed (absent when empty).
         device: Option<String>,
+        /// [`auth::Refusal::kind`], e.g. `device-disabled`, `cn-mismatch`.
         kind: String,
+        /// The hub's sentence: what was wrong and what would fix it.
         reason: String,
     },
     /// A connection closed before or without a valid CONNECT (garbage, TLS failure, timeout).
     Dropped {
+        /// The TCP address of the dropped connection.
         peer: SocketAddr,
+        /// What went wrong (TLS alert, timeout, malformed packet).
         reason: String,
     },
+    /// An accepted device's connection ended.
     Disconnected {
+        /// The device id.
         device: String,
+        /// Why: the device closed, no packet within 1.5 × keep-alive, a read failure, a kick
+        /// (disabled, or a newer connection with the same id), a protocol violation, or the
+        /// hub shutting down.
         reason: String,
     },
     /// A device connected with a certificate revoked in this workspace. IoT Hub does not check
     /// CRLs and neither does this hub: it lets the device in and says how to cut it off.
     RevokedCertificate {
+        /// The device id.
         device: String,
+        /// The workspace name of the revoked certificate.
         name: String,
+        /// Its serial number (hex).
         serial: String,
+        /// The revocation reason recorded at revoke time (RFC 5280 reason name).
         reason: String,
     },
+    /// A device-to-cloud message, published to `devices/{id}/messages/events/{property bag}`
+    /// (or sent on the AMQP events link).
     Telemetry {
+        /// The device id.
         device: String,
+        /// The topic as published (with its property bag).
         topic: String,
+        /// The application and system properties decoded from the property bag.
         properties: Properties,
+        /// The message body, as text (invalid UTF-8 replaced).
         payload: String,
+        /// The body's length in bytes, as sent.
         size: usize,
+        /// The MQTT QoS it was published with (0 or 1).
         qos: u8,
+        /// When the hub received it (IoT Hub's `iothub-enqueuedtime`).
         #[serde(with = "time::serde::rfc3339")]
         enqueued: OffsetDateTime,
     },
+    /// A device asked for its twin (`$iothub/twin/GET/?$rid=…`).
     TwinGet {
+        /// The device id.
         device: String,
+        /// The request id the device chose; the answer carries it back.
         rid: String,
     },
+    /// A device patched its reported properties (`$iothub/twin/PATCH/properties/reported/`).
     TwinReported {
+        /// The device id.
         device: String,
+        /// The request id the device chose; the 204 answer carries it back.
         rid: String,
+        /// The reported properties' `$version` after the patch.
         version: u64,
+        /// The patch as the device sent it (JSON merge patch).
         patch: serde_json::Value,
     },
+    /// The service side patched a device's desired properties.
     TwinDesired {
+        /// The device id.
         device: String,
+        /// The desired properties' `$version` after the patch.
         version: u64,
+        /// Whether the patch was pushed to the device now (it listens on
+        /// `$iothub/twin/PATCH/properties/desired/#`); otherwise it reads it on its next GET.
         delivered: bool,
     },
+    /// A cloud-to-device message was sent or queued.
     C2d {
+        /// The device id.
         device: String,
+        /// The message id the hub gave it (`$.mid` in the property bag).
         message_id: String,
+        /// Whether it went out now; false: queued until the device subscribes.
         delivered: bool,
     },
     /// How an AMQP device settled a C2D message: `completed` (accepted), `rejected`,
     /// `abandoned` (released or modified: delivered again), or `dead-lettered` (abandoned
-    /// [`super::amqp::MAX_DELIVERY_COUNT`] times, as IoT Hub's maximum delivery count).
+    /// 10 times, IoT Hub's maximum delivery count).
     C2dSettled {
+        /// The device id.
         device: String,
+        /// The settled message's id.
         message_id: String,
+        /// `completed`, `rejected`, `abandoned` or `dead-lettered`.
         outcome: &'static str,
     },
+    /// The service side invoked a direct method (`$iothub/methods/POST/{name}/?$rid=…`).
     MethodCall {
+        /// The device id.
         device: String,
+        /// The method name.
         name: String,
+        /// The request id the device must answer with.
         rid: String,
     },
+    /// A device answered a direct method (`$iothub/methods/res/{status}/?$rid=…`).
     MethodResponse {
+        /// The device id.
         device: String,
+        /// The request id of the call it answers.
         rid: String,
+        /// The status the device chose (HTTP-like, e.g. 200).
         status: u16,
+        /// The answer's body, as text.
         payload: String,
     },
     /// A device connected to DPS (CONNECT with a DPS username, accepted).
     DpsConnected {
+        /// The DPS registration id (the MQTT client id).
         registration_id: String,
+        /// The TCP address it connected from.
         peer: SocketAddr,
+        /// The `api-version` in its username (e.g. `2019-03-31`).
         api_version: String,
     },
     /// A register request answered 202 (assigning).
     DpsRegistering {
+        /// The DPS registration id.
         registration_id: String,
+        /// The operation id the device polls with.
         operation_id: String,
     },
     /// DPS assigned a device to the hub.
     DpsAssigned {
+        /// The DPS registration id.
         registration_id: String,
+        /// The IoT Hub device id it was given.
         device_id: String,
+        /// The hub host name in `registrationState.assignedHub`.
         assigned_hub: String,
+        /// DPS's `substatus`: `initialAssignment` on a first registration,
+        /// `reprovisionedToInitialAssignment` when the registration id registered before.
         substatus: String,
+        /// The enrollment that matched: `group NAME` or `individual REGID`.
         enrollment: String,
         /// A certificate was issued from the request's CSR.
         issued: bool,
     },
     /// DPS refused a registration (or a poll): the status and error code it answered.
     DpsRefused {
+        /// The registration id the device claimed.
         registration_id: String,
+        /// The TCP address it connected from.
         peer: SocketAddr,
+        /// The HTTP-like status in the response topic (4xx).
         status: u16,
+        /// DPS's six-digit `errorCode`, as the real service documents it.
         error_code: u32,
+        /// A short machine-friendly name for the refusal.
         kind: String,
+        /// The exact reason and the fix (the real DPS says less).
         reason: String,
     },
+    /// A DPS connection ended.
     DpsDisconnected {
+        /// The DPS registration id.
         registration_id: String,
+        /// Why it ended.
         reason: String,
     },
 }
@@ -369,25 +456,39 @@ impl HubEvent {
     }
 }
 
+/// Why the hub could not start or could not do what the service side asked.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
+    /// Reading or writing the hub's registry, twins or TLS files failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// A listener could not bind its address (the port is taken or needs privileges).
     #[error("cannot listen on {addr}: {source}; listen on another port, or stop what uses it")]
     Bind {
+        /// The address that could not be bound.
         addr: SocketAddr,
+        /// The operating system's reason.
         source: std::io::Error,
     },
+    /// A direct method was called on a device with no open connection (or it went away
+    /// before answering).
     #[error("device \"{0}\" is not connected to the hub")]
     Offline(String),
+    /// A method call went to a device that has not subscribed to the topic filter it needs
+    /// (device id, filter).
     #[error("device \"{0}\" has not subscribed to {1}")]
     NotSubscribed(String, &'static str),
+    /// A device did not answer a direct method in time.
     #[error("device \"{device}\" did not answer method \"{name}\" within {secs} s")]
     Timeout {
+        /// The device id.
         device: String,
+        /// The method name.
         name: String,
+        /// The time the hub waited, in seconds.
         secs: u64,
     },
+    /// The hub stopped while the request was in flight.
     #[error("the hub is shutting down")]
     Closed,
 }
@@ -534,6 +635,8 @@ impl Shared {
 pub struct Hub;
 
 impl Hub {
+    /// Bind the MQTT listener (and AMQP and WebSocket ones when asked) on `config`, serve the
+    /// workspace at `ws_root` in background tasks, and return the handle that stops them.
     pub async fn start(ws_root: &Path, config: HubConfig) -> Result<HubHandle, HubError> {
         Hub::start_with_scope(ws_root, config, None).await
     }
@@ -651,10 +754,13 @@ pub struct HubHandle {
 }
 
 impl HubHandle {
+    /// Subscribe to every [`HubEvent`] from now on (a slow receiver loses the oldest ones:
+    /// `RecvError::Lagged`).
     pub fn events(&self) -> broadcast::Receiver<HubEvent> {
         self.shared.events.subscribe()
     }
 
+    /// The registry the hub serves (the same workspace files `hub device …` edits).
     pub fn store(&self) -> &HubStore {
         &self.shared.store
     }

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The hub's server CA in the operating system's trust store, for samples that never pass a
 //! server certificate and trust only the system's CAs (the IoT Central sample, for one).
 //!

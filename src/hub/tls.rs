@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The hub's TLS: a hub-internal CA kept in `WS/hub/tls/` (made on first use; `hub trust`
 //! prints its path), a server certificate issued from it at every start (SANs `localhost`,
 //! `127.0.0.1`, `::1` and `--hostname`), and a client-certificate verifier that *requests*

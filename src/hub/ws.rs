@@ -21,6 +21,7 @@ use super::server::{CONNECT_TIMEOUT, HubEvent, MAX_PACKET, Shared};
 pub const PATH: &str = "/$iothub/websocket";
 /// Subprotocols: MQTT 3.1.1 and AMQP 1.0 over WebSockets.
 pub const MQTT_SUBPROTOCOL: &str = "mqtt";
+/// The AMQP 1.0 WebSocket subprotocol (the OASIS AMQP-over-WebSocket binding's name).
 pub const AMQP_SUBPROTOCOL: &str = "AMQPWSB10";
 /// The port IoT Hub serves WebSockets on.
 pub const WS_PORT: u16 = 443;
@@ -157,6 +158,7 @@ impl<S> std::fmt::Debug for WsIo<S> {
 }
 
 impl<S> WsIo<S> {
+    /// Wrap an upgraded WebSocket so MQTT or AMQP can run over it as over a byte stream.
     pub fn new(ws: WebSocketStream<S>) -> Self {
         WsIo {
             ws,

@@ -13,10 +13,14 @@ use std::path::Path;
 pub struct ChainCert {
     /// Workspace entity name, or the CN for certificates from files.
     pub name: String,
+    /// The certificate, DER-encoded.
     pub der: Vec<u8>,
+    /// Its parsed fields (subject, issuer, validity, extensions).
     pub view: CertView,
 }
 
+/// A device as a connection test presents it: id, the chain it sends, its key, and the CAs
+/// above that chain the workspace knows.
 #[derive(Clone)]
 pub struct Identity {
     /// The MQTT client id (the device id).
@@ -28,7 +32,10 @@ pub struct Identity {
     /// CAs above the sent chain that the workspace knows, nearest first: intermediates that
     /// were not sent, then the root.
     pub above: Vec<ChainCert>,
+    /// The leaf's private key (PEM).
     pub key_pem: String,
+    /// Whose id rules the device was made for (hub, DPS, Central, broker), when the workspace
+    /// recorded it; `None` for certificate files.
     pub target: Option<Target>,
 }
 
@@ -58,20 +65,31 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+/// Why a device's identity could not be loaded for a connection test.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    /// The workspace name is a CA or verification certificate, not a device (name, kind).
     #[error(
         "\"{0}\" is a {1} certificate, not a device; connect a device, e.g. `chainsmith new device dev1 --issuer ROOT` first"
     )]
     NotADevice(String, &'static str),
+    /// The device was signed from a CSR: its key never entered the workspace.
     #[error(
         "device \"{0}\" has no private key in the workspace (it was signed from a CSR); pass the device's files with --cert FILE --key FILE"
     )]
     NoKey(String),
+    /// A certificate or key file given directly could not be read or holds nothing usable.
     #[error("{path}: {problem}")]
-    File { path: String, problem: String },
+    File {
+        /// The file as given.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Reading the workspace failed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// A certificate or key did not parse.
     #[error(transparent)]
     Pki(#[from] crate::pki::Error),
 }
@@ -218,6 +236,7 @@ impl Identity {
         })
     }
 
+    /// The device's own certificate (the first one sent).
     pub fn leaf(&self) -> &ChainCert {
         &self.sent[0]
     }
@@ -351,7 +370,9 @@ impl Identity {
 /// A CA the target is known to trust (the local hub's registry).
 #[derive(Clone, Debug)]
 pub struct TrustedCa {
+    /// The name the hub's registry knows the CA by.
     pub name: String,
+    /// The CA certificate, DER-encoded.
     pub der: Vec<u8>,
     /// Proof of possession done (IoT Hub refuses chains to unverified CAs).
     pub verified: bool,

@@ -232,18 +232,30 @@ pub enum HubSource<'a> {
 /// A connection test set up against the local hub, and the hub started for it (stop it when
 /// the test is over).
 pub struct Prepared {
+    /// The test, ready for [`super::run`].
     pub test: super::ConnectionTest,
+    /// The hub started in-process for this test, if one was; shut it down afterwards.
     pub started: Option<HubHandle>,
 }
 
+/// Why a connection test against the local hub could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
+    /// Reading the hub's registry or TLS files failed.
     #[error(transparent)]
     Registry(#[from] crate::hub::RegistryError),
+    /// No hub was running and starting one in-process failed (e.g. its port is taken).
     #[error("starting the local hub in-process: {0}")]
     Start(crate::hub::HubError),
+    /// The hub's server CA, which the device must trust, could not be read.
     #[error("reading the local hub's trust anchor {path}: {detail}")]
-    Trust { path: PathBuf, detail: String },
+    Trust {
+        /// The CA file.
+        path: PathBuf,
+        /// What went wrong reading it.
+        detail: String,
+    },
+    /// The running hub was started without the transport the test asked for.
     #[error("the running local hub does not listen for {0}")]
     TransportOff(&'static str),
 }
@@ -344,7 +356,7 @@ pub async fn prepare(
 
 /// The address to dial for a hub bound to `ip`: the loopback of the same family when it is
 /// bound to every interface (`0.0.0.0`, `::`).
-pub fn loopback_for(ip: std::net::IpAddr) -> std::net::IpAddr {
+fn loopback_for(ip: std::net::IpAddr) -> std::net::IpAddr {
     match ip {
         std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),

@@ -2,12 +2,18 @@
 
 use serde::Serialize;
 
+/// Latency over a run's samples, in milliseconds (percentiles by nearest rank).
 #[derive(Clone, Copy, Debug, Serialize, PartialEq)]
 pub struct LatencyStats {
+    /// Number of samples.
     pub count: usize,
+    /// Fastest sample.
     pub min_ms: f64,
+    /// Median.
     pub p50_ms: f64,
+    /// 99th percentile: 99 % of samples were this fast or faster.
     pub p99_ms: f64,
+    /// Slowest sample.
     pub max_ms: f64,
 }
 
