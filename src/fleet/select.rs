@@ -99,12 +99,30 @@ pub fn under(ws: &Workspace, ca: &str) -> Result<Vec<String>, FleetError> {
 }
 
 /// The K-th of N equal, contiguous slices of a device list (K counts from 1).
+///
+/// A shard read back from a report goes through [`Shard::new`] too: a hand-edited `0/0`
+/// would otherwise reach [`Shard::range`]'s arithmetic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "ShardFields")]
 pub struct Shard {
     /// K: which slice, 1..=`count`.
     pub index: u32,
     /// N: how many slices, 1..=[`MAX_SHARDS`].
     pub count: u32,
+}
+
+/// A shard as a report file spells it, before its range check.
+#[derive(serde::Deserialize)]
+struct ShardFields {
+    index: u32,
+    count: u32,
+}
+
+impl TryFrom<ShardFields> for Shard {
+    type Error = String;
+    fn try_from(f: ShardFields) -> Result<Shard, String> {
+        Shard::new(f.index, f.count)
+    }
 }
 
 impl std::fmt::Display for Shard {
@@ -228,6 +246,22 @@ mod tests {
                 .contains("out of range")
         );
         assert!("x".parse::<Shard>().unwrap_err().contains("K/N"));
+        // A report's shard is range-checked as it is read, like one typed on the command line.
+        let read = |json: &str| serde_json::from_str::<Shard>(json).map_err(|e| e.to_string());
+        assert_eq!(
+            read(r#"{"index":2,"count":8}"#),
+            Ok(Shard { index: 2, count: 8 })
+        );
+        assert!(
+            read(r#"{"index":0,"count":0}"#)
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(
+            read(r#"{"index":9,"count":8}"#)
+                .unwrap_err()
+                .contains("does not exist")
+        );
         let env = |k: &str| match k {
             "JOB_COMPLETION_INDEX" => Some("3".to_string()),
             "CHAINSMITH_SHARDS" => Some("4".to_string()),

@@ -205,7 +205,7 @@ pub fn days_after(what: &str, start: OffsetDateTime, days: u32) -> Result<Offset
 impl Validity {
     /// From a few minutes ago (clock skew) for `days` days. For the fixed windows in code: it
     /// stops at the X.509 limit instead of failing; a user's number goes through
-    /// [`Validity::try_days`].
+    /// [`Validity::try_days_from`].
     pub fn days(days: u32) -> Validity {
         Validity::days_from(crate::clock::Clock::System.now(), days)
     }
