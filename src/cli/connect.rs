@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod dps;
+mod hint;
 
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
@@ -230,11 +231,13 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
 /// Run the test and print its events as they come; true when everything came back.
 pub async fn drive(json: bool, test: ConnectionTest) -> bool {
     let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let printer = Printer {
+        peer: test.endpoint.peer,
+    };
     let task = tokio::spawn(mqtt::run(test, tx));
-    let mut printer = Printer;
     while let Some(event) = rx.recv().await {
         if json {
-            super::print_json_line(&event);
+            super::print_json_line(&printer.json(&event));
         } else {
             printer.print(&event);
         }
@@ -248,8 +251,11 @@ pub async fn drive(json: bool, test: ConnectionTest) -> bool {
     }
 }
 
-#[derive(Default)]
-struct Printer;
+/// Prints the events, adding the CLI's hint to every remedy the engine gives.
+struct Printer {
+    /// Where the test went: a hint for the local hub differs from one for another hub.
+    peer: PeerKind,
+}
 
 fn line(ok: bool, label: &str, ms: f64, rest: &str) {
     let mark = if ok { "✓" } else { "✗" };
@@ -257,7 +263,30 @@ fn line(ok: bool, label: &str, ms: f64, rest: &str) {
 }
 
 impl Printer {
-    fn print(&mut self, e: &Event) {
+    /// The event as JSON, with a `hint` (the command for its remedy) beside the diagnosis's
+    /// `fix` and beside each pre-flight finding that has a remedy.
+    fn json(&self, e: &Event) -> serde_json::Value {
+        let mut v = serde_json::to_value(e).expect("serialisable");
+        match e {
+            Event::Failed { diagnosis, .. } => {
+                if let Some(r) = &diagnosis.remedy {
+                    // The diagnosis is flattened into the event: `hint` sits beside `fix`.
+                    v["hint"] = hint::hint(r, self.peer).into();
+                }
+            }
+            Event::Lint { remedies, .. } => {
+                for f in v["findings"].as_array_mut().into_iter().flatten() {
+                    if let Some(r) = remedies.iter().find(|r| f["code"] == r.code) {
+                        f["hint"] = hint::hint(&r.remedy, self.peer).into();
+                    }
+                }
+            }
+            _ => {}
+        }
+        v
+    }
+
+    fn print(&self, e: &Event) {
         use crate::mqtt::RoundTripKind;
         match e {
             Event::Start {
@@ -269,13 +298,16 @@ impl Printer {
                 count,
                 qos,
             } => print_start(device, endpoint, peer, transport, flavor, *count, *qos),
-            Event::Lint { findings } => {
+            Event::Lint { findings, remedies } => {
                 if findings.is_empty() {
                     say!("✓ pre-flight lint: no findings");
                 } else {
                     say!("! pre-flight lint:");
                     for f in findings {
                         say!("    {} {}: {}", f.severity.as_str(), f.code, f.message);
+                        if let Some(r) = remedies.iter().find(|r| r.code == f.code) {
+                            say!("      hint: {}", hint::hint(&r.remedy, self.peer));
+                        }
                     }
                 }
             }
@@ -370,6 +402,9 @@ impl Printer {
                 say!("✗ {} failed", step.label());
                 say!("    cause: {}", diagnosis.cause);
                 say!("    fix:   {}", diagnosis.fix);
+                if let Some(r) = &diagnosis.remedy {
+                    say!("    hint:  {}", hint::hint(r, self.peer));
+                }
                 if !diagnosis.detail.is_empty() {
                     say!("    ({})", diagnosis.detail);
                 }

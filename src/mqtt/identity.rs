@@ -61,11 +61,11 @@ impl std::fmt::Debug for Identity {
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error(
-        "\"{0}\" is a {1} certificate, not a device; connect a device, e.g. `chainsmith new device dev1 --issuer ROOT` first"
+        "\"{0}\" is a {1} certificate, not a device; test a device certificate (issue one under a CA first)"
     )]
     NotADevice(String, &'static str),
     #[error(
-        "device \"{0}\" has no private key in the workspace (it was signed from a CSR); pass the device's files with --cert FILE --key FILE"
+        "device \"{0}\" has no private key in the workspace (it was signed from a CSR); test it with the device's certificate and key files"
     )]
     NoKey(String),
     #[error("{path}: {problem}")]

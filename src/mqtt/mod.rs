@@ -15,7 +15,7 @@ pub(crate) mod session;
 pub mod stats;
 mod tls;
 
-pub use diagnose::{Diagnosis, Failure, FailureKind};
+pub use diagnose::{ConnectRemedy, Diagnosis, Failure, FailureKind};
 pub use identity::Identity;
 pub use session::run;
 pub use stats::LatencyStats;
@@ -436,6 +436,9 @@ pub enum Event {
     /// Pre-flight lint of the identity (empty when clean).
     Lint {
         findings: Vec<Finding>,
+        /// The typed remedies of the findings that have one, by finding code.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        remedies: Vec<diagnose::FindingRemedy>,
     },
     Resolved {
         ms: f64,
