@@ -123,6 +123,18 @@ fn read_ca(global: &Global, value: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     }
 }
 
+/// The engine says in domain words why a workspace entity cannot be tested; the CLI adds how.
+fn identity_hint(e: crate::mqtt::identity::IdentityError) -> anyhow::Error {
+    use crate::mqtt::identity::IdentityError as E;
+    match e {
+        E::NotADevice(..) => {
+            anyhow!("{e} (`chainsmith new device ID --issuer CA` issues one)")
+        }
+        E::NoKey(..) => anyhow!("{e} (pass --cert FILE --key FILE)"),
+        e => e.into(),
+    }
+}
+
 pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
     let identity = match (&a.cert, &a.key) {
         (Some(cert), Some(key)) => {
@@ -134,7 +146,7 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
                 anyhow!("name a workspace device, or pass --cert FILE --key FILE")
             })?;
             let ws = global.existing_workspace()?;
-            Identity::from_workspace(&ws, device)?
+            Identity::from_workspace(&ws, device).map_err(identity_hint)?
         }
     };
     let mut extra_ca = Vec::new();
@@ -237,7 +249,7 @@ pub async fn drive(json: bool, test: ConnectionTest) -> bool {
     let task = tokio::spawn(mqtt::run(test, tx));
     while let Some(event) = rx.recv().await {
         if json {
-            super::print_json_line(&printer.json(&event));
+            printer.print_json(&event);
         } else {
             printer.print(&event);
         }
@@ -249,6 +261,33 @@ pub async fn drive(json: bool, test: ConnectionTest) -> bool {
             false
         }
     }
+}
+
+/// A `failed` event with the CLI's hint after the engine's fields (the diagnosis is flattened
+/// into the event, so `hint` sits beside `fix`).
+#[derive(serde::Serialize)]
+struct WithHint<'a> {
+    #[serde(flatten)]
+    event: &'a Event,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+}
+
+/// The `lint` event with each finding's hint.
+#[derive(serde::Serialize)]
+struct LintLine<'a> {
+    event: &'static str,
+    findings: Vec<FindingLine<'a>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    remedies: &'a [crate::mqtt::diagnose::FindingRemedy],
+}
+
+#[derive(serde::Serialize)]
+struct FindingLine<'a> {
+    #[serde(flatten)]
+    finding: &'a crate::pki::lint::Finding,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
 }
 
 /// Prints the events, adding the CLI's hint to every remedy the engine gives.
@@ -263,27 +302,31 @@ fn line(ok: bool, label: &str, ms: f64, rest: &str) {
 }
 
 impl Printer {
-    /// The event as JSON, with a `hint` (the command for its remedy) beside the diagnosis's
-    /// `fix` and beside each pre-flight finding that has a remedy.
-    fn json(&self, e: &Event) -> serde_json::Value {
-        let mut v = serde_json::to_value(e).expect("serialisable");
+    /// Print the event as one JSON line, with a `hint` (the command for its remedy) beside the
+    /// diagnosis's `fix` and beside each pre-flight finding that has a remedy. Serialised
+    /// through structs, not a `serde_json::Value`, so the keys keep the engine's order.
+    fn print_json(&self, e: &Event) {
         match e {
-            Event::Failed { diagnosis, .. } => {
-                if let Some(r) = &diagnosis.remedy {
-                    // The diagnosis is flattened into the event: `hint` sits beside `fix`.
-                    v["hint"] = hint::hint(r, self.peer).into();
-                }
-            }
-            Event::Lint { remedies, .. } => {
-                for f in v["findings"].as_array_mut().into_iter().flatten() {
-                    if let Some(r) = remedies.iter().find(|r| f["code"] == r.code) {
-                        f["hint"] = hint::hint(&r.remedy, self.peer).into();
-                    }
-                }
-            }
-            _ => {}
+            Event::Failed { diagnosis, .. } => super::print_json_line(&WithHint {
+                event: e,
+                hint: diagnosis.remedy.as_ref().map(|r| hint::hint(r, self.peer)),
+            }),
+            Event::Lint { findings, remedies } => super::print_json_line(&LintLine {
+                event: "lint",
+                findings: findings
+                    .iter()
+                    .map(|f| FindingLine {
+                        finding: f,
+                        hint: remedies
+                            .iter()
+                            .find(|r| r.code == f.code)
+                            .map(|r| hint::hint(&r.remedy, self.peer)),
+                    })
+                    .collect(),
+                remedies,
+            }),
+            e => super::print_json_line(e),
         }
-        v
     }
 
     fn print(&self, e: &Event) {
