@@ -116,6 +116,111 @@ mod tests {
         assert_eq!(word("Contoso Root"), "'Contoso Root'");
     }
 
+    /// Split a hint the way a POSIX shell would for the words `word` writes.
+    fn shell_split(cmd: &str) -> Vec<String> {
+        let (mut words, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+        let mut chars = cmd.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' => quoted = !quoted,
+                '\\' if !quoted => cur.extend(chars.next()),
+                ' ' if !quoted => words.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        words.push(cur);
+        words
+    }
+
+    /// Every hint that is a command parses with the CLI's own parser, names as given.
+    #[test]
+    fn every_command_hint_is_a_valid_invocation() {
+        use crate::mqtt::diagnose::Thumbprint;
+        use clap::Parser;
+        let sha1 = "A1B2C3D4E5F60718293A4B5C6D7E8F9012345678".to_string();
+        let dev = "dev $(1)".to_string();
+        let remedies = [
+            ConnectRemedy::StartHub,
+            ConnectRemedy::RegisterDevice {
+                device: dev.clone(),
+                self_signed: None,
+            },
+            ConnectRemedy::RegisterDevice {
+                device: dev.clone(),
+                self_signed: Some(Thumbprint {
+                    sha1: sha1.clone(),
+                    from: Some("it's".into()),
+                }),
+            },
+            ConnectRemedy::RegisterDevice {
+                device: dev.clone(),
+                self_signed: Some(Thumbprint {
+                    sha1: sha1.clone(),
+                    from: None,
+                }),
+            },
+            ConnectRemedy::EnableDevice {
+                device: dev.clone(),
+            },
+            ConnectRemedy::ProveCa {
+                ca: "Contoso Root".into(),
+            },
+            ConnectRemedy::UploadCa {
+                ca: "Contoso Root".into(),
+            },
+            ConnectRemedy::Renew {
+                name: dev.clone(),
+                then_update_hub: None,
+            },
+            ConnectRemedy::SlotThumbprint {
+                device: dev.clone(),
+                thumbprint: Thumbprint {
+                    sha1: sha1.clone(),
+                    from: Some(dev.clone()),
+                },
+            },
+            ConnectRemedy::SlotThumbprint {
+                device: dev.clone(),
+                thumbprint: Thumbprint { sha1, from: None },
+            },
+            ConnectRemedy::IssueDevice {
+                device: dev.clone(),
+                replace: true,
+            },
+        ];
+        for r in &remedies {
+            let h = hint(r, PeerKind::LocalHub);
+            let words = shell_split(&h);
+            assert_eq!(words[0], "chainsmith", "{h}");
+            assert!(
+                words.contains(&dev)
+                    || words.contains(&"Contoso Root".to_string())
+                    || h == "chainsmith hub serve",
+                "{h}: {words:?}"
+            );
+            crate::cli::Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{h}: {e}"));
+        }
+        // Renewing a self-signed device updates the hub after: two commands, both valid.
+        let r = ConnectRemedy::Renew {
+            name: "ss-1".into(),
+            then_update_hub: Some("ss-1".into()),
+        };
+        let h = hint(&r, PeerKind::LocalHub);
+        for cmd in h.split(" && ") {
+            crate::cli::Cli::try_parse_from(shell_split(cmd))
+                .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        }
+        // Against another hub, proving a CA is a verification certificate for its code.
+        let h = hint(
+            &ConnectRemedy::ProveCa {
+                ca: "Contoso Root".into(),
+            },
+            PeerKind::AzureHub,
+        );
+        let cmd = h.split(" (").next().unwrap();
+        crate::cli::Cli::try_parse_from(shell_split(cmd)).unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    }
+
     #[test]
     fn more_time_doubles_the_limit() {
         let r = ConnectRemedy::MoreTime { timeout_ms: 10_000 };
