@@ -135,6 +135,8 @@ fn identity_hint(e: crate::mqtt::identity::IdentityError) -> anyhow::Error {
     }
 }
 
+/// `chainsmith connect`: build the identity and the target (the local hub through the engine's
+/// `mqtt::local::prepare`), run the test, print it; exit 1 when anything did not come back.
 pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
     let identity = match (&a.cert, &a.key) {
         (Some(cert), Some(key)) => {
