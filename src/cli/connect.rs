@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod dps;
+mod hint;
 
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
@@ -122,6 +123,20 @@ fn read_ca(global: &Global, value: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     }
 }
 
+/// The engine says in domain words why a workspace entity cannot be tested; the CLI adds how.
+fn identity_hint(e: crate::mqtt::identity::IdentityError) -> anyhow::Error {
+    use crate::mqtt::identity::IdentityError as E;
+    match e {
+        E::NotADevice(..) => {
+            anyhow!("{e} (`chainsmith new device ID --issuer CA` issues one)")
+        }
+        E::NoKey(..) => anyhow!("{e} (pass --cert FILE --key FILE)"),
+        e => e.into(),
+    }
+}
+
+/// `chainsmith connect`: build the identity and the target (the local hub through the engine's
+/// `mqtt::local::prepare`), run the test, print it; exit 1 when anything did not come back.
 pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
     let identity = match (&a.cert, &a.key) {
         (Some(cert), Some(key)) => {
@@ -133,7 +148,7 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
                 anyhow!("name a workspace device, or pass --cert FILE --key FILE")
             })?;
             let ws = global.existing_workspace()?;
-            Identity::from_workspace(&ws, device)?
+            Identity::from_workspace(&ws, device).map_err(identity_hint)?
         }
     };
     let mut extra_ca = Vec::new();
@@ -230,11 +245,13 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
 /// Run the test and print its events as they come; true when everything came back.
 pub async fn drive(json: bool, test: ConnectionTest) -> bool {
     let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let printer = Printer {
+        peer: test.endpoint.peer,
+    };
     let task = tokio::spawn(mqtt::run(test, tx));
-    let mut printer = Printer;
     while let Some(event) = rx.recv().await {
         if json {
-            super::print_json_line(&event);
+            printer.print_json(&event);
         } else {
             printer.print(&event);
         }
@@ -248,8 +265,38 @@ pub async fn drive(json: bool, test: ConnectionTest) -> bool {
     }
 }
 
-#[derive(Default)]
-struct Printer;
+/// A `failed` event with the CLI's hint after the engine's fields (the diagnosis is flattened
+/// into the event, so `hint` sits beside `fix`).
+#[derive(serde::Serialize)]
+struct WithHint<'a> {
+    #[serde(flatten)]
+    event: &'a Event,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+}
+
+/// The `lint` event with each finding's hint.
+#[derive(serde::Serialize)]
+struct LintLine<'a> {
+    event: &'static str,
+    findings: Vec<FindingLine<'a>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    remedies: &'a [crate::mqtt::diagnose::FindingRemedy],
+}
+
+#[derive(serde::Serialize)]
+struct FindingLine<'a> {
+    #[serde(flatten)]
+    finding: &'a crate::pki::lint::Finding,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+}
+
+/// Prints the events, adding the CLI's hint to every remedy the engine gives.
+struct Printer {
+    /// Where the test went: a hint for the local hub differs from one for another hub.
+    peer: PeerKind,
+}
 
 fn line(ok: bool, label: &str, ms: f64, rest: &str) {
     let mark = if ok { "✓" } else { "✗" };
@@ -257,7 +304,34 @@ fn line(ok: bool, label: &str, ms: f64, rest: &str) {
 }
 
 impl Printer {
-    fn print(&mut self, e: &Event) {
+    /// Print the event as one JSON line, with a `hint` (the command for its remedy) beside the
+    /// diagnosis's `fix` and beside each pre-flight finding that has a remedy. Serialised
+    /// through structs, not a `serde_json::Value`, so the keys keep the engine's order.
+    fn print_json(&self, e: &Event) {
+        match e {
+            Event::Failed { diagnosis, .. } => super::print_json_line(&WithHint {
+                event: e,
+                hint: diagnosis.remedy.as_ref().map(|r| hint::hint(r, self.peer)),
+            }),
+            Event::Lint { findings, remedies } => super::print_json_line(&LintLine {
+                event: "lint",
+                findings: findings
+                    .iter()
+                    .map(|f| FindingLine {
+                        finding: f,
+                        hint: remedies
+                            .iter()
+                            .find(|r| r.code == f.code)
+                            .map(|r| hint::hint(&r.remedy, self.peer)),
+                    })
+                    .collect(),
+                remedies,
+            }),
+            e => super::print_json_line(e),
+        }
+    }
+
+    fn print(&self, e: &Event) {
         use crate::mqtt::RoundTripKind;
         match e {
             Event::Start {
@@ -269,13 +343,16 @@ impl Printer {
                 count,
                 qos,
             } => print_start(device, endpoint, peer, transport, flavor, *count, *qos),
-            Event::Lint { findings } => {
+            Event::Lint { findings, remedies } => {
                 if findings.is_empty() {
                     say!("✓ pre-flight lint: no findings");
                 } else {
                     say!("! pre-flight lint:");
                     for f in findings {
                         say!("    {} {}: {}", f.severity.as_str(), f.code, f.message);
+                        if let Some(r) = remedies.iter().find(|r| r.code == f.code) {
+                            say!("      hint: {}", hint::hint(&r.remedy, self.peer));
+                        }
                     }
                 }
             }
@@ -370,6 +447,9 @@ impl Printer {
                 say!("✗ {} failed", step.label());
                 say!("    cause: {}", diagnosis.cause);
                 say!("    fix:   {}", diagnosis.fix);
+                if let Some(r) = &diagnosis.remedy {
+                    say!("    hint:  {}", hint::hint(r, self.peer));
+                }
                 if !diagnosis.detail.is_empty() {
                     say!("    ({})", diagnosis.detail);
                 }

@@ -1,11 +1,18 @@
+#![warn(missing_docs)]
 //! Diagnosis: every failure becomes one plain sentence of cause and one of fix.
 //!
 //! [`classify_io`] turns what the network stack returned (io errors wrapping rustls errors,
 //! TLS alerts, refused connections) into a [`FailureKind`]; [`diagnose`] adds what we know
 //! about the device, its chain and the peer to say which certificate and what to do.
+//!
+//! The sentences speak domain words only (the device, the CA, the thumbprint, the hub), never a
+//! flag or a command: the fix also comes typed, as a [`ConnectRemedy`] carrying the names a
+//! face needs, and each face turns it into its own hint (the CLI prints the command with the
+//! real names, the TUI the key).
 
 use super::identity::{Identity, cn_of};
 use super::{CertSummary, Endpoint, PeerKind, Step};
+use crate::pki::lint::Finding;
 use rustls::{AlertDescription, CertificateError};
 use serde::Serialize;
 use std::io;
@@ -16,10 +23,13 @@ use std::time::Duration;
 pub enum FailureKind {
     /// The identity or the TLS configuration could not be built.
     Setup(String),
-    /// `--strict` and the pre-flight lint found errors.
+    /// The test was asked to stop on pre-flight errors, and the lint found this many.
     LintErrors(usize),
+    /// The host name did not resolve (the resolver's words).
     Dns(String),
+    /// Nothing listens on the port (TCP reset).
     Refused,
+    /// A step did not finish within the test's limit.
     Timeout(Duration),
     /// Our verification of the server's certificate failed.
     ServerCert(CertificateError),
@@ -31,26 +41,34 @@ pub enum FailureKind {
     Closed,
     /// CONNACK with a refusal code; the local hub's exact reason when it runs in-process.
     Connack {
+        /// The MQTT 3.1.1 return code (1 to 5).
         code: u8,
+        /// Why the local hub refused, when it was asked (in-process or over its control socket).
         hub_reason: Option<super::HubRefusal>,
     },
+    /// The peer refused a subscription to this topic.
     SubscribeRefused(String),
     /// The peer spoke something that is not MQTT 3.1.1.
     Protocol(String),
+    /// Any other I/O failure (its text).
     Io(String),
 }
 
 /// A failure at a step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Failure {
+    /// The step that failed.
     pub step: Step,
+    /// What went wrong there.
     pub kind: FailureKind,
 }
 
 impl Failure {
+    /// A failure of `kind` at `step`.
     pub fn new(step: Step, kind: FailureKind) -> Failure {
         Failure { step, kind }
     }
+    /// A failure at `step` from what the network stack returned, classified by [`classify_io`].
     pub fn io(step: Step, e: &io::Error) -> Failure {
         Failure {
             step,
@@ -64,10 +82,178 @@ impl Failure {
 pub struct Diagnosis {
     /// A stable identifier scripts can match on (`unknown-ca`, `connack-5`, ...).
     pub code: String,
+    /// What went wrong, naming the certificate, device or peer.
     pub cause: String,
+    /// What would fix it, in domain words (a face adds its hint from [`Diagnosis::remedy`]).
     pub fix: String,
     /// The raw error, for the curious.
     pub detail: String,
+    /// The fix as a face can act on it, when there is one to act on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<ConnectRemedy>,
+}
+
+impl Diagnosis {
+    fn with(mut self, remedy: Option<ConnectRemedy>) -> Diagnosis {
+        self.remedy = remedy;
+        self
+    }
+}
+
+/// The fix of a connection-test failure, typed, with the names a face needs to build a hint
+/// a person can run as is (`chainsmith hub device enable sensor-7`, the TUI's `o` key).
+///
+/// It is the connection test's counterpart of [`crate::error::Remedy`]: an engine error's
+/// message already names what it is about, so a `Remedy` carries no data, while a diagnosis
+/// is read next to a whole chain of certificates, so its remedy says which device, CA or
+/// thumbprint. Where the two mean the same act, the doc comment names the `Remedy`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ConnectRemedy {
+    /// Give each step more time (slow links, a busy broker): `timeout_ms` is the limit the
+    /// test had.
+    MoreTime {
+        /// The limit of each step in the failed test, in milliseconds.
+        timeout_ms: u64,
+    },
+    /// Try the connection although the pre-flight lint found errors.
+    NotStrict,
+    /// Trust the server's certificate through the CA that issued it.
+    ServerCa {
+        /// The CA that issued the server's certificate (its CN, as the certificate says).
+        issuer: String,
+    },
+    /// Start the local hub, or test with no hub running so that one starts in-process
+    /// (`Remedy::StartHub`).
+    StartHub,
+    /// Stop the running local hub and start it again: its certificate no longer chains to the
+    /// hub CA of this workspace.
+    RestartHub,
+    /// Read the running local hub's log, which says why it refused (or test with no hub
+    /// running: the in-process hub reports the reason itself).
+    HubLog,
+    /// Look closely at the server's certificate and re-issue it.
+    InspectServerCert,
+    /// Look closely at the device's certificate file.
+    InspectDeviceCert,
+    /// Connect with a client certificate: a workspace device, or certificate and key files.
+    ClientCertificate,
+    /// Speak IoT Hub's client id and user name (the Azure flavor of the test).
+    AzureFlavor,
+    /// Send these intermediates after the leaf.
+    SendChain {
+        /// The intermediates missing from the chain sent, nearest the leaf first.
+        intermediates: Vec<String>,
+    },
+    /// Register the device with the local hub (`Remedy::RegisterDevice`).
+    RegisterDevice {
+        /// The device id.
+        device: String,
+        /// For a self-signed device, the thumbprint to register; `None`: authenticated by CA.
+        self_signed: Option<Thumbprint>,
+    },
+    /// Enable the device in the local hub's registry.
+    EnableDevice {
+        /// The device id.
+        device: String,
+    },
+    /// Prove possession of the CA to the hub with a verification certificate
+    /// (`Remedy::VerificationCertificate`).
+    ProveCa {
+        /// The CA's name in the workspace.
+        ca: String,
+    },
+    /// Register the CA with the hub and prove possession of it (`Remedy::RegisterCa`).
+    UploadCa {
+        /// The CA's name in the workspace.
+        ca: String,
+    },
+    /// Renew the workspace device's certificate in place (same key and profile).
+    Renew {
+        /// The workspace entity to renew.
+        name: String,
+        /// A self-signed device's id: its new thumbprint must then be registered with the hub.
+        then_update_hub: Option<String>,
+    },
+    /// Register this certificate's thumbprint in one of the device's slots on the hub.
+    SlotThumbprint {
+        /// The device id.
+        device: String,
+        /// The certificate's thumbprint, and the workspace device it can be taken from.
+        thumbprint: Thumbprint,
+    },
+    /// Issue the device's certificate again, under a CA, with CN = the device id and the
+    /// clientAuth EKU.
+    IssueDevice {
+        /// The device id (and the workspace name to issue it under).
+        device: String,
+        /// A workspace entity of that name already exists and must be replaced.
+        replace: bool,
+    },
+    /// Re-issue the CA the hub names with a larger path length (`Remedy::Pathlen`).
+    Pathlen,
+}
+
+/// A self-signed device certificate's thumbprint, as the hub registers it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Thumbprint {
+    /// The SHA-1 thumbprint (hex), the form the Azure portal shows.
+    pub sha1: String,
+    /// The workspace device it belongs to, when it came from the workspace: the hub can take
+    /// both of its slots from there.
+    pub from: Option<String>,
+}
+
+impl Thumbprint {
+    fn of(id: &Identity) -> Thumbprint {
+        Thumbprint {
+            sha1: crate::pki::thumbprints(&id.leaf().der).0,
+            from: id.workspace_name().map(str::to_string),
+        }
+    }
+}
+
+/// The typed remedy of one pre-flight finding, by the finding's code.
+///
+/// A pre-flight finding is a [`crate::pki::lint::Finding`], the type every lint of the crate
+/// shares; `pki` sits below the connection test and must not know its remedies, so the
+/// remedy travels beside the finding, keyed by its code (each hub finding's code is unique).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct FindingRemedy {
+    /// The finding's code (`hub-device-disabled`, ...).
+    pub code: &'static str,
+    /// What fixes it.
+    pub remedy: ConnectRemedy,
+}
+
+/// The remedies of the pre-flight findings that have one (the local hub's registry findings).
+pub fn preflight_remedies(findings: &[Finding], id: &Identity) -> Vec<FindingRemedy> {
+    findings
+        .iter()
+        .filter_map(|f| {
+            Some(FindingRemedy {
+                code: f.code,
+                remedy: preflight_remedy(f.code, id)?,
+            })
+        })
+        .collect()
+}
+
+/// The remedy for a pre-flight finding's code, given the identity it was found on.
+fn preflight_remedy(code: &str, id: &Identity) -> Option<ConnectRemedy> {
+    let device = id.device_id.clone();
+    Some(match code {
+        "hub-device-unregistered" => ConnectRemedy::RegisterDevice {
+            device,
+            self_signed: id.leaf().view.self_signed.then(|| Thumbprint::of(id)),
+        },
+        "hub-device-disabled" => ConnectRemedy::EnableDevice { device },
+        "hub-thumbprint" => ConnectRemedy::SlotThumbprint {
+            device,
+            thumbprint: Thumbprint::of(id),
+        },
+        _ => return None,
+    })
 }
 
 /// Classify what the network stack returned at `step`.
@@ -90,6 +276,7 @@ pub fn classify_io(step: Step, e: &io::Error) -> FailureKind {
     }
 }
 
+/// Classify a rustls error: an alert from the peer, our verdict on its certificate, or other.
 pub fn classify_tls(e: &rustls::Error) -> FailureKind {
     match e {
         rustls::Error::AlertReceived(a) => FailureKind::Alert(*a),
@@ -100,12 +287,17 @@ pub fn classify_tls(e: &rustls::Error) -> FailureKind {
 
 /// What the diagnosis knows besides the failure.
 pub struct Context<'a> {
+    /// The device that connected: its id, chain and where it came from.
     pub identity: &'a Identity,
+    /// Where it connected, and what kind of peer that is.
     pub endpoint: &'a Endpoint,
+    /// The server's leaf certificate (DER), when the handshake got that far.
     pub server_cert: Option<&'a [u8]>,
+    /// The CA names the server said it accepts client certificates from.
     pub acceptable_cas: &'a [String],
     /// The pre-flight findings: against a running hub, its registry's view explains a refusal.
-    pub preflight: &'a [crate::pki::lint::Finding],
+    pub preflight: &'a [Finding],
+    /// The limit of each step.
     pub timeout: Duration,
 }
 
@@ -139,6 +331,7 @@ fn connack_meaning(code: u8) -> &'static str {
     }
 }
 
+/// A CONNACK return code with its meaning: `5 (not authorized)`.
 pub fn connack_text(code: u8) -> String {
     format!("{code} ({})", connack_meaning(code))
 }
@@ -204,15 +397,20 @@ pub fn diagnose(f: &Failure, cx: &Context<'_>) -> Diagnosis {
         cause,
         fix,
         detail,
+        remedy: None,
     };
+    let more_time = Some(ConnectRemedy::MoreTime {
+        timeout_ms: u64::try_from(cx.timeout.as_millis()).unwrap_or(u64::MAX),
+    });
     match &f.kind {
-        FailureKind::Setup(msg) => d("setup", format!("the test could not start: {msg}"), "fix the identity or the --ca file named above and run again".into(), msg.clone()),
+        FailureKind::Setup(msg) => d("setup", format!("the test could not start: {msg}"), "fix the identity or the server's trust anchor named above and run again".into(), msg.clone()),
         FailureKind::LintErrors(n) => d(
             "lint",
-            format!("the pre-flight lint found {n} error(s) in the identity of \"{dev}\" and --strict is on"),
-            "fix the findings listed above, or drop --strict to try the connection anyway".into(),
+            format!("the pre-flight lint found {n} error(s) in the identity of \"{dev}\", and the test stops on pre-flight errors"),
+            "fix the findings listed above, or let the test try the connection anyway".into(),
             String::new(),
-        ),
+        )
+        .with(Some(ConnectRemedy::NotStrict)),
         FailureKind::Dns(detail) => d(
             "dns",
             format!("the name \"{}\" does not resolve to an address", ep.host),
@@ -227,12 +425,13 @@ pub fn diagnose(f: &Failure, cx: &Context<'_>) -> Diagnosis {
             "connection-refused",
             format!("nothing listens on {at} (connection refused)"),
             match ep.peer {
-                PeerKind::LocalHub => "start the local hub with `chainsmith hub serve`, or run `chainsmith connect DEVICE` with no running hub to start one in-process".into(),
+                PeerKind::LocalHub => "start the local hub, or test with no hub running: the test then starts one in-process".into(),
                 PeerKind::AzureHub => "IoT Hub takes MQTT over TLS on port 8883; check the host and port".into(),
                 PeerKind::Broker => format!("start the broker or check the port (MQTT over TLS is usually 8883, not {})", ep.port),
             },
             String::new(),
-        ),
+        )
+        .with((ep.peer == PeerKind::LocalHub).then_some(ConnectRemedy::StartHub)),
         FailureKind::Timeout(_) => {
             let t = humantime_ms(cx.timeout);
             match f.step {
@@ -247,10 +446,11 @@ pub fn diagnose(f: &Failure, cx: &Context<'_>) -> Diagnosis {
                 Step::MqttConnect => d(
                     "timeout",
                     format!("{at} accepted TLS but sent no CONNACK within {t}"),
-                    "check that the port is an MQTT port and the broker is not overloaded; raise --timeout for slow links".into(),
+                    "check that the port is an MQTT port and the broker is not overloaded; allow the test more time on slow links".into(),
                     String::new(),
-                ),
-                s => d("timeout", format!("{} did not complete within {t}", s.label()), "raise --timeout, or check the broker's load and the network".into(), String::new()),
+                )
+                .with(more_time),
+                s => d("timeout", format!("{} did not complete within {t}", s.label()), "allow the test more time, or check the broker's load and the network".into(), String::new()).with(more_time),
             }
         }
         FailureKind::ServerCert(ce) => server_cert(ce, cx),
@@ -260,13 +460,14 @@ pub fn diagnose(f: &Failure, cx: &Context<'_>) -> Diagnosis {
             let when = if f.step <= Step::MqttConnect { "before CONNACK" } else { "during the session" };
             let fix = match ep.peer {
                 PeerKind::AzureHub => azure_checklist(id, ep),
-                PeerKind::LocalHub => "look at the local hub's log (`chainsmith hub serve` prints each refusal with its reason)".into(),
+                PeerKind::LocalHub => "look at the local hub's log: it records each refusal with its reason".into(),
                 PeerKind::Broker if f.step <= Step::MqttConnect => format!(
                     "look at the broker's log: it most often means the client certificate of \"{dev}\" was refused (its CA is not in the broker's cafile, or the intermediate was not sent) or the client id is not allowed"
                 ),
                 PeerKind::Broker => "look at the broker's log: brokers close the connection on an ACL violation or a second connection with the same client id".into(),
             };
             d("closed", format!("{at} closed the connection {when} without giving a reason"), fix, String::new())
+                .with((ep.peer == PeerKind::LocalHub).then_some(ConnectRemedy::HubLog))
         }
         FailureKind::Connack { code, hub_reason } => connack(*code, hub_reason.as_ref(), cx),
         FailureKind::SubscribeRefused(topic) => d(
@@ -309,6 +510,9 @@ fn humantime_ms(t: Duration) -> String {
     }
 }
 
+/// The root IoT Hub's server certificates chain to.
+const AZURE_ROOT: &str = "DigiCert Global Root G2";
+
 fn server_cert(ce: &CertificateError, cx: &Context<'_>) -> Diagnosis {
     let ep = cx.endpoint;
     let server = cx.server_cert.and_then(CertSummary::from_der);
@@ -326,17 +530,23 @@ fn server_cert(ce: &CertificateError, cx: &Context<'_>) -> Diagnosis {
         cause,
         fix,
         detail: detail.clone(),
+        remedy: None,
     };
     match ce {
         CertificateError::UnknownIssuer => d(
             "server-untrusted",
             format!("the server's certificate \"{subject}\" is issued by \"{issuer}\", which this device does not trust"),
             match ep.peer {
-                PeerKind::LocalHub => "pass --ca with the local hub's CA (chainsmith does this itself for --to local; a stale hub directory can cause it: restart the hub)".into(),
-                PeerKind::AzureHub => "update the system trust store: IoT Hub's certificates chain to DigiCert Global Root G2 (pass --ca FILE with that root if the store lacks it)".into(),
-                PeerKind::Broker => format!("pass --ca FILE with the CA \"{issuer}\" that issued the broker's certificate"),
+                PeerKind::LocalHub => "the test trusts the local hub's CA of this workspace by itself, so the hub running now uses a certificate from another (stale) hub directory: restart the hub".into(),
+                PeerKind::AzureHub => "update the system trust store: IoT Hub's certificates chain to DigiCert Global Root G2 (or give that root as the server's trust anchor if the store lacks it)".into(),
+                PeerKind::Broker => format!("give the CA \"{issuer}\" that issued the broker's certificate as the server's trust anchor"),
             },
-        ),
+        )
+        .with(Some(match ep.peer {
+            PeerKind::LocalHub => ConnectRemedy::RestartHub,
+            PeerKind::AzureHub => ConnectRemedy::ServerCa { issuer: AZURE_ROOT.into() },
+            PeerKind::Broker => ConnectRemedy::ServerCa { issuer: issuer.clone() },
+        })),
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             let names = cx.server_cert.and_then(sans_of).unwrap_or_else(|| "no subject alternative names".into());
             let is_ip = ep.host.parse::<std::net::IpAddr>().is_ok();
@@ -366,7 +576,7 @@ fn server_cert(ce: &CertificateError, cx: &Context<'_>) -> Diagnosis {
             format!("the server's certificate \"{subject}\" is a CA certificate (CA:TRUE) used as a TLS server certificate, which TLS clients refuse"),
             "re-issue the broker's certificate as a leaf (basicConstraints CA:FALSE, EKU serverAuth) under that CA".into(),
         ),
-        other => d("server-cert", format!("the server's certificate \"{subject}\" did not verify: {other:?}"), "check the broker's certificate with `chainsmith inspect` and re-issue it".into()),
+        other => d("server-cert", format!("the server's certificate \"{subject}\" did not verify: {other:?}"), "look closely at the broker's certificate and re-issue it".into()).with(Some(ConnectRemedy::InspectServerCert)),
     }
 }
 
@@ -391,6 +601,7 @@ fn client_refused(a: AlertDescription, step: Step, cx: &Context<'_>) -> Diagnosi
         cause,
         fix,
         detail: detail.clone(),
+        remedy: None,
     };
     let client_side = matches!(
         a,
@@ -413,8 +624,8 @@ fn client_refused(a: AlertDescription, step: Step, cx: &Context<'_>) -> Diagnosi
         );
     }
     // Which certificate is out of date, if any: ours first, then each CA we sent.
-    if let Some((cause, fix)) = expired_in_chain(id, who) {
-        return d("expired", cause, fix);
+    if let Some((cause, fix, remedy)) = expired_in_chain(id, who) {
+        return d("expired", cause, fix).with(remedy);
     }
     if a == AlertDescription::CertificateExpired {
         return d(
@@ -444,10 +655,13 @@ fn client_refused(a: AlertDescription, step: Step, cx: &Context<'_>) -> Diagnosi
                 names.join(", ")
             ),
             format!(
-                "send the full chain, leaf then {} (put them after the leaf in the --cert file, or connect the workspace device, which sends them)",
+                "send the full chain, leaf then {} (put them after the leaf in the device's certificate file, or test the workspace device, which sends them)",
                 names.join(", ")
             ),
-        );
+        )
+        .with(Some(ConnectRemedy::SendChain {
+            intermediates: missing.iter().map(|c| c.name.clone()).collect(),
+        }));
     }
     if id.leaf().view.self_signed {
         let (sha1, sha256) = crate::pki::thumbprints(&id.leaf().der);
@@ -466,15 +680,19 @@ fn client_refused(a: AlertDescription, step: Step, cx: &Context<'_>) -> Diagnosi
                     id.device_id
                 ),
             },
-        );
+        )
+        .with((ep.peer == PeerKind::LocalHub).then(|| ConnectRemedy::RegisterDevice {
+            device: id.device_id.clone(),
+            self_signed: Some(Thumbprint::of(id)),
+        }));
     }
-    let (code, cause, fix) = untrusted_ca(a, who, &root, cx);
-    d(code, cause, fix)
+    let (code, cause, fix, remedy) = untrusted_ca(a, who, &root, cx);
+    d(code, cause, fix).with(remedy)
 }
 
-/// The first certificate sent that is out of date by this machine's clock, as a refusal's cause
-/// and fix.
-fn expired_in_chain(id: &Identity, who: &str) -> Option<(String, String)> {
+/// The first certificate sent that is out of date by this machine's clock, as a refusal's cause,
+/// fix and remedy.
+fn expired_in_chain(id: &Identity, who: &str) -> Option<(String, String, Option<ConnectRemedy>)> {
     let c = id
         .sent
         .iter()
@@ -491,25 +709,37 @@ fn expired_in_chain(id: &Identity, who: &str) -> Option<(String, String)> {
         }
         _ => ("expired on", &c.view.not_after),
     };
-    let fix = if is_leaf {
+    let (fix, remedy) = if is_leaf {
         renew_fix(id)
     } else {
-        format!(
-            "renew \"{}\" and re-issue the certificates under it",
-            c.name
+        // A workspace device's CAs are workspace entities of the same name.
+        let remedy = id.workspace_name().map(|_| ConnectRemedy::Renew {
+            name: c.name.clone(),
+            then_update_hub: None,
+        });
+        (
+            format!(
+                "renew \"{}\" and re-issue the certificates under it",
+                c.name
+            ),
+            remedy,
         )
     };
-    Some((format!("{who} refused {what}: it {state} {date}"), fix))
+    Some((
+        format!("{who} refused {what}: it {state} {date}"),
+        fix,
+        remedy,
+    ))
 }
 
-/// The peer does not trust the CA that issued the device: the code, cause and fix, naming what the
-/// peer accepts when it said.
+/// The peer does not trust the CA that issued the device: the code, cause, fix and remedy,
+/// naming what the peer accepts when it said.
 fn untrusted_ca(
     a: AlertDescription,
     who: &str,
     root: &str,
     cx: &Context<'_>,
-) -> (&'static str, String, String) {
+) -> (&'static str, String, String, Option<ConnectRemedy>) {
     let id = cx.identity;
     let dev = &id.leaf().name;
     let issuer = id.leaf_issuer_name();
@@ -542,10 +772,14 @@ fn untrusted_ca(
             "register and verify \"{root}\" on the hub, or send the intermediate \"{issuer}\" if the hub trusts that"
         ),
         _ => format!(
-            "register and verify \"{root}\" on the hub (chainsmith new verification --issuer {root} --code CODE), then connect again"
+            "register \"{root}\" with the hub and prove possession of it with a verification certificate, then connect again"
         ),
     };
-    (code, cause, fix)
+    let remedy = match cx.endpoint.peer {
+        PeerKind::Broker => None,
+        _ => Some(ConnectRemedy::ProveCa { ca: root.into() }),
+    };
+    (code, cause, fix, remedy)
 }
 
 fn connack(code: u8, hub_reason: Option<&super::HubRefusal>, cx: &Context<'_>) -> Diagnosis {
@@ -557,10 +791,12 @@ fn connack(code: u8, hub_reason: Option<&super::HubRefusal>, cx: &Context<'_>) -
         cause,
         fix,
         detail: detail.clone(),
+        remedy: None,
     };
     let c = format!("connack-{code}");
     if let Some(r) = hub_reason {
         // The local hub knows exactly why; say it, and the fix for that reason.
+        let (fix, remedy) = hub_fix(&r.kind, id);
         return d(
             format!("hub-{}", r.kind),
             format!(
@@ -569,25 +805,28 @@ fn connack(code: u8, hub_reason: Option<&super::HubRefusal>, cx: &Context<'_>) -
                 connack_text(code),
                 r.reason
             ),
-            hub_fix(&r.kind, id),
-        );
+            fix,
+        )
+        .with(remedy);
     }
     match (ep.peer, code) {
         (PeerKind::AzureHub, 4 | 5) => d(c, format!("IoT Hub {} refused device \"{}\" ({}) and gives no reason", ep.host, id.device_id, connack_text(code)), azure_checklist(id, ep)),
         (PeerKind::LocalHub, _) => {
-            // A running `hub serve` does not tell this process why; its registry on disk does.
+            // A hub in another process did not say why; its registry on disk does.
             let likely = cx.preflight.iter().find(|f| f.severity == crate::pki::lint::Severity::Error);
             match likely {
                 Some(f) => d(
                     c,
                     format!("the local hub refused \"{}\" ({}); its registry shows why: {}", id.device_id, connack_text(code), f.message),
-                    "fix that (the hub re-reads its registry on every CONNECT) and connect again; the `hub serve` log has the hub's own sentence".into(),
-                ),
+                    "fix that (the hub re-reads its registry on every CONNECT) and connect again; the running hub's log has the hub's own sentence".into(),
+                )
+                .with(preflight_remedy(f.code, id).or(Some(ConnectRemedy::HubLog))),
                 None => d(
                     c,
                     format!("the local hub refused \"{}\" ({})", id.device_id, connack_text(code)),
-                    "read the `hub serve` log for the exact reason, or stop it and run `chainsmith connect DEVICE`, which starts the hub in-process and reports it".into(),
-                ),
+                    "read the running hub's log for the exact reason, or stop it and test with no hub running: the test then starts the hub in-process and reports the reason".into(),
+                )
+                .with(Some(ConnectRemedy::HubLog)),
             }
         }
         (_, 2) => d(c, format!("{} rejected the client id \"{}\"", ep.display(), id.device_id), "use a client id the broker allows (MQTT 3.1.1 brokers may limit length and characters)".into()),
@@ -604,100 +843,173 @@ fn connack(code: u8, hub_reason: Option<&super::HubRefusal>, cx: &Context<'_>) -
     }
 }
 
-/// How to renew an expired (or not yet valid) device certificate: `chainsmith renew NAME`
-/// for a workspace device (same key and profile, issuer and thumbprint slots kept).
-fn renew_fix(id: &Identity) -> String {
+/// How to renew an expired (or not yet valid) device certificate: a workspace device renews in
+/// place (same key and profile, issuer and thumbprint slots kept).
+fn renew_fix(id: &Identity) -> (String, Option<ConnectRemedy>) {
+    let self_signed = id.leaf().view.self_signed;
     match id.workspace_name() {
-        Some(name) => format!(
-            "renew it: `chainsmith renew {name}` (the hub needs no change for CA-signed devices; for self-signed ones, then `chainsmith hub device update {} --from {name}`)",
-            id.device_id
+        Some(name) => (
+            if self_signed {
+                format!(
+                    "renew \"{name}\" in the workspace (same key and profile), then register its new thumbprint for device \"{}\" with the hub",
+                    id.device_id
+                )
+            } else {
+                format!(
+                    "renew \"{name}\" in the workspace (same key and profile); the hub needs no change for CA-signed devices"
+                )
+            },
+            Some(ConnectRemedy::Renew {
+                name: name.to_string(),
+                then_update_hub: self_signed.then(|| id.device_id.clone()),
+            }),
         ),
-        None => format!(
-            "renew the certificate in {} (a workspace device renews with `chainsmith renew NAME`); the hub needs no change for CA-signed devices",
-            id.source
+        None => (
+            format!(
+                "renew the certificate in {} (a workspace device renews in place); the hub needs no change for CA-signed devices",
+                id.source
+            ),
+            None,
         ),
     }
 }
 
-/// The fix for each of the local hub's refusal kinds (`crate::hub::Refusal::kind`).
-fn hub_fix(kind: &str, id: &Identity) -> String {
+/// The fix and remedy for each of the local hub's refusal kinds (`crate::hub::Refusal::kind`).
+fn hub_fix(kind: &str, id: &Identity) -> (String, Option<ConnectRemedy>) {
+    use ConnectRemedy as R;
     let dev = &id.device_id;
     let root = id
         .root()
         .map(|r| r.name.clone())
         .unwrap_or_else(|| id.leaf_issuer_name());
     let (sha1, _) = crate::pki::thumbprints(&id.leaf().der);
+    let reissue = |replace: bool| {
+        Some(R::IssueDevice {
+            device: dev.clone(),
+            replace,
+        })
+    };
     match kind {
-        "no-certificate" => {
-            "connect with a client certificate: a workspace device, or --cert FILE --key FILE"
-                .into()
-        }
-        "bad-certificate" => {
-            "send a DER X.509 certificate (check the --cert file with `chainsmith inspect`)".into()
-        }
-        "username" | "username-mismatch" => format!(
-            "use client id \"{dev}\" and username {{host}}/{dev}/?api-version={} (chainsmith sends these with --flavor azure)",
-            crate::azure::API_VERSION
+        "no-certificate" => (
+            "connect with a client certificate: a workspace device, or a device's certificate and key files".into(),
+            Some(R::ClientCertificate),
         ),
-        "unknown-device" => format!(
-            "register it: `chainsmith hub device add {dev} --auth ca` (or `--auth self-signed --from {dev}`)"
+        "bad-certificate" => (
+            "send a DER X.509 certificate (look closely at the device's certificate file)".into(),
+            Some(R::InspectDeviceCert),
         ),
-        "disabled" => format!("enable it: `chainsmith hub device enable {dev}`"),
-        "cn-mismatch" => format!(
-            "issue the device certificate with CN = \"{dev}\" exactly (case-sensitive): `chainsmith new device {dev} --issuer CA`"
+        "username" | "username-mismatch" => (
+            format!(
+                "use client id \"{dev}\" and username {{host}}/{dev}/?api-version={} (the test's Azure flavor sends these)",
+                crate::azure::API_VERSION
+            ),
+            Some(R::AzureFlavor),
+        ),
+        "unknown-device" => {
+            let self_signed = id.leaf().view.self_signed;
+            (
+                if self_signed {
+                    format!(
+                        "register the device \"{dev}\" with the hub as self-signed, by its certificate's thumbprint {sha1}"
+                    )
+                } else {
+                    format!("register the device \"{dev}\" with the hub, authenticated by its CA")
+                },
+                Some(R::RegisterDevice {
+                    device: dev.clone(),
+                    self_signed: self_signed.then(|| Thumbprint::of(id)),
+                }),
+            )
+        }
+        "disabled" => (
+            format!("enable the device \"{dev}\" on the hub"),
+            Some(R::EnableDevice {
+                device: dev.clone(),
+            }),
+        ),
+        "cn-mismatch" => (
+            format!(
+                "issue the device certificate with CN = \"{dev}\" exactly (case-sensitive), under a CA"
+            ),
+            reissue(false),
         ),
         "expired" | "not-yet-valid" => renew_fix(id),
-        "unverified" => format!(
-            "prove possession: `chainsmith new verification --issuer {root} --code CODE` with the code from `chainsmith hub ca list`, then `chainsmith hub ca verify {root} --cert verification_cert.pem` (or add it with --verified)"
+        "unverified" => (
+            format!(
+                "prove possession of \"{root}\" to the hub with a verification certificate (the hub's code as CN, signed by the CA's key), or register it as verified"
+            ),
+            Some(R::ProveCa { ca: root }),
         ),
         "missing-intermediate"
             if id.missing_intermediates().is_empty()
                 && id.root().is_some()
                 && !id.sent.iter().any(|c| c.view.self_signed) =>
         {
-            format!(
-                "\"{root}\" is a root (devices never send it), so the hub does not know it: upload and verify it with `chainsmith hub ca add {root}` (or `--verified`)"
+            (
+                format!(
+                    "\"{root}\" is a root (devices never send it), so the hub does not know it: register it with the hub and prove possession of it (or register it as verified)"
+                ),
+                Some(R::UploadCa { ca: root }),
             )
         }
         "missing-intermediate" => {
-            let names: Vec<String> = id
-                .missing_intermediates()
-                .iter()
-                .map(|c| format!("\"{}\"", c.name))
-                .collect();
+            let missing = id.missing_intermediates();
+            let names: Vec<String> = missing.iter().map(|c| format!("\"{}\"", c.name)).collect();
             let which = if names.is_empty() {
                 "the intermediates".to_string()
             } else {
                 names.join(", ")
             };
-            format!(
-                "send {which} after the leaf (workspace devices send them; for files, append them to the --cert file), or register the intermediate with the hub"
+            (
+                format!(
+                    "send {which} after the leaf (workspace devices send them; for files, append them to the device's certificate file), or register the intermediate with the hub"
+                ),
+                (!missing.is_empty()).then(|| R::SendChain {
+                    intermediates: missing.iter().map(|c| c.name.clone()).collect(),
+                }),
             )
         }
-        "unknown-root" => {
-            format!("upload the CA: `chainsmith hub ca add {root}` and verify it (or `--verified`)")
-        }
-        "thumbprint" => match id.workspace_name() {
-            Some(name) => format!(
-                "register this certificate's thumbprint {sha1} in a slot: `chainsmith hub device update {dev} --from {name}` (takes both of {name}'s slots), or `--secondary {sha1}` to roll just one"
+        "unknown-root" => (
+            format!(
+                "register the CA \"{root}\" with the hub and prove possession of it (or register it as verified)"
             ),
-            None => format!(
-                "register this certificate's thumbprint {sha1} in a slot: `chainsmith hub device update {dev} --secondary {sha1}` (or --primary to replace the other slot)"
+            Some(R::UploadCa { ca: root }),
+        ),
+        "thumbprint" => (
+            match id.workspace_name() {
+                Some(name) => format!(
+                    "register this certificate's thumbprint {sha1} for device \"{dev}\" on the hub: take both slots from the workspace device \"{name}\", or put it in the secondary slot to roll just one"
+                ),
+                None => format!(
+                    "register this certificate's thumbprint {sha1} in the secondary slot of device \"{dev}\" on the hub (or in the primary, replacing the other slot)"
+                ),
+            },
+            Some(R::SlotThumbprint {
+                device: dev.clone(),
+                thumbprint: Thumbprint::of(id),
+            }),
+        ),
+        "issuer-not-ca" | "issuer-cannot-sign" => (
+            format!(
+                "issue \"{dev}\" again from a CA, replacing the one in the workspace; a device certificate can never sign another one"
             ),
-        },
-        "issuer-not-ca" | "issuer-cannot-sign" => format!(
-            "issue \"{dev}\" from a CA: `chainsmith new device {dev} --issuer CA --force`; a device certificate can never sign another one"
+            reissue(true),
         ),
-        "pathlen-exceeded" => {
-            "re-issue the CA the hub names with a larger --pathlen, or issue the device from a CA nearer the root".into()
-        }
-        "not-client-auth" => format!(
-            "re-issue the device certificate with extendedKeyUsage clientAuth: `chainsmith new device {dev} --issuer CA --force`"
+        "pathlen-exceeded" => (
+            "re-issue the CA the hub names with a larger path length, or issue the device from a CA nearer the root".into(),
+            Some(R::Pathlen),
         ),
-        "weak-crypto" => {
-            "re-issue the certificate the hub names with an EC P-256 (default) or RSA 2048+ key and a SHA-256 signature".into()
-        }
-        _ => "fix what the hub names and connect again".into(),
+        "not-client-auth" => (
+            format!(
+                "issue \"{dev}\" again with extendedKeyUsage clientAuth, replacing the one in the workspace"
+            ),
+            reissue(true),
+        ),
+        "weak-crypto" => (
+            "re-issue the certificate the hub names with an EC P-256 (default) or RSA 2048+ key and a SHA-256 signature".into(),
+            None,
+        ),
+        _ => ("fix what the hub names and connect again".into(), None),
     }
 }
 
@@ -760,15 +1072,39 @@ mod tests {
         }
     }
 
+    use crate::mqtt::identity::ChainCert;
+    use crate::pki::{CaHandle, IssueSpec, KeyAlg, Profile, Validity, issue, subject};
+
+    fn cc(name: &str, der: Vec<u8>) -> ChainCert {
+        ChainCert {
+            name: name.into(),
+            view: crate::pki::inspect::CertView::from_der(&der).unwrap(),
+            der,
+        }
+    }
+
+    fn spec(cn: &str, profile: Profile, validity: Validity) -> IssueSpec {
+        IssueSpec {
+            subject: subject::cn_only(cn).unwrap(),
+            profile,
+            validity,
+        }
+    }
+
+    fn leaf_profile() -> Profile {
+        Profile::Device {
+            eku: Default::default(),
+            sans: vec![],
+        }
+    }
+
     /// Root "Contoso Root" -> device "sensor-7", as the workspace would hold them.
     fn identity() -> Identity {
-        use crate::mqtt::identity::ChainCert;
-        use crate::pki::{CaHandle, IssueSpec, KeyAlg, Profile, Validity, issue, subject};
-        let root_spec = IssueSpec {
-            subject: subject::cn_only("Contoso Root").unwrap(),
-            profile: Profile::Root { pathlen: None },
-            validity: Validity::days(30),
-        };
+        let root_spec = spec(
+            "Contoso Root",
+            Profile::Root { pathlen: None },
+            Validity::days(30),
+        );
         let root = issue::issue(&root_spec, KeyAlg::EcP256, None).unwrap();
         let ca = CaHandle::new(
             "Contoso Root",
@@ -776,20 +1112,8 @@ mod tests {
             root.key_pem.as_deref().unwrap(),
         )
         .unwrap();
-        let dev_spec = IssueSpec {
-            subject: subject::cn_only("sensor-7").unwrap(),
-            profile: Profile::Device {
-                eku: Default::default(),
-                sans: vec![],
-            },
-            validity: Validity::days(30),
-        };
+        let dev_spec = spec("sensor-7", leaf_profile(), Validity::days(30));
         let dev = issue::issue(&dev_spec, KeyAlg::EcP256, Some(&ca)).unwrap();
-        let cc = |name: &str, der: Vec<u8>| ChainCert {
-            name: name.into(),
-            view: crate::pki::inspect::CertView::from_der(&der).unwrap(),
-            der,
-        };
         Identity {
             device_id: "sensor-7".into(),
             source: "test".into(),
@@ -800,18 +1124,124 @@ mod tests {
         }
     }
 
-    fn run(kind: FailureKind, step: Step, to: &str) -> Diagnosis {
-        let id = identity();
-        let ep = Endpoint::parse(to).unwrap();
+    /// The same identity, loaded from the workspace device "sensor-7".
+    fn from_workspace(mut id: Identity) -> Identity {
+        id.source = "workspace device \"sensor-7\"".into();
+        id
+    }
+
+    /// Root -> intermediate "Line 2" -> "sensor-7", the leaf sent alone.
+    fn without_intermediate() -> Identity {
+        let root_spec = spec(
+            "Contoso Root",
+            Profile::Root { pathlen: None },
+            Validity::days(30),
+        );
+        let root = issue::issue(&root_spec, KeyAlg::EcP256, None).unwrap();
+        let root_ca = CaHandle::new(
+            "Contoso Root",
+            root.cert_der.clone(),
+            root.key_pem.as_deref().unwrap(),
+        )
+        .unwrap();
+        let mid_spec = spec(
+            "Line 2",
+            Profile::Intermediate { pathlen: Some(0) },
+            Validity::days(30),
+        );
+        let mid = issue::issue(&mid_spec, KeyAlg::EcP256, Some(&root_ca)).unwrap();
+        let mid_ca = CaHandle::new(
+            "Line 2",
+            mid.cert_der.clone(),
+            mid.key_pem.as_deref().unwrap(),
+        )
+        .unwrap();
+        let dev_spec = spec("sensor-7", leaf_profile(), Validity::days(30));
+        let dev = issue::issue(&dev_spec, KeyAlg::EcP256, Some(&mid_ca)).unwrap();
+        Identity {
+            device_id: "sensor-7".into(),
+            source: "test".into(),
+            sent: vec![cc("sensor-7", dev.cert_der)],
+            above: vec![
+                cc("Line 2", mid.cert_der),
+                cc("Contoso Root", root.cert_der),
+            ],
+            key_pem: dev.key_pem.unwrap(),
+            target: None,
+        }
+    }
+
+    /// A self-signed "sensor-7" from the workspace; `expired`: its validity ended in 2021.
+    fn self_signed(expired: bool) -> Identity {
+        let validity = if expired {
+            Validity::explicit(
+                ::time::macros::datetime!(2020-01-01 00:00:00 UTC),
+                ::time::macros::datetime!(2021-01-01 00:00:00 UTC),
+            )
+            .unwrap()
+        } else {
+            Validity::days(30)
+        };
+        let dev = issue::issue(
+            &spec("sensor-7", leaf_profile(), validity),
+            KeyAlg::EcP256,
+            None,
+        )
+        .unwrap();
+        Identity {
+            device_id: "sensor-7".into(),
+            source: "workspace device \"sensor-7\"".into(),
+            sent: vec![cc("sensor-7", dev.cert_der)],
+            above: vec![],
+            key_pem: dev.key_pem.unwrap(),
+            target: None,
+        }
+    }
+
+    /// Where a test goes: "local" is the local hub, anything else as `--to` parses it.
+    fn endpoint(to: &str) -> Endpoint {
+        if to == "local" {
+            return Endpoint {
+                host: "127.0.0.1".into(),
+                port: 8883,
+                peer: PeerKind::LocalHub,
+            };
+        }
+        Endpoint::parse(to).unwrap()
+    }
+
+    fn run_with(
+        id: &Identity,
+        preflight: &[Finding],
+        kind: FailureKind,
+        step: Step,
+        to: &str,
+    ) -> Diagnosis {
+        let ep = endpoint(to);
         let cx = Context {
-            identity: &id,
+            identity: id,
             endpoint: &ep,
             server_cert: None,
             acceptable_cas: &[],
-            preflight: &[],
+            preflight,
             timeout: Duration::from_secs(10),
         };
-        diagnose(&Failure::new(step, kind), &cx)
+        let d = diagnose(&Failure::new(step, kind), &cx);
+        // Domain words only: the faces add the flag, the command or the key.
+        for text in [&d.cause, &d.fix] {
+            assert!(
+                !text.contains("--")
+                    && !text.contains("chainsmith ")
+                    && !text.contains("hub serve"),
+                "{}: a flag or command in {text:?}",
+                d.code
+            );
+        }
+        d
+    }
+
+    fn run(kind: FailureKind, step: Step, to: &str) -> Diagnosis {
+        run_with(&identity(), &[], kind, step, to)
     }
 
     #[test]
@@ -859,8 +1289,9 @@ mod tests {
             d.cause
         );
         assert!(
-            d.fix
-                .contains("register and verify \"Contoso Root\" on the hub"),
+            d.fix.contains(
+                "register \"Contoso Root\" with the hub and prove possession of it with a verification certificate"
+            ),
             "{}",
             d.fix
         );
@@ -908,7 +1339,535 @@ mod tests {
             "{}",
             d.cause
         );
-        assert!(d.fix.contains("chainsmith hub device enable sensor-7"));
+        assert_eq!(d.fix, "enable the device \"sensor-7\" on the hub");
+        assert_eq!(
+            d.remedy,
+            Some(ConnectRemedy::EnableDevice {
+                device: "sensor-7".into()
+            })
+        );
+    }
+
+    const AZURE: &str = "myhub.azure-devices.net";
+    const BROKER: &str = "mqtts://b.example:8883";
+
+    /// Every failure kind at every peer it can meet: domain words (checked in `run_with`) and
+    /// the remedy a face turns into its hint.
+    #[test]
+    fn every_failure_speaks_domain_words_with_its_remedy() {
+        use ConnectRemedy as R;
+        use FailureKind as K;
+        let ca = identity();
+        let ss = self_signed(false);
+        let mid = without_intermediate();
+        let expired = self_signed(true);
+        let contoso = || {
+            Some(R::ProveCa {
+                ca: "Contoso Root".into(),
+            })
+        };
+        let alert = |a| K::Alert(a);
+        let timeout = || K::Timeout(Duration::from_secs(10));
+        let more_time = Some(R::MoreTime { timeout_ms: 10_000 });
+        let untrusted = || K::ServerCert(CertificateError::UnknownIssuer);
+        let cases: Vec<(&Identity, K, Step, &str, Option<R>)> = vec![
+            (
+                &ca,
+                K::Setup("the key is not PEM".into()),
+                Step::Lint,
+                BROKER,
+                None,
+            ),
+            (
+                &ca,
+                K::LintErrors(2),
+                Step::Lint,
+                "local",
+                Some(R::NotStrict),
+            ),
+            (
+                &ca,
+                K::Dns("no such host".into()),
+                Step::Resolve,
+                AZURE,
+                None,
+            ),
+            (
+                &ca,
+                K::Dns("no such host".into()),
+                Step::Resolve,
+                BROKER,
+                None,
+            ),
+            (
+                &ca,
+                K::Refused,
+                Step::TcpConnect,
+                "local",
+                Some(R::StartHub),
+            ),
+            (&ca, K::Refused, Step::TcpConnect, AZURE, None),
+            (&ca, K::Refused, Step::TcpConnect, BROKER, None),
+            (&ca, timeout(), Step::Resolve, AZURE, None),
+            (&ca, timeout(), Step::TcpConnect, AZURE, None),
+            (&ca, timeout(), Step::TlsHandshake, BROKER, None),
+            (&ca, timeout(), Step::MqttConnect, BROKER, more_time.clone()),
+            (&ca, timeout(), Step::Subscribe, BROKER, more_time.clone()),
+            (
+                &ca,
+                untrusted(),
+                Step::TlsHandshake,
+                "local",
+                Some(R::RestartHub),
+            ),
+            (
+                &ca,
+                untrusted(),
+                Step::TlsHandshake,
+                AZURE,
+                Some(R::ServerCa {
+                    issuer: "DigiCert Global Root G2".into(),
+                }),
+            ),
+            (
+                &ca,
+                untrusted(),
+                Step::TlsHandshake,
+                BROKER,
+                Some(R::ServerCa {
+                    issuer: "(unknown)".into(),
+                }),
+            ),
+            (
+                &ca,
+                K::ServerCert(CertificateError::NotValidForName),
+                Step::TlsHandshake,
+                BROKER,
+                None,
+            ),
+            (
+                &ca,
+                K::ServerCert(CertificateError::Expired),
+                Step::TlsHandshake,
+                BROKER,
+                None,
+            ),
+            (
+                &ca,
+                K::ServerCert(CertificateError::NotValidYet),
+                Step::TlsHandshake,
+                BROKER,
+                None,
+            ),
+            (
+                &ca,
+                K::ServerCert(CertificateError::BadEncoding),
+                Step::TlsHandshake,
+                BROKER,
+                Some(R::InspectServerCert),
+            ),
+            (
+                &ca,
+                alert(AlertDescription::ProtocolVersion),
+                Step::TlsHandshake,
+                BROKER,
+                None,
+            ),
+            (
+                &ca,
+                alert(AlertDescription::UnknownCA),
+                Step::MqttConnect,
+                AZURE,
+                contoso(),
+            ),
+            (
+                &ca,
+                alert(AlertDescription::BadCertificate),
+                Step::TlsHandshake,
+                "local",
+                contoso(),
+            ),
+            (
+                &ca,
+                alert(AlertDescription::UnknownCA),
+                Step::MqttConnect,
+                BROKER,
+                None,
+            ),
+            (
+                &mid,
+                alert(AlertDescription::UnknownCA),
+                Step::MqttConnect,
+                BROKER,
+                Some(R::SendChain {
+                    intermediates: vec!["Line 2".into()],
+                }),
+            ),
+            (
+                &ss,
+                alert(AlertDescription::UnknownCA),
+                Step::MqttConnect,
+                "local",
+                Some(R::RegisterDevice {
+                    device: "sensor-7".into(),
+                    self_signed: Some(Thumbprint::of(&ss)),
+                }),
+            ),
+            (
+                &ss,
+                alert(AlertDescription::UnknownCA),
+                Step::MqttConnect,
+                AZURE,
+                None,
+            ),
+            (
+                &ss,
+                alert(AlertDescription::UnknownCA),
+                Step::MqttConnect,
+                BROKER,
+                None,
+            ),
+            (
+                &expired,
+                alert(AlertDescription::CertificateExpired),
+                Step::MqttConnect,
+                "local",
+                Some(R::Renew {
+                    name: "sensor-7".into(),
+                    then_update_hub: Some("sensor-7".into()),
+                }),
+            ),
+            (
+                &ca,
+                alert(AlertDescription::CertificateExpired),
+                Step::MqttConnect,
+                BROKER,
+                None,
+            ),
+            (
+                &ca,
+                K::Tls("no cipher suites in common".into()),
+                Step::TlsHandshake,
+                BROKER,
+                None,
+            ),
+            (&ca, K::Closed, Step::MqttConnect, "local", Some(R::HubLog)),
+            (&ca, K::Closed, Step::MqttConnect, AZURE, None),
+            (&ca, K::Closed, Step::MqttConnect, BROKER, None),
+            (&ca, K::Closed, Step::Telemetry, BROKER, None),
+            (
+                &ca,
+                K::Connack {
+                    code: 5,
+                    hub_reason: None,
+                },
+                Step::MqttConnect,
+                AZURE,
+                None,
+            ),
+            (
+                &ca,
+                K::Connack {
+                    code: 5,
+                    hub_reason: None,
+                },
+                Step::MqttConnect,
+                "local",
+                Some(R::HubLog),
+            ),
+            (
+                &ca,
+                K::Connack {
+                    code: 1,
+                    hub_reason: None,
+                },
+                Step::MqttConnect,
+                BROKER,
+                None,
+            ),
+            (
+                &ca,
+                K::Connack {
+                    code: 2,
+                    hub_reason: None,
+                },
+                Step::MqttConnect,
+                BROKER,
+                None,
+            ),
+            (
+                &ca,
+                K::Connack {
+                    code: 3,
+                    hub_reason: None,
+                },
+                Step::MqttConnect,
+                BROKER,
+                None,
+            ),
+            (
+                &ca,
+                K::Connack {
+                    code: 5,
+                    hub_reason: None,
+                },
+                Step::MqttConnect,
+                BROKER,
+                None,
+            ),
+            (
+                &ca,
+                K::SubscribeRefused("devices/x".into()),
+                Step::Subscribe,
+                BROKER,
+                None,
+            ),
+            (
+                &ca,
+                K::SubscribeRefused("devices/x".into()),
+                Step::Subscribe,
+                AZURE,
+                None,
+            ),
+            (
+                &ca,
+                K::Protocol("HTTP/1.1 404".into()),
+                Step::WebSocketUpgrade,
+                AZURE,
+                None,
+            ),
+            (
+                &ca,
+                K::Protocol("not MQTT".into()),
+                Step::MqttConnect,
+                BROKER,
+                None,
+            ),
+            (&ca, K::Io("broken".into()), Step::Telemetry, BROKER, None),
+        ];
+        for (id, kind, step, to, want) in cases {
+            let what = format!("{kind:?} at {step:?} to {to}");
+            let d = run_with(id, &[], kind, step, to);
+            assert_eq!(d.remedy, want, "{what}: {d:#?}");
+        }
+    }
+
+    /// A refusal by a hub in another process: the pre-flight finding from its registry names
+    /// the fix, and its remedy comes with it.
+    #[test]
+    fn a_refusal_known_from_the_registry_takes_the_findings_remedy() {
+        use crate::pki::lint::Severity;
+        let id = from_workspace(identity());
+        let finding = |code| Finding {
+            severity: Severity::Error,
+            code,
+            message: "device \"sensor-7\" is disabled in the local hub; enable it".into(),
+        };
+        let refused = FailureKind::Connack {
+            code: 5,
+            hub_reason: None,
+        };
+        let d = run_with(
+            &id,
+            &[finding("hub-device-disabled")],
+            refused.clone(),
+            Step::MqttConnect,
+            "local",
+        );
+        assert_eq!(
+            d.remedy,
+            Some(ConnectRemedy::EnableDevice {
+                device: "sensor-7".into()
+            })
+        );
+        let d = run_with(
+            &id,
+            &[finding("hub-thumbprint")],
+            refused,
+            Step::MqttConnect,
+            "local",
+        );
+        assert_eq!(
+            d.remedy,
+            Some(ConnectRemedy::SlotThumbprint {
+                device: "sensor-7".into(),
+                thumbprint: Thumbprint::of(&id),
+            })
+        );
+        assert_eq!(
+            preflight_remedies(
+                &[finding("hub-device-unregistered"), finding("expired")],
+                &id
+            ),
+            vec![FindingRemedy {
+                code: "hub-device-unregistered",
+                remedy: ConnectRemedy::RegisterDevice {
+                    device: "sensor-7".into(),
+                    self_signed: None
+                },
+            }]
+        );
+    }
+
+    /// Every refusal kind of the local hub: its fix in domain words, with the remedy.
+    #[test]
+    fn every_hub_refusal_speaks_domain_words_with_its_remedy() {
+        use ConnectRemedy as R;
+        let ca = from_workspace(identity());
+        let ss = self_signed(false);
+        let mid = without_intermediate();
+        let file = identity();
+        let dev = || "sensor-7".to_string();
+        let cases: Vec<(&Identity, &str, Option<R>)> = vec![
+            (&ca, "no-certificate", Some(R::ClientCertificate)),
+            (&ca, "bad-certificate", Some(R::InspectDeviceCert)),
+            (&ca, "username", Some(R::AzureFlavor)),
+            (&ca, "username-mismatch", Some(R::AzureFlavor)),
+            (
+                &ca,
+                "unknown-device",
+                Some(R::RegisterDevice {
+                    device: dev(),
+                    self_signed: None,
+                }),
+            ),
+            (
+                &ss,
+                "unknown-device",
+                Some(R::RegisterDevice {
+                    device: dev(),
+                    self_signed: Some(Thumbprint::of(&ss)),
+                }),
+            ),
+            (&ca, "disabled", Some(R::EnableDevice { device: dev() })),
+            (
+                &ca,
+                "cn-mismatch",
+                Some(R::IssueDevice {
+                    device: dev(),
+                    replace: false,
+                }),
+            ),
+            (
+                &ca,
+                "expired",
+                Some(R::Renew {
+                    name: dev(),
+                    then_update_hub: None,
+                }),
+            ),
+            (
+                &ss,
+                "not-yet-valid",
+                Some(R::Renew {
+                    name: dev(),
+                    then_update_hub: Some(dev()),
+                }),
+            ),
+            (&file, "expired", None),
+            (
+                &ca,
+                "unverified",
+                Some(R::ProveCa {
+                    ca: "Contoso Root".into(),
+                }),
+            ),
+            (
+                &ca,
+                "missing-intermediate",
+                Some(R::UploadCa {
+                    ca: "Contoso Root".into(),
+                }),
+            ),
+            (
+                &mid,
+                "missing-intermediate",
+                Some(R::SendChain {
+                    intermediates: vec!["Line 2".into()],
+                }),
+            ),
+            (
+                &ca,
+                "unknown-root",
+                Some(R::UploadCa {
+                    ca: "Contoso Root".into(),
+                }),
+            ),
+            (
+                &ss,
+                "thumbprint",
+                Some(R::SlotThumbprint {
+                    device: dev(),
+                    thumbprint: Thumbprint::of(&ss),
+                }),
+            ),
+            (
+                &file,
+                "thumbprint",
+                Some(R::SlotThumbprint {
+                    device: dev(),
+                    thumbprint: Thumbprint::of(&file),
+                }),
+            ),
+            (
+                &ca,
+                "issuer-not-ca",
+                Some(R::IssueDevice {
+                    device: dev(),
+                    replace: true,
+                }),
+            ),
+            (
+                &ca,
+                "issuer-cannot-sign",
+                Some(R::IssueDevice {
+                    device: dev(),
+                    replace: true,
+                }),
+            ),
+            (&ca, "pathlen-exceeded", Some(R::Pathlen)),
+            (
+                &ca,
+                "not-client-auth",
+                Some(R::IssueDevice {
+                    device: dev(),
+                    replace: true,
+                }),
+            ),
+            (&ca, "weak-crypto", None),
+            (&ca, "registry", None),
+        ];
+        for (id, kind, want) in cases {
+            let r = crate::mqtt::HubRefusal {
+                kind: kind.into(),
+                reason: format!("device sensor-7: refused ({kind})"),
+            };
+            let refused = FailureKind::Connack {
+                code: 5,
+                hub_reason: Some(r),
+            };
+            let d = run_with(id, &[], refused, Step::MqttConnect, "local");
+            assert_eq!(d.code, format!("hub-{kind}"));
+            assert_eq!(d.remedy, want, "{kind} for {}: {d:#?}", id.source);
+        }
+        // The facts the old sentences carried are still there.
+        let with = |id: &Identity, kind: &str| {
+            let r = crate::mqtt::HubRefusal {
+                kind: kind.into(),
+                reason: String::new(),
+            };
+            let f = FailureKind::Connack {
+                code: 5,
+                hub_reason: Some(r),
+            };
+            run_with(id, &[], f, Step::MqttConnect, "local").fix
+        };
+        let sha1 = Thumbprint::of(&ss).sha1;
+        let fix = with(&ss, "thumbprint");
+        assert!(fix.contains(&sha1) && fix.contains("\"sensor-7\""), "{fix}");
+        assert!(with(&ca, "unverified").contains("\"Contoso Root\""));
+        assert!(with(&mid, "missing-intermediate").contains("send \"Line 2\" after the leaf"));
+        assert!(with(&ca, "cn-mismatch").contains("CN = \"sensor-7\""));
     }
 
     #[test]

@@ -70,12 +70,12 @@ impl std::fmt::Debug for Identity {
 pub enum IdentityError {
     /// The workspace name is a CA or verification certificate, not a device (name, kind).
     #[error(
-        "\"{0}\" is a {1} certificate, not a device; connect a device, e.g. `chainsmith new device dev1 --issuer ROOT` first"
+        "\"{0}\" is a {1} certificate, not a device; test a device certificate (issue one under a CA first)"
     )]
     NotADevice(String, &'static str),
     /// The device was signed from a CSR: its key never entered the workspace.
     #[error(
-        "device \"{0}\" has no private key in the workspace (it was signed from a CSR); pass the device's files with --cert FILE --key FILE"
+        "device \"{0}\" has no private key in the workspace (it was signed from a CSR); test it with the device's certificate and key files"
     )]
     NoKey(String),
     /// A certificate or key file given directly could not be read or holds nothing usable.

@@ -378,12 +378,16 @@ pub fn hub_preflight(
         out.push(Finding {
             severity: Severity::Error,
             code: "hub-device-unregistered",
-            message: format!("device \"{dev}\" is not registered with the local hub; `chainsmith hub device add {dev} --auth ca`"),
+            message: format!("device \"{dev}\" is not registered with the local hub; register it"),
         });
         return out;
     };
     if !d.enabled {
-        out.push(Finding { severity: Severity::Error, code: "hub-device-disabled", message: format!("device \"{dev}\" is disabled in the local hub; `chainsmith hub device enable {dev}`") });
+        out.push(Finding {
+            severity: Severity::Error,
+            code: "hub-device-disabled",
+            message: format!("device \"{dev}\" is disabled in the local hub; enable it"),
+        });
     }
     match d.auth {
         Auth::SelfSigned => {
@@ -398,8 +402,8 @@ pub fn hub_preflight(
                     severity: Severity::Error,
                     code: "hub-thumbprint",
                     message: format!("the local hub knows device \"{dev}\" by thumbprints that are not this certificate's ({sha256}); {}", match identity.workspace_name() {
-                        Some(name) => format!("`chainsmith hub device update {dev} --from {name}`"),
-                        None => format!("`chainsmith hub device update {dev} --secondary {sha1}`"),
+                        Some(name) => format!("take its slots from the workspace device \"{name}\""),
+                        None => format!("register thumbprint {sha1} in its secondary slot"),
                     }),
                 });
             }

@@ -18,7 +18,7 @@ pub(crate) mod session;
 pub mod stats;
 mod tls;
 
-pub use diagnose::{Diagnosis, Failure, FailureKind};
+pub use diagnose::{ConnectRemedy, Diagnosis, Failure, FailureKind};
 pub use identity::Identity;
 pub use session::run;
 pub use stats::LatencyStats;
@@ -487,6 +487,9 @@ pub enum Event {
     Lint {
         /// What the lint found (errors stop a strict test).
         findings: Vec<Finding>,
+        /// The typed remedies of the findings that have one, by finding code.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        remedies: Vec<diagnose::FindingRemedy>,
     },
     /// The host name resolved.
     Resolved {

@@ -84,7 +84,7 @@ fn websocket_preview_note(test: &ConnectionTest, step: Step) -> Option<&'static 
         && step >= Step::TlsHandshake
         && step <= Step::MqttConnect)
         .then_some(
-            "; note: on Azure IoT Hub, MQTT and AMQP over WebSockets for X.509 CA-signed devices are a preview that must be enabled on the hub (thumbprint devices are GA): try --transport mqtt or amqp to tell",
+            "; note: on Azure IoT Hub, MQTT and AMQP over WebSockets for X.509 CA-signed devices are a preview that must be enabled on the hub (thumbprint devices are GA): test over MQTT or AMQP without WebSockets to tell",
         )
 }
 
@@ -396,7 +396,8 @@ async fn preflight(
         .count();
     let strict_stop = test.strict && has_errors(&findings);
     s.findings = findings.clone();
-    emit(tx, Event::Lint { findings }).await;
+    let remedies = diagnose::preflight_remedies(&findings, &test.identity);
+    emit(tx, Event::Lint { findings, remedies }).await;
     if strict_stop {
         return Err(Failure::new(Step::Lint, FailureKind::LintErrors(errors)));
     }
@@ -404,7 +405,7 @@ async fn preflight(
         return Err(Failure::new(
             Step::Lint,
             FailureKind::Setup(format!(
-                "QoS {} is not supported by IoT Hub; use --qos 0 or 1",
+                "QoS {} is not supported by IoT Hub; send with QoS 0 or 1",
                 test.qos
             )),
         ));

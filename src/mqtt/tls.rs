@@ -27,14 +27,14 @@ pub(crate) type Recorder = Arc<Mutex<Seen>>;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
     #[error(
-        "the device key cannot be used for TLS: {0}; chainsmith devices use PKCS#8 PEM keys (ec-p256 by default)"
+        "the device key cannot be used for TLS: {0}; workspace devices use PKCS#8 PEM keys (ec-p256 by default)"
     )]
     Key(String),
     #[error(
-        "no trust anchors for the server certificate: the system trust store is empty and no --ca was given; pass --ca FILE with the CA that issued the server's certificate"
+        "no trust anchors for the server certificate: the system trust store is empty and none was given; give the CA that issued the server's certificate as a trust anchor"
     )]
     NoRoots,
-    #[error("--ca certificate is not usable as a trust anchor: {0}")]
+    #[error("a certificate given as the server's trust anchor is not usable: {0}")]
     BadCa(String),
     #[error("\"{0}\" is not a valid TLS server name")]
     ServerName(String),

@@ -155,7 +155,7 @@ pub enum Command {
     /// Run the connection test (async; its events come back as `Action::Connect`).
     RunTest {
         device: String,
-        target: super::connect::Target,
+        target: super::connect::ConnectTarget,
         transport: crate::mqtt::Transport,
         /// The Hub tab's port, for the hub the test starts when none runs.
         hub_port: u16,
@@ -164,7 +164,7 @@ pub enum Command {
     RunFleet {
         patterns: Vec<String>,
         issuer: Option<String>,
-        target: super::connect::Target,
+        target: super::connect::ConnectTarget,
         hub_port: u16,
     },
     StopFleet,

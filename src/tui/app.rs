@@ -371,7 +371,7 @@ impl App {
                     disable_on_hub,
                 }
             }
-            Purpose::Target => match super::connect::Target::parse(form.value("Target")) {
+            Purpose::Target => match super::connect::ConnectTarget::parse(form.value("Target")) {
                 Ok(t) => {
                     self.connect.target = t;
                     self.connect.transport = crate::mqtt::Transport::ALL[form

@@ -1,85 +1,113 @@
+#![warn(missing_docs)]
 //! The Connect tab: pick a device and a target, run the connection test, watch its steps,
 //! round trips and diagnosis live.
 //!
 //! `Command::RunTest` starts `crate::mqtt::run` in a tokio task (with the in-process local hub
 //! when the target is the local hub); its events come back as `ConnectAction::Engine` and fill
 //! the state below. One test at a time.
+//!
+//! The engine's diagnosis says its fix in domain words and gives it typed
+//! ([`crate::mqtt::ConnectRemedy`]); this tab adds the key that applies it ([`key_hint`])
+//! where the TUI has one, and otherwise shows the domain words alone.
 
 use super::app::App;
 use super::theme::Theme;
+use crate::mqtt::ConnectRemedy;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Sparkline, Wrap};
 use std::time::Duration;
 
+/// The tab is built in (the connection test needs no optional feature).
 pub const AVAILABLE: bool = true;
 /// Messages a test from the TUI sends.
 pub const COUNT: u32 = 5;
 /// Log lines kept.
 pub const LOG_CAP: usize = 500;
 
+/// Where the Connect tab's test goes, as the user chose it with `t` (the CLI's `--to`).
+/// Not `pki::Target`, which is whose identity rules a certificate follows.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
+pub enum ConnectTarget {
+    /// The local hub of this workspace, started in-process for the test.
     LocalHub,
+    /// An Azure IoT Hub, as typed (`HOST[:PORT]`).
     AzureHub(String),
+    /// Any MQTT broker, as typed (`mqtts://HOST:PORT`).
     Broker(String),
 }
 
-impl Target {
+impl ConnectTarget {
     /// What the user typed: `local`, an IoT Hub host (`HOST[:PORT]`) or `mqtts://HOST:PORT`;
     /// checked with the same parser as `connect --to`.
-    pub fn parse(s: &str) -> Result<Target, String> {
+    pub fn parse(s: &str) -> Result<ConnectTarget, String> {
         let s = s.trim();
         if s.is_empty() || s == "local" {
-            return Ok(Target::LocalHub);
+            return Ok(ConnectTarget::LocalHub);
         }
         let e = crate::mqtt::Endpoint::parse(s)?;
         Ok(match e.peer {
-            crate::mqtt::PeerKind::Broker => Target::Broker(s.to_string()),
-            _ => Target::AzureHub(s.to_string()),
+            crate::mqtt::PeerKind::Broker => ConnectTarget::Broker(s.to_string()),
+            _ => ConnectTarget::AzureHub(s.to_string()),
         })
     }
 
     /// The `--to` value for the same target.
     pub fn to_arg(&self) -> String {
         match self {
-            Target::LocalHub => "local".into(),
-            Target::AzureHub(h) | Target::Broker(h) => h.clone(),
+            ConnectTarget::LocalHub => "local".into(),
+            ConnectTarget::AzureHub(h) | ConnectTarget::Broker(h) => h.clone(),
         }
     }
 
+    /// The target as the header shows it.
     pub fn label(&self) -> String {
         match self {
-            Target::LocalHub => "local hub (in-process)".into(),
-            Target::AzureHub(h) => format!("Azure IoT Hub {h}"),
-            Target::Broker(u) => format!("broker {u}"),
+            ConnectTarget::LocalHub => "local hub (in-process)".into(),
+            ConnectTarget::AzureHub(h) => format!("Azure IoT Hub {h}"),
+            ConnectTarget::Broker(u) => format!("broker {u}"),
         }
     }
 }
 
+/// Where a step of the test stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepState {
+    /// Started, no answer yet.
     Running,
+    /// Went through.
     Ok,
+    /// Failed: the diagnosis says why.
     Failed,
 }
 
+/// One row of the Steps panel: a step of the test (the engine's [`crate::mqtt::Step`], or the
+/// pre-flight lint) as it stands, with its time and what it showed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Step {
+pub struct StepRow {
+    /// The step's label; a row of the same name is replaced, not added.
     pub name: String,
+    /// Running, done or failed.
     pub state: StepState,
+    /// How long it took, when it is over and was timed.
     pub took: Option<Duration>,
+    /// One line of what it showed (addresses, TLS version, CONNACK, the diagnosis code).
     pub detail: String,
 }
 
 /// What the connection test engine reports.
 #[derive(Clone, Debug)]
 pub enum ConnectAction {
-    Step(Step),
+    /// A step started, finished or failed.
+    Step(StepRow),
+    /// A telemetry message went out (its log line).
     Message(String),
+    /// A message's round trip came back in this time.
     RoundTrip(Duration),
+    /// Why the test failed, as the Diagnosis box shows it.
     Diagnosis(String),
+    /// The test is over.
     Finished,
     /// An event of the connection test engine.
     Engine(Box<crate::mqtt::Event>),
@@ -87,41 +115,75 @@ pub enum ConnectAction {
     Ended(Result<(), String>),
 }
 
-/// The TUI's own fix for a refusal it has a key for (the engine's diagnosis speaks CLI, as
-/// it should: the face adds its hint). `code` is the diagnosis code (`hub-disabled`, ...).
-pub fn key_fix(code: &str, device: &str) -> Option<String> {
-    Some(match code {
-        "hub-disabled" => {
+/// The TUI's key for a remedy it has one for, naming what to select; `None` when the TUI has
+/// no key for it (the domain words of the diagnosis are then the whole fix). The hub keys act on
+/// the local hub only, so they are offered when the test went there.
+pub fn key_hint(remedy: &ConnectRemedy, target: &ConnectTarget) -> Option<String> {
+    use ConnectRemedy as R;
+    let local = *target == ConnectTarget::LocalHub;
+    Some(match remedy {
+        R::EnableDevice { device } if local => {
             format!("press o on the Hub tab with \"{device}\" selected on the PKI tab to enable it")
         }
-        "hub-unknown-device" => format!(
+        R::RegisterDevice { device, .. } if local => format!(
             "press a on the Hub tab with \"{device}\" selected on the PKI tab to register it"
         ),
-        "hub-unverified" => {
-            "select the device's CA on the PKI tab and press v on the Hub tab to verify it".into()
+        R::ProveCa { ca } | R::UploadCa { ca } if local => {
+            format!(
+                "select \"{ca}\" on the PKI tab and press v on the Hub tab to prove it to the hub"
+            )
+        }
+        R::StartHub if local => "press s on the Hub tab to start the hub".into(),
+        R::Renew {
+            name,
+            then_update_hub,
+        } => format!(
+            "select \"{name}\" on the PKI tab and press r to renew it{}",
+            if then_update_hub.is_some() {
+                ", then register its new thumbprint with the hub"
+            } else {
+                ""
+            }
+        ),
+        R::IssueDevice { device, .. } => {
+            format!("press n on the PKI tab to issue \"{device}\" again under a CA")
         }
         _ => return None,
     })
 }
 
+/// The Connect tab's state: what to test, and what the last (or running) test showed.
 #[derive(Clone, Debug)]
 pub struct ConnectState {
+    /// The workspace device to test (chosen on the PKI tab with `c`).
     pub device: Option<String>,
-    pub target: Target,
+    /// Where to test it.
+    pub target: ConnectTarget,
+    /// How: MQTT or AMQP, each plain or over WebSockets.
     pub transport: crate::mqtt::Transport,
     /// The last summary per transport, in the order first run: compared when there are several.
     pub compare: Vec<(crate::mqtt::Transport, String)>,
+    /// A test is in flight (one at a time).
     pub running: bool,
-    pub steps: Vec<Step>,
+    /// The steps so far, in the order they started.
+    pub steps: Vec<StepRow>,
+    /// The message log, newest last, at most [`LOG_CAP`] lines.
     pub log: Vec<String>,
+    /// Each round trip in microseconds, for the sparkline.
     pub round_trips: Vec<u64>,
+    /// Telemetry messages sent.
     pub sent: u64,
+    /// Telemetry messages acknowledged.
     pub acked: u64,
+    /// Why the test failed: cause, fix and the key that applies it.
     pub diagnosis: Option<String>,
     /// TLS version, suite and server certificate of the last handshake.
     pub tls: Vec<String>,
+    /// Round trips that came back.
     pub rt_seen: u64,
+    /// Acknowledgements and round trips that did not come back in time.
     pub lost: u64,
+    /// The last test's summary line.
     pub summary: Option<String>,
     /// The device of the last test that passed (the guide's "connect" step).
     pub passed: Option<String>,
@@ -131,7 +193,7 @@ impl Default for ConnectState {
     fn default() -> Self {
         ConnectState {
             device: None,
-            target: Target::LocalHub,
+            target: ConnectTarget::LocalHub,
             transport: crate::mqtt::Transport::Mqtt,
             compare: vec![],
             running: false,
@@ -151,6 +213,7 @@ impl Default for ConnectState {
 }
 
 impl ConnectState {
+    /// Fold one report of the test into the state.
     pub fn apply(&mut self, a: ConnectAction) {
         match a {
             ConnectAction::Step(s) => match self.steps.iter_mut().find(|x| x.name == s.name) {
@@ -201,7 +264,7 @@ impl ConnectState {
     }
 
     fn step(&mut self, name: &str, ok: bool, ms: f64, detail: String) {
-        self.apply(ConnectAction::Step(Step {
+        self.apply(ConnectAction::Step(StepRow {
             name: name.into(),
             state: if ok { StepState::Ok } else { StepState::Failed },
             took: Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0)),
@@ -221,7 +284,7 @@ impl ConnectState {
             } => self.log.push(format!(
                 "connect {device} → {endpoint}, {count} message(s), QoS {qos}"
             )),
-            E::Lint { findings } => self.lint(findings),
+            E::Lint { findings, remedies } => self.lint(findings, remedies),
             E::StepDone { step, ms, detail } => self.step(step.label(), true, ms, detail),
             E::Resolved { ms, addresses } => self.step("resolve", true, ms, addresses.join(", ")),
             E::TcpConnected { ms, address } => self.step("TCP connect", true, ms, address),
@@ -285,13 +348,18 @@ impl ConnectState {
         }
     }
 
-    /// The pre-flight lint as a step, its findings in the log.
-    fn lint(&mut self, findings: Vec<crate::pki::lint::Finding>) {
+    /// The pre-flight lint as a step, its findings in the log, each with its key when the TUI
+    /// has one.
+    fn lint(
+        &mut self,
+        findings: Vec<crate::pki::lint::Finding>,
+        remedies: Vec<crate::mqtt::diagnose::FindingRemedy>,
+    ) {
         let errors = findings
             .iter()
             .filter(|f| f.severity == crate::pki::lint::Severity::Error)
             .count();
-        self.apply(ConnectAction::Step(Step {
+        self.apply(ConnectAction::Step(StepRow {
             name: "pre-flight lint".into(),
             state: if errors == 0 {
                 StepState::Ok
@@ -312,6 +380,13 @@ impl ConnectState {
                 f.code,
                 f.message
             ));
+            let key = remedies
+                .iter()
+                .find(|r| r.code == f.code)
+                .and_then(|r| key_hint(&r.remedy, &self.target));
+            if let Some(key) = key {
+                self.log.push(format!("  key: {key}"));
+            }
         }
     }
 
@@ -342,30 +417,29 @@ impl ConnectState {
         }
     }
 
-    /// The failing step, and the diagnosis with the key that fixes it first when there is one.
+    /// The failing step, and the diagnosis: cause, the engine's fix, and the key that applies
+    /// it when the TUI has one.
     fn failed(&mut self, step: crate::mqtt::Step, diagnosis: crate::mqtt::Diagnosis) {
-        self.apply(ConnectAction::Step(Step {
+        self.apply(ConnectAction::Step(StepRow {
             name: step.label().into(),
             state: StepState::Failed,
             took: None,
             detail: diagnosis.code.clone(),
         }));
-        let device = self.device.clone().unwrap_or_default();
-        self.diagnosis = Some(match key_fix(&diagnosis.code, &device) {
-            // The key first, then the CLI's own fix (the engine's wording).
-            Some(keys) => format!(
-                "{} failed: {}\nfix: {keys}\nor: {}",
-                step.label(),
-                diagnosis.cause,
-                diagnosis.fix
-            ),
-            None => format!(
-                "{} failed: {}\nfix: {}",
-                step.label(),
-                diagnosis.cause,
-                diagnosis.fix
-            ),
-        });
+        let mut text = format!(
+            "{} failed: {}\nfix: {}",
+            step.label(),
+            diagnosis.cause,
+            diagnosis.fix
+        );
+        let key = diagnosis
+            .remedy
+            .as_ref()
+            .and_then(|r| key_hint(r, &self.target));
+        if let Some(key) = key {
+            text.push_str(&format!("\nkey: {key}"));
+        }
+        self.diagnosis = Some(text);
     }
 
     /// The summary line, and this transport's row in the comparison; the run is over.
@@ -433,6 +507,7 @@ fn tail_wrapped<'a>(
     out
 }
 
+/// Draw the tab: header, steps beside the message log, the diagnosis, the round-trip chart.
 pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let t = app.theme;
     let c = &app.connect;

@@ -250,7 +250,7 @@ pub(super) async fn run(
     engines: super::Engines,
     patterns: Vec<String>,
     issuer: Option<String>,
-    target: super::connect::Target,
+    target: super::connect::ConnectTarget,
     hub_port: u16,
     tx: tokio::sync::mpsc::UnboundedSender<super::Action>,
 ) -> Result<Box<Report>, String> {
@@ -265,7 +265,7 @@ pub(super) async fn run(
         _,
         Option<std::sync::Arc<dyn crate::mqtt::HubView>>,
     ) = match &target {
-        super::connect::Target::LocalHub => {
+        super::connect::ConnectTarget::LocalHub => {
             let mut guard = engines.hub.lock().await;
             if guard.is_none() {
                 let h = super::start_hub(&ws_root, hub_port)
@@ -303,7 +303,7 @@ pub(super) async fn run(
                 Some(watch as _),
             )
         }
-        super::connect::Target::AzureHub(to) | super::connect::Target::Broker(to) => {
+        super::connect::ConnectTarget::AzureHub(to) | super::connect::ConnectTarget::Broker(to) => {
             let endpoint = Endpoint::parse(to)?;
             let broker = endpoint.peer == PeerKind::Broker;
             // As the single test does: the workspace's roots besides the system store.

@@ -521,7 +521,7 @@ fn forward_hub_events(
 /// One connection test the Connect tab asked for.
 pub struct TestRequest {
     pub device: String,
-    pub target: connect::Target,
+    pub target: connect::ConnectTarget,
     pub transport: crate::mqtt::Transport,
     /// The Hub tab's port, for the hub the test starts when none runs.
     pub hub_port: u16,
@@ -543,7 +543,7 @@ pub async fn run_test(
     let ws = Workspace::open(&ws_root).map_err(|e| e.to_string())?;
     let identity = Identity::from_workspace(&ws, &device).map_err(|e| e.to_string())?;
     let mut test = match &target {
-        connect::Target::LocalHub => {
+        connect::ConnectTarget::LocalHub => {
             // One hub, one truth: the test uses the Hub tab's hub, starting it when it is
             // stopped, so the Hub tab shows it running and logs the test's connection.
             let mut guard = engines.hub.lock().await;
@@ -583,7 +583,7 @@ pub async fn run_test(
                 .map_err(|e| e.to_string())?
                 .test
         }
-        connect::Target::AzureHub(to) | connect::Target::Broker(to) => {
+        connect::ConnectTarget::AzureHub(to) | connect::ConnectTarget::Broker(to) => {
             let endpoint = Endpoint::parse_for(to, transport)?;
             let flavor = if endpoint.peer == PeerKind::Broker {
                 Flavor::Generic

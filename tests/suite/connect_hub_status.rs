@@ -175,7 +175,8 @@ fn connect_uses_the_reported_port_echo_and_the_hubs_own_refusal_reason() {
     let cause = f["cause"].as_str().unwrap();
     assert!(cause.ends_with(&reason), "{cause} / {reason}");
     assert!(!cause.contains("its registry shows why"), "{cause}");
-    assert!(f["fix"].as_str().unwrap().contains("enable"), "{f}");
+    assert_eq!(f["fix"], "enable the device \"sensor-7\" on the hub", "{f}");
+    assert_eq!(f["hint"], "chainsmith hub device enable sensor-7", "{f}");
 
     // An unregistered device gets the hub's own sentence too, not an older refusal's.
     ok(&ws, &["new", "device", "sensor-9", "--issuer", "Line 2"]);

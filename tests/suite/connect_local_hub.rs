@@ -36,8 +36,16 @@ fn lint_codes(ev: &[serde_json::Value]) -> Vec<String> {
         .collect()
 }
 
-/// Connect, expect a refusal of `kind` (and the pre-flight finding `lint` first), return (cause, fix).
-fn refused(ws: &Path, args: &[&str], kind: &str, lint: Option<&str>) -> (String, String) {
+/// What a refusal said: the engine's cause and fix (domain words) and the CLI's hint.
+struct Refusal {
+    cause: String,
+    fix: String,
+    hint: String,
+}
+
+/// Connect, expect a refusal of `kind` (and the pre-flight finding `lint` first), return what
+/// it said. The engine's sentences never name a flag or a command: that is the hint's job.
+fn refused(ws: &Path, args: &[&str], kind: &str, lint: Option<&str>) -> Refusal {
     let (ok, ev) = connect(ws, args);
     assert!(!ok, "{ev:#?}");
     if let Some(code) = lint {
@@ -52,10 +60,29 @@ fn refused(ws: &Path, args: &[&str], kind: &str, lint: Option<&str>) -> (String,
     let f = find(&ev, "failed").expect("failed event");
     assert_eq!(f["step"], "mqtt-connect");
     assert_eq!(f["code"], format!("hub-{kind}"), "{f:#}");
-    (
-        f["cause"].as_str().unwrap().to_string(),
-        f["fix"].as_str().unwrap().to_string(),
-    )
+    let r = Refusal {
+        cause: f["cause"].as_str().unwrap().to_string(),
+        fix: f["fix"].as_str().unwrap().to_string(),
+        hint: f["hint"].as_str().unwrap_or_default().to_string(),
+    };
+    for text in [&r.cause, &r.fix] {
+        assert!(
+            !text.contains("--") && !text.contains("chainsmith "),
+            "a flag or command in the engine's words: {text}"
+        );
+    }
+    r
+}
+
+/// The hint of the pre-flight finding `code`.
+fn lint_hint(ev: &[serde_json::Value], code: &str) -> Option<String> {
+    find(ev, "lint").expect("lint event")["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == code)?["hint"]
+        .as_str()
+        .map(str::to_string)
 }
 
 #[test]
@@ -124,26 +151,67 @@ fn qos0_telemetry_passes_on_round_trips_and_the_hubs_record() {
 fn unregistered_device() {
     let (_t, ws) = setup();
     ok(&ws, &["new", "device", "sensor-8", "--issuer", "Line 2"]);
-    let (cause, fix) = refused(
+    let r = refused(
         &ws,
         &["sensor-8"],
         "unknown-device",
         Some("hub-device-unregistered"),
     );
-    assert!(cause.contains("not registered"), "{cause}");
-    assert!(fix.contains("chainsmith hub device add sensor-8"), "{fix}");
+    assert!(r.cause.contains("not registered"), "{}", r.cause);
+    assert_eq!(
+        r.fix,
+        "register the device \"sensor-8\" with the hub, authenticated by its CA"
+    );
+    assert_eq!(r.hint, "chainsmith hub device add sensor-8 --auth ca");
+    run_hint(&ws, &r.hint);
+    let (ok, ev) = connect(&ws, &["sensor-8", "--count", "1"]);
+    assert!(ok, "{ev:#?}");
 }
 
 #[test]
 fn disabled_device() {
     let (_t, ws) = setup();
     ok(&ws, &["hub", "device", "disable", "sensor-7"]);
-    let (cause, fix) = refused(&ws, &["sensor-7"], "disabled", Some("hub-device-disabled"));
-    assert!(cause.contains("disabled"), "{cause}");
-    assert!(
-        fix.contains("chainsmith hub device enable sensor-7"),
-        "{fix}"
+    let r = refused(&ws, &["sensor-7"], "disabled", Some("hub-device-disabled"));
+    assert!(r.cause.contains("disabled"), "{}", r.cause);
+    assert_eq!(r.fix, "enable the device \"sensor-7\" on the hub");
+    assert_eq!(r.hint, "chainsmith hub device enable sensor-7");
+    // The pre-flight finding says it in domain words too, and carries the same hint.
+    let (_, ev) = connect(&ws, &["sensor-7"]);
+    let lint = find(&ev, "lint").unwrap();
+    let finding = lint["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "hub-device-disabled")
+        .unwrap();
+    assert_eq!(
+        finding["message"],
+        "device \"sensor-7\" is disabled in the local hub; enable it"
     );
+    assert_eq!(
+        lint_hint(&ev, "hub-device-disabled").as_deref(),
+        Some("chainsmith hub device enable sensor-7")
+    );
+    // The text output: the engine's fix, then the CLI's command with the real name.
+    let out = bin(&ws)
+        .args(["connect", "sensor-7", "--interval", "0", "--timeout", "5s"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("    fix:   enable the device \"sensor-7\" on the hub\n    hint:  chainsmith hub device enable sensor-7\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hub-device-disabled: device \"sensor-7\" is disabled in the local hub; enable it\n      hint: chainsmith hub device enable sensor-7\n"),
+        "{text}"
+    );
+    // The hint, run as printed, lets the device in.
+    run_hint(&ws, &r.hint);
+    let (ok, ev) = connect(&ws, &["sensor-7", "--count", "1"]);
+    assert!(ok, "{ev:#?}");
 }
 
 #[test]
@@ -162,12 +230,16 @@ fn expired_and_not_yet_valid_devices() {
         ],
     );
     ok(&ws, &["hub", "device", "add", "old-1", "--auth", "ca"]);
-    let (cause, fix) = refused(&ws, &["old-1"], "expired", Some("expired"));
-    assert!(cause.contains("expired"), "{cause}");
+    let r = refused(&ws, &["old-1"], "expired", Some("expired"));
+    assert!(r.cause.contains("expired"), "{}", r.cause);
+    assert!(
+        r.fix.contains("renew \"old-1\" in the workspace"),
+        "{}",
+        r.fix
+    );
     // The lifecycle command, not re-creating the device: pasted as it is, it fixes it.
-    assert!(fix.contains("`chainsmith renew old-1`"), "{fix}");
-    assert!(!fix.contains("--force"), "{fix}");
-    run_quoted_command(&ws, &fix);
+    assert_eq!(r.hint, "chainsmith renew old-1");
+    run_hint(&ws, &r.hint);
     let (renewed, ev) = connect(&ws, &["old-1", "--count", "1"]);
     assert!(renewed, "{ev:#?}");
 
@@ -186,8 +258,8 @@ fn expired_and_not_yet_valid_devices() {
         ],
     );
     ok(&ws, &["hub", "device", "add", "early-1", "--auth", "ca"]);
-    let (cause, _) = refused(&ws, &["early-1"], "not-yet-valid", Some("not-yet-valid"));
-    assert!(cause.contains("not valid yet"), "{cause}");
+    let r = refused(&ws, &["early-1"], "not-yet-valid", Some("not-yet-valid"));
+    assert!(r.cause.contains("not valid yet"), "{}", r.cause);
 }
 
 #[test]
@@ -197,13 +269,19 @@ fn unverified_ca() {
     ok(&ws, &["new", "device", "fresh-1", "--issuer", "Fresh Root"]);
     ok(&ws, &["hub", "ca", "add", "Fresh Root"]);
     ok(&ws, &["hub", "device", "add", "fresh-1", "--auth", "ca"]);
-    let (cause, fix) = refused(&ws, &["fresh-1"], "unverified", Some("ca-unverified"));
-    assert!(cause.contains("not verified"), "{cause}");
+    let r = refused(&ws, &["fresh-1"], "unverified", Some("ca-unverified"));
+    assert!(r.cause.contains("not verified"), "{}", r.cause);
     assert!(
-        fix.contains("chainsmith new verification --issuer Fresh Root")
-            && fix.contains("hub ca verify Fresh Root"),
-        "{fix}"
+        r.fix.contains(
+            "prove possession of \"Fresh Root\" to the hub with a verification certificate"
+        ),
+        "{}",
+        r.fix
     );
+    assert_eq!(r.hint, "chainsmith hub ca prove 'Fresh Root'");
+    run_hint(&ws, &r.hint);
+    let (ok, ev) = connect(&ws, &["fresh-1", "--count", "1"]);
+    assert!(ok, "{ev:#?}");
 }
 
 #[test]
@@ -214,24 +292,29 @@ fn root_unknown_to_the_hub() {
     ok(&ws, &["hub", "device", "add", "rogue-1", "--auth", "ca"]);
     // Devices do not send their root, so the hub cannot tell a missing intermediate from an
     // unregistered root; the workspace can, and the fix says which.
-    let (cause, fix) = refused(
+    let r = refused(
         &ws,
         &["rogue-1"],
         "missing-intermediate",
         Some("ca-not-trusted"),
     );
-    assert!(cause.contains("Other Root"), "{cause}");
+    assert!(r.cause.contains("Other Root"), "{}", r.cause);
     assert!(
-        fix.contains("is a root") && fix.contains("chainsmith hub ca add Other Root"),
-        "{fix}"
+        r.fix.contains("is a root") && r.fix.contains("register it with the hub"),
+        "{}",
+        r.fix
     );
+    assert_eq!(r.hint, "chainsmith hub ca prove 'Other Root'");
+    run_hint(&ws, &r.hint);
+    let (ok, ev) = connect(&ws, &["rogue-1", "--count", "1"]);
+    assert!(ok, "{ev:#?}");
 }
 
 #[test]
 fn leaf_sent_without_its_intermediate() {
     let (_t, ws) = setup();
     let dir = ws.join("entities/sensor-7");
-    let (cause, fix) = refused(
+    let r = refused(
         &ws,
         &[
             "--cert",
@@ -242,19 +325,32 @@ fn leaf_sent_without_its_intermediate() {
         "missing-intermediate",
         Some("chain-short-of-trusted-ca"),
     );
-    assert!(cause.contains("Line 2"), "{cause}");
-    assert!(fix.contains("send \"Line 2\" after the leaf"), "{fix}");
+    assert!(r.cause.contains("Line 2"), "{}", r.cause);
+    assert!(
+        r.fix.contains("send \"Line 2\" after the leaf"),
+        "{}",
+        r.fix
+    );
+    assert_eq!(
+        r.hint,
+        "append \"Line 2\" to the --cert file after the leaf"
+    );
 }
 
-/// Run the first `chainsmith …` command quoted in a diagnosis, as a user would paste it.
-fn run_quoted_command(ws: &Path, text: &str) {
-    let cmd = text
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .find(|c| c.starts_with("chainsmith "))
-        .unwrap_or_else(|| panic!("no command in {text:?}"));
-    let args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
+/// Run a hint's command as a user would paste it into a shell (words split at spaces outside
+/// single quotes).
+fn run_hint(ws: &Path, hint: &str) {
+    let (mut words, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+    for c in hint.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            ' ' if !quoted => words.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    words.push(cur);
+    assert_eq!(words[0], "chainsmith", "not a command: {hint:?}");
+    let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
     ok(ws, &args);
 }
 
@@ -276,19 +372,29 @@ fn self_signed_thumbprint_mismatch() {
             "ss-2",
         ],
     );
-    let (cause, fix) = refused(&ws, &["ss-1"], "thumbprint", Some("hub-thumbprint"));
-    assert!(cause.contains("thumbprint matches neither slot"), "{cause}");
-    // The hub's own reason says the fix in domain words; the diagnosis names the command.
+    let r = refused(&ws, &["ss-1"], "thumbprint", Some("hub-thumbprint"));
     assert!(
-        cause.contains("put that thumbprint in one of the device's slots") && !cause.contains("--"),
-        "{cause}"
+        r.cause.contains("thumbprint matches neither slot"),
+        "{}",
+        r.cause
+    );
+    // The hub's own reason and the diagnosis say the fix in domain words; the hint names the
+    // command.
+    assert!(
+        r.cause
+            .contains("put that thumbprint in one of the device's slots"),
+        "{}",
+        r.cause
     );
     assert!(
-        fix.contains("`chainsmith hub device update ss-1 --from ss-1`"),
-        "{fix}"
+        r.fix
+            .contains("take both slots from the workspace device \"ss-1\""),
+        "{}",
+        r.fix
     );
-    // The fix, pasted as it is, makes the device connect.
-    run_quoted_command(&ws, &fix);
+    assert_eq!(r.hint, "chainsmith hub device update ss-1 --from ss-1");
+    // The hint, pasted as it is, makes the device connect.
+    run_hint(&ws, &r.hint);
     let (ok, ev) = connect(&ws, &["ss-1", "--count", "1"]);
     assert!(ok, "{ev:#?}");
 }
@@ -337,8 +443,8 @@ fn rolling_one_slot_of_a_two_slot_device() {
             "--force",
         ],
     );
-    let (_, fix) = refused(&ws, &["duo-1"], "thumbprint", Some("hub-thumbprint"));
-    run_quoted_command(&ws, &fix);
+    let r = refused(&ws, &["duo-1"], "thumbprint", Some("hub-thumbprint"));
+    run_hint(&ws, &r.hint);
     let (ok2, ev) = connect(&ws, &["duo-1", "--count", "1"]);
     assert!(ok2, "{ev:#?}");
 }

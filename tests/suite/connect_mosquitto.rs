@@ -53,8 +53,17 @@ fn connect(s: &Setup, args: &[&str]) -> (bool, Vec<serde_json::Value>) {
     (out.status.success(), ev)
 }
 
+/// The failed event's code, cause and fix; the engine's cause and fix never name a flag or a
+/// command (the CLI's `hint` does).
 fn diagnosis(ev: &[serde_json::Value]) -> (String, String, String) {
     let f = find(ev, "failed").unwrap_or_else(|| panic!("no failed event in {ev:#?}"));
+    for key in ["cause", "fix"] {
+        let text = f[key].as_str().unwrap();
+        assert!(
+            !text.contains("--") && !text.contains("chainsmith "),
+            "a flag or command in the engine's {key}: {text}"
+        );
+    }
     (
         f["code"].as_str().unwrap().into(),
         f["cause"].as_str().unwrap().into(),
@@ -221,7 +230,11 @@ fn expired_device_is_diagnosed() {
         cause.contains("device certificate \"old-1\"") && cause.contains("expired on"),
         "{cause}"
     );
-    assert!(fix.contains("`chainsmith renew old-1`"), "{fix}");
+    assert!(fix.contains("renew \"old-1\" in the workspace"), "{fix}");
+    assert_eq!(
+        find(&ev, "failed").unwrap()["hint"],
+        "chainsmith renew old-1"
+    );
 }
 
 #[test]
@@ -242,6 +255,7 @@ fn strict_stops_before_connecting_when_lint_finds_errors() {
     let (ok, ev) = connect(&s, &["old-2", "--strict"]);
     assert!(!ok);
     assert_eq!(diagnosis(&ev).0, "lint");
+    assert_eq!(find(&ev, "failed").unwrap()["hint"], "drop --strict");
     assert!(
         find(&ev, "resolved").is_none(),
         "no network step under --strict"
@@ -353,7 +367,14 @@ fn server_name_mismatch_and_untrusted_server_are_diagnosed() {
     let (code, cause, fix) = diagnosis(&ev);
     assert_eq!(code, "server-untrusted", "{cause}");
     assert!(cause.contains("Test Root"), "{cause}");
-    assert!(fix.contains("--ca"), "{fix}");
+    assert_eq!(
+        fix,
+        "give the CA \"Test Root\" that issued the broker's certificate as the server's trust anchor"
+    );
+    assert_eq!(
+        find(&ev, "failed").unwrap()["hint"],
+        "--ca FILE, the PEM of \"Test Root\" (or --ca NAME for a workspace CA)"
+    );
 }
 
 #[test]

@@ -150,7 +150,7 @@ fn local_hub_counts_match_the_hub_and_disabled_devices_are_grouped() {
         f["disabled"]["fix"]
             .as_str()
             .unwrap()
-            .contains("hub device enable")
+            .contains("enable the device")
     );
     let m = &r["messages"];
     assert_eq!(

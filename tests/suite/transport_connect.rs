@@ -92,7 +92,11 @@ fn unregistered_device_over_amqp_gets_the_hubs_reason() {
         f["fix"]
             .as_str()
             .unwrap()
-            .contains("hub device add sensor-8"),
+            .contains("register the device \"sensor-8\" with the hub"),
+        "{f:#}"
+    );
+    assert_eq!(
+        f["hint"], "chainsmith hub device add sensor-8 --auth ca",
         "{f:#}"
     );
 }

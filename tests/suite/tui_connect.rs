@@ -6,14 +6,14 @@
 
 use crate::connect_support;
 use chainsmith::store::Workspace;
-use chainsmith::tui::connect::{ConnectAction, Target};
+use chainsmith::tui::connect::{ConnectAction, ConnectTarget};
 use chainsmith::tui::theme::Theme;
 use chainsmith::tui::{Action, App, Engines, TestRequest, run_test};
 use connect_support::*;
 use time::OffsetDateTime;
 
 /// Run the test like the loop does and return the app state it produced.
-fn run(ws: &std::path::Path, device: &str, target: Target) -> App {
+fn run(ws: &std::path::Path, device: &str, target: ConnectTarget) -> App {
     let mut app = App::new(
         ws.to_path_buf(),
         Theme::plain(),
@@ -25,7 +25,7 @@ fn run(ws: &std::path::Path, device: &str, target: Target) -> App {
 }
 
 /// The same, on an existing app (its transport and earlier results kept).
-fn run_on(app: &mut App, ws: &std::path::Path, device: &str, target: Target) {
+fn run_on(app: &mut App, ws: &std::path::Path, device: &str, target: ConnectTarget) {
     app.connect.device = Some(device.into());
     app.connect.target = target.clone();
     app.connect.begin();
@@ -73,8 +73,8 @@ fn a_broker_typed_in_as_mqtts_url_gets_the_generic_test_and_echo_round_trips() {
     let root_pem = ws.join("entities/Test Root/cert.pem");
     let (cert, key) = server_cert(&ws, "Test Root", tmp.path());
     let broker = mosquitto(tmp.path(), &root_pem, &cert, &key);
-    let target = Target::parse(&format!("mqtts://127.0.0.1:{}", broker.port)).unwrap();
-    assert!(matches!(target, Target::Broker(_)));
+    let target = ConnectTarget::parse(&format!("mqtts://127.0.0.1:{}", broker.port)).unwrap();
+    assert!(matches!(target, ConnectTarget::Broker(_)));
     let app = run(&ws, "sensor-7", target);
     let c = &app.connect;
     assert!(c.diagnosis.is_none(), "{:?}\n{:?}", c.diagnosis, c.log);
@@ -99,7 +99,7 @@ fn the_local_hub_is_started_for_the_test_and_its_refusal_is_diagnosed() {
     store
         .add_device("sensor-7", chainsmith::hub::Auth::Ca, None, None, None)
         .unwrap();
-    let app = run(&ws_root, "sensor-7", Target::LocalHub);
+    let app = run(&ws_root, "sensor-7", ConnectTarget::LocalHub);
     let c = &app.connect;
     assert!(c.diagnosis.is_none(), "{:?}\n{:?}", c.diagnosis, c.log);
     assert_eq!((c.sent, c.acked), (5, 5));
@@ -108,9 +108,24 @@ fn the_local_hub_is_started_for_the_test_and_its_refusal_is_diagnosed() {
     assert!(c.log.iter().any(|l| l.contains("local hub recorded all 5")));
     // Disabled: the hub refuses with its own sentence, and the diagnosis box says so.
     store.set_enabled("sensor-7", false).unwrap();
-    let app = run(&ws_root, "sensor-7", Target::LocalHub);
+    let app = run(&ws_root, "sensor-7", ConnectTarget::LocalHub);
     let d = app.connect.diagnosis.clone().expect("a diagnosis");
     assert!(d.contains("disabled"), "{d}");
+    // The engine's fix in domain words, then the TUI's key; no CLI flag or command.
+    assert!(
+        d.contains("fix: enable the device \"sensor-7\" on the hub"),
+        "{d}"
+    );
+    let key = "press o on the Hub tab with \"sensor-7\" selected on the PKI tab to enable it";
+    assert!(d.contains(&format!("key: {key}")), "{d}");
+    assert!(!d.contains("--") && !d.contains("chainsmith "), "{d}");
+    // The pre-flight finding in the log carries the same key.
+    let log = &app.connect.log;
+    let at = log
+        .iter()
+        .position(|l| l.contains("hub-device-disabled"))
+        .unwrap_or_else(|| panic!("{log:?}"));
+    assert_eq!(log[at + 1], format!("  key: {key}"), "{log:?}");
     assert_eq!(app.connect.acked, 0);
     assert!(app.connect.passed.is_none());
 }
@@ -119,7 +134,7 @@ fn the_local_hub_is_started_for_the_test_and_its_refusal_is_diagnosed() {
 fn a_device_that_does_not_exist_ends_with_a_message_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = chain_workspace(tmp.path());
-    let app = run(&ws, "nope", Target::LocalHub);
+    let app = run(&ws, "nope", ConnectTarget::LocalHub);
     let d = app.connect.diagnosis.expect("why it could not start");
     assert!(d.contains("nope"), "{d}");
 }
@@ -153,7 +168,7 @@ fn t_picks_the_transport_and_the_summary_compares_transports() {
     app.update(key(KeyCode::Right));
     app.update(key(KeyCode::Enter));
     assert_eq!(app.connect.transport, Transport::Amqp);
-    run_on(&mut app, &ws_root, "sensor-7", Target::LocalHub);
+    run_on(&mut app, &ws_root, "sensor-7", ConnectTarget::LocalHub);
     assert!(
         app.connect.diagnosis.is_none(),
         "{:?}\n{:?}",
@@ -170,7 +185,7 @@ fn t_picks_the_transport_and_the_summary_compares_transports() {
     );
     assert_eq!(app.connect.compare.len(), 1);
     app.connect.transport = Transport::MqttWs;
-    run_on(&mut app, &ws_root, "sensor-7", Target::LocalHub);
+    run_on(&mut app, &ws_root, "sensor-7", ConnectTarget::LocalHub);
     assert!(
         app.connect
             .steps

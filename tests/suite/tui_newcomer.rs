@@ -535,14 +535,19 @@ fn the_hub_tab_shows_the_hub_the_connect_test_used_and_the_diagnosis_names_the_k
     assert!(status.is_none(), "{status:?}");
 
     // Disabled: the same hub refuses it; at 80×24 the failing step and the whole diagnosis
-    // show, the key first and the CLI's command second.
+    // show: the engine's fix in domain words, then the key, and no CLI flag or command.
     store.set_enabled("sensor-7", false).unwrap();
     app.update(ch('3'));
     run_like_the_loop(&mut app, &rt, &engines);
     let d = app.connect.diagnosis.clone().expect("a diagnosis");
-    let key_at = d.find("press o on the Hub tab").expect(&d);
-    let cli_at = d.find("chainsmith hub device enable sensor-7").expect(&d);
-    assert!(key_at < cli_at, "{d}");
+    let fix_at = d
+        .find("fix: enable the device \"sensor-7\" on the hub")
+        .expect(&d);
+    let key_at = d
+        .find("key: press o on the Hub tab with \"sensor-7\"")
+        .expect(&d);
+    assert!(fix_at < key_at, "{d}");
+    assert!(!d.contains("--") && !d.contains("chainsmith "), "{d}");
     let screen = rows(&app);
     let text = screen.join("\n");
     assert!(text.contains("✗ MQTT CONNECT"), "{text}");
@@ -572,8 +577,8 @@ async fn engines_addr(e: &Engines) -> Option<std::net::SocketAddr> {
 }
 
 #[test]
-fn a_disabled_device_is_diagnosed_with_the_key_then_the_cli_command() {
-    use chainsmith::mqtt::{Diagnosis, Event, Step};
+fn a_disabled_device_is_diagnosed_with_the_domain_fix_then_the_key() {
+    use chainsmith::mqtt::{ConnectRemedy, Diagnosis, Event, Step};
     let mut app = App::new("/ws".into(), Theme::plain(), NOW, (80, 24));
     app.connect.device = Some("dev1".into());
     app.connect.begin();
@@ -583,20 +588,36 @@ fn a_disabled_device_is_diagnosed_with_the_key_then_the_cli_command() {
             diagnosis: Diagnosis {
                 code: "hub-disabled".into(),
                 cause: "the local hub refused \"dev1\": device dev1: device is disabled".into(),
-                fix: "enable it: `chainsmith hub device enable dev1`".into(),
+                fix: "enable the device \"dev1\" on the hub".into(),
                 detail: String::new(),
+                remedy: Some(ConnectRemedy::EnableDevice {
+                    device: "dev1".into(),
+                }),
             },
         },
     ))));
     let d = app.connect.diagnosis.clone().unwrap();
     let lines: Vec<&str> = d.lines().collect();
-    assert!(lines[1].starts_with("fix: press o on the Hub tab"), "{d}");
+    assert_eq!(
+        lines[1], "fix: enable the device \"dev1\" on the hub",
+        "{d}"
+    );
     assert_eq!(
         lines[2],
-        "or: enable it: `chainsmith hub device enable dev1`"
+        "key: press o on the Hub tab with \"dev1\" selected on the PKI tab to enable it"
     );
-    // Codes the TUI has no key for keep the engine's (CLI) fix alone.
-    assert!(chainsmith::tui::connect::key_fix("tls-unknown-ca", "dev1").is_none());
+    // A remedy the TUI has no key for keeps the engine's domain words alone.
+    use chainsmith::tui::connect::{ConnectTarget, key_hint};
+    let tls = ConnectRemedy::ServerCa {
+        issuer: "Test Root".into(),
+    };
+    assert!(key_hint(&tls, &ConnectTarget::LocalHub).is_none());
+    // The hub keys act on the local hub only: against another hub, no key.
+    let enable = ConnectRemedy::EnableDevice {
+        device: "dev1".into(),
+    };
+    let azure = ConnectTarget::AzureHub("myhub.azure-devices.net".into());
+    assert!(key_hint(&enable, &azure).is_none());
 }
 
 #[test]
@@ -607,7 +628,10 @@ fn connect_failure_at_80x24_with_every_step_keeps_the_failing_step_and_diagnosis
     app.connect.device = Some("dev1".into());
     app.connect.begin();
     let ev = |e: Event| Action::Connect(ConnectAction::Engine(Box::new(e)));
-    app.update(ev(Event::Lint { findings: vec![] }));
+    app.update(ev(Event::Lint {
+        findings: vec![],
+        remedies: vec![],
+    }));
     app.update(ev(Event::Resolved {
         ms: 0.1,
         addresses: vec!["127.0.0.1".into()],
@@ -634,8 +658,11 @@ fn connect_failure_at_80x24_with_every_step_keeps_the_failing_step_and_diagnosis
         diagnosis: Diagnosis {
             code: "hub-disabled".into(),
             cause: "the local hub refused \"dev1\": device dev1: device is disabled".into(),
-            fix: "enable it: `chainsmith hub device enable dev1`".into(),
+            fix: "enable the device \"dev1\" on the hub".into(),
             detail: String::new(),
+            remedy: Some(chainsmith::mqtt::ConnectRemedy::EnableDevice {
+                device: "dev1".into(),
+            }),
         },
     }));
     app.update(ev(Event::Summary(Default::default())));

@@ -438,7 +438,7 @@ fn hub_and_connect_tabs_render_engine_events() {
     app.connect.device = Some("dev-01".into());
     for (name, ms) in [("DNS", 1), ("TCP", 2), ("TLS", 14), ("CONNECT", 3)] {
         app.update(Action::Connect(connect::ConnectAction::Step(
-            connect::Step {
+            connect::StepRow {
                 name: name.into(),
                 state: connect::StepState::Ok,
                 took: Some(Duration::from_millis(ms)),
@@ -537,7 +537,10 @@ fn connect_engine_events_and_diagnosis() {
     app.connect.begin();
     let ev = |e: Event| Action::Connect(connect::ConnectAction::Engine(Box::new(e)));
     let evs = vec![
-        Event::Lint { findings: vec![] },
+        Event::Lint {
+            findings: vec![],
+            remedies: vec![],
+        },
         Event::Resolved {
             ms: 0.1,
             addresses: vec!["127.0.0.1".into()],
@@ -613,8 +616,11 @@ fn connect_engine_events_and_diagnosis() {
         diagnosis: Diagnosis {
             code: "connack-5".into(),
             cause: "the hub refused dev-01: device is disabled".into(),
-            fix: "chainsmith hub device enable dev-01".into(),
+            fix: "enable the device \"dev-01\" on the hub".into(),
             detail: String::new(),
+            remedy: Some(chainsmith::mqtt::ConnectRemedy::EnableDevice {
+                device: "dev-01".into(),
+            }),
         },
     }));
     app.update(ev(Event::Summary(Summary::default())));

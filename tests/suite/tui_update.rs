@@ -704,7 +704,7 @@ fn hub_keys_start_stop_and_prove_through_commands() {
 #[test]
 fn connect_runs_one_test_at_a_time_and_fills_state_from_engine_events() {
     use chainsmith::mqtt::{Event, RoundTripKind, Summary};
-    use chainsmith::tui::connect::{ConnectAction, Target};
+    use chainsmith::tui::connect::{ConnectAction, ConnectTarget};
     let (_d, ws) = ws();
     root(&ws, "r");
     devices(&ws, "d1", "r");
@@ -733,18 +733,18 @@ fn connect_runs_one_test_at_a_time_and_fills_state_from_engine_events() {
     app.update(key(KeyCode::Enter));
     assert_eq!(
         app.connect.target,
-        Target::Broker("mqtts://127.0.0.1:18884".into())
+        ConnectTarget::Broker("mqtts://127.0.0.1:18884".into())
     );
     retype_target(&mut app, "myhub.azure-devices.net");
     assert_eq!(
         app.connect.target,
-        Target::AzureHub("myhub.azure-devices.net".into())
+        ConnectTarget::AzureHub("myhub.azure-devices.net".into())
     );
     retype_target(&mut app, "local");
-    assert_eq!(app.connect.target, Target::LocalHub);
+    assert_eq!(app.connect.target, ConnectTarget::LocalHub);
     let c = app.update(key(KeyCode::Enter));
     assert!(
-        matches!(&c, Some(Command::RunTest { device, target: Target::LocalHub, .. }) if device == "d1")
+        matches!(&c, Some(Command::RunTest { device, target: ConnectTarget::LocalHub, .. }) if device == "d1")
     );
     assert!(app.connect.running);
     assert!(app.update(key(KeyCode::Enter)).is_none(), "one at a time");

@@ -1,0 +1,231 @@
+//! The CLI's hint for a connection test's remedy: the command (or flag) that applies it, with
+//! the real names, so that a person can run it as printed. The engine's diagnosis says the
+//! same fix in domain words; this is the CLI's half.
+
+use crate::mqtt::{ConnectRemedy, PeerKind};
+
+/// The command or flag for `remedy`. `peer` is the kind of peer the test went to: proving a
+/// CA is one command against the local hub, and making a verification certificate for
+/// another hub's code elsewhere.
+pub fn hint(remedy: &ConnectRemedy, peer: PeerKind) -> String {
+    use ConnectRemedy as R;
+    match remedy {
+        R::MoreTime { timeout_ms } => {
+            // Twice the limit, in whole seconds: enough to tell a slow link from a dead one.
+            let secs = (timeout_ms.saturating_mul(2)).div_ceil(1000).max(1);
+            format!("--timeout {secs}s")
+        }
+        R::NotStrict => "drop --strict".into(),
+        R::ServerCa { issuer } => {
+            format!("--ca FILE, the PEM of \"{issuer}\" (or --ca NAME for a workspace CA)")
+        }
+        R::StartHub => "chainsmith hub serve".into(),
+        R::RestartHub => {
+            "stop the running `chainsmith hub serve` and start it again in this workspace".into()
+        }
+        R::HubLog => "the output of the running `chainsmith hub serve`".into(),
+        R::InspectServerCert => "chainsmith inspect SERVER-CERT.pem".into(),
+        R::InspectDeviceCert => "chainsmith inspect CERT.pem (the --cert file)".into(),
+        R::ClientCertificate => "a workspace device, or --cert FILE --key FILE".into(),
+        R::AzureFlavor => "--flavor azure".into(),
+        R::SendChain { intermediates } => format!(
+            "append {} to the --cert file after the leaf",
+            intermediates
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        R::RegisterDevice {
+            device,
+            self_signed,
+        } => {
+            let auth = match self_signed {
+                None => "--auth ca".to_string(),
+                Some(t) => match &t.from {
+                    Some(name) => format!("--auth self-signed --from {}", word(name)),
+                    None => format!("--auth self-signed --primary {}", t.sha1),
+                },
+            };
+            format!("chainsmith hub device add {} {auth}", word(device))
+        }
+        R::EnableDevice { device } => format!("chainsmith hub device enable {}", word(device)),
+        R::ProveCa { ca } if peer == PeerKind::LocalHub => {
+            format!("chainsmith hub ca prove {}", word(ca))
+        }
+        R::ProveCa { ca } => format!(
+            "chainsmith new verification --issuer {} --code CODE (CODE: the hub's verification code)",
+            word(ca)
+        ),
+        // `hub ca prove` adds the CA first when the hub does not have it.
+        R::UploadCa { ca } => format!("chainsmith hub ca prove {}", word(ca)),
+        R::Renew {
+            name,
+            then_update_hub,
+        } => match then_update_hub {
+            None => format!("chainsmith renew {}", word(name)),
+            Some(device) => format!(
+                "chainsmith renew {n} && chainsmith hub device update {} --from {n}",
+                word(device),
+                n = word(name)
+            ),
+        },
+        R::SlotThumbprint { device, thumbprint } => match &thumbprint.from {
+            Some(name) => format!(
+                "chainsmith hub device update {} --from {}",
+                word(device),
+                word(name)
+            ),
+            None => format!(
+                "chainsmith hub device update {} --secondary {}",
+                word(device),
+                thumbprint.sha1
+            ),
+        },
+        R::IssueDevice { device, replace } => format!(
+            "chainsmith new device {} --issuer CA{}",
+            word(device),
+            if *replace { " --force" } else { "" }
+        ),
+        R::Pathlen => "--pathlen N when re-issuing that CA with `chainsmith new`".into(),
+    }
+}
+
+/// A name as one shell word: as is when it holds only characters a shell leaves alone,
+/// otherwise single-quoted (device ids may hold `$ ( ) ! * ? '`).
+fn word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._:/@%+=,".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_one_shell_word() {
+        assert_eq!(word("sensor-7"), "sensor-7");
+        assert_eq!(word("dev$(x)"), "'dev$(x)'");
+        assert_eq!(word("it's"), r"'it'\''s'");
+        assert_eq!(word("Contoso Root"), "'Contoso Root'");
+    }
+
+    /// Split a hint the way a POSIX shell would for the words `word` writes.
+    fn shell_split(cmd: &str) -> Vec<String> {
+        let (mut words, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+        let mut chars = cmd.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' => quoted = !quoted,
+                '\\' if !quoted => cur.extend(chars.next()),
+                ' ' if !quoted => words.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        words.push(cur);
+        words
+    }
+
+    /// Every hint that is a command parses with the CLI's own parser, names as given.
+    #[test]
+    fn every_command_hint_is_a_valid_invocation() {
+        use crate::mqtt::diagnose::Thumbprint;
+        use clap::Parser;
+        let sha1 = "A1B2C3D4E5F60718293A4B5C6D7E8F9012345678".to_string();
+        let dev = "dev $(1)".to_string();
+        let remedies = [
+            ConnectRemedy::StartHub,
+            ConnectRemedy::RegisterDevice {
+                device: dev.clone(),
+                self_signed: None,
+            },
+            ConnectRemedy::RegisterDevice {
+                device: dev.clone(),
+                self_signed: Some(Thumbprint {
+                    sha1: sha1.clone(),
+                    from: Some("it's".into()),
+                }),
+            },
+            ConnectRemedy::RegisterDevice {
+                device: dev.clone(),
+                self_signed: Some(Thumbprint {
+                    sha1: sha1.clone(),
+                    from: None,
+                }),
+            },
+            ConnectRemedy::EnableDevice {
+                device: dev.clone(),
+            },
+            ConnectRemedy::ProveCa {
+                ca: "Contoso Root".into(),
+            },
+            ConnectRemedy::UploadCa {
+                ca: "Contoso Root".into(),
+            },
+            ConnectRemedy::Renew {
+                name: dev.clone(),
+                then_update_hub: None,
+            },
+            ConnectRemedy::SlotThumbprint {
+                device: dev.clone(),
+                thumbprint: Thumbprint {
+                    sha1: sha1.clone(),
+                    from: Some(dev.clone()),
+                },
+            },
+            ConnectRemedy::SlotThumbprint {
+                device: dev.clone(),
+                thumbprint: Thumbprint { sha1, from: None },
+            },
+            ConnectRemedy::IssueDevice {
+                device: dev.clone(),
+                replace: true,
+            },
+        ];
+        for r in &remedies {
+            let h = hint(r, PeerKind::LocalHub);
+            let words = shell_split(&h);
+            assert_eq!(words[0], "chainsmith", "{h}");
+            assert!(
+                words.contains(&dev)
+                    || words.contains(&"Contoso Root".to_string())
+                    || h == "chainsmith hub serve",
+                "{h}: {words:?}"
+            );
+            crate::cli::Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{h}: {e}"));
+        }
+        // Renewing a self-signed device updates the hub after: two commands, both valid.
+        let r = ConnectRemedy::Renew {
+            name: "ss-1".into(),
+            then_update_hub: Some("ss-1".into()),
+        };
+        let h = hint(&r, PeerKind::LocalHub);
+        for cmd in h.split(" && ") {
+            crate::cli::Cli::try_parse_from(shell_split(cmd))
+                .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        }
+        // Against another hub, proving a CA is a verification certificate for its code.
+        let h = hint(
+            &ConnectRemedy::ProveCa {
+                ca: "Contoso Root".into(),
+            },
+            PeerKind::AzureHub,
+        );
+        let cmd = h.split(" (").next().unwrap();
+        crate::cli::Cli::try_parse_from(shell_split(cmd)).unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    }
+
+    #[test]
+    fn more_time_doubles_the_limit() {
+        let r = ConnectRemedy::MoreTime { timeout_ms: 10_000 };
+        assert_eq!(hint(&r, PeerKind::Broker), "--timeout 20s");
+        let r = ConnectRemedy::MoreTime { timeout_ms: 300 };
+        assert_eq!(hint(&r, PeerKind::Broker), "--timeout 1s");
+    }
+}
