@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! Diagnosis: every failure becomes one plain sentence of cause and one of fix.
 //!
 //! [`classify_io`] turns what the network stack returned (io errors wrapping rustls errors,
