@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod dps;
-mod hint;
+pub(crate) mod hint;
 
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {

@@ -665,6 +665,11 @@ fn print_summary(r: &Report) {
         if let Some(how) = dps_fix_commands(kind) {
             say!("             ({how})");
         }
+        if let Some(remedy) = &g.remedy {
+            let peer = g.peer.unwrap_or(crate::mqtt::PeerKind::Broker);
+            let hint = super::connect::hint::hint(remedy, peer);
+            say!("      hint:  {}", crate::text::escape_controls(&hint));
+        }
     }
 }
 

@@ -80,6 +80,15 @@ pub struct FailureGroup {
     pub cause: String,
     /// The diagnosis's fix sentence, for the example.
     pub fix: String,
+    /// The diagnosis's typed remedy, for a face to add its command or key (reports written
+    /// before it existed have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<crate::mqtt::ConnectRemedy>,
+    /// The kind of peer the devices failed against: the remedy's command depends on it
+    /// (proving a CA to the local hub is one command; to another hub, a verification
+    /// certificate for its code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<crate::mqtt::PeerKind>,
 }
 
 /// The reconnect storm: every connected device dropped and reconnected at once.
@@ -313,6 +322,8 @@ mod tests {
                     example: format!("dev-{shard}"),
                     cause: "c".into(),
                     fix: "f".into(),
+                    remedy: None,
+                    peer: None,
                 },
             );
         }

@@ -826,6 +826,8 @@ async fn fail_dps(sh: &Shared, d: &FleetDevice, reason: String) {
                 example: d.id.clone(),
                 cause: cause.clone(),
                 fix: fix.to_string(),
+                remedy: None,
+                peer: Some(sh.endpoint.peer),
             })
             .count += 1;
     }
@@ -883,6 +885,8 @@ async fn fail(sh: &Shared, d: &FleetDevice, f: Failure) {
                 example: d.id.clone(),
                 cause: dx.cause.clone(),
                 fix: dx.fix.clone(),
+                remedy: dx.remedy.clone(),
+                peer: Some(sh.endpoint.peer),
             })
             .count += 1;
     }

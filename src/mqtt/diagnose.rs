@@ -106,7 +106,7 @@ impl Diagnosis {
 /// message already names what it is about, so a `Remedy` carries no data, while a diagnosis
 /// is read next to a whole chain of certificates, so its remedy says which device, CA or
 /// thumbprint. Where the two mean the same act, the doc comment names the `Remedy`.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ConnectRemedy {
     /// Give each step more time (slow links, a busy broker): `timeout_ms` is the limit the
@@ -194,7 +194,7 @@ pub enum ConnectRemedy {
 }
 
 /// A self-signed device certificate's thumbprint, as the hub registers it.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Thumbprint {
     /// The SHA-1 thumbprint (hex), the form the Azure portal shows.
     pub sha1: String,

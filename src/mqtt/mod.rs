@@ -140,7 +140,7 @@ impl std::str::FromStr for TlsVersion {
 }
 
 /// What kind of peer the device talks to; decides the defaults and the diagnosis wording.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PeerKind {
     /// chainsmith's own local hub (it can tell exactly why it refused).
