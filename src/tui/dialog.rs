@@ -120,7 +120,7 @@ pub struct NewForm {
     focus: usize,
     /// Why the form cannot be submitted as it is (shown under the fields).
     pub error: Option<String>,
-    /// What is allowed but worth knowing (a slow key, an id Azure would rewrite).
+    /// What is allowed but worth knowing (a key Azure does not document, an unusual id).
     warnings: Vec<String>,
     /// Key generation running: the form waits, the UI does not.
     pub busy: Option<String>,

@@ -31,7 +31,7 @@ pub struct PkiState {
     pub(crate) load_error: Option<String>,
     /// How long the last read took, shown in the footer.
     pub load_took: Option<Duration>,
-    /// Entities whose files could not be read in the last read.
+    /// How many entities the last read skipped because their files could not be read.
     pub(crate) damaged: usize,
     /// Indices into `rows` that pass the filter, in tree order.
     pub visible: Vec<usize>,
@@ -43,7 +43,8 @@ pub struct PkiState {
     pub(crate) filter: String,
     /// The filter is being typed: keys go to it.
     pub filtering: bool,
-    /// Reports by entity name (or why one could not be made), at most [`REPORT_CACHE`].
+    /// Reports by entity name (or why one could not be made), at most 256 (then
+    /// cleared to make room).
     pub reports: HashMap<String, Result<Box<Report>, String>>,
     /// The entity whose report is being built.
     pub report_inflight: Option<String>,
