@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The command line: parse with clap, call `ops`, print text or `--json`.
 
 /// `println!` for the CLI faces: a closed pipe ends the program quietly instead of panicking.
@@ -36,15 +37,21 @@ use std::path::PathBuf;
 use crate::error::Classified;
 use crate::store::Workspace;
 
+// The explicit `about` and `long_about` below win over the doc comments of this struct and
+// of `Global` and `Command` (clap turns doc comments into help text), so `--help` stays as is.
+/// The parsed command line: the global flags and the subcommand (none opens the TUI).
 #[derive(Parser, Debug)]
 #[command(name = "chainsmith", version, about = "A workbench for test PKI in IoT: chains, proof of possession, export and connection tests.", long_about = None)]
 pub struct Cli {
+    /// `--workspace` and `--json`, accepted before or after the subcommand.
     #[command(flatten)]
     pub global: Global,
+    /// The subcommand; None when chainsmith is started without one (the TUI).
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
+/// The flags every subcommand takes.
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// The workspace directory (default: $CHAINSMITH_WORKSPACE, else the platform data directory).
@@ -57,6 +64,7 @@ pub struct Global {
     pub json: bool,
 }
 
+/// The subcommands, one per workflow family.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a workspace (one is also created on first use).
@@ -104,9 +112,10 @@ pub enum Command {
 }
 
 /// A failure already explained to the user; carries the exit code.
-pub struct Failed(pub i32);
+pub(crate) struct Failed(pub(crate) i32);
 
-pub type CliResult = Result<(), anyhow::Error>;
+/// What every subcommand returns: done, or the error `run` prints and turns into an exit code.
+pub(crate) type CliResult = Result<(), anyhow::Error>;
 
 /// A command line clap could not parse. With `--json` anywhere on it, the error is JSON on
 /// standard output like every other error; otherwise clap's own text (help and version too).
@@ -135,6 +144,9 @@ pub fn usage_error(e: clap::Error) -> i32 {
     e.exit_code()
 }
 
+/// Run the parsed command line and return the process exit code: 0 when done, the code a
+/// subcommand chose when it already explained its failure (`lint` finding errors), else 1
+/// after printing the error as `error: ...` or, with `--json`, as an error object.
 pub fn run(cli: Cli) -> i32 {
     let json = cli.global.json;
     // No subcommand: the TUI.
@@ -432,6 +444,8 @@ pub(crate) fn warn(global: &Global, warnings: &[String]) {
 }
 
 impl Global {
+    /// The workspace directory: `--workspace`, else `$CHAINSMITH_WORKSPACE`, else the
+    /// platform data directory.
     pub fn workspace_dir(&self) -> PathBuf {
         self.workspace
             .clone()

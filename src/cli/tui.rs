@@ -42,7 +42,6 @@ pub fn guide(global: &Global, a: GuideArgs) -> CliResult {
                     let (status, detail) = match tui::guide::status(s, &rows, &facts) {
                         tui::guide::StepStatus::Done(d) => ("done", d),
                         tui::guide::StepStatus::Todo => ("todo", String::new()),
-                        tui::guide::StepStatus::Unavailable(w) => ("unavailable", w.to_string()),
                     };
                     serde_json::json!({ "id": s.id, "title": l.title, "status": status, "detail": detail, "tool": track.tool(), "openssl": l.openssl, "az": l.az })
                 })

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Everything that can happen to the app (keys, mouse, resize, ticks, background results) is
 //! an [`Action`]; everything the app asks the loop to do is a [`Command`].
 
@@ -7,34 +8,51 @@ use std::path::PathBuf;
 use std::time::Duration;
 use time::OffsetDateTime;
 
+/// One thing that happened, in the order the loop saw it: the user's input, the clock, or
+/// the result of a [`Command`] that ran in the background. [`super::App::update`] takes
+/// each in turn.
 #[derive(Debug)]
 pub enum Action {
+    /// The user pressed or released a key (`update` acts on presses only).
     Key(KeyEvent),
+    /// The user clicked or turned the wheel: tabs, tree rows and guide steps are clickable.
     Mouse(MouseEvent),
+    /// The user pasted text (bracketed paste): it goes into the focused text field.
     Paste(String),
+    /// The terminal is now this many columns and rows.
     Resize(u16, u16),
     /// The clock moved (the loop's tick); spinners advance, "days left" follow.
     Tick(OffsetDateTime),
     /// The workspace list was read (in the background).
     Listed {
+        /// Every entity, in tree order (issuers before what they issued).
         rows: Vec<TreeRow>,
+        /// Entities whose files could not be read; the PKI tab counts them in its status line.
         damaged: usize,
+        /// How long the read took; the PKI footer shows it, and the guide's re-read interval
+        /// grows with it.
         took: Duration,
         /// From the TUI's list cache, shown at once while the real read runs.
         cached: bool,
     },
+    /// The workspace could not be read at all: the message the tree pane shows instead.
     ListFailed(String),
     /// `ops::report` for one entity finished.
     ReportLoaded {
+        /// The entity the report is for (the selection may have moved on since).
         name: String,
+        /// The report, or why it could not be made (shown in the details pane).
         report: Result<Box<Report>, String>,
     },
     /// A new root / intermediate / device finished (key generation and all).
     Created(Result<Created, String>),
     /// A verification certificate was made: the result and its PEM text.
     Verified(Result<(Created, String), String>),
+    /// A delete the user confirmed with `y` finished.
     Deleted {
+        /// The entity that was deleted.
         name: String,
+        /// Done, or why not (shown in the status line).
         result: Result<(), String>,
     },
     /// An export / import / renew / revoke finished: the lines to show (files written, notes).
@@ -47,19 +65,20 @@ pub enum Action {
     Connect(super::connect::ConnectAction),
     /// The Fleet view's run.
     Fleet(super::fleet::FleetAction),
-    Quit,
 }
 
 /// What to create from the "new" form.
 #[derive(Clone, Debug)]
 pub enum CreateRequest {
+    /// A root CA (no issuer) or an intermediate (issued by a workspace CA).
     Ca(CaRequest),
+    /// One device, or a range of them, CA-signed or self-signed.
     Devices(DeviceRequest),
 }
 
 impl CreateRequest {
     /// What the spinner says while it runs.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             CreateRequest::Ca(r) => format!(
                 "generating {} key and issuing {} \"{}\"",
@@ -94,78 +113,114 @@ impl DefaultAlg for Option<crate::pki::KeyAlg> {
 pub enum Command {
     /// The first read: the cached list at once (large workspaces), then the real one.
     OpenList,
+    /// Read the workspace list again (after a change, or when the guide finds it stale).
     LoadList,
+    /// Build the details report of this entity (the PKI tab's selection).
     LoadReport(String),
+    /// Generate the key and issue what the "new" form (`n`) describes.
     Create(CreateRequest),
+    /// Issue the verification certificate for a hub's proof-of-possession code (`v` on the
+    /// PKI tab).
     MakeVerification {
+        /// The CA to prove.
         issuer: String,
+        /// The code the hub showed for it.
         code: String,
+        /// Where the certificate's PEM is written.
         out: PathBuf,
     },
+    /// Delete this entity and its key from the workspace (confirmed with `y`).
     Delete(String),
     /// Put text on the clipboard with OSC 52 (written to the terminal by the loop).
     Copy(String),
+    /// Write an entity's files as the export form (`e`) chose.
     Export {
+        /// The entity to export.
         name: String,
+        /// Formats, password, PFX profile and directory from the form.
         opts: crate::export::ExportOptions,
     },
+    /// Bring a certificate (and key) into the workspace (the import form, `i`).
     Import(crate::ops::lifecycle::ImportRequest),
+    /// Renew a certificate (the renew form, `r`).
     Renew(crate::ops::lifecycle::RenewRequest),
+    /// Mark an entity revoked (the revoke form, `x`).
     Revoke {
+        /// The entity to revoke.
         name: String,
+        /// The CRL reason the user chose (`key-compromise`, `superseded`, ...).
         reason: String,
         /// Disable the hub devices that use the certificate (and drop them from the Hub tab's hub).
         disable_on_hub: bool,
     },
     /// Start the local hub in-process (async; the loop owns its handle).
     StartHub {
+        /// The port from the Hub tab (`p`); 0 asks for a free one.
         port: u16,
     },
+    /// Stop the Hub tab's hub (`s` while it runs), closing its connections.
     StopHub,
     /// Re-read the hub registry (CAs, devices).
     HubRegistry,
     /// Proof of possession against the local hub: add the CA → code → verification
     /// certificate (`ops::new_verification`) → verify.
     HubProve {
+        /// The workspace CA selected on the PKI tab.
         ca: String,
     },
     /// Register a workspace device with the hub (CA auth, or self-signed by thumbprint).
     HubRegister {
+        /// The workspace device selected on the PKI tab.
         device: String,
     },
+    /// Enable or disable a device in the hub's registry (`o` on the Hub tab).
     HubEnable {
+        /// The hub device to change.
         device: String,
+        /// Its new state: disabled devices are refused from their next connection.
         enabled: bool,
     },
     /// DPS's proof of possession for a workspace CA (`ops::dps_prove`).
     DpsProve {
+        /// The workspace CA selected on the PKI tab.
         ca: String,
     },
     /// An enrollment group from a workspace CA, proving it to DPS first if needed
     /// (`ops::dps_group_from_ca`).
     DpsGroup {
+        /// The workspace CA the group's devices chain to.
         ca: String,
     },
     /// An individual enrollment for a workspace device (its thumbprints).
     DpsEnroll {
+        /// The workspace device selected on the PKI tab.
         device: String,
     },
     /// Re-read what the guide checks besides entities: hub registry, renewals.
     GuideFacts,
     /// Run the connection test (async; its events come back as `Action::Connect`).
     RunTest {
+        /// The device to connect as (chosen with `c` on the PKI tab).
         device: String,
+        /// Where to connect (`t` on the Connect tab).
         target: super::connect::ConnectTarget,
+        /// MQTT or AMQP, over TLS or WebSockets (the target form's Protocol field).
         transport: crate::mqtt::Transport,
         /// The Hub tab's port, for the hub the test starts when none runs.
         hub_port: u16,
     },
     /// Many devices at once: ranges/names, or every device under `issuer`.
     RunFleet {
+        /// Device names or ranges (`sensor-{00001..10000}`), typed with `r` or the PKI
+        /// tab's selected device; empty when `issuer` picks them.
         patterns: Vec<String>,
+        /// Every device issued by this CA (the PKI tab's selected CA).
         issuer: Option<String>,
+        /// Where the devices connect, as for the single test.
         target: super::connect::ConnectTarget,
+        /// The Hub tab's port, for the hub the run starts when none runs.
         hub_port: u16,
     },
+    /// Stop the running fleet (`s` in the Fleet view); its report still comes back.
     StopFleet,
 }

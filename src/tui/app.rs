@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The app's state and `update`: every key, mouse event and background result goes through
 //! [`App::update`], which changes state and returns the side effect for the loop to run.
 //! No terminal, no disk, no network here, so all of it is testable with plain values.
@@ -20,17 +21,24 @@ use crossterm::event::{
 use std::path::PathBuf;
 use time::OffsetDateTime;
 
+/// The four screens along the top row, chosen with `1`–`4` or a click.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tab {
+    /// `1`: the certificate tree and the selected entity's details.
     Pki,
+    /// `2`: the in-process local hub, its registry, DPS and event log.
     Hub,
+    /// `3`: the connection test of one device (or the Fleet view, `f`).
     Connect,
+    /// `4`: the guided workshop, each step checked against the workspace.
     Guide,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 4] = [Tab::Pki, Tab::Hub, Tab::Connect, Tab::Guide];
-    pub fn title(self) -> &'static str {
+    /// The tabs in the order of the top row and of the keys `1`–`4`.
+    pub(crate) const ALL: [Tab; 4] = [Tab::Pki, Tab::Hub, Tab::Connect, Tab::Guide];
+    /// The title on the top row, with its key: "1 PKI".
+    pub(crate) fn title(self) -> &'static str {
         match self {
             Tab::Pki => "1 PKI",
             Tab::Hub => "2 Hub",
@@ -40,15 +48,20 @@ impl Tab {
     }
 }
 
+/// How the status line marks its message (a symbol as well as a colour).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
+    /// Something is under way or worth knowing (`·`).
     Info,
+    /// What the user asked for was done (`✓`).
     Ok,
+    /// Not done, and why: nothing selected, a job already running (`!`).
     Warn,
+    /// An engine call failed; the message says what to do (`✗`).
     Error,
 }
 
-/// Every key, for the help overlay and the docs.
+/// Every key, for the help overlay and the docs: (where it works, the keys, what they do).
 pub const KEYMAP: &[(&str, &str, &str)] = &[
     (
         "anywhere",
@@ -123,30 +136,54 @@ pub const KEYMAP: &[(&str, &str, &str)] = &[
         "copy the step's commands (OSC 52), switch track",
     ),
 ];
+
+/// Everything the TUI shows and remembers: each tab's state, the open dialog, the status
+/// line. [`App::update`] is the only thing that changes it; [`super::ui::render`] draws it.
 pub struct App {
+    /// The workspace directory (shown in the PKI footer; where exports and verification
+    /// certificates go by default).
     pub ws_root: PathBuf,
+    /// Colour or plain (`NO_COLOR`).
     pub theme: Theme,
+    /// The clock as of the last tick: "days left" and the guide's re-reads follow it.
     pub now: OffsetDateTime,
+    /// The terminal, in columns and rows.
     pub size: (u16, u16),
+    /// The tab shown.
     pub tab: Tab,
+    /// The key help overlay (`?`) is open.
     pub help: bool,
     /// First help row shown (the overlay scrolls when the terminal is short).
-    pub help_scroll: u16,
+    pub(crate) help_scroll: u16,
+    /// The user quit: the loop stops after this action.
     pub quit: bool,
+    /// Frame counter of the busy spinner; advances on ticks while something runs.
     pub spinner: usize,
+    /// The status line's message; replaced by the next one.
     pub status: Option<(Level, String)>,
+    /// The open dialog (new, verify, delete, a form, a message), which takes the keys.
     pub dialog: Option<Dialog>,
+    /// The PKI tab: the tree, its filter and selection, the reports.
     pub pki: PkiState,
+    /// The Hub tab: the hub's state, registry, DPS and log.
     pub hub: HubState,
+    /// The Connect tab: target, device, the running or last test.
     pub connect: ConnectState,
+    /// The Fleet view on the Connect tab.
     pub fleet: FleetState,
+    /// The Guide tab: track, step, scroll, the facts read in the background.
     pub guide: GuideState,
+    /// A workspace read is running (a second one waits, see `list_queued`).
     pub list_inflight: bool,
-    pub list_queued: bool,
-    pub last_list: Option<OffsetDateTime>,
+    /// A read was asked for while one ran: start it when that one ends.
+    list_queued: bool,
+    /// When the workspace was last read (the guide re-reads it when stale).
+    last_list: Option<OffsetDateTime>,
 }
 
 impl App {
+    /// An app on the workspace at `ws_root`, on the PKI tab, for a terminal of `size`
+    /// (columns, rows); [`App::start`] gives the first command.
     pub fn new(ws_root: PathBuf, theme: Theme, now: OffsetDateTime, size: (u16, u16)) -> App {
         App {
             ws_root,
@@ -179,7 +216,7 @@ impl App {
 
     /// How often the guide re-reads the workspace: every 3 s, less often when a read is slow
     /// (a 100,000-entity workspace takes seconds to read).
-    pub fn refresh_every(&self) -> time::Duration {
+    fn refresh_every(&self) -> time::Duration {
         let took = self.pki.load_took.unwrap_or_default();
         time::Duration::seconds(3)
             .max(time::Duration::try_from(took * 10).unwrap_or(time::Duration::MAX))
@@ -203,10 +240,12 @@ impl App {
     }
 
     /// Below the minimum size only the "terminal too small" notice is drawn.
-    pub fn too_small(&self) -> bool {
+    fn too_small(&self) -> bool {
         self.size.0 < ui::MIN_WIDTH || self.size.1 < ui::MIN_HEIGHT
     }
 
+    /// Something runs in the background (a read, a key generation, a form, the hub, a test):
+    /// the spinner turns while it does.
     pub fn busy(&self) -> bool {
         !self.pki.loaded
             || matches!(&self.dialog, Some(Dialog::New(f)) if f.busy.is_some())
@@ -525,12 +564,10 @@ impl App {
         }
     }
 
+    /// Apply one action to the state; the command it returns is the side effect for the loop
+    /// to run (its result comes back as another action).
     pub fn update(&mut self, action: Action) -> Option<Command> {
         match action {
-            Action::Quit => {
-                self.quit = true;
-                None
-            }
             Action::Tick(now) => self.on_tick(now),
             Action::Resize(w, h) => {
                 self.size = (w, h);
@@ -1153,7 +1190,7 @@ impl App {
     }
 
     /// CAs that can issue: roots and intermediates with their key.
-    pub fn issuing_cas(&self) -> Vec<String> {
+    fn issuing_cas(&self) -> Vec<String> {
         self.pki
             .rows
             .iter()

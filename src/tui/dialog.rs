@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Dialogs over the PKI tab: the "new" form, the verification code, delete confirmation.
 //! Validation calls the same `pki`/`ops` functions as the CLI, so the messages are the same.
 
@@ -13,22 +14,30 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use std::path::PathBuf;
 
+/// What the "new" form (`n`) makes: its Kind field, which also decides the other fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NewKind {
+    /// A self-signed root CA.
     Root,
+    /// A CA issued by a workspace CA.
     Intermediate,
+    /// A device certificate issued by a workspace CA (Azure's "X.509 CA signed").
     Device,
+    /// A device certificate signed by its own key (Azure's "X.509 self-signed", registered
+    /// by thumbprint).
     SelfSignedDevice,
 }
 
 impl NewKind {
-    pub const ALL: [NewKind; 4] = [
+    /// The kinds in the order ←/→ cycles them.
+    const ALL: [NewKind; 4] = [
         NewKind::Root,
         NewKind::Intermediate,
         NewKind::Device,
         NewKind::SelfSignedDevice,
     ];
-    pub fn label(self) -> &'static str {
+    /// The Kind field's text.
+    fn label(self) -> &'static str {
         match self {
             NewKind::Root => "root CA",
             NewKind::Intermediate => "intermediate CA",
@@ -48,8 +57,9 @@ impl NewKind {
     }
 }
 
+/// The rows of the "new" form; which appear depends on the kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Field {
+enum Field {
     Kind,
     Name,
     Issuer,
@@ -83,27 +93,43 @@ impl Field {
 
 const EKUS: [Eku; 2] = [Eku::Client, Eku::ClientServer];
 
+/// The "new" form (`n` on the PKI tab): a root, intermediate or device, checked as the user
+/// types with the CLI's own validation.
 #[derive(Clone, Debug)]
 pub struct NewForm {
+    /// What the form makes.
     pub kind: NewKind,
-    pub name: String,
-    /// CAs that can issue (have a key), and the chosen one.
+    /// The CA's name, or the device id or range (`dev-{001..100}`).
+    name: String,
+    /// CAs that can issue (have a key): the Issuer field's choices.
     pub cas: Vec<String>,
+    /// The chosen issuer: an index into `cas`.
     pub issuer: usize,
-    pub key: usize,
-    pub days: String,
-    pub pathlen: String,
-    pub eku: usize,
-    pub target: usize,
-    pub focus: usize,
+    /// The Key field: an index into [`KeyAlg::ALL`].
+    key: usize,
+    /// The Days field as typed (validity in days).
+    days: String,
+    /// The Pathlen field as typed (0-255; empty: unconstrained for a root, the issuer's
+    /// minus one below it).
+    pathlen: String,
+    /// The EKU field: an index into `EKUS`.
+    eku: usize,
+    /// The Id rules field: an index into [`Target::ALL`].
+    target: usize,
+    /// The focused row: an index into [`NewForm::fields`].
+    focus: usize,
+    /// Why the form cannot be submitted as it is (shown under the fields).
     pub error: Option<String>,
-    pub warnings: Vec<String>,
+    /// What is allowed but worth knowing (a key Azure does not document, an unusual id).
+    warnings: Vec<String>,
     /// Key generation running: the form waits, the UI does not.
     pub busy: Option<String>,
 }
 
 impl NewForm {
-    pub fn new(kind: NewKind, cas: Vec<String>, preferred_issuer: Option<&str>) -> NewForm {
+    /// A form for `kind`, its Issuer field on `preferred_issuer` when that CA can issue
+    /// (the PKI tab's selection), else the first of `cas`.
+    pub(crate) fn new(kind: NewKind, cas: Vec<String>, preferred_issuer: Option<&str>) -> NewForm {
         let issuer = preferred_issuer
             .and_then(|p| cas.iter().position(|c| c == p))
             .unwrap_or(0);
@@ -133,7 +159,8 @@ impl NewForm {
         self.validate_inline();
     }
 
-    pub fn fields(&self) -> Vec<Field> {
+    /// The rows the form's kind shows, in order.
+    fn fields(&self) -> Vec<Field> {
         match self.kind {
             NewKind::Root => vec![
                 Field::Kind,
@@ -170,7 +197,7 @@ impl NewForm {
         }
     }
 
-    pub fn focused(&self) -> Field {
+    fn focused(&self) -> Field {
         self.fields()[self.focus]
     }
 
@@ -234,7 +261,7 @@ impl NewForm {
     }
 
     /// Check the form now, as the user types; errors show under the fields.
-    pub fn validate_inline(&mut self) {
+    fn validate_inline(&mut self) {
         if self.name.is_empty() {
             self.error = None;
             self.warnings.clear();
@@ -253,7 +280,7 @@ impl NewForm {
     }
 
     /// The request the form describes, checked with the CLI's own functions.
-    pub fn request(&self) -> Result<(CreateRequest, Vec<String>), String> {
+    fn request(&self) -> Result<(CreateRequest, Vec<String>), String> {
         let key = KeyAlg::ALL[self.key];
         let mut warnings: Vec<String> = key.warning().map(str::to_string).into_iter().collect();
         let days: u32 = self.days.trim().parse().map_err(|_| {
@@ -323,8 +350,8 @@ impl NewForm {
         Ok((req, warnings))
     }
 
-    /// A key in the form; `Some(request)` when the user submits a valid form.
-    pub fn key(&mut self, k: KeyEvent) -> FormOutcome {
+    /// A key in the form; [`FormOutcome::Submit`] when the user submits a valid form.
+    pub(crate) fn key(&mut self, k: KeyEvent) -> FormOutcome {
         let field = self.focused();
         let n = self.fields().len();
         match k.code {
@@ -361,7 +388,8 @@ impl NewForm {
         FormOutcome::Stay
     }
 
-    pub fn paste(&mut self, text: &str) {
+    /// Pasted text goes into the focused text field (trimmed: a pasted id has no newline).
+    pub(crate) fn paste(&mut self, text: &str) {
         let field = self.focused();
         if let Some(s) = self.text_mut(field) {
             s.push_str(text.trim());
@@ -370,34 +398,49 @@ impl NewForm {
     }
 }
 
-pub enum FormOutcome {
+/// What a key in the "new" form asks of the app.
+pub(crate) enum FormOutcome {
+    /// Nothing for the app: the form handled it (or the request is not valid yet).
     Stay,
+    /// Esc: close the form.
     Cancel,
+    /// Enter on a valid form: create this.
     Submit(CreateRequest),
 }
 
 /// Typing a verification code, then the certificate made for it.
 #[derive(Clone, Debug)]
 pub struct VerifyDialog {
-    pub issuer: String,
+    /// The CA being proved (the PKI tab's selection when `v` was pressed).
+    pub(crate) issuer: String,
+    /// The code as typed or pasted.
     pub code: String,
+    /// Why the code cannot be used (not hex, wrong length), shown as the user types.
     pub error: Option<String>,
     /// The code is not the shape IoT Hub shows (48 hex): made anyway, but said.
-    pub warning: Option<String>,
-    pub busy: bool,
+    pub(crate) warning: Option<String>,
+    /// The certificate is being made.
+    pub(crate) busy: bool,
+    /// The certificate made for the code; the dialog then shows it instead of the code field.
     pub result: Option<VerifyResult>,
 }
 
+/// The verification certificate the dialog made, shown until the user closes it.
 #[derive(Clone, Debug)]
 pub struct VerifyResult {
+    /// Where its PEM was written (to upload to the hub).
     pub path: PathBuf,
+    /// Its name in the workspace.
     pub entity: String,
+    /// The PEM text, shown and copied with `y` (OSC 52).
     pub pem: String,
+    /// First PEM line shown (↑/↓ scroll).
     pub scroll: u16,
 }
 
 impl VerifyDialog {
-    pub fn new(issuer: String) -> Self {
+    /// An empty code field for the CA `issuer`.
+    pub(crate) fn new(issuer: String) -> Self {
         VerifyDialog {
             issuer,
             code: String::new(),
@@ -407,7 +450,10 @@ impl VerifyDialog {
             result: None,
         }
     }
-    pub fn validate_inline(&mut self) {
+
+    /// Check the code as the user types: an error for what the engine would refuse, a
+    /// warning for what IoT Hub would not show.
+    pub(crate) fn validate_inline(&mut self) {
         self.error = if self.code.is_empty() {
             None
         } else {
@@ -426,16 +472,25 @@ impl VerifyDialog {
 /// Where the TUI writes verification certificates: where the engine's proof of possession does.
 pub use crate::ops::verification_out;
 
+/// The dialog open over the tabs; while one is open it takes every key.
 #[derive(Clone, Debug)]
 pub enum Dialog {
+    /// `n`: a new root, intermediate or device.
     New(NewForm),
+    /// `v` on the PKI tab: a verification certificate for a hub's code.
     Verify(VerifyDialog),
+    /// `d`: delete an entity, once the user presses `y`.
     ConfirmDelete {
+        /// The entity to delete.
         name: String,
+        /// How many certificates it issued (they stay, but lose their issuer in the tree).
         children: usize,
     },
+    /// Text to read and close (any key); "Quit?" also takes `q` to quit.
     Message {
+        /// The box's title.
         title: String,
+        /// The lines to show.
         text: String,
     },
     /// Export, import, renew, revoke, connect target, hub port.
@@ -443,7 +498,7 @@ pub enum Dialog {
 }
 
 /// A centred rectangle `w`×`h` (clamped to the area).
-pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
+pub(crate) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let [v] = Layout::vertical([Constraint::Length(h.min(area.height))])
         .flex(Flex::Center)
         .areas(area);
@@ -460,7 +515,7 @@ fn frame(t: Theme, title: &str) -> Block<'static> {
 }
 
 /// Draw dialog `d` over `area`; `spinner` is the frame counter of the busy spinner.
-pub fn render(f: &mut Frame, area: Rect, d: &Dialog, t: Theme, spinner: usize) {
+pub(crate) fn render(f: &mut Frame, area: Rect, d: &Dialog, t: Theme, spinner: usize) {
     let spin = SPINNER[spinner % SPINNER.len()];
     match d {
         Dialog::New(form) => render_new(f, area, form, t, spin),

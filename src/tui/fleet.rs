@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The Fleet view on the Connect tab (`f`): many devices at once (the CA or device selected
 //! on the PKI tab, or a typed range), with live counters, a connected-devices gauge, a
 //! messages/s sparkline and the acknowledgement latency histogram.
@@ -14,43 +15,58 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Borders, Gauge, Paragraph, Sparkline};
 
-/// Telemetry per device in a run from the TUI (until `s` stops it).
-pub const RATE: f64 = 1.0;
+/// Telemetry messages per second per device in a run from the TUI (until `s` stops it).
+const RATE: f64 = 1.0;
 /// New connections per second during ramp-up.
-pub const CONNECT_RATE: f64 = 500.0;
+const CONNECT_RATE: f64 = 500.0;
 
 /// What the fleet engine reports to the app.
 #[derive(Clone, Debug)]
 pub enum FleetAction {
-    Started { devices: usize },
+    /// The devices were loaded and the run began.
+    Started {
+        /// How many devices the run drives.
+        devices: usize,
+    },
+    /// The run's figures now (counters, rates, latency buckets, failures by diagnosis).
     Figures(Box<Figures>),
+    /// The run ended (finished or stopped with `s`): its report, or why it could not run.
     Ended(Result<Box<Report>, String>),
 }
 
+/// What the Fleet view shows and remembers.
 #[derive(Clone, Debug, Default)]
 pub struct FleetState {
     /// The Connect tab shows the fleet instead of the single test.
     pub shown: bool,
+    /// A run is on: Enter is ignored, `s` stops it.
     pub running: bool,
     /// A typed range (`sensor-{00001..10000}`); empty: the PKI tab's selection.
-    pub range: String,
-    pub editing: bool,
+    pub(crate) range: String,
+    /// The range is being typed (`r`): keys go to it.
+    pub(crate) editing: bool,
     /// What the last run drives, as the user knows it.
-    pub label: String,
+    pub(crate) label: String,
+    /// The last figures of the current or last run.
     pub figures: Figures,
-    pub summary: Option<String>,
-    pub error: Option<String>,
+    /// The last run's outcome in one line, once it ended.
+    pub(crate) summary: Option<String>,
+    /// Why the last run could not run or failed.
+    pub(crate) error: Option<String>,
 }
 
 /// What a key asks of the app.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Intent {
+pub(crate) enum Intent {
+    /// Enter: run the typed range, or the PKI tab's selection.
     Start,
+    /// `s`: stop the running fleet.
     Stop,
 }
 
 impl FleetState {
-    pub fn key(&mut self, k: KeyEvent) -> Option<Intent> {
+    /// A key in the Fleet view: the range being typed takes it, else Enter, `s` and `r`.
+    pub(crate) fn key(&mut self, k: KeyEvent) -> Option<Intent> {
         if self.editing {
             match k.code {
                 KeyCode::Enter | KeyCode::Esc => self.editing = false,
@@ -73,7 +89,8 @@ impl FleetState {
         }
     }
 
-    pub fn apply(&mut self, a: FleetAction) {
+    /// Take in what the fleet engine reported.
+    pub(crate) fn apply(&mut self, a: FleetAction) {
         match a {
             FleetAction::Started { devices } => {
                 self.figures.devices = devices as u64;
@@ -99,6 +116,7 @@ impl FleetState {
         }
     }
 
+    /// A run of `label` (what the user picked) starts: the last run's figures and outcome go.
     pub fn begin(&mut self, label: String) {
         self.running = true;
         self.label = label;
@@ -112,7 +130,9 @@ fn esc(s: &str) -> String {
     crate::text::escape_controls(s).into_owned()
 }
 
-pub fn render(f: &mut Frame, area: Rect, s: &FleetState, target: &str, t: Theme) {
+/// The Fleet view: devices and target, counters, the connected gauge, the messages/s
+/// sparkline, the PUBACK latency histogram and failures by diagnosis.
+pub(crate) fn render(f: &mut Frame, area: Rect, s: &FleetState, target: &str, t: Theme) {
     let fig = &s.figures;
     let [head, gauge, mid, fails] = Layout::vertical([
         Constraint::Length(6),

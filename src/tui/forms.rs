@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Small forms for the actions that only collect a few values and call one engine function:
 //! export, import, renew, revoke, the connect target and the hub port. One generic form
 //! (text, masked text, a choice, a set of toggles) so each is a list of fields and a purpose.
@@ -7,8 +8,10 @@ use crate::ops::lifecycle::ImportRequest;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::path::{Path, PathBuf};
 
+/// How a form field is edited and shown.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FieldKind {
+pub(crate) enum FieldKind {
+    /// Typed text, shown as typed (names, paths, days, a port).
     Text,
     /// Typed masked (passwords).
     Secret,
@@ -18,11 +21,15 @@ pub enum FieldKind {
     Toggles(Vec<(&'static str, bool)>, usize),
 }
 
+/// One row of a form.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Field {
-    pub label: &'static str,
-    pub kind: FieldKind,
-    pub value: String,
+    /// The row's label; the form's code also finds the field by it.
+    pub(crate) label: &'static str,
+    /// How it is edited (and, for choices and toggles, what is chosen).
+    pub(crate) kind: FieldKind,
+    /// The typed text of a text or secret field (empty for choices and toggles).
+    pub(crate) value: String,
 }
 
 impl Field {
@@ -58,37 +65,54 @@ impl Field {
 
 /// What the form is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Purpose {
+pub(crate) enum Purpose {
+    /// `e` on the PKI tab: export the entity `name`.
     Export { name: String },
+    /// `i` on the PKI tab: import a certificate (and key) from files.
     Import,
+    /// `r` on the PKI tab: renew the entity `name`.
     Renew { name: String },
+    /// `x` on the PKI tab: revoke the entity `name`.
     Revoke { name: String },
+    /// `t` on the Connect tab: where the connection test connects, and over what.
     Target,
+    /// `p` on the Hub tab: the port the local hub listens on.
     HubPort,
 }
 
+/// A small form (export, import, renew, revoke, connect target, hub port) in a dialog.
 #[derive(Clone, Debug)]
 pub struct Form {
-    pub purpose: Purpose,
+    /// What Enter does with the values.
+    pub(crate) purpose: Purpose,
+    /// The dialog's title ("Export dev-01").
     pub title: String,
+    /// The rows, top to bottom.
     pub fields: Vec<Field>,
-    pub focus: usize,
+    /// The focused row: an index into `fields`.
+    pub(crate) focus: usize,
     /// A note shown under the fields (the Azure-ignores-CRL note for revoke).
     pub note: Option<String>,
+    /// Why the last Enter did not run (a missing value, or the engine's refusal).
     pub error: Option<String>,
-    pub busy: Option<String>,
+    /// What is running since Enter ("exporting dev-01"); the form waits for it.
+    pub(crate) busy: Option<String>,
     /// Lines to show once done (the files written); any key closes.
     pub result: Option<Vec<String>>,
 }
 
-pub enum Outcome {
+/// What a key in a form asks of the app.
+pub(crate) enum Outcome {
+    /// Nothing: the form handled the key.
     Stay,
+    /// Esc, or any key once the result shows: close the form.
     Cancel,
+    /// Enter: run what the form is for.
     Submit,
 }
 
 /// Export formats offered, in order, with the engine's format and PFX profile.
-pub const EXPORT_FORMATS: [&str; 7] = [
+const EXPORT_FORMATS: [&str; 7] = [
     "pem",
     "der",
     "pfx",
@@ -112,7 +136,9 @@ impl Form {
         }
     }
 
-    pub fn export(name: &str, ws_root: &Path) -> Form {
+    /// Export `name`: formats to toggle (PEM and chain-in-PFX on), a PFX password and the
+    /// directory (the workspace's `export/NAME` by default).
+    pub(crate) fn export(name: &str, ws_root: &Path) -> Form {
         let opts: Vec<(&'static str, bool)> = EXPORT_FORMATS
             .iter()
             .map(|f| (*f, matches!(*f, "pem" | "chain-in-pfx")))
@@ -135,7 +161,8 @@ impl Form {
         )
     }
 
-    pub fn import() -> Form {
+    /// Import: the certificate file, an optional key file, a workspace name, a PFX password.
+    pub(crate) fn import() -> Form {
         Form::new(
             Purpose::Import,
             "Import a certificate",
@@ -148,7 +175,8 @@ impl Form {
         )
     }
 
-    pub fn renew(name: &str) -> Form {
+    /// Renew `name`: days (empty: the profile's default) and whether to keep the key.
+    pub(crate) fn renew(name: &str) -> Form {
         Form::new(
             Purpose::Renew { name: name.into() },
             format!("Renew {name}"),
@@ -166,7 +194,7 @@ impl Form {
     /// Disabling the device in the hub is the default: IoT Hub and the local hub check no CRL,
     /// so disabling is what cuts a registered device off (an unregistered one is left alone,
     /// and the result says so).
-    pub fn revoke(name: &str) -> Form {
+    pub(crate) fn revoke(name: &str) -> Form {
         let mut f = Form::new(
             Purpose::Revoke { name: name.into() },
             format!("Revoke {name}"),
@@ -199,7 +227,7 @@ impl Form {
 
     /// The target and the transport (`mqtt`, `mqtt-ws`, `amqp`, `amqp-ws`; index into
     /// [`crate::mqtt::Transport::ALL`]).
-    pub fn target(current: &str, transport: usize) -> Form {
+    pub(crate) fn target(current: &str, transport: usize) -> Form {
         Form::new(
             Purpose::Target,
             "Connection target",
@@ -215,7 +243,8 @@ impl Form {
         .with_note("local, an IoT Hub host like MYHUB.azure-devices.net, mqtts://HOST:PORT or wss://HOST:PORT/PATH")
     }
 
-    pub fn hub_port(current: u16) -> Form {
+    /// The local hub's port, starting from `current`.
+    pub(crate) fn hub_port(current: u16) -> Form {
         Form::new(
             Purpose::HubPort,
             "Local hub port",
@@ -229,7 +258,8 @@ impl Form {
         self
     }
 
-    pub fn value(&self, label: &str) -> &str {
+    /// The text typed in the field labelled `label` ("" when there is none).
+    pub(crate) fn value(&self, label: &str) -> &str {
         self.fields
             .iter()
             .find(|f| f.label == label)
@@ -237,7 +267,8 @@ impl Form {
             .unwrap_or("")
     }
 
-    pub fn choice(&self, label: &str) -> usize {
+    /// The index chosen in the choice field labelled `label` (0 when there is none).
+    pub(crate) fn choice(&self, label: &str) -> usize {
         match self
             .fields
             .iter()
@@ -249,7 +280,8 @@ impl Form {
         }
     }
 
-    pub fn toggled(&self, label: &str) -> Vec<&'static str> {
+    /// The options switched on in the toggles field labelled `label`.
+    fn toggled(&self, label: &str) -> Vec<&'static str> {
         match self
             .fields
             .iter()
@@ -263,7 +295,8 @@ impl Form {
         }
     }
 
-    pub fn paste(&mut self, text: &str) {
+    /// Pasted text goes into the focused text or secret field, without a trailing newline.
+    pub(crate) fn paste(&mut self, text: &str) {
         if let Some(f) = self.fields.get_mut(self.focus) {
             if matches!(f.kind, FieldKind::Text | FieldKind::Secret) {
                 f.value.push_str(text.trim_end_matches(['\r', '\n']));
@@ -271,7 +304,9 @@ impl Form {
         }
     }
 
-    pub fn key(&mut self, k: KeyEvent) -> Outcome {
+    /// A key in the form: Tab/↑↓ move between fields, ←→ choose, Space toggles, Enter
+    /// submits, Esc cancels; any key closes a form showing its result.
+    pub(crate) fn key(&mut self, k: KeyEvent) -> Outcome {
         if self.result.is_some() {
             return Outcome::Cancel;
         }
@@ -329,7 +364,7 @@ impl Form {
     }
 
     /// The export options the form describes, checked.
-    pub fn export_options(&self) -> Result<ExportOptions, String> {
+    pub(crate) fn export_options(&self) -> Result<ExportOptions, String> {
         let on = self.toggled("Formats");
         let mut formats = Vec::new();
         for (name, f) in [
@@ -368,7 +403,8 @@ impl Form {
         Ok(o)
     }
 
-    pub fn import_request(&self) -> Result<ImportRequest, String> {
+    /// The import request the form describes, checked for the values it needs.
+    pub(crate) fn import_request(&self) -> Result<ImportRequest, String> {
         let file = self.value("File").trim();
         let name = self.value("Name").trim();
         if file.is_empty() {

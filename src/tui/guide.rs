@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The guided workshop: two tracks of steps, each checked against the real workspace (not a
 //! button press), with its what-and-why and the equivalent commands. The first track follows
 //! the seed IoT Hub tutorial (`openssl` and `az iot hub`), the second the IoT Central X.509
@@ -15,17 +16,8 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 /// Width of the step list on a terminal `width` columns wide (the mouse handler needs it
 /// too): titles when there is room, else only the marks and numbers, so the lesson keeps
 /// 55 columns on a 60-column terminal.
-pub fn list_width(width: u16) -> u16 {
+pub(crate) fn list_width(width: u16) -> u16 {
     if width >= 100 { 40 } else { 5 }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Needs {
-    Workspace,
-    Hub,
-    Connect,
-    Renew,
-    Dps,
 }
 
 /// Which tutorial the guide follows.
@@ -39,21 +31,24 @@ pub enum Track {
 }
 
 impl Track {
-    pub fn steps(self) -> &'static [GuideStep] {
+    /// The track's steps, in the order the user does them.
+    pub(crate) fn steps(self) -> &'static [GuideStep] {
         match self {
             Track::Hub => &STEPS,
             Track::Central => &CENTRAL_STEPS,
         }
     }
 
-    pub fn other(self) -> Track {
+    /// The track `t` switches to.
+    pub(crate) fn other(self) -> Track {
         match self {
             Track::Hub => Track::Central,
             Track::Central => Track::Hub,
         }
     }
 
-    pub fn title(self) -> &'static str {
+    /// The track's name in the step list's title and the status line.
+    pub(crate) fn title(self) -> &'static str {
         match self {
             Track::Hub => "IoT Hub",
             Track::Central => "IoT Central (DPS)",
@@ -61,7 +56,7 @@ impl Track {
     }
 
     /// The tool of a lesson's first command section.
-    pub fn tool(self) -> &'static str {
+    pub(crate) fn tool(self) -> &'static str {
         match self {
             Track::Hub => "openssl",
             Track::Central => "chainsmith",
@@ -70,65 +65,60 @@ impl Track {
 }
 
 /// The device the IoT Central guide provisions through its enrollment group.
-pub const CENTRAL_DEVICE: &str = "sample-device-01";
+const CENTRAL_DEVICE: &str = "sample-device-01";
 /// The IoT Central guide's self-signed devices: the individual enrollment's two certificates.
-pub const CENTRAL_SELF_SIGNED: [&str; 2] = ["mytestselfcertprimary", "mytestselfcertsecondary"];
+const CENTRAL_SELF_SIGNED: [&str; 2] = ["mytestselfcertprimary", "mytestselfcertsecondary"];
 
-/// One step of a guide track: its lesson text and what its check needs (the parsed text is a
-/// [`Lesson`]).
+/// One step of a guide track: its lesson text (parsed into a [`Lesson`]), checked by
+/// [`status`] under its id.
 pub struct GuideStep {
+    /// The step's stable name (`root`, `hub-ca`, `c-group`): what [`status`] checks and
+    /// `guide --json` reports.
     pub id: &'static str,
-    pub text: &'static str,
-    pub needs: Needs,
+    /// The lesson file from `assets/guide/`: title line, why, then `--- openssl` (or
+    /// `--- chainsmith`) and `--- az` command sections.
+    text: &'static str,
 }
 
+/// The IoT Hub track: the seed tutorial from a root CA to disabling a device.
 pub const STEPS: [GuideStep; 9] = [
     GuideStep {
         id: "root",
         text: include_str!("../../assets/guide/01-root.txt"),
-        needs: Needs::Workspace,
     },
     GuideStep {
         id: "intermediate",
         text: include_str!("../../assets/guide/02-intermediate.txt"),
-        needs: Needs::Workspace,
     },
     GuideStep {
         id: "hub-ca",
         text: include_str!("../../assets/guide/03-hub-ca.txt"),
-        needs: Needs::Hub,
     },
     GuideStep {
         id: "verify",
         text: include_str!("../../assets/guide/04-verify.txt"),
-        needs: Needs::Workspace,
     },
     // The certificate comes before the registration: `a` on the Hub tab registers the device
     // selected on the PKI tab, so the id is picked once, as the certificate's CN.
     GuideStep {
         id: "device",
         text: include_str!("../../assets/guide/05-device.txt"),
-        needs: Needs::Workspace,
     },
     GuideStep {
         id: "register",
         text: include_str!("../../assets/guide/06-register.txt"),
-        needs: Needs::Hub,
     },
     GuideStep {
         id: "connect",
         text: include_str!("../../assets/guide/07-connect.txt"),
-        needs: Needs::Connect,
     },
     GuideStep {
         id: "renew",
         text: include_str!("../../assets/guide/08-renew.txt"),
-        needs: Needs::Renew,
     },
     GuideStep {
         id: "disable",
         text: include_str!("../../assets/guide/09-disable.txt"),
-        needs: Needs::Hub,
     },
 ];
 
@@ -138,70 +128,63 @@ pub const CENTRAL_STEPS: [GuideStep; 11] = [
     GuideStep {
         id: "c-root",
         text: include_str!("../../assets/guide/central-01-root.txt"),
-        needs: Needs::Workspace,
     },
     GuideStep {
         id: "c-device",
         text: include_str!("../../assets/guide/central-02-device.txt"),
-        needs: Needs::Workspace,
     },
     GuideStep {
         id: "c-verify",
         text: include_str!("../../assets/guide/central-03-verify.txt"),
-        needs: Needs::Dps,
     },
     GuideStep {
         id: "c-group",
         text: include_str!("../../assets/guide/central-04-group.txt"),
-        needs: Needs::Dps,
     },
     GuideStep {
         id: "c-provision",
         text: include_str!("../../assets/guide/central-05-provision.txt"),
-        needs: Needs::Dps,
     },
     GuideStep {
         id: "c-telemetry",
         text: include_str!("../../assets/guide/central-06-telemetry.txt"),
-        needs: Needs::Connect,
     },
     GuideStep {
         id: "c-selfsigned",
         text: include_str!("../../assets/guide/central-07-selfsigned.txt"),
-        needs: Needs::Workspace,
     },
     GuideStep {
         id: "c-enroll",
         text: include_str!("../../assets/guide/central-08-enroll.txt"),
-        needs: Needs::Dps,
     },
     GuideStep {
         id: "c-individual",
         text: include_str!("../../assets/guide/central-09-individual.txt"),
-        needs: Needs::Dps,
     },
     GuideStep {
         id: "c-secondary",
         text: include_str!("../../assets/guide/central-10-secondary.txt"),
-        needs: Needs::Dps,
     },
     GuideStep {
         id: "c-roll",
         text: include_str!("../../assets/guide/central-11-roll.txt"),
-        needs: Needs::Dps,
     },
 ];
 
 /// A lesson split into its parts.
 pub struct Lesson<'a> {
+    /// The step's title (the file's first line).
     pub title: &'a str,
+    /// What the step does and why, in prose; it names the TUI key that does it.
     pub why: &'a str,
     /// The first command section: `openssl` (IoT Hub track) or `chainsmith` (Central track).
     pub openssl: &'a str,
+    /// The Azure CLI commands that do the same against real Azure.
     pub az: &'a str,
 }
 
 impl GuideStep {
+    /// The step's text split into title, why and the two command sections.
     pub fn lesson(&self) -> Lesson<'static> {
         let (head, rest) = self
             .text
@@ -219,12 +202,13 @@ impl GuideStep {
     }
 }
 
+/// Whether a guide step is done, as the workspace and the hub show it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepStatus {
+    /// Done: what shows it ("root \"my-root\"").
     Done(String),
+    /// Not done yet.
     Todo,
-    /// The step needs an engine this build does not have.
-    Unavailable(&'static str),
 }
 
 /// What the guide knows beyond the workspace's entities: the local hub's registry, the
@@ -266,7 +250,7 @@ pub fn facts_from_disk(ws: &crate::store::Workspace, rows: &[TreeRow]) -> Facts 
 }
 
 /// Devices with at least one past certificate (checked for the first 2,000 devices).
-pub fn renewed(ws: &crate::store::Workspace, rows: &[TreeRow]) -> Vec<String> {
+pub(crate) fn renewed(ws: &crate::store::Workspace, rows: &[TreeRow]) -> Vec<String> {
     rows.iter()
         .filter(|r| r.meta.kind == Kind::Device)
         .take(2000)
@@ -454,18 +438,23 @@ fn central_status(id: &str, rows: &[TreeRow], facts: &Facts) -> Option<String> {
     }
 }
 
+/// What the Guide tab shows and remembers.
 #[derive(Clone, Debug, Default)]
 pub struct GuideState {
+    /// The tutorial followed (`t` switches).
     pub track: Track,
+    /// The step shown: an index into the track's steps.
     pub selected: usize,
-    pub scroll: u16,
+    /// First line of the step's text shown (`J`/`K`).
+    pub(crate) scroll: u16,
     /// Devices with a renewal in their history (read in the background).
-    pub renewed: Vec<String>,
-    pub last_facts: Option<time::OffsetDateTime>,
+    pub(crate) renewed: Vec<String>,
+    /// When the hub registry and renewals were last read (re-read while the tab is shown).
+    pub(crate) last_facts: Option<time::OffsetDateTime>,
 }
 
 /// A track of the guide as plain text, for `chainsmith guide --text [--central]`.
-pub fn text_report(track: Track, rows: &[TreeRow], facts: &Facts) -> String {
+pub(crate) fn text_report(track: Track, rows: &[TreeRow], facts: &Facts) -> String {
     let mut out = String::new();
     for (i, s) in track.steps().iter().enumerate() {
         let l = s.lesson();
@@ -473,7 +462,6 @@ pub fn text_report(track: Track, rows: &[TreeRow], facts: &Facts) -> String {
         let (mark, note) = match &st {
             StepStatus::Done(d) => ("✓", format!("done: {d}")),
             StepStatus::Todo => ("·", "to do".to_string()),
-            StepStatus::Unavailable(w) => ("⧗", (*w).to_string()),
         };
         out.push_str(&format!(
             "{mark} {}. {} ({note})\n   {}\n",
@@ -546,7 +534,7 @@ pub fn shell_words(cmd: &str) -> Vec<String> {
 /// A command laid out for `width` columns so that what is shown can be pasted: lines break
 /// between arguments and end with ` \`, continuation lines are indented; a comment wraps as
 /// comment lines. (A word wider than the pane still gets a line of its own.)
-pub fn wrap_command(cmd: &str, width: usize) -> Vec<String> {
+fn wrap_command(cmd: &str, width: usize) -> Vec<String> {
     if let Some(text) = cmd.strip_prefix('#') {
         return super::ui::wrap_words(text, width.saturating_sub(2).max(10))
             .into_iter()
@@ -580,7 +568,7 @@ pub fn section_text(section: &str) -> String {
 
 /// The guide tab: its steps, each marked from the PKI tab's rows and `facts`, and the
 /// selected step's text.
-pub fn render(
+pub(crate) fn render(
     f: &mut Frame,
     area: Rect,
     g: &GuideState,
@@ -598,7 +586,6 @@ pub fn render(
         let (sym, style) = match status(s, &pki.rows, facts) {
             StepStatus::Done(_) => ("✓", t.ok()),
             StepStatus::Todo => ("·", t.accent()),
-            StepStatus::Unavailable(_) => ("⧗", t.dim()),
         };
         let label = if compact {
             format!("{}", i + 1)
@@ -638,7 +625,6 @@ pub fn render(
         StepStatus::Todo => {
             Line::styled("· not done yet: the check reads your workspace", t.accent())
         }
-        StepStatus::Unavailable(w) => Line::styled(format!("⧗ {w}"), t.warn()),
     });
     out.push(Line::raw(""));
     out.push(Line::raw(l.why.to_string()));

@@ -1,10 +1,10 @@
+#![warn(missing_docs)]
 //! The Hub tab: the local hub running in-process, its CAs, devices and a live event log.
 //!
 //! The hub runs in-process (`crate::hub::Hub::start`, started by the loop for
 //! `Command::StartHub`); a task forwards its event channel as `Action::Hub(HubAction::Event)`,
 //! and registry changes (add CA, verify, register, disable) come back as `HubAction::Registry`.
 
-use super::app::App;
 use super::theme::Theme;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -13,64 +13,85 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use std::collections::VecDeque;
 use time::OffsetDateTime;
 
-/// Whether this build has the local hub engine.
-pub const AVAILABLE: bool = true;
-
 /// How many log lines the tab keeps; older ones are dropped and counted.
 pub const LOG_CAP: usize = 1000;
 
 /// A CA as the Hub tab lists it (the registry's [`crate::hub::HubCa`], reduced to what is shown).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaRow {
+    /// The CA's name in the hub (its workspace name when added from the PKI tab).
     pub name: String,
+    /// Proof of possession done: devices chaining to it may connect.
     pub verified: bool,
+    /// The verification code to sign while unverified (None once verified).
     pub code: Option<String>,
 }
 
 /// A device as the Hub tab lists it (the registry's [`crate::hub::HubDevice`], reduced).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceRow {
+    /// The device id it connects as.
     pub id: String,
+    /// Disabled devices are refused at their next connection (`o` toggles).
     pub enabled: bool,
     /// "X.509 CA signed" or "X.509 self-signed".
     pub auth: String,
 }
 
+/// What an event-log line is about; it picks the line's symbol and colour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogKind {
+    /// A device connected, or DPS assigned one (`→`).
     Connected,
+    /// A connection or registration was refused, or let in with a revoked certificate (`✗`).
     Refused,
+    /// A device sent telemetry (`↑`).
     Telemetry,
+    /// A twin read or update (`⇅`).
     Twin,
+    /// A cloud-to-device message sent or settled (`↓`).
     C2d,
+    /// Anything else: listening, disconnects, method calls, notes (`·`).
     Info,
     /// Something the user did here (start, register, enable, proof): it succeeded.
     Changed,
 }
 
+/// One line of the Hub tab's event log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {
+    /// When it happened (shown as `HH:MM:SS`).
     pub at: OffsetDateTime,
+    /// What it is about.
     pub kind: LogKind,
+    /// The device or DPS registration id, escaped; empty for hub-wide lines.
     pub device: String,
+    /// What happened, without the device prefix.
     pub text: String,
 }
 
 /// What the hub engine reports.
 #[derive(Clone, Debug)]
 pub enum HubAction {
+    /// The hub listens (started by `s`, or by a connection test).
     Started {
+        /// The port it listens on (a free one when the chosen port was 0 or taken).
         port: u16,
     },
+    /// The hub stopped (`s` again, or on quit).
     Stopped,
+    /// The hub could not start: why (a port in use, an unreadable registry).
     Failed(String),
     /// Something went wrong that does not stop the hub (a registry change refused).
     Error(String),
     /// The registry as it is now (after add CA / verify / register / disable).
     Registry {
+        /// The hub's CAs, in registry order.
         cas: Vec<CaRow>,
+        /// The hub's devices, in registry order.
         devices: Vec<DeviceRow>,
     },
+    /// One event from the running hub (a connection, a message, a refusal).
     Event(LogLine),
     /// Several events at once (a burst read from the channel in one go).
     Events(Vec<LogLine>),
@@ -86,7 +107,7 @@ pub enum HubAction {
 }
 
 /// The TUI's view of a registry.
-pub fn from_registry(r: &crate::hub::Registry) -> (Vec<CaRow>, Vec<DeviceRow>) {
+pub(crate) fn from_registry(r: &crate::hub::Registry) -> (Vec<CaRow>, Vec<DeviceRow>) {
     let cas = r
         .cas
         .iter()
@@ -169,17 +190,25 @@ pub fn log_line(e: &crate::hub::HubEvent, at: OffsetDateTime) -> LogLine {
     }
 }
 
+/// What the Hub tab shows and remembers.
 #[derive(Clone, Debug, Default)]
 pub struct HubState {
+    /// The port the hub listens on while it runs; None while stopped.
     pub running: Option<u16>,
+    /// The port `s` starts the hub on (`p` changes it; 8883 like IoT Hub, 0 for a free one).
     pub port: u16,
+    /// The registry's CAs, as last read.
     pub cas: Vec<CaRow>,
+    /// The registry's devices, as last read.
     pub devices: Vec<DeviceRow>,
+    /// The newest [`LOG_CAP`] event-log lines, oldest first.
     pub log: VecDeque<LogLine>,
+    /// How many older lines were dropped to keep the log at [`LOG_CAP`].
     pub dropped: u64,
+    /// The last failure on this tab (start, registry change, DPS), until the next success.
     pub error: Option<String>,
     /// A start or stop is on its way.
-    pub pending: bool,
+    pub(crate) pending: bool,
     /// The proof-of-possession flow is running.
     pub proving: bool,
     /// The last proof of possession's steps.
@@ -190,11 +219,12 @@ pub struct HubState {
     pub dps_busy: bool,
     /// When the registry was last asked for (re-read every few seconds while the tab is shown,
     /// so `chainsmith hub ...` changes from another terminal show up).
-    pub last_read: Option<OffsetDateTime>,
+    pub(crate) last_read: Option<OffsetDateTime>,
 }
 
 impl HubState {
-    pub fn new() -> Self {
+    /// A stopped hub that `s` starts on port 8883, the port IoT Hub devices dial.
+    pub(crate) fn new() -> Self {
         HubState {
             port: 8883,
             ..Default::default()
@@ -202,7 +232,7 @@ impl HubState {
     }
 
     /// A line in the event log for something the user did (not an event of the hub itself).
-    pub fn note(&mut self, at: OffsetDateTime, kind: LogKind, text: String) {
+    pub(crate) fn note(&mut self, at: OffsetDateTime, kind: LogKind, text: String) {
         self.apply(HubAction::Event(LogLine {
             at,
             kind,
@@ -211,7 +241,8 @@ impl HubState {
         }));
     }
 
-    pub fn apply(&mut self, a: HubAction) {
+    /// Take in what the hub engine reported.
+    pub(crate) fn apply(&mut self, a: HubAction) {
         match a {
             HubAction::Started { port } => {
                 self.running = Some(port);
@@ -268,9 +299,8 @@ impl HubState {
     }
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App) {
-    let t = app.theme;
-    let hub = &app.hub;
+/// The Hub tab: hub state and CAs, devices, DPS, and the newest event-log lines that fit.
+pub(crate) fn render(f: &mut Frame, area: Rect, hub: &HubState, t: Theme) {
     // An empty DPS takes one line, so the event log keeps its room on small screens.
     let dps_empty = hub.dps.as_ref().is_none_or(|d| {
         d.cas.is_empty()

@@ -45,13 +45,13 @@ use tokio::sync::mpsc;
 const TICK: Duration = Duration::from_millis(200);
 
 /// `HH:MM:SS` of a time, for logs.
-pub fn clock(t: OffsetDateTime) -> String {
+pub(crate) fn clock(t: OffsetDateTime) -> String {
     format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
 }
 
 /// Give the terminal back: leave the alternate screen, show the cursor, stop raw mode.
 /// Safe to call more than once.
-pub fn restore_terminal() {
+fn restore_terminal() {
     let _ = disable_raw_mode();
     let _ = execute!(
         io::stdout(),
@@ -66,6 +66,8 @@ pub fn restore_terminal() {
 pub struct TerminalGuard;
 
 impl TerminalGuard {
+    /// Put the terminal in raw mode on the alternate screen, with mouse and bracketed paste
+    /// on, until the guard is dropped.
     pub fn enter() -> io::Result<TerminalGuard> {
         enable_raw_mode()?;
         let guard = TerminalGuard;
@@ -404,7 +406,7 @@ fn hub_enable(ws: &Workspace, device: String, enabled: bool, emit: &mut dyn FnMu
 }
 
 /// The hub registry as the Hub tab shows it.
-pub fn hub_registry(ws: &Workspace) -> Action {
+fn hub_registry(ws: &Workspace) -> Action {
     match crate::hub::HubStore::open(ws.root()).and_then(|s| s.load()) {
         Ok(r) => {
             let (cas, devices) = hub::from_registry(&r);
@@ -513,20 +515,23 @@ fn forward_hub_events(
     });
 }
 
-/// Run the connection test for `device` against `target`, sending its events back as
-/// `Action::Connect(ConnectAction::Engine(..))`. The local hub target uses the hub of the Hub
-/// tab when it runs (else one started for the test, as `connect --to local` does); a broker or
-/// an IoT Hub host trusts the system store plus the workspace's roots (a test broker's server
-/// certificate is usually issued by one of them).
-/// One connection test the Connect tab asked for.
+/// One connection test the Connect tab asked for (what [`Command::RunTest`] carries).
 pub struct TestRequest {
+    /// The workspace device to connect as.
     pub device: String,
+    /// The local hub, an IoT Hub host or an MQTT broker.
     pub target: connect::ConnectTarget,
+    /// MQTT or AMQP, over TLS or WebSockets.
     pub transport: crate::mqtt::Transport,
     /// The Hub tab's port, for the hub the test starts when none runs.
     pub hub_port: u16,
 }
 
+/// Run the connection test for `device` against `target`, sending its events back as
+/// `Action::Connect(ConnectAction::Engine(..))`. The local hub target uses the hub of the Hub
+/// tab when it runs (else one started for the test, as `connect --to local` does); a broker or
+/// an IoT Hub host trusts the system store plus the workspace's roots (a test broker's server
+/// certificate is usually issued by one of them).
 pub async fn run_test(
     ws_root: std::path::PathBuf,
     engines: Engines,
@@ -788,7 +793,11 @@ pub fn drain(
 }
 
 /// Open the TUI on `ws_root` at `tab`; returns when the user quits.
-pub fn run(ws_root: &std::path::Path, tab: Tab, clock: crate::clock::Clock) -> anyhow::Result<()> {
+pub(crate) fn run(
+    ws_root: &std::path::Path,
+    tab: Tab,
+    clock: crate::clock::Clock,
+) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
         anyhow::bail!(

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The PKI tab: the hierarchy on the left, the selected entity's report on the right.
 //!
 //! The list can hold 100,000 rows: it is read in the background, filtered into a vector of
@@ -18,43 +19,61 @@ use time::OffsetDateTime;
 /// Reports kept in memory; the cache is cleared when it grows past this.
 const REPORT_CACHE: usize = 256;
 
+/// What the PKI tab shows and remembers: the whole tree, the filter, the selection and the
+/// reports already built.
 #[derive(Debug, Default)]
 pub struct PkiState {
+    /// Every entity in tree order (issuers before what they issued).
     pub rows: Vec<TreeRow>,
-    pub loaded: bool,
-    pub load_error: Option<String>,
+    /// The first read finished (until then the tree shows a spinner).
+    pub(crate) loaded: bool,
+    /// Why the workspace could not be read, shown in the tree pane.
+    pub(crate) load_error: Option<String>,
+    /// How long the last read took, shown in the footer.
     pub load_took: Option<Duration>,
-    pub damaged: usize,
+    /// How many entities the last read skipped because their files could not be read.
+    pub(crate) damaged: usize,
     /// Indices into `rows` that pass the filter, in tree order.
     pub visible: Vec<usize>,
     /// Index into `visible`.
     pub selected: usize,
     /// First row of `visible` shown in the tree pane.
     pub offset: usize,
-    pub filter: String,
+    /// The filter text (`/`): a case-insensitive part of a name or CN.
+    pub(crate) filter: String,
+    /// The filter is being typed: keys go to it.
     pub filtering: bool,
+    /// Reports by entity name (or why one could not be made), at most 256 (then
+    /// cleared to make room).
     pub reports: HashMap<String, Result<Box<Report>, String>>,
+    /// The entity whose report is being built.
     pub report_inflight: Option<String>,
+    /// The entity whose report is wanted next (only the newest wish is kept).
     pub report_queued: Option<String>,
+    /// First line of the details pane shown (`J`/`K`, the wheel).
     pub detail_scroll: u16,
     /// After a change, select this entity once the list is read again.
-    pub reselect: Option<String>,
+    pub(crate) reselect: Option<String>,
     /// The rows come from the list cache; the real read is running.
     pub cached: bool,
 }
 
 impl PkiState {
-    pub fn selected_row(&self) -> Option<&TreeRow> {
+    /// The selected entity's row (None when the tree is empty or nothing matches the filter).
+    pub(crate) fn selected_row(&self) -> Option<&TreeRow> {
         self.visible
             .get(self.selected)
             .and_then(|&i| self.rows.get(i))
     }
 
+    /// The selected entity's name.
     pub fn selected_name(&self) -> Option<String> {
         self.selected_row().map(|r| r.meta.name.clone())
     }
 
-    pub fn set_rows(&mut self, rows: Vec<TreeRow>) {
+    /// A new read of the workspace: the selection stays on the same entity (or moves to
+    /// `reselect`), the reports are built again.
+    pub(crate) fn set_rows(&mut self, rows: Vec<TreeRow>) {
         let keep = self.reselect.take().or_else(|| self.selected_name());
         self.rows = rows;
         self.loaded = true;
@@ -72,7 +91,7 @@ impl PkiState {
     }
 
     /// Recompute `visible` from the filter (case-insensitive, on name and CN).
-    pub fn apply_filter(&mut self) {
+    pub(crate) fn apply_filter(&mut self) {
         let needle = self.filter.to_lowercase();
         self.visible = if needle.is_empty() {
             (0..self.rows.len()).collect()
@@ -92,7 +111,7 @@ impl PkiState {
     }
 
     /// Move the selection by `delta` rows and keep it inside a pane `height` rows tall.
-    pub fn move_by(&mut self, delta: isize, height: usize) {
+    pub(crate) fn move_by(&mut self, delta: isize, height: usize) {
         if self.visible.is_empty() {
             return;
         }
@@ -102,7 +121,8 @@ impl PkiState {
         self.detail_scroll = 0;
     }
 
-    pub fn scroll_into_view(&mut self, height: usize) {
+    /// Scroll the tree pane (`height` rows tall) so the selection is in view.
+    pub(crate) fn scroll_into_view(&mut self, height: usize) {
         let height = height.max(1);
         if self.selected < self.offset {
             self.offset = self.selected;
@@ -129,7 +149,7 @@ impl PkiState {
     }
 
     /// A report arrived; returns the next one to load, if the selection moved meanwhile.
-    pub fn report_loaded(
+    pub(crate) fn report_loaded(
         &mut self,
         name: String,
         report: Result<Box<Report>, String>,
@@ -143,7 +163,8 @@ impl PkiState {
         self.want_report()
     }
 
-    pub fn children_of(&self, name: &str) -> usize {
+    /// How many certificates in the tree `name` issued (the delete dialog warns about them).
+    pub(crate) fn children_of(&self, name: &str) -> usize {
         self.rows
             .iter()
             .filter(|r| r.meta.issuer.as_deref() == Some(name))
@@ -151,9 +172,9 @@ impl PkiState {
     }
 }
 
-/// Render the tree: only the rows in view are formatted.
 /// The certificate tree of the PKI tab; `spinner` is the frame counter of the busy spinner.
-pub fn render_tree(f: &mut Frame, area: Rect, p: &PkiState, t: Theme, spinner: usize) {
+/// Only the rows in view are formatted.
+pub(crate) fn render_tree(f: &mut Frame, area: Rect, p: &PkiState, t: Theme, spinner: usize) {
     let height = area.height.saturating_sub(2) as usize;
     let cached = if p.cached {
         " (cached, re-reading…)"
@@ -229,9 +250,8 @@ fn tree_line(t: Theme, r: &TreeRow, selected: bool, width: usize) -> Line<'stati
     line
 }
 
-/// The details pane for the selected entity.
-/// The details pane of the PKI tab, with days left counted from `now`.
-pub fn render_details(
+/// The details pane of the PKI tab for the selected entity, with days left counted from `now`.
+pub(crate) fn render_details(
     f: &mut Frame,
     area: Rect,
     p: &PkiState,
@@ -263,7 +283,7 @@ pub fn render_details(
 }
 
 /// `text` cut into lines of at most `width` columns, at spaces where it can, anywhere in a long word.
-pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
     let width = width.max(8);
     let mut lines = vec![String::new()];
     for word in text.split(' ') {
@@ -307,8 +327,9 @@ fn field(t: Theme, width: u16, name: &str, value: impl Into<String>) -> Vec<Line
         .collect()
 }
 
-/// A bar of the time left: full when new, empty when expired.
-pub fn time_bar(
+/// A bar of the time left, `width` cells wide: full when new, empty when expired; with the
+/// fraction left (0.0 to 1.0).
+fn time_bar(
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     now: OffsetDateTime,
@@ -327,7 +348,9 @@ pub fn time_bar(
     )
 }
 
-pub fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> Vec<Line<'static>> {
+/// The details of one entity's report as lines `width` columns wide: fields, time left,
+/// extensions, thumbprints, chain check, lint findings and files.
+fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> Vec<Line<'static>> {
     let m = &r.meta;
     let c = &r.certificate;
     let mut out = Vec::new();

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Colours and symbols. Every status has a symbol as well as a colour, so the screen reads the
 //! same with `NO_COLOR` set; only the terminal's own foreground/background and the eight named
 //! colours are used, so it stays readable on light and dark backgrounds.
@@ -5,8 +6,11 @@
 use crate::store::Kind;
 use ratatui::style::{Color, Modifier, Style};
 
+/// The styles every screen draws with: one value passed to each renderer, so colour is a
+/// single switch (tests draw with [`Theme::plain`] so snapshots hold no colour codes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Theme {
+    /// Draw in colour; off, only bold, dim and reverse video mark things (`NO_COLOR`).
     pub color: bool,
 }
 
@@ -18,6 +22,7 @@ impl Theme {
         }
     }
 
+    /// No colour at all, whatever the environment says: what tests and snapshots draw with.
     pub fn plain() -> Theme {
         Theme { color: false }
     }
@@ -30,37 +35,45 @@ impl Theme {
         }
     }
 
-    pub fn ok(self) -> Style {
+    /// Success: a valid certificate, a passed step, a verified CA (green).
+    pub(crate) fn ok(self) -> Style {
         self.fg(Color::Green)
     }
-    pub fn warn(self) -> Style {
+    /// Needs attention but is not broken: unverified, not yet valid, a running job (yellow).
+    pub(crate) fn warn(self) -> Style {
         self.fg(Color::Yellow)
     }
-    pub fn bad(self) -> Style {
+    /// Failure: expired, revoked, refused, an error line (bold red).
+    pub(crate) fn bad(self) -> Style {
         self.fg(Color::Red).add_modifier(Modifier::BOLD)
     }
-    pub fn accent(self) -> Style {
+    /// What to act on or read next: CA names in the tree, commands, to-do steps (cyan).
+    pub(crate) fn accent(self) -> Style {
         self.fg(Color::Cyan)
     }
-    pub fn verification(self) -> Style {
+    /// Verification certificates in the tree, so they stand apart from devices (magenta).
+    pub(crate) fn verification(self) -> Style {
         self.fg(Color::Magenta)
     }
-    pub fn dim(self) -> Style {
+    /// Hints and key lists: present but quiet.
+    pub(crate) fn dim(self) -> Style {
         Style::new().add_modifier(Modifier::DIM)
     }
-    pub fn title(self) -> Style {
+    /// Block titles and field labels.
+    pub(crate) fn title(self) -> Style {
         Style::new().add_modifier(Modifier::BOLD)
     }
     /// The selected row: reverse video works on every background.
-    pub fn selected(self) -> Style {
+    pub(crate) fn selected(self) -> Style {
         Style::new().add_modifier(Modifier::REVERSED)
     }
-    pub fn key(self) -> Style {
+    /// A key the user can press, in prompts and the help overlay (bold cyan).
+    pub(crate) fn key(self) -> Style {
         self.fg(Color::Cyan).add_modifier(Modifier::BOLD)
     }
 
     /// The symbol and style of a certificate status ("valid", "expired", "revoked", "not yet valid").
-    pub fn status(self, status: &str) -> (&'static str, Style) {
+    pub(crate) fn status(self, status: &str) -> (&'static str, Style) {
         match status {
             "valid" => ("✓", self.ok()),
             "expired" => ("✗", self.bad()),
@@ -71,7 +84,7 @@ impl Theme {
 }
 
 /// The symbol of an entity kind in the tree.
-pub fn kind_symbol(kind: Kind, self_signed: bool) -> &'static str {
+pub(crate) fn kind_symbol(kind: Kind, self_signed: bool) -> &'static str {
     match kind {
         Kind::Root => "◆",
         Kind::Intermediate => "◇",
@@ -81,4 +94,5 @@ pub fn kind_symbol(kind: Kind, self_signed: bool) -> &'static str {
     }
 }
 
-pub const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+/// The busy spinner's frames; renderers pick one by the app's tick counter.
+pub(crate) const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];

@@ -1,29 +1,39 @@
+#![warn(missing_docs)]
 //! Drawing: a pure function of [`App`], generic over the backend (tests use `TestBackend`).
 //! No file or network I/O happens here.
 
 use super::app::{App, KEYMAP, Level, Tab};
 use super::dialog;
+use super::theme::Theme;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use std::ops::Range;
 
-/// The smallest terminal the screens are laid out for.
-pub const MIN_WIDTH: u16 = 60;
-pub const MIN_HEIGHT: u16 = 15;
+/// The narrowest terminal the screens are laid out for, in columns; below it (or below
+/// [`MIN_HEIGHT`]) only a "terminal too small" notice is drawn.
+pub(crate) const MIN_WIDTH: u16 = 60;
+/// The shortest terminal the screens are laid out for, in rows.
+pub(crate) const MIN_HEIGHT: u16 = 15;
 
 /// Where everything goes, for drawing and for mouse hit-testing alike.
 #[derive(Clone, Copy, Debug)]
-pub struct Areas {
-    pub tabs: Rect,
-    pub body: Rect,
-    pub status: Rect,
-    pub tree: Rect,
-    pub details: Rect,
+pub(crate) struct Areas {
+    /// The top row: the tab titles.
+    pub(crate) tabs: Rect,
+    /// Everything between the tab row and the status line (a tab's screen, dialogs).
+    pub(crate) body: Rect,
+    /// The bottom row: the status line or the keys of the tab.
+    pub(crate) status: Rect,
+    /// The PKI tab's tree pane (the left two fifths of the body, at least 28 columns).
+    pub(crate) tree: Rect,
+    /// The PKI tab's details pane (the rest of the body).
+    pub(crate) details: Rect,
 }
 
-pub fn areas((w, h): (u16, u16)) -> Areas {
+/// The layout for a terminal of (columns, rows).
+pub(crate) fn areas((w, h): (u16, u16)) -> Areas {
     let full = Rect::new(0, 0, w, h);
     let [tabs, body, status] = Layout::vertical([
         Constraint::Length(1),
@@ -57,6 +67,8 @@ pub fn tab_ranges() -> Vec<(Tab, Range<u16>)> {
         .collect()
 }
 
+/// Draw the whole screen for `app`'s state; text that would drive the terminal (control or
+/// bidi characters) is shown escaped.
 pub fn render(f: &mut Frame, app: &App) {
     draw(f, app);
     escape_cells(f.buffer_mut());
@@ -111,7 +123,7 @@ fn draw(f: &mut Frame, app: &App) {
             super::pki::render_tree(f, a.tree, &app.pki, app.theme, app.spinner);
             super::pki::render_details(f, a.details, &app.pki, app.theme, app.spinner, app.now);
         }
-        Tab::Hub => super::hub::render(f, a.body, app),
+        Tab::Hub => super::hub::render(f, a.body, &app.hub, app.theme),
         Tab::Connect if app.fleet.shown => super::fleet::render(
             f,
             a.body,
@@ -175,12 +187,12 @@ fn draw(f: &mut Frame, app: &App) {
         dialog::render(f, a.body, d, app.theme, app.spinner);
     }
     if app.help {
-        render_help(f, area, app);
+        render_help(f, area, app.help_scroll, app.theme);
     }
 }
 
 /// The keys that act on `tab` (the footer names no key that does nothing there).
-pub fn footer_keys(tab: Tab) -> &'static str {
+fn footer_keys(tab: Tab) -> &'static str {
     match tab {
         Tab::Pki => "n new · v verify · e export · c connect · d delete · / filter",
         Tab::Hub => {
@@ -191,7 +203,7 @@ pub fn footer_keys(tab: Tab) -> &'static str {
     }
 }
 
-/// Columns of the help overlay before the description.
+/// Columns of the help overlay before the description: the scope, then the keys.
 const HELP_SCOPE: usize = 9;
 const HELP_KEYS: usize = 19;
 
@@ -221,7 +233,7 @@ fn help_rows(inner: usize) -> Vec<(String, String, String)> {
 }
 
 /// Greedy word wrap (a word longer than the width gets a line of its own).
-pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
+pub(crate) fn wrap_words(text: &str, width: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
@@ -241,7 +253,7 @@ pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
 }
 
 /// Word wrap with a hanging indent: lines after the first start with `indent` spaces.
-pub fn wrap_hanging(text: &str, width: usize, indent: usize) -> Vec<String> {
+pub(crate) fn wrap_hanging(text: &str, width: usize, indent: usize) -> Vec<String> {
     let width = width.max(indent + 10);
     let mut out: Vec<String> = Vec::new();
     let mut line = String::new();
@@ -262,24 +274,22 @@ pub fn wrap_hanging(text: &str, width: usize, indent: usize) -> Vec<String> {
 }
 
 /// How many help rows fit at once.
-pub fn help_page(size: (u16, u16)) -> u16 {
+pub(crate) fn help_page(size: (u16, u16)) -> u16 {
     help_box(size).0.height.saturating_sub(2).max(1)
 }
 
 /// The last first-row the help can scroll to.
-pub fn help_max_scroll(size: (u16, u16)) -> u16 {
+pub(crate) fn help_max_scroll(size: (u16, u16)) -> u16 {
     let (_, inner) = help_box(size);
     (help_rows(inner).len() as u16).saturating_sub(help_page(size))
 }
 
-fn render_help(f: &mut Frame, area: Rect, app: &App) {
-    let t = app.theme;
+/// The key help overlay (`?`), scrolled to row `scroll` when the terminal is too short.
+fn render_help(f: &mut Frame, area: Rect, scroll: u16, t: Theme) {
     let (r, inner) = help_box((area.width, area.height));
     let rows = help_rows(inner);
     let page = help_page((area.width, area.height));
-    let first = app
-        .help_scroll
-        .min(help_max_scroll((area.width, area.height)));
+    let first = scroll.min(help_max_scroll((area.width, area.height)));
     let lines: Vec<Line> = rows
         .iter()
         .skip(first as usize)
