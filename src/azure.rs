@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! Azure IoT Hub's MQTT device protocol: the exact strings, in one place.
 //!
 //! Both faces of chainsmith's MQTT use this module: the embedded hub (`hub`) parses what a

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! "Now" is an input. Every engine function that compares a certificate's dates with the present
 //! (days left, expired, lint, `list --expiring`, the TUI) asks the workspace's [`Clock`], so a
 //! test or a reproducible run can fix the time instead of depending on the day it runs.

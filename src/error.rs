@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! What the engine's errors share: a [`Remedy`], the fix an error's message already states in
 //! domain words, as a typed value so that each face can add its own hint (the CLI names the
 //! flag, the TUI the field or key), and the [`Classified`] trait every engine error enum

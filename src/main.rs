@@ -1,3 +1,6 @@
+//! The `chainsmith` binary: parses the command line and hands it to the library's CLI face
+//! ([`chainsmith::cli`]); with no command it opens the TUI.
+
 use clap::Parser;
 
 fn main() {

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! Text from certificates, files, specs and network peers on its way to a terminal.
 //!
 //! A subject, a PEM label, an MQTT client id or a telemetry payload is chosen by whoever made

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The command line: parse with clap, call `ops`, print text or `--json`.
 
 /// `println!` for the CLI faces: a closed pipe ends the program quietly instead of panicking.

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! Export an entity as files other tools read: PEM, DER, PKCS#12 (two profiles), the Azure
 //! IoT Node SDK tool's layout, and an IoT Edge provisioning snippet.
 //!

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! Fleet mode: many X.509 devices at once against a hub or broker, each with its own
 //! certificate, key and MQTT session, speaking the connection test's protocol (Azure topics
 //! for a hub, plain topics for a broker) and explained by its diagnosis.

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The embedded local IoT Hub: registry ([`registry`]), TLS ([`tls`]), IoT Hub's X.509
 //! authentication rules ([`auth`]), the MQTT server ([`server`]) and the local control
 //! channel a running `hub serve` offers other processes ([`control`]).

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The connection test: a device connects over mutual TLS, sends telemetry, times round trips,
 //! and explains every failure in one sentence of cause and one of fix.
 //!

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! Operations on a workspace: what the CLI's and the TUI's commands do, in one place.
 //! Each combines `pki` (make and check certificates) with `store` (keep them).
 

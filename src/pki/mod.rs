@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! Keys, certificate profiles, issuing, CSRs, chain checks and lint.
 //!
 //! Nothing here touches the terminal or the workspace: every function takes bytes or

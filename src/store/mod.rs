@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The workspace on disk.
 //!
 //! ```text

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! Everything that can happen to the app (keys, mouse, resize, ticks, background results) is
 //! an [`Action`]; everything the app asks the loop to do is a [`Command`].
 

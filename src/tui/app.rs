@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The app's state and `update`: every key, mouse event and background result goes through
 //! [`App::update`], which changes state and returns the side effect for the loop to run.
 //! No terminal, no disk, no network here, so all of it is testable with plain values.

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The Connect tab: pick a device and a target, run the connection test, watch its steps,
 //! round trips and diagnosis live.
 //!

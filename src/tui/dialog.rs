@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! Dialogs over the PKI tab: the "new" form, the verification code, delete confirmation.
 //! Validation calls the same `pki`/`ops` functions as the CLI, so the messages are the same.
 

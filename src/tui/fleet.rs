@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The Fleet view on the Connect tab (`f`): many devices at once (the CA or device selected
 //! on the PKI tab, or a typed range), with live counters, a connected-devices gauge, a
 //! messages/s sparkline and the acknowledgement latency histogram.

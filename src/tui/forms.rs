@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! Small forms for the actions that only collect a few values and call one engine function:
 //! export, import, renew, revoke, the connect target and the hub port. One generic form
 //! (text, masked text, a choice, a set of toggles) so each is a list of fields and a purpose.

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The guided workshop: two tracks of steps, each checked against the real workspace (not a
 //! button press), with its what-and-why and the equivalent commands. The first track follows
 //! the seed IoT Hub tutorial (`openssl` and `az iot hub`), the second the IoT Central X.509

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The Hub tab: the local hub running in-process, its CAs, devices and a live event log.
 //!
 //! The hub runs in-process (`crate::hub::Hub::start`, started by the loop for

@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! The PKI tab: the hierarchy on the left, the selected entity's report on the right.
 //!
 //! The list can hold 100,000 rows: it is read in the background, filtered into a vector of

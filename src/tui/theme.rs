@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! Colours and symbols. Every status has a symbol as well as a colour, so the screen reads the
 //! same with `NO_COLOR` set; only the terminal's own foreground/background and the eight named
 //! colours are used, so it stays readable on light and dark backgrounds.

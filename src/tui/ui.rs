@@ -1,4 +1,3 @@
-#![warn(missing_docs)]
 //! Drawing: a pure function of [`App`], generic over the backend (tests use `TestBackend`).
 //! No file or network I/O happens here.
 

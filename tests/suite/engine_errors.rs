@@ -717,3 +717,25 @@ fn no_engine_string_names_a_cli_flag_or_command() {
         found.join("\n")
     );
 }
+
+/// Issue 12's `[lints]` table: no unsafe code anywhere, no `unwrap()` outside tests, and every
+/// public item of the library documented (CI's clippy runs with `-D warnings`, so a warning
+/// there fails the build).
+#[test]
+fn the_lints_table_forbids_unsafe_and_asks_for_docs() {
+    let manifest: toml::Table =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    let lints = &manifest["lints"];
+    assert_eq!(lints["rust"]["unsafe_code"].as_str(), Some("forbid"));
+    assert_eq!(lints["rust"]["missing_docs"].as_str(), Some("warn"));
+    assert_eq!(lints["clippy"]["unwrap_used"].as_str(), Some("warn"));
+    let ci =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/run")).unwrap();
+    assert!(
+        ci.contains("cargo clippy --release --all-targets -- -D warnings"),
+        "{ci}"
+    );
+}
