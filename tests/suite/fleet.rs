@@ -152,6 +152,22 @@ fn local_hub_counts_match_the_hub_and_disabled_devices_are_grouped() {
             .unwrap()
             .contains("enable the device")
     );
+    // The typed remedy travels in the report, so a face can add its command: the CLI's
+    // summary (here through `fleet merge`, which prints the same lines) names it exactly.
+    let example = f["disabled"]["example"].as_str().unwrap();
+    assert_eq!(f["disabled"]["remedy"]["kind"], "enable-device", "{f:#?}");
+    assert_eq!(f["disabled"]["remedy"]["device"], example, "{f:#?}");
+    assert_eq!(f["disabled"]["peer"], "local-hub", "{f:#?}");
+    let merged = bin(&ws)
+        .args(["fleet", "merge"])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&merged.stdout);
+    assert!(
+        text.contains(&format!("hint:  chainsmith hub device enable {example}")),
+        "{text}"
+    );
     let m = &r["messages"];
     assert_eq!(
         (m["sent"].as_u64(), m["acked"].as_u64()),
