@@ -346,7 +346,15 @@ impl Identity {
             .chain(self.above.iter())
             .map(|c| c.der.clone())
             .collect();
-        let e = verify_device_chain(&anchors, &chain, ::time::OffsetDateTime::now_utc()).err()?;
+        // Judged at an instant inside every window (the latest notBefore), so the verdict is
+        // about the chain's structure only and needs no clock; validity has its own findings.
+        let at = self
+            .sent
+            .iter()
+            .chain(self.above.iter())
+            .map(|c| c.view.not_before_t)
+            .max()?;
+        let e = verify_device_chain(&anchors, &chain, at).err()?;
         if matches!(
             e.kind,
             ChainErrorKind::Expired | ChainErrorKind::NotYetValid | ChainErrorKind::IssuerNotFound

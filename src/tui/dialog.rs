@@ -100,10 +100,17 @@ pub struct NewForm {
     pub warnings: Vec<String>,
     /// Key generation running: the form waits, the UI does not.
     pub busy: Option<String>,
+    /// "Now" by the app's clock when the form opened: the window the days are checked from.
+    pub now: time::OffsetDateTime,
 }
 
 impl NewForm {
-    pub fn new(kind: NewKind, cas: Vec<String>, preferred_issuer: Option<&str>) -> NewForm {
+    pub fn new(
+        kind: NewKind,
+        cas: Vec<String>,
+        preferred_issuer: Option<&str>,
+        now: time::OffsetDateTime,
+    ) -> NewForm {
         let issuer = preferred_issuer
             .and_then(|p| cas.iter().position(|c| c == p))
             .unwrap_or(0);
@@ -121,6 +128,7 @@ impl NewForm {
             error: None,
             warnings: vec![],
             busy: None,
+            now,
         };
         f.set_kind(kind);
         f
@@ -264,7 +272,7 @@ impl NewForm {
         })?;
         let validity = ValidityArg::days(days);
         validity
-            .resolve(&self.kind.profile(), crate::clock::Clock::System.now())
+            .resolve(&self.kind.profile(), self.now)
             .map_err(|e| super::forms::error_text(&e))?;
         let pathlen = if self.pathlen.trim().is_empty() {
             None

@@ -114,3 +114,63 @@ fn the_cli_measures_against_chainsmith_now() {
         "{err}"
     );
 }
+
+/// The negative fixtures are dated from the workspace's clock, not the real day: under a
+/// `CHAINSMITH_NOW` years away, "expired" ended 30 days before it, "not yet valid" starts ten
+/// years after it, and the others start five minutes before it, as `openssl x509` reads them.
+#[test]
+fn negative_fixtures_are_dated_from_chainsmith_now() {
+    const FAR: &str = "2031-03-01T00:00:00Z";
+    let w = Ws::new();
+    let spec = w.path("spec.toml");
+    std::fs::write(
+        &spec,
+        "[[ca]]\nname = \"root\"\ndays = 9000\n\n\
+         [[negative]]\nname = \"old\"\nkind = \"expired\"\nissuer = \"root\"\n\n\
+         [[negative]]\nname = \"early\"\nkind = \"not_yet_valid\"\nissuer = \"root\"\n\n\
+         [[negative]]\nname = \"stranger\"\nkind = \"unknown_ca\"\n\n\
+         [[negative]]\nname = \"other-cn\"\nkind = \"wrong_cn\"\nissuer = \"root\"\n",
+    )
+    .unwrap();
+    let out = w
+        .cmd()
+        .env("CHAINSMITH_NOW", FAR)
+        .arg("apply")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let dates = |name: &str, file: &str| {
+        let p = w.ws().join("entities").join(name).join(file);
+        let (ok, text) = crate::common::openssl(
+            &["x509", "-noout", "-dates", "-in", p.to_str().unwrap()],
+            w.dir.path(),
+        );
+        assert!(ok, "{text}");
+        text
+    };
+    let old = dates("old", "cert.pem");
+    assert!(
+        old.contains("notBefore=Dec 31 00:00:00 2030 GMT")
+            && old.contains("notAfter=Jan 30 00:00:00 2031 GMT"),
+        "{old}"
+    );
+    let early = dates("early", "cert.pem");
+    assert!(
+        early.contains("notBefore=Feb 26 00:00:00 2041 GMT")
+            && early.contains("notAfter=Feb 26 00:00:00 2042 GMT"),
+        "{early}"
+    );
+    for (name, file, until) in [
+        ("other-cn", "cert.pem", "Feb 29 00:00:00 2032"),
+        ("stranger", "cert.pem", "Feb 29 00:00:00 2032"),
+        ("stranger", "foreign-ca.pem", "Feb 26 00:00:00 2041"),
+    ] {
+        let d = dates(name, file);
+        assert!(
+            d.contains("notBefore=Feb 28 23:55:00 2031 GMT")
+                && d.contains(&format!("notAfter={until} GMT")),
+            "{name}/{file}: {d}"
+        );
+    }
+}
