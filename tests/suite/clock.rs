@@ -174,3 +174,75 @@ fn negative_fixtures_are_dated_from_chainsmith_now() {
         );
     }
 }
+
+/// The local hub judges a device certificate's window by its own clock, not the real day:
+/// a device made in a workspace fixed at T (valid T-5min .. T+365d) connects to a hub whose
+/// clock reads T+1d, is refused as `expired` by a hub at T+400d and as `not-yet-valid` by a
+/// hub at T-1d, whatever day the suite runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_judges_validity_by_its_clock() {
+    use crate::hub_util::{Client, Fixture, username};
+    use chainsmith::clock::Clock;
+    use chainsmith::hub::{Auth, Hub, HubConfig, HubEvent};
+    use chainsmith::ops::ValidityArg;
+    use time::Duration;
+    use time::macros::datetime;
+
+    let t = datetime!(2031-03-01 00:00 UTC);
+    let fx = Fixture::at(t);
+    fx.device("dev-1", Some("line2"), ValidityArg::default());
+    fx.store.add_ca("root", true).unwrap();
+    fx.register("dev-1", Auth::Ca, None);
+    let id = fx.identity(&["dev-1", "line2"]);
+
+    // (the hub's time, Ok(()) or the refusal's kind)
+    let cases = [
+        (t + Duration::days(1), Ok(())),
+        (t + Duration::days(400), Err("expired")),
+        (t - Duration::days(1), Err("not-yet-valid")),
+    ];
+    for (at, want) in cases {
+        let hub = Hub::start(
+            fx.root(),
+            HubConfig {
+                port: 0,
+                clock: Clock::Fixed(at),
+                ..HubConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let mut events = hub.events();
+        let (_c, ack) = Client::connect(
+            hub.addr,
+            fx.tls(Some(&id)),
+            "dev-1",
+            Some(&username("dev-1")),
+        )
+        .await
+        .unwrap();
+        let got = loop {
+            let e = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+                .await
+                .expect("the hub said nothing")
+                .unwrap();
+            match e {
+                HubEvent::Accepted { .. } => break Ok(()),
+                HubEvent::Refused { kind, reason, .. } => break Err((kind, reason)),
+                _ => {}
+            }
+        };
+        let ack = ack.expect("a CONNACK");
+        match (want, got) {
+            (Ok(()), Ok(())) => {
+                assert_eq!(ack.code, rumqttc::mqttbytes::v4::ConnectReturnCode::Success)
+            }
+            (Err(kind), Err((k, reason))) => {
+                assert_eq!(k, kind, "hub at {at}: {reason}");
+                assert_ne!(ack.code, rumqttc::mqttbytes::v4::ConnectReturnCode::Success);
+            }
+            (want, got) => panic!("hub at {at}: wanted {want:?}, got {got:?}"),
+        }
+        hub.shutdown().await;
+    }
+}

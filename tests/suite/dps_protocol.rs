@@ -36,6 +36,8 @@ async fn hub(fx: &Fixture) -> HubHandle {
             port: 0,
             // DPS's certificate issuance, as every face passes it.
             csr_signer: Some(chainsmith::ops::dps_csr_signer()),
+            // The workspace's clock: a fixture fixed in time makes a hub fixed in time.
+            clock: fx.ws.clock(),
             ..Default::default()
         },
     )
@@ -212,11 +214,12 @@ async fn group_registration_then_reregistration_then_hub() {
 /// body, and the hub's events carry the exact reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_have_dps_status_topics_bodies_and_exact_reasons() {
-    let fx = Fixture::new();
+    // The workspace and the hub share a fixed clock: the expired window does not depend on
+    // the day the suite runs.
+    let fixed = time::macros::datetime!(2031-03-01 00:00 UTC);
+    let fx = Fixture::at(fixed);
     let day = 86_400;
-    // The hub judges expiry by the system clock (it takes no injected clock yet), so the
-    // expired certificate's window is placed relative to the real now: true on any day.
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = fixed.unix_timestamp();
     let rfc = |t: i64| {
         chainsmith::pki::issue::rfc3339(time::OffsetDateTime::from_unix_timestamp(t).unwrap())
     };
