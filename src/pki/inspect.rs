@@ -471,8 +471,13 @@ pub struct FileReport {
     pub items: Vec<Item>,
 }
 
-/// Inspect the bytes of any certificate-ish file. PKCS#12 needs `password`.
-pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport> {
+/// Inspect the bytes of any certificate-ish file, validity judged at `now`. PKCS#12 needs
+/// `password`.
+pub fn inspect_bytes(
+    bytes: &[u8],
+    password: Option<&str>,
+    now: ::time::OffsetDateTime,
+) -> Result<FileReport> {
     let text = std::str::from_utf8(bytes)
         .ok()
         .filter(|t| t.contains("-----BEGIN "));
@@ -553,7 +558,7 @@ pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport>
     }
     let n = certs.len();
     for (i, der) in certs.iter().enumerate() {
-        let view = CertView::from_der(der)?;
+        let view = CertView::from_der_at(der, now)?;
         let signed_by_next = (i + 1 < n).then(|| chains_to(der, &certs[i + 1]));
         items.push(Item::Certificate {
             view: Box::new(view),

@@ -246,3 +246,75 @@ async fn the_hub_judges_validity_by_its_clock() {
         hub.shutdown().await;
     }
 }
+
+/// Engine and face code asks a [`chainsmith::clock::Clock`] for "now"; a read of the real
+/// clock outside `src/clock.rs` is one of the few below, each with its reason, or this fails
+/// naming it (so a new one is either given the workspace's clock or argued for here).
+#[test]
+fn only_the_allowed_places_read_the_real_clock() {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    // (file under src/, how many reads, why real time is right there)
+    const ALLOWED: [(&str, usize, &str); 4] = [
+        (
+            "hub/tls.rs",
+            2,
+            "the hub's TLS CA and server certificate: SDKs, openssl and rustls judge them by their real clocks",
+        ),
+        (
+            "pki/inspect.rs",
+            1,
+            "CertView::from_der for callers that read names and dates only, or a server certificate real TLS already judged; a validity verdict goes through from_der_at",
+        ),
+        (
+            "pki/issue.rs",
+            1,
+            "Validity::days, the window of those TLS certificates (and of tests)",
+        ),
+        (
+            "tui/mod.rs",
+            3,
+            "the Hub tab's log stamps: when an event arrived, shown as HH:MM:SS, never compared with a certificate",
+        ),
+    ];
+    const READS: [&str; 4] = [
+        "now_utc",
+        "Clock::System.now()",
+        "SystemTime::now()",
+        "Validity::days(",
+    ];
+    fn sources(p: &Path, out: &mut Vec<std::path::PathBuf>) {
+        if p.is_dir() {
+            for e in std::fs::read_dir(p).unwrap() {
+                sources(&e.unwrap().path(), out);
+            }
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p.to_path_buf());
+        }
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut found: BTreeMap<String, usize> = BTreeMap::new();
+    for f in files {
+        let rel = f.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+        if rel == "clock.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        // Unit tests may use the real clock: the non-test code is what comes before them.
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        let n: usize = READS.iter().map(|r| code.matches(r).count()).sum();
+        if n > 0 {
+            found.insert(rel, n);
+        }
+    }
+    let allowed: BTreeMap<String, usize> = ALLOWED
+        .iter()
+        .map(|(f, n, _)| (f.to_string(), *n))
+        .collect();
+    assert_eq!(
+        found, allowed,
+        "reads of the real clock (file: count) differ from the allowed ones; give the code the workspace's or the hub's clock, or add the place to ALLOWED with its reason"
+    );
+}

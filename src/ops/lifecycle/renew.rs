@@ -104,7 +104,7 @@ pub(super) fn meta_from(
     issued: &issue::Issued,
     created: OffsetDateTime,
 ) -> Result<Meta> {
-    let view = CertView::from_der(&issued.cert_der)?;
+    let view = CertView::from_der_at(&issued.cert_der, created)?;
     let (sha1, sha256) = thumbprints(&issued.cert_der);
     Ok(Meta {
         serial: issued.serial_hex.clone(),
