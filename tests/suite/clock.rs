@@ -318,3 +318,37 @@ fn only_the_allowed_places_read_the_real_clock() {
         "reads of the real clock (file: count) differ from the allowed ones; give the code the workspace's or the hub's clock, or add the place to ALLOWED with its reason"
     );
 }
+
+/// `connect` against the local hub it starts in-process judges by `CHAINSMITH_NOW`: a device
+/// made under a fixed day connects a day later and is refused as expired two years later.
+#[test]
+fn connect_to_the_local_hub_follows_chainsmith_now() {
+    const MADE: &str = "2031-03-01T00:00:00Z";
+    let w = Ws::new();
+    let at = |now: &str, args: &[&str]| {
+        let out = w
+            .cmd()
+            .env("CHAINSMITH_NOW", now)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!text.contains("panicked"), "{text}");
+        (out.status.success(), text)
+    };
+    for args in [
+        &["new", "root", "r"][..],
+        &["new", "device", "sensor-7", "--issuer", "r"],
+        &["hub", "ca", "add", "r", "--verified"],
+        &["hub", "device", "add", "sensor-7", "--auth", "ca"],
+    ] {
+        let (ok, text) = at(MADE, args);
+        assert!(ok, "{args:?}: {text}");
+    }
+    let connect = ["connect", "sensor-7", "--count", "1", "--timeout", "5s"];
+    let (ok, text) = at("2031-03-02T00:00:00Z", &connect);
+    assert!(ok, "{text}");
+    let (ok, text) = at("2033-03-01T00:00:00Z", &connect);
+    assert!(!ok && text.contains("expired"), "{text}");
+}
