@@ -320,7 +320,8 @@ fn only_the_allowed_places_read_the_real_clock() {
 }
 
 /// `connect` against the local hub it starts in-process judges by `CHAINSMITH_NOW`: a device
-/// made under a fixed day connects a day later and is refused as expired two years later.
+/// made under a fixed day connects a day later and is refused as expired two years later; a
+/// `hub serve` started under that day admits it too.
 #[test]
 fn connect_to_the_local_hub_follows_chainsmith_now() {
     const MADE: &str = "2031-03-01T00:00:00Z";
@@ -351,4 +352,48 @@ fn connect_to_the_local_hub_follows_chainsmith_now() {
     assert!(ok, "{text}");
     let (ok, text) = at("2033-03-01T00:00:00Z", &connect);
     assert!(!ok && text.contains("expired"), "{text}");
+
+    // `hub serve` under the same day starts its clock there: the device connects to it.
+    struct Serve(std::process::Child);
+    impl Drop for Serve {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _hub = Serve(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("chainsmith"))
+            .env("CHAINSMITH_WORKSPACE", w.ws())
+            .env("CHAINSMITH_NOW", MADE)
+            .args([
+                "hub",
+                "serve",
+                "--port",
+                "0",
+                "--amqp-port",
+                "0",
+                "--ws-port",
+                "0",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let control = w.ws().join("hub/control.sock");
+    let start = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&control).is_err() {
+        assert!(start.elapsed().as_secs() < 20, "hub serve did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let port = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(chainsmith::hub::control::status(&control))
+        .unwrap()
+        .port;
+    let (ok, text) = at("2031-03-02T00:00:00Z", &connect);
+    assert!(
+        ok && text.contains(&format!("127.0.0.1:{port} (local hub")),
+        "{text}"
+    );
 }
