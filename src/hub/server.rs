@@ -655,7 +655,8 @@ impl Hub {
         config: HubConfig,
         id_scope: Option<String>,
     ) -> Result<HubHandle, HubError> {
-        let store = HubStore::open(ws_root)?;
+        // The registry's stamps and the certificates DPS issues follow the hub's clock too.
+        let store = HubStore::new(HubStore::open(ws_root)?.ws.with_clock(config.clock));
         let tls_store = store.clone();
         let hostname = config.hostname.clone();
         let tls = tokio::task::spawn_blocking(move || tls_store.server_config(hostname.as_deref()))

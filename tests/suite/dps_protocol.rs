@@ -520,7 +520,9 @@ fn dps_keeps_its_own_certificate_list() {
 /// an entity, and the device connects to the hub with it and its own key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csr_registration_returns_a_chain_openssl_verifies_and_that_connects() {
-    let fx = Fixture::new();
+    // On a fixed clock: the certificate DPS issues is dated from the hub's clock, not the day.
+    let fixed = time::macros::datetime!(2031-03-01 00:00 UTC);
+    let fx = Fixture::at(fixed);
     // Bootstrap identity: a device certificate under line2; the issued one comes from line2 too.
     fx.device("csr-dev-1", Some("line2"), ValidityArg::default());
     fx.store.dps_add_ca("line2", true).unwrap();
@@ -607,7 +609,9 @@ async fn csr_registration_returns_a_chain_openssl_verifies_and_that_connects() {
     std::fs::write(&untrusted, pem_of(&chain[1])).unwrap();
     std::fs::write(&root, fx.ws.load("root").unwrap().cert_pem).unwrap();
     let v = Command::new("openssl")
-        .args(["verify", "-x509_strict", "-purpose", "sslclient", "-CAfile"])
+        .args(["verify", "-x509_strict", "-purpose", "sslclient", "-attime"])
+        .arg(fixed.unix_timestamp().to_string())
+        .arg("-CAfile")
         .arg(&root)
         .arg("-untrusted")
         .arg(&untrusted)
