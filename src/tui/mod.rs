@@ -194,16 +194,14 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             emit(dps_state(ws));
         }
         Command::DpsProve { ca } => {
-            let r =
-                crate::hub::HubStore::open(ws.root()).and_then(|s| crate::ops::dps_prove(&s, &ca));
+            let r = crate::ops::dps_prove(&crate::hub::HubStore::new(ws.clone()), &ca);
             emit(Action::Hub(hub::HubAction::DpsDone(
                 r.map_err(|e| e.to_string()),
             )));
             emit(dps_state(ws));
         }
         Command::DpsGroup { ca } => {
-            let r = crate::hub::HubStore::open(ws.root())
-                .and_then(|s| crate::ops::dps_group_from_ca(&s, &ca));
+            let r = crate::ops::dps_group_from_ca(&crate::hub::HubStore::new(ws.clone()), &ca);
             emit(Action::Hub(hub::HubAction::DpsDone(
                 r.map_err(|e| e.to_string()),
             )));
@@ -342,8 +340,15 @@ fn renew_entity(ws: &Workspace, req: ops::lifecycle::RenewRequest, emit: &mut dy
 
 /// Enroll a workspace device individually in the local DPS.
 fn dps_enroll(ws: &Workspace, device: String, emit: &mut dyn FnMut(Action)) {
-    let r = crate::hub::HubStore::open(ws.root())
-        .and_then(|s| s.dps_enroll(&device, None, Some(&device), None, None, false, None));
+    let r = crate::hub::HubStore::new(ws.clone()).dps_enroll(
+        &device,
+        None,
+        Some(&device),
+        None,
+        None,
+        false,
+        None,
+    );
     let r = r
         .map(|(ind, warnings)| {
             let mut steps = vec![format!(
@@ -361,7 +366,7 @@ fn dps_enroll(ws: &Workspace, device: String, emit: &mut dyn FnMut(Action)) {
 /// Register a workspace device with the local hub.
 fn hub_register(ws: &Workspace, device: String, emit: &mut dyn FnMut(Action)) {
     let r = (|| {
-        let store = crate::hub::HubStore::open(ws.root())?;
+        let store = crate::hub::HubStore::new(ws.clone());
         let e = ws.load(&device)?;
         // Thumbprints come from the workspace for self-signed devices only: the hub
         // refuses them for CA-signed ones, whose chain is what it checks.
