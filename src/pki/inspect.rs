@@ -290,7 +290,9 @@ fn days_between(from: ::time::OffsetDateTime, to: ::time::OffsetDateTime) -> i64
 }
 
 impl CertView {
-    /// Decode a DER certificate.
+    /// Decode a DER certificate, its status and days left by the system clock: for callers
+    /// that read names and dates; a verdict on validity goes through [`CertView::from_der_at`]
+    /// with the workspace's "now".
     pub fn from_der(der: &[u8]) -> Result<CertView> {
         Self::from_der_at(der, ::time::OffsetDateTime::now_utc())
     }
