@@ -27,7 +27,7 @@ pub fn run(global: &Global, args: ApplyArgs) -> CliResult {
         .with_context(|| format!("reading the spec {}; give the path of a TOML spec file (see assets/fixtures/example.toml)", args.spec.display()))?;
     let file = args.spec.display().to_string();
     if args.check {
-        let plan = fixtures::load_plan(&file, &text)?;
+        let plan = fixtures::load_plan(&file, &text, super::clock()?.now())?;
         if global.json {
             print_json(&serde_json::json!({ "spec": file, "entries": plan.len() }));
         } else {

@@ -176,7 +176,7 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
             let ws = global.existing_workspace()?;
             let flavor = a.flavor.unwrap_or(Flavor::Azure);
             let source = crate::mqtt::local::HubSource::RunningOrStart;
-            let p = crate::mqtt::local::prepare(ws.root(), identity, flavor, source, a.transport)
+            let p = crate::mqtt::local::prepare(&ws, identity, flavor, source, a.transport)
                 .await
                 .map_err(|e| match e {
                     crate::mqtt::local::PrepareError::TransportOff(what) => anyhow!(
@@ -208,7 +208,7 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
                 )
                 .await?;
                 test.preflight_extra =
-                    crate::mqtt::local::hub_preflight(&test.identity, &store.load()?);
+                    crate::mqtt::local::hub_preflight(&test.identity, &store.load()?, ws.now());
             }
             (test, p.started)
         } else {

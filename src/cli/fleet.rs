@@ -335,6 +335,7 @@ async fn target(global: &Global, a: &RunArgs) -> anyhow::Result<Target> {
                     csr_signer: Some(crate::ops::dps_csr_signer()),
                     port: 0,
                     echo: true,
+                    clock: ws.clock().running(),
                     ..HubConfig::default()
                 };
                 let h = Hub::start(ws.root(), config)

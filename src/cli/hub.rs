@@ -589,6 +589,8 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
             hostname: a.hostname,
             amqp_port: on(a.amqp_port.unwrap_or(amqp_default)),
             ws_port: on(a.ws_port.unwrap_or(ws_default)),
+            // A fixed CHAINSMITH_NOW starts the server's clock there and lets it run on.
+            clock: store.ws.clock().running(),
         };
         // A default port that cannot be bound (443 needs root or CAP_NET_BIND_SERVICE; 5671 or
         // 443 may be taken by another hub): a free port instead, and a note. A port the user

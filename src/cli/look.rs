@@ -259,7 +259,8 @@ pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
         ),
         None => a.password.clone(),
     };
-    let report: FileReport = match inspect_bytes(&bytes, password.as_deref()) {
+    let report: FileReport = match inspect_bytes(&bytes, password.as_deref(), super::clock()?.now())
+    {
         Ok(r) => r,
         Err(e) => {
             // A PFX that will not open: say whether the password or the algorithm is the cause.

@@ -367,7 +367,7 @@ impl HubStore {
             edge,
             enabled: true,
             issue_from: issue_from.map(str::to_string),
-            added: OffsetDateTime::now_utc(),
+            added: self.ws.now(),
         };
         self.dps_modify(|st| {
             st.individuals

@@ -13,7 +13,6 @@ use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
     ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode, UnsubAck,
 };
-use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -350,18 +349,12 @@ impl Session {
             .clone()
             .unwrap_or_else(|| "localhost".into());
         let signer = self.sh.config.csr_signer.clone();
+        let now = self.sh.config.clock.now();
         let decided = tokio::task::spawn_blocking(move || {
             let issue = |ca: &str, regid: &str, csr: &[u8]| {
                 issue_from_csr(&store, signer.as_ref(), ca, regid, csr)
             };
-            store.dps_register(
-                &regid,
-                &chain,
-                &req,
-                &hub,
-                OffsetDateTime::now_utc(),
-                &issue,
-            )
+            store.dps_register(&regid, &chain, &req, &hub, now, &issue)
         })
         .await;
         let assigned = match decided {
@@ -416,7 +409,7 @@ impl Session {
             error_code: r.error_code,
             tracking_id,
             message: r.reason.clone(),
-            timestamp_utc: crate::pki::issue::rfc3339(OffsetDateTime::now_utc()),
+            timestamp_utc: crate::pki::issue::rfc3339(self.sh.config.clock.now()),
         };
         self.publish(
             wire::response_topic(r.status, rid, None),

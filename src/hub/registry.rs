@@ -573,7 +573,7 @@ impl HubStore {
             cert_pem: entity.cert_pem.clone(),
             verified,
             code: new_code(),
-            added: OffsetDateTime::now_utc(),
+            added: self.ws.now(),
         })
     }
 
@@ -721,7 +721,7 @@ impl HubStore {
             primary,
             secondary,
             enabled: true,
-            added: OffsetDateTime::now_utc(),
+            added: self.ws.now(),
         };
         self.modify(|r| {
             if r.devices.iter().any(|d| d.id == id) {

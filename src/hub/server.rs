@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::clock::Clock;
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{
     ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode, UnsubAck,
@@ -107,6 +108,11 @@ pub struct HubConfig {
     pub ws_port: Option<u16>,
     /// DPS's certificate issuance (`ops::dps_csr_signer()`); without it a CSR is refused.
     pub csr_signer: Option<super::dps::CsrSigner>,
+    /// "Now" for every decision and stamp the hub makes: whether a device certificate is in
+    /// its validity window, DPS registrations and issued certificates, refusal and enqueued
+    /// times. `hub serve` passes the workspace's clock (running on); tests fix it. The hub's
+    /// own TLS server certificate is the exception: the peers judge it by their real clocks.
+    pub clock: Clock,
 }
 
 impl Default for HubConfig {
@@ -119,6 +125,7 @@ impl Default for HubConfig {
             amqp_port: None,
             ws_port: None,
             csr_signer: None,
+            clock: Clock::System,
         }
     }
 }
@@ -608,7 +615,7 @@ impl Shared {
             peer,
             kind: kind.to_string(),
             reason,
-            time: OffsetDateTime::now_utc(),
+            time: self.config.clock.now(),
         };
         if r.0.len() >= REFUSAL_RING {
             r.0.pop_front();
@@ -648,7 +655,8 @@ impl Hub {
         config: HubConfig,
         id_scope: Option<String>,
     ) -> Result<HubHandle, HubError> {
-        let store = HubStore::open(ws_root)?;
+        // The registry's stamps and the certificates DPS issues follow the hub's clock too.
+        let store = HubStore::new(HubStore::open(ws_root)?.ws.with_clock(config.clock));
         let tls_store = store.clone();
         let hostname = config.hostname.clone();
         let tls = tokio::task::spawn_blocking(move || tls_store.server_config(hostname.as_deref()))
@@ -1007,15 +1015,10 @@ pub(super) async fn admit(
     chain: &[Vec<u8>],
 ) -> Result<Option<super::registry::RevokedCert>, auth::Refusal> {
     let verdict = match current_registry(sh).await {
-        Ok(Ok((reg, trust))) => auth::authenticate(
-            &reg,
-            &trust,
-            device,
-            username,
-            chain,
-            OffsetDateTime::now_utc(),
-        )
-        .map(|_| chain.first().and_then(|d| reg.revoked_cert(d)).cloned()),
+        Ok(Ok((reg, trust))) => {
+            auth::authenticate(&reg, &trust, device, username, chain, sh.config.clock.now())
+                .map(|_| chain.first().and_then(|d| reg.revoked_cert(d)).cloned())
+        }
         Ok(Err(e)) => Err(auth::Refusal::Registry {
             detail: e.to_string(),
         }),
@@ -1307,14 +1310,7 @@ async fn authenticate<S: DeviceStream>(
     let verdict = match current_registry(sh).await {
         Ok(Ok((reg, trust))) => {
             revoked = chain.first().and_then(|d| reg.revoked_cert(d)).cloned();
-            auth::authenticate(
-                &reg,
-                &trust,
-                device,
-                username,
-                chain,
-                OffsetDateTime::now_utc(),
-            )
+            auth::authenticate(&reg, &trust, device, username, chain, sh.config.clock.now())
         }
         Ok(Err(e)) => Err(auth::Refusal::Registry {
             detail: e.to_string(),
@@ -1612,7 +1608,7 @@ impl Session {
         match what {
             DevicePublish::Telemetry(props) => {
                 ack(out);
-                let enqueued = OffsetDateTime::now_utc();
+                let enqueued = self.sh.config.clock.now();
                 if self.sh.config.echo {
                     let orig = props.message_id().map(str::to_string).unwrap_or_default();
                     let mid = format!("echo-{}", self.sh.id());

@@ -94,8 +94,9 @@ pub enum IdentityError {
     Pki(#[from] crate::pki::Error),
 }
 
-fn cert(name: &str, der: Vec<u8>) -> Result<ChainCert, IdentityError> {
-    let view = CertView::from_der(&der)?;
+/// A certificate of the chain, its validity judged at `now` (the workspace's clock).
+fn cert(name: &str, der: Vec<u8>, now: time::OffsetDateTime) -> Result<ChainCert, IdentityError> {
+    let view = CertView::from_der_at(&der, now)?;
     Ok(ChainCert {
         name: name.to_string(),
         der,
@@ -118,13 +119,14 @@ impl Identity {
             return Err(IdentityError::NoKey(name.to_string()));
         }
         let key_pem = leaf.read_key_pem()?;
-        let mut sent = vec![cert(name, leaf.cert_der.clone())?];
+        let now = ws.now();
+        let mut sent = vec![cert(name, leaf.cert_der.clone(), now)?];
         let mut above = Vec::new();
         for e in &chain[1..] {
             if e.meta.self_signed {
-                above.push(cert(&e.meta.name, e.cert_der.clone())?);
+                above.push(cert(&e.meta.name, e.cert_der.clone(), now)?);
             } else {
-                sent.push(cert(&e.meta.name, e.cert_der.clone())?);
+                sent.push(cert(&e.meta.name, e.cert_der.clone(), now)?);
             }
         }
         Ok(Identity {
@@ -163,9 +165,13 @@ impl Identity {
                 "holds no CERTIFICATE block; give the device's certificate (or chain) PEM".into(),
             ));
         }
+        // Validity is judged by the workspace's clock; without a workspace, by the default one.
+        let now = ws
+            .map_or(crate::clock::Clock::default(), Workspace::clock)
+            .now();
         let mut sent = Vec::new();
         for der in ders {
-            let view = CertView::from_der(&der)
+            let view = CertView::from_der_at(&der, now)
                 .map_err(|e| file_err(cert_path, format!("is not a certificate: {e}")))?;
             let name = view.cn.clone().unwrap_or_else(|| view.subject.clone());
             sent.push(ChainCert { name, der, view });
@@ -222,7 +228,7 @@ impl Identity {
             let Some(e) = find(&top.view.issuer, &top.der) else {
                 break;
             };
-            let c = cert(&e.meta.name, e.cert_der)?;
+            let c = cert(&e.meta.name, e.cert_der, now)?;
             above.push(c.clone());
             top = c;
         }
@@ -346,7 +352,15 @@ impl Identity {
             .chain(self.above.iter())
             .map(|c| c.der.clone())
             .collect();
-        let e = verify_device_chain(&anchors, &chain, ::time::OffsetDateTime::now_utc()).err()?;
+        // Judged at an instant inside every window (the latest notBefore), so the verdict is
+        // about the chain's structure only and needs no clock; validity has its own findings.
+        let at = self
+            .sent
+            .iter()
+            .chain(self.above.iter())
+            .map(|c| c.view.not_before_t)
+            .max()?;
+        let e = verify_device_chain(&anchors, &chain, at).err()?;
         if matches!(
             e.kind,
             ChainErrorKind::Expired | ChainErrorKind::NotYetValid | ChainErrorKind::IssuerNotFound

@@ -263,9 +263,10 @@ pub enum PrepareError {
 /// Set up a connection test against the workspace's local hub: where to dial, the hub's
 /// trust anchor (and only it: never the system store), the pre-flight findings from its
 /// registry, C2D echo when the hub echoes, and a watch on the hub's record and refusals.
-/// One function for both faces, so the CLI and the TUI test the same thing.
+/// One function for both faces, so the CLI and the TUI test the same thing. A hub started
+/// here and the pre-flight judge validity by the workspace's clock.
 pub async fn prepare(
-    ws_root: &Path,
+    ws: &crate::store::Workspace,
     identity: super::Identity,
     flavor: super::Flavor,
     source: HubSource<'_>,
@@ -273,6 +274,7 @@ pub async fn prepare(
 ) -> Result<Prepared, PrepareError> {
     use super::{ConnectionTest, Endpoint, Flavor, PeerKind};
     use crate::hub::{Hub, HubConfig, HubStore};
+    let (ws_root, clock) = (ws.root(), ws.clock());
     let store = HubStore::open(ws_root)?;
     use super::Transport as T;
     // The port of the transport's listener: MQTT, AMQP, or the WebSocket one.
@@ -319,6 +321,7 @@ pub async fn prepare(
                     echo: true,
                     amqp_port: transport.amqp().then_some(0),
                     ws_port: transport.websocket().then_some(0),
+                    clock: clock.running(),
                     ..HubConfig::default()
                 };
                 let hub = Hub::start(ws_root, config)
@@ -343,7 +346,7 @@ pub async fn prepare(
         port: addr.port(),
         peer: PeerKind::LocalHub,
     };
-    let preflight = hub_preflight(&identity, &registry);
+    let preflight = hub_preflight(&identity, &registry, clock.now());
     let mut test = ConnectionTest::new(identity, endpoint, flavor);
     test.preflight_extra = preflight;
     test.extra_ca = trust.into_iter().map(|b| b.into_contents()).collect();
@@ -365,10 +368,12 @@ fn loopback_for(ip: std::net::IpAddr) -> std::net::IpAddr {
 }
 
 /// Pre-flight findings from the local hub's registry: the device is registered and enabled,
-/// its thumbprint matches (self-signed), and its chain reaches a registered, verified CA.
+/// its thumbprint matches (self-signed), and its chain reaches a registered, verified CA, as
+/// the hub judges it at `now` (the hub's clock).
 pub fn hub_preflight(
     identity: &super::Identity,
     registry: &crate::hub::Registry,
+    now: ::time::OffsetDateTime,
 ) -> Vec<crate::pki::lint::Finding> {
     use crate::hub::Auth;
     use crate::pki::lint::{Finding, Severity};
@@ -428,7 +433,7 @@ pub fn hub_preflight(
             if !crate::pki::lint::has_errors(&walk) {
                 let sent: Vec<Vec<u8>> = identity.sent.iter().map(|c| c.der.clone()).collect();
                 let trust = crate::hub::auth::HubTrust::new(registry);
-                if let Err(r) = trust.verify(dev, &sent, ::time::OffsetDateTime::now_utc()) {
+                if let Err(r) = trust.verify(dev, &sent, now) {
                     out.push(Finding {
                         severity: Severity::Error,
                         code: "hub-chain-refused",

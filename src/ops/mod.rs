@@ -202,8 +202,8 @@ fn subject_for(
     })
 }
 
-/// The record of a certificate we just made. Cheap on purpose (one parse, two digests):
-/// it runs once per device in batches of thousands.
+/// The record of a certificate we just made at `created` (the workspace's "now"). Cheap on
+/// purpose (one parse, two digests): it runs once per device in batches of thousands.
 pub fn meta_for(
     name: &str,
     kind: Kind,
@@ -211,6 +211,7 @@ pub fn meta_for(
     issuer: Option<&str>,
     pathlen: Option<u32>,
     target: Option<Target>,
+    created: OffsetDateTime,
 ) -> Result<Meta> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let (_, cert) = X509Certificate::from_der(&issued.cert_der)
@@ -242,7 +243,7 @@ pub fn meta_for(
         slot: None,
         code: None,
         revoked: None,
-        created: OffsetDateTime::now_utc(),
+        created,
         spec_hash: None,
         fixture: None,
     })
@@ -360,6 +361,7 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
         req.issuer.as_deref(),
         pathlen.map(u32::from),
         None,
+        ws.now(),
     )?;
     let entities = store(
         ws,
@@ -432,7 +434,9 @@ pub fn expand_ids(patterns: &[String], target: Target) -> Result<(Vec<String>, V
 }
 
 /// One device certificate with a fresh key (CN = id), ready to store: what `new device` and
-/// `apply` both make, on every core (call it from a rayon iterator).
+/// `apply` both make, on every core (call it from a rayon iterator); `created` is the
+/// workspace's "now".
+#[allow(clippy::too_many_arguments)] // each is one field of the device; a struct would only rename them
 pub fn device_entity(
     id: &str,
     ca: Option<&CaHandle>,
@@ -441,6 +445,7 @@ pub fn device_entity(
     validity: Validity,
     target: Target,
     slot: Option<Slot>,
+    created: OffsetDateTime,
 ) -> Result<NewEntity> {
     let spec = IssueSpec {
         subject: subject::cn_only(id)?,
@@ -455,6 +460,7 @@ pub fn device_entity(
         ca.map(|c| c.name.as_str()),
         None,
         Some(target),
+        created,
     )?;
     meta.slot = slot;
     Ok(NewEntity {
@@ -502,6 +508,7 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
                 validity,
                 req.target,
                 req.slot,
+                ws.now(),
             )
         })
         .collect::<Result<_>>()?;
@@ -580,7 +587,15 @@ pub fn new_verification(
         .collect();
     let mut name = format!("verify-{issuer}-{safe_code}");
     name.truncate(128);
-    let mut meta = meta_for(&name, Kind::Verification, &issued, Some(issuer), None, None)?;
+    let mut meta = meta_for(
+        &name,
+        Kind::Verification,
+        &issued,
+        Some(issuer),
+        None,
+        None,
+        ws.now(),
+    )?;
     meta.code = Some(code.to_string());
     let cert_pem = issued.cert_pem.clone();
     // Refuse before anything is stored: the file is the user's until they say otherwise.
@@ -715,6 +730,7 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
         Some(&req.issuer),
         None,
         Some(req.target),
+        ws.now(),
     )?;
     let mut entity = NewEntity {
         meta,

@@ -96,7 +96,7 @@ pub fn dps_group_from_ca(hub: &HubStore, ca: &str) -> Result<Vec<String>, Regist
         edge: false,
         enabled: true,
         issue_from: None,
-        added: time::OffsetDateTime::now_utc(),
+        added: hub.ws.now(),
     })?;
     steps.push(format!(
         "added enrollment group \"{ca}\" (primary CA \"{ca}\")"

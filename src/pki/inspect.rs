@@ -290,7 +290,9 @@ fn days_between(from: ::time::OffsetDateTime, to: ::time::OffsetDateTime) -> i64
 }
 
 impl CertView {
-    /// Decode a DER certificate.
+    /// Decode a DER certificate, its status and days left by the system clock: for callers
+    /// that read names and dates; a verdict on validity goes through [`CertView::from_der_at`]
+    /// with the workspace's "now".
     pub fn from_der(der: &[u8]) -> Result<CertView> {
         Self::from_der_at(der, ::time::OffsetDateTime::now_utc())
     }
@@ -471,8 +473,13 @@ pub struct FileReport {
     pub items: Vec<Item>,
 }
 
-/// Inspect the bytes of any certificate-ish file. PKCS#12 needs `password`.
-pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport> {
+/// Inspect the bytes of any certificate-ish file, validity judged at `now`. PKCS#12 needs
+/// `password`.
+pub fn inspect_bytes(
+    bytes: &[u8],
+    password: Option<&str>,
+    now: ::time::OffsetDateTime,
+) -> Result<FileReport> {
     let text = std::str::from_utf8(bytes)
         .ok()
         .filter(|t| t.contains("-----BEGIN "));
@@ -553,7 +560,7 @@ pub fn inspect_bytes(bytes: &[u8], password: Option<&str>) -> Result<FileReport>
     }
     let n = certs.len();
     for (i, der) in certs.iter().enumerate() {
-        let view = CertView::from_der(der)?;
+        let view = CertView::from_der_at(der, now)?;
         let signed_by_next = (i + 1 < n).then(|| chains_to(der, &certs[i + 1]));
         items.push(Item::Certificate {
             view: Box::new(view),

@@ -203,8 +203,10 @@ pub fn days_after(what: &str, start: OffsetDateTime, days: u32) -> Result<Offset
 }
 
 impl Validity {
-    /// From a few minutes ago (clock skew) for `days` days. For the fixed windows in code: it
-    /// stops at the X.509 limit instead of failing; a user's number goes through
+    /// From a few minutes ago by the system clock (clock skew) for `days` days, stopping at
+    /// the X.509 limit. Only for certificates that peers judge by their own real clocks (the
+    /// hub's TLS CA and server certificate) and for tests: whatever a workspace makes starts
+    /// from the workspace's "now" through [`Validity::days_from`] or
     /// [`Validity::try_days_from`].
     pub fn days(days: u32) -> Validity {
         Validity::days_from(crate::clock::Clock::System.now(), days)

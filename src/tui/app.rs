@@ -1122,7 +1122,12 @@ impl App {
                 } else {
                     NewKind::Root
                 };
-                self.dialog = Some(Dialog::New(NewForm::new(kind, cas, sel.as_deref())));
+                self.dialog = Some(Dialog::New(NewForm::new(
+                    kind,
+                    cas,
+                    sel.as_deref(),
+                    self.now,
+                )));
                 return None;
             }
             KeyCode::Char('v') => {

@@ -123,12 +123,19 @@ pub struct NewForm {
     warnings: Vec<String>,
     /// Key generation running: the form waits, the UI does not.
     pub busy: Option<String>,
+    /// "Now" by the app's clock when the form opened: the window the days are checked from.
+    pub now: time::OffsetDateTime,
 }
 
 impl NewForm {
     /// A form for `kind`, its Issuer field on `preferred_issuer` when that CA can issue
-    /// (the PKI tab's selection), else the first of `cas`.
-    pub(crate) fn new(kind: NewKind, cas: Vec<String>, preferred_issuer: Option<&str>) -> NewForm {
+    /// (the PKI tab's selection), else the first of `cas`; `now` is the app's clock.
+    pub(crate) fn new(
+        kind: NewKind,
+        cas: Vec<String>,
+        preferred_issuer: Option<&str>,
+        now: time::OffsetDateTime,
+    ) -> NewForm {
         let issuer = preferred_issuer
             .and_then(|p| cas.iter().position(|c| c == p))
             .unwrap_or(0);
@@ -146,6 +153,7 @@ impl NewForm {
             error: None,
             warnings: vec![],
             busy: None,
+            now,
         };
         f.set_kind(kind);
         f
@@ -290,7 +298,7 @@ impl NewForm {
         })?;
         let validity = ValidityArg::days(days);
         validity
-            .resolve(&self.kind.profile(), crate::clock::Clock::System.now())
+            .resolve(&self.kind.profile(), self.now)
             .map_err(|e| super::forms::error_text(&e))?;
         let pathlen = if self.pathlen.trim().is_empty() {
             None

@@ -275,7 +275,9 @@ pub(super) async fn run(
 ) -> Result<Box<Report>, String> {
     use crate::fleet::{Load, Plan, RoundTrip};
     use crate::mqtt::{Endpoint, Flavor, PeerKind};
-    let ws = crate::store::Workspace::open(&ws_root).map_err(|e| e.to_string())?;
+    let ws = crate::store::Workspace::open(&ws_root)
+        .map_err(|e| e.to_string())?
+        .with_clock(engines.clock);
     let (endpoint, flavor, extra_ca, system_roots, round_trip, hub): (
         _,
         _,
@@ -287,7 +289,7 @@ pub(super) async fn run(
         super::connect::ConnectTarget::LocalHub => {
             let mut guard = engines.hub.lock().await;
             if guard.is_none() {
-                let h = super::start_hub(&ws_root, hub_port)
+                let h = super::start_hub(&ws_root, hub_port, engines.clock)
                     .await
                     .map_err(|e| format!("starting the local hub: {e}"))?;
                 super::forward_hub_events(h.events(), tx.clone());

@@ -196,16 +196,14 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             emit(dps_state(ws));
         }
         Command::DpsProve { ca } => {
-            let r =
-                crate::hub::HubStore::open(ws.root()).and_then(|s| crate::ops::dps_prove(&s, &ca));
+            let r = crate::ops::dps_prove(&crate::hub::HubStore::new(ws.clone()), &ca);
             emit(Action::Hub(hub::HubAction::DpsDone(
                 r.map_err(|e| e.to_string()),
             )));
             emit(dps_state(ws));
         }
         Command::DpsGroup { ca } => {
-            let r = crate::hub::HubStore::open(ws.root())
-                .and_then(|s| crate::ops::dps_group_from_ca(&s, &ca));
+            let r = crate::ops::dps_group_from_ca(&crate::hub::HubStore::new(ws.clone()), &ca);
             emit(Action::Hub(hub::HubAction::DpsDone(
                 r.map_err(|e| e.to_string()),
             )));
@@ -344,8 +342,15 @@ fn renew_entity(ws: &Workspace, req: ops::lifecycle::RenewRequest, emit: &mut dy
 
 /// Enroll a workspace device individually in the local DPS.
 fn dps_enroll(ws: &Workspace, device: String, emit: &mut dyn FnMut(Action)) {
-    let r = crate::hub::HubStore::open(ws.root())
-        .and_then(|s| s.dps_enroll(&device, None, Some(&device), None, None, false, None));
+    let r = crate::hub::HubStore::new(ws.clone()).dps_enroll(
+        &device,
+        None,
+        Some(&device),
+        None,
+        None,
+        false,
+        None,
+    );
     let r = r
         .map(|(ind, warnings)| {
             let mut steps = vec![format!(
@@ -363,7 +368,7 @@ fn dps_enroll(ws: &Workspace, device: String, emit: &mut dyn FnMut(Action)) {
 /// Register a workspace device with the local hub.
 fn hub_register(ws: &Workspace, device: String, emit: &mut dyn FnMut(Action)) {
     let r = (|| {
-        let store = crate::hub::HubStore::open(ws.root())?;
+        let store = crate::hub::HubStore::new(ws.clone());
         let e = ws.load(&device)?;
         // Thumbprints come from the workspace for self-signed devices only: the hub
         // refuses them for CA-signed ones, whose chain is what it checks.
@@ -461,6 +466,8 @@ pub struct Engines {
     hub: Arc<tokio::sync::Mutex<Option<crate::hub::HubHandle>>>,
     /// The Fleet view's run (None while none runs).
     fleet: Arc<tokio::sync::Mutex<Option<crate::fleet::run::Control>>>,
+    /// The session's clock (the workspace's, running on), for the hub and the tests it starts.
+    clock: crate::clock::Clock,
 }
 
 impl Engines {
@@ -545,7 +552,9 @@ pub async fn run_test(
         hub_port,
     } = req;
     use crate::mqtt::{ConnectionTest, Endpoint, Flavor, Identity, PeerKind};
-    let ws = Workspace::open(&ws_root).map_err(|e| e.to_string())?;
+    let ws = Workspace::open(&ws_root)
+        .map_err(|e| e.to_string())?
+        .with_clock(engines.clock);
     let identity = Identity::from_workspace(&ws, &device).map_err(|e| e.to_string())?;
     let mut test = match &target {
         connect::ConnectTarget::LocalHub => {
@@ -553,11 +562,11 @@ pub async fn run_test(
             // stopped, so the Hub tab shows it running and logs the test's connection.
             let mut guard = engines.hub.lock().await;
             if guard.is_none() {
-                let h = match start_hub(&ws_root, hub_port).await {
+                let h = match start_hub(&ws_root, hub_port, engines.clock).await {
                     Ok(h) => h,
                     // The Hub tab's port is taken (a local Mosquitto on 8883, say): a free one.
                     Err(first) if hub_port != 0 => {
-                        let h = start_hub(&ws_root, 0).await.map_err(|e| {
+                        let h = start_hub(&ws_root, 0, engines.clock).await.map_err(|e| {
                             format!("starting the local hub: {first}; on a free port: {e}")
                         })?;
                         let _ = tx.send(Action::Hub(hub::HubAction::Event(hub::LogLine {
@@ -583,7 +592,7 @@ pub async fn run_test(
                 return Err("the local hub stopped as the test began".into());
             };
             let source = crate::mqtt::local::HubSource::InProcess(h);
-            crate::mqtt::local::prepare(&ws_root, identity, Flavor::Azure, source, transport)
+            crate::mqtt::local::prepare(&ws, identity, Flavor::Azure, source, transport)
                 .await
                 .map_err(|e| e.to_string())?
                 .test
@@ -625,6 +634,7 @@ pub async fn run_test(
 async fn start_hub(
     root: &std::path::Path,
     port: u16,
+    clock: crate::clock::Clock,
 ) -> Result<crate::hub::HubHandle, crate::hub::HubError> {
     // AMQP and WebSockets on free ports, so every transport can be tested from the Connect tab.
     let config = crate::hub::HubConfig {
@@ -633,6 +643,7 @@ async fn start_hub(
         echo: true,
         amqp_port: Some(0),
         ws_port: Some(0),
+        clock,
         ..Default::default()
     };
     crate::hub::Hub::start(root, config).await
@@ -657,7 +668,7 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
                     }));
                     return;
                 }
-                match start_hub(&root, port).await {
+                match start_hub(&root, port, engines.clock).await {
                     Ok(h) => {
                         forward_hub_events(h.events(), tx.clone());
                         let _ = tx.send(Action::Hub(hub::HubAction::Started {
@@ -832,7 +843,10 @@ async fn event_loop<B: Backend>(
     );
     app.tab = tab;
     let (tx, mut rx) = mpsc::unbounded_channel::<Action>();
-    let engines = Engines::default();
+    let engines = Engines {
+        clock: ws.clock(),
+        ..Engines::default()
+    };
     if let Some(c) = app.start() {
         spawn(&ws, &engines, &tx, c);
     }

@@ -775,7 +775,7 @@ fn preflight_refuses_the_forged_chain() {
             .any(|f| f.code == "chain-refused" && f.message.contains("\"good-1\"")),
         "{own:#?}"
     );
-    let hub = chainsmith::mqtt::local::hub_preflight(&id, &fx.store.load().unwrap());
+    let hub = chainsmith::mqtt::local::hub_preflight(&id, &fx.store.load().unwrap(), fx.ws.now());
     assert!(
         hub.iter().any(|f| f.code == "hub-chain-refused"
             && f.message.contains(r#"device other-1: issuer "good-1""#)),
@@ -788,6 +788,7 @@ fn preflight_refuses_the_forged_chain() {
     all.extend(chainsmith::mqtt::local::hub_preflight(
         &honest,
         &fx.store.load().unwrap(),
+        fx.ws.now(),
     ));
     assert!(
         !all.iter().any(|f| f.code.contains("chain-refused")),

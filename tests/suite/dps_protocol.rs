@@ -36,6 +36,8 @@ async fn hub(fx: &Fixture) -> HubHandle {
             port: 0,
             // DPS's certificate issuance, as every face passes it.
             csr_signer: Some(chainsmith::ops::dps_csr_signer()),
+            // The workspace's clock: a fixture fixed in time makes a hub fixed in time.
+            clock: fx.ws.clock(),
             ..Default::default()
         },
     )
@@ -212,11 +214,12 @@ async fn group_registration_then_reregistration_then_hub() {
 /// body, and the hub's events carry the exact reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_have_dps_status_topics_bodies_and_exact_reasons() {
-    let fx = Fixture::new();
+    // The workspace and the hub share a fixed clock: the expired window does not depend on
+    // the day the suite runs.
+    let fixed = time::macros::datetime!(2031-03-01 00:00 UTC);
+    let fx = Fixture::at(fixed);
     let day = 86_400;
-    // The hub judges expiry by the system clock (it takes no injected clock yet), so the
-    // expired certificate's window is placed relative to the real now: true on any day.
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = fixed.unix_timestamp();
     let rfc = |t: i64| {
         chainsmith::pki::issue::rfc3339(time::OffsetDateTime::from_unix_timestamp(t).unwrap())
     };
@@ -517,7 +520,9 @@ fn dps_keeps_its_own_certificate_list() {
 /// an entity, and the device connects to the hub with it and its own key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csr_registration_returns_a_chain_openssl_verifies_and_that_connects() {
-    let fx = Fixture::new();
+    // On a fixed clock: the certificate DPS issues is dated from the hub's clock, not the day.
+    let fixed = time::macros::datetime!(2031-03-01 00:00 UTC);
+    let fx = Fixture::at(fixed);
     // Bootstrap identity: a device certificate under line2; the issued one comes from line2 too.
     fx.device("csr-dev-1", Some("line2"), ValidityArg::default());
     fx.store.dps_add_ca("line2", true).unwrap();
@@ -604,7 +609,9 @@ async fn csr_registration_returns_a_chain_openssl_verifies_and_that_connects() {
     std::fs::write(&untrusted, pem_of(&chain[1])).unwrap();
     std::fs::write(&root, fx.ws.load("root").unwrap().cert_pem).unwrap();
     let v = Command::new("openssl")
-        .args(["verify", "-x509_strict", "-purpose", "sslclient", "-CAfile"])
+        .args(["verify", "-x509_strict", "-purpose", "sslclient", "-attime"])
+        .arg(fixed.unix_timestamp().to_string())
+        .arg("-CAfile")
         .arg(&root)
         .arg("-untrusted")
         .arg(&untrusted)

@@ -22,6 +22,8 @@ async fn hub_on_8883(fx: &Fixture) -> HubHandle {
         fx.root(),
         HubConfig {
             port: 8883,
+            // The workspace's clock: a fixture fixed in time makes a hub fixed in time.
+            clock: fx.ws.clock(),
             ..Default::default()
         },
     )
@@ -223,10 +225,11 @@ async fn python_sees_each_refusal() {
     if !isolated::in_own_netns("dps_sdk::python_sees_each_refusal") {
         return;
     }
-    let fx = Fixture::new();
-    // The hub judges expiry by the system clock (it takes no injected clock yet), so the
-    // expired certificate's window is placed relative to the real now: true on any day.
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // The workspace and the hub share a fixed clock: the expired window does not depend on
+    // the day the suite runs.
+    let fixed = time::macros::datetime!(2031-03-01 00:00 UTC);
+    let fx = Fixture::at(fixed);
+    let now = fixed.unix_timestamp();
     let rfc = |t: i64| {
         chainsmith::pki::issue::rfc3339(time::OffsetDateTime::from_unix_timestamp(t).unwrap())
     };

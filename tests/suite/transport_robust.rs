@@ -17,7 +17,7 @@ use hub_util::{Client, Fixture};
 async fn good_device_passes(fx: &Fixture, hub: &HubHandle, transport: Transport) {
     let identity = Identity::from_workspace(&fx.ws, "good").unwrap();
     let mut test = prepare(
-        fx.root(),
+        &fx.ws,
         identity,
         Flavor::Azure,
         HubSource::InProcess(hub),
@@ -237,7 +237,7 @@ async fn a_new_connection_takes_over_across_transports() {
     // AMQP running (a slow test), then MQTT connects: the AMQP test loses its connection.
     let identity = Identity::from_workspace(&fx.ws, "good").unwrap();
     let mut test = prepare(
-        fx.root(),
+        &fx.ws,
         identity,
         Flavor::Azure,
         HubSource::InProcess(&hub),

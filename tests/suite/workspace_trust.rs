@@ -307,9 +307,10 @@ fn a_batch_that_lost_names_reports_made_and_taken() {
                 eku: Default::default(),
                 sans: vec![],
             },
-            chainsmith::pki::Validity::days(30),
+            chainsmith::pki::Validity::days_from(ws.now(), 30),
             Default::default(),
             None,
+            ws.now(),
         )
         .unwrap()
     };

@@ -132,7 +132,7 @@ pub fn run(global: &Global, store: &HubStore, c: DpsCommand) -> CliResult {
                 edge,
                 enabled: !disable,
                 issue_from,
-                added: time::OffsetDateTime::now_utc(),
+                added: store.ws.now(),
             })?;
             let st = store.dps_load()?;
             for ca in std::iter::once(&g.primary).chain(g.secondary.as_ref()) {

@@ -10,7 +10,6 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use time::OffsetDateTime;
 
 /// An existing CA or certificate to bring into the workspace.
 #[derive(Clone, Debug, Default)]
@@ -325,7 +324,7 @@ pub fn import(ws: &Workspace, req: &ImportRequest) -> Result<Imported> {
         slot: None,
         code: None,
         revoked: None,
-        created: OffsetDateTime::now_utc(),
+        created: ws.now(),
         spec_hash: None,
         fixture: None,
     };

@@ -98,8 +98,13 @@ fn subject_of(der: &[u8]) -> Result<rcgen::DistinguishedName> {
     Ok(subject::from_x509_name(cert.subject())?)
 }
 
-pub(super) fn meta_from(old: &Meta, issued: &issue::Issued) -> Result<Meta> {
-    let view = CertView::from_der(&issued.cert_der)?;
+/// `old`'s record for the certificate `issued` in its place, made at `created`.
+pub(super) fn meta_from(
+    old: &Meta,
+    issued: &issue::Issued,
+    created: OffsetDateTime,
+) -> Result<Meta> {
+    let view = CertView::from_der_at(&issued.cert_der, created)?;
     let (sha1, sha256) = thumbprints(&issued.cert_der);
     Ok(Meta {
         serial: issued.serial_hex.clone(),
@@ -110,7 +115,7 @@ pub(super) fn meta_from(old: &Meta, issued: &issue::Issued) -> Result<Meta> {
         has_key: issued.key_pem.is_some() || old.has_key,
         key_alg: issued.key_alg.or(old.key_alg),
         revoked: None,
-        created: OffsetDateTime::now_utc(),
+        created,
         ..old.clone()
     })
 }
@@ -192,7 +197,7 @@ pub fn renew(ws: &Workspace, req: &RenewRequest) -> Result<Renewed> {
             ));
         }
     }
-    let new = meta_from(&old, &issued)?;
+    let new = meta_from(&old, &issued, ws.now())?;
     let mut extra = extras_of(&entity.dir, None)?;
     extra.extend(history_entry(&entity, rekey)?);
     let key_pem = match (rekey, issued.key_pem) {

@@ -77,7 +77,7 @@ fn new_slot(ws: &Workspace, req: &crate::ops::DeviceRequest) -> Result<Option<Cr
         validity,
     };
     let issued = issue::issue(&spec, key, None)?;
-    let mut meta = meta_from(&entity.meta, &issued)?;
+    let mut meta = meta_from(&entity.meta, &issued, ws.now())?;
     meta.slot = Some(slot);
     meta.key_alg = Some(key);
     let mut warnings: Vec<String> = key.warning().map(str::to_string).into_iter().collect();

@@ -29,8 +29,19 @@ pub struct Fixture {
 impl Fixture {
     /// A workspace with root "root" (CN "Contoso Root") and intermediate "line2" (CN "Line 2").
     pub fn new() -> Fixture {
+        Fixture::with_clock(chainsmith::clock::Clock::System)
+    }
+
+    /// [`Fixture::new`] with the workspace's clock fixed at `t`: every window starts from it.
+    pub fn at(t: time::OffsetDateTime) -> Fixture {
+        Fixture::with_clock(chainsmith::clock::Clock::Fixed(t))
+    }
+
+    fn with_clock(clock: chainsmith::clock::Clock) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ws = Workspace::open_or_create(&dir.path().join("ws")).expect("workspace");
+        let ws = Workspace::open_or_create(&dir.path().join("ws"))
+            .expect("workspace")
+            .with_clock(clock);
         ops::new_ca(&ws, &ca_req("root", "Contoso Root", None)).expect("root");
         ops::new_ca(&ws, &ca_req("line2", "Line 2", Some("root"))).expect("intermediate");
         let store = HubStore::new(ws.clone());
