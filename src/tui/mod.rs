@@ -469,6 +469,13 @@ impl Engines {
         self.hub.lock().await.as_ref().map(|h| h.addr)
     }
 
+    /// Stop the Fleet view's run, if one runs (`s`); its report still comes.
+    pub async fn stop_fleet(&self) {
+        if let Some(c) = self.fleet.lock().await.as_ref() {
+            c.stop();
+        }
+    }
+
     /// Stop the hub (on quit), waiting for it to close its connections.
     pub async fn shutdown(&self) {
         if let Some(h) = self.hub.lock().await.take() {
@@ -551,38 +558,8 @@ pub async fn run_test(
         connect::ConnectTarget::LocalHub => {
             // One hub, one truth: the test uses the Hub tab's hub, starting it when it is
             // stopped, so the Hub tab shows it running and logs the test's connection.
-            let mut guard = engines.hub.lock().await;
-            if guard.is_none() {
-                let h = match start_hub(&ws_root, hub_port).await {
-                    Ok(h) => h,
-                    // The Hub tab's port is taken (a local Mosquitto on 8883, say): a free one.
-                    Err(first) if hub_port != 0 => {
-                        let h = start_hub(&ws_root, 0).await.map_err(|e| {
-                            format!("starting the local hub: {first}; on a free port: {e}")
-                        })?;
-                        let _ = tx.send(Action::Hub(hub::HubAction::Event(hub::LogLine {
-                            at: OffsetDateTime::now_utc(),
-                            kind: hub::LogKind::Info,
-                            device: String::new(),
-                            text: format!(
-                                "port {hub_port} is taken ({first}); the hub listens on free port {}",
-                                h.addr.port()
-                            ),
-                        })));
-                        h
-                    }
-                    Err(e) => return Err(format!("starting the local hub: {e}")),
-                };
-                forward_hub_events(h.events(), tx.clone());
-                let _ = tx.send(Action::Hub(hub::HubAction::Started {
-                    port: h.addr.port(),
-                }));
-                *guard = Some(h);
-            }
-            let Some(h) = guard.as_ref() else {
-                return Err("the local hub stopped as the test began".into());
-            };
-            let source = crate::mqtt::local::HubSource::InProcess(h);
+            let h = local_hub(&engines, &ws_root, hub_port, &tx).await?;
+            let source = crate::mqtt::local::HubSource::InProcess(&h);
             crate::mqtt::local::prepare(&ws_root, identity, Flavor::Azure, source, transport)
                 .await
                 .map_err(|e| e.to_string())?
@@ -619,6 +596,52 @@ pub async fn run_test(
     task.await
         .map(|_| ())
         .map_err(|e| format!("the connection test stopped unexpectedly: {e}"))
+}
+
+/// The Hub tab's hub for a connection test or a fleet run: the running one, else started on
+/// the Hub tab's port, else (that port taken, by a local Mosquitto on 8883, say) on a free
+/// one, with a log line saying so. A started hub's events go to the Hub tab's log and the tab
+/// shows it running. The hub stays locked while the returned guard lives.
+async fn local_hub<'a>(
+    engines: &'a Engines,
+    ws_root: &std::path::Path,
+    hub_port: u16,
+    tx: &mpsc::UnboundedSender<Action>,
+) -> Result<tokio::sync::MappedMutexGuard<'a, crate::hub::HubHandle>, String> {
+    let mut guard = engines.hub.lock().await;
+    if guard.is_none() {
+        let h = match start_hub(ws_root, hub_port).await {
+            Ok(h) => h,
+            Err(first) if hub_port != 0 => {
+                let h = start_hub(ws_root, 0)
+                    .await
+                    .map_err(|e| format!("starting the local hub: {first}; on a free port: {e}"))?;
+                let _ = tx.send(Action::Hub(hub::HubAction::Event(hub::LogLine {
+                    at: OffsetDateTime::now_utc(),
+                    kind: hub::LogKind::Info,
+                    device: String::new(),
+                    text: format!(
+                        "port {hub_port} is taken ({first}); the hub listens on free port {}",
+                        h.addr.port()
+                    ),
+                })));
+                h
+            }
+            Err(e) => return Err(format!("starting the local hub: {e}")),
+        };
+        announce_hub(&h, tx);
+        *guard = Some(h);
+    }
+    tokio::sync::MutexGuard::try_map(guard, Option::as_mut)
+        .map_err(|_| "the local hub stopped as the run began".to_string())
+}
+
+/// A hub just started: its events go to the Hub tab's log, and the tab shows it running.
+fn announce_hub(h: &crate::hub::HubHandle, tx: &mpsc::UnboundedSender<Action>) {
+    forward_hub_events(h.events(), tx.clone());
+    let _ = tx.send(Action::Hub(hub::HubAction::Started {
+        port: h.addr.port(),
+    }));
 }
 
 /// The in-process hub as the Hub tab runs it (C2D echo on).
@@ -659,10 +682,7 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
                 }
                 match start_hub(&root, port).await {
                     Ok(h) => {
-                        forward_hub_events(h.events(), tx.clone());
-                        let _ = tx.send(Action::Hub(hub::HubAction::Started {
-                            port: h.addr.port(),
-                        }));
+                        announce_hub(&h, &tx);
                         *slot = Some(h);
                     }
                     Err(e) => {
@@ -723,11 +743,7 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
         }
         Command::StopFleet => {
             let engines = engines.clone();
-            tokio::spawn(async move {
-                if let Some(c) = engines.fleet.lock().await.as_ref() {
-                    c.stop();
-                }
-            });
+            tokio::spawn(async move { engines.stop_fleet().await });
             return;
         }
         Command::Revoke {
