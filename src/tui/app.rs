@@ -1252,7 +1252,7 @@ impl App {
                                     out,
                                 });
                             }
-                            Err(e) => v.error = Some(e.to_string()),
+                            Err(e) => v.error = Some(super::forms::error_text(&e)),
                         }
                     }
                     KeyCode::Backspace => {

@@ -276,7 +276,7 @@ pub async fn run(
 ) -> Result<Box<Report>, String> {
     use crate::fleet::{Load, Plan, RoundTrip};
     use crate::mqtt::{Endpoint, Flavor, PeerKind};
-    let ws = crate::store::Workspace::open(&ws_root).map_err(|e| e.to_string())?;
+    let ws = crate::store::Workspace::open(&ws_root).map_err(|e| super::forms::error_text(&e))?;
     let (endpoint, flavor, extra_ca, system_roots, round_trip, hub): (
         _,
         _,
@@ -294,7 +294,8 @@ pub async fn run(
                 peer: PeerKind::LocalHub,
             };
             drop(h);
-            let store = crate::hub::HubStore::open(&ws_root).map_err(|e| e.to_string())?;
+            let store =
+                crate::hub::HubStore::open(&ws_root).map_err(|e| super::forms::error_text(&e))?;
             let trust = std::fs::read_to_string(store.trust_path()).map_err(|e| e.to_string())?;
             let cas = pem::parse_many(trust.as_bytes())
                 .map_err(|e| e.to_string())?

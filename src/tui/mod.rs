@@ -153,7 +153,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
         Command::LoadReport(name) => {
             let report = ops::report(ws, &name)
                 .map(Box::new)
-                .map_err(|e| e.to_string());
+                .map_err(|e| forms::error_text(&e));
             emit(Action::ReportLoaded { name, report });
         }
         Command::Create(req) => {
@@ -169,7 +169,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             make_verification(ws, issuer, code, out, emit)
         }
         Command::Delete(name) => {
-            let result = ws.remove(&name).map_err(|e| e.to_string());
+            let result = ws.remove(&name).map_err(|e| forms::error_text(&e));
             emit(Action::Deleted { name, result });
         }
         Command::Copy(_) => {}
@@ -199,7 +199,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             let r =
                 crate::hub::HubStore::open(ws.root()).and_then(|s| crate::ops::dps_prove(&s, &ca));
             emit(Action::Hub(hub::HubAction::DpsDone(
-                r.map_err(|e| e.to_string()),
+                r.map_err(|e| forms::error_text(&e)),
             )));
             emit(dps_state(ws));
         }
@@ -207,7 +207,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             let r = crate::hub::HubStore::open(ws.root())
                 .and_then(|s| crate::ops::dps_group_from_ca(&s, &ca));
             emit(Action::Hub(hub::HubAction::DpsDone(
-                r.map_err(|e| e.to_string()),
+                r.map_err(|e| forms::error_text(&e)),
             )));
             emit(dps_state(ws));
         }
@@ -251,7 +251,7 @@ fn load_list(ws: &Workspace, emit: &mut dyn FnMut(Action)) {
             });
             write_list_cache(ws, keep.as_deref().unwrap_or(&[]));
         }
-        Err(e) => emit(Action::ListFailed(e.to_string())),
+        Err(e) => emit(Action::ListFailed(forms::error_text(&e))),
     }
 }
 
@@ -355,7 +355,7 @@ fn dps_enroll(ws: &Workspace, device: String, emit: &mut dyn FnMut(Action)) {
             steps.extend(warnings);
             steps
         })
-        .map_err(|e| e.to_string());
+        .map_err(|e| forms::error_text(&e));
     emit(Action::Hub(hub::HubAction::DpsDone(r)));
     emit(dps_state(ws));
 }
@@ -420,7 +420,7 @@ fn hub_registry(ws: &Workspace) -> Action {
 pub fn dps_state(ws: &Workspace) -> Action {
     match crate::hub::HubStore::open(ws.root()).and_then(|s| s.dps_load()) {
         Ok(st) => Action::Hub(hub::HubAction::Dps(Box::new(st))),
-        Err(e) => Action::Hub(hub::HubAction::Error(e.to_string())),
+        Err(e) => Action::Hub(hub::HubAction::Error(forms::error_text(&e))),
     }
 }
 
@@ -552,7 +552,7 @@ pub async fn run_test(
         hub_port,
     } = req;
     use crate::mqtt::{ConnectionTest, Endpoint, Flavor, Identity, PeerKind};
-    let ws = Workspace::open(&ws_root).map_err(|e| e.to_string())?;
+    let ws = Workspace::open(&ws_root).map_err(|e| forms::error_text(&e))?;
     let identity = Identity::from_workspace(&ws, &device).map_err(|e| e.to_string())?;
     let mut test = match &target {
         connect::ConnectTarget::LocalHub => {
@@ -613,9 +613,12 @@ async fn local_hub<'a>(
         let h = match start_hub(ws_root, hub_port).await {
             Ok(h) => h,
             Err(first) if hub_port != 0 => {
-                let h = start_hub(ws_root, 0)
-                    .await
-                    .map_err(|e| format!("starting the local hub: {first}; on a free port: {e}"))?;
+                let h = start_hub(ws_root, 0).await.map_err(|e| {
+                    format!(
+                        "starting the local hub: {first}; on a free port: {}",
+                        forms::error_text(&e)
+                    )
+                })?;
                 let _ = tx.send(Action::Hub(hub::HubAction::Event(hub::LogLine {
                     at: OffsetDateTime::now_utc(),
                     kind: hub::LogKind::Info,
@@ -627,7 +630,7 @@ async fn local_hub<'a>(
                 })));
                 h
             }
-            Err(e) => return Err(format!("starting the local hub: {e}")),
+            Err(e) => return Err(format!("starting the local hub: {}", forms::error_text(&e))),
         };
         announce_hub(&h, tx);
         *guard = Some(h);
@@ -686,7 +689,7 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
                         *slot = Some(h);
                     }
                     Err(e) => {
-                        let _ = tx.send(Action::Hub(hub::HubAction::Failed(e.to_string())));
+                        let _ = tx.send(Action::Hub(hub::HubAction::Failed(forms::error_text(&e))));
                     }
                 }
             });
@@ -762,7 +765,7 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
                 let r = tokio::task::spawn_blocking(move || ops::lifecycle::revoke(&ws, &req))
                     .await
                     .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()));
+                    .and_then(|r| r.map_err(|e| forms::error_text(&e)));
                 let r = match r {
                     Ok(rv) => {
                         let mut lines = vec![rv.message];
