@@ -130,7 +130,7 @@ fn draw(f: &mut Frame, app: &App) {
             &app.connect.target.label(),
             app.theme,
         ),
-        Tab::Connect => super::connect::render(f, a.body, app),
+        Tab::Connect => super::connect::render(f, a.body, &app.connect, app.theme, app.spinner),
         Tab::Guide => super::guide::render(
             f,
             a.body,
