@@ -123,13 +123,18 @@ fn draw(f: &mut Frame, app: &App) {
             super::pki::render_details(f, a.details, &app.pki, app.theme, app.spinner, app.now);
         }
         Tab::Hub => super::hub::render(f, a.body, &app.hub, app.theme),
-        Tab::Connect if app.fleet.shown => super::fleet::render(
-            f,
-            a.body,
-            &app.fleet,
-            &app.connect.target.label(),
-            app.theme,
-        ),
+        Tab::Connect if app.fleet.shown => {
+            // The fleet speaks MQTT over TLS only: say so where another Protocol is chosen.
+            let target = match app.connect.transport {
+                crate::mqtt::Transport::Mqtt => app.connect.target.label(),
+                other => format!(
+                    "{} over mqtt (the fleet's only protocol; {} is for the single test)",
+                    app.connect.target.label(),
+                    other.as_str()
+                ),
+            };
+            super::fleet::render(f, a.body, &app.fleet, &target, app.theme)
+        }
         Tab::Connect => super::connect::render(f, a.body, &app.connect, app.theme, app.spinner),
         Tab::Guide => super::guide::render(
             f,

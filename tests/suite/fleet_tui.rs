@@ -82,6 +82,52 @@ fn fleet_keys_take_a_typed_range_and_stop_a_run() {
     assert!(!app.fleet.shown);
 }
 
+/// The Protocol field of the target form does not apply to a fleet (it runs over MQTT with
+/// TLS only): a fleet started with AMQP chosen says so plainly instead of ignoring it.
+#[test]
+fn a_fleet_run_says_it_runs_over_mqtt_when_another_protocol_is_chosen() {
+    let start = |app: &mut App| {
+        key(app, KeyCode::Char('f'));
+        key(app, KeyCode::Char('r'));
+        typed(app, "d-{001..003}");
+        key(app, KeyCode::Enter);
+        let cmd = key(app, KeyCode::Enter);
+        assert!(matches!(cmd, Some(Command::RunFleet { .. })), "{cmd:?}");
+        app.status.clone().unwrap()
+    };
+    // MQTT (the default): no word about protocols.
+    let (_, said) = start(&mut app());
+    assert!(!said.contains("Protocol"), "{said}");
+    // t, Tab to Protocol, two steps right: amqp.
+    let mut app = app();
+    key(&mut app, KeyCode::Char('t'));
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Right);
+    key(&mut app, KeyCode::Right);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.connect.transport, chainsmith::mqtt::Transport::Amqp);
+    let (_, said) = start(&mut app);
+    assert!(
+        said.contains("the fleet runs over MQTT (TLS)")
+            && said.contains("the Protocol field (amqp) applies to the single test"),
+        "{said}"
+    );
+    // The Fleet view's Target line says it too, for as long as it shows.
+    let mut term = Terminal::new(TestBackend::new(120, 30)).unwrap();
+    term.draw(|f| ui::render(f, &app)).unwrap();
+    let screen: String = term
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    assert!(
+        screen.contains("over mqtt (the fleet's only protocol; amqp is for the single test)"),
+        "{screen}"
+    );
+}
+
 #[test]
 fn fleet_view_live_snapshot() {
     let mut app = app();
