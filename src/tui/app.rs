@@ -314,7 +314,21 @@ impl App {
                         }
                     }
                 };
-                self.say(Level::Info, format!("fleet: starting {label}…"));
+                // The fleet engine speaks MQTT over TLS only (RunFleet carries no transport):
+                // a Protocol chosen for the single test must not look as if it applied.
+                match self.connect.transport {
+                    crate::mqtt::Transport::Mqtt => {
+                        self.say(Level::Info, format!("fleet: starting {label}…"))
+                    }
+                    other => self.say(
+                        Level::Warn,
+                        format!(
+                            "fleet: starting {label}; the fleet runs over MQTT (TLS), \
+                             the Protocol field ({}) applies to the single test",
+                            other.as_str()
+                        ),
+                    ),
+                }
                 self.fleet.begin(label);
                 Some(Command::RunFleet {
                     patterns,
@@ -1257,7 +1271,7 @@ impl App {
                                     out,
                                 });
                             }
-                            Err(e) => v.error = Some(e.to_string()),
+                            Err(e) => v.error = Some(super::forms::error_text(&e)),
                         }
                     }
                     KeyCode::Backspace => {

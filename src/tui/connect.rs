@@ -9,7 +9,6 @@
 //! ([`crate::mqtt::ConnectRemedy`]); this tab adds the key that applies it ([`key_hint`])
 //! where the TUI has one, and otherwise shows the domain words alone.
 
-use super::app::App;
 use super::theme::Theme;
 use crate::mqtt::ConnectRemedy;
 use ratatui::Frame;
@@ -18,8 +17,6 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Sparkline, Wrap};
 use std::time::Duration;
 
-/// The tab is built in (the connection test needs no optional feature).
-pub const AVAILABLE: bool = true;
 /// Messages a test from the TUI sends.
 pub const COUNT: u32 = 5;
 /// Log lines kept.
@@ -507,9 +504,8 @@ fn tail_wrapped<'a>(
 }
 
 /// Draw the tab: header, steps beside the message log, the diagnosis, the round-trip chart.
-pub fn render(f: &mut Frame, area: Rect, app: &App) {
-    let t = app.theme;
-    let c = &app.connect;
+/// `spinner` is the frame counter that animates a running test.
+pub fn render(f: &mut Frame, area: Rect, c: &ConnectState, t: Theme, spinner: usize) {
     let inner_w = area.width.saturating_sub(2) as usize;
     // The diagnosis is shown whole, wrapped; the sparkline gives way to it when there is
     // nothing to chart, and the header shrinks before the steps do.
@@ -547,7 +543,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(chart_h),
     ])
     .areas(area);
-    let head_lines = header_lines(app);
+    let head_lines = header_lines(c, t, spinner);
     f.render_widget(
         Paragraph::new(head_lines).block(block(t, "Connection test")),
         head,
@@ -585,9 +581,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
 
 /// The header: the device and its state, the target, the TLS facts, the counts, and one line per
 /// transport when several ran.
-fn header_lines(app: &App) -> Vec<Line<'static>> {
-    let t = app.theme;
-    let c = &app.connect;
+fn header_lines(c: &ConnectState, t: Theme, spinner: usize) -> Vec<Line<'static>> {
     let device = c
         .device
         .clone()
@@ -596,7 +590,7 @@ fn header_lines(app: &App) -> Vec<Line<'static>> {
         Span::styled(
             format!(
                 "  {} running",
-                super::theme::SPINNER[app.spinner % super::theme::SPINNER.len()]
+                super::theme::SPINNER[spinner % super::theme::SPINNER.len()]
             ),
             t.warn(),
         )
@@ -704,4 +698,35 @@ fn block(t: Theme, title: &str) -> Block<'static> {
     Block::default()
         .borders(Borders::ALL)
         .title(Span::styled(format!(" {title} "), t.title()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tab draws from its own state, theme and spinner frame alone (no `App`).
+    #[test]
+    fn renders_from_its_own_state_and_the_spinner_frame() {
+        let c = ConnectState {
+            device: Some("sensor-7".into()),
+            running: true,
+            ..Default::default()
+        };
+        let backend = ratatui::backend::TestBackend::new(80, 20);
+        let mut term = ratatui::Terminal::new(backend).unwrap();
+        term.draw(|f| render(f, f.area(), &c, Theme::plain(), 3))
+            .unwrap();
+        let screen: String = term
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(screen.contains("sensor-7"), "{screen}");
+        assert!(
+            screen.contains(&format!("{} running", super::super::theme::SPINNER[3])),
+            "{screen}"
+        );
+    }
 }

@@ -466,7 +466,7 @@ impl VerifyDialog {
         } else {
             identity::check_verification_code(&self.code)
                 .err()
-                .map(|e| e.to_string())
+                .map(|e| super::forms::error_text(&e))
         };
         self.warning = if self.code.is_empty() || self.error.is_some() {
             None

@@ -263,8 +263,9 @@ pub(crate) fn render(f: &mut Frame, area: Rect, s: &FleetState, target: &str, t:
 }
 
 /// Run a fleet from the TUI: the devices, the target (the Hub tab's hub for `local`, started
-/// when stopped), figures forwarded as actions until the run ends.
-pub(super) async fn run(
+/// when stopped, on a free port when the Hub tab's is taken), figures forwarded as actions
+/// until the run ends ([`Engines::stop_fleet`](super::Engines::stop_fleet) stops it).
+pub async fn run(
     ws_root: std::path::PathBuf,
     engines: super::Engines,
     patterns: Vec<String>,
@@ -276,7 +277,7 @@ pub(super) async fn run(
     use crate::fleet::{Load, Plan, RoundTrip};
     use crate::mqtt::{Endpoint, Flavor, PeerKind};
     let ws = crate::store::Workspace::open(&ws_root)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| super::forms::error_text(&e))?
         .with_clock(engines.clock);
     let (endpoint, flavor, extra_ca, system_roots, round_trip, hub): (
         _,
@@ -287,28 +288,16 @@ pub(super) async fn run(
         Option<std::sync::Arc<dyn crate::mqtt::HubView>>,
     ) = match &target {
         super::connect::ConnectTarget::LocalHub => {
-            let mut guard = engines.hub.lock().await;
-            if guard.is_none() {
-                let h = super::start_hub(&ws_root, hub_port, engines.clock)
-                    .await
-                    .map_err(|e| format!("starting the local hub: {e}"))?;
-                super::forward_hub_events(h.events(), tx.clone());
-                let _ = tx.send(super::Action::Hub(super::hub::HubAction::Started {
-                    port: h.addr.port(),
-                }));
-                *guard = Some(h);
-            }
-            let Some(h) = guard.as_ref() else {
-                return Err("the local hub stopped as the fleet began".into());
-            };
-            let watch = crate::mqtt::local::HubWatch::in_process(h);
+            let h = super::local_hub(&engines, &ws_root, hub_port, &tx).await?;
+            let watch = crate::mqtt::local::HubWatch::in_process(&h);
             let endpoint = Endpoint {
                 host: h.addr.ip().to_string(),
                 port: h.addr.port(),
                 peer: PeerKind::LocalHub,
             };
-            drop(guard);
-            let store = crate::hub::HubStore::open(&ws_root).map_err(|e| e.to_string())?;
+            drop(h);
+            let store =
+                crate::hub::HubStore::open(&ws_root).map_err(|e| super::forms::error_text(&e))?;
             let trust = std::fs::read_to_string(store.trust_path()).map_err(|e| e.to_string())?;
             let cas = pem::parse_many(trust.as_bytes())
                 .map_err(|e| e.to_string())?

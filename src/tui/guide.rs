@@ -535,7 +535,7 @@ pub fn shell_words(cmd: &str) -> Vec<String> {
 /// comment lines. (A word wider than the pane still gets a line of its own.)
 fn wrap_command(cmd: &str, width: usize) -> Vec<String> {
     if let Some(text) = cmd.strip_prefix('#') {
-        return super::ui::wrap_words(text, width.saturating_sub(2).max(10))
+        return super::ui::wrap_whole_words(text, width.saturating_sub(2).max(10))
             .into_iter()
             .map(|l| format!("# {l}"))
             .collect();

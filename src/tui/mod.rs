@@ -153,7 +153,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
         Command::LoadReport(name) => {
             let report = ops::report(ws, &name)
                 .map(Box::new)
-                .map_err(|e| e.to_string());
+                .map_err(|e| forms::error_text(&e));
             emit(Action::ReportLoaded { name, report });
         }
         Command::Create(req) => {
@@ -169,7 +169,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             make_verification(ws, issuer, code, out, emit)
         }
         Command::Delete(name) => {
-            let result = ws.remove(&name).map_err(|e| e.to_string());
+            let result = ws.remove(&name).map_err(|e| forms::error_text(&e));
             emit(Action::Deleted { name, result });
         }
         Command::Copy(_) => {}
@@ -198,14 +198,14 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
         Command::DpsProve { ca } => {
             let r = crate::ops::dps_prove(&crate::hub::HubStore::new(ws.clone()), &ca);
             emit(Action::Hub(hub::HubAction::DpsDone(
-                r.map_err(|e| e.to_string()),
+                r.map_err(|e| forms::error_text(&e)),
             )));
             emit(dps_state(ws));
         }
         Command::DpsGroup { ca } => {
             let r = crate::ops::dps_group_from_ca(&crate::hub::HubStore::new(ws.clone()), &ca);
             emit(Action::Hub(hub::HubAction::DpsDone(
-                r.map_err(|e| e.to_string()),
+                r.map_err(|e| forms::error_text(&e)),
             )));
             emit(dps_state(ws));
         }
@@ -249,7 +249,7 @@ fn load_list(ws: &Workspace, emit: &mut dyn FnMut(Action)) {
             });
             write_list_cache(ws, keep.as_deref().unwrap_or(&[]));
         }
-        Err(e) => emit(Action::ListFailed(e.to_string())),
+        Err(e) => emit(Action::ListFailed(forms::error_text(&e))),
     }
 }
 
@@ -360,7 +360,7 @@ fn dps_enroll(ws: &Workspace, device: String, emit: &mut dyn FnMut(Action)) {
             steps.extend(warnings);
             steps
         })
-        .map_err(|e| e.to_string());
+        .map_err(|e| forms::error_text(&e));
     emit(Action::Hub(hub::HubAction::DpsDone(r)));
     emit(dps_state(ws));
 }
@@ -425,7 +425,7 @@ fn hub_registry(ws: &Workspace) -> Action {
 pub fn dps_state(ws: &Workspace) -> Action {
     match crate::hub::HubStore::open(ws.root()).and_then(|s| s.dps_load()) {
         Ok(st) => Action::Hub(hub::HubAction::Dps(Box::new(st))),
-        Err(e) => Action::Hub(hub::HubAction::Error(e.to_string())),
+        Err(e) => Action::Hub(hub::HubAction::Error(forms::error_text(&e))),
     }
 }
 
@@ -474,6 +474,13 @@ impl Engines {
     /// Where the Hub tab's hub listens, if it runs.
     pub async fn hub_addr(&self) -> Option<std::net::SocketAddr> {
         self.hub.lock().await.as_ref().map(|h| h.addr)
+    }
+
+    /// Stop the Fleet view's run, if one runs (`s`); its report still comes.
+    pub async fn stop_fleet(&self) {
+        if let Some(c) = self.fleet.lock().await.as_ref() {
+            c.stop();
+        }
     }
 
     /// Stop the hub (on quit), waiting for it to close its connections.
@@ -553,45 +560,15 @@ pub async fn run_test(
     } = req;
     use crate::mqtt::{ConnectionTest, Endpoint, Flavor, Identity, PeerKind};
     let ws = Workspace::open(&ws_root)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| forms::error_text(&e))?
         .with_clock(engines.clock);
     let identity = Identity::from_workspace(&ws, &device).map_err(|e| e.to_string())?;
     let mut test = match &target {
         connect::ConnectTarget::LocalHub => {
             // One hub, one truth: the test uses the Hub tab's hub, starting it when it is
             // stopped, so the Hub tab shows it running and logs the test's connection.
-            let mut guard = engines.hub.lock().await;
-            if guard.is_none() {
-                let h = match start_hub(&ws_root, hub_port, engines.clock).await {
-                    Ok(h) => h,
-                    // The Hub tab's port is taken (a local Mosquitto on 8883, say): a free one.
-                    Err(first) if hub_port != 0 => {
-                        let h = start_hub(&ws_root, 0, engines.clock).await.map_err(|e| {
-                            format!("starting the local hub: {first}; on a free port: {e}")
-                        })?;
-                        let _ = tx.send(Action::Hub(hub::HubAction::Event(hub::LogLine {
-                            at: OffsetDateTime::now_utc(),
-                            kind: hub::LogKind::Info,
-                            device: String::new(),
-                            text: format!(
-                                "port {hub_port} is taken ({first}); the hub listens on free port {}",
-                                h.addr.port()
-                            ),
-                        })));
-                        h
-                    }
-                    Err(e) => return Err(format!("starting the local hub: {e}")),
-                };
-                forward_hub_events(h.events(), tx.clone());
-                let _ = tx.send(Action::Hub(hub::HubAction::Started {
-                    port: h.addr.port(),
-                }));
-                *guard = Some(h);
-            }
-            let Some(h) = guard.as_ref() else {
-                return Err("the local hub stopped as the test began".into());
-            };
-            let source = crate::mqtt::local::HubSource::InProcess(h);
+            let h = local_hub(&engines, &ws_root, hub_port, &tx).await?;
+            let source = crate::mqtt::local::HubSource::InProcess(&h);
             crate::mqtt::local::prepare(&ws, identity, Flavor::Azure, source, transport)
                 .await
                 .map_err(|e| e.to_string())?
@@ -628,6 +605,55 @@ pub async fn run_test(
     task.await
         .map(|_| ())
         .map_err(|e| format!("the connection test stopped unexpectedly: {e}"))
+}
+
+/// The Hub tab's hub for a connection test or a fleet run: the running one, else started on
+/// the Hub tab's port, else (that port taken, by a local Mosquitto on 8883, say) on a free
+/// one, with a log line saying so. A started hub's events go to the Hub tab's log and the tab
+/// shows it running. The hub stays locked while the returned guard lives.
+async fn local_hub<'a>(
+    engines: &'a Engines,
+    ws_root: &std::path::Path,
+    hub_port: u16,
+    tx: &mpsc::UnboundedSender<Action>,
+) -> Result<tokio::sync::MappedMutexGuard<'a, crate::hub::HubHandle>, String> {
+    let mut guard = engines.hub.lock().await;
+    if guard.is_none() {
+        let h = match start_hub(ws_root, hub_port, engines.clock).await {
+            Ok(h) => h,
+            Err(first) if hub_port != 0 => {
+                let h = start_hub(ws_root, 0, engines.clock).await.map_err(|e| {
+                    format!(
+                        "starting the local hub: {first}; on a free port: {}",
+                        forms::error_text(&e)
+                    )
+                })?;
+                let _ = tx.send(Action::Hub(hub::HubAction::Event(hub::LogLine {
+                    at: OffsetDateTime::now_utc(),
+                    kind: hub::LogKind::Info,
+                    device: String::new(),
+                    text: format!(
+                        "port {hub_port} is taken ({first}); the hub listens on free port {}",
+                        h.addr.port()
+                    ),
+                })));
+                h
+            }
+            Err(e) => return Err(format!("starting the local hub: {}", forms::error_text(&e))),
+        };
+        announce_hub(&h, tx);
+        *guard = Some(h);
+    }
+    tokio::sync::MutexGuard::try_map(guard, Option::as_mut)
+        .map_err(|_| "the local hub stopped as the run began".to_string())
+}
+
+/// A hub just started: its events go to the Hub tab's log, and the tab shows it running.
+fn announce_hub(h: &crate::hub::HubHandle, tx: &mpsc::UnboundedSender<Action>) {
+    forward_hub_events(h.events(), tx.clone());
+    let _ = tx.send(Action::Hub(hub::HubAction::Started {
+        port: h.addr.port(),
+    }));
 }
 
 /// The in-process hub as the Hub tab runs it (C2D echo on).
@@ -670,14 +696,11 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
                 }
                 match start_hub(&root, port, engines.clock).await {
                     Ok(h) => {
-                        forward_hub_events(h.events(), tx.clone());
-                        let _ = tx.send(Action::Hub(hub::HubAction::Started {
-                            port: h.addr.port(),
-                        }));
+                        announce_hub(&h, &tx);
                         *slot = Some(h);
                     }
                     Err(e) => {
-                        let _ = tx.send(Action::Hub(hub::HubAction::Failed(e.to_string())));
+                        let _ = tx.send(Action::Hub(hub::HubAction::Failed(forms::error_text(&e))));
                     }
                 }
             });
@@ -734,11 +757,7 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
         }
         Command::StopFleet => {
             let engines = engines.clone();
-            tokio::spawn(async move {
-                if let Some(c) = engines.fleet.lock().await.as_ref() {
-                    c.stop();
-                }
-            });
+            tokio::spawn(async move { engines.stop_fleet().await });
             return;
         }
         Command::Revoke {
@@ -757,7 +776,7 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
                 let r = tokio::task::spawn_blocking(move || ops::lifecycle::revoke(&ws, &req))
                     .await
                     .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()));
+                    .and_then(|r| r.map_err(|e| forms::error_text(&e)));
                 let r = match r {
                     Ok(rv) => {
                         let mut lines = vec![rv.message];

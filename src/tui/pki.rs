@@ -281,38 +281,11 @@ pub(crate) fn render_details(
     );
 }
 
-/// `text` cut into lines of at most `width` columns, at spaces where it can, anywhere in a long word.
-fn wrap_words(text: &str, width: usize) -> Vec<String> {
-    let width = width.max(8);
-    let mut lines = vec![String::new()];
-    for word in text.split(' ') {
-        let cur = lines.last_mut().expect("one line");
-        let cur_len = cur.chars().count();
-        let wlen = word.chars().count();
-        if cur_len > 0 && cur_len + 1 + wlen <= width {
-            cur.push(' ');
-            cur.push_str(word);
-            continue;
-        }
-        if cur_len > 0 {
-            lines.push(String::new());
-        }
-        let chars: Vec<char> = word.chars().collect();
-        for (i, chunk) in chars.chunks(width).enumerate() {
-            if i > 0 {
-                lines.push(String::new());
-            }
-            lines.last_mut().expect("one line").extend(chunk);
-        }
-    }
-    lines
-}
-
 /// A labelled value; continuation lines are indented under the value, not the label.
 fn field(t: Theme, width: u16, name: &str, value: impl Into<String>) -> Vec<Line<'static>> {
     // Certificate text: escaped before wrapping, so the widths are those of what is shown.
     let value = crate::text::escape_controls(&value.into()).into_owned();
-    wrap_words(&value, (width as usize).saturating_sub(12))
+    super::ui::wrap_cutting_words(&value, (width as usize).saturating_sub(12))
         .into_iter()
         .enumerate()
         .map(|(i, part)| {
@@ -410,7 +383,7 @@ fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> Vec<L
             e.value
         );
         let text = crate::text::escape_controls(&text);
-        for (i, part) in wrap_words(&text, (width as usize).saturating_sub(4))
+        for (i, part) in super::ui::wrap_cutting_words(&text, (width as usize).saturating_sub(4))
             .into_iter()
             .enumerate()
         {
@@ -480,17 +453,6 @@ fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> Vec<L
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wrap_words_breaks_at_spaces_and_splits_long_words() {
-        assert_eq!(
-            wrap_words("ECDSA P-256 (256 bits), signed ecdsa-with-SHA256", 24),
-            vec!["ECDSA P-256 (256 bits),", "signed ecdsa-with-SHA256"]
-        );
-        let hex = "A".repeat(20);
-        assert_eq!(wrap_words(&hex, 8), vec!["AAAAAAAA", "AAAAAAAA", "AAAA"]);
-        assert_eq!(wrap_words("", 10), vec![""]);
-    }
 
     #[test]
     fn time_bar_is_full_when_new_and_empty_when_expired() {

@@ -123,14 +123,19 @@ fn draw(f: &mut Frame, app: &App) {
             super::pki::render_details(f, a.details, &app.pki, app.theme, app.spinner, app.now);
         }
         Tab::Hub => super::hub::render(f, a.body, &app.hub, app.theme),
-        Tab::Connect if app.fleet.shown => super::fleet::render(
-            f,
-            a.body,
-            &app.fleet,
-            &app.connect.target.label(),
-            app.theme,
-        ),
-        Tab::Connect => super::connect::render(f, a.body, app),
+        Tab::Connect if app.fleet.shown => {
+            // The fleet speaks MQTT over TLS only: say so where another Protocol is chosen.
+            let target = match app.connect.transport {
+                crate::mqtt::Transport::Mqtt => app.connect.target.label(),
+                other => format!(
+                    "{} over mqtt (the fleet's only protocol; {} is for the single test)",
+                    app.connect.target.label(),
+                    other.as_str()
+                ),
+            };
+            super::fleet::render(f, a.body, &app.fleet, &target, app.theme)
+        }
+        Tab::Connect => super::connect::render(f, a.body, &app.connect, app.theme, app.spinner),
         Tab::Guide => super::guide::render(
             f,
             a.body,
@@ -223,7 +228,7 @@ fn help_rows(inner: usize) -> Vec<(String, String, String)> {
     for (scope, keys, what) in KEYMAP {
         let shown = if *scope != last { *scope } else { "" };
         last = scope;
-        for (i, part) in wrap_words(what, desc_w).into_iter().enumerate() {
+        for (i, part) in wrap_whole_words(what, desc_w).into_iter().enumerate() {
             let (s, k) = if i == 0 { (shown, *keys) } else { ("", "") };
             rows.push((s.to_string(), k.to_string(), part));
         }
@@ -231,8 +236,9 @@ fn help_rows(inner: usize) -> Vec<(String, String, String)> {
     rows
 }
 
-/// Greedy word wrap (a word longer than the width gets a line of its own).
-pub(crate) fn wrap_words(text: &str, width: usize) -> Vec<String> {
+/// Greedy word wrap for prose and commands: breaks at whitespace and keeps every word whole
+/// (a word longer than the width gets a line of its own, so a path stays one piece to copy).
+pub(crate) fn wrap_whole_words(text: &str, width: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
@@ -249,6 +255,35 @@ pub(crate) fn wrap_words(text: &str, width: usize) -> Vec<String> {
         out.push(line);
     }
     out
+}
+
+/// Wrap for certificate values: never wider than `width` columns (at least 8), broken at
+/// spaces where it can and anywhere in a longer word (a hex serial, a key); every space is
+/// kept, since two spaces in a certificate's text are not one.
+pub(crate) fn wrap_cutting_words(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    let mut lines = vec![String::new()];
+    for word in text.split(' ') {
+        let cur = lines.last_mut().expect("one line");
+        let cur_len = cur.chars().count();
+        let wlen = word.chars().count();
+        if cur_len > 0 && cur_len + 1 + wlen <= width {
+            cur.push(' ');
+            cur.push_str(word);
+            continue;
+        }
+        if cur_len > 0 {
+            lines.push(String::new());
+        }
+        let chars: Vec<char> = word.chars().collect();
+        for (i, chunk) in chars.chunks(width).enumerate() {
+            if i > 0 {
+                lines.push(String::new());
+            }
+            lines.last_mut().expect("one line").extend(chunk);
+        }
+    }
+    lines
 }
 
 /// Word wrap with a hanging indent: lines after the first start with `indent` spaces.
@@ -326,6 +361,29 @@ fn render_help(f: &mut Frame, area: Rect, scroll: u16, t: Theme) {
 mod tests {
     use super::*;
     use ratatui::buffer::Buffer;
+
+    /// Prose keeps a long word whole on its own line; a certificate value is cut to the width
+    /// and keeps its spaces.
+    #[test]
+    fn whole_words_for_prose_cut_words_for_certificate_values() {
+        let text = "serial 0123456789ABCDEF0123 end";
+        assert_eq!(
+            wrap_whole_words(text, 10),
+            vec!["serial", "0123456789ABCDEF0123", "end"]
+        );
+        assert_eq!(
+            wrap_cutting_words(text, 10),
+            vec!["serial", "0123456789", "ABCDEF0123", "end"]
+        );
+        assert_eq!(
+            wrap_cutting_words("ECDSA P-256 (256 bits), signed ecdsa-with-SHA256", 24),
+            vec!["ECDSA P-256 (256 bits),", "signed ecdsa-with-SHA256"]
+        );
+        assert_eq!(wrap_whole_words("a  b\nc", 10), vec!["a b c"]);
+        assert_eq!(wrap_cutting_words("CN=a  b", 10), vec!["CN=a  b"]);
+        assert_eq!(wrap_cutting_words("", 10), vec![""]);
+        assert_eq!(wrap_whole_words("", 10), vec![""]);
+    }
     use ratatui::widgets::Widget;
 
     /// Text a screen forgot to escape: a span renders controls into cells as they are (ratatui

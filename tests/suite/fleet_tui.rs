@@ -82,6 +82,52 @@ fn fleet_keys_take_a_typed_range_and_stop_a_run() {
     assert!(!app.fleet.shown);
 }
 
+/// The Protocol field of the target form does not apply to a fleet (it runs over MQTT with
+/// TLS only): a fleet started with AMQP chosen says so plainly instead of ignoring it.
+#[test]
+fn a_fleet_run_says_it_runs_over_mqtt_when_another_protocol_is_chosen() {
+    let start = |app: &mut App| {
+        key(app, KeyCode::Char('f'));
+        key(app, KeyCode::Char('r'));
+        typed(app, "d-{001..003}");
+        key(app, KeyCode::Enter);
+        let cmd = key(app, KeyCode::Enter);
+        assert!(matches!(cmd, Some(Command::RunFleet { .. })), "{cmd:?}");
+        app.status.clone().unwrap()
+    };
+    // MQTT (the default): no word about protocols.
+    let (_, said) = start(&mut app());
+    assert!(!said.contains("Protocol"), "{said}");
+    // t, Tab to Protocol, two steps right: amqp.
+    let mut app = app();
+    key(&mut app, KeyCode::Char('t'));
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Right);
+    key(&mut app, KeyCode::Right);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.connect.transport, chainsmith::mqtt::Transport::Amqp);
+    let (_, said) = start(&mut app);
+    assert!(
+        said.contains("the fleet runs over MQTT (TLS)")
+            && said.contains("the Protocol field (amqp) applies to the single test"),
+        "{said}"
+    );
+    // The Fleet view's Target line says it too, for as long as it shows.
+    let mut term = Terminal::new(TestBackend::new(120, 30)).unwrap();
+    term.draw(|f| ui::render(f, &app)).unwrap();
+    let screen: String = term
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    assert!(
+        screen.contains("over mqtt (the fleet's only protocol; amqp is for the single test)"),
+        "{screen}"
+    );
+}
+
 #[test]
 fn fleet_view_live_snapshot() {
     let mut app = app();
@@ -233,4 +279,80 @@ fn fleet_view_runs_fifty_devices_live_in_the_real_tui() {
         !p.screen().alternate_screen(),
         "still on the alternate screen"
     );
+}
+
+/// The Hub tab's port is taken (a local Mosquitto on 8883, say): a fleet run against the
+/// local hub starts it on a free port and says so, as the single connection test does.
+#[test]
+fn a_fleet_run_starts_the_local_hub_on_a_free_port_when_the_hub_tabs_is_taken() {
+    use chainsmith::tui::Engines;
+    use chainsmith::tui::connect::ConnectTarget;
+    let dir = tempfile::tempdir().unwrap();
+    let ws = fleet_ws(dir.path(), 3, &[]);
+    let held = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = held.local_addr().unwrap().port();
+    let mut app = App::new(
+        ws.clone(),
+        Theme::plain(),
+        datetime!(2026-06-01 12:00:00 UTC),
+        (100, 30),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let actions = rt.block_on(async {
+        let engines = Engines::default();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let run = tokio::spawn(chainsmith::tui::fleet::run(
+            ws.clone(),
+            engines.clone(),
+            vec!["d-{001..003}".into()],
+            None,
+            ConnectTarget::LocalHub,
+            port,
+            tx,
+        ));
+        let mut actions = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let a = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(a)) => a,
+                _ => break,
+            };
+            let all_in = matches!(&a, Action::Fleet(FleetAction::Figures(f)) if f.connected == 3);
+            actions.push(a);
+            if all_in {
+                break;
+            }
+        }
+        engines.stop_fleet().await;
+        let r = run.await.unwrap();
+        engines.shutdown().await;
+        if let Err(e) = &r {
+            panic!("the fleet did not run: {e}");
+        }
+        while let Ok(a) = rx.try_recv() {
+            actions.push(a);
+        }
+        actions.push(Action::Fleet(FleetAction::Ended(r)));
+        actions
+    });
+    for a in actions {
+        app.update(a);
+    }
+    // Every device connected (the run ends disconnected: the handshakes are what count).
+    let fig = &app.fleet.figures;
+    assert_eq!((fig.handshakes, fig.failed), (3, 0), "{fig:?}");
+    let running = app.hub.running.expect("the Hub tab shows the hub running");
+    assert_ne!(running, port);
+    let log: Vec<&str> = app.hub.log.iter().map(|l| l.text.as_str()).collect();
+    assert!(
+        log.iter()
+            .any(|l| l.contains(&format!("port {port} is taken"))
+                && l.contains(&format!("free port {running}"))),
+        "{log:?}"
+    );
+    drop(held);
 }
