@@ -33,7 +33,8 @@ impl std::fmt::Debug for FleetDevice {
     }
 }
 
-/// Load the named workspace devices (in parallel) with the trust anchors for the server.
+/// Load the named workspace devices (in parallel) with the trust anchors for the server; a
+/// failure names the first device of `names` that could not be loaded.
 pub fn load_devices(
     ws: &Workspace,
     names: &[String],
@@ -41,7 +42,9 @@ pub fn load_devices(
     system_roots: bool,
 ) -> Result<Vec<FleetDevice>, FleetError> {
     let trust = super::tls::Trust::new(extra_ca, system_roots).map_err(FleetError::Selection)?;
-    names
+    // Loaded in parallel, judged in order: the error names the first bad device of the list,
+    // whichever thread finished first (rayon's own Result collect returns any of them).
+    let loaded: Vec<Result<FleetDevice, FleetError>> = names
         .par_iter()
         .map(|name| {
             let identity = Identity::from_workspace(ws, name).map_err(|e| FleetError::Device {
@@ -62,7 +65,8 @@ pub fn load_devices(
                 config,
             })
         })
-        .collect()
+        .collect();
+    loaded.into_iter().collect()
 }
 
 /// What each device sends.

@@ -450,6 +450,7 @@ pub fn error_text(e: &impl crate::error::Classified) -> String {
         R::StartHub => Some("s on the Hub tab starts it"),
         R::MakeRoot => Some("n on the PKI tab makes one"),
         R::IssueDevices => Some("n on the PKI tab makes devices"),
+        R::ListEntities => Some("the PKI tab lists them"),
         R::OneFormat
         | R::SignCsr
         | R::PickCa
@@ -460,7 +461,6 @@ pub fn error_text(e: &impl crate::error::Classified) -> String {
         | R::CopyThumbprint
         | R::NoThumbprints
         | R::HubCaFile
-        | R::ListEntities
         | R::InitWorkspace
         | R::ShowEntity
         | R::WeakKeyFixture
