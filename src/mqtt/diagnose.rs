@@ -1097,30 +1097,38 @@ mod tests {
         }
     }
 
-    /// Root "Contoso Root" -> device "sensor-7", as the workspace would hold them.
-    fn identity() -> Identity {
-        let root_spec = spec(
-            "Contoso Root",
-            Profile::Root { pathlen: None },
-            Validity::days(30),
-        );
-        let root = issue::issue(&root_spec, KeyAlg::EcP256, None).unwrap();
-        let ca = CaHandle::new(
-            "Contoso Root",
-            root.cert_der.clone(),
-            root.key_pem.as_deref().unwrap(),
+    /// A CA certificate for `cn` issued by `issuer` (self-signed without one), valid 30 days,
+    /// with the handle that signs with it.
+    fn ca(cn: &str, profile: Profile, issuer: Option<&CaHandle>) -> (issue::Issued, CaHandle) {
+        let made = issue::issue(
+            &spec(cn, profile, Validity::days(30)),
+            KeyAlg::EcP256,
+            issuer,
         )
         .unwrap();
+        let handle =
+            CaHandle::new(cn, made.cert_der.clone(), made.key_pem.as_deref().unwrap()).unwrap();
+        (made, handle)
+    }
+
+    /// "sensor-7" issued by `issuer`, with the certificates above it (nearest first).
+    fn device_under(issuer: &CaHandle, above: Vec<ChainCert>) -> Identity {
         let dev_spec = spec("sensor-7", leaf_profile(), Validity::days(30));
-        let dev = issue::issue(&dev_spec, KeyAlg::EcP256, Some(&ca)).unwrap();
+        let dev = issue::issue(&dev_spec, KeyAlg::EcP256, Some(issuer)).unwrap();
         Identity {
             device_id: "sensor-7".into(),
             source: "test".into(),
             sent: vec![cc("sensor-7", dev.cert_der)],
-            above: vec![cc("Contoso Root", root.cert_der)],
+            above,
             key_pem: dev.key_pem.unwrap(),
             target: None,
         }
+    }
+
+    /// Root "Contoso Root" -> device "sensor-7", as the workspace would hold them.
+    fn identity() -> Identity {
+        let (root, root_ca) = ca("Contoso Root", Profile::Root { pathlen: None }, None);
+        device_under(&root_ca, vec![cc("Contoso Root", root.cert_der)])
     }
 
     /// The same identity, loaded from the workspace device "sensor-7".
@@ -1131,43 +1139,19 @@ mod tests {
 
     /// Root -> intermediate "Line 2" -> "sensor-7", the leaf sent alone.
     fn without_intermediate() -> Identity {
-        let root_spec = spec(
-            "Contoso Root",
-            Profile::Root { pathlen: None },
-            Validity::days(30),
-        );
-        let root = issue::issue(&root_spec, KeyAlg::EcP256, None).unwrap();
-        let root_ca = CaHandle::new(
-            "Contoso Root",
-            root.cert_der.clone(),
-            root.key_pem.as_deref().unwrap(),
-        )
-        .unwrap();
-        let mid_spec = spec(
+        let (root, root_ca) = ca("Contoso Root", Profile::Root { pathlen: None }, None);
+        let (mid, mid_ca) = ca(
             "Line 2",
             Profile::Intermediate { pathlen: Some(0) },
-            Validity::days(30),
+            Some(&root_ca),
         );
-        let mid = issue::issue(&mid_spec, KeyAlg::EcP256, Some(&root_ca)).unwrap();
-        let mid_ca = CaHandle::new(
-            "Line 2",
-            mid.cert_der.clone(),
-            mid.key_pem.as_deref().unwrap(),
-        )
-        .unwrap();
-        let dev_spec = spec("sensor-7", leaf_profile(), Validity::days(30));
-        let dev = issue::issue(&dev_spec, KeyAlg::EcP256, Some(&mid_ca)).unwrap();
-        Identity {
-            device_id: "sensor-7".into(),
-            source: "test".into(),
-            sent: vec![cc("sensor-7", dev.cert_der)],
-            above: vec![
+        device_under(
+            &mid_ca,
+            vec![
                 cc("Line 2", mid.cert_der),
                 cc("Contoso Root", root.cert_der),
             ],
-            key_pem: dev.key_pem.unwrap(),
-            target: None,
-        }
+        )
     }
 
     /// A self-signed "sensor-7" from the workspace; `expired`: its validity ended in 2021.
