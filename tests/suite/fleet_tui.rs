@@ -113,15 +113,7 @@ fn a_fleet_run_says_it_runs_over_mqtt_when_another_protocol_is_chosen() {
         "{said}"
     );
     // The Fleet view's Target line says it too, for as long as it shows.
-    let mut term = Terminal::new(TestBackend::new(120, 30)).unwrap();
-    term.draw(|f| ui::render(f, &app)).unwrap();
-    let screen: String = term
-        .backend()
-        .buffer()
-        .content()
-        .iter()
-        .map(|c| c.symbol())
-        .collect();
+    let screen = crate::common::screen_of(&app, 120, 30);
     assert!(
         screen.contains("over mqtt (the fleet's only protocol; amqp is for the single test)"),
         "{screen}"

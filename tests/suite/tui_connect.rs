@@ -199,16 +199,7 @@ fn t_picks_the_transport_and_the_summary_compares_transports() {
     );
     assert!(c.iter().all(|(_, l)| l.starts_with("✓ 5/5 acked")), "{c:?}");
     // Drawn: one Compare line per transport.
-    let backend = ratatui::backend::TestBackend::new(100, 30);
-    let mut term = ratatui::Terminal::new(backend).unwrap();
-    term.draw(|f| chainsmith::tui::ui::render(f, &app)).unwrap();
-    let screen: String = term
-        .backend()
-        .buffer()
-        .content()
-        .iter()
-        .map(|c| c.symbol())
-        .collect();
+    let screen = crate::common::screen_of(&app, 100, 30);
     assert!(screen.contains("Compare amqp"), "{screen}");
     assert!(screen.contains("mqtt-ws  ✓ 5/5 acked"), "{screen}");
 }

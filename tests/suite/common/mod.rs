@@ -101,3 +101,17 @@ pub fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
         ),
     )
 }
+
+/// The whole TUI drawn at `width`×`height`, every cell's symbol in a row (no line breaks):
+/// what a test searches for a phrase the screen shows.
+pub fn screen_of(app: &chainsmith::tui::App, width: u16, height: u16) -> String {
+    let backend = ratatui::backend::TestBackend::new(width, height);
+    let mut term = ratatui::Terminal::new(backend).unwrap();
+    term.draw(|f| chainsmith::tui::ui::render(f, app)).unwrap();
+    term.backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect()
+}
