@@ -53,6 +53,18 @@ pub struct Outcome {
     pub steps: Vec<(u16, serde_json::Value)>,
 }
 
+/// A registration as the SDKs send it: this API version, the registration id as the body's
+/// `registrationId`, no CSR.
+pub async fn register_as(
+    addr: SocketAddr,
+    fx: &Fixture,
+    id: &Identity,
+    regid: &str,
+    scope: &str,
+) -> Option<Outcome> {
+    register(addr, fx, id, regid, scope, wire::API_VERSION, body(regid)).await
+}
+
 /// Register over MQTT as the SDKs do: CONNECT with the DPS username, SUBSCRIBE, PUT register,
 /// poll GET operationstatus on 202 until 200 or an error. None when CONNECT was refused.
 pub async fn register(
@@ -131,17 +143,9 @@ async fn group_registration_then_reregistration_then_hub() {
     let hub = hub(&fx).await;
     let id = fx.identity(&["sample-device-01", "line2"]);
 
-    let first = register(
-        hub.addr,
-        &fx,
-        &id,
-        "sample-device-01",
-        &scope,
-        wire::API_VERSION,
-        body("sample-device-01"),
-    )
-    .await
-    .unwrap();
+    let first = register_as(hub.addr, &fx, &id, "sample-device-01", &scope)
+        .await
+        .unwrap();
     assert_eq!(first.steps[0].0, 202);
     assert_eq!(first.steps[0].1["status"], "assigning");
     assert_eq!(first.status, 200, "{first:?}");
@@ -192,17 +196,9 @@ async fn group_registration_then_reregistration_then_hub() {
     fx.store
         .dps_delete_registration("sample-device-01")
         .unwrap();
-    let fresh = register(
-        hub.addr,
-        &fx,
-        &id,
-        "sample-device-01",
-        &scope,
-        wire::API_VERSION,
-        body("sample-device-01"),
-    )
-    .await
-    .unwrap();
+    let fresh = register_as(hub.addr, &fx, &id, "sample-device-01", &scope)
+        .await
+        .unwrap();
     assert_eq!(
         fresh.body["registrationState"]["substatus"],
         wire::INITIAL_ASSIGNMENT
@@ -318,17 +314,9 @@ async fn refusals_have_dps_status_topics_bodies_and_exact_reasons() {
     // A disabled group: 403.
     fx.store.dps_set_enabled("lines", false).unwrap();
     let id = fx.identity(&["good-1", "line2"]);
-    let out = register(
-        hub.addr,
-        &fx,
-        &id,
-        "good-1",
-        &scope,
-        wire::API_VERSION,
-        body("good-1"),
-    )
-    .await
-    .unwrap();
+    let out = register_as(hub.addr, &fx, &id, "good-1", &scope)
+        .await
+        .unwrap();
     assert_eq!(out.status, 403, "{out:?}");
     assert!(
         out.body["message"]
@@ -425,17 +413,9 @@ async fn individual_enrollment_wins_over_group() {
     let scope = fx.store.dps_id_scope().unwrap();
     let hub = hub(&fx).await;
     let id = fx.identity(&["both-1", "line2"]);
-    let out = register(
-        hub.addr,
-        &fx,
-        &id,
-        "both-1",
-        &scope,
-        wire::API_VERSION,
-        body("both-1"),
-    )
-    .await
-    .unwrap();
+    let out = register_as(hub.addr, &fx, &id, "both-1", &scope)
+        .await
+        .unwrap();
     assert_eq!(out.status, 200, "{out:?}");
     assert_eq!(out.body["registrationState"]["deviceId"], "both-1-hubid");
     let reg = fx.store.dps_load().unwrap();
@@ -446,17 +426,9 @@ async fn individual_enrollment_wins_over_group() {
     );
 
     fx.store.dps_set_enabled("both-1", false).unwrap();
-    let out = register(
-        hub.addr,
-        &fx,
-        &id,
-        "both-1",
-        &scope,
-        wire::API_VERSION,
-        body("both-1"),
-    )
-    .await
-    .unwrap();
+    let out = register_as(hub.addr, &fx, &id, "both-1", &scope)
+        .await
+        .unwrap();
     assert_eq!(out.status, 403, "{out:?}");
     assert!(
         out.body["message"]
@@ -466,17 +438,9 @@ async fn individual_enrollment_wins_over_group() {
     );
     // Without the individual enrollment, the group takes it.
     fx.store.dps_remove_enrollment("both-1").unwrap();
-    let out = register(
-        hub.addr,
-        &fx,
-        &id,
-        "both-1",
-        &scope,
-        wire::API_VERSION,
-        body("both-1"),
-    )
-    .await
-    .unwrap();
+    let out = register_as(hub.addr, &fx, &id, "both-1", &scope)
+        .await
+        .unwrap();
     assert_eq!(out.status, 200, "{out:?}");
     assert_eq!(out.body["registrationState"]["deviceId"], "both-1");
     hub.shutdown().await;
@@ -975,17 +939,9 @@ async fn registration_id_outside_dps_rules_is_refused() {
     let scope = fx.store.dps_id_scope().unwrap();
     let hub = hub(&fx).await;
     let id = fx.identity(&["dev(1)", "line2"]);
-    let out = register(
-        hub.addr,
-        &fx,
-        &id,
-        "dev(1)",
-        &scope,
-        wire::API_VERSION,
-        body("dev(1)"),
-    )
-    .await
-    .unwrap();
+    let out = register_as(hub.addr, &fx, &id, "dev(1)", &scope)
+        .await
+        .unwrap();
     assert_eq!(out.status, 400, "{out:?}");
     assert!(fx.store.device("dev(1)").is_err());
     hub.shutdown().await;
