@@ -4,26 +4,7 @@
 
 use crate::connect_support;
 use connect_support::*;
-use std::path::{Path, PathBuf};
-
-fn setup() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let ws = chain_workspace(tmp.path());
-    ok(&ws, &["hub", "ca", "add", "Test Root", "--verified"]);
-    ok(&ws, &["hub", "device", "add", "sensor-7", "--auth", "ca"]);
-    (tmp, ws)
-}
-
-fn connect(ws: &Path, args: &[&str]) -> (bool, Vec<serde_json::Value>) {
-    let out = bin(ws)
-        .args(["connect", "--json", "--interval", "0", "--timeout", "5s"])
-        .args(args)
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    (out.status.success(), events(&out.stdout))
-}
+use std::path::Path;
 
 fn steps_done(ev: &[serde_json::Value]) -> Vec<String> {
     ev.iter()

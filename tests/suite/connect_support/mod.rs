@@ -161,3 +161,26 @@ pub fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
 pub fn find<'a>(events: &'a [serde_json::Value], kind: &str) -> Option<&'a serde_json::Value> {
     events.iter().find(|e| e["event"] == kind)
 }
+
+/// Test Root -> Line 2 -> sensor-7 in a new workspace, Test Root uploaded to the local hub and
+/// verified, sensor-7 registered (CA-authenticated): the starting point of the local-hub tests.
+pub fn setup() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ws = chain_workspace(tmp.path());
+    ok(&ws, &["hub", "ca", "add", "Test Root", "--verified"]);
+    ok(&ws, &["hub", "device", "add", "sensor-7", "--auth", "ca"]);
+    (tmp, ws)
+}
+
+/// `chainsmith connect --json` (no interval, a 5 s timeout) with `args`: whether it passed, and
+/// its events. A panic in the child fails the test.
+pub fn connect(ws: &Path, args: &[&str]) -> (bool, Vec<serde_json::Value>) {
+    let out = bin(ws)
+        .args(["connect", "--json", "--interval", "0", "--timeout", "5s"])
+        .args(args)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.success(), events(&out.stdout))
+}
