@@ -677,17 +677,19 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
 
 fn monitor(global: &Global, store: &HubStore, a: MonitorArgs) -> CliResult {
     let rt = runtime()?;
-    let req = Request::Monitor {
-        device: a.device.clone(),
-    };
     let json = global.json;
-    if !json {
-        complain!("Starting event monitor, use ctrl-c to stop...");
-    }
-    rt.block_on(control::request(&store.control_path(), &req, |v| {
-        print_telemetry(&v, json);
-        true
-    }))?;
+    // Printed once the hub has subscribed, in both modes (on stderr): a script that waits for
+    // this line before it sends telemetry sees every message.
+    let ready = || complain!("Starting event monitor, use ctrl-c to stop...");
+    rt.block_on(control::monitor(
+        &store.control_path(),
+        a.device.clone(),
+        ready,
+        |v| {
+            print_telemetry(&v, json);
+            true
+        },
+    ))?;
     Ok(())
 }
 

@@ -8,7 +8,9 @@
 //! - `{"op":"method","device":"d1","name":"reboot","payload":{…},"timeout":30}` →
 //!   `{"ok":{"status":200,"payload":…}}`
 //! - `{"op":"desired","device":"d1","patch":{…}}` → `{"ok":{"version":N}}`
-//! - `{"op":"monitor","device":null}` → a stream of `HubEvent` JSON lines
+//! - `{"op":"monitor","device":null}` → `{"ok":{"monitoring":true}}` once the hub has
+//!   subscribed (every event after that line is streamed), then one `HubEvent` JSON line per
+//!   telemetry message
 //! - `{"op":"status"}` → `{"ok":HubStatus}`: listening address and port, echo, hostname,
 //!   connected devices, the last refusal's `seq` and the last 100 refusals
 //! - `{"op":"kick","device":"d1","reason":"…"}` → `{"ok":{"connected":true}}`: close the
@@ -142,6 +144,12 @@ async fn client(hub: std::sync::Arc<HubHandle>, stream: UnixStream) -> std::io::
     let answer = match req {
         Request::Monitor { device } => {
             let mut rx = hub.events();
+            // Say so once subscribed: a client that acts on this line (sends telemetry, starts a
+            // device) knows the hub will stream what follows; before it, events may be missed.
+            w.write_all(
+                format!("{}\n", serde_json::json!({ "ok": { "monitoring": true } })).as_bytes(),
+            )
+            .await?;
             loop {
                 match rx.recv().await {
                     Ok(e) => {
@@ -232,6 +240,34 @@ pub async fn request(
         }
     }
     Ok(())
+}
+
+/// `{"op":"monitor"}`: stream the hub's telemetry events, of `device` when given. `on_ready`
+/// runs once, when the hub has subscribed: every event after that moment reaches `on_event`,
+/// which returns false to stop. Ends when the hub stops or `on_event` says stop.
+pub async fn monitor(
+    path: &Path,
+    device: Option<String>,
+    on_ready: impl FnOnce(),
+    mut on_event: impl FnMut(serde_json::Value) -> bool,
+) -> Result<(), ControlError> {
+    let mut on_ready = Some(on_ready);
+    let mut refused = None;
+    request(path, &Request::Monitor { device }, |v| {
+        if v.get("ok").is_some() {
+            if let Some(f) = on_ready.take() {
+                f();
+            }
+            return true;
+        }
+        if let Some(e) = v.get("error") {
+            refused = Some(e.as_str().map_or_else(|| e.to_string(), str::to_string));
+            return false;
+        }
+        on_event(v)
+    })
+    .await?;
+    refused.map_or(Ok(()), |e| Err(ControlError::Hub(e)))
 }
 
 /// Send one request and return its single answer: the `ok` value, or the hub's `error`.

@@ -71,9 +71,12 @@ impl HubWatch {
         });
         let w = watch.clone();
         let path = control.to_path_buf();
+        let (subscribed, ready) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let req = crate::hub::control::Request::Monitor { device: None };
-            let _ = crate::hub::control::request(&path, &req, |v| {
+            let on_ready = move || {
+                let _ = subscribed.send(());
+            };
+            let _ = crate::hub::control::monitor(&path, None, on_ready, |v| {
                 if let Ok(e) = serde_json::from_value::<TelemetryLine>(v) {
                     w.record(&e.device, &e.payload);
                 }
@@ -81,8 +84,12 @@ impl HubWatch {
             })
             .await;
         });
-        // Give the monitor a moment to subscribe before the device publishes.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The device publishes only once the hub streams its telemetry to us: a message sent
+        // before that would be counted as lost. A hub older than `status` never says so; one
+        // that does not say so in time (it broke) is not waited for longer.
+        if status.is_some() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), ready).await;
+        }
         Some((watch, status))
     }
 

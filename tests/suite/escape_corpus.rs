@@ -331,7 +331,9 @@ fn hub_serve_and_monitor_show_peer_text_escaped() {
             .spawn()
             .unwrap(),
     ));
-    std::thread::sleep(Duration::from_millis(500));
+    // Both monitors say when the hub has subscribed them: the payload is sent after that.
+    monitor.wait_for("Starting event monitor");
+    monitor_json.wait_for("Starting event monitor");
 
     let payload = "{\"t\":\"\x1b]0;pay\x07\u{9b}1J\u{202e}\",\"nul\":\"\0\"}";
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -418,16 +418,21 @@ fn serve_with_mosquitto_clients_c2d_monitor_method_echo() {
             ]);
         c
     };
-    // hub monitor streams telemetry.
+    // hub monitor streams telemetry. It says so on stderr (in --json mode too) once the hub
+    // has subscribed it: everything sent after that line reaches it, no sleep needed.
     let mut monitor = Serve(
         cs(&ws)
             .args(["--json", "hub", "monitor", "--device", "m-dev"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    let mut ready = String::new();
+    BufReader::new(monitor.0.stderr.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready, "Starting event monitor, use ctrl-c to stop...\n");
     // mosquitto_sub receives a C2D message sent with `hub c2d`.
     let sub = mosq("mosquitto_sub")
         .args([

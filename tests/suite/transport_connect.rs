@@ -16,7 +16,7 @@ fn steps_done(ev: &[serde_json::Value]) -> Vec<String> {
 fn passes_with_round_trips(transport: &str, own_steps: &[&str]) {
     let (_t, ws) = setup();
     let (ok, ev) = connect(&ws, &["sensor-7", "--count", "3", "--transport", transport]);
-    assert!(ok, "{transport}: {ev:#?}");
+    assert!(ok, "{transport}:\n{}", shown(&ev));
     assert_eq!(find(&ev, "start").unwrap()["transport"], transport);
     assert_eq!(steps_done(&ev), own_steps, "{transport}");
     assert_eq!(
@@ -32,7 +32,8 @@ fn passes_with_round_trips(transport: &str, own_steps: &[&str]) {
             sum["hub_recorded"].as_u64()
         ),
         (Some(true), Some(3), Some(6), Some(3)),
-        "{transport}: {ev:#?}"
+        "{transport}:\n{}",
+        shown(&ev)
     );
     assert!(find(&ev, "disconnected").is_some());
 }
@@ -65,7 +66,7 @@ fn unregistered_device_over_amqp_gets_the_hubs_reason() {
     let (_t, ws) = setup();
     ok(&ws, &["new", "device", "sensor-8", "--issuer", "Line 2"]);
     let (ok, ev) = connect(&ws, &["sensor-8", "--transport", "amqp"]);
-    assert!(!ok, "{ev:#?}");
+    assert!(!ok, "{}", shown(&ev));
     let f = find(&ev, "failed").expect("failed event");
     assert_eq!(f["step"], "link-attach", "{f:#}");
     assert_eq!(f["code"], "hub-unknown-device", "{f:#}");
@@ -148,7 +149,7 @@ fn hub_serve_ports_fall_back_and_connect_follows_the_running_hub() {
     let (hub, stderr) = serve(&ws, &[]);
     for t in ["amqp", "amqp-ws", "mqtt-ws"] {
         let (ok, ev) = connect(&ws, &["sensor-7", "--count", "2", "--transport", t]);
-        assert!(ok, "{t}: {ev:#?}");
+        assert!(ok, "{t}:\n{}", shown(&ev));
     }
     drop(hub);
     let notes = std::io::read_to_string(stderr).unwrap();

@@ -158,6 +158,16 @@ pub fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Events as compact JSON, one per line, for a failure message: a log viewer that keeps only
+/// part of a long message still shows whole events (the last one says what failed).
+pub fn shown(events: &[serde_json::Value]) -> String {
+    events
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub fn find<'a>(events: &'a [serde_json::Value], kind: &str) -> Option<&'a serde_json::Value> {
     events.iter().find(|e| e["event"] == kind)
 }
