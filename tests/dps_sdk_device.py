@@ -8,12 +8,20 @@ Prints one JSON line: {"step":"registered",...} or {"step":"error","error":...},
 """
 import json
 import sys
+import threading
 
 from azure.iot.device import IoTHubDeviceClient, Message, ProvisioningDeviceClient, X509
 
 
+_say_lock = threading.Lock()
+
+
 def say(**kv):
-    print(json.dumps(kv), flush=True)
+    # One write per line under a lock: the SDK calls back on its own threads, and print()
+    # writes the text and the newline separately, so two steps could interleave on one line.
+    with _say_lock:
+        sys.stdout.write(json.dumps(kv) + "\n")
+        sys.stdout.flush()
 
 
 def main():

@@ -12,8 +12,15 @@ import threading
 from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse, X509
 
 
+_say_lock = threading.Lock()
+
+
 def say(**kv):
-    print(json.dumps(kv), flush=True)
+    # One write per line under a lock: the SDK calls back on its own threads, and print()
+    # writes the text and the newline separately, so two steps could interleave on one line.
+    with _say_lock:
+        sys.stdout.write(json.dumps(kv) + "\n")
+        sys.stdout.flush()
 
 
 def main():

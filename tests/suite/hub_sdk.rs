@@ -46,16 +46,19 @@ async fn azure_python_sdk_full_round() {
         .arg(fx.key_file("sdk-dev-1"))
         .arg(fx.trust_file())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        // Inherited: the SDK's own words when it stops early show in the failure output (and a
+        // pipe nobody reads could fill and stall the SDK).
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("python3");
     let stdout = child.stdout.take().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = tx.send(v);
-            }
+            // A line that is not JSON is kept, so a failure shows it instead of a missing step.
+            let v = serde_json::from_str(&line)
+                .unwrap_or_else(|_| serde_json::json!({ "unparsed": line }));
+            let _ = tx.send(v);
         }
     });
     let mut steps = Vec::new();

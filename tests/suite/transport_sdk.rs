@@ -46,9 +46,10 @@ fn lines(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = tx.send(v);
-            }
+            // A line that is not JSON is kept, so a failure shows it instead of a missing step.
+            let v = serde_json::from_str(&line)
+                .unwrap_or_else(|_| serde_json::json!({ "unparsed": line }));
+            let _ = tx.send(v);
         }
     });
     rx
