@@ -75,6 +75,22 @@ impl Tui {
         }
     }
 
+    /// Resize the terminal and the screen model as one step: the parser stays locked until
+    /// both have the new size, so the TUI's redraw for the new size (it can only start once the
+    /// pty is resized) is never drawn into a model of the old size, which garbles the screen.
+    fn resize(&self, rows: u16, cols: u16) {
+        let mut parser = self.parser.lock().unwrap();
+        self.master
+            .resize(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        parser.set_size(rows, cols);
+    }
+
     fn screen(&self) -> String {
         self.parser.lock().unwrap().screen().contents()
     }
@@ -161,6 +177,8 @@ fn seed_flow_root_intermediate_device_verification_export_hub_connect_then_quit_
     t.send("root1");
     t.send(ENTER);
     t.wait_for("created root root1");
+    // The new root is selected once the tree is read again (the status line can come first).
+    t.wait_for("◆ root1 (root, self-signed)");
     // Intermediate: with a CA selected the form starts on "device"; Up to the kind, Left once.
     t.send("n");
     t.wait_for("device (CA-signed)");
@@ -171,7 +189,8 @@ fn seed_flow_root_intermediate_device_verification_export_hub_connect_then_quit_
     t.send("int1");
     t.send(ENTER);
     t.wait_for("created intermediate int1");
-    // Device under the intermediate (selected now).
+    // Device under the intermediate, once it is selected.
+    t.wait_for("◇ int1 (intermediate)");
     t.send("n");
     t.wait_for("‹ int1 ›");
     t.send("dev1");
@@ -338,25 +357,9 @@ fn resize_below_the_minimum_says_so_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = Tui::start(&dir.path().join("ws"), &[], &[]);
     t.wait_for("The workspace is empty");
-    t.master
-        .resize(PtySize {
-            rows: 12,
-            cols: 50,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .unwrap();
-    t.parser.lock().unwrap().set_size(12, 50);
+    t.resize(12, 50);
     t.wait_for("terminal too small");
-    t.master
-        .resize(PtySize {
-            rows: 24,
-            cols: 80,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .unwrap();
-    t.parser.lock().unwrap().set_size(24, 80);
+    t.resize(24, 80);
     t.wait_for("The workspace is empty");
     t.send("?");
     t.wait_for("Keys (any key closes)");
@@ -374,25 +377,14 @@ fn too_small_takes_no_keys_but_q() {
     let ws = dir.path().join("ws");
     let mut t = Tui::start(&ws, &[], &[]);
     t.wait_for("The workspace is empty");
-    let resize = |t: &Tui, rows: u16, cols: u16| {
-        t.master
-            .resize(PtySize {
-                rows,
-                cols,
-                pixel_width: 0,
-                pixel_height: 0,
-            })
-            .unwrap();
-        t.parser.lock().unwrap().set_size(rows, cols);
-    };
-    resize(&t, 12, 50);
+    t.resize(12, 50);
     t.wait_for("terminal too small");
     t.send("1");
     t.send("n");
     t.send("blind");
     t.send(ENTER);
     std::thread::sleep(Duration::from_millis(500));
-    resize(&t, 24, 80);
+    t.resize(24, 80);
     let s = t.wait_for("The workspace is empty");
     assert!(!s.contains("New certificate"), "{s}");
     let list = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
@@ -405,7 +397,7 @@ fn too_small_takes_no_keys_but_q() {
         !String::from_utf8_lossy(&list.stdout).contains("blind"),
         "created unseen"
     );
-    resize(&t, 12, 50);
+    t.resize(12, 50);
     t.wait_for("terminal too small");
     t.send("q");
     assert_eq!(t.wait_exit(), 0);
