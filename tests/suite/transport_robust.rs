@@ -251,8 +251,23 @@ async fn a_new_connection_takes_over_across_transports() {
     test.timeout = Duration::from_secs(3);
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let running = tokio::spawn(chainsmith::mqtt::run(test, tx));
-    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // MQTT connects once the AMQP test has published (a fixed sleep could end before the
+    // AMQP connection is up on a loaded machine, and then MQTT would be the one taken over).
+    let (publishing, published) = tokio::sync::oneshot::channel();
+    let drain = tokio::spawn(async move {
+        let mut publishing = Some(publishing);
+        while let Some(e) = rx.recv().await {
+            if matches!(e, chainsmith::mqtt::Event::Published { .. }) {
+                if let Some(p) = publishing.take() {
+                    let _ = p.send(());
+                }
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(20), published)
+        .await
+        .expect("the AMQP test published within 20 s")
+        .expect("the AMQP test published");
     let (_mqtt2, ack) = Client::connect(hub.addr, cfg, "good", Some(&hub_util::username("good")))
         .await
         .unwrap();
