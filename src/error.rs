@@ -80,6 +80,10 @@ pub enum Remedy {
     Shard,
     /// Write into a new or empty directory: nothing there is ever overwritten.
     NewOutDir,
+    /// Test the device with its certificate and key files (its key is not in the workspace).
+    DeviceFiles,
+    /// Restart the local hub with the listener of that transport on (the error names it).
+    HubTransport,
 }
 
 /// What every engine error enum offers a face: a stable kind for `--json` and its remedy.

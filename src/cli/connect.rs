@@ -123,18 +123,6 @@ fn read_ca(global: &Global, value: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     }
 }
 
-/// The engine says in domain words why a workspace entity cannot be tested; the CLI adds how.
-fn identity_hint(e: crate::mqtt::identity::IdentityError) -> anyhow::Error {
-    use crate::mqtt::identity::IdentityError as E;
-    match e {
-        E::NotADevice(..) => {
-            anyhow!("{e} (`chainsmith new device ID --issuer CA` issues one)")
-        }
-        E::NoKey(..) => anyhow!("{e} (pass --cert FILE --key FILE)"),
-        e => e.into(),
-    }
-}
-
 /// `chainsmith connect`: build the identity and the target (the local hub through the engine's
 /// `mqtt::local::prepare`), run the test, print it; exit 1 when anything did not come back.
 pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
@@ -148,7 +136,7 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
                 anyhow!("name a workspace device, or pass --cert FILE --key FILE")
             })?;
             let ws = global.existing_workspace()?;
-            Identity::from_workspace(&ws, device).map_err(identity_hint)?
+            Identity::from_workspace(&ws, device)?
         }
     };
     let mut extra_ca = Vec::new();
@@ -176,20 +164,7 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
             let ws = global.existing_workspace()?;
             let flavor = a.flavor.unwrap_or(Flavor::Azure);
             let source = crate::mqtt::local::HubSource::RunningOrStart;
-            let p = crate::mqtt::local::prepare(&ws, identity, flavor, source, a.transport)
-                .await
-                .map_err(|e| match e {
-                    crate::mqtt::local::PrepareError::TransportOff(what) => anyhow!(
-                        "--transport {}: {e}; restart `chainsmith hub serve` with {}",
-                        a.transport.as_str(),
-                        if what == "AMQP" {
-                            "--amqp-port 5671"
-                        } else {
-                            "--ws-port 443"
-                        }
-                    ),
-                    e => e.into(),
-                })?;
+            let p = crate::mqtt::local::prepare(&ws, identity, flavor, source, a.transport).await?;
             let mut test = p.test;
             if a.dps {
                 // Provision at the same listener first; the hub test then runs as the assigned

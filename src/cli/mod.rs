@@ -235,11 +235,15 @@ fn hinted_message(e: &anyhow::Error) -> String {
 
 /// The engine error at one link of a chain, as the trait every engine error enum implements.
 fn classified<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Classified> {
-    use crate::{export, fixtures, fleet, hub, ops, pki, store};
+    use crate::{export, fixtures, fleet, hub, mqtt, ops, pki, store};
     // The outer types first: each delegates to the errors it wraps.
     let c: &dyn Classified = if let Some(x) = e.downcast_ref::<fixtures::apply::Error>() {
         x
     } else if let Some(x) = e.downcast_ref::<fleet::FleetError>() {
+        x
+    } else if let Some(x) = e.downcast_ref::<mqtt::local::PrepareError>() {
+        x
+    } else if let Some(x) = e.downcast_ref::<mqtt::identity::IdentityError>() {
         x
     } else if let Some(x) = e.downcast_ref::<hub::HubError>() {
         x
@@ -293,6 +297,7 @@ fn flag_hint(e: &anyhow::Error) -> Option<String> {
 /// workspace in, the CA to issue devices under).
 fn remedy_hint(remedy: crate::error::Remedy, e: &anyhow::Error) -> String {
     use crate::error::Remedy as R;
+    use crate::mqtt::local::PrepareError;
     use crate::{fleet::FleetError, store::Error as S};
     let named =
         e.chain().find_map(
@@ -306,7 +311,17 @@ fn remedy_hint(remedy: crate::error::Remedy, e: &anyhow::Error) -> String {
                 (R::IssueDevices, _, Some(FleetError::NoDevicesUnder(ca))) => Some(format!(
                     "`chainsmith new device ID --issuer {ca}` makes some"
                 )),
-                _ => None,
+                _ => match (remedy, c.downcast_ref::<PrepareError>()) {
+                    (R::HubTransport, Some(PrepareError::TransportOff(what))) => Some(format!(
+                        "restart `chainsmith hub serve` with {}",
+                        if *what == "AMQP" {
+                            "--amqp-port 5671 for --transport amqp"
+                        } else {
+                            "--ws-port 443 for --transport mqtt-ws or amqp-ws"
+                        }
+                    )),
+                    _ => None,
+                },
             },
         );
     named.unwrap_or_else(|| static_hint(remedy).to_string())
@@ -366,6 +381,8 @@ fn static_hint(remedy: crate::error::Remedy) -> &'static str {
         R::Port => "pick another with --port (or --amqp-port, --ws-port)",
         R::Shard => "pass --shard K/N",
         R::NewOutDir => "give --out a new directory",
+        R::DeviceFiles => "pass --cert FILE --key FILE",
+        R::HubTransport => "restart `chainsmith hub serve` with --amqp-port 5671 or --ws-port 443",
         // Without the name the error carries (`remedy_hint` puts it in).
         R::MakeRoot => "`chainsmith new root NAME` makes one",
         R::InitWorkspace => "`chainsmith init DIR` creates one",

@@ -94,6 +94,40 @@ pub enum IdentityError {
     Pki(#[from] crate::pki::Error),
 }
 
+impl IdentityError {
+    /// A short machine-friendly name for `--json` errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            IdentityError::NotADevice(..) => "not-a-device",
+            IdentityError::NoKey(_) => "no-key",
+            IdentityError::File { .. } => "bad-file",
+            IdentityError::Store(e) => e.kind(),
+            IdentityError::Pki(e) => e.kind(),
+        }
+    }
+
+    /// What would fix it, for a face to turn into its own hint.
+    pub fn remedy(&self) -> Option<crate::error::Remedy> {
+        use crate::error::Remedy;
+        match self {
+            IdentityError::NotADevice(..) => Some(Remedy::IssueDevices),
+            IdentityError::NoKey(_) => Some(Remedy::DeviceFiles),
+            IdentityError::File { .. } => None,
+            IdentityError::Store(e) => e.remedy(),
+            IdentityError::Pki(e) => e.remedy(),
+        }
+    }
+}
+
+impl crate::error::Classified for IdentityError {
+    fn kind(&self) -> &'static str {
+        IdentityError::kind(self)
+    }
+    fn remedy(&self) -> Option<crate::error::Remedy> {
+        IdentityError::remedy(self)
+    }
+}
+
 /// A certificate of the chain, its validity judged at `now` (the workspace's clock).
 fn cert(name: &str, der: Vec<u8>, now: time::OffsetDateTime) -> Result<ChainCert, IdentityError> {
     let view = CertView::from_der_at(&der, now)?;

@@ -267,6 +267,37 @@ pub enum PrepareError {
     TransportOff(&'static str),
 }
 
+impl PrepareError {
+    /// A short machine-friendly name for `--json` errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PrepareError::Registry(e) => e.kind(),
+            PrepareError::Start(e) => e.kind(),
+            PrepareError::Trust { .. } => "hub-trust",
+            PrepareError::TransportOff(_) => "transport-off",
+        }
+    }
+
+    /// What would fix it, for a face to turn into its own hint.
+    pub fn remedy(&self) -> Option<crate::error::Remedy> {
+        match self {
+            PrepareError::Registry(e) => e.remedy(),
+            PrepareError::Start(e) => e.remedy(),
+            PrepareError::Trust { .. } => None,
+            PrepareError::TransportOff(_) => Some(crate::error::Remedy::HubTransport),
+        }
+    }
+}
+
+impl crate::error::Classified for PrepareError {
+    fn kind(&self) -> &'static str {
+        PrepareError::kind(self)
+    }
+    fn remedy(&self) -> Option<crate::error::Remedy> {
+        PrepareError::remedy(self)
+    }
+}
+
 /// Set up a connection test against the workspace's local hub: where to dial, the hub's
 /// trust anchor (and only it: never the system store), the pre-flight findings from its
 /// registry, C2D echo when the hub echoes, and a watch on the hub's record and refusals.

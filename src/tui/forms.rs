@@ -466,7 +466,9 @@ pub fn error_text(e: &impl crate::error::Classified) -> String {
         | R::WeakKeyFixture
         | R::Port
         | R::Shard
-        | R::NewOutDir => None,
+        | R::NewOutDir
+        | R::DeviceFiles
+        | R::HubTransport => None,
     });
     match hint {
         Some(h) => format!("{e} ({h})"),

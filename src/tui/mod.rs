@@ -562,7 +562,7 @@ pub async fn run_test(
     let ws = Workspace::open(&ws_root)
         .map_err(|e| forms::error_text(&e))?
         .with_clock(engines.clock);
-    let identity = Identity::from_workspace(&ws, &device).map_err(|e| e.to_string())?;
+    let identity = Identity::from_workspace(&ws, &device).map_err(|e| forms::error_text(&e))?;
     let mut test = match &target {
         connect::ConnectTarget::LocalHub => {
             // One hub, one truth: the test uses the Hub tab's hub, starting it when it is
@@ -571,7 +571,7 @@ pub async fn run_test(
             let source = crate::mqtt::local::HubSource::InProcess(&h);
             crate::mqtt::local::prepare(&ws, identity, Flavor::Azure, source, transport)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| forms::error_text(&e))?
                 .test
         }
         connect::ConnectTarget::AzureHub(to) | connect::ConnectTarget::Broker(to) => {

@@ -124,3 +124,69 @@ fn bad_arguments_are_named() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Why a workspace entity cannot be tested is a typed engine error: `--json` gives its kind,
+/// and the CLI's hint names the command or flags that fix it (the engine's words name none).
+#[test]
+fn entities_that_cannot_be_tested_have_kinds_and_cli_hints() {
+    let (t, ws) = ws();
+    // A device signed from a CSR made by openssl: its key never enters the workspace.
+    let csr = t.path().join("csr-dev.csr");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-subj", "/CN=csr-dev", "-keyout"])
+        .arg(t.path().join("csr-dev.key"))
+        .arg("-out")
+        .arg(&csr)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    ok(
+        &ws,
+        &["sign-csr", csr.to_str().unwrap(), "--issuer", "Line 2"],
+    );
+    let error = |args: &[&str]| {
+        let out = bin(&ws).arg("--json").args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["error"]["kind"].as_str().unwrap().to_string(),
+            v["error"]["message"].as_str().unwrap().to_string(),
+        )
+    };
+    let (kind, message) = error(&["connect", "Line 2"]);
+    assert_eq!(kind, "not-a-device");
+    assert!(
+        message.contains("is a intermediate certificate, not a device")
+            || message.contains("is an intermediate certificate, not a device"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`chainsmith new device ID --issuer CA`"),
+        "{message}"
+    );
+    let (kind, message) = error(&["connect", "csr-dev"]);
+    assert_eq!(kind, "no-key");
+    assert!(
+        message.contains("has no private key in the workspace"),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("(pass --cert FILE --key FILE)"),
+        "{message}"
+    );
+    let (kind, message) = error(&["connect", "nobody"]);
+    assert_eq!(kind, "not-found");
+    assert!(message.contains("`chainsmith list`"), "{message}");
+}

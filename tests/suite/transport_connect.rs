@@ -158,13 +158,16 @@ fn hub_serve_ports_fall_back_and_connect_follows_the_running_hub() {
 
     let (_hub, _stderr) = serve(&ws, &["--amqp-port", "0"]);
     let out = bin(&ws)
-        .args(["connect", "sensor-7", "--transport", "amqp"])
+        .args(["--json", "connect", "sensor-7", "--transport", "amqp"])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "transport-off", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
     assert!(
-        err.contains("does not listen for AMQP") && err.contains("--amqp-port 5671"),
-        "{err}"
+        message.contains("does not listen for AMQP")
+            && message.contains("(restart `chainsmith hub serve` with --amqp-port 5671"),
+        "{message}"
     );
 }
