@@ -131,27 +131,7 @@ fn bad_arguments_are_named() {
 fn entities_that_cannot_be_tested_have_kinds_and_cli_hints() {
     let (t, ws) = ws();
     // A device signed from a CSR made by openssl: its key never enters the workspace.
-    let csr = t.path().join("csr-dev.csr");
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-subj", "/CN=csr-dev", "-keyout"])
-        .arg(t.path().join("csr-dev.key"))
-        .arg("-out")
-        .arg(&csr)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (_key, csr) = crate::common::openssl_csr(t.path(), "csr-dev", &[]);
     ok(
         &ws,
         &["sign-csr", csr.to_str().unwrap(), "--issuer", "Line 2"],

@@ -434,31 +434,7 @@ fn cn_that_differs_from_the_device_id() {
     let (_t, ws) = setup();
     // A device whose CN is not its id: sign a CSR for CN=other-name under the entity name cnx-1,
     // then give the workspace entity the CSR's key.
-    let key = ws.join("cnx.key");
-    let csr = ws.join("cnx.csr");
-    let st = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=other-name",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&csr)
-        .output()
-        .expect("openssl");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    let (key, csr) = crate::common::openssl_csr(&ws, "other-name", &[]);
     ok(
         &ws,
         &[

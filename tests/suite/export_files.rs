@@ -387,25 +387,7 @@ fn csr_signed_device_exports_certificates_without_a_key() {
     let w = Ws::new();
     w.chain("dev1");
     let dir = w.dir.path();
-    let (ok, text) = openssl(
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "csr.key",
-            "-subj",
-            "/CN=csrdev",
-            "-out",
-            "csrdev.csr",
-        ],
-        dir,
-    );
-    assert!(ok, "{text}");
+    crate::common::openssl_csr(dir, "csrdev", &[]);
     w.ok(&["sign-csr", "csrdev.csr", "--issuer", "inter"]);
     let text = w.ok(&["export", "csrdev", "--out", "o"]);
     assert!(text.contains("no private key"), "{text}");

@@ -303,27 +303,8 @@ fn sign_csr_keeps_checked_sans_or_takes_them_from_the_flag() {
     w.chain("unused");
     let dir = w.dir.path();
     let csr = |name: &str, san: &str| {
-        let (ok, text) = openssl(
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-subj",
-                &format!("/CN={name}"),
-                "-addext",
-                &format!("subjectAltName={san}"),
-                "-out",
-                &format!("{name}.csr"),
-            ],
-            dir,
-        );
-        assert!(ok, "{text}");
+        let san = format!("subjectAltName={san}");
+        crate::common::openssl_csr(dir, name, &["-addext", &san]);
     };
     let sans_of = |name: &str| {
         let (ok, text) = openssl(

@@ -3,7 +3,7 @@
 //! a name is tried with `..`, `a/b`, an absolute path and a symlinked entity directory; the
 //! workspace next door must not change and nothing may land in this one.
 
-use crate::common::{Ws, openssl};
+use crate::common::Ws;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -73,25 +73,7 @@ fn setup() -> Setup {
     fs::remove_file(&key).unwrap();
     std::os::unix::fs::symlink(other.join("entities/outside-ca/key.pem"), &key).unwrap();
     // A CSR for sign-csr.
-    let (ok, msg) = openssl(
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "zz.key",
-            "-out",
-            "zz.csr",
-            "-subj",
-            "/CN=zz",
-        ],
-        ws.dir.path(),
-    );
-    assert!(ok, "{msg}");
+    crate::common::openssl_csr(ws.dir.path(), "zz", &[]);
     Setup { ws, other }
 }
 

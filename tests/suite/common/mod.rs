@@ -102,6 +102,37 @@ pub fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
     )
 }
 
+/// A P-256 key and a CSR for `CN=cn` made by the openssl CLI in `dir`, as a device makes
+/// them, with `extra` arguments for `openssl req` (e.g. `-addext subjectAltName=…`):
+/// `(cn.key, cn.csr)`, paths in `dir`.
+pub fn openssl_csr(
+    dir: &Path,
+    cn: &str,
+    extra: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (key, csr) = (format!("{cn}.key"), format!("{cn}.csr"));
+    let subj = format!("/CN={cn}");
+    let mut args = vec![
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        &subj,
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+    ];
+    args.extend_from_slice(extra);
+    let (ok, out) = openssl(&args, dir);
+    assert!(ok, "openssl req: {out}");
+    (dir.join(key), dir.join(csr))
+}
+
 /// The whole TUI drawn at `width`×`height`, every cell's symbol in a row (no line breaks):
 /// what a test searches for a phrase the screen shows.
 pub fn screen_of(app: &chainsmith::tui::App, width: u16, height: u16) -> String {
