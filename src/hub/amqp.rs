@@ -317,13 +317,25 @@ async fn session_links(state: Arc<ConnState>, mut session: ListenerSessionHandle
         // Decide before the Attach is answered: a device that sees its link attached is
         // admitted (and owns its device id) already.
         let verdict = decide(&state, address.as_deref().unwrap_or(""), device_sends).await;
+        // A link the hub sends on is routed in the device's session before its Attach is
+        // answered: the device sends its first twin GET the moment it sees the response link
+        // attached, and the answer must find the link (the session reads one channel in order).
+        let route = match &verdict {
+            Ok((kind, _, to_session)) if !device_sends => {
+                let (tx, rx) = mpsc::channel::<Out>(64);
+                let routed = to_session.send(ToSession::Route(*kind, tx)).await;
+                routed.is_ok().then_some(rx)
+            }
+            _ => None,
+        };
         let link = match acceptor.accept_incoming_attach(attach, &mut session).await {
             Ok(l) => l,
             Err(_) => continue,
         };
         match verdict {
             Ok((kind, device, to_session)) => {
-                tokio::spawn(run_link(link, kind, state.sh.clone(), device, to_session));
+                let sh = state.sh.clone();
+                tokio::spawn(run_link(link, kind, sh, device, to_session, route));
             }
             Err((condition, why)) => {
                 let err = AmqpErr::new(condition, Some(why), None);
@@ -504,16 +516,22 @@ fn route(device: &str, out: &mut BytesMut, routes: &HashMap<LinkKind, mpsc::Send
     out.clear();
 }
 
+/// `route`: what the device's session sends on a link the hub sends on (None when the session
+/// had already ended: the link is closed).
 async fn run_link(
     link: LinkEndpoint,
     kind: LinkKind,
     sh: Arc<Shared>,
     device: String,
     to_session: mpsc::Sender<ToSession>,
+    route: Option<mpsc::Receiver<Out>>,
 ) {
-    match link {
-        LinkEndpoint::Receiver(r) => device_sends(r, kind, device, to_session).await,
-        LinkEndpoint::Sender(s) => hub_sends(s, kind, sh, device, to_session).await,
+    match (link, route) {
+        (LinkEndpoint::Receiver(r), _) => device_sends(r, kind, device, to_session).await,
+        (LinkEndpoint::Sender(s), Some(rx)) => hub_sends(s, kind, sh, device, rx).await,
+        (LinkEndpoint::Sender(s), None) => {
+            let _ = s.close().await;
+        }
     }
 }
 
@@ -583,12 +601,8 @@ async fn hub_sends(
     kind: LinkKind,
     sh: Arc<Shared>,
     device: String,
-    to_session: mpsc::Sender<ToSession>,
+    mut rx: mpsc::Receiver<Out>,
 ) {
-    let (tx, mut rx) = mpsc::channel::<Out>(64);
-    if to_session.send(ToSession::Route(kind, tx)).await.is_err() {
-        return;
-    }
     'messages: while let Some(msg) = rx.recv().await {
         let message_id = msg
             .properties
