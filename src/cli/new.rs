@@ -248,6 +248,7 @@ pub fn sign_csr(global: &Global, a: SignCsrArgs) -> CliResult {
             force: a.force,
             sans: a.san,
             keep_san: a.keep_san,
+            cn_only: false,
         },
     )?;
     print_created(global, &ws, &created);

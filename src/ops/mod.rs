@@ -642,9 +642,13 @@ pub struct CsrRequest {
     pub sans: Vec<String>,
     /// Copy the CSR's own DNS, IP and URI names, after checking them.
     pub keep_san: bool,
+    /// Issue `CN = name` alone, without the O/OU/L/ST/C the CSR asks for (DPS's issuance).
+    pub cn_only: bool,
 }
 
-/// Sign a device's CSR: subject and key from the request, profile from chainsmith.
+/// Sign a device's CSR: the key from the request; the CN from the name (`req.name`, else the
+/// request's one CN) and at most the allowed attributes of its subject
+/// ([`crate::pki::csr::CSR_SUBJECT_EXTRAS`]); the profile from chainsmith.
 pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Created> {
     let csr = crate::pki::csr::parse_csr(csr_bytes)?;
     let name = match (&req.name, &csr.cn) {
@@ -657,17 +661,20 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
     check_entity_name(&name)?;
     let mut warnings = Vec::new();
     let mut next = Vec::new();
-    if let Some(cn) = &csr.cn {
-        match check_device_id(cn, req.target) {
-            Ok(w) => warnings.extend(w),
-            Err(e) => warnings.push(format!(
-                "the CSR's CN does not fit {} rules: {e}",
-                req.target
-            )),
-        }
-        if cn != &name {
-            warnings.push(format!("the CSR's CN \"{cn}\" differs from the name \"{name}\"; the hub will expect device id \"{cn}\""));
-        }
+    // The certificate's CN is the name chosen here, never the request's own subject: a CSR
+    // cannot name a device other than the one the operator (or DPS) signs it for.
+    match check_device_id(&name, req.target) {
+        Ok(w) => warnings.extend(w),
+        Err(e) => warnings.push(format!(
+            "the CN \"{name}\" does not fit {} rules: {e}",
+            req.target
+        )),
+    }
+    if let Some(cn) = csr.cn.as_ref().filter(|cn| **cn != name) {
+        warnings.push(format!(
+            "the CSR asks for CN \"{}\"; the certificate's CN is the name \"{name}\", the device id the hub will expect",
+            crate::text::escape_controls(cn)
+        ));
     }
     let mut sans: Vec<San> = req
         .sans
@@ -679,11 +686,11 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
         ignored.retain(|e| e != "SubjectAlternativeName");
         for san in &csr.sans {
             if let San::Dns(d) = san
-                && Some(d) == csr.cn.as_ref()
+                && *d == name
             {
                 check_device_id(d, req.target)?;
             }
-            crate::pki::csr::check_requested_san(san, csr.cn.as_deref())?;
+            crate::pki::csr::check_requested_san(san, Some(&name))?;
             if !sans.contains(san) {
                 sans.push(san.clone());
             }
@@ -717,8 +724,13 @@ pub fn sign_csr(ws: &Workspace, csr_bytes: &[u8], req: &CsrRequest) -> Result<Cr
     }
     let ca = load_ca(ws, &req.issuer)?;
     let profile = Profile::Device { eku: req.eku, sans };
+    let subject = if req.cn_only {
+        crate::pki::subject::cn_only(&name)?
+    } else {
+        csr.issued_subject(&name)?
+    };
     let spec = IssueSpec {
-        subject: csr.subject,
+        subject,
         validity: req.validity.resolve(&profile, ws.now())?,
         profile,
     };

@@ -54,6 +54,29 @@ pub enum Error {
     )]
     /// A CSR whose subject has no CN.
     CsrWithoutCn,
+    /// A CSR whose subject asks for more than one identity or for attributes a device
+    /// certificate does not carry (`problem` says which).
+    #[error(
+        "the CSR's subject {problem}; a device CSR's subject is one CN (the device id) and at most one each of O, OU, L, ST and C: make it again with -subj /CN=ID"
+    )]
+    CsrSubject {
+        /// What is wrong with it, with the values (escaped).
+        problem: String,
+    },
+    /// A CSR whose key chainsmith will not certify (`key` names it: `RSA-1024`, `EC on curve
+    /// secp112r1`, `EC with explicit curve parameters`).
+    #[error(
+        "the CSR's key is {key}, which hubs and OpenSSL 3 refuse or which chainsmith does not issue for; make the key again on the device as EC P-256 (openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256) or RSA 2048 or larger"
+    )]
+    CsrKey {
+        /// The key as described above.
+        key: String,
+    },
+    /// A CSR whose signature does not verify against its own public key.
+    #[error(
+        "the CSR's signature does not verify against its own public key: the request was altered or corrupted; make it again on the device"
+    )]
+    CsrSignature,
     /// The PFX password does not open the file (its name in the message).
     #[error("the password for {0} is wrong (the PKCS#12 MAC does not verify); check the password")]
     WrongPassword(String),
@@ -110,6 +133,9 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::WrongPassword(_) => "wrong-password",
+            Error::CsrSubject { .. } => "csr-subject",
+            Error::CsrKey { .. } => "csr-key",
+            Error::CsrSignature => "csr-signature",
             _ => "invalid",
         }
     }

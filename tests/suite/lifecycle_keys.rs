@@ -383,9 +383,11 @@ fn sign_csr_keeps_checked_sans_or_takes_them_from_the_flag() {
     ]);
     assert!(err.contains("*.example.com"), "{err}");
     assert!(!w.ws().join("entities/dev-wild").exists());
-    // A DNS SAN equal to the CN is the device id: the hub's id rules apply to it.
+    // The certificate's CN is the name it is signed for: a DNS SAN naming another device (the
+    // CSR's own CN, here) is not copied into it, it is refused (issue 21: nobody becomes
+    // someone else).
     csr("dev_ok:1", "DNS:dev_ok:1");
-    w.ok(&[
+    let err = w.fails(&[
         "sign-csr",
         "dev_ok:1.csr",
         "--issuer",
@@ -394,6 +396,8 @@ fn sign_csr_keeps_checked_sans_or_takes_them_from_the_flag() {
         "--name",
         "dev-ok-1",
     ]);
+    assert!(err.contains("dev_ok:1"), "{err}");
+    assert!(!w.ws().join("entities/dev-ok-1").exists());
 }
 
 #[test]
