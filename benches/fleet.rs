@@ -317,6 +317,7 @@ fn main() {
                 secondary: None,
                 enabled: true,
                 added: now,
+                provisioned_by: None,
             }));
             Ok(())
         })

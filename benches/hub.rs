@@ -263,6 +263,7 @@ fn main() {
                     secondary: None,
                     enabled: true,
                     added: time::OffsetDateTime::now_utc(),
+                    provisioned_by: None,
                 });
             }
             Ok(())

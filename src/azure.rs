@@ -34,6 +34,13 @@ pub const MQTT_PORT: u16 = 8883;
 pub const MAX_KEEP_ALIVE_SECS: u16 = 1767;
 /// Largest device-to-cloud message IoT Hub accepts (256 KB).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Deepest nesting of the JSON objects in a twin's tags, desired and reported properties:
+/// "All JSON objects in tags, desired, and reported properties can have a maximum depth of 10"
+/// (Microsoft Learn, "Understand and use device twins in IoT Hub", Tags and properties format).
+pub const MAX_TWIN_DEPTH: usize = 10;
+/// Largest reported (and desired) properties document: "IoT Hub enforces … a 32-KB size limit
+/// each on the value of properties/desired and properties/reported" (same page, Twin size).
+pub const MAX_TWIN_PROPERTIES_BYTES: usize = 32 * 1024;
 /// Subscribe filters a device uses for twin responses.
 pub const TWIN_RESPONSE_FILTER: &str = "$iothub/twin/res/#";
 /// Subscribe filter for desired-property updates.

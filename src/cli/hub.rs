@@ -448,6 +448,9 @@ fn device(global: &Global, store: &HubStore, c: DeviceCommand) -> CliResult {
             say!("  enabled   {}", d.enabled);
             say!("  primary   {}", d.primary.as_deref().unwrap_or("-"));
             say!("  secondary {}", d.secondary.as_deref().unwrap_or("-"));
+            if let Some(by) = &d.provisioned_by {
+                say!("  created   by {by} (by its certificate's thumbprint, as Azure's DPS does)");
+            }
         }
     };
     match c {
@@ -637,6 +640,12 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
         }
         let mut events = hub.events();
         let addr = hub.addr;
+        let set_aside: Vec<String> = store
+            .take_set_aside()
+            .iter()
+            .chain(&hub.set_aside)
+            .map(ToString::to_string)
+            .collect();
         let hub = std::sync::Arc::new(hub);
         let ctl = tokio::spawn(control::serve(hub.clone(), control_path.clone()));
         let print = move |e: &HubEvent| {
@@ -647,6 +656,9 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
             }
         };
         print(&HubEvent::Listening { addr });
+        for note in set_aside {
+            print(&HubEvent::StateSetAside { note });
+        }
         if !json {
             say!("trust: {}", HubStore::open(&root)?.trust_path().display());
             say!("DPS ID scope: {scope} (same address and port)");

@@ -93,8 +93,12 @@ pub enum Refusal {
         /// The CN of the certificate concerned.
         cn: String,
     },
-    /// An intermediate was neither sent nor registered.
-    #[error("device {device}: intermediate \"{cn}\" not sent and not registered")]
+    /// The device's issuer was neither sent nor registered: an intermediate the device should
+    /// send, or a root the hub does not hold (the hub alone cannot tell which; see
+    /// [`Refusal::explained_by`]).
+    #[error(
+        "device {device}: issuer \"{cn}\" was neither sent in the TLS chain nor registered with the hub"
+    )]
     MissingIntermediate {
         /// The device id.
         device: String,
@@ -379,6 +383,29 @@ pub struct HubTrust {
     anchors: TrustAnchors,
     /// Every registered CA: (DER, CN, verified).
     registered: Vec<(Vec<u8>, String, bool)>,
+}
+
+impl Refusal {
+    /// A hub that was not sent a device's issuer cannot tell a root it does not hold from an
+    /// intermediate the device should have sent; the workspace can, when the device is one of
+    /// its entities: walking the device's issuers there, an issuer named `cn` that is a root
+    /// makes the refusal [`Refusal::UnknownRoot`] (issue 21: "a chain that ends at an
+    /// unregistered root is not a missing intermediate"). A few file reads, only on refusal.
+    pub fn explained_by(self, ws: &crate::store::Workspace) -> Refusal {
+        let Refusal::MissingIntermediate { device, cn } = &self else {
+            return self;
+        };
+        let chain = crate::store::chain_of(ws, device).unwrap_or_default();
+        if let Some(issuer) = chain.iter().skip(1).find(|e| e.meta.cn == *cn)
+            && issuer.meta.kind == crate::store::Kind::Root
+        {
+            return Refusal::UnknownRoot {
+                device: device.clone(),
+                cn: cn.clone(),
+            };
+        }
+        self
+    }
 }
 
 impl HubTrust {

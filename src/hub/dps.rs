@@ -110,9 +110,23 @@ pub struct Registration {
     pub payload: Option<serde_json::Value>,
     /// `group NAME` or `individual REGID`.
     pub enrollment: String,
+    /// What the device should know beyond the assignment: why it will still be refused by the
+    /// hub (a device the operator disabled stays disabled: DPS does not undo the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
-/// Everything the local DPS keeps (`WS/hub/dps.json`).
+/// Largest device payload a register request may carry, compact JSON. DPS documents no limit
+/// that we found; chosen as a twin's reported-properties limit
+/// ([`crate::azure::MAX_TWIN_PROPERTIES_BYTES`], 32 KB), since a payload often seeds a twin.
+/// Depth as a twin's ([`crate::azure::MAX_TWIN_DEPTH`]), so a stored registration can always be
+/// read back (serde_json stops at 128 levels).
+pub const MAX_PAYLOAD_BYTES: usize = crate::azure::MAX_TWIN_PROPERTIES_BYTES;
+
+/// Everything the local DPS keeps: `WS/hub/dps.json` (ID scope, certificates, enrollments:
+/// written only by the operator's commands) and one compact file per registration under
+/// `WS/hub/dps-registrations/` (written by devices, so a registration never rewrites the
+/// enrollments, and one damaged record costs one device).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct DpsState {
     /// Made once (`0ne` + 8 hex) and kept.
@@ -127,8 +141,9 @@ pub struct DpsState {
     /// Individual enrollments.
     #[serde(default)]
     pub individuals: Vec<Individual>,
-    /// Devices assigned.
-    #[serde(default)]
+    /// Devices assigned: read from their own files by [`HubStore::dps_load`]; in `dps.json`
+    /// only as written by earlier versions (moved to their files on the next change).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub registrations: Vec<Registration>,
 }
 
@@ -188,8 +203,19 @@ impl DpsRefusal {
     }
 }
 
+/// Why DPS will not sign a device's CSR: a short kind (`csr-subject`, `csr-key`, `csr-cn`,
+/// `csr-name-taken`, …) and the reason the device gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsrRefusal {
+    /// A short kind, for logs and tests.
+    pub kind: &'static str,
+    /// The reason.
+    pub reason: String,
+}
+
 /// Signs a CSR: (issuing CA, registration id, CSR DER) → the chain (DER, leaf first), or why not.
-pub type IssueFn<'a> = dyn Fn(&str, &str, &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> + 'a;
+pub type IssueFn<'a> =
+    dyn Fn(&str, &str, &[u8]) -> std::result::Result<Vec<Vec<u8>>, CsrRefusal> + 'a;
 
 /// A successful registration: the registration state the device gets.
 #[derive(Clone, Debug)]
@@ -198,6 +224,8 @@ pub struct Assigned {
     pub state: wire::RegistrationState,
     /// `group NAME` or `individual REGID`.
     pub enrollment: String,
+    /// Why the hub will still refuse the device, if it will ([`Registration::note`]).
+    pub note: Option<String>,
 }
 
 impl HubStore {
@@ -206,33 +234,122 @@ impl HubStore {
         self.dir().join("dps.json")
     }
 
-    /// DPS's state as it is on disk (empty when none yet; the ID scope is made by
-    /// [`HubStore::dps_id_scope`]).
-    pub fn dps_load(&self) -> Result<DpsState> {
-        let p = self.dps_path();
-        match std::fs::read(&p) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RegistryError::Damaged {
-                path: p,
-                what: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DpsState::default()),
-            Err(e) => Err(store::io_error("reading", &p, e).into()),
-        }
+    /// Where the registration records are kept, one file each.
+    pub fn dps_registrations_dir(&self) -> std::path::PathBuf {
+        self.dir().join("dps-registrations")
     }
 
-    /// Read-modify-write DPS's state under the workspace lock, atomically; makes the ID scope
-    /// the first time.
+    /// A registration's file: keyed by the lower-cased id, as DPS compares registration ids
+    /// case-insensitively (the id encoded for the file name, as twins are).
+    fn dps_registration_path(&self, registration_id: &str) -> std::path::PathBuf {
+        self.dps_registrations_dir().join(format!(
+            "{}.json",
+            crate::azure::url_encode(&registration_id.to_ascii_lowercase())
+        ))
+    }
+
+    /// `dps.json` alone: ID scope, certificates and enrollments (and registrations an earlier
+    /// version kept there). A file that cannot be read is set aside, keeping its ID scope.
+    fn dps_load_file(&self) -> Result<DpsState> {
+        Ok(self
+            .load_state(&self.dps_path(), |bytes| {
+                let id_scope = salvage_id_scope(bytes).unwrap_or_default();
+                let kept = if id_scope.is_empty() {
+                    "a new ID scope and no enrollments".to_string()
+                } else {
+                    format!("its ID scope {id_scope} and no enrollments")
+                };
+                (
+                    DpsState {
+                        id_scope,
+                        ..Default::default()
+                    },
+                    kept,
+                )
+            })?
+            .unwrap_or_default())
+    }
+
+    /// DPS's state as it is on disk, registrations included (empty when none yet; the ID
+    /// scope is made by [`HubStore::dps_id_scope`]).
+    pub fn dps_load(&self) -> Result<DpsState> {
+        let mut st = self.dps_load_file()?;
+        let mut records = self.dps_registration_files()?;
+        records.retain(|r| st.registration(&r.registration_id).is_none());
+        st.registrations.extend(records);
+        st.registrations
+            .sort_by(|a, b| (a.created, &a.registration_id).cmp(&(b.created, &b.registration_id)));
+        Ok(st)
+    }
+
+    fn dps_registration_files(&self) -> Result<Vec<Registration>> {
+        let dir = self.dps_registrations_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(store::io_error("reading", &dir, e).into()),
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            if let Some(Some(r)) = self.load_state(&p, |_| {
+                (
+                    None::<Registration>,
+                    "no record for this registration (it registers again as new)".into(),
+                )
+            })? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One registration record (case-insensitive), from its file.
+    pub fn dps_registration(&self, registration_id: &str) -> Result<Option<Registration>> {
+        let p = self.dps_registration_path(registration_id);
+        if let Some(Some(r)) = self.load_state(&p, |_| {
+            (
+                None::<Registration>,
+                "no record for this registration (it registers again as new)".into(),
+            )
+        })? {
+            return Ok(Some(r));
+        }
+        // One kept in dps.json by an earlier version.
+        Ok(self.dps_load_file()?.registration(registration_id).cloned())
+    }
+
+    /// Read-modify-write `dps.json` under the workspace lock, atomically; makes the ID scope
+    /// the first time, and moves registrations an earlier version kept there to their files.
     pub fn dps_modify<T>(&self, f: impl FnOnce(&mut DpsState) -> Result<T>) -> Result<T> {
         store::make_private_dir_all(&self.dir())?;
         let _lock = self.ws.lock()?;
-        let mut st = self.dps_load()?;
+        let mut st = self.dps_load_file()?;
         if st.id_scope.is_empty() {
             st.id_scope = wire::new_id_scope();
         }
         let out = f(&mut st)?;
+        for r in std::mem::take(&mut st.registrations) {
+            self.dps_write_registration(&r)?;
+        }
         let text = serde_json::to_vec_pretty(&st).expect("serialisable");
         store::write_atomic(&self.dps_path(), &text, 0o600)?;
         Ok(out)
+    }
+
+    /// Write one registration record (compact JSON; the caller holds the workspace lock).
+    fn dps_write_registration(&self, r: &Registration) -> Result<()> {
+        store::make_private_dir_all(&self.dps_registrations_dir())?;
+        let text = serde_json::to_vec(r).expect("serialisable");
+        store::write_atomic(
+            &self.dps_registration_path(&r.registration_id),
+            &text,
+            0o600,
+        )?;
+        Ok(())
     }
 
     /// The workspace's ID scope, made (and kept) the first time it is asked for.
@@ -420,14 +537,15 @@ impl HubStore {
     /// Delete a registration record (the device stays in the hub; registering again starts
     /// over with `initialAssignment`).
     pub fn dps_delete_registration(&self, registration_id: &str) -> Result<Registration> {
-        self.dps_modify(|s| {
-            let i = s
-                .registrations
-                .iter()
-                .position(|r| r.registration_id.eq_ignore_ascii_case(registration_id))
-                .ok_or_else(|| RegistryError::DpsUnknownRegistration(registration_id.into()))?;
-            Ok(s.registrations.remove(i))
-        })
+        let rec = self
+            .dps_registration(registration_id)?
+            .ok_or_else(|| RegistryError::DpsUnknownRegistration(registration_id.into()))?;
+        // Moves a record an earlier version kept in dps.json to its file first.
+        self.dps_modify(|_| Ok(()))?;
+        let _lock = self.ws.lock()?;
+        let p = self.dps_registration_path(registration_id);
+        std::fs::remove_file(&p).map_err(|e| store::io_error("removing", &p, e))?;
+        Ok(rec)
     }
 
     fn issuing_ca(&self, name: &str) -> Result<()> {
@@ -460,37 +578,46 @@ impl HubStore {
                 format!("DPS state unreadable: {e}"),
             )
         };
+        let bad_request = |kind: &str, why: String| {
+            DpsRefusal::new(
+                400,
+                code::BAD_REQUEST,
+                kind,
+                format!("registration {registration_id}: {why}"),
+            )
+        };
         // The id becomes a hub device id and a file-name part: DPS's rules, checked here.
         if let Err(e) = pki::identity::check_device_id(registration_id, Target::Dps) {
-            return Err(DpsRefusal::new(
-                400,
-                code::BAD_REQUEST,
-                "bad-registration-id",
-                format!("registration {registration_id:?}: {e}"),
-            ));
+            return Err(bad_request("bad-registration-id", e.to_string()));
         }
         if !req.registration_id.eq_ignore_ascii_case(registration_id) {
-            return Err(DpsRefusal::new(
-                400,
-                code::BAD_REQUEST,
+            return Err(bad_request(
                 "registration-id-mismatch",
                 format!(
-                    "registration {registration_id}: the register body names \"{}\" but the connection is for \"{registration_id}\"",
-                    req.registration_id
+                    "the register body names \"{}\" but the connection is for \"{registration_id}\"",
+                    crate::text::escape_controls(&req.registration_id)
                 ),
             ));
         }
-        let st = self.dps_load().map_err(internal)?;
+        if let Some(p) = &req.payload
+            && let Err(e) = super::state_file::check_document(
+                "the payload",
+                p,
+                crate::azure::MAX_TWIN_DEPTH,
+                MAX_PAYLOAD_BYTES,
+            )
+        {
+            return Err(bad_request("payload-limit", e.to_string()));
+        }
+        let st = self.dps_load_file().map_err(internal)?;
         let m = decide(&st, registration_id, chain, now)?;
         let issued = match (&req.csr, &m.issue_from) {
             (None, _) => None,
             (Some(_), None) => {
-                return Err(DpsRefusal::new(
-                    400,
-                    code::BAD_REQUEST,
+                return Err(bad_request(
                     "csr-not-enabled",
                     format!(
-                        "registration {registration_id}: the request carries a CSR but {} names no issuing CA; give the enrollment an issuing CA",
+                        "the request carries a CSR but {} names no issuing CA; give the enrollment an issuing CA",
                         m.enrollment
                     ),
                 ));
@@ -499,68 +626,78 @@ impl HubStore {
                 use base64::Engine;
                 let der = base64::engine::general_purpose::STANDARD
                     .decode(csr.trim())
-                    .map_err(|e| {
-                        DpsRefusal::new(
-                            400,
-                            code::BAD_REQUEST,
-                            "bad-csr",
-                            format!("registration {registration_id}: csr is not base64 DER ({e})"),
-                        )
-                    })?;
-                let chain = issue(ca, registration_id, &der).map_err(|why| {
+                    .map_err(|e| bad_request("bad-csr", format!("csr is not base64 DER ({e})")))?;
+                let chain = issue(ca, registration_id, &der).map_err(|r| {
                     DpsRefusal::new(
                         400,
                         code::BAD_REQUEST,
-                        "bad-csr",
-                        format!("registration {registration_id}: {why}"),
+                        r.kind,
+                        format!("registration {registration_id}: {}", r.reason),
                     )
                 })?;
                 Some(chain)
             }
         };
-        self.assign(registration_id, &m, req, assigned_hub, now, issued)
+        self.assign(registration_id, chain, &m, req, assigned_hub, now, issued)
             .map_err(internal)
     }
 
-    /// Record a decided registration in DPS and the hub registry.
+    /// Record a decided registration in DPS and the hub registry. As Azure's DPS does, the
+    /// device is created (or updated) in the hub with the thumbprint of the certificate it will
+    /// connect with (the issued one, or the one it registered with), whatever its enrollment:
+    /// the hub's CA list is never touched (MicrosoftDocs/azure-docs#70976,
+    /// azure-iot-sdk-csharp#3360), and the device's enabled status is the operator's alone:
+    /// DPS's deprovisioning guide keeps the two switches apart (disable the enrollment to stop
+    /// provisioning, disable the device in the hub to stop it talking), and no Azure document
+    /// says a registration re-enables a disabled device, so it does not here.
+    #[allow(clippy::too_many_arguments)]
     fn assign(
         &self,
         registration_id: &str,
+        chain: &[Vec<u8>],
         m: &Match,
         req: &wire::RegisterRequest,
         assigned_hub: &str,
         now: OffsetDateTime,
         issued: Option<Vec<Vec<u8>>>,
     ) -> Result<Assigned> {
+        let _lock = self.ws.lock()?;
+        let earlier = self.dps_registration(registration_id)?;
+        // Case variants of one registration id are one registration, one hub device: the
+        // device id of the first, while the same enrollment matches.
+        let device_id = match (&earlier, m.individual_device_id.as_deref()) {
+            (_, Some(d)) => d.to_string(),
+            (Some(old), None) if old.enrollment == m.enrollment => old.device_id.clone(),
+            _ => registration_id.to_string(),
+        };
+        let connects_with = issued
+            .as_ref()
+            .and_then(|c| c.first())
+            .or_else(|| chain.first())
+            .map(|der| pki::thumbprints(der).1);
+        let provisioned_by = format!("DPS, {}", m.enrollment);
+        let mut note = None;
         // The hub first: the device must be able to connect the moment DPS answers.
-        self.modify(|r| {
-            for ca in &m.hub_cas {
-                match r.cas.iter_mut().find(|c| c.cert_pem == ca.cert_pem) {
-                    Some(c) => c.verified = true,
-                    None => r.cas.push(HubCa {
-                        verified: true,
-                        ..ca.clone()
-                    }),
-                }
-            }
-            let (primary, secondary) = match m.auth {
-                Auth::Ca => (None, None),
-                Auth::SelfSigned => (m.primary.clone(), m.secondary.clone()),
-            };
-            match r.devices.iter_mut().find(|d| d.id == m.device_id) {
+        self.modify_locked(|r| {
+            match r.devices.iter_mut().find(|d| d.id == device_id) {
                 Some(d) => {
-                    d.auth = m.auth;
-                    d.primary = primary;
-                    d.secondary = secondary;
-                    d.enabled = true;
+                    d.auth = Auth::SelfSigned;
+                    d.primary = connects_with.clone();
+                    d.provisioned_by = Some(provisioned_by.clone());
+                    if !d.enabled {
+                        note = Some(format!(
+                            "device \"{device_id}\" is disabled in the hub, by its operator; DPS assigned it but does not enable it, so the hub refuses it until the operator enables it again"
+                        ));
+                    }
                 }
                 None => r.devices.push(HubDevice {
-                    id: m.device_id.clone(),
-                    auth: m.auth,
-                    primary,
-                    secondary,
+                    id: device_id.clone(),
+                    auth: Auth::SelfSigned,
+                    primary: connects_with.clone(),
+                    secondary: None,
                     enabled: true,
                     added: now,
+                    provisioned_by: Some(provisioned_by.clone()),
                 }),
             }
             Ok(())
@@ -571,35 +708,35 @@ impl HubStore {
             aws_lc_rs::rand::fill(&mut b).expect("system random source");
             base64::engine::general_purpose::STANDARD.encode(format!("\"{}\"", hex::encode(b)))
         };
-        let rec = self.dps_modify(|s| {
-            let (created, substatus) = match s.registration(registration_id) {
-                Some(old) => (old.created, wire::REPROVISIONED_TO_INITIAL),
-                None => (now, wire::INITIAL_ASSIGNMENT),
-            };
-            let rec = Registration {
-                registration_id: registration_id.to_string(),
-                device_id: m.device_id.clone(),
-                assigned_hub: assigned_hub.to_string(),
-                status: "assigned".into(),
-                substatus: substatus.into(),
-                created,
-                updated: now,
-                etag,
-                payload: req.payload.clone(),
-                enrollment: m.enrollment.clone(),
-            };
-            s.registrations
-                .retain(|r| !r.registration_id.eq_ignore_ascii_case(registration_id));
-            s.registrations.push(rec.clone());
-            Ok(rec)
-        })?;
+        let (created, substatus, first_id) = match &earlier {
+            Some(old) => (
+                old.created,
+                wire::REPROVISIONED_TO_INITIAL,
+                old.registration_id.clone(),
+            ),
+            None => (now, wire::INITIAL_ASSIGNMENT, registration_id.to_string()),
+        };
+        let rec = Registration {
+            registration_id: first_id,
+            device_id,
+            assigned_hub: assigned_hub.to_string(),
+            status: "assigned".into(),
+            substatus: substatus.into(),
+            created,
+            updated: now,
+            etag,
+            payload: req.payload.clone(),
+            enrollment: m.enrollment.clone(),
+            note,
+        };
+        self.dps_write_registration(&rec)?;
         let b64 = |d: &Vec<u8>| {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode(d)
         };
         Ok(Assigned {
             state: wire::RegistrationState {
-                registration_id: rec.registration_id.clone(),
+                registration_id: registration_id.to_string(),
                 created_date_time_utc: Some(pki::issue::rfc3339(rec.created)),
                 assigned_hub: Some(rec.assigned_hub.clone()),
                 device_id: Some(rec.device_id.clone()),
@@ -611,20 +748,36 @@ impl HubStore {
                 issued_certificate_chain: issued.map(|c| c.iter().map(b64).collect()),
             },
             enrollment: rec.enrollment,
+            note: rec.note,
         })
     }
 }
 
-/// An enrollment a device matched, and what the hub must hold for it.
+/// The ID scope of a `dps.json` that does not parse, if its text still holds one (`0ne` and
+/// hex, as [`wire::new_id_scope`] makes them), so a damaged file does not change the scope
+/// every device was configured with.
+fn salvage_id_scope(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let after = &text[text.find("\"id_scope\"")? + "\"id_scope\"".len()..];
+    let value = after
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let scope: String = value.chars().take_while(|c| *c != '"').collect();
+    (scope.len() <= 32
+        && scope.starts_with("0ne")
+        && scope[3..].chars().all(|c| c.is_ascii_hexdigit()))
+    .then_some(scope)
+}
+
+/// An enrollment a device matched.
 #[derive(Debug)]
 struct Match {
     enrollment: String,
-    device_id: String,
-    auth: Auth,
-    primary: Option<String>,
-    secondary: Option<String>,
-    /// The group's verified DPS CAs, uploaded (verified) to the hub on assignment.
-    hub_cas: Vec<HubCa>,
+    /// The hub device id an individual enrollment names (else the registration id, or the
+    /// device id of an earlier registration of the same id in another case).
+    individual_device_id: Option<String>,
     issue_from: Option<String>,
 }
 
@@ -635,6 +788,27 @@ fn cn_of(der: &[u8]) -> Option<String> {
         .next()
         .and_then(|a| a.as_str().ok())
         .map(str::to_string)
+}
+
+/// A CA certificate presented as a device's: basicConstraints CA:TRUE, or a keyUsage that
+/// allows keyCertSign. Azure's DPS docs require a leaf ("the device certificate … must not be a
+/// CA"; DOMAIN.md: DPS failures in the wild came from leaves that were CAs): refused, so a CA's
+/// key can never be provisioned as a device, nor a device be named after a CA.
+fn is_ca_certificate(der: &[u8]) -> bool {
+    let Ok((_, c)) = X509Certificate::from_der(der) else {
+        return false;
+    };
+    let ca = c
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|b| b.value.ca);
+    let cert_sign = c
+        .key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|k| k.value.key_cert_sign());
+    ca || cert_sign
 }
 
 /// DPS's decision for one device: an individual enrollment for the registration id wins;
@@ -660,7 +834,18 @@ fn decide(
             code::UNAUTHORIZED,
             "cn-mismatch",
             format!(
-                "{who}: certificate CN \"{cn}\" is not the registration id \"{registration_id}\"; DPS takes the registration id from the CN"
+                "{who}: certificate CN \"{}\" is not the registration id \"{registration_id}\"; DPS takes the registration id from the CN",
+                crate::text::escape_controls(&cn)
+            ),
+        ));
+    }
+    if is_ca_certificate(leaf) {
+        return Err(DpsRefusal::new(
+            401,
+            code::UNAUTHORIZED,
+            "ca-as-device",
+            format!(
+                "{who}: the certificate presented is a CA certificate (CA:TRUE or keyCertSign), not a device certificate; a device registers with a leaf issued under the enrollment's CA"
             ),
         ));
     }
@@ -685,6 +870,7 @@ fn decide(
                 secondary: ind.secondary.clone(),
                 enabled: true,
                 added: ind.added,
+                provisioned_by: None,
             }],
             ..Default::default()
         };
@@ -711,11 +897,7 @@ fn decide(
         })?;
         return Ok(Match {
             enrollment: format!("individual {}", ind.registration_id),
-            device_id: ind.device_id().to_string(),
-            auth: Auth::SelfSigned,
-            primary: ind.primary.clone(),
-            secondary: ind.secondary.clone(),
-            hub_cas: Vec::new(),
+            individual_device_id: Some(ind.device_id().to_string()),
             issue_from: ind.issue_from.clone(),
         });
     }
@@ -740,11 +922,7 @@ fn decide(
         }
         return Ok(Match {
             enrollment: format!("group {}", g.name),
-            device_id: registration_id.to_string(),
-            auth: Auth::Ca,
-            primary: None,
-            secondary: None,
-            hub_cas: reg.cas.into_iter().filter(|c| c.verified).collect(),
+            individual_device_id: None,
             issue_from: g.issue_from.clone(),
         });
     }

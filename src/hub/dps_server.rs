@@ -16,31 +16,105 @@ use rumqttc::mqttbytes::v4::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::dps::DpsRefusal;
+use super::dps::{CsrRefusal, DpsRefusal};
 use super::registry::HubStore;
 use super::server::{DeviceStream, HubEvent, Shared, next_packet, packet_name, refuse_connect};
 use crate::azure::dps::{self as wire, code};
 use crate::azure::{self, filter_matches};
 
-/// Operations a device may poll: answers by operation id, oldest dropped past [`MAX_OPS`].
+/// Operations a device may poll: answers by operation id, the oldest dropped when there are
+/// more than [`MAX_OPS`], when they hold more than [`MAX_OPS_BYTES`], or after [`OP_TTL`].
 #[derive(Default)]
 pub(crate) struct Operations {
-    answers: HashMap<String, (String, Vec<u8>)>,
+    answers: HashMap<String, Operation>,
     order: VecDeque<String>,
+    bytes: usize,
+}
+
+/// One operation's answer: whose it is, the body, when it was made.
+struct Operation {
+    registration_id: String,
+    body: Vec<u8>,
+    at: std::time::Instant,
 }
 
 /// Operations remembered for polling (a device polls within seconds of registering).
 const MAX_OPS: usize = 10_000;
+/// Bytes of answers remembered: an answer holds the registration state and any issued
+/// chain (a few KB) and the payload ([`super::dps::MAX_PAYLOAD_BYTES`] at most), so this keeps
+/// the last thousand or so of the largest and every one of the usual size.
+const MAX_OPS_BYTES: usize = 32 * 1024 * 1024;
+/// How long an answer can be polled. The SDKs poll after `retry-after` (1 s here) and give up
+/// within minutes; DPS documents no retention, so ten minutes is generous.
+const OP_TTL: Duration = Duration::from_secs(600);
 
 impl Operations {
     fn insert(&mut self, id: String, registration_id: String, body: Vec<u8>) {
-        if self.order.len() >= MAX_OPS
-            && let Some(old) = self.order.pop_front()
-        {
-            self.answers.remove(&old);
-        }
+        self.insert_at(id, registration_id, body, std::time::Instant::now());
+    }
+
+    fn insert_at(
+        &mut self,
+        id: String,
+        registration_id: String,
+        body: Vec<u8>,
+        now: std::time::Instant,
+    ) {
+        self.expire(now);
+        self.bytes += body.len();
         self.order.push_back(id.clone());
-        self.answers.insert(id, (registration_id, body));
+        self.answers.insert(
+            id,
+            Operation {
+                registration_id,
+                body,
+                at: now,
+            },
+        );
+        while self.order.len() > MAX_OPS || self.bytes > MAX_OPS_BYTES {
+            if !self.drop_oldest() {
+                break;
+            }
+        }
+    }
+
+    /// The answer to `id`, if it is `registration_id`'s and still kept.
+    fn answer(&mut self, id: &str, registration_id: &str) -> Option<Vec<u8>> {
+        self.answer_at(id, registration_id, std::time::Instant::now())
+    }
+
+    fn answer_at(
+        &mut self,
+        id: &str,
+        registration_id: &str,
+        now: std::time::Instant,
+    ) -> Option<Vec<u8>> {
+        self.expire(now);
+        self.answers
+            .get(id)
+            .filter(|o| o.registration_id.eq_ignore_ascii_case(registration_id))
+            .map(|o| o.body.clone())
+    }
+
+    fn expire(&mut self, now: std::time::Instant) {
+        while let Some(first) = self.order.front() {
+            match self.answers.get(first) {
+                Some(o) if now.saturating_duration_since(o.at) < OP_TTL => break,
+                _ => {
+                    self.drop_oldest();
+                }
+            }
+        }
+    }
+
+    fn drop_oldest(&mut self) -> bool {
+        let Some(old) = self.order.pop_front() else {
+            return false;
+        };
+        if let Some(o) = self.answers.remove(&old) {
+            self.bytes -= o.body.len();
+        }
+        true
     }
 }
 
@@ -279,10 +353,7 @@ impl Session {
                     .dps_ops
                     .lock()
                     .expect("dps ops")
-                    .answers
-                    .get(&operation_id)
-                    .filter(|(r, _)| r.eq_ignore_ascii_case(&self.registration_id))
-                    .map(|(_, b)| b.clone());
+                    .answer(&operation_id, &self.registration_id);
                 match answer {
                     Some(body) => self.publish(wire::response_topic(200, &rid, None), body, out),
                     None => self.refuse(
@@ -396,6 +467,7 @@ impl Session {
             substatus: st.substatus.unwrap_or_default(),
             enrollment: assigned.enrollment,
             issued,
+            note: assigned.note,
         });
     }
 
@@ -432,35 +504,73 @@ impl Session {
 
 /// Sign a device's CSR with workspace CA `ca` (chainsmith's device profile), keep the
 /// certificate in the workspace as entity `registration_id` (the earlier one goes to its
-/// history), and return the chain: leaf, then the issuers up to the root.
+/// history), and return the chain: leaf, then the issuers up to the root. The certificate's
+/// subject is `CN = registration id`, built by the signer, never the CSR's; a CSR that asks for
+/// another identity, a CN that differs even in case (the hub compares device ids
+/// case-sensitively), a weak key, or a registration id naming a workspace CA is refused.
 fn issue_from_csr(
     store: &HubStore,
     signer: Option<&super::dps::CsrSigner>,
     ca: &str,
     registration_id: &str,
     csr: &[u8],
-) -> Result<Vec<Vec<u8>>, String> {
-    let parsed = crate::pki::csr::parse_csr(csr).map_err(|e| e.to_string())?;
+) -> Result<Vec<Vec<u8>>, CsrRefusal> {
+    let refuse = |kind: &'static str, reason: String| Err(CsrRefusal { kind, reason });
+    let parsed = match crate::pki::csr::parse_csr(csr) {
+        Ok(p) => p,
+        Err(e) => return refuse(e.kind(), e.to_string()),
+    };
     match parsed.cn.as_deref() {
-        Some(cn) if cn.eq_ignore_ascii_case(registration_id) => {}
+        Some(cn) if cn == registration_id => {}
+        Some(cn) if cn.eq_ignore_ascii_case(registration_id) => {
+            return refuse(
+                "csr-cn",
+                format!(
+                    "the CSR's CN \"{cn}\" differs from the registration id \"{registration_id}\" in case; the hub compares device ids case-sensitively, so make the CSR with CN exactly \"{registration_id}\""
+                ),
+            );
+        }
         other => {
-            return Err(format!(
-                "the CSR's CN is {} but it must be the registration id \"{registration_id}\"",
-                other.map_or("missing".to_string(), |c| format!("\"{c}\""))
-            ));
+            return refuse(
+                "csr-cn",
+                format!(
+                    "the CSR's CN is {} but it must be the registration id \"{registration_id}\"",
+                    other.map_or("missing".to_string(), |c| format!(
+                        "\"{}\"",
+                        crate::text::escape_controls(c)
+                    ))
+                ),
+            );
         }
     }
+    match store.ws.load(registration_id) {
+        Ok(e) if e.meta.kind.is_ca() => {
+            return refuse(
+                "csr-name-taken",
+                format!(
+                    "registration id \"{registration_id}\" is the name of a CA in the workspace; DPS never replaces a CA with a device certificate: give the device another registration id"
+                ),
+            );
+        }
+        _ => {}
+    }
     let Some(signer) = signer else {
-        return Err(
+        return refuse(
+            "csr-no-issuer",
             "this hub was started without a certificate issuer, so it cannot sign CSRs; start it from chainsmith (the CLI or the TUI), which gives it one"
                 .to_string(),
         );
     };
-    (signer.0)(&store.ws, ca, registration_id, csr)?;
+    if let Err(reason) = (signer.0)(&store.ws, ca, registration_id, csr) {
+        return refuse("bad-csr", reason);
+    }
     let mut chain = Vec::new();
     let mut next = Some(registration_id.to_string());
     while let Some(name) = next.take() {
-        let e = store.ws.load(&name).map_err(|e| e.to_string())?;
+        let e = match store.ws.load(&name) {
+            Ok(e) => e,
+            Err(e) => return refuse("registry", e.to_string()),
+        };
         chain.push(e.cert_der.clone());
         next = e
             .meta
@@ -469,4 +579,47 @@ fn issue_from_csr(
             .filter(|i| *i != name && chain.len() < 8);
     }
     Ok(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn operations_are_bounded_by_count_bytes_and_age() {
+        let t0 = Instant::now();
+        let mut ops = Operations::default();
+        for i in 0..MAX_OPS + 5 {
+            ops.insert_at(format!("op{i}"), "dev".into(), vec![b'x'; 10], t0);
+        }
+        assert_eq!(ops.answers.len(), MAX_OPS);
+        assert!(
+            ops.answer_at("op0", "dev", t0).is_none(),
+            "the oldest went first"
+        );
+        assert!(
+            ops.answer_at(&format!("op{}", MAX_OPS + 4), "DEV", t0)
+                .is_some()
+        );
+        assert!(
+            ops.answer_at(&format!("op{}", MAX_OPS + 4), "other", t0)
+                .is_none()
+        );
+
+        let mut ops = Operations::default();
+        let big = MAX_OPS_BYTES / 4 + 1;
+        for i in 0..8 {
+            ops.insert_at(format!("big{i}"), "dev".into(), vec![0; big], t0);
+        }
+        assert!(ops.bytes <= MAX_OPS_BYTES, "{} bytes kept", ops.bytes);
+        assert_eq!(ops.answers.len(), 3);
+
+        let later = t0 + OP_TTL + Duration::from_secs(1);
+        assert!(
+            ops.answer_at("big7", "dev", later).is_none(),
+            "kept past its age"
+        );
+        assert_eq!((ops.answers.len(), ops.bytes), (0, 0));
+    }
 }

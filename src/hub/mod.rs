@@ -22,6 +22,7 @@ pub mod dps_client;
 mod dps_server;
 pub mod registry;
 pub mod server;
+pub mod state_file;
 pub mod system_trust;
 pub mod tls;
 pub(crate) mod ws;

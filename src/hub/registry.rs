@@ -88,6 +88,14 @@ pub enum RegistryError {
         /// Why, and what would fix it.
         reason: String,
     },
+    /// A twin patch deeper or larger than IoT Hub allows (refused before it is stored).
+    #[error("twin of device \"{device}\": {limit}")]
+    TwinLimit {
+        /// The device.
+        device: String,
+        /// Which limit, with the figures.
+        limit: super::state_file::DocumentError,
+    },
     /// A twin patch that is not a JSON object.
     #[error("twin patch {0:?} is not a JSON object; give one, e.g. '{{\"interval\": 5}}'")]
     Patch(String),
@@ -132,6 +140,7 @@ impl RegistryError {
             RegistryError::Damaged { .. } => "damaged",
             RegistryError::Proof { .. } => "proof-refused",
             RegistryError::Patch(_) => "bad-patch",
+            RegistryError::TwinLimit { .. } => "twin-limit",
             RegistryError::DpsCaTaken(_) => "already-registered",
             RegistryError::DpsUnknownCa(_)
             | RegistryError::DpsUnknownEnrollment(_)
@@ -160,6 +169,7 @@ impl RegistryError {
             RegistryError::Proof { .. } => Some(Remedy::VerificationCertificate),
             RegistryError::Damaged { .. }
             | RegistryError::Patch(_)
+            | RegistryError::TwinLimit { .. }
             | RegistryError::DpsCaTaken(_)
             | RegistryError::DpsUnknownCa(_)
             | RegistryError::DpsCaInUse(..)
@@ -241,6 +251,10 @@ pub struct HubDevice {
     /// When it was registered.
     #[serde(with = "time::serde::rfc3339")]
     pub added: OffsetDateTime,
+    /// Who created it when it was not the operator: `DPS, group NAME` or `DPS, individual
+    /// REGID` (Azure's DPS creates devices by their certificate's thumbprint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned_by: Option<String>,
 }
 
 /// The hub's registry (`registry.json`).
@@ -372,6 +386,21 @@ pub fn merge(doc: &mut serde_json::Value, patch: &serde_json::Value) {
     }
 }
 
+/// IoT Hub's twin limits at the door ([`crate::azure::MAX_TWIN_DEPTH`],
+/// [`crate::azure::MAX_TWIN_PROPERTIES_BYTES`]): what is stored can always be read back.
+fn check_twin_patch(device: &str, what: &'static str, patch: &serde_json::Value) -> Result<()> {
+    super::state_file::check_document(
+        what,
+        patch,
+        crate::azure::MAX_TWIN_DEPTH,
+        crate::azure::MAX_TWIN_PROPERTIES_BYTES,
+    )
+    .map_err(|limit| RegistryError::TwinLimit {
+        device: device.to_string(),
+        limit,
+    })
+}
+
 /// Normalise a thumbprint: upper hex, colons and spaces removed, 40 or 64 digits.
 pub fn normalize_thumbprint(t: &str) -> Result<String> {
     let s: String = t
@@ -398,12 +427,37 @@ pub fn new_code() -> String {
 pub struct HubStore {
     /// The workspace the hub lives in.
     pub ws: Workspace,
+    /// State files set aside since the faces last asked ([`HubStore::take_set_aside`]).
+    set_aside: std::sync::Arc<std::sync::Mutex<Vec<super::state_file::SetAside>>>,
 }
 
 impl HubStore {
     /// The hub of a workspace.
     pub fn new(ws: Workspace) -> Self {
-        HubStore { ws }
+        HubStore {
+            ws,
+            set_aside: Default::default(),
+        }
+    }
+
+    /// The state files found unreadable (and set aside) since the last call, for a face to say.
+    pub fn take_set_aside(&self) -> Vec<super::state_file::SetAside> {
+        std::mem::take(&mut *self.set_aside.lock().expect("set-aside notes"))
+    }
+
+    /// Read a JSON state file, setting it aside if it cannot be read ([`super::state_file`]).
+    pub(crate) fn load_state<T: serde::de::DeserializeOwned + Serialize>(
+        &self,
+        path: &Path,
+        salvage: impl FnOnce(&[u8]) -> (T, String),
+    ) -> Result<Option<T>> {
+        let Some((value, note)) = super::state_file::load(path, salvage)? else {
+            return Ok(None);
+        };
+        if let Some(n) = note {
+            self.set_aside.lock().expect("set-aside notes").push(n);
+        }
+        Ok(Some(value))
     }
     /// The hub of the workspace at `root` (made if need be).
     pub fn open(root: &Path) -> Result<Self> {
@@ -434,23 +488,29 @@ impl HubStore {
         Ok(())
     }
 
-    /// The registry as it is on disk now (empty when none yet).
+    /// The registry as it is on disk now (empty when none yet; set aside and empty when it
+    /// cannot be read).
     pub fn load(&self) -> Result<Registry> {
-        let p = self.registry_path();
-        match std::fs::read(&p) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RegistryError::Damaged {
-                path: p,
-                what: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry::default()),
-            Err(e) => Err(store::io_error("reading", &p, e).into()),
-        }
+        Ok(self
+            .load_state(&self.registry_path(), |_| {
+                (
+                    Registry::default(),
+                    "an empty registry (no CAs, no devices)".into(),
+                )
+            })?
+            .unwrap_or_default())
     }
 
     /// Read-modify-write the registry under the workspace lock, atomically.
     pub fn modify<T>(&self, f: impl FnOnce(&mut Registry) -> Result<T>) -> Result<T> {
         self.ensure_dirs()?;
         let _lock = self.ws.lock()?;
+        self.modify_locked(f)
+    }
+
+    /// [`HubStore::modify`] for a caller that holds the workspace lock already.
+    pub(crate) fn modify_locked<T>(&self, f: impl FnOnce(&mut Registry) -> Result<T>) -> Result<T> {
+        self.ensure_dirs()?;
         let mut reg = self.load()?;
         let out = f(&mut reg)?;
         let text = serde_json::to_vec_pretty(&reg).expect("serialisable");
@@ -458,17 +518,13 @@ impl HubStore {
         Ok(out)
     }
 
-    /// A device's twin (a fresh one if it has none yet).
+    /// A device's twin (a fresh one if it has none yet, or if its file cannot be read).
     pub fn load_twin(&self, id: &str) -> Result<Twin> {
-        let p = self.twin_path(id);
-        match std::fs::read(&p) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RegistryError::Damaged {
-                path: p,
-                what: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Twin::default()),
-            Err(e) => Err(store::io_error("reading", &p, e).into()),
-        }
+        Ok(self
+            .load_state(&self.twin_path(id), |_| {
+                (Twin::default(), "an empty twin for this device".into())
+            })?
+            .unwrap_or_default())
     }
 
     /// Change a twin under the workspace lock and write it back.
@@ -491,6 +547,7 @@ impl HubStore {
         if !patch.is_object() {
             return Err(RegistryError::Patch(patch.to_string()));
         }
+        check_twin_patch(id, "the desired-properties patch", patch)?;
         self.device(id)?;
         self.modify_twin(id, |t| {
             merge(&mut t.desired, patch);
@@ -507,12 +564,16 @@ impl HubStore {
         if !patch.is_object() {
             return Err(RegistryError::Patch(patch.to_string()));
         }
+        check_twin_patch(id, "the reported-properties patch", patch)?;
         self.modify_twin(id, |t| {
-            merge(&mut t.reported, patch);
+            let mut reported = t.reported.clone();
+            merge(&mut reported, patch);
+            check_twin_patch(id, "the reported properties after this patch", &reported)?;
+            t.reported = reported;
             let v = t.reported_version() + 1;
             t.reported["$version"] = v.into();
-            v
-        })
+            Ok(v)
+        })?
     }
 
     /// A registered device.
@@ -722,6 +783,7 @@ impl HubStore {
             secondary,
             enabled: true,
             added: self.ws.now(),
+            provisioned_by: None,
         };
         self.modify(|r| {
             if r.devices.iter().any(|d| d.id == id) {

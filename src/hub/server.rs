@@ -313,6 +313,15 @@ pub enum HubEvent {
         enrollment: String,
         /// A certificate was issued from the request's CSR.
         issued: bool,
+        /// Why the hub will still refuse the device (it is disabled there), if it will.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// A state file (registry, DPS state, a registration, a twin) could not be read: its bytes
+    /// were copied aside and the hub goes on without it ([`super::state_file`]).
+    StateSetAside {
+        /// What happened, where the bytes are, and how to restore them.
+        note: String,
     },
     /// DPS refused a registration (or a poll): the status and error code it answered.
     DpsRefused {
@@ -440,14 +449,17 @@ impl HubEvent {
                 substatus,
                 enrollment,
                 issued,
+                note,
             } => format!(
-                "dps {registration_id}: assigned device {device_id} to {assigned_hub} ({substatus}, {enrollment}{})",
+                "dps {registration_id}: assigned device {device_id} to {assigned_hub} ({substatus}, {enrollment}{}){}",
                 if *issued {
                     ", certificate issued from CSR"
                 } else {
                     ""
-                }
+                },
+                note.as_ref().map(|n| format!("; {n}")).unwrap_or_default()
             ),
+            HubEvent::StateSetAside { note } => format!("state file set aside: {note}"),
             HubEvent::DpsRefused {
                 registration_id,
                 status,
@@ -623,6 +635,13 @@ impl Shared {
         r.0.push_back(rec);
     }
     pub(super) fn emit(&self, e: HubEvent) {
+        // A state file found unreadable (and set aside) while serving is said before the
+        // event it came with.
+        for n in self.store.take_set_aside() {
+            let _ = self.events.send(HubEvent::StateSetAside {
+                note: n.to_string(),
+            });
+        }
         let _ = self.events.send(e);
     }
     pub(super) fn id(&self) -> u64 {
@@ -659,9 +678,17 @@ impl Hub {
         let store = HubStore::new(HubStore::open(ws_root)?.ws.with_clock(config.clock));
         let tls_store = store.clone();
         let hostname = config.hostname.clone();
-        let tls = tokio::task::spawn_blocking(move || tls_store.server_config(hostname.as_deref()))
-            .await
-            .map_err(|_| HubError::Closed)??;
+        // Read the state files before anything listens: one that cannot be read is set aside
+        // here (state_file), and the hub starts with the rest.
+        let (tls, set_aside) = tokio::task::spawn_blocking(move || {
+            let _ = tls_store.load();
+            let _ = tls_store.dps_load();
+            tls_store
+                .server_config(hostname.as_deref())
+                .map(|t| (t, tls_store.take_set_aside()))
+        })
+        .await
+        .map_err(|_| HubError::Closed)??;
         let addr = SocketAddr::new(config.bind, config.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -739,6 +766,7 @@ impl Hub {
             addr,
             amqp_addr,
             ws_addr,
+            set_aside,
             shared,
             stop: stop_tx,
             task: Some(task),
@@ -755,6 +783,9 @@ pub struct HubHandle {
     pub amqp_addr: Option<SocketAddr>,
     /// The WebSocket listener (MQTT and AMQP over WebSockets), when on.
     pub ws_addr: Option<SocketAddr>,
+    /// State files that could not be read at start and were set aside (the faces say so);
+    /// later ones arrive as [`HubEvent::StateSetAside`].
+    pub set_aside: Vec<super::state_file::SetAside>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
@@ -1018,6 +1049,7 @@ pub(super) async fn admit(
         Ok(Ok((reg, trust))) => {
             auth::authenticate(&reg, &trust, device, username, chain, sh.config.clock.now())
                 .map(|_| chain.first().and_then(|d| reg.revoked_cert(d)).cloned())
+                .map_err(|r| r.explained_by(&sh.store.ws))
         }
         Ok(Err(e)) => Err(auth::Refusal::Registry {
             detail: e.to_string(),
@@ -1311,6 +1343,7 @@ async fn authenticate<S: DeviceStream>(
         Ok(Ok((reg, trust))) => {
             revoked = chain.first().and_then(|d| reg.revoked_cert(d)).cloned();
             auth::authenticate(&reg, &trust, device, username, chain, sh.config.clock.now())
+                .map_err(|r| r.explained_by(&sh.store.ws))
         }
         Ok(Err(e)) => Err(auth::Refusal::Registry {
             detail: e.to_string(),
@@ -1673,12 +1706,9 @@ impl Session {
                 let store = self.sh.store.clone();
                 let id = self.device.clone();
                 let pc = patch.clone();
-                let r = tokio::task::spawn_blocking(move || store.patch_reported(&id, &pc))
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
+                let r = tokio::task::spawn_blocking(move || store.patch_reported(&id, &pc)).await;
                 match r {
-                    Some(version) => {
+                    Ok(Ok(version)) => {
                         self.publish(
                             azure::twin_response_topic(204, &rid, Some(version)),
                             Vec::new(),
@@ -1691,7 +1721,17 @@ impl Session {
                             patch,
                         });
                     }
-                    None => {
+                    // Deeper or larger than IoT Hub allows: 400, as IoT Hub answers, and
+                    // nothing stored, so the twin file stays readable.
+                    Ok(Err(e @ RegistryError::TwinLimit { .. })) => {
+                        let body = serde_json::json!({ "message": e.to_string() });
+                        self.publish(
+                            azure::twin_response_topic(400, &rid, None),
+                            body.to_string().into_bytes(),
+                            out,
+                        );
+                    }
+                    _ => {
                         self.publish(azure::twin_response_topic(500, &rid, None), Vec::new(), out);
                     }
                 }

@@ -115,6 +115,7 @@ pub fn dps_csr_signer() -> CsrSigner {
                 name: Some(registration_id.to_string()),
                 target: crate::pki::Target::Dps,
                 force: true,
+                cn_only: true,
                 ..Default::default()
             };
             super::sign_csr(ws, csr, &req)

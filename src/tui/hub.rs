@@ -138,7 +138,7 @@ pub fn log_line(e: &crate::hub::HubEvent, at: OffsetDateTime) -> LogLine {
         E::Listening { .. } | E::ListeningFor { .. } => (LogKind::Info, String::new()),
         E::Accepted { device, .. } => (LogKind::Connected, device.clone()),
         E::Refused { device, .. } => (LogKind::Refused, device.clone().unwrap_or_default()),
-        E::Dropped { .. } => (LogKind::Refused, String::new()),
+        E::Dropped { .. } | E::StateSetAside { .. } => (LogKind::Refused, String::new()),
         E::Disconnected { device, .. } => (LogKind::Info, device.clone()),
         // Let in, as IoT Hub would, but worth the eye: shown as a refusal-coloured line.
         E::RevokedCertificate { device, .. } => (LogKind::Refused, device.clone()),

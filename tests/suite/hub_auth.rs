@@ -154,7 +154,7 @@ async fn each_refusal_reason_is_named() {
             cert: Some(&leaf7),
             ..good()
         },
-        r#"device sensor-7: intermediate "Line 2" not sent and not registered"#,
+        r#"device sensor-7: issuer "Line 2" was neither sent in the TLS chain nor registered with the hub"#,
     )
     .await;
 

@@ -21,6 +21,7 @@ mod connect_mosquitto;
 mod connect_running_hub;
 mod dps_protocol;
 mod dps_sdk;
+mod dps_trust;
 mod engine_cli;
 mod engine_errors;
 mod escape_corpus;

@@ -720,6 +720,7 @@ fn hub_tab_with_dps_state() {
         etag: "\"1\"".into(),
         payload: None,
         enrollment: "group contoso-root".into(),
+        note: None,
     };
     let st = DpsState {
         id_scope: "0ne0000AB12".into(),
@@ -762,6 +763,7 @@ fn hub_tab_with_dps_state() {
             substatus: "initialAssignment".into(),
             enrollment: "group contoso-root".into(),
             issued: false,
+            note: None,
         },
         HubEvent::DpsRefused {
             registration_id: "mytestselfcertprimary".into(),

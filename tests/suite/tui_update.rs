@@ -1400,7 +1400,12 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
                 &req,
                 "localhost",
                 OffsetDateTime::now_utc(),
-                &|_, _, _| Err("no issuance".into()),
+                &|_, _, _| {
+                    Err(chainsmith::hub::dps::CsrRefusal {
+                        kind: "test",
+                        reason: "no issuance".into(),
+                    })
+                },
             )
             .unwrap();
     };

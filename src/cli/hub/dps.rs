@@ -232,13 +232,9 @@ pub fn run(global: &Global, store: &HubStore, c: DpsCommand) -> CliResult {
             let r = if delete {
                 store.dps_delete_registration(&registration_id)?
             } else {
-                store
-                    .dps_load()?
-                    .registration(&registration_id)
-                    .cloned()
-                    .ok_or(crate::hub::RegistryError::DpsUnknownRegistration(
-                        registration_id.clone(),
-                    ))?
+                store.dps_registration(&registration_id)?.ok_or(
+                    crate::hub::RegistryError::DpsUnknownRegistration(registration_id.clone()),
+                )?
             };
             if global.json {
                 print_json(&serde_json::json!({ "registration": r, "deleted": delete }));
@@ -359,7 +355,11 @@ fn registration_line(r: &crate::hub::dps::Registration) -> String {
         crate::pki::issue::rfc3339(r.created),
         crate::pki::issue::rfc3339(r.updated),
         r.etag
-    )
+    ) + &r
+        .note
+        .as_ref()
+        .map(|n| format!("\n{:<24} note: {}", "", escape_controls(n)))
+        .unwrap_or_default()
 }
 
 fn ca(global: &Global, store: &HubStore, c: DpsCaCommand) -> CliResult {
