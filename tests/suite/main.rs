@@ -43,6 +43,7 @@ mod hub_trust_system;
 mod lifecycle_hub;
 mod lifecycle_keys;
 mod names_lookup;
+mod readme_blocks;
 mod transport_aedes;
 mod transport_connect;
 mod transport_robust;
