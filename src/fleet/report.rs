@@ -70,7 +70,7 @@ fn check_hdr_header(bytes: &[u8]) -> Result<(), String> {
     let (low, high) = (be64(&header[16..24]), be64(&header[24..32]));
     if (low, high, digits) != (HDR_LOW, HDR_HIGH, u32::from(HDR_DIGITS)) {
         return Err(format!(
-            "histogram has bounds {low}..{high} µs at {digits} digits; `fleet run` writes {HDR_LOW}..{HDR_HIGH} at {HDR_DIGITS}"
+            "histogram has bounds {low}..{high} µs at {digits} digits; a fleet run writes {HDR_LOW}..{HDR_HIGH} at {HDR_DIGITS}"
         ));
     }
     if payload > MAX_HDR_PAYLOAD {
@@ -332,7 +332,7 @@ impl Report {
             .map_err(io)?;
         if bytes.len() as u64 > MAX_REPORT_BYTES {
             return Err(FleetError::Report(format!(
-                "{name} is larger than {} MiB, which no fleet report is; give the file `fleet run --report` wrote",
+                "{name} is larger than {} MiB, which no fleet report is; give the report file a fleet run wrote",
                 MAX_REPORT_BYTES >> 20
             )));
         }

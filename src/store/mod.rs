@@ -947,8 +947,7 @@ fn check_ancestors(root: &Path) -> Result<()> {
         if owner != me && owner != 0 {
             return Err(unsafe_parent(
                 format!("is owned by user {owner}, not by you (user {me}) or root"),
-                "keep the workspace under directories owned by you or root (--workspace DIR)"
-                    .into(),
+                "keep the workspace under directories owned by you or root".into(),
             ));
         }
         let sticky = mode & 0o1000 != 0;
