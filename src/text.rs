@@ -13,6 +13,10 @@
 //! [`escape_layout`], which keeps them for multi-line output that we lay out ourselves.
 //! Everything else, é and 日本 included, is left alone.
 //!
+//! `--json` output keeps the exact strings, but is read on terminals too (`hub monitor --json`
+//! in a shell): JSON escaping encodes C0 controls, not C1 or bidi controls, so
+//! [`escape_json`] writes those as `\uXXXX`, which parses back to the same string.
+//!
 //! A literal backslash is left as it is, by decision: the escaped text never contains a control
 //! character, so escaping it again changes nothing. That makes it safe to escape a field for one
 //! line and then again at the output boundary, which is how the faces use it. The price is that
@@ -41,6 +45,28 @@ pub fn is_unsafe(c: char) -> bool {
 
 fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Serialized JSON with every DEL, C1 and bidi control written as a `\uXXXX` escape: still
+/// valid JSON that parses to the same value, but nothing a terminal would obey. Outside
+/// strings JSON text is ASCII, and serde_json already escapes C0 controls inside them, so
+/// escaping every such character of the whole text is escaping it inside the strings.
+pub fn escape_json(json: &str) -> Cow<'_, str> {
+    let needs = |c: char| (c as u32) >= 0x7f && is_unsafe(c);
+    let Some(first) = json.find(needs) else {
+        return Cow::Borrowed(json);
+    };
+    let mut out = String::with_capacity(json.len() + 16);
+    out.push_str(&json[..first]);
+    for c in json[first..].chars() {
+        if needs(c) {
+            // Every such character is in the Basic Multilingual Plane: one \uXXXX.
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn escape(s: &str, keep_layout: bool) -> Cow<'_, str> {
@@ -127,6 +153,25 @@ mod tests {
             let e = escape_layout(&c.to_string()).into_owned();
             assert!(e.starts_with("\\u{") && clean(&e), "{c:?}");
         }
+    }
+
+    #[test]
+    fn json_keeps_its_value_and_loses_c1_and_bidi_controls() {
+        let value = serde_json::json!({"s": "a\u{9b}31m\u{202e}b\u{2066}\x7f\x1b é 日本", "n": 1});
+        for text in [
+            serde_json::to_string(&value).unwrap(),
+            serde_json::to_string_pretty(&value).unwrap(),
+        ] {
+            let escaped = escape_json(&text).into_owned();
+            assert!(
+                escaped.contains("\\u009b31m\\u202eb\\u2066\\u007f"),
+                "{escaped}"
+            );
+            assert!(clean(&escaped.replace('\n', "")), "{escaped}");
+            let back: serde_json::Value = serde_json::from_str(&escaped).unwrap();
+            assert_eq!(back, value);
+        }
+        assert!(matches!(escape_json("{\"a\":\"é\"}"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -6,7 +6,6 @@ use crate::fleet::{self, Figures, FleetEvent, Load, Plan, Report, RoundTrip, Sha
 use crate::mqtt::{Endpoint, Flavor, PeerKind};
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -80,6 +79,10 @@ pub struct RunArgs {
     /// as `connect --dps`), then connect with the assigned device id; once per device.
     #[arg(long)]
     pub dps: bool,
+    /// Register every selected device in the local hub first (CA-issued ones with --auth ca,
+    /// self-signed ones with their thumbprints); devices it has already stay as they are.
+    #[arg(long, conflicts_with = "dps")]
+    pub register: bool,
     /// With --dps: the ID scope (default for --to local: the workspace's, `hub dps show`;
     /// required for other targets, which provision at global.azure-devices-provisioning.net).
     #[arg(long, requires = "dps", value_name = "SCOPE")]
@@ -169,14 +172,27 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// The selected device names, sliced to the shard.
+/// The selected device names, sliced to the shard; says what `--issuer` left out and why.
 fn selection(
+    global: &Global,
     ws: &crate::store::Workspace,
     s: &Selection,
     shard: Option<Shard>,
 ) -> anyhow::Result<Vec<String>> {
-    let names = fleet::select(ws, &s.devices, s.issuer.as_deref())
+    let picked = fleet::select(ws, &s.devices, s.issuer.as_deref())
         .map_err(|e| with_hint(e, "pass DEVICES… or --issuer CA"))?;
+    if let (Some(ca), Some(first)) = (&s.issuer, picked.stale.first()) {
+        super::warn(
+            global,
+            &[format!(
+                "--issuer {ca}: left out {} device(s) issued by an earlier certificate of \"{ca}\" (or of a CA between), which the hub would refuse, e.g. {first}; `chainsmith new device {} --issuer {} --force` issues them again",
+                picked.stale.len(),
+                super::connect::hint::words(&picked.stale),
+                super::connect::hint::word(ca)
+            )],
+        );
+    }
+    let names = picked.names;
     Ok(match shard {
         Some(sh) => sh.slice(&names).to_vec(),
         None => names,
@@ -408,6 +424,12 @@ fn run_fleet(global: &Global, a: RunArgs) -> CliResult {
             None => {}
         }
     }
+    if a.register && a.to != "local" {
+        bail!(
+            "--register registers devices in the local hub only, and --to {} is another hub or broker; register the devices there with its own tools (for Azure: `az iot hub device-identity create`), or drop --register",
+            crate::text::escape_controls(&a.to)
+        );
+    }
     if a.transport != "mqtt" {
         bail!(
             "--transport {} is not available in fleet mode yet; use --transport mqtt (MQTT over TLS)",
@@ -423,7 +445,22 @@ fn run_fleet(global: &Global, a: RunArgs) -> CliResult {
         check_report_path(p, a.force)?;
     }
     let ws = global.existing_workspace()?;
-    let names = selection(&ws, &a.select, shard)?;
+    let names = selection(global, &ws, &a.select, shard)?;
+    if a.register {
+        let store = crate::hub::HubStore::open(ws.root())?;
+        let r = fleet::register_in_local_hub(&store, &names)?;
+        if global.json {
+            super::print_json_line(
+                &serde_json::json!({"event": "registered", "added": r.added, "kept": r.kept}),
+            );
+        } else {
+            say!(
+                "registered {} device(s) in the local hub ({} were registered already and stay as they are)",
+                r.added,
+                r.kept
+            );
+        }
+    }
     fleet::raise_open_files(names.len() as u64)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -474,7 +511,7 @@ fn run_fleet(global: &Global, a: RunArgs) -> CliResult {
     }
     match report.stopped.as_str() {
         "interrupted" => Err(Failed(130).into()),
-        _ if report.failed > 0 => Err(Failed(1).into()),
+        _ if report.failed > 0 || report.unacknowledged().is_some() => Err(Failed(1).into()),
         _ => Ok(()),
     }
 }
@@ -487,22 +524,22 @@ async fn watch_run(json: bool, mut run: fleet::FleetRun) -> Report {
             control.stop();
         }
     });
-    let tty = !json && std::io::stderr().is_terminal();
+    let line = super::progress::ProgressLine::new(json);
     let mut figures = run.figures.clone();
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let mut events_open = true;
     loop {
         tokio::select! {
             e = run.events.recv(), if events_open => match e {
-                Some(e) => print_event(json, tty, &e),
+                Some(e) => line.above(|| print_event(json, &e)),
                 None => events_open = false,
             },
             _ = every.tick() => {
                 let f = figures.borrow_and_update().clone();
                 if json {
                     super::print_json_line(&progress_json(&f));
-                } else if tty {
-                    super::err(&format!("\r\x1b[K{}", progress_line(&f)));
+                } else {
+                    line.set(&progress_line(&f));
                 }
                 if f.phase == fleet::Phase::Done {
                     break;
@@ -511,11 +548,9 @@ async fn watch_run(json: bool, mut run: fleet::FleetRun) -> Report {
         }
     }
     ctrl_c.abort();
-    if tty {
-        super::err("\r\x1b[K");
-    }
+    drop(line);
     while let Ok(e) = run.events.try_recv() {
-        print_event(json, false, &e);
+        print_event(json, &e);
     }
     run.finish().await
 }
@@ -560,14 +595,10 @@ pub fn progress_line(f: &Figures) -> String {
     )
 }
 
-fn print_event(json: bool, tty: bool, e: &FleetEvent) {
+fn print_event(json: bool, e: &FleetEvent) {
     if json {
         super::print_json_line(e);
         return;
-    }
-    let clear = if tty { "\r\x1b[K" } else { "" };
-    if tty {
-        super::err(clear);
     }
     match e {
         FleetEvent::Start {
@@ -602,7 +633,12 @@ fn print_event(json: bool, tty: bool, e: &FleetEvent) {
 }
 
 fn print_summary(r: &Report) {
-    let mark = if r.failed == 0 { "✓" } else { "✗" };
+    let shortfall = r.unacknowledged();
+    let mark = if r.failed == 0 && shortfall.is_none() {
+        "✓"
+    } else {
+        "✗"
+    };
     say!(
         "{mark} {} device(s): {} connected, {} failed; {} handshake(s) in {:.1} s ({})",
         r.devices,
@@ -625,6 +661,12 @@ fn print_summary(r: &Report) {
         m.round_trips_lost,
         r.messages_per_s
     );
+    if let Some(s) = &shortfall {
+        say!("  ✗ {}", crate::text::escape_controls(s));
+        say!(
+            "      fix:   check that the broker acknowledges QoS 1 (a PUBACK per PUBLISH), or raise --timeout"
+        );
+    }
     if r.provisioned > 0 || r.latency.provision.count > 0 {
         say!("    provisioned through DPS: {}", r.provisioned);
     }
@@ -668,7 +710,7 @@ fn print_summary(r: &Report) {
         }
         if let Some(remedy) = &g.remedy {
             let peer = g.peer.unwrap_or(crate::mqtt::PeerKind::Broker);
-            let hint = super::connect::hint::hint(remedy, peer);
+            let hint = super::connect::hint::group_hint(remedy, peer, &g.devices);
             say!("      hint:  {}", crate::text::escape_controls(&hint));
         }
     }
@@ -695,12 +737,7 @@ fn merge(global: &Global, a: MergeArgs) -> CliResult {
     }
     let mut reports = Vec::new();
     for p in &a.reports {
-        let text = std::fs::read_to_string(p)
-            .with_context(|| format!("reading the report {}", p.display()))?;
-        reports.push((
-            p.display().to_string(),
-            Report::from_json(&p.display().to_string(), &text)?,
-        ));
+        reports.push((p.display().to_string(), Report::read(p)?));
     }
     let merged = fleet::merge(&reports)?;
     if let Some(p) = &a.report {
@@ -717,7 +754,7 @@ fn merge(global: &Global, a: MergeArgs) -> CliResult {
 
 fn export_shards(global: &Global, a: ExportShardsArgs) -> CliResult {
     let ws = global.existing_workspace()?;
-    let names = selection(&ws, &a.select, None)?;
+    let names = selection(global, &ws, &a.select, None)?;
     let bundles = fleet::bundle::export_shards(&ws, &names, &a.out, a.shards)?;
     if global.json {
         super::print_json(&serde_json::json!({ "bundles": bundles }));

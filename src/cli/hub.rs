@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::{CliResult, Global, print_json, warn};
@@ -72,9 +72,13 @@ pub enum AuthArg {
 
 #[derive(Subcommand, Debug)]
 pub enum DeviceCommand {
-    /// Register a device: --auth ca (chain to a verified CA) or self-signed (thumbprints).
+    /// Register devices: --auth ca (chain to a verified CA) or self-signed (thumbprints);
+    /// several ids and ranges like sensor-{001..400}, as `new device` takes them.
     Add {
-        id: String,
+        /// Device ids, or ranges like sensor-{001..400} (several self-signed devices each
+        /// take the thumbprints of the workspace device of their name).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
         #[arg(long, value_enum)]
         auth: AuthArg,
         /// SHA-1 or SHA-256 thumbprint (hex).
@@ -104,15 +108,36 @@ pub enum DeviceCommand {
     Show {
         id: String,
     },
+    /// Let devices connect again: ids and ranges like sensor-{001..400}.
     Enable {
-        id: String,
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
     },
+    /// Refuse devices' connections: ids and ranges like sensor-{001..400}.
     Disable {
-        id: String,
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
     },
+    /// Remove devices and their twins: ids and ranges like sensor-{001..400}.
     Remove {
-        id: String,
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
     },
+}
+
+/// Device ids and ranges (`sensor-{001..400}`) expanded as `new device` expands them (the
+/// range size is checked there), each id once.
+fn device_ids(patterns: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in patterns {
+        for id in crate::pki::identity::expand_range(p)? {
+            if seen.insert(id.clone()) {
+                ids.push(id);
+            }
+        }
+    }
+    Ok(ids)
 }
 
 #[derive(Args, Debug)]
@@ -453,9 +478,33 @@ fn device(global: &Global, store: &HubStore, c: DeviceCommand) -> CliResult {
             }
         }
     };
+    // Several devices: JSON lists them; text says how many and which, as ranges.
+    let many = |devices: &[crate::hub::HubDevice], verb: &str| {
+        if global.json {
+            print_json(&devices);
+        } else {
+            let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
+            say!(
+                "{} devices {verb}: {}",
+                ids.len(),
+                super::connect::hint::words(&ids)
+            );
+        }
+    };
+    let switch = |ids: Vec<String>, enabled: bool| -> CliResult {
+        let ids = device_ids(&ids)?;
+        match ids.as_slice() {
+            [id] => show(&store.set_enabled(id, enabled)?),
+            _ => many(
+                &store.set_enabled_all(&ids, enabled)?,
+                if enabled { "enabled" } else { "disabled" },
+            ),
+        }
+        Ok(())
+    };
     match c {
         DeviceCommand::Add {
-            id,
+            ids,
             auth,
             primary,
             secondary,
@@ -465,15 +514,29 @@ fn device(global: &Global, store: &HubStore, c: DeviceCommand) -> CliResult {
                 AuthArg::Ca => Auth::Ca,
                 AuthArg::SelfSigned => Auth::SelfSigned,
             };
-            let (d, warnings) = store.add_device(
-                &id,
-                auth,
-                primary.as_deref(),
-                secondary.as_deref(),
-                from.as_deref(),
-            )?;
+            let ids = device_ids(&ids)?;
+            if let [id] = ids.as_slice() {
+                let (d, warnings) = store.add_device(
+                    id,
+                    auth,
+                    primary.as_deref(),
+                    secondary.as_deref(),
+                    from.as_deref(),
+                )?;
+                warn(global, &warnings);
+                show(&d);
+                return Ok(());
+            }
+            if primary.is_some() || secondary.is_some() || from.is_some() {
+                bail!(
+                    "--primary, --secondary and --from give one device's thumbprints, and {} devices were named; add them one at a time, or leave the flags out to take each device's own thumbprints from the workspace",
+                    ids.len()
+                );
+            }
+            let all: Vec<(String, Auth)> = ids.into_iter().map(|id| (id, auth)).collect();
+            let (added, warnings) = store.add_devices(&all, false)?;
             warn(global, &warnings);
-            show(&d);
+            many(&added, "registered");
         }
         DeviceCommand::Update {
             id,
@@ -506,14 +569,20 @@ fn device(global: &Global, store: &HubStore, c: DeviceCommand) -> CliResult {
             }
         }
         DeviceCommand::Show { id } => show(&store.device(&id)?),
-        DeviceCommand::Enable { id } => show(&store.set_enabled(&id, true)?),
-        DeviceCommand::Disable { id } => show(&store.set_enabled(&id, false)?),
-        DeviceCommand::Remove { id } => {
-            store.remove_device(&id)?;
-            if global.json {
-                print_json(&serde_json::json!({ "removed": id }));
-            } else {
-                say!("device \"{id}\" removed from the hub");
+        DeviceCommand::Enable { ids } => switch(ids, true)?,
+        DeviceCommand::Disable { ids } => switch(ids, false)?,
+        DeviceCommand::Remove { ids } => {
+            let ids = device_ids(&ids)?;
+            store.remove_devices(&ids)?;
+            match (global.json, ids.as_slice()) {
+                (true, [id]) => print_json(&serde_json::json!({ "removed": id })),
+                (true, _) => print_json(&serde_json::json!({ "removed": ids })),
+                (false, [id]) => say!("device \"{id}\" removed from the hub"),
+                (false, _) => say!(
+                    "{} devices removed from the hub: {}",
+                    ids.len(),
+                    super::connect::hint::words(&ids)
+                ),
             }
         }
     }

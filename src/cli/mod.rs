@@ -25,6 +25,7 @@ mod hub;
 mod lifecycle;
 mod look;
 mod new;
+mod progress;
 mod tui;
 
 pub use hub::hub_log_line;
@@ -390,19 +391,21 @@ fn static_hint(remedy: crate::error::Remedy) -> &'static str {
     }
 }
 
+/// A JSON value, pretty-printed: every `--json` answer but the streams. Exact once parsed;
+/// C1 and bidi controls are `\uXXXX` escapes ([`crate::text::escape_json`]).
 pub(crate) fn print_json<T: Serialize>(value: &T) {
-    out_raw(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(value).expect("serialisable")
-    ));
+    print_json_text(&serde_json::to_string_pretty(value).expect("serialisable"));
 }
 
-/// One JSON value on one line (`hub serve --log json`, `hub monitor --json`), exact.
+/// One JSON value on one line (`hub serve --log json`, `hub monitor --json`), exact once
+/// parsed, escaped as [`print_json`] escapes.
 pub(crate) fn print_json_line<T: Serialize>(value: &T) {
-    out_raw(&format!(
-        "{}\n",
-        serde_json::to_string(value).expect("serialisable")
-    ));
+    print_json_text(&serde_json::to_string(value).expect("serialisable"));
+}
+
+/// Every JSON document the CLI prints goes out here, so none carries a raw C1 or bidi control.
+fn print_json_text(json: &str) {
+    out_raw(&format!("{}\n", crate::text::escape_json(json)));
 }
 
 /// Text for a person on standard output. Every text line of the CLI comes through here, so
@@ -433,7 +436,7 @@ pub(crate) fn err(text: &str) {
         .write_all(crate::text::escape_layout(text).as_bytes());
 }
 
-/// Write to standard output as is (JSON, which escapes for itself). A reader that went away
+/// Write to standard output as is (JSON, escaped by [`print_json_text`]). A reader that went away
 /// (`chainsmith list | head`) ends the program quietly, as it does for other Unix tools,
 /// instead of a panic from `println!`.
 fn out_raw(text: &str) {

@@ -21,6 +21,8 @@ pub(crate) struct Live {
     pub sent: AtomicU64,
     pub acked: AtomicU64,
     pub ack_lost: AtomicU64,
+    /// Of `ack_lost`, those in flight when the storm dropped their connection.
+    pub ack_dropped_by_storm: AtomicU64,
     pub round_trips: AtomicU64,
     pub round_trips_lost: AtomicU64,
     pub storm_retries: AtomicU64,
@@ -44,6 +46,7 @@ impl Default for Live {
             sent: AtomicU64::new(0),
             acked: AtomicU64::new(0),
             ack_lost: AtomicU64::new(0),
+            ack_dropped_by_storm: AtomicU64::new(0),
             round_trips: AtomicU64::new(0),
             round_trips_lost: AtomicU64::new(0),
             storm_retries: AtomicU64::new(0),

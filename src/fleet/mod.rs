@@ -25,7 +25,9 @@ pub use report::{Report, merge};
 pub use run::{
     DpsPlan, FleetDevice, FleetEvent, FleetRun, Load, Plan, RoundTrip, load_devices, start,
 };
-pub use select::{Shard, select};
+pub use select::{Selected, Shard, select};
+
+use std::collections::HashSet;
 
 /// Why a fleet could not be selected, loaded, run or reported.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +107,46 @@ impl crate::error::Classified for FleetError {
     fn remedy(&self) -> Option<crate::error::Remedy> {
         FleetError::remedy(self)
     }
+}
+
+/// What `fleet run --register` did in the local hub.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Registered {
+    /// Devices registered now.
+    pub added: usize,
+    /// Devices the hub had already, left exactly as they were (a disabled one stays disabled).
+    pub kept: usize,
+}
+
+/// Register a fleet's devices in the local hub (`fleet run --register`), in one write: a
+/// CA-issued device with `Auth::Ca`, a self-signed one with its own thumbprints. Devices the
+/// hub has already are left as the operator set them.
+pub fn register_in_local_hub(
+    store: &crate::hub::HubStore,
+    names: &[String],
+) -> Result<Registered, crate::hub::RegistryError> {
+    use crate::hub::Auth;
+    let (metas, _damaged) = store.ws.list()?;
+    let self_signed: HashSet<&str> = metas
+        .iter()
+        .filter(|m| m.self_signed)
+        .map(|m| m.name.as_str())
+        .collect();
+    let devices: Vec<(String, Auth)> = names
+        .iter()
+        .map(|n| {
+            let auth = match self_signed.contains(n.as_str()) {
+                true => Auth::SelfSigned,
+                false => Auth::Ca,
+            };
+            (n.clone(), auth)
+        })
+        .collect();
+    let (added, _warnings) = store.add_devices(&devices, true)?;
+    Ok(Registered {
+        added: added.len(),
+        kept: names.len() - added.len(),
+    })
 }
 
 /// Make room for `devices` connections in this process's open-file limit (one socket per

@@ -13,9 +13,72 @@ use std::collections::BTreeMap;
 /// Report format version; `merge` refuses others.
 pub const FORMAT: u32 = 1;
 
+/// The histograms' lowest value: 1 µs.
+const HDR_LOW: u64 = 1;
+/// The histograms' highest value: 1 hour in µs (a latency longer than that is a hang).
+const HDR_HIGH: u64 = 3_600_000_000;
+/// The histograms' precision: 3 significant digits.
+const HDR_DIGITS: u8 = 3;
+
+/// The most bytes of counts a report's histogram may declare (the HDR V2 payload length). A
+/// histogram of [`new_histogram`]'s bounds has 23,552 counts of at most 9 bytes each (212 KB,
+/// `a_full_histogram_fits_the_payload_limit`); a header claiming more (4 GiB) is refused
+/// before anything is allocated for it.
+pub const MAX_HDR_PAYLOAD: u32 = 1 << 20;
+
+/// The most bytes `fleet merge` reads of one report file. A report holds four histograms of
+/// at most [`MAX_HDR_PAYLOAD`] bytes (less once deflated and in base64), its failure groups
+/// and a few figures: 16 MiB is far above any report `fleet run` writes and small enough to
+/// read whole. A file that never ends (a FIFO, `/dev/zero`) stops here.
+pub const MAX_REPORT_BYTES: u64 = 16 << 20;
+
+/// The largest figure (seconds, or events per second) a report may hold. No run lasts 1e12 s
+/// (31,700 years) nor measures 1e12 handshakes or messages a second; a hand-edited `1e308`
+/// above it is refused, not summed to infinity.
+pub const MAX_FIGURE: f64 = 1e12;
+
 /// A latency histogram in microseconds (1 µs to 1 hour, 3 significant digits).
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid")
+    Histogram::new_with_bounds(HDR_LOW, HDR_HIGH, HDR_DIGITS).expect("static bounds are valid")
+}
+
+/// Check an HDR V2 histogram's header (inside its deflate wrapper when it has one) before
+/// the decoder allocates what the header asks for: the bounds must be [`new_histogram`]'s and
+/// the counts at most [`MAX_HDR_PAYLOAD`] bytes.
+fn check_hdr_header(bytes: &[u8]) -> Result<(), String> {
+    use std::io::Read as _;
+    // HdrHistogram's V2 cookies (its base cookies with the word-size bits 0x10).
+    const V2: u32 = 0x1c84_9313;
+    const V2_DEFLATE: u32 = 0x1c84_9314;
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let mut header = [0u8; 40];
+    match bytes.get(..4).map(be32) {
+        Some(V2) if bytes.len() >= 40 => header.copy_from_slice(&bytes[..40]),
+        Some(V2_DEFLATE) if bytes.len() >= 8 => {
+            flate2::read::ZlibDecoder::new(&bytes[8..])
+                .read_exact(&mut header)
+                .map_err(|e| format!("histogram does not inflate: {e}"))?;
+        }
+        _ => return Err("histogram is not HDR V2 (cookie or length wrong)".into()),
+    }
+    if be32(&header[..4]) != V2 {
+        return Err("histogram is not HDR V2 inside its deflate wrapper".into());
+    }
+    let payload = be32(&header[4..8]);
+    let digits = be32(&header[12..16]);
+    let be64 = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+    let (low, high) = (be64(&header[16..24]), be64(&header[24..32]));
+    if (low, high, digits) != (HDR_LOW, HDR_HIGH, u32::from(HDR_DIGITS)) {
+        return Err(format!(
+            "histogram has bounds {low}..{high} µs at {digits} digits; a fleet run writes {HDR_LOW}..{HDR_HIGH} at {HDR_DIGITS}"
+        ));
+    }
+    if payload > MAX_HDR_PAYLOAD {
+        return Err(format!(
+            "histogram claims {payload} bytes of counts, more than the {MAX_HDR_PAYLOAD} any fleet histogram takes"
+        ));
+    }
+    Ok(())
 }
 
 /// A histogram and its figures in milliseconds; `hdr` holds the exact histogram.
@@ -62,9 +125,14 @@ impl Latency {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&self.hdr)
             .map_err(|e| format!("histogram is not base64: {e}"))?;
+        check_hdr_header(&bytes)?;
         let h: Histogram<u64> = Deserializer::new()
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| format!("histogram does not decode: {e:?}"))?;
+        // The decoder saturates a total that overflows: no real histogram reaches it.
+        if h.len() == u64::MAX {
+            return Err("histogram's counts overflow".into());
+        }
         Ok(h)
     }
 }
@@ -89,6 +157,10 @@ pub struct FailureGroup {
     /// certificate for its code).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<crate::mqtt::PeerKind>,
+    /// Every device of the group, as ids and ranges (`sensor-{002..400}`,
+    /// [`compress_ids`](super::select::compress_ids)), so one command fixes the whole group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
 }
 
 /// The reconnect storm: every connected device dropped and reconnected at once.
@@ -118,10 +190,18 @@ pub struct Messages {
     pub acked: u64,
     /// QoS 1 messages with no PUBACK within the timeout.
     pub ack_lost: u64,
+    /// Of `ack_lost`, those in flight when the reconnect storm dropped their connection on
+    /// purpose: the only acknowledgements a run may miss.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub storm_dropped: u64,
     /// Round trips that came back (echo or C2D).
     pub round_trips: u64,
     /// Round trips that did not come back within the timeout.
     pub round_trips_lost: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The run's latency histograms.
@@ -191,8 +271,26 @@ impl Report {
         serde_json::to_string_pretty(self).expect("a report serializes")
     }
 
+    /// What the run owes: with QoS 1 every message sent must be acknowledged, except those
+    /// the reconnect storm dropped in flight. `None` when nothing is owed; else the sentence
+    /// a face prints before it exits non-zero.
+    pub fn unacknowledged(&self) -> Option<String> {
+        let m = &self.messages;
+        let owed = m.sent.saturating_sub(m.storm_dropped);
+        if self.qos == 0 || m.acked >= owed {
+            return None;
+        }
+        Some(format!(
+            "{} of {} message(s) sent with QoS 1 acknowledged: {} got no PUBACK within the timeout from {}",
+            m.acked,
+            m.sent,
+            owed - m.acked,
+            self.target
+        ))
+    }
+
     /// Read a report; `name` (its file) is named in the error when it is not a report of
-    /// this [`FORMAT`].
+    /// this [`FORMAT`] or holds a figure no run measures (see [`MAX_FIGURE`]).
     pub fn from_json(name: &str, text: &str) -> Result<Report, FleetError> {
         let r: Report = serde_json::from_str(text)
             .map_err(|e| FleetError::Report(format!("{name} is not a fleet report: {e}")))?;
@@ -202,8 +300,57 @@ impl Report {
                 r.format
             )));
         }
+        let storm_s = r.storm.as_ref().and_then(|s| s.time_to_all_back_s);
+        for (field, v) in [
+            ("elapsed_s", Some(r.elapsed_s)),
+            ("ramp_up_s", r.ramp_up_s),
+            ("handshakes_per_s_ramp", r.handshakes_per_s_ramp),
+            ("messages_per_s", Some(r.messages_per_s)),
+            ("storm.time_to_all_back_s", storm_s),
+        ] {
+            if let Some(v) = v.filter(|v| !(0.0..=MAX_FIGURE).contains(v)) {
+                return Err(FleetError::Report(format!(
+                    "{name}: {field} is {v:e}, not a figure a run measures (0 to {MAX_FIGURE:e}); the report was edited or damaged, run the shard again"
+                )));
+            }
+        }
         Ok(r)
     }
+
+    /// Read a report file, at most [`MAX_REPORT_BYTES`] of it (a FIFO or `/dev/zero` ends
+    /// there with an error naming the file).
+    pub fn read(path: &std::path::Path) -> Result<Report, FleetError> {
+        use std::io::Read as _;
+        let name = path.display().to_string();
+        let io =
+            |e: std::io::Error| FleetError::Report(format!("cannot read the report {name}: {e}"));
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .map_err(io)?
+            .take(MAX_REPORT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX_REPORT_BYTES {
+            return Err(FleetError::Report(format!(
+                "{name} is larger than {} MiB, which no fleet report is; give the report file a fleet run wrote",
+                MAX_REPORT_BYTES >> 20
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            FleetError::Report(format!("{name} is not a fleet report: not UTF-8 ({e})"))
+        })?;
+        Report::from_json(&name, &text)
+    }
+}
+
+/// `total += more`, refused when it overflows (a hand-edited count) instead of wrapping.
+fn add_count(total: &mut u64, more: u64, name: &str, field: &str) -> Result<(), FleetError> {
+    *total = total.checked_add(more).ok_or_else(|| {
+        FleetError::Report(format!(
+            "{name}: {field} {more} overflows the merged count; the report was edited or damaged, run the shard again"
+        ))
+    })?;
+    Ok(())
 }
 
 /// Combine the reports of separate runs (the shards of one fleet, run side by side): counts
@@ -244,18 +391,49 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, FleetError> {
         add(&mut ack, &r.latency.ack, "ack")?;
         add(&mut rt, &r.latency.round_trip, "round-trip")?;
         add(&mut prov, &r.latency.provision, "provisioning")?;
+        for (h, what) in [
+            (&hs, "handshake"),
+            (&ack, "ack"),
+            (&rt, "round-trip"),
+            (&prov, "provisioning"),
+        ] {
+            if h.len() == u64::MAX {
+                return Err(FleetError::Report(format!(
+                    "{name}: the merged {what} histogram's counts overflow; the report was edited or damaged, run the shard again"
+                )));
+            }
+        }
         out.shards.extend(r.shards.iter().copied());
-        out.runs += r.runs.max(1);
-        out.devices += r.devices;
-        out.connected += r.connected;
-        out.failed += r.failed;
-        out.provisioned += r.provisioned;
-        out.handshakes += r.handshakes;
-        out.messages.sent += r.messages.sent;
-        out.messages.acked += r.messages.acked;
-        out.messages.ack_lost += r.messages.ack_lost;
-        out.messages.round_trips += r.messages.round_trips;
-        out.messages.round_trips_lost += r.messages.round_trips_lost;
+        out.runs = out.runs.checked_add(r.runs.max(1)).ok_or_else(|| {
+            FleetError::Report(format!(
+                "{name}: runs {} overflows the merged count",
+                r.runs
+            ))
+        })?;
+        let (m, o) = (&r.messages, &mut out.messages);
+        for (total, more, field) in [
+            (&mut out.devices, r.devices, "devices"),
+            (&mut out.connected, r.connected, "connected"),
+            (&mut out.failed, r.failed, "failed"),
+            (&mut out.provisioned, r.provisioned, "provisioned"),
+            (&mut out.handshakes, r.handshakes, "handshakes"),
+            (&mut o.sent, m.sent, "messages.sent"),
+            (&mut o.acked, m.acked, "messages.acked"),
+            (&mut o.ack_lost, m.ack_lost, "messages.ack_lost"),
+            (
+                &mut o.storm_dropped,
+                m.storm_dropped,
+                "messages.storm_dropped",
+            ),
+            (&mut o.round_trips, m.round_trips, "messages.round_trips"),
+            (
+                &mut o.round_trips_lost,
+                m.round_trips_lost,
+                "messages.round_trips_lost",
+            ),
+        ] {
+            add_count(total, more, name, field)?;
+        }
         out.elapsed_s = out.elapsed_s.max(r.elapsed_s);
         if let Some(t) = r.ramp_up_s {
             out.ramp_up_s = Some(out.ramp_up_s.unwrap_or(0.0).max(t));
@@ -275,17 +453,27 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, FleetError> {
                 .entry(k.clone())
                 .or_insert_with(|| FailureGroup {
                     count: 0,
+                    devices: Vec::new(),
                     ..g.clone()
                 });
-            e.count += g.count;
+            add_count(&mut e.count, g.count, name, &format!("failures.{k}.count"))?;
+            e.devices.extend(g.devices.iter().cloned());
         }
         if let Some(s) = &r.storm {
             let o = out.storm.get_or_insert_with(StormReport::default);
-            o.devices += s.devices;
-            o.back += s.back;
-            o.failed += s.failed;
-            o.still_reconnecting += s.still_reconnecting;
-            o.retries += s.retries;
+            for (total, more, field) in [
+                (&mut o.devices, s.devices, "storm.devices"),
+                (&mut o.back, s.back, "storm.back"),
+                (&mut o.failed, s.failed, "storm.failed"),
+                (
+                    &mut o.still_reconnecting,
+                    s.still_reconnecting,
+                    "storm.still_reconnecting",
+                ),
+                (&mut o.retries, s.retries, "storm.retries"),
+            ] {
+                add_count(total, more, name, field)?;
+            }
             o.time_to_all_back_s = match (o.time_to_all_back_s, s.time_to_all_back_s) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
@@ -324,6 +512,7 @@ mod tests {
                     fix: "f".into(),
                     remedy: None,
                     peer: None,
+                    devices: vec![format!("dev-{shard}")],
                 },
             );
         }
@@ -347,6 +536,24 @@ mod tests {
     }
 
     #[test]
+    fn a_full_histogram_fits_the_payload_limit() {
+        let mut h = new_histogram();
+        // One value in every bucket: the most counts a histogram of these bounds holds.
+        let mut v = HDR_LOW;
+        while v <= HDR_HIGH {
+            h.record_n(v, 1 << 40).unwrap();
+            v = h.next_non_equivalent(v);
+        }
+        let mut buf = Vec::new();
+        hdrhistogram::serialization::V2Serializer::new()
+            .serialize(&h, &mut buf)
+            .unwrap();
+        assert!(buf.len() < MAX_HDR_PAYLOAD as usize, "{}", buf.len());
+        let l = Latency::of(&h);
+        assert_eq!(l.histogram().unwrap(), h);
+    }
+
+    #[test]
     fn merged_histograms_equal_one_histogram_of_everything() {
         let a: Vec<u64> = (1..=1000).map(|i| i * 7).collect();
         let b: Vec<u64> = (1..=500).map(|i| i * 131).collect();
@@ -362,6 +569,7 @@ mod tests {
         assert_eq!(m.provisioned, 1500);
         assert_eq!(m.failures["disabled"].count, 5);
         assert_eq!(m.failures["disabled"].example, "dev-1");
+        assert_eq!(m.failures["disabled"].devices, ["dev-1", "dev-2"]);
         assert_eq!((m.devices, m.connected, m.failed), (1505, 1500, 5));
         let again = merge(&[
             ("a".into(), report(1, &a, 0)),

@@ -607,6 +607,7 @@ fn report(plan: &Plan, sh: &Shared, m: &Marks) -> Report {
             sent: live.sent.load(Relaxed),
             acked: live.acked.load(Relaxed),
             ack_lost: live.ack_lost.load(Relaxed),
+            storm_dropped: live.ack_dropped_by_storm.load(Relaxed),
             round_trips: live.round_trips.load(Relaxed),
             round_trips_lost: live.round_trips_lost.load(Relaxed),
         },
@@ -619,7 +620,24 @@ fn report(plan: &Plan, sh: &Shared, m: &Marks) -> Report {
             None if m.elapsed_s > 0.0 => live.sent.load(Relaxed) as f64 / m.elapsed_s,
             None => 0.0,
         },
-        failures: live.failures.lock().map(|f| f.clone()).unwrap_or_default(),
+        failures: live
+            .failures
+            .lock()
+            .map(|f| {
+                f.iter()
+                    .map(|(k, g)| {
+                        let devices = super::select::compress_ids(&g.devices);
+                        (
+                            k.clone(),
+                            FailureGroup {
+                                devices,
+                                ..g.clone()
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         latency: Latencies {
             handshake: Live::latency(&live.handshake_us),
             ack: Live::latency(&live.ack_us),
@@ -824,16 +842,17 @@ async fn fail_dps(sh: &Shared, d: &FleetDevice, reason: String) {
         _ => "see the cause; a connection test through DPS shows each step",
     };
     if let Ok(mut g) = sh.live.failures.lock() {
-        g.entry(kind.clone())
-            .or_insert_with(|| FailureGroup {
-                count: 0,
-                example: d.id.clone(),
-                cause: cause.clone(),
-                fix: fix.to_string(),
-                remedy: None,
-                peer: Some(sh.endpoint.peer),
-            })
-            .count += 1;
+        let group = g.entry(kind.clone()).or_insert_with(|| FailureGroup {
+            count: 0,
+            example: d.id.clone(),
+            cause: cause.clone(),
+            fix: fix.to_string(),
+            remedy: None,
+            peer: Some(sh.endpoint.peer),
+            devices: Vec::new(),
+        });
+        group.count += 1;
+        group.devices.push(d.id.clone());
     }
     sh.live.failed.fetch_add(1, Relaxed);
     let _ = sh.events.send(FleetEvent::DeviceFailed {
@@ -883,16 +902,17 @@ async fn fail(sh: &Shared, d: &FleetDevice, f: Failure) {
     let dx = diagnose::diagnose(&f, &cx);
     let kind = group_of(&dx.code);
     if let Ok(mut g) = sh.live.failures.lock() {
-        g.entry(kind.clone())
-            .or_insert_with(|| FailureGroup {
-                count: 0,
-                example: d.id.clone(),
-                cause: dx.cause.clone(),
-                fix: dx.fix.clone(),
-                remedy: dx.remedy.clone(),
-                peer: Some(sh.endpoint.peer),
-            })
-            .count += 1;
+        let group = g.entry(kind.clone()).or_insert_with(|| FailureGroup {
+            count: 0,
+            example: d.id.clone(),
+            cause: dx.cause.clone(),
+            fix: dx.fix.clone(),
+            remedy: dx.remedy.clone(),
+            peer: Some(sh.endpoint.peer),
+            devices: Vec::new(),
+        });
+        group.count += 1;
+        group.devices.push(d.id.clone());
     }
     sh.live.failed.fetch_add(1, Relaxed);
     let _ = sh.events.send(FleetEvent::DeviceFailed {

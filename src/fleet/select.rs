@@ -10,13 +10,24 @@ const MAX_DEVICES: usize = 1_000_000;
 /// The most shards a fleet may be cut into.
 pub const MAX_SHARDS: u32 = 10_000;
 
+/// What a selection picked: the device names, and what `--issuer` left out.
+#[derive(Debug, Default, PartialEq)]
+pub struct Selected {
+    /// The device names, in order.
+    pub names: Vec<String>,
+    /// Devices whose issuer chain names the CA but whose certificate was signed by an
+    /// earlier certificate of it (or of a CA on the way): leftovers of a CA made again.
+    pub stale: Vec<String>,
+}
+
 /// The device names: each pattern expanded (ranges), then every device issued under
-/// `issuer` (directly or through intermediates), sorted; duplicates dropped, first kept.
+/// `issuer` (directly or through intermediates) by its current certificate, sorted;
+/// duplicates dropped, first kept.
 pub fn select(
     ws: &Workspace,
     patterns: &[String],
     issuer: Option<&str>,
-) -> Result<Vec<String>, FleetError> {
+) -> Result<Selected, FleetError> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for p in patterns {
@@ -31,8 +42,11 @@ pub fn select(
             }
         }
     }
+    let mut stale = Vec::new();
     if let Some(ca) = issuer {
-        for id in under(ws, ca)? {
+        let under = under(ws, ca)?;
+        stale = under.stale;
+        for id in under.names {
             if out.len() >= MAX_DEVICES {
                 return Err(too_many());
             }
@@ -46,7 +60,7 @@ pub fn select(
             "no devices selected: name devices, a range like sensor-{00001..10000}, or a CA whose devices to take".into(),
         ));
     }
-    Ok(out)
+    Ok(Selected { names: out, stale })
 }
 
 fn too_many() -> FleetError {
@@ -55,8 +69,12 @@ fn too_many() -> FleetError {
     ))
 }
 
-/// Every device with a key whose issuer chain reaches `ca`, sorted by name.
-pub fn under(ws: &Workspace, ca: &str) -> Result<Vec<String>, FleetError> {
+/// Every device with a key whose issuer chain reaches `ca` and whose certificate that CA's
+/// current certificate issued (each link checked by signature), sorted by name. A device
+/// issued by an earlier CA of the same name (made again with --force) would be refused by
+/// the hub: it goes to [`Selected::stale`] instead.
+pub fn under(ws: &Workspace, ca: &str) -> Result<Selected, FleetError> {
+    use rayon::prelude::*;
     let (metas, _damaged) = ws.list().map_err(FleetError::Store)?;
     let Some(top) = metas.iter().find(|m| m.name == ca) else {
         // load names the close matches
@@ -75,27 +93,127 @@ pub fn under(ws: &Workspace, ca: &str) -> Result<Vec<String>, FleetError> {
         .iter()
         .filter_map(|m| Some((m.name.as_str(), m.issuer.as_deref()?)))
         .collect();
-    let mut out: Vec<String> = metas
+    // The path from each device up to `ca`, device first; None when it does not get there.
+    let path_to_ca = |name: &str| {
+        let mut path = vec![name.to_string()];
+        let mut at = name;
+        for _ in 0..32 {
+            match issuer.get(at) {
+                Some(&i) if i == ca => {
+                    path.push(i.to_string());
+                    return Some(path);
+                }
+                Some(&i) => {
+                    path.push(i.to_string());
+                    at = i;
+                }
+                None => return None,
+            }
+        }
+        None
+    };
+    let mut paths: Vec<Vec<String>> = metas
         .iter()
         .filter(|m| m.kind == Kind::Device && m.has_key)
-        .filter(|m| {
-            let mut at = m.name.as_str();
-            for _ in 0..32 {
-                match issuer.get(at) {
-                    Some(&i) if i == ca => return true,
-                    Some(&i) => at = i,
-                    None => return false,
-                }
-            }
-            false
-        })
-        .map(|m| m.name.clone())
+        .filter_map(|m| path_to_ca(&m.name))
         .collect();
-    out.sort();
-    if out.is_empty() {
+    paths.sort();
+    if paths.is_empty() {
         return Err(FleetError::NoDevicesUnder(ca.to_string()));
     }
-    Ok(out)
+    // Each CA link once (the CAs are few), then each device against its issuer.
+    let der = |name: &str| ws.load(name).map(|e| e.cert_der).ok();
+    let mut link_current: HashMap<(String, String), bool> = HashMap::new();
+    for p in &paths {
+        for pair in p[1..].windows(2) {
+            let key = (pair[0].clone(), pair[1].clone());
+            link_current.entry(key).or_insert_with(|| {
+                matches!((der(&pair[0]), der(&pair[1])), (Some(c), Some(i)) if crate::pki::inspect::signed_by(&c, &i))
+            });
+        }
+    }
+    let mut issuer_der: HashMap<&str, Option<Vec<u8>>> = HashMap::new();
+    for p in &paths {
+        issuer_der
+            .entry(p[1].as_str())
+            .or_insert_with(|| der(&p[1]));
+    }
+    let current: Vec<bool> = paths
+        .par_iter()
+        .map(|p| {
+            let links = p[1..]
+                .windows(2)
+                .all(|w| link_current.get(&(w[0].clone(), w[1].clone())) == Some(&true));
+            links
+                && matches!((der(&p[0]), issuer_der.get(p[1].as_str())), (Some(c), Some(Some(i))) if crate::pki::inspect::signed_by(&c, i))
+        })
+        .collect();
+    let mut picked = Selected::default();
+    for (p, now) in paths.into_iter().zip(current) {
+        let name = p.into_iter().next().unwrap_or_default();
+        if now {
+            picked.names.push(name);
+        } else {
+            picked.stale.push(name);
+        }
+    }
+    if picked.names.is_empty() {
+        return Err(FleetError::Selection(format!(
+            "the {} device(s) under \"{ca}\" were all issued by an earlier certificate of it (or of a CA between): issue them again under the current one",
+            picked.stale.len()
+        )));
+    }
+    Ok(picked)
+}
+
+/// Device ids written short for a command line: runs of consecutive numbers with the same
+/// prefix become a range (`sensor-{001..399}`, as `new device` and `hub device add` expand
+/// them), other ids stay as they are; sorted.
+pub fn compress_ids(ids: &[String]) -> Vec<String> {
+    // (prefix, number, digits as written) for ids ending in a number a range can give back.
+    let split = |id: &str| {
+        let digits = id.len() - id.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let (prefix, num) = id.split_at(id.len() - digits);
+        let n: u64 = num.parse().ok()?;
+        (!id.contains(['{', '}']) && digits <= 18).then(|| (prefix.to_string(), n, num.to_string()))
+    };
+    let mut numbered: Vec<(String, u64, String)> = Vec::new();
+    let mut plain: Vec<String> = Vec::new();
+    for id in ids {
+        match split(id) {
+            Some(t) => numbered.push(t),
+            None => plain.push(id.clone()),
+        }
+    }
+    numbered.sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
+    numbered.dedup();
+    let mut out = plain;
+    let mut i = 0;
+    while i < numbered.len() {
+        let (prefix, _, first) = &numbered[i];
+        // expand_range keeps the first bound's width when it has leading zeros.
+        let width = if first.len() > 1 && first.starts_with('0') {
+            first.len()
+        } else {
+            0
+        };
+        let mut j = i;
+        while j + 1 < numbered.len() {
+            let (p, n, written) = &numbered[j + 1];
+            if p != prefix || *n != numbered[j].1 + 1 || *written != format!("{n:0width$}") {
+                break;
+            }
+            j += 1;
+        }
+        if j - i >= 2 {
+            out.push(format!("{prefix}{{{first}..{}}}", numbered[j].2));
+        } else {
+            out.extend(numbered[i..=j].iter().map(|(p, _, w)| format!("{p}{w}")));
+        }
+        i = j + 1;
+    }
+    out.sort();
+    out
 }
 
 /// The K-th of N equal, contiguous slices of a device list (K counts from 1).
@@ -208,6 +326,39 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compressed_ids_expand_to_the_same_ids() {
+        let ids: Vec<String> = (2..=399)
+            .map(|i| format!("sensor-{i:03}"))
+            .chain(
+                [
+                    "gw", "d-9", "d-10", "d-11", "x-1", "x-3", "e-098", "e-099", "e-100",
+                ]
+                .map(String::from),
+            )
+            .collect();
+        let short = compress_ids(&ids);
+        assert_eq!(
+            short,
+            [
+                "d-{9..11}",
+                "e-{098..100}",
+                "gw",
+                "sensor-{002..399}",
+                "x-1",
+                "x-3"
+            ]
+        );
+        let mut back: Vec<String> = short
+            .iter()
+            .flat_map(|p| crate::pki::identity::expand_range(p).unwrap())
+            .collect();
+        let mut want = ids.clone();
+        back.sort();
+        want.sort();
+        assert_eq!(back, want);
+    }
 
     #[test]
     fn shards_cover_the_list_exactly_once() {

@@ -248,7 +248,9 @@ pub(crate) async fn session(
             }
             _ = super::run::until_past(&mut storm, storm_seen) => {
                 // Dropped without a word, as a network outage or a hub failover drops devices.
+                // What was in flight is lost by the storm's design, not by the peer.
                 lost(sh, &acks, &trips);
+                sh.live.ack_dropped_by_storm.fetch_add(acks.len() as u64, Relaxed);
                 return End::Storm;
             }
             r = conn.recv() => match r {

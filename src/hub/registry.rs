@@ -849,15 +849,98 @@ impl HubStore {
 
     /// Turn a device on or off.
     pub fn set_enabled(&self, id: &str, enabled: bool) -> Result<HubDevice> {
+        let mut changed = self.set_enabled_all(&[id.to_string()], enabled)?;
+        Ok(changed.remove(0))
+    }
+
+    /// Turn devices on or off, all or none: an unknown id changes nothing.
+    pub fn set_enabled_all(&self, ids: &[String], enabled: bool) -> Result<Vec<HubDevice>> {
         self.modify(|r| {
-            let d = r
-                .devices
+            if let Some(id) = ids
+                .iter()
+                .find(|id| !r.devices.iter().any(|d| &d.id == *id))
+            {
+                return Err(RegistryError::UnknownDevice(id.clone()));
+            }
+            let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+            Ok(r.devices
                 .iter_mut()
-                .find(|d| d.id == id)
-                .ok_or_else(|| RegistryError::UnknownDevice(id.to_string()))?;
-            d.enabled = enabled;
-            Ok(d.clone())
+                .filter(|d| wanted.contains(d.id.as_str()))
+                .map(|d| {
+                    d.enabled = enabled;
+                    d.clone()
+                })
+                .collect())
         })
+    }
+
+    /// Register several devices at once, all or none, in one write of the registry: each
+    /// `Auth::Ca` device by its id, each `Auth::SelfSigned` one with the thumbprints of the
+    /// workspace device of the same name. A device already registered is an error, unless
+    /// `keep_registered` (fleet's `--register`), which leaves it exactly as it is (a disabled
+    /// device stays disabled: the operator disabled it). Returns the devices added.
+    pub fn add_devices(
+        &self,
+        devices: &[(String, Auth)],
+        keep_registered: bool,
+    ) -> Result<(Vec<HubDevice>, Vec<String>)> {
+        let mut warnings = Vec::new();
+        let mut new = Vec::with_capacity(devices.len());
+        let registered: std::collections::HashSet<String> = match keep_registered {
+            true => self.load()?.devices.into_iter().map(|d| d.id).collect(),
+            false => Default::default(),
+        };
+        for (id, auth) in devices.iter().filter(|(id, _)| !registered.contains(id)) {
+            warnings.extend(pki::identity::check_device_id(id, Target::Hub)?);
+            let (primary, secondary) = match auth {
+                Auth::Ca => (None, None),
+                Auth::SelfSigned => self.slots_from(None, None, Some(id))?,
+            };
+            new.push(HubDevice {
+                id: id.clone(),
+                auth: *auth,
+                primary,
+                secondary,
+                enabled: true,
+                added: self.ws.now(),
+            });
+        }
+        self.modify(|r| {
+            let known: std::collections::HashSet<&str> =
+                r.devices.iter().map(|d| d.id.as_str()).collect();
+            let mut seen = std::collections::HashSet::new();
+            let mut fresh = Vec::with_capacity(new.len());
+            for d in &new {
+                match (known.contains(d.id.as_str()), keep_registered) {
+                    (true, true) => continue,
+                    (true, false) => return Err(RegistryError::DeviceTaken(d.id.clone())),
+                    _ if !seen.insert(d.id.as_str()) => continue,
+                    _ => fresh.push(d.clone()),
+                }
+            }
+            r.devices.extend(fresh.iter().cloned());
+            Ok(fresh)
+        })
+        .map(|added| (added, warnings))
+    }
+
+    /// Remove devices and their twins, all or none: an unknown id removes nothing.
+    pub fn remove_devices(&self, ids: &[String]) -> Result<()> {
+        self.modify(|r| {
+            if let Some(id) = ids
+                .iter()
+                .find(|id| !r.devices.iter().any(|d| &d.id == *id))
+            {
+                return Err(RegistryError::UnknownDevice(id.clone()));
+            }
+            let gone: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+            r.devices.retain(|d| !gone.contains(d.id.as_str()));
+            Ok(())
+        })?;
+        for id in ids {
+            let _ = std::fs::remove_file(self.twin_path(id));
+        }
+        Ok(())
     }
 
     /// Disable every device whose credential is this certificate: a CA-authenticated device
@@ -909,16 +992,7 @@ impl HubStore {
 
     /// Remove a device and its twin.
     pub fn remove_device(&self, id: &str) -> Result<()> {
-        self.modify(|r| {
-            let before = r.devices.len();
-            r.devices.retain(|d| d.id != id);
-            if r.devices.len() == before {
-                return Err(RegistryError::UnknownDevice(id.to_string()));
-            }
-            Ok(())
-        })?;
-        let _ = std::fs::remove_file(self.twin_path(id));
-        Ok(())
+        self.remove_devices(&[id.to_string()])
     }
 }
 

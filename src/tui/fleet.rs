@@ -344,7 +344,7 @@ pub async fn run(
         }
     };
     let devices = tokio::task::spawn_blocking(move || {
-        let names = crate::fleet::select(&ws, &patterns, issuer.as_deref())?;
+        let names = crate::fleet::select(&ws, &patterns, issuer.as_deref())?.names;
         crate::fleet::raise_open_files(names.len() as u64)?;
         crate::fleet::load_devices(&ws, &names, &extra_ca, system_roots)
     })

@@ -157,7 +157,15 @@ fn inspect_shows_controls_escaped_and_json_keeps_them() {
                 .any(|l| l.trim_start().starts_with("Chain        forged")),
             "{out}"
         );
-        // --json: the exact strings.
+        // --json: the exact strings, with C1 and bidi controls as \\uXXXX escapes.
+        let (ok, raw, _) = run(&ws, &["--json", "inspect", f]);
+        assert!(ok, "{f}");
+        assert_clean(&format!("inspect --json {f}"), &raw);
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            text.contains(r"c1\u009b31m") && text.contains(r"bidi\u202eexe"),
+            "{text}"
+        );
         let v = ws.json(&["inspect", f]);
         let subject = v["items"][0]["subject"]
             .as_str()
@@ -372,6 +380,9 @@ fn hub_serve_and_monitor_show_peer_text_escaped() {
     );
     // --json: the payload is exact.
     let line = monitor_json.wait_for("pay");
+    // Exact once parsed, yet no raw C1 or bidi control for the terminal it is read on.
+    assert_clean("hub monitor --json", line.as_bytes());
+    assert!(line.contains(r"\u009b1J\u202e"), "{line}");
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["event"]["payload"], payload, "{line}");
     let app = &v["event"]["properties"]["application"];
@@ -385,6 +396,83 @@ fn hub_serve_and_monitor_show_peer_text_escaped() {
             !all.lines().any(|l| l.starts_with("device forged")),
             "{what}: {all}"
         );
+    }
+}
+
+/// A device's DPS payload is peer text: `hub dps registrations --json` and `hub dps
+/// registration ID --json` keep it exact once parsed, with C1 and bidi controls escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dps_registrations_json_escapes_c1_and_bidi_controls() {
+    let fx = Fixture::new();
+    fx.device("dev-1", Some("line2"), ValidityArg::default());
+    chainsmith::ops::dps_prove(&fx.store, "line2").unwrap();
+    fx.store
+        .dps_add_group(crate::dps_protocol::group("G", "line2"))
+        .unwrap();
+    let scope = fx.store.dps_id_scope().unwrap();
+    let hub = chainsmith::hub::Hub::start(
+        fx.root(),
+        chainsmith::hub::HubConfig {
+            port: 0,
+            clock: fx.ws.clock(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let evil = "m\u{9b}31m\u{85}\u{202e}gpj.exe\u{2066}\u{2069}";
+    let body = serde_json::json!({"registrationId": "dev-1", "payload": {"modelId": evil}});
+    let id = fx.identity(&["dev-1", "line2"]);
+    let done = crate::dps_protocol::register(
+        hub.addr,
+        &fx,
+        &id,
+        "dev-1",
+        &scope,
+        chainsmith::azure::dps::API_VERSION,
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.status, 200, "{done:?}");
+    hub.shutdown().await;
+    let ws = fx.root().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        [
+            &["hub", "dps", "registrations"][..],
+            &["hub", "dps", "registration", "dev-1"],
+        ]
+        .map(|args| {
+            Command::new(env!("CARGO_BIN_EXE_chainsmith"))
+                .arg("--workspace")
+                .arg(&ws)
+                .arg("--json")
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    })
+    .await
+    .unwrap();
+    for (what, o) in ["registrations", "registration dev-1"].iter().zip(out) {
+        assert!(
+            o.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_clean(what, &o.stdout);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains(r"m\u009b31m\u0085\u202egpj.exe\u2066\u2069"),
+            "{what}: {text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let r = if v.is_array() {
+            &v[0]
+        } else {
+            &v["registration"]
+        };
+        assert_eq!(r["payload"]["modelId"], evil, "{what}: {v}");
     }
 }
 

@@ -620,3 +620,43 @@ fn hub_tab_adds_a_dps_group_from_the_selected_ca_with_keys() {
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.contains("dpsroot"), "{list}");
 }
+
+/// Issue 27 item 1: `fleet run` on a terminal redraws one progress line in place (indicatif),
+/// never prints `\r` or `\e[K` as text, and takes the line away when the run ends.
+#[test]
+fn fleet_run_progress_is_one_line_redrawn_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = crate::fleet::fleet_ws(dir.path(), 3, &[]);
+    let mut t = Tui::start(
+        &ws,
+        &[
+            "fleet",
+            "run",
+            "--issuer",
+            crate::fleet::ROOT,
+            "--rate",
+            "2/s",
+            "--duration",
+            "4s",
+        ],
+        &[],
+    );
+    // The line once every device is up, and again a tick later: redrawn, not appended.
+    let first = t.wait_for("connected 3/3");
+    let progress_rows = |screen: &str| {
+        screen
+            .lines()
+            .filter(|l| l.contains("connected ") && l.contains("msg/s"))
+            .count()
+    };
+    assert_eq!(progress_rows(&first), 1, "{first}");
+    let later = t.wait_for("steady");
+    assert_eq!(progress_rows(&later), 1, "{later}");
+    assert_eq!(t.wait_exit(), 0, "{}", t.screen());
+    let end = t.screen();
+    assert!(end.contains("✓ 3 device(s): 3 connected"), "{end}");
+    // The progress line is gone; nothing of its escape codes was printed as text.
+    assert_eq!(progress_rows(&end), 0, "{end}");
+    let raw = String::from_utf8_lossy(&t.raw.lock().unwrap()).into_owned();
+    assert!(!raw.contains(r"\r") && !raw.contains(r"\e[K"), "{raw}");
+}

@@ -81,6 +81,46 @@ fn a_workspace_others_can_change_is_refused_with_the_fix() {
     ws.ok(&["list"]);
 }
 
+/// Issue 21 item 15: whoever can write to a parent can swap the workspace for their own, so
+/// every ancestor up to `/` is checked as OpenSSH's `safe_path` does; a sticky directory
+/// (like /tmp) is fine, as there others cannot rename what is ours.
+#[test]
+fn a_parent_others_can_write_to_without_the_sticky_bit_is_refused() {
+    let ws = Ws::new();
+    let parent = ws.path("shared");
+    let grand = parent.join("team");
+    fs::create_dir_all(&grand).unwrap();
+    let root = grand.join("ws");
+    let root_s = root.to_str().unwrap();
+    ws.ok(&["--workspace", root_s, "new", "root", "r"]);
+    for (dir, mode, fix) in [
+        (&parent, 0o777, "chmod go-w"),
+        (&grand, 0o757, "chmod o-w"),
+        (&parent, 0o775, "chmod g-w"),
+    ] {
+        chmod(dir, mode);
+        let err = ws.fails(&["--workspace", root_s, "list"]);
+        assert!(
+            err.contains(&format!("{} (a parent of the workspace", dir.display()))
+                && err.contains(&format!("`{fix} {}`", dir.display()))
+                && err.contains(&format!("`chmod +t {}`", dir.display()))
+                && err.contains("without the sticky bit"),
+            "{} at {mode:o}: {err}",
+            dir.display()
+        );
+        // A new workspace below it is refused too, before anything is created.
+        let fresh = grand.join("fresh");
+        let err = ws.fails(&["--workspace", fresh.to_str().unwrap(), "init"]);
+        assert!(err.contains("without the sticky bit"), "{err}");
+        assert!(!fresh.exists());
+        // Sticky, as /tmp is: others cannot rename what is ours there.
+        chmod(dir, mode | 0o1000);
+        ws.ok(&["--workspace", root_s, "list"]);
+        chmod(dir, 0o755);
+    }
+    ws.ok(&["--workspace", root_s, "list"]);
+}
+
 #[test]
 fn a_planted_hub_or_entities_directory_is_refused() {
     let ws = Ws::new();

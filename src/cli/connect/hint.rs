@@ -91,9 +91,50 @@ pub fn hint(remedy: &ConnectRemedy, peer: PeerKind) -> String {
     }
 }
 
+/// The hint for a group of devices that failed alike (a fleet's failure group): ONE command
+/// for all of them where the command takes several ids (`hub device add|enable`, `new
+/// device`), with the ids written as ranges; otherwise [`hint`] for the group's example.
+/// `devices` is empty in reports written before groups listed their devices.
+pub fn group_hint(remedy: &ConnectRemedy, peer: PeerKind, devices: &[String]) -> String {
+    use ConnectRemedy as R;
+    // A group of one device is that device's hint.
+    if let [] | [_] = devices {
+        if !devices.iter().any(|d| d.contains('{')) {
+            return hint(remedy, peer);
+        }
+    }
+    let ids = words(devices);
+    match remedy {
+        // Each self-signed device's thumbprints come from the workspace device of its name.
+        R::RegisterDevice { self_signed, .. } => format!(
+            "chainsmith hub device add {ids} --auth {}",
+            if self_signed.is_some() {
+                "self-signed"
+            } else {
+                "ca"
+            }
+        ),
+        R::EnableDevice { .. } => format!("chainsmith hub device enable {ids}"),
+        R::IssueDevice { replace, .. } => format!(
+            "chainsmith new device {ids} --issuer CA{}",
+            if *replace { " --force" } else { "" }
+        ),
+        other => hint(other, peer),
+    }
+}
+
+/// Device ids as shell words for one command: consecutive ids as ranges (`'sensor-{001..399}'`).
+pub(crate) fn words(ids: &[String]) -> String {
+    crate::fleet::select::compress_ids(ids)
+        .iter()
+        .map(|id| word(id))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A name as one shell word: as is when it holds only characters a shell leaves alone,
 /// otherwise single-quoted (device ids may hold `$ ( ) ! * ? '`).
-fn word(s: &str) -> String {
+pub(crate) fn word(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-._:/@%+=,".contains(c));
