@@ -903,6 +903,7 @@ impl HubStore {
                 secondary,
                 enabled: true,
                 added: self.ws.now(),
+                provisioned_by: None,
             });
         }
         self.modify(|r| {
