@@ -684,3 +684,95 @@ async fn unreadable_state_files_are_set_aside_and_the_hub_starts() {
         assert!(out.status.success(), "{args:?}: {out:?}");
     }
 }
+
+/// Item 5: an issuer that is a device certificate (CA:FALSE) is named as such, by the hub and
+/// by DPS, not as a missing intermediate or an unknown CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_false_issuer_is_named_as_such() {
+    let fx = Fixture::new();
+    fx.device("leaf-1", Some("line2"), ValidityArg::default());
+    let d = fx.dir.path();
+    std::fs::write(
+        d.join("leaf.cnf"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let (ok, o) = openssl(
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "under.key",
+            "-subj",
+            "/CN=under-leaf",
+            "-out",
+            "under.csr",
+        ],
+        d,
+    );
+    assert!(ok, "{o}");
+    let leaf1 = fx.ws.dir_of("leaf-1").unwrap();
+    let (ok, o) = openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "under.csr",
+            "-CA",
+            leaf1.join("cert.pem").to_str().unwrap(),
+            "-CAkey",
+            leaf1.join("key.pem").to_str().unwrap(),
+            "-days",
+            "30",
+            "-extfile",
+            "leaf.cnf",
+            "-out",
+            "under.pem",
+        ],
+        d,
+    );
+    assert!(ok, "{o}");
+    let der = |f: &str| {
+        pem::parse(std::fs::read(d.join(f)).unwrap())
+            .unwrap()
+            .contents()
+            .to_vec()
+    };
+    let id = Identity {
+        certs: vec![
+            der("under.pem").into(),
+            fx.ws.load("leaf-1").unwrap().cert_der.into(),
+            fx.ws.load("line2").unwrap().cert_der.into(),
+        ],
+        key: der("under.key"),
+    };
+    fx.store.add_ca("root", true).unwrap();
+    fx.register("under-leaf", Auth::Ca, None);
+    fx.store.dps_add_ca("root", true).unwrap();
+    fx.store.dps_add_group(group("roots", "root")).unwrap();
+    let scope = fx.store.dps_id_scope().unwrap();
+    let hub = start_hub(&fx).await;
+    let (_c, ack) = Client::connect(
+        hub.addr,
+        fx.tls(Some(&id)),
+        "under-leaf",
+        Some(&hub_util::username("under-leaf")),
+    )
+    .await
+    .unwrap();
+    assert_ne!(ack.unwrap().code, ConnectReturnCode::Success);
+    let r = hub.refusals(Some("under-leaf"), 0);
+    assert_eq!(r[0].kind, "issuer-not-ca", "{r:?}");
+    assert!(r[0].reason.contains("\"leaf-1\" is not a CA"), "{r:?}");
+    let out = register_as(hub.addr, &fx, &id, "under-leaf", &scope)
+        .await
+        .unwrap();
+    assert_eq!(out.status, 401, "{out:?}");
+    assert!(message(&out).contains("\"leaf-1\" is not a CA"), "{out:?}");
+    hub.shutdown().await;
+}
