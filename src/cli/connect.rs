@@ -222,6 +222,7 @@ pub async fn drive(json: bool, test: ConnectionTest) -> bool {
     let (tx, mut rx) = tokio::sync::mpsc::channel(256);
     let printer = Printer {
         peer: test.endpoint.peer,
+        transport: test.transport,
     };
     let task = tokio::spawn(mqtt::run(test, tx));
     while let Some(event) = rx.recv().await {
@@ -271,11 +272,15 @@ struct FindingLine<'a> {
 struct Printer {
     /// Where the test went: a hint for the local hub differs from one for another hub.
     peer: PeerKind,
+    /// MQTT or AMQP: the acknowledgement and the close are named as the protocol names them.
+    transport: mqtt::Transport,
 }
 
+/// One step's line, its name padded to the widest step name so every timing lines up.
 fn line(ok: bool, label: &str, ms: f64, rest: &str) {
     let mark = if ok { "✓" } else { "✗" };
-    say!("{mark} {label:<14} {ms:>9.1} ms  {rest}");
+    let w = mqtt::Step::LABEL_WIDTH;
+    say!("{mark} {label:<w$} {ms:>9.1} ms  {rest}");
 }
 
 impl Printer {
@@ -376,7 +381,7 @@ impl Printer {
                 ..
             } => {
                 let ack = match ack_ms {
-                    Some(ms) => format!("PUBACK {ms:.2} ms"),
+                    Some(ms) => format!("{} {ms:.2} ms", self.transport.ack_name()),
                     None => "sent (QoS 0)".to_string(),
                 };
                 say!(
@@ -384,7 +389,10 @@ impl Printer {
                 );
             }
             Event::AckMissing { message_id } => {
-                say!("✗ message {message_id:<4} no PUBACK within the timeout")
+                say!(
+                    "✗ message {message_id:<4} no {} within the timeout",
+                    self.transport.ack_name()
+                )
             }
             Event::RoundTrip {
                 message_id,
@@ -416,7 +424,7 @@ impl Printer {
                 true,
                 "disconnect",
                 *ms,
-                "clean (DISCONNECT + TLS close_notify)",
+                &format!("clean ({} + TLS close_notify)", self.transport.close_name()),
             ),
             Event::Failed { step, diagnosis } => {
                 say!("✗ {} failed", step.label());
@@ -429,7 +437,7 @@ impl Printer {
                     say!("    ({})", diagnosis.detail);
                 }
             }
-            Event::Summary(s) => print_summary(s),
+            Event::Summary(s) => print_summary(s, self.transport),
         }
     }
 }
@@ -497,7 +505,7 @@ fn print_tls(ms: f64, facts: &mqtt::TlsFacts) {
 }
 
 /// The closing summary and the latency figures.
-fn print_summary(s: &mqtt::Summary) {
+fn print_summary(s: &mqtt::Summary, transport: mqtt::Transport) {
     say!(
         "{} summary: {} sent, {} acknowledged, {}/{} round trips, {} lost, {:.0} ms in all",
         if s.ok { "✓" } else { "✗" },
@@ -509,7 +517,8 @@ fn print_summary(s: &mqtt::Summary) {
         s.total_ms
     );
     if let Some(l) = &s.ack_latency {
-        say!("    PUBACK latency:     {l}");
+        let label = format!("{} latency:", transport.ack_name());
+        say!("    {label:<19} {l}");
     }
     if let Some(l) = &s.round_trip_latency {
         say!("    round-trip latency: {l}");

@@ -1122,6 +1122,7 @@ mod tests {
             above,
             key_pem: dev.key_pem.unwrap(),
             target: None,
+            workspace: None,
         }
     }
 
@@ -1178,6 +1179,7 @@ mod tests {
             above: vec![],
             key_pem: dev.key_pem.unwrap(),
             target: None,
+            workspace: None,
         }
     }
 

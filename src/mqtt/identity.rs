@@ -37,6 +37,9 @@ pub struct Identity {
     /// Whose id rules the device was made for (hub, DPS, Central, broker), when the workspace
     /// recorded it; `None` for certificate files.
     pub target: Option<Target>,
+    /// The workspace the identity was read from: a test that passes records the device
+    /// there ([`super::record`]), so the guide ticks it whichever face ran the test.
+    pub workspace: Option<std::path::PathBuf>,
 }
 
 impl Identity {
@@ -170,6 +173,7 @@ impl Identity {
             above,
             key_pem,
             target: leaf.meta.target,
+            workspace: Some(ws.root().to_path_buf()),
         })
     }
 
@@ -273,6 +277,7 @@ impl Identity {
             above,
             key_pem,
             target: None,
+            workspace: ws.map(|w| w.root().to_path_buf()),
         })
     }
 

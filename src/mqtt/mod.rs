@@ -11,6 +11,7 @@ mod amqp;
 pub mod diagnose;
 pub mod identity;
 pub mod local;
+pub mod record;
 pub(crate) mod session;
 pub mod stats;
 mod tls;
@@ -91,6 +92,22 @@ impl Transport {
     pub fn websocket(self) -> bool {
         matches!(self, Transport::MqttWs | Transport::AmqpWs)
     }
+    /// What the protocol calls a message's acknowledgement: MQTT's PUBACK, AMQP's
+    /// disposition (the settlement of the delivery).
+    pub fn ack_name(self) -> &'static str {
+        if self.amqp() { "disposition" } else { "PUBACK" }
+    }
+
+    /// What a clean close sends: MQTT's DISCONNECT, AMQP's detach of the links and close of
+    /// the connection.
+    pub fn close_name(self) -> &'static str {
+        if self.amqp() {
+            "detach/close"
+        } else {
+            "DISCONNECT"
+        }
+    }
+
     /// Whether the transport speaks AMQP 1.0 (IoT Hub's AMQP device protocol) rather than MQTT.
     pub fn amqp(self) -> bool {
         matches!(self, Transport::Amqp | Transport::AmqpWs)
@@ -394,8 +411,38 @@ pub enum Step {
 }
 
 impl Step {
+    /// Every step, in order.
+    pub const ALL: [Step; 11] = [
+        Step::Lint,
+        Step::Resolve,
+        Step::TcpConnect,
+        Step::TlsHandshake,
+        Step::WebSocketUpgrade,
+        Step::AmqpOpen,
+        Step::LinkAttach,
+        Step::MqttConnect,
+        Step::Subscribe,
+        Step::Telemetry,
+        Step::Disconnect,
+    ];
+
+    /// The widest [`Step::label`], in columns: step lists pad their names to it so the
+    /// timings line up whichever steps a transport has ("WebSocket upgrade" is the widest).
+    pub const LABEL_WIDTH: usize = {
+        let mut widest = 0;
+        let mut i = 0;
+        while i < Step::ALL.len() {
+            let n = Step::ALL[i].label().len();
+            if n > widest {
+                widest = n;
+            }
+            i += 1;
+        }
+        widest
+    };
+
     /// The step's name in sentences and on screen (`TLS handshake`, `MQTT CONNECT`, …).
-    pub fn label(self) -> &'static str {
+    pub const fn label(self) -> &'static str {
         match self {
             Step::Lint => "pre-flight lint",
             Step::Resolve => "resolve",

@@ -58,6 +58,8 @@ pub enum Action {
     FormDone(Result<Vec<String>, String>),
     /// Devices with a renewal in their history (for the guide).
     Renewed(Vec<String>),
+    /// Devices whose connection test passed, from the workspace's record (for the guide).
+    Passed(Vec<String>),
     /// From the in-process local hub (see `hub`).
     Hub(super::hub::HubAction),
     /// From the connection test engine (see `connect`).

@@ -124,9 +124,19 @@ pub const KEYMAP: &[(&str, &str, &str)] = &[
         "DPS group from the PKI CA, enroll the PKI device",
     ),
     (
+        "Hub",
+        "↑ ↓ PgUp PgDn  /",
+        "scroll the device list, filter it by id",
+    ),
+    (
         "Connect",
         "Enter  t  f",
         "run the test, type the target, fleet view",
+    ),
+    (
+        "Fleet",
+        "r Enter  s  f",
+        "type devices and run them, stop, single test",
     ),
     ("Guide", "↑ ↓  J K", "pick a step, scroll its text"),
     (
@@ -272,7 +282,14 @@ impl App {
                 .iter()
                 .map(|d| (d.id.clone(), d.enabled))
                 .collect(),
-            connected: self.connect.passed.clone(),
+            connected: {
+                let mut c = self.guide.passed.clone();
+                if let Some(d) = &self.connect.passed {
+                    c.retain(|x| x != d);
+                    c.push(d.clone());
+                }
+                c
+            },
             renewed: self.guide.renewed.clone(),
             dps: self.hub.dps.clone().unwrap_or_default(),
         }
@@ -292,9 +309,10 @@ impl App {
         match self.fleet.key(k)? {
             Intent::Stop => Some(Command::StopFleet),
             Intent::Start => {
-                let range = self.fleet.range.trim().to_string();
-                let (patterns, issuer, label) = if !range.is_empty() {
-                    (vec![range.clone()], None, range)
+                let typed = self.fleet.patterns();
+                let (patterns, issuer, label) = if !typed.is_empty() {
+                    let label = typed.join(" ");
+                    (typed, None, label)
                 } else {
                     match self.pki.selected_row().map(|r| &r.meta) {
                         Some(m) if m.kind.is_ca() => (
@@ -463,6 +481,25 @@ impl App {
     }
 
     fn hub_key(&mut self, k: KeyEvent) -> Option<Command> {
+        let page = super::hub::LIST_ROWS as isize;
+        match k.code {
+            KeyCode::Up | KeyCode::Char('k') => self.hub.scroll_devices(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.hub.scroll_devices(1),
+            KeyCode::PageUp => self.hub.scroll_devices(-page),
+            KeyCode::PageDown => self.hub.scroll_devices(page),
+            KeyCode::Home => self.hub.scroll_devices(isize::MIN / 2),
+            KeyCode::End => self.hub.scroll_devices(isize::MAX / 2),
+            KeyCode::Char('/') => self.hub.filtering = true,
+            KeyCode::Esc if !self.hub.device_filter.is_empty() => {
+                self.hub.device_filter.clear();
+                self.hub.device_offset = 0;
+            }
+            _ => return self.hub_action_key(k),
+        }
+        None
+    }
+
+    fn hub_action_key(&mut self, k: KeyEvent) -> Option<Command> {
         match k.code {
             KeyCode::Char('s') => {
                 if self.hub.pending {
@@ -580,6 +617,27 @@ impl App {
     /// Apply one action to the state; the command it returns is the side effect for the loop
     /// to run (its result comes back as another action).
     pub fn update(&mut self, action: Action) -> Option<Command> {
+        // What the user does to the guide's keys leaves its selection alone; what the workspace
+        // reports (and entering the tab) moves it to the first step not done, until a step is
+        // picked.
+        let follows = !matches!(
+            action,
+            Action::Key(_) | Action::Mouse(_) | Action::Paste(_) | Action::Resize(..)
+        );
+        let was = self.tab;
+        let cmd = self.apply(action);
+        let entered = was != Tab::Guide && self.tab == Tab::Guide;
+        if self.tab == Tab::Guide && !self.guide.picked && (follows || entered) {
+            self.guide.selected = super::guide::first_unfinished(
+                self.guide.track,
+                &self.pki.rows,
+                &self.guide_facts(),
+            );
+        }
+        cmd
+    }
+
+    fn apply(&mut self, action: Action) -> Option<Command> {
         match action {
             Action::Tick(now) => self.on_tick(now),
             Action::Resize(w, h) => {
@@ -620,6 +678,10 @@ impl App {
             Action::FormDone(result) => self.on_form_done(result),
             Action::Renewed(names) => {
                 self.guide.renewed = names;
+                None
+            }
+            Action::Passed(names) => {
+                self.guide.passed = names;
                 None
             }
             Action::Hub(a) => self.on_hub(a),
@@ -918,6 +980,8 @@ impl App {
             _ if self.pki.filtering => {
                 self.pki.filter.push_str(text.trim());
                 self.pki.apply_filter();
+                let h = self.tree_height();
+                self.pki.scroll_into_view(h);
             }
             _ => {}
         }
@@ -964,6 +1028,10 @@ impl App {
         }
         if self.pki.filtering && self.tab == Tab::Pki {
             return self.filter_key(k);
+        }
+        if self.hub.filtering && self.tab == Tab::Hub {
+            self.hub.filter_key(k);
+            return None;
         }
         if self.fleet.editing && self.tab == Tab::Connect {
             return self.fleet_key(k);
@@ -1021,17 +1089,20 @@ impl App {
                     KeyCode::Up | KeyCode::Char('k') => {
                         self.guide.selected = self.guide.selected.saturating_sub(1);
                         self.guide.scroll = 0;
+                        self.guide.picked = true;
                     }
                     KeyCode::Down | KeyCode::Char('j') => {
                         let n = self.guide.track.steps().len();
                         self.guide.selected = (self.guide.selected + 1).min(n - 1);
                         self.guide.scroll = 0;
+                        self.guide.picked = true;
                     }
                     // The other tutorial: its steps start from the first.
                     KeyCode::Char('t') => {
                         self.guide.track = self.guide.track.other();
                         self.guide.selected = 0;
                         self.guide.scroll = 0;
+                        self.guide.picked = false;
                         self.say(
                             Level::Ok,
                             format!("guide: the {} track", self.guide.track.title()),
@@ -1084,8 +1155,16 @@ impl App {
             KeyCode::Esc => {
                 self.pki.filtering = false;
                 self.pki.filter.clear();
+                self.pki.apply_filter();
+                // Esc undoes the filter: the selection goes back where it was before `/`.
+                if let Some(name) = self.pki.before_filter.take() {
+                    self.pki.select_name(&name);
+                }
             }
-            KeyCode::Enter => self.pki.filtering = false,
+            KeyCode::Enter => {
+                self.pki.filtering = false;
+                self.pki.before_filter = None;
+            }
             KeyCode::Backspace => {
                 self.pki.filter.pop();
             }
@@ -1116,6 +1195,7 @@ impl App {
             KeyCode::Char('K') => self.pki.detail_scroll = self.pki.detail_scroll.saturating_sub(1),
             KeyCode::Char('/') => {
                 self.pki.filtering = true;
+                self.pki.before_filter = self.pki.selected_name();
                 return None;
             }
             KeyCode::Esc if !self.pki.filter.is_empty() => {
@@ -1292,6 +1372,16 @@ impl App {
                     self.dialog = None;
                     None
                 }
+                // A result is a notice, not a question: the key that closes it still acts,
+                // except the keys that only mean "close" (Esc, Enter).
+                Outcome::Dismiss => {
+                    self.dialog = None;
+                    if matches!(k.code, KeyCode::Esc | KeyCode::Enter) {
+                        None
+                    } else {
+                        self.key(k)
+                    }
+                }
                 Outcome::Submit => self.submit_form(),
             },
             Dialog::ConfirmDelete { name, .. } => match k.code {
@@ -1359,6 +1449,7 @@ impl App {
                         {
                             self.guide.selected = pos;
                             self.guide.scroll = 0;
+                            self.guide.picked = true;
                         }
                     }
                     _ => {}

@@ -302,7 +302,7 @@ impl ConnectState {
                 let ack = match ack_ms {
                     Some(ms) => {
                         self.acked += 1;
-                        format!("PUBACK {ms:.1} ms")
+                        format!("{} {ms:.1} ms", self.transport.ack_name())
                     }
                     None => "sent (QoS 0)".into(),
                 };
@@ -311,7 +311,8 @@ impl ConnectState {
             }
             E::AckMissing { message_id } => {
                 self.lost += 1;
-                self.log.push(format!("✗ #{message_id} no PUBACK"));
+                self.log
+                    .push(format!("✗ #{message_id} no {}", self.transport.ack_name()));
             }
             E::RoundTrip {
                 message_id,
@@ -338,7 +339,12 @@ impl ConnectState {
             } else {
                 format!("✗ local hub recorded {recorded}; missing {missing:?}")
             }),
-            E::Disconnected { ms } => self.step("disconnect", true, ms, "clean".into()),
+            E::Disconnected { ms } => self.step(
+                "disconnect",
+                true,
+                ms,
+                format!("clean ({})", self.transport.close_name()),
+            ),
             E::Failed { step, diagnosis } => self.failed(step, diagnosis),
             E::Summary(s) => self.finished(s),
         }
@@ -646,22 +652,49 @@ fn render_steps_and_log(f: &mut Frame, body: Rect, c: &ConnectState, t: Theme) {
         Constraint::Percentage(100 - steps_pct),
     ])
     .areas(body);
-    let mut steps: Vec<(String, ratatui::style::Style)> = c
+    // Names padded to the widest shown, so the timings make a column ("AMQP link attach"
+    // is longer than any MQTT step).
+    let name_w = c
         .steps
         .iter()
-        .map(|s| {
-            let (sym, style) = match s.state {
-                StepState::Running => ("…", t.warn()),
-                StepState::Ok => ("✓", t.ok()),
-                StepState::Failed => ("✗", t.bad()),
-            };
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let pane_w = steps_area.width.saturating_sub(2) as usize;
+    let step_line = |s: &StepRow, aligned: bool| {
+        let (sym, style) = match s.state {
+            StepState::Running => ("…", t.warn()),
+            StepState::Ok => ("✓", t.ok()),
+            StepState::Failed => ("✗", t.bad()),
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let text = if aligned {
             let took = s
                 .took
-                .map(|d| format!(" {:.1} ms", d.as_secs_f64() * 1000.0))
+                .map(|d| format!(" {:>7.1} ms", ms(d)))
+                .unwrap_or_else(|| " ".repeat(11));
+            format!("{sym} {:<name_w$}{took}  {}", s.name, s.detail)
+        } else {
+            let took = s
+                .took
+                .map(|d| format!(" {:.1} ms", ms(d)))
                 .unwrap_or_default();
-            (format!("{sym} {}{took}  {}", s.name, s.detail), style)
-        })
-        .collect();
+            format!("{sym} {}{took}  {}", s.name, s.detail)
+        };
+        (text, style)
+    };
+    // Names and timings in columns where the pane has the rows for them; in a small pane the
+    // columns would push details (the failing step's code) off the rows there are.
+    let pane_rows = steps_area.height.saturating_sub(2) as usize;
+    let aligned = c
+        .steps
+        .iter()
+        .map(|s| super::ui::wrap_hanging(&step_line(s, true).0, pane_w, 2).len())
+        .sum::<usize>()
+        + usize::from(c.summary.is_some())
+        <= pane_rows;
+    let mut steps: Vec<(String, ratatui::style::Style)> =
+        c.steps.iter().map(|s| step_line(s, aligned)).collect();
     // After a failure the counts in the header say it all: the failing step keeps the last row.
     if let Some(sm) = c.summary.as_ref().filter(|_| !failed) {
         steps.push((sm.clone(), ratatui::style::Style::new()));

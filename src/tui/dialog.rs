@@ -770,7 +770,10 @@ fn render_form(f: &mut Frame, area: Rect, form: &super::forms::Form, t: Theme, s
         for r in res {
             lines.push(Line::styled(format!("✓ {r}"), t.ok()));
         }
-        lines.push(Line::styled("any key closes", t.dim()));
+        lines.push(Line::styled(
+            "Esc/Enter close · any other key closes and acts",
+            t.dim(),
+        ));
     } else {
         lines.push(Line::styled(
             "Tab/↑↓ field · ←→ choose · Enter run · Esc cancel",

@@ -19,6 +19,11 @@ const RATE: f64 = 1.0;
 /// New connections per second during ramp-up.
 const CONNECT_RATE: f64 = 500.0;
 
+/// The longest device list typed with `r`, in bytes: room for a few dozen ids or ranges
+/// (an IoT Hub device id is at most 128 characters); a longer selection is a CA's devices
+/// (select the CA on the PKI tab) or `chainsmith fleet run`.
+pub const RANGE_MAX: usize = 1024;
+
 /// What the fleet engine reports to the app.
 #[derive(Clone, Debug)]
 pub enum FleetAction {
@@ -68,11 +73,18 @@ impl FleetState {
     pub(crate) fn key(&mut self, k: KeyEvent) -> Option<Intent> {
         if self.editing {
             match k.code {
-                KeyCode::Enter | KeyCode::Esc => self.editing = false,
+                // Enter keeps what was typed and runs it: one key, as the footer says.
+                KeyCode::Enter => {
+                    self.editing = false;
+                    return (!self.running).then_some(Intent::Start);
+                }
+                KeyCode::Esc => self.editing = false,
                 KeyCode::Backspace => {
                     self.range.pop();
                 }
-                KeyCode::Char(c) if !c.is_control() && self.range.len() < 200 => self.range.push(c),
+                KeyCode::Char(c) if !c.is_control() && self.range.len() < RANGE_MAX => {
+                    self.range.push(c)
+                }
                 _ => {}
             }
             return None;
@@ -115,6 +127,12 @@ impl FleetState {
         }
     }
 
+    /// The typed device list as the fleet engine takes it: ids and ranges separated by
+    /// spaces are several (`dev-1 dev-2 sensor-{01..10}`), as on the command line.
+    pub(crate) fn patterns(&self) -> Vec<String> {
+        self.range.split_whitespace().map(str::to_string).collect()
+    }
+
     /// A run of `label` (what the user picked) starts: the last run's figures and outcome go.
     pub fn begin(&mut self, label: String) {
         self.running = true;
@@ -133,8 +151,19 @@ fn esc(s: &str) -> String {
 /// sparkline, the PUBACK latency histogram and failures by diagnosis.
 pub(crate) fn render(f: &mut Frame, area: Rect, s: &FleetState, target: &str, t: Theme) {
     let fig = &s.figures;
+    // The outcome line is wrapped whole (an error says what to do at its end): the header
+    // grows by its rows, the charts give way.
+    let outcome: Vec<Line> = match (&s.error, &s.summary) {
+        (Some(e), _) => super::ui::wrap_whole_words(&esc(e), area.width.saturating_sub(2).into())
+            .into_iter()
+            .map(|l| Line::styled(l, t.bad()))
+            .collect(),
+        (None, Some(sm)) => vec![Line::styled(esc(sm), t.ok())],
+        (None, None) => vec![],
+    };
+    let head_h = (4 + 2 + outcome.len() as u16).min(area.height.saturating_sub(3 + 6 + 4).max(6));
     let [head, gauge, mid, fails] = Layout::vertical([
-        Constraint::Length(6),
+        Constraint::Length(head_h),
         Constraint::Length(3),
         Constraint::Min(6),
         Constraint::Length(4),
@@ -175,16 +204,12 @@ pub(crate) fn render(f: &mut Frame, area: Rect, s: &FleetState, target: &str, t:
             fig.handshakes_per_s, fig.messages_per_s, fig.sent, fig.acked
         )),
     ];
-    if let Some(e) = &s.error {
-        lines.push(Line::styled(esc(e), t.bad()));
-    } else if let Some(sm) = &s.summary {
-        lines.push(Line::styled(esc(sm), t.ok()));
-    }
+    lines.extend(outcome);
     f.render_widget(
         Paragraph::new(lines).block(
             Block::default()
                 .borders(Borders::ALL)
-                .title(" Fleet · Enter run · s stop · r range · f single test "),
+                .title(" Fleet · r devices · Enter run · s stop · f single test "),
         ),
         head,
     );
@@ -214,18 +239,14 @@ pub(crate) fn render(f: &mut Frame, area: Rect, s: &FleetState, target: &str, t:
             .style(t.accent()),
         spark,
     );
-    let bars: Vec<Bar> = fig
-        .ack_buckets
-        .iter()
-        .map(|(ms, n)| {
+    let (labelled, bar_width) = histogram_bars(&fig.ack_buckets);
+    let bars: Vec<Bar> = labelled
+        .into_iter()
+        .map(|(label, n)| {
             Bar::default()
-                .value(*n)
+                .value(n)
                 .text_value(String::new())
-                .label(Line::from(if *ms < 1.0 {
-                    format!("{ms}")
-                } else {
-                    format!("{ms:.0}")
-                }))
+                .label(Line::from(label))
         })
         .collect();
     f.render_widget(
@@ -234,7 +255,7 @@ pub(crate) fn render(f: &mut Frame, area: Rect, s: &FleetState, target: &str, t:
                 " PUBACK ms  p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} ",
                 fig.ack.p50_ms, fig.ack.p90_ms, fig.ack.p99_ms, fig.ack.max_ms
             )))
-            .bar_width(3)
+            .bar_width(bar_width)
             .bar_gap(1)
             .data(BarGroup::default().bars(&bars)),
         hist,
@@ -260,6 +281,38 @@ pub(crate) fn render(f: &mut Frame, area: Rect, s: &FleetState, target: &str, t:
         ),
         fails,
     );
+}
+
+/// The latency histogram's bars: the buckets from the first to the last that holds a
+/// message (a run's latencies span a few of the 14), each labelled with its upper bound in
+/// ms, and the bar width that shows the widest label whole: a label cut to the bar's width
+/// ran into the next ("102 204" for 1024 and 2048).
+pub(crate) fn histogram_bars(buckets: &[(f64, u64)]) -> (Vec<(String, u64)>, u16) {
+    let first = buckets.iter().position(|(_, n)| *n > 0).unwrap_or(0);
+    let last = buckets
+        .iter()
+        .rposition(|(_, n)| *n > 0)
+        .unwrap_or(buckets.len().saturating_sub(1));
+    let bars: Vec<(String, u64)> = buckets
+        .iter()
+        .take(last + 1)
+        .skip(first)
+        .map(|(ms, n)| {
+            let label = if *ms < 1.0 {
+                format!("{ms}")
+            } else {
+                format!("{ms:.0}")
+            };
+            (label, *n)
+        })
+        .collect();
+    let width = bars
+        .iter()
+        .map(|(l, _)| l.chars().count() as u16)
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    (bars, width)
 }
 
 /// Run a fleet from the TUI: the devices, the target (the Hub tab's hub for `local`, started

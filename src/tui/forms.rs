@@ -96,7 +96,7 @@ pub struct Form {
     pub error: Option<String>,
     /// What is running since Enter ("exporting dev-01"); the form waits for it.
     pub(crate) busy: Option<String>,
-    /// Lines to show once done (the files written); any key closes.
+    /// Lines to show once done (the files written); any key closes (see [`Outcome::Dismiss`]).
     pub result: Option<Vec<String>>,
 }
 
@@ -104,8 +104,11 @@ pub struct Form {
 pub(crate) enum Outcome {
     /// Nothing: the form handled the key.
     Stay,
-    /// Esc, or any key once the result shows: close the form.
+    /// Esc: close the form.
     Cancel,
+    /// Any key once the result shows: close it, and let the key do what it does without a
+    /// dialog (the result is a notice; `c` after a renew connects, `3` changes tab).
+    Dismiss,
     /// Enter: run what the form is for.
     Submit,
 }
@@ -304,10 +307,10 @@ impl Form {
     }
 
     /// A key in the form: Tab/↑↓ move between fields, ←→ choose, Space toggles, Enter
-    /// submits, Esc cancels; any key closes a form showing its result.
+    /// submits, Esc cancels; any key dismisses a form showing its result.
     pub(crate) fn key(&mut self, k: KeyEvent) -> Outcome {
         if self.result.is_some() {
-            return Outcome::Cancel;
+            return Outcome::Dismiss;
         }
         if self.busy.is_some() {
             return if k.code == KeyCode::Esc {

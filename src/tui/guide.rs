@@ -13,10 +13,46 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 /// Width of the step list on a terminal `width` columns wide (the mouse handler needs it
-/// too): titles when there is room, else only the marks and numbers, so the lesson keeps
-/// 55 columns on a 60-column terminal.
+/// too). From 80 columns (the default terminal) the list has titles, shortened with "…"
+/// where they do not fit, in two fifths of the width (at 120 columns and more, as much as the
+/// longest title needs), as long as the lesson keeps room for its longest command word on
+/// one line (so every command shown pastes); below 80 only the marks and numbers, so the
+/// lesson keeps 55 columns on a 60-column terminal.
 pub(crate) fn list_width(width: u16) -> u16 {
-    if width >= 100 { 40 } else { 5 }
+    const COMPACT: u16 = 5;
+    if width < 80 {
+        return COMPACT;
+    }
+    let (longest_title, longest_word) = *LESSON_WIDTHS.get_or_init(lesson_widths);
+    // The title, its number ("11. "), the mark ("✓ ") and the borders.
+    let full = longest_title + 4 + 2 + 2;
+    let list = if width >= 120 {
+        full.min(width / 2)
+    } else {
+        (width * 2 / 5).min(full)
+    };
+    // The word, the " \" a continued line ends with, and the borders.
+    let list = list.min(width.saturating_sub(longest_word + 2 + 2));
+    if list < 20 { COMPACT } else { list }
+}
+
+/// (longest step title, longest word of any lesson's commands), in columns.
+static LESSON_WIDTHS: std::sync::OnceLock<(u16, u16)> = std::sync::OnceLock::new();
+
+fn lesson_widths() -> (u16, u16) {
+    let lessons: Vec<Lesson> = STEPS
+        .iter()
+        .chain(CENTRAL_STEPS.iter())
+        .map(GuideStep::lesson)
+        .collect();
+    let title = lessons.iter().map(|l| l.title.chars().count()).max();
+    let word = lessons
+        .iter()
+        .flat_map(|l| commands(l.openssl).into_iter().chain(commands(l.az)))
+        .flat_map(|c| shell_words(&c))
+        .map(|w| w.chars().count())
+        .max();
+    (title.unwrap_or(0) as u16, word.unwrap_or(0) as u16)
 }
 
 /// Which tutorial the guide follows.
@@ -218,8 +254,9 @@ pub struct Facts {
     pub hub_cas: Vec<(String, bool)>,
     /// The hub's devices: (id, enabled).
     pub hub_devices: Vec<(String, bool)>,
-    /// The device whose connection test passed (this session).
-    pub connected: Option<String>,
+    /// Devices whose connection test passed, from either face (the workspace's record,
+    /// [`crate::mqtt::record`], and this session's Connect tab), oldest first.
+    pub connected: Vec<String>,
     /// Devices with a renewal in their history.
     pub renewed: Vec<String>,
     /// The local DPS (`dps.json`, read through the engine).
@@ -245,7 +282,16 @@ pub fn facts_from_disk(ws: &crate::store::Workspace, rows: &[TreeRow]) -> Facts 
         f.dps = st;
     }
     f.renewed = renewed(ws, rows);
+    f.connected = passed_devices(ws.root());
     f
+}
+
+/// The devices the workspace's record says passed a connection test, oldest first.
+pub(crate) fn passed_devices(ws_root: &std::path::Path) -> Vec<String> {
+    crate::mqtt::record::passed(ws_root)
+        .into_iter()
+        .map(|p| p.device)
+        .collect()
 }
 
 /// Devices with at least one past certificate (checked for the first 2,000 devices).
@@ -301,7 +347,7 @@ pub fn status(step: &GuideStep, rows: &[TreeRow], facts: &Facts) -> StepStatus {
         }
         "connect" => facts
             .connected
-            .as_ref()
+            .last()
             .map(|d| format!("\"{d}\" connected and its messages came back")),
         "renew" => facts
             .renewed
@@ -373,7 +419,7 @@ fn central_status(id: &str, rows: &[TreeRow], facts: &Facts) -> Option<String> {
                     r.registration_id, r.assigned_hub, r.enrollment
                 )
             }),
-        "c-telemetry" => facts.connected.as_ref().and_then(|d| {
+        "c-telemetry" => facts.connected.iter().rev().find_map(|d| {
             dps.registrations
                 .iter()
                 .any(|r| r.status == "assigned" && &r.device_id == d)
@@ -448,8 +494,23 @@ pub struct GuideState {
     pub(crate) scroll: u16,
     /// Devices with a renewal in their history (read in the background).
     pub(crate) renewed: Vec<String>,
+    /// Devices whose connection test passed, as the workspace's record says (read in the
+    /// background; a test run with `chainsmith connect` counts too).
+    pub(crate) passed: Vec<String>,
+    /// The user picked a step (↑↓, a click): until then the guide shows the first step not
+    /// done yet, following the workspace as steps get done.
+    pub(crate) picked: bool,
     /// When the hub registry and renewals were last read (re-read while the tab is shown).
     pub(crate) last_facts: Option<time::OffsetDateTime>,
+}
+
+/// The step the guide opens at: the first not done yet (the last when all are done).
+pub(crate) fn first_unfinished(track: Track, rows: &[TreeRow], facts: &Facts) -> usize {
+    let steps = track.steps();
+    steps
+        .iter()
+        .position(|s| status(s, rows, facts) == StepStatus::Todo)
+        .unwrap_or(steps.len() - 1)
 }
 
 /// A track of the guide as plain text, for `chainsmith guide --text [--central]`.
@@ -576,7 +637,8 @@ pub(crate) fn render(
     t: Theme,
 ) {
     let list_w = list_width(area.width);
-    let compact = list_w < 40;
+    // Marks and numbers only: the list is too narrow for any title.
+    let compact = list_w < 20;
     let [list, body] =
         Layout::horizontal([Constraint::Length(list_w), Constraint::Min(20)]).areas(area);
     let steps = g.track.steps();
@@ -589,7 +651,9 @@ pub(crate) fn render(
         let label = if compact {
             format!("{}", i + 1)
         } else {
-            format!("{}. {}", i + 1, s.lesson().title)
+            // Cut with "…" to the list's width (borders and mark off): a cut title says so.
+            let room = list_w.saturating_sub(4) as usize;
+            super::ui::elide_right(&format!("{}. {}", i + 1, s.lesson().title), room)
         };
         let mut line = Line::from(vec![
             Span::styled(format!("{sym} "), style),

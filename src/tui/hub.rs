@@ -15,6 +15,10 @@ use time::OffsetDateTime;
 /// How many log lines the tab keeps; older ones are dropped and counted.
 pub const LOG_CAP: usize = 1000;
 
+/// Rows of the CA and device lists (the top band is this plus its borders): six devices on
+/// an 80×24 terminal leave the DPS band and the event log their room; more scroll.
+pub const LIST_ROWS: u16 = 6;
+
 /// A CA as the Hub tab lists it (the registry's [`crate::hub::HubCa`], reduced to what is shown).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaRow {
@@ -216,6 +220,12 @@ pub struct HubState {
     pub dps: Option<crate::hub::dps::DpsState>,
     /// A DPS change (G, e, V) is running.
     pub dps_busy: bool,
+    /// First device of the (filtered) device list shown (↑↓ PgUp PgDn Home End).
+    pub(crate) device_offset: usize,
+    /// The device filter (`/`): a case-insensitive part of a device id.
+    pub(crate) device_filter: String,
+    /// The device filter is being typed: keys go to it.
+    pub(crate) filtering: bool,
     /// When the registry was last asked for (re-read every few seconds while the tab is shown,
     /// so `chainsmith hub ...` changes from another terminal show up).
     pub(crate) last_read: Option<OffsetDateTime>,
@@ -228,6 +238,44 @@ impl HubState {
             port: 8883,
             ..Default::default()
         }
+    }
+
+    /// The devices that pass the filter, in registry order.
+    pub(crate) fn shown_devices(&self) -> Vec<&DeviceRow> {
+        let needle = self.device_filter.to_lowercase();
+        self.devices
+            .iter()
+            .filter(|d| needle.is_empty() || d.id.to_lowercase().contains(&needle))
+            .collect()
+    }
+
+    /// Scroll the device list by `delta` rows, keeping a full pane where the list allows.
+    pub(crate) fn scroll_devices(&mut self, delta: isize) {
+        let last = self
+            .shown_devices()
+            .len()
+            .saturating_sub(LIST_ROWS as usize);
+        self.device_offset = (self.device_offset as isize)
+            .saturating_add(delta)
+            .clamp(0, last as isize) as usize;
+    }
+
+    /// A key while the device filter is typed: Enter keeps it, Esc clears it.
+    pub(crate) fn filter_key(&mut self, k: crossterm::event::KeyEvent) {
+        use crossterm::event::KeyCode;
+        match k.code {
+            KeyCode::Esc => {
+                self.filtering = false;
+                self.device_filter.clear();
+            }
+            KeyCode::Enter => self.filtering = false,
+            KeyCode::Backspace => {
+                self.device_filter.pop();
+            }
+            KeyCode::Char(c) if !c.is_control() => self.device_filter.push(c),
+            _ => {}
+        }
+        self.device_offset = 0;
     }
 
     /// A line in the event log for something the user did (not an event of the hub itself).
@@ -286,6 +334,8 @@ impl HubState {
                 self.cas = cas;
                 self.devices = devices;
                 self.error = None;
+                // A re-read may have fewer devices: keep the list's view inside it.
+                self.scroll_devices(0);
             }
             HubAction::Event(line) => {
                 if self.log.len() == LOG_CAP {
@@ -308,7 +358,7 @@ pub(crate) fn render(f: &mut Frame, area: Rect, hub: &HubState, t: Theme) {
             && d.registrations.is_empty()
     }) && !hub.dps_busy;
     let [top, dps_area, log_area] = Layout::vertical([
-        Constraint::Length(8),
+        Constraint::Length(LIST_ROWS + 2),
         Constraint::Length(if dps_empty { 3 } else { 9 }),
         Constraint::Min(3),
     ])
@@ -355,9 +405,14 @@ pub(crate) fn render(f: &mut Frame, area: Rect, hub: &HubState, t: Theme) {
         Paragraph::new(ca_lines).block(block(t, "Hub · CAs")),
         cas_area,
     );
-    let dev_lines: Vec<Line> = hub
-        .devices
+    let shown = hub.shown_devices();
+    let offset = hub
+        .device_offset
+        .min(shown.len().saturating_sub(LIST_ROWS as usize));
+    let mut dev_lines: Vec<Line> = shown
         .iter()
+        .skip(offset)
+        .take(LIST_ROWS as usize)
         .map(|d| {
             let (sym, style) = if d.enabled {
                 ("✓ enabled ", t.ok())
@@ -370,8 +425,14 @@ pub(crate) fn render(f: &mut Frame, area: Rect, hub: &HubState, t: Theme) {
             ])
         })
         .collect();
+    if shown.is_empty() && !hub.devices.is_empty() {
+        dev_lines.push(Line::styled(
+            format!("no device id contains \"{}\"", esc(&hub.device_filter)),
+            t.dim(),
+        ));
+    }
     f.render_widget(
-        Paragraph::new(dev_lines).block(block(t, "Devices")),
+        Paragraph::new(dev_lines).block(block(t, &devices_title(hub, shown.len(), offset))),
         dev_area,
     );
     let mut lines: Vec<Line> = Vec::new();
@@ -427,6 +488,33 @@ pub(crate) fn render(f: &mut Frame, area: Rect, hub: &HubState, t: Theme) {
             )),
         log_area,
     );
+}
+
+/// The device list's title: how many there are, which rows show, and the filter.
+fn devices_title(hub: &HubState, shown: usize, offset: usize) -> String {
+    let rows = LIST_ROWS as usize;
+    let range = if shown > rows {
+        format!(
+            " · {}–{} of {shown}",
+            offset + 1,
+            (offset + rows).min(shown)
+        )
+    } else {
+        format!(" · {shown}")
+    };
+    if hub.filtering || !hub.device_filter.is_empty() {
+        format!(
+            "Devices /{}{}{range} (of {})",
+            esc(&hub.device_filter),
+            if hub.filtering { "▏" } else { "" },
+            hub.devices.len()
+        )
+    } else if shown > rows {
+        // The list's own keys, where they matter: the footer keeps the hub's.
+        format!("Devices{range} · ↑↓ /")
+    } else {
+        format!("Devices{range}")
+    }
 }
 
 /// DPS beside the hub: its ID scope, its own CA list, the enrollments and the registrations.

@@ -218,6 +218,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                 _ => vec![],
             };
             emit(Action::Renewed(guide::renewed(ws, &rows)));
+            emit(Action::Passed(guide::passed_devices(ws.root())));
         }
         Command::HubProve { ca } => {
             emit(Action::Hub(hub::HubAction::Proved(hub_prove(ws, &ca))));

@@ -42,6 +42,8 @@ pub struct PkiState {
     pub(crate) filter: String,
     /// The filter is being typed: keys go to it.
     pub filtering: bool,
+    /// The entity selected when `/` was pressed: Esc on the filter goes back to it.
+    pub(crate) before_filter: Option<String>,
     /// Reports by entity name (or why one could not be made), at most 256 (then
     /// cleared to make room).
     pub reports: HashMap<String, Result<Box<Report>, String>>,
@@ -79,18 +81,24 @@ impl PkiState {
         self.reports.clear();
         self.apply_filter();
         if let Some(name) = keep {
-            if let Some(pos) = self
-                .visible
-                .iter()
-                .position(|&i| self.rows[i].meta.name == name)
-            {
-                self.selected = pos;
-            }
+            self.select_name(&name);
+        }
+    }
+
+    /// Select the entity `name` when it is in view of the filter (else the selection stays).
+    pub(crate) fn select_name(&mut self, name: &str) {
+        if let Some(pos) = self
+            .visible
+            .iter()
+            .position(|&i| self.rows[i].meta.name == name)
+        {
+            self.selected = pos;
         }
     }
 
     /// Recompute `visible` from the filter (case-insensitive, on name and CN).
     pub(crate) fn apply_filter(&mut self) {
+        let keep = self.selected_name();
         let needle = self.filter.to_lowercase();
         self.visible = if needle.is_empty() {
             (0..self.rows.len()).collect()
@@ -105,7 +113,14 @@ impl PkiState {
                 .map(|(i, _)| i)
                 .collect()
         };
-        self.selected = self.selected.min(self.visible.len().saturating_sub(1));
+        // The selected entity stays selected while it matches; else the first match is.
+        self.selected = keep
+            .and_then(|name| {
+                self.visible
+                    .iter()
+                    .position(|&i| self.rows[i].meta.name == name)
+            })
+            .unwrap_or(0);
         self.offset = self.offset.min(self.selected);
     }
 
@@ -121,8 +136,11 @@ impl PkiState {
     }
 
     /// Scroll the tree pane (`height` rows tall) so the selection is in view.
+    /// The offset is also pulled back so the pane is full: after a filter shrinks the list,
+    /// an offset from the long list would leave the matches above the pane.
     pub(crate) fn scroll_into_view(&mut self, height: usize) {
         let height = height.max(1);
+        self.offset = self.offset.min(self.visible.len().saturating_sub(height));
         if self.selected < self.offset {
             self.offset = self.selected;
         } else if self.selected >= self.offset + height {

@@ -168,22 +168,15 @@ fn draw(f: &mut Frame, app: &App) {
             "type to filter · Enter keeps it · Esc clears it · ↑↓ move",
             t.dim(),
         ),
-        None => {
-            let mut text = format!("{} · ? help · q quit", footer_keys(app.tab));
-            if app.tab == Tab::Pki {
-                let took = app
-                    .pki
-                    .load_took
-                    .map(|d| format!(" · read in {} ms", d.as_millis()))
-                    .unwrap_or_default();
-                text.push_str(&format!(
-                    " · {} entities{took} · {}",
-                    app.pki.rows.len(),
-                    app.ws_root.display()
-                ));
-            }
-            Line::styled(text, t.dim())
-        }
+        None if app.hub.filtering && app.tab == Tab::Hub => Line::styled(
+            "type part of a device id · Enter keeps it · Esc clears it",
+            t.dim(),
+        ),
+        None if app.fleet.editing && app.tab == Tab::Connect => Line::styled(
+            "type device ids or ranges, spaces between · Enter runs · Esc keeps them",
+            t.dim(),
+        ),
+        None => Line::styled(footer(app, a.status.width as usize), t.dim()),
     };
     f.render_widget(Paragraph::new(status), a.status);
 
@@ -195,16 +188,119 @@ fn draw(f: &mut Frame, app: &App) {
     }
 }
 
-/// The keys that act on `tab` (the footer names no key that does nothing there).
-fn footer_keys(tab: Tab) -> &'static str {
-    match tab {
-        Tab::Pki => "n new · v verify · e export · c connect · d delete · / filter",
-        Tab::Hub => {
-            "s start/stop · p port · v V prove hub/DPS · a register · o on/off · G DPS group · e enroll"
-        }
-        Tab::Connect => "Enter run · t target · f fleet",
-        Tab::Guide => "↑↓ step · J K scroll · y copy · t track",
+/// One key of a footer: the keys, what they do, and the same in a word for narrow terminals.
+type FooterKey = (&'static str, &'static str, &'static str);
+
+/// The keys that act on the screen shown (the footer names no key that does nothing there).
+fn footer_keys(app: &App) -> &'static [FooterKey] {
+    match app.tab {
+        Tab::Pki => &[
+            ("n", "new", "new"),
+            ("v", "verify", "verify"),
+            ("e", "export", "export"),
+            ("c", "connect", "connect"),
+            ("d", "delete", "delete"),
+            ("/", "filter", "filter"),
+        ],
+        Tab::Hub => &[
+            ("s", "start/stop", "hub"),
+            ("p", "port", "port"),
+            ("v V", "prove hub/DPS", "prove"),
+            ("a", "register", "add"),
+            ("o", "on/off", "on/off"),
+            ("G", "DPS group", "group"),
+            ("e", "enroll", "enroll"),
+        ],
+        Tab::Connect if app.fleet.shown => &[
+            ("r", "type devices", "devices"),
+            ("Enter", "run", "run"),
+            ("s", "stop", "stop"),
+            ("f", "single test", "single"),
+        ],
+        Tab::Connect => &[
+            ("Enter", "run", "run"),
+            ("t", "target", "target"),
+            ("f", "fleet", "fleet"),
+        ],
+        Tab::Guide => &[
+            ("↑↓", "step", "step"),
+            ("J K", "scroll", "scroll"),
+            ("y", "copy", "copy"),
+            ("t", "track", "track"),
+        ],
     }
+}
+
+/// The footer for a terminal `width` columns wide: the screen's keys, `?` and `q`, and on
+/// the PKI tab the workspace (the tree's title counts the entities). Every key is always
+/// named: where its words do not fit, shorter ones are used, then the keys alone. The
+/// workspace path is shown whole where it fits beside the words (the read time gives way
+/// first), else shortened from the left (`…/share/chainsmith`), never cut at its end.
+fn footer(app: &App, width: usize) -> String {
+    let keys = footer_keys(app);
+    let words = |tier: usize| -> String {
+        let sep = if tier == 0 { " · " } else { "  " };
+        let mut text = keys
+            .iter()
+            .map(|(k, long, short)| match tier {
+                0 => format!("{k} {long}"),
+                1 => format!("{k} {short}"),
+                _ => k.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(sep);
+        text.push_str(" · ? help · q quit");
+        text
+    };
+    let fits = |s: &String| s.chars().count() <= width;
+    let keys_only = || (0..3).map(words).find(fits).unwrap_or_else(|| words(2));
+    if app.tab != Tab::Pki {
+        return keys_only();
+    }
+    let path = app.ws_root.display().to_string();
+    let took = app
+        .pki
+        .load_took
+        .map(|d| format!(" · read in {} ms", d.as_millis()))
+        .unwrap_or_default();
+    for tier in 0..2 {
+        for extra in [took.as_str(), ""] {
+            let text = format!("{}{extra} · {path}", words(tier));
+            if fits(&text) {
+                return text;
+            }
+        }
+    }
+    // The shortest a path is worth showing: "…" and its last directory or two.
+    const PATH_MIN: usize = 16;
+    for tier in 0..2 {
+        let head = words(tier);
+        let room = width.saturating_sub(head.chars().count() + 3);
+        if room >= PATH_MIN {
+            return format!("{head} · {}", elide_left(&path, room));
+        }
+    }
+    keys_only()
+}
+
+/// `text` cut to `width` columns from the left, marked with "…": the end of a path is the
+/// part that names it.
+pub(crate) fn elide_left(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    if n <= width {
+        return text.to_string();
+    }
+    let keep: String = text.chars().skip(n - width.saturating_sub(1)).collect();
+    format!("…{keep}")
+}
+
+/// `text` cut to `width` columns from the right, marked with "…".
+pub(crate) fn elide_right(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let keep: String = text.chars().take(width.saturating_sub(1)).collect();
+    format!("{keep}…")
 }
 
 /// Columns of the help overlay before the description: the scope, then the keys.
@@ -286,25 +382,49 @@ pub(crate) fn wrap_cutting_words(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-/// Word wrap with a hanging indent: lines after the first start with `indent` spaces.
+/// Word wrap with a hanging indent: lines after the first start with `indent` spaces. The
+/// spaces inside a line are kept as they are (a step list pads its names into a column),
+/// except where a line breaks.
 pub(crate) fn wrap_hanging(text: &str, width: usize, indent: usize) -> Vec<String> {
     let width = width.max(indent + 10);
     let mut out: Vec<String> = Vec::new();
     let mut line = String::new();
-    for word in text.split_whitespace() {
+    for token in words_with_spaces(text) {
         let lead = if out.is_empty() { 0 } else { indent };
-        if !line.is_empty() && lead + line.chars().count() + 1 + word.chars().count() > width {
-            out.push(format!("{}{line}", " ".repeat(lead)));
+        let word = token.trim_end().chars().count();
+        if !line.trim().is_empty() && lead + line.chars().count() + word > width {
+            out.push(format!("{}{}", " ".repeat(lead), line.trim_end()));
             line.clear();
         }
-        if !line.is_empty() {
-            line.push(' ');
+        if line.is_empty() && !out.is_empty() {
+            line.push_str(token.trim_start());
+        } else {
+            line.push_str(&token);
         }
-        line.push_str(word);
     }
     let lead = if out.is_empty() { 0 } else { indent };
-    out.push(format!("{}{line}", " ".repeat(lead)));
+    out.push(format!("{}{}", " ".repeat(lead), line.trim_end()));
     out
+}
+
+/// `text` as words, each with the spaces that follow it (other whitespace shown as spaces);
+/// spaces before the first word make a token of their own.
+fn words_with_spaces(text: &str) -> Vec<String> {
+    let mut tokens: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut in_space = false;
+    for c in text.chars() {
+        let space = c.is_whitespace();
+        if !space && in_space && !cur.is_empty() {
+            tokens.push(std::mem::take(&mut cur));
+        }
+        in_space = space;
+        cur.push(if space { ' ' } else { c });
+    }
+    if !cur.is_empty() {
+        tokens.push(cur);
+    }
+    tokens
 }
 
 /// How many help rows fit at once.

@@ -44,12 +44,11 @@ fn fleet_keys_take_a_typed_range_and_stop_a_run() {
     // Nothing selected on the PKI tab and no range: it says what to do, runs nothing.
     assert!(key(&mut app, KeyCode::Enter).is_none());
     assert!(app.status.as_ref().unwrap().1.contains("type a range"));
-    // r, a range with digits (not tab switches) and q (not quit), Enter, Enter.
+    // r, a range with digits (not tab switches) and q (not quit), Enter keeps it and runs it.
     key(&mut app, KeyCode::Char('r'));
     typed(&mut app, "q-{001..050}");
     assert_eq!(app.tab, Tab::Connect);
     assert!(!app.quit);
-    key(&mut app, KeyCode::Enter);
     match key(&mut app, KeyCode::Enter) {
         Some(Command::RunFleet {
             patterns, issuer, ..
@@ -90,7 +89,6 @@ fn a_fleet_run_says_it_runs_over_mqtt_when_another_protocol_is_chosen() {
         key(app, KeyCode::Char('f'));
         key(app, KeyCode::Char('r'));
         typed(app, "d-{001..003}");
-        key(app, KeyCode::Enter);
         let cmd = key(app, KeyCode::Enter);
         assert!(matches!(cmd, Some(Command::RunFleet { .. })), "{cmd:?}");
         app.status.clone().unwrap()
@@ -242,10 +240,9 @@ fn fleet_view_runs_fifty_devices_live_in_the_real_tui() {
     wait_for(&format!("running on 127.0.0.1:{port}"));
     send("3");
     send("f");
-    wait_for("Fleet · Enter run");
+    wait_for("Fleet · r devices · Enter run");
     send("r");
     send("d-{001..050}");
-    send("\r");
     send("\r");
     let s = wait_for("50/50");
     assert!(s.contains("connected 50"), "{s}");

@@ -155,6 +155,21 @@ impl Tui {
     }
 }
 
+/// Run the CLI on the workspace `ws`; it must succeed.
+fn cli(ws: &Path, args: &[&str]) {
+    let out = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .arg("--workspace")
+        .arg(ws)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 const CODE: &str = "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3";
 
 #[test]
@@ -588,17 +603,7 @@ fn rsa_4096_key_generation_keeps_the_ui_responding() {
 fn hub_tab_adds_a_dps_group_from_the_selected_ca_with_keys() {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");
-    let made = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
-        .arg("--workspace")
-        .arg(&ws)
-        .args(["new", "root", "dpsroot"])
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    cli(&ws, &["new", "root", "dpsroot"]);
     let mut t = Tui::start(&ws, &[], &[]);
     t.wait_for("dpsroot");
     t.send("2");
@@ -659,4 +664,44 @@ fn fleet_run_progress_is_one_line_redrawn_in_place() {
     assert_eq!(progress_rows(&end), 0, "{end}");
     let raw = String::from_utf8_lossy(&t.raw.lock().unwrap()).into_owned();
     assert!(!raw.contains(r"\r") && !raw.contains(r"\e[K"), "{raw}");
+}
+
+/// The guide's step 8 as a user types it: r on a device, Enter renews it, and the next key acts
+/// at once. The renew's result box used to take that key only to close itself, so `c` (connect)
+/// or `3` (Connect tab) did nothing and had to be typed twice.
+#[test]
+fn the_key_after_a_renew_acts_instead_of_only_closing_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    cli(&ws, &["new", "root", "rn-root"]);
+    cli(&ws, &["new", "device", "rn-dev", "--issuer", "rn-root"]);
+    let mut t = Tui::start(&ws, &[], &[]);
+    t.wait_for("rn-dev");
+    t.send("/rn-dev");
+    t.send(ENTER);
+    t.wait_for("• rn-dev (device)");
+    t.send("r");
+    t.wait_for("Renew rn-dev");
+    t.send(ENTER);
+    t.wait_for("renewed \"rn-dev\": serial");
+    // One c: the result closes and the device goes to the Connect tab.
+    t.send("c");
+    let s = t.wait_for("Device  rn-dev");
+    assert!(
+        !s.contains("Renew rn-dev"),
+        "the result box is still open:\n{s}"
+    );
+    // Again with 3 after a second renew: the Connect tab at once.
+    t.send("1");
+    t.wait_for("• rn-dev (device)");
+    t.send("r");
+    t.wait_for("Renew rn-dev");
+    t.send(ENTER);
+    t.wait_for("same key");
+    t.send("3");
+    let s = t.wait_for("Device  rn-dev");
+    assert!(!s.contains("Renew rn-dev"), "{s}");
+    t.send("q");
+    assert_eq!(t.wait_exit(), 0);
+    t.assert_restored();
 }

@@ -464,11 +464,13 @@ fn guide_tab() {
     let mut app = app_on(&ws, (100, 30));
     app.update(ch('g'));
     assert_eq!(app.tab, Tab::Guide);
-    insta::assert_snapshot!("guide_step1_done", screen(&app));
-    for _ in 0..2 {
-        app.update(key(KeyCode::Down));
-    }
+    // The guide opens at the first step not done: 3, the CA is not in the hub yet.
+    assert_eq!(app.guide.selected, 2);
     insta::assert_snapshot!("guide_step3_hub_todo", screen(&app));
+    for _ in 0..2 {
+        app.update(key(KeyCode::Up));
+    }
+    insta::assert_snapshot!("guide_step1_done", screen(&app));
 }
 
 /// The IoT Central track (`t`): its steps marked from the workspace and the local DPS's
@@ -482,9 +484,9 @@ fn guide_central_track() {
     let store = chainsmith::hub::HubStore::open(ws.root()).unwrap();
     chainsmith::ops::dps_prove(&store, "contoso-root").unwrap();
     app.update(chainsmith::tui::dps_state(&ws));
-    for _ in 0..2 {
-        app.update(key(KeyCode::Down));
-    }
+    // The track opens at its first step not done: 2, no sample-device-01 yet.
+    assert_eq!(app.guide.selected, 1);
+    app.update(key(KeyCode::Down));
     insta::assert_snapshot!("guide_central_verify_done", screen(&app));
 }
 

@@ -146,3 +146,19 @@ pub fn screen_of(app: &chainsmith::tui::App, width: u16, height: u16) -> String 
         .map(|c| c.symbol())
         .collect()
 }
+
+/// The whole TUI drawn at `width`×`height` as lines, trailing blanks cut: for snapshots and
+/// for checks on one row (the footer, a step's line).
+pub fn screen_lines_of(app: &chainsmith::tui::App, width: u16, height: u16) -> String {
+    let backend = ratatui::backend::TestBackend::new(width, height);
+    let mut term = ratatui::Terminal::new(backend).unwrap();
+    term.draw(|f| chainsmith::tui::ui::render(f, app)).unwrap();
+    let buf = term.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let line: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
