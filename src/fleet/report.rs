@@ -314,6 +314,25 @@ impl Report {
                 )));
             }
         }
+        // The failure groups are the failed devices grouped: their counts add up to `failed`,
+        // and each lists at most as many ids or ranges as it counts devices.
+        let mut grouped: u64 = 0;
+        for (k, g) in &r.failures {
+            grouped = grouped.saturating_add(g.count);
+            if g.devices.len() as u64 > g.count {
+                return Err(FleetError::Report(format!(
+                    "{name}: failures.{k} lists {} devices for a count of {}; the report was edited or damaged, run the shard again",
+                    g.devices.len(),
+                    g.count
+                )));
+            }
+        }
+        if grouped != r.failed {
+            return Err(FleetError::Report(format!(
+                "{name}: its failure groups count {grouped} devices but failed is {}; the report was edited or damaged, run the shard again",
+                r.failed
+            )));
+        }
         Ok(r)
     }
 
@@ -324,6 +343,13 @@ impl Report {
         let name = path.display().to_string();
         let io =
             |e: std::io::Error| FleetError::Report(format!("cannot read the report {name}: {e}"));
+        // Only a regular file: opening a FIFO with no writer would wait forever.
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.is_file() {
+            return Err(FleetError::Report(format!(
+                "{name} is not a regular file; give the report file a fleet run wrote"
+            )));
+        }
         let mut bytes = Vec::new();
         std::fs::File::open(path)
             .map_err(io)?
@@ -372,6 +398,7 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, FleetError> {
     let mut prov = new_histogram();
     let (mut hs_rate, mut msg_rate, mut any_ramp) = (0.0, 0.0, false);
     let mut seen_shards = std::collections::HashSet::new();
+    let mut seen_reports: Vec<(&str, &Report)> = Vec::new();
     for (name, r) in reports {
         for s in &r.shards {
             if !seen_shards.insert(*s) {
@@ -380,6 +407,13 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, FleetError> {
                 )));
             }
         }
+        // The same run given twice (or a copy of it) would count its devices twice.
+        if let Some((other, _)) = seen_reports.iter().find(|(_, o)| *o == r) {
+            return Err(FleetError::Report(format!(
+                "{name} is the same report as {other}; merge each run once"
+            )));
+        }
+        seen_reports.push((name, r));
         let add = |h: &mut Histogram<u64>, l: &Latency, what: &str| {
             let other = l
                 .histogram()
@@ -581,5 +615,47 @@ mod tests {
                 .to_string()
                 .contains("more than one report")
         );
+    }
+
+    /// Found by the hostile pass: the same unsharded run given twice counted twice; failure
+    /// groups that do not add up to `failed`; a FIFO with no writer blocked `fleet merge`.
+    #[test]
+    fn merge_refuses_a_run_twice_groups_that_do_not_add_up_and_fifos() {
+        let mut one = report(1, &[5, 6], 0);
+        one.shards.clear();
+        let twice = merge(&[("r.json".into(), one.clone()), ("copy.json".into(), one)]);
+        assert!(
+            twice
+                .unwrap_err()
+                .to_string()
+                .contains("the same report as r.json"),
+            "merged twice"
+        );
+        let mut bad = report(1, &[5], 2);
+        bad.failed = 0;
+        let e = Report::from_json("bad.json", &bad.to_json()).unwrap_err();
+        assert!(
+            e.to_string().contains("count 2 devices but failed is 0"),
+            "{e}"
+        );
+        let mut many = report(1, &[5], 1);
+        many.failures.get_mut("disabled").unwrap().devices = vec!["a".into(), "b".into()];
+        let e = Report::from_json("many.json", &many.to_json()).unwrap_err();
+        assert!(
+            e.to_string().contains("lists 2 devices for a count of 1"),
+            "{e}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let e = Report::read(&fifo).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 }

@@ -172,6 +172,19 @@ pub enum Refusal {
         /// Why.
         reason: String,
     },
+    /// The device certificate's subject holds more than one CN: an ambiguous identity (which CN
+    /// names the device depends on who reads it), refused as the CSR path refuses it.
+    #[error(
+        "device {device}: the certificate's subject holds {count} CNs ({cns}); a device certificate names one device"
+    )]
+    SeveralCns {
+        /// The device id.
+        device: String,
+        /// How many.
+        count: usize,
+        /// The CNs, quoted and escaped.
+        cns: String,
+    },
     /// The chain was refused for another reason.
     #[error("device {device}: chain refused at \"{cn}\": {reason}")]
     Chain {
@@ -223,6 +236,7 @@ impl Refusal {
             Refusal::NotClientAuth { .. } => "not-client-auth",
             Refusal::Weak { .. } => "weak-crypto",
             Refusal::Chain { .. } => "chain",
+            Refusal::SeveralCns { .. } => "several-cns",
             Refusal::Thumbprint { .. } => "thumbprint",
             Refusal::Registry { .. } => "registry",
         }
@@ -251,6 +265,26 @@ impl crate::error::Classified for Refusal {
     fn remedy(&self) -> Option<crate::error::Remedy> {
         Refusal::remedy(self)
     }
+}
+
+/// The one CN of a device certificate's subject, or the refusal when it holds several.
+pub fn single_cn(device: &str, name: &X509Name<'_>) -> Result<(), Refusal> {
+    let cns: Vec<String> = name
+        .iter_common_name()
+        .map(|a| a.as_str().unwrap_or("(not text)").to_string())
+        .collect();
+    if cns.len() > 1 {
+        return Err(Refusal::SeveralCns {
+            device: device.to_string(),
+            count: cns.len(),
+            cns: cns
+                .iter()
+                .map(|c| format!("\"{}\"", crate::text::escape_controls(c)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(())
 }
 
 fn cn_of(name: &X509Name<'_>) -> String {
@@ -314,6 +348,7 @@ pub fn authenticate(
     let (_, leaf) = X509Certificate::from_der(&chain[0]).map_err(|e| Refusal::BadCertificate {
         detail: e.to_string(),
     })?;
+    single_cn(&device, leaf.subject())?;
     let now_asn1 = ASN1Time::from(now);
     let check_time = |c: &X509Certificate<'_>| -> Result<(), Refusal> {
         let cn = cn_of(c.subject());

@@ -611,6 +611,22 @@ impl HubStore {
         }
         let st = self.dps_load_file().map_err(internal)?;
         let m = decide(&st, registration_id, chain, now)?;
+        // Registration ids are case-insensitive, so "Victim" is registration "victim"; taking it
+        // would re-pin hub device "victim" to another certificate and lock its owner out. A
+        // registration answers only to the spelling it was first made with.
+        if let Some(old) = self.dps_registration(registration_id).map_err(internal)?
+            && old.registration_id != registration_id
+        {
+            return Err(DpsRefusal::new(
+                401,
+                code::UNAUTHORIZED,
+                "registration-id-case",
+                format!(
+                    "registration {registration_id}: DPS holds this registration as \"{}\" (registration ids are case-insensitive), assigned to hub device \"{}\"; a device registers with its id exactly as first registered, so that no case variant takes over another device",
+                    old.registration_id, old.device_id
+                ),
+            ));
+        }
         let issued = match (&req.csr, &m.issue_from) {
             (None, _) => None,
             (Some(_), None) => {
@@ -828,6 +844,9 @@ fn decide(
             detail: "no readable subject CN".into(),
         })
     })?;
+    if let Ok((_, c)) = X509Certificate::from_der(leaf) {
+        auth::single_cn(registration_id, c.subject()).map_err(DpsRefusal::unauthorized)?;
+    }
     if !cn.eq_ignore_ascii_case(registration_id) {
         return Err(DpsRefusal::new(
             401,

@@ -926,9 +926,9 @@ fn hub_fix(kind: &str, id: &Identity) -> (String, Option<ConnectRemedy>) {
                 device: dev.clone(),
             }),
         ),
-        "cn-mismatch" => (
+        "cn-mismatch" | "several-cns" => (
             format!(
-                "issue the device certificate with CN = \"{dev}\" exactly (case-sensitive), under a CA"
+                "issue the device certificate with a single CN = \"{dev}\" exactly (case-sensitive), under a CA"
             ),
             reissue(false),
         ),

@@ -378,8 +378,10 @@ async fn dps_refuses_a_ca_as_a_device_and_never_replaces_a_ca() {
 }
 
 /// Item 4: registration ids are case-insensitive in DPS, device ids case-sensitive in the
-/// hub: three case variants of one id make one registration and one hub device (the first
-/// spelling), not three.
+/// hub: case variants of one id never make a hub identity each. The first spelling holds the
+/// registration; a variant is refused (it would otherwise re-pin the first device's hub
+/// identity to its own certificate and lock the owner out: found by the hostile pass), and
+/// the first spelling registers again as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_variants_are_one_registration_and_one_device() {
     let fx = Fixture::new();
@@ -390,17 +392,25 @@ async fn case_variants_are_one_registration_and_one_device() {
     fx.store.dps_add_group(group("lines", "line2")).unwrap();
     let scope = fx.store.dps_id_scope().unwrap();
     let hub = start_hub(&fx).await;
-    for id in ["Case-Dev", "case-dev", "CASE-DEV"] {
+    let first = fx.identity(&["Case-Dev", "line2"]);
+    let out = register_as(hub.addr, &fx, &first, "Case-Dev", &scope)
+        .await
+        .unwrap();
+    assert_eq!(out.status, 200, "{out:?}");
+    let pinned = fx.store.device("Case-Dev").unwrap().primary;
+    for id in ["case-dev", "CASE-DEV"] {
         let ident = fx.identity(&[id, "line2"]);
         let out = register_as(hub.addr, &fx, &ident, id, &scope)
             .await
             .unwrap();
-        assert_eq!(out.status, 200, "{out:?}");
-        assert_eq!(
-            out.body["registrationState"]["deviceId"], "Case-Dev",
-            "{out:?}"
-        );
+        assert_eq!(out.status, 401, "{out:?}");
+        assert!(message(&out).contains("\"Case-Dev\""), "{out:?}");
     }
+    assert_eq!(fx.store.device("Case-Dev").unwrap().primary, pinned);
+    let out = register_as(hub.addr, &fx, &first, "Case-Dev", &scope)
+        .await
+        .unwrap();
+    assert_eq!(out.status, 200, "{out:?}");
     let devices: Vec<String> = fx
         .store
         .load()
@@ -774,5 +784,93 @@ async fn a_ca_false_issuer_is_named_as_such() {
         .unwrap();
     assert_eq!(out.status, 401, "{out:?}");
     assert!(message(&out).contains("\"leaf-1\" is not a CA"), "{out:?}");
+    hub.shutdown().await;
+}
+
+/// A device certificate (not a CSR) whose subject holds two CNs is an ambiguous identity: the
+/// hub and DPS refuse it, whichever CN comes first (found by the hostile pass: the hub read the
+/// first CN, so `/CN=v2/CN=a2` connected as v2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_with_two_cns_is_refused_by_hub_and_dps() {
+    let fx = Fixture::new();
+    let d = fx.dir.path();
+    std::fs::write(
+        d.join("leaf.cnf"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let line2 = fx.ws.dir_of("line2").unwrap();
+    let (ok, o) = openssl(
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "two.key",
+            "-subj",
+            "/CN=v2/CN=a2",
+            "-out",
+            "two.csr",
+        ],
+        d,
+    );
+    assert!(ok, "{o}");
+    let (ok, o) = openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "two.csr",
+            "-CA",
+            line2.join("cert.pem").to_str().unwrap(),
+            "-CAkey",
+            line2.join("key.pem").to_str().unwrap(),
+            "-days",
+            "30",
+            "-extfile",
+            "leaf.cnf",
+            "-out",
+            "two.pem",
+        ],
+        d,
+    );
+    assert!(ok, "{o}");
+    let der = |f: &str| {
+        pem::parse(std::fs::read(d.join(f)).unwrap())
+            .unwrap()
+            .contents()
+            .to_vec()
+    };
+    let id = Identity {
+        certs: vec![
+            der("two.pem").into(),
+            fx.ws.load("line2").unwrap().cert_der.into(),
+        ],
+        key: der("two.key"),
+    };
+    fx.store.add_ca("root", true).unwrap();
+    fx.register("v2", Auth::Ca, None);
+    fx.store.dps_add_ca("line2", true).unwrap();
+    fx.store.dps_add_group(group("lines", "line2")).unwrap();
+    let scope = fx.store.dps_id_scope().unwrap();
+    let hub = start_hub(&fx).await;
+    let (_c, ack) = Client::connect(
+        hub.addr,
+        fx.tls(Some(&id)),
+        "v2",
+        Some(&hub_util::username("v2")),
+    )
+    .await
+    .unwrap();
+    assert_ne!(ack.unwrap().code, ConnectReturnCode::Success);
+    let r = hub.refusals(Some("v2"), 0);
+    assert_eq!(r[0].kind, "several-cns", "{r:?}");
+    let out = register_as(hub.addr, &fx, &id, "v2", &scope).await.unwrap();
+    assert_eq!(out.status, 401, "{out:?}");
+    assert!(message(&out).contains("2 CNs"), "{out:?}");
     hub.shutdown().await;
 }

@@ -769,7 +769,14 @@ fn merge_refuses_hostile_reports_naming_the_file() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    assert_eq!(merge(&[&ok_path, &ok_path]).0, Some(0));
+    let mut other = good.clone();
+    other["runs"] = 2.into();
+    let other_path = write("other.json", &other);
+    assert_eq!(merge(&[&ok_path, &other_path]).0, Some(0));
+    // The same run twice would count it twice (hostile pass).
+    let (code, err) = merge(&[&ok_path, &ok_path]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("is the same report as"), "{err}");
 
     // An HDR V2 header: cookie, payload length, offset, digits, lowest, highest, ratio.
     let hdr = |payload: u32, digits: u32, high: u64| {
@@ -836,10 +843,12 @@ fn merge_refuses_hostile_reports_naming_the_file() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("inf.json is not a fleet report"), "{err}");
 
-    // Files that never end: read up to the limit, then refused.
+    // Files that never end are not regular files: refused before they are opened (a FIFO
+    // with no writer would block the open forever: hostile pass). A regular file is read
+    // up to the limit, then refused.
     let (code, err) = merge(&[Path::new("/dev/zero")]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("/dev/zero is larger than 16 MiB"), "{err}");
+    assert!(err.contains("/dev/zero is not a regular file"), "{err}");
     let fifo = tmp.path().join("fifo.json");
     assert!(
         std::process::Command::new("mkfifo")
@@ -848,19 +857,17 @@ fn merge_refuses_hostile_reports_naming_the_file() {
             .unwrap()
             .success()
     );
-    let writer = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-            let chunk = vec![b' '; 1 << 16];
-            while f.write_all(&chunk).is_ok() {}
-        })
-    };
     let (code, err) = merge(&[&fifo]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("fifo.json is larger than 16 MiB"), "{err}");
-    writer.join().unwrap();
+    assert!(err.contains("fifo.json is not a regular file"), "{err}");
+    let big = tmp.path().join("big.json");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(17 << 20)
+        .unwrap();
+    let (code, err) = merge(&[&big]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("big.json is larger than 16 MiB"), "{err}");
 }
 
 fn run_out(o: &std::process::Output) -> String {
