@@ -41,6 +41,19 @@ pub const MAX_TWIN_DEPTH: usize = 10;
 /// Largest reported (and desired) properties document: "IoT Hub enforces … a 32-KB size limit
 /// each on the value of properties/desired and properties/reported" (same page, Twin size).
 pub const MAX_TWIN_PROPERTIES_BYTES: usize = 32 * 1024;
+/// Longest key in a twin's JSON objects: "All keys in JSON objects are UTF-8 encoded,
+/// case-sensitive, and up-to 1 KB in length. Allowed characters exclude UNICODE control
+/// characters (segments C0 and C1), and `.`, `$`, and SP" (same page, Tags and properties
+/// format).
+pub const MAX_TWIN_KEY_BYTES: usize = 1024;
+/// Whether IoT Hub takes `key` as a key of a twin's JSON objects ([`MAX_TWIN_KEY_BYTES`]).
+pub fn twin_key_allowed(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_TWIN_KEY_BYTES
+        && !key
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '.' | '$' | ' '))
+}
 /// Subscribe filters a device uses for twin responses.
 pub const TWIN_RESPONSE_FILTER: &str = "$iothub/twin/res/#";
 /// Subscribe filter for desired-property updates.
@@ -654,6 +667,17 @@ pub fn filter_matches(filter: &str, topic: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn twin_keys_follow_iot_hubs_rules() {
+        for bad in ["a.b", "a b", "$x", "\u{1}", "\u{85}", ""] {
+            assert!(!twin_key_allowed(bad), "{bad:?}");
+        }
+        assert!(!twin_key_allowed(&"k".repeat(MAX_TWIN_KEY_BYTES + 1)));
+        assert!(twin_key_allowed(&"k".repeat(MAX_TWIN_KEY_BYTES)));
+        assert!(twin_key_allowed("temperature_1"));
+    }
+
     use super::*;
 
     #[test]

@@ -96,6 +96,16 @@ pub enum RegistryError {
         /// Which limit, with the figures.
         limit: super::state_file::DocumentError,
     },
+    /// A twin patch with a key IoT Hub does not take.
+    #[error(
+        "twin of device \"{device}\": key {key:?} is not allowed; IoT Hub takes keys of at most 1 KB without control characters, '.', '$' or spaces"
+    )]
+    TwinKey {
+        /// The device.
+        device: String,
+        /// The key (cut to 64 characters).
+        key: String,
+    },
     /// A twin patch that is not a JSON object.
     #[error("twin patch {0:?} is not a JSON object; give one, e.g. '{{\"interval\": 5}}'")]
     Patch(String),
@@ -141,6 +151,7 @@ impl RegistryError {
             RegistryError::Proof { .. } => "proof-refused",
             RegistryError::Patch(_) => "bad-patch",
             RegistryError::TwinLimit { .. } => "twin-limit",
+            RegistryError::TwinKey { .. } => "twin-key",
             RegistryError::DpsCaTaken(_) => "already-registered",
             RegistryError::DpsUnknownCa(_)
             | RegistryError::DpsUnknownEnrollment(_)
@@ -170,6 +181,7 @@ impl RegistryError {
             RegistryError::Damaged { .. }
             | RegistryError::Patch(_)
             | RegistryError::TwinLimit { .. }
+            | RegistryError::TwinKey { .. }
             | RegistryError::DpsCaTaken(_)
             | RegistryError::DpsUnknownCa(_)
             | RegistryError::DpsCaInUse(..)
@@ -389,6 +401,25 @@ pub fn merge(doc: &mut serde_json::Value, patch: &serde_json::Value) {
 /// IoT Hub's twin limits at the door ([`crate::azure::MAX_TWIN_DEPTH`],
 /// [`crate::azure::MAX_TWIN_PROPERTIES_BYTES`]): what is stored can always be read back.
 fn check_twin_patch(device: &str, what: &'static str, patch: &serde_json::Value) -> Result<()> {
+    // Keys as IoT Hub takes them; `$version` at the top is the twin's own and never merged.
+    let mut stack = vec![(patch, true)];
+    while let Some((v, top)) = stack.pop() {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, child) in m {
+                    if !(top && k == "$version") && !crate::azure::twin_key_allowed(k) {
+                        return Err(RegistryError::TwinKey {
+                            device: device.to_string(),
+                            key: k.chars().take(64).collect(),
+                        });
+                    }
+                    stack.push((child, false));
+                }
+            }
+            serde_json::Value::Array(a) => stack.extend(a.iter().map(|c| (c, false))),
+            _ => {}
+        }
+    }
     super::state_file::check_document(
         what,
         patch,

@@ -1723,7 +1723,9 @@ impl Session {
                     }
                     // Deeper or larger than IoT Hub allows: 400, as IoT Hub answers, and
                     // nothing stored, so the twin file stays readable.
-                    Ok(Err(e @ RegistryError::TwinLimit { .. })) => {
+                    Ok(Err(
+                        e @ (RegistryError::TwinLimit { .. } | RegistryError::TwinKey { .. }),
+                    )) => {
                         let body = serde_json::json!({ "message": e.to_string() });
                         self.publish(
                             azure::twin_response_topic(400, &rid, None),

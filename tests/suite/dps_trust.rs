@@ -635,6 +635,31 @@ async fn a_deep_reported_patch_is_refused_and_the_twin_stays_readable() {
     assert!(status.starts_with("$iothub/twin/res/400/"), "{status}");
     let twin = fx.store.load_twin("twin-1").unwrap();
     assert!(twin.reported.get("a").is_none());
+    // Keys IoT Hub does not take ('.', '$', space, controls, over 1 KB) are refused too
+    // (hostile pass: they were stored).
+    for (rid, patch) in [("8", r#"{"a.b": 1}"#), ("9", r#"{"ok": {"$x": 1}}"#)] {
+        let p = Publish::new(
+            chainsmith::azure::twin_patch_reported_topic(rid),
+            QoS::AtMostOnce,
+            patch.as_bytes().to_vec(),
+        );
+        c.send(&Packet::Publish(p)).await.unwrap();
+        let status = loop {
+            match c.recv(Duration::from_secs(10)).await {
+                Some(Packet::Publish(p)) if p.topic.starts_with("$iothub/twin/res/") => {
+                    break p.topic;
+                }
+                Some(_) => continue,
+                None => panic!("no twin answer"),
+            }
+        };
+        assert!(
+            status.starts_with("$iothub/twin/res/400/"),
+            "{patch}: {status}"
+        );
+    }
+    let twin = fx.store.load_twin("twin-1").unwrap();
+    assert!(twin.reported.get("a.b").is_none() && twin.reported.get("ok").is_none());
     hub.shutdown().await;
     hub_restarts(&fx).await;
 }
