@@ -575,7 +575,9 @@ impl HubStore {
                 500,
                 500000,
                 "registry",
-                format!("DPS could not read or write its state ({e}); the device may register again"),
+                format!(
+                    "DPS could not read or write its state ({e}); the device may register again"
+                ),
             )
         };
         let bad_request = |kind: &str, why: String| {

@@ -407,7 +407,8 @@ fn check_twin_patch(device: &str, what: &'static str, patch: &serde_json::Value)
         match v {
             serde_json::Value::Object(m) => {
                 for (k, child) in m {
-                    if !(top && k == "$version") && !crate::azure::twin_key_allowed(k) {
+                    let own_version = top && k == "$version";
+                    if !own_version && !crate::azure::twin_key_allowed(k) {
                         return Err(RegistryError::TwinKey {
                             device: device.to_string(),
                             key: k.chars().take(64).collect(),
