@@ -356,7 +356,10 @@ impl Served {
     }
     async fn ready(&self) {
         for _ in 0..400 {
-            if chainsmith::hub::control::status(&self.control).await.is_ok() {
+            if chainsmith::hub::control::status(&self.control)
+                .await
+                .is_ok()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -366,10 +369,7 @@ impl Served {
 }
 
 /// Sample `pid`'s RSS every 20 ms until `done` is set; the peak.
-fn sample_peak(
-    pid: u32,
-    done: Arc<std::sync::atomic::AtomicBool>,
-) -> tokio::task::JoinHandle<f64> {
+fn sample_peak(pid: u32, done: Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<f64> {
     tokio::spawn(async move {
         let mut peak = 0f64;
         while !done.load(std::sync::atomic::Ordering::Relaxed) {
@@ -407,7 +407,9 @@ fn floods() {
         .build()
         .unwrap();
     let flag = || Arc::new(std::sync::atomic::AtomicBool::new(false));
-    println!("floods of issue 21 (hub serve with MQTT, AMQP and WebSockets; RSS of the hub process):");
+    println!(
+        "floods of issue 21 (hub serve with MQTT, AMQP and WebSockets; RSS of the hub process):"
+    );
     rt.block_on(async {
         // 1. Idle sockets, no TLS started, from several peers.
         let (peers, per) = (env("BOUNDS_IDLE_PEERS", 8), env("BOUNDS_IDLE_PER_PEER", 300));

@@ -215,7 +215,11 @@ async fn dps_sessions_are_budgeted_per_peer() {
         MAX_DPS_SESSIONS_PER_PEER + 1
     );
     let (code, _c) = dps_connect(&hub, [127, 0, 0, 1], tls, &scope, "r-other").await;
-    assert_eq!(code, Some(ConnectReturnCode::Success), "another peer's DPS session");
+    assert_eq!(
+        code,
+        Some(ConnectReturnCode::Success),
+        "another peer's DPS session"
+    );
     drop(held);
     load_reaches(&hub, "DPS slots freed", |l| l.dps_sessions <= 1).await;
 }
@@ -375,14 +379,10 @@ async fn a_publish_to_a_wildcard_topic_closes_the_connection_unacknowledged() {
         "devices/good/messages/events/a=%23&b=+",
         "$iothub/twin/GET/?$rid=#",
     ] {
-        let (mut c, ack) = Client::connect(
-            hub.addr,
-            fx.tls(Some(&id)),
-            "good",
-            Some(&username("good")),
-        )
-        .await
-        .unwrap();
+        let (mut c, ack) =
+            Client::connect(hub.addr, fx.tls(Some(&id)), "good", Some(&username("good")))
+                .await
+                .unwrap();
         assert_eq!(ack.unwrap().code, ConnectReturnCode::Success);
         let mut p = Publish::new(topic, QoS::AtLeastOnce, b"x".to_vec());
         p.pkid = 9;
