@@ -128,11 +128,11 @@ impl PeerBudget {
     pub fn refusal(&self, full: BudgetFull, peer: IpAddr) -> String {
         match full {
             BudgetFull::Peer => format!(
-                "{peer} already holds {} {} (the hub's per-peer cap); closed at accept",
+                "{peer} already holds {} {} (the hub's per-peer cap)",
                 self.per_peer, self.what
             ),
             BudgetFull::Total => format!(
-                "{} {} are held (the hub's cap, at most {} per peer); closed at accept",
+                "{} {} are held (the hub's cap, at most {} per peer)",
                 self.total, self.what, self.per_peer
             ),
         }

@@ -1173,7 +1173,8 @@ async fn listen(
             Ok(p) => p,
             Err(full) => {
                 drop(tcp);
-                over_cap(&sh, peer, sh.pre_auth.refusal(full, peer.ip()));
+                let why = sh.pre_auth.refusal(full, peer.ip());
+                over_cap(&sh, peer, format!("{why}; closed at accept"));
                 continue;
             }
         };
@@ -1440,7 +1441,7 @@ pub(super) async fn refuse_unavailable<S: DeviceStream>(
     let _ = tls.write_all(&out).await;
     let _ = tls.flush().await;
     let _ = tls.shutdown().await;
-    over_cap(sh, peer, format!("{why} (CONNACK 3 server unavailable)"));
+    over_cap(sh, peer, format!("{why}; CONNACK 3 server unavailable"));
 }
 
 /// An accepted device: take over its id (a new connection drops the old one), CONNACK 0,
