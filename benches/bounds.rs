@@ -10,8 +10,15 @@
 //! 3. `chainsmith inspect --password` of a 2 KB PFX whose MAC asks for 2^31 - 1 iterations
 //!    (was minutes).
 //!
-//! `cargo bench --bench bounds` (release). Knobs: BOUNDS_FLOOD (1000), BOUNDS_FLOOD_KB (255).
-//! The flood targets only 127.0.0.1.
+//! 4. Issue 21: the hub's idle RSS beside its peak under each flood of items 6-8, each against
+//!    its own `hub serve` with AMQP and WebSockets on: idle TCP sockets on the AMQP port from
+//!    several peers (a device from 127.0.0.1 must still publish), an AMQP attach flood on one
+//!    connection, a WebSocket ping flood that never reads, and a DPS session flood.
+//!
+//! `cargo bench --bench bounds` (release); `-- floods` for part 4 only. Knobs: BOUNDS_FLOOD
+//! (1000), BOUNDS_FLOOD_KB (255); part 4: BOUNDS_IDLE_PEERS (8) × BOUNDS_IDLE_PER_PEER (300)
+//! sockets, BOUNDS_ATTACHES (80000), BOUNDS_PINGS (8000000), BOUNDS_DPS (1000).
+//! The floods target only 127.0.0.x.
 
 #![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
 
@@ -305,6 +312,286 @@ fn inspect_and_pfx() {
     println!("  (the same file with OpenSSL's 2048 iterations opens in {gsecs:.3} s)");
 }
 
+/// A `hub serve` with AMQP and WebSockets on free ports; its pid, ports and control socket.
+struct Served {
+    proc: Proc,
+    mqtt: SocketAddr,
+    amqp: SocketAddr,
+    ws: SocketAddr,
+    control: std::path::PathBuf,
+}
+
+fn serve(fx: &Fixture) -> Served {
+    let (p, a, w) = (free_port(), free_port(), free_port());
+    let proc = Proc(
+        Command::new(env!("CARGO_BIN_EXE_chainsmith"))
+            .env("CHAINSMITH_WORKSPACE", fx.root())
+            .args(["hub", "serve", "--log", "off"])
+            .args(["--port", &p.to_string()])
+            .args(["--amqp-port", &a.to_string(), "--ws-port", &w.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    Served {
+        proc,
+        mqtt: at(p),
+        amqp: at(a),
+        ws: at(w),
+        control: fx.store.control_path(),
+    }
+}
+
+impl Served {
+    fn rss(&self) -> f64 {
+        status_mb(self.proc.0.id(), "VmRSS:")
+    }
+    async fn load(&self) -> chainsmith::hub::server::HubLoad {
+        chainsmith::hub::control::status(&self.control)
+            .await
+            .map(|s| s.load)
+            .unwrap_or_default()
+    }
+    async fn ready(&self) {
+        for _ in 0..400 {
+            if chainsmith::hub::control::status(&self.control)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("hub serve did not start");
+    }
+}
+
+/// Sample `pid`'s RSS every 20 ms until `done` is set; the peak.
+fn sample_peak(pid: u32, done: Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<f64> {
+    tokio::spawn(async move {
+        let mut peak = 0f64;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            peak = peak.max(status_mb(pid, "VmRSS:"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        peak.max(status_mb(pid, "VmRSS:"))
+    })
+}
+
+async fn tcp_from(from: [u8; 4], to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.bind(SocketAddr::from((from, 0)))?;
+    s.connect(to).await
+}
+
+async fn good_publishes(fx: &Fixture, addr: SocketAddr) -> bool {
+    let cfg = fx.tls(Some(&fx.identity(&["good", "line2"])));
+    match Client::connect(addr, cfg, "good", Some(&username("good"))).await {
+        Ok((mut c, Some(a))) if a.code == rumqttc::mqttbytes::v4::ConnectReturnCode::Success => {
+            publish_acked(&mut c, "devices/good/messages/events/", b"{}", 1).await
+        }
+        _ => false,
+    }
+}
+
+fn floods() {
+    let fx = Fixture::new();
+    fx.store.add_ca("root", true).unwrap();
+    fx.device("good", Some("line2"), ValidityArg::default());
+    fx.register("good", Auth::Ca, None);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let flag = || Arc::new(std::sync::atomic::AtomicBool::new(false));
+    println!(
+        "floods of issue 21 (hub serve with MQTT, AMQP and WebSockets; RSS of the hub process):"
+    );
+    rt.block_on(async {
+        // 1. Idle sockets, no TLS started: from one peer (the issue's attack), then from more
+        // peers than the total holds (four peers' shares fill it).
+        let per = env("BOUNDS_IDLE_PER_PEER", 300);
+        for peers in [1, env("BOUNDS_IDLE_PEERS", 8)] {
+        let hub = serve(&fx);
+        hub.ready().await;
+        let idle = hub.rss();
+        let done = flag();
+        let peak = sample_peak(hub.proc.0.id(), done.clone());
+        let mut held = Vec::new();
+        for p in 0..peers {
+            for _ in 0..per {
+                if let Ok(s) = tcp_from([127, 0, 2, 10 + p as u8], hub.amqp).await {
+                    held.push(s);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let load = hub.load().await;
+        let good = good_publishes(&fx, hub.mqtt).await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "  idle sockets: {peers} peers x {per} on the AMQP port: idle {idle:.1} MB, peak {:.1} MB; hub holds {} from {} peers; a device on 8883 {}",
+            peak.await.unwrap(),
+            load.unauthenticated,
+            load.unauthenticated_peers,
+            if good { "publishes" } else { "is LOCKED OUT" }
+        );
+        drop(held);
+        drop(hub);
+        }
+
+        // 2. AMQP attach flood on one authenticated connection.
+        let attaches = env("BOUNDS_ATTACHES", 80_000);
+        let hub = serve(&fx);
+        hub.ready().await;
+        let idle = hub.rss();
+        let done = flag();
+        let peak = sample_peak(hub.proc.0.id(), done.clone());
+        let tcp = tokio::net::TcpStream::connect(hub.amqp).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(fx.tls(Some(&fx.identity(&["good", "line2"]))))
+            .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let mut conn = fe2o3_amqp::Connection::builder()
+            .container_id("flood")
+            .hostname("localhost")
+            .open_with_stream(tls)
+            .await
+            .unwrap();
+        let mut session = fe2o3_amqp::Session::begin(&mut conn).await.unwrap();
+        let t = Instant::now();
+        let (mut attached, mut refused) = (Vec::new(), 0usize);
+        for i in 0..attaches {
+            if t.elapsed() > Duration::from_secs(env("BOUNDS_ATTACH_SECS", 30) as u64) {
+                break;
+            }
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                fe2o3_amqp::Sender::attach(&mut session, format!("l{i}"), "/devices/good/messages/events"),
+            )
+            .await
+            {
+                Ok(Ok(s)) if attached.len() < chainsmith::hub::server::MAX_LINKS_PER_CONNECTION => {
+                    attached.push(s)
+                }
+                Ok(Ok(mut s)) => {
+                    // Attached, then detached by the hub: take the detach.
+                    let _ = tokio::time::timeout(Duration::from_millis(50), s.on_detach()).await;
+                    refused += 1;
+                }
+                Ok(Err(_)) => refused += 1,
+                Err(_) => break,
+            }
+        }
+        let during = hub.load().await.amqp_links;
+        let secs = t.elapsed().as_secs_f64();
+        let tried = attached.len() + refused;
+        drop(attached);
+        let _ = session.end().await;
+        let _ = conn.close().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = peak.await.unwrap();
+        let (after, links_after) = (hub.rss(), hub.load().await.amqp_links);
+        println!(
+            "  AMQP attach flood: {tried} attaches on one connection ({secs:.1} s): idle {idle:.1} MB, peak {peak:.1} MB, 2 s after close {after:.1} MB; links held {during} (refused {refused}), after close {links_after}"
+        );
+        drop(hub);
+
+        // 3. WebSocket ping flood, never reading.
+        let pings = env("BOUNDS_PINGS", 8_000_000);
+        let hub = serve(&fx);
+        hub.ready().await;
+        let idle = hub.rss();
+        let done = flag();
+        let peak = sample_peak(hub.proc.0.id(), done.clone());
+        let tcp = tokio::net::TcpStream::connect(hub.ws).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(fx.tls(None))
+            .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = "wss://localhost/$iothub/websocket".into_client_request().unwrap();
+        req.headers_mut().insert("sec-websocket-protocol", "mqtt".parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+        use futures::SinkExt;
+        let ping = tokio_tungstenite::tungstenite::Bytes::from(vec![7u8; 125]);
+        let t = Instant::now();
+        let mut sent = 0usize;
+        while sent < pings {
+            if ws.feed(tokio_tungstenite::tungstenite::Message::Ping(ping.clone())).await.is_err() {
+                break;
+            }
+            sent += 1;
+            if sent % 1024 == 0 && ws.flush().await.is_err() {
+                break;
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "  WebSocket ping flood: {sent} pings of 125 bytes, none read ({secs:.1} s, {}): idle {idle:.1} MB, peak {:.1} MB",
+            if sent < pings { "closed by the hub" } else { "NOT closed" },
+            peak.await.unwrap()
+        );
+        drop(ws);
+        drop(hub);
+
+        // 4. DPS session flood: any certificate opens one.
+        let n = env("BOUNDS_DPS", 1000);
+        let hub = serve(&fx);
+        hub.ready().await;
+        let idle = hub.rss();
+        let done = flag();
+        let peak = sample_peak(hub.proc.0.id(), done.clone());
+        let scope = fx.store.dps_id_scope().unwrap();
+        let cfg = fx.tls(Some(&fx.identity(&["good", "line2"])));
+        let (mut open, mut refused) = (Vec::new(), 0usize);
+        for i in 0..n {
+            let Ok(tcp) = tcp_from([127, 0, 3, 10 + (i % 4) as u8], hub.mqtt).await else {
+                refused += 1;
+                continue;
+            };
+            let Ok(tls) = tokio_rustls::TlsConnector::from(cfg.clone())
+                .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+            else {
+                refused += 1;
+                continue;
+            };
+            let mut c = Client::from_stream(tls);
+            let rid = format!("r{i}");
+            let mut connect = rumqttc::mqttbytes::v4::Connect::new(rid.as_str());
+            connect.keep_alive = 1200;
+            connect.set_login(
+                chainsmith::azure::dps::username(&scope, &rid, chainsmith::azure::dps::API_VERSION),
+                "",
+            );
+            let _ = c.send(&rumqttc::mqttbytes::v4::Packet::Connect(connect)).await;
+            match c.recv(Duration::from_secs(5)).await {
+                Some(rumqttc::mqttbytes::v4::Packet::ConnAck(a))
+                    if a.code == rumqttc::mqttbytes::v4::ConnectReturnCode::Success =>
+                {
+                    open.push(c)
+                }
+                _ => refused += 1,
+            }
+        }
+        let load = hub.load().await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "  DPS session flood: {n} sessions from 4 peers: idle {idle:.1} MB, peak {:.1} MB; hub holds {} (refused {refused})",
+            peak.await.unwrap(),
+            load.dps_sessions
+        );
+        drop(open);
+        drop(hub);
+    });
+}
+
 fn main() {
     let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     if only.as_deref().is_none_or(|o| o == "flood") {
@@ -313,5 +600,8 @@ fn main() {
     }
     if only.as_deref().is_none_or(|o| o == "inspect") {
         inspect_and_pfx();
+    }
+    if only.as_deref().is_none_or(|o| o == "floods") {
+        floods();
     }
 }

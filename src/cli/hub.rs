@@ -663,6 +663,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
             ws_port: on(a.ws_port.unwrap_or(ws_default)),
             // A fixed CHAINSMITH_NOW starts the server's clock there and lets it run on.
             clock: store.ws.clock().running(),
+            dps_session_lifetime: crate::hub::server::DPS_SESSION_LIFETIME,
         };
         // A default port that cannot be bound (443 needs root or CAP_NET_BIND_SERVICE; 5671 or
         // 443 may be taken by another hub): a free port instead, and a note. A port the user
@@ -728,6 +729,16 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
         for note in set_aside {
             print(&HubEvent::StateSetAside { note });
         }
+        let files = hub.open_files();
+        let files = HubEvent::OpenFiles {
+            before: files.before,
+            soft: files.soft,
+            hard: files.hard,
+        };
+        if hub.open_files().low() {
+            complain!("{}", files.line());
+        }
+        print(&files);
         if !json {
             say!("trust: {}", HubStore::open(&root)?.trust_path().display());
             say!("DPS ID scope: {scope} (same address and port)");

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
@@ -28,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::amqp_iothub::{self as proto, LinkKind, TwinOp};
+use super::budget::BudgetPermit;
 use super::server::{
     CONNECT_TIMEOUT, HubEvent, MAX_PACKET, Outbound, Session, Shared, admit, release, take_over,
 };
@@ -42,6 +44,48 @@ const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Largest AMQP frame the hub accepts; larger messages arrive in several transfer frames.
 pub const MAX_FRAME: u32 = 64 * 1024;
+
+/// Links attached at once on one connection; the next attach is detached with
+/// `amqp:resource-limit-exceeded`. IoT Hub documents no per-connection link limit for one
+/// device (its SDKs cap *multiplexed* devices per connection, which only symmetric-key devices
+/// may do, and this hub serves X.509 devices only). One device uses at most six links:
+/// telemetry, cloud-to-device, and a sender and a receiver each for twin and methods; 32 leaves
+/// room for an SDK that attaches a link again before the hub has seen the old one go. Without
+/// a cap, 80,000 attaches held 825 MB.
+pub const MAX_LINKS_PER_CONNECTION: usize = 32;
+
+/// AMQP sessions (channels) on one connection: the SDKs open one per device. The hub offers
+/// `channel-max` = this − 1 in its Open; a Begin past it ends the connection.
+pub const MAX_SESSIONS_PER_CONNECTION: u16 = 4;
+
+/// One attached link, counted against [`MAX_LINKS_PER_CONNECTION`] and in the hub's
+/// `load.amqp_links`; the count drops when the link's task ends (detach or connection close).
+struct LinkSlot {
+    conn: Arc<AtomicUsize>,
+    hub: Arc<AtomicUsize>,
+}
+
+impl LinkSlot {
+    /// A slot on `conn`, or None when it holds [`MAX_LINKS_PER_CONNECTION`] already.
+    fn take(conn: &Arc<AtomicUsize>, hub: &Arc<AtomicUsize>) -> Option<LinkSlot> {
+        conn.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < MAX_LINKS_PER_CONNECTION).then_some(n + 1)
+        })
+        .ok()?;
+        hub.fetch_add(1, Ordering::SeqCst);
+        Some(LinkSlot {
+            conn: conn.clone(),
+            hub: hub.clone(),
+        })
+    }
+}
+
+impl Drop for LinkSlot {
+    fn drop(&mut self) {
+        self.conn.fetch_sub(1, Ordering::SeqCst);
+        self.hub.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 type Out = fe2o3_amqp::types::messaging::message::Message<fe2o3_amqp::types::messaging::Data>;
 
@@ -143,7 +187,7 @@ pub(super) async fn connection<S>(
     mut stream: S,
     chain: Vec<Vec<u8>>,
     peer: SocketAddr,
-    unauthenticated: tokio::sync::OwnedSemaphorePermit,
+    unauthenticated: BudgetPermit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
 {
@@ -176,6 +220,7 @@ pub(super) async fn connection<S>(
         ConnectionAcceptor::builder()
             .container_id("chainsmith-local-hub")
             .max_frame_size(MAX_FRAME)
+            .channel_max(MAX_SESSIONS_PER_CONNECTION - 1)
     };
     // SASL (EXTERNAL/ANONYMOUS) or none (the Node SDK sends none with X.509); both within
     // what is left of the 10 s, so a SASL exchange that never finishes is closed.
@@ -204,7 +249,9 @@ struct ConnState {
     /// The device session asks the connection to close (taken over, disabled, hub stopping).
     close: mpsc::Sender<String>,
     /// This connection's share of the cap on unauthenticated connections, until admitted.
-    unauthenticated: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
+    unauthenticated: std::sync::Mutex<Option<BudgetPermit>>,
+    /// Links attached now ([`MAX_LINKS_PER_CONNECTION`]).
+    links: Arc<AtomicUsize>,
 }
 
 enum Admission {
@@ -232,7 +279,7 @@ async fn serve(
     mut conn: ListenerConnectionHandle,
     chain: Vec<Vec<u8>>,
     peer: SocketAddr,
-    unauthenticated: tokio::sync::OwnedSemaphorePermit,
+    unauthenticated: BudgetPermit,
     deadline: tokio::time::Instant,
 ) {
     let (close_tx, mut close_rx) = mpsc::channel(4);
@@ -243,6 +290,7 @@ async fn serve(
         admitted: Mutex::new(Admission::Pending),
         close: close_tx,
         unauthenticated: std::sync::Mutex::new(Some(unauthenticated)),
+        links: Arc::default(),
     });
     let mut waiting = true;
     let mut stop = sh.shutdown.clone();
@@ -315,8 +363,17 @@ async fn session_links(state: Arc<ConnState>, mut session: ListenerSessionHandle
             attach.source.as_ref().and_then(|s| s.address.clone())
         };
         // Decide before the Attach is answered: a device that sees its link attached is
-        // admitted (and owns its device id) already.
-        let verdict = decide(&state, address.as_deref().unwrap_or(""), device_sends).await;
+        // admitted (and owns its device id) already. A link past the cap is not even decided.
+        let slot = LinkSlot::take(&state.links, &state.sh.amqp_links);
+        let verdict = match &slot {
+            Some(_) => decide(&state, address.as_deref().unwrap_or(""), device_sends).await,
+            None => Err((
+                AmqpError::ResourceLimitExceeded,
+                format!(
+                    "this connection already has {MAX_LINKS_PER_CONNECTION} links attached, the hub's cap (a device needs at most 6); detach one first"
+                ),
+            )),
+        };
         // A link the hub sends on is routed in the device's session before its Attach is
         // answered: the device sends its first twin GET the moment it sees the response link
         // attached, and the answer must find the link (the session reads one channel in order).
@@ -335,18 +392,29 @@ async fn session_links(state: Arc<ConnState>, mut session: ListenerSessionHandle
         match verdict {
             Ok((kind, device, to_session)) => {
                 let sh = state.sh.clone();
-                tokio::spawn(run_link(link, kind, sh, device, to_session, route));
+                tokio::spawn(async move {
+                    run_link(link, kind, sh, device, to_session, route).await;
+                    drop(slot);
+                });
             }
             Err((condition, why)) => {
+                // In its own task, bounded by CLOSE_WAIT: a peer that never answers the
+                // Detach must not stall the attaches behind it, nor hold the link forever.
                 let err = AmqpErr::new(condition, Some(why), None);
-                match link {
-                    LinkEndpoint::Sender(s) => {
-                        let _ = s.close_with_error(err).await;
-                    }
-                    LinkEndpoint::Receiver(r) => {
-                        let _ = r.close_with_error(err).await;
-                    }
-                }
+                tokio::spawn(async move {
+                    let closing = async {
+                        match link {
+                            LinkEndpoint::Sender(s) => {
+                                let _ = s.close_with_error(err).await;
+                            }
+                            LinkEndpoint::Receiver(r) => {
+                                let _ = r.close_with_error(err).await;
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(CLOSE_WAIT, closing).await;
+                    drop(slot);
+                });
             }
         }
     }

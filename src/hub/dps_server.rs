@@ -133,7 +133,7 @@ pub(crate) async fn serve<S: DeviceStream>(
     sh: Arc<Shared>,
     mut c: DpsConn<S>,
     connect: rumqttc::mqttbytes::v4::Connect,
-    unauthenticated: tokio::sync::OwnedSemaphorePermit,
+    unauthenticated: super::budget::BudgetPermit,
 ) {
     let username = connect
         .login
@@ -158,6 +158,16 @@ pub(crate) async fn serve<S: DeviceStream>(
             return;
         }
     };
+    // DPS takes any certificate at CONNECT, so its sessions are budgeted like connections
+    // that are not yet authenticated: per peer, in total, and in time.
+    let session_slot = match sh.dps_sessions.charge(c.peer.ip()) {
+        Ok(slot) => slot,
+        Err(full) => {
+            let why = sh.dps_sessions.refusal(full, c.peer.ip());
+            super::server::refuse_unavailable(&sh, &mut c.tls, c.peer, why).await;
+            return;
+        }
+    };
     drop(unauthenticated);
     sh.emit(HubEvent::DpsConnected {
         registration_id: registration_id.clone(),
@@ -177,8 +187,17 @@ pub(crate) async fn serve<S: DeviceStream>(
         subs: Vec::new(),
         next_pkid: 1,
     };
-    let reason = s.run(&mut c, keep_alive).await;
+    let lifetime = sh.config.dps_session_lifetime;
+    let reason = tokio::time::timeout(lifetime, s.run(&mut c, keep_alive))
+        .await
+        .unwrap_or_else(|_| {
+            format!(
+                "the DPS session was open for {} s, the hub's limit for one registration; closed",
+                lifetime.as_secs_f64()
+            )
+        });
     let _ = c.tls.shutdown().await;
+    drop(session_slot);
     sh.emit(HubEvent::DpsDisconnected {
         registration_id: s.registration_id,
         reason,

@@ -16,6 +16,7 @@
 pub(crate) mod amqp;
 pub(crate) mod amqp_iothub;
 pub mod auth;
+pub mod budget;
 pub mod control;
 pub mod dps;
 pub mod dps_client;

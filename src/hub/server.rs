@@ -7,7 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::auth;
+use super::budget::{BudgetPermit, PeerBudget};
 use super::registry::{HubStore, Registry, RegistryError};
 use crate::azure::{self, DevicePublish, DeviceSubscription, Properties};
 
@@ -41,9 +42,21 @@ pub const MAX_PACKET: usize = azure::MAX_MESSAGE_BYTES + 4096;
 /// client id (at most 128), a username (about 300) and at most a SAS token, so 8 KiB is ample,
 /// and a peer nobody has authenticated yet cannot make the hub hold more.
 pub const MAX_CONNECT_BYTES: usize = 8 * 1024;
-/// Connections between TCP accept and an accepted CONNECT (TLS handshake included) the hub
-/// holds at once; more are closed at accept, so a flood cannot grow memory without bound.
-pub const MAX_UNAUTHENTICATED: usize = 256;
+pub use super::amqp::MAX_LINKS_PER_CONNECTION;
+pub use super::budget::{
+    MAX_DPS_SESSIONS, MAX_DPS_SESSIONS_PER_PEER, MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_PER_PEER,
+};
+/// The pre-TLS window: a connection must finish its TLS handshake this long after the TCP
+/// accept, or it is closed and its slot of [`MAX_UNAUTHENTICATED_PER_PEER`] freed. A TLS 1.2
+/// handshake is two round trips, 1.3 one; 5 s leaves room for a cellular link's 1-2 s round
+/// trips (it was the whole 10 s CONNECT window, which let an idle socket hold a slot twice as
+/// long). The CONNECT still has [`CONNECT_TIMEOUT`] from the accept.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a DPS session may stay open. Azure documents no lifetime; a registration is one
+/// register and a few polls `retry-after` (3 s) apart, done in seconds, so two minutes is
+/// generous, and a session that idles on a self-signed certificate (which DPS accepts at
+/// CONNECT) cannot hold its descriptor for the 44 minutes keep-alive would allow.
+pub const DPS_SESSION_LIFETIME: Duration = Duration::from_secs(120);
 /// Refusals a hub remembers for [`HubHandle::status`] and [`HubHandle::refusals`] (oldest dropped).
 pub const REFUSAL_RING: usize = 100;
 
@@ -84,10 +97,30 @@ pub struct HubStatus {
     /// The WebSocket port (MQTT and AMQP over WebSockets), when on.
     #[serde(default)]
     pub ws_port: Option<u16>,
+    /// What the hub holds now against its budgets.
+    #[serde(default)]
+    pub load: HubLoad,
+    /// The open-files limit at start and what the hub raised it to.
+    #[serde(default)]
+    pub open_files: Option<super::budget::OpenFiles>,
     /// Highest refusal `seq` so far (0: none yet).
     pub last_refusal: u64,
     /// The most recent refusals, oldest first (at most [`REFUSAL_RING`]).
     pub refusals: Vec<RefusalRecord>,
+}
+
+/// What a running hub holds against its budgets, for `{"op":"status"}`, tests and benches.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct HubLoad {
+    /// Connections waiting to authenticate (at most [`MAX_UNAUTHENTICATED`]).
+    pub unauthenticated: usize,
+    /// Peers holding at least one of them.
+    pub unauthenticated_peers: usize,
+    /// Open DPS sessions (at most [`MAX_DPS_SESSIONS`]).
+    pub dps_sessions: usize,
+    /// Attached AMQP links, all connections together (at most
+    /// [`super::amqp::MAX_LINKS_PER_CONNECTION`] per connection).
+    pub amqp_links: usize,
 }
 
 /// How to start a hub: where it listens, which transports are on, how it answers.
@@ -113,6 +146,8 @@ pub struct HubConfig {
     /// times. `hub serve` passes the workspace's clock (running on); tests fix it. The hub's
     /// own TLS server certificate is the exception: the peers judge it by their real clocks.
     pub clock: Clock,
+    /// How long a DPS session may stay open ([`DPS_SESSION_LIFETIME`]; tests shorten it).
+    pub dps_session_lifetime: Duration,
 }
 
 impl Default for HubConfig {
@@ -126,6 +161,7 @@ impl Default for HubConfig {
             ws_port: None,
             csr_signer: None,
             clock: Clock::System,
+            dps_session_lifetime: DPS_SESSION_LIFETIME,
         }
     }
 }
@@ -345,6 +381,15 @@ pub enum HubEvent {
         /// Why it ended.
         reason: String,
     },
+    /// The hub's open-files limit at start (it raises the soft limit to the hard one).
+    OpenFiles {
+        /// The soft limit before (None: unlimited).
+        before: Option<u64>,
+        /// The soft limit now.
+        soft: Option<u64>,
+        /// The hard limit.
+        hard: Option<u64>,
+    },
 }
 
 impl HubEvent {
@@ -471,6 +516,26 @@ impl HubEvent {
                 registration_id,
                 reason,
             } => format!("dps {registration_id}: disconnected: {reason}"),
+            HubEvent::OpenFiles { before, soft, hard } => {
+                let n = |v: &Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
+                let mut line = if before == soft {
+                    format!("open files: soft limit {} (hard {})", n(soft), n(hard))
+                } else {
+                    format!(
+                        "open files: soft limit raised from {} to {} (the hard limit)",
+                        n(before),
+                        n(soft)
+                    )
+                };
+                if hard.is_some_and(|h| h < super::budget::LOW_OPEN_FILES) {
+                    line.push_str(&format!(
+                        "; WARNING: the hard limit is below {}: connections waiting to authenticate and DPS sessions alone may hold {} descriptors; raise it (ulimit -Hn as root, LimitNOFILE= in a systemd unit, --ulimit nofile= for docker)",
+                        super::budget::LOW_OPEN_FILES,
+                        MAX_UNAUTHENTICATED + MAX_DPS_SESSIONS
+                    ));
+                }
+                line
+            }
         }
     }
 }
@@ -579,9 +644,17 @@ pub(super) struct Shared {
     registry: Mutex<Option<(RegistryKey, RegistryNow)>>,
     /// The last [`REFUSAL_RING`] refusals and the highest seq handed out.
     refusals: Mutex<(VecDeque<RefusalRecord>, u64)>,
-    /// One permit per connection not yet authenticated ([`MAX_UNAUTHENTICATED`]).
-    pub(super) unauthenticated: Arc<tokio::sync::Semaphore>,
-    /// Connections closed by that cap since the last log line about it, and when that was.
+    /// One slot per connection not yet authenticated ([`MAX_UNAUTHENTICATED`], per peer
+    /// [`MAX_UNAUTHENTICATED_PER_PEER`]), charged at accept by every listener.
+    pub(super) pre_auth: PeerBudget,
+    /// One slot per open DPS session ([`MAX_DPS_SESSIONS`], per peer
+    /// [`MAX_DPS_SESSIONS_PER_PEER`]).
+    pub(super) dps_sessions: PeerBudget,
+    /// AMQP links attached now, all connections together.
+    pub(super) amqp_links: Arc<AtomicUsize>,
+    /// The open-files limit at start.
+    open_files: super::budget::OpenFiles,
+    /// Connections closed by a cap since the last log line about it, and when that was.
     over_cap: Mutex<(u64, Option<tokio::time::Instant>)>,
 }
 
@@ -702,6 +775,8 @@ impl Hub {
         let amqp_addr = amqp.as_ref().and_then(|l| l.local_addr().ok());
         let ws_addr = ws.as_ref().and_then(|l| l.local_addr().ok());
         let (events, _) = broadcast::channel(8192);
+        // Every budget is paid in descriptors; the soft default (often 1024) is below them.
+        let open_files = super::budget::raise_open_files();
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             store,
@@ -716,36 +791,28 @@ impl Hub {
             dps_ops: Mutex::new(Default::default()),
             registry: Mutex::new(None),
             refusals: Mutex::new((VecDeque::with_capacity(REFUSAL_RING), 0)),
-            unauthenticated: Arc::new(tokio::sync::Semaphore::new(MAX_UNAUTHENTICATED)),
+            pre_auth: PeerBudget::new(
+                "connections waiting to authenticate",
+                MAX_UNAUTHENTICATED,
+                MAX_UNAUTHENTICATED_PER_PEER,
+            ),
+            dps_sessions: PeerBudget::new(
+                "DPS sessions",
+                MAX_DPS_SESSIONS,
+                MAX_DPS_SESSIONS_PER_PEER,
+            ),
+            amqp_links: Arc::default(),
+            open_files,
             over_cap: Mutex::new((0, None)),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        let extra_acceptor = acceptor.clone();
-        let sh = shared.clone();
-        let task = tokio::spawn(async move {
-            let mut stop = sh.shutdown.clone();
-            loop {
-                tokio::select! {
-                    r = listener.accept() => match r {
-                        Ok((tcp, peer)) => {
-                            let Ok(permit) = sh.unauthenticated.clone().try_acquire_owned() else {
-                                drop(tcp);
-                                over_cap(&sh, peer);
-                                continue;
-                            };
-                            let _ = tcp.set_nodelay(true);
-                            let sh = sh.clone();
-                            let acc = acceptor.clone();
-                            tokio::spawn(async move { connection(sh, acc, tcp, peer, permit).await });
-                        }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                    },
-                    _ = stop.changed() => break,
-                }
-            }
-        });
         shared.emit(HubEvent::Listening { addr });
-        let mut listeners = Vec::new();
+        let mut listeners = vec![tokio::spawn(listen(
+            shared.clone(),
+            listener,
+            acceptor.clone(),
+            Transport::Mqtt,
+        ))];
         for (l, transport) in [(amqp, Transport::Amqp), (ws, Transport::WebSocket)] {
             if let Some(l) = l {
                 if let Ok(a) = l.local_addr() {
@@ -757,7 +824,7 @@ impl Hub {
                 listeners.push(tokio::spawn(listen(
                     shared.clone(),
                     l,
-                    extra_acceptor.clone(),
+                    acceptor.clone(),
                     transport,
                 )));
             }
@@ -769,7 +836,6 @@ impl Hub {
             set_aside,
             shared,
             stop: stop_tx,
-            task: Some(task),
             listeners,
         })
     }
@@ -788,7 +854,7 @@ pub struct HubHandle {
     pub set_aside: Vec<super::state_file::SetAside>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    /// Every listener's accept loop (MQTT first).
     listeners: Vec<JoinHandle<()>>,
 }
 
@@ -845,9 +911,27 @@ impl HubHandle {
             amqp_port: self.amqp_addr.map(|a| a.port()),
             ws_port: self.ws_addr.map(|a| a.port()),
             connected: self.connected(),
+            load: self.load(),
+            open_files: Some(self.shared.open_files),
             last_refusal,
             refusals,
         }
+    }
+
+    /// What the hub holds now against its budgets.
+    pub fn load(&self) -> HubLoad {
+        let sh = &self.shared;
+        HubLoad {
+            unauthenticated: sh.pre_auth.held(),
+            unauthenticated_peers: sh.pre_auth.peers(),
+            dps_sessions: sh.dps_sessions.held(),
+            amqp_links: sh.amqp_links.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The open-files limit at start and what the hub raised it to.
+    pub fn open_files(&self) -> super::budget::OpenFiles {
+        self.shared.open_files
     }
 
     /// Remembered refusals with `seq > since`, of `device` when given (oldest first).
@@ -965,9 +1049,6 @@ impl HubHandle {
     /// Stop accepting, close every connection, wait for the accept loop.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
         for l in self.listeners.drain(..) {
             let _ = l.await;
         }
@@ -1012,9 +1093,9 @@ fn queue_c2d(sh: &Shared, device: &str, topic: String, body: Vec<u8>) {
     q.push_back((topic, body));
 }
 
-/// A connection closed because [`MAX_UNAUTHENTICATED`] others are waiting to authenticate:
-/// one log line per second at most, counting the ones closed since the last.
-fn over_cap(sh: &Shared, peer: SocketAddr) {
+/// A connection closed because a budget is full (`why`, [`PeerBudget::refusal`]): one log line
+/// per second at most, counting the ones closed since the last.
+pub(super) fn over_cap(sh: &Shared, peer: SocketAddr, why: String) {
     let closed = {
         let mut c = sh.over_cap.lock().expect("over_cap");
         c.0 += 1;
@@ -1027,9 +1108,7 @@ fn over_cap(sh: &Shared, peer: SocketAddr) {
     };
     sh.emit(HubEvent::Dropped {
         peer,
-        reason: format!(
-            "{MAX_UNAUTHENTICATED} connections are already waiting to authenticate (the hub's cap); closed {closed} new connection(s) at accept"
-        ),
+        reason: format!("{why}; closed {closed} new connection(s) since the last such line"),
     });
 }
 
@@ -1071,9 +1150,10 @@ pub(super) async fn admit(
     verdict
 }
 
-/// The listeners besides MQTT's.
+/// What a listener serves.
 #[derive(Clone, Copy)]
 enum Transport {
+    Mqtt,
     Amqp,
     WebSocket,
 }
@@ -1081,6 +1161,7 @@ enum Transport {
 impl Transport {
     fn name(self) -> &'static str {
         match self {
+            Transport::Mqtt => "MQTT",
             Transport::Amqp => "AMQP",
             Transport::WebSocket => "MQTT and AMQP over WebSockets",
         }
@@ -1098,8 +1179,10 @@ fn bind_extra(ip: IpAddr, port: Option<u16>) -> Result<Option<TcpListener>, HubE
         .map_err(|source| HubError::Bind { addr, source })
 }
 
-/// Accept connections for `transport` until the hub stops: the same cap on unauthenticated
-/// connections and the same TLS (client certificate requested) as MQTT.
+/// Accept connections for `transport` until the hub stops. The one accept path: every
+/// listener charges the same pre-authentication budget here (a peer at its share is closed at
+/// accept, others are not), gives the TLS handshake [`TLS_HANDSHAKE_TIMEOUT`], and hands the
+/// stream and the slot to its protocol, which frees the slot once a device is admitted.
 async fn listen(
     sh: Arc<Shared>,
     listener: TcpListener,
@@ -1118,18 +1201,24 @@ async fn listen(
             },
             _ = stop.changed() => break,
         };
-        let Ok(permit) = sh.unauthenticated.clone().try_acquire_owned() else {
-            drop(tcp);
-            over_cap(&sh, peer);
-            continue;
+        let permit = match sh.pre_auth.charge(peer.ip()) {
+            Ok(p) => p,
+            Err(full) => {
+                drop(tcp);
+                let why = sh.pre_auth.refusal(full, peer.ip());
+                over_cap(&sh, peer, format!("{why}; closed at accept"));
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let (sh, acc) = (sh.clone(), acceptor.clone());
         tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
             let Some((tls, chain)) = tls_accept(&sh, &acc, tcp, peer).await else {
                 return;
             };
             match transport {
+                Transport::Mqtt => mqtt_connection(sh, tls, chain, peer, permit, start).await,
                 Transport::Amqp => super::amqp::connection(sh, tls, chain, peer, permit).await,
                 Transport::WebSocket => super::ws::connection(sh, tls, chain, peer, permit).await,
             }
@@ -1137,7 +1226,7 @@ async fn listen(
     }
 }
 
-/// The TLS handshake within [`CONNECT_TIMEOUT`]: the stream and the client's chain.
+/// The TLS handshake within [`TLS_HANDSHAKE_TIMEOUT`]: the stream and the client's chain.
 async fn tls_accept(
     sh: &Arc<Shared>,
     acceptor: &tokio_rustls::TlsAcceptor,
@@ -1146,7 +1235,7 @@ async fn tls_accept(
 ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Vec<Vec<u8>>)> {
     let mut stop = sh.shutdown.clone();
     let r = tokio::select! {
-        r = tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(tcp)) => r,
+        r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => r,
         _ = stop.changed() => return None,
     };
     let reason = match r {
@@ -1160,7 +1249,10 @@ async fn tls_accept(
             return Some((tls, chain));
         }
         Ok(Err(e)) => format!("TLS handshake failed: {e}"),
-        Err(_) => "no TLS handshake within 10 s".into(),
+        Err(_) => format!(
+            "no TLS handshake within {} s of connecting (the hub's pre-TLS window); closed",
+            TLS_HANDSHAKE_TIMEOUT.as_secs()
+        ),
     };
     sh.emit(HubEvent::Dropped { peer, reason });
     None
@@ -1202,22 +1294,6 @@ pub(super) fn release(sh: &Shared, device: &str, conn: u64) {
 
 // ---------------------------------------------------------------- one connection
 
-/// `unauthenticated` is this connection's share of [`MAX_UNAUTHENTICATED`], held until the
-/// CONNECT is accepted. Steps: TLS, CONNECT, then by the username either DPS's protocol
-/// ([`super::dps_server`]) or the hub's: authenticate, serve the device session.
-async fn connection(
-    sh: Arc<Shared>,
-    acceptor: tokio_rustls::TlsAcceptor,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    unauthenticated: tokio::sync::OwnedSemaphorePermit,
-) {
-    let start = tokio::time::Instant::now();
-    if let Some((tls, chain)) = tls_accept(&sh, &acceptor, tcp, peer).await {
-        mqtt_connection(sh, tls, chain, peer, unauthenticated, start).await;
-    }
-}
-
 /// A stream a device speaks MQTT on: TCP+TLS, or a WebSocket over TLS.
 pub(super) trait DeviceStream:
     tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
@@ -1233,7 +1309,7 @@ pub(super) async fn mqtt_connection<S: DeviceStream>(
     mut tls: S,
     chain: Vec<Vec<u8>>,
     peer: SocketAddr,
-    unauthenticated: tokio::sync::OwnedSemaphorePermit,
+    unauthenticated: BudgetPermit,
     start: tokio::time::Instant,
 ) {
     let deadline = start + CONNECT_TIMEOUT;
@@ -1320,7 +1396,8 @@ async fn read_connect<S: DeviceStream>(
             _ = stop.changed() => return None,
         };
         match r {
-            Ok(Ok(0)) | Ok(Err(_)) => return drop_with("closed before CONNECT".into()),
+            Ok(Ok(0)) => return drop_with("closed before CONNECT".into()),
+            Ok(Err(e)) => return drop_with(format!("read failed before CONNECT: {e}")),
             Ok(Ok(_)) => {}
             Err(_) => return drop_with("no CONNECT within 10 s of connecting; closed".into()),
         }
@@ -1382,6 +1459,22 @@ pub(super) async fn refuse_connect<S: DeviceStream>(
         reason,
     });
     let _ = tls.shutdown().await;
+}
+
+/// CONNACK 3 "server unavailable" (a budget is full: the client may retry later), the reason
+/// logged at most once a second like the accept-time caps; then close.
+pub(super) async fn refuse_unavailable<S: DeviceStream>(
+    sh: &Shared,
+    tls: &mut S,
+    peer: SocketAddr,
+    why: String,
+) {
+    let mut out = BytesMut::new();
+    let _ = ConnAck::new(ConnectReturnCode::ServiceUnavailable, false).write(&mut out);
+    let _ = tls.write_all(&out).await;
+    let _ = tls.flush().await;
+    let _ = tls.shutdown().await;
+    over_cap(sh, peer, format!("{why}; CONNACK 3 server unavailable"));
 }
 
 /// An accepted device: take over its id (a new connection drops the old one), CONNACK 0,
@@ -1456,9 +1549,16 @@ async fn device_session<S: DeviceStream>(
 }
 
 /// Read every whole packet in `buf`: Err(reason) when one is fatal (too large, malformed, or
-/// one the device may not send).
+/// one the device may not send). The one MQTT decoder of device and DPS sessions.
 pub(super) fn next_packet(buf: &mut BytesMut) -> Result<Option<Packet>, String> {
     match Packet::read(buf, MAX_PACKET) {
+        // MQTT 3.1.1 §3.3.2.1: "The Topic Name in the PUBLISH Packet MUST NOT contain wildcard
+        // characters"; a server that receives one closes the connection and acknowledges
+        // nothing (§4.8: a protocol violation).
+        Ok(Packet::Publish(p)) if p.topic.contains(['+', '#']) => Err(format!(
+            "PUBLISH to \"{}\" holds a wildcard (+ or #), which MQTT 3.1.1 forbids in a topic name (§3.3.2.1); protocol violation, closed without acknowledging",
+            crate::text::escape_controls(&p.topic)
+        )),
         Ok(p) => Ok(Some(p)),
         Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
         Err(mqttbytes::Error::PayloadSizeLimitExceeded(n)) => Err(format!(

@@ -26,11 +26,25 @@ pub const AMQP_SUBPROTOCOL: &str = "AMQPWSB10";
 /// The port IoT Hub serves WebSockets on.
 pub const WS_PORT: u16 = 443;
 
-/// Largest WebSocket message or frame the hub takes (a 256 KB MQTT packet fits).
+/// Bytes the hub buffers before it writes them to the socket (tungstenite's default).
+pub const WRITE_BUFFER: usize = 128 * 1024;
+/// Most bytes the hub holds for a peer that does not read: the write buffer plus one whole
+/// message (a 256 KB MQTT packet) and its frame header. Past it tungstenite refuses to queue
+/// more; without it, answering pings nobody reads grew 8 M pings to 1.0 GB.
+pub const MAX_WRITE_BUFFER: usize = WRITE_BUFFER + MAX_PACKET + 1024 + 64;
+/// Pings that may arrive while the hub's answers to earlier ones cannot be written (the peer
+/// reads nothing and the socket is full): past this the connection is closed. RFC 6455 §5.5.2
+/// makes every ping owe a pong; a peer that never takes them is flooding, not keeping alive.
+pub const MAX_PINGS_UNANSWERED: usize = 64;
+
+/// Largest WebSocket message or frame the hub takes (a 256 KB MQTT packet fits), and the
+/// bounded outgoing buffer ([`MAX_WRITE_BUFFER`]).
 pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(MAX_PACKET + 1024))
         .max_frame_size(Some(MAX_PACKET + 1024))
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +88,7 @@ pub(super) async fn connection<S>(
     tls: S,
     chain: Vec<Vec<u8>>,
     peer: SocketAddr,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: super::budget::BudgetPermit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
 {
@@ -147,6 +161,9 @@ pub(super) async fn connection<S>(
 pub struct WsIo<S> {
     ws: WebSocketStream<S>,
     pending: Bytes,
+    /// Pings received since the hub last managed to write everything it owes
+    /// ([`MAX_PINGS_UNANSWERED`]).
+    pings_unanswered: usize,
 }
 
 impl<S> std::fmt::Debug for WsIo<S> {
@@ -163,6 +180,7 @@ impl<S> WsIo<S> {
         WsIo {
             ws,
             pending: Bytes::new(),
+            pings_unanswered: 0,
         }
     }
 }
@@ -193,7 +211,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
                         "text WebSocket message; MQTT and AMQP use binary messages",
                     )));
                 }
-                Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
+                Some(Ok(Message::Ping(_))) => {
+                    // tungstenite has queued the pong; whether it could be written tells a
+                    // peer that keeps alive from one that floods and never reads.
+                    match Pin::new(&mut self.ws).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => self.pings_unanswered = 0,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(io_err(e))),
+                        Poll::Pending => self.pings_unanswered += 1,
+                    }
+                    if self.pings_unanswered > MAX_PINGS_UNANSWERED {
+                        return Poll::Ready(Err(std::io::Error::other(format!(
+                            "{} WebSocket pings arrived while the peer read none of the pongs owed (the hub's cap is {MAX_PINGS_UNANSWERED}); a ping flood, closed",
+                            self.pings_unanswered
+                        ))));
+                    }
+                }
+                Some(Ok(_)) => {} // pong, raw frame: nothing owed
                 Some(Err(e)) => return Poll::Ready(Err(io_err(e))),
             }
         }
@@ -207,10 +240,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(io_err)?;
+        // At most one packet's worth per message, so a message always fits the bounded write
+        // buffer ([`MAX_WRITE_BUFFER`]); MQTT and AMQP over WebSockets are byte streams that
+        // may split anywhere across messages.
+        let n = buf.len().min(MAX_PACKET);
         Pin::new(&mut self.ws)
-            .start_send(Message::Binary(Bytes::copy_from_slice(buf)))
+            .start_send(Message::Binary(Bytes::copy_from_slice(&buf[..n])))
             .map_err(io_err)?;
-        Poll::Ready(Ok(buf.len()))
+        Poll::Ready(Ok(n))
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.ws).poll_flush(cx).map_err(io_err)

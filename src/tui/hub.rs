@@ -139,7 +139,9 @@ pub(crate) fn from_registry(r: &crate::hub::Registry) -> (Vec<CaRow>, Vec<Device
 pub fn log_line(e: &crate::hub::HubEvent, at: OffsetDateTime) -> LogLine {
     use crate::hub::HubEvent as E;
     let (kind, device) = match e {
-        E::Listening { .. } | E::ListeningFor { .. } => (LogKind::Info, String::new()),
+        E::Listening { .. } | E::ListeningFor { .. } | E::OpenFiles { .. } => {
+            (LogKind::Info, String::new())
+        }
         E::Accepted { device, .. } => (LogKind::Connected, device.clone()),
         E::Refused { device, .. } => (LogKind::Refused, device.clone().unwrap_or_default()),
         E::Dropped { .. } | E::StateSetAside { .. } => (LogKind::Refused, String::new()),

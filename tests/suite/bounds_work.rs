@@ -12,12 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chainsmith::export::pfx::{self, PfxProfile};
-use chainsmith::hub::server::{MAX_CONNECT_BYTES, MAX_UNAUTHENTICATED};
+use chainsmith::hub::server::{
+    MAX_CONNECT_BYTES, MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_PER_PEER,
+};
 use chainsmith::hub::{Auth, Hub, HubConfig, HubEvent, HubHandle};
 use chainsmith::ops::ValidityArg;
 use chainsmith::pki::{IssueSpec, KeyAlg, Profile, Validity, issue, subject};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::UnixStream;
 
 async fn hub_with_good_device(fx: &Fixture) -> HubHandle {
     fx.store.add_ca("root", true).unwrap();
@@ -122,12 +124,27 @@ async fn unauthenticated_connections_are_capped_with_a_log_line() {
     let hub = hub_with_good_device(&fx).await;
     let mut ev = hub.events();
     let addr = hub.addr;
+    // Each peer may hold only its share, so the total takes several source addresses.
     let mut held = Vec::new();
-    for _ in 0..MAX_UNAUTHENTICATED {
-        held.push(TcpStream::connect(addr).await.unwrap());
+    for peer in 0..MAX_UNAUTHENTICATED / MAX_UNAUTHENTICATED_PER_PEER {
+        let from = std::net::SocketAddr::from(([127, 0, 1, 10 + peer as u8], 0));
+        for _ in 0..MAX_UNAUTHENTICATED_PER_PEER {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind(from).unwrap();
+            held.push(s.connect(addr).await.unwrap());
+        }
     }
-    // The hub accepts in order, so these all hold a slot before the next one arrives.
-    let mut extra = TcpStream::connect(addr).await.unwrap();
+    for _ in 0..500 {
+        if hub.load().unauthenticated == MAX_UNAUTHENTICATED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A peer that holds nothing is refused now: the total is reached.
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(std::net::SocketAddr::from(([127, 0, 1, 99], 0)))
+        .unwrap();
+    let mut extra = s.connect(addr).await.unwrap();
     let mut b = [0u8; 16];
     let closed = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut b))
         .await

@@ -35,6 +35,7 @@ mod fleet_dps;
 mod fleet_tui;
 mod hub_auth;
 mod hub_cli;
+mod hub_floods;
 mod hub_protocol;
 mod hub_robust;
 mod hub_sdk;

@@ -165,6 +165,14 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client on a TLS stream opened elsewhere (from a chosen source address, say).
+    pub fn from_stream(stream: TlsStream<TcpStream>) -> Client {
+        Client {
+            stream,
+            buf: BytesMut::with_capacity(4096),
+        }
+    }
+
     pub async fn tls(
         addr: SocketAddr,
         config: Arc<rustls::ClientConfig>,

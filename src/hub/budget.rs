@@ -1,0 +1,235 @@
+//! What one peer may hold of the hub: a [`PeerBudget`] caps a kind of connection in total and
+//! per peer address, so one address that holds its share locks out only itself. Every listener
+//! charges the same budget in one place (the accept loop in [`super::server`]); a
+//! [`BudgetPermit`] gives its slot back when dropped.
+//!
+//! Also here: raising the process's open-files limit at start, as servers do, since every
+//! budget below is paid in file descriptors.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+/// Connections between TCP accept and an accepted CONNECT or device link (TLS handshake
+/// included) one peer address may hold. The hub's old global cap: a fleet run from one machine
+/// (200 handshakes in flight by default, `fleet::run::Plan::in_flight`) never reaches it.
+pub const MAX_UNAUTHENTICATED_PER_PEER: usize = 256;
+/// Connections waiting to authenticate across all peers: four peers' worth, so it takes four
+/// addresses holding everything they may to lock a fifth out (one takes none of its share).
+/// At about 70 KB of TLS state and read buffer each, 1024 cost at most ~70 MB.
+pub const MAX_UNAUTHENTICATED: usize = 4 * MAX_UNAUTHENTICATED_PER_PEER;
+/// DPS sessions (a DPS CONNECT accepted, registering and polling) one peer may hold at once.
+/// DPS accepts any certificate at CONNECT (enrollments are checked at register), so these are
+/// as anonymous as a TCP socket; a fleet provisioning from one machine has at most 200 in
+/// flight (`fleet::run::Plan::in_flight`).
+pub const MAX_DPS_SESSIONS_PER_PEER: usize = 256;
+/// DPS sessions across all peers: two peers' worth.
+pub const MAX_DPS_SESSIONS: usize = 2 * MAX_DPS_SESSIONS_PER_PEER;
+/// Below this hard open-files limit the hub warns at start: [`MAX_UNAUTHENTICATED`] and
+/// [`MAX_DPS_SESSIONS`] alone may hold 1536 descriptors before a single device is connected.
+pub const LOW_OPEN_FILES: u64 = 4096;
+
+/// Who a slot is charged to: an IPv4 address, or an IPv6 /64 (one host's usual allocation, in
+/// which an attacker picks source addresses at will). IPv4-mapped IPv6 counts as the IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerKey(IpAddr);
+
+impl PeerKey {
+    /// The key `ip` is charged under.
+    pub fn of(ip: IpAddr) -> PeerKey {
+        match ip {
+            IpAddr::V4(_) => PeerKey(ip),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => PeerKey(IpAddr::V4(v4)),
+                None => {
+                    let s = v6.segments();
+                    PeerKey(IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0]))
+                }
+            },
+        }
+    }
+}
+
+/// Which cap refused a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BudgetFull {
+    /// The peer holds its whole share.
+    Peer,
+    /// All peers together hold the whole budget.
+    Total,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    total: usize,
+    /// Only peers holding at least one slot: at most `total` entries.
+    by_peer: HashMap<PeerKey, usize>,
+}
+
+/// A cap on a kind of connection, in total and per peer.
+#[derive(Clone, Debug)]
+pub struct PeerBudget {
+    /// What is counted, for log lines ("connections waiting to authenticate").
+    pub what: &'static str,
+    /// Slots in total.
+    pub total: usize,
+    /// Slots one peer may hold.
+    pub per_peer: usize,
+    held: Arc<Mutex<Held>>,
+}
+
+impl PeerBudget {
+    /// A budget of `total` slots, at most `per_peer` of them for one peer.
+    pub fn new(what: &'static str, total: usize, per_peer: usize) -> PeerBudget {
+        PeerBudget {
+            what,
+            total,
+            per_peer,
+            held: Arc::default(),
+        }
+    }
+
+    /// Take a slot for `peer`, or say which cap is full.
+    pub fn charge(&self, peer: IpAddr) -> Result<BudgetPermit, BudgetFull> {
+        let key = PeerKey::of(peer);
+        let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = h.by_peer.get(&key).copied().unwrap_or(0);
+        if mine >= self.per_peer {
+            return Err(BudgetFull::Peer);
+        }
+        if h.total >= self.total {
+            return Err(BudgetFull::Total);
+        }
+        h.total += 1;
+        h.by_peer.insert(key, mine + 1);
+        Ok(BudgetPermit {
+            held: self.held.clone(),
+            key,
+        })
+    }
+
+    /// Slots held now.
+    pub fn held(&self) -> usize {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).total
+    }
+
+    /// Peers holding a slot now.
+    pub fn peers(&self) -> usize {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_peer
+            .len()
+    }
+
+    /// The sentence for a refused slot.
+    pub fn refusal(&self, full: BudgetFull, peer: IpAddr) -> String {
+        match full {
+            BudgetFull::Peer => format!(
+                "{peer} already holds {} {} (the hub's per-peer cap)",
+                self.per_peer, self.what
+            ),
+            BudgetFull::Total => format!(
+                "{} {} are held (the hub's cap, at most {} per peer)",
+                self.total, self.what, self.per_peer
+            ),
+        }
+    }
+}
+
+/// One slot of a [`PeerBudget`], given back when dropped.
+#[derive(Debug)]
+pub struct BudgetPermit {
+    held: Arc<Mutex<Held>>,
+    key: PeerKey,
+}
+
+impl Drop for BudgetPermit {
+    fn drop(&mut self) {
+        let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        h.total = h.total.saturating_sub(1);
+        if let Some(n) = h.by_peer.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                h.by_peer.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The open-files limit at start, and what the hub made of it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OpenFiles {
+    /// The soft limit before the hub touched it (None: unlimited).
+    pub before: Option<u64>,
+    /// The soft limit now.
+    pub soft: Option<u64>,
+    /// The hard limit (the most the soft limit may be raised to without privileges).
+    pub hard: Option<u64>,
+}
+
+impl OpenFiles {
+    /// Whether the hard limit is below [`LOW_OPEN_FILES`].
+    pub fn low(&self) -> bool {
+        self.hard.is_some_and(|h| h < LOW_OPEN_FILES)
+    }
+}
+
+/// Raise this process's soft open-files limit (RLIMIT_NOFILE) to its hard limit, as servers
+/// do: the soft default (often 1024) is below what the budgets above may hold.
+pub fn raise_open_files() -> OpenFiles {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let was = getrlimit(Resource::Nofile);
+    let mut now = was;
+    if was.current != was.maximum {
+        now.current = was.maximum;
+        if setrlimit(Resource::Nofile, now).is_err() {
+            now = getrlimit(Resource::Nofile);
+        }
+    }
+    OpenFiles {
+        before: was.current,
+        soft: now.current,
+        hard: now.maximum,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_at_its_share_is_refused_and_others_are_not() {
+        let b = PeerBudget::new("slots", 3, 2);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let c: IpAddr = [10, 0, 0, 2].into();
+        let p1 = b.charge(a).unwrap();
+        let _p2 = b.charge(a).unwrap();
+        assert_eq!(b.charge(a).unwrap_err(), BudgetFull::Peer);
+        let _p3 = b.charge(c).unwrap();
+        assert_eq!(b.charge(c).unwrap_err(), BudgetFull::Total);
+        drop(p1);
+        assert_eq!(b.held(), 2);
+        assert!(b.charge(a).is_ok());
+    }
+
+    #[test]
+    fn the_map_forgets_a_peer_that_holds_nothing() {
+        let b = PeerBudget::new("slots", 10, 10);
+        let p = b.charge([10, 0, 0, 1].into()).unwrap();
+        assert_eq!(b.peers(), 1);
+        drop(p);
+        assert_eq!((b.held(), b.peers()), (0, 0));
+    }
+
+    #[test]
+    fn ipv6_is_charged_per_64_and_mapped_ipv4_as_ipv4() {
+        let x: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let y: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert_eq!(PeerKey::of(x), PeerKey::of(y));
+        let m: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(PeerKey::of(m), PeerKey::of([10, 0, 0, 1].into()));
+    }
+}
