@@ -23,7 +23,7 @@ pub struct ApplyArgs {
 }
 
 pub fn run(global: &Global, args: ApplyArgs) -> CliResult {
-    let text = std::fs::read_to_string(&args.spec)
+    let text = crate::store::read_input_text(&args.spec)
         .with_context(|| format!("reading the spec {}; give the path of a TOML spec file (see assets/fixtures/example.toml)", args.spec.display()))?;
     let file = args.spec.display().to_string();
     if args.check {

@@ -92,7 +92,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 fn read_ca(global: &Global, value: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     let path = Path::new(value);
     if path.exists() {
-        let bytes = std::fs::read(path).with_context(|| format!("reading --ca {value}"))?;
+        let bytes =
+            crate::store::read_input(path).with_context(|| format!("reading --ca {value}"))?;
         let ders: Vec<Vec<u8>> = match pem::parse_many(&bytes) {
             Ok(blocks) if !blocks.is_empty() => blocks
                 .into_iter()

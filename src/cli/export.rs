@@ -76,8 +76,8 @@ pub fn resolve_password(flag: Option<&str>, file: Option<&Path>) -> anyhow::Resu
     let pw = if let Some(p) = flag {
         Some(p.to_string())
     } else if let Some(f) = file {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("cannot read the password file {}: {e}", f.display()))?;
+        let text = crate::store::read_input_text(f)
+            .map_err(|e| anyhow::anyhow!("cannot read the password file: {e}"))?;
         Some(text.lines().next().unwrap_or("").to_string())
     } else {
         std::env::var(PASSWORD_ENV).ok()

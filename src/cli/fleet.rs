@@ -235,7 +235,8 @@ fn write_report(path: &Path, report: &Report, force: bool) -> anyhow::Result<()>
 fn read_ca(global: &Global, value: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     let path = Path::new(value);
     if path.is_file() {
-        let bytes = std::fs::read(path).with_context(|| format!("reading --ca {value}"))?;
+        let bytes =
+            crate::store::read_input(path).with_context(|| format!("reading --ca {value}"))?;
         let ders: Vec<Vec<u8>> = pem::parse_many(&bytes)
             .map_err(|e| anyhow!("--ca {value} is not PEM: {e}"))?
             .into_iter()

@@ -400,12 +400,8 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
             }
         }
         CaCommand::Verify { name, cert } => {
-            let bytes = std::fs::read(&cert).map_err(|e| {
-                usage(
-                    "io",
-                    format!("cannot read {}: {e}; check the path", cert.display()),
-                )
-            })?;
+            let bytes = crate::store::read_input(&cert)
+                .map_err(|e| usage("io", format!("{e}; check the path")))?;
             let ca = store.verify_ca(&name, &bytes)?;
             if global.json {
                 print_json(&ca_json(&ca));
@@ -709,7 +705,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
             }
         }
         let mut events = hub.events();
-        let addr = hub.addr;
+        let listeners = hub.listeners();
         let set_aside: Vec<String> = store
             .take_set_aside()
             .iter()
@@ -725,7 +721,10 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
                 say!("{}", hub_log_line(e));
             }
         };
-        print(&HubEvent::Listening { addr });
+        // One line per listener (issue 22 item 7: only MQTT's was printed).
+        for e in &listeners {
+            print(e);
+        }
         for note in set_aside {
             print(&HubEvent::StateSetAside { note });
         }

@@ -246,12 +246,11 @@ pub(crate) fn render_findings(o: &mut String, findings: &[Finding]) {
 }
 
 pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
-    let bytes = std::fs::read(&a.file)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
+    let bytes = crate::store::read_input(&a.file)?;
     let password = match &a.password_file {
         Some(f) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|e| anyhow::anyhow!("cannot read the password file {}: {e}", f.display()))?
+            crate::store::read_input_text(f)
+                .map_err(|e| anyhow::anyhow!("cannot read the password file: {e}"))?
                 .lines()
                 .next()
                 .unwrap_or("")

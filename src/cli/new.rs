@@ -233,8 +233,7 @@ fn code_from_stdin() -> anyhow::Result<String> {
 }
 
 pub fn sign_csr(global: &Global, a: SignCsrArgs) -> CliResult {
-    let bytes = std::fs::read(&a.file)
-        .map_err(|e| anyhow::anyhow!("cannot read CSR {}: {e}", a.file.display()))?;
+    let bytes = crate::store::read_input(&a.file)?;
     let ws = global.workspace()?;
     let created = ops::sign_csr(
         &ws,

@@ -166,6 +166,43 @@ impl Default for HubConfig {
     }
 }
 
+/// Most bytes of a message's body, topic or property bag an event carries (the rest is cut,
+/// marked `…`; `size` keeps the body's real length). Events wait in a broadcast queue of
+/// [`EVENT_QUEUE`] for the slowest log, monitor or TUI; whole 256 KB bodies there let one
+/// device grow the hub by ~200 KB a message while a monitor was paused (hostile pass: 617 MB
+/// in 3 s). Cut, the queue holds at most ~50 MB.
+pub const MAX_EVENT_TEXT: usize = 2048;
+/// Events the hub keeps for its slowest subscriber; past it that subscriber skips the oldest
+/// and says how many (`RecvError::Lagged`).
+pub const EVENT_QUEUE: usize = 8192;
+
+/// `text` cut to [`MAX_EVENT_TEXT`] bytes at a character boundary, `…` marking a cut.
+fn clip(text: &str) -> String {
+    if text.len() <= MAX_EVENT_TEXT {
+        return text.to_string();
+    }
+    let mut end = MAX_EVENT_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// A property bag cut to [`MAX_EVENT_TEXT`] bytes of keys and values, whole properties first.
+fn clip_properties(props: azure::Properties) -> azure::Properties {
+    let mut left = MAX_EVENT_TEXT;
+    let mut kept = Vec::new();
+    for (k, v) in props.0 {
+        let (k, v) = (clip(&k), clip(&v));
+        if k.len() + v.len() > left {
+            break;
+        }
+        left -= k.len() + v.len();
+        kept.push((k, v));
+    }
+    azure::Properties(kept)
+}
+
 /// Everything that happens in the hub, for logs, `hub monitor`, the TUI and tests.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -529,7 +566,7 @@ impl HubEvent {
                 };
                 if hard.is_some_and(|h| h < super::budget::LOW_OPEN_FILES) {
                     line.push_str(&format!(
-                        "; WARNING: the hard limit is below {}: connections waiting to authenticate and DPS sessions alone may hold {} descriptors; raise it (ulimit -Hn as root, LimitNOFILE= in a systemd unit, --ulimit nofile= for docker)",
+                        "; WARNING: the hard limit is below {}: connections waiting to authenticate and DPS sessions alone may hold {} descriptors; raise it (ulimit -Hn as root, LimitNOFILE= in a systemd unit, the nofile ulimit of a container)",
                         super::budget::LOW_OPEN_FILES,
                         MAX_UNAUTHENTICATED + MAX_DPS_SESSIONS
                     ));
@@ -774,7 +811,7 @@ impl Hub {
         let ws = bind_extra(config.bind, config.ws_port)?;
         let amqp_addr = amqp.as_ref().and_then(|l| l.local_addr().ok());
         let ws_addr = ws.as_ref().and_then(|l| l.local_addr().ok());
-        let (events, _) = broadcast::channel(8192);
+        let (events, _) = broadcast::channel(EVENT_QUEUE);
         // Every budget is paid in descriptors; the soft default (often 1024) is below them.
         let open_files = super::budget::raise_open_files();
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -863,6 +900,24 @@ impl HubHandle {
     /// `RecvError::Lagged`).
     pub fn events(&self) -> broadcast::Receiver<HubEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// One event per listener, MQTT's first: what `hub serve` prints at start. (The hub
+    /// emits the same events as it binds, before any face can have subscribed.)
+    pub fn listeners(&self) -> Vec<HubEvent> {
+        let mut out = vec![HubEvent::Listening { addr: self.addr }];
+        for (addr, transport) in [
+            (self.amqp_addr, Transport::Amqp),
+            (self.ws_addr, Transport::WebSocket),
+        ] {
+            if let Some(addr) = addr {
+                out.push(HubEvent::ListeningFor {
+                    transport: transport.name(),
+                    addr,
+                });
+            }
+        }
+        out
     }
 
     /// The registry the hub serves (the same workspace files `hub device …` edits).
@@ -1764,9 +1819,9 @@ impl Session {
                 }
                 self.sh.emit(HubEvent::Telemetry {
                     device: self.device.clone(),
-                    topic: p.topic.clone(),
-                    properties: props,
-                    payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                    topic: clip(&p.topic),
+                    properties: clip_properties(props),
+                    payload: clip(&String::from_utf8_lossy(&p.payload)),
                     size: p.payload.len(),
                     qos: p.qos as u8,
                     enqueued,
@@ -1814,6 +1869,13 @@ impl Session {
                             Vec::new(),
                             out,
                         );
+                        // A patch over MAX_EVENT_TEXT travels as its cut text.
+                        let text = patch.to_string();
+                        let patch = if text.len() > MAX_EVENT_TEXT {
+                            serde_json::Value::String(clip(&text))
+                        } else {
+                            patch
+                        };
                         self.sh.emit(HubEvent::TwinReported {
                             device: self.device.clone(),
                             rid,
@@ -1845,7 +1907,7 @@ impl Session {
                     device: self.device.clone(),
                     rid,
                     status,
-                    payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                    payload: clip(&String::from_utf8_lossy(&p.payload)),
                 });
                 if let Some(w) = waiter {
                     let _ = w.send((status, p.payload.to_vec()));

@@ -187,7 +187,7 @@ impl Identity {
             path: p.display().to_string(),
             problem,
         };
-        let text = std::fs::read(cert_path)
+        let text = crate::store::read_input(cert_path)
             .map_err(|e| file_err(cert_path, format!("cannot read the certificate file: {e}")))?;
         let ders: Vec<Vec<u8>> = match pem::parse_many(&text) {
             Ok(blocks) if !blocks.is_empty() => blocks
@@ -214,7 +214,7 @@ impl Identity {
             let name = view.cn.clone().unwrap_or_else(|| view.subject.clone());
             sent.push(ChainCert { name, der, view });
         }
-        let key_pem = std::fs::read_to_string(key_path)
+        let key_pem = crate::store::read_input_text(key_path)
             .map_err(|e| file_err(key_path, format!("cannot read the key file: {e}")))?;
         let key = openssl::pkey::PKey::private_key_from_pem(key_pem.as_bytes()).map_err(|_| {
             file_err(

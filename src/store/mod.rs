@@ -265,6 +265,59 @@ pub fn io_error(action: &'static str, path: &Path, e: io::Error) -> Error {
     }
 }
 
+/// The most a file given to a command (a certificate, bundle, CSR, key, PKCS#12, spec or CA
+/// file) may hold: 64 MiB, far above a bundle of 10,000 certificates (~15 MB of PEM). Read
+/// whole, `/dev/zero` took 14.6 GB before it was stopped (hostile pass).
+pub const MAX_INPUT_BYTES: u64 = 64 << 20;
+
+/// Read a file the user named, refusing what is not a regular file (a FIFO with no writer would
+/// block; a device never ends) and what is larger than [`MAX_INPUT_BYTES`], before reading it.
+pub fn read_input(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let meta = fs::metadata(path).map_err(|e| io_error("reading", path, e))?;
+    let refuse = |detail: String| Error::Io {
+        action: "reading",
+        path: path.to_path_buf(),
+        detail,
+        remedy: None,
+    };
+    if !meta.is_file() {
+        return Err(refuse(
+            "not a regular file; give the path of a file (save a stream to one first)".into(),
+        ));
+    }
+    if meta.len() > MAX_INPUT_BYTES {
+        return Err(refuse(format!(
+            "{} bytes, more than the {} MiB chainsmith reads from one file; give the certificate, key or bundle itself",
+            meta.len(),
+            MAX_INPUT_BYTES >> 20
+        )));
+    }
+    let mut bytes = Vec::new();
+    File::open(path)
+        .map_err(|e| io_error("reading", path, e))?
+        .take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error("reading", path, e))?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(refuse(format!(
+            "it grew past {} MiB while being read",
+            MAX_INPUT_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
+/// [`read_input`] as UTF-8 text.
+pub fn read_input_text(path: &Path) -> Result<String> {
+    String::from_utf8(read_input(path)?).map_err(|_| Error::Io {
+        action: "reading",
+        path: path.to_path_buf(),
+        detail: "not UTF-8 text".into(),
+        remedy: None,
+    })
+}
+
 /// A certificate to be added to the workspace.
 pub struct NewEntity {
     /// Its meta.toml.

@@ -344,3 +344,32 @@ fn an_encrypted_key_asking_for_billions_of_iterations_is_refused() {
         "k",
     ]);
 }
+
+/// Every file a command reads is a regular file of at most `MAX_INPUT_BYTES`, refused before it
+/// is read: `inspect /dev/zero` took 14.6 GB, and `import`, `sign-csr` and `hub ca verify
+/// --cert` the same (hostile pass).
+#[test]
+fn files_given_to_commands_are_bounded_before_they_are_read() {
+    let ws = crate::common::Ws::new();
+    ws.ok(&["new", "root", "r"]);
+    ws.ok(&["hub", "ca", "add", "r"]);
+    let big = ws.path("big.pem");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(chainsmith::store::MAX_INPUT_BYTES + 1)
+        .unwrap();
+    let big = big.to_str().unwrap();
+    for args in [
+        vec!["inspect", "/dev/zero"],
+        vec!["inspect", big],
+        vec!["sign-csr", "/dev/zero", "--issuer", "r"],
+        vec!["import", "/dev/zero", "--name", "zz"],
+        vec!["hub", "ca", "verify", "r", "--cert", "/dev/zero"],
+    ] {
+        let err = ws.fails(&args);
+        assert!(
+            err.contains("not a regular file") || err.contains("more than the 64 MiB"),
+            "{args:?}: {err}"
+        );
+    }
+}

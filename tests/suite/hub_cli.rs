@@ -397,6 +397,11 @@ fn serve_with_mosquitto_clients_c2d_monitor_method_echo() {
         }
     };
     wait_for(&|v| v["event"] == "listening");
+    // One line per listener (issue 22 item 7: the AMQP and WebSocket lines were lost).
+    wait_for(&|v| v["event"] == "listening-for" && v["transport"] == "AMQP");
+    wait_for(&|v| {
+        v["event"] == "listening-for" && v["transport"] == "MQTT and AMQP over WebSockets"
+    });
     let sock = ws.join("hub/control.sock");
     let t0 = Instant::now();
     while !sock.exists() && t0.elapsed() < Duration::from_secs(5) {

@@ -403,3 +403,46 @@ async fn a_publish_to_a_wildcard_topic_closes_the_connection_unacknowledged() {
     // A %-encoded wildcard is not one: the device still publishes.
     good_device_publishes(&fx, &hub).await;
 }
+
+/// A telemetry body, topic and property bag reach the hub's event queue (log, monitor, TUI)
+/// cut to `MAX_EVENT_TEXT`, `size` keeping the real length: with whole 256 KB bodies queued
+/// for a paused monitor, one device grew the hub by ~200 KB a message (hostile pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_carry_at_most_a_cut_of_what_a_device_sends() {
+    use chainsmith::hub::server::MAX_EVENT_TEXT;
+    let fx = fixture();
+    let hub = hub(&fx, None).await;
+    let mut events = hub.events();
+    let id = fx.identity(&["good", "line2"]);
+    let (mut c, ack) =
+        Client::connect(hub.addr, fx.tls(Some(&id)), "good", Some(&username("good")))
+            .await
+            .unwrap();
+    assert_eq!(ack.unwrap().code, ConnectReturnCode::Success);
+    let big = "x".repeat(200 * 1024);
+    let topic = format!("devices/good/messages/events/k={}", "v".repeat(8000));
+    assert!(publish_acked(&mut c, &topic, big.as_bytes(), 1).await);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let e = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("a telemetry event")
+            .unwrap();
+        if let HubEvent::Telemetry {
+            payload,
+            size,
+            topic,
+            properties,
+            ..
+        } = e
+        {
+            assert_eq!(size, big.len());
+            assert!(payload.len() <= MAX_EVENT_TEXT + 3 && payload.ends_with('…'));
+            assert!(topic.len() <= MAX_EVENT_TEXT + 3, "{}", topic.len());
+            let bag: usize = properties.0.iter().map(|(k, v)| k.len() + v.len()).sum();
+            assert!(bag <= MAX_EVENT_TEXT + 6, "{bag}");
+            break;
+        }
+    }
+    hub.shutdown().await;
+}

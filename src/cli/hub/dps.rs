@@ -380,12 +380,8 @@ fn ca(global: &Global, store: &HubStore, c: DpsCaCommand) -> CliResult {
             }
         }
         DpsCaCommand::Verify { name, cert } => {
-            let bytes = std::fs::read(&cert).map_err(|e| {
-                usage(
-                    "io",
-                    format!("cannot read {}: {e}; check the path", cert.display()),
-                )
-            })?;
+            let bytes = crate::store::read_input(&cert)
+                .map_err(|e| usage("io", format!("{e}; check the path")))?;
             let ca = store.dps_verify_ca(&name, &bytes)?;
             if global.json {
                 print_json(&super::ca_json(&ca));

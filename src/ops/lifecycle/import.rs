@@ -246,7 +246,7 @@ pub fn import(ws: &Workspace, req: &ImportRequest) -> Result<Imported> {
     }
     let mut found = Found::default();
     for f in &req.files {
-        let bytes = std::fs::read(f).map_err(|e| store::io_error("reading", f, e))?;
+        let bytes = store::read_input(f)?;
         read_input(f, &bytes, req.password.as_deref(), &mut found)?;
     }
     let (leaf, key) = pick_leaf(&mut found)?;
