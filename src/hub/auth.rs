@@ -185,6 +185,15 @@ pub enum Refusal {
         /// The CNs, quoted and escaped.
         cns: String,
     },
+    /// The certificate presented as the device's is a CA's (CA:TRUE or keyCertSign): a CA's
+    /// key never authenticates as a device, whatever its thumbprint (DPS refuses it too).
+    #[error(
+        "device {device}: the certificate presented is a CA certificate (CA:TRUE or keyCertSign), not a device certificate"
+    )]
+    CaCertificate {
+        /// The device id.
+        device: String,
+    },
     /// The chain was refused for another reason.
     #[error("device {device}: chain refused at \"{cn}\": {reason}")]
     Chain {
@@ -237,6 +246,7 @@ impl Refusal {
             Refusal::Weak { .. } => "weak-crypto",
             Refusal::Chain { .. } => "chain",
             Refusal::SeveralCns { .. } => "several-cns",
+            Refusal::CaCertificate { .. } => "ca-as-device",
             Refusal::Thumbprint { .. } => "thumbprint",
             Refusal::Registry { .. } => "registry",
         }
@@ -265,6 +275,22 @@ impl crate::error::Classified for Refusal {
     fn remedy(&self) -> Option<crate::error::Remedy> {
         Refusal::remedy(self)
     }
+}
+
+/// A CA certificate presented as a device's: basicConstraints CA:TRUE, or a keyUsage that
+/// allows keyCertSign (DOMAIN.md: DPS failures in the wild came from leaves that were CAs).
+pub fn is_ca_certificate(c: &X509Certificate<'_>) -> bool {
+    let ca = c
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|b| b.value.ca);
+    let cert_sign = c
+        .key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|k| k.value.key_cert_sign());
+    ca || cert_sign
 }
 
 /// The one CN of a device certificate's subject, or the refusal when it holds several.
@@ -349,6 +375,9 @@ pub fn authenticate(
         detail: e.to_string(),
     })?;
     single_cn(&device, leaf.subject())?;
+    if is_ca_certificate(&leaf) {
+        return Err(Refusal::CaCertificate { device });
+    }
     let now_asn1 = ASN1Time::from(now);
     let check_time = |c: &X509Certificate<'_>| -> Result<(), Refusal> {
         let cn = cn_of(c.subject());

@@ -640,6 +640,12 @@ impl HubStore {
                     ),
                 ));
             }
+            (Some(csr), Some(_)) if csr.trim().is_empty() => {
+                return Err(bad_request(
+                    "bad-csr",
+                    "csr is empty; send the base64 of a DER PKCS#10 request".into(),
+                ));
+            }
             (Some(csr), Some(ca)) => {
                 use base64::Engine;
                 let der = base64::engine::general_purpose::STANDARD
@@ -808,27 +814,6 @@ fn cn_of(der: &[u8]) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A CA certificate presented as a device's: basicConstraints CA:TRUE, or a keyUsage that
-/// allows keyCertSign. Azure's DPS docs require a leaf ("the device certificate … must not be a
-/// CA"; DOMAIN.md: DPS failures in the wild came from leaves that were CAs): refused, so a CA's
-/// key can never be provisioned as a device, nor a device be named after a CA.
-fn is_ca_certificate(der: &[u8]) -> bool {
-    let Ok((_, c)) = X509Certificate::from_der(der) else {
-        return false;
-    };
-    let ca = c
-        .basic_constraints()
-        .ok()
-        .flatten()
-        .is_some_and(|b| b.value.ca);
-    let cert_sign = c
-        .key_usage()
-        .ok()
-        .flatten()
-        .is_some_and(|k| k.value.key_cert_sign());
-    ca || cert_sign
-}
-
 /// DPS's decision for one device: an individual enrollment for the registration id wins;
 /// else the group whose CA the chain ends at.
 fn decide(
@@ -860,7 +845,8 @@ fn decide(
             ),
         ));
     }
-    if is_ca_certificate(leaf) {
+    // A CA's key never registers as a device, nor a device as a workspace CA's name.
+    if X509Certificate::from_der(leaf).is_ok_and(|(_, c)| auth::is_ca_certificate(&c)) {
         return Err(DpsRefusal::new(
             401,
             code::UNAUTHORIZED,

@@ -1614,6 +1614,11 @@ pub(super) fn next_packet(buf: &mut BytesMut) -> Result<Option<Packet>, String> 
             "PUBLISH to \"{}\" holds a wildcard (+ or #), which MQTT 3.1.1 forbids in a topic name (§3.3.2.1); protocol violation, closed without acknowledging",
             crate::text::escape_controls(&p.topic)
         )),
+        // §1.5.3: a UTF-8 string "MUST NOT include an encoding of the null character U+0000".
+        Ok(Packet::Publish(p)) if p.topic.contains('\0') => Err(format!(
+            "PUBLISH to \"{}\" holds U+0000, which MQTT 3.1.1 forbids in a string (§1.5.3); protocol violation, closed without acknowledging",
+            crate::text::escape_controls(&p.topic)
+        )),
         Ok(p) => Ok(Some(p)),
         Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
         Err(mqttbytes::Error::PayloadSizeLimitExceeded(n)) => Err(format!(

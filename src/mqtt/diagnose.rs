@@ -988,6 +988,12 @@ fn hub_fix(kind: &str, id: &Identity) -> (String, Option<ConnectRemedy>) {
                 thumbprint: Thumbprint::of(id),
             }),
         ),
+        "ca-as-device" => (
+            format!(
+                "give \"{dev}\" a device certificate (CA:FALSE, no keyCertSign), issued under a CA; a CA's certificate never connects as a device"
+            ),
+            reissue(true),
+        ),
         "issuer-not-ca" | "issuer-cannot-sign" => (
             format!(
                 "issue \"{dev}\" again from a CA, replacing the one in the workspace; a device certificate can never sign another one"

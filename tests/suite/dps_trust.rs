@@ -899,3 +899,28 @@ async fn a_certificate_with_two_cns_is_refused_by_hub_and_dps() {
     assert!(message(&out).contains("2 CNs"), "{out:?}");
     hub.shutdown().await;
 }
+
+/// A CA certificate pinned by thumbprint as a self-signed device is still refused: a CA's key
+/// never authenticates as a device (hostile pass: the hub took line2's certificate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_certificate_pinned_by_thumbprint_is_refused() {
+    let fx = Fixture::new();
+    let sha256 = fx.ws.load("line2").unwrap().meta.sha256;
+    fx.store
+        .add_device("caasdev", Auth::SelfSigned, Some(&sha256), None, None)
+        .unwrap();
+    let hub = start_hub(&fx).await;
+    let id = fx.identity(&["line2"]);
+    let (_c, ack) = Client::connect(
+        hub.addr,
+        fx.tls(Some(&id)),
+        "caasdev",
+        Some(&hub_util::username("caasdev")),
+    )
+    .await
+    .unwrap();
+    assert_ne!(ack.unwrap().code, ConnectReturnCode::Success);
+    let r = hub.refusals(Some("caasdev"), 0);
+    assert_eq!(r[0].kind, "ca-as-device", "{r:?}");
+    hub.shutdown().await;
+}

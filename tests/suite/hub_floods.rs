@@ -378,6 +378,7 @@ async fn a_publish_to_a_wildcard_topic_closes_the_connection_unacknowledged() {
         "devices/good/messages/events/#",
         "devices/good/messages/events/a=%23&b=+",
         "$iothub/twin/GET/?$rid=#",
+        "devices/good/messages/events/\u{0}",
     ] {
         let (mut c, ack) =
             Client::connect(hub.addr, fx.tls(Some(&id)), "good", Some(&username("good")))
@@ -398,7 +399,10 @@ async fn a_publish_to_a_wildcard_topic_closes_the_connection_unacknowledged() {
         let HubEvent::Disconnected { reason, .. } = e else {
             unreachable!()
         };
-        assert!(reason.contains("§3.3.2.1"), "{topic}: {reason}");
+        assert!(
+            reason.contains("§3.3.2.1") || reason.contains("§1.5.3"),
+            "{topic}: {reason}"
+        );
     }
     // A %-encoded wildcard is not one: the device still publishes.
     good_device_publishes(&fx, &hub).await;
