@@ -59,6 +59,113 @@ fn csr_b64(dir: &Path, stem: &str, subj: &str, extra: &[&str]) -> String {
     base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.join(&csr)).unwrap())
 }
 
+/// A leaf for `subj` made outside chainsmith, as an attacker or another tool would: a fresh
+/// P-256 key and `openssl x509 -req` signed by workspace entity `signer`'s key (CA:FALSE,
+/// clientAuth). The identity presents it, then the certificates of `chain` (entity names).
+fn openssl_leaf(fx: &Fixture, stem: &str, subj: &str, signer: &str, chain: &[&str]) -> Identity {
+    let d = fx.dir.path();
+    let csr = format!("{stem}.csr");
+    let (key, pem_out) = (format!("{stem}.key"), format!("{stem}.pem"));
+    let (ok, o) = openssl(
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-subj",
+            subj,
+            "-out",
+            &csr,
+        ],
+        d,
+    );
+    assert!(ok, "{o}");
+    std::fs::write(
+        d.join("leaf.cnf"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let signer = fx.ws.dir_of(signer).unwrap();
+    let (ok, o) = openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            signer.join("cert.pem").to_str().unwrap(),
+            "-CAkey",
+            signer.join("key.pem").to_str().unwrap(),
+            "-days",
+            "30",
+            "-extfile",
+            "leaf.cnf",
+            "-out",
+            &pem_out,
+        ],
+        d,
+    );
+    assert!(ok, "{o}");
+    let der = |f: &str| {
+        pem::parse(std::fs::read(d.join(f)).unwrap())
+            .unwrap()
+            .contents()
+            .to_vec()
+    };
+    let mut certs = vec![der(&pem_out).into()];
+    certs.extend(chain.iter().map(|n| fx.ws.load(n).unwrap().cert_der.into()));
+    Identity {
+        certs,
+        key: der(&key),
+    }
+}
+
+/// Connect `device` to the hub with `id`, expect a refusal, and return the hub's records of it.
+async fn refused(
+    hub: &HubHandle,
+    fx: &Fixture,
+    id: &Identity,
+    device: &str,
+) -> Vec<chainsmith::hub::RefusalRecord> {
+    let (_c, ack) = Client::connect(
+        hub.addr,
+        fx.tls(Some(id)),
+        device,
+        Some(&hub_util::username(device)),
+    )
+    .await
+    .unwrap();
+    assert_ne!(ack.unwrap().code, ConnectReturnCode::Success);
+    hub.refusals(Some(device), 0)
+}
+
+/// A registration with a CSR (the certificate-management preview's api-version).
+async fn register_csr(
+    addr: std::net::SocketAddr,
+    fx: &Fixture,
+    id: &Identity,
+    regid: &str,
+    scope: &str,
+    csr: &str,
+) -> crate::dps_protocol::Outcome {
+    register(
+        addr,
+        fx,
+        id,
+        regid,
+        scope,
+        wire::API_VERSION_CSR,
+        serde_json::json!({"registrationId": regid, "csr": csr}),
+    )
+    .await
+    .unwrap()
+}
+
 fn message(o: &crate::dps_protocol::Outcome) -> String {
     o.body["message"].as_str().unwrap_or_default().to_string()
 }
@@ -73,17 +180,7 @@ async fn dps_refuses_a_csr_with_two_cns() {
     let hub = start_hub(&fx).await;
     let boot = fx.identity(&["dev-a", "line2"]);
     let csr = csr_b64(fx.dir.path(), "two", "/CN=dev-a/CN=victim", &[]);
-    let out = register(
-        hub.addr,
-        &fx,
-        &boot,
-        "dev-a",
-        &scope,
-        wire::API_VERSION_CSR,
-        serde_json::json!({"registrationId": "dev-a", "csr": csr}),
-    )
-    .await
-    .unwrap();
+    let out = register_csr(hub.addr, &fx, &boot, "dev-a", &scope, &csr).await;
     assert_eq!(out.status, 400, "{out:?}");
     assert!(message(&out).contains("2 CNs"), "{out:?}");
     assert!(fx.ws.load("victim").is_err());
@@ -98,17 +195,7 @@ async fn dps_refuses_a_csr_with_two_cns() {
     // The issued subject is built from the registration id alone (CN only), even when the CSR
     // carries attributes a device certificate may have.
     let csr = csr_b64(fx.dir.path(), "org", "/CN=dev-a/O=Contoso", &[]);
-    let out = register(
-        hub.addr,
-        &fx,
-        &boot,
-        "dev-a",
-        &scope,
-        wire::API_VERSION_CSR,
-        serde_json::json!({"registrationId": "dev-a", "csr": csr}),
-    )
-    .await
-    .unwrap();
+    let out = register_csr(hub.addr, &fx, &boot, "dev-a", &scope, &csr).await;
     assert_eq!(out.status, 200, "{out:?}");
     let leaf = fx.ws.load("dev-a").unwrap();
     assert_eq!(leaf.meta.subject, "CN=dev-a", "{:?}", leaf.meta.subject);
@@ -298,77 +385,13 @@ async fn dps_refuses_a_ca_as_a_device_and_never_replaces_a_ca() {
     assert_eq!(out.status, 401, "{out:?}");
     assert!(message(&out).contains("CA certificate"), "{out:?}");
 
-    // A leaf whose CN is the name of workspace CA "line2"'s sibling "gw-ca": made by openssl
-    // with line2's key, as a device with a stolen name would be.
+    // A leaf whose CN is the name of workspace CA "gw-ca", signed by line2's key, as a device
+    // with a stolen name would be.
+    let id = openssl_leaf(&fx, "gw", "/CN=gw-ca", "line2", &["line2"]);
     let d = fx.dir.path();
-    let csr = d.join("gw.csr");
-    let (ok, o) = openssl(
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "gw.key",
-            "-subj",
-            "/CN=gw-ca",
-            "-out",
-            "gw.csr",
-        ],
-        d,
-    );
-    assert!(ok, "{o}");
-    std::fs::write(
-        d.join("leaf.cnf"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    let line2 = fx.ws.dir_of("line2").unwrap();
-    let (ok, o) = openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            csr.to_str().unwrap(),
-            "-CA",
-            line2.join("cert.pem").to_str().unwrap(),
-            "-CAkey",
-            line2.join("key.pem").to_str().unwrap(),
-            "-days",
-            "30",
-            "-extfile",
-            "leaf.cnf",
-            "-out",
-            "gw.pem",
-        ],
-        d,
-    );
-    assert!(ok, "{o}");
-    let leaf = pem::parse(std::fs::read(d.join("gw.pem")).unwrap()).unwrap();
-    let key = pem::parse(std::fs::read(d.join("gw.key")).unwrap()).unwrap();
-    let id = Identity {
-        certs: vec![
-            leaf.contents().to_vec().into(),
-            fx.ws.load("line2").unwrap().cert_der.into(),
-        ],
-        key: key.contents().to_vec(),
-    };
     let ca_before = fx.ws.load("gw-ca").unwrap().meta.sha256;
     let fresh = csr_b64(d, "gw2", "/CN=gw-ca", &[]);
-    let out = register(
-        hub.addr,
-        &fx,
-        &id,
-        "gw-ca",
-        &scope,
-        wire::API_VERSION_CSR,
-        serde_json::json!({"registrationId": "gw-ca", "csr": fresh}),
-    )
-    .await
-    .unwrap();
+    let out = register_csr(hub.addr, &fx, &id, "gw-ca", &scope, &fresh).await;
     assert_eq!(out.status, 400, "{out:?}");
     assert!(message(&out).contains("name of a CA"), "{out:?}");
     let after = fx.ws.load("gw-ca").unwrap();
@@ -435,17 +458,7 @@ async fn case_variants_are_one_registration_and_one_device() {
     let hub = start_hub(&fx).await;
     let boot = fx.identity(&["mixed-1", "line2"]);
     let csr = csr_b64(fx.dir.path(), "mixed", "/CN=MIXED-1", &[]);
-    let out = register(
-        hub.addr,
-        &fx,
-        &boot,
-        "mixed-1",
-        &scope,
-        wire::API_VERSION_CSR,
-        serde_json::json!({"registrationId": "mixed-1", "csr": csr}),
-    )
-    .await
-    .unwrap();
+    let out = register_csr(hub.addr, &fx, &boot, "mixed-1", &scope, &csr).await;
     assert_eq!(out.status, 400, "{out:?}");
     assert!(message(&out).contains("in case"), "{out:?}");
     hub.shutdown().await;
@@ -461,17 +474,7 @@ async fn an_issued_certificate_connects_with_no_ca_on_the_hub() {
     let boot = fx.identity(&["iss-1", "line2"]);
     let d = fx.dir.path();
     let csr = csr_b64(d, "iss", "/CN=iss-1", &[]);
-    let out = register(
-        hub.addr,
-        &fx,
-        &boot,
-        "iss-1",
-        &scope,
-        wire::API_VERSION_CSR,
-        serde_json::json!({"registrationId": "iss-1", "csr": csr}),
-    )
-    .await
-    .unwrap();
+    let out = register_csr(hub.addr, &fx, &boot, "iss-1", &scope, &csr).await;
     assert_eq!(out.status, 200, "{out:?}");
     assert!(fx.store.load().unwrap().cas.is_empty());
     let leaf = fx.ws.load("iss-1").unwrap();
@@ -501,16 +504,7 @@ async fn a_device_under_an_unregistered_root_is_told_so() {
     fx.register("rooted-1", Auth::Ca, None);
     let hub = start_hub(&fx).await;
     let id = fx.identity(&["rooted-1"]);
-    let (_c, ack) = Client::connect(
-        hub.addr,
-        fx.tls(Some(&id)),
-        "rooted-1",
-        Some(&hub_util::username("rooted-1")),
-    )
-    .await
-    .unwrap();
-    assert_ne!(ack.unwrap().code, ConnectReturnCode::Success);
-    let r = hub.refusals(Some("rooted-1"), 0);
+    let r = refused(&hub, &fx, &id, "rooted-1").await;
     assert_eq!(r[0].kind, "unknown-root", "{r:?}");
     assert!(r[0].reason.contains("root \"Contoso Root\""), "{r:?}");
     hub.shutdown().await;
@@ -726,82 +720,20 @@ async fn unreadable_state_files_are_set_aside_and_the_hub_starts() {
 async fn a_ca_false_issuer_is_named_as_such() {
     let fx = Fixture::new();
     fx.device("leaf-1", Some("line2"), ValidityArg::default());
-    let d = fx.dir.path();
-    std::fs::write(
-        d.join("leaf.cnf"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    let (ok, o) = openssl(
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "under.key",
-            "-subj",
-            "/CN=under-leaf",
-            "-out",
-            "under.csr",
-        ],
-        d,
+    let id = openssl_leaf(
+        &fx,
+        "under",
+        "/CN=under-leaf",
+        "leaf-1",
+        &["leaf-1", "line2"],
     );
-    assert!(ok, "{o}");
-    let leaf1 = fx.ws.dir_of("leaf-1").unwrap();
-    let (ok, o) = openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "under.csr",
-            "-CA",
-            leaf1.join("cert.pem").to_str().unwrap(),
-            "-CAkey",
-            leaf1.join("key.pem").to_str().unwrap(),
-            "-days",
-            "30",
-            "-extfile",
-            "leaf.cnf",
-            "-out",
-            "under.pem",
-        ],
-        d,
-    );
-    assert!(ok, "{o}");
-    let der = |f: &str| {
-        pem::parse(std::fs::read(d.join(f)).unwrap())
-            .unwrap()
-            .contents()
-            .to_vec()
-    };
-    let id = Identity {
-        certs: vec![
-            der("under.pem").into(),
-            fx.ws.load("leaf-1").unwrap().cert_der.into(),
-            fx.ws.load("line2").unwrap().cert_der.into(),
-        ],
-        key: der("under.key"),
-    };
     fx.store.add_ca("root", true).unwrap();
     fx.register("under-leaf", Auth::Ca, None);
     fx.store.dps_add_ca("root", true).unwrap();
     fx.store.dps_add_group(group("roots", "root")).unwrap();
     let scope = fx.store.dps_id_scope().unwrap();
     let hub = start_hub(&fx).await;
-    let (_c, ack) = Client::connect(
-        hub.addr,
-        fx.tls(Some(&id)),
-        "under-leaf",
-        Some(&hub_util::username("under-leaf")),
-    )
-    .await
-    .unwrap();
-    assert_ne!(ack.unwrap().code, ConnectReturnCode::Success);
-    let r = hub.refusals(Some("under-leaf"), 0);
+    let r = refused(&hub, &fx, &id, "under-leaf").await;
     assert_eq!(r[0].kind, "issuer-not-ca", "{r:?}");
     assert!(r[0].reason.contains("\"leaf-1\" is not a CA"), "{r:?}");
     let out = register_as(hub.addr, &fx, &id, "under-leaf", &scope)
@@ -818,81 +750,14 @@ async fn a_ca_false_issuer_is_named_as_such() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_with_two_cns_is_refused_by_hub_and_dps() {
     let fx = Fixture::new();
-    let d = fx.dir.path();
-    std::fs::write(
-        d.join("leaf.cnf"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    let line2 = fx.ws.dir_of("line2").unwrap();
-    let (ok, o) = openssl(
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "two.key",
-            "-subj",
-            "/CN=v2/CN=a2",
-            "-out",
-            "two.csr",
-        ],
-        d,
-    );
-    assert!(ok, "{o}");
-    let (ok, o) = openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "two.csr",
-            "-CA",
-            line2.join("cert.pem").to_str().unwrap(),
-            "-CAkey",
-            line2.join("key.pem").to_str().unwrap(),
-            "-days",
-            "30",
-            "-extfile",
-            "leaf.cnf",
-            "-out",
-            "two.pem",
-        ],
-        d,
-    );
-    assert!(ok, "{o}");
-    let der = |f: &str| {
-        pem::parse(std::fs::read(d.join(f)).unwrap())
-            .unwrap()
-            .contents()
-            .to_vec()
-    };
-    let id = Identity {
-        certs: vec![
-            der("two.pem").into(),
-            fx.ws.load("line2").unwrap().cert_der.into(),
-        ],
-        key: der("two.key"),
-    };
+    let id = openssl_leaf(&fx, "two", "/CN=v2/CN=a2", "line2", &["line2"]);
     fx.store.add_ca("root", true).unwrap();
     fx.register("v2", Auth::Ca, None);
     fx.store.dps_add_ca("line2", true).unwrap();
     fx.store.dps_add_group(group("lines", "line2")).unwrap();
     let scope = fx.store.dps_id_scope().unwrap();
     let hub = start_hub(&fx).await;
-    let (_c, ack) = Client::connect(
-        hub.addr,
-        fx.tls(Some(&id)),
-        "v2",
-        Some(&hub_util::username("v2")),
-    )
-    .await
-    .unwrap();
-    assert_ne!(ack.unwrap().code, ConnectReturnCode::Success);
-    let r = hub.refusals(Some("v2"), 0);
+    let r = refused(&hub, &fx, &id, "v2").await;
     assert_eq!(r[0].kind, "several-cns", "{r:?}");
     let out = register_as(hub.addr, &fx, &id, "v2", &scope).await.unwrap();
     assert_eq!(out.status, 401, "{out:?}");
@@ -911,16 +776,7 @@ async fn a_ca_certificate_pinned_by_thumbprint_is_refused() {
         .unwrap();
     let hub = start_hub(&fx).await;
     let id = fx.identity(&["line2"]);
-    let (_c, ack) = Client::connect(
-        hub.addr,
-        fx.tls(Some(&id)),
-        "caasdev",
-        Some(&hub_util::username("caasdev")),
-    )
-    .await
-    .unwrap();
-    assert_ne!(ack.unwrap().code, ConnectReturnCode::Success);
-    let r = hub.refusals(Some("caasdev"), 0);
+    let r = refused(&hub, &fx, &id, "caasdev").await;
     assert_eq!(r[0].kind, "ca-as-device", "{r:?}");
     hub.shutdown().await;
 }
