@@ -53,6 +53,9 @@ pub const MAX_FRAME: u32 = 64 * 1024;
 /// room for an SDK that attaches a link again before the hub has seen the old one go. Without
 /// a cap, 80,000 attaches held 825 MB.
 pub const MAX_LINKS_PER_CONNECTION: usize = 32;
+/// Refused attaches after which a connection is closed. The SDKs stop at the first refusal
+/// (an unauthorized detach); a few more let a client try its other addresses.
+pub const MAX_REFUSED_LINKS: usize = 8;
 
 /// AMQP sessions (channels) on one connection: the SDKs open one per device. The hub offers
 /// `channel-max` = this − 1 in its Open; a Begin past it ends the connection.
@@ -252,6 +255,8 @@ struct ConnState {
     unauthenticated: std::sync::Mutex<Option<BudgetPermit>>,
     /// Links attached now ([`MAX_LINKS_PER_CONNECTION`]).
     links: Arc<AtomicUsize>,
+    /// Attaches refused on this connection so far ([`MAX_REFUSED_LINKS`]).
+    refused_links: AtomicUsize,
 }
 
 enum Admission {
@@ -291,6 +296,7 @@ async fn serve(
         close: close_tx,
         unauthenticated: std::sync::Mutex::new(Some(unauthenticated)),
         links: Arc::default(),
+        refused_links: AtomicUsize::new(0),
     });
     let mut waiting = true;
     let mut stop = sh.shutdown.clone();
@@ -398,6 +404,15 @@ async fn session_links(state: Arc<ConnState>, mut session: ListenerSessionHandle
                 });
             }
             Err((condition, why)) => {
+                // A connection that keeps attaching after refusals is closed: the SDKs stop at
+                // the first unauthorized detach, and 80,000 refused attaches without a
+                // certificate grew the hub by ~66 MB, kept after close (hostile pass).
+                let refused = state.refused_links.fetch_add(1, Ordering::Relaxed) + 1;
+                if refused >= MAX_REFUSED_LINKS {
+                    let _ = state.close.try_send(format!(
+                        "{refused} link attaches refused on this connection ({why}); closed"
+                    ));
+                }
                 // In its own task, bounded by CLOSE_WAIT: a peer that never answers the
                 // Detach must not stall the attaches behind it, nor hold the link forever.
                 let err = AmqpErr::new(condition, Some(why), None);

@@ -700,32 +700,43 @@ impl HubStore {
             .or_else(|| chain.first())
             .map(|der| pki::thumbprints(der).1);
         let provisioned_by = format!("DPS, {}", m.enrollment);
-        let mut note = None;
-        // The hub first: the device must be able to connect the moment DPS answers.
-        self.modify_locked(|r| {
-            match r.devices.iter_mut().find(|d| d.id == device_id) {
-                Some(d) => {
-                    d.auth = Auth::SelfSigned;
-                    d.primary = connects_with.clone();
-                    d.provisioned_by = Some(provisioned_by.clone());
-                    if !d.enabled {
-                        note = Some(format!(
-                            "device \"{device_id}\" is disabled in the hub, by its operator; DPS assigned it but does not enable it, so the hub refuses it until the operator enables it again"
-                        ));
+        // The hub first: the device must be able to connect the moment DPS answers. Written
+        // only when the device's entry changes: a device registering again with the same
+        // certificate rewrote the whole registry each time (hostile pass: 2.6 MB a
+        // registration with 20,000 devices).
+        let registry = self.load()?;
+        let current = registry.devices.iter().find(|d| d.id == device_id);
+        let note = current.filter(|d| !d.enabled).map(|_| {
+            format!(
+                "device \"{device_id}\" is disabled in the hub, by its operator; DPS assigned it but does not enable it, so the hub refuses it until the operator enables it again"
+            )
+        });
+        let unchanged = current.is_some_and(|d| {
+            d.auth == Auth::SelfSigned
+                && d.primary == connects_with
+                && d.provisioned_by.as_deref() == Some(provisioned_by.as_str())
+        });
+        if !unchanged {
+            self.modify_locked(|r| {
+                match r.devices.iter_mut().find(|d| d.id == device_id) {
+                    Some(d) => {
+                        d.auth = Auth::SelfSigned;
+                        d.primary = connects_with.clone();
+                        d.provisioned_by = Some(provisioned_by.clone());
                     }
+                    None => r.devices.push(HubDevice {
+                        id: device_id.clone(),
+                        auth: Auth::SelfSigned,
+                        primary: connects_with.clone(),
+                        secondary: None,
+                        enabled: true,
+                        added: now,
+                        provisioned_by: Some(provisioned_by.clone()),
+                    }),
                 }
-                None => r.devices.push(HubDevice {
-                    id: device_id.clone(),
-                    auth: Auth::SelfSigned,
-                    primary: connects_with.clone(),
-                    secondary: None,
-                    enabled: true,
-                    added: now,
-                    provisioned_by: Some(provisioned_by.clone()),
-                }),
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })?;
+        }
         let etag = {
             use base64::Engine;
             let mut b = [0u8; 16];

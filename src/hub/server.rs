@@ -42,7 +42,7 @@ pub const MAX_PACKET: usize = azure::MAX_MESSAGE_BYTES + 4096;
 /// client id (at most 128), a username (about 300) and at most a SAS token, so 8 KiB is ample,
 /// and a peer nobody has authenticated yet cannot make the hub hold more.
 pub const MAX_CONNECT_BYTES: usize = 8 * 1024;
-pub use super::amqp::MAX_LINKS_PER_CONNECTION;
+pub use super::amqp::{MAX_LINKS_PER_CONNECTION, MAX_REFUSED_LINKS};
 pub use super::budget::{
     MAX_DPS_SESSIONS, MAX_DPS_SESSIONS_PER_PEER, MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_PER_PEER,
 };

@@ -780,3 +780,51 @@ async fn a_ca_certificate_pinned_by_thumbprint_is_refused() {
     assert_eq!(r[0].kind, "ca-as-device", "{r:?}");
     hub.shutdown().await;
 }
+
+/// A device registering again with the same certificate changes nothing in the hub, so the
+/// hub's registry is not rewritten (hostile pass: 2.6 MB written per registration with 20,000
+/// devices); and a TLS chain longer than any real one is refused before it is verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_registration_writes_nothing_and_long_chains_are_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = Fixture::new();
+    fx.device("again-1", Some("line2"), ValidityArg::default());
+    fx.store.dps_add_ca("line2", true).unwrap();
+    fx.store.dps_add_group(group("lines", "line2")).unwrap();
+    let scope = fx.store.dps_id_scope().unwrap();
+    let hub = start_hub(&fx).await;
+    let id = fx.identity(&["again-1", "line2"]);
+    let out = register_as(hub.addr, &fx, &id, "again-1", &scope)
+        .await
+        .unwrap();
+    assert_eq!(out.status, 200, "{out:?}");
+    let stamp = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.ino(), m.mtime_nsec())
+    };
+    let before = stamp(&fx.store.registry_path());
+    let out = register_as(hub.addr, &fx, &id, "again-1", &scope)
+        .await
+        .unwrap();
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(
+        stamp(&fx.store.registry_path()),
+        before,
+        "registry.json rewritten"
+    );
+
+    let mut long = fx.identity(&["again-1"]);
+    let line2 = fx.ws.load("line2").unwrap().cert_der;
+    long.certs
+        .extend((0..chainsmith::hub::auth::MAX_CLIENT_CHAIN).map(|_| line2.clone().into()));
+    let out = register_as(hub.addr, &fx, &long, "again-1", &scope)
+        .await
+        .unwrap();
+    assert_eq!(out.status, 401, "{out:?}");
+    assert!(message(&out).contains("certificates"), "{out:?}");
+    fx.store.add_ca("root", true).unwrap();
+    fx.register("again-2", Auth::Ca, None);
+    let r = refused(&hub, &fx, &long, "again-2").await;
+    assert_eq!(r[0].kind, "chain-too-long", "{r:?}");
+    hub.shutdown().await;
+}

@@ -269,7 +269,7 @@ async fn the_hub_says_what_its_open_files_limit_is() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_links_past_the_cap_are_refused_and_released_on_close() {
-    use chainsmith::hub::server::MAX_LINKS_PER_CONNECTION;
+    use chainsmith::hub::server::{MAX_LINKS_PER_CONNECTION, MAX_REFUSED_LINKS};
     use fe2o3_amqp::{Connection, Sender, Session};
     let fx = fixture();
     let hub = hub(&fx, None).await;
@@ -294,8 +294,9 @@ async fn amqp_links_past_the_cap_are_refused_and_released_on_close() {
         links.push(s);
     }
     assert_eq!(hub.load().amqp_links, MAX_LINKS_PER_CONNECTION);
-    // Past the cap: detached with amqp:resource-limit-exceeded, and nothing more is held.
-    for i in 0..8 {
+    // Past the cap: detached with amqp:resource-limit-exceeded, and nothing more is held
+    // (short of MAX_REFUSED_LINKS, which closes the connection).
+    for i in 0..MAX_REFUSED_LINKS - 1 {
         let refused = match Sender::attach(&mut session, format!("over-{i}"), address).await {
             Err(e) => format!("{e:?}"),
             Ok(mut s) => format!(
@@ -449,4 +450,54 @@ async fn events_carry_at_most_a_cut_of_what_a_device_sends() {
         }
     }
     hub.shutdown().await;
+}
+
+/// A connection that keeps attaching links the hub refuses (here: no client certificate) is
+/// closed after `MAX_REFUSED_LINKS`: 80,000 refused attaches grew the hub by ~66 MB, kept
+/// after close (hostile pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_keeps_attaching_refused_links_is_closed() {
+    use chainsmith::hub::server::MAX_REFUSED_LINKS;
+    use fe2o3_amqp::{Connection, Sender, Session};
+    let fx = fixture();
+    let hub = hub(&fx, None).await;
+    let tcp = TcpStream::connect(hub.amqp_addr.unwrap()).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(fx.tls(None))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut conn = Connection::builder()
+        .container_id("refused")
+        .hostname("localhost")
+        .open_with_stream(tls)
+        .await
+        .unwrap();
+    let mut session = Session::begin(&mut conn).await.unwrap();
+    let mut attempts = 0;
+    for i in 0..MAX_REFUSED_LINKS * 4 {
+        attempts = i + 1;
+        let attach = tokio::time::timeout(
+            Duration::from_secs(3),
+            Sender::attach(
+                &mut session,
+                format!("r-{i}"),
+                "/devices/good/messages/events",
+            ),
+        )
+        .await;
+        match attach {
+            Ok(Ok(mut s)) => {
+                let _ = tokio::time::timeout(Duration::from_secs(3), s.on_detach()).await;
+            }
+            // A refused link; a stopped session or connection is the hub closing it.
+            Ok(Err(e)) if !format!("{e:?}").contains("Stopped") => {}
+            // The session or connection is gone: closed by the hub.
+            _ => break,
+        }
+    }
+    assert!(
+        attempts <= MAX_REFUSED_LINKS + 2,
+        "still attaching after {attempts} refused links"
+    );
+    load_reaches(&hub, "nothing held after close", |l| l.amqp_links == 0).await;
 }
