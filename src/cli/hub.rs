@@ -716,9 +716,9 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
         let ctl = tokio::spawn(control::serve(hub.clone(), control_path.clone()));
         let print = move |e: &HubEvent| {
             if json {
-                super::print_json_line(e);
+                super::log_out(&serde_json::to_string(e).unwrap_or_default(), true);
             } else {
-                say!("{}", hub_log_line(e));
+                super::log_out(&hub_log_line(e), false);
             }
         };
         // One line per listener (issue 22 item 7: only MQTT's was printed).
@@ -739,8 +739,12 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
         }
         print(&files);
         if !json {
-            say!("trust: {}", HubStore::open(&root)?.trust_path().display());
-            say!("DPS ID scope: {scope} (same address and port)");
+            let trust = HubStore::open(&root)?.trust_path();
+            super::log_out(&format!("trust: {}", trust.display()), false);
+            super::log_out(
+                &format!("DPS ID scope: {scope} (same address and port)"),
+                false,
+            );
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {

@@ -439,6 +439,34 @@ pub(crate) fn err(text: &str) {
 /// Write to standard output as is (JSON, escaped by [`print_json_text`]). A reader that went away
 /// (`chainsmith list | head`) ends the program quietly, as it does for other Unix tools,
 /// instead of a panic from `println!`.
+/// A long-running server's log line on standard output (`hub serve`): when the reader has
+/// gone (`hub serve | head -3`, a log shipper that died), the server says so once on standard
+/// error and goes on serving without its log, instead of exiting as a one-shot command does
+/// on a closed pipe (the hostile pass found the hub gone, with status 0).
+pub(crate) fn log_out(line: &str, json: bool) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static CLOSED: AtomicBool = AtomicBool::new(false);
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let text = if json {
+        format!("{}\n", crate::text::escape_json(line))
+    } else {
+        format!("{}\n", crate::text::escape_layout(line))
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && !CLOSED.swap(true, Ordering::Relaxed)
+    {
+        err(&format!(
+            "warning: standard output cannot be written ({e}); the hub goes on serving without its log (`hub monitor` still shows events)\n"
+        ));
+    }
+}
+
 fn out_raw(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();

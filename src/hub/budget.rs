@@ -52,6 +52,15 @@ impl PeerKey {
     }
 }
 
+impl std::fmt::Display for PeerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        }
+    }
+}
+
 /// Which cap refused a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BudgetFull {
@@ -66,6 +75,54 @@ struct Held {
     total: usize,
     /// Only peers holding at least one slot: at most `total` entries.
     by_peer: HashMap<PeerKey, usize>,
+    /// Every slot held, oldest first, with a handle on its socket when the charger gave one
+    /// (to evict it: [`PeerBudget::charge_evicting`]).
+    slots: std::collections::BTreeMap<u64, (PeerKey, Option<std::os::fd::OwnedFd>)>,
+    next: u64,
+}
+
+impl Held {
+    fn take(&mut self, key: PeerKey, fd: Option<std::os::fd::OwnedFd>) -> u64 {
+        self.total += 1;
+        *self.by_peer.entry(key).or_default() += 1;
+        self.next += 1;
+        self.slots.insert(self.next, (key, fd));
+        self.next
+    }
+
+    /// Give slot `id` back (nothing when it was evicted already).
+    fn give_back(&mut self, id: u64) {
+        let Some((key, _fd)) = self.slots.remove(&id) else {
+            return;
+        };
+        self.total = self.total.saturating_sub(1);
+        if let Some(n) = self.by_peer.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_peer.remove(&key);
+            }
+        }
+    }
+
+    /// Full, and `key` holds less than the peer holding most: end that peer's oldest slot
+    /// that has a socket (shut down, so its task ends) and say so.
+    fn evict_for(&mut self, key: PeerKey) -> Option<PeerKey> {
+        let mine = self.by_peer.get(&key).copied().unwrap_or(0);
+        let (&greedy, &most) = self.by_peer.iter().max_by_key(|(_, n)| **n)?;
+        if most <= mine + 1 {
+            return None;
+        }
+        let id = self
+            .slots
+            .iter()
+            .find(|(_, (k, fd))| *k == greedy && fd.is_some())
+            .map(|(id, _)| *id)?;
+        if let Some((_, Some(fd))) = self.slots.get(&id) {
+            let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Both);
+        }
+        self.give_back(id);
+        Some(greedy)
+    }
 }
 
 /// A cap on a kind of connection, in total and per peer.
@@ -93,21 +150,37 @@ impl PeerBudget {
 
     /// Take a slot for `peer`, or say which cap is full.
     pub fn charge(&self, peer: IpAddr) -> Result<BudgetPermit, BudgetFull> {
+        self.charge_evicting(peer, None).map(|(p, _)| p)
+    }
+
+    /// Take a slot for `peer` whose connection is `socket` (a duplicate of its descriptor).
+    /// When the budget is full but `peer` holds less than the peer holding most, that peer's
+    /// oldest connection is shut down to make room, so however many addresses an attacker
+    /// uses to fill the budget, a peer holding little always gets in (the hostile pass locked
+    /// every device out from four addresses); the evicted peer is returned for the log.
+    pub fn charge_evicting(
+        &self,
+        peer: IpAddr,
+        socket: Option<std::os::fd::OwnedFd>,
+    ) -> Result<(BudgetPermit, Option<PeerKey>), BudgetFull> {
         let key = PeerKey::of(peer);
         let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let mine = h.by_peer.get(&key).copied().unwrap_or(0);
         if mine >= self.per_peer {
             return Err(BudgetFull::Peer);
         }
+        let mut evicted = None;
         if h.total >= self.total {
-            return Err(BudgetFull::Total);
+            evicted = Some(h.evict_for(key).ok_or(BudgetFull::Total)?);
         }
-        h.total += 1;
-        h.by_peer.insert(key, mine + 1);
-        Ok(BudgetPermit {
-            held: self.held.clone(),
-            key,
-        })
+        let id = h.take(key, socket);
+        Ok((
+            BudgetPermit {
+                held: self.held.clone(),
+                id,
+            },
+            evicted,
+        ))
     }
 
     /// Slots held now.
@@ -143,19 +216,27 @@ impl PeerBudget {
 #[derive(Debug)]
 pub struct BudgetPermit {
     held: Arc<Mutex<Held>>,
-    key: PeerKey,
+    id: u64,
+}
+
+impl BudgetPermit {
+    /// A duplicate of the socket this slot was charged with, to charge another budget with the
+    /// same connection (a DPS session is first a connection waiting to authenticate).
+    pub fn socket(&self) -> Option<std::os::fd::OwnedFd> {
+        let h = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        h.slots
+            .get(&self.id)
+            .and_then(|(_, fd)| fd.as_ref())
+            .and_then(|fd| fd.try_clone().ok())
+    }
 }
 
 impl Drop for BudgetPermit {
     fn drop(&mut self) {
-        let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        h.total = h.total.saturating_sub(1);
-        if let Some(n) = h.by_peer.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                h.by_peer.remove(&self.key);
-            }
-        }
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .give_back(self.id);
     }
 }
 
@@ -213,6 +294,47 @@ mod tests {
         drop(p1);
         assert_eq!(b.held(), 2);
         assert!(b.charge(a).is_ok());
+    }
+
+    #[test]
+    fn a_full_budget_evicts_the_greediest_peers_oldest_socket_for_a_newcomer() {
+        use std::os::fd::AsFd;
+        let b = PeerBudget::new("slots", 4, 4);
+        let (greedy, other, newcomer): (IpAddr, IpAddr, IpAddr) = (
+            [10, 0, 0, 1].into(),
+            [10, 0, 0, 2].into(),
+            [10, 0, 0, 3].into(),
+        );
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut held = Vec::new();
+        let mut clients = Vec::new();
+        for peer in [greedy, greedy, greedy, other] {
+            let c = std::net::TcpStream::connect(addr).unwrap();
+            let (s, _) = l.accept().unwrap();
+            let fd = s.as_fd().try_clone_to_owned().unwrap();
+            held.push((b.charge_evicting(peer, Some(fd)).unwrap().0, s));
+            clients.push(c);
+        }
+        assert_eq!(b.held(), 4);
+        // The newcomer gets in; the greedy peer's oldest socket is shut down.
+        let (_p, evicted) = b.charge_evicting(newcomer, None).unwrap();
+        assert_eq!(evicted, Some(PeerKey::of(greedy)));
+        let mut buf = [0u8; 1];
+        use std::io::Read;
+        assert_eq!(
+            held[0].1.read(&mut buf).unwrap(),
+            0,
+            "the oldest was shut down"
+        );
+        assert_eq!(b.held(), 4);
+        // Now each holds no more than one above another: nobody is evicted, the cap holds.
+        drop(held.remove(0));
+        assert_eq!(b.held(), 4, "an evicted slot is not given back twice");
+        assert_eq!(
+            b.charge_evicting(other, None).unwrap_err(),
+            BudgetFull::Total
+        );
     }
 
     #[test]

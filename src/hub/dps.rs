@@ -856,6 +856,20 @@ fn decide(
             ),
         ));
     }
+    // Registration ids are case-insensitive in DPS but device ids are not in the hub: a CN
+    // "Victim" registering as "victim" would take over hub device "victim" (hostile pass), so
+    // the CN must be the registration id exactly.
+    if cn != registration_id {
+        return Err(DpsRefusal::new(
+            401,
+            code::UNAUTHORIZED,
+            "cn-case",
+            format!(
+                "{who}: certificate CN \"{}\" differs from the registration id \"{registration_id}\" in case; the hub compares device ids case-sensitively, so a device registers with its CN exactly",
+                crate::text::escape_controls(&cn)
+            ),
+        ));
+    }
     // A CA's key never registers as a device, nor a device as a workspace CA's name.
     if X509Certificate::from_der(leaf).is_ok_and(|(_, c)| auth::is_ca_certificate(&c)) {
         return Err(DpsRefusal::new(

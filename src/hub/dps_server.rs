@@ -160,8 +160,13 @@ pub(crate) async fn serve<S: DeviceStream>(
     };
     // DPS takes any certificate at CONNECT, so its sessions are budgeted like connections
     // that are not yet authenticated: per peer, in total, and in time.
-    let session_slot = match sh.dps_sessions.charge(c.peer.ip()) {
-        Ok(slot) => slot,
+    // A peer holding little gets in even when other peers fill the budget: the session of
+    // the peer holding the most is shut down (two addresses held every DPS slot: hostile pass).
+    let session_slot = match sh
+        .dps_sessions
+        .charge_evicting(c.peer.ip(), unauthenticated.socket())
+    {
+        Ok((slot, _)) => slot,
         Err(full) => {
             let why = sh.dps_sessions.refusal(full, c.peer.ip());
             super::server::refuse_unavailable(&sh, &mut c.tls, c.peer, why).await;

@@ -407,8 +407,9 @@ fn check_twin_patch(device: &str, what: &'static str, patch: &serde_json::Value)
         match v {
             serde_json::Value::Object(m) => {
                 for (k, child) in m {
+                    // A null deletes: a key stored before these rules can still be cleaned.
                     let own_version = top && k == "$version";
-                    if !own_version && !crate::azure::twin_key_allowed(k) {
+                    if !own_version && !child.is_null() && !crate::azure::twin_key_allowed(k) {
                         return Err(RegistryError::TwinKey {
                             device: device.to_string(),
                             key: k.chars().take(64).collect(),
@@ -600,7 +601,18 @@ impl HubStore {
         self.modify_twin(id, |t| {
             let mut reported = t.reported.clone();
             merge(&mut reported, patch);
-            check_twin_patch(id, "the reported properties after this patch", &reported)?;
+            // Depth and size of the whole; keys only in the patch, so a twin stored before the key
+            // rules can still be patched and cleaned (a null deletes a key).
+            super::state_file::check_document(
+                "the reported properties after this patch",
+                &reported,
+                crate::azure::MAX_TWIN_DEPTH,
+                crate::azure::MAX_TWIN_PROPERTIES_BYTES,
+            )
+            .map_err(|limit| RegistryError::TwinLimit {
+                device: id.to_string(),
+                limit,
+            })?;
             t.reported = reported;
             let v = t.reported_version() + 1;
             t.reported["$version"] = v.into();

@@ -1256,8 +1256,28 @@ async fn listen(
             },
             _ = stop.changed() => break,
         };
-        let permit = match sh.pre_auth.charge(peer.ip()) {
-            Ok(p) => p,
+        // A duplicate of the socket's descriptor lets the budget shut this connection down
+        // to make room for a peer holding less (budget::PeerBudget::charge_evicting).
+        let socket = {
+            use std::os::fd::AsFd;
+            tcp.as_fd().try_clone_to_owned().ok()
+        };
+        let permit = match sh.pre_auth.charge_evicting(peer.ip(), socket) {
+            Ok((p, evicted)) => {
+                if let Some(greedy) = evicted {
+                    over_cap(
+                        &sh,
+                        peer,
+                        format!(
+                            "{} {} are held; {greedy}, which held the most, lost its oldest to let {} in",
+                            sh.pre_auth.total,
+                            sh.pre_auth.what,
+                            peer.ip()
+                        ),
+                    );
+                }
+                p
+            }
             Err(full) => {
                 drop(tcp);
                 let why = sh.pre_auth.refusal(full, peer.ip());

@@ -119,7 +119,7 @@ async fn an_oversized_connect_is_refused_before_authentication() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unauthenticated_connections_are_capped_with_a_log_line() {
+async fn unauthenticated_connections_are_capped_and_a_newcomer_still_gets_in() {
     let fx = Fixture::new();
     let hub = hub_with_good_device(&fx).await;
     let mut ev = hub.events();
@@ -140,31 +140,29 @@ async fn unauthenticated_connections_are_capped_with_a_log_line() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // A peer that holds nothing is refused now: the total is reached.
-    let s = tokio::net::TcpSocket::new_v4().unwrap();
-    s.bind(std::net::SocketAddr::from(([127, 0, 1, 99], 0)))
-        .unwrap();
-    let mut extra = s.connect(addr).await.unwrap();
-    let mut b = [0u8; 16];
-    let closed = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut b))
-        .await
-        .map(|r| matches!(r, Ok(0) | Err(_)))
-        .unwrap_or(false);
-    assert!(
-        closed,
-        "connection {} was kept although {MAX_UNAUTHENTICATED} wait to authenticate",
-        MAX_UNAUTHENTICATED + 1
-    );
-    let reason = dropped_with(&mut ev, "waiting to authenticate").await;
+    // The total is reached, and a peer that holds nothing still gets in: the oldest
+    // connection of a peer holding the most is shut down to make room (four addresses used to
+    // lock every device out: hostile pass). The device connects while the flood holds.
+    good_device_works(&fx, &hub).await;
+    let reason = dropped_with(&mut ev, "lost its oldest").await;
     assert!(
         reason.contains(&MAX_UNAUTHENTICATED.to_string()),
         "{reason}"
     );
-    // Once they go, a device gets in again.
-    for mut t in held {
-        let _ = t.shutdown().await;
+    let mut closed = 0;
+    for t in &mut held {
+        let mut b = [0u8; 16];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(2), t.read(&mut b)).await
+        {
+            closed += 1;
+        }
     }
-    good_device_works(&fx, &hub).await;
+    assert!(closed >= 1, "no flooding connection was shut down");
+    assert!(
+        closed < 8,
+        "{closed} flooding connections were shut down for one device"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,30 +19,47 @@ impl Drop for Serve {
     }
 }
 
-/// `hub serve --port P` plus `extra`, waited for until its control socket answers.
-fn serve(ws: &Path, port: u16, extra: &[&str]) -> Serve {
+/// `hub serve --port P` plus `extra` on a free port P, waited for until its control socket
+/// answers. A hub that exits first (its port taken between `free_port` and its bind, as
+/// another process's outgoing connections can take it on 0.0.0.0) is started again on another
+/// port; its standard error is in the panic otherwise.
+fn serve(ws: &Path, extra: &[&str]) -> (Serve, u16) {
     let exe = assert_cmd::cargo::cargo_bin("chainsmith");
-    let child = std::process::Command::new(exe)
-        .arg("--workspace")
-        .arg(ws)
-        .env_remove("CHAINSMITH_WORKSPACE")
-        .args(["hub", "serve", "--port", &port.to_string()])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let serve = Serve(child);
     let control = ws.join("hub/control.sock");
-    let start = Instant::now();
-    while UnixStream::connect(&control).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "hub serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = free_port();
+        let child = std::process::Command::new(&exe)
+            .arg("--workspace")
+            .arg(ws)
+            .env_remove("CHAINSMITH_WORKSPACE")
+            .args(["hub", "serve", "--port", &port.to_string()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut serve = Serve(child);
+        let start = Instant::now();
+        loop {
+            if UnixStream::connect(&control).is_ok() {
+                return (serve, port);
+            }
+            if let Some(status) = serve.0.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                let _ = serve.0.stderr.take().unwrap().read_to_string(&mut err);
+                last = format!("{status}: {err}");
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "hub serve did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
-    serve
+    panic!("hub serve exited five times; the last said {last}");
 }
 
 /// One control request line, one answer line.
@@ -79,8 +96,7 @@ fn status_op_reports_address_echo_hostname_and_refusals() {
     let ws = chain_workspace(tmp.path());
     ok(&ws, &["hub", "ca", "add", "Test Root", "--verified"]);
     ok(&ws, &["hub", "device", "add", "sensor-7", "--auth", "ca"]);
-    let port = free_port();
-    let _hub = serve(&ws, port, &["--echo", "--hostname", "hub.test"]);
+    let (_hub, port) = serve(&ws, &["--echo", "--hostname", "hub.test"]);
 
     let s = control(&ws, r#"{"op":"status"}"#);
     let st = &s["ok"];
@@ -142,8 +158,7 @@ fn connect_uses_the_reported_port_echo_and_the_hubs_own_refusal_reason() {
     let ws = chain_workspace(tmp.path());
     ok(&ws, &["hub", "ca", "add", "Test Root", "--verified"]);
     ok(&ws, &["hub", "device", "add", "sensor-7", "--auth", "ca"]);
-    let port = free_port();
-    let _hub = serve(&ws, port, &["--echo"]);
+    let (_hub, port) = serve(&ws, &["--echo"]);
 
     // Success: the reported port, twin and C2D echo round trips, the hub's record.
     let (code, ev) = connect(&ws, "sensor-7", "3");
@@ -197,8 +212,7 @@ fn connect_without_echo_expects_only_twin_round_trips() {
     let ws = chain_workspace(tmp.path());
     ok(&ws, &["hub", "ca", "add", "Test Root", "--verified"]);
     ok(&ws, &["hub", "device", "add", "sensor-7", "--auth", "ca"]);
-    let port = free_port();
-    let _hub = serve(&ws, port, &["--bind", "0.0.0.0"]);
+    let (_hub, port) = serve(&ws, &["--bind", "0.0.0.0"]);
     let st = control(&ws, r#"{"op":"status"}"#);
     assert_eq!(st["ok"]["echo"], false, "{st}");
     assert_eq!(st["ok"]["addr"], format!("0.0.0.0:{port}"), "{st}");

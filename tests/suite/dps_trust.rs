@@ -430,6 +430,15 @@ async fn case_variants_are_one_registration_and_one_device() {
         assert!(message(&out).contains("\"Case-Dev\""), "{out:?}");
     }
     assert_eq!(fx.store.device("Case-Dev").unwrap().primary, pinned);
+    // A certificate whose CN differs in case may not register as the first spelling either: its
+    // holder would take over hub device "Case-Dev" (hostile pass, second round).
+    let variant = fx.identity(&["CASE-DEV", "line2"]);
+    let out = register_as(hub.addr, &fx, &variant, "Case-Dev", &scope)
+        .await
+        .unwrap();
+    assert_eq!(out.status, 401, "{out:?}");
+    assert!(message(&out).contains("in case"), "{out:?}");
+    assert_eq!(fx.store.device("Case-Dev").unwrap().primary, pinned);
     let out = register_as(hub.addr, &fx, &first, "Case-Dev", &scope)
         .await
         .unwrap();
@@ -654,6 +663,19 @@ async fn a_deep_reported_patch_is_refused_and_the_twin_stays_readable() {
     }
     let twin = fx.store.load_twin("twin-1").unwrap();
     assert!(twin.reported.get("a.b").is_none() && twin.reported.get("ok").is_none());
+    // A twin stored before these rules (a forbidden key in it) can still be patched, and the
+    // key deleted with a null (hostile pass, second round).
+    fx.store
+        .modify_twin("twin-1", |t| t.reported["old.key"] = 1.into())
+        .unwrap();
+    fx.store
+        .patch_reported("twin-1", &serde_json::json!({"fresh": 1}))
+        .unwrap();
+    fx.store
+        .patch_reported("twin-1", &serde_json::json!({"old.key": null}))
+        .unwrap();
+    let twin = fx.store.load_twin("twin-1").unwrap();
+    assert!(twin.reported.get("old.key").is_none() && twin.reported["fresh"] == 1);
     hub.shutdown().await;
     hub_restarts(&fx).await;
 }

@@ -853,3 +853,52 @@ fn ca_prove_adds_makes_the_certificate_and_verifies_in_one_step() {
         .failure()
         .stderr(predicate::str::contains("device-none"));
 }
+
+/// `hub serve | head -1`: when the reader of its log goes away the hub says so once on
+/// standard error and goes on serving (it used to exit at the next log line, with status 0).
+#[test]
+fn hub_serve_goes_on_serving_when_its_log_reader_goes_away() {
+    let (_dir, ws) = setup();
+    let port = free_port();
+    let mut serve = Serve(
+        cs(&ws)
+            .args(["hub", "serve", "--port", &port.to_string()])
+            .args(["--amqp-port", "0", "--ws-port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(serve.0.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.contains("listening on"), "{first}");
+    drop(out);
+    // Log lines now go nowhere: a connection that is no TLS at all makes one.
+    for _ in 0..3 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::Write;
+            let _ = s.write_all(b"not tls\r\n\r\n");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        serve.0.try_wait().unwrap().is_none(),
+        "the hub exited when its log reader went away"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "the hub stopped listening"
+    );
+    let _ = serve.0.kill();
+    let mut err = String::new();
+    use std::io::Read;
+    serve
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("goes on serving without its log"), "{err}");
+}

@@ -214,11 +214,38 @@ async fn dps_sessions_are_budgeted_per_peer() {
         "DPS session {} of one peer",
         MAX_DPS_SESSIONS_PER_PEER + 1
     );
+    // A second address fills the total; a third that holds nothing still gets in, and the
+    // oldest session of a peer holding the most is shut down (two addresses used to lock all
+    // provisioning out: hostile pass).
+    for i in 0..MAX_DPS_SESSIONS_PER_PEER {
+        let (code, c) =
+            dps_connect(&hub, [127, 0, 0, 3], tls.clone(), &scope, &format!("s-{i}")).await;
+        assert_eq!(
+            code,
+            Some(ConnectReturnCode::Success),
+            "second peer's session {i}"
+        );
+        held.push(c);
+    }
+    load_reaches(&hub, "the total held", |l| {
+        l.dps_sessions == 2 * MAX_DPS_SESSIONS_PER_PEER
+    })
+    .await;
     let (code, _c) = dps_connect(&hub, [127, 0, 0, 1], tls, &scope, "r-other").await;
     assert_eq!(
         code,
         Some(ConnectReturnCode::Success),
         "another peer's DPS session"
+    );
+    let mut closed = 0;
+    for c in &mut held {
+        if c.closed_within(Duration::from_millis(5)).await {
+            closed += 1;
+        }
+    }
+    assert!(
+        (1..8).contains(&closed),
+        "{closed} sessions shut down for one newcomer"
     );
     drop(held);
     load_reaches(&hub, "DPS slots freed", |l| l.dps_sessions <= 1).await;
