@@ -825,14 +825,12 @@ fn cn_of(der: &[u8]) -> Option<String> {
         .map(str::to_string)
 }
 
-/// DPS's decision for one device: an individual enrollment for the registration id wins;
-/// else the group whose CA the chain ends at.
-fn decide(
-    st: &DpsState,
+/// The certificate a device registers with names it, and only it: one CN, equal to the
+/// registration id exactly, and not a CA's.
+fn check_device_certificate(
     registration_id: &str,
     chain: &[Vec<u8>],
-    now: OffsetDateTime,
-) -> std::result::Result<Match, DpsRefusal> {
+) -> std::result::Result<(), DpsRefusal> {
     let who = format!("registration {registration_id}");
     let leaf = chain
         .first()
@@ -881,6 +879,19 @@ fn decide(
             ),
         ));
     }
+    Ok(())
+}
+
+/// DPS's decision for one device: an individual enrollment for the registration id wins;
+/// else the group whose CA the chain ends at.
+fn decide(
+    st: &DpsState,
+    registration_id: &str,
+    chain: &[Vec<u8>],
+    now: OffsetDateTime,
+) -> std::result::Result<Match, DpsRefusal> {
+    let who = format!("registration {registration_id}");
+    check_device_certificate(registration_id, chain)?;
     if let Some(ind) = st.individual(registration_id) {
         if !ind.enabled {
             return Err(DpsRefusal::new(
