@@ -897,8 +897,34 @@ impl HubStore {
         Ok(changed.remove(0))
     }
 
-    /// Turn devices on or off, all or none: an unknown id changes nothing.
+    /// Turn devices on or off, all or none: an unknown id changes nothing. A device turned off
+    /// is disconnected from a running hub at once ([`HubStore::disconnect`]).
     pub fn set_enabled_all(&self, ids: &[String], enabled: bool) -> Result<Vec<HubDevice>> {
+        let changed = self.set_enabled_in_registry(ids, enabled)?;
+        if !enabled {
+            self.disconnect(ids, "device disabled by the operator");
+        }
+        Ok(changed)
+    }
+
+    /// Close the live sessions of `ids` on the hub running for this workspace, if one is: IoT
+    /// Hub disconnects a device that is disabled or deleted, and an open session outliving the
+    /// operator's decision kept sending (hostile pass: PUBACKs after `hub device disable`).
+    fn disconnect(&self, ids: &[String], why: &str) {
+        let path = self.control_path();
+        if !path.exists() {
+            return;
+        }
+        for id in ids {
+            // No hub running (the socket is stale) is fine: the registry on disk refuses the
+            // next CONNECT already.
+            if super::control::kick_blocking(&path, id, why).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn set_enabled_in_registry(&self, ids: &[String], enabled: bool) -> Result<Vec<HubDevice>> {
         self.modify(|r| {
             if let Some(id) = ids
                 .iter()
@@ -982,6 +1008,7 @@ impl HubStore {
             r.devices.retain(|d| !gone.contains(d.id.as_str()));
             Ok(())
         })?;
+        self.disconnect(ids, "device removed from the hub by the operator");
         for id in ids {
             let _ = std::fs::remove_file(self.twin_path(id));
         }

@@ -1101,7 +1101,21 @@ pub fn refuse_overwrite<'a>(
     let mut unchanged = Vec::new();
     let mut existing = Vec::new();
     for (path, bytes) in targets {
-        if std::fs::read(path).is_ok_and(|b| b == bytes) {
+        // Never write over what is not a regular file, even with force: replacing /dev/zero
+        // or a FIFO by a rename (as root) would break the machine, not write a report.
+        if fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return Err(Error::Io {
+                action: "writing",
+                path: path.to_path_buf(),
+                detail: "not a regular file (a device, FIFO, socket or directory); give the path of a file".into(),
+                remedy: None,
+            });
+        }
+        // Read only a regular file of exactly this length: a target that is /dev/zero, a FIFO
+        // or a huge file was read whole before (hostile pass: 9.6 GB for `crl --out`).
+        let same_length =
+            fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64);
+        if same_length && std::fs::read(path).is_ok_and(|b| b == bytes) {
             unchanged.push(path.to_path_buf());
         } else if path.symlink_metadata().is_ok() && !force {
             existing.push(path.to_path_buf());

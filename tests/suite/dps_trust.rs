@@ -850,3 +850,53 @@ async fn a_re_registration_writes_nothing_and_long_chains_are_refused() {
     assert_eq!(r[0].kind, "chain-too-long", "{r:?}");
     hub.shutdown().await;
 }
+
+/// Disabling or removing a device ends its live session on the running hub, as IoT Hub
+/// disconnects a disabled or deleted device (hostile pass: the open session kept getting
+/// PUBACKs, and a removed device wrote its twin again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_or_removing_a_device_ends_its_session() {
+    let fx = Fixture::new();
+    fx.device("live-1", Some("line2"), ValidityArg::default());
+    fx.store.add_ca("root", true).unwrap();
+    fx.register("live-1", Auth::Ca, None);
+    let hub = std::sync::Arc::new(start_hub(&fx).await);
+    let control = fx.store.control_path();
+    tokio::spawn(chainsmith::hub::control::serve(
+        hub.clone(),
+        control.clone(),
+    ));
+    while tokio::net::UnixStream::connect(&control).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = fx.identity(&["live-1", "line2"]);
+    for (what, act) in [("disable", true), ("remove", false)] {
+        if !act {
+            fx.store.set_enabled("live-1", true).unwrap();
+        }
+        let (mut c, ack) = Client::connect(
+            hub.addr,
+            fx.tls(Some(&id)),
+            "live-1",
+            Some(&hub_util::username("live-1")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ack.unwrap().code, ConnectReturnCode::Success, "{what}");
+        let store = fx.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if act {
+                store.set_enabled("live-1", false).map(|_| ())
+            } else {
+                store.remove_device("live-1")
+            }
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(
+            c.closed_within(Duration::from_secs(5)).await,
+            "the session outlived {what}"
+        );
+    }
+}

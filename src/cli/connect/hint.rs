@@ -91,6 +91,18 @@ pub fn hint(remedy: &ConnectRemedy, peer: PeerKind) -> String {
     }
 }
 
+/// `command IDS OPTIONS`, or `command OPTIONS -- IDS` when an id begins with '-', which the
+/// command would read as an option (hostile pass: an id `--workspace=/tmp/x` pasted from a
+/// hint acted on another workspace).
+fn ids_last(command: &str, ids: &str, options: &str, dashed: bool) -> String {
+    match (dashed, options.is_empty()) {
+        (true, true) => format!("{command} -- {ids}"),
+        (true, false) => format!("{command} {options} -- {ids}"),
+        (false, true) => format!("{command} {ids}"),
+        (false, false) => format!("{command} {ids} {options}"),
+    }
+}
+
 /// The hint for a group of devices that failed alike (a fleet's failure group): ONE command
 /// for all of them where the command takes several ids (`hub device add|enable`, `new
 /// device`), with the ids written as ranges; otherwise [`hint`] for the group's example.
@@ -104,20 +116,29 @@ pub fn group_hint(remedy: &ConnectRemedy, peer: PeerKind, devices: &[String]) ->
         }
     }
     let ids = words(devices);
+    let dashed = devices.iter().any(|d| d.starts_with('-'));
     match remedy {
         // Each self-signed device's thumbprints come from the workspace device of its name.
-        R::RegisterDevice { self_signed, .. } => format!(
-            "chainsmith hub device add {ids} --auth {}",
+        R::RegisterDevice { self_signed, .. } => ids_last(
+            "chainsmith hub device add",
+            &ids,
             if self_signed.is_some() {
-                "self-signed"
+                "--auth self-signed"
             } else {
-                "ca"
-            }
+                "--auth ca"
+            },
+            dashed,
         ),
-        R::EnableDevice { .. } => format!("chainsmith hub device enable {ids}"),
-        R::IssueDevice { replace, .. } => format!(
-            "chainsmith new device {ids} --issuer CA{}",
-            if *replace { " --force" } else { "" }
+        R::EnableDevice { .. } => ids_last("chainsmith hub device enable", &ids, "", dashed),
+        R::IssueDevice { replace, .. } => ids_last(
+            "chainsmith new device",
+            &ids,
+            if *replace {
+                "--issuer CA --force"
+            } else {
+                "--issuer CA"
+            },
+            dashed,
         ),
         other => hint(other, peer),
     }
@@ -268,5 +289,22 @@ mod tests {
         assert_eq!(hint(&r, PeerKind::Broker), "--timeout 20s");
         let r = ConnectRemedy::MoreTime { timeout_ms: 300 };
         assert_eq!(hint(&r, PeerKind::Broker), "--timeout 1s");
+    }
+
+    /// Ids that begin with '-' go after `--`, so a pasted hint never reads one as an option.
+    #[test]
+    fn group_hints_put_dashed_ids_after_a_double_dash() {
+        let enable = ConnectRemedy::EnableDevice {
+            device: "d-1".into(),
+        };
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            group_hint(&enable, PeerKind::LocalHub, &ids(&["d-1", "d-2"])),
+            "chainsmith hub device enable d-1 d-2"
+        );
+        assert_eq!(
+            group_hint(&enable, PeerKind::LocalHub, &ids(&["d-1", "--workspace=x"])),
+            "chainsmith hub device enable -- --workspace=x d-1"
+        );
     }
 }
