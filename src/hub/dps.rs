@@ -727,13 +727,14 @@ impl HubStore {
                         d.provisioned_by = Some(provisioned_by.clone());
                     }
                     None => r.devices.push(HubDevice {
-                        id: device_id.clone(),
-                        auth: Auth::SelfSigned,
-                        primary: connects_with.clone(),
-                        secondary: None,
-                        enabled: true,
-                        added: now,
                         provisioned_by: Some(provisioned_by.clone()),
+                        ..HubDevice::new(
+                            &device_id,
+                            Auth::SelfSigned,
+                            connects_with.clone(),
+                            None,
+                            now,
+                        )
                     }),
                 }
                 Ok(())
@@ -908,15 +909,13 @@ fn decide(
         }
         // Only the validity window and the thumbprint: the certificate itself is enrolled.
         let reg = Registry {
-            devices: vec![HubDevice {
-                id: registration_id.to_string(),
-                auth: Auth::SelfSigned,
-                primary: ind.primary.clone(),
-                secondary: ind.secondary.clone(),
-                enabled: true,
-                added: ind.added,
-                provisioned_by: None,
-            }],
+            devices: vec![HubDevice::new(
+                registration_id,
+                Auth::SelfSigned,
+                ind.primary.clone(),
+                ind.secondary.clone(),
+                ind.added,
+            )],
             ..Default::default()
         };
         let user = crate::azure::username("dps", registration_id);

@@ -269,6 +269,27 @@ pub struct HubDevice {
     pub provisioned_by: Option<String>,
 }
 
+impl HubDevice {
+    /// An enabled device the operator registers, added `now`.
+    pub fn new(
+        id: &str,
+        auth: Auth,
+        primary: Option<String>,
+        secondary: Option<String>,
+        now: OffsetDateTime,
+    ) -> HubDevice {
+        HubDevice {
+            id: id.to_string(),
+            auth,
+            primary,
+            secondary,
+            enabled: true,
+            added: now,
+            provisioned_by: None,
+        }
+    }
+}
+
 /// The hub's registry (`registry.json`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Registry {
@@ -820,15 +841,7 @@ impl HubStore {
         if auth == Auth::SelfSigned && primary.is_none() && secondary.is_none() {
             return Err(RegistryError::NoThumbprint(id.to_string()));
         }
-        let dev = HubDevice {
-            id: id.to_string(),
-            auth,
-            primary,
-            secondary,
-            enabled: true,
-            added: self.ws.now(),
-            provisioned_by: None,
-        };
+        let dev = HubDevice::new(id, auth, primary, secondary, self.ws.now());
         self.modify(|r| {
             if r.devices.iter().any(|d| d.id == id) {
                 return Err(RegistryError::DeviceTaken(id.to_string()));
@@ -966,15 +979,7 @@ impl HubStore {
                 Auth::Ca => (None, None),
                 Auth::SelfSigned => self.slots_from(None, None, Some(id))?,
             };
-            new.push(HubDevice {
-                id: id.clone(),
-                auth: *auth,
-                primary,
-                secondary,
-                enabled: true,
-                added: self.ws.now(),
-                provisioned_by: None,
-            });
+            new.push(HubDevice::new(id, *auth, primary, secondary, self.ws.now()));
         }
         self.modify(|r| {
             let known: std::collections::HashSet<&str> =
