@@ -853,7 +853,10 @@ async fn event_loop<B: Backend>(
     terminal: &mut Terminal<B>,
     ws: Arc<Workspace>,
     tab: Tab,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
     let size = terminal.size()?;
     let mut app = App::new(
         ws.root().to_path_buf(),
