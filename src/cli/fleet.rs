@@ -349,7 +349,7 @@ async fn target(global: &Global, a: &RunArgs) -> anyhow::Result<Target> {
             }
             None => {
                 let config = HubConfig {
-                    csr_signer: Some(crate::ops::dps_csr_signer()),
+                    csr_signer: Some(crate::hub::dps_csr_signer()),
                     port: 0,
                     echo: true,
                     clock: ws.clock().running(),

@@ -410,7 +410,7 @@ fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
             }
         }
         CaCommand::Prove { name } => {
-            let steps = crate::ops::hub_prove(store, &name)?;
+            let steps = crate::hub::hub_prove(store, &name)?;
             if global.json {
                 print_json(&serde_json::json!({ "name": name, "steps": steps }));
             } else {
@@ -647,10 +647,10 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
     };
     rt.block_on(async move {
         let on = |p: u16| (p != 0).then_some(p);
-        let amqp_default = crate::hub::amqp_iothub::AMQP_PORT;
-        let ws_default = crate::hub::ws::WS_PORT;
+        let amqp_default = crate::azure::amqp::AMQP_PORT;
+        let ws_default = crate::azure::websocket::WS_PORT;
         let mut config = HubConfig {
-            csr_signer: Some(crate::ops::dps_csr_signer()),
+            csr_signer: Some(crate::hub::dps_csr_signer()),
             bind: a.bind,
             port: a.port,
             echo: a.echo,

@@ -123,6 +123,7 @@ pub fn renew(global: &Global, a: RenewArgs) -> CliResult {
             upload_to_hub: a.upload_to_hub,
             verified: a.verified,
         },
+        &crate::hub::HubStore::new(ws.clone()),
     )?;
     if global.json {
         print_json(&r);
@@ -159,6 +160,7 @@ pub fn revoke(global: &Global, a: RevokeArgs) -> CliResult {
             reason: a.reason,
             disable_on_hub: a.disable_on_hub,
         },
+        &crate::hub::HubStore::new(ws.clone()),
     )?;
     if global.json {
         print_json(&r);

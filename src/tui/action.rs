@@ -181,13 +181,13 @@ pub enum Command {
         /// Its new state: disabled devices are refused from their next connection.
         enabled: bool,
     },
-    /// DPS's proof of possession for a workspace CA (`ops::dps_prove`).
+    /// DPS's proof of possession for a workspace CA (`hub::dps_prove`).
     DpsProve {
         /// The workspace CA selected on the PKI tab.
         ca: String,
     },
     /// An enrollment group from a workspace CA, proving it to DPS first if needed
-    /// (`ops::dps_group_from_ca`).
+    /// (`hub::dps_group_from_ca`).
     DpsGroup {
         /// The workspace CA the group's devices chain to.
         ca: String,

@@ -186,7 +186,7 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
                 reason,
                 disable_on_hub,
             };
-            let r = ops::lifecycle::revoke(ws, &req)
+            let r = ops::lifecycle::revoke(ws, &req, &crate::hub::HubStore::new(ws.clone()))
                 .map(|rv| vec![rv.message])
                 .map_err(|e| forms::error_text(&e));
             emit(Action::FormDone(r));
@@ -196,14 +196,14 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             emit(dps_state(ws));
         }
         Command::DpsProve { ca } => {
-            let r = crate::ops::dps_prove(&crate::hub::HubStore::new(ws.clone()), &ca);
+            let r = crate::hub::dps_prove(&crate::hub::HubStore::new(ws.clone()), &ca);
             emit(Action::Hub(hub::HubAction::DpsDone(
                 r.map_err(|e| forms::error_text(&e)),
             )));
             emit(dps_state(ws));
         }
         Command::DpsGroup { ca } => {
-            let r = crate::ops::dps_group_from_ca(&crate::hub::HubStore::new(ws.clone()), &ca);
+            let r = crate::hub::dps_group_from_ca(&crate::hub::HubStore::new(ws.clone()), &ca);
             emit(Action::Hub(hub::HubAction::DpsDone(
                 r.map_err(|e| forms::error_text(&e)),
             )));
@@ -320,7 +320,7 @@ fn import_entity(ws: &Workspace, req: ops::lifecycle::ImportRequest, emit: &mut 
 
 /// Renew a certificate; the form shows the old and new serials.
 fn renew_entity(ws: &Workspace, req: ops::lifecycle::RenewRequest, emit: &mut dyn FnMut(Action)) {
-    let r = ops::lifecycle::renew(ws, &req)
+    let r = ops::lifecycle::renew(ws, &req, &crate::hub::HubStore::new(ws.clone()))
         .map(|rn| {
             let mut lines = vec![format!(
                 "renewed \"{}\": serial {} → {}, valid until {}{}",
@@ -430,11 +430,11 @@ pub fn dps_state(ws: &Workspace) -> Action {
     }
 }
 
-/// The whole proof of possession against the local hub's registry (`ops::hub_prove`), as
+/// The whole proof of possession against the local hub's registry (`hub::hub_prove`), as
 /// the steps it took.
 pub fn hub_prove(ws: &Workspace, ca: &str) -> Result<Vec<String>, String> {
     crate::hub::HubStore::open(ws.root())
-        .and_then(|s| ops::hub_prove(&s, ca))
+        .and_then(|s| crate::hub::hub_prove(&s, ca))
         .map_err(|e| forms::error_text(&e))
 }
 
@@ -665,7 +665,7 @@ async fn start_hub(
 ) -> Result<crate::hub::HubHandle, crate::hub::HubError> {
     // AMQP and WebSockets on free ports, so every transport can be tested from the Connect tab.
     let config = crate::hub::HubConfig {
-        csr_signer: Some(crate::ops::dps_csr_signer()),
+        csr_signer: Some(crate::hub::dps_csr_signer()),
         port,
         echo: true,
         amqp_port: Some(0),
@@ -774,10 +774,12 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
                     reason,
                     disable_on_hub: true,
                 };
-                let r = tokio::task::spawn_blocking(move || ops::lifecycle::revoke(&ws, &req))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| forms::error_text(&e)));
+                let r = tokio::task::spawn_blocking(move || {
+                    ops::lifecycle::revoke(&ws, &req, &crate::hub::HubStore::new((*ws).clone()))
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| forms::error_text(&e)));
                 let r = match r {
                     Ok(rv) => {
                         let mut lines = vec![rv.message];

@@ -35,7 +35,7 @@ async fn hub(fx: &Fixture) -> HubHandle {
         HubConfig {
             port: 0,
             // DPS's certificate issuance, as every face passes it.
-            csr_signer: Some(chainsmith::ops::dps_csr_signer()),
+            csr_signer: Some(chainsmith::hub::dps_csr_signer()),
             // The workspace's clock: a fixture fixed in time makes a hub fixed in time.
             clock: fx.ws.clock(),
             ..Default::default()
@@ -134,7 +134,7 @@ fn body(regid: &str) -> serde_json::Value {
 async fn group_registration_then_reregistration_then_hub() {
     let fx = Fixture::new();
     fx.device("sample-device-01", Some("line2"), ValidityArg::default());
-    chainsmith::ops::dps_prove(&fx.store, "line2").unwrap();
+    chainsmith::hub::dps_prove(&fx.store, "line2").unwrap();
     fx.store
         .dps_add_group(group("MyX509Group", "line2"))
         .unwrap();
@@ -469,7 +469,7 @@ fn dps_keeps_its_own_certificate_list() {
     fx.store
         .verify_ca("line2", &std::fs::read(&out).unwrap())
         .unwrap();
-    chainsmith::ops::dps_prove(&fx.store, "line2").unwrap();
+    chainsmith::hub::dps_prove(&fx.store, "line2").unwrap();
     assert!(
         fx.store
             .dps_load()

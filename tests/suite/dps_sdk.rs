@@ -101,8 +101,8 @@ async fn python_group_enrollment_root_and_intermediate_then_telemetry() {
     let fx = Fixture::new();
     fx.device("sample-device-01", Some("root"), ValidityArg::default());
     fx.device("sample-device-02", Some("line2"), ValidityArg::default());
-    chainsmith::ops::dps_prove(&fx.store, "root").unwrap();
-    chainsmith::ops::dps_prove(&fx.store, "line2").unwrap();
+    chainsmith::hub::dps_prove(&fx.store, "root").unwrap();
+    chainsmith::hub::dps_prove(&fx.store, "line2").unwrap();
     fx.store
         .dps_add_group(group("MyX509Group", "root"))
         .unwrap();
@@ -336,7 +336,7 @@ async fn node_group_registration_then_device_client() {
     }
     let fx = Fixture::new();
     fx.device("node-dev-1", Some("line2"), ValidityArg::default());
-    chainsmith::ops::dps_prove(&fx.store, "root").unwrap();
+    chainsmith::hub::dps_prove(&fx.store, "root").unwrap();
     fx.store.dps_add_group(group("NodeGroup", "root")).unwrap();
     let scope = fx.store.dps_id_scope().unwrap();
     let hub = hub_on_8883(&fx).await;

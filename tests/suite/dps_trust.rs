@@ -24,7 +24,7 @@ async fn start_hub(fx: &Fixture) -> HubHandle {
         fx.root(),
         HubConfig {
             port: 0,
-            csr_signer: Some(chainsmith::ops::dps_csr_signer()),
+            csr_signer: Some(chainsmith::hub::dps_csr_signer()),
             clock: fx.ws.clock(),
             ..Default::default()
         },

@@ -405,7 +405,7 @@ fn hub_serve_and_monitor_show_peer_text_escaped() {
 async fn dps_registrations_json_escapes_c1_and_bidi_controls() {
     let fx = Fixture::new();
     fx.device("dev-1", Some("line2"), ValidityArg::default());
-    chainsmith::ops::dps_prove(&fx.store, "line2").unwrap();
+    chainsmith::hub::dps_prove(&fx.store, "line2").unwrap();
     fx.store
         .dps_add_group(crate::dps_protocol::group("G", "line2"))
         .unwrap();

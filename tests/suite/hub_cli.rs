@@ -812,7 +812,7 @@ fn json_errors_have_specific_kinds() {
     assert_eq!(v["error"]["kind"], "already-registered", "{v}");
 }
 
-/// `hub ca prove` is the TUI's one-step proof of possession (`ops::hub_prove`): add, make the
+/// `hub ca prove` is the TUI's one-step proof of possession (`hub::hub_prove`): add, make the
 /// verification certificate for the hub's code, verify; a second run leaves a Verified CA alone.
 #[test]
 fn ca_prove_adds_makes_the_certificate_and_verifies_in_one_step() {

@@ -277,6 +277,7 @@ fn revoke_disables_a_self_signed_device_by_thumbprint_only() {
             reason: "superseded".into(),
             disable_on_hub: true,
         },
+        &chainsmith::hub::HubStore::new(fx.ws.clone()),
     )
     .unwrap();
     assert_eq!(r.disabled.len(), 1, "{:?}", r.disabled);

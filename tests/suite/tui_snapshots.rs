@@ -482,7 +482,7 @@ fn guide_central_track() {
     app.update(ch('g'));
     app.update(ch('t'));
     let store = chainsmith::hub::HubStore::open(ws.root()).unwrap();
-    chainsmith::ops::dps_prove(&store, "contoso-root").unwrap();
+    chainsmith::hub::dps_prove(&store, "contoso-root").unwrap();
     app.update(chainsmith::tui::dps_state(&ws));
     // The track opens at its first step not done: 2, no sample-device-01 yet.
     assert_eq!(app.guide.selected, 1);

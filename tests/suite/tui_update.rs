@@ -954,6 +954,7 @@ fn guide_steps_check_the_real_workspace() {
             name: "dev1".into(),
             ..Default::default()
         },
+        &chainsmith::hub::HubStore::new(ws.clone()),
     )
     .unwrap();
     assert!(matches!(st(&ws, "renew"), StepStatus::Done(d) if d.contains("dev1")));
@@ -1010,7 +1011,7 @@ fn guide_text_subcommand_prints_steps_with_status() {
 fn guide_text_central_prints_the_dps_track_with_status() {
     let (d, ws) = ws();
     root(&ws, "mytestrootcert");
-    chainsmith::ops::dps_prove(
+    chainsmith::hub::dps_prove(
         &chainsmith::hub::HubStore::open(ws.root()).unwrap(),
         "mytestrootcert",
     )
@@ -1372,7 +1373,7 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
         StepStatus::Todo,
         "added, not proved"
     );
-    chainsmith::ops::dps_prove(&store, "mytestrootcert").unwrap();
+    chainsmith::hub::dps_prove(&store, "mytestrootcert").unwrap();
     assert!(done(st(&mut app, "c-verify"), "Verified in DPS"));
     store
         .dps_add_group(chainsmith::hub::dps::Group {
@@ -1484,7 +1485,7 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
         StepStatus::Todo,
         "not verified yet"
     );
-    chainsmith::ops::dps_prove(&store, "mytestrootcert2").unwrap();
+    chainsmith::hub::dps_prove(&store, "mytestrootcert2").unwrap();
     assert!(done(st(&mut app, "c-secondary"), "mytestrootcert2"));
     assert_eq!(
         st(&mut app, "c-roll"),

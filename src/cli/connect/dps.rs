@@ -9,8 +9,8 @@ use anyhow::{Context as _, anyhow, bail};
 
 use super::ConnectArgs;
 use crate::azure::dps as wire;
+use crate::dps_client::{self, ProvisionStep};
 use crate::hub::HubStore;
-use crate::hub::dps_client::{self, ProvisionStep};
 use crate::mqtt::{Endpoint, Identity};
 use crate::store::Workspace;
 

@@ -390,7 +390,7 @@ fn ca(global: &Global, store: &HubStore, c: DpsCaCommand) -> CliResult {
             }
         }
         DpsCaCommand::Prove { name } => {
-            let steps = crate::ops::dps_prove(store, &name)?;
+            let steps = crate::hub::dps_prove(store, &name)?;
             if global.json {
                 print_json(&serde_json::json!({ "name": name, "steps": steps }));
             } else {

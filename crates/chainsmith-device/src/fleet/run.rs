@@ -1,0 +1,993 @@
+//! The fleet runner: ramps devices up at a controlled rate, keeps their sessions, fires the
+//! reconnect storm, stops cleanly, and turns it all into live figures and a report.
+
+use super::figures::{Live, Phase, Sampler, record};
+use super::report::{FORMAT, FailureGroup, Latencies, Messages, Report, StormReport};
+use super::session::{self, End, Progress};
+use super::{Figures, FleetError, Shard};
+use crate::mqtt::diagnose::{self, Context, Failure, FailureKind};
+use crate::mqtt::{Endpoint, Flavor, HubRefusal, HubView, Identity, Step};
+use crate::store::Workspace;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Instant;
+
+/// One simulated device: its identity (for the diagnosis) and its TLS configuration.
+#[derive(Clone)]
+pub struct FleetDevice {
+    /// The device id (MQTT client id).
+    pub id: String,
+    /// Its certificate chain and key, as the connection test knows them.
+    pub identity: Arc<Identity>,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for FleetDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetDevice").field("id", &self.id).finish()
+    }
+}
+
+/// Load the named workspace devices (in parallel) with the trust anchors for the server; a
+/// failure names the first device of `names` that could not be loaded.
+pub fn load_devices(
+    ws: &Workspace,
+    names: &[String],
+    extra_ca: &[Vec<u8>],
+    system_roots: bool,
+) -> Result<Vec<FleetDevice>, FleetError> {
+    let trust = super::tls::Trust::new(extra_ca, system_roots).map_err(FleetError::Selection)?;
+    // Loaded in parallel, judged in order: the error names the first bad device of the list,
+    // whichever thread finished first (rayon's own Result collect returns any of them).
+    let loaded: Vec<Result<FleetDevice, FleetError>> = names
+        .par_iter()
+        .map(|name| {
+            let identity = Identity::from_workspace(ws, name).map_err(|e| FleetError::Device {
+                device: name.clone(),
+                problem: e.to_string(),
+            })?;
+            let chain: Vec<Vec<u8>> = identity.sent.iter().map(|c| c.der.clone()).collect();
+            let config =
+                trust
+                    .client(&chain, &identity.key_pem)
+                    .map_err(|problem| FleetError::Device {
+                        device: name.clone(),
+                        problem,
+                    })?;
+            Ok(FleetDevice {
+                id: identity.device_id.clone(),
+                identity: Arc::new(identity),
+                config,
+            })
+        })
+        .collect();
+    loaded.into_iter().collect()
+}
+
+/// What each device sends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Load {
+    /// Messages per second per device, until the run stops.
+    Rate(f64),
+    /// This many messages per device, each waited for; the run ends when all are done.
+    Messages(u32),
+}
+
+/// How round trips are timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoundTrip {
+    /// No round trips: only PUBACKs are timed.
+    None,
+    /// A broker: the device subscribes to its own telemetry topic.
+    Echo,
+    /// The local hub with echo on: every telemetry message comes back as a C2D message.
+    C2d,
+}
+
+/// Everything a fleet run needs.
+pub struct Plan {
+    /// The devices, each with its own TLS configuration.
+    pub devices: Vec<FleetDevice>,
+    /// The hub or broker they all connect to.
+    pub endpoint: Endpoint,
+    /// Azure topics (a hub) or plain ones (a broker).
+    pub flavor: Flavor,
+    /// The hub name for the Azure username when it differs from the host dialled.
+    pub hub_hostname: Option<String>,
+    /// New connections per second during ramp-up.
+    pub connect_rate: f64,
+    /// What each device sends.
+    pub load: Load,
+    /// Stop after this long (`None`: when the message counts are done, or on stop).
+    pub duration: Option<Duration>,
+    /// Telemetry QoS, 0 or 1.
+    pub qos: u8,
+    /// Drop and reconnect every device at once, `storm_after` after ramp-up (the steady
+    /// state measured before it).
+    pub storm: bool,
+    /// How long after ramp-up the storm fires.
+    pub storm_after: Duration,
+    /// Every network step, acknowledgement and round trip.
+    pub timeout: Duration,
+    /// How round trips are timed.
+    pub round_trip: RoundTrip,
+    /// Handshakes in flight at once during ramp-up.
+    pub in_flight: usize,
+    /// The local hub, which can say why it refused a device.
+    pub hub: Option<Arc<dyn HubView>>,
+    /// Which shard of the fleet this run is, for the report.
+    pub shard: Option<Shard>,
+    /// How often the figures are refreshed.
+    pub tick: Duration,
+    /// Provision each device through DPS first (once, not again on a storm reconnect).
+    pub dps: Option<DpsPlan>,
+}
+
+/// Where and how devices provision with `--dps`.
+#[derive(Clone, Debug)]
+pub struct DpsPlan {
+    /// The DPS instance's ID scope (in each device's DPS username).
+    pub id_scope: String,
+    /// The DPS endpoint (the local hub's own address for the local DPS).
+    pub host: String,
+    /// The DPS port (8883 for Azure's).
+    pub port: u16,
+}
+
+impl Plan {
+    /// A plan with the defaults: 100 connects a second, 200 handshakes in flight, 5 messages
+    /// per device at QoS 1, 10 s per network step, no storm, no round trips, figures every
+    /// 250 ms.
+    pub fn new(devices: Vec<FleetDevice>, endpoint: Endpoint, flavor: Flavor) -> Plan {
+        Plan {
+            devices,
+            endpoint,
+            flavor,
+            hub_hostname: None,
+            connect_rate: 100.0,
+            load: Load::Messages(5),
+            duration: None,
+            qos: 1,
+            storm: false,
+            storm_after: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+            round_trip: RoundTrip::None,
+            in_flight: 200,
+            hub: None,
+            shard: None,
+            tick: Duration::from_millis(250),
+            dps: None,
+        }
+    }
+}
+
+/// What happens, for `--json` and a log; figures go separately (see [`FleetRun::figures`]).
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum FleetEvent {
+    /// The run begins.
+    Start {
+        /// Devices in the run.
+        devices: u64,
+        /// `host:port` they connect to.
+        target: String,
+        /// Azure or generic topics.
+        flavor: Flavor,
+        /// Telemetry QoS.
+        qos: u8,
+        /// `K/N` when the run is one shard of a fleet.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        shard: Option<String>,
+    },
+    /// Every device has made its first connect attempt.
+    RampedUp {
+        /// Seconds since the start.
+        s: f64,
+        /// Devices connected at that moment.
+        connected: u64,
+        /// Devices failed by then.
+        failed: u64,
+    },
+    /// A device gave up, with the connection test's diagnosis.
+    DeviceFailed {
+        /// The device id.
+        device: String,
+        /// The diagnosis kind (failures are grouped by it).
+        kind: String,
+        /// The step that failed.
+        step: Step,
+        /// The diagnosis's cause sentence.
+        cause: String,
+    },
+    /// The reconnect storm fired: every connected device was dropped.
+    StormBegin {
+        /// Devices connected when it fired.
+        devices: u64,
+    },
+    /// Every dropped device is back or has given up.
+    StormEnd {
+        /// Seconds from the drop until then.
+        s: f64,
+        /// Devices back connected.
+        back: u64,
+        /// Devices that gave up.
+        failed: u64,
+    },
+    /// The run is stopping.
+    Stopping {
+        /// `completed`, `duration` or `interrupted`.
+        reason: String,
+    },
+}
+
+/// State the devices share.
+pub(crate) struct Shared {
+    pub addrs: Vec<SocketAddr>,
+    pub server_name: rustls::pki_types::ServerName<'static>,
+    pub endpoint: Endpoint,
+    pub flavor: Flavor,
+    pub username_host: String,
+    pub qos: u8,
+    pub timeout: Duration,
+    pub load: Load,
+    pub round_trip: RoundTrip,
+    pub live: Live,
+    pub stop: watch::Receiver<bool>,
+    pub storm: watch::Receiver<u64>,
+    /// Devices whose message count is done.
+    pub finished: AtomicU64,
+    /// Devices past their first connect attempt (ramp-up is over when all are).
+    pub attempted: AtomicU64,
+    pub storm_dropped: AtomicU64,
+    pub storm_back: AtomicU64,
+    pub storm_failed: AtomicU64,
+    /// DPS: (ID scope, its address, its TLS name).
+    dps: Option<(String, Option<SocketAddr>, String)>,
+    hub: Option<Arc<dyn HubView>>,
+    events: mpsc::UnboundedSender<FleetEvent>,
+    gate: Semaphore,
+    t0: Instant,
+    connect_rate: f64,
+}
+
+/// A run in progress: read its figures, stop it, await its report.
+pub struct FleetRun {
+    /// The latest [`Figures`], refreshed every [`Plan::tick`]; read whenever a face draws.
+    pub figures: watch::Receiver<Figures>,
+    /// [`FleetEvent`]s in order, for logs and `--json`.
+    pub events: mpsc::UnboundedReceiver<FleetEvent>,
+    stop: Arc<watch::Sender<bool>>,
+    storm: Arc<watch::Sender<u64>>,
+    task: tokio::task::JoinHandle<Report>,
+}
+
+/// A handle that stops a run (or fires a storm) from anywhere, e.g. a Ctrl-C handler.
+#[derive(Clone)]
+pub struct Control {
+    stop: Arc<watch::Sender<bool>>,
+    storm: Arc<watch::Sender<u64>>,
+}
+
+impl Control {
+    /// Stop the run: devices disconnect and the report is written (`stopped: interrupted`).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+    /// Fire a reconnect storm now: every connected device is dropped and reconnects.
+    pub fn storm(&self) {
+        self.storm.send_modify(|g| *g += 1);
+    }
+}
+
+impl FleetRun {
+    /// A handle that stops the run or fires a storm, usable after `self` is awaited.
+    pub fn control(&self) -> Control {
+        Control {
+            stop: self.stop.clone(),
+            storm: self.storm.clone(),
+        }
+    }
+    /// The report, once every device has stopped.
+    pub async fn finish(self) -> Report {
+        match self.task.await {
+            Ok(r) => r,
+            Err(_) => Report {
+                format: FORMAT,
+                stopped: "interrupted".into(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Start the run on the current tokio runtime.
+pub fn start(plan: Plan) -> FleetRun {
+    let (fig_tx, fig_rx) = watch::channel(Figures::default());
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let (stop_tx, _) = watch::channel(false);
+    let (storm_tx, _) = watch::channel(0u64);
+    let stop_tx = Arc::new(stop_tx);
+    let storm_tx = Arc::new(storm_tx);
+    let task = tokio::spawn(drive(
+        plan,
+        fig_tx,
+        ev_tx,
+        stop_tx.clone(),
+        storm_tx.clone(),
+    ));
+    FleetRun {
+        figures: fig_rx,
+        events: ev_rx,
+        stop: stop_tx,
+        storm: storm_tx,
+        task,
+    }
+}
+
+/// Resolves when the flag is set (or its sender is gone); holds no borrow across awaits.
+pub(crate) async fn until_true(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Resolves when the storm generation passes `seen`.
+pub(crate) async fn until_past(rx: &mut watch::Receiver<u64>, seen: u64) {
+    let _ = rx.wait_for(|g| *g > seen).await;
+}
+
+/// Storm reconnects: attempts per device before it counts as failed.
+const STORM_ATTEMPTS: u32 = 8;
+
+/// When the phases of a run began and ended, for its report.
+#[derive(Default)]
+struct Marks {
+    /// Ramp-up over: (seconds, handshakes by then).
+    ramp: Option<(f64, u64)>,
+    ramp_sent: u64,
+    /// (when, devices connected) as the storm began.
+    storm_began: Option<(Instant, u64)>,
+    storm_report: Option<StormReport>,
+    /// (seconds, messages sent) as the storm began: steady state ends there.
+    storm_steady: Option<(f64, u64)>,
+    steady_end_t: f64,
+    steady_end_sent: u64,
+    stopped: &'static str,
+    elapsed_s: f64,
+}
+
+/// Resolve the target once and build what the devices share.
+async fn prepare(
+    plan: &Plan,
+    events: &mpsc::UnboundedSender<FleetEvent>,
+    stop_tx: &watch::Sender<bool>,
+    storm_tx: &watch::Sender<u64>,
+    t0: Instant,
+) -> (Arc<Shared>, FailureKind) {
+    let server_name = rustls::pki_types::ServerName::try_from(plan.endpoint.host.clone())
+        .unwrap_or_else(|_| {
+            rustls::pki_types::ServerName::try_from("invalid.invalid").expect("a valid name")
+        });
+    let resolved = tokio::time::timeout(
+        plan.timeout,
+        tokio::net::lookup_host((plan.endpoint.host.as_str(), plan.endpoint.port)),
+    )
+    .await;
+    let (addrs, resolve_failure): (Vec<SocketAddr>, FailureKind) = match resolved {
+        Ok(Ok(a)) => (a.collect(), FailureKind::Dns("no addresses".into())),
+        Ok(Err(e)) => (vec![], FailureKind::Dns(e.to_string())),
+        Err(_) => (vec![], FailureKind::Timeout(plan.timeout)),
+    };
+    let dps = match &plan.dps {
+        None => None,
+        Some(p) => {
+            let addr = tokio::time::timeout(
+                plan.timeout,
+                tokio::net::lookup_host((p.host.as_str(), p.port)),
+            )
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .and_then(|mut a| a.next());
+            Some((p.id_scope.clone(), addr, p.host.clone()))
+        }
+    };
+    let sh = Arc::new(Shared {
+        dps,
+        addrs,
+        server_name,
+        endpoint: plan.endpoint.clone(),
+        flavor: plan.flavor,
+        username_host: plan
+            .hub_hostname
+            .clone()
+            .unwrap_or_else(|| plan.endpoint.host.clone()),
+        qos: plan.qos,
+        timeout: plan.timeout,
+        load: plan.load,
+        round_trip: plan.round_trip,
+        live: Live::default(),
+        stop: stop_tx.subscribe(),
+        storm: storm_tx.subscribe(),
+        finished: AtomicU64::new(0),
+        attempted: AtomicU64::new(0),
+        storm_dropped: AtomicU64::new(0),
+        storm_back: AtomicU64::new(0),
+        storm_failed: AtomicU64::new(0),
+        hub: plan.hub.clone(),
+        events: events.clone(),
+        gate: Semaphore::new(plan.in_flight.max(1)),
+        t0,
+        connect_rate: plan.connect_rate,
+    });
+    (sh, resolve_failure)
+}
+
+async fn drive(
+    plan: Plan,
+    figures: watch::Sender<Figures>,
+    events: mpsc::UnboundedSender<FleetEvent>,
+    stop_tx: Arc<watch::Sender<bool>>,
+    storm_tx: Arc<watch::Sender<u64>>,
+) -> Report {
+    let t0 = Instant::now();
+    let n = plan.devices.len() as u64;
+    let _ = events.send(FleetEvent::Start {
+        devices: n,
+        target: plan.endpoint.display(),
+        flavor: plan.flavor,
+        qos: plan.qos,
+        shard: plan.shard.map(|s| s.to_string()),
+    });
+    let (sh, resolve_failure) = prepare(&plan, &events, &stop_tx, &storm_tx, t0).await;
+    let mut devices = tokio::task::JoinSet::new();
+    if sh.addrs.is_empty() {
+        // Nothing to dial: every device fails the same way, explained once per device.
+        for d in &plan.devices {
+            fail(&sh, d, Failure::new(Step::Resolve, resolve_failure.clone())).await;
+            sh.attempted.fetch_add(1, Relaxed);
+        }
+    } else {
+        for (i, d) in plan.devices.iter().enumerate() {
+            let sh = sh.clone();
+            let d = d.clone();
+            devices.spawn(async move { device(sh, d, i).await });
+        }
+    }
+
+    let mut sampler = Sampler::default();
+    let mut phase = Phase::RampUp;
+    let mut m = Marks::default();
+    let mut storm_at: Option<Instant> = None;
+    let mut stop = stop_tx.subscribe();
+    let mut ticker = tokio::time::interval(
+        plan.tick
+            .min(Duration::from_millis(50))
+            .max(Duration::from_millis(10)),
+    );
+    let mut last_figures = Instant::now() - plan.tick;
+    let deadline = plan.duration.map(|d| t0 + d);
+    let stopped = loop {
+        tokio::select! {
+            _ = until_true(&mut stop) => break "interrupted",
+            _ = ticker.tick() => {}
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            break "duration";
+        }
+        let attempted = sh.attempted.load(Relaxed);
+        if m.ramp.is_none() && attempted >= n {
+            let s = t0.elapsed().as_secs_f64();
+            m.ramp = Some((s, sh.live.handshakes.load(Relaxed)));
+            m.ramp_sent = sh.live.sent.load(Relaxed);
+            phase = Phase::Steady;
+            let _ = events.send(FleetEvent::RampedUp {
+                s,
+                connected: sh.live.connected.load(Relaxed),
+                failed: sh.live.failed.load(Relaxed),
+            });
+            if plan.storm {
+                storm_at = Some(now + plan.storm_after);
+            }
+        }
+        if storm_at.is_some_and(|t| now >= t) && m.storm_began.is_none() {
+            storm_at = None;
+            let c = sh.live.connected.load(Relaxed);
+            m.storm_began = Some((now, c));
+            m.storm_steady = Some((t0.elapsed().as_secs_f64(), sh.live.sent.load(Relaxed)));
+            phase = Phase::Storm;
+            let _ = events.send(FleetEvent::StormBegin { devices: c });
+            storm_tx.send_modify(|g| *g += 1);
+        }
+        if let Some((at, c)) = m.storm_began {
+            if m.storm_report.is_none() {
+                let back = sh.storm_back.load(Relaxed);
+                let failed = sh.storm_failed.load(Relaxed);
+                if back + failed >= c {
+                    let s = at.elapsed().as_secs_f64();
+                    m.storm_report = Some(StormReport {
+                        devices: c,
+                        back,
+                        failed,
+                        still_reconnecting: 0,
+                        retries: sh.live.storm_retries.load(Relaxed),
+                        time_to_all_back_s: Some(s),
+                    });
+                    phase = Phase::Steady;
+                    let _ = events.send(FleetEvent::StormEnd { s, back, failed });
+                }
+            }
+        }
+        let storm_over = !plan.storm || m.storm_report.is_some();
+        if let Load::Messages(_) = plan.load {
+            let done = sh.finished.load(Relaxed) + sh.live.failed.load(Relaxed);
+            if m.ramp.is_some() && done >= n && storm_over {
+                break "completed";
+            }
+        }
+        if m.ramp.is_some() && sh.live.failed.load(Relaxed) >= n {
+            break "completed";
+        }
+        if now >= last_figures + plan.tick {
+            last_figures = now;
+            figures.send_replace(sampler.sample(&sh.live, n, t0.elapsed().as_secs_f64(), phase));
+        }
+    };
+    let _ = events.send(FleetEvent::Stopping {
+        reason: stopped.to_string(),
+    });
+    let stop_t = t0.elapsed().as_secs_f64();
+    let sent_at_stop = sh.live.sent.load(Relaxed);
+    // Steady state ends where the storm begins.
+    (m.steady_end_t, m.steady_end_sent) = m.storm_steady.unwrap_or((stop_t, sent_at_stop));
+    figures.send_replace(sampler.sample(&sh.live, n, stop_t, Phase::Stopping));
+    stop_tx.send_replace(true);
+    // Devices stop within their own timeouts (drain, DISCONNECT); keep the figures moving.
+    loop {
+        tokio::select! {
+            r = devices.join_next() => if r.is_none() { break },
+            _ = tokio::time::sleep(plan.tick) => {
+                figures.send_replace(sampler.sample(&sh.live, n, t0.elapsed().as_secs_f64(), Phase::Stopping));
+            }
+        }
+    }
+    let elapsed_s = t0.elapsed().as_secs_f64();
+    figures.send_replace(sampler.sample(&sh.live, n, elapsed_s, Phase::Done));
+    if let (Some((_, c)), None) = (m.storm_began, &m.storm_report) {
+        let (back, failed) = (sh.storm_back.load(Relaxed), sh.storm_failed.load(Relaxed));
+        m.storm_report = Some(StormReport {
+            devices: c,
+            back,
+            failed,
+            still_reconnecting: c.saturating_sub(back + failed),
+            retries: sh.live.storm_retries.load(Relaxed),
+            time_to_all_back_s: None,
+        });
+    }
+    m.elapsed_s = elapsed_s;
+    m.stopped = stopped;
+    report(&plan, &sh, &m)
+}
+
+/// What a run measured, once every device has stopped.
+fn report(plan: &Plan, sh: &Shared, m: &Marks) -> Report {
+    let n = plan.devices.len() as u64;
+    let live = &sh.live;
+    let failed = live.failed.load(Relaxed);
+    let steady = m
+        .ramp
+        .map(|(t, _)| {
+            (
+                m.steady_end_sent.saturating_sub(m.ramp_sent),
+                m.steady_end_t - t,
+            )
+        })
+        .filter(|(_, s)| *s > 0.5);
+    Report {
+        format: FORMAT,
+        target: plan.endpoint.display(),
+        flavor: match plan.flavor {
+            Flavor::Azure => "azure".into(),
+            Flavor::Generic => "generic".into(),
+        },
+        qos: plan.qos,
+        shards: plan.shard.into_iter().collect(),
+        runs: 1,
+        devices: n,
+        connected: live.ever_connected.load(Relaxed),
+        failed,
+        provisioned: live.provisioned.load(Relaxed),
+        handshakes: live.handshakes.load(Relaxed),
+        messages: Messages {
+            sent: live.sent.load(Relaxed),
+            acked: live.acked.load(Relaxed),
+            ack_lost: live.ack_lost.load(Relaxed),
+            storm_dropped: live.ack_dropped_by_storm.load(Relaxed),
+            round_trips: live.round_trips.load(Relaxed),
+            round_trips_lost: live.round_trips_lost.load(Relaxed),
+        },
+        stopped: m.stopped.into(),
+        elapsed_s: m.elapsed_s,
+        ramp_up_s: m.ramp.map(|r| r.0),
+        handshakes_per_s_ramp: m.ramp.filter(|r| r.0 > 0.0).map(|(t, h)| h as f64 / t),
+        messages_per_s: match steady {
+            Some((sent, s)) => sent as f64 / s,
+            None if m.elapsed_s > 0.0 => live.sent.load(Relaxed) as f64 / m.elapsed_s,
+            None => 0.0,
+        },
+        failures: live
+            .failures
+            .lock()
+            .map(|f| {
+                f.iter()
+                    .map(|(k, g)| {
+                        let devices = super::select::compress_ids(&g.devices);
+                        (
+                            k.clone(),
+                            FailureGroup {
+                                devices,
+                                ..g.clone()
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        latency: Latencies {
+            handshake: Live::latency(&live.handshake_us),
+            ack: Live::latency(&live.ack_us),
+            round_trip: Live::latency(&live.round_trip_us),
+            provision: Live::latency(&live.provision_us),
+        },
+        storm: m.storm_report.clone(),
+    }
+}
+
+/// One device from ramp-up to stop.
+async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
+    let mut stop = sh.stop.clone();
+    // Ramp-up: this device's slot at the connect rate.
+    let slot = sh.t0 + Duration::from_secs_f64(index as f64 / sh.connect_rate);
+    tokio::select! {
+        _ = tokio::time::sleep_until(slot) => {}
+        _ = until_true(&mut stop) => { sh.attempted.fetch_add(1, Relaxed); return; }
+    }
+    let id = match &sh.dps {
+        None => d.id.clone(),
+        Some(_) => match provision(&sh, &d).await {
+            Some(id) => id,
+            None => {
+                sh.attempted.fetch_add(1, Relaxed);
+                return;
+            }
+        },
+    };
+    let mut progress = Progress::default();
+    let mut first = true;
+    let mut in_storm = false;
+    let mut attempt = 0u32;
+    loop {
+        let storm_seen = *sh.storm.borrow();
+        let permit = if in_storm {
+            None
+        } else {
+            tokio::select! {
+                p = sh.gate.acquire() => p.ok(),
+                _ = until_true(&mut stop) => { if first { sh.attempted.fetch_add(1, Relaxed); } return; }
+            }
+        };
+        sh.live.connecting.fetch_add(1, Relaxed);
+        let t = Instant::now();
+        let result = tokio::select! {
+            r = session::connect(&sh, &id, d.config.clone()) => Some(r),
+            _ = until_true(&mut stop) => None,
+        };
+        sh.live.connecting.fetch_sub(1, Relaxed);
+        drop(permit);
+        let conn = match result {
+            // Stopped while connecting: a storm device still on its way back is not a failure.
+            None => {
+                if first {
+                    sh.attempted.fetch_add(1, Relaxed);
+                }
+                return;
+            }
+            Some(Ok(c)) => c,
+            Some(Err(f)) => {
+                if in_storm && attempt + 1 < STORM_ATTEMPTS {
+                    attempt += 1;
+                    sh.live.storm_retries.fetch_add(1, Relaxed);
+                    // Back off with jitter, as device SDKs do, so retries do not collide again.
+                    let base = Duration::from_millis(100) * 2u32.pow(attempt.min(6));
+                    let wait = base
+                        .min(Duration::from_secs(5))
+                        .mul_f64(0.5 + rand::random::<f64>());
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => continue,
+                        _ = until_true(&mut stop) => return,
+                    }
+                }
+                if in_storm {
+                    sh.storm_failed.fetch_add(1, Relaxed);
+                }
+                fail(&sh, &d, f).await;
+                if first {
+                    sh.attempted.fetch_add(1, Relaxed);
+                }
+                return;
+            }
+        };
+        record(&sh.live.handshake_us, t.elapsed());
+        sh.live.handshakes.fetch_add(1, Relaxed);
+        sh.live.connected.fetch_add(1, Relaxed);
+        if first {
+            sh.live.ever_connected.fetch_add(1, Relaxed);
+            sh.attempted.fetch_add(1, Relaxed);
+            first = false;
+        }
+        if in_storm {
+            sh.storm_back.fetch_add(1, Relaxed);
+        }
+        attempt = 0;
+        let end = session::session(&sh, &id, conn, &mut progress, storm_seen).await;
+        sh.live.connected.fetch_sub(1, Relaxed);
+        match end {
+            End::Stopped => return,
+            End::Storm => {
+                sh.storm_dropped.fetch_add(1, Relaxed);
+                in_storm = true;
+                continue;
+            }
+            End::Failed(f) => {
+                fail(&sh, &d, f).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Provision `d` through DPS (its own certificate, polling until assigned, as `connect --dps`
+/// does): the assigned device id, or None when it failed (counted) or the run stopped.
+async fn provision(sh: &Shared, d: &FleetDevice) -> Option<String> {
+    use crate::azure::dps as wire;
+    use crate::dps_client;
+    let (scope, addr, host) = sh.dps.as_ref()?;
+    let mut stop = sh.stop.clone();
+    let _permit = tokio::select! {
+        p = sh.gate.acquire() => p.ok(),
+        _ = until_true(&mut stop) => return None,
+    };
+    let Some(addr) = *addr else {
+        fail_dps(sh, d, format!("the DPS host {host} did not resolve")).await;
+        return None;
+    };
+    let device = dps_client::Device {
+        registration_id: d.id.clone(),
+        chain: d.identity.sent.iter().map(|c| c.der.clone()).collect(),
+        key_pem: String::new(), // the TLS configuration below already holds the key
+        trust: vec![],
+    };
+    let request = wire::RegisterRequest {
+        registration_id: d.id.clone(),
+        payload: None,
+        csr: None,
+    };
+    sh.live.connecting.fetch_add(1, Relaxed);
+    let t = Instant::now();
+    let mut quiet = |_| {};
+    let r = tokio::select! {
+        r = dps_client::provision(
+            addr, host, d.config.clone(), &device, scope, wire::API_VERSION, &request,
+            sh.timeout, None, &mut quiet,
+        ) => Some(r),
+        _ = until_true(&mut stop) => None,
+    };
+    sh.live.connecting.fetch_sub(1, Relaxed);
+    match r? {
+        Ok(st) => {
+            record(&sh.live.provision_us, t.elapsed());
+            sh.live.provisioned.fetch_add(1, Relaxed);
+            Some(st.device_id.unwrap_or_else(|| d.id.clone()))
+        }
+        Err(e) => {
+            fail_dps(sh, d, e).await;
+            None
+        }
+    }
+}
+
+/// The kind a DPS failure is grouped under, from DPS's status when it answered one.
+fn dps_kind(reason: &str) -> &'static str {
+    match crate::dps_client::refused_status(reason) {
+        Some(400) => "dps-bad-request",
+        Some(401) => "dps-unauthorized",
+        Some(403) => "dps-forbidden",
+        Some(404) => "dps-not-found",
+        Some(429) => "dps-throttled",
+        Some(_) => "dps-refused",
+        None if reason.starts_with("DPS refused the CONNECT") => "dps-connect-refused",
+        None if reason.contains("no answer") || reason.contains("did not answer") => "dps-timeout",
+        None => "dps-failed",
+    }
+}
+
+/// Count a device whose provisioning failed: DPS's message is the cause, with the local hub's
+/// own reason when it has one.
+async fn fail_dps(sh: &Shared, d: &FleetDevice, reason: String) {
+    let kind = dps_kind(&reason).to_string();
+    let hub_says = match sh.hub.as_ref() {
+        Some(hub) => hub.refusal(&d.id).await,
+        None => None,
+    };
+    let cause = match hub_says {
+        Some(r) if !reason.contains(&r.reason) => {
+            format!("{reason}; the hub log says: {} ({})", r.reason, r.kind)
+        }
+        _ => reason,
+    };
+    // Domain words: a face adds its commands by the kind (the CLI's fleet report does).
+    let fix = match kind.as_str() {
+        "dps-unauthorized" => {
+            "enroll the device in DPS, or its CA in an enrollment group, and prove possession of that CA to DPS"
+        }
+        "dps-forbidden" => "enable the device's enrollment",
+        "dps-not-found" => "check the ID scope and the enrollment",
+        "dps-connect-refused" => "check the ID scope against this DPS's (the hub log says why)",
+        "dps-timeout" => "check that DPS is reachable, or allow a longer timeout",
+        _ => "see the cause; a connection test through DPS shows each step",
+    };
+    if let Ok(mut g) = sh.live.failures.lock() {
+        let group = g.entry(kind.clone()).or_insert_with(|| FailureGroup {
+            count: 0,
+            example: d.id.clone(),
+            cause: cause.clone(),
+            fix: fix.to_string(),
+            remedy: None,
+            peer: Some(sh.endpoint.peer),
+            devices: Vec::new(),
+        });
+        group.count += 1;
+        group.devices.push(d.id.clone());
+    }
+    sh.live.failed.fetch_add(1, Relaxed);
+    let _ = sh.events.send(FleetEvent::DeviceFailed {
+        device: d.id.clone(),
+        kind,
+        // DPS's registration is an MQTT exchange before the hub's CONNECT.
+        step: Step::MqttConnect,
+        cause,
+    });
+}
+
+/// The diagnosis kind a failure is grouped under: the connection test's code, with the
+/// local hub's refusal kinds as they are (`disabled`, `unknown-device`, ...).
+fn group_of(code: &str) -> String {
+    match code {
+        "connack-3" => "throttled".into(),
+        c => c.strip_prefix("hub-").unwrap_or(c).to_string(),
+    }
+}
+
+/// Count a device as failed under its diagnosis.
+async fn fail(sh: &Shared, d: &FleetDevice, f: Failure) {
+    let f = match (f.kind, sh.hub.as_ref()) {
+        (
+            FailureKind::Connack {
+                code,
+                hub_reason: None,
+            },
+            Some(hub),
+        ) => Failure::new(
+            f.step,
+            FailureKind::Connack {
+                code,
+                hub_reason: hub.refusal(&d.id).await,
+            },
+        ),
+        (kind, _) => Failure::new(f.step, kind),
+    };
+    let cx = Context {
+        identity: &d.identity,
+        endpoint: &sh.endpoint,
+        server_cert: None,
+        acceptable_cas: &[],
+        preflight: &[],
+        timeout: sh.timeout,
+    };
+    let dx = diagnose::diagnose(&f, &cx);
+    let kind = group_of(&dx.code);
+    if let Ok(mut g) = sh.live.failures.lock() {
+        let group = g.entry(kind.clone()).or_insert_with(|| FailureGroup {
+            count: 0,
+            example: d.id.clone(),
+            cause: dx.cause.clone(),
+            fix: dx.fix.clone(),
+            remedy: dx.remedy.clone(),
+            peer: Some(sh.endpoint.peer),
+            devices: Vec::new(),
+        });
+        group.count += 1;
+        group.devices.push(d.id.clone());
+    }
+    sh.live.failed.fetch_add(1, Relaxed);
+    let _ = sh.events.send(FleetEvent::DeviceFailed {
+        device: d.id.clone(),
+        kind,
+        step: f.step,
+        cause: dx.cause,
+    });
+}
+
+/// A running `hub serve` asked through its control socket why it refused a device.
+#[derive(Debug)]
+pub struct ControlRefusals {
+    /// The running hub's control socket (`WS/hub/control.sock`).
+    pub control: std::path::PathBuf,
+    /// Refusals before the run (by seq) do not count.
+    pub since: u64,
+}
+
+impl HubView for ControlRefusals {
+    fn refusal<'a>(
+        &'a self,
+        device_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Option<HubRefusal>> {
+        Box::pin(async move {
+            // The hub records the refusal as it sends CONNACK 5: a few quick asks suffice.
+            for _ in 0..10 {
+                if let Ok(list) =
+                    crate::hub::control::refusals(&self.control, Some(device_id), self.since).await
+                {
+                    if let Some(r) = list.last() {
+                        return Some(HubRefusal {
+                            kind: r.kind.clone(),
+                            reason: r.reason.clone(),
+                        });
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            None
+        })
+    }
+
+    fn missing<'a>(
+        &'a self,
+        _device_id: &'a str,
+        ids: &'a [u32],
+        _wait: Duration,
+    ) -> futures::future::BoxFuture<'a, Vec<u32>> {
+        Box::pin(async move { ids.to_vec() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dps_kind;
+
+    #[test]
+    fn dps_failures_are_grouped_by_dps_status() {
+        for (reason, kind) in [
+            (
+                "DPS refused the registration: 401 (401002): unknown certificate",
+                "dps-unauthorized",
+            ),
+            (
+                "DPS refused the registration: 403 (403000): disabled",
+                "dps-forbidden",
+            ),
+            ("DPS refused the registration: 404: {}", "dps-not-found"),
+            ("DPS refused the registration: 500: oops", "dps-refused"),
+            ("DPS refused the CONNECT (CONNACK 5)", "dps-connect-refused"),
+            ("TLS handshake: no answer", "dps-timeout"),
+            ("TCP connect to 127.0.0.1:1: refused", "dps-failed"),
+        ] {
+            assert_eq!(dps_kind(reason), kind, "{reason}");
+        }
+    }
+}

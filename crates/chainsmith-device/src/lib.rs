@@ -1,0 +1,13 @@
+//! The device side of chainsmith: what a device does against a hub, local or real.
+//!
+//! [`mqtt`] is the connection test (dial, TLS, MQTT or AMQP, over TCP or WebSockets) with its
+//! diagnosis of every failure; [`dps_client`] provisions a device through DPS; [`fleet`] runs
+//! many devices at once. The faces drive these with progress callbacks; nothing here draws.
+
+pub mod dps_client;
+pub mod fleet;
+pub mod mqtt;
+
+// The engine crates under their domain names, as this crate's modules name them.
+pub(crate) use chainsmith_azure::{self as azure, hub};
+pub(crate) use chainsmith_pki::{clock, error, pki, store, text};
