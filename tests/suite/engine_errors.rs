@@ -777,8 +777,8 @@ fn the_lints_table_forbids_unsafe_and_asks_for_docs() {
 }
 
 /// The crates are layers: the PKI core depends on no other chainsmith crate and on nothing
-/// async or terminal; the Azure crate on the PKI core only; the device side on both; the faces
-/// (this package) on all three. Cargo refuses a cycle; this refuses a layer skipped upward.
+/// async or terminal; the shared local-cloud server on the PKI core; the Azure crate on those
+/// two; the device side on the PKI core and Azure's vocabulary; the faces (this package) on all. Cargo refuses a cycle; this refuses a layer skipped upward.
 #[test]
 fn crates_are_layered() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -816,13 +816,17 @@ fn crates_are_layered() {
             "chainsmith-pki depends on {forbidden}"
         );
     }
-    assert_eq!(ours(&deps("chainsmith-azure")), ["chainsmith-pki"]);
+    assert_eq!(ours(&deps("chainsmith-server")), ["chainsmith-pki"]);
+    assert_eq!(
+        ours(&deps("chainsmith-azure")),
+        ["chainsmith-pki", "chainsmith-server"]
+    );
     assert_eq!(
         ours(&deps("chainsmith-device")),
         ["chainsmith-azure", "chainsmith-pki"]
     );
     for face in ["ratatui", "crossterm", "clap", "indicatif"] {
-        for krate in ["chainsmith-azure", "chainsmith-device"] {
+        for krate in ["chainsmith-server", "chainsmith-azure", "chainsmith-device"] {
             assert!(!deps(krate).contains(face), "{krate} depends on {face}");
         }
     }

@@ -298,7 +298,7 @@ async fn serve(
         refused_links: AtomicUsize::new(0),
     });
     let mut waiting = true;
-    let mut stop = sh.shutdown.clone();
+    let mut stop = sh.gate.shutdown.clone();
     enum Next {
         Session(Option<fe2o3_amqp::acceptor::IncomingSession>),
         Close(String),
@@ -524,7 +524,7 @@ async fn device_session(
 ) {
     let mut routes: HashMap<LinkKind, mpsc::Sender<Out>> = HashMap::new();
     let mut out = BytesMut::with_capacity(4096);
-    let mut stop = sh.shutdown.clone();
+    let mut stop = sh.gate.shutdown.clone();
     let mut pkid: u16 = 1;
     let mut next_pkid = || {
         pkid = pkid.checked_add(1).unwrap_or(1);

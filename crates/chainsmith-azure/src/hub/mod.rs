@@ -15,17 +15,18 @@
 
 mod amqp;
 pub mod auth;
-pub mod budget;
 pub mod control;
 pub mod dps;
 mod dps_server;
 pub mod prove;
 pub mod registry;
 pub mod server;
-pub mod state_file;
 pub mod system_trust;
 pub mod tls;
 mod websocket;
+
+// The shared local-cloud machinery, under the names the hub's modules use.
+pub use chainsmith_server::{budget, state_file};
 
 pub use auth::Refusal;
 pub use prove::{dps_csr_signer, dps_group_from_ca, dps_prove, hub_prove};

@@ -20,7 +20,7 @@ use rumqttc::mqttbytes::{self, QoS};
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -28,6 +28,7 @@ use super::auth;
 use super::budget::{BudgetPermit, PeerBudget};
 use super::registry::{HubStore, Registry, RegistryError};
 use crate::azure::{self, DevicePublish, DeviceSubscription, Properties};
+use chainsmith_server::listener::{self, Accepted, Gate, Service};
 
 /// No CONNECT this long after the TCP accept: close.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,12 +46,7 @@ pub use super::amqp::{MAX_LINKS_PER_CONNECTION, MAX_REFUSED_LINKS};
 pub use super::budget::{
     MAX_DPS_SESSIONS, MAX_DPS_SESSIONS_PER_PEER, MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_PER_PEER,
 };
-/// The pre-TLS window: a connection must finish its TLS handshake this long after the TCP
-/// accept, or it is closed and its slot of [`MAX_UNAUTHENTICATED_PER_PEER`] freed. A TLS 1.2
-/// handshake is two round trips, 1.3 one; 5 s leaves room for a cellular link's 1-2 s round
-/// trips (it was the whole 10 s CONNECT window, which let an idle socket hold a slot twice as
-/// long). The CONNECT still has [`CONNECT_TIMEOUT`] from the accept.
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+pub use chainsmith_server::listener::TLS_HANDSHAKE_TIMEOUT;
 /// How long a DPS session may stay open. Azure documents no lifetime; a registration is one
 /// register and a few polls `retry-after` (3 s) apart, done in seconds, so two minutes is
 /// generous, and a session that idles on a self-signed certificate (which DPS accepts at
@@ -669,7 +665,6 @@ pub(super) struct Shared {
     c2d_queue: Mutex<C2dQueue>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
-    pub(super) shutdown: watch::Receiver<bool>,
     /// `serve --id-scope`: the ID scope DPS answers to instead of the workspace's.
     pub(super) id_scope: Option<String>,
     /// DPS operations (register answers) a device may poll, by operation id.
@@ -680,9 +675,9 @@ pub(super) struct Shared {
     registry: Mutex<Option<(RegistryKey, RegistryNow)>>,
     /// The last [`REFUSAL_RING`] refusals and the highest seq handed out.
     refusals: Mutex<(VecDeque<RefusalRecord>, u64)>,
-    /// One slot per connection not yet authenticated ([`MAX_UNAUTHENTICATED`], per peer
-    /// [`MAX_UNAUTHENTICATED_PER_PEER`]), charged at accept by every listener.
-    pub(super) pre_auth: PeerBudget,
+    /// The accept loops' shared state: the pre-authentication budget ([`MAX_UNAUTHENTICATED`],
+    /// per peer [`MAX_UNAUTHENTICATED_PER_PEER`]), the over-cap log limiter and the stop.
+    pub(super) gate: Gate,
     /// One slot per open DPS session ([`MAX_DPS_SESSIONS`], per peer
     /// [`MAX_DPS_SESSIONS_PER_PEER`]).
     pub(super) dps_sessions: PeerBudget,
@@ -690,8 +685,6 @@ pub(super) struct Shared {
     pub(super) amqp_links: Arc<AtomicUsize>,
     /// The open-files limit at start.
     open_files: super::budget::OpenFiles,
-    /// Connections closed by a cap since the last log line about it, and when that was.
-    over_cap: Mutex<(u64, Option<tokio::time::Instant>)>,
 }
 
 type RegistryKey = (u64, u64, Option<std::time::SystemTime>);
@@ -799,10 +792,10 @@ impl Hub {
         .await
         .map_err(|_| HubError::Closed)??;
         let addr = SocketAddr::new(config.bind, config.port);
-        let listener = TcpListener::bind(addr)
+        let mqtt = TcpListener::bind(addr)
             .await
             .map_err(|source| HubError::Bind { addr, source })?;
-        let addr = listener
+        let addr = mqtt
             .local_addr()
             .map_err(|source| HubError::Bind { addr, source })?;
         // Bound before anything runs, so a taken port fails the start as a whole.
@@ -822,15 +815,17 @@ impl Hub {
             c2d_queue: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            shutdown: stop_rx,
             id_scope,
             dps_ops: Mutex::new(Default::default()),
             registry: Mutex::new(None),
             refusals: Mutex::new((VecDeque::with_capacity(REFUSAL_RING), 0)),
-            pre_auth: PeerBudget::new(
-                "connections waiting to authenticate",
-                MAX_UNAUTHENTICATED,
-                MAX_UNAUTHENTICATED_PER_PEER,
+            gate: Gate::new(
+                PeerBudget::new(
+                    "connections waiting to authenticate",
+                    MAX_UNAUTHENTICATED,
+                    MAX_UNAUTHENTICATED_PER_PEER,
+                ),
+                stop_rx,
             ),
             dps_sessions: PeerBudget::new(
                 "DPS sessions",
@@ -839,13 +834,12 @@ impl Hub {
             ),
             amqp_links: Arc::default(),
             open_files,
-            over_cap: Mutex::new((0, None)),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         shared.emit(HubEvent::Listening { addr });
-        let mut listeners = vec![tokio::spawn(listen(
+        let mut listeners = vec![tokio::spawn(listener::listen(
             shared.clone(),
-            listener,
+            mqtt,
             acceptor.clone(),
             Transport::Mqtt,
         ))];
@@ -857,7 +851,7 @@ impl Hub {
                         addr: a,
                     });
                 }
-                listeners.push(tokio::spawn(listen(
+                listeners.push(tokio::spawn(listener::listen(
                     shared.clone(),
                     l,
                     acceptor.clone(),
@@ -976,8 +970,8 @@ impl HubHandle {
     pub fn load(&self) -> HubLoad {
         let sh = &self.shared;
         HubLoad {
-            unauthenticated: sh.pre_auth.held(),
-            unauthenticated_peers: sh.pre_auth.peers(),
+            unauthenticated: sh.gate.pre_auth.held(),
+            unauthenticated_peers: sh.gate.pre_auth.peers(),
             dps_sessions: sh.dps_sessions.held(),
             amqp_links: sh.amqp_links.load(Ordering::Relaxed),
         }
@@ -1150,20 +1144,9 @@ fn queue_c2d(sh: &Shared, device: &str, topic: String, body: Vec<u8>) {
 /// A connection closed because a budget is full (`why`, [`PeerBudget::refusal`]): one log line
 /// per second at most, counting the ones closed since the last.
 pub(super) fn over_cap(sh: &Shared, peer: SocketAddr, why: String) {
-    let closed = {
-        let mut c = sh.over_cap.lock().expect("over_cap");
-        c.0 += 1;
-        let now = tokio::time::Instant::now();
-        if c.1.is_some_and(|t| now < t + Duration::from_secs(1)) {
-            return;
-        }
-        c.1 = Some(now);
-        std::mem::take(&mut c.0)
-    };
-    sh.emit(HubEvent::Dropped {
-        peer,
-        reason: format!("{why}; closed {closed} new connection(s) since the last such line"),
-    });
+    if let Some(reason) = sh.gate.over_cap_line(&why) {
+        sh.emit(HubEvent::Dropped { peer, reason });
+    }
 }
 
 // ------------------------------------------------ rules every transport shares
@@ -1204,9 +1187,9 @@ pub(super) async fn admit(
     verdict
 }
 
-/// What a listener serves.
+/// What a listener of the hub serves.
 #[derive(Clone, Copy)]
-enum Transport {
+pub(super) enum Transport {
     Mqtt,
     Amqp,
     WebSocket,
@@ -1225,113 +1208,37 @@ impl Transport {
 /// Bind a listener when its port is configured (`Some(0)`: a free port).
 fn bind_extra(ip: IpAddr, port: Option<u16>) -> Result<Option<TcpListener>, HubError> {
     let Some(port) = port else { return Ok(None) };
-    let addr = SocketAddr::new(ip, port);
-    std::net::TcpListener::bind(addr)
-        .and_then(|l| l.set_nonblocking(true).map(|_| l))
-        .and_then(TcpListener::from_std)
+    listener::bind(ip, port)
         .map(Some)
-        .map_err(|source| HubError::Bind { addr, source })
+        .map_err(|source| HubError::Bind {
+            addr: SocketAddr::new(ip, port),
+            source,
+        })
 }
 
-/// Accept connections for `transport` until the hub stops. The one accept path: every
-/// listener charges the same pre-authentication budget here (a peer at its share is closed at
-/// accept, others are not), gives the TLS handshake [`TLS_HANDSHAKE_TIMEOUT`], and hands the
-/// stream and the slot to its protocol, which frees the slot once a device is admitted.
-async fn listen(
-    sh: Arc<Shared>,
-    listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    transport: Transport,
-) {
-    let mut stop = sh.shutdown.clone();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
-        };
-        // A duplicate of the socket's descriptor lets the budget shut this connection down
-        // to make room for a peer holding less (budget::PeerBudget::charge_evicting).
-        let socket = {
-            use std::os::fd::AsFd;
-            tcp.as_fd().try_clone_to_owned().ok()
-        };
-        let permit = match sh.pre_auth.charge_evicting(peer.ip(), socket) {
-            Ok((p, evicted)) => {
-                if let Some(greedy) = evicted {
-                    over_cap(
-                        &sh,
-                        peer,
-                        format!(
-                            "{} {} are held; {greedy}, which held the most, lost its oldest to let {} in",
-                            sh.pre_auth.total,
-                            sh.pre_auth.what,
-                            peer.ip()
-                        ),
-                    );
-                }
-                p
-            }
-            Err(full) => {
-                drop(tcp);
-                let why = sh.pre_auth.refusal(full, peer.ip());
-                over_cap(&sh, peer, format!("{why}; closed at accept"));
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let (sh, acc) = (sh.clone(), acceptor.clone());
-        tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
-            let Some((tls, chain)) = tls_accept(&sh, &acc, tcp, peer).await else {
-                return;
-            };
-            match transport {
-                Transport::Mqtt => mqtt_connection(sh, tls, chain, peer, permit, start).await,
-                Transport::Amqp => super::amqp::connection(sh, tls, chain, peer, permit).await,
-                Transport::WebSocket => {
-                    super::websocket::connection(sh, tls, chain, peer, permit).await
-                }
-            }
-        });
-    }
-}
+/// The hub as the shared accept loop sees it: a connection of each transport goes to its
+/// protocol, and a connection closed before that is logged as dropped.
+impl Service for Shared {
+    type Transport = Transport;
 
-/// The TLS handshake within [`TLS_HANDSHAKE_TIMEOUT`]: the stream and the client's chain.
-async fn tls_accept(
-    sh: &Arc<Shared>,
-    acceptor: &tokio_rustls::TlsAcceptor,
-    tcp: TcpStream,
-    peer: SocketAddr,
-) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Vec<Vec<u8>>)> {
-    let mut stop = sh.shutdown.clone();
-    let r = tokio::select! {
-        r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => r,
-        _ = stop.changed() => return None,
-    };
-    let reason = match r {
-        Ok(Ok(tls)) => {
-            let chain = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|c| c.iter().map(|c| c.as_ref().to_vec()).collect())
-                .unwrap_or_default();
-            return Some((tls, chain));
+    async fn serve(self: Arc<Self>, transport: Transport, c: Accepted) {
+        let (tls, chain, peer, permit) = (c.tls, c.chain, c.peer, c.unauthenticated);
+        match transport {
+            Transport::Mqtt => mqtt_connection(self, tls, chain, peer, permit, c.start).await,
+            Transport::Amqp => super::amqp::connection(self, tls, chain, peer, permit).await,
+            Transport::WebSocket => {
+                super::websocket::connection(self, tls, chain, peer, permit).await
+            }
         }
-        Ok(Err(e)) => format!("TLS handshake failed: {e}"),
-        Err(_) => format!(
-            "no TLS handshake within {} s of connecting (the hub's pre-TLS window); closed",
-            TLS_HANDSHAKE_TIMEOUT.as_secs()
-        ),
-    };
-    sh.emit(HubEvent::Dropped { peer, reason });
-    None
+    }
+
+    fn dropped(&self, peer: SocketAddr, reason: String) {
+        self.emit(HubEvent::Dropped { peer, reason });
+    }
+
+    fn gate(&self) -> &Gate {
+        &self.gate
+    }
 }
 
 /// One connection per device id across transports, as IoT Hub does: the new connection takes
@@ -1389,7 +1296,7 @@ pub(super) async fn mqtt_connection<S: DeviceStream>(
     start: tokio::time::Instant,
 ) {
     let deadline = start + CONNECT_TIMEOUT;
-    let mut stop = sh.shutdown.clone();
+    let mut stop = sh.gate.shutdown.clone();
     let mut buf = BytesMut::with_capacity(4096);
     let Some(connect) = read_connect(&sh, &mut tls, &mut buf, peer, deadline, &mut stop).await
     else {

@@ -1,17 +1,14 @@
 //! The hub's TLS: a hub-internal CA kept in `WS/hub/tls/` (made on first use; `hub trust`
 //! prints its path), a server certificate issued from it at every start (SANs `localhost`,
-//! `127.0.0.1`, `::1` and `--hostname`), and a client-certificate verifier that *requests*
-//! a certificate and checks the handshake signature, but leaves chain and registry checks to
-//! CONNECT time, where the hub can say exactly why it refuses.
+//! `127.0.0.1`, `::1` and `--hostname`), served with the shared server's verifier
+//! (`chainsmith_server::tls`), which *requests* a certificate and checks the handshake
+//! signature, but leaves chain and registry checks to CONNECT time, where the hub can say
+//! exactly why it refuses.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::registry::{HubStore, Result};
 use crate::pki::issue::{self, San};
@@ -86,63 +83,7 @@ impl HubStore {
             CertificateDer::from(issued.cert_der),
             CertificateDer::from(ca.cert_der.clone()),
         ];
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let verifier = Arc::new(RequestClientCert {
-            algs: provider.signature_verification_algorithms,
-        });
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| crate::pki::Error::invalid(format!("TLS setup: {e}")))?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .map_err(|e| crate::pki::Error::invalid(format!("TLS server certificate: {e}")))?;
-        Ok(Arc::new(config))
-    }
-}
-
-/// Ask for a client certificate, prove the client holds its key (handshake signature),
-/// accept any chain: the registry decides at CONNECT.
-#[derive(Debug)]
-struct RequestClientCert {
-    algs: WebPkiSupportedAlgorithms,
-}
-
-impl ClientCertVerifier for RequestClientCert {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-    fn client_auth_mandatory(&self) -> bool {
-        // A client without a certificate still gets to CONNECT and is refused with a reason.
-        false
-    }
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-    fn verify_client_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
+        chainsmith_server::tls::server_config(chain, key)
+            .map_err(|e| crate::pki::Error::invalid(format!("TLS server certificate: {e}")).into())
     }
 }

@@ -1,6 +1,6 @@
 //! What one peer may hold of the hub: a [`PeerBudget`] caps a kind of connection in total and
 //! per peer address, so one address that holds its share locks out only itself. Every listener
-//! charges the same budget in one place (the accept loop in [`super::server`]); a
+//! charges the same budget in one place (the accept loop, [`crate::listener`]); a
 //! [`BudgetPermit`] gives its slot back when dropped.
 //!
 //! Also here: raising the process's open-files limit at start, as servers do, since every

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use crate::store;
+use chainsmith_pki::store;
 
 /// A state file that could not be read and was set aside.
 #[derive(Clone, Debug, PartialEq, Eq)]
