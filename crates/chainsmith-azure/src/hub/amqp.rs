@@ -30,8 +30,9 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::budget::BudgetPermit;
 use super::server::{
-    CONNECT_TIMEOUT, HubEvent, MAX_PACKET, Outbound, Session, Shared, admit, release, take_over,
+    CONNECT_TIMEOUT, HubEvent, MAX_PACKET, Outbound, Shared, admit, release, take_over,
 };
+use super::session::Session;
 use crate::amqp::{self as proto, LinkKind, TwinOp};
 use crate::azure;
 

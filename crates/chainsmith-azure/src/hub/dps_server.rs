@@ -17,8 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::dps::{CsrRefusal, DpsRefusal};
+use super::mqtt::{DeviceStream, next_packet, packet_name, refuse_connect};
 use super::registry::HubStore;
-use super::server::{DeviceStream, HubEvent, Shared, next_packet, packet_name, refuse_connect};
+use super::server::{HubEvent, Shared};
 use crate::azure::dps::{self as wire, code};
 use crate::azure::{self, filter_matches};
 
@@ -169,7 +170,7 @@ pub(crate) async fn serve<S: DeviceStream>(
         Ok((slot, _)) => slot,
         Err(full) => {
             let why = sh.dps_sessions.refusal(full, c.peer.ip());
-            super::server::refuse_unavailable(&sh, &mut c.tls, c.peer, why).await;
+            super::mqtt::refuse_unavailable(&sh, &mut c.tls, c.peer, why).await;
             return;
         }
     };

@@ -114,7 +114,7 @@ pub(super) async fn connection<S>(
     let io = WsIo::new(ws);
     match proto {
         Some(Proto::Mqtt) => {
-            super::server::mqtt_connection(sh, io, chain, peer, permit, start).await;
+            super::mqtt::mqtt_connection(sh, io, chain, peer, permit, start).await;
         }
         Some(Proto::Amqp) => super::amqp::connection(sh, io, chain, peer, permit).await,
         None => {}
