@@ -1,7 +1,7 @@
 //! Dialogs over the PKI tab: the "new" form, the verification code, delete confirmation.
 //! Validation calls the same `pki`/`ops` functions as the CLI, so the messages are the same.
 
-use super::action::CreateRequest;
+use super::command::CreateRequest;
 use super::theme::{SPINNER, Theme};
 use crate::ops::{self, CaRequest, DeviceRequest, ValidityArg};
 use crate::pki::issue::Profile;

@@ -10,18 +10,26 @@
 
 pub mod action;
 pub mod app;
+pub mod command;
 pub mod connect;
 pub mod dialog;
 pub mod fleet;
 pub mod forms;
 pub mod guide;
+pub mod help;
 pub mod hub;
+pub mod layout;
 pub mod pki;
+pub mod request;
+pub mod target;
 pub mod theme;
 pub mod ui;
+pub mod widgets;
 
-pub use action::{Action, Command, CreateRequest};
-pub use app::{App, Tab};
+pub use action::Action;
+pub use app::App;
+pub use command::{Command, CreateRequest};
+pub use layout::Tab;
 
 use crate::ops;
 use crate::store::Workspace;
@@ -43,11 +51,6 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 const TICK: Duration = Duration::from_millis(200);
-
-/// `HH:MM:SS` of a time, for logs.
-pub(crate) fn clock(t: OffsetDateTime) -> String {
-    format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
-}
 
 /// Give the terminal back: leave the alternate screen, show the cursor, stop raw mode.
 /// Safe to call more than once.
@@ -608,6 +611,124 @@ pub async fn run_test(
         .map_err(|e| format!("the connection test stopped unexpectedly: {e}"))
 }
 
+/// New connections per second during ramp-up.
+const FLEET_CONNECT_RATE: f64 = 500.0;
+
+/// Telemetry messages per second per device in a run from the TUI (until `s` stops it).
+const FLEET_RATE: f64 = 1.0;
+
+/// Run a fleet from the TUI: the devices, the target (the Hub tab's hub for `local`, started
+/// when stopped, on a free port when the Hub tab's is taken), figures forwarded as actions
+/// until the run ends ([`Engines::stop_fleet`](Engines::stop_fleet) stops it).
+pub async fn run_fleet(
+    ws_root: std::path::PathBuf,
+    engines: Engines,
+    patterns: Vec<String>,
+    issuer: Option<String>,
+    target: connect::ConnectTarget,
+    hub_port: u16,
+    tx: mpsc::UnboundedSender<Action>,
+) -> Result<Box<crate::fleet::Report>, String> {
+    use crate::fleet::{Load, Plan, RoundTrip};
+    use crate::mqtt::{Endpoint, Flavor, PeerKind};
+    let ws = crate::store::Workspace::open(&ws_root)
+        .map_err(|e| forms::error_text(&e))?
+        .with_clock(engines.clock);
+    let (endpoint, flavor, extra_ca, system_roots, round_trip, hub): (
+        _,
+        _,
+        Vec<Vec<u8>>,
+        _,
+        _,
+        Option<std::sync::Arc<dyn crate::mqtt::HubView>>,
+    ) = match &target {
+        connect::ConnectTarget::LocalHub => {
+            let h = local_hub(&engines, &ws_root, hub_port, &tx).await?;
+            let watch = crate::mqtt::local::HubWatch::in_process(&h);
+            let endpoint = Endpoint {
+                host: h.addr.ip().to_string(),
+                port: h.addr.port(),
+                peer: PeerKind::LocalHub,
+            };
+            drop(h);
+            let store = crate::hub::HubStore::open(&ws_root).map_err(|e| forms::error_text(&e))?;
+            let trust = std::fs::read_to_string(store.trust_path()).map_err(|e| e.to_string())?;
+            let cas = pem::parse_many(trust.as_bytes())
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|b| b.into_contents())
+                .collect();
+            (
+                endpoint,
+                Flavor::Azure,
+                cas,
+                false,
+                RoundTrip::C2d,
+                Some(watch as _),
+            )
+        }
+        connect::ConnectTarget::AzureHub(to) | connect::ConnectTarget::Broker(to) => {
+            let endpoint = Endpoint::parse(to)?;
+            let broker = endpoint.peer == PeerKind::Broker;
+            // As the single test does: the workspace's roots besides the system store.
+            let mut cas = Vec::new();
+            if let Ok((metas, _)) = ws.list() {
+                for m in metas.iter().filter(|m| m.kind == crate::store::Kind::Root) {
+                    if let Ok(e) = ws.load(&m.name) {
+                        cas.push(e.cert_der);
+                    }
+                }
+            }
+            (
+                endpoint,
+                if broker {
+                    Flavor::Generic
+                } else {
+                    Flavor::Azure
+                },
+                cas,
+                true,
+                if broker {
+                    RoundTrip::Echo
+                } else {
+                    RoundTrip::None
+                },
+                None,
+            )
+        }
+    };
+    let devices = tokio::task::spawn_blocking(move || {
+        let names = crate::fleet::select(&ws, &patterns, issuer.as_deref())?.names;
+        crate::fleet::raise_open_files(names.len() as u64)?;
+        crate::fleet::load_devices(&ws, &names, &extra_ca, system_roots)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| forms::error_text(&e))?;
+    let _ = tx.send(Action::Fleet(fleet::FleetAction::Started {
+        devices: devices.len(),
+    }));
+    let mut plan = Plan::new(devices, endpoint, flavor);
+    plan.connect_rate = FLEET_CONNECT_RATE;
+    plan.load = Load::Rate(FLEET_RATE);
+    plan.round_trip = round_trip;
+    plan.hub = hub;
+    let run = crate::fleet::start(plan);
+    *engines.fleet.lock().await = Some(run.control());
+    let mut figures = run.figures.clone();
+    while figures.changed().await.is_ok() {
+        let f = figures.borrow_and_update().clone();
+        let done = f.phase == crate::fleet::Phase::Done;
+        let _ = tx.send(Action::Fleet(fleet::FleetAction::Figures(Box::new(f))));
+        if done {
+            break;
+        }
+    }
+    let report = run.finish().await;
+    *engines.fleet.lock().await = None;
+    Ok(Box::new(report))
+}
+
 /// The Hub tab's hub for a connection test or a fleet run: the running one, else started on
 /// the Hub tab's port, else (that port taken, by a local Mosquitto on 8883, say) on a free
 /// one, with a log line saying so. A started hub's events go to the Hub tab's log and the tab
@@ -742,7 +863,7 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
         } => {
             let (engines, tx, root) = (engines.clone(), tx.clone(), ws.root().to_path_buf());
             tokio::spawn(async move {
-                let r = fleet::run(
+                let r = run_fleet(
                     root,
                     engines,
                     patterns,
