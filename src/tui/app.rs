@@ -5,17 +5,17 @@
 use super::action::Action;
 use super::command::Command;
 use super::connect::ConnectState;
-use super::dialog::{Dialog, FormOutcome, VerifyResult, verification_out};
+use super::dialog::{Dialog, DialogReply, VerifyResult};
 use super::fleet::{FleetKeyContext, FleetState};
-use super::forms::{Outcome, Purpose};
+use super::forms::Purpose;
 use super::guide::GuideState;
 pub use super::help::KEYMAP;
 use super::help::{help_max_scroll, help_page};
 use super::hub::HubState;
 use super::layout::{self, MIN_HEIGHT, MIN_WIDTH, Tab};
 use super::pki::{PkiKeyContext, PkiState};
-pub use super::request::Level;
 use super::request::Request;
+pub use super::theme::Level;
 use super::theme::Theme;
 use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
@@ -170,103 +170,6 @@ impl App {
             renewed: self.guide.renewed.clone(),
             dps: self.hub.dps.clone().unwrap_or_default(),
         }
-    }
-
-    fn submit_form(&mut self) -> Option<Command> {
-        let Some(Dialog::Form(form)) = &mut self.dialog else {
-            return None;
-        };
-        let cmd = match &form.purpose {
-            Purpose::Export { name } => match form.export_options() {
-                Ok(opts) => Command::Export {
-                    name: name.clone(),
-                    opts,
-                },
-                Err(e) => {
-                    form.error = Some(e);
-                    return None;
-                }
-            },
-            Purpose::Import => match form.import_request() {
-                Ok(r) => Command::Import(r),
-                Err(e) => {
-                    form.error = Some(e);
-                    return None;
-                }
-            },
-            Purpose::Renew { name } => {
-                let days = form.value("Days").trim();
-                let days = if days.is_empty() {
-                    None
-                } else {
-                    match days.parse::<u32>() {
-                        Ok(d) if d > 0 => Some(d),
-                        _ => {
-                            form.error = Some(format!(
-                                "days \"{days}\" is not a whole number above 0; leave it empty for the profile's default"
-                            ));
-                            return None;
-                        }
-                    }
-                };
-                Command::Renew(crate::ops::lifecycle::RenewRequest {
-                    name: name.clone(),
-                    days,
-                    rekey: form.choice("Key") == 1,
-                    key: None,
-                    ..Default::default()
-                })
-            }
-            Purpose::Revoke { name } => {
-                let choice = |i: usize| match form.fields.get(i).map(|f| &f.kind) {
-                    Some(super::forms::FieldKind::Choice(o, i)) => Some(o[*i]),
-                    _ => None,
-                };
-                let reason = choice(0).unwrap_or("unspecified").to_string();
-                let disable_on_hub = choice(1).is_some_and(|c| c.starts_with("disable"));
-                Command::Revoke {
-                    name: name.clone(),
-                    reason,
-                    disable_on_hub,
-                }
-            }
-            Purpose::Target => match super::connect::ConnectTarget::parse(form.value("Target")) {
-                Ok(t) => {
-                    self.connect.target = t;
-                    self.connect.transport = crate::mqtt::Transport::ALL[form
-                        .choice("Protocol")
-                        .min(crate::mqtt::Transport::ALL.len() - 1)];
-                    self.dialog = None;
-                    return None;
-                }
-                Err(e) => {
-                    form.error = Some(e);
-                    return None;
-                }
-            },
-            Purpose::HubPort => match form.value("Port").trim().parse::<u16>() {
-                Ok(p) => {
-                    self.hub.port = p;
-                    self.dialog = None;
-                    return None;
-                }
-                Err(_) => {
-                    form.error = Some(format!(
-                        "port \"{}\" is not a number from 0 to 65535",
-                        form.value("Port").trim()
-                    ));
-                    return None;
-                }
-            },
-        };
-        form.busy = Some(match &cmd {
-            Command::Export { name, .. } => format!("exporting {name}"),
-            Command::Import(r) => format!("importing {}", r.name),
-            Command::Renew(r) => format!("renewing {}", r.name),
-            _ => "revoking".into(),
-        });
-        form.error = None;
-        Some(cmd)
     }
 
     /// Apply one action to the state; the command it returns is the side effect for the loop
@@ -798,111 +701,36 @@ impl App {
         None
     }
 
+    /// A key while a dialog is open: the dialog takes it; the app does what it asks.
     fn dialog_key(&mut self, k: KeyEvent) -> Option<Command> {
-        let dialog = self.dialog.as_mut()?;
-        match dialog {
-            Dialog::New(form) => match form.key(k) {
-                FormOutcome::Stay => None,
-                FormOutcome::Cancel => {
-                    // Closing while a key is generated is fine: the result still lands in the workspace.
-                    self.dialog = None;
-                    None
-                }
-                FormOutcome::Submit(req) => {
-                    form.busy = Some(req.describe());
-                    form.error = None;
-                    Some(Command::Create(req))
-                }
-            },
-            Dialog::Verify(v) => {
-                if let Some(res) = &mut v.result {
-                    match k.code {
-                        KeyCode::Char('y') => {
-                            let pem = res.pem.clone();
-                            let path = res.path.display().to_string();
-                            self.say(
-                                Level::Ok,
-                                format!("PEM sent to the clipboard (OSC 52); the file is {path}"),
-                            );
-                            return Some(Command::Copy(pem));
-                        }
-                        KeyCode::Down | KeyCode::Char('j') => {
-                            res.scroll = res.scroll.saturating_add(1)
-                        }
-                        KeyCode::Up | KeyCode::Char('k') => {
-                            res.scroll = res.scroll.saturating_sub(1)
-                        }
-                        KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => self.dialog = None,
-                        _ => {}
-                    }
-                    return None;
-                }
-                match k.code {
-                    KeyCode::Esc => self.dialog = None,
-                    KeyCode::Enter if !v.busy => {
-                        let code = v.code.trim().to_string();
-                        match crate::pki::identity::check_verification_code(&code) {
-                            Ok(()) => {
-                                v.busy = true;
-                                v.error = None;
-                                let out = verification_out(&self.ws_root, &v.issuer);
-                                return Some(Command::MakeVerification {
-                                    issuer: v.issuer.clone(),
-                                    code,
-                                    out,
-                                });
-                            }
-                            Err(e) => v.error = Some(super::forms::error_text(&e)),
-                        }
-                    }
-                    KeyCode::Backspace => {
-                        v.code.pop();
-                        v.validate_inline();
-                    }
-                    KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
-                        v.code.push(c);
-                        v.validate_inline();
-                    }
-                    _ => {}
-                }
-                None
+        let reply = self.dialog.as_mut()?.key(k, &self.ws_root);
+        match reply {
+            DialogReply::Stay => None,
+            DialogReply::Run(cmd) => Some(cmd),
+            DialogReply::SayAndRun(level, text, cmd) => {
+                self.say(level, text);
+                Some(cmd)
             }
-            Dialog::Form(form) => match form.key(k) {
-                Outcome::Stay => None,
-                Outcome::Cancel => {
-                    self.dialog = None;
-                    None
-                }
-                // A result is a notice, not a question: the key that closes it still acts,
-                // except the keys that only mean "close" (Esc, Enter).
-                Outcome::Dismiss => {
-                    self.dialog = None;
-                    if matches!(k.code, KeyCode::Esc | KeyCode::Enter) {
-                        None
-                    } else {
-                        self.key(k)
-                    }
-                }
-                Outcome::Submit => self.submit_form(),
-            },
-            Dialog::ConfirmDelete { name, .. } => match k.code {
-                KeyCode::Char('y') => {
-                    let name = name.clone();
-                    self.dialog = None;
-                    Some(Command::Delete(name))
-                }
-                KeyCode::Char('n') | KeyCode::Esc => {
-                    self.dialog = None;
-                    None
-                }
-                _ => None,
-            },
-            Dialog::Message { title, .. } => {
-                if title == "Quit?" && k.code == KeyCode::Char('q') {
-                    self.quit = true;
-                }
+            close => {
                 self.dialog = None;
-                None
+                match close {
+                    DialogReply::CloseAndPass => self.key(k),
+                    DialogReply::CloseAndRun(cmd) => Some(cmd),
+                    DialogReply::Quit => {
+                        self.quit = true;
+                        None
+                    }
+                    DialogReply::Target(target, transport) => {
+                        self.connect.target = target;
+                        self.connect.transport = transport;
+                        None
+                    }
+                    DialogReply::HubPort(port) => {
+                        self.hub.port = port;
+                        None
+                    }
+                    _ => None,
+                }
             }
         }
     }

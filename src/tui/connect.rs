@@ -12,8 +12,9 @@
 use super::command::Command;
 use super::dialog::Dialog;
 use super::forms::Form;
-use super::request::{Level, Request};
+use super::request::Request;
 pub use super::target::ConnectTarget;
+use super::theme::Level;
 use super::theme::Theme;
 use crate::mqtt::ConnectRemedy;
 use crossterm::event::{KeyCode, KeyEvent};

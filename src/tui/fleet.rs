@@ -7,8 +7,9 @@
 //! devices.
 
 use super::command::Command;
-use super::request::{Level, Request};
+use super::request::Request;
 use super::target::ConnectTarget;
+use super::theme::Level;
 use super::theme::Theme;
 use crate::fleet::{Figures, Report};
 use crate::mqtt::Transport;

@@ -5,7 +5,8 @@
 //! are compiled in.
 
 use super::command::Command;
-use super::request::{Level, Request};
+use super::request::Request;
+use super::theme::Level;
 use super::theme::Theme;
 use crate::ops::TreeRow;
 use crate::store::Kind;

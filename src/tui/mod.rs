@@ -20,6 +20,7 @@ pub mod guide;
 pub mod help;
 pub mod hub;
 pub mod layout;
+pub mod new_form;
 pub mod pki;
 pub mod request;
 pub mod target;

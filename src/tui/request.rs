@@ -4,19 +4,7 @@
 
 use super::command::Command;
 use super::dialog::Dialog;
-
-/// How the status line marks its message (a symbol as well as a colour).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    /// Something is under way or worth knowing (`·`).
-    Info,
-    /// What the user asked for was done (`✓`).
-    Ok,
-    /// Not done, and why: nothing selected, a job already running (`!`).
-    Warn,
-    /// An engine call failed; the message says what to do (`✗`).
-    Error,
-}
+use super::theme::Level;
 
 /// What a tab's key asks of the app: the tab has already changed its own state; this is the
 /// part that reaches beyond it.

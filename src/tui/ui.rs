@@ -6,7 +6,7 @@ use super::dialog;
 use super::help::render_help;
 pub use super::layout::tab_ranges;
 use super::layout::{MIN_HEIGHT, MIN_WIDTH, Tab, areas};
-use super::request::Level;
+use super::theme::Level;
 use super::widgets::elide_left;
 use ratatui::Frame;
 use ratatui::text::{Line, Span};
