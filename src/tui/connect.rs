@@ -12,6 +12,7 @@
 use super::command::Command;
 use super::dialog::Dialog;
 use super::forms::Form;
+use super::help::FooterKey;
 use super::request::Request;
 pub use super::target::ConnectTarget;
 use super::theme::Level;
@@ -23,6 +24,14 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Sparkline, Wrap};
 use std::time::Duration;
+
+/// The keys the footer names on the Connect tab's single test: (keys, what they do, the same
+/// in a word).
+pub(crate) const FOOTER_KEYS: &[FooterKey] = &[
+    ("Enter", "run", "run"),
+    ("t", "target", "target"),
+    ("f", "fleet", "fleet"),
+];
 
 /// Messages a test from the TUI sends.
 pub const COUNT: u32 = 5;

@@ -7,6 +7,7 @@
 //! devices.
 
 use super::command::Command;
+use super::help::FooterKey;
 use super::request::Request;
 use super::target::ConnectTarget;
 use super::theme::Level;
@@ -19,6 +20,14 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Borders, Gauge, Paragraph, Sparkline};
+
+/// The keys the footer names on the Fleet view: (keys, what they do, the same in a word).
+pub(crate) const FOOTER_KEYS: &[FooterKey] = &[
+    ("r", "type devices", "devices"),
+    ("Enter", "run", "run"),
+    ("s", "stop", "stop"),
+    ("f", "single test", "single"),
+];
 
 /// The longest device list typed with `r`, in bytes: room for a few dozen ids or ranges
 /// (an IoT Hub device id is at most 128 characters); a longer selection is a CA's devices
@@ -223,7 +232,23 @@ fn esc(s: &str) -> String {
 
 /// The Fleet view: devices and target, counters, the connected gauge, the messages/s
 /// sparkline, the PUBACK latency histogram and failures by diagnosis.
-pub(crate) fn render(f: &mut Frame, area: Rect, s: &FleetState, target: &str, t: Theme) {
+pub(crate) fn render(
+    f: &mut Frame,
+    area: Rect,
+    s: &FleetState,
+    target: &ConnectTarget,
+    transport: Transport,
+    t: Theme,
+) {
+    // The fleet speaks MQTT over TLS only: say so where another Protocol is chosen.
+    let target = match transport {
+        Transport::Mqtt => target.label(),
+        other => format!(
+            "{} over mqtt (the fleet's only protocol; {} is for the single test)",
+            target.label(),
+            other.as_str()
+        ),
+    };
     let fig = &s.figures;
     // The outcome line is wrapped whole (an error says what to do at its end): the header
     // grows by its rows, the charts give way.
@@ -267,7 +292,7 @@ pub(crate) fn render(f: &mut Frame, area: Rect, s: &FleetState, target: &str, t:
         Line::from(vec![Span::styled("Devices  ", t.dim()), Span::raw(devices)]),
         Line::from(vec![
             Span::styled("Target   ", t.dim()),
-            Span::raw(esc(target)),
+            Span::raw(esc(&target)),
             Span::raw("   "),
             state,
         ]),

@@ -5,6 +5,7 @@
 //! are compiled in.
 
 use super::command::Command;
+use super::help::FooterKey;
 use super::request::Request;
 use super::theme::Level;
 use super::theme::Theme;
@@ -15,6 +16,14 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+
+/// The keys the footer names on the Guide tab: (keys, what they do, the same in a word).
+pub(crate) const FOOTER_KEYS: &[FooterKey] = &[
+    ("↑↓", "step", "step"),
+    ("J K", "scroll", "scroll"),
+    ("y", "copy", "copy"),
+    ("t", "track", "track"),
+];
 
 /// Width of the step list on a terminal `width` columns wide (the mouse handler needs it
 /// too). From 80 columns (the default terminal) the list has titles, shortened with "…"

@@ -9,6 +9,9 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
+/// One key of a footer: the keys, what they do, and the same in a word for narrow terminals.
+pub(crate) type FooterKey = (&'static str, &'static str, &'static str);
+
 /// Every key, for the help overlay and the docs: (where it works, the keys, what they do).
 pub const KEYMAP: &[(&str, &str, &str)] = &[
     (

@@ -7,6 +7,7 @@
 use super::command::Command;
 use super::dialog::Dialog;
 use super::forms::Form;
+use super::help::FooterKey;
 use super::request::Request;
 use super::theme::Theme;
 use crate::store::{Kind, Meta};
@@ -17,6 +18,17 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use std::collections::VecDeque;
 use time::OffsetDateTime;
+
+/// The keys the footer names on the Hub tab: (keys, what they do, the same in a word).
+pub(crate) const FOOTER_KEYS: &[FooterKey] = &[
+    ("s", "start/stop", "hub"),
+    ("p", "port", "port"),
+    ("v V", "prove hub/DPS", "prove"),
+    ("a", "register", "add"),
+    ("o", "on/off", "on/off"),
+    ("G", "DPS group", "group"),
+    ("e", "enroll", "enroll"),
+];
 
 /// How many log lines the tab keeps; older ones are dropped and counted.
 pub const LOG_CAP: usize = 1000;

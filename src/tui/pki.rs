@@ -7,6 +7,7 @@
 use super::command::Command;
 use super::dialog::{Dialog, NewForm, NewKind, VerifyDialog};
 use super::forms::Form;
+use super::help::FooterKey;
 use super::request::Request;
 use super::theme::{Theme, kind_symbol};
 use crate::ops::{Report, TreeRow};
@@ -20,6 +21,16 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 use time::OffsetDateTime;
+
+/// The keys the footer names on the PKI tab: (keys, what they do, the same in a word).
+pub(crate) const FOOTER_KEYS: &[FooterKey] = &[
+    ("n", "new", "new"),
+    ("v", "verify", "verify"),
+    ("e", "export", "export"),
+    ("c", "connect", "connect"),
+    ("d", "delete", "delete"),
+    ("/", "filter", "filter"),
+];
 
 /// Reports kept in memory; the cache is cleared when it grows past this.
 const REPORT_CACHE: usize = 256;

@@ -3,7 +3,7 @@
 
 use super::app::App;
 use super::dialog;
-use super::help::render_help;
+use super::help::{FooterKey, render_help};
 pub use super::layout::tab_ranges;
 use super::layout::{MIN_HEIGHT, MIN_WIDTH, Tab, areas};
 use super::theme::Level;
@@ -69,18 +69,14 @@ fn draw(f: &mut Frame, app: &App) {
             super::pki::render_details(f, a.details, &app.pki, app.theme, app.spinner, app.now);
         }
         Tab::Hub => super::hub::render(f, a.body, &app.hub, app.theme),
-        Tab::Connect if app.fleet.shown => {
-            // The fleet speaks MQTT over TLS only: say so where another Protocol is chosen.
-            let target = match app.connect.transport {
-                crate::mqtt::Transport::Mqtt => app.connect.target.label(),
-                other => format!(
-                    "{} over mqtt (the fleet's only protocol; {} is for the single test)",
-                    app.connect.target.label(),
-                    other.as_str()
-                ),
-            };
-            super::fleet::render(f, a.body, &app.fleet, &target, app.theme)
-        }
+        Tab::Connect if app.fleet.shown => super::fleet::render(
+            f,
+            a.body,
+            &app.fleet,
+            &app.connect.target,
+            app.connect.transport,
+            app.theme,
+        ),
         Tab::Connect => super::connect::render(f, a.body, &app.connect, app.theme, app.spinner),
         Tab::Guide => super::guide::render(
             f,
@@ -135,46 +131,14 @@ fn draw(f: &mut Frame, app: &App) {
     }
 }
 
-/// One key of a footer: the keys, what they do, and the same in a word for narrow terminals.
-type FooterKey = (&'static str, &'static str, &'static str);
-
 /// The keys that act on the screen shown (the footer names no key that does nothing there).
 fn footer_keys(app: &App) -> &'static [FooterKey] {
     match app.tab {
-        Tab::Pki => &[
-            ("n", "new", "new"),
-            ("v", "verify", "verify"),
-            ("e", "export", "export"),
-            ("c", "connect", "connect"),
-            ("d", "delete", "delete"),
-            ("/", "filter", "filter"),
-        ],
-        Tab::Hub => &[
-            ("s", "start/stop", "hub"),
-            ("p", "port", "port"),
-            ("v V", "prove hub/DPS", "prove"),
-            ("a", "register", "add"),
-            ("o", "on/off", "on/off"),
-            ("G", "DPS group", "group"),
-            ("e", "enroll", "enroll"),
-        ],
-        Tab::Connect if app.fleet.shown => &[
-            ("r", "type devices", "devices"),
-            ("Enter", "run", "run"),
-            ("s", "stop", "stop"),
-            ("f", "single test", "single"),
-        ],
-        Tab::Connect => &[
-            ("Enter", "run", "run"),
-            ("t", "target", "target"),
-            ("f", "fleet", "fleet"),
-        ],
-        Tab::Guide => &[
-            ("↑↓", "step", "step"),
-            ("J K", "scroll", "scroll"),
-            ("y", "copy", "copy"),
-            ("t", "track", "track"),
-        ],
+        Tab::Pki => super::pki::FOOTER_KEYS,
+        Tab::Hub => super::hub::FOOTER_KEYS,
+        Tab::Connect if app.fleet.shown => super::fleet::FOOTER_KEYS,
+        Tab::Connect => super::connect::FOOTER_KEYS,
+        Tab::Guide => super::guide::FOOTER_KEYS,
     }
 }
 
