@@ -2,152 +2,29 @@
 //! [`App::update`], which changes state and returns the side effect for the loop to run.
 //! No terminal, no disk, no network here, so all of it is testable with plain values.
 
-use super::action::{Action, Command};
+use super::action::Action;
+use super::command::Command;
 use super::connect::ConnectState;
-use super::dialog::{
-    Dialog, FormOutcome, NewForm, NewKind, VerifyDialog, VerifyResult, verification_out,
-};
-use super::fleet::FleetState;
-use super::forms::{Form, Outcome, Purpose};
+use super::dialog::{Dialog, DialogReply, VerifyResult};
+use super::fleet::{FleetKeyContext, FleetState};
+use super::forms::Purpose;
 use super::guide::GuideState;
+pub use super::help::KEYMAP;
+use super::help::{help_max_scroll, help_page};
 use super::hub::HubState;
-use super::pki::PkiState;
+use super::layout::{self, MIN_HEIGHT, MIN_WIDTH, Tab};
+use super::pki::{PkiKeyContext, PkiState};
+use super::request::Request;
+pub use super::theme::Level;
 use super::theme::Theme;
-use super::ui;
 use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };
 use std::path::PathBuf;
 use time::OffsetDateTime;
 
-/// The four screens along the top row, chosen with `1`–`4` or a click.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tab {
-    /// `1`: the certificate tree and the selected entity's details.
-    Pki,
-    /// `2`: the in-process local hub, its registry, DPS and event log.
-    Hub,
-    /// `3`: the connection test of one device (or the Fleet view, `f`).
-    Connect,
-    /// `4`: the guided workshop, each step checked against the workspace.
-    Guide,
-}
-
-impl Tab {
-    /// The tabs in the order of the top row and of the keys `1`–`4`.
-    pub(crate) const ALL: [Tab; 4] = [Tab::Pki, Tab::Hub, Tab::Connect, Tab::Guide];
-    /// The title on the top row, with its key: "1 PKI".
-    pub(crate) fn title(self) -> &'static str {
-        match self {
-            Tab::Pki => "1 PKI",
-            Tab::Hub => "2 Hub",
-            Tab::Connect => "3 Connect",
-            Tab::Guide => "4 Guide",
-        }
-    }
-}
-
-/// How the status line marks its message (a symbol as well as a colour).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    /// Something is under way or worth knowing (`·`).
-    Info,
-    /// What the user asked for was done (`✓`).
-    Ok,
-    /// Not done, and why: nothing selected, a job already running (`!`).
-    Warn,
-    /// An engine call failed; the message says what to do (`✗`).
-    Error,
-}
-
-/// Every key, for the help overlay and the docs: (where it works, the keys, what they do).
-pub const KEYMAP: &[(&str, &str, &str)] = &[
-    (
-        "anywhere",
-        "1 2 3 4",
-        "tab: PKI, Hub, Connect, Guide (or click it)",
-    ),
-    ("anywhere", "g  ?", "guided workshop (tab 4), this help"),
-    (
-        "anywhere",
-        "q  Ctrl-C",
-        "quit (q asks while a hub or test runs)",
-    ),
-    (
-        "PKI",
-        "↑ ↓ j k PgUp PgDn",
-        "move / page in the tree (Home End, wheel, click)",
-    ),
-    ("PKI", "J K", "scroll the details (wheel over them too)"),
-    ("PKI", "/", "filter by name or CN (Enter keeps, Esc clears)"),
-    ("PKI", "n", "new root / intermediate / device / self-signed"),
-    ("PKI", "v", "verification certificate for a hub's code"),
-    (
-        "PKI",
-        "d  c",
-        "delete (asks first), connection test of a device",
-    ),
-    (
-        "PKI",
-        "e",
-        "export: formats, PFX password (masked), directory",
-    ),
-    (
-        "PKI",
-        "i  r  x",
-        "import, renew, revoke (Azure ignores CRLs)",
-    ),
-    (
-        "forms",
-        "Tab ↑ ↓ ← → Space",
-        "field, choice, toggle a format",
-    ),
-    ("forms", "Enter  Esc", "run / cancel"),
-    (
-        "verify",
-        "y",
-        "copy the PEM (OSC 52); the file path is shown",
-    ),
-    (
-        "Hub",
-        "s  p  a  o",
-        "hub start/stop, port; register the device, on/off",
-    ),
-    (
-        "Hub",
-        "v  V",
-        "prove the PKI-selected CA to the hub / to DPS",
-    ),
-    (
-        "Hub",
-        "G  e",
-        "DPS group from the PKI CA, enroll the PKI device",
-    ),
-    (
-        "Hub",
-        "↑ ↓ PgUp PgDn  /",
-        "scroll the device list, filter it by id",
-    ),
-    (
-        "Connect",
-        "Enter  t  f",
-        "run the test, type the target, fleet view",
-    ),
-    (
-        "Fleet",
-        "r Enter  s  f",
-        "type devices and run them, stop, single test",
-    ),
-    ("Guide", "↑ ↓  J K", "pick a step, scroll its text"),
-    (
-        "Guide",
-        "y  Y  t",
-        "copy the step's commands (OSC 52), switch track",
-    ),
-];
-
 /// Everything the TUI shows and remembers: each tab's state, the open dialog, the status
-/// line. [`App::update`] is the only thing that changes it; [`super::ui::render`] draws it.
+/// line. [`App::update`] is the only thing that changes it; the frame (`ui::render`) draws it.
 pub struct App {
     /// The workspace directory (shown in the PKI footer; where exports and verification
     /// certificates go by default).
@@ -241,7 +118,7 @@ impl App {
     }
 
     fn tree_height(&self) -> usize {
-        ui::areas(self.size).tree.height.saturating_sub(2) as usize
+        layout::areas(self.size).tree.height.saturating_sub(2) as usize
     }
 
     fn say(&mut self, level: Level, text: impl Into<String>) {
@@ -250,7 +127,7 @@ impl App {
 
     /// Below the minimum size only the "terminal too small" notice is drawn.
     fn too_small(&self) -> bool {
-        self.size.0 < ui::MIN_WIDTH || self.size.1 < ui::MIN_HEIGHT
+        self.size.0 < MIN_WIDTH || self.size.1 < MIN_HEIGHT
     }
 
     /// Something runs in the background (a read, a key generation, a form, the hub, a test):
@@ -295,325 +172,6 @@ impl App {
         }
     }
 
-    fn selected_device(&self) -> Option<String> {
-        self.pki
-            .selected_row()
-            .filter(|r| r.meta.kind == crate::store::Kind::Device)
-            .map(|r| r.meta.name.clone())
-    }
-
-    /// The Fleet view's keys: Enter runs the typed range or the PKI selection (a CA: every
-    /// device under it), s stops, r types a range.
-    fn fleet_key(&mut self, k: KeyEvent) -> Option<Command> {
-        use super::fleet::Intent;
-        match self.fleet.key(k)? {
-            Intent::Stop => Some(Command::StopFleet),
-            Intent::Start => {
-                let typed = self.fleet.patterns();
-                let (patterns, issuer, label) = if !typed.is_empty() {
-                    let label = typed.join(" ");
-                    (typed, None, label)
-                } else {
-                    match self.pki.selected_row().map(|r| &r.meta) {
-                        Some(m) if m.kind.is_ca() => (
-                            vec![],
-                            Some(m.name.clone()),
-                            format!("every device under {}", m.name),
-                        ),
-                        Some(m) if m.kind == crate::store::Kind::Device => {
-                            (vec![m.name.clone()], None, m.name.clone())
-                        }
-                        _ => {
-                            self.say(
-                                Level::Warn,
-                                "select a CA or a device on the PKI tab, or press r and type a range",
-                            );
-                            return None;
-                        }
-                    }
-                };
-                // The fleet engine speaks MQTT over TLS only (RunFleet carries no transport):
-                // a Protocol chosen for the single test must not look as if it applied.
-                match self.connect.transport {
-                    crate::mqtt::Transport::Mqtt => {
-                        self.say(Level::Info, format!("fleet: starting {label}…"))
-                    }
-                    other => self.say(
-                        Level::Warn,
-                        format!(
-                            "fleet: starting {label}; the fleet runs over MQTT (TLS), \
-                             the Protocol field ({}) applies to the single test",
-                            other.as_str()
-                        ),
-                    ),
-                }
-                self.fleet.begin(label);
-                Some(Command::RunFleet {
-                    patterns,
-                    issuer,
-                    target: self.connect.target.clone(),
-                    hub_port: self.hub.port,
-                })
-            }
-        }
-    }
-
-    fn start_test(&mut self) -> Option<Command> {
-        if self.connect.running {
-            self.say(Level::Warn, "a test is running; one at a time");
-            return None;
-        }
-        let Some(device) = self.connect.device.clone() else {
-            self.say(
-                Level::Warn,
-                "select a device on the PKI tab and press c first",
-            );
-            return None;
-        };
-        self.connect.begin();
-        self.say(
-            Level::Info,
-            format!("testing {device} against {}…", self.connect.target.label()),
-        );
-        Some(Command::RunTest {
-            device,
-            target: self.connect.target.clone(),
-            transport: self.connect.transport,
-            hub_port: self.hub.port,
-        })
-    }
-
-    fn submit_form(&mut self) -> Option<Command> {
-        let Some(Dialog::Form(form)) = &mut self.dialog else {
-            return None;
-        };
-        let cmd = match &form.purpose {
-            Purpose::Export { name } => match form.export_options() {
-                Ok(opts) => Command::Export {
-                    name: name.clone(),
-                    opts,
-                },
-                Err(e) => {
-                    form.error = Some(e);
-                    return None;
-                }
-            },
-            Purpose::Import => match form.import_request() {
-                Ok(r) => Command::Import(r),
-                Err(e) => {
-                    form.error = Some(e);
-                    return None;
-                }
-            },
-            Purpose::Renew { name } => {
-                let days = form.value("Days").trim();
-                let days = if days.is_empty() {
-                    None
-                } else {
-                    match days.parse::<u32>() {
-                        Ok(d) if d > 0 => Some(d),
-                        _ => {
-                            form.error = Some(format!(
-                                "days \"{days}\" is not a whole number above 0; leave it empty for the profile's default"
-                            ));
-                            return None;
-                        }
-                    }
-                };
-                Command::Renew(crate::ops::lifecycle::RenewRequest {
-                    name: name.clone(),
-                    days,
-                    rekey: form.choice("Key") == 1,
-                    key: None,
-                    ..Default::default()
-                })
-            }
-            Purpose::Revoke { name } => {
-                let choice = |i: usize| match form.fields.get(i).map(|f| &f.kind) {
-                    Some(super::forms::FieldKind::Choice(o, i)) => Some(o[*i]),
-                    _ => None,
-                };
-                let reason = choice(0).unwrap_or("unspecified").to_string();
-                let disable_on_hub = choice(1).is_some_and(|c| c.starts_with("disable"));
-                Command::Revoke {
-                    name: name.clone(),
-                    reason,
-                    disable_on_hub,
-                }
-            }
-            Purpose::Target => match super::connect::ConnectTarget::parse(form.value("Target")) {
-                Ok(t) => {
-                    self.connect.target = t;
-                    self.connect.transport = crate::mqtt::Transport::ALL[form
-                        .choice("Protocol")
-                        .min(crate::mqtt::Transport::ALL.len() - 1)];
-                    self.dialog = None;
-                    return None;
-                }
-                Err(e) => {
-                    form.error = Some(e);
-                    return None;
-                }
-            },
-            Purpose::HubPort => match form.value("Port").trim().parse::<u16>() {
-                Ok(p) => {
-                    self.hub.port = p;
-                    self.dialog = None;
-                    return None;
-                }
-                Err(_) => {
-                    form.error = Some(format!(
-                        "port \"{}\" is not a number from 0 to 65535",
-                        form.value("Port").trim()
-                    ));
-                    return None;
-                }
-            },
-        };
-        form.busy = Some(match &cmd {
-            Command::Export { name, .. } => format!("exporting {name}"),
-            Command::Import(r) => format!("importing {}", r.name),
-            Command::Renew(r) => format!("renewing {}", r.name),
-            _ => "revoking".into(),
-        });
-        form.error = None;
-        Some(cmd)
-    }
-
-    fn hub_key(&mut self, k: KeyEvent) -> Option<Command> {
-        let page = super::hub::LIST_ROWS as isize;
-        match k.code {
-            KeyCode::Up | KeyCode::Char('k') => self.hub.scroll_devices(-1),
-            KeyCode::Down | KeyCode::Char('j') => self.hub.scroll_devices(1),
-            KeyCode::PageUp => self.hub.scroll_devices(-page),
-            KeyCode::PageDown => self.hub.scroll_devices(page),
-            KeyCode::Home => self.hub.scroll_devices(isize::MIN / 2),
-            KeyCode::End => self.hub.scroll_devices(isize::MAX / 2),
-            KeyCode::Char('/') => self.hub.filtering = true,
-            KeyCode::Esc if !self.hub.device_filter.is_empty() => {
-                self.hub.device_filter.clear();
-                self.hub.device_offset = 0;
-            }
-            _ => return self.hub_action_key(k),
-        }
-        None
-    }
-
-    fn hub_action_key(&mut self, k: KeyEvent) -> Option<Command> {
-        match k.code {
-            KeyCode::Char('s') => {
-                if self.hub.pending {
-                    return None;
-                }
-                self.hub.pending = true;
-                if self.hub.running.is_some() {
-                    Some(Command::StopHub)
-                } else {
-                    Some(Command::StartHub {
-                        port: self.hub.port,
-                    })
-                }
-            }
-            KeyCode::Char('p') => {
-                self.dialog = Some(Dialog::Form(Form::hub_port(self.hub.port)));
-                None
-            }
-            KeyCode::Char('v') => {
-                let ca = self
-                    .pki
-                    .selected_row()
-                    .filter(|r| r.meta.kind.is_ca() && r.meta.has_key)
-                    .map(|r| r.meta.name.clone());
-                match ca {
-                    Some(ca) if !self.hub.proving => {
-                        self.hub.proving = true;
-                        self.hub.proof.clear();
-                        Some(Command::HubProve { ca })
-                    }
-                    Some(_) => None,
-                    None => {
-                        self.say(
-                            Level::Warn,
-                            "v proves a CA to the hub: select a root or intermediate (with its key) on the PKI tab first",
-                        );
-                        None
-                    }
-                }
-            }
-            KeyCode::Char('V') | KeyCode::Char('G') => {
-                let group = k.code == KeyCode::Char('G');
-                let ca = self
-                    .pki
-                    .selected_row()
-                    .filter(|r| r.meta.kind.is_ca() && r.meta.has_key)
-                    .map(|r| r.meta.name.clone());
-                match ca {
-                    Some(_) if self.hub.dps_busy => None,
-                    Some(ca) => {
-                        self.hub.dps_busy = true;
-                        Some(if group {
-                            Command::DpsGroup { ca }
-                        } else {
-                            Command::DpsProve { ca }
-                        })
-                    }
-                    None => {
-                        self.say(
-                            Level::Warn,
-                            if group {
-                                "G adds a DPS enrollment group: select a root or intermediate (with its key) on the PKI tab first"
-                            } else {
-                                "V proves a CA to DPS: select a root or intermediate (with its key) on the PKI tab first"
-                            },
-                        );
-                        None
-                    }
-                }
-            }
-            KeyCode::Char('e') => match self.selected_device() {
-                Some(_) if self.hub.dps_busy => None,
-                Some(device) => {
-                    self.hub.dps_busy = true;
-                    Some(Command::DpsEnroll { device })
-                }
-                None => {
-                    self.say(
-                        Level::Warn,
-                        "e enrolls a device in DPS: select one on the PKI tab first",
-                    );
-                    None
-                }
-            },
-            KeyCode::Char('a') => match self.selected_device() {
-                Some(device) => Some(Command::HubRegister { device }),
-                None => {
-                    self.say(
-                        Level::Warn,
-                        "a registers a device: select one on the PKI tab first",
-                    );
-                    None
-                }
-            },
-            KeyCode::Char('o') => {
-                let dev = self.selected_device();
-                match dev.and_then(|d| self.hub.devices.iter().find(|x| x.id == d)) {
-                    Some(d) => Some(Command::HubEnable {
-                        device: d.id.clone(),
-                        enabled: !d.enabled,
-                    }),
-                    None => {
-                        self.say(
-                            Level::Warn,
-                            "o turns a registered device on/off: select it on the PKI tab (register it with a)",
-                        );
-                        None
-                    }
-                }
-            }
-            _ => None,
-        }
-    }
-
     /// Apply one action to the state; the command it returns is the side effect for the loop
     /// to run (its result comes back as another action).
     pub fn update(&mut self, action: Action) -> Option<Command> {
@@ -642,7 +200,7 @@ impl App {
             Action::Tick(now) => self.on_tick(now),
             Action::Resize(w, h) => {
                 self.size = (w, h);
-                self.help_scroll = self.help_scroll.min(ui::help_max_scroll(self.size));
+                self.help_scroll = self.help_scroll.min(help_max_scroll(self.size));
                 let hgt = self.tree_height();
                 self.pki.scroll_into_view(hgt);
                 None
@@ -978,10 +536,8 @@ impl App {
                 v.validate_inline();
             }
             _ if self.pki.filtering => {
-                self.pki.filter.push_str(text.trim());
-                self.pki.apply_filter();
                 let h = self.tree_height();
-                self.pki.scroll_into_view(h);
+                self.pki.paste_filter(&text, h);
             }
             _ => {}
         }
@@ -1005,7 +561,7 @@ impl App {
             return None;
         }
         if self.help {
-            let last = ui::help_max_scroll(self.size);
+            let last = help_max_scroll(self.size);
             match k.code {
                 KeyCode::Down | KeyCode::Char('j') => {
                     self.help_scroll = (self.help_scroll + 1).min(last)
@@ -1014,10 +570,10 @@ impl App {
                     self.help_scroll = self.help_scroll.saturating_sub(1)
                 }
                 KeyCode::PageDown | KeyCode::Char(' ') => {
-                    self.help_scroll = (self.help_scroll + ui::help_page(self.size)).min(last)
+                    self.help_scroll = (self.help_scroll + help_page(self.size)).min(last)
                 }
                 KeyCode::PageUp => {
-                    self.help_scroll = self.help_scroll.saturating_sub(ui::help_page(self.size))
+                    self.help_scroll = self.help_scroll.saturating_sub(help_page(self.size))
                 }
                 _ => self.help = false,
             }
@@ -1026,15 +582,8 @@ impl App {
         if self.dialog.is_some() {
             return self.dialog_key(k);
         }
-        if self.pki.filtering && self.tab == Tab::Pki {
-            return self.filter_key(k);
-        }
-        if self.hub.filtering && self.tab == Tab::Hub {
-            self.hub.filter_key(k);
-            return None;
-        }
-        if self.fleet.editing && self.tab == Tab::Connect {
-            return self.fleet_key(k);
+        if self.focused_takes_every_key() {
+            return self.tab_key(k);
         }
         match k.code {
             KeyCode::Char('q') => {
@@ -1063,74 +612,76 @@ impl App {
             }
             _ => {}
         }
+        self.tab_key(k)
+    }
+
+    /// The shown tab is typing into a filter or a list: its keys are text, even `q` and `1`.
+    fn focused_takes_every_key(&self) -> bool {
         match self.tab {
-            Tab::Pki => self.pki_key(k),
-            Tab::Hub => self.hub_key(k),
-            Tab::Connect if k.code == KeyCode::Char('f') && !self.fleet.editing => {
+            Tab::Pki => self.pki.takes_every_key(),
+            Tab::Hub => self.hub.takes_every_key(),
+            Tab::Connect => self.fleet.takes_every_key(),
+            Tab::Guide => false,
+        }
+    }
+
+    /// Hand a key to the shown tab (on the Connect tab: the Fleet view when shown, `f`
+    /// switches), with what it needs to know of the others, and carry out its request.
+    fn tab_key(&mut self, k: KeyEvent) -> Option<Command> {
+        let request = match self.tab {
+            Tab::Pki => {
+                let cx = PkiKeyContext {
+                    height: self.tree_height(),
+                    now: self.now,
+                    ws_root: &self.ws_root,
+                };
+                self.pki.key(k, &cx)
+            }
+            Tab::Hub => {
+                let selected = self.pki.selected_row().map(|r| &r.meta);
+                self.hub.key(k, selected)
+            }
+            Tab::Connect if !self.fleet.editing && k.code == KeyCode::Char('f') => {
                 self.fleet.shown = !self.fleet.shown;
                 None
             }
-            Tab::Connect if self.fleet.shown => self.fleet_key(k),
-            Tab::Connect => match k.code {
-                KeyCode::Char('t') => {
-                    let transport = crate::mqtt::Transport::ALL
-                        .iter()
-                        .position(|t| *t == self.connect.transport)
-                        .unwrap_or(0);
-                    let form = Form::target(&self.connect.target.to_arg(), transport);
-                    self.dialog = Some(Dialog::Form(form));
-                    None
+            Tab::Connect if self.fleet.editing || self.fleet.shown => {
+                let cx = FleetKeyContext {
+                    selected: self.pki.selected_row().map(|r| &r.meta),
+                    target: &self.connect.target,
+                    transport: self.connect.transport,
+                    hub_port: self.hub.port,
+                };
+                self.fleet.key(k, &cx)
+            }
+            Tab::Connect => self.connect.key(k, self.hub.port),
+            Tab::Guide => self.guide.key(k),
+        };
+        self.carry_out(request?)
+    }
+
+    /// Do what a tab asked beyond its own state; the command, if any, goes to the loop.
+    fn carry_out(&mut self, request: Request) -> Option<Command> {
+        match request {
+            Request::Run(cmd) => Some(cmd),
+            Request::Say(level, text) => {
+                self.say(level, text);
+                None
+            }
+            Request::SayAndRun(level, text, cmd) => {
+                self.say(level, text);
+                Some(cmd)
+            }
+            Request::Open(dialog) => {
+                self.dialog = Some(dialog);
+                None
+            }
+            Request::Test(device) => {
+                // A running test keeps its device; the tab shows it.
+                if !self.connect.running {
+                    self.connect.device = Some(device);
                 }
-                KeyCode::Enter | KeyCode::Char('s') => self.start_test(),
-                _ => None,
-            },
-            Tab::Guide => {
-                match k.code {
-                    KeyCode::Up | KeyCode::Char('k') => {
-                        self.guide.selected = self.guide.selected.saturating_sub(1);
-                        self.guide.scroll = 0;
-                        self.guide.picked = true;
-                    }
-                    KeyCode::Down | KeyCode::Char('j') => {
-                        let n = self.guide.track.steps().len();
-                        self.guide.selected = (self.guide.selected + 1).min(n - 1);
-                        self.guide.scroll = 0;
-                        self.guide.picked = true;
-                    }
-                    // The other tutorial: its steps start from the first.
-                    KeyCode::Char('t') => {
-                        self.guide.track = self.guide.track.other();
-                        self.guide.selected = 0;
-                        self.guide.scroll = 0;
-                        self.guide.picked = false;
-                        self.say(
-                            Level::Ok,
-                            format!("guide: the {} track", self.guide.track.title()),
-                        );
-                    }
-                    KeyCode::Char('J') => self.guide.scroll = self.guide.scroll.saturating_add(1),
-                    KeyCode::Char('K') => self.guide.scroll = self.guide.scroll.saturating_sub(1),
-                    // Copy the step's commands whole: what the pane shows wraps to its width.
-                    KeyCode::Char(c @ ('y' | 'Y')) => {
-                        let steps = self.guide.track.steps();
-                        let n = self.guide.selected.min(steps.len() - 1);
-                        let l = steps[n].lesson();
-                        let (what, section) = if c == 'y' {
-                            (self.guide.track.tool(), l.openssl)
-                        } else {
-                            ("Azure CLI", l.az)
-                        };
-                        self.say(
-                            Level::Ok,
-                            format!(
-                                "step {}'s {what} commands sent to the clipboard (OSC 52)",
-                                n + 1
-                            ),
-                        );
-                        return Some(Command::Copy(super::guide::section_text(section)));
-                    }
-                    _ => {}
-                }
+                self.tab = Tab::Connect;
                 None
             }
         }
@@ -1150,258 +701,36 @@ impl App {
         None
     }
 
-    fn filter_key(&mut self, k: KeyEvent) -> Option<Command> {
-        match k.code {
-            KeyCode::Esc => {
-                self.pki.filtering = false;
-                self.pki.filter.clear();
-                self.pki.apply_filter();
-                // Esc undoes the filter: the selection goes back where it was before `/`.
-                if let Some(name) = self.pki.before_filter.take() {
-                    self.pki.select_name(&name);
-                }
-            }
-            KeyCode::Enter => {
-                self.pki.filtering = false;
-                self.pki.before_filter = None;
-            }
-            KeyCode::Backspace => {
-                self.pki.filter.pop();
-            }
-            KeyCode::Char(c) => self.pki.filter.push(c),
-            KeyCode::Up | KeyCode::Down => {
-                self.pki.filtering = false;
-                return self.pki_key(k);
-            }
-            _ => return None,
-        }
-        self.pki.apply_filter();
-        let h = self.tree_height();
-        self.pki.scroll_into_view(h);
-        self.pki.want_report().map(Command::LoadReport)
-    }
-
-    fn pki_key(&mut self, k: KeyEvent) -> Option<Command> {
-        let h = self.tree_height();
-        let page = h.max(1) as isize;
-        match k.code {
-            KeyCode::Up | KeyCode::Char('k') => self.pki.move_by(-1, h),
-            KeyCode::Down | KeyCode::Char('j') => self.pki.move_by(1, h),
-            KeyCode::PageUp => self.pki.move_by(-page, h),
-            KeyCode::PageDown => self.pki.move_by(page, h),
-            KeyCode::Home => self.pki.move_by(isize::MIN / 2, h),
-            KeyCode::End => self.pki.move_by(isize::MAX / 2, h),
-            KeyCode::Char('J') => self.pki.detail_scroll = self.pki.detail_scroll.saturating_add(1),
-            KeyCode::Char('K') => self.pki.detail_scroll = self.pki.detail_scroll.saturating_sub(1),
-            KeyCode::Char('/') => {
-                self.pki.filtering = true;
-                self.pki.before_filter = self.pki.selected_name();
-                return None;
-            }
-            KeyCode::Esc if !self.pki.filter.is_empty() => {
-                self.pki.filter.clear();
-                self.pki.apply_filter();
-            }
-            KeyCode::Char('n') => {
-                let cas = self.issuing_cas();
-                let sel = self
-                    .pki
-                    .selected_row()
-                    .filter(|r| r.meta.kind.is_ca())
-                    .map(|r| r.meta.name.clone());
-                let kind = if cas.is_empty() {
-                    NewKind::Root
-                } else if sel.is_some() {
-                    NewKind::Device
-                } else {
-                    NewKind::Root
-                };
-                self.dialog = Some(Dialog::New(NewForm::new(
-                    kind,
-                    cas,
-                    sel.as_deref(),
-                    self.now,
-                )));
-                return None;
-            }
-            KeyCode::Char('v') => {
-                match self.pki.selected_row() {
-                    Some(r) if r.meta.kind.is_ca() && r.meta.has_key => {
-                        self.dialog = Some(Dialog::Verify(VerifyDialog::new(r.meta.name.clone())));
-                    }
-                    Some(r) => {
-                        let msg = format!(
-                            "v makes a verification certificate for a CA; \"{}\" is a {}{}: select a root or intermediate with its key",
-                            r.meta.name,
-                            r.meta.kind.as_str(),
-                            if r.meta.kind.is_ca() {
-                                " without its private key"
-                            } else {
-                                ""
-                            }
-                        );
-                        self.say(Level::Warn, msg);
-                    }
-                    None => self.say(Level::Warn, "select a CA first (make one with n)"),
-                }
-                return None;
-            }
-            KeyCode::Char('d') => {
-                if let Some(name) = self.pki.selected_name() {
-                    let children = self.pki.children_of(&name);
-                    self.dialog = Some(Dialog::ConfirmDelete { name, children });
-                }
-                return None;
-            }
-            KeyCode::Char('c') => {
-                match self.pki.selected_row() {
-                    Some(r) if r.meta.kind == crate::store::Kind::Device => {
-                        if !self.connect.running {
-                            self.connect.device = Some(r.meta.name.clone());
-                        }
-                        self.tab = Tab::Connect;
-                    }
-                    _ => self.say(Level::Warn, "c connects a device: select a device first"),
-                }
-                return None;
-            }
-            KeyCode::Char('i') => {
-                self.dialog = Some(Dialog::Form(Form::import()));
-                return None;
-            }
-            KeyCode::Char(c @ ('e' | 'r' | 'x')) => {
-                match self.pki.selected_name() {
-                    Some(name) => {
-                        self.dialog = Some(Dialog::Form(match c {
-                            'e' => Form::export(&name, &self.ws_root),
-                            'r' => Form::renew(&name),
-                            _ => Form::revoke(&name),
-                        }))
-                    }
-                    None => self.say(Level::Warn, "select a certificate first"),
-                }
-                return None;
-            }
-            _ => return None,
-        }
-        self.pki.want_report().map(Command::LoadReport)
-    }
-
-    /// CAs that can issue: roots and intermediates with their key.
-    fn issuing_cas(&self) -> Vec<String> {
-        self.pki
-            .rows
-            .iter()
-            .filter(|r| r.meta.kind.is_ca() && r.meta.has_key)
-            .map(|r| r.meta.name.clone())
-            .collect()
-    }
-
+    /// A key while a dialog is open: the dialog takes it; the app does what it asks.
     fn dialog_key(&mut self, k: KeyEvent) -> Option<Command> {
-        let dialog = self.dialog.as_mut()?;
-        match dialog {
-            Dialog::New(form) => match form.key(k) {
-                FormOutcome::Stay => None,
-                FormOutcome::Cancel => {
-                    // Closing while a key is generated is fine: the result still lands in the workspace.
-                    self.dialog = None;
-                    None
-                }
-                FormOutcome::Submit(req) => {
-                    form.busy = Some(req.describe());
-                    form.error = None;
-                    Some(Command::Create(req))
-                }
-            },
-            Dialog::Verify(v) => {
-                if let Some(res) = &mut v.result {
-                    match k.code {
-                        KeyCode::Char('y') => {
-                            let pem = res.pem.clone();
-                            let path = res.path.display().to_string();
-                            self.say(
-                                Level::Ok,
-                                format!("PEM sent to the clipboard (OSC 52); the file is {path}"),
-                            );
-                            return Some(Command::Copy(pem));
-                        }
-                        KeyCode::Down | KeyCode::Char('j') => {
-                            res.scroll = res.scroll.saturating_add(1)
-                        }
-                        KeyCode::Up | KeyCode::Char('k') => {
-                            res.scroll = res.scroll.saturating_sub(1)
-                        }
-                        KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => self.dialog = None,
-                        _ => {}
-                    }
-                    return None;
-                }
-                match k.code {
-                    KeyCode::Esc => self.dialog = None,
-                    KeyCode::Enter if !v.busy => {
-                        let code = v.code.trim().to_string();
-                        match crate::pki::identity::check_verification_code(&code) {
-                            Ok(()) => {
-                                v.busy = true;
-                                v.error = None;
-                                let out = verification_out(&self.ws_root, &v.issuer);
-                                return Some(Command::MakeVerification {
-                                    issuer: v.issuer.clone(),
-                                    code,
-                                    out,
-                                });
-                            }
-                            Err(e) => v.error = Some(super::forms::error_text(&e)),
-                        }
-                    }
-                    KeyCode::Backspace => {
-                        v.code.pop();
-                        v.validate_inline();
-                    }
-                    KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
-                        v.code.push(c);
-                        v.validate_inline();
-                    }
-                    _ => {}
-                }
-                None
+        let reply = self.dialog.as_mut()?.key(k, &self.ws_root);
+        match reply {
+            DialogReply::Stay => None,
+            DialogReply::Run(cmd) => Some(cmd),
+            DialogReply::SayAndRun(level, text, cmd) => {
+                self.say(level, text);
+                Some(cmd)
             }
-            Dialog::Form(form) => match form.key(k) {
-                Outcome::Stay => None,
-                Outcome::Cancel => {
-                    self.dialog = None;
-                    None
-                }
-                // A result is a notice, not a question: the key that closes it still acts,
-                // except the keys that only mean "close" (Esc, Enter).
-                Outcome::Dismiss => {
-                    self.dialog = None;
-                    if matches!(k.code, KeyCode::Esc | KeyCode::Enter) {
-                        None
-                    } else {
-                        self.key(k)
-                    }
-                }
-                Outcome::Submit => self.submit_form(),
-            },
-            Dialog::ConfirmDelete { name, .. } => match k.code {
-                KeyCode::Char('y') => {
-                    let name = name.clone();
-                    self.dialog = None;
-                    Some(Command::Delete(name))
-                }
-                KeyCode::Char('n') | KeyCode::Esc => {
-                    self.dialog = None;
-                    None
-                }
-                _ => None,
-            },
-            Dialog::Message { title, .. } => {
-                if title == "Quit?" && k.code == KeyCode::Char('q') {
-                    self.quit = true;
-                }
+            close => {
                 self.dialog = None;
-                None
+                match close {
+                    DialogReply::CloseAndPass => self.key(k),
+                    DialogReply::CloseAndRun(cmd) => Some(cmd),
+                    DialogReply::Quit => {
+                        self.quit = true;
+                        None
+                    }
+                    DialogReply::Target(target, transport) => {
+                        self.connect.target = target;
+                        self.connect.transport = transport;
+                        None
+                    }
+                    DialogReply::HubPort(port) => {
+                        self.hub.port = port;
+                        None
+                    }
+                    _ => None,
+                }
             }
         }
     }
@@ -1410,7 +739,7 @@ impl App {
         if self.too_small() {
             return None;
         }
-        let a = ui::areas(self.size);
+        let a = layout::areas(self.size);
         let inside = |r: ratatui::layout::Rect| {
             m.column >= r.x && m.column < r.x + r.width && m.row >= r.y && m.row < r.y + r.height
         };
@@ -1424,7 +753,7 @@ impl App {
                     return None;
                 }
                 if m.row == a.tabs.y {
-                    if let Some((tab, _)) = ui::tab_ranges()
+                    if let Some((tab, _)) = layout::tab_ranges()
                         .into_iter()
                         .find(|(_, r)| r.contains(&m.column))
                     {
@@ -1435,22 +764,14 @@ impl App {
                 }
                 match self.tab {
                     Tab::Pki if inside(a.tree) && m.row > a.tree.y => {
-                        let pos = self.pki.offset + (m.row - a.tree.y - 1) as usize;
-                        if pos < self.pki.visible.len() {
-                            self.pki.selected = pos;
-                            self.pki.detail_scroll = 0;
-                            return self.pki.want_report().map(Command::LoadReport);
-                        }
+                        let request = self.pki.click_row((m.row - a.tree.y - 1) as usize);
+                        return self.carry_out(request?);
                     }
-                    Tab::Guide if m.row > a.body.y => {
-                        let pos = (m.row - a.body.y - 1) as usize;
-                        if pos < self.guide.track.steps().len()
-                            && m.column < a.body.x + super::guide::list_width(self.size.0)
-                        {
-                            self.guide.selected = pos;
-                            self.guide.scroll = 0;
-                            self.guide.picked = true;
-                        }
+                    Tab::Guide
+                        if m.row > a.body.y
+                            && m.column < a.body.x + super::guide::list_width(self.size.0) =>
+                    {
+                        self.guide.click_row((m.row - a.body.y - 1) as usize);
                     }
                     _ => {}
                 }

@@ -9,63 +9,34 @@
 //! ([`crate::mqtt::ConnectRemedy`]); this tab adds the key that applies it ([`key_hint`])
 //! where the TUI has one, and otherwise shows the domain words alone.
 
+use super::command::Command;
+use super::dialog::Dialog;
+use super::forms::Form;
+use super::help::FooterKey;
+use super::request::Request;
+pub use super::target::ConnectTarget;
+use super::theme::Level;
 use super::theme::Theme;
 use crate::mqtt::ConnectRemedy;
+use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Sparkline, Wrap};
 use std::time::Duration;
 
+/// The keys the footer names on the Connect tab's single test: (keys, what they do, the same
+/// in a word).
+pub(crate) const FOOTER_KEYS: &[FooterKey] = &[
+    ("Enter", "run", "run"),
+    ("t", "target", "target"),
+    ("f", "fleet", "fleet"),
+];
+
 /// Messages a test from the TUI sends.
 pub const COUNT: u32 = 5;
 /// Log lines kept.
 pub const LOG_CAP: usize = 500;
-
-/// Where the Connect tab's test goes, as the user chose it with `t` (the CLI's `--to`).
-/// Not `pki::Target`, which is whose identity rules a certificate follows.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConnectTarget {
-    /// The local hub of this workspace, started in-process for the test.
-    LocalHub,
-    /// An Azure IoT Hub, as typed (`HOST[:PORT]`).
-    AzureHub(String),
-    /// Any MQTT broker, as typed (`mqtts://HOST:PORT`).
-    Broker(String),
-}
-
-impl ConnectTarget {
-    /// What the user typed: `local`, an IoT Hub host (`HOST[:PORT]`) or `mqtts://HOST:PORT`;
-    /// checked with the same parser as `connect --to`.
-    pub fn parse(s: &str) -> Result<ConnectTarget, String> {
-        let s = s.trim();
-        if s.is_empty() || s == "local" {
-            return Ok(ConnectTarget::LocalHub);
-        }
-        let e = crate::mqtt::Endpoint::parse(s)?;
-        Ok(match e.peer {
-            crate::mqtt::PeerKind::Broker => ConnectTarget::Broker(s.to_string()),
-            _ => ConnectTarget::AzureHub(s.to_string()),
-        })
-    }
-
-    /// The `--to` value for the same target.
-    pub fn to_arg(&self) -> String {
-        match self {
-            ConnectTarget::LocalHub => "local".into(),
-            ConnectTarget::AzureHub(h) | ConnectTarget::Broker(h) => h.clone(),
-        }
-    }
-
-    /// The target as the header shows it.
-    pub fn label(&self) -> String {
-        match self {
-            ConnectTarget::LocalHub => "local hub (in-process)".into(),
-            ConnectTarget::AzureHub(h) => format!("Azure IoT Hub {h}"),
-            ConnectTarget::Broker(u) => format!("broker {u}"),
-        }
-    }
-}
 
 /// Where a step of the test stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,6 +176,45 @@ impl Default for ConnectState {
             summary: None,
             passed: None,
         }
+    }
+}
+
+impl ConnectState {
+    /// A key on the Connect tab: `t` types the target, Enter (or `s`) runs the test; the test
+    /// starts the Hub tab's hub on `hub_port` when the target is the local hub and none runs.
+    pub(crate) fn key(&mut self, k: KeyEvent, hub_port: u16) -> Option<Request> {
+        match k.code {
+            KeyCode::Char('t') => {
+                let transport = crate::mqtt::Transport::ALL
+                    .iter()
+                    .position(|t| *t == self.transport)
+                    .unwrap_or(0);
+                let form = Form::target(&self.target.to_arg(), transport);
+                Some(Request::Open(Dialog::Form(form)))
+            }
+            KeyCode::Enter | KeyCode::Char('s') => Some(self.start_test(hub_port)),
+            _ => None,
+        }
+    }
+
+    fn start_test(&mut self, hub_port: u16) -> Request {
+        if self.running {
+            return Request::warn("a test is running; one at a time");
+        }
+        let Some(device) = self.device.clone() else {
+            return Request::warn("select a device on the PKI tab and press c first");
+        };
+        self.begin();
+        Request::SayAndRun(
+            Level::Info,
+            format!("testing {device} against {}…", self.target.label()),
+            Command::RunTest {
+                device,
+                target: self.target.clone(),
+                transport: self.transport,
+                hub_port,
+            },
+        )
     }
 }
 
@@ -492,7 +502,7 @@ fn tail_wrapped<'a>(
 ) -> Vec<Line<'a>> {
     let mut out: Vec<Line> = Vec::new();
     for (text, style) in items.rev() {
-        let mut wrapped = super::ui::wrap_hanging(&text, width, 2);
+        let mut wrapped = super::widgets::wrap_hanging(&text, width, 2);
         if out.len() + wrapped.len() > rows {
             // The newest line is shown even when cut, never left out.
             if out.is_empty() {
@@ -519,7 +529,7 @@ pub fn render(f: &mut Frame, area: Rect, c: &ConnectState, t: Theme, spinner: us
         .diagnosis
         .iter()
         .flat_map(|d| d.lines())
-        .flat_map(|l| super::ui::wrap_hanging(l, inner_w, 2))
+        .flat_map(|l| super::widgets::wrap_hanging(l, inner_w, 2))
         .collect();
     let chart_h = if c.diagnosis.is_some() && c.round_trips.is_empty() {
         0
@@ -689,7 +699,7 @@ fn render_steps_and_log(f: &mut Frame, body: Rect, c: &ConnectState, t: Theme) {
     let aligned = c
         .steps
         .iter()
-        .map(|s| super::ui::wrap_hanging(&step_line(s, true).0, pane_w, 2).len())
+        .map(|s| super::widgets::wrap_hanging(&step_line(s, true).0, pane_w, 2).len())
         .sum::<usize>()
         + usize::from(c.summary.is_some())
         <= pane_rows;

@@ -6,18 +6,28 @@
 //! a few times a second, so a frame only draws the last snapshot and never waits on 10,000
 //! devices.
 
+use super::command::Command;
+use super::help::FooterKey;
+use super::request::Request;
+use super::target::ConnectTarget;
+use super::theme::Level;
 use super::theme::Theme;
 use crate::fleet::{Figures, Report};
+use crate::mqtt::Transport;
+use crate::store::{Kind, Meta};
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Borders, Gauge, Paragraph, Sparkline};
 
-/// Telemetry messages per second per device in a run from the TUI (until `s` stops it).
-const RATE: f64 = 1.0;
-/// New connections per second during ramp-up.
-const CONNECT_RATE: f64 = 500.0;
+/// The keys the footer names on the Fleet view: (keys, what they do, the same in a word).
+pub(crate) const FOOTER_KEYS: &[FooterKey] = &[
+    ("r", "type devices", "devices"),
+    ("Enter", "run", "run"),
+    ("s", "stop", "stop"),
+    ("f", "single test", "single"),
+];
 
 /// The longest device list typed with `r`, in bytes: room for a few dozen ids or ranges
 /// (an IoT Hub device id is at most 128 characters); a longer selection is a CA's devices
@@ -61,16 +71,89 @@ pub struct FleetState {
 
 /// What a key asks of the app.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Intent {
+enum Intent {
     /// Enter: run the typed range, or the PKI tab's selection.
     Start,
     /// `s`: stop the running fleet.
     Stop,
 }
 
+/// What the Fleet view's keys need from the rest of the app.
+pub(crate) struct FleetKeyContext<'a> {
+    /// The entity selected on the PKI tab: a CA runs every device under it, a device itself.
+    pub(crate) selected: Option<&'a Meta>,
+    /// Where the devices connect: the Connect tab's target.
+    pub(crate) target: &'a ConnectTarget,
+    /// The Connect tab's protocol (the fleet speaks MQTT over TLS only, and says so).
+    pub(crate) transport: Transport,
+    /// The Hub tab's port, for the hub the run starts when none runs.
+    pub(crate) hub_port: u16,
+}
+
 impl FleetState {
-    /// A key in the Fleet view: the range being typed takes it, else Enter, `s` and `r`.
-    pub(crate) fn key(&mut self, k: KeyEvent) -> Option<Intent> {
+    /// The device list (`r`) is being typed: every key goes to it.
+    pub(crate) fn takes_every_key(&self) -> bool {
+        self.editing
+    }
+
+    /// A key in the Fleet view: Enter runs the typed range or the PKI selection (a CA: every
+    /// device under it), `s` stops, `r` types a range.
+    pub(crate) fn key(&mut self, k: KeyEvent, cx: &FleetKeyContext) -> Option<Request> {
+        match self.intent(k)? {
+            Intent::Stop => Some(Request::Run(Command::StopFleet)),
+            Intent::Start => Some(self.start(cx)),
+        }
+    }
+
+    fn start(&mut self, cx: &FleetKeyContext) -> Request {
+        let typed = self.patterns();
+        let (patterns, issuer, label) = if !typed.is_empty() {
+            let label = typed.join(" ");
+            (typed, None, label)
+        } else {
+            match cx.selected {
+                Some(m) if m.kind.is_ca() => (
+                    vec![],
+                    Some(m.name.clone()),
+                    format!("every device under {}", m.name),
+                ),
+                Some(m) if m.kind == Kind::Device => (vec![m.name.clone()], None, m.name.clone()),
+                _ => {
+                    return Request::warn(
+                        "select a CA or a device on the PKI tab, or press r and type a range",
+                    );
+                }
+            }
+        };
+        // The fleet engine speaks MQTT over TLS only (RunFleet carries no transport): a
+        // Protocol chosen for the single test must not look as if it applied.
+        let (level, said) = match cx.transport {
+            Transport::Mqtt => (Level::Info, format!("fleet: starting {label}…")),
+            other => (
+                Level::Warn,
+                format!(
+                    "fleet: starting {label}; the fleet runs over MQTT (TLS), \
+                     the Protocol field ({}) applies to the single test",
+                    other.as_str()
+                ),
+            ),
+        };
+        self.begin(label);
+        Request::SayAndRun(
+            level,
+            said,
+            Command::RunFleet {
+                patterns,
+                issuer,
+                target: cx.target.clone(),
+                hub_port: cx.hub_port,
+            },
+        )
+    }
+
+    /// What a key means in the Fleet view: the range being typed takes it, else Enter, `s`
+    /// and `r`.
+    fn intent(&mut self, k: KeyEvent) -> Option<Intent> {
         if self.editing {
             match k.code {
                 // Enter keeps what was typed and runs it: one key, as the footer says.
@@ -149,15 +232,33 @@ fn esc(s: &str) -> String {
 
 /// The Fleet view: devices and target, counters, the connected gauge, the messages/s
 /// sparkline, the PUBACK latency histogram and failures by diagnosis.
-pub(crate) fn render(f: &mut Frame, area: Rect, s: &FleetState, target: &str, t: Theme) {
+pub(crate) fn render(
+    f: &mut Frame,
+    area: Rect,
+    s: &FleetState,
+    target: &ConnectTarget,
+    transport: Transport,
+    t: Theme,
+) {
+    // The fleet speaks MQTT over TLS only: say so where another Protocol is chosen.
+    let target = match transport {
+        Transport::Mqtt => target.label(),
+        other => format!(
+            "{} over mqtt (the fleet's only protocol; {} is for the single test)",
+            target.label(),
+            other.as_str()
+        ),
+    };
     let fig = &s.figures;
     // The outcome line is wrapped whole (an error says what to do at its end): the header
     // grows by its rows, the charts give way.
     let outcome: Vec<Line> = match (&s.error, &s.summary) {
-        (Some(e), _) => super::ui::wrap_whole_words(&esc(e), area.width.saturating_sub(2).into())
-            .into_iter()
-            .map(|l| Line::styled(l, t.bad()))
-            .collect(),
+        (Some(e), _) => {
+            super::widgets::wrap_whole_words(&esc(e), area.width.saturating_sub(2).into())
+                .into_iter()
+                .map(|l| Line::styled(l, t.bad()))
+                .collect()
+        }
         (None, Some(sm)) => vec![Line::styled(esc(sm), t.ok())],
         (None, None) => vec![],
     };
@@ -191,7 +292,7 @@ pub(crate) fn render(f: &mut Frame, area: Rect, s: &FleetState, target: &str, t:
         Line::from(vec![Span::styled("Devices  ", t.dim()), Span::raw(devices)]),
         Line::from(vec![
             Span::styled("Target   ", t.dim()),
-            Span::raw(esc(target)),
+            Span::raw(esc(&target)),
             Span::raw("   "),
             state,
         ]),
@@ -313,117 +414,4 @@ pub(crate) fn histogram_bars(buckets: &[(f64, u64)]) -> (Vec<(String, u64)>, u16
         .unwrap_or(3)
         .max(3);
     (bars, width)
-}
-
-/// Run a fleet from the TUI: the devices, the target (the Hub tab's hub for `local`, started
-/// when stopped, on a free port when the Hub tab's is taken), figures forwarded as actions
-/// until the run ends ([`Engines::stop_fleet`](super::Engines::stop_fleet) stops it).
-pub async fn run(
-    ws_root: std::path::PathBuf,
-    engines: super::Engines,
-    patterns: Vec<String>,
-    issuer: Option<String>,
-    target: super::connect::ConnectTarget,
-    hub_port: u16,
-    tx: tokio::sync::mpsc::UnboundedSender<super::Action>,
-) -> Result<Box<Report>, String> {
-    use crate::fleet::{Load, Plan, RoundTrip};
-    use crate::mqtt::{Endpoint, Flavor, PeerKind};
-    let ws = crate::store::Workspace::open(&ws_root)
-        .map_err(|e| super::forms::error_text(&e))?
-        .with_clock(engines.clock);
-    let (endpoint, flavor, extra_ca, system_roots, round_trip, hub): (
-        _,
-        _,
-        Vec<Vec<u8>>,
-        _,
-        _,
-        Option<std::sync::Arc<dyn crate::mqtt::HubView>>,
-    ) = match &target {
-        super::connect::ConnectTarget::LocalHub => {
-            let h = super::local_hub(&engines, &ws_root, hub_port, &tx).await?;
-            let watch = crate::mqtt::local::HubWatch::in_process(&h);
-            let endpoint = Endpoint {
-                host: h.addr.ip().to_string(),
-                port: h.addr.port(),
-                peer: PeerKind::LocalHub,
-            };
-            drop(h);
-            let store =
-                crate::hub::HubStore::open(&ws_root).map_err(|e| super::forms::error_text(&e))?;
-            let trust = std::fs::read_to_string(store.trust_path()).map_err(|e| e.to_string())?;
-            let cas = pem::parse_many(trust.as_bytes())
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|b| b.into_contents())
-                .collect();
-            (
-                endpoint,
-                Flavor::Azure,
-                cas,
-                false,
-                RoundTrip::C2d,
-                Some(watch as _),
-            )
-        }
-        super::connect::ConnectTarget::AzureHub(to) | super::connect::ConnectTarget::Broker(to) => {
-            let endpoint = Endpoint::parse(to)?;
-            let broker = endpoint.peer == PeerKind::Broker;
-            // As the single test does: the workspace's roots besides the system store.
-            let mut cas = Vec::new();
-            if let Ok((metas, _)) = ws.list() {
-                for m in metas.iter().filter(|m| m.kind == crate::store::Kind::Root) {
-                    if let Ok(e) = ws.load(&m.name) {
-                        cas.push(e.cert_der);
-                    }
-                }
-            }
-            (
-                endpoint,
-                if broker {
-                    Flavor::Generic
-                } else {
-                    Flavor::Azure
-                },
-                cas,
-                true,
-                if broker {
-                    RoundTrip::Echo
-                } else {
-                    RoundTrip::None
-                },
-                None,
-            )
-        }
-    };
-    let devices = tokio::task::spawn_blocking(move || {
-        let names = crate::fleet::select(&ws, &patterns, issuer.as_deref())?.names;
-        crate::fleet::raise_open_files(names.len() as u64)?;
-        crate::fleet::load_devices(&ws, &names, &extra_ca, system_roots)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| super::forms::error_text(&e))?;
-    let _ = tx.send(super::Action::Fleet(FleetAction::Started {
-        devices: devices.len(),
-    }));
-    let mut plan = Plan::new(devices, endpoint, flavor);
-    plan.connect_rate = CONNECT_RATE;
-    plan.load = Load::Rate(RATE);
-    plan.round_trip = round_trip;
-    plan.hub = hub;
-    let run = crate::fleet::start(plan);
-    *engines.fleet.lock().await = Some(run.control());
-    let mut figures = run.figures.clone();
-    while figures.changed().await.is_ok() {
-        let f = figures.borrow_and_update().clone();
-        let done = f.phase == crate::fleet::Phase::Done;
-        let _ = tx.send(super::Action::Fleet(FleetAction::Figures(Box::new(f))));
-        if done {
-            break;
-        }
-    }
-    let report = run.finish().await;
-    *engines.fleet.lock().await = None;
-    Ok(Box::new(report))
 }

@@ -4,13 +4,26 @@
 //! guide through DPS (`chainsmith` and `az iot dps`). Lesson texts live in `assets/guide/` and
 //! are compiled in.
 
+use super::command::Command;
+use super::help::FooterKey;
+use super::request::Request;
+use super::theme::Level;
 use super::theme::Theme;
 use crate::ops::TreeRow;
 use crate::store::Kind;
+use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+
+/// The keys the footer names on the Guide tab: (keys, what they do, the same in a word).
+pub(crate) const FOOTER_KEYS: &[FooterKey] = &[
+    ("↑↓", "step", "step"),
+    ("J K", "scroll", "scroll"),
+    ("y", "copy", "copy"),
+    ("t", "track", "track"),
+];
 
 /// Width of the step list on a terminal `width` columns wide (the mouse handler needs it
 /// too). From 80 columns (the default terminal) the list has titles, shortened with "…"
@@ -504,6 +517,69 @@ pub struct GuideState {
     pub(crate) last_facts: Option<time::OffsetDateTime>,
 }
 
+impl GuideState {
+    /// A key on the Guide tab: ↑↓ pick a step, `J`/`K` scroll its text, `t` switches track,
+    /// `y`/`Y` copy the step's commands.
+    pub(crate) fn key(&mut self, k: KeyEvent) -> Option<Request> {
+        match k.code {
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.selected = self.selected.saturating_sub(1);
+                self.scroll = 0;
+                self.picked = true;
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                let n = self.track.steps().len();
+                self.selected = (self.selected + 1).min(n - 1);
+                self.scroll = 0;
+                self.picked = true;
+            }
+            // The other tutorial: its steps start from the first.
+            KeyCode::Char('t') => {
+                self.track = self.track.other();
+                self.selected = 0;
+                self.scroll = 0;
+                self.picked = false;
+                return Some(Request::Say(
+                    Level::Ok,
+                    format!("guide: the {} track", self.track.title()),
+                ));
+            }
+            KeyCode::Char('J') => self.scroll = self.scroll.saturating_add(1),
+            KeyCode::Char('K') => self.scroll = self.scroll.saturating_sub(1),
+            // Copy the step's commands whole: what the pane shows wraps to its width.
+            KeyCode::Char(c @ ('y' | 'Y')) => {
+                let steps = self.track.steps();
+                let n = self.selected.min(steps.len() - 1);
+                let l = steps[n].lesson();
+                let (what, section) = if c == 'y' {
+                    (self.track.tool(), l.openssl)
+                } else {
+                    ("Azure CLI", l.az)
+                };
+                return Some(Request::SayAndRun(
+                    Level::Ok,
+                    format!(
+                        "step {}'s {what} commands sent to the clipboard (OSC 52)",
+                        n + 1
+                    ),
+                    Command::Copy(section_text(section)),
+                ));
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// A click on row `row` of the step list picks that step.
+    pub(crate) fn click_row(&mut self, row: usize) {
+        if row < self.track.steps().len() {
+            self.selected = row;
+            self.scroll = 0;
+            self.picked = true;
+        }
+    }
+}
+
 /// The step the guide opens at: the first not done yet (the last when all are done).
 pub(crate) fn first_unfinished(track: Track, rows: &[TreeRow], facts: &Facts) -> usize {
     let steps = track.steps();
@@ -596,7 +672,7 @@ pub fn shell_words(cmd: &str) -> Vec<String> {
 /// comment lines. (A word wider than the pane still gets a line of its own.)
 fn wrap_command(cmd: &str, width: usize) -> Vec<String> {
     if let Some(text) = cmd.strip_prefix('#') {
-        return super::ui::wrap_whole_words(text, width.saturating_sub(2).max(10))
+        return super::widgets::wrap_whole_words(text, width.saturating_sub(2).max(10))
             .into_iter()
             .map(|l| format!("# {l}"))
             .collect();
@@ -632,7 +708,8 @@ pub(crate) fn render(
     f: &mut Frame,
     area: Rect,
     g: &GuideState,
-    pki: &super::pki::PkiState,
+    rows: &[TreeRow],
+    loaded: bool,
     facts: &Facts,
     t: Theme,
 ) {
@@ -644,7 +721,7 @@ pub(crate) fn render(
     let steps = g.track.steps();
     let mut lines = Vec::new();
     for (i, s) in steps.iter().enumerate() {
-        let (sym, style) = match status(s, &pki.rows, facts) {
+        let (sym, style) = match status(s, rows, facts) {
             StepStatus::Done(_) => ("✓", t.ok()),
             StepStatus::Todo => ("·", t.accent()),
         };
@@ -653,7 +730,7 @@ pub(crate) fn render(
         } else {
             // Cut with "…" to the list's width (borders and mark off): a cut title says so.
             let room = list_w.saturating_sub(4) as usize;
-            super::ui::elide_right(&format!("{}. {}", i + 1, s.lesson().title), room)
+            super::widgets::elide_right(&format!("{}. {}", i + 1, s.lesson().title), room)
         };
         let mut line = Line::from(vec![
             Span::styled(format!("{sym} "), style),
@@ -664,7 +741,7 @@ pub(crate) fn render(
         }
         lines.push(line);
     }
-    let title = match (pki.loaded, compact) {
+    let title = match (loaded, compact) {
         (_, true) => String::new(),
         // The first track keeps its plain title; the second names itself.
         (true, false) if g.track == Track::Hub => " Workshop ".to_string(),
@@ -683,7 +760,7 @@ pub(crate) fn render(
     let step = &steps[g.selected.min(steps.len() - 1)];
     let l = step.lesson();
     let mut out = vec![Line::styled(l.title.to_string(), t.title())];
-    out.push(match status(step, &pki.rows, facts) {
+    out.push(match status(step, rows, facts) {
         StepStatus::Done(d) => Line::styled(format!("✓ done: {d}"), t.ok()),
         StepStatus::Todo => {
             Line::styled("· not done yet: the check reads your workspace", t.accent())

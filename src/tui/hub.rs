@@ -4,13 +4,31 @@
 //! `Command::StartHub`); a task forwards its event channel as `Action::Hub(HubAction::Event)`,
 //! and registry changes (add CA, verify, register, disable) come back as `HubAction::Registry`.
 
+use super::command::Command;
+use super::dialog::Dialog;
+use super::forms::Form;
+use super::help::FooterKey;
+use super::request::Request;
 use super::theme::Theme;
+use crate::store::{Kind, Meta};
+use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use std::collections::VecDeque;
 use time::OffsetDateTime;
+
+/// The keys the footer names on the Hub tab: (keys, what they do, the same in a word).
+pub(crate) const FOOTER_KEYS: &[FooterKey] = &[
+    ("s", "start/stop", "hub"),
+    ("p", "port", "port"),
+    ("v V", "prove hub/DPS", "prove"),
+    ("a", "register", "add"),
+    ("o", "on/off", "on/off"),
+    ("G", "DPS group", "group"),
+    ("e", "enroll", "enroll"),
+];
 
 /// How many log lines the tab keeps; older ones are dropped and counted.
 pub const LOG_CAP: usize = 1000;
@@ -263,8 +281,7 @@ impl HubState {
     }
 
     /// A key while the device filter is typed: Enter keeps it, Esc clears it.
-    pub(crate) fn filter_key(&mut self, k: crossterm::event::KeyEvent) {
-        use crossterm::event::KeyCode;
+    fn filter_key(&mut self, k: KeyEvent) {
         match k.code {
             KeyCode::Esc => {
                 self.filtering = false;
@@ -346,6 +363,115 @@ impl HubState {
                 }
                 self.log.push_back(line);
             }
+        }
+    }
+}
+
+impl HubState {
+    /// The device filter (`/`) is being typed: every key goes to it.
+    pub(crate) fn takes_every_key(&self) -> bool {
+        self.filtering
+    }
+
+    /// A key on the Hub tab: the device filter while it is typed, the device list's scrolling,
+    /// and the keys that act on the hub for the entity `selected` on the PKI tab.
+    pub(crate) fn key(&mut self, k: KeyEvent, selected: Option<&Meta>) -> Option<Request> {
+        if self.filtering {
+            self.filter_key(k);
+            return None;
+        }
+        let page = LIST_ROWS as isize;
+        match k.code {
+            KeyCode::Up | KeyCode::Char('k') => self.scroll_devices(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.scroll_devices(1),
+            KeyCode::PageUp => self.scroll_devices(-page),
+            KeyCode::PageDown => self.scroll_devices(page),
+            KeyCode::Home => self.scroll_devices(isize::MIN / 2),
+            KeyCode::End => self.scroll_devices(isize::MAX / 2),
+            KeyCode::Char('/') => self.filtering = true,
+            KeyCode::Esc if !self.device_filter.is_empty() => {
+                self.device_filter.clear();
+                self.device_offset = 0;
+            }
+            _ => return self.action_key(k, selected),
+        }
+        None
+    }
+
+    /// The keys that change the hub, its registry or DPS.
+    fn action_key(&mut self, k: KeyEvent, selected: Option<&Meta>) -> Option<Request> {
+        let ca = selected
+            .filter(|m| m.kind.is_ca() && m.has_key)
+            .map(|m| m.name.clone());
+        let device = selected
+            .filter(|m| m.kind == Kind::Device)
+            .map(|m| m.name.clone());
+        match k.code {
+            KeyCode::Char('s') => {
+                if self.pending {
+                    return None;
+                }
+                self.pending = true;
+                Some(Request::Run(if self.running.is_some() {
+                    Command::StopHub
+                } else {
+                    Command::StartHub { port: self.port }
+                }))
+            }
+            KeyCode::Char('p') => Some(Request::Open(Dialog::Form(Form::hub_port(self.port)))),
+            KeyCode::Char('v') => match ca {
+                Some(ca) if !self.proving => {
+                    self.proving = true;
+                    self.proof.clear();
+                    Some(Request::Run(Command::HubProve { ca }))
+                }
+                Some(_) => None,
+                None => Some(Request::warn(
+                    "v proves a CA to the hub: select a root or intermediate (with its key) on the PKI tab first",
+                )),
+            },
+            KeyCode::Char(c @ ('V' | 'G')) => match ca {
+                Some(_) if self.dps_busy => None,
+                Some(ca) => {
+                    self.dps_busy = true;
+                    Some(Request::Run(if c == 'G' {
+                        Command::DpsGroup { ca }
+                    } else {
+                        Command::DpsProve { ca }
+                    }))
+                }
+                None => Some(Request::warn(if c == 'G' {
+                    "G adds a DPS enrollment group: select a root or intermediate (with its key) on the PKI tab first"
+                } else {
+                    "V proves a CA to DPS: select a root or intermediate (with its key) on the PKI tab first"
+                })),
+            },
+            KeyCode::Char('e') => match device {
+                Some(_) if self.dps_busy => None,
+                Some(device) => {
+                    self.dps_busy = true;
+                    Some(Request::Run(Command::DpsEnroll { device }))
+                }
+                None => Some(Request::warn(
+                    "e enrolls a device in DPS: select one on the PKI tab first",
+                )),
+            },
+            KeyCode::Char('a') => Some(match device {
+                Some(device) => Request::Run(Command::HubRegister { device }),
+                None => Request::warn("a registers a device: select one on the PKI tab first"),
+            }),
+            KeyCode::Char('o') => Some(
+                match device.and_then(|d| self.devices.iter().find(|x| x.id == d)) {
+                    Some(d) => Request::Run(Command::HubEnable {
+                        device: d.id.clone(),
+                        enabled: !d.enabled,
+                    }),
+                    None => Request::warn(
+                        "o turns a registered device on/off: select it on the PKI tab (register it with a)",
+                    ),
+                },
+            ),
+            _ => None,
         }
     }
 }
@@ -464,9 +590,9 @@ pub(crate) fn render(f: &mut Frame, area: Rect, hub: &HubState, t: Theme) {
         let line = Line::from(vec![
             Span::styled(format!("{sym} "), style),
             Span::raw(if l.device.is_empty() {
-                format!("{} {}", super::clock(l.at), l.text)
+                format!("{} {}", super::widgets::clock(l.at), l.text)
             } else {
-                format!("{} {}: {}", super::clock(l.at), l.device, l.text)
+                format!("{} {}: {}", super::widgets::clock(l.at), l.device, l.text)
             }),
         ]);
         let r = rows(&line);
@@ -637,7 +763,7 @@ fn render_dps(f: &mut Frame, area: Rect, hub: &HubState, t: Theme) {
                             "  {} · {} {}",
                             esc(&r.substatus),
                             r.updated.date(),
-                            super::clock(r.updated)
+                            super::widgets::clock(r.updated)
                         ),
                         t.dim(),
                     ),

@@ -10,18 +10,30 @@
 
 pub mod action;
 pub mod app;
+pub mod command;
 pub mod connect;
 pub mod dialog;
+pub mod engines;
 pub mod fleet;
 pub mod forms;
 pub mod guide;
+pub mod help;
 pub mod hub;
+pub mod layout;
+pub mod new_form;
 pub mod pki;
+pub mod request;
+pub mod target;
 pub mod theme;
 pub mod ui;
+pub mod widgets;
 
-pub use action::{Action, Command, CreateRequest};
-pub use app::{App, Tab};
+pub use action::Action;
+pub use app::App;
+pub use command::{Command, CreateRequest};
+pub use engines::{Engines, TestRequest, run_fleet, run_test};
+use engines::{announce_hub, start_hub};
+pub use layout::Tab;
 
 use crate::ops;
 use crate::store::Workspace;
@@ -39,15 +51,9 @@ use ratatui::backend::{Backend, CrosstermBackend};
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 const TICK: Duration = Duration::from_millis(200);
-
-/// `HH:MM:SS` of a time, for logs.
-pub(crate) fn clock(t: OffsetDateTime) -> String {
-    format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
-}
 
 /// Give the terminal back: leave the alternate screen, show the cursor, stop raw mode.
 /// Safe to call more than once.
@@ -460,222 +466,6 @@ pub fn osc52(text: &str) -> String {
     )
 }
 
-/// What the loop owns besides the app: the in-process hub while it runs.
-#[derive(Default, Clone)]
-pub struct Engines {
-    /// The Hub tab's hub (None while stopped).
-    hub: Arc<tokio::sync::Mutex<Option<crate::hub::HubHandle>>>,
-    /// The Fleet view's run (None while none runs).
-    fleet: Arc<tokio::sync::Mutex<Option<crate::fleet::run::Control>>>,
-    /// The session's clock (the workspace's, running on), for the hub and the tests it starts.
-    clock: crate::clock::Clock,
-}
-
-impl Engines {
-    /// Where the Hub tab's hub listens, if it runs.
-    pub async fn hub_addr(&self) -> Option<std::net::SocketAddr> {
-        self.hub.lock().await.as_ref().map(|h| h.addr)
-    }
-
-    /// Stop the Fleet view's run, if one runs (`s`); its report still comes.
-    pub async fn stop_fleet(&self) {
-        if let Some(c) = self.fleet.lock().await.as_ref() {
-            c.stop();
-        }
-    }
-
-    /// Stop the hub (on quit), waiting for it to close its connections.
-    pub async fn shutdown(&self) {
-        if let Some(h) = self.hub.lock().await.take() {
-            h.shutdown().await;
-        }
-    }
-}
-
-/// Forward the hub's events as actions: whatever has queued up is sent as one batch, so a
-/// burst of 1,000 events is a handful of actions and frames.
-fn forward_hub_events(
-    mut rx: tokio::sync::broadcast::Receiver<crate::hub::HubEvent>,
-    tx: mpsc::UnboundedSender<Action>,
-) {
-    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-    tokio::spawn(async move {
-        loop {
-            let first = match rx.recv().await {
-                Ok(e) => e,
-                Err(RecvError::Lagged(n)) => {
-                    let _ = tx.send(Action::Hub(hub::HubAction::Event(hub::LogLine {
-                        at: OffsetDateTime::now_utc(),
-                        kind: hub::LogKind::Info,
-                        device: String::new(),
-                        text: format!("{n} events skipped (the log could not keep up)"),
-                    })));
-                    continue;
-                }
-                Err(RecvError::Closed) => break,
-            };
-            let now = OffsetDateTime::now_utc();
-            let mut batch = vec![hub::log_line(&first, now)];
-            loop {
-                match rx.try_recv() {
-                    Ok(e) => batch.push(hub::log_line(&e, now)),
-                    Err(TryRecvError::Lagged(_)) => continue,
-                    Err(_) => break,
-                }
-            }
-            if tx.send(Action::Hub(hub::HubAction::Events(batch))).is_err() {
-                break;
-            }
-        }
-    });
-}
-
-/// One connection test the Connect tab asked for (what [`Command::RunTest`] carries).
-pub struct TestRequest {
-    /// The workspace device to connect as.
-    pub device: String,
-    /// The local hub, an IoT Hub host or an MQTT broker.
-    pub target: connect::ConnectTarget,
-    /// MQTT or AMQP, over TLS or WebSockets.
-    pub transport: crate::mqtt::Transport,
-    /// The Hub tab's port, for the hub the test starts when none runs.
-    pub hub_port: u16,
-}
-
-/// Run the connection test for `device` against `target`, sending its events back as
-/// `Action::Connect(ConnectAction::Engine(..))`. The local hub target uses the hub of the Hub
-/// tab when it runs (else one started for the test, as `connect --to local` does); a broker or
-/// an IoT Hub host trusts the system store plus the workspace's roots (a test broker's server
-/// certificate is usually issued by one of them).
-pub async fn run_test(
-    ws_root: std::path::PathBuf,
-    engines: Engines,
-    req: TestRequest,
-    tx: mpsc::UnboundedSender<Action>,
-) -> Result<(), String> {
-    let TestRequest {
-        device,
-        target,
-        transport,
-        hub_port,
-    } = req;
-    use crate::mqtt::{ConnectionTest, Endpoint, Flavor, Identity, PeerKind};
-    let ws = Workspace::open(&ws_root)
-        .map_err(|e| forms::error_text(&e))?
-        .with_clock(engines.clock);
-    let identity = Identity::from_workspace(&ws, &device).map_err(|e| forms::error_text(&e))?;
-    let mut test = match &target {
-        connect::ConnectTarget::LocalHub => {
-            // One hub, one truth: the test uses the Hub tab's hub, starting it when it is
-            // stopped, so the Hub tab shows it running and logs the test's connection.
-            let h = local_hub(&engines, &ws_root, hub_port, &tx).await?;
-            let source = crate::mqtt::local::HubSource::InProcess(&h);
-            crate::mqtt::local::prepare(&ws, identity, Flavor::Azure, source, transport)
-                .await
-                .map_err(|e| forms::error_text(&e))?
-                .test
-        }
-        connect::ConnectTarget::AzureHub(to) | connect::ConnectTarget::Broker(to) => {
-            let endpoint = Endpoint::parse_for(to, transport)?;
-            let flavor = if endpoint.peer == PeerKind::Broker {
-                Flavor::Generic
-            } else {
-                Flavor::Azure
-            };
-            let mut t = ConnectionTest::new(identity, endpoint, flavor);
-            t.transport = transport;
-            t.ws_path = Endpoint::ws_path(to);
-            t.system_roots = true;
-            if let Ok((metas, _)) = ws.list() {
-                for m in metas.iter().filter(|m| m.kind == crate::store::Kind::Root) {
-                    if let Ok(e) = ws.load(&m.name) {
-                        t.extra_ca.push(e.cert_der);
-                    }
-                }
-            }
-            t
-        }
-    };
-    test.count = connect::COUNT;
-    test.interval = Duration::from_millis(300);
-    let (etx, mut erx) = mpsc::channel(256);
-    let task = tokio::spawn(crate::mqtt::run(test, etx));
-    while let Some(e) = erx.recv().await {
-        let _ = tx.send(Action::Connect(connect::ConnectAction::Engine(Box::new(e))));
-    }
-    task.await
-        .map(|_| ())
-        .map_err(|e| format!("the connection test stopped unexpectedly: {e}"))
-}
-
-/// The Hub tab's hub for a connection test or a fleet run: the running one, else started on
-/// the Hub tab's port, else (that port taken, by a local Mosquitto on 8883, say) on a free
-/// one, with a log line saying so. A started hub's events go to the Hub tab's log and the tab
-/// shows it running. The hub stays locked while the returned guard lives.
-async fn local_hub<'a>(
-    engines: &'a Engines,
-    ws_root: &std::path::Path,
-    hub_port: u16,
-    tx: &mpsc::UnboundedSender<Action>,
-) -> Result<tokio::sync::MappedMutexGuard<'a, crate::hub::HubHandle>, String> {
-    let mut guard = engines.hub.lock().await;
-    if guard.is_none() {
-        let h = match start_hub(ws_root, hub_port, engines.clock).await {
-            Ok(h) => h,
-            Err(first) if hub_port != 0 => {
-                let h = start_hub(ws_root, 0, engines.clock).await.map_err(|e| {
-                    format!(
-                        "starting the local hub: {first}; on a free port: {}",
-                        forms::error_text(&e)
-                    )
-                })?;
-                let _ = tx.send(Action::Hub(hub::HubAction::Event(hub::LogLine {
-                    at: OffsetDateTime::now_utc(),
-                    kind: hub::LogKind::Info,
-                    device: String::new(),
-                    text: format!(
-                        "port {hub_port} is taken ({first}); the hub listens on free port {}",
-                        h.addr.port()
-                    ),
-                })));
-                h
-            }
-            Err(e) => return Err(format!("starting the local hub: {}", forms::error_text(&e))),
-        };
-        announce_hub(&h, tx);
-        *guard = Some(h);
-    }
-    tokio::sync::MutexGuard::try_map(guard, Option::as_mut)
-        .map_err(|_| "the local hub stopped as the run began".to_string())
-}
-
-/// A hub just started: its events go to the Hub tab's log, and the tab shows it running.
-fn announce_hub(h: &crate::hub::HubHandle, tx: &mpsc::UnboundedSender<Action>) {
-    forward_hub_events(h.events(), tx.clone());
-    let _ = tx.send(Action::Hub(hub::HubAction::Started {
-        port: h.addr.port(),
-    }));
-}
-
-/// The in-process hub as the Hub tab runs it (C2D echo on).
-async fn start_hub(
-    root: &std::path::Path,
-    port: u16,
-    clock: crate::clock::Clock,
-) -> Result<crate::hub::HubHandle, crate::hub::HubError> {
-    // AMQP and WebSockets on free ports, so every transport can be tested from the Connect tab.
-    let config = crate::hub::HubConfig {
-        csr_signer: Some(crate::hub::dps_csr_signer()),
-        port,
-        echo: true,
-        amqp_port: Some(0),
-        ws_port: Some(0),
-        clock,
-        ..Default::default()
-    };
-    crate::hub::Hub::start(root, config).await
-}
-
 /// Start a command off the draw loop; its result comes back over `tx`.
 fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Action>, cmd: Command) {
     if let Command::Copy(text) = &cmd {
@@ -742,7 +532,7 @@ fn spawn(ws: &Arc<Workspace>, engines: &Engines, tx: &mpsc::UnboundedSender<Acti
         } => {
             let (engines, tx, root) = (engines.clone(), tx.clone(), ws.root().to_path_buf());
             tokio::spawn(async move {
-                let r = fleet::run(
+                let r = run_fleet(
                     root,
                     engines,
                     patterns,

@@ -4,16 +4,33 @@
 //! indices, and only the rows in view are turned into text. Reports come from `ops::report`
 //! in the background, one at a time (the newest selection replaces a queued one), and are cached.
 
+use super::command::Command;
+use super::dialog::{Dialog, NewForm, NewKind, VerifyDialog};
+use super::forms::Form;
+use super::help::FooterKey;
+use super::request::Request;
 use super::theme::{Theme, kind_symbol};
 use crate::ops::{Report, TreeRow};
 use crate::store::Kind;
+use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 use time::OffsetDateTime;
+
+/// The keys the footer names on the PKI tab: (keys, what they do, the same in a word).
+pub(crate) const FOOTER_KEYS: &[FooterKey] = &[
+    ("n", "new", "new"),
+    ("v", "verify", "verify"),
+    ("e", "export", "export"),
+    ("c", "connect", "connect"),
+    ("d", "delete", "delete"),
+    ("/", "filter", "filter"),
+];
 
 /// Reports kept in memory; the cache is cleared when it grows past this.
 const REPORT_CACHE: usize = 256;
@@ -189,6 +206,171 @@ impl PkiState {
     }
 }
 
+/// What the PKI tab's keys need from the app besides the tab's own state.
+pub(crate) struct PkiKeyContext<'a> {
+    /// Rows of the tree pane in view (paging and keeping the selection visible).
+    pub(crate) height: usize,
+    /// The app's clock: the "new" form checks validity from it.
+    pub(crate) now: OffsetDateTime,
+    /// The workspace directory: the export form writes under it by default.
+    pub(crate) ws_root: &'a Path,
+}
+
+impl PkiState {
+    /// The filter (`/`) is being typed: every key goes to it, even `q` and the tab keys.
+    pub(crate) fn takes_every_key(&self) -> bool {
+        self.filtering
+    }
+
+    /// A key on the PKI tab: the filter while it is typed, else move, scroll, and the keys
+    /// that open a dialog (`n v d i e r x`) or test a device (`c`).
+    pub(crate) fn key(&mut self, k: KeyEvent, cx: &PkiKeyContext) -> Option<Request> {
+        if self.filtering {
+            return self.filter_key(k, cx);
+        }
+        let h = cx.height;
+        let page = h.max(1) as isize;
+        match k.code {
+            KeyCode::Up | KeyCode::Char('k') => self.move_by(-1, h),
+            KeyCode::Down | KeyCode::Char('j') => self.move_by(1, h),
+            KeyCode::PageUp => self.move_by(-page, h),
+            KeyCode::PageDown => self.move_by(page, h),
+            KeyCode::Home => self.move_by(isize::MIN / 2, h),
+            KeyCode::End => self.move_by(isize::MAX / 2, h),
+            KeyCode::Char('J') => self.detail_scroll = self.detail_scroll.saturating_add(1),
+            KeyCode::Char('K') => self.detail_scroll = self.detail_scroll.saturating_sub(1),
+            KeyCode::Char('/') => {
+                self.filtering = true;
+                self.before_filter = self.selected_name();
+                return None;
+            }
+            KeyCode::Esc if !self.filter.is_empty() => {
+                self.filter.clear();
+                self.apply_filter();
+            }
+            KeyCode::Char('n') => {
+                let cas = self.issuing_cas();
+                let sel = self
+                    .selected_row()
+                    .filter(|r| r.meta.kind.is_ca())
+                    .map(|r| r.meta.name.clone());
+                let kind = if cas.is_empty() {
+                    NewKind::Root
+                } else if sel.is_some() {
+                    NewKind::Device
+                } else {
+                    NewKind::Root
+                };
+                let form = NewForm::new(kind, cas, sel.as_deref(), cx.now);
+                return Some(Request::Open(Dialog::New(form)));
+            }
+            KeyCode::Char('v') => {
+                return Some(match self.selected_row() {
+                    Some(r) if r.meta.kind.is_ca() && r.meta.has_key => {
+                        Request::Open(Dialog::Verify(VerifyDialog::new(r.meta.name.clone())))
+                    }
+                    Some(r) => Request::warn(format!(
+                        "v makes a verification certificate for a CA; \"{}\" is a {}{}: select a root or intermediate with its key",
+                        r.meta.name,
+                        r.meta.kind.as_str(),
+                        if r.meta.kind.is_ca() {
+                            " without its private key"
+                        } else {
+                            ""
+                        }
+                    )),
+                    None => Request::warn("select a CA first (make one with n)"),
+                });
+            }
+            KeyCode::Char('d') => {
+                let name = self.selected_name()?;
+                let children = self.children_of(&name);
+                return Some(Request::Open(Dialog::ConfirmDelete { name, children }));
+            }
+            KeyCode::Char('c') => {
+                return Some(match self.selected_row() {
+                    Some(r) if r.meta.kind == Kind::Device => Request::Test(r.meta.name.clone()),
+                    _ => Request::warn("c connects a device: select a device first"),
+                });
+            }
+            KeyCode::Char('i') => return Some(Request::Open(Dialog::Form(Form::import()))),
+            KeyCode::Char(c @ ('e' | 'r' | 'x')) => {
+                return Some(match self.selected_name() {
+                    Some(name) => Request::Open(Dialog::Form(match c {
+                        'e' => Form::export(&name, cx.ws_root),
+                        'r' => Form::renew(&name),
+                        _ => Form::revoke(&name),
+                    })),
+                    None => Request::warn("select a certificate first"),
+                });
+            }
+            _ => return None,
+        }
+        self.want_report()
+            .map(|n| Request::Run(Command::LoadReport(n)))
+    }
+
+    /// A key while the filter is typed: Enter keeps it, Esc undoes it, ↑↓ leave it and move.
+    fn filter_key(&mut self, k: KeyEvent, cx: &PkiKeyContext) -> Option<Request> {
+        match k.code {
+            KeyCode::Esc => {
+                self.filtering = false;
+                self.filter.clear();
+                self.apply_filter();
+                // Esc undoes the filter: the selection goes back where it was before `/`.
+                if let Some(name) = self.before_filter.take() {
+                    self.select_name(&name);
+                }
+            }
+            KeyCode::Enter => {
+                self.filtering = false;
+                self.before_filter = None;
+            }
+            KeyCode::Backspace => {
+                self.filter.pop();
+            }
+            KeyCode::Char(c) => self.filter.push(c),
+            KeyCode::Up | KeyCode::Down => {
+                self.filtering = false;
+                return self.key(k, cx);
+            }
+            _ => return None,
+        }
+        self.apply_filter();
+        self.scroll_into_view(cx.height);
+        self.want_report()
+            .map(|n| Request::Run(Command::LoadReport(n)))
+    }
+
+    /// Text pasted while the filter is typed joins it.
+    pub(crate) fn paste_filter(&mut self, text: &str, height: usize) {
+        self.filter.push_str(text.trim());
+        self.apply_filter();
+        self.scroll_into_view(height);
+    }
+
+    /// CAs that can issue: roots and intermediates with their key.
+    fn issuing_cas(&self) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|r| r.meta.kind.is_ca() && r.meta.has_key)
+            .map(|r| r.meta.name.clone())
+            .collect()
+    }
+
+    /// A click on row `row` of the tree (0 = the first row in view) selects it.
+    pub(crate) fn click_row(&mut self, row: usize) -> Option<Request> {
+        let pos = self.offset + row;
+        if pos >= self.visible.len() {
+            return None;
+        }
+        self.selected = pos;
+        self.detail_scroll = 0;
+        self.want_report()
+            .map(|n| Request::Run(Command::LoadReport(n)))
+    }
+}
+
 /// The certificate tree of the PKI tab; `spinner` is the frame counter of the busy spinner.
 /// Only the rows in view are formatted.
 pub(crate) fn render_tree(f: &mut Frame, area: Rect, p: &PkiState, t: Theme, spinner: usize) {
@@ -303,7 +485,7 @@ pub(crate) fn render_details(
 fn field(t: Theme, width: u16, name: &str, value: impl Into<String>) -> Vec<Line<'static>> {
     // Certificate text: escaped before wrapping, so the widths are those of what is shown.
     let value = crate::text::escape_controls(&value.into()).into_owned();
-    super::ui::wrap_cutting_words(&value, (width as usize).saturating_sub(12))
+    super::widgets::wrap_cutting_words(&value, (width as usize).saturating_sub(12))
         .into_iter()
         .enumerate()
         .map(|(i, part)| {
@@ -401,9 +583,10 @@ fn details_lines(t: Theme, r: &Report, now: OffsetDateTime, width: u16) -> Vec<L
             e.value
         );
         let text = crate::text::escape_controls(&text);
-        for (i, part) in super::ui::wrap_cutting_words(&text, (width as usize).saturating_sub(4))
-            .into_iter()
-            .enumerate()
+        for (i, part) in
+            super::widgets::wrap_cutting_words(&text, (width as usize).saturating_sub(4))
+                .into_iter()
+                .enumerate()
         {
             out.push(Line::raw(format!(
                 "{}{part}",

@@ -95,3 +95,16 @@ pub(crate) fn kind_symbol(kind: Kind, self_signed: bool) -> &'static str {
 
 /// The busy spinner's frames; renderers pick one by the app's tick counter.
 pub(crate) const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+/// How the status line marks its message (a symbol as well as a colour).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// Something is under way or worth knowing (`·`).
+    Info,
+    /// What the user asked for was done (`✓`).
+    Ok,
+    /// Not done, and why: nothing selected, a job already running (`!`).
+    Warn,
+    /// An engine call failed; the message says what to do (`✗`).
+    Error,
+}

@@ -294,7 +294,7 @@ fn a_fleet_run_starts_the_local_hub_on_a_free_port_when_the_hub_tabs_is_taken() 
     let actions = rt.block_on(async {
         let engines = Engines::default();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let run = tokio::spawn(chainsmith::tui::fleet::run(
+        let run = tokio::spawn(chainsmith::tui::run_fleet(
             ws.clone(),
             engines.clone(),
             vec!["d-{001..003}".into()],

@@ -52,6 +52,7 @@ mod transport_robust;
 mod transport_sdk;
 mod tui_connect;
 mod tui_first_hour;
+mod tui_layers;
 mod tui_newcomer;
 mod tui_pty;
 mod tui_snapshots;
