@@ -474,7 +474,7 @@ impl Global {
 /// environment variable rather than a flag because it exists for tests and reproducible
 /// output (every subprocess of a test inherits it), not for everyday use.
 pub(crate) fn clock() -> anyhow::Result<crate::clock::Clock> {
-    crate::clock::Clock::from_env().map_err(anyhow::Error::msg)
+    crate::clock::Clock::from_env().map_err(anyhow::Error::from)
 }
 
 fn init(global: &Global, dir: Option<PathBuf>) -> CliResult {

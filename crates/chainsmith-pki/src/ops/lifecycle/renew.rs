@@ -1,6 +1,6 @@
 //! Renewing a certificate with the same subject and profile (and, for a CA, uploading it again).
 
-use super::cloud::{CloudError, LocalCloud, UploadedCa};
+use super::cloud::{LocalCloud, UploadedCa};
 use super::history::{extras_of, history_entry};
 use super::revoke::compromised;
 use super::{Error, Result};
@@ -262,7 +262,7 @@ fn upload_renewed_ca(
         }
         return Ok(None);
     }
-    let hub_err = |e: CloudError| Error::Cloud(e);
+    let hub_err = Error::Cloud;
     if !req.upload_to_hub {
         let registered = cloud.holds_ca(name).map_err(hub_err)?;
         if registered && rekey {

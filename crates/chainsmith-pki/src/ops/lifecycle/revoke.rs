@@ -162,7 +162,7 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest, cloud: &dyn LocalCloud) -> Re
                 })
                 .collect(),
         )
-        .map_err(|e| Error::Cloud(e))?;
+        .map_err(Error::Cloud)?;
     let (disabled, dropped) = if req.disable_on_hub && meta.kind == Kind::Device {
         disable_on_hub(cloud, &gone)?
     } else {
@@ -278,7 +278,7 @@ fn disable_on_hub(
     for m in certs {
         for d in cloud
             .disable_credential(&m.cn, &m.sha1, &m.sha256)
-            .map_err(|e| Error::Cloud(e))?
+            .map_err(Error::Cloud)?
         {
             if !disabled.iter().any(|x| x.id == d.id) {
                 disabled.push(d);
