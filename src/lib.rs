@@ -15,4 +15,7 @@ pub use chainsmith_device::{dps_client, fleet, mqtt};
 pub use chainsmith_pki::{clock, error, export, fixtures, ops, pki, store, text};
 
 pub mod cli;
+mod engine_error;
 pub mod tui;
+
+pub use engine_error::EngineError;

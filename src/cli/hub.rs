@@ -234,17 +234,9 @@ pub struct HubAnswer {
     pub message: String,
 }
 
-/// The `--json` kind of a hub command's error: the hub's own kinds, else the CLI's.
+/// The `--json` kind of a hub command's error: the running hub's answer or the CLI's own
+/// usage kinds, else the engine error's ([`super::error_kind`]).
 fn error_kind(e: &anyhow::Error) -> String {
-    if let Some(r) = e.downcast_ref::<crate::hub::RegistryError>() {
-        return r.kind().into();
-    }
-    if let Some(h) = e.downcast_ref::<crate::hub::HubError>() {
-        return h.kind().into();
-    }
-    if let Some(c) = e.downcast_ref::<control::ControlError>() {
-        return c.kind().into();
-    }
     if let Some(a) = e.downcast_ref::<HubAnswer>() {
         return a.kind.clone();
     }

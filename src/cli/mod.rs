@@ -34,7 +34,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use std::path::PathBuf;
 
-use crate::error::Classified;
+use crate::EngineError;
 use crate::store::Workspace;
 
 // The explicit `about` and `long_about` below win over the doc comments of this struct and
@@ -183,7 +183,7 @@ pub fn run(cli: Cli) -> i32 {
                 let mut v = serde_json::json!({ "error": { "kind": kind, "message": message } });
                 // A batch that raced another process: which names are whose, for scripts.
                 // (Lifecycle calls such as `ops::new_devices_or_slot` carry it inside theirs.)
-                let store = e.chain().find_map(store_error);
+                let store = engine_errors(&e).find_map(EngineError::store);
                 if let Some(crate::store::Error::Raced { made, taken }) = store {
                     v["error"]["made"] = serde_json::json!(made);
                     v["error"]["taken"] = serde_json::json!(taken);
@@ -234,62 +234,20 @@ fn hinted_message(e: &anyhow::Error) -> String {
     message
 }
 
-/// The engine error at one link of a chain, as the trait every engine error enum implements.
-fn classified<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Classified> {
-    use crate::{export, fixtures, fleet, hub, mqtt, ops, pki, store};
-    // The outer types first: each delegates to the errors it wraps.
-    let c: &dyn Classified = if let Some(x) = e.downcast_ref::<fixtures::apply::Error>() {
-        x
-    } else if let Some(x) = e.downcast_ref::<fleet::FleetError>() {
-        x
-    } else if let Some(x) = e.downcast_ref::<mqtt::local::PrepareError>() {
-        x
-    } else if let Some(x) = e.downcast_ref::<mqtt::identity::IdentityError>() {
-        x
-    } else if let Some(x) = e.downcast_ref::<hub::HubError>() {
-        x
-    } else if let Some(x) = e.downcast_ref::<hub::system_trust::SystemTrustError>() {
-        x
-    } else if let Some(x) = e.downcast_ref::<hub::RegistryError>() {
-        x
-    } else if let Some(x) = e.downcast_ref::<hub::control::ControlError>() {
-        x
-    } else if let Some(x) = e.downcast_ref::<ops::lifecycle::Error>() {
-        x
-    } else if let Some(x) = e.downcast_ref::<export::Error>() {
-        x
-    } else if let Some(x) = e.downcast_ref::<store::Error>() {
-        x
-    } else {
-        e.downcast_ref::<pki::Error>()?
-    };
-    Some(c)
+/// The engine errors in a chain, outermost first.
+fn engine_errors(e: &anyhow::Error) -> impl Iterator<Item = EngineError<'_>> {
+    e.chain().filter_map(EngineError::find)
 }
 
 /// The `--json` kind: the engine error's own `kind()`, wherever it sits in the chain.
 fn error_kind(e: &anyhow::Error) -> &'static str {
-    e.chain()
-        .find_map(|c| classified(c).map(Classified::kind))
-        .unwrap_or("error")
-}
-
-/// The workspace error inside an engine error (a lifecycle or export error wraps it
-/// transparently, so it is not one of the chain's sources).
-fn store_error<'a>(c: &'a (dyn std::error::Error + 'static)) -> Option<&'a crate::store::Error> {
-    match (
-        c.downcast_ref::<crate::ops::lifecycle::Error>(),
-        c.downcast_ref::<crate::export::Error>(),
-    ) {
-        (Some(crate::ops::lifecycle::Error::Store(s)), _)
-        | (_, Some(crate::export::Error::Store(s))) => Some(s),
-        _ => c.downcast_ref::<crate::store::Error>(),
-    }
+    EngineError::in_chain(e).map_or("error", EngineError::kind)
 }
 
 /// The CLI's hint for an engine error's remedy: the engine says the fix in domain words, the
 /// CLI names the flag that does it.
 fn flag_hint(e: &anyhow::Error) -> Option<String> {
-    let remedy = e.chain().find_map(|c| classified(c)?.remedy())?;
+    let remedy = engine_errors(e).find_map(EngineError::remedy)?;
     Some(remedy_hint(remedy, e))
 }
 
@@ -300,31 +258,28 @@ fn remedy_hint(remedy: crate::error::Remedy, e: &anyhow::Error) -> String {
     use crate::error::Remedy as R;
     use crate::mqtt::local::PrepareError;
     use crate::{fleet::FleetError, store::Error as S};
-    let named =
-        e.chain().find_map(
-            |c| match (remedy, store_error(c), c.downcast_ref::<FleetError>()) {
-                (R::MakeRoot, Some(S::NoIssuer { name, .. }), _) => Some(format!(
-                    "`chainsmith new root {name}` creates it; `chainsmith list` shows what exists"
-                )),
-                (R::InitWorkspace, Some(S::NoWorkspace(dir)), _) => {
-                    Some(format!("`chainsmith init {}` creates one", dir.display()))
+    let named = engine_errors(e).find_map(|c| match (remedy, c.store(), c) {
+        (R::MakeRoot, Some(S::NoIssuer { name, .. }), _) => Some(format!(
+            "`chainsmith new root {name}` creates it; `chainsmith list` shows what exists"
+        )),
+        (R::InitWorkspace, Some(S::NoWorkspace(dir)), _) => {
+            Some(format!("`chainsmith init {}` creates one", dir.display()))
+        }
+        (R::IssueDevices, _, EngineError::Fleet(FleetError::NoDevicesUnder(ca))) => Some(format!(
+            "`chainsmith new device ID --issuer {ca}` makes some"
+        )),
+        (R::HubTransport, _, EngineError::Prepare(PrepareError::TransportOff(what))) => {
+            Some(format!(
+                "restart `chainsmith hub serve` with {}",
+                if *what == "AMQP" {
+                    "--amqp-port 5671 for --transport amqp"
+                } else {
+                    "--ws-port 443 for --transport mqtt-ws or amqp-ws"
                 }
-                (R::IssueDevices, _, Some(FleetError::NoDevicesUnder(ca))) => Some(format!(
-                    "`chainsmith new device ID --issuer {ca}` makes some"
-                )),
-                _ => match (remedy, c.downcast_ref::<PrepareError>()) {
-                    (R::HubTransport, Some(PrepareError::TransportOff(what))) => Some(format!(
-                        "restart `chainsmith hub serve` with {}",
-                        if *what == "AMQP" {
-                            "--amqp-port 5671 for --transport amqp"
-                        } else {
-                            "--ws-port 443 for --transport mqtt-ws or amqp-ws"
-                        }
-                    )),
-                    _ => None,
-                },
-            },
-        );
+            ))
+        }
+        _ => None,
+    });
     named.unwrap_or_else(|| static_hint(remedy).to_string())
 }
 
@@ -519,7 +474,7 @@ impl Global {
 /// environment variable rather than a flag because it exists for tests and reproducible
 /// output (every subprocess of a test inherits it), not for everyday use.
 pub(crate) fn clock() -> anyhow::Result<crate::clock::Clock> {
-    crate::clock::Clock::from_env().map_err(anyhow::Error::msg)
+    crate::clock::Clock::from_env().map_err(anyhow::Error::from)
 }
 
 fn init(global: &Global, dir: Option<PathBuf>) -> CliResult {

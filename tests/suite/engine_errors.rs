@@ -831,3 +831,87 @@ fn crates_are_layered() {
         }
     }
 }
+
+/// Every error enum the engine crates classify (`impl Classified for T`), as the Rust path
+/// `std::any::type_name` gives it: crate, the module its file is, the type.
+fn classified_types_in_sources() -> BTreeSet<String> {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates");
+    let mut found = BTreeSet::new();
+    for krate in std::fs::read_dir(&crates).unwrap() {
+        let krate = krate.unwrap().path();
+        let src = krate.join("src");
+        let mut paths = Vec::new();
+        let mut texts = Vec::new();
+        sources_with_paths(&src, &mut paths, &mut texts);
+        let crate_name = krate
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace('-', "_");
+        for (path, text) in paths.iter().zip(&texts) {
+            let mut module = vec![crate_name.clone()];
+            let rel = path.strip_prefix(&src).unwrap().with_extension("");
+            for part in rel.iter() {
+                let part = part.to_string_lossy();
+                if part != "mod" && part != "lib" {
+                    module.push(part.into_owned());
+                }
+            }
+            for (at, marker) in text.match_indices("Classified for ") {
+                let ty: String = text[at + marker.len()..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                found.insert(format!("{}::{ty}", module.join("::")));
+            }
+        }
+    }
+    found
+}
+
+/// Issue 23: the faces learn a kind and a remedy from one enum, `chainsmith::EngineError`; an
+/// error enum the crates classify but the enum does not list would lose its `--json` kind.
+#[test]
+fn every_classified_engine_error_is_one_the_faces_find() {
+    let listed: BTreeSet<String> = chainsmith::EngineError::type_names()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let classified = classified_types_in_sources();
+    assert!(
+        classified.len() >= 13,
+        "the source scan found too few: {classified:?}"
+    );
+    let missing: Vec<_> = classified.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "engine errors that chainsmith::EngineError does not list (add each to `engine_errors!` in src/engine_error.rs): {missing:?}"
+    );
+}
+
+/// Issue 23: the engine's errors say what went wrong by their variant, not only in a string;
+/// the messages and kinds the CLI prints are what they were.
+#[test]
+fn engine_errors_are_typed_by_what_went_wrong() {
+    use chainsmith::pki::{Error as P, Target, identity};
+    let e = identity::check_device_id("dev 01", Target::Hub).unwrap_err();
+    assert!(matches!(e, P::DeviceId(_)), "{e:?}");
+    assert_eq!(e.kind(), "invalid");
+    let e = "rsa-9".parse::<KeyAlg>().unwrap_err();
+    assert!(matches!(e, P::UnknownChoice(_)), "{e:?}");
+    assert!(
+        e.to_string().starts_with("unknown key algorithm \"rsa-9\""),
+        "{e}"
+    );
+    let e = "pfx2".parse::<Format>().unwrap_err();
+    assert!(
+        matches!(e, chainsmith::export::Error::UnknownChoice(_)),
+        "{e:?}"
+    );
+    let e = ops::lifecycle::parse_reason("stolen").unwrap_err();
+    assert!(
+        matches!(e, ops::lifecycle::Error::RevocationReason(_)),
+        "{e:?}"
+    );
+    assert_eq!(e.kind(), "invalid");
+}

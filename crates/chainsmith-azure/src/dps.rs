@@ -324,12 +324,15 @@ pub fn new_id_scope() -> String {
     format!("0ne{}", crate::pki::hex_upper(&b))
 }
 
+/// An ID scope DPS would not have: its value is in the message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("ID scope {0:?} is not 1–32 letters and digits; DPS's look like 0ne00A1B2C3")]
+pub struct IdScopeError(pub String);
+
 /// Whether `s` is a usable ID scope: 1–32 letters and digits (DPS's own are `0ne` + 8 hex).
-pub fn check_id_scope(s: &str) -> Result<(), String> {
+pub fn check_id_scope(s: &str) -> Result<(), IdScopeError> {
     if s.is_empty() || s.len() > 32 || !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "ID scope {s:?} is not 1–32 letters and digits; DPS's look like 0ne00A1B2C3"
-        ));
+        return Err(IdScopeError(s.to_string()));
     }
     Ok(())
 }

@@ -49,21 +49,27 @@ impl Clock {
     }
 
     /// The clock `CHAINSMITH_NOW` asks for, or the system clock when it is unset.
-    pub fn from_env() -> Result<Clock, String> {
+    pub fn from_env() -> Result<Clock, ClockError> {
         match std::env::var(ENV) {
             Err(std::env::VarError::NotPresent) => Ok(Clock::System),
             Ok(v) if v.is_empty() => Ok(Clock::System),
             Ok(v) => OffsetDateTime::parse(&v, &Rfc3339)
                 .map(Clock::Fixed)
-                .map_err(|_| {
-                    format!("{ENV}=\"{}\" is not an RFC 3339 time; give e.g. 2026-06-01T12:00:00Z or unset it",
-                        v.escape_debug())
-                }),
-            Err(std::env::VarError::NotUnicode(_)) => {
-                Err(format!("{ENV} is not UTF-8; give an RFC 3339 time or unset it"))
-            }
+                .map_err(|_| ClockError::NotRfc3339(v)),
+            Err(std::env::VarError::NotUnicode(_)) => Err(ClockError::NotUtf8),
         }
     }
+}
+
+/// A `CHAINSMITH_NOW` that names no time.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClockError {
+    /// The value (as given) is not an RFC 3339 time.
+    #[error("{ENV}=\"{}\" is not an RFC 3339 time; give e.g. 2026-06-01T12:00:00Z or unset it", .0.escape_debug())]
+    NotRfc3339(String),
+    /// The value is not UTF-8.
+    #[error("{ENV} is not UTF-8; give an RFC 3339 time or unset it")]
+    NotUtf8,
 }
 
 #[cfg(test)]

@@ -183,23 +183,93 @@ pub struct DpsRefusal {
     pub status: u16,
     /// DPS's error code.
     pub error_code: u32,
-    /// A short kind, for logs and tests.
+    /// A short kind, for logs, `--json` and tests: [`DpsRefusalKind::as_str`]. (A string, not
+    /// the enum, while the DPS server's event that carries it takes a `String`.)
     pub kind: String,
     /// The reason, as the device gets it.
     pub reason: String,
 }
 
+/// Why DPS refused a registration, as a value; [`DpsRefusalKind::as_str`] is the short kind
+/// logs, `--json` and the hub's refusal list show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DpsRefusalKind {
+    /// DPS could not read or write its own state (`registry`).
+    Registry,
+    /// The registration id breaks DPS's rules for ids (`bad-registration-id`).
+    BadRegistrationId,
+    /// The register body names another registration than the connection (`registration-id-mismatch`).
+    RegistrationIdMismatch,
+    /// The register payload is deeper or larger than DPS takes (`payload-limit`).
+    PayloadLimit,
+    /// DPS holds the registration under another spelling (`registration-id-case`).
+    RegistrationIdCase,
+    /// A CSR sent for an enrollment with no issuing CA (`csr-not-enabled`).
+    CsrNotEnabled,
+    /// A CSR that is empty or not base64 DER (`bad-csr`).
+    BadCsr,
+    /// The certificate's CN is not the registration id (`cn-mismatch`).
+    CnMismatch,
+    /// The certificate's CN is the registration id in another case (`cn-case`).
+    CnCase,
+    /// A CA certificate presented as a device's (`ca-as-device`).
+    CaAsDevice,
+    /// The enrollment (group or individual) is disabled (`enrollment-disabled`).
+    EnrollmentDisabled,
+    /// The certificate is neither of an individual enrollment's (`thumbprint`).
+    Thumbprint,
+    /// The chain ends at a verified CA that no enrollment uses (`no-enrollment`).
+    NoEnrollment,
+    /// The hub's certificate check refused it; the kind is [`Refusal::kind`]'s.
+    Certificate(&'static str),
+    /// DPS would not sign the device's CSR; the kind is [`CsrRefusal::kind`].
+    Csr(&'static str),
+}
+
+impl DpsRefusalKind {
+    /// The short kind: the strings DPS's logs and `--json` have always used.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DpsRefusalKind::Registry => "registry",
+            DpsRefusalKind::BadRegistrationId => "bad-registration-id",
+            DpsRefusalKind::RegistrationIdMismatch => "registration-id-mismatch",
+            DpsRefusalKind::PayloadLimit => "payload-limit",
+            DpsRefusalKind::RegistrationIdCase => "registration-id-case",
+            DpsRefusalKind::CsrNotEnabled => "csr-not-enabled",
+            DpsRefusalKind::BadCsr => "bad-csr",
+            DpsRefusalKind::CnMismatch => "cn-mismatch",
+            DpsRefusalKind::CnCase => "cn-case",
+            DpsRefusalKind::CaAsDevice => "ca-as-device",
+            DpsRefusalKind::EnrollmentDisabled => "enrollment-disabled",
+            DpsRefusalKind::Thumbprint => "thumbprint",
+            DpsRefusalKind::NoEnrollment => "no-enrollment",
+            DpsRefusalKind::Certificate(kind) | DpsRefusalKind::Csr(kind) => kind,
+        }
+    }
+}
+
+impl std::fmt::Display for DpsRefusalKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl DpsRefusal {
-    fn new(status: u16, error_code: u32, kind: &str, reason: String) -> Self {
+    fn new(status: u16, error_code: u32, kind: DpsRefusalKind, reason: String) -> Self {
         DpsRefusal {
             status,
             error_code,
-            kind: kind.to_string(),
+            kind: kind.as_str().to_string(),
             reason,
         }
     }
     fn unauthorized(r: Refusal) -> Self {
-        Self::new(401, code::UNAUTHORIZED, r.kind(), r.to_string())
+        Self::new(
+            401,
+            code::UNAUTHORIZED,
+            DpsRefusalKind::Certificate(r.kind()),
+            r.to_string(),
+        )
     }
 }
 
@@ -576,13 +646,13 @@ impl HubStore {
             DpsRefusal::new(
                 500,
                 500000,
-                "registry",
+                DpsRefusalKind::Registry,
                 format!(
                     "DPS could not read or write its state ({e}); the device may register again"
                 ),
             )
         };
-        let bad_request = |kind: &str, why: String| {
+        let bad_request = |kind: DpsRefusalKind, why: String| {
             DpsRefusal::new(
                 400,
                 code::BAD_REQUEST,
@@ -592,11 +662,14 @@ impl HubStore {
         };
         // The id becomes a hub device id and a file-name part: DPS's rules, checked here.
         if let Err(e) = pki::identity::check_device_id(registration_id, Target::Dps) {
-            return Err(bad_request("bad-registration-id", e.to_string()));
+            return Err(bad_request(
+                DpsRefusalKind::BadRegistrationId,
+                e.to_string(),
+            ));
         }
         if !req.registration_id.eq_ignore_ascii_case(registration_id) {
             return Err(bad_request(
-                "registration-id-mismatch",
+                DpsRefusalKind::RegistrationIdMismatch,
                 format!(
                     "the register body names \"{}\" but the connection is for \"{registration_id}\"",
                     crate::text::escape_controls(&req.registration_id)
@@ -611,7 +684,7 @@ impl HubStore {
                 MAX_PAYLOAD_BYTES,
             )
         {
-            return Err(bad_request("payload-limit", e.to_string()));
+            return Err(bad_request(DpsRefusalKind::PayloadLimit, e.to_string()));
         }
         let st = self.dps_load_file().map_err(internal)?;
         let m = decide(&st, registration_id, chain, now)?;
@@ -624,7 +697,7 @@ impl HubStore {
             return Err(DpsRefusal::new(
                 401,
                 code::UNAUTHORIZED,
-                "registration-id-case",
+                DpsRefusalKind::RegistrationIdCase,
                 format!(
                     "registration {registration_id}: DPS holds this registration as \"{}\" (registration ids are case-insensitive), assigned to hub device \"{}\"; a device registers with its id exactly as first registered, so that no case variant takes over another device",
                     old.registration_id, old.device_id
@@ -635,7 +708,7 @@ impl HubStore {
             (None, _) => None,
             (Some(_), None) => {
                 return Err(bad_request(
-                    "csr-not-enabled",
+                    DpsRefusalKind::CsrNotEnabled,
                     format!(
                         "the request carries a CSR but {} names no issuing CA; give the enrollment an issuing CA",
                         m.enrollment
@@ -644,7 +717,7 @@ impl HubStore {
             }
             (Some(csr), Some(_)) if csr.trim().is_empty() => {
                 return Err(bad_request(
-                    "bad-csr",
+                    DpsRefusalKind::BadCsr,
                     "csr is empty; send the base64 of a DER PKCS#10 request".into(),
                 ));
             }
@@ -652,12 +725,17 @@ impl HubStore {
                 use base64::Engine;
                 let der = base64::engine::general_purpose::STANDARD
                     .decode(csr.trim())
-                    .map_err(|e| bad_request("bad-csr", format!("csr is not base64 DER ({e})")))?;
+                    .map_err(|e| {
+                        bad_request(
+                            DpsRefusalKind::BadCsr,
+                            format!("csr is not base64 DER ({e})"),
+                        )
+                    })?;
                 let chain = issue(ca, registration_id, &der).map_err(|r| {
                     DpsRefusal::new(
                         400,
                         code::BAD_REQUEST,
-                        r.kind,
+                        DpsRefusalKind::Csr(r.kind),
                         format!("registration {registration_id}: {}", r.reason),
                     )
                 })?;
@@ -850,7 +928,7 @@ fn check_device_certificate(
         return Err(DpsRefusal::new(
             401,
             code::UNAUTHORIZED,
-            "cn-mismatch",
+            DpsRefusalKind::CnMismatch,
             format!(
                 "{who}: certificate CN \"{}\" is not the registration id \"{registration_id}\"; DPS takes the registration id from the CN",
                 crate::text::escape_controls(&cn)
@@ -864,7 +942,7 @@ fn check_device_certificate(
         return Err(DpsRefusal::new(
             401,
             code::UNAUTHORIZED,
-            "cn-case",
+            DpsRefusalKind::CnCase,
             format!(
                 "{who}: certificate CN \"{}\" differs from the registration id \"{registration_id}\" in case; the hub compares device ids case-sensitively, so a device registers with its CN exactly",
                 crate::text::escape_controls(&cn)
@@ -876,7 +954,7 @@ fn check_device_certificate(
         return Err(DpsRefusal::new(
             401,
             code::UNAUTHORIZED,
-            "ca-as-device",
+            DpsRefusalKind::CaAsDevice,
             format!(
                 "{who}: the certificate presented is a CA certificate (CA:TRUE or keyCertSign), not a device certificate; a device registers with a leaf issued under the enrollment's CA"
             ),
@@ -900,7 +978,7 @@ fn decide(
             return Err(DpsRefusal::new(
                 403,
                 code::FORBIDDEN,
-                "enrollment-disabled",
+                DpsRefusalKind::EnrollmentDisabled,
                 format!(
                     "{who}: individual enrollment \"{}\" is disabled",
                     ind.registration_id
@@ -931,7 +1009,7 @@ fn decide(
             Refusal::Thumbprint { sha1, .. } => DpsRefusal::new(
                 401,
                 code::UNAUTHORIZED,
-                "thumbprint",
+                DpsRefusalKind::Thumbprint,
                 format!(
                     "{who}: the certificate (SHA-1 {sha1}) is neither the primary nor the secondary certificate of individual enrollment \"{}\"",
                     ind.registration_id
@@ -960,7 +1038,7 @@ fn decide(
             return Err(DpsRefusal::new(
                 403,
                 code::FORBIDDEN,
-                "enrollment-disabled",
+                DpsRefusalKind::EnrollmentDisabled,
                 format!("{who}: enrollment group \"{}\" is disabled", g.name),
             ));
         }
@@ -985,7 +1063,7 @@ fn decide(
             Err(DpsRefusal::new(
                 401,
                 code::UNAUTHORIZED,
-                "no-enrollment",
+                DpsRefusalKind::NoEnrollment,
                 format!(
                     "{who}: no enrollment: the chain ends at DPS's verified CA \"{ca}\" but no enrollment group uses it, and there is no individual enrollment \"{registration_id}\""
                 ),
@@ -1022,5 +1100,39 @@ pub type SignCsr =
 impl std::fmt::Debug for CsrSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CsrSigner")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DpsRefusalKind as K;
+
+    /// The kinds are API (`--json`, the hub's refusal list, logs): each its old string, no two
+    /// alike.
+    #[test]
+    fn refusal_kinds_keep_their_strings() {
+        let all = [
+            (K::Registry, "registry"),
+            (K::BadRegistrationId, "bad-registration-id"),
+            (K::RegistrationIdMismatch, "registration-id-mismatch"),
+            (K::PayloadLimit, "payload-limit"),
+            (K::RegistrationIdCase, "registration-id-case"),
+            (K::CsrNotEnabled, "csr-not-enabled"),
+            (K::BadCsr, "bad-csr"),
+            (K::CnMismatch, "cn-mismatch"),
+            (K::CnCase, "cn-case"),
+            (K::CaAsDevice, "ca-as-device"),
+            (K::EnrollmentDisabled, "enrollment-disabled"),
+            (K::Thumbprint, "thumbprint"),
+            (K::NoEnrollment, "no-enrollment"),
+            (K::Certificate("no-certificate"), "no-certificate"),
+            (K::Csr("csr-subject"), "csr-subject"),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for (kind, text) in all {
+            assert_eq!(kind.as_str(), text);
+            assert_eq!(kind.to_string(), text);
+            assert!(seen.insert(text), "{text} twice");
+        }
     }
 }

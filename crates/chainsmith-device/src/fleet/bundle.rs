@@ -31,7 +31,7 @@ pub fn export_shards(
     count: u32,
 ) -> Result<Vec<Bundle>, FleetError> {
     let shards: Vec<Shard> = (1..=count)
-        .map(|k| Shard::new(k, count).map_err(FleetError::Selection))
+        .map(|k| Shard::new(k, count).map_err(FleetError::from))
         .collect::<Result<_, _>>()?;
     for s in &shards {
         let dir = bundle_dir(out, *s);

@@ -237,8 +237,8 @@ struct ShardFields {
 }
 
 impl TryFrom<ShardFields> for Shard {
-    type Error = String;
-    fn try_from(f: ShardFields) -> Result<Shard, String> {
+    type Error = ShardError;
+    fn try_from(f: ShardFields) -> Result<Shard, ShardError> {
         Shard::new(f.index, f.count)
     }
 }
@@ -249,10 +249,44 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// A shard that does not exist or is not spelt K/N; each message names the value and the fix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    /// Not `K/N` with two numbers.
+    #[error("shard \"{0}\" is not K/N; write e.g. 2/8 for the second of 8 shards")]
+    NotKOfN(String),
+    /// N is 0 or more than [`MAX_SHARDS`].
+    #[error("shard count {0} is out of range; use 1 to {MAX_SHARDS}")]
+    Count(u32),
+    /// K is 0 or more than N.
+    #[error("shard {index} of {count} does not exist; shards count from 1 to {count}")]
+    Index {
+        /// K as given.
+        index: u32,
+        /// N.
+        count: u32,
+    },
+    /// The orchestrator's `JOB_COMPLETION_INDEX` is not a number.
+    #[error("JOB_COMPLETION_INDEX \"{0}\" is not a number from 0")]
+    JobIndex(String),
+    /// `CHAINSMITH_SHARDS` is not set and no count was given.
+    #[error("CHAINSMITH_SHARDS is not set; set it to the Job's completions (the shard count)")]
+    NoShardCount,
+    /// `CHAINSMITH_SHARDS` is not a number.
+    #[error("CHAINSMITH_SHARDS \"{0}\" is not a number from 1 to {MAX_SHARDS}")]
+    ShardCount(String),
+}
+
+impl From<ShardError> for FleetError {
+    fn from(e: ShardError) -> Self {
+        FleetError::Selection(e.to_string())
+    }
+}
+
 impl std::str::FromStr for Shard {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Shard, String> {
-        let bad = || format!("shard \"{s}\" is not K/N; write e.g. 2/8 for the second of 8 shards");
+    type Err = ShardError;
+    fn from_str(s: &str) -> Result<Shard, ShardError> {
+        let bad = || ShardError::NotKOfN(s.to_string());
         let (k, n) = s.trim().split_once('/').ok_or_else(bad)?;
         let k: u32 = k.trim().parse().map_err(|_| bad())?;
         let n: u32 = n.trim().parse().map_err(|_| bad())?;
@@ -262,16 +296,12 @@ impl std::str::FromStr for Shard {
 
 impl Shard {
     /// Shard `index` of `count`, range-checked (K from 1 to N, N from 1 to [`MAX_SHARDS`]).
-    pub fn new(index: u32, count: u32) -> Result<Shard, String> {
+    pub fn new(index: u32, count: u32) -> Result<Shard, ShardError> {
         if count == 0 || count > MAX_SHARDS {
-            return Err(format!(
-                "shard count {count} is out of range; use 1 to {MAX_SHARDS}"
-            ));
+            return Err(ShardError::Count(count));
         }
         if index == 0 || index > count {
-            return Err(format!(
-                "shard {index} of {count} does not exist; shards count from 1 to {count}"
-            ));
+            return Err(ShardError::Index { index, count });
         }
         Ok(Shard { index, count })
     }
@@ -283,7 +313,7 @@ impl Shard {
         count: Option<u32>,
     ) -> Result<Shard, FleetError> {
         let index = get("JOB_COMPLETION_INDEX").ok_or(FleetError::NoShardIndex)?;
-        Self::from_index(index, get, count).map_err(FleetError::Selection)
+        Ok(Self::from_index(index, get, count)?)
     }
 
     /// [`Shard::from_env`] once the index is known.
@@ -291,20 +321,18 @@ impl Shard {
         index: String,
         get: impl Fn(&str) -> Option<String>,
         count: Option<u32>,
-    ) -> Result<Shard, String> {
+    ) -> Result<Shard, ShardError> {
         let index: u32 = index
             .trim()
             .parse()
-            .map_err(|_| format!("JOB_COMPLETION_INDEX \"{index}\" is not a number from 0"))?;
+            .map_err(|_| ShardError::JobIndex(index.clone()))?;
         let count = match count {
             Some(c) => c,
             None => {
-                let c = get("CHAINSMITH_SHARDS").ok_or(
-                    "CHAINSMITH_SHARDS is not set; set it to the Job's completions (the shard count)",
-                )?;
-                c.trim().parse().map_err(|_| {
-                    format!("CHAINSMITH_SHARDS \"{c}\" is not a number from 1 to {MAX_SHARDS}")
-                })?
+                let c = get("CHAINSMITH_SHARDS").ok_or(ShardError::NoShardCount)?;
+                c.trim()
+                    .parse()
+                    .map_err(|_| ShardError::ShardCount(c.clone()))?
             }
         };
         Shard::new(index.saturating_add(1), count)
@@ -382,21 +410,40 @@ mod tests {
             "2/8".parse::<Shard>().unwrap(),
             Shard { index: 2, count: 8 }
         );
-        assert!("0/8".parse::<Shard>().unwrap_err().contains("count from 1"));
+        assert!(
+            "0/8"
+                .parse::<Shard>()
+                .unwrap_err()
+                .to_string()
+                .contains("count from 1")
+        );
         assert!(
             "9/8"
                 .parse::<Shard>()
                 .unwrap_err()
+                .to_string()
                 .contains("does not exist")
         );
-        assert!("1/0".parse::<Shard>().unwrap_err().contains("out of range"));
+        assert!(
+            "1/0"
+                .parse::<Shard>()
+                .unwrap_err()
+                .to_string()
+                .contains("out of range")
+        );
         assert!(
             "1/99999"
                 .parse::<Shard>()
                 .unwrap_err()
+                .to_string()
                 .contains("out of range")
         );
-        assert!("x".parse::<Shard>().unwrap_err().contains("K/N"));
+        assert!(
+            "x".parse::<Shard>()
+                .unwrap_err()
+                .to_string()
+                .contains("K/N")
+        );
         // A report's shard is range-checked as it is read, like one typed on the command line.
         let read = |json: &str| serde_json::from_str::<Shard>(json).map_err(|e| e.to_string());
         assert_eq!(

@@ -32,9 +32,25 @@ pub enum Error {
     /// Encoding the key or the PFX.
     #[error(transparent)]
     Pki(crate::pki::Error),
-    /// A request that cannot be met as given.
+    /// A format, file-name style or PFX profile that is not one of the choices (the message
+    /// lists them).
     #[error("{0}")]
-    Invalid(String),
+    UnknownChoice(String),
+    /// The entity's private key is in the workspace but cannot be read.
+    #[error("{0}")]
+    UnreadableKey(String),
+    /// A file name the Node SDK tool's layout would give is not safe to write.
+    #[error("{0}")]
+    UnsafeFileName(String),
+    /// The thumbprint slot asked for holds no certificate.
+    #[error("{0}")]
+    NoSlot(String),
+    /// A PFX password with a NUL character, which PKCS#12's BMPString password cannot hold.
+    #[error("the PFX password contains a NUL character; choose another password")]
+    PasswordNul,
+    /// A check of chainsmith's own output failed: a bug to report.
+    #[error("{0}")]
+    Internal(String),
     /// The PFX password does not open the file (its name in the message).
     #[error("the password for {0} is wrong (the PKCS#12 MAC does not verify); check the password")]
     WrongPassword(String),
@@ -81,7 +97,12 @@ impl Error {
             Error::NoKey { .. } => Some(Remedy::CertificatesOnly),
             Error::OneFormat => Some(Remedy::OneFormat),
             Error::SeveralFiles => Some(Remedy::OutDir),
-            Error::Invalid(_) => None,
+            Error::UnknownChoice(_)
+            | Error::UnreadableKey(_)
+            | Error::UnsafeFileName(_)
+            | Error::NoSlot(_)
+            | Error::PasswordNul
+            | Error::Internal(_) => None,
         }
     }
 }
@@ -166,7 +187,7 @@ impl FromStr for Format {
             "pfx" | "p12" | "pkcs12" => Ok(Format::Pfx),
             "azure" => Ok(Format::Azure),
             "edge" => Ok(Format::Edge),
-            _ => Err(Error::Invalid(format!(
+            _ => Err(Error::UnknownChoice(format!(
                 "export format \"{s}\" is unknown; choose from pem, der, pfx, azure, edge"
             ))),
         }
@@ -217,7 +238,7 @@ impl std::str::FromStr for AzureNames {
         match s.to_ascii_lowercase().as_str() {
             "exact" | "id" => Ok(AzureNames::Exact),
             "node-sdk" | "node" => Ok(AzureNames::NodeSdk),
-            _ => Err(Error::Invalid(format!(
+            _ => Err(Error::UnknownChoice(format!(
                 "file names \"{s}\" are unknown; choose exact (the device id as is) or node-sdk (create_test_cert.js's camelCase)"
             ))),
         }
@@ -408,7 +429,7 @@ impl Source {
         let key = if leaf.meta.has_key {
             let pem = leaf.read_key_pem()?;
             Some(PKey::private_key_from_pem(pem.as_bytes()).map_err(|e| {
-                Error::Invalid(format!("the key of \"{name}\" in {} cannot be read ({e}); restore it or re-import the entity", leaf.key_path().display()))
+                Error::UnreadableKey(format!("the key of \"{name}\" in {} cannot be read ({e}); restore it or re-import the entity", leaf.key_path().display()))
             })?)
         } else {
             None
@@ -745,7 +766,7 @@ fn plan_azure(
         }
     };
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
-        return Err(Error::Invalid(format!(
+        return Err(Error::UnsafeFileName(format!(
             "the Node SDK tool's file name for \"{}\" would be \"{name}\", which is not a safe file name; export with the exact names instead",
             src.leaf.meta.name
         )));
@@ -869,7 +890,7 @@ fn slot_entity(main: &Entity, slot: Slot) -> Result<Entity> {
     let dir = main.dir.join(sub);
     let meta_path = dir.join(store::META_FILE);
     if !meta_path.exists() {
-        return Err(Error::Invalid(format!(
+        return Err(Error::NoSlot(format!(
             "\"{}\" has no {sub} slot; make a self-signed certificate for it in that slot first",
             main.meta.name
         )));
@@ -1033,7 +1054,7 @@ fn readback_pfx(
         let opened = pfx::open(&bytes, pw, &p.path.display().to_string())?;
         let algorithms = pfx::decode(&bytes)?;
         if algorithms.uses_rc2() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Internal(format!(
                 "internal check failed: {} uses RC2; please report this",
                 p.path.display()
             )));

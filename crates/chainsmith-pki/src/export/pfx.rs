@@ -52,7 +52,7 @@ impl FromStr for PfxProfile {
         match s.trim().to_ascii_lowercase().as_str() {
             "modern" | "aes" | "aes-256" => Ok(PfxProfile::Modern),
             "compat" | "legacy" | "3des" => Ok(PfxProfile::Compat),
-            _ => Err(Error::Invalid(format!(
+            _ => Err(Error::UnknownChoice(format!(
                 "PFX profile \"{s}\" is unknown; use modern (AES-256, SHA-256 MAC) or compat (3DES, SHA-1 MAC, for Windows Server 2016 / older macOS / Java 8)"
             ))),
         }
@@ -69,9 +69,7 @@ pub fn build(
     chain_der: &[Vec<u8>],
 ) -> Result<Vec<u8>> {
     if password.contains('\0') {
-        return Err(Error::Invalid(
-            "the PFX password contains a NUL character; choose another password".into(),
-        ));
+        return Err(Error::PasswordNul);
     }
     let cert = X509::from_der(leaf_der)?;
     let mut b = Pkcs12::builder();

@@ -179,7 +179,7 @@ pub fn load_ca(ws: &Workspace, name: &str) -> Result<CaHandle> {
         });
     }
     if !entity.meta.has_key {
-        return Err(crate::pki::Error::invalid(format!(
+        return Err(crate::pki::Error::CannotSign(format!(
             "CA \"{name}\" is trust-only (imported without its private key) and cannot issue; import it with its key to sign"
         ))
         .into());
@@ -409,8 +409,8 @@ pub fn expand_ids(patterns: &[String], target: Target) -> Result<(Vec<String>, V
         ids.extend(expand_range(p)?);
     }
     if ids.is_empty() {
-        return Err(crate::pki::Error::invalid(
-            "no device id given; pass one or more ids, or a range like dev-{001..100}",
+        return Err(crate::pki::Error::DeviceId(
+            "no device id given; pass one or more ids, or a range like dev-{001..100}".into(),
         )
         .into());
     }
@@ -424,7 +424,7 @@ pub fn expand_ids(patterns: &[String], target: Target) -> Result<(Vec<String>, V
         check_entity_name(id)?;
         if !seen.insert(id.as_str()) {
             return Err(
-                crate::pki::Error::invalid(format!("device id \"{id}\" is given twice")).into(),
+                crate::pki::Error::DeviceId(format!("device id \"{id}\" is given twice")).into(),
             );
         }
     }
@@ -569,7 +569,7 @@ pub fn new_verification(
     let issued = issue::issue(&spec, KeyAlg::EcP256, Some(&ca))?;
     // Check our own work the way the hub will: the signature must verify with the CA's key.
     if !crate::pki::inspect::signed_by(&issued.cert_der, &ca.cert_der) {
-        return Err(crate::pki::Error::invalid(format!("internal check failed: the verification certificate does not verify against \"{issuer}\"")).into());
+        return Err(crate::pki::Error::Internal(format!("internal check failed: the verification certificate does not verify against \"{issuer}\"")).into());
     }
     // The whole code goes into the name, so two codes never share an entity; a code may hold
     // characters a file name cannot.

@@ -270,7 +270,7 @@ pub fn check_requested_san(san: &super::issue::San, device_id: Option<&str>) -> 
             if d.len() <= 253 && d.trim_end_matches('.').split('.').all(label_ok) {
                 Ok(())
             } else {
-                Err(Error::invalid(format!(
+                Err(Error::San(format!(
                     "the CSR asks for DNS name {d:?}, which is neither the device id nor a host name (letters, digits and - in dot-separated labels, no wildcard)"
                 )))
             }
@@ -284,7 +284,7 @@ pub fn check_requested_san(san: &super::issue::San, device_id: Option<&str>) -> 
             if scheme_ok && u.is_ascii() && !u.chars().any(|c| c.is_ascii_control() || c == ' ') {
                 Ok(())
             } else {
-                Err(Error::invalid(format!(
+                Err(Error::San(format!(
                     "the CSR asks for URI {u:?}, which is not an absolute URI (scheme:rest, ASCII, no spaces)"
                 )))
             }

@@ -68,7 +68,7 @@ impl FromStr for Target {
             "dps" => Ok(Target::Dps),
             "central" | "iot-central" => Ok(Target::Central),
             "generic" | "mqtt" => Ok(Target::Generic),
-            _ => Err(Error::invalid(format!(
+            _ => Err(Error::UnknownChoice(format!(
                 "unknown target \"{s}\"; choose one of: hub, dps, central, generic"
             ))),
         }
@@ -94,7 +94,7 @@ fn char_name(c: char) -> String {
 pub fn check_device_id(id: &str, target: Target) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     let bad = |c: char, pos: usize| {
-        Error::invalid(format!(
+        Error::DeviceId(format!(
             "device id \"{id}\" has {} at position {}; {} {}",
             char_name(c),
             pos + 1,
@@ -103,8 +103,8 @@ pub fn check_device_id(id: &str, target: Target) -> Result<Vec<String>> {
         ))
     };
     if id.is_empty() {
-        return Err(Error::invalid(
-            "device id is empty; give the id the device connects with",
+        return Err(Error::DeviceId(
+            "device id is empty; give the id the device connects with".into(),
         ));
     }
     let len = id.chars().count();
@@ -114,7 +114,7 @@ pub fn check_device_id(id: &str, target: Target) -> Result<Vec<String>> {
         } else {
             ""
         };
-        return Err(Error::invalid(format!(
+        return Err(Error::DeviceId(format!(
             "device id \"{id}\" is {len} characters long; a certificate CN holds at most {MAX_CN}{extra}"
         )));
     }
@@ -153,7 +153,7 @@ pub fn check_device_id(id: &str, target: Target) -> Result<Vec<String>> {
         Target::Dps => {
             let last = id.chars().last().unwrap_or('-');
             if !(last.is_ascii_alphanumeric() || last == '-') {
-                return Err(Error::invalid(format!(
+                return Err(Error::DeviceId(format!(
                     "registration id \"{id}\" ends with '{last}'; DPS needs the last character to be a letter, digit or -"
                 )));
             }
@@ -171,12 +171,12 @@ pub fn check_device_id(id: &str, target: Target) -> Result<Vec<String>> {
 /// A hub's verification code must fit a CN: 1–64 printable characters.
 pub fn check_verification_code(code: &str) -> Result<()> {
     if code.is_empty() {
-        return Err(Error::invalid(
-            "verification code is empty; copy the code the hub shows for the CA (Azure's are 48 hex characters)",
+        return Err(Error::VerificationCode(
+            "verification code is empty; copy the code the hub shows for the CA (Azure's are 48 hex characters)".into(),
         ));
     }
     if code.chars().count() > MAX_CN {
-        return Err(Error::invalid(format!(
+        return Err(Error::VerificationCode(format!(
             "verification code \"{code}\" is {} characters long; a code must fit a certificate CN (at most {MAX_CN}); check that you copied only the code",
             code.chars().count()
         )));
@@ -186,7 +186,7 @@ pub fn check_verification_code(code: &str) -> Result<()> {
         .enumerate()
         .find(|(_, c)| !c.is_ascii_graphic())
     {
-        return Err(Error::invalid(format!(
+        return Err(Error::VerificationCode(format!(
             "verification code \"{code}\" has {} at position {}; codes are printable characters only (Azure's are 48 hex characters)",
             char_name(c),
             pos + 1
@@ -221,7 +221,7 @@ pub fn check_entity_name(name: &str) -> Result<()> {
             .map(|c| format!("contains {}", char_name(c)))
     };
     match problem {
-        Some(p) => Err(Error::invalid(format!(
+        Some(p) => Err(Error::EntityName(format!(
             "name \"{name}\" {p}; names are file names in the workspace: use letters, digits and - . _"
         ))),
         None => Ok(()),
@@ -235,7 +235,7 @@ pub fn expand_range(pattern: &str) -> Result<Vec<String>> {
         return Ok(vec![pattern.to_string()]);
     };
     let bad = |why: &str| {
-        Error::invalid(format!(
+        Error::DeviceId(format!(
             "id range \"{pattern}\" {why}; write it like dev-{{001..500}} (inclusive, ascending)"
         ))
     };

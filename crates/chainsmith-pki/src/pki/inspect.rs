@@ -529,7 +529,7 @@ pub fn inspect_bytes(
         };
         // Refuse a stalling iteration count before any key derivation.
         super::pkcs12::check_iterations(bytes, "this PKCS#12 file")
-            .map_err(|e| Error::invalid(e.to_string()))?;
+            .map_err(|e| Error::Pkcs12(e.to_string()))?;
         let parsed = p12.parse2(pw).map_err(|_| {
             Error::Password("the PKCS#12 password is wrong (or the file uses an algorithm OpenSSL cannot read); check the password".into())
         })?;

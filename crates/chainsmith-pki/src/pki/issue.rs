@@ -65,7 +65,7 @@ impl FromStr for Eku {
             ["client"] | ["clientauth"] => Ok(Eku::Client),
             ["client", "server"] | ["clientauth", "serverauth"] => Ok(Eku::ClientServer),
             ["server"] | ["serverauth"] => Ok(Eku::Server),
-            _ => Err(Error::invalid(format!(
+            _ => Err(Error::UnknownChoice(format!(
                 "EKU \"{s}\" is not supported; use client (what hubs need) or client,server"
             ))),
         }
@@ -92,18 +92,19 @@ impl San {
         let (kind, value) = s.split_once(':').unwrap_or(("DNS", s));
         let value = value.trim();
         if value.is_empty() {
-            return Err(Error::invalid(format!(
+            return Err(Error::San(format!(
                 "SAN \"{s}\" has no value; write it like DNS:dev1.example.com"
             )));
         }
         match kind.to_ascii_uppercase().as_str() {
             "DNS" => Ok(San::Dns(value.to_string())),
-            "IP" => value.parse().map(San::Ip).map_err(|_| {
-                Error::invalid(format!("SAN \"{s}\": \"{value}\" is not an IP address"))
-            }),
+            "IP" => value
+                .parse()
+                .map(San::Ip)
+                .map_err(|_| Error::San(format!("SAN \"{s}\": \"{value}\" is not an IP address"))),
             "URI" => Ok(San::Uri(value.to_string())),
             "EMAIL" => Ok(San::Email(value.to_string())),
-            other => Err(Error::invalid(format!(
+            other => Err(Error::UnknownChoice(format!(
                 "SAN type \"{other}\" is not supported; use DNS:, IP:, URI: or email:"
             ))),
         }
@@ -174,13 +175,13 @@ pub const LATEST: OffsetDateTime = ::time::macros::datetime!(9999-12-31 23:59:59
 /// Refuse a time X.509 cannot carry, naming the limit.
 pub fn check_x509_time(what: &str, t: OffsetDateTime) -> Result<()> {
     if t < EARLIEST {
-        return Err(Error::invalid(format!(
+        return Err(Error::Time(format!(
             "{what} {} is before 1950-01-01T00:00:00Z, the earliest time chainsmith writes (RFC 5280 UTCTime starts in 1950); pick a later time",
             rfc3339(t)
         )));
     }
     if t > LATEST {
-        return Err(Error::invalid(format!(
+        return Err(Error::Time(format!(
             "{what} {} is after 9999-12-31T23:59:59Z, the latest time X.509 can express (RFC 5280 GeneralizedTime); pick an earlier time",
             rfc3339(t)
         )));
@@ -195,7 +196,7 @@ pub fn days_after(what: &str, start: OffsetDateTime, days: u32) -> Result<Offset
         .filter(|t| *t <= LATEST);
     end.ok_or_else(|| {
         let most = (LATEST - start).whole_days().max(0);
-        Error::invalid(format!(
+        Error::Time(format!(
             "{days} days from {} ends after 9999-12-31T23:59:59Z, the latest time X.509 can express (RFC 5280 GeneralizedTime); {what} may last at most {most} days",
             rfc3339(start.replace_nanosecond(0).unwrap_or(start))
         ))
@@ -250,7 +251,7 @@ impl Validity {
         check_x509_time("not-before", self.not_before)?;
         check_x509_time("not-after", self.not_after)?;
         if self.not_after <= self.not_before {
-            return Err(Error::invalid(format!(
+            return Err(Error::Time(format!(
                 "not-after {} is not later than not-before {}; swap them or widen the window",
                 rfc3339(self.not_after),
                 rfc3339(self.not_before)
@@ -280,7 +281,7 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 /// Parse an RFC 3339 timestamp from the command line.
 pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime> {
     OffsetDateTime::parse(s.trim(), &::time::format_description::well_known::Rfc3339).map_err(|e| {
-        Error::invalid(format!(
+        Error::Time(format!(
             "\"{s}\" is not an RFC 3339 time ({e}); write it like 2025-01-31T12:00:00Z"
         ))
     })
@@ -341,7 +342,7 @@ impl CaHandle {
             )));
         };
         if cert.public_key().raw != key.subject_public_key_info().as_slice() {
-            return Err(Error::invalid(format!(
+            return Err(Error::CannotSign(format!(
                 "the private key of \"{name}\" does not match its certificate; re-import the CA with its own key"
             )));
         }

@@ -162,7 +162,7 @@ impl FromStr for KeyAlg {
                 return Err(Error::WeakKey);
             }
             _ => {
-                return Err(Error::invalid(format!(
+                return Err(Error::UnknownChoice(format!(
                     "unknown key algorithm \"{s}\"; choose one of: {}",
                     KeyAlg::ALL.map(|a| a.as_str()).join(", ")
                 )));

@@ -23,9 +23,41 @@ use crate::error::Remedy;
 /// Everything that can go wrong in the engine, each message naming the value and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A value that cannot be used, named in the message with the fix.
+    /// A word that is not one of the choices offered: a key algorithm, a target, an EKU, a
+    /// SAN type (the message lists the choices).
     #[error("{0}")]
-    Invalid(String),
+    UnknownChoice(String),
+    /// A subject alternative name without a value or with a value of the wrong form, given
+    /// or asked for by a CSR.
+    #[error("{0}")]
+    San(String),
+    /// A time or validity length X.509 cannot express, that does not parse, or a window that
+    /// ends before it starts.
+    #[error("{0}")]
+    Time(String),
+    /// A device or registration id (or an id range, or a list of ids) Azure would not take.
+    #[error("{0}")]
+    DeviceId(String),
+    /// A proof-of-possession verification code that cannot be a certificate's CN.
+    #[error("{0}")]
+    VerificationCode(String),
+    /// An entity name that cannot be a file name in the workspace.
+    #[error("{0}")]
+    EntityName(String),
+    /// A subject (`CN=…,O=…`) that does not parse or breaks RFC 5280's limits.
+    #[error("{0}")]
+    Subject(String),
+    /// A PKCS#12 file that is damaged, uses an algorithm OpenSSL 3 does not read, or asks for
+    /// an unreasonable amount of work.
+    #[error("{0}")]
+    Pkcs12(String),
+    /// A CA that cannot sign here: no key (trust-only), a key that is not its certificate's,
+    /// or no issuer at all where one is needed.
+    #[error("{0}")]
+    CannotSign(String),
+    /// A check of chainsmith's own work failed: a bug to report, not a mistake of the user.
+    #[error("{0}")]
+    Internal(String),
     /// Bytes that do not parse as what they should be.
     #[error("{what}: {detail}")]
     Parse {
@@ -91,6 +123,9 @@ pub enum Error {
         "key algorithm \"rsa-1024\" is too weak: hubs and OpenSSL 3 refuse it; use ec-p256 or rsa-2048 (for a negative test, a spec's weak_key fixture makes one)"
     )]
     WeakKey,
+    /// Anything else, in the words of whoever found it (the hub's TLS setup).
+    #[error("{0}")]
+    Other(String),
 }
 
 /// An error from the cryptography libraries underneath (rcgen, OpenSSL), kept as their text so
@@ -117,9 +152,10 @@ impl From<openssl::error::ErrorStack> for Error {
 }
 
 impl Error {
-    /// An [`Error::Invalid`].
+    /// An [`Error::Other`]: for callers outside this crate with no variant of their own
+    /// (the hub's TLS setup); inside it, a variant that says what went wrong.
     pub fn invalid(msg: impl Into<String>) -> Self {
-        Error::Invalid(msg.into())
+        Error::Other(msg.into())
     }
     /// An [`Error::Parse`].
     pub fn parse(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {

@@ -27,7 +27,7 @@ pub struct Opened {
 pub const MAX_ITERATIONS: u64 = 2_000_000;
 
 fn too_many(what: &str, part: &str, n: u64) -> Error {
-    Error::Invalid(format!(
+    Error::Pkcs12(format!(
         "{what} asks for {n} key-derivation iterations ({part}); chainsmith refuses more than {MAX_ITERATIONS} (OpenSSL writes 2048, Windows reads at most 600000), so the file is damaged or made to stall whoever opens it; re-export it with an ordinary count"
     ))
 }
@@ -73,7 +73,7 @@ pub fn check_pkcs8_iterations(der: &[u8], what: &str) -> Result<()> {
 /// Open a PFX with its password; a wrong password is a clear error, not an OpenSSL stack.
 pub fn open(bytes: &[u8], password: &str, what: &str) -> Result<Opened> {
     let p12 = Pkcs12::from_der(bytes).map_err(|_| {
-        Error::Invalid(format!(
+        Error::Pkcs12(format!(
             "{what} is not a PKCS#12 (PFX) file, or it is damaged"
         ))
     })?;
@@ -86,7 +86,7 @@ pub fn open(bytes: &[u8], password: &str, what: &str) -> Result<Opened> {
         if mac_ok == Some(false) {
             Error::WrongPassword(what.to_string())
         } else if rc2 {
-            Error::Invalid(format!(
+            Error::Pkcs12(format!(
                 "{what} is protected with RC2-40, which OpenSSL 3 does not read without its legacy provider; re-export it with AES or 3DES (e.g. `openssl pkcs12 -legacy -in OLD -nodes | openssl pkcs12 -export -out NEW`)"
             ))
         } else {
@@ -173,7 +173,7 @@ struct Tlv<'a> {
 }
 
 fn bad(what: &str) -> Error {
-    Error::Invalid(format!("the PKCS#12 structure is malformed ({what})"))
+    Error::Pkcs12(format!("the PKCS#12 structure is malformed ({what})"))
 }
 
 /// Read one element from the front of `input` (asn1-rs reads its header and definite length);

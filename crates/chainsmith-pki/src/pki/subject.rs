@@ -40,7 +40,7 @@ pub fn parse_subject(text: &str) -> Result<DistinguishedName> {
     let mut has_cn = false;
     for part in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
         let (key, value) = part.split_once('=').ok_or_else(|| {
-            Error::invalid(format!(
+            Error::Subject(format!(
                 "subject part \"{part}\" has no '='; write the subject like \"CN=Contoso Root,O=Contoso,C=US\""
             ))
         })?;
@@ -51,24 +51,24 @@ pub fn parse_subject(text: &str) -> Result<DistinguishedName> {
             .find(|(k, _)| *k == key)
             .map(|(_, t)| t.clone())
             .ok_or_else(|| {
-                Error::invalid(format!(
+                Error::Subject(format!(
                     "subject attribute \"{key}\" is not supported; use CN, O, OU, C, ST or L"
                 ))
             })?;
         if value.is_empty() {
-            return Err(Error::invalid(format!(
+            return Err(Error::Subject(format!(
                 "subject attribute {key} has an empty value"
             )));
         }
         if key == "C" && (value.len() != 2 || !value.chars().all(|c| c.is_ascii_alphabetic())) {
-            return Err(Error::invalid(format!(
+            return Err(Error::Subject(format!(
                 "country \"{value}\" must be a two-letter ISO code such as US or DE"
             )));
         }
         if key == "CN" {
             has_cn = true;
             if value.chars().count() > super::identity::MAX_CN {
-                return Err(Error::invalid(format!(
+                return Err(Error::Subject(format!(
                     "CN \"{value}\" is longer than {} characters, the most RFC 5280 allows",
                     super::identity::MAX_CN
                 )));
@@ -82,7 +82,7 @@ pub fn parse_subject(text: &str) -> Result<DistinguishedName> {
         dn.push(ty, value);
     }
     if !has_cn {
-        return Err(Error::invalid(format!(
+        return Err(Error::Subject(format!(
             "subject \"{text}\" has no CN; add one, e.g. \"CN=Contoso Root,{text}\""
         )));
     }
@@ -95,7 +95,7 @@ pub fn cn_only(cn: &str) -> Result<DistinguishedName> {
         return Err(Error::EmptyCn);
     }
     if cn.chars().count() > super::identity::MAX_CN {
-        return Err(Error::invalid(format!(
+        return Err(Error::Subject(format!(
             "CN \"{cn}\" is {} characters long; RFC 5280 allows at most {}",
             cn.chars().count(),
             super::identity::MAX_CN

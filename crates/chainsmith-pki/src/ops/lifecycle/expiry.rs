@@ -1,6 +1,6 @@
 //! Expiry windows and issuers.
 
-use super::{Result, invalid};
+use super::{Error, Result};
 use crate::ops::{TreeRow, tree};
 use crate::pki::issue::{self};
 use crate::store::{Workspace, chain_of};
@@ -15,7 +15,7 @@ pub fn parse_window(s: &str) -> Result<Duration> {
     let t = s.trim().to_ascii_lowercase();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
     let not_a_number = || {
-        invalid(format!(
+        Error::ExpiryWindow(format!(
             "expiry window \"{s}\" is not a number with a unit; write it like 30d, 12h or 2w"
         ))
     };
@@ -31,14 +31,14 @@ pub fn parse_window(s: &str) -> Result<Duration> {
         "m" | "min" | "minutes" => 1,
         "y" | "year" | "years" => 365 * 24 * 60,
         _ => {
-            return Err(invalid(format!(
+            return Err(Error::ExpiryWindow(format!(
                 "expiry window \"{s}\" has an unknown unit \"{unit}\"; use d, h, w or y (e.g. 30d)"
             )));
         }
     };
     match n.checked_mul(minutes_per_unit) {
         Some(m) if m <= MAX_WINDOW_DAYS * 24 * 60 => Ok(Duration::minutes(m)),
-        _ => Err(invalid(format!(
+        _ => Err(Error::ExpiryWindow(format!(
             "expiry window \"{s}\" is longer than {MAX_WINDOW_DAYS} days, beyond 9999-12-31T23:59:59Z, the latest time X.509 can express; use a shorter window"
         ))),
     }
@@ -52,7 +52,7 @@ pub fn expiring(ws: &Workspace, window: Duration, now: OffsetDateTime) -> Result
         .checked_add(window)
         .filter(|l| *l <= issue::LATEST)
         .ok_or_else(|| {
-            invalid(format!(
+            Error::ExpiryWindow(format!(
                 "an expiry window of {} days from now reaches past 9999-12-31T23:59:59Z, the latest time X.509 can express; every certificate expires before that, so use at most {} days",
                 window.whole_days(),
                 (issue::LATEST - now).whole_days().max(0)

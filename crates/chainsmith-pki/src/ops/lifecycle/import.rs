@@ -1,6 +1,6 @@
 //! Importing an existing CA or certificate (PEM, DER, PKCS#12, encrypted keys).
 
-use super::{Error, Result, invalid};
+use super::{Error, Result};
 use crate::pki::identity::check_entity_name;
 use crate::pki::inspect::{CertView, signed_by};
 use crate::pki::pkcs12;
@@ -47,7 +47,7 @@ struct Found {
 fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Found) -> Result<()> {
     let label = path.display().to_string();
     if bytes.is_empty() {
-        return Err(invalid(format!(
+        return Err(Error::ImportInput(format!(
             "{label} is empty; give a PEM or DER certificate, a private key or a PKCS#12 file"
         )));
     }
@@ -56,9 +56,9 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
         .filter(|t| t.contains("-----BEGIN "));
     if let Some(text) = text {
         let blocks = pem::parse_many(text)
-            .map_err(|e| invalid(format!("{label}: the PEM text is damaged ({e})")))?;
+            .map_err(|e| Error::ImportInput(format!("{label}: the PEM text is damaged ({e})")))?;
         if blocks.is_empty() {
-            return Err(invalid(format!(
+            return Err(Error::ImportInput(format!(
                 "{label}: the PEM text is damaged (no complete BEGIN/END block)"
             )));
         }
@@ -66,7 +66,7 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
             match b.tag() {
                 "CERTIFICATE" | "TRUSTED CERTIFICATE" | "X509 CERTIFICATE" => {
                     let c = X509::from_der(b.contents()).map_err(|_| {
-                        invalid(format!(
+                        Error::ImportInput(format!(
                             "{label}: a CERTIFICATE block is not a valid X.509 certificate"
                         ))
                     })?;
@@ -97,12 +97,12 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
                     ));
                 }
                 "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => {
-                    return Err(invalid(format!(
+                    return Err(Error::ImportInput(format!(
                         "{label} holds a certificate request, not a certificate; sign it with a CA instead"
                     )));
                 }
                 other => {
-                    return Err(invalid(format!(
+                    return Err(Error::ImportInput(format!(
                         "{label} holds a \"{other}\" PEM block; import takes certificates, private keys and PKCS#12 files"
                     )));
                 }
@@ -145,7 +145,7 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
         }
         return Ok(());
     }
-    Err(invalid(format!(
+    Err(Error::ImportInput(format!(
         "{label} is not a certificate, private key or PKCS#12 file (neither PEM nor DER); nothing was imported"
     )))
 }
@@ -174,7 +174,7 @@ fn read_key_pem(
         (false, _) => PKey::private_key_from_pem_callback(block.as_bytes(), |_| {
             Err(openssl::error::ErrorStack::get())
         })
-        .map_err(|e| invalid(format!("{label}: the private key cannot be read ({e})"))),
+        .map_err(|e| Error::ImportInput(format!("{label}: the private key cannot be read ({e})"))),
     }
 }
 
@@ -189,7 +189,7 @@ fn describe(c: &X509) -> String {
 /// when there is no key; the others stay in `found`.
 fn pick_leaf(found: &mut Found) -> Result<(X509, Option<LabelledKey>)> {
     if found.keys.len() > 1 {
-        return Err(invalid(format!(
+        return Err(Error::ImportInput(format!(
             "{} private keys were given ({}); import one certificate with its one key at a time",
             found.keys.len(),
             found
@@ -201,14 +201,15 @@ fn pick_leaf(found: &mut Found) -> Result<(X509, Option<LabelledKey>)> {
         )));
     }
     if found.certs.is_empty() {
-        return Err(invalid(
-            "no certificate in the input: a key alone cannot be imported; add the certificate file",
+        return Err(Error::ImportInput(
+            "no certificate in the input: a key alone cannot be imported; add the certificate file"
+                .into(),
         ));
     }
     let key = found.keys.pop();
     let index = match &key {
         Some((k, klabel)) => found.certs.iter().position(|(c, _)| c.public_key().map(|p| p.public_eq(k)).unwrap_or(false)).ok_or_else(|| {
-            invalid(format!(
+            Error::KeyMismatch(format!(
                 "the private key in {klabel} does not belong to the certificate {} (from {}); give the key that was made with this certificate",
                 describe(&found.certs[0].0),
                 found.certs[0].1
@@ -237,8 +238,8 @@ fn workspace_issuer(ws: &Workspace, name: &str, der: &[u8]) -> Result<Option<Str
 pub fn import(ws: &Workspace, req: &ImportRequest) -> Result<Imported> {
     check_entity_name(&req.name)?;
     if req.files.is_empty() {
-        return Err(invalid(
-            "no file given; pass the certificate and key files (PEM, DER) or a PKCS#12 file",
+        return Err(Error::ImportInput(
+            "no file given; pass the certificate and key files (PEM, DER) or a PKCS#12 file".into(),
         ));
     }
     if !req.force {

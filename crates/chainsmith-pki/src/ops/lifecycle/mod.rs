@@ -38,9 +38,35 @@ pub enum Error {
     /// Making or checking a certificate.
     #[error(transparent)]
     Pki(crate::pki::Error),
-    /// A request that cannot be met as given.
+    /// Input to import that is not one certificate with at most its one key: empty, damaged,
+    /// a CSR, a key alone, several keys, or not a certificate at all.
     #[error("{0}")]
-    Invalid(String),
+    ImportInput(String),
+    /// A private key given with a certificate it was not made with.
+    #[error("{0}")]
+    KeyMismatch(String),
+    /// A certificate chainsmith cannot re-sign: trust-only and self-signed, no issuer, or a
+    /// public key it cannot read.
+    #[error("{0}")]
+    CannotRenew(String),
+    /// Only a CA certificate goes to the hub; this entity is not one.
+    #[error("{0}")]
+    NotACa(String),
+    /// A revocation reason that is not one of RFC 5280's.
+    #[error("{0}")]
+    RevocationReason(String),
+    /// The certificate was revoked before.
+    #[error("{0}")]
+    AlreadyRevoked(String),
+    /// A record in the workspace's metadata that does not read (a serial that is not hex).
+    #[error("{0}")]
+    Metadata(String),
+    /// An expiry window that does not parse or reaches past X.509's last time.
+    #[error("{0}")]
+    ExpiryWindow(String),
+    /// The local cloud (hub or DPS) could not do its part.
+    #[error("{0}")]
+    Cloud(CloudError),
     /// A password is missing for an encrypted key or a PKCS#12 file.
     #[error("{0}")]
     Password(String),
@@ -142,13 +168,17 @@ impl Error {
                 on_device: true, ..
             } => Some(Remedy::SignCsr),
             Error::CrlDays => Some(Remedy::CrlDays),
-            Error::Invalid(_) => None,
+            Error::ImportInput(_)
+            | Error::KeyMismatch(_)
+            | Error::CannotRenew(_)
+            | Error::NotACa(_)
+            | Error::RevocationReason(_)
+            | Error::AlreadyRevoked(_)
+            | Error::Metadata(_)
+            | Error::ExpiryWindow(_)
+            | Error::Cloud(_) => None,
         }
     }
-}
-
-pub(super) fn invalid(msg: impl Into<String>) -> Error {
-    Error::Invalid(msg.into())
 }
 
 #[cfg(test)]

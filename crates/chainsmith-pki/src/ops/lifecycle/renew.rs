@@ -1,9 +1,9 @@
 //! Renewing a certificate with the same subject and profile (and, for a CA, uploading it again).
 
-use super::cloud::{CloudError, LocalCloud, UploadedCa};
+use super::cloud::{LocalCloud, UploadedCa};
 use super::history::{extras_of, history_entry};
 use super::revoke::compromised;
-use super::{Error, Result, invalid};
+use super::{Error, Result};
 use crate::ops::{ValidityArg, load_ca};
 use crate::pki::inspect::CertView;
 use crate::pki::issue::{self, San};
@@ -141,7 +141,7 @@ pub fn renew(ws: &Workspace, req: &RenewRequest, cloud: &dyn LocalCloud) -> Resu
         _ => None,
     };
     if old.self_signed && !old.has_key {
-        return Err(invalid(format!(
+        return Err(Error::CannotRenew(format!(
             "\"{}\" is self-signed and trust-only (no private key here), so chainsmith cannot re-sign it; import it with its key",
             req.name
         )));
@@ -180,11 +180,12 @@ pub fn renew(ws: &Workspace, req: &RenewRequest, cloud: &dyn LocalCloud) -> Resu
         issue::issue_with_key(&spec, &key, ca.as_ref())?
     } else {
         // A signed CSR: the key lives on the device; certify the same public key again.
-        let ca = ca
-            .as_ref()
-            .ok_or_else(|| invalid(format!("\"{}\" has no issuer to renew it", req.name)))?;
-        let spki = crate::pki::inspect::cert_spki(&entity.cert_der)
-            .ok_or_else(|| invalid("the certificate's public key cannot be read"))?;
+        let ca = ca.as_ref().ok_or_else(|| {
+            Error::CannotRenew(format!("\"{}\" has no issuer to renew it", req.name))
+        })?;
+        let spki = crate::pki::inspect::cert_spki(&entity.cert_der).ok_or_else(|| {
+            Error::CannotRenew("the certificate's public key cannot be read".into())
+        })?;
         let mut i = issue::issue_for_public_key(&spec, &spki, ca)?;
         i.key_pem = None;
         i
@@ -254,14 +255,14 @@ fn upload_renewed_ca(
     let name = &req.name;
     if !old.kind.is_ca() {
         if req.upload_to_hub {
-            return Err(invalid(format!(
+            return Err(Error::NotACa(format!(
                 "\"{name}\" is a {}, not a CA: only a CA certificate is uploaded to the hub",
                 old.kind.as_str()
             )));
         }
         return Ok(None);
     }
-    let hub_err = |e: CloudError| invalid(e.to_string());
+    let hub_err = Error::Cloud;
     if !req.upload_to_hub {
         let registered = cloud.holds_ca(name).map_err(hub_err)?;
         if registered && rekey {

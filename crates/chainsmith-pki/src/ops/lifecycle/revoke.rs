@@ -2,7 +2,7 @@
 
 use super::cloud::{DisabledDevice, HUB_DOES_NOT_CHECK_CRLS, LocalCloud, RevokedCert};
 use super::history::extras_of;
-use super::{Error, NextStep, Result, invalid};
+use super::{Error, NextStep, Result};
 use crate::ops::load_ca;
 use crate::pki::issue::{self};
 use crate::store::{self, Entity, HISTORY_DIR, Kind, Meta, NewEntity, Revocation, Workspace};
@@ -31,7 +31,7 @@ pub fn parse_reason(s: &str) -> Result<&'static str> {
         .copied()
         .find(|r| norm(r) == norm(s))
         .ok_or_else(|| {
-            invalid(format!(
+            Error::RevocationReason(format!(
                 "revocation reason \"{s}\" is not one of RFC 5280's: {}",
                 REASONS.join(", ")
             ))
@@ -102,7 +102,7 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest, cloud: &dyn LocalCloud) -> Re
     let reason = parse_reason(&req.reason)?;
     let current = ws.load(name)?;
     if let Some(r) = &current.meta.revoked {
-        return Err(invalid(format!(
+        return Err(Error::AlreadyRevoked(format!(
             "\"{name}\" was already revoked on {} ({}); {HUB_DOES_NOT_CHECK_CRLS}",
             issue::rfc3339(r.at),
             r.reason
@@ -162,7 +162,7 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest, cloud: &dyn LocalCloud) -> Re
                 })
                 .collect(),
         )
-        .map_err(|e| invalid(e.to_string()))?;
+        .map_err(Error::Cloud)?;
     let (disabled, dropped) = if req.disable_on_hub && meta.kind == Kind::Device {
         disable_on_hub(cloud, &gone)?
     } else {
@@ -278,7 +278,7 @@ fn disable_on_hub(
     for m in certs {
         for d in cloud
             .disable_credential(&m.cn, &m.sha1, &m.sha256)
-            .map_err(|e| invalid(e.to_string()))?
+            .map_err(Error::Cloud)?
         {
             if !disabled.iter().any(|x| x.id == d.id) {
                 disabled.push(d);
@@ -417,7 +417,7 @@ pub fn crl(ws: &Workspace, ca_name: &str, days: Option<u32>) -> Result<Crl> {
         .iter()
         .map(|r| {
             let serial = hex::decode(&r.serial).map_err(|_| {
-                invalid(format!(
+                Error::Metadata(format!(
                     "serial \"{}\" of \"{}\" in meta.toml is not hex",
                     r.serial, r.name
                 ))
