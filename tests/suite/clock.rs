@@ -272,7 +272,7 @@ fn only_the_allowed_places_read_the_real_clock() {
             "Validity::days, the window of those TLS certificates (and of tests)",
         ),
         (
-            "tui/mod.rs",
+            "tui/engines.rs",
             3,
             "the Hub tab's log stamps: when an event arrived, shown as HH:MM:SS, never compared with a certificate",
         ),
