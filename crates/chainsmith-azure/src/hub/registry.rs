@@ -7,8 +7,11 @@
 //!
 //! The server re-reads `registry.json` on every CONNECT, so changes need no restart.
 
+/// A CA certificate the hub holds, with its proof-of-possession state (the PKI core's
+/// [`CloudCa`](crate::ops::lifecycle::CloudCa), since a renewal uploads one).
+pub use crate::ops::lifecycle::CloudCa as HubCa;
+use crate::ops::lifecycle::CloudError;
 pub use crate::ops::lifecycle::{Auth, DisabledDevice, RevokedCert};
-use crate::ops::lifecycle::{CloudError, UploadedCa};
 pub use crate::pki::pem_to_der;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -207,27 +210,6 @@ impl Classified for RegistryError {
 /// The registry's result.
 pub type Result<T> = std::result::Result<T, RegistryError>;
 
-/// One uploaded CA certificate. A CA may hold several (EZCA's guide: "if you have multiple
-/// locations of the same CA, you must add all the certificates"; a renewed or re-keyed CA):
-/// entries share the name, each with its own verification state and code, told apart by
-/// [`HubCa::thumbprint`].
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct HubCa {
-    /// Workspace entity name.
-    pub name: String,
-    /// Its common name.
-    pub cn: String,
-    /// The certificate, PEM.
-    pub cert_pem: String,
-    /// Proof of possession done (or it was added verified).
-    pub verified: bool,
-    /// The current verification code (48 hex digits); a new one on each `add`.
-    pub code: String,
-    /// When it was added.
-    #[serde(with = "time::serde::rfc3339")]
-    pub added: OffsetDateTime,
-}
-
 /// A registered device.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HubDevice {
@@ -286,16 +268,6 @@ pub struct Registry {
     /// not refuse them (it checks no CRL); it only warns when one connects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revoked: Vec<RevokedCert>,
-}
-
-impl HubCa {
-    /// SHA-256 thumbprint (upper hex) of the certificate: how several certificates of one CA
-    /// are told apart.
-    pub fn thumbprint(&self) -> String {
-        pem_to_der(&self.cert_pem)
-            .map(|d| pki::thumbprints(&d).1)
-            .unwrap_or_default()
-    }
 }
 
 impl Registry {
@@ -1056,16 +1028,8 @@ impl crate::ops::lifecycle::LocalCloud for HubStore {
         Ok(self.load()?.cas.iter().any(|c| c.name == name))
     }
 
-    fn upload_ca(&self, name: &str, verified: bool) -> std::result::Result<UploadedCa, CloudError> {
-        let c = self.add_ca(name, verified)?;
-        Ok(UploadedCa {
-            name: c.name,
-            cn: c.cn,
-            cert_pem: c.cert_pem,
-            verified: c.verified,
-            code: c.code,
-            added: c.added,
-        })
+    fn upload_ca(&self, name: &str, verified: bool) -> std::result::Result<HubCa, CloudError> {
+        Ok(self.add_ca(name, verified)?)
     }
 }
 

@@ -16,7 +16,8 @@ pub type CloudError = Box<dyn std::error::Error + Send + Sync>;
 /// A workspace certificate that a revocation marked, as a local cloud remembers it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RevokedCert {
-    /// SHA-256 thumbprint (upper hex) of the certificate.
+    /// SHA-256 thumbprint (upper hex) of the certificate: how several certificates of one CA
+    /// are told apart.
     pub sha256: String,
     /// The workspace entity it belongs (or belonged) to.
     pub name: String,
@@ -59,9 +60,11 @@ pub struct DisabledDevice {
     pub was_enabled: bool,
 }
 
-/// A CA certificate uploaded to a local cloud, with its proof-of-possession state.
+/// A CA certificate a local cloud holds, with its proof-of-possession state: several of one CA
+/// share the name (a renewal uploads the new one beside the old), told apart by
+/// [`CloudCa::thumbprint`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct UploadedCa {
+pub struct CloudCa {
     /// Workspace entity name.
     pub name: String,
     /// Its common name.
@@ -70,15 +73,16 @@ pub struct UploadedCa {
     pub cert_pem: String,
     /// Proof of possession done (or it was added verified).
     pub verified: bool,
-    /// The current verification code.
+    /// The current verification code (48 hex digits); a new one on each upload.
     pub code: String,
     /// When it was added.
     #[serde(with = "time::serde::rfc3339")]
     pub added: OffsetDateTime,
 }
 
-impl UploadedCa {
-    /// SHA-256 thumbprint (upper hex) of the certificate.
+impl CloudCa {
+    /// SHA-256 thumbprint (upper hex) of the certificate: how several certificates of one CA
+    /// are told apart.
     pub fn thumbprint(&self) -> String {
         crate::pki::pem_to_der(&self.cert_pem)
             .map(|d| crate::pki::thumbprints(&d).1)
@@ -104,5 +108,5 @@ pub trait LocalCloud {
     /// Whether the cloud holds a certificate of CA `name`.
     fn holds_ca(&self, name: &str) -> Result<bool, CloudError>;
     /// Upload the current certificate of CA `name` beside the ones the cloud holds.
-    fn upload_ca(&self, name: &str, verified: bool) -> Result<UploadedCa, CloudError>;
+    fn upload_ca(&self, name: &str, verified: bool) -> Result<CloudCa, CloudError>;
 }

@@ -1,6 +1,6 @@
 //! Renewing a certificate with the same subject and profile (and, for a CA, uploading it again).
 
-use super::cloud::{LocalCloud, UploadedCa};
+use super::cloud::{CloudCa, LocalCloud};
 use super::history::{extras_of, history_entry};
 use super::revoke::compromised;
 use super::{Error, Result};
@@ -44,7 +44,7 @@ pub struct Renewed {
     /// The steps the notes recommend, for a face to offer as its own commands or keys.
     pub next: Vec<super::NextStep>,
     /// The hub entry of the uploaded certificate (`upload_to_hub`), with its verification code.
-    pub uploaded: Option<UploadedCa>,
+    pub uploaded: Option<CloudCa>,
 }
 
 /// The profile of an existing certificate: kind from meta, EKU and SANs from the certificate.
@@ -251,7 +251,7 @@ fn upload_renewed_ca(
     rekey: bool,
     notes: &mut Vec<String>,
     next: &mut Vec<super::NextStep>,
-) -> Result<Option<UploadedCa>> {
+) -> Result<Option<CloudCa>> {
     let name = &req.name;
     if !old.kind.is_ca() {
         if req.upload_to_hub {
