@@ -321,39 +321,89 @@ async fn tls_12_and_13_request_a_client_certificate() {
     hub.shutdown().await;
 }
 
+/// IoT Hub speaks MQTT 3.1.1: a CONNECT of MQTT 5 is answered in MQTT 5's format with reason
+/// 0x84 (unsupported protocol version), one of MQTT 3.1 with CONNACK 1, both then closed, and
+/// the hub log says which (issue 22: an MQTT 5 CONNECT with properties used to be dropped
+/// silently as "malformed CONNECT: BoundaryCrossed").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mqtt_5_connect_gets_connack_1() {
+async fn mqtt_5_and_3_1_connects_get_their_connack() {
     let (fx, hub) = setup(false, &["d1"]).await;
-    let cfg = fx.tls(Some(&fx.identity(&["d1", "line2"])));
-    let mut c = Client::tls(hub.addr, cfg).await.unwrap();
-    // CONNECT, protocol name "MQTT", level 5, clean start, keep-alive 60, no properties, id "d1".
-    c.send_raw(&[
-        0x10, 15, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 2, b'd', b'1',
-    ])
-    .await
-    .unwrap();
-    let mut b = [0u8; 4];
-    let n = tokio::io::AsyncReadExt::read(&mut c.stream, &mut b)
-        .await
-        .unwrap();
-    assert_eq!(
-        &b[..n],
-        &[0x20, 2, 0, 1],
-        "CONNACK 1 (unacceptable protocol version)"
-    );
-    // MQTT 3.1 ("MQIsdp", level 3) too.
-    let cfg = fx.tls(Some(&fx.identity(&["d1", "line2"])));
-    let mut c = Client::tls(hub.addr, cfg).await.unwrap();
-    c.send_raw(&[
+    let mut events = hub.events();
+    let refused_with = |raw: &'static [u8]| {
+        let cfg = fx.tls(Some(&fx.identity(&["d1", "line2"])));
+        let addr = hub.addr;
+        async move {
+            let mut c = Client::tls(addr, cfg).await.unwrap();
+            c.send_raw(raw).await.unwrap();
+            let mut got = Vec::new();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio::io::AsyncReadExt::read_to_end(&mut c.stream, &mut got),
+            )
+            .await
+            .expect("the hub closes after its CONNACK");
+            got
+        }
+    };
+    // MQTT 5 as its clients send it: a session-expiry property before the client id.
+    let v5: &[u8] = &[
+        0x10, 20, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 5, 0x11, 0, 0, 0, 10, 0, 2, b'd',
+        b'1',
+    ];
+    assert_eq!(refused_with(v5).await, [0x20, 3, 0, 0x84, 0]);
+    let said = next_dropped(&mut events).await;
+    assert!(said.contains("MQTT 5") && said.contains("0x84"), "{said}");
+    // MQTT 3.1 ("MQIsdp", level 3).
+    let v31: &[u8] = &[
         0x10, 16, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0x02, 0, 60, 0, 2, b'd', b'1',
-    ])
-    .await
-    .unwrap();
-    let n = tokio::io::AsyncReadExt::read(&mut c.stream, &mut b)
-        .await
-        .unwrap();
-    assert_eq!(&b[..n], &[0x20, 2, 0, 1]);
+    ];
+    assert_eq!(refused_with(v31).await, [0x20, 2, 0, 1]);
+    let said = next_dropped(&mut events).await;
+    assert!(
+        said.contains("MQTT 3.1") && said.contains("CONNACK 1"),
+        "{said}"
+    );
+
+    // The real peer: mosquitto_pub in each version reports the refusal it understood.
+    for (version, expect) in [
+        ("mqttv5", "Unsupported Protocol Version"),
+        ("mqttv31", "unacceptable protocol version"),
+    ] {
+        let out = tokio::process::Command::new("mosquitto_pub")
+            .args(["-V", version, "-h", "localhost", "-p"])
+            .arg(hub.addr.port().to_string())
+            .arg("--cafile")
+            .arg(fx.trust_file())
+            .arg("--cert")
+            .arg(fx.chain_file(&["d1", "line2"]))
+            .arg("--key")
+            .arg(fx.key_file("d1"))
+            .args(["-i", "d1", "-u", &username("d1"), "-q", "1", "-m", "x"])
+            .args(["-t", "devices/d1/messages/events/"])
+            .output()
+            .await
+            .expect("mosquitto_pub installed");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{version}: {stderr}");
+        assert!(
+            stderr.to_lowercase().contains(&expect.to_lowercase()),
+            "{version}: {stderr}"
+        );
+    }
     hub.shutdown().await;
+}
+
+/// The reason of the next `Dropped` event the hub reports.
+async fn next_dropped(ev: &mut tokio::sync::broadcast::Receiver<HubEvent>) -> String {
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), ev.recv())
+            .await
+            .expect("hub said nothing")
+            .expect("event channel");
+        if let HubEvent::Dropped { reason, .. } = e {
+            return reason;
+        }
+    }
 }
 
 /// The next `C2d` event the hub reports.

@@ -84,6 +84,14 @@ async fn read_connect<S: DeviceStream>(
                 buf[0]
             ));
         }
+        // Whole CONNECTs of another MQTT version are answered in their own format: rumqttc's
+        // 3.1.1 reader takes MQTT 5's properties for the client id and fails mid-packet.
+        if mqttbytes::check(buf.iter(), MAX_CONNECT_BYTES).is_ok()
+            && let Some(version) = other_version(buf)
+        {
+            refuse_version(sh, tls, peer, version).await;
+            return None;
+        }
         match Packet::read(buf, MAX_CONNECT_BYTES) {
             Ok(Packet::Connect(c)) if c.protocol == rumqttc::mqttbytes::Protocol::V4 => {
                 return Some(c);
@@ -286,6 +294,60 @@ pub(super) fn next_packet(buf: &mut BytesMut) -> Result<Option<Packet>, String> 
 }
 
 /// CONNECT of another MQTT version: CONNACK 1 (unacceptable protocol version), then close.
+/// An MQTT version the hub does not speak, by the protocol name and level of a CONNECT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OtherVersion {
+    /// MQTT 3.1 (`MQIsdp`, level 3).
+    Mqtt31,
+    /// MQTT 5 (level 5).
+    Mqtt5,
+}
+
+/// The protocol of the whole CONNECT frame in `frame`, when it is MQTT 3.1 or 5. The variable
+/// header starts after the first byte and the remaining length (1 to 4 bytes, the last without
+/// its continuation bit): protocol name (two length bytes and the name), then the level.
+fn other_version(frame: &[u8]) -> Option<OtherVersion> {
+    let length_bytes = frame.get(1..)?.iter().take(4).position(|b| b & 0x80 == 0)? + 1;
+    let header = frame.get(1 + length_bytes..)?;
+    let name_len = usize::from(u16::from_be_bytes([*header.first()?, *header.get(1)?]));
+    let name = header.get(2..2 + name_len)?;
+    let level = *header.get(2 + name_len)?;
+    match (name, level) {
+        (b"MQIsdp", 3) => Some(OtherVersion::Mqtt31),
+        (b"MQTT", 5) => Some(OtherVersion::Mqtt5),
+        _ => None,
+    }
+}
+
+/// Refuse a CONNECT of MQTT 3.1 or 5 in that version's CONNACK, then close. IoT Hub speaks
+/// MQTT 3.1.1 (MQTT 5 is a preview of it, not generally available): 3.1 gets return code 1
+/// (unacceptable protocol version, the 3.1 and 3.1.1 format); 5 gets reason code 0x84
+/// (unsupported protocol version) in MQTT 5's format (MQTT 5.0 §3.1.2.2: a server that does
+/// not support the level may answer with 0x84 and must then close).
+async fn refuse_version<S: DeviceStream>(
+    sh: &Shared,
+    tls: &mut S,
+    peer: SocketAddr,
+    version: OtherVersion,
+) {
+    let (connack, said): (&[u8], &str) = match version {
+        // Fixed header, acknowledge flags, return code 1.
+        OtherVersion::Mqtt31 => (&[0x20, 2, 0, 1], "MQTT 3.1 (MQIsdp, level 3): CONNACK 1"),
+        // Fixed header, acknowledge flags, reason code 0x84, no properties.
+        OtherVersion::Mqtt5 => (
+            &[0x20, 3, 0, 0x84, 0],
+            "MQTT 5 (level 5): CONNACK 0x84 unsupported protocol version",
+        ),
+    };
+    let _ = tls.write_all(connack).await;
+    let _ = tls.flush().await;
+    let _ = tls.shutdown().await;
+    sh.emit(HubEvent::Dropped {
+        peer,
+        reason: format!("CONNECT with {said}; IoT Hub speaks MQTT 3.1.1 (level 4)"),
+    });
+}
+
 async fn refuse_protocol<S: tokio::io::AsyncWrite + Unpin>(
     sh: &Shared,
     tls: &mut S,
@@ -320,5 +382,38 @@ pub(super) fn packet_name(p: &Packet) -> &'static str {
         Packet::PingReq => "PINGREQ",
         Packet::PingResp => "PINGRESP",
         Packet::Disconnect => "DISCONNECT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_versions_are_told_by_name_and_level() {
+        // CONNECT of MQTT 5 with a session-expiry property, 3.1, 3.1.1, and cut ones.
+        let v5 = [
+            0x10, 20, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 5, 0x11, 0, 0, 0, 10, 0, 2,
+            b'd', b'1',
+        ];
+        assert_eq!(other_version(&v5), Some(OtherVersion::Mqtt5));
+        let v31 = [
+            0x10, 16, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0x02, 0, 60, 0, 2, b'd', b'1',
+        ];
+        assert_eq!(other_version(&v31), Some(OtherVersion::Mqtt31));
+        let v311 = [
+            0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 2, b'd', b'1',
+        ];
+        assert_eq!(other_version(&v311), None);
+        for cut in 0..8 {
+            assert_eq!(other_version(&v5[..cut]), None, "{cut}");
+        }
+        // A remaining length of five continuation bytes is not MQTT at all.
+        assert_eq!(
+            other_version(&[0x10, 0x80, 0x80, 0x80, 0x80, 0x80, 0]),
+            None
+        );
+        // A name length past the frame.
+        assert_eq!(other_version(&[0x10, 4, 0xff, 0xff, b'M', b'Q']), None);
     }
 }
