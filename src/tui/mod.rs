@@ -559,43 +559,34 @@ pub async fn run_test(
         transport,
         hub_port,
     } = req;
-    use crate::mqtt::{ConnectionTest, Endpoint, Flavor, Identity, PeerKind};
+    use crate::target::{Destination, HubWatching, TargetSpec};
     let ws = Workspace::open(&ws_root)
         .map_err(|e| forms::error_text(&e))?
         .with_clock(engines.clock);
-    let identity = Identity::from_workspace(&ws, &device).map_err(|e| forms::error_text(&e))?;
-    let mut test = match &target {
+    let identity =
+        crate::mqtt::Identity::from_workspace(&ws, &device).map_err(|e| forms::error_text(&e))?;
+    let spec = |to| TargetSpec {
+        to,
+        transport,
+        flavor: None,
+        anchors: vec![],
+        watching: HubWatching::RecordsAndRefusals,
+    };
+    let target = match &target {
         connect::ConnectTarget::LocalHub => {
             // One hub, one truth: the test uses the Hub tab's hub, starting it when it is
             // stopped, so the Hub tab shows it running and logs the test's connection.
             let h = local_hub(&engines, &ws_root, hub_port, &tx).await?;
             let source = crate::mqtt::local::HubSource::InProcess(&h);
-            crate::mqtt::local::prepare(&ws, identity, Flavor::Azure, source, transport)
-                .await
-                .map_err(|e| forms::error_text(&e))?
-                .test
+            crate::target::resolve(Some(&ws), spec(Destination::Local(source))).await
         }
         connect::ConnectTarget::AzureHub(to) | connect::ConnectTarget::Broker(to) => {
-            let endpoint = Endpoint::parse_for(to, transport)?;
-            let flavor = if endpoint.peer == PeerKind::Broker {
-                Flavor::Generic
-            } else {
-                Flavor::Azure
-            };
-            let mut t = ConnectionTest::new(identity, endpoint, flavor);
-            t.transport = transport;
-            t.ws_path = Endpoint::ws_path(to);
-            t.system_roots = true;
-            if let Ok((metas, _)) = ws.list() {
-                for m in metas.iter().filter(|m| m.kind == crate::store::Kind::Root) {
-                    if let Ok(e) = ws.load(&m.name) {
-                        t.extra_ca.push(e.cert_der);
-                    }
-                }
-            }
-            t
+            crate::target::resolve(Some(&ws), spec(Destination::Remote(to))).await
         }
     };
+    let mut test = target
+        .and_then(|t| t.connection_test(identity))
+        .map_err(|e| forms::error_text(&e))?;
     test.count = connect::COUNT;
     test.interval = Duration::from_millis(300);
     let (etx, mut erx) = mpsc::channel(256);
