@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -43,30 +43,11 @@ pub struct Device {
 }
 
 /// A TLS client configuration for `d` (reused across registrations by the benchmark).
-pub fn tls_config(d: &Device) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for der in &d.trust {
-        roots
-            .add(CertificateDer::from(der.clone()))
-            .map_err(|e| format!("server trust anchor: {e}"))?;
-    }
-    let block = pem::parse(d.key_pem.as_bytes()).map_err(|e| format!("device key: {e}"))?;
-    let key = match block.tag() {
-        "EC PRIVATE KEY" => PrivateKeyDer::Sec1(block.into_contents().into()),
-        "RSA PRIVATE KEY" => PrivateKeyDer::Pkcs1(block.into_contents().into()),
-        _ => PrivateKeyDer::Pkcs8(block.into_contents().into()),
-    };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let c = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(
-            d.chain.iter().cloned().map(CertificateDer::from).collect(),
-            key,
-        )
-        .map_err(|e| format!("device certificate and key: {e}"))?;
-    Ok(Arc::new(c))
+pub fn tls_config(
+    d: &Device,
+) -> Result<Arc<rustls::ClientConfig>, crate::client_tls::TlsSetupError> {
+    let verifier = crate::client_tls::server_verifier(&d.trust, false)?;
+    crate::client_tls::device_config(verifier, &d.chain, &d.key_pem).map(Arc::new)
 }
 
 /// Provision `d` through the DPS at `addr` (TLS name `host`): the registration state on

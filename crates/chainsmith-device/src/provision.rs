@@ -73,8 +73,8 @@ pub enum ProvisionError {
     #[error("the local hub's address {0} is not an IP address and port")]
     Address(String),
     /// The device's chain, key or the trust anchors do not make a TLS client.
-    #[error("{0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(#[from] crate::client_tls::TlsSetupError),
     /// DPS did not assign the device (the sentence has DPS's status and answer).
     #[error("{0}")]
     Refused(String),
@@ -140,7 +140,7 @@ pub async fn provision(
         api_version: api,
         csr: spec.csr,
     });
-    let config = dps_client::tls_config(&device).map_err(ProvisionError::Tls)?;
+    let config = dps_client::tls_config(&device)?;
     let st = dps_client::provision(
         addr,
         &endpoint.host,
