@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe};
-use rustls::pki_types::ServerName;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -43,11 +42,9 @@ pub struct Device {
 }
 
 /// A TLS client configuration for `d` (reused across registrations by the benchmark).
-pub fn tls_config(
-    d: &Device,
-) -> Result<Arc<rustls::ClientConfig>, crate::client_tls::TlsSetupError> {
-    let verifier = crate::client_tls::server_verifier(&d.trust, false)?;
-    crate::client_tls::device_config(verifier, &d.chain, &d.key_pem).map(Arc::new)
+pub fn tls_config(d: &Device) -> Result<Arc<rustls::ClientConfig>, crate::dial::TlsSetupError> {
+    let verifier = crate::dial::server_verifier(&d.trust, false)?;
+    crate::dial::device_config(verifier, &d.chain, &d.key_pem).map(Arc::new)
 }
 
 /// Provision `d` through the DPS at `addr` (TLS name `host`): the registration state on
@@ -74,13 +71,12 @@ pub async fn provision(
             detail,
         })
     };
-    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    let tcp = tokio::time::timeout(timeout, crate::dial::tcp_first(&[addr]))
         .await
         .map_err(|_| format!("TCP connect to {addr}: no answer within {timeout:?}"))?
         .map_err(|e| format!("TCP connect to {addr}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
     say("TCP connect", true, addr.to_string());
-    let name = ServerName::try_from(host.to_string()).map_err(|_| format!("bad host {host:?}"))?;
+    let name = crate::dial::server_name(host).map_err(|e| e.to_string())?;
     let mut tls = tokio::time::timeout(
         timeout,
         tokio_rustls::TlsConnector::from(config).connect(name, tcp),

@@ -5,7 +5,7 @@
 //! through it; [`fleet`] runs many devices at once; [`target`] resolves where a device goes
 //! and what it trusts there, for all of them. The faces drive these with progress callbacks; nothing here draws.
 
-mod client_tls;
+mod dial;
 pub mod dps_client;
 pub mod fleet;
 pub mod mqtt;

@@ -74,7 +74,7 @@ pub enum ProvisionError {
     Address(String),
     /// The device's chain, key or the trust anchors do not make a TLS client.
     #[error(transparent)]
-    Tls(#[from] crate::client_tls::TlsSetupError),
+    Tls(#[from] crate::dial::TlsSetupError),
     /// DPS did not assign the device (the sentence has DPS's status and answer).
     #[error("{0}")]
     Refused(String),

@@ -42,7 +42,7 @@ pub fn load_devices(
     system_roots: bool,
 ) -> Result<Vec<FleetDevice>, FleetError> {
     // One verifier (the anchors parsed once) for every device's configuration.
-    let verifier = crate::client_tls::server_verifier(extra_ca, system_roots)
+    let verifier = crate::dial::server_verifier(extra_ca, system_roots)
         .map_err(|e| FleetError::Selection(e.to_string()))?;
     // Loaded in parallel, judged in order: the error names the first bad device of the list,
     // whichever thread finished first (rayon's own Result collect returns any of them).
@@ -55,11 +55,12 @@ pub fn load_devices(
             })?;
             let chain: Vec<Vec<u8>> = identity.sent.iter().map(|c| c.der.clone()).collect();
             let mut config =
-                crate::client_tls::device_config(verifier.clone(), &chain, &identity.key_pem)
-                    .map_err(|e| FleetError::Device {
+                crate::dial::device_config(verifier.clone(), &chain, &identity.key_pem).map_err(
+                    |e| FleetError::Device {
                         device: name.clone(),
                         problem: e.to_string(),
-                    })?;
+                    },
+                )?;
             // Every handshake a full one, as a fleet test must measure.
             config.resumption = rustls::client::Resumption::disabled();
             let config = Arc::new(config);

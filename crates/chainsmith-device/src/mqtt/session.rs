@@ -505,18 +505,7 @@ async fn dial(test: &ConnectionTest, tx: &mpsc::Sender<Event>) -> Result<TcpStre
     .await;
 
     let t = Instant::now();
-    let tcp = step(Step::TcpConnect, limit, async {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-        for a in &addrs {
-            match TcpStream::connect(a).await {
-                Ok(s) => return Ok(s),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    })
-    .await?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = step(Step::TcpConnect, limit, crate::dial::tcp_first(&addrs)).await?;
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     emit(
         tx,

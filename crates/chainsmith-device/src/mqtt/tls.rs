@@ -22,7 +22,7 @@ pub(crate) struct Seen {
 
 pub(crate) type Recorder = Arc<Mutex<Seen>>;
 
-pub use crate::client_tls::TlsSetupError;
+pub use crate::dial::TlsSetupError;
 
 /// Build the client configuration (the shared builder, with a verifier and a certificate
 /// resolver that record what the handshake showed) and the server name; returns the recorder
@@ -34,11 +34,11 @@ pub(crate) fn client_config(
     host: &str,
     version: Option<super::TlsVersion>,
 ) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>, Recorder), TlsSetupError> {
-    let inner = crate::client_tls::server_verifier(extra_ca, system_roots)?;
+    let inner = crate::dial::server_verifier(extra_ca, system_roots)?;
     let chain: Vec<Vec<u8>> = identity.sent.iter().map(|c| c.der.clone()).collect();
-    let key = crate::client_tls::device_key(&chain, &identity.key_pem)?;
+    let key = crate::dial::device_key(&chain, &identity.key_pem)?;
     let recorder: Recorder = Arc::default();
-    let config = crate::client_tls::client_config(
+    let config = crate::dial::client_config(
         version,
         Arc::new(RecordingVerifier {
             inner,
@@ -49,8 +49,7 @@ pub(crate) fn client_config(
             seen: recorder.clone(),
         }),
     )?;
-    let name = ServerName::try_from(host.to_string())
-        .map_err(|_| TlsSetupError::ServerName(host.to_string()))?;
+    let name = crate::dial::server_name(host)?;
     Ok((Arc::new(config), name, recorder))
 }
 

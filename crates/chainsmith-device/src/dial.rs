@@ -1,16 +1,41 @@
-//! The device's TLS client configuration, built in one place for the connection test, the
-//! fleet and the DPS client: the trust anchors parsed once into a server verifier, the
-//! device's chain and key checked against each other, one crypto provider (aws-lc-rs), the
-//! TLS versions IoT Hub accepts (1.2 and 1.3).
+//! How every device client reaches its peer, in one place for the connection test, the fleet
+//! and the DPS client: TCP to the first address that answers, and the TLS client
+//! configuration (the trust anchors parsed once into a server verifier, the device's chain
+//! and key checked against each other, one crypto provider (aws-lc-rs), the TLS versions IoT
+//! Hub accepts: 1.2 and 1.3). MQTT, AMQP and WebSockets ride on the stream this gives.
 
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, SignatureScheme};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::net::TcpStream;
+
+/// TCP to the first of `addrs` that answers (in order: the resolver's preference), with
+/// Nagle off (MQTT packets are small and each waits for its answer); the last error when none
+/// does. The caller bounds the wait.
+pub(crate) async fn tcp_first(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    for a in addrs {
+        match TcpStream::connect(a).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// The TLS server name for `host` (a DNS name or an IP address).
+pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, TlsSetupError> {
+    ServerName::try_from(host.to_string()).map_err(|_| TlsSetupError::ServerName(host.to_string()))
+}
 
 /// Why a device's TLS client could not be set up.
 #[derive(Debug, thiserror::Error)]
