@@ -332,3 +332,42 @@ impl Target {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `hub serve` too old to answer `status`: `connect` dialled it on 8883 while `fleet
+    /// run` started a second hub in-process beside it on the same workspace. Now both dial it.
+    #[tokio::test]
+    async fn a_hub_too_old_for_status_is_dialled_by_connect_and_fleet_alike() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = crate::store::Workspace::init(&tmp.path().join("ws")).unwrap();
+        // The hub's files (its server CA), then a control socket that answers as an old hub.
+        let config = HubConfig {
+            port: 0,
+            ..HubConfig::default()
+        };
+        Hub::start(ws.root(), config)
+            .await
+            .unwrap()
+            .shutdown()
+            .await;
+        let control = HubStore::open(ws.root()).unwrap().control_path();
+        let _ = std::fs::remove_file(&control);
+        crate::mqtt::local::tests::old_hub_control(&control);
+        for watching in [HubWatching::RecordsAndRefusals, HubWatching::RefusalsOnly] {
+            let spec = TargetSpec {
+                to: Destination::Local(HubSource::RunningOrStart),
+                transport: Transport::Mqtt,
+                flavor: None,
+                anchors: vec![],
+                watching,
+            };
+            let t = resolve(Some(&ws), spec).await.unwrap();
+            assert!(t.started.is_none(), "{watching:?} started a second hub");
+            assert_eq!(t.endpoint.display(), "127.0.0.1:8883", "{watching:?}");
+            assert!(!t.echo, "{watching:?}");
+        }
+    }
+}

@@ -421,18 +421,14 @@ pub fn hub_preflight(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-    /// A control socket that answers every request the way a hub from before `status`
-    /// does (`bad request: unknown variant`), and one where nothing listens.
-    #[tokio::test]
-    async fn older_or_absent_hub_gives_no_status_and_no_refusals() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("control.sock");
-        assert!(HubWatch::running(&path).await.is_none());
-        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    /// A control socket at `path` that answers every request the way a hub from before
+    /// `status` does (`bad request: unknown variant`), holding a monitor stream open.
+    pub(crate) fn old_hub_control(path: &Path) {
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
         tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
                 tokio::spawn(async move {
@@ -451,6 +447,16 @@ mod tests {
                 });
             }
         });
+    }
+
+    /// A control socket that answers as a hub from before `status` does, and one where
+    /// nothing listens.
+    #[tokio::test]
+    async fn older_or_absent_hub_gives_no_status_and_no_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        assert!(HubWatch::running(&path).await.is_none());
+        old_hub_control(&path);
         let (watch, status) = HubWatch::running(&path).await.expect("a hub answers");
         assert!(status.is_none());
         assert!(watch.ask.is_none());
