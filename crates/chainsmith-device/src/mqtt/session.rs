@@ -170,7 +170,7 @@ impl<T> Io for T where
 }
 
 /// An MQTT connection, packets framed with rumqttc's v4 codec: the connection test's (over a
-/// boxed TLS or WebSocket stream) and each fleet device's (over TLS).
+/// boxed TLS or WebSocket stream), each fleet device's and the DPS client's (over TLS).
 pub(crate) struct Conn<S = Box<dyn Io>> {
     pub(crate) io: S,
     rbuf: BytesMut,
