@@ -11,7 +11,7 @@
 //! an engine function, and both faces call it.
 
 pub use chainsmith_azure::{self as azure, hub};
-pub use chainsmith_device::{dps_client, fleet, mqtt};
+pub use chainsmith_device::{dps_client, fleet, mqtt, provision, target};
 pub use chainsmith_pki::{clock, error, export, fixtures, ops, pki, store, text};
 
 pub mod cli;

@@ -1,7 +1,7 @@
 //! `connect`: the connection test from the command line, steps printed live.
 
 use super::{CliResult, Failed, Global};
-use crate::mqtt::{self, ConnectionTest, Endpoint, Event, Flavor, Identity, PeerKind};
+use crate::mqtt::{self, ConnectionTest, Event, Flavor, Identity, PeerKind};
 use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -89,7 +89,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn read_ca(global: &Global, value: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+/// The trust anchors `--ca VALUE` names: a PEM (one or more certificates) or DER file, or a
+/// workspace CA by name.
+pub(crate) fn read_ca(global: &Global, value: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     let path = Path::new(value);
     if path.exists() {
         let bytes =
@@ -161,48 +163,51 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
         );
     }
     let ok = runtime.block_on(async move {
-        let (mut test, started) = if a.to == "local" {
-            let ws = global.existing_workspace()?;
-            let flavor = a.flavor.unwrap_or(Flavor::Azure);
-            let source = crate::mqtt::local::HubSource::RunningOrStart;
-            let p = crate::mqtt::local::prepare(&ws, identity, flavor, source, a.transport).await?;
-            let mut test = p.test;
-            if a.dps {
-                // Provision at the same listener first; the hub test then runs as the assigned
-                // device (with the issued certificate after --csr), its pre-flight re-read.
-                let store = crate::hub::HubStore::open(ws.root())?;
-                let identity = test.identity.clone();
-                let anchors = test.extra_ca.clone();
-                test.identity = dps::provision(
-                    global.json,
-                    &ws,
-                    &store,
-                    &test.endpoint,
-                    identity,
-                    anchors,
-                    &a,
-                )
-                .await?;
-                test.preflight_extra =
-                    crate::mqtt::local::hub_preflight(&test.identity, &store.load()?, ws.now());
-            }
-            (test, p.started)
+        use crate::target::{Destination, HubWatching, TargetSpec};
+        let local = a.to == "local";
+        // The local hub lives in the workspace; another target only takes its root CAs.
+        let ws = if local {
+            Some(global.existing_workspace()?)
         } else {
-            let endpoint =
-                Endpoint::parse_for(&a.to, a.transport).map_err(|e| anyhow!("--to {e}"))?;
-            let flavor = a.flavor.unwrap_or(if endpoint.peer == PeerKind::Broker {
-                Flavor::Generic
-            } else {
-                Flavor::Azure
-            });
-            let mut test = ConnectionTest::new(identity, endpoint, flavor);
-            test.transport = a.transport;
-            test.ws_path = Endpoint::ws_path(&a.to);
-            // A broker given with --ca is trusted through it alone; without --ca, the system store.
-            test.system_roots = test.endpoint.peer == PeerKind::AzureHub || extra_ca.is_empty();
-            (test, None)
+            global.existing_workspace().ok()
         };
-        test.extra_ca.extend(extra_ca);
+        let spec = TargetSpec {
+            to: if local {
+                Destination::Local(crate::mqtt::local::HubSource::RunningOrStart)
+            } else {
+                Destination::Remote(&a.to)
+            },
+            transport: a.transport,
+            flavor: a.flavor,
+            anchors: extra_ca,
+            watching: HubWatching::RecordsAndRefusals,
+        };
+        let mut target = crate::target::resolve(ws.as_ref(), spec)
+            .await
+            .map_err(|e| match e {
+                crate::mqtt::local::PrepareError::Target(m) => anyhow!("--to {m}"),
+                e => e.into(),
+            })?;
+        let started = target.started.take();
+        let mut test = target.connection_test(identity)?;
+        if let (true, Some(ws)) = (a.dps, &ws) {
+            // Provision at the same listener first; the hub test then runs as the assigned
+            // device (with the issued certificate after --csr), its pre-flight re-read.
+            let store = crate::hub::HubStore::open(ws.root())?;
+            let identity = test.identity.clone();
+            let anchors = test.extra_ca.clone();
+            test.identity = dps::provision(
+                global.json,
+                ws,
+                &store,
+                &test.endpoint,
+                identity,
+                anchors,
+                &a,
+            )
+            .await?;
+            test.preflight_extra = target.preflight(&test.identity)?;
+        }
         test.count = a.count;
         test.interval = a.interval;
         test.qos = a.qos;

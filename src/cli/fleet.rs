@@ -2,8 +2,7 @@
 //! shard's certificates as a bundle for an orchestrator (`export-shards`).
 
 use super::{CliResult, Failed, Global};
-use crate::fleet::{self, Figures, FleetEvent, Load, Plan, Report, RoundTrip, Shard};
-use crate::mqtt::{Endpoint, Flavor, PeerKind};
+use crate::fleet::{self, Figures, FleetEvent, Load, Plan, Report, Shard};
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -232,181 +231,54 @@ fn write_report(path: &Path, report: &Report, force: bool) -> anyhow::Result<()>
         .with_context(|| format!("writing the report {}", path.display()))
 }
 
-fn read_ca(global: &Global, value: &str) -> anyhow::Result<Vec<Vec<u8>>> {
-    let path = Path::new(value);
-    if path.is_file() {
-        let bytes =
-            crate::store::read_input(path).with_context(|| format!("reading --ca {value}"))?;
-        let ders: Vec<Vec<u8>> = pem::parse_many(&bytes)
-            .map_err(|e| anyhow!("--ca {value} is not PEM: {e}"))?
-            .into_iter()
-            .filter(|b| b.tag() == "CERTIFICATE")
-            .map(|b| b.into_contents())
-            .collect();
-        if ders.is_empty() {
-            bail!(
-                "--ca {value} holds no CERTIFICATE; give the PEM of the CA that issued the server's certificate"
-            );
-        }
-        return Ok(ders);
-    }
-    match global
-        .existing_workspace()
-        .ok()
-        .and_then(|ws| ws.load(value).ok())
-    {
-        Some(e) => Ok(vec![e.cert_der]),
-        None => bail!(
-            "--ca {value}: no such file and no workspace entity of that name; give the CA's PEM file"
-        ),
-    }
-}
-
-/// Where `--to` points, with what the target needs (trust, flavor, the local hub).
-struct Target {
-    endpoint: Endpoint,
-    flavor: Flavor,
-    extra_ca: Vec<Vec<u8>>,
-    system_roots: bool,
-    round_trip: RoundTrip,
-    hub: Option<std::sync::Arc<dyn crate::mqtt::HubView>>,
-    /// The hub started in-process for this run (no `hub serve` was running).
-    own_hub: Option<crate::hub::HubHandle>,
-    /// With --dps: where and with which ID scope the devices provision.
-    dps: Option<fleet::DpsPlan>,
-}
-
-async fn target(global: &Global, a: &RunArgs) -> anyhow::Result<Target> {
-    let mut extra_ca = Vec::new();
+/// Where `--to` points, resolved by the engine as for `connect` (the same trust, the same
+/// hub), and with --dps where and with which ID scope the devices provision.
+async fn target(
+    global: &Global,
+    ws: &crate::store::Workspace,
+    a: &RunArgs,
+) -> anyhow::Result<(crate::target::Target, Option<fleet::DpsPlan>)> {
+    use crate::target::{Destination, HubWatching, TargetSpec};
+    let mut anchors = Vec::new();
     for c in &a.ca {
-        extra_ca.extend(read_ca(global, c)?);
+        anchors.extend(super::connect::read_ca(global, c)?);
     }
-    if a.to != "local" {
-        let endpoint = Endpoint::parse(&a.to).map_err(|e| anyhow!("--to {e}"))?;
-        let broker = endpoint.peer == PeerKind::Broker;
-        return Ok(Target {
-            system_roots: !broker || extra_ca.is_empty(),
-            flavor: if broker {
-                Flavor::Generic
-            } else {
-                Flavor::Azure
-            },
-            round_trip: if broker {
-                RoundTrip::Echo
-            } else {
-                RoundTrip::None
-            },
-            dps: a
-                .id_scope
-                .clone()
-                .filter(|_| a.dps)
-                .map(|id_scope| fleet::DpsPlan {
-                    id_scope,
-                    host: AZURE_DPS_HOST.into(),
-                    port: 8883,
-                }),
-            endpoint,
-            extra_ca,
-            hub: None,
-            own_hub: None,
-        });
-    }
-    use crate::hub::{Hub, HubConfig, HubStore};
-    let ws = global.existing_workspace()?;
-    let store = HubStore::open(ws.root())?;
-    let control = store.control_path();
-    let running = if tokio::net::UnixStream::connect(&control).await.is_ok() {
-        crate::hub::control::status(&control).await.ok()
-    } else {
-        None
+    let local = a.to == "local";
+    let spec = TargetSpec {
+        to: if local {
+            Destination::Local(crate::mqtt::local::HubSource::RunningOrStart)
+        } else {
+            Destination::Remote(&a.to)
+        },
+        transport: crate::mqtt::Transport::Mqtt,
+        flavor: None,
+        anchors,
+        watching: HubWatching::RefusalsOnly,
     };
-    let (endpoint, echo, hub, own_hub): (_, _, std::sync::Arc<dyn crate::mqtt::HubView>, _) =
-        match running {
-            Some(s) => {
-                let ip = match s.addr.ip() {
-                    std::net::IpAddr::V4(v) if v.is_unspecified() => {
-                        std::net::Ipv4Addr::LOCALHOST.into()
-                    }
-                    std::net::IpAddr::V6(v) if v.is_unspecified() => {
-                        std::net::Ipv6Addr::LOCALHOST.into()
-                    }
-                    ip => ip,
-                };
-                let view = fleet::run::ControlRefusals {
-                    control: control.clone(),
-                    since: s.last_refusal,
-                };
-                (
-                    Endpoint {
-                        host: ip.to_string(),
-                        port: s.port,
-                        peer: PeerKind::LocalHub,
-                    },
-                    s.echo,
-                    std::sync::Arc::new(view),
-                    None,
-                )
-            }
-            None => {
-                let config = HubConfig {
-                    csr_signer: Some(crate::hub::dps_csr_signer()),
-                    port: 0,
-                    echo: true,
-                    clock: ws.clock().running(),
-                    ..HubConfig::default()
-                };
-                let h = Hub::start(ws.root(), config)
-                    .await
-                    .context("starting the local hub in-process")?;
-                let watch = crate::mqtt::local::HubWatch::in_process(&h);
-                (
-                    Endpoint {
-                        host: h.addr.ip().to_string(),
-                        port: h.addr.port(),
-                        peer: PeerKind::LocalHub,
-                    },
-                    true,
-                    watch,
-                    Some(h),
-                )
-            }
-        };
-    let trust = std::fs::read_to_string(store.trust_path()).with_context(|| {
-        format!(
-            "reading the local hub's trust anchor {}",
-            store.trust_path().display()
-        )
-    })?;
-    extra_ca.extend(
-        pem::parse_many(trust.as_bytes())?
-            .into_iter()
-            .map(|b| b.into_contents()),
-    );
-    let dps = match (a.dps, &a.id_scope) {
+    let t = crate::target::resolve(Some(ws), spec)
+        .await
+        .map_err(|e| match e {
+            crate::mqtt::local::PrepareError::Target(m) => anyhow!("--to {m}"),
+            e => e.into(),
+        })?;
+    let dps = match (a.dps, &t.registry) {
         (false, _) => None,
-        (true, scope) => Some(fleet::DpsPlan {
-            id_scope: match scope {
+        // The local DPS answers at the hub's own listener.
+        (true, Some((store, _))) => Some(fleet::DpsPlan {
+            id_scope: match &a.id_scope {
                 Some(s) => s.clone(),
                 None => store.dps_id_scope()?,
             },
-            host: endpoint.host.clone(),
-            port: endpoint.port,
+            host: t.endpoint.host.clone(),
+            port: t.endpoint.port,
+        }),
+        (true, None) => a.id_scope.clone().map(|id_scope| fleet::DpsPlan {
+            id_scope,
+            host: AZURE_DPS_HOST.into(),
+            port: crate::azure::MQTT_PORT,
         }),
     };
-    Ok(Target {
-        dps,
-        endpoint,
-        flavor: Flavor::Azure,
-        extra_ca,
-        system_roots: false,
-        round_trip: if echo {
-            RoundTrip::C2d
-        } else {
-            RoundTrip::None
-        },
-        hub: Some(hub),
-        own_hub,
-    })
+    Ok((t, dps))
 }
 
 /// Azure's global DPS endpoint, where devices provision when the target is not the local hub.
@@ -470,9 +342,9 @@ fn run_fleet(global: &Global, a: RunArgs) -> CliResult {
         .context("starting the async runtime")?;
     let json = global.json;
     let report = runtime.block_on(async {
-        let t = target(global, &a).await?;
+        let (t, dps) = target(global, &ws, &a).await?;
         let devices = {
-            let (ca, sys) = (t.extra_ca.clone(), t.system_roots);
+            let (ca, sys) = (t.trust.anchors.clone(), t.trust.system_roots);
             let ws = ws.clone();
             tokio::task::spawn_blocking(move || fleet::load_devices(&ws, &names, &ca, sys))
                 .await
@@ -489,12 +361,12 @@ fn run_fleet(global: &Global, a: RunArgs) -> CliResult {
         plan.qos = a.qos;
         plan.storm = a.storm;
         plan.timeout = a.timeout;
-        plan.round_trip = t.round_trip;
+        plan.round_trip = t.fleet_round_trip();
         plan.hub = t.hub.clone();
         plan.shard = shard;
-        plan.dps = t.dps.clone();
+        plan.dps = dps;
         let report = watch_run(json, fleet::start(plan)).await;
-        if let Some(h) = t.own_hub {
+        if let Some(h) = t.started {
             h.shutdown().await;
         }
         anyhow::Ok(report)

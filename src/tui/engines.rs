@@ -109,43 +109,34 @@ pub async fn run_test(
         transport,
         hub_port,
     } = req;
-    use crate::mqtt::{ConnectionTest, Endpoint, Flavor, Identity, PeerKind};
+    use crate::target::{Destination, HubWatching, TargetSpec};
     let ws = Workspace::open(&ws_root)
         .map_err(|e| forms::error_text(&e))?
         .with_clock(engines.clock);
-    let identity = Identity::from_workspace(&ws, &device).map_err(|e| forms::error_text(&e))?;
-    let mut test = match &target {
+    let identity =
+        crate::mqtt::Identity::from_workspace(&ws, &device).map_err(|e| forms::error_text(&e))?;
+    let spec = |to| TargetSpec {
+        to,
+        transport,
+        flavor: None,
+        anchors: vec![],
+        watching: HubWatching::RecordsAndRefusals,
+    };
+    let target = match &target {
         connect::ConnectTarget::LocalHub => {
             // One hub, one truth: the test uses the Hub tab's hub, starting it when it is
             // stopped, so the Hub tab shows it running and logs the test's connection.
             let h = local_hub(&engines, &ws_root, hub_port, &tx).await?;
             let source = crate::mqtt::local::HubSource::InProcess(&h);
-            crate::mqtt::local::prepare(&ws, identity, Flavor::Azure, source, transport)
-                .await
-                .map_err(|e| forms::error_text(&e))?
-                .test
+            crate::target::resolve(Some(&ws), spec(Destination::Local(source))).await
         }
         connect::ConnectTarget::AzureHub(to) | connect::ConnectTarget::Broker(to) => {
-            let endpoint = Endpoint::parse_for(to, transport)?;
-            let flavor = if endpoint.peer == PeerKind::Broker {
-                Flavor::Generic
-            } else {
-                Flavor::Azure
-            };
-            let mut t = ConnectionTest::new(identity, endpoint, flavor);
-            t.transport = transport;
-            t.ws_path = Endpoint::ws_path(to);
-            t.system_roots = true;
-            if let Ok((metas, _)) = ws.list() {
-                for m in metas.iter().filter(|m| m.kind == crate::store::Kind::Root) {
-                    if let Ok(e) = ws.load(&m.name) {
-                        t.extra_ca.push(e.cert_der);
-                    }
-                }
-            }
-            t
+            crate::target::resolve(Some(&ws), spec(Destination::Remote(to))).await
         }
     };
+    let mut test = target
+        .and_then(|t| t.connection_test(identity))
+        .map_err(|e| forms::error_text(&e))?;
     test.count = connect::COUNT;
     test.interval = Duration::from_millis(300);
     let (etx, mut erx) = mpsc::channel(256);
@@ -176,74 +167,30 @@ pub async fn run_fleet(
     hub_port: u16,
     tx: mpsc::UnboundedSender<Action>,
 ) -> Result<Box<crate::fleet::Report>, String> {
-    use crate::fleet::{Load, Plan, RoundTrip};
-    use crate::mqtt::{Endpoint, Flavor, PeerKind};
+    use crate::fleet::{Load, Plan};
+    use crate::target::{Destination, HubWatching, TargetSpec};
     let ws = crate::store::Workspace::open(&ws_root)
         .map_err(|e| forms::error_text(&e))?
         .with_clock(engines.clock);
-    let (endpoint, flavor, extra_ca, system_roots, round_trip, hub): (
-        _,
-        _,
-        Vec<Vec<u8>>,
-        _,
-        _,
-        Option<std::sync::Arc<dyn crate::mqtt::HubView>>,
-    ) = match &target {
+    let spec = |to| TargetSpec {
+        to,
+        transport: crate::mqtt::Transport::Mqtt,
+        flavor: None,
+        anchors: vec![],
+        watching: HubWatching::RefusalsOnly,
+    };
+    let target = match &target {
         connect::ConnectTarget::LocalHub => {
             let h = local_hub(&engines, &ws_root, hub_port, &tx).await?;
-            let watch = crate::mqtt::local::HubWatch::in_process(&h);
-            let endpoint = Endpoint {
-                host: h.addr.ip().to_string(),
-                port: h.addr.port(),
-                peer: PeerKind::LocalHub,
-            };
-            drop(h);
-            let store = crate::hub::HubStore::open(&ws_root).map_err(|e| forms::error_text(&e))?;
-            let trust = std::fs::read_to_string(store.trust_path()).map_err(|e| e.to_string())?;
-            let cas = pem::parse_many(trust.as_bytes())
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|b| b.into_contents())
-                .collect();
-            (
-                endpoint,
-                Flavor::Azure,
-                cas,
-                false,
-                RoundTrip::C2d,
-                Some(watch as _),
-            )
+            let source = crate::mqtt::local::HubSource::InProcess(&h);
+            crate::target::resolve(Some(&ws), spec(Destination::Local(source))).await
         }
         connect::ConnectTarget::AzureHub(to) | connect::ConnectTarget::Broker(to) => {
-            let endpoint = Endpoint::parse(to)?;
-            let broker = endpoint.peer == PeerKind::Broker;
-            // As the single test does: the workspace's roots besides the system store.
-            let mut cas = Vec::new();
-            if let Ok((metas, _)) = ws.list() {
-                for m in metas.iter().filter(|m| m.kind == crate::store::Kind::Root) {
-                    if let Ok(e) = ws.load(&m.name) {
-                        cas.push(e.cert_der);
-                    }
-                }
-            }
-            (
-                endpoint,
-                if broker {
-                    Flavor::Generic
-                } else {
-                    Flavor::Azure
-                },
-                cas,
-                true,
-                if broker {
-                    RoundTrip::Echo
-                } else {
-                    RoundTrip::None
-                },
-                None,
-            )
+            crate::target::resolve(Some(&ws), spec(Destination::Remote(to))).await
         }
-    };
+    }
+    .map_err(|e| forms::error_text(&e))?;
+    let (extra_ca, system_roots) = (target.trust.anchors.clone(), target.trust.system_roots);
     let devices = tokio::task::spawn_blocking(move || {
         let names = crate::fleet::select(&ws, &patterns, issuer.as_deref())?.names;
         crate::fleet::raise_open_files(names.len() as u64)?;
@@ -255,11 +202,11 @@ pub async fn run_fleet(
     let _ = tx.send(Action::Fleet(fleet::FleetAction::Started {
         devices: devices.len(),
     }));
-    let mut plan = Plan::new(devices, endpoint, flavor);
+    let mut plan = Plan::new(devices, target.endpoint.clone(), target.flavor);
     plan.connect_rate = FLEET_CONNECT_RATE;
     plan.load = Load::Rate(FLEET_RATE);
-    plan.round_trip = round_trip;
-    plan.hub = hub;
+    plan.round_trip = target.fleet_round_trip();
+    plan.hub = target.hub.clone();
     let run = crate::fleet::start(plan);
     *engines.fleet.lock().await = Some(run.control());
     let mut figures = run.figures.clone();

@@ -350,7 +350,8 @@ fn server_name_mismatch_and_untrusted_server_are_diagnosed() {
     );
     assert!(fix.contains("SAN DNS:localhost"), "{fix}");
 
-    // Without --ca the system trust store does not know the test root.
+    // A named anchor replaces the workspace's roots: trusting "Line 2" alone, the device
+    // does not know the test root that vouches for the broker.
     let out = bin(&s.ws)
         .args([
             "connect",
@@ -360,6 +361,8 @@ fn server_name_mismatch_and_untrusted_server_are_diagnosed() {
             "1",
             "--to",
             &format!("mqtts://127.0.0.1:{}", s.broker.port),
+            "--ca",
+            "Line 2",
         ])
         .output()
         .unwrap();

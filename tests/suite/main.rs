@@ -46,6 +46,7 @@ mod lifecycle_hub;
 mod lifecycle_keys;
 mod names_lookup;
 mod readme_blocks;
+mod target_resolve;
 mod transport_aedes;
 mod transport_connect;
 mod transport_robust;

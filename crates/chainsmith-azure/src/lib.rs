@@ -133,57 +133,38 @@ pub enum AzureError {
 
 /// Percent-encode a property name or value as IoT Hub expects (RFC 3986 unreserved chars kept).
 pub fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => {
-                out.push('%');
-                out.push_str(&format!("{b:02X}"));
-            }
-        }
-    }
-    out
+    /// What is escaped: everything but RFC 3986's unreserved characters.
+    const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, ESCAPED).to_string()
 }
 
 /// Decode `%XX` escapes (and `+` as space, as form encoding does; the Python SDK never sends `+` raw).
 pub fn url_decode(s: &str, what: &'static str) -> Result<String, AzureError> {
+    // A `%` without two hex digits after it is refused: percent-encoding passes it through.
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or_else(|| AzureError::Escape {
-                    what,
-                    value: s.to_string(),
-                })?;
-                let hex = std::str::from_utf8(hex).ok();
-                let v = hex
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| AzureError::Escape {
-                        what,
-                        value: s.to_string(),
-                    })?;
-                out.push(v);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    let escape_ok = |i: usize| {
+        bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    };
+    if (0..bytes.len()).any(|i| bytes[i] == b'%' && !escape_ok(i)) {
+        return Err(AzureError::Escape {
+            what,
+            value: s.to_string(),
+        });
     }
-    String::from_utf8(out).map_err(|_| AzureError::Utf8 {
-        what,
-        value: s.to_string(),
-    })
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| AzureError::Utf8 {
+            what,
+            value: s.to_string(),
+        })
 }
 
 // ---------------------------------------------------------------- property bags

@@ -6,12 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::azure::dps as wire;
@@ -43,30 +41,9 @@ pub struct Device {
 }
 
 /// A TLS client configuration for `d` (reused across registrations by the benchmark).
-pub fn tls_config(d: &Device) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for der in &d.trust {
-        roots
-            .add(CertificateDer::from(der.clone()))
-            .map_err(|e| format!("server trust anchor: {e}"))?;
-    }
-    let block = pem::parse(d.key_pem.as_bytes()).map_err(|e| format!("device key: {e}"))?;
-    let key = match block.tag() {
-        "EC PRIVATE KEY" => PrivateKeyDer::Sec1(block.into_contents().into()),
-        "RSA PRIVATE KEY" => PrivateKeyDer::Pkcs1(block.into_contents().into()),
-        _ => PrivateKeyDer::Pkcs8(block.into_contents().into()),
-    };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let c = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(
-            d.chain.iter().cloned().map(CertificateDer::from).collect(),
-            key,
-        )
-        .map_err(|e| format!("device certificate and key: {e}"))?;
-    Ok(Arc::new(c))
+pub fn tls_config(d: &Device) -> Result<Arc<rustls::ClientConfig>, crate::dial::TlsSetupError> {
+    let verifier = crate::dial::server_verifier(&d.trust, false)?;
+    crate::dial::device_config(verifier, &d.chain, &d.key_pem).map(Arc::new)
 }
 
 /// Provision `d` through the DPS at `addr` (TLS name `host`): the registration state on
@@ -93,14 +70,13 @@ pub async fn provision(
             detail,
         })
     };
-    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    let tcp = tokio::time::timeout(timeout, crate::dial::tcp_first(&[addr]))
         .await
         .map_err(|_| format!("TCP connect to {addr}: no answer within {timeout:?}"))?
         .map_err(|e| format!("TCP connect to {addr}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
     say("TCP connect", true, addr.to_string());
-    let name = ServerName::try_from(host.to_string()).map_err(|_| format!("bad host {host:?}"))?;
-    let mut tls = tokio::time::timeout(
+    let name = crate::dial::server_name(host).map_err(|e| e.to_string())?;
+    let tls = tokio::time::timeout(
         timeout,
         tokio_rustls::TlsConnector::from(config).connect(name, tcp),
     )
@@ -113,16 +89,14 @@ pub async fn provision(
         format!("{} certificate(s) sent", d.chain.len()),
     );
 
-    let mut conn = Conn {
-        buf: BytesMut::with_capacity(4096),
-        timeout,
-    };
+    // The connection test's MQTT framing; every answer is waited for within the timeout.
+    let mut conn = Conn::with_capacity(tls, 4096);
     let user = wire::username(id_scope, &d.registration_id, api_version);
     let mut connect = Connect::new(d.registration_id.clone());
     connect.keep_alive = 60;
     connect.set_login(user.clone(), "");
-    conn.send(&mut tls, |o| connect.write(o)).await?;
-    match conn.recv(&mut tls).await {
+    send(&mut conn, Packet::Connect(connect)).await?;
+    match recv(&mut conn, timeout).await {
         Some(Packet::ConnAck(a)) if a.code == ConnectReturnCode::Success => {
             say("CONNECT", true, format!("username {user}"));
         }
@@ -139,7 +113,7 @@ pub async fn provision(
     }
     let mut sub = Subscribe::new(wire::RESPONSE_FILTER, QoS::AtLeastOnce);
     sub.pkid = 1;
-    conn.send(&mut tls, |o| sub.write(o)).await?;
+    send(&mut conn, Packet::Subscribe(sub)).await?;
     let body = serde_json::to_vec(request).expect("serialisable");
     let mut rid = 1u32;
     let mut p = Publish::new(
@@ -148,18 +122,17 @@ pub async fn provision(
         body,
     );
     p.pkid = 2;
-    conn.send(&mut tls, |o| p.write(o)).await?;
+    send(&mut conn, Packet::Publish(p)).await?;
     let mut pkid = 3u16;
     let mut polls = 0u32;
     loop {
-        let pkt = conn
-            .recv(&mut tls)
+        let pkt = recv(&mut conn, timeout)
             .await
             .ok_or_else(|| "DPS closed the connection or did not answer".to_string())?;
         let Packet::Publish(p) = pkt else { continue };
         if p.qos == QoS::AtLeastOnce {
             let ack = PubAck::new(p.pkid);
-            conn.send(&mut tls, |o| ack.write(o)).await?;
+            send(&mut conn, Packet::PubAck(ack)).await?;
         }
         let (status, _, retry) = wire::parse_response_topic(&p.topic).map_err(|e| e.to_string())?;
         let what = if polls == 0 { "register" } else { "poll" };
@@ -192,7 +165,7 @@ pub async fn provision(
                     st.substatus.as_deref().unwrap_or("?")
                 ),
             );
-            let _ = tls.shutdown().await;
+            let _ = conn.io.shutdown().await;
             return Ok(st);
         }
         if polls >= 30 {
@@ -213,7 +186,7 @@ pub async fn provision(
         );
         q.pkid = pkid;
         pkid = pkid.wrapping_add(1).max(1);
-        conn.send(&mut tls, |o| q.write(o)).await?;
+        send(&mut conn, Packet::Publish(q)).await?;
     }
 }
 
@@ -228,41 +201,15 @@ pub fn refused_status(reason: &str) -> Option<u16> {
 
 const REFUSED: &str = "DPS refused the registration: ";
 
-struct Conn {
-    buf: BytesMut,
-    timeout: Duration,
+type Conn = crate::mqtt::session::Conn<tokio_rustls::client::TlsStream<TcpStream>>;
+
+async fn send(conn: &mut Conn, p: Packet) -> Result<(), String> {
+    conn.send(&p).await.map_err(|e| format!("write: {e}"))
 }
 
-type Tls = tokio_rustls::client::TlsStream<TcpStream>;
-
-impl Conn {
-    async fn send(
-        &mut self,
-        tls: &mut Tls,
-        write: impl FnOnce(&mut BytesMut) -> Result<usize, rumqttc::mqttbytes::Error>,
-    ) -> Result<(), String> {
-        let mut out = BytesMut::new();
-        write(&mut out).map_err(|e| format!("encoding: {e:?}"))?;
-        tls.write_all(&out)
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        tls.flush().await.map_err(|e| format!("write: {e}"))
-    }
-
-    async fn recv(&mut self, tls: &mut Tls) -> Option<Packet> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            match Packet::read(&mut self.buf, 1 << 20) {
-                Ok(p) => return Some(p),
-                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
-                Err(_) => return None,
-            }
-            match tokio::time::timeout_at(deadline, tls.read_buf(&mut self.buf)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return None,
-            }
-        }
-    }
+/// The next packet within `timeout`; None when the connection closed, broke or stayed silent.
+async fn recv(conn: &mut Conn, timeout: Duration) -> Option<Packet> {
+    tokio::time::timeout(timeout, conn.recv()).await.ok()?.ok()
 }
 
 /// A fresh P-256 key and a PKCS#10 CSR with CN = `registration_id`: (key PEM, CSR DER).

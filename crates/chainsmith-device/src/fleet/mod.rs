@@ -18,7 +18,6 @@ pub mod report;
 pub mod run;
 pub mod select;
 mod session;
-mod tls;
 
 pub use figures::{Figures, Phase};
 pub use report::{Report, merge};

@@ -41,7 +41,9 @@ pub fn load_devices(
     extra_ca: &[Vec<u8>],
     system_roots: bool,
 ) -> Result<Vec<FleetDevice>, FleetError> {
-    let trust = super::tls::Trust::new(extra_ca, system_roots).map_err(FleetError::Selection)?;
+    // One verifier (the anchors parsed once) for every device's configuration.
+    let verifier = crate::dial::server_verifier(extra_ca, system_roots)
+        .map_err(|e| FleetError::Selection(e.to_string()))?;
     // Loaded in parallel, judged in order: the error names the first bad device of the list,
     // whichever thread finished first (rayon's own Result collect returns any of them).
     let loaded: Vec<Result<FleetDevice, FleetError>> = names
@@ -52,13 +54,16 @@ pub fn load_devices(
                 problem: e.to_string(),
             })?;
             let chain: Vec<Vec<u8>> = identity.sent.iter().map(|c| c.der.clone()).collect();
-            let config =
-                trust
-                    .client(&chain, &identity.key_pem)
-                    .map_err(|problem| FleetError::Device {
+            let mut config =
+                crate::dial::device_config(verifier.clone(), &chain, &identity.key_pem).map_err(
+                    |e| FleetError::Device {
                         device: name.clone(),
-                        problem,
-                    })?;
+                        problem: e.to_string(),
+                    },
+                )?;
+            // Every handshake a full one, as a fleet test must measure.
+            config.resumption = rustls::client::Resumption::disabled();
+            let config = Arc::new(config);
             Ok(FleetDevice {
                 id: identity.device_id.clone(),
                 identity: Arc::new(identity),

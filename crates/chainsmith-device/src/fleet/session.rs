@@ -57,18 +57,7 @@ pub(crate) async fn connect(
     config: Arc<rustls::ClientConfig>,
 ) -> Result<Conn, Failure> {
     let limit = sh.timeout;
-    let tcp = step(Step::TcpConnect, limit, async {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-        for a in &sh.addrs {
-            match TcpStream::connect(a).await {
-                Ok(s) => return Ok(s),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    })
-    .await?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = step(Step::TcpConnect, limit, crate::dial::tcp_first(&sh.addrs)).await?;
     let connector = tokio_rustls::TlsConnector::from(config);
     let tls = step(
         Step::TlsHandshake,

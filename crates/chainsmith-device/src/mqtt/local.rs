@@ -265,6 +265,14 @@ pub enum PrepareError {
     /// The running hub was started without the transport the test asked for.
     #[error("the running local hub does not listen for {0}")]
     TransportOff(&'static str),
+    /// The target as written is not a hub or broker address (the parser's sentence).
+    #[error("{0}")]
+    Target(String),
+    /// The local hub was asked for without a workspace to find it in.
+    #[error(
+        "the local hub lives in a workspace, and none is open; open one, or name another target"
+    )]
+    NoWorkspace,
 }
 
 impl PrepareError {
@@ -275,6 +283,8 @@ impl PrepareError {
             PrepareError::Start(e) => e.kind(),
             PrepareError::Trust { .. } => "hub-trust",
             PrepareError::TransportOff(_) => "transport-off",
+            PrepareError::Target(_) => "target",
+            PrepareError::NoWorkspace => "no-workspace",
         }
     }
 
@@ -283,7 +293,9 @@ impl PrepareError {
         match self {
             PrepareError::Registry(e) => e.remedy(),
             PrepareError::Start(e) => e.remedy(),
-            PrepareError::Trust { .. } => None,
+            PrepareError::Trust { .. } | PrepareError::Target(_) | PrepareError::NoWorkspace => {
+                None
+            }
             PrepareError::TransportOff(_) => Some(crate::error::Remedy::HubTransport),
         }
     }
@@ -298,11 +310,10 @@ impl crate::error::Classified for PrepareError {
     }
 }
 
-/// Set up a connection test against the workspace's local hub: where to dial, the hub's
-/// trust anchor (and only it: never the system store), the pre-flight findings from its
-/// registry, C2D echo when the hub echoes, and a watch on the hub's record and refusals.
-/// One function for both faces, so the CLI and the TUI test the same thing. A hub started
-/// here and the pre-flight judge validity by the workspace's clock.
+/// Set up a connection test against the workspace's local hub: [`crate::target::resolve`]
+/// with its defaults (the hub's trust anchor only, C2D echo when the hub echoes, a watch on
+/// the hub's record and refusals) and the pre-flight findings from its registry, judged by
+/// the workspace's clock.
 pub async fn prepare(
     ws: &crate::store::Workspace,
     identity: super::Identity,
@@ -310,99 +321,23 @@ pub async fn prepare(
     source: HubSource<'_>,
     transport: super::Transport,
 ) -> Result<Prepared, PrepareError> {
-    use super::{ConnectionTest, Endpoint, Flavor, PeerKind};
-    use crate::hub::{Hub, HubConfig, HubStore};
-    let (ws_root, clock) = (ws.root(), ws.clock());
-    let store = HubStore::open(ws_root)?;
-    use super::Transport as T;
-    // The port of the transport's listener: MQTT, AMQP, or the WebSocket one.
-    let of_handle = |h: &HubHandle| match transport {
-        T::Mqtt => Some(h.addr),
-        T::Amqp => h.amqp_addr,
-        T::MqttWs | T::AmqpWs => h.ws_addr,
-    };
-    let off = || {
-        PrepareError::TransportOff(if transport.websocket() {
-            "WebSockets"
-        } else {
-            "AMQP"
-        })
-    };
-    let (addr, watch, started, echo): (std::net::SocketAddr, Arc<HubWatch>, _, bool) = match source
-    {
-        HubSource::InProcess(h) => (
-            of_handle(h).ok_or_else(off)?,
-            HubWatch::in_process(h),
-            None,
-            true,
-        ),
-        HubSource::RunningOrStart => match HubWatch::running(&store.control_path()).await {
-            Some((watch, status)) => {
-                // Dial where the hub says it listens (loopback when it is bound to every
-                // interface); a hub too old to answer `status` is assumed on 8883, without echo.
-                let (ip, port, echo) = match &status {
-                    Some(s) => (loopback_for(s.addr.ip()), Some(s.port), s.echo),
-                    None => ([127, 0, 0, 1].into(), Some(crate::azure::MQTT_PORT), false),
-                };
-                let port = match transport {
-                    T::Mqtt => port,
-                    T::Amqp => status.as_ref().and_then(|s| s.amqp_port),
-                    T::MqttWs | T::AmqpWs => status.as_ref().and_then(|s| s.ws_port),
-                };
-                let addr = (ip, port.ok_or_else(off)?).into();
-                (addr, watch, None, echo)
-            }
-            None => {
-                let config = HubConfig {
-                    csr_signer: Some(crate::hub::dps_csr_signer()),
-                    port: 0,
-                    echo: true,
-                    amqp_port: transport.amqp().then_some(0),
-                    ws_port: transport.websocket().then_some(0),
-                    clock: clock.running(),
-                    ..HubConfig::default()
-                };
-                let hub = Hub::start(ws_root, config)
-                    .await
-                    .map_err(PrepareError::Start)?;
-                let addr = of_handle(&hub).ok_or_else(off)?;
-                (addr, HubWatch::in_process(&hub), Some(hub), true)
-            }
+    use crate::target::{Destination, HubWatching, TargetSpec};
+    let mut target = crate::target::resolve(
+        Some(ws),
+        TargetSpec {
+            to: Destination::Local(source),
+            transport,
+            flavor: Some(flavor),
+            anchors: vec![],
+            watching: HubWatching::RecordsAndRefusals,
         },
-    };
-    let trust_path = store.trust_path();
-    let trust = std::fs::read_to_string(&trust_path)
-        .map_err(|e| e.to_string())
-        .and_then(|t| pem::parse_many(t.as_bytes()).map_err(|e| e.to_string()))
-        .map_err(|detail| PrepareError::Trust {
-            path: trust_path.clone(),
-            detail,
-        })?;
-    let registry = store.load()?;
-    let endpoint = Endpoint {
-        host: addr.ip().to_string(),
-        port: addr.port(),
-        peer: PeerKind::LocalHub,
-    };
-    let preflight = hub_preflight(&identity, &registry, clock.now());
-    let mut test = ConnectionTest::new(identity, endpoint, flavor);
-    test.preflight_extra = preflight;
-    test.extra_ca = trust.into_iter().map(|b| b.into_contents()).collect();
-    test.system_roots = false;
-    test.c2d_echo = echo && flavor == Flavor::Azure;
-    test.hub = Some(watch);
-    test.transport = transport;
-    Ok(Prepared { test, started })
-}
-
-/// The address to dial for a hub bound to `ip`: the loopback of the same family when it is
-/// bound to every interface (`0.0.0.0`, `::`).
-fn loopback_for(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        other => other,
-    }
+    )
+    .await?;
+    let test = target.connection_test(identity)?;
+    Ok(Prepared {
+        test,
+        started: target.started.take(),
+    })
 }
 
 /// Pre-flight findings from the local hub's registry: the device is registered and enabled,
@@ -486,18 +421,14 @@ pub fn hub_preflight(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-    /// A control socket that answers every request the way a hub from before `status`
-    /// does (`bad request: unknown variant`), and one where nothing listens.
-    #[tokio::test]
-    async fn older_or_absent_hub_gives_no_status_and_no_refusals() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("control.sock");
-        assert!(HubWatch::running(&path).await.is_none());
-        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    /// A control socket at `path` that answers every request the way a hub from before
+    /// `status` does (`bad request: unknown variant`), holding a monitor stream open.
+    pub(crate) fn old_hub_control(path: &Path) {
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
         tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
                 tokio::spawn(async move {
@@ -516,6 +447,16 @@ mod tests {
                 });
             }
         });
+    }
+
+    /// A control socket that answers as a hub from before `status` does, and one where
+    /// nothing listens.
+    #[tokio::test]
+    async fn older_or_absent_hub_gives_no_status_and_no_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        assert!(HubWatch::running(&path).await.is_none());
+        old_hub_control(&path);
         let (watch, status) = HubWatch::running(&path).await.expect("a hub answers");
         assert!(status.is_none());
         assert!(watch.ask.is_none());

@@ -170,7 +170,7 @@ impl<T> Io for T where
 }
 
 /// An MQTT connection, packets framed with rumqttc's v4 codec: the connection test's (over a
-/// boxed TLS or WebSocket stream) and each fleet device's (over TLS).
+/// boxed TLS or WebSocket stream), each fleet device's and the DPS client's (over TLS).
 pub(crate) struct Conn<S = Box<dyn Io>> {
     pub(crate) io: S,
     rbuf: BytesMut,
@@ -505,18 +505,7 @@ async fn dial(test: &ConnectionTest, tx: &mpsc::Sender<Event>) -> Result<TcpStre
     .await;
 
     let t = Instant::now();
-    let tcp = step(Step::TcpConnect, limit, async {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-        for a in &addrs {
-            match TcpStream::connect(a).await {
-                Ok(s) => return Ok(s),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    })
-    .await?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = step(Step::TcpConnect, limit, crate::dial::tcp_first(&addrs)).await?;
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     emit(
         tx,

@@ -5,11 +5,9 @@
 use super::identity::Identity;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::sync::{Arc, Mutex};
 
 /// What the handshake showed, filled in by the verifier and the certificate resolver.
@@ -24,32 +22,11 @@ pub(crate) struct Seen {
 
 pub(crate) type Recorder = Arc<Mutex<Seen>>;
 
-#[derive(Debug, thiserror::Error)]
-pub enum TlsSetupError {
-    #[error(
-        "the device key cannot be used for TLS: {0}; workspace devices use PKCS#8 PEM keys (ec-p256 by default)"
-    )]
-    Key(String),
-    #[error(
-        "no trust anchors for the server certificate: the system trust store is empty and none was given; give the CA that issued the server's certificate as a trust anchor"
-    )]
-    NoRoots,
-    #[error("a certificate given as the server's trust anchor is not usable: {0}")]
-    BadCa(String),
-    #[error("\"{0}\" is not a valid TLS server name")]
-    ServerName(String),
-    #[error("TLS setup failed: {0}")]
-    Other(String),
-}
+pub use crate::dial::TlsSetupError;
 
-static ONLY_12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
-static ONLY_13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-/// Build the client configuration and the server name; returns the recorder the handshake fills.
+/// Build the client configuration (the shared builder, with a verifier and a certificate
+/// resolver that record what the handshake showed) and the server name; returns the recorder
+/// the handshake fills.
 pub(crate) fn client_config(
     identity: &Identity,
     extra_ca: &[Vec<u8>],
@@ -57,51 +34,22 @@ pub(crate) fn client_config(
     host: &str,
     version: Option<super::TlsVersion>,
 ) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>, Recorder), TlsSetupError> {
-    let provider = provider();
-    let mut roots = RootCertStore::empty();
-    for der in extra_ca {
-        roots
-            .add(CertificateDer::from(der.clone()))
-            .map_err(|e| TlsSetupError::BadCa(e.to_string()))?;
-    }
-    if system_roots {
-        let found = rustls_native_certs::load_native_certs();
-        let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
-    }
-    if roots.is_empty() {
-        return Err(TlsSetupError::NoRoots);
-    }
-    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| TlsSetupError::Other(e.to_string()))?;
+    let inner = crate::dial::server_verifier(extra_ca, system_roots)?;
+    let chain: Vec<Vec<u8>> = identity.sent.iter().map(|c| c.der.clone()).collect();
+    let key = crate::dial::device_key(&chain, &identity.key_pem)?;
     let recorder: Recorder = Arc::default();
-    let chain: Vec<CertificateDer<'static>> = identity
-        .sent
-        .iter()
-        .map(|c| CertificateDer::from(c.der.clone()))
-        .collect();
-    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
-        .map_err(|e| TlsSetupError::Key(e.to_string()))?;
-    let certified = CertifiedKey::from_der(chain, key, &provider)
-        .map_err(|e| TlsSetupError::Key(e.to_string()))?;
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(match version {
-            None => rustls::DEFAULT_VERSIONS,
-            Some(super::TlsVersion::V1_2) => ONLY_12,
-            Some(super::TlsVersion::V1_3) => ONLY_13,
-        })
-        .map_err(|e| TlsSetupError::Other(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
+    let config = crate::dial::client_config(
+        version,
+        Arc::new(RecordingVerifier {
             inner,
             seen: recorder.clone(),
-        }))
-        .with_client_cert_resolver(Arc::new(RecordingResolver {
-            key: Arc::new(certified),
+        }),
+        Arc::new(RecordingResolver {
+            key,
             seen: recorder.clone(),
-        }));
-    let name = ServerName::try_from(host.to_string())
-        .map_err(|_| TlsSetupError::ServerName(host.to_string()))?;
+        }),
+    )?;
+    let name = crate::dial::server_name(host)?;
     Ok((Arc::new(config), name, recorder))
 }
 
