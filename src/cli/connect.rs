@@ -463,10 +463,7 @@ fn print_start(
         PeerKind::AzureHub => "Azure IoT Hub",
         PeerKind::Broker => "MQTT broker",
     };
-    let flavor = match flavor {
-        Flavor::Azure => "azure",
-        Flavor::Generic => "generic",
-    };
+    let flavor = flavor.as_str();
     let transport = transport.as_str();
     say!(
         "connect {device} -> {endpoint} ({peer}, {transport}, {flavor} flavor, {count} message(s), QoS {qos})"

@@ -6,6 +6,7 @@
 //! and what it trusts there, for all of them. The faces drive these with progress callbacks; nothing here draws.
 
 mod dial;
+pub mod dialect;
 pub mod dps_client;
 pub mod fleet;
 pub mod mqtt;

@@ -298,7 +298,11 @@ impl Target {
         test.preflight_extra = preflight;
         test.extra_ca = self.trust.anchors.clone();
         test.system_roots = self.trust.system_roots;
-        test.c2d_echo = self.echo && self.flavor == Flavor::Azure;
+        test.c2d_echo = self
+            .flavor
+            .dialect()
+            .round_trips(false, self.echo)
+            .contains(&crate::mqtt::RoundTripKind::C2d);
         test.hub = self.hub.clone();
         test.transport = self.transport;
         test.ws_path = self.ws_path.clone();

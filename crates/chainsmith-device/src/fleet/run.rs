@@ -596,10 +596,7 @@ fn report(plan: &Plan, sh: &Shared, m: &Marks) -> Report {
     Report {
         format: FORMAT,
         target: plan.endpoint.display(),
-        flavor: match plan.flavor {
-            Flavor::Azure => "azure".into(),
-            Flavor::Generic => "generic".into(),
-        },
+        flavor: plan.flavor.as_str().into(),
         qos: plan.qos,
         shards: plan.shard.into_iter().collect(),
         runs: 1,

@@ -6,9 +6,9 @@
 use super::figures::record;
 use super::run::{Load, RoundTrip, Shared};
 use crate::azure;
+use crate::mqtt::Step;
 use crate::mqtt::diagnose::{Failure, FailureKind};
 use crate::mqtt::session::recv_failure;
-use crate::mqtt::{Flavor, Step};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
     Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe, SubscribeFilter,
@@ -69,8 +69,8 @@ pub(crate) async fn connect(
     let mut connect = Connect::new(id.to_string());
     connect.keep_alive = KEEP_ALIVE;
     connect.clean_session = true;
-    if sh.flavor == Flavor::Azure {
-        connect.set_login(azure::username(&sh.username_host, id), "");
+    if let Some(username) = sh.flavor.dialect().username(&sh.username_host, id) {
+        connect.set_login(username, "");
     }
     step(
         Step::MqttConnect,

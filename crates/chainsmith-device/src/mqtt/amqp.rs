@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::diagnose::{Failure, FailureKind};
 use super::session::{Io, State, emit, hub_record, round_trip_kinds, seed_message};
-use super::{ConnectionTest, Event, Flavor, RoundTripKind, Step, ms};
+use super::{ConnectionTest, Event, RoundTripKind, Step, ms};
 use crate::azure::amqp as proto;
 
 fn attach_failure(
@@ -128,8 +128,8 @@ async fn attach(
             attach_failure("telemetry", e, c.as_ref())
         })?;
     names.push(telemetry_addr);
-    let azure = test.flavor == Flavor::Azure;
-    let twin = if azure && test.twin {
+    let kinds = test.flavor.dialect().round_trips(test.twin, test.c2d_echo);
+    let twin = if kinds.contains(&RoundTripKind::Twin) {
         let addr = format!("{base}/twin");
         let channel = format!("twin:{}", uuid_like());
         let s = Sender::builder()
@@ -154,7 +154,7 @@ async fn attach(
     } else {
         None
     };
-    let c2d = if azure && test.c2d_echo {
+    let c2d = if kinds.contains(&RoundTripKind::C2d) {
         let addr = format!("{base}/messages/devicebound");
         let r = Receiver::builder()
             .name("chainsmith-c2d")

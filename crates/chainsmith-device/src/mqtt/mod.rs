@@ -40,11 +40,10 @@ pub enum Flavor {
 impl std::str::FromStr for Flavor {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "azure" => Ok(Flavor::Azure),
-            "generic" => Ok(Flavor::Generic),
-            _ => Err(format!("flavor \"{s}\" is not known; use azure or generic")),
-        }
+        [Flavor::Azure, Flavor::Generic]
+            .into_iter()
+            .find(|f| f.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("flavor \"{s}\" is not known; use azure or generic"))
     }
 }
 
@@ -370,7 +369,7 @@ impl ConnectionTest {
             timeout: Duration::from_secs(10),
             strict: false,
             c2d_echo: false,
-            twin: flavor == Flavor::Azure,
+            twin: flavor.dialect().has_twin(),
             per_message_events: true,
             hub_hostname: None,
             tls_version: None,

@@ -3,7 +3,7 @@
 
 use super::diagnose::{self, Context, Failure, FailureKind};
 use super::{
-    ConnectionTest, Event, Flavor, RoundTripKind, Step, SubscriptionResult, Summary, TlsFacts, ms,
+    ConnectionTest, Event, RoundTripKind, Step, SubscriptionResult, Summary, TlsFacts, ms,
 };
 use crate::azure;
 use crate::pki::lint::has_errors;
@@ -567,16 +567,12 @@ async fn mqtt_connect(
     let mut connect = mqttbytes::v4::Connect::new(id.device_id.clone());
     let keep_alive = (test.interval.as_secs() * 2 + limit.as_secs() * 2).clamp(60, 1177);
     connect.keep_alive = keep_alive as u16;
-    let username = match test.flavor {
-        Flavor::Azure => azure::username(
-            &test
-                .hub_hostname
-                .clone()
-                .unwrap_or_else(|| test.endpoint.host.clone()),
-            &id.device_id,
-        ),
-        Flavor::Generic => String::new(),
-    };
+    let host = test.hub_hostname.as_deref().unwrap_or(&test.endpoint.host);
+    let username = test
+        .flavor
+        .dialect()
+        .username(host, &id.device_id)
+        .unwrap_or_default();
     if !username.is_empty() {
         connect.set_login(username.clone(), "");
     }
@@ -628,18 +624,12 @@ async fn subscribe(
 ) -> Result<(), Failure> {
     let id = &test.identity;
     let limit = test.timeout;
-    let mut filters = Vec::new();
-    match test.flavor {
-        Flavor::Generic => filters.push(format!("devices/{}/messages/events/#", id.device_id)),
-        Flavor::Azure => {
-            if test.twin {
-                filters.push(azure::TWIN_RESPONSE_FILTER.to_string());
-            }
-            if test.c2d_echo {
-                filters.push(azure::c2d_filter(&id.device_id));
-            }
-        }
-    }
+    let dialect = test.flavor.dialect();
+    let mut filters: Vec<String> = round_trip_kinds(test)
+        .into_iter()
+        .map(|k| dialect.subscription(&id.device_id, k))
+        .collect();
+    filters.dedup();
     if filters.is_empty() {
         return Ok(());
     }
@@ -694,19 +684,7 @@ async fn subscribe(
 
 /// The round trips each message expects for this test.
 pub(crate) fn round_trip_kinds(test: &ConnectionTest) -> Vec<RoundTripKind> {
-    let mut kinds = Vec::new();
-    match test.flavor {
-        Flavor::Generic => kinds.push(RoundTripKind::Echo),
-        Flavor::Azure => {
-            if test.twin {
-                kinds.push(RoundTripKind::Twin);
-            }
-            if test.c2d_echo {
-                kinds.push(RoundTripKind::C2d);
-            }
-        }
-    }
-    kinds
+    test.flavor.dialect().round_trips(test.twin, test.c2d_echo)
 }
 
 /// Telemetry, acknowledgements and round trips, one message at a time.
@@ -785,7 +763,7 @@ async fn one_message(
     step(Step::Telemetry, limit, conn.send(&Packet::Publish(publish))).await?;
     let mut outstanding: HashMap<RoundTripKind, Instant> =
         kinds.iter().map(|k| (*k, pending.sent_at)).collect();
-    if test.flavor == Flavor::Azure && test.twin {
+    if test.flavor.dialect().has_twin() && test.twin {
         outstanding.insert(RoundTripKind::Twin, Instant::now());
         let get = Publish::new(
             azure::twin_get_topic(&message_id.to_string()),
@@ -978,7 +956,7 @@ fn classify_incoming(test: &ConnectionTest, p: &Publish) -> Option<(RoundTripKin
             ));
         }
     }
-    if test.flavor == Flavor::Generic {
+    if round_trip_kinds(test).contains(&RoundTripKind::Echo) {
         if let Ok((dev, _props)) = azure::parse_telemetry_topic(&p.topic) {
             if &dev == id {
                 return Some((
