@@ -17,7 +17,6 @@ mod amqp;
 pub mod auth;
 pub mod control;
 pub mod dps;
-mod dps_server;
 pub mod events;
 mod mqtt;
 pub mod prove;
