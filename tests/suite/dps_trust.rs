@@ -900,3 +900,42 @@ async fn disabling_or_removing_a_device_ends_its_session() {
         );
     }
 }
+
+/// Issue 23: a DPS refusal carries its kind as a value callers match on
+/// ([`DpsRefusalKind`]), and its JSON still says the short kind scripts have always read.
+#[test]
+fn dps_refusal_kinds_are_values_and_keep_their_json() {
+    use chainsmith::hub::dps::{CsrRefusal, DpsRefusalKind};
+    let fx = Fixture::new();
+    fx.device("unenrolled-1", Some("line2"), ValidityArg::default());
+    fx.store.dps_add_ca("line2", true).unwrap();
+    let chain = vec![
+        fx.ws.load("unenrolled-1").unwrap().cert_der,
+        fx.ws.load("line2").unwrap().cert_der,
+    ];
+    let req = wire::RegisterRequest {
+        registration_id: "unenrolled-1".into(),
+        payload: None,
+        csr: None,
+    };
+    let refusal = fx
+        .store
+        .dps_register(
+            "unenrolled-1",
+            &chain,
+            &req,
+            "localhost",
+            fx.ws.now(),
+            &|_, _, _| {
+                Err(CsrRefusal {
+                    kind: "unused",
+                    reason: "no CSR in this request".into(),
+                })
+            },
+        )
+        .unwrap_err();
+    assert_eq!(refusal.kind, DpsRefusalKind::NoEnrollment, "{refusal:?}");
+    let json = serde_json::to_value(&refusal).unwrap();
+    assert_eq!(json["kind"], "no-enrollment", "{json}");
+    assert_eq!(json["status"], 401, "{json}");
+}

@@ -16,8 +16,8 @@ use rumqttc::mqttbytes::v4::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::DpsRefusal;
 use super::issuing::issue_from_csr;
+use super::{DpsRefusal, DpsRefusalKind};
 use crate::azure::dps::{self as wire, code};
 use crate::azure::{self, filter_matches};
 use crate::hub::mqtt::{DeviceStream, next_packet, packet_name, refuse_connect};
@@ -386,7 +386,7 @@ impl Session {
                         DpsRefusal {
                             status: 404,
                             error_code: code::OPERATION_NOT_FOUND,
-                            kind: "operation-not-found".into(),
+                            kind: DpsRefusalKind::OperationNotFound,
                             reason: format!(
                                 "registration {}: no operation \"{operation_id}\" (register first)",
                                 self.registration_id
@@ -412,7 +412,7 @@ impl Session {
                 let r = DpsRefusal {
                     status: 400,
                     error_code: code::BAD_REQUEST,
-                    kind: "bad-request".into(),
+                    kind: DpsRefusalKind::BadRequest,
                     reason: format!(
                         "registration {}: the register body is not DPS's JSON ({e}); send {{\"registrationId\":\"{}\"}}",
                         self.registration_id, self.registration_id
@@ -425,7 +425,7 @@ impl Session {
             let r = DpsRefusal {
                 status: 400,
                 error_code: code::BAD_REQUEST,
-                kind: "csr-api-version".into(),
+                kind: DpsRefusalKind::CsrApiVersion,
                 reason: format!(
                     "registration {}: a CSR needs api-version {} (the certificate-management preview); this connection uses {}",
                     self.registration_id,
@@ -515,13 +515,13 @@ impl Session {
         );
         let who = Some(self.registration_id.clone());
         self.sh
-            .remember_refusal(self.peer, who, &r.kind, r.reason.clone());
+            .remember_refusal(self.peer, who, r.kind.as_str(), r.reason.clone());
         self.sh.emit(HubEvent::DpsRefused {
             registration_id: self.registration_id.clone(),
             peer: self.peer,
             status: r.status,
             error_code: r.error_code,
-            kind: r.kind,
+            kind: r.kind.to_string(),
             reason: r.reason,
         });
     }

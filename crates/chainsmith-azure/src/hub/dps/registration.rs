@@ -19,9 +19,8 @@ pub struct DpsRefusal {
     pub status: u16,
     /// DPS's error code.
     pub error_code: u32,
-    /// A short kind, for logs, `--json` and tests: [`DpsRefusalKind::as_str`]. (A string, not
-    /// the enum, while the DPS server's event that carries it takes a `String`.)
-    pub kind: String,
+    /// Why, as a value; serialised (and shown in logs and `--json`) as [`DpsRefusalKind::as_str`].
+    pub kind: DpsRefusalKind,
     /// The reason, as the device gets it.
     pub reason: String,
 }
@@ -32,6 +31,13 @@ pub struct DpsRefusal {
 pub enum DpsRefusalKind {
     /// DPS could not read or write its own state (`registry`).
     Registry,
+    /// The register body is not DPS's JSON (`bad-request`).
+    BadRequest,
+    /// A CSR sent on an api-version without certificate management (`csr-api-version`).
+    CsrApiVersion,
+    /// A poll for an operation this connection never started or that has expired
+    /// (`operation-not-found`).
+    OperationNotFound,
     /// The registration id breaks DPS's rules for ids (`bad-registration-id`).
     BadRegistrationId,
     /// The register body names another registration than the connection (`registration-id-mismatch`).
@@ -67,6 +73,9 @@ impl DpsRefusalKind {
     pub fn as_str(self) -> &'static str {
         match self {
             DpsRefusalKind::Registry => "registry",
+            DpsRefusalKind::BadRequest => "bad-request",
+            DpsRefusalKind::CsrApiVersion => "csr-api-version",
+            DpsRefusalKind::OperationNotFound => "operation-not-found",
             DpsRefusalKind::BadRegistrationId => "bad-registration-id",
             DpsRefusalKind::RegistrationIdMismatch => "registration-id-mismatch",
             DpsRefusalKind::PayloadLimit => "payload-limit",
@@ -90,12 +99,20 @@ impl std::fmt::Display for DpsRefusalKind {
     }
 }
 
+/// The short kind in JSON, as it always was.
+impl Serialize for DpsRefusalKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl DpsRefusal {
+    /// A refusal with the response's status, DPS's error code, its kind and the reason.
     fn new(status: u16, error_code: u32, kind: DpsRefusalKind, reason: String) -> Self {
         DpsRefusal {
             status,
             error_code,
-            kind: kind.as_str().to_string(),
+            kind,
             reason,
         }
     }
@@ -555,6 +572,9 @@ mod tests {
     fn refusal_kinds_keep_their_strings() {
         let all = [
             (K::Registry, "registry"),
+            (K::BadRequest, "bad-request"),
+            (K::CsrApiVersion, "csr-api-version"),
+            (K::OperationNotFound, "operation-not-found"),
             (K::BadRegistrationId, "bad-registration-id"),
             (K::RegistrationIdMismatch, "registration-id-mismatch"),
             (K::PayloadLimit, "payload-limit"),
