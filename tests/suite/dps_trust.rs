@@ -939,3 +939,44 @@ fn dps_refusal_kinds_are_values_and_keep_their_json() {
     assert_eq!(json["kind"], "no-enrollment", "{json}");
     assert_eq!(json["status"], 401, "{json}");
 }
+
+/// Issue 23: the CSR signer the hub is given answers with the workspace's typed error, and the
+/// device is refused with that error's own message (kind `bad-csr`, as before); nothing is
+/// issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_refusal_reaches_the_device_in_its_own_words() {
+    use chainsmith::hub::dps::CsrSigner;
+    let fx = Fixture::new();
+    let scope = issuing_group(&fx, "dev-b");
+    let refusal = chainsmith::store::Error::from(chainsmith::pki::Error::CsrWithoutCn);
+    let expected = refusal.to_string();
+    let hub = Hub::start(
+        fx.root(),
+        HubConfig {
+            port: 0,
+            csr_signer: Some(CsrSigner(std::sync::Arc::new(|_, _, _, _| {
+                Err(chainsmith::store::Error::from(
+                    chainsmith::pki::Error::CsrWithoutCn,
+                ))
+            }))),
+            clock: fx.ws.clock(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let boot = fx.identity(&["dev-b", "line2"]);
+    let before = fx.ws.load("dev-b").unwrap().meta.sha256;
+    let csr = csr_b64(fx.dir.path(), "plain", "/CN=dev-b", &[]);
+    let out = register_csr(hub.addr, &fx, &boot, "dev-b", &scope, &csr).await;
+    assert_eq!(out.status, 400, "{out:?}");
+    assert!(message(&out).contains(&expected), "{out:?}");
+    let refusals = hub.refusals(Some("dev-b"), 0);
+    assert!(refusals.iter().any(|r| r.kind == "bad-csr"), "{refusals:?}");
+    assert_eq!(
+        fx.ws.load("dev-b").unwrap().meta.sha256,
+        before,
+        "nothing issued"
+    );
+    hub.shutdown().await;
+}

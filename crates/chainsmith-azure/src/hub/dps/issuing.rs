@@ -1,7 +1,7 @@
 //! Certificate issuance: DPS signing a device's CSR with its enrollment's issuing CA.
 
 use super::HubStore;
-use crate::store::Workspace;
+use crate::store::{self, Workspace};
 use std::sync::Arc;
 
 /// Why DPS will not sign a device's CSR: a short kind (`csr-subject`, `csr-key`, `csr-cn`,
@@ -26,9 +26,11 @@ pub type IssueFn<'a> =
 #[derive(Clone)]
 pub struct CsrSigner(pub Arc<SignCsr>);
 
-/// The signing call inside a [`CsrSigner`]: (workspace, issuing CA, registration id, CSR DER).
+/// The signing call inside a [`CsrSigner`]: (workspace, issuing CA, registration id, CSR DER)
+/// → done, or the workspace's own error (a CSR it will not sign, a CA it cannot use), whose
+/// message the device gets.
 pub type SignCsr =
-    dyn Fn(&Workspace, &str, &str, &[u8]) -> std::result::Result<(), String> + Send + Sync;
+    dyn Fn(&Workspace, &str, &str, &[u8]) -> std::result::Result<(), store::Error> + Send + Sync;
 
 impl std::fmt::Debug for CsrSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,8 +97,8 @@ pub(crate) fn issue_from_csr(
                 .to_string(),
         );
     };
-    if let Err(reason) = (signer.0)(&store.ws, ca, registration_id, csr) {
-        return refuse("bad-csr", reason);
+    if let Err(e) = (signer.0)(&store.ws, ca, registration_id, csr) {
+        return refuse("bad-csr", e.to_string());
     }
     let mut chain = Vec::new();
     let mut next = Some(registration_id.to_string());
