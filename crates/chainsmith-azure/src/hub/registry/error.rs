@@ -120,6 +120,9 @@ pub enum RegistryError {
     /// An enrollment group name DPS does not allow.
     #[error("enrollment group name {0:?} is not 1-128 letters, digits, '-', '.' or '_'")]
     DpsGroupName(String),
+    /// rustls refused the hub's own server certificate and key (made by the hub's TLS CA).
+    #[error("TLS server certificate: {0}")]
+    ServerTls(#[source] rustls::Error),
 }
 
 impl RegistryError {
@@ -146,7 +149,7 @@ impl RegistryError {
             | RegistryError::DpsUnknownEnrollment(_)
             | RegistryError::DpsUnknownRegistration(_) => "not-registered",
             RegistryError::DpsCaInUse(..) => "in-use",
-            RegistryError::DpsGroupName(_) => "invalid",
+            RegistryError::DpsGroupName(_) | RegistryError::ServerTls(_) => "invalid",
         }
     }
 
@@ -176,7 +179,8 @@ impl RegistryError {
             | RegistryError::DpsCaInUse(..)
             | RegistryError::DpsUnknownEnrollment(_)
             | RegistryError::DpsUnknownRegistration(_)
-            | RegistryError::DpsGroupName(_) => None,
+            | RegistryError::DpsGroupName(_)
+            | RegistryError::ServerTls(_) => None,
         }
     }
 }

@@ -278,6 +278,19 @@ mod tests {
         assert!(normalize_thumbprint(&"g".repeat(40)).is_err());
     }
 
+    /// rustls refusing the hub's server certificate is its own variant (it was a
+    /// `pki::Error::invalid` string), with the message and `--json` kind it always had.
+    #[test]
+    fn a_refused_server_certificate_keeps_its_message_and_kind() {
+        let e = RegistryError::ServerTls(rustls::Error::General("no usable key".into()));
+        assert_eq!(
+            e.to_string(),
+            "TLS server certificate: unexpected error: no usable key"
+        );
+        assert_eq!(e.kind(), "invalid");
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
     #[test]
     fn codes_are_48_hex() {
         let c = new_code();
