@@ -21,7 +21,7 @@ pub type IssueFn<'a> =
 /// How the local DPS signs a device's CSR (certificate issuance): the workspace, the
 /// enrollment's issuing CA, the registration id and the CSR (DER). Done means the certificate is
 /// stored as workspace entity `registration_id`, its earlier one in the history. The engine's
-/// `hub::dps_csr_signer()` is the one every face passes in [`super::HubConfig`]; the hub cannot
+/// `hub::dps_csr_signer()` is the one every face passes in [`crate::hub::HubConfig`]; the hub cannot
 /// call `ops` itself (ops depends on the hub), and without a signer a CSR is refused.
 #[derive(Clone)]
 pub struct CsrSigner(pub Arc<SignCsr>);

@@ -10,9 +10,9 @@
 //! are checked by the hub's OpenSSL-based verifier ([`super::auth::HubTrust`]).
 
 //!
-//! One file per concern: [`state`] (what is kept on disk), [`enrollments`] (the operator's
-//! certificates and enrollments), [`registration`] (the decision), [`issuing`] (signing a
-//! device's CSR); and one file per transport a device registers over: [`mqtt`].
+//! One file per concern: `state.rs` (what is kept on disk), `enrollments.rs` (the operator's
+//! certificates and enrollments), `registration.rs` (the decision), `issuing.rs` (signing a
+//! device's CSR); and one file per transport a device registers over: `mqtt.rs`.
 
 mod enrollments;
 mod issuing;

@@ -64,7 +64,7 @@ pub enum DpsRefusalKind {
     NoEnrollment,
     /// The hub's certificate check refused it; the kind is [`Refusal::kind`]'s.
     Certificate(&'static str),
-    /// DPS would not sign the device's CSR; the kind is [`CsrRefusal::kind`].
+    /// DPS would not sign the device's CSR; the kind is [`super::CsrRefusal::kind`].
     Csr(&'static str),
 }
 
