@@ -900,3 +900,83 @@ async fn disabling_or_removing_a_device_ends_its_session() {
         );
     }
 }
+
+/// Issue 23: a DPS refusal carries its kind as a value callers match on
+/// ([`DpsRefusalKind`]), and its JSON still says the short kind scripts have always read.
+#[test]
+fn dps_refusal_kinds_are_values_and_keep_their_json() {
+    use chainsmith::hub::dps::{CsrRefusal, DpsRefusalKind};
+    let fx = Fixture::new();
+    fx.device("unenrolled-1", Some("line2"), ValidityArg::default());
+    fx.store.dps_add_ca("line2", true).unwrap();
+    let chain = vec![
+        fx.ws.load("unenrolled-1").unwrap().cert_der,
+        fx.ws.load("line2").unwrap().cert_der,
+    ];
+    let req = wire::RegisterRequest {
+        registration_id: "unenrolled-1".into(),
+        payload: None,
+        csr: None,
+    };
+    let refusal = fx
+        .store
+        .dps_register(
+            "unenrolled-1",
+            &chain,
+            &req,
+            "localhost",
+            fx.ws.now(),
+            &|_, _, _| {
+                Err(CsrRefusal {
+                    kind: "unused",
+                    reason: "no CSR in this request".into(),
+                })
+            },
+        )
+        .unwrap_err();
+    assert_eq!(refusal.kind, DpsRefusalKind::NoEnrollment, "{refusal:?}");
+    let json = serde_json::to_value(&refusal).unwrap();
+    assert_eq!(json["kind"], "no-enrollment", "{json}");
+    assert_eq!(json["status"], 401, "{json}");
+}
+
+/// Issue 23: the CSR signer the hub is given answers with the workspace's typed error, and the
+/// device is refused with that error's own message (kind `bad-csr`, as before); nothing is
+/// issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_refusal_reaches_the_device_in_its_own_words() {
+    use chainsmith::hub::dps::CsrSigner;
+    let fx = Fixture::new();
+    let scope = issuing_group(&fx, "dev-b");
+    let refusal = chainsmith::store::Error::from(chainsmith::pki::Error::CsrWithoutCn);
+    let expected = refusal.to_string();
+    let hub = Hub::start(
+        fx.root(),
+        HubConfig {
+            port: 0,
+            csr_signer: Some(CsrSigner(std::sync::Arc::new(|_, _, _, _| {
+                Err(chainsmith::store::Error::from(
+                    chainsmith::pki::Error::CsrWithoutCn,
+                ))
+            }))),
+            clock: fx.ws.clock(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let boot = fx.identity(&["dev-b", "line2"]);
+    let before = fx.ws.load("dev-b").unwrap().meta.sha256;
+    let csr = csr_b64(fx.dir.path(), "plain", "/CN=dev-b", &[]);
+    let out = register_csr(hub.addr, &fx, &boot, "dev-b", &scope, &csr).await;
+    assert_eq!(out.status, 400, "{out:?}");
+    assert!(message(&out).contains(&expected), "{out:?}");
+    let refusals = hub.refusals(Some("dev-b"), 0);
+    assert!(refusals.iter().any(|r| r.kind == "bad-csr"), "{refusals:?}");
+    assert_eq!(
+        fx.ws.load("dev-b").unwrap().meta.sha256,
+        before,
+        "nothing issued"
+    );
+    hub.shutdown().await;
+}

@@ -85,18 +85,61 @@ impl LinkKind {
     }
 }
 
+/// What a device attached or sent on its AMQP links that IoT Hub would not take. Each message
+/// quotes the value (escaped) and says what IoT Hub expects; the hub sends it back as the AMQP
+/// error's description.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// A link address that is not one of IoT Hub's device addresses.
+    #[error(
+        "link address \"{}\" is not one of IoT Hub's device addresses (/devices/{{id}}/messages/events, /messages/devicebound, /twin, /methods/devicebound)",
+        crate::text::escape_controls(.0)
+    )]
+    NotADeviceAddress(String),
+    /// A module's link address: the local hub serves devices only.
+    #[error(
+        "link address \"{}\" names a module; the local hub serves devices only",
+        crate::text::escape_controls(.0)
+    )]
+    ModuleAddress(String),
+    /// The device id in the address, or the request's correlation id, breaks IoT Hub's encoding
+    /// rules (the device id's %-escapes, a `$rid`'s characters).
+    #[error(transparent)]
+    Encoding(#[from] azure::AzureError),
+    /// A twin request or method response without the correlation id its answer is matched by.
+    #[error("{0} without a correlation-id")]
+    NoCorrelationId(&'static str),
+    /// A twin request without the `operation` annotation.
+    #[error("twin request without the `operation` annotation")]
+    NoTwinOperation,
+    /// A twin operation and resource IoT Hub does not serve.
+    #[error(
+        "twin operation {} on {} is not one IoT Hub knows",
+        crate::text::escape_controls(.operation),
+        crate::text::escape_controls(.resource.as_deref().unwrap_or("no resource"))
+    )]
+    UnknownTwinOperation {
+        /// The `operation` annotation, as sent.
+        operation: String,
+        /// The `resource` annotation, if any.
+        resource: Option<String>,
+    },
+    /// A method response without its numeric status.
+    #[error("method response without a numeric `{METHOD_STATUS}`")]
+    NoMethodStatus,
+    /// A message from the device on the link only the hub sends on.
+    #[error("the device sent on its cloud-to-device link")]
+    SentOnCloudToDevice,
+}
+
 /// Parse a link address: `(device id, kind)`, or the reason it is not one of IoT Hub's.
-pub fn parse_address(address: &str) -> Result<(String, LinkKind), String> {
+pub fn parse_address(address: &str) -> Result<(String, LinkKind), LinkError> {
     let path = match address.strip_prefix("amqps://") {
         Some(rest) => rest.find('/').map(|i| &rest[i..]).unwrap_or(""),
         None => address,
     };
-    let bad = || {
-        format!(
-            "link address \"{}\" is not one of IoT Hub's device addresses (/devices/{{id}}/messages/events, /messages/devicebound, /twin, /methods/devicebound)",
-            crate::text::escape_controls(address)
-        )
-    };
+    let bad = || LinkError::NotADeviceAddress(address.to_string());
     let rest = path.strip_prefix("/devices/").ok_or_else(bad)?;
     let (id, tail) = rest.split_once('/').ok_or_else(bad)?;
     let kind = match tail {
@@ -105,14 +148,11 @@ pub fn parse_address(address: &str) -> Result<(String, LinkKind), String> {
         "twin" => LinkKind::Twin,
         "methods/devicebound" => LinkKind::Methods,
         t if t.starts_with("modules/") => {
-            return Err(format!(
-                "link address \"{}\" names a module; the local hub serves devices only",
-                crate::text::escape_controls(address)
-            ));
+            return Err(LinkError::ModuleAddress(address.to_string()));
         }
         _ => return Err(bad()),
     };
-    let id = azure::url_decode(id, "device id").map_err(|e| e.to_string())?;
+    let id = azure::url_decode(id, "device id")?;
     if id.is_empty() {
         return Err(bad());
     }
@@ -277,12 +317,12 @@ pub fn telemetry_properties(m: &Message<Body<Value>>) -> Properties {
 
 /// What a device sends on its twin link, as the MQTT topic of the same request (the
 /// correlation id becomes the `$rid`).
-pub fn twin_request_topic(m: &Message<Body<Value>>) -> Result<(String, TwinOp), String> {
-    let rid = correlation(m).ok_or("twin request without a correlation-id")?;
-    azure::check_rid(&rid).map_err(|e| e.to_string())?;
+pub fn twin_request_topic(m: &Message<Body<Value>>) -> Result<(String, TwinOp), LinkError> {
+    let rid = correlation(m).ok_or(LinkError::NoCorrelationId("twin request"))?;
+    azure::check_rid(&rid)?;
     let op = annotation(m, TWIN_OPERATION)
         .map(value_text)
-        .ok_or("twin request without the `operation` annotation")?;
+        .ok_or(LinkError::NoTwinOperation)?;
     let resource = annotation(m, TWIN_RESOURCE).map(value_text);
     match (op.as_str(), resource.as_deref()) {
         ("GET", _) => Ok((azure::twin_get_topic(&rid), TwinOp::Get)),
@@ -292,11 +332,10 @@ pub fn twin_request_topic(m: &Message<Body<Value>>) -> Result<(String, TwinOp), 
         )),
         ("PUT", Some(RESOURCE_DESIRED_NOTIFICATIONS)) => Ok((rid, TwinOp::SubscribeDesired)),
         ("DELETE", Some(RESOURCE_DESIRED_NOTIFICATIONS)) => Ok((rid, TwinOp::UnsubscribeDesired)),
-        (op, r) => Err(format!(
-            "twin operation {} on {} is not one IoT Hub knows",
-            crate::text::escape_controls(op),
-            crate::text::escape_controls(r.unwrap_or("no resource"))
-        )),
+        (op, r) => Err(LinkError::UnknownTwinOperation {
+            operation: op.to_string(),
+            resource: r.map(str::to_string),
+        }),
     }
 }
 
@@ -314,13 +353,13 @@ pub enum TwinOp {
 }
 
 /// A method response from the device, as the MQTT topic of the same answer.
-pub fn method_response_topic(m: &Message<Body<Value>>) -> Result<String, String> {
-    let rid = correlation(m).ok_or("method response without a correlation-id")?;
-    azure::check_rid(&rid).map_err(|e| e.to_string())?;
+pub fn method_response_topic(m: &Message<Body<Value>>) -> Result<String, LinkError> {
+    let rid = correlation(m).ok_or(LinkError::NoCorrelationId("method response"))?;
+    azure::check_rid(&rid)?;
     let status = app_property(m, METHOD_STATUS)
         .and_then(integer)
         .and_then(|n| u16::try_from(n).ok())
-        .ok_or_else(|| format!("method response without a numeric `{METHOD_STATUS}`"))?;
+        .ok_or(LinkError::NoMethodStatus)?;
     Ok(azure::method_response_topic(status, &rid))
 }
 
@@ -454,13 +493,23 @@ mod tests {
             parse_address("/devices/d/methods/devicebound").unwrap().1,
             LinkKind::Methods
         );
-        assert!(
-            parse_address("/devices/d/modules/m/twin")
-                .unwrap_err()
-                .contains("module")
+        let module = parse_address("/devices/d/modules/m/twin").unwrap_err();
+        assert_eq!(
+            module,
+            LinkError::ModuleAddress("/devices/d/modules/m/twin".into())
         );
-        assert!(parse_address("$cbs").unwrap_err().contains("not one of"));
-        assert!(parse_address("/devices//twin").is_err());
+        assert!(module.to_string().contains("module"));
+        let cbs = parse_address("$cbs").unwrap_err();
+        assert_eq!(cbs, LinkError::NotADeviceAddress("$cbs".into()));
+        assert!(cbs.to_string().contains("not one of"));
+        assert_eq!(
+            parse_address("/devices//twin").unwrap_err(),
+            LinkError::NotADeviceAddress("/devices//twin".into())
+        );
+        assert!(matches!(
+            parse_address("/devices/a%zz/twin").unwrap_err(),
+            LinkError::Encoding(azure::AzureError::Escape { .. })
+        ));
         assert!(LinkKind::Telemetry.allows(true) && !LinkKind::Telemetry.allows(false));
         assert!(LinkKind::C2d.allows(false) && !LinkKind::C2d.allows(true));
     }
@@ -557,18 +606,19 @@ mod tests {
             TwinOp::SubscribeDesired
         );
         let none = msg(P::default(), vec![], vec![], b"");
-        assert!(
-            twin_request_topic(&none)
-                .unwrap_err()
-                .contains("correlation-id")
-        );
+        let refused = twin_request_topic(&none).unwrap_err();
+        assert_eq!(refused, LinkError::NoCorrelationId("twin request"));
+        assert_eq!(refused.to_string(), "twin request without a correlation-id");
         let bad_rid = msg(
             corr("a b"),
             vec![(TWIN_OPERATION, Value::String("GET".into()))],
             vec![],
             b"",
         );
-        assert!(twin_request_topic(&bad_rid).is_err());
+        assert!(matches!(
+            twin_request_topic(&bad_rid).unwrap_err(),
+            LinkError::Encoding(azure::AzureError::Rid(_))
+        ));
     }
 
     #[test]

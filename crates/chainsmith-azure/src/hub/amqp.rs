@@ -442,7 +442,8 @@ async fn decide(
     address: &str,
     device_sends: bool,
 ) -> Result<(LinkKind, String, mpsc::Sender<ToSession>), (AmqpError, String)> {
-    let (device, kind) = proto::parse_address(address).map_err(|e| (AmqpError::NotFound, e))?;
+    let (device, kind) =
+        proto::parse_address(address).map_err(|e| (AmqpError::NotFound, e.to_string()))?;
     if !kind.allows(device_sends) {
         return Err((
             AmqpError::NotAllowed,
@@ -649,7 +650,7 @@ async fn device_sends(
                 Err(e) => Err(e),
             },
             LinkKind::Methods => proto::method_response_topic(m),
-            LinkKind::C2d => Err("the device sent on its cloud-to-device link".into()),
+            LinkKind::C2d => Err(proto::LinkError::SentOnCloudToDevice),
         };
         let verdict = match topic {
             Ok(topic) => {
@@ -661,7 +662,7 @@ async fn device_sends(
                 }
                 rx.await.unwrap_or_else(|_| Err("session closed".into()))
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
         };
         let settled = match verdict {
             Ok(()) => r.accept(&delivery).await,

@@ -1,6 +1,7 @@
 //! The embedded local IoT Hub: registry ([`registry`]), TLS ([`tls`]), IoT Hub's X.509
-//! authentication rules ([`auth`]), the MQTT server ([`server`]) and the local control
-//! channel a running `hub serve` offers other processes ([`control`]).
+//! authentication rules ([`auth`]), the MQTT server ([`server`]), the local Device
+//! Provisioning Service ([`dps`]: its state and decisions, one file per transport beside them)
+//! and the local control channel a running `hub serve` offers other processes ([`control`]).
 //!
 //! The CLI, the TUI and the connection test run the same [`Hub`]:
 //! ```no_run
@@ -17,7 +18,6 @@ mod amqp;
 pub mod auth;
 pub mod control;
 pub mod dps;
-mod dps_server;
 pub mod events;
 mod mqtt;
 pub mod prove;

@@ -1,5 +1,5 @@
 //! The MQTT 3.1.1 transport of the hub, over TLS or a WebSocket: CONNECT within 10 s, then by
-//! the username either DPS's protocol ([`super::dps_server`]) or the hub's: authenticate,
+//! the username either DPS's protocol ([`super::dps::mqtt`]) or the hub's: authenticate,
 //! serve the device session. Packets are decoded and encoded with `rumqttc::mqttbytes::v4`.
 
 use std::net::SocketAddr;
@@ -27,7 +27,7 @@ pub(super) trait DeviceStream:
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> DeviceStream for S {}
 
 /// An MQTT connection on an authenticated-TLS stream: CONNECT within 10 s of `start`, then by
-/// the username either DPS's protocol ([`super::dps_server`]) or the hub's: authenticate,
+/// the username either DPS's protocol ([`super::dps::mqtt`]) or the hub's: authenticate,
 /// serve the device session.
 pub(super) async fn mqtt_connection<S: DeviceStream>(
     sh: Arc<Shared>,
@@ -46,14 +46,14 @@ pub(super) async fn mqtt_connection<S: DeviceStream>(
     };
     let username = connect.login.as_ref().map(|l| l.username.clone());
     if username.as_deref().is_some_and(azure::dps::is_dps_username) {
-        let conn = super::dps_server::DpsConn {
+        let conn = super::dps::mqtt::DpsConn {
             tls,
             buf,
             peer,
             chain,
             stop,
         };
-        super::dps_server::serve(sh, conn, connect, unauthenticated).await;
+        super::dps::mqtt::serve(sh, conn, connect, unauthenticated).await;
         return;
     }
     let Some(revoked) = authenticate(&sh, &mut tls, &connect, &chain, peer).await else {

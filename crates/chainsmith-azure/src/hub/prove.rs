@@ -118,9 +118,7 @@ pub fn dps_csr_signer() -> CsrSigner {
                 cn_only: true,
                 ..Default::default()
             };
-            crate::ops::sign_csr(ws, csr, &req)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            crate::ops::sign_csr(ws, csr, &req).map(|_| ())
         },
     ))
 }

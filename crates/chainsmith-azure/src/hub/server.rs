@@ -258,7 +258,7 @@ pub(super) struct Shared {
     /// `serve --id-scope`: the ID scope DPS answers to instead of the workspace's.
     pub(super) id_scope: Option<String>,
     /// DPS operations (register answers) a device may poll, by operation id.
-    pub(super) dps_ops: Mutex<super::dps_server::Operations>,
+    pub(super) dps_ops: Mutex<super::dps::mqtt::Operations>,
     /// The registry as last read, keyed by the file's (inode, size, mtime): every CONNECT
     /// checks the file and re-reads it when it changed.
     /// The chain check's trust anchors are built with it, once per registry version.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::registry::{HubStore, Result};
+use super::registry::{HubStore, RegistryError, Result};
 use crate::pki::issue::{self, San};
 use crate::pki::{CaHandle, IssueSpec, KeyAlg, Profile, Validity, subject};
 use crate::store;
@@ -83,7 +83,6 @@ impl HubStore {
             CertificateDer::from(issued.cert_der),
             CertificateDer::from(ca.cert_der.clone()),
         ];
-        chainsmith_server::tls::server_config(chain, key)
-            .map_err(|e| crate::pki::Error::invalid(format!("TLS server certificate: {e}")).into())
+        chainsmith_server::tls::server_config(chain, key).map_err(RegistryError::ServerTls)
     }
 }

@@ -18,13 +18,33 @@ enum Proto {
     Amqp,
 }
 
+/// Why an upgrade request is refused; the message is the 400 response's body and the hub's
+/// log line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+enum UpgradeRefusal {
+    /// Another path than IoT Hub's WebSocket endpoint.
+    #[error(
+        "WebSocket upgrade for path \"{}\"; IoT Hub serves {PATH}",
+        crate::text::escape_controls(.0)
+    )]
+    Path(String),
+    /// No `Sec-WebSocket-Protocol` header.
+    #[error(
+        "WebSocket upgrade without a subprotocol; IoT Hub needs \"{MQTT_SUBPROTOCOL}\" or \"{AMQP_SUBPROTOCOL}\""
+    )]
+    NoSubprotocol,
+    /// Subprotocols of which IoT Hub speaks none, as offered.
+    #[error(
+        "WebSocket subprotocol \"{}\" is not \"{MQTT_SUBPROTOCOL}\" or \"{AMQP_SUBPROTOCOL}\"",
+        crate::text::escape_controls(.0)
+    )]
+    Subprotocol(String),
+}
+
 /// Which protocol an upgrade request asks for, or the reason it is refused.
-fn choose(path: &str, offered: Option<&str>) -> Result<Proto, String> {
+fn choose(path: &str, offered: Option<&str>) -> Result<Proto, UpgradeRefusal> {
     if path != PATH {
-        return Err(format!(
-            "WebSocket upgrade for path \"{}\"; IoT Hub serves {PATH}",
-            crate::text::escape_controls(path)
-        ));
+        return Err(UpgradeRefusal::Path(path.to_string()));
     }
     let offered = offered.unwrap_or("");
     for p in offered.split(',').map(str::trim) {
@@ -36,14 +56,9 @@ fn choose(path: &str, offered: Option<&str>) -> Result<Proto, String> {
         }
     }
     Err(if offered.is_empty() {
-        format!(
-            "WebSocket upgrade without a subprotocol; IoT Hub needs \"{MQTT_SUBPROTOCOL}\" or \"{AMQP_SUBPROTOCOL}\""
-        )
+        UpgradeRefusal::NoSubprotocol
     } else {
-        format!(
-            "WebSocket subprotocol \"{}\" is not \"{MQTT_SUBPROTOCOL}\" or \"{AMQP_SUBPROTOCOL}\"",
-            crate::text::escape_controls(offered)
-        )
+        UpgradeRefusal::Subprotocol(offered.to_string())
     })
 }
 
@@ -58,8 +73,8 @@ pub(super) async fn connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
 {
     let start = tokio::time::Instant::now();
-    let picked: Arc<Mutex<Result<Proto, String>>> =
-        Arc::new(Mutex::new(Err("no upgrade request".into())));
+    // What the upgrade request asked for; None until one arrives.
+    let picked: Arc<Mutex<Option<Result<Proto, UpgradeRefusal>>>> = Arc::new(Mutex::new(None));
     let seen = picked.clone();
     // The callback's type is tungstenite's; its error response is large by design.
     #[allow(clippy::result_large_err)]
@@ -81,13 +96,13 @@ pub(super) async fn connection<S>(
                 Ok(resp)
             }
             Err(why) => {
-                let mut e = ErrorResponse::new(Some(why.clone()));
+                let mut e = ErrorResponse::new(Some(why.to_string()));
                 *e.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::BAD_REQUEST;
                 Err(e)
             }
         };
         if let Ok(mut p) = seen.lock() {
-            *p = choice;
+            *p = Some(choice);
         }
         r
     };
@@ -96,7 +111,7 @@ pub(super) async fn connection<S>(
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             let why = match picked.lock().map(|p| p.clone()) {
-                Ok(Err(why)) if why != "no upgrade request" => why,
+                Ok(Some(Err(why))) => why.to_string(),
                 _ => format!("WebSocket upgrade failed: {e}"),
             };
             sh.emit(HubEvent::Dropped { peer, reason: why });
@@ -110,7 +125,7 @@ pub(super) async fn connection<S>(
             return;
         }
     };
-    let proto = picked.lock().ok().and_then(|p| p.clone().ok());
+    let proto = picked.lock().ok().and_then(|p| p.clone()?.ok());
     let io = WsIo::new(ws);
     match proto {
         Some(Proto::Mqtt) => {
@@ -130,12 +145,14 @@ mod tests {
         assert_eq!(choose(PATH, Some("mqtt")), Ok(Proto::Mqtt));
         assert_eq!(choose(PATH, Some("AMQPWSB10")), Ok(Proto::Amqp));
         assert_eq!(choose(PATH, Some("foo, mqtt")), Ok(Proto::Mqtt));
-        assert!(
-            choose(PATH, None)
-                .unwrap_err()
-                .contains("without a subprotocol")
-        );
-        assert!(choose(PATH, Some("stomp")).unwrap_err().contains("stomp"));
-        assert!(choose("/", Some("mqtt")).unwrap_err().contains("path"));
+        let none = choose(PATH, None).unwrap_err();
+        assert_eq!(none, UpgradeRefusal::NoSubprotocol);
+        assert!(none.to_string().contains("without a subprotocol"));
+        let stomp = choose(PATH, Some("stomp")).unwrap_err();
+        assert_eq!(stomp, UpgradeRefusal::Subprotocol("stomp".into()));
+        assert!(stomp.to_string().contains("\"stomp\""));
+        let root = choose("/", Some("mqtt")).unwrap_err();
+        assert_eq!(root, UpgradeRefusal::Path("/".into()));
+        assert!(root.to_string().contains("path \"/\""));
     }
 }

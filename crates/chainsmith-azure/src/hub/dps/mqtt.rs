@@ -1,6 +1,6 @@
 //! DPS's device protocol on the hub's listener: a CONNECT whose username is
 //! `{idScope}/registrations/{registrationId}/api-version=…` lands here (see
-//! [`super::server`]'s `connection`). The device subscribes to `$dps/registrations/res/#`,
+//! [`crate::hub::server`]'s `connection`). The device subscribes to `$dps/registrations/res/#`,
 //! registers, and polls its operation; the decision is [`HubStore::dps_register`].
 
 use std::collections::{HashMap, VecDeque};
@@ -16,17 +16,17 @@ use rumqttc::mqttbytes::v4::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::dps::{CsrRefusal, DpsRefusal};
-use super::mqtt::{DeviceStream, next_packet, packet_name, refuse_connect};
-use super::registry::HubStore;
-use super::server::{HubEvent, Shared};
+use super::issuing::issue_from_csr;
+use super::{DpsRefusal, DpsRefusalKind};
 use crate::azure::dps::{self as wire, code};
 use crate::azure::{self, filter_matches};
+use crate::hub::mqtt::{DeviceStream, next_packet, packet_name, refuse_connect};
+use crate::hub::server::{HubEvent, Shared};
 
 /// Operations a device may poll: answers by operation id, the oldest dropped when there are
 /// more than [`MAX_OPS`], when they hold more than [`MAX_OPS_BYTES`], or after [`OP_TTL`].
 #[derive(Default)]
-pub(crate) struct Operations {
+pub(in crate::hub) struct Operations {
     answers: HashMap<String, Operation>,
     order: VecDeque<String>,
     bytes: usize,
@@ -42,7 +42,7 @@ struct Operation {
 /// Operations remembered for polling (a device polls within seconds of registering).
 const MAX_OPS: usize = 10_000;
 /// Bytes of answers remembered: an answer holds the registration state and any issued
-/// chain (a few KB) and the payload ([`super::dps::MAX_PAYLOAD_BYTES`] at most), so this keeps
+/// chain (a few KB) and the payload ([`super::MAX_PAYLOAD_BYTES`] at most), so this keeps
 /// the last thousand or so of the largest and every one of the usual size.
 const MAX_OPS_BYTES: usize = 32 * 1024 * 1024;
 /// How long an answer can be polled. The SDKs poll after `retry-after` (1 s here) and give up
@@ -120,7 +120,7 @@ impl Operations {
 }
 
 /// A connection that sent a DPS CONNECT: what the hub's accept steps already have.
-pub(crate) struct DpsConn<S> {
+pub(in crate::hub) struct DpsConn<S> {
     pub tls: S,
     pub buf: BytesMut,
     pub peer: SocketAddr,
@@ -130,11 +130,11 @@ pub(crate) struct DpsConn<S> {
 
 /// Check the CONNECT (username, client id, ID scope, api-version, a client certificate),
 /// then serve the registration session.
-pub(crate) async fn serve<S: DeviceStream>(
+pub(in crate::hub) async fn serve<S: DeviceStream>(
     sh: Arc<Shared>,
     mut c: DpsConn<S>,
     connect: rumqttc::mqttbytes::v4::Connect,
-    unauthenticated: super::budget::BudgetPermit,
+    unauthenticated: crate::hub::budget::BudgetPermit,
 ) {
     let username = connect
         .login
@@ -170,7 +170,7 @@ pub(crate) async fn serve<S: DeviceStream>(
         Ok((slot, _)) => slot,
         Err(full) => {
             let why = sh.dps_sessions.refusal(full, c.peer.ip());
-            super::mqtt::refuse_unavailable(&sh, &mut c.tls, c.peer, why).await;
+            crate::hub::mqtt::refuse_unavailable(&sh, &mut c.tls, c.peer, why).await;
             return;
         }
     };
@@ -215,7 +215,7 @@ fn check_connect(
     client_id: &str,
     username: &str,
     chain: &[Vec<u8>],
-    scope: Result<String, super::RegistryError>,
+    scope: Result<String, crate::hub::registry::RegistryError>,
 ) -> Result<(String, String), (&'static str, String)> {
     let u = wire::parse_username(username).map_err(|e| ("dps-username", e.to_string()))?;
     if u.registration_id != client_id {
@@ -386,7 +386,7 @@ impl Session {
                         DpsRefusal {
                             status: 404,
                             error_code: code::OPERATION_NOT_FOUND,
-                            kind: "operation-not-found".into(),
+                            kind: DpsRefusalKind::OperationNotFound,
                             reason: format!(
                                 "registration {}: no operation \"{operation_id}\" (register first)",
                                 self.registration_id
@@ -412,7 +412,7 @@ impl Session {
                 let r = DpsRefusal {
                     status: 400,
                     error_code: code::BAD_REQUEST,
-                    kind: "bad-request".into(),
+                    kind: DpsRefusalKind::BadRequest,
                     reason: format!(
                         "registration {}: the register body is not DPS's JSON ({e}); send {{\"registrationId\":\"{}\"}}",
                         self.registration_id, self.registration_id
@@ -425,7 +425,7 @@ impl Session {
             let r = DpsRefusal {
                 status: 400,
                 error_code: code::BAD_REQUEST,
-                kind: "csr-api-version".into(),
+                kind: DpsRefusalKind::CsrApiVersion,
                 reason: format!(
                     "registration {}: a CSR needs api-version {} (the certificate-management preview); this connection uses {}",
                     self.registration_id,
@@ -515,95 +515,16 @@ impl Session {
         );
         let who = Some(self.registration_id.clone());
         self.sh
-            .remember_refusal(self.peer, who, &r.kind, r.reason.clone());
+            .remember_refusal(self.peer, who, r.kind.as_str(), r.reason.clone());
         self.sh.emit(HubEvent::DpsRefused {
             registration_id: self.registration_id.clone(),
             peer: self.peer,
             status: r.status,
             error_code: r.error_code,
-            kind: r.kind,
+            kind: r.kind.to_string(),
             reason: r.reason,
         });
     }
-}
-
-/// Sign a device's CSR with workspace CA `ca` (chainsmith's device profile), keep the
-/// certificate in the workspace as entity `registration_id` (the earlier one goes to its
-/// history), and return the chain: leaf, then the issuers up to the root. The certificate's
-/// subject is `CN = registration id`, built by the signer, never the CSR's; a CSR that asks for
-/// another identity, a CN that differs even in case (the hub compares device ids
-/// case-sensitively), a weak key, or a registration id naming a workspace CA is refused.
-fn issue_from_csr(
-    store: &HubStore,
-    signer: Option<&super::dps::CsrSigner>,
-    ca: &str,
-    registration_id: &str,
-    csr: &[u8],
-) -> Result<Vec<Vec<u8>>, CsrRefusal> {
-    let refuse = |kind: &'static str, reason: String| Err(CsrRefusal { kind, reason });
-    let parsed = match crate::pki::csr::parse_csr(csr) {
-        Ok(p) => p,
-        Err(e) => return refuse(e.kind(), e.to_string()),
-    };
-    match parsed.cn.as_deref() {
-        Some(cn) if cn == registration_id => {}
-        Some(cn) if cn.eq_ignore_ascii_case(registration_id) => {
-            return refuse(
-                "csr-cn",
-                format!(
-                    "the CSR's CN \"{cn}\" differs from the registration id \"{registration_id}\" in case; the hub compares device ids case-sensitively, so make the CSR with CN exactly \"{registration_id}\""
-                ),
-            );
-        }
-        other => {
-            return refuse(
-                "csr-cn",
-                format!(
-                    "the CSR's CN is {} but it must be the registration id \"{registration_id}\"",
-                    other.map_or("missing".to_string(), |c| format!(
-                        "\"{}\"",
-                        crate::text::escape_controls(c)
-                    ))
-                ),
-            );
-        }
-    }
-    match store.ws.load(registration_id) {
-        Ok(e) if e.meta.kind.is_ca() => {
-            return refuse(
-                "csr-name-taken",
-                format!(
-                    "registration id \"{registration_id}\" is the name of a CA in the workspace; DPS never replaces a CA with a device certificate: give the device another registration id"
-                ),
-            );
-        }
-        _ => {}
-    }
-    let Some(signer) = signer else {
-        return refuse(
-            "csr-no-issuer",
-            "this hub was started without a certificate issuer, so it cannot sign CSRs; start it from chainsmith (the CLI or the TUI), which gives it one"
-                .to_string(),
-        );
-    };
-    if let Err(reason) = (signer.0)(&store.ws, ca, registration_id, csr) {
-        return refuse("bad-csr", reason);
-    }
-    let mut chain = Vec::new();
-    let mut next = Some(registration_id.to_string());
-    while let Some(name) = next.take() {
-        let e = match store.ws.load(&name) {
-            Ok(e) => e,
-            Err(e) => return refuse("registry", e.to_string()),
-        };
-        chain.push(e.cert_der.clone());
-        next = e
-            .meta
-            .issuer
-            .clone()
-            .filter(|i| *i != name && chain.len() < 8);
-    }
-    Ok(chain)
 }
 
 #[cfg(test)]
