@@ -705,7 +705,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
             .map(ToString::to_string)
             .collect();
         let hub = std::sync::Arc::new(hub);
-        let ctl = tokio::spawn(control::serve(hub.clone(), control_path.clone()));
+        let ctl = tokio::spawn(crate::hub::server::serve_control(hub.clone(), control_path.clone()));
         let print = move |e: &HubEvent| {
             if json {
                 super::log_out(&serde_json::to_string(e).unwrap_or_default(), true);

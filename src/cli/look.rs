@@ -273,7 +273,7 @@ pub fn inspect(global: &Global, a: InspectArgs) -> CliResult {
             return Err(anyhow::Error::new(e).context(a.file.display().to_string()));
         }
     };
-    let findings = crate::pki::inspect::lint_certificates(&report);
+    let findings = crate::pki::lint::lint_certificates(&report);
     // For a PFX: which algorithms protect it, read from the file itself.
     let pfx_algs = (report.format == "PKCS#12")
         .then(|| crate::export::pfx::decode(&bytes).ok())

@@ -170,7 +170,10 @@ async fn the_control_socket_refuses_an_overlong_line() {
     let fx = Fixture::new();
     let hub = Arc::new(hub_with_good_device(&fx).await);
     let path = fx.dir.path().join("control.sock");
-    let server = tokio::spawn(chainsmith::hub::control::serve(hub.clone(), path.clone()));
+    let server = tokio::spawn(chainsmith::hub::server::serve_control(
+        hub.clone(),
+        path.clone(),
+    ));
     for _ in 0..100 {
         if UnixStream::connect(&path).await.is_ok() {
             break;

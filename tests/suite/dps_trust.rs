@@ -862,7 +862,7 @@ async fn disabling_or_removing_a_device_ends_its_session() {
     fx.register("live-1", Auth::Ca, None);
     let hub = std::sync::Arc::new(start_hub(&fx).await);
     let control = fx.store.control_path();
-    tokio::spawn(chainsmith::hub::control::serve(
+    tokio::spawn(chainsmith::hub::server::serve_control(
         hub.clone(),
         control.clone(),
     ));

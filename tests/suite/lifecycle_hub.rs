@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chainsmith::hub::{Auth, Hub, HubConfig, HubEvent, HubHandle, control};
+use chainsmith::hub::{Auth, Hub, HubConfig, HubEvent, HubHandle};
 use chainsmith::ops::ValidityArg;
 use tokio::sync::broadcast;
 
@@ -34,7 +34,10 @@ impl SdkHub {
             .await
             .expect("127.0.0.1:8883 is free in this network namespace");
         let hub = Arc::new(hub);
-        let ctl = tokio::spawn(control::serve(hub.clone(), fx.store.control_path()));
+        let ctl = tokio::spawn(chainsmith::hub::server::serve_control(
+            hub.clone(),
+            fx.store.control_path(),
+        ));
         SdkHub {
             hub: Some(hub),
             ctl,

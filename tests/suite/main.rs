@@ -44,6 +44,7 @@ mod hub_status;
 mod hub_trust_system;
 mod lifecycle_hub;
 mod lifecycle_keys;
+mod module_layers;
 mod names_lookup;
 mod readme_blocks;
 mod target_resolve;

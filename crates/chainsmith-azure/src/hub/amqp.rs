@@ -29,10 +29,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::budget::BudgetPermit;
-use super::server::{
-    CONNECT_TIMEOUT, HubEvent, MAX_PACKET, Outbound, Shared, admit, release, take_over,
-};
+use super::events::HubEvent;
 use super::session::Session;
+use super::shared::{CONNECT_TIMEOUT, Outbound, Shared, admit, release, take_over};
+use crate::MAX_PACKET;
 use crate::amqp::{self as proto, LinkKind, TwinOp};
 use crate::azure;
 

@@ -22,10 +22,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
-
-use super::server::{HubEvent, HubHandle};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
 
 /// A request over the control channel: one JSON line, `op` names it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,123 +92,6 @@ pub const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
 
 fn default_timeout() -> u64 {
     30
-}
-
-/// Serve the control socket for `hub` until the task is dropped.
-pub async fn serve(
-    hub: std::sync::Arc<HubHandle>,
-    path: std::path::PathBuf,
-) -> std::io::Result<()> {
-    let path = path.as_path();
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let hub = hub.clone();
-        tokio::spawn(async move {
-            let _ = client(hub, stream).await;
-        });
-    }
-}
-
-async fn client(hub: std::sync::Arc<HubHandle>, stream: UnixStream) -> std::io::Result<()> {
-    let (r, mut w) = stream.into_split();
-    // One byte more than the cap tells an over-long line from one that just fits.
-    let mut line = Vec::new();
-    BufReader::new(r.take(MAX_REQUEST_BYTES + 1))
-        .read_until(b'\n', &mut line)
-        .await?;
-    if line.is_empty() {
-        return Ok(());
-    }
-    if line.len() as u64 > MAX_REQUEST_BYTES {
-        let msg = serde_json::json!({ "error": format!(
-            "request is longer than {} MiB; the control channel takes one JSON request per line, at most that long",
-            MAX_REQUEST_BYTES / (1024 * 1024)
-        ), "kind": "too-large" });
-        w.write_all(format!("{msg}\n").as_bytes()).await?;
-        return Ok(());
-    }
-    let req: Request = match serde_json::from_slice(&line) {
-        Ok(r) => r,
-        Err(e) => {
-            let msg = serde_json::json!({ "error": format!("bad request: {e}") });
-            w.write_all(format!("{msg}\n").as_bytes()).await?;
-            return Ok(());
-        }
-    };
-    let answer = match req {
-        Request::Monitor { device } => {
-            let mut rx = hub.events();
-            // Say so once subscribed: a client that acts on this line (sends telemetry, starts a
-            // device) knows the hub will stream what follows; before it, events may be missed.
-            w.write_all(
-                format!("{}\n", serde_json::json!({ "ok": { "monitoring": true } })).as_bytes(),
-            )
-            .await?;
-            loop {
-                match rx.recv().await {
-                    Ok(e) => {
-                        let matches = match (&device, &e) {
-                            (None, _) => true,
-                            (Some(d), HubEvent::Telemetry { device, .. }) => d == device,
-                            (Some(_), _) => false,
-                        };
-                        if matches && matches!(e, HubEvent::Telemetry { .. }) {
-                            let line = serde_json::to_string(&e).unwrap_or_default();
-                            w.write_all(format!("{line}\n").as_bytes()).await?;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => return Ok(()),
-                }
-            }
-        }
-        Request::C2d {
-            device,
-            body,
-            props,
-        } => hub.c2d(&device, body.as_bytes(), &props).map(
-            |(mid, delivered)| serde_json::json!({ "message_id": mid, "delivered": delivered }),
-        ),
-        Request::Method {
-            device,
-            name,
-            payload,
-            timeout,
-        } => hub
-            .method(
-                &device,
-                &name,
-                payload.to_string().as_bytes(),
-                Duration::from_secs(timeout),
-            )
-            .await
-            .map(|(status, body)| {
-                let payload = serde_json::from_slice::<serde_json::Value>(&body)
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned().into());
-                serde_json::json!({ "status": status, "payload": payload })
-            }),
-        Request::Status => Ok(serde_json::to_value(hub.status()).unwrap_or_default()),
-        Request::Kick { device, reason } => {
-            Ok(serde_json::json!({ "connected": hub.kick(&device, &reason) }))
-        }
-        Request::Refusals { device, since } => {
-            Ok(serde_json::to_value(hub.refusals(device.as_deref(), since)).unwrap_or_default())
-        }
-        Request::Desired { device, patch } => hub
-            .set_desired(&device, &patch)
-            .await
-            .map(|v| serde_json::json!({ "version": v })),
-    };
-    let msg = match answer {
-        Ok(v) => serde_json::json!({ "ok": v }),
-        Err(e) => serde_json::json!({ "error": e.to_string(), "kind": e.kind() }),
-    };
-    w.write_all(format!("{msg}\n").as_bytes()).await?;
-    Ok(())
 }
 
 /// Send one request to the hub running for this workspace. `on_line` gets every answer line;

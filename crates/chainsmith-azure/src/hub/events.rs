@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use super::budget::{MAX_DPS_SESSIONS, MAX_UNAUTHENTICATED};
 use crate::azure::{self, Properties};
-
-use super::server::*;
 
 /// Most bytes of a message's body, topic or property bag an event carries (the rest is cut,
 /// marked `…`; `size` keeps the body's real length). Events wait in a broadcast queue of

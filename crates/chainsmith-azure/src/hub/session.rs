@@ -3,7 +3,7 @@
 //! transport feeds it packets as they arrive; the AMQP transport translates its links to and
 //! from them ([`crate::amqp`]).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use rumqttc::mqttbytes::QoS;
@@ -13,8 +13,8 @@ use super::registry::RegistryError;
 use crate::azure::{self, DevicePublish, DeviceSubscription, Properties};
 
 use super::events::*;
-use super::mqtt::*;
-use super::server::*;
+use super::mqtt_packets::*;
+use super::shared::*;
 
 /// A device's session with the hub: IoT Hub's device protocol, spoken in MQTT packets (the
 /// AMQP transport translates its links to and from them, see [`crate::amqp`]).
@@ -24,8 +24,6 @@ pub(super) struct Session {
     subs: Subscriptions,
     next_pkid: u16,
 }
-
-pub(super) type Subscriptions = Arc<Mutex<Vec<(String, QoS, DeviceSubscription)>>>;
 
 impl Session {
     pub(super) fn new(sh: Arc<Shared>, device: String, subs: Subscriptions) -> Session {

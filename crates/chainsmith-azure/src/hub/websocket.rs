@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 
-use super::server::{CONNECT_TIMEOUT, HubEvent, Shared};
+use super::events::HubEvent;
+use super::shared::{CONNECT_TIMEOUT, Shared};
 use crate::websocket::{AMQP_SUBPROTOCOL, MQTT_SUBPROTOCOL, PATH, WsIo, config};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,13 +18,13 @@ pub mod report;
 pub mod run;
 pub mod select;
 mod session;
+mod shared;
 
 pub use figures::{Figures, Phase};
 pub use report::{Report, merge};
-pub use run::{
-    DpsPlan, FleetDevice, FleetEvent, FleetRun, Load, Plan, RoundTrip, load_devices, start,
-};
+pub use run::{DpsPlan, FleetDevice, FleetRun, Plan, load_devices, start};
 pub use select::{Selected, Shard, select};
+pub use shared::{FleetEvent, Load, RoundTrip};
 
 use std::collections::HashSet;
 

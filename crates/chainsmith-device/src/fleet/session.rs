@@ -4,7 +4,7 @@
 //! connection test (`rumqttc::mqttbytes::v4`, [`crate::azure`]); every step has a timeout.
 
 use super::figures::record;
-use super::run::{Load, RoundTrip, Shared};
+use super::shared::{Load, RoundTrip, Shared};
 use crate::azure;
 use crate::mqtt::Step;
 use crate::mqtt::diagnose::{Failure, FailureKind};
@@ -232,10 +232,10 @@ pub(crate) async fn session(
         let ping_at = last_out + Duration::from_secs(u64::from(KEEP_ALIVE) / 2);
         tokio::select! {
             biased;
-            _ = super::run::until_true(&mut stop) => {
+            _ = super::shared::until_true(&mut stop) => {
                 return drain_and_disconnect(sh, conn, acks, trips).await;
             }
-            _ = super::run::until_past(&mut storm, storm_seen) => {
+            _ = super::shared::until_past(&mut storm, storm_seen) => {
                 // Dropped without a word, as a network outage or a hub failover drops devices.
                 // What was in flight is lost by the storm's design, not by the peer.
                 lost(sh, &acks, &trips);

@@ -1,7 +1,7 @@
 //! The layouts other tools expect: the Azure IoT Node SDK tool's file names (its npm
 //! `camelcase` naming reproduced) and the IoT Edge provisioning snippet.
 
-use super::plan::{Files, Source, key_what};
+use super::source::{Files, Source, key_what};
 use super::{AZURE_DEFAULT_PASSWORD, Error, ExportOptions, ExportReport, Result};
 use crate::store::Kind;
 use serde::Serialize;

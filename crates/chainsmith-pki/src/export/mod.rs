@@ -10,13 +10,15 @@ mod error;
 mod layouts;
 pub mod pfx;
 mod plan;
+mod source;
 mod write;
 
 pub use error::{Error, Result};
 pub use layouts::{AzureNames, file_uri, node_camelcase};
 pub use pfx::{PfxAlgorithms, PfxProfile, Protection};
 
-use plan::{Planned, Source, plan, render_stdout};
+use plan::{plan, render_stdout};
+use source::{Planned, Source};
 use write::{readback_pfx, write_planned};
 
 use crate::store::{Slot, Workspace};

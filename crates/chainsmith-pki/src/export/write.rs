@@ -1,7 +1,7 @@
 //! Writing a planned export: the overwrite rule, keys 0600 from the first byte, undo on
 //! failure, and every PFX read back to report what really protects it.
 
-use super::plan::Planned;
+use super::source::Planned;
 use super::{
     AZURE_DEFAULT_PASSWORD, Error, ExportOptions, ExportReport, PfxReport, Result, WrittenFile, pfx,
 };

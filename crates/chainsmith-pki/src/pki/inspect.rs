@@ -585,49 +585,6 @@ pub fn inspect_bytes(
     Ok(FileReport { format, items })
 }
 
-/// How far above a certificate [`lint_certificates`] follows its chain: OpenSSL's default
-/// verify depth. Keeps a file of thousands of chained certificates linear to lint.
-pub const MAX_CHAIN_DEPTH: usize = 100;
-
-/// Lint every certificate of a file. The issuers of a certificate are the certificates after it
-/// for as long as each signed the one before (the chain order files use), at most
-/// [`MAX_CHAIN_DEPTH`]; unrelated certificates in one bundle are not each other's issuers.
-/// Linear in the number of certificates.
-pub fn lint_certificates(report: &FileReport) -> Vec<Vec<super::lint::Finding>> {
-    let mut views = Vec::new();
-    let mut signed = Vec::new();
-    for item in &report.items {
-        if let Item::Certificate {
-            view,
-            signed_by_next,
-        } = item
-        {
-            views.push(view.as_ref().clone());
-            signed.push(signed_by_next.unwrap_or(false));
-        }
-    }
-    // run[i]: how many certificates after i continue its chain, counted from the end.
-    let mut run = vec![0usize; views.len()];
-    for i in (0..views.len()).rev() {
-        if signed[i] {
-            run[i] = 1 + run.get(i + 1).copied().unwrap_or(0);
-        }
-    }
-    (0..views.len())
-        .map(|i| {
-            let end = i + 1 + run[i].min(MAX_CHAIN_DEPTH);
-            super::lint::lint(
-                &views[i],
-                &super::lint::LintContext {
-                    device_id: None,
-                    target: None,
-                    issuers: &views[i + 1..end],
-                },
-            )
-        })
-        .collect()
-}
-
 fn private_spki_der(pkcs8: &[u8]) -> Option<Vec<u8>> {
     openssl::pkey::PKey::private_key_from_der(pkcs8)
         .ok()?

@@ -17,11 +17,13 @@
 mod enrollments;
 mod issuing;
 pub(super) mod mqtt;
+mod operations;
 mod registration;
 mod state;
 
 pub use enrollments::{Group, Individual};
 pub use issuing::{CsrRefusal, CsrSigner, IssueFn, SignCsr};
+pub(super) use operations::Operations;
 pub use registration::{Assigned, DpsRefusal, DpsRefusalKind};
 pub use state::{DpsState, Registration};
 

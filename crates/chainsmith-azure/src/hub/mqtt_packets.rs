@@ -1,0 +1,290 @@
+//! MQTT 3.1.1 on the hub's side of the wire, for the hub's device sessions and DPS alike: the
+//! stream a device speaks on, reading the CONNECT (with its size and time limits), the
+//! CONNACKs that refuse, framing packets and naming them for the log. Packets are decoded and
+//! encoded with `rumqttc::mqttbytes::v4`.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet};
+use rumqttc::mqttbytes::{self};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::MAX_PACKET;
+
+use super::events::*;
+use super::shared::*;
+
+/// A stream a device speaks MQTT on: TCP+TLS, or a WebSocket over TLS.
+pub(super) trait DeviceStream:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
+{
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> DeviceStream for S {}
+
+/// CONNECT, within what is left of the 10 s and at most MAX_CONNECT_BYTES. None: the
+/// connection was dropped (and said why).
+pub(super) async fn read_connect<S: DeviceStream>(
+    sh: &Shared,
+    tls: &mut S,
+    buf: &mut BytesMut,
+    peer: SocketAddr,
+    deadline: tokio::time::Instant,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<rumqttc::mqttbytes::v4::Connect> {
+    let drop_with = |reason: String| {
+        sh.emit(HubEvent::Dropped { peer, reason });
+        None
+    };
+    loop {
+        if buf.first().is_some_and(|b| *b != 0x10) {
+            return drop_with(format!(
+                "first bytes are not an MQTT CONNECT (0x{:02x}); closed",
+                buf[0]
+            ));
+        }
+        // Whole CONNECTs of another MQTT version are answered in their own format: rumqttc's
+        // 3.1.1 reader takes MQTT 5's properties for the client id and fails mid-packet.
+        if mqttbytes::check(buf.iter(), MAX_CONNECT_BYTES).is_ok()
+            && let Some(version) = other_version(buf)
+        {
+            refuse_version(sh, tls, peer, version).await;
+            return None;
+        }
+        match Packet::read(buf, MAX_CONNECT_BYTES) {
+            Ok(Packet::Connect(c)) if c.protocol == rumqttc::mqttbytes::Protocol::V4 => {
+                return Some(c);
+            }
+            Ok(Packet::Connect(_)) => {
+                refuse_protocol(sh, tls, peer, "5").await;
+                return None;
+            }
+            Ok(other) => {
+                return drop_with(format!(
+                    "first packet was {:?}, not CONNECT",
+                    packet_name(&other)
+                ));
+            }
+            Err(mqttbytes::Error::InsufficientBytes(_)) if buf.len() < MAX_CONNECT_BYTES => {}
+            Err(mqttbytes::Error::InsufficientBytes(_))
+            | Err(mqttbytes::Error::PayloadSizeLimitExceeded(_)) => {
+                return drop_with(format!(
+                    "CONNECT is larger than {} KiB, the most accepted before authentication; closed",
+                    MAX_CONNECT_BYTES / 1024
+                ));
+            }
+            Err(mqttbytes::Error::InvalidProtocolLevel(level)) => {
+                refuse_protocol(sh, tls, peer, &level.to_string()).await;
+                return None;
+            }
+            Err(mqttbytes::Error::InvalidProtocol) => {
+                refuse_protocol(sh, tls, peer, "3 (MQIsdp)").await;
+                return None;
+            }
+            Err(e) => return drop_with(format!("malformed CONNECT: {e:?}")),
+        }
+        let r = tokio::select! {
+            r = tokio::time::timeout_at(deadline, tls.read_buf(buf)) => r,
+            _ = stop.changed() => return None,
+        };
+        match r {
+            Ok(Ok(0)) => return drop_with("closed before CONNECT".into()),
+            Ok(Err(e)) => return drop_with(format!("read failed before CONNECT: {e}")),
+            Ok(Ok(_)) => {}
+            Err(_) => return drop_with("no CONNECT within 10 s of connecting; closed".into()),
+        }
+    }
+}
+
+/// CONNACK `code`, then close.
+pub(super) async fn close_with_connack<S: DeviceStream>(tls: &mut S, code: ConnectReturnCode) {
+    let mut out = BytesMut::new();
+    let _ = ConnAck::new(code, false).write(&mut out);
+    let _ = tls.write_all(&out).await;
+    let _ = tls.flush().await;
+    let _ = tls.shutdown().await;
+}
+
+/// CONNACK 5 with the reason remembered (before the CONNACK goes out, so a client that asks
+/// the control channel right after finds it) and emitted; then close.
+pub(super) async fn refuse_connect<S: DeviceStream>(
+    sh: &Shared,
+    tls: &mut S,
+    peer: SocketAddr,
+    device: Option<String>,
+    kind: &str,
+    reason: String,
+) {
+    sh.remember_refusal(peer, device.clone(), kind, reason.clone());
+    sh.emit(HubEvent::Refused {
+        peer,
+        device,
+        kind: kind.to_string(),
+        reason,
+    });
+    close_with_connack(tls, ConnectReturnCode::NotAuthorized).await;
+}
+
+/// CONNACK 3 "server unavailable" (a budget is full: the client may retry later), the reason
+/// logged at most once a second like the accept-time caps; then close.
+pub(super) async fn refuse_unavailable<S: DeviceStream>(
+    sh: &Shared,
+    tls: &mut S,
+    peer: SocketAddr,
+    why: String,
+) {
+    close_with_connack(tls, ConnectReturnCode::ServiceUnavailable).await;
+    over_cap(sh, peer, format!("{why}; CONNACK 3 server unavailable"));
+}
+
+/// Read every whole packet in `buf`: Err(reason) when one is fatal (too large, malformed, or
+/// one the device may not send). The one MQTT decoder of device and DPS sessions.
+pub(super) fn next_packet(buf: &mut BytesMut) -> Result<Option<Packet>, String> {
+    match Packet::read(buf, MAX_PACKET) {
+        // MQTT 3.1.1 §3.3.2.1: "The Topic Name in the PUBLISH Packet MUST NOT contain wildcard
+        // characters"; a server that receives one closes the connection and acknowledges
+        // nothing (§4.8: a protocol violation).
+        Ok(Packet::Publish(p)) if p.topic.contains(['+', '#']) => Err(format!(
+            "PUBLISH to \"{}\" holds a wildcard (+ or #), which MQTT 3.1.1 forbids in a topic name (§3.3.2.1); protocol violation, closed without acknowledging",
+            crate::text::escape_controls(&p.topic)
+        )),
+        // §1.5.3: a UTF-8 string "MUST NOT include an encoding of the null character U+0000".
+        Ok(Packet::Publish(p)) if p.topic.contains('\0') => Err(format!(
+            "PUBLISH to \"{}\" holds U+0000, which MQTT 3.1.1 forbids in a string (§1.5.3); protocol violation, closed without acknowledging",
+            crate::text::escape_controls(&p.topic)
+        )),
+        Ok(p) => Ok(Some(p)),
+        Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
+        Err(mqttbytes::Error::PayloadSizeLimitExceeded(n)) => Err(format!(
+            "packet of {n} bytes exceeds IoT Hub's 256 KB message limit"
+        )),
+        Err(e) => Err(format!("malformed packet: {e:?}")),
+    }
+}
+
+/// CONNECT of another MQTT version: CONNACK 1 (unacceptable protocol version), then close.
+/// An MQTT version the hub does not speak, by the protocol name and level of a CONNECT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum OtherVersion {
+    /// MQTT 3.1 (`MQIsdp`, level 3).
+    Mqtt31,
+    /// MQTT 5 (level 5).
+    Mqtt5,
+}
+
+/// The protocol of the whole CONNECT frame in `frame`, when it is MQTT 3.1 or 5. The variable
+/// header starts after the first byte and the remaining length (1 to 4 bytes, the last without
+/// its continuation bit): protocol name (two length bytes and the name), then the level.
+pub(super) fn other_version(frame: &[u8]) -> Option<OtherVersion> {
+    let length_bytes = frame.get(1..)?.iter().take(4).position(|b| b & 0x80 == 0)? + 1;
+    let header = frame.get(1 + length_bytes..)?;
+    let name_len = usize::from(u16::from_be_bytes([*header.first()?, *header.get(1)?]));
+    let name = header.get(2..2 + name_len)?;
+    let level = *header.get(2 + name_len)?;
+    match (name, level) {
+        (b"MQIsdp", 3) => Some(OtherVersion::Mqtt31),
+        (b"MQTT", 5) => Some(OtherVersion::Mqtt5),
+        _ => None,
+    }
+}
+
+/// Refuse a CONNECT of MQTT 3.1 or 5 in that version's CONNACK, then close. IoT Hub speaks
+/// MQTT 3.1.1 (MQTT 5 is a preview of it, not generally available): 3.1 gets return code 1
+/// (unacceptable protocol version, the 3.1 and 3.1.1 format); 5 gets reason code 0x84
+/// (unsupported protocol version) in MQTT 5's format (MQTT 5.0 §3.1.2.2: a server that does
+/// not support the level may answer with 0x84 and must then close).
+pub(super) async fn refuse_version<S: DeviceStream>(
+    sh: &Shared,
+    tls: &mut S,
+    peer: SocketAddr,
+    version: OtherVersion,
+) {
+    let (connack, said): (&[u8], &str) = match version {
+        // Fixed header, acknowledge flags, return code 1.
+        OtherVersion::Mqtt31 => (&[0x20, 2, 0, 1], "MQTT 3.1 (MQIsdp, level 3): CONNACK 1"),
+        // Fixed header, acknowledge flags, reason code 0x84, no properties.
+        OtherVersion::Mqtt5 => (
+            &[0x20, 3, 0, 0x84, 0],
+            "MQTT 5 (level 5): CONNACK 0x84 unsupported protocol version",
+        ),
+    };
+    let _ = tls.write_all(connack).await;
+    let _ = tls.flush().await;
+    let _ = tls.shutdown().await;
+    sh.emit(HubEvent::Dropped {
+        peer,
+        reason: format!("CONNECT with {said}; IoT Hub speaks MQTT 3.1.1 (level 4)"),
+    });
+}
+
+pub(super) async fn refuse_protocol<S: tokio::io::AsyncWrite + Unpin>(
+    sh: &Shared,
+    tls: &mut S,
+    peer: SocketAddr,
+    level: &str,
+) {
+    let mut out = BytesMut::new();
+    let _ = ConnAck::new(ConnectReturnCode::RefusedProtocolVersion, false).write(&mut out);
+    let _ = tls.write_all(&out).await;
+    let _ = tls.flush().await;
+    sh.emit(HubEvent::Dropped {
+        peer,
+        reason: format!(
+            "CONNECT with MQTT protocol level {level}; IoT Hub speaks MQTT 3.1.1 (level 4): CONNACK 1"
+        ),
+    });
+}
+
+pub(super) fn packet_name(p: &Packet) -> &'static str {
+    match p {
+        Packet::Connect(_) => "CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::Publish(_) => "PUBLISH",
+        Packet::PubAck(_) => "PUBACK",
+        Packet::PubRec(_) => "PUBREC",
+        Packet::PubRel(_) => "PUBREL",
+        Packet::PubComp(_) => "PUBCOMP",
+        Packet::Subscribe(_) => "SUBSCRIBE",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingReq => "PINGREQ",
+        Packet::PingResp => "PINGRESP",
+        Packet::Disconnect => "DISCONNECT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_versions_are_told_by_name_and_level() {
+        // CONNECT of MQTT 5 with a session-expiry property, 3.1, 3.1.1, and cut ones.
+        let v5 = [
+            0x10, 20, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 5, 0x11, 0, 0, 0, 10, 0, 2,
+            b'd', b'1',
+        ];
+        assert_eq!(other_version(&v5), Some(OtherVersion::Mqtt5));
+        let v31 = [
+            0x10, 16, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0x02, 0, 60, 0, 2, b'd', b'1',
+        ];
+        assert_eq!(other_version(&v31), Some(OtherVersion::Mqtt31));
+        let v311 = [
+            0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 2, b'd', b'1',
+        ];
+        assert_eq!(other_version(&v311), None);
+        for cut in 0..8 {
+            assert_eq!(other_version(&v5[..cut]), None, "{cut}");
+        }
+        // A remaining length of five continuation bytes is not MQTT at all.
+        assert_eq!(
+            other_version(&[0x10, 0x80, 0x80, 0x80, 0x80, 0x80, 0]),
+            None
+        );
+        // A name length past the frame.
+        assert_eq!(other_version(&[0x10, 4, 0xff, 0xff, b'M', b'Q']), None);
+    }
+}
