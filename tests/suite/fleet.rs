@@ -312,11 +312,7 @@ fn duration_stops_on_time_and_sigint_stops_cleanly_with_a_report() {
             r1.to_str().unwrap(),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    chainsmith_test_support::process::assert_success(&out);
     let r = report(&r1);
     assert_eq!(r["stopped"], "duration");
     let elapsed = r["elapsed_s"].as_f64().unwrap();
@@ -592,11 +588,7 @@ fn storm_drops_every_device_and_all_come_back() {
             rp.to_str().unwrap(),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    chainsmith_test_support::process::assert_success(&out);
     let r = report(&rp);
     let s = &r["storm"];
     assert_eq!(
