@@ -1,7 +1,7 @@
 //! `fleet`: many devices at once (`run`), reports of shards combined (`merge`), and each
 //! shard's certificates as a bundle for an orchestrator (`export-shards`).
 
-use super::{CliResult, Failed, Global};
+use super::{CliResult, Failed, Global, read_ca};
 use crate::fleet::{self, Figures, FleetEvent, Load, Plan, Report, RoundTrip, Shard};
 use crate::mqtt::{Endpoint, Flavor, PeerKind};
 use anyhow::{Context as _, anyhow, bail};
@@ -230,36 +230,6 @@ fn check_report_path(path: &Path, force: bool) -> anyhow::Result<()> {
 fn write_report(path: &Path, report: &Report, force: bool) -> anyhow::Result<()> {
     crate::store::write_user_file(path, report.to_json().as_bytes(), 0o644, force)
         .with_context(|| format!("writing the report {}", path.display()))
-}
-
-fn read_ca(global: &Global, value: &str) -> anyhow::Result<Vec<Vec<u8>>> {
-    let path = Path::new(value);
-    if path.is_file() {
-        let bytes =
-            crate::store::read_input(path).with_context(|| format!("reading --ca {value}"))?;
-        let ders: Vec<Vec<u8>> = pem::parse_many(&bytes)
-            .map_err(|e| anyhow!("--ca {value} is not PEM: {e}"))?
-            .into_iter()
-            .filter(|b| b.tag() == "CERTIFICATE")
-            .map(|b| b.into_contents())
-            .collect();
-        if ders.is_empty() {
-            bail!(
-                "--ca {value} holds no CERTIFICATE; give the PEM of the CA that issued the server's certificate"
-            );
-        }
-        return Ok(ders);
-    }
-    match global
-        .existing_workspace()
-        .ok()
-        .and_then(|ws| ws.load(value).ok())
-    {
-        Some(e) => Ok(vec![e.cert_der]),
-        None => bail!(
-            "--ca {value}: no such file and no workspace entity of that name; give the CA's PEM file"
-        ),
-    }
 }
 
 /// Where `--to` points, with what the target needs (trust, flavor, the local hub).

@@ -999,3 +999,72 @@ fn issuer_selects_what_the_ca_issued_now() {
         "{text}"
     );
 }
+
+/// `--ca` is one function for `connect` and `fleet run`: the fleet takes a DER CA file as
+/// `connect` always did (it used to demand PEM), and a file that is no certificate gets the
+/// same answer from both faces.
+#[test]
+fn fleet_takes_the_ca_file_as_connect_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    ok(&ws, &["new", "root", ROOT]);
+    ok(&ws, &["new", "device", "der-{1..3}", "--issuer", ROOT]);
+    let root_pem = ws.join(format!("entities/{ROOT}/cert.pem"));
+    let root_der = tmp.path().join("root.der");
+    let (converted, msg) = crate::common::openssl(
+        &[
+            "x509",
+            "-in",
+            root_pem.to_str().unwrap(),
+            "-outform",
+            "DER",
+            "-out",
+            root_der.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(converted, "{msg}");
+    let (cert, key) = server_cert(&ws, ROOT, tmp.path());
+    let broker = mosquitto(tmp.path(), &root_pem, &cert, &key);
+    let to = format!("mqtts://127.0.0.1:{}", broker.port);
+    let rp = tmp.path().join("der.json");
+    let out = fleet(
+        &ws,
+        &[
+            "--issuer",
+            ROOT,
+            "--to",
+            &to,
+            "--ca",
+            root_der.to_str().unwrap(),
+            "--messages",
+            "1",
+            "--report",
+            rp.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report(&rp)["connected"].as_u64(), Some(3));
+
+    let junk = tmp.path().join("junk.crt");
+    std::fs::write(&junk, b"not a certificate").unwrap();
+    let junk = junk.to_str().unwrap();
+    let fleet_err = fleet(&ws, &["--issuer", ROOT, "--to", &to, "--ca", junk]);
+    let connect_err = bin(&ws)
+        .args(["connect", "der-1", "--to", &to, "--ca", junk])
+        .output()
+        .unwrap();
+    for out in [fleet_err, connect_err] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains(&format!("--ca {junk} is not a certificate file"))
+                && err.contains("give the PEM of the CA"),
+            "{err}"
+        );
+    }
+}
