@@ -99,6 +99,40 @@ fn fleet(ws: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Every device of ROOT against `broker`, trusting `ca`, `messages` each, the report to
+/// `report`; it must succeed. Its output.
+fn fleet_to_broker(
+    ws: &Path,
+    broker: &Mosquitto,
+    ca: &Path,
+    messages: u32,
+    report: &Path,
+) -> std::process::Output {
+    let to = format!("mqtts://127.0.0.1:{}", broker.port);
+    let out = fleet(
+        ws,
+        &[
+            "--issuer",
+            ROOT,
+            "--to",
+            &to,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--messages",
+            &messages.to_string(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// The count of an exact histogram serialized in a report (decoded, not its `count` field).
 fn hdr_len(latency: &serde_json::Value) -> u64 {
     use base64::Engine as _;
@@ -383,29 +417,8 @@ fn mosquitto_fleet_all_connect_with_round_trips() {
     let root_pem = ws.join(format!("entities/{ROOT}/cert.pem"));
     let (cert, key) = server_cert(&ws, ROOT, tmp.path());
     let broker = mosquitto(tmp.path(), &root_pem, &cert, &key);
-    let to = format!("mqtts://127.0.0.1:{}", broker.port);
     let rp = tmp.path().join("m.json");
-    let out = fleet(
-        &ws,
-        &[
-            "--issuer",
-            ROOT,
-            "--to",
-            &to,
-            "--ca",
-            root_pem.to_str().unwrap(),
-            "--messages",
-            "2",
-            "--report",
-            rp.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = fleet_to_broker(&ws, &broker, &root_pem, 2, &rp);
     let r = report(&rp);
     assert_eq!(
         (r["devices"].as_u64(), r["connected"].as_u64()),
@@ -1026,29 +1039,10 @@ fn fleet_takes_the_ca_file_as_connect_does() {
     assert!(converted, "{msg}");
     let (cert, key) = server_cert(&ws, ROOT, tmp.path());
     let broker = mosquitto(tmp.path(), &root_pem, &cert, &key);
-    let to = format!("mqtts://127.0.0.1:{}", broker.port);
     let rp = tmp.path().join("der.json");
-    let out = fleet(
-        &ws,
-        &[
-            "--issuer",
-            ROOT,
-            "--to",
-            &to,
-            "--ca",
-            root_der.to_str().unwrap(),
-            "--messages",
-            "1",
-            "--report",
-            rp.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    fleet_to_broker(&ws, &broker, &root_der, 1, &rp);
     assert_eq!(report(&rp)["connected"].as_u64(), Some(3));
+    let to = format!("mqtts://127.0.0.1:{}", broker.port);
 
     let junk = tmp.path().join("junk.crt");
     std::fs::write(&junk, b"not a certificate").unwrap();
