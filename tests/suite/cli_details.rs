@@ -157,3 +157,24 @@ fn prove_says_the_ca_was_listed_unverified_in_the_hub_and_in_dps() {
         "{dps}"
     );
 }
+
+/// A device made or renewed past its CA's end is warned about, in the same words: one engine
+/// check serves `new device` and `renew`.
+#[test]
+fn certificates_that_outlive_their_issuer_are_warned_about() {
+    let w = Ws::new();
+    w.ok(&["new", "root", "short", "--days", "30"]);
+    let made = w.ok_all(&[
+        "new", "device", "long-1", "--issuer", "short", "--days", "365",
+    ]);
+    assert!(
+        made.contains("the devices are valid until") && made.contains("\"short\" expires earlier"),
+        "{made}"
+    );
+    let renewed = w.ok_all(&["renew", "long-1", "--days", "365"]);
+    assert!(
+        renewed.contains("the new certificate is valid until")
+            && renewed.contains("\"short\" expires earlier"),
+        "{renewed}"
+    );
+}
