@@ -1,7 +1,7 @@
 //! `chainsmith apply` speed and memory, end to end through the release binary, against an
 //! OpenSSL shell script in the style of certGen.sh (one `openssl` process per step).
 //!
-//! Run: `cargo build --release && cargo bench --bench apply`.
+//! Run: `cargo bench --bench apply` (cargo builds the release binary it runs).
 //! CHAINSMITH_BENCH_N (devices, default 10000), CHAINSMITH_BENCH_OPENSSL_N (devices the
 //! OpenSSL script makes, default 200; its per-device time is extrapolated to N),
 //! CHAINSMITH_BENCH_DIR (where the workspace goes; default the temp dir, i.e. the disk).
@@ -9,27 +9,10 @@
 #![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
 #![allow(clippy::too_many_lines)] // a bench reads top to bottom; the 150-line limit is for the product
 
-use std::path::{Path, PathBuf};
+use chainsmith_test_support::figures::env_usize;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let b = exe.parent().unwrap().parent().unwrap().join("chainsmith");
-    assert!(
-        b.exists(),
-        "build the binary first: cargo build --release ({})",
-        b.display()
-    );
-    b
-}
-
-fn env_n(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Wall time and the child's own resource usage (wait4), so the figures are of this process only.
 struct Usage {
@@ -66,7 +49,7 @@ fn measured(cmd: &mut Command) -> Usage {
 
 fn apply(ws: &Path, spec: &Path) -> Usage {
     measured(
-        Command::new(bin())
+        Command::new(env!("CARGO_BIN_EXE_chainsmith"))
             .arg("--workspace")
             .arg(ws)
             .arg("apply")
@@ -82,11 +65,7 @@ fn sh(script: &str, dir: &Path) -> Duration {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    chainsmith_test_support::process::assert_success(&out);
     t.elapsed()
 }
 
@@ -104,8 +83,8 @@ fn tree_spec(n: usize, key: &str) -> String {
 }
 
 fn main() {
-    let n = env_n("CHAINSMITH_BENCH_N", 10_000);
-    let n_ssl = env_n("CHAINSMITH_BENCH_OPENSSL_N", 200);
+    let n = env_usize("CHAINSMITH_BENCH_N", 10_000);
+    let n_ssl = env_usize("CHAINSMITH_BENCH_OPENSSL_N", 200);
     let base = std::env::var("CHAINSMITH_BENCH_DIR")
         .unwrap_or_else(|_| std::env::temp_dir().display().to_string());
     let tmp = tempfile::tempdir_in(&base).unwrap();
@@ -214,7 +193,7 @@ fn main() {
     );
     // The same on one thread: the wall-time ratio is what the second core bought.
     let one = measured(
-        Command::new(bin())
+        Command::new(env!("CARGO_BIN_EXE_chainsmith"))
             .env("RAYON_NUM_THREADS", "1")
             .arg("--workspace")
             .arg(tmp.path().join("rsa1"))

@@ -23,14 +23,8 @@
 #![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
 #![allow(clippy::too_many_lines)] // a bench reads top to bottom; the 150-line limit is for the product
 
-#[path = "../tests/suite/hub_util/mod.rs"]
-mod hub_util;
-
-#[path = "../tests/suite/der_edit/mod.rs"]
-mod der_edit;
-
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,76 +33,25 @@ use chainsmith::hub::Auth;
 use chainsmith::ops::ValidityArg;
 use chainsmith::pki::issue::{self, IssueSpec};
 use chainsmith::pki::{KeyAlg, Profile, Validity, subject};
-use hub_util::{Client, Fixture, publish_acked, username};
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn status_mb(pid: u32, field: &str) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn varint(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            return out;
-        }
-    }
-}
+use chainsmith_test_support::broker::free_port;
+use chainsmith_test_support::der_edit;
+use chainsmith_test_support::figures::{env_usize, percentile, status_mb};
+use chainsmith_test_support::hub_util::{Client, Fixture, publish_acked, username, varint};
+use chainsmith_test_support::process::KillOnDrop;
+use chainsmith_test_support::workspace::self_signed_device;
 
 /// `slow`: instead of a 255 KB CONNECT, announce one of 8,000 bytes (under the cap), send
 /// 4 KB of it and hold: these stay until the 10 s CONNECT deadline, so the cap on
 /// connections waiting to authenticate is what bounds them.
 fn flood(slow: bool) {
-    let n = env("BOUNDS_FLOOD", 1000);
-    let kb = env("BOUNDS_FLOOD_KB", 255);
+    let n = env_usize("BOUNDS_FLOOD", 1000);
+    let kb = env_usize("BOUNDS_FLOOD_KB", 255);
     let fx = Fixture::new();
     fx.store.add_ca("root", true).unwrap();
     fx.device("good", Some("line2"), ValidityArg::default());
     fx.register("good", Auth::Ca, None);
     let port = free_port();
-    let hub = Proc(
+    let hub = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_chainsmith"))
             .env("CHAINSMITH_WORKSPACE", fx.root())
             .args(["hub", "serve", "--port", &port.to_string(), "--log", "off"])
@@ -235,9 +178,9 @@ fn flood(slow: bool) {
         println!(
             "  good device during the flood: {} PUBACKs, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, lost {lost}",
             lat.len(),
-            pct(&mut lat, 0.50),
-            pct(&mut lat, 0.99),
-            pct(&mut lat, 1.0)
+            percentile(&mut lat, 0.50),
+            percentile(&mut lat, 0.99),
+            percentile(&mut lat, 1.0)
         );
     });
     drop(hub);
@@ -287,18 +230,8 @@ fn inspect_and_pfx() {
         );
     }
 
-    let spec = IssueSpec {
-        subject: subject::cn_only("pfx-dev").unwrap(),
-        profile: Profile::Device {
-            eku: Default::default(),
-            sans: vec![],
-        },
-        validity: Validity::days(30),
-    };
-    let issued = issue::issue(&spec, KeyAlg::EcP256, None).unwrap();
-    let key =
-        openssl::pkey::PKey::private_key_from_pem(issued.key_pem.unwrap().as_bytes()).unwrap();
-    let good = pfx::build(PfxProfile::Modern, "pw", "x", &issued.cert_der, &key, &[]).unwrap();
+    let (cert_der, _, key) = self_signed_device("pfx-dev");
+    let good = pfx::build(PfxProfile::Modern, "pw", "x", &cert_der, &key, &[]).unwrap();
     let evil = der_edit::stall_pfx_mac(&good);
     std::fs::write(dir.path().join("evil.pfx"), &evil).unwrap();
     std::fs::write(dir.path().join("good.pfx"), &good).unwrap();
@@ -315,7 +248,7 @@ fn inspect_and_pfx() {
 
 /// A `hub serve` with AMQP and WebSockets on free ports; its pid, ports and control socket.
 struct Served {
-    proc: Proc,
+    proc: KillOnDrop,
     mqtt: SocketAddr,
     amqp: SocketAddr,
     ws: SocketAddr,
@@ -324,7 +257,7 @@ struct Served {
 
 fn serve(fx: &Fixture) -> Served {
     let (p, a, w) = (free_port(), free_port(), free_port());
-    let proc = Proc(
+    let proc = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_chainsmith"))
             .env("CHAINSMITH_WORKSPACE", fx.root())
             .args(["hub", "serve", "--log", "off"])
@@ -414,8 +347,8 @@ fn floods() {
     rt.block_on(async {
         // 1. Idle sockets, no TLS started: from one peer (the issue's attack), then from more
         // peers than the total holds (four peers' shares fill it).
-        let per = env("BOUNDS_IDLE_PER_PEER", 300);
-        for peers in [1, env("BOUNDS_IDLE_PEERS", 8)] {
+        let per = env_usize("BOUNDS_IDLE_PER_PEER", 300);
+        for peers in [1, env_usize("BOUNDS_IDLE_PEERS", 8)] {
         let hub = serve(&fx);
         hub.ready().await;
         let idle = hub.rss();
@@ -445,7 +378,7 @@ fn floods() {
         }
 
         // 2. AMQP attach flood on one authenticated connection.
-        let attaches = env("BOUNDS_ATTACHES", 80_000);
+        let attaches = env_usize("BOUNDS_ATTACHES", 80_000);
         let hub = serve(&fx);
         hub.ready().await;
         let idle = hub.rss();
@@ -466,7 +399,7 @@ fn floods() {
         let t = Instant::now();
         let (mut attached, mut refused) = (Vec::new(), 0usize);
         for i in 0..attaches {
-            if t.elapsed() > Duration::from_secs(env("BOUNDS_ATTACH_SECS", 30) as u64) {
+            if t.elapsed() > Duration::from_secs(env_usize("BOUNDS_ATTACH_SECS", 30) as u64) {
                 break;
             }
             match tokio::time::timeout(
@@ -503,7 +436,7 @@ fn floods() {
         drop(hub);
 
         // 3. WebSocket ping flood, never reading.
-        let pings = env("BOUNDS_PINGS", 8_000_000);
+        let pings = env_usize("BOUNDS_PINGS", 8_000_000);
         let hub = serve(&fx);
         hub.ready().await;
         let idle = hub.rss();
@@ -542,7 +475,7 @@ fn floods() {
         drop(hub);
 
         // 4. DPS session flood: any certificate opens one.
-        let n = env("BOUNDS_DPS", 1000);
+        let n = env_usize("BOUNDS_DPS", 1000);
         let hub = serve(&fx);
         hub.ready().await;
         let idle = hub.rss();

@@ -18,29 +18,11 @@ use chainsmith::hub::{Auth, Hub, HubConfig, HubStore};
 use chainsmith::mqtt::{
     self, ConnectionTest, Endpoint, Flavor, Identity, PeerKind, Summary, Transport,
 };
-use chainsmith::ops::{self, CaRequest, DeviceRequest, ValidityArg};
-use chainsmith::pki::issue::{self, San};
-use chainsmith::pki::{IssueSpec, KeyAlg, Profile, Validity, subject};
+use chainsmith::ops::{self, DeviceRequest};
 use chainsmith::store::Workspace;
-use std::process::{Command, Stdio};
+use chainsmith_test_support::broker::{mosquitto_available, mosquitto_with, server_cert};
+use chainsmith_test_support::workspace::new_ca;
 use std::time::Duration;
-
-fn ca(ws: &Workspace, name: &str, issuer: Option<&str>) {
-    ops::new_ca(
-        ws,
-        &CaRequest {
-            name: name.into(),
-            cn: None,
-            subject: None,
-            key: KeyAlg::EcP256,
-            validity: ValidityArg::default(),
-            pathlen: None,
-            issuer: issuer.map(str::to_string),
-            force: false,
-        },
-    )
-    .expect("ca");
-}
 
 async fn run(test: ConnectionTest) -> Summary {
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
@@ -82,8 +64,8 @@ fn main() {
         .unwrap_or(10_000);
     let tmp = tempfile::tempdir().expect("tmp");
     let ws = Workspace::init(&tmp.path().join("ws")).expect("workspace");
-    ca(&ws, "Bench Root", None);
-    ca(&ws, "Bench Line", Some("Bench Root"));
+    new_ca(&ws, "Bench Root", None);
+    new_ca(&ws, "Bench Line", Some("Bench Root"));
     ops::new_devices(
         &ws,
         &DeviceRequest {
@@ -165,43 +147,17 @@ fn main() {
             println!("{r}");
         }
 
-        // Mosquitto with mutual TLS, nodelay, on a free port.
-        let dir = tmp.path();
-        let root = ops::load_ca(&ws, "Bench Root").expect("root");
-        let spec = IssueSpec {
-            subject: subject::cn_only("bench broker").expect("cn"),
-            profile: Profile::Server { sans: vec![San::Ip("127.0.0.1".parse().expect("ip"))] },
-            validity: Validity::days(2),
-        };
-        let server = issue::issue(&spec, KeyAlg::EcP256, Some(&root)).expect("server cert");
-        std::fs::write(dir.join("server.pem"), &server.cert_pem).expect("write");
-        chainsmith::store::write_new(&dir.join("server.key"), server.key_pem.as_deref().unwrap_or_default().as_bytes(), 0o600).expect("key");
-        let root_pem = ws.load("Bench Root").expect("root").cert_path();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-        let user = if rustix::process::geteuid().is_root() { "user root\n" } else { "" };
-        let conf = format!(
-            "{user}persistence false\nlog_dest none\nlistener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false\nset_tcp_nodelay true\nmax_queued_messages 100000\n",
-            root_pem.display(),
-            dir.join("server.pem").display(),
-            dir.join("server.key").display()
-        );
-        std::fs::write(dir.join("mosquitto.conf"), conf).expect("conf");
-        let mosquitto = Command::new("mosquitto").arg("-c").arg(dir.join("mosquitto.conf")).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
-        let mut mosquitto = match mosquitto {
-            Ok(c) => c,
-            Err(e) => {
-                report("local hub: telemetry -> C2D echo", &c2d);
-                report("local hub: twin GET -> response", &twin);
-                println!("mosquitto: not run ({e}); install it with apt-get install mosquitto");
-                return;
-            }
-        };
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        // Mosquitto with mutual TLS, nodelay, on a free port, its log off.
+        if !mosquitto_available() {
+            report("local hub: telemetry -> C2D echo", &c2d);
+            report("local hub: twin GET -> response", &twin);
+            println!("mosquitto: not run (not installed); install it with apt-get install mosquitto");
+            return;
         }
+        let (cert, key) = server_cert(ws.root(), "Bench Root", tmp.path());
+        let root_pem = ws.load("Bench Root").expect("root").cert_path();
+        let mosquitto = mosquitto_with(tmp.path(), &root_pem, &cert, &key, "log_dest none\nmax_queued_messages 100000\n");
+        let port = mosquitto.port;
         let ep = Endpoint { host: "127.0.0.1".into(), port, peer: PeerKind::Broker };
         let mut t = ConnectionTest::new(identity.clone(), ep, Flavor::Generic);
         t.extra_ca = vec![ws.load("Bench Root").expect("root").cert_der];
@@ -212,8 +168,7 @@ fn main() {
         run(t.clone()).await;
         t.count = count;
         let mosq = run(t).await;
-        let _ = mosquitto.kill();
-        let _ = mosquitto.wait();
+        drop(mosquitto);
 
         println!("connection-test round trips, {count} messages each, QoS 1, one in flight, loopback:");
         report("local hub: telemetry -> C2D echo", &c2d);

@@ -11,30 +11,20 @@
 #![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
 #![allow(clippy::too_many_lines)] // a bench reads top to bottom; the 150-line limit is for the product
 
-#[path = "../tests/suite/hub_util/mod.rs"]
-mod hub_util;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chainsmith::azure::dps as wire;
 use chainsmith::dps_client::{self, Device};
 use chainsmith::hub::dps::Group;
-use chainsmith::hub::{Hub, HubConfig};
 use chainsmith::ops::{self, DeviceRequest};
 use chainsmith::pki::KeyAlg;
-use hub_util::Fixture;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use chainsmith_test_support::figures::env_usize;
+use chainsmith_test_support::hub_util::{Fixture, start_hub};
 
 fn main() {
-    let n = env("DPS_BENCH_DEVICES", 1000).clamp(1, 100_000);
-    let conc = env("DPS_BENCH_CONCURRENCY", 16).clamp(1, 256);
+    let n = env_usize("DPS_BENCH_DEVICES", 1000).clamp(1, 100_000);
+    let conc = env_usize("DPS_BENCH_CONCURRENCY", 16).clamp(1, 256);
     let fx = Fixture::new();
     let t = Instant::now();
     ops::new_devices(
@@ -88,15 +78,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let hub = Hub::start(
-            fx.root(),
-            HubConfig {
-                port: 0,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        let hub = start_hub(fx.root()).await;
         let addr = hub.addr;
         let queue = Arc::new(std::sync::Mutex::new(devices));
         let t0 = Instant::now();

@@ -8,9 +8,9 @@
 
 use chainsmith::export::{ExportOptions, Format, PfxProfile, export_entity, pfx};
 use chainsmith::ops::lifecycle::{self, ImportRequest};
-use chainsmith::ops::{CaRequest, DeviceRequest, ValidityArg, new_ca, new_devices};
-use chainsmith::pki::KeyAlg;
+use chainsmith::ops::{DeviceRequest, new_devices};
 use chainsmith::store::Workspace;
+use chainsmith_test_support::workspace::new_ca;
 use std::time::{Duration, Instant};
 
 fn time<T>(label: &str, n: u32, mut f: impl FnMut(u32) -> T) -> Duration {
@@ -26,24 +26,11 @@ fn time<T>(label: &str, n: u32, mut f: impl FnMut(u32) -> T) -> Duration {
     per
 }
 
-fn ca(name: &str, issuer: Option<&str>) -> CaRequest {
-    CaRequest {
-        name: name.into(),
-        cn: None,
-        subject: None,
-        key: KeyAlg::EcP256,
-        validity: ValidityArg::default(),
-        pathlen: None,
-        issuer: issuer.map(str::to_string),
-        force: false,
-    }
-}
-
 fn main() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let ws = Workspace::open_or_create(&tmp.path().join("ws")).expect("workspace");
-    new_ca(&ws, &ca("acme", None)).expect("root");
-    new_ca(&ws, &ca("inter", Some("acme"))).expect("intermediate");
+    new_ca(&ws, "acme", None);
+    new_ca(&ws, "inter", Some("acme"));
     let devices = 200u32;
     new_devices(
         &ws,

@@ -15,12 +15,12 @@
 #![allow(clippy::too_many_lines)] // a bench reads top to bottom; the 150-line limit is for the product
 
 use chainsmith::hub::{Auth, HubDevice, HubStore};
-use chainsmith::pki::issue::{self, San};
-use chainsmith::pki::{IssueSpec, KeyAlg, Profile, Validity, subject};
-use chainsmith::store::Workspace;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use chainsmith_test_support::broker::{
+    free_port, mosquitto_available, mosquitto_with, server_cert, wait_port,
+};
+use chainsmith_test_support::process::KillOnDrop;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ROOT: &str = "Bench Root";
@@ -33,25 +33,6 @@ fn cs(ws: &Path) -> Command {
     let mut c = Command::new(exe());
     c.arg("--workspace").arg(ws);
     c
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let t = Instant::now();
-    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "nothing listens on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// (RSS in MB, CPU seconds) of a running process, from /proc.
@@ -77,14 +58,6 @@ fn children_cpu() -> f64 {
     let u = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap();
     let s = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
     s(u.user_time()) + s(u.system_time())
-}
-
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// What one fleet process did, and what it and its peer cost.
@@ -338,7 +311,7 @@ fn main() {
 
     // 1. The local hub, in its own process.
     let port = free_port();
-    let hub = Guard(
+    let hub = KillOnDrop(
         cs(&ws)
             .args(["hub", "serve", "--log", "off", "--port", &port.to_string()])
             .stdout(Stdio::null())
@@ -346,7 +319,7 @@ fn main() {
             .spawn()
             .unwrap(),
     );
-    wait_port(port);
+    assert!(wait_port(port), "the hub does not listen on {port}");
     let hub_idle = proc_stat(hub.0.id()).unwrap().0;
     let r = fleet(
         &ws,
@@ -374,57 +347,21 @@ fn main() {
     drop(hub);
 
     // 2. Mosquitto with the same certificates.
-    let ok_mosq = Command::new("mosquitto")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    let root_pem = ws.join(format!("entities/{ROOT}/cert.pem"));
-    let w = Workspace::open(&ws).unwrap();
-    let ca = chainsmith::ops::load_ca(&w, ROOT).unwrap();
-    let spec = IssueSpec {
-        subject: subject::cn_only("bench broker").unwrap(),
-        profile: Profile::Server {
-            sans: vec![San::Ip("127.0.0.1".parse().unwrap())],
-        },
-        validity: Validity::days(2),
-    };
-    let issued = issue::issue(&spec, KeyAlg::EcP256, Some(&ca)).unwrap();
-    let (cert, key) = (tmp.path().join("server.pem"), tmp.path().join("server.key"));
-    std::fs::write(&cert, issued.cert_pem).unwrap();
-    chainsmith::store::write_new(&key, issued.key_pem.unwrap().as_bytes(), 0o600).unwrap();
-    let mport = free_port();
-    let conf = tmp.path().join("mosquitto.conf");
-    let user = if rustix::process::geteuid().is_root() {
-        "user root\n"
-    } else {
-        ""
-    };
-    std::fs::write(
-        &conf,
-        format!(
-            "{user}persistence false\nlog_dest none\nmax_connections -1\nlistener {mport} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false\nset_tcp_nodelay true\n",
-            root_pem.display(),
-            cert.display(),
-            key.display()
-        ),
-    )
-    .unwrap();
-    if !ok_mosq {
+    if !mosquitto_available() {
         println!("== Mosquitto: not installed, skipped");
         return;
     }
-    let mosq = Guard(
-        Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let root_pem = ws.join(format!("entities/{ROOT}/cert.pem"));
+    let (cert, key) = server_cert(&ws, ROOT, tmp.path());
+    // Its log off (the peer's CPU is a figure) and no cap on connections, as for the hub.
+    let mosq = mosquitto_with(
+        tmp.path(),
+        &root_pem,
+        &cert,
+        &key,
+        "log_dest none\nmax_connections -1\n",
     );
-    wait_port(mport);
+    let mport = mosq.port;
     let to = format!("mqtts://127.0.0.1:{mport}");
     let root_arg = root_pem.to_str().unwrap();
     let r = fleet(
@@ -447,7 +384,7 @@ fn main() {
             "20s",
         ],
         &tmp.path().join("mosquitto.json"),
-        mosq.0.id(),
+        mosq.pid(),
     );
     print_run(
         "Mosquitto 2 (use_identity_as_username, set_tcp_nodelay true)",
@@ -475,7 +412,7 @@ fn main() {
             "20s",
         ],
         &tmp.path().join("hs.json"),
-        mosq.0.id(),
+        mosq.pid(),
     );
     let cs_hs = r.report["handshakes"].as_f64().unwrap();
     let cs_per_cpu = cs_hs / r.fleet_cpu;

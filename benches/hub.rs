@@ -10,66 +10,23 @@
 #![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
 #![allow(clippy::too_many_lines)] // a bench reads top to bottom; the 150-line limit is for the product
 
-#[path = "../tests/suite/hub_util/mod.rs"]
-mod hub_util;
-
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use chainsmith::hub::{Auth, HubDevice};
 use chainsmith::ops::{self, DeviceRequest, ValidityArg};
-use chainsmith::pki::issue::{self, San};
-use chainsmith::pki::{IssueSpec, KeyAlg, Profile, Validity, subject};
-use hub_util::{Client, Fixture, Identity, client_config};
+use chainsmith::pki::KeyAlg;
+use chainsmith::pki::issue::San;
+use chainsmith_test_support::broker::{free_port, mosquitto_with, server_cert_with};
+use chainsmith_test_support::figures::{env_usize, percentile, status_mb};
+use chainsmith_test_support::hub_util::{self, Client, Fixture, Identity, client_config};
+use chainsmith_test_support::process::KillOnDrop;
 use rumqttc::mqttbytes::v4::{Packet, Publish};
 use rumqttc::mqttbytes::{self, QoS};
 use tokio::io::AsyncWriteExt;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn peak_rss_mb(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn wait_port(addr: SocketAddr) {
     for _ in 0..200 {
@@ -91,14 +48,6 @@ struct Figures {
     rss_connected_mb: f64,
     peak_rss_mb: f64,
     failures: usize,
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 struct Conn {
@@ -140,7 +89,7 @@ async fn run_load(
     }
     f.handshakes_per_s = conns.len() as f64 / start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    f.rss_connected_mb = rss_mb(pid);
+    f.rss_connected_mb = status_mb(pid, "VmRSS:");
 
     // Phase 2: throughput; every device sends its messages pipelined, waits for all PUBACKs.
     let payload = br#"{"deviceId":"x","messageId":0,"temperature":27,"humidity":71}"#.to_vec();
@@ -224,19 +173,19 @@ async fn run_load(
         }
     }
     f.paced_rate = lats.len() as f64 / start.elapsed().as_secs_f64();
-    f.p50_ms = pct(&mut lats, 0.50);
-    f.p99_ms = pct(&mut lats, 0.99);
+    f.p50_ms = percentile(&mut lats, 0.50);
+    f.p99_ms = percentile(&mut lats, 0.99);
     for mut c in conns {
         let _ = c.c.stream.shutdown().await;
     }
-    f.peak_rss_mb = peak_rss_mb(pid);
+    f.peak_rss_mb = status_mb(pid, "VmHWM:");
     f
 }
 
 fn main() {
-    let devices = env("HUB_BENCH_DEVICES", 1000);
-    let messages = env("HUB_BENCH_MESSAGES", 20);
-    let rate = env("HUB_BENCH_RATE", 2000);
+    let devices = env_usize("HUB_BENCH_DEVICES", 1000);
+    let messages = env_usize("HUB_BENCH_MESSAGES", 20);
+    let rate = env_usize("HUB_BENCH_RATE", 2000);
     println!(
         "hub bench: {devices} devices (EC P-256, CA-signed, chain leaf+intermediate), {messages} QoS 1 messages each, paced phase at {rate} msg/s"
     );
@@ -280,24 +229,19 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    // Mosquitto's server certificate, from the workspace root (clients trust that root).
-    let root_ca = ops::load_ca(&fx.ws, "root").unwrap();
-    let spec = IssueSpec {
-        subject: subject::cn_only("localhost").unwrap(),
-        profile: Profile::Server {
-            sans: vec![
-                San::Dns("localhost".into()),
-                San::Ip("127.0.0.1".parse().unwrap()),
-            ],
-        },
-        validity: Validity::days(30),
-    };
-    let server = issue::issue(&spec, KeyAlg::EcP256, Some(&root_ca)).unwrap();
-    let d = fx.dir.path();
-    std::fs::write(d.join("mq-server.pem"), &server.cert_pem).unwrap();
-    std::fs::write(d.join("mq-server.key"), server.key_pem.clone().unwrap()).unwrap();
+    // Mosquitto's server certificate, from the workspace root (clients trust that root); the
+    // client checks the name "localhost".
+    let (mq_cert, mq_key) = server_cert_with(
+        fx.root(),
+        "root",
+        fx.dir.path(),
+        vec![
+            San::Dns("localhost".into()),
+            San::Ip("127.0.0.1".parse().unwrap()),
+        ],
+    );
     let root_pem = fx.ws.load("root").unwrap().cert_pem;
-    std::fs::write(d.join("mq-ca.pem"), &root_pem).unwrap();
+    let root_pem_path = fx.ws.dir_of("root").unwrap().join("cert.pem");
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -307,7 +251,7 @@ fn main() {
 
     // --- chainsmith hub
     let hub_port = free_port();
-    let hub = Proc(
+    let hub = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_chainsmith"))
             .env("CHAINSMITH_WORKSPACE", fx.root())
             .args([
@@ -335,36 +279,22 @@ fn main() {
     });
     drop(hub);
 
-    // --- Mosquitto, mTLS with the same device certificates
-    let mq_port = free_port();
-    let mut conf = format!(
-        "listener {mq_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false\nset_tcp_nodelay true\nmax_inflight_messages 0\nmax_queued_messages 0\npersistence false\nlog_dest none\n",
-        d.join("mq-ca.pem").display(),
-        d.join("mq-server.pem").display(),
-        d.join("mq-server.key").display()
+    // --- Mosquitto, mTLS with the same device certificates, no limits and no log
+    let mq = mosquitto_with(
+        fx.dir.path(),
+        &root_pem_path,
+        &mq_cert,
+        &mq_key,
+        "max_inflight_messages 0\nmax_queued_messages 0\nlog_dest none\n",
     );
-    if rustix::process::geteuid().is_root() {
-        conf.push_str("user root\n");
-    }
-    std::fs::write(d.join("mosquitto.conf"), conf).unwrap();
-    let mq = Proc(
-        Command::new("mosquitto")
-            .arg("-c")
-            .arg(d.join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto installed"),
-    );
+    let mq_port = mq.port;
     let mq_configs: Vec<(String, Arc<rustls::ClientConfig>)> = identities
         .iter()
         .map(|(id, ident)| (id.clone(), client_config(root_pem.as_bytes(), Some(ident))))
         .collect();
     let mq_addr: SocketAddr = format!("127.0.0.1:{mq_port}").parse().unwrap();
-    let mq_fig = rt.block_on(async {
-        wait_port(mq_addr).await;
-        run_load(mq_addr, &mq_configs, messages, rate, mq.0.id()).await
-    });
+    let mq_fig =
+        rt.block_on(async { run_load(mq_addr, &mq_configs, messages, rate, mq.pid()).await });
     drop(mq);
 
     println!();

@@ -9,26 +9,14 @@
 #![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
 #![allow(clippy::too_many_lines)] // a bench reads top to bottom; the 150-line limit is for the product
 
+use chainsmith_test_support::figures::env_usize;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-fn bin() -> std::path::PathBuf {
-    // The release binary next to this bench executable.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let b = dir.join("chainsmith");
-    assert!(
-        b.exists(),
-        "build the binary first: cargo build --release ({})",
-        b.display()
-    );
-    b
-}
-
 fn run(ws: &Path, args: &[&str]) -> std::time::Duration {
     let t = Instant::now();
-    let out = Command::new(bin())
+    let out = Command::new(env!("CARGO_BIN_EXE_chainsmith"))
         .env("CHAINSMITH_WORKSPACE", ws)
         .args(args)
         .output()
@@ -48,24 +36,13 @@ fn sh(script: &str, dir: &Path) {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn env_n(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    chainsmith_test_support::process::assert_success(&out);
 }
 
 fn main() {
-    let n = env_n("CHAINSMITH_BENCH_N", 10_000);
-    let n_ssl = env_n("CHAINSMITH_BENCH_OPENSSL_N", n);
-    let n_list = env_n("CHAINSMITH_BENCH_LIST_N", 100_000);
+    let n = env_usize("CHAINSMITH_BENCH_N", 10_000);
+    let n_ssl = env_usize("CHAINSMITH_BENCH_OPENSSL_N", n);
+    let n_list = env_usize("CHAINSMITH_BENCH_LIST_N", 100_000);
     // A file-system control: the same batch on tmpfs shows what is chainsmith's own cost and
     // what is the disk's (ext4 inode allocation slows down after many recent deletions).
     if Path::new("/dev/shm").is_dir() {

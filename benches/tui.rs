@@ -7,11 +7,11 @@
 #![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
 #![allow(clippy::too_many_lines)] // a bench reads top to bottom; the 150-line limit is for the product
 
-use chainsmith::ops::{self, CaRequest, DeviceRequest, ValidityArg};
-use chainsmith::pki::KeyAlg;
+use chainsmith::ops::{self, DeviceRequest};
 use chainsmith::store::Workspace;
 use chainsmith::tui::theme::Theme;
 use chainsmith::tui::{Action, App, Command, hub, perform, perform_each, ui};
+use chainsmith_test_support::workspace::new_ca;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -52,20 +52,7 @@ fn main() {
     if ws.names().unwrap().len() < n + 1 {
         let t = Instant::now();
         if !ws.exists("bench-root") {
-            ops::new_ca(
-                &ws,
-                &CaRequest {
-                    name: "bench-root".into(),
-                    cn: None,
-                    subject: None,
-                    key: KeyAlg::EcP256,
-                    validity: ValidityArg::default(),
-                    pathlen: None,
-                    issuer: None,
-                    force: false,
-                },
-            )
-            .unwrap();
+            new_ca(&ws, "bench-root", None);
         }
         let width = n.to_string().len();
         let pattern = format!("d-{{{:0width$}..{n}}}", 1);

@@ -1,10 +1,10 @@
 //! `connect`: the connection test from the command line, steps printed live.
 
-use super::{CliResult, Failed, Global};
+use super::{CliResult, Failed, Global, read_ca};
 use crate::mqtt::{self, ConnectionTest, Event, Flavor, Identity, PeerKind};
 use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 mod dps;
@@ -87,43 +87,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("\"{s}\" is out of range (0 to 24 hours)"));
     }
     Ok(Duration::from_secs_f64(secs))
-}
-
-/// The trust anchors `--ca VALUE` names: a PEM (one or more certificates) or DER file, or a
-/// workspace CA by name.
-pub(crate) fn read_ca(global: &Global, value: &str) -> anyhow::Result<Vec<Vec<u8>>> {
-    let path = Path::new(value);
-    if path.exists() {
-        let bytes =
-            crate::store::read_input(path).with_context(|| format!("reading --ca {value}"))?;
-        let ders: Vec<Vec<u8>> = match pem::parse_many(&bytes) {
-            Ok(blocks) if !blocks.is_empty() => blocks
-                .into_iter()
-                .filter(|b| b.tag() == "CERTIFICATE")
-                .map(|b| b.into_contents())
-                .collect(),
-            _ => vec![bytes],
-        };
-        for d in &ders {
-            crate::pki::inspect::CertView::from_der(d).map_err(|e| anyhow!("--ca {value} is not a certificate file: {e}; give the PEM of the CA that issued the server's certificate"))?;
-        }
-        if ders.is_empty() {
-            bail!(
-                "--ca {value} holds no CERTIFICATE; give the PEM of the CA that issued the server's certificate"
-            );
-        }
-        return Ok(ders);
-    }
-    match global
-        .existing_workspace()
-        .ok()
-        .and_then(|ws| ws.load(value).ok())
-    {
-        Some(e) => Ok(vec![e.cert_der]),
-        None => bail!(
-            "--ca {value}: no such file and no workspace entity of that name; give the CA's PEM file"
-        ),
-    }
 }
 
 /// `chainsmith connect`: build the identity and the target (the local hub through the engine's

@@ -160,23 +160,13 @@ pub fn run(global: &Global, a: ExportArgs) -> CliResult {
             _ => "none".into(),
         };
         say!("  MAC           {mac}");
-        for k in &a.key_bags {
-            say!(
-                "  key           {}{}",
-                k.algorithm,
-                k.iterations
-                    .map(|i| format!(", {i} iterations"))
-                    .unwrap_or_default()
-            );
-        }
-        for c in &a.cert_bags {
-            say!(
-                "  certificates  {}{}",
-                c.algorithm,
-                c.iterations
-                    .map(|i| format!(", {i} iterations"))
-                    .unwrap_or_default()
-            );
+        let bags = a.key_bags.iter().map(|k| ("key", k));
+        for (what, bag) in bags.chain(a.cert_bags.iter().map(|c| ("certificates", c))) {
+            let iterations = bag
+                .iterations
+                .map(|i| format!(", {i} iterations"))
+                .unwrap_or_default();
+            say!("  {what:<13} {}{iterations}", bag.algorithm);
         }
     }
     if let Some(cfg) = &report.edge_config {

@@ -1,7 +1,7 @@
 //! `fleet`: many devices at once (`run`), reports of shards combined (`merge`), and each
 //! shard's certificates as a bundle for an orchestrator (`export-shards`).
 
-use super::{CliResult, Failed, Global};
+use super::{CliResult, Failed, Global, read_ca};
 use crate::fleet::{self, Figures, FleetEvent, Load, Plan, Report, Shard};
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand};
@@ -241,7 +241,7 @@ async fn target(
     use crate::target::{Destination, HubWatching, TargetSpec};
     let mut anchors = Vec::new();
     for c in &a.ca {
-        anchors.extend(super::connect::read_ca(global, c)?);
+        anchors.extend(read_ca(global, c)?);
     }
     let local = a.to == "local";
     let spec = TargetSpec {

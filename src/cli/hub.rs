@@ -38,23 +38,25 @@ pub enum HubCommand {
     Dps(dps::DpsCommand),
 }
 
+/// The CAs of the hub (`hub ca`) and of DPS (`hub dps ca`): the same commands, each against
+/// its own service's list.
 #[derive(Subcommand, Debug)]
 pub enum CaCommand {
     /// Upload a workspace CA (root or intermediate); prints a verification code unless --verified.
     Add {
         name: String,
-        /// Mark it verified on upload (skips proof of possession).
+        /// Mark it verified on upload (self-attested; skips proof of possession).
         #[arg(long)]
         verified: bool,
     },
-    /// Proof of possession: a certificate with CN = the code, signed by the CA.
+    /// Proof of possession: a certificate with CN = the service's code, signed by the CA.
     Verify {
         name: String,
         #[arg(long, value_name = "FILE")]
         cert: PathBuf,
     },
     /// Proof of possession in one step: add the CA if needed, make the verification certificate
-    /// for the hub's code (under WS/verification/), verify it. As the TUI's Hub tab does.
+    /// for the service's code (under WS/verification/), verify it. As the TUI's Hub tab does.
     Prove {
         name: String,
     },
@@ -70,6 +72,22 @@ pub enum AuthArg {
     SelfSigned,
 }
 
+/// A self-signed device's thumbprints, given (`--primary`, `--secondary`) or taken from a
+/// workspace device (`--from`): what `hub device add` and `hub device update` both take.
+#[derive(Args, Debug)]
+pub struct ThumbprintArgs {
+    /// SHA-1 or SHA-256 thumbprint (hex) for the primary slot.
+    #[arg(long)]
+    primary: Option<String>,
+    /// SHA-1 or SHA-256 thumbprint (hex) for the secondary slot.
+    #[arg(long)]
+    secondary: Option<String>,
+    /// Take the thumbprints from this workspace device: both slots when it holds two (on update,
+    /// a slot it does not hold is cleared).
+    #[arg(long, value_name = "NAME")]
+    from: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum DeviceCommand {
     /// Register devices: --auth ca (chain to a verified CA) or self-signed (thumbprints);
@@ -81,28 +99,15 @@ pub enum DeviceCommand {
         ids: Vec<String>,
         #[arg(long, value_enum)]
         auth: AuthArg,
-        /// SHA-1 or SHA-256 thumbprint (hex).
-        #[arg(long)]
-        primary: Option<String>,
-        #[arg(long)]
-        secondary: Option<String>,
-        /// Take the thumbprints from this workspace device (both slots when it holds two).
-        #[arg(long, value_name = "NAME")]
-        from: Option<String>,
+        #[command(flatten)]
+        thumbprints: ThumbprintArgs,
     },
     /// Change a self-signed device's thumbprints: roll one slot with --primary or --secondary,
     /// or mirror a workspace device's slots with --from.
     Update {
         id: String,
-        /// SHA-1 or SHA-256 thumbprint (hex) for the primary slot.
-        #[arg(long)]
-        primary: Option<String>,
-        /// SHA-1 or SHA-256 thumbprint (hex) for the secondary slot.
-        #[arg(long)]
-        secondary: Option<String>,
-        /// Take both slots from this workspace device (a slot it does not hold is cleared).
-        #[arg(long, value_name = "NAME")]
-        from: Option<String>,
+        #[command(flatten)]
+        thumbprints: ThumbprintArgs,
     },
     List,
     Show {
@@ -494,9 +499,12 @@ fn device(global: &Global, store: &HubStore, c: DeviceCommand) -> CliResult {
         DeviceCommand::Add {
             ids,
             auth,
-            primary,
-            secondary,
-            from,
+            thumbprints:
+                ThumbprintArgs {
+                    primary,
+                    secondary,
+                    from,
+                },
         } => {
             let auth = match auth {
                 AuthArg::Ca => Auth::Ca,
@@ -528,9 +536,12 @@ fn device(global: &Global, store: &HubStore, c: DeviceCommand) -> CliResult {
         }
         DeviceCommand::Update {
             id,
-            primary,
-            secondary,
-            from,
+            thumbprints:
+                ThumbprintArgs {
+                    primary,
+                    secondary,
+                    from,
+                },
         } => show(&store.update_device(
             &id,
             primary.as_deref(),

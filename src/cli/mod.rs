@@ -30,6 +30,7 @@ mod tui;
 
 pub use hub::hub_log_line;
 
+use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -350,6 +351,62 @@ fn static_hint(remedy: crate::error::Remedy) -> &'static str {
 /// C1 and bidi controls are `\uXXXX` escapes ([`crate::text::escape_json`]).
 pub(crate) fn print_json<T: Serialize>(value: &T) {
     print_json_text(&serde_json::to_string_pretty(value).expect("serialisable"));
+}
+
+/// The CA certificates `--ca VALUE` names for `connect` and `fleet run`: a file (PEM with one or
+/// more certificates, or one DER certificate), else a workspace entity of that name.
+pub(crate) fn read_ca(global: &Global, value: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let path = std::path::Path::new(value);
+    if path.exists() {
+        let bytes =
+            crate::store::read_input(path).with_context(|| format!("reading --ca {value}"))?;
+        let ders: Vec<Vec<u8>> = match pem::parse_many(&bytes) {
+            Ok(blocks) if !blocks.is_empty() => blocks
+                .into_iter()
+                .filter(|b| b.tag() == "CERTIFICATE")
+                .map(|b| b.into_contents())
+                .collect(),
+            _ => vec![bytes],
+        };
+        for d in &ders {
+            crate::pki::inspect::CertView::from_der(d).map_err(|e| anyhow!("--ca {value} is not a certificate file: {e}; give the PEM of the CA that issued the server's certificate"))?;
+        }
+        if ders.is_empty() {
+            bail!(
+                "--ca {value} holds no CERTIFICATE; give the PEM of the CA that issued the server's certificate"
+            );
+        }
+        return Ok(ders);
+    }
+    match global
+        .existing_workspace()
+        .ok()
+        .and_then(|ws| ws.load(value).ok())
+    {
+        Some(e) => Ok(vec![e.cert_der]),
+        None => bail!(
+            "--ca {value}: no such file and no workspace entity of that name; give the CA's PEM file"
+        ),
+    }
+}
+
+/// A list: as one JSON array with --json, else a line each (`line`), or `empty` when there are
+/// none (nothing when it is None).
+pub(crate) fn print_rows<T: Serialize>(
+    global: &Global,
+    rows: &[T],
+    empty: Option<&str>,
+    line: impl Fn(&T) -> String,
+) {
+    if global.json {
+        print_json(&rows);
+    } else if let (true, Some(empty)) = (rows.is_empty(), empty) {
+        say!("{empty}");
+    } else {
+        for r in rows {
+            say!("{}", line(r));
+        }
+    }
 }
 
 /// One JSON value on one line (`hub serve --log json`, `hub monitor --json`), exact once

@@ -6,11 +6,11 @@
 
 use crate::common::Ws;
 
+use chainsmith::ops::ValidityArg;
 use chainsmith::ops::lifecycle::{self, parse_window};
-use chainsmith::ops::{self, CaRequest, ValidityArg};
+use chainsmith::pki::Profile;
 use chainsmith::pki::identity::expand_range;
 use chainsmith::pki::issue::{EARLIEST, LATEST};
-use chainsmith::pki::{KeyAlg, Profile};
 use chainsmith::store::Workspace;
 use proptest::prelude::*;
 use time::macros::datetime;
@@ -115,21 +115,7 @@ fn apply_refuses_days_past_the_limit_with_its_line() {
 
 fn workspace_with_ca() -> (tempfile::TempDir, Workspace) {
     let dir = tempfile::tempdir().unwrap();
-    let ws = Workspace::open_or_create(&dir.path().join("ws")).unwrap();
-    ops::new_ca(
-        &ws,
-        &CaRequest {
-            name: "r".into(),
-            cn: None,
-            subject: None,
-            key: KeyAlg::EcP256,
-            validity: ValidityArg::default(),
-            pathlen: None,
-            issuer: None,
-            force: false,
-        },
-    )
-    .unwrap();
+    let ws = chainsmith_test_support::workspace::with_root(&dir.path().join("ws"), "r");
     (dir, ws)
 }
 

@@ -5,8 +5,9 @@
 //! times) are in `cargo bench --bench bounds`; these tests check the caps' behaviour.
 
 use crate::common::Ws;
-use crate::der_edit::{bump_iterations, der_encode, der_parse, stall_pfx_mac};
-use crate::hub_util::{Client, Fixture, publish_acked, username};
+use chainsmith_test_support::der_edit::{bump_iterations, der_encode, der_parse, stall_pfx_mac};
+use chainsmith_test_support::hub_util::{Client, Fixture, publish_acked, username, varint};
+use chainsmith_test_support::workspace::self_signed_device;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +16,8 @@ use chainsmith::export::pfx::{self, PfxProfile};
 use chainsmith::hub::server::{
     MAX_CONNECT_BYTES, MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_PER_PEER,
 };
-use chainsmith::hub::{Auth, Hub, HubConfig, HubEvent, HubHandle};
+use chainsmith::hub::{Auth, HubEvent, HubHandle};
 use chainsmith::ops::ValidityArg;
-use chainsmith::pki::{IssueSpec, KeyAlg, Profile, Validity, issue, subject};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -25,15 +25,7 @@ async fn hub_with_good_device(fx: &Fixture) -> HubHandle {
     fx.store.add_ca("root", true).unwrap();
     fx.device("good", Some("line2"), ValidityArg::default());
     fx.register("good", Auth::Ca, None);
-    Hub::start(
-        fx.root(),
-        HubConfig {
-            port: 0,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
+    chainsmith_test_support::hub_util::start_hub(fx.root()).await
 }
 
 /// The good device connects (retrying while the hub frees slots) and gets a PUBACK.
@@ -61,22 +53,6 @@ async fn dropped_with(ev: &mut tokio::sync::broadcast::Receiver<HubEvent>, needl
             Ok(Ok(HubEvent::Dropped { reason, .. })) if reason.contains(needle) => return reason,
             Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
             _ => panic!("no Dropped event mentioning \"{needle}\""),
-        }
-    }
-}
-
-/// MQTT remaining-length encoding.
-fn varint(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            return out;
         }
     }
 }
@@ -241,24 +217,9 @@ fn inspect_does_not_treat_a_bundle_as_one_long_chain() {
     assert_eq!(v["lint"].as_array().unwrap().len(), 2, "{v}");
 }
 
-fn self_signed() -> (Vec<u8>, String, openssl::pkey::PKey<openssl::pkey::Private>) {
-    let spec = IssueSpec {
-        subject: subject::cn_only("pfx-dev").unwrap(),
-        profile: Profile::Device {
-            eku: Default::default(),
-            sans: vec![],
-        },
-        validity: Validity::days(30),
-    };
-    let issued = issue::issue(&spec, KeyAlg::EcP256, None).unwrap();
-    let key =
-        openssl::pkey::PKey::private_key_from_pem(issued.key_pem.unwrap().as_bytes()).unwrap();
-    (issued.cert_der, issued.cert_pem, key)
-}
-
 /// A PFX made as OpenSSL makes them, then its MAC iteration count set to 2^31 - 1.
 fn stalling_pfx() -> Vec<u8> {
-    let (cert, _, key) = self_signed();
+    let (cert, _, key) = self_signed_device("pfx-dev");
     stall_pfx_mac(&pfx::build(PfxProfile::Modern, "pw", "x", &cert, &key, &[]).unwrap())
 }
 
@@ -293,7 +254,7 @@ fn a_pfx_asking_for_billions_of_iterations_is_refused_before_the_work() {
         );
     }
     // An ordinary file still opens.
-    let (cert, _, key) = self_signed();
+    let (cert, _, key) = self_signed_device("pfx-dev");
     let good = pfx::build(PfxProfile::Compat, "pw", "x", &cert, &key, &[]).unwrap();
     std::fs::write(ws.path("good.pfx"), &good).unwrap();
     ws.ok(&["inspect", "good.pfx", "--password", "pw"]);
@@ -303,7 +264,7 @@ fn a_pfx_asking_for_billions_of_iterations_is_refused_before_the_work() {
 fn an_encrypted_key_asking_for_billions_of_iterations_is_refused() {
     let ws = Ws::new();
     ws.ok(&["init"]);
-    let (_, cert_pem, key) = self_signed();
+    let (_, cert_pem, key) = self_signed_device("pfx-dev");
     let enc = key
         .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), b"pw")
         .unwrap();

@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use chainsmith::hub::{Auth, Hub, HubConfig, HubEvent};
+use chainsmith::hub::{Auth, HubEvent};
 use chainsmith::ops::ValidityArg;
 use chainsmith::pki::verify::{DEVICE_POLICY_ARGS, TrustAnchors, verify_device_chain};
 use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
@@ -629,7 +629,7 @@ fn stricter_than_openssl_defaults() {
 /// good-1 itself and a serverAuth-only leaf for other-1 are judged the same way as above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_chain_is_refused_at_connect() {
-    use crate::hub_util::{Client, Fixture, Identity, username};
+    use chainsmith_test_support::hub_util::{Client, Fixture, Identity, username};
     use rumqttc::mqttbytes::v4::ConnectReturnCode;
     use rustls::pki_types::CertificateDer;
 
@@ -665,15 +665,7 @@ async fn forged_chain_is_refused_at_connect() {
         Some(&line2),
     );
 
-    let hub = Hub::start(
-        fx.root(),
-        HubConfig {
-            port: 0,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let hub = chainsmith_test_support::hub_util::start_hub(fx.root()).await;
     let mut events = hub.events();
     let identity = |chain: &[&X509], key: &PKey<Private>| Identity {
         certs: chain
@@ -735,8 +727,8 @@ async fn forged_chain_is_refused_at_connect() {
 /// before any connection, against the local hub's registry and against the workspace's root.
 #[test]
 fn preflight_refuses_the_forged_chain() {
-    use crate::hub_util::Fixture;
     use chainsmith::mqtt::Identity;
+    use chainsmith_test_support::hub_util::Fixture;
 
     let fx = Fixture::new();
     fx.device("good-1", Some("line2"), ValidityArg::default());

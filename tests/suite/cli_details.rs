@@ -132,3 +132,49 @@ fn the_example_spec_points_at_the_readme() {
         "README has no section {section:?}"
     );
 }
+
+/// `hub ca prove` and `hub dps ca prove` are one engine function over two CA lists: both say
+/// that the CA was listed already, unverified, before proving it (DPS used to skip that step).
+#[test]
+fn prove_says_the_ca_was_listed_unverified_in_the_hub_and_in_dps() {
+    let w = Ws::new();
+    w.ok(&["new", "root", "acme"]);
+    w.ok(&["hub", "ca", "add", "acme"]);
+    w.ok(&["hub", "dps", "ca", "add", "acme"]);
+    let hub = w.ok(&["hub", "ca", "prove", "acme"]);
+    assert!(
+        hub.contains("CA \"acme\" is in the hub, Unverified"),
+        "{hub}"
+    );
+    assert!(
+        hub.contains("hub verified the proof: CA \"acme\" is Verified"),
+        "{hub}"
+    );
+    let dps = w.ok(&["hub", "dps", "ca", "prove", "acme"]);
+    assert!(dps.contains("CA \"acme\" is in DPS, Unverified"), "{dps}");
+    assert!(
+        dps.contains("DPS verified the proof: CA \"acme\" is Verified"),
+        "{dps}"
+    );
+}
+
+/// A device made or renewed past its CA's end is warned about, in the same words: one engine
+/// check serves `new device` and `renew`.
+#[test]
+fn certificates_that_outlive_their_issuer_are_warned_about() {
+    let w = Ws::new();
+    w.ok(&["new", "root", "short", "--days", "30"]);
+    let made = w.ok_all(&[
+        "new", "device", "long-1", "--issuer", "short", "--days", "365",
+    ]);
+    assert!(
+        made.contains("the devices are valid until") && made.contains("\"short\" expires earlier"),
+        "{made}"
+    );
+    let renewed = w.ok_all(&["renew", "long-1", "--days", "365"]);
+    assert!(
+        renewed.contains("the new certificate is valid until")
+            && renewed.contains("\"short\" expires earlier"),
+        "{renewed}"
+    );
+}

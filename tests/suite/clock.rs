@@ -181,10 +181,10 @@ fn negative_fixtures_are_dated_from_chainsmith_now() {
 /// hub at T-1d, whatever day the suite runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_judges_validity_by_its_clock() {
-    use crate::hub_util::{Client, Fixture, username};
     use chainsmith::clock::Clock;
     use chainsmith::hub::{Auth, Hub, HubConfig, HubEvent};
     use chainsmith::ops::ValidityArg;
+    use chainsmith_test_support::hub_util::{Client, Fixture, username};
     use time::Duration;
     use time::macros::datetime;
 

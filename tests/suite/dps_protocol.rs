@@ -3,7 +3,7 @@
 //! disabled enrollments, deleted registrations, individual over group), refusals with DPS's
 //! status topics and error bodies, and certificate issuance from a CSR.
 
-use crate::hub_util::{self, Client, Fixture, Identity};
+use chainsmith_test_support::hub_util::{self, Client, Fixture, Identity};
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -231,7 +231,11 @@ async fn refusals_have_dps_status_topics_bodies_and_exact_reasons() {
         },
     );
     fx.device("rooted-1", Some("root"), ValidityArg::default());
-    chainsmith::ops::new_ca(&fx.ws, &hub_util::ca_req("other", "Other Root", None)).unwrap();
+    chainsmith::ops::new_ca(
+        &fx.ws,
+        &chainsmith_test_support::workspace::ca_req("other", Some("Other Root"), None),
+    )
+    .unwrap();
     fx.device("stranger-1", Some("other"), ValidityArg::default());
     fx.store.dps_add_ca("line2", true).unwrap();
     fx.store.dps_add_ca("root", false).unwrap();

@@ -6,7 +6,8 @@
 //! port 8883, so every test runs in its own network namespace (`isolated::in_own_netns`).
 
 use crate::dps_protocol::group;
-use crate::{hub_util, isolated};
+use crate::isolated;
+use chainsmith_test_support::hub_util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -249,7 +250,11 @@ async fn python_sees_each_refusal() {
         },
     );
     fx.device("selfie-1", None, ValidityArg::default());
-    ops::new_ca(&fx.ws, &hub_util::ca_req("unproved", "Unproved Root", None)).unwrap();
+    ops::new_ca(
+        &fx.ws,
+        &chainsmith_test_support::workspace::ca_req("unproved", Some("Unproved Root"), None),
+    )
+    .unwrap();
     fx.device("unproved-1", Some("unproved"), ValidityArg::default());
     fx.store.dps_add_ca("line2", true).unwrap();
     fx.store.dps_add_ca("root", true).unwrap();

@@ -7,7 +7,7 @@
 
 use crate::common::{Ws, openssl};
 use crate::dps_protocol::{group, register, register_as};
-use crate::hub_util::{self, Client, Fixture, Identity};
+use chainsmith_test_support::hub_util::{self, Client, Fixture, Identity};
 
 use std::path::Path;
 use std::time::Duration;
@@ -376,7 +376,11 @@ async fn dps_refuses_a_ca_as_a_device_and_never_replaces_a_ca() {
     let fx = Fixture::new();
     let scope = issuing_group(&fx, "boot-1");
     // An intermediate whose CN is a registration id.
-    chainsmith::ops::new_ca(&fx.ws, &hub_util::ca_req("gw-ca", "gw-ca", Some("root"))).unwrap();
+    chainsmith::ops::new_ca(
+        &fx.ws,
+        &chainsmith_test_support::workspace::ca_req("gw-ca", Some("gw-ca"), Some("root")),
+    )
+    .unwrap();
     let hub = start_hub(&fx).await;
     let ca_id = fx.identity(&["gw-ca"]);
     let out = register_as(hub.addr, &fx, &ca_id, "gw-ca", &scope)

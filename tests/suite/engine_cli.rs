@@ -541,11 +541,7 @@ fn csr_signing_takes_the_profile_not_the_request() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    chainsmith_test_support::process::assert_success(&out);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("ignored"),
         "tells that requested extensions were ignored"

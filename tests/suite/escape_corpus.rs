@@ -5,9 +5,9 @@
 //! control or a bidi control; they are shown escaped. `--json` keeps the exact strings.
 
 use crate::common::Ws;
-use crate::hub_util::{Client, Fixture, publish_acked, username};
 use chainsmith::hub::Auth;
 use chainsmith::ops::ValidityArg;
+use chainsmith_test_support::hub_util::{Client, Fixture, publish_acked, username};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, DnValue, IsCa, KeyPair, SanType, date_time_ymd,
 };

@@ -99,6 +99,40 @@ fn fleet(ws: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Every device of ROOT against `broker`, trusting `ca`, `messages` each, the report to
+/// `report`; it must succeed. Its output.
+fn fleet_to_broker(
+    ws: &Path,
+    broker: &Mosquitto,
+    ca: &Path,
+    messages: u32,
+    report: &Path,
+) -> std::process::Output {
+    let to = format!("mqtts://127.0.0.1:{}", broker.port);
+    let out = fleet(
+        ws,
+        &[
+            "--issuer",
+            ROOT,
+            "--to",
+            &to,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--messages",
+            &messages.to_string(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// The count of an exact histogram serialized in a report (decoded, not its `count` field).
 fn hdr_len(latency: &serde_json::Value) -> u64 {
     use base64::Engine as _;
@@ -312,11 +346,7 @@ fn duration_stops_on_time_and_sigint_stops_cleanly_with_a_report() {
             r1.to_str().unwrap(),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    chainsmith_test_support::process::assert_success(&out);
     let r = report(&r1);
     assert_eq!(r["stopped"], "duration");
     let elapsed = r["elapsed_s"].as_f64().unwrap();
@@ -387,29 +417,8 @@ fn mosquitto_fleet_all_connect_with_round_trips() {
     let root_pem = ws.join(format!("entities/{ROOT}/cert.pem"));
     let (cert, key) = server_cert(&ws, ROOT, tmp.path());
     let broker = mosquitto(tmp.path(), &root_pem, &cert, &key);
-    let to = format!("mqtts://127.0.0.1:{}", broker.port);
     let rp = tmp.path().join("m.json");
-    let out = fleet(
-        &ws,
-        &[
-            "--issuer",
-            ROOT,
-            "--to",
-            &to,
-            "--ca",
-            root_pem.to_str().unwrap(),
-            "--messages",
-            "2",
-            "--report",
-            rp.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = fleet_to_broker(&ws, &broker, &root_pem, 2, &rp);
     let r = report(&rp);
     assert_eq!(
         (r["devices"].as_u64(), r["connected"].as_u64()),
@@ -592,11 +601,7 @@ fn storm_drops_every_device_and_all_come_back() {
             rp.to_str().unwrap(),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    chainsmith_test_support::process::assert_success(&out);
     let r = report(&rp);
     let s = &r["storm"];
     assert_eq!(
@@ -1006,4 +1011,54 @@ fn issuer_selects_what_the_ca_issued_now() {
                 .contains("`chainsmith new device 'old-{001..003}' --issuer 'Fleet Root' --force`"),
         "{text}"
     );
+}
+
+/// `--ca` is one function for `connect` and `fleet run`: the fleet takes a DER CA file as
+/// `connect` always did (it used to demand PEM), and a file that is no certificate gets the
+/// same answer from both faces.
+#[test]
+fn fleet_takes_the_ca_file_as_connect_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    ok(&ws, &["new", "root", ROOT]);
+    ok(&ws, &["new", "device", "der-{1..3}", "--issuer", ROOT]);
+    let root_pem = ws.join(format!("entities/{ROOT}/cert.pem"));
+    let root_der = tmp.path().join("root.der");
+    let (converted, msg) = crate::common::openssl(
+        &[
+            "x509",
+            "-in",
+            root_pem.to_str().unwrap(),
+            "-outform",
+            "DER",
+            "-out",
+            root_der.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(converted, "{msg}");
+    let (cert, key) = server_cert(&ws, ROOT, tmp.path());
+    let broker = mosquitto(tmp.path(), &root_pem, &cert, &key);
+    let rp = tmp.path().join("der.json");
+    fleet_to_broker(&ws, &broker, &root_der, 1, &rp);
+    assert_eq!(report(&rp)["connected"].as_u64(), Some(3));
+    let to = format!("mqtts://127.0.0.1:{}", broker.port);
+
+    let junk = tmp.path().join("junk.crt");
+    std::fs::write(&junk, b"not a certificate").unwrap();
+    let junk = junk.to_str().unwrap();
+    let fleet_err = fleet(&ws, &["--issuer", ROOT, "--to", &to, "--ca", junk]);
+    let connect_err = bin(&ws)
+        .args(["connect", "der-1", "--to", &to, "--ca", junk])
+        .output()
+        .unwrap();
+    for out in [fleet_err, connect_err] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains(&format!("--ca {junk} is not a certificate file"))
+                && err.contains("give the PEM of the CA"),
+            "{err}"
+        );
+    }
 }

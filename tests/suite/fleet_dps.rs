@@ -204,11 +204,7 @@ fn storm_reconnects_without_provisioning_again() {
         .arg(&out_path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    chainsmith_test_support::process::assert_success(&out);
     let r = report(&out_path);
     assert_eq!(r["provisioned"], 15, "{r:#}");
     assert_eq!(r["storm"]["back"], 15, "{r:#}");

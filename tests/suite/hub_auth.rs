@@ -1,13 +1,13 @@
 //! Every refusal reason of IoT Hub's X.509 rules, seen from the client (mosquitto_pub gets
 //! CONNACK 5 "not authorised") and in the hub's events (the exact reason).
 
-use crate::hub_util;
+use chainsmith_test_support::hub_util;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use chainsmith::hub::{Auth, Hub, HubConfig, HubEvent, HubHandle};
+use chainsmith::hub::{Auth, HubEvent, HubHandle};
 use chainsmith::ops::ValidityArg;
 use hub_util::{Fixture, username};
 use tokio::sync::broadcast::Receiver;
@@ -106,15 +106,7 @@ async fn each_refusal_reason_is_named() {
     fx.register("old-1", Auth::Ca, None);
     fx.register("selfie", Auth::SelfSigned, Some("other-selfie"));
 
-    let hub = Hub::start(
-        fx.root(),
-        HubConfig {
-            port: 0,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let hub = chainsmith_test_support::hub_util::start_hub(fx.root()).await;
     let mut ev = hub.events();
     let chain7 = fx.chain_file(&["sensor-7", "line2"]);
     let key7 = fx.key_file("sensor-7");
@@ -327,15 +319,7 @@ async fn verified_root_admits_devices_under_an_unverified_intermediate() {
     fx.store.add_ca("root", true).unwrap();
     fx.store.add_ca("line2", false).unwrap();
     fx.register("sensor-7", Auth::Ca, None);
-    let hub = Hub::start(
-        fx.root(),
-        HubConfig {
-            port: 0,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let hub = chainsmith_test_support::hub_util::start_hub(fx.root()).await;
     let mut ev = hub.events();
     let chain = fx.chain_file(&["sensor-7", "line2"]);
     let key = fx.key_file("sensor-7");

@@ -5,7 +5,10 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use chainsmith_test_support::broker::free_port;
+use chainsmith_test_support::process::KillOnDrop;
 use std::time::{Duration, Instant};
 
 use assert_cmd::prelude::*;
@@ -336,22 +339,6 @@ fn devices_twins_and_trust() {
         .stderr(predicate::str::contains("no hub is running"));
 }
 
-struct Serve(Child);
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn serve_with_mosquitto_clients_c2d_monitor_method_echo() {
     let (dir, ws) = setup();
@@ -368,7 +355,7 @@ fn serve_with_mosquitto_clients_c2d_monitor_method_echo() {
     let key = ws.join("entities/m-dev/key.pem");
     let trust = ok(&ws, &["hub", "trust"]).trim().to_string();
     let port = free_port().to_string();
-    let mut serve = Serve(
+    let mut serve = KillOnDrop(
         cs(&ws)
             .args(["hub", "serve", "--port", &port, "--echo", "--log", "json"])
             .stdout(Stdio::piped())
@@ -425,7 +412,7 @@ fn serve_with_mosquitto_clients_c2d_monitor_method_echo() {
     };
     // hub monitor streams telemetry. It says so on stderr (in --json mode too) once the hub
     // has subscribed it: everything sent after that line reaches it, no sleep needed.
-    let mut monitor = Serve(
+    let mut monitor = KillOnDrop(
         cs(&ws)
             .args(["--json", "hub", "monitor", "--device", "m-dev"])
             .stdout(Stdio::piped())
@@ -481,11 +468,7 @@ fn serve_with_mosquitto_clients_c2d_monitor_method_echo() {
         ])
         .output()
         .unwrap();
-    assert!(
-        pub_out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&pub_out.stderr)
-    );
+    chainsmith_test_support::process::assert_success(&pub_out);
     let tele = wait_for(&|v| v["event"] == "telemetry");
     assert_eq!(tele["payload"], r#"{"t":31}"#);
     assert!(tele["enqueued"].as_str().unwrap().ends_with('Z'));
@@ -860,7 +843,7 @@ fn ca_prove_adds_makes_the_certificate_and_verifies_in_one_step() {
 fn hub_serve_goes_on_serving_when_its_log_reader_goes_away() {
     let (_dir, ws) = setup();
     let port = free_port();
-    let mut serve = Serve(
+    let mut serve = KillOnDrop(
         cs(&ws)
             .args(["hub", "serve", "--port", &port.to_string()])
             .args(["--amqp-port", "0", "--ws-port", "0"])

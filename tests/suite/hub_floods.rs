@@ -3,7 +3,7 @@
 //! own counts (`HubHandle::load`) rather than timing or RSS (the figures are in
 //! `cargo bench --bench bounds -- floods`).
 
-use crate::hub_util::{Client, Fixture, Identity, publish_acked, username};
+use chainsmith_test_support::hub_util::{Client, Fixture, Identity, publish_acked, username};
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

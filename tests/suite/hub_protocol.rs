@@ -1,7 +1,7 @@
 //! IoT Hub fidelity of the MQTT session: QoS rules, subscription limit, namespaces, one
 //! connection per device, 256 KB limit, keep-alive, twin, desired push, methods, --echo.
 
-use crate::hub_util;
+use chainsmith_test_support::hub_util;
 
 use std::time::Duration;
 

@@ -2,14 +2,14 @@
 //! vanishing mid-publish, a reconnect storm, random and mutated packets. A good device keeps
 //! publishing (and getting PUBACKs) throughout, and no session leaks.
 
-use crate::hub_util;
+use chainsmith_test_support::hub_util;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use chainsmith::hub::{Auth, Hub, HubConfig, HubEvent};
+use chainsmith::hub::{Auth, HubEvent};
 use chainsmith::ops::ValidityArg;
 use hub_util::{Client, Fixture, publish_acked, username};
 use rumqttc::mqttbytes::QoS;
@@ -55,15 +55,7 @@ async fn bad_clients_never_stop_good_ones() {
         fx.device(id, Some("line2"), ValidityArg::default());
         fx.register(id, Auth::Ca, None);
     }
-    let hub = Hub::start(
-        fx.root(),
-        HubConfig {
-            port: 0,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let hub = chainsmith_test_support::hub_util::start_hub(fx.root()).await;
     let addr = hub.addr;
     let mut ev = hub.events();
 

@@ -3,7 +3,8 @@
 //! The SDK always dials port 8883, so this test binds 127.0.0.1:8883 inside its own network
 //! namespace (`isolated::in_own_netns`): a local Mosquitto on 8883 does not get in the way.
 
-use crate::{hub_util, isolated};
+use crate::isolated;
+use chainsmith_test_support::hub_util;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -2,9 +2,9 @@
 //! `refusals()` report — the same data the control ops `status` and `refusals` serve.
 //! Real TLS clients are refused by a real in-process hub.
 
-use crate::hub_util;
+use chainsmith_test_support::hub_util;
 
-use chainsmith::hub::{Auth, Hub, HubConfig, server::REFUSAL_RING};
+use chainsmith::hub::{Auth, server::REFUSAL_RING};
 use chainsmith::ops::ValidityArg;
 use hub_util::{Client, Fixture, username};
 
@@ -14,15 +14,7 @@ async fn refusal_ring_keeps_the_last_hundred_in_order() {
     fx.device("d1", Some("line2"), ValidityArg::default());
     fx.store.add_ca("root", true).expect("ca");
     fx.register("d1", Auth::Ca, None);
-    let hub = Hub::start(
-        fx.root(),
-        HubConfig {
-            port: 0,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("hub");
+    let hub = chainsmith_test_support::hub_util::start_hub(fx.root()).await;
     let id = fx.identity(&["d1", "line2"]);
     let tls = fx.tls(Some(&id));
 

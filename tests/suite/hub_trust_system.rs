@@ -4,7 +4,8 @@
 //! server certificate of its own, as the IoT Central sample does.
 
 use crate::common::{Ws, openssl};
-use crate::{hub_util, isolated};
+use crate::isolated;
+use chainsmith_test_support::hub_util;
 
 use std::process::Command;
 use std::time::Duration;

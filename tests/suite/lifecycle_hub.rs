@@ -6,8 +6,8 @@
 //! too: each SDK test runs again in its own network namespace (`isolated::in_own_netns`), and
 //! [`SdkHub::start`] is the one place that binds the port.
 
-use crate::hub_util::Fixture;
 use crate::isolated;
+use chainsmith_test_support::hub_util::Fixture;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -489,11 +489,7 @@ fn verification_code_shape_warns_and_reads_standard_input() {
         .write_stdin(format!("\"{code}\"\n"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    chainsmith_test_support::process::assert_success(&out);
     let (ok, subject) = openssl(
         &["x509", "-in", "v3.pem", "-noout", "-subject"],
         w.dir.path(),

@@ -6,8 +6,6 @@
 
 mod common;
 mod connect_support;
-mod der_edit;
-mod hub_util;
 mod isolated;
 
 mod bounds_numbers;

@@ -4,7 +4,7 @@
 //! WebSocket frame. The good device runs the whole connection test over AMQP, AMQP over
 //! WebSockets and MQTT over WebSockets while the bad connections are held open.
 
-use crate::hub_util;
+use chainsmith_test_support::hub_util;
 
 use std::time::Duration;
 

@@ -4,7 +4,8 @@
 //! reported patch, C2D and a direct method. The SDKs dial fixed ports (5671, 443), so each
 //! test runs in its own network namespace.
 
-use crate::{hub_util, isolated};
+use crate::isolated;
+use chainsmith_test_support::hub_util;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -267,7 +268,11 @@ async fn node_sdk_amqp_refusals_stop_with_unauthorized_and_the_hub_says_why() {
     fx.device("off-1", Some("line2"), ValidityArg::default());
     fx.register("off-1", Auth::Ca, None);
     fx.store.set_enabled("off-1", false).unwrap();
-    chainsmith::ops::new_ca(&fx.ws, &hub_util::ca_req("other", "Other Root", None)).unwrap();
+    chainsmith::ops::new_ca(
+        &fx.ws,
+        &chainsmith_test_support::workspace::ca_req("other", Some("Other Root"), None),
+    )
+    .unwrap();
     fx.device("rogue-1", Some("other"), ValidityArg::default());
     fx.register("rogue-1", Auth::Ca, None);
     let hub = Hub::start(fx.root(), sdk_hub_config())

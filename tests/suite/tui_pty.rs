@@ -6,6 +6,8 @@ use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system}
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command as Proc;
+
+use chainsmith_test_support::broker::free_port;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -163,11 +165,7 @@ fn cli(ws: &Path, args: &[&str]) {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    chainsmith_test_support::process::assert_success(&out);
 }
 
 const CODE: &str = "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3";
@@ -232,7 +230,7 @@ fn seed_flow_root_intermediate_device_verification_export_hub_connect_then_quit_
         .arg(&out)
         .output()
         .unwrap();
-    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    chainsmith_test_support::process::assert_success(&v);
     let subj = Proc::new("openssl")
         .args(["x509", "-noout", "-subject", "-in"])
         .arg(&out)
@@ -284,7 +282,7 @@ fn seed_flow_root_intermediate_device_verification_export_hub_connect_then_quit_
         .arg(&pfx)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    chainsmith_test_support::process::assert_success(&o);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("CN = dev1")
             || String::from_utf8_lossy(&o.stdout).contains("CN=dev1")
@@ -357,14 +355,6 @@ fn seed_flow_root_intermediate_device_verification_export_hub_connect_then_quit_
     t.assert_restored();
     // The hub is gone with the TUI: its port is free again.
     assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -3,8 +3,7 @@
 //! is fixed, so the snapshots do not change from run to run.
 
 use chainsmith::clock::Clock;
-use chainsmith::ops::{self, CaRequest, DeviceRequest, ValidityArg};
-use chainsmith::pki::KeyAlg;
+use chainsmith::ops::{self, DeviceRequest, ValidityArg};
 use chainsmith::store::{Revocation, Workspace};
 use chainsmith::tui::theme::Theme;
 use chainsmith::tui::{Action, App, Tab, connect, hub, settle, ui};
@@ -32,19 +31,7 @@ fn typed(app: &mut App, s: &str) {
 }
 
 /// A CA with every default, for screens that only need one to exist.
-pub(crate) fn ca(ws: &Workspace, name: &str, issuer: Option<&str>) {
-    let req = CaRequest {
-        name: name.into(),
-        cn: None,
-        subject: None,
-        key: KeyAlg::EcP256,
-        validity: ValidityArg::default(),
-        pathlen: None,
-        issuer: issuer.map(Into::into),
-        force: false,
-    };
-    ops::new_ca(ws, &req).unwrap();
-}
+pub(crate) use chainsmith_test_support::workspace::new_ca as ca;
 
 /// root → intermediate → devices (valid, expired, revoked), a self-signed device and a
 /// verification certificate.

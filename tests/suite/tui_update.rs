@@ -1,7 +1,7 @@
 //! The TUI's state machine with no terminal: keys, mouse, background results go through
 //! `App::update`; commands run synchronously with `tui::perform` against a real workspace.
 
-use chainsmith::ops::{self, CaRequest, DeviceRequest, ValidityArg};
+use chainsmith::ops::{self, DeviceRequest, ValidityArg};
 use chainsmith::pki::KeyAlg;
 use chainsmith::store::{Kind, Workspace};
 use chainsmith::tui::dialog::{Dialog, NewKind};
@@ -9,6 +9,8 @@ use chainsmith::tui::theme::Theme;
 use chainsmith::tui::{Action, App, Command, CreateRequest, Tab, hub, perform, settle};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use std::process::Command as Proc;
+
+use chainsmith_test_support::workspace::new_ca;
 use time::OffsetDateTime;
 
 fn key(c: KeyCode) -> Action {
@@ -35,32 +37,6 @@ fn ws() -> (tempfile::TempDir, Workspace) {
     (dir, ws)
 }
 
-fn root(ws: &Workspace, name: &str) {
-    let req = CaRequest {
-        name: name.into(),
-        cn: None,
-        subject: None,
-        key: KeyAlg::EcP256,
-        validity: ValidityArg::default(),
-        pathlen: None,
-        issuer: None,
-        force: false,
-    };
-    ops::new_ca(ws, &req).unwrap();
-}
-fn intermediate(ws: &Workspace, name: &str, issuer: &str) {
-    let req = CaRequest {
-        name: name.into(),
-        cn: None,
-        subject: None,
-        key: KeyAlg::EcP256,
-        validity: ValidityArg::default(),
-        pathlen: None,
-        issuer: Some(issuer.into()),
-        force: false,
-    };
-    ops::new_ca(ws, &req).unwrap();
-}
 fn devices(ws: &Workspace, ids: &str, issuer: &str) {
     let req = DeviceRequest {
         ids: vec![ids.into()],
@@ -140,7 +116,7 @@ fn ctrl_c_quits_even_in_a_form() {
 #[test]
 fn mouse_clicks_switch_tabs_and_select_rows_and_wheel_scrolls() {
     let (_d, ws) = ws();
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     devices(&ws, "d-{01..40}", "r");
     let mut app = app_on(&ws);
     let hub_x = chainsmith::tui::ui::tab_ranges()[1].1.start + 1;
@@ -175,7 +151,7 @@ fn mouse_clicks_switch_tabs_and_select_rows_and_wheel_scrolls() {
 #[test]
 fn resize_keeps_the_selection_in_view() {
     let (_d, ws) = ws();
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     devices(&ws, "d-{01..60}", "r");
     let mut app = app_on(&ws);
     app.update(key(KeyCode::End));
@@ -188,7 +164,7 @@ fn resize_keeps_the_selection_in_view() {
 #[test]
 fn reports_load_one_at_a_time_and_the_newest_wish_wins() {
     let (_d, ws) = ws();
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     devices(&ws, "d-{1..5}", "r");
     let mut app = App::new(
         ws.root().to_path_buf(),
@@ -223,7 +199,7 @@ fn reports_load_one_at_a_time_and_the_newest_wish_wins() {
 #[test]
 fn filter_narrows_the_tree_and_esc_clears_it() {
     let (_d, ws) = ws();
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     devices(&ws, "sensor-{1..3}", "r");
     devices(&ws, "pump-{1..2}", "r");
     let mut app = app_on(&ws);
@@ -303,8 +279,8 @@ fn rsa_4096_request_returns_at_once() {
 #[test]
 fn intermediate_and_device_forms_default_to_the_selected_ca() {
     let (_d, ws) = ws();
-    root(&ws, "r");
-    intermediate(&ws, "i", "r");
+    new_ca(&ws, "r", None);
+    new_ca(&ws, "i", Some("r"));
     let mut app = app_on(&ws);
     app.update(key(KeyCode::Down)); // select "i"
     app.update(ch('n'));
@@ -347,7 +323,7 @@ fn intermediate_and_device_forms_default_to_the_selected_ca() {
 #[test]
 fn form_validation_says_what_the_cli_says() {
     let (d, ws) = ws();
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     let mut app = app_on(&ws);
     app.update(ch('n'));
     typed(&mut app, "dev 01");
@@ -411,7 +387,7 @@ fn form_validation_says_what_the_cli_says() {
 #[test]
 fn engine_errors_stay_in_the_form() {
     let (_d, ws) = ws();
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     let mut app = app_on(&ws);
     app.update(key(KeyCode::Home));
     app.update(ch('n'));
@@ -436,7 +412,7 @@ fn engine_errors_stay_in_the_form() {
 #[test]
 fn verification_certificate_for_a_code_verifies_with_openssl_and_copies() {
     let (_d, ws) = ws();
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     let mut app = app_on(&ws);
     let code = "75B86466DA34D2B04C0C4C9557A119687ADAE7D4732BDDB3";
     app.update(ch('v'));
@@ -469,7 +445,7 @@ fn verification_certificate_for_a_code_verifies_with_openssl_and_copies() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    chainsmith_test_support::process::assert_success(&v);
     let s = Proc::new("openssl")
         .args(["x509", "-noout", "-subject", "-in"])
         .arg(&out)
@@ -511,7 +487,7 @@ fn res_pem(app: &App) -> String {
 #[test]
 fn v_on_a_device_explains_and_bad_codes_are_refused_inline() {
     let (_d, ws) = ws();
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     devices(&ws, "d1", "r");
     let mut app = app_on(&ws);
     app.update(key(KeyCode::End));
@@ -540,7 +516,7 @@ fn v_on_a_device_explains_and_bad_codes_are_refused_inline() {
 #[test]
 fn delete_asks_then_removes() {
     let (_d, ws) = ws();
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     devices(&ws, "d1", "r");
     let mut app = app_on(&ws);
     app.update(key(KeyCode::End));
@@ -596,7 +572,7 @@ fn a_burst_of_hub_events_is_handled_in_one_drain() {
 #[test]
 fn hub_keys_start_stop_and_prove_through_commands() {
     let (_d, ws) = ws();
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     devices(&ws, "d1", "r");
     let mut app = app_on(&ws);
     // Entering the tab reads the hub registry (empty: no CA yet).
@@ -706,7 +682,7 @@ fn connect_runs_one_test_at_a_time_and_fills_state_from_engine_events() {
     use chainsmith::mqtt::{Event, RoundTripKind, Summary};
     use chainsmith::tui::connect::{ConnectAction, ConnectTarget};
     let (_d, ws) = ws();
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     devices(&ws, "d1", "r");
     let mut app = app_on(&ws);
     app.update(ch('3'));
@@ -809,7 +785,7 @@ fn connect_runs_one_test_at_a_time_and_fills_state_from_engine_events() {
 #[test]
 fn export_renew_revoke_import_dialogs_run_the_engine() {
     let (d, ws) = ws();
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     devices(&ws, "d1", "r");
     let mut app = app_on(&ws);
     app.update(key(KeyCode::End));
@@ -854,7 +830,7 @@ fn export_renew_revoke_import_dialogs_run_the_engine() {
         .args(["-passin", "pass:s3cret", "-nokeys"])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    chainsmith_test_support::process::assert_success(&o);
     app.update(key(KeyCode::Esc));
     assert!(app.dialog.is_none());
     // r renews: new serial, old one in the history.
@@ -921,10 +897,10 @@ fn guide_steps_check_the_real_workspace() {
         status(STEPS.iter().find(|s| s.id == id).unwrap(), &r, &facts)
     };
     assert_eq!(st(&ws, "root"), StepStatus::Todo);
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     assert!(matches!(st(&ws, "root"), StepStatus::Done(_)));
     assert_eq!(st(&ws, "intermediate"), StepStatus::Todo);
-    intermediate(&ws, "i", "r");
+    new_ca(&ws, "i", Some("r"));
     assert!(matches!(st(&ws, "intermediate"), StepStatus::Done(_)));
     assert_eq!(st(&ws, "verify"), StepStatus::Todo);
     let out = ws.root().join("v.pem");
@@ -981,7 +957,7 @@ fn guide_tick_rereads_the_workspace_so_cli_changes_show() {
     let mut app = app_on(&ws);
     let c = app.update(ch('g'));
     settle(&mut app, &ws, c);
-    root(&ws, "made-elsewhere");
+    new_ca(&ws, "made-elsewhere", None);
     let later = app.now + time::Duration::seconds(5);
     let c = app.update(Action::Tick(later));
     assert!(matches!(c, Some(Command::LoadList)));
@@ -992,7 +968,7 @@ fn guide_tick_rereads_the_workspace_so_cli_changes_show() {
 #[test]
 fn guide_text_subcommand_prints_steps_with_status() {
     let (d, ws) = ws();
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     let out = Proc::new(env!("CARGO_BIN_EXE_chainsmith"))
         .arg("--workspace")
         .arg(d.path().join("ws"))
@@ -1010,7 +986,7 @@ fn guide_text_subcommand_prints_steps_with_status() {
 #[test]
 fn guide_text_central_prints_the_dps_track_with_status() {
     let (d, ws) = ws();
-    root(&ws, "mytestrootcert");
+    new_ca(&ws, "mytestrootcert", None);
     chainsmith::hub::dps_prove(
         &chainsmith::hub::HubStore::open(ws.root()).unwrap(),
         "mytestrootcert",
@@ -1060,7 +1036,7 @@ fn large_workspaces_paint_from_the_list_cache_then_the_real_read_replaces_it() {
     use chainsmith::tui::{CACHE_MIN, list_cache_path, perform_each};
     use std::os::unix::fs::PermissionsExt;
     let (_d, ws) = ws();
-    root(&ws, "r");
+    new_ca(&ws, "r", None);
     devices(&ws, &format!("d-{{1..{CACHE_MIN}}}"), "r");
     let app = app_on(&ws);
     assert_eq!(app.pki.rows.len(), CACHE_MIN + 1);
@@ -1214,8 +1190,8 @@ fn create_fills_the_other_slot_of_a_self_signed_device_like_the_cli() {
 #[test]
 fn dps_keys_add_a_group_prove_and_enroll() {
     let (_d, ws) = ws();
-    root(&ws, "r");
-    root(&ws, "r2");
+    new_ca(&ws, "r", None);
+    new_ca(&ws, "r2", None);
     devices(&ws, "d1", "r");
     let mut app = app_on(&ws);
     let c = app.update(ch('2'));
@@ -1360,7 +1336,7 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
     }
 
     // 1. Group enrollment.
-    root(&ws, "mytestrootcert");
+    new_ca(&ws, "mytestrootcert", None);
     assert!(done(st(&mut app, "c-root"), "mytestrootcert"));
     devices(&ws, "not-the-guide-device", "mytestrootcert");
     assert_eq!(st(&mut app, "c-device"), StepStatus::Todo, "the guide's id");
@@ -1463,7 +1439,7 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
     // 3. Rolling the group's certificates.
     assert_eq!(st(&mut app, "c-secondary"), StepStatus::Todo);
     assert_eq!(st(&mut app, "c-roll"), StepStatus::Todo);
-    root(&ws, "mytestrootcert2");
+    new_ca(&ws, "mytestrootcert2", None);
     std::thread::sleep(std::time::Duration::from_millis(5));
     store.dps_add_ca("mytestrootcert2", false).unwrap();
     let group = |primary: &str, secondary: &str| {

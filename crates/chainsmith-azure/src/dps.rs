@@ -88,18 +88,7 @@ pub fn parse_username(s: &str) -> Result<Username, AzureError> {
     if scope.is_empty() || reg.is_empty() || query.contains('/') {
         return Err(bad());
     }
-    let mut params = Vec::new();
-    for part in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        params.push((
-            url_decode(k, "username parameter")?,
-            url_decode(v, "username parameter")?,
-        ));
-    }
-    let api_version = params
-        .iter()
-        .find(|(k, _)| k == "api-version")
-        .map(|(_, v)| v.clone());
+    let (params, api_version) = crate::username_query(query)?;
     Ok(Username {
         id_scope: scope.to_string(),
         registration_id: url_decode(reg, "registration id")?,

@@ -277,6 +277,21 @@ pub fn parse_username(s: &str) -> Result<Username, AzureError> {
     if host.is_empty() || device_id.is_empty() || device_id.contains('/') && !is_module(device_id) {
         return Err(bad());
     }
+    let (params, api_version) = username_query(query)?;
+    Ok(Username {
+        host: host.to_string(),
+        device_id: device_id.to_string(),
+        api_version,
+        params,
+    })
+}
+
+/// A user name's query parameters, decoded, in their order.
+pub(crate) type QueryParams = Vec<(String, String)>;
+
+/// The decoded `k=v` pairs of a user name's query (IoT Hub's and DPS's alike), and the
+/// `api-version` among them.
+pub(crate) fn username_query(query: &str) -> Result<(QueryParams, Option<String>), AzureError> {
     let mut params = Vec::new();
     for part in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
@@ -289,12 +304,7 @@ pub fn parse_username(s: &str) -> Result<Username, AzureError> {
         .iter()
         .find(|(k, _)| k == "api-version")
         .map(|(_, v)| v.clone());
-    Ok(Username {
-        host: host.to_string(),
-        device_id: device_id.to_string(),
-        api_version,
-        params,
-    })
+    Ok((params, api_version))
 }
 
 fn is_module(id: &str) -> bool {

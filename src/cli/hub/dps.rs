@@ -1,12 +1,10 @@
 //! `chainsmith hub dps …`: the local Device Provisioning Service (ID scope, DPS's own CA list,
 //! enrollment groups, individual enrollments, registrations).
 
-use std::path::PathBuf;
+use clap::{Args, Subcommand};
 
-use clap::Subcommand;
-
-use super::super::{CliResult, Global, print_json, warn};
-use super::usage;
+use super::super::{CliResult, Global, print_json, print_rows, warn};
+use super::{CaCommand, usage};
 use crate::hub::HubStore;
 use crate::hub::dps::{DpsState, Group};
 use crate::text::escape_controls;
@@ -17,7 +15,7 @@ pub enum DpsCommand {
     Show,
     /// DPS's own certificate list (a CA verified on the hub is not verified here).
     #[command(subcommand)]
-    Ca(DpsCaCommand),
+    Ca(CaCommand),
     /// Enrollment groups (IoT Central's "device connection groups").
     #[command(subcommand)]
     Group(GroupCommand),
@@ -36,15 +34,8 @@ pub enum DpsCommand {
         /// The hub device id, when it should differ from the registration id.
         #[arg(long, value_name = "ID")]
         device_id: Option<String>,
-        /// An IoT Edge device.
-        #[arg(long)]
-        edge: bool,
-        /// Enroll it disabled.
-        #[arg(long)]
-        disable: bool,
-        /// Sign the device's CSR with this workspace CA (certificate management preview).
-        #[arg(long, value_name = "CA")]
-        issue_from: Option<String>,
+        #[command(flatten)]
+        enrollment: EnrollmentArgs,
     },
     /// Enable an enrollment (group name or registration id).
     Enable { name: String },
@@ -64,29 +55,18 @@ pub enum DpsCommand {
     },
 }
 
-#[derive(Subcommand, Debug)]
-pub enum DpsCaCommand {
-    /// Upload a workspace CA to DPS; prints a verification code unless --verified.
-    Add {
-        name: String,
-        /// Self-attest: verified on upload.
-        #[arg(long)]
-        verified: bool,
-    },
-    /// Proof of possession: a certificate with CN = DPS's code, signed by the CA.
-    Verify {
-        name: String,
-        #[arg(long, value_name = "FILE")]
-        cert: PathBuf,
-    },
-    /// Proof of possession in one step (add if needed, make the certificate, verify).
-    Prove {
-        name: String,
-    },
-    List,
-    Remove {
-        name: String,
-    },
+/// What an individual enrollment and an enrollment group both take.
+#[derive(Args, Debug)]
+pub struct EnrollmentArgs {
+    /// IoT Edge: the enrolled device is an Edge device (every device of a group).
+    #[arg(long)]
+    edge: bool,
+    /// Add the enrollment disabled.
+    #[arg(long)]
+    disable: bool,
+    /// Sign the devices' CSRs with this workspace CA (certificate management preview).
+    #[arg(long, value_name = "CA")]
+    issue_from: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,15 +80,8 @@ pub enum GroupCommand {
         /// Secondary CA (for rolling the group's certificate).
         #[arg(long, value_name = "CA")]
         secondary: Option<String>,
-        /// IoT Edge devices.
-        #[arg(long)]
-        edge: bool,
-        /// Add it disabled.
-        #[arg(long)]
-        disable: bool,
-        /// Sign the devices' CSRs with this workspace CA (certificate management preview).
-        #[arg(long, value_name = "CA")]
-        issue_from: Option<String>,
+        #[command(flatten)]
+        enrollment: EnrollmentArgs,
     },
     List,
 }
@@ -121,9 +94,12 @@ pub fn run(global: &Global, store: &HubStore, c: DpsCommand) -> CliResult {
             name,
             ca,
             secondary,
-            edge,
-            disable,
-            issue_from,
+            enrollment:
+                EnrollmentArgs {
+                    edge,
+                    disable,
+                    issue_from,
+                },
         }) => {
             let g = store.dps_add_group(Group {
                 name,
@@ -152,14 +128,7 @@ pub fn run(global: &Global, store: &HubStore, c: DpsCommand) -> CliResult {
             }
         }
         DpsCommand::Group(GroupCommand::List) => {
-            let st = store.dps_load()?;
-            if global.json {
-                print_json(&st.groups);
-            } else {
-                for g in &st.groups {
-                    say!("{}", group_line(g));
-                }
-            }
+            print_rows(global, &store.dps_load()?.groups, None, group_line);
         }
         DpsCommand::Enroll {
             registration_id,
@@ -167,9 +136,12 @@ pub fn run(global: &Global, store: &HubStore, c: DpsCommand) -> CliResult {
             primary,
             secondary,
             device_id,
-            edge,
-            disable,
-            issue_from,
+            enrollment:
+                EnrollmentArgs {
+                    edge,
+                    disable,
+                    issue_from,
+                },
         } => {
             let (mut ind, warnings) = store.dps_enroll(
                 &registration_id,
@@ -214,16 +186,13 @@ pub fn run(global: &Global, store: &HubStore, c: DpsCommand) -> CliResult {
             }
         }
         DpsCommand::Registrations => {
-            let st = store.dps_load()?;
-            if global.json {
-                print_json(&st.registrations);
-            } else if st.registrations.is_empty() {
-                say!("no registrations yet");
-            } else {
-                for r in &st.registrations {
-                    say!("{}", registration_line(r));
-                }
-            }
+            let registrations = store.dps_load()?.registrations;
+            print_rows(
+                global,
+                &registrations,
+                Some("no registrations yet"),
+                registration_line,
+            );
         }
         DpsCommand::Registration {
             registration_id,
@@ -362,9 +331,9 @@ fn registration_line(r: &crate::hub::dps::Registration) -> String {
         .unwrap_or_default()
 }
 
-fn ca(global: &Global, store: &HubStore, c: DpsCaCommand) -> CliResult {
+fn ca(global: &Global, store: &HubStore, c: CaCommand) -> CliResult {
     match c {
-        DpsCaCommand::Add { name, verified } => {
+        CaCommand::Add { name, verified } => {
             let ca = store.dps_add_ca(&name, verified)?;
             if global.json {
                 print_json(&super::ca_json(&ca));
@@ -379,7 +348,7 @@ fn ca(global: &Global, store: &HubStore, c: DpsCaCommand) -> CliResult {
                 );
             }
         }
-        DpsCaCommand::Verify { name, cert } => {
+        CaCommand::Verify { name, cert } => {
             let bytes = crate::store::read_input(&cert)
                 .map_err(|e| usage("io", format!("{e}; check the path")))?;
             let ca = store.dps_verify_ca(&name, &bytes)?;
@@ -389,7 +358,7 @@ fn ca(global: &Global, store: &HubStore, c: DpsCaCommand) -> CliResult {
                 say!("CA \"{name}\" is verified in DPS");
             }
         }
-        DpsCaCommand::Prove { name } => {
+        CaCommand::Prove { name } => {
             let steps = crate::hub::dps_prove(store, &name)?;
             if global.json {
                 print_json(&serde_json::json!({ "name": name, "steps": steps }));
@@ -399,7 +368,7 @@ fn ca(global: &Global, store: &HubStore, c: DpsCaCommand) -> CliResult {
                 }
             }
         }
-        DpsCaCommand::List => {
+        CaCommand::List => {
             let st = store.dps_load()?;
             if global.json {
                 print_json(&st.cas.iter().map(super::ca_json).collect::<Vec<_>>());
@@ -411,7 +380,7 @@ fn ca(global: &Global, store: &HubStore, c: DpsCaCommand) -> CliResult {
                 }
             }
         }
-        DpsCaCommand::Remove { name } => {
+        CaCommand::Remove { name } => {
             store.dps_remove_ca(&name)?;
             if global.json {
                 print_json(&serde_json::json!({ "removed": name }));

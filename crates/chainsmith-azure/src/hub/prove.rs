@@ -4,7 +4,7 @@
 //! and the certificates they make, so that the hub never calls up into `ops`.
 
 use crate::hub::dps::{CsrSigner, Group};
-use crate::hub::{HubStore, RegistryError};
+use crate::hub::{HubCa, HubStore, RegistryError};
 use crate::store;
 
 /// The whole proof of possession for workspace CA `ca`: upload it unverified if the hub
@@ -12,53 +12,82 @@ use crate::store;
 /// [`crate::ops::verification_out`]), and have the hub check it. Returns the steps taken, for a face
 /// to show; a CA that is Verified already is left alone.
 pub fn hub_prove(hub: &HubStore, ca: &str) -> Result<Vec<String>, RegistryError> {
-    let reg = hub.load()?;
-    let mut steps = Vec::new();
-    let entry = match reg.cas.iter().find(|c| c.name == ca) {
-        Some(c) if c.verified => {
-            return Ok(vec![format!("CA \"{ca}\" is already Verified in the hub")]);
-        }
-        Some(c) => {
-            steps.push(format!("CA \"{ca}\" is in the hub, Unverified"));
-            c.clone()
-        }
-        None => {
-            let c = hub.add_ca(ca, false)?;
-            steps.push(format!("added CA \"{ca}\" to the hub (Unverified)"));
-            c
-        }
-    };
-    steps.push(format!("hub verification code {}", entry.code));
-    let out = crate::ops::verification_out(hub.ws.root(), ca);
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| store::io_error("cannot create", dir, e))?;
-    }
-    crate::ops::new_verification(&hub.ws, ca, &entry.code, &out, None, true)?;
-    steps.push(format!("verification certificate {}", out.display()));
-    let bytes = std::fs::read(&out).map_err(|e| store::io_error("cannot read", &out, e))?;
-    hub.verify_ca(ca, &bytes)?;
-    steps.push(format!("hub verified the proof: CA \"{ca}\" is Verified"));
-    Ok(steps)
+    prove(hub, ca, CaList::Hub)
 }
 
 /// The whole proof of possession for DPS (its own CA list, as the real service keeps): add the
 /// CA if DPS lacks it, make the verification certificate for DPS's code, verify it. Returns
 /// the steps taken; a CA Verified in DPS already is left alone.
 pub fn dps_prove(hub: &HubStore, ca: &str) -> Result<Vec<String>, RegistryError> {
-    let st = hub.dps_load()?;
-    let mut steps = Vec::new();
-    let entry = match st.cas.iter().find(|c| c.name == ca) {
-        Some(c) if c.verified => {
-            return Ok(vec![format!("CA \"{ca}\" is already Verified in DPS")]);
+    prove(hub, ca, CaList::Dps)
+}
+
+/// Whose CA list a proof of possession is for: the hub and DPS each keep their own (as the
+/// real services do), with the same steps.
+#[derive(Clone, Copy)]
+enum CaList {
+    Hub,
+    Dps,
+}
+
+impl CaList {
+    /// The service as a step names it: "hub verification code", "added CA to the hub".
+    fn service(self) -> &'static str {
+        match self {
+            CaList::Hub => "hub",
+            CaList::Dps => "DPS",
         }
-        Some(c) => c.clone(),
+    }
+
+    /// The service after "in" or "to".
+    fn place(self) -> &'static str {
+        match self {
+            CaList::Hub => "the hub",
+            CaList::Dps => "DPS",
+        }
+    }
+
+    fn find(self, hub: &HubStore, ca: &str) -> Result<Option<HubCa>, RegistryError> {
+        let cas = match self {
+            CaList::Hub => hub.load()?.cas,
+            CaList::Dps => hub.dps_load()?.cas,
+        };
+        Ok(cas.into_iter().find(|c| c.name == ca))
+    }
+
+    fn add(self, hub: &HubStore, ca: &str) -> Result<HubCa, RegistryError> {
+        match self {
+            CaList::Hub => hub.add_ca(ca, false),
+            CaList::Dps => hub.dps_add_ca(ca, false),
+        }
+    }
+
+    fn verify(self, hub: &HubStore, ca: &str, cert: &[u8]) -> Result<HubCa, RegistryError> {
+        match self {
+            CaList::Hub => hub.verify_ca(ca, cert),
+            CaList::Dps => hub.dps_verify_ca(ca, cert),
+        }
+    }
+}
+
+fn prove(hub: &HubStore, ca: &str, list: CaList) -> Result<Vec<String>, RegistryError> {
+    let (service, place) = (list.service(), list.place());
+    let mut steps = Vec::new();
+    let entry = match list.find(hub, ca)? {
+        Some(c) if c.verified => {
+            return Ok(vec![format!("CA \"{ca}\" is already Verified in {place}")]);
+        }
+        Some(c) => {
+            steps.push(format!("CA \"{ca}\" is in {place}, Unverified"));
+            c
+        }
         None => {
-            let c = hub.dps_add_ca(ca, false)?;
-            steps.push(format!("added CA \"{ca}\" to DPS (Unverified)"));
+            let c = list.add(hub, ca)?;
+            steps.push(format!("added CA \"{ca}\" to {place} (Unverified)"));
             c
         }
     };
-    steps.push(format!("DPS verification code {}", entry.code));
+    steps.push(format!("{service} verification code {}", entry.code));
     let out = crate::ops::verification_out(hub.ws.root(), ca);
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| store::io_error("cannot create", dir, e))?;
@@ -66,8 +95,10 @@ pub fn dps_prove(hub: &HubStore, ca: &str) -> Result<Vec<String>, RegistryError>
     crate::ops::new_verification(&hub.ws, ca, &entry.code, &out, None, true)?;
     steps.push(format!("verification certificate {}", out.display()));
     let bytes = std::fs::read(&out).map_err(|e| store::io_error("cannot read", &out, e))?;
-    hub.dps_verify_ca(ca, &bytes)?;
-    steps.push(format!("DPS verified the proof: CA \"{ca}\" is Verified"));
+    list.verify(hub, ca, &bytes)?;
+    steps.push(format!(
+        "{service} verified the proof: CA \"{ca}\" is Verified"
+    ));
     Ok(steps)
 }
 

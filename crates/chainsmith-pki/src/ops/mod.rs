@@ -469,6 +469,23 @@ pub fn device_entity(
     })
 }
 
+/// The warning when certificates valid for `validity` would outlive their issuer `ca`: a chain
+/// is refused once its CA has expired, however long the leaf is valid. `what` begins it
+/// ("the devices are", "the new certificate is").
+pub(crate) fn outlives_issuer(
+    what: &str,
+    validity: &Validity,
+    ca: Option<&CaHandle>,
+) -> Option<String> {
+    let ca = ca.filter(|ca| validity.not_after > ca.not_after)?;
+    Some(format!(
+        "{what} valid until {} but \"{}\" expires earlier ({})",
+        issue::rfc3339(validity.not_after),
+        ca.name,
+        issue::rfc3339(ca.not_after)
+    ))
+}
+
 /// Make devices (ranges expanded) under a CA, or self-signed.
 pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
     let (ids, mut warnings) = expand_ids(&req.ids, req.target)?;
@@ -485,16 +502,7 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
     let ca = req.issuer.as_deref().map(|i| load_ca(ws, i)).transpose()?;
     let profile = Profile::Device { eku: req.eku, sans };
     let validity = req.validity.resolve(&profile, ws.now())?;
-    if let Some(ca) = &ca {
-        if validity.not_after > ca.not_after {
-            warnings.push(format!(
-                "the devices are valid until {} but \"{}\" expires earlier ({})",
-                issue::rfc3339(validity.not_after),
-                ca.name,
-                issue::rfc3339(ca.not_after)
-            ));
-        }
-    }
+    warnings.extend(outlives_issuer("the devices are", &validity, ca.as_ref()));
     let batch: Vec<NewEntity> = ids
         .par_iter()
         .map(|id| {

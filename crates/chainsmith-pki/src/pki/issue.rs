@@ -481,10 +481,14 @@ fn params_for(spec: &IssueSpec) -> Result<CertificateParams> {
 
 fn finish(
     der: Vec<u8>,
-    serial: &SerialNumber,
+    params: &CertificateParams,
     key_pem: Option<String>,
     key_alg: Option<KeyAlg>,
 ) -> Issued {
+    let serial = params
+        .serial_number
+        .as_ref()
+        .expect("params_for sets a serial");
     let serial_hex = hex::encode_upper(serial.to_bytes());
     let cert_pem = ::pem::encode(&::pem::Pem::new("CERTIFICATE", der.clone()));
     Issued {
@@ -516,13 +520,9 @@ pub fn issue_with_key(
         }
         None => params.self_signed(key)?,
     };
-    let serial = params
-        .serial_number
-        .as_ref()
-        .expect("params_for sets a serial");
     Ok(finish(
         cert.der().to_vec(),
-        serial,
+        &params,
         Some(key_pem(key)),
         key_alg_of(key),
     ))
@@ -543,13 +543,9 @@ pub fn issue_for_public_key(
         )
     })?;
     let cert = params.signed_by(&public, &issuer.issuer)?;
-    let serial = params
-        .serial_number
-        .as_ref()
-        .expect("params_for sets a serial");
     Ok(finish(
         cert.der().to_vec(),
-        serial,
+        &params,
         None,
         KeyAlg::from_spki(spki_der),
     ))
@@ -635,21 +631,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(dev.serial_hex.len(), 32);
-        let err = CaHandle::new(
-            "dev1",
-            dev.cert_der.clone(),
-            dev.key_pem.as_deref().unwrap(),
-        )
-        .unwrap_err()
-        .to_string();
+        let refusal = |name: &str, cert: &Issued, key: &Issued| {
+            CaHandle::new(name, cert.cert_der.clone(), key.key_pem.as_deref().unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        let err = refusal("dev1", &dev, &dev);
         assert!(err.contains("not a CA"), "{err}");
-        let err = CaHandle::new(
-            "inter",
-            inter.cert_der.clone(),
-            root.key_pem.as_deref().unwrap(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = refusal("inter", &inter, &root);
         assert!(err.contains("does not match"), "{err}");
     }
 

@@ -191,14 +191,24 @@ impl Error {
     }
 }
 
-impl crate::error::Classified for Error {
-    fn kind(&self) -> &'static str {
-        Error::kind(self)
-    }
-    fn remedy(&self) -> Option<Remedy> {
-        Error::remedy(self)
-    }
+/// `impl Classified for $t` through its inherent `kind` and `remedy`: every engine error enum
+/// has both as inherent methods (callers need not import the trait), and the trait only
+/// forwards to them, for code generic over the engine's errors.
+macro_rules! classified_by_inherent_methods {
+    ($t:ty) => {
+        impl $crate::error::Classified for $t {
+            fn kind(&self) -> &'static str {
+                <$t>::kind(self)
+            }
+            fn remedy(&self) -> Option<$crate::error::Remedy> {
+                <$t>::remedy(self)
+            }
+        }
+    };
 }
+pub(crate) use classified_by_inherent_methods;
+
+classified_by_inherent_methods!(Error);
 
 /// A pki result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

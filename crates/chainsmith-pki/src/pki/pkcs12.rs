@@ -208,6 +208,22 @@ fn tlv_tagged<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<(Tlv<'a>, &'a 
 }
 
 /// The elements of a constructed value.
+/// The OCTET STRING inside the PFX's authSafe, ContentInfo { data, [0] EXPLICIT OCTET STRING
+/// (AuthenticatedSafe) }: what the MAC covers and what holds the bags.
+fn auth_safe_content<'a>(auth_safe: &Tlv<'a>) -> Result<Tlv<'a>> {
+    let ci = items(auth_safe.body)?;
+    let explicit = ci
+        .get(1)
+        .filter(|t| t.tag == 0xa0)
+        .ok_or_else(|| bad("authSafe without content"))?;
+    let (octets, _) = tlv_tagged(
+        explicit.body,
+        0x04,
+        "authSafe content is not an OCTET STRING",
+    )?;
+    Ok(octets)
+}
+
 fn items(body: &[u8]) -> Result<Vec<Tlv<'_>>> {
     let mut out = Vec::new();
     let mut rest = body;
@@ -373,17 +389,7 @@ pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
                 .unwrap_or(1),
         );
     }
-    // authSafe ContentInfo { data, [0] EXPLICIT OCTET STRING (AuthenticatedSafe) }
-    let ci = items(auth_safe.body)?;
-    let explicit = ci
-        .get(1)
-        .filter(|t| t.tag == 0xa0)
-        .ok_or_else(|| bad("authSafe without content"))?;
-    let (octets, _) = tlv_tagged(
-        explicit.body,
-        0x04,
-        "authSafe content is not an OCTET STRING",
-    )?;
+    let octets = auth_safe_content(auth_safe)?;
     let (safe, _) = tlv_tagged(octets.body, 0x30, "AuthenticatedSafe is not a SEQUENCE")?;
     let mut key_bags = Vec::new();
     let mut cert_bags = Vec::new();
@@ -463,16 +469,7 @@ pub fn mac_matches(der: &[u8], password: &str) -> Result<Option<bool>> {
     let (Some(auth_safe), Some(mac)) = (top.get(1), top.get(2)) else {
         return Ok(None);
     };
-    let ci = items(auth_safe.body)?;
-    let explicit = ci
-        .get(1)
-        .filter(|t| t.tag == 0xa0)
-        .ok_or_else(|| bad("authSafe without content"))?;
-    let (octets, _) = tlv_tagged(
-        explicit.body,
-        0x04,
-        "authSafe content is not an OCTET STRING",
-    )?;
+    let octets = auth_safe_content(auth_safe)?;
     let m = items(mac.body)?;
     let di = items(m.first().ok_or_else(|| bad("MacData without digest"))?.body)?;
     let alg = items(

@@ -127,14 +127,7 @@ impl From<crate::pki::Error> for Error {
     }
 }
 
-impl crate::error::Classified for Error {
-    fn kind(&self) -> &'static str {
-        Error::kind(self)
-    }
-    fn remedy(&self) -> Option<Remedy> {
-        Error::remedy(self)
-    }
-}
+crate::pki::classified_by_inherent_methods!(Error);
 
 impl From<openssl::error::ErrorStack> for Error {
     fn from(e: openssl::error::ErrorStack) -> Self {

@@ -190,16 +190,11 @@ pub fn renew(ws: &Workspace, req: &RenewRequest, cloud: &dyn LocalCloud) -> Resu
         i.key_pem = None;
         i
     };
-    if let Some(ca) = &ca {
-        if validity.not_after > ca.not_after {
-            notes.push(format!(
-                "the new certificate is valid until {} but \"{}\" expires earlier ({})",
-                issue::rfc3339(validity.not_after),
-                ca.name,
-                issue::rfc3339(ca.not_after)
-            ));
-        }
-    }
+    notes.extend(crate::ops::outlives_issuer(
+        "the new certificate is",
+        &validity,
+        ca.as_ref(),
+    ));
     let new = meta_from(&old, &issued, ws.now())?;
     let mut extra = extras_of(&entity.dir, None)?;
     extra.extend(history_entry(&entity, rekey)?);

@@ -1,12 +1,15 @@
 //! A tiny DER tree, enough to change one INTEGER of a real PKCS#12 or PKCS#8 file and
 //! re-encode it (shared by the bounds tests and `benches/bounds.rs`).
-#![allow(dead_code)]
 
+/// One DER node: its tag and either its content bytes or its children.
 pub enum Der {
+    /// A primitive node (tag, content).
     Prim(u8, Vec<u8>),
+    /// A constructed node (tag, children).
     Cons(u8, Vec<Der>),
 }
 
+/// The nodes of `b`, in order (panics on malformed DER: the input is a file a test made).
 pub fn der_parse(mut b: &[u8]) -> Vec<Der> {
     let mut out = Vec::new();
     while !b.is_empty() {
@@ -33,6 +36,7 @@ pub fn der_parse(mut b: &[u8]) -> Vec<Der> {
     out
 }
 
+/// `nodes` encoded again, with definite lengths.
 pub fn der_encode(nodes: &[Der]) -> Vec<u8> {
     let mut out = Vec::new();
     for n in nodes {

@@ -1,7 +1,6 @@
-//! Shared by the hub tests and the hub benchmark: workspace fixtures and a minimal MQTT 3.1.1
+//! Shared by the hub tests and the hub benchmarks: workspace fixtures and a minimal MQTT 3.1.1
 //! device client over TLS (tokio-rustls + rumqttc's v4 codec, the same crates the hub uses,
 //! but the client side of them).
-#![allow(dead_code)] // each area uses a different part
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,10 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use chainsmith::hub::{Auth, HubStore};
-use chainsmith::ops::{self, CaRequest, DeviceRequest, ValidityArg};
-use chainsmith::pki::KeyAlg;
-use chainsmith::store::Workspace;
+use chainsmith_azure::hub::{Auth, Hub, HubConfig, HubHandle, HubStore};
+use chainsmith_pki::clock::Clock;
+use chainsmith_pki::ops::{self, DeviceRequest, ValidityArg};
+use chainsmith_pki::pki::KeyAlg;
+use chainsmith_pki::store::Workspace;
+
+use crate::workspace::ca_req;
 use rumqttc::mqttbytes::v4::{ConnAck, Connect, Packet};
 use rumqttc::mqttbytes::{self, QoS};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -20,35 +22,46 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+/// A workspace with a root and an intermediate, and the hub's store over it.
 pub struct Fixture {
+    /// The temporary directory that holds the workspace (removed on drop).
     pub dir: tempfile::TempDir,
+    /// The workspace, at `dir/ws`.
     pub ws: Workspace,
+    /// The hub's registry and trust over `ws`.
     pub store: HubStore,
+}
+
+impl Default for Fixture {
+    fn default() -> Fixture {
+        Fixture::new()
+    }
 }
 
 impl Fixture {
     /// A workspace with root "root" (CN "Contoso Root") and intermediate "line2" (CN "Line 2").
     pub fn new() -> Fixture {
-        Fixture::with_clock(chainsmith::clock::Clock::System)
+        Fixture::with_clock(Clock::System)
     }
 
     /// [`Fixture::new`] with the workspace's clock fixed at `t`: every window starts from it.
     pub fn at(t: time::OffsetDateTime) -> Fixture {
-        Fixture::with_clock(chainsmith::clock::Clock::Fixed(t))
+        Fixture::with_clock(Clock::Fixed(t))
     }
 
-    fn with_clock(clock: chainsmith::clock::Clock) -> Fixture {
+    fn with_clock(clock: Clock) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let ws = Workspace::open_or_create(&dir.path().join("ws"))
             .expect("workspace")
             .with_clock(clock);
-        ops::new_ca(&ws, &ca_req("root", "Contoso Root", None)).expect("root");
-        ops::new_ca(&ws, &ca_req("line2", "Line 2", Some("root"))).expect("intermediate");
+        ops::new_ca(&ws, &ca_req("root", Some("Contoso Root"), None)).expect("root");
+        ops::new_ca(&ws, &ca_req("line2", Some("Line 2"), Some("root"))).expect("intermediate");
         let store = HubStore::new(ws.clone());
         store.ensure_tls_ca().expect("hub tls ca");
         Fixture { dir, ws, store }
     }
 
+    /// The workspace's directory.
     pub fn root(&self) -> &Path {
         self.ws.root()
     }
@@ -65,6 +78,7 @@ impl Fixture {
         ops::new_devices(&self.ws, &req).expect("device");
     }
 
+    /// Register `id` in the hub's registry with `auth` (`from`: the CA a self-signed device names).
     pub fn register(&self, id: &str, auth: Auth, from: Option<&str>) {
         self.store
             .add_device(id, auth, None, None, from)
@@ -85,14 +99,17 @@ impl Fixture {
         p
     }
 
+    /// The path of `name`'s private key in the workspace.
     pub fn key_file(&self, name: &str) -> PathBuf {
-        self.ws.dir_of(name).unwrap().join("key.pem")
+        self.ws.dir_of(name).expect("entity").join("key.pem")
     }
 
+    /// The PEM file a device trusts to reach the hub (the hub's TLS CA).
     pub fn trust_file(&self) -> PathBuf {
         self.store.trust_path()
     }
 
+    /// A TLS client identity: `names`' certificates (leaf first) and the first one's key.
     pub fn identity(&self, names: &[&str]) -> Identity {
         let certs = names
             .iter()
@@ -111,25 +128,16 @@ impl Fixture {
     }
 }
 
-pub fn ca_req(name: &str, cn: &str, issuer: Option<&str>) -> CaRequest {
-    CaRequest {
-        name: name.into(),
-        cn: Some(cn.into()),
-        subject: None,
-        key: KeyAlg::EcP256,
-        validity: ValidityArg::default(),
-        pathlen: None,
-        issuer: issuer.map(str::to_string),
-        force: false,
-    }
-}
-
+/// What a device presents in the TLS handshake.
 #[derive(Clone)]
 pub struct Identity {
+    /// The chain, leaf first.
     pub certs: Vec<CertificateDer<'static>>,
+    /// The leaf's PKCS#8 key (DER).
     pub key: Vec<u8>,
 }
 
+/// A TLS client config trusting the certificates in `trust_pem`, presenting `id` (or nothing).
 pub fn client_config(trust_pem: &[u8], id: Option<&Identity>) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for p in pem::parse_many(trust_pem).expect("trust pem") {
@@ -154,12 +162,14 @@ pub fn client_config(trust_pem: &[u8], id: Option<&Identity>) -> Arc<rustls::Cli
     Arc::new(c)
 }
 
+/// The MQTT user name a device `id` sends to the local hub.
 pub fn username(id: &str) -> String {
-    chainsmith::azure::username("localhost", id)
+    chainsmith_azure::username("localhost", id)
 }
 
 /// A raw MQTT connection over TLS.
 pub struct Client {
+    /// The TLS stream under the MQTT packets.
     pub stream: TlsStream<TcpStream>,
     buf: BytesMut,
 }
@@ -173,6 +183,7 @@ impl Client {
         }
     }
 
+    /// TCP (no Nagle) + TLS to `addr` as "localhost", no MQTT yet.
     pub async fn tls(
         addr: SocketAddr,
         config: Arc<rustls::ClientConfig>,
@@ -210,6 +221,7 @@ impl Client {
         Ok((c, ack))
     }
 
+    /// Encode and send one packet.
     pub async fn send(&mut self, p: &Packet) -> std::io::Result<()> {
         let mut out = BytesMut::new();
         match p {
@@ -226,6 +238,7 @@ impl Client {
         self.send_raw(&out).await
     }
 
+    /// Send bytes as they are (malformed packets, floods).
     pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes).await?;
         self.stream.flush().await
@@ -273,6 +286,37 @@ pub async fn publish_acked(c: &mut Client, topic: &str, payload: &[u8], pkid: u1
             Some(Packet::PubAck(a)) if a.pkid == pkid => return true,
             Some(_) => {}
             None => return false,
+        }
+    }
+}
+
+/// The hub of `workspace` started in this process on a free port (MQTT only, defaults
+/// otherwise): what most hub tests and the DPS bench talk to.
+pub async fn start_hub(workspace: &Path) -> HubHandle {
+    Hub::start(
+        workspace,
+        HubConfig {
+            port: 0,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("start the hub")
+}
+
+/// MQTT's remaining-length encoding of `n` (MQTT 3.1.1, 2.2.3): how a test writes a packet
+/// header by hand.
+pub fn varint(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let mut b = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if n == 0 {
+            return out;
         }
     }
 }
