@@ -87,7 +87,7 @@ fn main() {
         let store = HubStore::open(ws.root()).expect("hub store");
         store.add_ca("Bench Root", true).expect("hub ca");
         store.add_device("bench-1", Auth::Ca, None, None, None).expect("hub device");
-        let hub = Hub::start(ws.root(), HubConfig { port: 0, echo: true, amqp_port: Some(0), ws_port: Some(0), ..HubConfig::default() }).await.expect("hub");
+        let hub = Hub::start(ws.root(), HubConfig { port: 0, echo: true, amqp_port: Some(0), websocket_port: Some(0), ..HubConfig::default() }).await.expect("hub");
         let trust = std::fs::read(store.trust_path()).expect("trust");
         let hub_ca: Vec<Vec<u8>> = pem::parse_many(&trust).expect("pem").into_iter().map(|b| b.into_contents()).collect();
         let local = |twin: bool, c2d: bool| {
@@ -116,7 +116,7 @@ fn main() {
             let port = match transport {
                 Transport::Mqtt => hub.addr.port(),
                 Transport::Amqp => hub.amqp_addr.expect("amqp").port(),
-                Transport::MqttWs | Transport::AmqpWs => hub.ws_addr.expect("ws").port(),
+                Transport::MqttWs | Transport::AmqpWs => hub.websocket_addr.expect("ws").port(),
             };
             let plain = |n: u32| {
                 let mut t = local(false, false);

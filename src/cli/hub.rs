@@ -179,8 +179,8 @@ pub struct ServeArgs {
     pub amqp_port: Option<u16>,
     /// MQTT and AMQP over WebSockets at /$iothub/websocket (IoT Hub's 443); 0 turns it off.
     /// Default: 443 when the hub may bind it, else a free port (printed).
-    #[arg(long)]
-    pub ws_port: Option<u16>,
+    #[arg(long = "ws-port")]
+    pub websocket_port: Option<u16>,
     #[arg(long, value_enum, default_value = "text")]
     pub log: LogFormat,
     /// The ID scope DPS answers to, instead of the workspace's own (`hub dps show`).
@@ -659,7 +659,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
             echo: a.echo,
             hostname: a.hostname,
             amqp_port: on(a.amqp_port.unwrap_or(amqp_default)),
-            ws_port: on(a.ws_port.unwrap_or(ws_default)),
+            websocket_port: on(a.websocket_port.unwrap_or(ws_default)),
             // A fixed CHAINSMITH_NOW starts the server's clock there and lets it run on.
             clock: store.ws.clock().running(),
             dps_session_lifetime: crate::hub::server::DPS_SESSION_LIFETIME,
@@ -679,11 +679,11 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
                     notes.push(("AMQP", amqp_default, source.to_string(), "--amqp-port"));
                 }
                 Err(crate::hub::HubError::Bind { addr, source })
-                    if a.ws_port.is_none()
-                        && config.ws_port == Some(ws_default)
+                    if a.websocket_port.is_none()
+                        && config.websocket_port == Some(ws_default)
                         && addr.port() == ws_default =>
                 {
-                    config.ws_port = Some(0);
+                    config.websocket_port = Some(0);
                     notes.push((
                         "MQTT and AMQP over WebSockets",
                         ws_default,
@@ -698,7 +698,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
             let now = if flag == "--amqp-port" {
                 hub.amqp_addr
             } else {
-                hub.ws_addr
+                hub.websocket_addr
             };
             if let Some(now) = now {
                 complain!(

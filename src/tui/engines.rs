@@ -284,7 +284,7 @@ pub(crate) async fn start_hub(
         port,
         echo: true,
         amqp_port: Some(0),
-        ws_port: Some(0),
+        websocket_port: Some(0),
         clock,
         ..Default::default()
     };

@@ -34,7 +34,7 @@ async fn hub(fx: &Fixture, dps_session_lifetime: Option<Duration>) -> HubHandle 
     let mut config = HubConfig {
         port: 0,
         amqp_port: Some(0),
-        ws_port: Some(0),
+        websocket_port: Some(0),
         ..Default::default()
     };
     if let Some(l) = dps_session_lifetime {
@@ -356,7 +356,7 @@ async fn a_websocket_ping_flood_that_never_reads_is_closed() {
     // A small receive buffer, so the hub's pongs back up after a few KB, not megabytes.
     let s = TcpSocket::new_v4().unwrap();
     s.set_recv_buffer_size(4096).unwrap();
-    let tcp = s.connect(hub.ws_addr.unwrap()).await.unwrap();
+    let tcp = s.connect(hub.websocket_addr.unwrap()).await.unwrap();
     // No client certificate: the flood needs no identity.
     let tls = tokio_rustls::TlsConnector::from(fx.tls(None))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)

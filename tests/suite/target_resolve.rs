@@ -127,8 +127,8 @@ fn fleet_takes_a_der_ca_file_as_connect_does() {
 #[tokio::test]
 async fn resolve_gives_one_trust_rule_for_every_target() {
     let tmp = tempfile::tempdir().unwrap();
-    let ws_path = chain_workspace(tmp.path());
-    let ws = Workspace::open(&ws_path).unwrap();
+    let websocket_path = chain_workspace(tmp.path());
+    let ws = Workspace::open(&websocket_path).unwrap();
     let root = ws.load("Test Root").unwrap().cert_der;
     let line = ws.load("Line 2").unwrap().cert_der;
 
@@ -174,7 +174,7 @@ async fn resolve_gives_one_trust_rule_for_every_target() {
         vec![line.clone()],
     );
     let mut t = resolve(Some(&ws), local).await.unwrap();
-    let store = chainsmith::hub::HubStore::open(&ws_path).unwrap();
+    let store = chainsmith::hub::HubStore::open(&websocket_path).unwrap();
     let hub_ca = ::pem::parse(std::fs::read(store.trust_path()).unwrap())
         .unwrap()
         .into_contents();

@@ -58,13 +58,13 @@ async fn bad_amqp_and_websocket_peers_never_stop_a_good_device() {
             port: 0,
             echo: true,
             amqp_port: Some(0),
-            ws_port: Some(0),
+            websocket_port: Some(0),
             ..Default::default()
         },
     )
     .await
     .unwrap();
-    let (amqp, ws) = (hub.amqp_addr.unwrap(), hub.ws_addr.unwrap());
+    let (amqp, ws) = (hub.amqp_addr.unwrap(), hub.websocket_addr.unwrap());
     let mut ev = hub.events();
     let cfg = fx.tls(Some(&fx.identity(&["good", "line2"])));
     let mut held = Vec::new();
@@ -210,7 +210,7 @@ async fn a_new_connection_takes_over_across_transports() {
             port: 0,
             echo: true,
             amqp_port: Some(0),
-            ws_port: Some(0),
+            websocket_port: Some(0),
             ..Default::default()
         },
     )
@@ -299,7 +299,7 @@ async fn websocket_refusal_at_an_azure_hub_mentions_the_ca_preview() {
         fx.root(),
         HubConfig {
             port: 0,
-            ws_port: Some(0),
+            websocket_port: Some(0),
             ..Default::default()
         },
     )
@@ -307,7 +307,7 @@ async fn websocket_refusal_at_an_azure_hub_mentions_the_ca_preview() {
     .unwrap();
     let ep = Endpoint {
         host: "127.0.0.1".into(),
-        port: hub.ws_addr.unwrap().port(),
+        port: hub.websocket_addr.unwrap().port(),
         peer: PeerKind::AzureHub,
     };
     let identity = Identity::from_workspace(&fx.ws, "good").unwrap();

@@ -21,7 +21,7 @@ fn sdk_hub_config() -> HubConfig {
     HubConfig {
         port: 8883,
         amqp_port: Some(5671),
-        ws_port: Some(443),
+        websocket_port: Some(443),
         ..Default::default()
     }
 }
@@ -231,7 +231,7 @@ async fn python_sdk_websockets_full_round() {
         HubConfig {
             // Nothing on 8883: the SDK must use the WebSocket on 443.
             port: 0,
-            ws_port: Some(443),
+            websocket_port: Some(443),
             ..Default::default()
         },
     )

@@ -102,20 +102,26 @@ fn guide_lists_titles_at_80_columns_and_opens_at_the_first_unfinished_step() {
 /// `guide --text` and in the TUI, which reads the record the engine keeps in the workspace.
 #[test]
 fn a_connection_test_run_with_the_cli_ticks_the_guide() {
-    let (_t, ws_path) = setup();
-    let before = bin(&ws_path).args(["guide", "--text"]).output().unwrap();
+    let (_t, websocket_path) = setup();
+    let before = bin(&websocket_path)
+        .args(["guide", "--text"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&before.stdout).contains("· 7. Connect"));
     ok(
-        &ws_path,
+        &websocket_path,
         &["connect", "sensor-7", "--count", "1", "--interval", "0"],
     );
-    let after = bin(&ws_path).args(["guide", "--text"]).output().unwrap();
+    let after = bin(&websocket_path)
+        .args(["guide", "--text"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&after.stdout);
     assert!(
         text.contains("✓ 7. Connect and send telemetry (done: \"sensor-7\" connected"),
         "{text}"
     );
-    let ws = Workspace::open(&ws_path).unwrap();
+    let ws = Workspace::open(&websocket_path).unwrap();
     let mut app = app_on(&ws, (120, 40));
     key(&mut app, KeyCode::Char('4'));
     read_guide_facts(&mut app, &ws);

@@ -46,7 +46,7 @@ pub fn config() -> WebSocketConfig {
 /// The byte stream carried in a WebSocket's binary messages (both MQTT and AMQP over
 /// WebSockets send their bytes that way); text messages are a protocol error, close ends it.
 pub struct WsIo<S> {
-    ws: WebSocketStream<S>,
+    websocket: WebSocketStream<S>,
     pending: Bytes,
     /// Pings received since the hub last managed to write everything it owes
     /// ([`MAX_PINGS_UNANSWERED`]).
@@ -63,9 +63,9 @@ impl<S> std::fmt::Debug for WsIo<S> {
 
 impl<S> WsIo<S> {
     /// Wrap an upgraded WebSocket so MQTT or AMQP can run over it as over a byte stream.
-    pub fn new(ws: WebSocketStream<S>) -> Self {
+    pub fn new(websocket: WebSocketStream<S>) -> Self {
         WsIo {
-            ws,
+            websocket,
             pending: Bytes::new(),
             pings_unanswered: 0,
         }
@@ -89,7 +89,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
                 buf.put_slice(&chunk);
                 return Poll::Ready(Ok(()));
             }
-            match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
+            match ready!(Pin::new(&mut self.websocket).poll_next(cx)) {
                 None | Some(Ok(Message::Close(_))) => return Poll::Ready(Ok(())),
                 Some(Ok(Message::Binary(b))) => self.pending = b,
                 Some(Ok(Message::Text(_))) => {
@@ -101,7 +101,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
                 Some(Ok(Message::Ping(_))) => {
                     // tungstenite has queued the pong; whether it could be written tells a
                     // peer that keeps alive from one that floods and never reads.
-                    match Pin::new(&mut self.ws).poll_flush(cx) {
+                    match Pin::new(&mut self.websocket).poll_flush(cx) {
                         Poll::Ready(Ok(())) => self.pings_unanswered = 0,
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(io_err(e))),
                         Poll::Pending => self.pings_unanswered += 1,
@@ -126,20 +126,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(io_err)?;
+        ready!(Pin::new(&mut self.websocket).poll_ready(cx)).map_err(io_err)?;
         // At most one packet's worth per message, so a message always fits the bounded write
         // buffer ([`MAX_WRITE_BUFFER`]); MQTT and AMQP over WebSockets are byte streams that
         // may split anywhere across messages.
         let n = buf.len().min(MAX_PACKET);
-        Pin::new(&mut self.ws)
+        Pin::new(&mut self.websocket)
             .start_send(Message::Binary(Bytes::copy_from_slice(&buf[..n])))
             .map_err(io_err)?;
         Poll::Ready(Ok(n))
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.ws).poll_flush(cx).map_err(io_err)
+        Pin::new(&mut self.websocket).poll_flush(cx).map_err(io_err)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.ws).poll_close(cx).map_err(io_err)
+        Pin::new(&mut self.websocket).poll_close(cx).map_err(io_err)
     }
 }

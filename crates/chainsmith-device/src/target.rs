@@ -75,7 +75,7 @@ pub struct Target {
     /// How to reach it.
     pub transport: Transport,
     /// The WebSocket path of a `wss://HOST:PORT/PATH` broker.
-    pub ws_path: Option<String>,
+    pub websocket_path: Option<String>,
     /// The local hub echoes every telemetry message back as a C2D message.
     pub echo: bool,
     /// The local hub, when the client can see inside it.
@@ -125,7 +125,7 @@ pub async fn resolve(
                 endpoint,
                 trust,
                 transport,
-                ws_path: Endpoint::ws_path(to),
+                websocket_path: Endpoint::websocket_path(to),
                 echo: false,
                 hub: None,
                 registry: None,
@@ -168,7 +168,7 @@ async fn local(
     let of_handle = |h: &HubHandle| match transport {
         T::Mqtt => Some(h.addr),
         T::Amqp => h.amqp_addr,
-        T::MqttWs | T::AmqpWs => h.ws_addr,
+        T::MqttWs | T::AmqpWs => h.websocket_addr,
     };
     let off = || {
         PrepareError::TransportOff(if transport.websocket() {
@@ -196,7 +196,7 @@ async fn local(
                 let port = match transport {
                     T::Mqtt => port,
                     T::Amqp => status.as_ref().and_then(|s| s.amqp_port),
-                    T::MqttWs | T::AmqpWs => status.as_ref().and_then(|s| s.ws_port),
+                    T::MqttWs | T::AmqpWs => status.as_ref().and_then(|s| s.websocket_port),
                 };
                 ((ip, port.ok_or_else(off)?).into(), hub, None, echo)
             }
@@ -206,7 +206,7 @@ async fn local(
                     port: 0,
                     echo: true,
                     amqp_port: transport.amqp().then_some(0),
-                    ws_port: transport.websocket().then_some(0),
+                    websocket_port: transport.websocket().then_some(0),
                     clock: ws.clock().running(),
                     ..HubConfig::default()
                 };
@@ -241,7 +241,7 @@ async fn local(
             system_roots: false,
         },
         transport,
-        ws_path: None,
+        websocket_path: None,
         echo,
         hub: Some(hub),
         registry: Some((store, ws.clock())),
@@ -305,7 +305,7 @@ impl Target {
             .contains(&crate::mqtt::RoundTripKind::C2d);
         test.hub = self.hub.clone();
         test.transport = self.transport;
-        test.ws_path = self.ws_path.clone();
+        test.websocket_path = self.websocket_path.clone();
         Ok(test)
     }
 

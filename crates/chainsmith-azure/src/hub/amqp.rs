@@ -4,7 +4,7 @@
 //! refusal sentences as MQTT; a refused link is detached with `amqp:unauthorized-access` and
 //! the hub's sentence, which the SDKs report as an unauthorized error and do not retry.
 //!
-//! Each admitted connection runs the hub's device `Session` (the MQTT device protocol)
+//! Each admitted connection runs the hub's device session (`DeviceSession`) (the MQTT device protocol)
 //! in one task; links translate to and from it ([`crate::amqp`]).
 
 use std::collections::HashMap;
@@ -29,8 +29,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::budget::BudgetPermit;
+use super::device_session::DeviceSession;
 use super::events::HubEvent;
-use super::session::Session;
 use super::shared::{CONNECT_TIMEOUT, Outbound, Shared, admit, release, take_over};
 use crate::MAX_PACKET;
 use crate::amqp::{self as proto, LinkKind, TwinOp};
@@ -497,7 +497,7 @@ async fn decide(
                 });
             }
             let (tx, rx) = mpsc::channel(64);
-            let session = Session::new(sh.clone(), device.clone(), subs);
+            let session = DeviceSession::new(sh.clone(), device.clone(), subs);
             tokio::spawn(device_session(
                 sh.clone(),
                 session,
@@ -517,7 +517,7 @@ async fn decide(
 /// links it belongs on.
 async fn device_session(
     sh: Arc<Shared>,
-    mut session: Session,
+    mut session: DeviceSession,
     device: String,
     conn_id: u64,
     mut outbound: mpsc::Receiver<Outbound>,

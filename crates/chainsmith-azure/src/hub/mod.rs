@@ -17,6 +17,7 @@
 mod amqp;
 pub mod auth;
 pub mod control;
+mod device_session;
 pub mod dps;
 pub mod events;
 mod mqtt;
@@ -24,7 +25,6 @@ mod mqtt_packets;
 pub mod prove;
 pub mod registry;
 pub mod server;
-mod session;
 mod shared;
 pub mod system_trust;
 pub mod tls;

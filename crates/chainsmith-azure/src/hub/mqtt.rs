@@ -14,9 +14,9 @@ use tokio::sync::watch;
 use super::budget::BudgetPermit;
 use crate::azure::{self};
 
+use super::device_session::*;
 use super::events::*;
 use super::mqtt_packets::*;
-use super::session::*;
 use super::shared::*;
 
 /// An MQTT connection on an authenticated-TLS stream: CONNECT within 10 s of `start`, then by
@@ -110,7 +110,7 @@ async fn device_session<S: DeviceStream>(
         });
     }
 
-    let mut session = Session::new(sh.clone(), device.clone(), subs);
+    let mut session = DeviceSession::new(sh.clone(), device.clone(), subs);
     let reason = loop {
         if !out.is_empty() {
             if tls.write_all(&out).await.is_err() || tls.flush().await.is_err() {

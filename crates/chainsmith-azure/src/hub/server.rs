@@ -57,9 +57,10 @@ pub struct HubStatus {
     /// The AMQP port, when AMQP is on.
     #[serde(default)]
     pub amqp_port: Option<u16>,
-    /// The WebSocket port (MQTT and AMQP over WebSockets), when on.
-    #[serde(default)]
-    pub ws_port: Option<u16>,
+    /// The WebSocket port (MQTT and AMQP over WebSockets), when on (`ws_port` in the JSON,
+    /// as `hub status --json` has always said).
+    #[serde(default, rename = "ws_port")]
+    pub websocket_port: Option<u16>,
     /// What the hub holds now against its budgets.
     #[serde(default)]
     pub load: HubLoad,
@@ -196,9 +197,9 @@ impl Hub {
             .map_err(|source| HubError::Bind { addr, source })?;
         // Bound before anything runs, so a taken port fails the start as a whole.
         let amqp = bind_extra(config.bind, config.amqp_port)?;
-        let ws = bind_extra(config.bind, config.ws_port)?;
+        let websocket = bind_extra(config.bind, config.websocket_port)?;
         let amqp_addr = amqp.as_ref().and_then(|l| l.local_addr().ok());
-        let ws_addr = ws.as_ref().and_then(|l| l.local_addr().ok());
+        let websocket_addr = websocket.as_ref().and_then(|l| l.local_addr().ok());
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         // Every budget is paid in descriptors; the soft default (often 1024) is below them.
         let open_files = super::budget::raise_open_files();
@@ -239,7 +240,7 @@ impl Hub {
             acceptor.clone(),
             Transport::Mqtt,
         ))];
-        for (l, transport) in [(amqp, Transport::Amqp), (ws, Transport::WebSocket)] {
+        for (l, transport) in [(amqp, Transport::Amqp), (websocket, Transport::WebSocket)] {
             if let Some(l) = l {
                 if let Ok(a) = l.local_addr() {
                     shared.emit(HubEvent::ListeningFor {
@@ -258,7 +259,7 @@ impl Hub {
         Ok(HubHandle {
             addr,
             amqp_addr,
-            ws_addr,
+            websocket_addr,
             set_aside,
             shared,
             stop: stop_tx,
@@ -274,7 +275,7 @@ pub struct HubHandle {
     /// The AMQP listener, when on.
     pub amqp_addr: Option<SocketAddr>,
     /// The WebSocket listener (MQTT and AMQP over WebSockets), when on.
-    pub ws_addr: Option<SocketAddr>,
+    pub websocket_addr: Option<SocketAddr>,
     /// State files that could not be read at start and were set aside (the faces say so);
     /// later ones arrive as [`HubEvent::StateSetAside`].
     pub set_aside: Vec<super::state_file::SetAside>,
@@ -297,7 +298,7 @@ impl HubHandle {
         let mut out = vec![HubEvent::Listening { addr: self.addr }];
         for (addr, transport) in [
             (self.amqp_addr, Transport::Amqp),
-            (self.ws_addr, Transport::WebSocket),
+            (self.websocket_addr, Transport::WebSocket),
         ] {
             if let Some(addr) = addr {
                 out.push(HubEvent::ListeningFor {
@@ -353,7 +354,7 @@ impl HubHandle {
             echo: self.shared.config.echo,
             hostname: self.shared.config.hostname.clone(),
             amqp_port: self.amqp_addr.map(|a| a.port()),
-            ws_port: self.ws_addr.map(|a| a.port()),
+            websocket_port: self.websocket_addr.map(|a| a.port()),
             connected: self.connected(),
             load: self.load(),
             open_files: Some(self.shared.open_files),

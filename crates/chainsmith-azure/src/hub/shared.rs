@@ -82,7 +82,7 @@ pub struct HubConfig {
     pub amqp_port: Option<u16>,
     /// MQTT and AMQP over WebSockets (`/$iothub/websocket`): `None` off, `Some(0)` a free
     /// port; `hub serve` defaults to 443 when it may bind it.
-    pub ws_port: Option<u16>,
+    pub websocket_port: Option<u16>,
     /// DPS's certificate issuance (`hub::dps_csr_signer()`); without it a CSR is refused.
     pub csr_signer: Option<super::dps::CsrSigner>,
     /// "Now" for every decision and stamp the hub makes: whether a device certificate is in
@@ -102,7 +102,7 @@ impl Default for HubConfig {
             echo: false,
             hostname: None,
             amqp_port: None,
-            ws_port: None,
+            websocket_port: None,
             csr_signer: None,
             clock: Clock::System,
             dps_session_lifetime: DPS_SESSION_LIFETIME,

@@ -108,8 +108,8 @@ pub(super) async fn connection<S>(
         r
     };
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(config()));
-    let ws = match tokio::time::timeout(CONNECT_TIMEOUT, upgrade).await {
-        Ok(Ok(ws)) => ws,
+    let websocket = match tokio::time::timeout(CONNECT_TIMEOUT, upgrade).await {
+        Ok(Ok(websocket)) => websocket,
         Ok(Err(e)) => {
             let why = match picked.lock().map(|p| p.clone()) {
                 Ok(Some(Err(why))) => why.to_string(),
@@ -127,7 +127,7 @@ pub(super) async fn connection<S>(
         }
     };
     let proto = picked.lock().ok().and_then(|p| p.clone()?.ok());
-    let io = WsIo::new(ws);
+    let io = WsIo::new(websocket);
     match proto {
         Some(Proto::Mqtt) => {
             super::mqtt::mqtt_connection(sh, io, chain, peer, permit, start).await;

@@ -186,7 +186,7 @@ impl Endpoint {
             Some(("mqtts", rest)) | Some(("ssl", rest)) | Some(("tls", rest)) => {
                 (rest, PeerKind::Broker)
             }
-            // A broker's WebSocket listener: the path is the test's `ws_path` (see `ws_path`).
+            // A broker's WebSocket listener: the path is the test's `websocket_path` (see `websocket_path`).
             Some(("wss", rest)) => (
                 rest.split_once('/').map_or(rest, |(h, _)| h),
                 PeerKind::Broker,
@@ -240,7 +240,7 @@ impl Endpoint {
     }
 
     /// The path of a `wss://HOST:PORT/PATH` target (None for other forms).
-    pub fn ws_path(to: &str) -> Option<String> {
+    pub fn websocket_path(to: &str) -> Option<String> {
         let rest = to.trim().strip_prefix("wss://")?;
         let (_, path) = rest.split_once('/')?;
         Some(format!("/{path}"))
@@ -323,7 +323,7 @@ pub struct ConnectionTest {
     /// How to reach the peer: MQTT or AMQP, plain TLS or over WebSockets.
     pub transport: Transport,
     /// The WebSocket path (default: IoT Hub's `/$iothub/websocket`; a broker's from its URL).
-    pub ws_path: Option<String>,
+    pub websocket_path: Option<String>,
 }
 
 /// Why the local hub refused a device: its refusal kind and exact sentence.
@@ -376,7 +376,7 @@ impl ConnectionTest {
             preflight_extra: vec![],
             hub: None,
             transport: Transport::Mqtt,
-            ws_path: None,
+            websocket_path: None,
         }
     }
 }
@@ -726,7 +726,7 @@ mod tests {
         let e = Endpoint::parse_for("wss://127.0.0.1:9001/mqtt", Transport::MqttWs).unwrap();
         assert_eq!((e.port, e.peer), (9001, PeerKind::Broker));
         assert_eq!(
-            Endpoint::ws_path("wss://127.0.0.1:9001/mqtt").as_deref(),
+            Endpoint::websocket_path("wss://127.0.0.1:9001/mqtt").as_deref(),
             Some("/mqtt")
         );
         assert!(

@@ -332,13 +332,16 @@ async fn websocket(
     tx: &mpsc::Sender<Event>,
     tls: TlsStream<TcpStream>,
 ) -> Result<crate::azure::websocket::WsIo<TlsStream<TcpStream>>, Failure> {
-    use crate::azure::websocket as ws;
+    use crate::azure::websocket;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let path = test.ws_path.clone().unwrap_or_else(|| ws::PATH.to_string());
+    let path = test
+        .websocket_path
+        .clone()
+        .unwrap_or_else(|| websocket::PATH.to_string());
     let sub = if test.transport.amqp() {
-        ws::AMQP_SUBPROTOCOL
+        websocket::AMQP_SUBPROTOCOL
     } else {
-        ws::MQTT_SUBPROTOCOL
+        websocket::MQTT_SUBPROTOCOL
     };
     let fail = |kind| Failure::new(Step::WebSocketUpgrade, kind);
     let url = format!("wss://{}{path}", test.endpoint.display());
@@ -351,7 +354,7 @@ async fn websocket(
         tokio_tungstenite::tungstenite::http::HeaderValue::from_static(sub),
     );
     let t = Instant::now();
-    let upgrade = tokio_tungstenite::client_async_with_config(req, tls, Some(ws::config()));
+    let upgrade = tokio_tungstenite::client_async_with_config(req, tls, Some(websocket::config()));
     let (stream, resp) = match tokio::time::timeout(test.timeout, upgrade).await {
         Err(_) => return Err(fail(FailureKind::Timeout(test.timeout))),
         Ok(Err(e)) => {
@@ -381,7 +384,7 @@ async fn websocket(
         },
     )
     .await;
-    Ok(ws::WsIo::new(stream))
+    Ok(websocket::WsIo::new(stream))
 }
 
 async fn announce(test: &ConnectionTest, tx: &mpsc::Sender<Event>) {

@@ -88,7 +88,7 @@ pub(in crate::hub) async fn serve<S: DeviceStream>(
         0 => azure::MAX_KEEP_ALIVE_SECS,
         k => k.min(azure::MAX_KEEP_ALIVE_SECS),
     };
-    let mut s = Session {
+    let mut s = DpsSession {
         sh: sh.clone(),
         registration_id,
         api_version,
@@ -162,7 +162,7 @@ fn check_connect(
     Ok((u.registration_id, api))
 }
 
-struct Session {
+struct DpsSession {
     sh: Arc<Shared>,
     registration_id: String,
     api_version: String,
@@ -172,7 +172,7 @@ struct Session {
     next_pkid: u16,
 }
 
-impl Session {
+impl DpsSession {
     async fn run<S: DeviceStream>(&mut self, c: &mut DpsConn<S>, keep_alive: u16) -> String {
         let idle = Duration::from_millis(u64::from(keep_alive) * 1500);
         let mut out = BytesMut::with_capacity(4096);

@@ -18,16 +18,16 @@ use super::shared::*;
 
 /// A device's session with the hub: IoT Hub's device protocol, spoken in MQTT packets (the
 /// AMQP transport translates its links to and from them, see [`crate::amqp`]).
-pub(super) struct Session {
+pub(super) struct DeviceSession {
     sh: Arc<Shared>,
     device: String,
     subs: Subscriptions,
     next_pkid: u16,
 }
 
-impl Session {
-    pub(super) fn new(sh: Arc<Shared>, device: String, subs: Subscriptions) -> Session {
-        Session {
+impl DeviceSession {
+    pub(super) fn new(sh: Arc<Shared>, device: String, subs: Subscriptions) -> DeviceSession {
+        DeviceSession {
             sh,
             device,
             subs,
