@@ -12,6 +12,7 @@ pub mod diagnose;
 pub mod identity;
 pub mod local;
 pub mod record;
+mod remedy;
 pub(crate) mod session;
 pub mod stats;
 mod tls;
