@@ -92,6 +92,38 @@ pub struct TestRequest {
     pub hub_port: u16,
 }
 
+/// The engine's target for the Connect tab's or the Fleet view's choice: the local hub is the
+/// Hub tab's hub (one hub, one truth: started when stopped, so the Hub tab shows it running and
+/// logs the connections), anything else resolved as the CLI resolves it.
+async fn resolve_target(
+    engines: &Engines,
+    ws: &Workspace,
+    target: &connect::ConnectTarget,
+    (transport, watching): (crate::mqtt::Transport, crate::target::HubWatching),
+    hub_port: u16,
+    tx: &mpsc::UnboundedSender<Action>,
+) -> Result<crate::target::Target, String> {
+    use crate::target::{Destination, TargetSpec};
+    let spec = |to| TargetSpec {
+        to,
+        transport,
+        flavor: None,
+        anchors: vec![],
+        watching,
+    };
+    match target {
+        connect::ConnectTarget::LocalHub => {
+            let h = local_hub(engines, ws.root(), hub_port, tx).await?;
+            let source = crate::mqtt::local::HubSource::InProcess(&h);
+            crate::target::resolve(Some(ws), spec(Destination::Local(source))).await
+        }
+        connect::ConnectTarget::AzureHub(to) | connect::ConnectTarget::Broker(to) => {
+            crate::target::resolve(Some(ws), spec(Destination::Remote(to))).await
+        }
+    }
+    .map_err(|e| forms::error_text(&e))
+}
+
 /// Run the connection test for `device` against `target`, sending its events back as
 /// `Action::Connect(ConnectAction::Engine(..))`. The local hub target uses the hub of the Hub
 /// tab when it runs (else one started for the test, as `connect --to local` does); a broker or
@@ -109,33 +141,23 @@ pub async fn run_test(
         transport,
         hub_port,
     } = req;
-    use crate::target::{Destination, HubWatching, TargetSpec};
+    use crate::target::HubWatching;
     let ws = Workspace::open(&ws_root)
         .map_err(|e| forms::error_text(&e))?
         .with_clock(engines.clock);
     let identity =
         crate::mqtt::Identity::from_workspace(&ws, &device).map_err(|e| forms::error_text(&e))?;
-    let spec = |to| TargetSpec {
-        to,
-        transport,
-        flavor: None,
-        anchors: vec![],
-        watching: HubWatching::RecordsAndRefusals,
-    };
-    let target = match &target {
-        connect::ConnectTarget::LocalHub => {
-            // One hub, one truth: the test uses the Hub tab's hub, starting it when it is
-            // stopped, so the Hub tab shows it running and logs the test's connection.
-            let h = local_hub(&engines, &ws_root, hub_port, &tx).await?;
-            let source = crate::mqtt::local::HubSource::InProcess(&h);
-            crate::target::resolve(Some(&ws), spec(Destination::Local(source))).await
-        }
-        connect::ConnectTarget::AzureHub(to) | connect::ConnectTarget::Broker(to) => {
-            crate::target::resolve(Some(&ws), spec(Destination::Remote(to))).await
-        }
-    };
+    let target = resolve_target(
+        &engines,
+        &ws,
+        &target,
+        (transport, HubWatching::RecordsAndRefusals),
+        hub_port,
+        &tx,
+    )
+    .await?;
     let mut test = target
-        .and_then(|t| t.connection_test(identity))
+        .connection_test(identity)
         .map_err(|e| forms::error_text(&e))?;
     test.count = connect::COUNT;
     test.interval = Duration::from_millis(300);
@@ -168,28 +190,19 @@ pub async fn run_fleet(
     tx: mpsc::UnboundedSender<Action>,
 ) -> Result<Box<crate::fleet::Report>, String> {
     use crate::fleet::{Load, Plan};
-    use crate::target::{Destination, HubWatching, TargetSpec};
+    use crate::target::HubWatching;
     let ws = crate::store::Workspace::open(&ws_root)
         .map_err(|e| forms::error_text(&e))?
         .with_clock(engines.clock);
-    let spec = |to| TargetSpec {
-        to,
-        transport: crate::mqtt::Transport::Mqtt,
-        flavor: None,
-        anchors: vec![],
-        watching: HubWatching::RefusalsOnly,
-    };
-    let target = match &target {
-        connect::ConnectTarget::LocalHub => {
-            let h = local_hub(&engines, &ws_root, hub_port, &tx).await?;
-            let source = crate::mqtt::local::HubSource::InProcess(&h);
-            crate::target::resolve(Some(&ws), spec(Destination::Local(source))).await
-        }
-        connect::ConnectTarget::AzureHub(to) | connect::ConnectTarget::Broker(to) => {
-            crate::target::resolve(Some(&ws), spec(Destination::Remote(to))).await
-        }
-    }
-    .map_err(|e| forms::error_text(&e))?;
+    let target = resolve_target(
+        &engines,
+        &ws,
+        &target,
+        (crate::mqtt::Transport::Mqtt, HubWatching::RefusalsOnly),
+        hub_port,
+        &tx,
+    )
+    .await?;
     let (extra_ca, system_roots) = (target.trust.anchors.clone(), target.trust.system_roots);
     let devices = tokio::task::spawn_blocking(move || {
         let names = crate::fleet::select(&ws, &patterns, issuer.as_deref())?.names;
