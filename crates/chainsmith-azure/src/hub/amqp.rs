@@ -31,6 +31,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::budget::BudgetPermit;
 use super::device_session::DeviceSession;
 use super::events::HubEvent;
+use super::mqtt_packets::SessionEnd;
 use super::shared::{CONNECT_TIMEOUT, Outbound, Shared, admit, release, take_over};
 use crate::MAX_PACKET;
 use crate::amqp::{self as proto, LinkKind, TwinOp};
@@ -268,7 +269,7 @@ enum Admission {
 /// Requests from the links to the device session.
 enum ToSession {
     /// A device-to-hub PUBLISH (telemetry, twin request, method answer) and its verdict.
-    Device(Publish, oneshot::Sender<Result<(), String>>),
+    Device(Publish, oneshot::Sender<Result<(), SessionEnd>>),
     /// A link the hub sends on, with the subscription it stands for.
     Route(LinkKind, mpsc::Sender<Out>),
     /// Twin desired-property updates on or off; answers `rid` with status 200.
@@ -660,7 +661,9 @@ async fn device_sends(
                 if to_session.send(ToSession::Device(p, tx)).await.is_err() {
                     break;
                 }
-                rx.await.unwrap_or_else(|_| Err("session closed".into()))
+                rx.await
+                    .map_err(|_| "session closed".to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
             }
             Err(e) => Err(e.to_string()),
         };

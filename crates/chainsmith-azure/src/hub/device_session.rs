@@ -40,7 +40,7 @@ impl DeviceSession {
         &mut self,
         buf: &mut BytesMut,
         out: &mut BytesMut,
-    ) -> Result<(), String> {
+    ) -> Result<(), SessionEnd> {
         while let Some(p) = next_packet(buf)? {
             self.handle(p, out).await?;
         }
@@ -68,7 +68,7 @@ impl DeviceSession {
     }
 
     /// Handle one packet; Err closes the connection with that reason.
-    pub(super) async fn handle(&mut self, p: Packet, out: &mut BytesMut) -> Result<(), String> {
+    pub(super) async fn handle(&mut self, p: Packet, out: &mut BytesMut) -> Result<(), SessionEnd> {
         match p {
             Packet::Publish(p) => self.on_publish(p, out).await,
             Packet::PubAck(_) => Ok(()),
@@ -76,9 +76,8 @@ impl DeviceSession {
                 let mut codes = Vec::with_capacity(s.filters.len());
                 let mut drain = false;
                 for f in s.filters {
-                    let kind = azure::classify_subscribe(&self.device, &f.path).map_err(|e| {
-                        format!("SUBSCRIBE refused, {e}; IoT Hub disconnects such devices")
-                    })?;
+                    let kind = azure::classify_subscribe(&self.device, &f.path)
+                        .map_err(|e| SessionEnd::OutsideNamespace("SUBSCRIBE", e))?;
                     let granted = if f.qos == QoS::AtMostOnce {
                         QoS::AtMostOnce
                     } else {
@@ -123,28 +122,22 @@ impl DeviceSession {
                 let _ = rumqttc::mqttbytes::v4::PingResp.write(out);
                 Ok(())
             }
-            Packet::Disconnect => Err("device sent DISCONNECT".into()),
-            other => Err(format!(
-                "unexpected {} from a device; closed",
-                packet_name(&other)
-            )),
+            Packet::Disconnect => Err(SessionEnd::Disconnect),
+            other => Err(SessionEnd::Unexpected(packet_name(&other))),
         }
     }
 
-    async fn on_publish(&mut self, p: Publish, out: &mut BytesMut) -> Result<(), String> {
+    async fn on_publish(&mut self, p: Publish, out: &mut BytesMut) -> Result<(), SessionEnd> {
         if p.qos == QoS::ExactlyOnce {
-            return Err(
-                "QoS 2 PUBLISH; IoT Hub supports QoS 0 and 1 only and closes the connection".into(),
-            );
-        }
-        if p.payload.len() > azure::MAX_MESSAGE_BYTES {
-            return Err(format!(
-                "message of {} bytes exceeds IoT Hub's 256 KB limit",
-                p.payload.len()
+            return Err(SessionEnd::ExactlyOnce(
+                "IoT Hub supports QoS 0 and 1 only and closes the connection",
             ));
         }
+        if p.payload.len() > azure::MAX_MESSAGE_BYTES {
+            return Err(SessionEnd::MessageTooLarge(p.payload.len()));
+        }
         let what = azure::classify_publish(&self.device, &p.topic)
-            .map_err(|e| format!("PUBLISH refused, {e}; IoT Hub disconnects such devices"))?;
+            .map_err(|e| SessionEnd::OutsideNamespace("PUBLISH", e))?;
         let ack = |out: &mut BytesMut| {
             if p.qos == QoS::AtLeastOnce {
                 let _ = PubAck::new(p.pkid).write(out);

@@ -127,7 +127,7 @@ async fn device_session<S: DeviceStream>(
                     if let Err(why) = session.drain(&mut buf, &mut out).await {
                         // Flush acknowledgements already earned, then close.
                         let _ = tls.write_all(&out).await;
-                        break why;
+                        break why.to_string();
                     }
                 }
             },

@@ -139,28 +139,64 @@ pub(super) async fn refuse_unavailable<S: DeviceStream>(
     over_cap(sh, peer, format!("{why}; CONNACK 3 server unavailable"));
 }
 
+/// Why the hub (or its DPS) ends a device's MQTT session because of what the device sent;
+/// the text is the reason the log and the device's refusal record give.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SessionEnd {
+    /// The device said goodbye.
+    #[error("device sent DISCONNECT")]
+    Disconnect,
+    /// A packet a device never sends (CONNACK, SUBACK, a second CONNECT, ...).
+    #[error("unexpected {0} from a device; closed")]
+    Unexpected(&'static str),
+    /// QoS 2, which neither IoT Hub nor DPS takes; the text says which.
+    #[error("QoS 2 PUBLISH; {0}")]
+    ExactlyOnce(&'static str),
+    /// A message over IoT Hub's 256 KB.
+    #[error("message of {0} bytes exceeds IoT Hub's 256 KB limit")]
+    MessageTooLarge(usize),
+    /// A packet over the hub's largest ([`MAX_PACKET`]).
+    #[error("packet of {0} bytes exceeds IoT Hub's 256 KB message limit")]
+    PacketTooLarge(usize),
+    /// A PUBLISH or SUBSCRIBE (the packet's name) outside the device's own topics.
+    #[error("{0} refused, {1}; IoT Hub disconnects such devices")]
+    OutsideNamespace(&'static str, crate::azure::NamespaceError),
+    /// A PUBLISH to a topic DPS does not serve.
+    #[error("PUBLISH refused, {0}; DPS disconnects such devices")]
+    NotDpsTopic(crate::azure::AzureError),
+    /// A topic name with a wildcard (MQTT 3.1.1 §3.3.2.1); the topic, escaped.
+    #[error(
+        "PUBLISH to \"{0}\" holds a wildcard (+ or #), which MQTT 3.1.1 forbids in a topic name (§3.3.2.1); protocol violation, closed without acknowledging"
+    )]
+    WildcardTopic(String),
+    /// A topic name holding U+0000 (MQTT 3.1.1 §1.5.3); the topic, escaped.
+    #[error(
+        "PUBLISH to \"{0}\" holds U+0000, which MQTT 3.1.1 forbids in a string (§1.5.3); protocol violation, closed without acknowledging"
+    )]
+    NulInTopic(String),
+    /// Bytes the MQTT decoder could not read as a packet.
+    #[error("malformed packet: {0:?}")]
+    Malformed(mqttbytes::Error),
+}
+
 /// Read every whole packet in `buf`: Err(reason) when one is fatal (too large, malformed, or
 /// one the device may not send). The one MQTT decoder of device and DPS sessions.
-pub(super) fn next_packet(buf: &mut BytesMut) -> Result<Option<Packet>, String> {
+pub(super) fn next_packet(buf: &mut BytesMut) -> Result<Option<Packet>, SessionEnd> {
     match Packet::read(buf, MAX_PACKET) {
         // MQTT 3.1.1 §3.3.2.1: "The Topic Name in the PUBLISH Packet MUST NOT contain wildcard
         // characters"; a server that receives one closes the connection and acknowledges
         // nothing (§4.8: a protocol violation).
-        Ok(Packet::Publish(p)) if p.topic.contains(['+', '#']) => Err(format!(
-            "PUBLISH to \"{}\" holds a wildcard (+ or #), which MQTT 3.1.1 forbids in a topic name (§3.3.2.1); protocol violation, closed without acknowledging",
-            crate::text::escape_controls(&p.topic)
+        Ok(Packet::Publish(p)) if p.topic.contains(['+', '#']) => Err(SessionEnd::WildcardTopic(
+            crate::text::escape_controls(&p.topic).into_owned(),
         )),
         // §1.5.3: a UTF-8 string "MUST NOT include an encoding of the null character U+0000".
-        Ok(Packet::Publish(p)) if p.topic.contains('\0') => Err(format!(
-            "PUBLISH to \"{}\" holds U+0000, which MQTT 3.1.1 forbids in a string (§1.5.3); protocol violation, closed without acknowledging",
-            crate::text::escape_controls(&p.topic)
+        Ok(Packet::Publish(p)) if p.topic.contains('\0') => Err(SessionEnd::NulInTopic(
+            crate::text::escape_controls(&p.topic).into_owned(),
         )),
         Ok(p) => Ok(Some(p)),
         Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
-        Err(mqttbytes::Error::PayloadSizeLimitExceeded(n)) => Err(format!(
-            "packet of {n} bytes exceeds IoT Hub's 256 KB message limit"
-        )),
-        Err(e) => Err(format!("malformed packet: {e:?}")),
+        Err(mqttbytes::Error::PayloadSizeLimitExceeded(n)) => Err(SessionEnd::PacketTooLarge(n)),
+        Err(e) => Err(SessionEnd::Malformed(e)),
     }
 }
 

@@ -20,7 +20,9 @@ use super::{DpsRefusal, DpsRefusalKind};
 use crate::azure::dps::{self as wire, code};
 use crate::azure::{self, filter_matches};
 use crate::hub::events::HubEvent;
-use crate::hub::mqtt_packets::{DeviceStream, next_packet, packet_name, refuse_connect};
+use crate::hub::mqtt_packets::{
+    DeviceStream, SessionEnd, next_packet, packet_name, refuse_connect,
+};
 use crate::hub::shared::Shared;
 
 /// A connection that sent a DPS CONNECT: what the hub's accept steps already have.
@@ -194,11 +196,11 @@ impl DpsSession {
                             Ok(Some(p)) => {
                                 if let Err(why) = self.handle(p, &mut out).await {
                                     let _ = c.tls.write_all(&out).await;
-                                    return why;
+                                    return why.to_string();
                                 }
                             }
                             Ok(None) => break,
-                            Err(why) => return why,
+                            Err(why) => return why.to_string(),
                         }
                     },
                 },
@@ -223,7 +225,7 @@ impl DpsSession {
         let _ = p.write(out);
     }
 
-    async fn handle(&mut self, p: Packet, out: &mut BytesMut) -> Result<(), String> {
+    async fn handle(&mut self, p: Packet, out: &mut BytesMut) -> Result<(), SessionEnd> {
         match p {
             Packet::Publish(p) => self.on_publish(p, out).await,
             Packet::PubAck(_) => Ok(()),
@@ -257,20 +259,16 @@ impl DpsSession {
                 let _ = rumqttc::mqttbytes::v4::PingResp.write(out);
                 Ok(())
             }
-            Packet::Disconnect => Err("device sent DISCONNECT".into()),
-            other => Err(format!(
-                "unexpected {} from a device; closed",
-                packet_name(&other)
-            )),
+            Packet::Disconnect => Err(SessionEnd::Disconnect),
+            other => Err(SessionEnd::Unexpected(packet_name(&other))),
         }
     }
 
-    async fn on_publish(&mut self, p: Publish, out: &mut BytesMut) -> Result<(), String> {
+    async fn on_publish(&mut self, p: Publish, out: &mut BytesMut) -> Result<(), SessionEnd> {
         if p.qos == QoS::ExactlyOnce {
-            return Err("QoS 2 PUBLISH; DPS takes QoS 0 and 1 only".into());
+            return Err(SessionEnd::ExactlyOnce("DPS takes QoS 0 and 1 only"));
         }
-        let req = wire::parse_request(&p.topic)
-            .map_err(|e| format!("PUBLISH refused, {e}; DPS disconnects such devices"))?;
+        let req = wire::parse_request(&p.topic).map_err(SessionEnd::NotDpsTopic)?;
         if p.qos == QoS::AtLeastOnce {
             let _ = PubAck::new(p.pkid).write(out);
         }
