@@ -20,7 +20,7 @@ impl ConnectTarget {
         if s.is_empty() || s == "local" {
             return Ok(ConnectTarget::LocalHub);
         }
-        let e = crate::mqtt::Endpoint::parse(s)?;
+        let e = crate::mqtt::Endpoint::parse(s).map_err(|e| e.to_string())?;
         Ok(match e.peer {
             crate::mqtt::PeerKind::Broker => ConnectTarget::Broker(s.to_string()),
             _ => ConnectTarget::AzureHub(s.to_string()),

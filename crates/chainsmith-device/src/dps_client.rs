@@ -60,7 +60,7 @@ pub async fn provision(
     timeout: Duration,
     poll_delay: Option<Duration>,
     on_step: &mut (dyn FnMut(ProvisionStep) + Send),
-) -> Result<wire::RegistrationState, String> {
+) -> Result<wire::RegistrationState, DpsError> {
     let t0 = Instant::now();
     let mut say = |step: &str, ok: bool, detail: String| {
         on_step(ProvisionStep {
@@ -72,17 +72,17 @@ pub async fn provision(
     };
     let tcp = tokio::time::timeout(timeout, crate::dial::tcp_first(&[addr]))
         .await
-        .map_err(|_| format!("TCP connect to {addr}: no answer within {timeout:?}"))?
-        .map_err(|e| format!("TCP connect to {addr}: {e}"))?;
+        .map_err(|_| DpsError::TcpTimeout { addr, timeout })?
+        .map_err(|source| DpsError::Tcp { addr, source })?;
     say("TCP connect", true, addr.to_string());
-    let name = crate::dial::server_name(host).map_err(|e| e.to_string())?;
+    let name = crate::dial::server_name(host)?;
     let tls = tokio::time::timeout(
         timeout,
         tokio_rustls::TlsConnector::from(config).connect(name, tcp),
     )
     .await
-    .map_err(|_| "TLS handshake: no answer".to_string())?
-    .map_err(|e| format!("TLS handshake: {e}"))?;
+    .map_err(|_| DpsError::TlsTimeout)?
+    .map_err(DpsError::Tls)?;
     say(
         "TLS handshake",
         true,
@@ -106,9 +106,7 @@ pub async fn provision(
                 _ => "the connection closed before CONNACK".into(),
             };
             say("CONNECT", false, why.clone());
-            return Err(format!(
-                "DPS refused the CONNECT ({why}); the hub log says why"
-            ));
+            return Err(DpsError::ConnectRefused(why));
         }
     }
     let mut sub = Subscribe::new(wire::RESPONSE_FILTER, QoS::AtLeastOnce);
@@ -126,26 +124,34 @@ pub async fn provision(
     let mut pkid = 3u16;
     let mut polls = 0u32;
     loop {
-        let pkt = recv(&mut conn, timeout)
-            .await
-            .ok_or_else(|| "DPS closed the connection or did not answer".to_string())?;
+        let pkt = recv(&mut conn, timeout).await.ok_or(DpsError::Silent)?;
         let Packet::Publish(p) = pkt else { continue };
         if p.qos == QoS::AtLeastOnce {
             let ack = PubAck::new(p.pkid);
             send(&mut conn, Packet::PubAck(ack)).await?;
         }
-        let (status, _, retry) = wire::parse_response_topic(&p.topic).map_err(|e| e.to_string())?;
+        let (status, _, retry) = wire::parse_response_topic(&p.topic).map_err(DpsError::Topic)?;
         let what = if polls == 0 { "register" } else { "poll" };
         if status >= 300 {
             let text = String::from_utf8_lossy(&p.payload).into_owned();
             say(what, false, format!("{status} {text}"));
-            let reason = serde_json::from_slice::<wire::ErrorBody>(&p.payload)
-                .map(|e| format!("{status} ({}): {}", e.error_code, e.message))
-                .unwrap_or(format!("{status}: {text}"));
-            return Err(format!("{REFUSED}{reason}"));
+            return Err(
+                match serde_json::from_slice::<wire::ErrorBody>(&p.payload) {
+                    Ok(body) => DpsError::Refused {
+                        status,
+                        error_code: Some(body.error_code),
+                        message: body.message,
+                    },
+                    Err(_) => DpsError::Refused {
+                        status,
+                        error_code: None,
+                        message: text,
+                    },
+                },
+            );
         }
         let op: wire::OperationResponse =
-            serde_json::from_slice(&p.payload).map_err(|e| format!("DPS answer: {e}"))?;
+            serde_json::from_slice(&p.payload).map_err(DpsError::Answer)?;
         say(
             what,
             true,
@@ -154,7 +160,7 @@ pub async fn provision(
         if op.status == "assigned" {
             let st = op
                 .registration_state
-                .ok_or("an assigned answer without registrationState")?;
+                .ok_or(DpsError::AssignedWithoutState)?;
             say(
                 "assigned",
                 true,
@@ -168,8 +174,8 @@ pub async fn provision(
             let _ = conn.io.shutdown().await;
             return Ok(st);
         }
-        if polls >= 30 {
-            return Err("still assigning after 30 polls".into());
+        if polls >= MAX_POLLS {
+            return Err(DpsError::StillAssigning);
         }
         // Poll as the SDKs do, after retry-after (capped: this is a local test), unless the
         // caller (the benchmark) polls at once.
@@ -190,21 +196,106 @@ pub async fn provision(
     }
 }
 
-/// DPS's status in a reason [`provision`] returned for a refused registration (401, 403, …).
-pub fn refused_status(reason: &str) -> Option<u16> {
-    let rest = reason.strip_prefix(REFUSED)?;
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+/// How many times a device polls an assignment before giving up: the SDKs poll for as long
+/// as DPS answers `assigning`; the local DPS assigns on the first poll, so 30 (2.5 minutes at
+/// the capped 5 s) means something is stuck.
+const MAX_POLLS: u32 = 30;
+
+/// Why [`provision`] did not give a registration state.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DpsError {
+    /// The TCP connection was not made within the timeout.
+    #[error("TCP connect to {addr}: no answer within {timeout:?}")]
+    TcpTimeout {
+        /// The DPS address dialled.
+        addr: SocketAddr,
+        /// The limit that passed.
+        timeout: Duration,
+    },
+    /// The TCP connection was refused or broke.
+    #[error("TCP connect to {addr}: {source}")]
+    Tcp {
+        /// The DPS address dialled.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The host is not a name TLS can check the server certificate against.
+    #[error(transparent)]
+    ServerName(#[from] crate::dial::TlsSetupError),
+    /// The TLS handshake did not finish within the timeout.
+    #[error("TLS handshake: no answer")]
+    TlsTimeout,
+    /// The TLS handshake failed (the alert or certificate error).
+    #[error("TLS handshake: {0}")]
+    Tls(#[source] std::io::Error),
+    /// DPS refused the MQTT CONNECT (the CONNACK code, or that the connection closed first).
+    #[error("DPS refused the CONNECT ({0}); the hub log says why")]
+    ConnectRefused(String),
+    /// Writing a packet failed.
+    #[error("write: {0}")]
+    Write(#[source] std::io::Error),
+    /// DPS closed the connection or said nothing within the timeout.
+    #[error("DPS closed the connection or did not answer")]
+    Silent,
+    /// DPS answered on a topic that is not a registration response.
+    #[error("{0}")]
+    Topic(#[source] crate::azure::AzureError),
+    /// DPS refused the registration: its status, and its error body when it sent one.
+    #[error(
+        "DPS refused the registration: {status}{}: {message}",
+        .error_code.map(|c| format!(" ({c})")).unwrap_or_default()
+    )]
+    Refused {
+        /// DPS's status (401, 403, 404, 429, …).
+        status: u16,
+        /// The body's `errorCode` (status × 1000 + a detail), when the body was DPS's JSON.
+        error_code: Option<u32>,
+        /// The body's `message`, or the whole body when it was not DPS's JSON.
+        message: String,
+    },
+    /// DPS's answer is not an operation response.
+    #[error("DPS answer: {0}")]
+    Answer(#[source] serde_json::Error),
+    /// DPS said `assigned` but sent no registration state.
+    #[error("an assigned answer without registrationState")]
+    AssignedWithoutState,
+    /// DPS was still assigning after [`MAX_POLLS`] polls.
+    #[error("still assigning after {MAX_POLLS} polls")]
+    StillAssigning,
 }
 
-const REFUSED: &str = "DPS refused the registration: ";
+impl DpsError {
+    /// DPS's status when it refused the registration (401, 403, …).
+    pub fn refused_status(&self) -> Option<u16> {
+        match self {
+            DpsError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// A short machine-friendly name for the failure, by DPS's status when it answered one
+    /// (a fleet groups its failures by it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DpsError::Refused { status: 400, .. } => "dps-bad-request",
+            DpsError::Refused { status: 401, .. } => "dps-unauthorized",
+            DpsError::Refused { status: 403, .. } => "dps-forbidden",
+            DpsError::Refused { status: 404, .. } => "dps-not-found",
+            DpsError::Refused { status: 429, .. } => "dps-throttled",
+            DpsError::Refused { .. } => "dps-refused",
+            DpsError::ConnectRefused(_) => "dps-connect-refused",
+            DpsError::TcpTimeout { .. } | DpsError::TlsTimeout | DpsError::Silent => "dps-timeout",
+            _ => "dps-failed",
+        }
+    }
+}
 
 type Conn = crate::mqtt::session::Conn<tokio_rustls::client::TlsStream<TcpStream>>;
 
-async fn send(conn: &mut Conn, p: Packet) -> Result<(), String> {
-    conn.send(&p).await.map_err(|e| format!("write: {e}"))
+async fn send(conn: &mut Conn, p: Packet) -> Result<(), DpsError> {
+    conn.send(&p).await.map_err(DpsError::Write)
 }
 
 /// The next packet within `timeout`; None when the connection closed, broke or stayed silent.
@@ -212,15 +303,98 @@ async fn recv(conn: &mut Conn, timeout: Duration) -> Option<Packet> {
     tokio::time::timeout(timeout, conn.recv()).await.ok()?.ok()
 }
 
+/// Why a fresh key and its CSR could not be made (rcgen's reason).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CsrError(#[source] rcgen::Error);
+
 /// A fresh P-256 key and a PKCS#10 CSR with CN = `registration_id`: (key PEM, CSR DER).
-pub fn fresh_csr(registration_id: &str) -> Result<(String, Vec<u8>), String> {
-    let key =
-        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
-    let mut params =
-        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+pub fn fresh_csr(registration_id: &str) -> Result<(String, Vec<u8>), CsrError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(CsrError)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(CsrError)?;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, registration_id);
-    let csr = params.serialize_request(&key).map_err(|e| e.to_string())?;
+    let csr = params.serialize_request(&key).map_err(CsrError)?;
     Ok((key.serialize_pem(), csr.der().to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DpsError;
+    use std::time::Duration;
+
+    /// A fleet groups DPS failures by the typed error (no sniffing of the sentence), and each
+    /// sentence is the one `connect --dps` and the fleet report always printed.
+    #[test]
+    fn dps_failures_are_grouped_by_kind_and_keep_their_sentences() {
+        let refused = |status, error_code, message: &str| DpsError::Refused {
+            status,
+            error_code,
+            message: message.into(),
+        };
+        let addr = "127.0.0.1:1".parse().expect("literal address");
+        for (e, kind, text) in [
+            (
+                refused(401, Some(401002), "unknown certificate"),
+                "dps-unauthorized",
+                "DPS refused the registration: 401 (401002): unknown certificate",
+            ),
+            (
+                refused(403, Some(403000), "disabled"),
+                "dps-forbidden",
+                "DPS refused the registration: 403 (403000): disabled",
+            ),
+            (
+                refused(404, None, "{}"),
+                "dps-not-found",
+                "DPS refused the registration: 404: {}",
+            ),
+            (
+                refused(500, None, "oops"),
+                "dps-refused",
+                "DPS refused the registration: 500: oops",
+            ),
+            (
+                DpsError::ConnectRefused("CONNACK 5".into()),
+                "dps-connect-refused",
+                "DPS refused the CONNECT (CONNACK 5); the hub log says why",
+            ),
+            (
+                DpsError::TlsTimeout,
+                "dps-timeout",
+                "TLS handshake: no answer",
+            ),
+            (
+                DpsError::TcpTimeout {
+                    addr,
+                    timeout: Duration::from_secs(2),
+                },
+                "dps-timeout",
+                "TCP connect to 127.0.0.1:1: no answer within 2s",
+            ),
+            (
+                DpsError::Silent,
+                "dps-timeout",
+                "DPS closed the connection or did not answer",
+            ),
+            (
+                DpsError::Tcp {
+                    addr,
+                    source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"),
+                },
+                "dps-failed",
+                "TCP connect to 127.0.0.1:1: refused",
+            ),
+            (
+                DpsError::StillAssigning,
+                "dps-failed",
+                "still assigning after 30 polls",
+            ),
+        ] {
+            assert_eq!((e.kind(), e.to_string().as_str()), (kind, text));
+        }
+        assert_eq!(refused(429, None, "").refused_status(), Some(429));
+        assert_eq!(DpsError::Silent.refused_status(), None);
+    }
 }

@@ -68,7 +68,7 @@ pub enum ProvisionError {
     Registry(#[source] crate::hub::RegistryError),
     /// The CSR for a fresh key could not be made.
     #[error("making a CSR: {0}")]
-    Csr(String),
+    Csr(#[source] crate::dps_client::CsrError),
     /// The hub's endpoint is not an address to dial.
     #[error("the local hub's address {0} is not an IP address and port")]
     Address(String),
@@ -76,8 +76,8 @@ pub enum ProvisionError {
     #[error(transparent)]
     Tls(#[from] crate::dial::TlsSetupError),
     /// DPS did not assign the device (the sentence has DPS's status and answer).
-    #[error("{0}")]
-    Refused(String),
+    #[error(transparent)]
+    Refused(crate::dps_client::DpsError),
     /// DPS assigned the device after a CSR but issued no certificate.
     #[error("DPS assigned the device but returned no issuedCertificateChain for the CSR")]
     NoIssuedChain,

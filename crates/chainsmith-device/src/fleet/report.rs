@@ -45,7 +45,7 @@ pub fn new_histogram() -> Histogram<u64> {
 /// Check an HDR V2 histogram's header (inside its deflate wrapper when it has one) before
 /// the decoder allocates what the header asks for: the bounds must be [`new_histogram`]'s and
 /// the counts at most [`MAX_HDR_PAYLOAD`] bytes.
-fn check_hdr_header(bytes: &[u8]) -> Result<(), String> {
+fn check_hdr_header(bytes: &[u8]) -> Result<(), HistogramError> {
     use std::io::Read as _;
     // HdrHistogram's V2 cookies (its base cookies with the word-size bits 0x10).
     const V2: u32 = 0x1c84_9313;
@@ -57,28 +57,57 @@ fn check_hdr_header(bytes: &[u8]) -> Result<(), String> {
         Some(V2_DEFLATE) if bytes.len() >= 8 => {
             flate2::read::ZlibDecoder::new(&bytes[8..])
                 .read_exact(&mut header)
-                .map_err(|e| format!("histogram does not inflate: {e}"))?;
+                .map_err(HistogramError::Inflate)?;
         }
-        _ => return Err("histogram is not HDR V2 (cookie or length wrong)".into()),
+        _ => return Err(HistogramError::NotV2),
     }
     if be32(&header[..4]) != V2 {
-        return Err("histogram is not HDR V2 inside its deflate wrapper".into());
+        return Err(HistogramError::NotV2Inside);
     }
     let payload = be32(&header[4..8]);
     let digits = be32(&header[12..16]);
     let be64 = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
     let (low, high) = (be64(&header[16..24]), be64(&header[24..32]));
     if (low, high, digits) != (HDR_LOW, HDR_HIGH, u32::from(HDR_DIGITS)) {
-        return Err(format!(
-            "histogram has bounds {low}..{high} µs at {digits} digits; a fleet run writes {HDR_LOW}..{HDR_HIGH} at {HDR_DIGITS}"
-        ));
+        return Err(HistogramError::Bounds { low, high, digits });
     }
     if payload > MAX_HDR_PAYLOAD {
-        return Err(format!(
-            "histogram claims {payload} bytes of counts, more than the {MAX_HDR_PAYLOAD} any fleet histogram takes"
-        ));
+        return Err(HistogramError::Payload(payload));
     }
     Ok(())
+}
+
+/// Why a report's `hdr` is not a histogram `fleet merge` takes.
+#[derive(Debug, thiserror::Error)]
+enum HistogramError {
+    /// The text is not base64.
+    #[error("histogram is not base64: {0}")]
+    NotBase64(#[source] base64::DecodeError),
+    /// The deflate wrapper does not inflate to a 40-byte header.
+    #[error("histogram does not inflate: {0}")]
+    Inflate(#[source] std::io::Error),
+    /// Neither HDR V2 cookie, or too short for its header.
+    #[error("histogram is not HDR V2 (cookie or length wrong)")]
+    NotV2,
+    /// The deflate wrapper holds something other than an HDR V2 histogram.
+    #[error("histogram is not HDR V2 inside its deflate wrapper")]
+    NotV2Inside,
+    /// Bounds or precision other than [`new_histogram`]'s (low, high in µs; digits).
+    #[error(
+        "histogram has bounds {low}..{high} µs at {digits} digits; a fleet run writes {HDR_LOW}..{HDR_HIGH} at {HDR_DIGITS}"
+    )]
+    Bounds { low: u64, high: u64, digits: u32 },
+    /// The header claims more bytes of counts than [`MAX_HDR_PAYLOAD`].
+    #[error(
+        "histogram claims {0} bytes of counts, more than the {MAX_HDR_PAYLOAD} any fleet histogram takes"
+    )]
+    Payload(u32),
+    /// The decoder refused the counts (its reason, as it debug-prints it).
+    #[error("histogram does not decode: {0:?}")]
+    Decode(hdrhistogram::serialization::DeserializeError),
+    /// The counts sum past `u64::MAX` (the decoder saturates there).
+    #[error("histogram's counts overflow")]
+    Overflow,
 }
 
 /// A histogram and its figures in milliseconds; `hdr` holds the exact histogram.
@@ -118,20 +147,20 @@ impl Latency {
     }
 
     /// Decode `hdr` back into the histogram (empty when there is none).
-    fn histogram(&self) -> Result<Histogram<u64>, String> {
+    fn histogram(&self) -> Result<Histogram<u64>, HistogramError> {
         if self.hdr.is_empty() {
             return Ok(new_histogram());
         }
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&self.hdr)
-            .map_err(|e| format!("histogram is not base64: {e}"))?;
+            .map_err(HistogramError::NotBase64)?;
         check_hdr_header(&bytes)?;
         let h: Histogram<u64> = Deserializer::new()
             .deserialize(&mut bytes.as_slice())
-            .map_err(|e| format!("histogram does not decode: {e:?}"))?;
+            .map_err(HistogramError::Decode)?;
         // The decoder saturates a total that overflows: no real histogram reaches it.
         if h.len() == u64::MAX {
-            return Err("histogram's counts overflow".into());
+            return Err(HistogramError::Overflow);
         }
         Ok(h)
     }
@@ -567,6 +596,56 @@ mod tests {
             stopped: "completed".into(),
             ..Default::default()
         }
+    }
+
+    /// Each way a report's histogram is refused is its own variant, checked before the decoder
+    /// allocates, with the sentence `fleet merge` always printed.
+    #[test]
+    fn bad_histograms_are_refused_by_kind() {
+        let mut v2 = Vec::new();
+        hdrhistogram::serialization::V2Serializer::new()
+            .serialize(&new_histogram(), &mut v2)
+            .unwrap();
+        let latency = |bytes: &[u8]| Latency {
+            hdr: base64::engine::general_purpose::STANDARD.encode(bytes),
+            ..Latency::default()
+        };
+        let mut huge = v2.clone();
+        huge[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        let e = latency(&huge).histogram().unwrap_err();
+        assert!(matches!(e, HistogramError::Payload(u32::MAX)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "histogram claims 4294967295 bytes of counts, more than the {MAX_HDR_PAYLOAD} any fleet histogram takes"
+            )
+        );
+        let mut other_bounds = v2.clone();
+        other_bounds[16..24].copy_from_slice(&2u64.to_be_bytes());
+        let e = latency(&other_bounds).histogram().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                HistogramError::Bounds {
+                    low: 2,
+                    high: HDR_HIGH,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = latency(b"not hdr").histogram().unwrap_err();
+        assert!(matches!(e, HistogramError::NotV2), "{e}");
+        let e = Latency {
+            hdr: "*".into(),
+            ..Latency::default()
+        }
+        .histogram()
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("histogram is not base64: "),
+            "{e}"
+        );
     }
 
     #[test]

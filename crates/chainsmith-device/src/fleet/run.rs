@@ -645,7 +645,13 @@ async fn provision(sh: &Shared, d: &FleetDevice) -> Option<String> {
         _ = until_true(&mut stop) => return None,
     };
     let Some(addr) = *addr else {
-        fail_dps(sh, d, format!("the DPS host {host} did not resolve")).await;
+        fail_dps(
+            sh,
+            d,
+            "dps-failed",
+            format!("the DPS host {host} did not resolve"),
+        )
+        .await;
         return None;
     };
     let device = dps_client::Device {
@@ -677,31 +683,16 @@ async fn provision(sh: &Shared, d: &FleetDevice) -> Option<String> {
             Some(st.device_id.unwrap_or_else(|| d.id.clone()))
         }
         Err(e) => {
-            fail_dps(sh, d, e).await;
+            fail_dps(sh, d, e.kind(), e.to_string()).await;
             None
         }
     }
 }
 
-/// The kind a DPS failure is grouped under, from DPS's status when it answered one.
-fn dps_kind(reason: &str) -> &'static str {
-    match crate::dps_client::refused_status(reason) {
-        Some(400) => "dps-bad-request",
-        Some(401) => "dps-unauthorized",
-        Some(403) => "dps-forbidden",
-        Some(404) => "dps-not-found",
-        Some(429) => "dps-throttled",
-        Some(_) => "dps-refused",
-        None if reason.starts_with("DPS refused the CONNECT") => "dps-connect-refused",
-        None if reason.contains("no answer") || reason.contains("did not answer") => "dps-timeout",
-        None => "dps-failed",
-    }
-}
-
 /// Count a device whose provisioning failed: DPS's message is the cause, with the local hub's
-/// own reason when it has one.
-async fn fail_dps(sh: &Shared, d: &FleetDevice, reason: String) {
-    let kind = dps_kind(&reason).to_string();
+/// own reason when it has one. `kind` groups it ([`crate::dps_client::DpsError::kind`]).
+async fn fail_dps(sh: &Shared, d: &FleetDevice, kind: &'static str, reason: String) {
+    let kind = kind.to_string();
     let hub_says = match sh.hub.as_ref() {
         Some(hub) => hub.refusal(&d.id).await,
         None => None,
@@ -845,31 +836,5 @@ impl HubView for ControlRefusals {
         _wait: Duration,
     ) -> futures::future::BoxFuture<'a, Vec<u32>> {
         Box::pin(async move { ids.to_vec() })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::dps_kind;
-
-    #[test]
-    fn dps_failures_are_grouped_by_dps_status() {
-        for (reason, kind) in [
-            (
-                "DPS refused the registration: 401 (401002): unknown certificate",
-                "dps-unauthorized",
-            ),
-            (
-                "DPS refused the registration: 403 (403000): disabled",
-                "dps-forbidden",
-            ),
-            ("DPS refused the registration: 404: {}", "dps-not-found"),
-            ("DPS refused the registration: 500: oops", "dps-refused"),
-            ("DPS refused the CONNECT (CONNACK 5)", "dps-connect-refused"),
-            ("TLS handshake: no answer", "dps-timeout"),
-            ("TCP connect to 127.0.0.1:1: refused", "dps-failed"),
-        ] {
-            assert_eq!(dps_kind(reason), kind, "{reason}");
-        }
     }
 }

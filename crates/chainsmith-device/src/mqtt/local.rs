@@ -266,8 +266,8 @@ pub enum PrepareError {
     #[error("the running local hub does not listen for {0}")]
     TransportOff(&'static str),
     /// The target as written is not a hub or broker address (the parser's sentence).
-    #[error("{0}")]
-    Target(String),
+    #[error(transparent)]
+    Target(crate::mqtt::EndpointError),
     /// The local hub was asked for without a workspace to find it in.
     #[error(
         "the local hub lives in a workspace, and none is open; open one, or name another target"

@@ -39,13 +39,29 @@ pub enum Flavor {
 }
 
 impl std::str::FromStr for Flavor {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ChoiceError;
+    fn from_str(s: &str) -> Result<Self, ChoiceError> {
         [Flavor::Azure, Flavor::Generic]
             .into_iter()
             .find(|f| f.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("flavor \"{s}\" is not known; use azure or generic"))
+            .ok_or_else(|| ChoiceError::Flavor(s.to_string()))
     }
+}
+
+/// A flavor, transport or TLS version the connection test does not know (each variant holds
+/// the value as written; the message lists what is accepted).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChoiceError {
+    /// Neither `azure` nor `generic`.
+    #[error("flavor \"{0}\" is not known; use azure or generic")]
+    Flavor(String),
+    /// Not one of [`Transport::ALL`].
+    #[error("transport \"{0}\" is not known; use mqtt, mqtt-ws, amqp or amqp-ws")]
+    Transport(String),
+    /// Neither TLS 1.2 nor 1.3.
+    #[error("TLS version \"{0}\" is not supported; use 1.2 or 1.3 (IoT Hub requires 1.2 or later)")]
+    TlsVersion(String),
 }
 
 /// How the device reaches the hub or broker: what the device SDKs offer with X.509.
@@ -115,14 +131,12 @@ impl Transport {
 }
 
 impl std::str::FromStr for Transport {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ChoiceError;
+    fn from_str(s: &str) -> Result<Self, ChoiceError> {
         Transport::ALL
             .into_iter()
             .find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| {
-                format!("transport \"{s}\" is not known; use mqtt, mqtt-ws, amqp or amqp-ws")
-            })
+            .ok_or_else(|| ChoiceError::Transport(s.to_string()))
     }
 }
 
@@ -138,8 +152,8 @@ pub enum TlsVersion {
 }
 
 impl std::str::FromStr for TlsVersion {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ChoiceError;
+    fn from_str(s: &str) -> Result<Self, ChoiceError> {
         match s
             .trim()
             .trim_start_matches("TLS")
@@ -148,9 +162,7 @@ impl std::str::FromStr for TlsVersion {
         {
             "1.2" | "12" => Ok(TlsVersion::V1_2),
             "1.3" | "13" => Ok(TlsVersion::V1_3),
-            _ => Err(format!(
-                "TLS version \"{s}\" is not supported; use 1.2 or 1.3 (IoT Hub requires 1.2 or later)"
-            )),
+            _ => Err(ChoiceError::TlsVersion(s.to_string())),
         }
     }
 }
@@ -181,7 +193,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// Parse the `--to` value: `HOST`, `HOST:PORT` (an Azure IoT Hub) or `mqtts://HOST[:PORT]`
     /// (any broker). `local` is handled by the caller, which knows the hub's port.
-    pub fn parse(to: &str) -> Result<Endpoint, String> {
+    pub fn parse(to: &str) -> Result<Endpoint, EndpointError> {
         let to = to.trim();
         let (rest, peer) = match to.split_once("://") {
             Some(("mqtts", rest)) | Some(("ssl", rest)) | Some(("tls", rest)) => {
@@ -193,23 +205,23 @@ impl Endpoint {
                 PeerKind::Broker,
             ),
             Some((scheme, _)) => {
-                return Err(format!(
-                    "\"{to}\": scheme \"{scheme}://\" is not supported; the test always uses TLS: write mqtts://HOST:PORT (or wss://HOST:PORT/PATH for MQTT over WebSockets)"
-                ));
+                return Err(EndpointError::Scheme {
+                    to: to.to_string(),
+                    scheme: scheme.to_string(),
+                });
             }
             None => (to, PeerKind::AzureHub),
         };
         let rest = rest.trim_end_matches('/');
         if rest.is_empty() {
-            return Err(format!(
-                "\"{to}\" names no host; write HOST, HOST:PORT or mqtts://HOST:PORT"
-            ));
+            return Err(EndpointError::NoHost(to.to_string()));
         }
-        let (host, port) = split_host_port(rest).map_err(|e| format!("\"{to}\": {e}"))?;
+        let (host, port) = split_host_port(rest).map_err(|problem| EndpointError::HostPort {
+            to: to.to_string(),
+            problem,
+        })?;
         if host.is_empty() || host.contains('/') || host.contains(' ') {
-            return Err(format!(
-                "\"{to}\" is not a host name; write HOST, HOST:PORT or mqtts://HOST:PORT"
-            ));
+            return Err(EndpointError::NotAHost(to.to_string()));
         }
         Ok(Endpoint {
             host,
@@ -220,13 +232,13 @@ impl Endpoint {
 
     /// [`Endpoint::parse`] for a transport: without a port, the transport's (IoT Hub's 8883,
     /// 5671 or 443); a broker is tested over MQTT only (plain or over WebSockets).
-    pub fn parse_for(to: &str, transport: Transport) -> Result<Endpoint, String> {
+    pub fn parse_for(to: &str, transport: Transport) -> Result<Endpoint, EndpointError> {
         let mut e = Endpoint::parse(to)?;
         if transport.amqp() && e.peer == PeerKind::Broker {
-            return Err(format!(
-                "\"{to}\": transport {} speaks IoT Hub's AMQP device protocol; test a broker with mqtt or mqtt-ws",
-                transport.as_str()
-            ));
+            return Err(EndpointError::BrokerOverAmqp {
+                to: to.to_string(),
+                transport,
+            });
         }
         let rest = to.trim().split_once("://").map_or(to.trim(), |(_, r)| r);
         let hostport = rest.split('/').next().unwrap_or("");
@@ -257,15 +269,70 @@ impl Endpoint {
     }
 }
 
-fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
+/// Why a `--to` value (a hub's `HOST[:PORT]` or a broker's `mqtts://HOST:PORT`) is not an
+/// address to dial; each variant holds the value as written.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// A scheme other than TLS's (`mqtt://`, `http://`): the test never connects in the clear.
+    #[error(
+        "\"{to}\": scheme \"{scheme}://\" is not supported; the test always uses TLS: write mqtts://HOST:PORT (or wss://HOST:PORT/PATH for MQTT over WebSockets)"
+    )]
+    Scheme {
+        /// The value as written.
+        to: String,
+        /// The scheme before `://`.
+        scheme: String,
+    },
+    /// Nothing where the host should be (`mqtts://`).
+    #[error("\"{0}\" names no host; write HOST, HOST:PORT or mqtts://HOST:PORT")]
+    NoHost(String),
+    /// The host and port do not split (an unclosed IPv6 bracket, a port out of range).
+    #[error("\"{to}\": {problem}")]
+    HostPort {
+        /// The value as written.
+        to: String,
+        /// What is wrong with the host and port.
+        problem: HostPortError,
+    },
+    /// The host holds a space or a path, or is empty.
+    #[error("\"{0}\" is not a host name; write HOST, HOST:PORT or mqtts://HOST:PORT")]
+    NotAHost(String),
+    /// An AMQP transport asked of a broker: only IoT Hub speaks its AMQP device protocol.
+    #[error(
+        "\"{to}\": transport {} speaks IoT Hub's AMQP device protocol; test a broker with mqtt or mqtt-ws",
+        .transport.as_str()
+    )]
+    BrokerOverAmqp {
+        /// The value as written.
+        to: String,
+        /// The AMQP transport asked for.
+        transport: Transport,
+    },
+}
+
+/// What is wrong with the `HOST:PORT` part of a target.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostPortError {
+    /// `[::1` without its `]`.
+    #[error("an IPv6 address needs a closing ]")]
+    UnclosedBracket,
+    /// Something other than `:PORT` after `[ADDRESS]` (the text that follows).
+    #[error("unexpected \"{0}\" after the address")]
+    AfterAddress(String),
+    /// The port (as written) is not 1–65535.
+    #[error("port \"{0}\" is not a number from 1 to 65535")]
+    Port(String),
+}
+
+fn split_host_port(s: &str) -> Result<(String, Option<u16>), HostPortError> {
     if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or("an IPv6 address needs a closing ]")?;
+        let (host, after) = rest.split_once(']').ok_or(HostPortError::UnclosedBracket)?;
         let port = match after.strip_prefix(':') {
             Some(p) => Some(parse_port(p)?),
             None if after.is_empty() => None,
-            None => return Err(format!("unexpected \"{after}\" after the address")),
+            None => return Err(HostPortError::AfterAddress(after.to_string())),
         };
         return Ok((host.to_string(), port));
     }
@@ -275,9 +342,9 @@ fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
     }
 }
 
-fn parse_port(p: &str) -> Result<u16, String> {
+fn parse_port(p: &str) -> Result<u16, HostPortError> {
     match p.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("port \"{p}\" is not a number from 1 to 65535")),
+        Ok(0) | Err(_) => Err(HostPortError::Port(p.to_string())),
         Ok(n) => Ok(n),
     }
 }
@@ -716,6 +783,65 @@ pub(crate) fn ms(d: Duration) -> f64 {
 mod tests {
     use super::*;
 
+    /// Each refusal is a typed variant, and its sentence is the one `connect --to` always
+    /// printed (the CLI's text and `--json` output do not change).
+    #[test]
+    fn refusals_are_typed_with_their_sentences() {
+        let cases: [(Result<Endpoint, EndpointError>, &str); 7] = [
+            (
+                Endpoint::parse("mqtt://h:1883"),
+                "\"mqtt://h:1883\": scheme \"mqtt://\" is not supported; the test always uses TLS: write mqtts://HOST:PORT (or wss://HOST:PORT/PATH for MQTT over WebSockets)",
+            ),
+            (
+                Endpoint::parse("mqtts://"),
+                "\"mqtts://\" names no host; write HOST, HOST:PORT or mqtts://HOST:PORT",
+            ),
+            (
+                Endpoint::parse("h:0"),
+                "\"h:0\": port \"0\" is not a number from 1 to 65535",
+            ),
+            (
+                Endpoint::parse("mqtts://[::1"),
+                "\"mqtts://[::1\": an IPv6 address needs a closing ]",
+            ),
+            (
+                Endpoint::parse("[::1]x"),
+                "\"[::1]x\": unexpected \"x\" after the address",
+            ),
+            (
+                Endpoint::parse("my hub"),
+                "\"my hub\" is not a host name; write HOST, HOST:PORT or mqtts://HOST:PORT",
+            ),
+            (
+                Endpoint::parse_for("mqtts://b:1", Transport::AmqpWs),
+                "\"mqtts://b:1\": transport amqp-ws speaks IoT Hub's AMQP device protocol; test a broker with mqtt or mqtt-ws",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got.unwrap_err().to_string(), want);
+        }
+        assert!(matches!(
+            Endpoint::parse("h:99999"),
+            Err(EndpointError::HostPort {
+                problem: HostPortError::Port(p),
+                ..
+            }) if p == "99999"
+        ));
+        assert_eq!("x".parse::<Flavor>(), Err(ChoiceError::Flavor("x".into())));
+        assert_eq!(
+            "1.1".parse::<TlsVersion>().unwrap_err().to_string(),
+            "TLS version \"1.1\" is not supported; use 1.2 or 1.3 (IoT Hub requires 1.2 or later)"
+        );
+        assert_eq!(
+            "http".parse::<Transport>().unwrap_err().to_string(),
+            "transport \"http\" is not known; use mqtt, mqtt-ws, amqp or amqp-ws"
+        );
+        assert_eq!(
+            "x".parse::<Flavor>().unwrap_err().to_string(),
+            "flavor \"x\" is not known; use azure or generic"
+        );
+    }
+
     #[test]
     fn endpoints() {
         let e = Endpoint::parse_for("myhub.azure-devices.net", Transport::Amqp).unwrap();
@@ -733,10 +859,17 @@ mod tests {
         assert!(
             Endpoint::parse_for("mqtts://b:1", Transport::Amqp)
                 .unwrap_err()
+                .to_string()
                 .contains("mqtt-ws")
         );
         assert_eq!("amqp-ws".parse::<Transport>(), Ok(Transport::AmqpWs));
-        assert!("http".parse::<Transport>().unwrap_err().contains("mqtt-ws"));
+        assert!(
+            "http"
+                .parse::<Transport>()
+                .unwrap_err()
+                .to_string()
+                .contains("mqtt-ws")
+        );
         let e = Endpoint::parse("myhub.azure-devices.net").unwrap();
         assert_eq!(
             (e.host.as_str(), e.port, e.peer),
@@ -755,9 +888,15 @@ mod tests {
         assert!(
             Endpoint::parse("mqtt://h:1883")
                 .unwrap_err()
+                .to_string()
                 .contains("mqtts://")
         );
-        assert!(Endpoint::parse("h:0").unwrap_err().contains("1 to 65535"));
+        assert!(
+            Endpoint::parse("h:0")
+                .unwrap_err()
+                .to_string()
+                .contains("1 to 65535")
+        );
         assert!(Endpoint::parse("h:x").is_err());
         assert!(Endpoint::parse("mqtts://").is_err());
     }
