@@ -18,7 +18,7 @@ use fe2o3_amqp::{Receiver, Sender, Session};
 use tokio::sync::mpsc;
 
 use super::diagnose::{Failure, FailureKind};
-use super::session::{Io, State, emit, hub_record, round_trip_kinds, seed_message};
+use super::state::{Io, State, emit, hub_record, round_trip_kinds, seed_message};
 use super::{ConnectionTest, Event, RoundTripKind, Step, ms};
 use crate::azure::amqp as proto;
 
@@ -270,7 +270,7 @@ pub(crate) async fn session(
 
 /// The seed message as an AMQP message: the property bag's system properties in the AMQP
 /// properties, `temperatureAlert` as an application property.
-fn telemetry_message(device_id: &str, message_id: u32) -> (super::session::Pending, Message<Data>) {
+fn telemetry_message(device_id: &str, message_id: u32) -> (super::state::Pending, Message<Data>) {
     let pending = seed_message(device_id, message_id);
     let props = AmqpProperties {
         message_id: Some(MessageId::String(format!("{device_id}-{message_id}"))),
@@ -392,7 +392,7 @@ async fn one_message(
         {
             let _ = receiver.accept(&d).await;
             let body = proto::body_bytes(&d.message().body);
-            if super::session::message_id_of(&body) == Some(message_id) {
+            if super::state::message_id_of(&body) == Some(message_id) {
                 let detail = format!("{} bytes", body.len());
                 s.round_trip(
                     tx,

@@ -14,6 +14,7 @@ pub mod local;
 pub mod record;
 mod remedy;
 pub(crate) mod session;
+mod state;
 pub mod stats;
 mod tls;
 
