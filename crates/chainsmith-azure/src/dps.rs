@@ -302,6 +302,8 @@ pub mod code {
     pub const FORBIDDEN: u32 = 403000;
     /// 404202: the polled operation id is unknown.
     pub const OPERATION_NOT_FOUND: u32 = 404202;
+    /// 500000: the service failed inside (a bug in the local DPS, never the device's fault).
+    pub const INTERNAL: u32 = 500000;
 }
 
 // ---------------------------------------------------------------- names

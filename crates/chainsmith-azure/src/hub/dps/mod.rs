@@ -12,9 +12,11 @@
 //!
 //! One file per concern: `state.rs` (what is kept on disk), `enrollments.rs` (the operator's
 //! certificates and enrollments), `registration.rs` (the decision), `issuing.rs` (signing a
-//! device's CSR); and one file per transport a device registers over: `mqtt.rs`.
+//! device's CSR), `exchange.rs` (one register or poll, whatever carried it); and one file per
+//! transport a device registers over: `mqtt.rs`.
 
 mod enrollments;
+pub(super) mod exchange;
 mod issuing;
 pub(super) mod mqtt;
 mod operations;

@@ -15,9 +15,8 @@ use rumqttc::mqttbytes::v4::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::issuing::issue_from_csr;
-use super::{DpsRefusal, DpsRefusalKind};
-use crate::azure::dps::{self as wire, code};
+use super::exchange::{self, Registrant};
+use crate::azure::dps as wire;
 use crate::azure::{self, filter_matches};
 use crate::hub::events::HubEvent;
 use crate::hub::mqtt_packets::{
@@ -47,15 +46,7 @@ pub(in crate::hub) async fn serve<S: DeviceStream>(
         .as_ref()
         .map(|l| l.username.clone())
         .unwrap_or_default();
-    let scope = match &sh.id_scope {
-        Some(s) => Ok(s.clone()),
-        None => {
-            let store = sh.store.clone();
-            tokio::task::spawn_blocking(move || store.dps_id_scope())
-                .await
-                .unwrap_or_else(|_| Ok(String::new()))
-        }
-    };
+    let scope = exchange::id_scope(&sh).await;
     let verdict = check_connect(&connect.client_id, &username, &c.chain, scope);
     let (registration_id, api_version) = match verdict {
         Ok(v) => v,
@@ -91,11 +82,13 @@ pub(in crate::hub) async fn serve<S: DeviceStream>(
         k => k.min(azure::MAX_KEEP_ALIVE_SECS),
     };
     let mut s = DpsSession {
-        sh: sh.clone(),
-        registration_id,
-        api_version,
-        peer: c.peer,
-        chain: std::mem::take(&mut c.chain),
+        device: Registrant {
+            sh: sh.clone(),
+            registration_id,
+            api_version,
+            peer: c.peer,
+            chain: std::mem::take(&mut c.chain),
+        },
         subs: Vec::new(),
         next_pkid: 1,
     };
@@ -111,7 +104,7 @@ pub(in crate::hub) async fn serve<S: DeviceStream>(
     let _ = c.tls.shutdown().await;
     drop(session_slot);
     sh.emit(HubEvent::DpsDisconnected {
-        registration_id: s.registration_id,
+        registration_id: s.device.registration_id,
         reason,
     });
 }
@@ -133,43 +126,14 @@ fn check_connect(
             ),
         ));
     }
-    let scope = scope.map_err(|e| ("registry", format!("DPS state unreadable: {e}")))?;
-    if u.id_scope != scope {
-        return Err((
-            "dps-id-scope",
-            format!(
-                "registration {client_id}: ID scope \"{}\" is not this DPS's (\"{scope}\")",
-                u.id_scope
-            ),
-        ));
-    }
     let api = u.api_version.clone().unwrap_or_default();
-    if !wire::API_VERSIONS.contains(&api.as_str()) {
-        return Err((
-            "dps-api-version",
-            format!(
-                "registration {client_id}: api-version \"{api}\" is not one the local DPS speaks ({})",
-                wire::API_VERSIONS.join(", ")
-            ),
-        ));
-    }
-    if chain.is_empty() {
-        return Err((
-            "no-certificate",
-            format!(
-                "registration {client_id}: no client certificate was sent in the TLS handshake; X.509 attestation needs the device's certificate"
-            ),
-        ));
-    }
+    exchange::admit(&u.id_scope, &u.registration_id, &api, chain, scope)?;
     Ok((u.registration_id, api))
 }
 
+/// A DPS session over MQTT: the device and what it subscribed to.
 struct DpsSession {
-    sh: Arc<Shared>,
-    registration_id: String,
-    api_version: String,
-    peer: SocketAddr,
-    chain: Vec<Vec<u8>>,
+    device: Registrant,
     subs: Vec<(String, QoS)>,
     next_pkid: u16,
 }
@@ -272,159 +236,17 @@ impl DpsSession {
         if p.qos == QoS::AtLeastOnce {
             let _ = PubAck::new(p.pkid).write(out);
         }
-        match req {
-            wire::Request::Register { rid } => self.register(&rid, &p.payload, out).await,
+        let (rid, answer) = match req {
+            wire::Request::Register { rid } => {
+                let answer = self.device.register(&p.payload).await;
+                (rid, answer)
+            }
             wire::Request::Status { rid, operation_id } => {
-                let answer = self
-                    .sh
-                    .dps_ops
-                    .lock()
-                    .expect("dps ops")
-                    .answer(&operation_id, &self.registration_id);
-                match answer {
-                    Some(body) => self.publish(wire::response_topic(200, &rid, None), body, out),
-                    None => self.refuse(
-                        &rid,
-                        DpsRefusal {
-                            status: 404,
-                            error_code: code::OPERATION_NOT_FOUND,
-                            kind: DpsRefusalKind::OperationNotFound,
-                            reason: format!(
-                                "registration {}: no operation \"{operation_id}\" (register first)",
-                                self.registration_id
-                            ),
-                        },
-                        out,
-                    ),
-                }
+                (rid, self.device.operation_status(&operation_id))
             }
-        }
+        };
+        let topic = wire::response_topic(answer.status, &rid, answer.retry_after);
+        self.publish(topic, answer.body, out);
         Ok(())
-    }
-
-    async fn register(&mut self, rid: &str, body: &[u8], out: &mut BytesMut) {
-        let req: wire::RegisterRequest = match serde_json::from_slice(body) {
-            Ok(r) => r,
-            // The SDKs always send a body; a device that sends none means itself.
-            Err(_) if body.iter().all(u8::is_ascii_whitespace) => wire::RegisterRequest {
-                registration_id: self.registration_id.clone(),
-                ..Default::default()
-            },
-            Err(e) => {
-                let r = DpsRefusal {
-                    status: 400,
-                    error_code: code::BAD_REQUEST,
-                    kind: DpsRefusalKind::BadRequest,
-                    reason: format!(
-                        "registration {}: the register body is not DPS's JSON ({e}); send {{\"registrationId\":\"{}\"}}",
-                        self.registration_id, self.registration_id
-                    ),
-                };
-                return self.refuse(rid, r, out);
-            }
-        };
-        if req.csr.is_some() && !self.api_version.ends_with("-preview") {
-            let r = DpsRefusal {
-                status: 400,
-                error_code: code::BAD_REQUEST,
-                kind: DpsRefusalKind::CsrApiVersion,
-                reason: format!(
-                    "registration {}: a CSR needs api-version {} (the certificate-management preview); this connection uses {}",
-                    self.registration_id,
-                    wire::API_VERSION_CSR,
-                    self.api_version
-                ),
-            };
-            return self.refuse(rid, r, out);
-        }
-        let store = self.sh.store.clone();
-        let regid = self.registration_id.clone();
-        let chain = self.chain.clone();
-        let hub = self
-            .sh
-            .config
-            .hostname
-            .clone()
-            .unwrap_or_else(|| "localhost".into());
-        let signer = self.sh.config.csr_signer.clone();
-        let now = self.sh.config.clock.now();
-        let decided = tokio::task::spawn_blocking(move || {
-            let issue = |ca: &str, regid: &str, csr: &[u8]| {
-                issue_from_csr(&store, signer.as_ref(), ca, regid, csr)
-            };
-            store.dps_register(&regid, &chain, &req, &hub, now, &issue)
-        })
-        .await;
-        let assigned = match decided {
-            Ok(Ok(a)) => a,
-            Ok(Err(r)) => return self.refuse(rid, r, out),
-            Err(_) => return,
-        };
-        let operation_id = wire::new_operation_id();
-        let issued = assigned.state.issued_certificate_chain.is_some();
-        let done = wire::OperationResponse {
-            operation_id: operation_id.clone(),
-            status: "assigned".into(),
-            registration_state: Some(assigned.state.clone()),
-        };
-        self.sh.dps_ops.lock().expect("dps ops").insert(
-            operation_id.clone(),
-            self.registration_id.clone(),
-            serde_json::to_vec(&done).expect("serialisable"),
-        );
-        let assigning = wire::OperationResponse {
-            operation_id: operation_id.clone(),
-            status: "assigning".into(),
-            registration_state: None,
-        };
-        self.publish(
-            wire::response_topic(202, rid, Some(wire::RETRY_AFTER_SECS)),
-            serde_json::to_vec(&assigning).expect("serialisable"),
-            out,
-        );
-        self.sh.emit(HubEvent::DpsRegistering {
-            registration_id: self.registration_id.clone(),
-            operation_id,
-        });
-        let st = assigned.state;
-        self.sh.emit(HubEvent::DpsAssigned {
-            registration_id: st.registration_id,
-            device_id: st.device_id.unwrap_or_default(),
-            assigned_hub: st.assigned_hub.unwrap_or_default(),
-            substatus: st.substatus.unwrap_or_default(),
-            enrollment: assigned.enrollment,
-            issued,
-            note: assigned.note,
-        });
-    }
-
-    /// DPS's error answer on `$dps/registrations/res/{status}/?$rid=…`, and the exact reason in
-    /// the hub's refusals and events.
-    fn refuse(&mut self, rid: &str, r: DpsRefusal, out: &mut BytesMut) {
-        let tracking_id = wire::new_operation_id()
-            .trim_start_matches("4.")
-            .replace('.', "-");
-        let body = wire::ErrorBody {
-            error_code: r.error_code,
-            tracking_id,
-            message: r.reason.clone(),
-            timestamp_utc: crate::pki::issue::rfc3339(self.sh.config.clock.now()),
-        };
-        self.publish(
-            wire::response_topic(r.status, rid, None),
-            serde_json::to_vec(&body).expect("serialisable"),
-            out,
-        );
-        let who = Some(self.registration_id.clone());
-        self.sh
-            .remember_refusal(self.peer, who, r.kind.as_str(), r.reason.clone());
-        self.sh.emit(HubEvent::DpsRefused {
-            registration_id: self.registration_id.clone(),
-            peer: self.peer,
-            status: r.status,
-            error_code: r.error_code,
-            kind: r.kind.to_string(),
-            reason: r.reason,
-        });
     }
 }
