@@ -35,18 +35,6 @@ impl DeviceSession {
         }
     }
 
-    /// Handle every whole packet in `buf`.
-    pub(super) async fn drain(
-        &mut self,
-        buf: &mut BytesMut,
-        out: &mut BytesMut,
-    ) -> Result<(), SessionEnd> {
-        while let Some(p) = next_packet(buf)? {
-            self.handle(p, out).await?;
-        }
-        Ok(())
-    }
-
     /// Queue a PUBLISH to the device if one of its subscriptions matches; false when none does
     /// (nothing is sent).
     pub(super) fn publish(&mut self, topic: String, payload: Vec<u8>, out: &mut BytesMut) -> bool {
@@ -118,11 +106,6 @@ impl DeviceSession {
                 let _ = UnsubAck::new(u.pkid).write(out);
                 Ok(())
             }
-            Packet::PingReq => {
-                let _ = rumqttc::mqttbytes::v4::PingResp.write(out);
-                Ok(())
-            }
-            Packet::Disconnect => Err(SessionEnd::Disconnect),
             other => Err(SessionEnd::Unexpected(packet_name(&other))),
         }
     }

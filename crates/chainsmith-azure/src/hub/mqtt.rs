@@ -4,11 +4,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::BytesMut;
-use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use super::budget::BudgetPermit;
@@ -88,13 +87,8 @@ async fn device_session<S: DeviceStream>(
 ) {
     let device = connect.client_id.clone();
     let mut out = BytesMut::with_capacity(4096);
-    let (conn, mut rx, subs) = take_over(&sh, &device);
-    let keep_alive = if connect.keep_alive == 0 {
-        azure::MAX_KEEP_ALIVE_SECS
-    } else {
-        connect.keep_alive.min(azure::MAX_KEEP_ALIVE_SECS)
-    };
-    let idle = Duration::from_millis(u64::from(keep_alive) * 1500);
+    let (conn, rx, subs) = take_over(&sh, &device);
+    let keep_alive = keep_alive(connect.keep_alive);
     let _ = ConnAck::new(ConnectReturnCode::Success, false).write(&mut out);
     sh.emit(HubEvent::Accepted {
         device: device.clone(),
@@ -110,38 +104,43 @@ async fn device_session<S: DeviceStream>(
         });
     }
 
-    let mut session = DeviceSession::new(sh.clone(), device.clone(), subs);
-    let reason = loop {
-        if !out.is_empty() {
-            if tls.write_all(&out).await.is_err() || tls.flush().await.is_err() {
-                break "write failed (client gone)".to_string();
-            }
-            out.clear();
-        }
-        tokio::select! {
-            r = tokio::time::timeout(idle, tls.read_buf(&mut buf)) => match r {
-                Err(_) => break format!("no packet within 1.5 × keep-alive ({keep_alive} s)"),
-                Ok(Err(e)) => break format!("read failed: {e}"),
-                Ok(Ok(0)) => break "connection closed by the device".to_string(),
-                Ok(Ok(_)) => {
-                    if let Err(why) = session.drain(&mut buf, &mut out).await {
-                        // Flush acknowledgements already earned, then close.
-                        let _ = tls.write_all(&out).await;
-                        break why.to_string();
-                    }
-                }
-            },
-            m = rx.recv() => match m {
-                Some(Outbound::Publish { topic, payload }) => {
-                    session.publish(topic, payload, &mut out);
-                }
-                Some(Outbound::Kick(why)) => break why,
-                None => break "hub closed the session".to_string(),
-            },
-            _ = stop.changed() => break "hub shutting down".to_string(),
-        }
+    let mut session = LiveSession {
+        session: DeviceSession::new(sh.clone(), device.clone(), subs),
+        inbox: rx,
     };
+    let reason = serve_packets(
+        &mut tls,
+        &mut buf,
+        &mut out,
+        keep_alive,
+        &mut stop,
+        &mut session,
+    )
+    .await;
     let _ = tls.shutdown().await;
     release(&sh, &device, conn);
     sh.emit(HubEvent::Disconnected { device, reason });
+}
+
+/// A device session on MQTT: its packets, and what the hub sends it unasked.
+struct LiveSession {
+    session: DeviceSession,
+    inbox: tokio::sync::mpsc::Receiver<Outbound>,
+}
+
+impl PacketHandler for LiveSession {
+    async fn handle(&mut self, p: Packet, out: &mut BytesMut) -> Result<(), SessionEnd> {
+        self.session.handle(p, out).await
+    }
+
+    async fn unasked(&mut self, out: &mut BytesMut) -> Result<(), String> {
+        match self.inbox.recv().await {
+            Some(Outbound::Publish { topic, payload }) => {
+                self.session.publish(topic, payload, out);
+                Ok(())
+            }
+            Some(Outbound::Kick(why)) => Err(why),
+            None => Err("hub closed the session".into()),
+        }
+    }
 }

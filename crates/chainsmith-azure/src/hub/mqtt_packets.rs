@@ -179,6 +179,92 @@ pub(super) enum SessionEnd {
     Malformed(mqttbytes::Error),
 }
 
+/// What a session on the hub's MQTT listener does with a device's packets. The loop around it
+/// ([`serve_packets`]: reading, framing, keep-alive, PINGREQ, DISCONNECT, shutting down) is
+/// the same for the hub's device sessions and DPS's.
+pub(super) trait PacketHandler {
+    /// Handle one packet (never PINGREQ or DISCONNECT), writing any answer to `out`; Err
+    /// closes the connection with that reason.
+    async fn handle(&mut self, p: Packet, out: &mut BytesMut) -> Result<(), SessionEnd>;
+
+    /// Wait for something the hub sends unasked (a cloud-to-device message) and write it to
+    /// `out`; Err(reason) ends the session (the device was taken over, the hub closed it).
+    /// DPS sends nothing unasked, so by default this never returns.
+    async fn unasked(&mut self, out: &mut BytesMut) -> Result<(), String> {
+        let _ = out;
+        std::future::pending().await
+    }
+}
+
+/// The keep-alive the hub holds a device to: what it asked for, at most IoT Hub's
+/// [`crate::azure::MAX_KEEP_ALIVE_SECS`]; 0 (no keep-alive) means that maximum.
+pub(super) fn keep_alive(asked: u16) -> u16 {
+    match asked {
+        0 => crate::azure::MAX_KEEP_ALIVE_SECS,
+        k => k.min(crate::azure::MAX_KEEP_ALIVE_SECS),
+    }
+}
+
+/// Serve a session after its CONNACK (already in `out`): write what is pending, read packets
+/// and hand each to `handler` until the device leaves, stays silent for 1.5 × keep-alive
+/// (MQTT 3.1.1 §3.1.2.10), breaks the protocol, or the hub stops. Returns why it ended.
+pub(super) async fn serve_packets<S: DeviceStream, H: PacketHandler>(
+    tls: &mut S,
+    buf: &mut BytesMut,
+    out: &mut BytesMut,
+    keep_alive: u16,
+    stop: &mut watch::Receiver<bool>,
+    handler: &mut H,
+) -> String {
+    let idle = std::time::Duration::from_millis(u64::from(keep_alive) * 1500);
+    loop {
+        if !out.is_empty() {
+            if tls.write_all(out).await.is_err() || tls.flush().await.is_err() {
+                return "write failed (client gone)".into();
+            }
+            out.clear();
+        }
+        tokio::select! {
+            r = tokio::time::timeout(idle, tls.read_buf(buf)) => match r {
+                Err(_) => return format!("no packet within 1.5 × keep-alive ({keep_alive} s)"),
+                Ok(Err(e)) => return format!("read failed: {e}"),
+                Ok(Ok(0)) => return "connection closed by the device".into(),
+                Ok(Ok(_)) => {
+                    if let Err(why) = drain(buf, out, handler).await {
+                        // Flush acknowledgements already earned, then close.
+                        let _ = tls.write_all(out).await;
+                        return why.to_string();
+                    }
+                }
+            },
+            r = handler.unasked(out) => {
+                if let Err(why) = r {
+                    return why;
+                }
+            }
+            _ = stop.changed() => return "hub shutting down".into(),
+        }
+    }
+}
+
+/// Handle every whole packet in `buf`.
+async fn drain<H: PacketHandler>(
+    buf: &mut BytesMut,
+    out: &mut BytesMut,
+    handler: &mut H,
+) -> Result<(), SessionEnd> {
+    while let Some(p) = next_packet(buf)? {
+        match p {
+            Packet::PingReq => {
+                let _ = rumqttc::mqttbytes::v4::PingResp.write(out);
+            }
+            Packet::Disconnect => return Err(SessionEnd::Disconnect),
+            p => handler.handle(p, out).await?,
+        }
+    }
+    Ok(())
+}
+
 /// Read every whole packet in `buf`: Err(reason) when one is fatal (too large, malformed, or
 /// one the device may not send). The one MQTT decoder of device and DPS sessions.
 pub(super) fn next_packet(buf: &mut BytesMut) -> Result<Option<Packet>, SessionEnd> {

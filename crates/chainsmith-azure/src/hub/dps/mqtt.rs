@@ -5,22 +5,21 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
     ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode, UnsubAck,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use super::exchange::{self, Registrant};
 use crate::azure::dps as wire;
-use crate::azure::{self, filter_matches};
+use crate::azure::filter_matches;
 use crate::hub::events::HubEvent;
 use crate::hub::mqtt_packets::{
-    DeviceStream, SessionEnd, next_packet, packet_name, refuse_connect,
+    DeviceStream, PacketHandler, SessionEnd, keep_alive, packet_name, refuse_connect, serve_packets,
 };
 use crate::hub::shared::Shared;
 
@@ -77,10 +76,7 @@ pub(in crate::hub) async fn serve<S: DeviceStream>(
         peer: c.peer,
         api_version: api_version.clone(),
     });
-    let keep_alive = match connect.keep_alive {
-        0 => azure::MAX_KEEP_ALIVE_SECS,
-        k => k.min(azure::MAX_KEEP_ALIVE_SECS),
-    };
+    let keep_alive = keep_alive(connect.keep_alive);
     let mut s = DpsSession {
         device: Registrant {
             sh: sh.clone(),
@@ -93,7 +89,17 @@ pub(in crate::hub) async fn serve<S: DeviceStream>(
         next_pkid: 1,
     };
     let lifetime = sh.config.dps_session_lifetime;
-    let reason = tokio::time::timeout(lifetime, s.run(&mut c, keep_alive))
+    let mut out = BytesMut::with_capacity(4096);
+    let _ = ConnAck::new(ConnectReturnCode::Success, false).write(&mut out);
+    let session = serve_packets(
+        &mut c.tls,
+        &mut c.buf,
+        &mut out,
+        keep_alive,
+        &mut c.stop,
+        &mut s,
+    );
+    let reason = tokio::time::timeout(lifetime, session)
         .await
         .unwrap_or_else(|_| {
             format!(
@@ -138,57 +144,7 @@ struct DpsSession {
     next_pkid: u16,
 }
 
-impl DpsSession {
-    async fn run<S: DeviceStream>(&mut self, c: &mut DpsConn<S>, keep_alive: u16) -> String {
-        let idle = Duration::from_millis(u64::from(keep_alive) * 1500);
-        let mut out = BytesMut::with_capacity(4096);
-        let _ = ConnAck::new(ConnectReturnCode::Success, false).write(&mut out);
-        loop {
-            if !out.is_empty() {
-                if c.tls.write_all(&out).await.is_err() || c.tls.flush().await.is_err() {
-                    return "write failed (client gone)".into();
-                }
-                out.clear();
-            }
-            tokio::select! {
-                r = tokio::time::timeout(idle, c.tls.read_buf(&mut c.buf)) => match r {
-                    Err(_) => return format!("no packet within 1.5 × keep-alive ({keep_alive} s)"),
-                    Ok(Err(e)) => return format!("read failed: {e}"),
-                    Ok(Ok(0)) => return "connection closed by the device".into(),
-                    Ok(Ok(_)) => loop {
-                        match next_packet(&mut c.buf) {
-                            Ok(Some(p)) => {
-                                if let Err(why) = self.handle(p, &mut out).await {
-                                    let _ = c.tls.write_all(&out).await;
-                                    return why.to_string();
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(why) => return why.to_string(),
-                        }
-                    },
-                },
-                _ = c.stop.changed() => return "hub shutting down".into(),
-            }
-        }
-    }
-
-    fn publish(&mut self, topic: String, payload: Vec<u8>, out: &mut BytesMut) {
-        let qos = self
-            .subs
-            .iter()
-            .filter(|(f, _)| filter_matches(f, &topic))
-            .map(|(_, q)| *q)
-            .max_by_key(|q| *q as u8);
-        let Some(qos) = qos else { return };
-        let mut p = Publish::new(topic, qos, payload);
-        if qos != QoS::AtMostOnce {
-            p.pkid = self.next_pkid;
-            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
-        }
-        let _ = p.write(out);
-    }
-
+impl PacketHandler for DpsSession {
     async fn handle(&mut self, p: Packet, out: &mut BytesMut) -> Result<(), SessionEnd> {
         match p {
             Packet::Publish(p) => self.on_publish(p, out).await,
@@ -219,13 +175,26 @@ impl DpsSession {
                 let _ = UnsubAck::new(u.pkid).write(out);
                 Ok(())
             }
-            Packet::PingReq => {
-                let _ = rumqttc::mqttbytes::v4::PingResp.write(out);
-                Ok(())
-            }
-            Packet::Disconnect => Err(SessionEnd::Disconnect),
             other => Err(SessionEnd::Unexpected(packet_name(&other))),
         }
+    }
+}
+
+impl DpsSession {
+    fn publish(&mut self, topic: String, payload: Vec<u8>, out: &mut BytesMut) {
+        let qos = self
+            .subs
+            .iter()
+            .filter(|(f, _)| filter_matches(f, &topic))
+            .map(|(_, q)| *q)
+            .max_by_key(|q| *q as u8);
+        let Some(qos) = qos else { return };
+        let mut p = Publish::new(topic, qos, payload);
+        if qos != QoS::AtMostOnce {
+            p.pkid = self.next_pkid;
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+        }
+        let _ = p.write(out);
     }
 
     async fn on_publish(&mut self, p: Publish, out: &mut BytesMut) -> Result<(), SessionEnd> {
