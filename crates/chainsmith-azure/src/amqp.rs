@@ -35,21 +35,21 @@ pub const CHANNEL_CORRELATION_ID: &str = "com.microsoft:channel-correlation-id";
 /// The link property with the service API version the SDK speaks.
 pub const API_VERSION_PROPERTY: &str = "com.microsoft:api-version";
 /// Application property with the method name on a method request.
-pub const METHOD_NAME: &str = "IoThub-methodname";
+pub(crate) const METHOD_NAME: &str = "IoThub-methodname";
 /// Application property with the status on a method response.
-pub const METHOD_STATUS: &str = "IoThub-status";
+pub(crate) const METHOD_STATUS: &str = "IoThub-status";
 /// Twin message annotation: the operation (`GET`, `PATCH`, `PUT`, `DELETE`).
 pub const TWIN_OPERATION: &str = "operation";
 /// Twin message annotation: the resource the operation acts on (see `RESOURCE_*`).
-pub const TWIN_RESOURCE: &str = "resource";
+pub(crate) const TWIN_RESOURCE: &str = "resource";
 /// Twin message annotation on an answer: the HTTP-like status (200, 204, 4xx).
 pub const TWIN_STATUS: &str = "status";
 /// Twin message annotation on an answer: the twin's version after the operation.
-pub const TWIN_VERSION: &str = "version";
+pub(crate) const TWIN_VERSION: &str = "version";
 /// Twin resource: reported properties (PATCH).
-pub const RESOURCE_REPORTED: &str = "/properties/reported";
+pub(crate) const RESOURCE_REPORTED: &str = "/properties/reported";
 /// Twin resource: the desired-updates subscription (PUT enables, DELETE disables).
-pub const RESOURCE_DESIRED_NOTIFICATIONS: &str = "/notifications/twin/properties/desired";
+pub(crate) const RESOURCE_DESIRED_NOTIFICATIONS: &str = "/notifications/twin/properties/desired";
 
 /// What a link address names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -90,7 +90,7 @@ impl LinkKind {
 /// error's description.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum LinkError {
+pub(crate) enum LinkError {
     /// A link address that is not one of IoT Hub's device addresses.
     #[error(
         "link address \"{}\" is not one of IoT Hub's device addresses (/devices/{{id}}/messages/events, /messages/devicebound, /twin, /methods/devicebound)",
@@ -134,7 +134,7 @@ pub enum LinkError {
 }
 
 /// Parse a link address: `(device id, kind)`, or the reason it is not one of IoT Hub's.
-pub fn parse_address(address: &str) -> Result<(String, LinkKind), LinkError> {
+pub(crate) fn parse_address(address: &str) -> Result<(String, LinkKind), LinkError> {
     let path = match address.strip_prefix("amqps://") {
         Some(rest) => rest.find('/').map(|i| &rest[i..]).unwrap_or(""),
         None => address,
@@ -275,7 +275,7 @@ fn correlation(m: &Message<Body<Value>>) -> Option<String> {
 /// from the AMQP properties (`$.mid`, `$.cid`, `$.uid`, `$.to`, `$.ct`, `$.ce`), the message
 /// annotations (IoT Hub keeps them, e.g. `iothub-creation-time-utc`, `iothub-interface-id`)
 /// and the application properties.
-pub fn telemetry_properties(m: &Message<Body<Value>>) -> Properties {
+pub(crate) fn telemetry_properties(m: &Message<Body<Value>>) -> Properties {
     let mut p = Properties::new();
     if let Some(props) = &m.properties {
         if let Some(id) = &props.message_id {
@@ -317,7 +317,7 @@ pub fn telemetry_properties(m: &Message<Body<Value>>) -> Properties {
 
 /// What a device sends on its twin link, as the MQTT topic of the same request (the
 /// correlation id becomes the `$rid`).
-pub fn twin_request_topic(m: &Message<Body<Value>>) -> Result<(String, TwinOp), LinkError> {
+pub(crate) fn twin_request_topic(m: &Message<Body<Value>>) -> Result<(String, TwinOp), LinkError> {
     let rid = correlation(m).ok_or(LinkError::NoCorrelationId("twin request"))?;
     azure::check_rid(&rid)?;
     let op = annotation(m, TWIN_OPERATION)
@@ -341,7 +341,7 @@ pub fn twin_request_topic(m: &Message<Body<Value>>) -> Result<(String, TwinOp), 
 
 /// What a twin request on the twin link asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TwinOp {
+pub(crate) enum TwinOp {
     /// `GET` with no resource: the whole twin.
     Get,
     /// `PATCH /properties/reported`: update reported properties.
@@ -353,7 +353,7 @@ pub enum TwinOp {
 }
 
 /// A method response from the device, as the MQTT topic of the same answer.
-pub fn method_response_topic(m: &Message<Body<Value>>) -> Result<String, LinkError> {
+pub(crate) fn method_response_topic(m: &Message<Body<Value>>) -> Result<String, LinkError> {
     let rid = correlation(m).ok_or(LinkError::NoCorrelationId("method response"))?;
     azure::check_rid(&rid)?;
     let status = app_property(m, METHOD_STATUS)
@@ -370,7 +370,7 @@ fn data(body: Vec<u8>) -> Data {
 }
 
 /// A cloud-to-device message from its MQTT topic's property bag.
-pub fn c2d_message(props: &Properties, body: Vec<u8>) -> Out {
+pub(crate) fn c2d_message(props: &Properties, body: Vec<u8>) -> Out {
     use fe2o3_amqp::types::messaging::Properties as P;
     let mut p = P::default();
     let mut app = fe2o3_amqp::types::messaging::ApplicationProperties::default();
@@ -402,7 +402,7 @@ fn annotations(pairs: Vec<(&str, Value)>) -> fe2o3_amqp::types::messaging::Messa
 }
 
 /// A twin response: the request's correlation id, `status` and `version` annotations.
-pub fn twin_response(status: u16, rid: &str, version: Option<u64>, body: Vec<u8>) -> Out {
+pub(crate) fn twin_response(status: u16, rid: &str, version: Option<u64>, body: Vec<u8>) -> Out {
     use fe2o3_amqp::types::messaging::Properties as P;
     let mut ann = vec![(TWIN_STATUS, Value::Int(i32::from(status)))];
     if let Some(v) = version {
@@ -421,7 +421,7 @@ pub fn twin_response(status: u16, rid: &str, version: Option<u64>, body: Vec<u8>
 
 /// A desired-properties update pushed on the twin link (no correlation id: the SDK takes a
 /// message without one as a patch).
-pub fn twin_desired(version: u64, body: Vec<u8>) -> Out {
+pub(crate) fn twin_desired(version: u64, body: Vec<u8>) -> Out {
     Message::builder()
         .message_annotations(annotations(vec![(
             TWIN_VERSION,
@@ -433,7 +433,7 @@ pub fn twin_desired(version: u64, body: Vec<u8>) -> Out {
 
 /// A direct-method request: the method name as `IoThub-methodname`, the hub's request id
 /// as the correlation id.
-pub fn method_request(name: &str, rid: &str, body: Vec<u8>) -> Out {
+pub(crate) fn method_request(name: &str, rid: &str, body: Vec<u8>) -> Out {
     use fe2o3_amqp::types::messaging::Properties as P;
     let mut app = fe2o3_amqp::types::messaging::ApplicationProperties::default();
     app.0

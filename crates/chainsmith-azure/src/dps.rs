@@ -36,7 +36,7 @@ pub const API_VERSION_CSR: &str = "2025-07-01-preview";
 /// `samples/cert-mgmt/certificate_issuance.py`): `clientCertificateCsr` → `issuedClientCertificate`.
 const API_VERSION_CSR_2021: &str = "2021-11-01-preview";
 /// api-versions the local DPS accepts in the username.
-pub const API_VERSIONS: [&str; 4] = [
+pub(crate) const API_VERSIONS: [&str; 4] = [
     API_VERSION,
     API_VERSION_2021,
     API_VERSION_CSR_2021,
@@ -54,7 +54,7 @@ const RESPONSE_PREFIX: &str = "$dps/registrations/res/";
 
 /// A parsed DPS MQTT username.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Username {
+pub(crate) struct Username {
     /// The DPS instance's ID scope, e.g. `0ne00000A0A`.
     pub id_scope: String,
     /// The device's registration id (also its MQTT client id).
@@ -72,12 +72,12 @@ pub fn username(id_scope: &str, registration_id: &str, api_version: &str) -> Str
 
 /// Whether a CONNECT username is DPS's (its second segment is `registrations` and it has no
 /// `?`), as opposed to IoT Hub's `{host}/{deviceId}/?api-version=…`.
-pub fn is_dps_username(s: &str) -> bool {
+pub(crate) fn is_dps_username(s: &str) -> bool {
     !s.contains('?') && s.split('/').nth(1) == Some("registrations")
 }
 
 /// Parse `{idScope}/registrations/{registrationId}/api-version=…&ClientVersion=…`.
-pub fn parse_username(s: &str) -> Result<Username, AzureError> {
+pub(crate) fn parse_username(s: &str) -> Result<Username, AzureError> {
     let bad = || AzureError::Username(s.to_string());
     let mut it = s.splitn(4, '/');
     let (Some(scope), Some("registrations"), Some(reg), Some(query)) =
@@ -108,7 +108,7 @@ pub fn status_topic(rid: &str, operation_id: &str) -> String {
 }
 
 /// `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={s}]`.
-pub fn response_topic(status: u16, rid: &str, retry_after: Option<u32>) -> String {
+pub(crate) fn response_topic(status: u16, rid: &str, retry_after: Option<u32>) -> String {
     match retry_after {
         Some(s) => format!("{RESPONSE_PREFIX}{status}/?$rid={rid}&retry-after={s}"),
         None => format!("{RESPONSE_PREFIX}{status}/?$rid={rid}"),
@@ -140,7 +140,7 @@ fn query(q: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// Classify a device PUBLISH topic. Anything else is not DPS's protocol.
-pub fn parse_request(topic: &str) -> Result<Request, AzureError> {
+pub(crate) fn parse_request(topic: &str) -> Result<Request, AzureError> {
     let expected = "$dps/registrations/PUT/iotdps-register/?$rid={rid} or $dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={id}";
     let bad = || AzureError::Topic {
         topic: topic.to_string(),
@@ -295,21 +295,21 @@ pub struct ErrorBody {
 /// detail code; the local DPS keeps 403's detail at 000 and the topic status says 403.
 pub mod code {
     /// 400004: an argument is invalid (a malformed request or body).
-    pub const BAD_REQUEST: u32 = 400004;
+    pub(crate) const BAD_REQUEST: u32 = 400004;
     /// 401002: attestation failed (no enrollment accepts this certificate).
-    pub const UNAUTHORIZED: u32 = 401002;
+    pub(crate) const UNAUTHORIZED: u32 = 401002;
     /// 403000: forbidden (a disabled enrollment or registration).
-    pub const FORBIDDEN: u32 = 403000;
+    pub(crate) const FORBIDDEN: u32 = 403000;
     /// 404202: the polled operation id is unknown.
-    pub const OPERATION_NOT_FOUND: u32 = 404202;
+    pub(crate) const OPERATION_NOT_FOUND: u32 = 404202;
     /// 500000: the service failed inside (a bug in the local DPS, never the device's fault).
-    pub const INTERNAL: u32 = 500000;
+    pub(crate) const INTERNAL: u32 = 500000;
 }
 
 // ---------------------------------------------------------------- names
 
 /// A fresh ID scope shaped like DPS's: `0ne` and 8 upper-case hex digits.
-pub fn new_id_scope() -> String {
+pub(crate) fn new_id_scope() -> String {
     let mut b = [0u8; 4];
     aws_lc_rs::rand::fill(&mut b).expect("system random source");
     format!("0ne{}", crate::pki::hex_upper(&b))
@@ -329,7 +329,7 @@ pub fn check_id_scope(s: &str) -> Result<(), IdScopeError> {
 }
 
 /// A fresh operation id, shaped like DPS's (`4.{16 hex}.{uuid}`).
-pub fn new_operation_id() -> String {
+pub(crate) fn new_operation_id() -> String {
     let mut b = [0u8; 24];
     aws_lc_rs::rand::fill(&mut b).expect("system random source");
     let h = hex::encode(b);

@@ -37,25 +37,25 @@ pub const API_VERSION: &str = "2021-04-12";
 /// The TLS/MQTT port IoT Hub listens on.
 pub const MQTT_PORT: u16 = 8883;
 /// IoT Hub closes a connection idle for this long; a client keep-alive must be at most this.
-pub const MAX_KEEP_ALIVE_SECS: u16 = 1767;
+pub(crate) const MAX_KEEP_ALIVE_SECS: u16 = 1767;
 /// Largest device-to-cloud message IoT Hub accepts (256 KB).
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Largest MQTT packet accepted: a 256 KB message plus room for topic and header.
 pub const MAX_PACKET: usize = MAX_MESSAGE_BYTES + 4096;
 /// Deepest nesting of the JSON objects in a twin's tags, desired and reported properties:
 /// "All JSON objects in tags, desired, and reported properties can have a maximum depth of 10"
 /// (Microsoft Learn, "Understand and use device twins in IoT Hub", Tags and properties format).
-pub const MAX_TWIN_DEPTH: usize = 10;
+pub(crate) const MAX_TWIN_DEPTH: usize = 10;
 /// Largest reported (and desired) properties document: "IoT Hub enforces … a 32-KB size limit
 /// each on the value of properties/desired and properties/reported" (same page, Twin size).
-pub const MAX_TWIN_PROPERTIES_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_TWIN_PROPERTIES_BYTES: usize = 32 * 1024;
 /// Longest key in a twin's JSON objects: "All keys in JSON objects are UTF-8 encoded,
 /// case-sensitive, and up-to 1 KB in length. Allowed characters exclude UNICODE control
 /// characters (segments C0 and C1), and `.`, `$`, and SP" (same page, Tags and properties
 /// format).
-pub const MAX_TWIN_KEY_BYTES: usize = 1024;
+pub(crate) const MAX_TWIN_KEY_BYTES: usize = 1024;
 /// Whether IoT Hub takes `key` as a key of a twin's JSON objects ([`MAX_TWIN_KEY_BYTES`]).
-pub fn twin_key_allowed(key: &str) -> bool {
+pub(crate) fn twin_key_allowed(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= MAX_TWIN_KEY_BYTES
         && !key
@@ -72,13 +72,13 @@ pub const METHODS_FILTER: &str = "$iothub/methods/POST/#";
 /// Well-known system properties in a property bag.
 pub mod sys {
     /// Message id: the device's (telemetry) or the service's (C2D) id for a message.
-    pub const MESSAGE_ID: &str = "$.mid";
+    pub(crate) const MESSAGE_ID: &str = "$.mid";
     /// Correlation id: on a C2D answer, the message id it answers.
-    pub const CORRELATION_ID: &str = "$.cid";
+    pub(crate) const CORRELATION_ID: &str = "$.cid";
     /// User id: who sent the message (the service's name for the sender).
-    pub const USER_ID: &str = "$.uid";
+    pub(crate) const USER_ID: &str = "$.uid";
     /// Destination: on C2D, `/devices/{id}/messages/devicebound`.
-    pub const TO: &str = "$.to";
+    pub(crate) const TO: &str = "$.to";
     /// Content type of the body, e.g. `application/json` (IoT Hub routing reads it).
     pub const CONTENT_TYPE: &str = "$.ct";
     /// Content encoding of the body, e.g. `utf-8` (IoT Hub routing reads it).
@@ -143,7 +143,7 @@ pub fn url_encode(s: &str) -> String {
 }
 
 /// Decode `%XX` escapes (and `+` as space, as form encoding does; the Python SDK never sends `+` raw).
-pub fn url_decode(s: &str, what: &'static str) -> Result<String, AzureError> {
+pub(crate) fn url_decode(s: &str, what: &'static str) -> Result<String, AzureError> {
     // A `%` without two hex digits after it is refused: percent-encoding passes it through.
     let bytes = s.as_bytes();
     let escape_ok = |i: usize| {
@@ -248,7 +248,7 @@ impl Properties {
 
 /// A parsed IoT Hub MQTT username.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Username {
+pub(crate) struct Username {
     /// The hub host name the device dialled, e.g. `myhub.azure-devices.net`.
     pub host: String,
     /// The device id (or `deviceId/moduleId` for a module), URL-decoded.
@@ -266,7 +266,7 @@ pub fn username(host: &str, device_id: &str) -> String {
 
 /// Parse `{host}/{deviceId}/?api-version=...[&DeviceClientType=...]`. Also accepts the older
 /// form without the `/` before `?`, and a missing query (IoT Hub then uses a default version).
-pub fn parse_username(s: &str) -> Result<Username, AzureError> {
+pub(crate) fn parse_username(s: &str) -> Result<Username, AzureError> {
     let bad = || AzureError::Username(s.to_string());
     let (path, query) = match s.split_once('?') {
         Some((p, q)) => (p, q),
@@ -315,7 +315,7 @@ fn is_module(id: &str) -> bool {
 // ---------------------------------------------------------------- $rid and query strings
 
 /// A request id: a decimal number (C SDK) or a UUID (Python SDK), echoed back verbatim.
-pub fn check_rid(rid: &str) -> Result<&str, AzureError> {
+pub(crate) fn check_rid(rid: &str) -> Result<&str, AzureError> {
     if rid.is_empty()
         || rid.len() > 128
         || !rid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -405,7 +405,7 @@ pub fn c2d_filter(device_id: &str) -> String {
 }
 
 /// `devices/{id}/messages/devicebound/{bag}`.
-pub fn c2d_topic(device_id: &str, props: &Properties) -> String {
+pub(crate) fn c2d_topic(device_id: &str, props: &Properties) -> String {
     format!(
         "devices/{device_id}/messages/devicebound/{}",
         props.encode()
@@ -442,7 +442,7 @@ pub fn twin_patch_reported_topic(rid: &str) -> String {
 }
 
 /// `$iothub/twin/res/{status}/?$rid={rid}[&$version={v}]`.
-pub fn twin_response_topic(status: u16, rid: &str, version: Option<u64>) -> String {
+pub(crate) fn twin_response_topic(status: u16, rid: &str, version: Option<u64>) -> String {
     match version {
         Some(v) => format!("$iothub/twin/res/{status}/?$rid={rid}&$version={v}"),
         None => format!("$iothub/twin/res/{status}/?$rid={rid}"),
@@ -482,7 +482,7 @@ pub fn parse_twin_response(topic: &str) -> Result<TwinResponse, AzureError> {
 }
 
 /// The version in a desired-properties push.
-pub fn parse_twin_desired_topic(topic: &str) -> Result<u64, AzureError> {
+pub(crate) fn parse_twin_desired_topic(topic: &str) -> Result<u64, AzureError> {
     const EXP: &str = "$iothub/twin/PATCH/properties/desired/?$version={n}";
     let err = || AzureError::Topic {
         topic: topic.to_string(),
@@ -497,13 +497,13 @@ pub fn parse_twin_desired_topic(topic: &str) -> Result<u64, AzureError> {
 // ---------------------------------------------------------------- direct methods
 
 /// `$iothub/methods/POST/{name}/?$rid={rid}`: the hub calls a direct method on a device.
-pub fn method_request_topic(name: &str, rid: &str) -> String {
+pub(crate) fn method_request_topic(name: &str, rid: &str) -> String {
     format!("$iothub/methods/POST/{name}/?$rid={rid}")
 }
 
 /// `$iothub/methods/res/{status}/?$rid={rid}`: the device's answer to a method call (the
 /// status is the device's choice, HTTP-like).
-pub fn method_response_topic(status: u16, rid: &str) -> String {
+pub(crate) fn method_response_topic(status: u16, rid: &str) -> String {
     format!("$iothub/methods/res/{status}/?$rid={rid}")
 }
 
@@ -540,7 +540,7 @@ fn parse_method_response(topic: &str) -> Result<(u16, String), AzureError> {
 
 /// Something a device published, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DevicePublish {
+pub(crate) enum DevicePublish {
     /// `devices/{id}/messages/events/{bag}`: telemetry, with its property bag.
     Telemetry(Properties),
     /// `$iothub/twin/GET/?$rid=…`: the device asks for its twin.
@@ -564,7 +564,7 @@ pub enum DevicePublish {
 
 /// Why a device's PUBLISH or SUBSCRIBE is refused (IoT Hub disconnects it).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum NamespaceError {
+pub(crate) enum NamespaceError {
     /// A topic or filter that belongs to another device or to no device topic at all.
     #[error("topic {topic:?} is outside device {device:?}'s namespace")]
     Foreign {
@@ -579,7 +579,10 @@ pub enum NamespaceError {
 }
 
 /// Classify a topic `device_id` published to; anything else is outside its namespace.
-pub fn classify_publish(device_id: &str, topic: &str) -> Result<DevicePublish, NamespaceError> {
+pub(crate) fn classify_publish(
+    device_id: &str,
+    topic: &str,
+) -> Result<DevicePublish, NamespaceError> {
     let foreign = || NamespaceError::Foreign {
         topic: topic.to_string(),
         device: device_id.to_string(),
@@ -614,7 +617,7 @@ pub fn classify_publish(device_id: &str, topic: &str) -> Result<DevicePublish, N
 
 /// What a subscribe filter is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceSubscription {
+pub(crate) enum DeviceSubscription {
     /// `devices/{id}/messages/devicebound/#`: cloud-to-device messages.
     C2d,
     /// `$iothub/twin/res/#`: answers to twin requests.
@@ -626,7 +629,7 @@ pub enum DeviceSubscription {
 }
 
 /// Check a device's subscribe filter: only its C2D topic and the `$iothub` twin/method topics.
-pub fn classify_subscribe(
+pub(crate) fn classify_subscribe(
     device_id: &str,
     filter: &str,
 ) -> Result<DeviceSubscription, NamespaceError> {
@@ -650,7 +653,7 @@ pub fn classify_subscribe(
 }
 
 /// MQTT topic-filter matching (`+` one level, `#` the rest), for delivering to subscriptions.
-pub fn filter_matches(filter: &str, topic: &str) -> bool {
+pub(crate) fn filter_matches(filter: &str, topic: &str) -> bool {
     let mut f = filter.split('/');
     let mut t = topic.split('/');
     loop {

@@ -23,15 +23,15 @@ pub const AMQP_SUBPROTOCOL: &str = "AMQPWSB10";
 pub const WS_PORT: u16 = 443;
 
 /// Bytes the hub buffers before it writes them to the socket (tungstenite's default).
-pub const WRITE_BUFFER: usize = 128 * 1024;
+pub(crate) const WRITE_BUFFER: usize = 128 * 1024;
 /// Most bytes the hub holds for a peer that does not read: the write buffer plus one whole
 /// message (a 256 KB MQTT packet) and its frame header. Past it tungstenite refuses to queue
 /// more; without it, answering pings nobody reads grew 8 M pings to 1.0 GB.
-pub const MAX_WRITE_BUFFER: usize = WRITE_BUFFER + MAX_PACKET + 1024 + 64;
+pub(crate) const MAX_WRITE_BUFFER: usize = WRITE_BUFFER + MAX_PACKET + 1024 + 64;
 /// Pings that may arrive while the hub's answers to earlier ones cannot be written (the peer
 /// reads nothing and the socket is full): past this the connection is closed. RFC 6455 §5.5.2
 /// makes every ping owe a pong; a peer that never takes them is flooding, not keeping alive.
-pub const MAX_PINGS_UNANSWERED: usize = 64;
+pub(crate) const MAX_PINGS_UNANSWERED: usize = 64;
 
 /// Largest WebSocket message or frame the hub takes (a 256 KB MQTT packet fits), and the
 /// bounded outgoing buffer ([`MAX_WRITE_BUFFER`]).

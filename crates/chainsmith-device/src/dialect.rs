@@ -8,7 +8,7 @@ use crate::azure;
 use crate::mqtt::{Flavor, RoundTripKind};
 
 /// One cloud's device conventions.
-pub trait Dialect: Sync {
+pub(crate) trait Dialect: Sync {
     /// The name `--flavor` takes and reports carry.
     fn name(&self) -> &'static str;
     /// The CONNECT username for `device_id` at hub `host`, if the cloud wants one.
@@ -24,10 +24,10 @@ pub trait Dialect: Sync {
 
 /// Azure IoT Hub: username `{host}/{id}/?api-version=…`, round trips through the device twin
 /// and the local hub's C2D echo.
-pub struct AzureIotHub;
+pub(crate) struct AzureIotHub;
 
 /// Any MQTT broker: no username, the device subscribes to its own telemetry topic.
-pub struct AnyBroker;
+pub(crate) struct AnyBroker;
 
 impl Dialect for AzureIotHub {
     fn name(&self) -> &'static str {
@@ -80,7 +80,7 @@ fn echo_filter(device_id: &str) -> String {
 
 impl Flavor {
     /// This flavor's conventions.
-    pub fn dialect(self) -> &'static dyn Dialect {
+    pub(crate) fn dialect(self) -> &'static dyn Dialect {
         match self {
             Flavor::Azure => &AzureIotHub,
             Flavor::Generic => &AnyBroker,

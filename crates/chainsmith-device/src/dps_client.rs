@@ -267,14 +267,6 @@ pub enum DpsError {
 }
 
 impl DpsError {
-    /// DPS's status when it refused the registration (401, 403, …).
-    pub fn refused_status(&self) -> Option<u16> {
-        match self {
-            DpsError::Refused { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
     /// A short machine-friendly name for the failure, by DPS's status when it answered one
     /// (a fleet groups its failures by it).
     pub fn kind(&self) -> &'static str {
@@ -309,7 +301,7 @@ async fn recv(conn: &mut Conn, timeout: Duration) -> Option<Packet> {
 pub struct CsrError(#[source] rcgen::Error);
 
 /// A fresh P-256 key and a PKCS#10 CSR with CN = `registration_id`: (key PEM, CSR DER).
-pub fn fresh_csr(registration_id: &str) -> Result<(String, Vec<u8>), CsrError> {
+pub(crate) fn fresh_csr(registration_id: &str) -> Result<(String, Vec<u8>), CsrError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(CsrError)?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(CsrError)?;
     params
@@ -394,7 +386,5 @@ mod tests {
         ] {
             assert_eq!((e.kind(), e.to_string().as_str()), (kind, text));
         }
-        assert_eq!(refused(429, None, "").refused_status(), Some(429));
-        assert_eq!(DpsError::Silent.refused_status(), None);
     }
 }

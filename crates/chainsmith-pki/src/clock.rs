@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339;
 
 /// Environment variable the CLI reads to fix its clock (RFC 3339, e.g. `2026-06-01T12:00:00Z`).
 /// For tests and reproducible output; without it the system clock is used.
-pub const ENV: &str = "CHAINSMITH_NOW";
+pub(crate) const ENV: &str = "CHAINSMITH_NOW";
 
 /// Where "now" comes from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

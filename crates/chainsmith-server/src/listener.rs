@@ -26,7 +26,7 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Lines about connections closed by a full budget are said at most this often; the next line
 /// counts the ones closed in between.
-pub const OVER_CAP_LOG_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const OVER_CAP_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A TLS connection the accept loop handed to its cloud.
 pub struct Accepted {

@@ -39,7 +39,7 @@ use crate::azure;
 
 /// Deliveries of one C2D message before it is dead-lettered (IoT Hub's default maximum
 /// delivery count).
-pub const MAX_DELIVERY_COUNT: usize = 10;
+pub(crate) const MAX_DELIVERY_COUNT: usize = 10;
 
 /// How long the hub waits for the peer's Close after its own before it drops the connection.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -60,7 +60,7 @@ pub const MAX_REFUSED_LINKS: usize = 8;
 
 /// AMQP sessions (channels) on one connection: the SDKs open one per device. The hub offers
 /// `channel-max` = this − 1 in its Open; a Begin past it ends the connection.
-pub const MAX_SESSIONS_PER_CONNECTION: u16 = 4;
+pub(crate) const MAX_SESSIONS_PER_CONNECTION: u16 = 4;
 
 /// One attached link, counted against [`MAX_LINKS_PER_CONNECTION`] and in the hub's
 /// `load.amqp_links`; the count drops when the link's task ends (detach or connection close).
@@ -484,19 +484,7 @@ async fn decide(
                 p.take();
             }
             let (conn_id, outbound, subs) = take_over(sh, &device);
-            sh.emit(HubEvent::Accepted {
-                device: device.clone(),
-                peer: state.peer,
-                keep_alive: 0,
-            });
-            if let Some(r) = revoked {
-                sh.emit(HubEvent::RevokedCertificate {
-                    device: device.clone(),
-                    name: r.name,
-                    serial: r.serial,
-                    reason: r.reason,
-                });
-            }
+            sh.announce_accepted(&device, state.peer, 0, revoked);
             let (tx, rx) = mpsc::channel(64);
             let session = DeviceSession::new(sh.clone(), device.clone(), subs);
             tokio::spawn(device_session(

@@ -296,7 +296,7 @@ impl crate::error::Classified for Refusal {
 
 /// A CA certificate presented as a device's: basicConstraints CA:TRUE, or a keyUsage that
 /// allows keyCertSign (DOMAIN.md: DPS failures in the wild came from leaves that were CAs).
-pub fn is_ca_certificate(c: &X509Certificate<'_>) -> bool {
+pub(crate) fn is_ca_certificate(c: &X509Certificate<'_>) -> bool {
     let ca = c
         .basic_constraints()
         .ok()
@@ -311,7 +311,7 @@ pub fn is_ca_certificate(c: &X509Certificate<'_>) -> bool {
 }
 
 /// The one CN of a device certificate's subject, or the refusal when it holds several.
-pub fn single_cn(device: &str, name: &X509Name<'_>) -> Result<(), Refusal> {
+pub(crate) fn single_cn(device: &str, name: &X509Name<'_>) -> Result<(), Refusal> {
     let cns: Vec<String> = name
         .iter_common_name()
         .map(|a| a.as_str().unwrap_or("(not text)").to_string())
@@ -478,7 +478,7 @@ impl Refusal {
     /// its entities: walking the device's issuers there, an issuer named `cn` that is a root
     /// makes the refusal [`Refusal::UnknownRoot`] (issue 21: "a chain that ends at an
     /// unregistered root is not a missing intermediate"). A few file reads, only on refusal.
-    pub fn explained_by(self, ws: &crate::store::Workspace) -> Refusal {
+    pub(crate) fn explained_by(self, ws: &crate::store::Workspace) -> Refusal {
         let Refusal::MissingIntermediate { device, cn } = &self else {
             return self;
         };

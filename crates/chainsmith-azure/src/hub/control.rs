@@ -88,7 +88,7 @@ pub enum Request {
 
 /// The longest request line the hub reads. The largest real request is a C2D body (IoT Hub:
 /// 64 KB) or a method payload (128 KB), which JSON escaping can grow a few times over.
-pub const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
 
 fn default_timeout() -> u64 {
     30
@@ -195,7 +195,7 @@ pub async fn refusals(
 
 /// `{"op":"kick"}` without an async runtime (the CLI's `revoke`, the TUI's revoke command):
 /// `Ok(None)` when no hub is running for the workspace, else whether the device was connected.
-pub fn kick_blocking(
+pub(crate) fn kick_blocking(
     path: &Path,
     device: &str,
     reason: &str,

@@ -17,7 +17,7 @@ use crate::azure::{self, Properties};
 pub const MAX_EVENT_TEXT: usize = 2048;
 /// Events the hub keeps for its slowest subscriber; past it that subscriber skips the oldest
 /// and says how many (`RecvError::Lagged`).
-pub const EVENT_QUEUE: usize = 8192;
+pub(crate) const EVENT_QUEUE: usize = 8192;
 
 /// `text` cut to [`MAX_EVENT_TEXT`] bytes at a character boundary, `…` marking a cut.
 pub(super) fn clip(text: &str) -> String {

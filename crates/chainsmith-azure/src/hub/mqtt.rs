@@ -90,19 +90,7 @@ async fn device_session<S: DeviceStream>(
     let (conn, rx, subs) = take_over(&sh, &device);
     let keep_alive = keep_alive(connect.keep_alive);
     let _ = ConnAck::new(ConnectReturnCode::Success, false).write(&mut out);
-    sh.emit(HubEvent::Accepted {
-        device: device.clone(),
-        peer,
-        keep_alive: connect.keep_alive,
-    });
-    if let Some(r) = revoked {
-        sh.emit(HubEvent::RevokedCertificate {
-            device: device.clone(),
-            name: r.name,
-            serial: r.serial,
-            reason: r.reason,
-        });
-    }
+    sh.announce_accepted(&device, peer, connect.keep_alive, revoked);
 
     let mut session = LiveSession {
         session: DeviceSession::new(sh.clone(), device.clone(), subs),

@@ -207,6 +207,30 @@ impl Shared {
         }
         r.0.push_back(rec);
     }
+    /// Log a device let in, on any transport, and the revoked certificate it was let in with
+    /// (the hub checks no CRL, as IoT Hub; the log says so).
+    pub(super) fn announce_accepted(
+        &self,
+        device: &str,
+        peer: std::net::SocketAddr,
+        keep_alive: u16,
+        revoked: Option<super::registry::RevokedCert>,
+    ) {
+        self.emit(HubEvent::Accepted {
+            device: device.to_string(),
+            peer,
+            keep_alive,
+        });
+        if let Some(r) = revoked {
+            self.emit(HubEvent::RevokedCertificate {
+                device: device.to_string(),
+                name: r.name,
+                serial: r.serial,
+                reason: r.reason,
+            });
+        }
+    }
+
     pub(super) fn emit(&self, e: HubEvent) {
         // A state file found unreadable (and set aside) while serving is said before the
         // event it came with.

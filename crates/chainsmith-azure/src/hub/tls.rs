@@ -19,7 +19,7 @@ const CA_CN: &str = "chainsmith local hub TLS CA";
 
 impl HubStore {
     /// `WS/hub/tls/`: the hub's own TLS CA and server certificate.
-    pub fn tls_dir(&self) -> PathBuf {
+    pub(crate) fn tls_dir(&self) -> PathBuf {
         self.dir().join("tls")
     }
     /// The PEM clients must trust to talk to the hub (what `hub trust` prints).

@@ -24,21 +24,21 @@ const HDR_DIGITS: u8 = 3;
 /// histogram of [`new_histogram`]'s bounds has 23,552 counts of at most 9 bytes each (212 KB,
 /// `a_full_histogram_fits_the_payload_limit`); a header claiming more (4 GiB) is refused
 /// before anything is allocated for it.
-pub const MAX_HDR_PAYLOAD: u32 = 1 << 20;
+pub(crate) const MAX_HDR_PAYLOAD: u32 = 1 << 20;
 
 /// The most bytes `fleet merge` reads of one report file. A report holds four histograms of
 /// at most [`MAX_HDR_PAYLOAD`] bytes (less once deflated and in base64), its failure groups
 /// and a few figures: 16 MiB is far above any report `fleet run` writes and small enough to
 /// read whole. A file that never ends (a FIFO, `/dev/zero`) stops here.
-pub const MAX_REPORT_BYTES: u64 = 16 << 20;
+pub(crate) const MAX_REPORT_BYTES: u64 = 16 << 20;
 
 /// The largest figure (seconds, or events per second) a report may hold. No run lasts 1e12 s
 /// (31,700 years) nor measures 1e12 handshakes or messages a second; a hand-edited `1e308`
 /// above it is refused, not summed to infinity.
-pub const MAX_FIGURE: f64 = 1e12;
+pub(crate) const MAX_FIGURE: f64 = 1e12;
 
 /// A latency histogram in microseconds (1 µs to 1 hour, 3 significant digits).
-pub fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(HDR_LOW, HDR_HIGH, HDR_DIGITS).expect("static bounds are valid")
 }
 
@@ -320,7 +320,7 @@ impl Report {
 
     /// Read a report; `name` (its file) is named in the error when it is not a report of
     /// this [`FORMAT`] or holds a figure no run measures (see [`MAX_FIGURE`]).
-    pub fn from_json(name: &str, text: &str) -> Result<Report, FleetError> {
+    pub(crate) fn from_json(name: &str, text: &str) -> Result<Report, FleetError> {
         let r: Report = serde_json::from_str(text)
             .map_err(|e| FleetError::Report(format!("{name} is not a fleet report: {e}")))?;
         if r.format != FORMAT {

@@ -714,13 +714,29 @@ async fn fail_dps(sh: &Shared, d: &FleetDevice, kind: &'static str, reason: Stri
         "dps-timeout" => "check that DPS is reachable, or allow a longer timeout",
         _ => "see the cause; a connection test through DPS shows each step",
     };
+    let fix = fix.to_string();
+    // DPS's registration is an MQTT exchange before the hub's CONNECT.
+    count_failure(sh, d, kind, Step::MqttConnect, cause, fix, None);
+}
+
+/// Count a failed device in its group (the first one's cause and fix stand for the group)
+/// and tell the face.
+fn count_failure(
+    sh: &Shared,
+    d: &FleetDevice,
+    kind: String,
+    step: Step,
+    cause: String,
+    fix: String,
+    remedy: Option<crate::mqtt::ConnectRemedy>,
+) {
     if let Ok(mut g) = sh.live.failures.lock() {
         let group = g.entry(kind.clone()).or_insert_with(|| FailureGroup {
             count: 0,
             example: d.id.clone(),
             cause: cause.clone(),
-            fix: fix.to_string(),
-            remedy: None,
+            fix,
+            remedy,
             peer: Some(sh.endpoint.peer),
             devices: Vec::new(),
         });
@@ -731,8 +747,7 @@ async fn fail_dps(sh: &Shared, d: &FleetDevice, kind: &'static str, reason: Stri
     let _ = sh.events.send(FleetEvent::DeviceFailed {
         device: d.id.clone(),
         kind,
-        // DPS's registration is an MQTT exchange before the hub's CONNECT.
-        step: Step::MqttConnect,
+        step,
         cause,
     });
 }
@@ -774,31 +789,12 @@ async fn fail(sh: &Shared, d: &FleetDevice, f: Failure) {
     };
     let dx = diagnose::diagnose(&f, &cx);
     let kind = group_of(&dx.code);
-    if let Ok(mut g) = sh.live.failures.lock() {
-        let group = g.entry(kind.clone()).or_insert_with(|| FailureGroup {
-            count: 0,
-            example: d.id.clone(),
-            cause: dx.cause.clone(),
-            fix: dx.fix.clone(),
-            remedy: dx.remedy.clone(),
-            peer: Some(sh.endpoint.peer),
-            devices: Vec::new(),
-        });
-        group.count += 1;
-        group.devices.push(d.id.clone());
-    }
-    sh.live.failed.fetch_add(1, Relaxed);
-    let _ = sh.events.send(FleetEvent::DeviceFailed {
-        device: d.id.clone(),
-        kind,
-        step: f.step,
-        cause: dx.cause,
-    });
+    count_failure(sh, d, kind, f.step, dx.cause, dx.fix, dx.remedy);
 }
 
 /// A running `hub serve` asked through its control socket why it refused a device.
 #[derive(Debug)]
-pub struct ControlRefusals {
+pub(crate) struct ControlRefusals {
     /// The running hub's control socket (`WS/hub/control.sock`).
     pub control: std::path::PathBuf,
     /// Refusals before the run (by seq) do not count.

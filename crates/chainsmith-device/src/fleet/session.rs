@@ -9,13 +9,12 @@ use crate::azure;
 use crate::mqtt::Step;
 use crate::mqtt::diagnose::{Failure, FailureKind};
 use crate::mqtt::session::recv_failure;
+use crate::mqtt::session::{step, subscribe_packet};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
-    Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe, SubscribeFilter,
-    SubscribeReasonCode,
+    Connect, ConnectReturnCode, Packet, PubAck, Publish, SubscribeReasonCode,
 };
 use std::collections::VecDeque;
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -29,17 +28,6 @@ const KEEP_ALIVE: u16 = 60;
 
 /// A device's MQTT connection: the connection test's framing over this device's TLS stream.
 pub(crate) type Conn = crate::mqtt::session::Conn<TlsStream<TcpStream>>;
-
-async fn step<T, F>(step: Step, limit: Duration, fut: F) -> Result<T, Failure>
-where
-    F: std::future::Future<Output = io::Result<T>>,
-{
-    match tokio::time::timeout(limit, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Failure::io(step, &e)),
-        Err(_) => Err(Failure::new(step, FailureKind::Timeout(limit))),
-    }
-}
 
 /// The subscriptions a device makes for its round trips.
 fn filters(sh: &Shared, id: &str) -> Vec<String> {
@@ -100,13 +88,8 @@ pub(crate) async fn connect(
     }
     let filters = filters(sh, id);
     if !filters.is_empty() {
-        let mut sub = Subscribe::new_many(
-            filters
-                .iter()
-                .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
-        );
-        sub.pkid = 1;
-        step(Step::Subscribe, limit, conn.send(&Packet::Subscribe(sub))).await?;
+        let sub = subscribe_packet(&filters);
+        step(Step::Subscribe, limit, conn.send(&sub)).await?;
         let deadline = Instant::now() + limit;
         loop {
             match tokio::time::timeout_at(deadline, conn.recv()).await {

@@ -258,13 +258,8 @@ pub(crate) async fn session(
         }
         Ok(Ok(())) => {}
     }
-    emit(
-        tx,
-        Event::Disconnected {
-            ms: ms(t.elapsed()),
-        },
-    )
-    .await;
+    let ms = ms(t.elapsed());
+    emit(tx, Event::Disconnected { ms }).await;
     Ok(())
 }
 

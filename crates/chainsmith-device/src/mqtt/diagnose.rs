@@ -102,7 +102,7 @@ impl Diagnosis {
 }
 
 /// Classify what the network stack returned at `step`.
-pub fn classify_io(step: Step, e: &io::Error) -> FailureKind {
+pub(crate) fn classify_io(step: Step, e: &io::Error) -> FailureKind {
     if let Some(tls) = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -122,7 +122,7 @@ pub fn classify_io(step: Step, e: &io::Error) -> FailureKind {
 }
 
 /// Classify a rustls error: an alert from the peer, our verdict on its certificate, or other.
-pub fn classify_tls(e: &rustls::Error) -> FailureKind {
+pub(crate) fn classify_tls(e: &rustls::Error) -> FailureKind {
     match e {
         rustls::Error::AlertReceived(a) => FailureKind::Alert(*a),
         rustls::Error::InvalidCertificate(c) => FailureKind::ServerCert(c.clone()),
@@ -177,7 +177,7 @@ fn connack_meaning(code: u8) -> &'static str {
 }
 
 /// A CONNACK return code with its meaning: `5 (not authorized)`.
-pub fn connack_text(code: u8) -> String {
+pub(crate) fn connack_text(code: u8) -> String {
     format!("{code} ({})", connack_meaning(code))
 }
 
@@ -869,6 +869,14 @@ fn hub_fix(kind: &str, id: &Identity) -> (String, Option<ConnectRemedy>) {
 mod tests {
     use super::*;
 
+    /// A CONNACK refusal the hub gave no reason for.
+    fn connack(code: u8) -> FailureKind {
+        FailureKind::Connack {
+            code,
+            hub_reason: None,
+        }
+    }
+
     fn wrap(e: rustls::Error) -> io::Error {
         // How tokio-rustls hands rustls errors to the caller.
         io::Error::new(io::ErrorKind::InvalidData, e)
@@ -1208,42 +1216,13 @@ mod tests {
         let timeout = || K::Timeout(Duration::from_secs(10));
         let more_time = Some(R::MoreTime { timeout_ms: 10_000 });
         let untrusted = || K::ServerCert(CertificateError::UnknownIssuer);
+        #[rustfmt::skip] // A table: one case a line.
         let cases: Vec<(&Identity, K, Step, &str, Option<R>)> = vec![
-            (
-                &ca,
-                K::Setup("the key is not PEM".into()),
-                Step::Lint,
-                BROKER,
-                None,
-            ),
-            (
-                &ca,
-                K::LintErrors(2),
-                Step::Lint,
-                "local",
-                Some(R::NotStrict),
-            ),
-            (
-                &ca,
-                K::Dns("no such host".into()),
-                Step::Resolve,
-                AZURE,
-                None,
-            ),
-            (
-                &ca,
-                K::Dns("no such host".into()),
-                Step::Resolve,
-                BROKER,
-                None,
-            ),
-            (
-                &ca,
-                K::Refused,
-                Step::TcpConnect,
-                "local",
-                Some(R::StartHub),
-            ),
+            (&ca, K::Setup("the key is not PEM".into()), Step::Lint, BROKER, None),
+            (&ca, K::LintErrors(2), Step::Lint, "local", Some(R::NotStrict)),
+            (&ca, K::Dns("no such host".into()), Step::Resolve, AZURE, None),
+            (&ca, K::Dns("no such host".into()), Step::Resolve, BROKER, None),
+            (&ca, K::Refused, Step::TcpConnect, "local", Some(R::StartHub)),
             (&ca, K::Refused, Step::TcpConnect, AZURE, None),
             (&ca, K::Refused, Step::TcpConnect, BROKER, None),
             (&ca, timeout(), Step::Resolve, AZURE, None),
@@ -1251,236 +1230,38 @@ mod tests {
             (&ca, timeout(), Step::TlsHandshake, BROKER, None),
             (&ca, timeout(), Step::MqttConnect, BROKER, more_time.clone()),
             (&ca, timeout(), Step::Subscribe, BROKER, more_time.clone()),
-            (
-                &ca,
-                untrusted(),
-                Step::TlsHandshake,
-                "local",
-                Some(R::RestartHub),
-            ),
-            (
-                &ca,
-                untrusted(),
-                Step::TlsHandshake,
-                AZURE,
-                Some(R::ServerCa {
-                    issuer: "DigiCert Global Root G2".into(),
-                }),
-            ),
-            (
-                &ca,
-                untrusted(),
-                Step::TlsHandshake,
-                BROKER,
-                Some(R::ServerCa {
-                    issuer: "(unknown)".into(),
-                }),
-            ),
-            (
-                &ca,
-                K::ServerCert(CertificateError::NotValidForName),
-                Step::TlsHandshake,
-                BROKER,
-                None,
-            ),
-            (
-                &ca,
-                K::ServerCert(CertificateError::Expired),
-                Step::TlsHandshake,
-                BROKER,
-                None,
-            ),
-            (
-                &ca,
-                K::ServerCert(CertificateError::NotValidYet),
-                Step::TlsHandshake,
-                BROKER,
-                None,
-            ),
-            (
-                &ca,
-                K::ServerCert(CertificateError::BadEncoding),
-                Step::TlsHandshake,
-                BROKER,
-                Some(R::InspectServerCert),
-            ),
-            (
-                &ca,
-                alert(AlertDescription::ProtocolVersion),
-                Step::TlsHandshake,
-                BROKER,
-                None,
-            ),
-            (
-                &ca,
-                alert(AlertDescription::UnknownCA),
-                Step::MqttConnect,
-                AZURE,
-                contoso(),
-            ),
-            (
-                &ca,
-                alert(AlertDescription::BadCertificate),
-                Step::TlsHandshake,
-                "local",
-                contoso(),
-            ),
-            (
-                &ca,
-                alert(AlertDescription::UnknownCA),
-                Step::MqttConnect,
-                BROKER,
-                None,
-            ),
-            (
-                &mid,
-                alert(AlertDescription::UnknownCA),
-                Step::MqttConnect,
-                BROKER,
-                Some(R::SendChain {
-                    intermediates: vec!["Line 2".into()],
-                }),
-            ),
-            (
-                &ss,
-                alert(AlertDescription::UnknownCA),
-                Step::MqttConnect,
-                "local",
-                Some(R::RegisterDevice {
-                    device: "sensor-7".into(),
-                    self_signed: Some(Thumbprint::of(&ss)),
-                }),
-            ),
-            (
-                &ss,
-                alert(AlertDescription::UnknownCA),
-                Step::MqttConnect,
-                AZURE,
-                None,
-            ),
-            (
-                &ss,
-                alert(AlertDescription::UnknownCA),
-                Step::MqttConnect,
-                BROKER,
-                None,
-            ),
-            (
-                &expired,
-                alert(AlertDescription::CertificateExpired),
-                Step::MqttConnect,
-                "local",
-                Some(R::Renew {
-                    name: "sensor-7".into(),
-                    then_update_hub: Some("sensor-7".into()),
-                }),
-            ),
-            (
-                &ca,
-                alert(AlertDescription::CertificateExpired),
-                Step::MqttConnect,
-                BROKER,
-                None,
-            ),
-            (
-                &ca,
-                K::Tls("no cipher suites in common".into()),
-                Step::TlsHandshake,
-                BROKER,
-                None,
-            ),
+            (&ca, untrusted(), Step::TlsHandshake, "local", Some(R::RestartHub)),
+            (&ca, untrusted(), Step::TlsHandshake, AZURE, Some(R::ServerCa { issuer: "DigiCert Global Root G2".into() })),
+            (&ca, untrusted(), Step::TlsHandshake, BROKER, Some(R::ServerCa { issuer: "(unknown)".into() })),
+            (&ca, K::ServerCert(CertificateError::NotValidForName), Step::TlsHandshake, BROKER, None),
+            (&ca, K::ServerCert(CertificateError::Expired), Step::TlsHandshake, BROKER, None),
+            (&ca, K::ServerCert(CertificateError::NotValidYet), Step::TlsHandshake, BROKER, None),
+            (&ca, K::ServerCert(CertificateError::BadEncoding), Step::TlsHandshake, BROKER, Some(R::InspectServerCert)),
+            (&ca, alert(AlertDescription::ProtocolVersion), Step::TlsHandshake, BROKER, None),
+            (&ca, alert(AlertDescription::UnknownCA), Step::MqttConnect, AZURE, contoso()),
+            (&ca, alert(AlertDescription::BadCertificate), Step::TlsHandshake, "local", contoso()),
+            (&ca, alert(AlertDescription::UnknownCA), Step::MqttConnect, BROKER, None),
+            (&mid, alert(AlertDescription::UnknownCA), Step::MqttConnect, BROKER, Some(R::SendChain { intermediates: vec!["Line 2".into()], })),
+            (&ss, alert(AlertDescription::UnknownCA), Step::MqttConnect, "local", Some(R::RegisterDevice { device: "sensor-7".into(), self_signed: Some(Thumbprint::of(&ss)), })),
+            (&ss, alert(AlertDescription::UnknownCA), Step::MqttConnect, AZURE, None),
+            (&ss, alert(AlertDescription::UnknownCA), Step::MqttConnect, BROKER, None),
+            (&expired, alert(AlertDescription::CertificateExpired), Step::MqttConnect, "local", Some(R::Renew { name: "sensor-7".into(), then_update_hub: Some("sensor-7".into()), })),
+            (&ca, alert(AlertDescription::CertificateExpired), Step::MqttConnect, BROKER, None),
+            (&ca, K::Tls("no cipher suites in common".into()), Step::TlsHandshake, BROKER, None),
             (&ca, K::Closed, Step::MqttConnect, "local", Some(R::HubLog)),
             (&ca, K::Closed, Step::MqttConnect, AZURE, None),
             (&ca, K::Closed, Step::MqttConnect, BROKER, None),
             (&ca, K::Closed, Step::Telemetry, BROKER, None),
-            (
-                &ca,
-                K::Connack {
-                    code: 5,
-                    hub_reason: None,
-                },
-                Step::MqttConnect,
-                AZURE,
-                None,
-            ),
-            (
-                &ca,
-                K::Connack {
-                    code: 5,
-                    hub_reason: None,
-                },
-                Step::MqttConnect,
-                "local",
-                Some(R::HubLog),
-            ),
-            (
-                &ca,
-                K::Connack {
-                    code: 1,
-                    hub_reason: None,
-                },
-                Step::MqttConnect,
-                BROKER,
-                None,
-            ),
-            (
-                &ca,
-                K::Connack {
-                    code: 2,
-                    hub_reason: None,
-                },
-                Step::MqttConnect,
-                BROKER,
-                None,
-            ),
-            (
-                &ca,
-                K::Connack {
-                    code: 3,
-                    hub_reason: None,
-                },
-                Step::MqttConnect,
-                BROKER,
-                None,
-            ),
-            (
-                &ca,
-                K::Connack {
-                    code: 5,
-                    hub_reason: None,
-                },
-                Step::MqttConnect,
-                BROKER,
-                None,
-            ),
-            (
-                &ca,
-                K::SubscribeRefused("devices/x".into()),
-                Step::Subscribe,
-                BROKER,
-                None,
-            ),
-            (
-                &ca,
-                K::SubscribeRefused("devices/x".into()),
-                Step::Subscribe,
-                AZURE,
-                None,
-            ),
-            (
-                &ca,
-                K::Protocol("HTTP/1.1 404".into()),
-                Step::WebSocketUpgrade,
-                AZURE,
-                None,
-            ),
-            (
-                &ca,
-                K::Protocol("not MQTT".into()),
-                Step::MqttConnect,
-                BROKER,
-                None,
-            ),
+            (&ca, connack(5), Step::MqttConnect, AZURE, None),
+            (&ca, connack(5), Step::MqttConnect, "local", Some(R::HubLog)),
+            (&ca, connack(1), Step::MqttConnect, BROKER, None),
+            (&ca, connack(2), Step::MqttConnect, BROKER, None),
+            (&ca, connack(3), Step::MqttConnect, BROKER, None),
+            (&ca, connack(5), Step::MqttConnect, BROKER, None),
+            (&ca, K::SubscribeRefused("devices/x".into()), Step::Subscribe, BROKER, None),
+            (&ca, K::SubscribeRefused("devices/x".into()), Step::Subscribe, AZURE, None),
+            (&ca, K::Protocol("HTTP/1.1 404".into()), Step::WebSocketUpgrade, AZURE, None),
+            (&ca, K::Protocol("not MQTT".into()), Step::MqttConnect, BROKER, None),
             (&ca, K::Io("broken".into()), Step::Telemetry, BROKER, None),
         ];
         for (id, kind, step, to, want) in cases {

@@ -44,7 +44,7 @@ pub struct Identity {
 
 impl Identity {
     /// The workspace device this identity was loaded from (`None` for `--cert/--key` files).
-    pub fn workspace_name(&self) -> Option<&str> {
+    pub(crate) fn workspace_name(&self) -> Option<&str> {
         self.source
             .strip_prefix("workspace device \"")
             .and_then(|s| s.strip_suffix('"'))
@@ -287,7 +287,7 @@ impl Identity {
     }
 
     /// Intermediates the workspace knows above the sent chain that were not sent.
-    pub fn missing_intermediates(&self) -> Vec<&ChainCert> {
+    pub(crate) fn missing_intermediates(&self) -> Vec<&ChainCert> {
         self.above.iter().filter(|c| !c.view.self_signed).collect()
     }
 
@@ -300,7 +300,7 @@ impl Identity {
     }
 
     /// The name of the CA that issued the leaf (workspace name when known, else its DN).
-    pub fn leaf_issuer_name(&self) -> String {
+    pub(crate) fn leaf_issuer_name(&self) -> String {
         self.sent
             .get(1)
             .or_else(|| self.above.first())
@@ -422,7 +422,7 @@ impl Identity {
 
 /// A CA the target is known to trust (the local hub's registry).
 #[derive(Clone, Debug)]
-pub struct TrustedCa {
+pub(crate) struct TrustedCa {
     /// The name the hub's registry knows the CA by.
     pub name: String,
     /// The CA certificate, DER-encoded.
@@ -434,7 +434,7 @@ pub struct TrustedCa {
 impl Identity {
     /// Pre-flight against what the target trusts: the chain sent must reach a trusted,
     /// verified CA, with every intermediate below that CA sent.
-    pub fn against_trusted(&self, trusted: &[TrustedCa], target: &str) -> Vec<Finding> {
+    pub(crate) fn against_trusted(&self, trusted: &[TrustedCa], target: &str) -> Vec<Finding> {
         let mut out = Vec::new();
         if self.leaf().view.self_signed {
             return out;

@@ -21,7 +21,7 @@ struct Seen {
 
 /// What the local hub reported while the test ran.
 #[derive(Debug, Default)]
-pub struct HubWatch {
+pub(crate) struct HubWatch {
     seen: Mutex<Seen>,
     changed: Notify,
     /// Whether refusals arrive as events (in-process).
@@ -33,7 +33,7 @@ pub struct HubWatch {
 
 impl HubWatch {
     /// Watch an in-process hub through its event channel.
-    pub fn in_process(hub: &HubHandle) -> Arc<HubWatch> {
+    pub(crate) fn in_process(hub: &HubHandle) -> Arc<HubWatch> {
         let watch = Arc::new(HubWatch {
             sees_refusals: true,
             ..Default::default()

@@ -233,7 +233,7 @@ impl Endpoint {
 
     /// [`Endpoint::parse`] for a transport: without a port, the transport's (IoT Hub's 8883,
     /// 5671 or 443); a broker is tested over MQTT only (plain or over WebSockets).
-    pub fn parse_for(to: &str, transport: Transport) -> Result<Endpoint, EndpointError> {
+    pub(crate) fn parse_for(to: &str, transport: Transport) -> Result<Endpoint, EndpointError> {
         let mut e = Endpoint::parse(to)?;
         if transport.amqp() && e.peer == PeerKind::Broker {
             return Err(EndpointError::BrokerOverAmqp {

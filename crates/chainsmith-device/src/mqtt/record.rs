@@ -11,7 +11,7 @@ pub const FILE: &str = "connections.json";
 /// Devices the record keeps, newest last: the guide asks whether a device (the one it
 /// tells the user to make) passed, so the last hundred distinct devices are plenty, and the
 /// file stays a few kilobytes however long the workspace is used.
-pub const PASSED_MAX: usize = 100;
+pub(crate) const PASSED_MAX: usize = 100;
 
 /// One device whose test passed (its latest pass).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +36,7 @@ pub fn path(ws_root: &Path) -> PathBuf {
 
 /// Add a pass to the record (the device moves to the end; the oldest beyond [`PASSED_MAX`]
 /// go). A test's outcome does not depend on it: the caller ignores a write that fails.
-pub fn record_passed(ws_root: &Path, pass: Passed) -> crate::store::Result<()> {
+pub(crate) fn record_passed(ws_root: &Path, pass: Passed) -> crate::store::Result<()> {
     let mut rec = read(ws_root);
     rec.passed.retain(|p| p.device != pass.device);
     rec.passed.push(pass);

@@ -4,16 +4,14 @@
 use super::diagnose::{self, Context, Failure, FailureKind};
 pub(crate) use super::state::{
     Conn, Io, State, emit, hub_record, message_id_of, recv_failure, round_trip_kinds, seed_message,
-    step,
+    step, subscribe_packet,
 };
 use super::{
     ConnectionTest, Event, RoundTripKind, Step, SubscriptionResult, Summary, TlsFacts, ms,
 };
 use crate::azure;
 use crate::pki::lint::has_errors;
-use rumqttc::mqttbytes::v4::{
-    ConnectReturnCode, Packet, PubAck, Publish, Subscribe, SubscribeFilter, SubscribeReasonCode,
-};
+use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet, PubAck, Publish, SubscribeReasonCode};
 use rumqttc::mqttbytes::{self, QoS};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -452,13 +450,8 @@ async fn subscribe(
         return Ok(());
     }
     let t = Instant::now();
-    let mut sub = Subscribe::new_many(
-        filters
-            .iter()
-            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
-    );
-    sub.pkid = 1;
-    step(Step::Subscribe, limit, conn.send(&Packet::Subscribe(sub))).await?;
+    let sub = subscribe_packet(&filters);
+    step(Step::Subscribe, limit, conn.send(&sub)).await?;
     let deadline = tokio::time::Instant::now() + limit;
     let suback = loop {
         match tokio::time::timeout_at(deadline, conn.recv()).await {
@@ -623,13 +616,8 @@ async fn disconnect(
         conn.io.shutdown().await
     })
     .await?;
-    emit(
-        tx,
-        Event::Disconnected {
-            ms: ms(t.elapsed()),
-        },
-    )
-    .await;
+    let ms = ms(t.elapsed());
+    emit(tx, Event::Disconnected { ms }).await;
     Ok(())
 }
 

@@ -57,6 +57,20 @@ impl State {
     }
 }
 
+/// The one SUBSCRIBE a device sends (packet id 1): every filter at QoS 1.
+pub(crate) fn subscribe_packet(filters: &[String]) -> Packet {
+    let mut sub = rumqttc::mqttbytes::v4::Subscribe::new_many(filters.iter().map(|f| {
+        rumqttc::mqttbytes::v4::SubscribeFilter::new(
+            f.clone(),
+            rumqttc::mqttbytes::QoS::AtLeastOnce,
+        )
+    }));
+    sub.pkid = 1;
+    Packet::Subscribe(sub)
+}
+
+/// Run one step of a connection within `limit`: its I/O error or its timeout is the step's
+/// failure.
 pub(crate) async fn step<T, F>(step: Step, limit: Duration, fut: F) -> Result<T, Failure>
 where
     F: std::future::Future<Output = io::Result<T>>,
@@ -299,7 +313,12 @@ fn telemetry(device_id: &str, message_id: u32) -> (String, bool) {
 }
 
 /// The seed body with its keys in the seed's order (a struct serializes fields in order).
-pub fn telemetry_body(device_id: &str, message_id: u32, temperature: u32, humidity: u32) -> String {
+pub(crate) fn telemetry_body(
+    device_id: &str,
+    message_id: u32,
+    temperature: u32,
+    humidity: u32,
+) -> String {
     #[derive(serde::Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Body<'a> {

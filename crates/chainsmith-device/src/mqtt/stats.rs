@@ -19,7 +19,7 @@ pub struct LatencyStats {
 
 impl LatencyStats {
     /// Nearest-rank percentiles; None for no samples.
-    pub fn from_ms(samples: &[f64]) -> Option<LatencyStats> {
+    pub(crate) fn from_ms(samples: &[f64]) -> Option<LatencyStats> {
         if samples.is_empty() {
             return None;
         }

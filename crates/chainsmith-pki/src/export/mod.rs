@@ -29,7 +29,7 @@ use std::str::FromStr;
 
 /// The password the Azure IoT tutorials use for `NAME.pfx`; used by the azure layout only
 /// when no password is given, and always announced.
-pub const AZURE_DEFAULT_PASSWORD: &str = "1234";
+pub(crate) const AZURE_DEFAULT_PASSWORD: &str = "1234";
 
 /// What to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 /// Iteration count for key derivation and MAC in both profiles: OpenSSL's default, and far
 /// below the 600,000 that Windows refuses.
-pub const ITERATIONS: u32 = 2048;
+pub(crate) const ITERATIONS: u32 = 2048;
 
 /// Which algorithms a new PFX uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

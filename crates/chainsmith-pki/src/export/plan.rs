@@ -65,16 +65,10 @@ pub(super) fn plan_pem(
         "certificate",
     );
     if src.key.is_some() {
-        files.add(
-            format!("{name}.key.pem"),
-            src.key_pem(kp)?,
-            0o600,
-            &key_what(kp),
-        );
+        let key = src.key_pem(kp)?;
+        files.add(format!("{name}.key.pem"), key, 0o600, &key_what(kp));
     } else {
-        report.notes.push(format!(
-            "\"{name}\" has no private key in the workspace: no key file written"
-        ));
+        no_key(report, &name);
     }
     files.add(
         format!("{name}.chain.pem"),
@@ -119,18 +113,20 @@ pub(super) fn plan_der(
         "certificate (DER)",
     );
     if src.key.is_some() {
-        files.add(
-            format!("{name}.key.der"),
-            src.key_der(kp)?,
-            0o600,
-            &format!("{} (DER)", key_what(kp)),
-        );
+        let key = src.key_der(kp)?;
+        let what = format!("{} (DER)", key_what(kp));
+        files.add(format!("{name}.key.der"), key, 0o600, &what);
     } else {
-        report.notes.push(format!(
-            "\"{name}\" has no private key in the workspace: no key file written"
-        ));
+        no_key(report, &name);
     }
     Ok(())
+}
+
+/// Say that a format's key file was left out: the workspace holds no key for `name`.
+fn no_key(report: &mut ExportReport, name: &str) {
+    report.notes.push(format!(
+        "\"{name}\" has no private key in the workspace: no key file written"
+    ));
 }
 
 /// The bytes `--stdout` prints for a single-file format.

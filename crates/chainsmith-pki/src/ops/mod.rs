@@ -202,7 +202,7 @@ fn subject_for(
 
 /// The record of a certificate we just made at `created` (the workspace's "now"). Cheap on
 /// purpose (one parse, two digests): it runs once per device in batches of thousands.
-pub fn meta_for(
+pub(crate) fn meta_for(
     name: &str,
     kind: Kind,
     issued: &issue::Issued,
@@ -802,7 +802,7 @@ pub struct Paths {
 }
 
 /// The paths of an entity's files.
-pub fn paths_of(entity: &Entity) -> Paths {
+pub(crate) fn paths_of(entity: &Entity) -> Paths {
     Paths {
         dir: entity.dir.clone(),
         cert: entity.cert_path(),

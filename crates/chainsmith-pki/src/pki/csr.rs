@@ -12,7 +12,7 @@ use x509_parser::prelude::*;
 /// attributes `--subject` takes (`subject::KNOWN`). Anything else (a second CN, a serial
 /// number, an email address, a multi-valued RDN) is refused, so what a device asks for can never
 /// smuggle a second identity into the certificate (issue 21: `/CN=dev-a/CN=victim`).
-pub const CSR_SUBJECT_EXTRAS: &[(&str, DnType)] = &[
+pub(crate) const CSR_SUBJECT_EXTRAS: &[(&str, DnType)] = &[
     ("O", DnType::OrganizationName),
     ("OU", DnType::OrganizationalUnitName),
     ("L", DnType::LocalityName),
@@ -22,10 +22,10 @@ pub const CSR_SUBJECT_EXTRAS: &[(&str, DnType)] = &[
 
 /// The smallest RSA key a CSR may carry: 2048 bits, the floor of OpenSSL 3's default security
 /// level 1 that the hubs and the SDKs' TLS stacks enforce (RSA-1024 fails at the handshake).
-pub const MIN_CSR_RSA_BITS: usize = 2048;
+pub(crate) const MIN_CSR_RSA_BITS: usize = 2048;
 
 /// The subject attributes besides the CN, in request order.
-pub type SubjectExtras = Vec<(DnType, String)>;
+pub(crate) type SubjectExtras = Vec<(DnType, String)>;
 
 /// A certificate request, read and checked.
 pub struct ParsedCsr {
@@ -47,7 +47,7 @@ pub struct ParsedCsr {
 impl ParsedCsr {
     /// The subject chainsmith issues for this request: `CN = cn` (the name the caller chose,
     /// never the request's own), then the allowed attributes the request asked for.
-    pub fn issued_subject(&self, cn: &str) -> Result<rcgen::DistinguishedName> {
+    pub(crate) fn issued_subject(&self, cn: &str) -> Result<rcgen::DistinguishedName> {
         let mut dn = super::subject::cn_only(cn)?;
         for (ty, value) in &self.subject_extras {
             let value = if *ty == DnType::CountryName {
@@ -62,7 +62,7 @@ impl ParsedCsr {
 }
 
 /// Turn PEM or DER bytes into the DER of a CSR.
-pub fn csr_der(bytes: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn csr_der(bytes: &[u8]) -> Result<Vec<u8>> {
     if let Ok(text) = std::str::from_utf8(bytes) {
         if text.contains("-----BEGIN") {
             let blocks = ::pem::parse_many(text)
@@ -242,7 +242,7 @@ fn requested_sans(csr: &X509CertificationRequest<'_>) -> (Vec<super::issue::San>
 }
 
 /// A SAN as `--san` takes it: `DNS:x`, `IP:1.2.3.4`, `URI:…`, `email:…`.
-pub fn san_text(san: &super::issue::San) -> String {
+pub(crate) fn san_text(san: &super::issue::San) -> String {
     use super::issue::San;
     match san {
         San::Dns(d) => format!("DNS:{d}"),
@@ -255,7 +255,7 @@ pub fn san_text(san: &super::issue::San) -> String {
 /// Check a name the CSR asked for before it goes into a device certificate: a DNS name is the
 /// device id itself (checked by the target's id rules by the caller) or a host name (RFC 1123
 /// labels, no wildcard: a device is one host); a URI needs a scheme; all ASCII.
-pub fn check_requested_san(san: &super::issue::San, device_id: Option<&str>) -> Result<()> {
+pub(crate) fn check_requested_san(san: &super::issue::San, device_id: Option<&str>) -> Result<()> {
     use super::issue::San;
     match san {
         San::Dns(d) if Some(d.as_str()) == device_id => Ok(()),

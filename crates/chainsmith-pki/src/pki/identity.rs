@@ -76,7 +76,7 @@ impl FromStr for Target {
 }
 
 /// The longest CN RFC 5280 allows, and so the longest X.509 device id.
-pub const MAX_CN: usize = 64;
+pub(crate) const MAX_CN: usize = 64;
 
 fn char_name(c: char) -> String {
     match c {

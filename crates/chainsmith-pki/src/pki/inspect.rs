@@ -106,7 +106,7 @@ pub struct ExtensionView {
 }
 
 /// Describe a public key from its SubjectPublicKeyInfo DER.
-pub fn describe_spki(spki: &[u8]) -> KeyView {
+pub(crate) fn describe_spki(spki: &[u8]) -> KeyView {
     use openssl::pkey::{Id, PKey};
     // The keys chainsmith knows need no OpenSSL decoder, whose per-call cost dominated
     // inspecting a large bundle. Bits as OpenSSL counts them (Ed25519: 253).
@@ -374,7 +374,7 @@ impl CertView {
     }
 
     /// Whether it is signed with SHA-1.
-    pub fn uses_sha1_signature(&self) -> bool {
+    pub(crate) fn uses_sha1_signature(&self) -> bool {
         SHA1_SIGNATURES.iter().any(|(oid, name)| {
             self.signature_algorithm == *oid || self.signature_algorithm == *name
         })
@@ -410,7 +410,7 @@ fn chains_to(cert: &[u8], next: &[u8]) -> bool {
 }
 
 /// The SubjectPublicKeyInfo DER of a certificate.
-pub fn cert_spki(cert: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn cert_spki(cert: &[u8]) -> Option<Vec<u8>> {
     X509Certificate::from_der(cert)
         .ok()
         .map(|(_, c)| c.public_key().raw.to_vec())

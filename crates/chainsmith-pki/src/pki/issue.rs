@@ -12,7 +12,7 @@ use std::str::FromStr;
 use x509_parser::prelude::*;
 
 /// How far notBefore is put in the past, to absorb clock skew between a laptop and a device.
-pub const BACKDATE: Duration = Duration::minutes(5);
+pub(crate) const BACKDATE: Duration = Duration::minutes(5);
 
 /// Which extended key usages a device certificate carries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,7 +173,7 @@ pub const EARLIEST: OffsetDateTime = ::time::macros::datetime!(1950-01-01 00:00:
 pub const LATEST: OffsetDateTime = ::time::macros::datetime!(9999-12-31 23:59:59 UTC);
 
 /// Refuse a time X.509 cannot carry, naming the limit.
-pub fn check_x509_time(what: &str, t: OffsetDateTime) -> Result<()> {
+pub(crate) fn check_x509_time(what: &str, t: OffsetDateTime) -> Result<()> {
     if t < EARLIEST {
         return Err(Error::Time(format!(
             "{what} {} is before 1950-01-01T00:00:00Z, the earliest time chainsmith writes (RFC 5280 UTCTime starts in 1950); pick a later time",
@@ -226,7 +226,7 @@ impl Validity {
 
     /// From a few minutes before `now` for `days` days, refusing a window that ends past
     /// 9999-12-31T23:59:59Z.
-    pub fn try_days_from(now: OffsetDateTime, days: u32) -> Result<Validity> {
+    pub(crate) fn try_days_from(now: OffsetDateTime, days: u32) -> Result<Validity> {
         let now = now.replace_nanosecond(0).unwrap_or(now);
         Ok(Validity {
             not_before: now - BACKDATE,
@@ -279,7 +279,7 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 /// Parse an RFC 3339 timestamp from the command line.
-pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime> {
+pub(crate) fn parse_rfc3339(s: &str) -> Result<OffsetDateTime> {
     OffsetDateTime::parse(s.trim(), &::time::format_description::well_known::Rfc3339).map_err(|e| {
         Error::Time(format!(
             "\"{s}\" is not an RFC 3339 time ({e}); write it like 2025-01-31T12:00:00Z"
@@ -369,7 +369,7 @@ impl CaHandle {
     }
 
     /// Can this CA sign a CA with the given pathlen (None = unconstrained)?
-    pub fn check_child_ca(&self, child_name: &str, child_pathlen: Option<u8>) -> Result<()> {
+    pub(crate) fn check_child_ca(&self, child_name: &str, child_pathlen: Option<u8>) -> Result<()> {
         match self.pathlen {
             Some(0) => Err(Error::Pathlen(format!(
                 "\"{}\" has pathlen 0, which allows no CA below it, so it cannot issue the intermediate \"{child_name}\"; re-issue \"{}\" with pathlen 1 (or more), or issue \"{child_name}\" from a CA higher up",
@@ -390,7 +390,7 @@ impl CaHandle {
 
     /// The pathlen a new intermediate gets when none is asked for: one less than the parent's,
     /// and 0 (the last CA level) under an unconstrained parent.
-    pub fn default_child_pathlen(&self) -> u8 {
+    pub(crate) fn default_child_pathlen(&self) -> u8 {
         match self.pathlen {
             Some(p) if p > 0 => u8::try_from(p - 1).unwrap_or(u8::MAX),
             _ => 0,
@@ -419,7 +419,7 @@ pub struct Issued {
 
 /// 16 random bytes, positive and with a non-zero first byte, so every serial is encoded in
 /// exactly 16 bytes (DOMAIN.md: at least 64 bits of randomness).
-pub fn random_serial() -> SerialNumber {
+pub(crate) fn random_serial() -> SerialNumber {
     let mut b = [0u8; 16];
     aws_lc_rs::rand::fill(&mut b).expect("system random source");
     b[0] = (b[0] & 0x7f) | 0x40;
@@ -529,7 +529,7 @@ pub fn issue_with_key(
 }
 
 /// Make a certificate for someone else's public key (a CSR, a deliberately weak key).
-pub fn issue_for_public_key(
+pub(crate) fn issue_for_public_key(
     spec: &IssueSpec,
     spki_der: &[u8],
     issuer: &CaHandle,

@@ -64,16 +64,6 @@ impl KeyAlg {
         }
     }
 
-    /// The signature this key makes when it signs a certificate.
-    pub fn signature_label(self) -> &'static str {
-        match self {
-            KeyAlg::EcP256 => "ecdsa-with-SHA256",
-            KeyAlg::EcP384 => "ecdsa-with-SHA384",
-            KeyAlg::Rsa2048 | KeyAlg::Rsa3072 | KeyAlg::Rsa4096 => "sha256WithRSAEncryption",
-            KeyAlg::Ed25519 => "Ed25519",
-        }
-    }
-
     /// A caveat to show whenever this algorithm is chosen.
     pub fn warning(self) -> Option<&'static str> {
         match self {
@@ -107,7 +97,7 @@ impl KeyAlg {
 
     /// Recognise the algorithm of a public key (SubjectPublicKeyInfo DER). Pure parsing, no
     /// OpenSSL: its decoders take global locks that serialise parallel issuing.
-    pub fn from_spki(spki_der: &[u8]) -> Option<KeyAlg> {
+    pub(crate) fn from_spki(spki_der: &[u8]) -> Option<KeyAlg> {
         use x509_parser::prelude::FromDer;
         use x509_parser::public_key::PublicKey;
         let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).ok()?;
@@ -173,7 +163,7 @@ impl FromStr for KeyAlg {
 }
 
 /// Load a PKCS#8 (or traditional EC/RSA) private key from PEM into a signing key pair.
-pub fn load_key_pem(pem_text: &str) -> Result<KeyPair> {
+pub(crate) fn load_key_pem(pem_text: &str) -> Result<KeyPair> {
     if let Ok(k) = KeyPair::from_pem(pem_text) {
         return Ok(k);
     }
@@ -210,7 +200,7 @@ pub fn key_pem(key: &KeyPair) -> String {
 }
 
 /// The algorithm of a loaded key pair.
-pub fn key_alg_of(key: &KeyPair) -> Option<KeyAlg> {
+pub(crate) fn key_alg_of(key: &KeyPair) -> Option<KeyAlg> {
     KeyAlg::from_spki(&rcgen::PublicKeyData::subject_public_key_info(key))
 }
 

@@ -278,7 +278,7 @@ pub fn has_errors(findings: &[Finding]) -> bool {
 
 /// How far above a certificate [`lint_certificates`] follows its chain: OpenSSL's default
 /// verify depth. Keeps a file of thousands of chained certificates linear to lint.
-pub const MAX_CHAIN_DEPTH: usize = 100;
+pub(crate) const MAX_CHAIN_DEPTH: usize = 100;
 
 /// Lint every certificate of a file. The issuers of a certificate are the certificates after it
 /// for as long as each signed the one before (the chain order files use), at most

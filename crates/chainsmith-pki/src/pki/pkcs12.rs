@@ -24,7 +24,7 @@ pub struct Opened {
 /// The most key-derivation iterations chainsmith will run for one part of a PKCS#12 file or
 /// an encrypted PKCS#8 key. OpenSSL writes 2,048, Windows reads at most 600,000; a count far
 /// above this only makes opening the file take minutes.
-pub const MAX_ITERATIONS: u64 = 2_000_000;
+pub(crate) const MAX_ITERATIONS: u64 = 2_000_000;
 
 fn too_many(what: &str, part: &str, n: u64) -> Error {
     Error::Pkcs12(format!(
@@ -55,7 +55,7 @@ pub fn check_iterations(der: &[u8], what: &str) -> Result<()> {
 /// EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData }.
 /// Bytes of another shape pass: OpenSSL's own parser reports them, and DER input of unknown
 /// kind is tried as several formats in turn.
-pub fn check_pkcs8_iterations(der: &[u8], what: &str) -> Result<()> {
+pub(crate) fn check_pkcs8_iterations(der: &[u8], what: &str) -> Result<()> {
     let iterations = || -> Result<Option<u64>> {
         let (epki, _) = tlv_tagged(der, 0x30, "EncryptedPrivateKeyInfo is not a SEQUENCE")?;
         let e = items(epki.body)?;
@@ -129,7 +129,7 @@ pub struct PfxAlgorithms {
 
 impl PfxAlgorithms {
     /// Whether any part uses RC2 (OpenSSL 3 reads it only with its legacy provider).
-    pub fn uses_rc2(&self) -> bool {
+    pub(crate) fn uses_rc2(&self) -> bool {
         self.key_bags
             .iter()
             .chain(&self.cert_bags)
@@ -462,7 +462,7 @@ pub fn decode(der: &[u8]) -> Result<PfxAlgorithms> {
 /// HMAC over the authenticated safe). Some(false) means the password is wrong; None means
 /// the file has no MAC or uses a digest we do not check. This tells a wrong password apart
 /// from an algorithm OpenSSL cannot decrypt (RC2), which OpenSSL reports the same way.
-pub fn mac_matches(der: &[u8], password: &str) -> Result<Option<bool>> {
+pub(crate) fn mac_matches(der: &[u8], password: &str) -> Result<Option<bool>> {
     use openssl::sign::Signer;
     let (pfx, _) = tlv_tagged(der, 0x30, "PFX is not a SEQUENCE")?;
     let top = items(pfx.body)?;

@@ -15,7 +15,7 @@ const KNOWN: &[(&str, DnType)] = &[
 
 /// Parse `CN=Contoso Root,O=Contoso,C=US` (commas may be escaped as `\,`) or the OpenSSL
 /// form `/CN=Contoso Root/O=Contoso`.
-pub fn parse_subject(text: &str) -> Result<DistinguishedName> {
+pub(crate) fn parse_subject(text: &str) -> Result<DistinguishedName> {
     let text = text.trim();
     let (sep, body) = match text.strip_prefix('/') {
         Some(rest) => ('/', rest),
@@ -125,7 +125,7 @@ fn dn_value_text(v: &DnValue) -> String {
 
 /// Copy a parsed subject (from a CSR or certificate) into an rcgen name, attribute by
 /// attribute, keeping order and unknown attributes.
-pub fn from_x509_name(name: &x509_parser::x509::X509Name<'_>) -> Result<DistinguishedName> {
+pub(crate) fn from_x509_name(name: &x509_parser::x509::X509Name<'_>) -> Result<DistinguishedName> {
     let mut dn = DistinguishedName::new();
     for rdn in name.iter() {
         for attr in rdn.iter() {

@@ -43,7 +43,7 @@ pub enum Purpose {
 /// OpenSSL's security level for device chains. Level 1 (OpenSSL's TLS default) already
 /// refuses MD5 and SHA-1 signatures but lets RSA-1024 through; IoT Hub wants RSA 2048 or more,
 /// which is level 2 (112-bit security).
-pub const DEVICE_AUTH_LEVEL: i32 = 2;
+pub(crate) const DEVICE_AUTH_LEVEL: i32 = 2;
 
 /// The `openssl verify` options that decide a device chain exactly as [`verify_device_chain`]
 /// does (add `-attime T -CAfile ANCHORS -untrusted CHAIN LEAF`).
@@ -269,7 +269,7 @@ pub struct VerifiedChain {
 }
 
 /// The CN of a DER certificate's subject or issuer, or the whole DN when it has none.
-pub fn cert_cn(der: &[u8], issuer: bool) -> String {
+pub(crate) fn cert_cn(der: &[u8], issuer: bool) -> String {
     let Ok((_, c)) = X509Certificate::from_der(der) else {
         return String::new();
     };
@@ -366,7 +366,7 @@ fn built_chain(c: &X509StoreContextRef) -> Vec<Vec<u8>> {
 /// clock). `partial` trusts a non-self-signed anchor (a verified intermediate on a hub). For
 /// [`Purpose::SslClient`] this is the device policy of [`verify_device_chain`], so `lint`
 /// judges a device as the hub does.
-pub fn verify_chain(
+pub(crate) fn verify_chain(
     leaf: &[u8],
     intermediates: &[Vec<u8>],
     roots: &[Vec<u8>],

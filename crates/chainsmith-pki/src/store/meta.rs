@@ -47,7 +47,7 @@ pub enum Slot {
 impl Slot {
     /// The subdirectory of a self-signed device that holds this slot when the entity itself
     /// holds the other.
-    pub fn dir_name(self) -> &'static str {
+    pub(crate) fn dir_name(self) -> &'static str {
         match self {
             Slot::Primary => "primary",
             Slot::Secondary => "secondary",
@@ -139,7 +139,7 @@ pub struct Meta {
 
 impl Meta {
     /// meta.toml's text.
-    pub fn to_toml(&self) -> String {
+    pub(crate) fn to_toml(&self) -> String {
         toml::to_string(self).expect("meta serialises")
     }
 

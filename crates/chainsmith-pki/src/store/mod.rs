@@ -46,19 +46,19 @@ use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
 
 /// The file that marks a directory as a workspace.
-pub const MARKER: &str = "chainsmith.toml";
+pub(crate) const MARKER: &str = "chainsmith.toml";
 /// The directory that holds one directory per entity.
-pub const ENTITIES: &str = "entities";
+pub(crate) const ENTITIES: &str = "entities";
 const STAGING: &str = ".staging";
 /// The embedded hub's registry and twins (owned by `hub::HubStore`).
 const HUB: &str = "hub";
 const LOCK: &str = ".lock";
 /// An entity's certificate.
-pub const CERT_FILE: &str = "cert.pem";
+pub(crate) const CERT_FILE: &str = "cert.pem";
 /// An entity's private key (0600).
-pub const KEY_FILE: &str = "key.pem";
+pub(crate) const KEY_FILE: &str = "key.pem";
 /// An entity's meta.toml.
-pub const META_FILE: &str = "meta.toml";
+pub(crate) const META_FILE: &str = "meta.toml";
 const FORMAT: u32 = 1;
 
 /// A certificate to be added to the workspace.
@@ -117,7 +117,7 @@ impl Entity {
         self.dir.join(KEY_FILE)
     }
     /// Where its meta.toml lies.
-    pub fn meta_path(&self) -> PathBuf {
+    pub(crate) fn meta_path(&self) -> PathBuf {
         self.dir.join(META_FILE)
     }
     /// Its private key, PEM (an error for a trust-only entity).
@@ -272,7 +272,7 @@ impl Workspace {
     }
 
     /// The one way from a name to a path: only a checked [`EntityName`] is joined.
-    pub fn entity_dir(&self, name: &EntityName) -> PathBuf {
+    pub(crate) fn entity_dir(&self, name: &EntityName) -> PathBuf {
         self.root.join(ENTITIES).join(name.as_str())
     }
 
@@ -398,7 +398,7 @@ impl Workspace {
     }
 
     /// Refuse names that exist already.
-    pub fn check_free(&self, names: &[String]) -> Result<()> {
+    pub(crate) fn check_free(&self, names: &[String]) -> Result<()> {
         let mut taken = Vec::new();
         for n in names {
             // Anything at the path counts, a dangling link too: the rename would fail on it.
@@ -515,7 +515,7 @@ impl Workspace {
 
     /// `replace` for a caller that already holds the workspace lock (a read-compare-write
     /// such as `apply`, which must not let another process change the workspace between).
-    pub fn replace_locked(&self, _lock: &WorkspaceLock, batch: &[NewEntity]) -> Result<()> {
+    pub(crate) fn replace_locked(&self, _lock: &WorkspaceLock, batch: &[NewEntity]) -> Result<()> {
         let result: Result<Vec<()>> = batch
             .par_iter()
             .map(|e| {
@@ -641,7 +641,7 @@ pub struct WorkspaceLock {
 }
 
 /// Read a meta.toml.
-pub fn read_meta(path: &Path) -> Result<Meta> {
+pub(crate) fn read_meta(path: &Path) -> Result<Meta> {
     let text = read_own_file(path).map_err(|e| match e {
         Error::Io { .. } if path.symlink_metadata().is_err() => Error::Damaged {
             path: path.to_path_buf(),

@@ -202,7 +202,7 @@ impl Registrant {
 
     /// Answer a poll: 200 with the operation's state, or 404 when this device never started
     /// it or it has expired.
-    pub fn operation_status(&self, operation_id: &str) -> DpsAnswer {
+    pub(crate) fn operation_status(&self, operation_id: &str) -> DpsAnswer {
         let answer = self
             .sh
             .dps_ops

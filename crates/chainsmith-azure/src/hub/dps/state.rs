@@ -205,7 +205,7 @@ impl HubStore {
 
     /// Read-modify-write `dps.json` under the workspace lock, atomically; makes the ID scope
     /// the first time, and moves registrations an earlier version kept there to their files.
-    pub fn dps_modify<T>(&self, f: impl FnOnce(&mut DpsState) -> Result<T>) -> Result<T> {
+    pub(crate) fn dps_modify<T>(&self, f: impl FnOnce(&mut DpsState) -> Result<T>) -> Result<T> {
         store::make_private_dir_all(&self.dir())?;
         let _lock = self.ws.lock()?;
         let mut st = self.dps_load_file()?;

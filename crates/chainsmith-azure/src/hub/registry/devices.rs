@@ -21,7 +21,10 @@ impl HubStore {
     /// The SHA-256 thumbprints of a workspace device's slots, (primary, secondary). A
     /// self-signed device may hold both (`new device ID --self-signed --slot secondary`), or
     /// only the one it was made as; any other device has one certificate: the primary.
-    pub fn workspace_thumbprints(&self, name: &str) -> Result<(Option<String>, Option<String>)> {
+    pub(crate) fn workspace_thumbprints(
+        &self,
+        name: &str,
+    ) -> Result<(Option<String>, Option<String>)> {
         let e = self.ws.load(name)?;
         if e.meta.kind != Kind::Device {
             return Err(RegistryError::FromNotDevice(

@@ -91,7 +91,7 @@ pub struct Registry {
 impl Registry {
     /// A registered CA certificate whose subject is `name` (DER), when none of them signed the
     /// certificate in hand: it was issued by another certificate of that CA (before a re-key).
-    pub fn ca_named(&self, name_der: &[u8]) -> Option<&HubCa> {
+    pub(crate) fn ca_named(&self, name_der: &[u8]) -> Option<&HubCa> {
         use x509_parser::prelude::{FromDer, X509Certificate};
         self.cas.iter().find(|c| {
             self::pem_to_der(&c.cert_pem).is_some_and(|d| {
@@ -101,7 +101,7 @@ impl Registry {
     }
 
     /// The revocation recorded for this certificate (DER), if any.
-    pub fn revoked_cert(&self, der: &[u8]) -> Option<&RevokedCert> {
+    pub(crate) fn revoked_cert(&self, der: &[u8]) -> Option<&RevokedCert> {
         if self.revoked.is_empty() {
             return None;
         }
@@ -113,7 +113,7 @@ impl Registry {
 }
 
 /// Normalise a thumbprint: upper hex, colons and spaces removed, 40 or 64 digits.
-pub fn normalize_thumbprint(t: &str) -> Result<String> {
+pub(crate) fn normalize_thumbprint(t: &str) -> Result<String> {
     let s: String = t
         .chars()
         .filter(|c| *c != ':' && !c.is_whitespace())
@@ -127,7 +127,7 @@ pub fn normalize_thumbprint(t: &str) -> Result<String> {
 }
 
 /// A fresh 48-hex-digit verification code, like Azure's.
-pub fn new_code() -> String {
+pub(crate) fn new_code() -> String {
     let mut b = [0u8; 24];
     aws_lc_rs::rand::fill(&mut b).expect("system random source");
     pki::hex_upper(&b)

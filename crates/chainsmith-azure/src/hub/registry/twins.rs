@@ -25,11 +25,11 @@ impl Default for Twin {
 
 impl Twin {
     /// The desired properties' `$version`.
-    pub fn desired_version(&self) -> u64 {
+    pub(crate) fn desired_version(&self) -> u64 {
         self.desired["$version"].as_u64().unwrap_or(1)
     }
     /// The reported properties' `$version`.
-    pub fn reported_version(&self) -> u64 {
+    pub(crate) fn reported_version(&self) -> u64 {
         self.reported["$version"].as_u64().unwrap_or(1)
     }
     /// The document a device gets for `$iothub/twin/GET`.

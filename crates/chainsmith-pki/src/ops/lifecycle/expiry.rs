@@ -3,7 +3,7 @@
 use super::{Error, Result};
 use crate::ops::{TreeRow, tree};
 use crate::pki::issue::{self};
-use crate::store::{Workspace, chain_of};
+use crate::store::Workspace;
 use time::{Duration, OffsetDateTime};
 
 /// The longest expiry window: past 9999-12-31 there is nothing left to expire.
@@ -68,13 +68,4 @@ pub fn expiring(ws: &Workspace, window: Duration, now: OffsetDateTime) -> Result
         .collect();
     rows.sort_by(|a, b| (a.meta.not_after, &a.meta.name).cmp(&(b.meta.not_after, &b.meta.name)));
     Ok(rows)
-}
-
-/// The issuers of an entity (nearest first), for showing a renewed chain.
-pub fn issuers_of(ws: &Workspace, name: &str) -> Result<Vec<String>> {
-    Ok(chain_of(ws, name)?
-        .into_iter()
-        .skip(1)
-        .map(|e| e.meta.name)
-        .collect())
 }

@@ -69,7 +69,7 @@ pub(super) fn history_entry(entity: &Entity, with_key: bool) -> Result<Vec<(Stri
 /// `new ... --force` over an existing entity: its certificate (and key) go to the new entity's
 /// history like a renewal's, with the history and slots it already had, so a replaced
 /// certificate can still be listed and revoked.
-pub fn keep_replaced(ws: &Workspace, new: &mut NewEntity) -> store::Result<()> {
+pub(crate) fn keep_replaced(ws: &Workspace, new: &mut NewEntity) -> store::Result<()> {
     if !ws.exists(&new.meta.name) {
         return Ok(());
     }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 /// The RFC 5280 reason names `revoke` takes.
-pub const REASONS: [&str; 10] = [
+pub(crate) const REASONS: [&str; 10] = [
     "unspecified",
     "keyCompromise",
     "cACompromise",
@@ -357,7 +357,7 @@ pub struct Crl {
 }
 
 /// Revoked certificates `ca` issued: current entities and replaced ones kept in history.
-pub fn revoked_by(ws: &Workspace, ca: &str) -> Result<Vec<RevokedEntry>> {
+pub(crate) fn revoked_by(ws: &Workspace, ca: &str) -> Result<Vec<RevokedEntry>> {
     let (metas, _) = ws.list()?;
     let mut out = Vec::new();
     let mut push = |m: &Meta, name: &str| {

@@ -14,7 +14,7 @@ pub use crate::store::{SlotView, slots};
 /// same id, its `meta.slot` saying which slot) goes into `main`'s `primary/` or `secondary/`
 /// subdirectory as cert.pem, key.pem and meta.toml. `new_slot` and `chainsmith apply` both
 /// store what this returns.
-pub fn with_other_slot(mut main: NewEntity, second: &NewEntity) -> NewEntity {
+pub(crate) fn with_other_slot(mut main: NewEntity, second: &NewEntity) -> NewEntity {
     let slot = second.meta.slot.unwrap_or(Slot::Secondary);
     let sub = slot.dir_name();
     main.extra.push((
