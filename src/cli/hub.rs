@@ -793,28 +793,28 @@ fn monitor(global: &Global, store: &HubStore, a: MonitorArgs) -> CliResult {
 
 /// Print one telemetry event the way `az iot hub monitor-events --properties all` does.
 fn print_telemetry(v: &serde_json::Value, json: bool) {
-    let props = v["properties"].as_array().cloned().unwrap_or_default();
-    let mut system = serde_json::Map::new();
-    let mut app = serde_json::Map::new();
-    for p in props {
-        let (k, val) = (p[0].as_str().unwrap_or("").to_string(), p[1].clone());
-        let sys_name = match k.as_str() {
-            "$.mid" => Some("message_id"),
-            "$.cid" => Some("correlation_id"),
-            "$.ct" => Some("content_type"),
-            "$.ce" => Some("content_encoding"),
-            "$.uid" => Some("user_id"),
-            _ => None,
-        };
-        match sys_name {
-            Some(s) => {
-                system.insert(s.into(), val);
-            }
-            None => {
-                app.insert(k, val);
-            }
-        }
-    }
+    // The same split for every transport: `Properties::system` names what IoT Hub treats as
+    // system properties (an AMQP `to` or `absolute-expiry-time` included).
+    let bag = crate::azure::Properties(
+        v["properties"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| {
+                        let text = |x: &serde_json::Value| x.as_str().unwrap_or("").to_string();
+                        (text(&p[0]), text(&p[1]))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    );
+    let text = |pairs: &mut dyn Iterator<Item = (&str, &str)>| {
+        pairs
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(v)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    let system = text(&mut bag.system());
+    let app = text(&mut bag.application());
     let payload = v["payload"]
         .as_str()
         .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())

@@ -460,7 +460,7 @@ fn serve_with_mosquitto_clients_c2d_monitor_method_echo() {
     let pub_out = mosq("mosquitto_pub")
         .args([
             "-t",
-            "devices/m-dev/messages/events/temperatureAlert=true&%24.ct=application%2Fjson",
+            "devices/m-dev/messages/events/temperatureAlert=true&%24.ct=application%2Fjson&%24.to=%2Fdevices%2Fm-dev%2Fmessages%2Fevents&%24.exp=2030-01-01T00%3A00%3A00Z",
             "-m",
             r#"{"t":31}"#,
             "-q",
@@ -487,9 +487,19 @@ fn serve_with_mosquitto_clients_c2d_monitor_method_echo() {
         m["event"]["properties"]["application"]["temperatureAlert"],
         "true"
     );
+    // Every `$.` property is a system property (issue 22 item 6: `$.to` was listed among the
+    // application properties).
     assert_eq!(
-        m["event"]["properties"]["system"]["content_type"],
-        "application/json"
+        m["event"]["properties"]["system"],
+        serde_json::json!({
+            "content_type": "application/json",
+            "to": "/devices/m-dev/messages/events",
+            "absolute_expiry_time": "2030-01-01T00:00:00Z",
+        })
+    );
+    assert_eq!(
+        m["event"]["properties"]["application"],
+        serde_json::json!({ "temperatureAlert": "true" })
     );
     drop(monitor);
 
