@@ -864,23 +864,38 @@ fn trust(global: &Global, store: &HubStore, a: TrustArgs) -> CliResult {
         None
     };
     let installed = system.is_installed(store)?;
+    // Node.js trusts its own compiled-in roots, not the system store (Python's ssl, OpenSSL,
+    // curl do read it): without one of these a Node sample fails with
+    // UNABLE_TO_VERIFY_LEAF_SIGNATURE even after --install.
+    let node_env = format!("NODE_EXTRA_CA_CERTS={}", path.display());
+    // --use-openssl-ca reads OpenSSL's default store, which is the system's only in a
+    // distribution's build of Node; SSL_CERT_FILE names the bundle for any build.
+    let node_openssl = format!(
+        "SSL_CERT_FILE={} node --use-openssl-ca",
+        system.bundle().display()
+    );
+    let node_hint = format!(
+        "Node.js does not read the system trust store: run Node samples with `{node_env}` (or with `{node_openssl}`)"
+    );
     if global.json {
         print_json(&serde_json::json!({
             "trust": path,
             "system": { "installed": installed, "file": system.file_for(store)?, "bundle": system.bundle(),
                         "changed": change.as_ref().map(|c| c.changed) },
+            "node": { "reads_system_store": false, "env": node_env,
+                      "or": node_openssl, "hint": node_hint },
         }));
         return Ok(());
     }
     match (change, a.install) {
         (None, _) => say!("{}", path.display()),
         (Some(c), true) if c.changed => say!(
-            "added the hub's CA to the system trust store: {}\nclients that use the system's CAs now trust the hub ({} rebuilt); undo with `chainsmith hub trust --uninstall`",
+            "added the hub's CA to the system trust store: {}\nclients that use the system's CAs now trust the hub ({} rebuilt); undo with `chainsmith hub trust --uninstall`\n{node_hint}",
             c.file.display(),
             c.bundle.display()
         ),
         (Some(c), true) => say!(
-            "the hub's CA is already in the system trust store ({}); bundle refreshed",
+            "the hub's CA is already in the system trust store ({}); bundle refreshed\n{node_hint}",
             c.file.display()
         ),
         (Some(c), false) if c.changed => say!(
