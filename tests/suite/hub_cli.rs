@@ -895,3 +895,60 @@ fn hub_serve_goes_on_serving_when_its_log_reader_goes_away() {
         .unwrap();
     assert!(err.contains("goes on serving without its log"), "{err}");
 }
+
+/// README: "every listener is logged": `hub serve` writes one line per listener (MQTT and DPS,
+/// AMQP, WebSockets) before anything else, in text and in JSON (`--log json` and `--json`).
+#[test]
+fn hub_serve_logs_one_line_per_listener_in_text_and_json() {
+    let (_dir, ws) = setup();
+    let first_lines = |extra: &[&str], json_flag: bool| -> Vec<String> {
+        let [port, amqp, wss] = [free_port(), free_port(), free_port()].map(|p| p.to_string());
+        let mut c = cs(&ws);
+        if json_flag {
+            c.arg("--json");
+        }
+        let mut serve = KillOnDrop(
+            c.args(["hub", "serve", "--port", &port])
+                .args(["--amqp-port", &amqp, "--ws-port", &wss])
+                .args(extra)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let mut out = BufReader::new(serve.0.stdout.take().unwrap());
+        let lines = (0..3)
+            .map(|_| {
+                let mut l = String::new();
+                out.read_line(&mut l).unwrap();
+                l.trim_end().to_string()
+            })
+            .collect();
+        let _ = serve.0.kill();
+        lines
+    };
+    let text = first_lines(&[], false);
+    assert!(text[0].starts_with("listening on 127.0.0.1:"), "{text:?}");
+    assert!(
+        text[1].starts_with("listening for AMQP on 127.0.0.1:"),
+        "{text:?}"
+    );
+    assert!(
+        text[2].starts_with("listening for MQTT and AMQP over WebSockets on 127.0.0.1:"),
+        "{text:?}"
+    );
+    for (extra, json_flag) in [(&["--log", "json"][..], false), (&[][..], true)] {
+        let lines = first_lines(extra, json_flag);
+        let v: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(v[0]["event"], "listening", "{lines:?}");
+        assert_eq!(v[1]["event"], "listening-for", "{lines:?}");
+        assert_eq!(v[1]["transport"], "AMQP", "{lines:?}");
+        assert_eq!(v[2]["transport"], "MQTT and AMQP over WebSockets");
+        for e in &v {
+            assert!(e["addr"].as_str().unwrap().starts_with("127.0.0.1:"), "{e}");
+        }
+    }
+}
