@@ -55,6 +55,7 @@ def main():
     for i in range(3):
         m = Message(json.dumps({"deviceId": device_id, "messageId": i, "temperature": 27 + i * 3}))
         m.message_id = f"msg-{i}"
+        m.correlation_id = f"corr-{i}"
         m.content_type = "application/json"
         m.content_encoding = "utf-8"
         m.custom_properties["temperatureAlert"] = "true" if 27 + i * 3 > 30 else "false"

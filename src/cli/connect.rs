@@ -58,7 +58,11 @@ pub struct ConnectArgs {
     #[arg(long, requires = "dps", value_name = "SCOPE")]
     pub id_scope: Option<String>,
     /// With --dps: register with a CSR for a fresh key (api-version 2025-07-01-preview) and test
-    /// the hub with the certificate DPS issues.
+    /// the hub with the certificate DPS issues. DPS registers the device by that certificate's
+    /// thumbprint (no `hub ca add` needed) and stores it as the workspace entity, so the
+    /// certificate the device onboarded with, and its key, move to the entity's history
+    /// (entities/DEVICE/history/SERIAL/); the output names both places. The issued chain and
+    /// key are written to WS/hub/dps-issued/.
     #[arg(long, requires = "dps")]
     pub csr: bool,
 }

@@ -793,28 +793,28 @@ fn monitor(global: &Global, store: &HubStore, a: MonitorArgs) -> CliResult {
 
 /// Print one telemetry event the way `az iot hub monitor-events --properties all` does.
 fn print_telemetry(v: &serde_json::Value, json: bool) {
-    let props = v["properties"].as_array().cloned().unwrap_or_default();
-    let mut system = serde_json::Map::new();
-    let mut app = serde_json::Map::new();
-    for p in props {
-        let (k, val) = (p[0].as_str().unwrap_or("").to_string(), p[1].clone());
-        let sys_name = match k.as_str() {
-            "$.mid" => Some("message_id"),
-            "$.cid" => Some("correlation_id"),
-            "$.ct" => Some("content_type"),
-            "$.ce" => Some("content_encoding"),
-            "$.uid" => Some("user_id"),
-            _ => None,
-        };
-        match sys_name {
-            Some(s) => {
-                system.insert(s.into(), val);
-            }
-            None => {
-                app.insert(k, val);
-            }
-        }
-    }
+    // The same split for every transport: `Properties::system` names what IoT Hub treats as
+    // system properties (an AMQP `to` or `absolute-expiry-time` included).
+    let bag = crate::azure::Properties(
+        v["properties"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| {
+                        let text = |x: &serde_json::Value| x.as_str().unwrap_or("").to_string();
+                        (text(&p[0]), text(&p[1]))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    );
+    let text = |pairs: &mut dyn Iterator<Item = (&str, &str)>| {
+        pairs
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(v)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    let system = text(&mut bag.system());
+    let app = text(&mut bag.application());
     let payload = v["payload"]
         .as_str()
         .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
@@ -864,23 +864,38 @@ fn trust(global: &Global, store: &HubStore, a: TrustArgs) -> CliResult {
         None
     };
     let installed = system.is_installed(store)?;
+    // Node.js trusts its own compiled-in roots, not the system store (Python's ssl, OpenSSL,
+    // curl do read it): without one of these a Node sample fails with
+    // UNABLE_TO_VERIFY_LEAF_SIGNATURE even after --install.
+    let node_env = format!("NODE_EXTRA_CA_CERTS={}", path.display());
+    // --use-openssl-ca reads OpenSSL's default store, which is the system's only in a
+    // distribution's build of Node; SSL_CERT_FILE names the bundle for any build.
+    let node_openssl = format!(
+        "SSL_CERT_FILE={} node --use-openssl-ca",
+        system.bundle().display()
+    );
+    let node_hint = format!(
+        "Node.js does not read the system trust store: run Node samples with `{node_env}` (or with `{node_openssl}`)"
+    );
     if global.json {
         print_json(&serde_json::json!({
             "trust": path,
             "system": { "installed": installed, "file": system.file_for(store)?, "bundle": system.bundle(),
                         "changed": change.as_ref().map(|c| c.changed) },
+            "node": { "reads_system_store": false, "env": node_env,
+                      "or": node_openssl, "hint": node_hint },
         }));
         return Ok(());
     }
     match (change, a.install) {
         (None, _) => say!("{}", path.display()),
         (Some(c), true) if c.changed => say!(
-            "added the hub's CA to the system trust store: {}\nclients that use the system's CAs now trust the hub ({} rebuilt); undo with `chainsmith hub trust --uninstall`",
+            "added the hub's CA to the system trust store: {}\nclients that use the system's CAs now trust the hub ({} rebuilt); undo with `chainsmith hub trust --uninstall`\n{node_hint}",
             c.file.display(),
             c.bundle.display()
         ),
         (Some(c), true) => say!(
-            "the hub's CA is already in the system trust store ({}); bundle refreshed",
+            "the hub's CA is already in the system trust store ({}); bundle refreshed\n{node_hint}",
             c.file.display()
         ),
         (Some(c), false) if c.changed => say!(

@@ -1,5 +1,5 @@
 // A device on the official Azure IoT Node SDK, driven by tests/suite/transport_sdk.rs.
-// argv: transport (Amqp|AmqpWs|MqttWs) device_id cert_file key_file trust_pem_file
+// argv: transport (Amqp|AmqpWs|Mqtt|MqttWs) device_id cert_file key_file trust_pem_file
 // Prints one JSON line per step; the Rust side sends a C2D message and invokes a method
 // after "ready", and this script exits 0 once both arrived. On a connection error it prints
 // {"step":"error","name":...} and exits 2 (the refusal tests read it).
@@ -7,11 +7,11 @@
 const fs = require('fs');
 const { Client, Message } = require('azure-iot-device');
 const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
-const { MqttWs } = require('azure-iot-device-mqtt');
+const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
 
 const say = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 const [transportName, deviceId, cert, key, trust] = process.argv.slice(2);
-const Transport = { Amqp, AmqpWs, MqttWs }[transportName];
+const Transport = { Amqp, AmqpWs, Mqtt, MqttWs }[transportName];
 const client = Client.fromConnectionString(
   `HostName=127.0.0.1;DeviceId=${deviceId};x509=true`, Transport);
 client.setOptions({
@@ -56,6 +56,7 @@ async function main() {
       const t = 27 + i * 3;
       const m = new Message(JSON.stringify({ deviceId, messageId: i, temperature: t }));
       m.messageId = `msg-${i}`;
+      m.correlationId = `corr-${i}`;
       m.contentType = 'application/json';
       m.contentEncoding = 'utf-8';
       m.properties.add('temperatureAlert', t > 30 ? 'true' : 'false');

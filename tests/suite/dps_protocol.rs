@@ -895,6 +895,7 @@ fn connect_with_dps_and_csr() {
     ] {
         assert!(out.contains(step), "no {step:?} in:\n{out}");
     }
+    let onboarding_pem = std::fs::read_to_string(ws.ws().join("entities/dev-9/cert.pem")).unwrap();
     let out = ws.ok(&[
         "connect",
         "dev-9",
@@ -909,6 +910,55 @@ fn connect_with_dps_and_csr() {
     assert!(out.contains("reprovisionedToInitialAssignment"), "{out}");
     assert!(out.contains("issued chain"), "{out}");
     assert!(out.contains("summary: 1 sent, 1 acknowledged"), "{out}");
+    // The issued certificate is now the entity; the onboarding one moved to its history, and
+    // the output says where (issue 22 item 9), with the command that onboards with it again.
+    let moved = out
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("the onboarding certificate moved to \"dev-9\"'s history: ")
+        })
+        .unwrap_or_else(|| panic!("no onboarding line in:\n{out}"));
+    let (cert, rest) = moved.split_once(" (key ").unwrap();
+    let (key, again) = rest.split_once("); to onboard with it again: ").unwrap();
+    assert_eq!(std::fs::read_to_string(cert).unwrap(), onboarding_pem);
+    assert!(std::path::Path::new(key).is_file(), "{key}");
+    assert_ne!(
+        std::fs::read_to_string(ws.ws().join("entities/dev-9/cert.pem")).unwrap(),
+        onboarding_pem
+    );
+    assert_eq!(
+        again,
+        format!("chainsmith connect dev-9 --dps --csr --cert {cert} --key {key}")
+    );
+    // That command works, and --json says the same in its dps-issued line.
+    let json = ws
+        .cmd()
+        .args([
+            "--json", "connect", "dev-9", "--dps", "--csr", "--cert", cert, "--key", key,
+        ])
+        .args(["--count", "1", "--interval", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        json.status.success(),
+        "{}",
+        String::from_utf8_lossy(&json.stdout)
+    );
+    let issued: serde_json::Value = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "dps-issued")
+        .expect("a dps-issued line");
+    assert_eq!(issued["entity"], "dev-9");
+    assert_eq!(issued["onboarding"]["cert"], cert, "{issued}");
+    assert_eq!(issued["onboarding"]["key"], key, "{issued}");
+    for f in ["chain", "key"] {
+        assert!(
+            std::path::Path::new(issued[f].as_str().unwrap()).is_file(),
+            "{issued}"
+        );
+    }
     // The key DPS never saw is the device's, kept private.
     use std::os::unix::fs::PermissionsExt;
     let key = ws.ws().join("hub/dps-issued/dev-9_key.pem");

@@ -380,3 +380,122 @@ async fn node_group_registration_then_device_client() {
     assert_eq!(telemetry_from(&mut events, "node-dev-1"), 1);
     hub.shutdown().await;
 }
+
+/// IoT Central's X.509 guide the Node way, unmodified (`tests/node/central_sample_device.js`):
+/// the provisioning SDK over MQTT dials `global.azure-devices-provisioning.net` (resolved to the
+/// hub by a hosts file of the test's own), passes no server certificate, and trusts the hub
+/// only through what `hub trust --install` prints for Node: `NODE_EXTRA_CA_CERTS`, or
+/// `SSL_CERT_FILE=<bundle> node --use-openssl-ca`; without either it cannot connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_central_sample_trusts_the_hub_through_node_extra_ca_certs() {
+    if !isolated::in_own_netns(
+        "dps_sdk::node_central_sample_trusts_the_hub_through_node_extra_ca_certs",
+    ) {
+        return;
+    }
+    if !Path::new("/usr/sbin/update-ca-certificates").exists() {
+        isolated::skip(
+            "dps_sdk::node_central_sample_trusts_the_hub_through_node_extra_ca_certs",
+            "needs update-ca-certificates (Debian package ca-certificates) for `hub trust --install`",
+        );
+        return;
+    }
+    let global = chainsmith::azure::dps::GLOBAL_ENDPOINT;
+    let fx = Fixture::new();
+    fx.device("sample-device-01", Some("line2"), ValidityArg::default());
+    chainsmith::hub::dps_prove(&fx.store, "root").unwrap();
+    fx.store
+        .dps_add_group(group("MyX509Group", "root"))
+        .unwrap();
+    // What the CLI prints for Node, read from `hub trust --install --json` (into a file tree
+    // of the test's own: the system's store is not the test's to change).
+    let image = fx.dir.path().join("image");
+    let out = Command::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .arg("--workspace")
+        .arg(fx.root())
+        .args(["--json", "hub", "trust", "--install", "--system-root"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let trust: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let env = trust["node"]["env"].as_str().unwrap().to_string();
+    let (env_name, ca_path) = env.split_once('=').unwrap();
+    assert_eq!(env_name, "NODE_EXTRA_CA_CERTS");
+    assert_eq!(ca_path, trust["trust"].as_str().unwrap());
+    assert_eq!(trust["node"]["reads_system_store"], false);
+    let bundle = trust["system"]["bundle"].as_str().unwrap().to_string();
+    assert_eq!(
+        trust["node"]["or"],
+        format!("SSL_CERT_FILE={bundle} node --use-openssl-ca")
+    );
+
+    let hub = Hub::start(
+        fx.root(),
+        HubConfig {
+            port: 8883,
+            // The server certificate names the global endpoint, which is also the hub DPS assigns.
+            hostname: Some(global.to_string()),
+            clock: fx.ws.clock(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("127.0.0.1:8883 is free in this network namespace");
+    let mut events = hub.events();
+    let scope = fx.store.dps_id_scope().unwrap();
+    let chain = fx.chain_file(&["sample-device-01", "line2"]);
+    let key = fx.key_file("sample-device-01");
+    let hosts = fx.dir.path().join("hosts");
+    let run = |trust: Vec<(&'static str, String)>, openssl_ca: bool| {
+        let mut cmd = isolated::with_hosts(&hosts, &[global], "timeout");
+        cmd.args(["60", "node"]);
+        if openssl_ca {
+            cmd.arg("--use-openssl-ca");
+        }
+        cmd.arg("central_sample_device.js")
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node"))
+            .env_remove("NODE_EXTRA_CA_CERTS")
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("IOTHUB_DEVICE_DPS_ENDPOINT")
+            .env("IOTHUB_DEVICE_DPS_ID_SCOPE", &scope)
+            .env("IOTHUB_DEVICE_DPS_DEVICE_ID", "sample-device-01")
+            .env("IOTHUB_DEVICE_X509_CERT", &chain)
+            .env("IOTHUB_DEVICE_X509_KEY", &key)
+            .envs(trust);
+        tokio::task::spawn_blocking(move || cmd.output().expect("node"))
+    };
+    let lines = |out: &std::process::Output| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+
+    // Without the hub's CA Node refuses the hub's certificate at the provisioning step.
+    let out = run(vec![], false).await.unwrap();
+    let l = lines(&out);
+    assert!(!out.status.success(), "{l:?}");
+    assert_eq!(l[0]["where"], "provisioning", "{l:?}");
+
+    for (trust, openssl_ca) in [
+        (vec![("NODE_EXTRA_CA_CERTS", ca_path.to_string())], false),
+        (vec![("SSL_CERT_FILE", bundle.clone())], true),
+    ] {
+        let out = run(trust, openssl_ca).await.unwrap();
+        let l = lines(&out);
+        assert!(
+            out.status.success(),
+            "node exited {:?}: {l:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(l[0]["step"], "registered", "{l:?}");
+        assert_eq!(l[0]["host"], global);
+        assert_eq!(l[0]["assignedHub"], global);
+        assert_eq!(l[0]["deviceId"], "sample-device-01");
+        assert_eq!(l.last().unwrap()["step"], "sent", "{l:?}");
+        assert_eq!(telemetry_from(&mut events, "sample-device-01"), 1);
+    }
+    hub.shutdown().await;
+}

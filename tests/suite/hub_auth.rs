@@ -179,7 +179,9 @@ async fn each_refusal_reason_is_named() {
     fx.store.set_enabled("sensor-7", true).unwrap();
     expect_accepted(&fx, &hub, &mut ev, good()).await;
 
-    // Expired certificate.
+    // Expired certificate: the TLS handshake completes (mosquitto_pub gets as far as its
+    // CONNECT) and the refusal is CONNACK 5, as IoT Hub refuses it (README, negative fixtures;
+    // the source is cited in hub/auth.rs).
     let chain_old = fx.chain_file(&["old-1", "line2"]);
     let key_old = fx.key_file("old-1");
     expect_refused(

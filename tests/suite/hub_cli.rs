@@ -460,7 +460,7 @@ fn serve_with_mosquitto_clients_c2d_monitor_method_echo() {
     let pub_out = mosq("mosquitto_pub")
         .args([
             "-t",
-            "devices/m-dev/messages/events/temperatureAlert=true&%24.ct=application%2Fjson",
+            "devices/m-dev/messages/events/temperatureAlert=true&%24.ct=application%2Fjson&%24.to=%2Fdevices%2Fm-dev%2Fmessages%2Fevents&%24.exp=2030-01-01T00%3A00%3A00Z",
             "-m",
             r#"{"t":31}"#,
             "-q",
@@ -487,9 +487,19 @@ fn serve_with_mosquitto_clients_c2d_monitor_method_echo() {
         m["event"]["properties"]["application"]["temperatureAlert"],
         "true"
     );
+    // Every `$.` property is a system property (issue 22 item 6: `$.to` was listed among the
+    // application properties).
     assert_eq!(
-        m["event"]["properties"]["system"]["content_type"],
-        "application/json"
+        m["event"]["properties"]["system"],
+        serde_json::json!({
+            "content_type": "application/json",
+            "to": "/devices/m-dev/messages/events",
+            "absolute_expiry_time": "2030-01-01T00:00:00Z",
+        })
+    );
+    assert_eq!(
+        m["event"]["properties"]["application"],
+        serde_json::json!({ "temperatureAlert": "true" })
     );
     drop(monitor);
 
@@ -884,4 +894,61 @@ fn hub_serve_goes_on_serving_when_its_log_reader_goes_away() {
         .read_to_string(&mut err)
         .unwrap();
     assert!(err.contains("goes on serving without its log"), "{err}");
+}
+
+/// README: "every listener is logged": `hub serve` writes one line per listener (MQTT and DPS,
+/// AMQP, WebSockets) before anything else, in text and in JSON (`--log json` and `--json`).
+#[test]
+fn hub_serve_logs_one_line_per_listener_in_text_and_json() {
+    let (_dir, ws) = setup();
+    let first_lines = |extra: &[&str], json_flag: bool| -> Vec<String> {
+        let [port, amqp, wss] = [free_port(), free_port(), free_port()].map(|p| p.to_string());
+        let mut c = cs(&ws);
+        if json_flag {
+            c.arg("--json");
+        }
+        let mut serve = KillOnDrop(
+            c.args(["hub", "serve", "--port", &port])
+                .args(["--amqp-port", &amqp, "--ws-port", &wss])
+                .args(extra)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let mut out = BufReader::new(serve.0.stdout.take().unwrap());
+        let lines = (0..3)
+            .map(|_| {
+                let mut l = String::new();
+                out.read_line(&mut l).unwrap();
+                l.trim_end().to_string()
+            })
+            .collect();
+        let _ = serve.0.kill();
+        lines
+    };
+    let text = first_lines(&[], false);
+    assert!(text[0].starts_with("listening on 127.0.0.1:"), "{text:?}");
+    assert!(
+        text[1].starts_with("listening for AMQP on 127.0.0.1:"),
+        "{text:?}"
+    );
+    assert!(
+        text[2].starts_with("listening for MQTT and AMQP over WebSockets on 127.0.0.1:"),
+        "{text:?}"
+    );
+    for (extra, json_flag) in [(&["--log", "json"][..], false), (&[][..], true)] {
+        let lines = first_lines(extra, json_flag);
+        let v: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(v[0]["event"], "listening", "{lines:?}");
+        assert_eq!(v[1]["event"], "listening-for", "{lines:?}");
+        assert_eq!(v[1]["transport"], "AMQP", "{lines:?}");
+        assert_eq!(v[2]["transport"], "MQTT and AMQP over WebSockets");
+        for e in &v {
+            assert!(e["addr"].as_str().unwrap().starts_with("127.0.0.1:"), "{e}");
+        }
+    }
 }

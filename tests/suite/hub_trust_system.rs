@@ -55,6 +55,9 @@ fn install_adds_the_hub_ca_to_the_bundle_and_uninstall_takes_it_out() {
     assert_eq!(v["system"]["installed"], true, "{v}");
     assert_eq!(v["system"]["changed"], true, "{v}");
     let ca = v["trust"].as_str().unwrap().to_string();
+    // Node reads no system store: the output says how to make it trust the hub.
+    assert_eq!(v["node"]["reads_system_store"], false, "{v}");
+    assert_eq!(v["node"]["env"], format!("NODE_EXTRA_CA_CERTS={ca}"), "{v}");
     let bundle = root.join("etc/ssl/certs/ca-certificates.crt");
     let file = v["system"]["file"].as_str().unwrap().to_string();
     assert!(file.starts_with(&format!(
@@ -74,6 +77,12 @@ fn install_adds_the_hub_ca_to_the_bundle_and_uninstall_takes_it_out() {
     let again = w.ok(&["hub", "trust", "--install", "--system-root", root_s]);
     assert!(
         again.contains("already in the system trust store"),
+        "{again}"
+    );
+    assert!(
+        again.contains("Node.js does not read the system trust store")
+            && again.contains(&format!("`NODE_EXTRA_CA_CERTS={ca}`"))
+            && again.contains("node --use-openssl-ca"),
         "{again}"
     );
 

@@ -233,17 +233,28 @@ fn import_reads_every_encrypted_key_format_openssl_writes() {
             err.contains("encrypted") && err.contains("--password"),
             "{key}: {err}"
         );
-        let err = w.fails(&[
-            "--json",
-            "import",
-            &cert,
-            key,
-            "--name",
-            &name,
-            "--password",
-            "wrong",
-        ]);
-        assert!(err.is_empty() || err.contains("wrong"), "{key}: {err}");
+        // A wrong password is the key's own error, not a PKCS#12 one (issue 22 item 9).
+        let err = w.fails(&["import", &cert, key, "--name", &name, "--password", "wrong"]);
+        assert!(
+            err.contains(&format!(
+                "the password for the encrypted key in {key} is wrong (the key does not decrypt with it)"
+            )) && !err.contains("PKCS#12"),
+            "{key}: {err}"
+        );
+        let out = w
+            .cmd()
+            .args(["--json", "import", &cert, key, "--name", &name])
+            .args(["--password", "wrong"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["error"]["kind"], "wrong-password", "{key}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("does not decrypt") && !msg.contains("PKCS#12"),
+            "{key}: {v}"
+        );
         let out = w.ok_all(&[
             "import",
             &cert,

@@ -155,6 +155,7 @@ async fn scenario(
     assert_eq!(p.content_encoding(), Some("utf-8"));
     assert_eq!(p.get("temperatureAlert"), Some("true"));
     assert_eq!(p.get("slash/and space"), Some("a&b=c"));
+    assert_system_and_application_split(p, amqp);
     assert!(reported);
     assert_eq!(fx.store.load_twin(id).unwrap().reported["nested"]["x"], 1);
     if amqp {
@@ -174,6 +175,34 @@ async fn scenario(
         );
     }
     hub.shutdown().await;
+}
+
+/// The shape `hub monitor` shows (it splits with the same `Properties::system` and
+/// `application`): the SDK's message id, correlation id, content type and encoding are system
+/// properties whatever the transport, and only the two custom properties are application
+/// properties. Over AMQP the Node SDK also stamps `to` (its telemetry address), a system
+/// property too.
+fn assert_system_and_application_split(p: &chainsmith::azure::Properties, amqp: bool) {
+    let system: std::collections::BTreeMap<_, _> = p.system().collect();
+    let mut expected: std::collections::BTreeMap<&str, &str> = [
+        ("message_id", "msg-2"),
+        ("correlation_id", "corr-2"),
+        ("content_type", "application/json"),
+        ("content_encoding", "utf-8"),
+    ]
+    .into_iter()
+    .collect();
+    if amqp {
+        expected.insert("to", "/devices/node-dev-1/messages/events");
+    }
+    assert_eq!(system, expected, "system properties of {p:?}");
+    let mut app: Vec<_> = p.application().collect();
+    app.sort();
+    assert_eq!(
+        app,
+        [("slash/and space", "a&b=c"), ("temperatureAlert", "true")],
+        "application properties of {p:?}"
+    );
 }
 
 fn node(transport: &str, fx: &Fixture, id: &str, chain: &std::path::Path) -> std::process::Child {
@@ -212,6 +241,12 @@ async fn node_sdk_amqp_full_round() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_sdk_amqp_ws_full_round() {
     node_round("transport_sdk::node_sdk_amqp_ws_full_round", "AmqpWs").await;
+}
+
+/// The same scenario over plain MQTT (8883): the differential for the property split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_sdk_mqtt_full_round() {
+    node_round("transport_sdk::node_sdk_mqtt_full_round", "Mqtt").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -271,45 +271,72 @@ fn correlation(m: &Message<Body<Value>>) -> Option<String> {
     m.properties.as_ref()?.correlation_id.as_ref().map(id_text)
 }
 
-/// A telemetry message's property bag as MQTT carries it: the system properties IoT Hub maps
-/// from the AMQP properties (`$.mid`, `$.cid`, `$.uid`, `$.to`, `$.ct`, `$.ce`), the message
-/// annotations (IoT Hub keeps them, e.g. `iothub-creation-time-utc`, `iothub-interface-id`)
-/// and the application properties.
-pub(crate) fn telemetry_properties(m: &Message<Body<Value>>) -> Properties {
+/// A telemetry message's property bag as MQTT carries it, so a message reads the same
+/// whichever transport sent it: every field of the AMQP properties section becomes the system
+/// property IoT Hub maps it to (`$.mid`, `$.cid`, `$.uid`, `$.to`, `$.ct`, `$.ce`, `$.exp`;
+/// the fields MQTT has no name for get the [`azure::sys`] names of their own), the
+/// annotations with an MQTT name (`iothub-creation-time-utc` → `$.ctime`,
+/// `iothub-interface-id` → `$.ifid`) take it and the other annotations keep theirs (IoT Hub
+/// stamps `iothub-*` as system properties); only the application properties section is
+/// application properties.
+pub fn telemetry_properties(m: &Message<Body<Value>>) -> Properties {
+    use azure::sys;
     let mut p = Properties::new();
+    let mut put = |k: &str, v: String| p.0.push((k.to_string(), v));
     if let Some(props) = &m.properties {
-        if let Some(id) = &props.message_id {
-            p.0.push((azure::sys::MESSAGE_ID.into(), id_text(id)));
-        }
-        if let Some(id) = &props.correlation_id {
-            p.0.push((azure::sys::CORRELATION_ID.into(), id_text(id)));
-        }
-        if let Some(u) = &props.user_id {
-            p.0.push((
-                azure::sys::USER_ID.into(),
-                String::from_utf8_lossy(u).into_owned(),
-            ));
-        }
-        if let Some(to) = &props.to {
-            p.0.push((azure::sys::TO.into(), to.clone()));
-        }
-        if let Some(ct) = &props.content_type {
-            p.0.push((azure::sys::CONTENT_TYPE.into(), ct.as_str().to_string()));
-        }
-        if let Some(ce) = &props.content_encoding {
-            p.0.push((azure::sys::CONTENT_ENCODING.into(), ce.as_str().to_string()));
+        let text = |s: &Option<String>| s.clone();
+        let symbol = |s: &Option<Symbol>| s.as_ref().map(|s| s.as_str().to_string());
+        let time = |t: &Option<fe2o3_amqp::types::primitives::Timestamp>| {
+            t.as_ref().map(|t| t.milliseconds().to_string())
+        };
+        let fields = [
+            (sys::MESSAGE_ID, props.message_id.as_ref().map(id_text)),
+            (
+                sys::USER_ID,
+                props
+                    .user_id
+                    .as_ref()
+                    .map(|u| String::from_utf8_lossy(u).into_owned()),
+            ),
+            (sys::TO, text(&props.to)),
+            (sys::AMQP_SUBJECT, text(&props.subject)),
+            (sys::AMQP_REPLY_TO, text(&props.reply_to)),
+            (
+                sys::CORRELATION_ID,
+                props.correlation_id.as_ref().map(id_text),
+            ),
+            (sys::CONTENT_TYPE, symbol(&props.content_type)),
+            (sys::CONTENT_ENCODING, symbol(&props.content_encoding)),
+            (sys::EXPIRY_TIME, time(&props.absolute_expiry_time)),
+            (sys::AMQP_CREATION_TIME, time(&props.creation_time)),
+            (sys::AMQP_GROUP_ID, text(&props.group_id)),
+            (
+                sys::AMQP_GROUP_SEQUENCE,
+                props.group_sequence.map(|n| n.to_string()),
+            ),
+            (sys::AMQP_REPLY_TO_GROUP_ID, text(&props.reply_to_group_id)),
+        ];
+        for (k, v) in fields {
+            if let Some(v) = v {
+                put(k, v);
+            }
         }
     }
     if let Some(a) = &m.message_annotations {
         for (k, v) in a.0.iter() {
             if let OwnedKey::Symbol(k) = k {
-                p.0.push((k.as_str().to_string(), value_text(v)));
+                let key = match k.as_str() {
+                    "iothub-creation-time-utc" => sys::CREATION_TIME_UTC,
+                    "iothub-interface-id" => sys::INTERFACE_ID,
+                    other => other,
+                };
+                put(key, value_text(v));
             }
         }
     }
     if let Some(a) = &m.application_properties {
         for (k, v) in a.0.iter() {
-            p.0.push((k.clone(), simple_text(v)));
+            put(k, simple_text(v));
         }
     }
     p
@@ -536,25 +563,61 @@ mod tests {
     }
 
     #[test]
-    fn telemetry_keeps_system_properties_annotations_and_application_properties() {
+    fn telemetry_amqp_properties_and_iothub_annotations_are_system_properties_only_the_application_section_is_application()
+     {
         let p = P {
             message_id: Some(MessageId::String("m1".into())),
+            correlation_id: Some(MessageId::Ulong(7)),
+            to: Some("/devices/d/messages/events".into()),
+            user_id: Some(Binary::from(b"u".to_vec())),
+            subject: Some("s".into()),
             content_type: Some(Symbol::from("application/json")),
             content_encoding: Some(Symbol::from("utf-8")),
+            absolute_expiry_time: Some(fe2o3_amqp::types::primitives::Timestamp::from(5)),
+            creation_time: Some(fe2o3_amqp::types::primitives::Timestamp::from(4)),
+            group_sequence: Some(3),
             ..P::default()
         };
         let m = msg(
             p,
-            vec![("iothub-creation-time-utc", Value::String("t".into()))],
+            vec![
+                ("iothub-creation-time-utc", Value::String("t".into())),
+                ("iothub-interface-id", Value::String("dtmi:x;1".into())),
+                ("iothub-other", Value::String("o".into())),
+            ],
             vec![("temperatureAlert", SimpleValue::String("true".into()))],
             b"{}",
         );
         let props = telemetry_properties(&m);
         assert_eq!(props.get("$.mid"), Some("m1"));
+        assert_eq!(props.get("$.cid"), Some("7"));
         assert_eq!(props.get("$.ct"), Some("application/json"));
         assert_eq!(props.get("$.ce"), Some("utf-8"));
-        assert_eq!(props.get("iothub-creation-time-utc"), Some("t"));
+        assert_eq!(props.get("$.ctime"), Some("t"));
+        assert_eq!(props.get("$.ifid"), Some("dtmi:x;1"));
         assert_eq!(props.get("temperatureAlert"), Some("true"));
+        // Only the application properties section is application properties.
+        assert_eq!(
+            props.application().collect::<Vec<_>>(),
+            [("temperatureAlert", "true")]
+        );
+        let system: std::collections::BTreeMap<_, _> = props.system().collect();
+        let expected = [
+            ("message_id", "m1"),
+            ("correlation_id", "7"),
+            ("to", "/devices/d/messages/events"),
+            ("user_id", "u"),
+            ("subject", "s"),
+            ("content_type", "application/json"),
+            ("content_encoding", "utf-8"),
+            ("absolute_expiry_time", "5"),
+            ("creation_time", "4"),
+            ("group_sequence", "3"),
+            ("iothub-creation-time-utc", "t"),
+            ("iothub-interface-id", "dtmi:x;1"),
+            ("iothub-other", "o"),
+        ];
+        assert_eq!(system, expected.into_iter().collect());
         assert_eq!(body_bytes(&m.body), b"{}");
         let v: Body<Value> = Body::Value(AmqpValue(Value::String("x".into())));
         assert_eq!(body_bytes(&v), b"x");

@@ -83,6 +83,61 @@ pub mod sys {
     pub const CONTENT_TYPE: &str = "$.ct";
     /// Content encoding of the body, e.g. `utf-8` (IoT Hub routing reads it).
     pub const CONTENT_ENCODING: &str = "$.ce";
+    /// When the message expires (AMQP `absolute-expiry-time`; the SDKs' `expiryTimeUtc`).
+    pub const EXPIRY_TIME: &str = "$.exp";
+    /// When the device made the message (the annotation `iothub-creation-time-utc` over AMQP).
+    pub const CREATION_TIME_UTC: &str = "$.ctime";
+    /// The Plug and Play interface (the annotation `iothub-interface-id` over AMQP).
+    pub const INTERFACE_ID: &str = "$.ifid";
+    /// The AMQP `creation-time` property (no MQTT name; kept so it is not an application property).
+    pub const AMQP_CREATION_TIME: &str = "$.creation_time";
+    /// The AMQP `subject` property (no MQTT name).
+    pub const AMQP_SUBJECT: &str = "$.subject";
+    /// The AMQP `reply-to` property (no MQTT name).
+    pub const AMQP_REPLY_TO: &str = "$.reply_to";
+    /// The AMQP `group-id` property (no MQTT name).
+    pub const AMQP_GROUP_ID: &str = "$.group_id";
+    /// The AMQP `group-sequence` property (no MQTT name).
+    pub const AMQP_GROUP_SEQUENCE: &str = "$.group_sequence";
+    /// The AMQP `reply-to-group-id` property (no MQTT name).
+    pub const AMQP_REPLY_TO_GROUP_ID: &str = "$.reply_to_group_id";
+    /// Prefix of IoT Hub's own names (`iothub-creation-time-utc`, `iothub-interface-id`, …):
+    /// message annotations over AMQP, system properties in what the hub delivers.
+    pub const IOTHUB_PREFIX: &str = "iothub-";
+
+    /// Each property-bag key with the name a service reader sees the system property under
+    /// (`az iot hub monitor-events --properties all` shows the AMQP properties section by its
+    /// field names, and IoT Hub's `iothub-*` names as they are). MQTT devices use the `$.`
+    /// names (Node SDK `azure-iot-device-mqtt`, Python SDK `mqtt_topic_iothub.py`, .NET
+    /// `MqttIotHubAdapter`); AMQP devices the properties section and `iothub-*` annotations
+    /// ([`crate::amqp::telemetry_properties`] maps them to the same keys).
+    pub const NAMES: &[(&str, &str)] = &[
+        (MESSAGE_ID, "message_id"),
+        (CORRELATION_ID, "correlation_id"),
+        (USER_ID, "user_id"),
+        (TO, "to"),
+        (CONTENT_TYPE, "content_type"),
+        (CONTENT_ENCODING, "content_encoding"),
+        (EXPIRY_TIME, "absolute_expiry_time"),
+        (CREATION_TIME_UTC, "iothub-creation-time-utc"),
+        (INTERFACE_ID, "iothub-interface-id"),
+        (AMQP_CREATION_TIME, "creation_time"),
+        (AMQP_SUBJECT, "subject"),
+        (AMQP_REPLY_TO, "reply_to"),
+        (AMQP_GROUP_ID, "group_id"),
+        (AMQP_GROUP_SEQUENCE, "group_sequence"),
+        (AMQP_REPLY_TO_GROUP_ID, "reply_to_group_id"),
+    ];
+
+    /// The system-property name of a bag key, or None for an application property. A `$.`
+    /// key outside [`NAMES`] is still a system property (IoT Hub reserves the prefix), shown
+    /// by its key.
+    pub fn name(key: &str) -> Option<&str> {
+        if let Some((_, n)) = NAMES.iter().find(|(k, _)| *k == key) {
+            return Some(n);
+        }
+        (key.starts_with("$.") || key.starts_with(IOTHUB_PREFIX)).then_some(key)
+    }
 }
 
 /// A string of IoT Hub's MQTT protocol (username, topic, property bag) that does not parse.
@@ -202,12 +257,19 @@ impl Properties {
     pub fn content_encoding(&self) -> Option<&str> {
         self.get(sys::CONTENT_ENCODING)
     }
-    /// Application properties: everything that is not a `$.` system property.
+    /// Application properties: everything that is not a system property ([`sys::name`]).
     pub fn application(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0
             .iter()
-            .filter(|(k, _)| !k.starts_with("$."))
+            .filter(|(k, _)| sys::name(k).is_none())
             .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+    /// System properties by the name a service reader sees them under ([`sys::NAMES`]):
+    /// `message_id`, `to`, `iothub-interface-id`, …
+    pub fn system(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .filter_map(|(k, v)| sys::name(k).map(|n| (n, v.as_str())))
     }
     /// Whether the bag has no property at all.
     pub fn is_empty(&self) -> bool {

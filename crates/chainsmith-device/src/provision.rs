@@ -54,6 +54,11 @@ pub enum Progress<'a> {
         cert: &'a Path,
         /// The fresh key (PEM, mode 0600).
         key: &'a Path,
+        /// Where the certificate the device onboarded with went: the DPS stores the issued
+        /// one as the workspace entity, so the onboarding certificate and key move to the
+        /// entity's history (`entities/REGID/history/SERIAL/cert.pem`, `key.pem`). None when
+        /// the device did not come from the workspace.
+        onboarding: Option<&'a Path>,
     },
 }
 
@@ -166,15 +171,32 @@ pub async fn provision(
         .as_ref()
         .ok_or(ProvisionError::NoIssuedChain)?;
     let (cert, key_path) = write_issued(store, &regid, chain, &key)?;
+    let onboarding = identity
+        .sent
+        .first()
+        .and_then(|leaf| history_holding(ws, &regid, &leaf.der));
     on(Progress::Issued {
         registration_id: &regid,
         cert: &cert,
         key: &key_path,
+        onboarding: onboarding.as_deref(),
     });
     let mut issued =
         Identity::from_files(&cert, &key_path, Some(ws)).map_err(ProvisionError::Identity)?;
     issued.device_id = identity.device_id;
     Ok(issued)
+}
+
+/// The history directory of workspace entity `name` that holds the certificate `der` (where
+/// the onboarding certificate went when DPS stored the issued one in its place).
+fn history_holding(ws: &Workspace, name: &str, der: &[u8]) -> Option<PathBuf> {
+    let entity = ws.load(name).ok()?;
+    let dir = entity.dir.join(crate::store::HISTORY_DIR);
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| crate::store::Entity::read_dir(p.clone()).is_ok_and(|old| old.cert_der == der))
 }
 
 /// The issued chain (base64 DER, leaf first) as PEM and the fresh key, under the hub's

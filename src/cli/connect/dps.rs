@@ -27,7 +27,26 @@ pub async fn provision(
         trust,
     };
     let mut show = |p: Progress<'_>| match p {
-        Progress::Begin { .. } | Progress::Issued { .. } if json => {}
+        Progress::Begin { .. } if json => {}
+        Progress::Issued {
+            registration_id,
+            cert,
+            key,
+            onboarding,
+        } if json => {
+            super::super::print_json_line(&serde_json::json!({
+                "event": "dps-issued",
+                "registration_id": registration_id,
+                "chain": cert,
+                "key": key,
+                "entity": registration_id,
+                "onboarding": onboarding.map(|d| serde_json::json!({
+                    "dir": d,
+                    "cert": d.join(crate::store::CERT_FILE),
+                    "key": d.join(crate::store::KEY_FILE),
+                })),
+            }));
+        }
         Progress::Begin {
             registration_id,
             id_scope,
@@ -57,11 +76,30 @@ pub async fn provision(
             registration_id,
             cert,
             key,
-        } => say!(
-            "  issued chain {} (key {}); the workspace keeps the certificate as \"{registration_id}\"",
-            cert.display(),
-            key.display()
-        ),
+            onboarding,
+        } => {
+            let id = crate::text::escape_controls(registration_id);
+            say!(
+                "  issued chain {} (key {}); the workspace keeps the certificate as \"{id}\"",
+                cert.display(),
+                key.display()
+            );
+            // The onboarding certificate is no longer the entity's: say where it went, and
+            // how to onboard with it again.
+            if let Some(d) = onboarding {
+                let (c, k) = (
+                    d.join(crate::store::CERT_FILE),
+                    d.join(crate::store::KEY_FILE),
+                );
+                say!(
+                    "  the onboarding certificate moved to \"{id}\"'s history: {} (key {}); to onboard with it again: chainsmith connect {id} --dps --csr --cert {} --key {}",
+                    c.display(),
+                    k.display(),
+                    c.display(),
+                    k.display()
+                );
+            }
+        }
     };
     crate::provision::provision(ws, store, identity, spec, &mut show)
         .await

@@ -76,6 +76,30 @@ pub fn in_own_netns(test: &str) -> bool {
     false
 }
 
+/// `program` under `/etc/hosts` replaced by one that resolves each of `names` to 127.0.0.1,
+/// for the process and its children only (a mount namespace of its own, as
+/// `unshare -m sh -c 'mount --bind HOSTS /etc/hosts && exec PROGRAM'`): a sample that dials
+/// Azure's names (`global.azure-devices-provisioning.net`) reaches the local hub unmodified.
+/// Only inside [`in_own_netns`] (there the test is root in its namespace, so it may mount).
+/// `hosts_file` is where the replacement is written; it must outlive the command.
+pub fn with_hosts(hosts_file: &std::path::Path, names: &[&str], program: &str) -> Command {
+    let mut hosts = String::from("127.0.0.1 localhost\n::1 localhost\n");
+    for n in names {
+        hosts.push_str(&format!("127.0.0.1 {n}\n"));
+    }
+    std::fs::write(hosts_file, hosts).expect("writing the hosts file");
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "-m",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+    ])
+    .arg(hosts_file)
+    .arg(program);
+    cmd
+}
+
 /// Run the tests matching any of `filters` in a child whose system clock is `days` ahead
 /// (libfaketime; monotonic time is left alone so timeouts behave), with `env` added. Returns
 /// false, like [`in_own_netns`], after the child passed or after a printed skip; true in the child.

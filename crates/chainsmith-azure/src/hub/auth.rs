@@ -401,6 +401,13 @@ pub fn authenticate(
     if is_ca_certificate(&leaf) {
         return Err(Refusal::CaCertificate { device });
     }
+    // Validity is judged here, after the TLS handshake, not in it: IoT Hub completes the
+    // handshake with an expired device certificate and refuses the device when it connects.
+    // Microsoft's "Authenticate identities with X.509 certificates" (IoT Hub authorizes at the
+    // MQTT CONNECT or the AMQP link attach), and Azure/azure-iot-sdk-node#776 (maintainer,
+    // 2020: with an expired certificate AMQP and HTTP "claim to be connected", and MQTT's
+    // connection ends at CONNECT; the SDK saw only the close there, where the local hub sends
+    // CONNACK 5 first so the device learns it was refused).
     let now_asn1 = ASN1Time::from(now);
     let check_time = |c: &X509Certificate<'_>| -> Result<(), Refusal> {
         let cn = cn_of(c.subject());

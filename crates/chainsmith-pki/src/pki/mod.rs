@@ -112,6 +112,12 @@ pub enum Error {
     /// The PFX password does not open the file (its name in the message).
     #[error("the password for {0} is wrong (the PKCS#12 MAC does not verify); check the password")]
     WrongPassword(String),
+    /// The password does not decrypt an encrypted PEM private key (PKCS#8 `ENCRYPTED PRIVATE
+    /// KEY` or OpenSSL's traditional `Proc-Type: 4,ENCRYPTED`); its name in the message.
+    #[error(
+        "the password for {0} is wrong (the key does not decrypt with it); give the password the key file was encrypted with"
+    )]
+    WrongKeyPassword(String),
     /// rcgen could not make the certificate.
     #[error("certificate generation failed: {0}")]
     Generation(Backend),
@@ -168,7 +174,7 @@ impl Error {
     /// A short machine-friendly name for `--json` errors.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::WrongPassword(_) => "wrong-password",
+            Error::WrongPassword(_) | Error::WrongKeyPassword(_) => "wrong-password",
             Error::CsrSubject { .. } => "csr-subject",
             Error::CsrKey { .. } => "csr-key",
             Error::CsrSignature => "csr-signature",
@@ -184,7 +190,9 @@ impl Error {
             Error::EmptyCn => Some(Remedy::CommonName),
             Error::CsrWithoutCn => Some(Remedy::Name),
             Error::Validity(_) => Some(Remedy::Validity),
-            Error::Password(_) | Error::WrongPassword(_) => Some(Remedy::Password),
+            Error::Password(_) | Error::WrongPassword(_) | Error::WrongKeyPassword(_) => {
+                Some(Remedy::Password)
+            }
             Error::WeakKey => Some(Remedy::WeakKeyFixture),
             _ => None,
         }

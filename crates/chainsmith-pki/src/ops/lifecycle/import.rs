@@ -170,7 +170,9 @@ fn read_key_pem(
             buf[..pw.len()].copy_from_slice(pw);
             Ok(pw.len())
         })
-        .map_err(|_| Error::WrongPassword(format!("the encrypted key in {label}"))),
+        .map_err(|_| {
+            crate::pki::Error::WrongKeyPassword(format!("the encrypted key in {label}")).into()
+        }),
         (false, _) => PKey::private_key_from_pem_callback(block.as_bytes(), |_| {
             Err(openssl::error::ErrorStack::get())
         })
