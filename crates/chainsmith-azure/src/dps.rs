@@ -17,6 +17,28 @@
 //! The SDKs read a response's status from the topic: below 300 is an answer (`202` +
 //! `"status":"assigning"`, then `200` + `"status":"assigned"`), 300–428 a failure whose body is
 //! DPS's error JSON, 429 and up "try again after `retry-after`".
+//!
+//! Over AMQP (5671, and AMQP over WebSockets on 443 at `/$iothub/websocket`; sources: Node
+//! `azure-iot-provisioning-device-amqp/dist/amqp.js`, C `prov_transport_amqp_common.c`, .NET
+//! `ProvisioningTransportHandlerAmqp.cs` and `ProvisioningErrorDetailsAmqp.cs`) the device
+//! attaches a receiver and then a sender link at one address and sends requests whose
+//! application properties say what they are:
+//!
+//! | what              | AMQP                                                                    |
+//! |-------------------|-------------------------------------------------------------------------|
+//! | link address      | `{idScope}/registrations/{registrationId}` (C: `amqps://{host}/` before it) |
+//! | link property     | `com.microsoft:api-version` = `2019-03-31` (and `com.microsoft:client-version`) |
+//! | register          | `iotdps-operation-type` = `iotdps-register`, body = the register JSON   |
+//! | poll              | `iotdps-operation-type` = `iotdps-get-operationstatus`, `iotdps-operation-id` = {id} |
+//! | request id        | the message's `correlation-id`, copied onto the answer                  |
+//! | answer (< 300)    | a message on the receiver link, body = the JSON, `retry-after` = {s}     |
+//! | refusal (≥ 300)   | the request's delivery rejected, error description = DPS's error JSON   |
+//!
+//! The SDKs read an answer's status from its JSON (`assigning`, `assigned`), never from an
+//! application property (the C SDK names `iotdps-status` but does not read it), so none is
+//! sent. A refusal's condition only decides whether the SDK tries again: Node retries
+//! `amqp:internal-error` and `com.microsoft:device-container-throttled`, .NET reads the
+//! status from the JSON's `errorCode` (see [`amqp_refusal_condition`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +73,133 @@ pub const RETRY_AFTER_SECS: u32 = 1;
 const REGISTER_PREFIX: &str = "$dps/registrations/PUT/iotdps-register/?";
 const STATUS_PREFIX: &str = "$dps/registrations/GET/iotdps-get-operationstatus/?";
 const RESPONSE_PREFIX: &str = "$dps/registrations/res/";
+
+/// The application property naming a request's operation ([`OPERATION_REGISTER`] or
+/// [`OPERATION_STATUS`]).
+pub const OPERATION_TYPE_PROPERTY: &str = "iotdps-operation-type";
+/// The application property with the operation id a poll asks about.
+pub const OPERATION_ID_PROPERTY: &str = "iotdps-operation-id";
+/// The application property on an answer with the seconds to wait before polling.
+pub const RETRY_AFTER_PROPERTY: &str = "retry-after";
+/// `iotdps-operation-type` of a register request.
+pub const OPERATION_REGISTER: &str = "iotdps-register";
+/// `iotdps-operation-type` of a poll.
+pub const OPERATION_STATUS: &str = "iotdps-get-operationstatus";
+
+/// `{idScope}/registrations/{registrationId}`: the address of both DPS links.
+pub fn link_address(id_scope: &str, registration_id: &str) -> String {
+    format!("{id_scope}/registrations/{registration_id}")
+}
+
+/// The path of a link address without the C SDK's `amqps://{host}` and a leading `/`.
+fn link_path(address: &str) -> &str {
+    let path = match address.strip_prefix("amqps://") {
+        Some(rest) => rest.find('/').map(|i| &rest[i..]).unwrap_or(""),
+        None => address,
+    };
+    path.strip_prefix('/').unwrap_or(path)
+}
+
+/// Whether a link address is DPS's (`{idScope}/registrations/…`) rather than one of IoT
+/// Hub's device addresses (`/devices/{id}/…`, which wins for a device named `registrations`).
+pub fn is_link_address(address: &str) -> bool {
+    let mut segments = link_path(address).split('/');
+    let first = segments.next();
+    first != Some("devices") && segments.next() == Some("registrations")
+}
+
+/// A DPS link address that is not `{idScope}/registrations/{registrationId}`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LinkAddressError {
+    /// Missing or extra segments, or an empty scope or registration id.
+    #[error(
+        "link address \"{}\" is not DPS's {{idScope}}/registrations/{{registrationId}}; the SDKs attach e.g. 0ne00A1B2C3/registrations/my-device",
+        crate::text::escape_controls(.0)
+    )]
+    Shape(String),
+    /// The registration id's %-escapes are broken.
+    #[error(transparent)]
+    Encoding(#[from] AzureError),
+}
+
+/// Parse a DPS link address: `(id scope, registration id)`.
+pub fn parse_link_address(address: &str) -> Result<(String, String), LinkAddressError> {
+    let bad = || LinkAddressError::Shape(address.to_string());
+    let mut it = link_path(address).split('/');
+    let (Some(scope), Some("registrations"), Some(reg), None) =
+        (it.next(), it.next(), it.next(), it.next())
+    else {
+        return Err(bad());
+    };
+    if scope.is_empty() || reg.is_empty() {
+        return Err(bad());
+    }
+    Ok((scope.to_string(), url_decode(reg, "registration id")?))
+}
+
+/// What a device sends on its DPS sender link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AmqpRequest {
+    /// `iotdps-register`: start a registration (the body is the register JSON).
+    Register,
+    /// `iotdps-get-operationstatus`: poll a registration that was answered 202.
+    Status {
+        /// `iotdps-operation-id`: the `operationId` of the 202 answer being polled.
+        operation_id: String,
+    },
+}
+
+/// A DPS request over AMQP whose application properties DPS would not take.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AmqpRequestError {
+    /// No `iotdps-operation-type` application property.
+    #[error(
+        "the message has no {OPERATION_TYPE_PROPERTY} application property; set it to {OPERATION_REGISTER} or {OPERATION_STATUS}"
+    )]
+    NoOperationType,
+    /// An operation DPS does not serve to X.509 devices.
+    #[error(
+        "{OPERATION_TYPE_PROPERTY} \"{}\" is not an operation the local DPS serves; send {OPERATION_REGISTER} or {OPERATION_STATUS}",
+        crate::text::escape_controls(.0)
+    )]
+    UnknownOperation(String),
+    /// A poll without the operation it asks about.
+    #[error(
+        "{OPERATION_STATUS} without an {OPERATION_ID_PROPERTY} application property; send the operationId of the register answer"
+    )]
+    NoOperationId,
+}
+
+/// Classify a request by its `iotdps-operation-type` and `iotdps-operation-id` properties.
+pub fn parse_amqp_request(
+    operation_type: Option<&str>,
+    operation_id: Option<&str>,
+) -> Result<AmqpRequest, AmqpRequestError> {
+    match operation_type {
+        None => Err(AmqpRequestError::NoOperationType),
+        Some(OPERATION_REGISTER) => Ok(AmqpRequest::Register),
+        Some(OPERATION_STATUS) => match operation_id {
+            Some(id) if !id.is_empty() => Ok(AmqpRequest::Status {
+                operation_id: id.to_string(),
+            }),
+            _ => Err(AmqpRequestError::NoOperationId),
+        },
+        Some(other) => Err(AmqpRequestError::UnknownOperation(other.to_string())),
+    }
+}
+
+/// The AMQP error condition a refused request's delivery is rejected with, by DPS status:
+/// the conditions the Node SDK's `translateError` knows, so it retries exactly what DPS says
+/// to retry (429 and 5xx).
+pub fn amqp_refusal_condition(status: u16) -> &'static str {
+    match status {
+        400 => "com.microsoft:argument-error",
+        401 | 403 => "amqp:unauthorized-access",
+        404 => "amqp:not-found",
+        429 => "com.microsoft:device-container-throttled",
+        _ => "amqp:internal-error",
+    }
+}
 
 /// A parsed DPS MQTT username.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -455,6 +604,62 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             serde_json::json!({"errorCode":401002,"trackingId":"t","message":"m","timestampUtc":"2026-01-01T00:00:00Z"})
+        );
+    }
+
+    #[test]
+    fn amqp_addresses_and_requests_of_the_sdks() {
+        // Node and .NET: bare; C: amqps://{host}/ before it.
+        for a in [
+            "0ne00ABCDEF/registrations/dev1",
+            "/0ne00ABCDEF/registrations/dev1",
+            "amqps://global.azure-devices-provisioning.net/0ne00ABCDEF/registrations/dev1",
+        ] {
+            assert!(is_link_address(a), "{a}");
+            assert_eq!(
+                parse_link_address(a).unwrap(),
+                ("0ne00ABCDEF".to_string(), "dev1".to_string())
+            );
+        }
+        assert_eq!(
+            link_address("0ne00ABCDEF", "dev1"),
+            "0ne00ABCDEF/registrations/dev1"
+        );
+        // IoT Hub's addresses stay IoT Hub's, even for a device named `registrations`.
+        assert!(!is_link_address("/devices/registrations/messages/events"));
+        assert!(!is_link_address("/devices/dev1/twin"));
+        for bad in [
+            "0ne00ABCDEF/registrations/",
+            "/registrations/dev1",
+            "0ne00ABCDEF/registrations/dev1/extra",
+        ] {
+            assert!(parse_link_address(bad).is_err(), "{bad}");
+        }
+        assert!(parse_link_address("s/registrations/a%zz").is_err());
+        assert_eq!(
+            parse_amqp_request(Some("iotdps-register"), None).unwrap(),
+            AmqpRequest::Register
+        );
+        assert_eq!(
+            parse_amqp_request(Some("iotdps-get-operationstatus"), Some("4.ab.cd")).unwrap(),
+            AmqpRequest::Status {
+                operation_id: "4.ab.cd".into()
+            }
+        );
+        assert_eq!(
+            parse_amqp_request(None, None),
+            Err(AmqpRequestError::NoOperationType)
+        );
+        assert_eq!(
+            parse_amqp_request(Some("iotdps-get-operationstatus"), None),
+            Err(AmqpRequestError::NoOperationId)
+        );
+        let e = parse_amqp_request(Some("iotdps-get-registration\n"), None).unwrap_err();
+        assert!(e.to_string().contains("iotdps-get-registration\\n"), "{e}");
+        assert_eq!(amqp_refusal_condition(403), "amqp:unauthorized-access");
+        assert_eq!(
+            amqp_refusal_condition(429),
+            "com.microsoft:device-container-throttled"
         );
     }
 

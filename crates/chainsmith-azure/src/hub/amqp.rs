@@ -5,7 +5,9 @@
 //! the hub's sentence, which the SDKs report as an unauthorized error and do not retry.
 //!
 //! Each admitted connection runs the hub's device session (`DeviceSession`) (the MQTT device protocol)
-//! in one task; links translate to and from it ([`crate::amqp`]).
+//! in one task; links translate to and from it ([`crate::amqp`]). A link at DPS's address
+//! (`{idScope}/registrations/{registrationId}`) makes the connection a DPS session instead,
+//! served by `dps/amqp.rs`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,6 +32,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::budget::BudgetPermit;
 use super::device_session::DeviceSession;
+use super::dps::amqp::{self as dps_amqp, DpsAmqpSession, DpsLink};
 use super::events::HubEvent;
 use super::mqtt_packets::SessionEnd;
 use super::shared::{CONNECT_TIMEOUT, Outbound, Shared, admit, release, take_over};
@@ -263,7 +266,15 @@ struct ConnState {
 enum Admission {
     Pending,
     Device(String, mpsc::Sender<ToSession>),
+    /// The connection registers with DPS (its first link was at DPS's address).
+    Dps(Arc<DpsAmqpSession>),
     Refused(String),
+}
+
+/// What an admitted link is: one of a hub device's, or one of a DPS session's.
+enum Admitted {
+    Device(LinkKind, String, mpsc::Sender<ToSession>),
+    Dps(DpsLink),
 }
 
 /// Requests from the links to the device session.
@@ -328,7 +339,10 @@ async fn serve(
             Next::Session(None) => break "connection closed by the device".to_string(),
             Next::Deadline => {
                 waiting = false;
-                if matches!(*state.admitted.lock().await, Admission::Device(..)) {
+                if matches!(
+                    *state.admitted.lock().await,
+                    Admission::Device(..) | Admission::Dps(_)
+                ) {
                     continue;
                 }
                 let why = "no device link attached within 10 s of connecting; closed".to_string();
@@ -348,8 +362,12 @@ async fn serve(
         }
     };
     let _ = tokio::time::timeout(CLOSE_WAIT, conn.close()).await;
-    if let Admission::Device(_, tx) = &*state.admitted.lock().await {
-        let _ = tx.send(ToSession::Closed(reason)).await;
+    match &*state.admitted.lock().await {
+        Admission::Device(_, tx) => {
+            let _ = tx.send(ToSession::Closed(reason)).await;
+        }
+        Admission::Dps(dps) => dps.closed(reason),
+        Admission::Pending | Admission::Refused(_) => {}
     }
 }
 
@@ -372,8 +390,16 @@ async fn session_links(state: Arc<ConnState>, mut session: ListenerSessionHandle
         // Decide before the Attach is answered: a device that sees its link attached is
         // admitted (and owns its device id) already. A link past the cap is not even decided.
         let slot = LinkSlot::take(&state.links, &state.sh.amqp_links);
+        let address = address.as_deref().unwrap_or("");
         let verdict = match &slot {
-            Some(_) => decide(&state, address.as_deref().unwrap_or(""), device_sends).await,
+            Some(_) if crate::azure::dps::is_link_address(address) => {
+                decide_dps(&state, address, attach.properties.as_ref(), device_sends)
+                    .await
+                    .map(Admitted::Dps)
+            }
+            Some(_) => decide(&state, address, device_sends)
+                .await
+                .map(|(kind, device, tx)| Admitted::Device(kind, device, tx)),
             None => Err((
                 AmqpError::ResourceLimitExceeded,
                 format!(
@@ -385,7 +411,7 @@ async fn session_links(state: Arc<ConnState>, mut session: ListenerSessionHandle
         // answered: the device sends its first twin GET the moment it sees the response link
         // attached, and the answer must find the link (the session reads one channel in order).
         let route = match &verdict {
-            Ok((kind, _, to_session)) if !device_sends => {
+            Ok(Admitted::Device(kind, _, to_session)) if !device_sends => {
                 let (tx, rx) = mpsc::channel::<Out>(64);
                 let routed = to_session.send(ToSession::Route(*kind, tx)).await;
                 routed.is_ok().then_some(rx)
@@ -397,10 +423,16 @@ async fn session_links(state: Arc<ConnState>, mut session: ListenerSessionHandle
             Err(_) => continue,
         };
         match verdict {
-            Ok((kind, device, to_session)) => {
+            Ok(Admitted::Device(kind, device, to_session)) => {
                 let sh = state.sh.clone();
                 tokio::spawn(async move {
                     run_link(link, kind, sh, device, to_session, route).await;
+                    drop(slot);
+                });
+            }
+            Ok(Admitted::Dps(dps)) => {
+                tokio::spawn(async move {
+                    dps_amqp::run_link(dps, link).await;
                     drop(slot);
                 });
             }
@@ -468,6 +500,15 @@ async fn decide(
                 ),
             ));
         }
+        Admission::Dps(dps) => {
+            return Err((
+                AmqpError::UnauthorizedAccess,
+                format!(
+                    "this connection registers \"{}\" with DPS; IoT Hub's links are not allowed on it (connect again to the assigned hub)",
+                    crate::text::escape_controls(dps.registration_id())
+                ),
+            ));
+        }
         Admission::Refused(why) => return Err((AmqpError::UnauthorizedAccess, why.clone())),
         Admission::Pending => {}
     }
@@ -500,6 +541,63 @@ async fn decide(
             Ok((kind, device, tx))
         }
     }
+}
+
+/// Whether this DPS link may attach: the connection's first DPS link admits it to DPS
+/// (`dps/amqp.rs`), later ones must name the same registration.
+async fn decide_dps(
+    state: &ConnState,
+    address: &str,
+    properties: Option<&fe2o3_amqp::types::definitions::Fields>,
+    device_sends: bool,
+) -> Result<DpsLink, (AmqpError, String)> {
+    let mut admitted = state.admitted.lock().await;
+    let session = match &*admitted {
+        Admission::Dps(dps) => dps.clone(),
+        Admission::Device(d, _) => {
+            return Err((
+                AmqpError::UnauthorizedAccess,
+                format!(
+                    "this connection is device \"{}\"; a DPS link is not allowed on it (register on a connection of its own)",
+                    crate::text::escape_controls(d)
+                ),
+            ));
+        }
+        Admission::Refused(why) => return Err((AmqpError::UnauthorizedAccess, why.clone())),
+        Admission::Pending => {
+            let socket = state
+                .unauthenticated
+                .lock()
+                .ok()
+                .and_then(|p| p.as_ref().and_then(BudgetPermit::socket));
+            let attach = dps_amqp::DpsAttach {
+                sh: &state.sh,
+                peer: state.peer,
+                chain: &state.chain,
+                address,
+                properties,
+                socket,
+                close: state.close.clone(),
+            };
+            match dps_amqp::admit(attach).await {
+                Ok(dps) => {
+                    if let Ok(mut p) = state.unauthenticated.lock() {
+                        p.take();
+                    }
+                    *admitted = Admission::Dps(dps.clone());
+                    dps
+                }
+                Err((condition, why)) => {
+                    // A malformed address decides nothing; a refused device stays refused.
+                    if condition != AmqpError::NotFound {
+                        *admitted = Admission::Refused(why.clone());
+                    }
+                    return Err((condition, why));
+                }
+            }
+        }
+    };
+    session.attach(address, device_sends)
 }
 
 /// The device's session: runs the hub's device protocol and routes what it sends to the

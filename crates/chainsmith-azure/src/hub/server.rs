@@ -38,6 +38,7 @@ pub use super::amqp::{MAX_LINKS_PER_CONNECTION, MAX_REFUSED_LINKS};
 pub use super::budget::{
     MAX_DPS_SESSIONS, MAX_DPS_SESSIONS_PER_PEER, MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_PER_PEER,
 };
+pub use super::dps::amqp::{MAX_DPS_ANSWERS_QUEUED, MAX_DPS_LINKS, MAX_DPS_REQUESTS_IN_FLIGHT};
 pub use crate::MAX_PACKET;
 pub use chainsmith_server::listener::TLS_HANDSHAKE_TIMEOUT;
 

@@ -13,8 +13,10 @@
 //! One file per concern: `state.rs` (what is kept on disk), `enrollments.rs` (the operator's
 //! certificates and enrollments), `registration.rs` (the decision), `issuing.rs` (signing a
 //! device's CSR), `exchange.rs` (one register or poll, whatever carried it); and one file per
-//! transport a device registers over: `mqtt.rs`.
+//! transport a device registers over: `mqtt.rs` (MQTT and MQTT over WebSockets), `amqp.rs`
+//! (AMQP and AMQP over WebSockets).
 
+pub(super) mod amqp;
 mod enrollments;
 pub(super) mod exchange;
 mod issuing;
