@@ -54,9 +54,9 @@ const STAGING: &str = ".staging";
 const HUB: &str = "hub";
 const LOCK: &str = ".lock";
 /// An entity's certificate.
-pub(crate) const CERT_FILE: &str = "cert.pem";
+pub const CERT_FILE: &str = "cert.pem";
 /// An entity's private key (0600).
-pub(crate) const KEY_FILE: &str = "key.pem";
+pub const KEY_FILE: &str = "key.pem";
 /// An entity's meta.toml.
 pub(crate) const META_FILE: &str = "meta.toml";
 const FORMAT: u32 = 1;
