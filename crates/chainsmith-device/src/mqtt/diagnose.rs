@@ -95,6 +95,17 @@ pub struct Diagnosis {
 }
 
 impl Diagnosis {
+    /// A diagnosis with no remedy a face can act on.
+    fn new(code: &str, cause: String, fix: String, detail: String) -> Diagnosis {
+        Diagnosis {
+            code: code.into(),
+            cause,
+            fix,
+            detail,
+            remedy: None,
+        }
+    }
+
     fn with(mut self, remedy: Option<ConnectRemedy>) -> Diagnosis {
         self.remedy = remedy;
         self
@@ -237,13 +248,7 @@ pub fn diagnose(f: &Failure, cx: &Context<'_>) -> Diagnosis {
     let ep = cx.endpoint;
     let dev = &id.leaf().name;
     let at = ep.display();
-    let d = |code: &str, cause: String, fix: String, detail: String| Diagnosis {
-        code: code.to_string(),
-        cause,
-        fix,
-        detail,
-        remedy: None,
-    };
+    let d = Diagnosis::new;
     let more_time = Some(ConnectRemedy::MoreTime {
         timeout_ms: u64::try_from(cx.timeout.as_millis()).unwrap_or(u64::MAX),
     });
@@ -370,13 +375,7 @@ fn server_cert(ce: &CertificateError, cx: &Context<'_>) -> Diagnosis {
         .map(|s| cn_of(&s.issuer))
         .unwrap_or_else(|| "(unknown)".into());
     let detail = format!("{ce:?}");
-    let d = |code: &str, cause: String, fix: String| Diagnosis {
-        code: code.into(),
-        cause,
-        fix,
-        detail: detail.clone(),
-        remedy: None,
-    };
+    let d = |code: &str, cause, fix| Diagnosis::new(code, cause, fix, detail.clone());
     match ce {
         CertificateError::UnknownIssuer => d(
             "server-untrusted",
@@ -441,13 +440,7 @@ fn client_refused(a: AlertDescription, step: Step, cx: &Context<'_>) -> Diagnosi
         "after the handshake (TLS 1.3 sends it while the client waits for CONNACK)"
     };
     let detail = format!("TLS alert {} received {when}", alert_name(a));
-    let d = |code: &str, cause: String, fix: String| Diagnosis {
-        code: code.into(),
-        cause,
-        fix,
-        detail: detail.clone(),
-        remedy: None,
-    };
+    let d = |code: &str, cause, fix| Diagnosis::new(code, cause, fix, detail.clone());
     let client_side = matches!(
         a,
         AlertDescription::UnknownCA

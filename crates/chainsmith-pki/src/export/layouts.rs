@@ -1,8 +1,8 @@
 //! The layouts other tools expect: the Azure IoT Node SDK tool's file names (its npm
 //! `camelcase` naming reproduced) and the IoT Edge provisioning snippet.
 
-use super::source::{Files, Source, key_what};
-use super::{AZURE_DEFAULT_PASSWORD, Error, ExportOptions, ExportReport, Result};
+use super::source::{Plan, Source, key_what};
+use super::{AZURE_DEFAULT_PASSWORD, Error, ExportOptions, Result};
 use crate::store::Kind;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -178,111 +178,99 @@ pub(super) fn absolute(dir: &Path) -> PathBuf {
     }
 }
 
-/// `azure`: the Azure IoT Node SDK tool's layout.
-pub(super) fn plan_azure(
-    src: &Source,
-    opts: &ExportOptions,
-    report: &mut ExportReport,
-    files: &mut Files,
-) -> Result<()> {
-    let kp = opts.key_password.as_deref();
-    let name = match opts.names {
-        AzureNames::Exact => src.name().to_string(),
-        AzureNames::NodeSdk => {
-            let cn = if src.leaf.meta.cn.is_empty() {
-                &src.leaf.meta.name
-            } else {
-                &src.leaf.meta.cn
-            };
-            node_camelcase(cn)
+impl Plan<'_> {
+    /// `azure`: the Azure IoT Node SDK tool's layout.
+    pub(super) fn azure(&mut self) -> Result<()> {
+        let (src, opts) = (self.src, self.opts);
+        let kp = opts.key_password.as_deref();
+        let name = match opts.names {
+            AzureNames::Exact => src.name().to_string(),
+            AzureNames::NodeSdk => {
+                let cn = if src.leaf.meta.cn.is_empty() {
+                    &src.leaf.meta.name
+                } else {
+                    &src.leaf.meta.cn
+                };
+                node_camelcase(cn)
+            }
+        };
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(Error::UnsafeFileName(format!(
+                "the Node SDK tool's file name for \"{}\" would be \"{name}\", which is not a safe file name; export with the exact names instead",
+                src.leaf.meta.name
+            )));
         }
-    };
-    if name.is_empty() || name.contains('/') || name.starts_with('.') {
-        return Err(Error::UnsafeFileName(format!(
-            "the Node SDK tool's file name for \"{}\" would be \"{name}\", which is not a safe file name; export with the exact names instead",
-            src.leaf.meta.name
-        )));
-    }
-    if src.leaf.meta.kind == Kind::Verification {
-        files.add(
-            "verification_cert.pem".into(),
+        if src.leaf.meta.kind == Kind::Verification {
+            self.files.add(
+                "verification_cert.pem".into(),
+                src.leaf.cert_pem.clone().into_bytes(),
+                0o644,
+                "verification certificate (upload to the hub)",
+            );
+            return Ok(());
+        }
+        self.files.add(
+            format!("{name}_cert.pem"),
             src.leaf.cert_pem.clone().into_bytes(),
             0o644,
-            "verification certificate (upload to the hub)",
+            "certificate",
         );
-        return Ok(());
+        self.files.add(
+            format!("{name}_key.pem"),
+            src.key_pem(kp)?,
+            0o600,
+            &key_what(kp),
+        );
+        self.files.add(
+            format!("{name}_fullchain.pem"),
+            src.fullchain_pem().into_bytes(),
+            0o644,
+            "full chain (leaf first, then issuers)",
+        );
+        let pw = match opts.password.as_deref() {
+            Some(p) => p,
+            None => {
+                self.report.notes.push(format!(
+                        "{name}.pfx uses the Azure tutorials' password \"{AZURE_DEFAULT_PASSWORD}\"; give a password of your own for a real one"
+                    ));
+                AZURE_DEFAULT_PASSWORD
+            }
+        };
+        self.pfx(format!("{name}.pfx"), pw)
     }
-    files.add(
-        format!("{name}_cert.pem"),
-        src.leaf.cert_pem.clone().into_bytes(),
-        0o644,
-        "certificate",
-    );
-    files.add(
-        format!("{name}_key.pem"),
-        src.key_pem(kp)?,
-        0o600,
-        &key_what(kp),
-    );
-    files.add(
-        format!("{name}_fullchain.pem"),
-        src.fullchain_pem().into_bytes(),
-        0o644,
-        "full chain (leaf first, then issuers)",
-    );
-    let pw = match opts.password.as_deref() {
-        Some(p) => p,
-        None => {
-            report.notes.push(format!(
-                    "{name}.pfx uses the Azure tutorials' password \"{AZURE_DEFAULT_PASSWORD}\"; give a password of your own for a real one"
-                ));
-            AZURE_DEFAULT_PASSWORD
-        }
-    };
-    files.add(
-        format!("{name}.pfx"),
-        src.pfx(opts.pfx_profile, pw, opts.include_chain)?,
-        0o600,
-        &format!("PKCS#12 ({} profile)", opts.pfx_profile),
-    );
-    Ok(())
-}
 
-/// `edge`: the IoT Edge provisioning snippet, with the chain and key it points at.
-pub(super) fn plan_edge(
-    src: &Source,
-    opts: &ExportOptions,
-    report: &mut ExportReport,
-    files: &mut Files,
-) -> Result<()> {
-    let name = src.name().to_string();
-    let kp = opts.key_password.as_deref();
-    if src.leaf.meta.kind != Kind::Device {
-        report.notes.push(format!(
-            "\"{name}\" is a {} certificate; IoT Edge provisioning expects a device certificate",
-            src.leaf.meta.kind.as_str()
-        ));
+    /// `edge`: the IoT Edge provisioning snippet, with the chain and key it points at.
+    pub(super) fn edge(&mut self) -> Result<()> {
+        let (src, opts) = (self.src, self.opts);
+        let name = src.name().to_string();
+        let kp = opts.key_password.as_deref();
+        if src.leaf.meta.kind != Kind::Device {
+            self.report.notes.push(format!(
+                "\"{name}\" is a {} certificate; IoT Edge provisioning expects a device certificate",
+                src.leaf.meta.kind.as_str()
+            ));
+        }
+        // The snippet points at the chain and key, so write them too.
+        self.files.add(
+            format!("{name}.chain.pem"),
+            src.chain_pem().into_bytes(),
+            0o644,
+            "chain (leaf, then intermediates; what a device sends)",
+        );
+        self.files.add(
+            format!("{name}.key.pem"),
+            src.key_pem(kp)?,
+            0o600,
+            &key_what(kp),
+        );
+        let text = edge_config(src, &self.files.dir, opts);
+        self.files.add(
+            format!("{name}.edge-config.toml"),
+            text.clone().into_bytes(),
+            0o644,
+            "IoT Edge config.toml provisioning section",
+        );
+        self.report.edge_config = Some(text);
+        Ok(())
     }
-    // The snippet points at the chain and key, so write them too.
-    files.add(
-        format!("{name}.chain.pem"),
-        src.chain_pem().into_bytes(),
-        0o644,
-        "chain (leaf, then intermediates; what a device sends)",
-    );
-    files.add(
-        format!("{name}.key.pem"),
-        src.key_pem(kp)?,
-        0o600,
-        &key_what(kp),
-    );
-    let text = edge_config(src, &files.dir, opts);
-    files.add(
-        format!("{name}.edge-config.toml"),
-        text.clone().into_bytes(),
-        0o644,
-        "IoT Edge config.toml provisioning section",
-    );
-    report.edge_config = Some(text);
-    Ok(())
 }

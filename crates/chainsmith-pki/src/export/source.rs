@@ -1,7 +1,7 @@
 //! What an export starts from and builds up, shared by the plan of every format and layout:
 //! the entity with its chain and key ([`Source`]) and the files planned so far ([`Files`]).
 
-use super::{Error, PfxProfile, Result, pfx};
+use super::{Error, ExportOptions, ExportReport, PfxProfile, Result, pfx};
 use crate::store::{self, Entity, Slot, Workspace, chain_of};
 use openssl::pkey::{PKey, Private};
 use openssl::symm::Cipher;
@@ -143,6 +143,16 @@ pub(super) fn key_what(key_password: Option<&str>) -> String {
 
 /// The files of one export, each path once (formats share some: pem and edge both write the
 /// chain and key).
+/// One export being planned: what is exported and how, the notes for the user, and the files
+/// so far; each format adds its files (`plan.rs`: [`Plan::pem`], [`Plan::der`], [`Plan::pfx`]; `layouts.rs`:
+/// [`Plan::azure`], [`Plan::edge`]).
+pub(super) struct Plan<'a> {
+    pub(super) src: &'a Source,
+    pub(super) opts: &'a ExportOptions,
+    pub(super) report: &'a mut ExportReport,
+    pub(super) files: Files,
+}
+
 pub(super) struct Files {
     pub(super) dir: PathBuf,
     pub(super) list: Vec<Planned>,
