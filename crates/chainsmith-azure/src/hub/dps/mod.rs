@@ -13,10 +13,11 @@
 //! One file per concern: `state.rs` (what is kept on disk), `enrollments.rs` (the operator's
 //! certificates and enrollments), `registration.rs` (the decision), `issuing.rs` (signing a
 //! device's CSR), `exchange.rs` (one register or poll, whatever carried it); and one file per
-//! transport a device registers over: `mqtt.rs`.
+//! transport a device registers over: `mqtt.rs`, `https.rs` (the REST API on 443).
 
 mod enrollments;
 pub(super) mod exchange;
+pub(super) mod https;
 mod issuing;
 pub(super) mod mqtt;
 mod operations;
@@ -24,6 +25,7 @@ mod registration;
 mod state;
 
 pub use enrollments::{Group, Individual};
+pub use https::{CSR_HEADROOM_BYTES, MAX_BODY_BYTES};
 pub use issuing::{CsrRefusal, CsrSigner, IssueFn, SignCsr};
 pub(super) use operations::Operations;
 pub use registration::{Assigned, DpsRefusal, DpsRefusalKind};
