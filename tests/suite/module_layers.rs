@@ -199,7 +199,7 @@ fn the_reader_sees_groups_and_nested_files() {
         ["a", "b"]
     );
     let g = graph(&crate_dir("chainsmith-azure").join("hub"), "crate::hub");
-    // dps/mqtt.rs names `super::DpsRefusal` (dps/mod.rs) and `crate::hub::shared::Shared`.
-    assert!(g["dps/mqtt"].contains("dps/mod"), "{g:#?}");
-    assert!(g["dps/mqtt"].contains("shared"), "{g:#?}");
+    // dps/exchange.rs names `super::DpsRefusal` (dps/mod.rs) and `crate::hub::shared::Shared`.
+    assert!(g["dps/exchange"].contains("dps/mod"), "{g:#?}");
+    assert!(g["dps/exchange"].contains("shared"), "{g:#?}");
 }
