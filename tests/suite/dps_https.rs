@@ -560,6 +560,7 @@ async fn silent_slow_and_flooding_connections_are_closed_in_time() {
         (status, t.elapsed())
     };
     let (silent, slow, idle, (flood_status, flood)) = tokio::join!(silent, slow, idle, flood);
+    eprintln!("closed after: silent {silent:?}, slow {slow:?}, idle {idle:?}, flood {flood:?}");
     for (what, took) in [("silent", silent), ("slow", slow), ("idle", idle)] {
         assert!(
             took >= CONNECT_TIMEOUT - Duration::from_secs(1) && took <= window,

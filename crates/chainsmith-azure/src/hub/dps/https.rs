@@ -129,10 +129,12 @@ pub(in crate::hub) async fn answer(
         Ok(RestRequest {
             call: RestCall::Status { .. },
             ..
-        }) => Method::GET,
-        _ => Method::PUT,
+        }) => Some(Method::GET),
+        Ok(_) => Some(Method::PUT),
+        // An undecodable path is refused whatever the method.
+        Err(_) => None,
     };
-    if req.method() != wanted {
+    if let Some(wanted) = wanted.filter(|m| req.method() != m) {
         return wrong_method(req.method(), &wanted);
     }
     // The registration id as sent, until the path decodes: the refusal names it.
