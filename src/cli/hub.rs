@@ -177,8 +177,9 @@ pub struct ServeArgs {
     /// 5671 is taken.
     #[arg(long)]
     pub amqp_port: Option<u16>,
-    /// MQTT and AMQP over WebSockets at /$iothub/websocket (IoT Hub's 443); 0 turns it off.
-    /// Default: 443 when the hub may bind it, else a free port (printed).
+    /// MQTT and AMQP over WebSockets at /$iothub/websocket and DPS's REST API over HTTPS
+    /// (IoT Hub's and DPS's 443); 0 turns it off. Default: 443 when the hub may bind it, else
+    /// a free port (printed).
     #[arg(long = "ws-port")]
     pub websocket_port: Option<u16>,
     #[arg(long, value_enum, default_value = "text")]
@@ -685,7 +686,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
                 {
                     config.websocket_port = Some(0);
                     notes.push((
-                        "MQTT and AMQP over WebSockets",
+                        "MQTT and AMQP over WebSockets, DPS over HTTPS",
                         ws_default,
                         source.to_string(),
                         "--ws-port",

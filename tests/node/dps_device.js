@@ -1,9 +1,10 @@
 // The Azure IoT Node SDK provisioning a device through the local DPS (group enrollment), then
 // the Node device client connecting to the assigned hub and sending one message.
-// Driven by tests/suite/dps_sdk.rs and dps_amqp.rs; the hub's server CA comes in
-// NODE_EXTRA_CA_CERTS. The transport (default mqtt) is used for both DPS and the hub:
-// mqtt (8883), amqp (5671) or amqpws (AMQP over WebSockets on 443).
-// argv: registrationId idScope certChainFile keyFile [mqtt|amqp|amqpws]
+// Driven by tests/suite/dps_sdk.rs, dps_amqp.rs and dps_https.rs; the hub's server CA comes in
+// NODE_EXTRA_CA_CERTS. The transport (default mqtt) is used for DPS and, but for http (DPS's
+// REST API, then MQTT to the hub), for the hub: mqtt (8883), amqp (5671), amqpws (AMQP over
+// WebSockets on 443) or http (443).
+// argv: registrationId idScope certChainFile keyFile [mqtt|amqp|amqpws|http]
 'use strict';
 
 const fs = require('fs');
@@ -20,9 +21,10 @@ const transports = {
   mqtt: () => [new (require('azure-iot-provisioning-device-mqtt').Mqtt)(), require('azure-iot-device-mqtt').Mqtt],
   amqp: () => [new (require('azure-iot-provisioning-device-amqp').Amqp)(), require('azure-iot-device-amqp').Amqp],
   amqpws: () => [new (require('azure-iot-provisioning-device-amqp').AmqpWs)(), require('azure-iot-device-amqp').AmqpWs],
+  http: () => [new (require('azure-iot-provisioning-device-http').Http)(), require('azure-iot-device-mqtt').Mqtt],
 };
 if (!transports[transport]) {
-  say({ step: 'error', error: `unknown transport ${transport}; use mqtt, amqp or amqpws` });
+  say({ step: 'error', error: `unknown transport ${transport}; use mqtt, amqp, amqpws or http` });
   process.exit(2);
 }
 const [provTransport, DeviceTransport] = transports[transport]();

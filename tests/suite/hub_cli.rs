@@ -387,7 +387,8 @@ fn serve_with_mosquitto_clients_c2d_monitor_method_echo() {
     // One line per listener (issue 22 item 7: the AMQP and WebSocket lines were lost).
     wait_for(&|v| v["event"] == "listening-for" && v["transport"] == "AMQP");
     wait_for(&|v| {
-        v["event"] == "listening-for" && v["transport"] == "MQTT and AMQP over WebSockets"
+        v["event"] == "listening-for"
+            && v["transport"] == "MQTT and AMQP over WebSockets, DPS over HTTPS"
     });
     let sock = ws.join("hub/control.sock");
     let t0 = Instant::now();

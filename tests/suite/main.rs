@@ -19,6 +19,7 @@ mod connect_local_hub;
 mod connect_mosquitto;
 mod connect_running_hub;
 mod dps_amqp;
+mod dps_https;
 mod dps_protocol;
 mod dps_sdk;
 mod dps_trust;

@@ -1,4 +1,5 @@
-//! The Device Provisioning Service's MQTT device protocol: the exact strings and JSON shapes.
+//! The Device Provisioning Service's device protocols, MQTT and the REST API over HTTPS: the
+//! exact strings and JSON shapes.
 //!
 //! Sources: Microsoft's "Communicate with DPS using the MQTT protocol" page and the SDKs'
 //! provisioning transports (azure-iot-sdk-python
@@ -39,10 +40,17 @@
 //! sent. A refusal's condition only decides whether the SDK tries again: Node retries
 //! `amqp:internal-error` and `com.microsoft:device-container-throttled`, .NET reads the
 //! status from the JSON's `errorCode` (see [`amqp_refusal_condition`]).
+//!
+//! Over HTTPS (Microsoft's REST reference "Runtime Registration - Register Device" and
+//! "Operation Status Lookup"; Node `azure-iot-provisioning-device-http/dist/http.js`) the same
+//! bodies travel as `PUT /{idScope}/registrations/{registrationId}/register?api-version=…` and
+//! `GET /{idScope}/registrations/{registrationId}/operations/{operationId}?api-version=…`, with
+//! the status in the status line and `retry-after` a response header; the SDKs read it the
+//! same way (below 300 an answer, 429 and up "retry").
 
 use serde::{Deserialize, Serialize};
 
-use super::{AzureError, check_rid, url_decode};
+use super::{AzureError, check_rid, path_decode, url_decode};
 
 /// The filter every SDK subscribes to before registering.
 pub const RESPONSE_FILTER: &str = "$dps/registrations/res/#";
@@ -341,6 +349,93 @@ pub fn parse_response_topic(topic: &str) -> Result<(u16, String, Option<u32>), A
     Ok((status, rid.ok_or_else(bad)?, retry))
 }
 
+// ---------------------------------------------------------------- the REST API
+
+/// What a REST request asks of DPS, by its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestCall {
+    /// `PUT …/registrations/{registrationId}/register`: start a registration.
+    Register,
+    /// `GET …/registrations/{registrationId}/operations/{operationId}`: poll one.
+    Status {
+        /// The `operationId` of the 202 answer being polled, decoded.
+        operation_id: String,
+    },
+}
+
+/// A DPS REST request's path and query, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestRequest {
+    /// The DPS instance's ID scope (the first path segment).
+    pub id_scope: String,
+    /// The registration id of the path, percent-decoded.
+    pub registration_id: String,
+    /// The `api-version` query parameter, when given.
+    pub api_version: Option<String>,
+    /// Register or poll.
+    pub call: RestCall,
+}
+
+/// `/{idScope}/registrations/{registrationId}/register?api-version={api}`.
+pub fn register_path(id_scope: &str, registration_id: &str, api_version: &str) -> String {
+    let regid = crate::url_encode(registration_id);
+    format!("/{id_scope}/registrations/{regid}/register?api-version={api_version}")
+}
+
+/// `/{idScope}/registrations/{registrationId}/operations/{operationId}?api-version={api}`.
+pub fn operation_path(
+    id_scope: &str,
+    registration_id: &str,
+    operation_id: &str,
+    api_version: &str,
+) -> String {
+    let (regid, op) = (
+        crate::url_encode(registration_id),
+        crate::url_encode(operation_id),
+    );
+    format!("/{id_scope}/registrations/{regid}/operations/{op}?api-version={api_version}")
+}
+
+/// Classify a request path (and its query): `None` when it is not one of DPS's device paths
+/// (`/{idScope}/registrations/{registrationId}/register` or
+/// `…/operations/{operationId}`); an error when it is, but an escape in it does not decode.
+pub fn parse_rest_path(path: &str, q: Option<&str>) -> Option<Result<RestRequest, AzureError>> {
+    let mut it = path.split('/');
+    let (Some(""), Some(scope), Some("registrations"), Some(reg)) =
+        (it.next(), it.next(), it.next(), it.next())
+    else {
+        return None;
+    };
+    let call = match (it.next(), it.next(), it.next()) {
+        (Some("register"), None, _) => None,
+        (Some("operations"), Some(op), None) if !op.is_empty() => Some(op),
+        _ => return None,
+    };
+    if scope.is_empty() || reg.is_empty() {
+        return None;
+    }
+    Some((|| {
+        let call = match call {
+            None => RestCall::Register,
+            Some(op) => RestCall::Status {
+                operation_id: path_decode(op, "operationId")?,
+            },
+        };
+        let mut api_version = None;
+        for (k, v) in query(q.unwrap_or("")) {
+            if url_decode(k, "query parameter")? == "api-version" {
+                api_version = Some(url_decode(v, "api-version")?);
+            }
+        }
+        Ok(RestRequest {
+            id_scope: scope.to_string(),
+            registration_id: path_decode(reg, "registration id")?,
+            api_version,
+            call,
+        })
+    })())
+}
+
 // ---------------------------------------------------------------- JSON bodies
 
 /// The register body: `{"registrationId":…,"payload":{…}}`; with the certificate-management
@@ -451,6 +546,12 @@ pub mod code {
     pub(crate) const FORBIDDEN: u32 = 403000;
     /// 404202: the polled operation id is unknown.
     pub(crate) const OPERATION_NOT_FOUND: u32 = 404202;
+    /// 413000: the request body is larger than the service takes (the local DPS's detail
+    /// code, as for 403).
+    pub const TOO_LARGE: u32 = 413000;
+    /// 429001: throttled, try again after `retry-after` (IoT Hub's `ThrottlingException`
+    /// code, which DPS's throttling answers share).
+    pub const THROTTLED: u32 = 429001;
     /// 500000: the service failed inside (a bug in the local DPS, never the device's fault).
     pub(crate) const INTERNAL: u32 = 500000;
 }
@@ -679,5 +780,74 @@ mod tests {
         let op = new_operation_id();
         assert!(op.starts_with("4."));
         assert!(check_rid(&op.replace('.', "-")).is_ok());
+    }
+
+    #[test]
+    fn rest_paths_of_the_node_sdk_parse_and_others_are_not_dps() {
+        // Node: '/' + idScope + '/registrations/' + registrationId + '/register?api-version=…'.
+        let r = parse_rest_path(
+            "/0ne00ABCDEF/registrations/dev-1/register",
+            Some("api-version=2019-03-31"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            r,
+            RestRequest {
+                id_scope: "0ne00ABCDEF".into(),
+                registration_id: "dev-1".into(),
+                api_version: Some(API_VERSION.into()),
+                call: RestCall::Register,
+            }
+        );
+        let s = parse_rest_path(
+            "/0ne00ABCDEF/registrations/a%2Bb+c/operations/4.ab.cd-ef",
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        // In a path, `+` is itself; `%2B` is `+` too.
+        assert_eq!(s.registration_id, "a+b+c");
+        assert_eq!(s.api_version, None);
+        assert_eq!(
+            s.call,
+            RestCall::Status {
+                operation_id: "4.ab.cd-ef".into()
+            }
+        );
+        assert!(
+            parse_rest_path("/s/registrations/%zz/register", None)
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            parse_rest_path("/s/registrations/%ff/register", None)
+                .unwrap()
+                .is_err()
+        );
+        for other in [
+            "/",
+            "/$iothub/websocket",
+            "/s/registrations//register",
+            "/s/registrations/d/register/more",
+            "/s/registrations/d/operations/",
+            "/s/devices/d/register",
+            "//registrations/d/register",
+        ] {
+            assert_eq!(parse_rest_path(other, None), None, "{other}");
+        }
+        let p = register_path("0ne00ABCDEF", "a b", API_VERSION);
+        let (path, q) = p.split_once('?').unwrap();
+        assert_eq!(
+            parse_rest_path(path, Some(q))
+                .unwrap()
+                .unwrap()
+                .registration_id,
+            "a b"
+        );
+        let p = operation_path("s", "d", "4.x", API_VERSION_CSR);
+        let (path, q) = p.split_once('?').unwrap();
+        let r = parse_rest_path(path, Some(q)).unwrap().unwrap();
+        assert_eq!(r.api_version.as_deref(), Some(API_VERSION_CSR));
     }
 }

@@ -199,8 +199,19 @@ pub fn url_encode(s: &str) -> String {
 
 /// Decode `%XX` escapes (and `+` as space, as form encoding does; the Python SDK never sends `+` raw).
 pub(crate) fn url_decode(s: &str, what: &'static str) -> Result<String, AzureError> {
+    percent_decode(&s.replace('+', " "), s, what)
+}
+
+/// Decode the `%XX` escapes of one URL path segment (RFC 3986: there `+` is itself, not a
+/// space), as DPS's REST API reads `{registrationId}` and `{operationId}`.
+pub fn path_decode(s: &str, what: &'static str) -> Result<String, AzureError> {
+    percent_decode(s, s, what)
+}
+
+/// Decode `escaped`; `raw` is what the peer sent, for the error.
+fn percent_decode(escaped: &str, raw: &str, what: &'static str) -> Result<String, AzureError> {
     // A `%` without two hex digits after it is refused: percent-encoding passes it through.
-    let bytes = s.as_bytes();
+    let bytes = escaped.as_bytes();
     let escape_ok = |i: usize| {
         bytes
             .get(i + 1..i + 3)
@@ -209,16 +220,15 @@ pub(crate) fn url_decode(s: &str, what: &'static str) -> Result<String, AzureErr
     if (0..bytes.len()).any(|i| bytes[i] == b'%' && !escape_ok(i)) {
         return Err(AzureError::Escape {
             what,
-            value: s.to_string(),
+            value: raw.to_string(),
         });
     }
-    let spaced = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
+    percent_encoding::percent_decode_str(escaped)
         .decode_utf8()
         .map(|c| c.into_owned())
         .map_err(|_| AzureError::Utf8 {
             what,
-            value: s.to_string(),
+            value: raw.to_string(),
         })
 }
 

@@ -20,6 +20,7 @@ pub mod control;
 mod device_session;
 pub mod dps;
 pub mod events;
+mod https;
 mod mqtt;
 mod mqtt_packets;
 pub mod prove;

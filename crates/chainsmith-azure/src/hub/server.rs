@@ -1,6 +1,7 @@
 //! The hub: its lifecycle ([`Hub::start`], [`HubHandle`]), the state its transports share
 //! ([`Shared`]) and the rules every transport applies (admission, one session per device id).
-//! The transports are [`super::mqtt`], [`super::amqp`] and [`super::websocket`]; the events
+//! The transports are [`super::mqtt`], [`super::amqp`] and [`super::https`] (WebSockets and
+//! DPS's REST API on 443); the events
 //! they emit are [`super::events`].
 //!
 //! One tokio task per connection; the registry is re-read when it changes and IoT Hub's rules
@@ -39,6 +40,7 @@ pub use super::budget::{
     MAX_DPS_SESSIONS, MAX_DPS_SESSIONS_PER_PEER, MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_PER_PEER,
 };
 pub use super::dps::amqp::{MAX_DPS_ANSWERS_QUEUED, MAX_DPS_LINKS, MAX_DPS_REQUESTS_IN_FLIGHT};
+pub use super::https::{MAX_REQUEST_HEAD_BYTES, MAX_REQUESTS_PER_CONNECTION};
 pub use crate::MAX_PACKET;
 pub use chainsmith_server::listener::TLS_HANDSHAKE_TIMEOUT;
 
@@ -527,7 +529,7 @@ impl Transport {
         match self {
             Transport::Mqtt => "MQTT",
             Transport::Amqp => "AMQP",
-            Transport::WebSocket => "MQTT and AMQP over WebSockets",
+            Transport::WebSocket => "MQTT and AMQP over WebSockets, DPS over HTTPS",
         }
     }
 }
@@ -553,9 +555,7 @@ impl Service for Shared {
         match transport {
             Transport::Mqtt => mqtt_connection(self, tls, chain, peer, permit, c.start).await,
             Transport::Amqp => super::amqp::connection(self, tls, chain, peer, permit).await,
-            Transport::WebSocket => {
-                super::websocket::connection(self, tls, chain, peer, permit).await
-            }
+            Transport::WebSocket => super::https::connection(self, tls, chain, peer, permit).await,
         }
     }
 

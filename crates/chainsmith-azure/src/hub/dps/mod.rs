@@ -14,11 +14,12 @@
 //! certificates and enrollments), `registration.rs` (the decision), `issuing.rs` (signing a
 //! device's CSR), `exchange.rs` (one register or poll, whatever carried it); and one file per
 //! transport a device registers over: `mqtt.rs` (MQTT and MQTT over WebSockets), `amqp.rs`
-//! (AMQP and AMQP over WebSockets).
+//! (AMQP and AMQP over WebSockets), `https.rs` (the REST API on 443).
 
 pub(super) mod amqp;
 mod enrollments;
 pub(super) mod exchange;
+pub(super) mod https;
 mod issuing;
 pub(super) mod mqtt;
 mod operations;
@@ -26,6 +27,7 @@ mod registration;
 mod state;
 
 pub use enrollments::{Group, Individual};
+pub use https::{CSR_HEADROOM_BYTES, MAX_BODY_BYTES};
 pub use issuing::{CsrRefusal, CsrSigner, IssueFn, SignCsr};
 pub(super) use operations::Operations;
 pub use registration::{Assigned, DpsRefusal, DpsRefusalKind};

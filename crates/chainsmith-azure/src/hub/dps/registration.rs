@@ -66,6 +66,12 @@ pub enum DpsRefusalKind {
     Certificate(&'static str),
     /// DPS would not sign the device's CSR; the kind is [`super::CsrRefusal::kind`].
     Csr(&'static str),
+    /// The request failed the checks before any register or poll (ID scope, api-version, a
+    /// client certificate); the kind is [`super::exchange::admit`]'s (`dps-id-scope`, …).
+    Admission(&'static str),
+    /// The request is more than DPS takes or comes too often: its body is over the size limit
+    /// (`too-large`) or the hub holds all the DPS sessions it may (`dps-sessions-full`).
+    Limit(&'static str),
 }
 
 impl DpsRefusalKind {
@@ -88,7 +94,10 @@ impl DpsRefusalKind {
             DpsRefusalKind::EnrollmentDisabled => "enrollment-disabled",
             DpsRefusalKind::Thumbprint => "thumbprint",
             DpsRefusalKind::NoEnrollment => "no-enrollment",
-            DpsRefusalKind::Certificate(kind) | DpsRefusalKind::Csr(kind) => kind,
+            DpsRefusalKind::Certificate(kind)
+            | DpsRefusalKind::Csr(kind)
+            | DpsRefusalKind::Admission(kind)
+            | DpsRefusalKind::Limit(kind) => kind,
         }
     }
 }
