@@ -148,10 +148,8 @@ impl PeerBudget {
         }
     }
 
-    /// Take a slot for `peer`, or say which cap is full (the listeners evict instead:
-    /// [`PeerBudget::charge_evicting`]; this is the plain rule the tests pin).
-    #[cfg(test)]
-    pub(crate) fn charge(&self, peer: IpAddr) -> Result<BudgetPermit, BudgetFull> {
+    /// Take a slot for `peer`, or say which cap is full.
+    pub fn charge(&self, peer: IpAddr) -> Result<BudgetPermit, BudgetFull> {
         self.charge_evicting(peer, None).map(|(p, _)| p)
     }
 
