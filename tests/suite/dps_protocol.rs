@@ -24,6 +24,7 @@ pub fn group(name: &str, ca: &str) -> Group {
         edge: false,
         enabled: true,
         issue_from: None,
+        allocation: Default::default(),
         // When the group was made matters to nothing these tests check: a fixed day.
         added: time::macros::datetime!(2026-01-01 0:00 UTC),
     }
@@ -413,6 +414,7 @@ async fn individual_enrollment_wins_over_group() {
             None,
             false,
             None,
+            Default::default(),
         )
         .unwrap();
     let scope = fx.store.dps_id_scope().unwrap();

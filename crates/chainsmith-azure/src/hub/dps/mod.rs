@@ -11,10 +11,12 @@
 
 //!
 //! One file per concern: `state.rs` (what is kept on disk), `enrollments.rs` (the operator's
-//! certificates and enrollments), `registration.rs` (the decision), `issuing.rs` (signing a
+//! certificates and enrollments), `allocation.rs` (an enrollment's custom allocation webhook
+//! and initial twin), `registration.rs` (the decision), `issuing.rs` (signing a
 //! device's CSR), `exchange.rs` (one register or poll, whatever carried it); and one file per
 //! transport a device registers over: `mqtt.rs`.
 
+mod allocation;
 mod enrollments;
 pub(super) mod exchange;
 mod issuing;
@@ -23,10 +25,15 @@ mod operations;
 mod registration;
 mod state;
 
+pub use allocation::{
+    Allocation, DPS_WEBHOOK_TIMEOUT, MAX_INITIAL_TWIN_FILE_BYTES, MAX_WEBHOOK_REPLY_BYTES,
+    MAX_WEBHOOK_URL_BYTES, WebhookFailure, certificate_info, check_initial_twin, check_webhook_url,
+    read_initial_twin,
+};
 pub use enrollments::{Group, Individual};
 pub use issuing::{CsrRefusal, CsrSigner, IssueFn, SignCsr};
 pub(super) use operations::Operations;
-pub use registration::{Assigned, DpsRefusal, DpsRefusalKind};
+pub use registration::{Assigned, Decision, DpsRefusal, DpsRefusalKind};
 pub use state::{DpsState, Registration};
 
 use super::registry::HubStore;
