@@ -80,14 +80,17 @@ pub struct EnrollmentArgs {
 
 impl EnrollmentArgs {
     /// The webhook and the initial twin, read and checked.
-    fn allocation(&self) -> Result<Allocation, crate::hub::RegistryError> {
+    fn allocation(&self) -> anyhow::Result<Allocation> {
+        let initial_twin = match self.initial_twin.as_deref() {
+            Some(p) => Some(
+                read_initial_twin(p)
+                    .map_err(|e| usage(e.kind(), format!("--initial-twin: {e}")))?,
+            ),
+            None => None,
+        };
         let allocation = Allocation {
             allocation_webhook: self.allocation_webhook.clone(),
-            initial_twin: self
-                .initial_twin
-                .as_deref()
-                .map(read_initial_twin)
-                .transpose()?,
+            initial_twin,
         };
         allocation.check()?;
         Ok(allocation)

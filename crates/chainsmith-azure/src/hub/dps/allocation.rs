@@ -128,11 +128,11 @@ pub fn check_initial_twin(t: &InitialTwin) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Read an `--initial-twin` file: a regular file of at most [`MAX_INITIAL_TWIN_FILE_BYTES`]
+/// Read an initial twin file: a regular file of at most [`MAX_INITIAL_TWIN_FILE_BYTES`]
 /// holding `{"tags":{…},"properties":{"desired":{…}}}` that keeps IoT Hub's twin rules.
 pub fn read_initial_twin(path: &Path) -> Result<InitialTwin> {
     let bad = |why: String| RegistryError::InitialTwin {
-        what: format!("--initial-twin {}", path.display()),
+        what: format!("initial twin file {}", path.display()),
         why,
     };
     let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
