@@ -50,6 +50,7 @@ fn main() {
             edge: false,
             enabled: true,
             issue_from: None,
+            allocation: Default::default(),
             added: time::OffsetDateTime::now_utc(),
         })
         .unwrap();

@@ -615,11 +615,11 @@ fn twin(global: &Global, store: &HubStore, a: TwinArgs) -> CliResult {
     }
     let t = store.load_twin(&a.id)?;
     if global.json {
-        print_json(&t.document());
+        print_json(&t.service_document());
     } else {
         say!(
             "{}",
-            serde_json::to_string_pretty(&t.document()).unwrap_or_default()
+            serde_json::to_string_pretty(&t.service_document()).unwrap_or_default()
         );
     }
     Ok(())
@@ -664,6 +664,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
             // A fixed CHAINSMITH_NOW starts the server's clock there and lets it run on.
             clock: store.ws.clock().running(),
             dps_session_lifetime: crate::hub::server::DPS_SESSION_LIFETIME,
+            dps_webhook_timeout: crate::hub::dps::DPS_WEBHOOK_TIMEOUT,
         };
         // A default port that cannot be bound (443 needs root or CAP_NET_BIND_SERVICE; 5671 or
         // 443 may be taken by another hub): a free port instead, and a note. A port the user

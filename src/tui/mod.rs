@@ -357,6 +357,7 @@ fn dps_enroll(ws: &Workspace, device: String, emit: &mut dyn FnMut(Action)) {
         None,
         false,
         None,
+        Default::default(),
     );
     let r = r
         .map(|(ind, warnings)| {

@@ -191,6 +191,7 @@ async fn python_individual_enrollment_primary_and_secondary() {
             None,
             false,
             None,
+            Default::default(),
         )
         .unwrap();
     let hub = hub_on_8883(&fx).await;

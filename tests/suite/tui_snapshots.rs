@@ -721,6 +721,7 @@ fn hub_tab_with_dps_state() {
             edge: false,
             enabled: true,
             issue_from: None,
+            allocation: Default::default(),
             added: NOW,
         }],
         individuals: vec![Individual {
@@ -732,6 +733,7 @@ fn hub_tab_with_dps_state() {
             edge: false,
             enabled: false,
             issue_from: None,
+            allocation: Default::default(),
             added: NOW,
         }],
         registrations: vec![

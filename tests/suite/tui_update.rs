@@ -1359,6 +1359,7 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
             edge: false,
             enabled: true,
             issue_from: None,
+            allocation: Default::default(),
             added: OffsetDateTime::now_utc(),
         })
         .unwrap();
@@ -1429,6 +1430,7 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
             Some(&secondary),
             false,
             None,
+            Default::default(),
         )
         .unwrap();
     assert!(done(st(&mut app, "c-enroll"), "primary and secondary"));
@@ -1451,6 +1453,7 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
                 edge: false,
                 enabled: true,
                 issue_from: None,
+                allocation: Default::default(),
                 added: OffsetDateTime::now_utc(),
             })
             .unwrap();

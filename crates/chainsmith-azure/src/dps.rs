@@ -487,9 +487,14 @@ pub struct RegistrationState {
     /// `etag`: the version of this registration record, opaque to the device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
-    /// `payload`: the request's payload, returned (custom allocation may replace it).
+    /// `payload`: what a custom allocation webhook returned for the device ("Any object");
+    /// absent when no webhook ran or it returned none (the device's own payload is not echoed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
+    /// `x509`: the certificate the device attested with and, for a group, the group's id
+    /// (`X509RegistrationResult` of the DPS device REST reference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x509: Option<X509RegistrationResult>,
     /// Base64 DER certificates, leaf first (2025-07-01-preview; the 2021 preview's
     /// `issuedClientCertificate` is read as the same).
     #[serde(
@@ -498,6 +503,90 @@ pub struct RegistrationState {
         alias = "issuedClientCertificate"
     )]
     pub issued_certificate_chain: Option<Vec<String>>,
+}
+
+/// `registrationState.x509` (DPS device REST reference, `X509RegistrationResult`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509RegistrationResult {
+    /// `certificateInfo`: the device's own certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_info: Option<X509CertificateInfo>,
+    /// `enrollmentGroupId`: the group that matched; absent for an individual enrollment (the
+    /// reference has no individual-enrollment field: the registration id names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment_group_id: Option<String>,
+    /// `signingCertificateInfo`: the certificate that signed the device's (a group's devices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_certificate_info: Option<X509CertificateInfo>,
+}
+
+/// `X509CertificateInfo` of the DPS REST reference: every field required.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509CertificateInfo {
+    /// `subjectName`: the subject DN, most specific first (`CN=…, O=…`), as DPS shows it.
+    pub subject_name: String,
+    /// `sha1Thumbprint`: upper-case hex of the DER's SHA-1.
+    pub sha1_thumbprint: String,
+    /// `sha256Thumbprint`: upper-case hex of the DER's SHA-256.
+    pub sha256_thumbprint: String,
+    /// `issuerName`: the issuer DN, most specific first.
+    pub issuer_name: String,
+    /// `notBeforeUtc`: RFC 3339.
+    pub not_before_utc: String,
+    /// `notAfterUtc`: RFC 3339.
+    pub not_after_utc: String,
+    /// `serialNumber`: upper-case hex.
+    pub serial_number: String,
+    /// `version`: the X.509 version as people count it (3 for v3).
+    pub version: i32,
+}
+
+/// An enrollment's `initialTwin`: `{"tags":{…},"properties":{"desired":{…}}}` (DPS service
+/// REST reference, `InitialTwin`); also what a custom allocation webhook may return.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InitialTwin {
+    /// `tags`: the twin's tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `properties`: only `desired` (a device reports its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<InitialTwinProperties>,
+}
+
+/// `InitialTwinProperties`: the desired properties.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InitialTwinProperties {
+    /// `desired`: the desired properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl InitialTwin {
+    /// The desired properties, if any.
+    pub fn desired(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.properties.as_ref().and_then(|p| p.desired.as_ref())
+    }
+}
+
+/// What a custom allocation webhook answers (`AllocationResponse`, Microsoft Learn,
+/// "Understand custom allocation policies with Azure IoT Hub Device Provisioning Service").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllocationResponse {
+    /// `iotHubHostName`: one of the request's `linkedHubs` (the page's table spells it
+    /// `iotHubHostname`, its examples `iotHubHostName`: both are read).
+    #[serde(default, alias = "iotHubHostname")]
+    pub iot_hub_host_name: Option<String>,
+    /// `initialTwin`: replaces the enrollment's.
+    #[serde(default)]
+    pub initial_twin: Option<InitialTwin>,
+    /// `payload`: handed to the device in `registrationState.payload`.
+    #[serde(default)]
+    pub payload: Option<serde_json::Value>,
 }
 
 /// The 202 and 200 answers: `{"operationId","status","registrationState"}`.
@@ -552,6 +641,10 @@ pub mod code {
     /// 429001: throttled, try again after `retry-after` (IoT Hub's `ThrottlingException`
     /// code, which DPS's throttling answers share).
     pub const THROTTLED: u32 = 429001;
+    /// 400209: custom allocation failed (the webhook could not be reached, timed out, or
+    /// answered something DPS could not use): what DPS answered a device when the webhook
+    /// answered 401 ("Custom allocation failed with status code: 401").
+    pub const CUSTOM_ALLOCATION_FAILED: u32 = 400209;
     /// 500000: the service failed inside (a bug in the local DPS, never the device's fault).
     pub(crate) const INTERNAL: u32 = 500000;
 }

@@ -49,6 +49,9 @@ pub(crate) const MAX_TWIN_DEPTH: usize = 10;
 /// Largest reported (and desired) properties document: "IoT Hub enforces … a 32-KB size limit
 /// each on the value of properties/desired and properties/reported" (same page, Twin size).
 pub(crate) const MAX_TWIN_PROPERTIES_BYTES: usize = 32 * 1024;
+/// Largest tags document: "IoT Hub enforces an 8-KB size limit on the value of tags" (same
+/// page, Twin size).
+pub const MAX_TWIN_TAGS_BYTES: usize = 8 * 1024;
 /// Longest key in a twin's JSON objects: "All keys in JSON objects are UTF-8 encoded,
 /// case-sensitive, and up-to 1 KB in length. Allowed characters exclude UNICODE control
 /// characters (segments C0 and C1), and `.`, `$`, and SP" (same page, Tags and properties

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use super::super::{CliResult, Global, print_json, print_rows, warn};
 use super::{CaCommand, usage};
 use crate::hub::HubStore;
-use crate::hub::dps::{DpsState, Group};
+use crate::hub::dps::{Allocation, DpsState, Group, read_initial_twin};
 use crate::text::escape_controls;
 
 #[derive(Subcommand, Debug)]
@@ -67,6 +67,34 @@ pub struct EnrollmentArgs {
     /// Sign the devices' CSRs with this workspace CA (certificate management preview).
     #[arg(long, value_name = "CA")]
     issue_from: Option<String>,
+    /// Custom allocation: DPS POSTs each registration's AllocationRequest to this URL
+    /// (http://127.0.0.1:PORT/PATH) and assigns, sets the initial twin and answers the device
+    /// as its AllocationResponse says.
+    #[arg(long, value_name = "URL")]
+    allocation_webhook: Option<String>,
+    /// A JSON file {"tags":{…},"properties":{"desired":{…}}}: set on the device's twin at its
+    /// first assignment (a webhook's initialTwin replaces it).
+    #[arg(long, value_name = "FILE")]
+    initial_twin: Option<std::path::PathBuf>,
+}
+
+impl EnrollmentArgs {
+    /// The webhook and the initial twin, read and checked.
+    fn allocation(&self) -> anyhow::Result<Allocation> {
+        let initial_twin = match self.initial_twin.as_deref() {
+            Some(p) => Some(
+                read_initial_twin(p)
+                    .map_err(|e| usage(e.kind(), format!("--initial-twin: {e}")))?,
+            ),
+            None => None,
+        };
+        let allocation = Allocation {
+            allocation_webhook: self.allocation_webhook.clone(),
+            initial_twin,
+        };
+        allocation.check()?;
+        Ok(allocation)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -94,20 +122,16 @@ pub fn run(global: &Global, store: &HubStore, c: DpsCommand) -> CliResult {
             name,
             ca,
             secondary,
-            enrollment:
-                EnrollmentArgs {
-                    edge,
-                    disable,
-                    issue_from,
-                },
+            enrollment,
         }) => {
             let g = store.dps_add_group(Group {
                 name,
                 primary: ca,
                 secondary,
-                edge,
-                enabled: !disable,
-                issue_from,
+                edge: enrollment.edge,
+                enabled: !enrollment.disable,
+                allocation: enrollment.allocation()?,
+                issue_from: enrollment.issue_from,
                 added: store.ws.now(),
             })?;
             let st = store.dps_load()?;
@@ -136,12 +160,7 @@ pub fn run(global: &Global, store: &HubStore, c: DpsCommand) -> CliResult {
             primary,
             secondary,
             device_id,
-            enrollment:
-                EnrollmentArgs {
-                    edge,
-                    disable,
-                    issue_from,
-                },
+            enrollment,
         } => {
             let (mut ind, warnings) = store.dps_enroll(
                 &registration_id,
@@ -149,10 +168,11 @@ pub fn run(global: &Global, store: &HubStore, c: DpsCommand) -> CliResult {
                 from.as_deref(),
                 primary.as_deref(),
                 secondary.as_deref(),
-                edge,
-                issue_from.as_deref(),
+                enrollment.edge,
+                enrollment.issue_from.as_deref(),
+                enrollment.allocation()?,
             )?;
-            if disable {
+            if enrollment.disable {
                 store.dps_set_enabled(&registration_id, false)?;
                 ind.enabled = false;
             }
@@ -297,7 +317,19 @@ fn group_line(g: &Group) -> String {
             .as_deref()
             .map(|c| format!("  issues from {c}"))
             .unwrap_or_default()
-    )
+    ) + &allocation_text(&g.allocation)
+}
+
+/// `  webhook URL  initial twin` when an enrollment has them.
+fn allocation_text(a: &Allocation) -> String {
+    let mut out = String::new();
+    if let Some(url) = &a.allocation_webhook {
+        out.push_str(&format!("  webhook {}", escape_controls(url)));
+    }
+    if a.initial_twin.is_some() {
+        out.push_str("  initial twin");
+    }
+    out
 }
 
 fn individual_line(i: &crate::hub::dps::Individual) -> String {
@@ -309,7 +341,7 @@ fn individual_line(i: &crate::hub::dps::Individual) -> String {
         i.primary.as_deref().unwrap_or("-"),
         i.secondary.as_deref().unwrap_or("-"),
         if i.edge { "  edge" } else { "" },
-    )
+    ) + &allocation_text(&i.allocation)
 }
 
 fn registration_line(r: &crate::hub::dps::Registration) -> String {

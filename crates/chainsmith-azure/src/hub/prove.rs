@@ -127,6 +127,7 @@ pub fn dps_group_from_ca(hub: &HubStore, ca: &str) -> Result<Vec<String>, Regist
         edge: false,
         enabled: true,
         issue_from: None,
+        allocation: Default::default(),
         added: hub.ws.now(),
     })?;
     steps.push(format!(

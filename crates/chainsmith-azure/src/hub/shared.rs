@@ -92,6 +92,9 @@ pub struct HubConfig {
     pub clock: Clock,
     /// How long a DPS session may stay open ([`DPS_SESSION_LIFETIME`]; tests shorten it).
     pub dps_session_lifetime: Duration,
+    /// How long DPS waits for a custom allocation webhook
+    /// ([`super::dps::DPS_WEBHOOK_TIMEOUT`]; tests shorten it).
+    pub dps_webhook_timeout: Duration,
 }
 
 impl Default for HubConfig {
@@ -106,6 +109,7 @@ impl Default for HubConfig {
             csr_signer: None,
             clock: Clock::System,
             dps_session_lifetime: DPS_SESSION_LIFETIME,
+            dps_webhook_timeout: super::dps::DPS_WEBHOOK_TIMEOUT,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! DPS's certificates and enrollments: groups (a CA, primary and secondary) and individual
 //! enrollments (a registration id and its thumbprints), as the operator's commands change them.
 
-use super::{HubStore, Registration};
+use super::{Allocation, HubStore, Registration};
 use crate::hub::registry::{HubCa, RegistryError, Result, normalize_thumbprint};
 use crate::pki::{self, Target};
 use crate::store;
@@ -27,6 +27,9 @@ pub struct Group {
     /// A workspace CA that signs the CSRs of this group's devices (certificate management).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issue_from: Option<String>,
+    /// A custom allocation webhook and an initial twin for the group's devices.
+    #[serde(flatten)]
+    pub allocation: Allocation,
     /// When it was made.
     #[serde(with = "time::serde::rfc3339")]
     pub added: OffsetDateTime,
@@ -57,6 +60,9 @@ pub struct Individual {
     /// A workspace CA that signs this device's CSR.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issue_from: Option<String>,
+    /// A custom allocation webhook and an initial twin for the device.
+    #[serde(flatten)]
+    pub allocation: Allocation,
     /// When it was made.
     #[serde(with = "time::serde::rfc3339")]
     pub added: OffsetDateTime,
@@ -138,6 +144,7 @@ impl HubStore {
     /// Add an enrollment group, or change one: its CAs must be in DPS's list.
     pub fn dps_add_group(&self, group: Group) -> Result<Group> {
         check_name(&group.name)?;
+        group.allocation.check()?;
         if let Some(ca) = &group.issue_from {
             self.issuing_ca(ca)?;
         }
@@ -172,8 +179,10 @@ impl HubStore {
         secondary: Option<&str>,
         edge: bool,
         issue_from: Option<&str>,
+        allocation: Allocation,
     ) -> Result<(Individual, Vec<String>)> {
         let mut warnings = pki::identity::check_device_id(registration_id, Target::Dps)?;
+        allocation.check()?;
         if let Some(d) = device_id {
             warnings.extend(pki::identity::check_device_id(d, Target::Hub)?);
         }
@@ -202,6 +211,7 @@ impl HubStore {
             edge,
             enabled: true,
             issue_from: issue_from.map(str::to_string),
+            allocation,
             added: self.ws.now(),
         };
         self.dps_modify(|st| {

@@ -129,39 +129,11 @@ impl Registrant {
                 ),
             });
         }
-        let sh = &self.sh;
-        let store = sh.store.clone();
-        let regid = self.registration_id.clone();
-        let chain = self.chain.clone();
-        let hub = sh
-            .config
-            .hostname
-            .clone()
-            .unwrap_or_else(|| "localhost".into());
-        let signer = sh.config.csr_signer.clone();
-        let now = sh.config.clock.now();
-        let decided = tokio::task::spawn_blocking(move || {
-            let issue = |ca: &str, regid: &str, csr: &[u8]| {
-                issue_from_csr(&store, signer.as_ref(), ca, regid, csr)
-            };
-            store.dps_register(&regid, &chain, &req, &hub, now, &issue)
-        })
-        .await;
-        let assigned = match decided {
-            Ok(Ok(a)) => a,
-            Ok(Err(r)) => return self.refuse(r),
-            Err(_) => {
-                return self.refuse(DpsRefusal {
-                    status: 500,
-                    error_code: code::INTERNAL,
-                    kind: DpsRefusalKind::Registry,
-                    reason: format!(
-                        "registration {}: the registration was cut short inside the local DPS (a bug to report)",
-                        self.registration_id
-                    ),
-                });
-            }
+        let assigned = match self.decide_and_assign(req).await {
+            Ok(a) => a,
+            Err(r) => return self.refuse(r),
         };
+        let sh = &self.sh;
         let operation_id = wire::new_operation_id();
         let issued = assigned.state.issued_certificate_chain.is_some();
         let done = wire::OperationResponse {
@@ -198,6 +170,90 @@ impl Registrant {
             retry_after: Some(wire::RETRY_AFTER_SECS),
             body: serde_json::to_vec(&assigning).expect("serialisable"),
         }
+    }
+
+    /// Decide (on the blocking pool: DPS reads its state and checks chains there), ask the
+    /// enrollment's custom allocation webhook on the runtime when it has one, then record the
+    /// assignment (blocking pool again).
+    async fn decide_and_assign(
+        &self,
+        req: wire::RegisterRequest,
+    ) -> Result<super::Assigned, DpsRefusal> {
+        let sh = &self.sh;
+        let hub = sh
+            .config
+            .hostname
+            .clone()
+            .unwrap_or_else(|| "localhost".into());
+        let now = sh.config.clock.now();
+        let cut_short = || DpsRefusal {
+            status: 500,
+            error_code: code::INTERNAL,
+            kind: DpsRefusalKind::Registry,
+            reason: format!(
+                "registration {}: the registration was cut short inside the local DPS (a bug to report)",
+                self.registration_id
+            ),
+        };
+        let (store, regid, chain) = (
+            sh.store.clone(),
+            self.registration_id.clone(),
+            self.chain.clone(),
+        );
+        let (decision, req) = {
+            let hub = hub.clone();
+            tokio::task::spawn_blocking(move || {
+                let d = store.dps_decide(&regid, &chain, &req, &hub, now);
+                (d, req)
+            })
+            .await
+            .map_err(|_| cut_short())?
+        };
+        let decision = decision?;
+        let allocation = match decision.webhook() {
+            None => None,
+            Some((url, body)) => Some(self.allocate(url, body.to_vec(), &hub).await?),
+        };
+        let (store, regid, chain) = (
+            sh.store.clone(),
+            self.registration_id.clone(),
+            self.chain.clone(),
+        );
+        let signer = sh.config.csr_signer.clone();
+        tokio::task::spawn_blocking(move || {
+            let issue = |ca: &str, regid: &str, csr: &[u8]| {
+                issue_from_csr(&store, signer.as_ref(), ca, regid, csr)
+            };
+            store.dps_complete(
+                &regid, &chain, decision, &req, allocation, &hub, now, &issue,
+            )
+        })
+        .await
+        .map_err(|_| cut_short())?
+    }
+
+    /// POST the `AllocationRequest` to the enrollment's webhook and take its answer, or DPS's
+    /// refusal (400, "custom allocation failed") naming what went wrong.
+    async fn allocate(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        linked_hub: &str,
+    ) -> Result<wire::AllocationResponse, DpsRefusal> {
+        let timeout = self.sh.config.dps_webhook_timeout;
+        let answer = match super::allocation::post(url, body, timeout).await {
+            Ok((status, reply)) => super::allocation::read_reply(url, status, &reply, linked_hub),
+            Err(f) => Err(f),
+        };
+        answer.map_err(|f| DpsRefusal {
+            status: 400,
+            error_code: code::CUSTOM_ALLOCATION_FAILED,
+            kind: DpsRefusalKind::Webhook(f.kind),
+            reason: format!(
+                "registration {}: custom allocation failed: {}",
+                self.registration_id, f.why
+            ),
+        })
     }
 
     /// Answer a poll: 200 with the operation's state, or 404 when this device never started

@@ -11,11 +11,13 @@
 
 //!
 //! One file per concern: `state.rs` (what is kept on disk), `enrollments.rs` (the operator's
-//! certificates and enrollments), `registration.rs` (the decision), `issuing.rs` (signing a
+//! certificates and enrollments), `allocation.rs` (an enrollment's custom allocation webhook
+//! and initial twin), `registration.rs` (the decision), `issuing.rs` (signing a
 //! device's CSR), `exchange.rs` (one register or poll, whatever carried it); and one file per
 //! transport a device registers over: `mqtt.rs` (MQTT and MQTT over WebSockets), `amqp.rs`
 //! (AMQP and AMQP over WebSockets), `https.rs` (the REST API on 443).
 
+mod allocation;
 pub(super) mod amqp;
 mod enrollments;
 pub(super) mod exchange;
@@ -26,11 +28,16 @@ mod operations;
 mod registration;
 mod state;
 
+pub use allocation::{
+    Allocation, DPS_WEBHOOK_TIMEOUT, MAX_INITIAL_TWIN_FILE_BYTES, MAX_WEBHOOK_REPLY_BYTES,
+    MAX_WEBHOOK_URL_BYTES, WebhookFailure, certificate_info, check_initial_twin, check_webhook_url,
+    read_initial_twin,
+};
 pub use enrollments::{Group, Individual};
 pub use https::{CSR_HEADROOM_BYTES, MAX_BODY_BYTES};
 pub use issuing::{CsrRefusal, CsrSigner, IssueFn, SignCsr};
 pub(super) use operations::Operations;
-pub use registration::{Assigned, DpsRefusal, DpsRefusalKind};
+pub use registration::{Assigned, Decision, DpsRefusal, DpsRefusalKind};
 pub use state::{DpsState, Registration};
 
 use super::registry::HubStore;

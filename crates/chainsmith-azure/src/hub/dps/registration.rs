@@ -72,6 +72,8 @@ pub enum DpsRefusalKind {
     /// The request is more than DPS takes or comes too often: its body is over the size limit
     /// (`too-large`) or the hub holds all the DPS sessions it may (`dps-sessions-full`).
     Limit(&'static str),
+    /// The custom allocation webhook failed; the kind is [`super::WebhookFailure::kind`].
+    Webhook(&'static str),
 }
 
 impl DpsRefusalKind {
@@ -97,7 +99,8 @@ impl DpsRefusalKind {
             DpsRefusalKind::Certificate(kind)
             | DpsRefusalKind::Csr(kind)
             | DpsRefusalKind::Admission(kind)
-            | DpsRefusalKind::Limit(kind) => kind,
+            | DpsRefusalKind::Limit(kind)
+            | DpsRefusalKind::Webhook(kind) => kind,
         }
     }
 }
@@ -146,10 +149,31 @@ pub struct Assigned {
     pub note: Option<String>,
 }
 
+/// A registration decided but not yet recorded: the enrollment it matched, what DPS will
+/// report of its certificate, and the custom allocation webhook to ask first, if any.
+#[derive(Debug)]
+pub struct Decision {
+    m: Match,
+    x509: wire::X509RegistrationResult,
+    /// The webhook's URL and the `AllocationRequest` to POST to it.
+    webhook: Option<(String, Vec<u8>)>,
+}
+
+impl Decision {
+    /// The custom allocation webhook's URL and the `AllocationRequest` body, when the
+    /// enrollment has one: the caller POSTs it and hands the answer to
+    /// [`HubStore::dps_complete`].
+    pub fn webhook(&self) -> Option<(&str, &[u8])> {
+        self.webhook
+            .as_ref()
+            .map(|(u, b)| (u.as_str(), b.as_slice()))
+    }
+}
+
 impl HubStore {
-    /// One register request from `registration_id`, whose TLS chain is `chain` (leaf first):
-    /// decide, and on success record the registration and create or update the device in the
-    /// hub registry. `issue` signs a CSR when the request carries one.
+    /// One register request from `registration_id`, whose TLS chain is `chain` (leaf first),
+    /// for an enrollment without a custom allocation webhook: [`HubStore::dps_decide`] then
+    /// [`HubStore::dps_complete`]. The running hub calls the webhook between the two.
     pub fn dps_register(
         &self,
         registration_id: &str,
@@ -159,16 +183,41 @@ impl HubStore {
         now: OffsetDateTime,
         issue: &IssueFn<'_>,
     ) -> std::result::Result<Assigned, DpsRefusal> {
-        let internal = |e: RegistryError| {
-            DpsRefusal::new(
+        let d = self.dps_decide(registration_id, chain, req, assigned_hub, now)?;
+        if d.webhook.is_some() {
+            return Err(DpsRefusal::new(
                 500,
-                500000,
+                code::INTERNAL,
                 DpsRefusalKind::Registry,
                 format!(
-                    "DPS could not read or write its state ({e}); the device may register again"
+                    "registration {registration_id}: {} has a custom allocation webhook, which only the running hub calls",
+                    d.m.enrollment
                 ),
-            )
-        };
+            ));
+        }
+        self.dps_complete(
+            registration_id,
+            chain,
+            d,
+            req,
+            None,
+            assigned_hub,
+            now,
+            issue,
+        )
+    }
+
+    /// Decide one register request: the checks on the id, the body and the certificate, and
+    /// the enrollment it matches (DPS's refusal when none does). Nothing is written.
+    /// `linked_hub` is the hub DPS assigns to (and offers a webhook).
+    pub fn dps_decide(
+        &self,
+        registration_id: &str,
+        chain: &[Vec<u8>],
+        req: &wire::RegisterRequest,
+        linked_hub: &str,
+        now: OffsetDateTime,
+    ) -> std::result::Result<Decision, DpsRefusal> {
         let bad_request = |kind: DpsRefusalKind, why: String| {
             DpsRefusal::new(
                 400,
@@ -204,11 +253,12 @@ impl HubStore {
             return Err(bad_request(DpsRefusalKind::PayloadLimit, e.to_string()));
         }
         let st = self.dps_load_file().map_err(internal)?;
-        let m = decide(&st, registration_id, chain, now)?;
+        let m = decide(&st, registration_id, chain, linked_hub, now)?;
         // Registration ids are case-insensitive, so "Victim" is registration "victim"; taking it
         // would re-pin hub device "victim" to another certificate and lock its owner out. A
         // registration answers only to the spelling it was first made with.
-        if let Some(old) = self.dps_registration(registration_id).map_err(internal)?
+        let earlier = self.dps_registration(registration_id).map_err(internal)?;
+        if let Some(old) = &earlier
             && old.registration_id != registration_id
         {
             return Err(DpsRefusal::new(
@@ -221,6 +271,57 @@ impl HubStore {
                 ),
             ));
         }
+        let x509 = wire::X509RegistrationResult {
+            certificate_info: chain.first().and_then(|d| super::certificate_info(d)),
+            enrollment_group_id: m.group_id.clone(),
+            signing_certificate_info: m.signer.as_deref().and_then(super::certificate_info),
+        };
+        let webhook = m.allocation.allocation_webhook.clone().map(|url| {
+            let mut context = serde_json::json!({
+                "registrationId": registration_id,
+                "x509": x509,
+            });
+            if let Some(old) = &earlier {
+                context["currentIotHubHostName"] = old.assigned_hub.clone().into();
+                context["currentDeviceId"] = old.device_id.clone().into();
+            }
+            if let Some(p) = &req.payload {
+                context["payload"] = p.clone();
+            }
+            let body = serde_json::json!({
+                m.enrollment_json.0: m.enrollment_json.1,
+                "deviceRuntimeContext": context,
+                "linkedHubs": [linked_hub],
+            });
+            (url, serde_json::to_vec(&body).expect("serialisable"))
+        });
+        Ok(Decision { m, x509, webhook })
+    }
+
+    /// Finish a decided registration: sign the CSR the request carries, then record the
+    /// registration and create or update the device in the hub registry. `allocation` is the
+    /// webhook's checked answer when the enrollment has one (its hub, initial twin and payload).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dps_complete(
+        &self,
+        registration_id: &str,
+        chain: &[Vec<u8>],
+        d: Decision,
+        req: &wire::RegisterRequest,
+        allocation: Option<wire::AllocationResponse>,
+        assigned_hub: &str,
+        now: OffsetDateTime,
+        issue: &IssueFn<'_>,
+    ) -> std::result::Result<Assigned, DpsRefusal> {
+        let m = &d.m;
+        let bad_request = |kind: DpsRefusalKind, why: String| {
+            DpsRefusal::new(
+                400,
+                code::BAD_REQUEST,
+                kind,
+                format!("registration {registration_id}: {why}"),
+            )
+        };
         let issued = match (&req.csr, &m.issue_from) {
             (None, _) => None,
             (Some(_), None) => {
@@ -259,7 +360,27 @@ impl HubStore {
                 Some(chain)
             }
         };
-        self.assign(registration_id, chain, &m, req, assigned_hub, now, issued)
+        let (hub, initial_twin, payload) = match allocation {
+            Some(a) => (
+                a.iot_hub_host_name
+                    .unwrap_or_else(|| assigned_hub.to_string()),
+                a.initial_twin.or_else(|| m.allocation.initial_twin.clone()),
+                a.payload,
+            ),
+            None => (
+                assigned_hub.to_string(),
+                m.allocation.initial_twin.clone(),
+                None,
+            ),
+        };
+        let outcome = Outcome {
+            hub,
+            initial_twin,
+            payload,
+            x509: d.x509,
+            issued,
+        };
+        self.assign(registration_id, chain, m, req, outcome, now)
             .map_err(internal)
     }
 
@@ -271,17 +392,26 @@ impl HubStore {
     /// DPS's deprovisioning guide keeps the two switches apart (disable the enrollment to stop
     /// provisioning, disable the device in the hub to stop it talking), and no Azure document
     /// says a registration re-enables a disabled device, so it does not here.
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// An initial twin (the webhook's, else the enrollment's) lands on the device's twin at its
+    /// first assignment only, as DPS documents `initialTwin`: a device registering again keeps
+    /// whatever its twin became.
     fn assign(
         &self,
         registration_id: &str,
         chain: &[Vec<u8>],
         m: &Match,
         req: &wire::RegisterRequest,
-        assigned_hub: &str,
+        outcome: Outcome,
         now: OffsetDateTime,
-        issued: Option<Vec<Vec<u8>>>,
     ) -> Result<Assigned> {
+        let Outcome {
+            hub: assigned_hub,
+            initial_twin,
+            payload,
+            x509,
+            issued,
+        } = outcome;
         let _lock = self.ws.lock()?;
         let earlier = self.dps_registration(registration_id)?;
         // Case variants of one registration id are one registration, one hub device: the
@@ -335,6 +465,11 @@ impl HubStore {
                 Ok(())
             })?;
         }
+        if earlier.is_none()
+            && let Some(t) = &initial_twin
+        {
+            self.apply_initial_twin_locked(&device_id, t)?;
+        }
         let etag = {
             use base64::Engine;
             let mut b = [0u8; 16];
@@ -352,7 +487,7 @@ impl HubStore {
         let rec = Registration {
             registration_id: first_id,
             device_id,
-            assigned_hub: assigned_hub.to_string(),
+            assigned_hub,
             status: "assigned".into(),
             substatus: substatus.into(),
             created,
@@ -377,13 +512,35 @@ impl HubStore {
                 substatus: Some(rec.substatus.clone()),
                 last_updated_date_time_utc: Some(pki::issue::rfc3339(rec.updated)),
                 etag: Some(rec.etag.clone()),
-                payload: rec.payload.clone(),
+                payload,
+                x509: Some(x509),
                 issued_certificate_chain: issued.map(|c| c.iter().map(b64).collect()),
             },
             enrollment: rec.enrollment,
             note: rec.note,
         })
     }
+}
+
+/// DPS's answer when it cannot read or write its own state.
+fn internal(e: RegistryError) -> DpsRefusal {
+    DpsRefusal::new(
+        500,
+        500000,
+        DpsRefusalKind::Registry,
+        format!("DPS could not read or write its state ({e}); the device may register again"),
+    )
+}
+
+/// What a registration is assigned: the hub, the initial twin for a first assignment, the
+/// payload for the device, what DPS reports of its certificate, and the chain issued from a
+/// CSR.
+struct Outcome {
+    hub: String,
+    initial_twin: Option<wire::InitialTwin>,
+    payload: Option<serde_json::Value>,
+    x509: wire::X509RegistrationResult,
+    issued: Option<Vec<Vec<u8>>>,
 }
 
 /// An enrollment a device matched.
@@ -394,6 +551,15 @@ struct Match {
     /// device id of an earlier registration of the same id in another case).
     individual_device_id: Option<String>,
     issue_from: Option<String>,
+    /// The group's id, for `registrationState.x509.enrollmentGroupId`.
+    group_id: Option<String>,
+    /// The certificate that signed the device's (a group's verified chain), DER.
+    signer: Option<Vec<u8>>,
+    /// The enrollment's webhook and initial twin.
+    allocation: super::Allocation,
+    /// `("enrollmentGroup" | "individualEnrollment", the enrollment as DPS shows it)`, for an
+    /// `AllocationRequest`.
+    enrollment_json: (&'static str, serde_json::Value),
 }
 
 fn cn_of(der: &[u8]) -> Option<String> {
@@ -468,6 +634,7 @@ fn decide(
     st: &DpsState,
     registration_id: &str,
     chain: &[Vec<u8>],
+    linked_hub: &str,
     now: OffsetDateTime,
 ) -> std::result::Result<Match, DpsRefusal> {
     let who = format!("registration {registration_id}");
@@ -520,6 +687,20 @@ fn decide(
             enrollment: format!("individual {}", ind.registration_id),
             individual_device_id: Some(ind.device_id().to_string()),
             issue_from: ind.issue_from.clone(),
+            group_id: None,
+            signer: None,
+            allocation: ind.allocation.clone(),
+            enrollment_json: (
+                "individualEnrollment",
+                super::allocation::enrollment_json(
+                    ("registrationId", &ind.registration_id),
+                    ind.device_id.as_deref(),
+                    ind.edge,
+                    &ind.allocation,
+                    linked_hub,
+                    ind.added,
+                ),
+            ),
         });
     }
     for g in &st.groups {
@@ -527,12 +708,9 @@ fn decide(
             .chain(g.secondary.as_deref())
             .collect();
         let reg = st.as_registry(Some(&names));
-        if HubTrust::new(&reg)
-            .verify(registration_id, chain, now)
-            .is_err()
-        {
+        let Ok(verified) = HubTrust::new(&reg).verify(registration_id, chain, now) else {
             continue;
-        }
+        };
         if !g.enabled {
             return Err(DpsRefusal::new(
                 403,
@@ -545,6 +723,20 @@ fn decide(
             enrollment: format!("group {}", g.name),
             individual_device_id: None,
             issue_from: g.issue_from.clone(),
+            group_id: Some(g.name.clone()),
+            signer: verified.chain.get(1).cloned(),
+            allocation: g.allocation.clone(),
+            enrollment_json: (
+                "enrollmentGroup",
+                super::allocation::enrollment_json(
+                    ("enrollmentGroupId", &g.name),
+                    None,
+                    g.edge,
+                    &g.allocation,
+                    linked_hub,
+                    g.added,
+                ),
+            ),
         });
     }
     // No enrollment: say why in the chain check's own words against all of DPS's CAs.
@@ -598,6 +790,7 @@ mod tests {
             (K::NoEnrollment, "no-enrollment"),
             (K::Certificate("no-certificate"), "no-certificate"),
             (K::Csr("csr-subject"), "csr-subject"),
+            (K::Webhook("webhook-timeout"), "webhook-timeout"),
         ];
         let mut seen = std::collections::BTreeSet::new();
         for (kind, text) in all {

@@ -120,6 +120,22 @@ pub enum RegistryError {
     /// An enrollment group name DPS does not allow.
     #[error("enrollment group name {0:?} is not 1-128 letters, digits, '-', '.' or '_'")]
     DpsGroupName(String),
+    /// A custom allocation webhook URL the local DPS will not call.
+    #[error("allocation webhook {url:?}: {why}")]
+    DpsWebhookUrl {
+        /// The URL (cut to 120 characters).
+        url: String,
+        /// Why, and what it takes.
+        why: String,
+    },
+    /// An initial twin that is not one or breaks IoT Hub's twin rules.
+    #[error("{what}: {why}")]
+    InitialTwin {
+        /// Where it came from (`--initial-twin FILE`, the enrollment's).
+        what: String,
+        /// Why, and what it takes.
+        why: String,
+    },
     /// rustls refused the hub's own server certificate and key (made by the hub's TLS CA).
     #[error("TLS server certificate: {0}")]
     ServerTls(#[source] rustls::Error),
@@ -150,6 +166,8 @@ impl RegistryError {
             | RegistryError::DpsUnknownRegistration(_) => "not-registered",
             RegistryError::DpsCaInUse(..) => "in-use",
             RegistryError::DpsGroupName(_) | RegistryError::ServerTls(_) => "invalid",
+            RegistryError::DpsWebhookUrl { .. } => "bad-webhook-url",
+            RegistryError::InitialTwin { .. } => "bad-initial-twin",
         }
     }
 
@@ -180,6 +198,8 @@ impl RegistryError {
             | RegistryError::DpsUnknownEnrollment(_)
             | RegistryError::DpsUnknownRegistration(_)
             | RegistryError::DpsGroupName(_)
+            | RegistryError::DpsWebhookUrl { .. }
+            | RegistryError::InitialTwin { .. }
             | RegistryError::ServerTls(_) => None,
         }
     }

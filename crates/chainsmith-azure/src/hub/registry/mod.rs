@@ -26,6 +26,7 @@ mod error;
 mod twins;
 
 pub use error::{RegistryError, Result};
+pub(crate) use twins::check_twin_document;
 pub use twins::{Twin, merge};
 
 /// A registered device.
