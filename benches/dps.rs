@@ -47,11 +47,13 @@ fn main() {
             name: "bench".into(),
             primary: "line2".into(),
             secondary: None,
-            edge: false,
-            enabled: true,
-            issue_from: None,
-            allocation: Default::default(),
-            added: time::OffsetDateTime::now_utc(),
+            settings: chainsmith::hub::dps::EnrollmentSettings {
+                edge: false,
+                enabled: true,
+                issue_from: None,
+                allocation: Default::default(),
+                added: time::OffsetDateTime::now_utc(),
+            },
         })
         .unwrap();
     let scope = fx.store.dps_id_scope().unwrap();

@@ -417,7 +417,7 @@ fn central_status(id: &str, rows: &[TreeRow], facts: &Facts) -> Option<String> {
         "c-group" => dps
             .groups
             .iter()
-            .find(|g| g.enabled && verified(&g.primary))
+            .find(|g| g.settings.enabled && verified(&g.primary))
             .map(|g| {
                 format!(
                     "enrollment group \"{}\" (primary CA \"{}\", Verified)",
@@ -452,7 +452,7 @@ fn central_status(id: &str, rows: &[TreeRow], facts: &Facts) -> Option<String> {
         "c-enroll" => dps
             .individuals
             .iter()
-            .find(|i| i.enabled && i.primary.is_some())
+            .find(|i| i.settings.enabled && i.primary.is_some())
             .map(|i| {
                 format!(
                     "individual enrollment \"{}\" ({})",
@@ -484,7 +484,7 @@ fn central_status(id: &str, rows: &[TreeRow], facts: &Facts) -> Option<String> {
         // (the secondary promoted, or a new primary), and it is Verified.
         "c-roll" => dps.groups.iter().find_map(|g| {
             dps_ca(&g.primary)
-                .filter(|c| c.verified && c.added > g.added)
+                .filter(|c| c.verified && c.added > g.settings.added)
                 .map(|_| {
                     format!(
                         "enrollment group \"{}\" rolled to primary CA \"{}\"",

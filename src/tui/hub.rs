@@ -690,12 +690,12 @@ fn render_dps(f: &mut Frame, area: Rect, hub: &HubState, t: Theme) {
             .map(|s| format!(" / {}", esc(s)))
             .unwrap_or_default();
         lines.push(Line::from(vec![
-            enabled(g.enabled),
+            enabled(g.settings.enabled),
             Span::raw(format!(
                 " group {}  CA {}{secondary}{}",
                 esc(&g.name),
                 esc(&g.primary),
-                if g.edge { "  edge" } else { "" }
+                if g.settings.edge { "  edge" } else { "" }
             )),
         ]));
     }
@@ -714,7 +714,7 @@ fn render_dps(f: &mut Frame, area: Rect, hub: &HubState, t: Theme) {
             format!(" → {}", esc(i.device_id()))
         };
         lines.push(Line::from(vec![
-            enabled(i.enabled),
+            enabled(i.settings.enabled),
             Span::raw(format!(
                 " individual {}{device}  {}",
                 esc(&i.registration_id),

@@ -136,10 +136,9 @@ fn openssl(cert: &Path) -> (String, String, String) {
 }
 
 fn with_allocation(name: &str, ca: &str, allocation: Allocation) -> chainsmith::hub::dps::Group {
-    chainsmith::hub::dps::Group {
-        allocation,
-        ..group(name, ca)
-    }
+    let mut g = group(name, ca);
+    g.settings.allocation = allocation;
+    g
 }
 
 fn twin_file(dir: &Path, text: &str) -> PathBuf {

@@ -35,7 +35,7 @@ fn fixture(regid: &str, enabled: bool) -> Fixture {
     fx.device(regid, Some("line2"), ValidityArg::default());
     chainsmith::hub::dps_prove(&fx.store, "root").unwrap();
     let mut g = group("AmqpGroup", "root");
-    g.enabled = enabled;
+    g.settings.enabled = enabled;
     fx.store.dps_add_group(g).unwrap();
     fx
 }

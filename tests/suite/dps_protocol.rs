@@ -21,12 +21,14 @@ pub fn group(name: &str, ca: &str) -> Group {
         name: name.into(),
         primary: ca.into(),
         secondary: None,
-        edge: false,
-        enabled: true,
-        issue_from: None,
-        allocation: Default::default(),
-        // When the group was made matters to nothing these tests check: a fixed day.
-        added: time::macros::datetime!(2026-01-01 0:00 UTC),
+        settings: chainsmith::hub::dps::EnrollmentSettings {
+            edge: false,
+            enabled: true,
+            issue_from: None,
+            allocation: Default::default(),
+            // When the group was made matters to nothing these tests check: a fixed day.
+            added: time::macros::datetime!(2026-01-01 0:00 UTC),
+        },
     }
 }
 
@@ -500,7 +502,7 @@ async fn csr_registration_returns_a_chain_openssl_verifies_and_that_connects() {
     fx.device("csr-dev-1", Some("line2"), ValidityArg::default());
     fx.store.dps_add_ca("line2", true).unwrap();
     let mut g = group("issuing", "line2");
-    g.issue_from = Some("line2".into());
+    g.settings.issue_from = Some("line2".into());
     fx.store.dps_add_group(g).unwrap();
     let scope = fx.store.dps_id_scope().unwrap();
     let hub = hub(&fx).await;

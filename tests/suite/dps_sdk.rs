@@ -262,7 +262,7 @@ async fn python_sees_each_refusal() {
     fx.store.dps_add_ca("unproved", false).unwrap();
     fx.store.dps_add_group(group("lines", "line2")).unwrap();
     let mut off = group("off", "root");
-    off.enabled = false;
+    off.settings.enabled = false;
     fx.store.dps_add_group(off).unwrap();
     fx.store
         .dps_add_group(group("pending", "unproved"))

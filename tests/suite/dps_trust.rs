@@ -38,7 +38,7 @@ fn issuing_group(fx: &Fixture, boot: &str) -> String {
     fx.device(boot, Some("line2"), ValidityArg::default());
     fx.store.dps_add_ca("line2", true).unwrap();
     let mut g = group("issuing", "line2");
-    g.issue_from = Some("line2".into());
+    g.settings.issue_from = Some("line2".into());
     fx.store.dps_add_group(g).unwrap();
     fx.store.dps_id_scope().unwrap()
 }

@@ -1356,11 +1356,13 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
             name: "MyX509Group".into(),
             primary: "mytestrootcert".into(),
             secondary: None,
-            edge: false,
-            enabled: true,
-            issue_from: None,
-            allocation: Default::default(),
-            added: OffsetDateTime::now_utc(),
+            settings: chainsmith::hub::dps::EnrollmentSettings {
+                edge: false,
+                enabled: true,
+                issue_from: None,
+                allocation: Default::default(),
+                added: OffsetDateTime::now_utc(),
+            },
         })
         .unwrap();
     assert!(done(st(&mut app, "c-group"), "MyX509Group"));
@@ -1450,11 +1452,13 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
                 name: "MyX509Group".into(),
                 primary: primary.into(),
                 secondary: Some(secondary.into()),
-                edge: false,
-                enabled: true,
-                issue_from: None,
-                allocation: Default::default(),
-                added: OffsetDateTime::now_utc(),
+                settings: chainsmith::hub::dps::EnrollmentSettings {
+                    edge: false,
+                    enabled: true,
+                    issue_from: None,
+                    allocation: Default::default(),
+                    added: OffsetDateTime::now_utc(),
+                },
             })
             .unwrap();
     };

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use super::super::{CliResult, Global, print_json, print_rows, warn};
 use super::{CaCommand, usage};
 use crate::hub::HubStore;
-use crate::hub::dps::{Allocation, DpsState, Group, read_initial_twin};
+use crate::hub::dps::{Allocation, DpsState, EnrollmentSettings, Group, read_initial_twin};
 use crate::text::escape_controls;
 
 #[derive(Subcommand, Debug)]
@@ -128,11 +128,13 @@ pub fn run(global: &Global, store: &HubStore, c: DpsCommand) -> CliResult {
                 name,
                 primary: ca,
                 secondary,
-                edge: enrollment.edge,
-                enabled: !enrollment.disable,
-                allocation: enrollment.allocation()?,
-                issue_from: enrollment.issue_from,
-                added: store.ws.now(),
+                settings: EnrollmentSettings {
+                    edge: enrollment.edge,
+                    enabled: !enrollment.disable,
+                    allocation: enrollment.allocation()?,
+                    issue_from: enrollment.issue_from,
+                    added: store.ws.now(),
+                },
             })?;
             let st = store.dps_load()?;
             for ca in std::iter::once(&g.primary).chain(g.secondary.as_ref()) {
@@ -174,7 +176,7 @@ pub fn run(global: &Global, store: &HubStore, c: DpsCommand) -> CliResult {
             )?;
             if enrollment.disable {
                 store.dps_set_enabled(&registration_id, false)?;
-                ind.enabled = false;
+                ind.settings.enabled = false;
             }
             warn(global, &warnings);
             if global.json {
@@ -309,15 +311,20 @@ fn group_line(g: &Group) -> String {
     format!(
         "group {:<20} {:<8} primary {}  secondary {}{}{}",
         g.name,
-        if g.enabled { "enabled" } else { "disabled" },
+        if g.settings.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        },
         g.primary,
         g.secondary.as_deref().unwrap_or("-"),
-        if g.edge { "  edge" } else { "" },
-        g.issue_from
+        if g.settings.edge { "  edge" } else { "" },
+        g.settings
+            .issue_from
             .as_deref()
             .map(|c| format!("  issues from {c}"))
             .unwrap_or_default()
-    ) + &allocation_text(&g.allocation)
+    ) + &allocation_text(&g.settings.allocation)
 }
 
 /// `  webhook URL  initial twin` when an enrollment has them.
@@ -336,12 +343,16 @@ fn individual_line(i: &crate::hub::dps::Individual) -> String {
     format!(
         "individual {:<20} {:<8} device {}  primary {}  secondary {}{}",
         escape_controls(&i.registration_id),
-        if i.enabled { "enabled" } else { "disabled" },
+        if i.settings.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        },
         escape_controls(i.device_id()),
         i.primary.as_deref().unwrap_or("-"),
         i.secondary.as_deref().unwrap_or("-"),
-        if i.edge { "  edge" } else { "" },
-    ) + &allocation_text(&i.allocation)
+        if i.settings.edge { "  edge" } else { "" },
+    ) + &allocation_text(&i.settings.allocation)
 }
 
 fn registration_line(r: &crate::hub::dps::Registration) -> String {

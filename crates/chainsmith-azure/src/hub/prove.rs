@@ -3,7 +3,7 @@
 //! certificate issuance ([`dps_csr_signer`]). They live in `ops`, above both the hub registry
 //! and the certificates they make, so that the hub never calls up into `ops`.
 
-use crate::hub::dps::{CsrSigner, Group};
+use crate::hub::dps::{CsrSigner, EnrollmentSettings, Group};
 use crate::hub::{HubCa, HubStore, RegistryError};
 use crate::store;
 
@@ -124,11 +124,13 @@ pub fn dps_group_from_ca(hub: &HubStore, ca: &str) -> Result<Vec<String>, Regist
         name: ca.to_string(),
         primary: ca.to_string(),
         secondary: None,
-        edge: false,
-        enabled: true,
-        issue_from: None,
-        allocation: Default::default(),
-        added: hub.ws.now(),
+        settings: EnrollmentSettings {
+            edge: false,
+            enabled: true,
+            issue_from: None,
+            allocation: Default::default(),
+            added: hub.ws.now(),
+        },
     })?;
     steps.push(format!(
         "added enrollment group \"{ca}\" (primary CA \"{ca}\")"

@@ -19,20 +19,9 @@ pub struct Group {
     /// A second CA of DPS's certificate list, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary: Option<String>,
-    /// IoT Edge devices.
-    #[serde(default)]
-    pub edge: bool,
-    /// Devices of a disabled group are refused.
-    pub enabled: bool,
-    /// A workspace CA that signs the CSRs of this group's devices (certificate management).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issue_from: Option<String>,
-    /// A custom allocation webhook and an initial twin for the group's devices.
+    /// What every enrollment has: enabled, edge, issuing CA, allocation, when it was made.
     #[serde(flatten)]
-    pub allocation: Allocation,
-    /// When it was made.
-    #[serde(with = "time::serde::rfc3339")]
-    pub added: OffsetDateTime,
+    pub settings: EnrollmentSettings,
 }
 
 /// An individual enrollment: one registration id and the thumbprints of its certificates.
@@ -52,15 +41,24 @@ pub struct Individual {
     /// The workspace device the thumbprints were taken from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    /// An IoT Edge device.
+    /// What every enrollment has: enabled, edge, issuing CA, allocation, when it was made.
+    #[serde(flatten)]
+    pub settings: EnrollmentSettings,
+}
+
+/// What a group and an individual enrollment both hold beside whom they enroll (stored
+/// flattened into each, so `dps.json` reads as it always has).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnrollmentSettings {
+    /// IoT Edge devices.
     #[serde(default)]
     pub edge: bool,
-    /// A disabled enrollment is refused.
+    /// A disabled enrollment refuses its devices.
     pub enabled: bool,
-    /// A workspace CA that signs this device's CSR.
+    /// A workspace CA that signs the CSRs of the enrollment's devices (certificate management).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issue_from: Option<String>,
-    /// A custom allocation webhook and an initial twin for the device.
+    /// A custom allocation webhook and an initial twin for the enrollment's devices.
     #[serde(flatten)]
     pub allocation: Allocation,
     /// When it was made.
@@ -144,8 +142,8 @@ impl HubStore {
     /// Add an enrollment group, or change one: its CAs must be in DPS's list.
     pub fn dps_add_group(&self, group: Group) -> Result<Group> {
         check_name(&group.name)?;
-        group.allocation.check()?;
-        if let Some(ca) = &group.issue_from {
+        group.settings.allocation.check()?;
+        if let Some(ca) = &group.settings.issue_from {
             self.issuing_ca(ca)?;
         }
         self.dps_modify(|s| {
@@ -156,11 +154,10 @@ impl HubStore {
             }
             match s.groups.iter_mut().find(|g| g.name == group.name) {
                 Some(g) => {
-                    let added = g.added;
-                    *g = Group {
-                        added,
-                        ..group.clone()
-                    };
+                    // A changed group keeps when it was first made.
+                    let added = g.settings.added;
+                    *g = group.clone();
+                    g.settings.added = added;
                 }
                 None => s.groups.push(group.clone()),
             }
@@ -208,11 +205,13 @@ impl HubStore {
             primary: p,
             secondary: s,
             from: from.map(str::to_string),
-            edge,
-            enabled: true,
-            issue_from: issue_from.map(str::to_string),
-            allocation,
-            added: self.ws.now(),
+            settings: EnrollmentSettings {
+                edge,
+                enabled: true,
+                issue_from: issue_from.map(str::to_string),
+                allocation,
+                added: self.ws.now(),
+            },
         };
         self.dps_modify(|st| {
             st.individuals
@@ -228,7 +227,7 @@ impl HubStore {
     pub fn dps_set_enabled(&self, name: &str, enabled: bool) -> Result<String> {
         self.dps_modify(|s| {
             if let Some(g) = s.groups.iter_mut().find(|g| g.name == name) {
-                g.enabled = enabled;
+                g.settings.enabled = enabled;
                 return Ok(format!("group {name}"));
             }
             if let Some(i) = s
@@ -236,7 +235,7 @@ impl HubStore {
                 .iter_mut()
                 .find(|i| i.registration_id.eq_ignore_ascii_case(name))
             {
-                i.enabled = enabled;
+                i.settings.enabled = enabled;
                 return Ok(format!("individual {}", i.registration_id));
             }
             Err(RegistryError::DpsUnknownEnrollment(name.to_string()))

@@ -33,7 +33,7 @@ pub use allocation::{
     MAX_WEBHOOK_URL_BYTES, WebhookFailure, certificate_info, check_initial_twin, check_webhook_url,
     read_initial_twin,
 };
-pub use enrollments::{Group, Individual};
+pub use enrollments::{EnrollmentSettings, Group, Individual};
 pub use https::{CSR_HEADROOM_BYTES, MAX_BODY_BYTES};
 pub use issuing::{CsrRefusal, CsrSigner, IssueFn, SignCsr};
 pub(super) use operations::Operations;

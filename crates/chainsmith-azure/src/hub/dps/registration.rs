@@ -640,7 +640,7 @@ fn decide(
     let who = format!("registration {registration_id}");
     check_device_certificate(registration_id, chain)?;
     if let Some(ind) = st.individual(registration_id) {
-        if !ind.enabled {
+        if !ind.settings.enabled {
             return Err(DpsRefusal::new(
                 403,
                 code::FORBIDDEN,
@@ -658,7 +658,7 @@ fn decide(
                 Auth::SelfSigned,
                 ind.primary.clone(),
                 ind.secondary.clone(),
-                ind.added,
+                ind.settings.added,
             )],
             ..Default::default()
         };
@@ -686,19 +686,19 @@ fn decide(
         return Ok(Match {
             enrollment: format!("individual {}", ind.registration_id),
             individual_device_id: Some(ind.device_id().to_string()),
-            issue_from: ind.issue_from.clone(),
+            issue_from: ind.settings.issue_from.clone(),
             group_id: None,
             signer: None,
-            allocation: ind.allocation.clone(),
+            allocation: ind.settings.allocation.clone(),
             enrollment_json: (
                 "individualEnrollment",
                 super::allocation::enrollment_json(
                     ("registrationId", &ind.registration_id),
                     ind.device_id.as_deref(),
-                    ind.edge,
-                    &ind.allocation,
+                    ind.settings.edge,
+                    &ind.settings.allocation,
                     linked_hub,
-                    ind.added,
+                    ind.settings.added,
                 ),
             ),
         });
@@ -711,7 +711,7 @@ fn decide(
         let Ok(verified) = HubTrust::new(&reg).verify(registration_id, chain, now) else {
             continue;
         };
-        if !g.enabled {
+        if !g.settings.enabled {
             return Err(DpsRefusal::new(
                 403,
                 code::FORBIDDEN,
@@ -722,19 +722,19 @@ fn decide(
         return Ok(Match {
             enrollment: format!("group {}", g.name),
             individual_device_id: None,
-            issue_from: g.issue_from.clone(),
+            issue_from: g.settings.issue_from.clone(),
             group_id: Some(g.name.clone()),
             signer: verified.chain.get(1).cloned(),
-            allocation: g.allocation.clone(),
+            allocation: g.settings.allocation.clone(),
             enrollment_json: (
                 "enrollmentGroup",
                 super::allocation::enrollment_json(
                     ("enrollmentGroupId", &g.name),
                     None,
-                    g.edge,
-                    &g.allocation,
+                    g.settings.edge,
+                    &g.settings.allocation,
                     linked_hub,
-                    g.added,
+                    g.settings.added,
                 ),
             ),
         });
