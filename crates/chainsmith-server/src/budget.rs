@@ -198,19 +198,56 @@ impl PeerBudget {
     }
 
     /// The sentence for a refused slot.
-    pub fn refusal(&self, full: BudgetFull, peer: IpAddr) -> String {
-        match full {
-            BudgetFull::Peer => format!(
-                "{peer} already holds {} {} (the hub's per-peer cap)",
-                self.per_peer, self.what
+    pub fn refusal(&self, full: BudgetFull, peer: IpAddr) -> BudgetRefusal {
+        BudgetRefusal {
+            full,
+            peer,
+            per_peer: self.per_peer,
+            total: self.total,
+            what: self.what,
+        }
+    }
+}
+
+/// A slot refused: which cap was full, for whom, and the budget's sizes; its text is the
+/// sentence the peer and the hub's log get.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BudgetRefusal {
+    /// Which cap was full.
+    pub full: BudgetFull,
+    /// Who asked.
+    pub peer: IpAddr,
+    /// The budget's cap per peer.
+    pub per_peer: usize,
+    /// The budget's cap in all.
+    pub total: usize,
+    /// What a slot is, in the plural ("connections waiting to authenticate").
+    pub what: &'static str,
+}
+
+impl std::fmt::Display for BudgetRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let BudgetRefusal {
+            peer,
+            per_peer,
+            total,
+            what,
+            ..
+        } = self;
+        match self.full {
+            BudgetFull::Peer => write!(
+                f,
+                "{peer} already holds {per_peer} {what} (the hub's per-peer cap)"
             ),
-            BudgetFull::Total => format!(
-                "{} {} are held (the hub's cap, at most {} per peer)",
-                self.total, self.what, self.per_peer
+            BudgetFull::Total => write!(
+                f,
+                "{total} {what} are held (the hub's cap, at most {per_peer} per peer)"
             ),
         }
     }
 }
+
+impl std::error::Error for BudgetRefusal {}
 
 /// One slot of a [`PeerBudget`], given back when dropped.
 #[derive(Debug)]

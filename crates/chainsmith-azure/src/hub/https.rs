@@ -22,7 +22,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::budget::BudgetPermit;
+use super::budget::{BudgetPermit, BudgetRefusal};
 use super::dps::https::{self as dps_https, DpsConn, DpsLink};
 use super::events::{HubEvent, clip};
 use super::shared::{CONNECT_TIMEOUT, Shared};
@@ -140,7 +140,7 @@ impl Conn {
 
     /// The connection's pre-authentication slot for an upgrade: the one it was accepted with,
     /// or a new one when DPS requests on it traded that for a DPS session slot.
-    fn pre_auth_slot(&self) -> Result<BudgetPermit, String> {
+    fn pre_auth_slot(&self) -> Result<BudgetPermit, BudgetRefusal> {
         let held = self
             .pre_auth
             .lock()

@@ -3,6 +3,7 @@
 //! serve the device session. Packets are decoded and encoded with `rumqttc::mqttbytes::v4`.
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -121,14 +122,14 @@ impl PacketHandler for LiveSession {
         self.session.handle(p, out).await
     }
 
-    async fn unasked(&mut self, out: &mut BytesMut) -> Result<(), String> {
+    async fn unasked(&mut self, out: &mut BytesMut) -> ControlFlow<String> {
         match self.inbox.recv().await {
             Some(Outbound::Publish { topic, payload }) => {
                 self.session.publish(topic, payload, out);
-                Ok(())
+                ControlFlow::Continue(())
             }
-            Some(Outbound::Kick(why)) => Err(why),
-            None => Err("hub closed the session".into()),
+            Some(Outbound::Kick(why)) => ControlFlow::Break(why),
+            None => ControlFlow::Break("hub closed the session".into()),
         }
     }
 }

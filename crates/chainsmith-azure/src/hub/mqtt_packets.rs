@@ -4,6 +4,7 @@
 //! encoded with `rumqttc::mqttbytes::v4`.
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet};
@@ -188,9 +189,9 @@ pub(super) trait PacketHandler {
     async fn handle(&mut self, p: Packet, out: &mut BytesMut) -> Result<(), SessionEnd>;
 
     /// Wait for something the hub sends unasked (a cloud-to-device message) and write it to
-    /// `out`; Err(reason) ends the session (the device was taken over, the hub closed it).
+    /// `out`; Break(reason) ends the session (the device was taken over, the hub closed it).
     /// DPS sends nothing unasked, so by default this never returns.
-    async fn unasked(&mut self, out: &mut BytesMut) -> Result<(), String> {
+    async fn unasked(&mut self, out: &mut BytesMut) -> ControlFlow<String> {
         let _ = out;
         std::future::pending().await
     }
@@ -238,7 +239,7 @@ pub(super) async fn serve_packets<S: DeviceStream, H: PacketHandler>(
                 }
             },
             r = handler.unasked(out) => {
-                if let Err(why) = r {
+                if let ControlFlow::Break(why) = r {
                     return why;
                 }
             }

@@ -17,7 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::budget::BudgetPermit;
+use super::budget::{BudgetPermit, BudgetRefusal};
 use super::events::HubEvent;
 use super::shared::{CONNECT_TIMEOUT, Shared};
 use crate::websocket::{AMQP_SUBPROTOCOL, MQTT_SUBPROTOCOL, PATH, WsIo, config};
@@ -118,7 +118,7 @@ pub(super) fn upgrade(
     req: &mut Request<Incoming>,
     chain: Vec<Vec<u8>>,
     peer: SocketAddr,
-    permit: impl FnOnce() -> Result<BudgetPermit, String>,
+    permit: impl FnOnce() -> Result<BudgetPermit, BudgetRefusal>,
 ) -> Response<Full<Bytes>> {
     let offered = req
         .headers()
@@ -134,7 +134,7 @@ pub(super) fn upgrade(
     };
     let permit = match permit() {
         Ok(p) => p,
-        Err(why) => return refuse(sh, peer, StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(why) => return refuse(sh, peer, StatusCode::SERVICE_UNAVAILABLE, why.to_string()),
     };
     let upgrading = hyper::upgrade::on(req);
     let sh = sh.clone();

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 use crate::azure::dps::{self as wire, InitialTwin};
-use crate::hub::registry::{RegistryError, Result, check_twin_document};
+use crate::hub::registry::{RegistryError, Result, TwinRule, check_twin_document};
 
 /// How long DPS waits for a custom allocation webhook's whole answer (connect, request,
 /// reply). Azure documents no webhook timeout that we found (an Azure Function's HTTP trigger
@@ -58,7 +58,7 @@ impl Allocation {
         if let Some(t) = &self.initial_twin {
             check_initial_twin(t).map_err(|why| RegistryError::InitialTwin {
                 what: "the enrollment's initial twin".into(),
-                why,
+                why: why.to_string(),
             })?;
         }
         Ok(())
@@ -101,29 +101,50 @@ pub fn check_webhook_url(url: &str) -> Result<SocketAddr> {
     Ok(SocketAddr::new(ip, authority.port_u16().unwrap_or(80)))
 }
 
+/// Which of IoT Hub's twin rules an initial twin breaks.
+#[derive(Debug)]
+pub(crate) enum InitialTwinError {
+    /// The tags break a rule (key, depth, 8 KB).
+    Tags(TwinRule),
+    /// The desired properties set `$version`, which is the twin's own.
+    DesiredVersion,
+    /// The desired properties break a rule (key, depth, 32 KB).
+    Desired(TwinRule),
+}
+
+impl std::fmt::Display for InitialTwinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InitialTwinError::Tags(r) => write!(f, "tags: {r}"),
+            InitialTwinError::DesiredVersion => {
+                f.write_str("properties.desired: key \"$version\" is the twin's own; leave it out")
+            }
+            InitialTwinError::Desired(r) => write!(f, "properties.desired: {r}"),
+        }
+    }
+}
+
 /// IoT Hub's twin rules for an initial twin: keys, depth, 8 KB of tags, 32 KB of desired
-/// properties. The reason, when it breaks one.
-pub fn check_initial_twin(t: &InitialTwin) -> std::result::Result<(), String> {
+/// properties. The rule it breaks, when it breaks one.
+pub(crate) fn check_initial_twin(t: &InitialTwin) -> std::result::Result<(), InitialTwinError> {
     if let Some(tags) = &t.tags {
         check_twin_document(
             "the tags",
             &serde_json::Value::Object(tags.clone()),
             crate::azure::MAX_TWIN_TAGS_BYTES,
         )
-        .map_err(|r| format!("tags: {r}"))?;
+        .map_err(InitialTwinError::Tags)?;
     }
     if let Some(desired) = t.desired() {
         if desired.contains_key("$version") {
-            return Err(
-                "properties.desired: key \"$version\" is the twin's own; leave it out".into(),
-            );
+            return Err(InitialTwinError::DesiredVersion);
         }
         check_twin_document(
             "the desired properties",
             &serde_json::Value::Object(desired.clone()),
             crate::azure::MAX_TWIN_PROPERTIES_BYTES,
         )
-        .map_err(|r| format!("properties.desired: {r}"))?;
+        .map_err(InitialTwinError::Desired)?;
     }
     Ok(())
 }
@@ -171,7 +192,7 @@ pub fn read_initial_twin(path: &Path) -> Result<InitialTwin> {
             "is not an initial twin ({e}); the shape is {{\"tags\":{{…}},\"properties\":{{\"desired\":{{…}}}}}}"
         ))
     })?;
-    check_initial_twin(&twin).map_err(bad)?;
+    check_initial_twin(&twin).map_err(|why| bad(why.to_string()))?;
     Ok(twin)
 }
 

@@ -134,7 +134,7 @@ pub(in crate::hub) async fn admit(a: DpsAttach<'_>) -> Result<Arc<DpsAmqpSession
     let budget = match sh.dps_sessions.charge_evicting(a.peer.ip(), a.socket) {
         Ok((slot, _)) => slot,
         Err(full) => {
-            let why = sh.dps_sessions.refusal(full, a.peer.ip());
+            let why = sh.dps_sessions.refusal(full, a.peer.ip()).to_string();
             over_cap(sh, a.peer, format!("{why}; AMQP link refused"));
             return Err((AmqpError::ResourceLimitExceeded, why));
         }

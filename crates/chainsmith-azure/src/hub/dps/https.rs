@@ -21,7 +21,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::exchange::{self, DpsAnswer, Registrant};
 use super::{DpsRefusal, DpsRefusalKind, MAX_PAYLOAD_BYTES};
 use crate::azure::dps::{self as wire, RestCall, RestRequest, code};
-use crate::hub::budget::BudgetPermit;
+use crate::hub::budget::{BudgetPermit, BudgetRefusal};
 use crate::hub::events::HubEvent;
 use crate::hub::shared::{CONNECT_TIMEOUT, Shared};
 
@@ -78,7 +78,7 @@ impl DpsLink {
         peer: SocketAddr,
         pre_auth: &Mutex<Option<BudgetPermit>>,
         device: &Registrant,
-    ) -> Result<(), String> {
+    ) -> Result<(), BudgetRefusal> {
         let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
         if session.is_some() {
             return Ok(());

@@ -30,8 +30,7 @@ mod state;
 
 pub use allocation::{
     Allocation, DPS_WEBHOOK_TIMEOUT, MAX_INITIAL_TWIN_FILE_BYTES, MAX_WEBHOOK_REPLY_BYTES,
-    MAX_WEBHOOK_URL_BYTES, WebhookFailure, certificate_info, check_initial_twin, check_webhook_url,
-    read_initial_twin,
+    MAX_WEBHOOK_URL_BYTES, WebhookFailure, certificate_info, check_webhook_url, read_initial_twin,
 };
 pub use enrollments::{EnrollmentSettings, Group, Individual};
 pub use https::{CSR_HEADROOM_BYTES, MAX_BODY_BYTES};

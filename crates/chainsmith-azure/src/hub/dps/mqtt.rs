@@ -65,7 +65,7 @@ pub(in crate::hub) async fn serve<S: DeviceStream>(
     {
         Ok((slot, _)) => slot,
         Err(full) => {
-            let why = sh.dps_sessions.refusal(full, c.peer.ip());
+            let why = sh.dps_sessions.refusal(full, c.peer.ip()).to_string();
             crate::hub::mqtt_packets::refuse_unavailable(&sh, &mut c.tls, c.peer, why).await;
             return;
         }

@@ -26,8 +26,8 @@ mod error;
 mod twins;
 
 pub use error::{RegistryError, Result};
-pub(crate) use twins::check_twin_document;
 pub use twins::{Twin, merge};
+pub(crate) use twins::{TwinRule, check_twin_document};
 
 /// A registered device.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
