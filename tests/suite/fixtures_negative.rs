@@ -1,5 +1,6 @@
-//! Every negative fixture of the example spec fails the way the README says, checked by
-//! the `openssl` CLI; the positive entries beside them pass the same checks.
+//! Every negative fixture of the example spec fails the way the book says
+//! (docs/reference/spec.md, `[[negative]]`), checked by the `openssl` CLI; the positive entries
+//! beside them pass the same checks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

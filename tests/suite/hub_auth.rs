@@ -180,8 +180,8 @@ async fn each_refusal_reason_is_named() {
     expect_accepted(&fx, &hub, &mut ev, good()).await;
 
     // Expired certificate: the TLS handshake completes (mosquitto_pub gets as far as its
-    // CONNECT) and the refusal is CONNACK 5, as IoT Hub refuses it (README, negative fixtures;
-    // the source is cited in hub/auth.rs).
+    // CONNECT) and the refusal is CONNACK 5, as IoT Hub refuses it (docs/reference/spec.md,
+    // negative fixtures; the source is cited in hub/auth.rs).
     let chain_old = fx.chain_file(&["old-1", "line2"]);
     let key_old = fx.key_file("old-1");
     expect_refused(

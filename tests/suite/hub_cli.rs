@@ -897,8 +897,9 @@ fn hub_serve_goes_on_serving_when_its_log_reader_goes_away() {
     assert!(err.contains("goes on serving without its log"), "{err}");
 }
 
-/// README: "every listener is logged": `hub serve` writes one line per listener (MQTT and DPS,
-/// AMQP, WebSockets) before anything else, in text and in JSON (`--log json` and `--json`).
+/// docs/reference/local-hub.md: "every listener is logged": `hub serve` writes one line per
+/// listener (MQTT and DPS, AMQP, WebSockets) before anything else, in text and in JSON
+/// (`--log json` and `--json`).
 #[test]
 fn hub_serve_logs_one_line_per_listener_in_text_and_json() {
     let (_dir, ws) = setup();

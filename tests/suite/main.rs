@@ -18,6 +18,7 @@ mod connect_hub_status;
 mod connect_local_hub;
 mod connect_mosquitto;
 mod connect_running_hub;
+mod docs;
 mod dps_allocation;
 mod dps_amqp;
 mod dps_https;

@@ -1,13 +1,14 @@
-//! README.md's ```sh blocks, run in order as a newcomer types them (issue 27, item 3): a ```sh
-//! block means "runnable"; usage lines and commands that need what this machine lacks use another
-//! fence (```text, ```sh-external), as the README's "Command blocks" paragraph says.
+//! README.md's ```sh blocks, then the book's (`docs/`, its chapters in `docs/SUMMARY.md` order),
+//! run in order as a newcomer types them (issue 27, item 3; issue 26 moved most of them into the
+//! book): a ```sh block means "runnable"; usage lines and commands that need what this machine
+//! lacks use another fence (```text, ```sh-external), as the book's "Command blocks" section says.
 //!
-//! Every ```sh block but the first (the set-up line that CI runs itself, `.ci/run`) runs in one
+//! Every ```sh block but the README's first (the set-up line that CI runs itself, `.ci/run`) runs in one
 //! fresh temporary directory, one `bash -euo pipefail` per block, with the real `chainsmith` first
 //! on PATH and `CHAINSMITH_WORKSPACE=$PWD/pki` (what the walkthrough exports). Where a block says
 //! `# (in another terminal) chainsmith hub serve …`, the test starts that hub in the background,
 //! waits for its control socket, and runs the rest of the block; the hub runs until the next such
-//! line replaces it or the README ends. The whole run is in its own network namespace, where the
+//! line replaces it or the last chapter ends. The whole run is in its own network namespace, where the
 //! hub's fixed ports (8883, 5671, 443) are free.
 
 use std::ffi::OsString;
@@ -38,8 +39,10 @@ const BLOCK_TIMEOUT: Duration = Duration::from_secs(90);
 const HUB_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One ```sh block of a Markdown text.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Block {
+    /// The Markdown file it is in, relative to the repository root (for messages).
+    file: String,
     /// 1-based line number of the block's first command line in the Markdown file.
     line: usize,
     /// Its lines, each with its 1-based line number.
@@ -58,8 +61,8 @@ enum Step<'a> {
     Hub { line: usize, command: String },
 }
 
-/// Every block fenced ```` ```sh ````, in order.
-fn sh_blocks(markdown: &str) -> Vec<Block> {
+/// Every block fenced ```` ```sh ```` of `file`, whose text is `markdown`, in order.
+fn sh_blocks(file: &str, markdown: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut open: Option<(String, Block)> = None;
     for (i, text) in markdown.lines().enumerate() {
@@ -68,6 +71,7 @@ fn sh_blocks(markdown: &str) -> Vec<Block> {
             None => {
                 if let Some(info) = text.strip_prefix("```") {
                     let block = Block {
+                        file: file.to_string(),
                         line: n + 1,
                         lines: Vec::new(),
                     };
@@ -113,7 +117,7 @@ fn steps(block: &Block) -> Vec<Step<'_>> {
 
 /// `set -e` does not stop at a command negated with `!`, so one is only checked when it is the
 /// last command of its step (its status is the shell's). Anything after it is refused here.
-fn negation_is_last(lines: &[(usize, String)]) -> Result<(), String> {
+fn negation_is_last(file: &str, lines: &[(usize, String)]) -> Result<(), String> {
     let mut negated_at = None;
     let mut continued = false;
     for (n, text) in lines {
@@ -122,7 +126,7 @@ fn negation_is_last(lines: &[(usize, String)]) -> Result<(), String> {
         if command {
             if let Some(at) = negated_at {
                 return Err(format!(
-                    "README.md line {at}: a command negated with `!` must end its block (set -e \
+                    "{file} line {at}: a command negated with `!` must end its block (set -e \
                      does not stop at it), but line {n} follows: {t}"
                 ));
             }
@@ -219,7 +223,7 @@ impl Runner {
     }
 
     fn shell(&self, block: &Block, lines: &[(usize, String)]) -> Result<(), String> {
-        negation_is_last(lines)?;
+        negation_is_last(&block.file, lines)?;
         let script: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
         if script.trim().is_empty() {
             return Ok(());
@@ -238,7 +242,8 @@ impl Runner {
             _ => format!("failed ({})", out.status),
         };
         let mut msg = format!(
-            "README.md block at line {} (`{}`), lines {}-{}, {how}\n--- stdout\n{}\n--- stderr\n{}",
+            "{} block at line {} (`{}`), lines {}-{}, {how}\n--- stdout\n{}\n--- stderr\n{}",
+            block.file,
             block.line,
             block.first(),
             lines.first().map_or(block.line, |l| l.0),
@@ -277,7 +282,8 @@ impl Runner {
                     |s| format!("exited ({s})"),
                 );
                 return Err(format!(
-                    "README.md block at line {} (`{}`): the hub of line {line} (`{command}`) {why}\n--- hub log\n{}",
+                    "{} block at line {} (`{}`): the hub of line {line} (`{command}`) {why}\n--- hub log\n{}",
+                    block.file,
                     block.line,
                     block.first(),
                     hub.log()
@@ -304,18 +310,24 @@ fn every_sh_block_runs_in_order() {
     if !isolated::in_own_netns("readme_blocks::every_sh_block_runs_in_order") {
         return;
     }
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let blocks = sh_blocks(&readme);
+    let read = |file: &Path| {
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap()
+    };
+    let blocks = sh_blocks("README.md", &read(Path::new("README.md")));
     // The set-up block (apt, cargo install, .ci/run) is CI's own first step: skip exactly it.
-    let (setup, rest) = blocks.split_first().expect("README.md has ```sh blocks");
+    let (setup, readme) = blocks.split_first().expect("README.md has ```sh blocks");
     assert!(
         setup.first().contains("cargo install") && setup.lines.len() == 2,
         "the README's first ```sh block should be the two set-up commands: {setup:?}"
     );
-    assert!(rest.len() > 5, "only {} runnable blocks found", rest.len());
+    // The walkthrough first, then the book, chapter after chapter as a reader goes.
+    let mut rest: Vec<Block> = readme.to_vec();
+    for chapter in crate::docs::book_chapters() {
+        rest.extend(sh_blocks(&chapter.to_string_lossy(), &read(&chapter)));
+    }
+    assert!(rest.len() > 20, "only {} runnable blocks found", rest.len());
     let dir = tempfile::tempdir().unwrap();
-    if let Err(e) = run_all(rest, dir.path()) {
+    if let Err(e) = run_all(&rest, dir.path()) {
         panic!("{e}");
     }
 }
@@ -323,11 +335,14 @@ fn every_sh_block_runs_in_order() {
 #[test]
 fn a_failing_block_is_named_with_its_output() {
     let markdown = "# t\n\n```text\nnot run [--opt]\n```\n\n```sh\necho ran-first\n```\n\n```sh\necho before-the-failure\nfalse\necho never\n```\n";
-    let blocks = sh_blocks(markdown);
+    let blocks = sh_blocks("t.md", markdown);
     assert_eq!(blocks.len(), 2, "{blocks:?}");
     let dir = tempfile::tempdir().unwrap();
     let err = run_all(&blocks, dir.path()).unwrap_err();
-    assert!(err.contains("line 12 (`echo before-the-failure`)"), "{err}");
+    assert!(
+        err.contains("t.md block at line 12 (`echo before-the-failure`)"),
+        "{err}"
+    );
     assert!(err.contains("before-the-failure\n"), "{err}");
     assert!(!err.contains("\nnever"), "{err}");
     assert!(dir.path().join("home").is_dir());
@@ -336,8 +351,11 @@ fn a_failing_block_is_named_with_its_output() {
 #[test]
 fn a_negation_must_end_its_block() {
     let markdown = "```sh\n! false \\\n  --flag   # refused\n# a comment\n```\n```sh\n! true\necho after\n```\n";
-    let blocks = sh_blocks(markdown);
-    assert!(negation_is_last(&blocks[0].lines).is_ok());
-    let err = negation_is_last(&blocks[1].lines).unwrap_err();
-    assert!(err.contains("line 7") && err.contains("line 8"), "{err}");
+    let blocks = sh_blocks("t.md", markdown);
+    assert!(negation_is_last("t.md", &blocks[0].lines).is_ok());
+    let err = negation_is_last("t.md", &blocks[1].lines).unwrap_err();
+    assert!(
+        err.contains("t.md line 7") && err.contains("line 8"),
+        "{err}"
+    );
 }
