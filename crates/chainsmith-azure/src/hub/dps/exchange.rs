@@ -144,6 +144,7 @@ impl Registrant {
         sh.dps_ops.lock().expect("dps ops").insert(
             operation_id.clone(),
             self.registration_id.clone(),
+            self.certificate(),
             serde_json::to_vec(&done).expect("serialisable"),
         );
         let assigning = wire::OperationResponse {
@@ -256,15 +257,24 @@ impl Registrant {
         })
     }
 
-    /// Answer a poll: 200 with the operation's state, or 404 when this device never started
-    /// it or it has expired.
+    /// The SHA-256 thumbprint of the certificate this device sent (empty without one): the
+    /// owner of the operations it starts, and the only one answered when it polls them.
+    fn certificate(&self) -> String {
+        self.chain
+            .first()
+            .map(|leaf| crate::pki::thumbprints(leaf).1)
+            .unwrap_or_default()
+    }
+
+    /// Answer a poll: 200 with the operation's state, or 404 when this device (this
+    /// registration id with the certificate that registered) never started it or it has
+    /// expired. Another certificate is told the same 404, so it learns nothing of the id.
     pub(crate) fn operation_status(&self, operation_id: &str) -> DpsAnswer {
-        let answer = self
-            .sh
-            .dps_ops
-            .lock()
-            .expect("dps ops")
-            .answer(operation_id, &self.registration_id);
+        let answer = self.sh.dps_ops.lock().expect("dps ops").answer(
+            operation_id,
+            &self.registration_id,
+            &self.certificate(),
+        );
         match answer {
             Some(body) => DpsAnswer {
                 status: 200,
