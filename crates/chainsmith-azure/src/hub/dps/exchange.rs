@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::issuing::issue_from_csr;
 use super::{DpsRefusal, DpsRefusalKind};
 use crate::azure::dps::{self as wire, code};
-use crate::hub::events::HubEvent;
+use crate::hub::events::{HubEvent, clip};
 use crate::hub::registry::RegistryError;
 use crate::hub::shared::Shared;
 
@@ -293,8 +293,13 @@ impl Registrant {
         }
     }
 
-    /// DPS's error answer, and the exact reason in the hub's refusals and events.
-    pub fn refuse(&self, r: DpsRefusal) -> DpsAnswer {
+    /// DPS's error answer, and the exact reason in the hub's refusals and events, cut to
+    /// [`MAX_EVENT_TEXT`](crate::hub::events::MAX_EVENT_TEXT): a reason quotes what the device
+    /// or a webhook sent (an operation id, a property, a hub name), and a 256 KB one made each
+    /// refusal a 0.5–1 MB log line, event and refusal record, and a rejection's description
+    /// larger than the device's AMQP frame (hostile pass).
+    pub fn refuse(&self, mut r: DpsRefusal) -> DpsAnswer {
+        r.reason = clip(&r.reason);
         let tracking_id = wire::new_operation_id()
             .trim_start_matches("4.")
             .replace('.', "-");
@@ -304,11 +309,13 @@ impl Registrant {
             message: r.reason.clone(),
             timestamp_utc: crate::pki::issue::rfc3339(self.sh.config.clock.now()),
         };
-        let who = Some(self.registration_id.clone());
+        // Refused ids are as long as the path, username or link address that carried them.
+        let registration_id = clip(&self.registration_id);
+        let who = Some(registration_id.clone());
         self.sh
             .remember_refusal(self.peer, who, r.kind.as_str(), r.reason.clone());
         self.sh.emit(HubEvent::DpsRefused {
-            registration_id: self.registration_id.clone(),
+            registration_id,
             peer: self.peer,
             status: r.status,
             error_code: r.error_code,
