@@ -935,7 +935,9 @@ fn hub_serve_logs_one_line_per_listener_in_text_and_json() {
         "{text:?}"
     );
     assert!(
-        text[2].starts_with("listening for MQTT and AMQP over WebSockets on 127.0.0.1:"),
+        text[2].starts_with(
+            "listening for MQTT and AMQP over WebSockets, DPS over HTTPS on 127.0.0.1:"
+        ),
         "{text:?}"
     );
     for (extra, json_flag) in [(&["--log", "json"][..], false), (&[][..], true)] {
@@ -947,7 +949,10 @@ fn hub_serve_logs_one_line_per_listener_in_text_and_json() {
         assert_eq!(v[0]["event"], "listening", "{lines:?}");
         assert_eq!(v[1]["event"], "listening-for", "{lines:?}");
         assert_eq!(v[1]["transport"], "AMQP", "{lines:?}");
-        assert_eq!(v[2]["transport"], "MQTT and AMQP over WebSockets");
+        assert_eq!(
+            v[2]["transport"],
+            "MQTT and AMQP over WebSockets, DPS over HTTPS"
+        );
         for e in &v {
             assert!(e["addr"].as_str().unwrap().starts_with("127.0.0.1:"), "{e}");
         }
