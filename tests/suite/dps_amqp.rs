@@ -488,6 +488,81 @@ async fn raw_amqp_malformed_dps_requests_get_an_error_never_a_hang() {
 
 /// A first link at DPS's address with a wrong ID scope is refused with DPS's sentence; a
 /// malformed DPS address is `amqp:not-found`.
+/// A request quoting 200 KB of what the device sent (an operation id, an operation type) is
+/// refused with a short reason, at most `MAX_EVENT_TEXT` (hostile pass: whole, each refusal was a
+/// 0.5 MB log line, event and refusal record, ~1 MB RSS a request while a log reader lagged,
+/// and a rejection larger than a 32 KB AMQP frame, which python-qpid-proton could not read and
+/// so never saw its delivery settled). The rejection still says what was wrong, and an
+/// operation id that is someone else's answers nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_amqp_huge_quoted_values_are_refused_with_a_short_reason() {
+    use chainsmith::hub::server::MAX_EVENT_TEXT;
+    let regid = "raw-1";
+    let fx = fixture(regid, true);
+    let hub = raw_hub(&fx, None).await;
+    let mut events = hub.events();
+    let scope = fx.store.dps_id_scope().unwrap();
+    let address = wire::link_address(&scope, regid);
+    let (mut conn, mut session) = connect(&fx, &hub, regid).await;
+    let _receiver = Receiver::attach(&mut session, "res", address.as_str())
+        .await
+        .unwrap();
+    let mut sender = Sender::attach(&mut session, "req", address.as_str())
+        .await
+        .unwrap();
+    let huge = "\u{1b}".repeat(200 * 1024);
+    let cases: [(Props, &str); 2] = [
+        (
+            vec![
+                (wire::OPERATION_TYPE_PROPERTY, wire::OPERATION_STATUS),
+                (wire::OPERATION_ID_PROPERTY, huge.as_str()),
+            ],
+            "no operation",
+        ),
+        (
+            vec![(wire::OPERATION_TYPE_PROPERTY, huge.as_str())],
+            "is not an operation the local DPS serves",
+        ),
+    ];
+    for (i, (props, says)) in cases.into_iter().enumerate() {
+        let sent = sender.send(request(&props, &format!("m{i}"), Vec::new()));
+        let o = tokio::time::timeout(Duration::from_secs(10), sent)
+            .await
+            .unwrap_or_else(|_| panic!("case {i} ({says}) hung"))
+            .unwrap();
+        let (_, why) = rejected(o);
+        // JSON writes each control as `\u001b`: 2 KB of reason is at most 12 KB of description,
+        // inside the 32 KB frames qpid-proton offers.
+        assert!(
+            why.len() < 16 * 1024,
+            "case {i}: a {} byte description",
+            why.len()
+        );
+        let err: serde_json::Value = serde_json::from_str(&why).unwrap();
+        assert!(err["message"].as_str().unwrap().contains(says), "{err}");
+        let reason = event(&mut events, "the refusal", |e| match e {
+            HubEvent::DpsRefused { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .await;
+        assert!(reason.contains(says), "{reason}");
+        assert!(
+            reason.len() <= MAX_EVENT_TEXT + 3,
+            "case {i}: a {} byte reason",
+            reason.len()
+        );
+    }
+    let _ = conn.close().await;
+    let refusals = hub.refusals(None, 0);
+    assert!(
+        refusals
+            .iter()
+            .all(|r| r.reason.len() <= MAX_EVENT_TEXT + 3),
+        "refusal records kept whole"
+    );
+    hub.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_amqp_wrong_scope_and_bad_address_are_refused() {
     let fx = fixture("raw-3", true);

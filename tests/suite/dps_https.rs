@@ -335,6 +335,49 @@ async fn register_then_poll_over_one_connection() {
     hub.shutdown().await;
 }
 
+/// An operation answers only the certificate that registered (hostile pass): another device's
+/// certificate, or any self-signed one, naming the registration and its operation id in the
+/// path is told 404 as for an unknown operation, while the owner still reads its state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_certificate_cannot_poll_a_registrations_operation() {
+    let (fx, scope) = fixture();
+    fx.device("dev-2", Some("line2"), ValidityArg::default());
+    fx.device("rogue", None, ValidityArg::default());
+    let hub = hub(&fx).await;
+    let addr = hub.websocket_addr.unwrap();
+    let owner = fx.identity(&["dev-1", "line2"]);
+    let mut c = Http::connect(addr, &fx, Some(&owner)).await;
+    let put = wire::register_path(&scope, "dev-1", wire::API_VERSION);
+    let r = c.call("PUT", &put, &register_body("dev-1")).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let op = r.json()["operationId"].as_str().unwrap().to_string();
+
+    for (who, id) in [
+        ("dev-2", fx.identity(&["dev-2", "line2"])),
+        ("rogue", fx.identity(&["rogue"])),
+    ] {
+        for spelled in ["dev-1", "DEV-1"] {
+            let get = wire::operation_path(&scope, spelled, &op, wire::API_VERSION);
+            let mut other = Http::connect(addr, &fx, Some(&id)).await;
+            let r = other.call("GET", &get, "").await;
+            assert_eq!(
+                r.status,
+                404,
+                "{who} read {spelled}'s operation: {}",
+                r.text()
+            );
+            assert!(!r.text().contains("registrationState"), "{}", r.text());
+            let (code, _) = dps_error(&r);
+            assert_eq!(code, 404202);
+        }
+    }
+    let get = wire::operation_path(&scope, "dev-1", &op, wire::API_VERSION);
+    let r = c.call("GET", &get, "").await;
+    assert_eq!(r.status, 200, "the owner still polls: {}", r.text());
+    assert_eq!(r.json()["registrationState"]["deviceId"], "dev-1");
+    hub.shutdown().await;
+}
+
 /// Every refusal in DPS's words and status: no client certificate, another ID scope, an
 /// api-version the local DPS does not speak, a path naming another registration than the
 /// body, a registration id DPS would not take, an undecodable path; and the 404 for a path

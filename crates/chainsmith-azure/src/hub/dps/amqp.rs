@@ -26,7 +26,7 @@ use super::{DpsRefusal, DpsRefusalKind};
 use crate::azure::amqp as proto;
 use crate::azure::dps::{self as wire, code};
 use crate::hub::budget::BudgetPermit;
-use crate::hub::events::HubEvent;
+use crate::hub::events::{HubEvent, clip};
 use crate::hub::shared::{Shared, over_cap};
 
 /// Links one DPS connection may hold at once; the next attach is refused with
@@ -118,7 +118,7 @@ pub(in crate::hub) async fn admit(a: DpsAttach<'_>) -> Result<Arc<DpsAmqpSession
     if let Err((kind, reason)) =
         exchange::admit(&id_scope, &registration_id, &api_version, a.chain, scope)
     {
-        let reason = crate::text::escape_controls(&reason).into_owned();
+        let reason = clip(&crate::text::escape_controls(&reason));
         let who = Some(registration_id);
         sh.remember_refusal(a.peer, who.clone(), kind, reason.clone());
         sh.emit(HubEvent::Refused {
@@ -276,12 +276,31 @@ impl DpsAmqpSession {
     }
 }
 
+/// Longest application property value DPS reads: an operation type or id is under 100
+/// characters (DPS documents no limit); a longer one can match nothing, and cut here the
+/// refusal quoting it stays short and still says what was wrong.
+const MAX_PROPERTY_TEXT: usize = 256;
+
+/// An application property's value as text, cut to [`MAX_PROPERTY_TEXT`] bytes.
 fn simple_text(v: &SimpleValue) -> String {
-    match v {
-        SimpleValue::String(s) => s.clone(),
-        SimpleValue::Symbol(s) => s.as_str().to_string(),
-        other => format!("{other:?}"),
+    let text = match v {
+        SimpleValue::String(s) => s.as_str().into(),
+        SimpleValue::Symbol(s) => s.as_str().into(),
+        // A binary of 256 KB is a megabyte as Debug: cut before formatting.
+        SimpleValue::Binary(b) => {
+            let head = &b.as_slice()[..b.len().min(MAX_PROPERTY_TEXT)];
+            std::borrow::Cow::Owned(format!("{head:?}"))
+        }
+        other => format!("{other:?}").into(),
+    };
+    if text.len() <= MAX_PROPERTY_TEXT {
+        return text.into_owned();
     }
+    let mut end = MAX_PROPERTY_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// Serve one accepted DPS link until it or the connection ends.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::issuing::issue_from_csr;
 use super::{DpsRefusal, DpsRefusalKind};
 use crate::azure::dps::{self as wire, code};
-use crate::hub::events::HubEvent;
+use crate::hub::events::{HubEvent, clip};
 use crate::hub::registry::RegistryError;
 use crate::hub::shared::Shared;
 
@@ -144,6 +144,7 @@ impl Registrant {
         sh.dps_ops.lock().expect("dps ops").insert(
             operation_id.clone(),
             self.registration_id.clone(),
+            self.certificate(),
             serde_json::to_vec(&done).expect("serialisable"),
         );
         let assigning = wire::OperationResponse {
@@ -256,15 +257,24 @@ impl Registrant {
         })
     }
 
-    /// Answer a poll: 200 with the operation's state, or 404 when this device never started
-    /// it or it has expired.
+    /// The SHA-256 thumbprint of the certificate this device sent (empty without one): the
+    /// owner of the operations it starts, and the only one answered when it polls them.
+    fn certificate(&self) -> String {
+        self.chain
+            .first()
+            .map(|leaf| crate::pki::thumbprints(leaf).1)
+            .unwrap_or_default()
+    }
+
+    /// Answer a poll: 200 with the operation's state, or 404 when this device (this
+    /// registration id with the certificate that registered) never started it or it has
+    /// expired. Another certificate is told the same 404, so it learns nothing of the id.
     pub(crate) fn operation_status(&self, operation_id: &str) -> DpsAnswer {
-        let answer = self
-            .sh
-            .dps_ops
-            .lock()
-            .expect("dps ops")
-            .answer(operation_id, &self.registration_id);
+        let answer = self.sh.dps_ops.lock().expect("dps ops").answer(
+            operation_id,
+            &self.registration_id,
+            &self.certificate(),
+        );
         match answer {
             Some(body) => DpsAnswer {
                 status: 200,
@@ -283,8 +293,13 @@ impl Registrant {
         }
     }
 
-    /// DPS's error answer, and the exact reason in the hub's refusals and events.
-    pub fn refuse(&self, r: DpsRefusal) -> DpsAnswer {
+    /// DPS's error answer, and the exact reason in the hub's refusals and events, cut to
+    /// [`MAX_EVENT_TEXT`](crate::hub::events::MAX_EVENT_TEXT): a reason quotes what the device
+    /// or a webhook sent (an operation id, a property, a hub name), and a 256 KB one made each
+    /// refusal a 0.5–1 MB log line, event and refusal record, and a rejection's description
+    /// larger than the device's AMQP frame (hostile pass).
+    pub fn refuse(&self, mut r: DpsRefusal) -> DpsAnswer {
+        r.reason = clip(&r.reason);
         let tracking_id = wire::new_operation_id()
             .trim_start_matches("4.")
             .replace('.', "-");
@@ -294,11 +309,13 @@ impl Registrant {
             message: r.reason.clone(),
             timestamp_utc: crate::pki::issue::rfc3339(self.sh.config.clock.now()),
         };
-        let who = Some(self.registration_id.clone());
+        // Refused ids are as long as the path, username or link address that carried them.
+        let registration_id = clip(&self.registration_id);
+        let who = Some(registration_id.clone());
         self.sh
             .remember_refusal(self.peer, who, r.kind.as_str(), r.reason.clone());
         self.sh.emit(HubEvent::DpsRefused {
-            registration_id: self.registration_id.clone(),
+            registration_id,
             peer: self.peer,
             status: r.status,
             error_code: r.error_code,
