@@ -17,7 +17,18 @@ impl Theme {
     /// Colour unless `NO_COLOR` is set to a non-empty value (<https://no-color.org>).
     pub fn from_env() -> Theme {
         Theme {
-            color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            color: !crate::cli::no_color_env(),
+        }
+    }
+
+    /// As `--color` says: `always` draws in colour even with `NO_COLOR` set (the flag is the
+    /// more specific wish), `never` never does, `auto` follows [`Theme::from_env`] (the TUI
+    /// only ever runs on a terminal, so there is nothing else to look at).
+    pub fn for_choice(choice: clap::ColorChoice) -> Theme {
+        match choice {
+            clap::ColorChoice::Always => Theme { color: true },
+            clap::ColorChoice::Never => Theme::plain(),
+            clap::ColorChoice::Auto => Theme::from_env(),
         }
     }
 
