@@ -449,11 +449,6 @@ static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new
 /// `NO_COLOR`, a terminal). Set once by [`run`].
 static COLOR_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// `NO_COLOR` set to anything but the empty string (<https://no-color.org>).
-pub(crate) fn no_color_env() -> bool {
-    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
-}
-
 /// Whether to colour a stream: `--color always|never` as said; `auto` on a terminal unless
 /// `NO_COLOR` is set or the terminal says it has no colours (`TERM=dumb`).
 pub(crate) fn wants_color(choice: clap::ColorChoice, terminal: bool) -> bool {
@@ -461,7 +456,9 @@ pub(crate) fn wants_color(choice: clap::ColorChoice, terminal: bool) -> bool {
         clap::ColorChoice::Always => true,
         clap::ColorChoice::Never => false,
         clap::ColorChoice::Auto => {
-            terminal && !no_color_env() && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+            terminal
+                && !crate::tui::theme::no_color_env()
+                && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
         }
     }
 }

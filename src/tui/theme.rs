@@ -17,7 +17,7 @@ impl Theme {
     /// Colour unless `NO_COLOR` is set to a non-empty value (<https://no-color.org>).
     pub fn from_env() -> Theme {
         Theme {
-            color: !crate::cli::no_color_env(),
+            color: !no_color_env(),
         }
     }
 
@@ -91,6 +91,12 @@ impl Theme {
             _ => ("◷", self.warn()),
         }
     }
+}
+
+/// `NO_COLOR` set to anything but the empty string (<https://no-color.org>): the TUI's theme
+/// and the CLI's `--color auto` both ask this.
+pub fn no_color_env() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 /// The symbol of an entity kind in the tree.
