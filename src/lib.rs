@@ -12,7 +12,7 @@
 
 pub use chainsmith_azure::{self as azure, hub};
 pub use chainsmith_device::{dps_client, fleet, mqtt, provision, target};
-pub use chainsmith_pki::{clock, error, export, fixtures, ops, pki, store, text};
+pub use chainsmith_pki::{clock, error, export, fixtures, ops, pki, progress, store, text};
 
 pub mod cli;
 mod engine_error;

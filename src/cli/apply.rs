@@ -40,7 +40,8 @@ pub fn run(global: &Global, args: ApplyArgs) -> CliResult {
         return Ok(());
     }
     let ws = global.workspace()?;
-    let manifest = fixtures::apply(
+    let bar = super::progress::WorkBar::new(global);
+    let manifest = fixtures::apply_watched(
         &ws,
         &file,
         &text,
@@ -48,7 +49,9 @@ pub fn run(global: &Global, args: ApplyArgs) -> CliResult {
             out: args.out.clone(),
             force: args.force,
         },
+        &bar,
     )?;
+    drop(bar);
     if global.json {
         print_json(&manifest);
     } else {

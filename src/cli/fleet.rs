@@ -397,7 +397,8 @@ async fn watch_run(json: bool, mut run: fleet::FleetRun) -> Report {
             control.stop();
         }
     });
-    let line = super::progress::ProgressLine::new(json);
+    // `--quiet` draws no live line either (its `say!` lines print nothing already).
+    let line = super::progress::ProgressLine::new(json || super::quiet());
     let mut figures = run.figures.clone();
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let mut events_open = true;
@@ -628,7 +629,9 @@ fn merge(global: &Global, a: MergeArgs) -> CliResult {
 fn export_shards(global: &Global, a: ExportShardsArgs) -> CliResult {
     let ws = global.existing_workspace()?;
     let names = selection(global, &ws, &a.select, None)?;
-    let bundles = fleet::bundle::export_shards(&ws, &names, &a.out, a.shards)?;
+    let bar = super::progress::WorkBar::new(global);
+    let bundles = fleet::bundle::export_shards_watched(&ws, &names, &a.out, a.shards, &bar)?;
+    drop(bar);
     if global.json {
         super::print_json(&serde_json::json!({ "bundles": bundles }));
     } else {

@@ -26,6 +26,7 @@ mod lifecycle;
 mod look;
 mod new;
 mod progress;
+mod shell;
 mod tui;
 
 pub use hub::hub_log_line;
@@ -33,6 +34,7 @@ pub use hub::hub_log_line;
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use crate::EngineError;
@@ -63,6 +65,13 @@ pub struct Global {
     /// Print machine-readable JSON (errors too).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Print nothing but warnings and errors (the exit status tells the rest); no progress bar.
+    #[arg(long, short = 'q', global = true, conflicts_with = "json")]
+    pub quiet: bool,
+    /// Colour in messages, help and the TUI: auto (on a terminal, unless NO_COLOR is set),
+    /// always, never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: clap::ColorChoice,
 }
 
 /// The subcommands, one per workflow family.
@@ -110,6 +119,10 @@ pub enum Command {
     /// Many devices at once against a hub or broker: live figures, reports, shards.
     #[command(subcommand)]
     Fleet(fleet::FleetCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(shell::CompletionsArgs),
+    /// Print the man page (roff) on standard output: `chainsmith man | man -l -`.
+    Man(shell::ManArgs),
 }
 
 /// A failure already explained to the user; carries the exit code.
@@ -149,7 +162,13 @@ pub fn usage_error(e: clap::Error) -> i32 {
 /// subcommand chose when it already explained its failure (`lint` finding errors), else 1
 /// after printing the error as `error: ...` or, with `--json`, as an error object.
 pub fn run(cli: Cli) -> i32 {
+    use std::sync::atomic::Ordering;
     let json = cli.global.json;
+    QUIET.store(cli.global.quiet, Ordering::Relaxed);
+    COLOR_STDERR.store(
+        wants_color(cli.global.color, std::io::stderr().is_terminal()),
+        Ordering::Relaxed,
+    );
     // No subcommand: the TUI.
     let command = cli.command.unwrap_or(Command::Tui(tui::TuiArgs::default()));
     let result = match command {
@@ -171,6 +190,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Apply(a) => apply::run(&cli.global, a),
         Command::Tui(a) => tui::tui(&cli.global, a),
         Command::Guide(a) => tui::guide(&cli.global, a),
+        Command::Completions(a) => shell::completions(&a),
+        Command::Man(a) => shell::man(&a),
     };
     match result {
         Ok(()) => 0,
@@ -420,11 +441,72 @@ fn print_json_text(json: &str) {
     out_raw(&format!("{}\n", crate::text::escape_json(json)));
 }
 
+/// `--quiet`: [`out`] prints nothing (errors and warnings go to standard error as ever).
+/// Set once by [`run`], before any command prints.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether standard error's `error:`, `warning:` and `hint:` are coloured (`--color`,
+/// `NO_COLOR`, a terminal). Set once by [`run`].
+static COLOR_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether to colour a stream: `--color always|never` as said; `auto` on a terminal unless
+/// `NO_COLOR` is set or the terminal says it has no colours (`TERM=dumb`).
+pub(crate) fn wants_color(choice: clap::ColorChoice, terminal: bool) -> bool {
+    match choice {
+        clap::ColorChoice::Always => true,
+        clap::ColorChoice::Never => false,
+        clap::ColorChoice::Auto => {
+            terminal
+                && !crate::tui::theme::no_color_env()
+                && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+        }
+    }
+}
+
+/// `--color` as the command line gives it, read before clap parses it, so that clap's own
+/// help and usage errors follow it too (clap's `auto` already honours `NO_COLOR`).
+pub fn color_in_args(args: &[std::ffi::OsString]) -> clap::ColorChoice {
+    let mut choice = clap::ColorChoice::Auto;
+    let mut words = args.iter().map(|a| a.to_string_lossy());
+    while let Some(w) = words.next() {
+        if w == "--" {
+            break;
+        }
+        let value = match w.strip_prefix("--color") {
+            Some("") => words.next().map(|v| v.into_owned()),
+            Some(rest) => rest.strip_prefix('=').map(str::to_string),
+            None => None,
+        };
+        choice = match value.as_deref() {
+            Some("always") => clap::ColorChoice::Always,
+            Some("never") => clap::ColorChoice::Never,
+            Some("auto") => clap::ColorChoice::Auto,
+            _ => choice,
+        };
+    }
+    choice
+}
+
 /// Text for a person on standard output. Every text line of the CLI comes through here, so
 /// this is where control characters from certificates, files and peers are made visible
-/// (newline and tab stay: they are our layout).
+/// (newline and tab stay: they are our layout). Nothing with `--quiet`.
 pub(crate) fn out(text: &str) {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     out_raw(&crate::text::escape_layout(text));
+}
+
+/// Bytes the user asked for on standard output as they are (a completion script, a man
+/// page): printed with `--quiet` too, as `export --stdout` writes its file.
+pub(crate) fn out_bytes(bytes: &[u8]) {
+    out_raw(&String::from_utf8_lossy(bytes));
+}
+
+/// Whether `--quiet` was given: commands that print on standard error for a person (hints)
+/// ask before they do.
+pub(crate) fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// PEM on standard output, byte for byte (its CRLF line ends included) when it is plain
@@ -443,9 +525,31 @@ pub(crate) fn out_pem(pem: &str) {
 /// Text for a person on standard error (errors, warnings, progress), escaped like [`out`].
 pub(crate) fn err(text: &str) {
     use std::io::Write;
-    let _ = std::io::stderr()
-        .lock()
-        .write_all(crate::text::escape_layout(text).as_bytes());
+    let text = crate::text::escape_layout(text);
+    let text = if COLOR_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        paint_label(&text)
+    } else {
+        text.into_owned()
+    };
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// The colour of each label a standard-error line can start with: bold red errors, bold
+/// yellow warnings, cyan hints (SGR codes; eight-colour, so every terminal has them).
+const LABEL_COLORS: [(&str, &str); 3] = [
+    ("error:", "\x1b[1;31m"),
+    ("warning:", "\x1b[1;33m"),
+    ("hint:", "\x1b[36m"),
+];
+
+/// `text` with its leading label, if it has one, in the label's colour.
+fn paint_label(text: &str) -> String {
+    for (label, sgr) in LABEL_COLORS {
+        if let Some(rest) = text.strip_prefix(label) {
+            return format!("{sgr}{label}\x1b[0m{rest}");
+        }
+    }
+    text.to_string()
 }
 
 /// Write to standard output as is (JSON, escaped by [`print_json_text`]). A reader that went away

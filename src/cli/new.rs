@@ -187,7 +187,8 @@ pub fn run(global: &Global, cmd: NewCommand) -> CliResult {
                 slot: d.slot,
                 force: d.force,
             };
-            ops::new_devices_or_slot(&ws, &req)?
+            let bar = super::progress::WorkBar::new(global);
+            ops::lifecycle::new_devices_or_slot_watched(&ws, &req, &bar)?
         }
         NewCommand::Verification {
             issuer,
@@ -256,7 +257,7 @@ pub fn sign_csr(global: &Global, a: SignCsrArgs) -> CliResult {
 
 fn print_created(global: &Global, ws: &crate::store::Workspace, c: &Created) {
     warn(global, &c.warnings);
-    if !global.json {
+    if !global.json && !global.quiet {
         for step in &c.next {
             complain!("hint: {}", super::lifecycle::next_command(step));
         }

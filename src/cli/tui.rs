@@ -19,7 +19,12 @@ pub struct GuideArgs {
 }
 
 pub fn tui(global: &Global, _a: TuiArgs) -> CliResult {
-    tui::run(&global.workspace_dir(), Tab::Pki, super::clock()?)
+    tui::run(
+        &global.workspace_dir(),
+        Tab::Pki,
+        super::clock()?,
+        tui::theme::Theme::for_choice(global.color),
+    )
 }
 
 pub fn guide(global: &Global, a: GuideArgs) -> CliResult {
@@ -52,5 +57,10 @@ pub fn guide(global: &Global, a: GuideArgs) -> CliResult {
         }
         return Ok(());
     }
-    tui::run(&global.workspace_dir(), Tab::Guide, super::clock()?)
+    tui::run(
+        &global.workspace_dir(),
+        Tab::Guide,
+        super::clock()?,
+        tui::theme::Theme::for_choice(global.color),
+    )
 }

@@ -616,11 +616,12 @@ pub fn drain(
     cmds
 }
 
-/// Open the TUI on `ws_root` at `tab`; returns when the user quits.
+/// Open the TUI on `ws_root` at `tab`, drawn with `theme`; returns when the user quits.
 pub(crate) fn run(
     ws_root: &std::path::Path,
     tab: Tab,
     clock: crate::clock::Clock,
+    theme: theme::Theme,
 ) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
@@ -632,10 +633,13 @@ pub(crate) fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // crossterm drops every colour code by itself when NO_COLOR is set; `--color always` is
+    // the more specific wish, so the theme's choice is what the terminal gets.
+    crossterm::style::force_color_output(theme.color);
     install_panic_hook();
     let guard = TerminalGuard::enter()?;
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
-    let result = rt.block_on(event_loop(&mut terminal, Arc::new(ws), tab));
+    let result = rt.block_on(event_loop(&mut terminal, Arc::new(ws), tab, theme));
     drop(terminal);
     drop(guard);
     rt.shutdown_timeout(Duration::from_millis(100));
@@ -646,6 +650,7 @@ async fn event_loop<B: Backend>(
     terminal: &mut Terminal<B>,
     ws: Arc<Workspace>,
     tab: Tab,
+    theme: theme::Theme,
 ) -> anyhow::Result<()>
 where
     B::Error: Send + Sync + 'static,
@@ -653,7 +658,7 @@ where
     let size = terminal.size()?;
     let mut app = App::new(
         ws.root().to_path_buf(),
-        theme::Theme::from_env(),
+        theme,
         ws.now(),
         (size.width, size.height),
     );

@@ -17,7 +17,18 @@ impl Theme {
     /// Colour unless `NO_COLOR` is set to a non-empty value (<https://no-color.org>).
     pub fn from_env() -> Theme {
         Theme {
-            color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            color: !no_color_env(),
+        }
+    }
+
+    /// As `--color` says: `always` draws in colour even with `NO_COLOR` set (the flag is the
+    /// more specific wish), `never` never does, `auto` follows [`Theme::from_env`] (the TUI
+    /// only ever runs on a terminal, so there is nothing else to look at).
+    pub fn for_choice(choice: clap::ColorChoice) -> Theme {
+        match choice {
+            clap::ColorChoice::Always => Theme { color: true },
+            clap::ColorChoice::Never => Theme::plain(),
+            clap::ColorChoice::Auto => Theme::from_env(),
         }
     }
 
@@ -80,6 +91,12 @@ impl Theme {
             _ => ("◷", self.warn()),
         }
     }
+}
+
+/// `NO_COLOR` set to anything but the empty string (<https://no-color.org>): the TUI's theme
+/// and the CLI's `--color auto` both ask this.
+pub fn no_color_env() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 /// The symbol of an entity kind in the tree.

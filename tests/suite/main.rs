@@ -6,6 +6,7 @@
 
 mod common;
 mod connect_support;
+mod conventions;
 mod isolated;
 
 mod bounds_numbers;

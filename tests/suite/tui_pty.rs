@@ -695,3 +695,97 @@ fn the_key_after_a_renew_acts_instead_of_only_closing_the_result() {
     assert_eq!(t.wait_exit(), 0);
     t.assert_restored();
 }
+
+/// The SGR sequences (`ESC [ … m`) in `raw` that set a colour: 30–37, 38 (256/RGB), 40–47,
+/// 48, 90–97, 100–107. 39 and 49 (back to the terminal's own) are not colours.
+fn colour_codes(raw: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(raw);
+    let mut found = Vec::new();
+    for (i, _) in text.match_indices("\x1b[") {
+        let rest = &text[i + 2..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+            .unwrap_or(rest.len());
+        if !rest[end..].starts_with('m') {
+            continue;
+        }
+        let params = &rest[..end];
+        if params.split(';').any(|p| {
+            matches!(
+                p.parse::<u32>(),
+                Ok(30..=38 | 40..=48 | 90..=97 | 100..=107)
+            )
+        }) {
+            found.push(params.to_string());
+        }
+    }
+    found
+}
+
+/// `--color never` draws the TUI without a colour code even with colour allowed by the
+/// environment, `NO_COLOR` does the same, and `--color always` colours even with `NO_COLOR`
+/// set; in every case the TUI still works (the tree, the status symbols, quitting).
+#[test]
+fn color_flag_and_no_color_set_the_tui_theme() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    cli(&ws, &["new", "root", "painted"]);
+    for (args, env, coloured) in [
+        (&["--color", "never"][..], &[][..], false),
+        (&[][..], &[("NO_COLOR", "1")][..], false),
+        (&["--color", "always"][..], &[("NO_COLOR", "1")][..], true),
+        (&[][..], &[][..], true),
+    ] {
+        let mut t = Tui::start(&ws, args, env);
+        t.wait_for("painted (root, self-signed)  ✓ valid");
+        // Selection still shows, in reverse video rather than colour.
+        t.wait_for("Chain");
+        t.send("q");
+        assert_eq!(t.wait_exit(), 0);
+        t.assert_restored();
+        let codes = colour_codes(&t.raw.lock().unwrap());
+        if coloured {
+            assert!(!codes.is_empty(), "{args:?} {env:?}: no colour drawn");
+        } else {
+            assert!(codes.is_empty(), "{args:?} {env:?}: colour codes {codes:?}");
+        }
+    }
+}
+
+/// On a terminal, a batch that runs longer than half a second shows a bar with the stage,
+/// count, rate and ETA on standard error, and takes it away before the summary; `--json` and
+/// `--quiet` draw none (piped output: `conventions::piped_output_has_no_progress_bar`).
+#[test]
+fn a_long_device_batch_shows_a_progress_bar_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    cli(&ws, &["new", "root", "r"]);
+    // RSA keys take tens of milliseconds each: 60 of them on two cores last well over 0.5 s.
+    let batch = |ids: &str, extra: &[&str]| {
+        let mut args = vec!["new", "device", ids, "--issuer", "r", "--key", "rsa-2048"];
+        args.extend_from_slice(extra);
+        let started = Instant::now();
+        let mut t = Tui::start(&ws, &args, &[]);
+        assert_eq!(t.wait_exit(), 0, "{}", t.screen());
+        let raw = String::from_utf8_lossy(&t.raw.lock().unwrap()).into_owned();
+        (raw, t.screen(), started.elapsed())
+    };
+    let (raw, screen, took) = batch("bar-{01..60}", &[]);
+    assert!(
+        took > Duration::from_secs(1),
+        "too quick to test the bar: {took:?}"
+    );
+    let bar = regex::Regex::new(r"issuing .* \d+/60 \d+/s ETA \d+s").unwrap();
+    assert!(bar.is_match(&raw), "no bar in {raw:?}");
+    assert!(raw.contains("writing"), "no writing stage in {raw:?}");
+    assert!(screen.contains("... and 57 more (60 in all)"), "{screen}");
+    assert!(
+        !screen.contains("ETA"),
+        "the bar was left on the screen:\n{screen}"
+    );
+
+    for flag in ["--json", "--quiet"] {
+        let (raw, _, _) = batch(&format!("{}-{{01..60}}", &flag[2..]), &[flag]);
+        assert!(!raw.contains("ETA"), "{flag}: a bar was drawn: {raw:?}");
+    }
+}

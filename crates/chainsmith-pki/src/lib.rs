@@ -5,6 +5,7 @@
 //! [`store`] keeps them in a workspace on disk, [`ops`] runs the workflows over both (new,
 //! renew, revoke, import, verification certificates), [`export`] writes the files SDKs want,
 //! [`fixtures`] builds whole test PKIs from a spec, [`clock`] is the one notion of "now",
+//! [`progress`] is how a long batch tells a face how far it has got,
 //! [`text`] makes what came from a certificate, file or peer safe for a terminal and
 //! [`error`] is what every engine error offers a face (a `kind()` and a [`error::Remedy`]).
 //!
@@ -21,5 +22,6 @@ pub mod export;
 pub mod fixtures;
 pub mod ops;
 pub mod pki;
+pub mod progress;
 pub mod store;
 pub mod text;

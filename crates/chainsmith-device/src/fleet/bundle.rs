@@ -3,6 +3,7 @@
 
 use super::{FleetError, Shard};
 use crate::store::{NewEntity, Workspace};
+use chainsmith_pki::progress::{Progress, Unwatched, total};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,18 @@ pub fn export_shards(
     out: &Path,
     count: u32,
 ) -> Result<Vec<Bundle>, FleetError> {
+    export_shards_watched(ws, names, out, count, &Unwatched)
+}
+
+/// [`export_shards`], telling `progress` how far it has got: for each bundle, stage
+/// "exporting" (one per device read from the workspace), then "writing" (one per entity).
+pub fn export_shards_watched(
+    ws: &Workspace,
+    names: &[String],
+    out: &Path,
+    count: u32,
+    progress: &dyn Progress,
+) -> Result<Vec<Bundle>, FleetError> {
     let shards: Vec<Shard> = (1..=count)
         .map(|k| Shard::new(k, count).map_err(FleetError::from))
         .collect::<Result<_, _>>()?;
@@ -47,6 +60,7 @@ pub fn export_shards(
         let bundle = Workspace::init(&dir).map_err(FleetError::Store)?;
         let mut batch = Vec::new();
         let mut cas = BTreeSet::new();
+        progress.stage("exporting", total(slice.len()));
         for name in slice {
             let chain = crate::store::chain_of(ws, name).map_err(FleetError::Store)?;
             let leaf = &chain[0];
@@ -62,6 +76,7 @@ pub fn export_shards(
                 key_pem: Some(leaf.read_key_pem().map_err(FleetError::Store)?),
                 extra: vec![],
             });
+            progress.done(1);
             for ca in &chain[1..] {
                 if cas.insert(ca.meta.name.clone()) {
                     let mut meta = ca.meta.clone();
@@ -76,7 +91,9 @@ pub fn export_shards(
                 }
             }
         }
-        bundle.create(&batch).map_err(FleetError::Store)?;
+        bundle
+            .create_watched(&batch, progress)
+            .map_err(FleetError::Store)?;
         written.push(Bundle {
             shard: s,
             dir,

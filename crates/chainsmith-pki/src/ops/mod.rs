@@ -12,6 +12,7 @@ use crate::pki::verify::{ChainCheck, Purpose, verify_chain};
 use crate::pki::{
     CaHandle, Eku, IssueSpec, KeyAlg, Profile, Target, Validity, subject, thumbprints,
 };
+use crate::progress::{Progress, Unwatched};
 use crate::store::{Entity, Error, Kind, Meta, NewEntity, Result, Slot, Workspace};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -248,10 +249,20 @@ pub(crate) fn meta_for(
 }
 
 fn store(ws: &Workspace, batch: Vec<NewEntity>, force: bool) -> Result<Vec<Meta>> {
+    store_watched(ws, batch, force, &Unwatched)
+}
+
+/// [`store`], telling `progress` of each entity written.
+fn store_watched(
+    ws: &Workspace,
+    batch: Vec<NewEntity>,
+    force: bool,
+    progress: &dyn Progress,
+) -> Result<Vec<Meta>> {
     if force {
-        ws.replace(&batch)?;
+        ws.replace_watched(&batch, progress)?;
     } else {
-        ws.create(&batch)?;
+        ws.create_watched(&batch, progress)?;
     }
     Ok(batch.into_iter().map(|e| e.meta).collect())
 }
@@ -488,6 +499,16 @@ pub(crate) fn outlives_issuer(
 
 /// Make devices (ranges expanded) under a CA, or self-signed.
 pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
+    new_devices_watched(ws, req, &Unwatched)
+}
+
+/// [`new_devices`], telling `progress` how far it has got: stage "issuing" (one per device,
+/// the keys and signatures), then "writing" (one per device stored).
+pub fn new_devices_watched(
+    ws: &Workspace,
+    req: &DeviceRequest,
+    progress: &dyn Progress,
+) -> Result<Created> {
     let (ids, mut warnings) = expand_ids(&req.ids, req.target)?;
     if !req.force {
         ws.check_free(&ids)?;
@@ -503,10 +524,11 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
     let profile = Profile::Device { eku: req.eku, sans };
     let validity = req.validity.resolve(&profile, ws.now())?;
     warnings.extend(outlives_issuer("the devices are", &validity, ca.as_ref()));
+    progress.stage("issuing", crate::progress::total(ids.len()));
     let batch: Vec<NewEntity> = ids
         .par_iter()
         .map(|id| {
-            device_entity(
+            let made = device_entity(
                 id,
                 ca.as_ref(),
                 key,
@@ -515,7 +537,9 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
                 req.target,
                 req.slot,
                 ws.now(),
-            )
+            );
+            progress.done(1);
+            made
         })
         .collect::<Result<_>>()?;
     let mut batch: Vec<NewEntity> = batch;
@@ -524,7 +548,7 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
             lifecycle::keep_replaced(ws, e)?;
         }
     }
-    let entities = store(ws, batch, req.force)?;
+    let entities = store_watched(ws, batch, req.force, progress)?;
     Ok(Created {
         entities,
         warnings,

@@ -450,6 +450,16 @@ impl Workspace {
     /// Add new entities. Each lands whole or not at all; a name another process took in
     /// the meantime is reported and the rest still land. Syncs once at the end.
     pub fn create(&self, batch: &[NewEntity]) -> Result<()> {
+        self.create_watched(batch, &crate::progress::Unwatched)
+    }
+
+    /// [`Workspace::create`], telling `progress` of each entity written (stage "writing").
+    pub fn create_watched(
+        &self,
+        batch: &[NewEntity],
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<()> {
+        progress.stage("writing", crate::progress::total(batch.len()));
         let failures: Vec<Error> = batch
             .par_iter()
             .filter_map(|e| {
@@ -467,6 +477,7 @@ impl Workspace {
                         }
                     })
                 });
+                progress.done(1);
                 r.err()
             })
             .collect();
@@ -509,45 +520,68 @@ impl Workspace {
     /// with the old in one `RENAME_EXCHANGE`, so readers see one or the other, never a mix.
     /// Names that do not exist yet are simply created.
     pub fn replace(&self, batch: &[NewEntity]) -> Result<()> {
+        self.replace_watched(batch, &crate::progress::Unwatched)
+    }
+
+    /// [`Workspace::replace`], telling `progress` of each entity written (stage "writing").
+    pub fn replace_watched(
+        &self,
+        batch: &[NewEntity],
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<()> {
         let lock = self.lock()?;
-        self.replace_locked(&lock, batch)
+        self.replace_locked(&lock, batch, progress)
     }
 
     /// `replace` for a caller that already holds the workspace lock (a read-compare-write
     /// such as `apply`, which must not let another process change the workspace between).
-    pub(crate) fn replace_locked(&self, _lock: &WorkspaceLock, batch: &[NewEntity]) -> Result<()> {
+    pub(crate) fn replace_locked(
+        &self,
+        _lock: &WorkspaceLock,
+        batch: &[NewEntity],
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<()> {
+        progress.stage("writing", crate::progress::total(batch.len()));
         let result: Result<Vec<()>> = batch
             .par_iter()
             .map(|e| {
-                let target = self.dir_of(&e.meta.name)?;
-                // Swapping with a link would put the entity outside the workspace.
-                if target.symlink_metadata().is_ok() {
-                    real_dir(&target)?;
-                }
-                let staged = self.stage(e)?;
-                match rustix::fs::renameat_with(
-                    rustix::fs::CWD,
-                    &staged,
-                    rustix::fs::CWD,
-                    &target,
-                    rustix::fs::RenameFlags::EXCHANGE,
-                ) {
-                    Ok(()) => {
-                        // `staged` now holds the old entity.
-                        let _ = fs::remove_dir_all(&staged);
-                        Ok(())
-                    }
-                    Err(rustix::io::Errno::NOENT) => rename_noreplace(&staged, &target)
-                        .map_err(|err| io_error("renaming into place", &target, err)),
-                    Err(err) => {
-                        let _ = fs::remove_dir_all(&staged);
-                        Err(io_error("swapping into place", &target, err.into()))
-                    }
-                }
+                let written = self.swap_in(e);
+                progress.done(1);
+                written
             })
             .collect();
         result?;
         sync_fs(&self.root)
+    }
+
+    /// Stage one entity and swap it with what is there under its name (or rename it into
+    /// place when nothing is).
+    fn swap_in(&self, e: &NewEntity) -> Result<()> {
+        let target = self.dir_of(&e.meta.name)?;
+        // Swapping with a link would put the entity outside the workspace.
+        if target.symlink_metadata().is_ok() {
+            real_dir(&target)?;
+        }
+        let staged = self.stage(e)?;
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &staged,
+            rustix::fs::CWD,
+            &target,
+            rustix::fs::RenameFlags::EXCHANGE,
+        ) {
+            Ok(()) => {
+                // `staged` now holds the old entity.
+                let _ = fs::remove_dir_all(&staged);
+                Ok(())
+            }
+            Err(rustix::io::Errno::NOENT) => rename_noreplace(&staged, &target)
+                .map_err(|err| io_error("renaming into place", &target, err)),
+            Err(err) => {
+                let _ = fs::remove_dir_all(&staged);
+                Err(io_error("swapping into place", &target, err.into()))
+            }
+        }
     }
 
     /// Change an entity's meta only (revoke): copies the directory with the new meta and

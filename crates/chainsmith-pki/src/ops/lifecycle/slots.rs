@@ -37,9 +37,19 @@ pub(crate) fn with_other_slot(mut main: NewEntity, second: &NewEntity) -> NewEnt
 /// request, its other thumbprint slot filled (or, with `force`, rolled). Every face creates
 /// devices through this, so the CLI and the TUI make the same choice.
 pub fn new_devices_or_slot(ws: &Workspace, req: &crate::ops::DeviceRequest) -> Result<Created> {
+    new_devices_or_slot_watched(ws, req, &crate::progress::Unwatched)
+}
+
+/// [`new_devices_or_slot`], telling `progress` how a batch of new devices gets on (a slot is
+/// one certificate: nothing to tell).
+pub fn new_devices_or_slot_watched(
+    ws: &Workspace,
+    req: &crate::ops::DeviceRequest,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Created> {
     match new_slot(ws, req)? {
         Some(c) => Ok(c),
-        None => Ok(crate::ops::new_devices(ws, req)?),
+        None => Ok(crate::ops::new_devices_watched(ws, req, progress)?),
     }
 }
 
