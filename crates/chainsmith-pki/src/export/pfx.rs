@@ -143,7 +143,7 @@ mod tests {
         assert!(!a.uses_rc2());
         assert!(matches!(
             open(&compat, "nope", "x.pfx"),
-            Err(crate::pki::Error::WrongPassword(_))
+            Err(crate::pki::Error::WrongPassword { .. })
         ));
         assert!(open(&compat, "pw", "x.pfx").unwrap().key.is_some());
     }

@@ -171,7 +171,10 @@ fn read_key_pem(
             Ok(pw.len())
         })
         .map_err(|_| {
-            crate::pki::Error::WrongKeyPassword(format!("the encrypted key in {label}")).into()
+            crate::pki::Error::WrongKeyPassword {
+                file: label.to_string(),
+            }
+            .into()
         }),
         (false, _) => PKey::private_key_from_pem_callback(block.as_bytes(), |_| {
             Err(openssl::error::ErrorStack::get())

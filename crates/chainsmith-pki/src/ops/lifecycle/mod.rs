@@ -121,7 +121,7 @@ impl From<crate::pki::Error> for Error {
     /// A wrong PFX password keeps its own kind (`wrong-password`) whichever module found it.
     fn from(e: crate::pki::Error) -> Self {
         match e {
-            crate::pki::Error::WrongPassword(what) => Error::WrongPassword(what),
+            crate::pki::Error::WrongPassword { file } => Error::WrongPassword(file),
             other => Error::Pki(other),
         }
     }
