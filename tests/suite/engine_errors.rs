@@ -916,7 +916,7 @@ fn engine_errors_are_typed_by_what_went_wrong() {
     );
     let e = ops::lifecycle::parse_reason("stolen").unwrap_err();
     assert!(
-        matches!(e, ops::lifecycle::Error::RevocationReason(_)),
+        matches!(e, ops::lifecycle::Error::RevocationReason { .. }),
         "{e:?}"
     );
     assert_eq!(e.kind(), "invalid");
