@@ -916,8 +916,74 @@ fn engine_errors_are_typed_by_what_went_wrong() {
     );
     let e = ops::lifecycle::parse_reason("stolen").unwrap_err();
     assert!(
-        matches!(e, ops::lifecycle::Error::RevocationReason(_)),
+        matches!(e, ops::lifecycle::Error::RevocationReason { .. }),
         "{e:?}"
     );
     assert_eq!(e.kind(), "invalid");
+}
+
+/// Issue 23, "typed errors in the rustls style": the variants of the PKI core's four error
+/// enums (and of the sub-enums in their files) carry facts as fields, and their `#[error]`
+/// says the sentence; a pre-formatted message in a `(String)` tuple variant is refused, but
+/// for a last `Other(String)` whose words come from elsewhere.
+#[test]
+fn pki_core_errors_carry_facts_not_preformatted_strings() {
+    let pki = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/chainsmith-pki/src");
+    let files = [
+        "pki/error.rs",
+        "ops/lifecycle/error.rs",
+        "export/error.rs",
+        "store/error.rs",
+    ];
+    let mut found = Vec::new();
+    let mut enums = 0;
+    for f in files {
+        let text = std::fs::read_to_string(pki.join(f)).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (at, _) in code.match_indices("pub enum ") {
+            enums += 1;
+            let name: String = code[at + 9..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            // The enum's body: from its `{` to the `}` that closes it.
+            let open = at + code[at..].find('{').unwrap();
+            let mut depth = 0;
+            let mut close = open;
+            for (i, c) in code[open..].char_indices() {
+                depth += match c {
+                    '{' => 1,
+                    '}' => -1,
+                    _ => 0,
+                };
+                if depth == 0 {
+                    close = open + i;
+                    break;
+                }
+            }
+            let body = &code[open + 1..close];
+            // Variants are the lines at the body's first indentation that start with a name.
+            let variants: Vec<&str> = body
+                .lines()
+                .filter(|l| l.starts_with("    ") && !l.starts_with("     "))
+                .map(str::trim)
+                .filter(|l| l.starts_with(|c: char| c.is_ascii_uppercase()))
+                .collect();
+            let last = variants.len().saturating_sub(1);
+            for (i, v) in variants.iter().enumerate() {
+                let tuple = v.split_once('(').map(|(_, rest)| rest.replace(' ', ""));
+                if tuple.is_some_and(|t| t.starts_with("String)"))
+                    && !(v.starts_with("Other(") && i == last)
+                {
+                    found.push(format!("{f}: {name}::{v}"));
+                }
+            }
+        }
+    }
+    assert!(enums >= 20, "the scan found too few enums: {enums}");
+    assert!(
+        found.is_empty(),
+        "variants that carry a pre-formatted message (give them fields and build the sentence in #[error]):\n{}",
+        found.join("\n")
+    );
 }

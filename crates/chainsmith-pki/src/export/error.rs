@@ -2,6 +2,7 @@
 
 use crate::error::Remedy;
 use crate::store;
+use std::path::PathBuf;
 
 /// What can go wrong in an export; each message says the fix in domain words.
 #[derive(Debug, thiserror::Error)]
@@ -14,26 +15,58 @@ pub enum Error {
     Pki(crate::pki::Error),
     /// A format, file-name style or PFX profile that is not one of the choices (the message
     /// lists them).
-    #[error("{0}")]
-    UnknownChoice(String),
+    #[error(transparent)]
+    UnknownChoice(#[from] UnknownChoice),
     /// The entity's private key is in the workspace but cannot be read.
-    #[error("{0}")]
-    UnreadableKey(String),
+    #[error(
+        "the key of \"{name}\" in {} cannot be read ({source}); restore it or re-import the entity",
+        .path.display()
+    )]
+    UnreadableKey {
+        /// The entity.
+        name: String,
+        /// Its key file.
+        path: PathBuf,
+        /// OpenSSL's refusal.
+        source: openssl::error::ErrorStack,
+    },
     /// A file name the Node SDK tool's layout would give is not safe to write.
-    #[error("{0}")]
-    UnsafeFileName(String),
+    #[error(
+        "the Node SDK tool's file name for \"{name}\" would be \"{file_name}\", which is not a safe file name; export with the exact names instead"
+    )]
+    UnsafeFileName {
+        /// The entity.
+        name: String,
+        /// The file name the tool's rule gives.
+        file_name: String,
+    },
     /// The thumbprint slot asked for holds no certificate.
-    #[error("{0}")]
-    NoSlot(String),
+    #[error(
+        "\"{name}\" has no {slot} slot; make a self-signed certificate for it in that slot first"
+    )]
+    NoSlot {
+        /// The entity.
+        name: String,
+        /// The slot ("primary", "secondary").
+        slot: &'static str,
+    },
     /// A PFX password with a NUL character, which PKCS#12's BMPString password cannot hold.
     #[error("the PFX password contains a NUL character; choose another password")]
     PasswordNul,
-    /// A check of chainsmith's own output failed: a bug to report.
-    #[error("{0}")]
-    Internal(String),
-    /// The PFX password does not open the file (its name in the message).
-    #[error("the password for {0} is wrong (the PKCS#12 MAC does not verify); check the password")]
-    WrongPassword(String),
+    /// A check of chainsmith's own output failed: a PFX it wrote uses RC2. A bug to report.
+    #[error("internal check failed: {} uses RC2; please report this", .path.display())]
+    PfxWithRc2 {
+        /// The PFX written.
+        path: PathBuf,
+    },
+    /// The PFX password does not open the file.
+    #[error(
+        "the password for {file} is wrong (the PKCS#12 MAC does not verify); check the password"
+    )]
+    WrongPassword {
+        /// The file, as the user named it.
+        file: String,
+    },
     /// A PFX was asked for without a password.
     #[error("a PFX needs a password")]
     PasswordNeeded,
@@ -63,7 +96,7 @@ impl Error {
         match self {
             Error::Store(s) => s.kind(),
             Error::Pki(p) => p.kind(),
-            Error::WrongPassword(_) => "wrong-password",
+            Error::WrongPassword { .. } => "wrong-password",
             _ => "invalid",
         }
     }
@@ -73,16 +106,16 @@ impl Error {
         match self {
             Error::Store(s) => s.remedy(),
             Error::Pki(p) => p.remedy(),
-            Error::WrongPassword(_) | Error::PasswordNeeded => Some(Remedy::Password),
+            Error::WrongPassword { .. } | Error::PasswordNeeded => Some(Remedy::Password),
             Error::NoKey { .. } => Some(Remedy::CertificatesOnly),
             Error::OneFormat => Some(Remedy::OneFormat),
             Error::SeveralFiles => Some(Remedy::OutDir),
             Error::UnknownChoice(_)
-            | Error::UnreadableKey(_)
-            | Error::UnsafeFileName(_)
-            | Error::NoSlot(_)
+            | Error::UnreadableKey { .. }
+            | Error::UnsafeFileName { .. }
+            | Error::NoSlot { .. }
             | Error::PasswordNul
-            | Error::Internal(_) => None,
+            | Error::PfxWithRc2 { .. } => None,
         }
     }
 }
@@ -102,6 +135,35 @@ impl From<openssl::error::ErrorStack> for Error {
     }
 }
 
+/// A word that is not one of an export's choices; the message lists them.
+#[derive(Debug, thiserror::Error)]
+pub enum UnknownChoice {
+    /// An export format.
+    #[error("export format \"{given}\" is unknown; choose from {}", .choices.join(", "))]
+    Format {
+        /// The word given.
+        given: String,
+        /// The formats.
+        choices: &'static [&'static str],
+    },
+    /// A style of file names for the azure layout.
+    #[error(
+        "file names \"{given}\" are unknown; choose exact (the device id as is) or node-sdk (create_test_cert.js's camelCase)"
+    )]
+    FileNames {
+        /// The word given.
+        given: String,
+    },
+    /// A PFX profile.
+    #[error(
+        "PFX profile \"{given}\" is unknown; use modern (AES-256, SHA-256 MAC) or compat (3DES, SHA-1 MAC, for Windows Server 2016 / older macOS / Java 8)"
+    )]
+    PfxProfile {
+        /// The word given.
+        given: String,
+    },
+}
+
 /// An export's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -109,7 +171,7 @@ impl From<crate::pki::Error> for Error {
     /// A wrong PFX password keeps its own kind (`wrong-password`) whichever module found it.
     fn from(e: crate::pki::Error) -> Self {
         match e {
-            crate::pki::Error::WrongPassword(what) => Error::WrongPassword(what),
+            crate::pki::Error::WrongPassword { file } => Error::WrongPassword { file },
             other => Error::Pki(other),
         }
     }

@@ -26,9 +26,10 @@ impl std::str::FromStr for AzureNames {
         match s.to_ascii_lowercase().as_str() {
             "exact" | "id" => Ok(AzureNames::Exact),
             "node-sdk" | "node" => Ok(AzureNames::NodeSdk),
-            _ => Err(Error::UnknownChoice(format!(
-                "file names \"{s}\" are unknown; choose exact (the device id as is) or node-sdk (create_test_cert.js's camelCase)"
-            ))),
+            _ => Err(super::UnknownChoice::FileNames {
+                given: s.to_string(),
+            }
+            .into()),
         }
     }
 }
@@ -195,10 +196,10 @@ impl Plan<'_> {
             }
         };
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(Error::UnsafeFileName(format!(
-                "the Node SDK tool's file name for \"{}\" would be \"{name}\", which is not a safe file name; export with the exact names instead",
-                src.leaf.meta.name
-            )));
+            return Err(Error::UnsafeFileName {
+                name: src.leaf.meta.name.clone(),
+                file_name: name,
+            });
         }
         if src.leaf.meta.kind == Kind::Verification {
             self.files.add(

@@ -13,7 +13,7 @@ mod plan;
 mod source;
 mod write;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, UnknownChoice};
 pub use layouts::{AzureNames, file_uri, node_camelcase};
 pub use pfx::{PfxAlgorithms, PfxProfile, Protection};
 
@@ -56,8 +56,19 @@ impl Format {
         Format::Azure,
         Format::Edge,
     ];
+    /// The names of [`Format::ALL`], in that order.
+    pub const NAMES: [&'static str; 5] = {
+        let mut names = [""; 5];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = Format::ALL[i].as_str();
+            i += 1;
+        }
+        names
+    };
+
     /// The name the CLI and the manifest use.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Format::Pem => "pem",
             Format::Der => "der",
@@ -83,9 +94,11 @@ impl FromStr for Format {
             "pfx" | "p12" | "pkcs12" => Ok(Format::Pfx),
             "azure" => Ok(Format::Azure),
             "edge" => Ok(Format::Edge),
-            _ => Err(Error::UnknownChoice(format!(
-                "export format \"{s}\" is unknown; choose from pem, der, pfx, azure, edge"
-            ))),
+            _ => Err(UnknownChoice::Format {
+                given: s.to_string(),
+                choices: &Format::NAMES,
+            }
+            .into()),
         }
     }
 }

@@ -52,9 +52,10 @@ impl FromStr for PfxProfile {
         match s.trim().to_ascii_lowercase().as_str() {
             "modern" | "aes" | "aes-256" => Ok(PfxProfile::Modern),
             "compat" | "legacy" | "3des" => Ok(PfxProfile::Compat),
-            _ => Err(Error::UnknownChoice(format!(
-                "PFX profile \"{s}\" is unknown; use modern (AES-256, SHA-256 MAC) or compat (3DES, SHA-1 MAC, for Windows Server 2016 / older macOS / Java 8)"
-            ))),
+            _ => Err(super::UnknownChoice::PfxProfile {
+                given: s.to_string(),
+            }
+            .into()),
         }
     }
 }
@@ -143,7 +144,7 @@ mod tests {
         assert!(!a.uses_rc2());
         assert!(matches!(
             open(&compat, "nope", "x.pfx"),
-            Err(crate::pki::Error::WrongPassword(_))
+            Err(crate::pki::Error::WrongPassword { .. })
         ));
         assert!(open(&compat, "pw", "x.pfx").unwrap().key.is_some());
     }

@@ -31,9 +31,15 @@ impl Source {
         }
         let key = if leaf.meta.has_key {
             let pem = leaf.read_key_pem()?;
-            Some(PKey::private_key_from_pem(pem.as_bytes()).map_err(|e| {
-                Error::UnreadableKey(format!("the key of \"{name}\" in {} cannot be read ({e}); restore it or re-import the entity", leaf.key_path().display()))
-            })?)
+            Some(
+                PKey::private_key_from_pem(pem.as_bytes()).map_err(|source| {
+                    Error::UnreadableKey {
+                        name: name.to_string(),
+                        path: leaf.key_path(),
+                        source,
+                    }
+                })?,
+            )
         } else {
             None
         };
@@ -181,10 +187,10 @@ pub(super) fn slot_entity(main: &Entity, slot: Slot) -> Result<Entity> {
     let dir = main.dir.join(sub);
     let meta_path = dir.join(store::META_FILE);
     if !meta_path.exists() {
-        return Err(Error::NoSlot(format!(
-            "\"{}\" has no {sub} slot; make a self-signed certificate for it in that slot first",
-            main.meta.name
-        )));
+        return Err(Error::NoSlot {
+            name: main.meta.name.clone(),
+            slot: sub,
+        });
     }
     Ok(Entity::read_dir(dir)?)
 }

@@ -78,10 +78,9 @@ pub(super) fn readback_pfx(
         let opened = pfx::open(&bytes, pw, &p.path.display().to_string())?;
         let algorithms = pfx::decode(&bytes)?;
         if algorithms.uses_rc2() {
-            return Err(Error::Internal(format!(
-                "internal check failed: {} uses RC2; please report this",
-                p.path.display()
-            )));
+            return Err(Error::PfxWithRc2 {
+                path: p.path.clone(),
+            });
         }
         report.pfx.push(PfxReport {
             path: p.path.clone(),

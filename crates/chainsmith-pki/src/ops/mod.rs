@@ -10,7 +10,8 @@ use crate::pki::issue::{self, San, parse_rfc3339};
 use crate::pki::lint::{self, Finding, LintContext};
 use crate::pki::verify::{ChainCheck, Purpose, verify_chain};
 use crate::pki::{
-    CaHandle, Eku, IssueSpec, KeyAlg, Profile, Target, Validity, subject, thumbprints,
+    CaHandle, CannotSignError, DeviceIdError, Eku, InternalError, IssueSpec, IssuerError, KeyAlg,
+    Profile, Target, Validity, ValidityError, subject, thumbprints,
 };
 use crate::progress::{Progress, Unwatched};
 use crate::store::{Entity, Error, Kind, Meta, NewEntity, Result, Slot, Workspace};
@@ -43,13 +44,10 @@ impl ValidityArg {
     pub fn resolve(&self, profile: &Profile, now: OffsetDateTime) -> Result<Validity> {
         let days = self.days.unwrap_or_else(|| Validity::default_days(profile));
         if days == 0 {
-            return Err(crate::pki::Error::Validity("a validity of 0 days is empty: give at least 1 day; for an expired fixture give a not-after time in the past".into()).into());
+            return Err(crate::pki::Error::from(ValidityError::ZeroDays).into());
         }
         if self.days.is_some() && self.not_before.is_some() && self.not_after.is_some() {
-            return Err(crate::pki::Error::Validity(
-                "a length in days, a not-before and a not-after together over-determine the window; drop one".into(),
-            )
-            .into());
+            return Err(crate::pki::Error::from(ValidityError::OverDetermined).into());
         }
         let nb = self.not_before.as_deref().map(parse_rfc3339).transpose()?;
         let na = self.not_after.as_deref().map(parse_rfc3339).transpose()?;
@@ -180,9 +178,9 @@ pub fn load_ca(ws: &Workspace, name: &str) -> Result<CaHandle> {
         });
     }
     if !entity.meta.has_key {
-        return Err(crate::pki::Error::CannotSign(format!(
-            "CA \"{name}\" is trust-only (imported without its private key) and cannot issue; import it with its key to sign"
-        ))
+        return Err(crate::pki::Error::from(CannotSignError::TrustOnly {
+            name: name.to_string(),
+        })
         .into());
     }
     let key = entity.read_key_pem()?;
@@ -331,10 +329,9 @@ pub fn new_ca(ws: &Workspace, req: &CaRequest) -> Result<Created> {
         }
         Some(issuer) => {
             if issuer == &req.name {
-                return Err(crate::pki::Error::Issuer(format!(
-                    "\"{}\" cannot issue itself; pick its parent CA as the issuer",
-                    req.name
-                ))
+                return Err(crate::pki::Error::from(IssuerError::Itself {
+                    name: req.name.clone(),
+                })
                 .into());
             }
             let ca = load_ca(ws, issuer)?;
@@ -420,10 +417,7 @@ pub fn expand_ids(patterns: &[String], target: Target) -> Result<(Vec<String>, V
         ids.extend(expand_range(p)?);
     }
     if ids.is_empty() {
-        return Err(crate::pki::Error::DeviceId(
-            "no device id given; pass one or more ids, or a range like dev-{001..100}".into(),
-        )
-        .into());
+        return Err(crate::pki::Error::from(DeviceIdError::NoneGiven).into());
     }
     let mut warnings = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -434,9 +428,7 @@ pub fn expand_ids(patterns: &[String], target: Target) -> Result<(Vec<String>, V
         }
         check_entity_name(id)?;
         if !seen.insert(id.as_str()) {
-            return Err(
-                crate::pki::Error::DeviceId(format!("device id \"{id}\" is given twice")).into(),
-            );
+            return Err(crate::pki::Error::from(DeviceIdError::Twice { id: id.clone() }).into());
         }
     }
     Ok((ids, warnings))
@@ -601,7 +593,12 @@ pub fn new_verification(
     let issued = issue::issue(&spec, KeyAlg::EcP256, Some(&ca))?;
     // Check our own work the way the hub will: the signature must verify with the CA's key.
     if !crate::pki::inspect::signed_by(&issued.cert_der, &ca.cert_der) {
-        return Err(crate::pki::Error::Internal(format!("internal check failed: the verification certificate does not verify against \"{issuer}\"")).into());
+        return Err(
+            crate::pki::Error::from(InternalError::VerificationCertificate {
+                issuer: issuer.to_string(),
+            })
+            .into(),
+        );
     }
     // The whole code goes into the name, so two codes never share an entity; a code may hold
     // characters a file name cannot.

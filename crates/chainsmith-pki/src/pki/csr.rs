@@ -4,7 +4,7 @@
 //! device profile allows, and the public key. The request's extensions are ignored on purpose:
 //! CA flag, key usage and EKU always come from our profile (STYLE.md §8).
 
-use super::{Error, Result};
+use super::{Error, Result, SanError};
 use rcgen::DnType;
 use x509_parser::prelude::*;
 
@@ -270,9 +270,7 @@ pub(crate) fn check_requested_san(san: &super::issue::San, device_id: Option<&st
             if d.len() <= 253 && d.trim_end_matches('.').split('.').all(label_ok) {
                 Ok(())
             } else {
-                Err(Error::San(format!(
-                    "the CSR asks for DNS name {d:?}, which is neither the device id nor a host name (letters, digits and - in dot-separated labels, no wildcard)"
-                )))
+                Err(SanError::CsrDnsName { name: d.clone() }.into())
             }
         }
         San::Uri(u) => {
@@ -284,9 +282,7 @@ pub(crate) fn check_requested_san(san: &super::issue::San, device_id: Option<&st
             if scheme_ok && u.is_ascii() && !u.chars().any(|c| c.is_ascii_control() || c == ' ') {
                 Ok(())
             } else {
-                Err(Error::San(format!(
-                    "the CSR asks for URI {u:?}, which is not an absolute URI (scheme:rest, ASCII, no spaces)"
-                )))
+                Err(SanError::CsrUri { uri: u.clone() }.into())
             }
         }
         San::Ip(_) | San::Email(_) => Ok(()),

@@ -1,7 +1,10 @@
 //! Identity rules: which device ids, registration ids and verification codes each target
 //! accepts (from DOMAIN.md), id ranges like `dev-{001..500}`, and workspace entity names.
 
-use super::{Error, Result};
+use super::{
+    DeviceIdError, EntityNameProblem, Error, RangeProblem, Result, UnknownChoice,
+    VerificationCodeError,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -25,8 +28,19 @@ impl Target {
     /// Every target, in the order menus list them.
     pub const ALL: [Target; 4] = [Target::Hub, Target::Dps, Target::Central, Target::Generic];
 
+    /// The names of [`Target::ALL`], in that order.
+    pub const NAMES: [&'static str; 4] = {
+        let mut names = [""; 4];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = Target::ALL[i].as_str();
+            i += 1;
+        }
+        names
+    };
+
     /// The name the CLI and spec files use.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Target::Hub => "hub",
             Target::Dps => "dps",
@@ -35,7 +49,7 @@ impl Target {
         }
     }
 
-    fn allowed_description(self) -> &'static str {
+    pub(crate) fn allowed_description(self) -> &'static str {
         match self {
             Target::Hub => "letters, digits and - . + % _ # * ? ! ( ) , = @ $ '",
             Target::Dps => "letters, digits and - . _ : (ending in a letter, digit or -)",
@@ -44,7 +58,7 @@ impl Target {
         }
     }
 
-    fn rule_name(self) -> &'static str {
+    pub(crate) fn rule_name(self) -> &'static str {
         match self {
             Target::Hub => "Azure IoT Hub allows",
             Target::Dps => "DPS registration ids allow",
@@ -68,9 +82,11 @@ impl FromStr for Target {
             "dps" => Ok(Target::Dps),
             "central" | "iot-central" => Ok(Target::Central),
             "generic" | "mqtt" => Ok(Target::Generic),
-            _ => Err(Error::UnknownChoice(format!(
-                "unknown target \"{s}\"; choose one of: hub, dps, central, generic"
-            ))),
+            _ => Err(UnknownChoice::Target {
+                given: s.to_string(),
+                choices: &Target::NAMES,
+            }
+            .into()),
         }
     }
 }
@@ -78,7 +94,7 @@ impl FromStr for Target {
 /// The longest CN RFC 5280 allows, and so the longest X.509 device id.
 pub(crate) const MAX_CN: usize = 64;
 
-fn char_name(c: char) -> String {
+pub(crate) fn char_name(c: char) -> String {
     match c {
         ' ' => "a space".into(),
         '\t' => "a tab".into(),
@@ -93,30 +109,24 @@ fn char_name(c: char) -> String {
 /// person should know); `Err` names the offending character and lists the allowed ones.
 pub fn check_device_id(id: &str, target: Target) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
-    let bad = |c: char, pos: usize| {
-        Error::DeviceId(format!(
-            "device id \"{id}\" has {} at position {}; {} {}",
-            char_name(c),
-            pos + 1,
-            target.rule_name(),
-            target.allowed_description()
-        ))
+    let bad = |c: char, pos: usize| DeviceIdError::Character {
+        id: id.to_string(),
+        found: c,
+        position: pos + 1,
+        target,
     };
     if id.is_empty() {
-        return Err(Error::DeviceId(
-            "device id is empty; give the id the device connects with".into(),
-        ));
+        return Err(DeviceIdError::Empty.into());
     }
     let len = id.chars().count();
     if len > MAX_CN {
-        let extra = if target == Target::Hub {
-            " (IoT Hub allows 128 characters, but an X.509 device's id must fit in its certificate's CN)"
-        } else {
-            ""
-        };
-        return Err(Error::DeviceId(format!(
-            "device id \"{id}\" is {len} characters long; a certificate CN holds at most {MAX_CN}{extra}"
-        )));
+        return Err(DeviceIdError::TooLong {
+            id: id.to_string(),
+            len,
+            max: MAX_CN,
+            target,
+        }
+        .into());
     }
     for (pos, c) in id.chars().enumerate() {
         let ok = match target {
@@ -139,7 +149,7 @@ pub fn check_device_id(id: &str, target: Target) -> Result<Vec<String>> {
             Target::Generic => c.is_ascii_graphic() || c == ' ',
         };
         if !ok {
-            return Err(bad(c, pos));
+            return Err(bad(c, pos).into());
         }
     }
     match target {
@@ -153,9 +163,11 @@ pub fn check_device_id(id: &str, target: Target) -> Result<Vec<String>> {
         Target::Dps => {
             let last = id.chars().last().unwrap_or('-');
             if !(last.is_ascii_alphanumeric() || last == '-') {
-                return Err(Error::DeviceId(format!(
-                    "registration id \"{id}\" ends with '{last}'; DPS needs the last character to be a letter, digit or -"
-                )));
+                return Err(DeviceIdError::DpsLastCharacter {
+                    id: id.to_string(),
+                    last,
+                }
+                .into());
             }
             if id.chars().any(|c| c.is_ascii_uppercase()) {
                 warnings.push(format!(
@@ -171,26 +183,28 @@ pub fn check_device_id(id: &str, target: Target) -> Result<Vec<String>> {
 /// A hub's verification code must fit a CN: 1–64 printable characters.
 pub fn check_verification_code(code: &str) -> Result<()> {
     if code.is_empty() {
-        return Err(Error::VerificationCode(
-            "verification code is empty; copy the code the hub shows for the CA (Azure's are 48 hex characters)".into(),
-        ));
+        return Err(VerificationCodeError::Empty.into());
     }
-    if code.chars().count() > MAX_CN {
-        return Err(Error::VerificationCode(format!(
-            "verification code \"{code}\" is {} characters long; a code must fit a certificate CN (at most {MAX_CN}); check that you copied only the code",
-            code.chars().count()
-        )));
+    let len = code.chars().count();
+    if len > MAX_CN {
+        return Err(VerificationCodeError::TooLong {
+            code: code.to_string(),
+            len,
+            max: MAX_CN,
+        }
+        .into());
     }
     if let Some((pos, c)) = code
         .chars()
         .enumerate()
         .find(|(_, c)| !c.is_ascii_graphic())
     {
-        return Err(Error::VerificationCode(format!(
-            "verification code \"{code}\" has {} at position {}; codes are printable characters only (Azure's are 48 hex characters)",
-            char_name(c),
-            pos + 1
-        )));
+        return Err(VerificationCodeError::Character {
+            code: code.to_string(),
+            found: c,
+            position: pos + 1,
+        }
+        .into());
     }
     Ok(())
 }
@@ -206,24 +220,35 @@ pub fn verification_code_warning(code: &str) -> Option<String> {
     })
 }
 
+/// The longest entity name, in bytes: a directory name well inside every file system's
+/// 255-byte limit, with room for the files chainsmith writes beside it.
+pub(crate) const MAX_ENTITY_NAME: usize = 128;
+
+/// The most ids one range may expand to.
+pub(crate) const MAX_RANGE_IDS: u64 = 1_000_000;
+
 /// Names of workspace entities are directory names: anything a device id may be, but no
 /// path separators, no leading dot, nothing empty.
 pub fn check_entity_name(name: &str) -> Result<()> {
     let problem = if name.is_empty() {
-        Some("is empty".to_string())
+        Some(EntityNameProblem::Empty)
     } else if name.starts_with('.') {
-        Some("starts with '.'".to_string())
-    } else if name.len() > 128 {
-        Some(format!("is {} bytes long (at most 128)", name.len()))
+        Some(EntityNameProblem::LeadingDot)
+    } else if name.len() > MAX_ENTITY_NAME {
+        Some(EntityNameProblem::TooLong {
+            len: name.len(),
+            max: MAX_ENTITY_NAME,
+        })
     } else {
         name.chars()
             .find(|c| *c == '/' || *c == '\\' || c.is_control())
-            .map(|c| format!("contains {}", char_name(c)))
+            .map(EntityNameProblem::Character)
     };
     match problem {
-        Some(p) => Err(Error::EntityName(format!(
-            "name \"{name}\" {p}; names are file names in the workspace: use letters, digits and - . _"
-        ))),
+        Some(problem) => Err(Error::EntityName {
+            name: name.to_string(),
+            problem,
+        }),
         None => Ok(()),
     }
 }
@@ -234,36 +259,41 @@ pub fn expand_range(pattern: &str) -> Result<Vec<String>> {
     let Some(open) = pattern.find('{') else {
         return Ok(vec![pattern.to_string()]);
     };
-    let bad = |why: &str| {
-        Error::DeviceId(format!(
-            "id range \"{pattern}\" {why}; write it like dev-{{001..500}} (inclusive, ascending)"
-        ))
+    let bad = |problem: RangeProblem| -> Error {
+        DeviceIdError::Range {
+            pattern: pattern.to_string(),
+            problem,
+        }
+        .into()
     };
     let close = pattern[open..]
         .find('}')
         .map(|i| i + open)
-        .ok_or_else(|| bad("has no closing '}'"))?;
+        .ok_or_else(|| bad(RangeProblem::NoClosingBrace))?;
     let (prefix, inner, suffix) = (
         &pattern[..open],
         &pattern[open + 1..close],
         &pattern[close + 1..],
     );
     if suffix.contains('{') {
-        return Err(bad("has more than one range"));
+        return Err(bad(RangeProblem::SeveralRanges));
     }
     let (a, b) = inner
         .split_once("..")
-        .ok_or_else(|| bad("needs '..' between the bounds"))?;
+        .ok_or_else(|| bad(RangeProblem::NoDots))?;
     let parse = |s: &str| {
-        s.parse::<u64>()
-            .map_err(|_| bad(&format!("has a bound \"{s}\" that is not a number")))
+        s.parse::<u64>().map_err(|_| {
+            bad(RangeProblem::NotANumber {
+                bound: s.to_string(),
+            })
+        })
     };
     let (lo, hi) = (parse(a)?, parse(b)?);
     if lo > hi {
-        return Err(bad("counts downwards"));
+        return Err(bad(RangeProblem::Downwards));
     }
-    if hi - lo >= 1_000_000 {
-        return Err(bad("has more than 1,000,000 ids"));
+    if hi - lo >= MAX_RANGE_IDS {
+        return Err(bad(RangeProblem::TooMany));
     }
     let width = if a.len() > 1 && a.starts_with('0') {
         a.len()

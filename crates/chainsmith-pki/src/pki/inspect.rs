@@ -2,7 +2,7 @@
 //! script, through serde) can read. Private keys are described, never printed.
 
 use super::keys::KeyAlg;
-use super::{Error, Result, thumbprints};
+use super::{Error, PasswordError, Result, thumbprints};
 use serde::Serialize;
 use x509_parser::prelude::*;
 
@@ -523,16 +523,13 @@ pub fn inspect_bytes(
     } else if let Ok(p12) = openssl::pkcs12::Pkcs12::from_der(bytes) {
         format = "PKCS#12".into();
         let Some(pw) = password else {
-            return Err(Error::Password(
-                "this is a PKCS#12 (PFX) file and it needs its password".into(),
-            ));
+            return Err(PasswordError::Pkcs12Needed.into());
         };
         // Refuse a stalling iteration count before any key derivation.
-        super::pkcs12::check_iterations(bytes, "this PKCS#12 file")
-            .map_err(|e| Error::Pkcs12(e.to_string()))?;
-        let parsed = p12.parse2(pw).map_err(|_| {
-            Error::Password("the PKCS#12 password is wrong (or the file uses an algorithm OpenSSL cannot read); check the password".into())
-        })?;
+        super::pkcs12::check_iterations(bytes, "this PKCS#12 file")?;
+        let parsed = p12
+            .parse2(pw)
+            .map_err(|_| PasswordError::Pkcs12WrongOrUnreadable)?;
         if let Some(c) = parsed.cert {
             certs.push(c.to_der()?);
         }

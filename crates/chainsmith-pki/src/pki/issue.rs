@@ -1,7 +1,9 @@
 //! Certificate profiles (DOMAIN.md "Certificate profiles that work everywhere") and issuing.
 
 use super::keys::{KeyAlg, key_alg_of, key_pem, load_key_pem};
-use super::{Error, Result};
+use super::{
+    CannotSignError, Error, IssuerError, PathlenError, Result, SanError, TimeError, UnknownChoice,
+};
 use ::time::{Duration, OffsetDateTime};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, Issuer,
@@ -65,9 +67,10 @@ impl FromStr for Eku {
             ["client"] | ["clientauth"] => Ok(Eku::Client),
             ["client", "server"] | ["clientauth", "serverauth"] => Ok(Eku::ClientServer),
             ["server"] | ["serverauth"] => Ok(Eku::Server),
-            _ => Err(Error::UnknownChoice(format!(
-                "EKU \"{s}\" is not supported; use client (what hubs need) or client,server"
-            ))),
+            _ => Err(UnknownChoice::Eku {
+                given: s.to_string(),
+            }
+            .into()),
         }
     }
 }
@@ -92,21 +95,26 @@ impl San {
         let (kind, value) = s.split_once(':').unwrap_or(("DNS", s));
         let value = value.trim();
         if value.is_empty() {
-            return Err(Error::San(format!(
-                "SAN \"{s}\" has no value; write it like DNS:dev1.example.com"
-            )));
+            return Err(SanError::NoValue {
+                given: s.to_string(),
+            }
+            .into());
         }
         match kind.to_ascii_uppercase().as_str() {
             "DNS" => Ok(San::Dns(value.to_string())),
-            "IP" => value
-                .parse()
-                .map(San::Ip)
-                .map_err(|_| Error::San(format!("SAN \"{s}\": \"{value}\" is not an IP address"))),
+            "IP" => value.parse().map(San::Ip).map_err(|_| {
+                SanError::NotAnIp {
+                    given: s.to_string(),
+                    value: value.to_string(),
+                }
+                .into()
+            }),
             "URI" => Ok(San::Uri(value.to_string())),
             "EMAIL" => Ok(San::Email(value.to_string())),
-            other => Err(Error::UnknownChoice(format!(
-                "SAN type \"{other}\" is not supported; use DNS:, IP:, URI: or email:"
-            ))),
+            other => Err(UnknownChoice::SanType {
+                given: other.to_string(),
+            }
+            .into()),
         }
     }
 
@@ -173,33 +181,29 @@ pub const EARLIEST: OffsetDateTime = ::time::macros::datetime!(1950-01-01 00:00:
 pub const LATEST: OffsetDateTime = ::time::macros::datetime!(9999-12-31 23:59:59 UTC);
 
 /// Refuse a time X.509 cannot carry, naming the limit.
-pub(crate) fn check_x509_time(what: &str, t: OffsetDateTime) -> Result<()> {
+pub(crate) fn check_x509_time(what: &'static str, t: OffsetDateTime) -> Result<()> {
     if t < EARLIEST {
-        return Err(Error::Time(format!(
-            "{what} {} is before 1950-01-01T00:00:00Z, the earliest time chainsmith writes (RFC 5280 UTCTime starts in 1950); pick a later time",
-            rfc3339(t)
-        )));
+        return Err(TimeError::BeforeEarliest { what, at: t }.into());
     }
     if t > LATEST {
-        return Err(Error::Time(format!(
-            "{what} {} is after 9999-12-31T23:59:59Z, the latest time X.509 can express (RFC 5280 GeneralizedTime); pick an earlier time",
-            rfc3339(t)
-        )));
+        return Err(TimeError::AfterLatest { what, at: t }.into());
     }
     Ok(())
 }
 
 /// `start` plus `days` days, refused (never a panic) when it would pass 9999-12-31T23:59:59Z.
-pub fn days_after(what: &str, start: OffsetDateTime, days: u32) -> Result<OffsetDateTime> {
+pub fn days_after(what: &'static str, start: OffsetDateTime, days: u32) -> Result<OffsetDateTime> {
     let end = start
         .checked_add(Duration::days(i64::from(days)))
         .filter(|t| *t <= LATEST);
     end.ok_or_else(|| {
-        let most = (LATEST - start).whole_days().max(0);
-        Error::Time(format!(
-            "{days} days from {} ends after 9999-12-31T23:59:59Z, the latest time X.509 can express (RFC 5280 GeneralizedTime); {what} may last at most {most} days",
-            rfc3339(start.replace_nanosecond(0).unwrap_or(start))
-        ))
+        TimeError::TooManyDays {
+            what,
+            start: start.replace_nanosecond(0).unwrap_or(start),
+            days,
+            most: (LATEST - start).whole_days().max(0),
+        }
+        .into()
     })
 }
 
@@ -251,11 +255,11 @@ impl Validity {
         check_x509_time("not-before", self.not_before)?;
         check_x509_time("not-after", self.not_after)?;
         if self.not_after <= self.not_before {
-            return Err(Error::Time(format!(
-                "not-after {} is not later than not-before {}; swap them or widen the window",
-                rfc3339(self.not_after),
-                rfc3339(self.not_before)
-            )));
+            return Err(TimeError::Reversed {
+                not_before: self.not_before,
+                not_after: self.not_after,
+            }
+            .into());
         }
         Ok(())
     }
@@ -280,11 +284,15 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 
 /// Parse an RFC 3339 timestamp from the command line.
 pub(crate) fn parse_rfc3339(s: &str) -> Result<OffsetDateTime> {
-    OffsetDateTime::parse(s.trim(), &::time::format_description::well_known::Rfc3339).map_err(|e| {
-        Error::Time(format!(
-            "\"{s}\" is not an RFC 3339 time ({e}); write it like 2025-01-31T12:00:00Z"
-        ))
-    })
+    OffsetDateTime::parse(s.trim(), &::time::format_description::well_known::Rfc3339).map_err(
+        |source| {
+            TimeError::NotRfc3339 {
+                given: s.to_string(),
+                source,
+            }
+            .into()
+        },
+    )
 }
 
 /// Everything needed to make one certificate.
@@ -337,14 +345,16 @@ impl CaHandle {
             .flatten()
             .map(|b| b.value.clone());
         let Some(bc) = bc.filter(|b| b.ca) else {
-            return Err(Error::Issuer(format!(
-                "\"{name}\" is not a CA (its certificate has no basicConstraints CA:TRUE) and cannot issue; pick a root or intermediate CA as the issuer"
-            )));
+            return Err(IssuerError::NotACa {
+                name: name.to_string(),
+            }
+            .into());
         };
         if cert.public_key().raw != key.subject_public_key_info().as_slice() {
-            return Err(Error::CannotSign(format!(
-                "the private key of \"{name}\" does not match its certificate; re-import the CA with its own key"
-            )));
+            return Err(CannotSignError::KeyMismatch {
+                name: name.to_string(),
+            }
+            .into());
         }
         let cn = cert
             .subject()
@@ -371,18 +381,20 @@ impl CaHandle {
     /// Can this CA sign a CA with the given pathlen (None = unconstrained)?
     pub(crate) fn check_child_ca(&self, child_name: &str, child_pathlen: Option<u8>) -> Result<()> {
         match self.pathlen {
-            Some(0) => Err(Error::Pathlen(format!(
-                "\"{}\" has pathlen 0, which allows no CA below it, so it cannot issue the intermediate \"{child_name}\"; re-issue \"{}\" with pathlen 1 (or more), or issue \"{child_name}\" from a CA higher up",
-                self.name, self.name
-            ))),
+            Some(0) => Err(PathlenError::Zero {
+                ca: self.name.clone(),
+                child: child_name.to_string(),
+            }
+            .into()),
             Some(p) => match child_pathlen {
                 Some(c) if u32::from(c) < p => Ok(()),
-                _ => Err(Error::Pathlen(format!(
-                    "\"{}\" has pathlen {p}, so \"{child_name}\" may have at most pathlen {}; give it pathlen {} or less",
-                    self.name,
-                    p - 1,
-                    p - 1
-                ))),
+                _ => Err(PathlenError::TooLong {
+                    ca: self.name.clone(),
+                    pathlen: p,
+                    child: child_name.to_string(),
+                    max: p - 1,
+                }
+                .into()),
             },
             None => Ok(()),
         }

@@ -1,6 +1,6 @@
 //! Key algorithms: parse their names, generate keys, recognise existing ones.
 
-use super::{Error, Result};
+use super::{Error, Result, UnknownChoice};
 use rcgen::{KeyPair, RsaKeySize, SignatureAlgorithm};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -40,8 +40,19 @@ impl KeyAlg {
         KeyAlg::Ed25519,
     ];
 
+    /// The names of [`KeyAlg::ALL`], in that order.
+    pub const NAMES: [&'static str; 6] = {
+        let mut names = [""; 6];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = KeyAlg::ALL[i].as_str();
+            i += 1;
+        }
+        names
+    };
+
     /// The name the CLI and spec files use.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             KeyAlg::EcP256 => "ec-p256",
             KeyAlg::EcP384 => "ec-p384",
@@ -152,10 +163,11 @@ impl FromStr for KeyAlg {
                 return Err(Error::WeakKey);
             }
             _ => {
-                return Err(Error::UnknownChoice(format!(
-                    "unknown key algorithm \"{s}\"; choose one of: {}",
-                    KeyAlg::ALL.map(|a| a.as_str()).join(", ")
-                )));
+                return Err(UnknownChoice::KeyAlg {
+                    given: s.to_string(),
+                    choices: &KeyAlg::NAMES,
+                }
+                .into());
             }
         };
         Ok(alg)

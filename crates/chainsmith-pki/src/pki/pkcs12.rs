@@ -3,7 +3,7 @@
 //! rather than what was asked for. Bytes in, bytes out: `export` builds PFX files and `import`,
 //! `inspect` and `export` read them with this.
 
-use super::{Error, Result};
+use super::{Error, Pkcs12Error, Result};
 use openssl::hash::MessageDigest;
 use openssl::pkcs12::Pkcs12;
 use openssl::pkey::{PKey, Private};
@@ -26,10 +26,14 @@ pub struct Opened {
 /// above this only makes opening the file take minutes.
 pub(crate) const MAX_ITERATIONS: u64 = 2_000_000;
 
-fn too_many(what: &str, part: &str, n: u64) -> Error {
-    Error::Pkcs12(format!(
-        "{what} asks for {n} key-derivation iterations ({part}); chainsmith refuses more than {MAX_ITERATIONS} (OpenSSL writes 2048, Windows reads at most 600000), so the file is damaged or made to stall whoever opens it; re-export it with an ordinary count"
-    ))
+fn too_many(file: &str, part: &'static str, iterations: u64) -> Error {
+    Pkcs12Error::TooManyIterations {
+        file: file.to_string(),
+        part,
+        iterations,
+        max: MAX_ITERATIONS,
+    }
+    .into()
 }
 
 /// Refuse a PFX whose MAC or bag encryption asks for more than [`MAX_ITERATIONS`]
@@ -72,10 +76,8 @@ pub(crate) fn check_pkcs8_iterations(der: &[u8], what: &str) -> Result<()> {
 
 /// Open a PFX with its password; a wrong password is a clear error, not an OpenSSL stack.
 pub fn open(bytes: &[u8], password: &str, what: &str) -> Result<Opened> {
-    let p12 = Pkcs12::from_der(bytes).map_err(|_| {
-        Error::Pkcs12(format!(
-            "{what} is not a PKCS#12 (PFX) file, or it is damaged"
-        ))
+    let p12 = Pkcs12::from_der(bytes).map_err(|_| Pkcs12Error::NotPkcs12 {
+        file: what.to_string(),
     })?;
     check_iterations(bytes, what)?;
     // Tell a wrong password from an algorithm OpenSSL cannot read: check the MAC ourselves first.
@@ -84,13 +86,18 @@ pub fn open(bytes: &[u8], password: &str, what: &str) -> Result<Opened> {
     let parsed = p12.parse2(password).map_err(|_| {
         let rc2 = algs.as_ref().is_some_and(|a| a.uses_rc2());
         if mac_ok == Some(false) {
-            Error::WrongPassword(what.to_string())
+            Error::WrongPassword {
+                file: what.to_string(),
+            }
         } else if rc2 {
-            Error::Pkcs12(format!(
-                "{what} is protected with RC2-40, which OpenSSL 3 does not read without its legacy provider; re-export it with AES or 3DES (e.g. `openssl pkcs12 -legacy -in OLD -nodes | openssl pkcs12 -export -out NEW`)"
-            ))
+            Pkcs12Error::Rc2 {
+                file: what.to_string(),
+            }
+            .into()
         } else {
-            Error::WrongPassword(what.to_string())
+            Error::WrongPassword {
+                file: what.to_string(),
+            }
         }
     })?;
     let chain = parsed
@@ -172,8 +179,8 @@ struct Tlv<'a> {
     body: &'a [u8],
 }
 
-fn bad(what: &str) -> Error {
-    Error::Pkcs12(format!("the PKCS#12 structure is malformed ({what})"))
+fn bad(what: &'static str) -> Error {
+    Pkcs12Error::Malformed { what }.into()
 }
 
 /// Read one element from the front of `input` (asn1-rs reads its header and definite length);
@@ -181,7 +188,7 @@ fn bad(what: &str) -> Error {
 fn tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8])> {
     let (rest, any) = Any::from_der(input).map_err(|e| match input.get(1) {
         Some(0x80) => bad("indefinite length (BER); re-encode the file as DER"),
-        _ => bad(&format!("not DER: {e}")),
+        _ => Pkcs12Error::NotDer(e).into(),
     })?;
     let h = &any.header;
     let number = u8::try_from(h.tag().0)
@@ -199,7 +206,7 @@ fn tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8])> {
 }
 
 /// The TLV at the start of `input`, which must carry `tag` (else the error says `what`), and the rest.
-fn tlv_tagged<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<(Tlv<'a>, &'a [u8])> {
+fn tlv_tagged<'a>(input: &'a [u8], tag: u8, what: &'static str) -> Result<(Tlv<'a>, &'a [u8])> {
     let (t, rest) = tlv(input)?;
     if t.tag != tag {
         return Err(bad(what));

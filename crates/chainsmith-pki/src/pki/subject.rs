@@ -1,7 +1,7 @@
 //! Distinguished names: parse what a person types (`CN=x,O=y,C=z` or `/CN=x/O=y`), and
 //! carry a parsed certificate's or request's subject into a new certificate.
 
-use super::{Error, Result};
+use super::{Error, Result, SubjectError};
 use rcgen::{DistinguishedName, DnType, DnValue};
 
 const KNOWN: &[(&str, DnType)] = &[
@@ -39,10 +39,8 @@ pub(crate) fn parse_subject(text: &str) -> Result<DistinguishedName> {
     let mut dn = DistinguishedName::new();
     let mut has_cn = false;
     for part in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
-        let (key, value) = part.split_once('=').ok_or_else(|| {
-            Error::Subject(format!(
-                "subject part \"{part}\" has no '='; write the subject like \"CN=Contoso Root,O=Contoso,C=US\""
-            ))
+        let (key, value) = part.split_once('=').ok_or_else(|| SubjectError::NoEquals {
+            part: part.to_string(),
         })?;
         let key = key.trim().to_ascii_uppercase();
         let value = value.trim();
@@ -50,28 +48,24 @@ pub(crate) fn parse_subject(text: &str) -> Result<DistinguishedName> {
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, t)| t.clone())
-            .ok_or_else(|| {
-                Error::Subject(format!(
-                    "subject attribute \"{key}\" is not supported; use CN, O, OU, C, ST or L"
-                ))
-            })?;
+            .ok_or_else(|| SubjectError::UnknownAttribute { key: key.clone() })?;
         if value.is_empty() {
-            return Err(Error::Subject(format!(
-                "subject attribute {key} has an empty value"
-            )));
+            return Err(SubjectError::EmptyValue { key }.into());
         }
         if key == "C" && (value.len() != 2 || !value.chars().all(|c| c.is_ascii_alphabetic())) {
-            return Err(Error::Subject(format!(
-                "country \"{value}\" must be a two-letter ISO code such as US or DE"
-            )));
+            return Err(SubjectError::Country {
+                value: value.to_string(),
+            }
+            .into());
         }
         if key == "CN" {
             has_cn = true;
             if value.chars().count() > super::identity::MAX_CN {
-                return Err(Error::Subject(format!(
-                    "CN \"{value}\" is longer than {} characters, the most RFC 5280 allows",
-                    super::identity::MAX_CN
-                )));
+                return Err(SubjectError::CnTooLongInSubject {
+                    cn: value.to_string(),
+                    max: super::identity::MAX_CN,
+                }
+                .into());
             }
         }
         let value = if key == "C" {
@@ -82,9 +76,10 @@ pub(crate) fn parse_subject(text: &str) -> Result<DistinguishedName> {
         dn.push(ty, value);
     }
     if !has_cn {
-        return Err(Error::Subject(format!(
-            "subject \"{text}\" has no CN; add one, e.g. \"CN=Contoso Root,{text}\""
-        )));
+        return Err(SubjectError::NoCn {
+            subject: text.to_string(),
+        }
+        .into());
     }
     Ok(dn)
 }
@@ -95,11 +90,12 @@ pub fn cn_only(cn: &str) -> Result<DistinguishedName> {
         return Err(Error::EmptyCn);
     }
     if cn.chars().count() > super::identity::MAX_CN {
-        return Err(Error::Subject(format!(
-            "CN \"{cn}\" is {} characters long; RFC 5280 allows at most {}",
-            cn.chars().count(),
-            super::identity::MAX_CN
-        )));
+        return Err(SubjectError::CnTooLong {
+            cn: cn.to_string(),
+            len: cn.chars().count(),
+            max: super::identity::MAX_CN,
+        }
+        .into());
     }
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, DnValue::Utf8String(cn.to_string()));

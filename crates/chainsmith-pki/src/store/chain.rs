@@ -1,6 +1,6 @@
 //! Chain lookup: an entity and the certificates of its issuers, as the workspace holds them.
 
-use super::{Entity, Error, Result, Workspace};
+use super::{Damage, Entity, Error, Result, Workspace};
 
 /// The directory inside an entity's own where every replaced certificate is kept
 /// (`entities/NAME/history/SERIAL/`).
@@ -13,9 +13,7 @@ pub fn chain_of(ws: &Workspace, name: &str) -> Result<Vec<Entity>> {
         if chain.len() > 32 || chain.iter().any(|e| e.meta.name == issuer) {
             return Err(Error::Damaged {
                 path: chain[0].dir.clone(),
-                what: format!(
-                    "the issuer links loop back to \"{issuer}\"; fix the issuer in meta.toml"
-                ),
+                what: Damage::IssuerLoop { issuer },
             });
         }
         let child = chain.last().expect("chain has the entity").cert_der.clone();

@@ -1,6 +1,7 @@
 //! What can go wrong with the workspace on disk, and the I/O error that says what to do.
 
 use super::MARKER;
+use super::files::LINK_HINT;
 use crate::error::Remedy;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,12 +25,12 @@ pub enum Error {
         remedy: Option<Remedy>,
     },
     /// A workspace file that cannot be used as it is.
-    #[error("{path}: {what}")]
+    #[error("{}: {what}", .path.display())]
     Damaged {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        what: String,
+        what: Damage,
     },
     /// Names that exist already (replacing them is the fix).
     #[error("{} already exist{} in the workspace: {}; pick other names, or replace them", plural(.0.len(), "entity", "entities"), if .0.len() == 1 { "s" } else { "" }, .0.join(", "))]
@@ -49,9 +50,15 @@ pub enum Error {
     /// Another process holds the workspace lock.
     #[error("the workspace {0} is busy: another chainsmith is changing it; try again in a moment")]
     Busy(PathBuf),
-    /// The directory is not a workspace (the message says why).
-    #[error("{0}")]
-    NotAWorkspace(String),
+    /// A directory to make a workspace in that already holds other files.
+    #[error(
+        "{} exists and is not empty; give an empty or new directory for the workspace",
+        .path.display()
+    )]
+    NotEmpty {
+        /// The directory.
+        path: PathBuf,
+    },
     /// Another process created some of the names of a batch at the same time: this one
     /// made `made`, the other had already taken `taken` (its certificates, not ours).
     #[error("made {} of {} ({}); the other {} had been created meanwhile by another process ({}): those are its certificates, not this command's; look at their issuer and key before using them", .made.len(), .made.len() + .taken.len(), short_list(.made), .taken.len(), short_list(.taken))]
@@ -119,6 +126,57 @@ pub enum Error {
     },
 }
 
+/// What is wrong with a workspace file, after its path.
+#[derive(Debug, thiserror::Error)]
+pub enum Damage {
+    /// A link where an entity's own file or directory should be.
+    #[error("is a symbolic link; {}", LINK_HINT)]
+    SymbolicLink,
+    /// A file where a directory should be.
+    #[error("is not a directory; remove it")]
+    NotADirectory,
+    /// Issuer links that come back to an entity already in the chain.
+    #[error("the issuer links loop back to \"{issuer}\"; fix the issuer in meta.toml")]
+    IssuerLoop {
+        /// The issuer met twice.
+        issuer: String,
+    },
+    /// A cert.pem that is not PEM.
+    #[error("not a PEM certificate; restore it or remove the entity directory")]
+    NotPemCertificate,
+    /// A workspace made by a newer chainsmith.
+    #[error(
+        "workspace format {found} is newer than this chainsmith understands ({supported}); upgrade chainsmith"
+    )]
+    NewerFormat {
+        /// The format the marker names.
+        found: u32,
+        /// The format this chainsmith writes and reads.
+        supported: u32,
+    },
+    /// A marker file without a format line.
+    #[error(
+        "not a chainsmith marker (no `format = 1` line); restore it or use another workspace directory"
+    )]
+    NotAMarker,
+    /// An entity directory without its meta.toml.
+    #[error("missing: this entity directory is incomplete; remove it")]
+    Missing,
+    /// A meta.toml that does not parse as an entity record.
+    #[error(
+        "not a valid entity record ({}); restore it from a backup or remove the entity directory",
+        .error.message()
+    )]
+    InvalidRecord {
+        /// The TOML parser's refusal (its message only: the file is named before it).
+        error: Box<toml::de::Error>,
+    },
+    /// A past certificate that cannot be carried into a renewal, in the words of the check
+    /// that refused it (a lifecycle error, which this module cannot name).
+    #[error("{0}")]
+    Other(String),
+}
+
 impl Error {
     /// A stable word for scripts (`--json` error kinds).
     pub fn kind(&self) -> &'static str {
@@ -129,7 +187,7 @@ impl Error {
             Error::Busy(_) => "busy",
             Error::Damaged { .. } => "damaged",
             Error::Io { .. } => "io",
-            Error::NotAWorkspace(_) | Error::NoWorkspace(_) => "not-a-workspace",
+            Error::NotEmpty { .. } | Error::NoWorkspace(_) => "not-a-workspace",
             Error::Unsafe { .. } => "unsafe-workspace",
             Error::Exists(_) => "exists",
             Error::MissingDir { .. } | Error::NotACa { .. } => "invalid",

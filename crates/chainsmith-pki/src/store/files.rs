@@ -2,7 +2,7 @@
 //! private directories, new files with their mode from the first byte, atomic replacement,
 //! the refuse-to-overwrite rule for a user's files, and the one `syncfs` per batch.
 
-use super::{Error, Result, io_error};
+use super::{Damage, Error, Result, io_error};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -65,7 +65,7 @@ pub fn read_input_text(path: &Path) -> Result<String> {
     })
 }
 
-pub(super) const LINK_HINT: &str = "entity files must be real files and directories inside the workspace, not links to elsewhere; remove the link";
+pub(crate) const LINK_HINT: &str = "entity files must be real files and directories inside the workspace, not links to elsewhere; remove the link";
 
 /// Check that an entity directory is a directory and not a symbolic link to one.
 pub(super) fn real_dir(dir: &Path) -> Result<()> {
@@ -75,13 +75,13 @@ pub(super) fn real_dir(dir: &Path) -> Result<()> {
     if md.file_type().is_symlink() {
         return Err(Error::Damaged {
             path: dir.to_path_buf(),
-            what: format!("is a symbolic link; {LINK_HINT}"),
+            what: Damage::SymbolicLink,
         });
     }
     if !md.is_dir() {
         return Err(Error::Damaged {
             path: dir.to_path_buf(),
-            what: "is not a directory; remove it".into(),
+            what: Damage::NotADirectory,
         });
     }
     Ok(())
@@ -98,7 +98,7 @@ pub(super) fn read_own_file(path: &Path) -> Result<String> {
             if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
                 Error::Damaged {
                     path: path.to_path_buf(),
-                    what: format!("is a symbolic link; {LINK_HINT}"),
+                    what: Damage::SymbolicLink,
                 }
             } else {
                 io_error("reading", path, e)
@@ -232,7 +232,7 @@ pub(super) fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         if md.file_type().is_symlink() {
             return Err(Error::Damaged {
                 path: src,
-                what: format!("is a symbolic link; {LINK_HINT}"),
+                what: Damage::SymbolicLink,
             });
         }
         if md.is_dir() {

@@ -24,7 +24,7 @@ mod private;
 mod slots;
 
 pub use chain::{HISTORY_DIR, chain_of};
-pub use error::{Error, Result, io_error};
+pub use error::{Damage, Error, Result, io_error};
 pub use files::{
     MAX_INPUT_BYTES, make_private_dir_all, read_input, read_input_text, refuse_overwrite, sync_fs,
     write_atomic, write_new, write_user_file,
@@ -33,7 +33,7 @@ pub use meta::{Kind, Meta, Revocation, Slot};
 pub use name::EntityName;
 pub use slots::{SlotView, slots};
 
-use files::{LINK_HINT, STAGE_COUNTER, copy_dir, read_own_file, real_dir, rename_noreplace};
+use files::{STAGE_COUNTER, copy_dir, read_own_file, real_dir, rename_noreplace};
 use private::{check_ancestors, check_private};
 
 use crate::clock::Clock;
@@ -98,7 +98,7 @@ impl Entity {
             .map(|p| p.into_contents())
             .ok_or_else(|| Error::Damaged {
                 path: cert_path.clone(),
-                what: "not a PEM certificate; restore it or remove the entity directory".into(),
+                what: Damage::NotPemCertificate,
             })?;
         Ok(Entity {
             meta,
@@ -184,15 +184,16 @@ impl Workspace {
             Some(n) => {
                 return Err(Error::Damaged {
                     path: marker,
-                    what: format!(
-                        "workspace format {n} is newer than this chainsmith understands ({FORMAT}); upgrade chainsmith"
-                    ),
+                    what: Damage::NewerFormat {
+                        found: n,
+                        supported: FORMAT,
+                    },
                 });
             }
             None => {
                 return Err(Error::Damaged {
                     path: marker,
-                    what: "not a chainsmith marker (no `format = 1` line); restore it or use another workspace directory".into(),
+                    what: Damage::NotAMarker,
                 });
             }
         }
@@ -225,10 +226,9 @@ impl Workspace {
                 .next()
                 .is_some();
             if non_empty {
-                return Err(Error::NotAWorkspace(format!(
-                    "{} exists and is not empty; give an empty or new directory for the workspace",
-                    root.display()
-                )));
+                return Err(Error::NotEmpty {
+                    path: root.to_path_buf(),
+                });
             }
         }
         make_private_dir_all(root)?;
@@ -308,7 +308,7 @@ impl Workspace {
                     if e.file_type().is_ok_and(|t| t.is_symlink()) {
                         return Err(Error::Damaged {
                             path: e.path(),
-                            what: format!("is a symbolic link; {LINK_HINT}"),
+                            what: Damage::SymbolicLink,
                         });
                     }
                 }
@@ -369,7 +369,7 @@ impl Workspace {
                 real_dir(&dir.join(n)).map_err(|e| Damaged {
                     path: dir.join(n),
                     problem: match e {
-                        Error::Damaged { what, .. } => what,
+                        Error::Damaged { what, .. } => what.to_string(),
                         other => other.to_string(),
                     },
                 })?;
@@ -679,12 +679,12 @@ pub(crate) fn read_meta(path: &Path) -> Result<Meta> {
     let text = read_own_file(path).map_err(|e| match e {
         Error::Io { .. } if path.symlink_metadata().is_err() => Error::Damaged {
             path: path.to_path_buf(),
-            what: "missing: this entity directory is incomplete; remove it".into(),
+            what: Damage::Missing,
         },
         other => other,
     })?;
     toml::from_str(&text).map_err(|e| Error::Damaged {
         path: path.to_path_buf(),
-        what: format!("not a valid entity record ({}); restore it from a backup or remove the entity directory", e.message()),
+        what: Damage::InvalidRecord { error: Box::new(e) },
     })
 }

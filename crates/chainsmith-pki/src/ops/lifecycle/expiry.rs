@@ -1,6 +1,6 @@
 //! Expiry windows and issuers.
 
-use super::{Error, Result};
+use super::{ExpiryWindowError, Result};
 use crate::ops::{TreeRow, tree};
 use crate::pki::issue::{self};
 use crate::store::Workspace;
@@ -14,13 +14,11 @@ pub const MAX_WINDOW_DAYS: i64 = 3_660_000;
 pub fn parse_window(s: &str) -> Result<Duration> {
     let t = s.trim().to_ascii_lowercase();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let not_a_number = || {
-        Error::ExpiryWindow(format!(
-            "expiry window \"{s}\" is not a number with a unit; write it like 30d, 12h or 2w"
-        ))
-    };
     if num.is_empty() {
-        return Err(not_a_number());
+        return Err(ExpiryWindowError::NotANumber {
+            given: s.to_string(),
+        }
+        .into());
     }
     // Digits only, so a failed parse means too many of them.
     let n: i64 = num.parse().unwrap_or(i64::MAX);
@@ -31,16 +29,20 @@ pub fn parse_window(s: &str) -> Result<Duration> {
         "m" | "min" | "minutes" => 1,
         "y" | "year" | "years" => 365 * 24 * 60,
         _ => {
-            return Err(Error::ExpiryWindow(format!(
-                "expiry window \"{s}\" has an unknown unit \"{unit}\"; use d, h, w or y (e.g. 30d)"
-            )));
+            return Err(ExpiryWindowError::UnknownUnit {
+                given: s.to_string(),
+                unit: unit.to_string(),
+            }
+            .into());
         }
     };
     match n.checked_mul(minutes_per_unit) {
         Some(m) if m <= MAX_WINDOW_DAYS * 24 * 60 => Ok(Duration::minutes(m)),
-        _ => Err(Error::ExpiryWindow(format!(
-            "expiry window \"{s}\" is longer than {MAX_WINDOW_DAYS} days, beyond 9999-12-31T23:59:59Z, the latest time X.509 can express; use a shorter window"
-        ))),
+        _ => Err(ExpiryWindowError::TooLong {
+            given: s.to_string(),
+            max_days: MAX_WINDOW_DAYS,
+        }
+        .into()),
     }
 }
 
@@ -51,12 +53,9 @@ pub fn expiring(ws: &Workspace, window: Duration, now: OffsetDateTime) -> Result
     let limit = now
         .checked_add(window)
         .filter(|l| *l <= issue::LATEST)
-        .ok_or_else(|| {
-            Error::ExpiryWindow(format!(
-                "an expiry window of {} days from now reaches past 9999-12-31T23:59:59Z, the latest time X.509 can express; every certificate expires before that, so use at most {} days",
-                window.whole_days(),
-                (issue::LATEST - now).whole_days().max(0)
-            ))
+        .ok_or_else(|| ExpiryWindowError::PastLatest {
+            days: window.whole_days(),
+            most: (issue::LATEST - now).whole_days().max(0),
         })?;
     let mut rows: Vec<TreeRow> = tree(metas, now)
         .into_iter()

@@ -86,7 +86,7 @@ pub(crate) fn keep_replaced(ws: &Workspace, new: &mut NewEntity) -> store::Resul
         Err(Error::Store(e)) => Err(e),
         Err(e) => Err(store::Error::Damaged {
             path: old.dir,
-            what: e.to_string(),
+            what: store::Damage::Other(e.to_string()),
         }),
     }
 }

@@ -1,6 +1,6 @@
 //! Importing an existing CA or certificate (PEM, DER, PKCS#12, encrypted keys).
 
-use super::{Error, Result};
+use super::{Error, ImportInputError, PasswordNeeded, Result};
 use crate::pki::identity::check_entity_name;
 use crate::pki::inspect::{CertView, signed_by};
 use crate::pki::pkcs12;
@@ -47,29 +47,26 @@ struct Found {
 fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Found) -> Result<()> {
     let label = path.display().to_string();
     if bytes.is_empty() {
-        return Err(Error::ImportInput(format!(
-            "{label} is empty; give a PEM or DER certificate, a private key or a PKCS#12 file"
-        )));
+        return Err(ImportInputError::Empty { file: label }.into());
     }
     let text = std::str::from_utf8(bytes)
         .ok()
         .filter(|t| t.contains("-----BEGIN "));
     if let Some(text) = text {
-        let blocks = pem::parse_many(text)
-            .map_err(|e| Error::ImportInput(format!("{label}: the PEM text is damaged ({e})")))?;
+        let blocks = pem::parse_many(text).map_err(|source| ImportInputError::DamagedPem {
+            file: label.clone(),
+            source,
+        })?;
         if blocks.is_empty() {
-            return Err(Error::ImportInput(format!(
-                "{label}: the PEM text is damaged (no complete BEGIN/END block)"
-            )));
+            return Err(ImportInputError::NoPemBlock { file: label }.into());
         }
         for b in blocks {
             match b.tag() {
                 "CERTIFICATE" | "TRUSTED CERTIFICATE" | "X509 CERTIFICATE" => {
-                    let c = X509::from_der(b.contents()).map_err(|_| {
-                        Error::ImportInput(format!(
-                            "{label}: a CERTIFICATE block is not a valid X.509 certificate"
-                        ))
-                    })?;
+                    let c =
+                        X509::from_der(b.contents()).map_err(|_| ImportInputError::NotX509 {
+                            file: label.clone(),
+                        })?;
                     found.certs.push((c, label.clone()));
                 }
                 "PRIVATE KEY"
@@ -97,14 +94,14 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
                     ));
                 }
                 "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => {
-                    return Err(Error::ImportInput(format!(
-                        "{label} holds a certificate request, not a certificate; sign it with a CA instead"
-                    )));
+                    return Err(ImportInputError::Csr { file: label }.into());
                 }
                 other => {
-                    return Err(Error::ImportInput(format!(
-                        "{label} holds a \"{other}\" PEM block; import takes certificates, private keys and PKCS#12 files"
-                    )));
+                    return Err(ImportInputError::UnknownBlock {
+                        file: label,
+                        label: other.to_string(),
+                    }
+                    .into());
                 }
             }
         }
@@ -129,9 +126,7 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
     }
     if openssl::pkcs12::Pkcs12::from_der(bytes).is_ok() {
         let Some(pw) = password else {
-            return Err(Error::Password(format!(
-                "{label} is a PKCS#12 (PFX) file and needs its password"
-            )));
+            return Err(PasswordNeeded::Pkcs12 { file: label }.into());
         };
         let opened = pkcs12::open(bytes, pw, &label)?;
         if let Some(c) = opened.leaf {
@@ -145,9 +140,7 @@ fn read_input(path: &Path, bytes: &[u8], password: Option<&str>, found: &mut Fou
         }
         return Ok(());
     }
-    Err(Error::ImportInput(format!(
-        "{label} is not a certificate, private key or PKCS#12 file (neither PEM nor DER); nothing was imported"
-    )))
+    Err(ImportInputError::Unrecognised { file: label }.into())
 }
 
 /// One PEM private key, in any format OpenSSL writes. OpenSSL would ask for a missing
@@ -159,9 +152,10 @@ fn read_key_pem(
     label: &str,
 ) -> Result<PKey<Private>> {
     match (encrypted, password) {
-        (true, None) => Err(Error::Password(format!(
-            "the private key in {label} is encrypted; give its password"
-        ))),
+        (true, None) => Err(PasswordNeeded::EncryptedKey {
+            file: label.to_string(),
+        }
+        .into()),
         (true, Some(pw)) => PKey::private_key_from_pem_callback(block.as_bytes(), |buf| {
             let pw = pw.as_bytes();
             if pw.len() > buf.len() {
@@ -171,12 +165,21 @@ fn read_key_pem(
             Ok(pw.len())
         })
         .map_err(|_| {
-            crate::pki::Error::WrongKeyPassword(format!("the encrypted key in {label}")).into()
+            crate::pki::Error::WrongKeyPassword {
+                file: label.to_string(),
+            }
+            .into()
         }),
         (false, _) => PKey::private_key_from_pem_callback(block.as_bytes(), |_| {
             Err(openssl::error::ErrorStack::get())
         })
-        .map_err(|e| Error::ImportInput(format!("{label}: the private key cannot be read ({e})"))),
+        .map_err(|source| {
+            ImportInputError::UnreadableKey {
+                file: label.to_string(),
+                source,
+            }
+            .into()
+        }),
     }
 }
 
@@ -191,32 +194,25 @@ fn describe(c: &X509) -> String {
 /// when there is no key; the others stay in `found`.
 fn pick_leaf(found: &mut Found) -> Result<(X509, Option<LabelledKey>)> {
     if found.keys.len() > 1 {
-        return Err(Error::ImportInput(format!(
-            "{} private keys were given ({}); import one certificate with its one key at a time",
-            found.keys.len(),
-            found
-                .keys
-                .iter()
-                .map(|k| k.1.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+        return Err(ImportInputError::SeveralKeys {
+            files: found.keys.iter().map(|k| k.1.clone()).collect(),
+        }
+        .into());
     }
     if found.certs.is_empty() {
-        return Err(Error::ImportInput(
-            "no certificate in the input: a key alone cannot be imported; add the certificate file"
-                .into(),
-        ));
+        return Err(ImportInputError::NoCertificate.into());
     }
     let key = found.keys.pop();
     let index = match &key {
-        Some((k, klabel)) => found.certs.iter().position(|(c, _)| c.public_key().map(|p| p.public_eq(k)).unwrap_or(false)).ok_or_else(|| {
-            Error::KeyMismatch(format!(
-                "the private key in {klabel} does not belong to the certificate {} (from {}); give the key that was made with this certificate",
-                describe(&found.certs[0].0),
-                found.certs[0].1
-            ))
-        })?,
+        Some((k, klabel)) => found
+            .certs
+            .iter()
+            .position(|(c, _)| c.public_key().map(|p| p.public_eq(k)).unwrap_or(false))
+            .ok_or_else(|| Error::KeyMismatch {
+                key_file: klabel.clone(),
+                certificate: describe(&found.certs[0].0),
+                certificate_file: found.certs[0].1.clone(),
+            })?,
         None => 0,
     };
     let (leaf, _) = found.certs.remove(index);
@@ -240,9 +236,7 @@ fn workspace_issuer(ws: &Workspace, name: &str, der: &[u8]) -> Result<Option<Str
 pub fn import(ws: &Workspace, req: &ImportRequest) -> Result<Imported> {
     check_entity_name(&req.name)?;
     if req.files.is_empty() {
-        return Err(Error::ImportInput(
-            "no file given; pass the certificate and key files (PEM, DER) or a PKCS#12 file".into(),
-        ));
+        return Err(ImportInputError::NoFile.into());
     }
     if !req.force {
         ws.check_free(std::slice::from_ref(&req.name))?;

@@ -3,7 +3,7 @@
 use super::cloud::{CloudCa, LocalCloud};
 use super::history::{extras_of, history_entry};
 use super::revoke::compromised;
-use super::{Error, Result};
+use super::{CannotRenewError, Error, Result};
 use crate::ops::{ValidityArg, load_ca};
 use crate::pki::inspect::CertView;
 use crate::pki::issue::{self, San};
@@ -133,18 +133,18 @@ pub fn renew(ws: &Workspace, req: &RenewRequest, cloud: &dyn LocalCloud) -> Resu
             let issuer = CertView::from_der(&entity.cert_der)
                 .map(|v| v.issuer)
                 .unwrap_or_default();
-            return Err(Error::ForeignIssuer(format!(
-                "\"{}\" was issued by a CA that is not in this workspace ({issuer}); renew it there, or import that CA with its key first",
-                req.name
-            )));
+            return Err(Error::ForeignIssuer {
+                name: req.name.clone(),
+                issuer,
+            });
         }
         _ => None,
     };
     if old.self_signed && !old.has_key {
-        return Err(Error::CannotRenew(format!(
-            "\"{}\" is self-signed and trust-only (no private key here), so chainsmith cannot re-sign it; import it with its key",
-            req.name
-        )));
+        return Err(CannotRenewError::SelfSignedTrustOnly {
+            name: req.name.clone(),
+        }
+        .into());
     }
     let profile = profile_of(&old, &entity.cert_der)?;
     let validity = ValidityArg {
@@ -180,12 +180,11 @@ pub fn renew(ws: &Workspace, req: &RenewRequest, cloud: &dyn LocalCloud) -> Resu
         issue::issue_with_key(&spec, &key, ca.as_ref())?
     } else {
         // A signed CSR: the key lives on the device; certify the same public key again.
-        let ca = ca.as_ref().ok_or_else(|| {
-            Error::CannotRenew(format!("\"{}\" has no issuer to renew it", req.name))
+        let ca = ca.as_ref().ok_or_else(|| CannotRenewError::NoIssuer {
+            name: req.name.clone(),
         })?;
-        let spki = crate::pki::inspect::cert_spki(&entity.cert_der).ok_or_else(|| {
-            Error::CannotRenew("the certificate's public key cannot be read".into())
-        })?;
+        let spki = crate::pki::inspect::cert_spki(&entity.cert_der)
+            .ok_or(CannotRenewError::UnreadablePublicKey)?;
         let mut i = issue::issue_for_public_key(&spec, &spki, ca)?;
         i.key_pem = None;
         i
@@ -250,10 +249,10 @@ fn upload_renewed_ca(
     let name = &req.name;
     if !old.kind.is_ca() {
         if req.upload_to_hub {
-            return Err(Error::NotACa(format!(
-                "\"{name}\" is a {}, not a CA: only a CA certificate is uploaded to the hub",
-                old.kind.as_str()
-            )));
+            return Err(Error::NotACa {
+                name: name.clone(),
+                kind: old.kind.as_str(),
+            });
         }
         return Ok(None);
     }

@@ -30,11 +30,9 @@ pub fn parse_reason(s: &str) -> Result<&'static str> {
         .iter()
         .copied()
         .find(|r| norm(r) == norm(s))
-        .ok_or_else(|| {
-            Error::RevocationReason(format!(
-                "revocation reason \"{s}\" is not one of RFC 5280's: {}",
-                REASONS.join(", ")
-            ))
+        .ok_or_else(|| Error::RevocationReason {
+            given: s.to_string(),
+            choices: &REASONS,
         })
 }
 
@@ -102,11 +100,11 @@ pub fn revoke(ws: &Workspace, req: &RevokeRequest, cloud: &dyn LocalCloud) -> Re
     let reason = parse_reason(&req.reason)?;
     let current = ws.load(name)?;
     if let Some(r) = &current.meta.revoked {
-        return Err(Error::AlreadyRevoked(format!(
-            "\"{name}\" was already revoked on {} ({}); {HUB_DOES_NOT_CHECK_CRLS}",
-            issue::rfc3339(r.at),
-            r.reason
-        )));
+        return Err(Error::AlreadyRevoked {
+            name: name.to_string(),
+            at: r.at,
+            reason: r.reason.clone(),
+        });
     }
     let revocation = revocation_now(ws.now(), reason);
     let mut meta = current.meta.clone();
@@ -416,11 +414,9 @@ pub fn crl(ws: &Workspace, ca_name: &str, days: Option<u32>) -> Result<Crl> {
     let revoked_certs = revoked
         .iter()
         .map(|r| {
-            let serial = hex::decode(&r.serial).map_err(|_| {
-                Error::Metadata(format!(
-                    "serial \"{}\" of \"{}\" in meta.toml is not hex",
-                    r.serial, r.name
-                ))
+            let serial = hex::decode(&r.serial).map_err(|_| Error::Metadata {
+                serial: r.serial.clone(),
+                name: r.name.clone(),
             })?;
             Ok(rcgen::RevokedCertParams {
                 serial_number: rcgen::SerialNumber::from_slice(&serial),
