@@ -1,4 +1,4 @@
-//! `apply SPEC.toml`: build the PKI a spec describes (README, "Fixture factory").
+//! `apply SPEC.toml`: build the PKI a spec describes (docs/reference/spec.md).
 
 use super::{CliResult, Global, print_json};
 use crate::fixtures::{self, ApplyOptions};
