@@ -211,7 +211,8 @@ async fn node_amqp_disabled_enrollment_is_refused_with_dps_error() {
 }
 
 /// A link address whose ID scope is not this DPS's: the attach is refused with
-/// `amqp:unauthorized-access` and the sentence naming both scopes; the SDK stops.
+/// `amqp:unauthorized-access` and the sentence naming both scopes; the SDK stops without
+/// registering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_amqp_wrong_id_scope_is_refused() {
     if !isolated::in_own_netns("dps_amqp::node_amqp_wrong_id_scope_is_refused") {
@@ -224,12 +225,22 @@ async fn node_amqp_wrong_id_scope_is_refused() {
     let lines = node(&fx, "node-scope-1", "0ne00FFFFFF", "amqp").await;
     let l = &lines[0];
     assert_eq!(l["step"], "error", "{lines:?}");
-    let said = l.to_string();
-    assert!(said.contains("unauthorized"), "{said}");
-    assert!(
-        said.contains("0ne00FFFFFF") && said.contains(&scope),
-        "{said}"
-    );
+    // The SDK learns of a link refused after its attach in one of two ways: the link's error
+    // (`unauthorized`, both scopes), or only its own 30 s `TimeoutError` when its sender attach
+    // races the disconnect azure-iot-amqp-base makes of a detach that arrives in the link's
+    // `attached` state (rhea always reports the attach first; `error-indicated` then tears the
+    // connection down under the transport's `attachingLinks`). Seen in 2 of 5 full-suite runs on
+    // a loaded machine, never alone. Either way it never registers, and the hub's refusal and
+    // its reason are checked below.
+    if l["name"] != "TimeoutError" {
+        let said = l.to_string();
+        assert!(said.contains("unauthorized"), "{said}");
+        assert!(
+            said.contains("0ne00FFFFFF") && said.contains(&scope),
+            "{said}"
+        );
+    }
+    assert!(fx.store.device("node-scope-1").is_err(), "reached the hub");
     let (kind, reason) = event(&mut events, "Refused", |e| match e {
         HubEvent::Refused { kind, reason, .. } => Some((kind, reason)),
         _ => None,
