@@ -308,6 +308,56 @@ fn rejected(o: Outcome) -> (String, String) {
     }
 }
 
+/// One DPS session answers at most `MAX_DPS_REQUESTS_PER_SESSION` requests; the next is
+/// refused 429 in DPS's words without being decided (a connection could otherwise register
+/// again and again for its whole lifetime: hostile pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amqp_dps_session_answers_a_bounded_number_of_requests() {
+    let regid = "raw-cap-1";
+    let fx = fixture(regid, true);
+    let hub = raw_hub(&fx, None).await;
+    let scope = fx.store.dps_id_scope().unwrap();
+    let address = wire::link_address(&scope, regid);
+    let (mut conn, mut session) = connect(&fx, &hub, regid).await;
+    let _receiver = Receiver::attach(&mut session, "res", address.as_str())
+        .await
+        .unwrap();
+    let mut sender = Sender::attach(&mut session, "req", address.as_str())
+        .await
+        .unwrap();
+    let poll = [
+        (wire::OPERATION_TYPE_PROPERTY, wire::OPERATION_STATUS),
+        (wire::OPERATION_ID_PROPERTY, "4.no-such-operation"),
+    ];
+    let wait = Duration::from_secs(10);
+    for i in 0..dps_amqp::MAX_DPS_REQUESTS_PER_SESSION {
+        let o = tokio::time::timeout(wait, sender.send(request(&poll, &format!("p{i}"), vec![])))
+            .await
+            .unwrap()
+            .unwrap();
+        let (_, why) = rejected(o);
+        assert!(why.contains("404202"), "poll {i}: {why}");
+    }
+    let o = tokio::time::timeout(wait, sender.send(request(&poll, "over", vec![])))
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, why) = rejected(o);
+    let err: serde_json::Value = serde_json::from_str(&why).unwrap();
+    assert_eq!(err["errorCode"], 429001, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("requests on one DPS session"),
+        "{err}"
+    );
+    let _ = sender.close().await;
+    let _ = session.end().await;
+    let _ = conn.close().await;
+    hub.shutdown().await;
+}
+
 /// What no SDK sends gets DPS's 400 (or a refused link), the session keeps serving, and a
 /// good register and poll on the same links still succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,6 +46,13 @@ pub const MAX_DPS_REQUESTS_IN_FLIGHT: u32 = 4;
 /// gives credit holds at most this many answers until its session's lifetime ends.
 pub const MAX_DPS_ANSWERS_QUEUED: usize = 4;
 
+/// Requests one DPS session answers; the next are refused 429 without being decided. A
+/// registration is one register and a few polls (the SDKs poll every `retry-after`, 1 s here,
+/// and give up in minutes); the HTTPS listener's cap per connection is the same
+/// ([`crate::hub::https::MAX_REQUESTS_PER_CONNECTION`]). Without it one connection could
+/// register again and again for its whole lifetime (hostile pass).
+pub const MAX_DPS_REQUESTS_PER_SESSION: usize = crate::hub::https::MAX_REQUESTS_PER_CONNECTION;
+
 type Out = Message<Data>;
 
 /// One connection's DPS session: the registrant its first DPS link named, and where the
@@ -61,6 +68,8 @@ pub(in crate::hub) struct DpsAmqpSession {
     budget: Mutex<Option<BudgetPermit>>,
     /// The task that closes the connection when the session's lifetime is up.
     lifetime: AbortHandle,
+    /// Requests answered so far ([`MAX_DPS_REQUESTS_PER_SESSION`]).
+    requests: AtomicUsize,
 }
 
 /// A DPS link that may attach: its share of [`MAX_DPS_LINKS`] and, for the link the hub
@@ -169,6 +178,7 @@ pub(in crate::hub) async fn admit(a: DpsAttach<'_>) -> Result<Arc<DpsAmqpSession
         links: Arc::default(),
         budget: Mutex::new(Some(budget)),
         lifetime,
+        requests: AtomicUsize::new(0),
     }))
 }
 
@@ -254,6 +264,18 @@ impl DpsAmqpSession {
 
     /// DPS's answer to one request message.
     async fn answer(&self, m: &Message<Body<Value>>) -> DpsAnswer {
+        let n = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        if n > MAX_DPS_REQUESTS_PER_SESSION {
+            return self.device.refuse(DpsRefusal {
+                status: 429,
+                error_code: code::THROTTLED,
+                kind: DpsRefusalKind::Limit("dps-requests-full"),
+                reason: format!(
+                    "registration {}: {MAX_DPS_REQUESTS_PER_SESSION} requests on one DPS session, the hub's cap; connect again to register",
+                    self.device.registration_id
+                ),
+            });
+        }
         let property = |key: &str| {
             m.application_properties
                 .as_ref()?
