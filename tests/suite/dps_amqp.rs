@@ -7,10 +7,10 @@
 //! payload, links for another registration) against a hub on free ports.
 
 use crate::dps_protocol::group;
+use crate::dps_sdk::node_dps_device;
 use crate::isolated;
 use chainsmith_test_support::hub_util::Fixture;
 
-use std::process::Command;
 use std::time::Duration;
 
 use chainsmith::azure::dps as wire;
@@ -26,8 +26,6 @@ use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Value};
 use fe2o3_amqp::{Receiver, Sender, Session};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
-
-const NODE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
 
 /// A device under the `line2` intermediate, and a DPS group on the proved root.
 fn fixture(regid: &str, enabled: bool) -> Fixture {
@@ -54,46 +52,6 @@ async fn hub_on_sdk_ports(fx: &Fixture) -> HubHandle {
     )
     .await
     .expect("8883, 5671 and 443 are free in this network namespace")
-}
-
-/// Run `tests/node/dps_device.js` over `transport`: its JSON lines.
-async fn node(fx: &Fixture, regid: &str, scope: &str, transport: &str) -> Vec<serde_json::Value> {
-    let chain = fx.chain_file(&[regid, "line2"]);
-    let key = fx.key_file(regid);
-    let trust = fx.trust_file();
-    let args: Vec<String> = vec![
-        "60".into(),
-        "node".into(),
-        "dps_device.js".into(),
-        regid.into(),
-        scope.into(),
-        chain.display().to_string(),
-        key.display().to_string(),
-        transport.into(),
-    ];
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("timeout")
-            .args(&args)
-            .current_dir(NODE_DIR)
-            .env("NODE_EXTRA_CA_CERTS", &trust)
-            .output()
-            .expect("node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "node exited {:?}: {stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<_> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    assert!(!lines.is_empty(), "node said nothing: {stdout}");
-    lines
 }
 
 /// The first event `pick` takes within 10 s.
@@ -125,7 +83,7 @@ async fn node_registers_then_sends(test: &str, transport: &str) {
     let scope = fx.store.dps_id_scope().unwrap();
     let hub = hub_on_sdk_ports(&fx).await;
     let mut events = hub.events();
-    let lines = node(&fx, &regid, &scope, transport).await;
+    let lines = node_dps_device(&fx, &regid, &scope, transport).await;
     assert_eq!(lines[0]["step"], "registered", "{lines:?}");
     assert_eq!(lines[0]["assignedHub"], "localhost");
     assert_eq!(lines[0]["deviceId"], regid.as_str());
@@ -190,7 +148,7 @@ async fn node_amqp_disabled_enrollment_is_refused_with_dps_error() {
     let scope = fx.store.dps_id_scope().unwrap();
     let hub = hub_on_sdk_ports(&fx).await;
     let mut events = hub.events();
-    let lines = node(&fx, "node-off-1", &scope, "amqp").await;
+    let lines = node_dps_device(&fx, "node-off-1", &scope, "amqp").await;
     let l = &lines[0];
     assert_eq!(l["step"], "error", "{lines:?}");
     assert_eq!(l["condition"], "amqp:unauthorized-access", "{lines:?}");
@@ -222,7 +180,7 @@ async fn node_amqp_wrong_id_scope_is_refused() {
     let scope = fx.store.dps_id_scope().unwrap();
     let hub = hub_on_sdk_ports(&fx).await;
     let mut events = hub.events();
-    let lines = node(&fx, "node-scope-1", "0ne00FFFFFF", "amqp").await;
+    let lines = node_dps_device(&fx, "node-scope-1", "0ne00FFFFFF", "amqp").await;
     let l = &lines[0];
     assert_eq!(l["step"], "error", "{lines:?}");
     // The SDK learns of a link refused after its attach in one of two ways: the link's error

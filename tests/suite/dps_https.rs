@@ -11,7 +11,6 @@ use crate::isolated;
 use chainsmith_test_support::hub_util::{Fixture, Identity};
 
 use std::net::{IpAddr, SocketAddr};
-use std::process::Command;
 use std::time::Duration;
 
 use chainsmith::azure::dps as wire;
@@ -237,34 +236,8 @@ async fn node_sdk_registers_over_https_then_sends_telemetry() {
     .await
     .expect("8883 and 443 are free in this network namespace");
     let mut events = hub.events();
-    let node_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
-    let chain = fx.chain_file(&["node-http-1", "line2"]);
-    let key = fx.key_file("node-http-1");
-    let trust = fx.trust_file();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("timeout")
-            .args(["90", "node", "dps_device.js", "node-http-1", &scope])
-            .arg(&chain)
-            .arg(&key)
-            .arg("http")
-            .current_dir(node_dir)
-            .env("NODE_EXTRA_CA_CERTS", &trust)
-            .output()
-            .expect("node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "node exited {:?}: {stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let lines = crate::dps_sdk::node_dps_device(&fx, "node-http-1", &scope, "http").await;
+    let stdout = format!("{lines:?}");
     assert_eq!(lines[0]["step"], "registered", "{stdout}");
     assert_eq!(lines[0]["assignedHub"], "localhost");
     assert_eq!(lines[0]["deviceId"], "node-http-1");

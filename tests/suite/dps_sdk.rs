@@ -347,33 +347,8 @@ async fn node_group_registration_then_device_client() {
     let scope = fx.store.dps_id_scope().unwrap();
     let hub = hub_on_8883(&fx).await;
     let mut events = hub.events();
-    let node_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
-    let chain = fx.chain_file(&["node-dev-1", "line2"]);
-    let key = fx.key_file("node-dev-1");
-    let trust = fx.trust_file();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("timeout")
-            .args(["90", "node", "dps_device.js", "node-dev-1", &scope])
-            .arg(&chain)
-            .arg(&key)
-            .current_dir(node_dir)
-            .env("NODE_EXTRA_CA_CERTS", &trust)
-            .output()
-            .expect("node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "node exited {:?}: {stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let lines = node_dps_device(&fx, "node-dev-1", &scope, "mqtt").await;
+    let stdout = format!("{lines:?}");
     assert_eq!(lines[0]["step"], "registered", "{stdout}");
     assert_eq!(lines[0]["assignedHub"], "localhost");
     assert_eq!(lines[0]["deviceId"], "node-dev-1");
@@ -499,4 +474,49 @@ async fn node_central_sample_trusts_the_hub_through_node_extra_ca_certs() {
         assert_eq!(telemetry_from(&mut events, "sample-device-01"), 1);
     }
     hub.shutdown().await;
+}
+
+/// Run `tests/node/dps_device.js` over `transport`: its JSON lines.
+pub(crate) async fn node_dps_device(
+    fx: &Fixture,
+    regid: &str,
+    scope: &str,
+    transport: &str,
+) -> Vec<serde_json::Value> {
+    let chain = fx.chain_file(&[regid, "line2"]);
+    let key = fx.key_file(regid);
+    let trust = fx.trust_file();
+    let args: Vec<String> = vec![
+        "90".into(),
+        "node".into(),
+        "dps_device.js".into(),
+        regid.into(),
+        scope.into(),
+        chain.display().to_string(),
+        key.display().to_string(),
+        transport.into(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .args(&args)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node"))
+            .env("NODE_EXTRA_CA_CERTS", &trust)
+            .output()
+            .expect("node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "node exited {:?}: {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<_> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(!lines.is_empty(), "node said nothing: {stdout}");
+    lines
 }
