@@ -1361,7 +1361,7 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
                 enabled: true,
                 issue_from: None,
                 allocation: Default::default(),
-                added: OffsetDateTime::now_utc(),
+                added: store.ws.now(),
             },
         })
         .unwrap();
@@ -1457,7 +1457,7 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
                     enabled: true,
                     issue_from: None,
                     allocation: Default::default(),
-                    added: OffsetDateTime::now_utc(),
+                    added: store.ws.now(),
                 },
             })
             .unwrap();
