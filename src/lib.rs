@@ -10,6 +10,7 @@
 //! Rule of thumb: if two faces would write the same sequence of engine calls, that sequence is
 //! an engine function, and both faces call it.
 
+pub use chainsmith_aws as aws;
 pub use chainsmith_azure::{self as azure, hub};
 pub use chainsmith_device::{dps_client, fleet, mqtt, provision, target};
 pub use chainsmith_pki::{clock, error, export, fixtures, ops, pki, progress, store, text};

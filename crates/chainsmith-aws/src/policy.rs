@@ -1,0 +1,1 @@
+//! IoT policy documents and their evaluation.

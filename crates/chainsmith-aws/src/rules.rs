@@ -1,0 +1,96 @@
+//! The seam between the local AWS IoT Core's broker (the wire: TLS, MQTT, sessions, shadows)
+//! and AWS's rules (the registry of CAs, certificates, things and policies; provisioning).
+//! The broker asks; [`Rules`] decides. The registry implements it; the broker never reads the
+//! registry's files, and the registry never sees a socket.
+
+/// What a connection asks to do, as IoT policies name it (`iot:Connect`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `iot:Connect`, on `client/CLIENT-ID`.
+    Connect,
+    /// `iot:Publish`, on `topic/TOPIC`.
+    Publish,
+    /// `iot:Subscribe`, on `topicfilter/FILTER`.
+    Subscribe,
+    /// `iot:Receive`, on `topic/TOPIC`, checked before each delivery.
+    Receive,
+}
+
+/// A connection AWS's rules let in: who it is, for every later decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admitted {
+    /// The MQTT client id of the CONNECT.
+    pub client_id: String,
+    /// Lowercase hex SHA-256 of the client certificate's DER, as AWS names certificates.
+    pub certificate_id: String,
+    /// The thing attached to the certificate whose name equals the client id, if any: what
+    /// `${iot:Connection.Thing.ThingName}` and `…IsAttached` read.
+    pub thing_name: Option<String>,
+}
+
+/// Why a connection is refused. AWS only closes the connection; the local service says which
+/// of these it was in its log and to the connection test.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// No certificate with this id, and no auto-registering CA above it.
+    #[error("the certificate {certificate_id} is not registered")]
+    CertificateNotRegistered {
+        /// Lowercase hex SHA-256 of the DER.
+        certificate_id: String,
+    },
+    /// Registered, but INACTIVE, REVOKED or PENDING_ACTIVATION.
+    #[error("the certificate {certificate_id} is {status}, not ACTIVE")]
+    CertificateNotActive {
+        /// Lowercase hex SHA-256 of the DER.
+        certificate_id: String,
+        /// AWS's status word.
+        status: String,
+    },
+    /// The issuer is not a registered CA.
+    #[error("the certificate's CA {ca_certificate_id} is not registered")]
+    CaNotRegistered {
+        /// The CA certificate's id, or its subject when it was not presented.
+        ca_certificate_id: String,
+    },
+    /// The issuer is registered but INACTIVE.
+    #[error("the certificate's CA {ca_certificate_id} is INACTIVE")]
+    CaInactive {
+        /// The CA certificate's id.
+        ca_certificate_id: String,
+    },
+    /// JITP: the certificate was provisioned by this connection; AWS closes it and the device
+    /// retries.
+    #[error(
+        "the certificate {certificate_id} was just provisioned under CA {ca_certificate_id} (JITP); the device connects again"
+    )]
+    JustProvisioned {
+        /// The new certificate's id.
+        certificate_id: String,
+        /// The auto-registering CA's id.
+        ca_certificate_id: String,
+    },
+    /// No attached policy allows `iot:Connect` on `client/CLIENT-ID`.
+    #[error("no policy attached to the certificate allows iot:Connect for client id {client_id}")]
+    ConnectNotAllowed {
+        /// The CONNECT's client id.
+        client_id: String,
+    },
+    /// The presented chain does not parse.
+    #[error("the client certificate or its chain cannot be read: {what}")]
+    Unreadable {
+        /// What the parser said.
+        what: String,
+    },
+}
+
+/// AWS's rules, asked by the broker at each decision. Implementations are shared by every
+/// connection (interior mutability where a decision changes state, as JITP does).
+pub trait Rules: Send + Sync + 'static {
+    /// Decide a TLS client after its CONNECT: `chain` is the DER the client presented, leaf
+    /// first (JITP devices send their CA's certificate after the leaf).
+    fn admit(&self, chain: &[Vec<u8>], client_id: &str) -> Result<Admitted, Refused>;
+
+    /// May this connection, as its policies stand now, do `action` on `resource` (a topic
+    /// name for Publish and Receive, a topic filter for Subscribe, the client id for Connect)?
+    fn allows(&self, who: &Admitted, action: Action, resource: &str) -> bool;
+}
