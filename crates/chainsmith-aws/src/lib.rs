@@ -5,10 +5,13 @@
 //!   no), with the policy variables AWS substitutes.
 //! - [`template`]: provisioning templates (`Parameters`, `Resources`, `Ref`, `Fn::Join`), as
 //!   JITP and fleet provisioning use them.
+//! - [`broker`]: the local AWS IoT Core's MQTT broker (the wire), asking [`rules`] at each
+//!   decision.
 //! - [`rules`]: the seam between the broker (the wire) and AWS's rules (the registry).
 //!
 //! Nothing here draws or prints: the CLI and TUI are faces over these modules.
 
+pub mod broker;
 pub mod policy;
 pub mod rules;
 pub mod template;

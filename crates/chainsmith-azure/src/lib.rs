@@ -727,20 +727,8 @@ pub(crate) fn classify_subscribe(
     })
 }
 
-/// MQTT topic-filter matching (`+` one level, `#` the rest), for delivering to subscriptions.
-pub(crate) fn filter_matches(filter: &str, topic: &str) -> bool {
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
+/// MQTT topic-filter matching, shared with every local cloud's broker.
+pub(crate) use chainsmith_server::topic::filter_matches;
 
 #[cfg(test)]
 mod tests {

@@ -6,5 +6,7 @@
 
 pub mod budget;
 pub mod listener;
+pub mod local_tls;
 pub mod state_file;
 pub mod tls;
+pub mod topic;

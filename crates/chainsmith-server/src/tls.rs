@@ -8,6 +8,8 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 /// A server config presenting `chain` (server certificate first) with `key`, asking every
@@ -16,15 +18,64 @@ pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    server_config_for_alpn(chain, key, None)
+}
+
+/// [`server_config`], and with `alpn` only clients offering that ALPN protocol get through the
+/// handshake: the server picks no certificate for the others, so they are refused at TLS with
+/// a `handshake_failure` alert, never reaching MQTT (as AWS IoT Core's port 443 serves MQTT
+/// only to clients offering `x-amzn-mqtt-ca`).
+pub fn server_config_for_alpn(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    alpn: Option<&[u8]>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = Arc::new(RequestClientCert {
         algs: provider.signature_verification_algorithms,
     });
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?;
+        .with_client_cert_verifier(verifier);
+    let certified = Arc::new(CertifiedKey::from_der(chain, key, &provider)?);
+    let config = match alpn {
+        None => builder.with_cert_resolver(Arc::new(OneCertificate(certified))),
+        Some(protocol) => {
+            let mut config = builder.with_cert_resolver(Arc::new(OnlyForAlpn {
+                certified,
+                protocol: protocol.to_vec(),
+            }));
+            config.alpn_protocols = vec![protocol.to_vec()];
+            config
+        }
+    };
     Ok(Arc::new(config))
+}
+
+/// The one certificate for every client.
+#[derive(Debug)]
+struct OneCertificate(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for OneCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// The certificate only for clients offering `protocol` in their ALPN list.
+#[derive(Debug)]
+struct OnlyForAlpn {
+    certified: Arc<CertifiedKey>,
+    protocol: Vec<u8>,
+}
+
+impl ResolvesServerCert for OnlyForAlpn {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let mut offered = hello.alpn()?;
+        offered
+            .any(|p| p == self.protocol.as_slice())
+            .then(|| self.certified.clone())
+    }
 }
 
 /// Ask for a client certificate, prove the client holds its key (handshake signature),

@@ -1,0 +1,69 @@
+//! What the broker tells its faces (the CLI's log lines, `aws monitor`, tests). Every string in
+//! an event came from a peer: faces escape it before it reaches a terminal.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use super::wire::Version;
+use crate::rules::Action;
+
+/// Events kept for a slow reader before it misses some (it is told how many).
+pub const EVENTS_CAPACITY: usize = 1024;
+
+/// Something that happened on the broker.
+#[derive(Clone, Debug)]
+pub enum BrokerEvent {
+    /// A device was admitted (CONNACK sent).
+    Connected {
+        /// Its client id.
+        client_id: String,
+        /// Where it came from.
+        peer: SocketAddr,
+        /// Its MQTT version.
+        version: Version,
+        /// The username it sent (the SDKs' `?SDK=…&Version=…`).
+        username: Option<String>,
+    },
+    /// A CONNECT was refused; `reason` says which of AWS's rules (AWS itself only closes).
+    Refused {
+        /// Where it came from.
+        peer: SocketAddr,
+        /// The client id, when the CONNECT was read.
+        client_id: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// A connection closed before its CONNECT was decided.
+    Dropped {
+        /// Where it came from.
+        peer: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// A device published (what `aws monitor` streams).
+    Published {
+        /// Its client id (`aws publish` shows as `chainsmith-cli`).
+        client_id: String,
+        /// The topic.
+        topic: String,
+        /// The payload.
+        payload: Bytes,
+    },
+    /// A policy decision said no.
+    Denied {
+        /// Who asked.
+        client_id: String,
+        /// What.
+        action: Action,
+        /// On what (topic or filter).
+        resource: String,
+    },
+    /// A device's session ended.
+    Disconnected {
+        /// Its client id.
+        client_id: String,
+        /// Why.
+        reason: String,
+    },
+}

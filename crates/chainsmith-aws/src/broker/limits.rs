@@ -1,0 +1,135 @@
+//! AWS IoT Core's message-broker limits and topic rules, as the local broker holds devices to
+//! them. The figures are AWS's quotas: "AWS IoT Core endpoints and quotas", section "Message
+//! broker and protocol limits and quotas"
+//! (<https://docs.aws.amazon.com/general/latest/gr/iot-core.html#message-broker-limits>).
+
+/// "Client ID size: 128 bytes of UTF-8 encoded characters" (hard limit).
+pub const MAX_CLIENT_ID_BYTES: usize = 128;
+/// "Topic size: The topic passed to the message broker when publishing a message cannot
+/// exceed 256 bytes of UTF-8 encoded characters" (hard limit; topic filters too).
+pub const MAX_TOPIC_BYTES: usize = 256;
+/// "Maximum number of slashes in topic and topic filter: A topic in a publish or subscribe
+/// request can have no more than 7 forward slashes (/)", i.e. 8 levels. AWS's reserved
+/// topics (`$aws/...`, shadows with named shadows reach 9 levels) are not held to it.
+pub const MAX_TOPIC_SLASHES: usize = 7;
+/// "Message size: The payload for every publish request can be no larger than 128 KB. AWS IoT
+/// Core rejects publish and connect requests larger than this size."
+pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
+/// The largest MQTT packet read: the payload quota plus a topic and MQTT 5 properties.
+pub const MAX_PACKET_BYTES: usize = MAX_PAYLOAD_BYTES + 8 * 1024;
+/// A CONNECT is read before the device is authenticated: at most this much (a client id,
+/// username, password and will are far below it).
+pub const MAX_CONNECT_BYTES: usize = 16 * 1024;
+/// "Maximum subscriptions per subscribe request: 8" (hard limit): a SUBSCRIBE with more is
+/// refused as a whole.
+pub const MAX_FILTERS_PER_SUBSCRIBE: usize = 8;
+/// "Subscriptions per connection: 50" (AWS's default quota): a SUBSCRIBE beyond it gets
+/// failure codes for the filters that do not fit.
+pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 50;
+/// "Maximum inbound unacknowledged messages" / "in-flight unacknowledged messages: 100" per
+/// client: what a connection's queue of messages to deliver holds; past it, messages to that
+/// connection are dropped (it is not reading).
+pub const MAX_OUTBOX: usize = 100;
+/// "Retained messages per account: 500,000" is AWS's; the local broker keeps far fewer, and
+/// refuses to retain beyond this (the message is still delivered).
+pub const MAX_RETAINED: usize = 10_000;
+/// "Maximum retained message size" is the payload limit: 128 KB.
+pub const MAX_RETAINED_BYTES: usize = MAX_PAYLOAD_BYTES;
+/// "Keep-alive period: the default keep-alive is 1200 seconds", the most AWS accepts; a
+/// client asking for more (or 0, none) is held to it.
+pub const MAX_KEEP_ALIVE_SECS: u16 = 1200;
+/// Connected sessions (after CONNACK) one peer address may hold; a fleet from one machine
+/// holds at most a few hundred.
+pub const MAX_SESSIONS_PER_PEER: usize = 4096;
+/// Connected sessions across all peers: four peers' worth.
+pub const MAX_SESSIONS: usize = 4 * MAX_SESSIONS_PER_PEER;
+
+/// Why a topic name or filter is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    /// Empty.
+    #[error("the topic is empty")]
+    Empty,
+    /// Over [`MAX_TOPIC_BYTES`].
+    #[error("the topic is {0} bytes; AWS IoT Core allows at most {MAX_TOPIC_BYTES}")]
+    TooLong(usize),
+    /// Over [`MAX_TOPIC_SLASHES`].
+    #[error(
+        "the topic has {0} slashes; AWS IoT Core allows at most {MAX_TOPIC_SLASHES} outside $aws/ topics"
+    )]
+    TooDeep(usize),
+    /// A wildcard in a topic name (MQTT 3.1.1 §3.3.2.1, MQTT 5 §3.3.2.1).
+    #[error("a topic name holds a wildcard (+ or #), which MQTT forbids")]
+    WildcardInName,
+    /// A wildcard not alone in its level, or `#` not last (MQTT §4.7.1).
+    #[error("a wildcard (+ or #) must fill its level, and # must be the last level")]
+    BadWildcard,
+    /// U+0000 (MQTT §1.5.3).
+    #[error("the topic holds U+0000, which MQTT forbids")]
+    Nul,
+}
+
+fn common(topic: &str) -> Result<(), TopicError> {
+    if topic.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if topic.len() > MAX_TOPIC_BYTES {
+        return Err(TopicError::TooLong(topic.len()));
+    }
+    if topic.contains('\0') {
+        return Err(TopicError::Nul);
+    }
+    let slashes = topic.matches('/').count();
+    if slashes > MAX_TOPIC_SLASHES && !topic.starts_with("$aws/") {
+        return Err(TopicError::TooDeep(slashes));
+    }
+    Ok(())
+}
+
+/// A topic name a device may publish to.
+pub fn check_topic_name(topic: &str) -> Result<(), TopicError> {
+    common(topic)?;
+    if topic.contains(['+', '#']) {
+        return Err(TopicError::WildcardInName);
+    }
+    Ok(())
+}
+
+/// A topic filter a device may subscribe to.
+pub fn check_topic_filter(filter: &str) -> Result<(), TopicError> {
+    common(filter)?;
+    let levels: Vec<&str> = filter.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        let wild = level.contains(['+', '#']);
+        if wild && level.len() != 1 {
+            return Err(TopicError::BadWildcard);
+        }
+        if *level == "#" && i + 1 != levels.len() {
+            return Err(TopicError::BadWildcard);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_are_held_to_aws_quotas() {
+        assert_eq!(
+            check_topic_name(&"a".repeat(257)),
+            Err(TopicError::TooLong(257))
+        );
+        assert_eq!(
+            check_topic_name("1/2/3/4/5/6/7/8/9"),
+            Err(TopicError::TooDeep(8))
+        );
+        assert!(check_topic_name("1/2/3/4/5/6/7/8").is_ok());
+        assert!(check_topic_name("$aws/things/t/shadow/name/n/update/accepted").is_ok());
+        assert_eq!(check_topic_name("a/+"), Err(TopicError::WildcardInName));
+        assert_eq!(check_topic_filter("a/b#"), Err(TopicError::BadWildcard));
+        assert_eq!(check_topic_filter("#/a"), Err(TopicError::BadWildcard));
+        assert!(check_topic_filter("a/+/#").is_ok());
+    }
+}
