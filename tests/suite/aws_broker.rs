@@ -579,3 +579,53 @@ async fn mqtt311_subscribe_denied_is_disconnected_and_a_nine_level_topic_too() {
     assert!(!hub_util::publish_acked(&mut c, "dev/thing-1/3/4/5/6/7/8/9", b"x", 1).await);
     b.stop().await;
 }
+
+#[tokio::test]
+async fn subscribe_quotas_and_mqtt5_takeover_reason_code() {
+    let fx = fixture(&["thing-1"]);
+    let b = on_free_port(&fx).await;
+    let tls = client_tls(&fx, "thing-1", None);
+    let (mut c, _) = V5Client::connect(b.mqtt, tls.clone(), "thing-1").await;
+    // Nine filters in one SUBSCRIBE: AWS takes at most 8 per request.
+    let nine = v5::Subscribe {
+        pkid: 1,
+        filters: (0..9)
+            .map(|i| v5::Filter::new(format!("dev/thing-1/{i}"), QoS5::AtLeastOnce))
+            .collect(),
+        properties: None,
+    };
+    c.send(v5::Packet::Subscribe(nine)).await;
+    match c.recv().await {
+        Some(v5::Packet::SubAck(a)) => assert_eq!(
+            a.return_codes,
+            vec![v5::SubscribeReasonCode::QuotaExceeded; 9]
+        ),
+        other => panic!("{other:?}"),
+    }
+    // 50 subscriptions per connection: the 51st is refused; subscribing again to one held is not.
+    for i in 0..50u16 {
+        let codes = c.subscribe(&format!("dev/thing-1/s{i}"), 10 + i).await;
+        assert_eq!(
+            codes,
+            vec![v5::SubscribeReasonCode::Success(QoS5::AtLeastOnce)]
+        );
+    }
+    assert_eq!(
+        c.subscribe("dev/thing-1/s50", 100).await,
+        vec![v5::SubscribeReasonCode::QuotaExceeded]
+    );
+    assert_eq!(
+        c.subscribe("dev/thing-1/s0", 101).await,
+        vec![v5::SubscribeReasonCode::Success(QoS5::AtLeastOnce)]
+    );
+    // A second connection with the same client id: the first gets DISCONNECT 0x8E.
+    let (_second, ack) = V5Client::connect(b.mqtt, tls, "thing-1").await;
+    assert_eq!(ack.unwrap().code, v5::ConnectReturnCode::Success);
+    match c.recv().await {
+        Some(v5::Packet::Disconnect(d)) => {
+            assert_eq!(d.reason_code, v5::DisconnectReasonCode::SessionTakenOver)
+        }
+        other => panic!("{other:?}"),
+    }
+    b.stop().await;
+}

@@ -112,13 +112,15 @@ impl Router {
         }
     }
 
-    /// The subscriptions `client_id` holds now.
-    pub fn subscription_count(&self, client_id: &str, conn: u64) -> usize {
+    /// Whether `client_id` holds a subscription to `filter` now, and how many it holds.
+    pub fn subscriptions(&self, client_id: &str, conn: u64, filter: &str) -> (bool, usize) {
         self.state()
             .clients
             .get(client_id)
             .filter(|c| c.conn == conn)
-            .map_or(0, |c| c.filters.len())
+            .map_or((false, 0), |c| {
+                (c.filters.iter().any(|(f, _)| f == filter), c.filters.len())
+            })
     }
 
     /// Add (or replace the QoS of) a subscription, then queue the retained messages it matches.

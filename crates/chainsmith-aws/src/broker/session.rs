@@ -419,8 +419,9 @@ impl Session {
                 granted.push(Granted::Refused(Reason::NotAuthorized));
                 continue;
             }
-            let held = router.subscription_count(&self.who.client_id, self.conn) + accepted.len();
-            if held >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
+            // A filter held already is replaced, not counted again.
+            let (already, held) = router.subscriptions(&self.who.client_id, self.conn, &filter);
+            if !already && held + accepted.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
                 granted.push(Granted::Refused(Reason::QuotaExceeded));
                 continue;
             }
