@@ -5,10 +5,13 @@
 //!   no), with the policy variables AWS substitutes.
 //! - [`template`]: provisioning templates (`Parameters`, `Resources`, `Ref`, `Fn::Join`), as
 //!   JITP and fleet provisioning use them.
+//! - [`registry`]: the state under `WS/aws/` (registration code, CAs, certificates, things,
+//!   policies, templates) and [`rules::Rules`] over it, JITP included.
 //! - [`rules`]: the seam between the broker (the wire) and AWS's rules (the registry).
 //!
 //! Nothing here draws or prints: the CLI and TUI are faces over these modules.
 
 pub mod policy;
+pub mod registry;
 pub mod rules;
 pub mod template;
