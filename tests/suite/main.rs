@@ -9,6 +9,7 @@ mod connect_support;
 mod conventions;
 mod isolated;
 
+mod aws_registry;
 mod bounds_numbers;
 mod bounds_work;
 mod chain_corpus;
