@@ -4,33 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use assert_cmd::prelude::*;
-use predicates::prelude::*;
-
-/// A fixed clock: what the commands see does not depend on the day the test runs.
-const NOW: &str = "2026-06-01T12:00:00Z";
-
-fn cs(ws: &Path) -> Command {
-    let mut c = Command::cargo_bin("chainsmith").unwrap();
-    c.env("CHAINSMITH_WORKSPACE", ws).env("CHAINSMITH_NOW", NOW);
-    c
-}
-
-fn ok(ws: &Path, args: &[&str]) -> String {
-    let out = cs(ws).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(ws: &Path, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    serde_json::from_str(&ok(ws, &all)).unwrap()
-}
+use crate::common::Ws;
 
 /// `openssl x509 -outform der | sha256sum` of a PEM file: AWS's certificate id.
 fn openssl_id(pem: &Path) -> String {
@@ -56,39 +30,35 @@ fn openssl_id(pem: &Path) -> String {
 }
 
 /// The entity's certificate as the workspace keeps it (`entities/NAME/cert.pem`).
-fn cert_pem(ws: &Path, name: &str) -> PathBuf {
-    ws.join("entities").join(name).join("cert.pem")
+fn cert_pem(w: &Ws, name: &str) -> PathBuf {
+    w.ws().join("entities").join(name).join("cert.pem")
 }
 
-fn verification(ws: &Path, issuer: &str, code: &str, out: &Path) {
-    ok(
-        ws,
-        &[
-            "new",
-            "verification",
-            "--issuer",
-            issuer,
-            "--code",
-            code,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+fn verification(w: &Ws, issuer: &str, code: &str, out: &Path) {
+    w.ok(&[
+        "new",
+        "verification",
+        "--issuer",
+        issuer,
+        "--code",
+        code,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
 }
 
-fn setup() -> (tempfile::TempDir, PathBuf, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let ws = dir.path().join("ws");
-    ok(&ws, &["new", "root", "root", "--cn", "Example Root"]);
-    ok(&ws, &["new", "root", "other", "--cn", "Other Root"]);
-    ok(&ws, &["new", "device", "d1", "--issuer", "root"]);
-    let code = ok(&ws, &["aws", "registration-code"]).trim().to_string();
-    (dir, ws, code)
+fn setup() -> (Ws, String) {
+    let w = Ws::new();
+    w.ok(&["new", "root", "root", "--cn", "Example Root"]);
+    w.ok(&["new", "root", "other", "--cn", "Other Root"]);
+    w.ok(&["new", "device", "d1", "--issuer", "root"]);
+    let code = w.ok(&["aws", "registration-code"]).trim().to_string();
+    (w, code)
 }
 
-fn register_root(ws: &Path, dir: &Path, code: &str, extra: &[&str]) -> serde_json::Value {
-    let proof = dir.join("proof.pem");
-    verification(ws, "root", code, &proof);
+fn register_root(w: &Ws, code: &str, extra: &[&str]) -> serde_json::Value {
+    let proof = w.path("proof.pem");
+    verification(w, "root", code, &proof);
     let mut args = vec![
         "aws",
         "ca",
@@ -98,26 +68,26 @@ fn register_root(ws: &Path, dir: &Path, code: &str, extra: &[&str]) -> serde_jso
         proof.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    json(ws, &args)
+    w.json(&args)
 }
 
 #[test]
 fn registration_code_is_64_lowercase_hex_fixed_per_workspace() {
-    let (_dir, ws, code) = setup();
+    let (w, code) = setup();
     assert_eq!(code.len(), 64, "{code}");
     assert!(
         code.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
         "{code}"
     );
-    assert_eq!(ok(&ws, &["aws", "registration-code"]).trim(), code);
+    assert_eq!(w.ok(&["aws", "registration-code"]).trim(), code);
     assert_eq!(
-        json(&ws, &["aws", "registration-code"])["registrationCode"],
+        w.json(&["aws", "registration-code"])["registrationCode"],
         code.as_str()
     );
     // The state file is private.
     use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(ws.join("aws/registry.json"))
+    let mode = std::fs::metadata(w.ws().join("aws/registry.json"))
         .unwrap()
         .permissions()
         .mode();
@@ -126,112 +96,94 @@ fn registration_code_is_64_lowercase_hex_fixed_per_workspace() {
 
 #[test]
 fn a_ca_registers_only_with_the_code_and_its_own_key_and_its_id_is_openssls() {
-    let (dir, ws, code) = setup();
-    let wrong_cn = dir.path().join("wrong-cn.pem");
-    verification(&ws, "root", &"ab".repeat(32), &wrong_cn);
-    cs(&ws)
-        .args([
-            "aws",
-            "ca",
-            "register",
-            "root",
-            "--verification-cert",
-            wrong_cn.to_str().unwrap(),
-        ])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("CN").and(predicate::str::contains(&code)));
-    let wrong_key = dir.path().join("wrong-key.pem");
-    verification(&ws, "other", &code, &wrong_key);
-    cs(&ws)
-        .args([
-            "aws",
-            "ca",
-            "register",
-            "root",
-            "--verification-cert",
-            wrong_key.to_str().unwrap(),
-        ])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("not signed by the key of the CA"));
-    let ca = register_root(&ws, dir.path(), &code, &[]);
-    let expected = openssl_id(&cert_pem(&ws, "root"));
+    let (w, code) = setup();
+    let wrong_cn = w.path("wrong-cn.pem");
+    verification(&w, "root", &"ab".repeat(32), &wrong_cn);
+    let e = w.fails(&[
+        "aws",
+        "ca",
+        "register",
+        "root",
+        "--verification-cert",
+        wrong_cn.to_str().unwrap(),
+    ]);
+    assert!(e.contains("CN") && e.contains(&code), "{e}");
+    let wrong_key = w.path("wrong-key.pem");
+    verification(&w, "other", &code, &wrong_key);
+    let e = w.fails(&[
+        "aws",
+        "ca",
+        "register",
+        "root",
+        "--verification-cert",
+        wrong_key.to_str().unwrap(),
+    ]);
+    assert!(e.contains("not signed by the key of the CA"), "{e}");
+    let ca = register_root(&w, &code, &[]);
+    let expected = openssl_id(&cert_pem(&w, "root"));
     assert_eq!(ca["certificateId"], expected.as_str());
     assert_eq!(ca["status"], "INACTIVE");
-    let list = json(&ws, &["aws", "ca", "list"]);
+    let list = w.json(&["aws", "ca", "list"]);
     assert_eq!(list[0]["certificateId"], expected.as_str());
-    let shown = ok(&ws, &["aws", "ca", "show", "root"]);
+    let shown = w.ok(&["aws", "ca", "show", "root"]);
     assert!(
         shown.contains(&expected) && shown.contains("INACTIVE"),
         "{shown}"
     );
-    let updated = json(&ws, &["aws", "ca", "update", "root", "--status", "ACTIVE"]);
+    let updated = w.json(&["aws", "ca", "update", "root", "--status", "ACTIVE"]);
     assert_eq!(updated["status"], "ACTIVE");
     // A second registration of the same CA is refused.
-    let proof = dir.path().join("proof.pem");
-    cs(&ws)
-        .args([
-            "aws",
-            "ca",
-            "register",
-            "root",
-            "--verification-cert",
-            proof.to_str().unwrap(),
-        ])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("already registered"));
+    let proof = w.path("proof.pem");
+    let e = w.fails(&[
+        "aws",
+        "ca",
+        "register",
+        "root",
+        "--verification-cert",
+        proof.to_str().unwrap(),
+    ]);
+    assert!(e.contains("already registered"), "{e}");
 }
 
 #[test]
 fn certificates_things_and_policies() {
-    let (dir, ws, code) = setup();
+    let (w, code) = setup();
     // No registered CA: the device cannot register.
-    cs(&ws)
-        .args(["aws", "cert", "register", "d1"])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("register its CA first"));
-    register_root(&ws, dir.path(), &code, &["--active"]);
-    let cert = json(&ws, &["aws", "cert", "register", "d1", "--active"]);
-    let id = openssl_id(&cert_pem(&ws, "d1"));
+    let e = w.fails(&["aws", "cert", "register", "d1"]);
+    assert!(e.contains("register its CA first"), "{e}");
+    register_root(&w, &code, &["--active"]);
+    let cert = w.json(&["aws", "cert", "register", "d1", "--active"]);
+    let id = openssl_id(&cert_pem(&w, "d1"));
     assert_eq!(cert["certificateId"], id.as_str());
     assert_eq!(cert["status"], "ACTIVE");
-    ok(&ws, &["aws", "thing", "create", "d1"]);
-    cs(&ws)
-        .args(["aws", "thing", "create", "bad name"])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("a-z A-Z 0-9 : _ -"));
-    ok(&ws, &["aws", "thing", "attach", "d1", "--cert", "d1"]);
-    let doc = dir.path().join("policy.json");
+    w.ok(&["aws", "thing", "create", "d1"]);
+    let e = w.fails(&["aws", "thing", "create", "bad name"]);
+    assert!(e.contains("a-z A-Z 0-9 : _ -"), "{e}");
+    w.ok(&["aws", "thing", "attach", "d1", "--cert", "d1"]);
+    let doc = w.path("policy.json");
     std::fs::write(
         &doc,
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"}]}"#,
     )
     .unwrap();
-    ok(
-        &ws,
-        &[
-            "aws",
-            "policy",
-            "create",
-            "own",
-            "--document",
-            doc.to_str().unwrap(),
-        ],
-    );
-    ok(&ws, &["aws", "policy", "attach", "own", "--cert", "d1"]);
-    let certs = json(&ws, &["aws", "cert", "list"]);
+    w.ok(&[
+        "aws",
+        "policy",
+        "create",
+        "own",
+        "--document",
+        doc.to_str().unwrap(),
+    ]);
+    w.ok(&["aws", "policy", "attach", "own", "--cert", "d1"]);
+    let certs = w.json(&["aws", "cert", "list"]);
     assert_eq!(certs[0]["policies"][0], "own");
     assert_eq!(certs[0]["things"][0], "d1");
     assert_eq!(
-        json(&ws, &["aws", "thing", "list"])[0]["certificates"][0],
+        w.json(&["aws", "thing", "list"])[0]["certificates"][0],
         id.as_str()
     );
-    assert!(ok(&ws, &["aws", "policy", "list"]).contains("own"));
-    let revoked = json(&ws, &["aws", "cert", "update", "d1", "--status", "REVOKED"]);
+    assert!(w.ok(&["aws", "policy", "list"]).contains("own"));
+    let revoked = w.json(&["aws", "cert", "update", "d1", "--status", "REVOKED"]);
     assert_eq!(revoked["status"], "REVOKED");
     // A bad document names the statement and the field.
     std::fs::write(
@@ -239,24 +191,21 @@ fn certificates_things_and_policies() {
         r#"{"Statement":[{"Effect":"Permit","Action":"iot:*","Resource":"*"}]}"#,
     )
     .unwrap();
-    cs(&ws)
-        .args([
-            "aws",
-            "policy",
-            "create",
-            "bad",
-            "--document",
-            doc.to_str().unwrap(),
-        ])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("statement 1: Effect"));
+    let e = w.fails(&[
+        "aws",
+        "policy",
+        "create",
+        "bad",
+        "--document",
+        doc.to_str().unwrap(),
+    ]);
+    assert!(e.contains("statement 1: Effect"), "{e}");
 }
 
 #[test]
 fn a_template_registers_with_a_ca_for_jitp() {
-    let (dir, ws, code) = setup();
-    let template = dir.path().join("jitp.json");
+    let (w, code) = setup();
+    let template = w.path("jitp.json");
     std::fs::write(
         &template,
         r#"{"Parameters":{"AWS::IoT::Certificate::CommonName":{"Type":"String"}},
@@ -264,8 +213,7 @@ fn a_template_registers_with_a_ca_for_jitp() {
     )
     .unwrap();
     let ca = register_root(
-        &ws,
-        dir.path(),
+        &w,
         &code,
         &[
             "--active",
@@ -278,29 +226,27 @@ fn a_template_registers_with_a_ca_for_jitp() {
     assert_eq!(ca["template"], "jitp");
     // An unknown template name is refused with what to do.
     std::fs::write(&template, "{}").unwrap();
-    cs(&ws)
-        .args([
-            "aws",
-            "template",
-            "create",
-            "broken",
-            "--file",
-            template.to_str().unwrap(),
-        ])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("Resources"));
+    let e = w.fails(&[
+        "aws",
+        "template",
+        "create",
+        "broken",
+        "--file",
+        template.to_str().unwrap(),
+    ]);
+    assert!(e.contains("Resources"), "{e}");
 }
 
 #[test]
 fn terminal_output_escapes_names_from_files() {
-    let (dir, ws, code) = setup();
-    register_root(&ws, dir.path(), &code, &["--active"]);
+    let (w, code) = setup();
+    register_root(&w, &code, &["--active"]);
     // A template file whose stem carries an escape sequence cannot be a template name
     // (AWS's name rule), and the refusal prints it escaped.
-    let hostile = dir.path().join("t\u{1b}[31m.json");
+    let hostile = w.path("t\u{1b}[31m.json");
     std::fs::write(&hostile, r#"{"Resources":{}}"#).unwrap();
-    let out = cs(&ws)
+    let out = w
+        .cmd()
         .args([
             "aws",
             "template",
@@ -321,32 +267,29 @@ fn terminal_output_escapes_names_from_files() {
 
 #[test]
 fn export_aws_writes_the_consoles_file_names() {
-    let (dir, ws, _code) = setup();
-    let out = dir.path().join("out");
-    ok(
-        &ws,
-        &[
-            "export",
-            "d1",
-            "--format",
-            "aws",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let (w, _code) = setup();
+    let out = w.path("out");
+    w.ok(&[
+        "export",
+        "d1",
+        "--format",
+        "aws",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     use std::os::unix::fs::PermissionsExt as _;
     let mode = |f: &str| std::fs::metadata(out.join(f)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode("private.pem.key"), 0o600);
     assert_eq!(
         openssl_id(&out.join("certificate.pem.crt")),
-        openssl_id(&cert_pem(&ws, "d1"))
+        openssl_id(&cert_pem(&w, "d1"))
     );
     // The bundle is the device certificate, then its CA: openssl builds the chain from it.
     let bundle = std::fs::read_to_string(out.join("deviceCertAndCACert.crt")).unwrap();
     assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2);
     let verify = Command::new("openssl")
         .args(["verify", "-CAfile"])
-        .arg(cert_pem(&ws, "root"))
+        .arg(cert_pem(&w, "root"))
         .arg(out.join("certificate.pem.crt"))
         .output()
         .unwrap();

@@ -481,17 +481,7 @@ impl Ctx<'_> {
                 }
             }
             ThingCommand::Attach { name, cert } => {
-                let state = self.registry.snapshot().map_err(hinted)?;
-                let id = self.id_of(&cert, |x| state.certificates.contains_key(x))?;
-                self.registry.attach_thing(&name, &id).map_err(hinted)?;
-                if self.global.json {
-                    print_json(&serde_json::json!({ "thingName": name, "certificateId": id }));
-                } else {
-                    say!(
-                        "thing {} attached to certificate {id}",
-                        escape_controls(&name)
-                    );
-                }
+                self.attach("thing", "thingName", &name, &cert, Registry::attach_thing)?;
             }
             ThingCommand::List => {
                 let state = self.registry.snapshot().map_err(hinted)?;
@@ -528,6 +518,30 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// `thing attach` and `policy attach`: NAME to the certificate of `cert` (an entity name
+    /// or a certificate id).
+    fn attach(
+        &self,
+        what: &str,
+        key: &str,
+        name: &str,
+        cert: &str,
+        attach: impl Fn(&Registry, &str, &str) -> Result<(), RegistryError>,
+    ) -> CliResult {
+        let state = self.registry.snapshot().map_err(hinted)?;
+        let id = self.id_of(cert, |x| state.certificates.contains_key(x))?;
+        attach(self.registry, name, &id).map_err(hinted)?;
+        if self.global.json {
+            print_json(&serde_json::json!({ key: name, "certificateId": id }));
+        } else {
+            say!(
+                "{what} {} attached to certificate {id}",
+                escape_controls(name)
+            );
+        }
+        Ok(())
+    }
+
     fn policy(&self, c: PolicyCommand) -> CliResult {
         match c {
             PolicyCommand::Create { name, document } => {
@@ -540,17 +554,13 @@ impl Ctx<'_> {
                 }
             }
             PolicyCommand::Attach { name, cert } => {
-                let state = self.registry.snapshot().map_err(hinted)?;
-                let id = self.id_of(&cert, |x| state.certificates.contains_key(x))?;
-                self.registry.attach_policy(&name, &id).map_err(hinted)?;
-                if self.global.json {
-                    print_json(&serde_json::json!({ "policyName": name, "certificateId": id }));
-                } else {
-                    say!(
-                        "policy {} attached to certificate {id}",
-                        escape_controls(&name)
-                    );
-                }
+                self.attach(
+                    "policy",
+                    "policyName",
+                    &name,
+                    &cert,
+                    Registry::attach_policy,
+                )?;
             }
             PolicyCommand::List => {
                 let state = self.registry.snapshot().map_err(hinted)?;
