@@ -328,6 +328,10 @@ pub struct Registry {
     loaded: Mutex<Loaded>,
     /// What was set aside when a damaged state file was read.
     notes: Mutex<Vec<String>>,
+    /// Outstanding certificate ownership tokens (fleet provisioning), in memory only: a token
+    /// lives for one hour and for the connection's server, as the device retries from the
+    /// start after a restart anyway.
+    tokens: Mutex<BTreeMap<String, fleet::Token>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -351,6 +355,7 @@ impl Registry {
                 stamp: None,
             }),
             notes: Mutex::new(Vec::new()),
+            tokens: Mutex::new(BTreeMap::new()),
         };
         // Make the code once: the first open writes it.
         r.modify(|s| {
@@ -360,6 +365,12 @@ impl Registry {
             Ok(())
         })?;
         Ok(r)
+    }
+
+    /// Measure time by `clock` from now on (a server passes its running clock; a test moves a
+    /// fixed one past a token's hour).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
     }
 
     /// `WS/aws/registry.json`.
@@ -682,8 +693,9 @@ impl Registry {
         cas.get(verified.anchor).map(|(id, _)| (*id).clone())
     }
 
-    /// JITP: render the CA's template with the certificate's fields and provision what it
-    /// says (<https://docs.aws.amazon.com/iot/latest/developerguide/jit-provisioning.html>).
+    /// JITP: register the presented certificate under its CA, then provision what the CA's
+    /// template says with the certificate's fields
+    /// (<https://docs.aws.amazon.com/iot/latest/developerguide/jit-provisioning.html>).
     fn provision_jitp(
         s: &mut State,
         template_name: &str,
@@ -691,6 +703,19 @@ impl Registry {
         leaf: &[u8],
         id: &str,
     ) -> Result<()> {
+        insert_certificate(s, id, None, Some(ca_id.to_string()), leaf, Status::Active)?;
+        Registry::provision(s, template_name, &jitp_parameters(leaf, id), id).map(|_| ())
+    }
+
+    /// Render `template_name` with `params` and provision what it says for the registered
+    /// certificate `id`: its status (the template's `Status` when it names this certificate,
+    /// else ACTIVE), the thing, the policies. `s` is only kept when this succeeds.
+    fn provision(
+        s: &mut State,
+        template_name: &str,
+        params: &BTreeMap<String, String>,
+        id: &str,
+    ) -> Result<template::Provision> {
         let body =
             s.templates
                 .get(template_name)
@@ -699,31 +724,30 @@ impl Registry {
                     what: "template",
                     id: template_name.to_string(),
                 })?;
-        let t = Template::parse(&body).map_err(|source| RegistryError::Template {
+        let template_error = |source| RegistryError::Template {
             name: template_name.into(),
             source,
-        })?;
-        let params = jitp_parameters(leaf, id);
-        let p = t
-            .render(&params)
-            .map_err(|source| RegistryError::Template {
-                name: template_name.into(),
-                source,
-            })?;
-        let status = match &p.certificate {
-            Some((CertificateSpec::Id(cid), status)) if cid == id => {
-                Status::parse(status).unwrap_or(Status::Active)
-            }
-            Some((CertificateSpec::Pem(pem), status))
-                if pem_to_der(pem).as_deref() == Some(leaf) =>
-            {
-                Status::parse(status).unwrap_or(Status::Active)
-            }
-            // A template that names another certificate, or none: the connecting one is
-            // registered ACTIVE, as AWS's JITP registers the presented certificate.
-            _ => Status::Active,
         };
-        insert_certificate(s, id, None, Some(ca_id.to_string()), leaf, status)?;
+        let p = Template::parse(&body)
+            .and_then(|t| t.render(params))
+            .map_err(template_error)?;
+        let pem = s
+            .certificates
+            .get(id)
+            .map(|c| c.pem.clone())
+            .unwrap_or_default();
+        let status = match &p.certificate {
+            Some((CertificateSpec::Id(cid), status)) if cid == id => Status::parse(status),
+            Some((CertificateSpec::Pem(given), status))
+                if pem_to_der(given).is_some() && pem_to_der(given) == pem_to_der(&pem) =>
+            {
+                Status::parse(status)
+            }
+            _ => None,
+        };
+        if let Some(c) = s.certificates.get_mut(id) {
+            c.status = status.unwrap_or(Status::Active);
+        }
         if let Some(thing) = &p.thing {
             if !s.things.contains_key(&thing.name) && s.things.len() >= MAX_THINGS {
                 return Err(RegistryError::Full {
@@ -742,8 +766,8 @@ impl Registry {
                         name: "(from the template)".into(),
                         source,
                     })?;
-                    // AWS names a template's inline policy after its document; so do we, so
-                    // that every device under the template shares one when it renders alike.
+                    // A template's inline policy is named after its document, so every device
+                    // under the template shares one when it renders alike.
                     let name = format!("JITP-{}", &certificate_id(doc.as_bytes())[..16]);
                     if !s.policies.contains_key(&name) {
                         insert_policy(s, &name, doc)?;
@@ -753,7 +777,7 @@ impl Registry {
             };
             attach_policy(s, &name, id)?;
         }
-        Ok(())
+        Ok(p)
     }
 }
 
@@ -1101,6 +1125,13 @@ impl Registry {
         }
     }
 }
+
+mod fleet;
+
+pub use fleet::{
+    FleetError, ISSUED_CERTIFICATE_DAYS, MAX_OWNERSHIP_TOKENS, NewCertificate,
+    OWNERSHIP_TOKEN_LIFETIME, Registered,
+};
 
 #[cfg(test)]
 mod tests;

@@ -363,3 +363,127 @@ fn a_damaged_state_file_is_set_aside_and_the_code_kept() {
     assert_eq!(r.notes().len(), 1, "{:?}", r.notes());
     assert!(dir.path().join("registry.json.damaged-1").exists());
 }
+
+const FLEET_TEMPLATE: &str = r#"{
+  "Parameters": {
+    "SerialNumber": {"Type": "String"},
+    "AWS::IoT::Certificate::Id": {"Type": "String"}
+  },
+  "Resources": {
+    "thing": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Fn::Join": ["", ["sensor-", {"Ref": "SerialNumber"}]]}}},
+    "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}},
+    "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "fleet"}}
+  },
+  "DeviceConfiguration": {"Serial": {"Ref": "SerialNumber"}}
+}"#;
+
+fn fleet_registry(dir: &Path) -> Registry {
+    let r = open(dir);
+    r.create_policy(
+        "fleet",
+        r#"{"Statement":{"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"}}"#,
+    )
+    .unwrap();
+    r.create_template("fleet", FLEET_TEMPLATE).unwrap();
+    r
+}
+
+fn params(serial: &str) -> BTreeMap<String, String> {
+    [("SerialNumber".to_string(), serial.to_string())].into()
+}
+
+#[test]
+fn fleet_provisioning_by_claim_with_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = ca("Issuer");
+    let r = fleet_registry(dir.path());
+    let new = r.create_keys_and_certificate(&issuer.handle).unwrap();
+    assert!(new.private_key.is_some());
+    let der = pem_to_der(&new.certificate_pem).unwrap();
+    assert_eq!(new.certificate_id, certificate_id(&der));
+    assert!(signed_by(&der, &issuer.der));
+    assert_eq!(
+        r.snapshot().unwrap().certificates[&new.certificate_id].status,
+        Status::PendingActivation
+    );
+    let done = r
+        .register_thing("fleet", &params("42"), &new.certificate_ownership_token)
+        .unwrap();
+    assert_eq!(done.thing_name.as_deref(), Some("sensor-42"));
+    assert_eq!(done.device_configuration["Serial"], "42");
+    let who = r.admit(&[der], "sensor-42").unwrap();
+    assert_eq!(who.thing_name.as_deref(), Some("sensor-42"));
+    // The token is single use.
+    let e = r
+        .register_thing("fleet", &params("43"), &new.certificate_ownership_token)
+        .unwrap_err();
+    assert_eq!(e.status_code(), 403, "{e}");
+}
+
+#[test]
+fn fleet_provisioning_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = ca("Issuer");
+    let mut r = fleet_registry(dir.path());
+    let e = r
+        .create_certificate_from_csr(&issuer.handle, "not a csr")
+        .unwrap_err();
+    assert_eq!(e.status_code(), 400, "{e}");
+    let new = r.create_keys_and_certificate(&issuer.handle).unwrap();
+    let e = r
+        .register_thing("nope", &params("1"), &new.certificate_ownership_token)
+        .unwrap_err();
+    assert_eq!(e.status_code(), 404, "{e}");
+    // An hour later the token is spent by time.
+    let new = r.create_keys_and_certificate(&issuer.handle).unwrap();
+    r.set_clock(Clock::Fixed(NOW + OWNERSHIP_TOKEN_LIFETIME));
+    let e = r
+        .register_thing("fleet", &params("1"), &new.certificate_ownership_token)
+        .unwrap_err();
+    assert_eq!(e.status_code(), 403, "{e}");
+    assert!(e.to_string().contains("expired"), "{e}");
+    // A parameter the template lacks leaves the certificate pending.
+    r.set_clock(clock());
+    let new = r.create_keys_and_certificate(&issuer.handle).unwrap();
+    let e = r
+        .register_thing("fleet", &BTreeMap::new(), &new.certificate_ownership_token)
+        .unwrap_err();
+    assert_eq!(e.status_code(), 400, "{e}");
+    assert_eq!(
+        r.snapshot().unwrap().certificates[&new.certificate_id].status,
+        Status::PendingActivation
+    );
+}
+
+#[test]
+fn fleet_provisioning_from_an_openssl_csr() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = ca("Issuer");
+    let r = fleet_registry(dir.path());
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=claimed-device",
+            "-keyout",
+        ])
+        .arg(dir.path().join("k.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csr = String::from_utf8(out.stdout).unwrap();
+    let new = r.create_certificate_from_csr(&issuer.handle, &csr).unwrap();
+    assert!(new.private_key.is_none());
+    let view = CertView::from_der(&pem_to_der(&new.certificate_pem).unwrap()).unwrap();
+    assert_eq!(view.cn.as_deref(), Some("claimed-device"));
+}
