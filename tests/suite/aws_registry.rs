@@ -118,7 +118,10 @@ fn a_ca_registers_only_with_the_code_and_its_own_key_and_its_id_is_openssls() {
         "--verification-cert",
         wrong_key.to_str().unwrap(),
     ]);
-    assert!(e.contains("not signed by the key of the CA"), "{e}");
+    assert!(
+        e.contains("not signed by the key of the CA") && e.contains("signed by \"other\""),
+        "{e}"
+    );
     let ca = register_root(&w, &code, &[]);
     let expected = openssl_id(&cert_pem(&w, "root"));
     assert_eq!(ca["certificateId"], expected.as_str());

@@ -299,7 +299,22 @@ impl Ctx<'_> {
                         auto_registration,
                         template.as_deref(),
                     )
-                    .map_err(hinted)?;
+                    .map_err(|e| {
+                        // Name the workspace CA that did sign a verification certificate
+                        // signed by another key.
+                        let signer = matches!(e, RegistryError::VerificationWrongKey { .. })
+                            .then(|| self.ws.signing_ca(&der))
+                            .flatten()
+                            .filter(|s| *s != ca);
+                        match signer {
+                            Some(other) => anyhow!(
+                            "{}: it is signed by \"{}\", another workspace CA, not by \"{ca}\"; make it with --issuer {ca}",
+                            escape_controls(&e.to_string()),
+                            escape_controls(&other)
+                        ),
+                            None => hinted(e),
+                        }
+                    })?;
                 if self.global.json {
                     print_json(&ca_json(&rec));
                 } else {
