@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::anyhow;
 use clap::Subcommand;
 
+mod serve;
+
 use super::{CliResult, Global, print_json};
 use crate::aws::registry::{CaRecord, CertificateRecord, Registry, RegistryError, Status};
 use crate::text::escape_controls;
@@ -32,6 +34,11 @@ pub enum AwsCommand {
     /// Provisioning templates (JITP, fleet provisioning).
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Run the local AWS IoT Core: MQTT 3.1.1 and 5 over TLS with X.509 client certificates on
+    /// 8883, and with ALPN x-amzn-mqtt-ca on 443, deciding by this workspace's registry.
+    Serve(serve::ServeArgs),
+    /// Where devices connect and the PEM they must trust (like `aws iot describe-endpoint`).
+    Endpoint,
 }
 
 /// The status words `--status` takes.
@@ -178,18 +185,21 @@ pub enum TemplateCommand {
 /// Run `chainsmith aws …`.
 pub fn run(global: &Global, c: AwsCommand) -> CliResult {
     let ws = global.workspace()?;
-    let registry = Registry::open(&ws.root().join("aws"), ws.clock()).map_err(hinted)?;
-    for note in registry.notes() {
-        complain!("warning: {note}");
-    }
-    let ctx = Ctx {
+    let open = || -> anyhow::Result<Registry> {
+        let registry = Registry::open(&ws.root().join("aws"), ws.clock()).map_err(hinted)?;
+        for note in registry.notes() {
+            complain!("warning: {note}");
+        }
+        Ok(registry)
+    };
+    let ctx = |registry| Ctx {
         global,
         ws: &ws,
-        registry: &registry,
+        registry,
     };
     match c {
         AwsCommand::RegistrationCode => {
-            let code = registry.registration_code().map_err(hinted)?;
+            let code = open()?.registration_code().map_err(hinted)?;
             if global.json {
                 print_json(&serde_json::json!({ "registrationCode": code }));
             } else {
@@ -197,11 +207,13 @@ pub fn run(global: &Global, c: AwsCommand) -> CliResult {
             }
             Ok(())
         }
-        AwsCommand::Ca(c) => ctx.ca(c),
-        AwsCommand::Cert(c) => ctx.cert(c),
-        AwsCommand::Thing(c) => ctx.thing(c),
-        AwsCommand::Policy(c) => ctx.policy(c),
-        AwsCommand::Template(c) => ctx.template(c),
+        AwsCommand::Ca(c) => ctx(&open()?).ca(c),
+        AwsCommand::Cert(c) => ctx(&open()?).cert(c),
+        AwsCommand::Thing(c) => ctx(&open()?).thing(c),
+        AwsCommand::Policy(c) => ctx(&open()?).policy(c),
+        AwsCommand::Template(c) => ctx(&open()?).template(c),
+        AwsCommand::Serve(a) => serve::serve(global, &ws, open()?, a),
+        AwsCommand::Endpoint => serve::endpoint(global, &ws),
     }
 }
 

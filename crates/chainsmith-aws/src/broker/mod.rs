@@ -10,7 +10,9 @@
 //! - [`session`]: one connection from CONNECT to close.
 //! - [`tls`]: the broker's own TLS CA and the ALPN protocol.
 //! - [`events`]: what the faces see.
+//! - [`endpoint`]: where the service answers (`aws endpoint`).
 
+pub mod endpoint;
 pub mod events;
 pub mod limits;
 pub mod router;
