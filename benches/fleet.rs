@@ -345,6 +345,7 @@ fn main() {
         &r,
     );
     drop(hub);
+    let hub_run = r;
 
     // 2. Mosquitto with the same certificates.
     if !mosquitto_available() {
@@ -391,6 +392,7 @@ fn main() {
         "mosquitto",
         &r,
     );
+    side_by_side(&hub_run, &r);
 
     // 3. Handshakes per client CPU second: connect all N once, chainsmith vs Node `mqtt`.
     let r = fleet(
@@ -473,6 +475,44 @@ fn main() {
         Err(e) => println!("== Node not available ({e}), comparison skipped"),
     }
     drop(mosq);
+}
+
+/// The goals' rows, the local hub's run beside Mosquitto's, with the ratio (NaN: a figure
+/// the run did not reach, such as a storm the run stopped before it ended).
+fn side_by_side(hub: &Run, mosquitto: &Run) {
+    let f = |r: &Run, k: &str| r.report[k].as_f64().unwrap_or(f64::NAN);
+    let storm = |r: &Run| {
+        r.report["storm"]["time_to_all_back_s"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    };
+    println!("== side by side");
+    println!(
+        "   {:<40} {:>10} {:>10} {:>7}",
+        "", "local hub", "mosquitto", "ratio"
+    );
+    let row = |name: &str, a: f64, b: f64| {
+        println!("   {name:<40} {a:>10.1} {b:>10.1} {:>7.2}", a / b);
+    };
+    row(
+        "seconds until all connected (ramp-up)",
+        f(hub, "ramp_up_s"),
+        f(mosquitto, "ramp_up_s"),
+    );
+    row("peer RSS (MB)", hub.peer_rss, mosquitto.peer_rss);
+    row("fleet RSS (MB)", hub.fleet_rss, mosquitto.fleet_rss);
+    row(
+        "storm: seconds until all back",
+        storm(hub),
+        storm(mosquitto),
+    );
+    row(
+        "storm: devices that gave up",
+        hub.report["storm"]["failed"].as_f64().unwrap_or(f64::NAN),
+        mosquitto.report["storm"]["failed"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+    );
 }
 
 fn node_version(dir: &Path) -> String {

@@ -753,18 +753,27 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
             );
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        loop {
+        if quiet {
+            // No log, so no listener: the hub builds no event per message and wakes no log
+            // task (a `hub monitor` subscribes through the control socket while it runs).
+            drop(events);
             tokio::select! {
-                e = events.recv() => match e {
-                    Ok(e) if !quiet || matches!(e, HubEvent::Listening { .. }) => print(&e),
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        complain!("warning: log fell behind, {n} events skipped");
-                    }
-                    Err(_) => break,
-                },
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        } else {
+            loop {
+                tokio::select! {
+                    e = events.recv() => match e {
+                        Ok(e) => print(&e),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            complain!("warning: log fell behind, {n} events skipped");
+                        }
+                        Err(_) => break,
+                    },
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = term.recv() => break,
+                }
             }
         }
         ctl.abort();

@@ -623,6 +623,46 @@ fn storm_drops_every_device_and_all_come_back() {
     assert!(find(&ev, "storm-begin").is_some() && find(&ev, "storm-end").is_some());
 }
 
+/// A storm of more devices than the hub lets one address hold before authenticating: they
+/// all come back on their first attempt, queued for the fleet's handshake slots, none closed
+/// at accept by the hub's per-peer budget and left to back off (why a 10,000-device storm
+/// used to outlast its run). Four budgets' worth: before the fix, 1,024 devices needed 1,295
+/// retries here (300 did not reach the budget on this machine).
+#[test]
+fn a_storm_larger_than_the_hubs_per_peer_budget_comes_back_without_retries() {
+    use chainsmith::hub::server::MAX_UNAUTHENTICATED_PER_PEER;
+    let n = 4 * MAX_UNAUTHENTICATED_PER_PEER;
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = fleet_ws(tmp.path(), n, &[]);
+    let _hub = Serve::start(&ws);
+    let rp = tmp.path().join("s.json");
+    let out = fleet(
+        &ws,
+        &[
+            "--issuer",
+            ROOT,
+            "--messages",
+            "1",
+            "--storm",
+            "--json",
+            "--report",
+            rp.to_str().unwrap(),
+        ],
+    );
+    chainsmith_test_support::process::assert_success(&out);
+    let s = report(&rp)["storm"].clone();
+    assert_eq!(
+        (
+            s["devices"].as_u64(),
+            s["back"].as_u64(),
+            s["failed"].as_u64(),
+            s["retries"].as_u64()
+        ),
+        (Some(n as u64), Some(n as u64), Some(0), Some(0)),
+        "{s:#?}"
+    );
+}
+
 /// A TLS broker that accepts CONNECT and SUBSCRIBE and never acknowledges a PUBLISH: what a
 /// fleet sees from a broker that drops QoS 1 messages. Serves until the test ends.
 fn silent_broker(cert: &Path, key: &Path) -> u16 {

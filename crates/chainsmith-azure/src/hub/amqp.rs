@@ -612,7 +612,7 @@ async fn device_session(
     close: mpsc::Sender<String>,
 ) {
     let mut routes: HashMap<LinkKind, mpsc::Sender<Out>> = HashMap::new();
-    let mut out = BytesMut::with_capacity(4096);
+    let mut out = BytesMut::new();
     let mut stop = sh.gate.shutdown.clone();
     let mut pkid: u16 = 1;
     let mut next_pkid = || {
@@ -655,10 +655,11 @@ async fn device_session(
                 }
             },
             o = outbound.recv() => match o {
-                Some(Outbound::Publish { topic, payload }) => {
-                    session.publish(topic, payload, &mut out);
+                Some(Outbound::Publish(p)) => {
+                    session.publish(p.topic, p.payload, &mut out);
                 }
                 Some(Outbound::Kick(why)) => {
+                    let why = String::from(why);
                     let _ = close.try_send(why.clone());
                     break why;
                 }

@@ -129,7 +129,6 @@ impl DeviceSession {
         match what {
             DevicePublish::Telemetry(props) => {
                 ack(out);
-                let enqueued = self.sh.config.clock.now();
                 if self.sh.config.echo {
                     let orig = props.message_id().map(str::to_string).unwrap_or_default();
                     let mid = format!("echo-{}", self.sh.id());
@@ -150,15 +149,19 @@ impl DeviceSession {
                         delivered,
                     });
                 }
-                self.sh.emit(HubEvent::Telemetry {
-                    device: self.device.clone(),
-                    topic: clip(&p.topic),
-                    properties: clip_properties(props),
-                    payload: clip(&String::from_utf8_lossy(&p.payload)),
-                    size: p.payload.len(),
-                    qos: p.qos as u8,
-                    enqueued,
-                });
+                // The event's copies of topic, properties and payload are made only for a
+                // listener (the log, a monitor, the TUI): `hub serve --log off` has none.
+                if self.sh.listened() {
+                    self.sh.emit(HubEvent::Telemetry {
+                        device: self.device.clone(),
+                        topic: clip(&p.topic),
+                        properties: clip_properties(props),
+                        payload: clip(&String::from_utf8_lossy(&p.payload)),
+                        size: p.payload.len(),
+                        qos: p.qos as u8,
+                        enqueued: self.sh.config.clock.now(),
+                    });
+                }
             }
             DevicePublish::TwinGet { rid } => {
                 ack(out);

@@ -32,13 +32,16 @@ pub(super) async fn mqtt_connection<S: DeviceStream>(
 ) {
     let deadline = start + CONNECT_TIMEOUT;
     let mut stop = sh.gate.shutdown.clone();
-    let mut buf = BytesMut::with_capacity(4096);
-    let Some(connect) = read_connect(&sh, &mut tls, &mut buf, peer, deadline, &mut stop).await
+    let mut buf = BytesMut::new();
+    let Some(mut connect) = read_connect(&sh, &mut tls, &mut buf, peer, deadline, &mut stop).await
     else {
         return;
     };
-    let username = connect.login.as_ref().map(|l| l.username.clone());
-    if username.as_deref().is_some_and(azure::dps::is_dps_username) {
+    let dps = connect
+        .login
+        .as_ref()
+        .is_some_and(|l| azure::dps::is_dps_username(&l.username));
+    if dps {
         let conn = super::dps::mqtt::DpsConn {
             tls,
             buf,
@@ -52,8 +55,17 @@ pub(super) async fn mqtt_connection<S: DeviceStream>(
     let Some(revoked) = authenticate(&sh, &mut tls, &connect, &chain, peer).await else {
         return;
     };
-    drop(unauthenticated);
-    device_session(sh, tls, buf, connect, peer, revoked, stop).await;
+    // Judged: neither the chain nor the CONNECT (username, will, password) is kept for the
+    // rest of a session that may last days; the id and the keep-alive are.
+    let (device, asked_keep_alive) = (std::mem::take(&mut connect.client_id), connect.keep_alive);
+    drop((chain, connect, unauthenticated));
+    let admitted = Admitted {
+        device,
+        asked_keep_alive,
+        peer,
+        revoked,
+    };
+    device_session(sh, tls, buf, admitted, stop).await;
 }
 
 /// Admit the device of `connect` ([`admit`]: the rules every transport shares, the refusal
@@ -75,23 +87,36 @@ async fn authenticate<S: DeviceStream>(
     }
 }
 
+/// A device let in: what its session keeps of the CONNECT and the admission.
+struct Admitted {
+    device: String,
+    /// The keep-alive the CONNECT asked for (logged as asked).
+    asked_keep_alive: u16,
+    peer: SocketAddr,
+    /// The revoked certificate it was let in with (IoT Hub checks no CRL; the log says so).
+    revoked: Option<super::registry::RevokedCert>,
+}
+
 /// An accepted device: take over its id (a new connection drops the old one), CONNACK 0,
 /// then packets both ways until one side closes.
 async fn device_session<S: DeviceStream>(
     sh: Arc<Shared>,
     mut tls: S,
     mut buf: BytesMut,
-    connect: rumqttc::mqttbytes::v4::Connect,
-    peer: SocketAddr,
-    revoked: Option<super::registry::RevokedCert>,
+    admitted: Admitted,
     mut stop: watch::Receiver<bool>,
 ) {
-    let device = connect.client_id.clone();
-    let mut out = BytesMut::with_capacity(4096);
+    let Admitted {
+        device,
+        asked_keep_alive,
+        peer,
+        revoked,
+    } = admitted;
+    let mut out = BytesMut::new();
     let (conn, rx, subs) = take_over(&sh, &device);
-    let keep_alive = keep_alive(connect.keep_alive);
+    let keep_alive = keep_alive(asked_keep_alive);
     let _ = ConnAck::new(ConnectReturnCode::Success, false).write(&mut out);
-    sh.announce_accepted(&device, peer, connect.keep_alive, revoked);
+    sh.announce_accepted(&device, peer, asked_keep_alive, revoked);
 
     let mut session = LiveSession {
         session: DeviceSession::new(sh.clone(), device.clone(), subs),
@@ -124,11 +149,11 @@ impl PacketHandler for LiveSession {
 
     async fn unasked(&mut self, out: &mut BytesMut) -> ControlFlow<String> {
         match self.inbox.recv().await {
-            Some(Outbound::Publish { topic, payload }) => {
-                self.session.publish(topic, payload, out);
+            Some(Outbound::Publish(p)) => {
+                self.session.publish(p.topic, p.payload, out);
                 ControlFlow::Continue(())
             }
-            Some(Outbound::Kick(why)) => ControlFlow::Break(why),
+            Some(Outbound::Kick(why)) => ControlFlow::Break(why.into()),
             None => ControlFlow::Break("hub closed the session".into()),
         }
     }

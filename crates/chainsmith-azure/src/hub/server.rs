@@ -340,7 +340,7 @@ impl HubHandle {
         let s = self.shared.sessions.lock().expect("sessions");
         match s.get(device) {
             Some(h) => {
-                let _ = h.tx.try_send(Outbound::Kick(reason.to_string()));
+                let _ = h.tx.try_send(Outbound::Kick(reason.into()));
                 true
             }
             None => false,
@@ -446,10 +446,10 @@ impl HubHandle {
             rid: rid.clone(),
         });
         let _ = tx
-            .send(Outbound::Publish {
-                topic: azure::method_request_topic(name, &rid),
-                payload: payload.to_vec(),
-            })
+            .send(Outbound::publish(
+                azure::method_request_topic(name, &rid),
+                payload.to_vec(),
+            ))
             .await;
         let r = tokio::time::timeout(timeout, orx).await;
         sh.pending.lock().expect("pending").remove(&rid);
@@ -481,10 +481,10 @@ impl HubHandle {
             .subscribed(device, DeviceSubscription::TwinDesired)
         {
             delivered = tx
-                .send(Outbound::Publish {
-                    topic: azure::twin_desired_topic(version),
-                    payload: pushed.to_string().into_bytes(),
-                })
+                .send(Outbound::publish(
+                    azure::twin_desired_topic(version),
+                    pushed.to_string().into_bytes(),
+                ))
                 .await
                 .is_ok();
         }

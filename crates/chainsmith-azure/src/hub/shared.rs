@@ -114,9 +114,26 @@ impl Default for HubConfig {
     }
 }
 
+/// What the hub sends a connected session unasked, through its queue ([`SessionHandle::tx`]).
+/// The queue allocates its first block of slots for every session at connect, so a slot is
+/// kept to a pointer's size: a message and a reason are boxed.
 pub(super) enum Outbound {
-    Publish { topic: String, payload: Vec<u8> },
-    Kick(String),
+    /// A PUBLISH: cloud-to-device, a method request, a desired-properties patch.
+    Publish(Box<OutboundPublish>),
+    /// Close the session, for this reason.
+    Kick(Box<str>),
+}
+
+/// A PUBLISH the hub sends a device unasked.
+pub(super) struct OutboundPublish {
+    pub(super) topic: String,
+    pub(super) payload: Vec<u8>,
+}
+
+impl Outbound {
+    pub(super) fn publish(topic: String, payload: Vec<u8>) -> Outbound {
+        Outbound::Publish(Box::new(OutboundPublish { topic, payload }))
+    }
 }
 
 pub(super) struct SessionHandle {
@@ -245,6 +262,11 @@ impl Shared {
         }
         let _ = self.events.send(e);
     }
+    /// Whether anything receives the hub's events now (a log, a monitor, a face): events
+    /// that cost copies per message are built only then.
+    pub(super) fn listened(&self) -> bool {
+        self.events.receiver_count() > 0
+    }
     pub(super) fn id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -264,13 +286,11 @@ impl Shared {
 
 pub(super) fn send_c2d(sh: &Shared, device: &str, topic: String, body: Vec<u8>) -> bool {
     if let Some(tx) = sh.subscribed(device, DeviceSubscription::C2d) {
-        match tx.try_send(Outbound::Publish {
-            topic: topic.clone(),
-            payload: body.clone(),
-        }) {
-            Ok(()) => return true,
-            Err(mpsc::error::TrySendError::Full(Outbound::Publish { .. })) => {}
-            Err(_) => {}
+        if tx
+            .try_send(Outbound::publish(topic.clone(), body.clone()))
+            .is_ok()
+        {
+            return true;
         }
     }
     queue_c2d(sh, device, topic, body);

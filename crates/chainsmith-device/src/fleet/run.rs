@@ -555,13 +555,14 @@ async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
     let mut attempt = 0u32;
     loop {
         let storm_seen = *sh.storm.borrow();
-        let permit = if in_storm {
-            None
-        } else {
-            tokio::select! {
-                p = sh.gate.acquire() => p.ok(),
-                _ = until_true(&mut stop) => { if first { sh.attempted.fetch_add(1, Relaxed); } return; }
-            }
+        // A storm's devices want back all at once, and they queue for the same handshake
+        // slots as the ramp-up: one address holding more than the hub lets one peer hold
+        // before authentication (256) had most of them closed at accept, where each sat out
+        // its backoff while the hub idled; the storm outlasted the run (or gave up after
+        // STORM_ATTEMPTS) unless the run was made longer.
+        let permit = tokio::select! {
+            p = sh.gate.acquire() => p.ok(),
+            _ = until_true(&mut stop) => { if first { sh.attempted.fetch_add(1, Relaxed); } return; }
         };
         sh.live.connecting.fetch_add(1, Relaxed);
         let t = Instant::now();

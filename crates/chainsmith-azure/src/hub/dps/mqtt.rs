@@ -89,7 +89,7 @@ pub(in crate::hub) async fn serve<S: DeviceStream>(
         next_pkid: 1,
     };
     let lifetime = sh.config.dps_session_lifetime;
-    let mut out = BytesMut::with_capacity(4096);
+    let mut out = BytesMut::new();
     let _ = ConnAck::new(ConnectReturnCode::Success, false).write(&mut out);
     let session = serve_packets(
         &mut c.tls,
