@@ -9,43 +9,10 @@
 #![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
 #![allow(clippy::too_many_lines)] // a bench reads top to bottom; the 150-line limit is for the product
 
-use chainsmith_test_support::figures::env_usize;
+use chainsmith_test_support::figures::{Usage, env_usize, measured};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Wall time and the child's own resource usage (wait4), so the figures are of this process only.
-struct Usage {
-    wall: Duration,
-    cpu: Duration,
-    max_rss_mb: f64,
-}
-
-fn measured(cmd: &mut Command) -> Usage {
-    use nix::sys::resource::{UsageWho, getrusage};
-    use nix::sys::time::TimeValLike;
-    let children = || getrusage(UsageWho::RUSAGE_CHILDREN).unwrap();
-    let before = children();
-    let t = Instant::now();
-    let status = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .status()
-        .unwrap();
-    let wall = t.elapsed();
-    assert!(status.success(), "{cmd:?} failed");
-    let after = children();
-    let tv = |t: nix::sys::time::TimeVal| Duration::from_micros(t.num_microseconds() as u64);
-    Usage {
-        wall,
-        // The CPU of every child waited for so far, minus what it was before this one.
-        cpu: (tv(after.user_time()) + tv(after.system_time()))
-            - (tv(before.user_time()) + tv(before.system_time())),
-        // The largest peak RSS of any child so far: exact for the first run, an upper bound
-        // after it (so only the first run's figure is printed).
-        max_rss_mb: after.max_rss() as f64 / 1024.0,
-    }
-}
 
 fn apply(ws: &Path, spec: &Path) -> Usage {
     measured(

@@ -1,89 +1,97 @@
-//! Issuing speed, end to end through the CLI, against an OpenSSL shell loop in the style of
-//! the Azure C SDK's certGen.sh (one `openssl req` + one `openssl x509` per device).
+//! Issuing speed, end to end through the release binary, in one run: `new device` over a range,
+//! `apply` of a spec with the same devices, and an OpenSSL shell loop in the style of the Azure C
+//! SDK's certGen.sh (one `openssl req` + one `openssl x509` per device), each with its wall rate
+//! and its CPU time (user + system, from wait4) per certificate, and the ratios between them.
 //!
-//! Run: `cargo bench --bench issue` (N devices; set CHAINSMITH_BENCH_N to change, default 10000).
-//! The OpenSSL loop issues the same N (about six minutes at ~30/s); CHAINSMITH_BENCH_OPENSSL_N
-//! times a smaller sample instead, and the output then says the rate is from a sample.
-//! Also: one RSA-4096 root, and `list` over a 100,000-entity workspace (CHAINSMITH_BENCH_LIST_N).
+//! Run: `cargo bench --bench issue`. Knobs: CHAINSMITH_BENCH_N (devices, default 10000),
+//! CHAINSMITH_BENCH_DIR (where the workspaces go; default /dev/shm, tmpfs, so the figures are
+//! chainsmith's own and not the disk's; give a directory on disk to see the disk),
+//! CHAINSMITH_BENCH_OPENSSL_N (devices the OpenSSL loop makes, default 200; its per-device
+//! figures are from that sample), CHAINSMITH_BENCH_LIST_N (entities for `list`, default 100000).
+//! Also: one RSA-4096 root, a second batch into the full workspace, and `list`.
 
 #![allow(clippy::unwrap_used)] // a bench that cannot set up should stop loudly
 #![allow(clippy::too_many_lines)] // a bench reads top to bottom; the 150-line limit is for the product
 
-use chainsmith_test_support::figures::env_usize;
+use chainsmith_test_support::figures::{Usage, env_usize, measured};
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
 
 fn run(ws: &Path, args: &[&str]) -> std::time::Duration {
-    let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_chainsmith"))
-        .env("CHAINSMITH_WORKSPACE", ws)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    t.elapsed()
+    chainsmith(ws, args).wall
 }
 
-fn sh(script: &str, dir: &Path) {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    chainsmith_test_support::process::assert_success(&out);
+fn chainsmith(ws: &Path, args: &[&str]) -> Usage {
+    measured(
+        Command::new(env!("CARGO_BIN_EXE_chainsmith"))
+            .env("CHAINSMITH_WORKSPACE", ws)
+            .args(args),
+    )
+}
+
+fn sh(script: &str, dir: &Path) -> Usage {
+    measured(Command::new("bash").arg("-c").arg(script).current_dir(dir))
+}
+
+/// One row of the comparison: certificates a second (wall) and CPU µs per certificate.
+struct Row {
+    what: &'static str,
+    per_s: f64,
+    cpu_us: f64,
+}
+
+impl Row {
+    fn of(what: &'static str, n: usize, u: &Usage) -> Row {
+        Row {
+            what,
+            per_s: n as f64 / u.wall.as_secs_f64(),
+            cpu_us: u.cpu.as_secs_f64() * 1e6 / n as f64,
+        }
+    }
 }
 
 fn main() {
     let n = env_usize("CHAINSMITH_BENCH_N", 10_000);
-    let n_ssl = env_usize("CHAINSMITH_BENCH_OPENSSL_N", n);
+    let n_ssl = env_usize("CHAINSMITH_BENCH_OPENSSL_N", 200);
     let n_list = env_usize("CHAINSMITH_BENCH_LIST_N", 100_000);
-    // A file-system control: the same batch on tmpfs shows what is chainsmith's own cost and
-    // what is the disk's (ext4 inode allocation slows down after many recent deletions).
-    if Path::new("/dev/shm").is_dir() {
-        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
-        let ws = shm.path().join("ws");
-        run(&ws, &["new", "root", "root"]);
-        let t = run(
-            &ws,
-            &[
-                "new",
-                "device",
-                &format!("dev-{{{:06}..{:06}}}", 1, n),
-                "--issuer",
-                "root",
-            ],
-        );
-        println!(
-            "control on tmpfs: {n} devices in {:.2} s = {:.0} certificates/s",
-            t.as_secs_f64(),
-            n as f64 / t.as_secs_f64()
-        );
-    }
-    let tmp = tempfile::tempdir_in(
-        std::env::var("CHAINSMITH_BENCH_DIR")
-            .unwrap_or_else(|_| std::env::temp_dir().display().to_string()),
-    )
-    .unwrap();
+    let base = std::env::var("CHAINSMITH_BENCH_DIR").unwrap_or_else(|_| {
+        if Path::new("/dev/shm").is_dir() {
+            "/dev/shm".into()
+        } else {
+            std::env::temp_dir().display().to_string()
+        }
+    });
+    let tmp = tempfile::tempdir_in(&base).unwrap();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "workspace on {} (set CHAINSMITH_BENCH_DIR to choose the disk)",
-        tmp.path().display()
+        "issue bench: {n} EC P-256 devices under an intermediate; workspaces under {base} (CHAINSMITH_BENCH_DIR); load average {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let ws = tmp.path().join("ws");
 
+    // `new device` over a range.
     run(&ws, &["new", "root", "root"]);
     run(&ws, &["new", "intermediate", "inter", "--issuer", "root"]);
     let range = format!("dev-{{{:06}..{:06}}}", 1, n);
-    let t = run(&ws, &["new", "device", &range, "--issuer", "inter"]);
-    let ours = n as f64 / t.as_secs_f64();
-    println!(
-        "chainsmith: {n} EC P-256 device certificates in {:.2} s = {ours:.0} certificates/s (CLI, end to end, synced)",
-        t.as_secs_f64()
+    let new_device = chainsmith(&ws, &["new", "device", &range, "--issuer", "inter"]);
+
+    // `apply` of the same devices under the same shape of tree, into an empty workspace.
+    let spec = tmp.path().join("tree.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "[[ca]]\nname = \"root\"\n\n[[ca]]\nname = \"inter\"\nparent = \"root\"\n\n\
+             [[device]]\nid = \"dev-{{{:06}..{:06}}}\"\nissuer = \"inter\"\nkey = \"ec-p256\"\n",
+            1, n
+        ),
+    )
+    .unwrap();
+    let apply = chainsmith(
+        &tmp.path().join("applied"),
+        &["apply", spec.to_str().unwrap()],
     );
 
     // certGen.sh style: per device one `openssl req -newkey` and one `openssl x509 -req`.
@@ -99,17 +107,32 @@ fn main() {
            openssl x509 -req -in d$i.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out d$i.pem -days 30 -sha256 2>/dev/null; \
          done"
     );
-    let t0 = Instant::now();
-    sh(&script, &d);
-    let t_ssl = t0.elapsed();
-    let theirs = n_ssl as f64 / t_ssl.as_secs_f64();
+    let openssl = sh(&script, &d);
+
+    let rows = [
+        Row::of("chainsmith new device", n, &new_device),
+        Row::of("chainsmith apply", n, &apply),
+        Row::of("openssl loop (certGen.sh)", n_ssl, &openssl),
+    ];
+    let ssl = &rows[2];
     println!(
-        "openssl script (certGen.sh style): {n_ssl} devices in {:.2} s = {theirs:.1} certificates/s",
-        t_ssl.as_secs_f64()
+        "{:<27} {:>9} {:>14} {:>16} {:>16}",
+        "", "certs/s", "CPU µs/cert", "vs openssl wall", "vs openssl CPU"
     );
+    for r in &rows {
+        println!(
+            "{:<27} {:>9.0} {:>14.1} {:>15.0}x {:>15.0}x",
+            r.what,
+            r.per_s,
+            r.cpu_us,
+            r.per_s / ssl.per_s,
+            ssl.cpu_us / r.cpu_us
+        );
+    }
     println!(
-        "ratio: chainsmith is {:.0}x the OpenSSL script",
-        ours / theirs
+        "new device / apply: {:.2}x the rate (wall), {:.2}x the CPU per certificate (openssl from a sample of {n_ssl})",
+        rows[0].per_s / rows[1].per_s,
+        rows[0].cpu_us / rows[1].cpu_us
     );
 
     let t = run(&ws, &["new", "root", "big", "--key", "rsa-4096"]);

@@ -514,8 +514,57 @@ fn finish(
 
 /// Make a certificate with a fresh key of `alg`: self-signed when `issuer` is None.
 pub fn issue(spec: &IssueSpec, alg: KeyAlg, issuer: Option<&CaHandle>) -> Result<Issued> {
+    if let (Some(ca), Some(ec)) = (issuer, alg.ecdsa_signing()) {
+        return issue_fresh_ec(spec, alg, ec, ca);
+    }
     let key = alg.generate()?;
     issue_with_key(spec, &key, issuer)
+}
+
+/// The public half of a key pair just generated, as rcgen signs over it.
+struct FreshPublicKey<'a> {
+    /// The uncompressed EC point.
+    point: &'a [u8],
+    alg: &'static rcgen::SignatureAlgorithm,
+}
+
+impl PublicKeyData for FreshPublicKey<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        self.point
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.alg
+    }
+}
+
+/// [`issue`] for a fresh EC key under a CA, the batch case: the key signs nothing here, so it
+/// is never turned into an rcgen `KeyPair`, whose `generate_for` serialises the new key to
+/// PKCS#8 and parses it back (with `EC_KEY_check_key`): a fifth of a P-256 device's CPU
+/// (perf, 20,000 devices). The PKCS#8 written is the same `to_pkcs8v1` document rcgen keeps.
+fn issue_fresh_ec(
+    spec: &IssueSpec,
+    alg: KeyAlg,
+    ec: &'static aws_lc_rs::signature::EcdsaSigningAlgorithm,
+    ca: &CaHandle,
+) -> Result<Issued> {
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _};
+    let unspecified = |_| Error::Generation(rcgen::Error::RingUnspecified);
+    let key = EcdsaKeyPair::generate(ec).map_err(unspecified)?;
+    let pkcs8 = key.to_pkcs8v1().map_err(unspecified)?;
+    let public = FreshPublicKey {
+        point: key.public_key().as_ref(),
+        alg: alg.signature_algorithm(),
+    };
+    let params = params_for(spec)?;
+    check_issuer_allows(spec, ca)?;
+    let cert = params.signed_by(&public, &ca.issuer)?;
+    let key_pem = ::pem::encode(&::pem::Pem::new("PRIVATE KEY", pkcs8.as_ref()));
+    Ok(finish(
+        cert.der().to_vec(),
+        &params,
+        Some(key_pem),
+        Some(alg),
+    ))
 }
 
 /// Make a certificate for an existing key pair (renew without rekey, self-signed devices).
@@ -652,6 +701,43 @@ mod tests {
         assert!(err.contains("not a CA"), "{err}");
         let err = refusal("inter", &inter, &root);
         assert!(err.contains("does not match"), "{err}");
+    }
+
+    /// A fresh EC device key under a CA is made without an rcgen `KeyPair`: its PKCS#8 is
+    /// laid out as rcgen's (same length and header) and the certificate carries its public key.
+    #[test]
+    fn fresh_ec_keys_match_their_certificates() {
+        let root = issue(
+            &spec("Root", Profile::Root { pathlen: None }),
+            KeyAlg::EcP256,
+            None,
+        )
+        .unwrap();
+        let ca = CaHandle::new("root", root.cert_der, root.key_pem.as_deref().unwrap()).unwrap();
+        for alg in [KeyAlg::EcP256, KeyAlg::EcP384] {
+            let profile = Profile::Device {
+                eku: Eku::Client,
+                sans: vec![],
+            };
+            let dev = issue(&spec("dev", profile), alg, Some(&ca)).unwrap();
+            assert_eq!(dev.key_alg, Some(alg));
+            let pem = dev.key_pem.as_deref().unwrap();
+            let ours = ::pem::parse(pem).unwrap();
+            let theirs = ::pem::parse(alg.generate().unwrap().serialize_pem()).unwrap();
+            assert_eq!(ours.tag(), "PRIVATE KEY");
+            assert_eq!(ours.contents().len(), theirs.contents().len());
+            assert_eq!(ours.contents()[..8], theirs.contents()[..8]);
+            let key = load_key_pem(pem).unwrap();
+            let (_, cert) = X509Certificate::from_der(&dev.cert_der).unwrap();
+            assert_eq!(cert.public_key().raw, key.subject_public_key_info());
+            let x509 = openssl::x509::X509::from_der(&dev.cert_der).unwrap();
+            let ca_key = openssl::x509::X509::from_der(&ca.cert_der)
+                .unwrap()
+                .public_key()
+                .unwrap();
+            assert!(x509.verify(&ca_key).unwrap(), "signed by the CA");
+            openssl::pkey::PKey::private_key_from_pem(pem.as_bytes()).expect("OpenSSL reads it");
+        }
     }
 
     #[test]

@@ -85,7 +85,18 @@ impl KeyAlg {
         }
     }
 
-    fn signature_algorithm(self) -> &'static SignatureAlgorithm {
+    /// The aws-lc signing algorithm of an EC key (None for RSA and Ed25519).
+    pub(crate) fn ecdsa_signing(
+        self,
+    ) -> Option<&'static aws_lc_rs::signature::EcdsaSigningAlgorithm> {
+        match self {
+            KeyAlg::EcP256 => Some(&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING),
+            KeyAlg::EcP384 => Some(&aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn signature_algorithm(self) -> &'static SignatureAlgorithm {
         match self {
             KeyAlg::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             KeyAlg::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,

@@ -212,17 +212,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     r
 }
 
-pub(super) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        from,
-        rustix::fs::CWD,
-        to,
-        rustix::fs::RenameFlags::NOREPLACE,
-    )
-    .map_err(io::Error::from)
-}
-
 pub(super) fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     for e in fs::read_dir(from).map_err(|e| io_error("reading", from, e))? {
         let e = e.map_err(|e| io_error("reading", from, e))?;

@@ -15,6 +15,7 @@
 //! there is no shared index to rewrite per certificate. A command calls `syncfs` once per
 //! batch before it reports success.
 
+mod batch;
 mod chain;
 mod error;
 mod files;
@@ -33,7 +34,8 @@ pub use meta::{Kind, Meta, Revocation, Slot};
 pub use name::EntityName;
 pub use slots::{SlotView, slots};
 
-use files::{STAGE_COUNTER, copy_dir, read_own_file, real_dir, rename_noreplace};
+use batch::BatchDirs;
+use files::{STAGE_COUNTER, copy_dir, read_own_file, real_dir};
 use private::{check_ancestors, check_private};
 
 use crate::clock::Clock;
@@ -413,10 +415,11 @@ impl Workspace {
 
     /// Refuse names that exist already.
     pub(crate) fn check_free(&self, names: &[String]) -> Result<()> {
+        let dirs = BatchDirs::open(&self.root)?;
         let mut taken = Vec::new();
         for n in names {
             // Anything at the path counts, a dangling link too: the rename would fail on it.
-            if self.dir_of(n)?.symlink_metadata().is_ok() {
+            if dirs.taken(self.resolve(n)?.as_str()) {
                 taken.push(n.clone());
             }
         }
@@ -437,30 +440,6 @@ impl Workspace {
         Ok(p)
     }
 
-    /// Write one entity into a fresh staging directory, complete, ready to rename.
-    fn stage(&self, e: &NewEntity) -> Result<PathBuf> {
-        let dir = self.new_staging_dir()?;
-        if let Some(key) = &e.key_pem {
-            write_new(&dir.join(KEY_FILE), key.as_bytes(), 0o600)?;
-        }
-        write_new(&dir.join(CERT_FILE), e.cert_pem.as_bytes(), 0o644)?;
-        for (rel, bytes) in &e.extra {
-            let p = dir.join(rel);
-            if let Some(parent) = p.parent() {
-                make_private_dir_all(parent)?;
-            }
-            let mode = if rel.ends_with("key.pem") {
-                0o600
-            } else {
-                0o644
-            };
-            write_new(&p, bytes, mode)?;
-        }
-        // meta.toml last: its presence is what makes a staging directory look whole.
-        write_new(&dir.join(META_FILE), e.meta.to_toml().as_bytes(), 0o644)?;
-        Ok(dir)
-    }
-
     /// Add new entities. Each lands whole or not at all; a name another process took in
     /// the meantime is reported and the rest still land. Syncs once at the end.
     pub fn create(&self, batch: &[NewEntity]) -> Result<()> {
@@ -474,20 +453,21 @@ impl Workspace {
         progress: &dyn crate::progress::Progress,
     ) -> Result<()> {
         progress.stage("writing", crate::progress::total(batch.len()));
+        let dirs = BatchDirs::open(&self.root)?;
         let failures: Vec<Error> = batch
             .par_iter()
             .filter_map(|e| {
-                let r = self.dir_of(&e.meta.name).and_then(|target| {
-                    let staged = self.stage(e)?;
-                    rename_noreplace(&staged, &target).map_err(|err| {
-                        let _ = fs::remove_dir_all(&staged);
+                let r = self.resolve(&e.meta.name).and_then(|name| {
+                    let staged = dirs.stage(e)?;
+                    dirs.rename_new(&staged, name.as_str()).map_err(|err| {
+                        dirs.discard(&staged);
                         if err.kind() == io::ErrorKind::AlreadyExists
                             || err.raw_os_error()
                                 == Some(rustix::io::Errno::NOTEMPTY.raw_os_error())
                         {
                             Error::NameTaken(vec![e.meta.name.clone()])
                         } else {
-                            io_error("renaming into place", &target, err)
+                            io_error("renaming into place", &dirs.entity_path(name.as_str()), err)
                         }
                     })
                 });
@@ -556,10 +536,11 @@ impl Workspace {
         progress: &dyn crate::progress::Progress,
     ) -> Result<()> {
         progress.stage("writing", crate::progress::total(batch.len()));
+        let dirs = BatchDirs::open(&self.root)?;
         let result: Result<Vec<()>> = batch
             .par_iter()
             .map(|e| {
-                let written = self.swap_in(e);
+                let written = self.swap_in(&dirs, e);
                 progress.done(1);
                 written
             })
@@ -569,33 +550,42 @@ impl Workspace {
     }
 
     /// Stage one entity and swap it with what is there under its name (or rename it into
-    /// place when nothing is).
-    fn swap_in(&self, e: &NewEntity) -> Result<()> {
-        let target = self.dir_of(&e.meta.name)?;
-        // Swapping with a link would put the entity outside the workspace.
-        if target.symlink_metadata().is_ok() {
-            real_dir(&target)?;
-        }
-        let staged = self.stage(e)?;
-        match rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            &staged,
-            rustix::fs::CWD,
-            &target,
-            rustix::fs::RenameFlags::EXCHANGE,
-        ) {
-            Ok(()) => {
-                // `staged` now holds the old entity.
-                let _ = fs::remove_dir_all(&staged);
-                Ok(())
+    /// place when nothing is: tried first, as in a new workspace nothing is).
+    fn swap_in(&self, dirs: &BatchDirs, e: &NewEntity) -> Result<()> {
+        let name = self.resolve(&e.meta.name)?;
+        let name = name.as_str();
+        let staged = dirs.stage(e)?;
+        let occupied = |err: &io::Error| {
+            err.kind() == io::ErrorKind::AlreadyExists
+                || err.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error())
+        };
+        let failed = match dirs.rename_new(&staged, name) {
+            Ok(()) => return Ok(()),
+            Err(err) if !occupied(&err) => {
+                io_error("renaming into place", &dirs.entity_path(name), err)
             }
-            Err(rustix::io::Errno::NOENT) => rename_noreplace(&staged, &target)
-                .map_err(|err| io_error("renaming into place", &target, err)),
-            Err(err) => {
-                let _ = fs::remove_dir_all(&staged);
-                Err(io_error("swapping into place", &target, err.into()))
-            }
-        }
+            // Swapping with a link would put the entity outside the workspace.
+            Err(_) => match dirs.real_entity_dir(name) {
+                Err(refused) => refused,
+                Ok(()) => match dirs.exchange(&staged, name) {
+                    Ok(()) => {
+                        // `staged` now holds the old entity.
+                        dirs.discard(&staged);
+                        return Ok(());
+                    }
+                    // Removed in the meantime: nothing to swap with.
+                    Err(rustix::io::Errno::NOENT) => match dirs.rename_new(&staged, name) {
+                        Ok(()) => return Ok(()),
+                        Err(err) => io_error("renaming into place", &dirs.entity_path(name), err),
+                    },
+                    Err(err) => {
+                        io_error("swapping into place", &dirs.entity_path(name), err.into())
+                    }
+                },
+            },
+        };
+        dirs.discard(&staged);
+        Err(failed)
     }
 
     /// Change an entity's meta only (revoke): copies the directory with the new meta and
