@@ -53,11 +53,11 @@ const MAGIC: &[u8; 16] = b"chainsmith-index";
 /// The index's format; an index of another version is rebuilt, not read.
 const VERSION: u32 = 1;
 const CHECKSUM_LEN: usize = 32;
-/// The largest index read or written: 256 MiB, about a million entities at the ~240 bytes a
-/// P-256 device's record takes (100,000 devices: 24 MB). No cloud limit applies: an IoT Hub
+/// The largest index read or written: 512 MiB, about 1.7 million entities at the ~306 bytes a
+/// P-256 device's record takes (100,000 devices: 30.6 MB). No cloud limit applies: an IoT Hub
 /// holds up to a million devices per unit, and a workspace beyond this lists by reading
 /// every directory, as before the index.
-pub const MAX_INDEX_BYTES: u64 = 256 << 20;
+pub const MAX_INDEX_BYTES: u64 = 512 << 20;
 
 /// What identifies the contents of an entity directory at one moment: its inode and change
 /// time. A directory swapped in is a new inode; an entry renamed, created or removed inside it
@@ -70,6 +70,17 @@ pub(crate) struct Stamp {
 }
 
 impl Stamp {
+    /// The stamp of a directory still as `stat` saw it (None for anything else): the cheap
+    /// check `list` makes first, relative to the open `entities/` so each is one lookup.
+    pub(crate) fn of_dir_stat(st: &rustix::fs::Stat) -> Option<Stamp> {
+        (rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory)
+            .then_some(Stamp {
+                ino: st.st_ino,
+                ctime_sec: st.st_ctime,
+                ctime_nsec: st.st_ctime_nsec,
+            })
+    }
+
     pub(crate) fn of(md: &fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt as _;
         Stamp {

@@ -386,9 +386,17 @@ impl Workspace {
             .collect();
         stale.extend(records.map(|r| r.meta.name));
         let dir = self.entities_dir();
+        let dir_fd = rustix::fs::open(
+            &dir,
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok();
         let listed: Vec<Listed> = paired
             .into_par_iter()
-            .map(|(n, record)| list_one(&dir, n, record))
+            .map(|(n, record)| list_one(&dir, dir_fd.as_ref(), n, record))
             .collect();
         let mut metas = Vec::with_capacity(listed.len());
         let mut damaged = Vec::new();
@@ -740,7 +748,23 @@ enum Listed {
 /// Take entity `name`'s meta from its index record when the directory's stamp still matches,
 /// else read its meta.toml (stamping the directory first, so a change made while reading
 /// leaves a record that no longer matches).
-fn list_one(entities: &Path, name: String, record: Option<Record>) -> Listed {
+fn list_one(
+    entities: &Path,
+    entities_fd: Option<&std::os::fd::OwnedFd>,
+    name: String,
+    record: Option<Record>,
+) -> Listed {
+    let stamp_now = |fd: &std::os::fd::OwnedFd| {
+        rustix::fs::statat(fd, name.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .and_then(|st| Stamp::of_dir_stat(&st))
+    };
+    let record = match record {
+        Some(r) if entities_fd.is_some_and(|fd| stamp_now(fd) == Some(r.stamp)) => {
+            return Listed::Indexed(r.meta);
+        }
+        other => other,
+    };
     let dir = entities.join(&name);
     let had_record = record.is_some();
     let damaged = |path: PathBuf, problem: String| Listed::Damaged {
