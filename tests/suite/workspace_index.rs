@@ -59,7 +59,7 @@ fn meta_files(ws: &Path) -> Vec<PathBuf> {
 }
 
 /// `list --json` from the index alone: while it runs, every meta.toml holds garbage written in
-/// place (which the index does not notice, by design: the directory is unchanged), so an
+/// place (which the index does not notice, by design: the directory is the same inode), so an
 /// entity whose record was missing or stale shows up as damaged.
 fn listed_from_index_only(w: &Ws) -> serde_json::Value {
     let saved: Vec<(PathBuf, Vec<u8>)> = meta_files(&w.ws())
@@ -180,13 +180,20 @@ fn a_workspace_changed_by_hand_is_noticed() {
     fs::rename(other.ws().join("entities/moved"), entities.join("moved")).unwrap();
     assert!(names(&list_json(&w)).contains(&"moved".to_string()));
 
-    // meta.toml edited the way editors and `sed -i` do: a new file renamed over the old.
-    let meta = entities.join("d-3/meta.toml");
-    let text = fs::read_to_string(&meta).unwrap();
+    // An entity directory replaced by an edited copy (copied out, meta.toml and cert.pem
+    // changed, the copy moved over the original).
+    let copy = w.path("d-3-edited");
+    fs::create_dir(&copy).unwrap();
+    for f in ["cert.pem", "key.pem", "meta.toml"] {
+        fs::copy(entities.join("d-3").join(f), copy.join(f)).unwrap();
+    }
+    let text = fs::read_to_string(copy.join("meta.toml")).unwrap();
     let edited = text.replace("cn = \"d-3\"", "cn = \"edited by hand\"");
     assert_ne!(text, edited);
-    fs::write(entities.join("d-3/meta.toml.new"), &edited).unwrap();
-    fs::rename(entities.join("d-3/meta.toml.new"), &meta).unwrap();
+    fs::write(copy.join("meta.toml"), &edited).unwrap();
+    fs::copy(entities.join("d-1/cert.pem"), copy.join("cert.pem")).unwrap();
+    fs::remove_dir_all(entities.join("d-3")).unwrap();
+    fs::rename(&copy, entities.join("d-3")).unwrap();
     let v = list_json(&w);
     let d3 = v["entities"]
         .as_array()

@@ -2,37 +2,33 @@
 //! and the TUI's tree need it, so that they open one file instead of 100,000 directories
 //! (1.1 s warm and 17 s cold at 100,000 entities before it; see `benches/list.rs`).
 //!
-//! Git's index is the model. Each record carries the stamp of the entity directory it
-//! summarises (inode number and change time, `statx` of `entities/NAME`, which reads the
-//! directory's inode but not its contents), the file ends in a SHA-256 of everything before
-//! it, and it is never the source of truth: every command that acts on an entity reads the
-//! entity's own files ([`super::Workspace::load`]); only the listing reads the index.
+//! Git's index is the model. Each record carries the inode number of the entity directory it
+//! summarises, the file ends in a SHA-256 of everything before it, and it is never the source
+//! of truth: every command that acts on an entity reads the entity's own files
+//! ([`super::Workspace::load`]); only the listing reads the index.
 //!
-//! [`super::Workspace::list`] lists `entities/` (names, and inode numbers from the same
-//! `getdents`), stamps each entity directory and takes a record only when its stamp equals
-//! the directory's; every other entity's meta.toml is read as before and its record rewritten.
-//! So what is noticed, whoever made the change:
-//! - an entity directory added, removed, renamed or replaced (a new inode, or a new change
-//!   time when the same inode comes back);
-//! - anything renamed, created or deleted inside an entity directory: the directory's change
-//!   time moves (chainsmith's own writes always swap in a new directory; editors and `sed -i`
-//!   write a new file and rename it over the old one);
+//! [`super::Workspace::list`] lists `entities/` (names and inode numbers come from the same
+//! `getdents`, no file or directory is opened) and takes a record only when its inode number
+//! equals the directory's; every other entity's meta.toml is read as before and its record
+//! rewritten. So what is noticed, whoever made the change:
+//! - an entity directory added, removed, renamed or replaced: chainsmith's own writes always
+//!   swap in a new directory (a new inode), and so do `mv` and `cp -r` of a whole entity;
 //! - a damaged index (checksum), one of another format version, or one larger than
 //!   [`MAX_INDEX_BYTES`]: ignored and rebuilt, never fatal.
 //!
-//! Not noticed: a file of an entity rewritten in place (`cat > meta.toml`), which changes only
-//! that file's inode; and a rename inside an entity directory within the same clock tick (a
-//! few milliseconds, the file system's timestamp granularity) as the change `list` last saw
-//! there, which a person's edits never are. Seeing it would mean a stat per file, which cold means reading every
-//! entity directory's block, the 17 s this index removes. It is enough because the index
-//! feeds only what is displayed: `cert.pem` and `key.pem` are not in it at all, and `show`,
-//! `export`, `renew`, the hub and the rest read meta.toml itself; the next change chainsmith
-//! makes to that entity (or anything renamed in its directory) brings the listing back in line.
+//! Not noticed: a change inside an entity directory that keeps the directory (meta.toml
+//! edited or replaced by hand), and a directory deleted and another made under the same name
+//! that happens to get the freed inode number. Seeing those needs a `stat` per entity
+//! directory, and cold that is a read of 100,000 scattered inodes: measured on this machine,
+//! 10.8 s for the stats alone against 1.4 s for the listing (`benches/list.rs`), the cold
+//! time this index exists to remove. It is enough because the index feeds only what is
+//! displayed: `show`, `export`, `renew`, `revoke`, the hub and the rest read the entity's own
+//! files, and any change chainsmith makes to an entity gives it a new directory.
 //!
 //! Writers ([`super::Workspace`]'s create, replace, update_meta and remove, and `list` when it
 //! refreshes records) merge their records into the file as it is when they hold
 //! `WORKSPACE/.index.lock`, so two processes writing at once never drop each other's records;
-//! and since a record is trusted only while its stamp matches, a record that is missing or
+//! and since a record is trusted only while its inode matches, a record that is missing or
 //! old only costs the next `list` one meta.toml read, never a wrong line.
 
 use super::Meta;
@@ -53,41 +49,23 @@ const MAGIC: &[u8; 16] = b"chainsmith-index";
 /// The index's format; an index of another version is rebuilt, not read.
 const VERSION: u32 = 1;
 const CHECKSUM_LEN: usize = 32;
-/// The largest index read or written: 512 MiB, about 1.7 million entities at the ~306 bytes a
-/// P-256 device's record takes (100,000 devices: 30.6 MB). No cloud limit applies: an IoT Hub
+/// The largest index read or written: 512 MiB, about 1.8 million entities at the ~290 bytes a
+/// P-256 device's record takes (100,000 devices: 29 MB). No cloud limit applies: an IoT Hub
 /// holds up to a million devices per unit, and a workspace beyond this lists by reading
 /// every directory, as before the index.
 pub const MAX_INDEX_BYTES: u64 = 512 << 20;
 
-/// What identifies the contents of an entity directory at one moment: its inode and change
-/// time. A directory swapped in is a new inode; an entry renamed, created or removed inside it
-/// moves its change time, which no one can set back (unlike mtime, `touch` cannot forge it).
+/// What identifies an entity directory: its inode number. Every swap chainsmith makes puts a
+/// new directory (a new inode) under the name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stamp {
-    ino: u64,
-    ctime_sec: i64,
-    ctime_nsec: u64,
+    pub(crate) ino: u64,
 }
 
 impl Stamp {
-    /// The stamp of a directory still as `stat` saw it (None for anything else): the cheap
-    /// check `list` makes first, relative to the open `entities/` so each is one lookup.
-    pub(crate) fn of_dir_stat(st: &rustix::fs::Stat) -> Option<Stamp> {
-        (rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory)
-            .then_some(Stamp {
-                ino: st.st_ino,
-                ctime_sec: st.st_ctime,
-                ctime_nsec: st.st_ctime_nsec,
-            })
-    }
-
     pub(crate) fn of(md: &fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt as _;
-        Stamp {
-            ino: md.ino(),
-            ctime_sec: md.ctime(),
-            ctime_nsec: md.ctime_nsec() as u64,
-        }
+        Stamp { ino: md.ino() }
     }
 }
 
@@ -209,8 +187,6 @@ fn encode(records: &[Record]) -> Vec<u8> {
     w.u64(records.len() as u64);
     for r in records {
         w.u64(r.stamp.ino);
-        w.i64(r.stamp.ctime_sec);
-        w.u64(r.stamp.ctime_nsec);
         w.meta(&r.meta);
     }
     let sum = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &w.0);
@@ -236,11 +212,7 @@ fn decode(bytes: &[u8]) -> Option<Vec<Record>> {
     }
     let mut records = Vec::with_capacity(count as usize);
     for _ in 0..count {
-        let stamp = Stamp {
-            ino: r.u64()?,
-            ctime_sec: r.i64()?,
-            ctime_nsec: r.u64()?,
-        };
+        let stamp = Stamp { ino: r.u64()? };
         records.push(Record {
             stamp,
             meta: r.meta()?,
@@ -263,9 +235,6 @@ impl Writer {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
     fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn i64(&mut self, v: i64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
     fn str(&mut self, s: &str) {
@@ -350,9 +319,6 @@ impl Reader<'_> {
     }
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.array()?))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_le_bytes(self.array()?))
     }
     fn str(&mut self) -> Option<String> {
         let n = self.u32()? as usize;
@@ -454,11 +420,7 @@ mod tests {
 
     fn record(name: &str) -> Record {
         Record {
-            stamp: Stamp {
-                ino: 7,
-                ctime_sec: 1,
-                ctime_nsec: 2,
-            },
+            stamp: Stamp { ino: 7 },
             meta: meta(name),
         }
     }

@@ -349,54 +349,58 @@ impl Workspace {
 
     /// Every entity name, from the directory listing (cheap: no file is opened).
     pub fn names(&self) -> Result<Vec<String>> {
+        Ok(self.listing()?.into_iter().map(|e| e.name).collect())
+    }
+
+    /// The entries of `entities/`, sorted by name, as one `getdents` pass gives them.
+    fn listing(&self) -> Result<Vec<Listing>> {
+        use std::os::unix::fs::DirEntryExt as _;
         let dir = self.entities_dir();
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_error("reading", &dir, e)),
         };
-        let mut names: Vec<String> = rd
+        let mut entries: Vec<Listing> = rd
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !n.starts_with('.'))
+            .filter_map(|e| {
+                Some(Listing {
+                    ino: e.ino(),
+                    is_dir: e.file_type().is_ok_and(|t| t.is_dir()),
+                    name: e.file_name().into_string().ok()?,
+                })
+            })
+            .filter(|e| !e.name.starts_with('.'))
             .collect();
-        names.sort();
-        Ok(names)
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
     }
 
     /// Every entity's meta, sorted by name; unreadable ones are reported, not fatal. Taken
     /// from the index for each entity whose directory is as the index recorded it, read from
     /// meta.toml (in parallel) for the rest, which are then written back to the index.
     pub fn list(&self) -> Result<(Vec<Meta>, Vec<Damaged>)> {
-        let names = self.names()?;
+        let listing = self.listing()?;
         let mut records = index::read(&self.root)
             .unwrap_or_default()
             .into_iter()
             .peekable();
         let mut stale = Vec::new();
-        let paired: Vec<(String, Option<Record>)> = names
+        let paired: Vec<(Listing, Option<Record>)> = listing
             .into_iter()
-            .map(|n| {
-                while let Some(gone) = records.next_if(|r| r.meta.name < n) {
+            .map(|e| {
+                while let Some(gone) = records.next_if(|r| r.meta.name < e.name) {
                     stale.push(gone.meta.name);
                 }
-                let record = records.next_if(|r| r.meta.name == n);
-                (n, record)
+                let record = records.next_if(|r| r.meta.name == e.name);
+                (e, record)
             })
             .collect();
         stale.extend(records.map(|r| r.meta.name));
         let dir = self.entities_dir();
-        let dir_fd = rustix::fs::open(
-            &dir,
-            rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .ok();
         let listed: Vec<Listed> = paired
             .into_par_iter()
-            .map(|(n, record)| list_one(&dir, dir_fd.as_ref(), n, record))
+            .map(|(e, record)| list_one(&dir, e, record))
             .collect();
         let mut metas = Vec::with_capacity(listed.len());
         let mut damaged = Vec::new();
@@ -731,6 +735,14 @@ fn landed_record(handle: Option<File>, meta: &Meta) -> Option<Record> {
     })
 }
 
+/// One entry of `entities/`: what `getdents` says without opening it.
+struct Listing {
+    name: String,
+    ino: u64,
+    /// From the entry's type (`d_type`): a link or file is never taken from the index.
+    is_dir: bool,
+}
+
 /// One entity as `list` found it.
 enum Listed {
     /// Its index record still matches its directory.
@@ -748,21 +760,10 @@ enum Listed {
 /// Take entity `name`'s meta from its index record when the directory's stamp still matches,
 /// else read its meta.toml (stamping the directory first, so a change made while reading
 /// leaves a record that no longer matches).
-fn list_one(
-    entities: &Path,
-    entities_fd: Option<&std::os::fd::OwnedFd>,
-    name: String,
-    record: Option<Record>,
-) -> Listed {
-    let stamp_now = |fd: &std::os::fd::OwnedFd| {
-        rustix::fs::statat(fd, name.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-            .ok()
-            .and_then(|st| Stamp::of_dir_stat(&st))
-    };
+fn list_one(entities: &Path, entry: Listing, record: Option<Record>) -> Listed {
+    let Listing { name, ino, is_dir } = entry;
     let record = match record {
-        Some(r) if entities_fd.is_some_and(|fd| stamp_now(fd) == Some(r.stamp)) => {
-            return Listed::Indexed(r.meta);
-        }
+        Some(r) if is_dir && r.stamp.ino == ino => return Listed::Indexed(r.meta),
         other => other,
     };
     let dir = entities.join(&name);
