@@ -93,34 +93,26 @@ fn main() {
         ms(first_frame)
     );
 
-    // The list, read in the background in the app (here on this thread, timed): the cached
-    // list first when there is one, then the real read.
+    // The list, read in the background in the app (here on this thread, timed): through the
+    // workspace index, then the tree.
     let t = Instant::now();
     let mut results = Vec::new();
     perform_each(&ws, first.unwrap(), &mut |a| results.push((t.elapsed(), a)));
     let mut next = None;
     for (at, a) in results {
-        let cached = matches!(a, Action::Listed { cached: true, .. });
         let t2 = Instant::now();
         next = app.update(a);
         term.draw(|f| ui::render(f, &app)).unwrap();
-        let label = if cached {
-            "cached list read + tree (TUI's list cache)"
-        } else {
-            "full read (Workspace::list + tree)"
-        };
         println!(
-            "{label:<45} {} rows at {}, + update + frame {}",
+            "list read (Workspace::list + tree)            {} rows at {}, + update + frame {}",
             app.pki.rows.len(),
             ms(at),
             ms(t2.elapsed())
         );
-        if cached {
-            println!(
-                "open → tree on screen (from the cache):                  {}",
-                ms(first_frame + at + t2.elapsed())
-            );
-        }
+        println!(
+            "open → tree on screen:                                   {}",
+            ms(first_frame + at + t2.elapsed())
+        );
     }
     let t = Instant::now();
     if let Some(Command::LoadReport(name)) = next {

@@ -30,8 +30,6 @@ pub enum Action {
         /// How long the read took; the PKI footer shows it, and the guide's re-read interval
         /// grows with it.
         took: Duration,
-        /// From the TUI's list cache, shown at once while the real read runs.
-        cached: bool,
     },
     /// The workspace could not be read at all: the message the tree pane shows instead.
     ListFailed(String),

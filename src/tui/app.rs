@@ -97,7 +97,7 @@ impl App {
     /// The first command: read the workspace.
     pub fn start(&mut self) -> Option<Command> {
         self.list_inflight = true;
-        Some(Command::OpenList)
+        Some(Command::LoadList)
     }
 
     /// How often the guide re-reads the workspace: every 3 s, less often when a read is slow
@@ -209,8 +209,7 @@ impl App {
                 rows,
                 damaged,
                 took,
-                cached,
-            } => self.on_listed(rows, damaged, took, cached),
+            } => self.on_listed(rows, damaged, took),
             Action::ListFailed(e) => {
                 self.list_inflight = false;
                 self.pki.loaded = true;
@@ -300,22 +299,13 @@ impl App {
         None
     }
 
-    /// The workspace was read (or its cache, while the real read runs).
+    /// The workspace was read.
     fn on_listed(
         &mut self,
         rows: Vec<crate::ops::TreeRow>,
         damaged: usize,
         took: std::time::Duration,
-        cached: bool,
     ) -> Option<Command> {
-        self.pki.cached = cached;
-        if cached {
-            // The real read is still running: show the cache, keep waiting for it.
-            self.pki.set_rows(rows);
-            let h = self.tree_height();
-            self.pki.scroll_into_view(h);
-            return None;
-        }
         self.list_inflight = false;
         self.last_list = Some(self.now);
         self.pki.damaged = damaged;

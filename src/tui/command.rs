@@ -50,9 +50,8 @@ impl DefaultAlg for Option<crate::pki::KeyAlg> {
 /// A side effect for the loop to run off the draw path; its result comes back as an [`Action`].
 #[derive(Clone, Debug)]
 pub enum Command {
-    /// The first read: the cached list at once (large workspaces), then the real one.
-    OpenList,
-    /// Read the workspace list again (after a change, or when the guide finds it stale).
+    /// Read the workspace list (at start, after a change, or when the guide finds it stale);
+    /// the workspace index makes it one file read however many entities there are.
     LoadList,
     /// Build the details report of this entity (the PKI tab's selection).
     LoadReport(String),

@@ -104,33 +104,6 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// Workspaces with at least this many entities keep a list cache for a fast first paint.
-pub const CACHE_MIN: usize = 1000;
-
-/// The TUI's own data in the workspace.
-pub fn list_cache_path(ws: &Workspace) -> std::path::PathBuf {
-    ws.root().join("tui").join("list-cache.json")
-}
-
-fn read_list_cache(ws: &Workspace) -> Option<Vec<crate::store::Meta>> {
-    let bytes = std::fs::read(list_cache_path(ws)).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-fn write_list_cache(ws: &Workspace, metas: &[crate::store::Meta]) {
-    let path = list_cache_path(ws);
-    if metas.len() < CACHE_MIN {
-        let _ = std::fs::remove_file(&path);
-        return;
-    }
-    // Best effort: a cache that cannot be written only costs the next start its fast paint.
-    if let (Some(dir), Ok(json)) = (path.parent(), serde_json::to_vec(metas)) {
-        if crate::store::make_private_dir_all(dir).is_ok() {
-            let _ = crate::store::write_atomic(&path, &json, 0o600);
-        }
-    }
-}
-
 /// Run a command to completion (in a blocking thread in the app; directly in tests) and
 /// return the action that reports its result (the last one, for commands that report twice).
 pub fn perform(ws: &Workspace, cmd: Command) -> Option<Action> {
@@ -142,19 +115,6 @@ pub fn perform(ws: &Workspace, cmd: Command) -> Option<Action> {
 /// Run a command, reporting each result as it comes.
 pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) {
     match cmd {
-        Command::OpenList => {
-            let t = Instant::now();
-            if let Some(metas) = read_list_cache(ws) {
-                let rows = ops::tree(metas, ws.now());
-                emit(Action::Listed {
-                    rows,
-                    damaged: 0,
-                    took: t.elapsed(),
-                    cached: true,
-                });
-            }
-            perform_each(ws, Command::LoadList, emit);
-        }
         Command::LoadList => load_list(ws, emit),
         Command::LoadReport(name) => {
             let report = ops::report(ws, &name)
@@ -241,20 +201,17 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
     }
 }
 
-/// Fetch the list from disk, and keep it in the cache when it is large enough to need one.
+/// Read the list (from the workspace index, for what it still describes).
 fn load_list(ws: &Workspace, emit: &mut dyn FnMut(Action)) {
     let t = Instant::now();
     match ws.list() {
         Ok((metas, damaged)) => {
-            let keep = (metas.len() >= CACHE_MIN).then(|| metas.clone());
             let rows = ops::tree(metas, ws.now());
             emit(Action::Listed {
                 rows,
                 damaged: damaged.len(),
                 took: t.elapsed(),
-                cached: false,
             });
-            write_list_cache(ws, keep.as_deref().unwrap_or(&[]));
         }
         Err(e) => emit(Action::ListFailed(forms::error_text(&e))),
     }

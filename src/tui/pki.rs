@@ -72,8 +72,6 @@ pub struct PkiState {
     pub detail_scroll: u16,
     /// After a change, select this entity once the list is read again.
     pub(crate) reselect: Option<String>,
-    /// The rows come from the list cache; the real read is running.
-    pub cached: bool,
 }
 
 impl PkiState {
@@ -375,11 +373,6 @@ impl PkiState {
 /// Only the rows in view are formatted.
 pub(crate) fn render_tree(f: &mut Frame, area: Rect, p: &PkiState, t: Theme, spinner: usize) {
     let height = area.height.saturating_sub(2) as usize;
-    let cached = if p.cached {
-        " (cached, re-reading…)"
-    } else {
-        ""
-    };
     let title = if p.filtering || !p.filter.is_empty() {
         format!(
             " Tree · filter /{}{} · {}/{} ",
@@ -389,7 +382,7 @@ pub(crate) fn render_tree(f: &mut Frame, area: Rect, p: &PkiState, t: Theme, spi
             p.rows.len()
         )
     } else {
-        format!(" Tree · {}{cached} ", p.rows.len())
+        format!(" Tree · {} ", p.rows.len())
     };
     let mut lines: Vec<Line> = Vec::with_capacity(height);
     if !p.loaded {

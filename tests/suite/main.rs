@@ -64,4 +64,5 @@ mod tui_newcomer;
 mod tui_pty;
 mod tui_snapshots;
 mod tui_update;
+mod workspace_index;
 mod workspace_trust;

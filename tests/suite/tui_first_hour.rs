@@ -291,7 +291,6 @@ fn hub_app(n: usize, size: (u16, u16)) -> App {
         rows: vec![],
         damaged: 0,
         took: std::time::Duration::ZERO,
-        cached: false,
     });
     app.tab = Tab::Hub;
     app.update(Action::Hub(HubAction::Registry {

@@ -173,7 +173,7 @@ fn reports_load_one_at_a_time_and_the_newest_wish_wins() {
         (100, 30),
     );
     let c = app.start();
-    assert!(matches!(c, Some(Command::OpenList)));
+    assert!(matches!(c, Some(Command::LoadList)));
     let listed = perform(&ws, c.unwrap()).unwrap();
     let first = app.update(listed);
     assert!(matches!(&first, Some(Command::LoadReport(n)) if n == "r"));
@@ -1032,47 +1032,17 @@ fn no_arguments_without_a_terminal_explains_instead_of_printing_garbage() {
 }
 
 #[test]
-fn large_workspaces_paint_from_the_list_cache_then_the_real_read_replaces_it() {
-    use chainsmith::tui::{CACHE_MIN, list_cache_path, perform_each};
-    use std::os::unix::fs::PermissionsExt;
+fn the_tree_is_read_through_the_workspace_index_and_sees_what_changed_behind_its_back() {
     let (_d, ws) = ws();
     new_ca(&ws, "r", None);
-    devices(&ws, &format!("d-{{1..{CACHE_MIN}}}"), "r");
+    devices(&ws, "d-{1..50}", "r");
+    assert!(ws.root().join(chainsmith::store::INDEX_FILE).is_file());
+    assert_eq!(app_on(&ws).pki.rows.len(), 51);
+    // Something changes behind the TUI's back (a shell in another terminal).
+    std::fs::remove_dir_all(ws.entities_dir().join("d-7")).unwrap();
     let app = app_on(&ws);
-    assert_eq!(app.pki.rows.len(), CACHE_MIN + 1);
-    assert!(!app.pki.cached);
-    let cache = list_cache_path(&ws);
-    assert_eq!(
-        std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    // Something changes behind the TUI's back (the CLI in another terminal).
-    ws.remove("d-1").unwrap();
-    let mut app = App::new(
-        ws.root().to_path_buf(),
-        Theme::plain(),
-        OffsetDateTime::now_utc(),
-        (100, 30),
-    );
-    let mut seen = Vec::new();
-    perform_each(&ws, app.start().unwrap(), &mut |a| seen.push(a));
-    assert_eq!(seen.len(), 2, "the cached list, then the real one");
-    app.update(seen.remove(0));
-    assert!(app.pki.cached && app.list_inflight);
-    assert_eq!(
-        app.pki.rows.len(),
-        CACHE_MIN + 1,
-        "the cache paints at once"
-    );
-    app.update(seen.remove(0));
-    assert!(!app.pki.cached && !app.list_inflight);
-    assert_eq!(app.pki.rows.len(), CACHE_MIN, "the real read wins");
-    // Small workspaces keep no cache.
-    for i in 2..=CACHE_MIN {
-        ws.remove(&format!("d-{i}")).unwrap();
-    }
-    let _ = app_on(&ws);
-    assert!(!cache.exists());
+    assert_eq!(app.pki.rows.len(), 50);
+    assert!(!app.pki.rows.iter().any(|r| r.meta.name == "d-7"));
 }
 
 #[test]

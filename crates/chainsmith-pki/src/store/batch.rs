@@ -156,6 +156,13 @@ impl BatchDirs {
         )
     }
 
+    /// The index stamp of staged `dir` (its inode, which the rename into place keeps); None
+    /// when it cannot be read, and the entity is then re-read by the next `list`.
+    pub(super) fn stamp(&self, dir: &str) -> Option<super::index::Stamp> {
+        let st = rustix::fs::statat(&self.staging, dir, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        Some(super::index::Stamp { ino: st.st_ino })
+    }
+
     /// Whether anything (a dangling link too) has entity `name`'s place.
     pub(super) fn taken(&self, name: &str) -> bool {
         rustix::fs::statat(&self.entities, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
@@ -164,6 +171,6 @@ impl BatchDirs {
     /// Whether the entity `name` is a real directory; an error naming what is there if not
     /// (only for a replacement, so by path).
     pub(super) fn real_entity_dir(&self, name: &str) -> Result<()> {
-        super::real_dir(&self.entity_path(name))
+        super::real_dir(&self.entity_path(name)).map(drop)
     }
 }

@@ -67,8 +67,9 @@ pub fn read_input_text(path: &Path) -> Result<String> {
 
 pub(crate) const LINK_HINT: &str = "entity files must be real files and directories inside the workspace, not links to elsewhere; remove the link";
 
-/// Check that an entity directory is a directory and not a symbolic link to one.
-pub(super) fn real_dir(dir: &Path) -> Result<()> {
+/// Check that an entity directory is a directory and not a symbolic link to one; its
+/// metadata (the index stamps it).
+pub(super) fn real_dir(dir: &Path) -> Result<fs::Metadata> {
     let md = dir
         .symlink_metadata()
         .map_err(|e| io_error("reading", dir, e))?;
@@ -84,7 +85,7 @@ pub(super) fn real_dir(dir: &Path) -> Result<()> {
             what: Damage::NotADirectory,
         });
     }
-    Ok(())
+    Ok(md)
 }
 
 /// Read a file of an entity, refusing a symbolic link in its place (`O_NOFOLLOW`), so a

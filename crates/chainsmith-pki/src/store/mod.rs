@@ -7,18 +7,21 @@
 //!   entities/NAME/key.pem      mode 0600, created so before a byte is written
 //!   entities/NAME/meta.toml    kind, issuer, thumbprints, validity
 //!   .staging/PID-N/            entities being written; renamed into entities/ when whole
+//!   index                      every meta.toml in one file, for `list` (see `index`)
 //! ```
 //!
 //! Every entity is written completely in `.staging` and then renamed into place with
 //! `RENAME_NOREPLACE` (or swapped with `RENAME_EXCHANGE` when replacing), so a `kill -9`
-//! leaves either the whole entity or nothing, two processes never overwrite each other, and
-//! there is no shared index to rewrite per certificate. A command calls `syncfs` once per
-//! batch before it reports success.
+//! leaves either the whole entity or nothing and two processes never overwrite each other.
+//! The index is updated once per batch, after the renames, and is never the source of truth:
+//! a record counts only while its entity directory is as the record says. A command calls
+//! `syncfs` once per batch before it reports success.
 
 mod batch;
 mod chain;
 mod error;
 mod files;
+mod index;
 pub mod meta;
 mod name;
 mod private;
@@ -30,12 +33,14 @@ pub use files::{
     MAX_INPUT_BYTES, make_private_dir_all, read_input, read_input_text, refuse_overwrite, sync_fs,
     write_atomic, write_new, write_user_file,
 };
+pub use index::{INDEX_FILE, MAX_INDEX_BYTES};
 pub use meta::{Kind, Meta, Revocation, Slot};
 pub use name::EntityName;
 pub use slots::{SlotView, slots};
 
 use batch::BatchDirs;
 use files::{STAGE_COUNTER, copy_dir, read_own_file, real_dir};
+use index::{Record, Stamp};
 use private::{check_ancestors, check_private};
 
 use crate::clock::Clock;
@@ -316,7 +321,7 @@ impl Workspace {
         match real_dir(&dir) {
             Err(Error::Io { .. }) if dir.symlink_metadata().is_err() => Err(self.not_found(&name)),
             Err(e) => Err(e),
-            Ok(()) => {
+            Ok(_) => {
                 // A file of the entity that links elsewhere would be read, copied (revoke,
                 // renew) or signed with as if it were the entity's own.
                 let rd = fs::read_dir(&dir).map_err(|e| io_error("reading", &dir, e))?;
@@ -360,56 +365,82 @@ impl Workspace {
 
     /// Every entity name, from the directory listing (cheap: no file is opened).
     pub fn names(&self) -> Result<Vec<String>> {
+        Ok(self.listing()?.into_iter().map(|e| e.name).collect())
+    }
+
+    /// The entries of `entities/`, sorted by name, as one `getdents` pass gives them.
+    fn listing(&self) -> Result<Vec<Listing>> {
+        use std::os::unix::fs::DirEntryExt as _;
         let dir = self.entities_dir();
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_error("reading", &dir, e)),
         };
-        let mut names: Vec<String> = rd
+        let mut entries: Vec<Listing> = rd
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        names.sort();
-        Ok(names)
-    }
-
-    /// Every entity's meta, read in parallel; unreadable ones are reported, not fatal.
-    pub fn list(&self) -> Result<(Vec<Meta>, Vec<Damaged>)> {
-        let names = self.names()?;
-        let dir = self.entities_dir();
-        let results: Vec<Result<Meta, Damaged>> = names
-            .par_iter()
-            .map(|n| {
-                real_dir(&dir.join(n)).map_err(|e| Damaged {
-                    path: dir.join(n),
-                    problem: match e {
-                        Error::Damaged { what, .. } => what.to_string(),
-                        other => other.to_string(),
-                    },
-                })?;
-                let p = dir.join(n).join(META_FILE);
-                read_meta(&p).map_err(|e| Damaged { path: p, problem: e.to_string() }).and_then(|m| {
-                    if m.name == *n {
-                        Ok(m)
-                    } else {
-                        Err(Damaged {
-                            path: dir.join(n),
-                            problem: format!("meta.toml names \"{}\" but the directory is \"{n}\"; rename one to match", m.name),
-                        })
-                    }
+            .filter_map(|e| {
+                Some(Listing {
+                    ino: e.ino(),
+                    is_dir: e.file_type().is_ok_and(|t| t.is_dir()),
+                    name: e.file_name().into_string().ok()?,
                 })
             })
+            .filter(|e| !e.name.starts_with('.'))
             .collect();
-        let mut metas = Vec::with_capacity(results.len());
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    /// Every entity's meta, sorted by name; unreadable ones are reported, not fatal. Taken
+    /// from the index for each entity whose directory is as the index recorded it, read from
+    /// meta.toml (in parallel) for the rest, which are then written back to the index.
+    pub fn list(&self) -> Result<(Vec<Meta>, Vec<Damaged>)> {
+        let listing = self.listing()?;
+        let mut records = index::read(&self.root)
+            .unwrap_or_default()
+            .into_iter()
+            .peekable();
+        let mut stale = Vec::new();
+        let paired: Vec<(Listing, Option<Record>)> = listing
+            .into_iter()
+            .map(|e| {
+                while let Some(gone) = records.next_if(|r| r.meta.name < e.name) {
+                    stale.push(gone.meta.name);
+                }
+                let record = records.next_if(|r| r.meta.name == e.name);
+                (e, record)
+            })
+            .collect();
+        stale.extend(records.map(|r| r.meta.name));
+        let dir = self.entities_dir();
+        let listed: Vec<Listed> = paired
+            .into_par_iter()
+            .map(|(e, record)| list_one(&dir, e, record))
+            .collect();
+        let mut metas = Vec::with_capacity(listed.len());
         let mut damaged = Vec::new();
-        for r in results {
-            match r {
-                Ok(m) => metas.push(m),
-                Err(d) => damaged.push(d),
+        let mut fresh = Vec::new();
+        for l in listed {
+            match l {
+                Listed::Indexed(m) => metas.push(m),
+                Listed::Read(r) => {
+                    metas.push(r.meta.clone());
+                    fresh.push(r);
+                }
+                Listed::Damaged {
+                    damage,
+                    name,
+                    had_record,
+                } => {
+                    damaged.push(damage);
+                    if had_record {
+                        stale.push(name);
+                    }
+                }
             }
         }
+        index::merge(&self.root, fresh, &stale);
         Ok((metas, damaged))
     }
 
@@ -454,11 +485,12 @@ impl Workspace {
     ) -> Result<()> {
         progress.stage("writing", crate::progress::total(batch.len()));
         let dirs = BatchDirs::open(&self.root)?;
-        let failures: Vec<Error> = batch
+        let outcomes: Vec<Result<Option<Record>>> = batch
             .par_iter()
-            .filter_map(|e| {
+            .map(|e| {
                 let r = self.resolve(&e.meta.name).and_then(|name| {
                     let staged = dirs.stage(e)?;
+                    let stamp = dirs.stamp(&staged);
                     dirs.rename_new(&staged, name.as_str()).map_err(|err| {
                         dirs.discard(&staged);
                         if err.kind() == io::ErrorKind::AlreadyExists
@@ -469,12 +501,25 @@ impl Workspace {
                         } else {
                             io_error("renaming into place", &dirs.entity_path(name.as_str()), err)
                         }
-                    })
+                    })?;
+                    Ok(stamp.map(|stamp| Record {
+                        stamp,
+                        meta: e.meta.clone(),
+                    }))
                 });
                 progress.done(1);
-                r.err()
+                r
             })
             .collect();
+        let mut landed = Vec::with_capacity(batch.len());
+        let mut failures = Vec::new();
+        for o in outcomes {
+            match o {
+                Ok(record) => landed.extend(record),
+                Err(e) => failures.push(e),
+            }
+        }
+        index::merge(&self.root, landed, &[]);
         sync_fs(&self.root)?;
         match failures.len() {
             0 => Ok(()),
@@ -537,7 +582,7 @@ impl Workspace {
     ) -> Result<()> {
         progress.stage("writing", crate::progress::total(batch.len()));
         let dirs = BatchDirs::open(&self.root)?;
-        let result: Result<Vec<()>> = batch
+        let result: Result<Vec<Option<Record>>> = batch
             .par_iter()
             .map(|e| {
                 let written = self.swap_in(&dirs, e);
@@ -545,22 +590,27 @@ impl Workspace {
                 written
             })
             .collect();
-        result?;
+        index::merge(&self.root, result?.into_iter().flatten().collect(), &[]);
         sync_fs(&self.root)
     }
 
     /// Stage one entity and swap it with what is there under its name (or rename it into
-    /// place when nothing is: tried first, as in a new workspace nothing is).
-    fn swap_in(&self, dirs: &BatchDirs, e: &NewEntity) -> Result<()> {
+    /// place when nothing is: tried first, as in a new workspace nothing is); its index record.
+    fn swap_in(&self, dirs: &BatchDirs, e: &NewEntity) -> Result<Option<Record>> {
         let name = self.resolve(&e.meta.name)?;
         let name = name.as_str();
         let staged = dirs.stage(e)?;
+        // The directory keeps its inode through the rename: the record's stamp.
+        let landed = dirs.stamp(&staged).map(|stamp| Record {
+            stamp,
+            meta: e.meta.clone(),
+        });
         let occupied = |err: &io::Error| {
             err.kind() == io::ErrorKind::AlreadyExists
                 || err.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error())
         };
         let failed = match dirs.rename_new(&staged, name) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(landed),
             Err(err) if !occupied(&err) => {
                 io_error("renaming into place", &dirs.entity_path(name), err)
             }
@@ -571,11 +621,11 @@ impl Workspace {
                     Ok(()) => {
                         // `staged` now holds the old entity.
                         dirs.discard(&staged);
-                        return Ok(());
+                        return Ok(landed);
                     }
                     // Removed in the meantime: nothing to swap with.
                     Err(rustix::io::Errno::NOENT) => match dirs.rename_new(&staged, name) {
-                        Ok(()) => return Ok(()),
+                        Ok(()) => return Ok(landed),
                         Err(err) => io_error("renaming into place", &dirs.entity_path(name), err),
                     },
                     Err(err) => {
@@ -600,6 +650,7 @@ impl Workspace {
         let mp = staged.join(META_FILE);
         fs::remove_file(&mp).map_err(|e| io_error("replacing", &mp, e))?;
         write_new(&mp, meta.to_toml().as_bytes(), 0o644)?;
+        let handle = File::open(&staged).ok();
         rustix::fs::renameat_with(
             rustix::fs::CWD,
             &staged,
@@ -609,6 +660,11 @@ impl Workspace {
         )
         .map_err(|e| io_error("swapping into place", &entity.dir, e.into()))?;
         let _ = fs::remove_dir_all(&staged);
+        index::merge(
+            &self.root,
+            landed_record(handle, &meta).into_iter().collect(),
+            &[],
+        );
         sync_fs(&self.root)?;
         Ok(meta)
     }
@@ -623,6 +679,7 @@ impl Workspace {
         let into = trash.join("old");
         fs::rename(&dir, &into).map_err(|e| io_error("removing", &dir, e))?;
         let _ = fs::remove_dir_all(&trash);
+        index::merge(&self.root, Vec::new(), &[name.to_string()]);
         sync_fs(&self.root)
     }
 
@@ -676,6 +733,82 @@ impl Workspace {
 /// Held while a read-modify-write change is made.
 pub struct WorkspaceLock {
     _file: File,
+}
+
+/// The index record of an entity just renamed into place: the stamp is read through a handle
+/// opened on the staged directory, so it is that directory's even if another process has
+/// swapped the name since (the record then fails to match and is re-read, never trusted).
+fn landed_record(handle: Option<File>, meta: &Meta) -> Option<Record> {
+    let md = handle?.metadata().ok()?;
+    Some(Record {
+        stamp: Stamp::of(&md),
+        meta: meta.clone(),
+    })
+}
+
+/// One entry of `entities/`: what `getdents` says without opening it.
+struct Listing {
+    name: String,
+    ino: u64,
+    /// From the entry's type (`d_type`): a link or file is never taken from the index.
+    is_dir: bool,
+}
+
+/// One entity as `list` found it.
+enum Listed {
+    /// Its index record still matches its directory.
+    Indexed(Meta),
+    /// Read from its meta.toml; the record to write back.
+    Read(Record),
+    /// Unreadable; `had_record` when the index holds one to drop.
+    Damaged {
+        damage: Damaged,
+        name: String,
+        had_record: bool,
+    },
+}
+
+/// Take entity `name`'s meta from its index record when the directory's stamp still matches,
+/// else read its meta.toml (stamping the directory first, so a change made while reading
+/// leaves a record that no longer matches).
+fn list_one(entities: &Path, entry: Listing, record: Option<Record>) -> Listed {
+    let Listing { name, ino, is_dir } = entry;
+    let record = match record {
+        Some(r) if is_dir && r.stamp.ino == ino => return Listed::Indexed(r.meta),
+        other => other,
+    };
+    let dir = entities.join(&name);
+    let had_record = record.is_some();
+    let damaged = |path: PathBuf, problem: String| Listed::Damaged {
+        damage: Damaged { path, problem },
+        name: name.clone(),
+        had_record,
+    };
+    let stamp = match real_dir(&dir) {
+        Ok(md) => Stamp::of(&md),
+        Err(e) => {
+            let problem = match e {
+                Error::Damaged { what, .. } => what.to_string(),
+                other => other.to_string(),
+            };
+            return damaged(dir, problem);
+        }
+    };
+    if let Some(r) = record.filter(|r| r.stamp == stamp) {
+        return Listed::Indexed(r.meta);
+    }
+    let p = dir.join(META_FILE);
+    match read_meta(&p) {
+        Err(e) => damaged(p, e.to_string()),
+        Ok(m) if m.name != name => damaged(
+            dir,
+            format!(
+                "meta.toml names \"{}\" but the directory is \"{name}\"; rename one to match",
+                m.name
+            ),
+        ),
+        Ok(meta) => Listed::Read(Record { stamp, meta }),
+    }
 }
 
 /// Read a meta.toml.
