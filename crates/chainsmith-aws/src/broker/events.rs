@@ -66,4 +66,25 @@ pub enum BrokerEvent {
         /// Why.
         reason: String,
     },
+    /// A publish over AWS's per-connection rate quota was discarded (the connection stays).
+    Throttled {
+        /// Who published.
+        client_id: String,
+        /// Where to.
+        topic: String,
+    },
+    /// A QoS 1 message was sent the most times the broker tries and never acknowledged.
+    Undelivered {
+        /// To whom.
+        client_id: String,
+        /// The topic.
+        topic: String,
+        /// How many times it was sent.
+        sends: u32,
+    },
+    /// A state file (a shadow) did not parse and was set aside; the service goes on.
+    SetAside {
+        /// What was set aside, where, and how to restore it.
+        note: String,
+    },
 }
