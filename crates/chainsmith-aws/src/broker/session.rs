@@ -216,16 +216,17 @@ struct InFlight {
     sends: u32,
 }
 
-/// Publishes counted in the current one-second window, for AWS's per-connection rate quota.
+/// Publishes counted in the current one-second window (which opens at the first publish
+/// after the last one closed), for AWS's per-connection rate quota.
 struct RateWindow {
-    start: tokio::time::Instant,
+    start: Option<tokio::time::Instant>,
     count: u32,
 }
 
 impl RateWindow {
     fn new() -> RateWindow {
         RateWindow {
-            start: tokio::time::Instant::now(),
+            start: None,
             count: 0,
         }
     }
@@ -233,8 +234,11 @@ impl RateWindow {
     /// Count one publish: false when it is over [`MAX_PUBLISHES_PER_SECOND`] in this second.
     fn admit(&mut self) -> bool {
         let now = tokio::time::Instant::now();
-        if now.duration_since(self.start) >= Duration::from_secs(1) {
-            self.start = now;
+        if self
+            .start
+            .is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1))
+        {
+            self.start = Some(now);
             self.count = 0;
         }
         self.count += 1;
@@ -424,7 +428,8 @@ impl Session {
     /// A PUBLISH: QoS 2 ends the connection (AWS IoT Core supports QoS 0 and 1 only, and
     /// disconnects a client publishing at QoS 2); a topic over AWS's limits or a publish the
     /// policy denies ends an MQTT 3.1.1 connection and gets a PUBACK with 0x90 / 0x87 on MQTT 5
-    /// (QoS 0: dropped), the connection staying up.
+    /// (QoS 0: dropped), the connection staying up. Past AWS's publishes per second per
+    /// connection the message is discarded as AWS throttles ([`MAX_PUBLISHES_PER_SECOND`]).
     fn publish(&mut self, p: wire::Publish, out: &mut BytesMut) -> Result<(), End> {
         if p.qos == 2 {
             return Err(End(
