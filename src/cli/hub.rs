@@ -354,7 +354,8 @@ fn run_command(global: &Global, c: HubCommand) -> CliResult {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// The runtime a server or a request to one runs on.
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

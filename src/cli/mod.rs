@@ -18,6 +18,7 @@ macro_rules! complain {
 }
 
 mod apply;
+mod aws;
 mod connect;
 mod export;
 mod fleet;
@@ -116,6 +117,9 @@ pub enum Command {
     /// The embedded local IoT Hub: registry, server, twin, C2D, methods.
     #[command(subcommand)]
     Hub(hub::HubCommand),
+    /// The local AWS IoT Core: registration code, CAs, certificates, things, policies, templates.
+    #[command(subcommand)]
+    Aws(aws::AwsCommand),
     /// Many devices at once against a hub or broker: live figures, reports, shards.
     #[command(subcommand)]
     Fleet(fleet::FleetCommand),
@@ -185,6 +189,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Revoke(a) => lifecycle::revoke(&cli.global, a),
         Command::Crl(a) => lifecycle::crl(&cli.global, a),
         Command::Hub(c) => hub::run(&cli.global, c),
+        Command::Aws(c) => aws::run(&cli.global, c),
         Command::Fleet(c) => fleet::run(&cli.global, c),
         Command::Connect(a) => connect::run(&cli.global, a),
         Command::Apply(a) => apply::run(&cli.global, a),

@@ -114,13 +114,14 @@ pub(crate) enum Outcome {
 }
 
 /// Export formats offered, in order, with the engine's format and PFX profile.
-const EXPORT_FORMATS: [&str; 7] = [
+const EXPORT_FORMATS: [&str; 8] = [
     "pem",
     "der",
     "pfx",
     "pfx-compat",
     "azure",
     "edge",
+    "aws",
     "chain-in-pfx",
 ];
 
@@ -376,6 +377,7 @@ impl Form {
             ("pfx-compat", Format::Pfx),
             ("azure", Format::Azure),
             ("edge", Format::Edge),
+            ("aws", Format::Aws),
         ] {
             if on.contains(&name) && !formats.contains(&f) {
                 formats.push(f);

@@ -10,6 +10,7 @@ mod conventions;
 mod isolated;
 
 mod aws_broker;
+mod aws_registry;
 mod aws_shadow;
 mod bounds_numbers;
 mod bounds_work;

@@ -69,6 +69,16 @@ pub enum Refused {
         /// The auto-registering CA's id.
         ca_certificate_id: String,
     },
+    /// JITP: the CA's template could not provision this certificate (a template that does
+    /// not render with its fields, a full registry); AWS closes the connection and reports it
+    /// in its logs.
+    #[error("the certificate {certificate_id} could not be JIT-provisioned: {what}")]
+    ProvisioningFailed {
+        /// The certificate's id.
+        certificate_id: String,
+        /// Why.
+        what: String,
+    },
     /// No attached policy allows `iot:Connect` on `client/CLIENT-ID`.
     #[error("no policy attached to the certificate allows iot:Connect for client id {client_id}")]
     ConnectNotAllowed {

@@ -88,3 +88,47 @@ pub enum BrokerEvent {
         note: String,
     },
 }
+
+impl BrokerEvent {
+    /// One log line for `aws serve` (not yet escaped: the face escapes it for its terminal).
+    pub fn line(&self) -> String {
+        match self {
+            BrokerEvent::Connected {
+                client_id,
+                peer,
+                version,
+                username,
+            } => match username {
+                Some(u) => format!("{client_id}: connected from {peer} ({version}, username {u})"),
+                None => format!("{client_id}: connected from {peer} ({version})"),
+            },
+            BrokerEvent::Refused {
+                peer,
+                client_id: Some(id),
+                reason,
+            } => format!("{id}: refused from {peer}: {reason}; AWS closes the connection"),
+            BrokerEvent::Refused {
+                peer,
+                client_id: None,
+                reason,
+            } => format!("refused {peer}: {reason}; AWS closes the connection"),
+            BrokerEvent::Dropped { peer, reason } => format!("dropped {peer}: {reason}"),
+            BrokerEvent::Published {
+                client_id,
+                topic,
+                payload,
+            } => format!("{client_id}: published {} bytes on {topic}", payload.len()),
+            BrokerEvent::Denied {
+                client_id,
+                action,
+                resource,
+            } => format!(
+                "{client_id}: {} on {resource} denied by its policies",
+                crate::policy::action_name(*action)
+            ),
+            BrokerEvent::Disconnected { client_id, reason } => {
+                format!("{client_id}: disconnected ({reason})")
+            }
+        }
+    }
+}

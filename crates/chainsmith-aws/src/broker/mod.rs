@@ -11,7 +11,9 @@
 //! - [`shadow`]: the Device Shadow service, answering on the shadow topics.
 //! - [`tls`]: the broker's own TLS CA and the ALPN protocol.
 //! - [`events`]: what the faces see.
+//! - [`endpoint`]: where the service answers (`aws endpoint`).
 
+pub mod endpoint;
 pub mod events;
 pub mod limits;
 pub mod router;

@@ -179,7 +179,73 @@ pub(super) fn absolute(dir: &Path) -> PathBuf {
     }
 }
 
+/// Where Debian's and Fedora's system trust stores keep Amazon Root CA 1, the root AWS IoT
+/// Core's ATS endpoints chain to
+/// (<https://docs.aws.amazon.com/iot/latest/developerguide/server-authentication.html>).
+const SYSTEM_AMAZON_ROOT_CA_1: [&str; 2] = [
+    "/etc/ssl/certs/Amazon_Root_CA_1.pem",
+    "/etc/pki/ca-trust/extracted/pem/directory-hash/Amazon_Root_CA_1.pem",
+];
+
+/// Amazon Root CA 1 from the system trust store, when it is there and is that certificate.
+fn system_amazon_root_ca_1() -> Option<Vec<u8>> {
+    SYSTEM_AMAZON_ROOT_CA_1.iter().find_map(|p| {
+        let bytes = std::fs::read(p).ok()?;
+        let der = pem::parse(&bytes).ok()?.into_contents();
+        let view = crate::pki::inspect::CertView::from_der(&der).ok()?;
+        (view.cn.as_deref() == Some("Amazon Root CA 1") && view.self_signed).then_some(bytes)
+    })
+}
+
 impl Plan<'_> {
+    /// `aws`: the file names the AWS IoT console writes and the AWS IoT Device SDK samples
+    /// take (`--cert certificate.pem.crt --key private.pem.key --ca_file AmazonRootCA1.pem`),
+    /// and the device-and-CA bundle the JITP page has a device present
+    /// (<https://docs.aws.amazon.com/iot/latest/developerguide/jit-provisioning.html>:
+    /// `deviceCertAndCACert.crt`).
+    pub(super) fn aws(&mut self) -> Result<()> {
+        let (src, opts) = (self.src, self.opts);
+        let kp = opts.key_password.as_deref();
+        let name = src.name().to_string();
+        self.files.add(
+            "certificate.pem.crt".into(),
+            src.leaf.cert_pem.clone().into_bytes(),
+            0o644,
+            "certificate",
+        );
+        if src.key.is_some() {
+            self.files.add(
+                "private.pem.key".into(),
+                src.key_pem(kp)?,
+                0o600,
+                &key_what(kp),
+            );
+        } else {
+            self.no_key(&name);
+        }
+        self.files.add(
+            "deviceCertAndCACert.crt".into(),
+            src.fullchain_pem().into_bytes(),
+            0o644,
+            "certificate and its CAs (what a JITP device presents)",
+        );
+        match system_amazon_root_ca_1() {
+            Some(root) => self.files.add(
+                "AmazonRootCA1.pem".into(),
+                root,
+                0o644,
+                "server trust for a real AWS IoT endpoint (Amazon Root CA 1, from the system trust store)",
+            ),
+            None => self.report.notes.push(
+                "Amazon Root CA 1 is not in the system trust store: for a real AWS IoT endpoint download https://www.amazontrust.com/repository/AmazonRootCA1.pem".into(),
+            ),
+        }
+        self.report.notes.push(
+            "for the local AWS IoT Core, trust the PEM `chainsmith aws endpoint` prints instead of AmazonRootCA1.pem".into(),
+        );
+        Ok(())
+    }
+
     /// `azure`: the Azure IoT Node SDK tool's layout.
     pub(super) fn azure(&mut self) -> Result<()> {
         let (src, opts) = (self.src, self.opts);

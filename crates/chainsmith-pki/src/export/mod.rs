@@ -45,20 +45,24 @@ pub enum Format {
     Azure,
     /// NAME.edge-config.toml: IoT Edge DPS X.509 provisioning.
     Edge,
+    /// certificate.pem.crt, private.pem.key, deviceCertAndCACert.crt, AmazonRootCA1.pem (the
+    /// AWS console's and SDK samples' names).
+    Aws,
 }
 
 impl Format {
     /// Every format, in the order menus list them.
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 6] = [
         Format::Pem,
         Format::Der,
         Format::Pfx,
         Format::Azure,
         Format::Edge,
+        Format::Aws,
     ];
     /// The names of [`Format::ALL`], in that order.
-    pub const NAMES: [&'static str; 5] = {
-        let mut names = [""; 5];
+    pub const NAMES: [&'static str; 6] = {
+        let mut names = [""; 6];
         let mut i = 0;
         while i < names.len() {
             names[i] = Format::ALL[i].as_str();
@@ -75,6 +79,7 @@ impl Format {
             Format::Pfx => "pfx",
             Format::Azure => "azure",
             Format::Edge => "edge",
+            Format::Aws => "aws",
         }
     }
 }
@@ -94,6 +99,7 @@ impl FromStr for Format {
             "pfx" | "p12" | "pkcs12" => Ok(Format::Pfx),
             "azure" => Ok(Format::Azure),
             "edge" => Ok(Format::Edge),
+            "aws" => Ok(Format::Aws),
             _ => Err(UnknownChoice::Format {
                 given: s.to_string(),
                 choices: &Format::NAMES,

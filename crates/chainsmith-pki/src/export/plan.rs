@@ -43,6 +43,7 @@ pub(super) fn plan(
             }
             Format::Azure => plan.azure()?,
             Format::Edge => plan.edge()?,
+            Format::Aws => plan.aws()?,
         }
     }
     Ok(plan.files.list)
@@ -126,7 +127,7 @@ impl Plan<'_> {
     }
 
     /// Say that a format's key file was left out: the workspace holds no key for `name`.
-    fn no_key(&mut self, name: &str) {
+    pub(super) fn no_key(&mut self, name: &str) {
         self.report.notes.push(format!(
             "\"{name}\" has no private key in the workspace: no key file written"
         ));
@@ -159,6 +160,6 @@ pub(super) fn render_stdout(
             report.edge_config = Some(text.clone());
             Ok(text.into_bytes())
         }
-        Format::Azure => Err(Error::SeveralFiles),
+        Format::Azure | Format::Aws => Err(Error::SeveralFiles),
     }
 }

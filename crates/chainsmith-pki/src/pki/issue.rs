@@ -541,7 +541,7 @@ pub fn issue_with_key(
 }
 
 /// Make a certificate for someone else's public key (a CSR, a deliberately weak key).
-pub(crate) fn issue_for_public_key(
+pub fn issue_for_public_key(
     spec: &IssueSpec,
     spki_der: &[u8],
     issuer: &CaHandle,

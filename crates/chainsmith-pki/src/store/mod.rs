@@ -292,6 +292,20 @@ impl Workspace {
             .is_ok_and(|d| d.join(META_FILE).symlink_metadata().is_ok())
     }
 
+    /// The workspace CA whose key signed `cert_der`, by signature (a proof of possession
+    /// signed by the wrong CA is refused naming the one that did sign it).
+    pub fn signing_ca(&self, cert_der: &[u8]) -> Option<String> {
+        let (metas, _) = self.list().ok()?;
+        metas
+            .into_iter()
+            .filter(|m| m.kind.is_ca())
+            .find(|m| {
+                self.load(&m.name)
+                    .is_ok_and(|e| crate::pki::inspect::signed_by(cert_der, &e.cert_der))
+            })
+            .map(|m| m.name)
+    }
+
     /// Read one entity's meta and certificate. The name must follow the creation rules and
     /// its directory must be a real directory (not a link to one elsewhere).
     pub fn load(&self, name: &str) -> Result<Entity> {

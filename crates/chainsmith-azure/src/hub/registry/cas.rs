@@ -116,17 +116,10 @@ impl HubStore {
         };
         let ca_der = pem_to_der(&ca.cert_pem).unwrap_or_default();
         if !pki::inspect::signed_by(&der, &ca_der) {
-            let other = self.ws.list().ok().and_then(|(metas, _)| {
-                metas.into_iter().filter(|m| m.kind.is_ca()).find(|m| {
-                    self.ws
-                        .load(&m.name)
-                        .is_ok_and(|e| pki::inspect::signed_by(&der, &e.cert_der))
-                })
-            });
+            let other = self.ws.signing_ca(&der);
             return Err(refuse(match other {
-                Some(m) => format!(
-                    "the certificate is signed by \"{}\", another CA, not by \"{name}\"; sign it with \"{name}\"'s key",
-                    m.name
+                Some(other) => format!(
+                    "the certificate is signed by \"{other}\", another CA, not by \"{name}\"; sign it with \"{name}\"'s key"
                 ),
                 None => format!(
                     "the certificate is not signed by \"{name}\"'s key (nor by any CA in the workspace); sign it with \"{name}\"'s key"
