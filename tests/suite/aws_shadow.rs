@@ -10,9 +10,8 @@ use chainsmith_test_support::hub_util::{self, Fixture};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use chainsmith::aws::broker::BrokerHandle;
 use chainsmith::aws::broker::events::BrokerEvent;
-use chainsmith::aws::broker::shadow::ShadowId;
+use chainsmith::aws::broker::{BrokerHandle, control};
 use rumqttc::mqttbytes::QoS as QoS4;
 use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::QoS as QoS5;
@@ -66,17 +65,26 @@ async fn python_sdk_shadow_update_get_delta_named_and_version_conflict() {
         None,
     )
     .await;
+    let ctl = tokio::spawn(control::serve(b.control(), control::socket_path(&fx.ws)));
     let mut events = b.events();
     let child = python_shadow(&fx, 8883, "thing-1");
     // The device asked for its shadow: it is subscribed to its delta by then.
     wait_published(&mut events, "$aws/things/thing-1/shadow/get").await;
-    let desired = json!({"state": {"desired": {"color": "green"}}});
-    let doc = b
-        .shadow_update(
-            &ShadowId::new("thing-1", None).unwrap(),
-            desired.as_object().unwrap(),
-        )
-        .expect("the service updates the shadow");
+    let (ok, out) = cli(
+        &fx,
+        &[
+            "--json",
+            "aws",
+            "shadow",
+            "update",
+            "thing-1",
+            "--desired",
+            r#"{"color": "green"}"#,
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let doc: Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(doc["state"]["delta"], json!({"color": "green"}));
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
@@ -119,7 +127,163 @@ async fn python_sdk_shadow_update_get_delta_named_and_version_conflict() {
             .join("aws/shadows/thing-1/named/config.json")
             .exists()
     );
+    ctl.abort();
     b.stop().await;
+}
+
+/// Run the chainsmith binary on the fixture's workspace, off the runtime's workers: whether
+/// it succeeded, and its standard output then standard error.
+async fn cli(fx: &Fixture, args: &[&str]) -> (bool, String) {
+    let mut c = assert_cmd::Command::cargo_bin("chainsmith").unwrap();
+    c.env("CHAINSMITH_WORKSPACE", fx.root()).args(args);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("panicked"), "{text}");
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn cli_publish_and_monitor_go_through_the_running_service_escaped() {
+    let fx = fixture(&["thing-1"]);
+    let b = start(
+        &fx,
+        TestRules::new(&fx, &["thing-1"], own_topics()),
+        0,
+        None,
+    )
+    .await;
+    let ctl = tokio::spawn(control::serve(b.control(), control::socket_path(&fx.ws)));
+    let (mut c, _) = V5Client::connect(b.mqtt, client_tls(&fx, "thing-1", None), "thing-1").await;
+    assert_eq!(
+        c.subscribe("dev/thing-1/cmd", 1).await,
+        vec![v5::SubscribeReasonCode::Success(QoS5::AtLeastOnce)]
+    );
+    let (ok, out) = cli(
+        &fx,
+        &["aws", "publish", "dev/thing-1/cmd", "reboot", "--qos", "1"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("queued for 1 connection"), "{out}");
+    match c.recv().await {
+        Some(v5::Packet::Publish(p)) => assert_eq!(&p.payload[..], b"reboot"),
+        other => panic!("{other:?}"),
+    }
+    // Refused before it reaches a device: QoS 2, a wildcard in a topic name.
+    let (ok, out) = cli(
+        &fx,
+        &["aws", "publish", "dev/thing-1/cmd", "x", "--qos", "2"],
+    )
+    .await;
+    assert!(!ok, "{out}");
+    let (ok, out) = cli(&fx, &["aws", "publish", "dev/+/cmd", "x"]).await;
+    assert!(!ok && out.contains("wildcard"), "{out}");
+
+    // `aws monitor` streams what a device publishes, with its escape sequences made harmless.
+    let mut monitor = std::process::Command::new(assert_cmd::cargo::cargo_bin("chainsmith"))
+        .env("CHAINSMITH_WORKSPACE", fx.root())
+        .args(["aws", "monitor", "--topic", "dev/+/up"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = monitor.stderr.take().unwrap();
+    tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(stderr)
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("Monitoring"), "{line}");
+    })
+    .await
+    .unwrap();
+    c.publish(
+        "dev/thing-1/up",
+        b"temp \x1b[31m hot".to_vec(),
+        QoS5::AtMostOnce,
+        0,
+    )
+    .await;
+    c.publish(
+        "dev/thing-1/up",
+        b"\x1b]0;owned\x07".to_vec(),
+        QoS5::AtMostOnce,
+        0,
+    )
+    .await;
+    let stdout = monitor.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .take(2)
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    assert!(
+        lines[0].starts_with("thing-1 dev/thing-1/up: temp "),
+        "{lines:?}"
+    );
+    for l in &lines {
+        assert!(
+            !l.contains('\x1b') && !l.contains('\x07'),
+            "unescaped: {l:?}"
+        );
+    }
+    ctl.abort();
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn cli_shadow_without_a_running_service_works_on_the_files() {
+    let fx = fixture(&[]);
+    let (ok, out) = cli(
+        &fx,
+        &[
+            "aws",
+            "shadow",
+            "update",
+            "lamp",
+            "--name",
+            "cfg",
+            "--desired",
+            r#"{"on": true}"#,
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("no aws serve is running"), "{out}");
+    let (ok, out) = cli(
+        &fx,
+        &["--json", "aws", "shadow", "get", "lamp", "--name", "cfg"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["state"]["delta"], json!({"on": true}));
+    assert_eq!(doc["version"], 1);
+    // No classic shadow yet: AWS's 404, with what makes one.
+    let (ok, out) = cli(&fx, &["aws", "shadow", "get", "lamp"]).await;
+    assert!(!ok && out.contains("404") && out.contains("hint:"), "{out}");
+    // Not JSON, not an object, a name AWS refuses: clear errors, nothing written.
+    for bad in [
+        vec!["aws", "shadow", "update", "lamp", "--desired", "{oops"],
+        vec!["aws", "shadow", "update", "lamp", "--desired", "[1]"],
+        vec!["aws", "shadow", "update", "../etc", "--desired", "{}"],
+    ] {
+        let (ok, out) = cli(&fx, &bad).await;
+        assert!(!ok && out.contains("hint:"), "{bad:?}: {out}");
+    }
+    assert!(!fx.root().join("aws/shadows/lamp/classic.json").exists());
+    assert!(!fx.root().join("aws/etc").exists());
 }
 
 /// The next answer on a shadow response topic (skipping anything else).

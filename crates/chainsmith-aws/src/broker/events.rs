@@ -129,6 +129,18 @@ impl BrokerEvent {
             BrokerEvent::Disconnected { client_id, reason } => {
                 format!("{client_id}: disconnected ({reason})")
             }
+            BrokerEvent::Throttled { client_id, topic } => format!(
+                "{client_id}: publish on {topic} discarded: over AWS's {} publishes per second per connection",
+                super::limits::MAX_PUBLISHES_PER_SECOND
+            ),
+            BrokerEvent::Undelivered {
+                client_id,
+                topic,
+                sends,
+            } => format!(
+                "{client_id}: a QoS 1 message on {topic} was sent {sends} times and never acknowledged; given up"
+            ),
+            BrokerEvent::SetAside { note } => note.clone(),
         }
     }
 }

@@ -8,11 +8,13 @@
 //! - [`wire`]: the two MQTT versions behind one set of packets.
 //! - [`router`]: sessions, subscriptions, retained messages, takeover.
 //! - [`session`]: one connection from CONNECT to close.
+//! - [`control`]: the channel `aws publish`, `aws monitor` and `aws shadow` use.
 //! - [`shadow`]: the Device Shadow service, answering on the shadow topics.
 //! - [`tls`]: the broker's own TLS CA and the ALPN protocol.
 //! - [`events`]: what the faces see.
 //! - [`endpoint`]: where the service answers (`aws endpoint`).
 
+pub mod control;
 pub mod endpoint;
 pub mod events;
 pub mod limits;
@@ -151,18 +153,14 @@ impl listener::Service for Core {
     }
 }
 
-/// A running broker: its addresses, its events, and the way to stop it.
-pub struct BrokerHandle {
-    /// Where the MQTT listener is bound.
-    pub mqtt: SocketAddr,
-    /// Where the ALPN listener is bound, when served.
-    pub alpn: Option<SocketAddr>,
+/// What the service itself does on a running broker (the control channel's operations):
+/// cloneable, so each control client holds one while the handle keeps the way to stop.
+#[derive(Clone)]
+pub struct Control {
     core: Arc<Core>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-impl BrokerHandle {
+impl Control {
     /// A stream of what happens from now on.
     pub fn events(&self) -> broadcast::Receiver<BrokerEvent> {
         self.core.events.subscribe()
@@ -174,14 +172,9 @@ impl BrokerHandle {
         self.core.deliver(topic, &payload, qos.min(1), retain)
     }
 
-    /// Client ids connected now.
-    pub fn connected(&self) -> Vec<String> {
-        self.core.router.connected()
-    }
-
     /// Update a shadow as the service (`aws shadow update`): the update is applied and its
     /// accepted, delta and documents messages go to the subscribed devices, as when a device
-    /// or an application publishes to `…/shadow/update`.
+    /// or an application publishes to `…/shadow/update`. Returns the document after it.
     pub fn shadow_update(
         &self,
         id: &shadow::ShadowId,
@@ -198,6 +191,50 @@ impl BrokerHandle {
         id: &shadow::ShadowId,
     ) -> Result<serde_json::Value, shadow::ShadowError> {
         self.core.shadows.get(id).map(|(doc, _)| doc)
+    }
+}
+
+/// A running broker: its addresses, its events, and the way to stop it.
+pub struct BrokerHandle {
+    /// Where the MQTT listener is bound.
+    pub mqtt: SocketAddr,
+    /// Where the ALPN listener is bound, when served.
+    pub alpn: Option<SocketAddr>,
+    core: Arc<Core>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl BrokerHandle {
+    /// The service's own operations on this broker.
+    pub fn control(&self) -> Control {
+        Control {
+            core: self.core.clone(),
+        }
+    }
+
+    /// A stream of what happens from now on.
+    pub fn events(&self) -> broadcast::Receiver<BrokerEvent> {
+        self.core.events.subscribe()
+    }
+
+    /// [`Control::publish`].
+    pub fn publish(&self, topic: &str, payload: Bytes, qos: u8, retain: bool) -> usize {
+        self.control().publish(topic, payload, qos, retain)
+    }
+
+    /// Client ids connected now.
+    pub fn connected(&self) -> Vec<String> {
+        self.core.router.connected()
+    }
+
+    /// [`Control::shadow_update`].
+    pub fn shadow_update(
+        &self,
+        id: &shadow::ShadowId,
+        request: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Value, shadow::ShadowError> {
+        self.control().shadow_update(id, request)
     }
 
     /// Stop listening and close every connection (MQTT 5: DISCONNECT 0x8B).

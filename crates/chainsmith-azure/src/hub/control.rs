@@ -22,8 +22,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
 
 /// A request over the control channel: one JSON line, `op` names it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,10 +84,6 @@ pub enum Request {
     },
 }
 
-/// The longest request line the hub reads. The largest real request is a C2D body (IoT Hub:
-/// 64 KB) or a method payload (128 KB), which JSON escaping can grow a few times over.
-pub(crate) const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
-
 fn default_timeout() -> u64 {
     30
 }
@@ -101,26 +95,15 @@ pub async fn request(
     req: &Request,
     mut on_line: impl FnMut(serde_json::Value) -> bool,
 ) -> Result<(), ControlError> {
-    let mut s = UnixStream::connect(path)
+    let req = serde_json::to_value(req).expect("serialisable");
+    chainsmith_server::control::request(path, &req, &mut on_line)
         .await
-        .map_err(|e| ControlError::NotRunning(path.display().to_string(), e.to_string()))?;
-    let line = serde_json::to_string(req).expect("serialisable");
-    s.write_all(format!("{line}\n").as_bytes())
-        .await
-        .map_err(|e| ControlError::Io(e.to_string()))?;
-    let mut lines = BufReader::new(s).lines();
-    while let Some(l) = lines
-        .next_line()
-        .await
-        .map_err(|e| ControlError::Io(e.to_string()))?
-    {
-        let v: serde_json::Value =
-            serde_json::from_str(&l).map_err(|e| ControlError::Io(e.to_string()))?;
-        if !on_line(v) {
-            break;
-        }
-    }
-    Ok(())
+        .map_err(|e| match e {
+            chainsmith_server::control::ClientError::NotRunning(p, why) => {
+                ControlError::NotRunning(p, why)
+            }
+            chainsmith_server::control::ClientError::Io(why) => ControlError::Io(why),
+        })
 }
 
 /// `{"op":"monitor"}`: stream the hub's telemetry events, of `device` when given. `on_ready`
