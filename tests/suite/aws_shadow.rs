@@ -5,6 +5,7 @@
 
 use crate::aws_broker::{TestRules, V5Client, client_tls, fixture, own_topics, start, trust};
 use crate::isolated;
+use crate::lifecycle_hub::cli;
 use chainsmith_test_support::hub_util::{self, Fixture};
 
 use std::process::{Command, Stdio};
@@ -129,20 +130,6 @@ async fn python_sdk_shadow_update_get_delta_named_and_version_conflict() {
     );
     ctl.abort();
     b.stop().await;
-}
-
-/// Run the chainsmith binary on the fixture's workspace, off the runtime's workers: whether
-/// it succeeded, and its standard output then standard error.
-async fn cli(fx: &Fixture, args: &[&str]) -> (bool, String) {
-    let mut c = assert_cmd::Command::cargo_bin("chainsmith").unwrap();
-    c.env("CHAINSMITH_WORKSPACE", fx.root()).args(args);
-    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
-        .await
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(!text.contains("panicked"), "{text}");
-    (out.status.success(), text)
 }
 
 #[tokio::test]

@@ -102,3 +102,53 @@ pub async fn request(
     }
     Ok(())
 }
+
+/// Send one request and return its single answer: `Ok(Ok(value))` for `{"ok": value}`,
+/// `Ok(Err(message))` for the server's `{"error": message}`.
+pub async fn call(
+    path: &Path,
+    req: &serde_json::Value,
+) -> Result<Result<serde_json::Value, String>, ClientError> {
+    let mut answer = None;
+    request(path, req, |v| {
+        answer = Some(v);
+        false
+    })
+    .await?;
+    let mut v =
+        answer.ok_or_else(|| ClientError::Io("the server closed without answering".into()))?;
+    if let Some(ok) = v.get_mut("ok") {
+        return Ok(Ok(ok.take()));
+    }
+    Ok(Err(v["error"]
+        .as_str()
+        .map_or_else(|| v.to_string(), str::to_string)))
+}
+
+/// Send a streaming request (a monitor): `on_ready` runs once, at the server's `{"ok": …}`
+/// line (it has subscribed: every event after it is streamed); each later line goes to
+/// `on_event`, which returns false to stop. `Ok(Some(message))` when the server refused.
+pub async fn stream(
+    path: &Path,
+    req: &serde_json::Value,
+    on_ready: impl FnOnce(),
+    mut on_event: impl FnMut(serde_json::Value) -> bool,
+) -> Result<Option<String>, ClientError> {
+    let mut on_ready = Some(on_ready);
+    let mut refused = None;
+    request(path, req, |v| {
+        if v.get("ok").is_some() {
+            if let Some(f) = on_ready.take() {
+                f();
+            }
+            return true;
+        }
+        if let Some(e) = v.get("error") {
+            refused = Some(e.as_str().map_or_else(|| e.to_string(), str::to_string));
+            return false;
+        }
+        on_event(v)
+    })
+    .await?;
+    Ok(refused)
+}

@@ -249,23 +249,10 @@ fn shadow_error(e: &ShadowError) -> Value {
 
 /// Send one request and return its single answer.
 pub async fn call(path: &Path, req: &Request) -> Result<Value, ControlError> {
-    let mut answer = None;
     let req = serde_json::to_value(req).expect("serialisable");
-    channel::request(path, &req, |v| {
-        answer = Some(v);
-        false
-    })
-    .await?;
-    let mut v =
-        answer.ok_or_else(|| ControlError::Io("aws serve closed without answering".into()))?;
-    if let Some(ok) = v.get_mut("ok") {
-        return Ok(ok.take());
-    }
-    Err(ControlError::Service(
-        v["error"]
-            .as_str()
-            .map_or_else(|| v.to_string(), str::to_string),
-    ))
+    channel::call(path, &req)
+        .await?
+        .map_err(ControlError::Service)
 }
 
 /// Stream what devices publish (matching `topic` when given): `on_ready` once the service
@@ -274,24 +261,11 @@ pub async fn monitor(
     path: &Path,
     topic: Option<String>,
     on_ready: impl FnOnce(),
-    mut on_message: impl FnMut(Value) -> bool,
+    on_message: impl FnMut(Value) -> bool,
 ) -> Result<(), ControlError> {
-    let mut on_ready = Some(on_ready);
-    let mut refused = None;
     let req = serde_json::to_value(Request::Monitor { topic }).expect("serialisable");
-    channel::request(path, &req, |v| {
-        if v.get("ok").is_some() {
-            if let Some(f) = on_ready.take() {
-                f();
-            }
-            return true;
-        }
-        if let Some(e) = v.get("error") {
-            refused = Some(e.as_str().map_or_else(|| e.to_string(), str::to_string));
-            return false;
-        }
-        on_message(v)
-    })
-    .await?;
-    refused.map_or(Ok(()), |e| Err(ControlError::Service(e)))
+    match channel::stream(path, &req, on_ready, on_message).await? {
+        Some(refused) => Err(ControlError::Service(refused)),
+        None => Ok(()),
+    }
 }
