@@ -113,7 +113,7 @@ pub async fn start(
 }
 
 /// The broker on a free port, `thing-1` registered, [`own_topics`] its policy.
-async fn on_free_port(fx: &Fixture) -> BrokerHandle {
+pub async fn on_free_port(fx: &Fixture) -> BrokerHandle {
     start(fx, TestRules::new(fx, &["thing-1"], own_topics()), 0, None).await
 }
 

@@ -3,12 +3,14 @@
 //! namespace, on 8883), and raw MQTT sockets for malformed, oversize and too-deep shadow
 //! documents, QoS 1 redelivery and AWS's per-connection publish rate.
 
-use crate::aws_broker::{TestRules, V5Client, client_tls, fixture, own_topics, start, trust};
+use crate::aws_broker::{
+    TestRules, V5Client, client_tls, fixture, on_free_port, own_topics, start, trust,
+};
 use crate::isolated;
 use crate::lifecycle_hub::cli;
 use chainsmith_test_support::hub_util::{self, Fixture};
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chainsmith::aws::broker::events::BrokerEvent;
@@ -19,10 +21,10 @@ use rumqttc::v5::mqttbytes::QoS as QoS5;
 use rumqttc::v5::mqttbytes::v5;
 use serde_json::{Value, json};
 
-/// Run tests/aws_sdk_shadow.py as `thing`; its JSON lines and exit code.
-fn python_shadow(fx: &Fixture, port: u16, thing: &str) -> std::process::Child {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aws_sdk_shadow.py");
-    Command::new("python3")
+/// Start an SDK device: `program script 127.0.0.1 PORT THING CERT KEY TRUST` (the Python
+/// and Node scripts take the same arguments), its standard output piped.
+fn sdk_device(fx: &Fixture, program: &str, script: &str, port: u16, thing: &str) -> Child {
+    Command::new(program)
         .arg(script)
         .arg("127.0.0.1")
         .arg(port.to_string())
@@ -33,7 +35,20 @@ fn python_shadow(fx: &Fixture, port: u16, thing: &str) -> std::process::Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("python3")
+        .unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+/// Wait for an SDK device to end: its JSON lines and exit code.
+async fn finished(child: Child) -> (Vec<Value>, Option<i32>) {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| json!({ "unparsed": l })))
+        .collect();
+    (lines, out.status.code())
 }
 
 /// Wait for a device's publish on `topic`.
@@ -68,7 +83,8 @@ async fn python_sdk_shadow_update_get_delta_named_and_version_conflict() {
     .await;
     let ctl = tokio::spawn(control::serve(b.control(), control::socket_path(&fx.ws)));
     let mut events = b.events();
-    let child = python_shadow(&fx, 8883, "thing-1");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aws_sdk_shadow.py");
+    let child = sdk_device(&fx, "python3", script, 8883, "thing-1");
     // The device asked for its shadow: it is subscribed to its delta by then.
     wait_published(&mut events, "$aws/things/thing-1/shadow/get").await;
     let (ok, out) = cli(
@@ -87,15 +103,8 @@ async fn python_sdk_shadow_update_get_delta_named_and_version_conflict() {
     assert!(ok, "{out}");
     let doc: Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(doc["state"]["delta"], json!({"color": "green"}));
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| json!({ "unparsed": l })))
-        .collect();
-    assert_eq!(out.status.code(), Some(0), "{lines:?}");
+    let (lines, code) = finished(child).await;
+    assert_eq!(code, Some(0), "{lines:?}");
     let step = |name: &str| {
         lines
             .iter()
@@ -135,13 +144,7 @@ async fn python_sdk_shadow_update_get_delta_named_and_version_conflict() {
 #[tokio::test]
 async fn cli_publish_and_monitor_go_through_the_running_service_escaped() {
     let fx = fixture(&["thing-1"]);
-    let b = start(
-        &fx,
-        TestRules::new(&fx, &["thing-1"], own_topics()),
-        0,
-        None,
-    )
-    .await;
+    let b = on_free_port(&fx).await;
     let ctl = tokio::spawn(control::serve(b.control(), control::socket_path(&fx.ws)));
     let (mut c, _) = V5Client::connect(b.mqtt, client_tls(&fx, "thing-1", None), "thing-1").await;
     assert_eq!(
@@ -301,13 +304,7 @@ async fn connected_v5(fx: &Fixture, b: &BrokerHandle) -> V5Client {
 #[tokio::test]
 async fn malformed_oversize_and_too_deep_shadow_documents_are_rejected_not_fatal() {
     let fx = fixture(&["thing-1"]);
-    let b = start(
-        &fx,
-        TestRules::new(&fx, &["thing-1"], own_topics()),
-        0,
-        None,
-    )
-    .await;
+    let b = on_free_port(&fx).await;
     let mut c = connected_v5(&fx, &b).await;
     let update = "$aws/things/thing-1/shadow/update";
     let rejected = "$aws/things/thing-1/shadow/update/rejected";
@@ -386,13 +383,7 @@ async fn malformed_oversize_and_too_deep_shadow_documents_are_rejected_not_fatal
 #[tokio::test]
 async fn qos1_to_an_mqtt311_device_is_resent_with_dup_until_its_puback() {
     let fx = fixture(&["thing-1"]);
-    let b = start(
-        &fx,
-        TestRules::new(&fx, &["thing-1"], own_topics()),
-        0,
-        None,
-    )
-    .await;
+    let b = on_free_port(&fx).await;
     let (mut c, _) =
         hub_util::Client::connect(b.mqtt, client_tls(&fx, "thing-1", None), "thing-1", None)
             .await
@@ -432,13 +423,7 @@ async fn qos1_to_an_mqtt311_device_is_resent_with_dup_until_its_puback() {
 #[tokio::test]
 async fn publishes_past_100_per_second_are_throttled_and_the_connection_stays() {
     let fx = fixture(&["thing-1"]);
-    let b = start(
-        &fx,
-        TestRules::new(&fx, &["thing-1"], own_topics()),
-        0,
-        None,
-    )
-    .await;
+    let b = on_free_port(&fx).await;
     let mut events = b.events();
     let (mut c, _) = V5Client::connect(b.mqtt, client_tls(&fx, "thing-1", None), "thing-1").await;
     // 150 QoS 1 publishes in one write: well within one second.
@@ -476,5 +461,23 @@ async fn publishes_past_100_per_second_are_throttled_and_the_connection_stays() 
         Some(v5::Packet::PubAck(a)) => assert_eq!(a.reason, v5::PubAckReason::Success),
         other => panic!("{other:?}"),
     }
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_sdk_round_trip_and_shadow_update() {
+    let fx = fixture(&["thing-1"]);
+    let b = on_free_port(&fx).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/aws_device.js");
+    let child = sdk_device(&fx, "node", script, b.mqtt.port(), "thing-1");
+    let (lines, code) = finished(child).await;
+    assert_eq!(code, Some(0), "{lines:?}");
+    let step = |name: &str| lines.iter().find(|v| v["step"] == name).cloned();
+    let msg = step("message").expect("a message");
+    assert_eq!(msg["payload"], "hello from node");
+    let shadow = step("shadow").expect("update/accepted");
+    assert_eq!(shadow["version"], 1);
+    assert_eq!(shadow["clientToken"], "node-1");
+    assert_eq!(shadow["reported"], json!({"firmware": "2.1"}));
     b.stop().await;
 }
