@@ -154,9 +154,8 @@ fn shadow_request(desired: Value) -> Result<serde_json::Map<String, Value>, Shad
         Value::Object(_) | Value::Null => {}
         _ => return Err(ShadowError::NotAnObject("Desired")),
     }
-    let Value::Object(m) = json!({ "state": { "desired": desired } }) else {
-        unreachable!("a JSON object literal")
-    };
+    let mut m = serde_json::Map::new();
+    m.insert("state".into(), json!({ "desired": desired }));
     Ok(m)
 }
 
