@@ -93,7 +93,12 @@ pub fn fixture(names: &[&str]) -> Fixture {
     fx
 }
 
-async fn start(fx: &Fixture, rules: Arc<TestRules>, port: u16, alpn: Option<u16>) -> BrokerHandle {
+pub async fn start(
+    fx: &Fixture,
+    rules: Arc<TestRules>,
+    port: u16,
+    alpn: Option<u16>,
+) -> BrokerHandle {
     broker::start(
         &fx.ws,
         rules,
@@ -108,7 +113,7 @@ async fn start(fx: &Fixture, rules: Arc<TestRules>, port: u16, alpn: Option<u16>
 }
 
 /// The broker on a free port, `thing-1` registered, [`own_topics`] its policy.
-async fn on_free_port(fx: &Fixture) -> BrokerHandle {
+pub async fn on_free_port(fx: &Fixture) -> BrokerHandle {
     start(fx, TestRules::new(fx, &["thing-1"], own_topics()), 0, None).await
 }
 
@@ -292,13 +297,13 @@ async fn python_sdk_unregistered_certificate_is_refused() {
 }
 
 /// A raw MQTT 5 client over TLS.
-struct V5Client {
+pub struct V5Client {
     c: hub_util::Client,
     buf: BytesMut,
 }
 
 impl V5Client {
-    async fn connect(
+    pub async fn connect(
         addr: SocketAddr,
         config: Arc<rustls::ClientConfig>,
         client_id: &str,
@@ -323,14 +328,19 @@ impl V5Client {
         (me, ack)
     }
 
-    async fn send(&mut self, p: v5::Packet) {
+    /// Send bytes as they are (several packets in one write).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        let _ = self.c.send_raw(bytes).await;
+    }
+
+    pub async fn send(&mut self, p: v5::Packet) {
         let mut out = BytesMut::new();
         p.write(&mut out, None).expect("encode");
         let _ = self.c.send_raw(&out).await;
     }
 
     /// The next packet; None when the broker closed (or 5 s passed).
-    async fn recv(&mut self) -> Option<v5::Packet> {
+    pub async fn recv(&mut self) -> Option<v5::Packet> {
         use tokio::io::AsyncReadExt;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
@@ -346,13 +356,13 @@ impl V5Client {
         }
     }
 
-    async fn publish(&mut self, topic: &str, payload: Vec<u8>, qos: QoS5, pkid: u16) {
+    pub async fn publish(&mut self, topic: &str, payload: Vec<u8>, qos: QoS5, pkid: u16) {
         let mut p = v5::Publish::new(topic, qos, payload, None);
         p.pkid = pkid;
         self.send(v5::Packet::Publish(p)).await;
     }
 
-    async fn subscribe(&mut self, filter: &str, pkid: u16) -> Vec<v5::SubscribeReasonCode> {
+    pub async fn subscribe(&mut self, filter: &str, pkid: u16) -> Vec<v5::SubscribeReasonCode> {
         let mut s = v5::Subscribe {
             pkid,
             filters: vec![v5::Filter::new(filter, QoS5::AtLeastOnce)],
@@ -371,7 +381,7 @@ fn identity(fx: &Fixture, name: &str) -> Identity {
     fx.identity(&[name])
 }
 
-fn client_tls(fx: &Fixture, name: &str, alpn: Option<&[u8]>) -> Arc<rustls::ClientConfig> {
+pub fn client_tls(fx: &Fixture, name: &str, alpn: Option<&[u8]>) -> Arc<rustls::ClientConfig> {
     let pem = std::fs::read(trust(fx)).unwrap();
     let base = hub_util::client_config(&pem, Some(&identity(fx, name)));
     let mut c = (*base).clone();

@@ -118,7 +118,7 @@ impl Drop for Holder {
 }
 
 /// Run the chainsmith binary on the fixture's workspace, off the runtime's workers.
-async fn cli(fx: &Fixture, args: &[&str]) -> (bool, String) {
+pub async fn cli(fx: &Fixture, args: &[&str]) -> (bool, String) {
     let mut c = assert_cmd::Command::cargo_bin("chainsmith").unwrap();
     c.env("CHAINSMITH_WORKSPACE", fx.root()).args(args);
     let out = tokio::task::spawn_blocking(move || c.output().unwrap())

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::anyhow;
 use clap::Subcommand;
 
+mod live;
 mod serve;
 
 use super::{CliResult, Global, print_json};
@@ -39,6 +40,14 @@ pub enum AwsCommand {
     Serve(serve::ServeArgs),
     /// Where devices connect and the PEM they must trust (like `aws iot describe-endpoint`).
     Endpoint,
+    /// Publish a message through the running `aws serve` to the devices subscribed to TOPIC.
+    Publish(live::PublishArgs),
+    /// Stream what devices publish through the running `aws serve` (escaped; --json: one JSON
+    /// line per message).
+    Monitor(live::MonitorArgs),
+    /// Device shadows, classic and named: get, update desired.
+    #[command(subcommand)]
+    Shadow(live::ShadowCommand),
 }
 
 /// The status words `--status` takes.
@@ -214,6 +223,9 @@ pub fn run(global: &Global, c: AwsCommand) -> CliResult {
         AwsCommand::Template(c) => ctx(&open()?).template(c),
         AwsCommand::Serve(a) => serve::serve(global, &ws, open()?, a),
         AwsCommand::Endpoint => serve::endpoint(global, &ws),
+        AwsCommand::Publish(a) => live::publish(global, &ws, a),
+        AwsCommand::Monitor(a) => live::monitor(global, &ws, a),
+        AwsCommand::Shadow(c) => live::shadow(global, &ws, c),
     }
 }
 

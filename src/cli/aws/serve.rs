@@ -96,6 +96,12 @@ pub fn serve(global: &Global, ws: &Workspace, mut registry: Registry, a: ServeAr
             ));
         }
         say_line(format!("trust: {}", endpoint.trust.display()));
+        // The CLI's `aws publish`, `aws monitor` and `aws shadow` reach devices through this.
+        let control_path = crate::aws::broker::control::socket_path(ws);
+        let ctl = tokio::spawn(crate::aws::broker::control::serve(
+            handle.control(),
+            control_path.clone(),
+        ));
         let mut events = handle.events();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
@@ -114,6 +120,8 @@ pub fn serve(global: &Global, ws: &Workspace, mut registry: Registry, a: ServeAr
                 _ = term.recv() => break,
             }
         }
+        ctl.abort();
+        let _ = std::fs::remove_file(&control_path);
         handle.stop().await;
         Ok(())
     })

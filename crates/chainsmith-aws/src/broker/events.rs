@@ -66,6 +66,27 @@ pub enum BrokerEvent {
         /// Why.
         reason: String,
     },
+    /// A publish over AWS's per-connection rate quota was discarded (the connection stays).
+    Throttled {
+        /// Who published.
+        client_id: String,
+        /// Where to.
+        topic: String,
+    },
+    /// A QoS 1 message was sent the most times the broker tries and never acknowledged.
+    Undelivered {
+        /// To whom.
+        client_id: String,
+        /// The topic.
+        topic: String,
+        /// How many times it was sent.
+        sends: u32,
+    },
+    /// A state file (a shadow) did not parse and was set aside; the service goes on.
+    SetAside {
+        /// What was set aside, where, and how to restore it.
+        note: String,
+    },
 }
 
 impl BrokerEvent {
@@ -108,6 +129,18 @@ impl BrokerEvent {
             BrokerEvent::Disconnected { client_id, reason } => {
                 format!("{client_id}: disconnected ({reason})")
             }
+            BrokerEvent::Throttled { client_id, topic } => format!(
+                "{client_id}: publish on {topic} discarded: over AWS's {} publishes per second per connection",
+                super::limits::MAX_PUBLISHES_PER_SECOND
+            ),
+            BrokerEvent::Undelivered {
+                client_id,
+                topic,
+                sends,
+            } => format!(
+                "{client_id}: a QoS 1 message on {topic} was sent {sends} times and never acknowledged; given up"
+            ),
+            BrokerEvent::SetAside { note } => note.clone(),
         }
     }
 }

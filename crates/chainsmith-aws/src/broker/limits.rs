@@ -30,6 +30,26 @@ pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 50;
 /// client: what a connection's queue of messages to deliver holds; past it, messages to that
 /// connection are dropped (it is not reading).
 pub const MAX_OUTBOX: usize = 100;
+/// QoS 1 messages sent to one connection and not yet acknowledged (PUBACK): AWS's figure for
+/// unacknowledged messages per client ("In-flight unacknowledged messages: 100"). Past it,
+/// further messages wait in the connection's queue ([`MAX_OUTBOX`]) until a PUBACK frees a
+/// slot.
+pub const MAX_INFLIGHT_TO_DEVICE: usize = 100;
+/// How long a QoS 1 message to an MQTT 3.1.1 device waits for its PUBACK before it is sent
+/// again with DUP set. AWS documents that it resends unacknowledged QoS 1 messages ("Sent at
+/// least one time, and then repeatedly until a PUBACK response is received") but not the
+/// interval; this is the local service's. MQTT 5 forbids resending within a connection
+/// (MQTT 5.0 §4.4), so MQTT 5 devices get each message once per connection.
+pub const QOS1_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Sends of one QoS 1 message (the first and the retries) before it is given up on, so a
+/// device that never acknowledges does not hold its window for ever (local figure: AWS
+/// documents none).
+pub const MAX_QOS1_SENDS: u32 = 5;
+/// "Inbound publish requests per second per connection: 100" (hard limit). Past it, AWS IoT
+/// Core throttles: the connection stays up and the excess is discarded (QoS 0 lost; QoS 1
+/// not acknowledged, so the device's SDK sends it again or times out). MQTT 5 devices get a
+/// PUBACK with 0x97 quota exceeded.
+pub const MAX_PUBLISHES_PER_SECOND: u32 = 100;
 /// "Retained messages per account: 500,000" is AWS's; the local broker keeps far fewer, and
 /// refuses to retain beyond this (the message is still delivered).
 pub const MAX_RETAINED: usize = 10_000;

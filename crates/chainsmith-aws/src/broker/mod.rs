@@ -8,15 +8,19 @@
 //! - [`wire`]: the two MQTT versions behind one set of packets.
 //! - [`router`]: sessions, subscriptions, retained messages, takeover.
 //! - [`session`]: one connection from CONNECT to close.
+//! - [`control`]: the channel `aws publish`, `aws monitor` and `aws shadow` use.
+//! - [`shadow`]: the Device Shadow service, answering on the shadow topics.
 //! - [`tls`]: the broker's own TLS CA and the ALPN protocol.
 //! - [`events`]: what the faces see.
 //! - [`endpoint`]: where the service answers (`aws endpoint`).
 
+pub mod control;
 pub mod endpoint;
 pub mod events;
 pub mod limits;
 pub mod router;
 pub mod session;
+pub mod shadow;
 pub mod tls;
 pub mod wire;
 
@@ -90,6 +94,7 @@ pub struct Core {
     rules: Arc<dyn Rules>,
     events: broadcast::Sender<BrokerEvent>,
     router: Router,
+    shadows: shadow::Shadows,
     gate: Gate,
     /// One slot per admitted session.
     sessions: PeerBudget,
@@ -102,8 +107,29 @@ impl Core {
     }
 
     /// A message from `client_id` (or the CLI) on its way to subscribers.
-    fn deliver(&self, topic: &str, payload: &Bytes, qos: u8, retain: bool) {
-        self.router.route(topic, payload, qos, retain);
+    fn deliver(&self, topic: &str, payload: &Bytes, qos: u8, retain: bool) -> usize {
+        let queued = self.router.route(topic, payload, qos, retain);
+        // A shadow request is answered after it was routed like any message (AWS delivers
+        // it to subscribers of the request topic too). Inline, not on another task: a
+        // device's requests are answered in the order it sent them, as versions need.
+        if let Some(answer) = self.shadows.handle(topic, payload) {
+            self.publish_answer(answer);
+        }
+        queued
+    }
+
+    /// Publish what the shadow service answered, at QoS 1 (each subscriber gets it at the
+    /// lower of that and its subscription's QoS), and say when a damaged file was set aside.
+    fn publish_answer(&self, answer: shadow::Answer) {
+        for m in answer.messages {
+            self.router
+                .route(&m.topic, &Bytes::from(m.payload), 1, false);
+        }
+        if let Some(note) = answer.set_aside {
+            let _ = self.events.send(BrokerEvent::SetAside {
+                note: note.to_string(),
+            });
+        }
     }
 }
 
@@ -127,6 +153,47 @@ impl listener::Service for Core {
     }
 }
 
+/// What the service itself does on a running broker (the control channel's operations):
+/// cloneable, so each control client holds one while the handle keeps the way to stop.
+#[derive(Clone)]
+pub struct Control {
+    core: Arc<Core>,
+}
+
+impl Control {
+    /// A stream of what happens from now on.
+    pub fn events(&self) -> broadcast::Receiver<BrokerEvent> {
+        self.core.events.subscribe()
+    }
+
+    /// Publish as the service (`aws publish`, the shadow service): to every subscription
+    /// allowed to receive it; returns how many connections it was queued for.
+    pub fn publish(&self, topic: &str, payload: Bytes, qos: u8, retain: bool) -> usize {
+        self.core.deliver(topic, &payload, qos.min(1), retain)
+    }
+
+    /// Update a shadow as the service (`aws shadow update`): the update is applied and its
+    /// accepted, delta and documents messages go to the subscribed devices, as when a device
+    /// or an application publishes to `…/shadow/update`. Returns the document after it.
+    pub fn shadow_update(
+        &self,
+        id: &shadow::ShadowId,
+        request: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Value, shadow::ShadowError> {
+        let answer = self.core.shadows.update(id, request)?;
+        self.core.publish_answer(answer);
+        self.shadow_get(id)
+    }
+
+    /// A shadow's document (`aws shadow get`).
+    pub fn shadow_get(
+        &self,
+        id: &shadow::ShadowId,
+    ) -> Result<serde_json::Value, shadow::ShadowError> {
+        self.core.shadows.get(id).map(|(doc, _)| doc)
+    }
+}
+
 /// A running broker: its addresses, its events, and the way to stop it.
 pub struct BrokerHandle {
     /// Where the MQTT listener is bound.
@@ -139,20 +206,35 @@ pub struct BrokerHandle {
 }
 
 impl BrokerHandle {
+    /// The service's own operations on this broker.
+    pub fn control(&self) -> Control {
+        Control {
+            core: self.core.clone(),
+        }
+    }
+
     /// A stream of what happens from now on.
     pub fn events(&self) -> broadcast::Receiver<BrokerEvent> {
         self.core.events.subscribe()
     }
 
-    /// Publish as the service (`aws publish`, the shadow service): to every subscription
-    /// allowed to receive it; returns how many connections it was queued for.
+    /// [`Control::publish`].
     pub fn publish(&self, topic: &str, payload: Bytes, qos: u8, retain: bool) -> usize {
-        self.core.router.route(topic, &payload, qos.min(1), retain)
+        self.control().publish(topic, payload, qos, retain)
     }
 
     /// Client ids connected now.
     pub fn connected(&self) -> Vec<String> {
         self.core.router.connected()
+    }
+
+    /// [`Control::shadow_update`].
+    pub fn shadow_update(
+        &self,
+        id: &shadow::ShadowId,
+        request: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Value, shadow::ShadowError> {
+        self.control().shadow_update(id, request)
     }
 
     /// Stop listening and close every connection (MQTT 5: DISCONNECT 0x8B).
@@ -190,6 +272,7 @@ pub async fn start(
     let (events, _) = broadcast::channel(EVENTS_CAPACITY);
     let core = Arc::new(Core {
         router: Router::new(rules.clone(), events.clone()),
+        shadows: shadow::Shadows::new(ws),
         rules,
         events,
         gate: Gate::new(

@@ -4,6 +4,7 @@
 //! <https://docs.aws.amazon.com/iot/latest/developerguide/mqtt.html>): on MQTT 3.1.1 the
 //! connection is closed; on MQTT 5 with the reason code AWS lists.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::Core;
 use super::events::BrokerEvent;
 use super::limits::*;
-use super::wire::{self, Granted, Incoming, Reason, Version};
+use super::router::Delivery;
+use super::wire::{self, Granted, Incoming, PublishFlags, Reason, Version};
 use crate::rules::{Action, Admitted};
 use chainsmith_server::listener::Accepted;
 
@@ -73,6 +75,8 @@ pub async fn serve(core: Arc<Core>, conn: Accepted) {
         version: connect.version,
         conn: number,
         next_pkid: 0,
+        inflight: VecDeque::new(),
+        rate: RateWindow::new(),
     };
     let keep_alive = match connect.keep_alive {
         0 => MAX_KEEP_ALIVE_SECS,
@@ -197,6 +201,49 @@ struct Session {
     version: Version,
     conn: u64,
     next_pkid: u16,
+    /// QoS 1 messages sent and not yet acknowledged, oldest (earliest due) first.
+    inflight: VecDeque<InFlight>,
+    rate: RateWindow,
+}
+
+/// A QoS 1 message to the device waiting for its PUBACK.
+struct InFlight {
+    pkid: u16,
+    delivery: Delivery,
+    /// When it is sent again (MQTT 3.1.1).
+    due: tokio::time::Instant,
+    /// How many times it was sent.
+    sends: u32,
+}
+
+/// Publishes counted in the current one-second window (which opens at the first publish
+/// after the last one closed), for AWS's per-connection rate quota.
+struct RateWindow {
+    start: Option<tokio::time::Instant>,
+    count: u32,
+}
+
+impl RateWindow {
+    fn new() -> RateWindow {
+        RateWindow {
+            start: None,
+            count: 0,
+        }
+    }
+
+    /// Count one publish: false when it is over [`MAX_PUBLISHES_PER_SECOND`] in this second.
+    fn admit(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if self
+            .start
+            .is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1))
+        {
+            self.start = Some(now);
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count <= MAX_PUBLISHES_PER_SECOND
+    }
 }
 
 /// Why a session ends because of what the device sent: the log's words and, on MQTT 5, the
@@ -221,6 +268,12 @@ impl Session {
                 }
                 out.clear();
             }
+            // MQTT 3.1.1 only: MQTT 5 forbids resending within a connection (§4.4).
+            let retry_due = match (self.version, self.inflight.front()) {
+                (Version::V311, Some(f)) => Some(f.due),
+                _ => None,
+            };
+            let window_open = self.inflight.len() < MAX_INFLIGHT_TO_DEVICE;
             let end = tokio::select! {
                 r = tokio::time::timeout(idle, tls.read_buf(&mut buf)) => match r {
                     Err(_) => End(
@@ -234,10 +287,15 @@ impl Session {
                         Err(end) => end,
                     },
                 },
-                d = reg.outbox.recv() => {
+                d = reg.outbox.recv(), if window_open => {
                     if let Some(d) = d {
-                        self.deliver(&d, &mut out);
+                        self.deliver(d, &mut out);
                     }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(retry_due.unwrap_or_else(tokio::time::Instant::now)),
+                    if retry_due.is_some() => {
+                    self.resend_due(&mut out);
                     continue;
                 }
                 _ = &mut reg.taken_over => End(
@@ -254,22 +312,69 @@ impl Session {
         }
     }
 
-    fn deliver(&mut self, d: &super::router::Delivery, out: &mut BytesMut) {
-        let pkid = if d.qos > 0 {
+    /// A packet id no message in flight holds (the window is far smaller than 65535).
+    fn free_pkid(&mut self) -> u16 {
+        loop {
             self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
-            self.next_pkid
-        } else {
-            0
-        };
-        wire::publish(
-            self.version,
-            &d.topic,
-            &d.payload,
-            d.qos,
+            if !self.inflight.iter().any(|f| f.pkid == self.next_pkid) {
+                return self.next_pkid;
+            }
+        }
+    }
+
+    /// Send a message; a QoS 1 one is held in flight until its PUBACK.
+    fn deliver(&mut self, d: Delivery, out: &mut BytesMut) {
+        let pkid = if d.qos > 0 { self.free_pkid() } else { 0 };
+        let flags = PublishFlags {
+            qos: d.qos,
             pkid,
-            d.retain,
-            out,
-        );
+            retain: d.retain,
+            dup: false,
+        };
+        wire::publish(self.version, &d.topic, &d.payload, flags, out);
+        if d.qos > 0 {
+            self.inflight.push_back(InFlight {
+                pkid,
+                delivery: d,
+                due: tokio::time::Instant::now() + QOS1_RETRY_INTERVAL,
+                sends: 1,
+            });
+        }
+    }
+
+    /// Send again, with DUP, each message whose PUBACK is overdue; give up on one sent
+    /// [`MAX_QOS1_SENDS`] times.
+    fn resend_due(&mut self, out: &mut BytesMut) {
+        let now = tokio::time::Instant::now();
+        while self.inflight.front().is_some_and(|f| f.due <= now) {
+            let Some(mut f) = self.inflight.pop_front() else {
+                break;
+            };
+            if f.sends >= MAX_QOS1_SENDS {
+                let _ = self.core.events.send(BrokerEvent::Undelivered {
+                    client_id: self.who.client_id.clone(),
+                    topic: f.delivery.topic.clone(),
+                    sends: f.sends,
+                });
+                continue;
+            }
+            let flags = PublishFlags {
+                qos: 1,
+                pkid: f.pkid,
+                retain: f.delivery.retain,
+                dup: true,
+            };
+            wire::publish(
+                self.version,
+                &f.delivery.topic,
+                &f.delivery.payload,
+                flags,
+                out,
+            );
+            f.sends += 1;
+            f.due = now + QOS1_RETRY_INTERVAL;
+            self.inflight.push_back(f);
+        }
     }
 
     fn drain(&mut self, buf: &mut BytesMut, out: &mut BytesMut) -> Result<(), End> {
@@ -290,7 +395,7 @@ impl Session {
             };
             match p {
                 Incoming::Publish(p) => self.publish(p, out)?,
-                Incoming::PubAck => {}
+                Incoming::PubAck(pkid) => self.inflight.retain(|f| f.pkid != pkid),
                 Incoming::Subscribe(pkid, filters) => self.subscribe(pkid, filters, out)?,
                 Incoming::Unsubscribe(pkid, filters) => {
                     self.core
@@ -323,7 +428,8 @@ impl Session {
     /// A PUBLISH: QoS 2 ends the connection (AWS IoT Core supports QoS 0 and 1 only, and
     /// disconnects a client publishing at QoS 2); a topic over AWS's limits or a publish the
     /// policy denies ends an MQTT 3.1.1 connection and gets a PUBACK with 0x90 / 0x87 on MQTT 5
-    /// (QoS 0: dropped), the connection staying up.
+    /// (QoS 0: dropped), the connection staying up. Past AWS's publishes per second per
+    /// connection the message is discarded as AWS throttles ([`MAX_PUBLISHES_PER_SECOND`]).
     fn publish(&mut self, p: wire::Publish, out: &mut BytesMut) -> Result<(), End> {
         if p.qos == 2 {
             return Err(End(
@@ -347,6 +453,16 @@ impl Session {
                     MAX_PAYLOAD_BYTES / 1024
                 ),
             ));
+        }
+        if !self.rate.admit() {
+            let _ = self.core.events.send(BrokerEvent::Throttled {
+                client_id: self.who.client_id.clone(),
+                topic: p.topic.clone(),
+            });
+            if p.qos == 1 && self.version == Version::V5 {
+                wire::puback(self.version, p.pkid, Some(Reason::QuotaExceeded), out);
+            }
+            return Ok(());
         }
         let refused = if let Err(e) = check_topic_name(&p.topic) {
             Some((Reason::TopicNameInvalid, format!("PUBLISH refused: {e}")))
@@ -376,7 +492,7 @@ impl Session {
         if p.qos == 1 {
             wire::puback(self.version, p.pkid, None, out);
         }
-        self.core.deliver(&p.topic, &p.payload, p.qos, p.retain);
+        let _ = self.core.deliver(&p.topic, &p.payload, p.qos, p.retain);
         Ok(())
     }
 

@@ -64,8 +64,8 @@ pub struct Publish {
 pub enum Incoming {
     /// PUBLISH.
     Publish(Publish),
-    /// PUBACK for a message the broker delivered at QoS 1.
-    PubAck,
+    /// PUBACK for a message the broker delivered at QoS 1: its packet id.
+    PubAck(u16),
     /// SUBSCRIBE: packet id and (filter, QoS asked) pairs.
     Subscribe(u16, Vec<(String, u8)>),
     /// UNSUBSCRIBE: packet id and filters.
@@ -198,7 +198,7 @@ pub fn read(version: Version, buf: &mut BytesMut) -> Result<Option<Incoming>, Wi
                     pkid: p.pkid,
                     retain: p.retain,
                 }),
-                v4::Packet::PubAck(_) => Incoming::PubAck,
+                v4::Packet::PubAck(a) => Incoming::PubAck(a.pkid),
                 v4::Packet::Subscribe(s) => Incoming::Subscribe(
                     s.pkid,
                     s.filters
@@ -223,7 +223,7 @@ pub fn read(version: Version, buf: &mut BytesMut) -> Result<Option<Incoming>, Wi
                     pkid: p.pkid,
                     retain: p.retain,
                 }),
-                v5::Packet::PubAck(_) => Incoming::PubAck,
+                v5::Packet::PubAck(a) => Incoming::PubAck(a.pkid),
                 v5::Packet::Subscribe(s) => Incoming::Subscribe(
                     s.pkid,
                     s.filters
@@ -384,27 +384,40 @@ pub fn connack_refused_v5(reason: Reason, out: &mut BytesMut) {
     .write(out);
 }
 
+/// How a PUBLISH to a device goes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishFlags {
+    /// 0 or 1.
+    pub qos: u8,
+    /// The packet id (QoS 1).
+    pub pkid: u16,
+    /// A retained message sent at SUBSCRIBE.
+    pub retain: bool,
+    /// A redelivery of a QoS 1 message not acknowledged (MQTT §3.3.1.1).
+    pub dup: bool,
+}
+
 /// A PUBLISH to a device.
 pub fn publish(
     version: Version,
     topic: &str,
     payload: &Bytes,
-    qos: u8,
-    pkid: u16,
-    retain: bool,
+    f: PublishFlags,
     out: &mut BytesMut,
 ) {
     match version {
         Version::V311 => {
-            let mut p = v4::Publish::from_bytes(topic, qos_of(qos), payload.clone());
-            p.pkid = pkid;
-            p.retain = retain;
+            let mut p = v4::Publish::from_bytes(topic, qos_of(f.qos), payload.clone());
+            p.pkid = f.pkid;
+            p.retain = f.retain;
+            p.dup = f.dup;
             let _ = p.write(out);
         }
         Version::V5 => {
-            let mut p = v5::Publish::new(topic, qos5_of(qos), payload.clone(), None);
-            p.pkid = pkid;
-            p.retain = retain;
+            let mut p = v5::Publish::new(topic, qos5_of(f.qos), payload.clone(), None);
+            p.pkid = f.pkid;
+            p.retain = f.retain;
+            p.dup = f.dup;
             let _ = p.write(out);
         }
     }

@@ -22,8 +22,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
 
 /// A request over the control channel: one JSON line, `op` names it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,10 +84,6 @@ pub enum Request {
     },
 }
 
-/// The longest request line the hub reads. The largest real request is a C2D body (IoT Hub:
-/// 64 KB) or a method payload (128 KB), which JSON escaping can grow a few times over.
-pub(crate) const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
-
 fn default_timeout() -> u64 {
     30
 }
@@ -101,26 +95,19 @@ pub async fn request(
     req: &Request,
     mut on_line: impl FnMut(serde_json::Value) -> bool,
 ) -> Result<(), ControlError> {
-    let mut s = UnixStream::connect(path)
+    let req = serde_json::to_value(req).expect("serialisable");
+    chainsmith_server::control::request(path, &req, &mut on_line)
         .await
-        .map_err(|e| ControlError::NotRunning(path.display().to_string(), e.to_string()))?;
-    let line = serde_json::to_string(req).expect("serialisable");
-    s.write_all(format!("{line}\n").as_bytes())
-        .await
-        .map_err(|e| ControlError::Io(e.to_string()))?;
-    let mut lines = BufReader::new(s).lines();
-    while let Some(l) = lines
-        .next_line()
-        .await
-        .map_err(|e| ControlError::Io(e.to_string()))?
-    {
-        let v: serde_json::Value =
-            serde_json::from_str(&l).map_err(|e| ControlError::Io(e.to_string()))?;
-        if !on_line(v) {
-            break;
+        .map_err(client_error)
+}
+
+fn client_error(e: chainsmith_server::control::ClientError) -> ControlError {
+    match e {
+        chainsmith_server::control::ClientError::NotRunning(p, why) => {
+            ControlError::NotRunning(p, why)
         }
+        chainsmith_server::control::ClientError::Io(why) => ControlError::Io(why),
     }
-    Ok(())
 }
 
 /// `{"op":"monitor"}`: stream the hub's telemetry events, of `device` when given. `on_ready`
@@ -130,46 +117,25 @@ pub async fn monitor(
     path: &Path,
     device: Option<String>,
     on_ready: impl FnOnce(),
-    mut on_event: impl FnMut(serde_json::Value) -> bool,
+    on_event: impl FnMut(serde_json::Value) -> bool,
 ) -> Result<(), ControlError> {
-    let mut on_ready = Some(on_ready);
-    let mut refused = None;
-    request(path, &Request::Monitor { device }, |v| {
-        if v.get("ok").is_some() {
-            if let Some(f) = on_ready.take() {
-                f();
-            }
-            return true;
-        }
-        if let Some(e) = v.get("error") {
-            refused = Some(e.as_str().map_or_else(|| e.to_string(), str::to_string));
-            return false;
-        }
-        on_event(v)
-    })
-    .await?;
-    refused.map_or(Ok(()), |e| Err(ControlError::Hub(e)))
+    let req = serde_json::to_value(Request::Monitor { device }).expect("serialisable");
+    match chainsmith_server::control::stream(path, &req, on_ready, on_event)
+        .await
+        .map_err(client_error)?
+    {
+        Some(refused) => Err(ControlError::Hub(refused)),
+        None => Ok(()),
+    }
 }
 
 /// Send one request and return its single answer: the `ok` value, or the hub's `error`.
 pub async fn call(path: &Path, req: &Request) -> Result<serde_json::Value, ControlError> {
-    let mut answer = None;
-    request(path, req, |v| {
-        answer = Some(v);
-        false
-    })
-    .await?;
-    let mut v =
-        answer.ok_or_else(|| ControlError::Io("the hub closed without answering".into()))?;
-    if let Some(ok) = v.get_mut("ok") {
-        return Ok(ok.take());
-    }
-    let msg = v
-        .get("error")
-        .and_then(|e| e.as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| v.to_string());
-    Err(ControlError::Hub(msg))
+    let req = serde_json::to_value(req).expect("serialisable");
+    chainsmith_server::control::call(path, &req)
+        .await
+        .map_err(client_error)?
+        .map_err(ControlError::Hub)
 }
 
 /// `{"op":"status"}` of the hub running for this workspace. A hub too old to know the op

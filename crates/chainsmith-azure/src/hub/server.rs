@@ -24,7 +24,7 @@ use super::registry::{HubStore, RegistryError};
 use crate::azure::{self, DeviceSubscription, Properties};
 use chainsmith_server::listener::{self, Accepted, Gate, Service};
 
-use super::control::{MAX_REQUEST_BYTES, Request};
+use super::control::Request;
 pub use super::events::*;
 use super::mqtt::mqtt_connection;
 use super::shared::*;
@@ -32,8 +32,7 @@ pub use super::shared::{
     CONNECT_TIMEOUT, DPS_SESSION_LIFETIME, HubConfig, MAX_CONNECT_BYTES, REFUSAL_RING,
     RefusalRecord,
 };
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::AsyncWriteExt;
 
 pub use super::amqp::{MAX_LINKS_PER_CONNECTION, MAX_REFUSED_LINKS};
 pub use super::budget::{
@@ -577,38 +576,14 @@ pub async fn serve_control(
     hub: std::sync::Arc<HubHandle>,
     path: std::path::PathBuf,
 ) -> std::io::Result<()> {
-    let path = path.as_path();
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let hub = hub.clone();
-        tokio::spawn(async move {
-            let _ = client(hub, stream).await;
-        });
-    }
+    chainsmith_server::control::serve(path, move |line, w| client(hub.clone(), line, w)).await
 }
 
-async fn client(hub: std::sync::Arc<HubHandle>, stream: UnixStream) -> std::io::Result<()> {
-    let (r, mut w) = stream.into_split();
-    // One byte more than the cap tells an over-long line from one that just fits.
-    let mut line = Vec::new();
-    BufReader::new(r.take(MAX_REQUEST_BYTES + 1))
-        .read_until(b'\n', &mut line)
-        .await?;
-    if line.is_empty() {
-        return Ok(());
-    }
-    if line.len() as u64 > MAX_REQUEST_BYTES {
-        let msg = serde_json::json!({ "error": format!(
-            "request is longer than {} MiB; the control channel takes one JSON request per line, at most that long",
-            MAX_REQUEST_BYTES / (1024 * 1024)
-        ), "kind": "too-large" });
-        w.write_all(format!("{msg}\n").as_bytes()).await?;
-        return Ok(());
-    }
+async fn client(
+    hub: std::sync::Arc<HubHandle>,
+    line: Vec<u8>,
+    mut w: tokio::net::unix::OwnedWriteHalf,
+) -> std::io::Result<()> {
     let req: Request = match serde_json::from_slice(&line) {
         Ok(r) => r,
         Err(e) => {
