@@ -11,6 +11,7 @@ mod isolated;
 
 mod aws_broker;
 mod aws_registry;
+mod aws_rules;
 mod bounds_numbers;
 mod bounds_work;
 mod chain_corpus;
