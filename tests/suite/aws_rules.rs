@@ -24,7 +24,7 @@ fn policy_doc(connect_client: &str) -> String {
     .to_string()
 }
 
-/// Root CA `root` registered (`ca_active`), device `d1` under it registered with `cert_status`
+/// Root CA `root` registered (then INACTIVE unless `ca_active`), device `d1` under it registered with `cert_status`
 /// (None: not registered), thing d1 attached, a policy allowing Connect for `connect_client`.
 fn setup(ca_active: bool, cert_status: Option<&str>, connect_client: &str) -> Ws {
     let w = Ws::new();
@@ -73,6 +73,10 @@ fn setup(ca_active: bool, cert_status: Option<&str>, connect_client: &str) -> Ws
             doc.to_str().unwrap(),
         ]);
         w.ok(&["aws", "policy", "attach", "p1", "--cert", "d1"]);
+    }
+    // A CA is deactivated after its certificates registered, as on AWS.
+    if !ca_active {
+        w.ok(&["aws", "ca", "update", "root", "--status", "INACTIVE"]);
     }
     w
 }
