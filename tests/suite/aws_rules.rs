@@ -131,10 +131,13 @@ fn sdk(w: &Ws, port: u16, trust: &str, mode: &str, client_id: &str) -> (Vec<Stri
     (steps, out.status.code())
 }
 
+/// One rule: its name, CA active, the certificate's status (None: not registered), the
+/// policy's Connect client, the SDK's client id, admitted.
+type Case<'a> = (&'a str, bool, Option<&'a str>, &'a str, &'a str, bool);
+
 #[test]
 fn the_python_sdk_is_refused_by_each_of_awss_rules_and_admitted_when_all_hold() {
-    // (rule, CA active, certificate status, policy's Connect client, SDK's client id, admitted)
-    let cases: &[(&str, bool, Option<&str>, &str, &str, bool)] = &[
+    let cases: &[Case] = &[
         (
             "all rules hold, policy with * region/account",
             true,
