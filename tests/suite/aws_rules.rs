@@ -192,3 +192,36 @@ fn the_python_sdk_is_refused_by_each_of_awss_rules_and_admitted_when_all_hold() 
         }
     }
 }
+
+#[test]
+fn a_second_sdk_connection_with_the_same_client_id_takes_over_the_first() {
+    let w = setup(true, Some("ACTIVE"), "d1");
+    let (mut server, port, trust) = serve(&w);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aws_sdk_device.py");
+    let d = w.ws().join("entities/d1");
+    let mut first = Command::new("python3")
+        .arg(script)
+        .args(["hold", "127.0.0.1", &port.to_string(), "d1"])
+        .arg(d.join("cert.pem"))
+        .arg(d.join("key.pem"))
+        .arg(&trust)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    let mut first_lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    assert!(
+        first_lines.next().unwrap().unwrap().contains("connected"),
+        "the first connection is admitted"
+    );
+    let (steps, code) = sdk(&w, port, &trust, "roundtrip", "d1");
+    let rest: Vec<String> = first_lines.map_while(Result::ok).collect();
+    first.wait().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(code, Some(0), "the second connection works: {steps:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("interrupted")),
+        "the first was disconnected: {rest:?}"
+    );
+}
