@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use crate::common::Ws;
 
 /// A policy allowing `iot:Connect` for client ids `allowed` and everything else on `dev/*`,
-/// with `*` for region and account as AWS accepts.
+/// except publishing to `dev/*/forbidden`, with `*` for region and account as AWS accepts.
 fn policy_doc(connect_client: &str) -> String {
     serde_json::json!({
         "Version": "2012-10-17",
@@ -18,7 +18,9 @@ fn policy_doc(connect_client: &str) -> String {
             {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
              "Resource": "arn:aws:iot:*:*:topic/dev/*"},
             {"Effect": "Allow", "Action": "iot:Subscribe",
-             "Resource": "arn:aws:iot:*:*:topicfilter/dev/*"}
+             "Resource": "arn:aws:iot:*:*:topicfilter/dev/*"},
+            {"Effect": "Deny", "Action": "iot:Publish",
+             "Resource": "arn:aws:iot:*:*:topic/dev/*/forbidden"}
         ]
     })
     .to_string()
@@ -223,5 +225,20 @@ fn a_second_sdk_connection_with_the_same_client_id_takes_over_the_first() {
     assert!(
         rest.iter().any(|l| l.contains("interrupted")),
         "the first was disconnected: {rest:?}"
+    );
+}
+
+#[test]
+fn a_publish_the_policy_denies_disconnects_the_mqtt_3_1_1_sdk() {
+    let w = setup(true, Some("ACTIVE"), "d1");
+    let (mut server, port, trust) = serve(&w);
+    let (steps, code) = sdk(&w, port, &trust, "denied", "d1");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(code, Some(0), "{steps:?}");
+    assert!(!steps.iter().any(|s| s == "puback"), "no PUBACK: {steps:?}");
+    assert!(
+        steps.iter().any(|s| s == "interrupted"),
+        "disconnected: {steps:?}"
     );
 }
