@@ -12,6 +12,7 @@ mod isolated;
 mod aws_broker;
 mod aws_registry;
 mod aws_shadow;
+mod aws_rules;
 mod bounds_numbers;
 mod bounds_work;
 mod chain_corpus;

@@ -41,7 +41,7 @@ pub fn server_config_for_alpn(
         ..rustls::crypto::aws_lc_rs::default_provider()
     });
     let verifier = Arc::new(RequestClientCert {
-        algs: provider.signature_verification_algorithms.clone(),
+        algs: provider.signature_verification_algorithms,
     });
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
