@@ -11,8 +11,8 @@ mod isolated;
 
 mod aws_broker;
 mod aws_registry;
-mod aws_shadow;
 mod aws_rules;
+mod aws_shadow;
 mod bounds_numbers;
 mod bounds_work;
 mod chain_corpus;
