@@ -614,12 +614,15 @@ async fn https_dps_requests_are_budgeted_per_peer() {
     let addr = hub.websocket_addr.unwrap();
     let id = fx.identity(&["dev-1", "line2"]);
     let get = wire::operation_path(&scope, "dev-1", "4.x", wire::API_VERSION);
-    let mut held = Vec::new();
-    for _ in 0..MAX_DPS_SESSIONS_PER_PEER {
+    // All at once: each is a full mTLS handshake (the hub sends no resumption tickets), and one
+    // after the other they took longer than the 10 s an idle connection is given for its next
+    // request, so the first ones were closed before the last were open.
+    let held = futures::future::join_all((0..MAX_DPS_SESSIONS_PER_PEER).map(|_| async {
         let mut c = Http::connect_from([127, 0, 0, 2], addr, &fx, Some(&id)).await;
         assert_eq!(c.call("GET", &get, "").await.status, 404);
-        held.push(c);
-    }
+        c
+    }))
+    .await;
     assert_eq!(hub.load().dps_sessions, MAX_DPS_SESSIONS_PER_PEER);
     let mut c = Http::connect_from([127, 0, 0, 2], addr, &fx, Some(&id)).await;
     let r = c.call("GET", &get, "").await;

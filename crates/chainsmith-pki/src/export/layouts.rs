@@ -241,7 +241,7 @@ impl Plan<'_> {
             ),
         }
         self.report.notes.push(
-            "for the local AWS IoT Core, trust the PEM `chainsmith aws endpoint` prints instead of AmazonRootCA1.pem".into(),
+            "for the local AWS IoT Core, trust its own TLS CA (WS/aws/tls/ca.pem) instead of AmazonRootCA1.pem".into(),
         );
         Ok(())
     }
