@@ -582,7 +582,9 @@ impl Workspace {
     ) -> Result<()> {
         progress.stage("writing", crate::progress::total(batch.len()));
         let dirs = BatchDirs::open(&self.root)?;
-        let result: Result<Vec<Option<Record>>> = batch
+        // Every entity is tried: collecting into a `Result` would let rayon stop at the first
+        // failure and leave the rest of the batch unwritten (and landed ones unindexed).
+        let outcomes: Vec<Result<Option<Record>>> = batch
             .par_iter()
             .map(|e| {
                 let written = self.swap_in(&dirs, e);
@@ -590,8 +592,19 @@ impl Workspace {
                 written
             })
             .collect();
-        index::merge(&self.root, result?.into_iter().flatten().collect(), &[]);
-        sync_fs(&self.root)
+        let mut landed = Vec::with_capacity(batch.len());
+        let mut first_failure = None;
+        for o in outcomes {
+            match o {
+                Ok(record) => landed.extend(record),
+                Err(e) => {
+                    first_failure.get_or_insert(e);
+                }
+            }
+        }
+        index::merge(&self.root, landed, &[]);
+        sync_fs(&self.root)?;
+        first_failure.map_or(Ok(()), Err)
     }
 
     /// Stage one entity and swap it with what is there under its name (or rename it into
