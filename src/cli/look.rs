@@ -74,9 +74,19 @@ pub fn list(global: &Global, a: ListArgs) -> CliResult {
     let (metas, damaged) = ws.list()?;
     let rows = ops::tree(metas, ws.now());
     if global.json {
-        print_json(
-            &serde_json::json!({ "workspace": ws.root(), "entities": rows, "damaged": damaged }),
-        );
+        // Serialised straight from the rows: building a `serde_json::Value` of 100,000 maps
+        // first doubled the time `list --json` takes.
+        #[derive(serde::Serialize)]
+        struct Listing<'a> {
+            workspace: &'a std::path::Path,
+            entities: &'a [ops::TreeRow],
+            damaged: &'a [crate::store::Damaged],
+        }
+        print_json(&Listing {
+            workspace: ws.root(),
+            entities: &rows,
+            damaged: &damaged,
+        });
         return Ok(());
     }
     let mut out = String::with_capacity(rows.len() * 80);
