@@ -26,12 +26,10 @@ fn policy_doc(connect_client: &str) -> String {
     .to_string()
 }
 
-/// Root CA `root` registered (then INACTIVE unless `ca_active`), device `d1` under it registered with `cert_status`
-/// (None: not registered), thing d1 attached, a policy allowing Connect for `connect_client`.
-fn setup(ca_active: bool, cert_status: Option<&str>, connect_client: &str) -> Ws {
-    let w = Ws::new();
+/// Root CA `root` made and registered with its verification certificate (ACTIVE when
+/// `active`).
+pub fn register_root(w: &Ws, active: bool) {
     w.ok(&["new", "root", "root", "--cn", "Example Root"]);
-    w.ok(&["new", "device", "d1", "--issuer", "root"]);
     let code = w.ok(&["aws", "registration-code"]).trim().to_string();
     let proof = w.path("proof.pem");
     let proof_s = proof.to_str().unwrap();
@@ -53,10 +51,18 @@ fn setup(ca_active: bool, cert_status: Option<&str>, connect_client: &str) -> Ws
         "--verification-cert",
         proof_s,
     ];
-    if ca_active {
+    if active {
         ca.push("--active");
     }
     w.ok(&ca);
+}
+
+/// Root CA `root` registered (then INACTIVE unless `ca_active`), device `d1` under it registered with `cert_status`
+/// (None: not registered), thing d1 attached, a policy allowing Connect for `connect_client`.
+fn setup(ca_active: bool, cert_status: Option<&str>, connect_client: &str) -> Ws {
+    let w = Ws::new();
+    register_root(&w, ca_active);
+    w.ok(&["new", "device", "d1", "--issuer", "root"]);
     if let Some(status) = cert_status {
         w.ok(&["aws", "cert", "register", "d1", "--active"]);
         if status != "ACTIVE" {
@@ -85,9 +91,15 @@ fn setup(ca_active: bool, cert_status: Option<&str>, connect_client: &str) -> Ws
 
 /// `chainsmith aws serve` on free ports; the child, the MQTT port and the trust PEM.
 fn serve(w: &Ws) -> (Child, u16, String) {
+    serve_with(w, &[])
+}
+
+/// [`serve`] with `extra` flags (`--issuing-ca CA`).
+pub fn serve_with(w: &Ws, extra: &[&str]) -> (Child, u16, String) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chainsmith"))
         .env("CHAINSMITH_WORKSPACE", w.ws())
         .args(["aws", "serve", "--port", "0", "--alpn-port", "0"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
