@@ -315,3 +315,100 @@ async fn an_ownership_token_past_its_hour_is_rejected() {
         "{rejected}"
     );
 }
+
+/// The broker's test rules ([`crate::aws_broker::TestRules`]) with a registry's fleet service.
+struct WithFleet {
+    rules: Arc<crate::aws_broker::TestRules>,
+    registry: chainsmith::aws::registry::Registry,
+}
+
+impl chainsmith::aws::rules::Rules for WithFleet {
+    fn admit(
+        &self,
+        chain: &[Vec<u8>],
+        client_id: &str,
+    ) -> Result<chainsmith::aws::rules::Admitted, chainsmith::aws::rules::Refused> {
+        self.rules.admit(chain, client_id)
+    }
+
+    fn allows(
+        &self,
+        who: &chainsmith::aws::rules::Admitted,
+        action: chainsmith::aws::rules::Action,
+        resource: &str,
+    ) -> bool {
+        self.rules.allows(who, action, resource)
+    }
+
+    fn fleet(&self) -> Option<&dyn chainsmith::aws::rules::Fleet> {
+        Some(&self.registry)
+    }
+}
+
+#[tokio::test]
+async fn a_provisioning_reply_goes_to_the_requesting_connection_alone() {
+    use crate::aws_broker::{TestRules, V5Client, client_tls, fixture};
+    use chainsmith::aws::broker::{self, BrokerConfig};
+    use rumqttc::v5::mqttbytes::{QoS as QoS5, v5};
+    let fx = fixture(&["a", "b"]);
+    let registry =
+        chainsmith::aws::registry::Registry::open(&fx.ws.root().join("aws"), fx.ws.clock())
+            .unwrap();
+    let ws = fx.ws.clone();
+    registry.set_issuer(Box::new(move || {
+        broker::tls::own_issuer(&ws)
+            .ensure_ca(&ws)
+            .map_err(|e| e.to_string())
+    }));
+    let rules = Arc::new(WithFleet {
+        rules: TestRules::new(&fx, &["a", "b"], Box::new(|_, _, _| true)),
+        registry,
+    });
+    let config = BrokerConfig {
+        port: 0,
+        ..Default::default()
+    };
+    let handle = broker::start(&fx.ws, rules, config).await.unwrap();
+    let (mut a, _) = V5Client::connect(handle.mqtt, client_tls(&fx, "a", None), "a").await;
+    let (mut b, _) = V5Client::connect(handle.mqtt, client_tls(&fx, "b", None), "b").await;
+    for c in [&mut a, &mut b] {
+        c.subscribe("$aws/certificates/#", 1).await;
+        c.subscribe("$aws/provisioning-templates/#", 2).await;
+    }
+    a.publish(
+        "$aws/certificates/create/json",
+        b"{}".to_vec(),
+        QoS5::AtLeastOnce,
+        1,
+    )
+    .await;
+    a.publish(
+        "$aws/provisioning-templates/nope/provision/json",
+        br#"{"certificateOwnershipToken":"x"}"#.to_vec(),
+        QoS5::AtMostOnce,
+        0,
+    )
+    .await;
+    let mut got = Vec::new();
+    while let Some(p) = a.recv().await {
+        if let v5::Packet::Publish(p) = p {
+            let body: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+            got.push((String::from_utf8_lossy(&p.topic).into_owned(), body));
+        }
+        if got.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].0, "$aws/certificates/create/json/accepted");
+    assert!(got[0].1["privateKey"].is_string(), "{:?}", got[0]);
+    assert_eq!(
+        got[1].0,
+        "$aws/provisioning-templates/nope/provision/json/rejected"
+    );
+    assert_eq!(got[1].1["statusCode"], 404, "{:?}", got[1]);
+    // The other connection, subscribed to the same topics, saw neither request nor reply.
+    let other = b.recv().await;
+    assert!(other.is_none(), "{other:?}");
+    handle.stop().await;
+}
