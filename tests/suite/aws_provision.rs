@@ -10,7 +10,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use crate::aws_rules::{register_root, serve_with};
+use crate::aws_rules::{create_policy, register_root, serve_with};
 use crate::common::Ws;
 
 /// The claim certificate's policy: connect as `claim-*`, publish the provisioning requests,
@@ -65,21 +65,8 @@ fn setup() -> Ws {
     register_root(&w, true);
     w.ok(&["new", "device", "claim", "--issuer", "root"]);
     w.ok(&["aws", "cert", "register", "claim", "--active"]);
-    for (name, doc) in [
-        ("claim-policy", CLAIM_POLICY),
-        ("device-policy", DEVICE_POLICY),
-    ] {
-        let file = w.path(&format!("{name}.json"));
-        std::fs::write(&file, doc).unwrap();
-        w.ok(&[
-            "aws",
-            "policy",
-            "create",
-            name,
-            "--document",
-            file.to_str().unwrap(),
-        ]);
-    }
+    create_policy(&w, "claim-policy", CLAIM_POLICY);
+    create_policy(&w, "device-policy", DEVICE_POLICY);
     w.ok(&["aws", "policy", "attach", "claim-policy", "--cert", "claim"]);
     let t = w.path("template.json");
     std::fs::write(&t, TEMPLATE).unwrap();
