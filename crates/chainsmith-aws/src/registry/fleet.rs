@@ -143,10 +143,12 @@ impl FleetError {
     }
 }
 
-/// One outstanding ownership token.
+/// An ownership token of the last hour, spent or not.
 pub(super) struct Token {
     certificate_id: String,
     expires: OffsetDateTime,
+    /// RegisterThing took it (a token is single use).
+    spent: bool,
 }
 
 /// AWS's key rule for a CSR: "an RSA key with a length of at least 2048 bits or an ECC key
@@ -265,12 +267,30 @@ impl Registry {
     ) -> Result<NewCertificate, FleetError> {
         let now = self.now();
         let mut tokens = self.tokens.lock().expect("tokens");
+        // "If the certificate created by CreateCertificateFromCsr isn't activated and isn't
+        // attached to a policy or a thing by the time the token expires, the certificate is
+        // deleted" (the Device provisioning MQTT API page): a claim device cannot fill the
+        // registry with certificates it never registers.
+        let abandoned: Vec<String> = tokens
+            .values()
+            .filter(|t| t.expires <= now)
+            .map(|t| t.certificate_id.clone())
+            .collect();
         tokens.retain(|_, t| t.expires > now);
         if tokens.len() >= MAX_OWNERSHIP_TOKENS {
             return Err(FleetError::Throttled);
         }
         let id = certificate_id(&der);
         self.modify(|s| {
+            for gone in &abandoned {
+                if s.certificates.get(gone).is_some_and(|c| {
+                    c.status == Status::PendingActivation
+                        && c.policies.is_empty()
+                        && c.things.is_empty()
+                }) {
+                    s.certificates.remove(gone);
+                }
+            }
             insert_certificate(s, &id, None, None, &der, Status::PendingActivation).map(|_| ())
         })?;
         let token = random_hex(32);
@@ -279,6 +299,7 @@ impl Registry {
             Token {
                 certificate_id: id.clone(),
                 expires: now + OWNERSHIP_TOKEN_LIFETIME,
+                spent: false,
             },
         );
         Ok(NewCertificate {
@@ -303,22 +324,26 @@ impl Registry {
         if !self.snapshot()?.templates.contains_key(template_name) {
             return Err(FleetError::TemplateNotFound(template_name.to_string()));
         }
-        // Single use: the token is gone whatever happens next.
-        let token = self.tokens.lock().expect("tokens").remove(ownership_token);
-        let token = match token {
-            None => return Err(FleetError::InvalidToken("unknown or already used")),
-            Some(t) if t.expires <= now => {
-                return Err(FleetError::InvalidToken("expired (tokens last one hour)"));
+        // Single use: the token is spent whatever happens next (kept until its hour is over,
+        // so an abandoned certificate is still deleted then).
+        let certificate_id = {
+            let mut tokens = self.tokens.lock().expect("tokens");
+            match tokens.get_mut(ownership_token) {
+                None => return Err(FleetError::InvalidToken("unknown")),
+                Some(t) if t.spent => return Err(FleetError::InvalidToken("already used")),
+                Some(t) if t.expires <= now => {
+                    return Err(FleetError::InvalidToken("expired (tokens last one hour)"));
+                }
+                Some(t) => {
+                    t.spent = true;
+                    t.certificate_id.clone()
+                }
             }
-            Some(t) => t,
         };
         let mut params = params.clone();
-        params.insert(
-            "AWS::IoT::Certificate::Id".into(),
-            token.certificate_id.clone(),
-        );
+        params.insert("AWS::IoT::Certificate::Id".into(), certificate_id.clone());
         let provision =
-            self.modify(|s| Registry::provision(s, template_name, &params, &token.certificate_id))?;
+            self.modify(|s| Registry::provision(s, template_name, &params, &certificate_id))?;
         Ok(Registered {
             thing_name: provision.thing.map(|t| t.name),
             device_configuration: provision.device_configuration,

@@ -594,3 +594,35 @@ fn the_fleet_answers_are_awss_json_and_aws_parameters_are_the_services() {
     assert_eq!(done["thingName"], "sensor-5");
     assert_eq!(done["deviceConfiguration"]["Serial"], "5");
 }
+
+#[test]
+fn a_certificate_left_pending_past_its_tokens_hour_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = ca("Issuer");
+    let r = fleet_registry(dir.path());
+    let left = r.create_keys_and_certificate(&issuer.handle).unwrap();
+    let kept = r.create_keys_and_certificate(&issuer.handle).unwrap();
+    r.register_thing("fleet", &params("1"), &kept.certificate_ownership_token)
+        .unwrap();
+    // A failed RegisterThing spends the token and leaves the certificate pending.
+    let failed = r.create_keys_and_certificate(&issuer.handle).unwrap();
+    r.register_thing(
+        "fleet",
+        &BTreeMap::new(),
+        &failed.certificate_ownership_token,
+    )
+    .unwrap_err();
+    r.set_clock(Clock::Fixed(NOW + OWNERSHIP_TOKEN_LIFETIME));
+    let next = r.create_keys_and_certificate(&issuer.handle).unwrap();
+    let certs = r.snapshot().unwrap().certificates;
+    assert!(
+        !certs.contains_key(&left.certificate_id),
+        "never registered: deleted"
+    );
+    assert!(
+        !certs.contains_key(&failed.certificate_id),
+        "registration failed: deleted"
+    );
+    assert_eq!(certs[&kept.certificate_id].status, Status::Active);
+    assert!(certs.contains_key(&next.certificate_id));
+}
