@@ -192,6 +192,22 @@ fn the_python_sdk_provisions_with_new_keys_and_a_spent_token_or_unknown_template
         &w.ws(),
     );
     assert!(ok, "{text}");
+    // Stable across restarts: the next serve signs with the same issuer.
+    let before = std::fs::read(&issuer).unwrap();
+    let again = provision(&w, &[], "keys", "8");
+    assert!(step(&again, "published").is_some(), "{again:?}");
+    assert_eq!(std::fs::read(&issuer).unwrap(), before, "the same issuer");
+    let second = w.path("out-8/certificate.pem.crt");
+    let (ok, text) = crate::common::openssl(
+        &[
+            "verify",
+            "-CAfile",
+            issuer.to_str().unwrap(),
+            second.to_str().unwrap(),
+        ],
+        &w.ws(),
+    );
+    assert!(ok, "{text}");
 }
 
 #[test]
