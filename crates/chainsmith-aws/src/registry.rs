@@ -335,6 +335,8 @@ pub struct Registry {
     tokens: Mutex<BTreeMap<String, fleet::Token>>,
     /// Where the certificates fleet provisioning issues come from.
     issuer: Mutex<fleet::IssuerState>,
+    /// [`MAX_OWNERSHIP_TOKENS`], lowered by unit tests to reach it.
+    token_limit: usize,
 }
 
 impl std::fmt::Debug for Registry {
@@ -360,6 +362,7 @@ impl Registry {
             notes: Mutex::new(Vec::new()),
             tokens: Mutex::new(BTreeMap::new()),
             issuer: Mutex::new(fleet::IssuerState::default()),
+            token_limit: MAX_OWNERSHIP_TOKENS,
         };
         // Make the code once: the first open writes it.
         r.modify(|s| {

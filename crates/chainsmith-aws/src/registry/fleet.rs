@@ -277,7 +277,7 @@ impl Registry {
             .map(|t| t.certificate_id.clone())
             .collect();
         tokens.retain(|_, t| t.expires > now);
-        if tokens.len() >= MAX_OWNERSHIP_TOKENS {
+        if tokens.len() >= self.token_limit {
             return Err(FleetError::Throttled);
         }
         let id = certificate_id(&der);

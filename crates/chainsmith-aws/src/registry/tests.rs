@@ -626,3 +626,27 @@ fn a_certificate_left_pending_past_its_tokens_hour_is_deleted() {
     assert_eq!(certs[&kept.certificate_id].status, Status::Active);
     assert!(certs.contains_key(&next.certificate_id));
 }
+
+#[test]
+fn past_the_token_limit_creation_is_throttled_until_the_hour_is_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = ca("Issuer");
+    let mut r = fleet_registry(dir.path());
+    r.token_limit = 2;
+    for _ in 0..2 {
+        r.create_keys_and_certificate(&issuer.handle).unwrap();
+    }
+    let e = r.create_keys_and_certificate(&issuer.handle).unwrap_err();
+    assert_eq!(
+        (e.status_code(), e.error_code()),
+        (429, "Throttling"),
+        "{e}"
+    );
+    r.set_clock(Clock::Fixed(NOW + OWNERSHIP_TOKEN_LIFETIME));
+    r.create_keys_and_certificate(&issuer.handle).unwrap();
+    assert_eq!(
+        r.snapshot().unwrap().certificates.len(),
+        1,
+        "the two abandoned are gone"
+    );
+}
