@@ -82,6 +82,15 @@ pub enum BrokerEvent {
         /// How many times it was sent.
         sends: u32,
     },
+    /// A fleet provisioning request was answered (to the requesting connection alone).
+    Provisioning {
+        /// Who asked.
+        client_id: String,
+        /// The request topic.
+        topic: String,
+        /// `accepted`, or `rejected STATUS CODE: MESSAGE`.
+        outcome: String,
+    },
     /// A state file (a shadow) did not parse and was set aside; the service goes on.
     SetAside {
         /// What was set aside, where, and how to restore it.
@@ -140,6 +149,11 @@ impl BrokerEvent {
             } => format!(
                 "{client_id}: a QoS 1 message on {topic} was sent {sends} times and never acknowledged; given up"
             ),
+            BrokerEvent::Provisioning {
+                client_id,
+                topic,
+                outcome,
+            } => format!("{client_id}: {topic}: {outcome}"),
             BrokerEvent::SetAside { note } => note.clone(),
         }
     }
