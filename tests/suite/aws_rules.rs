@@ -98,7 +98,7 @@ fn setup(ca_active: bool, cert_status: Option<&str>, connect_client: &str) -> Ws
 }
 
 /// `chainsmith aws serve` on free ports; the child, the MQTT port and the trust PEM.
-fn serve(w: &Ws) -> (Child, u16, String) {
+pub(crate) fn serve(w: &Ws) -> (Child, u16, String) {
     serve_with(w, &[])
 }
 

@@ -42,6 +42,7 @@ mod fixtures_negative;
 mod fleet;
 mod fleet_dps;
 mod fleet_tui;
+mod guide_aws;
 mod hub_auth;
 mod hub_cli;
 mod hub_floods;
