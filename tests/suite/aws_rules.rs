@@ -84,7 +84,7 @@ fn setup(ca_active: bool, cert_status: Option<&str>, connect_client: &str) -> Ws
 }
 
 /// `chainsmith aws serve` on free ports; the child, the MQTT port and the trust PEM.
-fn serve(w: &Ws) -> (Child, u16, String) {
+pub(crate) fn serve(w: &Ws) -> (Child, u16, String) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chainsmith"))
         .env("CHAINSMITH_WORKSPACE", w.ws())
         .args(["aws", "serve", "--port", "0", "--alpn-port", "0"])

@@ -88,6 +88,7 @@ pub fn hint(remedy: &ConnectRemedy, peer: PeerKind) -> String {
             if *replace { " --force" } else { "" }
         ),
         R::Pathlen => "--pathlen N when re-issuing that CA with `chainsmith new`".into(),
+        R::Run { command } => command.clone(),
     }
 }
 
@@ -156,14 +157,7 @@ pub(crate) fn words(ids: &[String]) -> String {
 /// A name as one shell word: as is when it holds only characters a shell leaves alone,
 /// otherwise single-quoted (device ids may hold `$ ( ) ! * ? '`).
 pub(crate) fn word(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._:/@%+=,".contains(c));
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+    crate::text::shell_word(s)
 }
 
 #[cfg(test)]

@@ -97,6 +97,12 @@ pub enum ConnectRemedy {
     },
     /// Re-issue the CA the hub names with a larger path length (`Remedy::Pathlen`).
     Pathlen,
+    /// Run this command (AWS IoT Core's fixes: `chainsmith aws …` against the local one),
+    /// names already shell-quoted.
+    Run {
+        /// The command line.
+        command: String,
+    },
 }
 
 /// A self-signed device certificate's thumbprint, as the hub registers it.

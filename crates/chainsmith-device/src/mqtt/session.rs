@@ -54,7 +54,10 @@ pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
             preflight: &s.findings,
             timeout: test.timeout,
         };
-        let mut diagnosis = diagnose::diagnose(&f, &cx);
+        let mut diagnosis = match aws_diagnosis(&test, &f).await {
+            Some(d) => d,
+            None => diagnose::diagnose(&f, &cx),
+        };
         if let Some(note) = websocket_preview_note(&test, f.step) {
             diagnosis.fix.push_str(note);
         }
@@ -72,6 +75,27 @@ pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
     }
     let _ = tx.send(Event::Summary(summary.clone())).await;
     summary
+}
+
+/// AWS IoT Core closes without a reason: the running local service's (asked through the
+/// test's watch) or, from a real endpoint, the likely causes. None: not AWS, or a failure the
+/// generic diagnosis explains (TLS, DNS, timeouts).
+async fn aws_diagnosis(test: &ConnectionTest, f: &Failure) -> Option<diagnose::Diagnosis> {
+    let peer = test.endpoint.peer;
+    if !peer.is_aws() || !super::aws::asks_why(f) {
+        return None;
+    }
+    let refusal = match &test.hub {
+        Some(watch) => watch.refusal(&test.identity.device_id).await,
+        None => None,
+    };
+    super::aws::diagnose(
+        f,
+        refusal.as_ref(),
+        &test.identity,
+        &test.endpoint.display(),
+        peer == super::PeerKind::AwsLocal,
+    )
 }
 
 /// A test that passed for a workspace device is recorded in its workspace, before the summary
@@ -536,7 +560,7 @@ async fn one_message(
     } else {
         QoS::AtLeastOnce
     };
-    let mut pending = seed_message(&test.identity.device_id, message_id);
+    let mut pending = seed_message(test.flavor, &test.identity.device_id, message_id);
     let mut publish = Publish::new(pending.topic.clone(), qos, pending.payload.clone());
     let mut ack_pending = None;
     if qos == QoS::AtLeastOnce {
@@ -647,16 +671,14 @@ fn classify_incoming(test: &ConnectionTest, p: &Publish) -> Option<(RoundTripKin
             ));
         }
     }
-    if round_trip_kinds(test).contains(&RoundTripKind::Echo) {
-        if let Ok((dev, _props)) = azure::parse_telemetry_topic(&p.topic) {
-            if &dev == id {
-                return Some((
-                    RoundTripKind::Echo,
-                    message_id_of(&p.payload)?,
-                    format!("{} bytes", p.payload.len()),
-                ));
-            }
-        }
+    if round_trip_kinds(test).contains(&RoundTripKind::Echo)
+        && test.flavor.dialect().is_own_telemetry(id, &p.topic)
+    {
+        return Some((
+            RoundTripKind::Echo,
+            message_id_of(&p.payload)?,
+            format!("{} bytes", p.payload.len()),
+        ));
     }
     None
 }
