@@ -135,6 +135,7 @@ fn draw(f: &mut Frame, app: &App) {
 fn footer_keys(app: &App) -> &'static [FooterKey] {
     match app.tab {
         Tab::Pki => super::pki::FOOTER_KEYS,
+        Tab::Hub if app.hub.cloud == super::hub::Cloud::Aws => super::hub::AWS_FOOTER_KEYS,
         Tab::Hub => super::hub::FOOTER_KEYS,
         Tab::Connect if app.fleet.shown => super::fleet::FOOTER_KEYS,
         Tab::Connect => super::connect::FOOTER_KEYS,
