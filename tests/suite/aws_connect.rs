@@ -325,11 +325,45 @@ fn fleet_run_to_aws_local_connects_twenty_devices() {
     for i in 0..20 {
         device(&w, &format!("f{i:02}"), "fleet-ca", &[]);
     }
+    w.ok(&["new", "device", "f-new", "--issuer", "fleet-ca"]);
     let (server, _port, _trust) = serve(&w);
+    // A device AWS does not know is grouped under the rule aws serve names.
+    let refused = w.path("refused.json");
+    let out = w
+        .cmd()
+        .args([
+            "fleet",
+            "run",
+            "f-new",
+            "--to",
+            "aws-local",
+            "--messages",
+            "1",
+        ])
+        .args(["--timeout", "5s", "--report"])
+        .arg(&refused)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&refused).unwrap()).unwrap();
+    let group = &r["failures"]["aws-certificate-not-registered"];
+    assert!(group.is_object(), "{r}");
+    assert!(
+        group
+            .to_string()
+            .contains("chainsmith aws cert register f-new --active"),
+        "{group}"
+    );
     let report = w.path("report.json");
     let out = w
         .cmd()
-        .args(["fleet", "run", "--issuer", "fleet-ca", "--to", "aws-local"])
+        .args([
+            "fleet", "run", "f00", "f01", "f02", "f03", "f04", "f05", "f06", "f07", "f08",
+        ])
+        .args([
+            "f09", "f10", "f11", "f12", "f13", "f14", "f15", "f16", "f17", "f18", "f19",
+        ])
+        .args(["--to", "aws-local"])
         .args(["--messages", "2", "--timeout", "5s", "--report"])
         .arg(&report)
         .output()

@@ -312,9 +312,35 @@ pub(crate) fn checklist(id: &Identity, step: Step) -> String {
     )
 }
 
+/// AWS IoT Core closes without a reason: the running local service's (asked through `watch`)
+/// or, from a real endpoint, the likely causes. None: not AWS, or a failure the generic
+/// diagnosis explains (TLS, DNS, timeouts). The connection test and the fleet alike.
+pub(crate) async fn explain(
+    watch: Option<&dyn HubView>,
+    f: &Failure,
+    id: &Identity,
+    endpoint: &super::Endpoint,
+) -> Option<Diagnosis> {
+    let peer = endpoint.peer;
+    if !peer.is_aws() || !asks_why(f) {
+        return None;
+    }
+    let refusal = match watch {
+        Some(w) => w.refusal(&id.device_id).await,
+        None => None,
+    };
+    diagnose(
+        f,
+        refusal.as_ref(),
+        id,
+        &endpoint.display(),
+        peer == super::PeerKind::AwsLocal,
+    )
+}
+
 /// AWS's diagnosis of a failure the generic one cannot explain, when AWS is the peer: the
 /// running local service's reason, or the list of likely causes from a real endpoint.
-pub(crate) fn diagnose(
+fn diagnose(
     f: &Failure,
     refusal: Option<&HubRefusal>,
     id: &Identity,

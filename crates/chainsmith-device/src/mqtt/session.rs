@@ -54,7 +54,8 @@ pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
             preflight: &s.findings,
             timeout: test.timeout,
         };
-        let mut diagnosis = match aws_diagnosis(&test, &f).await {
+        let aws = super::aws::explain(test.hub.as_deref(), &f, &test.identity, &test.endpoint);
+        let mut diagnosis = match aws.await {
             Some(d) => d,
             None => diagnose::diagnose(&f, &cx),
         };
@@ -75,27 +76,6 @@ pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
     }
     let _ = tx.send(Event::Summary(summary.clone())).await;
     summary
-}
-
-/// AWS IoT Core closes without a reason: the running local service's (asked through the
-/// test's watch) or, from a real endpoint, the likely causes. None: not AWS, or a failure the
-/// generic diagnosis explains (TLS, DNS, timeouts).
-async fn aws_diagnosis(test: &ConnectionTest, f: &Failure) -> Option<diagnose::Diagnosis> {
-    let peer = test.endpoint.peer;
-    if !peer.is_aws() || !super::aws::asks_why(f) {
-        return None;
-    }
-    let refusal = match &test.hub {
-        Some(watch) => watch.refusal(&test.identity.device_id).await,
-        None => None,
-    };
-    super::aws::diagnose(
-        f,
-        refusal.as_ref(),
-        &test.identity,
-        &test.endpoint.display(),
-        peer == super::PeerKind::AwsLocal,
-    )
 }
 
 /// A test that passed for a workspace device is recorded in its workspace, before the summary
