@@ -28,12 +28,12 @@ pub(crate) const FOOTER_KEYS: &[FooterKey] = &[
     ("o", "on/off", "on/off"),
     ("G", "DPS group", "group"),
     ("e", "enroll", "enroll"),
-    ("c", "cloud Azure|AWS", "cloud"),
+    ("c", "cloud", "AWS"),
 ];
 
 /// The keys the footer names while the Hub tab shows AWS (the Azure keys act on the local
 /// IoT Hub, which is not shown then).
-pub(crate) const AWS_FOOTER_KEYS: &[FooterKey] = &[("c", "cloud Azure|AWS", "cloud")];
+pub(crate) const AWS_FOOTER_KEYS: &[FooterKey] = &[("c", "cloud: Azure", "Azure")];
 
 /// Which local cloud the Hub tab shows (`c` switches).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
