@@ -154,10 +154,7 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
         };
         let mut target = crate::target::resolve(ws.as_ref(), spec)
             .await
-            .map_err(|e| match e {
-                crate::mqtt::local::PrepareError::Target(m) => anyhow!("--to {m}"),
-                e => e.into(),
-            })?;
+            .map_err(target_error)?;
         let started = target.started.take();
         let mut test = target.connection_test(identity)?;
         if let (true, Some(ws)) = (a.dps, &ws) {
@@ -191,6 +188,18 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
         anyhow::Ok(ok)
     })?;
     if ok { Ok(()) } else { Err(Failed(1).into()) }
+}
+
+/// A target that does not resolve, with the CLI's words: the flag, the command that starts
+/// what is missing.
+pub(crate) fn target_error(e: crate::mqtt::local::PrepareError) -> anyhow::Error {
+    use crate::mqtt::local::PrepareError as P;
+    match e {
+        P::Target(m) => anyhow!("--to {m}"),
+        e @ P::AwsNotRunning(_) => anyhow!("{e}: `chainsmith aws serve`"),
+        e @ P::AwsTransport(_) => anyhow!("{e}: use --transport mqtt"),
+        e => e.into(),
+    }
 }
 
 /// Where `--to` (and `--endpoint`, for `--to aws`) send the device.

@@ -262,10 +262,7 @@ async fn target(
     };
     let t = crate::target::resolve(Some(ws), spec)
         .await
-        .map_err(|e| match e {
-            crate::mqtt::local::PrepareError::Target(m) => anyhow!("--to {m}"),
-            e => e.into(),
-        })?;
+        .map_err(super::connect::target_error)?;
     let dps = match (a.dps, &t.registry) {
         (false, _) => None,
         // The local DPS answers at the hub's own listener.

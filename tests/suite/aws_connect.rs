@@ -228,11 +228,8 @@ fn connect_to_aws_local_names_each_refusal_and_passes_with_a_round_trip() {
         assert_eq!(exit, Some(1), "{dev}: {out}");
         let f = failed_event(&out);
         assert_eq!(f["code"], code, "{dev}: {f}");
-        assert_eq!(f["remedy"]["kind"], "run", "{dev}: {f}");
-        assert!(
-            f["remedy"]["command"].as_str().unwrap().contains(command),
-            "{dev}: {f}"
-        );
+        assert_eq!(f["remedy"]["kind"], "aws", "{dev}: {f}");
+        assert!(f["hint"].as_str().unwrap().contains(command), "{dev}: {f}");
     }
     let (exit, out, err) = connect(&w, "d1", &["--to", "aws-local"]);
     assert_eq!(exit, Some(0), "{out}{err}");
@@ -348,12 +345,11 @@ fn fleet_run_to_aws_local_connects_twenty_devices() {
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&refused).unwrap()).unwrap();
     let group = &r["failures"]["aws-certificate-not-registered"];
     assert!(group.is_object(), "{r}");
-    assert!(
-        group
-            .to_string()
-            .contains("chainsmith aws cert register f-new --active"),
+    assert_eq!(
+        group["remedy"]["fix"]["fix"], "register-certificate",
         "{group}"
     );
+    assert_eq!(group["devices"][0], "f-new", "{group}");
     let report = w.path("report.json");
     let out = w
         .cmd()

@@ -9,7 +9,7 @@
 
 use super::diagnose::{Diagnosis, Failure, FailureKind};
 use super::identity::Identity;
-use super::{ConnectRemedy, HubRefusal, HubView, Step};
+use super::{AwsFix, ConnectRemedy, HubRefusal, HubView, Step};
 use futures::future::BoxFuture;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -193,42 +193,42 @@ pub(crate) fn local_refusal(r: &HubRefusal, id: &Identity) -> Diagnosis {
     let client = &id.device_id;
     let (ca, _) = issuer(id);
     let cert_id = certificate_id(&id.leaf().der);
-    let w = crate::text::shell_word;
-    let (cause, fix, command) = match r.kind.as_str() {
+    let device = || dev.clone();
+    let (cause, fix, remedy) = match r.kind.as_str() {
         "certificate-not-registered" => (
             format!("the local AWS IoT Core has no certificate {cert_id} (\"{dev}\") registered"),
             "register the device's certificate and make it ACTIVE".to_string(),
-            format!("chainsmith aws cert register {} --active", w(&dev)),
+            AwsFix::RegisterCertificate { device: device() },
         ),
         "certificate-pending-activation" => (
             format!("the certificate of \"{dev}\" is PENDING_ACTIVATION (registered just in time, not activated yet)"),
             "activate it, as a JITR Lambda would".into(),
-            format!("chainsmith aws cert update {} --status ACTIVE", w(&dev)),
+            AwsFix::ActivateCertificate { device: device() },
         ),
         "certificate-revoked" => (
             format!("the certificate of \"{dev}\" is REVOKED"),
             "issue the device a new certificate and register that one (a revoked certificate is not used again)".into(),
-            format!("chainsmith renew {d} && chainsmith aws cert register {d} --active", d = w(&dev)),
+            AwsFix::ReplaceCertificate { device: device() },
         ),
         k if k.starts_with("certificate-") => (
             format!("the certificate of \"{dev}\" is {}, not ACTIVE", k.trim_start_matches("certificate-").to_ascii_uppercase().replace('-', "_")),
             "set it ACTIVE".into(),
-            format!("chainsmith aws cert update {} --status ACTIVE", w(&dev)),
+            AwsFix::ActivateCertificate { device: device() },
         ),
         "ca-not-registered" => (
             format!("the CA \"{ca}\" that issued \"{dev}\" is not registered with the local AWS IoT Core"),
             "register the CA with a verification certificate for the registration code".into(),
-            format!("chainsmith new verification --issuer {c} --code \"$(chainsmith aws registration-code)\" --out verification.pem && chainsmith aws ca register {c} --verification-cert verification.pem --active", c = w(&ca)),
+            AwsFix::RegisterCa { ca: ca.clone() },
         ),
         "ca-inactive" => (
             format!("the CA \"{ca}\" that issued \"{dev}\" is INACTIVE"),
             "set the CA ACTIVE".into(),
-            format!("chainsmith aws ca update {} --status ACTIVE", w(&ca)),
+            AwsFix::ActivateCa { ca: ca.clone() },
         ),
         "connect-not-allowed" => (
             format!("no policy attached to the certificate of \"{dev}\" allows iot:Connect for client id \"{client}\""),
             format!("attach a policy that allows iot:Connect on arn:aws:iot:REGION:ACCOUNT:client/{client} (or client/${{iot:Connection.Thing.ThingName}} with a thing of that name attached)"),
-            format!("chainsmith aws policy create POLICY --document policy.json && chainsmith aws policy attach POLICY --cert {}", w(&dev)),
+            AwsFix::AttachPolicy { device: device() },
         ),
         "publish-denied" | "subscribe-denied" | "receive-denied" => {
             let action = match r.kind.as_str() {
@@ -240,28 +240,28 @@ pub(crate) fn local_refusal(r: &HubRefusal, id: &Identity) -> Diagnosis {
             (
                 format!("the policies of \"{dev}\" deny {action} {what} (AWS closes the connection of a denied publish)"),
                 format!("allow iot:Publish and iot:Receive on arn:aws:iot:REGION:ACCOUNT:topic/{what} and iot:Subscribe on arn:aws:iot:REGION:ACCOUNT:topicfilter/{what} in a policy attached to the certificate, with no Deny matching them"),
-                format!("chainsmith aws policy create POLICY --document policy.json && chainsmith aws policy attach POLICY --cert {}", w(&dev)),
+                AwsFix::AttachPolicy { device: device() },
             )
         }
         "taken-over" => (
             format!("another connection with client id \"{client}\" took over: AWS IoT Core keeps one connection per client id and closes the older"),
             "give every connection its own client id, or stop the other device using this one".into(),
-            "chainsmith aws monitor (shows who connects)".into(),
+            AwsFix::OwnClientId,
         ),
         "just-provisioned" => (
             format!("the certificate of \"{dev}\" was just provisioned (JITP) by this connection; AWS closes it and the device connects again"),
             "run the test again".into(),
-            format!("chainsmith connect {} --to aws-local", w(&dev)),
+            AwsFix::ConnectAgain { device: device() },
         ),
         _ => (
             format!("the local AWS IoT Core refused \"{dev}\": {}", r.reason),
             "fix what it names".into(),
-            "chainsmith aws cert list".into(),
+            AwsFix::ServiceLog,
         ),
     };
     let code = format!("aws-{}", r.kind);
     let mut d = Diagnosis::new(&code, cause, fix, r.reason.clone());
-    d.remedy = Some(ConnectRemedy::Run { command });
+    d.remedy = Some(ConnectRemedy::Aws { fix: remedy });
     d
 }
 
@@ -364,9 +364,9 @@ fn diagnose(
     };
     let (fix, remedy) = if local {
         (
-            "the running aws serve did not say why: look at its log, which names the rule".into(),
-            Some(ConnectRemedy::Run {
-                command: "the output of the running `chainsmith aws serve`".into(),
+            "the running local AWS IoT Core did not say why: its log names the rule".into(),
+            Some(ConnectRemedy::Aws {
+                fix: AwsFix::ServiceLog,
             }),
         )
     } else {

@@ -297,12 +297,12 @@ pub enum PrepareError {
     NoWorkspace,
     /// `--to aws-local` with no `aws serve` answering on the workspace's control socket.
     #[error(
-        "no aws serve is running for this workspace (nothing answers on {0}); start it with `chainsmith aws serve`"
+        "no local AWS IoT Core is running for this workspace (nothing answers on {0}); start it first"
     )]
     AwsNotRunning(PathBuf),
     /// AWS IoT Core was asked for over a transport the test does not speak to it.
     #[error(
-        "AWS IoT Core is tested over MQTT on 8883 (--transport mqtt); {0} is not one of its device transports here"
+        "AWS IoT Core is tested over MQTT on 8883; {0} is not one of its device transports here"
     )]
     AwsTransport(&'static str),
 }

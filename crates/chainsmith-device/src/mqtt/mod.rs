@@ -21,6 +21,7 @@ mod tls;
 
 pub use diagnose::{ConnectRemedy, Diagnosis, Failure, FailureKind};
 pub use identity::Identity;
+pub use remedy::AwsFix;
 pub use session::run;
 pub use stats::LatencyStats;
 
