@@ -15,9 +15,14 @@ pub struct ConnectArgs {
     /// Workspace device: its key, leaf and intermediates (the chain is sent). Not needed with --cert/--key.
     #[arg(required_unless_present = "cert")]
     pub device: Option<String>,
-    /// `local` (the local hub), HOST[:PORT] (an Azure IoT Hub, port 8883) or mqtts://HOST:PORT (any broker).
+    /// `local` (the local hub), `aws-local` (the running `aws serve`), `aws` (a real AWS IoT
+    /// Core: give --endpoint), HOST[:PORT] (an Azure IoT Hub, port 8883) or mqtts://HOST:PORT (any broker).
     #[arg(long, default_value = "local", value_name = "TARGET")]
     pub to: String,
+    /// With --to aws: the AWS IoT Core endpoint, PREFIX-ats.iot.REGION.amazonaws.com[:PORT]
+    /// (`aws iot describe-endpoint --endpoint-type iot:Data-ATS`); trust it with --ca AmazonRootCA1.pem or the system store.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub endpoint: Option<String>,
     /// azure (IoT Hub topics, twin round trips) or generic (subscribe to own telemetry); default by target.
     #[arg(long)]
     pub flavor: Option<Flavor>,
@@ -129,21 +134,19 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
             a.to
         );
     }
+    let (to_arg, endpoint_arg) = (a.to.clone(), a.endpoint.clone());
+    let to = destination(&to_arg, endpoint_arg.as_deref())?;
     let ok = runtime.block_on(async move {
         use crate::target::{Destination, HubWatching, TargetSpec};
-        let local = a.to == "local";
-        // The local hub lives in the workspace; another target only takes its root CAs.
-        let ws = if local {
+        // The local hub and the local AWS IoT Core live in the workspace; another target only
+        // takes its root CAs.
+        let ws = if matches!(to, Destination::Local(_) | Destination::AwsLocal) {
             Some(global.existing_workspace()?)
         } else {
             global.existing_workspace().ok()
         };
         let spec = TargetSpec {
-            to: if local {
-                Destination::Local(crate::mqtt::local::HubSource::RunningOrStart)
-            } else {
-                Destination::Remote(&a.to)
-            },
+            to,
             transport: a.transport,
             flavor: a.flavor,
             anchors: extra_ca,
@@ -151,10 +154,7 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
         };
         let mut target = crate::target::resolve(ws.as_ref(), spec)
             .await
-            .map_err(|e| match e {
-                crate::mqtt::local::PrepareError::Target(m) => anyhow!("--to {m}"),
-                e => e.into(),
-            })?;
+            .map_err(target_error)?;
         let started = target.started.take();
         let mut test = target.connection_test(identity)?;
         if let (true, Some(ws)) = (a.dps, &ws) {
@@ -188,6 +188,36 @@ pub fn run(global: &Global, a: ConnectArgs) -> CliResult {
         anyhow::Ok(ok)
     })?;
     if ok { Ok(()) } else { Err(Failed(1).into()) }
+}
+
+/// A target that does not resolve, with the CLI's words: the flag, the command that starts
+/// what is missing.
+pub(crate) fn target_error(e: crate::mqtt::local::PrepareError) -> anyhow::Error {
+    use crate::mqtt::local::PrepareError as P;
+    match e {
+        P::Target(m) => anyhow!("--to {m}"),
+        e @ P::AwsNotRunning(_) => anyhow!("{e}: `chainsmith aws serve`"),
+        e @ P::AwsTransport(_) => anyhow!("{e}: use --transport mqtt"),
+        e => e.into(),
+    }
+}
+
+/// Where `--to` (and `--endpoint`, for `--to aws`) send the device.
+pub(crate) fn destination<'a>(
+    to: &'a str,
+    endpoint: Option<&'a str>,
+) -> anyhow::Result<crate::target::Destination<'a>> {
+    use crate::target::Destination;
+    Ok(match (to, endpoint) {
+        ("local", None) => Destination::Local(crate::mqtt::local::HubSource::RunningOrStart),
+        ("aws-local", None) => Destination::AwsLocal,
+        ("aws", Some(e)) => Destination::Aws(e),
+        ("aws", None) => bail!(
+            "--to aws needs --endpoint PREFIX-ats.iot.REGION.amazonaws.com (`aws iot describe-endpoint --endpoint-type iot:Data-ATS` prints it)"
+        ),
+        (_, Some(_)) => bail!("--endpoint goes with --to aws; drop it, or use --to aws"),
+        (to, None) => Destination::Remote(to),
+    })
 }
 
 /// Run the test and print its events as they come; true when everything came back.
@@ -429,6 +459,8 @@ fn print_start(
         PeerKind::LocalHub => "local hub",
         PeerKind::AzureHub => "Azure IoT Hub",
         PeerKind::Broker => "MQTT broker",
+        PeerKind::AwsLocal => "local AWS IoT Core",
+        PeerKind::AwsIot => "AWS IoT Core",
     };
     let flavor = flavor.as_str();
     let transport = transport.as_str();

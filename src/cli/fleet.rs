@@ -31,9 +31,13 @@ pub struct Selection {
 pub struct RunArgs {
     #[command(flatten)]
     pub select: Selection,
-    /// `local` (the local hub), HOST[:PORT] (an Azure IoT Hub) or mqtts://HOST:PORT (any broker).
+    /// `local` (the local hub), `aws-local` (the running `aws serve`), `aws` (a real AWS IoT
+    /// Core: give --endpoint), HOST[:PORT] (an Azure IoT Hub) or mqtts://HOST:PORT (any broker).
     #[arg(long, default_value = "local", value_name = "TARGET")]
     pub to: String,
+    /// With --to aws: the AWS IoT Core endpoint, PREFIX-ats.iot.REGION.amazonaws.com[:PORT].
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub endpoint: Option<String>,
     /// The transport: mqtt (MQTT over TLS, port 8883).
     #[arg(long, default_value = "mqtt")]
     pub transport: String,
@@ -243,13 +247,14 @@ async fn target(
     for c in &a.ca {
         anchors.extend(read_ca(global, c)?);
     }
-    let local = a.to == "local";
+    let to = super::connect::destination(&a.to, a.endpoint.as_deref())?;
+    if a.dps && matches!(to, Destination::AwsLocal | Destination::Aws(_)) {
+        bail!(
+            "--dps provisions through Azure's DPS; AWS IoT Core devices are registered, not provisioned by DPS: drop --dps"
+        );
+    }
     let spec = TargetSpec {
-        to: if local {
-            Destination::Local(crate::mqtt::local::HubSource::RunningOrStart)
-        } else {
-            Destination::Remote(&a.to)
-        },
+        to,
         transport: crate::mqtt::Transport::Mqtt,
         flavor: None,
         anchors,
@@ -257,10 +262,7 @@ async fn target(
     };
     let t = crate::target::resolve(Some(ws), spec)
         .await
-        .map_err(|e| match e {
-            crate::mqtt::local::PrepareError::Target(m) => anyhow!("--to {m}"),
-            e => e.into(),
-        })?;
+        .map_err(super::connect::target_error)?;
     let dps = match (a.dps, &t.registry) {
         (false, _) => None,
         // The local DPS answers at the hub's own listener.

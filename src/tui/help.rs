@@ -62,8 +62,8 @@ pub const KEYMAP: &[(&str, &str, &str)] = &[
     ),
     (
         "Hub",
-        "s  p  a  o",
-        "hub start/stop, port; register the device, on/off",
+        "s  p  a  o  c",
+        "hub start/stop, port; register, on/off; Azure|AWS",
     ),
     (
         "Hub",

@@ -28,7 +28,22 @@ pub(crate) const FOOTER_KEYS: &[FooterKey] = &[
     ("o", "on/off", "on/off"),
     ("G", "DPS group", "group"),
     ("e", "enroll", "enroll"),
+    ("c", "cloud", "AWS"),
 ];
+
+/// The keys the footer names while the Hub tab shows AWS (the Azure keys act on the local
+/// IoT Hub, which is not shown then).
+pub(crate) const AWS_FOOTER_KEYS: &[FooterKey] = &[("c", "cloud: Azure", "Azure")];
+
+/// Which local cloud the Hub tab shows (`c` switches).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Cloud {
+    /// The local IoT Hub and DPS.
+    #[default]
+    Azure,
+    /// The local AWS IoT Core's registry and `aws serve`.
+    Aws,
+}
 
 /// How many log lines the tab keeps; older ones are dropped and counted.
 pub const LOG_CAP: usize = 1000;
@@ -125,6 +140,8 @@ pub enum HubAction {
     /// A DPS change asked for on this tab (group from a CA, individual enrollment, proof of
     /// possession) finished: the steps it took, or why not.
     DpsDone(Result<Vec<String>, String>),
+    /// The local AWS IoT Core as it is now (registry, `aws serve`), or why it could not be read.
+    Aws(Result<Box<super::hub_aws::AwsView>, String>),
 }
 
 /// The TUI's view of a registry.
@@ -249,6 +266,12 @@ pub struct HubState {
     /// When the registry was last asked for (re-read every few seconds while the tab is shown,
     /// so `chainsmith hub ...` changes from another terminal show up).
     pub(crate) last_read: Option<OffsetDateTime>,
+    /// Which cloud the tab shows (`c`).
+    pub cloud: Cloud,
+    /// The local AWS IoT Core as last read (None before the first read).
+    pub aws: Option<super::hub_aws::AwsView>,
+    /// Why the AWS registry could not be read, until it reads again.
+    pub aws_error: Option<String>,
 }
 
 impl HubState {
@@ -331,6 +354,11 @@ impl HubState {
                 }
             }
             HubAction::Done(_) => self.error = None,
+            HubAction::Aws(Ok(v)) => {
+                self.aws = Some(*v);
+                self.aws_error = None;
+            }
+            HubAction::Aws(Err(e)) => self.aws_error = Some(e),
             HubAction::Dps(st) => self.dps = Some(*st),
             HubAction::DpsDone(r) => {
                 self.dps_busy = false;
@@ -388,6 +416,15 @@ impl HubState {
             KeyCode::PageDown => self.scroll_devices(page),
             KeyCode::Home => self.scroll_devices(isize::MIN / 2),
             KeyCode::End => self.scroll_devices(isize::MAX / 2),
+            KeyCode::Char('c') => {
+                self.cloud = match self.cloud {
+                    Cloud::Azure => Cloud::Aws,
+                    Cloud::Aws => Cloud::Azure,
+                };
+                // Read now rather than on the next refresh.
+                return Some(Request::Run(Command::HubRegistry));
+            }
+            _ if self.cloud == Cloud::Aws => {}
             KeyCode::Char('/') => self.filtering = true,
             KeyCode::Esc if !self.device_filter.is_empty() => {
                 self.device_filter.clear();
@@ -478,6 +515,9 @@ impl HubState {
 
 /// The Hub tab: hub state and CAs, devices, DPS, and the newest event-log lines that fit.
 pub(crate) fn render(f: &mut Frame, area: Rect, hub: &HubState, t: Theme) {
+    if hub.cloud == Cloud::Aws {
+        return super::hub_aws::render(f, area, hub.aws.as_ref(), hub.aws_error.as_deref(), t);
+    }
     // An empty DPS takes one line, so the event log keeps its room on small screens.
     let dps_empty = hub.dps.as_ref().is_none_or(|d| {
         d.cas.is_empty()

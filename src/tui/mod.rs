@@ -19,6 +19,7 @@ pub mod forms;
 pub mod guide;
 pub mod help;
 pub mod hub;
+pub mod hub_aws;
 pub mod layout;
 pub mod new_form;
 pub mod pki;
@@ -160,6 +161,9 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
         Command::HubRegistry => {
             emit(hub_registry(ws));
             emit(dps_state(ws));
+            emit(Action::Hub(hub::HubAction::Aws(
+                hub_aws::load(ws).map(Box::new),
+            )));
         }
         Command::DpsProve { ca } => {
             let r = crate::hub::dps_prove(&crate::hub::HubStore::new(ws.clone()), &ca);

@@ -135,6 +135,7 @@ fn draw(f: &mut Frame, app: &App) {
 fn footer_keys(app: &App) -> &'static [FooterKey] {
     match app.tab {
         Tab::Pki => super::pki::FOOTER_KEYS,
+        Tab::Hub if app.hub.cloud == super::hub::Cloud::Aws => super::hub::AWS_FOOTER_KEYS,
         Tab::Hub => super::hub::FOOTER_KEYS,
         Tab::Connect if app.fleet.shown => super::fleet::FOOTER_KEYS,
         Tab::Connect => super::connect::FOOTER_KEYS,
@@ -149,13 +150,19 @@ fn footer_keys(app: &App) -> &'static [FooterKey] {
 /// first), else shortened from the left (`…/share/chainsmith`), never cut at its end.
 fn footer(app: &App, width: usize) -> String {
     let keys = footer_keys(app);
+    // Long words, short words, short words closer together (the Hub tab's nine keys at 80
+    // columns), keys alone.
     let words = |tier: usize| -> String {
-        let sep = if tier == 0 { " · " } else { "  " };
+        let sep = match tier {
+            0 => " · ",
+            2 => " ",
+            _ => "  ",
+        };
         let mut text = keys
             .iter()
             .map(|(k, long, short)| match tier {
                 0 => format!("{k} {long}"),
-                1 => format!("{k} {short}"),
+                1 | 2 => format!("{k} {short}"),
                 _ => k.to_string(),
             })
             .collect::<Vec<_>>()
@@ -164,7 +171,7 @@ fn footer(app: &App, width: usize) -> String {
         text
     };
     let fits = |s: &String| s.chars().count() <= width;
-    let keys_only = || (0..3).map(words).find(fits).unwrap_or_else(|| words(2));
+    let keys_only = || (0..4).map(words).find(fits).unwrap_or_else(|| words(3));
     if app.tab != Tab::Pki {
         return keys_only();
     }

@@ -704,8 +704,9 @@ fn string_literal_scanner_finds_what_it_should() {
 /// Issue 12's "no CLI flag name in an engine error string", for every engine module's
 /// non-test code at once: message strings, log lines and report texts speak domain words, and
 /// each face adds its own flag, command or key. Two kinds of literal are not messages: a
-/// process's arguments (`update-ca-certificates --fresh`) and the Azure CLI command that is a
-/// fact about Azure (`az iot hub ...`).
+/// process's arguments (`update-ca-certificates --fresh`) and the Azure and AWS CLI commands
+/// that are facts about those clouds (`az iot hub ...`, `` `aws iot ...` ``: what fixes a real
+/// endpoint, where no chainsmith command reaches).
 #[test]
 fn no_engine_string_names_a_cli_flag_or_command() {
     let help = Ws::new().ok(&["--help"]);
@@ -733,7 +734,10 @@ fn no_engine_string_names_a_cli_flag_or_command() {
     assert!(files.len() > 40, "{files:?}");
     for (f, code) in files.iter().zip(&codes) {
         for (line, lit, before) in string_literals(code) {
-            if before.trim_end().ends_with(".arg(") || lit.contains("az iot hub") {
+            if before.trim_end().ends_with(".arg(")
+                || lit.contains("az iot hub")
+                || lit.contains("`aws iot ")
+            {
                 continue;
             }
             if let Some(what) = names_the_cli(&lit, &commands) {
@@ -821,9 +825,11 @@ fn crates_are_layered() {
         ours(&deps("chainsmith-azure")),
         ["chainsmith-pki", "chainsmith-server"]
     );
+    // The device side knows each cloud's conventions (AWS: the running `aws serve`'s endpoint
+    // record and control socket).
     assert_eq!(
         ours(&deps("chainsmith-device")),
-        ["chainsmith-azure", "chainsmith-pki"]
+        ["chainsmith-aws", "chainsmith-azure", "chainsmith-pki"]
     );
     for face in ["ratatui", "crossterm", "clap", "indicatif"] {
         for krate in ["chainsmith-server", "chainsmith-azure", "chainsmith-device"] {

@@ -93,6 +93,31 @@ pub enum Refused {
     },
 }
 
+impl Refused {
+    /// A stable name for the refusal, which the connection test matches on to say what to do:
+    /// `certificate-not-registered`, `certificate-inactive`, `certificate-revoked`,
+    /// `certificate-pending-activation` (or `certificate-` and another status word),
+    /// `ca-not-registered`, `ca-inactive`, `just-provisioned`, `provisioning-failed`,
+    /// `connect-not-allowed`, `unreadable`.
+    pub fn kind(&self) -> String {
+        match self {
+            Refused::CertificateNotRegistered { .. } => "certificate-not-registered".into(),
+            Refused::CertificateNotActive { status, .. } => {
+                format!(
+                    "certificate-{}",
+                    status.to_ascii_lowercase().replace('_', "-")
+                )
+            }
+            Refused::CaNotRegistered { .. } => "ca-not-registered".into(),
+            Refused::CaInactive { .. } => "ca-inactive".into(),
+            Refused::JustProvisioned { .. } => "just-provisioned".into(),
+            Refused::ProvisioningFailed { .. } => "provisioning-failed".into(),
+            Refused::ConnectNotAllowed { .. } => "connect-not-allowed".into(),
+            Refused::Unreadable { .. } => "unreadable".into(),
+        }
+    }
+}
+
 /// AWS's rules, asked by the broker at each decision. Implementations are shared by every
 /// connection (interior mutability where a decision changes state, as JITP does).
 pub trait Rules: Send + Sync + 'static {

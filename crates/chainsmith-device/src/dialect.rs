@@ -1,8 +1,8 @@
 //! What a device says differs by cloud: the MQTT username, the round trips a message can take
 //! and the topics those are answered on. A [`Dialect`] is one cloud's answers; [`Flavor`]
 //! picks it (`--flavor`, or from the target). The connection test and the fleet ask the
-//! dialect and never match on the flavor, so the next cloud (AWS IoT Core) is one more
-//! implementation and one more variant.
+//! dialect and never match on the flavor: AWS IoT Core is one more implementation
+//! ([`AwsIotCore`]) and one more variant.
 
 use crate::azure;
 use crate::mqtt::{Flavor, RoundTripKind};
@@ -20,7 +20,35 @@ pub(crate) trait Dialect: Sync {
     fn subscription(&self, device_id: &str, kind: RoundTripKind) -> String;
     /// Whether the cloud keeps a device twin.
     fn has_twin(&self) -> bool;
+    /// The topic telemetry goes to (`alert`: the seed's `temperatureAlert` property, which
+    /// Azure carries in the topic's property bag).
+    fn telemetry_topic(&self, device_id: &str, alert: bool) -> String {
+        azure_telemetry_topic(device_id, alert)
+    }
+    /// Whether `topic` is `device_id`'s own telemetry coming back (the echo round trip).
+    fn is_own_telemetry(&self, device_id: &str, topic: &str) -> bool {
+        azure::parse_telemetry_topic(topic).is_ok_and(|(dev, _)| dev == device_id)
+    }
 }
+
+/// IoT Hub's telemetry topic with the seed's properties.
+fn azure_telemetry_topic(device_id: &str, alert: bool) -> String {
+    let props = azure::Properties::new()
+        .with("temperatureAlert", if alert { "true" } else { "false" })
+        .with(azure::sys::CONTENT_TYPE, "application/json")
+        .with(azure::sys::CONTENT_ENCODING, "utf-8");
+    azure::telemetry_topic(device_id, &props)
+}
+
+/// AWS IoT Core: the client id is the thing name (the device id), no username (the SDKs send
+/// only their own `?SDK=…` metrics), no twin and no cloud echo: the device subscribes to its
+/// own telemetry topic, which AWS delivers back to it ("a device may subscribe to its own
+/// topic"). The topic is `device/{clientId}/telemetry`, under the
+/// `topic/device/${iot:ClientId}/*` a device policy allows in the developer guide's examples
+/// ("Publish/Subscribe policy examples",
+/// <https://docs.aws.amazon.com/iot/latest/developerguide/pub-sub-policy.html>) and in
+/// chainsmith's AWS tutorial; nothing under Azure's `devices/…/messages/…`.
+pub(crate) struct AwsIotCore;
 
 /// Azure IoT Hub: username `{host}/{id}/?api-version=…`, round trips through the device twin
 /// and the local hub's C2D echo.
@@ -73,6 +101,35 @@ impl Dialect for AnyBroker {
     }
 }
 
+impl Dialect for AwsIotCore {
+    fn name(&self) -> &'static str {
+        "aws"
+    }
+    fn username(&self, _host: &str, _device_id: &str) -> Option<String> {
+        None
+    }
+    fn round_trips(&self, _twin: bool, _c2d_echo: bool) -> Vec<RoundTripKind> {
+        vec![RoundTripKind::Echo]
+    }
+    fn subscription(&self, device_id: &str, _kind: RoundTripKind) -> String {
+        aws_telemetry_topic(device_id)
+    }
+    fn has_twin(&self) -> bool {
+        false
+    }
+    fn telemetry_topic(&self, device_id: &str, _alert: bool) -> String {
+        aws_telemetry_topic(device_id)
+    }
+    fn is_own_telemetry(&self, device_id: &str, topic: &str) -> bool {
+        topic == aws_telemetry_topic(device_id)
+    }
+}
+
+/// `device/{clientId}/telemetry`: see [`AwsIotCore`].
+pub fn aws_telemetry_topic(device_id: &str) -> String {
+    format!("device/{device_id}/telemetry")
+}
+
 /// The device's own telemetry, which a plain broker echoes back to a subscriber.
 fn echo_filter(device_id: &str) -> String {
     format!("devices/{device_id}/messages/events/#")
@@ -84,10 +141,11 @@ impl Flavor {
         match self {
             Flavor::Azure => &AzureIotHub,
             Flavor::Generic => &AnyBroker,
+            Flavor::Aws => &AwsIotCore,
         }
     }
 
-    /// The name `--flavor` takes and reports carry (`azure`, `generic`).
+    /// The name `--flavor` takes and reports carry (`azure`, `aws`, `generic`).
     pub fn as_str(self) -> &'static str {
         self.dialect().name()
     }
@@ -125,7 +183,18 @@ mod tests {
             "devices/d1/messages/events/#"
         );
         assert_eq!(broker.username("h", "d1"), None);
-        for f in [Flavor::Azure, Flavor::Generic] {
+        let aws = Flavor::Aws.dialect();
+        assert_eq!(aws.round_trips(true, true), [RoundTripKind::Echo]);
+        assert_eq!(
+            aws.subscription("d1", RoundTripKind::Echo),
+            "device/d1/telemetry"
+        );
+        assert_eq!(aws.telemetry_topic("d1", true), "device/d1/telemetry");
+        assert!(aws.is_own_telemetry("d1", "device/d1/telemetry"));
+        assert!(!aws.is_own_telemetry("d1", "device/d2/telemetry"));
+        assert_eq!(aws.username("h", "d1"), None);
+        assert!(!aws.has_twin());
+        for f in [Flavor::Azure, Flavor::Aws, Flavor::Generic] {
             assert_eq!(f.as_str().parse::<Flavor>(), Ok(f));
         }
     }

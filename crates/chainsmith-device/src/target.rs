@@ -15,6 +15,11 @@ pub enum Destination<'a> {
     /// Another hub or broker, as the user wrote it (`HOST[:PORT]`, `mqtts://HOST[:PORT]`,
     /// `wss://HOST:PORT/PATH`).
     Remote(&'a str),
+    /// The workspace's running local AWS IoT Core (`aws serve`), where `WS/aws/endpoint.json`
+    /// says it answers.
+    AwsLocal,
+    /// A real AWS IoT Core endpoint, `PREFIX-ats.iot.REGION.amazonaws.com[:PORT]` (8883).
+    Aws(&'a str),
 }
 
 /// How closely the test watches a running `hub serve`.
@@ -132,6 +137,35 @@ pub async fn resolve(
                 started: None,
             })
         }
+        Destination::AwsLocal => {
+            let ws = ws.ok_or(PrepareError::NoWorkspace)?;
+            let mut target = aws_local(ws, transport, watching).await?;
+            target.flavor = flavor.unwrap_or(Flavor::Aws);
+            target.trust.anchors.extend(anchors);
+            Ok(target)
+        }
+        Destination::Aws(to) => {
+            if transport != Transport::Mqtt {
+                return Err(PrepareError::AwsTransport(transport.as_str()));
+            }
+            let mut endpoint = Endpoint::parse_for(to, transport).map_err(PrepareError::Target)?;
+            endpoint.peer = PeerKind::AwsIot;
+            let system_roots = anchors.is_empty();
+            Ok(Target {
+                endpoint,
+                flavor: flavor.unwrap_or(Flavor::Aws),
+                trust: Trust {
+                    anchors,
+                    system_roots,
+                },
+                transport,
+                websocket_path: None,
+                echo: false,
+                hub: None,
+                registry: None,
+                started: None,
+            })
+        }
         Destination::Local(source) => {
             let ws = ws.ok_or(PrepareError::NoWorkspace)?;
             let mut target = local(ws, source, transport, watching).await?;
@@ -218,17 +252,7 @@ async fn local(
             }
         },
     };
-    let trust_path = store.trust_path();
-    let anchors: Vec<Vec<u8>> = std::fs::read_to_string(&trust_path)
-        .map_err(|e| e.to_string())
-        .and_then(|t| pem::parse_many(t.as_bytes()).map_err(|e| e.to_string()))
-        .map_err(|detail| PrepareError::Trust {
-            path: trust_path.clone(),
-            detail,
-        })?
-        .into_iter()
-        .map(|b| b.into_contents())
-        .collect();
+    let anchors = read_pem_anchors(&store.trust_path())?;
     Ok(Target {
         endpoint: Endpoint {
             host: addr.ip().to_string(),
@@ -248,6 +272,72 @@ async fn local(
         started,
     })
 }
+
+/// The workspace's running `aws serve`: where its endpoint record says it answers, its TLS CA,
+/// and a watch on its control socket for why it closes a connection.
+async fn aws_local(
+    ws: &crate::store::Workspace,
+    transport: Transport,
+    watching: HubWatching,
+) -> Result<Target, PrepareError> {
+    use chainsmith_aws::broker::{control, endpoint};
+    if transport != Transport::Mqtt {
+        return Err(PrepareError::AwsTransport(transport.as_str()));
+    }
+    let control = control::socket_path(ws);
+    let published = watching == HubWatching::RecordsAndRefusals;
+    let watch = crate::mqtt::aws::AwsWatch::running(&control, None, published)
+        .await
+        .ok_or_else(|| PrepareError::AwsNotRunning(control.clone()))?;
+    let at = endpoint::Endpoint::load(ws);
+    let anchors = read_pem_anchors(&at.trust)?;
+    Ok(Target {
+        endpoint: Endpoint {
+            host: at.endpoint_address.clone(),
+            port: at.port,
+            peer: PeerKind::AwsLocal,
+        },
+        flavor: Flavor::Aws,
+        trust: Trust {
+            anchors,
+            system_roots: false,
+        },
+        transport,
+        websocket_path: None,
+        echo: false,
+        hub: Some(watch),
+        registry: None,
+        started: None,
+    })
+}
+
+/// The certificates (DER) of a trust PEM file.
+fn read_pem_anchors(path: &std::path::Path) -> Result<Vec<Vec<u8>>, PrepareError> {
+    let text = std::fs::metadata(path)
+        .map_err(|e| e.to_string())
+        .and_then(|m| {
+            if m.len() > MAX_TRUST_FILE_BYTES {
+                Err(format!(
+                    "{} bytes; a trust file is at most {MAX_TRUST_FILE_BYTES}",
+                    m.len()
+                ))
+            } else {
+                std::fs::read_to_string(path).map_err(|e| e.to_string())
+            }
+        });
+    Ok(text
+        .and_then(|t| pem::parse_many(t.as_bytes()).map_err(|e| e.to_string()))
+        .map_err(|detail| PrepareError::Trust {
+            path: path.to_path_buf(),
+            detail,
+        })?
+        .into_iter()
+        .map(|b| b.into_contents())
+        .collect())
+}
+
+/// A trust PEM holds a few CA certificates of a few KB each; the local servers write one.
+pub const MAX_TRUST_FILE_BYTES: u64 = 1 << 20;
 
 /// A running `hub serve` (its control socket answers) watched as asked, with its status;
 /// None when no hub runs.
@@ -324,12 +414,12 @@ impl Target {
     }
 
     /// How a fleet times round trips here: C2D from an echoing local hub, its own telemetry
-    /// from a broker, none from an Azure hub (it echoes nothing).
+    /// from a broker or AWS IoT Core, none from an Azure hub (it echoes nothing).
     pub fn fleet_round_trip(&self) -> crate::fleet::RoundTrip {
         use crate::fleet::RoundTrip;
         if self.echo {
             RoundTrip::C2d
-        } else if self.endpoint.peer == PeerKind::Broker {
+        } else if self.endpoint.peer == PeerKind::Broker || self.endpoint.peer.is_aws() {
             RoundTrip::Echo
         } else {
             RoundTrip::None

@@ -26,6 +26,20 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+/// A name as one shell word, for a command a person copies from a hint: as is when it holds
+/// only characters a shell leaves alone, otherwise single-quoted (device ids may hold
+/// `$ ( ) ! * ? '`).
+pub fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._:/@%+=,".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 /// `s` with every control, DEL, C1 and bidi control character written visibly; for single-line
 /// fields (a CN, a client id, a log line), so newline and tab are escaped as well.
 pub fn escape_controls(s: &str) -> Cow<'_, str> {

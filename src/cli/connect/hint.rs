@@ -88,6 +88,40 @@ pub fn hint(remedy: &ConnectRemedy, peer: PeerKind) -> String {
             if *replace { " --force" } else { "" }
         ),
         R::Pathlen => "--pathlen N when re-issuing that CA with `chainsmith new`".into(),
+        R::Aws { fix } => aws_hint(fix),
+    }
+}
+
+/// The `chainsmith aws …` command for a fix of the local AWS IoT Core.
+fn aws_hint(fix: &crate::mqtt::AwsFix) -> String {
+    use crate::mqtt::AwsFix as F;
+    match fix {
+        F::RegisterCertificate { device } => {
+            format!("chainsmith aws cert register {} --active", word(device))
+        }
+        F::ActivateCertificate { device } => {
+            format!(
+                "chainsmith aws cert update {} --status ACTIVE",
+                word(device)
+            )
+        }
+        F::ReplaceCertificate { device } => format!(
+            "chainsmith renew {d} && chainsmith aws cert register {d} --active",
+            d = word(device)
+        ),
+        F::RegisterCa { ca } => format!(
+            "chainsmith new verification --issuer {c} --code \"$(chainsmith aws registration-code)\" --out verification.pem && chainsmith aws ca register {c} --verification-cert verification.pem --active",
+            c = word(ca)
+        ),
+        F::ActivateCa { ca } => format!("chainsmith aws ca update {} --status ACTIVE", word(ca)),
+        F::AttachPolicy { device } => format!(
+            "chainsmith aws policy create POLICY --document policy.json && chainsmith aws policy attach POLICY --cert {}",
+            word(device)
+        ),
+        F::OwnClientId => "chainsmith aws monitor (shows who connects)".into(),
+        F::ConnectAgain { device } => format!("chainsmith connect {} --to aws-local", word(device)),
+        F::ServiceLog => "the output of the running `chainsmith aws serve`".into(),
+        F::StartService => "chainsmith aws serve".into(),
     }
 }
 
@@ -156,14 +190,7 @@ pub(crate) fn words(ids: &[String]) -> String {
 /// A name as one shell word: as is when it holds only characters a shell leaves alone,
 /// otherwise single-quoted (device ids may hold `$ ( ) ! * ? '`).
 pub(crate) fn word(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._:/@%+=,".contains(c));
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+    crate::text::shell_word(s)
 }
 
 #[cfg(test)]

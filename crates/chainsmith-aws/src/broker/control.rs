@@ -7,6 +7,11 @@
 //! - `{"op":"publish","topic":"t","message":"text","qos":1}` → `{"ok":{"queued":N}}`
 //! - `{"op":"monitor","topic":"filter"}` → `{"ok":{"monitoring":true}}`, then one
 //!   `{"client_id","topic","payload"}` line per message a device publishes that matches
+//! - `{"op":"watch","client_id":"d1","published":true}` → `{"ok":{"watching":true}}`, then one
+//!   `{"client_id","kind","reason"}` line per refusal, policy denial or takeover of that client
+//!   id (every client id when null), and with `published` one `{"client_id","kind":"published",
+//!   "topic","payload"}` line per message it publishes: how the connection test learns why AWS
+//!   closed its connection (AWS itself says nothing)
 //! - `{"op":"shadow-get","thing":"t","name":null}` → `{"ok":DOCUMENT}`
 //! - `{"op":"shadow-update","thing":"t","name":null,"desired":{…}}` → `{"ok":DOCUMENT}`
 
@@ -51,6 +56,15 @@ pub enum Request {
         /// Only topics matching this filter.
         #[serde(default)]
         topic: Option<String>,
+    },
+    /// Stream why connections of a client id were refused, denied or taken over.
+    Watch {
+        /// Only this client id (every one when None).
+        #[serde(default)]
+        client_id: Option<String>,
+        /// Also stream what it publishes.
+        #[serde(default)]
+        published: bool,
     },
     /// A shadow's document.
     ShadowGet {
@@ -149,6 +163,55 @@ fn monitor_line(e: &BrokerEvent, filter: Option<&str>) -> Option<Value> {
     }))
 }
 
+/// The `watch` line for an event about `client_id` (any when None): a refusal at CONNECT
+/// (its [`crate::rules::Refused::kind`]), a policy denial (`publish-denied`,
+/// `subscribe-denied`, `receive-denied`), a takeover (`taken-over`), and with `published` a
+/// message it published.
+pub fn watch_line(e: &BrokerEvent, client_id: Option<&str>, published: bool) -> Option<Value> {
+    let about = |id: &str| client_id.is_none_or(|want| want == id);
+    let line = |id: &str, kind: &str, reason: String| json!({ "client_id": id, "kind": kind, "reason": reason });
+    match e {
+        BrokerEvent::Refused {
+            client_id: Some(id),
+            kind,
+            reason,
+            ..
+        } if about(id) => Some(line(id, kind, reason.clone())),
+        BrokerEvent::Denied {
+            client_id: id,
+            action,
+            resource,
+        } if about(id) => {
+            let kind = match action {
+                crate::rules::Action::Publish => "publish-denied",
+                crate::rules::Action::Subscribe => "subscribe-denied",
+                crate::rules::Action::Receive => "receive-denied",
+                crate::rules::Action::Connect => "connect-not-allowed",
+            };
+            let mut v = line(id, kind, e.line());
+            v["resource"] = json!(resource);
+            Some(v)
+        }
+        BrokerEvent::Disconnected {
+            client_id: id,
+            reason,
+        } if about(id) && reason == super::session::TAKEN_OVER => {
+            Some(line(id, "taken-over", reason.clone()))
+        }
+        BrokerEvent::Published {
+            client_id: id,
+            topic,
+            payload,
+        } if published && about(id) => Some(json!({
+            "client_id": id,
+            "kind": "published",
+            "topic": topic,
+            "payload": String::from_utf8_lossy(payload),
+        })),
+        _ => None,
+    }
+}
+
 fn shadow_request(desired: Value) -> Result<serde_json::Map<String, Value>, ShadowError> {
     match desired {
         Value::Object(_) | Value::Null => {}
@@ -196,22 +259,21 @@ pub async fn serve(control: Control, path: PathBuf) -> std::io::Result<()> {
                         let msg = error_line(e.to_string(), "bad-filter");
                         return channel::write_line(&mut w, &msg).await;
                     }
-                    let mut rx = control.events();
-                    // Subscribed before saying so: what follows this line is streamed.
-                    channel::write_line(&mut w, &json!({ "ok": { "monitoring": true } })).await?;
-                    loop {
-                        match rx.recv().await {
-                            Ok(e) => {
-                                if let Some(v) = monitor_line(&e, topic.as_deref()) {
-                                    channel::write_line(&mut w, &v).await?;
-                                }
-                            }
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                                channel::write_line(&mut w, &json!({ "lagged": n })).await?;
-                            }
-                            Err(_) => return Ok(()),
-                        }
-                    }
+                    let ok = json!({ "ok": { "monitoring": true } });
+                    return stream_events(&control, &mut w, ok, |e| {
+                        monitor_line(e, topic.as_deref())
+                    })
+                    .await;
+                }
+                Request::Watch {
+                    client_id,
+                    published,
+                } => {
+                    let ok = json!({ "ok": { "watching": true } });
+                    return stream_events(&control, &mut w, ok, |e| {
+                        watch_line(e, client_id.as_deref(), published)
+                    })
+                    .await;
                 }
                 Request::Publish {
                     topic,
@@ -242,6 +304,32 @@ pub async fn serve(control: Control, path: PathBuf) -> std::io::Result<()> {
     .await
 }
 
+/// Answer `ok`, then stream one line per event `line_of` keeps (and `{"lagged":N}` when the
+/// reader fell behind) until the service stops or the reader goes.
+async fn stream_events(
+    control: &Control,
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    ok: Value,
+    line_of: impl Fn(&BrokerEvent) -> Option<Value>,
+) -> std::io::Result<()> {
+    // Subscribed before saying so: what follows this line is streamed.
+    let mut rx = control.events();
+    channel::write_line(w, &ok).await?;
+    loop {
+        match rx.recv().await {
+            Ok(e) => {
+                if let Some(v) = line_of(&e) {
+                    channel::write_line(w, &v).await?;
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                channel::write_line(w, &json!({ "lagged": n })).await?;
+            }
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
 fn shadow_error(e: &ShadowError) -> Value {
     json!({ "error": e.detail(), "code": e.code(), "kind": "shadow" })
 }
@@ -252,6 +340,25 @@ pub async fn call(path: &Path, req: &Request) -> Result<Value, ControlError> {
     channel::call(path, &req)
         .await?
         .map_err(ControlError::Service)
+}
+
+/// Stream the `watch` lines about `client_id` (every one when None), as [`monitor`] does.
+pub async fn watch(
+    path: &Path,
+    client_id: Option<String>,
+    published: bool,
+    on_ready: impl FnOnce(),
+    on_line: impl FnMut(Value) -> bool,
+) -> Result<(), ControlError> {
+    let req = serde_json::to_value(Request::Watch {
+        client_id,
+        published,
+    })
+    .expect("serialisable");
+    match channel::stream(path, &req, on_ready, on_line).await? {
+        Some(refused) => Err(ControlError::Service(refused)),
+        None => Ok(()),
+    }
 }
 
 /// Stream what devices publish (matching `topic` when given): `on_ready` once the service

@@ -31,6 +31,9 @@ pub enum BrokerEvent {
         peer: SocketAddr,
         /// The client id, when the CONNECT was read.
         client_id: Option<String>,
+        /// Which rule, as [`crate::rules::Refused::kind`] names it (or `client-id-not-valid`,
+        /// `server-busy` for the broker's own limits).
+        kind: String,
         /// Why.
         reason: String,
     },
@@ -115,11 +118,13 @@ impl BrokerEvent {
                 peer,
                 client_id: Some(id),
                 reason,
+                ..
             } => format!("{id}: refused from {peer}: {reason}; AWS closes the connection"),
             BrokerEvent::Refused {
                 peer,
                 client_id: None,
                 reason,
+                ..
             } => format!("refused {peer}: {reason}; AWS closes the connection"),
             BrokerEvent::Dropped { peer, reason } => format!("dropped {peer}: {reason}"),
             BrokerEvent::Published {

@@ -25,6 +25,11 @@ use chainsmith_server::listener::Accepted;
 /// documents no figure; the local IoT Hub uses the same 10 s).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a session ends when another connection with its client id takes over (AWS IoT Core
+/// allows one connection per client id and disconnects the older one: "MQTT" in the
+/// developer guide). The control channel's `watch` names it `taken-over`.
+pub const TAKEN_OVER: &str = "another connection with the same client id took over";
+
 type Tls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
 /// Serve one accepted TLS connection to its end.
@@ -53,7 +58,7 @@ pub async fn serve(core: Arc<Core>, conn: Accepted) {
                 &connect,
                 peer,
                 Reason::ServerBusy,
-                why.to_string(),
+                ("server-busy".into(), why.to_string()),
             )
             .await;
             return;
@@ -150,6 +155,7 @@ async fn admit(
                 id.len()
             )
         };
+        let why = ("client-id-not-valid".into(), why);
         refuse(core, tls, connect, peer, Reason::ClientIdNotValid, why).await;
         return None;
     }
@@ -162,7 +168,7 @@ async fn admit(
                 connect,
                 peer,
                 Reason::NotAuthorized,
-                refused.to_string(),
+                (refused.kind(), refused.to_string()),
             )
             .await;
             None
@@ -179,11 +185,12 @@ async fn refuse(
     connect: &wire::Connect,
     peer: SocketAddr,
     reason: Reason,
-    why: String,
+    (kind, why): (String, String),
 ) {
     let _ = core.events.send(BrokerEvent::Refused {
         peer,
         client_id: Some(connect.client_id.clone()),
+        kind,
         reason: why,
     });
     if connect.version == Version::V5 {
@@ -301,7 +308,7 @@ impl Session {
                 }
                 _ = &mut reg.taken_over => End(
                     Reason::SessionTakenOver,
-                    "another connection with the same client id took over".into(),
+                    TAKEN_OVER.into(),
                 ),
                 _ = stop.changed() => End(Reason::ServerShuttingDown, "the broker stops".into()),
             };

@@ -254,7 +254,7 @@ pub struct Report {
     pub format: u32,
     /// `host:port` the fleet connected to.
     pub target: String,
-    /// `azure` or `generic`.
+    /// `azure`, `aws` or `generic`.
     pub flavor: String,
     /// The QoS telemetry was published with (0 or 1).
     pub qos: u8,

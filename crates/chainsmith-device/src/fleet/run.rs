@@ -788,7 +788,11 @@ async fn fail(sh: &Shared, d: &FleetDevice, f: Failure) {
         preflight: &[],
         timeout: sh.timeout,
     };
-    let dx = diagnose::diagnose(&f, &cx);
+    let aws = crate::mqtt::aws::explain(sh.hub.as_deref(), &f, &d.identity, &sh.endpoint);
+    let dx = match aws.await {
+        Some(dx) => dx,
+        None => diagnose::diagnose(&f, &cx),
+    };
     let kind = group_of(&dx.code);
     count_failure(sh, d, kind, f.step, dx.cause, dx.fix, dx.remedy);
 }

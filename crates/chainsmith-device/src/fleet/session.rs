@@ -6,10 +6,10 @@
 use super::figures::record;
 use super::shared::{Load, RoundTrip, Shared};
 use crate::azure;
-use crate::mqtt::Step;
 use crate::mqtt::diagnose::{Failure, FailureKind};
 use crate::mqtt::session::recv_failure;
 use crate::mqtt::session::{step, subscribe_packet};
+use crate::mqtt::{RoundTripKind, Step};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
     Connect, ConnectReturnCode, Packet, PubAck, Publish, SubscribeReasonCode,
@@ -33,7 +33,7 @@ pub(crate) type Conn = crate::mqtt::session::Conn<TlsStream<TcpStream>>;
 fn filters(sh: &Shared, id: &str) -> Vec<String> {
     match sh.round_trip {
         RoundTrip::None => vec![],
-        RoundTrip::Echo => vec![format!("devices/{id}/messages/events/#")],
+        RoundTrip::Echo => vec![sh.flavor.dialect().subscription(id, RoundTripKind::Echo)],
         RoundTrip::C2d => vec![azure::c2d_filter(id)],
     }
 }
@@ -163,13 +163,7 @@ pub(crate) async fn session(
 ) -> End {
     let limit = sh.timeout;
     let live = &sh.live;
-    let topics = [false, true].map(|alert| {
-        let props = azure::Properties::new()
-            .with("temperatureAlert", if alert { "true" } else { "false" })
-            .with(azure::sys::CONTENT_TYPE, "application/json")
-            .with(azure::sys::CONTENT_ENCODING, "utf-8");
-        azure::telemetry_topic(id, &props)
-    });
+    let topics = [false, true].map(|alert| sh.flavor.dialect().telemetry_topic(id, alert));
     let qos = if sh.qos == 0 {
         QoS::AtMostOnce
     } else {

@@ -266,7 +266,7 @@ pub(crate) async fn session(
 /// The seed message as an AMQP message: the property bag's system properties in the AMQP
 /// properties, `temperatureAlert` as an application property.
 fn telemetry_message(device_id: &str, message_id: u32) -> (super::state::Pending, Message<Data>) {
-    let pending = seed_message(device_id, message_id);
+    let pending = seed_message(super::Flavor::Azure, device_id, message_id);
     let props = AmqpProperties {
         message_id: Some(MessageId::String(format!("{device_id}-{message_id}"))),
         content_type: Some(Symbol::from("application/json")),

@@ -96,7 +96,7 @@ pub struct Diagnosis {
 
 impl Diagnosis {
     /// A diagnosis with no remedy a face can act on.
-    fn new(code: &str, cause: String, fix: String, detail: String) -> Diagnosis {
+    pub(crate) fn new(code: &str, cause: String, fix: String, detail: String) -> Diagnosis {
         Diagnosis {
             code: code.into(),
             cause,
@@ -278,10 +278,16 @@ pub fn diagnose(f: &Failure, cx: &Context<'_>) -> Diagnosis {
                 PeerKind::LocalHub => "start the local hub, or test with no hub running: the test then starts one in-process".into(),
                 PeerKind::AzureHub => "IoT Hub takes MQTT over TLS on port 8883; check the host and port".into(),
                 PeerKind::Broker => format!("start the broker or check the port (MQTT over TLS is usually 8883, not {})", ep.port),
+                PeerKind::AwsLocal => "start the local AWS IoT Core of this workspace again (it records where it listens when it starts)".into(),
+                PeerKind::AwsIot => "AWS IoT Core takes MQTT over TLS on port 8883; check the endpoint with `aws iot describe-endpoint --endpoint-type iot:Data-ATS`".into(),
             },
             String::new(),
         )
-        .with((ep.peer == PeerKind::LocalHub).then_some(ConnectRemedy::StartHub)),
+        .with(match ep.peer {
+            PeerKind::LocalHub => Some(ConnectRemedy::StartHub),
+            PeerKind::AwsLocal => Some(ConnectRemedy::Aws { fix: super::AwsFix::StartService }),
+            _ => None,
+        }),
         FailureKind::Timeout(_) => {
             let t = humantime_ms(cx.timeout);
             match f.step {
@@ -315,9 +321,15 @@ pub fn diagnose(f: &Failure, cx: &Context<'_>) -> Diagnosis {
                     "look at the broker's log: it most often means the client certificate of \"{dev}\" was refused (its CA is not in the broker's cafile, or the intermediate was not sent) or the client id is not allowed"
                 ),
                 PeerKind::Broker => "look at the broker's log: brokers close the connection on an ACL violation or a second connection with the same client id".into(),
+                PeerKind::AwsLocal => "look at the local AWS IoT Core's log: it names the rule that refused each connection".into(),
+                PeerKind::AwsIot => "AWS IoT Core closes a connection it refuses without a reason: check the certificate's and its CA's registration and status, and the policies attached to the certificate".into(),
             };
             d("closed", format!("{at} closed the connection {when} without giving a reason"), fix, String::new())
-                .with((ep.peer == PeerKind::LocalHub).then_some(ConnectRemedy::HubLog))
+                .with(match ep.peer {
+                    PeerKind::LocalHub => Some(ConnectRemedy::HubLog),
+                    PeerKind::AwsLocal => Some(ConnectRemedy::Aws { fix: super::AwsFix::ServiceLog }),
+                    _ => None,
+                })
         }
         FailureKind::Connack { code, hub_reason } => connack(*code, hub_reason.as_ref(), cx),
         FailureKind::SubscribeRefused(topic) => d(
@@ -362,6 +374,9 @@ fn humantime_ms(t: Duration) -> String {
 
 /// The root IoT Hub's server certificates chain to.
 const AZURE_ROOT: &str = "DigiCert Global Root G2";
+/// The root AWS IoT Core's ATS endpoints' RSA certificates chain to ("Server authentication"
+/// in the developer guide, <https://docs.aws.amazon.com/iot/latest/developerguide/server-authentication.html>).
+const AWS_ROOT: &str = "Amazon Root CA 1";
 
 fn server_cert(ce: &CertificateError, cx: &Context<'_>) -> Diagnosis {
     let ep = cx.endpoint;
@@ -384,12 +399,15 @@ fn server_cert(ce: &CertificateError, cx: &Context<'_>) -> Diagnosis {
                 PeerKind::LocalHub => "the test trusts the local hub's CA of this workspace by itself, so the hub running now uses a certificate from another (stale) hub directory: restart the hub".into(),
                 PeerKind::AzureHub => "update the system trust store: IoT Hub's certificates chain to DigiCert Global Root G2 (or give that root as the server's trust anchor if the store lacks it)".into(),
                 PeerKind::Broker => format!("give the CA \"{issuer}\" that issued the broker's certificate as the server's trust anchor"),
+                PeerKind::AwsLocal => "the test trusts the local AWS IoT Core's TLS CA of this workspace, so the one running now uses another: stop it and start it again in this workspace".into(),
+                PeerKind::AwsIot => format!("give {AWS_ROOT} (https://www.amazontrust.com/repository/AmazonRootCA1.pem) as the server's trust anchor, or update the system trust store"),
             },
         )
         .with(Some(match ep.peer {
             PeerKind::LocalHub => ConnectRemedy::RestartHub,
             PeerKind::AzureHub => ConnectRemedy::ServerCa { issuer: AZURE_ROOT.into() },
-            PeerKind::Broker => ConnectRemedy::ServerCa { issuer: issuer.clone() },
+            PeerKind::Broker | PeerKind::AwsLocal => ConnectRemedy::ServerCa { issuer: issuer.clone() },
+            PeerKind::AwsIot => ConnectRemedy::ServerCa { issuer: AWS_ROOT.into() },
         })),
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             let names = cx.server_cert.and_then(sans_of).unwrap_or_else(|| "no subject alternative names".into());
@@ -433,6 +451,8 @@ fn client_refused(a: AlertDescription, step: Step, cx: &Context<'_>) -> Diagnosi
         PeerKind::LocalHub => "the local hub",
         PeerKind::AzureHub => "the hub",
         PeerKind::Broker => "the broker",
+        PeerKind::AwsLocal => "the local AWS IoT Core",
+        PeerKind::AwsIot => "AWS IoT Core",
     };
     let when = if step == Step::TlsHandshake {
         "during the TLS handshake"

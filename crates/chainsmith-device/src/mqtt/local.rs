@@ -161,6 +161,49 @@ impl HubWatch {
     }
 }
 
+/// What `found` finds, waiting until `deadline` for it, woken by `changed`.
+pub(crate) async fn wait_for<T>(
+    changed: &Notify,
+    deadline: tokio::time::Instant,
+    found: impl Fn() -> Option<T>,
+) -> Option<T> {
+    loop {
+        let notified = changed.notified();
+        if let Some(t) = found() {
+            return Some(t);
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return None;
+        }
+    }
+}
+
+/// Which of `ids` are not among the message ids `recorded` reads (None: unreadable, all
+/// missing), waiting up to `wait` for them, woken by `changed`: the local hub's and the local
+/// AWS IoT Core's watches alike.
+pub(crate) async fn wait_recorded(
+    changed: &Notify,
+    ids: &[u32],
+    wait: Duration,
+    recorded: impl Fn() -> Option<Option<HashSet<u32>>>,
+) -> Vec<u32> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let notified = changed.notified();
+        let missing: Vec<u32> = match recorded() {
+            Some(got) => ids
+                .iter()
+                .copied()
+                .filter(|i| !got.as_ref().is_some_and(|g| g.contains(i)))
+                .collect(),
+            None => ids.to_vec(),
+        };
+        if missing.is_empty() || tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return missing;
+        }
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct TelemetryLine {
     device: String,
@@ -178,22 +221,15 @@ impl HubView for HubWatch {
             }
             // The hub reports the refusal just after it writes the CONNACK: wait for it briefly.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-            loop {
-                let notified = self.changed.notified();
-                if let Ok(s) = self.seen.lock() {
-                    let hit = s
-                        .refusals
-                        .iter()
-                        .rev()
-                        .find(|(d, _)| d.as_deref().is_none_or(|d| d == device_id));
-                    if let Some((_, r)) = hit {
-                        return Some(r.clone());
-                    }
-                }
-                if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                    return None;
-                }
-            }
+            wait_for(&self.changed, deadline, || {
+                let s = self.seen.lock().ok()?;
+                s.refusals
+                    .iter()
+                    .rev()
+                    .find(|(d, _)| d.as_deref().is_none_or(|d| d == device_id))
+                    .map(|(_, r)| r.clone())
+            })
+            .await
         })
     }
 
@@ -203,26 +239,12 @@ impl HubView for HubWatch {
         ids: &'a [u32],
         wait: Duration,
     ) -> BoxFuture<'a, Vec<u32>> {
-        Box::pin(async move {
-            let deadline = tokio::time::Instant::now() + wait;
-            loop {
-                let notified = self.changed.notified();
-                let missing: Vec<u32> = match self.seen.lock() {
-                    Ok(s) => {
-                        let got = s.telemetry.get(device_id);
-                        ids.iter()
-                            .copied()
-                            .filter(|i| !got.is_some_and(|g| g.contains(i)))
-                            .collect()
-                    }
-                    Err(_) => ids.to_vec(),
-                };
-                if missing.is_empty() || tokio::time::timeout_at(deadline, notified).await.is_err()
-                {
-                    return missing;
-                }
-            }
-        })
+        Box::pin(wait_recorded(&self.changed, ids, wait, move || {
+            self.seen
+                .lock()
+                .ok()
+                .map(|s| s.telemetry.get(device_id).cloned())
+        }))
     }
 }
 
@@ -273,6 +295,16 @@ pub enum PrepareError {
         "the local hub lives in a workspace, and none is open; open one, or name another target"
     )]
     NoWorkspace,
+    /// `--to aws-local` with no `aws serve` answering on the workspace's control socket.
+    #[error(
+        "no local AWS IoT Core is running for this workspace (nothing answers on {0}); start it first"
+    )]
+    AwsNotRunning(PathBuf),
+    /// AWS IoT Core was asked for over a transport the test does not speak to it.
+    #[error(
+        "AWS IoT Core is tested over MQTT on 8883; {0} is not one of its device transports here"
+    )]
+    AwsTransport(&'static str),
 }
 
 impl PrepareError {
@@ -285,6 +317,8 @@ impl PrepareError {
             PrepareError::TransportOff(_) => "transport-off",
             PrepareError::Target(_) => "target",
             PrepareError::NoWorkspace => "no-workspace",
+            PrepareError::AwsNotRunning(_) => "aws-not-running",
+            PrepareError::AwsTransport(_) => "transport",
         }
     }
 
@@ -293,9 +327,11 @@ impl PrepareError {
         match self {
             PrepareError::Registry(e) => e.remedy(),
             PrepareError::Start(e) => e.remedy(),
-            PrepareError::Trust { .. } | PrepareError::Target(_) | PrepareError::NoWorkspace => {
-                None
-            }
+            PrepareError::Trust { .. }
+            | PrepareError::Target(_)
+            | PrepareError::NoWorkspace
+            | PrepareError::AwsNotRunning(_)
+            | PrepareError::AwsTransport(_) => None,
             PrepareError::TransportOff(_) => Some(crate::error::Remedy::HubTransport),
         }
     }

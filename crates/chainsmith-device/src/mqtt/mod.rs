@@ -8,6 +8,7 @@
 //! `rumqttc::mqttbytes::v4`, the codec the local hub uses too.
 
 mod amqp;
+pub mod aws;
 pub mod diagnose;
 pub mod identity;
 pub mod local;
@@ -20,6 +21,7 @@ mod tls;
 
 pub use diagnose::{ConnectRemedy, Diagnosis, Failure, FailureKind};
 pub use identity::Identity;
+pub use remedy::AwsFix;
 pub use session::run;
 pub use stats::LatencyStats;
 
@@ -37,12 +39,15 @@ pub enum Flavor {
     Azure,
     /// Any MQTT broker: the device subscribes to its own telemetry topic.
     Generic,
+    /// AWS IoT Core: client id = thing name, telemetry on `device/{id}/telemetry`, which the
+    /// device subscribes to for its round trip.
+    Aws,
 }
 
 impl std::str::FromStr for Flavor {
     type Err = ChoiceError;
     fn from_str(s: &str) -> Result<Self, ChoiceError> {
-        [Flavor::Azure, Flavor::Generic]
+        [Flavor::Azure, Flavor::Aws, Flavor::Generic]
             .into_iter()
             .find(|f| f.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| ChoiceError::Flavor(s.to_string()))
@@ -54,8 +59,8 @@ impl std::str::FromStr for Flavor {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChoiceError {
-    /// Neither `azure` nor `generic`.
-    #[error("flavor \"{0}\" is not known; use azure or generic")]
+    /// Not `azure`, `aws` nor `generic`.
+    #[error("flavor \"{0}\" is not known; use azure, aws or generic")]
     Flavor(String),
     /// Not one of [`Transport::ALL`].
     #[error("transport \"{0}\" is not known; use mqtt, mqtt-ws, amqp or amqp-ws")]
@@ -176,8 +181,20 @@ pub enum PeerKind {
     LocalHub,
     /// A real Azure IoT Hub (`*.azure-devices.net`).
     AzureHub,
-    /// Any other MQTT broker (Mosquitto, AWS IoT, ...).
+    /// Any other MQTT broker (Mosquitto, ...).
     Broker,
+    /// The workspace's running local AWS IoT Core (`aws serve`; it can tell why it refused).
+    AwsLocal,
+    /// A real AWS IoT Core endpoint (`PREFIX-ats.iot.REGION.amazonaws.com`): it closes the
+    /// connection without a reason.
+    AwsIot,
+}
+
+impl PeerKind {
+    /// AWS IoT Core, local or real.
+    pub fn is_aws(self) -> bool {
+        matches!(self, PeerKind::AwsLocal | PeerKind::AwsIot)
+    }
 }
 
 /// Where to connect.
@@ -839,7 +856,7 @@ mod tests {
         );
         assert_eq!(
             "x".parse::<Flavor>().unwrap_err().to_string(),
-            "flavor \"x\" is not known; use azure or generic"
+            "flavor \"x\" is not known; use azure, aws or generic"
         );
     }
 

@@ -97,6 +97,59 @@ pub enum ConnectRemedy {
     },
     /// Re-issue the CA the hub names with a larger path length (`Remedy::Pathlen`).
     Pathlen,
+    /// What fixes the rule of AWS IoT Core (the local one) that refused the device.
+    Aws {
+        /// Which fix.
+        fix: AwsFix,
+    },
+}
+
+/// The fix of a refusal by the local AWS IoT Core, with the names a face builds its command
+/// from (the CLI: `chainsmith aws …`).
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(tag = "fix", rename_all = "kebab-case")]
+pub enum AwsFix {
+    /// Register the device's certificate, ACTIVE.
+    RegisterCertificate {
+        /// The workspace device (or the certificate's CN).
+        device: String,
+    },
+    /// Set the device's certificate ACTIVE.
+    ActivateCertificate {
+        /// The workspace device.
+        device: String,
+    },
+    /// Renew the revoked certificate and register the new one.
+    ReplaceCertificate {
+        /// The workspace device.
+        device: String,
+    },
+    /// Register the CA with a verification certificate for the registration code.
+    RegisterCa {
+        /// The CA's workspace name.
+        ca: String,
+    },
+    /// Set the CA ACTIVE.
+    ActivateCa {
+        /// The CA's workspace name.
+        ca: String,
+    },
+    /// Attach a policy allowing what was refused to the device's certificate.
+    AttachPolicy {
+        /// The workspace device.
+        device: String,
+    },
+    /// Give each connection its own client id (watch who connects).
+    OwnClientId,
+    /// Connect again (JITP provisioned the certificate on this connection).
+    ConnectAgain {
+        /// The workspace device.
+        device: String,
+    },
+    /// Read the service's log, which names the rule.
+    ServiceLog,
+    /// Start the local AWS IoT Core.
+    StartService,
 }
 
 /// A self-signed device certificate's thumbprint, as the hub registers it.

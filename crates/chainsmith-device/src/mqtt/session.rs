@@ -54,7 +54,11 @@ pub async fn run(test: ConnectionTest, tx: mpsc::Sender<Event>) -> Summary {
             preflight: &s.findings,
             timeout: test.timeout,
         };
-        let mut diagnosis = diagnose::diagnose(&f, &cx);
+        let aws = super::aws::explain(test.hub.as_deref(), &f, &test.identity, &test.endpoint);
+        let mut diagnosis = match aws.await {
+            Some(d) => d,
+            None => diagnose::diagnose(&f, &cx),
+        };
         if let Some(note) = websocket_preview_note(&test, f.step) {
             diagnosis.fix.push_str(note);
         }
@@ -536,7 +540,7 @@ async fn one_message(
     } else {
         QoS::AtLeastOnce
     };
-    let mut pending = seed_message(&test.identity.device_id, message_id);
+    let mut pending = seed_message(test.flavor, &test.identity.device_id, message_id);
     let mut publish = Publish::new(pending.topic.clone(), qos, pending.payload.clone());
     let mut ack_pending = None;
     if qos == QoS::AtLeastOnce {
@@ -647,16 +651,14 @@ fn classify_incoming(test: &ConnectionTest, p: &Publish) -> Option<(RoundTripKin
             ));
         }
     }
-    if round_trip_kinds(test).contains(&RoundTripKind::Echo) {
-        if let Ok((dev, _props)) = azure::parse_telemetry_topic(&p.topic) {
-            if &dev == id {
-                return Some((
-                    RoundTripKind::Echo,
-                    message_id_of(&p.payload)?,
-                    format!("{} bytes", p.payload.len()),
-                ));
-            }
-        }
+    if round_trip_kinds(test).contains(&RoundTripKind::Echo)
+        && test.flavor.dialect().is_own_telemetry(id, &p.topic)
+    {
+        return Some((
+            RoundTripKind::Echo,
+            message_id_of(&p.payload)?,
+            format!("{} bytes", p.payload.len()),
+        ));
     }
     None
 }

@@ -3,8 +3,7 @@
 //! the timed step and the events. The MQTT session and the AMQP one both run on it.
 
 use super::diagnose::{Failure, FailureKind};
-use super::{ConnectionTest, Event, RoundTripKind, Step, Summary, ms};
-use crate::azure;
+use super::{ConnectionTest, Event, Flavor, RoundTripKind, Step, Summary, ms};
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::Packet;
 use rumqttc::mqttbytes::{self};
@@ -190,15 +189,11 @@ pub(crate) fn round_trip_kinds(test: &ConnectionTest) -> Vec<RoundTripKind> {
 
 /// One seed message (DOMAIN.md §5) with the application property the seed sets on every
 /// message, "true" or "false".
-pub(crate) fn seed_message(device_id: &str, message_id: u32) -> Pending {
+pub(crate) fn seed_message(flavor: Flavor, device_id: &str, message_id: u32) -> Pending {
     let (payload, alert) = telemetry(device_id, message_id);
-    let props = azure::Properties::new()
-        .with("temperatureAlert", if alert { "true" } else { "false" })
-        .with(azure::sys::CONTENT_TYPE, "application/json")
-        .with(azure::sys::CONTENT_ENCODING, "utf-8");
     Pending {
         message_id,
-        topic: azure::telemetry_topic(device_id, &props),
+        topic: flavor.dialect().telemetry_topic(device_id, alert),
         payload,
         alert,
         sent_at: Instant::now(),
