@@ -28,7 +28,7 @@ fn policy_doc(connect_client: &str) -> String {
 
 /// Root CA `root` registered (then INACTIVE unless `ca_active`), device `d1` under it registered with `cert_status`
 /// (None: not registered), thing d1 attached, a policy allowing Connect for `connect_client`.
-fn setup(ca_active: bool, cert_status: Option<&str>, connect_client: &str) -> Ws {
+pub(crate) fn setup(ca_active: bool, cert_status: Option<&str>, connect_client: &str) -> Ws {
     let w = Ws::new();
     w.ok(&["new", "root", "root", "--cn", "Example Root"]);
     w.ok(&["new", "device", "d1", "--issuer", "root"]);
@@ -84,7 +84,7 @@ fn setup(ca_active: bool, cert_status: Option<&str>, connect_client: &str) -> Ws
 }
 
 /// `chainsmith aws serve` on free ports; the child, the MQTT port and the trust PEM.
-fn serve(w: &Ws) -> (Child, u16, String) {
+pub(crate) fn serve(w: &Ws) -> (Child, u16, String) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chainsmith"))
         .env("CHAINSMITH_WORKSPACE", w.ws())
         .args(["aws", "serve", "--port", "0", "--alpn-port", "0"])

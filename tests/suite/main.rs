@@ -10,6 +10,7 @@ mod conventions;
 mod isolated;
 
 mod aws_broker;
+mod aws_hostile;
 mod aws_registry;
 mod aws_rules;
 mod aws_shadow;

@@ -106,6 +106,26 @@ fn common(topic: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Whether devices may not publish on `topic` because AWS's services alone publish there.
+/// AWS's "Reserved topics" page
+/// (<https://docs.aws.amazon.com/iot/latest/developerguide/reserved-topics.html>) lists, for
+/// each `$aws/` topic, the operations a device may do: the answers of the Device Shadow,
+/// fleet provisioning and jobs services (`…/accepted`, `…/rejected`, `…/update/delta`,
+/// `…/update/documents`, `…/jobs/notify[-next]`) and the lifecycle events under
+/// `$aws/events/` are Subscribe only. A device publishing there would pass for the service
+/// (a forged `update/delta` is acted on as the shadow's).
+pub fn service_only_topic(topic: &str) -> bool {
+    let Some(rest) = topic.strip_prefix("$aws/") else {
+        return false;
+    };
+    if rest.starts_with("events/") {
+        return true;
+    }
+    let last = rest.rsplit('/').next().unwrap_or_default();
+    matches!(last, "accepted" | "rejected" | "notify" | "notify-next")
+        || (last == "delta" || last == "documents") && rest.contains("/shadow/")
+}
+
 /// A topic name a device may publish to.
 pub fn check_topic_name(topic: &str) -> Result<(), TopicError> {
     common(topic)?;
@@ -151,5 +171,30 @@ mod tests {
         assert_eq!(check_topic_filter("a/b#"), Err(TopicError::BadWildcard));
         assert_eq!(check_topic_filter("#/a"), Err(TopicError::BadWildcard));
         assert!(check_topic_filter("a/+/#").is_ok());
+    }
+
+    #[test]
+    fn the_services_reply_and_event_topics_are_theirs_alone() {
+        for t in [
+            "$aws/things/t/shadow/update/accepted",
+            "$aws/things/t/shadow/update/delta",
+            "$aws/things/t/shadow/update/documents",
+            "$aws/things/t/shadow/name/n/get/rejected",
+            "$aws/events/presence/connected/t",
+            "$aws/certificates/create/json/accepted",
+            "$aws/provisioning-templates/p/provision/json/rejected",
+            "$aws/things/t/jobs/notify-next",
+        ] {
+            assert!(service_only_topic(t), "{t}");
+        }
+        for t in [
+            "$aws/things/t/shadow/update",
+            "$aws/things/t/shadow/name/n/get",
+            "$aws/certificates/create/json",
+            "dev/t/accepted",
+            "dev/t/shadow/delta",
+        ] {
+            assert!(!service_only_topic(t), "{t}");
+        }
     }
 }

@@ -466,6 +466,13 @@ impl Session {
         }
         let refused = if let Err(e) = check_topic_name(&p.topic) {
             Some((Reason::TopicNameInvalid, format!("PUBLISH refused: {e}")))
+        } else if service_only_topic(&p.topic) {
+            // Whatever the policies say: AWS's reserved topics list these as Subscribe only.
+            self.denied(Action::Publish, &p.topic);
+            Some((
+                Reason::NotAuthorized,
+                "PUBLISH refused: only AWS's services publish on this reserved topic".to_string(),
+            ))
         } else if !self.core.rules.allows(&self.who, Action::Publish, &p.topic) {
             self.denied(Action::Publish, &p.topic);
             Some((

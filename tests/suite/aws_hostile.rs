@@ -1,0 +1,303 @@
+//! A hostile tester's findings against the local AWS IoT Core, one regression test each: what a
+//! device (or a second process on the same workspace) could do that AWS IoT Core does not let
+//! it. Raw MQTT 3.1.1 / 5 sockets over rustls against the broker with the tests' own rules, and
+//! the real `chainsmith aws serve` where AWS's registry decides.
+
+use crate::aws_broker::{TestRules, V5Client, client_tls, fixture, start};
+use crate::aws_rules;
+use crate::common::Ws;
+use chainsmith_test_support::hub_util::{self, Identity};
+
+use std::process::Child;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::mqttbytes::v4;
+use rumqttc::v5::mqttbytes::QoS as QoS5;
+use rumqttc::v5::mqttbytes::v5;
+
+/// Every action allowed on every resource: what is refused then is refused by AWS's own rules.
+fn allow_all() -> Box<dyn Fn(&str, chainsmith::aws::rules::Action, &str) -> bool + Send + Sync> {
+    Box::new(|_, _, _| true)
+}
+
+/// The publishes `c` receives until `until` arrives (that one included).
+async fn publishes_until(c: &mut V5Client, until: &str) -> Vec<(String, Vec<u8>)> {
+    let mut seen = Vec::new();
+    loop {
+        match c.recv().await {
+            Some(v5::Packet::Publish(p)) => {
+                let topic = String::from_utf8(p.topic.to_vec()).unwrap();
+                let done = topic == until;
+                seen.push((topic, p.payload.to_vec()));
+                if done {
+                    return seen;
+                }
+            }
+            Some(_) => {}
+            None => panic!("no publish on {until}; saw {seen:?}"),
+        }
+    }
+}
+
+/// Finding 1: a device whose policy allows publishing everywhere could publish (and retain) on
+/// the Device Shadow service's reply topics and on `$aws/events/…`, so another device took a
+/// forged `update/delta` for its own shadow's. AWS's "Reserved topics" page lists those topics
+/// as Subscribe-only: only the service publishes there.
+#[tokio::test]
+async fn finding_1_devices_cannot_publish_on_reserved_reply_and_event_topics() {
+    let fx = fixture(&["thing-1", "thing-2"]);
+    let b = start(
+        &fx,
+        TestRules::new(&fx, &["thing-1", "thing-2"], allow_all()),
+        0,
+        None,
+    )
+    .await;
+    let (mut victim, _) =
+        V5Client::connect(b.mqtt, client_tls(&fx, "thing-1", None), "thing-1").await;
+    assert_eq!(
+        victim.subscribe("$aws/things/thing-1/shadow/#", 1).await,
+        vec![v5::SubscribeReasonCode::Success(QoS5::AtLeastOnce)]
+    );
+    let (mut forger, _) =
+        V5Client::connect(b.mqtt, client_tls(&fx, "thing-2", None), "thing-2").await;
+    let reserved = [
+        "$aws/things/thing-1/shadow/update/delta",
+        "$aws/things/thing-1/shadow/update/accepted",
+        "$aws/things/thing-1/shadow/update/documents",
+        "$aws/things/thing-1/shadow/get/accepted",
+        "$aws/things/thing-1/shadow/delete/rejected",
+        "$aws/things/thing-1/shadow/name/cfg/update/delta",
+        "$aws/events/presence/connected/thing-1",
+    ];
+    for (i, topic) in reserved.iter().enumerate() {
+        let mut p = v5::Publish::new(*topic, QoS5::AtLeastOnce, b"forged".to_vec(), None);
+        p.pkid = i as u16 + 1;
+        p.retain = true;
+        forger.send(v5::Packet::Publish(p)).await;
+        match forger.recv().await {
+            Some(v5::Packet::PubAck(a)) => {
+                assert_eq!(a.reason, v5::PubAckReason::NotAuthorized, "{topic}")
+            }
+            other => panic!("{topic}: {other:?}"),
+        }
+    }
+    // The device still asks its shadow service: what it hears is the service, nothing forged.
+    victim
+        .publish(
+            "$aws/things/thing-1/shadow/update",
+            br#"{"state":{"reported":{"on":true}}}"#.to_vec(),
+            QoS5::AtMostOnce,
+            0,
+        )
+        .await;
+    let seen = publishes_until(&mut victim, "$aws/things/thing-1/shadow/update/accepted").await;
+    assert!(
+        seen.iter().all(|(_, payload)| payload != b"forged"),
+        "{seen:?}"
+    );
+    // Nor was anything retained there for the next subscriber.
+    let (mut late, _) = V5Client::connect(b.mqtt, client_tls(&fx, "thing-2", None), "late").await;
+    late.subscribe("$aws/things/thing-1/shadow/update/delta", 1)
+        .await;
+    late.publish(
+        "$aws/things/thing-1/shadow/update",
+        br#"{"state":{"desired":{"on":false}}}"#.to_vec(),
+        QoS5::AtMostOnce,
+        0,
+    )
+    .await;
+    let seen = publishes_until(&mut late, "$aws/things/thing-1/shadow/update/delta").await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_ne!(seen[0].1, b"forged");
+    b.stop().await;
+}
+
+/// Finding 6: packets a client writes right behind its CONNECT (in the same TLS record, as MQTT
+/// allows: "Clients are allowed to send further Control Packets immediately after sending a
+/// CONNECT Packet", MQTT 3.1.1 section 3.2) were dropped: no SUBACK, no PINGRESP.
+#[tokio::test]
+async fn finding_6_packets_written_behind_connect_are_not_lost() {
+    let fx = fixture(&["thing-1"]);
+    let b = start(&fx, TestRules::new(&fx, &["thing-1"], allow_all()), 0, None).await;
+    let mut c = hub_util::Client::tls(b.mqtt, client_tls(&fx, "thing-1", None))
+        .await
+        .unwrap();
+    let mut bytes = bytes::BytesMut::new();
+    let mut connect = v4::Connect::new("thing-1");
+    connect.keep_alive = 60;
+    connect.write(&mut bytes).unwrap();
+    v4::Subscribe::new("dev/thing-1/x", rumqttc::mqttbytes::QoS::AtLeastOnce)
+        .write(&mut bytes)
+        .unwrap();
+    v4::PingReq.write(&mut bytes).unwrap();
+    c.send_raw(&bytes).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        match c.recv(Duration::from_secs(5)).await {
+            Some(p) => got.push(p),
+            None => break,
+        }
+    }
+    assert!(
+        matches!(got.first(), Some(v4::Packet::ConnAck(_))),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(|p| matches!(p, v4::Packet::SubAck(_))),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(|p| matches!(p, v4::Packet::PingResp)),
+        "{got:?}"
+    );
+    b.stop().await;
+}
+
+/// Finding 8: an MQTT 5 client's Maximum Packet Size was ignored: the broker sent it PUBLISH
+/// packets larger than it said it can take, which MQTT 5 forbids (3.1.2.11.4: "The Server MUST
+/// NOT send packets exceeding Maximum Packet Size to the Client"); such a message is dropped for
+/// that client, and its connection stays.
+#[tokio::test]
+async fn finding_8_an_mqtt5_clients_maximum_packet_size_is_respected() {
+    let fx = fixture(&["thing-1", "thing-2"]);
+    let b = start(
+        &fx,
+        TestRules::new(&fx, &["thing-1", "thing-2"], allow_all()),
+        0,
+        None,
+    )
+    .await;
+    let mut props = v5::ConnectProperties::new();
+    props.max_packet_size = Some(64);
+    let (mut small, ack) = V5Client::connect_with(
+        b.mqtt,
+        client_tls(&fx, "thing-1", None),
+        "thing-1",
+        Some(props),
+    )
+    .await;
+    assert_eq!(ack.unwrap().code, v5::ConnectReturnCode::Success);
+    small.subscribe("dev/thing-1/+", 1).await;
+    let (mut other, _) =
+        V5Client::connect(b.mqtt, client_tls(&fx, "thing-2", None), "thing-2").await;
+    other
+        .publish("dev/thing-1/big", vec![b'x'; 200], QoS5::AtMostOnce, 0)
+        .await;
+    other
+        .publish("dev/thing-1/small", b"ok".to_vec(), QoS5::AtMostOnce, 0)
+        .await;
+    match small.recv().await {
+        Some(v5::Packet::Publish(p)) => assert_eq!(&p.topic[..], b"dev/thing-1/small"),
+        other => panic!("{other:?}"),
+    }
+    b.stop().await;
+}
+
+/// A TLS config trusting `trust` and presenting workspace device `device`.
+fn ws_tls(w: &Ws, device: &str, trust: &str) -> Arc<rustls::ClientConfig> {
+    let dir = w.ws().join("entities").join(device);
+    let cert = pem::parse(std::fs::read(dir.join("cert.pem")).unwrap()).unwrap();
+    let key = pem::parse(std::fs::read(dir.join("key.pem")).unwrap()).unwrap();
+    let id = Identity {
+        certs: vec![cert.into_contents().into()],
+        key: key.into_contents(),
+    };
+    hub_util::client_config(&std::fs::read(trust).unwrap(), Some(&id))
+}
+
+fn stop(mut server: Child) {
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// Finding 4: a certificate set INACTIVE or REVOKED while its device was connected kept the
+/// connection, publishing on. AWS's UpdateCertificate: "Within a few minutes of updating a
+/// certificate from an ACTIVE state to any other state, AWS IoT disconnects all devices that
+/// used that certificate to connect."
+#[tokio::test]
+async fn finding_4_a_certificate_set_inactive_or_revoked_is_disconnected() {
+    for status in ["INACTIVE", "REVOKED"] {
+        let w = aws_rules::setup(true, Some("ACTIVE"), "d1");
+        let (server, port, trust) = aws_rules::serve(&w);
+        let addr = ([127, 0, 0, 1], port).into();
+        let (mut c, ack) = hub_util::Client::connect(addr, ws_tls(&w, "d1", &trust), "d1", None)
+            .await
+            .unwrap();
+        assert!(ack.is_some(), "{status}: admitted while ACTIVE");
+        w.ok(&["aws", "cert", "update", "d1", "--status", status]);
+        let closed = c.closed_within(Duration::from_secs(20)).await;
+        stop(server);
+        assert!(closed, "{status}: the device stayed connected");
+    }
+}
+
+/// Finding 5: an expired (or not yet valid) device certificate, registered ACTIVE, was
+/// admitted. AWS IoT Core checks the validity window of the certificate a device presents
+/// ("X.509 client certificates": expired certificates cannot connect); chainsmith's promise is
+/// to catch what AWS would refuse.
+#[tokio::test]
+async fn finding_5_an_expired_or_not_yet_valid_certificate_is_refused() {
+    let w = aws_rules::setup(true, Some("ACTIVE"), "*");
+    for (name, from, to) in [
+        ("old", "2001-01-01T00:00:00Z", "2002-01-01T00:00:00Z"),
+        ("later", "2990-01-01T00:00:00Z", "2991-01-01T00:00:00Z"),
+    ] {
+        w.ok(&[
+            "new",
+            "device",
+            name,
+            "--issuer",
+            "root",
+            "--not-before",
+            from,
+            "--not-after",
+            to,
+        ]);
+        w.ok(&["aws", "cert", "register", name, "--active"]);
+        w.ok(&["aws", "policy", "attach", "p1", "--cert", name]);
+    }
+    let (server, port, trust) = aws_rules::serve(&w);
+    let addr = ([127, 0, 0, 1], port).into();
+    let mut admitted = Vec::new();
+    for name in ["d1", "old", "later"] {
+        let r = hub_util::Client::connect(addr, ws_tls(&w, name, &trust), name, None).await;
+        let ok = matches!(r, Ok((_, Some(ack))) if ack.code == v4::ConnectReturnCode::Success);
+        admitted.push((name, ok));
+    }
+    stop(server);
+    assert_eq!(
+        admitted,
+        vec![("d1", true), ("old", false), ("later", false)]
+    );
+}
+
+/// Finding 7: a second `aws serve` on the same workspace started, took the control socket
+/// over and removed it when it stopped, so `aws publish`, `monitor` and `shadow` could no
+/// longer reach the first, still running. The second is refused, naming the first.
+#[tokio::test]
+async fn finding_7_a_second_serve_on_the_same_workspace_is_refused() {
+    let w = aws_rules::setup(true, Some("ACTIVE"), "d1");
+    let (first, _, _) = aws_rules::serve(&w);
+    let second = w
+        .cmd()
+        .args(["aws", "serve", "--port", "0", "--alpn-port", "0"])
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr).into_owned();
+    let reach = w
+        .cmd()
+        .args(["aws", "publish", "dev/x", "hi"])
+        .output()
+        .unwrap();
+    stop(first);
+    assert!(!second.status.success(), "the second serve ran: {err}");
+    assert!(err.contains("already") && err.contains("serve"), "{err}");
+    assert!(
+        reach.status.success(),
+        "the first serve is unreachable: {}",
+        String::from_utf8_lossy(&reach.stderr)
+    );
+}
