@@ -261,6 +261,14 @@ impl Session {
     ) -> String {
         let idle = Duration::from_millis(u64::from(keep_alive) * 1500);
         let mut stop = self.core.gate.shutdown.clone();
+        // What the device wrote right behind its CONNECT came in with it: MQTT lets a client
+        // send on before the CONNACK (3.1.1 section 3.2), so it is served before reading more.
+        if let Err(End(reason, why)) = self.drain(&mut buf, &mut out) {
+            wire::disconnect(self.version, reason, &why, &mut out);
+            let _ = tls.write_all(&out).await;
+            let _ = tls.flush().await;
+            return why;
+        }
         loop {
             if !out.is_empty() {
                 if tls.write_all(&out).await.is_err() || tls.flush().await.is_err() {
