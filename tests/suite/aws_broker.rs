@@ -22,7 +22,7 @@ use rumqttc::v5::mqttbytes::QoS as QoS5;
 use rumqttc::v5::mqttbytes::v5;
 
 /// A policy: may `client_id` do `action` on `resource`?
-type Policy = dyn Fn(&str, Action, &str) -> bool + Send + Sync;
+pub type Policy = dyn Fn(&str, Action, &str) -> bool + Send + Sync;
 
 /// AWS's rules for these tests: the devices registered here are ACTIVE; `policy` decides.
 pub struct TestRules {

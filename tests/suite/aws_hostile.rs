@@ -3,7 +3,7 @@
 //! it. Raw MQTT 3.1.1 / 5 sockets over rustls against the broker with the tests' own rules, and
 //! the real `chainsmith aws serve` where AWS's registry decides.
 
-use crate::aws_broker::{TestRules, V5Client, client_tls, fixture, start};
+use crate::aws_broker::{Policy, TestRules, V5Client, client_tls, fixture, start};
 use crate::aws_rules;
 use crate::common::Ws;
 use chainsmith_test_support::hub_util::{self, Identity};
@@ -17,7 +17,7 @@ use rumqttc::v5::mqttbytes::QoS as QoS5;
 use rumqttc::v5::mqttbytes::v5;
 
 /// Every action allowed on every resource: what is refused then is refused by AWS's own rules.
-fn allow_all() -> Box<dyn Fn(&str, chainsmith::aws::rules::Action, &str) -> bool + Send + Sync> {
+fn allow_all() -> Box<Policy> {
     Box::new(|_, _, _| true)
 }
 
@@ -300,4 +300,70 @@ async fn finding_7_a_second_serve_on_the_same_workspace_is_refused() {
         "the first serve is unreachable: {}",
         String::from_utf8_lossy(&reach.stderr)
     );
+}
+
+/// Finding 2: every delivery asks the registry whether the subscriber may receive
+/// (iot:Receive), and that copied the whole registry each time. Three devices publishing
+/// within AWS's quota to twenty subscribers, on a registry of many policies, kept
+/// the broker's threads busy for minutes: a new device's CONNECT waited that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_2_deliveries_to_many_subscribers_do_not_stall_the_broker() {
+    let w = aws_rules::setup(true, Some("ACTIVE"), "*");
+    // A registry as a few thousand JIT-provisioned devices leave it: many policies.
+    let path = w.ws().join("aws/registry.json");
+    let mut reg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let doc = reg["policies"]["p1"].clone();
+    for i in 0..20000 {
+        reg["policies"][format!("bulk-{i}")] = doc.clone();
+    }
+    std::fs::write(&path, serde_json::to_vec(&reg).unwrap()).unwrap();
+    let (server, port, trust) = aws_rules::serve(&w);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let tls = ws_tls(&w, "d1", &trust);
+    let mut subscribers = Vec::new();
+    for i in 0..20 {
+        let (mut c, _) = hub_util::Client::connect(addr, tls.clone(), &format!("s{i}"), None)
+            .await
+            .unwrap();
+        let s = v4::Subscribe::new("dev/#", rumqttc::mqttbytes::QoS::AtMostOnce);
+        c.send(&v4::Packet::Subscribe(s)).await.unwrap();
+        assert!(matches!(
+            c.recv(Duration::from_secs(10)).await,
+            Some(v4::Packet::SubAck(_))
+        ));
+        subscribers.push(c);
+    }
+    let mut publishers = Vec::new();
+    for k in 0..3 {
+        let tls = tls.clone();
+        publishers.push(tokio::spawn(async move {
+            let (mut c, _) = hub_util::Client::connect(addr, tls, &format!("p{k}"), None)
+                .await
+                .unwrap();
+            for _ in 0..3 {
+                for _ in 0..90 {
+                    let p = v4::Publish::new(
+                        format!("dev/p{k}"),
+                        rumqttc::mqttbytes::QoS::AtMostOnce,
+                        b"x".to_vec(),
+                    );
+                    let _ = c.send(&v4::Packet::Publish(p)).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }));
+    }
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let late = tokio::time::timeout(
+        Duration::from_secs(20),
+        hub_util::Client::connect(addr, tls, "late", None),
+    )
+    .await;
+    stop(server);
+    let admitted = matches!(late, Ok(Ok((_, Some(_)))));
+    assert!(admitted, "a new device waited over 20 s for its CONNACK");
+    drop(subscribers);
 }
