@@ -964,6 +964,28 @@ fn connected_thing(c: &CertificateRecord, client_id: &str) -> Option<String> {
     c.things.iter().find(|t| *t == client_id).cloned()
 }
 
+/// A registered certificate outside its validity window at `now`: AWS IoT Core refuses an
+/// expired or not yet valid client certificate in the TLS handshake, whatever its registry
+/// status ("X.509 client certificates",
+/// <https://docs.aws.amazon.com/iot/latest/developerguide/x509-client-certs.html>).
+fn outside_validity(leaf: &[u8], id: &str, now: ::time::OffsetDateTime) -> Option<Refused> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let v = cert.validity();
+    let (from, to) = (v.not_before.to_datetime(), v.not_after.to_datetime());
+    if from <= now && now <= to {
+        return None;
+    }
+    let rfc = |t: ::time::OffsetDateTime| {
+        t.format(&::time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    Some(Refused::OutsideValidity {
+        certificate_id: id.to_string(),
+        not_before: rfc(from),
+        not_after: rfc(to),
+    })
+}
+
 fn policies_of(s: &State, c: &CertificateRecord) -> Vec<PolicyDocument> {
     c.policies
         .iter()
@@ -1031,6 +1053,9 @@ impl Rules for Registry {
                 certificate_id: id,
                 status: cert.status.to_string(),
             });
+        }
+        if let Some(refused) = outside_validity(leaf, &id, self.clock.now()) {
+            return Err(refused);
         }
         let who = Admitted {
             client_id: client_id.to_string(),

@@ -46,6 +46,18 @@ pub enum Refused {
         /// AWS's status word.
         status: String,
     },
+    /// Registered and ACTIVE, but expired or not yet valid at the CONNECT.
+    #[error(
+        "the certificate {certificate_id} is not valid now (valid from {not_before} to {not_after})"
+    )]
+    OutsideValidity {
+        /// Lowercase hex SHA-256 of the DER.
+        certificate_id: String,
+        /// Its notBefore, RFC 3339.
+        not_before: String,
+        /// Its notAfter, RFC 3339.
+        not_after: String,
+    },
     /// The issuer is not a registered CA.
     #[error("the certificate's CA {ca_certificate_id} is not registered")]
     CaNotRegistered {
