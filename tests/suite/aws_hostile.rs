@@ -367,3 +367,32 @@ async fn finding_2_deliveries_to_many_subscribers_do_not_stall_the_broker() {
     assert!(admitted, "a new device waited over 20 s for its CONNACK");
     drop(subscribers);
 }
+
+/// Finding 3: retained messages were held to 10,000 topics of up to 128 KB each, 1.3 GB
+/// together; devices within AWS's quotas (20 connections, 100 publishes a second each) grew
+/// the broker past 1 GB in three seconds in the attack. Their payloads together are now held
+/// to a budget; a retained message replacing one kept still is.
+#[tokio::test]
+async fn finding_3_retained_messages_are_held_to_a_memory_budget() {
+    use chainsmith::aws::broker::limits::{MAX_RETAINED_BYTES, MAX_RETAINED_TOTAL_BYTES};
+    let fx = fixture(&["thing-1"]);
+    let b = start(&fx, TestRules::new(&fx, &["thing-1"], allow_all()), 0, None).await;
+    let payload = bytes::Bytes::from(vec![b'r'; MAX_RETAINED_BYTES]);
+    let n = MAX_RETAINED_TOTAL_BYTES / MAX_RETAINED_BYTES + 10;
+    for i in 0..n {
+        b.publish(&format!("dev/r/{i}"), payload.clone(), 0, true);
+    }
+    let (kept, bytes) = b.retained();
+    assert!(
+        bytes <= MAX_RETAINED_TOTAL_BYTES,
+        "{kept} kept, {bytes} bytes"
+    );
+    assert!(kept < n, "all {n} kept");
+    // Replacing a kept one, and clearing one, still work at the budget.
+    b.publish("dev/r/0", bytes::Bytes::from_static(b"small"), 0, true);
+    b.publish("dev/r/1", bytes::Bytes::new(), 0, true);
+    let (after, after_bytes) = b.retained();
+    assert_eq!(after, kept - 1);
+    assert_eq!(after_bytes, bytes - 2 * MAX_RETAINED_BYTES + 5);
+    b.stop().await;
+}

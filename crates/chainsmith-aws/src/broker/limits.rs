@@ -55,6 +55,11 @@ pub const MAX_PUBLISHES_PER_SECOND: u32 = 100;
 pub const MAX_RETAINED: usize = 10_000;
 /// "Maximum retained message size" is the payload limit: 128 KB.
 pub const MAX_RETAINED_BYTES: usize = MAX_PAYLOAD_BYTES;
+/// The payloads of all retained messages together (local figure: AWS bills retained
+/// messages per account and documents no total). [`MAX_RETAINED`] messages of
+/// [`MAX_RETAINED_BYTES`] are 1.3 GB of memory, which devices within AWS's quotas could fill;
+/// past this budget a new topic is not retained (the message is still delivered).
+pub const MAX_RETAINED_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 /// "Keep-alive period: the default keep-alive is 1200 seconds", the most AWS accepts; a
 /// client asking for more (or 0, none) is held to it.
 pub const MAX_KEEP_ALIVE_SECS: u16 = 1200;
