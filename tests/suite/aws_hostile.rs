@@ -280,6 +280,13 @@ async fn finding_5_an_expired_or_not_yet_valid_certificate_is_refused() {
 async fn finding_7_a_second_serve_on_the_same_workspace_is_refused() {
     let w = aws_rules::setup(true, Some("ACTIVE"), "d1");
     let (first, _, _) = aws_rules::serve(&w);
+    let socket = w.ws().join("aws/control.sock");
+    for _ in 0..100 {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let second = w
         .cmd()
         .args(["aws", "serve", "--port", "0", "--alpn-port", "0"])
