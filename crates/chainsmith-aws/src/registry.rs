@@ -1100,6 +1100,24 @@ impl Rules for Registry {
             .collect();
         policy::evaluate(&policies, &Context::of(who), action, resource).allowed()
     }
+
+    /// The certificate is still registered and ACTIVE, and so is its CA (when it has one).
+    fn still_admitted(&self, who: &Admitted) -> bool {
+        let mut loaded = self.loaded.lock().expect("registry");
+        let Ok(state) = self.fresh(&mut loaded) else {
+            return true;
+        };
+        let Some(cert) = state.certificates.get(&who.certificate_id) else {
+            return false;
+        };
+        let ca_active = cert.ca_id.as_ref().is_none_or(|ca| {
+            state
+                .cas
+                .get(ca)
+                .is_some_and(|c| c.status == Status::Active)
+        });
+        cert.status == Status::Active && ca_active
+    }
 }
 
 impl Registry {

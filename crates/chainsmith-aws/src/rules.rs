@@ -115,4 +115,13 @@ pub trait Rules: Send + Sync + 'static {
     /// May this connection, as its policies stand now, do `action` on `resource` (a topic
     /// name for Publish and Receive, a topic filter for Subscribe, the client id for Connect)?
     fn allows(&self, who: &Admitted, action: Action, resource: &str) -> bool;
+
+    /// Is this connection's certificate (and its CA) still ACTIVE? Asked every
+    /// [`crate::broker::limits::ADMISSION_RECHECK`] while it is connected: AWS's
+    /// UpdateCertificate, "Within a few minutes of updating a certificate from an ACTIVE
+    /// state to any other state, AWS IoT disconnects all devices that used that certificate
+    /// to connect." Rules that never change say yes.
+    fn still_admitted(&self, _who: &Admitted) -> bool {
+        true
+    }
 }

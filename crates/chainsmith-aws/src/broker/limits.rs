@@ -63,6 +63,9 @@ pub const MAX_RETAINED_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 /// "Keep-alive period: the default keep-alive is 1200 seconds", the most AWS accepts; a
 /// client asking for more (or 0, none) is held to it.
 pub const MAX_KEEP_ALIVE_SECS: u16 = 1200;
+/// How often a connected device's certificate is checked to be still ACTIVE (AWS disconnects
+/// "within a few minutes" of a status change; the local service within this).
+pub const ADMISSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 /// Connected sessions (after CONNACK) one peer address may hold; a fleet from one machine
 /// holds at most a few hundred.
 pub const MAX_SESSIONS_PER_PEER: usize = 4096;

@@ -269,6 +269,9 @@ impl Session {
             let _ = tls.flush().await;
             return why;
         }
+        let mut recheck = tokio::time::interval(ADMISSION_RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        recheck.tick().await;
         loop {
             if !out.is_empty() {
                 if tls.write_all(&out).await.is_err() || tls.flush().await.is_err() {
@@ -305,6 +308,15 @@ impl Session {
                     if retry_due.is_some() => {
                     self.resend_due(&mut out);
                     continue;
+                }
+                _ = recheck.tick() => {
+                    if self.core.rules.still_admitted(&self.who) {
+                        continue;
+                    }
+                    End(
+                        Reason::NotAuthorized,
+                        "the certificate or its CA is no longer ACTIVE".into(),
+                    )
                 }
                 _ = &mut reg.taken_over => End(
                     Reason::SessionTakenOver,
