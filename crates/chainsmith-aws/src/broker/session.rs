@@ -77,6 +77,7 @@ pub async fn serve(core: Arc<Core>, conn: Accepted) {
         next_pkid: 0,
         inflight: VecDeque::new(),
         rate: RateWindow::new(),
+        max_packet: connect.max_packet_size.map(|m| m as usize),
     };
     let keep_alive = match connect.keep_alive {
         0 => MAX_KEEP_ALIVE_SECS,
@@ -204,6 +205,8 @@ struct Session {
     /// QoS 1 messages sent and not yet acknowledged, oldest (earliest due) first.
     inflight: VecDeque<InFlight>,
     rate: RateWindow,
+    /// MQTT 5: the largest packet the device takes; larger messages are not sent to it.
+    max_packet: Option<usize>,
 }
 
 /// A QoS 1 message to the device waiting for its PUBACK.
@@ -351,7 +354,19 @@ impl Session {
             retain: d.retain,
             dup: false,
         };
+        let before = out.len();
         wire::publish(self.version, &d.topic, &d.payload, flags, out);
+        let size = out.len() - before;
+        if let Some(max) = self.max_packet.filter(|m| size > *m) {
+            out.truncate(before);
+            let _ = self.core.events.send(BrokerEvent::TooLargeForDevice {
+                client_id: self.who.client_id.clone(),
+                topic: d.topic,
+                size,
+                max,
+            });
+            return;
+        }
         if d.qos > 0 {
             self.inflight.push_back(InFlight {
                 pkid,

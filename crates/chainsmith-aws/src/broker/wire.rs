@@ -42,6 +42,8 @@ pub struct Connect {
     pub keep_alive: u16,
     /// The username (the SDKs send `?SDK=Python&Version=…`), if any.
     pub username: Option<String>,
+    /// MQTT 5: the largest packet the client takes (its CONNECT's Maximum Packet Size).
+    pub max_packet_size: Option<u32>,
 }
 
 /// A PUBLISH from a device.
@@ -126,6 +128,7 @@ pub fn read_connect(buf: &mut BytesMut) -> Result<Option<Connect>, WireError> {
                 client_id: c.client_id,
                 keep_alive: c.keep_alive,
                 username: c.login.map(|l| l.username),
+                max_packet_size: None,
             })),
             Ok(_) => Err(WireError::NotConnect(0)),
             Err(e) => v4_error(e, buf.len()),
@@ -135,6 +138,7 @@ pub fn read_connect(buf: &mut BytesMut) -> Result<Option<Connect>, WireError> {
                 version: Version::V5,
                 client_id: c.client_id,
                 keep_alive: c.keep_alive,
+                max_packet_size: c.properties.as_ref().and_then(|p| p.max_packet_size),
                 username: login.map(|l| l.username),
             })),
             Ok(_) => Err(WireError::NotConnect(0)),
