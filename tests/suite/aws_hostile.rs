@@ -403,3 +403,71 @@ async fn finding_3_retained_messages_are_held_to_a_memory_budget() {
     assert_eq!(after_bytes, bytes - 2 * MAX_RETAINED_BYTES + 5);
     b.stop().await;
 }
+
+/// Finding 9 (open): IAM reads policy variables only in documents of Version "2012-10-17";
+/// in "2008-10-17" (and with no Version, which defaults to it) `${iot:ClientId}` is literal
+/// text ("IAM JSON policy elements: Version"). The local service substitutes it in both, so
+/// an old-style document allows more here than on AWS.
+#[test]
+#[ignore = "finding 9: policy variables are substituted in Version 2008-10-17 documents"]
+fn finding_9_policy_variables_are_literal_in_a_2008_document() {
+    use chainsmith::aws::policy::{self, Context};
+    use chainsmith::aws::rules::{Action, Admitted};
+    let doc = policy::parse(
+        r#"{"Version":"2008-10-17","Statement":[{"Effect":"Allow","Action":"iot:Publish",
+            "Resource":"arn:aws:iot:*:*:topic/${iot:ClientId}"}]}"#,
+    )
+    .unwrap();
+    let who = Admitted {
+        client_id: "d1".into(),
+        certificate_id: "c".into(),
+        thing_name: None,
+    };
+    let ctx = Context::of(&who);
+    assert!(!policy::evaluate([&doc], &ctx, Action::Publish, "d1").allowed());
+    assert!(policy::evaluate([&doc], &ctx, Action::Publish, "${iot:ClientId}").allowed());
+}
+
+/// Finding 10: a CONNECT whose reserved flag bit is set is a protocol violation the server
+/// must close the connection for (MQTT 3.1.1 section 3.1.2.3, [MQTT-3.1.2-3]); the broker
+/// answered it with CONNACK 0. (Still open: an UNSUBSCRIBE without filters and a SUBSCRIBE
+/// with wrong fixed-header flags are accepted, the MQTT library's parser is lenient there.)
+#[tokio::test]
+async fn finding_10_a_connect_with_the_reserved_flag_set_is_refused() {
+    let fx = fixture(&["thing-1"]);
+    let b = start(&fx, TestRules::new(&fx, &["thing-1"], allow_all()), 0, None).await;
+    let mut c = hub_util::Client::tls(b.mqtt, client_tls(&fx, "thing-1", None))
+        .await
+        .unwrap();
+    let mut bytes = bytes::BytesMut::new();
+    v4::Connect::new("thing-1").write(&mut bytes).unwrap();
+    // Byte 9 of a CONNECT is its flags: set the reserved bit 0.
+    bytes[9] |= 0x01;
+    c.send_raw(&bytes).await.unwrap();
+    let answer = c.recv(Duration::from_secs(5)).await;
+    assert!(answer.is_none(), "answered {answer:?}");
+    b.stop().await;
+}
+
+/// Finding 11 (open): a thing's shadow directory that is a symbolic link is followed: a
+/// device's shadow update writes its document wherever the link points, outside the
+/// workspace (the registry file and the control socket, replaced atomically, are not).
+#[tokio::test]
+#[ignore = "finding 11: a symlinked WS/aws/shadows/THING is followed"]
+async fn finding_11_a_symlinked_shadow_directory_is_not_written_through() {
+    let fx = fixture(&["thing-1"]);
+    let outside = tempfile::tempdir().unwrap();
+    let shadows = fx.root().join("aws/shadows");
+    std::fs::create_dir_all(&shadows).unwrap();
+    std::os::unix::fs::symlink(outside.path(), shadows.join("thing-1")).unwrap();
+    let b = start(&fx, TestRules::new(&fx, &["thing-1"], allow_all()), 0, None).await;
+    let mut desired = serde_json::Map::new();
+    desired.insert("state".into(), serde_json::json!({"desired": {"on": true}}));
+    let id = chainsmith::aws::broker::shadow::ShadowId::new("thing-1", None).unwrap();
+    let _ = b.shadow_update(&id, &desired);
+    b.stop().await;
+    assert!(
+        std::fs::read_dir(outside.path()).unwrap().next().is_none(),
+        "a shadow was written outside the workspace"
+    );
+}
