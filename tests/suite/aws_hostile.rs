@@ -6,7 +6,8 @@
 use crate::aws_broker::{Policy, TestRules, V5Client, client_tls, fixture, start};
 use crate::aws_rules;
 use crate::common::Ws;
-use chainsmith_test_support::hub_util::{self, Identity};
+use chainsmith::aws::broker::BrokerHandle;
+use chainsmith_test_support::hub_util::{self, Fixture, Identity};
 
 use std::process::Child;
 use std::sync::Arc;
@@ -19,6 +20,18 @@ use rumqttc::v5::mqttbytes::v5;
 /// Every action allowed on every resource: what is refused then is refused by AWS's own rules.
 fn allow_all() -> Box<Policy> {
     Box::new(|_, _, _| true)
+}
+
+/// The broker on a free port, `names` registered, every action allowed.
+async fn open_broker(fx: &Fixture, names: &[&str]) -> BrokerHandle {
+    start(fx, TestRules::new(fx, names, allow_all()), 0, None).await
+}
+
+/// TLS to the broker as thing-1, nothing sent yet.
+async fn tls_as_thing_1(fx: &Fixture, b: &BrokerHandle) -> hub_util::Client {
+    hub_util::Client::tls(b.mqtt, client_tls(fx, "thing-1", None))
+        .await
+        .unwrap()
 }
 
 /// The publishes `c` receives until `until` arrives (that one included).
@@ -47,13 +60,7 @@ async fn publishes_until(c: &mut V5Client, until: &str) -> Vec<(String, Vec<u8>)
 #[tokio::test]
 async fn finding_1_devices_cannot_publish_on_reserved_reply_and_event_topics() {
     let fx = fixture(&["thing-1", "thing-2"]);
-    let b = start(
-        &fx,
-        TestRules::new(&fx, &["thing-1", "thing-2"], allow_all()),
-        0,
-        None,
-    )
-    .await;
+    let b = open_broker(&fx, &["thing-1", "thing-2"]).await;
     let (mut victim, _) =
         V5Client::connect(b.mqtt, client_tls(&fx, "thing-1", None), "thing-1").await;
     assert_eq!(
@@ -120,10 +127,8 @@ async fn finding_1_devices_cannot_publish_on_reserved_reply_and_event_topics() {
 #[tokio::test]
 async fn finding_6_packets_written_behind_connect_are_not_lost() {
     let fx = fixture(&["thing-1"]);
-    let b = start(&fx, TestRules::new(&fx, &["thing-1"], allow_all()), 0, None).await;
-    let mut c = hub_util::Client::tls(b.mqtt, client_tls(&fx, "thing-1", None))
-        .await
-        .unwrap();
+    let b = open_broker(&fx, &["thing-1"]).await;
+    let mut c = tls_as_thing_1(&fx, &b).await;
     let mut bytes = bytes::BytesMut::new();
     let mut connect = v4::Connect::new("thing-1");
     connect.keep_alive = 60;
@@ -162,13 +167,7 @@ async fn finding_6_packets_written_behind_connect_are_not_lost() {
 #[tokio::test]
 async fn finding_8_an_mqtt5_clients_maximum_packet_size_is_respected() {
     let fx = fixture(&["thing-1", "thing-2"]);
-    let b = start(
-        &fx,
-        TestRules::new(&fx, &["thing-1", "thing-2"], allow_all()),
-        0,
-        None,
-    )
-    .await;
+    let b = open_broker(&fx, &["thing-1", "thing-2"]).await;
     let mut props = v5::ConnectProperties::new();
     props.max_packet_size = Some(64);
     let (mut small, ack) = V5Client::connect_with(
@@ -383,7 +382,7 @@ async fn finding_2_deliveries_to_many_subscribers_do_not_stall_the_broker() {
 async fn finding_3_retained_messages_are_held_to_a_memory_budget() {
     use chainsmith::aws::broker::limits::{MAX_RETAINED_BYTES, MAX_RETAINED_TOTAL_BYTES};
     let fx = fixture(&["thing-1"]);
-    let b = start(&fx, TestRules::new(&fx, &["thing-1"], allow_all()), 0, None).await;
+    let b = open_broker(&fx, &["thing-1"]).await;
     let payload = bytes::Bytes::from(vec![b'r'; MAX_RETAINED_BYTES]);
     let n = MAX_RETAINED_TOTAL_BYTES / MAX_RETAINED_BYTES + 10;
     for i in 0..n {
@@ -435,10 +434,8 @@ fn finding_9_policy_variables_are_literal_in_a_2008_document() {
 #[tokio::test]
 async fn finding_10_a_connect_with_the_reserved_flag_set_is_refused() {
     let fx = fixture(&["thing-1"]);
-    let b = start(&fx, TestRules::new(&fx, &["thing-1"], allow_all()), 0, None).await;
-    let mut c = hub_util::Client::tls(b.mqtt, client_tls(&fx, "thing-1", None))
-        .await
-        .unwrap();
+    let b = open_broker(&fx, &["thing-1"]).await;
+    let mut c = tls_as_thing_1(&fx, &b).await;
     let mut bytes = bytes::BytesMut::new();
     v4::Connect::new("thing-1").write(&mut bytes).unwrap();
     // Byte 9 of a CONNECT is its flags: set the reserved bit 0.
@@ -460,7 +457,7 @@ async fn finding_11_a_symlinked_shadow_directory_is_not_written_through() {
     let shadows = fx.root().join("aws/shadows");
     std::fs::create_dir_all(&shadows).unwrap();
     std::os::unix::fs::symlink(outside.path(), shadows.join("thing-1")).unwrap();
-    let b = start(&fx, TestRules::new(&fx, &["thing-1"], allow_all()), 0, None).await;
+    let b = open_broker(&fx, &["thing-1"]).await;
     let mut desired = serde_json::Map::new();
     desired.insert("state".into(), serde_json::json!({"desired": {"on": true}}));
     let id = chainsmith::aws::broker::shadow::ShadowId::new("thing-1", None).unwrap();
