@@ -446,11 +446,11 @@ async fn finding_10_a_connect_with_the_reserved_flag_set_is_refused() {
     b.stop().await;
 }
 
-/// Finding 11 (open): a thing's shadow directory that is a symbolic link is followed: a
-/// device's shadow update writes its document wherever the link points, outside the
-/// workspace (the registry file and the control socket, replaced atomically, are not).
+/// Finding 11: a thing's shadow directory that is a symbolic link was followed: a device's
+/// shadow update wrote its document wherever the link points, outside the workspace, and a
+/// damaged file there was renamed aside (the registry file and the control socket, replaced
+/// atomically, are not followed). The update is now refused (500) naming the link.
 #[tokio::test]
-#[ignore = "finding 11: a symlinked WS/aws/shadows/THING is followed"]
 async fn finding_11_a_symlinked_shadow_directory_is_not_written_through() {
     let fx = fixture(&["thing-1"]);
     let outside = tempfile::tempdir().unwrap();
@@ -461,7 +461,13 @@ async fn finding_11_a_symlinked_shadow_directory_is_not_written_through() {
     let mut desired = serde_json::Map::new();
     desired.insert("state".into(), serde_json::json!({"desired": {"on": true}}));
     let id = chainsmith::aws::broker::shadow::ShadowId::new("thing-1", None).unwrap();
-    let _ = b.shadow_update(&id, &desired);
+    let refused = b.shadow_update(&id, &desired);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.detail().contains("symbolic link")),
+        "{refused:?}"
+    );
     b.stop().await;
     assert!(
         std::fs::read_dir(outside.path()).unwrap().next().is_none(),
