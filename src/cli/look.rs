@@ -74,9 +74,19 @@ pub fn list(global: &Global, a: ListArgs) -> CliResult {
     let (metas, damaged) = ws.list()?;
     let rows = ops::tree(metas, ws.now());
     if global.json {
-        print_json(
-            &serde_json::json!({ "workspace": ws.root(), "entities": rows, "damaged": damaged }),
-        );
+        // Serialised straight from the rows: building a `serde_json::Value` of 100,000 maps
+        // first doubled the time `list --json` takes.
+        #[derive(serde::Serialize)]
+        struct Listing<'a> {
+            workspace: &'a std::path::Path,
+            entities: &'a [ops::TreeRow],
+            damaged: &'a [crate::store::Damaged],
+        }
+        print_json(&Listing {
+            workspace: ws.root(),
+            entities: &rows,
+            damaged: &damaged,
+        });
         return Ok(());
     }
     let mut out = String::with_capacity(rows.len() * 80);
@@ -101,8 +111,11 @@ pub fn list(global: &Global, a: ListArgs) -> CliResult {
             "NAME", "KIND", "KEY", "DAYS"
         );
     }
+    // No allocation per row: at 100,000 rows they were a fifth of `list`'s time.
     for r in &rows {
-        let label = format!("{}{}", "  ".repeat(r.depth), r.meta.name);
+        let indent = r.depth * 2;
+        let pad = width.saturating_sub(indent + r.meta.name.chars().count());
+        let label = format_args!("{:indent$}{}{:pad$}", "", r.meta.name, "");
         let alg = r.meta.key_alg.map(|a| a.as_str()).unwrap_or("-");
         let mark = match r.status {
             "valid" => "",
@@ -112,7 +125,7 @@ pub fn list(global: &Global, a: ListArgs) -> CliResult {
         };
         let _ = writeln!(
             out,
-            "{label:<width$}  {:<12}  {:<9}  {:>6}d  {:<24}{mark}",
+            "{label}  {:<12}  {:<9}  {:>6}d  {:<24}{mark}",
             r.meta.kind.as_str(),
             alg,
             r.days_left,
@@ -126,11 +139,13 @@ pub fn list(global: &Global, a: ListArgs) -> CliResult {
     Ok(())
 }
 
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(n - 1).collect::<String>())
+fn truncate(s: &str, n: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(n) {
+        None => s.into(),
+        Some(_) => {
+            let cut = s.char_indices().nth(n - 1).map_or(s.len(), |(i, _)| i);
+            format!("{}…", &s[..cut]).into()
+        }
     }
 }
 

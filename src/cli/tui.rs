@@ -14,8 +14,12 @@ pub struct GuideArgs {
     #[arg(long)]
     pub text: bool,
     /// With --text or --json: the IoT Central track (DPS; chainsmith / az iot dps commands).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "aws")]
     pub central: bool,
+    /// With --text or --json: the AWS IoT Core track (CA registration, JITP, shadow;
+    /// chainsmith / aws iot commands).
+    #[arg(long)]
+    pub aws: bool,
 }
 
 pub fn tui(global: &Global, _a: TuiArgs) -> CliResult {
@@ -35,6 +39,8 @@ pub fn guide(global: &Global, a: GuideArgs) -> CliResult {
         let facts = tui::guide::facts_from_disk(&ws, &rows);
         let track = if a.central {
             tui::guide::Track::Central
+        } else if a.aws {
+            tui::guide::Track::Aws
         } else {
             tui::guide::Track::Hub
         };

@@ -57,6 +57,8 @@ pub enum Action {
     Renewed(Vec<String>),
     /// Devices whose connection test passed, from the workspace's record (for the guide).
     Passed(Vec<String>),
+    /// The local AWS IoT Core's state and the AWS export, as the guide's AWS track checks them.
+    GuideAws(Box<super::guide::AwsFacts>),
     /// From the in-process local hub (see `hub`).
     Hub(super::hub::HubAction),
     /// From the connection test engine (see `connect`).

@@ -169,6 +169,7 @@ impl App {
             },
             renewed: self.guide.renewed.clone(),
             dps: self.hub.dps.clone().unwrap_or_default(),
+            aws: self.guide.aws.clone(),
         }
     }
 
@@ -239,6 +240,10 @@ impl App {
             }
             Action::Passed(names) => {
                 self.guide.passed = names;
+                None
+            }
+            Action::GuideAws(facts) => {
+                self.guide.aws = *facts;
                 None
             }
             Action::Hub(a) => self.on_hub(a),

@@ -1,8 +1,12 @@
-//! The guided workshop: two tracks of steps, each checked against the real workspace (not a
+//! The guided workshop: three tracks of steps, each checked against the real workspace (not a
 //! button press), with its what-and-why and the equivalent commands. The first track follows
 //! the seed IoT Hub tutorial (`openssl` and `az iot hub`), the second the IoT Central X.509
-//! guide through DPS (`chainsmith` and `az iot dps`). Lesson texts live in `assets/guide/` and
-//! are compiled in.
+//! guide through DPS (`chainsmith` and `az iot dps`), the third AWS IoT Core's CA registration
+//! and just-in-time provisioning through the local AWS IoT Core (`chainsmith` and `aws iot`).
+//! Lesson texts live in `assets/guide/` and are compiled in.
+
+mod aws;
+pub use aws::{AWS_EXPORT_DIR, AWS_STEPS, AwsCa, AwsFacts, aws_facts};
 
 use super::command::Command;
 use super::help::FooterKey;
@@ -76,6 +80,8 @@ pub enum Track {
     Hub,
     /// The IoT Central X.509 guide: every device provisions through DPS.
     Central,
+    /// AWS IoT Core: a CA registered with its registration code, JITP, the shadow.
+    Aws,
 }
 
 impl Track {
@@ -84,14 +90,16 @@ impl Track {
         match self {
             Track::Hub => &STEPS,
             Track::Central => &CENTRAL_STEPS,
+            Track::Aws => &AWS_STEPS,
         }
     }
 
-    /// The track `t` switches to.
-    pub(crate) fn other(self) -> Track {
+    /// The track `t` switches to: each in turn.
+    pub(crate) fn next(self) -> Track {
         match self {
             Track::Hub => Track::Central,
-            Track::Central => Track::Hub,
+            Track::Central => Track::Aws,
+            Track::Aws => Track::Hub,
         }
     }
 
@@ -100,6 +108,7 @@ impl Track {
         match self {
             Track::Hub => "IoT Hub",
             Track::Central => "IoT Central (DPS)",
+            Track::Aws => "AWS IoT Core (JITP)",
         }
     }
 
@@ -107,7 +116,16 @@ impl Track {
     pub(crate) fn tool(self) -> &'static str {
         match self {
             Track::Hub => "openssl",
-            Track::Central => "chainsmith",
+            Track::Central | Track::Aws => "chainsmith",
+        }
+    }
+
+    /// The cloud's own CLI, whose commands are a lesson's second section: its name in the
+    /// pane and its command word in the text report.
+    pub(crate) fn cloud_cli(self) -> (&'static str, &'static str) {
+        match self {
+            Track::Hub | Track::Central => ("Azure CLI", "az"),
+            Track::Aws => ("AWS CLI", "aws"),
         }
     }
 }
@@ -124,7 +142,7 @@ pub struct GuideStep {
     /// `guide --json` reports.
     pub id: &'static str,
     /// The lesson file from `assets/guide/`: title line, why, then `--- openssl` (or
-    /// `--- chainsmith`) and `--- az` command sections.
+    /// `--- chainsmith`) and `--- az` (or `--- aws`) command sections.
     text: &'static str,
 }
 
@@ -227,7 +245,8 @@ pub struct Lesson<'a> {
     pub why: &'a str,
     /// The first command section: `openssl` (IoT Hub track) or `chainsmith` (Central track).
     pub openssl: &'a str,
-    /// The Azure CLI commands that do the same against real Azure.
+    /// The cloud CLI's commands that do the same against the real cloud (`az`, or `aws` on
+    /// the AWS track).
     pub az: &'a str,
 }
 
@@ -239,7 +258,10 @@ impl GuideStep {
             .split_once("\n--- openssl\n")
             .or_else(|| self.text.split_once("\n--- chainsmith\n"))
             .unwrap_or((self.text, ""));
-        let (openssl, az) = rest.split_once("--- az\n").unwrap_or((rest, ""));
+        let (openssl, az) = rest
+            .split_once("--- az\n")
+            .or_else(|| rest.split_once("--- aws\n"))
+            .unwrap_or((rest, ""));
         let (title, why) = head.split_once('\n').unwrap_or((head, ""));
         Lesson {
             title,
@@ -274,6 +296,8 @@ pub struct Facts {
     pub renewed: Vec<String>,
     /// The local DPS (`dps.json`, read through the engine).
     pub dps: crate::hub::dps::DpsState,
+    /// The local AWS IoT Core (`WS/aws/`, read through its registry) and the AWS export.
+    pub aws: AwsFacts,
 }
 
 /// The facts on disk: the hub registry and the devices' histories (no connection test).
@@ -296,7 +320,13 @@ pub fn facts_from_disk(ws: &crate::store::Workspace, rows: &[TreeRow]) -> Facts 
     }
     f.renewed = renewed(ws, rows);
     f.connected = passed_devices(ws.root());
+    f.aws = aws_facts(ws, &guide_dir());
     f
+}
+
+/// The directory the AWS track's export is looked for in: where chainsmith runs.
+pub(crate) fn guide_dir() -> std::path::PathBuf {
+    std::env::current_dir().unwrap_or_default()
 }
 
 /// The devices the workspace's record says passed a connection test, oldest first.
@@ -371,6 +401,7 @@ pub fn status(step: &GuideStep, rows: &[TreeRow], facts: &Facts) -> StepStatus {
             .iter()
             .find(|(_, e)| !*e)
             .map(|(d, _)| format!("device \"{d}\" is disabled in the local hub")),
+        id if id.starts_with("a-") => aws::aws_status(id, rows, &facts.aws),
         id => central_status(id, rows, facts),
     };
     found.map(StepStatus::Done).unwrap_or(StepStatus::Todo)
@@ -513,6 +544,8 @@ pub struct GuideState {
     /// The user picked a step (↑↓, a click): until then the guide shows the first step not
     /// done yet, following the workspace as steps get done.
     pub(crate) picked: bool,
+    /// The local AWS IoT Core's state (read in the background).
+    pub(crate) aws: AwsFacts,
     /// When the hub registry and renewals were last read (re-read while the tab is shown).
     pub(crate) last_facts: Option<time::OffsetDateTime>,
 }
@@ -535,7 +568,7 @@ impl GuideState {
             }
             // The other tutorial: its steps start from the first.
             KeyCode::Char('t') => {
-                self.track = self.track.other();
+                self.track = self.track.next();
                 self.selected = 0;
                 self.scroll = 0;
                 self.picked = false;
@@ -554,7 +587,7 @@ impl GuideState {
                 let (what, section) = if c == 'y' {
                     (self.track.tool(), l.openssl)
                 } else {
-                    ("Azure CLI", l.az)
+                    (self.track.cloud_cli().0, l.az)
                 };
                 return Some(Request::SayAndRun(
                     Level::Ok,
@@ -609,7 +642,7 @@ pub(crate) fn text_report(track: Track, rows: &[TreeRow], facts: &Facts) -> Stri
         for line in l.openssl.lines() {
             out.push_str(&format!("     {line}\n"));
         }
-        out.push_str("   az:\n");
+        out.push_str(&format!("   {}:\n", track.cloud_cli().1));
         for line in l.az.lines() {
             out.push_str(&format!("     {line}\n"));
         }
@@ -771,10 +804,8 @@ pub(crate) fn render(
     // Commands are laid out here, not by the paragraph's wrap, so every shown line pastes.
     let inner = body.width.saturating_sub(2) as usize;
     let first = format!("With {} · y copies", g.track.tool());
-    for (head, section) in [
-        (first.as_str(), l.openssl),
-        ("With the Azure CLI · Y copies", l.az),
-    ] {
+    let second = format!("With the {} · Y copies", g.track.cloud_cli().0);
+    for (head, section) in [(first.as_str(), l.openssl), (second.as_str(), l.az)] {
         out.push(Line::raw(""));
         out.push(Line::styled(head.to_string(), t.title()));
         for cmd in commands(section) {

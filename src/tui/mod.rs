@@ -185,6 +185,10 @@ pub fn perform_each(ws: &Workspace, cmd: Command, emit: &mut dyn FnMut(Action)) 
             };
             emit(Action::Renewed(guide::renewed(ws, &rows)));
             emit(Action::Passed(guide::passed_devices(ws.root())));
+            emit(Action::GuideAws(Box::new(guide::aws_facts(
+                ws,
+                &guide::guide_dir(),
+            ))));
         }
         Command::HubProve { ca } => {
             emit(Action::Hub(hub::HubAction::Proved(hub_prove(ws, &ca))));

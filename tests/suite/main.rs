@@ -11,6 +11,7 @@ mod isolated;
 
 mod aws_broker;
 mod aws_hostile;
+mod aws_provision;
 mod aws_registry;
 mod aws_rules;
 mod aws_shadow;
@@ -42,6 +43,7 @@ mod fixtures_negative;
 mod fleet;
 mod fleet_dps;
 mod fleet_tui;
+mod guide_aws;
 mod hub_auth;
 mod hub_cli;
 mod hub_floods;

@@ -1286,7 +1286,9 @@ fn guide_central_track_switches_with_t_and_checks_dps_state() {
         "↓ stops at the last step"
     );
     app.update(ch('t'));
-    assert_eq!(app.guide.track, Track::Hub);
+    assert_eq!(app.guide.track, Track::Aws, "t goes on to the AWS track");
+    app.update(ch('t'));
+    assert_eq!(app.guide.track, Track::Hub, "and back to the first");
     app.update(ch('t'));
 
     // The app's own facts, as the Guide tab draws them: re-read on the tick, off the draw.

@@ -324,7 +324,8 @@ struct Loaded {
 /// The registry of one workspace, shared by every connection of a running server.
 pub struct Registry {
     path: PathBuf,
-    clock: Clock,
+    /// Behind a lock so a test can move a running server's time (a token's hour).
+    clock: std::sync::RwLock<Clock>,
     loaded: Mutex<Loaded>,
     /// What was set aside when a damaged state file was read.
     notes: Mutex<Vec<String>>,
@@ -332,6 +333,10 @@ pub struct Registry {
     /// lives for one hour and for the connection's server, as the device retries from the
     /// start after a restart anyway.
     tokens: Mutex<BTreeMap<String, fleet::Token>>,
+    /// Where the certificates fleet provisioning issues come from.
+    issuer: Mutex<fleet::IssuerState>,
+    /// [`MAX_OWNERSHIP_TOKENS`], lowered by unit tests to reach it.
+    token_limit: usize,
 }
 
 impl std::fmt::Debug for Registry {
@@ -349,13 +354,15 @@ impl Registry {
         store::make_private_dir_all(aws_dir)?;
         let r = Registry {
             path: aws_dir.join("registry.json"),
-            clock,
+            clock: std::sync::RwLock::new(clock),
             loaded: Mutex::new(Loaded {
                 state: State::default(),
                 stamp: None,
             }),
             notes: Mutex::new(Vec::new()),
             tokens: Mutex::new(BTreeMap::new()),
+            issuer: Mutex::new(fleet::IssuerState::default()),
+            token_limit: MAX_OWNERSHIP_TOKENS,
         };
         // Make the code once: the first open writes it.
         r.modify(|s| {
@@ -368,9 +375,14 @@ impl Registry {
     }
 
     /// Measure time by `clock` from now on (a server passes its running clock; a test moves a
-    /// fixed one past a token's hour).
-    pub fn set_clock(&mut self, clock: Clock) {
-        self.clock = clock;
+    /// fixed one past a token's hour, also while a broker shares the registry).
+    pub fn set_clock(&self, clock: Clock) {
+        *self.clock.write().unwrap_or_else(|p| p.into_inner()) = clock;
+    }
+
+    /// The time by the registry's clock.
+    fn now(&self) -> time::OffsetDateTime {
+        self.clock.read().unwrap_or_else(|p| p.into_inner()).now()
     }
 
     /// `WS/aws/registry.json`.
@@ -689,7 +701,7 @@ impl Registry {
             .filter_map(|ca| Some((&ca.id, pem_to_der(&ca.pem)?)))
             .collect();
         let anchors = TrustAnchors::new(cas.iter().map(|(_, d)| d)).ok()?;
-        let verified = verify_device_chain(&anchors, chain, self.clock.now()).ok()?;
+        let verified = verify_device_chain(&anchors, chain, self.now()).ok()?;
         cas.get(verified.anchor).map(|(id, _)| (*id).clone())
     }
 
@@ -1054,7 +1066,7 @@ impl Rules for Registry {
                 status: cert.status.to_string(),
             });
         }
-        if let Some(refused) = outside_validity(leaf, &id, self.clock.now()) {
+        if let Some(refused) = outside_validity(leaf, &id, self.now()) {
             return Err(refused);
         }
         let who = Admitted {
@@ -1117,6 +1129,10 @@ impl Rules for Registry {
                 .is_some_and(|c| c.status == Status::Active)
         });
         cert.status == Status::Active && ca_active
+    }
+
+    fn fleet(&self) -> Option<&dyn crate::rules::Fleet> {
+        Some(self)
     }
 }
 
@@ -1189,7 +1205,8 @@ impl Registry {
 mod fleet;
 
 pub use fleet::{
-    FleetError, ISSUED_CERTIFICATE_DAYS, MAX_OWNERSHIP_TOKENS, NewCertificate,
+    FleetError, ISSUED_CERTIFICATE_DAYS, IssuerSource, MAX_CSR_CHARS, MAX_OWNERSHIP_TOKENS,
+    MAX_PARAMETER_KEY_CHARS, MAX_PARAMETER_VALUE_CHARS, MAX_PARAMETERS, NewCertificate,
     OWNERSHIP_TOKEN_LIFETIME, Registered,
 };
 

@@ -124,4 +124,49 @@ pub trait Rules: Send + Sync + 'static {
     fn still_admitted(&self, _who: &Admitted) -> bool {
         true
     }
+
+    /// The fleet provisioning service, when these rules offer one (the registry does); without
+    /// it, the provisioning topics are ordinary topics.
+    fn fleet(&self) -> Option<&dyn Fleet> {
+        None
+    }
+}
+
+/// A request of the device provisioning MQTT API (fleet provisioning by claim), named by the
+/// topic it was published to
+/// (<https://docs.aws.amazon.com/iot/latest/developerguide/fleet-provision-api.html>).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FleetRequest {
+    /// `$aws/certificates/create-from-csr/json`.
+    CreateCertificateFromCsr,
+    /// `$aws/certificates/create/json`.
+    CreateKeysAndCertificate,
+    /// `$aws/provisioning-templates/NAME/provision/json`.
+    RegisterThing {
+        /// The template's name, from the topic.
+        template: String,
+    },
+}
+
+/// A `/rejected` reply's fields (the SDKs' `ErrorResponse`: `statusCode`, `errorCode`,
+/// `errorMessage`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetRejection {
+    /// `statusCode`.
+    pub status_code: u16,
+    /// `errorCode`.
+    pub error_code: &'static str,
+    /// `errorMessage`.
+    pub error_message: String,
+}
+
+/// The fleet provisioning service, asked by the broker for each request a device publishes
+/// (after its policy allowed the publish). Answers the `/accepted` payload or the rejection.
+pub trait Fleet: Send + Sync + 'static {
+    /// Answer `request` with its JSON `body` (already parsed).
+    fn handle(
+        &self,
+        request: &FleetRequest,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, FleetRejection>;
 }

@@ -30,13 +30,18 @@ pub struct ServeArgs {
     /// An extra DNS name or IP for the server certificate (and the endpoint's address).
     #[arg(long)]
     pub hostname: Option<String>,
+    /// The workspace CA that signs the certificates fleet provisioning issues
+    /// (CreateCertificateFromCsr, CreateKeysAndCertificate). Default: chainsmith's own
+    /// AWS-like issuer, kept in WS/aws/issuer/ and made on first need.
+    #[arg(long = "issuing-ca", value_name = "CA")]
+    pub issuing_ca: Option<String>,
     /// The log on standard output: one line per event, JSON lines, or off.
     #[arg(long, value_enum, default_value = "text")]
     pub log: LogFormat,
 }
 
 /// Run the local AWS IoT Core until SIGINT or SIGTERM.
-pub fn serve(global: &Global, ws: &Workspace, mut registry: Registry, a: ServeArgs) -> CliResult {
+pub fn serve(global: &Global, ws: &Workspace, registry: Registry, a: ServeArgs) -> CliResult {
     // A fixed CHAINSMITH_NOW starts the service's clock there and lets it run on.
     registry.set_clock(ws.clock().running());
     // A second service on the workspace would take the control socket over and remove it
@@ -52,6 +57,7 @@ pub fn serve(global: &Global, ws: &Workspace, mut registry: Registry, a: ServeAr
             ),
         ));
     }
+    set_issuer(ws, &registry, a.issuing_ca.as_deref())?;
     let json = a.log == LogFormat::Json || global.json;
     let quiet = a.log == LogFormat::Off;
     let rt = runtime()?;
@@ -137,6 +143,39 @@ pub fn serve(global: &Global, ws: &Workspace, mut registry: Registry, a: ServeAr
         handle.stop().await;
         Ok(())
     })
+}
+
+/// Where fleet provisioning's certificates come from: the workspace CA named (checked now, so
+/// a missing name or a non-CA stops the start with the reason), else the own issuer, made
+/// on first need.
+fn set_issuer(ws: &Workspace, registry: &Registry, name: Option<&str>) -> CliResult {
+    match name {
+        Some(name) => {
+            let ca = crate::ops::load_ca(ws, name).map_err(|e| {
+                anyhow::anyhow!(
+                    "--issuing-ca {}: {}\nhint: name a CA of this workspace that holds its key (chainsmith list), or leave --issuing-ca out to use chainsmith's own AWS-like issuer",
+                    crate::text::escape_controls(name),
+                    crate::text::escape_controls(&e.to_string())
+                )
+            })?;
+            let ca = std::sync::Mutex::new(Some(ca));
+            registry.set_issuer(Box::new(move || {
+                ca.lock()
+                    .map_err(|_| "the issuing CA is unavailable".to_string())?
+                    .take()
+                    .ok_or_else(|| "the issuing CA was already taken".to_string())
+            }));
+        }
+        None => {
+            let ws = ws.clone();
+            registry.set_issuer(Box::new(move || {
+                crate::aws::broker::tls::own_issuer(&ws)
+                    .ensure_ca(&ws)
+                    .map_err(|e| e.to_string())
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// `aws endpoint`: host:port and the trust PEM's absolute path.

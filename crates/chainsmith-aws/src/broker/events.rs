@@ -95,6 +95,15 @@ pub enum BrokerEvent {
         /// The device's Maximum Packet Size.
         max: usize,
     },
+    /// A fleet provisioning request was answered (to the requesting connection alone).
+    Provisioning {
+        /// Who asked.
+        client_id: String,
+        /// The request topic.
+        topic: String,
+        /// `accepted`, or `rejected STATUS CODE: MESSAGE`.
+        outcome: String,
+    },
     /// A state file (a shadow) did not parse and was set aside; the service goes on.
     SetAside {
         /// What was set aside, where, and how to restore it.
@@ -161,6 +170,11 @@ impl BrokerEvent {
             } => format!(
                 "{client_id}: a message on {topic} not sent: its packet of {size} bytes is over the {max} bytes the device takes (its CONNECT's Maximum Packet Size)"
             ),
+            BrokerEvent::Provisioning {
+                client_id,
+                topic,
+                outcome,
+            } => format!("{client_id}: {topic}: {outcome}"),
             BrokerEvent::SetAside { note } => note.clone(),
         }
     }

@@ -10,6 +10,7 @@
 //! - [`session`]: one connection from CONNECT to close.
 //! - [`control`]: the channel `aws publish`, `aws monitor` and `aws shadow` use.
 //! - [`shadow`]: the Device Shadow service, answering on the shadow topics.
+//! - [`fleet`]: the device provisioning MQTT API's topics (fleet provisioning by claim).
 //! - [`tls`]: the broker's own TLS CA and the ALPN protocol.
 //! - [`events`]: what the faces see.
 //! - [`endpoint`]: where the service answers (`aws endpoint`).
@@ -17,6 +18,7 @@
 pub mod control;
 pub mod endpoint;
 pub mod events;
+pub mod fleet;
 pub mod limits;
 pub mod router;
 pub mod session;

@@ -36,6 +36,17 @@ struct Client {
     filters: Vec<(String, u8)>,
 }
 
+impl Client {
+    /// The highest QoS of this client's subscriptions matching `topic`, if one does.
+    fn granted(&self, topic: &str) -> Option<u8> {
+        self.filters
+            .iter()
+            .filter(|(f, _)| filter_matches(f, topic))
+            .map(|(_, q)| *q)
+            .max()
+    }
+}
+
 #[derive(Default)]
 struct State {
     clients: HashMap<String, Client>,
@@ -204,24 +215,14 @@ impl Router {
             s.clients
                 .values()
                 .filter_map(|c| {
-                    let granted = c
-                        .filters
-                        .iter()
-                        .filter(|(f, _)| filter_matches(f, topic))
-                        .map(|(_, q)| *q)
-                        .max()?;
+                    let granted = c.granted(topic)?;
                     Some((c.who.clone(), c.outbox.clone(), granted.min(qos)))
                 })
                 .collect()
         };
         let mut queued = 0;
         for (who, tx, q) in targets {
-            if !self.rules.allows(&who, Action::Receive, topic) {
-                let _ = self.events.send(BrokerEvent::Denied {
-                    client_id: who.client_id,
-                    action: Action::Receive,
-                    resource: topic.to_string(),
-                });
+            if !self.may_receive(&who, topic) {
                 continue;
             }
             // A full queue: that connection is not reading; the message is dropped for it.
@@ -244,6 +245,48 @@ impl Router {
     pub fn retained(&self) -> (usize, usize) {
         let s = self.state();
         (s.retained.len(), s.retained_bytes)
+    }
+
+    /// Deliver a service's reply to connection `conn` of `client_id` alone (fleet
+    /// provisioning answers only the connection that asked), when one of its subscriptions
+    /// matches `topic` and its policy allows `iot:Receive` there. Returns whether it was queued.
+    pub fn reply(&self, client_id: &str, conn: u64, topic: &str, payload: Bytes) -> bool {
+        let target = {
+            let s = self.state();
+            s.clients
+                .get(client_id)
+                .filter(|c| c.conn == conn)
+                .and_then(|c| {
+                    let granted = c.granted(topic)?;
+                    Some((c.who.clone(), c.outbox.clone(), granted.min(1)))
+                })
+        };
+        let Some((who, tx, qos)) = target else {
+            return false;
+        };
+        if !self.may_receive(&who, topic) {
+            return false;
+        }
+        tx.try_send(Delivery {
+            topic: topic.to_string(),
+            payload,
+            qos,
+            retain: false,
+        })
+        .is_ok()
+    }
+
+    /// Whether `who`'s policy allows `iot:Receive` on `topic`; a denial is an event.
+    fn may_receive(&self, who: &Admitted, topic: &str) -> bool {
+        let allowed = self.rules.allows(who, Action::Receive, topic);
+        if !allowed {
+            let _ = self.events.send(BrokerEvent::Denied {
+                client_id: who.client_id.clone(),
+                action: Action::Receive,
+                resource: topic.to_string(),
+            });
+        }
+        allowed
     }
 
     /// Client ids connected now.

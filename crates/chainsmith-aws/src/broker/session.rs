@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Core;
 use super::events::BrokerEvent;
+use super::fleet;
 use super::limits::*;
 use super::router::Delivery;
 use super::wire::{self, Granted, Incoming, PublishFlags, Reason, Version};
@@ -534,8 +535,39 @@ impl Session {
         if p.qos == 1 {
             wire::puback(self.version, p.pkid, None, out);
         }
+        if let Some(request) = fleet::request_of(&p.topic)
+            && self.core.rules.fleet().is_some()
+        {
+            self.answer_fleet(&request, &p);
+            return Ok(());
+        }
         let _ = self.core.deliver(&p.topic, &p.payload, p.qos, p.retain);
         Ok(())
+    }
+
+    /// A provisioning request, answered to this connection alone; it goes to no other
+    /// subscriber (its answer holds a private key or a token).
+    fn answer_fleet(&self, request: &crate::rules::FleetRequest, p: &wire::Publish) {
+        let Some(service) = self.core.rules.fleet() else {
+            return;
+        };
+        let answer = fleet::body(&p.payload).and_then(|b| service.handle(request, &b));
+        let outcome = match &answer {
+            Ok(_) => "accepted".to_string(),
+            Err(r) => format!(
+                "rejected {} {}: {}",
+                r.status_code, r.error_code, r.error_message
+            ),
+        };
+        let _ = self.core.events.send(BrokerEvent::Provisioning {
+            client_id: self.who.client_id.clone(),
+            topic: p.topic.clone(),
+            outcome,
+        });
+        let (topic, payload) = fleet::reply(&p.topic, answer);
+        self.core
+            .router
+            .reply(&self.who.client_id, self.conn, &topic, payload.into());
     }
 
     /// A SUBSCRIBE: more than [`MAX_FILTERS_PER_SUBSCRIBE`] filters is refused as a whole;

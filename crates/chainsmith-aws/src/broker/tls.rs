@@ -16,6 +16,9 @@ pub const AWS_ALPN: &[u8] = b"x-amzn-mqtt-ca";
 
 const CA_CN: &str = "chainsmith local AWS IoT Core TLS CA";
 
+/// The CN of chainsmith's own AWS-like issuer.
+const ISSUER_CN: &str = "chainsmith local AWS IoT issuer";
+
 /// `WS/aws/`: everything of the local AWS IoT Core.
 pub fn aws_dir(ws: &Workspace) -> PathBuf {
     ws.root().join("aws")
@@ -32,4 +35,17 @@ pub fn local_tls(ws: &Workspace) -> LocalTls {
 /// The PEM devices trust to reach the local AWS IoT Core.
 pub fn trust_path(ws: &Workspace) -> PathBuf {
     local_tls(ws).trust_path()
+}
+
+/// chainsmith's own AWS-like issuer in `WS/aws/issuer/`: the CA fleet provisioning signs
+/// with when `aws serve` names no workspace CA, in the place of the Amazon CA that signs
+/// AWS-issued certificates ("Device provisioning MQTT API": "AWS IoT provides client
+/// certificates that are signed by the Amazon Root certificate authority"). Made on first
+/// need, kept across restarts; the certificates it issues are registered by the service, so
+/// the broker admits them without a registered CA, as AWS admits its own.
+pub fn own_issuer(ws: &Workspace) -> LocalTls {
+    LocalTls {
+        dir: aws_dir(ws).join("issuer"),
+        ca_cn: ISSUER_CN,
+    }
 }

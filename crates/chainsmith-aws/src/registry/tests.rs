@@ -417,14 +417,15 @@ fn fleet_provisioning_by_claim_with_a_new_key() {
     let e = r
         .register_thing("fleet", &params("43"), &new.certificate_ownership_token)
         .unwrap_err();
-    assert_eq!(e.status_code(), 403, "{e}");
+    assert_eq!(e.status_code(), 400, "{e}");
+    assert_eq!(e.error_code(), "InvalidCertificateOwnershipToken");
 }
 
 #[test]
 fn fleet_provisioning_refusals() {
     let dir = tempfile::tempdir().unwrap();
     let issuer = ca("Issuer");
-    let mut r = fleet_registry(dir.path());
+    let r = fleet_registry(dir.path());
     let e = r
         .create_certificate_from_csr(&issuer.handle, "not a csr")
         .unwrap_err();
@@ -440,7 +441,7 @@ fn fleet_provisioning_refusals() {
     let e = r
         .register_thing("fleet", &params("1"), &new.certificate_ownership_token)
         .unwrap_err();
-    assert_eq!(e.status_code(), 403, "{e}");
+    assert_eq!(e.status_code(), 400, "{e}");
     assert!(e.to_string().contains("expired"), "{e}");
     // A parameter the template lacks leaves the certificate pending.
     r.set_clock(clock());
@@ -460,20 +461,24 @@ fn fleet_provisioning_from_an_openssl_csr() {
     let dir = tempfile::tempdir().unwrap();
     let issuer = ca("Issuer");
     let r = fleet_registry(dir.path());
+    let csr = openssl_csr(
+        dir.path(),
+        &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "/CN=claimed-device",
+    );
+    let new = r.create_certificate_from_csr(&issuer.handle, &csr).unwrap();
+    assert!(new.private_key.is_none());
+    let view = CertView::from_der(&pem_to_der(&new.certificate_pem).unwrap()).unwrap();
+    assert_eq!(view.cn.as_deref(), Some("claimed-device"));
+}
+
+/// A CSR from `openssl req` with `-newkey KEYSPEC…` and `-subj SUBJ`.
+fn openssl_csr(dir: &Path, key: &[&str], subj: &str) -> String {
     let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=claimed-device",
-            "-keyout",
-        ])
-        .arg(dir.path().join("k.pem"))
+        .args(["req", "-new", "-nodes", "-newkey"])
+        .args(key)
+        .args(["-subj", subj, "-keyout"])
+        .arg(dir.join("k.pem"))
         .output()
         .unwrap();
     assert!(
@@ -481,9 +486,167 @@ fn fleet_provisioning_from_an_openssl_csr() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let csr = String::from_utf8(out.stdout).unwrap();
-    let new = r.create_certificate_from_csr(&issuer.handle, &csr).unwrap();
-    assert!(new.private_key.is_none());
-    let view = CertView::from_der(&pem_to_der(&new.certificate_pem).unwrap()).unwrap();
-    assert_eq!(view.cn.as_deref(), Some("claimed-device"));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn csrs_aws_would_not_sign_are_rejected_as_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = ca("Issuer");
+    let r = fleet_registry(dir.path());
+    let cases: [(&[&str], &str, &str); 3] = [
+        (&["ed25519"], "/CN=d", "algorithm"),
+        (&["rsa:1024"], "/CN=d", "RSA-1024"),
+        (
+            &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            "/CN=a/CN=b",
+            "CNs",
+        ),
+    ];
+    for (key, subj, why) in cases {
+        let csr = openssl_csr(dir.path(), key, subj);
+        let e = r
+            .create_certificate_from_csr(&issuer.handle, &csr)
+            .unwrap_err();
+        assert_eq!(
+            (e.status_code(), e.error_code()),
+            (400, "InvalidCsr"),
+            "{e}"
+        );
+        assert!(e.to_string().contains(why), "{key:?} {subj}: {e}");
+    }
+    // P-384 and RSA 2048 are AWS's too.
+    for key in [
+        &["ec", "-pkeyopt", "ec_paramgen_curve:P-384"][..],
+        &["rsa:2048"],
+    ] {
+        let csr = openssl_csr(dir.path(), key, "/CN=d");
+        r.create_certificate_from_csr(&issuer.handle, &csr).unwrap();
+    }
+    let long = format!("{}{}", "A".repeat(MAX_CSR_CHARS), "\n");
+    let e = r
+        .create_certificate_from_csr(&issuer.handle, &long)
+        .unwrap_err();
+    assert!(e.to_string().contains("at most 4096"), "{e}");
+    assert!(
+        r.snapshot().unwrap().certificates.len() == 2,
+        "nothing kept for the refused"
+    );
+}
+
+#[test]
+fn the_fleet_answers_are_awss_json_and_aws_parameters_are_the_services() {
+    use crate::rules::{Fleet, FleetRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let r = fleet_registry(dir.path());
+    let e = r
+        .handle(
+            &FleetRequest::CreateKeysAndCertificate,
+            &serde_json::json!({}),
+        )
+        .unwrap_err();
+    assert_eq!(e.status_code, 500, "no issuer set: {e:?}");
+    r.set_issuer(Box::new(|| Ok(ca("Issuer").handle)));
+    let new = r
+        .handle(
+            &FleetRequest::CreateKeysAndCertificate,
+            &serde_json::json!({}),
+        )
+        .unwrap();
+    for k in [
+        "certificateId",
+        "certificatePem",
+        "privateKey",
+        "certificateOwnershipToken",
+    ] {
+        assert!(new[k].is_string(), "{k}: {new}");
+    }
+    let register = FleetRequest::RegisterThing {
+        template: "fleet".into(),
+    };
+    // A device cannot name the certificate the template provisions.
+    let e = r
+        .handle(
+            &register,
+            &serde_json::json!({
+                "certificateOwnershipToken": new["certificateOwnershipToken"],
+                "parameters": {"SerialNumber": "1", "AWS::IoT::Certificate::Id": "0".repeat(64)}
+            }),
+        )
+        .unwrap_err();
+    assert_eq!(e.status_code, 400, "{e:?}");
+    let e = r
+        .handle(
+            &register,
+            &serde_json::json!({"parameters": {"SerialNumber": "1"}}),
+        )
+        .unwrap_err();
+    assert_eq!(e.error_code, "InvalidCertificateOwnershipToken", "{e:?}");
+    let done = r
+        .handle(
+            &register,
+            &serde_json::json!({
+                "certificateOwnershipToken": new["certificateOwnershipToken"],
+                "parameters": {"SerialNumber": "5"}
+            }),
+        )
+        .unwrap();
+    assert_eq!(done["thingName"], "sensor-5");
+    assert_eq!(done["deviceConfiguration"]["Serial"], "5");
+}
+
+#[test]
+fn a_certificate_left_pending_past_its_tokens_hour_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = ca("Issuer");
+    let r = fleet_registry(dir.path());
+    let left = r.create_keys_and_certificate(&issuer.handle).unwrap();
+    let kept = r.create_keys_and_certificate(&issuer.handle).unwrap();
+    r.register_thing("fleet", &params("1"), &kept.certificate_ownership_token)
+        .unwrap();
+    // A failed RegisterThing spends the token and leaves the certificate pending.
+    let failed = r.create_keys_and_certificate(&issuer.handle).unwrap();
+    r.register_thing(
+        "fleet",
+        &BTreeMap::new(),
+        &failed.certificate_ownership_token,
+    )
+    .unwrap_err();
+    r.set_clock(Clock::Fixed(NOW + OWNERSHIP_TOKEN_LIFETIME));
+    let next = r.create_keys_and_certificate(&issuer.handle).unwrap();
+    let certs = r.snapshot().unwrap().certificates;
+    assert!(
+        !certs.contains_key(&left.certificate_id),
+        "never registered: deleted"
+    );
+    assert!(
+        !certs.contains_key(&failed.certificate_id),
+        "registration failed: deleted"
+    );
+    assert_eq!(certs[&kept.certificate_id].status, Status::Active);
+    assert!(certs.contains_key(&next.certificate_id));
+}
+
+#[test]
+fn past_the_token_limit_creation_is_throttled_until_the_hour_is_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = ca("Issuer");
+    let mut r = fleet_registry(dir.path());
+    r.token_limit = 2;
+    for _ in 0..2 {
+        r.create_keys_and_certificate(&issuer.handle).unwrap();
+    }
+    let e = r.create_keys_and_certificate(&issuer.handle).unwrap_err();
+    assert_eq!(
+        (e.status_code(), e.error_code()),
+        (429, "Throttling"),
+        "{e}"
+    );
+    r.set_clock(Clock::Fixed(NOW + OWNERSHIP_TOKEN_LIFETIME));
+    r.create_keys_and_certificate(&issuer.handle).unwrap();
+    assert_eq!(
+        r.snapshot().unwrap().certificates.len(),
+        1,
+        "the two abandoned are gone"
+    );
 }

@@ -982,39 +982,56 @@ pub struct TreeRow {
 
 /// The hierarchy, depth-first: roots (and orphans) first, children sorted by kind then name.
 pub fn tree(metas: Vec<Meta>, now: OffsetDateTime) -> Vec<TreeRow> {
-    use std::collections::HashMap;
-    let names: std::collections::HashSet<String> = metas.iter().map(|m| m.name.clone()).collect();
-    let mut children: HashMap<Option<String>, Vec<Meta>> = HashMap::new();
-    for m in metas {
-        let parent = m
-            .issuer
-            .clone()
-            .filter(|i| names.contains(i) && i != &m.name);
-        children.entry(parent).or_default().push(m);
-    }
-    for v in children.values_mut() {
-        v.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-    }
-    let mut out = Vec::with_capacity(names.len());
-    let mut stack: Vec<(usize, Meta)> = children
-        .remove(&None)
-        .unwrap_or_default()
-        .into_iter()
-        .rev()
-        .map(|m| (0, m))
-        .collect();
-    while let Some((depth, m)) = stack.pop() {
-        if let Some(kids) = children.remove(&Some(m.name.clone())) {
-            stack.extend(kids.into_iter().rev().map(|k| (depth + 1, k)));
+    // Positions are sorted and walked, not metas: a meta is some 400 bytes, and moving
+    // 100,000 of them through maps and stacks was a third of `list`'s time.
+    let order = tree_order(&metas);
+    let mut slots: Vec<Option<Meta>> = metas.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(order.len());
+    for (depth, i) in order {
+        if let Some(meta) = slots[i].take() {
+            out.push(TreeRow {
+                depth,
+                days_left: meta.days_left(now),
+                status: meta.status(now),
+                meta,
+            });
         }
-        out.push(TreeRow {
-            depth,
-            days_left: m.days_left(now),
-            status: m.status(now),
-            meta: m,
-        });
     }
     out
+}
+
+/// (depth, position in `metas`) of each entity, depth-first: an entity whose issuer is
+/// among `metas` (and not itself) under it, the rest as roots; siblings by kind then name.
+fn tree_order(metas: &[Meta]) -> Vec<(usize, usize)> {
+    use std::collections::HashMap;
+    let position: HashMap<&str, usize> = metas
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.name.as_str(), i))
+        .collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); metas.len()];
+    let mut roots = Vec::new();
+    for (i, m) in metas.iter().enumerate() {
+        match m.issuer.as_deref().and_then(|n| position.get(n)) {
+            Some(&p) if p != i => children[p].push(i),
+            _ => roots.push(i),
+        }
+    }
+    let by_kind_then_name = |a: &usize, b: &usize| {
+        let (a, b) = (&metas[*a], &metas[*b]);
+        (a.kind, &a.name).cmp(&(b.kind, &b.name))
+    };
+    roots.sort_by(by_kind_then_name);
+    for c in &mut children {
+        c.sort_by(by_kind_then_name);
+    }
+    let mut order = Vec::with_capacity(metas.len());
+    let mut stack: Vec<(usize, usize)> = roots.into_iter().rev().map(|i| (0, i)).collect();
+    while let Some((depth, i)) = stack.pop() {
+        order.push((depth, i));
+        stack.extend(children[i].iter().rev().map(|&k| (depth + 1, k)));
+    }
+    order
 }
 
 #[cfg(test)]
