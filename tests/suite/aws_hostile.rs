@@ -308,6 +308,32 @@ async fn finding_7_a_second_serve_on_the_same_workspace_is_refused() {
     );
 }
 
+/// Connect as `client_id` and publish `payload` on `topic` at QoS 0, 90 a second (within
+/// AWS's 100 per connection) for three seconds; the connection is returned open.
+async fn flood(
+    addr: std::net::SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    client_id: String,
+    topic: String,
+    payload: &'static [u8],
+) -> hub_util::Client {
+    let (mut c, _) = hub_util::Client::connect(addr, tls, &client_id, None)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        for _ in 0..90 {
+            let p = v4::Publish::new(
+                topic.clone(),
+                rumqttc::mqttbytes::QoS::AtMostOnce,
+                payload.to_vec(),
+            );
+            let _ = c.send(&v4::Packet::Publish(p)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    c
+}
+
 /// Finding 2: every delivery asks the registry whether the subscriber may receive
 /// (iot:Receive), and that copied the whole registry each time. Three devices publishing
 /// within AWS's quota to twenty subscribers, on a registry of many policies, kept
@@ -340,26 +366,12 @@ async fn finding_2_deliveries_to_many_subscribers_do_not_stall_the_broker() {
         ));
         subscribers.push(c);
     }
-    let mut publishers = Vec::new();
-    for k in 0..3 {
-        let tls = tls.clone();
-        publishers.push(tokio::spawn(async move {
-            let (mut c, _) = hub_util::Client::connect(addr, tls, &format!("p{k}"), None)
-                .await
-                .unwrap();
-            for _ in 0..3 {
-                for _ in 0..90 {
-                    let p = v4::Publish::new(
-                        format!("dev/p{k}"),
-                        rumqttc::mqttbytes::QoS::AtMostOnce,
-                        b"x".to_vec(),
-                    );
-                    let _ = c.send(&v4::Packet::Publish(p)).await;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }));
-    }
+    let publishers: Vec<_> = (0..3)
+        .map(|k| {
+            let tls = tls.clone();
+            tokio::spawn(flood(addr, tls, format!("p{k}"), format!("dev/p{k}"), b"x"))
+        })
+        .collect();
     for p in publishers {
         p.await.unwrap();
     }
@@ -473,4 +485,46 @@ async fn finding_11_a_symlinked_shadow_directory_is_not_written_through() {
         std::fs::read_dir(outside.path()).unwrap().next().is_none(),
         "a shadow was written outside the workspace"
     );
+}
+
+/// Finding 12: each fleet provisioning request (CreateKeysAndCertificate: a key made, a
+/// certificate signed, the registry rewritten) ran on the broker's async threads. Five claim
+/// connections within AWS's per-connection publish rate kept both busy, and a new device's
+/// TLS handshake timed out after 30 s; the request now lets the runtime move its other work
+/// to another thread first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_12_a_flood_of_create_certificate_requests_does_not_stall_the_broker() {
+    let w = aws_rules::setup(true, Some("ACTIVE"), "*");
+    aws_rules::create_policy(
+        &w,
+        "claim",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Publish",
+            "Resource":"arn:aws:iot:*:*:topic/$aws/certificates/create/json"}]}"#,
+    );
+    w.ok(&["aws", "policy", "attach", "claim", "--cert", "d1"]);
+    let (server, port, trust) = aws_rules::serve(&w);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let tls = ws_tls(&w, "d1", &trust);
+    let claims: Vec<_> = (0..5)
+        .map(|k| {
+            let tls = tls.clone();
+            let topic = "$aws/certificates/create/json".to_string();
+            tokio::spawn(flood(addr, tls, format!("claim-{k}"), topic, b"{}"))
+        })
+        .collect();
+    let mut held = Vec::new();
+    for c in claims {
+        held.push(c.await.unwrap());
+    }
+    let late = tokio::time::timeout(
+        Duration::from_secs(20),
+        hub_util::Client::connect(addr, tls, "late", None),
+    )
+    .await;
+    stop(server);
+    assert!(
+        matches!(late, Ok(Ok((_, Some(_))))),
+        "a new device waited over 20 s for its CONNACK"
+    );
+    drop(held);
 }

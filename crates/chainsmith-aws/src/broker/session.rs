@@ -551,7 +551,16 @@ impl Session {
         let Some(service) = self.core.rules.fleet() else {
             return;
         };
-        let answer = fleet::body(&p.payload).and_then(|b| service.handle(request, &b));
+        // A request makes a key, signs a certificate and rewrites the registry: seconds of
+        // blocking work under a flood of claim devices. On a multi-threaded runtime (the
+        // server's) the worker thread hands its other tasks on first, so handshakes and the
+        // other devices are not held up behind it (a flood of CreateKeysAndCertificate within
+        // AWS's per-connection rate had new devices' TLS handshakes time out).
+        let handle = || fleet::body(&p.payload).and_then(|b| service.handle(request, &b));
+        let answer = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(handle),
+            _ => handle(),
+        };
         let outcome = match &answer {
             Ok(_) => "accepted".to_string(),
             Err(r) => format!(
