@@ -528,3 +528,21 @@ async fn finding_12_a_flood_of_create_certificate_requests_does_not_stall_the_br
     );
     drop(held);
 }
+
+/// Finding 13 (cosmetic): registering a device whose CA is not registered said "register its
+/// CA first; register its CA first: chainsmith aws ca register …": the engine's error carried
+/// the hint the CLI adds. The engine says what is wrong; the face says what to do, once.
+#[test]
+fn finding_13_the_unregistered_ca_hint_is_said_once() {
+    let w = aws_rules::setup(true, Some("ACTIVE"), "d1");
+    w.ok(&["new", "root", "other", "--cn", "Other Root"]);
+    w.ok(&["new", "device", "stray", "--issuer", "other"]);
+    let out = w
+        .cmd()
+        .args(["aws", "cert", "register", "stray"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(err.matches("register its CA first").count(), 1, "{err}");
+}

@@ -220,7 +220,7 @@ pub enum RegistryError {
         id: String,
     },
     /// A device certificate whose signer is not a registered CA.
-    #[error("no registered CA signed the certificate {id}; register its CA first")]
+    #[error("no registered CA signed the certificate {id}")]
     NoRegisteredCa {
         /// The certificate's id.
         id: String,
