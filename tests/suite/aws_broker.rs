@@ -22,7 +22,7 @@ use rumqttc::v5::mqttbytes::QoS as QoS5;
 use rumqttc::v5::mqttbytes::v5;
 
 /// A policy: may `client_id` do `action` on `resource`?
-type Policy = dyn Fn(&str, Action, &str) -> bool + Send + Sync;
+pub type Policy = dyn Fn(&str, Action, &str) -> bool + Send + Sync;
 
 /// AWS's rules for these tests: the devices registered here are ACTIVE; `policy` decides.
 pub struct TestRules {
@@ -308,18 +308,27 @@ impl V5Client {
         config: Arc<rustls::ClientConfig>,
         client_id: &str,
     ) -> (V5Client, Option<v5::ConnAck>) {
+        V5Client::connect_with(addr, config, client_id, None).await
+    }
+
+    /// [`V5Client::connect`] with CONNECT properties (a Maximum Packet Size, say).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+        client_id: &str,
+        properties: Option<v5::ConnectProperties>,
+    ) -> (V5Client, Option<v5::ConnAck>) {
         let c = hub_util::Client::tls(addr, config).await.expect("TLS");
         let mut me = V5Client {
             c,
             buf: BytesMut::new(),
         };
-        let mut connect = v5::Connect {
+        let connect = v5::Connect {
             keep_alive: 60,
             client_id: client_id.into(),
             clean_start: true,
-            properties: None,
+            properties,
         };
-        connect.client_id = client_id.into();
         me.send(v5::Packet::Connect(connect, None, None)).await;
         let ack = match me.recv().await {
             Some(v5::Packet::ConnAck(a)) => Some(a),

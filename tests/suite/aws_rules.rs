@@ -76,7 +76,7 @@ fn register_root_with(w: &Ws, flags: &[&str]) {
 
 /// Root CA `root` registered (then INACTIVE unless `ca_active`), device `d1` under it registered with `cert_status`
 /// (None: not registered), thing d1 attached, a policy allowing Connect for `connect_client`.
-fn setup(ca_active: bool, cert_status: Option<&str>, connect_client: &str) -> Ws {
+pub(crate) fn setup(ca_active: bool, cert_status: Option<&str>, connect_client: &str) -> Ws {
     let w = Ws::new();
     register_root(&w, ca_active);
     w.ok(&["new", "device", "d1", "--issuer", "root"]);

@@ -11,6 +11,7 @@ mod isolated;
 
 mod aws_broker;
 mod aws_connect;
+mod aws_hostile;
 mod aws_provision;
 mod aws_registry;
 mod aws_rules;

@@ -220,7 +220,7 @@ pub enum RegistryError {
         id: String,
     },
     /// A device certificate whose signer is not a registered CA.
-    #[error("no registered CA signed the certificate {id}; register its CA first")]
+    #[error("no registered CA signed the certificate {id}")]
     NoRegisteredCa {
         /// The certificate's id.
         id: String,
@@ -1001,6 +1001,28 @@ fn connected_thing(c: &CertificateRecord, client_id: &str) -> Option<String> {
     c.things.iter().find(|t| *t == client_id).cloned()
 }
 
+/// A registered certificate outside its validity window at `now`: AWS IoT Core refuses an
+/// expired or not yet valid client certificate in the TLS handshake, whatever its registry
+/// status ("X.509 client certificates",
+/// <https://docs.aws.amazon.com/iot/latest/developerguide/x509-client-certs.html>).
+fn outside_validity(leaf: &[u8], id: &str, now: ::time::OffsetDateTime) -> Option<Refused> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let v = cert.validity();
+    let (from, to) = (v.not_before.to_datetime(), v.not_after.to_datetime());
+    if from <= now && now <= to {
+        return None;
+    }
+    let rfc = |t: ::time::OffsetDateTime| {
+        t.format(&::time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    Some(Refused::OutsideValidity {
+        certificate_id: id.to_string(),
+        not_before: rfc(from),
+        not_after: rfc(to),
+    })
+}
+
 impl Rules for Registry {
     /// AWS's admission: the certificate must be registered and ACTIVE, its CA (when it has
     /// one) registered and ACTIVE, and an attached policy must allow `iot:Connect`
@@ -1056,6 +1078,9 @@ impl Rules for Registry {
                 status: cert.status.to_string(),
             });
         }
+        if let Some(refused) = outside_validity(leaf, &id, self.now()) {
+            return Err(refused);
+        }
         let who = Admitted {
             client_id: client_id.to_string(),
             certificate_id: id,
@@ -1087,6 +1112,24 @@ impl Rules for Registry {
             resource,
         )
         .allowed()
+    }
+
+    /// The certificate is still registered and ACTIVE, and so is its CA (when it has one).
+    fn still_admitted(&self, who: &Admitted) -> bool {
+        let mut loaded = self.loaded.lock().expect("registry");
+        let Ok(state) = self.fresh(&mut loaded) else {
+            return true;
+        };
+        let Some(cert) = state.certificates.get(&who.certificate_id) else {
+            return false;
+        };
+        let ca_active = cert.ca_id.as_ref().is_none_or(|ca| {
+            state
+                .cas
+                .get(ca)
+                .is_some_and(|c| c.status == Status::Active)
+        });
+        cert.status == Status::Active && ca_active
     }
 
     fn fleet(&self) -> Option<&dyn crate::rules::Fleet> {

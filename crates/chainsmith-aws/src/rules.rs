@@ -46,6 +46,18 @@ pub enum Refused {
         /// AWS's status word.
         status: String,
     },
+    /// Registered and ACTIVE, but expired or not yet valid at the CONNECT.
+    #[error(
+        "the certificate {certificate_id} is not valid now (valid from {not_before} to {not_after})"
+    )]
+    OutsideValidity {
+        /// Lowercase hex SHA-256 of the DER.
+        certificate_id: String,
+        /// Its notBefore, RFC 3339.
+        not_before: String,
+        /// Its notAfter, RFC 3339.
+        not_after: String,
+    },
     /// The issuer is not a registered CA.
     #[error("the certificate's CA {ca_certificate_id} is not registered")]
     CaNotRegistered {
@@ -128,6 +140,15 @@ pub trait Rules: Send + Sync + 'static {
     /// May this connection, as its policies stand now, do `action` on `resource` (a topic
     /// name for Publish and Receive, a topic filter for Subscribe, the client id for Connect)?
     fn allows(&self, who: &Admitted, action: Action, resource: &str) -> bool;
+
+    /// Is this connection's certificate (and its CA) still ACTIVE? Asked every
+    /// [`crate::broker::limits::ADMISSION_RECHECK`] while it is connected: AWS's
+    /// UpdateCertificate, "Within a few minutes of updating a certificate from an ACTIVE
+    /// state to any other state, AWS IoT disconnects all devices that used that certificate
+    /// to connect." Rules that never change say yes.
+    fn still_admitted(&self, _who: &Admitted) -> bool {
+        true
+    }
 
     /// The fleet provisioning service, when these rules offer one (the registry does); without
     /// it, the provisioning topics are ordinary topics.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
-use super::super::hub::{LogFormat, runtime};
+use super::super::hub::{LogFormat, runtime, usage};
 use super::super::{CliResult, Global, log_out, print_json};
 use crate::aws::broker::endpoint::{ALPN_PORT, Endpoint, MQTT_PORT};
 use crate::aws::broker::{self, BrokerConfig, BrokerError};
@@ -44,6 +44,19 @@ pub struct ServeArgs {
 pub fn serve(global: &Global, ws: &Workspace, registry: Registry, a: ServeArgs) -> CliResult {
     // A fixed CHAINSMITH_NOW starts the service's clock there and lets it run on.
     registry.set_clock(ws.clock().running());
+    // A second service on the workspace would take the control socket over and remove it
+    // when it stops, leaving `aws publish`, `monitor` and `shadow` without the first one.
+    let control_path = crate::aws::broker::control::socket_path(ws);
+    if std::os::unix::net::UnixStream::connect(&control_path).is_ok() {
+        return Err(usage(
+            "aws-running",
+            format!(
+                "an aws serve is already running for the workspace {} (control socket {}); stop it first or use another --workspace",
+                crate::text::escape_controls(&ws.root().display().to_string()),
+                crate::text::escape_controls(&control_path.display().to_string())
+            ),
+        ));
+    }
     set_issuer(ws, &registry, a.issuing_ca.as_deref())?;
     let json = a.log == LogFormat::Json || global.json;
     let quiet = a.log == LogFormat::Off;
@@ -103,7 +116,6 @@ pub fn serve(global: &Global, ws: &Workspace, registry: Registry, a: ServeArgs) 
         }
         say_line(format!("trust: {}", endpoint.trust.display()));
         // The CLI's `aws publish`, `aws monitor` and `aws shadow` reach devices through this.
-        let control_path = crate::aws::broker::control::socket_path(ws);
         let ctl = tokio::spawn(crate::aws::broker::control::serve(
             handle.control(),
             control_path.clone(),

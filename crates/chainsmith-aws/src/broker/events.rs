@@ -85,6 +85,19 @@ pub enum BrokerEvent {
         /// How many times it was sent.
         sends: u32,
     },
+    /// A message not sent to an MQTT 5 device because the packet is larger than the Maximum
+    /// Packet Size the device set in its CONNECT (MQTT 5.0 section 3.1.2.11.4: the server
+    /// discards it for that client).
+    TooLargeForDevice {
+        /// To whom.
+        client_id: String,
+        /// The topic.
+        topic: String,
+        /// The PUBLISH packet's size.
+        size: usize,
+        /// The device's Maximum Packet Size.
+        max: usize,
+    },
     /// A fleet provisioning request was answered (to the requesting connection alone).
     Provisioning {
         /// Who asked.
@@ -153,6 +166,14 @@ impl BrokerEvent {
                 sends,
             } => format!(
                 "{client_id}: a QoS 1 message on {topic} was sent {sends} times and never acknowledged; given up"
+            ),
+            BrokerEvent::TooLargeForDevice {
+                client_id,
+                topic,
+                size,
+                max,
+            } => format!(
+                "{client_id}: a message on {topic} not sent: its packet of {size} bytes is over the {max} bytes the device takes (its CONNECT's Maximum Packet Size)"
             ),
             BrokerEvent::Provisioning {
                 client_id,

@@ -55,9 +55,17 @@ pub const MAX_PUBLISHES_PER_SECOND: u32 = 100;
 pub const MAX_RETAINED: usize = 10_000;
 /// "Maximum retained message size" is the payload limit: 128 KB.
 pub const MAX_RETAINED_BYTES: usize = MAX_PAYLOAD_BYTES;
+/// The payloads of all retained messages together (local figure: AWS bills retained
+/// messages per account and documents no total). [`MAX_RETAINED`] messages of
+/// [`MAX_RETAINED_BYTES`] are 1.3 GB of memory, which devices within AWS's quotas could fill;
+/// past this budget a new topic is not retained (the message is still delivered).
+pub const MAX_RETAINED_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 /// "Keep-alive period: the default keep-alive is 1200 seconds", the most AWS accepts; a
 /// client asking for more (or 0, none) is held to it.
 pub const MAX_KEEP_ALIVE_SECS: u16 = 1200;
+/// How often a connected device's certificate is checked to be still ACTIVE (AWS disconnects
+/// "within a few minutes" of a status change; the local service within this).
+pub const ADMISSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 /// Connected sessions (after CONNACK) one peer address may hold; a fleet from one machine
 /// holds at most a few hundred.
 pub const MAX_SESSIONS_PER_PEER: usize = 4096;
@@ -106,6 +114,26 @@ fn common(topic: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Whether devices may not publish on `topic` because AWS's services alone publish there.
+/// AWS's "Reserved topics" page
+/// (<https://docs.aws.amazon.com/iot/latest/developerguide/reserved-topics.html>) lists, for
+/// each `$aws/` topic, the operations a device may do: the answers of the Device Shadow,
+/// fleet provisioning and jobs services (`…/accepted`, `…/rejected`, `…/update/delta`,
+/// `…/update/documents`, `…/jobs/notify[-next]`) and the lifecycle events under
+/// `$aws/events/` are Subscribe only. A device publishing there would pass for the service
+/// (a forged `update/delta` is acted on as the shadow's).
+pub fn service_only_topic(topic: &str) -> bool {
+    let Some(rest) = topic.strip_prefix("$aws/") else {
+        return false;
+    };
+    if rest.starts_with("events/") {
+        return true;
+    }
+    let last = rest.rsplit('/').next().unwrap_or_default();
+    matches!(last, "accepted" | "rejected" | "notify" | "notify-next")
+        || (last == "delta" || last == "documents") && rest.contains("/shadow/")
+}
+
 /// A topic name a device may publish to.
 pub fn check_topic_name(topic: &str) -> Result<(), TopicError> {
     common(topic)?;
@@ -151,5 +179,30 @@ mod tests {
         assert_eq!(check_topic_filter("a/b#"), Err(TopicError::BadWildcard));
         assert_eq!(check_topic_filter("#/a"), Err(TopicError::BadWildcard));
         assert!(check_topic_filter("a/+/#").is_ok());
+    }
+
+    #[test]
+    fn the_services_reply_and_event_topics_are_theirs_alone() {
+        for t in [
+            "$aws/things/t/shadow/update/accepted",
+            "$aws/things/t/shadow/update/delta",
+            "$aws/things/t/shadow/update/documents",
+            "$aws/things/t/shadow/name/n/get/rejected",
+            "$aws/events/presence/connected/t",
+            "$aws/certificates/create/json/accepted",
+            "$aws/provisioning-templates/p/provision/json/rejected",
+            "$aws/things/t/jobs/notify-next",
+        ] {
+            assert!(service_only_topic(t), "{t}");
+        }
+        for t in [
+            "$aws/things/t/shadow/update",
+            "$aws/things/t/shadow/name/n/get",
+            "$aws/certificates/create/json",
+            "dev/t/accepted",
+            "dev/t/shadow/delta",
+        ] {
+            assert!(!service_only_topic(t), "{t}");
+        }
     }
 }

@@ -230,6 +230,11 @@ impl BrokerHandle {
         self.core.router.connected()
     }
 
+    /// How many retained messages the broker keeps, and their payload bytes together.
+    pub fn retained(&self) -> (usize, usize) {
+        self.core.router.retained()
+    }
+
     /// [`Control::shadow_update`].
     pub fn shadow_update(
         &self,

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::events::BrokerEvent;
-use super::limits::{MAX_OUTBOX, MAX_RETAINED, MAX_RETAINED_BYTES};
+use super::limits::{MAX_OUTBOX, MAX_RETAINED, MAX_RETAINED_BYTES, MAX_RETAINED_TOTAL_BYTES};
 use crate::rules::{Action, Admitted, Rules};
 use chainsmith_server::topic::filter_matches;
 
@@ -51,6 +51,30 @@ impl Client {
 struct State {
     clients: HashMap<String, Client>,
     retained: BTreeMap<String, (Bytes, u8)>,
+    /// The payload bytes in `retained`, held to [`MAX_RETAINED_TOTAL_BYTES`].
+    retained_bytes: usize,
+}
+
+impl State {
+    /// Keep `payload` as `topic`'s retained message (an empty one clears it, MQTT §3.3.1.3),
+    /// within [`MAX_RETAINED`] topics and [`MAX_RETAINED_TOTAL_BYTES`]; false when not kept.
+    fn retain(&mut self, topic: &str, payload: &Bytes, qos: u8) -> bool {
+        let old = self.retained.get(topic).map_or(0, |(p, _)| p.len());
+        if payload.is_empty() {
+            self.retained.remove(topic);
+            self.retained_bytes -= old;
+            return true;
+        }
+        let total = self.retained_bytes - old + payload.len();
+        let room = old > 0 || self.retained.len() < MAX_RETAINED;
+        if payload.len() > MAX_RETAINED_BYTES || total > MAX_RETAINED_TOTAL_BYTES || !room {
+            return false;
+        }
+        self.retained
+            .insert(topic.to_string(), (payload.clone(), qos));
+        self.retained_bytes = total;
+        true
+    }
 }
 
 /// The broker's routing table, shared by every connection.
@@ -186,13 +210,7 @@ impl Router {
         let targets: Vec<(Admitted, mpsc::Sender<Delivery>, u8)> = {
             let mut s = self.state();
             if retain {
-                if payload.is_empty() {
-                    s.retained.remove(topic);
-                } else if payload.len() <= MAX_RETAINED_BYTES
-                    && (s.retained.len() < MAX_RETAINED || s.retained.contains_key(topic))
-                {
-                    s.retained.insert(topic.to_string(), (payload.clone(), qos));
-                }
+                s.retain(topic, payload, qos);
             }
             s.clients
                 .values()
@@ -221,6 +239,12 @@ impl Router {
             }
         }
         queued
+    }
+
+    /// How many retained messages are kept, and their payload bytes together.
+    pub fn retained(&self) -> (usize, usize) {
+        let s = self.state();
+        (s.retained.len(), s.retained_bytes)
     }
 
     /// Deliver a service's reply to connection `conn` of `client_id` alone (fleet

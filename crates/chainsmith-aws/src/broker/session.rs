@@ -83,6 +83,7 @@ pub async fn serve(core: Arc<Core>, conn: Accepted) {
         next_pkid: 0,
         inflight: VecDeque::new(),
         rate: RateWindow::new(),
+        max_packet: connect.max_packet_size.map(|m| m as usize),
     };
     let keep_alive = match connect.keep_alive {
         0 => MAX_KEEP_ALIVE_SECS,
@@ -212,6 +213,8 @@ struct Session {
     /// QoS 1 messages sent and not yet acknowledged, oldest (earliest due) first.
     inflight: VecDeque<InFlight>,
     rate: RateWindow,
+    /// MQTT 5: the largest packet the device takes; larger messages are not sent to it.
+    max_packet: Option<usize>,
 }
 
 /// A QoS 1 message to the device waiting for its PUBACK.
@@ -269,6 +272,17 @@ impl Session {
     ) -> String {
         let idle = Duration::from_millis(u64::from(keep_alive) * 1500);
         let mut stop = self.core.gate.shutdown.clone();
+        // What the device wrote right behind its CONNECT came in with it: MQTT lets a client
+        // send on before the CONNACK (3.1.1 section 3.2), so it is served before reading more.
+        if let Err(End(reason, why)) = self.drain(&mut buf, &mut out) {
+            wire::disconnect(self.version, reason, &why, &mut out);
+            let _ = tls.write_all(&out).await;
+            let _ = tls.flush().await;
+            return why;
+        }
+        let mut recheck = tokio::time::interval(ADMISSION_RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        recheck.tick().await;
         loop {
             if !out.is_empty() {
                 if tls.write_all(&out).await.is_err() || tls.flush().await.is_err() {
@@ -306,6 +320,15 @@ impl Session {
                     self.resend_due(&mut out);
                     continue;
                 }
+                _ = recheck.tick() => {
+                    if self.core.rules.still_admitted(&self.who) {
+                        continue;
+                    }
+                    End(
+                        Reason::NotAuthorized,
+                        "the certificate or its CA is no longer ACTIVE".into(),
+                    )
+                }
                 _ = &mut reg.taken_over => End(
                     Reason::SessionTakenOver,
                     TAKEN_OVER.into(),
@@ -339,7 +362,19 @@ impl Session {
             retain: d.retain,
             dup: false,
         };
+        let before = out.len();
         wire::publish(self.version, &d.topic, &d.payload, flags, out);
+        let size = out.len() - before;
+        if let Some(max) = self.max_packet.filter(|m| size > *m) {
+            out.truncate(before);
+            let _ = self.core.events.send(BrokerEvent::TooLargeForDevice {
+                client_id: self.who.client_id.clone(),
+                topic: d.topic,
+                size,
+                max,
+            });
+            return;
+        }
         if d.qos > 0 {
             self.inflight.push_back(InFlight {
                 pkid,
@@ -474,6 +509,13 @@ impl Session {
         }
         let refused = if let Err(e) = check_topic_name(&p.topic) {
             Some((Reason::TopicNameInvalid, format!("PUBLISH refused: {e}")))
+        } else if service_only_topic(&p.topic) {
+            // Whatever the policies say: AWS's reserved topics list these as Subscribe only.
+            self.denied(Action::Publish, &p.topic);
+            Some((
+                Reason::NotAuthorized,
+                "PUBLISH refused: only AWS's services publish on this reserved topic".to_string(),
+            ))
         } else if !self.core.rules.allows(&self.who, Action::Publish, &p.topic) {
             self.denied(Action::Publish, &p.topic);
             Some((
@@ -516,7 +558,16 @@ impl Session {
         let Some(service) = self.core.rules.fleet() else {
             return;
         };
-        let answer = fleet::body(&p.payload).and_then(|b| service.handle(request, &b));
+        // A request makes a key, signs a certificate and rewrites the registry: seconds of
+        // blocking work under a flood of claim devices. On a multi-threaded runtime (the
+        // server's) the worker thread hands its other tasks on first, so handshakes and the
+        // other devices are not held up behind it (a flood of CreateKeysAndCertificate within
+        // AWS's per-connection rate had new devices' TLS handshakes time out).
+        let handle = || fleet::body(&p.payload).and_then(|b| service.handle(request, &b));
+        let answer = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(handle),
+            _ => handle(),
+        };
         let outcome = match &answer {
             Ok(_) => "accepted".to_string(),
             Err(r) => format!(

@@ -168,6 +168,10 @@ pub enum ShadowError {
     /// 500: the shadow's file could not be read or written.
     #[error("Internal service failure")]
     Store(#[from] store::Error),
+    /// 500: a directory on the way to the shadow's file is a symbolic link; the service
+    /// reads and writes shadows only inside the workspace.
+    #[error("Internal service failure")]
+    Symlink(PathBuf),
 }
 
 impl ShadowError {
@@ -178,7 +182,7 @@ impl ShadowError {
             ShadowError::VersionConflict { .. } => 409,
             ShadowError::PayloadTooLarge { .. } => 413,
             ShadowError::TooManyShadows => 429,
-            ShadowError::Store(_) => 500,
+            ShadowError::Store(_) | ShadowError::Symlink(_) => 500,
             _ => 400,
         }
     }
@@ -194,6 +198,10 @@ impl ShadowError {
                 format!("the shadow's version is {current}")
             }
             ShadowError::Store(e) => e.to_string(),
+            ShadowError::Symlink(p) => format!(
+                "{} is a symbolic link; shadows are kept only inside the workspace: replace it with a directory",
+                p.display()
+            ),
             ShadowError::TooManyShadows => format!(
                 "the local service keeps at most {MAX_NAMED_SHADOWS_PER_THING} named shadows per thing and {MAX_SHADOW_THINGS} things with shadows"
             ),
@@ -504,12 +512,26 @@ impl Shadows {
         }
     }
 
-    fn path(&self, id: &ShadowId) -> PathBuf {
+    /// The shadow's file, refused when a directory on the way is a symbolic link: followed,
+    /// a device's update would be written (and a damaged file set aside) outside the
+    /// workspace.
+    fn path(&self, id: &ShadowId) -> Result<PathBuf, ShadowError> {
         let thing = self.dir.join(&id.thing);
-        match &id.name {
-            None => thing.join("classic.json"),
-            Some(n) => thing.join("named").join(format!("{n}.json")),
+        let named = thing.join("named");
+        let dirs: &[&Path] = match id.name {
+            None => &[&self.dir, &thing],
+            Some(_) => &[&self.dir, &thing, &named],
+        };
+        if let Some(link) = dirs
+            .iter()
+            .find(|d| std::fs::symlink_metadata(d).is_ok_and(|m| m.file_type().is_symlink()))
+        {
+            return Err(ShadowError::Symlink(link.to_path_buf()));
         }
+        Ok(match &id.name {
+            None => thing.join("classic.json"),
+            Some(n) => named.join(format!("{n}.json")),
+        })
     }
 
     fn now(&self) -> i64 {
@@ -517,7 +539,7 @@ impl Shadows {
     }
 
     fn load(&self, id: &ShadowId) -> Result<(Option<Stored>, Option<SetAside>), ShadowError> {
-        let loaded = state_file::load(&self.path(id), |_| {
+        let loaded = state_file::load(&self.path(id)?, |_| {
             (
                 Stored {
                     deleted: true,
@@ -546,7 +568,7 @@ impl Shadows {
     }
 
     fn save(&self, id: &ShadowId, s: &Stored) -> Result<(), ShadowError> {
-        let path = self.path(id);
+        let path = self.path(id)?;
         if let Some(parent) = path.parent() {
             store::make_private_dir_all(parent)?;
         }

@@ -42,6 +42,8 @@ pub struct Connect {
     pub keep_alive: u16,
     /// The username (the SDKs send `?SDK=Python&Version=…`), if any.
     pub username: Option<String>,
+    /// MQTT 5: the largest packet the client takes (its CONNECT's Maximum Packet Size).
+    pub max_packet_size: Option<u32>,
 }
 
 /// A PUBLISH from a device.
@@ -101,16 +103,38 @@ pub enum WireError {
 /// remaining length (1 to 4 bytes), the protocol name (two length bytes and the name), then
 /// the level. None until enough bytes are there.
 fn connect_level(frame: &[u8]) -> Option<u8> {
+    connect_byte(frame, 0)
+}
+
+/// The byte `n` places after the protocol name of a whole or partial CONNECT (0: the level,
+/// 1: the connect flags).
+fn connect_byte(frame: &[u8], n: usize) -> Option<u8> {
     let length_bytes = frame.get(1..)?.iter().take(4).position(|b| b & 0x80 == 0)? + 1;
     let header = frame.get(1 + length_bytes..)?;
     let name_len = usize::from(u16::from_be_bytes([*header.first()?, *header.get(1)?]));
-    header.get(2 + name_len).copied()
+    header.get(2 + name_len + n).copied()
 }
 
 /// Read a CONNECT from `buf`: Ok(None) until it is whole.
 pub fn read_connect(buf: &mut BytesMut) -> Result<Option<Connect>, WireError> {
     if let Some(b) = buf.first().filter(|b| **b != 0x10) {
         return Err(WireError::NotConnect(*b));
+    }
+    // A remaining length takes at most 4 bytes (MQTT 3.1.1 section 2.2.3).
+    if buf
+        .get(1..5)
+        .is_some_and(|l| l.iter().all(|b| b & 0x80 != 0))
+    {
+        return Err(WireError::Malformed(
+            "the remaining length runs past 4 bytes".into(),
+        ));
+    }
+    // The connect flags' bit 0 is reserved: the server must close the connection when it is
+    // set (MQTT 3.1.1 section 3.1.2.3, MQTT 5 section 3.1.2.3).
+    if connect_byte(buf, 1).is_some_and(|f| f & 0x01 != 0) {
+        return Err(WireError::Malformed(
+            "the CONNECT's reserved flag is set".into(),
+        ));
     }
     let Some(level) = connect_level(buf) else {
         return if buf.len() >= MAX_CONNECT_BYTES {
@@ -126,6 +150,7 @@ pub fn read_connect(buf: &mut BytesMut) -> Result<Option<Connect>, WireError> {
                 client_id: c.client_id,
                 keep_alive: c.keep_alive,
                 username: c.login.map(|l| l.username),
+                max_packet_size: None,
             })),
             Ok(_) => Err(WireError::NotConnect(0)),
             Err(e) => v4_error(e, buf.len()),
@@ -135,6 +160,7 @@ pub fn read_connect(buf: &mut BytesMut) -> Result<Option<Connect>, WireError> {
                 version: Version::V5,
                 client_id: c.client_id,
                 keep_alive: c.keep_alive,
+                max_packet_size: c.properties.as_ref().and_then(|p| p.max_packet_size),
                 username: login.map(|l| l.username),
             })),
             Ok(_) => Err(WireError::NotConnect(0)),
