@@ -109,7 +109,7 @@ impl Refused {
     /// A stable name for the refusal, which the connection test matches on to say what to do:
     /// `certificate-not-registered`, `certificate-inactive`, `certificate-revoked`,
     /// `certificate-pending-activation` (or `certificate-` and another status word),
-    /// `ca-not-registered`, `ca-inactive`, `just-provisioned`, `provisioning-failed`,
+    /// `outside-validity`, `ca-not-registered`, `ca-inactive`, `just-provisioned`, `provisioning-failed`,
     /// `connect-not-allowed`, `unreadable`.
     pub fn kind(&self) -> String {
         match self {
@@ -120,6 +120,7 @@ impl Refused {
                     status.to_ascii_lowercase().replace('_', "-")
                 )
             }
+            Refused::OutsideValidity { .. } => "outside-validity".into(),
             Refused::CaNotRegistered { .. } => "ca-not-registered".into(),
             Refused::CaInactive { .. } => "ca-inactive".into(),
             Refused::JustProvisioned { .. } => "just-provisioned".into(),

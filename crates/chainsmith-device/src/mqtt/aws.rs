@@ -215,6 +215,11 @@ pub(crate) fn local_refusal(r: &HubRefusal, id: &Identity) -> Diagnosis {
             "set it ACTIVE".into(),
             AwsFix::ActivateCertificate { device: device() },
         ),
+        "outside-validity" => (
+            format!("the certificate of \"{dev}\" is expired or not yet valid: {}", r.reason),
+            "renew the device's certificate and register the new one".into(),
+            AwsFix::ReplaceCertificate { device: device() },
+        ),
         "ca-not-registered" => (
             format!("the CA \"{ca}\" that issued \"{dev}\" is not registered with the local AWS IoT Core"),
             "register the CA with a verification certificate for the registration code".into(),
