@@ -415,12 +415,11 @@ async fn finding_3_retained_messages_are_held_to_a_memory_budget() {
     b.stop().await;
 }
 
-/// Finding 9 (open): IAM reads policy variables only in documents of Version "2012-10-17";
+/// Finding 9 (fixed): IAM reads policy variables only in documents of Version "2012-10-17";
 /// in "2008-10-17" (and with no Version, which defaults to it) `${iot:ClientId}` is literal
-/// text ("IAM JSON policy elements: Version"). The local service substitutes it in both, so
-/// an old-style document allows more here than on AWS.
+/// text ("IAM JSON policy elements: Version"). The local service substituted it in both, so
+/// an old-style document allowed more here than on AWS.
 #[test]
-#[ignore = "finding 9: policy variables are substituted in Version 2008-10-17 documents"]
 fn finding_9_policy_variables_are_literal_in_a_2008_document() {
     use chainsmith::aws::policy::{self, Context};
     use chainsmith::aws::rules::{Action, Admitted};

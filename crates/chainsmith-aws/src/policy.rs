@@ -162,6 +162,11 @@ pub struct Statement {
 pub struct PolicyDocument {
     /// The statements, in order.
     pub statements: Vec<Statement>,
+    /// Whether policy variables are substituted: only under `"Version": "2012-10-17"`. In a
+    /// "2008-10-17" document, and in one without a Version (which defaults to it), `${…}` is
+    /// literal text ("IAM JSON policy elements: Version",
+    /// <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_version.html>).
+    pub variables: bool,
 }
 
 /// The connection a decision is made for: the values AWS substitutes for the policy variables.
@@ -260,8 +265,11 @@ pub fn evaluate<'p>(
     let arn = resource_arn(action, resource, context.region, context.account);
     let name = action_name(action);
     let mut allowed = false;
-    for statement in policies.into_iter().flat_map(|p| &p.statements) {
-        if statement.applies(context, name, &arn) {
+    let statements = policies
+        .into_iter()
+        .flat_map(|p| p.statements.iter().map(|s| (s, p.variables)));
+    for (statement, variables) in statements {
+        if statement.applies(context, name, &arn, variables) {
             match statement.effect {
                 Effect::Deny => return Decision::ExplicitDeny,
                 Effect::Allow => allowed = true,
@@ -276,14 +284,19 @@ pub fn evaluate<'p>(
 }
 
 impl Statement {
-    fn applies(&self, context: &Context<'_>, action: &str, arn: &str) -> bool {
+    fn applies(&self, context: &Context<'_>, action: &str, arn: &str, variables: bool) -> bool {
         // Action names are case-insensitive in IAM; variables are not substituted in actions.
         let action_matches = |p: &String| {
             let pattern = p.to_ascii_lowercase();
             glob(&literal_pattern(&pattern), &action.to_ascii_lowercase())
         };
-        let resource_matches =
-            |p: &String| substitute(p, context).is_some_and(|pattern| glob(&pattern, arn));
+        let resource_matches = |p: &String| {
+            if variables {
+                substitute(p, context).is_some_and(|pattern| glob(&pattern, arn))
+            } else {
+                glob(&literal_pattern(p), arn)
+            }
+        };
         let action_ok = match &self.actions {
             Patterns::Only(ps) => ps.iter().any(action_matches),
             Patterns::AllBut(ps) => !ps.iter().any(action_matches),
@@ -419,9 +432,10 @@ pub fn parse(text: &str) -> Result<PolicyDocument, PolicyError> {
             what: "it is not an object".into(),
         });
     };
-    match doc.get("Version") {
-        None => {}
-        Some(Value::String(v)) if v == "2012-10-17" || v == "2008-10-17" => {}
+    let variables = match doc.get("Version") {
+        None => false,
+        Some(Value::String(v)) if v == "2012-10-17" => true,
+        Some(Value::String(v)) if v == "2008-10-17" => false,
         Some(other) => {
             return Err(PolicyError::Version {
                 found: other
@@ -429,7 +443,7 @@ pub fn parse(text: &str) -> Result<PolicyDocument, PolicyError> {
                     .map_or_else(|| other.to_string(), str::to_string),
             });
         }
-    }
+    };
     let statements: Vec<&Value> = match doc.get("Statement") {
         None => return Err(PolicyError::NoStatement),
         Some(Value::Array(a)) => a.iter().collect(),
@@ -449,7 +463,10 @@ pub fn parse(text: &str) -> Result<PolicyDocument, PolicyError> {
         .enumerate()
         .map(|(i, s)| parse_statement(i + 1, s))
         .collect::<Result<_, _>>()?;
-    Ok(PolicyDocument { statements })
+    Ok(PolicyDocument {
+        statements,
+        variables,
+    })
 }
 
 fn parse_statement(position: usize, value: &Value) -> Result<Statement, PolicyError> {
@@ -774,7 +791,7 @@ mod tests {
     // resource matches nothing.
     #[test]
     fn thing_name_variable_without_a_thing_matches_nothing() {
-        let doc = r#"{"Statement":{"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"}}"#;
+        let doc = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"}}"#;
         assert_eq!(
             decide(doc, &ctx("t1", Some("t1")), Action::Connect, "t1"),
             Decision::Allowed
@@ -784,7 +801,7 @@ mod tests {
             Decision::NoAllow
         );
         // A Deny on a valueless variable denies nothing either.
-        let deny = r#"{"Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"},
+        let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"},
            {"Effect":"Deny","Action":"iot:Publish","Resource":"arn:aws:iot:*:*:topic/${iot:Connection.Thing.ThingName}"}]}"#;
         assert_eq!(
             decide(deny, &ctx("t1", None), Action::Publish, "t1"),
@@ -811,7 +828,7 @@ mod tests {
             Decision::NoAllow
         );
         // As a variable in a resource it reads "true"/"false".
-        let v = r#"{"Statement":{"Effect":"Allow","Action":"iot:Publish","Resource":"arn:aws:iot:*:*:topic/attached/${iot:Connection.Thing.IsAttached}"}}"#;
+        let v = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"iot:Publish","Resource":"arn:aws:iot:*:*:topic/attached/${iot:Connection.Thing.IsAttached}"}}"#;
         assert_eq!(
             decide(v, &ctx("t1", None), Action::Publish, "attached/false"),
             Decision::Allowed
@@ -824,7 +841,7 @@ mod tests {
 
     #[test]
     fn unknown_variable_has_no_value_and_escapes_are_literal() {
-        let doc = r#"{"Statement":{"Effect":"Allow","Action":"iot:Publish","Resource":["arn:aws:iot:*:*:topic/${iot:Nope}","arn:aws:iot:*:*:topic/lit${*}"]}}"#;
+        let doc = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"iot:Publish","Resource":["arn:aws:iot:*:*:topic/${iot:Nope}","arn:aws:iot:*:*:topic/lit${*}"]}}"#;
         let c = ctx("d", None);
         assert_eq!(
             decide(doc, &c, Action::Publish, "anything"),

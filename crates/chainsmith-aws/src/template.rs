@@ -711,7 +711,7 @@ mod tests {
     fn a_value_in_a_policy_document_cannot_widen_it() {
         let t = Template::parse(
             r#"{"Parameters":{"Name":{"Type":"String"}},"Resources":{"p":{"Type":"AWS::IoT::Policy","Properties":{
-              "PolicyDocument":{"Fn::Sub":"{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"iot:Connect\",\"Resource\":\"arn:aws:iot:*:*:client/${Name}\"}}"}}}}}"#,
+              "PolicyDocument":{"Fn::Sub":"{\"Version\":\"2012-10-17\",\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"iot:Connect\",\"Resource\":\"arn:aws:iot:*:*:client/${Name}\"}}"}}}}}"#,
         )
         .unwrap();
         let c = |id| policy::Context {

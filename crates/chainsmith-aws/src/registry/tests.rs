@@ -381,7 +381,7 @@ fn fleet_registry(dir: &Path) -> Registry {
     let r = open(dir);
     r.create_policy(
         "fleet",
-        r#"{"Statement":{"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"}}"#,
+        r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}"}}"#,
     )
     .unwrap();
     r.create_template("fleet", FLEET_TEMPLATE).unwrap();
