@@ -14,6 +14,16 @@ use tokio::net::{UnixListener, UnixStream};
 /// grow a few times over.
 pub const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
 
+/// Control connections served at once (requests in flight and open monitors); one more is
+/// answered `{"kind": "busy"}` and closed. The faces open one each (a monitor, a connection
+/// test's watch, a `publish`), so this is far above real use, and it keeps a local process
+/// that opens connections and never hangs up from growing the server without bound.
+pub const MAX_CONTROL_CONNECTIONS: usize = 64;
+
+/// How long a connection may take to send its request line before it is closed: a client
+/// that connects and says nothing must not hold one of [`MAX_CONTROL_CONNECTIONS`].
+pub const REQUEST_LINE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serve the control socket at `path` until the task is dropped: each connection's request
 /// line (at most [`MAX_REQUEST_BYTES`]) goes to `handle` with the connection's writing half.
 /// A line over the limit is answered here with `{"error": …, "kind": "too-large"}`.
@@ -26,11 +36,23 @@ where
     let listener = UnixListener::bind(&path)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_CONNECTIONS));
     loop {
         let (stream, _) = listener.accept().await?;
         let handle = handle.clone();
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                let (_, mut w) = stream.into_split();
+                let msg = serde_json::json!({ "error": format!(
+                    "the server is serving {MAX_CONTROL_CONNECTIONS} control connections already; close a monitor and try again"
+                ), "kind": "busy" });
+                let _ = write_line(&mut w, &msg).await;
+            });
+            continue;
+        };
         tokio::spawn(async move {
             let _ = one_request(stream, handle).await;
+            drop(slot);
         });
     }
 }
@@ -43,9 +65,14 @@ where
     let (r, mut w) = stream.into_split();
     // One byte more than the cap tells an over-long line from one that just fits.
     let mut line = Vec::new();
-    BufReader::new(r.take(MAX_REQUEST_BYTES + 1))
-        .read_until(b'\n', &mut line)
-        .await?;
+    let mut reader = BufReader::new(r.take(MAX_REQUEST_BYTES + 1));
+    let read = reader.read_until(b'\n', &mut line);
+    if tokio::time::timeout(REQUEST_LINE_TIMEOUT, read)
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
     if line.is_empty() {
         return Ok(());
     }
@@ -56,7 +83,17 @@ where
         ), "kind": "too-large" });
         return write_line(&mut w, &msg).await;
     }
-    handle(line, w).await
+    // A client says nothing after its request line: the read ending is its hang-up, which
+    // ends the request (a monitor of a quiet server would otherwise hold its slot forever).
+    let hang_up = async move {
+        let mut sink = [0u8; 512];
+        let mut rest = reader.into_inner().into_inner();
+        while matches!(rest.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    tokio::select! {
+        done = handle(line, w) => done,
+        () = hang_up => Ok(()),
+    }
 }
 
 /// Write one JSON answer line.
@@ -151,4 +188,55 @@ pub async fn stream(
     })
     .await?;
     Ok(refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past [`MAX_CONTROL_CONNECTIONS`] open connections (here monitors that never end), one
+    /// more is told the server is busy; once one closes, the next is served again.
+    #[tokio::test]
+    async fn connections_past_the_limit_are_told_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let server = tokio::spawn(serve(path.clone(), |_line, mut w| async move {
+            write_line(&mut w, &serde_json::json!({ "ok": true })).await?;
+            // A monitor: holds the connection until the client hangs up.
+            std::future::pending::<()>().await;
+            Ok(())
+        }));
+        while !path.exists() {
+            tokio::task::yield_now().await;
+        }
+        let mut open = Vec::new();
+        for _ in 0..MAX_CONTROL_CONNECTIONS {
+            let mut s = UnixStream::connect(&path).await.unwrap();
+            s.write_all(b"{}\n").await.unwrap();
+            let mut first = String::new();
+            let mut r = BufReader::new(s);
+            r.read_line(&mut first).await.unwrap();
+            assert!(first.contains("\"ok\""), "{first}");
+            open.push(r);
+        }
+        let answer = call(&path, &serde_json::json!({})).await.unwrap();
+        assert!(
+            answer
+                .as_ref()
+                .is_err_and(|e| e.contains("control connections already")),
+            "{answer:?}"
+        );
+        // A monitor whose client hangs up gives its slot back, though it never writes again.
+        drop(open.pop());
+        let mut served = false;
+        for _ in 0..1000 {
+            if call(&path, &serde_json::json!({})).await.unwrap().is_ok() {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(served, "the slot of a closed monitor never came back");
+        server.abort();
+    }
 }
