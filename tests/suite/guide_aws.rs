@@ -122,15 +122,15 @@ fn aws_track_commands_run_as_written_and_tick_each_step() {
     );
     assert!(is_done(&w, "a-serve"));
 
-    // The connection test twice, the port the server took in place of 8883: the first is
-    // closed while JITP provisions, the second gets through.
+    // The connection test twice, as written (`--to aws-local` dials the port the server
+    // recorded): the first is closed while JITP provisions, the second gets through.
     let connect = step_commands("a-connect");
-    let test = connect[0].replace("localhost:8883", &format!("localhost:{port}"));
-    assert_ne!(test, connect[0], "the lesson dials localhost:8883");
-    let first = sh(&w, &test);
+    let test = &connect[0];
+    assert_eq!(test, "chainsmith connect aws-sensor-1 --to aws-local");
+    let first = sh(&w, test);
     assert!(!first.status.success(), "JITP closes the first connection");
     assert!(is_done(&w, "a-connect"), "{:?}", statuses(&w));
-    let second = sh(&w, &test);
+    let second = sh(&w, test);
     assert!(
         second.status.success(),
         "{}{}",
