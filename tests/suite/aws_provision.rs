@@ -249,6 +249,8 @@ async fn an_ownership_token_past_its_hour_is_rejected() {
     use chainsmith::clock::Clock;
     let w = setup();
     let ws = chainsmith::store::Workspace::open(&w.ws()).expect("workspace");
+    // The claim certificate was just issued by the CLI on the real clock: the registry's
+    // fixed clock starts at that moment and is moved from there, so this holds on any day.
     let start = time::OffsetDateTime::now_utc();
     let registry =
         Arc::new(Registry::open(&w.ws().join("aws"), Clock::Fixed(start)).expect("registry"));

@@ -228,6 +228,8 @@ fn t_cycles_three_tracks_and_the_aws_track_reads_the_aws_state() {
     let mut app = App::new(
         ws.root().to_path_buf(),
         Theme::plain(),
+        // The workspace's certificates were issued on the real clock just now; the app's
+        // clock is that moment, so the statuses shown hold on any day.
         time::OffsetDateTime::now_utc(),
         (120, 40),
     );
