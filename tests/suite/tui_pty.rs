@@ -777,7 +777,7 @@ fn a_long_device_batch_shows_a_progress_bar_on_a_terminal() {
     );
     let bar = regex::Regex::new(r"issuing .* \d+/60 \d+/s ETA \d+s").unwrap();
     assert!(bar.is_match(&raw), "no bar in {raw:?}");
-    assert!(raw.contains("writing"), "no writing stage in {raw:?}");
+    assert!(raw.contains("syncing"), "no syncing stage in {raw:?}");
     assert!(screen.contains("... and 57 more (60 in all)"), "{screen}");
     assert!(
         !screen.contains("ETA"),

@@ -552,8 +552,9 @@ pub fn new_devices(ws: &Workspace, req: &DeviceRequest) -> Result<Created> {
     new_devices_watched(ws, req, &Unwatched)
 }
 
-/// [`new_devices`], telling `progress` how far it has got: stage "issuing" (one per device,
-/// the keys and signatures), then "writing" (one per device stored).
+/// [`new_devices`], telling `progress` how far it has got: stage "issuing" (one per device
+/// made and stored, see [`Workspace::create_streamed`]), then "syncing"; with `force`,
+/// "issuing" (keys and signatures) then "writing" (each swapped in).
 pub fn new_devices_watched(
     ws: &Workspace,
     req: &DeviceRequest,
@@ -574,31 +575,36 @@ pub fn new_devices_watched(
     let profile = Profile::Device { eku: req.eku, sans };
     let validity = req.validity.resolve(&profile, ws.now())?;
     warnings.extend(outlives_issuer("the devices are", &validity, ca.as_ref()));
-    progress.stage("issuing", crate::progress::total(ids.len()));
-    let batch: Vec<NewEntity> = ids
-        .par_iter()
-        .map(|id| {
-            let made = device_entity(
-                id,
-                ca.as_ref(),
-                key,
-                &profile,
-                validity,
-                req.target,
-                req.slot,
-                ws.now(),
-            );
-            progress.done(1);
-            made
-        })
-        .collect::<Result<_>>()?;
-    let mut batch: Vec<NewEntity> = batch;
-    if req.force {
+    let make = |id: &String| {
+        device_entity(
+            id,
+            ca.as_ref(),
+            key,
+            &profile,
+            validity,
+            req.target,
+            req.slot,
+            ws.now(),
+        )
+    };
+    let entities = if req.force {
+        // Replacing keeps each old entity's history, read before anything is swapped.
+        progress.stage("issuing", crate::progress::total(ids.len()));
+        let mut batch: Vec<NewEntity> = ids
+            .par_iter()
+            .map(|id| {
+                let made = make(id);
+                progress.done(1);
+                made
+            })
+            .collect::<Result<_>>()?;
         for e in &mut batch {
             lifecycle::keep_replaced(ws, e)?;
         }
-    }
-    let entities = store_watched(ws, batch, req.force, progress)?;
+        store_watched(ws, batch, true, progress)?
+    } else {
+        ws.create_streamed(&ids, make, progress)?
+    };
     Ok(Created {
         entities,
         warnings,

@@ -26,6 +26,7 @@ pub mod meta;
 mod name;
 mod private;
 mod slots;
+mod stream;
 
 pub use chain::{HISTORY_DIR, chain_of};
 pub use error::{Damage, Error, Result, io_error};
@@ -490,33 +491,49 @@ impl Workspace {
     ) -> Result<()> {
         progress.stage("writing", crate::progress::total(batch.len()));
         let dirs = BatchDirs::open(&self.root)?;
+        // Every entity is tried (see `replace_locked`).
         let outcomes: Vec<Result<Option<Record>>> = batch
             .par_iter()
             .map(|e| {
-                let r = self.resolve(&e.meta.name).and_then(|name| {
-                    let staged = dirs.stage(e)?;
-                    let stamp = dirs.stamp(&staged);
-                    dirs.rename_new(&staged, name.as_str()).map_err(|err| {
-                        dirs.discard(&staged);
-                        if err.kind() == io::ErrorKind::AlreadyExists
-                            || err.raw_os_error()
-                                == Some(rustix::io::Errno::NOTEMPTY.raw_os_error())
-                        {
-                            Error::NameTaken(vec![e.meta.name.clone()])
-                        } else {
-                            io_error("renaming into place", &dirs.entity_path(name.as_str()), err)
-                        }
-                    })?;
-                    Ok(stamp.map(|stamp| Record {
-                        stamp,
-                        meta: e.meta.clone(),
-                    }))
-                });
+                let r = self.land_new(&dirs, e);
                 progress.done(1);
                 r
             })
             .collect();
-        let mut landed = Vec::with_capacity(batch.len());
+        self.settle_new(outcomes, || batch.iter().map(|e| e.meta.name.clone()))
+    }
+
+    /// Stage one new entity and rename it into place, refusing to replace anything under its
+    /// name; its index record (None when its stamp could not be read).
+    fn land_new(&self, dirs: &BatchDirs, e: &NewEntity) -> Result<Option<Record>> {
+        let name = self.resolve(&e.meta.name)?;
+        let staged = dirs.stage(e)?;
+        let stamp = dirs.stamp(&staged);
+        dirs.rename_new(&staged, name.as_str()).map_err(|err| {
+            dirs.discard(&staged);
+            if err.kind() == io::ErrorKind::AlreadyExists
+                || err.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error())
+            {
+                Error::NameTaken(vec![e.meta.name.clone()])
+            } else {
+                io_error("renaming into place", &dirs.entity_path(name.as_str()), err)
+            }
+        })?;
+        Ok(stamp.map(|stamp| Record {
+            stamp,
+            meta: e.meta.clone(),
+        }))
+    }
+
+    /// After a batch of `land_new`: index what landed, sync, and tell what did not land.
+    /// `names` gives every name the batch was to create (only read when names were taken).
+    fn settle_new<N: Iterator<Item = String>>(
+        &self,
+        outcomes: Vec<Result<Option<Record>>>,
+        names: impl FnOnce() -> N,
+    ) -> Result<()> {
+        let tried = outcomes.len();
+        let mut landed = Vec::with_capacity(tried);
         let mut failures = Vec::new();
         for o in outcomes {
             match o {
@@ -526,37 +543,31 @@ impl Workspace {
         }
         index::merge(&self.root, landed, &[]);
         sync_fs(&self.root)?;
-        match failures.len() {
-            0 => Ok(()),
-            _ => {
-                let taken: Vec<String> = failures
-                    .iter()
-                    .filter_map(|f| {
-                        if let Error::NameTaken(n) = f {
-                            Some(n.clone())
-                        } else {
-                            None
-                        }
-                    })
-                    .flatten()
-                    .collect();
-                if taken.len() == failures.len() && taken.len() < batch.len() {
-                    let lost: std::collections::HashSet<&String> = taken.iter().collect();
-                    let made = batch
-                        .iter()
-                        .map(|e| e.meta.name.clone())
-                        .filter(|n| !lost.contains(n))
-                        .collect();
-                    Err(Error::Raced { made, taken })
-                } else if taken.len() == failures.len() {
-                    Err(Error::NameTaken(taken))
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let taken: Vec<String> = failures
+            .iter()
+            .filter_map(|f| {
+                if let Error::NameTaken(n) = f {
+                    Some(n.clone())
                 } else {
-                    Err(failures
-                        .into_iter()
-                        .find(|f| !matches!(f, Error::NameTaken(_)))
-                        .expect("a non-name failure"))
+                    None
                 }
-            }
+            })
+            .flatten()
+            .collect();
+        if taken.len() == failures.len() && taken.len() < tried {
+            let lost: std::collections::HashSet<&String> = taken.iter().collect();
+            let made = names().filter(|n| !lost.contains(n)).collect();
+            Err(Error::Raced { made, taken })
+        } else if taken.len() == failures.len() {
+            Err(Error::NameTaken(taken))
+        } else {
+            Err(failures
+                .into_iter()
+                .find(|f| !matches!(f, Error::NameTaken(_)))
+                .expect("a non-name failure"))
         }
     }
 
