@@ -50,6 +50,78 @@ impl Row {
     }
 }
 
+/// CPU time of the calling thread so far.
+fn thread_cpu() -> std::time::Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    use nix::sys::time::TimeValLike;
+    let u = getrusage(UsageWho::RUSAGE_THREAD).unwrap();
+    let us = |t: nix::sys::time::TimeVal| t.num_microseconds().unsigned_abs();
+    std::time::Duration::from_micros(us(u.user_time()) + us(u.system_time()))
+}
+
+/// CPU µs per entity of only the system calls `new device` must make for one (a staging
+/// directory, three files of a device's sizes, one rename into place), in the fewest calls.
+fn files_floor_us(dir: &Path, n: usize) -> f64 {
+    use rustix::fs::{Mode, OFlags, RenameFlags};
+    let (staging, entities) = (dir.join("staging"), dir.join("entities"));
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::create_dir_all(&entities).unwrap();
+    let open =
+        |p: &Path| rustix::fs::open(p, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+    let (s, e) = (open(&staging), open(&entities));
+    let files = [
+        ("key.pem", 246, 0o600),
+        ("cert.pem", 630, 0o644),
+        ("meta.toml", 442, 0o644),
+    ];
+    let bytes = vec![b'x'; 1024];
+    let t = thread_cpu();
+    for i in 0..n {
+        let d = format!("s{i}");
+        rustix::fs::mkdirat(&s, d.as_str(), Mode::from_raw_mode(0o700)).unwrap();
+        for (name, len, mode) in files {
+            let fd = rustix::fs::openat(
+                &s,
+                format!("{d}/{name}").as_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                Mode::from_raw_mode(mode),
+            )
+            .unwrap();
+            rustix::io::write(&fd, &bytes[..len]).unwrap();
+        }
+        rustix::fs::renameat_with(
+            &s,
+            d.as_str(),
+            &e,
+            format!("e{i}").as_str(),
+            RenameFlags::NOREPLACE,
+        )
+        .unwrap();
+    }
+    let us = (thread_cpu() - t).as_secs_f64() * 1e6 / n as f64;
+    std::fs::remove_dir_all(dir).unwrap();
+    us
+}
+
+/// CPU µs per device of rcgen alone: a P-256 key, a certificate with the device's CN signed
+/// by a CA, both as PEM.
+fn crypto_floor_us(n: usize) -> f64 {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let t = thread_cpu();
+    for i in 0..n {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("dev-{i:06}"));
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        std::hint::black_box((cert.pem(), key.serialize_pem()));
+    }
+    (thread_cpu() - t).as_secs_f64() * 1e6 / n as f64
+}
+
 fn main() {
     let n = env_usize("CHAINSMITH_BENCH_N", 10_000);
     let n_ssl = env_usize("CHAINSMITH_BENCH_OPENSSL_N", 200);
@@ -133,6 +205,15 @@ fn main() {
         "new device / apply: {:.2}x the rate (wall), {:.2}x the CPU per certificate (openssl from a sample of {n_ssl})",
         rows[0].per_s / rows[1].per_s,
         rows[0].cpu_us / rows[1].cpu_us
+    );
+    let files = files_floor_us(&tmp.path().join("floor"), n.min(20_000));
+    let crypto = crypto_floor_us(n.min(5_000));
+    println!(
+        "floor on this machine, one thread, CPU µs per device: the entity's files {files:.1} (a directory, \
+         key.pem, cert.pem and meta.toml of the same sizes, renamed into place) + rcgen {crypto:.1} \
+         (P-256 key, certificate signed by a CA, both PEM) = {:.1}; new device is {:.1} above it",
+        files + crypto,
+        rows[0].cpu_us - files - crypto
     );
 
     let t = run(&ws, &["new", "root", "big", "--key", "rsa-4096"]);
