@@ -381,15 +381,20 @@ impl Workspace {
         let mut entries: Vec<Listing> = rd
             .filter_map(|e| e.ok())
             .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
                 Some(Listing {
                     ino: e.ino(),
                     is_dir: e.file_type().is_ok_and(|t| t.is_dir()),
-                    name: e.file_name().into_string().ok()?,
+                    head: name_head(&name),
+                    name,
                 })
             })
             .filter(|e| !e.name.starts_with('.'))
             .collect();
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        // Names in a directory are unique, so an unstable sort gives the one order; the
+        // heads settle most comparisons without reading the names (at 200,000 entities the
+        // name comparisons of sorting and merging were a seventh of `list`, perf).
+        entries.sort_unstable_by(|a, b| a.head.cmp(&b.head).then_with(|| a.name.cmp(&b.name)));
         Ok(entries)
     }
 
@@ -410,10 +415,17 @@ impl Workspace {
         let mut indexed = Vec::with_capacity(listing.len());
         let mut unsure = Vec::new();
         for e in listing {
-            while let Some(gone) = records.next_if(|r| r.meta.name < e.name) {
-                stale.push(gone.meta.name);
-            }
-            match records.next_if(|r| r.meta.name == e.name) {
+            // One comparison per step: records before `e` are gone, one equal to it is its.
+            let record = loop {
+                match records.peek().map(|r| r.meta.name.as_str().cmp(&e.name)) {
+                    Some(std::cmp::Ordering::Less) => {
+                        stale.extend(records.next().map(|gone| gone.meta.name));
+                    }
+                    Some(std::cmp::Ordering::Equal) => break records.next(),
+                    _ => break None,
+                }
+            };
+            match record {
                 Some(r) if e.is_dir && r.stamp.ino == e.ino => indexed.push(r.meta),
                 record => unsure.push((e, record)),
             }
@@ -778,9 +790,20 @@ fn landed_record(handle: Option<File>, meta: &Meta) -> Option<Record> {
 /// One entry of `entities/`: what `getdents` says without opening it.
 struct Listing {
     name: String,
+    /// The name's first bytes as a number that sorts as they do (see [`name_head`]).
+    head: u128,
     ino: u64,
     /// From the entry's type (`d_type`): a link or file is never taken from the index.
     is_dir: bool,
+}
+
+/// The first 16 bytes of `name`, zero-padded, big-endian: heads order as the names do
+/// wherever they differ (no name holds a NUL, so a shorter name's padding sorts first).
+fn name_head(name: &str) -> u128 {
+    let mut b = [0u8; 16];
+    let n = name.len().min(16);
+    b[..n].copy_from_slice(&name.as_bytes()[..n]);
+    u128::from_be_bytes(b)
 }
 
 /// One entity as `list` found it.
@@ -818,7 +841,9 @@ fn merge_by_name(a: Vec<Meta>, b: Vec<Meta>) -> Vec<Meta> {
 /// else read its meta.toml (stamping the directory first, so a change made while reading
 /// leaves a record that no longer matches).
 fn list_one(entities: &Path, entry: Listing, record: Option<Record>) -> Listed {
-    let Listing { name, ino, is_dir } = entry;
+    let Listing {
+        name, ino, is_dir, ..
+    } = entry;
     let record = match record {
         Some(r) if is_dir && r.stamp.ino == ino => return Listed::Indexed(r.meta),
         other => other,
@@ -870,4 +895,37 @@ pub(crate) fn read_meta(path: &Path) -> Result<Meta> {
         path: path.to_path_buf(),
         what: Damage::InvalidRecord { error: Box::new(e) },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_head;
+
+    /// Sorting by (head, name) is sorting by name: shorter and longer than 16 bytes, equal
+    /// heads, prefixes of each other, bytes above 0x7f.
+    #[test]
+    fn name_heads_sort_as_the_names_do() {
+        let names = [
+            "a",
+            "ab",
+            "ab-",
+            "abcdefghijklmnop",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopa",
+            "abcdefghijklmno",
+            "d-0000001",
+            "d-0000010",
+            "d-000001",
+            "zé",
+            "z~",
+            "Z",
+            "0",
+        ];
+        for a in names {
+            for b in names {
+                let by_head = name_head(a).cmp(&name_head(b)).then_with(|| a.cmp(b));
+                assert_eq!(by_head, a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
+    }
 }
