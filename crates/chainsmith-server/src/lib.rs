@@ -9,6 +9,7 @@ pub mod budget;
 pub mod control;
 pub mod listener;
 pub mod local_tls;
+pub mod memory;
 pub mod state_file;
 pub mod tls;
 pub mod topic;
