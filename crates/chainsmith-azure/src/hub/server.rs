@@ -556,10 +556,10 @@ impl Service for Shared {
         transport: Transport,
         c: Accepted,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        // The TLS stream (rustls's connection state, ~1 KB) is boxed before the session's
-        // future is made, so that future and each async function it passes the stream down to
-        // hold a pointer, not a copy of the stream each: the connection's task was ~12 KB,
-        // sized by these copies and by the larger transports (issue 25).
+        // The TLS stream (rustls's connection state and the socket, ~1.2 KB) is boxed before
+        // the session's future is made, so that future and each async function it passes the
+        // stream down to hold a pointer, not a copy of the stream each: the connection's task
+        // was ~12 KB, sized by these copies and by the larger transports (issue 25).
         let tls = Box::new(c.tls);
         let (chain, peer, permit, start) = (c.chain, c.peer, c.unauthenticated, c.start);
         async move {
