@@ -13,7 +13,7 @@ use chainsmith::hub::{Auth, HubEvent};
 use chainsmith::ops::ValidityArg;
 use hub_util::{Client, Fixture, publish_acked, username};
 use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::{Connect, Packet, Publish, Subscribe};
+use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, Publish, Subscribe};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -313,4 +313,47 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// Issue 25: once it listens, `hub serve` gives back the pages of its own code that starting
+/// touched (`chainsmith_server::memory::page_out_startup_code`, whose unit test shows the pages
+/// go) and serves on as before: a device connects, stays idle a while, then sends a 256 KB
+/// message (IoT Hub's device-to-cloud limit) and a small one, and both are acknowledged.
+#[test]
+fn hub_serve_gives_back_its_startup_code_and_serves_on() {
+    use std::io::BufRead;
+    let fx = Fixture::new();
+    fx.store.add_ca("root", true).unwrap();
+    fx.device("d1", Some("line2"), ValidityArg::default());
+    fx.register("d1", Auth::Ca, None);
+    let port = chainsmith_test_support::broker::free_port();
+    let mut serve = chainsmith_test_support::process::KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_chainsmith"))
+            .env("CHAINSMITH_WORKSPACE", fx.root())
+            .args(["hub", "serve", "--log", "off", "--port", &port.to_string()])
+            .args(["--amqp-port", "0", "--ws-port", "0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = std::io::BufReader::new(serve.0.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.contains("listening on"), "{first}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let trust = std::fs::read(fx.trust_file()).unwrap();
+        let cfg = hub_util::client_config(&trust, Some(&fx.identity(&["d1", "line2"])));
+        let addr = ([127, 0, 0, 1], port).into();
+        let (mut c, ack) = Client::connect(addr, cfg, "d1", Some(&username("d1")))
+            .await
+            .unwrap();
+        assert!(ack.is_some_and(|a| a.code == ConnectReturnCode::Success));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let topic = "devices/d1/messages/events/";
+        assert!(publish_acked(&mut c, topic, &vec![b'a'; 256 * 1024], 1).await);
+        assert!(publish_acked(&mut c, topic, b"small", 2).await);
+    });
 }

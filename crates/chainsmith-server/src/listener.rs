@@ -131,7 +131,9 @@ pub async fn listen<S: Service>(
         let (svc, acceptor) = (svc.clone(), acceptor.clone());
         tokio::spawn(async move {
             let start = Instant::now();
-            let Some((tls, chain)) = handshake(&*svc, &acceptor, tcp, peer).await else {
+            // Boxed: the handshake's state (rustls's connection mid-handshake, its timer) is
+            // freed when it ends instead of sizing the connection's task for the session's life.
+            let Some((tls, chain)) = Box::pin(handshake(&*svc, &acceptor, tcp, peer)).await else {
                 return;
             };
             let conn = Accepted {

@@ -92,6 +92,9 @@ pub async fn run_load(
     load: &Load,
     pid: u32,
 ) -> Figures {
+    // Idle is read once the broker has settled after it started listening: a server may give
+    // back its start's memory right after it binds (`hub serve` does, issue 25).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut f = Figures {
         rss_idle_mb: status_mb(pid, "VmRSS:"),
         ..Figures::default()

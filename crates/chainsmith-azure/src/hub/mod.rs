@@ -32,7 +32,7 @@ pub mod tls;
 mod websocket;
 
 // The shared local-cloud machinery, under the names the hub's modules use.
-pub use chainsmith_server::{budget, state_file};
+pub use chainsmith_server::{budget, memory, state_file};
 
 pub use auth::Refusal;
 pub use prove::{dps_csr_signer, dps_group_from_ca, dps_prove, hub_prove};

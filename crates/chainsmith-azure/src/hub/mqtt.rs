@@ -49,7 +49,8 @@ pub(super) async fn mqtt_connection<S: DeviceStream>(
             chain,
             stop,
         };
-        super::dps::mqtt::serve(sh, conn, connect, unauthenticated).await;
+        // Boxed: a registration's future would otherwise size every device session's task.
+        Box::pin(super::dps::mqtt::serve(sh, conn, connect, unauthenticated)).await;
         return;
     }
     let Some(revoked) = authenticate(&sh, &mut tls, &connect, &chain, peer).await else {

@@ -551,12 +551,30 @@ fn bind_extra(ip: IpAddr, port: Option<u16>) -> Result<Option<TcpListener>, HubE
 impl Service for Shared {
     type Transport = Transport;
 
-    async fn serve(self: Arc<Self>, transport: Transport, c: Accepted) {
-        let (tls, chain, peer, permit) = (c.tls, c.chain, c.peer, c.unauthenticated);
-        match transport {
-            Transport::Mqtt => mqtt_connection(self, tls, chain, peer, permit, c.start).await,
-            Transport::Amqp => super::amqp::connection(self, tls, chain, peer, permit).await,
-            Transport::WebSocket => super::https::connection(self, tls, chain, peer, permit).await,
+    fn serve(
+        self: Arc<Self>,
+        transport: Transport,
+        c: Accepted,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        // The TLS stream (rustls's connection state and the socket, ~1.2 KB) is boxed before
+        // the session's future is made, so that future and each async function it passes the
+        // stream down to hold a pointer, not a copy of the stream each: the connection's task
+        // was ~12 KB, sized by these copies and by the larger transports (issue 25).
+        let tls = Box::new(c.tls);
+        let (chain, peer, permit, start) = (c.chain, c.peer, c.unauthenticated, c.start);
+        async move {
+            // A task's future is as large as its largest state: AMQP's and the
+            // WebSocket/HTTPS's sessions are boxed, so that an MQTT device, the common case,
+            // does not pay for their larger futures.
+            match transport {
+                Transport::Mqtt => mqtt_connection(self, tls, chain, peer, permit, start).await,
+                Transport::Amqp => {
+                    Box::pin(super::amqp::connection(self, tls, chain, peer, permit)).await;
+                }
+                Transport::WebSocket => {
+                    Box::pin(super::https::connection(self, tls, chain, peer, permit)).await;
+                }
+            }
         }
     }
 
