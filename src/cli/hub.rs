@@ -713,7 +713,7 @@ fn serve(global: &Global, store: &HubStore, a: ServeArgs) -> CliResult {
         // Listening: the code that parsed the arguments, read the workspace and issued the
         // server's certificate runs no more, and its pages are given back (issue 25; a kernel
         // without MADV_PAGEOUT keeps them, and the hub serves the same).
-        let _ = crate::hub::memory::page_out_startup_code();
+        let _ = chainsmith_server::memory::page_out_startup_code();
         let mut events = hub.events();
         let listeners = hub.listeners();
         let set_aside: Vec<String> = store

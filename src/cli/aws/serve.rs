@@ -120,6 +120,9 @@ pub fn serve(global: &Global, ws: &Workspace, registry: Registry, a: ServeArgs) 
             handle.control(),
             control_path.clone(),
         ));
+        // Listening: what parsed the arguments and read the workspace runs no more; its code
+        // pages are given back, as `hub serve` does (chainsmith_server::memory).
+        let _ = chainsmith_server::memory::page_out_startup_code();
         let mut events = handle.events();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
