@@ -914,3 +914,35 @@ impl HubView for ControlRefusals {
         Box::pin(async move { ids.to_vec() })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chainsmith_test_support::workspace::{new_ca, new_devices, with_root};
+
+    fn names(certs: &[crate::mqtt::identity::ChainCert]) -> Vec<&str> {
+        certs.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_failed_device_is_explained_from_the_workspace_or_from_what_it_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = with_root(&dir.path().join("ws"), "root");
+        new_ca(&ws, "line2", Some("root"));
+        new_devices(&ws, "d-1", "line2");
+        let root = ws.load("root").unwrap().cert_der;
+        let devices = load_devices(&ws, &["d-1".to_string()], &[root], false).unwrap();
+        // Read back as the connection test knows it: the chain it sends, the root above.
+        let id = devices[0].identity();
+        assert_eq!(id.device_id, "d-1");
+        assert_eq!(names(&id.sent), ["d-1", "line2"]);
+        assert_eq!(names(&id.above), ["root"]);
+        assert!(!id.key_pem.is_empty());
+        // The workspace lost the device during the run: what it sends, named by CN.
+        std::fs::remove_dir_all(ws.root().join("entities/d-1")).unwrap();
+        let id = devices[0].identity();
+        assert_eq!(id.device_id, "d-1");
+        assert_eq!(names(&id.sent), ["d-1", "line2"]);
+        assert!(id.above.is_empty());
+    }
+}
