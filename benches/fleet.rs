@@ -321,6 +321,19 @@ fn main() {
     );
     assert!(wait_port(port), "the hub does not listen on {port}");
     let hub_idle = proc_stat(hub.0.id()).unwrap().0;
+    // The fleet process's own cost (code, runtime, TLS setup): a fleet of one device, one
+    // message; what a larger fleet holds beyond it is what its devices cost.
+    let one = fleet(
+        &ws,
+        &["d-00001", "--messages", "1", "--timeout", "20s"],
+        &tmp.path().join("one.json"),
+        hub.0.id(),
+    );
+    let fleet_idle = one.fleet_rss;
+    println!(
+        "fleet of one device: {fleet_idle:.1} MB RSS; a device's task holds {} bytes while it waits (its session boxed beside it)",
+        chainsmith::fleet::device_task_bytes()
+    );
     let r = fleet(
         &ws,
         &[
@@ -392,7 +405,7 @@ fn main() {
         "mosquitto",
         &r,
     );
-    side_by_side(&hub_run, &r);
+    side_by_side(&hub_run, &r, n, fleet_idle);
 
     // 3. Handshakes per client CPU second: connect all N once, chainsmith vs Node `mqtt`.
     let r = fleet(
@@ -479,7 +492,7 @@ fn main() {
 
 /// The goals' rows, the local hub's run beside Mosquitto's, with the ratio (NaN: a figure
 /// the run did not reach, such as a storm the run stopped before it ended).
-fn side_by_side(hub: &Run, mosquitto: &Run) {
+fn side_by_side(hub: &Run, mosquitto: &Run, n: usize, fleet_idle: f64) {
     let f = |r: &Run, k: &str| r.report[k].as_f64().unwrap_or(f64::NAN);
     let storm = |r: &Run| {
         r.report["storm"]["time_to_all_back_s"]
@@ -501,6 +514,18 @@ fn side_by_side(hub: &Run, mosquitto: &Run) {
     );
     row("peer RSS (MB)", hub.peer_rss, mosquitto.peer_rss);
     row("fleet RSS (MB)", hub.fleet_rss, mosquitto.fleet_rss);
+    // The goal: a fleet of 10,000 in at most 250 MB, so (250 MB - a fleet of one) / 10,000
+    // per device.
+    let per_device = |r: &Run| (r.fleet_rss - fleet_idle) * 1024.0 / n as f64;
+    row(
+        "fleet KB per device ((RSS - one's) / N)",
+        per_device(hub),
+        per_device(mosquitto),
+    );
+    println!(
+        "   goal: fleet RSS <= 250 MB at 10,000 devices, i.e. <= {:.1} KB per device beside a fleet of one ({fleet_idle:.1} MB)",
+        (250.0 - fleet_idle) * 1024.0 / 10_000.0
+    );
     row(
         "storm: seconds until all back",
         storm(hub),

@@ -61,9 +61,13 @@ pub enum TlsSetupError {
     Other(String),
 }
 
-/// The one crypto provider in the tree.
+/// The one crypto provider in the tree, made once: a fleet's 10,000 device configurations
+/// share it instead of each holding its own copy of the suite and group lists.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .clone()
 }
 
 /// The server's side of the trust: the anchors (DER) and, when asked, the system store, as a
@@ -114,6 +118,14 @@ pub(crate) fn client_config(
     verifier: Arc<dyn ServerCertVerifier>,
     client: Arc<dyn ResolvesClientCert>,
 ) -> Result<ClientConfig, TlsSetupError> {
+    Ok(builder(version, verifier)?.with_client_cert_resolver(client))
+}
+
+/// The builder of [`client_config`], up to the client certificate.
+fn builder(
+    version: Option<crate::mqtt::TlsVersion>,
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>, TlsSetupError> {
     use crate::mqtt::TlsVersion;
     Ok(ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(match version {
@@ -123,8 +135,17 @@ pub(crate) fn client_config(
         })
         .map_err(|e| TlsSetupError::Other(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_client_cert_resolver(client))
+        .with_custom_certificate_verifier(verifier))
+}
+
+/// A fleet's configuration for `verifier`'s server before any device's key is in it (see
+/// [`with_client_key`]): every handshake a full one, as a fleet test must measure.
+pub(crate) fn fleet_template(
+    verifier: Arc<WebPkiServerVerifier>,
+) -> Result<ClientConfig, TlsSetupError> {
+    let mut config = builder(None, verifier)?.with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
 }
 
 /// A device's configuration for `verifier`'s server with its chain and key, nothing recorded.
@@ -135,6 +156,15 @@ pub(crate) fn device_config(
 ) -> Result<ClientConfig, TlsSetupError> {
     let key = device_key(chain, key_pem)?;
     client_config(None, verifier, Arc::new(OneCert(key)))
+}
+
+/// A configuration like `template` that offers `key` as the client certificate: a fleet builds
+/// its template once and gives each device its own copy, which shares the template's
+/// verifier, provider and settings (only the configuration's own small fields are copied).
+pub(crate) fn with_client_key(template: &ClientConfig, key: Arc<CertifiedKey>) -> ClientConfig {
+    let mut config = template.clone();
+    config.client_auth_cert_resolver = Arc::new(OneCert(key));
+    config
 }
 
 /// Offers the device's one chain whenever the server asks.

@@ -22,7 +22,7 @@ mod shared;
 
 pub use figures::{Figures, Phase};
 pub use report::{Report, merge};
-pub use run::{DpsPlan, FleetDevice, FleetRun, Plan, load_devices, start};
+pub use run::{DpsPlan, FleetDevice, FleetRun, Plan, device_task_bytes, load_devices, start};
 pub use select::{Selected, Shard, select};
 pub use shared::{FleetEvent, Load, RoundTrip};
 

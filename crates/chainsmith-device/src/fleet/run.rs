@@ -17,14 +17,54 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
-/// One simulated device: its identity (for the diagnosis) and its TLS configuration.
+/// One simulated device: its id and TLS configuration. What only a failure's diagnosis needs
+/// (the parsed certificates, the CAs above them: about 4 KB a device) is read again from the
+/// workspace when the device fails ([`FleetDevice::identity`]), not held by every device.
 #[derive(Clone)]
 pub struct FleetDevice {
     /// The device id (MQTT client id).
     pub id: String,
-    /// Its certificate chain and key, as the connection test knows them.
-    pub identity: Arc<Identity>,
+    /// Its chain as sent (leaf first) and its key; the configuration offers the same one.
+    key: Arc<rustls::sign::CertifiedKey>,
     config: Arc<rustls::ClientConfig>,
+    /// The workspace it was loaded from (one, shared by the fleet).
+    ws: Arc<Workspace>,
+}
+
+impl FleetDevice {
+    /// Its certificate chain and key, as the connection test knows them, read again from the
+    /// workspace. When the workspace no longer holds the device (changed during the run), what
+    /// the device sends stands alone: its chain, named by CN, with no CA above it known.
+    pub fn identity(&self) -> Identity {
+        Identity::from_workspace(&self.ws, &self.id).unwrap_or_else(|_| self.sent_identity())
+    }
+
+    fn sent_identity(&self) -> Identity {
+        let now = self.ws.now();
+        let sent = self
+            .key
+            .cert
+            .iter()
+            .filter_map(|c| {
+                let view = crate::pki::inspect::CertView::from_der_at(c, now).ok()?;
+                let name = view.cn.clone().unwrap_or_else(|| view.subject.clone());
+                Some(crate::mqtt::identity::ChainCert {
+                    name,
+                    der: c.to_vec(),
+                    view,
+                })
+            })
+            .collect();
+        Identity {
+            device_id: self.id.clone(),
+            source: format!("workspace device \"{}\"", self.id),
+            sent,
+            above: vec![],
+            key_pem: String::new(),
+            target: None,
+            workspace: Some(self.ws.root().to_path_buf()),
+        }
+    }
 }
 
 impl std::fmt::Debug for FleetDevice {
@@ -41,9 +81,13 @@ pub fn load_devices(
     extra_ca: &[Vec<u8>],
     system_roots: bool,
 ) -> Result<Vec<FleetDevice>, FleetError> {
-    // One verifier (the anchors parsed once) for every device's configuration.
+    // One verifier (the anchors parsed once) and one template for every device's
+    // configuration: each device adds only its own key.
     let verifier = crate::dial::server_verifier(extra_ca, system_roots)
         .map_err(|e| FleetError::Selection(e.to_string()))?;
+    let template =
+        crate::dial::fleet_template(verifier).map_err(|e| FleetError::Selection(e.to_string()))?;
+    let shared_ws = Arc::new(ws.clone());
     // Loaded in parallel, judged in order: the error names the first bad device of the list,
     // whichever thread finished first (rayon's own Result collect returns any of them).
     let loaded: Vec<Result<FleetDevice, FleetError>> = names
@@ -54,20 +98,18 @@ pub fn load_devices(
                 problem: e.to_string(),
             })?;
             let chain: Vec<Vec<u8>> = identity.sent.iter().map(|c| c.der.clone()).collect();
-            let mut config =
-                crate::dial::device_config(verifier.clone(), &chain, &identity.key_pem).map_err(
-                    |e| FleetError::Device {
-                        device: name.clone(),
-                        problem: e.to_string(),
-                    },
-                )?;
-            // Every handshake a full one, as a fleet test must measure.
-            config.resumption = rustls::client::Resumption::disabled();
-            let config = Arc::new(config);
+            let key = crate::dial::device_key(&chain, &identity.key_pem).map_err(|e| {
+                FleetError::Device {
+                    device: name.clone(),
+                    problem: e.to_string(),
+                }
+            })?;
+            let config = Arc::new(crate::dial::with_client_key(&template, key.clone()));
             Ok(FleetDevice {
-                id: identity.device_id.clone(),
-                identity: Arc::new(identity),
+                id: identity.device_id,
+                key,
                 config,
+                ws: shared_ws.clone(),
             })
         })
         .collect();
@@ -225,6 +267,10 @@ pub fn start(plan: Plan) -> FleetRun {
     }
 }
 
+/// Failed devices whose identity is read back from the workspace at once (on the blocking
+/// pool), to explain their failure.
+const READERS: usize = 2;
+
 /// Storm reconnects: attempts per device before it counts as failed.
 const STORM_ATTEMPTS: u32 = 8;
 
@@ -306,6 +352,7 @@ async fn prepare(
         hub: plan.hub.clone(),
         events: events.clone(),
         gate: Semaphore::new(plan.in_flight.max(1)),
+        reading: Semaphore::new(READERS),
         t0,
         connect_rate: plan.connect_rate,
     });
@@ -313,7 +360,7 @@ async fn prepare(
 }
 
 async fn drive(
-    plan: Plan,
+    mut plan: Plan,
     figures: watch::Sender<Figures>,
     events: mpsc::UnboundedSender<FleetEvent>,
     stop_tx: Arc<watch::Sender<bool>>,
@@ -330,17 +377,18 @@ async fn drive(
     });
     let (sh, resolve_failure) = prepare(&plan, &events, &stop_tx, &storm_tx, t0).await;
     let mut devices = tokio::task::JoinSet::new();
+    // Each device moves into its task: the run holds no second copy of any of them.
+    let fleet = std::mem::take(&mut plan.devices);
     if sh.addrs.is_empty() {
         // Nothing to dial: every device fails the same way, explained once per device.
-        for d in &plan.devices {
+        for d in &fleet {
             fail(&sh, d, Failure::new(Step::Resolve, resolve_failure.clone())).await;
             sh.attempted.fetch_add(1, Relaxed);
         }
     } else {
-        for (i, d) in plan.devices.iter().enumerate() {
+        for (i, d) in fleet.into_iter().enumerate() {
             let sh = sh.clone();
-            let d = d.clone();
-            devices.spawn(async move { device(sh, d, i).await });
+            devices.spawn(device(sh, d, i));
         }
     }
 
@@ -456,12 +504,11 @@ async fn drive(
     }
     m.elapsed_s = elapsed_s;
     m.stopped = stopped;
-    report(&plan, &sh, &m)
+    report(&plan, n, &sh, &m)
 }
 
-/// What a run measured, once every device has stopped.
-fn report(plan: &Plan, sh: &Shared, m: &Marks) -> Report {
-    let n = plan.devices.len() as u64;
+/// What a run of `n` devices measured, once every device has stopped.
+fn report(plan: &Plan, n: u64, sh: &Shared, m: &Marks) -> Report {
     let live = &sh.live;
     let failed = live.failed.load(Relaxed);
     let steady = m
@@ -530,6 +577,20 @@ fn report(plan: &Plan, sh: &Shared, m: &Marks) -> Report {
     }
 }
 
+/// Bytes of one device's task as tokio holds it (the state of [`device`]'s future, the
+/// boxed step under way not included): the fleet bench prints it beside the memory a device
+/// costs.
+#[doc(hidden)]
+pub fn device_task_bytes() -> usize {
+    fn state<F, Fut>(_: &F) -> usize
+    where
+        F: FnOnce(Arc<Shared>, FleetDevice, usize) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+    state(&device)
+}
+
 /// One device from ramp-up to stop.
 async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
     let mut stop = sh.stop.clone();
@@ -539,16 +600,20 @@ async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
         _ = tokio::time::sleep_until(slot) => {}
         _ = until_true(&mut stop) => { sh.attempted.fetch_add(1, Relaxed); return; }
     }
-    let id = match &sh.dps {
-        None => d.id.clone(),
-        Some(_) => match provision(&sh, &d).await {
-            Some(id) => id,
+    // Every longer step below is boxed, so the task holds only the one under way (the
+    // session while connected) and not the largest of them all at once: the fleet's memory
+    // is mostly its idle devices' tasks.
+    let assigned = match &sh.dps {
+        None => None,
+        Some(_) => match Box::pin(provision(&sh, &d)).await {
+            Some(id) => Some(id),
             None => {
                 sh.attempted.fetch_add(1, Relaxed);
                 return;
             }
         },
     };
+    let id = assigned.as_deref().unwrap_or(&d.id);
     let mut progress = Progress::default();
     let mut first = true;
     let mut in_storm = false;
@@ -567,7 +632,7 @@ async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
         sh.live.connecting.fetch_add(1, Relaxed);
         let t = Instant::now();
         let result = tokio::select! {
-            r = session::connect(&sh, &id, d.config.clone()) => Some(r),
+            r = Box::pin(session::connect(&sh, id, d.config.clone())) => Some(r),
             _ = until_true(&mut stop) => None,
         };
         sh.live.connecting.fetch_sub(1, Relaxed);
@@ -598,7 +663,7 @@ async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
                 if in_storm {
                     sh.storm_failed.fetch_add(1, Relaxed);
                 }
-                fail(&sh, &d, f).await;
+                Box::pin(fail(&sh, &d, f)).await;
                 if first {
                     sh.attempted.fetch_add(1, Relaxed);
                 }
@@ -617,7 +682,7 @@ async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
             sh.storm_back.fetch_add(1, Relaxed);
         }
         attempt = 0;
-        let end = session::session(&sh, &id, conn, &mut progress, storm_seen).await;
+        let end = Box::pin(session::session(&sh, id, conn, &mut progress, storm_seen)).await;
         sh.live.connected.fetch_sub(1, Relaxed);
         match end {
             End::Stopped => return,
@@ -627,7 +692,7 @@ async fn device(sh: Arc<Shared>, d: FleetDevice, index: usize) {
                 continue;
             }
             End::Failed(f) => {
-                fail(&sh, &d, f).await;
+                Box::pin(fail(&sh, &d, f)).await;
                 return;
             }
         }
@@ -657,7 +722,7 @@ async fn provision(sh: &Shared, d: &FleetDevice) -> Option<String> {
     };
     let device = dps_client::Device {
         registration_id: d.id.clone(),
-        chain: d.identity.sent.iter().map(|c| c.der.clone()).collect(),
+        chain: d.key.cert.iter().map(|c| c.to_vec()).collect(),
         key_pem: String::new(), // the TLS configuration below already holds the key
         trust: vec![],
     };
@@ -780,15 +845,25 @@ async fn fail(sh: &Shared, d: &FleetDevice, f: Failure) {
         ),
         (kind, _) => Failure::new(f.step, kind),
     };
+    // Read back from the workspace off the runtime's threads and a few at a time, so a fleet
+    // whose every device fails at once neither stalls the others' timers nor starts a
+    // thread for each.
+    let identity = {
+        let _reading = sh.reading.acquire().await.ok();
+        let of = d.clone();
+        tokio::task::spawn_blocking(move || of.identity())
+            .await
+            .unwrap_or_else(|_| d.sent_identity())
+    };
     let cx = Context {
-        identity: &d.identity,
+        identity: &identity,
         endpoint: &sh.endpoint,
         server_cert: None,
         acceptable_cas: &[],
         preflight: &[],
         timeout: sh.timeout,
     };
-    let aws = crate::mqtt::aws::explain(sh.hub.as_deref(), &f, &d.identity, &sh.endpoint);
+    let aws = crate::mqtt::aws::explain(sh.hub.as_deref(), &f, &identity, &sh.endpoint);
     let dx = match aws.await {
         Some(dx) => dx,
         None => diagnose::diagnose(&f, &cx),
@@ -837,5 +912,37 @@ impl HubView for ControlRefusals {
         _wait: Duration,
     ) -> futures::future::BoxFuture<'a, Vec<u32>> {
         Box::pin(async move { ids.to_vec() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chainsmith_test_support::workspace::{new_ca, new_devices, with_root};
+
+    fn names(certs: &[crate::mqtt::identity::ChainCert]) -> Vec<&str> {
+        certs.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_failed_device_is_explained_from_the_workspace_or_from_what_it_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = with_root(&dir.path().join("ws"), "root");
+        new_ca(&ws, "line2", Some("root"));
+        new_devices(&ws, "d-1", "line2");
+        let root = ws.load("root").unwrap().cert_der;
+        let devices = load_devices(&ws, &["d-1".to_string()], &[root], false).unwrap();
+        // Read back as the connection test knows it: the chain it sends, the root above.
+        let id = devices[0].identity();
+        assert_eq!(id.device_id, "d-1");
+        assert_eq!(names(&id.sent), ["d-1", "line2"]);
+        assert_eq!(names(&id.above), ["root"]);
+        assert!(!id.key_pem.is_empty());
+        // The workspace lost the device during the run: what it sends, named by CN.
+        std::fs::remove_dir_all(ws.root().join("entities/d-1")).unwrap();
+        let id = devices[0].identity();
+        assert_eq!(id.device_id, "d-1");
+        assert_eq!(names(&id.sent), ["d-1", "line2"]);
+        assert!(id.above.is_empty());
     }
 }

@@ -26,6 +26,11 @@ use tokio_rustls::client::TlsStream;
 /// Keep-alive announced in CONNECT; a PINGREQ goes out after half of it without traffic.
 const KEEP_ALIVE: u16 = 60;
 
+/// Each device's MQTT read and write buffers to begin with: a telemetry PUBLISH (topic and the
+/// seed's body) is under 200 bytes and a PUBACK 4; a larger packet grows them (up to the
+/// connection test's packet limit). 10,000 devices hold 5 MB in them at this size.
+const BUFFER: usize = 256;
+
 /// A device's MQTT connection: the connection test's framing over this device's TLS stream.
 pub(crate) type Conn = crate::mqtt::session::Conn<TlsStream<TcpStream>>;
 
@@ -43,7 +48,7 @@ pub(crate) async fn connect(
     sh: &Shared,
     id: &str,
     config: Arc<rustls::ClientConfig>,
-) -> Result<Conn, Failure> {
+) -> Result<Box<Conn>, Failure> {
     let limit = sh.timeout;
     let tcp = step(Step::TcpConnect, limit, crate::dial::tcp_first(&sh.addrs)).await?;
     let connector = tokio_rustls::TlsConnector::from(config);
@@ -53,7 +58,10 @@ pub(crate) async fn connect(
         connector.connect(sh.server_name.clone(), tcp),
     )
     .await?;
-    let mut conn = Conn::with_capacity(tls, 512);
+    // Boxed: the connection (rustls's state is 1 KB of it) is moved from this step to the
+    // session and on to the drain, and each task and future it passes through keeps only
+    // this pointer in its state.
+    let mut conn = Box::new(Conn::with_capacity(tls, BUFFER));
     let mut connect = Connect::new(id.to_string());
     connect.keep_alive = KEEP_ALIVE;
     connect.clean_session = true;
@@ -157,13 +165,12 @@ fn message_id_of(payload: &[u8]) -> Option<u32> {
 pub(crate) async fn session(
     sh: &Shared,
     id: &str,
-    mut conn: Conn,
+    mut conn: Box<Conn>,
     progress: &mut Progress,
     storm_seen: u64,
 ) -> End {
     let limit = sh.timeout;
     let live = &sh.live;
-    let topics = [false, true].map(|alert| sh.flavor.dialect().telemetry_topic(id, alert));
     let qos = if sh.qos == 0 {
         QoS::AtMostOnce
     } else {
@@ -210,7 +217,8 @@ pub(crate) async fn session(
         tokio::select! {
             biased;
             _ = super::shared::until_true(&mut stop) => {
-                return drain_and_disconnect(sh, conn, acks, trips).await;
+                // Boxed: only a stopping device holds the drain's state.
+                return Box::pin(drain_and_disconnect(sh, conn, acks, trips)).await;
             }
             _ = super::shared::until_past(&mut storm, storm_seen) => {
                 // Dropped without a word, as a network outage or a hub failover drops devices.
@@ -255,7 +263,8 @@ pub(crate) async fn session(
                 let mid = progress.next_message;
                 progress.next_message = progress.next_message.wrapping_add(1);
                 let (body, alert) = telemetry(id, mid);
-                let mut publish = Publish::new(topics[usize::from(alert)].clone(), qos, body);
+                let topic = sh.flavor.dialect().telemetry_topic(id, alert);
+                let mut publish = Publish::new(topic, qos, body);
                 let now = Instant::now();
                 if qos == QoS::AtLeastOnce {
                     pkid = if pkid == u16::MAX { 2 } else { pkid + 1 };
@@ -310,7 +319,7 @@ fn lost(sh: &Shared, acks: &VecDeque<(u16, Instant)>, trips: &VecDeque<(u32, Ins
 /// close_notify.
 async fn drain_and_disconnect(
     sh: &Shared,
-    mut conn: Conn,
+    mut conn: Box<Conn>,
     mut acks: VecDeque<(u16, Instant)>,
     mut trips: VecDeque<(u32, Instant)>,
 ) -> End {

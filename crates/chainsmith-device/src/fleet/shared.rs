@@ -117,6 +117,8 @@ pub(crate) struct Shared {
     pub(super) hub: Option<Arc<dyn HubView>>,
     pub(super) events: mpsc::UnboundedSender<FleetEvent>,
     pub(super) gate: Semaphore,
+    /// Failed devices' identities being read back from the workspace ([`super::run`]).
+    pub(super) reading: Semaphore,
     pub(super) t0: Instant,
     pub(super) connect_rate: f64,
 }
