@@ -367,6 +367,9 @@ fn run_fleet(global: &Global, a: RunArgs) -> CliResult {
         plan.hub = t.hub.clone();
         plan.shard = shard;
         plan.dps = dps;
+        // Set up: what parsed the arguments and read the workspace runs no more; its code
+        // pages are given back before the devices start (chainsmith_server::memory).
+        let _ = chainsmith_server::memory::page_out_startup_code();
         let report = watch_run(json, fleet::start(plan)).await;
         if let Some(h) = t.started {
             h.shutdown().await;
