@@ -322,6 +322,14 @@ fn run_fleet(global: &Global, a: RunArgs) -> CliResult {
     let ws = global.existing_workspace()?;
     let names = selection(global, &ws, &a.select, shard)?;
     if a.register {
+        // Registering is the one step the run leaves behind: every name must be a device of
+        // this workspace first (a range mistyped without braces is a name nobody has).
+        if let Some(missing) = names.iter().find(|n| !ws.exists(n)) {
+            bail!(
+                "no device \"{}\" in the workspace, so nothing was registered; name existing devices, a range like sensor-{{00001..10000}}, or --issuer CA",
+                crate::text::escape_controls(missing)
+            );
+        }
         let store = crate::hub::HubStore::open(ws.root())?;
         let r = fleet::register_in_local_hub(&store, &names)?;
         if global.json {

@@ -1018,6 +1018,37 @@ fn unregistered_fleet_gets_one_command_and_register_registers_it() {
     );
 }
 
+/// A range mistyped without braces is one name no device has: `--register` refuses it before
+/// registering anything, naming it and how a range is written (the fleet helper found it
+/// registered in the hub, then the run failed).
+#[test]
+fn register_refuses_a_name_the_workspace_does_not_have_and_registers_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    ok(&ws, &["new", "root", ROOT]);
+    ok(
+        &ws,
+        &["new", "device", "d-{00001..00003}", "--issuer", ROOT],
+    );
+    ok(&ws, &["hub", "ca", "add", ROOT, "--verified"]);
+    let out = fleet(&ws, &["d-00001", "d-00001..d-00003", "--register"]);
+    let text = run_out(&out);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("no device \"d-00001..d-00003\" in the workspace, so nothing was registered"),
+        "{text}"
+    );
+    assert!(text.contains("sensor-{00001..10000}"), "{text}");
+    assert!(
+        HubStore::open(&ws)
+            .unwrap()
+            .load()
+            .unwrap()
+            .devices
+            .is_empty()
+    );
+}
+
 /// Issue 27 item 4: `--issuer CA` takes what the CA issues now: devices signed by an
 /// earlier key of it are left out, and the command says how many and which.
 #[test]
