@@ -139,13 +139,22 @@ mod tests {
 
     #[test]
     fn paging_out_gives_back_the_programs_pages_and_it_runs_on() {
+        // A test binary linked a moment ago (as in CI) may still be dirty in the page cache,
+        // and the kernel does not reclaim a dirty file page without writing it back first:
+        // write it back, so the test sees what an installed program gets.
+        std::fs::File::open("/proc/self/exe")
+            .and_then(|f| f.sync_all())
+            .expect("writing back the test binary");
         let before = own_file_rss_kb();
         let done = page_out_startup_code().expect("MADV_PAGEOUT on Linux 5.4+");
         let after = own_file_rss_kb();
         assert!(done.mappings >= 2, "{done:?}");
-        // What this test runs after the call comes back (and other tests run meanwhile).
+        // Without the call the program's resident pages only grow. With it, what the test runs
+        // afterwards comes back and the kernel keeps pages it cannot take at once (a test
+        // binary's are ~1 MB here however often it is asked), so the test asks for a drop
+        // of at least 128 kB rather than a ratio (runs here gave back 270-800 kB of 1.6-1.8 MB).
         assert!(
-            after < before / 2,
+            after + 128 <= before,
             "{before} kB resident before, {after} kB after"
         );
         // The code just paged out runs again, read back from the file.
