@@ -19,8 +19,9 @@ use std::sync::mpsc;
 /// many, not per entity (a futex call each, which under load cost more than it saved).
 const HANDOFF: usize = 32;
 
-/// Entities made but not yet written, at most: enough that the makers never wait on a writer
-/// that is merely between two files, small enough that a batch's memory stays flat.
+/// Entities made but not yet written that the hand-over holds (plus one chunk of [`HANDOFF`]
+/// per maker thread being made and one being written): enough that the makers never wait on a
+/// writer that is merely between two files, small enough that a batch's memory stays flat.
 pub const STREAM_DEPTH: usize = 256;
 
 impl Workspace {
